@@ -1,0 +1,3 @@
+module github.com/hsmkit/cryptech-backup
+
+go 1.26
