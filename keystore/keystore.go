@@ -1,7 +1,11 @@
 package keystore
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"slices"
+	"sync"
 
 	"github.com/hsmkit/cryptech-backup/sim"
 )
@@ -27,31 +31,331 @@ var (
 	ErrTooLarge = errors.New("keystore: record too large for a flash block")
 )
 
-// MaxDataSize is the largest Data a record can hold.
+// errBadKind reports a record of kind 0.
+var errBadKind = errors.New("keystore: record kind 0 is not valid")
+
+// MaxDataSize is the largest Data a record can hold. The block header takes
+// 44 bytes; the other 20 are kept for later header fields.
 const MaxDataSize = sim.BlockSize - 64
 
 // Store is a keystore on one flash chip. It is safe for concurrent use.
-type Store struct{}
+//
+// When a flash write fails (a power cut, an I/O error), the store stops:
+// every later Get, Put, PutAll and Delete returns that error, since only a
+// new Open can tell what reached the chip.
+type Store struct {
+	mu     sync.Mutex
+	flash  *sim.Flash
+	index  map[ID]entry
+	free   []int  // erased blocks, used oldest-freed first
+	seq    uint64 // highest sequence number on the chip
+	failed error
+}
+
+// entry locates a record.
+type entry struct {
+	block int
+	kind  Kind
+}
 
 // Open scans flash, recovers from any interrupted operation and returns the store.
-func Open(f *sim.Flash) (*Store, error) { panic("TODO") }
+func Open(f *sim.Flash) (*Store, error) {
+	if f == nil {
+		return nil, errors.New("keystore: open: no flash")
+	}
+	slots, maxSeq, err := scan(f)
+	if err != nil {
+		return nil, err
+	}
+	if clean(slots) != nil {
+		r := &recoverer{f: f, slots: slots, maxSeq: maxSeq}
+		if err := r.run(); err != nil {
+			return nil, err
+		}
+		// Read back what recovery left rather than trusting its bookkeeping.
+		slots, maxSeq, err = scan(f)
+		if err != nil {
+			return nil, err
+		}
+		maxSeq = max(maxSeq, r.maxSeq)
+		if err := clean(slots); err != nil {
+			return nil, fmt.Errorf("keystore: open: recovery left an unclean chip: %s", err)
+		}
+	}
+	s := &Store{flash: f, index: make(map[ID]entry), seq: maxSeq}
+	for i, sl := range slots {
+		if sl.class == classErased {
+			s.free = append(s.free, i)
+		} else {
+			s.index[sl.hdr.id] = entry{block: i, kind: sl.hdr.kind}
+		}
+	}
+	return s, nil
+}
+
+// usable returns the error that stopped the store, if any; s.mu is held.
+func (s *Store) usable() error {
+	if s.failed != nil {
+		return fmt.Errorf("keystore: stopped after a failed write, reopen: %w", s.failed)
+	}
+	return nil
+}
+
+// fail stops the store; s.mu is held.
+func (s *Store) fail(err error) error {
+	s.failed = err
+	return err
+}
 
 // Get returns the record with the given id, or ErrNotFound.
-func (s *Store) Get(id ID) (Record, error) { panic("TODO") }
+func (s *Store) Get(id ID) (Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return Record{}, err
+	}
+	e, ok := s.index[id]
+	if !ok {
+		return Record{}, ErrNotFound
+	}
+	var hdr [headerSize]byte
+	if err := s.flash.Read(e.block, 0, hdr[:]); err != nil {
+		return Record{}, fmt.Errorf("keystore: get: %w", err)
+	}
+	b, n, err := parseHeader(hdr[:])
+	if err != nil {
+		return Record{}, fmt.Errorf("keystore: get: block %d: %w", e.block, err)
+	}
+	data := make([]byte, n)
+	if err := s.flash.Read(e.block, headerSize, data); err != nil {
+		return Record{}, fmt.Errorf("keystore: get: %w", err)
+	}
+	switch {
+	case blockCRC(hdr[:], data) != storedCRC(hdr[:]):
+		err = fmt.Errorf("%w: bad CRC", ErrCorrupt)
+	case b.status != statusLive || b.typ != typeRecord || b.id != id || b.kind != e.kind:
+		err = fmt.Errorf("%w: block does not hold this record", ErrCorrupt)
+	}
+	if err != nil {
+		clear(data)
+		return Record{}, fmt.Errorf("keystore: get: block %d: %w", e.block, err)
+	}
+	return Record{ID: id, Kind: b.kind, Data: data}, nil
+}
 
 // List returns the IDs of every record of the given kind, sorted.
-func (s *Store) List(kind Kind) []ID { panic("TODO") }
+func (s *Store) List(kind Kind) []ID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []ID
+	for id, e := range s.index {
+		if e.kind == kind {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	return ids
+}
+
+// check validates a record before anything is written.
+func check(r *Record) error {
+	if r.Kind == 0 {
+		return errBadKind
+	}
+	if len(r.Data) > MaxDataSize {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(r.Data), MaxDataSize)
+	}
+	return nil
+}
+
+// takeFree removes and returns the free block that has been free longest;
+// s.mu is held and s.free is not empty.
+func (s *Store) takeFree() int {
+	b := s.free[0]
+	s.free = s.free[1:]
+	return b
+}
+
+// program writes a new block image into the erased block blk; s.mu is held.
+func (s *Store) program(blk int, b *block) error {
+	img := b.encode()
+	defer clear(img)
+	return s.flash.Program(blk, 0, img)
+}
 
 // Put creates or replaces one record; it is durable when Put returns.
-func (s *Store) Put(r Record) error { panic("TODO") }
+//
+// A new record is one program operation. Replacing a record marks the old
+// block as a tombstone, writes the new block, syncs, then erases the old
+// block; a power cut anywhere leaves the old or the new record (see Open).
+func (s *Store) Put(r Record) error {
+	if err := check(&r); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if len(s.free) == 0 {
+		return ErrFull
+	}
+	old, exists := s.index[r.ID]
+	blk := s.takeFree()
+	s.seq++
+	b := block{status: statusLive, typ: typeRecord, kind: r.Kind, seq: s.seq, id: r.ID, data: r.Data}
+	if exists {
+		if err := s.flash.Program(old.block, offStatus, []byte{statusTombstone}); err != nil {
+			return s.fail(fmt.Errorf("keystore: put: mark block %d: %w", old.block, err))
+		}
+	}
+	if err := s.program(blk, &b); err != nil {
+		return s.fail(fmt.Errorf("keystore: put: write block %d: %w", blk, err))
+	}
+	// Commit point. Had the tombstone not reached the disk, the new block
+	// would still win on its higher sequence number.
+	if err := s.flash.Sync(); err != nil {
+		return s.fail(fmt.Errorf("keystore: put: %w", err))
+	}
+	s.index[r.ID] = entry{block: blk, kind: r.Kind}
+	if exists {
+		// Not synced: should it be lost, Open erases the tombstone anyway.
+		if err := s.flash.Erase(old.block); err != nil {
+			return s.fail(fmt.Errorf("keystore: put: erase block %d: %w", old.block, err))
+		}
+		s.free = append(s.free, old.block)
+	}
+	return nil
+}
 
 // PutAll creates several new records atomically: after a power cut, either all
 // of them are present or none is. Every ID must be new (ErrExists otherwise,
 // and nothing is written).
-func (s *Store) PutAll(rs []Record) error { panic("TODO") }
+//
+// It needs a free block per record and one for the commit block. The records
+// are written as pending blocks under a new transaction number and synced; a
+// commit block for the transaction is written and synced (the commit point);
+// the pending blocks are flipped to live and synced; the commit block is
+// erased. One record is written as by Put.
+func (s *Store) PutAll(rs []Record) error {
+	seen := make(map[ID]bool, len(rs))
+	for i := range rs {
+		if err := check(&rs[i]); err != nil {
+			return err
+		}
+		if seen[rs[i].ID] {
+			return fmt.Errorf("%w: ID given twice", ErrExists)
+		}
+		seen[rs[i].ID] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		if _, ok := s.index[r.ID]; ok {
+			return ErrExists
+		}
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	need := len(rs) + 1 // the records and a commit block
+	if len(rs) == 1 {
+		need = 1
+	}
+	if len(s.free) < need {
+		return ErrFull
+	}
+	if len(rs) == 1 {
+		blk := s.takeFree()
+		s.seq++
+		b := block{status: statusLive, typ: typeRecord, kind: rs[0].Kind, seq: s.seq, id: rs[0].ID, data: rs[0].Data}
+		if err := s.program(blk, &b); err != nil {
+			return s.fail(fmt.Errorf("keystore: put all: write block %d: %w", blk, err))
+		}
+		if err := s.flash.Sync(); err != nil {
+			return s.fail(fmt.Errorf("keystore: put all: %w", err))
+		}
+		s.index[rs[0].ID] = entry{block: blk, kind: rs[0].Kind}
+		return nil
+	}
+
+	// The transaction number is the first pending block's sequence number:
+	// higher than any on the chip, so no block there carries it already.
+	txn := s.seq + 1
+	blks := make([]int, len(rs))
+	for i, r := range rs {
+		blks[i] = s.takeFree()
+		s.seq++
+		b := block{status: statusPending, typ: typeRecord, kind: r.Kind, seq: s.seq, txn: txn, id: r.ID, data: r.Data}
+		if err := s.program(blks[i], &b); err != nil {
+			return s.fail(fmt.Errorf("keystore: put all: write block %d: %w", blks[i], err))
+		}
+	}
+	if err := s.flash.Sync(); err != nil {
+		return s.fail(fmt.Errorf("keystore: put all: %w", err))
+	}
+	commit := s.takeFree()
+	s.seq++
+	cb := block{status: statusLive, typ: typeCommit, seq: s.seq, txn: txn}
+	if err := s.program(commit, &cb); err != nil {
+		return s.fail(fmt.Errorf("keystore: put all: write commit block %d: %w", commit, err))
+	}
+	if err := s.flash.Sync(); err != nil {
+		return s.fail(fmt.Errorf("keystore: put all: %w", err))
+	}
+	// Committed: from here a power cut is finished by Open.
+	for _, blk := range blks {
+		if err := s.flash.Program(blk, offStatus, []byte{statusLive}); err != nil {
+			return s.fail(fmt.Errorf("keystore: put all: flip block %d: %w", blk, err))
+		}
+	}
+	if err := s.flash.Sync(); err != nil {
+		return s.fail(fmt.Errorf("keystore: put all: %w", err))
+	}
+	// Not synced: should it be lost, Open erases the commit block anyway.
+	if err := s.flash.Erase(commit); err != nil {
+		return s.fail(fmt.Errorf("keystore: put all: erase commit block %d: %w", commit, err))
+	}
+	s.free = append(s.free, commit)
+	for i, r := range rs {
+		s.index[r.ID] = entry{block: blks[i], kind: r.Kind}
+	}
+	return nil
+}
 
 // Delete removes the record with the given id, or returns ErrNotFound.
-func (s *Store) Delete(id ID) error { panic("TODO") }
+//
+// It marks the block as a tombstone, erases it and syncs.
+func (s *Store) Delete(id ID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	e, ok := s.index[id]
+	if !ok {
+		return ErrNotFound
+	}
+	if err := s.flash.Program(e.block, offStatus, []byte{statusTombstone}); err != nil {
+		return s.fail(fmt.Errorf("keystore: delete: mark block %d: %w", e.block, err))
+	}
+	if err := s.flash.Erase(e.block); err != nil {
+		return s.fail(fmt.Errorf("keystore: delete: erase block %d: %w", e.block, err))
+	}
+	if err := s.flash.Sync(); err != nil {
+		return s.fail(fmt.Errorf("keystore: delete: %w", err))
+	}
+	delete(s.index, id)
+	s.free = append(s.free, e.block)
+	return nil
+}
 
 // Free returns the number of erased blocks available for new records.
-func (s *Store) Free() int { panic("TODO") }
+func (s *Store) Free() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.free)
+}

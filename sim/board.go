@@ -1,6 +1,13 @@
 package sim
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+)
 
 // ErrNoBoard: the state directory holds no board.
 var ErrNoBoard = errors.New("sim: no HSM in this directory")
@@ -21,17 +28,125 @@ type Board struct {
 	TRNG  *TRNG
 	MKM   *MasterKeyMemory
 	Flash *Flash
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // CreateBoard makes a new board in dir (created 0700 if missing) with an
 // erased flash chip of the given number of blocks (DefaultBlocks if 0) and an
 // empty master key memory. It refuses a directory that already has a board.
-func CreateBoard(dir string, blocks int) (*Board, error) { panic("TODO") }
+func CreateBoard(dir string, blocks int) (*Board, error) {
+	if err := createBoardFiles(dir, blocks); err != nil {
+		return nil, fmt.Errorf("create board %s: %w", dir, err)
+	}
+	return OpenBoard(dir)
+}
+
+func createBoardFiles(dir string, blocks int) error {
+	if blocks == 0 {
+		blocks = DefaultBlocks
+	}
+	if blocks < 0 {
+		return fmt.Errorf("%d blocks: %w", blocks, ErrOutOfRange)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	flashPath, mkmPath := boardPaths(dir)
+	for _, p := range []string{flashPath, mkmPath} {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("%w: %s", ErrBoardExists, filepath.Base(p))
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	// The mkm goes first: it is created under its final name atomically, so
+	// a second CreateBoard racing this one fails here before touching flash.
+	if err := createMKM(mkmPath); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w: %w", ErrBoardExists, err)
+		}
+		return err
+	}
+	f, err := CreateFlash(flashPath, blocks)
+	if err != nil {
+		os.Remove(mkmPath)
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w: %w", ErrBoardExists, err)
+		}
+		return err
+	}
+	return f.Close()
+}
+
+// boardPaths returns the flash image and master key memory paths in dir.
+func boardPaths(dir string) (flashPath, mkmPath string) {
+	return filepath.Join(dir, flashFileName), filepath.Join(dir, mkmFileName)
+}
+
+// powerOnSelfTests runs the board's known-answer and health tests and returns
+// the powered-up TRNG. This is the one place the key wrap self test is called.
+func powerOnSelfTests() (*TRNG, error) {
+	if err := keyWrapSelfTest(); err != nil {
+		return nil, err
+	}
+	return NewTRNG()
+}
 
 // OpenBoard powers on the board in dir: it runs the key wrap core's
 // known-answer test and the TRNG health check, and takes an exclusive lock so
 // that two processes never drive the same flash.
-func OpenBoard(dir string) (*Board, error) { panic("TODO") }
+func OpenBoard(dir string) (*Board, error) {
+	b, err := openBoard(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open board %s: %w", dir, err)
+	}
+	return b, nil
+}
 
-// Close powers the board off, releasing the lock.
-func (b *Board) Close() error { panic("TODO") }
+func openBoard(dir string) (*Board, error) {
+	flashPath, mkmPath := boardPaths(dir)
+	for _, p := range []string{flashPath, mkmPath} {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s missing", ErrNoBoard, filepath.Base(p))
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	trng, err := powerOnSelfTests()
+	if err != nil {
+		return nil, err
+	}
+	f, err := OpenFlash(flashPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := lockFile(f.file); err != nil {
+		f.Close()
+		return nil, err
+	}
+	// The lock is held from here on: nobody else touches the mkm either.
+	mkm, err := openMKM(mkmPath)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Board{Dir: dir, TRNG: trng, MKM: mkm, Flash: f}, nil
+}
+
+// Close powers the board off, releasing the lock. The master key stays in
+// the master key memory's file; its in-memory copy is cleared. Closing twice
+// is harmless.
+func (b *Board) Close() error {
+	b.closeOnce.Do(func() {
+		if b.MKM != nil {
+			b.MKM.wipe()
+		}
+		if b.Flash != nil {
+			// Closing the file releases the flock.
+			b.closeErr = b.Flash.Close()
+		}
+	})
+	return b.closeErr
+}

@@ -1,0 +1,311 @@
+package keystore
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"slices"
+
+	"github.com/hsmkit/cryptech-backup/sim"
+)
+
+// class is what a scan finds in a flash block.
+type class int
+
+const (
+	classErased    class = iota // every byte 0xFF: free
+	classGarbage                // anything that is not a valid block: erase it
+	classLive                   // a record
+	classPending                // a record written by a PutAll not yet live
+	classTombstone              // a record being replaced or deleted
+	classCommit                 // a PutAll's commit block
+)
+
+func (c class) String() string {
+	switch c {
+	case classErased:
+		return "erased"
+	case classGarbage:
+		return "garbage"
+	case classLive:
+		return "live"
+	case classPending:
+		return "pending"
+	case classTombstone:
+		return "tombstone"
+	case classCommit:
+		return "commit"
+	}
+	return fmt.Sprintf("class(%d)", int(c))
+}
+
+// slot is the scan result for one block: its class and, for a valid block,
+// its header (without data).
+type slot struct {
+	class class
+	hdr   block
+	err   error // why the block is garbage
+}
+
+// erasedBlock is one erased flash block. Never write to it.
+var erasedBlock = bytes.Repeat([]byte{statusErased}, sim.BlockSize)
+
+// classify looks at one whole block image.
+func classify(p []byte) slot {
+	if p[offStatus] == statusErased {
+		if bytes.Equal(p, erasedBlock) {
+			return slot{class: classErased}
+		}
+		// A torn erase, or a torn program of a header: not free until erased.
+		return slot{class: classGarbage, err: errErasedHeader}
+	}
+	b, err := decodeBlock(p)
+	if err != nil {
+		return slot{class: classGarbage, err: err}
+	}
+	b.data = nil
+	s := slot{hdr: b}
+	switch {
+	case b.typ == typeCommit:
+		s.class = classCommit
+	case b.status == statusPending:
+		s.class = classPending
+	case b.status == statusLive:
+		s.class = classLive
+	default:
+		s.class = classTombstone
+	}
+	return s
+}
+
+// scan reads and classifies every block of f. It also returns the highest
+// sequence number of any valid block.
+func scan(f *sim.Flash) ([]slot, uint64, error) {
+	buf := make([]byte, sim.BlockSize)
+	defer clear(buf)
+	slots := make([]slot, f.Blocks())
+	var maxSeq uint64
+	for i := range slots {
+		if err := f.Read(i, 0, buf); err != nil {
+			return nil, 0, fmt.Errorf("keystore: scan block %d: %w", i, err)
+		}
+		slots[i] = classify(buf)
+		if slots[i].class != classErased && slots[i].class != classGarbage {
+			maxSeq = max(maxSeq, slots[i].hdr.seq)
+		}
+	}
+	return slots, maxSeq, nil
+}
+
+// clean reports whether slots hold only erased blocks and live records with
+// distinct IDs: the state every operation starts from and ends in.
+func clean(slots []slot) error {
+	seen := make(map[ID]int)
+	for i, s := range slots {
+		switch s.class {
+		case classErased:
+		case classLive:
+			if j, dup := seen[s.hdr.id]; dup {
+				return fmt.Errorf("blocks %d and %d hold the same ID", j, i)
+			}
+			seen[s.hdr.id] = i
+		default:
+			return fmt.Errorf("block %d is %v", i, s.class)
+		}
+	}
+	return nil
+}
+
+// recoverer finishes or undoes the operation a power cut interrupted.
+//
+// It works in three phases, each made durable (Sync) before the next, and
+// every step of it is itself safe to interrupt: the state after any prefix of
+// its writes is one that the same rules map to the same end state.
+//
+//  1. Erase garbage, and pending blocks whose transaction has no commit block
+//     (the PutAll never committed: undo it).
+//  2. For each commit block: flip its transaction's pending blocks to live,
+//     sync, erase the commit block (the PutAll committed: finish it).
+//  3. For each ID: if it has live blocks, keep the one with the highest
+//     sequence number and erase its other live blocks and its tombstones (an
+//     update or delete whose new state is durable: finish it). If it has only
+//     tombstones, copy the newest one into a free block as live, sync, and
+//     erase the tombstones (an update that never wrote its new block, or an
+//     interrupted delete: undo it). With no free block, the tombstones are
+//     erased instead: only a Delete can leave a tombstone on a full chip,
+//     because a Put over an existing ID checks for a free block first, and
+//     phase 1 has freed whatever the interrupted operation half-wrote.
+type recoverer struct {
+	f      *sim.Flash
+	slots  []slot
+	maxSeq uint64
+	dirty  bool // writes since the last sync
+}
+
+func (r *recoverer) erase(i int) error {
+	if err := r.f.Erase(i); err != nil {
+		return fmt.Errorf("keystore: recover: erase block %d: %w", i, err)
+	}
+	r.slots[i] = slot{class: classErased}
+	r.dirty = true
+	return nil
+}
+
+func (r *recoverer) sync() error {
+	if !r.dirty {
+		return nil
+	}
+	if err := r.f.Sync(); err != nil {
+		return fmt.Errorf("keystore: recover: %w", err)
+	}
+	r.dirty = false
+	return nil
+}
+
+func (r *recoverer) run() error {
+	if err := r.undoUncommitted(); err != nil {
+		return err
+	}
+	if err := r.finishCommitted(); err != nil {
+		return err
+	}
+	return r.settleIDs()
+}
+
+// undoUncommitted is phase 1.
+func (r *recoverer) undoUncommitted() error {
+	committed := make(map[uint64]bool)
+	for _, s := range r.slots {
+		if s.class == classCommit {
+			committed[s.hdr.txn] = true
+		}
+	}
+	for i, s := range r.slots {
+		if s.class == classGarbage || s.class == classPending && !committed[s.hdr.txn] {
+			if err := r.erase(i); err != nil {
+				return err
+			}
+		}
+	}
+	return r.sync()
+}
+
+// finishCommitted is phase 2.
+func (r *recoverer) finishCommitted() error {
+	var txns []uint64
+	for _, s := range r.slots {
+		if s.class == classCommit {
+			txns = append(txns, s.hdr.txn)
+		}
+	}
+	slices.Sort(txns)
+	txns = slices.Compact(txns)
+	for _, txn := range txns {
+		for i, s := range r.slots {
+			if s.class == classPending && s.hdr.txn == txn {
+				if err := r.f.Program(i, offStatus, []byte{statusLive}); err != nil {
+					return fmt.Errorf("keystore: recover: commit block %d: %w", i, err)
+				}
+				r.slots[i].class = classLive
+				r.slots[i].hdr.status = statusLive
+				r.dirty = true
+			}
+		}
+		// The records must be durably live before the commit block goes.
+		if err := r.sync(); err != nil {
+			return err
+		}
+		for i, s := range r.slots {
+			if s.class == classCommit && s.hdr.txn == txn {
+				if err := r.erase(i); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return r.sync()
+}
+
+// settleIDs is phase 3.
+func (r *recoverer) settleIDs() error {
+	type blocks struct{ live, tombs []int }
+	byID := make(map[ID]*blocks)
+	var ids []ID
+	for i, s := range r.slots {
+		if s.class != classLive && s.class != classTombstone {
+			continue
+		}
+		b := byID[s.hdr.id]
+		if b == nil {
+			b = new(blocks)
+			byID[s.hdr.id] = b
+			ids = append(ids, s.hdr.id)
+		}
+		if s.class == classLive {
+			b.live = append(b.live, i)
+		} else {
+			b.tombs = append(b.tombs, i)
+		}
+	}
+	slices.SortFunc(ids, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	newest := func(is []int) int {
+		return slices.MaxFunc(is, func(a, b int) int {
+			return cmp.Compare(r.slots[a].hdr.seq, r.slots[b].hdr.seq)
+		})
+	}
+	for _, id := range ids {
+		b := byID[id]
+		if len(b.live) == 0 {
+			if err := r.restore(newest(b.tombs)); err != nil {
+				return err
+			}
+		} else {
+			keep := newest(b.live)
+			for _, i := range b.live {
+				if i != keep {
+					if err := r.erase(i); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		for _, i := range b.tombs {
+			if err := r.erase(i); err != nil {
+				return err
+			}
+		}
+	}
+	return r.sync()
+}
+
+// restore copies the tombstone in block t into a free block as a live record,
+// with a new sequence number, and syncs. With no free block it does nothing.
+func (r *recoverer) restore(t int) error {
+	free := slices.IndexFunc(r.slots, func(s slot) bool { return s.class == classErased })
+	if free < 0 {
+		return nil
+	}
+	buf := make([]byte, sim.BlockSize)
+	defer clear(buf)
+	if err := r.f.Read(t, 0, buf); err != nil {
+		return fmt.Errorf("keystore: recover: read block %d: %w", t, err)
+	}
+	b, err := decodeBlock(buf)
+	if err != nil {
+		// The scan found it valid: the chip changed under us.
+		return fmt.Errorf("keystore: recover: block %d: %w", t, err)
+	}
+	r.maxSeq++
+	b.status = statusLive
+	b.seq = r.maxSeq
+	b.txn = 0
+	img := b.encode()
+	defer clear(img)
+	if err := r.f.Program(free, 0, img); err != nil {
+		return fmt.Errorf("keystore: recover: restore block %d into %d: %w", t, free, err)
+	}
+	r.slots[free] = slot{class: classLive, hdr: block{status: statusLive, typ: b.typ, kind: b.kind, seq: b.seq, id: b.id}}
+	r.dirty = true
+	// The copy must be durable before the tombstone goes.
+	return r.sync()
+}

@@ -1,0 +1,220 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func newTestMKM(t *testing.T) (*MasterKeyMemory, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), mkmFileName)
+	if err := createMKM(path); err != nil {
+		t.Fatal(err)
+	}
+	m, err := openMKM(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, path
+}
+
+func checkMode0600(t *testing.T, path string) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: mode %v, want 0600", path, fi.Mode().Perm())
+	}
+}
+
+// checkNoTemps fails if a temporary file is left beside the mkm.
+func checkNoTemps(t *testing.T, dir string) {
+	t.Helper()
+	names, _ := filepath.Glob(filepath.Join(dir, mkmTempPattern))
+	if len(names) != 0 {
+		t.Errorf("temporary files left: %v", names)
+	}
+}
+
+func testKey(v byte) []byte { return bytes.Repeat([]byte{v}, MasterKeySize) }
+
+func TestMKMSetGetZeroize(t *testing.T) {
+	m, path := newTestMKM(t)
+	checkMode0600(t, path)
+	if _, err := m.Get(); !errors.Is(err, ErrMasterKeyNotSet) {
+		t.Fatalf("Get on a new memory: %v, want ErrMasterKeyNotSet", err)
+	}
+	for _, n := range []int{0, 16, MasterKeySize - 1, MasterKeySize + 1} {
+		if err := m.Set(make([]byte, n)); !errors.Is(err, ErrMasterKeyBadLength) {
+			t.Errorf("Set of %d bytes: %v", n, err)
+		}
+	}
+
+	key := testKey(0xA7)
+	if err := m.Set(key); err != nil {
+		t.Fatal(err)
+	}
+	key[0] = 0 // Set copied it
+	got, err := m.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, testKey(0xA7)) {
+		t.Fatalf("Get = %x", got)
+	}
+	got[0] = 0 // Get returned a copy
+	if again, _ := m.Get(); !bytes.Equal(again, testKey(0xA7)) {
+		t.Fatal("changing Get's result changed the memory")
+	}
+	checkMode0600(t, path)
+	checkNoTemps(t, filepath.Dir(path))
+
+	// Persisted: a new MasterKeyMemory on the same file has the key.
+	m2, err := openMKM(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m2.Get(); err != nil || !bytes.Equal(got, testKey(0xA7)) {
+		t.Fatalf("after reopen: %x, %v", got, err)
+	}
+
+	// Replacing the key.
+	if err := m2.Set(testKey(0x3C)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m2.Get(); !bytes.Equal(got, testKey(0x3C)) {
+		t.Fatalf("after a second Set: %x", got)
+	}
+
+	if err := m2.Zeroize(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m2.Get(); !errors.Is(err, ErrMasterKeyNotSet) {
+		t.Fatalf("Get after Zeroize: %v", err)
+	}
+	if m2.key != [MasterKeySize]byte{} {
+		t.Fatal("Zeroize left the key in memory")
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(raw[mkmKeyOff:mkmCRCOff], make([]byte, MasterKeySize)) {
+		t.Fatal("Zeroize left key bytes in the file")
+	}
+	m3, err := openMKM(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m3.Get(); !errors.Is(err, ErrMasterKeyNotSet) {
+		t.Fatalf("after Zeroize and reopen: %v", err)
+	}
+	checkMode0600(t, path)
+	checkNoTemps(t, filepath.Dir(path))
+}
+
+// TestMKMZeroizeClearsMemoryOnWriteError: the tamper response clears the key
+// in RAM even when the file cannot be written.
+func TestMKMZeroizeClearsMemoryOnWriteError(t *testing.T) {
+	m, path := newTestMKM(t)
+	if err := m.Set(testKey(1)); err != nil {
+		t.Fatal(err)
+	}
+	m.path = filepath.Join(path, "no", "such", "dir", mkmFileName)
+	if err := m.Zeroize(); err == nil {
+		t.Fatal("Zeroize into a missing directory succeeded")
+	}
+	if _, err := m.Get(); !errors.Is(err, ErrMasterKeyNotSet) {
+		t.Fatalf("Get after a failed Zeroize: %v", err)
+	}
+}
+
+func TestMKMCreateRefusesExisting(t *testing.T) {
+	_, path := newTestMKM(t)
+	if err := createMKM(path); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("createMKM over an existing file: %v", err)
+	}
+	checkNoTemps(t, filepath.Dir(path))
+}
+
+func TestMKMStaleTempRemoved(t *testing.T) {
+	_, path := newTestMKM(t)
+	stale := filepath.Join(filepath.Dir(path), ".mkm-123.tmp")
+	if err := os.WriteFile(stale, encodeMKM(mkmStatusSet, (*[MasterKeySize]byte)(testKey(9))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openMKM(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale temporary file still there: %v", err)
+	}
+}
+
+func TestMKMCorrupt(t *testing.T) {
+	valid := encodeMKM(mkmStatusSet, (*[MasterKeySize]byte)(testKey(0x42)))
+	// recrc fixes the CRC of a modified image, so that the check after
+	// the CRC is the one that fails.
+	recrc := func(b []byte) []byte {
+		binary.BigEndian.PutUint32(b[mkmCRCOff:], crc32.ChecksumIEEE(b[:mkmCRCOff]))
+		return b
+	}
+	mod := func(f func(b []byte)) []byte {
+		b := bytes.Clone(valid)
+		f(b)
+		return b
+	}
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"empty file", nil},
+		{"extended", append(bytes.Clone(valid), 0)},
+		{"bad magic", recrc(mod(func(b []byte) { b[0] = 'X' }))},
+		{"version 2", recrc(mod(func(b []byte) { b[4] = 2 }))},
+		{"bad CRC", mod(func(b []byte) { b[mkmCRCOff] ^= 1 })},
+		{"key bit flipped", mod(func(b []byte) { b[mkmKeyOff+3] ^= 0x10 })},
+		{"unknown status", recrc(mod(func(b []byte) { b[5] = 7 }))},
+		{"reserved byte set", recrc(mod(func(b []byte) { b[6] = 1 }))},
+		{"empty status with key bytes", recrc(mod(func(b []byte) { b[5] = mkmStatusEmpty }))},
+		{"all 0xFF", bytes.Repeat([]byte{0xFF}, mkmFileSize)},
+		{"all zero", make([]byte, mkmFileSize)},
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, mkmFileName)
+	for _, tt := range tests {
+		if err := os.WriteFile(path, tt.data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := openMKM(path); !errors.Is(err, errMKMCorrupt) {
+			t.Errorf("%s: %v, want errMKMCorrupt", tt.name, err)
+		}
+	}
+	// Every truncation of a valid file is refused.
+	for n := range len(valid) {
+		if err := os.WriteFile(path, valid[:n], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := openMKM(path); !errors.Is(err, errMKMCorrupt) {
+			t.Errorf("truncated to %d bytes: %v", n, err)
+		}
+	}
+	// And the valid one loads.
+	if err := os.WriteFile(path, valid, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := openMKM(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m.Get(); !bytes.Equal(got, testKey(0x42)) {
+		t.Fatalf("valid file: %x", got)
+	}
+}
