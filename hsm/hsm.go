@@ -1,0 +1,355 @@
+package hsm
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hsmkit/cryptech-backup/keystore"
+	"github.com/hsmkit/cryptech-backup/sim"
+)
+
+// Record kinds in the keystore.
+const (
+	kindKey keystore.Kind = 1
+	kindPIN keystore.Kind = 2
+)
+
+// DefaultWrongPINDelay is how long Login waits before it reports a wrong PIN,
+// as libhal does, to slow down guessing.
+const DefaultWrongPINDelay = 5 * time.Second
+
+// Options tune an HSM. The zero value gives the defaults.
+type Options struct {
+	// WrongPINDelay is the pause after a wrong PIN (DefaultWrongPINDelay if
+	// zero).
+	WrongPINDelay time.Duration
+	// PINIterations is the PBKDF2 work factor for PINs set from now on
+	// (DefaultPINIterations if zero).
+	PINIterations int
+}
+
+func (o Options) withDefaults() Options {
+	if o.WrongPINDelay == 0 {
+		o.WrongPINDelay = DefaultWrongPINDelay
+	}
+	if o.PINIterations == 0 {
+		o.PINIterations = DefaultPINIterations
+	}
+	return o
+}
+
+// InitConfig holds what a new HSM is created with.
+type InitConfig struct {
+	WheelPIN, SOPIN, UserPIN []byte
+	// Blocks is the flash size in 8 KiB blocks (sim.DefaultBlocks if zero).
+	Blocks int
+}
+
+// HSM is one emulated HSM, open on its state directory. It is safe for
+// concurrent use; each client talks to it through its own [Session].
+type HSM struct {
+	board *sim.Board
+	ks    *keystore.Store
+	opts  Options
+
+	mu sync.Mutex
+	// cache holds token keys already loaded from the keystore.
+	cache map[UUID]*key
+	// volatile holds the keys without FlagToken, each owned by a session.
+	volatile map[UUID]*key
+}
+
+// ErrNotInitialized: the board exists but holds no PINs, e.g. after a crash
+// during Create.
+var ErrNotInitialized = errors.New("HSM has no PINs; it was never fully initialized")
+
+// Create makes a new HSM in dir: a fresh board, a master key from its TRNG,
+// and the three PINs (all of them, or the HSM refuses to open). It refuses a
+// directory that already holds an HSM.
+func Create(dir string, cfg InitConfig, opts Options) (*HSM, error) {
+	opts = opts.withDefaults()
+	for _, pin := range [][]byte{cfg.WheelPIN, cfg.SOPIN, cfg.UserPIN} {
+		if err := checkPINLength(pin); err != nil {
+			return nil, fmt.Errorf("create HSM: %w", err)
+		}
+	}
+	board, err := sim.CreateBoard(dir, cfg.Blocks)
+	if err != nil {
+		return nil, fmt.Errorf("create HSM: %w", err)
+	}
+	h, err := initialize(board, cfg, opts)
+	if err != nil {
+		board.Close()
+		return nil, fmt.Errorf("create HSM in %s: %w", dir, err)
+	}
+	return h, nil
+}
+
+func initialize(board *sim.Board, cfg InitConfig, opts Options) (*HSM, error) {
+	mk := make([]byte, sim.MasterKeySize)
+	defer clear(mk)
+	if _, err := board.TRNG.Read(mk); err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	if err := board.MKM.Set(mk); err != nil {
+		return nil, err
+	}
+	ks, err := keystore.Open(board.Flash)
+	if err != nil {
+		return nil, err
+	}
+	var recs []keystore.Record
+	for _, u := range []struct {
+		user User
+		pin  []byte
+	}{{UserWheel, cfg.WheelPIN}, {UserSO, cfg.SOPIN}, {UserNormal, cfg.UserPIN}} {
+		r, err := newPINRecord(board.TRNG, u.pin, opts.PINIterations)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, keystore.Record{ID: pinID(u.user), Kind: kindPIN, Data: r.marshal()})
+	}
+	if err := ks.PutAll(recs); err != nil {
+		return nil, fmt.Errorf("store PINs: %w", err)
+	}
+	return newHSM(board, ks, opts), nil
+}
+
+// Open powers on the HSM in dir. A tampered HSM (master key zeroized) opens,
+// and its users can log in, but its keys stay unreadable (ErrTamper).
+func Open(dir string, opts Options) (*HSM, error) {
+	board, err := sim.OpenBoard(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open HSM: %w", err)
+	}
+	ks, err := keystore.Open(board.Flash)
+	if err != nil {
+		board.Close()
+		return nil, fmt.Errorf("open HSM in %s: keystore: %w", dir, err)
+	}
+	if len(ks.List(kindPIN)) == 0 {
+		board.Close()
+		return nil, fmt.Errorf("open HSM in %s: %w", dir, ErrNotInitialized)
+	}
+	return newHSM(board, ks, opts.withDefaults()), nil
+}
+
+func newHSM(board *sim.Board, ks *keystore.Store, opts Options) *HSM {
+	return &HSM{board: board, ks: ks, opts: opts, cache: map[UUID]*key{}, volatile: map[UUID]*key{}}
+}
+
+// Close powers the HSM off. Volatile keys are gone; token keys stay in flash.
+func (h *HSM) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cache, h.volatile = map[UUID]*key{}, map[UUID]*key{}
+	return h.board.Close()
+}
+
+// Tamper is the board's tamper response: the master key is zeroized and every
+// key held in memory is forgotten, so the keystore stays unreadable until the
+// master key is restored.
+func (h *HSM) Tamper() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cache, h.volatile = map[UUID]*key{}, map[UUID]*key{}
+	return h.board.MKM.Zeroize()
+}
+
+// NewSession opens a client session, not logged in.
+func (h *HSM) NewSession() *Session { return &Session{h: h} }
+
+// pinID is the keystore name of a user's PIN record. Key UUIDs are version 4,
+// which never has byte 6 zero, so the two can never collide.
+func pinID(u User) keystore.ID {
+	var id keystore.ID
+	id[15] = byte(u)
+	return id
+}
+
+// checkPIN verifies a user's PIN, waiting before it reports a wrong one.
+func (h *HSM) checkPIN(u User, pin []byte) error {
+	rec, err := h.ks.Get(pinID(u))
+	if errors.Is(err, keystore.ErrNotFound) {
+		return fmt.Errorf("%w: no PIN set for %s", ErrPINIncorrect, u)
+	}
+	if err != nil {
+		return fmt.Errorf("read PIN: %w", err)
+	}
+	r, err := parsePINRecord(rec.Data)
+	if err != nil {
+		return err
+	}
+	if !r.verify(pin) {
+		time.Sleep(h.opts.WrongPINDelay)
+		return ErrPINIncorrect
+	}
+	return nil
+}
+
+func (h *HSM) setPIN(u User, pin []byte) error {
+	r, err := newPINRecord(h.board.TRNG, pin, h.opts.PINIterations)
+	if err != nil {
+		return err
+	}
+	return h.ks.Put(keystore.Record{ID: pinID(u), Kind: kindPIN, Data: r.marshal()})
+}
+
+// seal wraps a key record under the master key for the keystore.
+func (h *HSM) seal(r *keyRecord) ([]byte, error) {
+	mk, err := h.masterKey()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(mk)
+	plain := r.marshal()
+	defer clear(plain)
+	return sim.KeyWrapPad(mk, plain)
+}
+
+// unseal reverses seal, checking that the record names the UUID it is
+// stored under.
+func (h *HSM) unseal(id UUID, data []byte) (*keyRecord, error) {
+	mk, err := h.masterKey()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(mk)
+	plain, err := sim.KeyUnwrapPad(mk, data)
+	if err != nil {
+		return nil, fmt.Errorf("keystore record %s: does not open under the master key", id)
+	}
+	defer clear(plain)
+	r, err := parseKeyRecord(plain)
+	if err != nil {
+		return nil, fmt.Errorf("keystore record %s: %w", id, err)
+	}
+	if r.uuid != id {
+		r.wipe()
+		return nil, fmt.Errorf("keystore record %s: %w", id, errBadKeyRecord)
+	}
+	return r, nil
+}
+
+func (h *HSM) masterKey() ([]byte, error) {
+	mk, err := h.board.MKM.Get()
+	if errors.Is(err, sim.ErrMasterKeyNotSet) {
+		return nil, ErrTamper
+	}
+	return mk, err
+}
+
+// lookup finds a key visible to session s: a token key or one of s's
+// volatile keys. Called with h.mu held.
+func (h *HSM) lookup(s *Session, id UUID) (*key, error) {
+	if k, ok := h.volatile[id]; ok && k.owner == s {
+		return k, nil
+	}
+	if k, ok := h.cache[id]; ok {
+		return k, nil
+	}
+	rec, err := h.ks.Get(keystore.ID(id))
+	if errors.Is(err, keystore.ErrNotFound) || err == nil && rec.Kind != kindKey {
+		return nil, fmt.Errorf("%w: %s", ErrKeyNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w", id, err)
+	}
+	r, err := h.unseal(id, rec.Data)
+	if err != nil {
+		return nil, err
+	}
+	defer r.wipe()
+	k, err := newKey(r)
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w", id, err)
+	}
+	h.cache[id] = k
+	return k, nil
+}
+
+// exists reports whether any key, token or volatile of any session, holds id.
+// Called with h.mu held.
+func (h *HSM) exists(id UUID) bool {
+	if _, ok := h.volatile[id]; ok {
+		return true
+	}
+	_, err := h.ks.Get(keystore.ID(id))
+	return err == nil
+}
+
+// newUUID draws a UUID that names no key yet. Called with h.mu held.
+func (h *HSM) newUUID() (UUID, error) {
+	for {
+		id, err := NewUUID(h.board.TRNG)
+		if err != nil || !h.exists(id) {
+			return id, err
+		}
+	}
+}
+
+// store keeps new keys, all or none: token keys in one keystore transaction,
+// volatile keys in memory. Called with h.mu held.
+func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
+	var batch []keystore.Record
+	for _, r := range recs {
+		if r.flags&FlagToken == 0 {
+			continue
+		}
+		data, err := h.seal(r)
+		if err != nil {
+			return err
+		}
+		batch = append(batch, keystore.Record{ID: keystore.ID(r.uuid), Kind: kindKey, Data: data})
+	}
+	var err error
+	switch len(batch) {
+	case 0:
+	case 1:
+		err = h.ks.Put(batch[0])
+	default:
+		err = h.ks.PutAll(batch)
+	}
+	if errors.Is(err, keystore.ErrFull) {
+		return fmt.Errorf("%w: %v", ErrKeystoreFull, err)
+	}
+	if err != nil {
+		return fmt.Errorf("store keys: %w", err)
+	}
+	for _, k := range keys {
+		if k.info.Flags&FlagToken == 0 {
+			k.owner = s
+			h.volatile[k.info.UUID] = k
+		} else {
+			h.cache[k.info.UUID] = k
+		}
+	}
+	return nil
+}
+
+// remove deletes a key. Called with h.mu held.
+func (h *HSM) remove(k *key) error {
+	id := k.info.UUID
+	if k.owner != nil {
+		delete(h.volatile, id)
+		return nil
+	}
+	if err := h.ks.Delete(keystore.ID(id)); err != nil {
+		return fmt.Errorf("delete key %s: %w", id, err)
+	}
+	delete(h.cache, id)
+	return nil
+}
+
+// dropVolatile forgets every volatile key of a session.
+func (h *HSM) dropVolatile(s *Session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, k := range h.volatile {
+		if k.owner == s {
+			delete(h.volatile, id)
+		}
+	}
+}

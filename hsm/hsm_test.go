@@ -1,0 +1,481 @@
+package hsm
+
+import (
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var ctx = context.Background()
+
+// testOptions keep tests fast: a cheap PIN hash and a short wrong-PIN delay.
+var testOptions = Options{WrongPINDelay: 20 * time.Millisecond, PINIterations: 1000}
+
+var (
+	wheelPIN = []byte("wheel-pin-1")
+	soPIN    = []byte("so-pin-22")
+	userPIN  = []byte("user-pin-333")
+)
+
+// newTestHSM creates an HSM in a fresh directory; it is closed at cleanup.
+func newTestHSM(t testing.TB) (*HSM, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "hsm")
+	h, err := Create(dir, InitConfig{WheelPIN: wheelPIN, SOPIN: soPIN, UserPIN: userPIN, Blocks: 256}, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h, dir
+}
+
+// login opens a session logged in as wheel.
+func login(t testing.TB, h *HSM) *Session {
+	t.Helper()
+	s := h.NewSession()
+	if err := s.Login(ctx, UserWheel, wheelPIN); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func generate(t testing.TB, s *Session, req GenerateRequest) KeyInfo {
+	t.Helper()
+	k, err := s.GenerateKey(ctx, req)
+	if err != nil {
+		t.Fatalf("generate %+v: %v", req, err)
+	}
+	return k
+}
+
+const signFlags = FlagDigitalSignature | FlagToken
+
+func TestCreateRefusesExistingHSM(t *testing.T) {
+	_, dir := newTestHSM(t)
+	_, err := Create(dir, InitConfig{WheelPIN: wheelPIN, SOPIN: soPIN, UserPIN: userPIN}, testOptions)
+	if err == nil {
+		t.Fatal("Create over an existing HSM succeeded")
+	}
+}
+
+func TestCreateRefusesShortPIN(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "hsm")
+	_, err := Create(dir, InitConfig{WheelPIN: []byte("123"), SOPIN: soPIN, UserPIN: userPIN}, testOptions)
+	if !errors.Is(err, ErrBadArguments) {
+		t.Fatalf("got %v, want ErrBadArguments", err)
+	}
+}
+
+func TestTokenKeysSurviveRestartVolatileKeysDoNot(t *testing.T) {
+	h, dir := newTestHSM(t)
+	s := login(t, h)
+	tokenKey := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags, Label: "kept"})
+	volatileKey := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: FlagDigitalSignature})
+	s.Close()
+	h.Close()
+
+	h2, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	s2 := login(t, h2)
+	got, err := s2.Key(ctx, tokenKey.UUID)
+	if err != nil {
+		t.Fatalf("token key lost across restart: %v", err)
+	}
+	if got.Label != "kept" || got.Type != KeyTypeECPrivate || got.Curve != CurveP256 || string(got.PublicKey) != string(tokenKey.PublicKey) {
+		t.Errorf("token key came back as %+v", got)
+	}
+	if _, err := s2.Key(ctx, volatileKey.UUID); !errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("volatile key after restart: got %v, want ErrKeyNotFound", err)
+	}
+	digest := sha256.Sum256([]byte("after restart"))
+	sig, err := s2.Sign(ctx, tokenKey.UUID, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifySignature(tokenKey.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+		t.Errorf("signature after restart: %v", err)
+	}
+}
+
+func TestVolatileKeysBelongToTheirSession(t *testing.T) {
+	h, _ := newTestHSM(t)
+	a, b := login(t, h), login(t, h)
+	k := generate(t, a, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: FlagDigitalSignature})
+	if _, err := b.Key(ctx, k.UUID); !errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("another session sees a volatile key: %v", err)
+	}
+	if err := a.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Login(ctx, UserWheel, wheelPIN); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Key(ctx, k.UUID); !errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("volatile key survived logout: %v", err)
+	}
+}
+
+func TestLogin(t *testing.T) {
+	h, _ := newTestHSM(t)
+	for _, tc := range []struct {
+		user User
+		pin  []byte
+		want error
+	}{
+		{UserWheel, wheelPIN, nil},
+		{UserSO, soPIN, nil},
+		{UserNormal, userPIN, nil},
+		{UserWheel, userPIN, ErrPINIncorrect},
+		{UserNormal, []byte("user-pin-334"), ErrPINIncorrect},
+		{UserNormal, []byte("abc"), ErrBadArguments},
+		{UserNone, userPIN, ErrBadArguments},
+		{User(9), userPIN, ErrBadArguments},
+	} {
+		s := h.NewSession()
+		start := time.Now()
+		err := s.Login(ctx, tc.user, tc.pin)
+		if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+			t.Errorf("login %v %q: got %v, want %v", tc.user, tc.pin, err, tc.want)
+		}
+		if tc.want == ErrPINIncorrect && time.Since(start) < testOptions.WrongPINDelay {
+			t.Errorf("login %v with a wrong PIN returned without the wrong-PIN delay", tc.user)
+		}
+		if tc.want != nil && s.User() != UserNone {
+			t.Errorf("failed login left the session logged in as %v", s.User())
+		}
+		s.Close()
+	}
+}
+
+func TestOperationsNeedTheRightLogin(t *testing.T) {
+	h, _ := newTestHSM(t)
+	k := generate(t, login(t, h), GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	digest := sha256.Sum256(nil)
+
+	anon := h.NewSession()
+	defer anon.Close()
+	so := h.NewSession()
+	defer so.Close()
+	if err := so.Login(ctx, UserSO, soPIN); err != nil {
+		t.Fatal(err)
+	}
+	user := h.NewSession()
+	defer user.Close()
+	if err := user.Login(ctx, UserNormal, userPIN); err != nil {
+		t.Fatal(err)
+	}
+	ops := map[string]func(s *Session) error{
+		"generate": func(s *Session) error {
+			_, err := s.GenerateKey(ctx, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256})
+			return err
+		},
+		"key":    func(s *Session) error { _, err := s.Key(ctx, k.UUID); return err },
+		"keys":   func(s *Session) error { _, err := s.Keys(ctx, Filter{}); return err },
+		"sign":   func(s *Session) error { _, err := s.Sign(ctx, k.UUID, digest[:], crypto.SHA256); return err },
+		"import": func(s *Session) error { _, err := s.Import(ctx, ImportRequest{PublicKey: k.PublicKey}); return err },
+		"export": func(s *Session) error { _, err := s.Export(ctx, ExportRequest{Key: k.UUID}); return err },
+		"delete": func(s *Session) error { return s.DeleteKey(ctx, k.UUID) },
+	}
+	for name, op := range ops {
+		if err := op(anon); !errors.Is(err, ErrNotLoggedIn) {
+			t.Errorf("%s without login: got %v, want ErrNotLoggedIn", name, err)
+		}
+		if err := op(so); !errors.Is(err, ErrForbidden) {
+			t.Errorf("%s as SO: got %v, want ErrForbidden", name, err)
+		}
+	}
+	if _, err := user.Sign(ctx, k.UUID, digest[:], crypto.SHA256); err != nil {
+		t.Errorf("normal user cannot sign: %v", err)
+	}
+}
+
+func TestSetPIN(t *testing.T) {
+	h, _ := newTestHSM(t)
+	sessions := map[User]*Session{}
+	for u, pin := range map[User][]byte{UserWheel: wheelPIN, UserSO: soPIN, UserNormal: userPIN} {
+		s := h.NewSession()
+		defer s.Close()
+		if err := s.Login(ctx, u, pin); err != nil {
+			t.Fatal(err)
+		}
+		sessions[u] = s
+	}
+	for _, tc := range []struct {
+		by, of User
+		ok     bool
+	}{
+		{UserNormal, UserSO, false}, {UserNormal, UserWheel, false}, {UserSO, UserWheel, false},
+		{UserNormal, UserNormal, true}, {UserSO, UserNormal, true}, {UserSO, UserSO, true}, {UserWheel, UserSO, true},
+	} {
+		pin := []byte("new-pin-" + tc.by.String() + "-" + tc.of.String())
+		err := sessions[tc.by].SetPIN(ctx, tc.of, pin)
+		if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, ErrForbidden) {
+			t.Errorf("%v sets PIN of %v: got %v, want ok=%v", tc.by, tc.of, err, tc.ok)
+			continue
+		}
+		if tc.ok {
+			s := h.NewSession()
+			if err := s.Login(ctx, tc.of, pin); err != nil {
+				t.Errorf("login with PIN set by %v: %v", tc.by, err)
+			}
+			s.Close()
+		}
+	}
+}
+
+func TestGenerateSignVerify(t *testing.T) {
+	h, _ := newTestHSM(t)
+	s := login(t, h)
+	reqs := []GenerateRequest{
+		{Type: KeyTypeRSAPrivate, Bits: 2048},
+		{Type: KeyTypeRSAPrivate, Bits: 3072},
+		{Type: KeyTypeECPrivate, Curve: CurveP256},
+		{Type: KeyTypeECPrivate, Curve: CurveP384},
+		{Type: KeyTypeECPrivate, Curve: CurveP521},
+	}
+	if !testing.Short() {
+		reqs = append(reqs, GenerateRequest{Type: KeyTypeRSAPrivate, Bits: 4096})
+	}
+	for _, req := range reqs {
+		req.Flags = signFlags
+		k := generate(t, s, req)
+		wantBits := req.Bits
+		if req.Type == KeyTypeECPrivate {
+			wantBits = map[Curve]int{CurveP256: 256, CurveP384: 384, CurveP521: 521}[req.Curve]
+		}
+		if k.Type != req.Type || k.Curve != req.Curve || k.Bits != wantBits || k.Flags != req.Flags {
+			t.Errorf("generated %+v for %+v", k, req)
+		}
+		opts := []crypto.SignerOpts{crypto.SHA256, crypto.SHA384}
+		if req.Type == KeyTypeRSAPrivate {
+			opts = append(opts, &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash})
+		}
+		for _, o := range opts {
+			h := o.HashFunc().New()
+			h.Write([]byte("message"))
+			digest := h.Sum(nil)
+			sig, err := s.Sign(ctx, k.UUID, digest, o)
+			if err != nil {
+				t.Fatalf("sign %v %T: %v", req, o, err)
+			}
+			if err := s.Verify(ctx, k.UUID, digest, sig, o); err != nil {
+				t.Errorf("verify %v %T: %v", req, o, err)
+			}
+			if err := VerifySignature(k.PublicKey, digest, sig, o); err != nil {
+				t.Errorf("software verify %v %T: %v", req, o, err)
+			}
+			sig[len(sig)/2] ^= 1
+			if err := s.Verify(ctx, k.UUID, digest, sig, o); !errors.Is(err, ErrInvalidSignature) {
+				t.Errorf("flipped signature %v %T: got %v", req, o, err)
+			}
+			if _, err := s.Sign(ctx, k.UUID, digest[1:], o); !errors.Is(err, ErrBadArguments) {
+				t.Errorf("short digest %v: got %v", req, err)
+			}
+		}
+	}
+}
+
+func TestGenerateRefusesBadRequests(t *testing.T) {
+	h, _ := newTestHSM(t)
+	s := login(t, h)
+	for _, req := range []GenerateRequest{
+		{Type: KeyTypeRSAPrivate, Bits: 1024},
+		{Type: KeyTypeRSAPrivate, Bits: 2047},
+		{Type: KeyTypeECPrivate, Curve: Curve(7)},
+		{Type: KeyTypeECPublic, Curve: CurveP256},
+		{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: 1 << 10},
+		{Type: KeyTypeECPrivate, Curve: CurveP256, Label: string(make([]byte, MaxLabelLength+1))},
+	} {
+		if _, err := s.GenerateKey(ctx, req); !errors.Is(err, ErrBadArguments) {
+			t.Errorf("generate %+v: got %v, want ErrBadArguments", req, err)
+		}
+	}
+	if keys, _ := s.Keys(ctx, Filter{}); len(keys) != 0 {
+		t.Errorf("refused requests stored %d keys", len(keys))
+	}
+}
+
+func TestSignNeedsDigitalSignatureAndPrivateKey(t *testing.T) {
+	h, _ := newTestHSM(t)
+	s := login(t, h)
+	k := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: FlagKeyEncipherment | FlagToken})
+	digest := sha256.Sum256(nil)
+	if _, err := s.Sign(ctx, k.UUID, digest[:], crypto.SHA256); !errors.Is(err, ErrForbidden) {
+		t.Errorf("sign without digitalsignature: got %v", err)
+	}
+	pub, err := s.Import(ctx, ImportRequest{PublicKey: k.PublicKey, Flags: signFlags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub.Key.Type != KeyTypeECPublic {
+		t.Errorf("loaded public key has type %v", pub.Key.Type)
+	}
+	if _, err := s.Sign(ctx, pub.Key.UUID, digest[:], crypto.SHA256); !errors.Is(err, ErrUnsupportedKey) {
+		t.Errorf("sign with a public key: got %v", err)
+	}
+}
+
+func TestKeysFilter(t *testing.T) {
+	h, _ := newTestHSM(t)
+	s := login(t, h)
+	rsaKey := generate(t, s, GenerateRequest{Type: KeyTypeRSAPrivate, Bits: 2048, Flags: FlagKeyEncipherment | FlagToken})
+	p256 := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable})
+	p384 := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP384, Flags: signFlags})
+	for _, tc := range []struct {
+		f    Filter
+		want []KeyInfo
+	}{
+		{Filter{}, []KeyInfo{rsaKey, p256, p384}},
+		{Filter{Type: KeyTypeECPrivate}, []KeyInfo{p256, p384}},
+		{Filter{Curve: CurveP384}, []KeyInfo{p384}},
+		{Filter{Mask: FlagExportable, Flags: FlagExportable}, []KeyInfo{p256}},
+		{Filter{Mask: FlagExportable}, []KeyInfo{rsaKey, p384}},
+		{Filter{Type: KeyTypeRSAPrivate, Mask: FlagKeyEncipherment | FlagToken, Flags: FlagKeyEncipherment | FlagToken}, []KeyInfo{rsaKey}},
+		{Filter{Type: KeyTypeRSAPublic}, nil},
+	} {
+		got, err := s.Keys(ctx, tc.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameUUIDs(got, tc.want) {
+			t.Errorf("Keys(%+v) = %v, want %v", tc.f, uuids(got), uuids(tc.want))
+		}
+	}
+}
+
+func uuids(keys []KeyInfo) map[UUID]bool {
+	m := map[UUID]bool{}
+	for _, k := range keys {
+		m[k.UUID] = true
+	}
+	return m
+}
+
+func sameUUIDs(a, b []KeyInfo) bool {
+	ma, mb := uuids(a), uuids(b)
+	if len(a) != len(ma) || len(ma) != len(mb) {
+		return false
+	}
+	for id := range ma {
+		if !mb[id] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestDeleteKey(t *testing.T) {
+	h, dir := newTestHSM(t)
+	s := login(t, h)
+	k := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	if err := s.DeleteKey(ctx, k.UUID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteKey(ctx, k.UUID); !errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("second delete: got %v", err)
+	}
+	s.Close()
+	h.Close()
+	h2, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	if _, err := login(t, h2).Key(ctx, k.UUID); !errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("deleted key came back after restart: %v", err)
+	}
+}
+
+func TestTamperLeavesKeystoreUnreadableUntilMasterKeyRestored(t *testing.T) {
+	h, dir := newTestHSM(t)
+	s := login(t, h)
+	k := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	mk, err := h.board.MKM.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clear(mk)
+	if err := h.Tamper(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Key(ctx, k.UUID); !errors.Is(err, ErrTamper) {
+		t.Errorf("key right after tamper: got %v, want ErrTamper", err)
+	}
+	s.Close()
+	h.Close()
+
+	h2, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatalf("a tampered HSM must still open: %v", err)
+	}
+	defer h2.Close()
+	s2 := login(t, h2) // PINs are not under the master key
+	if _, err := s2.Key(ctx, k.UUID); !errors.Is(err, ErrTamper) {
+		t.Errorf("key after tamper: got %v, want ErrTamper", err)
+	}
+	if _, err := s2.GenerateKey(ctx, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags}); !errors.Is(err, ErrTamper) {
+		t.Errorf("generate after tamper: got %v, want ErrTamper", err)
+	}
+	if err := h2.board.MKM.Set(mk); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Key(ctx, k.UUID); err != nil {
+		t.Errorf("key after the master key was restored: %v", err)
+	}
+}
+
+func TestKeyRecordRoundTripAndBadLengths(t *testing.T) {
+	r := &keyRecord{uuid: UUID{1, 2, 3}, typ: KeyTypeECPrivate, curve: CurveP256, flags: signFlags,
+		label: "label", public: []byte("public"), private: []byte("private")}
+	b := r.marshal()
+	got, err := parseKeyRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.uuid != r.uuid || got.typ != r.typ || got.curve != r.curve || got.flags != r.flags ||
+		got.label != r.label || string(got.public) != "public" || string(got.private) != "private" {
+		t.Errorf("round trip: %+v", got)
+	}
+	for i := range len(b) {
+		if _, err := parseKeyRecord(b[:i]); err == nil {
+			t.Errorf("record cut to %d bytes parsed", i)
+		}
+	}
+	if _, err := parseKeyRecord(append(b, 0)); err == nil {
+		t.Error("record with a trailing byte parsed")
+	}
+}
+
+func TestPINRecordBadLengths(t *testing.T) {
+	r, err := newPINRecord(randReader{}, userPIN, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := r.marshal()
+	if got, err := parsePINRecord(b); err != nil || !got.verify(userPIN) || got.verify(wheelPIN) {
+		t.Fatalf("round trip: %v", err)
+	}
+	for i := range len(b) {
+		if _, err := parsePINRecord(b[:i]); err == nil {
+			t.Errorf("PIN record cut to %d bytes parsed", i)
+		}
+	}
+}
+
+type randReader struct{}
+
+func (randReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(i * 7)
+	}
+	return len(p), nil
+}

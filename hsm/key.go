@@ -1,0 +1,257 @@
+package hsm
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// key is a key held by the HSM, parsed. Token keys are loaded from the
+// keystore on first use and cached; volatile keys live only here.
+type key struct {
+	info KeyInfo
+	pub  crypto.PublicKey
+	// priv is nil for public keys.
+	priv crypto.Signer
+	// owner is the session a volatile key belongs to; nil for token keys.
+	owner *Session
+}
+
+// keyRecord is the plaintext of a key as stored in the keystore, before it
+// is wrapped under the master key. The UUID is inside too, so that a record
+// moved to another block name is refused.
+type keyRecord struct {
+	uuid  UUID
+	typ   KeyType
+	curve Curve
+	flags Flags
+	label string
+	// public is the SubjectPublicKeyInfo, DER.
+	public []byte
+	// private is the PKCS#8 PrivateKeyInfo, DER; empty for public keys.
+	private []byte
+}
+
+const keyRecordVersion = 1
+
+// MaxLabelLength bounds a key label.
+const MaxLabelLength = 256
+
+func (r *keyRecord) marshal() []byte {
+	b := make([]byte, 0, 1+16+12+12+len(r.label)+len(r.public)+len(r.private))
+	b = append(b, keyRecordVersion)
+	b = append(b, r.uuid[:]...)
+	b = binary.BigEndian.AppendUint32(b, uint32(r.typ))
+	b = binary.BigEndian.AppendUint32(b, uint32(r.curve))
+	b = binary.BigEndian.AppendUint32(b, uint32(r.flags))
+	for _, f := range [][]byte{[]byte(r.label), r.public, r.private} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+var errBadKeyRecord = errors.New("corrupt key record")
+
+func parseKeyRecord(b []byte) (*keyRecord, error) {
+	if len(b) < 1+16+12 || b[0] != keyRecordVersion {
+		return nil, errBadKeyRecord
+	}
+	r := &keyRecord{}
+	copy(r.uuid[:], b[1:17])
+	r.typ = KeyType(binary.BigEndian.Uint32(b[17:]))
+	r.curve = Curve(binary.BigEndian.Uint32(b[21:]))
+	r.flags = Flags(binary.BigEndian.Uint32(b[25:]))
+	b = b[29:]
+	var fields [3][]byte
+	for i := range fields {
+		if len(b) < 4 {
+			return nil, errBadKeyRecord
+		}
+		n := binary.BigEndian.Uint32(b)
+		b = b[4:]
+		if uint64(n) > uint64(len(b)) {
+			return nil, errBadKeyRecord
+		}
+		fields[i] = append([]byte(nil), b[:n]...)
+		b = b[n:]
+	}
+	if len(b) != 0 {
+		return nil, errBadKeyRecord
+	}
+	r.label, r.public, r.private = string(fields[0]), fields[1], fields[2]
+	return r, nil
+}
+
+// newKey builds a key from a record, parsing its DER.
+func newKey(r *keyRecord) (*key, error) {
+	k := &key{info: KeyInfo{UUID: r.uuid, Type: r.typ, Curve: r.curve, Flags: r.flags, Label: r.label, PublicKey: r.public}}
+	var err error
+	if k.pub, err = x509.ParsePKIXPublicKey(r.public); err != nil {
+		return nil, fmt.Errorf("%w: public key: %v", ErrUnsupportedKey, err)
+	}
+	if len(r.private) > 0 {
+		priv, err := x509.ParsePKCS8PrivateKey(r.private)
+		if err != nil {
+			return nil, fmt.Errorf("%w: private key: %v", ErrUnsupportedKey, err)
+		}
+		signer, ok := priv.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("%w: %T", ErrUnsupportedKey, priv)
+		}
+		k.priv = signer
+	}
+	typ, curve, bits, err := describe(k.pub, k.priv != nil)
+	if err != nil {
+		return nil, err
+	}
+	if typ != r.typ || curve != r.curve {
+		return nil, errBadKeyRecord
+	}
+	k.info.Bits = bits
+	return k, nil
+}
+
+// describe names a public key's libhal type, curve and size, refusing the
+// keys this HSM does not hold.
+func describe(pub crypto.PublicKey, private bool) (KeyType, Curve, int, error) {
+	switch p := pub.(type) {
+	case *rsa.PublicKey:
+		bits := p.N.BitLen()
+		if bits < 2048 || bits > 8192 || p.E != 65537 {
+			return 0, 0, 0, fmt.Errorf("%w: RSA keys have 2048 to 8192 bits and e = 65537", ErrUnsupportedKey)
+		}
+		if private {
+			return KeyTypeRSAPrivate, CurveNone, bits, nil
+		}
+		return KeyTypeRSAPublic, CurveNone, bits, nil
+	case *ecdsa.PublicKey:
+		var c Curve
+		switch p.Curve {
+		case elliptic.P256():
+			c = CurveP256
+		case elliptic.P384():
+			c = CurveP384
+		case elliptic.P521():
+			c = CurveP521
+		default:
+			return 0, 0, 0, fmt.Errorf("%w: EC curve %s", ErrUnsupportedKey, p.Curve.Params().Name)
+		}
+		if private {
+			return KeyTypeECPrivate, c, p.Curve.Params().BitSize, nil
+		}
+		return KeyTypeECPublic, c, p.Curve.Params().BitSize, nil
+	}
+	return 0, 0, 0, fmt.Errorf("%w: %T", ErrUnsupportedKey, pub)
+}
+
+// recordFor makes the record of a new key and parses it back, so that what is
+// stored is exactly what will be loaded.
+func recordFor(id UUID, priv crypto.Signer, pub crypto.PublicKey, flags Flags, label string) (*keyRecord, *key, error) {
+	if priv != nil {
+		pub = priv.Public()
+	}
+	typ, curve, _, err := describe(pub, priv != nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := &keyRecord{uuid: id, typ: typ, curve: curve, flags: flags, label: label}
+	if r.public, err = x509.MarshalPKIXPublicKey(pub); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrUnsupportedKey, err)
+	}
+	if priv != nil {
+		if r.private, err = x509.MarshalPKCS8PrivateKey(priv); err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", ErrUnsupportedKey, err)
+		}
+	}
+	k, err := newKey(r)
+	if err != nil {
+		r.wipe()
+		return nil, nil, err
+	}
+	return r, k, nil
+}
+
+func (r *keyRecord) wipe() { clear(r.private) }
+
+// pairwiseTest signs and verifies with a new or imported key pair, as FIPS
+// 140 asks after every generation: a key that fails is never stored. For an
+// import it is also the check that the private half matches its public key.
+func pairwiseTest(k *key) error {
+	if k.priv == nil {
+		return nil
+	}
+	digest := sha256.Sum256([]byte("cryptech-backup pairwise consistency test"))
+	sig, err := signDigest(k.priv, digest[:], crypto.SHA256)
+	if err == nil {
+		err = verifyDigest(k.pub, digest[:], sig, crypto.SHA256)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: pairwise consistency test failed", ErrUnsupportedKey)
+	}
+	return nil
+}
+
+// signDigest signs as Token.Sign documents: PKCS#1 v1.5 or PSS for RSA,
+// ASN.1 DER for ECDSA.
+func signDigest(priv crypto.Signer, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts == nil {
+		return nil, fmt.Errorf("%w: no hash given", ErrBadArguments)
+	}
+	if h := opts.HashFunc(); h != 0 && len(digest) != h.Size() {
+		return nil, fmt.Errorf("%w: digest is %d bytes, %v needs %d", ErrBadArguments, len(digest), h, h.Size())
+	}
+	switch p := priv.(type) {
+	case *rsa.PrivateKey:
+		if pss, ok := opts.(*rsa.PSSOptions); ok {
+			return rsa.SignPSS(rand.Reader, p, pss.Hash, digest, pss)
+		}
+		return rsa.SignPKCS1v15(rand.Reader, p, opts.HashFunc(), digest)
+	case *ecdsa.PrivateKey:
+		return ecdsa.SignASN1(rand.Reader, p, digest)
+	}
+	return nil, fmt.Errorf("%w: cannot sign with %T", ErrUnsupportedKey, priv)
+}
+
+// VerifySignature checks, in software, a signature made as Token.Sign makes
+// them, under a public key given as a SubjectPublicKeyInfo (DER). It returns
+// ErrInvalidSignature when the signature does not verify.
+func VerifySignature(spki, digest, sig []byte, opts crypto.SignerOpts) error {
+	pub, err := x509.ParsePKIXPublicKey(spki)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnsupportedKey, err)
+	}
+	return verifyDigest(pub, digest, sig, opts)
+}
+
+func verifyDigest(pub crypto.PublicKey, digest, sig []byte, opts crypto.SignerOpts) error {
+	if opts == nil {
+		return fmt.Errorf("%w: no hash given", ErrBadArguments)
+	}
+	var err error
+	switch p := pub.(type) {
+	case *rsa.PublicKey:
+		if pss, ok := opts.(*rsa.PSSOptions); ok {
+			err = rsa.VerifyPSS(p, pss.Hash, digest, sig, pss)
+		} else {
+			err = rsa.VerifyPKCS1v15(p, opts.HashFunc(), digest, sig)
+		}
+	case *ecdsa.PublicKey:
+		if !ecdsa.VerifyASN1(p, digest, sig) {
+			err = ErrInvalidSignature
+		}
+	default:
+		return fmt.Errorf("%w: cannot verify with %T", ErrUnsupportedKey, pub)
+	}
+	if err != nil {
+		return ErrInvalidSignature
+	}
+	return nil
+}

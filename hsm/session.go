@@ -1,0 +1,272 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// Session is one client's connection to an in-process HSM: its login and
+// its volatile keys. It implements [Token] and [BatchImporter].
+type Session struct {
+	h *HSM
+
+	mu     sync.Mutex
+	user   User
+	closed bool
+}
+
+var (
+	_ Token         = (*Session)(nil)
+	_ BatchImporter = (*Session)(nil)
+)
+
+// Login checks the PIN of user. A wrong PIN is reported only after the HSM's
+// wrong-PIN delay.
+func (s *Session) Login(_ context.Context, user User, pin []byte) error {
+	if user != UserNormal && user != UserSO && user != UserWheel {
+		return fmt.Errorf("login: %w: no such user %d", ErrBadArguments, uint32(user))
+	}
+	if err := checkPINLength(pin); err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
+	if err := s.h.checkPIN(user, pin); err != nil {
+		return fmt.Errorf("login as %s: %w", user, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("login: %w: session closed", ErrBadArguments)
+	}
+	s.user = user
+	return nil
+}
+
+// Logout ends the login and drops the session's volatile keys.
+func (s *Session) Logout(context.Context) error {
+	s.mu.Lock()
+	s.user = UserNone
+	s.mu.Unlock()
+	s.h.dropVolatile(s)
+	return nil
+}
+
+// Close logs out; the session cannot be used afterwards.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return s.Logout(context.Background())
+}
+
+// User returns who is logged in.
+func (s *Session) User() User {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.user
+}
+
+// SetPIN changes a user's PIN. Wheel may set any PIN, the security officer
+// its own and the normal user's, the normal user only its own.
+func (s *Session) SetPIN(_ context.Context, user User, pin []byte) error {
+	me := s.User()
+	allowed := me == UserWheel ||
+		me == UserSO && (user == UserSO || user == UserNormal) ||
+		me == UserNormal && user == UserNormal
+	if !allowed {
+		return fmt.Errorf("set PIN of %s: %w (logged in as %s)", user, ErrForbidden, me)
+	}
+	if err := s.h.setPIN(user, pin); err != nil {
+		return fmt.Errorf("set PIN of %s: %w", user, err)
+	}
+	return nil
+}
+
+// requireKeyUser checks that the session may use keys: the normal user or
+// wheel, as libhal requires for private keys.
+func (s *Session) requireKeyUser() error {
+	switch u := s.User(); u {
+	case UserNormal, UserWheel:
+		return nil
+	case UserNone:
+		return ErrNotLoggedIn
+	default:
+		return fmt.Errorf("%w: %s cannot use keys", ErrForbidden, u)
+	}
+}
+
+// GenerateKey makes an RSA or EC key pair inside the HSM.
+func (s *Session) GenerateKey(_ context.Context, req GenerateRequest) (KeyInfo, error) {
+	if err := s.requireKeyUser(); err != nil {
+		return KeyInfo{}, fmt.Errorf("generate: %w", err)
+	}
+	if err := checkNewKey(req.Flags, req.Label); err != nil {
+		return KeyInfo{}, fmt.Errorf("generate: %w", err)
+	}
+	var priv crypto.Signer
+	var err error
+	switch req.Type {
+	case KeyTypeRSAPrivate:
+		if req.Bits != 2048 && req.Bits != 3072 && req.Bits != 4096 {
+			return KeyInfo{}, fmt.Errorf("generate: %w: RSA keys have 2048, 3072 or 4096 bits, not %d", ErrBadArguments, req.Bits)
+		}
+		priv, err = rsa.GenerateKey(s.h.board.TRNG, req.Bits)
+	case KeyTypeECPrivate:
+		var c elliptic.Curve
+		switch req.Curve {
+		case CurveP256:
+			c = elliptic.P256()
+		case CurveP384:
+			c = elliptic.P384()
+		case CurveP521:
+			c = elliptic.P521()
+		default:
+			return KeyInfo{}, fmt.Errorf("generate: %w: unknown curve %v", ErrBadArguments, req.Curve)
+		}
+		priv, err = ecdsa.GenerateKey(c, s.h.board.TRNG)
+	default:
+		return KeyInfo{}, fmt.Errorf("generate: %w: cannot generate %v", ErrBadArguments, req.Type)
+	}
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("generate: %w", err)
+	}
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	id, err := h.newUUID()
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("generate: %w", err)
+	}
+	r, k, err := recordFor(id, priv, nil, req.Flags, req.Label)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("generate: %w", err)
+	}
+	defer r.wipe()
+	if err := pairwiseTest(k); err != nil {
+		return KeyInfo{}, fmt.Errorf("generate: %w", err)
+	}
+	if err := h.store(s, []*keyRecord{r}, []*key{k}); err != nil {
+		return KeyInfo{}, fmt.Errorf("generate: %w", err)
+	}
+	return k.info, nil
+}
+
+func checkNewKey(flags Flags, label string) error {
+	if !flags.Valid() {
+		return fmt.Errorf("%w: unknown key flags 0x%x", ErrBadArguments, uint32(flags))
+	}
+	if len(label) > MaxLabelLength {
+		return fmt.Errorf("%w: label longer than %d bytes", ErrBadArguments, MaxLabelLength)
+	}
+	return nil
+}
+
+// key finds a key this session may see.
+func (s *Session) key(id UUID) (*key, error) {
+	if err := s.requireKeyUser(); err != nil {
+		return nil, err
+	}
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	return s.h.lookup(s, id)
+}
+
+// Key describes one key.
+func (s *Session) Key(_ context.Context, id UUID) (KeyInfo, error) {
+	k, err := s.key(id)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("open key: %w", err)
+	}
+	return k.info, nil
+}
+
+// Keys lists the token keys and this session's volatile keys that match f.
+func (s *Session) Keys(_ context.Context, f Filter) ([]KeyInfo, error) {
+	if err := s.requireKeyUser(); err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var ids []UUID
+	for _, id := range h.ks.List(kindKey) {
+		ids = append(ids, UUID(id))
+	}
+	for id, k := range h.volatile {
+		if k.owner == s {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b UUID) int { return bytes.Compare(a[:], b[:]) })
+	var out []KeyInfo
+	for _, id := range ids {
+		k, err := h.lookup(s, id)
+		if err != nil {
+			return nil, fmt.Errorf("list keys: %w", err)
+		}
+		if f.Matches(k.info) {
+			out = append(out, k.info)
+		}
+	}
+	return out, nil
+}
+
+// DeleteKey removes a key.
+func (s *Session) DeleteKey(_ context.Context, id UUID) error {
+	if err := s.requireKeyUser(); err != nil {
+		return fmt.Errorf("delete key: %w", err)
+	}
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k, err := h.lookup(s, id)
+	if err == nil {
+		err = h.remove(k)
+	}
+	if err != nil {
+		return fmt.Errorf("delete key: %w", err)
+	}
+	return nil
+}
+
+// Sign signs a digest with a private key that has FlagDigitalSignature.
+func (s *Session) Sign(_ context.Context, id UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	k, err := s.key(id)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	if k.priv == nil {
+		return nil, fmt.Errorf("sign with %s: %w: a public key cannot sign", id, ErrUnsupportedKey)
+	}
+	if k.info.Flags&FlagDigitalSignature == 0 {
+		return nil, fmt.Errorf("sign with %s: %w: key lacks digitalsignature", id, ErrForbidden)
+	}
+	sig, err := signDigest(k.priv, digest, opts)
+	if err != nil {
+		return nil, fmt.Errorf("sign with %s: %w", id, err)
+	}
+	return sig, nil
+}
+
+// Verify checks a signature with a key's public half.
+func (s *Session) Verify(_ context.Context, id UUID, digest, sig []byte, opts crypto.SignerOpts) error {
+	k, err := s.key(id)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if err := verifyDigest(k.pub, digest, sig, opts); err != nil {
+		return fmt.Errorf("verify with %s: %w", id, err)
+	}
+	return nil
+}
+
+// KEKEncryptions: the emulated HSM produces and undoes all three.
+func (s *Session) KEKEncryptions(context.Context) ([]KEKEncryption, error) {
+	return slices.Clone(KEKEncryptions), nil
+}

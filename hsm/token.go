@@ -1,0 +1,140 @@
+package hsm
+
+import (
+	"context"
+	"crypto"
+)
+
+// Token is what the transfer protocols need from an HSM, whichever HSM it is:
+// the emulated one ([Session]), a remote libhal HSM over RPC, or a PKCS#11
+// token. It is roughly the libhal pkey API, keyed by UUID instead of handles.
+//
+// A backend that cannot do something returns an error wrapping
+// [ErrUnsupported].
+type Token interface {
+	// Login authenticates this session as user.
+	Login(ctx context.Context, user User, pin []byte) error
+	// Logout ends the login; volatile keys of the session are dropped.
+	Logout(ctx context.Context) error
+
+	// GenerateKey makes a new RSA or EC key pair.
+	GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error)
+	// Key describes one key, or returns ErrKeyNotFound.
+	Key(ctx context.Context, id UUID) (KeyInfo, error)
+	// Keys lists the keys that match f, ordered by UUID.
+	Keys(ctx context.Context, f Filter) ([]KeyInfo, error)
+	// DeleteKey removes a key.
+	DeleteKey(ctx context.Context, id UUID) error
+
+	// Sign signs digest, the hash of a message, like crypto.Signer: opts
+	// names the hash, and *rsa.PSSOptions asks for RSA-PSS. RSA signatures
+	// are PKCS#1 v1.5 otherwise; ECDSA signatures are ASN.1 DER.
+	Sign(ctx context.Context, id UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error)
+	// Verify checks a signature made as Sign makes them, returning
+	// ErrInvalidSignature when it does not verify.
+	Verify(ctx context.Context, id UUID, digest, sig []byte, opts crypto.SignerOpts) error
+
+	// KEKEncryptions lists the KEK encryptions this token can both produce
+	// and undo, strongest first.
+	KEKEncryptions(ctx context.Context) ([]KEKEncryption, error)
+	// Export wraps an exportable private key for the holder of a KEKEK.
+	Export(ctx context.Context, req ExportRequest) (WrappedKey, error)
+	// Import unwraps a key exported to one of this token's KEKEKs, or loads
+	// a public key.
+	Import(ctx context.Context, req ImportRequest) (ImportResult, error)
+
+	// Close logs out and releases the session; it is safe to call twice.
+	Close() error
+}
+
+// BatchImporter is implemented by tokens that can import several keys as one
+// atomic step, all of them or none even across a crash. Callers fall back to
+// importing one at a time and deleting what they stored on failure.
+type BatchImporter interface {
+	ImportBatch(ctx context.Context, reqs []ImportRequest) ([]ImportResult, error)
+}
+
+// GenerateRequest asks for a new key pair.
+type GenerateRequest struct {
+	// Type is KeyTypeRSAPrivate or KeyTypeECPrivate.
+	Type KeyType
+	// Bits is the RSA modulus size: 2048, 3072 or 4096.
+	Bits int
+	// Curve is the EC curve.
+	Curve Curve
+	Flags Flags
+	Label string
+}
+
+// Filter selects keys: a key matches when its type and curve equal Type and
+// Curve (zero matches any) and its flags under Mask equal Flags.
+type Filter struct {
+	Type  KeyType
+	Curve Curve
+	Mask  Flags
+	Flags Flags
+}
+
+// Matches reports whether k passes the filter.
+func (f Filter) Matches(k KeyInfo) bool {
+	return (f.Type == KeyTypeNone || f.Type == k.Type) &&
+		(f.Curve == CurveNone || f.Curve == k.Curve) &&
+		k.Flags&f.Mask == f.Flags
+}
+
+// ExportRequest asks to wrap one private key for a KEKEK.
+type ExportRequest struct {
+	// Key is the exportable private key to wrap.
+	Key UUID
+	// KEKEK is the destination's public KEKEK, a SubjectPublicKeyInfo (DER)
+	// of an RSA key.
+	KEKEK []byte
+	// Encryption is how the transit KEK is encrypted to the KEKEK.
+	Encryption KEKEncryption
+	// Binding, when not nil, is bound to the wrapped key: the export carries
+	// a Tag that only the KEK can make, and Import with the same Binding
+	// fails unless it matches. Backup binds the bundle's metadata this way so
+	// that a change to any field is refused.
+	Binding []byte
+}
+
+// WrappedKey is an exported private key.
+type WrappedKey struct {
+	// PKCS8 is an EncryptedPrivateKeyInfo (DER): the PrivateKeyInfo wrapped
+	// under the transit KEK with id-aes256-wrap-pad.
+	PKCS8 []byte
+	// KEK is an EncryptedPrivateKeyInfo (DER): the transit KEK encrypted to
+	// the KEKEK.
+	KEK []byte
+	// Tag authenticates the ExportRequest's Binding; nil without one.
+	Tag []byte
+}
+
+// ImportRequest asks to store one key: a private key wrapped by Export
+// (Wrapped.PKCS8 set) or a public key (only PublicKey set).
+type ImportRequest struct {
+	// KEKEK is the UUID of this token's RSA private key that can decrypt
+	// Wrapped.KEK; it must carry FlagKeyEncipherment.
+	KEKEK      UUID
+	Wrapped    WrappedKey
+	Encryption KEKEncryption
+	// Binding must equal the exporter's; nil skips the check (bundles of
+	// other tools carry no tag).
+	Binding []byte
+
+	// UUID names the new key; zero asks for a fresh one.
+	UUID  UUID
+	Label string
+	Flags Flags
+	// PublicKey is the key's SubjectPublicKeyInfo (DER). For a private key it
+	// is optional; when given, the unwrapped key must match it.
+	PublicKey []byte
+}
+
+// ImportResult tells what Import did.
+type ImportResult struct {
+	Key KeyInfo
+	// Present is true when the same key was already stored under that UUID,
+	// so nothing was stored.
+	Present bool
+}

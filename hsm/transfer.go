@@ -1,0 +1,220 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/x509"
+	"fmt"
+	"io"
+)
+
+// Export wraps an exportable private key for the holder of the KEKEK: the
+// key's PKCS#8 under a fresh transit KEK, the KEK encrypted to the KEKEK.
+func (s *Session) Export(_ context.Context, req ExportRequest) (WrappedKey, error) {
+	w, err := s.export(req)
+	if err != nil {
+		return WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
+	}
+	return w, nil
+}
+
+func (s *Session) export(req ExportRequest) (WrappedKey, error) {
+	k, err := s.key(req.Key)
+	if err != nil {
+		return WrappedKey{}, err
+	}
+	if k.priv == nil {
+		return WrappedKey{}, fmt.Errorf("%w: only private keys are exported wrapped", ErrUnsupportedKey)
+	}
+	if k.info.Flags&FlagExportable == 0 {
+		return WrappedKey{}, ErrNotExportable
+	}
+	kekek, err := parseKEKEK(req.KEKEK)
+	if err != nil {
+		return WrappedKey{}, err
+	}
+	if _, err := kekAlgorithm(req.Encryption); err != nil {
+		return WrappedKey{}, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k.priv)
+	if err != nil {
+		return WrappedKey{}, fmt.Errorf("%w: %v", ErrUnsupportedKey, err)
+	}
+	defer clear(der)
+	trng := s.h.board.TRNG
+	kek := make([]byte, KEKSize)
+	defer clear(kek)
+	if _, err := io.ReadFull(trng, kek); err != nil {
+		return WrappedKey{}, fmt.Errorf("transit KEK: %w", err)
+	}
+	var w WrappedKey
+	if w.PKCS8, err = wrapPKCS8(kek, der); err != nil {
+		return WrappedKey{}, err
+	}
+	if w.KEK, err = encryptKEK(trng, kekek, req.Encryption, kek); err != nil {
+		return WrappedKey{}, err
+	}
+	if req.Binding != nil {
+		if w.Tag, err = makeTag(kek, req.Binding); err != nil {
+			return WrappedKey{}, err
+		}
+	}
+	return w, nil
+}
+
+// Import stores one key exported to one of this HSM's KEKEKs, or a public
+// key. A key already stored under the same UUID with the same public key is
+// left alone and reported as Present.
+func (s *Session) Import(ctx context.Context, req ImportRequest) (ImportResult, error) {
+	res, err := s.ImportBatch(ctx, []ImportRequest{req})
+	if err != nil {
+		return ImportResult{}, err
+	}
+	return res[0], nil
+}
+
+// ImportBatch imports several keys as one keystore transaction: every key is
+// decrypted and checked first, then all are stored or none, even across a
+// power cut.
+func (s *Session) ImportBatch(_ context.Context, reqs []ImportRequest) ([]ImportResult, error) {
+	if err := s.requireKeyUser(); err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	// The slow part, decryption, runs without holding the HSM's lock.
+	recs := make([]*keyRecord, len(reqs))
+	keys := make([]*key, len(reqs))
+	defer func() {
+		for _, r := range recs {
+			if r != nil {
+				r.wipe()
+			}
+		}
+	}()
+	seen := map[UUID]bool{}
+	for i, req := range reqs {
+		if !req.UUID.IsZero() {
+			if seen[req.UUID] {
+				return nil, fmt.Errorf("import key %d: %w: UUID %s given twice", i, ErrBadArguments, req.UUID)
+			}
+			seen[req.UUID] = true
+		}
+		var err error
+		if recs[i], keys[i], err = s.prepareImport(req); err != nil {
+			return nil, fmt.Errorf("import key %d (%s): %w", i, req.UUID, err)
+		}
+	}
+
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	results := make([]ImportResult, len(reqs))
+	var newRecs []*keyRecord
+	var newKeys []*key
+	for i, r := range recs {
+		k := keys[i]
+		if r.uuid.IsZero() {
+			id, err := h.newUUID()
+			if err != nil {
+				return nil, fmt.Errorf("import: %w", err)
+			}
+			r.uuid, k.info.UUID = id, id
+		} else if h.exists(r.uuid) {
+			old, err := h.lookup(s, r.uuid)
+			if err != nil || old.info.Type != k.info.Type || !bytes.Equal(old.info.PublicKey, k.info.PublicKey) {
+				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, ErrKeyNameInUse)
+			}
+			results[i] = ImportResult{Key: old.info, Present: true}
+			continue
+		}
+		results[i] = ImportResult{Key: k.info}
+		newRecs, newKeys = append(newRecs, r), append(newKeys, k)
+	}
+	if err := h.store(s, newRecs, newKeys); err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	return results, nil
+}
+
+// prepareImport decrypts and checks one key, storing nothing.
+func (s *Session) prepareImport(req ImportRequest) (*keyRecord, *key, error) {
+	if err := checkNewKey(req.Flags, req.Label); err != nil {
+		return nil, nil, err
+	}
+	var priv crypto.Signer
+	var pub crypto.PublicKey
+	if len(req.Wrapped.PKCS8) == 0 {
+		p, err := x509.ParsePKIXPublicKey(req.PublicKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: public key: %v", ErrUnsupportedKey, err)
+		}
+		pub = p
+	} else {
+		var err error
+		if priv, err = s.unwrap(req); err != nil {
+			return nil, nil, err
+		}
+	}
+	r, k, err := recordFor(req.UUID, priv, pub, req.Flags, req.Label)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := pairwiseTest(k); err != nil {
+		r.wipe()
+		return nil, nil, err
+	}
+	if priv != nil && req.PublicKey != nil && !samePublicKey(req.PublicKey, k.pub) {
+		r.wipe()
+		return nil, nil, fmt.Errorf("%w: the unwrapped key does not match the public key given with it", ErrBadArguments)
+	}
+	return r, k, nil
+}
+
+func samePublicKey(spki []byte, pub crypto.PublicKey) bool {
+	p, err := x509.ParsePKIXPublicKey(spki)
+	if err != nil {
+		return false
+	}
+	eq, ok := p.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(pub)
+}
+
+// unwrap recovers a private key from an ImportRequest, checking its binding.
+func (s *Session) unwrap(req ImportRequest) (crypto.Signer, error) {
+	kekek, err := s.key(req.KEKEK)
+	if err != nil {
+		return nil, fmt.Errorf("KEKEK: %w", err)
+	}
+	rsaKEKEK, ok := kekek.priv.(*rsa.PrivateKey)
+	if !ok || kekek.info.Type != KeyTypeRSAPrivate {
+		return nil, fmt.Errorf("%w: KEKEK %s is %v, not an RSA private key", ErrUnsupportedKey, req.KEKEK, kekek.info.Type)
+	}
+	if kekek.info.Flags&FlagKeyEncipherment == 0 {
+		return nil, fmt.Errorf("%w: KEKEK %s lacks keyencipherment", ErrForbidden, req.KEKEK)
+	}
+	kek, err := decryptKEK(s.h.board.TRNG, rsaKEKEK, req.Encryption, req.Wrapped.KEK)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(kek)
+	der, err := unwrapPKCS8(kek, req.Wrapped.PKCS8)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(der)
+	if req.Binding != nil {
+		if err := checkTag(kek, req.Binding, req.Wrapped.Tag); err != nil {
+			return nil, err
+		}
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: unwrapped key: %v", ErrUnsupportedKey, err)
+	}
+	signer, ok := priv.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%w: unwrapped key is %T", ErrUnsupportedKey, priv)
+	}
+	return signer, nil
+}

@@ -1,0 +1,252 @@
+package hsm
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// UUID names a key. New keys get a random (version 4) UUID.
+type UUID [16]byte
+
+// NewUUID returns a version 4 UUID read from r (crypto/rand when r is nil).
+func NewUUID(r io.Reader) (UUID, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	var u UUID
+	if _, err := io.ReadFull(r, u[:]); err != nil {
+		return UUID{}, fmt.Errorf("new uuid: %w", err)
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return u, nil
+}
+
+// ParseUUID parses the canonical 8-4-4-4-12 hexadecimal form.
+func ParseUUID(s string) (UUID, error) {
+	var u UUID
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, fmt.Errorf("%w: %q", ErrBadUUID, s)
+	}
+	if _, err := hex.Decode(u[:], []byte(strings.ReplaceAll(s, "-", ""))); err != nil {
+		return u, fmt.Errorf("%w: %q", ErrBadUUID, s)
+	}
+	return u, nil
+}
+
+func (u UUID) String() string {
+	h := hex.EncodeToString(u[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// IsZero reports whether u is the all-zero UUID, which names no key.
+func (u UUID) IsZero() bool { return u == UUID{} }
+
+// User is a libhal user. Values are the libhal wire values.
+type User uint32
+
+const (
+	UserNone   User = 0
+	UserNormal User = 1
+	UserSO     User = 2
+	UserWheel  User = 3
+)
+
+func (u User) String() string {
+	switch u {
+	case UserNone:
+		return "none"
+	case UserNormal:
+		return "user"
+	case UserSO:
+		return "so"
+	case UserWheel:
+		return "wheel"
+	}
+	return fmt.Sprintf("user(%d)", uint32(u))
+}
+
+// KeyType is a libhal key type. Values are the libhal wire values.
+type KeyType uint32
+
+const (
+	KeyTypeNone           KeyType = 0
+	KeyTypeRSAPrivate     KeyType = 1
+	KeyTypeRSAPublic      KeyType = 2
+	KeyTypeECPrivate      KeyType = 3
+	KeyTypeECPublic       KeyType = 4
+	KeyTypeHashsigPrivate KeyType = 5
+	KeyTypeHashsigPublic  KeyType = 6
+)
+
+var keyTypeNames = map[KeyType]string{
+	KeyTypeNone:           "none",
+	KeyTypeRSAPrivate:     "rsa-private",
+	KeyTypeRSAPublic:      "rsa-public",
+	KeyTypeECPrivate:      "ec-private",
+	KeyTypeECPublic:       "ec-public",
+	KeyTypeHashsigPrivate: "hashsig-private",
+	KeyTypeHashsigPublic:  "hashsig-public",
+}
+
+func (t KeyType) String() string {
+	if s, ok := keyTypeNames[t]; ok {
+		return s
+	}
+	return fmt.Sprintf("keytype(%d)", uint32(t))
+}
+
+// IsPrivate reports whether keys of this type have a private half.
+func (t KeyType) IsPrivate() bool {
+	return t == KeyTypeRSAPrivate || t == KeyTypeECPrivate || t == KeyTypeHashsigPrivate
+}
+
+// Curve is a libhal elliptic curve name. Values are the libhal wire values.
+type Curve uint32
+
+const (
+	CurveNone Curve = 0
+	CurveP256 Curve = 1
+	CurveP384 Curve = 2
+	CurveP521 Curve = 3
+)
+
+func (c Curve) String() string {
+	switch c {
+	case CurveNone:
+		return "none"
+	case CurveP256:
+		return "p256"
+	case CurveP384:
+		return "p384"
+	case CurveP521:
+		return "p521"
+	}
+	return fmt.Sprintf("curve(%d)", uint32(c))
+}
+
+// ParseCurve accepts p256, p384, p521 (also P-256 and the like).
+func ParseCurve(s string) (Curve, error) {
+	switch strings.ToLower(strings.ReplaceAll(s, "-", "")) {
+	case "p256":
+		return CurveP256, nil
+	case "p384":
+		return CurveP384, nil
+	case "p521":
+		return CurveP521, nil
+	}
+	return CurveNone, fmt.Errorf("unknown curve %q (want p256, p384 or p521)", s)
+}
+
+// Flags are libhal key flags. Values are the libhal wire values.
+type Flags uint32
+
+const (
+	FlagDigitalSignature Flags = 1 << 0
+	FlagKeyEncipherment  Flags = 1 << 1
+	FlagDataEncipherment Flags = 1 << 2
+	// FlagToken keys persist in the flash keystore; others are volatile.
+	FlagToken  Flags = 1 << 3
+	FlagPublic Flags = 1 << 4
+	// FlagExportable keys may leave the HSM, wrapped.
+	FlagExportable Flags = 1 << 5
+
+	allFlags = FlagDigitalSignature | FlagKeyEncipherment | FlagDataEncipherment |
+		FlagToken | FlagPublic | FlagExportable
+)
+
+var flagNames = []struct {
+	f    Flags
+	name string
+}{
+	{FlagDigitalSignature, "digitalsignature"},
+	{FlagKeyEncipherment, "keyencipherment"},
+	{FlagDataEncipherment, "dataencipherment"},
+	{FlagToken, "token"},
+	{FlagPublic, "public"},
+	{FlagExportable, "exportable"},
+}
+
+// String lists the flag names, comma-separated, as cryptech_backup does.
+func (f Flags) String() string {
+	var names []string
+	for _, n := range flagNames {
+		if f&n.f != 0 {
+			names = append(names, n.name)
+		}
+	}
+	if rest := f &^ allFlags; rest != 0 {
+		names = append(names, fmt.Sprintf("0x%x", uint32(rest)))
+	}
+	return strings.Join(names, ",")
+}
+
+// Valid reports whether f holds only known flags.
+func (f Flags) Valid() bool { return f&^allFlags == 0 }
+
+// KEKEncryption names how a transit KEK is encrypted to a KEKEK.
+type KEKEncryption string
+
+const (
+	// KEKOAEPSHA256 is RSA-OAEP with SHA-256 and MGF1-SHA-256: the default.
+	KEKOAEPSHA256 KEKEncryption = "rsa-oaep-sha256"
+	// KEKOAEPSHA1 is RSA-OAEP with SHA-1 and MGF1-SHA-1, the only OAEP of
+	// SoftHSM2 2.6.
+	KEKOAEPSHA1 KEKEncryption = "rsa-oaep-sha1"
+	// KEKPKCS1v15 is RSA PKCS#1 v1.5 type 2 padding, as libhal does. Legacy:
+	// use only when asked for.
+	KEKPKCS1v15 KEKEncryption = "rsa-pkcs1v15"
+)
+
+// KEKEncryptions lists the KEK encryptions, strongest first.
+var KEKEncryptions = []KEKEncryption{KEKOAEPSHA256, KEKOAEPSHA1, KEKPKCS1v15}
+
+// ParseKEKEncryption checks that s names a known KEK encryption.
+func ParseKEKEncryption(s string) (KEKEncryption, error) {
+	for _, e := range KEKEncryptions {
+		if string(e) == s {
+			return e, nil
+		}
+	}
+	return "", fmt.Errorf("%w: unknown KEK encryption %q", ErrBadArguments, s)
+}
+
+// KeyInfo describes a key: everything about it that is public.
+type KeyInfo struct {
+	UUID  UUID
+	Type  KeyType
+	Curve Curve
+	// Bits is the RSA modulus size, or the curve's size for EC keys.
+	Bits  int
+	Flags Flags
+	Label string
+	// PublicKey is the SubjectPublicKeyInfo, DER.
+	PublicKey []byte
+}
+
+// Errors callers branch on. Backends wrap them with context; test with
+// errors.Is.
+var (
+	ErrBadArguments   = errors.New("bad arguments")
+	ErrBadUUID        = errors.New("malformed UUID")
+	ErrKeyNotFound    = errors.New("key not found")
+	ErrKeyNameInUse   = errors.New("a different key already has this UUID")
+	ErrForbidden      = errors.New("forbidden")
+	ErrNotLoggedIn    = errors.New("not logged in")
+	ErrPINIncorrect   = errors.New("PIN incorrect")
+	ErrNotExportable  = errors.New("key is not exportable")
+	ErrUnsupportedKey = errors.New("unsupported key")
+	ErrUnsupported    = errors.New("not supported by this HSM")
+	// ErrDecryption: a KEK or a wrapped key could not be recovered. Which step
+	// failed is deliberately not told.
+	ErrDecryption       = errors.New("decryption failed")
+	ErrInvalidSignature = errors.New("invalid signature")
+	ErrKeystoreFull     = errors.New("keystore full")
+	// ErrTamper: the master key is gone (zeroized), so the keystore cannot be
+	// read until it is restored.
+	ErrTamper = errors.New("master key not set (tamper): keystore unreadable")
+)
