@@ -1,0 +1,697 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+var ctx = context.Background()
+
+var testOptions = hsm.Options{WrongPINDelay: time.Millisecond, PINIterations: 1000}
+
+// newToken creates an emulated HSM and returns a wheel session on it.
+func newToken(t testing.TB) *hsm.Session {
+	t.Helper()
+	pin := []byte("test-pin")
+	h, err := hsm.Create(filepath.Join(t.TempDir(), "hsm"), hsm.InitConfig{WheelPIN: pin, SOPIN: pin, UserPIN: pin, Blocks: 128}, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	s := h.NewSession()
+	if err := s.Login(ctx, hsm.UserWheel, pin); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+const exportable = hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
+
+func generate(t testing.TB, tok hsm.Token, req hsm.GenerateRequest) hsm.KeyInfo {
+	t.Helper()
+	k, err := tok.GenerateKey(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// source makes a token with a mix of keys: three exportable private keys,
+// one that is not exportable, and an exportable public key.
+func source(t testing.TB) (tok *hsm.Session, moved []hsm.KeyInfo, stays hsm.KeyInfo) {
+	t.Helper()
+	tok = newToken(t)
+	moved = []hsm.KeyInfo{
+		generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "ec"}),
+		generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: exportable, Label: "rsa"}),
+		generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384, Flags: exportable}),
+	}
+	stays = generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagDigitalSignature | hsm.FlagToken})
+	pub, err := tok.Import(ctx, hsm.ImportRequest{PublicKey: stays.PublicKey, Flags: hsm.FlagToken | hsm.FlagExportable, Label: "pub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved = append(moved, pub.Key)
+	return tok, moved, stays
+}
+
+// roundTrip writes v as JSON and reads it back, as the files travel.
+func roundTripBundle(t testing.TB, b *Bundle) *Bundle {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := Write(&buf, b); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadBundle(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func roundTripKEKEK(t testing.TB, f *KEKEKFile) *KEKEKFile {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := Write(&buf, f); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadKEKEKFile(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func keyCount(t testing.TB, tok hsm.Token) int {
+	t.Helper()
+	keys, err := tok.Keys(ctx, hsm.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(keys)
+}
+
+func TestTransfer(t *testing.T) {
+	src, moved, stays := source(t)
+	dst := newToken(t)
+	f := roundTripKEKEK(t, mustSetup(t, dst, SetupOptions{}))
+	if want := []hsm.KEKEncryption{hsm.KEKOAEPSHA256, hsm.KEKOAEPSHA1}; fmt.Sprint(f.KEKEncryptions) != fmt.Sprint(want) {
+		t.Errorf("setup offers %v, want %v", f.KEKEncryptions, want)
+	}
+	b, err := Export(ctx, src, f, ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.KEKEncryption != hsm.KEKOAEPSHA256 || len(b.Keys) != len(moved) {
+		t.Fatalf("bundle has %d keys with %s", len(b.Keys), b.KEKEncryption)
+	}
+	res, err := Import(ctx, dst, roundTripBundle(t, b), ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Present || r.UUID.String() != b.Keys[i].UUID {
+			t.Errorf("key %d: %+v", i, r)
+		}
+	}
+	for _, k := range moved {
+		got, err := dst.Key(ctx, k.UUID)
+		if err != nil {
+			t.Fatalf("%s (%s) did not arrive: %v", k.UUID, k.Label, err)
+		}
+		if got.Label != k.Label || got.Flags != k.Flags || got.Type != k.Type || !bytes.Equal(got.PublicKey, k.PublicKey) {
+			t.Errorf("arrived as %+v, left as %+v", got, k)
+		}
+		if !k.Type.IsPrivate() {
+			continue
+		}
+		digest := sha256.Sum256([]byte(k.Label))
+		sig, err := dst.Sign(ctx, k.UUID, digest[:], crypto.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+			t.Errorf("%s: signature from the destination fails under the source's key: %v", k.Label, err)
+		}
+	}
+	if _, err := dst.Key(ctx, stays.UUID); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("the non-exportable key reached the destination: %v", err)
+	}
+	// Re-running the import is harmless.
+	before := keyCount(t, dst)
+	res, err = Import(ctx, dst, b, ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if !r.Present {
+			t.Errorf("second import: key %d not reported present", i)
+		}
+	}
+	if keyCount(t, dst) != before {
+		t.Error("second import changed the keystore")
+	}
+}
+
+func mustSetup(t testing.TB, tok hsm.Token, opts SetupOptions) *KEKEKFile {
+	t.Helper()
+	f, err := Setup(ctx, tok, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestSetupFindsOrMakesKEKEK(t *testing.T) {
+	tok := newToken(t)
+	first := mustSetup(t, tok, SetupOptions{})
+	if again := mustSetup(t, tok, SetupOptions{}); again.KEKEKUUID != first.KEKEKUUID {
+		t.Error("setup made a second KEKEK instead of reusing the first")
+	}
+	if fresh := mustSetup(t, tok, SetupOptions{New: true}); fresh.KEKEKUUID == first.KEKEKUUID {
+		t.Error("setup --new reused the KEKEK")
+	}
+	id, _ := hsm.ParseUUID(first.KEKEKUUID)
+	if named := mustSetup(t, tok, SetupOptions{UUID: id}); named.KEKEKUUID != first.KEKEKUUID {
+		t.Error("setup --uuid used another key")
+	}
+	ec := generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagKeyEncipherment | hsm.FlagToken})
+	signer := generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: hsm.FlagDigitalSignature | hsm.FlagToken})
+	for _, tc := range []struct {
+		id   hsm.UUID
+		want error
+	}{{ec.UUID, hsm.ErrUnsupportedKey}, {signer.UUID, hsm.ErrForbidden}, {hsm.UUID{1}, hsm.ErrKeyNotFound}} {
+		if _, err := Setup(ctx, tok, SetupOptions{UUID: tc.id}); !errors.Is(err, tc.want) {
+			t.Errorf("setup -u %s: got %v, want %v", tc.id, err, tc.want)
+		}
+	}
+}
+
+func TestChooseKEKEncryption(t *testing.T) {
+	tok := newToken(t)
+	all := []hsm.KEKEncryption{hsm.KEKOAEPSHA256, hsm.KEKOAEPSHA1}
+	for _, tc := range []struct {
+		theirs []hsm.KEKEncryption
+		legacy bool
+		want   hsm.KEKEncryption
+		err    error
+	}{
+		{all, false, hsm.KEKOAEPSHA256, nil},
+		{[]hsm.KEKEncryption{hsm.KEKOAEPSHA1}, false, hsm.KEKOAEPSHA1, nil},
+		{[]hsm.KEKEncryption{hsm.KEKOAEPSHA1, hsm.KEKOAEPSHA256}, false, hsm.KEKOAEPSHA256, nil},
+		{[]hsm.KEKEncryption{hsm.KEKPKCS1v15}, false, "", hsm.ErrUnsupported},
+		{[]hsm.KEKEncryption{}, false, "", hsm.ErrUnsupported},
+		{nil, false, "", ErrLegacy},
+		{nil, true, hsm.KEKPKCS1v15, nil},
+		{all, true, hsm.KEKPKCS1v15, nil},
+	} {
+		got, err := chooseKEKEncryption(ctx, tok, &KEKEKFile{KEKEncryptions: tc.theirs}, tc.legacy)
+		if got != tc.want || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
+			t.Errorf("theirs %v legacy %v: got %q, %v; want %q, %v", tc.theirs, tc.legacy, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestExportRefusesBadKEKEK(t *testing.T) {
+	src, _, _ := source(t)
+	dst := newToken(t)
+	f := mustSetup(t, dst, SetupOptions{})
+	ec := generate(t, dst, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagKeyEncipherment | hsm.FlagToken})
+	ecFile := *f
+	ecFile.KEKEKPubkey = ec.PublicKey
+	if _, err := Export(ctx, src, &ecFile, ExportOptions{}); !errors.Is(err, hsm.ErrUnsupportedKey) {
+		t.Errorf("EC KEKEK: got %v", err)
+	}
+	junk := *f
+	junk.KEKEKPubkey = []byte("not a key")
+	if _, err := Export(ctx, src, &junk, ExportOptions{}); !errors.Is(err, ErrFormat) {
+		t.Errorf("junk KEKEK: got %v", err)
+	}
+}
+
+func TestImportRefusesBundleForAnotherKEKEK(t *testing.T) {
+	src, _, _ := source(t)
+	dst, other := newToken(t), newToken(t)
+	mustSetup(t, other, SetupOptions{})
+	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := keyCount(t, other)
+	if _, err := Import(ctx, other, b, ImportOptions{}); !errors.Is(err, ErrWrongKEKEK) {
+		t.Errorf("got %v, want ErrWrongKEKEK", err)
+	}
+	if keyCount(t, other) != before {
+		t.Error("refused import changed the keystore")
+	}
+}
+
+// TestImportRefusesTamperedBundle changes every field of a bundle, one at a
+// time, and checks that each change is refused with nothing stored.
+func TestImportRefusesTamperedBundle(t *testing.T) {
+	src, _, _ := source(t)
+	dst := newToken(t)
+	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	Write(&buf, b)
+	var doc map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	before := keyCount(t, dst)
+	n := 0
+	for _, path := range leaves(doc, "") {
+		for _, mutated := range mutations(t, doc, path) {
+			n++
+			data, _ := json.Marshal(mutated)
+			nb, err := ReadBundle(bytes.NewReader(data))
+			if err == nil {
+				_, err = Import(ctx, dst, nb, ImportOptions{})
+			}
+			if err == nil {
+				t.Errorf("bundle with %s changed was imported", path)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s: error spans lines: %q", path, err)
+			}
+		}
+	}
+	if n < 40 {
+		t.Errorf("only %d mutations tried", n)
+	}
+	if got := keyCount(t, dst); got != before {
+		t.Errorf("tampered bundles stored %d keys", got-before)
+	}
+	// The untouched bundle still imports: the refusals were about the changes.
+	if _, err := Import(ctx, dst, roundTripBundle(t, b), ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// leaves lists the paths of every value in a JSON document, and of every
+// object and array (which can be emptied or lose an element).
+func leaves(v any, path string) []string {
+	out := []string{path}
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			out = append(out, leaves(e, path+"/"+k)...)
+		}
+	case []any:
+		for i, e := range v {
+			out = append(out, leaves(e, fmt.Sprintf("%s/%d", path, i))...)
+		}
+	}
+	return out
+}
+
+// mutations returns copies of doc with the value at path changed in each way
+// that fits its type.
+func mutations(t testing.TB, doc map[string]any, path string) []map[string]any {
+	var out []map[string]any
+	edit := func(f func(parent any, key string)) {
+		var c map[string]any
+		data, _ := json.Marshal(doc)
+		json.Unmarshal(data, &c)
+		parts := strings.Split(path, "/")[1:]
+		if len(parts) == 0 {
+			return
+		}
+		var parent any = c
+		for _, p := range parts[:len(parts)-1] {
+			parent = child(parent, p)
+		}
+		f(parent, parts[len(parts)-1])
+		out = append(out, c)
+	}
+	get := func(parent any, key string) any { return child(parent, key) }
+	set := func(parent any, key string, v any) {
+		switch p := parent.(type) {
+		case map[string]any:
+			p[key] = v
+		case []any:
+			var i int
+			fmt.Sscan(key, &i)
+			p[i] = v
+		}
+	}
+	var val any = doc
+	for _, p := range strings.Split(path, "/")[1:] {
+		val = child(val, p)
+	}
+	switch v := val.(type) {
+	case string:
+		edit(func(p any, k string) { set(p, k, flipChar(v)) })
+		edit(func(p any, k string) { set(p, k, v+"x") })
+	case float64:
+		edit(func(p any, k string) { set(p, k, v+1) })
+		edit(func(p any, k string) { set(p, k, v-1) })
+	case []any:
+		if len(v) > 0 {
+			edit(func(p any, k string) { set(p, k, v[1:]) })
+		}
+		edit(func(p any, k string) { set(p, k, append(append([]any{}, v...), get(p, k).([]any)...)) })
+	case map[string]any:
+		if parent, _ := splitPath(path); strings.HasSuffix(parent, "/keys") || parent == "" {
+			edit(func(p any, k string) {
+				m := get(p, k).(map[string]any)
+				for name := range m {
+					delete(m, name)
+					break
+				}
+			})
+		}
+	}
+	// Removing the field altogether.
+	if parent, _ := splitPath(path); !strings.HasSuffix(parent, "kekek_pubkey") && !isArrayIndex(path) {
+		edit(func(p any, k string) {
+			if m, ok := p.(map[string]any); ok {
+				delete(m, k)
+			}
+		})
+	}
+	return out
+}
+
+func child(v any, key string) any {
+	switch v := v.(type) {
+	case map[string]any:
+		return v[key]
+	case []any:
+		var i int
+		fmt.Sscan(key, &i)
+		return v[i]
+	}
+	return nil
+}
+
+func splitPath(p string) (string, string) {
+	i := strings.LastIndex(p, "/")
+	if i < 0 {
+		return "", p
+	}
+	return p[:i], p[i+1:]
+}
+
+func isArrayIndex(p string) bool {
+	_, last := splitPath(p)
+	var i int
+	_, err := fmt.Sscan(last, &i)
+	return err == nil
+}
+
+// flipChar changes one character of s, keeping it within the Base64 alphabet.
+func flipChar(s string) string {
+	if s == "" {
+		return "A"
+	}
+	b := []byte(s)
+	i := len(b) / 2
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
+}
+
+func TestLegacyBundles(t *testing.T) {
+	src, moved, _ := source(t)
+	dst := newToken(t)
+	f := mustSetup(t, dst, SetupOptions{})
+
+	// A KEKEK file from cryptech_backup names no KEK encryption: libhal's HSM
+	// undoes PKCS#1 v1.5 only.
+	legacyFile := &KEKEKFile{Comment: "KEKEK public key", KEKEKPubkey: f.KEKEKPubkey, KEKEKUUID: f.KEKEKUUID}
+	if _, err := Export(ctx, src, legacyFile, ExportOptions{}); !errors.Is(err, ErrLegacy) {
+		t.Fatalf("export to a cryptech_backup KEKEK without --legacy-kek: got %v", err)
+	}
+	b, err := Export(ctx, src, legacyFile, ExportOptions{LegacyKEK: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.KEKEncryption != hsm.KEKPKCS1v15 {
+		t.Fatalf("legacy export used %s", b.KEKEncryption)
+	}
+	if _, err := Import(ctx, dst, b, ImportOptions{}); !errors.Is(err, ErrLegacy) {
+		t.Errorf("PKCS#1 v1.5 bundle imported without --legacy-kek: %v", err)
+	}
+
+	// What cryptech_backup itself writes: no version, no tags, no labels,
+	// private keys without their public keys.
+	old := *b
+	old.Version, old.KEKEncryption = 0, ""
+	old.Keys = nil
+	for _, k := range b.Keys {
+		k.Tag, k.Label = nil, ""
+		if k.IsPrivate() {
+			k.SPKI = nil
+		}
+		old.Keys = append(old.Keys, k)
+	}
+	cryptech := roundTripBundle(t, &old)
+	if _, err := Import(ctx, dst, cryptech, ImportOptions{}); !errors.Is(err, ErrLegacy) {
+		t.Errorf("cryptech_backup bundle imported without --legacy-kek: %v", err)
+	}
+	res, err := Import(ctx, dst, cryptech, ImportOptions{LegacyKEK: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arrived := map[hsm.UUID]bool{}
+	for _, r := range res {
+		arrived[r.UUID] = !r.Present
+	}
+	for i, k := range moved {
+		if !arrived[k.UUID] {
+			t.Errorf("key %d (%s) not imported: %v", i, k.UUID, res)
+		}
+		if got, err := dst.Key(ctx, k.UUID); err != nil || !bytes.Equal(got.PublicKey, k.PublicKey) {
+			t.Errorf("key %d did not arrive: %v", i, err)
+		}
+	}
+	// Again: the token recognises its keys even without public keys in the bundle.
+	res, err = Import(ctx, dst, cryptech, ImportOptions{LegacyKEK: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range res {
+		if !res[i].Present {
+			t.Errorf("second legacy import: key %d not present", i)
+		}
+	}
+}
+
+func TestImportRefusesDifferentKeyUnderSameUUID(t *testing.T) {
+	src, moved, _ := source(t)
+	dst := newToken(t)
+	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Occupy the second key's UUID on the destination with another key.
+	pub, err := dst.Import(ctx, hsm.ImportRequest{UUID: moved[1].UUID, PublicKey: moved[0].PublicKey, Flags: hsm.FlagToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := keyCount(t, dst)
+	if _, err := Import(ctx, dst, b, ImportOptions{}); !errors.Is(err, hsm.ErrKeyNameInUse) {
+		t.Errorf("got %v, want ErrKeyNameInUse", err)
+	}
+	if keyCount(t, dst) != before {
+		t.Error("the refused import stored keys")
+	}
+	if got, _ := dst.Key(ctx, pub.Key.UUID); !bytes.Equal(got.PublicKey, moved[0].PublicKey) {
+		t.Error("the key already there was changed")
+	}
+}
+
+// oneByOne hides a token's batch import, so Import takes the path that real
+// tokens without transactions take.
+type oneByOne struct{ hsm.Token }
+
+// failingToken fails the import of the n-th key.
+type failingToken struct {
+	hsm.Token
+	n, calls int
+}
+
+func (f *failingToken) Import(ctx context.Context, req hsm.ImportRequest) (hsm.ImportResult, error) {
+	f.calls++
+	if f.calls == f.n {
+		return hsm.ImportResult{}, errors.New("injected failure")
+	}
+	return f.Token.Import(ctx, req)
+}
+
+func TestImportOneByOneRollsBack(t *testing.T) {
+	src, moved, _ := source(t)
+	dst := newToken(t)
+	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := keyCount(t, dst)
+	ft := &failingToken{Token: dst, n: 3}
+	if _, err := Import(ctx, ft, b, ImportOptions{}); err == nil || !strings.Contains(err.Error(), "injected failure") {
+		t.Fatalf("got %v", err)
+	}
+	if got := keyCount(t, dst); got != before {
+		t.Errorf("rollback left %d keys", got-before)
+	}
+	if _, err := Import(ctx, oneByOne{dst}, b, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := keyCount(t, dst); got != before+len(moved) {
+		t.Errorf("one-by-one import stored %d keys, want %d", got-before, len(moved))
+	}
+}
+
+func TestBundleJSONLayout(t *testing.T) {
+	src, _, _ := source(t)
+	dst := newToken(t)
+	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := Write(&buf, b); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !strings.HasPrefix(out, "{\n    \"comment\": ") {
+		t.Errorf("not four-space indented with sorted keys:\n%.200s", out)
+	}
+	// Keys of every object appear in sorted order.
+	checkSortedKeys(t, json.NewDecoder(strings.NewReader(out)))
+	// Base64 is split into lines of at most 76 characters.
+	var doc struct {
+		KEKEKPubkey []string `json:"kekek_pubkey"`
+	}
+	json.Unmarshal(buf.Bytes(), &doc)
+	if len(doc.KEKEKPubkey) < 2 {
+		t.Fatalf("kekek_pubkey is %d lines", len(doc.KEKEKPubkey))
+	}
+	for i, l := range doc.KEKEKPubkey {
+		if len(l) > 76 || i < len(doc.KEKEKPubkey)-1 && len(l) != 76 {
+			t.Errorf("line %d has %d characters", i, len(l))
+		}
+	}
+	// Reading and writing again gives the same bytes.
+	var again bytes.Buffer
+	Write(&again, roundTripBundle(t, b))
+	if again.String() != out {
+		t.Error("a bundle read and written again changed")
+	}
+}
+
+func checkSortedKeys(t *testing.T, dec *json.Decoder) {
+	t.Helper()
+	type frame struct {
+		object  bool
+		last    string
+		wantKey bool
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if k, ok := tok.(string); ok && top != nil && top.object && top.wantKey {
+			if k < top.last {
+				t.Errorf("key %q after %q", k, top.last)
+			}
+			top.last, top.wantKey = k, false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{object: true, wantKey: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		if len(stack) > 0 && stack[len(stack)-1].object {
+			stack[len(stack)-1].wantKey = true
+		}
+	}
+}
+
+func TestReadBundleRefusesMalformedFiles(t *testing.T) {
+	src, _, _ := source(t)
+	dst := newToken(t)
+	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	Write(&buf, b)
+	valid := buf.Bytes()
+	// Every truncation that removes more than the final newline.
+	for i := 0; i < len(valid)-1; i += 7 {
+		if _, err := ReadBundle(bytes.NewReader(valid[:i])); !errors.Is(err, ErrFormat) {
+			t.Fatalf("bundle cut to %d bytes: got %v", i, err)
+		}
+	}
+	for name, data := range map[string]string{
+		"empty":          "",
+		"not JSON":       "hello",
+		"array":          "[]",
+		"trailing":       string(valid) + "{}",
+		"unknown field":  strings.Replace(string(valid), `"comment"`, `"surprise": 1, "comment"`, 1),
+		"version 2":      strings.Replace(string(valid), `"version": 1`, `"version": 2`, 1),
+		"kek_encryption": strings.Replace(string(valid), `"rsa-oaep-sha256"`, `"rot13"`, 1),
+		"no keys":        `{"comment": "", "kekek_pubkey": ["AAAA"], "kekek_uuid": "` + b.KEKEKUUID + `"}`,
+		"binary string":  strings.Replace(string(valid), `"kekek_pubkey": [`, `"kekek_pubkey": "AAAA", "x": [`, 1),
+	} {
+		if _, err := ReadBundle(strings.NewReader(data)); !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: got %v, want ErrFormat", name, err)
+		}
+	}
+}
+
+func FuzzReadBundle(f *testing.F) {
+	f.Add([]byte(`{"comment": "x", "kekek_pubkey": ["AAAA"], "kekek_uuid": "00000000-0000-4000-8000-000000000000", "keys": []}`))
+	f.Add([]byte(`{"comment": "x", "kek_encryption": "rsa-oaep-sha256", "kekek_pubkey": ["AAAA"], "kekek_uuid": "00000000-0000-4000-8000-000000000000", "keys": [{"comment": "", "flags": 49, "spki": ["AAAA"], "uuid": "00000000-0000-4000-8000-000000000001"}], "version": 1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := ReadBundle(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		// What parses writes out canonically and reads back the same.
+		var one, two bytes.Buffer
+		if err := Write(&one, b); err != nil {
+			t.Fatal(err)
+		}
+		b2, err := ReadBundle(bytes.NewReader(one.Bytes()))
+		if err != nil {
+			t.Fatalf("written bundle does not read back: %v", err)
+		}
+		Write(&two, b2)
+		if one.String() != two.String() {
+			t.Fatal("bundle is not stable through write and read")
+		}
+	})
+}

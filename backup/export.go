@@ -1,0 +1,126 @@
+package backup
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"fmt"
+	"slices"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// ExportOptions tune Export.
+type ExportOptions struct {
+	// LegacyKEK encrypts KEKs with RSA PKCS#1 v1.5, as libhal does, so that a
+	// real Cryptech HSM can import the bundle.
+	LegacyKEK bool
+	// Progress, if set, is called after each key.
+	Progress func(done, total int)
+}
+
+// KeyError reports which key of a bundle an error is about.
+type KeyError struct {
+	Index int
+	UUID  string
+	Err   error
+}
+
+func (e *KeyError) Error() string { return fmt.Sprintf("key %d (%s): %v", e.Index, e.UUID, e.Err) }
+func (e *KeyError) Unwrap() error { return e.Err }
+
+// Export wraps every exportable key of tok for the KEKEK described by f:
+// private keys as PKCS#8 under a fresh KEK each, public keys as they are.
+// It returns a whole bundle or an error, never part of one.
+func Export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions) (*Bundle, error) {
+	b, err := export(ctx, tok, f, opts)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	return b, nil
+}
+
+func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions) (*Bundle, error) {
+	if err := checkKEKEKPublic(f.KEKEKPubkey); err != nil {
+		return nil, err
+	}
+	enc, err := chooseKEKEncryption(ctx, tok, f, opts.LegacyKEK)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := tok.Keys(ctx, hsm.Filter{Mask: hsm.FlagExportable, Flags: hsm.FlagExportable})
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{
+		Comment:       "Cryptech Alpha encrypted key backup",
+		KEKEncryption: enc,
+		KEKEKPubkey:   f.KEKEKPubkey,
+		KEKEKUUID:     f.KEKEKUUID,
+		Keys:          make([]BundleKey, len(keys)),
+		Version:       Version,
+	}
+	// All metadata first: each key's tag binds all of it.
+	for i, k := range keys {
+		b.Keys[i] = BundleKey{Comment: "Public key", Flags: k.Flags, Label: k.Label, SPKI: k.PublicKey, UUID: k.UUID.String()}
+		if k.Type.IsPrivate() {
+			b.Keys[i].Comment = "Encrypted private key"
+		}
+	}
+	for i, k := range keys {
+		if k.Type.IsPrivate() {
+			w, err := tok.Export(ctx, hsm.ExportRequest{Key: k.UUID, KEKEK: f.KEKEKPubkey, Encryption: enc, Binding: b.binding(i)})
+			if err != nil {
+				return nil, &KeyError{i, k.UUID.String(), err}
+			}
+			b.Keys[i].PKCS8, b.Keys[i].KEK, b.Keys[i].Tag = w.PKCS8, w.KEK, w.Tag
+		}
+		if opts.Progress != nil {
+			opts.Progress(i+1, len(keys))
+		}
+	}
+	return b, nil
+}
+
+// checkKEKEKPublic refuses a KEKEK that cannot carry a KEK, before anything
+// is asked of the HSM.
+func checkKEKEKPublic(spki []byte) error {
+	pub, err := x509.ParsePKIXPublicKey(spki)
+	if err != nil {
+		return fmt.Errorf("%w: kekek_pubkey: %v", ErrFormat, err)
+	}
+	rsaPub, ok := pub.(*rsa.PublicKey)
+	if !ok {
+		return fmt.Errorf("%w: KEKEK is %T, not an RSA key", hsm.ErrUnsupportedKey, pub)
+	}
+	if rsaPub.N.BitLen() < 2048 {
+		return fmt.Errorf("%w: KEKEK has %d bits, at least 2048 needed", hsm.ErrUnsupportedKey, rsaPub.N.BitLen())
+	}
+	return nil
+}
+
+// chooseKEKEncryption picks the strongest KEK encryption that the source can
+// make and the destination can undo. A KEKEK file without a list comes from
+// cryptech_backup, whose HSM undoes PKCS#1 v1.5 only.
+func chooseKEKEncryption(ctx context.Context, tok hsm.Token, f *KEKEKFile, legacy bool) (hsm.KEKEncryption, error) {
+	mine, err := tok.KEKEncryptions(ctx)
+	if err != nil {
+		return "", err
+	}
+	if legacy {
+		if !slices.Contains(mine, hsm.KEKPKCS1v15) {
+			return "", fmt.Errorf("%w: this HSM cannot do PKCS#1 v1.5", hsm.ErrUnsupported)
+		}
+		return hsm.KEKPKCS1v15, nil
+	}
+	theirs := f.KEKEncryptions
+	if theirs == nil {
+		return "", fmt.Errorf("%w: the KEKEK file names no KEK encryption, so it comes from cryptech_backup, whose HSM undoes only PKCS#1 v1.5", ErrLegacy)
+	}
+	for _, e := range hsm.KEKEncryptions {
+		if e != hsm.KEKPKCS1v15 && slices.Contains(mine, e) && slices.Contains(theirs, e) {
+			return e, nil
+		}
+	}
+	return "", fmt.Errorf("%w: no KEK encryption both HSMs can do (this one: %v; the destination: %v)", hsm.ErrUnsupported, mine, theirs)
+}

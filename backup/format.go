@@ -1,0 +1,220 @@
+package backup
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// Version is the bundle format this package writes. Files without a version
+// come from cryptech_backup.
+const Version = 1
+
+// Errors callers branch on.
+var (
+	// ErrFormat: a file is not a well-formed KEKEK file or bundle.
+	ErrFormat = errors.New("malformed file")
+	// ErrWrongKEKEK: the bundle was made for a KEKEK this HSM does not hold.
+	ErrWrongKEKEK = errors.New("bundle was made for another KEKEK")
+	// ErrLegacy: the operation needs PKCS#1 v1.5 KEK encryption, which the
+	// caller did not allow.
+	ErrLegacy = errors.New("needs legacy PKCS#1 v1.5 KEK encryption")
+)
+
+// KEKEKFile is what Setup writes: the destination's KEKEK.
+type KEKEKFile struct {
+	Comment string `json:"comment"`
+	// KEKEncryptions lists what the destination can undo, strongest first.
+	// Absent in cryptech_backup's files, which means PKCS#1 v1.5 only.
+	KEKEncryptions []hsm.KEKEncryption `json:"kek_encryptions,omitempty"`
+	KEKEKPubkey    Base64Lines         `json:"kekek_pubkey"`
+	KEKEKUUID      string              `json:"kekek_uuid"`
+	Version        int                 `json:"version,omitempty"`
+}
+
+// Bundle is what Export writes: the wrapped keys. Fields are declared in
+// sorted order so the JSON has sorted keys, as cryptech_backup writes it.
+type Bundle struct {
+	Comment string `json:"comment"`
+	// KEKEncryption names how every key's KEK is encrypted.
+	KEKEncryption hsm.KEKEncryption `json:"kek_encryption,omitempty"`
+	KEKEKPubkey   Base64Lines       `json:"kekek_pubkey"`
+	KEKEKUUID     string            `json:"kekek_uuid"`
+	Keys          []BundleKey       `json:"keys"`
+	Version       int               `json:"version,omitempty"`
+}
+
+// BundleKey is one key of a bundle: a wrapped private key (PKCS8 and KEK
+// set) or a public key (only SPKI).
+type BundleKey struct {
+	Comment string      `json:"comment"`
+	Flags   hsm.Flags   `json:"flags"`
+	KEK     Base64Lines `json:"kek,omitempty"`
+	Label   string      `json:"label,omitempty"`
+	PKCS8   Base64Lines `json:"pkcs8,omitempty"`
+	SPKI    Base64Lines `json:"spki,omitempty"`
+	Tag     Base64Lines `json:"tag,omitempty"`
+	UUID    string      `json:"uuid"`
+}
+
+// IsPrivate reports whether the entry carries a wrapped private key.
+func (k *BundleKey) IsPrivate() bool { return len(k.PKCS8) != 0 || len(k.KEK) != 0 }
+
+// Base64Lines is binary data carried as cryptech_backup carries it: Base64
+// split into lines of 76 characters, as a JSON array of strings.
+type Base64Lines []byte
+
+const base64LineLength = 76
+
+func (b Base64Lines) MarshalJSON() ([]byte, error) {
+	s := base64.StdEncoding.EncodeToString(b)
+	lines := []string{}
+	for len(s) > base64LineLength {
+		lines = append(lines, s[:base64LineLength])
+		s = s[base64LineLength:]
+	}
+	if s != "" {
+		lines = append(lines, s)
+	}
+	return json.Marshal(lines)
+}
+
+func (b *Base64Lines) UnmarshalJSON(data []byte) error {
+	var lines []string
+	if err := json.Unmarshal(data, &lines); err != nil {
+		return errors.New("binary fields are arrays of Base64 lines")
+	}
+	d, err := base64.StdEncoding.DecodeString(strings.Join(lines, ""))
+	if err != nil {
+		return fmt.Errorf("bad Base64: %v", err)
+	}
+	*b = d
+	return nil
+}
+
+// ReadKEKEKFile parses a KEKEK file, strictly.
+func ReadKEKEKFile(r io.Reader) (*KEKEKFile, error) {
+	var f KEKEKFile
+	if err := decodeStrict(r, &f); err != nil {
+		return nil, fmt.Errorf("read KEKEK file: %w", err)
+	}
+	if _, err := hsm.ParseUUID(f.KEKEKUUID); err != nil {
+		return nil, fmt.Errorf("read KEKEK file: %w: kekek_uuid: %v", ErrFormat, err)
+	}
+	if len(f.KEKEKPubkey) == 0 {
+		return nil, fmt.Errorf("read KEKEK file: %w: no kekek_pubkey", ErrFormat)
+	}
+	if f.Version != 0 && f.Version != Version {
+		return nil, fmt.Errorf("read KEKEK file: %w: unsupported version %d", ErrFormat, f.Version)
+	}
+	for _, e := range f.KEKEncryptions {
+		if _, err := hsm.ParseKEKEncryption(string(e)); err != nil {
+			return nil, fmt.Errorf("read KEKEK file: %w: %v", ErrFormat, err)
+		}
+	}
+	return &f, nil
+}
+
+// ReadBundle parses a bundle, strictly. It checks the form of every field;
+// Import checks what they mean.
+func ReadBundle(r io.Reader) (*Bundle, error) {
+	var b Bundle
+	if err := decodeStrict(r, &b); err != nil {
+		return nil, fmt.Errorf("read bundle: %w", err)
+	}
+	if err := b.check(); err != nil {
+		return nil, fmt.Errorf("read bundle: %w", err)
+	}
+	return &b, nil
+}
+
+func (b *Bundle) check() error {
+	if b.Version != 0 && b.Version != Version {
+		return fmt.Errorf("%w: unsupported version %d", ErrFormat, b.Version)
+	}
+	if _, err := hsm.ParseUUID(b.KEKEKUUID); err != nil {
+		return fmt.Errorf("%w: kekek_uuid: %v", ErrFormat, err)
+	}
+	if len(b.KEKEKPubkey) == 0 {
+		return fmt.Errorf("%w: no kekek_pubkey", ErrFormat)
+	}
+	if b.Version != 0 {
+		if _, err := hsm.ParseKEKEncryption(string(b.KEKEncryption)); err != nil {
+			return fmt.Errorf("%w: kek_encryption: %v", ErrFormat, err)
+		}
+	} else if b.KEKEncryption != "" {
+		return fmt.Errorf("%w: kek_encryption in a bundle without version", ErrFormat)
+	}
+	if b.Keys == nil {
+		return fmt.Errorf("%w: no keys array", ErrFormat)
+	}
+	for i := range b.Keys {
+		if err := b.checkKey(&b.Keys[i]); err != nil {
+			return fmt.Errorf("key %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (b *Bundle) checkKey(k *BundleKey) error {
+	if _, err := hsm.ParseUUID(k.UUID); err != nil {
+		return fmt.Errorf("%w: uuid: %v", ErrFormat, err)
+	}
+	if !k.Flags.Valid() {
+		return fmt.Errorf("%w: unknown flags 0x%x", ErrFormat, uint32(k.Flags))
+	}
+	legacy := b.Version == 0
+	switch {
+	case k.IsPrivate():
+		if len(k.PKCS8) == 0 || len(k.KEK) == 0 {
+			return fmt.Errorf("%w: a private key needs both pkcs8 and kek", ErrFormat)
+		}
+		if !legacy && (len(k.SPKI) == 0 || len(k.Tag) == 0) {
+			return fmt.Errorf("%w: a private key needs spki and tag", ErrFormat)
+		}
+	case len(k.SPKI) == 0:
+		return fmt.Errorf("%w: neither a private key (pkcs8, kek) nor a public key (spki)", ErrFormat)
+	case len(k.Tag) != 0:
+		return fmt.Errorf("%w: a public key has no tag", ErrFormat)
+	}
+	if legacy && (k.Label != "" || len(k.Tag) != 0) {
+		return fmt.Errorf("%w: label and tag need a versioned bundle", ErrFormat)
+	}
+	return nil
+}
+
+// decodeStrict reads exactly one JSON document with no unknown fields, so
+// that a field added by someone else is noticed rather than ignored.
+func decodeStrict(r io.Reader, v any) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: truncated or empty JSON", ErrFormat)
+		}
+		return fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: data after the JSON document", ErrFormat)
+	}
+	return nil
+}
+
+// Write encodes v (a *KEKEKFile or *Bundle) as cryptech_backup does: sorted
+// keys, four-space indent.
+func Write(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "    ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}

@@ -1,0 +1,182 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// ImportOptions tune Import.
+type ImportOptions struct {
+	// LegacyKEK accepts KEKs encrypted with RSA PKCS#1 v1.5, and with them
+	// bundles written by cryptech_backup, which carry no tags.
+	LegacyKEK bool
+}
+
+// ImportedKey reports what happened to one key of a bundle.
+type ImportedKey struct {
+	UUID hsm.UUID
+	// Present: the same key was already there and was left alone.
+	Present bool
+}
+
+// Import stores the keys of a bundle in tok, all of them or none. Everything
+// that can be checked without the HSM is checked before anything is stored.
+// A key already present under its UUID with the same public key is reported
+// as Present; a different key under that UUID fails the whole import.
+func Import(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOptions) ([]ImportedKey, error) {
+	res, err := importBundle(ctx, tok, b, opts)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	return res, nil
+}
+
+func importBundle(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOptions) ([]ImportedKey, error) {
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	legacy := b.Version == 0
+	enc := b.KEKEncryption
+	if legacy {
+		enc = hsm.KEKPKCS1v15
+	}
+	if enc == hsm.KEKPKCS1v15 && !opts.LegacyKEK {
+		what := "its KEKs are encrypted with PKCS#1 v1.5"
+		if legacy {
+			what = "it has no version, so it comes from cryptech_backup: PKCS#1 v1.5 KEKs and no tags"
+		}
+		return nil, fmt.Errorf("%w: %s", ErrLegacy, what)
+	}
+	kekek, err := checkBundleKEKEK(ctx, tok, b)
+	if err != nil {
+		return nil, err
+	}
+
+	results := make([]ImportedKey, len(b.Keys))
+	var reqs []hsm.ImportRequest
+	var idx []int
+	for i := range b.Keys {
+		k := &b.Keys[i]
+		id, _ := hsm.ParseUUID(k.UUID) // checked by b.check
+		results[i].UUID = id
+		present, err := alreadyPresent(ctx, tok, k, id)
+		if err != nil {
+			return nil, &KeyError{i, k.UUID, err}
+		}
+		if present {
+			results[i].Present = true
+			continue
+		}
+		req := hsm.ImportRequest{UUID: id, Label: k.Label, Flags: k.Flags, PublicKey: k.SPKI}
+		if k.IsPrivate() {
+			req.KEKEK, req.Encryption = kekek, enc
+			req.Wrapped = hsm.WrappedKey{PKCS8: k.PKCS8, KEK: k.KEK, Tag: k.Tag}
+			if !legacy {
+				req.Binding = b.binding(i)
+			}
+		}
+		reqs = append(reqs, req)
+		idx = append(idx, i)
+	}
+	if len(reqs) == 0 {
+		return results, nil
+	}
+	got, err := importAll(ctx, tok, reqs)
+	if err != nil {
+		return nil, err
+	}
+	for j, r := range got {
+		results[idx[j]].Present = r.Present
+		results[idx[j]].UUID = r.Key.UUID
+	}
+	return results, nil
+}
+
+// checkBundleKEKEK checks that tok holds the KEKEK the bundle was made for.
+func checkBundleKEKEK(ctx context.Context, tok hsm.Token, b *Bundle) (hsm.UUID, error) {
+	id, _ := hsm.ParseUUID(b.KEKEKUUID) // checked by b.check
+	k, err := tok.Key(ctx, id)
+	if errors.Is(err, hsm.ErrKeyNotFound) {
+		return id, fmt.Errorf("%w: this HSM has no key %s", ErrWrongKEKEK, id)
+	}
+	if err != nil {
+		return id, err
+	}
+	if err := checkKEKEK(k); err != nil {
+		return id, err
+	}
+	if !sameSPKI(k.PublicKey, b.KEKEKPubkey) {
+		return id, fmt.Errorf("%w: key %s here is not the kekek_pubkey of the bundle", ErrWrongKEKEK, id)
+	}
+	return id, nil
+}
+
+// alreadyPresent looks for the entry's UUID in tok. Entries without a public
+// key (cryptech_backup's private keys) are left for the token to judge.
+func alreadyPresent(ctx context.Context, tok hsm.Token, k *BundleKey, id hsm.UUID) (bool, error) {
+	if len(k.SPKI) == 0 {
+		return false, nil
+	}
+	have, err := tok.Key(ctx, id)
+	if errors.Is(err, hsm.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if have.Type.IsPrivate() == k.IsPrivate() && sameSPKI(have.PublicKey, k.SPKI) {
+		return true, nil
+	}
+	return false, hsm.ErrKeyNameInUse
+}
+
+func sameSPKI(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	pa, errA := x509.ParsePKIXPublicKey(a)
+	pb, errB := x509.ParsePKIXPublicKey(b)
+	if errA != nil || errB != nil {
+		return false
+	}
+	eq, ok := pa.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(pb)
+}
+
+// importAll stores every request or none: in one step on a token that can,
+// otherwise one by one, deleting what was stored if a later key fails.
+func importAll(ctx context.Context, tok hsm.Token, reqs []hsm.ImportRequest) ([]hsm.ImportResult, error) {
+	if bi, ok := tok.(hsm.BatchImporter); ok {
+		return bi.ImportBatch(ctx, reqs)
+	}
+	var done []hsm.ImportResult
+	for _, req := range reqs {
+		r, err := tok.Import(ctx, req)
+		if err != nil {
+			if rbErr := rollback(ctx, tok, done); rbErr != nil {
+				err = errors.Join(err, rbErr)
+			}
+			return nil, fmt.Errorf("key %s: %w", req.UUID, err)
+		}
+		done = append(done, r)
+	}
+	return done, nil
+}
+
+func rollback(ctx context.Context, tok hsm.Token, done []hsm.ImportResult) error {
+	var errs []error
+	for i := len(done) - 1; i >= 0; i-- {
+		if !done[i].Present {
+			if err := tok.DeleteKey(ctx, done[i].Key.UUID); err != nil {
+				errs = append(errs, fmt.Errorf("roll back %s: %w", done[i].Key.UUID, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
