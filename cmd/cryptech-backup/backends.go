@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/sim"
+)
+
+// errNoHSM: the state directory holds no emulated HSM.
+var errNoHSM = errors.New("no emulated HSM")
+
+// openToken opens the HSM the common flags name and logs in as wheel, as
+// cryptech_backup does. The returned function logs out and closes it.
+func (c *call) openToken(ctx context.Context, e *env) (hsm.Token, func(), error) {
+	dir := c.dir(e)
+	h, err := hsm.Open(dir, e.hsmOptions)
+	if errors.Is(err, sim.ErrNoBoard) {
+		return nil, nil, fmt.Errorf("%w in %s", errNoHSM, dir)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	s := h.NewSession()
+	closeAll := func() {
+		s.Close()
+		h.Close()
+	}
+	pin, err := c.readPIN(e, "Wheel PIN: ")
+	if err == nil {
+		err = s.Login(ctx, hsm.UserWheel, pin)
+		clear(pin)
+	}
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return s, closeAll, nil
+}

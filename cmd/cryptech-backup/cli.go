@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"github.com/hsmkit/cryptech-backup/backup"
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+const progName = "cryptech-backup"
+
+// env is the outside world of one run: streams and environment, so that
+// tests can run the CLI in-process.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// readSecret prompts on the terminal without echo; nil when there is no
+	// terminal.
+	readSecret func(prompt string) ([]byte, error)
+	// hsmOptions tune every emulated HSM the run opens or creates.
+	hsmOptions hsm.Options
+}
+
+func newEnv() *env {
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	if tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0); err == nil {
+		tty.Close()
+		e.readSecret = readSecretFromTTY
+	}
+	return e
+}
+
+// readSecretFromTTY reads from the controlling terminal, so a prompt works
+// even when stdin and stdout carry files.
+func readSecretFromTTY(prompt string) ([]byte, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer tty.Close()
+	fmt.Fprint(tty, prompt)
+	secret, err := term.ReadPassword(int(tty.Fd()))
+	fmt.Fprint(tty, "\r\033[K")
+	return secret, err
+}
+
+// command is one subcommand.
+type command struct {
+	name, args, summary string
+	// define registers the command's own flags and returns what runs once
+	// they are parsed.
+	define func(fs *flag.FlagSet) runFunc
+	// needsHSM: the command takes the common flags that choose an HSM.
+	needsHSM bool
+	examples string
+}
+
+type runFunc func(ctx context.Context, e *env, c *call) error
+
+// call holds the parsed common flags of one invocation.
+type call struct {
+	fs      *flag.FlagSet
+	hsmDir  string
+	pin     string
+	pinFile string
+}
+
+// addBool registers a boolean flag under a short and a long name.
+func addBool(fs *flag.FlagSet, p *bool, short, long, usage string) {
+	fs.BoolVar(p, long, false, usage)
+	if short != "" {
+		fs.BoolVar(p, short, false, "same as --"+long)
+	}
+}
+
+// addString registers a string flag under a short and a long name.
+func addString(fs *flag.FlagSet, p *string, short, long, value, usage string) {
+	fs.StringVar(p, long, value, usage)
+	if short != "" {
+		fs.StringVar(p, short, value, "same as --"+long)
+	}
+}
+
+// usageError is a mistake on the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+// errInvalidSignature makes verify exit 1 with its own message.
+var errInvalidSignature = errors.New("invalid signature")
+
+func run(args []string, e *env) (status int) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(e.stderr, "%s: internal error: %v\n", progName, r)
+			if e.getenv("CRYPTECH_BACKUP_DEBUG") != "" {
+				e.stderr.Write(debug.Stack())
+			}
+			status = 1
+		}
+	}()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(e.stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	if args[0] == "--version" || args[0] == "version" {
+		fmt.Fprintln(e.stdout, progName, version())
+		return 0
+	}
+	cmd := lookup(args[0])
+	if cmd == nil {
+		fmt.Fprintf(e.stderr, "%s: error: unknown command %q\n", progName, args[0])
+		fmt.Fprintf(e.stderr, "%s: hint: run '%s --help' for the list of commands\n", progName, progName)
+		return 2
+	}
+	c := &call{}
+	c.fs = flag.NewFlagSet(progName+" "+cmd.name, flag.ContinueOnError)
+	c.fs.SetOutput(e.stderr)
+	c.fs.Usage = func() { commandUsage(e.stderr, cmd, c.fs) }
+	if cmd.needsHSM {
+		c.fs.StringVar(&c.hsmDir, "hsm", "", "emulated HSM state directory (default $CRYPTECH_HSM, else ./hsm)")
+		addString(c.fs, &c.pin, "p", "pin", "", "wheel PIN (visible to other users in ps: prefer --pin-file or $CRYPTECH_PIN)")
+		c.fs.StringVar(&c.pinFile, "pin-file", "", "read the PIN from the first line of this file")
+	}
+	runCmd := cmd.define(c.fs)
+	if err := c.fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	err := runCmd(ctx, e, c)
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(e.stderr, "%s %s: %v\n", progName, cmd.name, err)
+		fmt.Fprintf(e.stderr, "%s: hint: run '%s %s --help'\n", progName, progName, cmd.name)
+		return 2
+	case errors.Is(err, errInvalidSignature):
+		fmt.Fprintf(e.stderr, "%s: %v\n", progName, err)
+		return 1
+	}
+	fmt.Fprintf(e.stderr, "%s: error: %s\n", progName, oneLine(err))
+	for _, h := range hints(err) {
+		fmt.Fprintf(e.stderr, "%s: hint: %s\n", progName, h)
+	}
+	return 1
+}
+
+// oneLine keeps an error message on one line, whatever joined errors hold.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
+
+// hints suggest the flag the user probably needs.
+func hints(err error) []string {
+	switch {
+	case errors.Is(err, backup.ErrLegacy):
+		return []string{"--legacy-kek allows RSA PKCS#1 v1.5 KEK encryption, which libhal and cryptech_backup use; it is open to padding-oracle attacks"}
+	case errors.Is(err, errNoPIN):
+		return []string{"give the PIN with --pin-file FILE, $CRYPTECH_PIN or -p PIN, or run on a terminal to be prompted"}
+	case errors.Is(err, errNoHSM):
+		return []string{"create one with 'cryptech-backup init --hsm DIR', or point --hsm or $CRYPTECH_HSM at an existing one"}
+	}
+	return nil
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+func lookup(name string) *command {
+	for _, c := range commands() {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintf(w, "%s moves private keys between HSMs without their ever being in the clear.\n\n", progName)
+	fmt.Fprintf(w, "Usage: %s COMMAND [flags]\n\nCommands:\n", progName)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, `
+A transfer, destination DST and source SRC:
+  %[1]s setup  --hsm DST -o kekek.json
+  %[1]s export --hsm SRC -i kekek.json -o backup.json
+  %[1]s import --hsm DST -i backup.json
+
+Run '%[1]s COMMAND --help' for a command's flags.
+Exit status: 0 done, 1 failed (nothing changed), 2 usage error.
+`, progName)
+}
+
+func commandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: %s %s %s\n\n%s\n\nFlags:\n", progName, cmd.name, cmd.args, cmd.summary)
+	fs.PrintDefaults()
+	if cmd.examples != "" {
+		fmt.Fprintf(w, "\nExamples:\n%s", cmd.examples)
+	}
+}
+
+// errNoPIN: no PIN was given and there is no terminal to ask on.
+var errNoPIN = errors.New("no PIN given and no terminal to ask for one")
+
+// readPIN finds the PIN: --pin, --pin-file, $CRYPTECH_PIN, else a prompt.
+func (c *call) readPIN(e *env, prompt string) ([]byte, error) {
+	switch {
+	case c.pin != "":
+		return []byte(c.pin), nil
+	case c.pinFile != "":
+		data, err := os.ReadFile(c.pinFile)
+		if err != nil {
+			return nil, fmt.Errorf("read PIN file: %w", err)
+		}
+		line, _, _ := strings.Cut(string(data), "\n")
+		clear(data)
+		return []byte(strings.TrimRight(line, "\r")), nil
+	case e.getenv("CRYPTECH_PIN") != "":
+		return []byte(e.getenv("CRYPTECH_PIN")), nil
+	case e.readSecret != nil:
+		return e.readSecret(prompt)
+	}
+	return nil, errNoPIN
+}
+
+// dir returns the emulated HSM's state directory.
+func (c *call) dir(e *env) string {
+	if c.hsmDir != "" {
+		return c.hsmDir
+	}
+	if d := e.getenv("CRYPTECH_HSM"); d != "" {
+		return d
+	}
+	return "hsm"
+}
+
+// input opens a file to read, "-" or "" meaning stdin.
+func (e *env) input(path string) (io.ReadCloser, error) {
+	if path == "" || path == "-" {
+		return io.NopCloser(e.stdin), nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// maxInput bounds what a command reads, so a wrong file cannot exhaust memory.
+const maxInput = 256 << 20
+
+func (e *env) readInput(path string) ([]byte, error) {
+	r, err := e.input(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	data, err := io.ReadAll(io.LimitReader(r, maxInput+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxInput {
+		return nil, fmt.Errorf("%s: larger than %d MiB", path, maxInput>>20)
+	}
+	return data, nil
+}
+
+// output writes data to path ("-" or "" meaning stdout): mode 0600, through
+// a temporary file renamed into place, so that no partial file is ever left;
+// an existing file is replaced only with force.
+func (e *env) output(path string, data []byte, force, binary bool) error {
+	if path == "" || path == "-" {
+		if f, ok := e.stdout.(*os.File); binary && ok && term.IsTerminal(int(f.Fd())) {
+			return usageError{"refusing to write binary output to a terminal; use -o FILE"}
+		}
+		_, err := e.stdout.Write(data)
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if force {
+		return os.Rename(tmp.Name(), path)
+	}
+	// A hard link fails if path exists: no check-then-write race.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s exists; use --force to replace it", path)
+		}
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hsmkit/cryptech-backup/backup"
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+var demoCommand = &command{
+	name:    "demo",
+	args:    "[--dir DIR] [--keys N]",
+	summary: "the whole transfer between two emulated HSMs, checked key by key",
+	examples: `  cryptech-backup demo
+  cryptech-backup demo --dir ./demo --keys 5     # keeps both HSMs and the JSON files
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		var dir string
+		var n int
+		fs.StringVar(&dir, "dir", "", "keep the two HSMs and the files here (must be new or empty; default a temporary directory, removed after)")
+		fs.IntVar(&n, "keys", 20, "number of exportable keys on the source")
+		return func(ctx context.Context, e *env, c *call) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			if n < 1 || n > 500 {
+				return usageError{"--keys takes 1 to 500"}
+			}
+			if dir == "" {
+				tmp, err := os.MkdirTemp("", "cryptech-backup-demo-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(tmp)
+				dir = tmp
+			} else if err := emptyDir(dir); err != nil {
+				return err
+			}
+			return runDemo(ctx, e, dir, n)
+		}
+	},
+}
+
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return os.MkdirAll(dir, 0o700)
+	}
+	if err != nil {
+		return err
+	}
+	if len(entries) != 0 {
+		return fmt.Errorf("%s is not empty; the demo needs a new or empty directory", dir)
+	}
+	return nil
+}
+
+// demoMix is the cycle of key types the demo generates, so that any count
+// of keys has a mix of types and sizes.
+var demoMix = []hsm.GenerateRequest{
+	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256},
+	{Type: hsm.KeyTypeRSAPrivate, Bits: 2048},
+	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384},
+	{Type: hsm.KeyTypeRSAPrivate, Bits: 3072},
+	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP521},
+	{Type: hsm.KeyTypeRSAPrivate, Bits: 4096},
+	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256},
+	{Type: hsm.KeyTypeRSAPrivate, Bits: 2048},
+	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384},
+	{Type: hsm.KeyTypeRSAPrivate, Bits: 2048},
+}
+
+// demoHSM is one of the demo's two emulated HSMs, logged in as wheel.
+type demoHSM struct {
+	h   *hsm.HSM
+	tok *hsm.Session
+}
+
+func newDemoHSM(ctx context.Context, e *env, dir string) (*demoHSM, error) {
+	var pins [3][]byte
+	for i := range pins {
+		pins[i] = []byte(hex.EncodeToString(randomBytes(16)))
+		defer clear(pins[i])
+	}
+	h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: pins[0], SOPIN: pins[1], UserPIN: pins[2]}, e.hsmOptions)
+	if err != nil {
+		return nil, err
+	}
+	s := h.NewSession()
+	if err := s.Login(ctx, hsm.UserWheel, pins[0]); err != nil {
+		h.Close()
+		return nil, err
+	}
+	return &demoHSM{h, s}, nil
+}
+
+func (d *demoHSM) close() {
+	d.tok.Close()
+	d.h.Close()
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// demoRow is one line of the demo's table.
+type demoRow struct {
+	key                          hsm.KeyInfo
+	exported, imported, verified bool
+	problem                      string
+}
+
+func runDemo(ctx context.Context, e *env, dir string, n int) error {
+	start := time.Now()
+	src, err := newDemoHSM(ctx, e, filepath.Join(dir, "source"))
+	if err != nil {
+		return fmt.Errorf("source HSM: %w", err)
+	}
+	defer src.close()
+	dst, err := newDemoHSM(ctx, e, filepath.Join(dir, "destination"))
+	if err != nil {
+		return fmt.Errorf("destination HSM: %w", err)
+	}
+	defer dst.close()
+
+	fmt.Fprintf(e.stderr, "demo: generating %d exportable keys and 1 non-exportable key on the source\n", n)
+	keys, err := generateDemoKeys(ctx, src.tok, n)
+	if err != nil {
+		return err
+	}
+	kekek, err := backup.Setup(ctx, dst.tok, backup.SetupOptions{})
+	if err != nil {
+		return err
+	}
+	if err := writeJSON(e, filepath.Join(dir, "kekek.json"), kekek, true); err != nil {
+		return err
+	}
+	bundle, err := backup.Export(ctx, src.tok, kekek, backup.ExportOptions{})
+	if err != nil {
+		return err
+	}
+	if err := writeJSON(e, filepath.Join(dir, "backup.json"), bundle, true); err != nil {
+		return err
+	}
+	if _, err := backup.Import(ctx, dst.tok, bundle, backup.ImportOptions{}); err != nil {
+		return err
+	}
+
+	exported := map[string]bool{}
+	for _, k := range bundle.Keys {
+		exported[k.UUID] = true
+	}
+	rows := make([]demoRow, len(keys))
+	failed := 0
+	for i, k := range keys {
+		rows[i] = checkDemoKey(ctx, dst.tok, k, exported[k.UUID.String()])
+		if rows[i].problem != "" {
+			failed++
+		}
+	}
+	printDemoTable(e, rows)
+	if failed > 0 {
+		return fmt.Errorf("demo failed: %d of %d keys did not end up where they should", failed, len(keys))
+	}
+	fmt.Fprintf(e.stdout, "demo: %d of %d exportable keys exported, imported and verified with %s; the non-exportable key stayed home (%.1fs)\n",
+		n, n, bundle.KEKEncryption, time.Since(start).Seconds())
+	return nil
+}
+
+// generateDemoKeys makes n exportable keys of mixed types, then one that is
+// not exportable, on all cores.
+func generateDemoKeys(ctx context.Context, tok hsm.Token, n int) ([]hsm.KeyInfo, error) {
+	reqs := make([]hsm.GenerateRequest, n+1)
+	for i := range n {
+		reqs[i] = demoMix[i%len(demoMix)]
+		reqs[i].Flags = hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
+		reqs[i].Label = fmt.Sprintf("demo-%d", i+1)
+	}
+	reqs[n] = hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
+		Flags: hsm.FlagDigitalSignature | hsm.FlagToken, Label: "stays-home"}
+
+	keys := make([]hsm.KeyInfo, len(reqs))
+	errs := make([]error, len(reqs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.NumCPU() {
+		wg.Go(func() {
+			for i := range next {
+				keys[i], errs[i] = tok.GenerateKey(ctx, reqs[i])
+			}
+		})
+	}
+	for i := range reqs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// checkDemoKey checks one source key on the destination: an exportable key
+// must be there and sign so that the source's public key verifies it; the
+// other must not be there at all.
+func checkDemoKey(ctx context.Context, dst hsm.Token, k hsm.KeyInfo, exported bool) demoRow {
+	row := demoRow{key: k, exported: exported}
+	_, err := dst.Key(ctx, k.UUID)
+	row.imported = err == nil
+	if k.Flags&hsm.FlagExportable == 0 {
+		if exported || row.imported {
+			row.problem = "a non-exportable key left the source"
+		}
+		return row
+	}
+	if !exported || !row.imported {
+		row.problem = "missing"
+		return row
+	}
+	digest := sha256.Sum256([]byte("signed on the destination, verified with the source's public key: " + k.UUID.String()))
+	sig, err := dst.Sign(ctx, k.UUID, digest[:], crypto.SHA256)
+	if err == nil {
+		err = hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256)
+	}
+	row.verified = err == nil
+	if err != nil {
+		row.problem = err.Error()
+	}
+	return row
+}
+
+func printDemoTable(e *env, rows []demoRow) {
+	yes := map[bool]string{true: "yes", false: "no"}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tLABEL\tTYPE\tEXPORTED\tIMPORTED\tVERIFIED")
+	for _, r := range rows {
+		verified := yes[r.verified]
+		if r.key.Flags&hsm.FlagExportable == 0 {
+			verified = "-"
+		}
+		if r.problem != "" {
+			verified += " (" + r.problem + ")"
+		}
+		kind := fmt.Sprintf("rsa-%d", r.key.Bits)
+		if r.key.Curve != hsm.CurveNone {
+			kind = "ec-" + r.key.Curve.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.key.UUID, r.key.Label, kind, yes[r.exported], yes[r.imported], verified)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+var initCommand = &command{
+	name:    "init",
+	args:    "[--hsm DIR] [--wheel-pin P] [--so-pin P] [--user-pin P]",
+	summary: "create an emulated HSM: master key and PINs",
+	examples: `  cryptech-backup init --hsm ./hsm-a      # prompts for the three PINs
+  cryptech-backup init --hsm ./hsm-b --wheel-pin "$W" --so-pin "$S" --user-pin "$U"
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		var dir, wheel, so, user string
+		var blocks int
+		fs.StringVar(&dir, "hsm", "", "state directory of the new HSM (default $CRYPTECH_HSM, else ./hsm)")
+		fs.StringVar(&wheel, "wheel-pin", "", "wheel PIN (default -p/--pin or $CRYPTECH_PIN, else prompted)")
+		fs.StringVar(&wheel, "p", "", "same as --wheel-pin")
+		fs.StringVar(&wheel, "pin", "", "same as --wheel-pin")
+		fs.StringVar(&so, "so-pin", "", "security officer PIN (prompted if not given)")
+		fs.StringVar(&user, "user-pin", "", "normal user PIN (prompted if not given)")
+		fs.IntVar(&blocks, "blocks", 0, "flash size in 8 KiB blocks, one key each (default 1024)")
+		return func(ctx context.Context, e *env, c *call) error {
+			c.hsmDir = dir
+			if wheel == "" {
+				wheel = e.getenv("CRYPTECH_PIN")
+			}
+			var pins [3][]byte
+			defer func() {
+				for _, p := range pins {
+					clear(p)
+				}
+			}()
+			for i, p := range []struct {
+				given, name string
+			}{{wheel, "wheel"}, {so, "security officer"}, {user, "user"}} {
+				var err error
+				if pins[i], err = newPIN(e, p.given, p.name); err != nil {
+					return err
+				}
+			}
+			h, err := hsm.Create(c.dir(e), hsm.InitConfig{WheelPIN: pins[0], SOPIN: pins[1], UserPIN: pins[2], Blocks: blocks}, e.hsmOptions)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "%s: created an emulated HSM in %s\n", progName, c.dir(e))
+			return h.Close()
+		}
+	},
+}
+
+// newPIN takes a PIN from a flag, or asks for it twice on the terminal.
+func newPIN(e *env, given, name string) ([]byte, error) {
+	if given != "" {
+		return []byte(given), nil
+	}
+	if e.readSecret == nil {
+		return nil, usageError{fmt.Sprintf("no %s PIN given and no terminal to ask for one", name)}
+	}
+	pin, err := e.readSecret(fmt.Sprintf("New %s PIN: ", name))
+	if err != nil {
+		return nil, err
+	}
+	again, err := e.readSecret(fmt.Sprintf("New %s PIN again: ", name))
+	defer clear(again)
+	if err != nil || !bytes.Equal(pin, again) {
+		clear(pin)
+		return nil, fmt.Errorf("the two %s PINs differ", name)
+	}
+	return pin, nil
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+var keygenCommand = &command{
+	name:     "keygen",
+	args:     "rsa|ec [--bits N] [--curve C] [--exportable] [--label L]",
+	summary:  "generate a key pair in the HSM; prints its UUID",
+	needsHSM: true,
+	examples: `  cryptech-backup keygen rsa --bits 3072 --exportable --label web-1
+  cryptech-backup keygen ec --curve p384
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		var bits int
+		var curve, label string
+		var exportable bool
+		fs.IntVar(&bits, "bits", 2048, "RSA modulus size: 2048, 3072 or 4096")
+		fs.StringVar(&curve, "curve", "p256", "EC curve: p256, p384 or p521")
+		fs.BoolVar(&exportable, "exportable", false, "allow the key to be exported (wrapped) to another HSM")
+		fs.StringVar(&label, "label", "", "a label for the key")
+		return func(ctx context.Context, e *env, c *call) error {
+			// The key type comes first, then its flags.
+			args := c.fs.Args()
+			if len(args) == 0 {
+				return usageError{"name the key type: rsa or ec"}
+			}
+			kind := args[0]
+			if err := c.fs.Parse(args[1:]); err != nil {
+				return usageError{err.Error()}
+			}
+			if c.fs.NArg() != 0 {
+				return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
+			}
+			req := hsm.GenerateRequest{Flags: hsm.FlagDigitalSignature | hsm.FlagToken, Label: label}
+			if exportable {
+				req.Flags |= hsm.FlagExportable
+			}
+			switch kind {
+			case "rsa":
+				req.Type, req.Bits = hsm.KeyTypeRSAPrivate, bits
+			case "ec":
+				cv, err := hsm.ParseCurve(curve)
+				if err != nil {
+					return usageError{err.Error()}
+				}
+				req.Type, req.Curve = hsm.KeyTypeECPrivate, cv
+			default:
+				return usageError{fmt.Sprintf("unknown key type %q: want rsa or ec", kind)}
+			}
+			tok, done, err := c.openToken(ctx, e)
+			if err != nil {
+				return err
+			}
+			defer done()
+			k, err := tok.GenerateKey(ctx, req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, k.UUID)
+			return nil
+		}
+	},
+}
+
+var listCommand = &command{
+	name:     "list",
+	args:     "[--json]",
+	summary:  "list the keys in the HSM",
+	needsHSM: true,
+	define: func(fs *flag.FlagSet) runFunc {
+		var asJSON bool
+		fs.BoolVar(&asJSON, "json", false, "print a JSON array instead of a table")
+		return func(ctx context.Context, e *env, c *call) error {
+			if c.fs.NArg() != 0 {
+				return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
+			}
+			tok, done, err := c.openToken(ctx, e)
+			if err != nil {
+				return err
+			}
+			defer done()
+			keys, err := tok.Keys(ctx, hsm.Filter{})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeKeysJSON(e, keys)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "UUID\tTYPE\tSIZE\tFLAGS\tLABEL")
+			for _, k := range keys {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.UUID, k.Type, keySize(k), k.Flags, k.Label)
+			}
+			return tw.Flush()
+		}
+	},
+}
+
+// keySize is what the SIZE column shows: the curve, or the RSA modulus bits.
+func keySize(k hsm.KeyInfo) string {
+	if k.Curve != hsm.CurveNone {
+		return k.Curve.String()
+	}
+	return fmt.Sprint(k.Bits)
+}
+
+// keyJSON is one key in list --json.
+type keyJSON struct {
+	UUID      string   `json:"uuid"`
+	Type      string   `json:"type"`
+	Curve     string   `json:"curve,omitempty"`
+	Bits      int      `json:"bits"`
+	Flags     uint32   `json:"flags"`
+	FlagNames []string `json:"flag_names"`
+	Label     string   `json:"label"`
+	PublicKey string   `json:"public_key"`
+}
+
+func writeKeysJSON(e *env, keys []hsm.KeyInfo) error {
+	out := []keyJSON{}
+	for _, k := range keys {
+		j := keyJSON{
+			UUID: k.UUID.String(), Type: k.Type.String(), Bits: k.Bits, Flags: uint32(k.Flags),
+			FlagNames: strings.Split(k.Flags.String(), ","), Label: k.Label,
+			PublicKey: base64.StdEncoding.EncodeToString(k.PublicKey),
+		}
+		if k.Flags == 0 {
+			j.FlagNames = []string{}
+		}
+		if k.Curve != hsm.CurveNone {
+			j.Curve = k.Curve.String()
+		}
+		out = append(out, j)
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+var pubkeyCommand = &command{
+	name:     "pubkey",
+	args:     "--key UUID [-o FILE]",
+	summary:  "write a key's public half as PEM (for openssl and other tools)",
+	needsHSM: true,
+	examples: `  cryptech-backup pubkey --key 6f1c... -o pub.pem
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		var keyID, out string
+		var force bool
+		fs.StringVar(&keyID, "key", "", "UUID of the key")
+		addString(fs, &out, "o", "output", "-", "output file (default stdout)")
+		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
+		return func(ctx context.Context, e *env, c *call) error {
+			id, err := keyFlag(c, keyID)
+			if err != nil {
+				return err
+			}
+			tok, done, err := c.openToken(ctx, e)
+			if err != nil {
+				return err
+			}
+			defer done()
+			k, err := tok.Key(ctx, id)
+			if err != nil {
+				return err
+			}
+			return e.output(out, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: k.PublicKey}), force, false)
+		}
+	},
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+var signCommand = &command{
+	name:     "sign",
+	args:     "--key UUID [-i FILE] [-o FILE]",
+	summary:  "sign the SHA-256 of a file (RSA PKCS#1 v1.5, ECDSA DER: what openssl dgst -verify checks)",
+	needsHSM: true,
+	examples: `  cryptech-backup sign --key 6f1c... -i message.txt -o message.sig
+  openssl dgst -sha256 -verify pub.pem -signature message.sig message.txt
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		var keyID, in, out string
+		var force bool
+		fs.StringVar(&keyID, "key", "", "UUID of the signing key")
+		addString(fs, &in, "i", "input", "-", "file to sign (default stdin)")
+		addString(fs, &out, "o", "output", "-", "signature file (default stdout)")
+		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
+		return func(ctx context.Context, e *env, c *call) error {
+			id, err := keyFlag(c, keyID)
+			if err != nil {
+				return err
+			}
+			digest, err := digestOf(e, in)
+			if err != nil {
+				return err
+			}
+			tok, done, err := c.openToken(ctx, e)
+			if err != nil {
+				return err
+			}
+			defer done()
+			sig, err := tok.Sign(ctx, id, digest, crypto.SHA256)
+			if err != nil {
+				return err
+			}
+			return e.output(out, sig, force, true)
+		}
+	},
+}
+
+var verifyCommand = &command{
+	name:     "verify",
+	args:     "--key UUID --sig FILE [-i FILE]",
+	summary:  "check a signature made by sign; exit 0 if it verifies, 1 if not",
+	needsHSM: true,
+	define: func(fs *flag.FlagSet) runFunc {
+		var keyID, in, sigFile string
+		fs.StringVar(&keyID, "key", "", "UUID of the key")
+		fs.StringVar(&sigFile, "sig", "", "signature file")
+		addString(fs, &in, "i", "input", "-", "signed file (default stdin)")
+		return func(ctx context.Context, e *env, c *call) error {
+			id, err := keyFlag(c, keyID)
+			if err != nil {
+				return err
+			}
+			if sigFile == "" {
+				return usageError{"--sig FILE is required"}
+			}
+			sig, err := e.readInput(sigFile)
+			if err != nil {
+				return err
+			}
+			digest, err := digestOf(e, in)
+			if err != nil {
+				return err
+			}
+			tok, done, err := c.openToken(ctx, e)
+			if err != nil {
+				return err
+			}
+			defer done()
+			err = tok.Verify(ctx, id, digest, sig, crypto.SHA256)
+			if errors.Is(err, hsm.ErrInvalidSignature) {
+				return errInvalidSignature
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, "OK")
+			return nil
+		}
+	},
+}
+
+func keyFlag(c *call, keyID string) (hsm.UUID, error) {
+	if err := noArgs(c); err != nil {
+		return hsm.UUID{}, err
+	}
+	if keyID == "" {
+		return hsm.UUID{}, usageError{"--key UUID is required"}
+	}
+	id, err := hsm.ParseUUID(keyID)
+	if err != nil {
+		return hsm.UUID{}, usageError{err.Error()}
+	}
+	return id, nil
+}
+
+func digestOf(e *env, path string) ([]byte, error) {
+	r, err := e.input(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return h.Sum(nil), nil
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+
+	"golang.org/x/term"
+
+	"github.com/hsmkit/cryptech-backup/backup"
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+var setupCommand = &command{
+	name:     "setup",
+	args:     "[-n|--new] [-u|--uuid UUID] [-k|--keylen 2048] [-o FILE]",
+	summary:  "on the destination: find or make a KEKEK and write its public half",
+	needsHSM: true,
+	examples: `  cryptech-backup setup --hsm ./dst -o kekek.json
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		var newKEKEK, force bool
+		var uuid, out string
+		var bits int
+		addBool(fs, &newKEKEK, "n", "new", "make a new KEKEK even if one exists")
+		addString(fs, &uuid, "u", "uuid", "", "UUID of an existing KEKEK to use")
+		fs.IntVar(&bits, "keylen", backup.DefaultKEKEKBits, "size of a new KEKEK: 2048, 3072 or 4096")
+		fs.IntVar(&bits, "k", backup.DefaultKEKEKBits, "same as --keylen")
+		addString(fs, &out, "o", "output", "-", "output file (default stdout)")
+		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
+		return func(ctx context.Context, e *env, c *call) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			opts := backup.SetupOptions{New: newKEKEK, Bits: bits}
+			if uuid != "" {
+				if newKEKEK {
+					return usageError{"--new and --uuid exclude each other"}
+				}
+				id, err := hsm.ParseUUID(uuid)
+				if err != nil {
+					return usageError{err.Error()}
+				}
+				opts.UUID = id
+			}
+			tok, done, err := c.openToken(ctx, e)
+			if err != nil {
+				return err
+			}
+			defer done()
+			f, err := backup.Setup(ctx, tok, opts)
+			if err != nil {
+				return err
+			}
+			if err := writeJSON(e, out, f, force); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "%s: KEKEK %s ready; it can undo %v\n", progName, f.KEKEKUUID, f.KEKEncryptions)
+			return nil
+		}
+	},
+}
+
+var exportCommand = &command{
+	name:     "export",
+	args:     "[-i kekek.json] [-o backup.json] [--legacy-kek]",
+	summary:  "on the source: wrap every exportable key for the KEKEK",
+	needsHSM: true,
+	examples: `  cryptech-backup export --hsm ./src -i kekek.json -o backup.json
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		var in, out string
+		var legacy, force bool
+		addString(fs, &in, "i", "input", "-", "KEKEK file from setup (default stdin)")
+		addString(fs, &out, "o", "output", "-", "bundle to write (default stdout)")
+		fs.BoolVar(&legacy, "legacy-kek", false, "encrypt KEKs with RSA PKCS#1 v1.5 as libhal does, for real Cryptech HSMs (weak: padding oracles)")
+		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
+		return func(ctx context.Context, e *env, c *call) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			data, err := e.readInput(in)
+			if err != nil {
+				return err
+			}
+			f, err := backup.ReadKEKEKFile(bytes.NewReader(data))
+			if err != nil {
+				return err
+			}
+			tok, done, err := c.openToken(ctx, e)
+			if err != nil {
+				return err
+			}
+			defer done()
+			b, err := backup.Export(ctx, tok, f, backup.ExportOptions{LegacyKEK: legacy, Progress: progress(e, "export")})
+			if err != nil {
+				return err
+			}
+			if err := writeJSON(e, out, b, force); err != nil {
+				return err
+			}
+			private := 0
+			for i := range b.Keys {
+				if b.Keys[i].IsPrivate() {
+					private++
+				}
+			}
+			fmt.Fprintf(e.stderr, "%s: exported %d keys (%d private, %d public) for KEKEK %s; KEKs encrypted with %s\n",
+				progName, len(b.Keys), private, len(b.Keys)-private, b.KEKEKUUID, b.KEKEncryption)
+			return nil
+		}
+	},
+}
+
+var importCommand = &command{
+	name:     "import",
+	args:     "[-i backup.json] [--legacy-kek]",
+	summary:  "on the destination: unwrap a bundle's keys into the keystore, all or none",
+	needsHSM: true,
+	examples: `  cryptech-backup import --hsm ./dst -i backup.json
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		var in string
+		var legacy, asJSON bool
+		addString(fs, &in, "i", "input", "-", "bundle from export (default stdin)")
+		fs.BoolVar(&legacy, "legacy-kek", false, "accept RSA PKCS#1 v1.5 KEKs and bundles written by cryptech_backup (weak: padding oracles, no tags)")
+		fs.BoolVar(&asJSON, "json", false, "print a JSON array of {uuid, status} instead of lines")
+		return func(ctx context.Context, e *env, c *call) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			data, err := e.readInput(in)
+			if err != nil {
+				return err
+			}
+			b, err := backup.ReadBundle(bytes.NewReader(data))
+			if err != nil {
+				return err
+			}
+			tok, done, err := c.openToken(ctx, e)
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := backup.Import(ctx, tok, b, backup.ImportOptions{LegacyKEK: legacy})
+			if err != nil {
+				return err
+			}
+			type line struct {
+				UUID   string `json:"uuid"`
+				Status string `json:"status"`
+			}
+			lines := []line{}
+			for _, r := range res {
+				status := "imported"
+				if r.Present {
+					status = "present"
+				}
+				lines = append(lines, line{r.UUID.String(), status})
+			}
+			if asJSON {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(lines)
+			}
+			for _, l := range lines {
+				fmt.Fprintln(e.stdout, l.Status, l.UUID)
+			}
+			return nil
+		}
+	},
+}
+
+func noArgs(c *call) error {
+	if c.fs.NArg() != 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
+	}
+	return nil
+}
+
+func writeJSON(e *env, path string, v any, force bool) error {
+	var buf bytes.Buffer
+	if err := backup.Write(&buf, v); err != nil {
+		return err
+	}
+	return e.output(path, buf.Bytes(), force, false)
+}
+
+// progress returns a callback that keeps one line on stderr up to date, only
+// when stderr is a terminal.
+func progress(e *env, what string) func(done, total int) {
+	f, ok := e.stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return func(done, total int) {
+		fmt.Fprintf(f, "\r%s: %d/%d keys", what, done, total)
+		if done == total {
+			fmt.Fprint(f, "\r\033[K")
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hsmkit/cryptech-backup/backup"
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// TestImportSurvivesSIGKILL kills cryptech-backup import at a spread of
+// moments; every time, the destination opens afterwards and holds all of
+// the bundle's keys or none.
+func TestImportSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills many processes; not under -short")
+	}
+	ctx := context.Background()
+	pin := []byte("kill-test-pin")
+	newHSM := func(dir string) *hsm.Session {
+		h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: pin, SOPIN: pin, UserPIN: pin, Blocks: 128}, testOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		s := h.NewSession()
+		if err := s.Login(ctx, hsm.UserWheel, pin); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	work := t.TempDir()
+	src := newHSM(filepath.Join(work, "src"))
+	dstDir := filepath.Join(work, "dst")
+	dst := newHSM(dstDir)
+	const n = 40
+	for range n {
+		if _, err := src.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
+			Flags: hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	backup.Write(&buf, b)
+	bundle := filepath.Join(work, "backup.json")
+	if err := os.WriteFile(bundle, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dst.Close()
+
+	importInto := func(dir string) *exec.Cmd {
+		cmd := exec.Command("cryptech-backup", "import", "--hsm", dir, "-i", bundle)
+		cmd.Env = append(os.Environ(), "CRYPTECH_PIN="+string(pin))
+		return cmd
+	}
+	// How long a whole import takes, so the kills spread across it.
+	full := filepath.Join(work, "full")
+	cloneHSM(t, dstDir, full)
+	start := time.Now()
+	if out, err := importInto(full).CombinedOutput(); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	took := time.Since(start)
+
+	killed, complete := 0, 0
+	const runs = 24
+	for i := range runs {
+		dir := filepath.Join(work, "run", string(rune('a'+i)))
+		cloneHSM(t, dstDir, dir)
+		cmd := importInto(dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(killAt(took, i, runs))
+		cmd.Process.Signal(syscall.SIGKILL)
+		if err := cmd.Wait(); err != nil {
+			killed++
+		}
+		h, err := hsm.Open(dir, testOptions)
+		if err != nil {
+			t.Fatalf("run %d: HSM does not open after SIGKILL: %v", i, err)
+		}
+		s := h.NewSession()
+		if err := s.Login(ctx, hsm.UserWheel, pin); err != nil {
+			t.Fatal(err)
+		}
+		found := 0
+		for _, k := range b.Keys {
+			id, _ := hsm.ParseUUID(k.UUID)
+			if _, err := s.Key(ctx, id); err == nil {
+				found++
+			}
+		}
+		s.Close()
+		h.Close()
+		if found != 0 && found != n {
+			t.Errorf("run %d: killed after %v, %d of %d keys present", i, killAt(took, i, runs), found, n)
+		}
+		if found == n {
+			complete++
+		}
+	}
+	t.Logf("a whole import took %v; %d of %d runs were killed before they finished; %d ended with every key, the others with none",
+		took, killed, runs, complete)
+	if killed == 0 {
+		t.Error("no run was killed in time: the test proved nothing")
+	}
+}
+
+// killAt spreads the kills from a third of the way through a whole import,
+// when the process is still reading, to just past its end.
+func killAt(took time.Duration, i, runs int) time.Duration {
+	return took/3 + took*time.Duration(i)/time.Duration(runs-1)
+}
+
+func cloneHSM(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"flash.img", "mkm"} {
+		data, err := os.ReadFile(filepath.Join(from, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// testOptions keep the CLI fast under test: a cheap PIN hash and a short
+// wrong-PIN delay. The defaults are tested in package hsm.
+var testOptions = hsm.Options{WrongPINDelay: 10 * time.Millisecond, PINIterations: 1000}
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"cryptech-backup": func() {
+			e := newEnv()
+			e.readSecret = nil // tests never prompt, even when run from a terminal
+			e.hsmOptions = testOptions
+			os.Exit(run(os.Args[1:], e))
+		},
+	})
+}
+
+func TestScripts(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil && os.Getenv("CI") == "true" {
+		t.Fatal("openssl is missing: the scripts check signatures with it (apt-get install openssl)")
+	}
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"setlast":  setLast,
+			"replace":  replace,
+			"truncate": truncate,
+		},
+	})
+}
+
+// setlast NAME: set $NAME to the last line of the previous command's stdout.
+func setLast(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: setlast NAME")
+	}
+	lines := strings.Split(strings.TrimSpace(ts.ReadFile("stdout")), "\n")
+	ts.Setenv(args[0], strings.TrimSpace(lines[len(lines)-1]))
+}
+
+// replace FILE OLD NEW: replace the first OLD in FILE by NEW; OLD must be there.
+func replace(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: replace FILE OLD NEW")
+	}
+	data := ts.ReadFile(args[0])
+	if !strings.Contains(data, args[1]) {
+		ts.Fatalf("%s does not contain %q", args[0], args[1])
+	}
+	err := os.WriteFile(ts.MkAbs(args[0]), []byte(strings.Replace(data, args[1], args[2], 1)), 0o600)
+	ts.Check(err)
+}
+
+// truncate FILE N: keep the first N bytes of FILE.
+func truncate(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: truncate FILE N")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	ts.Check(os.Truncate(ts.MkAbs(args[0]), int64(n)))
+}
