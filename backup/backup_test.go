@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,31 +69,20 @@ func source(t testing.TB) (tok *hsm.Session, moved []hsm.KeyInfo, stays hsm.KeyI
 }
 
 // roundTrip writes v as JSON and reads it back, as the files travel.
-func roundTripBundle(t testing.TB, b *Bundle) *Bundle {
+func roundTrip[T any](t testing.TB, v T, read func(io.Reader) (T, error)) T {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := Write(&buf, b); err != nil {
+	if err := Write(&buf, v); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadBundle(&buf)
+	got, err := read(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return got
 }
 
-func roundTripKEKEK(t testing.TB, f *KEKEKFile) *KEKEKFile {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := Write(&buf, f); err != nil {
-		t.Fatal(err)
-	}
-	got, err := ReadKEKEKFile(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
-}
+func roundTripBundle(t testing.TB, b *Bundle) *Bundle { return roundTrip(t, b, ReadBundle) }
 
 func keyCount(t testing.TB, tok hsm.Token) int {
 	t.Helper()
@@ -106,7 +96,7 @@ func keyCount(t testing.TB, tok hsm.Token) int {
 func TestTransfer(t *testing.T) {
 	src, moved, stays := source(t)
 	dst := newToken(t)
-	f := roundTripKEKEK(t, mustSetup(t, dst, SetupOptions{}))
+	f := roundTrip(t, mustSetup(t, dst, SetupOptions{}), ReadKEKEKFile)
 	if want := []hsm.KEKEncryption{hsm.KEKOAEPSHA256, hsm.KEKOAEPSHA1}; fmt.Sprint(f.KEKEncryptions) != fmt.Sprint(want) {
 		t.Errorf("setup offers %v, want %v", f.KEKEncryptions, want)
 	}

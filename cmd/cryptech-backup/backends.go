@@ -39,3 +39,14 @@ func (c *call) openToken(ctx context.Context, e *env) (hsm.Token, func(), error)
 	}
 	return s, closeAll, nil
 }
+
+// withToken opens the HSM the common flags name, logged in, runs f on it and
+// closes it.
+func (c *call) withToken(ctx context.Context, e *env, f func(hsm.Token) error) error {
+	tok, done, err := c.openToken(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return f(tok)
+}

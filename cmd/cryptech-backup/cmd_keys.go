@@ -58,17 +58,14 @@ var keygenCommand = &command{
 			default:
 				return usageError{fmt.Sprintf("unknown key type %q: want rsa or ec", kind)}
 			}
-			tok, done, err := c.openToken(ctx, e)
-			if err != nil {
-				return err
-			}
-			defer done()
-			k, err := tok.GenerateKey(ctx, req)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(e.stdout, k.UUID)
-			return nil
+			return c.withToken(ctx, e, func(tok hsm.Token) error {
+				k, err := tok.GenerateKey(ctx, req)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(e.stdout, k.UUID)
+				return nil
+			})
 		}
 	},
 }
@@ -85,24 +82,21 @@ var listCommand = &command{
 			if c.fs.NArg() != 0 {
 				return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
 			}
-			tok, done, err := c.openToken(ctx, e)
-			if err != nil {
-				return err
-			}
-			defer done()
-			keys, err := tok.Keys(ctx, hsm.Filter{})
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeKeysJSON(e, keys)
-			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "UUID\tTYPE\tSIZE\tFLAGS\tLABEL")
-			for _, k := range keys {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.UUID, k.Type, keySize(k), k.Flags, k.Label)
-			}
-			return tw.Flush()
+			return c.withToken(ctx, e, func(tok hsm.Token) error {
+				keys, err := tok.Keys(ctx, hsm.Filter{})
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeKeysJSON(e, keys)
+				}
+				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "UUID\tTYPE\tSIZE\tFLAGS\tLABEL")
+				for _, k := range keys {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.UUID, k.Type, keySize(k), k.Flags, k.Label)
+				}
+				return tw.Flush()
+			})
 		}
 	},
 }
@@ -166,16 +160,13 @@ var pubkeyCommand = &command{
 			if err != nil {
 				return err
 			}
-			tok, done, err := c.openToken(ctx, e)
-			if err != nil {
-				return err
-			}
-			defer done()
-			k, err := tok.Key(ctx, id)
-			if err != nil {
-				return err
-			}
-			return e.output(out, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: k.PublicKey}), force, false)
+			return c.withToken(ctx, e, func(tok hsm.Token) error {
+				k, err := tok.Key(ctx, id)
+				if err != nil {
+					return err
+				}
+				return e.output(out, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: k.PublicKey}), force, false)
+			})
 		}
 	},
 }

@@ -36,16 +36,13 @@ var signCommand = &command{
 			if err != nil {
 				return err
 			}
-			tok, done, err := c.openToken(ctx, e)
-			if err != nil {
-				return err
-			}
-			defer done()
-			sig, err := tok.Sign(ctx, id, digest, crypto.SHA256)
-			if err != nil {
-				return err
-			}
-			return e.output(out, sig, force, true)
+			return c.withToken(ctx, e, func(tok hsm.Token) error {
+				sig, err := tok.Sign(ctx, id, digest, crypto.SHA256)
+				if err != nil {
+					return err
+				}
+				return e.output(out, sig, force, true)
+			})
 		}
 	},
 }
@@ -76,20 +73,17 @@ var verifyCommand = &command{
 			if err != nil {
 				return err
 			}
-			tok, done, err := c.openToken(ctx, e)
-			if err != nil {
-				return err
-			}
-			defer done()
-			err = tok.Verify(ctx, id, digest, sig, crypto.SHA256)
-			if errors.Is(err, hsm.ErrInvalidSignature) {
-				return errInvalidSignature
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(e.stdout, "OK")
-			return nil
+			return c.withToken(ctx, e, func(tok hsm.Token) error {
+				err = tok.Verify(ctx, id, digest, sig, crypto.SHA256)
+				if errors.Is(err, hsm.ErrInvalidSignature) {
+					return errInvalidSignature
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(e.stdout, "OK")
+				return nil
+			})
 		}
 	},
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"golang.org/x/term"
@@ -46,20 +47,17 @@ var setupCommand = &command{
 				}
 				opts.UUID = id
 			}
-			tok, done, err := c.openToken(ctx, e)
-			if err != nil {
-				return err
-			}
-			defer done()
-			f, err := backup.Setup(ctx, tok, opts)
-			if err != nil {
-				return err
-			}
-			if err := writeJSON(e, out, f, force); err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stderr, "%s: KEKEK %s ready; it can undo %v\n", progName, f.KEKEKUUID, f.KEKEncryptions)
-			return nil
+			return c.withToken(ctx, e, func(tok hsm.Token) error {
+				f, err := backup.Setup(ctx, tok, opts)
+				if err != nil {
+					return err
+				}
+				if err := writeJSON(e, out, f, force); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stderr, "%s: KEKEK %s ready; it can undo %v\n", progName, f.KEKEKUUID, f.KEKEncryptions)
+				return nil
+			})
 		}
 	},
 }
@@ -82,35 +80,28 @@ var exportCommand = &command{
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			data, err := e.readInput(in)
+			f, err := parseInput(e, in, backup.ReadKEKEKFile)
 			if err != nil {
 				return err
 			}
-			f, err := backup.ReadKEKEKFile(bytes.NewReader(data))
-			if err != nil {
-				return err
-			}
-			tok, done, err := c.openToken(ctx, e)
-			if err != nil {
-				return err
-			}
-			defer done()
-			b, err := backup.Export(ctx, tok, f, backup.ExportOptions{LegacyKEK: legacy, Progress: progress(e, "export")})
-			if err != nil {
-				return err
-			}
-			if err := writeJSON(e, out, b, force); err != nil {
-				return err
-			}
-			private := 0
-			for i := range b.Keys {
-				if b.Keys[i].IsPrivate() {
-					private++
+			return c.withToken(ctx, e, func(tok hsm.Token) error {
+				b, err := backup.Export(ctx, tok, f, backup.ExportOptions{LegacyKEK: legacy, Progress: progress(e, "export")})
+				if err != nil {
+					return err
 				}
-			}
-			fmt.Fprintf(e.stderr, "%s: exported %d keys (%d private, %d public) for KEKEK %s; KEKs encrypted with %s\n",
-				progName, len(b.Keys), private, len(b.Keys)-private, b.KEKEKUUID, b.KEKEncryption)
-			return nil
+				if err := writeJSON(e, out, b, force); err != nil {
+					return err
+				}
+				private := 0
+				for i := range b.Keys {
+					if b.Keys[i].IsPrivate() {
+						private++
+					}
+				}
+				fmt.Fprintf(e.stderr, "%s: exported %d keys (%d private, %d public) for KEKEK %s; KEKs encrypted with %s\n",
+					progName, len(b.Keys), private, len(b.Keys)-private, b.KEKEKUUID, b.KEKEncryption)
+				return nil
+			})
 		}
 	},
 }
@@ -132,44 +123,37 @@ var importCommand = &command{
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			data, err := e.readInput(in)
+			b, err := parseInput(e, in, backup.ReadBundle)
 			if err != nil {
 				return err
 			}
-			b, err := backup.ReadBundle(bytes.NewReader(data))
-			if err != nil {
-				return err
-			}
-			tok, done, err := c.openToken(ctx, e)
-			if err != nil {
-				return err
-			}
-			defer done()
-			res, err := backup.Import(ctx, tok, b, backup.ImportOptions{LegacyKEK: legacy})
-			if err != nil {
-				return err
-			}
-			type line struct {
-				UUID   string `json:"uuid"`
-				Status string `json:"status"`
-			}
-			lines := []line{}
-			for _, r := range res {
-				status := "imported"
-				if r.Present {
-					status = "present"
+			return c.withToken(ctx, e, func(tok hsm.Token) error {
+				res, err := backup.Import(ctx, tok, b, backup.ImportOptions{LegacyKEK: legacy})
+				if err != nil {
+					return err
 				}
-				lines = append(lines, line{r.UUID.String(), status})
-			}
-			if asJSON {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(lines)
-			}
-			for _, l := range lines {
-				fmt.Fprintln(e.stdout, l.Status, l.UUID)
-			}
-			return nil
+				type line struct {
+					UUID   string `json:"uuid"`
+					Status string `json:"status"`
+				}
+				lines := []line{}
+				for _, r := range res {
+					status := "imported"
+					if r.Present {
+						status = "present"
+					}
+					lines = append(lines, line{r.UUID.String(), status})
+				}
+				if asJSON {
+					enc := json.NewEncoder(e.stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(lines)
+				}
+				for _, l := range lines {
+					fmt.Fprintln(e.stdout, l.Status, l.UUID)
+				}
+				return nil
+			})
 		}
 	},
 }
@@ -179,6 +163,16 @@ func noArgs(c *call) error {
 		return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
 	}
 	return nil
+}
+
+// parseInput reads a file (or stdin) and parses it.
+func parseInput[T any](e *env, path string, parse func(io.Reader) (T, error)) (T, error) {
+	data, err := e.readInput(path)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return parse(bytes.NewReader(data))
 }
 
 func writeJSON(e *env, path string, v any, force bool) error {
