@@ -40,6 +40,10 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// MinBlocks is the smallest flash an HSM is created with: room for the PINs,
+// a transaction and a few keys.
+const MinBlocks = 16
+
 // InitConfig holds what a new HSM is created with.
 type InitConfig struct {
 	WheelPIN, SOPIN, UserPIN []byte
@@ -63,7 +67,7 @@ type HSM struct {
 
 // ErrNotInitialized: the board exists but holds no PINs, e.g. after a crash
 // during Create.
-var ErrNotInitialized = errors.New("HSM has no PINs; it was never fully initialized")
+var ErrNotInitialized = errors.New("HSM has no PINs; it was never fully initialized (remove its directory and create it again)")
 
 // Create makes a new HSM in dir: a fresh board, a master key from its TRNG,
 // and the three PINs (all of them, or the HSM refuses to open). It refuses a
@@ -75,14 +79,17 @@ func Create(dir string, cfg InitConfig, opts Options) (*HSM, error) {
 			return nil, fmt.Errorf("create HSM: %w", err)
 		}
 	}
+	if cfg.Blocks != 0 && (cfg.Blocks < MinBlocks || cfg.Blocks > sim.MaxBlocks) {
+		return nil, fmt.Errorf("create HSM: %w: the flash has %d to %d blocks", ErrBadArguments, MinBlocks, sim.MaxBlocks)
+	}
 	board, err := sim.CreateBoard(dir, cfg.Blocks)
 	if err != nil {
 		return nil, fmt.Errorf("create HSM: %w", err)
 	}
 	h, err := initialize(board, cfg, opts)
 	if err != nil {
-		board.Close()
-		return nil, fmt.Errorf("create HSM in %s: %w", dir, err)
+		// Leave nothing half made that a second init would refuse.
+		return nil, errors.Join(fmt.Errorf("create HSM in %s: %w", dir, err), board.Destroy())
 	}
 	return h, nil
 }
@@ -161,12 +168,20 @@ func (h *HSM) Tamper() error {
 // NewSession opens a client session, not logged in.
 func (h *HSM) NewSession() *Session { return &Session{h: h} }
 
-// pinID is the keystore name of a user's PIN record. Key UUIDs are version 4,
-// which never has byte 6 zero, so the two can never collide.
+// pinID is the keystore name of a user's PIN record: a reserved UUID, see
+// isReserved.
 func pinID(u User) keystore.ID {
 	var id keystore.ID
 	id[15] = byte(u)
 	return id
+}
+
+// isReserved reports whether id is one of the UUIDs the HSM keeps for itself
+// (fifteen zero bytes, then anything): the nil UUID and the PIN records. New
+// keys get version 4 UUIDs, which are never reserved; imports may not use them.
+func isReserved(id UUID) bool {
+	var zero [15]byte
+	return [15]byte(id[:15]) == zero && id[15] != 0
 }
 
 // checkPIN verifies a user's PIN, waiting before it reports a wrong one.
@@ -313,7 +328,7 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
 		err = h.ks.PutAll(batch)
 	}
 	if errors.Is(err, keystore.ErrFull) {
-		return fmt.Errorf("%w: %v", ErrKeystoreFull, err)
+		return fmt.Errorf("%w: %d keys need more than the %d free flash blocks", ErrKeystoreFull, len(batch), h.ks.Free())
 	}
 	if err != nil {
 		return fmt.Errorf("store keys: %w", err)

@@ -64,6 +64,20 @@ func TestCreateRefusesExistingHSM(t *testing.T) {
 	}
 }
 
+func TestCreateRefusesBadFlashSizeAndLeavesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "hsm")
+	for _, blocks := range []int{1, MinBlocks - 1, 1 << 20} {
+		if _, err := Create(dir, InitConfig{WheelPIN: wheelPIN, SOPIN: soPIN, UserPIN: userPIN, Blocks: blocks}, testOptions); !errors.Is(err, ErrBadArguments) {
+			t.Errorf("%d blocks: got %v", blocks, err)
+		}
+	}
+	h, err := Create(dir, InitConfig{WheelPIN: wheelPIN, SOPIN: soPIN, UserPIN: userPIN, Blocks: MinBlocks}, testOptions)
+	if err != nil {
+		t.Fatalf("the refusals left something behind: %v", err)
+	}
+	h.Close()
+}
+
 func TestCreateRefusesShortPIN(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "hsm")
 	_, err := Create(dir, InitConfig{WheelPIN: []byte("123"), SOPIN: soPIN, UserPIN: userPIN}, testOptions)
@@ -294,6 +308,9 @@ func TestGenerateRefusesBadRequests(t *testing.T) {
 		{Type: KeyTypeECPublic, Curve: CurveP256},
 		{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: 1 << 10},
 		{Type: KeyTypeECPrivate, Curve: CurveP256, Label: string(make([]byte, MaxLabelLength+1))},
+		{Type: KeyTypeECPrivate, Curve: CurveP256, Label: "evil\x1b[31mred"},
+		{Type: KeyTypeECPrivate, Curve: CurveP256, Label: "two\nlines"},
+		{Type: KeyTypeECPrivate, Curve: CurveP256, Label: "bad \xff utf-8"},
 	} {
 		if _, err := s.GenerateKey(ctx, req); !errors.Is(err, ErrBadArguments) {
 			t.Errorf("generate %+v: got %v, want ErrBadArguments", req, err)

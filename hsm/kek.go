@@ -6,7 +6,6 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/subtle"
-	"crypto/x509"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -151,15 +150,16 @@ func isNULL(v asn1.RawValue) bool {
 	return len(v.FullBytes) == 2 && v.FullBytes[0] == 0x05 && v.FullBytes[1] == 0x00
 }
 
-// parseKEKEK checks that a public KEKEK is an RSA key fit to carry a KEK.
-func parseKEKEK(spki []byte) (*rsa.PublicKey, error) {
-	pub, err := x509.ParsePKIXPublicKey(spki)
+// ParseKEKEK checks that a public KEKEK (a SubjectPublicKeyInfo, DER) is an
+// RSA key fit to carry a KEK.
+func ParseKEKEK(spki []byte) (*rsa.PublicKey, error) {
+	pub, err := ParsePublicKey(spki)
 	if err != nil {
-		return nil, fmt.Errorf("%w: KEKEK public key: %v", ErrUnsupportedKey, err)
+		return nil, fmt.Errorf("KEKEK: %w", err)
 	}
 	rsaPub, ok := pub.(*rsa.PublicKey)
 	if !ok {
-		return nil, fmt.Errorf("%w: KEKEK is %T, not an RSA key", ErrUnsupportedKey, pub)
+		return nil, fmt.Errorf("%w: KEKEK is %s, not an RSA key", ErrUnsupportedKey, keyKind(pub))
 	}
 	if rsaPub.N.BitLen() < 2048 {
 		return nil, fmt.Errorf("%w: KEKEK has %d bits, at least 2048 needed", ErrUnsupportedKey, rsaPub.N.BitLen())

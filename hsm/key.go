@@ -2,7 +2,9 @@ package hsm
 
 import (
 	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -94,19 +96,13 @@ func parseKeyRecord(b []byte) (*keyRecord, error) {
 func newKey(r *keyRecord) (*key, error) {
 	k := &key{info: KeyInfo{UUID: r.uuid, Type: r.typ, Curve: r.curve, Flags: r.flags, Label: r.label, PublicKey: r.public}}
 	var err error
-	if k.pub, err = x509.ParsePKIXPublicKey(r.public); err != nil {
-		return nil, fmt.Errorf("%w: public key: %v", ErrUnsupportedKey, err)
+	if k.pub, err = ParsePublicKey(r.public); err != nil {
+		return nil, err
 	}
 	if len(r.private) > 0 {
-		priv, err := x509.ParsePKCS8PrivateKey(r.private)
-		if err != nil {
-			return nil, fmt.Errorf("%w: private key: %v", ErrUnsupportedKey, err)
+		if k.priv, err = parsePrivateKey(r.private); err != nil {
+			return nil, err
 		}
-		signer, ok := priv.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("%w: %T", ErrUnsupportedKey, priv)
-		}
-		k.priv = signer
 	}
 	typ, curve, bits, err := describe(k.pub, k.priv != nil)
 	if err != nil {
@@ -149,7 +145,57 @@ func describe(pub crypto.PublicKey, private bool) (KeyType, Curve, int, error) {
 		}
 		return KeyTypeECPublic, c, p.Curve.Params().BitSize, nil
 	}
-	return 0, 0, 0, fmt.Errorf("%w: %T", ErrUnsupportedKey, pub)
+	return 0, 0, 0, fmt.Errorf("%w: %s", ErrUnsupportedKey, keyKind(pub))
+}
+
+// ParsePublicKey parses a SubjectPublicKeyInfo (DER). Its error says what
+// the bytes are not, without the parser's internals.
+func ParsePublicKey(spki []byte) (crypto.PublicKey, error) {
+	pub, err := x509.ParsePKIXPublicKey(spki)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not a SubjectPublicKeyInfo of a supported algorithm", ErrUnsupportedKey)
+	}
+	return pub, nil
+}
+
+// SamePublicKey reports whether two SubjectPublicKeyInfos hold the same key,
+// whatever their encoding.
+func SamePublicKey(a, b []byte) bool {
+	pa, errA := ParsePublicKey(a)
+	pb, errB := ParsePublicKey(b)
+	if errA != nil || errB != nil {
+		return false
+	}
+	eq, ok := pa.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(pb)
+}
+
+// parsePrivateKey parses a PKCS#8 PrivateKeyInfo (DER) into a key that signs.
+func parsePrivateKey(der []byte) (crypto.Signer, error) {
+	priv, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not a PKCS#8 private key of a supported algorithm", ErrUnsupportedKey)
+	}
+	signer, ok := priv.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnsupportedKey, keyKind(priv))
+	}
+	return signer, nil
+}
+
+// keyKind names a key's algorithm for messages.
+func keyKind(k any) string {
+	switch k.(type) {
+	case *rsa.PublicKey, *rsa.PrivateKey:
+		return "an RSA key"
+	case *ecdsa.PublicKey, *ecdsa.PrivateKey:
+		return "an EC key"
+	case ed25519.PublicKey, ed25519.PrivateKey:
+		return "an Ed25519 key"
+	case *ecdh.PublicKey, *ecdh.PrivateKey:
+		return "an X25519 key"
+	}
+	return "a key of an unknown kind"
 }
 
 // recordFor makes the record of a new key and parses it back, so that what is
@@ -217,16 +263,16 @@ func signDigest(priv crypto.Signer, digest []byte, opts crypto.SignerOpts) ([]by
 	case *ecdsa.PrivateKey:
 		return ecdsa.SignASN1(rand.Reader, p, digest)
 	}
-	return nil, fmt.Errorf("%w: cannot sign with %T", ErrUnsupportedKey, priv)
+	return nil, fmt.Errorf("%w: cannot sign with %s", ErrUnsupportedKey, keyKind(priv))
 }
 
 // VerifySignature checks, in software, a signature made as Token.Sign makes
 // them, under a public key given as a SubjectPublicKeyInfo (DER). It returns
 // ErrInvalidSignature when the signature does not verify.
 func VerifySignature(spki, digest, sig []byte, opts crypto.SignerOpts) error {
-	pub, err := x509.ParsePKIXPublicKey(spki)
+	pub, err := ParsePublicKey(spki)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnsupportedKey, err)
+		return err
 	}
 	return verifyDigest(pub, digest, sig, opts)
 }
@@ -248,7 +294,7 @@ func verifyDigest(pub crypto.PublicKey, digest, sig []byte, opts crypto.SignerOp
 			err = ErrInvalidSignature
 		}
 	default:
-		return fmt.Errorf("%w: cannot verify with %T", ErrUnsupportedKey, pub)
+		return fmt.Errorf("%w: cannot verify with %s", ErrUnsupportedKey, keyKind(pub))
 	}
 	if err != nil {
 		return ErrInvalidSignature

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Session is one client's connection to an in-process HSM: its login and
@@ -161,8 +163,23 @@ func checkNewKey(flags Flags, label string) error {
 	if !flags.Valid() {
 		return fmt.Errorf("%w: unknown key flags 0x%x", ErrBadArguments, uint32(flags))
 	}
+	return CheckLabel(label)
+}
+
+// CheckLabel refuses labels that are too long, not UTF-8, or hold control
+// characters: labels travel in bundles anyone can write, and end up printed
+// on an operator's terminal.
+func CheckLabel(label string) error {
 	if len(label) > MaxLabelLength {
 		return fmt.Errorf("%w: label longer than %d bytes", ErrBadArguments, MaxLabelLength)
+	}
+	if !utf8.ValidString(label) {
+		return fmt.Errorf("%w: label is not UTF-8", ErrBadArguments)
+	}
+	for _, r := range label {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: label holds control character %U", ErrBadArguments, r)
+		}
 	}
 	return nil
 }

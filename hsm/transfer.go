@@ -31,7 +31,7 @@ func (s *Session) export(req ExportRequest) (WrappedKey, error) {
 	if k.info.Flags&FlagExportable == 0 {
 		return WrappedKey{}, ErrNotExportable
 	}
-	kekek, err := parseKEKEK(req.KEKEK)
+	kekek, err := ParseKEKEK(req.KEKEK)
 	if err != nil {
 		return WrappedKey{}, err
 	}
@@ -78,7 +78,7 @@ func (s *Session) Import(ctx context.Context, req ImportRequest) (ImportResult, 
 // ImportBatch imports several keys as one keystore transaction: every key is
 // decrypted and checked first, then all are stored or none, even across a
 // power cut.
-func (s *Session) ImportBatch(_ context.Context, reqs []ImportRequest) ([]ImportResult, error) {
+func (s *Session) ImportBatch(ctx context.Context, reqs []ImportRequest) ([]ImportResult, error) {
 	if err := s.requireKeyUser(); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
@@ -94,6 +94,12 @@ func (s *Session) ImportBatch(_ context.Context, reqs []ImportRequest) ([]Import
 	}()
 	seen := map[UUID]bool{}
 	for i, req := range reqs {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("import: %w", err)
+		}
+		if isReserved(req.UUID) {
+			return nil, fmt.Errorf("import key %d: %w: UUID %s is reserved", i, ErrBadArguments, req.UUID)
+		}
 		if !req.UUID.IsZero() {
 			if seen[req.UUID] {
 				return nil, fmt.Errorf("import key %d: %w: UUID %s given twice", i, ErrBadArguments, req.UUID)
@@ -145,9 +151,9 @@ func (s *Session) prepareImport(req ImportRequest) (*keyRecord, *key, error) {
 	var priv crypto.Signer
 	var pub crypto.PublicKey
 	if len(req.Wrapped.PKCS8) == 0 {
-		p, err := x509.ParsePKIXPublicKey(req.PublicKey)
+		p, err := ParsePublicKey(req.PublicKey)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: public key: %v", ErrUnsupportedKey, err)
+			return nil, nil, err
 		}
 		pub = p
 	} else {
@@ -164,20 +170,11 @@ func (s *Session) prepareImport(req ImportRequest) (*keyRecord, *key, error) {
 		r.wipe()
 		return nil, nil, err
 	}
-	if priv != nil && req.PublicKey != nil && !samePublicKey(req.PublicKey, k.pub) {
+	if priv != nil && req.PublicKey != nil && !SamePublicKey(req.PublicKey, k.info.PublicKey) {
 		r.wipe()
 		return nil, nil, fmt.Errorf("%w: the unwrapped key does not match the public key given with it", ErrBadArguments)
 	}
 	return r, k, nil
-}
-
-func samePublicKey(spki []byte, pub crypto.PublicKey) bool {
-	p, err := x509.ParsePKIXPublicKey(spki)
-	if err != nil {
-		return false
-	}
-	eq, ok := p.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && eq.Equal(pub)
 }
 
 // unwrap recovers a private key from an ImportRequest, checking its binding.
@@ -208,13 +205,9 @@ func (s *Session) unwrap(req ImportRequest) (crypto.Signer, error) {
 			return nil, err
 		}
 	}
-	priv, err := x509.ParsePKCS8PrivateKey(der)
+	signer, err := parsePrivateKey(der)
 	if err != nil {
-		return nil, fmt.Errorf("%w: unwrapped key: %v", ErrUnsupportedKey, err)
-	}
-	signer, ok := priv.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("%w: unwrapped key is %T", ErrUnsupportedKey, priv)
+		return nil, fmt.Errorf("unwrapped key: %w", err)
 	}
 	return signer, nil
 }

@@ -235,6 +235,8 @@ func TestImportRefusals(t *testing.T) {
 		{"wrong declared encryption", func(r *ImportRequest) { r.Encryption = KEKOAEPSHA1 }, ErrBadArguments},
 		{"public key of another key", func(r *ImportRequest) { r.PublicKey = other.PublicKey }, ErrBadArguments},
 		{"unknown flags", func(r *ImportRequest) { r.Flags = 1 << 12 }, ErrBadArguments},
+		{"reserved UUID", func(r *ImportRequest) { r.UUID = UUID{15: 3} }, ErrBadArguments},
+		{"label with escape", func(r *ImportRequest) { r.Label = "\x1b[2J" }, ErrBadArguments},
 		{"kek not DER", func(r *ImportRequest) { r.Wrapped.KEK = []byte("junk") }, ErrBadArguments},
 		{"pkcs8 not DER", func(r *ImportRequest) { r.Wrapped.PKCS8 = w.PKCS8[:len(w.PKCS8)-1] }, ErrBadArguments},
 	} {

@@ -18,6 +18,9 @@ var ErrBoardExists = errors.New("sim: an HSM already exists in this directory")
 // ErrBoardInUse: another process has the board open.
 var ErrBoardInUse = errors.New("sim: HSM is in use by another process")
 
+// MaxBlocks bounds the flash size of a board: 512 MiB.
+const MaxBlocks = 65536
+
 // DefaultBlocks is the flash size of a new board: 1024 blocks of 8 KiB.
 const DefaultBlocks = 1024
 
@@ -47,7 +50,7 @@ func createBoardFiles(dir string, blocks int) error {
 	if blocks == 0 {
 		blocks = DefaultBlocks
 	}
-	if blocks < 0 {
+	if blocks < 0 || blocks > MaxBlocks {
 		return fmt.Errorf("%d blocks: %w", blocks, ErrOutOfRange)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -133,6 +136,15 @@ func openBoard(dir string) (*Board, error) {
 		return nil, err
 	}
 	return &Board{Dir: dir, TRNG: trng, MKM: mkm, Flash: f}, nil
+}
+
+// Destroy zeroizes the master key, powers the board off and removes its
+// files: the undoing of a CreateBoard that could not be finished.
+func (b *Board) Destroy() error {
+	errZ := b.MKM.Zeroize()
+	errC := b.Close()
+	flashPath, mkmPath := boardPaths(b.Dir)
+	return errors.Join(errZ, errC, os.Remove(flashPath), os.Remove(mkmPath))
 }
 
 // Close powers the board off, releasing the lock. The master key stays in
