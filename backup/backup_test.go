@@ -226,7 +226,7 @@ func TestExportRefusesBadKEKEK(t *testing.T) {
 	}
 	junk := *f
 	junk.KEKEKPubkey = []byte("not a key")
-	if _, err := Export(ctx, src, &junk, ExportOptions{}); !errors.Is(err, ErrFormat) {
+	if _, err := Export(ctx, src, &junk, ExportOptions{}); !errors.Is(err, hsm.ErrUnsupportedKey) {
 		t.Errorf("junk KEKEK: got %v", err)
 	}
 }
@@ -249,14 +249,34 @@ func TestImportRefusesBundleForAnotherKEKEK(t *testing.T) {
 }
 
 // TestImportRefusesTamperedBundle changes every field of a bundle, one at a
-// time, and checks that each change is refused with nothing stored.
+// time, and checks that each change is refused with nothing stored: on a
+// fresh destination, and on one that already holds the bundle's keys (where
+// an unchanged bundle would report them present).
 func TestImportRefusesTamperedBundle(t *testing.T) {
-	src, _, _ := source(t)
-	dst := newToken(t)
-	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
-	if err != nil {
-		t.Fatal(err)
+	for _, already := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keys already there %v", already), func(t *testing.T) {
+			src, _, _ := source(t)
+			dst := newToken(t)
+			b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if already {
+				if _, err := Import(ctx, dst, roundTripBundle(t, b), ImportOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checkTamperRefused(t, dst, b)
+			// The untouched bundle still imports: the refusals were about the changes.
+			if _, err := Import(ctx, dst, roundTripBundle(t, b), ImportOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
+}
+
+func checkTamperRefused(t *testing.T, dst hsm.Token, b *Bundle) {
+	t.Helper()
 	var buf bytes.Buffer
 	Write(&buf, b)
 	var doc map[string]any
@@ -275,8 +295,7 @@ func TestImportRefusesTamperedBundle(t *testing.T) {
 			}
 			if err == nil {
 				t.Errorf("bundle with %s changed was imported", path)
-			}
-			if strings.Contains(err.Error(), "\n") {
+			} else if strings.Contains(err.Error(), "\n") {
 				t.Errorf("%s: error spans lines: %q", path, err)
 			}
 		}
@@ -286,10 +305,6 @@ func TestImportRefusesTamperedBundle(t *testing.T) {
 	}
 	if got := keyCount(t, dst); got != before {
 		t.Errorf("tampered bundles stored %d keys", got-before)
-	}
-	// The untouched bundle still imports: the refusals were about the changes.
-	if _, err := Import(ctx, dst, roundTripBundle(t, b), ImportOptions{}); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -646,15 +661,33 @@ func TestReadBundleRefusesMalformedFiles(t *testing.T) {
 		}
 	}
 	for name, data := range map[string]string{
-		"empty":          "",
-		"not JSON":       "hello",
-		"array":          "[]",
-		"trailing":       string(valid) + "{}",
-		"unknown field":  strings.Replace(string(valid), `"comment"`, `"surprise": 1, "comment"`, 1),
-		"version 2":      strings.Replace(string(valid), `"version": 1`, `"version": 2`, 1),
-		"kek_encryption": strings.Replace(string(valid), `"rsa-oaep-sha256"`, `"rot13"`, 1),
-		"no keys":        `{"comment": "", "kekek_pubkey": ["AAAA"], "kekek_uuid": "` + b.KEKEKUUID + `"}`,
-		"binary string":  strings.Replace(string(valid), `"kekek_pubkey": [`, `"kekek_pubkey": "AAAA", "x": [`, 1),
+		"empty":           "",
+		"not JSON":        "hello",
+		"array":           "[]",
+		"trailing":        string(valid) + "{}",
+		"unknown field":   strings.Replace(string(valid), `"comment"`, `"surprise": 1, "comment"`, 1),
+		"version 2":       strings.Replace(string(valid), `"version": 1`, `"version": 2`, 1),
+		"kek_encryption":  strings.Replace(string(valid), `"rsa-oaep-sha256"`, `"rot13"`, 1),
+		"no keys":         `{"comment": "", "kekek_pubkey": ["AAAA"], "kekek_uuid": "` + b.KEKEKUUID + `"}`,
+		"binary string":   strings.Replace(string(valid), `"kekek_pubkey": [`, `"kekek_pubkey": "AAAA", "x": [`, 1),
+		"field case":      strings.Replace(string(valid), `"kekek_uuid"`, `"KEKEK_UUID"`, 1),
+		"key field case":  strings.Replace(string(valid), `"flags"`, `"Flags"`, 1),
+		"field twice":     strings.Replace(string(valid), `"comment"`, `"version": 1, "comment"`, 1),
+		"upper-case uuid": strings.Replace(string(valid), b.Keys[0].UUID, strings.ToUpper(b.Keys[0].UUID), 1),
+		"nil uuid":        strings.Replace(string(valid), b.Keys[0].UUID, "00000000-0000-0000-0000-000000000000", 1),
+		"line break": strings.Replace(string(valid), `"kekek_pubkey": [
+        "`, `"kekek_pubkey": [
+        "\n`, 1),
+		"too many keys": func() string {
+			many := *b
+			many.Keys = make([]BundleKey, MaxKeys+1)
+			for i := range many.Keys {
+				many.Keys[i] = BundleKey{Comment: "Public key", SPKI: b.KEKEKPubkey, UUID: fmt.Sprintf("00000000-0000-4000-8000-%012x", i+1)}
+			}
+			var out bytes.Buffer
+			Write(&out, &many)
+			return out.String()
+		}(),
 	} {
 		if _, err := ReadBundle(strings.NewReader(data)); !errors.Is(err, ErrFormat) {
 			t.Errorf("%s: got %v, want ErrFormat", name, err)

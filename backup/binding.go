@@ -1,20 +1,27 @@
 package backup
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 )
 
-// binding returns what the tag of key i binds: every field of the bundle
-// except the wrapped material itself (pkcs8, kek, tag), and i. The source HSM
-// binds it under each key's transit KEK; only that KEK can make the tag, and
-// only the destination's KEKEK can recover the KEK, so a change to any field
-// (uuid, flags, label, a public key, a comment, the KEKEK named) or a key
-// moved to another entry is refused at import.
+// bindingPrefix starts every binding; it names the format so a binding can
+// never be mistaken for anything else.
+const bindingPrefix = "cryptech-backup bundle binding v1\n"
+
+// metadataDigest hashes every field of the bundle except the wrapped
+// material itself (pkcs8, kek, tag). The source HSM binds it, with each
+// key's index, under that key's transit KEK; only that KEK can make the tag,
+// and only the destination's KEKEK can recover the KEK, so a change to any
+// field (uuid, flags, label, a public key, a comment, the KEKEK named) or a
+// key moved to another entry is refused at import.
 //
 // The encoding is canonical because it is made from decoded values: how the
-// file was indented or its Base64 split into lines does not matter.
-func (b *Bundle) binding(i int) []byte {
+// file was indented or its Base64 split into lines does not matter. It is
+// computed once per bundle, so binding n keys costs O(n).
+func (b *Bundle) metadataDigest() [sha256.Size]byte {
 	type entry struct {
 		Comment string `json:"comment"`
 		Flags   uint32 `json:"flags"`
@@ -24,7 +31,6 @@ func (b *Bundle) binding(i int) []byte {
 	}
 	type bound struct {
 		Comment       string  `json:"comment"`
-		Index         int     `json:"index"`
 		KEKEncryption string  `json:"kek_encryption"`
 		KEKEKPubkey   []byte  `json:"kekek_pubkey"`
 		KEKEKUUID     string  `json:"kekek_uuid"`
@@ -33,18 +39,24 @@ func (b *Bundle) binding(i int) []byte {
 	}
 	v := bound{
 		Comment:       b.Comment,
-		Index:         i,
 		KEKEncryption: string(b.KEKEncryption),
 		KEKEKPubkey:   b.KEKEKPubkey,
 		KEKEKUUID:     b.KEKEKUUID,
+		Keys:          make([]entry, 0, len(b.Keys)),
 		Version:       b.Version,
 	}
 	for _, k := range b.Keys {
 		v.Keys = append(v.Keys, entry{k.Comment, uint32(k.Flags), k.Label, k.SPKI, k.UUID})
 	}
-	data, err := json.Marshal(v)
-	if err != nil {
+	h := sha256.New()
+	if err := json.NewEncoder(h).Encode(v); err != nil {
 		panic(fmt.Sprintf("backup: binding: %v", err)) // plain types: cannot fail
 	}
-	return append([]byte("cryptech-backup bundle binding v1\n"), data...)
+	return [sha256.Size]byte(h.Sum(nil))
+}
+
+// binding is what the tag of key i binds: the bundle's metadata digest and i.
+func binding(digest [sha256.Size]byte, i int) []byte {
+	b := append([]byte(bindingPrefix), digest[:]...)
+	return binary.BigEndian.AppendUint32(b, uint32(i))
 }

@@ -2,8 +2,6 @@ package backup
 
 import (
 	"context"
-	"crypto/rsa"
-	"crypto/x509"
 	"fmt"
 	"slices"
 
@@ -67,9 +65,13 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 			b.Keys[i].Comment = "Encrypted private key"
 		}
 	}
+	digest := b.metadataDigest()
 	for i, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		if k.Type.IsPrivate() {
-			w, err := tok.Export(ctx, hsm.ExportRequest{Key: k.UUID, KEKEK: f.KEKEKPubkey, Encryption: enc, Binding: b.binding(i)})
+			w, err := tok.Export(ctx, hsm.ExportRequest{Key: k.UUID, KEKEK: f.KEKEKPubkey, Encryption: enc, Binding: binding(digest, i)})
 			if err != nil {
 				return nil, &KeyError{i, k.UUID.String(), err}
 			}
@@ -85,18 +87,8 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 // checkKEKEKPublic refuses a KEKEK that cannot carry a KEK, before anything
 // is asked of the HSM.
 func checkKEKEKPublic(spki []byte) error {
-	pub, err := x509.ParsePKIXPublicKey(spki)
-	if err != nil {
-		return fmt.Errorf("%w: kekek_pubkey: %v", ErrFormat, err)
-	}
-	rsaPub, ok := pub.(*rsa.PublicKey)
-	if !ok {
-		return fmt.Errorf("%w: KEKEK is %T, not an RSA key", hsm.ErrUnsupportedKey, pub)
-	}
-	if rsaPub.N.BitLen() < 2048 {
-		return fmt.Errorf("%w: KEKEK has %d bits, at least 2048 needed", hsm.ErrUnsupportedKey, rsaPub.N.BitLen())
-	}
-	return nil
+	_, err := hsm.ParseKEKEK(spki)
+	return err
 }
 
 // chooseKEKEncryption picks the strongest KEK encryption that the source can

@@ -1,7 +1,7 @@
 package backup
 
 import (
-	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -90,7 +90,12 @@ func (b *Base64Lines) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &lines); err != nil {
 		return errors.New("binary fields are arrays of Base64 lines")
 	}
-	d, err := base64.StdEncoding.DecodeString(strings.Join(lines, ""))
+	joined := strings.Join(lines, "")
+	// The decoder would skip line breaks inside a line; the format has none.
+	if strings.ContainsAny(joined, "\r\n") {
+		return errors.New("bad Base64: line break inside a line")
+	}
+	d, err := base64.StdEncoding.Strict().DecodeString(joined)
 	if err != nil {
 		return fmt.Errorf("bad Base64: %v", err)
 	}
@@ -98,13 +103,17 @@ func (b *Base64Lines) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
+// MaxKeys bounds the keys of one bundle: far more than a keystore holds,
+// few enough that a hostile file cannot make an import run for long.
+const MaxKeys = 10_000
+
 // ReadKEKEKFile parses a KEKEK file, strictly.
 func ReadKEKEKFile(r io.Reader) (*KEKEKFile, error) {
 	var f KEKEKFile
 	if err := decodeStrict(r, &f); err != nil {
 		return nil, fmt.Errorf("read KEKEK file: %w", err)
 	}
-	if _, err := hsm.ParseUUID(f.KEKEKUUID); err != nil {
+	if err := checkUUID(f.KEKEKUUID); err != nil {
 		return nil, fmt.Errorf("read KEKEK file: %w: kekek_uuid: %v", ErrFormat, err)
 	}
 	if len(f.KEKEKPubkey) == 0 {
@@ -138,7 +147,7 @@ func (b *Bundle) check() error {
 	if b.Version != 0 && b.Version != Version {
 		return fmt.Errorf("%w: unsupported version %d", ErrFormat, b.Version)
 	}
-	if _, err := hsm.ParseUUID(b.KEKEKUUID); err != nil {
+	if err := checkUUID(b.KEKEKUUID); err != nil {
 		return fmt.Errorf("%w: kekek_uuid: %v", ErrFormat, err)
 	}
 	if len(b.KEKEKPubkey) == 0 {
@@ -154,6 +163,9 @@ func (b *Bundle) check() error {
 	if b.Keys == nil {
 		return fmt.Errorf("%w: no keys array", ErrFormat)
 	}
+	if len(b.Keys) > MaxKeys {
+		return fmt.Errorf("%w: %d keys, more than the %d a bundle may hold", ErrFormat, len(b.Keys), MaxKeys)
+	}
 	for i := range b.Keys {
 		if err := b.checkKey(&b.Keys[i]); err != nil {
 			return fmt.Errorf("key %d: %w", i, err)
@@ -163,7 +175,7 @@ func (b *Bundle) check() error {
 }
 
 func (b *Bundle) checkKey(k *BundleKey) error {
-	if _, err := hsm.ParseUUID(k.UUID); err != nil {
+	if err := checkUUID(k.UUID); err != nil {
 		return fmt.Errorf("%w: uuid: %v", ErrFormat, err)
 	}
 	if !k.Flags.Valid() {
@@ -189,23 +201,26 @@ func (b *Bundle) checkKey(k *BundleKey) error {
 	return nil
 }
 
-// decodeStrict reads exactly one JSON document with no unknown fields, so
-// that a field added by someone else is noticed rather than ignored.
-func decodeStrict(r io.Reader, v any) error {
-	data, err := io.ReadAll(r)
+// Fingerprint names a KEKEK by the SHA-256 of its SubjectPublicKeyInfo, as
+// OpenSSH names keys. Anyone who can swap the KEKEK file receives the keys;
+// operators compare the fingerprint setup prints with the one export prints.
+func Fingerprint(spki []byte) string {
+	sum := sha256.Sum256(spki)
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
+}
+
+// checkUUID accepts a UUID only in the canonical lower-case form the files
+// are written in, and never the nil UUID, which names no key.
+func checkUUID(s string) error {
+	id, err := hsm.ParseUUID(s)
 	if err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%w: truncated or empty JSON", ErrFormat)
-		}
-		return fmt.Errorf("%w: %v", ErrFormat, err)
+	if id.String() != s {
+		return fmt.Errorf("%q is not in canonical lower-case form", s)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: data after the JSON document", ErrFormat)
+	if id.IsZero() {
+		return errors.New("the nil UUID names no key")
 	}
 	return nil
 }

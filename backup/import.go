@@ -1,10 +1,7 @@
 package backup
 
 import (
-	"bytes"
 	"context"
-	"crypto"
-	"crypto/x509"
 	"errors"
 	"fmt"
 
@@ -61,6 +58,7 @@ func importBundle(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOpti
 	results := make([]ImportedKey, len(b.Keys))
 	var reqs []hsm.ImportRequest
 	var idx []int
+	digest := b.metadataDigest()
 	for i := range b.Keys {
 		k := &b.Keys[i]
 		id, _ := hsm.ParseUUID(k.UUID) // checked by b.check
@@ -69,16 +67,22 @@ func importBundle(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOpti
 		if err != nil {
 			return nil, &KeyError{i, k.UUID, err}
 		}
-		if present {
+		// A public key already there is left alone. A private key always
+		// goes to the token, which reports it present only after its KEK,
+		// wrapping and tag have been checked: so a bundle whose keys are all
+		// present is still refused if it was changed.
+		if present && !k.IsPrivate() {
 			results[i].Present = true
 			continue
 		}
-		req := hsm.ImportRequest{UUID: id, Label: k.Label, Flags: k.Flags, PublicKey: k.SPKI}
+		// Keys arrive in the keystore whatever the source did with them:
+		// a volatile key would vanish at the end of the import.
+		req := hsm.ImportRequest{UUID: id, Label: k.Label, Flags: k.Flags | hsm.FlagToken, PublicKey: k.SPKI}
 		if k.IsPrivate() {
 			req.KEKEK, req.Encryption = kekek, enc
 			req.Wrapped = hsm.WrappedKey{PKCS8: k.PKCS8, KEK: k.KEK, Tag: k.Tag}
 			if !legacy {
-				req.Binding = b.binding(i)
+				req.Binding = binding(digest, i)
 			}
 		}
 		reqs = append(reqs, req)
@@ -111,13 +115,14 @@ func checkBundleKEKEK(ctx context.Context, tok hsm.Token, b *Bundle) (hsm.UUID, 
 	if err := checkKEKEK(k); err != nil {
 		return id, err
 	}
-	if !sameSPKI(k.PublicKey, b.KEKEKPubkey) {
+	if !hsm.SamePublicKey(k.PublicKey, b.KEKEKPubkey) {
 		return id, fmt.Errorf("%w: key %s here is not the kekek_pubkey of the bundle", ErrWrongKEKEK, id)
 	}
 	return id, nil
 }
 
-// alreadyPresent looks for the entry's UUID in tok. Entries without a public
+// alreadyPresent looks for the entry's UUID in tok: a different key there
+// fails the import before anything is decrypted. Entries without a public
 // key (cryptech_backup's private keys) are left for the token to judge.
 func alreadyPresent(ctx context.Context, tok hsm.Token, k *BundleKey, id hsm.UUID) (bool, error) {
 	if len(k.SPKI) == 0 {
@@ -130,23 +135,10 @@ func alreadyPresent(ctx context.Context, tok hsm.Token, k *BundleKey, id hsm.UUI
 	if err != nil {
 		return false, err
 	}
-	if have.Type.IsPrivate() == k.IsPrivate() && sameSPKI(have.PublicKey, k.SPKI) {
+	if have.Type.IsPrivate() == k.IsPrivate() && hsm.SamePublicKey(have.PublicKey, k.SPKI) {
 		return true, nil
 	}
 	return false, hsm.ErrKeyNameInUse
-}
-
-func sameSPKI(a, b []byte) bool {
-	if bytes.Equal(a, b) {
-		return true
-	}
-	pa, errA := x509.ParsePKIXPublicKey(a)
-	pb, errB := x509.ParsePKIXPublicKey(b)
-	if errA != nil || errB != nil {
-		return false
-	}
-	eq, ok := pa.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && eq.Equal(pb)
 }
 
 // importAll stores every request or none: in one step on a token that can,
