@@ -28,7 +28,7 @@ func (c *call) openToken(ctx context.Context, e *env) (hsm.Token, func(), error)
 		s.Close()
 		h.Close()
 	}
-	pin, err := c.readPIN(e, "Wheel PIN: ")
+	pin, err := c.readPIN(ctx, e, "Wheel PIN: ")
 	if err == nil {
 		err = s.Login(ctx, hsm.UserWheel, pin)
 		clear(pin)

@@ -29,7 +29,7 @@ type env struct {
 	getenv         func(string) string
 	// readSecret prompts on the terminal without echo; nil when there is no
 	// terminal.
-	readSecret func(prompt string) ([]byte, error)
+	readSecret func(ctx context.Context, prompt string) ([]byte, error)
 	// hsmOptions tune every emulated HSM the run opens or creates.
 	hsmOptions hsm.Options
 }
@@ -44,17 +44,40 @@ func newEnv() *env {
 }
 
 // readSecretFromTTY reads from the controlling terminal, so a prompt works
-// even when stdin and stdout carry files.
-func readSecretFromTTY(prompt string) ([]byte, error) {
+// even when stdin and stdout carry files. An interrupt (Ctrl-C) gives the
+// terminal its echo back and returns the context's error.
+func readSecretFromTTY(ctx context.Context, prompt string) ([]byte, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer tty.Close()
+	fd := int(tty.Fd())
+	state, err := term.GetState(fd)
+	if err != nil {
+		tty.Close()
+		return nil, err
+	}
 	fmt.Fprint(tty, prompt)
-	secret, err := term.ReadPassword(int(tty.Fd()))
-	fmt.Fprint(tty, "\r\033[K")
-	return secret, err
+	type answer struct {
+		secret []byte
+		err    error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		secret, err := term.ReadPassword(fd)
+		done <- answer{secret, err}
+	}()
+	select {
+	case a := <-done:
+		fmt.Fprint(tty, "\r\033[K")
+		tty.Close()
+		return a.secret, a.err
+	case <-ctx.Done():
+		// The reader stays blocked on the terminal until the process exits.
+		term.Restore(fd, state)
+		fmt.Fprint(tty, "\r\n")
+		return nil, ctx.Err()
+	}
 }
 
 // command is one subcommand.
@@ -112,8 +135,14 @@ func run(args []string, e *env) (status int) {
 			status = 1
 		}
 	}()
+	// The first Ctrl-C asks the command to stop between steps (the keystore
+	// is crash-safe either way, but files get cleaned up); a second one kills.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printUsage(e.stderr)
@@ -158,6 +187,9 @@ func run(args []string, e *env) (status int) {
 		return 2
 	case errors.Is(err, errInvalidSignature):
 		fmt.Fprintf(e.stderr, "%s: %v\n", progName, err)
+		return 1
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		fmt.Fprintf(e.stderr, "%s: interrupted\n", progName)
 		return 1
 	}
 	fmt.Fprintf(e.stderr, "%s: error: %s\n", progName, oneLine(err))
@@ -230,7 +262,7 @@ func commandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
 var errNoPIN = errors.New("no PIN given and no terminal to ask for one")
 
 // readPIN finds the PIN: --pin, --pin-file, $CRYPTECH_PIN, else a prompt.
-func (c *call) readPIN(e *env, prompt string) ([]byte, error) {
+func (c *call) readPIN(ctx context.Context, e *env, prompt string) ([]byte, error) {
 	switch {
 	case c.pin != "":
 		return []byte(c.pin), nil
@@ -245,7 +277,7 @@ func (c *call) readPIN(e *env, prompt string) ([]byte, error) {
 	case e.getenv("CRYPTECH_PIN") != "":
 		return []byte(e.getenv("CRYPTECH_PIN")), nil
 	case e.readSecret != nil:
-		return e.readSecret(prompt)
+		return e.readSecret(ctx, prompt)
 	}
 	return nil, errNoPIN
 }
@@ -294,7 +326,8 @@ func (e *env) readInput(path string) ([]byte, error) {
 
 // output writes data to path ("-" or "" meaning stdout): mode 0600, through
 // a temporary file renamed into place, so that no partial file is ever left;
-// an existing file is replaced only with force.
+// an existing file is replaced only with force. A path that exists and is not
+// a regular file (/dev/null, a pipe) is written to directly.
 func (e *env) output(path string, data []byte, force, binary bool) error {
 	if path == "" || path == "-" {
 		if f, ok := e.stdout.(*os.File); binary && ok && term.IsTerminal(int(f.Fd())) {
@@ -303,31 +336,59 @@ func (e *env) output(path string, data []byte, force, binary bool) error {
 		_, err := e.stdout.Write(data)
 		return err
 	}
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		if fi.IsDir() {
+			return fmt.Errorf("write %s: is a directory", path)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		_, err = f.Write(data)
+		return errors.Join(err, f.Close())
+	}
+	if err := writeFileAtomic(path, data, force); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte, force bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return err
+		return unwrapPathError(err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
+	if err = errors.Join(err, tmp.Close()); err != nil {
+		return unwrapPathError(err)
 	}
 	if force {
-		return os.Rename(tmp.Name(), path)
+		return unwrapPathError(os.Rename(tmp.Name(), path))
 	}
 	// A hard link fails if path exists: no check-then-write race.
 	if err := os.Link(tmp.Name(), path); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%s exists; use --force to replace it", path)
+			return errors.New("file exists; use --force to replace it")
 		}
-		return err
+		return unwrapPathError(err)
 	}
 	return nil
+}
+
+// unwrapPathError drops the temporary file's name from an error: the
+// caller names the real one.
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	var le *os.LinkError
+	switch {
+	case errors.As(err, &pe):
+		return pe.Err
+	case errors.As(err, &le):
+		return le.Err
+	}
+	return err
 }

@@ -150,25 +150,31 @@ func runDemo(ctx context.Context, e *env, dir string, n int) error {
 	if err := writeJSON(e, filepath.Join(dir, "kekek.json"), kekek, true); err != nil {
 		return err
 	}
-	bundle, err := backup.Export(ctx, src.tok, kekek, backup.ExportOptions{})
+	exported, err := backup.Export(ctx, src.tok, kekek, backup.ExportOptions{})
 	if err != nil {
 		return err
 	}
-	if err := writeJSON(e, filepath.Join(dir, "backup.json"), bundle, true); err != nil {
+	bundleFile := filepath.Join(dir, "backup.json")
+	if err := writeJSON(e, bundleFile, exported, true); err != nil {
+		return err
+	}
+	// The destination imports what travelled: the file, not the bundle in memory.
+	bundle, err := parseInput(e, bundleFile, backup.ReadBundle)
+	if err != nil {
 		return err
 	}
 	if _, err := backup.Import(ctx, dst.tok, bundle, backup.ImportOptions{}); err != nil {
 		return err
 	}
 
-	exported := map[string]bool{}
+	inBundle := map[string]bool{}
 	for _, k := range bundle.Keys {
-		exported[k.UUID] = true
+		inBundle[k.UUID] = true
 	}
 	rows := make([]demoRow, len(keys))
 	failed := 0
 	for i, k := range keys {
-		rows[i] = checkDemoKey(ctx, dst.tok, k, exported[k.UUID.String()])
+		rows[i] = checkDemoKey(ctx, dst.tok, k, inBundle[k.UUID.String()])
 		if rows[i].problem != "" {
 			failed++
 		}
@@ -201,7 +207,9 @@ func generateDemoKeys(ctx context.Context, tok hsm.Token, n int) ([]hsm.KeyInfo,
 	for range runtime.NumCPU() {
 		wg.Go(func() {
 			for i := range next {
-				keys[i], errs[i] = tok.GenerateKey(ctx, reqs[i])
+				if errs[i] = ctx.Err(); errs[i] == nil {
+					keys[i], errs[i] = tok.GenerateKey(ctx, reqs[i])
+				}
 			}
 		})
 	}

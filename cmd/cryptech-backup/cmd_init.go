@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 var initCommand = &command{
@@ -28,6 +29,9 @@ var initCommand = &command{
 		fs.IntVar(&blocks, "blocks", 0, "flash size in 8 KiB blocks, one key each (default 1024)")
 		return func(ctx context.Context, e *env, c *call) error {
 			c.hsmDir = dir
+			if blocks != 0 && (blocks < hsm.MinBlocks || blocks > sim.MaxBlocks) {
+				return usageError{fmt.Sprintf("--blocks takes %d to %d", hsm.MinBlocks, sim.MaxBlocks)}
+			}
 			if wheel == "" {
 				wheel = e.getenv("CRYPTECH_PIN")
 			}
@@ -41,7 +45,7 @@ var initCommand = &command{
 				given, name string
 			}{{wheel, "wheel"}, {so, "security officer"}, {user, "user"}} {
 				var err error
-				if pins[i], err = newPIN(e, p.given, p.name); err != nil {
+				if pins[i], err = newPIN(ctx, e, p.given, p.name); err != nil {
 					return err
 				}
 			}
@@ -56,18 +60,18 @@ var initCommand = &command{
 }
 
 // newPIN takes a PIN from a flag, or asks for it twice on the terminal.
-func newPIN(e *env, given, name string) ([]byte, error) {
+func newPIN(ctx context.Context, e *env, given, name string) ([]byte, error) {
 	if given != "" {
 		return []byte(given), nil
 	}
 	if e.readSecret == nil {
 		return nil, usageError{fmt.Sprintf("no %s PIN given and no terminal to ask for one", name)}
 	}
-	pin, err := e.readSecret(fmt.Sprintf("New %s PIN: ", name))
+	pin, err := e.readSecret(ctx, fmt.Sprintf("New %s PIN: ", name))
 	if err != nil {
 		return nil, err
 	}
-	again, err := e.readSecret(fmt.Sprintf("New %s PIN again: ", name))
+	again, err := e.readSecret(ctx, fmt.Sprintf("New %s PIN again: ", name))
 	defer clear(again)
 	if err != nil || !bytes.Equal(pin, again) {
 		clear(pin)

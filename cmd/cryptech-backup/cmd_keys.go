@@ -46,8 +46,14 @@ var keygenCommand = &command{
 			if exportable {
 				req.Flags |= hsm.FlagExportable
 			}
+			if err := hsm.CheckLabel(label); err != nil {
+				return usageError{err.Error()}
+			}
 			switch kind {
 			case "rsa":
+				if bits != 2048 && bits != 3072 && bits != 4096 {
+					return usageError{"--bits takes 2048, 3072 or 4096"}
+				}
 				req.Type, req.Bits = hsm.KeyTypeRSAPrivate, bits
 			case "ec":
 				cv, err := hsm.ParseCurve(curve)
@@ -153,7 +159,7 @@ var pubkeyCommand = &command{
 		var keyID, out string
 		var force bool
 		fs.StringVar(&keyID, "key", "", "UUID of the key")
-		addString(fs, &out, "o", "output", "-", "output file (default stdout)")
+		addString(fs, &out, "o", "output", "", "output file (default stdout)")
 		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
 		return func(ctx context.Context, e *env, c *call) error {
 			id, err := keyFlag(c, keyID)

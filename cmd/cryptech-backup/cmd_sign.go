@@ -24,8 +24,8 @@ var signCommand = &command{
 		var keyID, in, out string
 		var force bool
 		fs.StringVar(&keyID, "key", "", "UUID of the signing key")
-		addString(fs, &in, "i", "input", "-", "file to sign (default stdin)")
-		addString(fs, &out, "o", "output", "-", "signature file (default stdout)")
+		addString(fs, &in, "i", "input", "", "file to sign (default stdin)")
+		addString(fs, &out, "o", "output", "", "signature file (default stdout)")
 		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
 		return func(ctx context.Context, e *env, c *call) error {
 			id, err := keyFlag(c, keyID)
@@ -56,7 +56,7 @@ var verifyCommand = &command{
 		var keyID, in, sigFile string
 		fs.StringVar(&keyID, "key", "", "UUID of the key")
 		fs.StringVar(&sigFile, "sig", "", "signature file")
-		addString(fs, &in, "i", "input", "-", "signed file (default stdin)")
+		addString(fs, &in, "i", "input", "", "signed file (default stdin)")
 		return func(ctx context.Context, e *env, c *call) error {
 			id, err := keyFlag(c, keyID)
 			if err != nil {

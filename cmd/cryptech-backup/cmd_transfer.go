@@ -30,7 +30,7 @@ var setupCommand = &command{
 		addString(fs, &uuid, "u", "uuid", "", "UUID of an existing KEKEK to use")
 		fs.IntVar(&bits, "keylen", backup.DefaultKEKEKBits, "size of a new KEKEK: 2048, 3072 or 4096")
 		fs.IntVar(&bits, "k", backup.DefaultKEKEKBits, "same as --keylen")
-		addString(fs, &out, "o", "output", "-", "output file (default stdout)")
+		addString(fs, &out, "o", "output", "", "output file (default stdout)")
 		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
 		return func(ctx context.Context, e *env, c *call) error {
 			if err := noArgs(c); err != nil {
@@ -55,7 +55,8 @@ var setupCommand = &command{
 				if err := writeJSON(e, out, f, force); err != nil {
 					return err
 				}
-				fmt.Fprintf(e.stderr, "%s: KEKEK %s ready; it can undo %v\n", progName, f.KEKEKUUID, f.KEKEncryptions)
+				fmt.Fprintf(e.stderr, "%s: KEKEK %s ready, fingerprint %s; it can undo %v\n",
+					progName, f.KEKEKUUID, backup.Fingerprint(f.KEKEKPubkey), f.KEKEncryptions)
 				return nil
 			})
 		}
@@ -72,8 +73,8 @@ var exportCommand = &command{
 	define: func(fs *flag.FlagSet) runFunc {
 		var in, out string
 		var legacy, force bool
-		addString(fs, &in, "i", "input", "-", "KEKEK file from setup (default stdin)")
-		addString(fs, &out, "o", "output", "-", "bundle to write (default stdout)")
+		addString(fs, &in, "i", "input", "", "KEKEK file from setup (default stdin)")
+		addString(fs, &out, "o", "output", "", "bundle to write (default stdout)")
 		fs.BoolVar(&legacy, "legacy-kek", false, "encrypt KEKs with RSA PKCS#1 v1.5 as libhal does, for real Cryptech HSMs (weak: padding oracles)")
 		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
 		return func(ctx context.Context, e *env, c *call) error {
@@ -98,8 +99,8 @@ var exportCommand = &command{
 						private++
 					}
 				}
-				fmt.Fprintf(e.stderr, "%s: exported %d keys (%d private, %d public) for KEKEK %s; KEKs encrypted with %s\n",
-					progName, len(b.Keys), private, len(b.Keys)-private, b.KEKEKUUID, b.KEKEncryption)
+				fmt.Fprintf(e.stderr, "%s: exported %d keys (%d private, %d public) for KEKEK %s, fingerprint %s; KEKs encrypted with %s\n",
+					progName, len(b.Keys), private, len(b.Keys)-private, b.KEKEKUUID, backup.Fingerprint(b.KEKEKPubkey), b.KEKEncryption)
 				return nil
 			})
 		}
@@ -116,7 +117,7 @@ var importCommand = &command{
 	define: func(fs *flag.FlagSet) runFunc {
 		var in string
 		var legacy, asJSON bool
-		addString(fs, &in, "i", "input", "-", "bundle from export (default stdin)")
+		addString(fs, &in, "i", "input", "", "bundle from export (default stdin)")
 		fs.BoolVar(&legacy, "legacy-kek", false, "accept RSA PKCS#1 v1.5 KEKs and bundles written by cryptech_backup (weak: padding oracles, no tags)")
 		fs.BoolVar(&asJSON, "json", false, "print a JSON array of {uuid, status} instead of lines")
 		return func(ctx context.Context, e *env, c *call) error {
