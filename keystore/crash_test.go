@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/sim"
@@ -13,7 +14,10 @@ import (
 // is exactly as before the operation or exactly as after it. Each crash image
 // that needs recovery is then crashed again at every write of the recovery,
 // twice over (a cut during the recovery of a cut during recovery), and must
-// recover to the same state as an uninterrupted recovery.
+// recover to the same state as an uninterrupted recovery. No recovery may
+// leave a block it reports as corrupt: every torn block must be recognised as
+// the newest write and erased. The cases of TestCrashWithCorruptBlocks start
+// with damaged blocks on the chip, which must come through untouched.
 
 // crashCase is one operation to crash at every write.
 type crashCase struct {
@@ -65,6 +69,10 @@ var crashCases = []crashCase{
 	{"put new", testBlocks, seedMixed, func(s *Store) error { return s.Put(rec(10, 1, 1536, 0)) }},
 	{"put new largest", testBlocks, seedMixed, func(s *Store) error { return s.Put(rec(10, 1, MaxDataSize, 0)) }},
 	{"put new empty", testBlocks, seedMixed, func(s *Store) error { return s.Put(rec(10, 1, 0, 0)) }},
+	{"create", testBlocks, seedMixed, func(s *Store) error { return s.Create(rec(10, 1, 1536, 0)) }},
+	{"create largest", testBlocks, seedMixed, func(s *Store) error { return s.Create(rec(10, 1, MaxDataSize, 0)) }},
+	{"create empty", testBlocks, seedMixed, func(s *Store) error { return s.Create(rec(10, 1, 0, 0)) }},
+	{"create filling the chip", 4, seedAlmostFull, func(s *Store) error { return s.Create(rec(10, 1, 7000, 0)) }},
 	{"put update", testBlocks, seedMixed, func(s *Store) error { return s.Put(rec(2, 1, 6000, 1)) }},
 	{"put update new kind", testBlocks, seedMixed, func(s *Store) error { return s.Put(rec(1, 4, 10, 1)) }},
 	{"put update txn record", testBlocks, seedMixed, func(s *Store) error { return s.Put(rec(4, 2, 1536, 1)) }},
@@ -85,7 +93,7 @@ func TestCrashEveryWrite(t *testing.T) {
 	total, totalRec := 0, 0
 	for _, c := range crashCases {
 		t.Run(c.name, func(t *testing.T) {
-			cuts, recCuts := runCrashCase(t, c)
+			cuts, recCuts := runCrashCase(t, c, nil)
 			total += cuts
 			totalRec += recCuts
 			t.Logf("%d cut points in the operation, %d in recoveries", cuts, recCuts)
@@ -94,12 +102,86 @@ func TestCrashEveryWrite(t *testing.T) {
 	t.Logf("total: %d cut points in operations, %d in recoveries", total, totalRec)
 }
 
-// runCrashCase crashes c at every write and returns the number of cut points
-// it tried in the operation and in recoveries.
-func runCrashCase(t *testing.T, c crashCase) (cuts, recCuts int) {
-	// The uninterrupted run: W, and the states before and after.
+// damageRecords clears one bit in the last data byte of the block of each
+// record numbered in ns (in the CRC field for an empty record), as a failing
+// cell would.
+func damageRecords(t testing.TB, f *sim.Flash, s *Store, ns []byte) {
+	t.Helper()
+	for _, n := range ns {
+		blk := s.index[id(n)].block
+		img := readBlock(t, f, blk)
+		_, size, err := parseHeader(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off := headerSize + size - 1
+		if size == 0 {
+			off = offCRC + slices.IndexFunc(img[offCRC:offCRC+4], func(c byte) bool { return c != 0 })
+		}
+		c := img[off]
+		if err := f.Program(blk, off, []byte{c & (c - 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// corruptCrashCases crash operations on chips that hold damaged blocks:
+// record 3 of seedMixed is an old record, record 5 the newest (highest
+// sequence number), so a Delete of record 4 leaves it above every valid block.
+var corruptCrashCases = []struct {
+	crashCase
+	damaged []byte // the records to damage after the seed
+}{
+	{crashCase{"put new", testBlocks, seedMixed, func(s *Store) error { return s.Put(rec(10, 1, 1536, 0)) }}, []byte{3, 5}},
+	{crashCase{"create", testBlocks, seedMixed, func(s *Store) error { return s.Create(rec(10, 1, 3000, 0)) }}, []byte{3, 5}},
+	{crashCase{"put update", testBlocks, seedMixed, func(s *Store) error { return s.Put(rec(2, 1, 6000, 1)) }}, []byte{3, 5}},
+	{crashCase{"delete newest valid", testBlocks, seedMixed, func(s *Store) error { return s.Delete(id(4)) }}, []byte{3, 5}},
+	{crashCase{"put all 3", testBlocks, seedMixed, func(s *Store) error {
+		return s.PutAll([]Record{rec(10, 1, 1536, 0), rec(11, 2, 5000, 0), rec(12, 1, 0, 0)})
+	}}, []byte{3, 5}},
+	{crashCase{"put update last free block", 4, seedAlmostFull, func(s *Store) error { return s.Put(rec(2, 1, 7000, 1)) }}, []byte{1}},
+	{crashCase{"delete on full chip", 4, seedFull, func(s *Store) error { return s.Delete(id(4)) }}, []byte{2}},
+}
+
+func TestCrashWithCorruptBlocks(t *testing.T) {
+	for _, c := range corruptCrashCases {
+		t.Run(c.name, func(t *testing.T) {
+			cuts, recCuts := runCrashCase(t, c.crashCase, c.damaged)
+			t.Logf("%d cut points in the operation, %d in recoveries", cuts, recCuts)
+		})
+	}
+}
+
+// seedChip makes a chip for c and seeds it; with records to damage, it
+// damages them and opens the store again. It returns the images of the
+// corrupt blocks too.
+func seedChip(t *testing.T, c crashCase, damaged []byte) (string, *sim.Flash, *Store, map[int][]byte) {
+	t.Helper()
 	path, f, s := newStore(t, c.blocks)
 	c.seed(t, s)
+	if len(damaged) > 0 {
+		damageRecords(t, f, s, damaged)
+		var err error
+		if s, err = Open(f); err != nil {
+			t.Fatal(err)
+		}
+		var want []ID
+		for _, n := range damaged {
+			want = append(want, id(n))
+		}
+		if got := s.CorruptIDs(); !slices.Equal(got, want) || len(s.Corrupt()) != len(damaged) {
+			t.Fatalf("damaged records %v: Corrupt() = %v, CorruptIDs() = %x", damaged, s.Corrupt(), got)
+		}
+	}
+	return path, f, s, corruptImages(t, f, s)
+}
+
+// runCrashCase crashes c at every write, on a chip where the records numbered
+// in damaged are damaged, and returns the number of cut points it tried in the
+// operation and in recoveries.
+func runCrashCase(t *testing.T, c crashCase, damaged []byte) (cuts, recCuts int) {
+	// The uninterrupted run: W, and the states before and after.
+	path, f, s, corrupt := seedChip(t, c, damaged)
 	before := snapshot(t, s)
 	w0 := f.Writes()
 	if err := c.op(s); err != nil {
@@ -108,13 +190,17 @@ func runCrashCase(t *testing.T, c crashCase) (cuts, recCuts int) {
 	w := f.Writes() - w0
 	after := snapshot(t, s)
 	checkClean(t, f, s)
+	checkCorrupt(t, "uninterrupted", f, s, corrupt)
 	if before.equal(after) {
 		t.Fatal("the operation changes nothing")
 	}
 	f.Close()
-	if _, s := reboot(t, path); !snapshot(t, s).equal(after) {
+	f, s = reboot(t, path)
+	if !snapshot(t, s).equal(after) {
 		t.Fatal("uninterrupted: reboot changed the state")
 	}
+	checkCorrupt(t, "uninterrupted reboot", f, s, corrupt)
+	f.Close()
 	t.Logf("W = %d", w)
 
 	images := t.TempDir()
@@ -122,8 +208,7 @@ func runCrashCase(t *testing.T, c crashCase) (cuts, recCuts int) {
 		for _, torn := range []bool{false, true} {
 			name := fmt.Sprintf("k=%d torn=%v", k, torn)
 			cuts++
-			path, f, s := newStore(t, c.blocks)
-			c.seed(t, s)
+			path, f, s, _ := seedChip(t, c, damaged)
 			f.CutPowerAfter(k, torn)
 			err := c.op(s)
 			switch {
@@ -138,6 +223,9 @@ func runCrashCase(t *testing.T, c crashCase) (cuts, recCuts int) {
 				}
 				if err := s.Put(rec(20, 1, 10, 0)); err == nil {
 					t.Fatalf("%s: Put works after a failed write", name)
+				}
+				if err := s.Create(rec(21, 1, 10, 0)); err == nil {
+					t.Fatalf("%s: Create works after a failed write", name)
 				}
 			}
 			f.Close()
@@ -154,7 +242,9 @@ func runCrashCase(t *testing.T, c crashCase) (cuts, recCuts int) {
 				t.Fatalf("%s: completed operation lost", name)
 			}
 			checkClean(t, f, s)
+			checkCorrupt(t, name, f, s, corrupt)
 			checkUsable(t, s, name)
+			checkCorrupt(t, name+", after new writes", f, s, corrupt)
 			f.Close()
 
 			// Recovery is finished: a second reboot writes nothing.
@@ -165,9 +255,10 @@ func runCrashCase(t *testing.T, c crashCase) (cuts, recCuts int) {
 			if !snapshot(t, s).equal(got) {
 				t.Fatalf("%s: second reboot changed the state", name)
 			}
+			checkCorrupt(t, name+", second reboot", f, s, corrupt)
 			f.Close()
 
-			recCuts += crashRecovery(t, name, img, got, recoveryDepth())
+			recCuts += crashRecovery(t, name, img, got, corrupt, recoveryDepth())
 		}
 	}
 	return cuts, recCuts
@@ -183,10 +274,11 @@ func recoveryDepth() int {
 }
 
 // crashRecovery cuts the power at every write of the recovery of the chip
-// image img, whole and torn, and checks that the next boot recovers to want.
-// depth more levels of crashes are applied to the recoveries' own crash
-// images. It returns the number of cut points tried.
-func crashRecovery(t *testing.T, name, img string, want state, depth int) int {
+// image img, whole and torn, and checks that the next boot recovers to want,
+// with the corrupt blocks of corrupt untouched. depth more levels of crashes
+// are applied to the recoveries' own crash images. It returns the number of
+// cut points tried.
+func crashRecovery(t *testing.T, name, img string, want state, corrupt map[int][]byte, depth int) int {
 	t.Helper()
 	dir := t.TempDir()
 	f, _ := reboot(t, copyFile(t, img, dir))
@@ -213,9 +305,10 @@ func crashRecovery(t *testing.T, name, img string, want state, depth int) int {
 				t.Fatalf("%s: recovered to\n%v\nwant\n%v", name, got, want)
 			}
 			checkClean(t, f, s)
+			checkCorrupt(t, name, f, s, corrupt)
 			f.Close()
 			if depth > 1 {
-				cuts += crashRecovery(t, name, crashed, want, depth-1)
+				cuts += crashRecovery(t, name, crashed, want, corrupt, depth-1)
 			}
 		}
 	}

@@ -7,9 +7,12 @@
 // ever clear bits (erased 0xFF, pending 0x77, live 0x66, tombstone 0x44), so
 // every step is one program operation that a power cut either did or did not
 // complete; a write that lands half done fails its CRC. Every block carries a
-// sequence number, one higher than any on the chip when it was written.
+// sequence number, higher than that of any valid block on the chip when it
+// was written.
 //
-//   - Put of a new ID writes one live block, then syncs.
+//   - Put of a new ID, and Create, write one live block, then sync. Create
+//     refuses an ID that is present (ErrExists), so it never replaces a
+//     record.
 //   - Put over an existing ID marks the old block as a tombstone, writes the
 //     new live block, syncs, then erases the old one.
 //   - Delete marks the block as a tombstone, erases it, then syncs.
@@ -20,18 +23,55 @@
 //
 // Open scans the chip and finishes or undoes whatever a power cut
 // interrupted, so the store is exactly as before or exactly as after it:
-// blocks that fail their CRC or do not parse are erased; pending blocks with
-// a commit block become live and those without are erased; of several live
-// blocks for one ID the newest is kept, and a live block's tombstones are
-// erased; a tombstone with no live twin is brought back (copied as live into
-// a free block), except on a full chip, where only a Delete can have left it
-// and the delete is finished instead. Recovery writes are ordered so that a
-// power cut during recovery is recovered by the next Open.
+// pending blocks with a commit block become live and those without are
+// erased; of several live blocks for one ID the newest is kept, and a live
+// block's tombstones are erased; a tombstone with no live twin is brought
+// back (copied as live into a free block), except on a full chip, where only
+// a Delete can have left it and the delete is finished instead. Recovery
+// writes are ordered so that a power cut during recovery is recovered by the
+// next Open.
 //
-// Before writing anything, Put and PutAll check that the chip has room (one
-// free block per record, plus a commit block for PutAll), so ErrFull leaves
-// the chip untouched. After a failed write the Store refuses further work:
-// only a new Open can tell what reached the chip.
+// A block that fails its CRC or does not parse is erased only when a power
+// cut can have made it:
+//
+//   - a block whose header is all erased (0xFF) but whose content is not is
+//     an erase cut short (an erase clears from the start of the block);
+//   - a block whose sequence number is above that of every valid block on
+//     the chip, and whose last byte that its write would have programmed (by
+//     the header's length, or the header's own last byte if the length is
+//     not one a block can have) is still erased, is the newest write, cut
+//     short.
+//
+// Every block image, including a transaction's pending and commit blocks and
+// the blocks that recovery copies, is programmed into an erased block with a
+// sequence number above every valid block on the chip, and a cut program
+// lands only a first part of the image; status changes keep the number and
+// erases only remove blocks. So the one block a power cut can tear is the
+// highest numbered, with its tail still erased, and recovery erases it before
+// it writes anything of its own.
+//
+// Any other such block held data that was once written whole, most likely a
+// committed record, and what damaged it was not a power cut (a failing disk
+// under the flash image, a hand edit). Erasing it would destroy the only copy
+// of a key without a word, even in a read-only command. So Open
+// leaves it exactly as it is: it is not free, never reused, kept out of the
+// index, and reported by [Store.Corrupt], with the ID its header names, if
+// it still names one, in [Store.CorruptIDs]. Open still succeeds: one damaged
+// block does not make every other record unusable. Get of such an ID returns
+// ErrCorrupt rather than ErrNotFound, and Create, Put and PutAll refuse it,
+// so no second record with the damaged one's ID is ever written.
+//
+// The rule can misjudge a damaged block that looks like a torn write: one
+// whose last byte is erased (as one random data byte in 256 is) or whose
+// length was damaged to end past its data, and whose sequence number is
+// above every valid block's (the newest record, or an older one once the
+// records written after it are deleted). Open erases such a block as a torn
+// write.
+//
+// Before writing anything, Create, Put and PutAll check that the chip has
+// room (one free block per record, plus a commit block for PutAll), so
+// ErrFull leaves the chip untouched. After a failed write the Store refuses
+// further work: only a new Open can tell what reached the chip.
 //
 // The keystore stores bytes; encrypting them is the caller's job.
 package keystore

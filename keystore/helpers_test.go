@@ -110,8 +110,8 @@ func snapshot(t testing.TB, s *Store) state {
 	return st
 }
 
-// checkClean checks that the chip holds only erased blocks and live records,
-// and that the store's free count matches.
+// checkClean checks that the chip holds only erased blocks, live records and
+// the damaged blocks that s reports, and that the store's free count matches.
 func checkClean(t testing.TB, f *sim.Flash, s *Store) {
 	t.Helper()
 	slots, _, err := scan(f)
@@ -122,13 +122,76 @@ func checkClean(t testing.TB, f *sim.Flash, s *Store) {
 		t.Fatalf("chip not clean: %v", err)
 	}
 	erased := 0
-	for _, sl := range slots {
-		if sl.class == classErased {
+	var corrupt []int
+	for i, sl := range slots {
+		switch sl.class {
+		case classErased:
 			erased++
+		case classCorrupt:
+			corrupt = append(corrupt, i)
 		}
 	}
 	if s.Free() != erased {
 		t.Fatalf("Free() = %d, chip has %d erased blocks", s.Free(), erased)
+	}
+	if got := s.Corrupt(); !slices.Equal(got, corrupt) {
+		t.Fatalf("Corrupt() = %v, the chip's corrupt blocks are %v", got, corrupt)
+	}
+}
+
+// readBlock returns the whole image of block blk.
+func readBlock(t testing.TB, f *sim.Flash, blk int) []byte {
+	t.Helper()
+	b := make([]byte, sim.BlockSize)
+	if err := f.Read(blk, 0, b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// damageFile changes the n bytes at offset off of block blk in the chip file
+// at path, as a failing disk or a hand edit would: it zeroes them, or flips
+// every bit of them. No Flash may have the file open.
+func damageFile(t testing.TB, path string, blk, off, n int, zero bool) {
+	t.Helper()
+	img, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := img[blk*sim.BlockSize+off:][:n]
+	for i := range p {
+		if zero {
+			p[i] = 0
+		} else {
+			p[i] ^= 0xFF
+		}
+	}
+	if err := os.WriteFile(path, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// corruptImages returns the image of every block that s reports as corrupt.
+func corruptImages(t testing.TB, f *sim.Flash, s *Store) map[int][]byte {
+	t.Helper()
+	m := make(map[int][]byte)
+	for _, blk := range s.Corrupt() {
+		m[blk] = readBlock(t, f, blk)
+	}
+	return m
+}
+
+// checkCorrupt checks that s reports exactly the corrupt blocks of want and
+// that each still holds the same bytes.
+func checkCorrupt(t testing.TB, name string, f *sim.Flash, s *Store, want map[int][]byte) {
+	t.Helper()
+	if got, w := s.Corrupt(), slices.Sorted(maps.Keys(want)); !slices.Equal(got, w) {
+		t.Fatalf("%s: Corrupt() = %v, want %v", name, got, w)
+	}
+	for blk, img := range want {
+		if !bytes.Equal(readBlock(t, f, blk), img) {
+			t.Fatalf("%s: corrupt block %d changed", name, blk)
+		}
 	}
 }
 

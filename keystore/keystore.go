@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -41,15 +42,17 @@ const MaxDataSize = sim.BlockSize - 64
 // Store is a keystore on one flash chip. It is safe for concurrent use.
 //
 // When a flash write fails (a power cut, an I/O error), the store stops:
-// every later Get, Put, PutAll and Delete returns that error, since only a
-// new Open can tell what reached the chip.
+// every later Get, Create, Put, PutAll and Delete returns that error, since
+// only a new Open can tell what reached the chip.
 type Store struct {
-	mu     sync.Mutex
-	flash  *sim.Flash
-	index  map[ID]entry
-	free   []int  // erased blocks, used oldest-freed first
-	seq    uint64 // highest sequence number on the chip
-	failed error
+	mu         sync.Mutex
+	flash      *sim.Flash
+	index      map[ID]entry
+	free       []int      // erased blocks, used oldest-freed first
+	seq        uint64     // last number given; at Open, the valid blocks' highest
+	corrupt    []int      // damaged blocks found by Open, sorted; never written
+	corruptIDs map[ID]int // IDs named by damaged blocks: the lowest block
+	failed     error
 }
 
 // entry locates a record.
@@ -58,7 +61,9 @@ type entry struct {
 	kind  Kind
 }
 
-// Open scans flash, recovers from any interrupted operation and returns the store.
+// Open scans flash, recovers from any interrupted operation and returns the
+// store. Damaged blocks do not make it fail: it leaves them as they are and
+// reports them by Corrupt and CorruptIDs (see the package documentation).
 func Open(f *sim.Flash) (*Store, error) {
 	if f == nil {
 		return nil, errors.New("keystore: open: no flash")
@@ -73,7 +78,9 @@ func Open(f *sim.Flash) (*Store, error) {
 			return nil, err
 		}
 		// Read back what recovery left rather than trusting its bookkeeping.
-		slots, maxSeq, err = scan(f)
+		// A block corrupt in the first scan stays corrupt though recovery
+		// may have erased every valid block numbered above it.
+		slots, maxSeq, err = scanAbove(f, maxSeq)
 		if err != nil {
 			return nil, err
 		}
@@ -82,15 +89,69 @@ func Open(f *sim.Flash) (*Store, error) {
 			return nil, fmt.Errorf("keystore: open: recovery left an unclean chip: %s", err)
 		}
 	}
-	s := &Store{flash: f, index: make(map[ID]entry), seq: maxSeq}
+	s := &Store{flash: f, index: make(map[ID]entry), seq: maxSeq, corruptIDs: make(map[ID]int)}
 	for i, sl := range slots {
-		if sl.class == classErased {
+		switch sl.class {
+		case classErased:
 			s.free = append(s.free, i)
-		} else {
+		case classCorrupt:
+			s.corrupt = append(s.corrupt, i)
+			if _, dup := s.corruptIDs[sl.hdr.id]; sl.named && !dup {
+				s.corruptIDs[sl.hdr.id] = i
+			}
+		default:
 			s.index[sl.hdr.id] = entry{block: i, kind: sl.hdr.kind}
 		}
 	}
 	return s, nil
+}
+
+// Corrupt returns the numbers of the damaged blocks that Open found, sorted.
+//
+// A damaged block fails its CRC or does not parse, yet cannot be the write
+// that a power cut interrupted (the package documentation gives the rule), so
+// it once held complete data, likely a committed record. The store leaves it
+// exactly as it is: it never erases it, reuses it or counts it as free, and
+// keeps it out of Get, List and Delete (see CorruptIDs). What to do with it
+// (copy the image for analysis, restore the key from a backup, erase the
+// block) is the operator's decision; the store has no call that erases it.
+//
+// The list is fixed at Open: a record's block that goes bad later is reported
+// by Get (ErrCorrupt), and here after the next Open.
+func (s *Store) Corrupt() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.corrupt)
+}
+
+// CorruptIDs returns the IDs named by the headers of the damaged blocks that
+// Corrupt lists, sorted, so that callers can tell which records are damaged.
+//
+// It is best effort. An ID is taken only from a record header whose own
+// fields are sane (status, type, kind, reserved byte, sequence number,
+// length), but the CRC covers header and data together, so the damage may be
+// in the ID itself; and a block whose header is too damaged names no ID.
+//
+// Get of a listed ID that has no valid record returns ErrCorrupt rather than
+// ErrNotFound, and Delete of it returns ErrCorrupt. Create, Put and PutAll
+// refuse a listed ID with ErrCorrupt rather than write a second record with
+// that ID. Should a listed ID also have a valid record (the damaged block
+// being an older copy), Get returns that record and Delete removes it.
+func (s *Store) CorruptIDs() []ID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := slices.Collect(maps.Keys(s.corruptIDs))
+	slices.SortFunc(ids, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	return ids
+}
+
+// damaged returns an ErrCorrupt error if a damaged block names id; s.mu is
+// held.
+func (s *Store) damaged(id ID) error {
+	if blk, ok := s.corruptIDs[id]; ok {
+		return fmt.Errorf("%w: block %d holds a damaged record with this ID", ErrCorrupt, blk)
+	}
+	return nil
 }
 
 // usable returns the error that stopped the store, if any; s.mu is held.
@@ -107,7 +168,9 @@ func (s *Store) fail(err error) error {
 	return err
 }
 
-// Get returns the record with the given id, or ErrNotFound.
+// Get returns the record with the given id. It returns ErrNotFound if there
+// is none, and ErrCorrupt if the record's block is damaged or if, though no
+// valid record has this id, a damaged block names it (see CorruptIDs).
 func (s *Store) Get(id ID) (Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -116,6 +179,9 @@ func (s *Store) Get(id ID) (Record, error) {
 	}
 	e, ok := s.index[id]
 	if !ok {
+		if err := s.damaged(id); err != nil {
+			return Record{}, fmt.Errorf("keystore: get: %w", err)
+		}
 		return Record{}, ErrNotFound
 	}
 	var hdr [headerSize]byte
@@ -183,7 +249,54 @@ func (s *Store) program(blk int, b *block) error {
 	return s.flash.Program(blk, 0, img)
 }
 
-// Put creates or replaces one record; it is durable when Put returns.
+// writeNew writes r, whose ID is in no block, as one live block and syncs:
+// one program operation, which a power cut either completed or left torn (and
+// Open erases a torn one). s.mu is held and a block is free; op names the
+// caller in errors.
+func (s *Store) writeNew(op string, r *Record) error {
+	blk := s.takeFree()
+	s.seq++
+	b := block{status: statusLive, typ: typeRecord, kind: r.Kind, seq: s.seq, id: r.ID, data: r.Data}
+	if err := s.program(blk, &b); err != nil {
+		return s.fail(fmt.Errorf("keystore: %s: write block %d: %w", op, blk, err))
+	}
+	if err := s.flash.Sync(); err != nil {
+		return s.fail(fmt.Errorf("keystore: %s: %w", op, err))
+	}
+	s.index[r.ID] = entry{block: blk, kind: r.Kind}
+	return nil
+}
+
+// Create stores a new record; it is durable when Create returns. It fails
+// with ErrExists if a record with that ID is present, and with ErrCorrupt if a
+// damaged block names the ID (see CorruptIDs), writing nothing in either case:
+// unlike Put, it can never replace a record.
+//
+// It is one program operation and one sync, like Put of a new ID.
+func (s *Store) Create(r Record) error {
+	if err := check(&r); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if _, ok := s.index[r.ID]; ok {
+		return ErrExists
+	}
+	if err := s.damaged(r.ID); err != nil {
+		return fmt.Errorf("keystore: create: %w", err)
+	}
+	if len(s.free) == 0 {
+		return ErrFull
+	}
+	return s.writeNew("create", &r)
+}
+
+// Put creates or replaces one record; it is durable when Put returns. Use
+// Create for a record that must be new. Put fails with ErrCorrupt, writing
+// nothing, if a damaged block names the ID (see CorruptIDs).
 //
 // A new record is one program operation. Replacing a record marks the old
 // block as a tombstone, writes the new block, syncs, then erases the old
@@ -197,17 +310,21 @@ func (s *Store) Put(r Record) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
+	if err := s.damaged(r.ID); err != nil {
+		return fmt.Errorf("keystore: put: %w", err)
+	}
 	if len(s.free) == 0 {
 		return ErrFull
 	}
 	old, exists := s.index[r.ID]
+	if !exists {
+		return s.writeNew("put", &r)
+	}
 	blk := s.takeFree()
 	s.seq++
 	b := block{status: statusLive, typ: typeRecord, kind: r.Kind, seq: s.seq, id: r.ID, data: r.Data}
-	if exists {
-		if err := s.flash.Program(old.block, offStatus, []byte{statusTombstone}); err != nil {
-			return s.fail(fmt.Errorf("keystore: put: mark block %d: %w", old.block, err))
-		}
+	if err := s.flash.Program(old.block, offStatus, []byte{statusTombstone}); err != nil {
+		return s.fail(fmt.Errorf("keystore: put: mark block %d: %w", old.block, err))
 	}
 	if err := s.program(blk, &b); err != nil {
 		return s.fail(fmt.Errorf("keystore: put: write block %d: %w", blk, err))
@@ -218,19 +335,18 @@ func (s *Store) Put(r Record) error {
 		return s.fail(fmt.Errorf("keystore: put: %w", err))
 	}
 	s.index[r.ID] = entry{block: blk, kind: r.Kind}
-	if exists {
-		// Not synced: should it be lost, Open erases the tombstone anyway.
-		if err := s.flash.Erase(old.block); err != nil {
-			return s.fail(fmt.Errorf("keystore: put: erase block %d: %w", old.block, err))
-		}
-		s.free = append(s.free, old.block)
+	// Not synced: should it be lost, Open erases the tombstone anyway.
+	if err := s.flash.Erase(old.block); err != nil {
+		return s.fail(fmt.Errorf("keystore: put: erase block %d: %w", old.block, err))
 	}
+	s.free = append(s.free, old.block)
 	return nil
 }
 
 // PutAll creates several new records atomically: after a power cut, either all
 // of them are present or none is. Every ID must be new (ErrExists otherwise,
-// and nothing is written).
+// and nothing is written) and named by no damaged block (ErrCorrupt
+// otherwise, see CorruptIDs).
 //
 // It needs a free block per record and one for the commit block. The records
 // are written as pending blocks under a new transaction number and synced; a
@@ -257,6 +373,9 @@ func (s *Store) PutAll(rs []Record) error {
 		if _, ok := s.index[r.ID]; ok {
 			return ErrExists
 		}
+		if err := s.damaged(r.ID); err != nil {
+			return fmt.Errorf("keystore: put all: %w", err)
+		}
 	}
 	if len(rs) == 0 {
 		return nil
@@ -269,17 +388,7 @@ func (s *Store) PutAll(rs []Record) error {
 		return ErrFull
 	}
 	if len(rs) == 1 {
-		blk := s.takeFree()
-		s.seq++
-		b := block{status: statusLive, typ: typeRecord, kind: rs[0].Kind, seq: s.seq, id: rs[0].ID, data: rs[0].Data}
-		if err := s.program(blk, &b); err != nil {
-			return s.fail(fmt.Errorf("keystore: put all: write block %d: %w", blk, err))
-		}
-		if err := s.flash.Sync(); err != nil {
-			return s.fail(fmt.Errorf("keystore: put all: %w", err))
-		}
-		s.index[rs[0].ID] = entry{block: blk, kind: rs[0].Kind}
-		return nil
+		return s.writeNew("put all", &rs[0])
 	}
 
 	// The transaction number is the first pending block's sequence number:
@@ -326,7 +435,9 @@ func (s *Store) PutAll(rs []Record) error {
 	return nil
 }
 
-// Delete removes the record with the given id, or returns ErrNotFound.
+// Delete removes the record with the given id. It returns ErrNotFound if
+// there is none, and ErrCorrupt if there is none but a damaged block names
+// the id (the store never erases a damaged block; see CorruptIDs).
 //
 // It marks the block as a tombstone, erases it and syncs.
 func (s *Store) Delete(id ID) error {
@@ -337,6 +448,9 @@ func (s *Store) Delete(id ID) error {
 	}
 	e, ok := s.index[id]
 	if !ok {
+		if err := s.damaged(id); err != nil {
+			return fmt.Errorf("keystore: delete: %w", err)
+		}
 		return ErrNotFound
 	}
 	if err := s.flash.Program(e.block, offStatus, []byte{statusTombstone}); err != nil {
@@ -353,7 +467,8 @@ func (s *Store) Delete(id ID) error {
 	return nil
 }
 
-// Free returns the number of erased blocks available for new records.
+// Free returns the number of erased blocks available for new records. Damaged
+// blocks (see Corrupt) are not among them.
 func (s *Store) Free() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -86,6 +88,57 @@ func TestGetReturnsOwnedData(t *testing.T) {
 	}
 }
 
+func TestCreate(t *testing.T) {
+	path, f, s := newStore(t, 3)
+	a, b := rec(1, 1, 100, 0), rec(2, 2, 4000, 0)
+	for _, r := range []Record{a, b} {
+		if err := s.Create(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := state{a.ID: a, b.ID: b}
+	if got := snapshot(t, s); !got.equal(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	// An existing ID is refused, and nothing is written.
+	w := f.Writes()
+	if err := s.Create(rec(1, 1, 7, 1)); !errors.Is(err, ErrExists) {
+		t.Fatalf("Create of an existing ID: %v, want ErrExists", err)
+	}
+	if f.Writes() != w {
+		t.Fatal("a refused Create wrote to flash")
+	}
+	if got := snapshot(t, s); !got.equal(want) {
+		t.Fatalf("after a refused Create: got %v, want %v", got, want)
+	}
+	// On a full chip, an existing ID is still ErrExists; a new one ErrFull.
+	c := rec(3, 1, 10, 0)
+	if err := s.Create(c); err != nil {
+		t.Fatal(err)
+	}
+	want[c.ID] = c
+	if err := s.Create(rec(2, 2, 1, 1)); !errors.Is(err, ErrExists) {
+		t.Fatalf("Create of an existing ID on a full chip: %v, want ErrExists", err)
+	}
+	if err := s.Create(rec(4, 1, 1, 0)); !errors.Is(err, ErrFull) {
+		t.Fatalf("Create on a full chip: %v, want ErrFull", err)
+	}
+	// A deleted ID can be created again.
+	if err := s.Delete(a.ID); err != nil {
+		t.Fatal(err)
+	}
+	a2 := rec(1, 3, 50, 2)
+	if err := s.Create(a2); err != nil {
+		t.Fatal(err)
+	}
+	want[a2.ID] = a2
+	checkClean(t, f, s)
+	f.Close()
+	if _, s := reboot(t, path); !snapshot(t, s).equal(want) {
+		t.Fatalf("after reboot: got %v, want %v", snapshot(t, s), want)
+	}
+}
+
 func TestWriteCounts(t *testing.T) {
 	_, f, s := newStore(t, testBlocks)
 	count := func(name string, want int, op func() error) {
@@ -99,6 +152,7 @@ func TestWriteCounts(t *testing.T) {
 		}
 	}
 	count("put new", 1, func() error { return s.Put(rec(1, 1, 10, 0)) })
+	count("create", 1, func() error { return s.Create(rec(9, 1, 10, 0)) })
 	count("put update", 3, func() error { return s.Put(rec(1, 1, 10, 1)) })
 	count("delete", 2, func() error { return s.Delete(id(1)) })
 	count("put all 1", 1, func() error { return s.PutAll([]Record{rec(1, 1, 10, 0)}) })
@@ -128,6 +182,10 @@ func TestErrors(t *testing.T) {
 		{"put all existing", ErrExists, func() error { return s.PutAll([]Record{rec(2, 1, 1, 0), rec(1, 1, 1, 0)}) }},
 		{"put all existing alone", ErrExists, func() error { return s.PutAll([]Record{rec(1, 1, 1, 0)}) }},
 		{"put all duplicate", ErrExists, func() error { return s.PutAll([]Record{rec(2, 1, 1, 0), rec(2, 1, 2, 0)}) }},
+		{"create existing", ErrExists, func() error { return s.Create(rec(1, 1, 20, 1)) }},
+		{"create existing, another kind", ErrExists, func() error { return s.Create(rec(1, 2, 20, 1)) }},
+		{"create too large", ErrTooLarge, func() error { return s.Create(rec(2, 1, MaxDataSize+1, 0)) }},
+		{"create kind 0", errBadKind, func() error { return s.Create(rec(2, 0, 1, 0)) }},
 	}
 	for _, tt := range tests {
 		if err := tt.op(); !errors.Is(err, tt.err) {
@@ -137,8 +195,15 @@ func TestErrors(t *testing.T) {
 			t.Fatalf("%s: wrote to flash", tt.name)
 		}
 	}
+	// The refused writes left record 1 as it was.
+	if got := snapshot(t, s); !got.equal(state{id(1): rec(1, 1, 10, 0)}) {
+		t.Fatalf("after refused writes: %v", got)
+	}
 	// The largest record fits.
 	if err := s.Put(rec(2, 1, MaxDataSize, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(rec(3, 1, MaxDataSize, 0)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(nil); err == nil {
@@ -176,6 +241,7 @@ func TestErrFull(t *testing.T) {
 	w = f.Writes()
 	for name, op := range map[string]func() error{
 		"put new":    func() error { return s.Put(rec(6, 1, 1, 0)) },
+		"create":     func() error { return s.Create(rec(6, 1, 1, 0)) },
 		"put update": func() error { return s.Put(rec(1, 1, 1, 1)) },
 		"put all 1":  func() error { return s.PutAll([]Record{rec(6, 1, 1, 0)}) },
 		"put all 2":  func() error { return s.PutAll([]Record{rec(6, 1, 1, 0), rec(7, 1, 1, 0)}) },
@@ -197,6 +263,59 @@ func TestErrFull(t *testing.T) {
 	checkClean(t, f, s)
 }
 
+// TestCorruptBlockKept clears one bit in a committed record's block, as a
+// failing cell would. Get reports it at once; after a reboot the block is
+// kept as it is and reported, and the other records are intact. (Until
+// damaged blocks were kept, this test was TestCorruptBlockErased and wanted
+// the block erased.)
+func TestCorruptBlockKept(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		off, n int
+		ids    []ID // what CorruptIDs reports
+	}{
+		{"data", headerSize + 17, 8, []ID{id(2)}},
+		{"kind", offKind, 1, nil},
+		{"length", offLen, 4, []ID{id(2)}},
+		{"ID", offID, 16, []ID{{0: 0xC0, 15: 2}}}, // the damage is in the ID
+		{"sequence", offSeq, 8, nil},
+		{"CRC", offCRC, 4, []ID{id(2)}},
+	} {
+		path, f, s := newStore(t, testBlocks)
+		recs := []Record{rec(1, 1, 100, 0), rec(2, 1, 100, 0), rec(3, 1, 100, 0)}
+		for _, r := range recs {
+			if err := s.Put(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		blk := s.index[id(2)].block
+		corruptBit(t, f, blk, tt.off, tt.n)
+		if _, err := s.Get(id(2)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: Get of a corrupt record: %v, want ErrCorrupt", tt.name, err)
+		}
+		img := readBlock(t, f, blk)
+		f.Close()
+
+		f, s = reboot(t, path)
+		want := state{id(1): recs[0], id(3): recs[2]}
+		if got := snapshot(t, s); !got.equal(want) {
+			t.Errorf("%s: after reboot %v, want %v", tt.name, got, want)
+		}
+		checkClean(t, f, s)
+		checkCorrupt(t, tt.name, f, s, map[int][]byte{blk: img})
+		if f.Writes() != 0 {
+			t.Errorf("%s: Open wrote %d times", tt.name, f.Writes())
+		}
+		if got := s.CorruptIDs(); !slices.Equal(got, tt.ids) {
+			t.Errorf("%s: CorruptIDs() = %x, want %x", tt.name, got, tt.ids)
+		}
+		named := slices.Contains(tt.ids, id(2))
+		if _, err := s.Get(id(2)); named && !errors.Is(err, ErrCorrupt) || !named && !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: Get after reboot: %v", tt.name, err)
+		}
+	}
+}
+
 // corruptBit clears one bit of block, in the first non-zero byte of the n
 // bytes at off, as a failing cell would (clearing is what Program allows).
 func corruptBit(t *testing.T, f *sim.Flash, block, off, n int) {
@@ -215,52 +334,269 @@ func corruptBit(t *testing.T, f *sim.Flash, block, off, n int) {
 	}
 }
 
-func TestCorruptBlockErased(t *testing.T) {
-	for _, tt := range []struct {
-		name   string
-		off, n int
-	}{
-		{"data", headerSize + 17, 8},
-		{"kind", offKind, 1},
-		{"length", offLen, 4},
-		{"ID", offID, 16},
-		{"sequence", offSeq, 8},
-		{"CRC", offCRC, 4},
-	} {
-		path, f, s := newStore(t, testBlocks)
-		recs := []Record{rec(1, 1, 100, 0), rec(2, 1, 100, 0), rec(3, 1, 100, 0)}
-		for _, r := range recs {
+// damageCases change a committed record of 300 data bytes on the chip file:
+// a byte flipped or bytes zeroed in its data, its header and its CRC field.
+var damageCases = []struct {
+	name   string
+	off, n int
+	zero   bool
+	ids    func(victim ID) []ID // what CorruptIDs reports
+	// For the newest record: the damage makes it look exactly like a torn
+	// write (sequence number above every valid block, and the length now
+	// ends on an erased byte), so Open erases it.
+	newestTorn bool
+}{
+	{"data byte flipped", headerSize + 17, 1, false, named, false},
+	{"data: 50 bytes zeroed", headerSize + 100, 50, true, named, false},
+	{"last data byte flipped", headerSize + 299, 1, false, named, false},
+	{"header: status flipped", offStatus, 1, false, unnamed, false},
+	{"header: type flipped", offType, 1, false, unnamed, false},
+	{"header: kind flipped", offKind, 1, false, named, false},
+	{"header: reserved byte flipped", offZero, 1, false, unnamed, false},
+	{"header: sequence high byte flipped", offSeq, 1, false, named, false},
+	{"header: sequence low byte flipped", offSeq + 7, 1, false, named, false},
+	{"header: sequence zeroed", offSeq, 8, true, unnamed, false},
+	{"header: transaction flipped", offTxn + 7, 1, false, named, false},
+	{"header: ID flipped", offID + 15, 1, false, func(v ID) []ID { v[15] ^= 0xFF; return []ID{v} }, false},
+	{"header: length low byte flipped", offLen + 3, 1, false, named, true},
+	{"header: length high byte flipped", offLen, 1, false, unnamed, false},
+	{"header zeroed", 0, headerSize, true, unnamed, false},
+	{"header and data: 50 bytes zeroed", 0, 50, true, unnamed, false},
+	{"CRC byte flipped", offCRC + 2, 1, false, named, false},
+	{"CRC zeroed", offCRC, 4, true, named, false},
+	{"CRC and on: 50 bytes zeroed", offCRC, 50, true, unnamed, false},
+}
+
+func named(v ID) []ID { return []ID{v} }
+func unnamed(ID) []ID { return nil }
+
+// damagedChip writes four records (two of them through PutAll: records 3 and
+// 4, 4 the newest) and damages the block of record victim on the chip file.
+// It returns the path, the block, its damaged image and the other records.
+func damagedChip(t *testing.T, victim byte, off, n int, zero bool) (string, int, []byte, state) {
+	t.Helper()
+	path, f, s := newStore(t, testBlocks)
+	recs := []Record{rec(1, 1, 100, 0), rec(2, 1, 300, 0), rec(3, 2, 100, 0), rec(4, 2, 300, 0)}
+	for _, r := range recs[:2] {
+		if err := s.Put(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutAll(recs[2:]); err != nil {
+		t.Fatal(err)
+	}
+	blk := s.index[id(victim)].block
+	f.Close()
+	damageFile(t, path, blk, off, n, zero)
+	img, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	others := make(state)
+	for _, r := range recs {
+		if r.ID != id(victim) {
+			others[r.ID] = r
+		}
+	}
+	return path, blk, img[blk*sim.BlockSize:][:sim.BlockSize], others
+}
+
+// TestDamagedRecordKept damages an old committed record (and the newest one)
+// in every way of damageCases: Open succeeds and writes nothing, the other
+// records are intact, the block is left as it is and reported, Free does not
+// count it, later writes do not touch it, and reboots give the same.
+func TestDamagedRecordKept(t *testing.T) {
+	for _, victim := range []byte{2, 4} {
+		for _, tt := range damageCases {
+			name := fmt.Sprintf("record %d: %s", victim, tt.name)
+			path, blk, img, want := damagedChip(t, victim, tt.off, tt.n, tt.zero)
+			f, s := reboot(t, path)
+			if victim == 4 && tt.newestTorn {
+				// Erased as a torn write; the rest is intact.
+				if got := snapshot(t, s); !got.equal(want) {
+					t.Errorf("%s: got %v, want %v", name, got, want)
+				}
+				if !bytes.Equal(readBlock(t, f, blk), erasedBlock) || len(s.Corrupt()) != 0 {
+					t.Errorf("%s: not erased as a torn write: Corrupt() = %v", name, s.Corrupt())
+				}
+				checkClean(t, f, s)
+				continue
+			}
+			corrupt := map[int][]byte{blk: img}
+			ids := tt.ids(id(victim))
+			check := func(when string, want state) {
+				t.Helper()
+				if got := snapshot(t, s); !got.equal(want) {
+					t.Fatalf("%s, %s: got %v, want %v", name, when, got, want)
+				}
+				checkClean(t, f, s)
+				checkCorrupt(t, name+", "+when, f, s, corrupt)
+				if got := s.CorruptIDs(); !slices.Equal(got, ids) {
+					t.Fatalf("%s, %s: CorruptIDs() = %x, want %x", name, when, got, ids)
+				}
+				if s.Free() != testBlocks-len(want)-1 {
+					t.Fatalf("%s, %s: Free() = %d with %d records", name, when, s.Free(), len(want))
+				}
+			}
+			if f.Writes() != 0 {
+				t.Fatalf("%s: Open wrote %d times", name, f.Writes())
+			}
+			check("open", want)
+
+			// Get tells a damaged record from a missing one, and nothing
+			// writes a second record with a damaged record's ID.
+			wantErr := ErrNotFound
+			if slices.Contains(ids, id(victim)) {
+				wantErr = ErrCorrupt
+			}
+			if _, err := s.Get(id(victim)); !errors.Is(err, wantErr) {
+				t.Fatalf("%s: Get: %v, want %v", name, err, wantErr)
+			}
+			for _, d := range ids {
+				w := f.Writes()
+				for op, fn := range map[string]func() error{
+					"get":     func() error { _, err := s.Get(d); return err },
+					"create":  func() error { return s.Create(Record{ID: d, Kind: 1, Data: []byte("new")}) },
+					"put":     func() error { return s.Put(Record{ID: d, Kind: 1, Data: []byte("new")}) },
+					"put all": func() error { return s.PutAll([]Record{rec(30, 1, 1, 0), {ID: d, Kind: 1}}) },
+					"put 1":   func() error { return s.PutAll([]Record{{ID: d, Kind: 1}}) },
+					"delete":  func() error { return s.Delete(d) },
+				} {
+					if err := fn(); !errors.Is(err, ErrCorrupt) {
+						t.Fatalf("%s: %s of the damaged ID: %v, want ErrCorrupt", name, op, err)
+					}
+				}
+				if f.Writes() != w {
+					t.Fatalf("%s: a refused write wrote to flash", name)
+				}
+			}
+			f.Close()
+			f, s = reboot(t, path)
+			if f.Writes() != 0 {
+				t.Fatalf("%s: second Open wrote %d times", name, f.Writes())
+			}
+			check("reboot", want)
+
+			// Fill the chip, replace and delete records: the damaged block
+			// is never taken.
+			for n := byte(40); s.Free() > 0; n++ {
+				r := rec(n, 3, 2000, 0)
+				put := s.Put
+				if n%2 == 1 {
+					put = s.Create
+				}
+				if err := put(r); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				want[r.ID] = r
+			}
+			if err := s.Put(rec(50, 3, 10, 0)); !errors.Is(err, ErrFull) {
+				t.Fatalf("%s: Put on a full chip: %v", name, err)
+			}
+			if err := s.Delete(id(40)); err != nil {
+				t.Fatal(err)
+			}
+			delete(want, id(40))
+			r := rec(1, 1, 500, 1)
 			if err := s.Put(r); err != nil {
 				t.Fatal(err)
 			}
-		}
-		blk := s.index[id(2)].block
-		corruptBit(t, f, blk, tt.off, tt.n)
-		if _, err := s.Get(id(2)); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("%s: Get of a corrupt record: %v, want ErrCorrupt", tt.name, err)
-		}
-		f.Close()
-
-		f, s = reboot(t, path)
-		want := state{id(1): recs[0], id(3): recs[2]}
-		if got := snapshot(t, s); !got.equal(want) {
-			t.Errorf("%s: after reboot %v, want %v", tt.name, got, want)
-		}
-		checkClean(t, f, s)
-		b := make([]byte, sim.BlockSize)
-		if err := f.Read(blk, 0, b); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(b, erasedBlock) {
-			t.Errorf("%s: corrupt block not erased", tt.name)
+			want[r.ID] = r
+			check("writes", want)
+			f.Close()
+			f, s = reboot(t, path)
+			check("reboot after writes", want)
+			f.Close()
 		}
 	}
 }
 
-// TestGarbageBlocks fills blocks with random and hand-made headers: Open must
-// not panic, must erase them all, and must keep the valid records.
+// TestDamagedRecordAfterDeletes: deleting every record newer than a damaged
+// one leaves its sequence number above every valid block's; it is still kept,
+// even when it is all that is left on the chip.
+func TestDamagedRecordAfterDeletes(t *testing.T) {
+	path, blk, img, want := damagedChip(t, 1, headerSize+50, 1, false)
+	for _, n := range []byte{4, 3, 2} {
+		f, s := reboot(t, path)
+		checkCorrupt(t, "before delete", f, s, map[int][]byte{blk: img})
+		if err := s.Delete(id(n)); err != nil {
+			t.Fatal(err)
+		}
+		delete(want, id(n))
+		f.Close()
+		f, s = reboot(t, path)
+		if f.Writes() != 0 {
+			t.Fatalf("after deleting record %d: Open wrote %d times", n, f.Writes())
+		}
+		if got := snapshot(t, s); !got.equal(want) {
+			t.Fatalf("after deleting record %d: got %v, want %v", n, got, want)
+		}
+		checkClean(t, f, s)
+		checkCorrupt(t, fmt.Sprintf("after deleting record %d", n), f, s, map[int][]byte{blk: img})
+		if s.Free() != testBlocks-1-len(want) {
+			t.Fatalf("Free() = %d", s.Free())
+		}
+		f.Close()
+	}
+}
+
+// TestCorruptBlockDuringRecovery: recovery erases the only valid block
+// numbered above a damaged one (an uncommitted PutAll); Open still reports
+// the damaged block, which looks torn but was not the newest write, rather
+// than failing on a chip its own rescan finds unclean.
+//
+// Known limit, pinned here: the damaged block is now numbered above every
+// valid block and looks torn, so the next Open takes it for a torn newest
+// write and erases it. Only a damaged block whose last byte is erased (1 in
+// 256 for random data, or a length damaged to end in the erased tail) can
+// look torn.
+func TestCorruptBlockDuringRecovery(t *testing.T) {
+	path, f := newChip(t, testBlocks)
+	r1, r2, r3 := rec(1, 1, 100, 0), rec(2, 1, 100, 0), rec(3, 1, 100, 0)
+	images := map[int][]byte{
+		0: (&block{status: statusLive, typ: typeRecord, kind: 1, seq: 1, id: r1.ID, data: r1.Data}).encode(),
+		1: (&block{status: statusLive, typ: typeRecord, kind: 1, seq: 2, id: r2.ID, data: r2.Data}).encode(),
+		2: (&block{status: statusPending, typ: typeRecord, kind: 1, seq: 3, txn: 3, id: r3.ID, data: r3.Data}).encode(),
+	}
+	// Damage record 2: its length now ends in the erased tail, as a torn
+	// write's would.
+	binary.BigEndian.PutUint32(images[1][offLen:], 200)
+	for blk, img := range images {
+		if err := f.Program(blk, 0, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	damaged := readBlock(t, f, 1)
+	f.Close()
+	f, s := reboot(t, path)
+	if got := snapshot(t, s); !got.equal(state{r1.ID: r1}) {
+		t.Fatalf("got %v", got)
+	}
+	if s.Free() != testBlocks-2 {
+		t.Fatalf("Free() = %d", s.Free())
+	}
+	checkCorrupt(t, "recovery", f, s, map[int][]byte{1: damaged})
+	if !slices.Equal(s.CorruptIDs(), []ID{r2.ID}) {
+		t.Fatalf("CorruptIDs() = %x", s.CorruptIDs())
+	}
+	f.Close()
+	f, s = reboot(t, path)
+	if got := snapshot(t, s); !got.equal(state{r1.ID: r1}) {
+		t.Fatalf("next Open: got %v", got)
+	}
+	if len(s.Corrupt()) != 0 || !bytes.Equal(readBlock(t, f, 1), erasedBlock) {
+		t.Fatalf("next Open: Corrupt() = %v; the known limit no longer holds, update this test", s.Corrupt())
+	}
+}
+
+// TestGarbageBlocks fills free blocks with random and hand-made images: Open
+// must not panic, must keep the valid records, must erase what can only be a
+// torn write, and must keep every other block as it is and report it. (Until
+// damaged blocks were kept, it wanted every one of them erased.)
 func TestGarbageBlocks(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
+	// The records kept below have sequence numbers 1 and 2: valid's is above
+	// them, and its data ends on a programmed byte.
 	valid := block{status: statusLive, typ: typeRecord, kind: 1, seq: 3, id: id(9), data: []byte("x")}
 	// withCRC changes a valid block and fixes its CRC, so that only the
 	// header checks can refuse it.
@@ -271,17 +607,31 @@ func TestGarbageBlocks(t *testing.T) {
 		binary.BigEndian.PutUint32(p[offCRC:], blockCRC(p[:headerSize], p[headerSize:headerSize+n]))
 		return p
 	}
-	images := [][]byte{
-		{statusLive},                    // status over an erased block
-		{statusPending},                 // the same
-		{statusErased, statusErased, 0}, // erased status over programmed content
-		make([]byte, sim.BlockSize),     // all zero
-		withCRC(func(p []byte) { p[offStatus] = 0x12 }),
-		withCRC(func(p []byte) { binary.BigEndian.PutUint32(p[offLen:], 0xFFFFFFFF) }),
-		withCRC(func(p []byte) { p[offKind] = 0 }),
-		withCRC(func(p []byte) { p[offType] = 0 }),
-		withCRC(func(p []byte) { p[offSeq+7] = 0 }),
+	type image struct {
+		p    []byte
+		torn bool // erased; else kept and reported (random images: either)
+		name bool // CorruptIDs names id(9)
 	}
+	images := []image{
+		{p: []byte{statusLive}, torn: true},                                              // status over an erased block
+		{p: []byte{statusPending}, torn: true},                                           // the same
+		{p: []byte{statusErased, statusErased, 0}, torn: true},                           // erased status over programmed content
+		{p: make([]byte, sim.BlockSize)},                                                 // all zero: sequence 0
+		{p: append(bytes.Repeat([]byte{statusErased}, headerSize), 1, 2, 3), torn: true}, // a torn erase
+		{p: withCRC(func(p []byte) { p[offStatus] = 0x12 })},
+		// Its header ends on an erased byte: a write cut inside the header.
+		{p: withCRC(func(p []byte) { binary.BigEndian.PutUint32(p[offLen:], 0xFFFFFFFF) }), torn: true},
+		{p: withCRC(func(p []byte) { p[offKind] = 0 })},
+		{p: withCRC(func(p []byte) { p[offType] = 0 })},
+		{p: withCRC(func(p []byte) { p[offSeq+7] = 0 })},
+		// Bad CRCs: the data byte changed; the sequence number not above
+		// the valid blocks' (so not torn, though the data byte is erased);
+		// the data byte not programmed (torn).
+		{p: func() []byte { p := valid.encode(); p[headerSize] = 'y'; return p }(), name: true},
+		{p: func() []byte { p := valid.encode(); p[offSeq+7] = 2; return p[:headerSize] }(), name: true},
+		{p: valid.encode()[:headerSize], torn: true},
+	}
+	random := len(images)
 	for range 40 {
 		n := rng.IntN(200)
 		p := make([]byte, n)
@@ -291,7 +641,7 @@ func TestGarbageBlocks(t *testing.T) {
 		if n > 0 && rng.IntN(2) == 0 {
 			p[0] = []byte{statusLive, statusPending, statusTombstone}[rng.IntN(3)]
 		}
-		images = append(images, p)
+		images = append(images, image{p: p})
 	}
 
 	for start := 0; start < len(images); start += testBlocks - 2 {
@@ -303,10 +653,15 @@ func TestGarbageBlocks(t *testing.T) {
 			}
 		}
 		free := s.free
-		for i, img := range images[start:min(start+testBlocks-2, len(images))] {
-			if err := f.Program(free[i], 0, img); err != nil {
+		batch := images[start:min(start+testBlocks-2, len(images))]
+		for i, img := range batch {
+			if err := f.Program(free[i], 0, img.p); err != nil {
 				t.Fatal(err)
 			}
+		}
+		imgs := make(map[int][]byte)
+		for i := range batch {
+			imgs[free[i]] = readBlock(t, f, free[i])
 		}
 		f.Close()
 		f, s = reboot(t, path)
@@ -314,9 +669,34 @@ func TestGarbageBlocks(t *testing.T) {
 			t.Fatalf("images %d..: got %v, want %v", start, got, want)
 		}
 		checkClean(t, f, s)
-		if s.Free() != testBlocks-2 {
+		corrupt := make(map[int][]byte)
+		named := false
+		for i, img := range batch {
+			blk := free[i]
+			erased := bytes.Equal(readBlock(t, f, blk), erasedBlock)
+			if !erased {
+				corrupt[blk] = imgs[blk]
+			}
+			if start+i < random && erased != img.torn {
+				t.Errorf("image %d: erased %v, want %v", start+i, erased, img.torn)
+			}
+			named = named || start+i < random && img.name
+		}
+		checkCorrupt(t, fmt.Sprintf("images %d..", start), f, s, corrupt)
+		if s.Free() != testBlocks-2-len(corrupt) {
 			t.Fatalf("images %d..: Free() = %d", start, s.Free())
 		}
+		if named != slices.Contains(s.CorruptIDs(), id(9)) {
+			t.Errorf("images %d..: CorruptIDs() = %x", start, s.CorruptIDs())
+		}
+		// The same on the next boot, with no write.
+		f.Close()
+		f, s = reboot(t, path)
+		if f.Writes() != 0 {
+			t.Fatalf("images %d..: second Open wrote %d times", start, f.Writes())
+		}
+		checkCorrupt(t, fmt.Sprintf("images %d.., second boot", start), f, s, corrupt)
+		f.Close()
 	}
 }
 
@@ -436,7 +816,7 @@ func TestRecoveryCrash(t *testing.T) {
 			t.Fatalf("committed PutAll not finished: %v", want)
 		}
 	}
-	if n := crashRecovery(t, "put all", img, want, 2); n < 4 {
+	if n := crashRecovery(t, "put all", img, want, nil, 2); n < 4 {
 		t.Fatalf("only %d recovery cut points", n)
 	}
 
@@ -457,7 +837,7 @@ func TestRecoveryCrash(t *testing.T) {
 	if got := snapshot(t, s); !got.equal(before) {
 		t.Fatalf("got %v, want %v", got, before)
 	}
-	if n := crashRecovery(t, "put update", img, before, 2); n < 4 {
+	if n := crashRecovery(t, "put update", img, before, nil, 2); n < 4 {
 		t.Fatalf("only %d recovery cut points", n)
 	}
 }
@@ -470,7 +850,11 @@ func TestConcurrent(t *testing.T) {
 			for i := range byte(10) {
 				n := g*16 + i
 				r := rec(n, Kind(g+1), 200, 0)
-				if err := s.Put(r); err != nil {
+				put := s.Put
+				if i%3 == 0 {
+					put = s.Create
+				}
+				if err := put(r); err != nil {
 					t.Error(err)
 					return
 				}

@@ -3,6 +3,7 @@ package keystore
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -14,7 +15,8 @@ type class int
 
 const (
 	classErased    class = iota // every byte 0xFF: free
-	classGarbage                // anything that is not a valid block: erase it
+	classGarbage                // a write that a power cut interrupted: erase it
+	classCorrupt                // a damaged block: leave it as it is, report it
 	classLive                   // a record
 	classPending                // a record written by a PutAll not yet live
 	classTombstone              // a record being replaced or deleted
@@ -27,6 +29,8 @@ func (c class) String() string {
 		return "erased"
 	case classGarbage:
 		return "garbage"
+	case classCorrupt:
+		return "corrupt"
 	case classLive:
 		return "live"
 	case classPending:
@@ -44,24 +48,35 @@ func (c class) String() string {
 type slot struct {
 	class class
 	hdr   block
-	err   error // why the block is garbage
+	err   error // why the block is garbage or corrupt
+
+	// For a block that fails its CRC or does not parse:
+	seq   uint64 // the header's sequence number field, as it reads
+	torn  bool   // the last byte its write would have programmed is erased
+	named bool   // the header's own fields are sane: hdr holds its ID and kind
 }
 
 // erasedBlock is one erased flash block. Never write to it.
 var erasedBlock = bytes.Repeat([]byte{statusErased}, sim.BlockSize)
 
-// classify looks at one whole block image.
+// classify looks at one whole block image. A block that fails its CRC or does
+// not parse is classCorrupt, unless its header is erased (a torn erase:
+// classGarbage); scan decides which corrupt blocks are the newest write, torn.
 func classify(p []byte) slot {
-	if p[offStatus] == statusErased {
+	if bytes.Equal(p[:headerSize], erasedBlock[:headerSize]) {
 		if bytes.Equal(p, erasedBlock) {
 			return slot{class: classErased}
 		}
-		// A torn erase, or a torn program of a header: not free until erased.
+		// A torn erase: the erase clears from the start of the block.
 		return slot{class: classGarbage, err: errErasedHeader}
 	}
 	b, err := decodeBlock(p)
 	if err != nil {
-		return slot{class: classGarbage, err: err}
+		s := slot{class: classCorrupt, err: err, seq: binary.BigEndian.Uint64(p[offSeq:]), torn: tornShape(p)}
+		if h, _, herr := parseHeader(p); herr == nil && h.typ == typeRecord {
+			s.hdr, s.named = h, true
+		}
+		return s
 	}
 	b.data = nil
 	s := slot{hdr: b}
@@ -78,9 +93,42 @@ func classify(p []byte) slot {
 	return s
 }
 
+// tornShape reports whether the block image p, which fails its CRC or does
+// not parse, can be a program operation cut short. Every block image is
+// programmed at once into an erased block, and a cut program lands a first
+// part of it (package sim lands the first half), so the last byte that the
+// write would have programmed is still erased: the last data byte by the
+// header's length, or the header's last byte when the length is not one a
+// block can have (the cut fell inside the header). A block that was written
+// whole and damaged afterwards almost never looks like that: its last byte
+// is the length's low byte or data.
+func tornShape(p []byte) bool {
+	end := headerSize
+	if n := binary.BigEndian.Uint32(p[offLen:]); n <= MaxDataSize {
+		end += int(n)
+	}
+	return p[end-1] == statusErased
+}
+
 // scan reads and classifies every block of f. It also returns the highest
 // sequence number of any valid block.
-func scan(f *sim.Flash) ([]slot, uint64, error) {
+func scan(f *sim.Flash) ([]slot, uint64, error) { return scanAbove(f, 0) }
+
+// scanAbove is scan, where a block that fails its CRC or does not parse is
+// the newest write, cut short (classGarbage), only if it has a torn shape and
+// its sequence number is above floor and above every valid block's; any other
+// is classCorrupt.
+//
+// Every block image is written with a sequence number above every valid
+// block on the chip: Put, Create and PutAll number from the highest that Open
+// found, and so does a recovery's restore. Status changes keep the number and
+// erases remove blocks, so until the next image write that number stays the
+// highest of the valid blocks, and a power cut can only tear the block that
+// carries it. Recovery erases such a block (and syncs) before it writes any
+// block of its own. Open passes the first scan's highest number as floor when
+// it scans again after recovery, so that a damaged block stays damaged though
+// recovery erased blocks numbered above it.
+func scanAbove(f *sim.Flash, floor uint64) ([]slot, uint64, error) {
 	buf := make([]byte, sim.BlockSize)
 	defer clear(buf)
 	slots := make([]slot, f.Blocks())
@@ -90,20 +138,29 @@ func scan(f *sim.Flash) ([]slot, uint64, error) {
 			return nil, 0, fmt.Errorf("keystore: scan block %d: %w", i, err)
 		}
 		slots[i] = classify(buf)
-		if slots[i].class != classErased && slots[i].class != classGarbage {
+		switch slots[i].class {
+		case classErased, classGarbage, classCorrupt:
+		default:
 			maxSeq = max(maxSeq, slots[i].hdr.seq)
+		}
+	}
+	limit := max(maxSeq, floor)
+	for i, s := range slots {
+		if s.class == classCorrupt && s.torn && s.seq > limit {
+			slots[i].class = classGarbage
 		}
 	}
 	return slots, maxSeq, nil
 }
 
-// clean reports whether slots hold only erased blocks and live records with
-// distinct IDs: the state every operation starts from and ends in.
+// clean reports whether slots hold only erased blocks, corrupt blocks and
+// live records with distinct IDs: the state every operation starts from and
+// ends in.
 func clean(slots []slot) error {
 	seen := make(map[ID]int)
 	for i, s := range slots {
 		switch s.class {
-		case classErased:
+		case classErased, classCorrupt:
 		case classLive:
 			if j, dup := seen[s.hdr.id]; dup {
 				return fmt.Errorf("blocks %d and %d hold the same ID", j, i)
@@ -122,8 +179,9 @@ func clean(slots []slot) error {
 // every step of it is itself safe to interrupt: the state after any prefix of
 // its writes is one that the same rules map to the same end state.
 //
-//  1. Erase garbage, and pending blocks whose transaction has no commit block
-//     (the PutAll never committed: undo it).
+//  1. Erase garbage (the torn newest write or a torn erase), and pending
+//     blocks whose transaction has no commit block (the PutAll never
+//     committed: undo it). Corrupt blocks are never written to, in any phase.
 //  2. For each commit block: flip its transaction's pending blocks to live,
 //     sync, erase the commit block (the PutAll committed: finish it).
 //  3. For each ID: if it has live blocks, keep the one with the highest
