@@ -285,25 +285,40 @@ func (h *HSM) lookup(s *Session, id UUID) (*key, error) {
 	return k, nil
 }
 
-// exists reports whether any key, token or volatile of any session, holds id.
-// Called with h.mu held.
-func (h *HSM) exists(id UUID) bool {
+// exists reports whether any key, token or volatile of any session, holds
+// id. A damaged keystore record still holds its UUID. Called with h.mu held.
+func (h *HSM) exists(id UUID) (bool, error) {
 	if _, ok := h.volatile[id]; ok {
-		return true
+		return true, nil
 	}
 	_, err := h.ks.Get(keystore.ID(id))
-	return err == nil
+	switch {
+	case err == nil, errors.Is(err, keystore.ErrCorrupt):
+		return true, nil
+	case errors.Is(err, keystore.ErrNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("key %s: %w", id, err)
 }
 
 // newUUID draws a UUID that names no key yet. Called with h.mu held.
 func (h *HSM) newUUID() (UUID, error) {
 	for {
 		id, err := NewUUID(h.board.TRNG)
-		if err != nil || !h.exists(id) {
+		if err != nil {
+			return id, err
+		}
+		taken, err := h.exists(id)
+		if err != nil || !taken {
 			return id, err
 		}
 	}
 }
+
+// DamagedBlocks lists the flash blocks that failed their CRC at power-on.
+// The keystore leaves them as they are rather than lose what they held; the
+// keys in them cannot be used.
+func (h *HSM) DamagedBlocks() []int { return h.ks.Corrupt() }
 
 // store keeps new keys, all or none: token keys in one keystore transaction,
 // volatile keys in memory. Called with h.mu held.
@@ -319,11 +334,12 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
 		}
 		batch = append(batch, keystore.Record{ID: keystore.ID(r.uuid), Kind: kindKey, Data: data})
 	}
+	// New keys only: Create and PutAll refuse to replace a record.
 	var err error
 	switch len(batch) {
 	case 0:
 	case 1:
-		err = h.ks.Put(batch[0])
+		err = h.ks.Create(batch[0])
 	default:
 		err = h.ks.PutAll(batch)
 	}

@@ -1,14 +1,18 @@
 package hsm
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 var ctx = context.Background()
@@ -495,4 +499,58 @@ func (randReader) Read(p []byte) (int, error) {
 		p[i] = byte(i * 7)
 	}
 	return len(p), nil
+}
+
+// TestDamagedKeyIsReportedNotLost: a flash block that fails its CRC is left
+// alone; the HSM opens, says which block, the other keys work, and the
+// damaged key's UUID cannot be taken by another key.
+func TestDamagedKeyIsReportedNotLost(t *testing.T) {
+	h, dir := newTestHSM(t)
+	s := login(t, h)
+	damaged := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	intact := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	s.Close()
+	h.Close()
+
+	// Corrupt the block that names the damaged key (its UUID is in the header).
+	path := filepath.Join(dir, "flash.img")
+	img, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(img, damaged.UUID[:])
+	if at < 0 {
+		t.Fatal("key's block not found")
+	}
+	block := at / sim.BlockSize
+	img[block*sim.BlockSize+200] ^= 0xff
+	if err := os.WriteFile(path, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	h2, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatalf("one damaged block must not stop the HSM: %v", err)
+	}
+	defer h2.Close()
+	if got := h2.DamagedBlocks(); len(got) != 1 || got[0] != block {
+		t.Errorf("DamagedBlocks() = %v, want [%d]", got, block)
+	}
+	s2 := login(t, h2)
+	if _, err := s2.Key(ctx, intact.UUID); err != nil {
+		t.Errorf("intact key: %v", err)
+	}
+	if _, err := s2.Key(ctx, damaged.UUID); err == nil || errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("damaged key: got %v, want a keystore error, not 'not found'", err)
+	}
+	if _, err := s2.Import(ctx, ImportRequest{UUID: damaged.UUID, PublicKey: intact.PublicKey, Flags: FlagToken}); err == nil {
+		t.Error("a new key took the damaged key's UUID")
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(after[block*sim.BlockSize:(block+1)*sim.BlockSize], img[block*sim.BlockSize:(block+1)*sim.BlockSize]) {
+		t.Error("the damaged block was changed")
+	}
 }

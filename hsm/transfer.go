@@ -126,7 +126,9 @@ func (s *Session) ImportBatch(ctx context.Context, reqs []ImportRequest) ([]Impo
 				return nil, fmt.Errorf("import: %w", err)
 			}
 			r.uuid, k.info.UUID = id, id
-		} else if h.exists(r.uuid) {
+		} else if taken, err := h.exists(r.uuid); err != nil {
+			return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, err)
+		} else if taken {
 			old, err := h.lookup(s, r.uuid)
 			if err != nil || old.info.Type != k.info.Type || !bytes.Equal(old.info.PublicKey, k.info.PublicKey) {
 				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, ErrKeyNameInUse)

@@ -23,6 +23,10 @@ func (c *call) openToken(ctx context.Context, e *env) (hsm.Token, func(), error)
 	if err != nil {
 		return nil, nil, err
 	}
+	if bad := h.DamagedBlocks(); len(bad) > 0 {
+		fmt.Fprintf(e.stderr, "%s: warning: flash blocks %v of the HSM in %s failed their CRC; they are left as they are and the keys in them cannot be used\n",
+			progName, bad, dir)
+	}
 	s := h.NewSession()
 	closeAll := func() {
 		s.Close()
