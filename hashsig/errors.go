@@ -1,0 +1,18 @@
+package hashsig
+
+import "errors"
+
+var (
+	// ErrBadParameters: an unknown or inconsistent parameter set.
+	ErrBadParameters = errors.New("hashsig: bad parameters")
+	// ErrMalformed: a public key, signature or private key that does not
+	// parse.
+	ErrMalformed = errors.New("hashsig: malformed encoding")
+	// ErrInvalidSignature: a signature that does not verify.
+	ErrInvalidSignature = errors.New("hashsig: invalid signature")
+	// ErrKeyExhausted: the key has no signature index left in its range
+	// (HASHSIG_KEY_EXHAUSTED on the RPC face).
+	ErrKeyExhausted = errors.New("hashsig: key exhausted")
+	// ErrCannotSplit: the remaining range is too small to divide.
+	ErrCannotSplit = errors.New("hashsig: remaining signatures too few to split")
+)

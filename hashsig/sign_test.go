@@ -1,0 +1,329 @@
+package hashsig
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// sigIndex recovers the global index a signature was made with: the leaf
+// of each level, top first.
+func sigIndex(t testing.TB, levels []Level, sig []byte) uint64 {
+	t.Helper()
+	rest := sig[4:]
+	var s uint64
+	for l := range levels {
+		p, _ := levels[l].LMS.Params()
+		lms, after, err := splitLMSSignature(rest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = s<<p.H | uint64(binary.BigEndian.Uint32(lms))
+		if l < len(levels)-1 {
+			_, after, err = parseLMSPublicKey(after)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		rest = after
+	}
+	return s
+}
+
+var small = []Level{{LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W8}}
+
+func TestSignVerifyEveryHashFamily(t *testing.T) {
+	for _, levels := range [][]Level{
+		small,
+		{{LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W4}, {LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W2}},
+		{{LMS_SHA256_M24_H5, LMOTS_SHA256_N24_W8}, {LMS_SHA256_M24_H5, LMOTS_SHA256_N24_W8}},
+		{{LMS_SHAKE_M32_H5, LMOTS_SHAKE_N32_W8}},
+		{{LMS_SHAKE_M24_H5, LMOTS_SHAKE_N24_W8}, {LMS_SHAKE_M24_H5, LMOTS_SHAKE_N24_W1}},
+		{{LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W8}, {LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W8}, {LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W8}},
+	} {
+		t.Run(fmt.Sprint(levels), func(t *testing.T) {
+			sk, err := GenerateKey(nil, levels, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pk, err := ParsePublicKey(sk.Public().Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[uint64]bool{}
+			// Enough signatures to cross from the first lower tree to the next.
+			n := int(min(40, capacity(levels)))
+			for i := range n {
+				msg := []byte(fmt.Sprintf("message %d", i))
+				sig, err := sk.Sign(msg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := pk.Verify(msg, sig); err != nil {
+					t.Fatalf("signature %d: %v", i, err)
+				}
+				if err := pk.Verify([]byte("other"), sig); !errors.Is(err, ErrInvalidSignature) {
+					t.Fatalf("signature %d verifies another message: %v", i, err)
+				}
+				s := sigIndex(t, levels, sig)
+				if seen[s] || s != uint64(i) {
+					t.Fatalf("signature %d used index %d", i, s)
+				}
+				seen[s] = true
+			}
+		})
+	}
+}
+
+func TestExhaustion(t *testing.T) {
+	sk, err := GenerateKey(nil, small, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 32 {
+		if _, err := sk.Sign([]byte{byte(i)}); err != nil {
+			t.Fatalf("signature %d: %v", i, err)
+		}
+	}
+	if _, err := sk.Sign(nil); !errors.Is(err, ErrKeyExhausted) {
+		t.Fatalf("33rd signature of a height-5 key: %v", err)
+	}
+	if sk.Remaining() != 0 {
+		t.Errorf("Remaining() = %d", sk.Remaining())
+	}
+}
+
+// store is a PersistFunc that keeps what it is given, and can fail.
+type store struct {
+	states [][]byte
+	fail   bool
+}
+
+func (s *store) persist(state []byte) error {
+	if s.fail {
+		return errors.New("disk full")
+	}
+	s.states = append(s.states, bytes.Clone(state))
+	return nil
+}
+
+func (s *store) last() []byte { return s.states[len(s.states)-1] }
+
+func TestStateIsPersistedBeforeEachSignature(t *testing.T) {
+	st := &store{}
+	sk, err := GenerateKey(nil, small, st.persist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		sig, err := sk.Sign([]byte("m"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved, err := parsePrivateKeyState(st.last())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if used := sigIndex(t, small, sig); saved.next <= used {
+			t.Fatalf("signature %d used index %d but the stored state says next = %d", i, used, saved.next)
+		}
+	}
+	// A failed persist gives no signature and uses no index.
+	st.fail = true
+	if _, err := sk.Sign([]byte("m")); err == nil {
+		t.Fatal("signed although the state could not be stored")
+	}
+	st.fail = false
+	sig, err := sk.Sign([]byte("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sigIndex(t, small, sig); got != 5 {
+		t.Errorf("after a failed persist the next signature used index %d, want 5", got)
+	}
+}
+
+func TestReserveAndCrash(t *testing.T) {
+	st := &store{}
+	sk, err := GenerateKey(nil, small, st.persist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk.SetReserve(10)
+	calls := len(st.states)
+	for range 12 {
+		if _, err := sk.Sign([]byte("m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(st.states) - calls; got != 2 {
+		t.Errorf("12 signatures with a reserve of 10 persisted %d times, want 2", got)
+	}
+	// Crash: reload from what was stored. Indexes 12..19 were reserved and
+	// are skipped, never reused.
+	reloaded, err := ParsePrivateKey(st.last(), st.persist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := reloaded.Sign([]byte("after the crash"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sigIndex(t, small, sig); got != 20 {
+		t.Errorf("after a crash the key signed with index %d, want 20", got)
+	}
+	if err := sk.Public().Verify([]byte("after the crash"), sig); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestSplit(t *testing.T) {
+	st := &store{}
+	levels := []Level{{LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W8}, {LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W8}}
+	sk, err := GenerateKey(nil, levels, st.persist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk.Sign([]byte("first"))
+	other, err := sk.Split()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1, e1 := sk.Range()
+	n2, e2 := other.Range()
+	if e1 != n2 || e2 != 1024 || n1 != 1 || e1-n1 < 500 {
+		t.Errorf("split into [%d,%d) and [%d,%d)", n1, e1, n2, e2)
+	}
+	if saved, _ := parsePrivateKeyState(st.last()); saved.end != e1 {
+		t.Errorf("the shrunken range was not persisted: stored end %d, want %d", saved.end, e1)
+	}
+	for _, k := range []*PrivateKey{sk, other} {
+		sig, err := k.Sign([]byte("both sign"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sk.Public().Verify([]byte("both sign"), sig); err != nil {
+			t.Error(err)
+		}
+	}
+	parts, err := other.SplitN(4)
+	if err != nil || len(parts) != 3 {
+		t.Fatal(err)
+	}
+	tiny, err := GenerateKey(nil, small, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 31 {
+		tiny.Sign(nil)
+	}
+	if _, err := tiny.Split(); !errors.Is(err, ErrCannotSplit) {
+		t.Errorf("split of a key with one signature left: %v", err)
+	}
+	st.fail = true
+	before, _ := sk.Range()
+	if _, err := sk.Split(); err == nil {
+		t.Error("split although the state could not be stored")
+	}
+	if after, _ := sk.Range(); after != before {
+		t.Error("a failed split changed the range")
+	}
+}
+
+// TestPartsNeverOverlap runs random sequences of signing, splitting,
+// reserving and crashing (reloading from the last stored state) over all the
+// parts of one key, and checks that no index is ever used twice.
+func TestPartsNeverOverlap(t *testing.T) {
+	levels := []Level{{LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W2}, {LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W2}}
+	rounds := 6
+	if testing.Short() {
+		rounds = 2
+	}
+	for round := range rounds {
+		rng := rand.New(rand.NewPCG(uint64(round), 1))
+		type part struct {
+			key *PrivateKey
+			st  *store
+		}
+		newPart := func(k *PrivateKey) *part {
+			p := &part{key: k, st: &store{}}
+			k.SetPersist(p.st.persist)
+			state, _ := k.MarshalBinary()
+			p.st.states = append(p.st.states, state)
+			return p
+		}
+		root, err := GenerateKey(nil, levels, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts := []*part{newPart(root)}
+		used := map[uint64]int{}
+		for op := range 300 {
+			p := parts[rng.IntN(len(parts))]
+			switch r := rng.IntN(10); {
+			case r < 6:
+				sig, err := p.key.Sign([]byte("m"))
+				if errors.Is(err, ErrKeyExhausted) {
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := sigIndex(t, levels, sig)
+				if prev, dup := used[s]; dup {
+					t.Fatalf("round %d op %d: index %d used twice (first at op %d)", round, op, s, prev)
+				}
+				used[s] = op
+			case r < 8:
+				k, err := p.key.Split()
+				if errors.Is(err, ErrCannotSplit) {
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				parts = append(parts, newPart(k))
+			case r < 9:
+				p.key.SetReserve(uint64(1 + rng.IntN(8)))
+			default:
+				k, err := ParsePrivateKey(p.st.last(), p.st.persist)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p.key = k
+			}
+		}
+		if len(used) < 50 {
+			t.Errorf("round %d: only %d signatures made", round, len(used))
+		}
+	}
+}
+
+func TestParsePrivateKeyRefusesBadState(t *testing.T) {
+	sk, err := GenerateKey(nil, small, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, _ := sk.MarshalBinary()
+	for i := range len(good) {
+		if _, err := parsePrivateKeyState(good[:i]); !errors.Is(err, ErrMalformed) {
+			t.Errorf("state cut to %d bytes: %v", i, err)
+		}
+	}
+	if _, err := parsePrivateKeyState(append(bytes.Clone(good), 0)); !errors.Is(err, ErrMalformed) {
+		t.Error("state with a trailing byte parsed")
+	}
+	bad := bytes.Clone(good)
+	binary.BigEndian.PutUint64(bad[len(bad)-8:], 33) // end beyond 2^5
+	if _, err := parsePrivateKeyState(bad); !errors.Is(err, ErrMalformed) {
+		t.Error("range beyond the key's capacity parsed")
+	}
+	bad = bytes.Clone(good)
+	binary.BigEndian.PutUint64(bad[len(bad)-16:], 40) // next > end
+	if _, err := parsePrivateKeyState(bad); !errors.Is(err, ErrMalformed) {
+		t.Error("next beyond end parsed")
+	}
+}
