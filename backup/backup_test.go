@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
 )
 
@@ -58,6 +59,10 @@ func source(t testing.TB) (tok *hsm.Session, moved []hsm.KeyInfo, stays hsm.KeyI
 		generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "ec"}),
 		generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: exportable, Label: "rsa"}),
 		generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384, Flags: exportable}),
+		generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Flags: exportable, Label: "lms", Levels: []hashsig.Level{
+			{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4},
+			{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4},
+		}}),
 	}
 	stays = generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagDigitalSignature | hsm.FlagToken})
 	pub, err := tok.Import(ctx, hsm.ImportRequest{PublicKey: stays.PublicKey, Flags: hsm.FlagToken | hsm.FlagExportable, Label: "pub"})
@@ -127,12 +132,12 @@ func TestTransfer(t *testing.T) {
 		if !k.Type.IsPrivate() {
 			continue
 		}
-		digest := sha256.Sum256([]byte(k.Label))
-		sig, err := dst.Sign(ctx, k.UUID, digest[:], crypto.SHA256)
+		msg, opts := signable(k)
+		sig, err := dst.Sign(ctx, k.UUID, msg, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+		if err := hsm.VerifySignature(k.PublicKey, msg, sig, opts); err != nil {
 			t.Errorf("%s: signature from the destination fails under the source's key: %v", k.Label, err)
 		}
 	}
@@ -153,6 +158,17 @@ func TestTransfer(t *testing.T) {
 	if keyCount(t, dst) != before {
 		t.Error("second import changed the keystore")
 	}
+}
+
+// signable returns what Sign takes for a key: a SHA-256 digest, or for an
+// HSS key the message itself.
+func signable(k hsm.KeyInfo) ([]byte, crypto.SignerOpts) {
+	msg := []byte("signed on the destination: " + k.UUID.String())
+	if k.Type == hsm.KeyTypeHashsigPrivate {
+		return msg, crypto.Hash(0)
+	}
+	digest := sha256.Sum256(msg)
+	return digest[:], crypto.SHA256
 }
 
 func mustSetup(t testing.TB, tok hsm.Token, opts SetupOptions) *KEKEKFile {

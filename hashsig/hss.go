@@ -1,6 +1,7 @@
 package hashsig
 
 import (
+	"crypto"
 	"encoding/binary"
 	"fmt"
 )
@@ -44,9 +45,11 @@ func (pk *PublicKey) Top() (Level, [IDSize]byte) {
 	return Level{pk.top.typ, pk.top.otsTyp}, pk.top.id
 }
 
-// Equal reports whether two public keys are the same key.
-func (pk *PublicKey) Equal(other *PublicKey) bool {
-	return other != nil && string(pk.Bytes()) == string(other.Bytes())
+// Equal reports whether x is the same public key, like the Equal methods of
+// the standard library's key types.
+func (pk *PublicKey) Equal(x crypto.PublicKey) bool {
+	other, ok := x.(*PublicKey)
+	return ok && other != nil && string(pk.Bytes()) == string(other.Bytes())
 }
 
 // Verify checks an HSS signature of msg (RFC 8554 Algorithm 6b), returning

@@ -213,16 +213,18 @@ func parsePrivateKeyState(b []byte) (*PrivateKey, error) {
 	return sk, nil
 }
 
-// cloneRange returns a key with the same secret and trees but the range
-// [next, end) and nothing persisted. Called with sk.mu held.
+// cloneRange returns a key with the same secret and top tree but the range
+// [next, end) and nothing persisted. Its lower trees are built when it first
+// signs: a part that is only exported never pays for them. Called with sk.mu
+// held.
 func (sk *PrivateKey) cloneRange(next, end uint64) *PrivateKey {
-	c := &PrivateKey{
+	return &PrivateKey{
 		levels: sk.levels, id: sk.id, seed: bytes.Clone(sk.seed),
 		next: next, end: end, persisted: next, reserve: 1,
 		pub: sk.pub, trees: []*tree{sk.trees[0].clone()}, childSigs: make([][]byte, len(sk.levels)-1),
 	}
-	if next < end {
-		c.descend(next)
-	}
-	return c
 }
+
+// ID returns I, the identifier of the key's top tree: what names an HSS key
+// (libhal refuses to import a key whose identifier it already holds).
+func (sk *PrivateKey) ID() [IDSize]byte { return sk.id }

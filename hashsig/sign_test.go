@@ -9,26 +9,12 @@ import (
 	"testing"
 )
 
-// sigIndex recovers the global index a signature was made with: the leaf
-// of each level, top first.
-func sigIndex(t testing.TB, levels []Level, sig []byte) uint64 {
+// sigIndex is SignatureIndex, failing the test on error.
+func sigIndex(t testing.TB, _ []Level, sig []byte) uint64 {
 	t.Helper()
-	rest := sig[4:]
-	var s uint64
-	for l := range levels {
-		p, _ := levels[l].LMS.Params()
-		lms, after, err := splitLMSSignature(rest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s = s<<p.H | uint64(binary.BigEndian.Uint32(lms))
-		if l < len(levels)-1 {
-			_, after, err = parseLMSPublicKey(after)
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		rest = after
+	s, err := SignatureIndex(sig)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return s
 }

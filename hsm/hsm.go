@@ -1,11 +1,14 @@
 package hsm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/keystore"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
@@ -281,8 +284,64 @@ func (h *HSM) lookup(s *Session, id UUID) (*key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key %s: %w", id, err)
 	}
+	h.attachPersist(k)
 	h.cache[id] = k
 	return k, nil
+}
+
+// attachPersist makes a token HSS key store its advanced state in its
+// keystore record, under the master key, before each signature it releases.
+// Volatile HSS keys keep their state in memory only.
+func (h *HSM) attachPersist(k *key) {
+	if k.hss == nil || k.info.Flags&FlagToken == 0 {
+		return
+	}
+	info := k.info
+	k.hss.SetPersist(func(state []byte) error {
+		der, err := hashsig.StatePKCS8(state)
+		if err != nil {
+			return err
+		}
+		r := &keyRecord{uuid: info.UUID, typ: info.Type, curve: info.Curve, flags: info.Flags, label: info.Label,
+			public: info.PublicKey, private: der}
+		defer r.wipe()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.cache[info.UUID] != k {
+			// Deleted (or forgotten on tamper): never write it back.
+			return fmt.Errorf("%w: %s", ErrKeyNotFound, info.UUID)
+		}
+		data, err := h.seal(r)
+		if err != nil {
+			return err
+		}
+		return h.ks.Put(keystore.Record{ID: keystore.ID(info.UUID), Kind: kindKey, Data: data})
+	})
+}
+
+// visibleKeys returns the token keys and s's volatile keys, ordered by UUID.
+func (h *HSM) visibleKeys(s *Session) ([]*key, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var ids []UUID
+	for _, id := range h.ks.List(kindKey) {
+		ids = append(ids, UUID(id))
+	}
+	for id, k := range h.volatile {
+		if k.owner == s {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b UUID) int { return bytes.Compare(a[:], b[:]) })
+	keys := make([]*key, 0, len(ids))
+	for _, id := range ids {
+		k, err := h.lookup(s, id)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 // exists reports whether any key, token or volatile of any session, holds
@@ -354,6 +413,7 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
 			k.owner = s
 			h.volatile[k.info.UUID] = k
 		} else {
+			h.attachPersist(k)
 			h.cache[k.info.UUID] = k
 		}
 	}

@@ -13,17 +13,50 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/hsmkit/cryptech-backup/hashsig"
 )
 
 // key is a key held by the HSM, parsed. Token keys are loaded from the
 // keystore on first use and cached; volatile keys live only here.
 type key struct {
 	info KeyInfo
-	pub  crypto.PublicKey
-	// priv is nil for public keys.
+	// pub is the public key: *rsa.PublicKey, *ecdsa.PublicKey or
+	// *hashsig.PublicKey.
+	pub crypto.PublicKey
+	// priv is the private half of an RSA or EC key, hss that of an HSS key;
+	// both are nil for public keys.
 	priv crypto.Signer
+	hss  *hashsig.PrivateKey
 	// owner is the session a volatile key belongs to; nil for token keys.
 	owner *Session
+}
+
+func hashsigInfo(pk *hashsig.PublicKey, sk *hashsig.PrivateKey) *HashsigInfo {
+	top, _ := pk.Top()
+	hi := &HashsigInfo{L: pk.Levels(), Levels: []hashsig.Level{top}}
+	if sk != nil {
+		hi.Levels = sk.Levels()
+	}
+	return hi
+}
+
+// isPrivate reports whether the key has a private half.
+func (k *key) isPrivate() bool { return k.priv != nil || k.hss != nil }
+
+// snapshot returns the key's description as of now: an HSS key's remaining
+// signatures change as it signs. It takes the HSS key's own lock, so it is
+// never called with h.mu held (the key's persist function takes h.mu).
+func (k *key) snapshot() KeyInfo {
+	info := k.info
+	if info.Hashsig != nil {
+		hi := *info.Hashsig
+		if k.hss != nil {
+			hi.Remaining = k.hss.Remaining()
+		}
+		info.Hashsig = &hi
+	}
+	return info
 }
 
 // keyRecord is the plaintext of a key as stored in the keystore, before it
@@ -100,11 +133,16 @@ func newKey(r *keyRecord) (*key, error) {
 		return nil, err
 	}
 	if len(r.private) > 0 {
-		if k.priv, err = parsePrivateKey(r.private); err != nil {
+		if k.priv, k.hss, err = parsePrivateKey(r.private); err != nil {
 			return nil, err
 		}
+		// An HSS key's public key is recomputed from its seed on load: it
+		// must be the one recorded.
+		if k.hss != nil && !k.hss.Public().Equal(k.pub) {
+			return nil, fmt.Errorf("%w: HSS private key does not match its public key", ErrUnsupportedKey)
+		}
 	}
-	typ, curve, bits, err := describe(k.pub, k.priv != nil)
+	typ, curve, bits, err := describe(k.pub, k.isPrivate())
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +150,9 @@ func newKey(r *keyRecord) (*key, error) {
 		return nil, errBadKeyRecord
 	}
 	k.info.Bits = bits
+	if pk, ok := k.pub.(*hashsig.PublicKey); ok {
+		k.info.Hashsig = hashsigInfo(pk, k.hss)
+	}
 	return k, nil
 }
 
@@ -128,6 +169,11 @@ func describe(pub crypto.PublicKey, private bool) (KeyType, Curve, int, error) {
 			return KeyTypeRSAPrivate, CurveNone, bits, nil
 		}
 		return KeyTypeRSAPublic, CurveNone, bits, nil
+	case *hashsig.PublicKey:
+		if private {
+			return KeyTypeHashsigPrivate, CurveNone, 0, nil
+		}
+		return KeyTypeHashsigPublic, CurveNone, 0, nil
 	case *ecdsa.PublicKey:
 		var c Curve
 		switch p.Curve {
@@ -148,14 +194,17 @@ func describe(pub crypto.PublicKey, private bool) (KeyType, Curve, int, error) {
 	return 0, 0, 0, fmt.Errorf("%w: %s", ErrUnsupportedKey, keyKind(pub))
 }
 
-// ParsePublicKey parses a SubjectPublicKeyInfo (DER). Its error says what
-// the bytes are not, without the parser's internals.
+// ParsePublicKey parses a SubjectPublicKeyInfo (DER): RSA, EC, or HSS
+// (RFC 9708, giving a *hashsig.PublicKey). Its error says what the bytes
+// are not, without the parser's internals.
 func ParsePublicKey(spki []byte) (crypto.PublicKey, error) {
-	pub, err := x509.ParsePKIXPublicKey(spki)
-	if err != nil {
-		return nil, fmt.Errorf("%w: not a SubjectPublicKeyInfo of a supported algorithm", ErrUnsupportedKey)
+	if pub, err := x509.ParsePKIXPublicKey(spki); err == nil {
+		return pub, nil
 	}
-	return pub, nil
+	if pub, err := hashsig.ParsePKIXPublicKey(spki); err == nil {
+		return pub, nil
+	}
+	return nil, fmt.Errorf("%w: not a SubjectPublicKeyInfo of a supported algorithm", ErrUnsupportedKey)
 }
 
 // SamePublicKey reports whether two SubjectPublicKeyInfos hold the same key,
@@ -170,17 +219,25 @@ func SamePublicKey(a, b []byte) bool {
 	return ok && eq.Equal(pb)
 }
 
-// parsePrivateKey parses a PKCS#8 PrivateKeyInfo (DER) into a key that signs.
-func parsePrivateKey(der []byte) (crypto.Signer, error) {
+// parsePrivateKey parses a PKCS#8 PrivateKeyInfo (DER) into a key that
+// signs: an RSA or EC key, or an HSS key (whose trees it rebuilds).
+func parsePrivateKey(der []byte) (crypto.Signer, *hashsig.PrivateKey, error) {
+	if hashsig.IsPKCS8(der) {
+		hss, err := hashsig.ParsePKCS8(der, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", ErrUnsupportedKey, err)
+		}
+		return nil, hss, nil
+	}
 	priv, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
-		return nil, fmt.Errorf("%w: not a PKCS#8 private key of a supported algorithm", ErrUnsupportedKey)
+		return nil, nil, fmt.Errorf("%w: not a PKCS#8 private key of a supported algorithm", ErrUnsupportedKey)
 	}
 	signer, ok := priv.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrUnsupportedKey, keyKind(priv))
+		return nil, nil, fmt.Errorf("%w: %s", ErrUnsupportedKey, keyKind(priv))
 	}
-	return signer, nil
+	return signer, nil, nil
 }
 
 // keyKind names a key's algorithm for messages.
@@ -194,22 +251,42 @@ func keyKind(k any) string {
 		return "an Ed25519 key"
 	case *ecdh.PublicKey, *ecdh.PrivateKey:
 		return "an X25519 key"
+	case *hashsig.PublicKey, *hashsig.PrivateKey:
+		return "an HSS key"
 	}
 	return "a key of an unknown kind"
 }
 
-// recordFor makes the record of a new key and parses it back, so that what is
-// stored is exactly what will be loaded.
-func recordFor(id UUID, priv crypto.Signer, pub crypto.PublicKey, flags Flags, label string) (*keyRecord, *key, error) {
-	if priv != nil {
-		pub = priv.Public()
+// recordFor makes the record of a new key and the key it loads as. priv is
+// a crypto.Signer (RSA, EC), a *hashsig.PrivateKey, or nil for a public key.
+// RSA and EC keys are parsed back from the record, so that what is stored is
+// exactly what will be loaded; an HSS key is kept as it is, trees built.
+func recordFor(id UUID, priv any, pub crypto.PublicKey, flags Flags, label string) (*keyRecord, *key, error) {
+	var err error
+	var r *keyRecord
+	switch p := priv.(type) {
+	case *hashsig.PrivateKey:
+		r = &keyRecord{uuid: id, typ: KeyTypeHashsigPrivate, flags: flags, label: label, public: hashsig.MarshalPKIXPublicKey(p.Public())}
+		if r.private, err = p.MarshalPKCS8(); err != nil {
+			return nil, nil, err
+		}
+		k := &key{info: KeyInfo{UUID: id, Type: r.typ, Flags: flags, Label: label, PublicKey: r.public,
+			Hashsig: hashsigInfo(p.Public(), p)}, pub: p.Public(), hss: p}
+		return r, k, nil
+	case crypto.Signer:
+		pub = p.Public()
+	case nil:
+	default:
+		return nil, nil, fmt.Errorf("%w: %s", ErrUnsupportedKey, keyKind(priv))
 	}
 	typ, curve, _, err := describe(pub, priv != nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &keyRecord{uuid: id, typ: typ, curve: curve, flags: flags, label: label}
-	if r.public, err = x509.MarshalPKIXPublicKey(pub); err != nil {
+	r = &keyRecord{uuid: id, typ: typ, curve: curve, flags: flags, label: label}
+	if hpub, ok := pub.(*hashsig.PublicKey); ok {
+		r.public = hashsig.MarshalPKIXPublicKey(hpub)
+	} else if r.public, err = x509.MarshalPKIXPublicKey(pub); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrUnsupportedKey, err)
 	}
 	if priv != nil {
@@ -230,6 +307,10 @@ func (r *keyRecord) wipe() { clear(r.private) }
 // pairwiseTest signs and verifies with a new or imported key pair, as FIPS
 // 140 asks after every generation: a key that fails is never stored. For an
 // import it is also the check that the private half matches its public key.
+//
+// HSS keys are not tested this way: a test signature would spend a one-time
+// key. Their public key is computed from the private seed when they are
+// loaded, and must match the one recorded.
 func pairwiseTest(k *key) error {
 	if k.priv == nil {
 		return nil
@@ -293,6 +374,11 @@ func verifyDigest(pub crypto.PublicKey, digest, sig []byte, opts crypto.SignerOp
 		if !ecdsa.VerifyASN1(p, digest, sig) {
 			err = ErrInvalidSignature
 		}
+	case *hashsig.PublicKey:
+		if opts.HashFunc() != 0 {
+			return fmt.Errorf("%w: an HSS signature covers the message itself, not a %v digest", ErrBadArguments, opts.HashFunc())
+		}
+		err = p.Verify(digest, sig)
 	default:
 		return fmt.Errorf("%w: cannot verify with %s", ErrUnsupportedKey, keyKind(pub))
 	}

@@ -1,17 +1,19 @@
 package hsm
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/hsmkit/cryptech-backup/hashsig"
 )
 
 // Session is one client's connection to an in-process HSM: its login and
@@ -111,7 +113,7 @@ func (s *Session) GenerateKey(_ context.Context, req GenerateRequest) (KeyInfo, 
 	if err := checkNewKey(req.Flags, req.Label); err != nil {
 		return KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
-	var priv crypto.Signer
+	var priv any
 	var err error
 	switch req.Type {
 	case KeyTypeRSAPrivate:
@@ -132,31 +134,55 @@ func (s *Session) GenerateKey(_ context.Context, req GenerateRequest) (KeyInfo, 
 			return KeyInfo{}, fmt.Errorf("generate: %w: unknown curve %v", ErrBadArguments, req.Curve)
 		}
 		priv, err = ecdsa.GenerateKey(c, s.h.board.TRNG)
+	case KeyTypeHashsigPrivate:
+		// The trees are built here, on all cores, before the HSM's lock is taken.
+		priv, err = hashsig.GenerateKey(s.h.board.TRNG, req.Levels, nil)
+		if errors.Is(err, hashsig.ErrBadParameters) {
+			return KeyInfo{}, fmt.Errorf("generate: %w: %v", ErrBadArguments, err)
+		}
 	default:
 		return KeyInfo{}, fmt.Errorf("generate: %w: cannot generate %v", ErrBadArguments, req.Type)
 	}
 	if err != nil {
 		return KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
-	h := s.h
+	k, err := s.h.storeNew(s, priv, req.Flags, req.Label)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("generate: %w", err)
+	}
+	return k.snapshot(), nil
+}
+
+// storeNew names and stores a newly generated key.
+func (h *HSM) storeNew(s *Session, priv any, flags Flags, label string) (*key, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	id, err := h.newUUID()
 	if err != nil {
-		return KeyInfo{}, fmt.Errorf("generate: %w", err)
+		return nil, err
 	}
-	r, k, err := recordFor(id, priv, nil, req.Flags, req.Label)
+	r, k, err := recordFor(id, priv, nil, flags, label)
 	if err != nil {
-		return KeyInfo{}, fmt.Errorf("generate: %w", err)
+		return nil, err
 	}
 	defer r.wipe()
 	if err := pairwiseTest(k); err != nil {
-		return KeyInfo{}, fmt.Errorf("generate: %w", err)
+		return nil, err
 	}
 	if err := h.store(s, []*keyRecord{r}, []*key{k}); err != nil {
-		return KeyInfo{}, fmt.Errorf("generate: %w", err)
+		return nil, err
 	}
-	return k.info, nil
+	return k, nil
+}
+
+// snapshotAll describes keys as of now, outside the HSM's lock (see
+// key.snapshot).
+func snapshotAll(keys []*key) []KeyInfo {
+	out := make([]KeyInfo, len(keys))
+	for i, k := range keys {
+		out[i] = k.snapshot()
+	}
+	return out
 }
 
 func checkNewKey(flags Flags, label string) error {
@@ -200,7 +226,7 @@ func (s *Session) Key(_ context.Context, id UUID) (KeyInfo, error) {
 	if err != nil {
 		return KeyInfo{}, fmt.Errorf("open key: %w", err)
 	}
-	return k.info, nil
+	return k.snapshot(), nil
 }
 
 // Keys lists the token keys and this session's volatile keys that match f.
@@ -208,27 +234,14 @@ func (s *Session) Keys(_ context.Context, f Filter) ([]KeyInfo, error) {
 	if err := s.requireKeyUser(); err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	h := s.h
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var ids []UUID
-	for _, id := range h.ks.List(kindKey) {
-		ids = append(ids, UUID(id))
+	keys, err := s.h.visibleKeys(s)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	for id, k := range h.volatile {
-		if k.owner == s {
-			ids = append(ids, id)
-		}
-	}
-	slices.SortFunc(ids, func(a, b UUID) int { return bytes.Compare(a[:], b[:]) })
 	var out []KeyInfo
-	for _, id := range ids {
-		k, err := h.lookup(s, id)
-		if err != nil {
-			return nil, fmt.Errorf("list keys: %w", err)
-		}
-		if f.Matches(k.info) {
-			out = append(out, k.info)
+	for _, info := range snapshotAll(keys) {
+		if f.Matches(info) {
+			out = append(out, info)
 		}
 	}
 	return out, nil
@@ -252,17 +265,22 @@ func (s *Session) DeleteKey(_ context.Context, id UUID) error {
 	return nil
 }
 
-// Sign signs a digest with a private key that has FlagDigitalSignature.
+// Sign signs a digest with a private key that has FlagDigitalSignature (the
+// message itself for an HSS key, whose advanced state is in flash before
+// the signature is returned).
 func (s *Session) Sign(_ context.Context, id UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	k, err := s.key(id)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
-	if k.priv == nil {
+	if !k.isPrivate() {
 		return nil, fmt.Errorf("sign with %s: %w: a public key cannot sign", id, ErrUnsupportedKey)
 	}
 	if k.info.Flags&FlagDigitalSignature == 0 {
 		return nil, fmt.Errorf("sign with %s: %w: key lacks digitalsignature", id, ErrForbidden)
+	}
+	if k.hss != nil {
+		return signHashsig(k.hss, id, digest, opts)
 	}
 	sig, err := signDigest(k.priv, digest, opts)
 	if err != nil {
@@ -281,6 +299,20 @@ func (s *Session) Verify(_ context.Context, id UUID, digest, sig []byte, opts cr
 		return fmt.Errorf("verify with %s: %w", id, err)
 	}
 	return nil
+}
+
+func signHashsig(sk *hashsig.PrivateKey, id UUID, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts == nil || opts.HashFunc() != 0 {
+		return nil, fmt.Errorf("sign with %s: %w: an HSS key signs the message itself, with no hash named", id, ErrBadArguments)
+	}
+	sig, err := sk.Sign(msg)
+	if errors.Is(err, hashsig.ErrKeyExhausted) {
+		return nil, fmt.Errorf("sign with %s: %w", id, ErrKeyExhausted)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sign with %s: %w", id, err)
+	}
+	return sig, nil
 }
 
 // KEKEncryptions: the emulated HSM produces and undoes all three.

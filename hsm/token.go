@@ -3,6 +3,8 @@ package hsm
 import (
 	"context"
 	"crypto"
+
+	"github.com/hsmkit/cryptech-backup/hashsig"
 )
 
 // Token is what the transfer protocols need from an HSM, whichever HSM it is:
@@ -28,7 +30,9 @@ type Token interface {
 
 	// Sign signs digest, the hash of a message, like crypto.Signer: opts
 	// names the hash, and *rsa.PSSOptions asks for RSA-PSS. RSA signatures
-	// are PKCS#1 v1.5 otherwise; ECDSA signatures are ASN.1 DER.
+	// are PKCS#1 v1.5 otherwise; ECDSA signatures are ASN.1 DER. An HSS key
+	// signs the message itself (opts.HashFunc() is 0, digest is the
+	// message), with the RFC 8554 signature format.
 	Sign(ctx context.Context, id UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error)
 	// Verify checks a signature made as Sign makes them, returning
 	// ErrInvalidSignature when it does not verify.
@@ -56,14 +60,16 @@ type BatchImporter interface {
 
 // GenerateRequest asks for a new key pair.
 type GenerateRequest struct {
-	// Type is KeyTypeRSAPrivate or KeyTypeECPrivate.
+	// Type is KeyTypeRSAPrivate, KeyTypeECPrivate or KeyTypeHashsigPrivate.
 	Type KeyType
 	// Bits is the RSA modulus size: 2048, 3072 or 4096.
 	Bits int
 	// Curve is the EC curve.
 	Curve Curve
-	Flags Flags
-	Label string
+	// Levels are the LMS and LM-OTS types of an HSS key, top first.
+	Levels []hashsig.Level
+	Flags  Flags
+	Label  string
 }
 
 // Filter selects keys: a key matches when its type and curve equal Type and

@@ -6,8 +6,11 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+
+	"github.com/hsmkit/cryptech-backup/hashsig"
 )
 
 // Export wraps an exportable private key for the holder of the KEKEK: the
@@ -25,7 +28,7 @@ func (s *Session) export(req ExportRequest) (WrappedKey, error) {
 	if err != nil {
 		return WrappedKey{}, err
 	}
-	if k.priv == nil {
+	if !k.isPrivate() {
 		return WrappedKey{}, fmt.Errorf("%w: only private keys are exported wrapped", ErrUnsupportedKey)
 	}
 	if k.info.Flags&FlagExportable == 0 {
@@ -38,9 +41,9 @@ func (s *Session) export(req ExportRequest) (WrappedKey, error) {
 	if _, err := kekAlgorithm(req.Encryption); err != nil {
 		return WrappedKey{}, err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(k.priv)
+	der, err := exportablePKCS8(k)
 	if err != nil {
-		return WrappedKey{}, fmt.Errorf("%w: %v", ErrUnsupportedKey, err)
+		return WrappedKey{}, err
 	}
 	defer clear(der)
 	trng := s.h.board.TRNG
@@ -62,6 +65,28 @@ func (s *Session) export(req ExportRequest) (WrappedKey, error) {
 		}
 	}
 	return w, nil
+}
+
+// exportablePKCS8 is the PrivateKeyInfo that leaves the HSM. For an HSS key
+// it is a new part of the key: the remaining signatures are split, this HSM
+// keeping the first half, and its shrunken range is in flash before the
+// other half is handed out.
+func exportablePKCS8(k *key) ([]byte, error) {
+	if k.hss == nil {
+		der, err := x509.MarshalPKCS8PrivateKey(k.priv)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnsupportedKey, err)
+		}
+		return der, nil
+	}
+	part, err := k.hss.Split()
+	if errors.Is(err, hashsig.ErrCannotSplit) {
+		return nil, fmt.Errorf("%w: %v", ErrKeyExhausted, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return part.MarshalPKCS8()
 }
 
 // Import stores one key exported to one of this HSM's KEKEKs, or a public
@@ -112,10 +137,23 @@ func (s *Session) ImportBatch(ctx context.Context, reqs []ImportRequest) ([]Impo
 		}
 	}
 
-	h := s.h
+	stored, err := s.h.commitImport(s, recs, keys)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]ImportResult, len(stored))
+	for i, k := range stored {
+		results[i] = ImportResult{Key: k.snapshot(), Present: k != keys[i]}
+	}
+	return results, nil
+}
+
+// commitImport stores the prepared keys, all or none, returning for each the
+// key now held: the new one, or the same key already present.
+func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	results := make([]ImportResult, len(reqs))
+	held := make([]*key, len(keys))
 	var newRecs []*keyRecord
 	var newKeys []*key
 	for i, r := range recs {
@@ -133,16 +171,38 @@ func (s *Session) ImportBatch(ctx context.Context, reqs []ImportRequest) ([]Impo
 			if err != nil || old.info.Type != k.info.Type || !bytes.Equal(old.info.PublicKey, k.info.PublicKey) {
 				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, ErrKeyNameInUse)
 			}
-			results[i] = ImportResult{Key: old.info, Present: true}
+			held[i] = old
 			continue
 		}
-		results[i] = ImportResult{Key: k.info}
+		if k.hss != nil {
+			if err := h.checkHashsigIdentifier(s, k); err != nil {
+				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, err)
+			}
+		}
+		held[i] = k
 		newRecs, newKeys = append(newRecs, r), append(newKeys, k)
 	}
 	if err := h.store(s, newRecs, newKeys); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	return results, nil
+	return held, nil
+}
+
+// checkHashsigIdentifier refuses an HSS key whose identifier (the top tree's
+// I) another key of this HSM has, as libhal does: two parts of one key
+// under two names would invite signing with both. Called with h.mu held.
+func (h *HSM) checkHashsigIdentifier(s *Session, k *key) error {
+	id := k.hss.ID()
+	for _, rid := range h.ks.List(kindKey) {
+		other, err := h.lookup(s, UUID(rid))
+		if err != nil {
+			continue // a damaged key cannot be checked; its UUID is taken anyway
+		}
+		if other.hss != nil && other.hss.ID() == id {
+			return fmt.Errorf("%w: key %s holds HSS identifier %x", ErrKeyNameInUse, other.info.UUID, id)
+		}
+	}
+	return nil
 }
 
 // prepareImport decrypts and checks one key, storing nothing.
@@ -150,7 +210,7 @@ func (s *Session) prepareImport(req ImportRequest) (*keyRecord, *key, error) {
 	if err := checkNewKey(req.Flags, req.Label); err != nil {
 		return nil, nil, err
 	}
-	var priv crypto.Signer
+	var priv any
 	var pub crypto.PublicKey
 	if len(req.Wrapped.PKCS8) == 0 {
 		p, err := ParsePublicKey(req.PublicKey)
@@ -179,8 +239,9 @@ func (s *Session) prepareImport(req ImportRequest) (*keyRecord, *key, error) {
 	return r, k, nil
 }
 
-// unwrap recovers a private key from an ImportRequest, checking its binding.
-func (s *Session) unwrap(req ImportRequest) (crypto.Signer, error) {
+// unwrap recovers a private key from an ImportRequest, checking its binding:
+// a crypto.Signer or a *hashsig.PrivateKey.
+func (s *Session) unwrap(req ImportRequest) (any, error) {
 	kekek, err := s.key(req.KEKEK)
 	if err != nil {
 		return nil, fmt.Errorf("KEKEK: %w", err)
@@ -207,9 +268,12 @@ func (s *Session) unwrap(req ImportRequest) (crypto.Signer, error) {
 			return nil, err
 		}
 	}
-	signer, err := parsePrivateKey(der)
+	signer, hss, err := parsePrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("unwrapped key: %w", err)
+	}
+	if hss != nil {
+		return hss, nil
 	}
 	return signer, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/hsmkit/cryptech-backup/hashsig"
 )
 
 // UUID names a key. New keys get a random (version 4) UUID.
@@ -226,6 +228,20 @@ type KeyInfo struct {
 	Label string
 	// PublicKey is the SubjectPublicKeyInfo, DER.
 	PublicKey []byte
+	// Hashsig describes an HSS key; nil for other keys.
+	Hashsig *HashsigInfo
+}
+
+// HashsigInfo describes an HSS key (RFC 8554).
+type HashsigInfo struct {
+	// L is the number of levels.
+	L int
+	// Levels are the LMS and LM-OTS types of each level, top first. A public
+	// key names only its top level, so it has one entry.
+	Levels []hashsig.Level
+	// Remaining is how many signatures a private key can still make (zero
+	// for a public key).
+	Remaining uint64
 }
 
 // Errors callers branch on. Backends wrap them with context; test with
@@ -249,4 +265,7 @@ var (
 	// ErrTamper: the master key is gone (zeroized), so the keystore cannot be
 	// read until it is restored.
 	ErrTamper = errors.New("master key not set (tamper): keystore unreadable")
+	// ErrKeyExhausted: a hash-based key has no signature left to make or to
+	// give away (HASHSIG_KEY_EXHAUSTED).
+	ErrKeyExhausted = errors.New("hash-based key exhausted")
 )

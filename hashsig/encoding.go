@@ -1,0 +1,132 @@
+package hashsig
+
+import (
+	"encoding/asn1"
+	"encoding/binary"
+	"fmt"
+)
+
+// OID is id-alg-hss-lms-hashsig (RFC 8708, RFC 9708): the algorithm of HSS
+// public keys in a SubjectPublicKeyInfo and of HSS private keys in PKCS#8.
+var OID = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 3, 17}
+
+type algorithmIdentifier struct {
+	Algorithm asn1.ObjectIdentifier
+}
+
+type subjectPublicKeyInfo struct {
+	Algorithm algorithmIdentifier
+	PublicKey asn1.BitString
+}
+
+// MarshalPKIXPublicKey encodes an HSS public key as a SubjectPublicKeyInfo
+// as RFC 9708 does: the algorithm without parameters, and the RFC 8554
+// public key itself as the bit string.
+func MarshalPKIXPublicKey(pk *PublicKey) []byte {
+	b := pk.Bytes()
+	der, err := asn1.Marshal(subjectPublicKeyInfo{algorithmIdentifier{OID}, asn1.BitString{Bytes: b, BitLength: 8 * len(b)}})
+	if err != nil {
+		panic("hashsig: marshal SubjectPublicKeyInfo: " + err.Error()) // fixed types: cannot fail
+	}
+	return der
+}
+
+// ParsePKIXPublicKey parses what MarshalPKIXPublicKey makes.
+func ParsePKIXPublicKey(der []byte) (*PublicKey, error) {
+	var spki subjectPublicKeyInfo
+	rest, err := asn1.Unmarshal(der, &spki)
+	if err != nil || len(rest) != 0 || !spki.Algorithm.Algorithm.Equal(OID) || spki.PublicKey.BitLength%8 != 0 {
+		return nil, fmt.Errorf("%w: not an HSS SubjectPublicKeyInfo", ErrMalformed)
+	}
+	return ParsePublicKey(spki.PublicKey.Bytes)
+}
+
+// privateKeyInfo is PKCS#8's PrivateKeyInfo (RFC 5208), version 0.
+type privateKeyInfo struct {
+	Version    int
+	Algorithm  algorithmIdentifier
+	PrivateKey []byte
+}
+
+// MarshalPKCS8 encodes the key's state (MarshalBinary) as a PKCS#8
+// PrivateKeyInfo with id-alg-hss-lms-hashsig. No standard fixes the format
+// of an HSS private key; this is the one of this package.
+func (sk *PrivateKey) MarshalPKCS8() ([]byte, error) {
+	state, err := sk.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(state)
+	return marshalPKCS8(state)
+}
+
+// StatePKCS8 wraps a serialized state, as a PersistFunc receives it, in the
+// PKCS#8 form of MarshalPKCS8.
+func StatePKCS8(state []byte) ([]byte, error) { return marshalPKCS8(state) }
+
+func marshalPKCS8(state []byte) ([]byte, error) {
+	der, err := asn1.Marshal(privateKeyInfo{0, algorithmIdentifier{OID}, state})
+	if err != nil {
+		return nil, fmt.Errorf("hashsig: marshal PKCS#8: %w", err)
+	}
+	return der, nil
+}
+
+// IsPKCS8 reports whether der is a PKCS#8 PrivateKeyInfo of an HSS key.
+func IsPKCS8(der []byte) bool {
+	var info privateKeyInfo
+	rest, err := asn1.Unmarshal(der, &info)
+	return err == nil && len(rest) == 0 && info.Algorithm.Algorithm.Equal(OID)
+}
+
+// ParsePKCS8 loads a key from MarshalPKCS8's encoding and rebuilds its trees.
+func ParsePKCS8(der []byte, persist PersistFunc) (*PrivateKey, error) {
+	var info privateKeyInfo
+	rest, err := asn1.Unmarshal(der, &info)
+	if err != nil || len(rest) != 0 || info.Version != 0 || !info.Algorithm.Algorithm.Equal(OID) {
+		return nil, fmt.Errorf("%w: not an HSS PKCS#8 private key", ErrMalformed)
+	}
+	defer clear(info.PrivateKey)
+	return ParsePrivateKey(info.PrivateKey, persist)
+}
+
+// SignatureIndex returns the index a signature was made with: the leaves of
+// each level, top first, read as one number. It checks only the form of the
+// signature, not that it verifies.
+func SignatureIndex(sig []byte) (uint64, error) {
+	if len(sig) < 4 {
+		return 0, fmt.Errorf("%w: HSS signature too short", ErrMalformed)
+	}
+	nspk := binary.BigEndian.Uint32(sig)
+	if nspk >= MaxLevels {
+		return 0, fmt.Errorf("%w: HSS signature with %d levels", ErrMalformed, nspk+1)
+	}
+	rest := sig[4:]
+	var s uint64
+	for l := uint32(0); l <= nspk; l++ {
+		lms, after, err := splitLMSSignature(rest)
+		if err != nil {
+			return 0, err
+		}
+		p, _ := LMSType(binary.BigEndian.Uint32(lms[len(lms)-lmsPathSize(lms):])).Params()
+		s = s<<p.H | uint64(binary.BigEndian.Uint32(lms))
+		if l < nspk {
+			if _, after, err = parseLMSPublicKey(after); err != nil {
+				return 0, err
+			}
+		}
+		rest = after
+	}
+	if len(rest) != 0 {
+		return 0, fmt.Errorf("%w: %d bytes after the HSS signature", ErrMalformed, len(rest))
+	}
+	return s, nil
+}
+
+// lmsPathSize returns how many bytes from the end of an LMS signature its
+// type field starts: 4 for the type plus the authentication path.
+func lmsPathSize(lms []byte) int {
+	ot := LMOTSType(binary.BigEndian.Uint32(lms[4:]))
+	op, _ := ot.Params()
+	return len(lms) - 4 - otsSignatureSize(op)
+}

@@ -1,0 +1,155 @@
+package hsm
+
+import (
+	"crypto"
+	"errors"
+	"testing"
+
+	"github.com/hsmkit/cryptech-backup/hashsig"
+)
+
+var twoLevels = []hashsig.Level{
+	{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4},
+	{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4},
+}
+
+func signHSS(t *testing.T, s *Session, id UUID, msg string) []byte {
+	t.Helper()
+	sig, err := s.Sign(ctx, id, []byte(msg), crypto.Hash(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
+}
+
+func sigIndex(t *testing.T, sig []byte) uint64 {
+	t.Helper()
+	s, err := hashsig.SignatureIndex(sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestHashsigKeyStateSurvivesRestart(t *testing.T) {
+	h, dir := newTestHSM(t)
+	s := login(t, h)
+	k := generate(t, s, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags, Label: "lms"})
+	if k.Type != KeyTypeHashsigPrivate || k.Hashsig == nil || k.Hashsig.Remaining != 1024 || len(k.Hashsig.Levels) != 2 {
+		t.Fatalf("generated %+v", k)
+	}
+	for i := range 3 {
+		sig := signHSS(t, s, k.UUID, "before")
+		if err := s.Verify(ctx, k.UUID, []byte("before"), sig, crypto.Hash(0)); err != nil {
+			t.Fatal(err)
+		}
+		if err := VerifySignature(k.PublicKey, []byte("before"), sig, crypto.Hash(0)); err != nil {
+			t.Fatal(err)
+		}
+		if got := sigIndex(t, sig); got != uint64(i) {
+			t.Errorf("signature %d used index %d", i, got)
+		}
+	}
+	if _, err := s.Sign(ctx, k.UUID, []byte("x"), crypto.SHA256); !errors.Is(err, ErrBadArguments) {
+		t.Errorf("HSS sign with a hash named: %v", err)
+	}
+	s.Close()
+	h.Close()
+
+	h2, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	s2 := login(t, h2)
+	info, err := s2.Key(ctx, k.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Hashsig.Remaining != 1021 {
+		t.Errorf("after restart %d signatures left, want 1021", info.Hashsig.Remaining)
+	}
+	sig := signHSS(t, s2, k.UUID, "after")
+	if got := sigIndex(t, sig); got != 3 {
+		t.Errorf("after restart the key signed with index %d, want 3", got)
+	}
+	if err := VerifySignature(k.PublicKey, []byte("after"), sig, crypto.Hash(0)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestHashsigExportSplitsTheRange(t *testing.T) {
+	p := newPair(t)
+	k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+	signHSS(t, p.src, k.UUID, "one")
+	w := p.export(t, k, KEKOAEPSHA256, nil)
+	res, err := p.dst.Import(ctx, p.importReq(k, w, KEKOAEPSHA256, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcInfo, _ := p.src.Key(ctx, k.UUID)
+	if srcInfo.Hashsig.Remaining+res.Key.Hashsig.Remaining != 1023 || srcInfo.Hashsig.Remaining < 500 {
+		t.Errorf("source keeps %d, destination gets %d of 1023", srcInfo.Hashsig.Remaining, res.Key.Hashsig.Remaining)
+	}
+	used := map[uint64]string{}
+	for i := range 20 {
+		for name, s := range map[string]*Session{"source": p.src, "destination": p.dst} {
+			sig := signHSS(t, s, k.UUID, "both")
+			if err := VerifySignature(k.PublicKey, []byte("both"), sig, crypto.Hash(0)); err != nil {
+				t.Fatalf("%s signature %d: %v", name, i, err)
+			}
+			idx := sigIndex(t, sig)
+			if other, dup := used[idx]; dup {
+				t.Fatalf("index %d used by the %s and the %s", idx, other, name)
+			}
+			used[idx] = name
+		}
+	}
+	// The same part again is present, and left alone.
+	again, err := p.dst.Import(ctx, p.importReq(k, w, KEKOAEPSHA256, nil))
+	if err != nil || !again.Present {
+		t.Fatalf("re-import: present=%v err=%v", again.Present, err)
+	}
+	after, _ := p.dst.Key(ctx, k.UUID)
+	if after.Hashsig.Remaining != res.Key.Hashsig.Remaining-20 {
+		t.Errorf("re-import changed the destination's range: %d left", after.Hashsig.Remaining)
+	}
+	// Another part of the key under another name is refused.
+	w2 := p.export(t, k, KEKOAEPSHA256, nil)
+	req := p.importReq(k, w2, KEKOAEPSHA256, nil)
+	req.UUID = UUID{0x40, 1, 2, 3}
+	if _, err := p.dst.Import(ctx, req); !errors.Is(err, ErrKeyNameInUse) {
+		t.Errorf("second part of one HSS key under another UUID: %v", err)
+	}
+}
+
+func TestHashsigExhaustion(t *testing.T) {
+	p := newPair(t)
+	one := []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W8}}
+	k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: one, Flags: signFlags | FlagExportable})
+	for range 31 {
+		signHSS(t, p.src, k.UUID, "m")
+	}
+	if _, err := p.src.Export(ctx, ExportRequest{Key: k.UUID, KEKEK: p.kekek.PublicKey, Encryption: KEKOAEPSHA256}); !errors.Is(err, ErrKeyExhausted) {
+		t.Errorf("export of a key with one signature left: %v", err)
+	}
+	signHSS(t, p.src, k.UUID, "last")
+	if _, err := p.src.Sign(ctx, k.UUID, []byte("m"), crypto.Hash(0)); !errors.Is(err, ErrKeyExhausted) {
+		t.Errorf("sign with an exhausted key: %v", err)
+	}
+}
+
+func TestHashsigGenerateRefusesBadLevels(t *testing.T) {
+	h, _ := newTestHSM(t)
+	s := login(t, h)
+	for _, levels := range [][]hashsig.Level{
+		nil,
+		make([]hashsig.Level, 9),
+		{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHAKE_N32_W4}},
+		{{LMS: 0x99, LMOTS: hashsig.LMOTS_SHA256_N32_W4}},
+	} {
+		if _, err := s.GenerateKey(ctx, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: levels, Flags: signFlags}); !errors.Is(err, ErrBadArguments) {
+			t.Errorf("levels %v: %v", levels, err)
+		}
+	}
+}
