@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/hsmkit/cryptech-backup/internal/filelock"
 )
 
 // ErrNoBoard: the state directory holds no board.
@@ -125,7 +127,10 @@ func openBoard(dir string) (*Board, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := lockFile(f.file); err != nil {
+	if err := filelock.Lock(f.file); errors.Is(err, filelock.ErrLocked) {
+		f.Close()
+		return nil, ErrBoardInUse
+	} else if err != nil {
 		f.Close()
 		return nil, err
 	}

@@ -89,6 +89,8 @@ type command struct {
 	// needsHSM: the command takes the common flags that choose an HSM.
 	needsHSM bool
 	examples string
+	// subcommands, when set, make the command a group: "hashsig keygen".
+	subcommands []*command
 }
 
 type runFunc func(ctx context.Context, e *env, c *call) error
@@ -155,16 +157,33 @@ func run(args []string, e *env) (status int) {
 		fmt.Fprintln(e.stdout, progName, version())
 		return 0
 	}
-	cmd := lookup(args[0])
+	cmd := lookup(commands(), args[0])
 	if cmd == nil {
 		fmt.Fprintf(e.stderr, "%s: error: unknown command %q\n", progName, args[0])
 		fmt.Fprintf(e.stderr, "%s: hint: run '%s --help' for the list of commands\n", progName, progName)
 		return 2
 	}
+	name := cmd.name
+	if cmd.subcommands != nil {
+		group := cmd
+		if len(args) < 2 || args[1] == "-h" || args[1] == "--help" || args[1] == "help" {
+			printGroupUsage(e.stderr, group)
+			if len(args) < 2 {
+				return 2
+			}
+			return 0
+		}
+		if cmd = lookup(group.subcommands, args[1]); cmd == nil {
+			fmt.Fprintf(e.stderr, "%s: error: unknown command %q\n", progName, group.name+" "+args[1])
+			fmt.Fprintf(e.stderr, "%s: hint: run '%s %s --help' for its commands\n", progName, progName, group.name)
+			return 2
+		}
+		name, args = group.name+" "+cmd.name, args[1:]
+	}
 	c := &call{}
-	c.fs = flag.NewFlagSet(progName+" "+cmd.name, flag.ContinueOnError)
+	c.fs = flag.NewFlagSet(progName+" "+name, flag.ContinueOnError)
 	c.fs.SetOutput(e.stderr)
-	c.fs.Usage = func() { commandUsage(e.stderr, cmd, c.fs) }
+	c.fs.Usage = func() { commandUsage(e.stderr, name, cmd, c.fs) }
 	if cmd.needsHSM {
 		c.fs.StringVar(&c.hsmDir, "hsm", "", "emulated HSM state directory (default $CRYPTECH_HSM, else ./hsm)")
 		addString(c.fs, &c.pin, "p", "pin", "", "wheel PIN (visible to other users in ps: prefer --pin-file or $CRYPTECH_PIN)")
@@ -182,11 +201,11 @@ func run(args []string, e *env) (status int) {
 	case err == nil:
 		return 0
 	case errors.As(err, new(usageError)):
-		fmt.Fprintf(e.stderr, "%s %s: %v\n", progName, cmd.name, err)
-		fmt.Fprintf(e.stderr, "%s: hint: run '%s %s --help'\n", progName, progName, cmd.name)
+		fmt.Fprintf(e.stderr, "%s %s: %v\n", progName, name, err)
+		fmt.Fprintf(e.stderr, "%s: hint: run '%s %s --help'\n", progName, progName, name)
 		return 2
 	case errors.Is(err, errInvalidSignature):
-		fmt.Fprintf(e.stderr, "%s: %v\n", progName, err)
+		fmt.Fprintf(e.stderr, "%s: %s\n", progName, oneLine(err))
 		return 1
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		fmt.Fprintf(e.stderr, "%s: interrupted\n", progName)
@@ -224,8 +243,8 @@ func version() string {
 	return "(devel)"
 }
 
-func lookup(name string) *command {
-	for _, c := range commands() {
+func lookup(cmds []*command, name string) *command {
+	for _, c := range cmds {
 		if c.name == name {
 			return c
 		}
@@ -250,8 +269,16 @@ Exit status: 0 done, 1 failed (nothing changed), 2 usage error.
 `, progName)
 }
 
-func commandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: %s %s %s\n\n%s\n\nFlags:\n", progName, cmd.name, cmd.args, cmd.summary)
+func printGroupUsage(w io.Writer, group *command) {
+	fmt.Fprintf(w, "%s\n\nUsage: %s %s COMMAND [flags]\n\nCommands:\n", group.summary, progName, group.name)
+	for _, c := range group.subcommands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun '%s %s COMMAND --help' for a command's flags.\n", progName, group.name)
+}
+
+func commandUsage(w io.Writer, name string, cmd *command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: %s %s %s\n\n%s\n\nFlags:\n", progName, name, cmd.args, cmd.summary)
 	fs.PrintDefaults()
 	if cmd.examples != "" {
 		fmt.Fprintf(w, "\nExamples:\n%s", cmd.examples)
@@ -367,16 +394,25 @@ func writeFileAtomic(path string, data []byte, force bool) error {
 		return unwrapPathError(err)
 	}
 	if force {
-		return unwrapPathError(os.Rename(tmp.Name(), path))
+		err = os.Rename(tmp.Name(), path)
+	} else if err = os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
+		// A hard link fails if path exists: no check-then-write race.
+		return errors.New("file exists; use --force to replace it")
 	}
-	// A hard link fails if path exists: no check-then-write race.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return errors.New("file exists; use --force to replace it")
-		}
+	if err != nil {
 		return unwrapPathError(err)
 	}
-	return nil
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return unwrapPathError(err)
+	}
+	defer d.Close()
+	return unwrapPathError(d.Sync())
 }
 
 // unwrapPathError drops the temporary file's name from an error: the

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/backup"
+	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
 )
 
@@ -81,6 +82,13 @@ var demoMix = []hsm.GenerateRequest{
 	{Type: hsm.KeyTypeRSAPrivate, Bits: 2048},
 	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384},
 	{Type: hsm.KeyTypeRSAPrivate, Bits: 2048},
+}
+
+// demoHashsig are the parameters of the demo's hash-based key, its last
+// exportable key: two levels of height 5, 1,024 signatures.
+var demoHashsig = []hashsig.Level{
+	{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4},
+	{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4},
 }
 
 // demoHSM is one of the demo's two emulated HSMs, logged in as wheel.
@@ -174,7 +182,7 @@ func runDemo(ctx context.Context, e *env, dir string, n int) error {
 	rows := make([]demoRow, len(keys))
 	failed := 0
 	for i, k := range keys {
-		rows[i] = checkDemoKey(ctx, dst.tok, k, inBundle[k.UUID.String()])
+		rows[i] = checkDemoKey(ctx, src.tok, dst.tok, k, inBundle[k.UUID.String()])
 		if rows[i].problem != "" {
 			failed++
 		}
@@ -183,7 +191,7 @@ func runDemo(ctx context.Context, e *env, dir string, n int) error {
 	if failed > 0 {
 		return fmt.Errorf("demo failed: %d of %d keys did not end up where they should", failed, len(keys))
 	}
-	fmt.Fprintf(e.stdout, "demo: %d of %d exportable keys exported, imported and verified with %s; the non-exportable key stayed home (%.1fs)\n",
+	fmt.Fprintf(e.stdout, "demo: %d of %d exportable keys exported, imported and verified with %s; the hash-based key signed on both HSMs with disjoint indexes; the non-exportable key stayed home (%.1fs)\n",
 		n, n, bundle.KEKEncryption, time.Since(start).Seconds())
 	return nil
 }
@@ -194,6 +202,9 @@ func generateDemoKeys(ctx context.Context, tok hsm.Token, n int) ([]hsm.KeyInfo,
 	reqs := make([]hsm.GenerateRequest, n+1)
 	for i := range n {
 		reqs[i] = demoMix[i%len(demoMix)]
+		if i == n-1 {
+			reqs[i] = hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Levels: demoHashsig}
+		}
 		reqs[i].Flags = hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
 		reqs[i].Label = fmt.Sprintf("demo-%d", i+1)
 	}
@@ -227,7 +238,7 @@ func generateDemoKeys(ctx context.Context, tok hsm.Token, n int) ([]hsm.KeyInfo,
 // checkDemoKey checks one source key on the destination: an exportable key
 // must be there and sign so that the source's public key verifies it; the
 // other must not be there at all.
-func checkDemoKey(ctx context.Context, dst hsm.Token, k hsm.KeyInfo, exported bool) demoRow {
+func checkDemoKey(ctx context.Context, src, dst hsm.Token, k hsm.KeyInfo, exported bool) demoRow {
 	row := demoRow{key: k, exported: exported}
 	_, err := dst.Key(ctx, k.UUID)
 	row.imported = err == nil
@@ -241,16 +252,52 @@ func checkDemoKey(ctx context.Context, dst hsm.Token, k hsm.KeyInfo, exported bo
 		row.problem = "missing"
 		return row
 	}
-	digest := sha256.Sum256([]byte("signed on the destination, verified with the source's public key: " + k.UUID.String()))
-	sig, err := dst.Sign(ctx, k.UUID, digest[:], crypto.SHA256)
-	if err == nil {
-		err = hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256)
+	if k.Hashsig != nil {
+		err = checkDemoHashsig(ctx, src, dst, k)
+	} else {
+		digest := sha256.Sum256([]byte("signed on the destination, verified with the source's public key: " + k.UUID.String()))
+		var sig []byte
+		sig, err = dst.Sign(ctx, k.UUID, digest[:], crypto.SHA256)
+		if err == nil {
+			err = hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256)
+		}
 	}
 	row.verified = err == nil
 	if err != nil {
 		row.problem = err.Error()
 	}
 	return row
+}
+
+// checkDemoHashsig has both HSMs sign with their parts of a hash-based key:
+// every signature must verify under the one public key, and no signature
+// index may appear twice.
+func checkDemoHashsig(ctx context.Context, src, dst hsm.Token, k hsm.KeyInfo) error {
+	used := map[uint64]string{}
+	for round := range 4 {
+		for _, side := range []struct {
+			name string
+			tok  hsm.Token
+		}{{"source", src}, {"destination", dst}} {
+			msg := []byte(fmt.Sprintf("hash-based signature %d by the %s", round, side.name))
+			sig, err := side.tok.Sign(ctx, k.UUID, msg, crypto.Hash(0))
+			if err != nil {
+				return fmt.Errorf("%s: %w", side.name, err)
+			}
+			if err := hsm.VerifySignature(k.PublicKey, msg, sig, crypto.Hash(0)); err != nil {
+				return fmt.Errorf("%s: %w", side.name, err)
+			}
+			idx, err := hashsig.SignatureIndex(sig)
+			if err != nil {
+				return err
+			}
+			if other, dup := used[idx]; dup {
+				return fmt.Errorf("signature index %d used by the %s and the %s", idx, other, side.name)
+			}
+			used[idx] = side.name
+		}
+	}
+	return nil
 }
 
 func printDemoTable(e *env, rows []demoRow) {
@@ -266,8 +313,11 @@ func printDemoTable(e *env, rows []demoRow) {
 			verified += " (" + r.problem + ")"
 		}
 		kind := fmt.Sprintf("rsa-%d", r.key.Bits)
-		if r.key.Curve != hsm.CurveNone {
+		switch {
+		case r.key.Curve != hsm.CurveNone:
 			kind = "ec-" + r.key.Curve.String()
+		case r.key.Hashsig != nil:
+			kind = fmt.Sprintf("hss-L%d", r.key.Hashsig.L)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.key.UUID, r.key.Label, kind, yes[r.exported], yes[r.imported], verified)
 	}

@@ -15,25 +15,28 @@ import (
 
 var keygenCommand = &command{
 	name:     "keygen",
-	args:     "rsa|ec [--bits N] [--curve C] [--exportable] [--label L]",
+	args:     "rsa|ec|hashsig [--bits N] [--curve C] [--levels L --lms T --lmots T] [--exportable] [--label L]",
 	summary:  "generate a key pair in the HSM; prints its UUID",
 	needsHSM: true,
 	examples: `  cryptech-backup keygen rsa --bits 3072 --exportable --label web-1
   cryptech-backup keygen ec --curve p384
+  cryptech-backup keygen hashsig --levels 2 --lms sha256-m32-h10 --lmots sha256-n32-w4 --exportable
 `,
 	define: func(fs *flag.FlagSet) runFunc {
 		var bits int
 		var curve, label string
 		var exportable bool
+		var lf levelFlags
 		fs.IntVar(&bits, "bits", 2048, "RSA modulus size: 2048, 3072 or 4096")
 		fs.StringVar(&curve, "curve", "p256", "EC curve: p256, p384 or p521")
+		lf.register(fs)
 		fs.BoolVar(&exportable, "exportable", false, "allow the key to be exported (wrapped) to another HSM")
 		fs.StringVar(&label, "label", "", "a label for the key")
 		return func(ctx context.Context, e *env, c *call) error {
 			// The key type comes first, then its flags.
 			args := c.fs.Args()
 			if len(args) == 0 {
-				return usageError{"name the key type: rsa or ec"}
+				return usageError{"name the key type: rsa, ec or hashsig"}
 			}
 			kind := args[0]
 			if err := c.fs.Parse(args[1:]); err != nil {
@@ -61,8 +64,14 @@ var keygenCommand = &command{
 					return usageError{err.Error()}
 				}
 				req.Type, req.Curve = hsm.KeyTypeECPrivate, cv
+			case "hashsig":
+				levels, err := lf.parse()
+				if err != nil {
+					return err
+				}
+				req.Type, req.Levels = hsm.KeyTypeHashsigPrivate, levels
 			default:
-				return usageError{fmt.Sprintf("unknown key type %q: want rsa or ec", kind)}
+				return usageError{fmt.Sprintf("unknown key type %q: want rsa, ec or hashsig", kind)}
 			}
 			return c.withToken(ctx, e, func(tok hsm.Token) error {
 				k, err := tok.GenerateKey(ctx, req)
@@ -97,9 +106,13 @@ var listCommand = &command{
 					return writeKeysJSON(e, keys)
 				}
 				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "UUID\tTYPE\tSIZE\tFLAGS\tLABEL")
+				fmt.Fprintln(tw, "UUID\tTYPE\tSIZE\tSIGNATURES LEFT\tFLAGS\tLABEL")
 				for _, k := range keys {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.UUID, k.Type, keySize(k), k.Flags, k.Label)
+					left := "-"
+					if k.Type == hsm.KeyTypeHashsigPrivate {
+						left = fmt.Sprint(k.Hashsig.Remaining)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.UUID, k.Type, keySize(k), left, k.Flags, k.Label)
 				}
 				return tw.Flush()
 			})
@@ -107,9 +120,14 @@ var listCommand = &command{
 	},
 }
 
-// keySize is what the SIZE column shows: the curve, or the RSA modulus bits.
+// keySize is what the SIZE column shows: the curve, the RSA modulus bits,
+// or an HSS key's levels ("L2 sha256-m32-h5/sha256-n32-w4" names the top).
 func keySize(k hsm.KeyInfo) string {
-	if k.Curve != hsm.CurveNone {
+	switch {
+	case k.Hashsig != nil:
+		top := k.Hashsig.Levels[0]
+		return fmt.Sprintf("L%d %v/%v", k.Hashsig.L, top.LMS, top.LMOTS)
+	case k.Curve != hsm.CurveNone:
 		return k.Curve.String()
 	}
 	return fmt.Sprint(k.Bits)
@@ -125,6 +143,16 @@ type keyJSON struct {
 	FlagNames []string `json:"flag_names"`
 	Label     string   `json:"label"`
 	PublicKey string   `json:"public_key"`
+	// Hashsig describes HSS keys.
+	Hashsig *hashsigJSON `json:"hashsig,omitempty"`
+}
+
+type hashsigJSON struct {
+	Levels int      `json:"levels"`
+	LMS    []string `json:"lms"`
+	LMOTS  []string `json:"lmots"`
+	// Remaining is omitted for public keys, which sign nothing.
+	Remaining *uint64 `json:"remaining,omitempty"`
 }
 
 func writeKeysJSON(e *env, keys []hsm.KeyInfo) error {
@@ -140,6 +168,16 @@ func writeKeysJSON(e *env, keys []hsm.KeyInfo) error {
 		}
 		if k.Curve != hsm.CurveNone {
 			j.Curve = k.Curve.String()
+		}
+		if hi := k.Hashsig; hi != nil {
+			j.Hashsig = &hashsigJSON{Levels: hi.L}
+			for _, l := range hi.Levels {
+				j.Hashsig.LMS = append(j.Hashsig.LMS, l.LMS.String())
+				j.Hashsig.LMOTS = append(j.Hashsig.LMOTS, l.LMOTS.String())
+			}
+			if k.Type == hsm.KeyTypeHashsigPrivate {
+				j.Hashsig.Remaining = &hi.Remaining
+			}
 		}
 		out = append(out, j)
 	}

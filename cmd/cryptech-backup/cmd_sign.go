@@ -15,7 +15,7 @@ import (
 var signCommand = &command{
 	name:     "sign",
 	args:     "--key UUID [-i FILE] [-o FILE]",
-	summary:  "sign the SHA-256 of a file (RSA PKCS#1 v1.5, ECDSA DER: what openssl dgst -verify checks)",
+	summary:  "sign the SHA-256 of a file (RSA PKCS#1 v1.5, ECDSA DER: what openssl dgst -verify checks), or with an HSS key the file itself (RFC 8554)",
 	needsHSM: true,
 	examples: `  cryptech-backup sign --key 6f1c... -i message.txt -o message.sig
   openssl dgst -sha256 -verify pub.pem -signature message.sig message.txt
@@ -32,12 +32,12 @@ var signCommand = &command{
 			if err != nil {
 				return err
 			}
-			digest, err := digestOf(e, in)
-			if err != nil {
-				return err
-			}
 			return c.withToken(ctx, e, func(tok hsm.Token) error {
-				sig, err := tok.Sign(ctx, id, digest, crypto.SHA256)
+				data, opts, err := signedData(ctx, e, tok, id, in)
+				if err != nil {
+					return err
+				}
+				sig, err := tok.Sign(ctx, id, data, opts)
 				if err != nil {
 					return err
 				}
@@ -69,12 +69,12 @@ var verifyCommand = &command{
 			if err != nil {
 				return err
 			}
-			digest, err := digestOf(e, in)
-			if err != nil {
-				return err
-			}
 			return c.withToken(ctx, e, func(tok hsm.Token) error {
-				err = tok.Verify(ctx, id, digest, sig, crypto.SHA256)
+				data, opts, err := signedData(ctx, e, tok, id, in)
+				if err != nil {
+					return err
+				}
+				err = tok.Verify(ctx, id, data, sig, opts)
 				if errors.Is(err, hsm.ErrInvalidSignature) {
 					return errInvalidSignature
 				}
@@ -100,6 +100,21 @@ func keyFlag(c *call, keyID string) (hsm.UUID, error) {
 		return hsm.UUID{}, usageError{err.Error()}
 	}
 	return id, nil
+}
+
+// signedData reads what a key signs: the SHA-256 of the input, or for an HSS
+// key the input itself, which RFC 8554 signs whole.
+func signedData(ctx context.Context, e *env, tok hsm.Token, id hsm.UUID, in string) ([]byte, crypto.SignerOpts, error) {
+	k, err := tok.Key(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if k.Hashsig != nil {
+		msg, err := e.readInput(in)
+		return msg, crypto.Hash(0), err
+	}
+	digest, err := digestOf(e, in)
+	return digest, crypto.SHA256, err
 }
 
 func digestOf(e *env, path string) ([]byte, error) {

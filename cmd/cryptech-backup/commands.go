@@ -12,6 +12,7 @@ func commands() []*command {
 		importCommand,
 		signCommand,
 		verifyCommand,
+		hashsigCommand,
 		demoCommand,
 	}
 }

@@ -23,19 +23,19 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
 	}
 	out := stdout.String()
-	rows := regexp.MustCompile(`(?m)^[0-9a-f-]{36} +demo-\d+ +(rsa-\d+|ec-p\d+) +yes +yes +yes$`).FindAllString(out, -1)
+	rows := regexp.MustCompile(`(?m)^[0-9a-f-]{36} +demo-\d+ +(rsa-\d+|ec-p\d+|hss-L2) +yes +yes +yes$`).FindAllString(out, -1)
 	if len(rows) != 7 {
 		t.Errorf("%d exportable keys arrived and verified, want 7:\n%s", len(rows), out)
 	}
 	if !regexp.MustCompile(`(?m)^[0-9a-f-]{36} +stays-home +ec-p256 +no +no +-$`).MatchString(out) {
 		t.Errorf("the non-exportable key's row is missing or wrong:\n%s", out)
 	}
-	for _, kind := range []string{"ec-p256", "rsa-2048", "ec-p384", "rsa-3072", "ec-p521", "rsa-4096"} {
+	for _, kind := range []string{"ec-p256", "rsa-2048", "ec-p384", "rsa-3072", "ec-p521", "rsa-4096", "hss-L2"} {
 		if !strings.Contains(out, kind) {
 			t.Errorf("the demo's keys have no %s", kind)
 		}
 	}
-	if !strings.Contains(out, "demo: 7 of 7 exportable keys exported, imported and verified with rsa-oaep-sha256") {
+	if !strings.Contains(out, "demo: 7 of 7 exportable keys exported, imported and verified with rsa-oaep-sha256; the hash-based key signed on both HSMs with disjoint indexes") {
 		t.Errorf("summary missing:\n%s", out)
 	}
 	// --dir keeps both HSMs and the files; the directory must then be new.

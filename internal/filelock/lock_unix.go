@@ -1,6 +1,6 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package sim
+package filelock
 
 import (
 	"errors"
@@ -10,10 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lockFile takes an exclusive, non-blocking flock on f, held until f is
+// Lock takes an exclusive, non-blocking flock on f, held until f is
 // closed. A lock held elsewhere (another process, or another open of the same
-// file in this one) gives ErrBoardInUse.
-func lockFile(f *os.File) error {
+// file in this one) gives ErrLocked.
+func Lock(f *os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
@@ -30,7 +30,7 @@ func lockFile(f *os.File) error {
 		return err
 	}
 	if errors.Is(lerr, unix.EWOULDBLOCK) {
-		return ErrBoardInUse
+		return ErrLocked
 	}
 	if lerr != nil {
 		return fmt.Errorf("lock %s: %w", f.Name(), lerr)

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/internal/filelock"
+)
+
+var hashsigCommand = &command{
+	name:    "hashsig",
+	summary: "RFC 8554 hash-based signatures on raw files, for interoperability",
+	subcommands: []*command{
+		hashsigKeygenCommand,
+		hashsigSignCommand,
+		hashsigVerifyCommand,
+	},
+}
+
+// levelFlags are the flags that choose an HSS key's parameters.
+type levelFlags struct {
+	levels     int
+	lms, lmots string
+}
+
+func (lf *levelFlags) register(fs *flag.FlagSet) {
+	var lmsNames, otsNames []string
+	for _, t := range hashsig.LMSTypes() {
+		lmsNames = append(lmsNames, t.String())
+	}
+	for _, t := range hashsig.LMOTSTypes() {
+		otsNames = append(otsNames, t.String())
+	}
+	fs.IntVar(&lf.levels, "levels", 1, "number of HSS levels, 1 to 8")
+	fs.StringVar(&lf.lms, "lms", "sha256-m32-h10", "LMS type of every level, or a comma-separated list, top first: "+strings.Join(lmsNames, ", "))
+	fs.StringVar(&lf.lmots, "lmots", "sha256-n32-w4", "LM-OTS type of every level, or a comma-separated list: "+strings.Join(otsNames, ", "))
+}
+
+// parse turns the flags into levels, top first.
+func (lf *levelFlags) parse() ([]hashsig.Level, error) {
+	if lf.levels < 1 || lf.levels > hashsig.MaxLevels {
+		return nil, usageError{fmt.Sprintf("--levels takes 1 to %d", hashsig.MaxLevels)}
+	}
+	lmsList, otsList := strings.Split(lf.lms, ","), strings.Split(lf.lmots, ",")
+	levels := make([]hashsig.Level, lf.levels)
+	for i := range levels {
+		lmsName, otsName := pick(lmsList, i), pick(otsList, i)
+		if lmsName == "" || otsName == "" {
+			return nil, usageError{fmt.Sprintf("--lms and --lmots take one type or %d", lf.levels)}
+		}
+		var err error
+		if levels[i].LMS, err = hashsig.ParseLMSType(lmsName); err != nil {
+			return nil, usageError{err.Error()}
+		}
+		if levels[i].LMOTS, err = hashsig.ParseLMOTSType(otsName); err != nil {
+			return nil, usageError{err.Error()}
+		}
+	}
+	return levels, nil
+}
+
+// pick is list[i], or list[0] when the list has one entry for all levels.
+func pick(list []string, i int) string {
+	switch {
+	case len(list) == 1:
+		return strings.TrimSpace(list[0])
+	case i < len(list):
+		return strings.TrimSpace(list[i])
+	}
+	return ""
+}
+
+var hashsigKeygenCommand = &command{
+	name:    "keygen",
+	args:    "--levels L --lms TYPE --lmots TYPE --priv FILE --pub FILE",
+	summary: "generate an HSS key: the private key file (seed, identifier, parameters, range) and the RFC 8554 public key",
+	examples: `  cryptech-backup hashsig keygen --levels 2 --lms sha256-m32-h5 --lmots sha256-n32-w8 --priv key.prv --pub key.pub
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		var lf levelFlags
+		var priv, pub string
+		var force bool
+		lf.register(fs)
+		fs.StringVar(&priv, "priv", "", "private key file to write (mode 0600)")
+		fs.StringVar(&pub, "pub", "", "public key file to write: the raw RFC 8554 public key")
+		fs.BoolVar(&force, "force", false, "replace existing files (a replaced private key's remaining signatures are lost)")
+		return func(ctx context.Context, e *env, c *call) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			levels, err := lf.parse()
+			if err != nil {
+				return err
+			}
+			if priv == "" || pub == "" {
+				return usageError{"--priv FILE and --pub FILE are required"}
+			}
+			sk, err := hashsig.GenerateKey(nil, levels, nil)
+			if err != nil {
+				return err
+			}
+			state, _ := sk.MarshalBinary()
+			defer clear(state)
+			if err := writeFileAtomic(priv, state, force); err != nil {
+				return fmt.Errorf("write %s: %w", priv, err)
+			}
+			if err := e.output(pub, sk.Public().Bytes(), force, true); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "%s: HSS key with %d signatures; keep %s secret and never copy it to sign elsewhere\n", progName, sk.Remaining(), priv)
+			return nil
+		}
+	},
+}
+
+var hashsigSignCommand = &command{
+	name:    "sign",
+	args:    "--priv FILE [-i FILE] [-o FILE]",
+	summary: "sign a file; the key file is advanced and written back before the signature is released",
+	examples: `  cryptech-backup hashsig sign --priv key.prv -i msg -o msg.sig
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		var priv, in, out string
+		var force bool
+		fs.StringVar(&priv, "priv", "", "private key file")
+		addString(fs, &in, "i", "input", "", "file to sign (default stdin)")
+		addString(fs, &out, "o", "output", "", "signature file (default stdout)")
+		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
+		return func(ctx context.Context, e *env, c *call) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			if priv == "" {
+				return usageError{"--priv FILE is required"}
+			}
+			msg, err := e.readInput(in)
+			if err != nil {
+				return err
+			}
+			sig, err := signWithKeyFile(priv, msg)
+			if err != nil {
+				return err
+			}
+			return e.output(out, sig, force, true)
+		}
+	},
+}
+
+// signWithKeyFile signs msg with the key in path, holding a lock on it so
+// that no other process signs with the same state, and writing the advanced
+// state back (atomically, durably) before the signature is returned. A key
+// file that does not parse or is exhausted is left as it is.
+func signWithKeyFile(path string, msg []byte) ([]byte, error) {
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	if err := filelock.Lock(lock); errors.Is(err, filelock.ErrLocked) {
+		return nil, fmt.Errorf("%s is in use by another process", path)
+	} else if err != nil {
+		return nil, err
+	}
+	state, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(state)
+	persist := func(next []byte) error {
+		if err := writeFileAtomic(path, next, true); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
+	}
+	sk, err := hashsig.ParsePrivateKey(state, persist)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	sig, err := sk.Sign(msg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return sig, nil
+}
+
+var hashsigVerifyCommand = &command{
+	name:    "verify",
+	args:    "--pub FILE --sig FILE [-i FILE]",
+	summary: "check an RFC 8554 signature; exit 0 if it verifies, 1 if not",
+	examples: `  cryptech-backup hashsig verify --pub key.pub --sig msg.sig -i msg
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		var pub, sigFile, in string
+		fs.StringVar(&pub, "pub", "", "public key: raw RFC 8554, or a SubjectPublicKeyInfo (DER or PEM)")
+		fs.StringVar(&sigFile, "sig", "", "signature file")
+		addString(fs, &in, "i", "input", "", "signed file (default stdin)")
+		return func(ctx context.Context, e *env, c *call) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			if pub == "" || sigFile == "" {
+				return usageError{"--pub FILE and --sig FILE are required"}
+			}
+			pkData, err := os.ReadFile(pub)
+			if err != nil {
+				return err
+			}
+			pk, err := parseHashsigPublicKey(pkData)
+			if err != nil {
+				return fmt.Errorf("%s: %w", pub, err)
+			}
+			sig, err := e.readInput(sigFile)
+			if err != nil {
+				return err
+			}
+			msg, err := e.readInput(in)
+			if err != nil {
+				return err
+			}
+			if err := pk.Verify(msg, sig); err != nil {
+				return invalidSignature(err)
+			}
+			fmt.Fprintln(e.stdout, "OK")
+			return nil
+		}
+	},
+}
+
+// invalidSignature says why a signature was refused, without repeating
+// "invalid signature".
+func invalidSignature(err error) error {
+	why := strings.TrimPrefix(err.Error(), "hashsig: ")
+	why = strings.TrimPrefix(strings.TrimPrefix(why, "invalid signature"), ": ")
+	if why == "" {
+		return errInvalidSignature
+	}
+	return fmt.Errorf("%w: %s", errInvalidSignature, why)
+}
+
+// parseHashsigPublicKey accepts the raw RFC 8554 public key or a
+// SubjectPublicKeyInfo, DER or PEM.
+func parseHashsigPublicKey(data []byte) (*hashsig.PublicKey, error) {
+	if block, _ := pem.Decode(data); block != nil && bytes.HasPrefix(bytes.TrimSpace(data), []byte("-----BEGIN")) {
+		data = block.Bytes
+	}
+	if pk, err := hashsig.ParsePublicKey(data); err == nil {
+		return pk, nil
+	}
+	return hashsig.ParsePKIXPublicKey(data)
+}
