@@ -734,3 +734,31 @@ func FuzzReadBundle(f *testing.F) {
 		}
 	})
 }
+
+// TestExportSplitsNothingWhenItFails: an HSS key too worn to split fails the
+// export before any HSS key is split.
+func TestExportSplitsNothingWhenItFails(t *testing.T) {
+	src, moved, _ := source(t)
+	dst := newToken(t)
+	var healthy hsm.KeyInfo
+	for _, k := range moved {
+		if k.Type == hsm.KeyTypeHashsigPrivate {
+			healthy = k
+		}
+	}
+	worn := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Flags: exportable, Levels: []hashsig.Level{
+		{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W8}}})
+	for range 31 {
+		if _, err := src.Sign(ctx, worn.UUID, []byte("m"), crypto.Hash(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := src.Key(ctx, healthy.UUID)
+	if _, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{}); !errors.Is(err, hsm.ErrKeyExhausted) {
+		t.Fatalf("got %v, want ErrKeyExhausted", err)
+	}
+	after, _ := src.Key(ctx, healthy.UUID)
+	if after.Hashsig.Remaining != before.Hashsig.Remaining {
+		t.Errorf("a failed export split an HSS key: %d left, had %d", after.Hashsig.Remaining, before.Hashsig.Remaining)
+	}
+}

@@ -30,6 +30,10 @@ func (e *KeyError) Unwrap() error { return e.Err }
 // Export wraps every exportable key of tok for the KEKEK described by f:
 // private keys as PKCS#8 under a fresh KEK each, public keys as they are.
 // It returns a whole bundle or an error, never part of one.
+//
+// Exporting an HSS key gives away half of its remaining signatures (the
+// source keeps the other half); a bundle that is then lost or not imported
+// takes that half with it. HSS keys are exported last, after every check.
 func Export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions) (*Bundle, error) {
 	b, err := export(ctx, tok, f, opts)
 	if err != nil {
@@ -65,20 +69,35 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 			b.Keys[i].Comment = "Encrypted private key"
 		}
 	}
-	digest := b.metadataDigest()
+	// Exporting an HSS key splits it for good, so every one must be able to
+	// split before anything is done, and they go last: a failure on any
+	// other key leaves them whole.
 	for i, k := range keys {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		if k.Type == hsm.KeyTypeHashsigPrivate && k.Hashsig != nil && k.Hashsig.Remaining < 2 {
+			return nil, &KeyError{i, k.UUID.String(), fmt.Errorf("%w: %d signatures left, too few to split", hsm.ErrKeyExhausted, k.Hashsig.Remaining)}
 		}
-		if k.Type.IsPrivate() {
-			w, err := tok.Export(ctx, hsm.ExportRequest{Key: k.UUID, KEKEK: f.KEKEKPubkey, Encryption: enc, Binding: binding(digest, i)})
-			if err != nil {
-				return nil, &KeyError{i, k.UUID.String(), err}
+	}
+	digest := b.metadataDigest()
+	done := 0
+	for _, hssPass := range []bool{false, true} {
+		for i, k := range keys {
+			if (k.Type == hsm.KeyTypeHashsigPrivate) != hssPass {
+				continue
 			}
-			b.Keys[i].PKCS8, b.Keys[i].KEK, b.Keys[i].Tag = w.PKCS8, w.KEK, w.Tag
-		}
-		if opts.Progress != nil {
-			opts.Progress(i+1, len(keys))
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if k.Type.IsPrivate() {
+				w, err := tok.Export(ctx, hsm.ExportRequest{Key: k.UUID, KEKEK: f.KEKEKPubkey, Encryption: enc, Binding: binding(digest, i)})
+				if err != nil {
+					return nil, &KeyError{i, k.UUID.String(), err}
+				}
+				b.Keys[i].PKCS8, b.Keys[i].KEK, b.Keys[i].Tag = w.PKCS8, w.KEK, w.Tag
+			}
+			done++
+			if opts.Progress != nil {
+				opts.Progress(done, len(keys))
+			}
 		}
 	}
 	return b, nil

@@ -1,9 +1,12 @@
 package hashsig
 
 import (
+	"bytes"
 	"encoding/hex"
 	"testing"
 	"time"
+
+	"github.com/hsmkit/cryptech-backup/internal/testvectors"
 )
 
 func mustHex(t testing.TB, s string) []byte {
@@ -27,5 +30,42 @@ func TestRFC8554TopTreeFromSeed(t *testing.T) {
 	t.Logf("h10/w4 tree in %v", time.Since(start))
 	if got, want := hex.EncodeToString(tr.root()), "32a58885cd9ba0431235466bff9651c6c92124404d45fa53cf161c28f1ad5a8e"; got != want {
 		t.Fatalf("root %s, want %s", got, want)
+	}
+}
+
+// TestDraftVectorsFromSeed rebuilds the trees of the three test cases of
+// draft-fluhrer-lms-more-parm-sets from the SEED and I the draft publishes
+// (bytes counting up from 0x00, 0x30 and 0x60; I from 0x20, 0x50 and 0x80),
+// and compares their roots with the public keys in the shared vector file.
+func TestDraftVectorsFromSeed(t *testing.T) {
+	cases := readVectors(t, testvectors.Path(t, "lms/hss_lms_verify.vec"))
+	counting := func(from byte, n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = from + byte(i)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		seedFrom, idFrom byte
+		n                int
+	}{{0x00, 0x20, 24}, {0x30, 0x50, 24}, {0x60, 0x80, 32}} {
+		var pk *PublicKey
+		for _, c := range cases {
+			p, err := ParsePublicKey(c.publicKey)
+			if err == nil && p.top.id[0] == tc.idFrom {
+				pk = p
+			}
+		}
+		if pk == nil {
+			t.Fatalf("no vector with I starting %#x", tc.idFrom)
+		}
+		var id [IDSize]byte
+		copy(id[:], counting(tc.idFrom, IDSize))
+		tr := newTree(pk.top.typ, pk.top.otsTyp, id, counting(tc.seedFrom, tc.n), 0)
+		tr.build()
+		if !bytes.Equal(tr.root(), pk.top.root) {
+			t.Errorf("%v/%v: root from the published seed differs from the public key", pk.top.typ, pk.top.otsTyp)
+		}
 	}
 }

@@ -3,6 +3,8 @@ package hashsig
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -10,13 +12,15 @@ import (
 )
 
 // PrivateKey is a stateful HSS private key: the top tree's identifier and
-// seed, from which every one-time key and lower tree is derived, and the
-// range of signature indexes it may still use. It is safe for concurrent use.
+// seed, from which every one-time key and lower tree is derived, the top
+// tree's root, and the range of signature indexes it may still use. It is
+// safe for concurrent use.
 type PrivateKey struct {
 	mu     sync.Mutex
 	levels []Level
 	id     [IDSize]byte
 	seed   []byte
+	root   []byte
 	// next is the next index to sign with, end the first it may not use,
 	// persisted the next value the stored state holds (see state.go).
 	next, end, persisted uint64
@@ -24,7 +28,9 @@ type PrivateKey struct {
 	persist              PersistFunc
 
 	pub *PublicKey
-	// trees[l] is the level-l tree that signs at index next, built lazily.
+	// trees[l] is the level-l tree that signs at index next. They are built
+	// when the key first signs: loading a key, listing it or splitting it
+	// never pays for them.
 	trees []*tree
 	// childSigs[l] is the signature of trees[l+1]'s public key by trees[l].
 	childSigs [][]byte
@@ -32,8 +38,7 @@ type PrivateKey struct {
 
 // GenerateKey makes a new HSS key of the given levels, top first, reading
 // the top seed and identifier from rand (crypto/rand if nil). It computes
-// the top tree (and the first tree of each lower level), spreading the work
-// over all cores. persist may be nil.
+// the top tree, spreading the work over all cores. persist may be nil.
 func GenerateKey(rand io.Reader, levels []Level, persist PersistFunc) (*PrivateKey, error) {
 	if err := checkLevels(levels); err != nil {
 		return nil, err
@@ -50,9 +55,11 @@ func GenerateKey(rand io.Reader, levels []Level, persist PersistFunc) (*PrivateK
 		return nil, fmt.Errorf("hashsig: key seed: %w", err)
 	}
 	sk.end = capacity(levels)
-	if err := sk.load(); err != nil {
-		return nil, err
-	}
+	top := sk.topTree()
+	top.build()
+	sk.root = top.root()
+	sk.trees = []*tree{top}
+	sk.setup()
 	if err := sk.store(0, sk.end); err != nil {
 		return nil, err
 	}
@@ -61,21 +68,36 @@ func GenerateKey(rand io.Reader, levels []Level, persist PersistFunc) (*PrivateK
 
 var cryptoRand = rand.Reader
 
-// load builds the trees that sign at index next.
-func (sk *PrivateKey) load() error {
-	top := newTree(sk.levels[0].LMS, sk.levels[0].LMOTS, sk.id, sk.seed, 0)
-	top.build()
-	sk.trees = []*tree{top}
-	sk.pub = &PublicKey{levels: len(sk.levels), top: top.publicKey()}
+func (sk *PrivateKey) topTree() *tree {
+	return newTree(sk.levels[0].LMS, sk.levels[0].LMOTS, sk.id, sk.seed, 0)
+}
+
+// setup derives what follows from the stored state: the public key.
+func (sk *PrivateKey) setup() {
+	sk.pub = &PublicKey{levels: len(sk.levels), top: &lmsPublicKey{
+		typ: sk.levels[0].LMS, otsTyp: sk.levels[0].LMOTS, id: sk.id, root: sk.root}}
 	sk.childSigs = make([][]byte, len(sk.levels)-1)
-	if sk.next < sk.end {
-		sk.descend(sk.next)
+}
+
+// buildTop builds the top tree if it is not built yet, and checks that its
+// root is the one stored: a damaged seed is found before anything is signed.
+// Called with sk.mu held.
+func (sk *PrivateKey) buildTop() error {
+	if sk.trees != nil {
+		return nil
 	}
+	top := sk.topTree()
+	top.build()
+	if subtle.ConstantTimeCompare(top.root(), sk.root) != 1 {
+		return fmt.Errorf("%w: the seed does not give the key's public key", ErrMalformed)
+	}
+	sk.trees = []*tree{top}
 	return nil
 }
 
 // descend makes trees[1..] the trees on the path of index s, rebuilding
-// those that changed and the signatures that link them.
+// those that changed and the signatures that link them. Called with sk.mu
+// held, after buildTop.
 func (sk *PrivateKey) descend(s uint64) {
 	path := indexPath(sk.levels, s)
 	hs := sk.hasher()
@@ -111,12 +133,23 @@ func (sk *PrivateKey) Public() *PublicKey { return sk.pub }
 // Levels returns the key's parameters, top level first.
 func (sk *PrivateKey) Levels() []Level { return append([]Level(nil), sk.levels...) }
 
+// ID returns I, the identifier of the key's top tree: what names an HSS key
+// (libhal refuses to import a key whose identifier it already holds).
+func (sk *PrivateKey) ID() [IDSize]byte { return sk.id }
+
 // Sign signs msg with the next unused index. The state that marks the index
 // used is persisted (see SetReserve) before the signature is made; a key with
-// no index left returns ErrKeyExhausted.
+// no index left returns ErrKeyExhausted. The signature is verified before it
+// is returned, so a fault while signing cannot release a bad one.
 func (sk *PrivateKey) Sign(msg []byte) ([]byte, error) {
 	sk.mu.Lock()
 	defer sk.mu.Unlock()
+	if sk.next >= sk.end {
+		return nil, ErrKeyExhausted
+	}
+	if err := sk.buildTop(); err != nil {
+		return nil, err
+	}
 	s, err := sk.claim()
 	if err != nil {
 		return nil, err
@@ -134,14 +167,18 @@ func (sk *PrivateKey) Sign(msg []byte) ([]byte, error) {
 	if _, err := io.ReadFull(cryptoRand, c); err != nil {
 		return nil, fmt.Errorf("hashsig: randomizer: %w", err)
 	}
-	return append(sig, bottom.sign(sk.hasher(), path[last], c, msg)...), nil
+	sig = append(sig, bottom.sign(sk.hasher(), path[last], c, msg)...)
+	if err := sk.pub.Verify(msg, sig); err != nil {
+		return nil, fmt.Errorf("hashsig: signature %d failed its own check: %w", s, err)
+	}
+	return sig, nil
 }
 
 // privateKeyVersion starts the serialized form of a private key.
 const privateKeyVersion = 1
 
-// MarshalBinary returns the key's state: parameters, identifier, seed and
-// range. It is secret: it can sign.
+// MarshalBinary returns the key's state: parameters, identifier, seed, root
+// and range, and a checksum. It is secret: it can sign.
 func (sk *PrivateKey) MarshalBinary() ([]byte, error) {
 	sk.mu.Lock()
 	defer sk.mu.Unlock()
@@ -149,7 +186,7 @@ func (sk *PrivateKey) MarshalBinary() ([]byte, error) {
 }
 
 // marshal encodes: u32 version || u32 L || L × (u32 lms, u32 lmots) || I ||
-// SEED || u64 next || u64 end.
+// SEED || T[1] || u64 next || u64 end || SHA-256 of all that before.
 func (sk *PrivateKey) marshal(next, end uint64) []byte {
 	b := binary.BigEndian.AppendUint32(nil, privateKeyVersion)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(sk.levels)))
@@ -159,72 +196,77 @@ func (sk *PrivateKey) marshal(next, end uint64) []byte {
 	}
 	b = append(b, sk.id[:]...)
 	b = append(b, sk.seed...)
+	b = append(b, sk.root...)
 	b = binary.BigEndian.AppendUint64(b, next)
-	return binary.BigEndian.AppendUint64(b, end)
+	b = binary.BigEndian.AppendUint64(b, end)
+	sum := sha256.Sum256(b)
+	return append(b, sum[:]...)
 }
 
-// ParsePrivateKey loads a key from its MarshalBinary form and rebuilds its
-// trees. persist may be nil.
+// ParsePrivateKey loads a key from its MarshalBinary form. It checks the
+// checksum; the trees are built, and the seed checked against the stored
+// root, when the key first signs. persist may be nil.
 func ParsePrivateKey(b []byte, persist PersistFunc) (*PrivateKey, error) {
 	sk, err := parsePrivateKeyState(b)
 	if err != nil {
 		return nil, err
 	}
 	sk.persist = persist
-	if err := sk.load(); err != nil {
-		return nil, err
-	}
 	return sk, nil
 }
 
 func parsePrivateKeyState(b []byte) (*PrivateKey, error) {
 	bad := func(why string) error { return fmt.Errorf("%w: private key: %s", ErrMalformed, why) }
-	if len(b) < 8 || binary.BigEndian.Uint32(b) != privateKeyVersion {
-		return nil, bad("unknown version")
+	if len(b) < 8+sha256.Size || binary.BigEndian.Uint32(b) != privateKeyVersion {
+		return nil, bad("unknown version or truncated")
 	}
-	l := binary.BigEndian.Uint32(b[4:])
+	body, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
+	if want := sha256.Sum256(body); !bytes.Equal(sum, want[:]) {
+		return nil, bad("checksum mismatch: the key is damaged")
+	}
+	l := binary.BigEndian.Uint32(body[4:])
 	if l < 1 || l > MaxLevels {
 		return nil, bad(fmt.Sprintf("%d levels", l))
 	}
-	b = b[8:]
-	if len(b) < int(l)*8 {
+	body = body[8:]
+	if len(body) < int(l)*8 {
 		return nil, bad("truncated")
 	}
 	sk := &PrivateKey{reserve: 1}
 	for i := range int(l) {
-		sk.levels = append(sk.levels, Level{LMSType(binary.BigEndian.Uint32(b[8*i:])), LMOTSType(binary.BigEndian.Uint32(b[8*i+4:]))})
+		sk.levels = append(sk.levels, Level{LMSType(binary.BigEndian.Uint32(body[8*i:])), LMOTSType(binary.BigEndian.Uint32(body[8*i+4:]))})
 	}
 	if err := checkLevels(sk.levels); err != nil {
 		return nil, bad(err.Error())
 	}
-	b = b[8*l:]
+	body = body[8*l:]
 	p, _ := sk.levels[0].LMS.Params()
-	if len(b) != IDSize+p.M+16 {
-		return nil, bad(fmt.Sprintf("%d bytes of identifier, seed and range, want %d", len(b), IDSize+p.M+16))
+	if len(body) != IDSize+2*p.M+16 {
+		return nil, bad(fmt.Sprintf("%d bytes of identifier, seed, root and range, want %d", len(body), IDSize+2*p.M+16))
 	}
-	copy(sk.id[:], b)
-	sk.seed = bytes.Clone(b[IDSize : IDSize+p.M])
-	sk.next = binary.BigEndian.Uint64(b[IDSize+p.M:])
-	sk.end = binary.BigEndian.Uint64(b[IDSize+p.M+8:])
+	copy(sk.id[:], body)
+	sk.seed = bytes.Clone(body[IDSize : IDSize+p.M])
+	sk.root = bytes.Clone(body[IDSize+p.M : IDSize+2*p.M])
+	sk.next = binary.BigEndian.Uint64(body[IDSize+2*p.M:])
+	sk.end = binary.BigEndian.Uint64(body[IDSize+2*p.M+8:])
 	if sk.next > sk.end || sk.end > capacity(sk.levels) {
 		return nil, bad(fmt.Sprintf("range [%d, %d) outside the key's %d signatures", sk.next, sk.end, capacity(sk.levels)))
 	}
 	sk.persisted = sk.next
+	sk.setup()
 	return sk, nil
 }
 
-// cloneRange returns a key with the same secret and top tree but the range
-// [next, end) and nothing persisted. Its lower trees are built when it first
-// signs: a part that is only exported never pays for them. Called with sk.mu
-// held.
+// cloneRange returns a key with the same secret (and top tree, if built) but
+// the range [next, end) and nothing persisted. Called with sk.mu held.
 func (sk *PrivateKey) cloneRange(next, end uint64) *PrivateKey {
-	return &PrivateKey{
-		levels: sk.levels, id: sk.id, seed: bytes.Clone(sk.seed),
+	c := &PrivateKey{
+		levels: sk.levels, id: sk.id, seed: bytes.Clone(sk.seed), root: sk.root,
 		next: next, end: end, persisted: next, reserve: 1,
-		pub: sk.pub, trees: []*tree{sk.trees[0].clone()}, childSigs: make([][]byte, len(sk.levels)-1),
 	}
+	c.setup()
+	if sk.trees != nil {
+		c.trees = []*tree{sk.trees[0].clone()}
+	}
+	return c
 }
-
-// ID returns I, the identifier of the key's top tree: what names an HSS key
-// (libhal refuses to import a key whose identifier it already holds).
-func (sk *PrivateKey) ID() [IDSize]byte { return sk.id }

@@ -2,6 +2,7 @@ package hashsig
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -311,5 +312,39 @@ func TestParsePrivateKeyRefusesBadState(t *testing.T) {
 	binary.BigEndian.PutUint64(bad[len(bad)-16:], 40) // next > end
 	if _, err := parsePrivateKeyState(bad); !errors.Is(err, ErrMalformed) {
 		t.Error("next beyond end parsed")
+	}
+}
+
+func TestDamagedPrivateKeyIsRefusedBeforeSigning(t *testing.T) {
+	st := &store{}
+	sk, err := GenerateKey(nil, small, st.persist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, _ := sk.MarshalBinary()
+	// Any changed byte fails the checksum.
+	for i := range len(good) {
+		bad := bytes.Clone(good)
+		bad[i] ^= 0x10
+		if _, err := ParsePrivateKey(bad, nil); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("byte %d changed: %v", i, err)
+		}
+	}
+	// A changed seed with a recomputed checksum parses, but the key refuses
+	// to sign, and stores nothing, once its tree disagrees with its root.
+	bad := bytes.Clone(good[:len(good)-32])
+	bad[8+8+IDSize] ^= 1 // first seed byte
+	sum := sha256.Sum256(bad)
+	bad = append(bad, sum[:]...)
+	st2 := &store{}
+	k, err := ParsePrivateKey(bad, st2.persist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Sign([]byte("m")); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("sign with a damaged seed: %v", err)
+	}
+	if len(st2.states) != 0 {
+		t.Error("a damaged key persisted state")
 	}
 }

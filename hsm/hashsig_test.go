@@ -153,3 +153,75 @@ func TestHashsigGenerateRefusesBadLevels(t *testing.T) {
 		}
 	}
 }
+
+// TestHashsigPartArrivesOnce: one part of an HSS key can be stored once.
+// Under a second UUID in the same batch, again after it was deleted, as a
+// volatile key and then a token key, or a different part under the UUID it
+// has: all refused, so no index can be signed with twice here.
+func TestHashsigPartArrivesOnce(t *testing.T) {
+	p := newPair(t)
+	k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+	w := p.export(t, k, KEKOAEPSHA256, nil)
+	req := p.importReq(k, w, KEKOAEPSHA256, nil)
+	twin := req
+	twin.UUID = UUID{0x40, 9}
+	if _, err := p.dst.ImportBatch(ctx, []ImportRequest{req, twin}); !errors.Is(err, ErrKeyNameInUse) {
+		t.Errorf("one part under two UUIDs in one batch: %v", err)
+	}
+	volatile := req
+	volatile.Flags &^= FlagToken
+	if _, err := p.dst.Import(ctx, volatile); err != nil {
+		t.Fatal(err)
+	}
+	fresh := req
+	fresh.UUID = UUID{}
+	if _, err := p.dst.Import(ctx, fresh); !errors.Is(err, ErrKeyNameInUse) {
+		t.Errorf("the part again as a token key while a volatile copy exists: %v", err)
+	}
+	p.dst.Logout(ctx) // drops the volatile copy
+	if err := p.dst.Login(ctx, UserWheel, wheelPIN); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.dst.Import(ctx, req); !errors.Is(err, ErrKeyNameInUse) {
+		t.Errorf("the part again after its volatile copy was dropped: %v", err)
+	}
+
+	// A second, different part, under the UUID of a part the destination has.
+	other := newPair(t)
+	k2 := generate(t, other.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+	w1 := other.export(t, k2, KEKOAEPSHA256, nil)
+	if _, err := other.dst.Import(ctx, other.importReq(k2, w1, KEKOAEPSHA256, nil)); err != nil {
+		t.Fatal(err)
+	}
+	w2 := other.export(t, k2, KEKOAEPSHA256, nil)
+	if _, err := other.dst.Import(ctx, other.importReq(k2, w2, KEKOAEPSHA256, nil)); !errors.Is(err, ErrKeyNameInUse) {
+		t.Errorf("another part under the same UUID: %v", err)
+	}
+	// Deleted, then the same bundle again.
+	if err := other.dst.DeleteKey(ctx, k2.UUID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.dst.Import(ctx, other.importReq(k2, w1, KEKOAEPSHA256, nil)); !errors.Is(err, ErrKeyNameInUse) {
+		t.Errorf("the part again after it was deleted: %v", err)
+	}
+}
+
+// TestHashsigSignsOnAFullKeystore: one flash block stays free so that an HSS
+// key can always store its state.
+func TestHashsigSignsOnAFullKeystore(t *testing.T) {
+	h, _ := newTestHSM(t)
+	s := login(t, h)
+	k := generate(t, s, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
+	for {
+		_, err := s.GenerateKey(ctx, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+		if errors.Is(err, ErrKeystoreFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		signHSS(t, s, k.UUID, "still signing")
+	}
+}

@@ -315,7 +315,11 @@ func (h *HSM) attachPersist(k *key) {
 		if err != nil {
 			return err
 		}
-		return h.ks.Put(keystore.Record{ID: keystore.ID(info.UUID), Kind: kindKey, Data: data})
+		err = h.ks.Put(keystore.Record{ID: keystore.ID(info.UUID), Kind: kindKey, Data: data})
+		if errors.Is(err, keystore.ErrFull) {
+			return fmt.Errorf("%w: no free flash block to store the key's state; delete a key", ErrKeystoreFull)
+		}
+		return err
 	})
 }
 
@@ -393,8 +397,33 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
 		}
 		batch = append(batch, keystore.Record{ID: keystore.ID(r.uuid), Kind: kindKey, Data: data})
 	}
+	history, err := h.historyUpdates(keys)
+	if err != nil {
+		return err
+	}
+	// Every write is counted before the first: the keys (and a commit
+	// block for several), new history records, and one block kept free so
+	// that an HSS key can always store its state after a signature.
+	need := len(batch) + 1
+	if len(batch) > 1 {
+		need++
+	}
+	for _, r := range history {
+		if _, err := h.ks.Get(r.ID); err != nil {
+			need++
+		}
+	}
+	if h.ks.Free() < need {
+		return fmt.Errorf("%w: %d keys need %d of the flash's %d free blocks (one stays free for updates)", ErrKeystoreFull, len(keys), need, h.ks.Free())
+	}
+	// History first: if power fails before the keys are stored, the HSM
+	// refuses those parts later rather than risk taking them twice.
+	for _, r := range history {
+		if err := h.ks.Put(r); err != nil {
+			return fmt.Errorf("store HSS history: %w", err)
+		}
+	}
 	// New keys only: Create and PutAll refuse to replace a record.
-	var err error
 	switch len(batch) {
 	case 0:
 	case 1:

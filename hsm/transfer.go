@@ -154,6 +154,7 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	held := make([]*key, len(keys))
+	hssSeen := map[[16]byte]bool{}
 	var newRecs []*keyRecord
 	var newKeys []*key
 	for i, r := range recs {
@@ -171,13 +172,22 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 			if err != nil || old.info.Type != k.info.Type || !bytes.Equal(old.info.PublicKey, k.info.PublicKey) {
 				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, ErrKeyNameInUse)
 			}
+			if k.hss != nil {
+				if same, err := h.hashsigPresent(old, k); err != nil || !same {
+					return nil, fmt.Errorf("import key %d (%s): %w: another part of this HSS key is here already", i, r.uuid, ErrKeyNameInUse)
+				}
+			}
 			held[i] = old
 			continue
 		}
 		if k.hss != nil {
-			if err := h.checkHashsigIdentifier(s, k); err != nil {
+			if err := h.hashsigConflict(s, k); err != nil {
 				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, err)
 			}
+			if hssSeen[k.hss.ID()] {
+				return nil, fmt.Errorf("import key %d (%s): %w: the batch holds this HSS key twice", i, r.uuid, ErrKeyNameInUse)
+			}
+			hssSeen[k.hss.ID()] = true
 		}
 		held[i] = k
 		newRecs, newKeys = append(newRecs, r), append(newKeys, k)
@@ -186,23 +196,6 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	return held, nil
-}
-
-// checkHashsigIdentifier refuses an HSS key whose identifier (the top tree's
-// I) another key of this HSM has, as libhal does: two parts of one key
-// under two names would invite signing with both. Called with h.mu held.
-func (h *HSM) checkHashsigIdentifier(s *Session, k *key) error {
-	id := k.hss.ID()
-	for _, rid := range h.ks.List(kindKey) {
-		other, err := h.lookup(s, UUID(rid))
-		if err != nil {
-			continue // a damaged key cannot be checked; its UUID is taken anyway
-		}
-		if other.hss != nil && other.hss.ID() == id {
-			return fmt.Errorf("%w: key %s holds HSS identifier %x", ErrKeyNameInUse, other.info.UUID, id)
-		}
-	}
-	return nil
 }
 
 // prepareImport decrypts and checks one key, storing nothing.
