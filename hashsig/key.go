@@ -38,7 +38,8 @@ type PrivateKey struct {
 
 // GenerateKey makes a new HSS key of the given levels, top first, reading
 // the top seed and identifier from rand (crypto/rand if nil). It computes
-// the top tree, spreading the work over all cores. persist may be nil.
+// the top tree and the first tree of each lower level, ready to sign,
+// spreading the work over all cores. persist may be nil.
 func GenerateKey(rand io.Reader, levels []Level, persist PersistFunc) (*PrivateKey, error) {
 	if err := checkLevels(levels); err != nil {
 		return nil, err
@@ -60,6 +61,7 @@ func GenerateKey(rand io.Reader, levels []Level, persist PersistFunc) (*PrivateK
 	sk.root = top.root()
 	sk.trees = []*tree{top}
 	sk.setup()
+	sk.descend(0)
 	if err := sk.store(0, sk.end); err != nil {
 		return nil, err
 	}
