@@ -75,7 +75,7 @@ func (pk *PublicKey) Verify(msg, sig []byte) error {
 		if err != nil {
 			return err
 		}
-		if err := checkLevels([]Level{{pk.top.typ, pk.top.otsTyp}, {next.typ, next.otsTyp}}); err != nil {
+		if err := CheckLevels([]Level{{pk.top.typ, pk.top.otsTyp}, {next.typ, next.otsTyp}}); err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalidSignature, err)
 		}
 		if err := key.verify(h, next.marshal(), lmsSig); err != nil {

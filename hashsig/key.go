@@ -41,7 +41,7 @@ type PrivateKey struct {
 // the top tree and the first tree of each lower level, ready to sign,
 // spreading the work over all cores. persist may be nil.
 func GenerateKey(rand io.Reader, levels []Level, persist PersistFunc) (*PrivateKey, error) {
-	if err := checkLevels(levels); err != nil {
+	if err := CheckLevels(levels); err != nil {
 		return nil, err
 	}
 	if rand == nil {
@@ -238,7 +238,7 @@ func parsePrivateKeyState(b []byte) (*PrivateKey, error) {
 	for i := range int(l) {
 		sk.levels = append(sk.levels, Level{LMSType(binary.BigEndian.Uint32(body[8*i:])), LMOTSType(binary.BigEndian.Uint32(body[8*i+4:]))})
 	}
-	if err := checkLevels(sk.levels); err != nil {
+	if err := CheckLevels(sk.levels); err != nil {
 		return nil, bad(err.Error())
 	}
 	body = body[8*l:]

@@ -31,7 +31,7 @@ func parseLMSPublicKey(b []byte) (*lmsPublicKey, []byte, error) {
 		return nil, nil, fmt.Errorf("%w: LMS public key too short", ErrMalformed)
 	}
 	k := &lmsPublicKey{typ: LMSType(binary.BigEndian.Uint32(b)), otsTyp: LMOTSType(binary.BigEndian.Uint32(b[4:]))}
-	if err := checkLevels([]Level{{k.typ, k.otsTyp}}); err != nil {
+	if err := CheckLevels([]Level{{k.typ, k.otsTyp}}); err != nil {
 		return nil, nil, fmt.Errorf("%w: LMS public key: %v", ErrMalformed, err)
 	}
 	p, _ := k.typ.Params()

@@ -230,9 +230,10 @@ type Level struct {
 	LMOTS LMOTSType
 }
 
-// checkLevels validates an HSS parameter list: 1 to 8 levels, known types,
+// CheckLevels validates an HSS parameter list: 1 to 8 levels, known types,
 // and one hash family and output size throughout, as SP 800-208 requires.
-func checkLevels(levels []Level) error {
+// Its errors wrap ErrBadParameters.
+func CheckLevels(levels []Level) error {
 	if len(levels) < 1 || len(levels) > MaxLevels {
 		return fmt.Errorf("%w: an HSS key has 1 to %d levels, not %d", ErrBadParameters, MaxLevels, len(levels))
 	}

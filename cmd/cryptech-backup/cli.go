@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -357,8 +358,8 @@ func (e *env) readInput(path string) ([]byte, error) {
 // a regular file (/dev/null, a pipe) is written to directly.
 func (e *env) output(path string, data []byte, force, binary bool) error {
 	if path == "" || path == "-" {
-		if f, ok := e.stdout.(*os.File); binary && ok && term.IsTerminal(int(f.Fd())) {
-			return usageError{"refusing to write binary output to a terminal; use -o FILE"}
+		if err := e.checkStdout(binary); err != nil {
+			return err
 		}
 		_, err := e.stdout.Write(data)
 		return err
@@ -380,6 +381,52 @@ func (e *env) output(path string, data []byte, force, binary bool) error {
 	return nil
 }
 
+// checkStdout refuses binary output to a terminal.
+func (e *env) checkStdout(binary bool) error {
+	if f, ok := e.stdout.(*os.File); binary && ok && term.IsTerminal(int(f.Fd())) {
+		return usageError{"refusing to write binary output to a terminal; use -o FILE"}
+	}
+	return nil
+}
+
+// checkOutput tells, before a command does what it cannot undo (advance a
+// hash-based key, split keys for an export, make a key), whether output
+// would refuse path: an existing file without force, a directory, a
+// directory that is missing or not writable, binary data for a terminal. It
+// creates and removes a temporary file next to path, as output does. Stdout
+// and an existing path that is not a regular file (/dev/null) pass. Output
+// can still fail afterwards (a full disk, a file created in between: that
+// one is never replaced without force), but not for these reasons.
+func (e *env) checkOutput(path string, force, binary bool) error {
+	if path == "" || path == "-" {
+		return e.checkStdout(binary)
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && fi.IsDir():
+		return fmt.Errorf("write %s: is a directory", path)
+	case err == nil && !fi.Mode().IsRegular():
+		return nil
+	case err == nil && !force:
+		return fmt.Errorf("write %s: %w", path, errFileExists)
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("write %s: %w", path, unwrapPathError(err))
+	case err != nil && !force:
+		// A symlink to nowhere: writeFileAtomic's link would find it.
+		if _, lerr := os.Lstat(path); lerr == nil {
+			return fmt.Errorf("write %s: %w", path, errFileExists)
+		}
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, unwrapPathError(err))
+	}
+	return errors.Join(tmp.Close(), os.Remove(tmp.Name()))
+}
+
+// errFileExists: an output file exists and --force was not given.
+var errFileExists = errors.New("file exists; use --force to replace it")
+
 func writeFileAtomic(path string, data []byte, force bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -397,7 +444,7 @@ func writeFileAtomic(path string, data []byte, force bool) error {
 		err = os.Rename(tmp.Name(), path)
 	} else if err = os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
 		// A hard link fails if path exists: no check-then-write race.
-		return errors.New("file exists; use --force to replace it")
+		return errFileExists
 	}
 	if err != nil {
 		return unwrapPathError(err)

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
@@ -49,12 +50,14 @@ func (lf *levelFlags) parse() ([]hashsig.Level, error) {
 		return nil, usageError{fmt.Sprintf("--levels takes 1 to %d", hashsig.MaxLevels)}
 	}
 	lmsList, otsList := strings.Split(lf.lms, ","), strings.Split(lf.lmots, ",")
+	for _, list := range [][]string{lmsList, otsList} {
+		if len(list) != 1 && len(list) != lf.levels {
+			return nil, usageError{fmt.Sprintf("--lms and --lmots take one type or %d", lf.levels)}
+		}
+	}
 	levels := make([]hashsig.Level, lf.levels)
 	for i := range levels {
 		lmsName, otsName := pick(lmsList, i), pick(otsList, i)
-		if lmsName == "" || otsName == "" {
-			return nil, usageError{fmt.Sprintf("--lms and --lmots take one type or %d", lf.levels)}
-		}
 		var err error
 		if levels[i].LMS, err = hashsig.ParseLMSType(lmsName); err != nil {
 			return nil, usageError{err.Error()}
@@ -63,18 +66,18 @@ func (lf *levelFlags) parse() ([]hashsig.Level, error) {
 			return nil, usageError{err.Error()}
 		}
 	}
+	if err := hashsig.CheckLevels(levels); err != nil {
+		return nil, usageError{strings.TrimPrefix(err.Error(), "hashsig: bad parameters: ")}
+	}
 	return levels, nil
 }
 
 // pick is list[i], or list[0] when the list has one entry for all levels.
 func pick(list []string, i int) string {
-	switch {
-	case len(list) == 1:
+	if len(list) == 1 {
 		return strings.TrimSpace(list[0])
-	case i < len(list):
-		return strings.TrimSpace(list[i])
 	}
-	return ""
+	return strings.TrimSpace(list[i])
 }
 
 var hashsigKeygenCommand = &command{
@@ -102,7 +105,26 @@ var hashsigKeygenCommand = &command{
 			if priv == "" || pub == "" {
 				return usageError{"--priv FILE and --pub FILE are required"}
 			}
+			if priv == "-" {
+				return usageError{"--priv takes a file: a private key is never written to stdout"}
+			}
+			if sameFile(priv, pub) {
+				return usageError{"--priv and --pub name the same file"}
+			}
+			// Both files can be written before minutes go into the trees.
+			if fi, err := os.Stat(priv); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+				return fmt.Errorf("%s: not a regular file", priv)
+			}
+			if err := e.checkOutput(priv, force, false); err != nil {
+				return err
+			}
+			if err := e.checkOutput(pub, force, true); err != nil {
+				return err
+			}
 			sk, err := hashsig.GenerateKey(nil, levels, nil)
+			if errors.Is(err, hashsig.ErrBadParameters) {
+				return usageError{err.Error()}
+			}
 			if err != nil {
 				return err
 			}
@@ -112,7 +134,8 @@ var hashsigKeygenCommand = &command{
 				return fmt.Errorf("write %s: %w", priv, err)
 			}
 			if err := e.output(pub, sk.Public().Bytes(), force, true); err != nil {
-				return err
+				// A private key without its public key is of no use.
+				return errors.Join(err, removeWritten(priv, state))
 			}
 			fmt.Fprintf(e.stderr, "%s: HSS key with %d signatures; keep %s secret and never copy it to sign elsewhere\n", progName, sk.Remaining(), priv)
 			return nil
@@ -140,6 +163,11 @@ var hashsigSignCommand = &command{
 			if priv == "" {
 				return usageError{"--priv FILE is required"}
 			}
+			// The key advances before the signature is written: make sure
+			// it can be.
+			if err := e.checkOutput(out, force, true); err != nil {
+				return err
+			}
 			msg, err := e.readInput(in)
 			if err != nil {
 				return err
@@ -157,8 +185,18 @@ var hashsigSignCommand = &command{
 // that no other process signs with the same state, and writing the advanced
 // state back (atomically, durably) before the signature is returned. A key
 // file that does not parse or is exhausted is left as it is.
+//
+// The lock and the writes go to the file that path names once symlinks are
+// resolved: through a link, a lock named after the link would not exclude a
+// signer using the real name, and a rename would replace the link and leave
+// the real file (and its state) behind. A key file with more than one hard
+// link is refused, as its other names would keep the old state.
 func signWithKeyFile(path string, msg []byte) ([]byte, error) {
-	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	real, err := resolveKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(real+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -168,13 +206,20 @@ func signWithKeyFile(path string, msg []byte) ([]byte, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	state, err := os.ReadFile(path)
-	if err != nil {
+	// The file may have been replaced or linked between the check and the lock.
+	if err := checkKeyFile(path, real); err != nil {
 		return nil, err
+	}
+	state, err := os.ReadFile(real)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, unwrapPathError(err))
 	}
 	defer clear(state)
 	persist := func(next []byte) error {
-		if err := writeFileAtomic(path, next, true); err != nil {
+		if err := checkKeyFile(path, real); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(real, next, true); err != nil {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
 		return nil
@@ -188,6 +233,77 @@ func signWithKeyFile(path string, msg []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return sig, nil
+}
+
+// resolveKeyFile returns the file that path names once symlinks are
+// resolved, after checking it is a regular file with one hard link.
+func resolveKeyFile(path string) (string, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, unwrapPathError(err))
+	}
+	return real, checkKeyFile(path, real)
+}
+
+// checkKeyFile checks that path still leads to real, and that real is a
+// regular file with one name.
+func checkKeyFile(path, real string) error {
+	if now, err := filepath.EvalSymlinks(path); err != nil {
+		return fmt.Errorf("%s: %w", path, unwrapPathError(err))
+	} else if now != real {
+		return fmt.Errorf("%s: now leads to %s instead of %s; try again", path, now, real)
+	}
+	fi, err := os.Lstat(real)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, unwrapPathError(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file", path)
+	}
+	if n, ok := filelock.Links(fi); ok && n > 1 {
+		return fmt.Errorf("%s: the key file has %d hard links; a hash-based key file must have one name only", path, n)
+	}
+	return nil
+}
+
+// sameFile tells whether two output paths name one file: the same path once
+// cleaned and with symlinks in it resolved, or one existing file.
+func sameFile(a, b string) bool {
+	if a == "-" || b == "-" {
+		return a == b
+	}
+	if fa, err := os.Stat(a); err == nil {
+		if fb, err := os.Stat(b); err == nil {
+			return os.SameFile(fa, fb)
+		}
+	}
+	return resolvedPath(a) == resolvedPath(b)
+}
+
+// resolvedPath is path made absolute, with the symlinks in its directory
+// resolved when it exists.
+func resolvedPath(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return filepath.Clean(path)
+	}
+	dir, base := filepath.Split(abs)
+	if d, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = d
+	}
+	return filepath.Join(dir, base)
+}
+
+// removeWritten removes the file writeFileAtomic just wrote to path, if it
+// still holds data.
+func removeWritten(path string, data []byte) error {
+	if now, err := os.ReadFile(path); err != nil || !bytes.Equal(now, data) {
+		return nil
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove %s: %w", path, unwrapPathError(err))
+	}
+	return nil
 }
 
 var hashsigVerifyCommand = &command{

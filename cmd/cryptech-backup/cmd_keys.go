@@ -204,6 +204,9 @@ var pubkeyCommand = &command{
 			if err != nil {
 				return err
 			}
+			if err := e.checkOutput(out, force, false); err != nil {
+				return err
+			}
 			return c.withToken(ctx, e, func(tok hsm.Token) error {
 				k, err := tok.Key(ctx, id)
 				if err != nil {

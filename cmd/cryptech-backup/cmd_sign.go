@@ -32,6 +32,10 @@ var signCommand = &command{
 			if err != nil {
 				return err
 			}
+			// An HSS key spends a signature, which a refused output would lose.
+			if err := e.checkOutput(out, force, true); err != nil {
+				return err
+			}
 			return c.withToken(ctx, e, func(tok hsm.Token) error {
 				data, opts, err := signedData(ctx, e, tok, id, in)
 				if err != nil {

@@ -47,6 +47,10 @@ var setupCommand = &command{
 				}
 				opts.UUID = id
 			}
+			// Setup may generate a KEKEK.
+			if err := e.checkOutput(out, force, false); err != nil {
+				return err
+			}
 			return c.withToken(ctx, e, func(tok hsm.Token) error {
 				f, err := backup.Setup(ctx, tok, opts)
 				if err != nil {
@@ -83,6 +87,11 @@ var exportCommand = &command{
 			}
 			f, err := parseInput(e, in, backup.ReadKEKEKFile)
 			if err != nil {
+				return err
+			}
+			// Export splits every HSS key and keeps half: a bundle that
+			// cannot be written would take the other half with it.
+			if err := e.checkOutput(out, force, false); err != nil {
 				return err
 			}
 			return c.withToken(ctx, e, func(tok hsm.Token) error {

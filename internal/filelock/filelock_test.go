@@ -33,3 +33,31 @@ func TestSecondLockIsRefusedUntilTheFirstCloses(t *testing.T) {
 		t.Fatalf("lock after the first holder closed: %v", err)
 	}
 }
+
+func TestLinksCountsHardLinks(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	count := func() uint64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, ok := Links(fi)
+		if !ok {
+			t.Skip("no link count on this platform")
+		}
+		return n
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("a new file has %d links, want 1", n)
+	}
+	if err := os.Link(path, filepath.Join(dir, "other")); err != nil {
+		t.Skipf("no hard links here: %v", err)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("after os.Link: %d links, want 2", n)
+	}
+}
