@@ -168,6 +168,12 @@ func (h *HSM) Tamper() error {
 	return h.board.MKM.Zeroize()
 }
 
+// Random fills p from the board's TRNG (libhal's GET_RANDOM).
+func (h *HSM) Random(p []byte) error {
+	_, err := h.board.TRNG.Read(p)
+	return err
+}
+
 // NewSession opens a client session, not logged in.
 func (h *HSM) NewSession() *Session { return &Session{h: h} }
 
@@ -296,26 +302,27 @@ func (h *HSM) attachPersist(k *key) {
 	if k.hss == nil || k.info.Flags&FlagToken == 0 {
 		return
 	}
-	info := k.info
-	k.hss.SetPersist(func(state []byte) error {
+	sk, id := k.hss, k.info.UUID
+	sk.SetPersist(func(state []byte) error {
 		der, err := hashsig.StatePKCS8(state)
 		if err != nil {
 			return err
 		}
-		r := &keyRecord{uuid: info.UUID, typ: info.Type, curve: info.Curve, flags: info.Flags, label: info.Label,
-			public: info.PublicKey, private: der}
-		defer r.wipe()
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if h.cache[info.UUID] != k {
+		// The key as it is now: its label or attributes may have changed.
+		cur := h.cache[id]
+		if cur == nil || cur.hss != sk {
 			// Deleted (or forgotten on tamper): never write it back.
-			return fmt.Errorf("%w: %s", ErrKeyNotFound, info.UUID)
+			return fmt.Errorf("%w: %s", ErrKeyNotFound, id)
 		}
+		r := cur.record(der)
+		defer r.wipe()
 		data, err := h.seal(r)
 		if err != nil {
 			return err
 		}
-		err = h.ks.Put(keystore.Record{ID: keystore.ID(info.UUID), Kind: kindKey, Data: data})
+		err = h.ks.Put(keystore.Record{ID: keystore.ID(id), Kind: kindKey, Data: data})
 		if errors.Is(err, keystore.ErrFull) {
 			return fmt.Errorf("%w: no free flash block to store the key's state; delete a key", ErrKeystoreFull)
 		}

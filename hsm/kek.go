@@ -91,6 +91,21 @@ func mustRaw(v any) asn1.RawValue {
 	return asn1.RawValue{FullBytes: der}
 }
 
+// KEKEncryptionOfEPKI reads which KEK encryption an encrypted KEK (an
+// EncryptedPrivateKeyInfo, as Export makes it) uses: what a libhal client,
+// which names none, gets.
+func KEKEncryptionOfEPKI(der []byte) (KEKEncryption, error) {
+	e, err := parseEPKI(der)
+	if err != nil {
+		return "", fmt.Errorf("%w: KEK: %v", ErrBadArguments, err)
+	}
+	enc, err := kekEncryptionOf(e.Algorithm)
+	if err != nil {
+		return "", fmt.Errorf("%w: KEK: %v", ErrBadArguments, err)
+	}
+	return enc, nil
+}
+
 // kekEncryptionOf reads which KEK encryption an AlgorithmIdentifier names.
 func kekEncryptionOf(alg algorithmIdentifier) (KEKEncryption, error) {
 	switch {

@@ -13,6 +13,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 )
@@ -30,6 +32,9 @@ type key struct {
 	hss  *hashsig.PrivateKey
 	// owner is the session a volatile key belongs to; nil for token keys.
 	owner *Session
+	// attrs are the attributes other than the label. A key is never changed
+	// in place: setting attributes replaces it in the HSM's maps.
+	attrs map[uint32][]byte
 }
 
 func hashsigInfo(pk *hashsig.PublicKey, sk *hashsig.PrivateKey) *HashsigInfo {
@@ -72,6 +77,9 @@ type keyRecord struct {
 	public []byte
 	// private is the PKCS#8 PrivateKeyInfo, DER; empty for public keys.
 	private []byte
+	// attrs are the key's attributes other than its label, by type (see
+	// attributes.go).
+	attrs map[uint32][]byte
 }
 
 const keyRecordVersion = 1
@@ -89,6 +97,13 @@ func (r *keyRecord) marshal() []byte {
 	for _, f := range [][]byte{[]byte(r.label), r.public, r.private} {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
 		b = append(b, f...)
+	}
+	types := slices.Sorted(maps.Keys(r.attrs))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(types)))
+	for _, t := range types {
+		b = binary.BigEndian.AppendUint32(b, t)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(r.attrs[t])))
+		b = append(b, r.attrs[t]...)
 	}
 	return b
 }
@@ -118,16 +133,39 @@ func parseKeyRecord(b []byte) (*keyRecord, error) {
 		fields[i] = append([]byte(nil), b[:n]...)
 		b = b[n:]
 	}
+	r.label, r.public, r.private = string(fields[0]), fields[1], fields[2]
+	if len(b) < 4 {
+		return nil, errBadKeyRecord
+	}
+	n := binary.BigEndian.Uint32(b)
+	b = b[4:]
+	for range n {
+		if len(b) < 8 {
+			return nil, errBadKeyRecord
+		}
+		t, l := binary.BigEndian.Uint32(b), binary.BigEndian.Uint32(b[4:])
+		b = b[8:]
+		if uint64(l) > uint64(len(b)) || t == AttributeLabel {
+			return nil, errBadKeyRecord
+		}
+		if r.attrs == nil {
+			r.attrs = map[uint32][]byte{}
+		}
+		if _, dup := r.attrs[t]; dup {
+			return nil, errBadKeyRecord
+		}
+		r.attrs[t] = append([]byte(nil), b[:l]...)
+		b = b[l:]
+	}
 	if len(b) != 0 {
 		return nil, errBadKeyRecord
 	}
-	r.label, r.public, r.private = string(fields[0]), fields[1], fields[2]
 	return r, nil
 }
 
 // newKey builds a key from a record, parsing its DER.
 func newKey(r *keyRecord) (*key, error) {
-	k := &key{info: KeyInfo{UUID: r.uuid, Type: r.typ, Curve: r.curve, Flags: r.flags, Label: r.label, PublicKey: r.public}}
+	k := &key{info: KeyInfo{UUID: r.uuid, Type: r.typ, Curve: r.curve, Flags: r.flags, Label: r.label, PublicKey: r.public}, attrs: r.attrs}
 	var err error
 	if k.pub, err = ParsePublicKey(r.public); err != nil {
 		return nil, err

@@ -239,8 +239,8 @@ func (s *Session) Keys(_ context.Context, f Filter) ([]KeyInfo, error) {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
 	var out []KeyInfo
-	for _, info := range snapshotAll(keys) {
-		if f.Matches(info) {
+	for i, info := range snapshotAll(keys) {
+		if f.Matches(info) && keys[i].hasAttributes(f.Attributes) {
 			out = append(out, info)
 		}
 	}

@@ -73,15 +73,18 @@ type GenerateRequest struct {
 }
 
 // Filter selects keys: a key matches when its type and curve equal Type and
-// Curve (zero matches any) and its flags under Mask equal Flags.
+// Curve (zero matches any), its flags under Mask equal Flags, and it has
+// each of Attributes with that value.
 type Filter struct {
-	Type  KeyType
-	Curve Curve
-	Mask  Flags
-	Flags Flags
+	Type       KeyType
+	Curve      Curve
+	Mask       Flags
+	Flags      Flags
+	Attributes []Attribute
 }
 
-// Matches reports whether k passes the filter.
+// Matches reports whether k passes the filter, leaving out Attributes,
+// which KeyInfo does not carry (but for the label).
 func (f Filter) Matches(k KeyInfo) bool {
 	return (f.Type == KeyTypeNone || f.Type == k.Type) &&
 		(f.Curve == CurveNone || f.Curve == k.Curve) &&

@@ -1,0 +1,142 @@
+package hsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/hsmkit/cryptech-backup/keystore"
+)
+
+// Keys carry attributes as libhal keys do (pkey_set_attributes,
+// pkey_get_attributes): values by type, the PKCS#11 attribute numbers of
+// Cryptech's PKCS#11 layer. The label is attribute AttributeLabel (CKA_LABEL)
+// and is KeyInfo.Label.
+
+// AttributeLabel is CKA_LABEL.
+const AttributeLabel = 3
+
+// MaxAttributeSize bounds one attribute value, and with it a key record.
+const MaxAttributeSize = 1024
+
+// ErrAttributeNotFound: the key has no attribute of that type.
+var ErrAttributeNotFound = errors.New("attribute not found")
+
+// Attribute is a key attribute; Delete in SetAttributes removes it.
+type Attribute struct {
+	Type   uint32
+	Value  []byte
+	Delete bool
+}
+
+// record returns the keystore record of k with the given private DER.
+func (k *key) record(private []byte) *keyRecord {
+	return &keyRecord{uuid: k.info.UUID, typ: k.info.Type, curve: k.info.Curve, flags: k.info.Flags,
+		label: k.info.Label, public: k.info.PublicKey, private: private, attrs: k.attrs}
+}
+
+// attribute returns one attribute of k.
+func (k *key) attribute(t uint32) ([]byte, bool) {
+	if t == AttributeLabel {
+		return []byte(k.info.Label), k.info.Label != ""
+	}
+	v, ok := k.attrs[t]
+	return v, ok
+}
+
+// hasAttributes reports whether k has each attribute with its value.
+func (k *key) hasAttributes(want []Attribute) bool {
+	for _, a := range want {
+		v, ok := k.attribute(a.Type)
+		if !ok || string(v) != string(a.Value) {
+			return false
+		}
+	}
+	return true
+}
+
+// Attributes returns the values of the requested attributes of a key, in
+// order, or ErrAttributeNotFound for the first it lacks.
+func (s *Session) Attributes(_ context.Context, id UUID, types []uint32) ([]Attribute, error) {
+	k, err := s.key(id)
+	if err != nil {
+		return nil, fmt.Errorf("get attributes: %w", err)
+	}
+	out := make([]Attribute, len(types))
+	for i, t := range types {
+		v, ok := k.attribute(t)
+		if !ok {
+			return nil, fmt.Errorf("get attributes of %s: %w: type %d", id, ErrAttributeNotFound, t)
+		}
+		out[i] = Attribute{Type: t, Value: append([]byte(nil), v...)}
+	}
+	return out, nil
+}
+
+// SetAttributes sets or deletes attributes of a key, durably for a token
+// key. The key is replaced, never changed in place, so that readers holding
+// it see a consistent key.
+func (s *Session) SetAttributes(_ context.Context, id UUID, attrs []Attribute) error {
+	if err := s.requireKeyUser(); err != nil {
+		return fmt.Errorf("set attributes: %w", err)
+	}
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k, err := h.lookup(s, id)
+	if err != nil {
+		return fmt.Errorf("set attributes: %w", err)
+	}
+	nk := *k
+	nk.attrs = maps.Clone(k.attrs)
+	if nk.attrs == nil {
+		nk.attrs = map[uint32][]byte{}
+	}
+	for _, a := range attrs {
+		switch {
+		case a.Type == AttributeLabel && a.Delete:
+			nk.info.Label = ""
+		case a.Type == AttributeLabel:
+			if err := CheckLabel(string(a.Value)); err != nil {
+				return fmt.Errorf("set attributes of %s: %w", id, err)
+			}
+			nk.info.Label = string(a.Value)
+		case a.Delete:
+			delete(nk.attrs, a.Type)
+		case len(a.Value) > MaxAttributeSize:
+			return fmt.Errorf("set attributes of %s: %w: attribute %d longer than %d bytes", id, ErrBadArguments, a.Type, MaxAttributeSize)
+		default:
+			nk.attrs[a.Type] = append([]byte(nil), a.Value...)
+		}
+	}
+	if k.owner != nil {
+		h.volatile[id] = &nk
+		return nil
+	}
+	// The private part comes from flash, as last stored: an HSS key's state
+	// is whatever it last persisted, without taking the key's own lock here.
+	rec, err := h.ks.Get(keystore.ID(id))
+	if err != nil {
+		return fmt.Errorf("set attributes of %s: %w", id, err)
+	}
+	stored, err := h.unseal(id, rec.Data)
+	if err != nil {
+		return err
+	}
+	r := nk.record(stored.private)
+	defer r.wipe()
+	defer stored.wipe()
+	data, err := h.seal(r)
+	if err != nil {
+		return err
+	}
+	if len(data) > keystore.MaxDataSize {
+		return fmt.Errorf("set attributes of %s: %w: the key's attributes do not fit in a flash block", id, ErrBadArguments)
+	}
+	if err := h.ks.Put(keystore.Record{ID: keystore.ID(id), Kind: kindKey, Data: data}); err != nil {
+		return fmt.Errorf("set attributes of %s: %w", id, err)
+	}
+	h.cache[id] = &nk
+	return nil
+}

@@ -1,0 +1,64 @@
+package hsm
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestAttributesPersistAndMatch(t *testing.T) {
+	h, dir := newTestHSM(t)
+	s := login(t, h)
+	k := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags, Label: "first"})
+	other := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	hss := generate(t, s, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
+	if err := s.SetAttributes(ctx, k.UUID, []Attribute{{Type: 0x101, Value: []byte("id-1")}, {Type: AttributeLabel, Value: []byte("renamed")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetAttributes(ctx, hss.UUID, []Attribute{{Type: 0x101, Value: []byte("hss")}}); err != nil {
+		t.Fatal(err)
+	}
+	signHSS(t, s, hss.UUID, "after set attributes")
+	got, err := s.Attributes(ctx, k.UUID, []uint32{AttributeLabel, 0x101})
+	if err != nil || string(got[0].Value) != "renamed" || string(got[1].Value) != "id-1" {
+		t.Fatalf("attributes: %v %v", got, err)
+	}
+	if _, err := s.Attributes(ctx, other.UUID, []uint32{0x101}); !errors.Is(err, ErrAttributeNotFound) {
+		t.Errorf("missing attribute: %v", err)
+	}
+	matched, err := s.Keys(ctx, Filter{Attributes: []Attribute{{Type: 0x101, Value: []byte("id-1")}}})
+	if err != nil || len(matched) != 1 || matched[0].UUID != k.UUID {
+		t.Errorf("match by attribute: %v %v", matched, err)
+	}
+	if err := s.SetAttributes(ctx, k.UUID, []Attribute{{Type: AttributeLabel, Value: []byte("bad\n")}}); !errors.Is(err, ErrBadArguments) {
+		t.Errorf("label with a newline: %v", err)
+	}
+	if err := s.SetAttributes(ctx, k.UUID, []Attribute{{Type: 0x102, Value: make([]byte, MaxAttributeSize+1)}}); !errors.Is(err, ErrBadArguments) {
+		t.Errorf("oversized attribute: %v", err)
+	}
+	s.Close()
+	h.Close()
+
+	h2, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	s2 := login(t, h2)
+	info, _ := s2.Key(ctx, k.UUID)
+	if info.Label != "renamed" {
+		t.Errorf("label after restart: %q", info.Label)
+	}
+	if err := s2.SetAttributes(ctx, k.UUID, []Attribute{{Type: 0x101, Delete: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Attributes(ctx, k.UUID, []uint32{0x101}); !errors.Is(err, ErrAttributeNotFound) {
+		t.Errorf("deleted attribute: %v", err)
+	}
+	hi, _ := s2.Key(ctx, hss.UUID)
+	if hi.Hashsig.Remaining != 1023 {
+		t.Errorf("HSS key after attributes and restart: %d left, want 1023", hi.Hashsig.Remaining)
+	}
+	if v, err := s2.Attributes(ctx, hss.UUID, []uint32{0x101}); err != nil || string(v[0].Value) != "hss" {
+		t.Errorf("HSS key's attribute after its state was persisted: %v %v", v, err)
+	}
+}
