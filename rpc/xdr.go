@@ -1,0 +1,150 @@
+package rpc
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// An Encoder appends XDR (RFC 4506) items to a byte slice: a uint is four
+// bytes, big-endian; a bytes item is its length as a uint, the data, and
+// zero bytes up to a multiple of four. The zero Encoder is ready to use.
+type Encoder struct {
+	buf []byte
+}
+
+// Uint32 appends v as an XDR unsigned int.
+func (e *Encoder) Uint32(v uint32) {
+	e.buf = binary.BigEndian.AppendUint32(e.buf, v)
+}
+
+// Bytes appends b as XDR variable-length opaque data: its length, the data,
+// and zero padding to a multiple of four bytes.
+func (e *Encoder) Bytes(b []byte) {
+	e.Uint32(uint32(len(b)))
+	e.buf = append(e.buf, b...)
+	e.buf = append(e.buf, make([]byte, pad(len(b)))...)
+}
+
+// Data returns everything appended so far. The slice aliases the Encoder's
+// buffer until the next append.
+func (e *Encoder) Data() []byte { return e.buf }
+
+// pad returns the number of zero bytes that follow n bytes of opaque data.
+func pad(n int) int { return -n & 3 }
+
+// A Decoder reads XDR items from a byte slice. The first failure is sticky:
+// later reads return zero values and Err reports that first failure, so a
+// message can be decoded field by field and checked once at the end.
+//
+// Errors wrap [StatusXDRBufferOverflow] when the input ends before an item
+// does, and [StatusRPCProtocolError] when the input is malformed (a length
+// over its bound, nonzero padding, bytes left over); test for them with
+// errors.Is.
+type Decoder struct {
+	buf []byte
+	off int
+	err error
+}
+
+// NewDecoder returns a Decoder reading b. It never modifies b, and bytes
+// fields it returns are copies, so b may be reused once decoding is done.
+func NewDecoder(b []byte) *Decoder {
+	return &Decoder{buf: b}
+}
+
+func (d *Decoder) remaining() int { return len(d.buf) - d.off }
+
+func (d *Decoder) fail(st Status, format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("xdr: at offset %d: %s: %w", d.off, fmt.Sprintf(format, args...), st)
+	}
+}
+
+// Uint32 reads an XDR unsigned int. If fewer than four bytes remain it
+// records an error wrapping [StatusXDRBufferOverflow] and returns 0.
+func (d *Decoder) Uint32() uint32 {
+	if d.err != nil {
+		return 0
+	}
+	if d.remaining() < 4 {
+		d.fail(StatusXDRBufferOverflow, "need 4 bytes for a uint, have %d", d.remaining())
+		return 0
+	}
+	v := binary.BigEndian.Uint32(d.buf[d.off:])
+	d.off += 4
+	return v
+}
+
+// Bytes reads XDR variable-length opaque data of at most max bytes (and
+// never more than [MaxPacket]; a max outside 0..MaxPacket means MaxPacket).
+// The result is a copy, nil for a zero length. A length over the bound or
+// nonzero padding records an error wrapping [StatusRPCProtocolError]; data
+// or padding cut short records one wrapping [StatusXDRBufferOverflow].
+func (d *Decoder) Bytes(max int) []byte {
+	n := d.Uint32()
+	if d.err != nil {
+		return nil
+	}
+	return d.opaque(n, max)
+}
+
+// opaque reads the n data bytes and the padding of an opaque item whose
+// length word has already been read.
+func (d *Decoder) opaque(n uint32, max int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if max < 0 || max > MaxPacket {
+		max = MaxPacket
+	}
+	if uint64(n) > uint64(max) {
+		d.fail(StatusRPCProtocolError, "opaque length %d exceeds %d", n, max)
+		return nil
+	}
+	size := int(n) + pad(int(n))
+	if d.remaining() < size {
+		d.fail(StatusXDRBufferOverflow, "need %d bytes for opaque data, have %d", size, d.remaining())
+		return nil
+	}
+	for _, c := range d.buf[d.off+int(n) : d.off+size] {
+		if c != 0 {
+			d.fail(StatusRPCProtocolError, "nonzero padding after %d bytes of opaque data", n)
+			return nil
+		}
+	}
+	var b []byte
+	if n > 0 {
+		b = make([]byte, n)
+		copy(b, d.buf[d.off:])
+	}
+	d.off += size
+	return b
+}
+
+// count reads the uint that prefixes an array of items of at least minSize
+// bytes each. A count that the remaining input cannot possibly hold records
+// an error wrapping [StatusXDRBufferOverflow] and returns 0, so callers can
+// allocate count items without trusting the peer.
+func (d *Decoder) count(minSize int) int {
+	n := d.Uint32()
+	if d.err != nil {
+		return 0
+	}
+	if uint64(n)*uint64(minSize) > uint64(d.remaining()) {
+		d.fail(StatusXDRBufferOverflow, "%d items need at least %d bytes, have %d", n, uint64(n)*uint64(minSize), d.remaining())
+		return 0
+	}
+	return int(n)
+}
+
+// Err returns the first decoding failure, or nil.
+func (d *Decoder) Err() error { return d.err }
+
+// Finish returns Err, or an error wrapping [StatusRPCProtocolError] if input
+// remains unread.
+func (d *Decoder) Finish() error {
+	if d.err == nil && d.remaining() > 0 {
+		d.fail(StatusRPCProtocolError, "%d bytes left over", d.remaining())
+	}
+	return d.err
+}
