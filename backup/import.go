@@ -145,20 +145,40 @@ func alreadyPresent(ctx context.Context, tok hsm.Token, k *BundleKey, id hsm.UUI
 // otherwise one by one, deleting what was stored if a later key fails.
 func importAll(ctx context.Context, tok hsm.Token, reqs []hsm.ImportRequest) ([]hsm.ImportResult, error) {
 	if bi, ok := tok.(hsm.BatchImporter); ok {
-		return bi.ImportBatch(ctx, reqs)
+		res, err := bi.ImportBatch(ctx, reqs)
+		if !errors.Is(err, hsm.ErrUnsupported) {
+			return res, err
+		}
 	}
+	// An HSS key rolled back is burnt: its HSM never takes that part
+	// again. So HSS keys go last, when everything else has arrived.
+	order := make([]int, 0, len(reqs))
+	for _, hssPass := range []bool{false, true} {
+		for i, req := range reqs {
+			if isHashsig(req.PublicKey) == hssPass {
+				order = append(order, i)
+			}
+		}
+	}
+	results := make([]hsm.ImportResult, len(reqs))
 	var done []hsm.ImportResult
-	for _, req := range reqs {
-		r, err := tok.Import(ctx, req)
+	for _, i := range order {
+		r, err := tok.Import(ctx, reqs[i])
 		if err != nil {
 			if rbErr := rollback(ctx, tok, done); rbErr != nil {
 				err = errors.Join(err, rbErr)
 			}
-			return nil, fmt.Errorf("key %s: %w", req.UUID, err)
+			return nil, fmt.Errorf("key %s: %w", reqs[i].UUID, err)
 		}
+		results[i] = r
 		done = append(done, r)
 	}
-	return done, nil
+	return results, nil
+}
+
+func isHashsig(spki []byte) bool {
+	k, err := hsm.DescribePublicKey(spki, false)
+	return err == nil && k.Hashsig != nil
 }
 
 func rollback(ctx context.Context, tok hsm.Token, done []hsm.ImportResult) error {

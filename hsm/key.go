@@ -232,6 +232,25 @@ func describe(pub crypto.PublicKey, private bool) (KeyType, Curve, int, error) {
 	return 0, 0, 0, fmt.Errorf("%w: %s", ErrUnsupportedKey, keyKind(pub))
 }
 
+// DescribePublicKey fills the public facts of a KeyInfo (type, curve, size,
+// HSS levels) from a SubjectPublicKeyInfo, for backends that learn keys by
+// their public half. private says whether the key has a private half.
+func DescribePublicKey(spki []byte, private bool) (KeyInfo, error) {
+	pub, err := ParsePublicKey(spki)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	typ, curve, bits, err := describe(pub, private)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	info := KeyInfo{Type: typ, Curve: curve, Bits: bits, PublicKey: spki}
+	if hp, ok := pub.(*hashsig.PublicKey); ok {
+		info.Hashsig = hashsigInfo(hp, nil)
+	}
+	return info, nil
+}
+
 // ParsePublicKey parses a SubjectPublicKeyInfo (DER): RSA, EC, or HSS
 // (RFC 9708, giving a *hashsig.PublicKey). Its error says what the bytes
 // are not, without the parser's internals.

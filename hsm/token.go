@@ -53,7 +53,9 @@ type Token interface {
 
 // BatchImporter is implemented by tokens that can import several keys as one
 // atomic step, all of them or none even across a crash. Callers fall back to
-// importing one at a time and deleting what they stored on failure.
+// importing one at a time and deleting what they stored on failure, also
+// when ImportBatch returns an error wrapping ErrUnsupported (a remote token
+// that turns out not to offer it).
 type BatchImporter interface {
 	ImportBatch(ctx context.Context, reqs []ImportRequest) ([]ImportResult, error)
 }

@@ -1,0 +1,558 @@
+package rpc
+
+import (
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// Client is an hsm.Token on one connection to a libhal RPC server: this
+// package's Server, or a Cryptech HSM's multiplexer. It is safe for
+// concurrent use; requests on one connection go one at a time.
+type Client struct {
+	nc net.Conn
+	fr *FrameReader
+
+	mu     sync.Mutex // one request at a time, and what follows
+	out    []byte
+	broken error
+
+	// ext is what the server's extension functions offer; nil for a plain
+	// libhal server.
+	ext *ExtCapabilitiesResponse
+
+	keysMu sync.Mutex
+	// open holds the key handles this client opened, by UUID, so that
+	// signing costs one request.
+	open map[hsm.UUID]openKey
+}
+
+type openKey struct {
+	handle uint32
+	typ    hsm.KeyType
+	curve  hsm.Curve
+}
+
+var (
+	_ hsm.Token         = (*Client)(nil)
+	_ hsm.BatchImporter = (*Client)(nil)
+)
+
+// ErrBadAddress: an --rpc address that is neither unix:PATH nor
+// tcp:HOST:PORT.
+var ErrBadAddress = errors.New("bad RPC address: want unix:PATH or tcp:HOST:PORT")
+
+// ParseAddress splits "unix:/path" or "tcp:host:port" into a network and an
+// address for net.Dial and net.Listen.
+func ParseAddress(addr string) (network, address string, err error) {
+	network, address, ok := strings.Cut(addr, ":")
+	if !ok || address == "" || network != "unix" && network != "tcp" {
+		return "", "", fmt.Errorf("%w: %q", ErrBadAddress, addr)
+	}
+	if network == "tcp" {
+		if _, _, err := net.SplitHostPort(address); err != nil {
+			return "", "", fmt.Errorf("%w: %q: %v", ErrBadAddress, addr, err)
+		}
+	}
+	return network, address, nil
+}
+
+// Dial connects to a server at addr (unix:PATH or tcp:HOST:PORT), over TLS
+// when tlsConf is not nil, and learns whether it offers the extensions.
+func Dial(ctx context.Context, addr string, tlsConf *tls.Config) (*Client, error) {
+	network, address, err := ParseAddress(addr)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	var nc net.Conn
+	if tlsConf != nil {
+		nc, err = (&tls.Dialer{NetDialer: &d, Config: tlsConf}).DialContext(ctx, network, address)
+	} else {
+		nc, err = d.DialContext(ctx, network, address)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	c, err := NewClient(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+// NewClient starts a client on an open connection.
+func NewClient(nc net.Conn) (*Client, error) {
+	c := &Client{nc: nc, fr: NewFrameReader(nc, MaxPacket), open: map[hsm.UUID]openKey{}}
+	var v GetVersionResponse
+	if err := c.call(FuncGetVersion, &GetVersionRequest{}, &v); err != nil {
+		return nil, err
+	}
+	var caps ExtCapabilitiesResponse
+	err := c.call(FuncExtCapabilities, &ExtCapabilitiesRequest{}, &caps)
+	switch {
+	case err == nil:
+		c.ext = &caps
+	case !errors.Is(err, StatusRPCBadFunction):
+		return nil, err
+	}
+	return c, nil
+}
+
+// Extended reports whether the server offers this package's extensions.
+func (c *Client) Extended() bool { return c.ext != nil }
+
+// call sends one request and waits for its answer, skipping answers to
+// other functions as libhal's clients do.
+func (c *Client) call(f Func, req, resp Args) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken != nil {
+		return c.broken
+	}
+	c.out = AppendFrame(c.out[:0], EncodeRequest(f, 0, req))
+	if _, err := c.nc.Write(c.out); err != nil {
+		return c.fail(err)
+	}
+	for {
+		frame, err := c.fr.ReadFrame()
+		if err != nil {
+			return c.fail(err)
+		}
+		hdr, st, err := DecodeResponse(frame, resp)
+		if err != nil && hdr.Func == f {
+			return c.fail(err)
+		}
+		if hdr.Func != f {
+			continue
+		}
+		return errorOf(st)
+	}
+}
+
+// fail marks the connection unusable: after a transport error, answers
+// could no longer be matched to requests.
+func (c *Client) fail(err error) error {
+	c.broken = fmt.Errorf("%w: %v", StatusRPCTransport, err)
+	c.nc.Close()
+	return c.broken
+}
+
+// Close closes the connection; the server logs it out.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken == nil {
+		c.broken = fmt.Errorf("%w: client closed", StatusRPCTransport)
+	}
+	return c.nc.Close()
+}
+
+func (c *Client) Login(_ context.Context, user hsm.User, pin []byte) error {
+	if err := c.call(FuncLogin, &LoginRequest{User: uint32(user), PIN: pin}, &LoginResponse{}); err != nil {
+		return fmt.Errorf("login as %s: %w", user, err)
+	}
+	return nil
+}
+
+func (c *Client) Logout(context.Context) error {
+	c.forgetAll()
+	return c.call(FuncLogout, &LogoutRequest{}, &LogoutResponse{})
+}
+
+func (c *Client) forgetAll() {
+	c.keysMu.Lock()
+	defer c.keysMu.Unlock()
+	c.open = map[hsm.UUID]openKey{}
+}
+
+func (c *Client) forget(id hsm.UUID) {
+	c.keysMu.Lock()
+	defer c.keysMu.Unlock()
+	delete(c.open, id)
+}
+
+// openKey returns a handle on a key, opening it the first time.
+func (c *Client) openKey(id hsm.UUID) (openKey, error) {
+	c.keysMu.Lock()
+	k, ok := c.open[id]
+	c.keysMu.Unlock()
+	if ok {
+		return k, nil
+	}
+	var r PkeyOpenResponse
+	if err := c.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: id[:]}, &r); err != nil {
+		return openKey{}, fmt.Errorf("open key %s: %w", id, err)
+	}
+	return c.remember(id, r.Pkey)
+}
+
+// remember keeps a new handle with the key's type and curve.
+func (c *Client) remember(id hsm.UUID, handle uint32) (openKey, error) {
+	k := openKey{handle: handle}
+	var t PkeyGetKeyTypeResponse
+	var cv PkeyGetKeyCurveResponse
+	if err := c.call(FuncPkeyGetKeyType, &PkeyGetKeyTypeRequest{Pkey: handle}, &t); err != nil {
+		return k, err
+	}
+	if err := c.call(FuncPkeyGetKeyCurve, &PkeyGetKeyCurveRequest{Pkey: handle}, &cv); err != nil {
+		return k, err
+	}
+	k.typ, k.curve = hsm.KeyType(t.Type), hsm.Curve(cv.Curve)
+	c.keysMu.Lock()
+	defer c.keysMu.Unlock()
+	c.open[id] = k
+	return k, nil
+}
+
+func (c *Client) GenerateKey(_ context.Context, req hsm.GenerateRequest) (hsm.KeyInfo, error) {
+	var r PkeyGenerateRSAResponse // the three generate answers share a layout
+	var err error
+	switch req.Type {
+	case hsm.KeyTypeRSAPrivate:
+		err = c.call(FuncPkeyGenerateRSA, &PkeyGenerateRSARequest{KeyLen: uint32(req.Bits), Exponent: []byte{1, 0, 1}, Flags: uint32(req.Flags)}, &r)
+	case hsm.KeyTypeECPrivate:
+		err = c.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(req.Curve), Flags: uint32(req.Flags)}, &r)
+	case hsm.KeyTypeHashsigPrivate:
+		if len(req.Levels) == 0 {
+			return hsm.KeyInfo{}, fmt.Errorf("generate: %w: no levels", hsm.ErrBadArguments)
+		}
+		for _, l := range req.Levels[1:] {
+			if l != req.Levels[0] {
+				return hsm.KeyInfo{}, fmt.Errorf("generate: %w: libhal's PKEY_GENERATE_HASHSIG gives every level the same types", hsm.ErrUnsupported)
+			}
+		}
+		err = c.call(FuncPkeyGenerateHashsig, &PkeyGenerateHashsigRequest{L: uint32(len(req.Levels)),
+			LMSType: uint32(req.Levels[0].LMS), LMOTSType: uint32(req.Levels[0].LMOTS), Flags: uint32(req.Flags)}, &r)
+	default:
+		return hsm.KeyInfo{}, fmt.Errorf("generate: %w: cannot generate %v", hsm.ErrBadArguments, req.Type)
+	}
+	if err != nil {
+		return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
+	}
+	id, err := uuidOf(r.UUID)
+	if err != nil {
+		return hsm.KeyInfo{}, err
+	}
+	if _, err := c.remember(id, r.Pkey); err != nil {
+		return hsm.KeyInfo{}, err
+	}
+	if req.Label != "" {
+		if err := c.setLabel(r.Pkey, req.Label); err != nil {
+			return hsm.KeyInfo{}, fmt.Errorf("generate: label: %w", err)
+		}
+	}
+	return c.Key(bg, id)
+}
+
+func (c *Client) setLabel(handle uint32, label string) error {
+	return c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: handle,
+		Attributes: []Attribute{{Type: hsm.AttributeLabel, Value: []byte(label)}}}, &PkeySetAttributesResponse{})
+}
+
+// Key describes a key, asking the server for each of its facts.
+func (c *Client) Key(_ context.Context, id hsm.UUID) (hsm.KeyInfo, error) {
+	k, err := c.openKey(id)
+	if err != nil {
+		return hsm.KeyInfo{}, err
+	}
+	var flags PkeyGetKeyFlagsResponse
+	var pub PkeyGetPublicKeyResponse
+	if err := c.call(FuncPkeyGetKeyFlags, &PkeyGetKeyFlagsRequest{Pkey: k.handle}, &flags); err != nil {
+		return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
+	}
+	if err := c.call(FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: k.handle, Max: MaxPacket - 64}, &pub); err != nil {
+		return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
+	}
+	info, err := hsm.DescribePublicKey(pub.DER, k.typ.IsPrivate())
+	if err != nil {
+		return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
+	}
+	info.UUID, info.Flags = id, hsm.Flags(flags.Flags)
+	if v, err := c.attribute(k.handle, hsm.AttributeLabel); err == nil {
+		info.Label = string(v)
+	} else if !errors.Is(err, hsm.ErrAttributeNotFound) {
+		return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
+	}
+	if info.Hashsig != nil && k.typ == hsm.KeyTypeHashsigPrivate && c.ext != nil {
+		if v, err := c.attribute(k.handle, AttributeHashsigRemaining); err == nil && len(v) == 8 {
+			info.Hashsig.Remaining = binary.BigEndian.Uint64(v)
+		}
+	}
+	return info, nil
+}
+
+func (c *Client) attribute(handle, typ uint32) ([]byte, error) {
+	var r PkeyGetAttributesResponse
+	if err := c.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: handle, Types: []uint32{typ}, BufferLen: MaxPacket - 64}, &r); err != nil {
+		return nil, err
+	}
+	if len(r.Attributes) != 1 || r.Attributes[0].Absent {
+		return nil, hsm.ErrAttributeNotFound
+	}
+	return r.Attributes[0].Value, nil
+}
+
+// matchPage is how many UUIDs one PKEY_MATCH asks for.
+const matchPage = 64
+
+// Keys pages through PKEY_MATCH, then describes each key.
+func (c *Client) Keys(ctx context.Context, f hsm.Filter) ([]hsm.KeyInfo, error) {
+	req := &PkeyMatchRequest{Type: uint32(f.Type), Curve: uint32(f.Curve), Mask: uint32(f.Mask), Flags: uint32(f.Flags),
+		Max: matchPage, Previous: make([]byte, 16)}
+	for _, a := range f.Attributes {
+		req.Attributes = append(req.Attributes, Attribute{Type: a.Type, Value: a.Value})
+	}
+	var ids []hsm.UUID
+	for {
+		var r PkeyMatchResponse
+		if err := c.call(FuncPkeyMatch, req, &r); err != nil {
+			return nil, fmt.Errorf("list keys: %w", err)
+		}
+		for _, u := range r.UUIDs {
+			id, err := uuidOf(u)
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, id)
+		}
+		if len(r.UUIDs) < matchPage {
+			break
+		}
+		req.State, req.Previous = r.State, r.UUIDs[len(r.UUIDs)-1]
+	}
+	var out []hsm.KeyInfo
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		k, err := c.Key(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if f.Matches(k) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+func (c *Client) DeleteKey(_ context.Context, id hsm.UUID) error {
+	k, err := c.openKey(id)
+	if err != nil {
+		return fmt.Errorf("delete key: %w", err)
+	}
+	if err := c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: k.handle}, &PkeyDeleteResponse{}); err != nil {
+		return fmt.Errorf("delete key %s: %w", id, err)
+	}
+	c.forget(id)
+	return nil
+}
+
+// signedData is what PKEY_SIGN and PKEY_VERIFY carry without a hash handle:
+// the DigestInfo for RSA, the digest for ECDSA, the message for HSS.
+func signedData(k openKey, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts == nil {
+		return nil, fmt.Errorf("%w: no hash given", hsm.ErrBadArguments)
+	}
+	if _, ok := opts.(*rsa.PSSOptions); ok {
+		return nil, fmt.Errorf("%w: libhal signs RSA with PKCS#1 v1.5 only", hsm.ErrUnsupported)
+	}
+	if k.typ == hsm.KeyTypeRSAPrivate || k.typ == hsm.KeyTypeRSAPublic {
+		if opts.HashFunc() == 0 {
+			return digest, nil
+		}
+		return digestInfoDER(opts.HashFunc(), digest)
+	}
+	return digest, nil
+}
+
+func (c *Client) Sign(_ context.Context, id hsm.UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	k, err := c.openKey(id)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	data, err := signedData(k, digest, opts)
+	if err != nil {
+		return nil, fmt.Errorf("sign with %s: %w", id, err)
+	}
+	var r PkeySignResponse
+	if err := c.call(FuncPkeySign, &PkeySignRequest{Pkey: k.handle, Data: data, Max: MaxPacket - 64}, &r); err != nil {
+		return nil, fmt.Errorf("sign with %s: %w", id, err)
+	}
+	if k.curve != hsm.CurveNone {
+		return ecdsaRawToDER(r.Signature)
+	}
+	return r.Signature, nil
+}
+
+func (c *Client) Verify(_ context.Context, id hsm.UUID, digest, sig []byte, opts crypto.SignerOpts) error {
+	k, err := c.openKey(id)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	data, err := signedData(k, digest, opts)
+	if err != nil {
+		return fmt.Errorf("verify with %s: %w", id, err)
+	}
+	if k.curve != hsm.CurveNone {
+		if sig, err = ecdsaDERToRaw(sig, curveSize(k.curve)); err != nil {
+			return err
+		}
+	}
+	if err := c.call(FuncPkeyVerify, &PkeyVerifyRequest{Pkey: k.handle, Data: data, Signature: sig}, &PkeyVerifyResponse{}); err != nil {
+		return fmt.Errorf("verify with %s: %w", id, err)
+	}
+	return nil
+}
+
+// KEKEncryptions: what the extensions report, or libhal's one.
+func (c *Client) KEKEncryptions(context.Context) ([]hsm.KEKEncryption, error) {
+	if c.ext == nil {
+		return []hsm.KEKEncryption{hsm.KEKPKCS1v15}, nil
+	}
+	var out []hsm.KEKEncryption
+	for _, s := range c.ext.KEKEncryptions {
+		if e, err := hsm.ParseKEKEncryption(s); err == nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// errLibhalOnly explains what a plain libhal server cannot do.
+var errLibhalOnly = fmt.Errorf("%w: this HSM speaks libhal's RPC only (PKCS#1 v1.5 KEKs, no tags, fresh UUIDs on import)", hsm.ErrUnsupported)
+
+func (c *Client) Export(_ context.Context, req hsm.ExportRequest) (hsm.WrappedKey, error) {
+	k, err := c.openKey(req.Key)
+	if err != nil {
+		return hsm.WrappedKey{}, fmt.Errorf("export: %w", err)
+	}
+	if c.ext != nil {
+		var r ExtExportResponse
+		err := c.call(FuncExtExport, &ExtExportRequest{Pkey: k.handle, KEKEK: req.KEKEK, Encryption: string(req.Encryption), Binding: req.Binding}, &r)
+		if err != nil {
+			return hsm.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
+		}
+		w := hsm.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK}
+		if req.Binding != nil {
+			w.Tag = r.Tag
+		}
+		return w, nil
+	}
+	if req.Encryption != hsm.KEKPKCS1v15 || req.Binding != nil {
+		return hsm.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, errLibhalOnly)
+	}
+	// libhal's way: load the KEKEK as a volatile public key, export, delete it.
+	var kekek PkeyLoadResponse
+	if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.KEKEK, Flags: uint32(hsm.FlagKeyEncipherment)}, &kekek); err != nil {
+		return hsm.WrappedKey{}, fmt.Errorf("export %s: load KEKEK: %w", req.Key, err)
+	}
+	defer c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: kekek.Pkey}, &PkeyDeleteResponse{})
+	var r PkeyExportResponse
+	if err := c.call(FuncPkeyExport, &PkeyExportRequest{Pkey: k.handle, KEKEK: kekek.Pkey, PKCS8Max: MaxPacket / 2, KEKMax: MaxPacket / 4}, &r); err != nil {
+		return hsm.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
+	}
+	return hsm.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK}, nil
+}
+
+// Import stores one key: through the extensions, a batch of one; through
+// libhal's functions, PKEY_LOAD or PKEY_IMPORT, which give it a new UUID.
+func (c *Client) Import(ctx context.Context, req hsm.ImportRequest) (hsm.ImportResult, error) {
+	if c.ext != nil {
+		res, err := c.ImportBatch(ctx, []hsm.ImportRequest{req})
+		if err != nil {
+			return hsm.ImportResult{}, err
+		}
+		return res[0], nil
+	}
+	var pkey uint32
+	var uuid []byte
+	if len(req.Wrapped.PKCS8) == 0 {
+		var r PkeyLoadResponse
+		if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.PublicKey, Flags: uint32(req.Flags)}, &r); err != nil {
+			return hsm.ImportResult{}, fmt.Errorf("import: %w", err)
+		}
+		pkey, uuid = r.Pkey, r.UUID
+	} else {
+		if req.Encryption != hsm.KEKPKCS1v15 || req.Binding != nil {
+			return hsm.ImportResult{}, fmt.Errorf("import: %w", errLibhalOnly)
+		}
+		kekek, err := c.openKey(req.KEKEK)
+		if err != nil {
+			return hsm.ImportResult{}, fmt.Errorf("import: KEKEK: %w", err)
+		}
+		var r PkeyImportResponse
+		if err := c.call(FuncPkeyImport, &PkeyImportRequest{KEKEK: kekek.handle, PKCS8: req.Wrapped.PKCS8, KEK: req.Wrapped.KEK, Flags: uint32(req.Flags)}, &r); err != nil {
+			return hsm.ImportResult{}, fmt.Errorf("import: %w", err)
+		}
+		pkey, uuid = r.Pkey, r.UUID
+	}
+	id, err := uuidOf(uuid)
+	if err != nil {
+		return hsm.ImportResult{}, err
+	}
+	if _, err := c.remember(id, pkey); err != nil {
+		return hsm.ImportResult{}, err
+	}
+	if req.Label != "" {
+		if err := c.setLabel(pkey, req.Label); err != nil {
+			return hsm.ImportResult{}, fmt.Errorf("import: label: %w", err)
+		}
+	}
+	k, err := c.Key(ctx, id)
+	return hsm.ImportResult{Key: k}, err
+}
+
+// ImportBatch imports every key in one server-side keystore transaction,
+// through the extensions; a plain libhal server cannot (ErrUnsupported).
+func (c *Client) ImportBatch(ctx context.Context, reqs []hsm.ImportRequest) ([]hsm.ImportResult, error) {
+	if c.ext == nil {
+		return nil, fmt.Errorf("import: %w", errLibhalOnly)
+	}
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	var begin ExtImportBeginResponse
+	kekek := reqs[0].KEKEK
+	if err := c.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: kekek[:]}, &begin); err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	for i, req := range reqs {
+		if req.KEKEK != kekek && len(req.Wrapped.PKCS8) > 0 {
+			return nil, fmt.Errorf("import: %w: one batch, one KEKEK", hsm.ErrBadArguments)
+		}
+		add := &ExtImportAddRequest{Batch: begin.Batch, UUID: req.UUID[:], Label: req.Label, Flags: uint32(req.Flags),
+			Encryption: string(req.Encryption), PKCS8: req.Wrapped.PKCS8, KEK: req.Wrapped.KEK, Tag: req.Wrapped.Tag,
+			Binding: req.Binding, SPKI: req.PublicKey}
+		if err := c.call(FuncExtImportAdd, add, &ExtImportAddResponse{}); err != nil {
+			return nil, fmt.Errorf("import key %d (%s): %w", i, req.UUID, err)
+		}
+	}
+	var commit ExtImportCommitResponse
+	if err := c.call(FuncExtImportCommit, &ExtImportCommitRequest{Batch: begin.Batch}, &commit); err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	if len(commit.Present) != len(reqs) {
+		return nil, fmt.Errorf("import: %w: %d results for %d keys", StatusRPCProtocolError, len(commit.Present), len(reqs))
+	}
+	out := make([]hsm.ImportResult, len(reqs))
+	for i, req := range reqs {
+		k, err := c.Key(ctx, req.UUID)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = hsm.ImportResult{Key: k, Present: commit.Present[i]}
+	}
+	return out, nil
+}

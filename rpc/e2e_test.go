@@ -1,0 +1,136 @@
+package rpc
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hsmkit/cryptech-backup/backup"
+	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+var ctx = context.Background()
+
+var testOptions = hsm.Options{WrongPINDelay: time.Millisecond, PINIterations: 1000}
+
+var wheelPIN = []byte("wheel-pin")
+
+// served starts an emulated HSM behind a Server on a Unix socket and
+// returns its address.
+func served(t testing.TB) (string, *Server) {
+	t.Helper()
+	dir := t.TempDir()
+	h, err := hsm.Create(filepath.Join(dir, "hsm"), hsm.InitConfig{WheelPIN: wheelPIN, SOPIN: []byte("so-pin"), UserPIN: []byte("user-pin"), Blocks: 256}, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "rpc.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(h, nil)
+	go srv.Serve(l)
+	t.Cleanup(func() {
+		srv.Shutdown(ctx)
+		h.Close()
+	})
+	return "unix:" + sock, srv
+}
+
+func dialLogin(t testing.TB, addr string) *Client {
+	t.Helper()
+	c, err := Dial(ctx, addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Login(ctx, hsm.UserWheel, wheelPIN); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestTransferOverRPC runs setup, export and import with both HSMs behind
+// sockets, then checks signatures across them.
+func TestTransferOverRPC(t *testing.T) {
+	srcAddr, _ := served(t)
+	dstAddr, _ := served(t)
+	src, dst := dialLogin(t, srcAddr), dialLogin(t, dstAddr)
+	if !src.Extended() {
+		t.Fatal("the emulated HSM's server offers no extensions")
+	}
+	flags := hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
+	var keys []hsm.KeyInfo
+	for _, req := range []hsm.GenerateRequest{
+		{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: flags, Label: "rsa"},
+		{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384, Flags: flags, Label: "ec"},
+		{Type: hsm.KeyTypeHashsigPrivate, Flags: flags, Label: "hss", Levels: []hashsig.Level{
+			{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4}, {LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4}}},
+	} {
+		k, err := src.GenerateKey(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.Label != req.Label || k.Type != req.Type {
+			t.Fatalf("generated %+v", k)
+		}
+		keys = append(keys, k)
+	}
+	f, err := backup.Setup(ctx, dst, backup.SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := backup.Export(ctx, src, f, backup.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.KEKEncryption != hsm.KEKOAEPSHA256 {
+		t.Errorf("KEKs encrypted with %s", b.KEKEncryption)
+	}
+	res, err := backup.Import(ctx, dst, b, backup.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != len(keys) {
+		t.Fatalf("%d keys imported", len(res))
+	}
+	for _, k := range keys {
+		got, err := dst.Key(ctx, k.UUID)
+		if err != nil {
+			t.Fatalf("%s did not arrive under its UUID: %v", k.Label, err)
+		}
+		if got.Label != k.Label {
+			t.Errorf("label %q, want %q", got.Label, k.Label)
+		}
+		msg, opts := []byte("over the wire"), crypto.SignerOpts(crypto.Hash(0))
+		if k.Hashsig == nil {
+			d := sha256.Sum256(msg)
+			msg, opts = d[:], crypto.SHA256
+		}
+		sig, err := dst.Sign(ctx, k.UUID, msg, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := hsm.VerifySignature(k.PublicKey, msg, sig, opts); err != nil {
+			t.Errorf("%s: %v", k.Label, err)
+		}
+		if err := src.Verify(ctx, k.UUID, msg, sig, opts); err != nil {
+			t.Errorf("%s: the source does not verify the destination's signature: %v", k.Label, err)
+		}
+	}
+	again, err := backup.Import(ctx, dst, b, backup.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range again {
+		if !r.Present {
+			t.Errorf("second import: %s not present", r.UUID)
+		}
+	}
+}

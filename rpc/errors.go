@@ -1,0 +1,86 @@
+package rpc
+
+import (
+	"errors"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/keystore"
+)
+
+// statusErrors pairs the HSM's errors with the libhal statuses that carry
+// them, both ways: the server answers an error with its status, the client
+// turns a status back into the error callers test with errors.Is.
+var statusErrors = []struct {
+	err    error
+	status Status
+}{
+	{hsm.ErrBadArguments, StatusBadArguments},
+	{hsm.ErrBadUUID, StatusBadArguments},
+	{hsm.ErrKeyNotFound, StatusKeyNotFound},
+	{hsm.ErrKeyNameInUse, StatusKeyNameInUse},
+	{hsm.ErrNotLoggedIn, StatusForbidden},
+	{hsm.ErrForbidden, StatusForbidden},
+	{hsm.ErrNotExportable, StatusForbidden},
+	{hsm.ErrPINIncorrect, StatusPINIncorrect},
+	{hsm.ErrUnsupportedKey, StatusUnsupportedKey},
+	{hsm.ErrUnsupported, StatusNotImplemented},
+	// libhal reports a failed key unwrap this way, whatever failed.
+	{hsm.ErrDecryption, StatusKeywrapBadMagic},
+	{hsm.ErrInvalidSignature, StatusInvalidSignature},
+	{hsm.ErrKeystoreFull, StatusNoKeySlotsAvailable},
+	{hsm.ErrTamper, StatusMasterkeyNotSet},
+	{hsm.ErrKeyExhausted, StatusHashsigKeyExhausted},
+	{hsm.ErrAttributeNotFound, StatusAttributeNotFound},
+	{keystore.ErrCorrupt, StatusKeystoreBadCRC},
+}
+
+// statusOf is the status a server answers err with.
+func statusOf(err error) Status {
+	if err == nil {
+		return StatusOK
+	}
+	var st Status
+	if errors.As(err, &st) {
+		return st
+	}
+	for _, se := range statusErrors {
+		if errors.Is(err, se.err) {
+			return se.status
+		}
+	}
+	return StatusImpossible
+}
+
+// statusError is what a client returns for a status other than OK: the
+// status itself, and the HSM error it stands for, so that errors.Is works
+// with either.
+type statusError struct {
+	status Status
+	err    error
+}
+
+func (e *statusError) Error() string {
+	if e.err != nil {
+		return e.err.Error()
+	}
+	return e.status.Error()
+}
+
+func (e *statusError) Unwrap() []error {
+	if e.err != nil {
+		return []error{e.status, e.err}
+	}
+	return []error{e.status}
+}
+
+func errorOf(st Status) error {
+	if st == StatusOK {
+		return nil
+	}
+	for _, se := range statusErrors {
+		if se.status == st {
+			return &statusError{st, se.err}
+		}
+	}
+	return &statusError{status: st}
+}

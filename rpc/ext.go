@@ -1,0 +1,336 @@
+package rpc
+
+import (
+	"fmt"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// Extension functions: what package backup needs that libhal's 32
+// functions cannot carry. A real Cryptech HSM answers RPC_BAD_FUNCTION,
+// and the client then keeps to libhal's functions. docs/rpc.md has the
+// layouts.
+const (
+	// FuncExtCapabilities -> uint version, uint n, n x bytes KEK encryption.
+	FuncExtCapabilities Func = 0x10000
+	// FuncExtExport: uint pkey, bytes kekek_spki, bytes encryption, uint
+	// has_binding, bytes binding -> bytes pkcs8, bytes kek, bytes tag.
+	FuncExtExport Func = 0x10001
+	// FuncExtImportBegin: bytes kekek_uuid -> uint batch.
+	FuncExtImportBegin Func = 0x10002
+	// FuncExtImportAdd: uint batch, bytes uuid, bytes label, uint flags,
+	// bytes encryption, bytes pkcs8, bytes kek, bytes tag, uint has_binding,
+	// bytes binding, bytes spki -> nothing.
+	FuncExtImportAdd Func = 0x10003
+	// FuncExtImportCommit: uint batch -> uint n, bytes present (a bitmap, bit
+	// i of byte i/8, least significant first: key i was already there). All
+	// the batch's keys are stored in one keystore transaction, or none; keys
+	// keep the UUIDs they were added with.
+	FuncExtImportCommit Func = 0x10004
+)
+
+// ExtVersion is the version of the extension functions.
+const ExtVersion = 1
+
+// maxBatch bounds the keys of one import batch, as backup bounds a bundle.
+const maxBatch = 10_000
+
+type ExtCapabilitiesRequest struct{}
+
+func (*ExtCapabilitiesRequest) EncodeArgs(*Encoder)         {}
+func (*ExtCapabilitiesRequest) DecodeArgs(d *Decoder) error { return d.Err() }
+
+type ExtCapabilitiesResponse struct {
+	Version        uint32
+	KEKEncryptions []string
+}
+
+func (m *ExtCapabilitiesResponse) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Version)
+	e.Uint32(uint32(len(m.KEKEncryptions)))
+	for _, s := range m.KEKEncryptions {
+		e.Bytes([]byte(s))
+	}
+}
+
+func (m *ExtCapabilitiesResponse) DecodeArgs(d *Decoder) error {
+	m.Version = d.Uint32()
+	n := d.Uint32()
+	for i := uint32(0); i < n && d.Err() == nil; i++ {
+		m.KEKEncryptions = append(m.KEKEncryptions, string(d.Bytes(64)))
+	}
+	return d.Err()
+}
+
+type ExtExportRequest struct {
+	Pkey       uint32
+	KEKEK      []byte
+	Encryption string
+	Binding    []byte // nil: none
+}
+
+func (m *ExtExportRequest) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Pkey)
+	e.Bytes(m.KEKEK)
+	e.Bytes([]byte(m.Encryption))
+	encodeOptional(e, m.Binding)
+}
+
+func (m *ExtExportRequest) DecodeArgs(d *Decoder) error {
+	m.Pkey = d.Uint32()
+	m.KEKEK = d.Bytes(MaxPacket)
+	m.Encryption = string(d.Bytes(64))
+	m.Binding = decodeOptional(d)
+	return d.Err()
+}
+
+type ExtExportResponse struct{ PKCS8, KEK, Tag []byte }
+
+func (m *ExtExportResponse) EncodeArgs(e *Encoder) { e.Bytes(m.PKCS8); e.Bytes(m.KEK); e.Bytes(m.Tag) }
+func (m *ExtExportResponse) DecodeArgs(d *Decoder) error {
+	m.PKCS8, m.KEK, m.Tag = d.Bytes(MaxPacket), d.Bytes(MaxPacket), d.Bytes(MaxPacket)
+	return d.Err()
+}
+
+type ExtImportBeginRequest struct{ KEKEK []byte }
+
+func (m *ExtImportBeginRequest) EncodeArgs(e *Encoder) { e.Bytes(m.KEKEK) }
+func (m *ExtImportBeginRequest) DecodeArgs(d *Decoder) error {
+	m.KEKEK = d.Bytes(16)
+	return d.Err()
+}
+
+type ExtImportBeginResponse struct{ Batch uint32 }
+
+func (m *ExtImportBeginResponse) EncodeArgs(e *Encoder) { e.Uint32(m.Batch) }
+func (m *ExtImportBeginResponse) DecodeArgs(d *Decoder) error {
+	m.Batch = d.Uint32()
+	return d.Err()
+}
+
+type ExtImportAddRequest struct {
+	Batch           uint32
+	UUID            []byte
+	Label           string
+	Flags           uint32
+	Encryption      string
+	PKCS8, KEK, Tag []byte
+	Binding         []byte // nil: none
+	SPKI            []byte
+}
+
+func (m *ExtImportAddRequest) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Batch)
+	e.Bytes(m.UUID)
+	e.Bytes([]byte(m.Label))
+	e.Uint32(m.Flags)
+	e.Bytes([]byte(m.Encryption))
+	e.Bytes(m.PKCS8)
+	e.Bytes(m.KEK)
+	e.Bytes(m.Tag)
+	encodeOptional(e, m.Binding)
+	e.Bytes(m.SPKI)
+}
+
+func (m *ExtImportAddRequest) DecodeArgs(d *Decoder) error {
+	m.Batch = d.Uint32()
+	m.UUID = d.Bytes(16)
+	m.Label = string(d.Bytes(hsm.MaxLabelLength))
+	m.Flags = d.Uint32()
+	m.Encryption = string(d.Bytes(64))
+	m.PKCS8, m.KEK, m.Tag = d.Bytes(MaxPacket), d.Bytes(MaxPacket), d.Bytes(MaxPacket)
+	m.Binding = decodeOptional(d)
+	m.SPKI = d.Bytes(MaxPacket)
+	return d.Err()
+}
+
+type ExtImportAddResponse struct{}
+
+func (*ExtImportAddResponse) EncodeArgs(*Encoder)         {}
+func (*ExtImportAddResponse) DecodeArgs(d *Decoder) error { return d.Err() }
+
+type ExtImportCommitRequest struct{ Batch uint32 }
+
+func (m *ExtImportCommitRequest) EncodeArgs(e *Encoder) { e.Uint32(m.Batch) }
+func (m *ExtImportCommitRequest) DecodeArgs(d *Decoder) error {
+	m.Batch = d.Uint32()
+	return d.Err()
+}
+
+type ExtImportCommitResponse struct {
+	// Present[i]: key i of the batch was already there, and left alone.
+	Present []bool
+}
+
+func (m *ExtImportCommitResponse) EncodeArgs(e *Encoder) {
+	e.Uint32(uint32(len(m.Present)))
+	bits := make([]byte, (len(m.Present)+7)/8)
+	for i, p := range m.Present {
+		if p {
+			bits[i/8] |= 1 << (i % 8)
+		}
+	}
+	e.Bytes(bits)
+}
+
+func (m *ExtImportCommitResponse) DecodeArgs(d *Decoder) error {
+	n := d.Uint32()
+	bits := d.Bytes(MaxPacket)
+	if d.Err() != nil {
+		return d.Err()
+	}
+	if n > maxBatch || len(bits) != (int(n)+7)/8 {
+		return StatusRPCProtocolError
+	}
+	m.Present = make([]bool, n)
+	for i := range m.Present {
+		m.Present[i] = bits[i/8]&(1<<(i%8)) != 0
+	}
+	return nil
+}
+
+// encodeOptional writes a flag and the bytes, so that nil and empty differ.
+func encodeOptional(e *Encoder, b []byte) {
+	if b == nil {
+		e.Uint32(0)
+		e.Bytes(nil)
+		return
+	}
+	e.Uint32(1)
+	e.Bytes(b)
+}
+
+func decodeOptional(d *Decoder) []byte {
+	has := d.Uint32()
+	b := d.Bytes(MaxPacket)
+	if has == 0 {
+		return nil
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	return b
+}
+
+// importBatch collects the keys of one extension import until it commits.
+type importBatch struct {
+	kekek hsm.UUID
+	reqs  []hsm.ImportRequest
+}
+
+// extHandlers run the extension functions.
+var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
+	FuncExtCapabilities: func(c *serverConn, d *Decoder) (Args, error) {
+		if err := decodeAll(d, &ExtCapabilitiesRequest{}); err != nil {
+			return nil, err
+		}
+		encs, err := c.sess.KEKEncryptions(bg)
+		if err != nil {
+			return nil, err
+		}
+		resp := &ExtCapabilitiesResponse{Version: ExtVersion}
+		for _, e := range encs {
+			resp.KEKEncryptions = append(resp.KEKEncryptions, string(e))
+		}
+		return resp, nil
+	},
+	FuncExtExport: func(c *serverConn, d *Decoder) (Args, error) {
+		var r ExtExportRequest
+		if err := decodeAll(d, &r); err != nil {
+			return nil, err
+		}
+		id, err := c.pkey(r.Pkey)
+		if err != nil {
+			return nil, err
+		}
+		enc, err := hsm.ParseKEKEncryption(r.Encryption)
+		if err != nil {
+			return nil, err
+		}
+		w, err := c.sess.Export(bg, hsm.ExportRequest{Key: id, KEKEK: r.KEKEK, Encryption: enc, Binding: r.Binding})
+		if err != nil {
+			return nil, err
+		}
+		return &ExtExportResponse{PKCS8: w.PKCS8, KEK: w.KEK, Tag: w.Tag}, nil
+	},
+	FuncExtImportBegin: func(c *serverConn, d *Decoder) (Args, error) {
+		var r ExtImportBeginRequest
+		if err := decodeAll(d, &r); err != nil {
+			return nil, err
+		}
+		kekek, err := uuidOf(r.KEKEK)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if len(c.imports) >= 4 {
+			return nil, fmt.Errorf("%w: too many import batches open", hsm.ErrBadArguments)
+		}
+		h := c.newHandle()
+		c.imports[h] = &importBatch{kekek: kekek}
+		return &ExtImportBeginResponse{Batch: h}, nil
+	},
+	FuncExtImportAdd: func(c *serverConn, d *Decoder) (Args, error) {
+		var r ExtImportAddRequest
+		if err := decodeAll(d, &r); err != nil {
+			return nil, err
+		}
+		id, err := uuidOf(r.UUID)
+		if err != nil {
+			return nil, err
+		}
+		if id.IsZero() {
+			return nil, fmt.Errorf("%w: a batch key needs its UUID", hsm.ErrBadArguments)
+		}
+		req := hsm.ImportRequest{UUID: id, Label: r.Label, Flags: hsm.Flags(r.Flags), PublicKey: r.SPKI}
+		if len(r.PKCS8) > 0 {
+			if req.Encryption, err = hsm.ParseKEKEncryption(r.Encryption); err != nil {
+				return nil, err
+			}
+			req.Wrapped = hsm.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK, Tag: r.Tag}
+			req.Binding = r.Binding
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		b, ok := c.imports[r.Batch]
+		if !ok {
+			return nil, fmt.Errorf("%w: no import batch %d", hsm.ErrBadArguments, r.Batch)
+		}
+		if len(b.reqs) >= maxBatch {
+			return nil, fmt.Errorf("%w: more than %d keys in one batch", hsm.ErrBadArguments, maxBatch)
+		}
+		req.KEKEK = b.kekek
+		b.reqs = append(b.reqs, req)
+		return &ExtImportAddResponse{}, nil
+	},
+	FuncExtImportCommit: func(c *serverConn, d *Decoder) (Args, error) {
+		var r ExtImportCommitRequest
+		if err := decodeAll(d, &r); err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		b, ok := c.imports[r.Batch]
+		delete(c.imports, r.Batch)
+		c.mu.Unlock()
+		if !ok {
+			return nil, fmt.Errorf("%w: no import batch %d", hsm.ErrBadArguments, r.Batch)
+		}
+		res, err := c.sess.ImportBatch(bg, b.reqs)
+		if err != nil {
+			return nil, err
+		}
+		resp := &ExtImportCommitResponse{Present: make([]bool, len(res))}
+		for i, k := range res {
+			resp.Present[i] = k.Present
+		}
+		return resp, nil
+	},
+}
+
+func decodeAll(d *Decoder, a Args) error {
+	if err := a.DecodeArgs(d); err != nil {
+		return err
+	}
+	return d.Finish()
+}

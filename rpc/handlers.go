@@ -1,0 +1,453 @@
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/hmac"
+	"fmt"
+	"math/big"
+	"slices"
+
+	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+var bg = context.Background()
+
+// call runs one of the 32 libhal functions for this connection.
+func (c *serverConn) call(req Args) (Args, error) {
+	s := c.sess
+	switch r := req.(type) {
+	case *GetVersionRequest:
+		return &GetVersionResponse{Version: Version}, nil
+	case *GetRandomRequest:
+		// As libhal: the answer must fit in a packet.
+		if r.N == 0 || r.N > MaxPacket-32 {
+			return nil, StatusRPCPacketOverflow
+		}
+		data := make([]byte, r.N)
+		if err := c.srv.hsm.Random(data); err != nil {
+			return nil, StatusCSPRNGBroken
+		}
+		return &GetRandomResponse{Data: data}, nil
+	case *SetPINRequest:
+		defer clear(r.PIN)
+		return &SetPINResponse{}, s.SetPIN(bg, hsm.User(r.User), r.PIN)
+	case *LoginRequest:
+		defer clear(r.PIN)
+		return &LoginResponse{}, s.Login(bg, hsm.User(r.User), r.PIN)
+	case *LogoutRequest:
+		return &LogoutResponse{}, s.Logout(bg)
+	case *LogoutAllRequest:
+		// Logging everybody out is for wheel alone (libhal lets anyone).
+		if s.User() != hsm.UserWheel {
+			return nil, hsm.ErrForbidden
+		}
+		c.srv.logoutAll()
+		return &LogoutAllResponse{}, nil
+	case *IsLoggedInRequest:
+		if s.User() == hsm.UserNone || uint32(s.User()) != r.User {
+			return nil, StatusForbidden
+		}
+		return &IsLoggedInResponse{}, nil
+
+	case *HashGetDigestLenRequest:
+		h, _, _, err := digestAlgorithm(r.Alg)
+		if err != nil {
+			return nil, err
+		}
+		return &HashGetDigestLenResponse{Len: uint32(h.Size())}, nil
+	case *HashGetDigestAlgorithmIDRequest:
+		_, _, oid, err := digestAlgorithm(r.Alg)
+		if err != nil {
+			return nil, err
+		}
+		der := algorithmIDDER(oid)
+		if uint32(len(der)) > r.Max {
+			return nil, StatusResultTooLong
+		}
+		return &HashGetDigestAlgorithmIDResponse{DER: der}, nil
+	case *HashInitializeRequest:
+		return c.hashInitialize(r)
+	case *HashUpdateRequest:
+		st, err := c.hash(r.Hash)
+		if err != nil {
+			return nil, err
+		}
+		st.h.Write(r.Data)
+		return &HashUpdateResponse{}, nil
+	case *HashGetAlgorithmRequest:
+		st, err := c.hash(r.Hash)
+		if err != nil {
+			return nil, err
+		}
+		return &HashGetAlgorithmResponse{Alg: st.alg}, nil
+	case *HashFinalizeRequest:
+		st, err := c.hash(r.Hash)
+		if err != nil {
+			return nil, err
+		}
+		if int(r.Len) != st.hash.Size() {
+			return nil, fmt.Errorf("%w: digest is %d bytes, not %d", hsm.ErrBadArguments, st.hash.Size(), r.Len)
+		}
+		c.closeHash(r.Hash)
+		return &HashFinalizeResponse{Digest: st.h.Sum(nil)}, nil
+
+	case *PkeyLoadRequest:
+		res, err := s.Import(bg, hsm.ImportRequest{PublicKey: r.DER, Flags: hsm.Flags(r.Flags)})
+		if err != nil {
+			return nil, err
+		}
+		return &PkeyLoadResponse{Pkey: c.openPkey(res.Key.UUID), UUID: res.Key.UUID[:]}, nil
+	case *PkeyOpenRequest:
+		id, err := uuidOf(r.UUID)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.Key(bg, id); err != nil {
+			return nil, err
+		}
+		return &PkeyOpenResponse{Pkey: c.openPkey(id)}, nil
+	case *PkeyGenerateRSARequest:
+		if !isF4(r.Exponent) {
+			return nil, fmt.Errorf("%w: only e = 65537", hsm.ErrBadArguments)
+		}
+		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: int(r.KeyLen), Flags: hsm.Flags(r.Flags)})
+	case *PkeyGenerateECRequest:
+		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.Curve(r.Curve), Flags: hsm.Flags(r.Flags)})
+	case *PkeyGenerateHashsigRequest:
+		if r.L < 1 || r.L > hashsig.MaxLevels {
+			return nil, fmt.Errorf("%w: %d levels", hsm.ErrBadArguments, r.L)
+		}
+		levels := make([]hashsig.Level, r.L)
+		for i := range levels {
+			levels[i] = hashsig.Level{LMS: hashsig.LMSType(r.LMSType), LMOTS: hashsig.LMOTSType(r.LMOTSType)}
+		}
+		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Levels: levels, Flags: hsm.Flags(r.Flags)})
+	case *PkeyCloseRequest:
+		if _, err := c.pkey(r.Pkey); err != nil {
+			return nil, err
+		}
+		c.closePkey(r.Pkey)
+		return &PkeyCloseResponse{}, nil
+	case *PkeyDeleteRequest:
+		id, err := c.pkey(r.Pkey)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.DeleteKey(bg, id); err != nil {
+			return nil, err
+		}
+		c.closePkey(r.Pkey)
+		return &PkeyDeleteResponse{}, nil
+	case *PkeyGetKeyTypeRequest:
+		k, err := c.pkeyInfo(r.Pkey)
+		return &PkeyGetKeyTypeResponse{Type: uint32(k.Type)}, err
+	case *PkeyGetKeyFlagsRequest:
+		k, err := c.pkeyInfo(r.Pkey)
+		return &PkeyGetKeyFlagsResponse{Flags: uint32(k.Flags)}, err
+	case *PkeyGetKeyCurveRequest:
+		k, err := c.pkeyInfo(r.Pkey)
+		return &PkeyGetKeyCurveResponse{Curve: uint32(k.Curve)}, err
+	case *PkeyGetPublicKeyLenRequest:
+		k, err := c.pkeyInfo(r.Pkey)
+		return &PkeyGetPublicKeyLenResponse{Len: uint32(len(k.PublicKey))}, err
+	case *PkeyGetPublicKeyRequest:
+		k, err := c.pkeyInfo(r.Pkey)
+		if err != nil {
+			return nil, err
+		}
+		if uint32(len(k.PublicKey)) > r.Max {
+			return nil, StatusResultTooLong
+		}
+		return &PkeyGetPublicKeyResponse{DER: k.PublicKey}, nil
+	case *PkeySignRequest:
+		return c.sign(r)
+	case *PkeyVerifyRequest:
+		return c.verify(r)
+	case *PkeyMatchRequest:
+		return c.match(r)
+	case *PkeySetAttributesRequest:
+		id, err := c.pkey(r.Pkey)
+		if err != nil {
+			return nil, err
+		}
+		attrs := make([]hsm.Attribute, len(r.Attributes))
+		for i, a := range r.Attributes {
+			attrs[i] = hsm.Attribute{Type: a.Type, Value: a.Value, Delete: a.Absent}
+		}
+		return &PkeySetAttributesResponse{}, s.SetAttributes(bg, id, attrs)
+	case *PkeyGetAttributesRequest:
+		return c.getAttributes(r)
+	case *PkeyExportRequest:
+		return c.export(r)
+	case *PkeyImportRequest:
+		return c.importKey(r)
+	}
+	return nil, StatusRPCBadFunction
+}
+
+func uuidOf(b []byte) (hsm.UUID, error) {
+	if len(b) != len(hsm.UUID{}) {
+		return hsm.UUID{}, StatusKeyNameTooLong
+	}
+	return hsm.UUID(b), nil
+}
+
+// isF4 reports whether a big-endian exponent is 65537.
+func isF4(e []byte) bool {
+	return new(big.Int).SetBytes(e).Cmp(big.NewInt(65537)) == 0
+}
+
+func (c *serverConn) generate(req hsm.GenerateRequest) (Args, error) {
+	k, err := c.sess.GenerateKey(bg, req)
+	if err != nil {
+		return nil, err
+	}
+	return &PkeyGenerateRSAResponse{Pkey: c.openPkey(k.UUID), UUID: k.UUID[:]}, nil
+}
+
+func (c *serverConn) hashInitialize(r *HashInitializeRequest) (Args, error) {
+	h, newHash, _, err := digestAlgorithm(r.Alg)
+	if err != nil {
+		return nil, err
+	}
+	st := &hashState{alg: r.Alg, hash: h, h: newHash()}
+	if len(r.HMACKey) > 0 {
+		st.h = hmac.New(newHash, r.HMACKey)
+		clear(r.HMACKey)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	handle := c.newHandle()
+	c.hashes[handle] = st
+	return &HashInitializeResponse{Hash: handle}, nil
+}
+
+func (c *serverConn) hash(handle uint32) (*hashState, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, ok := c.hashes[handle]
+	if !ok {
+		return nil, fmt.Errorf("%w: no hash handle %d", hsm.ErrBadArguments, handle)
+	}
+	return st, nil
+}
+
+func (c *serverConn) closeHash(handle uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.hashes, handle)
+}
+
+// signedInput turns PKEY_SIGN's and PKEY_VERIFY's hash handle and data into
+// what Token.Sign takes: with a hash handle, its digest; without, the data,
+// which is a DigestInfo for RSA (signed as it is), a digest for ECDSA, the
+// message for an HSS key.
+func (c *serverConn) signedInput(k hsm.KeyInfo, hashHandle uint32, data []byte) ([]byte, crypto.SignerOpts, error) {
+	if hashHandle == 0 {
+		return data, crypto.Hash(0), nil
+	}
+	if k.Hashsig != nil {
+		return nil, nil, fmt.Errorf("%w: an HSS key signs the message itself", hsm.ErrBadArguments)
+	}
+	st, err := c.hash(hashHandle)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.closeHash(hashHandle)
+	return st.h.Sum(nil), st.hash, nil
+}
+
+func (c *serverConn) sign(r *PkeySignRequest) (Args, error) {
+	k, err := c.pkeyInfo(r.Pkey)
+	if err != nil {
+		return nil, err
+	}
+	data, opts, err := c.signedInput(k, r.Hash, r.Data)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := c.sess.Sign(bg, k.UUID, data, opts)
+	if err != nil {
+		return nil, err
+	}
+	if k.Type == hsm.KeyTypeECPrivate {
+		if sig, err = ecdsaDERToRaw(sig, curveSize(k.Curve)); err != nil {
+			return nil, err
+		}
+	}
+	if uint32(len(sig)) > r.Max {
+		return nil, StatusResultTooLong
+	}
+	return &PkeySignResponse{Signature: sig}, nil
+}
+
+func (c *serverConn) verify(r *PkeyVerifyRequest) (Args, error) {
+	k, err := c.pkeyInfo(r.Pkey)
+	if err != nil {
+		return nil, err
+	}
+	data, opts, err := c.signedInput(k, r.Hash, r.Data)
+	if err != nil {
+		return nil, err
+	}
+	sig := r.Signature
+	if k.Curve != hsm.CurveNone {
+		if sig, err = ecdsaRawToDER(sig); err != nil {
+			return nil, err
+		}
+	}
+	return &PkeyVerifyResponse{}, c.sess.Verify(bg, k.UUID, data, sig, opts)
+}
+
+// match answers a page of PKEY_MATCH: the matching keys whose UUIDs come
+// after previous, at most max of them.
+func (c *serverConn) match(r *PkeyMatchRequest) (Args, error) {
+	f := hsm.Filter{Type: hsm.KeyType(r.Type), Curve: hsm.Curve(r.Curve), Mask: hsm.Flags(r.Mask), Flags: hsm.Flags(r.Flags)}
+	for _, a := range r.Attributes {
+		if !a.Absent {
+			f.Attributes = append(f.Attributes, hsm.Attribute{Type: a.Type, Value: a.Value})
+		}
+	}
+	if len(r.Previous) != len(hsm.UUID{}) {
+		return nil, StatusKeyNameTooLong
+	}
+	keys, err := c.sess.Keys(bg, f)
+	if err != nil {
+		return nil, err
+	}
+	start := 0
+	if prev := hsm.UUID(r.Previous); !prev.IsZero() {
+		start, _ = slices.BinarySearchFunc(keys, prev, func(k hsm.KeyInfo, id hsm.UUID) int { return bytes.Compare(k.UUID[:], id[:]) })
+		if start < len(keys) && keys[start].UUID == prev {
+			start++
+		}
+	}
+	resp := &PkeyMatchResponse{State: r.State + 1}
+	for _, k := range keys[start:] {
+		if uint32(len(resp.UUIDs)) >= r.Max {
+			break
+		}
+		resp.UUIDs = append(resp.UUIDs, append([]byte(nil), k.UUID[:]...))
+	}
+	return resp, nil
+}
+
+func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
+	id, err := c.pkey(r.Pkey)
+	if err != nil {
+		return nil, err
+	}
+	types := r.Types
+	attrs, err := c.attributes(id, types)
+	if err != nil {
+		return nil, err
+	}
+	resp := &PkeyGetAttributesResponse{LengthsOnly: r.BufferLen == 0}
+	total := 0
+	for _, a := range attrs {
+		total += len(a.Value)
+		if resp.LengthsOnly {
+			resp.Attributes = append(resp.Attributes, Attribute{Type: a.Type, Length: uint32(len(a.Value))})
+		} else {
+			resp.Attributes = append(resp.Attributes, Attribute{Type: a.Type, Value: a.Value})
+		}
+	}
+	if !resp.LengthsOnly && total > int(r.BufferLen) {
+		return nil, StatusResultTooLong
+	}
+	return resp, nil
+}
+
+// AttributeHashsigRemaining is a read-only attribute this server adds for
+// HSS private keys: the signatures left, as a big-endian uint64. libhal has
+// no way to tell it.
+const AttributeHashsigRemaining = 0xC7B50001
+
+func (c *serverConn) attributes(id hsm.UUID, types []uint32) ([]hsm.Attribute, error) {
+	var others []uint32
+	for _, t := range types {
+		if t != AttributeHashsigRemaining {
+			others = append(others, t)
+		}
+	}
+	got, err := c.sess.Attributes(bg, id, others)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]hsm.Attribute, 0, len(types))
+	for _, t := range types {
+		if t != AttributeHashsigRemaining {
+			out = append(out, got[0])
+			got = got[1:]
+			continue
+		}
+		k, err := c.sess.Key(bg, id)
+		if err != nil {
+			return nil, err
+		}
+		if k.Type != hsm.KeyTypeHashsigPrivate {
+			return nil, fmt.Errorf("%w: not an HSS private key", hsm.ErrAttributeNotFound)
+		}
+		out = append(out, hsm.Attribute{Type: t, Value: new(big.Int).SetUint64(k.Hashsig.Remaining).FillBytes(make([]byte, 8))})
+	}
+	return out, nil
+}
+
+// kekekSPKI checks that a handle names a key fit to be a KEKEK, as libhal
+// does (an RSA key with keyencipherment), and returns its public key.
+func (c *serverConn) kekekSPKI(handle uint32) ([]byte, error) {
+	k, err := c.pkeyInfo(handle)
+	if err != nil {
+		return nil, err
+	}
+	if k.Flags&hsm.FlagKeyEncipherment == 0 {
+		return nil, fmt.Errorf("%w: KEKEK lacks keyencipherment", hsm.ErrForbidden)
+	}
+	if k.Type != hsm.KeyTypeRSAPrivate && k.Type != hsm.KeyTypeRSAPublic {
+		return nil, fmt.Errorf("%w: KEKEK is not an RSA key", hsm.ErrUnsupportedKey)
+	}
+	return k.PublicKey, nil
+}
+
+// export is libhal's PKEY_EXPORT: the KEK encrypted with PKCS#1 v1.5, the
+// only encryption libhal knows (the extension offers the others).
+func (c *serverConn) export(r *PkeyExportRequest) (Args, error) {
+	id, err := c.pkey(r.Pkey)
+	if err != nil {
+		return nil, err
+	}
+	spki, err := c.kekekSPKI(r.KEKEK)
+	if err != nil {
+		return nil, err
+	}
+	w, err := c.sess.Export(bg, hsm.ExportRequest{Key: id, KEKEK: spki, Encryption: hsm.KEKPKCS1v15})
+	if err != nil {
+		return nil, err
+	}
+	if uint32(len(w.PKCS8)) > r.PKCS8Max || uint32(len(w.KEK)) > r.KEKMax {
+		return nil, StatusResultTooLong
+	}
+	return &PkeyExportResponse{PKCS8: w.PKCS8, KEK: w.KEK}, nil
+}
+
+// importKey is libhal's PKEY_IMPORT: a fresh UUID, the KEK encryption read
+// from the encrypted KEK itself.
+func (c *serverConn) importKey(r *PkeyImportRequest) (Args, error) {
+	kekek, err := c.pkey(r.KEKEK)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := hsm.KEKEncryptionOfEPKI(r.KEK)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.sess.Import(bg, hsm.ImportRequest{KEKEK: kekek, Wrapped: hsm.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK},
+		Encryption: enc, Flags: hsm.Flags(r.Flags)})
+	if err != nil {
+		return nil, err
+	}
+	return &PkeyImportResponse{Pkey: c.openPkey(res.Key.UUID), UUID: res.Key.UUID[:]}, nil
+}

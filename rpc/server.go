@@ -1,0 +1,318 @@
+package rpc
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// Version is what GET_VERSION answers: libhal's 1.1.1.0.
+const Version = 0x01010100
+
+// Server serves one emulated HSM to many connections.
+type Server struct {
+	hsm *hsm.HSM
+	log *slog.Logger
+
+	mu        sync.Mutex
+	conns     map[*serverConn]struct{}
+	listeners map[net.Listener]struct{}
+	closing   bool
+	wg        sync.WaitGroup // one per connection
+	nextID    atomic.Uint32
+}
+
+// NewServer makes a server for h. log may be nil (nothing is logged).
+func NewServer(h *hsm.HSM, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{hsm: h, log: log, conns: map[*serverConn]struct{}{}, listeners: map[net.Listener]struct{}{}}
+}
+
+// Serve accepts connections on l until Shutdown. It returns nil after
+// Shutdown, or the listener's error.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return l.Close()
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: wait, do not spin.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if !s.track(nc) {
+			nc.Close()
+			return nil
+		}
+	}
+}
+
+// track registers a new connection and starts serving it, unless the
+// server is shutting down.
+func (s *Server) track(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	c := &serverConn{
+		srv: s, nc: nc, client: s.nextID.Add(1),
+		sess:  s.hsm.NewSession(),
+		pkeys: map[uint32]hsm.UUID{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{},
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	go c.serve()
+	return true
+}
+
+// Shutdown stops accepting connections, lets every request in flight
+// finish, then closes every connection (logging each out). It waits until
+// that is done or ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.stop()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stats counts what the server holds, for leak checks.
+type Stats struct {
+	Conns, LoggedIn, PkeyHandles, HashHandles int
+}
+
+// Stats reports the server's connections and what they hold.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var st Stats
+	for c := range s.conns {
+		st.Conns++
+		c.mu.Lock()
+		if c.sess.User() != hsm.UserNone {
+			st.LoggedIn++
+		}
+		st.PkeyHandles += len(c.pkeys)
+		st.HashHandles += len(c.hashes)
+		c.mu.Unlock()
+	}
+	return st
+}
+
+// logoutAll logs every connection out (LOGOUT_ALL).
+func (s *Server) logoutAll() {
+	s.mu.Lock()
+	conns := make([]*serverConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.sess.Logout(context.Background())
+	}
+}
+
+// serverConn is one connection: a client handle, an HSM session and the
+// handles opened through it.
+type serverConn struct {
+	srv    *Server
+	nc     net.Conn
+	client uint32
+	sess   *hsm.Session
+
+	mu         sync.Mutex
+	nextHandle uint32
+	pkeys      map[uint32]hsm.UUID
+	hashes     map[uint32]*hashState
+	imports    map[uint32]*importBatch
+	stopped    bool
+}
+
+// stop makes the connection's next read fail, so it ends once the request
+// it is serving, if any, is answered.
+func (c *serverConn) stop() {
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
+	c.nc.SetReadDeadline(time.Now())
+}
+
+func (c *serverConn) serve() {
+	log := c.srv.log.With("client", c.client, "remote", c.nc.RemoteAddr().String())
+	log.Info("connection open")
+	defer func() {
+		// As cryptech_muxd does: a closed connection is logged out, and
+		// everything it opened is gone.
+		c.sess.Close()
+		c.nc.Close()
+		c.srv.mu.Lock()
+		delete(c.srv.conns, c)
+		c.srv.mu.Unlock()
+		log.Info("connection closed")
+		c.srv.wg.Done()
+	}()
+	fr := NewFrameReader(c.nc, MaxPacket)
+	var out []byte
+	for {
+		frame, err := fr.ReadFrame()
+		// An oversized or badly escaped frame ends the connection: the
+		// function it was for is lost, so no answer could reach a client
+		// that waits for that function's answer.
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !c.isStopped() {
+				log.Warn("connection dropped", "error", err.Error())
+			}
+			return
+		}
+		resp := c.handle(frame, log)
+		out = AppendFrame(out[:0], resp)
+		if _, err := c.nc.Write(out); err != nil {
+			return
+		}
+	}
+}
+
+func (c *serverConn) isStopped() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopped
+}
+
+// handle answers one request. The client field of the answer is this
+// connection's handle, whatever the request said, as the multiplexer does.
+func (c *serverConn) handle(frame []byte, log *slog.Logger) []byte {
+	hdr, d, err := DecodeRequestHeader(frame)
+	if err != nil {
+		log.Warn("request refused", "error", err.Error())
+		return EncodeResponse(hdr.Func, c.client, statusOf(err), nil)
+	}
+	results, err := c.dispatch(hdr.Func, d)
+	st := statusOf(err)
+	if st != StatusOK {
+		// The function and status only: never a PIN, a key or a message.
+		log.Warn("request failed", "func", hdr.Func.String(), "status", st.Error())
+		results = nil
+	}
+	return EncodeResponse(hdr.Func, c.client, st, results)
+}
+
+// dispatch decodes the arguments of f and runs it.
+func (c *serverConn) dispatch(f Func, d *Decoder) (Args, error) {
+	if h, ok := extHandlers[f]; ok {
+		return h(c, d)
+	}
+	req, ok := NewRequest(f)
+	if !ok {
+		return nil, StatusRPCBadFunction
+	}
+	if err := req.DecodeArgs(d); err != nil {
+		return nil, err
+	}
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	return c.call(req)
+}
+
+// handles
+
+func (c *serverConn) newHandle() uint32 {
+	c.nextHandle++
+	if c.nextHandle == 0 {
+		c.nextHandle++
+	}
+	return c.nextHandle
+}
+
+func (c *serverConn) openPkey(id hsm.UUID) uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.newHandle()
+	c.pkeys[h] = id
+	return h
+}
+
+func (c *serverConn) pkey(h uint32) (hsm.UUID, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.pkeys[h]
+	if !ok {
+		return hsm.UUID{}, fmt.Errorf("%w: no key handle %d", hsm.ErrKeyNotFound, h)
+	}
+	return id, nil
+}
+
+func (c *serverConn) closePkey(h uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.pkeys, h)
+}
+
+// pkeyInfo returns the key behind a handle.
+func (c *serverConn) pkeyInfo(h uint32) (hsm.KeyInfo, error) {
+	id, err := c.pkey(h)
+	if err != nil {
+		return hsm.KeyInfo{}, err
+	}
+	return c.sess.Key(context.Background(), id)
+}
+
+// hashState is an open hash (HASH_INITIALIZE).
+type hashState struct {
+	alg  uint32
+	hash crypto.Hash
+	h    interface {
+		io.Writer
+		Sum([]byte) []byte
+	}
+}

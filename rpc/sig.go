@@ -1,0 +1,116 @@
+package rpc
+
+import (
+	"crypto"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/asn1"
+	"fmt"
+	"hash"
+	"math/big"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// libhal's digest algorithms (hal_digest_algorithm_t).
+var digestAlgorithms = []struct {
+	alg  uint32
+	hash crypto.Hash
+	new  func() hash.Hash
+	oid  asn1.ObjectIdentifier
+}{
+	{1, crypto.SHA1, sha1.New, asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}},
+	{2, crypto.SHA224, sha256.New224, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 4}},
+	{3, crypto.SHA256, sha256.New, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 1}},
+	{4, crypto.SHA512_224, sha512.New512_224, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 5}},
+	{5, crypto.SHA512_256, sha512.New512_256, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 6}},
+	{6, crypto.SHA384, sha512.New384, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 2}},
+	{7, crypto.SHA512, sha512.New, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 3}},
+}
+
+func digestAlgorithm(alg uint32) (crypto.Hash, func() hash.Hash, asn1.ObjectIdentifier, error) {
+	for _, d := range digestAlgorithms {
+		if d.alg == alg {
+			return d.hash, d.new, d.oid, nil
+		}
+	}
+	return 0, nil, nil, fmt.Errorf("%w: unknown digest algorithm %d", hsm.ErrBadArguments, alg)
+}
+
+func digestAlgorithmOf(h crypto.Hash) (uint32, asn1.ObjectIdentifier, bool) {
+	for _, d := range digestAlgorithms {
+		if d.hash == h {
+			return d.alg, d.oid, true
+		}
+	}
+	return 0, nil, false
+}
+
+type algorithmIdentifier struct {
+	Algorithm  asn1.ObjectIdentifier
+	Parameters asn1.RawValue
+}
+
+type digestInfo struct {
+	Algorithm algorithmIdentifier
+	Digest    []byte
+}
+
+// algorithmIDDER is the DER AlgorithmIdentifier of a digest, with NULL
+// parameters, as HASH_GET_DIGEST_ALGORITHM_ID answers and DigestInfo holds.
+func algorithmIDDER(oid asn1.ObjectIdentifier) []byte {
+	der, err := asn1.Marshal(algorithmIdentifier{oid, asn1.NullRawValue})
+	if err != nil {
+		panic("rpc: marshal AlgorithmIdentifier: " + err.Error()) // fixed types: cannot fail
+	}
+	return der
+}
+
+// digestInfoDER is what a libhal client sends to sign with RSA: the
+// PKCS#1 DigestInfo of the digest.
+func digestInfoDER(h crypto.Hash, digest []byte) ([]byte, error) {
+	_, oid, ok := digestAlgorithmOf(h)
+	if !ok {
+		return nil, fmt.Errorf("%w: no libhal digest algorithm for %v", hsm.ErrUnsupported, h)
+	}
+	return asn1.Marshal(digestInfo{algorithmIdentifier{oid, asn1.NullRawValue}, digest})
+}
+
+// ecdsaRawToDER turns libhal's r || s (each the curve's size) into the ASN.1
+// form of Token.Sign.
+func ecdsaRawToDER(raw []byte) ([]byte, error) {
+	if len(raw) == 0 || len(raw)%2 != 0 {
+		return nil, fmt.Errorf("%w: ECDSA signature of %d bytes", hsm.ErrInvalidSignature, len(raw))
+	}
+	n := len(raw) / 2
+	return asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(raw[:n]), new(big.Int).SetBytes(raw[n:])})
+}
+
+// ecdsaDERToRaw turns an ASN.1 ECDSA signature into r || s for a curve
+// whose scalars take size bytes.
+func ecdsaDERToRaw(der []byte, size int) ([]byte, error) {
+	var sig struct{ R, S *big.Int }
+	rest, err := asn1.Unmarshal(der, &sig)
+	if err != nil || len(rest) != 0 || sig.R.Sign() <= 0 || sig.S.Sign() <= 0 ||
+		sig.R.BitLen() > 8*size || sig.S.BitLen() > 8*size {
+		return nil, fmt.Errorf("%w: malformed ECDSA signature", hsm.ErrInvalidSignature)
+	}
+	raw := make([]byte, 2*size)
+	sig.R.FillBytes(raw[:size])
+	sig.S.FillBytes(raw[size:])
+	return raw, nil
+}
+
+// curveSize is the byte size of a curve's scalars.
+func curveSize(c hsm.Curve) int {
+	switch c {
+	case hsm.CurveP256:
+		return 32
+	case hsm.CurveP384:
+		return 48
+	case hsm.CurveP521:
+		return 66
+	}
+	return 0
+}
