@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/rpc"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
 
@@ -15,6 +16,9 @@ var errNoHSM = errors.New("no emulated HSM")
 // openToken opens the HSM the common flags name and logs in as wheel, as
 // cryptech_backup does. The returned function logs out and closes it.
 func (c *call) openToken(ctx context.Context, e *env) (hsm.Token, func(), error) {
+	if c.rpc != "" {
+		return c.openRemote(ctx, e)
+	}
 	dir := c.dir(e)
 	h, err := hsm.Open(dir, e.hsmOptions)
 	if errors.Is(err, sim.ErrNoBoard) {
@@ -28,20 +32,41 @@ func (c *call) openToken(ctx context.Context, e *env) (hsm.Token, func(), error)
 			progName, bad, dir)
 	}
 	s := h.NewSession()
-	closeAll := func() {
+	return c.login(ctx, e, s, func() {
 		s.Close()
 		h.Close()
+	})
+}
+
+// openRemote connects to the HSM behind --rpc.
+func (c *call) openRemote(ctx context.Context, e *env) (hsm.Token, func(), error) {
+	if c.hsmDir != "" {
+		return nil, nil, usageError{"--hsm and --rpc exclude each other"}
 	}
+	conf, err := c.tls.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := rpc.Dial(ctx, c.rpc, conf)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.login(ctx, e, cl, func() { cl.Close() })
+}
+
+// login logs tok in as wheel with the PIN the flags give, closing it on
+// failure.
+func (c *call) login(ctx context.Context, e *env, tok hsm.Token, closeAll func()) (hsm.Token, func(), error) {
 	pin, err := c.readPIN(ctx, e, "Wheel PIN: ")
 	if err == nil {
-		err = s.Login(ctx, hsm.UserWheel, pin)
+		err = tok.Login(ctx, hsm.UserWheel, pin)
 		clear(pin)
 	}
 	if err != nil {
 		closeAll()
 		return nil, nil, err
 	}
-	return s, closeAll, nil
+	return tok, closeAll, nil
 }
 
 // withToken opens the HSM the common flags name, logged in, runs f on it and

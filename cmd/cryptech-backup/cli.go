@@ -102,6 +102,8 @@ type call struct {
 	hsmDir  string
 	pin     string
 	pinFile string
+	rpc     string
+	tls     tlsFlags
 }
 
 // addBool registers a boolean flag under a short and a long name.
@@ -189,6 +191,8 @@ func run(args []string, e *env) (status int) {
 		c.fs.StringVar(&c.hsmDir, "hsm", "", "emulated HSM state directory (default $CRYPTECH_HSM, else ./hsm)")
 		addString(c.fs, &c.pin, "p", "pin", "", "wheel PIN (visible to other users in ps: prefer --pin-file or $CRYPTECH_PIN)")
 		c.fs.StringVar(&c.pinFile, "pin-file", "", "read the PIN from the first line of this file")
+		c.fs.StringVar(&c.rpc, "rpc", "", "use the HSM behind a libhal RPC socket instead of --hsm: unix:PATH or tcp:HOST:PORT")
+		c.tls.registerClient(c.fs)
 	}
 	runCmd := cmd.define(c.fs)
 	if err := c.fs.Parse(args[1:]); err != nil {

@@ -9,30 +9,37 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/rpc"
 )
 
 var demoCommand = &command{
 	name:    "demo",
-	args:    "[--dir DIR] [--keys N]",
+	args:    "[--dir DIR] [--keys N] [--rpc]",
 	summary: "the whole transfer between two emulated HSMs, checked key by key",
 	examples: `  cryptech-backup demo
   cryptech-backup demo --dir ./demo --keys 5     # keeps both HSMs and the JSON files
+  cryptech-backup demo --rpc                     # both HSMs as serve daemons, the transfer over sockets
 `,
 	define: func(fs *flag.FlagSet) runFunc {
 		var dir string
 		var n int
+		var overRPC bool
 		fs.StringVar(&dir, "dir", "", "keep the two HSMs and the files here (must be new or empty; default a temporary directory, removed after)")
 		fs.IntVar(&n, "keys", 20, "number of exportable keys on the source")
+		fs.BoolVar(&overRPC, "rpc", false, "run both HSMs as serve daemons in child processes and do the transfer over Unix sockets")
 		return func(ctx context.Context, e *env, c *call) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -50,7 +57,7 @@ var demoCommand = &command{
 			} else if err := emptyDir(dir); err != nil {
 				return err
 			}
-			return runDemo(ctx, e, dir, n)
+			return runDemo(ctx, e, dir, n, overRPC)
 		}
 	},
 }
@@ -91,13 +98,14 @@ var demoHashsig = []hashsig.Level{
 	{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4},
 }
 
-// demoHSM is one of the demo's two emulated HSMs, logged in as wheel.
+// demoHSM is one of the demo's two emulated HSMs, logged in as wheel: in
+// this process, or behind a serve daemon in a child process.
 type demoHSM struct {
-	h   *hsm.HSM
-	tok *hsm.Session
+	tok   hsm.Token
+	close func()
 }
 
-func newDemoHSM(ctx context.Context, e *env, dir string) (*demoHSM, error) {
+func newDemoHSM(ctx context.Context, e *env, dir string, overRPC bool) (*demoHSM, error) {
 	var pins [3][]byte
 	for i := range pins {
 		pins[i] = []byte(hex.EncodeToString(randomBytes(16)))
@@ -107,17 +115,65 @@ func newDemoHSM(ctx context.Context, e *env, dir string) (*demoHSM, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := h.NewSession()
-	if err := s.Login(ctx, hsm.UserWheel, pins[0]); err != nil {
-		h.Close()
+	if !overRPC {
+		s := h.NewSession()
+		if err := s.Login(ctx, hsm.UserWheel, pins[0]); err != nil {
+			h.Close()
+			return nil, err
+		}
+		return &demoHSM{s, func() { s.Close(); h.Close() }}, nil
+	}
+	h.Close()
+	d, err := startDaemon(ctx, dir, dir+".sock")
+	if err != nil {
 		return nil, err
 	}
-	return &demoHSM{h, s}, nil
+	if err := d.client.Login(ctx, hsm.UserWheel, pins[0]); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return &demoHSM{d.client, d.stop}, nil
 }
 
-func (d *demoHSM) close() {
-	d.tok.Close()
-	d.h.Close()
+// daemon is a serve child process and a client connected to it.
+type daemon struct {
+	cmd    *exec.Cmd
+	client *rpc.Client
+}
+
+// startDaemon runs "cryptech-backup serve" on an HSM directory and waits
+// until it answers on its socket.
+func startDaemon(ctx context.Context, dir, sock string) (*daemon, error) {
+	// os.Args[0] is how this program was started, so the child is this very
+	// program (go run, an installed binary, or a test's copy).
+	cmd := exec.Command(os.Args[0], "serve", "--hsm", dir, "--listen", "unix:"+sock)
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start serve daemon: %w", err)
+	}
+	d := &daemon{cmd: cmd}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := rpc.Dial(ctx, "unix:"+sock, nil)
+		if err == nil {
+			d.client = c
+			return d, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			d.stop()
+			return nil, fmt.Errorf("serve daemon for %s did not answer: %w", dir, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends the daemon as an operator would: SIGTERM, and it finishes.
+func (d *daemon) stop() {
+	if d.client != nil {
+		d.client.Close()
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
 }
 
 func randomBytes(n int) []byte {
@@ -133,14 +189,14 @@ type demoRow struct {
 	problem                      string
 }
 
-func runDemo(ctx context.Context, e *env, dir string, n int) error {
+func runDemo(ctx context.Context, e *env, dir string, n int, overRPC bool) error {
 	start := time.Now()
-	src, err := newDemoHSM(ctx, e, filepath.Join(dir, "source"))
+	src, err := newDemoHSM(ctx, e, filepath.Join(dir, "source"), overRPC)
 	if err != nil {
 		return fmt.Errorf("source HSM: %w", err)
 	}
 	defer src.close()
-	dst, err := newDemoHSM(ctx, e, filepath.Join(dir, "destination"))
+	dst, err := newDemoHSM(ctx, e, filepath.Join(dir, "destination"), overRPC)
 	if err != nil {
 		return fmt.Errorf("destination HSM: %w", err)
 	}

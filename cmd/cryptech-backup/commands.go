@@ -13,6 +13,7 @@ func commands() []*command {
 		signCommand,
 		verifyCommand,
 		hashsigCommand,
+		serveCommand,
 		demoCommand,
 	}
 }

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/rpc"
+	"github.com/hsmkit/cryptech-backup/sim"
+)
+
+// defaultSocket is where libhal's Python client looks for the multiplexer.
+const defaultSocket = "/tmp/.cryptech_muxd.rpc"
+
+// listenFlags collects repeated --listen flags.
+type listenFlags []string
+
+func (l *listenFlags) String() string     { return strings.Join(*l, ",") }
+func (l *listenFlags) Set(v string) error { *l = append(*l, v); return nil }
+
+var serveCommand = &command{
+	name:    "serve",
+	args:    "[--hsm DIR] [--listen unix:PATH] [--listen tcp:HOST:PORT] [--tls-cert F --tls-key F --tls-client-ca F]",
+	summary: "run an emulated HSM as a daemon speaking the libhal RPC protocol",
+	examples: `  cryptech-backup serve --hsm ./hsm                       # on /tmp/.cryptech_muxd.rpc
+  cryptech-backup serve --hsm ./hsm --listen tcp:127.0.0.1:2000
+  cryptech-backup serve --hsm ./hsm --listen tcp:0.0.0.0:2000 --tls-cert srv.pem --tls-key srv.key --tls-client-ca ca.pem
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		var dir string
+		var listens listenFlags
+		var tf tlsFlags
+		fs.StringVar(&dir, "hsm", "", "emulated HSM state directory (default $CRYPTECH_HSM, else ./hsm)")
+		fs.Var(&listens, "listen", "where to listen, repeatable: unix:PATH or tcp:HOST:PORT (default unix:$CRYPTECH_RPC_CLIENT_SOCKET_NAME, else unix:"+defaultSocket+")")
+		tf.registerServer(fs)
+		return func(ctx context.Context, e *env, c *call) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			c.hsmDir = dir
+			if len(listens) == 0 {
+				sock := e.getenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME")
+				if sock == "" {
+					sock = defaultSocket
+				}
+				listens = append(listens, "unix:"+sock)
+			}
+			conf, err := tf.server()
+			if err != nil {
+				return err
+			}
+			var ls []net.Listener
+			defer func() {
+				for _, l := range ls {
+					l.Close()
+				}
+			}()
+			for _, addr := range listens {
+				l, err := listen(addr, conf)
+				if err != nil {
+					return err
+				}
+				ls = append(ls, l)
+			}
+			h, err := hsm.Open(c.dir(e), e.hsmOptions)
+			if errors.Is(err, sim.ErrNoBoard) {
+				return fmt.Errorf("%w in %s", errNoHSM, c.dir(e))
+			}
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(e.stderr, nil))
+			srv := rpc.NewServer(h, log)
+			errs := make(chan error, len(ls))
+			for _, l := range ls {
+				go func() { errs <- srv.Serve(l) }()
+			}
+			log.Info("serving", "hsm", c.dir(e), "listen", listens.String())
+			select {
+			case <-ctx.Done():
+				log.Info("stopping: finishing the requests in flight")
+			case err = <-errs:
+			}
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			serr := srv.Shutdown(sctx)
+			// Closing the HSM makes its keystore durable.
+			cerr := h.Close()
+			if err := errors.Join(err, serr, cerr); err != nil {
+				return err
+			}
+			log.Info("stopped")
+			return nil
+		}
+	},
+}
+
+// listen opens one listener. A TCP listener off the loopback interface
+// needs TLS: libhal sends PINs and keys in the clear.
+func listen(addr string, conf *tls.Config) (net.Listener, error) {
+	network, address, err := rpc.ParseAddress(addr)
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	if network == "unix" {
+		return listenUnix(address)
+	}
+	host, _, _ := net.SplitHostPort(address)
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || ip != nil && ip.IsLoopback()
+	if !loopback && conf == nil {
+		return nil, fmt.Errorf("refusing to listen on %s without TLS: libhal's protocol carries PINs in the clear; give --tls-cert, --tls-key and --tls-client-ca, or listen on loopback", addr)
+	}
+	l, err := net.Listen(network, address)
+	if err != nil {
+		return nil, err
+	}
+	if conf != nil {
+		return tls.NewListener(l, conf), nil
+	}
+	return l, nil
+}
+
+// listenUnix listens on a Unix socket readable by this user only. A socket
+// file nobody answers on is left over from a daemon that died: it is
+// replaced.
+func listenUnix(path string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: another daemon is serving there", path)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		os.Remove(path)
+	}
+	old := umask(0o077)
+	l, err := net.Listen("unix", path)
+	umask(old)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
