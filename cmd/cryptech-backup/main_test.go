@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -38,6 +39,7 @@ func TestScripts(t *testing.T) {
 			"setlast":  setLast,
 			"replace":  replace,
 			"truncate": truncate,
+			"waitsock": waitSock,
 		},
 	})
 }
@@ -62,6 +64,25 @@ func replace(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	err := os.WriteFile(ts.MkAbs(args[0]), []byte(strings.Replace(data, args[1], args[2], 1)), 0o600)
 	ts.Check(err)
+}
+
+// waitsock PATH: wait until a daemon answers on the Unix socket PATH.
+func waitSock(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitsock PATH")
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.Dial("unix", ts.MkAbs(args[0]))
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("nothing answers on %s: %v", args[0], err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // truncate FILE N: keep the first N bytes of FILE.
