@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -73,10 +74,27 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 	// split before anything is done, and they go last: a failure on any
 	// other key leaves them whole.
 	for i, k := range keys {
-		if k.Type == hsm.KeyTypeHashsigPrivate && k.Hashsig != nil && k.Hashsig.Remaining < 2 {
-			return nil, &KeyError{i, k.UUID.String(), fmt.Errorf("%w: %d signatures left, too few to split", hsm.ErrKeyExhausted, k.Hashsig.Remaining)}
+		if hi := k.Hashsig; k.Type == hsm.KeyTypeHashsigPrivate && hi != nil && !hi.RemainingUnknown && hi.Remaining < 2 {
+			return nil, &KeyError{i, k.UUID.String(), fmt.Errorf("%w: %d signatures left, too few to split", hsm.ErrKeyExhausted, hi.Remaining)}
 		}
 	}
+	err = exportKeys(ctx, tok, f, keys, b, enc, opts)
+	if errors.Is(err, hsm.ErrUnsupported) && opts.LegacyKEK && b.Version != 0 {
+		// A source that speaks libhal's RPC only cannot bind metadata: with
+		// --legacy-kek, write what cryptech_backup writes. Nothing has been
+		// exported yet (such a source refuses before it exports).
+		b.toLegacy()
+		err = exportKeys(ctx, tok, f, keys, b, enc, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// exportKeys wraps the private keys of b, HSS keys last, binding each to
+// the bundle's metadata unless b is in cryptech_backup's format.
+func exportKeys(ctx context.Context, tok hsm.Token, f *KEKEKFile, keys []hsm.KeyInfo, b *Bundle, enc hsm.KEKEncryption, opts ExportOptions) error {
 	digest := b.metadataDigest()
 	done := 0
 	for _, hssPass := range []bool{false, true} {
@@ -85,12 +103,16 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 				continue
 			}
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return err
 			}
 			if k.Type.IsPrivate() {
-				w, err := tok.Export(ctx, hsm.ExportRequest{Key: k.UUID, KEKEK: f.KEKEKPubkey, Encryption: enc, Binding: binding(digest, i)})
+				req := hsm.ExportRequest{Key: k.UUID, KEKEK: f.KEKEKPubkey, Encryption: enc}
+				if b.Version != 0 {
+					req.Binding = binding(digest, i)
+				}
+				w, err := tok.Export(ctx, req)
 				if err != nil {
-					return nil, &KeyError{i, k.UUID.String(), err}
+					return &KeyError{i, k.UUID.String(), err}
 				}
 				b.Keys[i].PKCS8, b.Keys[i].KEK, b.Keys[i].Tag = w.PKCS8, w.KEK, w.Tag
 			}
@@ -100,7 +122,20 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 			}
 		}
 	}
-	return b, nil
+	return nil
+}
+
+// toLegacy turns b into cryptech_backup's format: no version, no KEK
+// encryption named, no labels, tags or public keys of private keys.
+func (b *Bundle) toLegacy() {
+	b.Version, b.KEKEncryption = 0, ""
+	for i := range b.Keys {
+		k := &b.Keys[i]
+		k.Label, k.Tag = "", nil
+		if k.Comment == "Encrypted private key" {
+			k.SPKI = nil
+		}
+	}
 }
 
 // checkKEKEKPublic refuses a KEKEK that cannot carry a KEK, before anything

@@ -242,6 +242,9 @@ type HashsigInfo struct {
 	// Remaining is how many signatures a private key can still make (zero
 	// for a public key).
 	Remaining uint64
+	// RemainingUnknown: the backend cannot tell Remaining (a Cryptech HSM
+	// over libhal's RPC).
+	RemainingUnknown bool
 }
 
 // Errors callers branch on. Backends wrap them with context; test with

@@ -284,9 +284,10 @@ func (c *Client) Key(_ context.Context, id hsm.UUID) (hsm.KeyInfo, error) {
 	} else if !errors.Is(err, hsm.ErrAttributeNotFound) {
 		return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
 	}
-	if info.Hashsig != nil && k.typ == hsm.KeyTypeHashsigPrivate && c.ext != nil {
+	if info.Hashsig != nil && k.typ == hsm.KeyTypeHashsigPrivate {
+		info.Hashsig.RemainingUnknown = true
 		if v, err := c.attribute(k.handle, AttributeHashsigRemaining); err == nil && len(v) == 8 {
-			info.Hashsig.Remaining = binary.BigEndian.Uint64(v)
+			info.Hashsig.Remaining, info.Hashsig.RemainingUnknown = binary.BigEndian.Uint64(v), false
 		}
 	}
 	return info, nil

@@ -134,3 +134,54 @@ func TestTransferOverRPC(t *testing.T) {
 		}
 	}
 }
+
+// TestTransferLibhalOnly drives both HSMs through libhal's 32 functions
+// alone, as against a Cryptech HSM: the transfer needs --legacy-kek, writes
+// cryptech_backup's bundle format, and the keys arrive under new UUIDs.
+func TestTransferLibhalOnly(t *testing.T) {
+	srcAddr, _ := served(t)
+	dstAddr, _ := served(t)
+	src, dst := dialLogin(t, srcAddr), dialLogin(t, dstAddr)
+	src.ext, dst.ext = nil, nil // as a Cryptech HSM answers: no extensions
+	flags := hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
+	ec, err := src.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: flags, Label: "old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := backup.Setup(ctx, dst, backup.SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Export(ctx, src, f, backup.ExportOptions{}); err == nil {
+		t.Fatal("export to a libhal-only HSM without --legacy-kek succeeded")
+	}
+	b, err := backup.Export(ctx, src, f, backup.ExportOptions{LegacyKEK: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Version != 0 || b.KEKEncryption != "" || b.Keys[0].Tag != nil {
+		t.Fatalf("not cryptech_backup's format: version %d, %q", b.Version, b.KEKEncryption)
+	}
+	res, err := backup.Import(ctx, dst, b, backup.ImportOptions{LegacyKEK: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].UUID == ec.UUID {
+		t.Fatalf("imported %+v: libhal gives imported keys new UUIDs", res)
+	}
+	got, err := dst.Key(ctx, res[0].UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hsm.SamePublicKey(got.PublicKey, ec.PublicKey) {
+		t.Error("the imported key is not the source's")
+	}
+	d := sha256.Sum256([]byte("libhal"))
+	sig, err := dst.Sign(ctx, got.UUID, d[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hsm.VerifySignature(ec.PublicKey, d[:], sig, crypto.SHA256); err != nil {
+		t.Error(err)
+	}
+}

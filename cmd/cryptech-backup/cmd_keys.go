@@ -109,7 +109,11 @@ var listCommand = &command{
 				fmt.Fprintln(tw, "UUID\tTYPE\tSIZE\tSIGNATURES LEFT\tFLAGS\tLABEL")
 				for _, k := range keys {
 					left := "-"
-					if k.Type == hsm.KeyTypeHashsigPrivate {
+					switch {
+					case k.Type != hsm.KeyTypeHashsigPrivate:
+					case k.Hashsig.RemainingUnknown:
+						left = "unknown"
+					default:
 						left = fmt.Sprint(k.Hashsig.Remaining)
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.UUID, k.Type, keySize(k), left, k.Flags, k.Label)
@@ -175,7 +179,7 @@ func writeKeysJSON(e *env, keys []hsm.KeyInfo) error {
 				j.Hashsig.LMS = append(j.Hashsig.LMS, l.LMS.String())
 				j.Hashsig.LMOTS = append(j.Hashsig.LMOTS, l.LMOTS.String())
 			}
-			if k.Type == hsm.KeyTypeHashsigPrivate {
+			if k.Type == hsm.KeyTypeHashsigPrivate && !hi.RemainingUnknown {
 				j.Hashsig.Remaining = &hi.Remaining
 			}
 		}
