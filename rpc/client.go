@@ -150,12 +150,15 @@ func (c *Client) fail(err error) error {
 
 // Close closes the connection; the server logs it out.
 func (c *Client) Close() error {
+	// Close first: a call in flight holds c.mu until its answer comes,
+	// which may be never; closing makes its read fail at once.
+	err := c.nc.Close()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.broken == nil {
 		c.broken = fmt.Errorf("%w: client closed", StatusRPCTransport)
 	}
-	return c.nc.Close()
+	return err
 }
 
 func (c *Client) Login(_ context.Context, user hsm.User, pin []byte) error {

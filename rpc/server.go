@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
@@ -64,8 +65,7 @@ func (s *Server) Serve(l net.Listener) error {
 			if closing {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if temporaryAcceptError(err) {
 				// Out of file descriptors and the like: wait, do not spin.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				time.Sleep(delay)
@@ -79,6 +79,22 @@ func (s *Server) Serve(l net.Listener) error {
 			return nil
 		}
 	}
+}
+
+// temporaryAcceptError reports an Accept failure that passes: the process
+// or the system out of file descriptors or memory, a connection aborted
+// before it was accepted. (net.Error's Timeout is false for all of them.)
+func temporaryAcceptError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // track registers a new connection and starts serving it, unless the
@@ -238,12 +254,21 @@ func (c *serverConn) handle(frame []byte, log *slog.Logger) []byte {
 	}
 	results, err := c.dispatch(hdr.Func, d)
 	st := statusOf(err)
+	var resp []byte
+	if st == StatusOK {
+		resp = EncodeResponse(hdr.Func, c.client, st, results)
+		if len(resp) > MaxPacket {
+			// No libhal client could read it (nor ours: the frame reader
+			// drops the connection), e.g. many big attributes at once.
+			st = StatusRPCPacketOverflow
+		}
+	}
 	if st != StatusOK {
 		// The function and status only: never a PIN, a key or a message.
 		log.Warn("request failed", "func", hdr.Func.String(), "status", st.Error())
-		results = nil
+		resp = EncodeResponse(hdr.Func, c.client, st, nil)
 	}
-	return EncodeResponse(hdr.Func, c.client, st, results)
+	return resp
 }
 
 // dispatch decodes the arguments of f and runs it.

@@ -1,0 +1,311 @@
+package rpc
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/sha256"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// goodClient is a well-behaved client that keeps signing in the background
+// while a test abuses the server on other connections.
+type goodClient struct {
+	t   *testing.T
+	c   *Client
+	key hsm.KeyInfo
+
+	stop chan struct{}
+	done chan struct{}
+	mu   sync.Mutex
+	n    int
+	err  error
+}
+
+func startGoodClient(t *testing.T, addr string) *goodClient {
+	t.Helper()
+	c := dialAs(t, addr, hsm.UserNormal, userPIN)
+	k, err := c.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
+		Flags: hsm.FlagDigitalSignature | hsm.FlagToken, Label: "good"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &goodClient{t: t, c: c, key: k, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(g.done)
+		for i := 0; ; i++ {
+			select {
+			case <-g.stop:
+				return
+			default:
+			}
+			err := g.signOnce(i)
+			g.mu.Lock()
+			g.n++
+			if err != nil && g.err == nil {
+				g.err = err
+			}
+			g.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return g
+}
+
+func (g *goodClient) signOnce(i int) error {
+	d := sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(i >> 16)})
+	sig, err := g.c.Sign(ctx, g.key.UUID, d[:], crypto.SHA256)
+	if err != nil {
+		return err
+	}
+	return hsm.VerifySignature(g.key.PublicKey, d[:], sig, crypto.SHA256)
+}
+
+// check fails the test if the good client has failed, and signs once more
+// in the foreground.
+func (g *goodClient) check() {
+	g.t.Helper()
+	g.mu.Lock()
+	err := g.err
+	g.mu.Unlock()
+	if err != nil {
+		g.t.Fatalf("the well-behaved client noticed: %v", err)
+	}
+	if err := g.signOnce(-1); err != nil {
+		g.t.Fatalf("the well-behaved client's sign failed: %v", err)
+	}
+}
+
+// finish stops the background loop and reports how many signatures it made.
+func (g *goodClient) finish() int {
+	g.t.Helper()
+	close(g.stop)
+	<-g.done
+	g.check()
+	return g.n
+}
+
+// waitStats polls the server's counts until they equal want.
+func waitStats(t *testing.T, srv *Server, want Stats) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := srv.Stats()
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server holds %+v, want %+v", got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestServerRobustness abuses the server on several connections while a
+// well-behaved client keeps signing on its own: bad frames end only their
+// connection, bad requests get a status and leave theirs usable, and
+// nothing is left behind.
+func TestServerRobustness(t *testing.T) {
+	addr, srv := served(t)
+	good := startGoodClient(t, addr)
+	base := srv.Stats()
+	if base.Conns != 1 || base.LoggedIn != 1 {
+		t.Fatalf("with one client logged in the server holds %+v", base)
+	}
+
+	t.Run("bad escape", func(t *testing.T) {
+		for _, frame := range [][]byte{
+			// ESC followed by an ordinary byte, then more of the frame.
+			{0xC0, 0, 0, 0, 0, 0, 0, 0, 7, 0xDB, 0x01, 0x02, 0xC0},
+			// ESC followed by END.
+			{0xC0, 0, 0, 0, 0, 0xDB, 0xC0},
+			// ESC ESC.
+			{0xC0, 0, 0, 0, 0, 0, 0, 0, 0, 0xDB, 0xDB, 0xDC, 0xC0},
+		} {
+			r := dialRaw(t, addr)
+			r.write(frame)
+			if !r.expectClosedOrStatus() {
+				// Answered with a status: the connection must still work.
+				var v GetVersionResponse
+				if st := r.call(FuncGetVersion, nil, &v); st != StatusOK || v.Version != Version {
+					t.Fatalf("GET_VERSION after a bad frame: %v, %#x", st, v.Version)
+				}
+			}
+			good.check()
+		}
+	})
+
+	t.Run("oversized packet", func(t *testing.T) {
+		// A payload of exactly MaxPacket bytes is a packet: it is answered
+		// (a GET_VERSION with bytes left over is a protocol error).
+		r := dialRaw(t, addr)
+		full := append(EncodeRequest(FuncGetVersion, 0, nil), make([]byte, MaxPacket-8)...)
+		if st := r.checkAnswer(FuncGetVersion, r.roundTrip(full), nil); st != StatusRPCProtocolError {
+			t.Errorf("a %d-byte GET_VERSION: %v, want RPC_PROTOCOL_ERROR", len(full), st)
+		}
+		good.check()
+		// One byte more is not, nor is much more, nor a frame whose
+		// escapes put twice MaxPacket on the wire.
+		for _, payload := range [][]byte{
+			append(EncodeRequest(FuncGetRandom, 0, &GetRandomRequest{N: 16}), make([]byte, MaxPacket-11)...),
+			append(EncodeRequest(FuncGetRandom, 0, &GetRandomRequest{N: 16}), make([]byte, 4*MaxPacket)...),
+			append(EncodeRequest(FuncPkeySign, 0, &PkeySignRequest{Pkey: 1, Max: 64}), bytes.Repeat([]byte{0xC0}, MaxPacket)...),
+		} {
+			r := dialRaw(t, addr)
+			r.send(payload)
+			if !r.expectClosedOrStatus() {
+				var v GetVersionResponse
+				if st := r.call(FuncGetVersion, nil, &v); st != StatusOK {
+					t.Fatalf("GET_VERSION after an oversized frame: %v", st)
+				}
+			}
+			good.check()
+		}
+	})
+
+	t.Run("unknown function", func(t *testing.T) {
+		r := dialRaw(t, addr)
+		for _, f := range []Func{32, 99, 0xFFFF, FuncExtImportCommit + 1, 0x20000, 0xFFFFFFFF} {
+			if st := r.call(f, nil, nil); st != StatusRPCBadFunction {
+				t.Errorf("function %#x: %v, want RPC_BAD_FUNCTION", uint32(f), st)
+			}
+			// With arguments, too.
+			payload := append(EncodeRequest(f, 0, nil), 0, 0, 0, 1, 0, 0, 0, 0)
+			if st := r.checkAnswer(f, r.roundTrip(payload), nil); st != StatusRPCBadFunction {
+				t.Errorf("function %#x with arguments: %v, want RPC_BAD_FUNCTION", uint32(f), st)
+			}
+		}
+		var v GetVersionResponse
+		if st := r.call(FuncGetVersion, nil, &v); st != StatusOK || v.Version != Version {
+			t.Fatalf("GET_VERSION after unknown functions: %v, %#x", st, v.Version)
+		}
+		good.check()
+	})
+
+	t.Run("truncated XDR", func(t *testing.T) {
+		r := dialRaw(t, addr)
+		login := EncodeRequest(FuncLogin, 0, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN})
+		sign := EncodeRequest(FuncPkeySign, 0, &PkeySignRequest{Pkey: 1, Data: make([]byte, 32), Max: 256})
+		addKey := EncodeRequest(FuncExtImportAdd, 0, &ExtImportAddRequest{Batch: 1, UUID: make([]byte, 16), Label: "x", PKCS8: []byte{1, 2, 3}})
+		for _, tc := range []struct {
+			name    string
+			payload []byte
+			f       Func
+			want    Status
+		}{
+			{"LOGIN with the PIN cut", login[:len(login)-4], FuncLogin, StatusXDRBufferOverflow},
+			{"LOGIN with the PIN's length cut", login[:14], FuncLogin, StatusXDRBufferOverflow},
+			{"LOGIN without its PIN", login[:12], FuncLogin, StatusXDRBufferOverflow},
+			{"LOGIN with no arguments", login[:8], FuncLogin, StatusXDRBufferOverflow},
+			{"PKEY_SIGN without max", sign[:len(sign)-4], FuncPkeySign, StatusXDRBufferOverflow},
+			{"PKEY_SIGN with max cut", sign[:len(sign)-1], FuncPkeySign, StatusXDRBufferOverflow},
+			{"PKEY_SIGN with its data cut", sign[:30], FuncPkeySign, StatusXDRBufferOverflow},
+			{"EXT_IMPORT_ADD cut", addKey[:len(addKey)-4], FuncExtImportAdd, StatusXDRBufferOverflow},
+			{"a header cut", login[:6], FuncLogin, StatusXDRBufferOverflow},
+			{"LOGIN with a byte left over", append(bytes.Clone(login), 0), FuncLogin, StatusRPCProtocolError},
+			{"LOGIN with a PIN longer than a packet", append(bytes.Clone(login[:12]), 0xFF, 0xFF, 0xFF, 0xFF), FuncLogin, StatusRPCProtocolError},
+			{"LOGIN with nonzero padding", badlyPaddedLogin(), FuncLogin, StatusRPCProtocolError},
+		} {
+			if st := r.checkAnswer(tc.f, r.roundTrip(tc.payload), nil); st != tc.want {
+				t.Errorf("%s: %v, want %v", tc.name, st, tc.want)
+			}
+		}
+		// None of that logged the connection in, and it still works.
+		if st := r.call(FuncIsLoggedIn, &IsLoggedInRequest{User: uint32(hsm.UserNormal)}, nil); st != StatusForbidden {
+			t.Errorf("IS_LOGGED_IN after truncated LOGINs: %v, want FORBIDDEN", st)
+		}
+		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+			t.Fatalf("LOGIN after truncated requests: %v", st)
+		}
+		if st := r.call(FuncIsLoggedIn, &IsLoggedInRequest{User: uint32(hsm.UserNormal)}, &IsLoggedInResponse{}); st != StatusOK {
+			t.Errorf("IS_LOGGED_IN after LOGIN: %v", st)
+		}
+		good.check()
+	})
+
+	t.Run("garbage and hang-ups", func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(1, 2))
+		var wg sync.WaitGroup
+		// Random bytes, with the answers to whatever frames they hold
+		// read and thrown away.
+		for i := range 4 {
+			r := dialRaw(t, addr)
+			junk := make([]byte, 64<<10)
+			for j := range junk {
+				junk[j] = byte(rng.Uint32())
+				if i == 1 && j%97 == 0 {
+					junk[j] = slipEnd // many short frames
+				}
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				io.Copy(io.Discard, r.nc)
+			}()
+			r.write(junk)
+			r.nc.Close()
+		}
+		// Hang up in the middle of a frame, of an escape, of a header.
+		for _, part := range [][]byte{
+			{0xC0, 0, 0, 0},
+			{0xC0, 0, 0, 0, 3, 0, 0, 0, 1, 0xDB},
+			EncodeRequest(FuncLogin, 0, &LoginRequest{User: 1, PIN: userPIN})[:10],
+			AppendFrame(nil, EncodeRequest(FuncLogin, 0, &LoginRequest{User: 1, PIN: userPIN}))[:15],
+			{},
+		} {
+			r := dialRaw(t, addr)
+			if len(part) > 0 {
+				r.write(part)
+			}
+			r.nc.Close()
+		}
+		// Ask for big answers and never read them.
+		r := dialRaw(t, addr)
+		req := AppendFrame(nil, EncodeRequest(FuncGetRandom, 0, &GetRandomRequest{N: MaxPacket - 64}))
+		r.write(bytes.Repeat(req, 64))
+		r.nc.Close()
+		// Log in, open a hash and a key, hang up.
+		r = dialRaw(t, addr)
+		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+			t.Fatalf("login: %v", st)
+		}
+		if st := r.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: good.key.UUID[:]}, &PkeyOpenResponse{}); st != StatusOK {
+			t.Fatalf("open: %v", st)
+		}
+		if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3}, &HashInitializeResponse{}); st != StatusOK {
+			t.Fatalf("hash: %v", st)
+		}
+		if st := srv.Stats(); st.LoggedIn != 2 || st.PkeyHandles != base.PkeyHandles+1 || st.HashHandles != 1 {
+			t.Errorf("with a second connection logged in, holding a key and a hash: %+v", st)
+		}
+		r.nc.Close()
+		wg.Wait()
+
+		good.check()
+		waitStats(t, srv, base)
+		// And the server still takes new connections.
+		c, err := Dial(ctx, addr, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	})
+
+	n := good.finish()
+	t.Logf("the well-behaved client signed %d times meanwhile", n)
+	waitStats(t, srv, base)
+}
+
+// badlyPaddedLogin is a LOGIN whose PIN's padding is not zero.
+func badlyPaddedLogin() []byte {
+	p := EncodeRequest(FuncLogin, 0, &LoginRequest{User: 1, PIN: []byte("user-pin-x")})
+	p[len(p)-1] = 7
+	return p
+}

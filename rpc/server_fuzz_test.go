@@ -1,0 +1,277 @@
+package rpc
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// fuzzHSM is the HSM behind FuzzServerRequest (made again when the fuzzer
+// has filled its flash for good), with a P-256 key, an RSA key (a KEKEK)
+// and an HSS key that each fuzzed connection opens as handles 1, 2 and 4,
+// next to a SHA-256 hash as handle 3, so that mutated requests reach the
+// handlers and not only the decoders.
+type fuzzHSM struct {
+	dir  string
+	h    *hsm.HSM
+	srv  *Server
+	keys [3]hsm.UUID
+}
+
+var fuzzKeys = [3]hsm.GenerateRequest{
+	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
+		Flags: hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable, Label: "ec"},
+	{Type: hsm.KeyTypeRSAPrivate, Bits: 2048,
+		Flags: hsm.FlagDigitalSignature | hsm.FlagKeyEncipherment | hsm.FlagToken, Label: "kekek"},
+	{Type: hsm.KeyTypeHashsigPrivate, Flags: hsm.FlagDigitalSignature | hsm.FlagToken,
+		Levels: []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W2}}},
+}
+
+func newFuzzHSM(f *testing.F) *fuzzHSM {
+	fh := &fuzzHSM{dir: f.TempDir()}
+	f.Cleanup(func() {
+		if fh.h != nil {
+			fh.h.Close()
+		}
+	})
+	return fh
+}
+
+// reset starts over with a new HSM: the fuzzer fills the flash for good
+// with the history records of the HSS keys it generates.
+func (fh *fuzzHSM) reset(t *testing.T) {
+	if fh.h != nil {
+		fh.h.Close()
+	}
+	dir, err := os.MkdirTemp(fh.dir, "hsm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hsm.Create(filepath.Join(dir, "hsm"), hsm.InitConfig{WheelPIN: wheelPIN, SOPIN: []byte("so-pin"), UserPIN: userPIN, Blocks: 128}, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh.h, fh.srv, fh.keys = h, NewServer(h, nil), [3]hsm.UUID{}
+}
+
+// ensure (re)makes the three keys when the fuzzer has deleted or used them
+// up, emptying the keystore of what the fuzzer stored if it is full, or
+// starting over if that is not enough.
+func (fh *fuzzHSM) ensure(t *testing.T, s *hsm.Session) bool {
+	for i, req := range fuzzKeys {
+		k, err := s.Key(ctx, fh.keys[i])
+		if err == nil && (k.Hashsig == nil || k.Hashsig.Remaining > 0) {
+			continue
+		}
+		if err == nil {
+			s.DeleteKey(ctx, k.UUID) // used up
+		}
+		k, err = s.GenerateKey(ctx, req)
+		if errors.Is(err, hsm.ErrKeystoreFull) {
+			all, lerr := s.Keys(ctx, hsm.Filter{})
+			if lerr != nil {
+				t.Fatal(lerr)
+			}
+			for _, k := range all {
+				if !slices.Contains(fh.keys[:], k.UUID) {
+					s.DeleteKey(ctx, k.UUID)
+				}
+			}
+			k, err = s.GenerateKey(ctx, req)
+		}
+		if errors.Is(err, hsm.ErrKeystoreFull) {
+			return false
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fh.keys[i] = k.UUID
+	}
+	return true
+}
+
+// conn makes a connection as Server.track does, without a socket, logged
+// in as wheel, with the EC key, the RSA key and the HSS key open as handles
+// 1, 2 and 4 and a SHA-256 hash as handle 3.
+func (fh *fuzzHSM) conn(t *testing.T) *serverConn {
+	for range 2 {
+		if fh.h == nil {
+			fh.reset(t)
+		}
+		c := &serverConn{srv: fh.srv, client: 0x2a, sess: fh.h.NewSession(),
+			pkeys: map[uint32]hsm.UUID{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{}}
+		if err := c.sess.Login(ctx, hsm.UserWheel, wheelPIN); err != nil {
+			t.Fatal(err)
+		}
+		if !fh.ensure(t, c.sess) {
+			c.sess.Close()
+			fh.reset(t)
+			continue
+		}
+		c.openPkey(fh.keys[0])
+		c.openPkey(fh.keys[1])
+		if _, err := c.hashInitialize(&HashInitializeRequest{Alg: 3}); err != nil {
+			t.Fatal(err)
+		}
+		c.openPkey(fh.keys[2])
+		return c
+	}
+	t.Fatal("a new HSM has no room for three keys")
+	return nil
+}
+
+// tooCostly reports requests the fuzzer must not send: generating big keys
+// takes seconds, and a new PIN would lock the next iterations out. Their
+// decoding is fuzzed all the same (FuzzDecodeRequest); only well-formed
+// ones are left out.
+func tooCostly(payload []byte) bool {
+	h, d, err := DecodeRequestHeader(payload)
+	if err != nil {
+		return false
+	}
+	req, ok := NewRequest(h.Func)
+	if !ok || req.DecodeArgs(d) != nil || d.Finish() != nil {
+		return false
+	}
+	switch r := req.(type) {
+	case *SetPINRequest:
+		return true
+	case *PkeyGenerateRSARequest:
+		return r.KeyLen >= 1024
+	case *PkeyGenerateHashsigRequest:
+		small := hashsig.LMSType(r.LMSType) == hashsig.LMS_SHA256_M32_H5 || hashsig.LMSType(r.LMSType) == hashsig.LMS_SHA256_M24_H5
+		return !small || r.L > 2
+	}
+	return false
+}
+
+// responseFor is the results type of f's answer, nil for an unknown
+// function.
+func responseFor(f Func, req []byte) Args {
+	if r, ok := NewResponse(f); ok {
+		if ga, ok := r.(*PkeyGetAttributesResponse); ok {
+			// BufferLen 0 asks for lengths only; it is the request's last word.
+			ga.LengthsOnly = len(req) >= 4 && binary.BigEndian.Uint32(req[len(req)-4:]) == 0
+		}
+		return r
+	}
+	switch f {
+	case FuncExtCapabilities:
+		return &ExtCapabilitiesResponse{}
+	case FuncExtExport:
+		return &ExtExportResponse{}
+	case FuncExtImportBegin:
+		return &ExtImportBeginResponse{}
+	case FuncExtImportAdd:
+		return &ExtImportAddResponse{}
+	case FuncExtImportCommit:
+		return &ExtImportCommitResponse{}
+	}
+	return nil
+}
+
+// FuzzServerRequest hands arbitrary payloads to a connection's request
+// handler, as the server does with every frame it reads. It must never
+// panic, and must always answer with a well-formed response that fits in a
+// packet: the request's
+// function (when the payload holds one), this connection's client handle,
+// a libhal status (never IMPOSSIBLE, which means an error no status maps),
+// and results that decode exactly when the status is OK.
+func FuzzServerRequest(f *testing.F) {
+	for _, g := range loadGolden(f) {
+		if goldenCases[g.name].kind == "req" {
+			f.Add(g.data)
+		}
+	}
+	digest := sha256.Sum256([]byte("fuzz"))
+	for _, req := range []struct {
+		f    Func
+		args Args
+	}{
+		{FuncPkeySign, &PkeySignRequest{Pkey: 1, Data: digest[:], Max: 256}},
+		{FuncPkeySign, &PkeySignRequest{Pkey: 1, Hash: 3, Max: 256}},
+		{FuncPkeySign, &PkeySignRequest{Pkey: 2, Hash: 3, Max: 512}},
+		{FuncPkeySign, &PkeySignRequest{Pkey: 4, Data: []byte("msg"), Max: 4096}},
+		{FuncPkeyVerify, &PkeyVerifyRequest{Pkey: 1, Data: digest[:], Signature: make([]byte, 64)}},
+		{FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: 1, Max: 1024}},
+		{FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: 1, Types: []uint32{hsm.AttributeLabel}, BufferLen: 256}},
+		{FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: 4, Types: []uint32{AttributeHashsigRemaining}, BufferLen: 0}},
+		{FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: 1, Attributes: []Attribute{{Type: hsm.AttributeLabel, Value: []byte("x")}}}},
+		{FuncPkeyMatch, &PkeyMatchRequest{Max: 8, Previous: make([]byte, 16)}},
+		{FuncPkeyExport, &PkeyExportRequest{Pkey: 1, KEKEK: 2, PKCS8Max: 4096, KEKMax: 1024}},
+		{FuncPkeyClose, &PkeyCloseRequest{Pkey: 1}},
+		{FuncPkeyDelete, &PkeyDeleteRequest{Pkey: 1}},
+		{FuncHashUpdate, &HashUpdateRequest{Hash: 3, Data: []byte("abc")}},
+		{FuncHashFinalize, &HashFinalizeRequest{Hash: 3, Len: 32}},
+		{FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: 1, Flags: 1}},
+		{FuncPkeyGenerateHashsig, &PkeyGenerateHashsigRequest{L: 1, LMSType: 5, LMOTSType: 1, Flags: 1}},
+		{FuncLogoutAll, nil},
+		{FuncExtCapabilities, nil},
+		{FuncExtExport, &ExtExportRequest{Pkey: 1, Encryption: "rsa-oaep-sha256"}},
+		{FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: make([]byte, 16)}},
+		{FuncExtImportCommit, &ExtImportCommitRequest{Batch: 5}},
+	} {
+		f.Add(EncodeRequest(req.f, 0, req.args))
+	}
+	f.Add([]byte{})
+	f.Add([]byte{0, 0, 0})
+	f.Add([]byte{0, 0, 0, 99, 0, 0, 0, 0})
+
+	fh := newFuzzHSM(f)
+	log := slog.New(slog.DiscardHandler)
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		if len(payload) > MaxPacket || tooCostly(payload) {
+			return
+		}
+		c := fh.conn(t)
+		defer c.sess.Close()
+		resp := c.handle(payload, log)
+		if len(resp) > MaxPacket {
+			t.Fatalf("a %d-byte answer", len(resp))
+		}
+
+		reqHdr, _, reqErr := DecodeRequestHeader(payload)
+		d := NewDecoder(resp)
+		f, client, st := Func(d.Uint32()), d.Uint32(), Status(d.Uint32())
+		if d.Err() != nil {
+			t.Fatalf("answer %x has no header", resp)
+		}
+		if client != c.client {
+			t.Fatalf("answer for client %d, not %d", client, c.client)
+		}
+		if st > StatusTamper {
+			t.Fatalf("status %d is no libhal status", st)
+		}
+		if st == StatusImpossible {
+			// statusOf found no status for the handler's error.
+			t.Fatalf("answered %v", st)
+		}
+		if reqErr != nil {
+			if st != StatusXDRBufferOverflow {
+				t.Fatalf("a %d-byte payload answered %v", len(payload), st)
+			}
+			return
+		}
+		if f != reqHdr.Func {
+			t.Fatalf("answer for %v to %v", f, reqHdr.Func)
+		}
+		results := responseFor(f, payload)
+		if st == StatusOK && results == nil {
+			t.Fatalf("unknown function %v answered OK", f)
+		}
+		if st != StatusOK {
+			results = nil
+		}
+		if _, _, err := DecodeResponse(resp, results); err != nil {
+			t.Fatalf("%v answered %v with results that do not decode: %v\n%x", f, st, err, resp)
+		}
+	})
+}

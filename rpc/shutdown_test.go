@@ -1,0 +1,192 @@
+package rpc
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// readSignalListener tells, on reads, that one of its connections has read
+// something: that the server has a request.
+type readSignalListener struct {
+	net.Listener
+	reads chan struct{}
+}
+
+func (l *readSignalListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &readSignalConn{c, l.reads}, nil
+}
+
+type readSignalConn struct {
+	net.Conn
+	reads chan struct{}
+}
+
+func (c *readSignalConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		select {
+		case c.reads <- struct{}{}:
+		default:
+		}
+	}
+	return n, err
+}
+
+// TestServerShutdown shuts the server down while it generates a key: the
+// request in flight gets its answer, new connections are refused, idle ones
+// are closed, Shutdown returns nil once all that is done, and the key is in
+// the keystore when the HSM is opened again.
+func TestServerShutdown(t *testing.T) {
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "hsm")
+	h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: wheelPIN, SOPIN: []byte("so-pin"), UserPIN: userPIN, Blocks: 256}, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	sock := filepath.Join(tmp, "rpc.sock")
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &readSignalListener{ul, make(chan struct{}, 64)}
+	srv := NewServer(h, nil)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	addr := "unix:" + sock
+
+	idle := dialAs(t, addr, hsm.UserNormal, userPIN)
+	r := dialRaw(t, addr)
+	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+		t.Fatalf("login: %v", st)
+	}
+	// The reads so far are answered; the next one is the generate.
+	for len(l.reads) > 0 {
+		<-l.reads
+	}
+	gen := &PkeyGenerateHashsigRequest{L: 1, LMSType: uint32(hashsig.LMS_SHA256_M32_H10), LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8),
+		Flags: uint32(hsm.FlagDigitalSignature | hsm.FlagToken)}
+	r.send(EncodeRequest(FuncPkeyGenerateHashsig, 0, gen))
+	select {
+	case <-l.reads:
+	case <-time.After(ioTimeout):
+		t.Fatal("the server did not read the request")
+	}
+
+	// The server is generating the key: an h10 tree of W8 one-time keys
+	// takes 0.1 s or more, so the answer is not there yet.
+	r.nc.SetReadDeadline(time.Now())
+	if _, err := r.fr.ReadFrame(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the generate was answered before Shutdown began (%v): the test proves nothing", err)
+	}
+	r.fr = NewFrameReader(r.nc, MaxPacket) // the timeout is sticky; nothing was read
+	start := time.Now()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }()
+
+	// New connections are refused while the request is in flight.
+	refused := false
+	for !refused && time.Since(start) < ioTimeout {
+		nc, err := net.Dial("unix", sock)
+		if err != nil {
+			refused = true
+			break
+		}
+		// Accepted by the kernel before the listener closed: it must be
+		// closed, not served.
+		fr := NewFrameReader(nc, 0)
+		nc.SetDeadline(time.Now().Add(ioTimeout))
+		nc.Write(AppendFrame(nil, EncodeRequest(FuncGetVersion, 0, nil)))
+		if _, err := fr.ReadFrame(); err == nil {
+			t.Error("a connection made after Shutdown began was served")
+		}
+		nc.Close()
+	}
+	if !refused {
+		t.Fatal("connections are still accepted after Shutdown")
+	}
+	refusedAfter := time.Since(start)
+
+	var err2 error
+	select {
+	case err2 = <-shut:
+	case <-time.After(time.Minute):
+		t.Fatal("Shutdown did not return")
+	}
+	took := time.Since(start)
+	if err2 != nil {
+		t.Fatalf("Shutdown: %v", err2)
+	}
+	// By now the answer is in the socket: Shutdown waited for it.
+	r.nc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	frame, err := r.fr.ReadFrame()
+	if err != nil {
+		t.Fatalf("no answer to the request in flight when Shutdown returned: %v", err)
+	}
+	var res PkeyGenerateHashsigResponse
+	if st := r.checkAnswer(FuncPkeyGenerateHashsig, frame, &res); st != StatusOK {
+		t.Fatalf("the request in flight answered %v", st)
+	}
+	id, err := uuidOf(res.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("connections refused after %v; Shutdown returned after %v", refusedAfter.Round(time.Millisecond), took.Round(time.Millisecond))
+	// Then the connection is closed, as is the idle one.
+	if _, err := r.fr.ReadFrame(); err == nil {
+		t.Error("the connection outlived Shutdown")
+	}
+	if err := idle.Logout(ctx); !errors.Is(err, StatusRPCTransport) {
+		t.Errorf("the idle connection outlived Shutdown: %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve returned %v after Shutdown", err)
+	}
+	if st := srv.Stats(); st != (Stats{}) {
+		t.Errorf("after Shutdown the server holds %+v", st)
+	}
+	// A server that has shut down serves nothing more.
+	l2, err := net.Listen("unix", filepath.Join(tmp, "again.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(l2); err != nil {
+		t.Errorf("Serve after Shutdown: %v", err)
+	}
+	if _, err := l2.Accept(); err == nil {
+		t.Error("Serve after Shutdown left its listener open")
+	}
+
+	// As the serve command does: close the HSM, which makes it durable.
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := hsm.Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	s := h2.NewSession()
+	defer s.Close()
+	if err := s.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+		t.Fatal(err)
+	}
+	k, err := s.Key(ctx, id)
+	if err != nil {
+		t.Fatalf("the key generated during Shutdown is not in the keystore: %v", err)
+	}
+	if k.Type != hsm.KeyTypeHashsigPrivate || k.Hashsig == nil || k.Hashsig.Remaining != 1024 {
+		t.Errorf("the key generated during Shutdown: %+v", k)
+	}
+}

@@ -1,0 +1,135 @@
+package rpc
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"errors"
+	"testing"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// isLoggedIn asks IS_LOGGED_IN on c's connection.
+func isLoggedIn(t *testing.T, c *Client, u hsm.User) bool {
+	t.Helper()
+	err := c.call(FuncIsLoggedIn, &IsLoggedInRequest{User: uint32(u)}, &IsLoggedInResponse{})
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, StatusForbidden):
+		return false
+	}
+	t.Fatalf("IS_LOGGED_IN: %v", err)
+	return false
+}
+
+func hasKey(keys []hsm.KeyInfo, id hsm.UUID) bool {
+	for _, k := range keys {
+		if k.UUID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// TestServerPerConnectionState checks that each connection has its own
+// login and volatile keys, as with cryptech_muxd: a login, a volatile key,
+// a hang-up touch that connection only; LOGOUT_ALL, for wheel alone, logs
+// every connection out.
+func TestServerPerConnectionState(t *testing.T) {
+	addr, srv := served(t)
+	a := dialAs(t, addr, hsm.UserNone, nil)
+	b := dialAs(t, addr, hsm.UserNone, nil)
+
+	// A login is the connection's own.
+	if err := a.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+		t.Fatal(err)
+	}
+	if !isLoggedIn(t, a, hsm.UserNormal) {
+		t.Fatal("a: not logged in after LOGIN")
+	}
+	if isLoggedIn(t, a, hsm.UserWheel) {
+		t.Error("a: logged in as wheel after logging in as the normal user")
+	}
+	if isLoggedIn(t, b, hsm.UserNormal) {
+		t.Fatal("b: logged in by a's LOGIN")
+	}
+	if _, err := b.Keys(ctx, hsm.Filter{}); !errors.Is(err, hsm.ErrNotLoggedIn) {
+		t.Errorf("b lists keys without logging in: %v", err)
+	}
+	if st := srv.Stats(); st.Conns != 2 || st.LoggedIn != 1 {
+		t.Errorf("server holds %+v", st)
+	}
+
+	// A volatile key is the connection's own.
+	vk, err := a.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagDigitalSignature})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("mine"))
+	if _, err := a.Sign(ctx, vk.UUID, d[:], crypto.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Key(ctx, vk.UUID); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("b opens a's volatile key: %v", err)
+	}
+	if _, err := b.Sign(ctx, vk.UUID, d[:], crypto.SHA256); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("b signs with a's volatile key: %v", err)
+	}
+	if keys, err := b.Keys(ctx, hsm.Filter{}); err != nil || hasKey(keys, vk.UUID) {
+		t.Errorf("b lists a's volatile key: %v, %v", keys, err)
+	}
+	if keys, err := a.Keys(ctx, hsm.Filter{}); err != nil || !hasKey(keys, vk.UUID) {
+		t.Errorf("a does not list its own volatile key: %v, %v", keys, err)
+	}
+
+	// Hanging up logs that connection out, and that one only.
+	if st := srv.Stats(); st.Conns != 2 || st.LoggedIn != 2 {
+		t.Errorf("server holds %+v", st)
+	}
+	a.Close()
+	waitStats(t, srv, Stats{Conns: 1, LoggedIn: 1}) // b opened no key: there was none it could see
+	if !isLoggedIn(t, b, hsm.UserNormal) {
+		t.Fatal("b was logged out when a hung up")
+	}
+
+	// LOGOUT_ALL: forbidden to the normal user and the security officer,
+	// and when wheel sends it, everybody is logged out, wheel too.
+	so := dialAs(t, addr, hsm.UserSO, []byte("so-pin"))
+	w := dialAs(t, addr, hsm.UserWheel, wheelPIN)
+	bk, err := b.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagDigitalSignature})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Client{b, so} {
+		if err := c.call(FuncLogoutAll, &LogoutAllRequest{}, &LogoutAllResponse{}); !errors.Is(err, StatusForbidden) {
+			t.Errorf("LOGOUT_ALL by a user other than wheel: %v, want FORBIDDEN", err)
+		}
+	}
+	if !isLoggedIn(t, b, hsm.UserNormal) || !isLoggedIn(t, so, hsm.UserSO) || !isLoggedIn(t, w, hsm.UserWheel) {
+		t.Fatal("a forbidden LOGOUT_ALL logged someone out")
+	}
+	if st := srv.Stats(); st.LoggedIn != 3 {
+		t.Errorf("server holds %+v", st)
+	}
+	if err := w.call(FuncLogoutAll, &LogoutAllRequest{}, &LogoutAllResponse{}); err != nil {
+		t.Fatalf("LOGOUT_ALL by wheel: %v", err)
+	}
+	if isLoggedIn(t, b, hsm.UserNormal) || isLoggedIn(t, so, hsm.UserSO) || isLoggedIn(t, w, hsm.UserWheel) {
+		t.Fatal("LOGOUT_ALL left someone logged in")
+	}
+	if st := srv.Stats(); st.Conns != 3 || st.LoggedIn != 0 {
+		t.Errorf("after LOGOUT_ALL the server holds %+v", st)
+	}
+	// The connections still work, and the logout dropped b's volatile key.
+	if err := b.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+		t.Fatal(err)
+	}
+	var r PkeyOpenResponse
+	if err := b.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: bk.UUID[:]}, &r); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("b's volatile key outlived LOGOUT_ALL: %v", err)
+	}
+}

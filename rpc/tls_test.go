@@ -1,0 +1,151 @@
+package rpc
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// testCA is a certificate authority made for one test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+var serial int64
+
+func newTestCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial++
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert, key, pool}
+}
+
+// issue makes a certificate for a server (at 127.0.0.1) or a client.
+func (ca *testCA) issue(t *testing.T, name string, server bool) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial++
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestServerTLS puts the server behind TLS 1.3 with client certificates,
+// as the serve command does for a TCP listener off loopback: a client with
+// a certificate from the client CA gets in; one without a certificate, one
+// whose certificate another CA signed, and one that speaks plain libhal
+// are refused at the handshake or the first call, and leave nothing behind.
+func TestServerTLS(t *testing.T) {
+	ca, otherCA := newTestCA(t, "test CA"), newTestCA(t, "other CA")
+	serverCert := ca.issue(t, "server", true)
+	clientCert := ca.issue(t, "client", false)
+	strangerCert := otherCA.issue(t, "stranger", false)
+
+	h, err := hsm.Create(t.TempDir()+"/hsm", hsm.InitConfig{WheelPIN: wheelPIN, SOPIN: []byte("so-pin"), UserPIN: userPIN, Blocks: 64}, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As cmd/cryptech-backup's tlsFlags.server and listen.
+	conf := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{serverCert},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}
+	srv := NewServer(h, nil)
+	go srv.Serve(tls.NewListener(l, conf))
+	defer srv.Shutdown(ctx)
+	addr := "tcp:" + l.Addr().String()
+
+	clientConf := func(certs ...tls.Certificate) *tls.Config {
+		return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: certs, RootCAs: ca.pool}
+	}
+
+	c, err := Dial(ctx, addr, clientConf(clientCert))
+	if err != nil {
+		t.Fatalf("a client with a good certificate: %v", err)
+	}
+	if err := c.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Extended() {
+		t.Error("no extensions over TLS")
+	}
+	if st := srv.Stats(); st.Conns != 1 || st.LoggedIn != 1 {
+		t.Errorf("server holds %+v", st)
+	}
+
+	for _, tc := range []struct {
+		name string
+		conf *tls.Config
+	}{
+		{"no client certificate", clientConf()},
+		// Go's client keeps back a certificate the server's CAs did not
+		// sign; the second one sends it all the same.
+		{"a certificate another CA signed", clientConf(strangerCert)},
+		{"a certificate another CA signed, sent", &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca.pool,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &strangerCert, nil }}},
+		{"TLS 1.2", &tls.Config{MaxVersion: tls.VersionTLS12, Certificates: []tls.Certificate{clientCert}, RootCAs: ca.pool}},
+		{"a server it does not trust", &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{clientCert}, RootCAs: otherCA.pool}},
+		{"no TLS", nil},
+	} {
+		if c, err := Dial(ctx, addr, tc.conf); err == nil {
+			c.Close()
+			t.Errorf("%s: connected", tc.name)
+		} else {
+			t.Logf("%s: %v", tc.name, err)
+		}
+	}
+	waitStats(t, srv, Stats{Conns: 1, LoggedIn: 1})
+	// The good client never noticed.
+	if !isLoggedIn(t, c, hsm.UserNormal) {
+		t.Error("the good client was logged out")
+	}
+	c.Close()
+	waitStats(t, srv, Stats{})
+}
