@@ -264,17 +264,18 @@ func decryptOAEP(priv *rsa.PrivateKey, hash crypto.Hash, ct, label []byte) ([]by
 	return pt, nil
 }
 
-// wrapPKCS8 wraps a PrivateKeyInfo under a transit KEK.
-func wrapPKCS8(kek, der []byte) ([]byte, error) {
-	wrapped, err := sim.KeyWrapPad(kek, der)
-	if err != nil {
-		return nil, fmt.Errorf("wrap key: %w", err)
-	}
-	return marshalEPKI(algorithmIdentifier{Algorithm: oidAES256WrapPad}, wrapped), nil
+// The encodings of a transfer, for backends whose HSM does the cryptography
+// itself (a PKCS#11 token wraps with C_WrapKey): they must write and read
+// exactly what this HSM does.
+
+// EncryptedPKCS8 encodes a PrivateKeyInfo wrapped with RFC 5649 under a
+// transit KEK: EncryptedPrivateKeyInfo with id-aes256-wrap-pad.
+func EncryptedPKCS8(wrapped []byte) []byte {
+	return marshalEPKI(algorithmIdentifier{Algorithm: oidAES256WrapPad}, wrapped)
 }
 
-// unwrapPKCS8 reverses wrapPKCS8; an integrity failure is ErrDecryption.
-func unwrapPKCS8(kek, der []byte) ([]byte, error) {
+// ParseEncryptedPKCS8 reverses EncryptedPKCS8, returning the wrapped bytes.
+func ParseEncryptedPKCS8(der []byte) ([]byte, error) {
 	e, err := parseEPKI(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: wrapped key: %v", ErrBadArguments, err)
@@ -282,7 +283,51 @@ func unwrapPKCS8(kek, der []byte) ([]byte, error) {
 	if !e.Algorithm.Algorithm.Equal(oidAES256WrapPad) || len(e.Algorithm.Parameters.FullBytes) != 0 {
 		return nil, fmt.Errorf("%w: wrapped key: %v", ErrBadArguments, errUnknownAlgorithm)
 	}
-	pt, err := sim.KeyUnwrapPad(kek, e.EncryptedData)
+	return e.EncryptedData, nil
+}
+
+// EncryptedKEK encodes a KEK encrypted to a KEKEK with enc.
+func EncryptedKEK(enc KEKEncryption, ct []byte) ([]byte, error) {
+	alg, err := kekAlgorithm(enc)
+	if err != nil {
+		return nil, err
+	}
+	return marshalEPKI(alg, ct), nil
+}
+
+// ParseEncryptedKEK reverses EncryptedKEK, checking the encryption is want.
+func ParseEncryptedKEK(der []byte, want KEKEncryption) ([]byte, error) {
+	enc, err := KEKEncryptionOfEPKI(der)
+	if err != nil {
+		return nil, err
+	}
+	if enc != want {
+		return nil, fmt.Errorf("%w: KEK is encrypted with %s, expected %s", ErrBadArguments, enc, want)
+	}
+	e, _ := parseEPKI(der)
+	return e.EncryptedData, nil
+}
+
+// BindingDigest is what a tag wraps under the transit KEK (see
+// ExportRequest.Binding): a hash of the binding under a label of its own.
+func BindingDigest(binding []byte) []byte { return bindingDigest(binding) }
+
+// wrapPKCS8 wraps a PrivateKeyInfo under a transit KEK.
+func wrapPKCS8(kek, der []byte) ([]byte, error) {
+	wrapped, err := sim.KeyWrapPad(kek, der)
+	if err != nil {
+		return nil, fmt.Errorf("wrap key: %w", err)
+	}
+	return EncryptedPKCS8(wrapped), nil
+}
+
+// unwrapPKCS8 reverses wrapPKCS8; an integrity failure is ErrDecryption.
+func unwrapPKCS8(kek, der []byte) ([]byte, error) {
+	wrapped, err := ParseEncryptedPKCS8(der)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := sim.KeyUnwrapPad(kek, wrapped)
 	if err != nil {
 		return nil, ErrDecryption
 	}

@@ -103,14 +103,9 @@ func TestServerShutdown(t *testing.T) {
 			refused = true
 			break
 		}
-		// Accepted by the kernel before the listener closed: it must be
-		// closed, not served.
-		fr := NewFrameReader(nc, 0)
-		nc.SetDeadline(time.Now().Add(ioTimeout))
-		nc.Write(AppendFrame(nil, EncodeRequest(FuncGetVersion, 0, nil)))
-		if _, err := fr.ReadFrame(); err == nil {
-			t.Error("a connection made after Shutdown began was served")
-		}
+		// Accepted before Shutdown closed the listener: it may or may not
+		// be served (Shutdown runs in its own goroutine), but it is closed
+		// by the time Shutdown returns (checked below with the others).
 		nc.Close()
 	}
 	if !refused {
