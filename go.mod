@@ -8,4 +8,10 @@ require (
 	golang.org/x/term v0.47.0
 )
 
-require golang.org/x/tools v0.26.0 // indirect
+require (
+	github.com/ThalesIgnite/crypto11 v1.2.5 // indirect
+	github.com/miekg/pkcs11 v1.1.2 // indirect
+	github.com/pkg/errors v0.8.1 // indirect
+	github.com/thales-e-security/pool v0.0.2 // indirect
+	golang.org/x/tools v0.26.0 // indirect
+)

@@ -1,0 +1,346 @@
+//go:build cgo
+
+package p11
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/pkcs11"
+
+	"github.com/hsmkit/cryptech-backup/backup"
+	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/softhsm"
+)
+
+var ctx = context.Background()
+
+const userPIN = "user-pin-1234"
+
+// SoftHSM2 reads its configuration once per process, so every test shares
+// one throwaway token directory, with tokens of their own.
+var (
+	envOnce sync.Once
+	env     *softhsm.Env
+	envErr  error
+	tokenN  atomic.Int32
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "p11-test-")
+	if err != nil {
+		panic(err)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		envOnce.Do(func() {
+			if _, err := softhsm.FindModule(); err == nil {
+				env, envErr = softhsm.Setup(dir)
+			}
+		})
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// newToken makes a fresh SoftHSM2 token and returns it opened and logged in.
+func newToken(t testing.TB) *Token {
+	t.Helper()
+	softhsm.Require(t)
+	if envErr != nil || env == nil {
+		t.Fatalf("SoftHSM2 set-up: %v", envErr)
+	}
+	label := fmt.Sprintf("tok-%d", tokenN.Add(1))
+	if err := env.InitToken(label, "so-pin-5678", userPIN); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := Open(Config{Module: env.Module(), TokenLabel: label})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tok.Close() })
+	if err := tok.Login(ctx, hsm.UserNormal, []byte(userPIN)); err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+var testOptions = hsm.Options{WrongPINDelay: time.Millisecond, PINIterations: 1000}
+
+// newEmulated makes an emulated HSM and returns a wheel session on it.
+func newEmulated(t testing.TB) *hsm.Session {
+	t.Helper()
+	pin := []byte("wheel-pin")
+	h, err := hsm.Create(filepath.Join(t.TempDir(), "hsm"), hsm.InitConfig{WheelPIN: pin, SOPIN: pin, UserPIN: pin}, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	s := h.NewSession()
+	if err := s.Login(ctx, hsm.UserWheel, pin); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+const exportable = hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
+
+var testKeys = []hsm.GenerateRequest{
+	{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: exportable, Label: "rsa-2048"},
+	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "p-256"},
+	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384, Flags: exportable, Label: "p-384"},
+}
+
+func generate(t testing.TB, tok hsm.Token, req hsm.GenerateRequest) hsm.KeyInfo {
+	t.Helper()
+	k, err := tok.GenerateKey(ctx, req)
+	if err != nil {
+		t.Fatalf("generate %s: %v", req.Label, err)
+	}
+	return k
+}
+
+// TestTransfers moves RSA-2048, P-256 and P-384 keys SoftHSM2 to SoftHSM2,
+// emulated to SoftHSM2 and SoftHSM2 to emulated: each key arrives under its
+// UUID and label, signs on the destination so that the source's public key
+// verifies, and the key that is not extractable stays behind.
+func TestTransfers(t *testing.T) {
+	kinds := map[string]func(testing.TB) hsm.Token{
+		"softhsm":  func(t testing.TB) hsm.Token { return newToken(t) },
+		"emulated": func(t testing.TB) hsm.Token { return newEmulated(t) },
+	}
+	for _, pair := range [][2]string{{"softhsm", "softhsm"}, {"emulated", "softhsm"}, {"softhsm", "emulated"}} {
+		t.Run(pair[0]+"-to-"+pair[1], func(t *testing.T) {
+			src, dst := kinds[pair[0]](t), kinds[pair[1]](t)
+			var moved []hsm.KeyInfo
+			for _, req := range testKeys {
+				moved = append(moved, generate(t, src, req))
+			}
+			stays := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
+				Flags: hsm.FlagDigitalSignature | hsm.FlagToken, Label: "stays"})
+			kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.KEKEncryption != hsm.KEKOAEPSHA1 {
+				t.Errorf("KEK encryption %s; with SoftHSM2 2.6 on one side only OAEP-SHA-1 can work", b.KEKEncryption)
+			}
+			if _, err := backup.Import(ctx, dst, b, backup.ImportOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range moved {
+				got, err := dst.Key(ctx, k.UUID)
+				if err != nil {
+					t.Fatalf("%s did not arrive: %v", k.Label, err)
+				}
+				if got.Label != k.Label || !hsm.SamePublicKey(got.PublicKey, k.PublicKey) || got.Flags&hsm.FlagExportable == 0 {
+					t.Errorf("%s arrived as %+v", k.Label, got)
+				}
+				digest := sha256.Sum256([]byte(k.Label))
+				sig, err := dst.Sign(ctx, k.UUID, digest[:], crypto.SHA256)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+					t.Errorf("%s: the destination's signature fails under the source's key: %v", k.Label, err)
+				}
+			}
+			if _, err := dst.Key(ctx, stays.UUID); !errors.Is(err, hsm.ErrKeyNotFound) {
+				t.Errorf("the key that is not extractable reached the destination: %v", err)
+			}
+			res, err := backup.Import(ctx, dst, b, backup.ImportOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range res {
+				if !r.Present {
+					t.Errorf("second import: %s not present", r.UUID)
+				}
+			}
+		})
+	}
+}
+
+func TestKEKEncryptionsAreNegotiated(t *testing.T) {
+	tok := newToken(t)
+	got, err := tok.KEKEncryptions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []hsm.KEKEncryption{hsm.KEKOAEPSHA1, hsm.KEKPKCS1v15}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("SoftHSM2 offers %v, want %v (it refuses OAEP with SHA-256)", got, want)
+	}
+}
+
+// TestImportedKeyAttributes: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, not
+// extractable unless the bundle says exportable, CKA_ID and CKA_LABEL kept,
+// a public key object beside.
+func TestImportedKeyAttributes(t *testing.T) {
+	src, dst := newEmulated(t), newToken(t)
+	k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "attrs"})
+	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Keys[0].Flags &^= hsm.FlagExportable // as if the source said so; the tag must then refuse it
+	if _, err := backup.Import(ctx, dst, b, backup.ImportOptions{}); !errors.Is(err, hsm.ErrDecryption) {
+		t.Fatalf("changed flags: %v", err)
+	}
+	b.Keys[0].Flags |= hsm.FlagExportable
+	if _, err := backup.Import(ctx, dst, b, backup.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dst.mu.Lock()
+	defer dst.mu.Unlock()
+	privs, _ := dst.find(pkcs11.CKO_PRIVATE_KEY, k.UUID[:])
+	pubs, _ := dst.find(pkcs11.CKO_PUBLIC_KEY, k.UUID[:])
+	if len(privs) != 1 || len(pubs) != 1 {
+		t.Fatalf("%d private and %d public objects with the key's CKA_ID", len(privs), len(pubs))
+	}
+	a, err := dst.attrs(privs[0], pkcs11.CKA_TOKEN, pkcs11.CKA_PRIVATE, pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_LABEL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, attr := range []uint{pkcs11.CKA_TOKEN, pkcs11.CKA_PRIVATE, pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE} {
+		if !boolAttr(a[attr]) {
+			t.Errorf("attribute 0x%x is false", attr)
+		}
+	}
+	if string(a[pkcs11.CKA_LABEL]) != "attrs" {
+		t.Errorf("CKA_LABEL %q", a[pkcs11.CKA_LABEL])
+	}
+}
+
+// objectCount counts every object on a token, session objects included.
+func objectCount(t testing.TB, tok *Token) int {
+	t.Helper()
+	tok.mu.Lock()
+	defer tok.mu.Unlock()
+	if err := tok.raw.FindObjectsInit(tok.sess, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer tok.raw.FindObjectsFinal(tok.sess)
+	n := 0
+	for {
+		hs, _, err := tok.raw.FindObjects(tok.sess, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hs) == 0 {
+			return n
+		}
+		n += len(hs)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	if _, err := Open(Config{Module: "/nonexistent/libnothing.so", TokenLabel: "x"}); !errors.Is(err, ErrModule) {
+		t.Errorf("module that does not load: %v", err)
+	}
+	softhsm.Require(t)
+	tok := newToken(t)
+	other, err := Open(Config{Module: env.Module(), TokenLabel: "no such token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.Login(ctx, hsm.UserNormal, []byte(userPIN)); !errors.Is(err, ErrNoToken) {
+		t.Errorf("unknown token label: %v", err)
+	}
+	wrong, err := Open(Config{Module: env.Module(), TokenLabel: tok.cfg.TokenLabel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wrong.Close()
+	// crypto11 keeps the application logged in while another context is
+	// open; log this one out first so the wrong PIN is really checked.
+	tok.Logout(ctx)
+	if err := wrong.Login(ctx, hsm.UserNormal, []byte("wrong-pin")); !errors.Is(err, hsm.ErrPINIncorrect) {
+		t.Errorf("wrong PIN: %v", err)
+	}
+	if err := tok.Login(ctx, hsm.UserNormal, []byte(userPIN)); err != nil {
+		t.Fatal(err)
+	}
+
+	dst := newEmulated(t)
+	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stays := generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagDigitalSignature | hsm.FlagToken})
+	before := objectCount(t, tok)
+	_, err = tok.Export(ctx, hsm.ExportRequest{Key: stays.UUID, KEKEK: kekek.KEKEKPubkey, Encryption: hsm.KEKOAEPSHA1})
+	if !errors.Is(err, hsm.ErrNotExportable) {
+		t.Errorf("export of a key that is not extractable: %v", err)
+	}
+	if n := objectCount(t, tok); n != before {
+		t.Errorf("the refused export left %d objects, had %d", n, before)
+	}
+
+	// A token without key wrap with padding: the missing mechanism is named
+	// and nothing is created.
+	k := generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable})
+	before = objectCount(t, tok)
+	tok.mu.Lock()
+	delete(tok.mechs, pkcs11.CKM_AES_KEY_WRAP_PAD)
+	tok.mu.Unlock()
+	_, err = tok.Export(ctx, hsm.ExportRequest{Key: k.UUID, KEKEK: kekek.KEKEKPubkey, Encryption: hsm.KEKOAEPSHA1})
+	if !errors.Is(err, ErrMechanism) || !bytes.Contains([]byte(err.Error()), []byte("CKM_AES_KEY_WRAP_PAD")) {
+		t.Errorf("token without CKM_AES_KEY_WRAP_PAD: %v", err)
+	}
+	if n := objectCount(t, tok); n != before {
+		t.Errorf("the refused export left %d objects, had %d", n, before)
+	}
+	tok.mu.Lock()
+	tok.mechs = nil
+	tok.mu.Unlock()
+
+	// A tampered bundle creates nothing on the destination token.
+	src := newEmulated(t)
+	generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable})
+	tkekek, err := backup.Setup(ctx, tok, backup.SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := backup.Export(ctx, src, tkekek, backup.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = objectCount(t, tok)
+	for _, mutate := range []func(k *backup.BundleKey){
+		func(k *backup.BundleKey) { k.PKCS8 = append(bytes.Clone(k.PKCS8[:len(k.PKCS8)-1]), k.PKCS8[len(k.PKCS8)-1]^1) },
+		func(k *backup.BundleKey) { k.KEK = append(bytes.Clone(k.KEK[:len(k.KEK)-1]), k.KEK[len(k.KEK)-1]^1) },
+		func(k *backup.BundleKey) { k.Tag = append(bytes.Clone(k.Tag[:len(k.Tag)-1]), k.Tag[len(k.Tag)-1]^1) },
+		func(k *backup.BundleKey) { k.Label = "changed" },
+	} {
+		c := *b
+		c.Keys = []backup.BundleKey{b.Keys[0]}
+		mutate(&c.Keys[0])
+		if _, err := backup.Import(ctx, tok, &c, backup.ImportOptions{}); !errors.Is(err, hsm.ErrDecryption) {
+			t.Errorf("tampered bundle: %v", err)
+		}
+	}
+	if n := objectCount(t, tok); n != before {
+		t.Errorf("tampered bundles left %d objects, had %d", n, before)
+	}
+}
