@@ -328,7 +328,9 @@ func TestBadInput(t *testing.T) {
 	}
 	before = objectCount(t, tok)
 	for _, mutate := range []func(k *backup.BundleKey){
-		func(k *backup.BundleKey) { k.PKCS8 = append(bytes.Clone(k.PKCS8[:len(k.PKCS8)-1]), k.PKCS8[len(k.PKCS8)-1]^1) },
+		func(k *backup.BundleKey) {
+			k.PKCS8 = append(bytes.Clone(k.PKCS8[:len(k.PKCS8)-1]), k.PKCS8[len(k.PKCS8)-1]^1)
+		},
 		func(k *backup.BundleKey) { k.KEK = append(bytes.Clone(k.KEK[:len(k.KEK)-1]), k.KEK[len(k.KEK)-1]^1) },
 		func(k *backup.BundleKey) { k.Tag = append(bytes.Clone(k.Tag[:len(k.Tag)-1]), k.Tag[len(k.Tag)-1]^1) },
 		func(k *backup.BundleKey) { k.Label = "changed" },
