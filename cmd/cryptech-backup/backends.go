@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/p11"
 	"github.com/hsmkit/cryptech-backup/rpc"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
@@ -16,8 +17,13 @@ var errNoHSM = errors.New("no emulated HSM")
 // openToken opens the HSM the common flags name and logs in as wheel, as
 // cryptech_backup does. The returned function logs out and closes it.
 func (c *call) openToken(ctx context.Context, e *env) (hsm.Token, func(), error) {
-	if c.rpc != "" {
+	switch {
+	case c.rpc != "" && c.module != "":
+		return nil, nil, usageError{"--rpc and --module exclude each other"}
+	case c.rpc != "":
 		return c.openRemote(ctx, e)
+	case c.module != "":
+		return c.openPKCS11(ctx, e)
 	}
 	dir := c.dir(e)
 	h, err := hsm.Open(dir, e.hsmOptions)
@@ -52,6 +58,26 @@ func (c *call) openRemote(ctx context.Context, e *env) (hsm.Token, func(), error
 		return nil, nil, err
 	}
 	return c.login(ctx, e, cl, func() { cl.Close() })
+}
+
+// openPKCS11 opens the PKCS#11 token --module and --token (or --slot) name.
+func (c *call) openPKCS11(ctx context.Context, e *env) (hsm.Token, func(), error) {
+	if c.hsmDir != "" {
+		return nil, nil, usageError{"--hsm and --module exclude each other"}
+	}
+	cfg := p11.Config{Module: c.module, TokenLabel: c.token}
+	if c.slot >= 0 {
+		slot := uint(c.slot)
+		cfg.Slot = &slot
+	}
+	if (cfg.TokenLabel == "") == (cfg.Slot == nil) {
+		return nil, nil, usageError{"with --module, name the token with --token LABEL or --slot N"}
+	}
+	tok, err := p11.Open(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.login(ctx, e, tok, func() { tok.Close() })
 }
 
 // login logs tok in as wheel with the PIN the flags give, closing it on

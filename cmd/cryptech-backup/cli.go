@@ -104,6 +104,9 @@ type call struct {
 	pinFile string
 	rpc     string
 	tls     tlsFlags
+	module  string
+	token   string
+	slot    int
 }
 
 // addBool registers a boolean flag under a short and a long name.
@@ -193,6 +196,9 @@ func run(args []string, e *env) (status int) {
 		c.fs.StringVar(&c.pinFile, "pin-file", "", "read the PIN from the first line of this file")
 		c.fs.StringVar(&c.rpc, "rpc", "", "use the HSM behind a libhal RPC socket instead of --hsm: unix:PATH or tcp:HOST:PORT")
 		c.tls.registerClient(c.fs)
+		c.fs.StringVar(&c.module, "module", "", "use a PKCS#11 token instead of --hsm: the module's path (the PIN is the token's user PIN)")
+		c.fs.StringVar(&c.token, "token", "", "with --module: the token's label")
+		c.fs.IntVar(&c.slot, "slot", -1, "with --module: the token's slot ID, instead of --token")
 	}
 	runCmd := cmd.define(c.fs)
 	if err := c.fs.Parse(args[1:]); err != nil {

@@ -22,30 +22,46 @@ import (
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/softhsm"
+	"github.com/hsmkit/cryptech-backup/p11"
 	"github.com/hsmkit/cryptech-backup/rpc"
 )
 
 var demoCommand = &command{
 	name:    "demo",
-	args:    "[--dir DIR] [--keys N] [--rpc]",
+	args:    "[--dir DIR] [--keys N] [--rpc | --pkcs11 [--module PATH]]",
 	summary: "the whole transfer between two emulated HSMs, checked key by key",
 	examples: `  cryptech-backup demo
   cryptech-backup demo --dir ./demo --keys 5     # keeps both HSMs and the JSON files
   cryptech-backup demo --rpc                     # both HSMs as serve daemons, the transfer over sockets
+  cryptech-backup demo --pkcs11                  # between two SoftHSM2 tokens
 `,
 	define: func(fs *flag.FlagSet) runFunc {
 		var dir string
 		var n int
-		var overRPC bool
+		var overRPC, pkcs11 bool
+		var module string
 		fs.StringVar(&dir, "dir", "", "keep the two HSMs and the files here (must be new or empty; default a temporary directory, removed after)")
 		fs.IntVar(&n, "keys", 20, "number of exportable keys on the source")
 		fs.BoolVar(&overRPC, "rpc", false, "run both HSMs as serve daemons in child processes and do the transfer over Unix sockets")
+		fs.BoolVar(&pkcs11, "pkcs11", false, "transfer between two SoftHSM2 tokens made in the demo's directory")
+		fs.StringVar(&module, "module", "", "with --pkcs11: the SoftHSM2 module (default: found in the usual places)")
 		return func(ctx context.Context, e *env, c *call) error {
 			if err := noArgs(c); err != nil {
 				return err
 			}
 			if n < 1 || n > 500 {
 				return usageError{"--keys takes 1 to 500"}
+			}
+			if overRPC && pkcs11 {
+				return usageError{"--rpc and --pkcs11 exclude each other"}
+			}
+			kind := demoEmulated
+			switch {
+			case overRPC:
+				kind = demoRPC
+			case pkcs11:
+				kind = demoPKCS11
 			}
 			if dir == "" {
 				tmp, err := os.MkdirTemp("", "cryptech-backup-demo-")
@@ -57,7 +73,13 @@ var demoCommand = &command{
 			} else if err := emptyDir(dir); err != nil {
 				return err
 			}
-			return runDemo(ctx, e, dir, n, overRPC)
+			b := &demoBackend{kind: kind, dir: dir}
+			if kind == demoPKCS11 {
+				if err := b.setupSoftHSM(module); err != nil {
+					return err
+				}
+			}
+			return runDemo(ctx, e, b, n)
 		}
 	},
 }
@@ -105,12 +127,58 @@ type demoHSM struct {
 	close func()
 }
 
-func newDemoHSM(ctx context.Context, e *env, dir string, overRPC bool) (*demoHSM, error) {
+// demoBackend says where the demo's two HSMs live.
+type demoBackend struct {
+	kind    int
+	dir     string
+	softhsm *softhsm.Env
+}
+
+const (
+	demoEmulated = iota
+	demoRPC
+	demoPKCS11
+)
+
+// setupSoftHSM points SoftHSM2 at a token directory of the demo's own,
+// before anything loads the module.
+func (b *demoBackend) setupSoftHSM(module string) error {
+	if module == "" {
+		var err error
+		if module, err = softhsm.FindModule(); err != nil {
+			return err
+		}
+	}
+	env, err := softhsm.SetupModule(filepath.Join(b.dir, "softhsm"), module)
+	if err != nil {
+		return err
+	}
+	b.softhsm = env
+	return nil
+}
+
+func newDemoHSM(ctx context.Context, e *env, b *demoBackend, name string) (*demoHSM, error) {
 	var pins [3][]byte
 	for i := range pins {
 		pins[i] = []byte(hex.EncodeToString(randomBytes(16)))
 		defer clear(pins[i])
 	}
+	dir := filepath.Join(b.dir, name)
+	if b.kind == demoPKCS11 {
+		if err := b.softhsm.InitToken(name, string(pins[1]), string(pins[2])); err != nil {
+			return nil, err
+		}
+		tok, err := p11.Open(p11.Config{Module: b.softhsm.Module(), TokenLabel: name})
+		if err != nil {
+			return nil, err
+		}
+		if err := tok.Login(ctx, hsm.UserNormal, pins[2]); err != nil {
+			tok.Close()
+			return nil, err
+		}
+		return &demoHSM{tok, func() { tok.Close() }}, nil
+	}
+	overRPC := b.kind == demoRPC
 	h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: pins[0], SOPIN: pins[1], UserPIN: pins[2]}, e.hsmOptions)
 	if err != nil {
 		return nil, err
@@ -189,21 +257,24 @@ type demoRow struct {
 	problem                      string
 }
 
-func runDemo(ctx context.Context, e *env, dir string, n int, overRPC bool) error {
+func runDemo(ctx context.Context, e *env, b *demoBackend, n int) error {
 	start := time.Now()
-	src, err := newDemoHSM(ctx, e, filepath.Join(dir, "source"), overRPC)
+	dir := b.dir
+	src, err := newDemoHSM(ctx, e, b, "source")
 	if err != nil {
 		return fmt.Errorf("source HSM: %w", err)
 	}
 	defer src.close()
-	dst, err := newDemoHSM(ctx, e, filepath.Join(dir, "destination"), overRPC)
+	dst, err := newDemoHSM(ctx, e, b, "destination")
 	if err != nil {
 		return fmt.Errorf("destination HSM: %w", err)
 	}
 	defer dst.close()
 
 	fmt.Fprintf(e.stderr, "demo: generating %d exportable keys and 1 non-exportable key on the source\n", n)
-	keys, err := generateDemoKeys(ctx, src.tok, n)
+	// PKCS#11 tokens hold no hash-based keys.
+	withHashsig := b.kind != demoPKCS11
+	keys, err := generateDemoKeys(ctx, src.tok, n, withHashsig)
 	if err != nil {
 		return err
 	}
@@ -247,18 +318,22 @@ func runDemo(ctx context.Context, e *env, dir string, n int, overRPC bool) error
 	if failed > 0 {
 		return fmt.Errorf("demo failed: %d of %d keys did not end up where they should", failed, len(keys))
 	}
-	fmt.Fprintf(e.stdout, "demo: %d of %d exportable keys exported, imported and verified with %s; the hash-based key signed on both HSMs with disjoint indexes; the non-exportable key stayed home (%.1fs)\n",
-		n, n, bundle.KEKEncryption, time.Since(start).Seconds())
+	hss := ""
+	if withHashsig {
+		hss = "; the hash-based key signed on both HSMs with disjoint indexes"
+	}
+	fmt.Fprintf(e.stdout, "demo: %d of %d exportable keys exported, imported and verified with %s%s; the non-exportable key stayed home (%.1fs)\n",
+		n, n, bundle.KEKEncryption, hss, time.Since(start).Seconds())
 	return nil
 }
 
 // generateDemoKeys makes n exportable keys of mixed types, then one that is
 // not exportable, on all cores.
-func generateDemoKeys(ctx context.Context, tok hsm.Token, n int) ([]hsm.KeyInfo, error) {
+func generateDemoKeys(ctx context.Context, tok hsm.Token, n int, withHashsig bool) ([]hsm.KeyInfo, error) {
 	reqs := make([]hsm.GenerateRequest, n+1)
 	for i := range n {
 		reqs[i] = demoMix[i%len(demoMix)]
-		if i == n-1 {
+		if i == n-1 && withHashsig {
 			reqs[i] = hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Levels: demoHashsig}
 		}
 		reqs[i].Flags = hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/softhsm"
 )
 
 // testOptions keep the CLI fast under test: a cheap PIN hash and a short
@@ -33,8 +36,31 @@ func TestScripts(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil && os.Getenv("CI") == "true" {
 		t.Fatal("openssl is missing: the scripts check signatures with it (apt-get install openssl)")
 	}
+	module, softhsmErr := softhsm.FindModule()
+	if softhsmErr != nil && os.Getenv("CI") == "true" {
+		t.Fatalf("%v (CI=true: the PKCS#11 scripts need SoftHSM2)", softhsmErr)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
+		Setup: func(e *testscript.Env) error {
+			// Each script has a SoftHSM2 token directory of its own.
+			e.Setenv("SOFTHSM2_MODULE", module)
+			tokens := filepath.Join(e.WorkDir, "softhsm-tokens")
+			conf := filepath.Join(e.WorkDir, "softhsm2.conf")
+			e.Setenv("SOFTHSM2_CONF", conf)
+			if err := os.Mkdir(tokens, 0o700); err != nil {
+				return err
+			}
+			return os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600)
+		},
+		// [softhsm]: SoftHSM2 is installed (always so under CI=true).
+		Condition: func(cond string) (bool, error) {
+			if cond == "softhsm" {
+				_, err := exec.LookPath("softhsm2-util")
+				return softhsmErr == nil && err == nil, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"setlast":  setLast,
 			"replace":  replace,
