@@ -128,15 +128,36 @@ func (t *Token) objects() ([]*object, error) {
 	return out, nil
 }
 
-// object finds one key by UUID. Called with t.mu held.
+// object finds one key by UUID: by its CKA_ID when the UUID is one, else
+// among the keys whose CKA_ID it was derived from. Called with t.mu held.
 func (t *Token) object(id hsm.UUID) (*object, error) {
-	objs, err := t.objects()
+	o := &object{id: id[:]}
+	privs, err := t.find(pkcs11.CKO_PRIVATE_KEY, id[:])
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range objs {
-		if o.info.UUID == id {
-			return o, nil
+	pubs, err := t.find(pkcs11.CKO_PUBLIC_KEY, id[:])
+	if err != nil {
+		return nil, err
+	}
+	if len(privs) > 0 {
+		o.priv, o.hasPriv = privs[0], true
+	}
+	if len(pubs) > 0 {
+		o.pub, o.hasPub = pubs[0], true
+	}
+	if (o.hasPriv || o.hasPub) && t.describe(o) == nil {
+		return o, nil
+	}
+	if id[6]>>4 == 8 { // a derived UUID: look for its CKA_ID
+		objs, err := t.objects()
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			if o.info.UUID == id {
+				return o, nil
+			}
 		}
 	}
 	return nil, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, id)
