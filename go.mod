@@ -3,14 +3,14 @@ module github.com/hsmkit/cryptech-backup
 go 1.26.0
 
 require (
+	github.com/ThalesIgnite/crypto11 v1.2.5
+	github.com/miekg/pkcs11 v1.1.2
 	github.com/rogpeppe/go-internal v1.16.0
 	golang.org/x/sys v0.49.0
 	golang.org/x/term v0.47.0
 )
 
 require (
-	github.com/ThalesIgnite/crypto11 v1.2.5 // indirect
-	github.com/miekg/pkcs11 v1.1.2 // indirect
 	github.com/pkg/errors v0.8.1 // indirect
 	github.com/thales-e-security/pool v0.0.2 // indirect
 	golang.org/x/tools v0.26.0 // indirect

@@ -55,9 +55,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-
-	"github.com/miekg/pkcs11"
 )
+
+// mu serialises this package's use of SOFTHSM2_CONF and of the modules, and
+// guards the loaded modules (module_cgo.go).
+var mu sync.Mutex
 
 // ModuleEnv is the environment variable that, when set, names the
 // libsofthsm2.so to use instead of looking in the usual places.
@@ -180,13 +182,11 @@ func SetupModule(dir, module string) (*Env, error) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	c, err := ctxFor(module)
+	initialised, err := moduleInitialised(module)
 	if err != nil {
 		return nil, err
 	}
-	// C_GetInfo answers CKR_CRYPTOKI_NOT_INITIALIZED unless someone in this
-	// process has initialised the module; it changes nothing.
-	if _, err := c.GetInfo(); err == nil {
+	if initialised {
 		if cur := os.Getenv(ConfEnv); cur != e.conf {
 			return nil, fmt.Errorf("softhsm: %s is already initialised in this process with %s=%q, "+
 				"so a new configuration would be ignored: call Setup before anything loads the module, "+
@@ -215,136 +215,6 @@ func SetupModule(dir, module string) (*Env, error) {
 		return nil, fmt.Errorf("softhsm: setting %s: %v", ConfEnv, err)
 	}
 	return e, nil
-}
-
-var (
-	// mu guards ctxs and serialises this package's use of the modules.
-	mu sync.Mutex
-	// ctxs holds one pkcs11.Ctx per module path for the life of the process.
-	// They are never finalised on behalf of others and never destroyed (see
-	// the package documentation).
-	ctxs = map[string]*pkcs11.Ctx{}
-)
-
-// ctxFor returns the process's pkcs11.Ctx for module, loading it the first
-// time. mu must be held.
-func ctxFor(module string) (*pkcs11.Ctx, error) {
-	if c := ctxs[module]; c != nil {
-		return c, nil
-	}
-	c := pkcs11.New(module)
-	if c == nil {
-		return nil, fmt.Errorf("softhsm: cannot load PKCS#11 module %s (dlopen failed, or it has no C_GetFunctionList)", module)
-	}
-	ctxs[module] = c
-	return c, nil
-}
-
-// InitToken creates a new token with the given label, SO PIN and user PIN in
-// the free slot SoftHSM2 always offers. The label must not be empty, must fit
-// in 32 bytes and must not be taken by another token already.
-//
-// If the module is not initialised in this process, InitToken initialises it
-// and finalises it again before returning (so that crypto11.Configure can
-// initialise it afterwards); if it is (crypto11 contexts are open), InitToken
-// uses it as it is and leaves it initialised. Do not call it at the same
-// moment as crypto11.Configure or Context.Close on the same module.
-func (e *Env) InitToken(label, soPIN, userPIN string) error {
-	if label == "" {
-		return errors.New("softhsm: empty token label")
-	}
-	if len(label) > 32 {
-		return fmt.Errorf("softhsm: token label %q is longer than 32 bytes", label)
-	}
-	if soPIN == "" || userPIN == "" {
-		return fmt.Errorf("softhsm: token %q: empty SO or user PIN", label)
-	}
-	if os.Getenv(ConfEnv) != e.conf {
-		return fmt.Errorf("softhsm: %s is %q, not this Env's %s: was Setup called again with another directory?",
-			ConfEnv, os.Getenv(ConfEnv), e.conf)
-	}
-
-	mu.Lock()
-	defer mu.Unlock()
-	c, err := ctxFor(e.module)
-	if err != nil {
-		return err
-	}
-
-	// Someone (crypto11's last Context.Close) may finalise the module between
-	// our C_Initialize and our use of it; then start again.
-	for attempt := 0; ; attempt++ {
-		err := initToken(c, label, soPIN, userPIN)
-		if errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED)) && attempt < 3 {
-			continue
-		}
-		return err
-	}
-}
-
-func initToken(c *pkcs11.Ctx, label, soPIN, userPIN string) (err error) {
-	ours := true
-	if err := c.Initialize(); err != nil {
-		if !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
-			return fmt.Errorf("softhsm: C_Initialize (configuration %s): %w", os.Getenv(ConfEnv), err)
-		}
-		ours = false
-	}
-	if ours {
-		defer func() {
-			if ferr := c.Finalize(); ferr != nil && err == nil {
-				err = fmt.Errorf("softhsm: C_Finalize: %w", ferr)
-			}
-		}()
-	}
-
-	slots, err := c.GetSlotList(true)
-	if err != nil {
-		return fmt.Errorf("softhsm: C_GetSlotList: %w", err)
-	}
-	free, found := uint(0), false
-	for _, s := range slots {
-		ti, err := c.GetTokenInfo(s)
-		if err != nil {
-			return fmt.Errorf("softhsm: C_GetTokenInfo for slot %d: %w", s, err)
-		}
-		if ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
-			if !found {
-				free, found = s, true
-			}
-			continue
-		}
-		if ti.Label == label {
-			return fmt.Errorf("softhsm: a token labelled %q already exists (slot %d)", label, s)
-		}
-	}
-	if !found {
-		return fmt.Errorf("softhsm: no slot with an uninitialised token among %d slots (is %s SoftHSM2?)", len(slots), os.Getenv(ConfEnv))
-	}
-
-	if err := c.InitToken(free, soPIN, label); err != nil {
-		return fmt.Errorf("softhsm: C_InitToken %q in slot %d: %w", label, free, err)
-	}
-	sh, err := c.OpenSession(free, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-	if err != nil {
-		return fmt.Errorf("softhsm: C_OpenSession on token %q: %w", label, err)
-	}
-	defer func() {
-		if cerr := c.CloseSession(sh); cerr != nil && err == nil {
-			err = fmt.Errorf("softhsm: C_CloseSession on token %q: %w", label, cerr)
-		}
-	}()
-	if err := c.Login(sh, pkcs11.CKU_SO, soPIN); err != nil {
-		return fmt.Errorf("softhsm: C_Login as SO on token %q: %w", label, err)
-	}
-	if err := c.InitPIN(sh, userPIN); err != nil {
-		_ = c.Logout(sh)
-		return fmt.Errorf("softhsm: C_InitPIN on token %q: %w", label, err)
-	}
-	if err := c.Logout(sh); err != nil {
-		return fmt.Errorf("softhsm: C_Logout on token %q: %w", label, err)
-	}
-	return nil
 }
 
 // TB is the part of testing.TB that Require uses; *testing.T and *testing.B
