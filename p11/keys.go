@@ -32,13 +32,9 @@ type object struct {
 	info      hsm.KeyInfo
 }
 
-// find returns the handles of the objects of one class, optionally with a
-// given CKA_ID. Called with t.mu held.
-func (t *Token) find(class uint, id []byte) ([]pkcs11.ObjectHandle, error) {
-	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class)}
-	if id != nil {
-		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_ID, id))
-	}
+// find returns the handles of the objects a template matches. Called with
+// t.mu held.
+func (t *Token) find(tmpl ...*pkcs11.Attribute) ([]pkcs11.ObjectHandle, error) {
 	if err := t.raw.FindObjectsInit(t.sess, tmpl); err != nil {
 		return nil, err
 	}
@@ -85,40 +81,53 @@ func (t *Token) attrs(h pkcs11.ObjectHandle, types ...uint) (map[uint][]byte, er
 
 func boolAttr(v []byte) bool { return len(v) == 1 && v[0] != 0 }
 
-// objects lists every key on the token, by CKA_ID. Called with t.mu held.
-func (t *Token) objects() ([]*object, error) {
-	byID := map[string]*object{}
-	var order []string
-	add := func(class uint, set func(o *object, h pkcs11.ObjectHandle)) error {
-		hs, err := t.find(class, nil)
-		if err != nil {
-			return err
-		}
-		for _, h := range hs {
-			a, err := t.attrs(h, pkcs11.CKA_ID)
-			if err != nil {
-				return err
-			}
-			k := string(a[pkcs11.CKA_ID])
-			o, ok := byID[k]
-			if !ok {
-				o = &object{id: a[pkcs11.CKA_ID]}
-				byID[k] = o
-				order = append(order, k)
-			}
-			set(o, h)
-		}
-		return nil
-	}
-	if err := add(pkcs11.CKO_PRIVATE_KEY, func(o *object, h pkcs11.ObjectHandle) { o.priv, o.hasPriv = h, true }); err != nil {
+// keyObjects finds the private and public key objects a template matches
+// and groups them by CKA_ID, in the order the token returns them. One search
+// for all classes: on SoftHSM2 each search costs a walk of the object
+// store, and a transfer looks keys up several times per key. Called with
+// t.mu held.
+func (t *Token) keyObjects(tmpl ...*pkcs11.Attribute) ([]*object, error) {
+	hs, err := t.find(tmpl...)
+	if err != nil {
 		return nil, err
 	}
-	if err := add(pkcs11.CKO_PUBLIC_KEY, func(o *object, h pkcs11.ObjectHandle) { o.pub, o.hasPub = h, true }); err != nil {
+	privateClass := pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY).Value
+	publicClass := pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY).Value
+	byID := map[string]*object{}
+	var out []*object
+	for _, h := range hs {
+		a, err := t.attrs(h, pkcs11.CKA_CLASS, pkcs11.CKA_ID)
+		if err != nil {
+			return nil, err
+		}
+		class := a[pkcs11.CKA_CLASS]
+		if !bytes.Equal(class, privateClass) && !bytes.Equal(class, publicClass) {
+			continue
+		}
+		o, ok := byID[string(a[pkcs11.CKA_ID])]
+		if !ok {
+			o = &object{id: a[pkcs11.CKA_ID]}
+			byID[string(o.id)] = o
+			out = append(out, o)
+		}
+		switch {
+		case bytes.Equal(class, privateClass) && !o.hasPriv:
+			o.priv, o.hasPriv = h, true
+		case bytes.Equal(class, publicClass) && !o.hasPub:
+			o.pub, o.hasPub = h, true
+		}
+	}
+	return out, nil
+}
+
+// objects lists every key on the token, by UUID. Called with t.mu held.
+func (t *Token) objects() ([]*object, error) {
+	objs, err := t.keyObjects()
+	if err != nil {
 		return nil, err
 	}
 	var out []*object
-	for _, k := range order {
-		o := byID[k]
+	for _, o := range objs {
 		if err := t.describe(o); err != nil {
 			continue // a key this package cannot use (DSA, Ed25519, ...)
 		}
@@ -131,23 +140,12 @@ func (t *Token) objects() ([]*object, error) {
 // object finds one key by UUID: by its CKA_ID when the UUID is one, else
 // among the keys whose CKA_ID it was derived from. Called with t.mu held.
 func (t *Token) object(id hsm.UUID) (*object, error) {
-	o := &object{id: id[:]}
-	privs, err := t.find(pkcs11.CKO_PRIVATE_KEY, id[:])
+	objs, err := t.keyObjects(pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]))
 	if err != nil {
 		return nil, err
 	}
-	pubs, err := t.find(pkcs11.CKO_PUBLIC_KEY, id[:])
-	if err != nil {
-		return nil, err
-	}
-	if len(privs) > 0 {
-		o.priv, o.hasPriv = privs[0], true
-	}
-	if len(pubs) > 0 {
-		o.pub, o.hasPub = pubs[0], true
-	}
-	if (o.hasPriv || o.hasPub) && t.describe(o) == nil {
-		return o, nil
+	if len(objs) > 0 && t.describe(objs[0]) == nil {
+		return objs[0], nil
 	}
 	if id[6]>>4 == 8 { // a derived UUID: look for its CKA_ID
 		objs, err := t.objects()

@@ -212,8 +212,8 @@ func TestImportedKeyAttributes(t *testing.T) {
 	}
 	dst.mu.Lock()
 	defer dst.mu.Unlock()
-	privs, _ := dst.find(pkcs11.CKO_PRIVATE_KEY, k.UUID[:])
-	pubs, _ := dst.find(pkcs11.CKO_PUBLIC_KEY, k.UUID[:])
+	privs, _ := dst.find(pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY), pkcs11.NewAttribute(pkcs11.CKA_ID, k.UUID[:]))
+	pubs, _ := dst.find(pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY), pkcs11.NewAttribute(pkcs11.CKA_ID, k.UUID[:]))
 	if len(privs) != 1 || len(pubs) != 1 {
 		t.Fatalf("%d private and %d public objects with the key's CKA_ID", len(privs), len(pubs))
 	}

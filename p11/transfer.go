@@ -306,6 +306,7 @@ func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
 		return hsm.ImportResult{}, fmt.Errorf("create public key: %w", err)
 	}
 	created = append(created, pubObj)
+	o := &object{id: id[:], pub: pubObj, hasPub: true}
 	if private {
 		priv, err := t.raw.CopyObject(t.sess, sessPriv, []*pkcs11.Attribute{
 			pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]),
@@ -317,9 +318,9 @@ func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
 			return hsm.ImportResult{}, fmt.Errorf("store private key: %w", err)
 		}
 		created = append(created, priv)
+		o.priv, o.hasPriv = priv, true
 	}
-	o, err := t.object(id)
-	if err != nil {
+	if err := t.describe(o); err != nil {
 		return hsm.ImportResult{}, err
 	}
 	ok = true
