@@ -9,35 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
 var ctx = context.Background()
-
-var testOptions = hsm.Options{WrongPINDelay: time.Millisecond, PINIterations: 1000}
-
-// newToken creates an emulated HSM and returns a wheel session on it.
-func newToken(t testing.TB) *hsm.Session {
-	t.Helper()
-	pin := []byte("test-pin")
-	h, err := hsm.Create(filepath.Join(t.TempDir(), "hsm"), hsm.InitConfig{WheelPIN: pin, SOPIN: pin, UserPIN: pin, Blocks: 128}, testOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	s := h.NewSession()
-	if err := s.Login(ctx, hsm.UserWheel, pin); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
 
 const exportable = hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
 
@@ -54,7 +34,7 @@ func generate(t testing.TB, tok hsm.Token, req hsm.GenerateRequest) hsm.KeyInfo 
 // one that is not exportable, and an exportable public key.
 func source(t testing.TB) (tok *hsm.Session, moved []hsm.KeyInfo, stays hsm.KeyInfo) {
 	t.Helper()
-	tok = newToken(t)
+	tok = hsmtest.New(t)
 	moved = []hsm.KeyInfo{
 		generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "ec"}),
 		generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: exportable, Label: "rsa"}),
@@ -100,7 +80,7 @@ func keyCount(t testing.TB, tok hsm.Token) int {
 
 func TestTransfer(t *testing.T) {
 	src, moved, stays := source(t)
-	dst := newToken(t)
+	dst := hsmtest.New(t)
 	f := roundTrip(t, mustSetup(t, dst, SetupOptions{}), ReadKEKEKFile)
 	if want := []hsm.KEKEncryption{hsm.KEKOAEPSHA256, hsm.KEKOAEPSHA1}; fmt.Sprint(f.KEKEncryptions) != fmt.Sprint(want) {
 		t.Errorf("setup offers %v, want %v", f.KEKEncryptions, want)
@@ -181,7 +161,7 @@ func mustSetup(t testing.TB, tok hsm.Token, opts SetupOptions) *KEKEKFile {
 }
 
 func TestSetupFindsOrMakesKEKEK(t *testing.T) {
-	tok := newToken(t)
+	tok := hsmtest.New(t)
 	first := mustSetup(t, tok, SetupOptions{})
 	if again := mustSetup(t, tok, SetupOptions{}); again.KEKEKUUID != first.KEKEKUUID {
 		t.Error("setup made a second KEKEK instead of reusing the first")
@@ -206,7 +186,7 @@ func TestSetupFindsOrMakesKEKEK(t *testing.T) {
 }
 
 func TestChooseKEKEncryption(t *testing.T) {
-	tok := newToken(t)
+	tok := hsmtest.New(t)
 	all := []hsm.KEKEncryption{hsm.KEKOAEPSHA256, hsm.KEKOAEPSHA1}
 	for _, tc := range []struct {
 		theirs []hsm.KEKEncryption
@@ -232,7 +212,7 @@ func TestChooseKEKEncryption(t *testing.T) {
 
 func TestExportRefusesBadKEKEK(t *testing.T) {
 	src, _, _ := source(t)
-	dst := newToken(t)
+	dst := hsmtest.New(t)
 	f := mustSetup(t, dst, SetupOptions{})
 	ec := generate(t, dst, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagKeyEncipherment | hsm.FlagToken})
 	ecFile := *f
@@ -249,7 +229,7 @@ func TestExportRefusesBadKEKEK(t *testing.T) {
 
 func TestImportRefusesBundleForAnotherKEKEK(t *testing.T) {
 	src, _, _ := source(t)
-	dst, other := newToken(t), newToken(t)
+	dst, other := hsmtest.New(t), hsmtest.New(t)
 	mustSetup(t, other, SetupOptions{})
 	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
 	if err != nil {
@@ -272,7 +252,7 @@ func TestImportRefusesTamperedBundle(t *testing.T) {
 	for _, already := range []bool{false, true} {
 		t.Run(fmt.Sprintf("keys already there %v", already), func(t *testing.T) {
 			src, _, _ := source(t)
-			dst := newToken(t)
+			dst := hsmtest.New(t)
 			b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -453,7 +433,7 @@ func flipChar(s string) string {
 
 func TestLegacyBundles(t *testing.T) {
 	src, moved, _ := source(t)
-	dst := newToken(t)
+	dst := hsmtest.New(t)
 	f := mustSetup(t, dst, SetupOptions{})
 
 	// A KEKEK file from cryptech_backup names no KEK encryption: libhal's HSM
@@ -519,7 +499,7 @@ func TestLegacyBundles(t *testing.T) {
 
 func TestImportRefusesDifferentKeyUnderSameUUID(t *testing.T) {
 	src, moved, _ := source(t)
-	dst := newToken(t)
+	dst := hsmtest.New(t)
 	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -561,7 +541,7 @@ func (f *failingToken) Import(ctx context.Context, req hsm.ImportRequest) (hsm.I
 
 func TestImportOneByOneRollsBack(t *testing.T) {
 	src, moved, _ := source(t)
-	dst := newToken(t)
+	dst := hsmtest.New(t)
 	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -584,7 +564,7 @@ func TestImportOneByOneRollsBack(t *testing.T) {
 
 func TestBundleJSONLayout(t *testing.T) {
 	src, _, _ := source(t)
-	dst := newToken(t)
+	dst := hsmtest.New(t)
 	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -662,7 +642,7 @@ func checkSortedKeys(t *testing.T, dec *json.Decoder) {
 
 func TestReadBundleRefusesMalformedFiles(t *testing.T) {
 	src, _, _ := source(t)
-	dst := newToken(t)
+	dst := hsmtest.New(t)
 	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -739,7 +719,7 @@ func FuzzReadBundle(f *testing.F) {
 // export before any HSS key is split.
 func TestExportSplitsNothingWhenItFails(t *testing.T) {
 	src, moved, _ := source(t)
-	dst := newToken(t)
+	dst := hsmtest.New(t)
 	var healthy hsm.KeyInfo
 	for _, k := range moved {
 		if k.Type == hsm.KeyTypeHashsigPrivate {

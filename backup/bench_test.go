@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
 // benchmarkTransfer measures the whole transfer of keysPerBundle keys between
@@ -12,7 +13,7 @@ import (
 // imported keys are deleted outside the timer. Reported as keys/s.
 func benchmarkTransfer(b *testing.B, req hsm.GenerateRequest) {
 	const keysPerBundle = 20
-	src, dst := newToken(b), newToken(b)
+	src, dst := hsmtest.New(b), hsmtest.New(b)
 	req.Flags = exportable
 	for range keysPerBundle {
 		generate(b, src, req)

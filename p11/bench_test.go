@@ -7,6 +7,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
 // BenchmarkTransfer100 moves 100 P-256 keys, SoftHSM2 token to SoftHSM2
@@ -20,7 +21,7 @@ func BenchmarkTransfer100(b *testing.B) {
 			if kind == "softhsm" {
 				src, dst = newToken(b), newToken(b)
 			} else {
-				src, dst = newEmulated(b), newEmulated(b)
+				src, dst = hsmtest.New(b), hsmtest.New(b)
 			}
 			const n = 100
 			for range n {

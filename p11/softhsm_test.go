@@ -10,16 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/softhsm"
 )
 
@@ -75,25 +74,6 @@ func newToken(t testing.TB) *Token {
 	return tok
 }
 
-var testOptions = hsm.Options{WrongPINDelay: time.Millisecond, PINIterations: 1000}
-
-// newEmulated makes an emulated HSM and returns a wheel session on it.
-func newEmulated(t testing.TB) *hsm.Session {
-	t.Helper()
-	pin := []byte("wheel-pin")
-	h, err := hsm.Create(filepath.Join(t.TempDir(), "hsm"), hsm.InitConfig{WheelPIN: pin, SOPIN: pin, UserPIN: pin}, testOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	s := h.NewSession()
-	if err := s.Login(ctx, hsm.UserWheel, pin); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 const exportable = hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
 
 var testKeys = []hsm.GenerateRequest{
@@ -118,7 +98,7 @@ func generate(t testing.TB, tok hsm.Token, req hsm.GenerateRequest) hsm.KeyInfo 
 func TestTransfers(t *testing.T) {
 	kinds := map[string]func(testing.TB) hsm.Token{
 		"softhsm":  func(t testing.TB) hsm.Token { return newToken(t) },
-		"emulated": func(t testing.TB) hsm.Token { return newEmulated(t) },
+		"emulated": func(t testing.TB) hsm.Token { return hsmtest.New(t) },
 	}
 	for _, pair := range [][2]string{{"softhsm", "softhsm"}, {"emulated", "softhsm"}, {"softhsm", "emulated"}} {
 		t.Run(pair[0]+"-to-"+pair[1], func(t *testing.T) {
@@ -192,7 +172,7 @@ func TestKEKEncryptionsAreNegotiated(t *testing.T) {
 // extractable unless the bundle says exportable, CKA_ID and CKA_LABEL kept,
 // a public key object beside.
 func TestImportedKeyAttributes(t *testing.T) {
-	src, dst := newEmulated(t), newToken(t)
+	src, dst := hsmtest.New(t), newToken(t)
 	k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "attrs"})
 	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
 	if err != nil {
@@ -282,7 +262,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dst := newEmulated(t)
+	dst := hsmtest.New(t)
 	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +296,7 @@ func TestBadInput(t *testing.T) {
 	tok.mu.Unlock()
 
 	// A tampered bundle creates nothing on the destination token.
-	src := newEmulated(t)
+	src := hsmtest.New(t)
 	generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable})
 	tkekek, err := backup.Setup(ctx, tok, backup.SetupOptions{})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
 // TestImportSurvivesSIGKILL kills cryptech-backup import at a spread of
@@ -22,23 +23,11 @@ func TestImportSurvivesSIGKILL(t *testing.T) {
 		t.Skip("kills many processes; not under -short")
 	}
 	ctx := context.Background()
-	pin := []byte("kill-test-pin")
-	newHSM := func(dir string) *hsm.Session {
-		h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: pin, SOPIN: pin, UserPIN: pin, Blocks: 128}, testOptions)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.Close() })
-		s := h.NewSession()
-		if err := s.Login(ctx, hsm.UserWheel, pin); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	pin := hsmtest.PIN
 	work := t.TempDir()
-	src := newHSM(filepath.Join(work, "src"))
+	src := hsmtest.Create(t, filepath.Join(work, "src"))
 	dstDir := filepath.Join(work, "dst")
-	dst := newHSM(dstDir)
+	dst := hsmtest.Create(t, dstDir)
 	const n = 40
 	for range n {
 		if _, err := src.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
