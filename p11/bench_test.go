@@ -5,9 +5,9 @@ package p11
 import (
 	"testing"
 
-	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 )
 
 // BenchmarkTransfer100 moves 100 P-256 keys, SoftHSM2 token to SoftHSM2
@@ -27,33 +27,7 @@ func BenchmarkTransfer100(b *testing.B) {
 			for range n {
 				generate(b, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable})
 			}
-			kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			keys := 0
-			for b.Loop() {
-				bundle, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				res, err := backup.Import(ctx, dst, bundle, backup.ImportOptions{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				keys += len(res)
-				b.StopTimer()
-				for _, r := range res {
-					if r.Present {
-						b.Fatal("key already present: nothing would be measured")
-					}
-					if err := dst.DeleteKey(ctx, r.UUID); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.StartTimer()
-			}
-			b.ReportMetric(float64(keys)/b.Elapsed().Seconds(), "keys/s")
+			transfertest.Benchmark(b, src, dst)
 		})
 	}
 }

@@ -79,23 +79,7 @@ func TestImportSurvivesSIGKILL(t *testing.T) {
 		if err := cmd.Wait(); err != nil {
 			killed++
 		}
-		h, err := hsm.Open(dir, testOptions)
-		if err != nil {
-			t.Fatalf("run %d: HSM does not open after SIGKILL: %v", i, err)
-		}
-		s := h.NewSession()
-		if err := s.Login(ctx, hsm.UserWheel, pin); err != nil {
-			t.Fatal(err)
-		}
-		found := 0
-		for _, k := range b.Keys {
-			id, _ := hsm.ParseUUID(k.UUID)
-			if _, err := s.Key(ctx, id); err == nil {
-				found++
-			}
-		}
-		s.Close()
-		h.Close()
+		found := keysPresent(t, dir, b)
 		if found != 0 && found != n {
 			t.Errorf("run %d: killed after %v, %d of %d keys present", i, killAt(took, i, runs), found, n)
 		}
@@ -114,6 +98,30 @@ func TestImportSurvivesSIGKILL(t *testing.T) {
 // when the process is still reading, to just past its end.
 func killAt(took time.Duration, i, runs int) time.Duration {
 	return took/3 + took*time.Duration(i)/time.Duration(runs-1)
+}
+
+// keysPresent opens the emulated HSM in dir, as after a crash, and counts
+// how many of the bundle's keys it holds.
+func keysPresent(t *testing.T, dir string, b *backup.Bundle) int {
+	t.Helper()
+	h, err := hsm.Open(dir, testOptions)
+	if err != nil {
+		t.Fatalf("the HSM in %s does not open after the kill: %v", dir, err)
+	}
+	defer h.Close()
+	s := h.NewSession()
+	defer s.Close()
+	if err := s.Login(context.Background(), hsm.UserWheel, hsmtest.PIN); err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, k := range b.Keys {
+		id, _ := hsm.ParseUUID(k.UUID)
+		if _, err := s.Key(context.Background(), id); err == nil {
+			found++
+		}
+	}
+	return found
 }
 
 func cloneHSM(t *testing.T, from, to string) {

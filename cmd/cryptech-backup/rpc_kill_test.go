@@ -14,6 +14,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
 // TestDaemonDiesMidImport kills the serve daemon of the destination while
@@ -25,21 +26,10 @@ func TestDaemonDiesMidImport(t *testing.T) {
 		t.Skip("starts and kills many daemons; not under -short")
 	}
 	ctx := context.Background()
-	pin := []byte("rpc-kill-pin")
+	pin := hsmtest.PIN
 	work := t.TempDir()
-	create := func(dir string) {
-		h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: pin, SOPIN: pin, UserPIN: pin, Blocks: 128}, testOptions)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.Close()
-	}
-	srcDir, dstDir := filepath.Join(work, "src"), filepath.Join(work, "dst")
-	create(srcDir)
-	create(dstDir)
-	h, _ := hsm.Open(srcDir, testOptions)
-	src := h.NewSession()
-	src.Login(ctx, hsm.UserWheel, pin)
+	dstDir := filepath.Join(work, "dst")
+	src, dst := hsmtest.Create(t, filepath.Join(work, "src")), hsmtest.Create(t, dstDir)
 	const n = 30
 	for range n {
 		if _, err := src.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
@@ -47,9 +37,6 @@ func TestDaemonDiesMidImport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hd, _ := hsm.Open(dstDir, testOptions)
-	dst := hd.NewSession()
-	dst.Login(ctx, hsm.UserWheel, pin)
 	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -58,10 +45,6 @@ func TestDaemonDiesMidImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.Close()
-	h.Close()
-	dst.Close()
-	hd.Close()
 	var buf bytes.Buffer
 	backup.Write(&buf, b)
 	bundle := filepath.Join(work, "backup.json")
@@ -94,21 +77,7 @@ func TestDaemonDiesMidImport(t *testing.T) {
 				t.Errorf("run %d: the import failed with %q, not one line", i, stderr.String())
 			}
 		}
-		hh, err := hsm.Open(dir, testOptions)
-		if err != nil {
-			t.Fatalf("run %d: the HSM does not open after its daemon died: %v", i, err)
-		}
-		s := hh.NewSession()
-		s.Login(ctx, hsm.UserWheel, pin)
-		found := 0
-		for _, k := range b.Keys {
-			id, _ := hsm.ParseUUID(k.UUID)
-			if _, err := s.Key(ctx, id); err == nil {
-				found++
-			}
-		}
-		s.Close()
-		hh.Close()
+		found := keysPresent(t, dir, b)
 		if found != 0 && found != n {
 			t.Errorf("run %d: %d of %d keys present", i, found, n)
 		}

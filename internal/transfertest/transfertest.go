@@ -1,0 +1,46 @@
+// Package transfertest is the transfer benchmark that the backends share, so
+// that their keys/s figures come from one harness and can be compared.
+package transfertest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/hsmkit/cryptech-backup/backup"
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// Benchmark runs setup on dst, then per iteration exports every exportable
+// key of src and imports the bundle into dst, and reports keys/s. The
+// imported keys are deleted outside the timer, so every iteration stores
+// them afresh.
+func Benchmark(b *testing.B, src, dst hsm.Token) {
+	ctx := context.Background()
+	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := 0
+	for b.Loop() {
+		bundle, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := backup.Import(ctx, dst, bundle, backup.ImportOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		keys += len(res)
+		b.StopTimer()
+		for _, r := range res {
+			if r.Present {
+				b.Fatal("key already present: the benchmark would measure nothing")
+			}
+			if err := dst.DeleteKey(ctx, r.UUID); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(keys)/b.Elapsed().Seconds(), "keys/s")
+}
