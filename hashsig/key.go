@@ -190,7 +190,10 @@ func (sk *PrivateKey) MarshalBinary() ([]byte, error) {
 // marshal encodes: u32 version || u32 L || L × (u32 lms, u32 lmots) || I ||
 // SEED || T[1] || u64 next || u64 end || SHA-256 of all that before.
 func (sk *PrivateKey) marshal(next, end uint64) []byte {
-	b := binary.BigEndian.AppendUint32(nil, privateKeyVersion)
+	// Sized exactly: an append that outgrew b would leave a copy of the
+	// seed behind in the old array, where nothing clears it.
+	size := 8 + 8*len(sk.levels) + len(sk.id) + len(sk.seed) + len(sk.root) + 16 + sha256.Size
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, size), privateKeyVersion)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(sk.levels)))
 	for _, l := range sk.levels {
 		b = binary.BigEndian.AppendUint32(b, uint32(l.LMS))
@@ -223,7 +226,7 @@ func parsePrivateKeyState(b []byte) (*PrivateKey, error) {
 		return nil, bad("unknown version or truncated")
 	}
 	body, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
-	if want := sha256.Sum256(body); !bytes.Equal(sum, want[:]) {
+	if want := sha256.Sum256(body); subtle.ConstantTimeCompare(sum, want[:]) != 1 {
 		return nil, bad("checksum mismatch: the key is damaged")
 	}
 	l := binary.BigEndian.Uint32(body[4:])

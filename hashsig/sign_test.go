@@ -289,6 +289,23 @@ func TestPartsNeverOverlap(t *testing.T) {
 	}
 }
 
+// The private state is built in a buffer of its exact size: an append that
+// outgrew it would leave a copy of the seed in an array nothing clears.
+func TestPrivateStateAllocatesOnce(t *testing.T) {
+	for _, levels := range [][]Level{
+		small,
+		{{LMS_SHA256_M24_H5, LMOTS_SHA256_N24_W8}, {LMS_SHA256_M24_H5, LMOTS_SHA256_N24_W8}, {LMS_SHA256_M24_H5, LMOTS_SHA256_N24_W8}},
+	} {
+		sk, err := GenerateKey(nil, levels, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := sk.marshal(sk.next, sk.end); len(b) != cap(b) {
+			t.Errorf("%d levels: state of %d bytes in a buffer of %d", len(levels), len(b), cap(b))
+		}
+	}
+}
+
 func TestParsePrivateKeyRefusesBadState(t *testing.T) {
 	sk, err := GenerateKey(nil, small, nil)
 	if err != nil {

@@ -476,6 +476,18 @@ func TestKeyRecordRoundTripAndBadLengths(t *testing.T) {
 	}
 }
 
+// marshal sizes its buffer exactly: an append that outgrew it would leave
+// a copy of the private key in an array nothing clears.
+func TestKeyRecordMarshalAllocatesOnce(t *testing.T) {
+	for _, attrs := range []map[uint32][]byte{nil, {1: []byte("a")}, {1: make([]byte, 3000), 7: nil, 9: []byte("xyz")}} {
+		r := &keyRecord{uuid: UUID{1}, typ: KeyTypeRSAPrivate, label: "l", public: make([]byte, 300),
+			private: make([]byte, 1200), attrs: attrs}
+		if b := r.marshal(); len(b) != cap(b) {
+			t.Errorf("%d attributes: record of %d bytes in a buffer of %d", len(attrs), len(b), cap(b))
+		}
+	}
+}
+
 func TestPINRecordBadLengths(t *testing.T) {
 	r, err := newPINRecord(randReader{}, userPIN, 1000)
 	if err != nil {

@@ -88,7 +88,13 @@ const keyRecordVersion = 1
 const MaxLabelLength = 256
 
 func (r *keyRecord) marshal() []byte {
-	b := make([]byte, 0, 1+16+12+12+len(r.label)+len(r.public)+len(r.private))
+	// Sized exactly: an append that outgrew b would leave a copy of the
+	// private key behind in the old array, where nothing clears it.
+	size := 1 + 16 + 12 + 12 + len(r.label) + len(r.public) + len(r.private) + 4
+	for _, v := range r.attrs {
+		size += 8 + len(v)
+	}
+	b := make([]byte, 0, size)
 	b = append(b, keyRecordVersion)
 	b = append(b, r.uuid[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(r.typ))
