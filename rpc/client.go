@@ -120,8 +120,13 @@ func (c *Client) call(f Func, req, resp Args) error {
 	if c.broken != nil {
 		return c.broken
 	}
-	c.out = AppendFrame(c.out[:0], EncodeRequest(f, 0, req))
-	if _, err := c.nc.Write(c.out); err != nil {
+	payload := EncodeRequest(f, 0, req)
+	c.out = AppendFrame(c.out[:0], payload)
+	_, err := c.nc.Write(c.out)
+	// LOGIN and SET_PIN requests carry PINs.
+	clear(payload)
+	clear(c.out)
+	if err != nil {
 		return c.fail(err)
 	}
 	for {

@@ -231,6 +231,7 @@ func (c *serverConn) serve() {
 			return
 		}
 		resp := c.handle(frame, log)
+		clear(frame) // LOGIN and SET_PIN requests carry PINs
 		out = AppendFrame(out[:0], resp)
 		if _, err := c.nc.Write(out); err != nil {
 			return

@@ -90,6 +90,7 @@ func (fr *FrameReader) fill() {
 	if fr.buf == nil {
 		fr.buf = make([]byte, frameReadSize)
 	}
+	clear(fr.buf[:fr.r1]) // consumed input: a short read would leave some behind
 	fr.r0, fr.r1 = 0, 0
 	for range 100 {
 		n, err := fr.r.Read(fr.buf)
@@ -170,7 +171,7 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 				bad = ErrFrameTooLong
 				continue
 			}
-			frame = append(frame, c)
+			frame = append(growClearing(frame, 1), c)
 			continue
 		}
 
@@ -185,7 +186,7 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 				bad = ErrFrameTooLong
 				continue
 			}
-			frame = append(frame, in[:i]...)
+			frame = append(growClearing(frame, i), in[:i]...)
 			fr.r0 += i
 			continue
 		}
@@ -198,6 +199,9 @@ func (fr *FrameReader) ReadFrame() ([]byte, error) {
 		if len(frame) == 0 {
 			continue // an empty frame, such as the END that starts a frame
 		}
+		// Frames may carry PINs: what was read of this one need not wait
+		// for the next read to be overwritten.
+		clear(fr.buf[:fr.r0])
 		fr.frame = frame
 		return frame, nil
 	}

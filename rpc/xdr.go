@@ -12,14 +12,29 @@ type Encoder struct {
 	buf []byte
 }
 
+// growClearing returns b with room for n more bytes. When that takes a new
+// array it clears the old one: requests carry PINs, and a copy left behind
+// in an outgrown array could never be cleared.
+func growClearing(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	grown := make([]byte, len(b), max(2*cap(b), len(b)+n, 64))
+	copy(grown, b)
+	clear(b[:cap(b)])
+	return grown
+}
+
 // Uint32 appends v as an XDR unsigned int.
 func (e *Encoder) Uint32(v uint32) {
+	e.buf = growClearing(e.buf, 4)
 	e.buf = binary.BigEndian.AppendUint32(e.buf, v)
 }
 
 // Bytes appends b as XDR variable-length opaque data: its length, the data,
 // and zero padding to a multiple of four bytes.
 func (e *Encoder) Bytes(b []byte) {
+	e.buf = growClearing(e.buf, 4+len(b)+pad(len(b)))
 	e.Uint32(uint32(len(b)))
 	e.buf = append(e.buf, b...)
 	e.buf = append(e.buf, make([]byte, pad(len(b)))...)
