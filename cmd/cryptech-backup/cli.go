@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -309,9 +310,11 @@ func (c *call) readPIN(ctx context.Context, e *env, prompt string) ([]byte, erro
 		if err != nil {
 			return nil, fmt.Errorf("read PIN file: %w", err)
 		}
-		line, _, _ := strings.Cut(string(data), "\n")
+		// Bytes, not strings: a string copy of the PIN could not be cleared.
+		line, _, _ := bytes.Cut(data, []byte("\n"))
+		pin := bytes.Clone(bytes.TrimSuffix(line, []byte("\r")))
 		clear(data)
-		return []byte(strings.TrimRight(line, "\r")), nil
+		return pin, nil
 	case e.getenv("CRYPTECH_PIN") != "":
 		return []byte(e.getenv("CRYPTECH_PIN")), nil
 	case e.readSecret != nil:
@@ -427,7 +430,7 @@ func (e *env) checkOutput(path string, force, binary bool) error {
 			return fmt.Errorf("write %s: %w", path, errFileExists)
 		}
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), tempPattern(path))
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, unwrapPathError(err))
 	}
@@ -437,8 +440,25 @@ func (e *env) checkOutput(path string, force, binary bool) error {
 // errFileExists: an output file exists and --force was not given.
 var errFileExists = errors.New("file exists; use --force to replace it")
 
+// tempPattern names writeFileAtomic's temporary files for path, in path's
+// directory (os.CreateTemp replaces the *).
+func tempPattern(path string) string { return "." + filepath.Base(path) + ".tmp*" }
+
+// removeStaleTemps removes the temporary files a writeFileAtomic to path
+// left when the process died before renaming them: copies of what it was
+// writing, which for a hash-based key file include the key's seed.
+func removeStaleTemps(path string) {
+	dir, name := filepath.Split(path)
+	entries, _ := os.ReadDir(filepath.Clean(dir))
+	for _, e := range entries {
+		if rest, ok := strings.CutPrefix(e.Name(), "."+name+".tmp"); ok && rest != "" && e.Type().IsRegular() {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 func writeFileAtomic(path string, data []byte, force bool) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), tempPattern(path))
 	if err != nil {
 		return unwrapPathError(err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -210,6 +211,7 @@ func signWithKeyFile(path string, msg []byte) ([]byte, error) {
 	if err := checkKeyFile(path, real); err != nil {
 		return nil, err
 	}
+	removeStaleTemps(real)
 	state, err := os.ReadFile(real)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, unwrapPathError(err))
@@ -297,7 +299,9 @@ func resolvedPath(path string) string {
 // removeWritten removes the file writeFileAtomic just wrote to path, if it
 // still holds data.
 func removeWritten(path string, data []byte) error {
-	if now, err := os.ReadFile(path); err != nil || !bytes.Equal(now, data) {
+	now, err := os.ReadFile(path)
+	defer clear(now)
+	if err != nil || subtle.ConstantTimeCompare(now, data) != 1 {
 		return nil
 	}
 	if err := os.Remove(path); err != nil {

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"crypto/subtle"
 	"flag"
 	"fmt"
 
@@ -73,7 +73,7 @@ func newPIN(ctx context.Context, e *env, given, name string) ([]byte, error) {
 	}
 	again, err := e.readSecret(ctx, fmt.Sprintf("New %s PIN again: ", name))
 	defer clear(again)
-	if err != nil || !bytes.Equal(pin, again) {
+	if err != nil || subtle.ConstantTimeCompare(pin, again) != 1 {
 		clear(pin)
 		return nil, fmt.Errorf("the two %s PINs differ", name)
 	}
