@@ -112,6 +112,9 @@ func (sk *PrivateKey) descend(s uint64) {
 		}
 		child := parent.child(hs, path[l-1], sk.levels[l].LMS, sk.levels[l].LMOTS)
 		child.build()
+		for _, old := range sk.trees[l:] {
+			clear(old.seed)
+		}
 		sk.trees = append(sk.trees[:l], child)
 		// Linking signatures sign a fixed message (the child's public key)
 		// with a one-time key used for nothing else, so their randomizer is
@@ -271,7 +274,24 @@ func (sk *PrivateKey) cloneRange(next, end uint64) *PrivateKey {
 	}
 	c.setup()
 	if sk.trees != nil {
-		c.trees = []*tree{sk.trees[0].clone()}
+		top := sk.trees[0].clone()
+		top.seed = c.seed // its own copy: wiping sk must not wipe c
+		c.trees = []*tree{top}
 	}
 	return c
+}
+
+// Wipe clears the key's secrets from memory: its seed and the seeds of the
+// trees built from it. The key cannot sign or split afterwards. The HSM
+// wipes the keys it deletes or forgets.
+func (sk *PrivateKey) Wipe() {
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	clear(sk.seed)
+	for _, t := range sk.trees {
+		clear(t.seed)
+	}
+	sk.trees = nil
+	clear(sk.childSigs)
+	sk.next = sk.end
 }

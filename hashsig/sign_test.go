@@ -365,3 +365,41 @@ func TestDamagedPrivateKeyIsRefusedBeforeSigning(t *testing.T) {
 		t.Error("a damaged key persisted state")
 	}
 }
+
+// Wipe clears the seeds, the key signs no more, and a part split off
+// before keeps its own seed and goes on signing.
+func TestWipe(t *testing.T) {
+	levels := []Level{{LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W8}, {LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W8}}
+	sk, err := GenerateKey(nil, levels, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk.Sign([]byte("build every tree"))
+	part, err := sk.Split()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds := [][]byte{sk.seed}
+	for _, tr := range sk.trees {
+		seeds = append(seeds, tr.seed)
+	}
+	sk.Wipe()
+	for i, seed := range seeds {
+		if !bytes.Equal(seed, make([]byte, len(seed))) {
+			t.Errorf("seed %d not cleared", i)
+		}
+	}
+	if _, err := sk.Sign([]byte("after wipe")); err == nil {
+		t.Error("a wiped key signed")
+	}
+	if _, err := sk.Split(); err == nil {
+		t.Error("a wiped key split")
+	}
+	sig, err := part.Sign([]byte("the part"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := part.Public().Verify([]byte("the part"), sig); err != nil {
+		t.Error(err)
+	}
+}

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"crypto"
 	"errors"
 	"testing"
@@ -223,5 +224,32 @@ func TestHashsigSignsOnAFullKeystore(t *testing.T) {
 	}
 	for range 3 {
 		signHSS(t, s, k.UUID, "still signing")
+	}
+}
+
+// A deleted HSS key's seed is cleared from memory.
+func TestDeletedHashsigKeyIsWiped(t *testing.T) {
+	h, _ := newTestHSM(t)
+	s := login(t, h)
+	k := generate(t, s, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
+	signHSS(t, s, k.UUID, "before")
+	h.mu.Lock()
+	hss := h.cache[k.UUID].hss
+	h.mu.Unlock()
+	state, err := hss.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteKey(ctx, k.UUID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hss.Sign([]byte("after")); err == nil {
+		t.Error("the deleted key's object still signs")
+	}
+	wiped, _ := hss.MarshalBinary()
+	// The seed follows the 8-byte header, the level types and I.
+	at := 8 + 8*len(twoLevels) + hashsig.IDSize
+	if bytes.Equal(wiped[at:at+32], state[at:at+32]) {
+		t.Error("the deleted key's seed is still in memory")
 	}
 }

@@ -154,8 +154,19 @@ func newHSM(board *sim.Board, ks *keystore.Store, opts Options) *HSM {
 func (h *HSM) Close() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.cache, h.volatile = map[UUID]*key{}, map[UUID]*key{}
+	h.forgetAll()
 	return h.board.Close()
+}
+
+// forgetAll drops every key held in memory, wiping what can be wiped.
+// Called with h.mu held.
+func (h *HSM) forgetAll() {
+	for _, m := range []map[UUID]*key{h.cache, h.volatile} {
+		for _, k := range m {
+			k.wipe()
+		}
+	}
+	h.cache, h.volatile = map[UUID]*key{}, map[UUID]*key{}
 }
 
 // Tamper is the board's tamper response: the master key is zeroized and every
@@ -164,7 +175,7 @@ func (h *HSM) Close() error {
 func (h *HSM) Tamper() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.cache, h.volatile = map[UUID]*key{}, map[UUID]*key{}
+	h.forgetAll()
 	return h.board.MKM.Zeroize()
 }
 
@@ -461,12 +472,14 @@ func (h *HSM) remove(k *key) error {
 	id := k.info.UUID
 	if k.owner != nil {
 		delete(h.volatile, id)
+		k.wipe()
 		return nil
 	}
 	if err := h.ks.Delete(keystore.ID(id)); err != nil {
 		return fmt.Errorf("delete key %s: %w", id, err)
 	}
 	delete(h.cache, id)
+	k.wipe()
 	return nil
 }
 
@@ -477,6 +490,7 @@ func (h *HSM) dropVolatile(s *Session) {
 	for id, k := range h.volatile {
 		if k.owner == s {
 			delete(h.volatile, id)
+			k.wipe()
 		}
 	}
 }

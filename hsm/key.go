@@ -49,6 +49,15 @@ func hashsigInfo(pk *hashsig.PublicKey, sk *hashsig.PrivateKey) *HashsigInfo {
 // isPrivate reports whether the key has a private half.
 func (k *key) isPrivate() bool { return k.priv != nil || k.hss != nil }
 
+// wipe clears what of the key's secret can be cleared, once the HSM drops
+// it: an HSS key's seed. (RSA and EC keys are Go big numbers and curve
+// points, which cannot be cleared.)
+func (k *key) wipe() {
+	if k.hss != nil {
+		k.hss.Wipe()
+	}
+}
+
 // snapshot returns the key's description as of now: an HSS key's remaining
 // signatures change as it signs. It takes the HSS key's own lock, so it is
 // never called with h.mu held (the key's persist function takes h.mu).
