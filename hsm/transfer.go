@@ -86,6 +86,7 @@ func exportablePKCS8(k *key) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer part.Wipe() // it leaves only as the PKCS#8 the caller wraps
 	return part.MarshalPKCS8()
 }
 
@@ -110,10 +111,14 @@ func (s *Session) ImportBatch(ctx context.Context, reqs []ImportRequest) ([]Impo
 	// The slow part, decryption, runs without holding the HSM's lock.
 	recs := make([]*keyRecord, len(reqs))
 	keys := make([]*key, len(reqs))
+	stored := false
 	defer func() {
-		for _, r := range recs {
+		for i, r := range recs {
 			if r != nil {
 				r.wipe()
+			}
+			if !stored && keys[i] != nil {
+				keys[i].wipe()
 			}
 		}
 	}()
@@ -137,13 +142,17 @@ func (s *Session) ImportBatch(ctx context.Context, reqs []ImportRequest) ([]Impo
 		}
 	}
 
-	stored, err := s.h.commitImport(s, recs, keys)
+	held, err := s.h.commitImport(s, recs, keys)
 	if err != nil {
 		return nil, err
 	}
-	results := make([]ImportResult, len(stored))
-	for i, k := range stored {
+	stored = true
+	results := make([]ImportResult, len(held))
+	for i, k := range held {
 		results[i] = ImportResult{Key: k.snapshot(), Present: k != keys[i]}
+		if k != keys[i] {
+			keys[i].wipe() // the key held already is kept; this copy is not
+		}
 	}
 	return results, nil
 }

@@ -129,6 +129,7 @@ var hashsigKeygenCommand = &command{
 			if err != nil {
 				return err
 			}
+			defer sk.Wipe()
 			state, _ := sk.MarshalBinary()
 			defer clear(state)
 			if err := writeFileAtomic(priv, state, force); err != nil {
@@ -230,6 +231,7 @@ func signWithKeyFile(path string, msg []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	defer sk.Wipe()
 	sig, err := sk.Sign(msg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
