@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha1"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 
 	"github.com/hsmkit/cryptech-backup/sim"
 )
@@ -56,10 +58,30 @@ func marshalEPKI(alg algorithmIdentifier, data []byte) []byte {
 	return der
 }
 
+// unmarshalDER parses der into v, accepting only the DER encoding of what
+// it holds and nothing after it. encoding/asn1 alone lets other byte
+// strings through (such as an explicit tag's wrong length), and in a
+// bundle a changed byte must be refused, not read past.
+func unmarshalDER(der []byte, v any) error {
+	rest, err := asn1.Unmarshal(der, v)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return errors.New("trailing data")
+	}
+	// v is a pointer; Marshal wants what it points to.
+	if again, err := asn1.Marshal(reflect.ValueOf(v).Elem().Interface()); err != nil || !bytes.Equal(again, der) {
+		return errors.New("not DER")
+	}
+	return nil
+}
+
+// parseEPKI parses an EncryptedPrivateKeyInfo. The algorithm's parameters,
+// kept raw, are checked by the caller.
 func parseEPKI(der []byte) (encryptedPrivateKeyInfo, error) {
 	var e encryptedPrivateKeyInfo
-	rest, err := asn1.Unmarshal(der, &e)
-	if err != nil || len(rest) != 0 || len(e.EncryptedData) == 0 {
+	if err := unmarshalDER(der, &e); err != nil || len(e.EncryptedData) == 0 {
 		return e, errEPKI
 	}
 	return e, nil
@@ -116,7 +138,7 @@ func kekEncryptionOf(alg algorithmIdentifier) (KEKEncryption, error) {
 		return KEKPKCS1v15, nil
 	case alg.Algorithm.Equal(oidRSAESOAEP):
 		var p rsaesOAEPParams
-		if rest, err := asn1.Unmarshal(alg.Parameters.FullBytes, &p); err != nil || len(rest) != 0 {
+		if err := unmarshalDER(alg.Parameters.FullBytes, &p); err != nil {
 			return "", errUnknownAlgorithm
 		}
 		if len(p.PSourceAlgorithm.FullBytes) != 0 {
@@ -132,7 +154,7 @@ func kekEncryptionOf(alg algorithmIdentifier) (KEKEncryption, error) {
 				return "", errUnknownAlgorithm
 			}
 			var h algorithmIdentifier
-			if rest, err := asn1.Unmarshal(p.MaskGenAlgorithm.Parameters.FullBytes, &h); err != nil || len(rest) != 0 {
+			if err := unmarshalDER(p.MaskGenAlgorithm.Parameters.FullBytes, &h); err != nil {
 				return "", errUnknownAlgorithm
 			}
 			if mgfHash, err = hashOf(h, nil); err != nil {

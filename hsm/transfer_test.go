@@ -393,6 +393,29 @@ func TestKEKAlgorithmRoundTrip(t *testing.T) {
 	}
 }
 
+// Every bit of an encrypted KEK's encoding outside the ciphertext counts:
+// a flipped one is refused when the KEK is read, before any decryption.
+func TestEncryptedKEKRefusesEveryFlippedBit(t *testing.T) {
+	ct := bytes.Repeat([]byte{0x5a}, 256)
+	for _, enc := range KEKEncryptions {
+		der, err := EncryptedKEK(enc, ct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ParseEncryptedKEK(der, enc); err != nil || !bytes.Equal(got, ct) {
+			t.Fatalf("%s: %v", enc, err)
+		}
+		header := len(der) - len(ct)
+		for i := range header * 8 {
+			mut := bytes.Clone(der)
+			mut[i/8] ^= 1 << (i % 8)
+			if _, err := ParseEncryptedKEK(mut, enc); err == nil {
+				t.Errorf("%s: bit %d of byte %d flipped: accepted (% x)", enc, i%8, i/8, mut[:header])
+			}
+		}
+	}
+}
+
 func TestEPKIBadLengths(t *testing.T) {
 	der := marshalEPKI(algorithmIdentifier{Algorithm: oidAES256WrapPad}, bytes.Repeat([]byte{1}, 40))
 	for i := range len(der) {
