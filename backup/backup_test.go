@@ -742,3 +742,37 @@ func TestExportSplitsNothingWhenItFails(t *testing.T) {
 		t.Errorf("a failed export split an HSS key: %d left, had %d", after.Hashsig.Remaining, before.Hashsig.Remaining)
 	}
 }
+
+// damagedToken is a session whose HSM reports damaged flash blocks.
+type damagedToken struct{ *hsm.Session }
+
+func (damagedToken) DamagedBlocks(context.Context) ([]int, error) { return []int{7}, nil }
+
+// An export from a token with keys it cannot read fails before anything is
+// done, unless told to take what can be read.
+func TestExportRefusesDamagedToken(t *testing.T) {
+	src, moved, _ := source(t)
+	dst := hsmtest.New(t)
+	f := mustSetup(t, dst, SetupOptions{})
+	var hss hsm.KeyInfo
+	for _, k := range moved {
+		if k.Type == hsm.KeyTypeHashsigPrivate {
+			hss = k
+		}
+	}
+	before, _ := src.Key(ctx, hss.UUID)
+	_, err := Export(ctx, damagedToken{src}, f, ExportOptions{})
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "[7]") {
+		t.Fatalf("got %v, want ErrDamaged naming block 7", err)
+	}
+	if after, _ := src.Key(ctx, hss.UUID); after.Hashsig.Remaining != before.Hashsig.Remaining {
+		t.Errorf("the refused export split an HSS key: %d left, had %d", after.Hashsig.Remaining, before.Hashsig.Remaining)
+	}
+	b, err := Export(ctx, damagedToken{src}, f, ExportOptions{SkipDamaged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Keys) != len(moved) {
+		t.Errorf("exported %d keys, want %d", len(b.Keys), len(moved))
+	}
+}

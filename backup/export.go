@@ -16,6 +16,20 @@ type ExportOptions struct {
 	LegacyKEK bool
 	// Progress, if set, is called after each key.
 	Progress func(done, total int)
+	// SkipDamaged exports the keys that can be read from a token that
+	// reports damaged storage. Without it such an export fails before
+	// anything is done: a bundle that silently lacks keys is no backup.
+	SkipDamaged bool
+}
+
+// ErrDamaged reports a token with keys that cannot be read (the emulated
+// HSM's flash blocks that failed their CRC): an export would leave them out.
+var ErrDamaged = errors.New("keys cannot be read")
+
+// damageReporter is a token that knows of storage it cannot read: the
+// emulated HSM, directly or over RPC.
+type damageReporter interface {
+	DamagedBlocks(ctx context.Context) ([]int, error)
 }
 
 // KeyError reports which key of a bundle an error is about.
@@ -50,6 +64,15 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 	enc, err := chooseKEKEncryption(ctx, tok, f, opts.LegacyKEK)
 	if err != nil {
 		return nil, err
+	}
+	if dr, ok := tok.(damageReporter); ok && !opts.SkipDamaged {
+		blocks, err := dr.DamagedBlocks(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(blocks) > 0 {
+			return nil, fmt.Errorf("%w: flash blocks %v of the HSM failed their CRC, and the keys in them would be left out", ErrDamaged, blocks)
+		}
 	}
 	keys, err := tok.Keys(ctx, hsm.Filter{Mask: hsm.FlagExportable, Flags: hsm.FlagExportable})
 	if err != nil {

@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -400,6 +401,10 @@ func (h *HSM) newUUID() (UUID, error) {
 // The keystore leaves them as they are rather than lose what they held; the
 // keys in them cannot be used.
 func (h *HSM) DamagedBlocks() []int { return h.ks.Corrupt() }
+
+// DamagedBlocks is the HSM's DamagedBlocks, for a session's user (an export
+// that would leave keys out asks first).
+func (s *Session) DamagedBlocks(context.Context) ([]int, error) { return s.h.DamagedBlocks(), nil }
 
 // store keeps new keys, all or none: token keys in one keystore transaction,
 // volatile keys in memory. Called with h.mu held.
