@@ -3,6 +3,7 @@ package hsm
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,9 +17,18 @@ import (
 
 // Record kinds in the keystore.
 const (
-	kindKey keystore.Kind = 1
-	kindPIN keystore.Kind = 2
+	kindKey   keystore.Kind = 1
+	kindPIN   keystore.Kind = 2
+	kindFlash keystore.Kind = 4 // the flash's size, from Create
 )
+
+// flashID names the record of the flash's size: a reserved UUID (see
+// isReserved) no user has.
+var flashID = keystore.ID{15: 0xF0}
+
+// ErrFlashSize reports a flash image whose size is not the one the HSM was
+// created with: cut short (keys lost) or grown.
+var ErrFlashSize = errors.New("the flash image is not the size the HSM was made with")
 
 // DefaultWrongPINDelay is how long Login waits before it reports a wrong PIN,
 // as libhal does, to slow down guessing.
@@ -122,6 +132,9 @@ func initialize(board *sim.Board, cfg InitConfig, opts Options) (*HSM, error) {
 		}
 		recs = append(recs, keystore.Record{ID: pinID(u.user), Kind: kindPIN, Data: r.marshal()})
 	}
+	// With the PINs, in one transaction, so that an HSM with its PINs has it.
+	recs = append(recs, keystore.Record{ID: flashID, Kind: kindFlash,
+		Data: binary.BigEndian.AppendUint32(nil, uint32(board.Flash.Blocks()))})
 	if err := ks.PutAll(recs); err != nil {
 		return nil, fmt.Errorf("store PINs: %w", err)
 	}
@@ -144,7 +157,38 @@ func Open(dir string, opts Options) (*HSM, error) {
 		board.Close()
 		return nil, fmt.Errorf("open HSM in %s: %w", dir, ErrNotInitialized)
 	}
+	if err := checkFlashSize(board.Flash.Blocks(), ks); err != nil {
+		board.Close()
+		return nil, fmt.Errorf("open HSM in %s: %w", dir, err)
+	}
 	return newHSM(board, ks, opts.withDefaults()), nil
+}
+
+// checkFlashSize refuses a flash image cut short or grown since Create: a
+// truncated image would otherwise open as an HSM that merely has fewer keys.
+// HSMs made before the size was recorded are checked for their PINs and the
+// smallest size only.
+func checkFlashSize(blocks int, ks *keystore.Store) error {
+	if n := len(ks.List(kindPIN)); n != 3 {
+		return fmt.Errorf("%w: %d of the 3 PIN records are left", ErrFlashSize, n)
+	}
+	if blocks < MinBlocks {
+		return fmt.Errorf("%w: %d blocks, fewer than any HSM has", ErrFlashSize, blocks)
+	}
+	rec, err := ks.Get(flashID)
+	if errors.Is(err, keystore.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the flash size: %w", err)
+	}
+	if len(rec.Data) != 4 {
+		return fmt.Errorf("%w: its size record is malformed", ErrFlashSize)
+	}
+	if made := int(binary.BigEndian.Uint32(rec.Data)); made != blocks {
+		return fmt.Errorf("%w: %d blocks, made with %d", ErrFlashSize, blocks, made)
+	}
+	return nil
 }
 
 func newHSM(board *sim.Board, ks *keystore.Store, opts Options) *HSM {

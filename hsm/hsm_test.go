@@ -566,3 +566,54 @@ func TestDamagedKeyIsReportedNotLost(t *testing.T) {
 		t.Error("the damaged block was changed")
 	}
 }
+
+// A flash image cut short or grown since Create is refused at Open, while
+// an HSM made before the size was recorded still opens.
+func TestOpenRefusesResizedFlash(t *testing.T) {
+	h, dir := newTestHSM(t)
+	s := login(t, h)
+	generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	s.Close()
+	h.Close()
+	path := filepath.Join(dir, "flash.img")
+	img, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		blocks int
+	}{{"one block", 1}, {"three blocks", 3}, {"sixteen blocks", 16}, {"half", 128}, {"grown", 512}} {
+		resized := make([]byte, tc.blocks*sim.BlockSize)
+		for i := range resized {
+			resized[i] = 0xFF
+		}
+		copy(resized, img)
+		if err := os.WriteFile(path, resized, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if h2, err := Open(dir, testOptions); !errors.Is(err, ErrFlashSize) {
+			if err == nil {
+				h2.Close()
+			}
+			t.Errorf("%s: Open gave %v, want ErrFlashSize", tc.name, err)
+		}
+	}
+	if err := os.WriteFile(path, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatalf("the image as it was: %v", err)
+	}
+	// As an HSM made before the size was recorded.
+	if err := h2.ks.Delete(flashID); err != nil {
+		t.Fatal(err)
+	}
+	h2.Close()
+	h3, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatalf("an HSM without the size record: %v", err)
+	}
+	h3.Close()
+}
