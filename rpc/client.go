@@ -66,12 +66,32 @@ func ParseAddress(addr string) (network, address string, err error) {
 	return network, address, nil
 }
 
+// ErrCleartext refuses a TCP address off loopback without TLS: libhal's
+// protocol carries PINs and keys in the clear.
+var ErrCleartext = errors.New("libhal's protocol carries PINs in the clear: a TCP address off loopback needs TLS")
+
+// IsLoopback reports whether a HOST:PORT address names the loopback
+// interface, where what is sent in the clear stays on this machine.
+func IsLoopback(address string) bool {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
 // Dial connects to a server at addr (unix:PATH or tcp:HOST:PORT), over TLS
-// when tlsConf is not nil, and learns whether it offers the extensions.
+// when tlsConf is not nil, and learns whether it offers the extensions. It
+// refuses a TCP address off loopback without TLS (ErrCleartext), as the
+// server refuses to listen on one.
 func Dial(ctx context.Context, addr string, tlsConf *tls.Config) (*Client, error) {
 	network, address, err := ParseAddress(addr)
 	if err != nil {
 		return nil, err
+	}
+	if network == "tcp" && tlsConf == nil && !IsLoopback(address) {
+		return nil, fmt.Errorf("connect to %s: %w", addr, ErrCleartext)
 	}
 	var d net.Dialer
 	var nc net.Conn

@@ -1,12 +1,14 @@
 package rpc
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"net"
 	"testing"
@@ -148,4 +150,25 @@ func TestServerTLS(t *testing.T) {
 	}
 	c.Close()
 	waitStats(t, srv, Stats{})
+}
+
+// The client refuses to send PINs in the clear off loopback, before it
+// connects; on loopback, or with TLS, it goes ahead.
+func TestDialRefusesCleartextOffLoopback(t *testing.T) {
+	for _, addr := range []string{"tcp:192.0.2.1:4444", "tcp:[2001:db8::1]:4444", "tcp:hsm.example:4444"} {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := Dial(ctx, addr, nil)
+		cancel()
+		if !errors.Is(err, ErrCleartext) {
+			t.Errorf("%s: got %v, want ErrCleartext", addr, err)
+		}
+	}
+	for addr, want := range map[string]bool{
+		"127.0.0.1:1": true, "[::1]:1": true, "localhost:1": true, "127.3.4.5:1": true,
+		"192.0.2.1:1": false, "0.0.0.0:1": false, "localhost.example:1": false, "nonsense": false,
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v", addr, got)
+		}
+	}
 }
