@@ -32,8 +32,28 @@ const (
 // ExtVersion is the version of the extension functions.
 const ExtVersion = 1
 
-// maxBatch bounds the keys of one import batch, as backup bounds a bundle.
-const maxBatch = 10_000
+// What a connection's import batches may hold. They need a login (the
+// normal user or wheel, as PKEY_IMPORT), and beyond these bounds
+// EXT_IMPORT_BEGIN and EXT_IMPORT_ADD answer ALLOCATION_FAILURE, as libhal
+// does when a table of its is full.
+const (
+	// maxBatch bounds the keys of one import batch, as backup bounds a
+	// bundle.
+	maxBatch = 10_000
+	// maxImportBatches bounds the batches a connection has open at once.
+	maxImportBatches = 4
+	// maxImportBytes bounds what all of a connection's open batches hold:
+	// the bytes of every key's fields plus importKeyOverhead. An RSA-4096
+	// key wrapped for an RSA-4096 KEKEK, with its tag, binding and public
+	// key, counts about 4.2 KB (4.4 KB with a 256-byte label), so a batch
+	// of maxBatch of them (44 MB) fits with room to spare: a bundle's
+	// worth of keys is never refused. Each ADD carries at most MaxPacket
+	// bytes, so this also bounds a connection sending its biggest ADDs to
+	// about 4,000 of them.
+	maxImportBytes = 64 << 20
+	// importKeyOverhead is what a key costs in a batch besides its fields.
+	importKeyOverhead = 512
+)
 
 type ExtCapabilitiesRequest struct{}
 
@@ -216,6 +236,36 @@ func decodeOptional(d *Decoder) []byte {
 type importBatch struct {
 	kekek hsm.UUID
 	reqs  []hsm.ImportRequest
+	bytes int // counted against maxImportBytes
+}
+
+// importCost is what one EXT_IMPORT_ADD's key counts against
+// maxImportBytes.
+func importCost(r *ExtImportAddRequest) int {
+	return importKeyOverhead + len(r.UUID) + len(r.Label) + len(r.Encryption) + len(r.PKCS8) +
+		len(r.KEK) + len(r.Tag) + len(r.Binding) + len(r.SPKI)
+}
+
+// requireImporter checks that the connection may import keys: logged in as
+// the normal user or wheel, as PKEY_IMPORT requires (hsm.Session's check,
+// made before the batch holds anything).
+func (c *serverConn) requireImporter() error {
+	switch u := c.sess.User(); u {
+	case hsm.UserNormal, hsm.UserWheel:
+		return nil
+	case hsm.UserNone:
+		return fmt.Errorf("import: %w", hsm.ErrNotLoggedIn)
+	default:
+		return fmt.Errorf("import: %w: %s cannot use keys", hsm.ErrForbidden, u)
+	}
+}
+
+// dropImports forgets the connection's open import batches (at logout).
+func (c *serverConn) dropImports() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.imports)
+	c.importBytes = 0
 }
 
 // extHandlers run the extension functions.
@@ -262,10 +312,13 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		if err != nil {
 			return nil, err
 		}
+		if err := c.requireImporter(); err != nil {
+			return nil, err
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if len(c.imports) >= 4 {
-			return nil, fmt.Errorf("%w: too many import batches open", hsm.ErrBadArguments)
+		if len(c.imports) >= c.srv.limits.batches {
+			return nil, fmt.Errorf("%w: %d import batches open", StatusAllocationFailure, len(c.imports))
 		}
 		h := c.newHandle()
 		c.imports[h] = &importBatch{kekek: kekek}
@@ -283,6 +336,9 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		if id.IsZero() {
 			return nil, fmt.Errorf("%w: a batch key needs its UUID", hsm.ErrBadArguments)
 		}
+		if err := c.requireImporter(); err != nil {
+			return nil, err
+		}
 		req := hsm.ImportRequest{UUID: id, Label: r.Label, Flags: hsm.Flags(r.Flags), PublicKey: r.SPKI}
 		if len(r.PKCS8) > 0 {
 			if req.Encryption, err = hsm.ParseKEKEncryption(r.Encryption); err != nil {
@@ -297,11 +353,17 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		if !ok {
 			return nil, fmt.Errorf("%w: no import batch %d", hsm.ErrBadArguments, r.Batch)
 		}
-		if len(b.reqs) >= maxBatch {
-			return nil, fmt.Errorf("%w: more than %d keys in one batch", hsm.ErrBadArguments, maxBatch)
+		if len(b.reqs) >= c.srv.limits.batchKeys {
+			return nil, fmt.Errorf("%w: more than %d keys in one batch", StatusAllocationFailure, len(b.reqs))
+		}
+		cost := importCost(&r)
+		if c.importBytes+cost > c.srv.limits.batchMem {
+			return nil, fmt.Errorf("%w: import batches would hold %d bytes", StatusAllocationFailure, c.importBytes+cost)
 		}
 		req.KEKEK = b.kekek
 		b.reqs = append(b.reqs, req)
+		b.bytes += cost
+		c.importBytes += cost
 		return &ExtImportAddResponse{}, nil
 	},
 	FuncExtImportCommit: func(c *serverConn, d *Decoder) (Args, error) {
@@ -309,9 +371,15 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		if err := decodeAll(d, &r); err != nil {
 			return nil, err
 		}
+		if err := c.requireImporter(); err != nil {
+			return nil, err
+		}
 		c.mu.Lock()
 		b, ok := c.imports[r.Batch]
-		delete(c.imports, r.Batch)
+		if ok {
+			delete(c.imports, r.Batch)
+			c.importBytes -= b.bytes
+		}
 		c.mu.Unlock()
 		if !ok {
 			return nil, fmt.Errorf("%w: no import batch %d", hsm.ErrBadArguments, r.Batch)

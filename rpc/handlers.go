@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/hmac"
+	"errors"
 	"fmt"
 	"math/big"
 	"slices"
@@ -36,9 +37,18 @@ func (c *serverConn) call(req Args) (Args, error) {
 		return &SetPINResponse{}, s.SetPIN(bg, hsm.User(r.User), r.PIN)
 	case *LoginRequest:
 		defer clear(r.PIN)
-		return &LoginResponse{}, s.Login(bg, hsm.User(r.User), r.PIN)
+		// PIN checks take turns HSM-wide; one still waiting for its turn
+		// when the connection stops gives up.
+		err := s.Login(c.context(), hsm.User(r.User), r.PIN)
+		if errors.Is(err, context.Canceled) {
+			return nil, StatusNotReady
+		}
+		return &LoginResponse{}, err
 	case *LogoutRequest:
-		return &LogoutResponse{}, s.Logout(bg)
+		// The import batches need a login: they go with it.
+		err := s.Logout(bg)
+		c.dropImports()
+		return &LogoutResponse{}, err
 	case *LogoutAllRequest:
 		// Logging everybody out is for wheel alone (libhal lets anyone).
 		if s.User() != hsm.UserWheel {
@@ -95,6 +105,9 @@ func (c *serverConn) call(req Args) (Args, error) {
 		return &HashFinalizeResponse{Digest: st.h.Sum(nil)}, nil
 
 	case *PkeyLoadRequest:
+		if err := c.roomForPkey(); err != nil {
+			return nil, err
+		}
 		res, err := s.Import(bg, hsm.ImportRequest{PublicKey: r.DER, Flags: hsm.Flags(r.Flags)})
 		if err != nil {
 			return nil, err
@@ -106,6 +119,9 @@ func (c *serverConn) call(req Args) (Args, error) {
 			return nil, err
 		}
 		if _, err := s.Key(bg, id); err != nil {
+			return nil, err
+		}
+		if err := c.roomForPkey(); err != nil {
 			return nil, err
 		}
 		return &PkeyOpenResponse{Pkey: c.openPkey(id)}, nil
@@ -201,6 +217,9 @@ func isF4(e []byte) bool {
 }
 
 func (c *serverConn) generate(req hsm.GenerateRequest) (Args, error) {
+	if err := c.roomForPkey(); err != nil {
+		return nil, err
+	}
 	k, err := c.sess.GenerateKey(bg, req)
 	if err != nil {
 		return nil, err
@@ -220,6 +239,9 @@ func (c *serverConn) hashInitialize(r *HashInitializeRequest) (Args, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.hashes) >= c.srv.limits.hashes {
+		return nil, StatusAllocationFailure
+	}
 	handle := c.newHandle()
 	c.hashes[handle] = st
 	return &HashInitializeResponse{Hash: handle}, nil
@@ -438,6 +460,9 @@ func (c *serverConn) export(r *PkeyExportRequest) (Args, error) {
 func (c *serverConn) importKey(r *PkeyImportRequest) (Args, error) {
 	kekek, err := c.pkey(r.KEKEK)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.roomForPkey(); err != nil {
 		return nil, err
 	}
 	enc, err := hsm.KEKEncryptionOfEPKI(r.KEK)

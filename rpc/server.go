@@ -30,6 +30,21 @@ type Server struct {
 	closing   bool
 	wg        sync.WaitGroup // one per connection
 	nextID    atomic.Uint32
+
+	// limits bound what each connection holds (defaultLimits; tests set
+	// smaller ones before Serve).
+	limits connLimits
+}
+
+// connLimits bound what one connection may hold at once.
+type connLimits struct {
+	pkeys, hashes                int // open key and hash handles
+	batches, batchKeys, batchMem int // open import batches, keys in one, bytes in all
+}
+
+var defaultLimits = connLimits{
+	pkeys: maxPkeyHandles, hashes: maxHashHandles,
+	batches: maxImportBatches, batchKeys: maxBatch, batchMem: maxImportBytes,
 }
 
 // NewServer makes a server for h. log may be nil (nothing is logged).
@@ -37,7 +52,7 @@ func NewServer(h *hsm.HSM, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{hsm: h, log: log, conns: map[*serverConn]struct{}{}, listeners: map[net.Listener]struct{}{}}
+	return &Server{hsm: h, log: log, conns: map[*serverConn]struct{}{}, listeners: map[net.Listener]struct{}{}, limits: defaultLimits}
 }
 
 // Serve accepts connections on l until Shutdown. It returns nil after
@@ -110,6 +125,7 @@ func (s *Server) track(nc net.Conn) bool {
 		sess:  s.hsm.NewSession(),
 		pkeys: map[uint32]hsm.UUID{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{},
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	go c.serve()
@@ -145,6 +161,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Stats counts what the server holds, for leak checks.
 type Stats struct {
 	Conns, LoggedIn, PkeyHandles, HashHandles int
+	// ImportBatches counts the open import batches (EXT_IMPORT_BEGIN),
+	// ImportBytes what their keys take, as counted against maxImportBytes.
+	ImportBatches, ImportBytes int
 }
 
 // Stats reports the server's connections and what they hold.
@@ -160,6 +179,8 @@ func (s *Server) Stats() Stats {
 		}
 		st.PkeyHandles += len(c.pkeys)
 		st.HashHandles += len(c.hashes)
+		st.ImportBatches += len(c.imports)
+		st.ImportBytes += c.importBytes
 		c.mu.Unlock()
 	}
 	return st
@@ -175,8 +196,25 @@ func (s *Server) logoutAll() {
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.sess.Logout(context.Background())
+		c.dropImports()
 	}
 }
+
+// What one connection may hold at once. libhal has fixed tables of key and
+// hash slots for all its clients; these bound each connection instead, so
+// that no client can make the daemon hold memory without end.
+const (
+	// maxPkeyHandles bounds the open key handles: more than the keys a
+	// keystore of sim.MaxBlocks blocks can hold (one key per block), since
+	// Client keeps a handle on every key it has touched. Beyond it, a
+	// function that would open one answers NO_KEY_SLOTS_AVAILABLE, as
+	// libhal does when its key slots are all taken.
+	maxPkeyHandles = 65536
+	// maxHashHandles bounds the open hashes; beyond it HASH_INITIALIZE
+	// answers ALLOCATION_FAILURE, as libhal does when its hash slots are
+	// all taken.
+	maxHashHandles = 64
+)
 
 // serverConn is one connection: a client handle, an HSM session and the
 // handles opened through it.
@@ -185,21 +223,37 @@ type serverConn struct {
 	nc     net.Conn
 	client uint32
 	sess   *hsm.Session
+	// ctx ends when the connection is stopped or closed: a LOGIN waiting
+	// for the HSM's login lock gives up then. nil means never.
+	ctx    context.Context
+	cancel context.CancelFunc
 
-	mu         sync.Mutex
-	nextHandle uint32
-	pkeys      map[uint32]hsm.UUID
-	hashes     map[uint32]*hashState
-	imports    map[uint32]*importBatch
-	stopped    bool
+	mu          sync.Mutex
+	nextHandle  uint32
+	pkeys       map[uint32]hsm.UUID
+	hashes      map[uint32]*hashState
+	imports     map[uint32]*importBatch
+	importBytes int // what the open import batches hold (importBatch.bytes)
+	stopped     bool
+}
+
+// context is the connection's context (see ctx).
+func (c *serverConn) context() context.Context {
+	if c.ctx == nil {
+		return context.Background()
+	}
+	return c.ctx
 }
 
 // stop makes the connection's next read fail, so it ends once the request
-// it is serving, if any, is answered.
+// it is serving, if any, is answered; a LOGIN waiting for its turn gives up.
 func (c *serverConn) stop() {
 	c.mu.Lock()
 	c.stopped = true
 	c.mu.Unlock()
+	if c.cancel != nil {
+		c.cancel()
+	}
 	c.nc.SetReadDeadline(time.Now())
 }
 
@@ -209,6 +263,9 @@ func (c *serverConn) serve() {
 	defer func() {
 		// As cryptech_muxd does: a closed connection is logged out, and
 		// everything it opened is gone.
+		if c.cancel != nil {
+			c.cancel()
+		}
 		c.sess.Close()
 		c.nc.Close()
 		c.srv.mu.Lock()
@@ -298,6 +355,19 @@ func (c *serverConn) newHandle() uint32 {
 		c.nextHandle++
 	}
 	return c.nextHandle
+}
+
+// roomForPkey fails when the connection holds maxPkeyHandles key handles.
+// A function that opens a handle asks first, before it makes or stores
+// anything: a connection serves one request at a time, so the room is
+// still there when the handle is opened.
+func (c *serverConn) roomForPkey() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pkeys) >= c.srv.limits.pkeys {
+		return StatusNoKeySlotsAvailable
+	}
+	return nil
 }
 
 func (c *serverConn) openPkey(id hsm.UUID) uint32 {

@@ -1,0 +1,346 @@
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hsmkit/cryptech-backup/backup"
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// servedWithLimits is served with other limits on what a connection holds.
+func servedWithLimits(t *testing.T, lim connLimits) (string, *Server) {
+	t.Helper()
+	dir := t.TempDir()
+	h, err := hsm.Create(filepath.Join(dir, "hsm"), hsm.InitConfig{WheelPIN: wheelPIN, SOPIN: []byte("so-pin"), UserPIN: userPIN, Blocks: 256}, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "rpc.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(h, nil)
+	srv.limits = lim // before Serve: no connection reads it yet
+	go srv.Serve(l)
+	t.Cleanup(func() {
+		srv.Shutdown(ctx)
+		h.Close()
+	})
+	return "unix:" + sock, srv
+}
+
+// uuidN is a UUID that is not reserved.
+func uuidN(i int) []byte {
+	id := bytes.Repeat([]byte{0x42}, 16)
+	id[0], id[1], id[2] = byte(i>>16), byte(i>>8), byte(i)
+	return id
+}
+
+// TestImportBatchNeedsLogin checks that the import batch functions are
+// refused, before anything is held, to a connection not logged in as the
+// normal user or wheel (as PKEY_IMPORT is), and that a logout drops the
+// batches.
+func TestImportBatchNeedsLogin(t *testing.T) {
+	addr, srv := served(t)
+	r := dialRaw(t, addr)
+	add := &ExtImportAddRequest{Batch: 1, UUID: uuidN(1), Label: "x", SPKI: make([]byte, 1000)}
+	refused := func(who string) {
+		t.Helper()
+		if st := r.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: uuidN(0)}, nil); st != StatusForbidden {
+			t.Errorf("%s: EXT_IMPORT_BEGIN: %v, want FORBIDDEN", who, st)
+		}
+		if st := r.call(FuncExtImportAdd, add, nil); st != StatusForbidden {
+			t.Errorf("%s: EXT_IMPORT_ADD: %v, want FORBIDDEN", who, st)
+		}
+		if st := r.call(FuncExtImportCommit, &ExtImportCommitRequest{Batch: 1}, nil); st != StatusForbidden {
+			t.Errorf("%s: EXT_IMPORT_COMMIT: %v, want FORBIDDEN", who, st)
+		}
+		if st := srv.Stats(); st.ImportBatches != 0 || st.ImportBytes != 0 {
+			t.Errorf("%s: the server holds %+v", who, st)
+		}
+	}
+	refused("not logged in")
+	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserSO), PIN: []byte("so-pin")}, &LoginResponse{}); st != StatusOK {
+		t.Fatalf("login as SO: %v", st)
+	}
+	refused("the security officer")
+
+	// The normal user may; a logout drops what it held.
+	if st := r.call(FuncLogout, nil, &LogoutResponse{}); st != StatusOK {
+		t.Fatal(st)
+	}
+	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+		t.Fatalf("login: %v", st)
+	}
+	var begin ExtImportBeginResponse
+	if st := r.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: uuidN(0)}, &begin); st != StatusOK {
+		t.Fatalf("EXT_IMPORT_BEGIN logged in: %v", st)
+	}
+	add.Batch = begin.Batch
+	if st := r.call(FuncExtImportAdd, add, nil); st != StatusOK {
+		t.Fatalf("EXT_IMPORT_ADD logged in: %v", st)
+	}
+	if st := srv.Stats(); st.ImportBatches != 1 || st.ImportBytes != importCost(add) {
+		t.Errorf("with a batch of one key the server holds %+v, want %d bytes", st, importCost(add))
+	}
+	if st := r.call(FuncLogout, nil, &LogoutResponse{}); st != StatusOK {
+		t.Fatal(st)
+	}
+	if st := srv.Stats(); st.ImportBatches != 0 || st.ImportBytes != 0 {
+		t.Errorf("after LOGOUT the server holds %+v", st)
+	}
+	refused("logged out")
+}
+
+// TestConnectionLimits fills, on one connection, every table a connection
+// may fill: the refusals have their documented status, the connection goes
+// on, freeing makes room again, a well-behaved client on another connection
+// notices nothing, and once the connection is closed nothing is held.
+func TestConnectionLimits(t *testing.T) {
+	lim := connLimits{pkeys: 8, hashes: maxHashHandles, batches: maxImportBatches, batchKeys: 100, batchMem: 256 << 10}
+	addr, srv := servedWithLimits(t, lim)
+	good := startGoodClient(t, addr)
+	base := srv.Stats()
+
+	t.Run("hash handles", func(t *testing.T) {
+		// Hashes need no login.
+		r := dialRaw(t, addr)
+		var first HashInitializeResponse
+		for i := range lim.hashes {
+			var h HashInitializeResponse
+			if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3}, &h); st != StatusOK {
+				t.Fatalf("HASH_INITIALIZE %d: %v", i, st)
+			}
+			if i == 0 {
+				first = h
+			}
+		}
+		if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3, HMACKey: []byte("k")}, nil); st != StatusAllocationFailure {
+			t.Errorf("HASH_INITIALIZE %d: %v, want ALLOCATION_FAILURE", lim.hashes+1, st)
+		}
+		if st := srv.Stats(); st.HashHandles != lim.hashes {
+			t.Errorf("the server holds %+v", st)
+		}
+		good.check()
+		if st := r.call(FuncHashFinalize, &HashFinalizeRequest{Hash: first.Hash, Len: 32}, &HashFinalizeResponse{}); st != StatusOK {
+			t.Fatal(st)
+		}
+		if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3}, &HashInitializeResponse{}); st != StatusOK {
+			t.Errorf("HASH_INITIALIZE after a HASH_FINALIZE: %v", st)
+		}
+		r.nc.Close()
+		waitStats(t, srv, base)
+	})
+
+	t.Run("key handles", func(t *testing.T) {
+		r := dialRaw(t, addr)
+		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+			t.Fatalf("login: %v", st)
+		}
+		var first PkeyOpenResponse
+		for i := range lim.pkeys {
+			var o PkeyOpenResponse
+			if st := r.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: good.key.UUID[:]}, &o); st != StatusOK {
+				t.Fatalf("PKEY_OPEN %d: %v", i, st)
+			}
+			if i == 0 {
+				first = o
+			}
+		}
+		for _, tc := range []struct {
+			f    Func
+			args Args
+		}{
+			{FuncPkeyOpen, &PkeyOpenRequest{UUID: good.key.UUID[:]}},
+			{FuncPkeyLoad, &PkeyLoadRequest{DER: good.key.PublicKey}},
+			{FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsm.CurveP256), Flags: uint32(hsm.FlagDigitalSignature | hsm.FlagToken)}},
+		} {
+			if st := r.call(tc.f, tc.args, nil); st != StatusNoKeySlotsAvailable {
+				t.Errorf("%v with %d key handles open: %v, want NO_KEY_SLOTS_AVAILABLE", tc.f, lim.pkeys, st)
+			}
+		}
+		// A refused PKEY_GENERATE_EC stored nothing.
+		if keys, err := good.c.Keys(ctx, hsm.Filter{}); err != nil || len(keys) != 1 {
+			t.Errorf("after the refusals the HSM holds %d keys (%v), want 1", len(keys), err)
+		}
+		if st := srv.Stats(); st.PkeyHandles != base.PkeyHandles+lim.pkeys {
+			t.Errorf("the server holds %+v", st)
+		}
+		good.check()
+		if st := r.call(FuncPkeyClose, &PkeyCloseRequest{Pkey: first.Pkey}, &PkeyCloseResponse{}); st != StatusOK {
+			t.Fatal(st)
+		}
+		if st := r.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: good.key.UUID[:]}, &PkeyOpenResponse{}); st != StatusOK {
+			t.Errorf("PKEY_OPEN after a PKEY_CLOSE: %v", st)
+		}
+		r.nc.Close()
+		waitStats(t, srv, base)
+	})
+
+	t.Run("import batches", func(t *testing.T) {
+		r := dialRaw(t, addr)
+		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+			t.Fatalf("login: %v", st)
+		}
+		batches := make([]uint32, lim.batches)
+		for i := range batches {
+			var b ExtImportBeginResponse
+			if st := r.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: uuidN(0)}, &b); st != StatusOK {
+				t.Fatalf("EXT_IMPORT_BEGIN %d: %v", i, st)
+			}
+			batches[i] = b.Batch
+		}
+		if st := r.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: uuidN(0)}, nil); st != StatusAllocationFailure {
+			t.Errorf("EXT_IMPORT_BEGIN %d: %v, want ALLOCATION_FAILURE", lim.batches+1, st)
+		}
+
+		// Keys in one batch.
+		small := &ExtImportAddRequest{Batch: batches[0], Label: "small", SPKI: make([]byte, 100)}
+		for i := range lim.batchKeys {
+			small.UUID = uuidN(i)
+			if st := r.call(FuncExtImportAdd, small, nil); st != StatusOK {
+				t.Fatalf("EXT_IMPORT_ADD %d: %v", i, st)
+			}
+		}
+		small.UUID = uuidN(lim.batchKeys)
+		if st := r.call(FuncExtImportAdd, small, nil); st != StatusAllocationFailure {
+			t.Errorf("key %d of a batch: %v, want ALLOCATION_FAILURE", lim.batchKeys+1, st)
+		}
+
+		// Bytes in all batches: as many big keys as fit, and no more.
+		held := srv.Stats().ImportBytes
+		if held != lim.batchKeys*importCost(small) {
+			t.Errorf("%d small keys hold %d bytes, want %d", lim.batchKeys, held, lim.batchKeys*importCost(small))
+		}
+		big := &ExtImportAddRequest{Batch: batches[1], SPKI: make([]byte, MaxPacket-200)}
+		big.UUID = uuidN(0)
+		fit := (lim.batchMem - held) / importCost(big)
+		for i := range fit {
+			big.UUID = uuidN(i)
+			if st := r.call(FuncExtImportAdd, big, nil); st != StatusOK {
+				t.Fatalf("big key %d of %d that fit: %v", i, fit, st)
+			}
+		}
+		big.UUID = uuidN(fit)
+		for _, b := range batches[1:] {
+			big.Batch = b
+			if st := r.call(FuncExtImportAdd, big, nil); st != StatusAllocationFailure {
+				t.Errorf("a big key past %d bytes: %v, want ALLOCATION_FAILURE", lim.batchMem, st)
+			}
+		}
+		st := srv.Stats()
+		if st.ImportBatches != lim.batches || st.ImportBytes != held+fit*importCost(big) || st.ImportBytes > lim.batchMem {
+			t.Errorf("the server holds %+v", st)
+		}
+		// The connection goes on, and so does everybody else.
+		var v GetVersionResponse
+		if st := r.call(FuncGetVersion, nil, &v); st != StatusOK || v.Version != Version {
+			t.Fatalf("GET_VERSION after the refusals: %v", st)
+		}
+		good.check()
+
+		// A commit frees its batch, failed or not (these are no keys).
+		if st := r.call(FuncExtImportCommit, &ExtImportCommitRequest{Batch: batches[1]}, nil); st == StatusOK {
+			t.Error("a batch of junk committed")
+		}
+		if st := srv.Stats(); st.ImportBatches != lim.batches-1 || st.ImportBytes != held {
+			t.Errorf("after a commit the server holds %+v, want %d bytes", st, held)
+		}
+		big.Batch = batches[2]
+		if st := r.call(FuncExtImportAdd, big, nil); st != StatusOK {
+			t.Errorf("a big key after a commit: %v", st)
+		}
+
+		// Hanging up drops the rest.
+		r.nc.Close()
+		waitStats(t, srv, base)
+	})
+
+	good.finish()
+	waitStats(t, srv, base)
+}
+
+// TestImportLimitsFitABundle checks that the default limits let one batch
+// carry a bundle's worth of RSA-4096 keys: backup sends a whole bundle as
+// one batch. The sizes are those of an RSA-4096 key exported for an
+// RSA-4096 KEKEK with OAEP and a binding, with the longest label.
+func TestImportLimitsFitABundle(t *testing.T) {
+	if defaultLimits.batchKeys < backup.MaxKeys {
+		t.Errorf("a batch holds %d keys, a bundle %d", defaultLimits.batchKeys, backup.MaxKeys)
+	}
+	key := &ExtImportAddRequest{UUID: uuidN(1), Label: string(bytes.Repeat([]byte("l"), hsm.MaxLabelLength)),
+		Encryption: string(hsm.KEKEncryptions[0]), PKCS8: make([]byte, 2405), KEK: make([]byte, 582),
+		Tag: make([]byte, 40), Binding: make([]byte, 62), SPKI: make([]byte, 550)}
+	if need := backup.MaxKeys * importCost(key); need > defaultLimits.batchMem {
+		t.Errorf("%d RSA-4096 keys count %d bytes, more than the %d a connection may hold", backup.MaxKeys, need, defaultLimits.batchMem)
+	}
+}
+
+// TestWrongPINsTakeTurns sends wrong PINs on several connections at once:
+// the HSM checks them one at a time, each with its delay, so they take as
+// long as one after the other. Shutdown does not wait out the queue: the
+// logins still waiting give up (NOT_READY, or the connection closes).
+func TestWrongPINsTakeTurns(t *testing.T) {
+	const conns, delay = 4, 100 * time.Millisecond
+	addr, srv, _, _ := servedHSM(t, hsm.Options{WrongPINDelay: delay, PINIterations: 1000})
+	wrong := &LoginRequest{User: uint32(hsm.UserNormal), PIN: []byte("wrong-pin")}
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conns {
+		r := dialRaw(t, addr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if st := r.call(FuncLogin, wrong, nil); st != StatusPINIncorrect {
+				t.Errorf("a wrong PIN: %v, want PIN_INCORRECT", st)
+			}
+		}()
+	}
+	wg.Wait()
+	if elapsed := time.Since(start); elapsed < conns*delay {
+		t.Errorf("%d wrong PINs on %d connections took %v, less than %d delays of %v", conns, conns, elapsed, conns, delay)
+	}
+
+	// Queue many, then shut down.
+	const queued = 20
+	answered := make(chan Status, queued)
+	for range queued {
+		r := dialRaw(t, addr)
+		r.send(EncodeRequest(FuncLogin, 0, wrong))
+		go func() {
+			r.nc.SetReadDeadline(time.Now().Add(ioTimeout))
+			frame, err := r.fr.ReadFrame()
+			if err != nil {
+				answered <- StatusRPCTransport // closed without an answer
+				return
+			}
+			_, st, _ := DecodeResponse(frame, nil)
+			answered <- st
+		}()
+	}
+	time.Sleep(delay / 2)
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	start = time.Now()
+	if err := srv.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if elapsed := time.Since(start); elapsed > queued*delay/2 {
+		t.Errorf("Shutdown took %v with %d wrong PINs queued", elapsed, queued)
+	}
+	for range queued {
+		switch st := <-answered; st {
+		case StatusPINIncorrect, StatusNotReady, StatusRPCTransport:
+		default:
+			t.Errorf("a queued wrong PIN at shutdown: %v", st)
+		}
+	}
+}
