@@ -71,6 +71,10 @@ type HSM struct {
 	board *sim.Board
 	ks    *keystore.Store
 	opts  Options
+	// loginTurn is the HSM-wide turn at checking a PIN (checkPINInTurn): a
+	// channel with room for one, taken by sending and given back by
+	// receiving, so that waiting for it can give up.
+	loginTurn chan struct{}
 
 	mu sync.Mutex
 	// cache holds token keys already loaded from the keystore.
@@ -192,7 +196,8 @@ func checkFlashSize(blocks int, ks *keystore.Store) error {
 }
 
 func newHSM(board *sim.Board, ks *keystore.Store, opts Options) *HSM {
-	return &HSM{board: board, ks: ks, opts: opts, cache: map[UUID]*key{}, volatile: map[UUID]*key{}}
+	return &HSM{board: board, ks: ks, opts: opts, loginTurn: make(chan struct{}, 1),
+		cache: map[UUID]*key{}, volatile: map[UUID]*key{}}
 }
 
 // Close powers the HSM off. Volatile keys are gone; token keys stay in flash.

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"context"
 	"crypto/pbkdf2"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -100,4 +101,20 @@ func parsePINRecord(b []byte) (pinRecord, error) {
 	copy(r.salt[:], b[5:5+pinSaltSize])
 	copy(r.hash[:], b[5+pinSaltSize:])
 	return r, nil
+}
+
+// checkPINInTurn checks a PIN as a Cryptech HSM does, one request at a
+// time: every PIN check of the HSM, and the wrong-PIN delay after a wrong
+// one, happen under one HSM-wide lock, so that N wrong guesses take N
+// delays however many connections send them, and a right PIN waits behind
+// the wrong ones before it. Only waiting for the turn gives up with ctx;
+// the check and the delay, once begun, run to their end.
+func (h *HSM) checkPINInTurn(ctx context.Context, u User, pin []byte) error {
+	select {
+	case h.loginTurn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-h.loginTurn }()
+	return h.checkPIN(u, pin)
 }

@@ -32,15 +32,17 @@ var (
 )
 
 // Login checks the PIN of user. A wrong PIN is reported only after the HSM's
-// wrong-PIN delay.
-func (s *Session) Login(_ context.Context, user User, pin []byte) error {
+// wrong-PIN delay. PIN checks take turns across the whole HSM, whatever the
+// session (see checkPINInTurn): while others are guessing wrong, a login
+// waits, until ctx ends.
+func (s *Session) Login(ctx context.Context, user User, pin []byte) error {
 	if user != UserNormal && user != UserSO && user != UserWheel {
 		return fmt.Errorf("login: %w: no such user %d", ErrBadArguments, uint32(user))
 	}
 	if err := checkPINLength(pin); err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
-	if err := s.h.checkPIN(user, pin); err != nil {
+	if err := s.h.checkPINInTurn(ctx, user, pin); err != nil {
 		return fmt.Errorf("login as %s: %w", user, err)
 	}
 	s.mu.Lock()
