@@ -445,6 +445,23 @@ func (c *Client) Verify(_ context.Context, id hsm.UUID, digest, sig []byte, opts
 	return nil
 }
 
+// DamagedBlocks asks an extended server for its flash blocks that failed
+// their CRC; a plain libhal server cannot tell, and none are reported.
+func (c *Client) DamagedBlocks(context.Context) ([]int, error) {
+	if c.ext == nil {
+		return nil, nil
+	}
+	var r ExtDamagedResponse
+	if err := c.call(FuncExtDamaged, &ExtDamagedRequest{}, &r); err != nil {
+		return nil, fmt.Errorf("damaged blocks: %w", err)
+	}
+	blocks := make([]int, len(r.Blocks))
+	for i, b := range r.Blocks {
+		blocks[i] = int(b)
+	}
+	return blocks, nil
+}
+
 // KEKEncryptions: what the extensions report, or libhal's one.
 func (c *Client) KEKEncryptions(context.Context) ([]hsm.KEKEncryption, error) {
 	if c.ext == nil {

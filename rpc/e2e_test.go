@@ -1,10 +1,13 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 var ctx = context.Background()
@@ -184,4 +188,82 @@ func TestTransferLibhalOnly(t *testing.T) {
 	if err := hsm.VerifySignature(ec.PublicKey, d[:], sig, crypto.SHA256); err != nil {
 		t.Error(err)
 	}
+}
+
+// An export over RPC from an HSM with a damaged flash block fails, as it
+// does in process, rather than leave the block's key out.
+func TestExportOverRPCRefusesDamagedHSM(t *testing.T) {
+	dstAddr, _ := served(t)
+	dir := filepath.Join(t.TempDir(), "hsm")
+	h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: wheelPIN, SOPIN: []byte("so-pin"), UserPIN: userPIN, Blocks: 64}, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := h.NewSession()
+	if err := s.Login(ctx, hsm.UserWheel, wheelPIN); err != nil {
+		t.Fatal(err)
+	}
+	flags := hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
+	var ids []hsm.UUID
+	for range 2 {
+		k, err := s.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: flags})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, k.UUID)
+	}
+	s.Close()
+	h.Close()
+	block := damageKeyBlock(t, filepath.Join(dir, "flash.img"), ids[0])
+	h, err = hsm.Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "rpc.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(h, nil)
+	go srv.Serve(l)
+	defer srv.Shutdown(ctx)
+
+	src := dialLogin(t, "unix:"+l.Addr().String())
+	if got, err := src.DamagedBlocks(ctx); err != nil || len(got) != 1 || got[0] != block {
+		t.Fatalf("DamagedBlocks() = %v, %v; want [%d]", got, err, block)
+	}
+	f, err := backup.Setup(ctx, dialLogin(t, dstAddr), backup.SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Export(ctx, src, f, backup.ExportOptions{}); !errors.Is(err, backup.ErrDamaged) {
+		t.Fatalf("export: %v, want ErrDamaged", err)
+	}
+	b, err := backup.Export(ctx, src, f, backup.ExportOptions{SkipDamaged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Keys) != 1 || b.Keys[0].UUID != ids[1].String() {
+		t.Errorf("export with SkipDamaged: %d keys, want the intact one", len(b.Keys))
+	}
+}
+
+// damageKeyBlock flips a byte in the flash block of the key id and returns
+// the block's number.
+func damageKeyBlock(t *testing.T, path string, id hsm.UUID) int {
+	t.Helper()
+	img, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(img, id[:])
+	if at < 0 {
+		t.Fatal("key's block not found")
+	}
+	block := at / sim.BlockSize
+	img[block*sim.BlockSize+200] ^= 0xff
+	if err := os.WriteFile(path, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return block
 }

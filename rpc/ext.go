@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 // Extension functions: what package backup needs that libhal's 32
@@ -27,6 +28,10 @@ const (
 	// the batch's keys are stored in one keystore transaction, or none; keys
 	// keep the UUIDs they were added with.
 	FuncExtImportCommit Func = 0x10004
+	// FuncExtDamaged -> uint n, n x uint block: the flash blocks that failed
+	// their CRC at power-on, whose keys cannot be read (an export asks, so
+	// as not to leave them out without a word).
+	FuncExtDamaged Func = 0x10005
 )
 
 // ExtVersion is the version of the extension functions.
@@ -78,6 +83,33 @@ func (m *ExtCapabilitiesResponse) DecodeArgs(d *Decoder) error {
 	n := d.Uint32()
 	for i := uint32(0); i < n && d.Err() == nil; i++ {
 		m.KEKEncryptions = append(m.KEKEncryptions, string(d.Bytes(64)))
+	}
+	return d.Err()
+}
+
+type ExtDamagedRequest struct{}
+
+func (*ExtDamagedRequest) EncodeArgs(*Encoder)         {}
+func (*ExtDamagedRequest) DecodeArgs(d *Decoder) error { return d.Err() }
+
+type ExtDamagedResponse struct {
+	Blocks []uint32
+}
+
+func (m *ExtDamagedResponse) EncodeArgs(e *Encoder) {
+	e.Uint32(uint32(len(m.Blocks)))
+	for _, b := range m.Blocks {
+		e.Uint32(b)
+	}
+}
+
+func (m *ExtDamagedResponse) DecodeArgs(d *Decoder) error {
+	n := d.Uint32()
+	if n > sim.MaxBlocks {
+		return fmt.Errorf("%w: %d damaged blocks", StatusRPCProtocolError, n)
+	}
+	for i := uint32(0); i < n && d.Err() == nil; i++ {
+		m.Blocks = append(m.Blocks, d.Uint32())
 	}
 	return d.Err()
 }
@@ -281,6 +313,20 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		resp := &ExtCapabilitiesResponse{Version: ExtVersion}
 		for _, e := range encs {
 			resp.KEKEncryptions = append(resp.KEKEncryptions, string(e))
+		}
+		return resp, nil
+	},
+	FuncExtDamaged: func(c *serverConn, d *Decoder) (Args, error) {
+		if err := decodeAll(d, &ExtDamagedRequest{}); err != nil {
+			return nil, err
+		}
+		blocks, err := c.sess.DamagedBlocks(bg)
+		if err != nil {
+			return nil, err
+		}
+		resp := &ExtDamagedResponse{}
+		for _, b := range blocks {
+			resp.Blocks = append(resp.Blocks, uint32(b))
 		}
 		return resp, nil
 	},

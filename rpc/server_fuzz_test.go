@@ -174,6 +174,8 @@ func responseFor(f Func, req []byte) Args {
 		return &ExtImportAddResponse{}
 	case FuncExtImportCommit:
 		return &ExtImportCommitResponse{}
+	case FuncExtDamaged:
+		return &ExtDamagedResponse{}
 	}
 	return nil
 }
@@ -218,6 +220,7 @@ func FuzzServerRequest(f *testing.F) {
 		{FuncExtExport, &ExtExportRequest{Pkey: 1, Encryption: "rsa-oaep-sha256"}},
 		{FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: make([]byte, 16)}},
 		{FuncExtImportCommit, &ExtImportCommitRequest{Batch: 5}},
+		{FuncExtDamaged, nil},
 	} {
 		f.Add(EncodeRequest(req.f, 0, req.args))
 	}
