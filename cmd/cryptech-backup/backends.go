@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/p11"
@@ -11,8 +10,10 @@ import (
 	"github.com/hsmkit/cryptech-backup/sim"
 )
 
-// errNoHSM: the state directory holds no emulated HSM.
-var errNoHSM = errors.New("no emulated HSM")
+// noHSMError: the state directory holds no emulated HSM.
+type noHSMError struct{ dir string }
+
+func (n noHSMError) Error() string { return "no emulated HSM in " + n.dir }
 
 // openToken opens the HSM the common flags name and logs in as wheel, as
 // cryptech_backup does. The returned function logs out and closes it.
@@ -28,14 +29,13 @@ func (c *call) openToken(ctx context.Context, e *env) (hsm.Token, func(), error)
 	dir := c.dir(e)
 	h, err := hsm.Open(dir, e.hsmOptions)
 	if errors.Is(err, sim.ErrNoBoard) {
-		return nil, nil, fmt.Errorf("%w in %s", errNoHSM, dir)
+		return nil, nil, noHSMError{dir}
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	if bad := h.DamagedBlocks(); len(bad) > 0 {
-		fmt.Fprintf(e.stderr, "%s: warning: flash blocks %v of the HSM in %s failed their CRC; they are left as they are and the keys in them cannot be used\n",
-			progName, bad, dir)
+		e.warn("flash blocks %v of the HSM in %s failed their CRC; they are left as they are and the keys in them cannot be used", bad, dir)
 	}
 	s := h.NewSession()
 	return c.login(ctx, e, s, func() {

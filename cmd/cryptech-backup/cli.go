@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -34,6 +35,14 @@ type env struct {
 	readSecret func(ctx context.Context, prompt string) ([]byte, error)
 	// hsmOptions tune every emulated HSM the run opens or creates.
 	hsmOptions hsm.Options
+	// warnings are printed, one line each, when the command succeeds, and
+	// put on the error's line when it fails.
+	warnings []string
+}
+
+// warn records a warning for the end of the run.
+func (e *env) warn(format string, args ...any) {
+	e.warnings = append(e.warnings, fmt.Sprintf(format, args...))
 }
 
 func newEnv() *env {
@@ -137,7 +146,7 @@ var errInvalidSignature = errors.New("invalid signature")
 func run(args []string, e *env) (status int) {
 	defer func() {
 		if r := recover(); r != nil {
-			fmt.Fprintf(e.stderr, "%s: internal error: %v\n", progName, r)
+			fmt.Fprintf(e.stderr, "%s: internal error: %s\n", progName, oneLine(fmt.Errorf("%v", r)))
 			if e.getenv("CRYPTECH_BACKUP_DEBUG") != "" {
 				e.stderr.Write(debug.Stack())
 			}
@@ -153,44 +162,61 @@ func run(args []string, e *env) (status int) {
 		stop()
 	}()
 
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		printUsage(e.stderr)
-		if len(args) == 0 {
-			return 2
+	name, err := dispatch(ctx, args, e)
+	if err == nil {
+		for _, w := range e.warnings {
+			fmt.Fprintf(e.stderr, "%s: warning: %s\n", progName, w)
 		}
 		return 0
 	}
+	line, status := report(ctx, name, err)
+	// A failure is one line: hints and warnings go on it.
+	notes := append(hints(err), e.warnings...)
+	if len(notes) > 0 {
+		line += " (" + strings.Join(notes, "; ") + ")"
+	}
+	fmt.Fprintln(e.stderr, line)
+	return status
+}
+
+// dispatch runs the command args name. It prints help itself; it returns the
+// command's name (empty before one is known) and what went wrong.
+func dispatch(ctx context.Context, args []string, e *env) (string, error) {
+	if len(args) == 0 {
+		return "", commandError{"no command given", ""}
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+		printUsage(e.stdout)
+		return "", nil
+	}
 	if args[0] == "--version" || args[0] == "version" {
 		fmt.Fprintln(e.stdout, progName, version())
-		return 0
+		return "", nil
 	}
 	cmd := lookup(commands(), args[0])
 	if cmd == nil {
-		fmt.Fprintf(e.stderr, "%s: error: unknown command %q\n", progName, args[0])
-		fmt.Fprintf(e.stderr, "%s: hint: run '%s --help' for the list of commands\n", progName, progName)
-		return 2
+		return "", commandError{fmt.Sprintf("unknown command %q", args[0]), ""}
 	}
 	name := cmd.name
 	if cmd.subcommands != nil {
 		group := cmd
-		if len(args) < 2 || args[1] == "-h" || args[1] == "--help" || args[1] == "help" {
-			printGroupUsage(e.stderr, group)
-			if len(args) < 2 {
-				return 2
-			}
-			return 0
+		if len(args) < 2 {
+			return "", commandError{fmt.Sprintf("name a %s command: %s", group.name, subcommandNames(group)), group.name}
+		}
+		if args[1] == "-h" || args[1] == "--help" || args[1] == "-help" || args[1] == "help" {
+			printGroupUsage(e.stdout, group)
+			return "", nil
 		}
 		if cmd = lookup(group.subcommands, args[1]); cmd == nil {
-			fmt.Fprintf(e.stderr, "%s: error: unknown command %q\n", progName, group.name+" "+args[1])
-			fmt.Fprintf(e.stderr, "%s: hint: run '%s %s --help' for its commands\n", progName, progName, group.name)
-			return 2
+			return "", commandError{fmt.Sprintf("unknown command %q", group.name+" "+args[1]), group.name}
 		}
 		name, args = group.name+" "+cmd.name, args[1:]
 	}
 	c := &call{}
 	c.fs = flag.NewFlagSet(progName+" "+name, flag.ContinueOnError)
-	c.fs.SetOutput(e.stderr)
-	c.fs.Usage = func() { commandUsage(e.stderr, name, cmd, c.fs) }
+	// Errors are reported in one line by run, help by dispatch.
+	c.fs.SetOutput(io.Discard)
+	c.fs.Usage = func() {}
 	if cmd.needsHSM {
 		c.fs.StringVar(&c.hsmDir, "hsm", "", "emulated HSM state directory (default $CRYPTECH_HSM, else ./hsm)")
 		addString(c.fs, &c.pin, "p", "pin", "", "wheel PIN (visible to other users in ps: prefer --pin-file or $CRYPTECH_PIN)")
@@ -202,32 +228,100 @@ func run(args []string, e *env) (status int) {
 		c.fs.IntVar(&c.slot, "slot", -1, "with --module: the token's slot ID, instead of --token")
 	}
 	runCmd := cmd.define(c.fs)
-	if err := c.fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+	err := c.parse(args[1:])
+	if err == nil {
+		err = runCmd(ctx, e, c)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		// -h or --help, wherever it came: keygen parses its flags twice.
+		commandUsage(e.stdout, name, cmd, c.fs)
+		return name, nil
+	}
+	return name, err
+}
+
+// parse parses the command's flags in args: flag.ErrHelp for -h or --help,
+// a usageError in one line for a bad flag.
+func (c *call) parse(args []string) error {
+	err := c.fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{flagProblem(err)}
+}
+
+// flagProblem rewords the flag package's errors, which name every flag with
+// one dash, as this command line names its flags.
+func flagProblem(err error) string {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return "unknown flag " + dashed(name)
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return dashed(name) + " needs a value"
+	}
+	if m := badFlagValue.FindStringSubmatch(msg); m != nil {
+		value, name, why := m[1], m[2], m[3]
+		switch why {
+		case "parse error":
+			return fmt.Sprintf("%s takes a number, not %s", dashed(name), value)
+		case "value out of range":
+			return fmt.Sprintf("%s: %s is out of range", dashed(name), value)
 		}
-		return 2
+		return fmt.Sprintf("%s: bad value %s: %s", dashed(name), value, why)
 	}
-	err := runCmd(ctx, e, c)
+	if m := badBoolFlag.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("%s takes no value, or true or false, not %s", dashed(m[2]), m[1])
+	}
+	return oneLine(err)
+}
+
+var (
+	badFlagValue = regexp.MustCompile(`^invalid value (".*") for flag -(\S+): (.*)$`)
+	badBoolFlag  = regexp.MustCompile(`^invalid boolean value (".*") for -(\S+): `)
+)
+
+// dashed is a flag's name as the help shows it: -p, --pin.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// commandError is a command line that names no command, or an unknown one:
+// exit status 2. group is the command group it was looked up in, if any.
+type commandError struct{ msg, group string }
+
+func (c commandError) Error() string { return c.msg }
+
+func subcommandNames(group *command) string {
+	var names []string
+	for _, c := range group.subcommands {
+		names = append(names, c.name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// report is the one line that says what went wrong, without hints, and the
+// exit status.
+func report(ctx context.Context, name string, err error) (string, int) {
+	var ce commandError
 	switch {
-	case err == nil:
-		return 0
+	case errors.As(err, &ce):
+		help := progName
+		if ce.group != "" {
+			help += " " + ce.group
+		}
+		return fmt.Sprintf("%s: error: %s (%s --help lists the commands)", progName, ce.msg, help), 2
 	case errors.As(err, new(usageError)):
-		fmt.Fprintf(e.stderr, "%s %s: %v\n", progName, name, err)
-		fmt.Fprintf(e.stderr, "%s: hint: run '%s %s --help'\n", progName, progName, name)
-		return 2
+		return fmt.Sprintf("%s %s: %s (%s %s --help shows the flags)", progName, name, oneLine(err), progName, name), 2
 	case errors.Is(err, errInvalidSignature):
-		fmt.Fprintf(e.stderr, "%s: %s\n", progName, oneLine(err))
-		return 1
+		return fmt.Sprintf("%s: %s", progName, oneLine(err)), 1
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
-		fmt.Fprintf(e.stderr, "%s: interrupted\n", progName)
-		return 1
+		return progName + ": interrupted", 1
 	}
-	fmt.Fprintf(e.stderr, "%s: error: %s\n", progName, oneLine(err))
-	for _, h := range hints(err) {
-		fmt.Fprintf(e.stderr, "%s: hint: %s\n", progName, h)
-	}
-	return 1
+	return fmt.Sprintf("%s: error: %s", progName, oneLine(err)), 1
 }
 
 // oneLine keeps an error message on one line, whatever joined errors hold.
@@ -235,17 +329,27 @@ func oneLine(err error) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 }
 
-// hints suggest the flag the user probably needs.
+// hints suggest the flag or command the user probably needs; run puts them
+// on the error's line.
 func hints(err error) []string {
+	var nh noHSMError
 	switch {
 	case errors.Is(err, backup.ErrLegacy):
 		return []string{"--legacy-kek allows RSA PKCS#1 v1.5 KEK encryption, which libhal and cryptech_backup use; it is open to padding-oracle attacks"}
 	case errors.Is(err, errNoPIN):
-		return []string{"give the PIN with --pin-file FILE, $CRYPTECH_PIN or -p PIN, or run on a terminal to be prompted"}
-	case errors.Is(err, errNoHSM):
-		return []string{"create one with 'cryptech-backup init --hsm DIR', or point --hsm or $CRYPTECH_HSM at an existing one"}
+		return []string{"give it with --pin-file FILE, $CRYPTECH_PIN or -p PIN, or run on a terminal to be prompted"}
+	case errors.As(err, &nh):
+		return []string{"make one with: " + progName + " init --hsm " + shellQuote(nh.dir)}
 	}
 	return nil
+}
+
+// shellQuote quotes s for a POSIX shell, when it needs quoting.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./+,:@%=-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func version() string {
@@ -291,7 +395,10 @@ func printGroupUsage(w io.Writer, group *command) {
 
 func commandUsage(w io.Writer, name string, cmd *command, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Usage: %s %s %s\n\n%s\n\nFlags:\n", progName, name, cmd.args, cmd.summary)
+	out := fs.Output()
+	fs.SetOutput(w)
 	fs.PrintDefaults()
+	fs.SetOutput(out)
 	if cmd.examples != "" {
 		fmt.Fprintf(w, "\nExamples:\n%s", cmd.examples)
 	}
@@ -306,21 +413,63 @@ func (c *call) readPIN(ctx context.Context, e *env, prompt string) ([]byte, erro
 	case c.pin != "":
 		return []byte(c.pin), nil
 	case c.pinFile != "":
-		data, err := os.ReadFile(c.pinFile)
-		if err != nil {
-			return nil, fmt.Errorf("read PIN file: %w", err)
-		}
-		// Bytes, not strings: a string copy of the PIN could not be cleared.
-		line, _, _ := bytes.Cut(data, []byte("\n"))
-		pin := bytes.Clone(bytes.TrimSuffix(line, []byte("\r")))
-		clear(data)
-		return pin, nil
+		return readPINFile(c.pinFile)
 	case e.getenv("CRYPTECH_PIN") != "":
 		return []byte(e.getenv("CRYPTECH_PIN")), nil
 	case e.readSecret != nil:
 		return e.readSecret(ctx, prompt)
 	}
 	return nil, errNoPIN
+}
+
+// readPINFile reads the PIN from the first line of path. It reads no more
+// than that line, and at most a PIN's worth: a file or device without a
+// line end (/dev/zero) is refused, and a FIFO whose writer keeps it open
+// after the line does not hold the command up.
+func readPINFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read PIN file: %w", err)
+	}
+	defer f.Close()
+	// A line end ("\r\n") after the longest PIN is allowed.
+	data, err := readLimited(&firstLine{r: f}, path, hsm.MaxPINLength+2)
+	if errors.As(err, new(tooLargeError)) {
+		return nil, fmt.Errorf("PIN file %s: the first line is longer than %d bytes, the longest PIN", path, hsm.MaxPINLength)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read PIN file: %w", err)
+	}
+	// Bytes, not strings: a string copy of the PIN could not be cleared.
+	pin := bytes.TrimSuffix(bytes.TrimSuffix(data, []byte("\n")), []byte("\r"))
+	switch {
+	case len(pin) > hsm.MaxPINLength:
+		clear(data)
+		return nil, fmt.Errorf("PIN file %s: the first line is longer than %d bytes, the longest PIN", path, hsm.MaxPINLength)
+	case len(pin) == 0:
+		clear(data)
+		return nil, fmt.Errorf("PIN file %s: the first line is empty", path)
+	}
+	return pin, nil
+}
+
+// firstLine reads r up to and including its first line end, then ends.
+type firstLine struct {
+	r    io.Reader
+	done bool
+}
+
+func (l *firstLine) Read(p []byte) (int, error) {
+	if l.done {
+		return 0, io.EOF
+	}
+	n, err := l.r.Read(p)
+	if i := bytes.IndexByte(p[:n], '\n'); i >= 0 {
+		clear(p[i+1 : n])
+		l.done = true
+		return i + 1, nil
+	}
+	return n, err
 }
 
 // dir returns the emulated HSM's state directory.
@@ -349,20 +498,77 @@ func (e *env) input(path string) (io.ReadCloser, error) {
 // maxInput bounds what a command reads, so a wrong file cannot exhaust memory.
 const maxInput = 256 << 20
 
+// maxSmallFile bounds public keys and TLS certificates and keys (PEM).
+const maxSmallFile = 1 << 20
+
+// readInput reads a file, "-" or "" meaning stdin, of at most maxInput bytes.
 func (e *env) readInput(path string) ([]byte, error) {
 	r, err := e.input(path)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, maxInput+1))
+	name := path
+	if name == "" {
+		name = "-"
+	}
+	return readLimited(r, name, maxInput)
+}
+
+// readFileLimited reads the file path, of at most limit bytes.
+func readFileLimited(path string, limit int) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > maxInput {
-		return nil, fmt.Errorf("%s: larger than %d MiB", path, maxInput>>20)
+	defer f.Close()
+	return readLimited(f, path, limit)
+}
+
+// tooLargeError: an input is larger than a command reads.
+type tooLargeError struct {
+	name  string
+	limit int
+}
+
+func (t tooLargeError) Error() string {
+	size := fmt.Sprintf("%d bytes", t.limit)
+	switch {
+	case t.limit >= 1<<20 && t.limit%(1<<20) == 0:
+		size = fmt.Sprintf("%d MiB", t.limit>>20)
+	case t.limit >= 1<<10 && t.limit%(1<<10) == 0:
+		size = fmt.Sprintf("%d KiB", t.limit>>10)
 	}
-	return data, nil
+	return fmt.Sprintf("%s: larger than %s", t.name, size)
+}
+
+// readLimited reads r to its end, refusing with a tooLargeError what holds
+// more than limit bytes: it never reads more than limit+1, so a device that
+// never ends (/dev/zero) cannot exhaust memory. It clears the buffers it
+// outgrows and, on error, what it read: the input may be a PIN or a key.
+func readLimited(r io.Reader, name string, limit int) ([]byte, error) {
+	buf := make([]byte, 0, min(limit+1, 512))
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > limit {
+				clear(buf)
+				return nil, tooLargeError{name, limit}
+			}
+			grown := make([]byte, len(buf), min(2*cap(buf), limit+1))
+			copy(grown, buf)
+			clear(buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			clear(buf)
+			return nil, err
+		}
+	}
 }
 
 // output writes data to path ("-" or "" meaning stdout): mode 0600, through

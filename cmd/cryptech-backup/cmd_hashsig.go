@@ -165,6 +165,16 @@ var hashsigSignCommand = &command{
 			if priv == "" {
 				return usageError{"--priv FILE is required"}
 			}
+			// A signature written over the key would destroy it; over the
+			// message, lose it.
+			if out != "" && out != "-" {
+				if sameFile(out, priv) {
+					return usageError{"-o and --priv name the same file: the signature would replace the key"}
+				}
+				if in != "" && in != "-" && sameFile(out, in) && !isSpecialFile(out) {
+					return usageError{"-o and -i name the same file: the signature would replace the message"}
+				}
+			}
 			// The key advances before the signature is written: make sure
 			// it can be.
 			if err := e.checkOutput(out, force, true); err != nil {
@@ -213,7 +223,10 @@ func signWithKeyFile(path string, msg []byte) ([]byte, error) {
 		return nil, err
 	}
 	removeStaleTemps(real)
-	state, err := os.ReadFile(real)
+	state, err := readFileLimited(real, maxSmallFile)
+	if tl := (tooLargeError{}); errors.As(err, &tl) {
+		return nil, tooLargeError{path, tl.limit}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, unwrapPathError(err))
 	}
@@ -284,6 +297,13 @@ func sameFile(a, b string) bool {
 	return resolvedPath(a) == resolvedPath(b)
 }
 
+// isSpecialFile tells whether path exists and is not a regular file or a
+// directory: /dev/null, a FIFO.
+func isSpecialFile(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && !fi.Mode().IsRegular() && !fi.IsDir()
+}
+
 // resolvedPath is path made absolute, with the symlinks in its directory
 // resolved when it exists.
 func resolvedPath(path string) string {
@@ -330,7 +350,7 @@ var hashsigVerifyCommand = &command{
 			if pub == "" || sigFile == "" {
 				return usageError{"--pub FILE and --sig FILE are required"}
 			}
-			pkData, err := os.ReadFile(pub)
+			pkData, err := readFileLimited(pub, maxSmallFile)
 			if err != nil {
 				return err
 			}

@@ -29,7 +29,10 @@ var initCommand = &command{
 		fs.IntVar(&blocks, "blocks", 0, "flash size in 8 KiB blocks, one key each (default 1024)")
 		return func(ctx context.Context, e *env, c *call) error {
 			c.hsmDir = dir
-			if blocks != 0 && (blocks < hsm.MinBlocks || blocks > sim.MaxBlocks) {
+			// Only an absent --blocks means the default.
+			given := false
+			c.fs.Visit(func(f *flag.Flag) { given = given || f.Name == "blocks" })
+			if given && (blocks < hsm.MinBlocks || blocks > sim.MaxBlocks) {
 				return usageError{fmt.Sprintf("--blocks takes %d to %d", hsm.MinBlocks, sim.MaxBlocks)}
 			}
 			if wheel == "" {

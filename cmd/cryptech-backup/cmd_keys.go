@@ -39,8 +39,8 @@ var keygenCommand = &command{
 				return usageError{"name the key type: rsa, ec or hashsig"}
 			}
 			kind := args[0]
-			if err := c.fs.Parse(args[1:]); err != nil {
-				return usageError{err.Error()}
+			if err := c.parse(args[1:]); err != nil {
+				return err
 			}
 			if c.fs.NArg() != 0 {
 				return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}

@@ -72,7 +72,7 @@ var serveCommand = &command{
 			}
 			h, err := hsm.Open(c.dir(e), e.hsmOptions)
 			if errors.Is(err, sim.ErrNoBoard) {
-				return fmt.Errorf("%w in %s", errNoHSM, c.dir(e))
+				return noHSMError{c.dir(e)}
 			}
 			if err != nil {
 				return err

@@ -50,16 +50,26 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestUsage: help goes to stdout with exit status 0; a mistake on the
+// command line is one line on stderr with exit status 2.
 func TestUsage(t *testing.T) {
 	for _, tc := range []struct {
 		args   []string
 		status int
-		stderr string
+		want   string // in stdout for status 0, else in stderr's one line
 	}{
-		{nil, 2, "Commands:"},
+		{nil, 2, "cryptech-backup: error: no command given (cryptech-backup --help lists the commands)"},
 		{[]string{"--help"}, 0, "A transfer, destination DST and source SRC"},
 		{[]string{"export", "--help"}, 0, "--legacy-kek"},
-		{[]string{"list", "--pin"}, 2, "flag needs an argument"},
+		{[]string{"keygen", "rsa", "--help"}, 0, "--bits"},
+		{[]string{"keygen", "ec", "-h"}, 0, "--curve"},
+		{[]string{"hashsig", "--help"}, 0, "Commands:"},
+		{[]string{"hashsig", "sign", "-h"}, 0, "--priv"},
+		{[]string{"hashsig"}, 2, "name a hashsig command: keygen, sign, verify"},
+		{[]string{"list", "--pin"}, 2, "cryptech-backup list: --pin needs a value (cryptech-backup list --help shows the flags)"},
+		{[]string{"list", "-p"}, 2, "cryptech-backup list: -p needs a value"},
+		{[]string{"setup", "-k", "x"}, 2, `cryptech-backup setup: -k takes a number, not "x"`},
+		{[]string{"list", "--json=maybe"}, 2, `--json takes no value, or true or false, not "maybe"`},
 		{[]string{"keygen", "dsa"}, 2, `unknown key type "dsa"`},
 		{[]string{"keygen"}, 2, "name the key type"},
 		{[]string{"demo", "--keys", "0"}, 2, "--keys takes 1 to 500"},
@@ -69,9 +79,15 @@ func TestUsage(t *testing.T) {
 		{[]string{"keygen", "ec", "--label", "a\tb"}, 2, "control character"},
 		{[]string{"init", "--blocks", "3"}, 2, "--blocks takes 16 to 65536"},
 	} {
-		e, _, stderr := testEnv("")
-		if status := run(tc.args, e); status != tc.status || !strings.Contains(stderr.String(), tc.stderr) {
-			t.Errorf("%v: status %d, stderr %q; want %d and %q", tc.args, status, stderr, tc.status, tc.stderr)
+		e, stdout, stderr := testEnv("")
+		status := run(tc.args, e)
+		switch {
+		case status != tc.status:
+			t.Errorf("%v: status %d, want %d; stderr %q", tc.args, status, tc.status, stderr)
+		case status == 0 && (!strings.Contains(stdout.String(), tc.want) || stderr.Len() != 0):
+			t.Errorf("%v: stdout %q, stderr %q; want %q in stdout", tc.args, stdout, stderr, tc.want)
+		case status != 0 && (strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), tc.want) || stdout.Len() != 0):
+			t.Errorf("%v: stderr %q; want one line with %q", tc.args, stderr, tc.want)
 		}
 	}
 }

@@ -66,6 +66,8 @@ func TestScripts(t *testing.T) {
 			"replace":  replace,
 			"truncate": truncate,
 			"waitsock": waitSock,
+			"exits":    exits,
+			"flipbyte": flipByte,
 		},
 	})
 }
@@ -109,6 +111,42 @@ func waitSock(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// exits N PROGRAM [ARGS...]: run PROGRAM as exec does, and require that it
+// exits with status N; stdout and stderr are then checked as after exec.
+func exits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits N PROGRAM [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		got = ee.ExitCode()
+	} else {
+		ts.Check(err)
+	}
+	if got != want {
+		ts.Fatalf("exit status %d, want %d", got, want)
+	}
+}
+
+// flipbyte FILE OFFSET: invert the bits of the byte at OFFSET in FILE.
+func flipByte(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: flipbyte FILE OFFSET")
+	}
+	off, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	data, err := os.ReadFile(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if off < 0 || off >= len(data) {
+		ts.Fatalf("%s has no byte at %d", args[0], off)
+	}
+	data[off] ^= 0xff
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), data, 0o600))
 }
 
 // truncate FILE N: keep the first N bytes of FILE.

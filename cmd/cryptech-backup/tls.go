@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 )
 
 // tlsFlags are the TLS settings of a client (--tls-ca) or a server
@@ -60,17 +59,29 @@ func (t *tlsFlags) server() (*tls.Config, error) {
 		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}, nil
 }
 
+// loadTLS reads the PEM files, none larger than maxSmallFile (a wrong path
+// such as /dev/zero is refused, not read until memory runs out), then parses
+// them.
 func loadTLS(certFile, keyFile, caFile string) (tls.Certificate, *x509.CertPool, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	certPEM, err := readFileLimited(certFile, maxSmallFile)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	keyPEM, err := readFileLimited(keyFile, maxSmallFile)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("TLS key: %w", err)
+	}
+	defer clear(keyPEM)
+	caPEM, err := readFileLimited(caFile, maxSmallFile)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("TLS CA certificate: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("TLS certificate %s and key %s: %w", certFile, keyFile, err)
 	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
+	if !pool.AppendCertsFromPEM(caPEM) {
 		return tls.Certificate{}, nil, errors.New(caFile + ": no PEM certificate")
 	}
 	return cert, pool, nil
