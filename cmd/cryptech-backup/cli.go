@@ -336,6 +336,8 @@ func hints(err error) []string {
 	switch {
 	case errors.Is(err, backup.ErrLegacy):
 		return []string{"--legacy-kek allows RSA PKCS#1 v1.5 KEK encryption, which libhal and cryptech_backup use; it is open to padding-oracle attacks"}
+	case errors.Is(err, backup.ErrDamaged):
+		return []string{"--skip-damaged exports the keys that can be read"}
 	case errors.Is(err, errNoPIN):
 		return []string{"give it with --pin-file FILE, $CRYPTECH_PIN or -p PIN, or run on a terminal to be prompted"}
 	case errors.As(err, &nh):

@@ -113,10 +113,7 @@ func listen(addr string, conf *tls.Config) (net.Listener, error) {
 	if network == "unix" {
 		return listenUnix(address)
 	}
-	host, _, _ := net.SplitHostPort(address)
-	ip := net.ParseIP(host)
-	loopback := host == "localhost" || ip != nil && ip.IsLoopback()
-	if !loopback && conf == nil {
+	if !rpc.IsLoopback(address) && conf == nil {
 		return nil, fmt.Errorf("refusing to listen on %s without TLS: libhal's protocol carries PINs in the clear; give --tls-cert, --tls-key and --tls-client-ca, or listen on loopback", addr)
 	}
 	l, err := net.Listen(network, address)

@@ -69,17 +69,18 @@ var setupCommand = &command{
 
 var exportCommand = &command{
 	name:     "export",
-	args:     "[-i kekek.json] [-o backup.json] [--legacy-kek]",
+	args:     "[-i kekek.json] [-o backup.json] [--legacy-kek] [--skip-damaged]",
 	summary:  "on the source: wrap every exportable key for the KEKEK",
 	needsHSM: true,
 	examples: `  cryptech-backup export --hsm ./src -i kekek.json -o backup.json
 `,
 	define: func(fs *flag.FlagSet) runFunc {
 		var in, out string
-		var legacy, force bool
+		var legacy, force, skipDamaged bool
 		addString(fs, &in, "i", "input", "", "KEKEK file from setup (default stdin)")
 		addString(fs, &out, "o", "output", "", "bundle to write (default stdout)")
 		fs.BoolVar(&legacy, "legacy-kek", false, "encrypt KEKs with RSA PKCS#1 v1.5 as libhal does, for real Cryptech HSMs (weak: padding oracles)")
+		fs.BoolVar(&skipDamaged, "skip-damaged", false, "export the keys that can be read from an HSM with damaged flash blocks (without it, such an export fails)")
 		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
 		return func(ctx context.Context, e *env, c *call) error {
 			if err := noArgs(c); err != nil {
@@ -95,11 +96,16 @@ var exportCommand = &command{
 				return err
 			}
 			return c.withToken(ctx, e, func(tok hsm.Token) error {
-				b, err := backup.Export(ctx, tok, f, backup.ExportOptions{LegacyKEK: legacy, Progress: progress(e, "export")})
+				b, err := backup.Export(ctx, tok, f, backup.ExportOptions{LegacyKEK: legacy, SkipDamaged: skipDamaged, Progress: progress(e, "export")})
 				if err != nil {
 					return err
 				}
 				if err := writeJSON(e, out, b, force); err != nil {
+					if n := countHashsig(b); n > 0 {
+						// The halves were given away before the write: they are
+						// lost, never used twice.
+						return fmt.Errorf("%w; the %d HSS keys were split for this bundle: the source keeps its half of each, the other halves are lost", err, n)
+					}
 					return err
 				}
 				private := 0
@@ -206,4 +212,15 @@ func progress(e *env, what string) func(done, total int) {
 			fmt.Fprint(f, "\r\033[K")
 		}
 	}
+}
+
+// countHashsig counts a bundle's HSS private keys.
+func countHashsig(b *backup.Bundle) int {
+	n := 0
+	for i := range b.Keys {
+		if k, err := hsm.DescribePublicKey(b.Keys[i].SPKI, b.Keys[i].IsPrivate()); err == nil && k.Type == hsm.KeyTypeHashsigPrivate {
+			n++
+		}
+	}
+	return n
 }
