@@ -22,6 +22,11 @@ const (
 	kindFlash keystore.Kind = 4 // the flash's size, from Create
 )
 
+// MaxVolatileKeys bounds the keys without FlagToken the HSM holds in
+// memory, for all sessions together, as libhal's volatile keystore has a
+// fixed size: no client can make the HSM's memory grow without end.
+const MaxVolatileKeys = 4096
+
 // flashID names the record of the flash's size: a reserved UUID (see
 // isReserved) no user has.
 var flashID = keystore.ID{15: 0xF0}
@@ -459,8 +464,10 @@ func (s *Session) DamagedBlocks(context.Context) ([]int, error) { return s.h.Dam
 // volatile keys in memory. Called with h.mu held.
 func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
 	var batch []keystore.Record
+	volatile := 0
 	for _, r := range recs {
 		if r.flags&FlagToken == 0 {
+			volatile++
 			continue
 		}
 		data, err := h.seal(r)
@@ -487,6 +494,9 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
 	}
 	if h.ks.Free() < need {
 		return fmt.Errorf("%w: %d keys need %d of the flash's %d free blocks (one stays free for updates)", ErrKeystoreFull, len(keys), need, h.ks.Free())
+	}
+	if len(h.volatile)+volatile > MaxVolatileKeys {
+		return fmt.Errorf("%w: the HSM holds %d volatile keys, at most %d", ErrKeystoreFull, len(h.volatile), MaxVolatileKeys)
 	}
 	// History first: if power fails before the keys are stored, the HSM
 	// refuses those parts later rather than risk taking them twice.

@@ -617,3 +617,23 @@ func TestOpenRefusesResizedFlash(t *testing.T) {
 	}
 	h3.Close()
 }
+
+// Volatile keys are bounded HSM-wide; closing a session gives its room back.
+func TestVolatileKeysAreBounded(t *testing.T) {
+	h, _ := newTestHSM(t)
+	owner := login(t, h)
+	pub := generate(t, owner, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagToken}).PublicKey
+	s := login(t, h)
+	for i := range MaxVolatileKeys {
+		if _, err := s.Import(ctx, ImportRequest{PublicKey: pub}); err != nil {
+			t.Fatalf("volatile key %d: %v", i, err)
+		}
+	}
+	if _, err := owner.Import(ctx, ImportRequest{PublicKey: pub}); !errors.Is(err, ErrKeystoreFull) {
+		t.Fatalf("one volatile key too many: %v, want ErrKeystoreFull", err)
+	}
+	s.Close()
+	if _, err := owner.Import(ctx, ImportRequest{PublicKey: pub}); err != nil {
+		t.Errorf("after the session that held them closed: %v", err)
+	}
+}
