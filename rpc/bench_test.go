@@ -23,12 +23,15 @@ import (
 // docs/PERFORMANCE.md gives the ratio; the target is that the socket costs
 // under 20% at 16 clients.
 //
-// bare/N is the floor under socket/N: the same Unix socket, a goroutine
-// per connection and the same hsm.Session.Sign, but a one-byte request and
-// a one-byte answer instead of libhal's frames. What bare/N loses against
-// inproc/N is Go's network poller and the kernel, not this package.
+// Two more splits of what the socket costs: pipe/N runs the same Client
+// and Server over in-memory connections (net.Pipe), so it pays for the
+// protocol and the goroutines but not for the kernel; bare/N is the floor
+// under socket/N: the same Unix socket, a goroutine per connection and the
+// same hsm.Session.Sign, but a one-byte request and a one-byte answer
+// instead of libhal's frames. What bare/N loses against inproc/N is Go's
+// network poller and the kernel, not this package.
 func BenchmarkSignP256(b *testing.B) {
-	addr, _, h, _ := servedHSM(b, testOptions)
+	addr, srv, h, _ := servedHSM(b, testOptions)
 	admin := h.NewSession()
 	defer admin.Close()
 	if err := admin.Login(ctx, hsm.UserNormal, userPIN); err != nil {
@@ -74,6 +77,26 @@ func BenchmarkSignP256(b *testing.B) {
 			for _, c := range clients {
 				c.Close()
 			}
+		})
+	}
+	pipes := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+	go srv.Serve(pipes)
+	for _, n := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("pipe/%d", n), func(b *testing.B) {
+			clients := make([]*Client, n)
+			for i := range clients {
+				clients[i] = pipes.dial(b)
+				if err := clients[i].Login(ctx, hsm.UserNormal, userPIN); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := clients[i].Sign(ctx, key.UUID, digest[:], crypto.SHA256); err != nil {
+					b.Fatal(err)
+				}
+			}
+			parallel(b, n, "sigs/s", func(g int) error {
+				_, err := clients[g].Sign(ctx, key.UUID, digest[:], crypto.SHA256)
+				return err
+			})
 		})
 	}
 	for _, n := range []int{1, 4, 16} {
@@ -227,4 +250,40 @@ func bareServer(b *testing.B, h *hsm.HSM, n int, work func(*hsm.Session) error) 
 		conns[i] = &bareConn{nc: nc}
 	}
 	return conns
+}
+
+// pipeListener hands a Server the far ends of in-memory connections.
+type pipeListener struct {
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return &net.UnixAddr{Name: "pipe", Net: "pipe"} }
+
+// dial connects a Client to the Server through a new in-memory connection.
+func (l *pipeListener) dial(b *testing.B) *Client {
+	b.Helper()
+	near, far := net.Pipe()
+	l.conns <- far
+	c, err := NewClient(near)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
 }
