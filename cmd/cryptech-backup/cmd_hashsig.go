@@ -167,13 +167,11 @@ var hashsigSignCommand = &command{
 			}
 			// A signature written over the key would destroy it; over the
 			// message, lose it.
-			if out != "" && out != "-" {
-				if sameFile(out, priv) {
-					return usageError{"-o and --priv name the same file: the signature would replace the key"}
-				}
-				if in != "" && in != "-" && sameFile(out, in) && !isSpecialFile(out) {
-					return usageError{"-o and -i name the same file: the signature would replace the message"}
-				}
+			if out != "" && out != "-" && sameFile(out, priv) {
+				return usageError{"-o and --priv name the same file: the signature would replace the key"}
+			}
+			if err := checkOutputIsNotInput(out, in); err != nil {
+				return err
 			}
 			// The key advances before the signature is written: make sure
 			// it can be.

@@ -32,6 +32,9 @@ var signCommand = &command{
 			if err != nil {
 				return err
 			}
+			if err := checkOutputIsNotInput(out, in); err != nil {
+				return err
+			}
 			// An HSS key spends a signature, which a refused output would lose.
 			if err := e.checkOutput(out, force, true); err != nil {
 				return err
@@ -132,4 +135,13 @@ func digestOf(e *env, path string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return h.Sum(nil), nil
+}
+
+// checkOutputIsNotInput refuses an -o that names the -i file (a device such
+// as /dev/null aside): the signature would replace the message.
+func checkOutputIsNotInput(out, in string) error {
+	if out != "" && out != "-" && in != "" && in != "-" && sameFile(out, in) && !isSpecialFile(out) {
+		return usageError{"-o and -i name the same file: the signature would replace the message"}
+	}
+	return nil
 }
