@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -28,23 +27,8 @@ var wheelPIN = []byte("wheel-pin")
 // returns its address.
 func served(t testing.TB) (string, *Server) {
 	t.Helper()
-	dir := t.TempDir()
-	h, err := hsm.Create(filepath.Join(dir, "hsm"), hsm.InitConfig{WheelPIN: wheelPIN, SOPIN: []byte("so-pin"), UserPIN: []byte("user-pin"), Blocks: 256}, testOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "rpc.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(h, nil)
-	go srv.Serve(l)
-	t.Cleanup(func() {
-		srv.Shutdown(ctx)
-		h.Close()
-	})
-	return "unix:" + sock, srv
+	addr, srv, _, _ := servedHSM(t, testOptions)
+	return addr, srv
 }
 
 func dialLogin(t testing.TB, addr string) *Client {
@@ -220,15 +204,8 @@ func TestExportOverRPCRefusesDamagedHSM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "rpc.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(h, nil)
-	go srv.Serve(l)
-	defer srv.Shutdown(ctx)
-
-	src := dialLogin(t, "unix:"+l.Addr().String())
+	addr, _ := serveHSM(t, h)
+	src := dialLogin(t, addr)
 	if got, err := src.DamagedBlocks(ctx); err != nil || len(got) != 1 || got[0] != block {
 		t.Fatalf("DamagedBlocks() = %v, %v; want [%d]", got, err, block)
 	}

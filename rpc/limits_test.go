@@ -3,8 +3,6 @@ package rpc
 import (
 	"bytes"
 	"context"
-	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -16,24 +14,9 @@ import (
 // servedWithLimits is served with other limits on what a connection holds.
 func servedWithLimits(t *testing.T, lim connLimits) (string, *Server) {
 	t.Helper()
-	dir := t.TempDir()
-	h, err := hsm.Create(filepath.Join(dir, "hsm"), hsm.InitConfig{WheelPIN: wheelPIN, SOPIN: []byte("so-pin"), UserPIN: userPIN, Blocks: 256}, testOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "rpc.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(h, nil)
-	srv.limits = lim // before Serve: no connection reads it yet
-	go srv.Serve(l)
-	t.Cleanup(func() {
-		srv.Shutdown(ctx)
-		h.Close()
-	})
-	return "unix:" + sock, srv
+	// Set before Serve: no connection reads them yet.
+	addr, srv, _, _ := servedHSM(t, testOptions, func(s *Server) { s.limits = lim })
+	return addr, srv
 }
 
 // uuidN is a UUID that is not reserved.

@@ -20,29 +20,38 @@ import (
 var userPIN = []byte("user-pin")
 
 // servedHSM starts a Server on a Unix socket for a new emulated HSM in a
-// temporary directory, with opts. It returns the address, the server, the
-// HSM and its directory. Cleanup shuts the server down and closes the HSM
-// (twice is harmless).
-func servedHSM(t testing.TB, opts hsm.Options) (addr string, srv *Server, h *hsm.HSM, dir string) {
+// temporary directory, with opts; configure, if any, sets the Server up
+// before it serves. It returns the address, the server, the HSM and its
+// directory. Cleanup shuts the server down and closes the HSM (twice is
+// harmless).
+func servedHSM(t testing.TB, opts hsm.Options, configure ...func(*Server)) (addr string, srv *Server, h *hsm.HSM, dir string) {
 	t.Helper()
-	tmp := t.TempDir()
-	dir = filepath.Join(tmp, "hsm")
+	dir = filepath.Join(t.TempDir(), "hsm")
 	h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: wheelPIN, SOPIN: []byte("so-pin"), UserPIN: userPIN, Blocks: 256}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(tmp, "rpc.sock")
+	t.Cleanup(func() { h.Close() })
+	addr, srv = serveHSM(t, h, configure...)
+	return addr, srv, h, dir
+}
+
+// serveHSM puts h behind a new Server on a Unix socket, set up by
+// configure, and returns its address. Cleanup shuts the server down.
+func serveHSM(t testing.TB, h *hsm.HSM, configure ...func(*Server)) (string, *Server) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "rpc.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv = NewServer(h, nil)
+	srv := NewServer(h, nil)
+	for _, f := range configure {
+		f(srv)
+	}
 	go srv.Serve(l)
-	t.Cleanup(func() {
-		srv.Shutdown(ctx)
-		h.Close()
-	})
-	return "unix:" + sock, srv, h, dir
+	t.Cleanup(func() { srv.Shutdown(ctx) })
+	return "unix:" + sock, srv
 }
 
 // dialAs connects a Client and logs it in as user.
