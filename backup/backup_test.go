@@ -741,6 +741,25 @@ func TestExportSplitsNothingWhenItFails(t *testing.T) {
 	if after.Hashsig.Remaining != before.Hashsig.Remaining {
 		t.Errorf("a failed export split an HSS key: %d left, had %d", after.Hashsig.Remaining, before.Hashsig.Remaining)
 	}
+
+	// Told to, it leaves the worn key out and says so.
+	var skipped []hsm.UUID
+	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{SkipExhausted: true,
+		Skipped: func(k hsm.KeyInfo, why error) { skipped = append(skipped, k.UUID) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(skipped) != 1 || skipped[0] != worn.UUID {
+		t.Errorf("skipped %v, want the worn key %s", skipped, worn.UUID)
+	}
+	for _, k := range b.Keys {
+		if k.UUID == worn.UUID.String() {
+			t.Error("the worn key is in the bundle")
+		}
+	}
+	if len(b.Keys) != len(moved) {
+		t.Errorf("%d keys in the bundle, want %d", len(b.Keys), len(moved))
+	}
 }
 
 // damagedToken is a session whose HSM reports damaged flash blocks.

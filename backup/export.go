@@ -20,6 +20,12 @@ type ExportOptions struct {
 	// reports damaged storage. Without it such an export fails before
 	// anything is done: a bundle that silently lacks keys is no backup.
 	SkipDamaged bool
+	// SkipExhausted leaves out HSS keys with fewer than two signatures left,
+	// which cannot be split. Without it such a key makes the export fail
+	// before anything is done.
+	SkipExhausted bool
+	// Skipped, if set, is told of each key SkipExhausted leaves out.
+	Skipped func(k hsm.KeyInfo, why error)
 }
 
 // ErrDamaged reports a token with keys that cannot be read (the emulated
@@ -78,6 +84,23 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 	if err != nil {
 		return nil, err
 	}
+	// Exporting an HSS key splits it for good, so every one must be able to
+	// split before anything is done.
+	kept := keys[:0]
+	for i, k := range keys {
+		if hi := k.Hashsig; k.Type == hsm.KeyTypeHashsigPrivate && hi != nil && !hi.RemainingUnknown && hi.Remaining < 2 {
+			why := fmt.Errorf("%w: %d signatures left, too few to split", hsm.ErrKeyExhausted, hi.Remaining)
+			if !opts.SkipExhausted {
+				return nil, &KeyError{i, k.UUID.String(), why}
+			}
+			if opts.Skipped != nil {
+				opts.Skipped(k, why)
+			}
+			continue
+		}
+		kept = append(kept, k)
+	}
+	keys = kept
 	b := &Bundle{
 		Comment:       "Cryptech Alpha encrypted key backup",
 		KEKEncryption: enc,
@@ -91,14 +114,6 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 		b.Keys[i] = BundleKey{Comment: "Public key", Flags: k.Flags, Label: k.Label, SPKI: k.PublicKey, UUID: k.UUID.String()}
 		if k.Type.IsPrivate() {
 			b.Keys[i].Comment = "Encrypted private key"
-		}
-	}
-	// Exporting an HSS key splits it for good, so every one must be able to
-	// split before anything is done, and they go last: a failure on any
-	// other key leaves them whole.
-	for i, k := range keys {
-		if hi := k.Hashsig; k.Type == hsm.KeyTypeHashsigPrivate && hi != nil && !hi.RemainingUnknown && hi.Remaining < 2 {
-			return nil, &KeyError{i, k.UUID.String(), fmt.Errorf("%w: %d signatures left, too few to split", hsm.ErrKeyExhausted, hi.Remaining)}
 		}
 	}
 	err = exportKeys(ctx, tok, f, keys, b, enc, opts)
@@ -115,12 +130,21 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 	return b, nil
 }
 
-// exportKeys wraps the private keys of b, HSS keys last, binding each to
-// the bundle's metadata unless b is in cryptech_backup's format.
+// exportKeys wraps the private keys of b, binding each to the bundle's
+// metadata unless b is in cryptech_backup's format. HSS keys go last, so
+// that a failure on any other key leaves them whole, and once the first is
+// split the rest are too, cancelled or not: halves given to a bundle that
+// is then thrown away are lost, and splitting takes a flash write each.
 func exportKeys(ctx context.Context, tok hsm.Token, f *KEKEKFile, keys []hsm.KeyInfo, b *Bundle, enc hsm.KEKEncryption, opts ExportOptions) error {
 	digest := b.metadataDigest()
 	done := 0
 	for _, hssPass := range []bool{false, true} {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if hssPass {
+			ctx = context.WithoutCancel(ctx)
+		}
 		for i, k := range keys {
 			if (k.Type == hsm.KeyTypeHashsigPrivate) != hssPass {
 				continue
