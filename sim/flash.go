@@ -96,7 +96,7 @@ func OpenFlash(path string) (*Flash, error) {
 		f.Close()
 		return nil, fmt.Errorf("sim: open flash: %w", err)
 	}
-	if fi.Size() == 0 || fi.Size()%BlockSize != 0 {
+	if !fi.Mode().IsRegular() || fi.Size() == 0 || fi.Size()%BlockSize != 0 {
 		f.Close()
 		return nil, fmt.Errorf("sim: open flash %s: size %d is not a positive multiple of %d", path, fi.Size(), BlockSize)
 	}

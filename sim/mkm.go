@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -82,7 +83,7 @@ func createMKM(path string) error {
 // left by a crash is scrubbed and removed first.
 func openMKM(path string) (*MasterKeyMemory, error) {
 	removeStaleTemps(filepath.Dir(path))
-	buf, err := os.ReadFile(path)
+	buf, err := readMKMFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("sim: open master key memory: %w", err)
 	}
@@ -92,6 +93,31 @@ func openMKM(path string) (*MasterKeyMemory, error) {
 		return nil, fmt.Errorf("sim: open master key memory %s: %w", path, err)
 	}
 	return m, nil
+}
+
+// readMKMFile reads the master key file, which must be a regular file of
+// its fixed size: a FIFO or a device in its place (/dev/zero) would block
+// or be read without end.
+func readMKMFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", errMKMCorrupt, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, mkmFileSize+1) // one byte more shows a longer file
+	n, err := io.ReadFull(f, buf)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		clear(buf)
+		return nil, err
+	}
+	return buf[:n], nil
 }
 
 // decode parses the file content into m.

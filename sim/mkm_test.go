@@ -206,6 +206,14 @@ func TestMKMCorrupt(t *testing.T) {
 			t.Errorf("truncated to %d bytes: %v", n, err)
 		}
 	}
+	// A longer file is refused (mkm_unix_test.go: devices and FIFOs).
+	if err := os.WriteFile(path, append(bytes.Clone(valid), 0), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openMKM(path); !errors.Is(err, errMKMCorrupt) {
+		t.Errorf("one byte too long: %v", err)
+	}
+	os.Remove(path)
 	// And the valid one loads.
 	if err := os.WriteFile(path, valid, 0o600); err != nil {
 		t.Fatal(err)
