@@ -178,8 +178,17 @@ func Open(dir string, opts Options) (*HSM, error) {
 // HSMs made before the size was recorded are checked for their PINs and the
 // smallest size only.
 func checkFlashSize(blocks int, ks *keystore.Store) error {
-	if n := len(ks.List(kindPIN)); n != 3 {
-		return fmt.Errorf("%w: %d of the 3 PIN records are left", ErrFlashSize, n)
+	// A PIN record in a damaged block still counts: it was there, the image
+	// was not cut short (DamagedBlocks reports it, and that user cannot log
+	// in).
+	left := 0
+	for _, u := range []User{UserWheel, UserSO, UserNormal} {
+		if _, err := ks.Get(pinID(u)); err == nil || errors.Is(err, keystore.ErrCorrupt) {
+			left++
+		}
+	}
+	if left != 3 {
+		return fmt.Errorf("%w: %d of the 3 PIN records are left", ErrFlashSize, left)
 	}
 	if blocks < MinBlocks {
 		return fmt.Errorf("%w: %d blocks, fewer than any HSM has", ErrFlashSize, blocks)

@@ -599,6 +599,21 @@ func TestOpenRefusesResizedFlash(t *testing.T) {
 			t.Errorf("%s: Open gave %v, want ErrFlashSize", tc.name, err)
 		}
 	}
+	// A damaged PIN record is a damaged block, not a short image: the HSM
+	// opens and reports it.
+	damaged := bytes.Clone(img)
+	damaged[50] ^= 0xff // block 0: the first PIN record, past its 44-byte header
+	if err := os.WriteFile(path, damaged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if hd, err := Open(dir, testOptions); err != nil {
+		t.Errorf("a damaged PIN record: %v", err)
+	} else {
+		if got := hd.DamagedBlocks(); len(got) != 1 || got[0] != 0 {
+			t.Errorf("DamagedBlocks() = %v, want [0]", got)
+		}
+		hd.Close()
+	}
 	if err := os.WriteFile(path, img, 0o600); err != nil {
 		t.Fatal(err)
 	}
