@@ -51,6 +51,10 @@ var (
 // tcp:HOST:PORT.
 var ErrBadAddress = errors.New("bad RPC address: want unix:PATH or tcp:HOST:PORT")
 
+// maxUnixPath is the longest Unix socket path Linux takes (sun_path holds
+// 108 bytes with the terminating NUL).
+const maxUnixPath = 107
+
 // ParseAddress splits "unix:/path" or "tcp:host:port" into a network and an
 // address for net.Dial and net.Listen.
 func ParseAddress(addr string) (network, address string, err error) {
@@ -62,6 +66,10 @@ func ParseAddress(addr string) (network, address string, err error) {
 		if _, _, err := net.SplitHostPort(address); err != nil {
 			return "", "", fmt.Errorf("%w: %q: %v", ErrBadAddress, addr, err)
 		}
+	}
+	if network == "unix" && len(address) > maxUnixPath {
+		// The kernel would say only "invalid argument".
+		return "", "", fmt.Errorf("%w: %q: a socket path has at most %d bytes", ErrBadAddress, addr, maxUnixPath)
 	}
 	return network, address, nil
 }

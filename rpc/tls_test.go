@@ -11,6 +11,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,5 +171,16 @@ func TestDialRefusesCleartextOffLoopback(t *testing.T) {
 		if got := IsLoopback(addr); got != want {
 			t.Errorf("IsLoopback(%q) = %v", addr, got)
 		}
+	}
+}
+
+// A Unix socket path too long for the kernel is refused by name.
+func TestParseAddressRefusesLongSocketPath(t *testing.T) {
+	long := "unix:/" + strings.Repeat("d", maxUnixPath)
+	if _, _, err := ParseAddress(long); !errors.Is(err, ErrBadAddress) || !strings.Contains(err.Error(), "at most 107 bytes") {
+		t.Errorf("a %d-byte path: %v", len(long)-5, err)
+	}
+	if _, _, err := ParseAddress("unix:/" + strings.Repeat("d", maxUnixPath-1)); err != nil {
+		t.Errorf("a %d-byte path: %v", maxUnixPath, err)
 	}
 }
