@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -650,5 +651,17 @@ func TestVolatileKeysAreBounded(t *testing.T) {
 	s.Close()
 	if _, err := owner.Import(ctx, ImportRequest{PublicKey: pub}); err != nil {
 		t.Errorf("after the session that held them closed: %v", err)
+	}
+}
+
+func TestCheckLabel(t *testing.T) {
+	for label, ok := range map[string]bool{
+		"web server": true, "clé-Ω": true, strings.Repeat("x", MaxLabelLength): true,
+		strings.Repeat("x", MaxLabelLength+1): false, "a\tb": false, "a\x00b": false, "bad\xffutf8": false,
+		"evil\u202egnp.exe": false, "zero\u200bwidth": false, "bom\ufeff": false,
+	} {
+		if err := CheckLabel(label); (err == nil) != ok {
+			t.Errorf("CheckLabel(%q) = %v", label, err)
+		}
 	}
 }

@@ -195,8 +195,10 @@ func checkNewKey(flags Flags, label string) error {
 }
 
 // CheckLabel refuses labels that are too long, not UTF-8, or hold control
-// characters: labels travel in bundles anyone can write, and end up printed
-// on an operator's terminal.
+// or format characters: labels travel in bundles anyone can write, and end
+// up printed on an operator's terminal, where a right-to-left override
+// (U+202E) or an invisible character would make one label look like
+// another.
 func CheckLabel(label string) error {
 	if len(label) > MaxLabelLength {
 		return fmt.Errorf("%w: label longer than %d bytes", ErrBadArguments, MaxLabelLength)
@@ -207,6 +209,9 @@ func CheckLabel(label string) error {
 	for _, r := range label {
 		if unicode.IsControl(r) {
 			return fmt.Errorf("%w: label holds control character %U", ErrBadArguments, r)
+		}
+		if unicode.Is(unicode.Cf, r) {
+			return fmt.Errorf("%w: label holds format character %U", ErrBadArguments, r)
 		}
 	}
 	return nil
