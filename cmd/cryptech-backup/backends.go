@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/p11"
@@ -18,6 +19,24 @@ func (n noHSMError) Error() string { return "no emulated HSM in " + n.dir }
 // openToken opens the HSM the common flags name and logs in as wheel, as
 // cryptech_backup does. The returned function logs out and closes it.
 func (c *call) openToken(ctx context.Context, e *env) (hsm.Token, func(), error) {
+	// Flags that only mean something with another backend would be
+	// silently ignored.
+	for _, f := range []struct{ name, with string }{
+		{"tls-cert", "rpc"}, {"tls-key", "rpc"}, {"tls-ca", "rpc"},
+		{"token", "module"}, {"slot", "module"},
+	} {
+		if c.given(f.name) && !c.given(f.with) {
+			return nil, nil, usageError{fmt.Sprintf("--%s only means something with --%s", f.name, f.with)}
+		}
+	}
+	tok, done, err := c.openBackend(ctx, e)
+	if err == nil && e.wrapToken != nil {
+		tok = e.wrapToken(tok)
+	}
+	return tok, done, err
+}
+
+func (c *call) openBackend(ctx context.Context, e *env) (hsm.Token, func(), error) {
 	switch {
 	case c.rpc != "" && c.module != "":
 		return nil, nil, usageError{"--rpc and --module exclude each other"}
@@ -49,16 +68,26 @@ func (c *call) openRemote(ctx context.Context, e *env) (hsm.Token, func(), error
 	if c.hsmDir != "" {
 		return nil, nil, usageError{"--hsm and --rpc exclude each other"}
 	}
+	if _, _, err := rpc.ParseAddress(c.rpc); err != nil {
+		return nil, nil, usageError{"--rpc: " + err.Error()}
+	}
 	conf, err := c.tls.client()
 	if err != nil {
 		return nil, nil, err
 	}
 	cl, err := rpc.Dial(ctx, c.rpc, conf)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, connectError{err}
 	}
 	return c.login(ctx, e, cl, func() { cl.Close() })
 }
+
+// connectError: the connection to the daemon could not be made, so no
+// operation began.
+type connectError struct{ err error }
+
+func (c connectError) Error() string { return c.err.Error() }
+func (c connectError) Unwrap() error { return c.err }
 
 // openPKCS11 opens the PKCS#11 token --module and --token (or --slot) name.
 func (c *call) openPKCS11(ctx context.Context, e *env) (hsm.Token, func(), error) {

@@ -14,12 +14,15 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/term"
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/rpc"
 )
 
 const progName = "cryptech-backup"
@@ -38,11 +41,97 @@ type env struct {
 	// warnings are printed, one line each, when the command succeeds, and
 	// put on the error's line when it fails.
 	warnings []string
+	// ctx, if set, is the context run derives the command's from (tests
+	// cancel it); else context.Background.
+	ctx context.Context
+	// wrapToken, if set, wraps every token a command opens (tests).
+	wrapToken func(hsm.Token) hsm.Token
+	// exit ends the process when a command does not return after an
+	// interrupt; os.Exit if nil.
+	exit func(int)
+	// holds counts the sections (an export splitting HSS keys) that an
+	// interrupt must not cut short; see hold.
+	holdMu sync.Mutex
+	holds  int
 }
 
 // warn records a warning for the end of the run.
 func (e *env) warn(format string, args ...any) {
 	e.warnings = append(e.warnings, fmt.Sprintf(format, args...))
+}
+
+// hold marks a section that an interrupt must let finish: while it runs,
+// the exit that follows an unanswered interrupt waits. The returned
+// function ends the section.
+func (e *env) hold() func() {
+	e.holdMu.Lock()
+	e.holds++
+	e.holdMu.Unlock()
+	return sync.OnceFunc(func() {
+		e.holdMu.Lock()
+		e.holds--
+		e.holdMu.Unlock()
+	})
+}
+
+func (e *env) held() bool {
+	e.holdMu.Lock()
+	defer e.holdMu.Unlock()
+	return e.holds > 0
+}
+
+// stdoutWriter keeps the first error of a write to standard output, so that
+// run can fail a command whose output was lost (a full disk, a closed pipe)
+// even where the command did not look at the error.
+type stdoutWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (s *stdoutWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}
+
+// stdoutFile is the file behind e.stdout, if it is one.
+func (e *env) stdoutFile() (*os.File, bool) {
+	w := e.stdout
+	if s, ok := w.(*stdoutWriter); ok {
+		w = s.w
+	}
+	f, ok := w.(*os.File)
+	return f, ok
+}
+
+// interruptGrace is how long a command has to return after the first
+// interrupt before run gives up on it (it may be blocked reading a FIFO or
+// a terminal) and exits.
+const interruptGrace = 3 * time.Second
+
+// ttyState is the state of a terminal that a PIN prompt put in raw mode,
+// for the exit after an unanswered interrupt to restore.
+var ttyState struct {
+	sync.Mutex
+	fd    int
+	state *term.State
+}
+
+func setTTYState(fd int, state *term.State) {
+	ttyState.Lock()
+	ttyState.fd, ttyState.state = fd, state
+	ttyState.Unlock()
+}
+
+func restoreTTY() {
+	ttyState.Lock()
+	defer ttyState.Unlock()
+	if ttyState.state != nil {
+		term.Restore(ttyState.fd, ttyState.state)
+		ttyState.state = nil
+	}
 }
 
 func newEnv() *env {
@@ -69,6 +158,7 @@ func readSecretFromTTY(ctx context.Context, prompt string) ([]byte, error) {
 		return nil, err
 	}
 	fmt.Fprint(tty, prompt)
+	setTTYState(fd, state)
 	type answer struct {
 		secret []byte
 		err    error
@@ -80,12 +170,13 @@ func readSecretFromTTY(ctx context.Context, prompt string) ([]byte, error) {
 	}()
 	select {
 	case a := <-done:
+		setTTYState(0, nil)
 		fmt.Fprint(tty, "\r\033[K")
 		tty.Close()
 		return a.secret, a.err
 	case <-ctx.Done():
 		// The reader stays blocked on the terminal until the process exits.
-		term.Restore(fd, state)
+		restoreTTY()
 		fmt.Fprint(tty, "\r\n")
 		return nil, ctx.Err()
 	}
@@ -153,16 +244,55 @@ func run(args []string, e *env) (status int) {
 			status = 1
 		}
 	}()
+	sw := &stdoutWriter{w: e.stdout}
+	e.stdout = sw
 	// The first Ctrl-C asks the command to stop between steps (the keystore
 	// is crash-safe either way, but files get cleaned up); a second one kills.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A command still blocked interruptGrace later (reading a FIFO or a
+	// terminal that never answers) is given up on: one line, exit 1.
+	base := e.ctx
+	if base == nil {
+		base = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(base, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	returned := make(chan struct{})
+	defer close(returned)
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-returned:
+			return
+		}
 		stop()
+		t := time.NewTimer(interruptGrace)
+		defer t.Stop()
+		for {
+			select {
+			case <-returned:
+				return
+			case <-t.C:
+			}
+			if !e.held() {
+				break
+			}
+			// An export that has begun to split HSS keys finishes and
+			// writes its bundle; a second Ctrl-C still kills.
+			t.Reset(100 * time.Millisecond)
+		}
+		restoreTTY()
+		fmt.Fprintf(e.stderr, "%s: interrupted\n", progName)
+		exit := e.exit
+		if exit == nil {
+			exit = os.Exit
+		}
+		exit(1)
 	}()
 
 	name, err := dispatch(ctx, args, e)
+	if err == nil && sw.err != nil {
+		err = fmt.Errorf("write standard output: %w", unwrapPathError(sw.err))
+	}
 	if err == nil {
 		for _, w := range e.warnings {
 			fmt.Fprintf(e.stderr, "%s: warning: %s\n", progName, w)
@@ -244,10 +374,29 @@ func dispatch(ctx context.Context, args []string, e *env) (string, error) {
 // a usageError in one line for a bad flag.
 func (c *call) parse(args []string) error {
 	err := c.fs.Parse(args)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}
-	return usageError{flagProblem(err)}
+	if err != nil {
+		return usageError{flagProblem(err)}
+	}
+	// An empty value is not an absent flag: --hsm '' would otherwise mean
+	// ./hsm, --pin '' $CRYPTECH_PIN.
+	c.fs.Visit(func(f *flag.Flag) {
+		if g, ok := f.Value.(flag.Getter); ok && err == nil {
+			if v, ok := g.Get().(string); ok && v == "" {
+				err = usageError{dashed(f.Name) + " needs a value"}
+			}
+		}
+	})
+	return err
+}
+
+// given tells whether the flag name was on the command line.
+func (c *call) given(name string) bool {
+	found := false
+	c.fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }
 
 // flagProblem rewords the flag package's errors, which name every flag with
@@ -324,9 +473,19 @@ func report(ctx context.Context, name string, err error) (string, int) {
 	return fmt.Sprintf("%s: error: %s", progName, oneLine(err)), 1
 }
 
-// oneLine keeps an error message on one line, whatever joined errors hold.
+// oneLine keeps an error message on one line, whatever joined errors hold,
+// and says a prefix that layers of wrapping repeat ("import: import: ...")
+// once.
 func oneLine(err error) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+	line := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+	parts := strings.Split(line, ": ")
+	kept := parts[:1]
+	for _, p := range parts[1:] {
+		if p != kept[len(kept)-1] {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, ": ")
 }
 
 // hints suggest the flag or command the user probably needs; run puts them
@@ -342,6 +501,10 @@ func hints(err error) []string {
 		return []string{"give it with --pin-file FILE, $CRYPTECH_PIN or -p PIN, or run on a terminal to be prompted"}
 	case errors.As(err, &nh):
 		return []string{"make one with: " + progName + " init --hsm " + shellQuote(nh.dir)}
+	case errors.Is(err, hsm.ErrKeyExhausted) && errors.As(err, new(*backup.KeyError)):
+		return []string{"--skip-exhausted leaves such HSS keys out"}
+	case errors.Is(err, rpc.StatusRPCTransport) && !errors.As(err, new(connectError)):
+		return []string{"the connection to the HSM was lost; it may have finished the operation: check with list"}
 	}
 	return nil
 }
@@ -413,6 +576,9 @@ var errNoPIN = errors.New("no PIN given and no terminal to ask for one")
 func (c *call) readPIN(ctx context.Context, e *env, prompt string) ([]byte, error) {
 	switch {
 	case c.pin != "":
+		if err := checkPINFlag("--pin", c.pin); err != nil {
+			return nil, err
+		}
 		return []byte(c.pin), nil
 	case c.pinFile != "":
 		return readPINFile(c.pinFile)
@@ -422,6 +588,15 @@ func (c *call) readPIN(ctx context.Context, e *env, prompt string) ([]byte, erro
 		return e.readSecret(ctx, prompt)
 	}
 	return nil, errNoPIN
+}
+
+// checkPINFlag refuses, as a command-line mistake, a PIN given in flag
+// that no HSM would take.
+func checkPINFlag(flag, pin string) error {
+	if len(pin) < hsm.MinPINLength || len(pin) > hsm.MaxPINLength {
+		return usageError{fmt.Sprintf("%s: a PIN has %d to %d bytes", flag, hsm.MinPINLength, hsm.MaxPINLength)}
+	}
+	return nil
 }
 
 // readPINFile reads the PIN from the first line of path. It reads no more
@@ -604,7 +779,7 @@ func (e *env) output(path string, data []byte, force, binary bool) error {
 
 // checkStdout refuses binary output to a terminal.
 func (e *env) checkStdout(binary bool) error {
-	if f, ok := e.stdout.(*os.File); binary && ok && term.IsTerminal(int(f.Fd())) {
+	if f, ok := e.stdoutFile(); binary && ok && term.IsTerminal(int(f.Fd())) {
 		return usageError{"refusing to write binary output to a terminal; use -o FILE"}
 	}
 	return nil

@@ -56,6 +56,9 @@ var demoCommand = &command{
 			if overRPC && pkcs11 {
 				return usageError{"--rpc and --pkcs11 exclude each other"}
 			}
+			if c.given("module") && !pkcs11 {
+				return usageError{"--module only means something with --pkcs11"}
+			}
 			kind := demoEmulated
 			switch {
 			case overRPC:

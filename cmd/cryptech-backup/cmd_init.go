@@ -28,12 +28,22 @@ var initCommand = &command{
 		fs.StringVar(&user, "user-pin", "", "normal user PIN (prompted if not given)")
 		fs.IntVar(&blocks, "blocks", 0, "flash size in 8 KiB blocks, one key each (default 1024)")
 		return func(ctx context.Context, e *env, c *call) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
 			c.hsmDir = dir
 			// Only an absent --blocks means the default.
 			given := false
 			c.fs.Visit(func(f *flag.Flag) { given = given || f.Name == "blocks" })
 			if given && (blocks < hsm.MinBlocks || blocks > sim.MaxBlocks) {
 				return usageError{fmt.Sprintf("--blocks takes %d to %d", hsm.MinBlocks, sim.MaxBlocks)}
+			}
+			for _, p := range []struct{ flag, pin string }{{"--wheel-pin", wheel}, {"--so-pin", so}, {"--user-pin", user}} {
+				if p.pin != "" {
+					if err := checkPINFlag(p.flag, p.pin); err != nil {
+						return err
+					}
+				}
 			}
 			if wheel == "" {
 				wheel = e.getenv("CRYPTECH_PIN")

@@ -52,6 +52,15 @@ var keygenCommand = &command{
 			if err := hsm.CheckLabel(label); err != nil {
 				return usageError{err.Error()}
 			}
+			// Flags of another key type would be silently ignored.
+			own := map[string]string{"bits": "rsa", "curve": "ec", "levels": "hashsig", "lms": "hashsig", "lmots": "hashsig"}
+			if kind == "rsa" || kind == "ec" || kind == "hashsig" {
+				for _, name := range []string{"bits", "curve", "levels", "lms", "lmots"} {
+					if own[name] != kind && c.given(name) {
+						return usageError{fmt.Sprintf("--%s does not apply to %s keys", name, kind)}
+					}
+				}
+			}
 			switch kind {
 			case "rsa":
 				if bits != 2048 && bits != 3072 && bits != 4096 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/filelock"
 	"github.com/hsmkit/cryptech-backup/rpc"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
@@ -83,7 +84,12 @@ var serveCommand = &command{
 			for _, l := range ls {
 				go func() { errs <- srv.Serve(l) }()
 			}
-			log.Info("serving", "hsm", c.dir(e), "listen", listens.String())
+			// The addresses the listeners got: tcp:HOST:0 names a port.
+			var got []string
+			for _, l := range ls {
+				got = append(got, l.Addr().Network()+":"+l.Addr().String())
+			}
+			log.Info("serving", "hsm", c.dir(e), "listen", strings.Join(got, ","))
 			select {
 			case <-ctx.Done():
 				log.Info("stopping: finishing the requests in flight")
@@ -128,10 +134,25 @@ func listen(addr string, conf *tls.Config) (net.Listener, error) {
 
 // listenUnix listens on a Unix socket readable by this user only. A socket
 // file nobody answers on is left over from a daemon that died: it is
-// replaced.
+// replaced. An exclusive lock on PATH.lock, held for the listener's life,
+// keeps two daemons started at once from both finding nobody answering and
+// one removing the other's socket.
 func listenUnix(path string) (net.Listener, error) {
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := filelock.Lock(lock); err != nil {
+		lock.Close()
+		if errors.Is(err, filelock.ErrLocked) {
+			return nil, fmt.Errorf("%s: another daemon is serving there", path)
+		}
+		return nil, fmt.Errorf("lock %s.lock: %w", path, err)
+	}
+	// A daemon of a version without the lock may still be answering.
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
+		lock.Close()
 		return nil, fmt.Errorf("%s: another daemon is serving there", path)
 	}
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
@@ -141,7 +162,21 @@ func listenUnix(path string) (net.Listener, error) {
 	l, err := net.Listen("unix", path)
 	umask(old)
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
-	return l, nil
+	return &lockedListener{Listener: l, lock: lock}, nil
+}
+
+// lockedListener releases its socket path's lock once it is closed (and
+// its socket file removed).
+type lockedListener struct {
+	net.Listener
+	lock *os.File
+}
+
+func (l *lockedListener) Close() error {
+	err := l.Listener.Close()
+	l.lock.Close()
+	return err
 }

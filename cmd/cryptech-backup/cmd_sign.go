@@ -132,7 +132,7 @@ func digestOf(e *env, path string) ([]byte, error) {
 	defer r.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, r); err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, fmt.Errorf("read %s: %w", path, unwrapPathError(err))
 	}
 	return h.Sum(nil), nil
 }

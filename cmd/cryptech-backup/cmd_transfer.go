@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,7 +38,14 @@ var setupCommand = &command{
 				return err
 			}
 			opts := backup.SetupOptions{New: newKEKEK, Bits: bits}
+			keylen := c.given("keylen") || c.given("k")
+			if keylen && bits != 2048 && bits != 3072 && bits != 4096 {
+				return usageError{"--keylen takes 2048, 3072 or 4096"}
+			}
 			if uuid != "" {
+				if keylen {
+					return usageError{"--keylen sizes a new KEKEK; --uuid names an existing one"}
+				}
 				if newKEKEK {
 					return usageError{"--new and --uuid exclude each other"}
 				}
@@ -56,6 +64,13 @@ var setupCommand = &command{
 				if err != nil {
 					return err
 				}
+				// Without --new an existing KEKEK is kept: a --keylen it
+				// does not have would be silently ignored.
+				if keylen && !newKEKEK {
+					if pub, err := hsm.ParseKEKEK(f.KEKEKPubkey); err == nil && pub.N.BitLen() != bits {
+						return usageError{fmt.Sprintf("--keylen %d: the HSM's KEKEK %s has %d bits and is kept; add --new to make a %d-bit one", bits, f.KEKEKUUID, pub.N.BitLen(), bits)}
+					}
+				}
 				if err := writeJSON(e, out, f, force); err != nil {
 					return err
 				}
@@ -69,18 +84,19 @@ var setupCommand = &command{
 
 var exportCommand = &command{
 	name:     "export",
-	args:     "[-i kekek.json] [-o backup.json] [--legacy-kek] [--skip-damaged]",
+	args:     "[-i kekek.json] [-o backup.json] [--legacy-kek] [--skip-damaged] [--skip-exhausted]",
 	summary:  "on the source: wrap every exportable key for the KEKEK",
 	needsHSM: true,
 	examples: `  cryptech-backup export --hsm ./src -i kekek.json -o backup.json
 `,
 	define: func(fs *flag.FlagSet) runFunc {
 		var in, out string
-		var legacy, force, skipDamaged bool
+		var legacy, force, skipDamaged, skipExhausted bool
 		addString(fs, &in, "i", "input", "", "KEKEK file from setup (default stdin)")
 		addString(fs, &out, "o", "output", "", "bundle to write (default stdout)")
 		fs.BoolVar(&legacy, "legacy-kek", false, "encrypt KEKs with RSA PKCS#1 v1.5 as libhal does, for real Cryptech HSMs (weak: padding oracles)")
 		fs.BoolVar(&skipDamaged, "skip-damaged", false, "export the keys that can be read from an HSM with damaged flash blocks (without it, such an export fails)")
+		fs.BoolVar(&skipExhausted, "skip-exhausted", false, "leave out HSS keys with fewer than 2 signatures left, which cannot be split (without it, such an export fails)")
 		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
 		return func(ctx context.Context, e *env, c *call) error {
 			if err := noArgs(c); err != nil {
@@ -95,17 +111,35 @@ var exportCommand = &command{
 			if err := e.checkOutput(out, force, false); err != nil {
 				return err
 			}
+			opts := backup.ExportOptions{LegacyKEK: legacy, SkipDamaged: skipDamaged, SkipExhausted: skipExhausted, Progress: progress(e, "export"),
+				Skipped: func(k hsm.KeyInfo, why error) {
+					e.warn("HSS key %s left out: %v", k.UUID, why)
+				}}
 			return c.withToken(ctx, e, func(tok hsm.Token) error {
-				b, err := backup.Export(ctx, tok, f, backup.ExportOptions{LegacyKEK: legacy, SkipDamaged: skipDamaged, Progress: progress(e, "export")})
-				if err != nil {
+				// Once Export splits an HSS key it finishes, interrupted or
+				// not, and the bundle holding the halves must be written:
+				// an interrupt does not cut this short.
+				release := e.hold()
+				defer release()
+				b, err := backup.Export(ctx, tok, f, opts)
+				if b == nil {
+					if err == nil {
+						err = errors.New("export returned no bundle")
+					}
 					return err
 				}
+				// A bundle Export returned is written even if the context
+				// was cancelled meanwhile (writeJSON does not look at it).
 				if err := writeJSON(e, out, b, force); err != nil {
 					if n := countHashsig(b); n > 0 {
 						// The halves were given away before the write: they are
 						// lost, never used twice.
 						return fmt.Errorf("%w; the %d HSS keys were split for this bundle: the source keeps its half of each, the other halves are lost", err, n)
 					}
+					return err
+				}
+				release()
+				if err != nil {
 					return err
 				}
 				private := 0
@@ -183,10 +217,17 @@ func noArgs(c *call) error {
 
 // parseInput reads a file (or stdin) and parses it.
 func parseInput[T any](e *env, path string, parse func(io.Reader) (T, error)) (T, error) {
+	var zero T
 	data, err := e.readInput(path)
 	if err != nil {
-		var zero T
 		return zero, err
+	}
+	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+		name := path
+		if name == "" {
+			name = "-"
+		}
+		return zero, fmt.Errorf("%s: the file starts with a byte order mark (U+FEFF); save it as UTF-8 without one", name)
 	}
 	return parse(bytes.NewReader(data))
 }

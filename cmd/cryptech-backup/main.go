@@ -4,7 +4,8 @@
 // creates and drives emulated HSMs, and runs the whole transfer as a demo.
 //
 // Exit status: 0 done; 1 the operation failed (imports and exports are all or
-// nothing, so nothing changed) or a signature did not verify; 2 usage error.
+// nothing, so nothing changed, unless the connection to a daemon was lost
+// and the line says so) or a signature did not verify; 2 usage error.
 package main
 
 import (
@@ -12,5 +13,6 @@ import (
 )
 
 func main() {
+	ignoreSIGPIPE()
 	os.Exit(run(os.Args[1:], newEnv()))
 }

@@ -24,6 +24,7 @@ var testOptions = hsm.Options{WrongPINDelay: 10 * time.Millisecond, PINIteration
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"cryptech-backup": func() {
+			ignoreSIGPIPE()
 			e := newEnv()
 			e.readSecret = nil // tests never prompt, even when run from a terminal
 			e.hsmOptions = testOptions

@@ -76,6 +76,12 @@ func TestDaemonDiesMidImport(t *testing.T) {
 			if len(lines) != 1 || !strings.HasPrefix(lines[0], "cryptech-backup: error: ") || strings.Contains(stderr.String(), "goroutine") {
 				t.Errorf("run %d: the import failed with %q, not one line", i, stderr.String())
 			}
+			// Cut off after it began, the import may have finished: the
+			// line must not let it pass for "nothing changed".
+			if lost := strings.Contains(stderr.String(), "rpc transport error") && !strings.Contains(stderr.String(), "connect to"); lost &&
+				!strings.Contains(stderr.String(), "(the connection to the HSM was lost; it may have finished the operation: check with list)") {
+				t.Errorf("run %d: the import lost its connection without saying it may have finished: %q", i, stderr.String())
+			}
 		}
 		found := keysPresent(t, dir, b)
 		if found != 0 && found != n {
