@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
@@ -139,4 +140,70 @@ func (s *Session) SetAttributes(_ context.Context, id UUID, attrs []Attribute) e
 	}
 	h.cache[id] = &nk
 	return nil
+}
+
+// KeyAttributes returns every attribute of a key but its label, ordered by
+// type.
+func (s *Session) KeyAttributes(_ context.Context, id UUID) ([]Attribute, error) {
+	k, err := s.key(id)
+	if err != nil {
+		return nil, fmt.Errorf("get attributes: %w", err)
+	}
+	out := make([]Attribute, 0, len(k.attrs))
+	for _, t := range slices.Sorted(maps.Keys(k.attrs)) {
+		out = append(out, Attribute{Type: t, Value: append([]byte(nil), k.attrs[t]...)})
+	}
+	return out, nil
+}
+
+// LoadPrivateKey stores a private key given in the clear (an RSA or EC
+// PKCS#8 PrivateKeyInfo), as libhal's PKEY_LOAD does. The key is marked
+// not made here (CKA_LOCAL false) unless the caller's attributes say
+// otherwise. HSS keys are refused: a copy of a stateful key's state, loaded
+// next to the original, would sign twice with one index.
+func (s *Session) LoadPrivateKey(_ context.Context, req LoadRequest) (KeyInfo, error) {
+	if err := s.requireKeyUser(); err != nil {
+		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	if err := checkNewKey(req.Flags, req.Label); err != nil {
+		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	if err := checkAttributes(req.Attributes); err != nil {
+		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	signer, hss, err := parsePrivateKey(req.PKCS8)
+	if hss != nil {
+		hss.Wipe()
+		return KeyInfo{}, fmt.Errorf("load key: %w: HSS private keys are never loaded in the clear", ErrUnsupportedKey)
+	}
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	attrs := attributeMap(req.Attributes)
+	if _, ok := attrs[CKALocal]; !ok {
+		if attrs == nil {
+			attrs = map[uint32][]byte{}
+		}
+		attrs[CKALocal] = []byte{0}
+	}
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	id, err := h.newUUID()
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	r, k, err := recordFor(id, signer, nil, req.Flags, req.Label)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	defer r.wipe()
+	r.attrs, k.attrs = attrs, attrs
+	if err := pairwiseTest(k); err != nil {
+		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	if err := h.store(s, []*keyRecord{r}, []*key{k}); err != nil {
+		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	return k.info, nil
 }

@@ -27,8 +27,10 @@ type Session struct {
 }
 
 var (
-	_ Token         = (*Session)(nil)
-	_ BatchImporter = (*Session)(nil)
+	_ Token            = (*Session)(nil)
+	_ BatchImporter    = (*Session)(nil)
+	_ AttributeReader  = (*Session)(nil)
+	_ PrivateKeyLoader = (*Session)(nil)
 )
 
 // Login checks the PIN of user. A wrong PIN is reported only after the HSM's

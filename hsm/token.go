@@ -60,6 +60,36 @@ type BatchImporter interface {
 	ImportBatch(ctx context.Context, reqs []ImportRequest) ([]ImportResult, error)
 }
 
+// AttributeReader is implemented by tokens whose keys carry attributes
+// besides the label: the PKCS#11 attributes a key had on a PKCS#11 token
+// (see pkcs11attr.go), or whatever a libhal client set. Export carries them
+// in the bundle so that a key arrives as it left.
+type AttributeReader interface {
+	// KeyAttributes returns every attribute of a key but its label,
+	// ordered by type.
+	KeyAttributes(ctx context.Context, id UUID) ([]Attribute, error)
+}
+
+// PrivateKeyLoader is implemented by tokens that take a private key in the
+// clear, as libhal's PKEY_LOAD takes a PKCS#8 PrivateKeyInfo. Such a key was
+// not made inside the token, and the token says so (CKA_LOCAL false). The
+// soft KEKEK of cryptech_backup is loaded this way for one import and
+// deleted again.
+type PrivateKeyLoader interface {
+	LoadPrivateKey(ctx context.Context, req LoadRequest) (KeyInfo, error)
+}
+
+// LoadRequest asks to store a private key given in the clear.
+type LoadRequest struct {
+	// PKCS8 is the PrivateKeyInfo (DER). The token does not keep this
+	// buffer; the caller wipes it.
+	PKCS8 []byte
+	// Flags without FlagToken make a volatile key, gone at logout.
+	Flags      Flags
+	Label      string
+	Attributes []Attribute
+}
+
 // GenerateRequest asks for a new key pair.
 type GenerateRequest struct {
 	// Type is KeyTypeRSAPrivate, KeyTypeECPrivate or KeyTypeHashsigPrivate.
@@ -140,6 +170,9 @@ type ImportRequest struct {
 	// PublicKey is the key's SubjectPublicKeyInfo (DER). For a private key it
 	// is optional; when given, the unwrapped key must match it.
 	PublicKey []byte
+	// Attributes are stored with the key exactly as given (see
+	// AttributeReader); never the label, which is Label.
+	Attributes []Attribute
 }
 
 // ImportResult tells what Import did.

@@ -226,10 +226,14 @@ func (s *Session) prepareImport(req ImportRequest) (*keyRecord, *key, error) {
 			return nil, nil, err
 		}
 	}
+	if err := checkAttributes(req.Attributes); err != nil {
+		return nil, nil, err
+	}
 	r, k, err := recordFor(req.UUID, priv, pub, req.Flags, req.Label)
 	if err != nil {
 		return nil, nil, err
 	}
+	r.attrs, k.attrs = attributeMap(req.Attributes), attributeMap(req.Attributes)
 	if err := pairwiseTest(k); err != nil {
 		r.wipe()
 		return nil, nil, err
