@@ -61,14 +61,7 @@ func hashOpts(t *testing.T) func(sigGroup) crypto.SignerOpts {
 // TestECDSAWycheproof: ASN.1 DER signatures, as Token.Sign makes them, on
 // the three curves the HSM has, with the hashes Wycheproof pairs them with.
 func TestECDSAWycheproof(t *testing.T) {
-	for _, file := range []string{
-		"ecdsa_secp256r1_sha256_test.json",
-		"ecdsa_secp256r1_sha512_test.json",
-		"ecdsa_secp384r1_sha256_test.json",
-		"ecdsa_secp384r1_sha384_test.json",
-		"ecdsa_secp384r1_sha512_test.json",
-		"ecdsa_secp521r1_sha512_test.json",
-	} {
+	for _, file := range testvectors.ECDSAFiles {
 		t.Run(file, func(t *testing.T) {
 			t.Parallel()
 			runSignatures(t, file, "ecdsa_verify_schema_v1.json", hashOpts(t), nil)

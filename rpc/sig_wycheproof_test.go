@@ -65,13 +65,7 @@ func runECDSA(t *testing.T, file, schema string, verify func(c hsm.Curve, spki, 
 // from a libhal client, converted as the server converts them and verified
 // as the HSM verifies.
 func TestECDSAP1363Wycheproof(t *testing.T) {
-	for _, file := range []string{
-		"ecdsa_secp256r1_sha256_p1363_test.json",
-		"ecdsa_secp256r1_sha512_p1363_test.json",
-		"ecdsa_secp384r1_sha384_p1363_test.json",
-		"ecdsa_secp384r1_sha512_p1363_test.json",
-		"ecdsa_secp521r1_sha512_p1363_test.json",
-	} {
+	for _, file := range testvectors.ECDSAP1363Files {
 		t.Run(file, func(t *testing.T) {
 			t.Parallel()
 			runECDSA(t, file, "ecdsa_p1363_verify_schema_v1.json", func(c hsm.Curve, spki, digest, raw []byte, h crypto.Hash) error {
@@ -90,14 +84,7 @@ func TestECDSAP1363Wycheproof(t *testing.T) {
 // server hands them to the HSM (back to DER). What the client cannot
 // convert is refused before it is sent, which is as good.
 func TestECDSADERWycheproof(t *testing.T) {
-	for _, file := range []string{
-		"ecdsa_secp256r1_sha256_test.json",
-		"ecdsa_secp256r1_sha512_test.json",
-		"ecdsa_secp384r1_sha256_test.json",
-		"ecdsa_secp384r1_sha384_test.json",
-		"ecdsa_secp384r1_sha512_test.json",
-		"ecdsa_secp521r1_sha512_test.json",
-	} {
+	for _, file := range testvectors.ECDSAFiles {
 		t.Run(file, func(t *testing.T) {
 			t.Parallel()
 			runECDSA(t, file, "ecdsa_verify_schema_v1.json", func(c hsm.Curve, spki, digest, der []byte, h crypto.Hash) error {

@@ -69,6 +69,28 @@ const (
 	WycheproofSum     = "h1:5BKKVVVj676FUWirLcouEEL6GCYR9X0opkMlEUck8FY="
 )
 
+// The Wycheproof files of ECDSA verification on the HSM's curves (P-256,
+// P-384 and P-521), with every SHA-2 hash Wycheproof pairs each with:
+// signatures in ASN.1 DER, as Token.Sign makes them, and as r || s (IEEE
+// P1363), as libhal's RPC carries them.
+var (
+	ECDSAFiles = []string{
+		"ecdsa_secp256r1_sha256_test.json",
+		"ecdsa_secp256r1_sha512_test.json",
+		"ecdsa_secp384r1_sha256_test.json",
+		"ecdsa_secp384r1_sha384_test.json",
+		"ecdsa_secp384r1_sha512_test.json",
+		"ecdsa_secp521r1_sha512_test.json",
+	}
+	ECDSAP1363Files = []string{
+		"ecdsa_secp256r1_sha256_p1363_test.json",
+		"ecdsa_secp256r1_sha512_p1363_test.json",
+		"ecdsa_secp384r1_sha384_p1363_test.json",
+		"ecdsa_secp384r1_sha512_p1363_test.json",
+		"ecdsa_secp521r1_sha512_p1363_test.json",
+	}
+)
+
 // module is a version of a Go module and the h1: hash it must have.
 type module struct{ path, version, sum string }
 
@@ -117,7 +139,7 @@ func (m module) fetch(env []string) (string, error) {
 		if reason == "" {
 			reason = fmt.Sprintf("cannot read its answer %q: %v", out, err)
 		}
-		return "", fmt.Errorf("go mod download %s: %s", at, reason)
+		return "", fmt.Errorf("go mod download %s: %s", at, strings.TrimPrefix(reason, at+": "))
 	}
 	if j.Sum != m.sum {
 		return "", fmt.Errorf("go mod download %s: checksum %s, but %s is pinned: the module is not the one these tests were written for", at, j.Sum, m.sum)
