@@ -6,8 +6,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-
-	"github.com/hsmkit/cryptech-backup/internal/testvectors"
 )
 
 // vectorCase is one public key, message and signature triple.
@@ -108,26 +106,29 @@ func checkVector(t *testing.T, c vectorCase) {
 	}
 }
 
-// TestRFC8554Vectors runs the two test cases printed in RFC 8554 Appendix F,
-// typed into testdata, so a fresh clone checks verification.
+// TestRFC8554Vectors runs the two test cases of RFC 8554 Appendix F.
 func TestRFC8554Vectors(t *testing.T) {
-	cases := readVectors(t, "testdata/rfc8554.vec")
-	if len(cases) != 2 {
-		t.Fatalf("%d cases in testdata/rfc8554.vec, want 2", len(cases))
-	}
-	for _, c := range cases {
-		checkVector(t, c)
-	}
+	runVectorFile(t, "testdata/rfc8554.vec", 2)
 }
 
-// TestSharedVectors runs every case of the shared hss_lms_verify.vec: RFC 8554
-// and the SHA-256/192 and SHAKE256 cases of draft-fluhrer-lms-more-parm-sets.
-func TestSharedVectors(t *testing.T) {
-	cases := readVectors(t, testvectors.Path(t, "lms/hss_lms_verify.vec"))
-	if len(cases) < 5 {
-		t.Fatalf("only %d cases", len(cases))
+// TestDraftVectors runs the three test cases of
+// draft-fluhrer-lms-more-parm-sets-11 (RFC 9858 Appendix A.1 to A.3):
+// SHA-256/192, SHAKE256/192 and SHAKE256/256.
+func TestDraftVectors(t *testing.T) {
+	runVectorFile(t, draftVectors, 3)
+}
+
+// draftVectors holds the test cases of draft-fluhrer-lms-more-parm-sets.
+const draftVectors = "testdata/draft-fluhrer-lms-more-parm-sets-11.vec"
+
+// runVectorFile checks every case of a vector file, which must hold n.
+func runVectorFile(t *testing.T, path string, n int) {
+	cases := readVectors(t, path)
+	if len(cases) != n {
+		t.Fatalf("%d cases in %s, want %d", len(cases), path, n)
 	}
 	for _, c := range cases {
 		checkVector(t, c)
 	}
+	t.Logf("%s: %d cases, all must verify", path, len(cases))
 }

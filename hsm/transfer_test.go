@@ -428,52 +428,102 @@ func TestEPKIBadLengths(t *testing.T) {
 	}
 }
 
-// TestOAEPWycheproof runs the HSM's one RSA-OAEP decryption against
-// Wycheproof's SHA-256 vectors.
+// oaepGroup is the part of a group of Wycheproof's rsaes_oaep_decrypt schema
+// that the test reads.
+type oaepGroup struct {
+	KeySize         int
+	Sha, MgfSha     string
+	PrivateKeyPkcs8 testvectors.Hex
+	Tests           []struct {
+		testvectors.Case
+		Msg, Ct, Label testvectors.Hex
+	}
+}
+
+// TestOAEPWycheproof runs RSA-OAEP decryption, which every KEK encrypted to
+// a KEKEK of this HSM goes through, on Wycheproof's cases for the two OAEP
+// modes of a KEK (SHA-1 and SHA-256, each with MGF1 of the same hash) at
+// 2048, 3072 and 4096 bits. decryptOAEP, the primitive, must decrypt every
+// case that must pass to its message and refuse every other with exactly
+// ErrDecryption. decryptKEK, given each ciphertext as a bundle's encrypted
+// KEK, must yield a KEK only from a case that must pass, has no label and a
+// message of KEKSize bytes, and refuse all others with exactly
+// ErrDecryption.
 func TestOAEPWycheproof(t *testing.T) {
-	for _, file := range []string{"rsa_oaep_2048_sha256_mgf1sha256_test.json", "rsa_oaep_3072_sha256_mgf1sha256_test.json"} {
-		var vectors struct {
-			NumberOfTests int
-			TestGroups    []struct {
-				Sha, MgfSha     string
-				PrivateKeyPkcs8 string
-				Tests           []struct {
-					TcID           int
-					Msg, Ct, Label string
-					Result         string
-					Flags          []string
-				}
-			}
-		}
-		testvectors.LoadWycheproof(t, "wycheproof/"+file, &vectors)
-		n := 0
-		for _, g := range vectors.TestGroups {
-			if g.Sha != "SHA-256" || g.MgfSha != "SHA-256" {
-				t.Fatalf("%s: unexpected group %s/%s", file, g.Sha, g.MgfSha)
-			}
-			der, _ := hex.DecodeString(g.PrivateKeyPkcs8)
-			priv, err := x509.ParsePKCS8PrivateKey(der)
-			if err != nil {
-				t.Fatalf("%s: %v", file, err)
-			}
-			for _, tc := range g.Tests {
-				n++
-				ct, _ := hex.DecodeString(tc.Ct)
-				label, _ := hex.DecodeString(tc.Label)
-				msg, _ := hex.DecodeString(tc.Msg)
-				pt, err := decryptOAEP(priv.(*rsa.PrivateKey), crypto.SHA256, ct, label)
-				if testvectors.Expect(t, tc.Result, tc.Flags, nil) {
-					if err != nil || !bytes.Equal(pt, msg) {
-						t.Errorf("%s #%d: got %x, %v; want %s", file, tc.TcID, pt, err, tc.Msg)
+	modes := map[[2]string]KEKEncryption{{"SHA-1", "SHA-1"}: KEKOAEPSHA1, {"SHA-256", "SHA-256"}: KEKOAEPSHA256}
+	sizes := map[int]bool{2048: true, 3072: true, 4096: true}
+	for _, c := range []struct {
+		file string
+		all  bool // every group is one the HSM decrypts; else those are picked
+	}{
+		{"rsa_oaep_2048_sha1_mgf1sha1_test.json", true},
+		{"rsa_oaep_2048_sha256_mgf1sha256_test.json", true},
+		{"rsa_oaep_3072_sha256_mgf1sha256_test.json", true},
+		{"rsa_oaep_4096_sha256_mgf1sha256_test.json", true},
+		// Wycheproof's files of SHA-1 with MGF1-SHA1 stop at 2048 bits; its
+		// misc file has a few cases of every mode at every size.
+		{"rsa_oaep_misc_test.json", false},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			t.Parallel()
+			f := testvectors.Load[oaepGroup](t, c.file, "rsaes_oaep_decrypt_schema_v1.json")
+			var n testvectors.Tally
+			want, keks := 0, 0
+			covered := map[string]bool{}
+			for _, g := range f.TestGroups {
+				enc, ok := modes[[2]string{g.Sha, g.MgfSha}]
+				if !ok || !sizes[g.KeySize] {
+					if c.all {
+						t.Fatalf("%s: a group of %d bits, %s with MGF1-%s", c.file, g.KeySize, g.Sha, g.MgfSha)
 					}
-				} else if err != ErrDecryption {
-					t.Errorf("%s #%d (%v): got %v, want exactly ErrDecryption", file, tc.TcID, tc.Flags, err)
+					continue
+				}
+				covered[fmt.Sprintf("%s/%d", enc, g.KeySize)] = true
+				want += len(g.Tests)
+				key, err := x509.ParsePKCS8PrivateKey(g.PrivateKeyPkcs8)
+				if err != nil {
+					t.Fatalf("%s: %v", c.file, err)
+				}
+				priv := key.(*rsa.PrivateKey)
+				alg, err := kekAlgorithm(enc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, tc := range g.Tests {
+					n.Add(tc.Case)
+					pass := testvectors.Expect(t, tc.Result, tc.Flags, nil)
+					pt, err := decryptOAEP(priv, oaepHash(enc), tc.Ct, tc.Label)
+					switch {
+					case pass && (err != nil || !bytes.Equal(pt, tc.Msg)):
+						t.Errorf("%s: %v: decryptOAEP = %x, %v; want %x", c.file, tc.Case, pt, err, []byte(tc.Msg))
+					case !pass && (pt != nil || err != ErrDecryption):
+						t.Errorf("%s: %v: decryptOAEP = %x, %v; want exactly ErrDecryption", c.file, tc.Case, pt, err)
+					}
+					kek, err := decryptKEK(rand.Reader, priv, enc, marshalEPKI(alg, tc.Ct))
+					if pass && len(tc.Label) == 0 && len(tc.Msg) == KEKSize {
+						keks++
+						if err != nil || !bytes.Equal(kek, tc.Msg) {
+							t.Errorf("%s: %v: decryptKEK = %x, %v; want %x", c.file, tc.Case, kek, err, []byte(tc.Msg))
+						}
+					} else if kek != nil || (err != ErrDecryption && !(len(tc.Ct) == 0 && errors.Is(err, ErrBadArguments))) {
+						// An empty ciphertext makes a malformed
+						// EncryptedPrivateKeyInfo, refused before any
+						// decryption: its length is no secret.
+						t.Errorf("%s: %v: decryptKEK = %x, %v; want exactly ErrDecryption", c.file, tc.Case, kek, err)
+					}
 				}
 			}
-		}
-		if n != vectors.NumberOfTests {
-			t.Errorf("%s: ran %d of %d tests", file, n, vectors.NumberOfTests)
-		}
+			if !c.all && len(covered) != len(modes)*len(sizes) {
+				t.Errorf("%s: cases for %d of the %d modes and sizes: %v", c.file, len(covered), len(modes)*len(sizes), covered)
+			}
+			if !c.all {
+				t.Logf("%s: %d cases of other modes or sizes not run", c.file, f.NumberOfTests-want)
+			} else {
+				want = f.NumberOfTests
+			}
+			n.Check(t, c.file, want)
+			t.Logf("%s: %d decrypted to a KEK", c.file, keks)
+		})
 	}
 }
 

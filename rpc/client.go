@@ -428,7 +428,7 @@ func (c *Client) Sign(_ context.Context, id hsm.UUID, digest []byte, opts crypto
 		return nil, fmt.Errorf("sign with %s: %w", id, err)
 	}
 	if k.curve != hsm.CurveNone {
-		return ecdsaRawToDER(r.Signature)
+		return ecdsaRawToDER(r.Signature, curveSize(k.curve))
 	}
 	return r.Signature, nil
 }

@@ -317,7 +317,7 @@ func (c *serverConn) verify(r *PkeyVerifyRequest) (Args, error) {
 	}
 	sig := r.Signature
 	if k.Curve != hsm.CurveNone {
-		if sig, err = ecdsaRawToDER(sig); err != nil {
+		if sig, err = ecdsaRawToDER(sig, curveSize(k.Curve)); err != nil {
 			return nil, err
 		}
 	}

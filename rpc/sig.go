@@ -76,14 +76,17 @@ func digestInfoDER(h crypto.Hash, digest []byte) ([]byte, error) {
 	return asn1.Marshal(digestInfo{algorithmIdentifier{oid, asn1.NullRawValue}, digest})
 }
 
-// ecdsaRawToDER turns libhal's r || s (each the curve's size) into the ASN.1
-// form of Token.Sign: SEQUENCE { INTEGER r, INTEGER s }, in DER. It is
-// written out by hand, not with encoding/asn1, because it runs for every
-// ECDSA signature that crosses the socket and reflection cost a tenth of
-// the overhead of a signature over RPC.
-func ecdsaRawToDER(raw []byte) ([]byte, error) {
-	if len(raw) == 0 || len(raw)%2 != 0 {
-		return nil, fmt.Errorf("%w: ECDSA signature of %d bytes", hsm.ErrInvalidSignature, len(raw))
+// ecdsaRawToDER turns libhal's r || s, each size bytes (the curve's), into
+// the ASN.1 form of Token.Sign: SEQUENCE { INTEGER r, INTEGER s }, in DER.
+// Any other length is refused, as PKCS#11 defines the form: leading zeros
+// added or dropped would give one signature many encodings that verify
+// (Wycheproof's "incorrect size of signature" cases). It is written out by
+// hand, not with encoding/asn1, because it runs for every ECDSA signature
+// that crosses the socket and reflection cost a tenth of the overhead of a
+// signature over RPC.
+func ecdsaRawToDER(raw []byte, size int) ([]byte, error) {
+	if size <= 0 || len(raw) != 2*size {
+		return nil, fmt.Errorf("%w: ECDSA signature of %d bytes, want %d", hsm.ErrInvalidSignature, len(raw), 2*size)
 	}
 	n := len(raw) / 2
 	r, s := derIntLen(raw[:n]), derIntLen(raw[n:])

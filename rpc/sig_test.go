@@ -74,7 +74,7 @@ func TestECDSASignatureConversions(t *testing.T) {
 				raw[0] |= 0x80
 				raw[size] &= 0x7f
 			}
-			der, err := ecdsaRawToDER(raw)
+			der, err := ecdsaRawToDER(raw, size)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,10 +98,15 @@ func TestECDSASignatureConversions(t *testing.T) {
 			checkDERToRaw(t, append(bytes.Clone(der), 0), size)
 		}
 	}
-	for _, raw := range [][]byte{nil, {1}, {1, 2, 3}} {
-		if _, err := ecdsaRawToDER(raw); err == nil {
-			t.Errorf("ecdsaRawToDER(%x) succeeded", raw)
+	// Anything but twice the curve's size: r || s with a zero byte added
+	// or dropped would encode the same signature.
+	for _, raw := range [][]byte{nil, {1}, {1, 2, 3}, make([]byte, 62), make([]byte, 63), make([]byte, 65), make([]byte, 66)} {
+		if _, err := ecdsaRawToDER(raw, 32); err == nil {
+			t.Errorf("ecdsaRawToDER(%x, 32) succeeded", raw)
 		}
+	}
+	if _, err := ecdsaRawToDER(nil, 0); err == nil {
+		t.Error("ecdsaRawToDER(nil, 0) succeeded")
 	}
 	// Hand-made DER: non-minimal lengths and integers, zero, negative,
 	// trailing elements, indefinite length.
@@ -140,7 +145,7 @@ func TestECDSASignatureConversions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			again, err := ecdsaRawToDER(raw)
+			again, err := ecdsaRawToDER(raw, size)
 			if err != nil || !bytes.Equal(again, der) {
 				t.Fatalf("%x -> %x -> %x, %v", der, raw, again, err)
 			}
