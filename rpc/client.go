@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
 )
 
@@ -313,6 +314,15 @@ func (c *Client) Key(_ context.Context, id hsm.UUID) (hsm.KeyInfo, error) {
 	info, err := hsm.DescribePublicKey(pub.DER, k.typ.IsPrivate())
 	if err != nil {
 		return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
+	}
+	if info.Hashsig != nil {
+		// libhal's functions carry an HSS key in libhal's encoding; this
+		// side of the wire speaks RFC 9708.
+		pk, err := hashsig.ParsePKIXPublicKey(pub.DER)
+		if err != nil {
+			return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
+		}
+		info.PublicKey = hashsig.MarshalPKIXPublicKey(pk)
 	}
 	info.UUID, info.Flags = id, hsm.Flags(flags.Flags)
 	if v, err := c.attribute(k.handle, hsm.AttributeLabel); err == nil {

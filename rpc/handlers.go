@@ -168,16 +168,24 @@ func (c *serverConn) call(req Args) (Args, error) {
 		return &PkeyGetKeyCurveResponse{Curve: uint32(k.Curve)}, err
 	case *PkeyGetPublicKeyLenRequest:
 		k, err := c.pkeyInfo(r.Pkey)
-		return &PkeyGetPublicKeyLenResponse{Len: uint32(len(k.PublicKey))}, err
+		if err != nil {
+			return nil, err
+		}
+		der, err := libhalSPKI(k)
+		return &PkeyGetPublicKeyLenResponse{Len: uint32(len(der))}, err
 	case *PkeyGetPublicKeyRequest:
 		k, err := c.pkeyInfo(r.Pkey)
 		if err != nil {
 			return nil, err
 		}
-		if uint32(len(k.PublicKey)) > r.Max {
+		der, err := libhalSPKI(k)
+		if err != nil {
+			return nil, err
+		}
+		if uint32(len(der)) > r.Max {
 			return nil, StatusResultTooLong
 		}
-		return &PkeyGetPublicKeyResponse{DER: k.PublicKey}, nil
+		return &PkeyGetPublicKeyResponse{DER: der}, nil
 	case *PkeySignRequest:
 		return c.sign(r)
 	case *PkeyVerifyRequest:
@@ -202,6 +210,20 @@ func (c *serverConn) call(req Args) (Args, error) {
 		return c.importKey(r)
 	}
 	return nil, StatusRPCBadFunction
+}
+
+// libhalSPKI is a key's SubjectPublicKeyInfo as libhal writes it: for an HSS
+// key libhal's own encoding (see hashsig.MarshalLibhalPKIXPublicKey), which
+// is all a Cryptech HSM's clients read; RFC 9708's everywhere else.
+func libhalSPKI(k hsm.KeyInfo) ([]byte, error) {
+	if k.Hashsig == nil {
+		return k.PublicKey, nil
+	}
+	pk, err := hashsig.ParsePKIXPublicKey(k.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return hashsig.MarshalLibhalPKIXPublicKey(pk), nil
 }
 
 func uuidOf(b []byte) (hsm.UUID, error) {

@@ -1,0 +1,135 @@
+package rpc
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// Tests of the places where this server answers as libhal's rpc_server.c
+// and rpc_pkey.c do, byte for byte, and of the client against them.
+
+// rfc8554Case1 reads RFC 8554 Test Case 1 (public key, message, signature)
+// from the hashsig package's test data.
+func rfc8554Case1(t *testing.T) (pub, msg, sig []byte) {
+	t.Helper()
+	f, err := os.Open("../hashsig/testdata/rfc8554.vec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() && sig == nil {
+		name, value, ok := strings.Cut(sc.Text(), " = ")
+		if !ok {
+			continue
+		}
+		b, err := hex.DecodeString(value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch name {
+		case "PublicKey":
+			pub = b
+		case "Msg":
+			msg = b
+		case "Signature":
+			sig = b
+		}
+	}
+	if pub == nil || msg == nil || sig == nil {
+		t.Fatal("RFC 8554 test case 1 not found")
+	}
+	return pub, msg, sig
+}
+
+func mustHexString(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// loginRaw logs a raw connection in as the normal user.
+func loginRaw(t *testing.T, r *rawConn) {
+	t.Helper()
+	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+		t.Fatalf("LOGIN: %v", st)
+	}
+}
+
+// TestHashsigPublicKeyInLibhalEncoding: PKEY_GET_PUBLIC_KEY answers an HSS
+// key in libhal's encoding, PKEY_LOAD takes it, and the key so loaded
+// verifies RFC 8554's own signature; the client reads RFC 9708 back.
+func TestHashsigPublicKeyInLibhalEncoding(t *testing.T) {
+	addr, _ := served(t)
+	r := dialRaw(t, addr)
+	loginRaw(t, r)
+
+	// RFC 8554 Test Case 1's key, in libhal's layout, built by hand.
+	pub, msg, sig := rfc8554Case1(t)
+	if want := mustHexString(t, "00000002 00000005 00000004"); !bytes.Equal(pub[:12], want) {
+		t.Fatalf("test case 1 starts %x, not %x", pub[:12], want)
+	}
+	libhalSPKI := append(mustHexString(t, "3053 300f 060b2a864886f70d0109100311 0500 0340 00 303d 020102 020105 020104 0410"), pub[12:28]...)
+	libhalSPKI = append(append(libhalSPKI, 0x04, 0x20), pub[28:]...)
+
+	var load PkeyLoadResponse
+	if st := r.call(FuncPkeyLoad, &PkeyLoadRequest{DER: libhalSPKI, Flags: uint32(hsm.FlagDigitalSignature)}, &load); st != StatusOK {
+		t.Fatalf("PKEY_LOAD of libhal's HSS SubjectPublicKeyInfo: %v", st)
+	}
+	if st := r.call(FuncPkeyVerify, &PkeyVerifyRequest{Pkey: load.Pkey, Data: msg, Signature: sig}, &PkeyVerifyResponse{}); st != StatusOK {
+		t.Fatalf("PKEY_VERIFY of RFC 8554's signature under the loaded key: %v", st)
+	}
+	bad := bytes.Clone(sig)
+	bad[len(bad)-1] ^= 1
+	if st := r.call(FuncPkeyVerify, &PkeyVerifyRequest{Pkey: load.Pkey, Data: msg, Signature: bad}, &PkeyVerifyResponse{}); st != StatusInvalidSignature {
+		t.Fatalf("PKEY_VERIFY of a flipped signature: %v", st)
+	}
+	var n PkeyGetPublicKeyLenResponse
+	var got PkeyGetPublicKeyResponse
+	if st := r.call(FuncPkeyGetPublicKeyLen, &PkeyGetPublicKeyLenRequest{Pkey: load.Pkey}, &n); st != StatusOK {
+		t.Fatal(st)
+	}
+	if st := r.call(FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: load.Pkey, Max: n.Len}, &got); st != StatusOK {
+		t.Fatal(st)
+	}
+	if !bytes.Equal(got.DER, libhalSPKI) || n.Len != uint32(len(libhalSPKI)) {
+		t.Fatalf("PKEY_GET_PUBLIC_KEY (length %d) answered\n%x\nnot libhal's\n%x", n.Len, got.DER, libhalSPKI)
+	}
+
+	// A key made here goes out in libhal's layout too, and the client
+	// reads it back as RFC 9708.
+	var gen PkeyGenerateHashsigResponse
+	if st := r.call(FuncPkeyGenerateHashsig, &PkeyGenerateHashsigRequest{L: 1, LMSType: uint32(hashsig.LMS_SHA256_M32_H5),
+		LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8), Flags: uint32(hsm.FlagDigitalSignature | hsm.FlagToken)}, &gen); st != StatusOK {
+		t.Fatal(st)
+	}
+	if st := r.call(FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: gen.Pkey, Max: 1024}, &got); st != StatusOK {
+		t.Fatal(st)
+	}
+	if prefix := mustHexString(t, "3053 300f 060b2a864886f70d0109100311 0500 0340 00 303d 020101 020105 020104 0410"); !bytes.HasPrefix(got.DER, prefix) {
+		t.Fatalf("PKEY_GET_PUBLIC_KEY of a generated HSS key: %x, not libhal's layout", got.DER)
+	}
+	c := dialAs(t, addr, hsm.UserNormal, userPIN)
+	k, err := c.Key(ctx, hsm.UUID(gen.UUID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := hashsig.ParsePKIXPublicKey(got.DER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(k.PublicKey, hashsig.MarshalPKIXPublicKey(pk)) {
+		t.Errorf("Client.Key gave %x, not the RFC 9708 encoding of the key", k.PublicKey)
+	}
+}
