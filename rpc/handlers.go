@@ -288,19 +288,21 @@ func (c *serverConn) closeHash(handle uint32) {
 // signedInput turns PKEY_SIGN's and PKEY_VERIFY's hash handle and data into
 // what Token.Sign takes: with a hash handle, its digest; without, the data,
 // which is a DigestInfo for RSA (signed as it is), a digest for ECDSA, the
-// message for an HSS key.
+// message for an HSS key. An HSS key given a hash handle signs the digest's
+// bytes as its message, as libhal's pkey_local_sign_hashsig does: what a
+// libhal client hashes on the HSM is too long to send whole.
 func (c *serverConn) signedInput(k hsm.KeyInfo, hashHandle uint32, data []byte) ([]byte, crypto.SignerOpts, error) {
 	if hashHandle == 0 {
 		return data, crypto.Hash(0), nil
-	}
-	if k.Hashsig != nil {
-		return nil, nil, fmt.Errorf("%w: an HSS key signs the message itself", hsm.ErrBadArguments)
 	}
 	st, err := c.hash(hashHandle)
 	if err != nil {
 		return nil, nil, err
 	}
 	c.closeHash(hashHandle)
+	if k.Hashsig != nil {
+		return st.h.Sum(nil), crypto.Hash(0), nil
+	}
 	return st.h.Sum(nil), st.hash, nil
 }
 

@@ -3,8 +3,10 @@ package rpc
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -131,5 +133,58 @@ func TestHashsigPublicKeyInLibhalEncoding(t *testing.T) {
 	}
 	if !bytes.Equal(k.PublicKey, hashsig.MarshalPKIXPublicKey(pk)) {
 		t.Errorf("Client.Key gave %x, not the RFC 9708 encoding of the key", k.PublicKey)
+	}
+}
+
+// TestHashsigThroughHashHandle: an HSS key given a hash handle signs, and
+// verifies, the digest's bytes as the message, as libhal does.
+func TestHashsigThroughHashHandle(t *testing.T) {
+	addr, _ := served(t)
+	r := dialRaw(t, addr)
+	loginRaw(t, r)
+	var gen PkeyGenerateHashsigResponse
+	if st := r.call(FuncPkeyGenerateHashsig, &PkeyGenerateHashsigRequest{L: 1, LMSType: uint32(hashsig.LMS_SHA256_M32_H5),
+		LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8), Flags: uint32(hsm.FlagDigitalSignature | hsm.FlagToken)}, &gen); st != StatusOK {
+		t.Fatal(st)
+	}
+	var spki PkeyGetPublicKeyResponse
+	if st := r.call(FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: gen.Pkey, Max: 1024}, &spki); st != StatusOK {
+		t.Fatal(st)
+	}
+	pk, err := hashsig.ParsePKIXPublicKey(spki.DER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	message := bytes.Repeat([]byte("a message longer than a packet "), 1000)
+	hashOf := func() uint32 {
+		t.Helper()
+		var h HashInitializeResponse
+		if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3 /* SHA-256 */}, &h); st != StatusOK {
+			t.Fatal(st)
+		}
+		for chunk := range slices.Chunk(message, 8000) {
+			if st := r.call(FuncHashUpdate, &HashUpdateRequest{Hash: h.Hash, Data: chunk}, &HashUpdateResponse{}); st != StatusOK {
+				t.Fatal(st)
+			}
+		}
+		return h.Hash
+	}
+	var sig PkeySignResponse
+	if st := r.call(FuncPkeySign, &PkeySignRequest{Pkey: gen.Pkey, Hash: hashOf(), Max: 8192}, &sig); st != StatusOK {
+		t.Fatalf("PKEY_SIGN with an HSS key and a hash handle: %v", st)
+	}
+	digest := sha256.Sum256(message)
+	if err := pk.Verify(digest[:], sig.Signature); err != nil {
+		t.Fatalf("the signature does not cover the digest's bytes: %v", err)
+	}
+	if err := pk.Verify(message, sig.Signature); err == nil {
+		t.Fatal("the signature covers the message itself")
+	}
+	if st := r.call(FuncPkeyVerify, &PkeyVerifyRequest{Pkey: gen.Pkey, Hash: hashOf(), Signature: sig.Signature}, &PkeyVerifyResponse{}); st != StatusOK {
+		t.Fatalf("PKEY_VERIFY with an HSS key and a hash handle: %v", st)
+	}
+	sig.Signature[len(sig.Signature)-1] ^= 1
+	if st := r.call(FuncPkeyVerify, &PkeyVerifyRequest{Pkey: gen.Pkey, Hash: hashOf(), Signature: sig.Signature}, &PkeyVerifyResponse{}); st != StatusInvalidSignature {
+		t.Fatalf("PKEY_VERIFY of a flipped signature: %v", st)
 	}
 }
