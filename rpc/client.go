@@ -44,8 +44,9 @@ type openKey struct {
 }
 
 var (
-	_ hsm.Token         = (*Client)(nil)
-	_ hsm.BatchImporter = (*Client)(nil)
+	_ hsm.Token            = (*Client)(nil)
+	_ hsm.BatchImporter    = (*Client)(nil)
+	_ hsm.PrivateKeyLoader = (*Client)(nil)
 )
 
 // ErrBadAddress: an --rpc address that is neither unix:PATH nor
@@ -617,6 +618,66 @@ func (c *Client) ImportBatch(ctx context.Context, reqs []hsm.ImportRequest) ([]h
 			return nil, err
 		}
 		out[i] = hsm.ImportResult{Key: k, Present: commit.Present[i]}
+	}
+	return out, nil
+}
+
+// LoadPrivateKey stores a private key given in the clear with PKEY_LOAD, as
+// libhal's clients do, then sets its label and attributes with one
+// PKEY_SET_ATTRIBUTES; should that fail, the key is deleted again. (Two
+// requests, not one atomic step: a key loaded this way is a soft KEKEK
+// for one import, volatile and deleted afterwards, so a crash between the
+// two leaves nothing behind.) The key is marked not made in the HSM
+// (CKA_LOCAL false) unless req.Attributes say otherwise: this project's
+// server does that itself, a Cryptech HSM does not.
+func (c *Client) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) (hsm.KeyInfo, error) {
+	attrs, err := loadAttributes(req, c.ext == nil)
+	if err != nil {
+		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	var r PkeyLoadResponse
+	if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.PKCS8, Flags: uint32(req.Flags)}, &r); err != nil {
+		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	id, err := uuidOf(r.UUID)
+	if err != nil {
+		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	if len(attrs) > 0 {
+		err = c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: r.Pkey, Attributes: attrs}, &PkeySetAttributesResponse{})
+	}
+	if err == nil {
+		_, err = c.remember(id, r.Pkey)
+	}
+	if err != nil {
+		c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: r.Pkey}, &PkeyDeleteResponse{})
+		c.forget(id)
+		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	return c.Key(ctx, id)
+}
+
+// loadAttributes is what LoadPrivateKey sets after PKEY_LOAD: the label, the
+// attributes asked for and, when markLocal, CKA_LOCAL false unless asked
+// otherwise.
+func loadAttributes(req hsm.LoadRequest, markLocal bool) ([]Attribute, error) {
+	if err := hsm.CheckLabel(req.Label); err != nil {
+		return nil, err
+	}
+	var out []Attribute
+	if req.Label != "" {
+		out = append(out, Attribute{Type: hsm.AttributeLabel, Value: []byte(req.Label)})
+	}
+	local := false
+	for _, a := range req.Attributes {
+		if a.Type == hsm.AttributeLabel || a.Delete {
+			return nil, fmt.Errorf("%w: attribute 0x%x: the label is Label, and a new key has nothing to delete", hsm.ErrBadArguments, a.Type)
+		}
+		local = local || a.Type == hsm.CKALocal
+		out = append(out, Attribute{Type: a.Type, Value: a.Value})
+	}
+	if markLocal && !local {
+		out = append(out, Attribute{Type: hsm.CKALocal, Value: []byte{0}})
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/hmac"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
@@ -105,14 +106,7 @@ func (c *serverConn) call(req Args) (Args, error) {
 		return &HashFinalizeResponse{Digest: st.h.Sum(nil)}, nil
 
 	case *PkeyLoadRequest:
-		if err := c.roomForPkey(); err != nil {
-			return nil, err
-		}
-		res, err := s.Import(bg, hsm.ImportRequest{PublicKey: r.DER, Flags: hsm.Flags(r.Flags)})
-		if err != nil {
-			return nil, err
-		}
-		return &PkeyLoadResponse{Pkey: c.openPkey(res.Key.UUID), UUID: res.Key.UUID[:]}, nil
+		return c.load(r)
 	case *PkeyOpenRequest:
 		id, err := uuidOf(r.UUID)
 		if err != nil {
@@ -236,6 +230,49 @@ func uuidOf(b []byte) (hsm.UUID, error) {
 // isF4 reports whether a big-endian exponent is 65537.
 func isF4(e []byte) bool {
 	return new(big.Int).SetBytes(e).Cmp(big.NewInt(65537)) == 0
+}
+
+// load is PKEY_LOAD: a public key (SubjectPublicKeyInfo) or, as libhal
+// takes it too, a private key in the clear (PKCS#8 PrivateKeyInfo), which
+// is stored marked not made here (CKA_LOCAL false; see
+// hsm.PrivateKeyLoader). HSS private keys are refused: a copy of a
+// stateful key loaded beside the original would sign twice with one index.
+func (c *serverConn) load(r *PkeyLoadRequest) (Args, error) {
+	defer clear(r.DER)
+	if len(r.DER) == 0 {
+		return nil, fmt.Errorf("%w: no key", hsm.ErrBadArguments)
+	}
+	if err := c.roomForPkey(); err != nil {
+		return nil, err
+	}
+	var k hsm.KeyInfo
+	var err error
+	if isPrivateKeyInfo(r.DER) {
+		k, err = c.sess.LoadPrivateKey(bg, hsm.LoadRequest{PKCS8: r.DER, Flags: hsm.Flags(r.Flags)})
+	} else {
+		var res hsm.ImportResult
+		res, err = c.sess.Import(bg, hsm.ImportRequest{PublicKey: r.DER, Flags: hsm.Flags(r.Flags)})
+		k = res.Key
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &PkeyLoadResponse{Pkey: c.openPkey(k.UUID), UUID: k.UUID[:]}, nil
+}
+
+// isPrivateKeyInfo tells a PKCS#8 PrivateKeyInfo from a
+// SubjectPublicKeyInfo, as libhal's hal_asn1_guess_key_type does: the first
+// begins with its version, an INTEGER, the second with a SEQUENCE.
+func isPrivateKeyInfo(der []byte) bool {
+	var outer, first asn1.RawValue
+	if rest, err := asn1.Unmarshal(der, &outer); err != nil || len(rest) != 0 ||
+		outer.Class != asn1.ClassUniversal || outer.Tag != asn1.TagSequence {
+		return false
+	}
+	if _, err := asn1.Unmarshal(outer.Bytes, &first); err != nil {
+		return false
+	}
+	return first.Class == asn1.ClassUniversal && first.Tag == asn1.TagInteger
 }
 
 func (c *serverConn) generate(req hsm.GenerateRequest) (Args, error) {

@@ -3,8 +3,17 @@ package rpc
 import (
 	"bufio"
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"math/big"
 	"os"
 	"slices"
 	"strings"
@@ -187,4 +196,156 @@ func TestHashsigThroughHashHandle(t *testing.T) {
 	if st := r.call(FuncPkeyVerify, &PkeyVerifyRequest{Pkey: gen.Pkey, Hash: hashOf(), Signature: sig.Signature}, &PkeyVerifyResponse{}); st != StatusInvalidSignature {
 		t.Fatalf("PKEY_VERIFY of a flipped signature: %v", st)
 	}
+}
+
+// xdrBytes is an XDR bytes item written out by hand: length, data, zero
+// padding to a multiple of four.
+func xdrBytes(b []byte) []byte {
+	out := binary.BigEndian.AppendUint32(nil, uint32(len(b)))
+	out = append(out, b...)
+	return append(out, make([]byte, -len(b)&3)...)
+}
+
+// TestPkeyLoadPrivateKey: PKEY_LOAD takes a PKCS#8 PrivateKeyInfo, RSA or
+// EC, as libhal does; the key signs, and says it was not made here. An HSS
+// private key is refused and nothing is stored.
+func TestPkeyLoadPrivateKey(t *testing.T) {
+	addr, _ := served(t)
+	r := dialRaw(t, addr)
+	loginRaw(t, r)
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("loaded in the clear"))
+	for _, signer := range []crypto.Signer{ecKey, rsaKey} {
+		der, err := x509.MarshalPKCS8PrivateKey(signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// PKEY_LOAD: func 13, client, session 0, bytes der, uint flags
+		// (digitalsignature), as libhal.py writes it.
+		req := mustHexString(t, "0000000d 00000000 00000000")
+		req = append(req, xdrBytes(der)...)
+		req = append(req, mustHexString(t, "00000001")...)
+		answer := r.roundTrip(req)
+		// func, client (any), status 0, uint pkey, bytes uuid (16).
+		if len(answer) != 12+4+4+16 || !bytes.Equal(answer[:4], req[:4]) || !bytes.Equal(answer[8:12], make([]byte, 4)) ||
+			!bytes.Equal(answer[16:20], mustHexString(t, "00000010")) {
+			t.Fatalf("PKEY_LOAD of a PKCS#8 %T answered %x", signer, answer)
+		}
+		pkey := binary.BigEndian.Uint32(answer[12:])
+
+		data := digest[:]
+		if _, ok := signer.(*rsa.PrivateKey); ok {
+			data = mustDigestInfo(t, crypto.SHA256, digest[:])
+		}
+		var sig PkeySignResponse
+		if st := r.call(FuncPkeySign, &PkeySignRequest{Pkey: pkey, Data: data, Max: 4096}, &sig); st != StatusOK {
+			t.Fatalf("PKEY_SIGN with the loaded %T: %v", signer, st)
+		}
+		switch pub := signer.Public().(type) {
+		case *rsa.PublicKey:
+			err = rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig.Signature)
+		case *ecdsa.PublicKey:
+			if !ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig.Signature[:32]), new(big.Int).SetBytes(sig.Signature[32:])) {
+				err = errors.New("ECDSA signature does not verify")
+			}
+		}
+		if err != nil {
+			t.Fatalf("signature of the loaded %T: %v", signer, err)
+		}
+		var attrs PkeyGetAttributesResponse
+		if st := r.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: pkey, Types: []uint32{hsm.CKALocal}, BufferLen: 16}, &attrs); st != StatusOK {
+			t.Fatalf("CKA_LOCAL of the loaded key: %v", st)
+		}
+		if len(attrs.Attributes) != 1 || !bytes.Equal(attrs.Attributes[0].Value, []byte{0}) {
+			t.Fatalf("CKA_LOCAL of the loaded key: %+v, want false", attrs.Attributes)
+		}
+	}
+
+	var before PkeyMatchResponse
+	match := &PkeyMatchRequest{Max: 100, Previous: make([]byte, 16)}
+	r.call(FuncPkeyMatch, match, &before)
+	sk, err := hashsig.GenerateKey(nil, []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W8}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hssDER, err := sk.MarshalPKCS8()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := r.call(FuncPkeyLoad, &PkeyLoadRequest{DER: hssDER, Flags: 1}, &PkeyLoadResponse{}); st != StatusUnsupportedKey {
+		t.Fatalf("PKEY_LOAD of an HSS private key: %v, want UNSUPPORTED_KEY", st)
+	}
+	var after PkeyMatchResponse
+	r.call(FuncPkeyMatch, match, &after)
+	if len(after.UUIDs) != len(before.UUIDs) {
+		t.Fatalf("a refused HSS load left %d keys, %d before", len(after.UUIDs), len(before.UUIDs))
+	}
+}
+
+// TestClientLoadPrivateKey: rpc.Client's LoadPrivateKey stores the key
+// with its label and attributes, not local, against this server and
+// against one without the extensions.
+func TestClientLoadPrivateKey(t *testing.T) {
+	addr, _ := served(t)
+	for _, plain := range []bool{false, true} {
+		c := dialAs(t, addr, hsm.UserNormal, userPIN)
+		if plain {
+			c.ext = nil // as against a Cryptech HSM
+		}
+		ecKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(ecKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := c.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Flags: hsm.FlagDigitalSignature, Label: "soft kekek",
+			Attributes: []hsm.Attribute{{Type: hsm.CKAID, Value: []byte{0x0a, 0x01}}}})
+		if err != nil {
+			t.Fatalf("plain=%v: %v", plain, err)
+		}
+		if k.Type != hsm.KeyTypeECPrivate || k.Label != "soft kekek" || !hsm.SamePublicKey(k.PublicKey, mustSPKI(t, ecKey.Public())) {
+			t.Fatalf("plain=%v: loaded %+v", plain, k)
+		}
+		digest := sha256.Sum256([]byte("x"))
+		sig, err := c.Sign(ctx, k.UUID, digest[:], crypto.SHA256)
+		if err != nil || !ecdsa.VerifyASN1(&ecKey.PublicKey, digest[:], sig) {
+			t.Fatalf("plain=%v: signature of the loaded key: %v", plain, err)
+		}
+		for typ, want := range map[uint32][]byte{hsm.CKAID: {0x0a, 0x01}, hsm.CKALocal: {0}} {
+			v, err := c.attribute(c.open[k.UUID].handle, typ)
+			if err != nil || !bytes.Equal(v, want) {
+				t.Errorf("plain=%v: attribute 0x%x = %x, %v; want %x", plain, typ, v, err, want)
+			}
+		}
+		if _, err := c.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Label: "bad\x00label"}); !errors.Is(err, hsm.ErrBadArguments) {
+			t.Errorf("plain=%v: a label with a NUL: %v", plain, err)
+		}
+	}
+}
+
+func mustSPKI(t *testing.T, pub crypto.PublicKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func mustDigestInfo(t *testing.T, h crypto.Hash, digest []byte) []byte {
+	t.Helper()
+	der, err := digestInfoDER(h, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
