@@ -21,6 +21,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/testkeys"
 )
 
 // Tests of the places where this server answers as libhal's rpc_server.c
@@ -348,4 +349,60 @@ func mustDigestInfo(t *testing.T, h crypto.Hash, digest []byte) []byte {
 		t.Fatal(err)
 	}
 	return der
+}
+
+// TestLegacyRSAOverRPC: RSA keys of 1024 to 8192 bits, and with e = 3,
+// load, export, import and sign over RPC, through the extensions and
+// through libhal's functions alone.
+func TestLegacyRSAOverRPC(t *testing.T) {
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcAddr, _ := served(t)
+	dstAddr, _ := served(t)
+	for _, plain := range []bool{false, true} {
+		src, dst := dialLogin(t, srcAddr), dialLogin(t, dstAddr)
+		enc := hsm.KEKOAEPSHA256
+		if plain {
+			src.ext, dst.ext, enc = nil, nil, hsm.KEKPKCS1v15
+		}
+		kekek, err := dst.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: hsm.FlagKeyEncipherment | hsm.FlagToken})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, key := range map[string]*rsa.PrivateKey{"1024": rsa1024, "1024-e3": testkeys.RSA1024E3(t), "8192": testkeys.RSA8192(t)} {
+			der, err := x509.MarshalPKCS8PrivateKey(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, err := src.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Flags: hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable, Label: name})
+			if err != nil {
+				t.Fatalf("plain=%v %s: load: %v", plain, name, err)
+			}
+			w, err := src.Export(ctx, hsm.ExportRequest{Key: k.UUID, KEKEK: kekek.PublicKey, Encryption: enc})
+			if err != nil {
+				t.Fatalf("plain=%v %s: export: %v", plain, name, err)
+			}
+			res, err := dst.Import(ctx, hsm.ImportRequest{KEKEK: kekek.UUID, Wrapped: w, Encryption: enc, UUID: k.UUID, Label: name,
+				Flags: k.Flags, PublicKey: k.PublicKey})
+			if err != nil {
+				t.Fatalf("plain=%v %s: import: %v", plain, name, err)
+			}
+			if res.Key.Bits != key.N.BitLen() || res.Key.Label != name {
+				t.Fatalf("plain=%v %s: imported %+v", plain, name, res.Key)
+			}
+			digest := sha256.Sum256([]byte("legacy over RPC"))
+			sig, err := dst.Sign(ctx, res.Key.UUID, digest[:], crypto.SHA256)
+			if err != nil {
+				t.Fatalf("plain=%v %s: sign: %v", plain, name, err)
+			}
+			if err := rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA256, digest[:], sig); err != nil {
+				t.Fatalf("plain=%v %s: the destination's signature: %v", plain, name, err)
+			}
+			if err := src.Verify(ctx, k.UUID, digest[:], sig, crypto.SHA256); err != nil {
+				t.Fatalf("plain=%v %s: verify on the source: %v", plain, name, err)
+			}
+		}
+	}
 }
