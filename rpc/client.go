@@ -8,7 +8,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 
@@ -47,6 +49,7 @@ var (
 	_ hsm.Token            = (*Client)(nil)
 	_ hsm.BatchImporter    = (*Client)(nil)
 	_ hsm.PrivateKeyLoader = (*Client)(nil)
+	_ hsm.AttributeReader  = (*Client)(nil)
 )
 
 // ErrBadAddress: an --rpc address that is neither unix:PATH nor
@@ -326,29 +329,137 @@ func (c *Client) Key(_ context.Context, id hsm.UUID) (hsm.KeyInfo, error) {
 		info.PublicKey = hashsig.MarshalPKIXPublicKey(pk)
 	}
 	info.UUID, info.Flags = id, hsm.Flags(flags.Flags)
-	if v, err := c.attribute(k.handle, hsm.AttributeLabel); err == nil {
-		info.Label = string(v)
-	} else if !errors.Is(err, hsm.ErrAttributeNotFound) {
+	hss := info.Hashsig != nil && k.typ == hsm.KeyTypeHashsigPrivate
+	types := []uint32{hsm.AttributeLabel}
+	if hss {
+		types = append(types, AttributeHashsigRemaining)
+	}
+	attrs, err := c.attributes(k.handle, types)
+	if err != nil {
 		return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
 	}
-	if info.Hashsig != nil && k.typ == hsm.KeyTypeHashsigPrivate {
-		info.Hashsig.RemainingUnknown = true
-		if v, err := c.attribute(k.handle, AttributeHashsigRemaining); err == nil && len(v) == 8 {
-			info.Hashsig.Remaining, info.Hashsig.RemainingUnknown = binary.BigEndian.Uint64(v), false
+	info.Label = string(attrs[hsm.AttributeLabel])
+	if hss {
+		v := attrs[AttributeHashsigRemaining]
+		info.Hashsig.RemainingUnknown = len(v) != 8
+		if len(v) == 8 {
+			info.Hashsig.Remaining = binary.BigEndian.Uint64(v)
 		}
 	}
 	return info, nil
 }
 
-func (c *Client) attribute(handle, typ uint32) ([]byte, error) {
-	var r PkeyGetAttributesResponse
-	if err := c.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: handle, Types: []uint32{typ}, BufferLen: MaxPacket - 64}, &r); err != nil {
+// extAttributes reports whether the server answers EXT_GET_ATTRIBUTES.
+func (c *Client) extAttributes() bool { return c.ext != nil && c.ext.Version >= 2 }
+
+// attributes reads those of types that a key has, without an error for the
+// ones it lacks: from this project's server every attribute in one
+// EXT_GET_ATTRIBUTES (kept whole when types is nil); from a Cryptech HSM
+// their lengths, then the values of those it has, with a buffer just that
+// large (libhal puts the buffer on its stack). An attribute a Cryptech HSM
+// holds empty reads as absent: its lengths cannot tell the two apart, and
+// asking for each would cost a request per attribute.
+func (c *Client) attributes(handle uint32, types []uint32) (map[uint32][]byte, error) {
+	out := map[uint32][]byte{}
+	if c.extAttributes() {
+		var r ExtGetAttributesResponse
+		if err := c.call(FuncExtGetAttributes, &ExtGetAttributesRequest{Pkey: handle}, &r); err != nil {
+			return nil, err
+		}
+		for _, a := range r.Attributes {
+			if types == nil || slices.Contains(types, a.Type) {
+				out[a.Type] = a.Value
+			}
+		}
+		return out, nil
+	}
+	var lengths PkeyGetAttributesResponse
+	lengths.LengthsOnly = true
+	err := c.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: handle, Types: types}, &lengths)
+	if errors.Is(err, hsm.ErrAttributeNotFound) {
+		return out, nil // libhal's answer for a key with no attributes at all
+	}
+	if err != nil {
 		return nil, err
 	}
-	if len(r.Attributes) != 1 || r.Attributes[0].Absent {
-		return nil, hsm.ErrAttributeNotFound
+	if len(lengths.Attributes) != len(types) {
+		return nil, fmt.Errorf("%w: %d lengths for %d attributes", StatusRPCProtocolError, len(lengths.Attributes), len(types))
 	}
-	return r.Attributes[0].Value, nil
+	var ask []uint32
+	size := 0
+	flush := func() error {
+		if len(ask) == 0 {
+			return nil
+		}
+		var r PkeyGetAttributesResponse
+		if err := c.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: handle, Types: ask, BufferLen: uint32(size)}, &r); err != nil {
+			return err
+		}
+		if len(r.Attributes) != len(ask) {
+			return fmt.Errorf("%w: %d values for %d attributes", StatusRPCProtocolError, len(r.Attributes), len(ask))
+		}
+		for _, a := range r.Attributes {
+			out[a.Type] = a.Value
+		}
+		ask, size = ask[:0], 0
+		return nil
+	}
+	for _, a := range lengths.Attributes {
+		if a.Length == 0 || a.Absent {
+			continue
+		}
+		// One request's answer must fit in a packet, as libhal checks.
+		if 4*(1+2*(len(ask)+1))+size+int(a.Length) > MaxPacket-headerSize {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+		ask = append(ask, a.Type)
+		size += int(a.Length)
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// libhalAttributeTypes are the attributes KeyAttributes asks a Cryptech HSM
+// for, which cannot list a key's attributes: the PKCS#11 attributes that
+// Cryptech's PKCS#11 library and this project's p11 store (but the label),
+// and the public object's.
+var libhalAttributeTypes = []uint32{
+	hsm.CKAToken, hsm.CKAPrivate, hsm.CKATrusted, hsm.CKASubject, hsm.CKAID, hsm.CKASensitive,
+	hsm.CKAEncrypt, hsm.CKADecrypt, hsm.CKAWrap, hsm.CKAUnwrap, hsm.CKASign, hsm.CKASignRecover,
+	hsm.CKAVerify, hsm.CKAVerifyRecover, hsm.CKADerive, hsm.CKAStartDate, hsm.CKAEndDate,
+	hsm.CKAExtractable, hsm.CKALocal, hsm.CKANeverExtractable, hsm.CKAAlwaysSensitive,
+	hsm.CKAModifiable, hsm.CKACopyable, hsm.CKADestroyable, hsm.CKAAlwaysAuthenticate,
+	hsm.CKAWrapWithTrusted, hsm.AttributePublicObject,
+}
+
+// KeyAttributes returns every attribute of a key but its label (and the
+// remaining signatures this project's server tells), ordered by type:
+// through EXT_GET_ATTRIBUTES, or from a Cryptech HSM those of
+// libhalAttributeTypes it has, in two requests.
+func (c *Client) KeyAttributes(_ context.Context, id hsm.UUID) ([]hsm.Attribute, error) {
+	k, err := c.openKey(id)
+	if err != nil {
+		return nil, fmt.Errorf("get attributes: %w", err)
+	}
+	var types []uint32
+	if !c.extAttributes() {
+		types = libhalAttributeTypes
+	}
+	m, err := c.attributes(k.handle, types)
+	if err != nil {
+		return nil, fmt.Errorf("get attributes of %s: %w", id, err)
+	}
+	delete(m, hsm.AttributeLabel)
+	delete(m, AttributeHashsigRemaining)
+	out := make([]hsm.Attribute, 0, len(m))
+	for _, t := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, hsm.Attribute{Type: t, Value: m[t]})
+	}
+	return out, nil
 }
 
 // matchPage is how many UUIDs one PKEY_MATCH asks for.
@@ -567,16 +678,34 @@ func (c *Client) Import(ctx context.Context, req hsm.ImportRequest) (hsm.ImportR
 	if err != nil {
 		return hsm.ImportResult{}, err
 	}
-	if _, err := c.remember(id, pkey); err != nil {
-		return hsm.ImportResult{}, err
+	// The label and attributes follow in one more request; should it fail,
+	// the key goes again rather than stay without them.
+	attrs := labelAndAttributes(req.Label, req.Attributes)
+	if len(attrs) > 0 {
+		err = c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: pkey, Attributes: attrs}, &PkeySetAttributesResponse{})
 	}
-	if req.Label != "" {
-		if err := c.setLabel(pkey, req.Label); err != nil {
-			return hsm.ImportResult{}, fmt.Errorf("import: label: %w", err)
-		}
+	if err == nil {
+		_, err = c.remember(id, pkey)
+	}
+	if err != nil {
+		c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: pkey}, &PkeyDeleteResponse{})
+		c.forget(id)
+		return hsm.ImportResult{}, fmt.Errorf("import: %w", err)
 	}
 	k, err := c.Key(ctx, id)
 	return hsm.ImportResult{Key: k}, err
+}
+
+// labelAndAttributes is what PKEY_SET_ATTRIBUTES sets on a new key.
+func labelAndAttributes(label string, attrs []hsm.Attribute) []Attribute {
+	var out []Attribute
+	if label != "" {
+		out = append(out, Attribute{Type: hsm.AttributeLabel, Value: []byte(label)})
+	}
+	for _, a := range attrs {
+		out = append(out, Attribute{Type: a.Type, Value: a.Value, Absent: a.Delete})
+	}
+	return out
 }
 
 // ImportBatch imports every key in one server-side keystore transaction,
@@ -597,10 +726,20 @@ func (c *Client) ImportBatch(ctx context.Context, reqs []hsm.ImportRequest) ([]h
 		if req.KEKEK != kekek && len(req.Wrapped.PKCS8) > 0 {
 			return nil, fmt.Errorf("import: %w: one batch, one KEKEK", hsm.ErrBadArguments)
 		}
-		add := &ExtImportAddRequest{Batch: begin.Batch, UUID: req.UUID[:], Label: req.Label, Flags: uint32(req.Flags),
+		add := ExtImportAddRequest{Batch: begin.Batch, UUID: req.UUID[:], Label: req.Label, Flags: uint32(req.Flags),
 			Encryption: string(req.Encryption), PKCS8: req.Wrapped.PKCS8, KEK: req.Wrapped.KEK, Tag: req.Wrapped.Tag,
 			Binding: req.Binding, SPKI: req.PublicKey}
-		if err := c.call(FuncExtImportAdd, add, &ExtImportAddResponse{}); err != nil {
+		var err error
+		switch {
+		case len(req.Attributes) == 0:
+			err = c.call(FuncExtImportAdd, &add, &ExtImportAddResponse{})
+		case c.ext.Version < 2:
+			// Never a key without the attributes it left with.
+			err = fmt.Errorf("%w: this server's import extension (version %d) cannot carry key attributes", hsm.ErrUnsupported, c.ext.Version)
+		default:
+			err = c.call(FuncExtImportAdd2, &ExtImportAdd2Request{add, labelAndAttributes("", req.Attributes)}, &ExtImportAddResponse{})
+		}
+		if err != nil {
 			return nil, fmt.Errorf("import key %d (%s): %w", i, req.UUID, err)
 		}
 	}

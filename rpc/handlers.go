@@ -24,8 +24,11 @@ func (c *serverConn) call(req Args) (Args, error) {
 	case *GetVersionRequest:
 		return &GetVersionResponse{Version: Version}, nil
 	case *GetRandomRequest:
-		// As libhal: the answer must fit in a packet.
-		if r.N == 0 || r.N > MaxPacket-32 {
+		// As libhal: the answer must fit in a packet. No bytes is an empty
+		// answer, as libhal's hal_rpc_get_random gives its callers (its
+		// rpc_server.c would say RPC_PACKET_OVERFLOW, but libhal's own
+		// clients never ask it).
+		if r.N > MaxPacket-headerSize-4 {
 			return nil, StatusRPCPacketOverflow
 		}
 		data := make([]byte, r.N)
@@ -58,6 +61,9 @@ func (c *serverConn) call(req Args) (Args, error) {
 		c.srv.logoutAll()
 		return &LogoutAllResponse{}, nil
 	case *IsLoggedInRequest:
+		if r.User != uint32(hsm.UserNormal) && r.User != uint32(hsm.UserSO) && r.User != uint32(hsm.UserWheel) {
+			return nil, fmt.Errorf("%w: no such user %d", hsm.ErrBadArguments, r.User)
+		}
 		if s.User() == hsm.UserNone || uint32(s.User()) != r.User {
 			return nil, StatusForbidden
 		}
@@ -120,8 +126,15 @@ func (c *serverConn) call(req Args) (Args, error) {
 		}
 		return &PkeyOpenResponse{Pkey: c.openPkey(id)}, nil
 	case *PkeyGenerateRSARequest:
+		// libhal's checks, in its order and with its statuses.
+		if r.KeyLen == 0 || r.KeyLen%8 != 0 || len(r.Exponent) == 0 || !hsm.Flags(r.Flags).Valid() {
+			return nil, fmt.Errorf("%w: key length %d, %d-byte exponent, flags 0x%x", hsm.ErrBadArguments, r.KeyLen, len(r.Exponent), r.Flags)
+		}
 		if !isF4(r.Exponent) {
-			return nil, fmt.Errorf("%w: only e = 65537", hsm.ErrBadArguments)
+			return nil, fmt.Errorf("%w: only e = 65537", hsm.ErrUnsupportedKey)
+		}
+		if r.KeyLen != 2048 && r.KeyLen != 3072 && r.KeyLen != 4096 {
+			return nil, fmt.Errorf("%w: this HSM generates RSA keys of 2048, 3072 and 4096 bits", hsm.ErrUnsupportedKey)
 		}
 		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: int(r.KeyLen), Flags: hsm.Flags(r.Flags)})
 	case *PkeyGenerateECRequest:
@@ -161,13 +174,17 @@ func (c *serverConn) call(req Args) (Args, error) {
 		k, err := c.pkeyInfo(r.Pkey)
 		return &PkeyGetKeyCurveResponse{Curve: uint32(k.Curve)}, err
 	case *PkeyGetPublicKeyLenRequest:
+		// libhal answers 0 for a handle it does not know, never an error.
 		k, err := c.pkeyInfo(r.Pkey)
 		if err != nil {
-			return nil, err
+			return &PkeyGetPublicKeyLenResponse{}, nil
 		}
 		der, err := libhalSPKI(k)
 		return &PkeyGetPublicKeyLenResponse{Len: uint32(len(der))}, err
 	case *PkeyGetPublicKeyRequest:
+		if r.Max > MaxPacket-headerSize-4 {
+			return nil, StatusRPCPacketOverflow
+		}
 		k, err := c.pkeyInfo(r.Pkey)
 		if err != nil {
 			return nil, err
@@ -187,15 +204,7 @@ func (c *serverConn) call(req Args) (Args, error) {
 	case *PkeyMatchRequest:
 		return c.match(r)
 	case *PkeySetAttributesRequest:
-		id, err := c.pkey(r.Pkey)
-		if err != nil {
-			return nil, err
-		}
-		attrs := make([]hsm.Attribute, len(r.Attributes))
-		for i, a := range r.Attributes {
-			attrs[i] = hsm.Attribute{Type: a.Type, Value: a.Value, Delete: a.Absent}
-		}
-		return &PkeySetAttributesResponse{}, s.SetAttributes(bg, id, attrs)
+		return c.setAttributes(r)
 	case *PkeyGetAttributesRequest:
 		return c.getAttributes(r)
 	case *PkeyExportRequest:
@@ -329,6 +338,10 @@ func (c *serverConn) closeHash(handle uint32) {
 // bytes as its message, as libhal's pkey_local_sign_hashsig does: what a
 // libhal client hashes on the HSM is too long to send whole.
 func (c *serverConn) signedInput(k hsm.KeyInfo, hashHandle uint32, data []byte) ([]byte, crypto.SignerOpts, error) {
+	// libhal takes one or the other, never both or neither.
+	if (hashHandle == 0) == (len(data) == 0) {
+		return nil, nil, fmt.Errorf("%w: give a hash handle or data, not both or neither", hsm.ErrBadArguments)
+	}
 	if hashHandle == 0 {
 		return data, crypto.Hash(0), nil
 	}
@@ -344,6 +357,9 @@ func (c *serverConn) signedInput(k hsm.KeyInfo, hashHandle uint32, data []byte) 
 }
 
 func (c *serverConn) sign(r *PkeySignRequest) (Args, error) {
+	if r.Max > MaxPacket-headerSize-4 {
+		return nil, StatusRPCPacketOverflow
+	}
 	k, err := c.pkeyInfo(r.Pkey)
 	if err != nil {
 		return nil, err
@@ -372,6 +388,10 @@ func (c *serverConn) verify(r *PkeyVerifyRequest) (Args, error) {
 	if err != nil {
 		return nil, err
 	}
+	// libhal verifies only with keys meant to: digitalsignature.
+	if k.Flags&hsm.FlagDigitalSignature == 0 {
+		return nil, fmt.Errorf("%w: key lacks digitalsignature", hsm.ErrForbidden)
+	}
 	data, opts, err := c.signedInput(k, r.Hash, r.Data)
 	if err != nil {
 		return nil, err
@@ -397,6 +417,14 @@ func (c *serverConn) match(r *PkeyMatchRequest) (Args, error) {
 	if len(r.Previous) != len(hsm.UUID{}) {
 		return nil, StatusKeyNameTooLong
 	}
+	if r.Max == 0 {
+		return nil, fmt.Errorf("%w: room for no keys", hsm.ErrBadArguments)
+	}
+	resp := &PkeyMatchResponse{State: r.State + 1}
+	// libhal finds no keys, rather than failing, for a client not logged in.
+	if u := c.sess.User(); u != hsm.UserNormal && u != hsm.UserWheel {
+		return resp, nil
+	}
 	keys, err := c.sess.Keys(bg, f)
 	if err != nil {
 		return nil, err
@@ -408,7 +436,6 @@ func (c *serverConn) match(r *PkeyMatchRequest) (Args, error) {
 			start++
 		}
 	}
-	resp := &PkeyMatchResponse{State: r.State + 1}
 	for _, k := range keys[start:] {
 		if uint32(len(resp.UUIDs)) >= r.Max {
 			break
@@ -416,67 +443,6 @@ func (c *serverConn) match(r *PkeyMatchRequest) (Args, error) {
 		resp.UUIDs = append(resp.UUIDs, append([]byte(nil), k.UUID[:]...))
 	}
 	return resp, nil
-}
-
-func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
-	id, err := c.pkey(r.Pkey)
-	if err != nil {
-		return nil, err
-	}
-	types := r.Types
-	attrs, err := c.attributes(id, types)
-	if err != nil {
-		return nil, err
-	}
-	resp := &PkeyGetAttributesResponse{LengthsOnly: r.BufferLen == 0}
-	total := 0
-	for _, a := range attrs {
-		total += len(a.Value)
-		if resp.LengthsOnly {
-			resp.Attributes = append(resp.Attributes, Attribute{Type: a.Type, Length: uint32(len(a.Value))})
-		} else {
-			resp.Attributes = append(resp.Attributes, Attribute{Type: a.Type, Value: a.Value})
-		}
-	}
-	if !resp.LengthsOnly && total > int(r.BufferLen) {
-		return nil, StatusResultTooLong
-	}
-	return resp, nil
-}
-
-// AttributeHashsigRemaining is a read-only attribute this server adds for
-// HSS private keys: the signatures left, as a big-endian uint64. libhal has
-// no way to tell it.
-const AttributeHashsigRemaining = 0xC7B50001
-
-func (c *serverConn) attributes(id hsm.UUID, types []uint32) ([]hsm.Attribute, error) {
-	var others []uint32
-	for _, t := range types {
-		if t != AttributeHashsigRemaining {
-			others = append(others, t)
-		}
-	}
-	got, err := c.sess.Attributes(bg, id, others)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]hsm.Attribute, 0, len(types))
-	for _, t := range types {
-		if t != AttributeHashsigRemaining {
-			out = append(out, got[0])
-			got = got[1:]
-			continue
-		}
-		k, err := c.sess.Key(bg, id)
-		if err != nil {
-			return nil, err
-		}
-		if k.Type != hsm.KeyTypeHashsigPrivate {
-			return nil, fmt.Errorf("%w: not an HSS private key", hsm.ErrAttributeNotFound)
-		}
-		out = append(out, hsm.Attribute{Type: t, Value: new(big.Int).SetUint64(k.Hashsig.Remaining).FillBytes(make([]byte, 8))})
-	}
-	return out, nil
 }
 
 // kekekSPKI checks that a handle names a key fit to be a KEKEK, as libhal
