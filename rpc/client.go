@@ -674,14 +674,22 @@ func (c *Client) Import(ctx context.Context, req hsm.ImportRequest) (hsm.ImportR
 		}
 		pkey, uuid = r.Pkey, r.UUID
 	}
-	id, err := uuidOf(uuid)
+	id, err := c.settle(pkey, uuid, labelAndAttributes(req.Label, req.Attributes))
 	if err != nil {
-		return hsm.ImportResult{}, err
+		return hsm.ImportResult{}, fmt.Errorf("import: %w", err)
 	}
-	// The label and attributes follow in one more request; should it fail,
-	// the key goes again rather than stay without them.
-	attrs := labelAndAttributes(req.Label, req.Attributes)
-	if len(attrs) > 0 {
+	k, err := c.Key(ctx, id)
+	return hsm.ImportResult{Key: k}, err
+}
+
+// settle finishes a key that PKEY_LOAD or PKEY_IMPORT made: sets its label
+// and attributes with one PKEY_SET_ATTRIBUTES and keeps its handle. Should
+// that fail the key is deleted again, rather than stay without them. (Two
+// requests, not one atomic step: a crash between them leaves the key
+// without its attributes, which libhal's functions cannot avoid.)
+func (c *Client) settle(pkey uint32, uuid []byte, attrs []Attribute) (hsm.UUID, error) {
+	id, err := uuidOf(uuid)
+	if err == nil && len(attrs) > 0 {
 		err = c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: pkey, Attributes: attrs}, &PkeySetAttributesResponse{})
 	}
 	if err == nil {
@@ -690,10 +698,9 @@ func (c *Client) Import(ctx context.Context, req hsm.ImportRequest) (hsm.ImportR
 	if err != nil {
 		c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: pkey}, &PkeyDeleteResponse{})
 		c.forget(id)
-		return hsm.ImportResult{}, fmt.Errorf("import: %w", err)
+		return hsm.UUID{}, err
 	}
-	k, err := c.Key(ctx, id)
-	return hsm.ImportResult{Key: k}, err
+	return id, nil
 }
 
 // labelAndAttributes is what PKEY_SET_ATTRIBUTES sets on a new key.
@@ -762,13 +769,11 @@ func (c *Client) ImportBatch(ctx context.Context, reqs []hsm.ImportRequest) ([]h
 }
 
 // LoadPrivateKey stores a private key given in the clear with PKEY_LOAD, as
-// libhal's clients do, then sets its label and attributes with one
-// PKEY_SET_ATTRIBUTES; should that fail, the key is deleted again. (Two
-// requests, not one atomic step: a key loaded this way is a soft KEKEK
-// for one import, volatile and deleted afterwards, so a crash between the
-// two leaves nothing behind.) The key is marked not made in the HSM
-// (CKA_LOCAL false) unless req.Attributes say otherwise: this project's
-// server does that itself, a Cryptech HSM does not.
+// libhal's clients do, then sets its label and attributes (see settle; a
+// key loaded this way is a soft KEKEK for one import, volatile, so a crash
+// between the two requests leaves nothing behind). The key is marked not
+// made in the HSM (CKA_LOCAL false) unless req.Attributes say otherwise:
+// this project's server does that itself, a Cryptech HSM does not.
 func (c *Client) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) (hsm.KeyInfo, error) {
 	attrs, err := loadAttributes(req, c.ext == nil)
 	if err != nil {
@@ -778,19 +783,8 @@ func (c *Client) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) (hsm.K
 	if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.PKCS8, Flags: uint32(req.Flags)}, &r); err != nil {
 		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
-	id, err := uuidOf(r.UUID)
+	id, err := c.settle(r.Pkey, r.UUID, attrs)
 	if err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
-	}
-	if len(attrs) > 0 {
-		err = c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: r.Pkey, Attributes: attrs}, &PkeySetAttributesResponse{})
-	}
-	if err == nil {
-		_, err = c.remember(id, r.Pkey)
-	}
-	if err != nil {
-		c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: r.Pkey}, &PkeyDeleteResponse{})
-		c.forget(id)
 		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	return c.Key(ctx, id)
@@ -803,18 +797,14 @@ func loadAttributes(req hsm.LoadRequest, markLocal bool) ([]Attribute, error) {
 	if err := hsm.CheckLabel(req.Label); err != nil {
 		return nil, err
 	}
-	var out []Attribute
-	if req.Label != "" {
-		out = append(out, Attribute{Type: hsm.AttributeLabel, Value: []byte(req.Label)})
-	}
 	local := false
 	for _, a := range req.Attributes {
 		if a.Type == hsm.AttributeLabel || a.Delete {
 			return nil, fmt.Errorf("%w: attribute 0x%x: the label is Label, and a new key has nothing to delete", hsm.ErrBadArguments, a.Type)
 		}
 		local = local || a.Type == hsm.CKALocal
-		out = append(out, Attribute{Type: a.Type, Value: a.Value})
 	}
+	out := labelAndAttributes(req.Label, req.Attributes)
 	if markLocal && !local {
 		out = append(out, Attribute{Type: hsm.CKALocal, Value: []byte{0}})
 	}
