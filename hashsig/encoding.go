@@ -1,9 +1,11 @@
 package hashsig
 
 import (
+	"bytes"
 	"encoding/asn1"
 	"encoding/binary"
 	"fmt"
+	"math"
 )
 
 // OID is id-alg-hss-lms-hashsig (RFC 8708, RFC 9708): the algorithm of HSS
@@ -23,22 +25,120 @@ type subjectPublicKeyInfo struct {
 // as RFC 9708 does: the algorithm without parameters, and the RFC 8554
 // public key itself as the bit string.
 func MarshalPKIXPublicKey(pk *PublicKey) []byte {
-	b := pk.Bytes()
-	der, err := asn1.Marshal(subjectPublicKeyInfo{algorithmIdentifier{OID}, asn1.BitString{Bytes: b, BitLength: 8 * len(b)}})
+	return marshalSPKI(algorithmIdentifier{OID}, pk.Bytes())
+}
+
+func marshalSPKI(alg any, key []byte) []byte {
+	der, err := asn1.Marshal(struct {
+		Algorithm any
+		PublicKey asn1.BitString
+	}{alg, asn1.BitString{Bytes: key, BitLength: 8 * len(key)}})
 	if err != nil {
 		panic("hashsig: marshal SubjectPublicKeyInfo: " + err.Error()) // fixed types: cannot fail
 	}
 	return der
 }
 
-// ParsePKIXPublicKey parses what MarshalPKIXPublicKey makes.
+// libhalPublicKey is what Cryptech's libhal (hashsig.c) puts in the bit
+// string of an HSS SubjectPublicKeyInfo instead of the RFC 8554 bytes: the
+// same fields, as DER. Its algorithm identifier carries NULL parameters.
+type libhalPublicKey struct {
+	L, LMSType, LMOTSType int64
+	I, T1                 []byte
+}
+
+type libhalAlgorithmIdentifier struct {
+	Algorithm  asn1.ObjectIdentifier
+	Parameters asn1.RawValue
+}
+
+var asn1NULL = asn1.RawValue{FullBytes: []byte{0x05, 0x00}}
+
+// MarshalLibhalPKIXPublicKey encodes an HSS public key as libhal does
+// (hal_hashsig_public_key_to_der): what a Cryptech HSM and libhal's
+// clients read. Elsewhere this package writes RFC 9708's encoding.
+func MarshalLibhalPKIXPublicKey(pk *PublicKey) []byte {
+	return marshalSPKI(libhalAlgorithmIdentifier{OID, asn1NULL}, libhalBody(pk))
+}
+
+func libhalBody(pk *PublicKey) []byte {
+	body, err := asn1.Marshal(libhalPublicKey{int64(pk.levels), int64(pk.top.typ), int64(pk.top.otsTyp), pk.top.id[:], pk.top.root})
+	if err != nil {
+		panic("hashsig: marshal libhal public key: " + err.Error()) // fixed types: cannot fail
+	}
+	return body
+}
+
+// ParsePKIXPublicKey parses an HSS SubjectPublicKeyInfo in either of its
+// encodings: RFC 9708's (MarshalPKIXPublicKey) or libhal's
+// (MarshalLibhalPKIXPublicKey). The two cannot be mistaken for each other:
+// an RFC 8554 key starts with the 32-bit level count, so with a zero byte,
+// libhal's with a SEQUENCE tag. Only DER is accepted.
 func ParsePKIXPublicKey(der []byte) (*PublicKey, error) {
-	var spki subjectPublicKeyInfo
+	var spki struct {
+		Algorithm struct {
+			Algorithm  asn1.ObjectIdentifier
+			Parameters asn1.RawValue `asn1:"optional"`
+		}
+		PublicKey asn1.BitString
+	}
+	errNot := fmt.Errorf("%w: not an HSS SubjectPublicKeyInfo", ErrMalformed)
 	rest, err := asn1.Unmarshal(der, &spki)
 	if err != nil || len(rest) != 0 || !spki.Algorithm.Algorithm.Equal(OID) || spki.PublicKey.BitLength%8 != 0 {
-		return nil, fmt.Errorf("%w: not an HSS SubjectPublicKeyInfo", ErrMalformed)
+		return nil, errNot
 	}
-	return ParsePublicKey(spki.PublicKey.Bytes)
+	key := spki.PublicKey.Bytes
+	params := spki.Algorithm.Parameters.FullBytes
+	var pk *PublicKey
+	var again []byte
+	switch {
+	case len(key) > 0 && key[0] == 0x30:
+		// libhal writes NULL parameters and reads them absent too.
+		if len(params) != 0 && !bytes.Equal(params, asn1NULL.FullBytes) {
+			return nil, errNot
+		}
+		if pk, err = parseLibhalPublicKey(key); err != nil {
+			return nil, err
+		}
+		again = MarshalLibhalPKIXPublicKey(pk)
+		if len(params) == 0 {
+			again = marshalSPKI(algorithmIdentifier{OID}, libhalBody(pk))
+		}
+	default:
+		if len(params) != 0 {
+			return nil, errNot
+		}
+		if pk, err = ParsePublicKey(key); err != nil {
+			return nil, err
+		}
+		again = MarshalPKIXPublicKey(pk)
+	}
+	if !bytes.Equal(again, der) {
+		return nil, fmt.Errorf("%w: HSS SubjectPublicKeyInfo is not DER", ErrMalformed)
+	}
+	return pk, nil
+}
+
+// parseLibhalPublicKey reads libhal's DER public key, checking it as the
+// RFC 8554 bytes it stands for.
+func parseLibhalPublicKey(b []byte) (*PublicKey, error) {
+	var lk libhalPublicKey
+	if rest, err := asn1.Unmarshal(b, &lk); err != nil || len(rest) != 0 {
+		return nil, fmt.Errorf("%w: not libhal's HSS public key", ErrMalformed)
+	}
+	for _, v := range []int64{lk.L, lk.LMSType, lk.LMOTSType} {
+		if v < 0 || v > math.MaxUint32 {
+			return nil, fmt.Errorf("%w: libhal's HSS public key holds %d", ErrMalformed, v)
+		}
+	}
+	raw := binary.BigEndian.AppendUint32(nil, uint32(lk.L))
+	raw = binary.BigEndian.AppendUint32(raw, uint32(lk.LMSType))
+	raw = binary.BigEndian.AppendUint32(raw, uint32(lk.LMOTSType))
+	if len(lk.I) != IDSize {
+		return nil, fmt.Errorf("%w: libhal's HSS public key has a %d-byte I", ErrMalformed, len(lk.I))
+	}
+	raw = append(append(raw, lk.I...), lk.T1...)
+	return ParsePublicKey(raw)
 }
 
 // privateKeyInfo is PKCS#8's PrivateKeyInfo (RFC 5208), version 0.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -66,5 +67,73 @@ func TestSignatureIndexOfRFCVectors(t *testing.T) {
 	}
 	for i := 0; i < len(cases[0].sig); i += 97 {
 		SignatureIndex(cases[0].sig[:i]) // must not panic
+	}
+}
+
+// libhalSPKIOfRFC8554Case1 is RFC 8554 Test Case 1's public key written out
+// by hand in Cryptech libhal's SubjectPublicKeyInfo layout
+// (hal_hashsig_public_key_to_der, hal_asn1_encode_spki): the algorithm with
+// NULL parameters, and in the bit string a SEQUENCE of INTEGER L, INTEGER
+// lms type, INTEGER lmots type, OCTET STRING I, OCTET STRING T1.
+const (
+	libhalSPKIOfRFC8554Case1 = "3053" +
+		"300f 060b2a864886f70d0109100311 0500" +
+		"0340 00" + libhalKeyOfRFC8554Case1
+	libhalKeyOfRFC8554Case1 = "303d 020102 020105 020104" +
+		"0410 61a5d57d37f5e46bfb7520806b07a1b8" +
+		"0420 50650e3b31fe4a773ea29a07f09cf2ea30e579f0df58ef8e298da0434cb2b878"
+)
+
+func TestLibhalPKIXPublicKey(t *testing.T) {
+	tc := readVectors(t, "testdata/rfc8554.vec")[0]
+	libhal := mustHex(t, strings.ReplaceAll(libhalSPKIOfRFC8554Case1, " ", ""))
+	pk, err := ParsePKIXPublicKey(libhal)
+	if err != nil {
+		t.Fatalf("libhal's SubjectPublicKeyInfo of RFC 8554 test case 1: %v", err)
+	}
+	if !bytes.Equal(pk.Bytes(), tc.publicKey) {
+		t.Fatalf("libhal's encoding read as %x, RFC 8554 says %x", pk.Bytes(), tc.publicKey)
+	}
+	if err := pk.Verify(tc.msg, tc.sig); err != nil {
+		t.Fatalf("the RFC's signature does not verify under the key read from libhal's encoding: %v", err)
+	}
+	if got := MarshalLibhalPKIXPublicKey(pk); !bytes.Equal(got, libhal) {
+		t.Errorf("MarshalLibhalPKIXPublicKey:\n got %x\nwant %x", got, libhal)
+	}
+	rfc9708 := MarshalPKIXPublicKey(pk)
+	if back, err := ParsePKIXPublicKey(rfc9708); err != nil || !back.Equal(pk) {
+		t.Errorf("RFC 9708 encoding of the same key: %v", err)
+	}
+
+	// libhal reads the parameters absent as well as NULL.
+	noParams := mustHex(t, strings.ReplaceAll("3051 300d 060b2a864886f70d0109100311 0340 00"+libhalKeyOfRFC8554Case1, " ", ""))
+	if back, err := ParsePKIXPublicKey(noParams); err != nil || !back.Equal(pk) {
+		t.Errorf("libhal's layout without NULL parameters: %v", err)
+	}
+	bad := map[string][]byte{
+		"RFC 9708 bytes with NULL parameters": append(mustHex(t, "3050300f060b2a864886f70d01091003110500033d00"), tc.publicKey...),
+		"parameters not NULL":                 bytes.Replace(libhal, []byte{0x05, 0x00}, []byte{0x04, 0x00}, 1),
+		"L not minimal": mustHex(t, strings.ReplaceAll("3054 300f 060b2a864886f70d0109100311 0500 0341 00 303e 02020002 020105 020104"+
+			"0410 61a5d57d37f5e46bfb7520806b07a1b8 0420 50650e3b31fe4a773ea29a07f09cf2ea30e579f0df58ef8e298da0434cb2b878", " ", "")),
+		"I of 15 bytes": mustHex(t, strings.ReplaceAll("3052 300f 060b2a864886f70d0109100311 0500 033f 00 303c 020102 020105 020104"+
+			"040f 61a5d57d37f5e46bfb7520806b07a1 0420 50650e3b31fe4a773ea29a07f09cf2ea30e579f0df58ef8e298da0434cb2b878", " ", "")),
+		"negative L": bytes.Replace(libhal, []byte{0x02, 0x01, 0x02}, []byte{0x02, 0x01, 0xfe}, 1),
+	}
+	for name, der := range bad {
+		if _, err := ParsePKIXPublicKey(der); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
+		}
+	}
+	for i := range len(libhal) {
+		if _, err := ParsePKIXPublicKey(libhal[:i]); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("libhal's SPKI cut to %d bytes: %v", i, err)
+		}
+	}
+	for i := range libhal {
+		flipped := bytes.Clone(libhal)
+		flipped[i] ^= 0x01
+		if back, err := ParsePKIXPublicKey(flipped); err == nil && back.Equal(pk) {
+			t.Fatalf("byte %d flipped still reads as the same key", i)
+		}
 	}
 }

@@ -98,10 +98,13 @@ func (s *Session) SetAttributes(_ context.Context, id UUID, attrs []Attribute) e
 		switch {
 		case a.Type == AttributeLabel && a.Delete:
 			nk.info.Label = ""
+		case a.Type == AttributeLabel && len(a.Value) > MaxAttributeSize:
+			return fmt.Errorf("set attributes of %s: %w: label longer than %d bytes", id, ErrBadArguments, MaxAttributeSize)
 		case a.Type == AttributeLabel:
-			if err := CheckLabel(string(a.Value)); err != nil {
-				return fmt.Errorf("set attributes of %s: %w", id, err)
-			}
+			// Any bytes, as libhal stores them: a libhal client may set
+			// what it likes. Labels from files, bundles and the command
+			// line keep CheckLabel's rules (GenerateRequest, ImportRequest,
+			// LoadRequest), and whatever prints a label escapes it.
 			nk.info.Label = string(a.Value)
 		case a.Delete:
 			delete(nk.attrs, a.Type)
@@ -112,6 +115,10 @@ func (s *Session) SetAttributes(_ context.Context, id UUID, attrs []Attribute) e
 		}
 	}
 	if k.owner != nil {
+		// Bounded as a stored key is, by what its block could hold.
+		if attributeBytes(&nk) > keystore.MaxDataSize {
+			return fmt.Errorf("set attributes of %s: %w: the key's attributes would not fit in a flash block", id, ErrBadArguments)
+		}
 		h.volatile[id] = &nk
 		return nil
 	}
@@ -140,6 +147,15 @@ func (s *Session) SetAttributes(_ context.Context, id UUID, attrs []Attribute) e
 	}
 	h.cache[id] = &nk
 	return nil
+}
+
+// attributeBytes is what a key's label and attributes take in its record.
+func attributeBytes(k *key) int {
+	n := len(k.info.Label)
+	for _, v := range k.attrs {
+		n += 8 + len(v)
+	}
+	return n
 }
 
 // KeyAttributes returns every attribute of a key but its label, ordered by

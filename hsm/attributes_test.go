@@ -3,7 +3,13 @@ package hsm
 import (
 	"errors"
 	"testing"
+
+	"github.com/hsmkit/cryptech-backup/keystore"
 )
+
+// rawLabel is a label no file or command line may give: not UTF-8, with a
+// NUL, a newline and an escape sequence.
+const rawLabel = "\xff\x00label\n\x1b[31m"
 
 func TestAttributesPersistAndMatch(t *testing.T) {
 	h, dir := newTestHSM(t)
@@ -29,8 +35,12 @@ func TestAttributesPersistAndMatch(t *testing.T) {
 	if err != nil || len(matched) != 1 || matched[0].UUID != k.UUID {
 		t.Errorf("match by attribute: %v %v", matched, err)
 	}
-	if err := s.SetAttributes(ctx, k.UUID, []Attribute{{Type: AttributeLabel, Value: []byte("bad\n")}}); !errors.Is(err, ErrBadArguments) {
-		t.Errorf("label with a newline: %v", err)
+	// A label set as an attribute is any bytes, as libhal stores it.
+	if err := s.SetAttributes(ctx, other.UUID, []Attribute{{Type: AttributeLabel, Value: []byte(rawLabel)}}); err != nil {
+		t.Errorf("label of any bytes: %v", err)
+	}
+	if err := s.SetAttributes(ctx, k.UUID, []Attribute{{Type: AttributeLabel, Value: make([]byte, MaxAttributeSize+1)}}); !errors.Is(err, ErrBadArguments) {
+		t.Errorf("oversized label: %v", err)
 	}
 	if err := s.SetAttributes(ctx, k.UUID, []Attribute{{Type: 0x102, Value: make([]byte, MaxAttributeSize+1)}}); !errors.Is(err, ErrBadArguments) {
 		t.Errorf("oversized attribute: %v", err)
@@ -48,6 +58,9 @@ func TestAttributesPersistAndMatch(t *testing.T) {
 	if info.Label != "renamed" {
 		t.Errorf("label after restart: %q", info.Label)
 	}
+	if info, _ := s2.Key(ctx, other.UUID); info.Label != rawLabel {
+		t.Errorf("label of any bytes after restart: %q", info.Label)
+	}
 	if err := s2.SetAttributes(ctx, k.UUID, []Attribute{{Type: 0x101, Delete: true}}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,5 +73,22 @@ func TestAttributesPersistAndMatch(t *testing.T) {
 	}
 	if v, err := s2.Attributes(ctx, hss.UUID, []uint32{0x101}); err != nil || string(v[0].Value) != "hss" {
 		t.Errorf("HSS key's attribute after its state was persisted: %v %v", v, err)
+	}
+}
+
+// TestVolatileKeyAttributesAreBounded: a volatile key, never stored, holds
+// no more attributes than a flash block would.
+func TestVolatileKeyAttributesAreBounded(t *testing.T) {
+	h, _ := newTestHSM(t)
+	s := login(t, h)
+	k := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: FlagDigitalSignature})
+	value := make([]byte, MaxAttributeSize)
+	var err error
+	n := 0
+	for ; n < 100 && err == nil; n++ {
+		err = s.SetAttributes(ctx, k.UUID, []Attribute{{Type: 0x80000000 + uint32(n), Value: value}})
+	}
+	if !errors.Is(err, ErrBadArguments) || n > keystore.MaxDataSize/MaxAttributeSize+1 {
+		t.Fatalf("%d attributes of %d bytes on a volatile key, then %v", n, MaxAttributeSize, err)
 	}
 }

@@ -198,10 +198,19 @@ func ParseKEKEK(spki []byte) (*rsa.PublicKey, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: KEKEK is %s, not an RSA key", ErrUnsupportedKey, keyKind(pub))
 	}
-	if rsaPub.N.BitLen() < 2048 {
-		return nil, fmt.Errorf("%w: KEKEK has %d bits, at least 2048 needed", ErrUnsupportedKey, rsaPub.N.BitLen())
+	if err := checkKEKEKSize(rsaPub); err != nil {
+		return nil, err
 	}
 	return rsaPub, nil
+}
+
+// checkKEKEKSize refuses a KEKEK too small to protect what it carries: the
+// legacy RSA keys this HSM moves may be smaller, a KEKEK may not.
+func checkKEKEKSize(pub *rsa.PublicKey) error {
+	if bits := pub.N.BitLen(); bits < MinGeneratedRSABits {
+		return fmt.Errorf("%w: KEKEK has %d bits, at least %d needed", ErrUnsupportedKey, bits, MinGeneratedRSABits)
+	}
+	return nil
 }
 
 func oaepHash(enc KEKEncryption) crypto.Hash {

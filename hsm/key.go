@@ -209,14 +209,27 @@ func newKey(r *keyRecord) (*key, error) {
 	return k, nil
 }
 
+// The RSA keys this HSM holds, as libhal does: keys made elsewhere, legacy
+// ones included, can be loaded, imported, exported and used. Only keys of
+// MinGeneratedRSABits or more are made here, and a KEKEK has at least that.
+const (
+	MinRSABits          = 1024
+	MaxRSABits          = 8192
+	MinGeneratedRSABits = 2048
+)
+
 // describe names a public key's libhal type, curve and size, refusing the
 // keys this HSM does not hold.
 func describe(pub crypto.PublicKey, private bool) (KeyType, Curve, int, error) {
 	switch p := pub.(type) {
 	case *rsa.PublicKey:
 		bits := p.N.BitLen()
-		if bits < 2048 || bits > 8192 || p.E != 65537 {
-			return 0, 0, 0, fmt.Errorf("%w: RSA keys have 2048 to 8192 bits and e = 65537", ErrUnsupportedKey)
+		if bits < MinRSABits || bits > MaxRSABits {
+			return 0, 0, 0, fmt.Errorf("%w: RSA keys have %d to %d bits, not %d", ErrUnsupportedKey, MinRSABits, MaxRSABits, bits)
+		}
+		// libhal takes any exponent; Go's crypto/rsa an odd one below 2^31.
+		if p.E < 3 || p.E%2 == 0 {
+			return 0, 0, 0, fmt.Errorf("%w: RSA public exponent %d", ErrUnsupportedKey, p.E)
 		}
 		if private {
 			return KeyTypeRSAPrivate, CurveNone, bits, nil

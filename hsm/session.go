@@ -121,6 +121,9 @@ func (s *Session) GenerateKey(_ context.Context, req GenerateRequest) (KeyInfo, 
 	var err error
 	switch req.Type {
 	case KeyTypeRSAPrivate:
+		if req.Bits >= MinRSABits && req.Bits < MinGeneratedRSABits {
+			return KeyInfo{}, fmt.Errorf("generate: %w: RSA keys under %d bits can be moved and used but not generated", ErrBadArguments, MinGeneratedRSABits)
+		}
 		if req.Bits != 2048 && req.Bits != 3072 && req.Bits != 4096 {
 			return KeyInfo{}, fmt.Errorf("generate: %w: RSA keys have 2048, 3072 or 4096 bits, not %d", ErrBadArguments, req.Bits)
 		}

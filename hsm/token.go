@@ -94,7 +94,8 @@ type LoadRequest struct {
 type GenerateRequest struct {
 	// Type is KeyTypeRSAPrivate, KeyTypeECPrivate or KeyTypeHashsigPrivate.
 	Type KeyType
-	// Bits is the RSA modulus size: 2048, 3072 or 4096.
+	// Bits is the RSA modulus size: 2048, 3072 or 4096. (Keys of
+	// MinRSABits to MaxRSABits made elsewhere can be loaded and imported.)
 	Bits int
 	// Curve is the EC curve.
 	Curve Curve

@@ -259,6 +259,9 @@ func (s *Session) unwrap(req ImportRequest) (any, error) {
 	if kekek.info.Flags&FlagKeyEncipherment == 0 {
 		return nil, fmt.Errorf("%w: KEKEK %s lacks keyencipherment", ErrForbidden, req.KEKEK)
 	}
+	if err := checkKEKEKSize(&rsaKEKEK.PublicKey); err != nil {
+		return nil, err
+	}
 	kek, err := decryptKEK(s.h.board.TRNG, rsaKEKEK, req.Encryption, req.Wrapped.KEK)
 	if err != nil {
 		return nil, err

@@ -8,10 +8,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 
+	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
 )
 
@@ -43,8 +46,10 @@ type openKey struct {
 }
 
 var (
-	_ hsm.Token         = (*Client)(nil)
-	_ hsm.BatchImporter = (*Client)(nil)
+	_ hsm.Token            = (*Client)(nil)
+	_ hsm.BatchImporter    = (*Client)(nil)
+	_ hsm.PrivateKeyLoader = (*Client)(nil)
+	_ hsm.AttributeReader  = (*Client)(nil)
 )
 
 // ErrBadAddress: an --rpc address that is neither unix:PATH nor
@@ -314,30 +319,147 @@ func (c *Client) Key(_ context.Context, id hsm.UUID) (hsm.KeyInfo, error) {
 	if err != nil {
 		return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
 	}
+	if info.Hashsig != nil {
+		// libhal's functions carry an HSS key in libhal's encoding; this
+		// side of the wire speaks RFC 9708.
+		pk, err := hashsig.ParsePKIXPublicKey(pub.DER)
+		if err != nil {
+			return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
+		}
+		info.PublicKey = hashsig.MarshalPKIXPublicKey(pk)
+	}
 	info.UUID, info.Flags = id, hsm.Flags(flags.Flags)
-	if v, err := c.attribute(k.handle, hsm.AttributeLabel); err == nil {
-		info.Label = string(v)
-	} else if !errors.Is(err, hsm.ErrAttributeNotFound) {
+	hss := info.Hashsig != nil && k.typ == hsm.KeyTypeHashsigPrivate
+	types := []uint32{hsm.AttributeLabel}
+	if hss {
+		types = append(types, AttributeHashsigRemaining)
+	}
+	attrs, err := c.attributes(k.handle, types)
+	if err != nil {
 		return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
 	}
-	if info.Hashsig != nil && k.typ == hsm.KeyTypeHashsigPrivate {
-		info.Hashsig.RemainingUnknown = true
-		if v, err := c.attribute(k.handle, AttributeHashsigRemaining); err == nil && len(v) == 8 {
-			info.Hashsig.Remaining, info.Hashsig.RemainingUnknown = binary.BigEndian.Uint64(v), false
+	info.Label = string(attrs[hsm.AttributeLabel])
+	if hss {
+		v := attrs[AttributeHashsigRemaining]
+		info.Hashsig.RemainingUnknown = len(v) != 8
+		if len(v) == 8 {
+			info.Hashsig.Remaining = binary.BigEndian.Uint64(v)
 		}
 	}
 	return info, nil
 }
 
-func (c *Client) attribute(handle, typ uint32) ([]byte, error) {
-	var r PkeyGetAttributesResponse
-	if err := c.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: handle, Types: []uint32{typ}, BufferLen: MaxPacket - 64}, &r); err != nil {
+// extAttributes reports whether the server answers EXT_GET_ATTRIBUTES.
+func (c *Client) extAttributes() bool { return c.ext != nil && c.ext.Version >= 2 }
+
+// attributes reads those of types that a key has, without an error for the
+// ones it lacks: from this project's server every attribute in one
+// EXT_GET_ATTRIBUTES (kept whole when types is nil); from a Cryptech HSM
+// their lengths, then the values of those it has, with a buffer just that
+// large (libhal puts the buffer on its stack). An attribute a Cryptech HSM
+// holds empty reads as absent: its lengths cannot tell the two apart, and
+// asking for each would cost a request per attribute.
+func (c *Client) attributes(handle uint32, types []uint32) (map[uint32][]byte, error) {
+	out := map[uint32][]byte{}
+	if c.extAttributes() {
+		var r ExtGetAttributesResponse
+		if err := c.call(FuncExtGetAttributes, &ExtGetAttributesRequest{Pkey: handle}, &r); err != nil {
+			return nil, err
+		}
+		for _, a := range r.Attributes {
+			if types == nil || slices.Contains(types, a.Type) {
+				out[a.Type] = a.Value
+			}
+		}
+		return out, nil
+	}
+	var lengths PkeyGetAttributesResponse
+	lengths.LengthsOnly = true
+	err := c.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: handle, Types: types}, &lengths)
+	if errors.Is(err, hsm.ErrAttributeNotFound) {
+		return out, nil // libhal's answer for a key with no attributes at all
+	}
+	if err != nil {
 		return nil, err
 	}
-	if len(r.Attributes) != 1 || r.Attributes[0].Absent {
-		return nil, hsm.ErrAttributeNotFound
+	if len(lengths.Attributes) != len(types) {
+		return nil, fmt.Errorf("%w: %d lengths for %d attributes", StatusRPCProtocolError, len(lengths.Attributes), len(types))
 	}
-	return r.Attributes[0].Value, nil
+	var ask []uint32
+	size := 0
+	flush := func() error {
+		if len(ask) == 0 {
+			return nil
+		}
+		var r PkeyGetAttributesResponse
+		if err := c.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: handle, Types: ask, BufferLen: uint32(size)}, &r); err != nil {
+			return err
+		}
+		if len(r.Attributes) != len(ask) {
+			return fmt.Errorf("%w: %d values for %d attributes", StatusRPCProtocolError, len(r.Attributes), len(ask))
+		}
+		for _, a := range r.Attributes {
+			out[a.Type] = a.Value
+		}
+		ask, size = ask[:0], 0
+		return nil
+	}
+	for _, a := range lengths.Attributes {
+		if a.Length == 0 || a.Absent {
+			continue
+		}
+		// One request's answer must fit in a packet, as libhal checks.
+		if 4*(1+2*(len(ask)+1))+size+int(a.Length) > MaxPacket-headerSize {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+		ask = append(ask, a.Type)
+		size += int(a.Length)
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// libhalAttributeTypes are the attributes KeyAttributes asks a Cryptech HSM
+// for, which cannot list a key's attributes: the PKCS#11 attributes that
+// Cryptech's PKCS#11 library and this project's p11 store (but the label),
+// and the public object's.
+var libhalAttributeTypes = []uint32{
+	hsm.CKAToken, hsm.CKAPrivate, hsm.CKATrusted, hsm.CKASubject, hsm.CKAID, hsm.CKASensitive,
+	hsm.CKAEncrypt, hsm.CKADecrypt, hsm.CKAWrap, hsm.CKAUnwrap, hsm.CKASign, hsm.CKASignRecover,
+	hsm.CKAVerify, hsm.CKAVerifyRecover, hsm.CKADerive, hsm.CKAStartDate, hsm.CKAEndDate,
+	hsm.CKAExtractable, hsm.CKALocal, hsm.CKANeverExtractable, hsm.CKAAlwaysSensitive,
+	hsm.CKAModifiable, hsm.CKACopyable, hsm.CKADestroyable, hsm.CKAAlwaysAuthenticate,
+	hsm.CKAWrapWithTrusted, hsm.AttributePublicObject,
+}
+
+// KeyAttributes returns every attribute of a key but its label (and the
+// remaining signatures this project's server tells), ordered by type:
+// through EXT_GET_ATTRIBUTES, or from a Cryptech HSM those of
+// libhalAttributeTypes it has, in two requests.
+func (c *Client) KeyAttributes(_ context.Context, id hsm.UUID) ([]hsm.Attribute, error) {
+	k, err := c.openKey(id)
+	if err != nil {
+		return nil, fmt.Errorf("get attributes: %w", err)
+	}
+	var types []uint32
+	if !c.extAttributes() {
+		types = libhalAttributeTypes
+	}
+	m, err := c.attributes(k.handle, types)
+	if err != nil {
+		return nil, fmt.Errorf("get attributes of %s: %w", id, err)
+	}
+	delete(m, hsm.AttributeLabel)
+	delete(m, AttributeHashsigRemaining)
+	out := make([]hsm.Attribute, 0, len(m))
+	for _, t := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, hsm.Attribute{Type: t, Value: m[t]})
+	}
+	return out, nil
 }
 
 // matchPage is how many UUIDs one PKEY_MATCH asks for.
@@ -552,20 +674,45 @@ func (c *Client) Import(ctx context.Context, req hsm.ImportRequest) (hsm.ImportR
 		}
 		pkey, uuid = r.Pkey, r.UUID
 	}
-	id, err := uuidOf(uuid)
+	id, err := c.settle(pkey, uuid, labelAndAttributes(req.Label, req.Attributes))
 	if err != nil {
-		return hsm.ImportResult{}, err
-	}
-	if _, err := c.remember(id, pkey); err != nil {
-		return hsm.ImportResult{}, err
-	}
-	if req.Label != "" {
-		if err := c.setLabel(pkey, req.Label); err != nil {
-			return hsm.ImportResult{}, fmt.Errorf("import: label: %w", err)
-		}
+		return hsm.ImportResult{}, fmt.Errorf("import: %w", err)
 	}
 	k, err := c.Key(ctx, id)
 	return hsm.ImportResult{Key: k}, err
+}
+
+// settle finishes a key that PKEY_LOAD or PKEY_IMPORT made: sets its label
+// and attributes with one PKEY_SET_ATTRIBUTES and keeps its handle. Should
+// that fail the key is deleted again, rather than stay without them. (Two
+// requests, not one atomic step: a crash between them leaves the key
+// without its attributes, which libhal's functions cannot avoid.)
+func (c *Client) settle(pkey uint32, uuid []byte, attrs []Attribute) (hsm.UUID, error) {
+	id, err := uuidOf(uuid)
+	if err == nil && len(attrs) > 0 {
+		err = c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: pkey, Attributes: attrs}, &PkeySetAttributesResponse{})
+	}
+	if err == nil {
+		_, err = c.remember(id, pkey)
+	}
+	if err != nil {
+		c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: pkey}, &PkeyDeleteResponse{})
+		c.forget(id)
+		return hsm.UUID{}, err
+	}
+	return id, nil
+}
+
+// labelAndAttributes is what PKEY_SET_ATTRIBUTES sets on a new key.
+func labelAndAttributes(label string, attrs []hsm.Attribute) []Attribute {
+	var out []Attribute
+	if label != "" {
+		out = append(out, Attribute{Type: hsm.AttributeLabel, Value: []byte(label)})
+	}
+	for _, a := range attrs {
+		out = append(out, Attribute{Type: a.Type, Value: a.Value, Absent: a.Delete})
+	}
+	return out
 }
 
 // ImportBatch imports every key in one server-side keystore transaction,
@@ -586,10 +733,20 @@ func (c *Client) ImportBatch(ctx context.Context, reqs []hsm.ImportRequest) ([]h
 		if req.KEKEK != kekek && len(req.Wrapped.PKCS8) > 0 {
 			return nil, fmt.Errorf("import: %w: one batch, one KEKEK", hsm.ErrBadArguments)
 		}
-		add := &ExtImportAddRequest{Batch: begin.Batch, UUID: req.UUID[:], Label: req.Label, Flags: uint32(req.Flags),
+		add := ExtImportAddRequest{Batch: begin.Batch, UUID: req.UUID[:], Label: req.Label, Flags: uint32(req.Flags),
 			Encryption: string(req.Encryption), PKCS8: req.Wrapped.PKCS8, KEK: req.Wrapped.KEK, Tag: req.Wrapped.Tag,
 			Binding: req.Binding, SPKI: req.PublicKey}
-		if err := c.call(FuncExtImportAdd, add, &ExtImportAddResponse{}); err != nil {
+		var err error
+		switch {
+		case len(req.Attributes) == 0:
+			err = c.call(FuncExtImportAdd, &add, &ExtImportAddResponse{})
+		case c.ext.Version < 2:
+			// Never a key without the attributes it left with.
+			err = fmt.Errorf("%w: this server's import extension (version %d) cannot carry key attributes", hsm.ErrUnsupported, c.ext.Version)
+		default:
+			err = c.call(FuncExtImportAdd2, &ExtImportAdd2Request{add, labelAndAttributes("", req.Attributes)}, &ExtImportAddResponse{})
+		}
+		if err != nil {
 			return nil, fmt.Errorf("import key %d (%s): %w", i, req.UUID, err)
 		}
 	}
@@ -607,6 +764,49 @@ func (c *Client) ImportBatch(ctx context.Context, reqs []hsm.ImportRequest) ([]h
 			return nil, err
 		}
 		out[i] = hsm.ImportResult{Key: k, Present: commit.Present[i]}
+	}
+	return out, nil
+}
+
+// LoadPrivateKey stores a private key given in the clear with PKEY_LOAD, as
+// libhal's clients do, then sets its label and attributes (see settle; a
+// key loaded this way is a soft KEKEK for one import, volatile, so a crash
+// between the two requests leaves nothing behind). The key is marked not
+// made in the HSM (CKA_LOCAL false) unless req.Attributes say otherwise:
+// this project's server does that itself, a Cryptech HSM does not.
+func (c *Client) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) (hsm.KeyInfo, error) {
+	attrs, err := loadAttributes(req, c.ext == nil)
+	if err != nil {
+		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	var r PkeyLoadResponse
+	if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.PKCS8, Flags: uint32(req.Flags)}, &r); err != nil {
+		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	id, err := c.settle(r.Pkey, r.UUID, attrs)
+	if err != nil {
+		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	return c.Key(ctx, id)
+}
+
+// loadAttributes is what LoadPrivateKey sets after PKEY_LOAD: the label, the
+// attributes asked for and, when markLocal, CKA_LOCAL false unless asked
+// otherwise.
+func loadAttributes(req hsm.LoadRequest, markLocal bool) ([]Attribute, error) {
+	if err := hsm.CheckLabel(req.Label); err != nil {
+		return nil, err
+	}
+	local := false
+	for _, a := range req.Attributes {
+		if a.Type == hsm.AttributeLabel || a.Delete {
+			return nil, fmt.Errorf("%w: attribute 0x%x: the label is Label, and a new key has nothing to delete", hsm.ErrBadArguments, a.Type)
+		}
+		local = local || a.Type == hsm.CKALocal
+	}
+	out := labelAndAttributes(req.Label, req.Attributes)
+	if markLocal && !local {
+		out = append(out, Attribute{Type: hsm.CKALocal, Value: []byte{0}})
 	}
 	return out, nil
 }

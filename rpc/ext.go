@@ -32,10 +32,18 @@ const (
 	// their CRC at power-on, whose keys cannot be read (an export asks, so
 	// as not to leave them out without a word).
 	FuncExtDamaged Func = 0x10005
+	// FuncExtGetAttributes (version 2): uint pkey -> uint n, n x (uint type,
+	// bytes value): every attribute of the key, ordered by type.
+	FuncExtGetAttributes Func = 0x10006
+	// FuncExtImportAdd2 (version 2): EXT_IMPORT_ADD's arguments, then
+	// uint n, n x (uint type, bytes value): the key's attributes, stored
+	// with it in the batch's one transaction.
+	FuncExtImportAdd2 Func = 0x10007
 )
 
-// ExtVersion is the version of the extension functions.
-const ExtVersion = 1
+// ExtVersion is the version of the extension functions: 2 added
+// EXT_GET_ATTRIBUTES and EXT_IMPORT_ADD2.
+const ExtVersion = 2
 
 // What a connection's import batches may hold. They need a login (the
 // normal user or wheel, as PKEY_IMPORT), and beyond these bounds
@@ -196,6 +204,24 @@ func (m *ExtImportAddRequest) DecodeArgs(d *Decoder) error {
 	return d.Err()
 }
 
+// ExtImportAdd2Request is EXT_IMPORT_ADD2's arguments: EXT_IMPORT_ADD's,
+// then the key's attributes (none absent).
+type ExtImportAdd2Request struct {
+	ExtImportAddRequest
+	Attributes []Attribute
+}
+
+func (m *ExtImportAdd2Request) EncodeArgs(e *Encoder) {
+	m.ExtImportAddRequest.EncodeArgs(e)
+	encodeAttributes(e, m.Attributes)
+}
+
+func (m *ExtImportAdd2Request) DecodeArgs(d *Decoder) error {
+	m.ExtImportAddRequest.DecodeArgs(d)
+	m.Attributes = decodeAttributes(d)
+	return d.Err()
+}
+
 type ExtImportAddResponse struct{}
 
 func (*ExtImportAddResponse) EncodeArgs(*Encoder)         {}
@@ -273,9 +299,13 @@ type importBatch struct {
 
 // importCost is what one EXT_IMPORT_ADD's key counts against
 // maxImportBytes.
-func importCost(r *ExtImportAddRequest) int {
-	return importKeyOverhead + len(r.UUID) + len(r.Label) + len(r.Encryption) + len(r.PKCS8) +
+func importCost(r *ExtImportAddRequest, attrs []hsm.Attribute) int {
+	n := importKeyOverhead + len(r.UUID) + len(r.Label) + len(r.Encryption) + len(r.PKCS8) +
 		len(r.KEK) + len(r.Tag) + len(r.Binding) + len(r.SPKI)
+	for _, a := range attrs {
+		n += 8 + len(a.Value)
+	}
+	return n
 }
 
 // requireImporter checks that the connection may import keys: logged in as
@@ -375,42 +405,28 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		if err := decodeAll(d, &r); err != nil {
 			return nil, err
 		}
-		id, err := uuidOf(r.UUID)
-		if err != nil {
+		return c.importAdd(&r, nil)
+	},
+	FuncExtImportAdd2: func(c *serverConn, d *Decoder) (Args, error) {
+		var r ExtImportAdd2Request
+		if err := decodeAll(d, &r); err != nil {
 			return nil, err
 		}
-		if id.IsZero() {
-			return nil, fmt.Errorf("%w: a batch key needs its UUID", hsm.ErrBadArguments)
-		}
-		if err := c.requireImporter(); err != nil {
-			return nil, err
-		}
-		req := hsm.ImportRequest{UUID: id, Label: r.Label, Flags: hsm.Flags(r.Flags), PublicKey: r.SPKI}
-		if len(r.PKCS8) > 0 {
-			if req.Encryption, err = hsm.ParseKEKEncryption(r.Encryption); err != nil {
-				return nil, err
+		attrs := make([]hsm.Attribute, len(r.Attributes))
+		for i, a := range r.Attributes {
+			if a.Absent {
+				return nil, fmt.Errorf("%w: attribute 0x%x without a value", hsm.ErrBadArguments, a.Type)
 			}
-			req.Wrapped = hsm.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK, Tag: r.Tag}
-			req.Binding = r.Binding
+			attrs[i] = hsm.Attribute{Type: a.Type, Value: a.Value}
 		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		b, ok := c.imports[r.Batch]
-		if !ok {
-			return nil, fmt.Errorf("%w: no import batch %d", hsm.ErrBadArguments, r.Batch)
+		return c.importAdd(&r.ExtImportAddRequest, attrs)
+	},
+	FuncExtGetAttributes: func(c *serverConn, d *Decoder) (Args, error) {
+		var r ExtGetAttributesRequest
+		if err := decodeAll(d, &r); err != nil {
+			return nil, err
 		}
-		if len(b.reqs) >= c.srv.limits.batchKeys {
-			return nil, fmt.Errorf("%w: more than %d keys in one batch", StatusAllocationFailure, len(b.reqs))
-		}
-		cost := importCost(&r)
-		if c.importBytes+cost > c.srv.limits.batchMem {
-			return nil, fmt.Errorf("%w: import batches would hold %d bytes", StatusAllocationFailure, c.importBytes+cost)
-		}
-		req.KEKEK = b.kekek
-		b.reqs = append(b.reqs, req)
-		b.bytes += cost
-		c.importBytes += cost
-		return &ExtImportAddResponse{}, nil
+		return c.extGetAttributes(&r)
 	},
 	FuncExtImportCommit: func(c *serverConn, d *Decoder) (Args, error) {
 		var r ExtImportCommitRequest
@@ -440,6 +456,47 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		}
 		return resp, nil
 	},
+}
+
+// importAdd adds one key, with its attributes, to an import batch
+// (EXT_IMPORT_ADD, EXT_IMPORT_ADD2).
+func (c *serverConn) importAdd(r *ExtImportAddRequest, attrs []hsm.Attribute) (Args, error) {
+	id, err := uuidOf(r.UUID)
+	if err != nil {
+		return nil, err
+	}
+	if id.IsZero() {
+		return nil, fmt.Errorf("%w: a batch key needs its UUID", hsm.ErrBadArguments)
+	}
+	if err := c.requireImporter(); err != nil {
+		return nil, err
+	}
+	req := hsm.ImportRequest{UUID: id, Label: r.Label, Flags: hsm.Flags(r.Flags), PublicKey: r.SPKI, Attributes: attrs}
+	if len(r.PKCS8) > 0 {
+		if req.Encryption, err = hsm.ParseKEKEncryption(r.Encryption); err != nil {
+			return nil, err
+		}
+		req.Wrapped = hsm.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK, Tag: r.Tag}
+		req.Binding = r.Binding
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.imports[r.Batch]
+	if !ok {
+		return nil, fmt.Errorf("%w: no import batch %d", hsm.ErrBadArguments, r.Batch)
+	}
+	if len(b.reqs) >= c.srv.limits.batchKeys {
+		return nil, fmt.Errorf("%w: more than %d keys in one batch", StatusAllocationFailure, len(b.reqs))
+	}
+	cost := importCost(r, attrs)
+	if c.importBytes+cost > c.srv.limits.batchMem {
+		return nil, fmt.Errorf("%w: import batches would hold %d bytes", StatusAllocationFailure, c.importBytes+cost)
+	}
+	req.KEKEK = b.kekek
+	b.reqs = append(b.reqs, req)
+	b.bytes += cost
+	c.importBytes += cost
+	return &ExtImportAddResponse{}, nil
 }
 
 func decodeAll(d *Decoder, a Args) error {

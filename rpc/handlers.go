@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/hmac"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
@@ -23,8 +24,11 @@ func (c *serverConn) call(req Args) (Args, error) {
 	case *GetVersionRequest:
 		return &GetVersionResponse{Version: Version}, nil
 	case *GetRandomRequest:
-		// As libhal: the answer must fit in a packet.
-		if r.N == 0 || r.N > MaxPacket-32 {
+		// As libhal: the answer must fit in a packet. No bytes is an empty
+		// answer, as libhal's hal_rpc_get_random gives its callers (its
+		// rpc_server.c would say RPC_PACKET_OVERFLOW, but libhal's own
+		// clients never ask it).
+		if r.N > MaxPacket-headerSize-4 {
 			return nil, StatusRPCPacketOverflow
 		}
 		data := make([]byte, r.N)
@@ -57,6 +61,9 @@ func (c *serverConn) call(req Args) (Args, error) {
 		c.srv.logoutAll()
 		return &LogoutAllResponse{}, nil
 	case *IsLoggedInRequest:
+		if r.User != uint32(hsm.UserNormal) && r.User != uint32(hsm.UserSO) && r.User != uint32(hsm.UserWheel) {
+			return nil, fmt.Errorf("%w: no such user %d", hsm.ErrBadArguments, r.User)
+		}
 		if s.User() == hsm.UserNone || uint32(s.User()) != r.User {
 			return nil, StatusForbidden
 		}
@@ -105,14 +112,7 @@ func (c *serverConn) call(req Args) (Args, error) {
 		return &HashFinalizeResponse{Digest: st.h.Sum(nil)}, nil
 
 	case *PkeyLoadRequest:
-		if err := c.roomForPkey(); err != nil {
-			return nil, err
-		}
-		res, err := s.Import(bg, hsm.ImportRequest{PublicKey: r.DER, Flags: hsm.Flags(r.Flags)})
-		if err != nil {
-			return nil, err
-		}
-		return &PkeyLoadResponse{Pkey: c.openPkey(res.Key.UUID), UUID: res.Key.UUID[:]}, nil
+		return c.load(r)
 	case *PkeyOpenRequest:
 		id, err := uuidOf(r.UUID)
 		if err != nil {
@@ -126,8 +126,15 @@ func (c *serverConn) call(req Args) (Args, error) {
 		}
 		return &PkeyOpenResponse{Pkey: c.openPkey(id)}, nil
 	case *PkeyGenerateRSARequest:
+		// libhal's checks, in its order and with its statuses.
+		if r.KeyLen == 0 || r.KeyLen%8 != 0 || len(r.Exponent) == 0 || !hsm.Flags(r.Flags).Valid() {
+			return nil, fmt.Errorf("%w: key length %d, %d-byte exponent, flags 0x%x", hsm.ErrBadArguments, r.KeyLen, len(r.Exponent), r.Flags)
+		}
 		if !isF4(r.Exponent) {
-			return nil, fmt.Errorf("%w: only e = 65537", hsm.ErrBadArguments)
+			return nil, fmt.Errorf("%w: only e = 65537", hsm.ErrUnsupportedKey)
+		}
+		if r.KeyLen != 2048 && r.KeyLen != 3072 && r.KeyLen != 4096 {
+			return nil, fmt.Errorf("%w: this HSM generates RSA keys of 2048, 3072 and 4096 bits", hsm.ErrUnsupportedKey)
 		}
 		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: int(r.KeyLen), Flags: hsm.Flags(r.Flags)})
 	case *PkeyGenerateECRequest:
@@ -167,17 +174,29 @@ func (c *serverConn) call(req Args) (Args, error) {
 		k, err := c.pkeyInfo(r.Pkey)
 		return &PkeyGetKeyCurveResponse{Curve: uint32(k.Curve)}, err
 	case *PkeyGetPublicKeyLenRequest:
+		// libhal answers 0 for a handle it does not know, never an error.
 		k, err := c.pkeyInfo(r.Pkey)
-		return &PkeyGetPublicKeyLenResponse{Len: uint32(len(k.PublicKey))}, err
+		if err != nil {
+			return &PkeyGetPublicKeyLenResponse{}, nil
+		}
+		der, err := libhalSPKI(k)
+		return &PkeyGetPublicKeyLenResponse{Len: uint32(len(der))}, err
 	case *PkeyGetPublicKeyRequest:
+		if r.Max > MaxPacket-headerSize-4 {
+			return nil, StatusRPCPacketOverflow
+		}
 		k, err := c.pkeyInfo(r.Pkey)
 		if err != nil {
 			return nil, err
 		}
-		if uint32(len(k.PublicKey)) > r.Max {
+		der, err := libhalSPKI(k)
+		if err != nil {
+			return nil, err
+		}
+		if uint32(len(der)) > r.Max {
 			return nil, StatusResultTooLong
 		}
-		return &PkeyGetPublicKeyResponse{DER: k.PublicKey}, nil
+		return &PkeyGetPublicKeyResponse{DER: der}, nil
 	case *PkeySignRequest:
 		return c.sign(r)
 	case *PkeyVerifyRequest:
@@ -185,15 +204,7 @@ func (c *serverConn) call(req Args) (Args, error) {
 	case *PkeyMatchRequest:
 		return c.match(r)
 	case *PkeySetAttributesRequest:
-		id, err := c.pkey(r.Pkey)
-		if err != nil {
-			return nil, err
-		}
-		attrs := make([]hsm.Attribute, len(r.Attributes))
-		for i, a := range r.Attributes {
-			attrs[i] = hsm.Attribute{Type: a.Type, Value: a.Value, Delete: a.Absent}
-		}
-		return &PkeySetAttributesResponse{}, s.SetAttributes(bg, id, attrs)
+		return c.setAttributes(r)
 	case *PkeyGetAttributesRequest:
 		return c.getAttributes(r)
 	case *PkeyExportRequest:
@@ -202,6 +213,20 @@ func (c *serverConn) call(req Args) (Args, error) {
 		return c.importKey(r)
 	}
 	return nil, StatusRPCBadFunction
+}
+
+// libhalSPKI is a key's SubjectPublicKeyInfo as libhal writes it: for an HSS
+// key libhal's own encoding (see hashsig.MarshalLibhalPKIXPublicKey), which
+// is all a Cryptech HSM's clients read; RFC 9708's everywhere else.
+func libhalSPKI(k hsm.KeyInfo) ([]byte, error) {
+	if k.Hashsig == nil {
+		return k.PublicKey, nil
+	}
+	pk, err := hashsig.ParsePKIXPublicKey(k.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return hashsig.MarshalLibhalPKIXPublicKey(pk), nil
 }
 
 func uuidOf(b []byte) (hsm.UUID, error) {
@@ -214,6 +239,49 @@ func uuidOf(b []byte) (hsm.UUID, error) {
 // isF4 reports whether a big-endian exponent is 65537.
 func isF4(e []byte) bool {
 	return new(big.Int).SetBytes(e).Cmp(big.NewInt(65537)) == 0
+}
+
+// load is PKEY_LOAD: a public key (SubjectPublicKeyInfo) or, as libhal
+// takes it too, a private key in the clear (PKCS#8 PrivateKeyInfo), which
+// is stored marked not made here (CKA_LOCAL false; see
+// hsm.PrivateKeyLoader). HSS private keys are refused: a copy of a
+// stateful key loaded beside the original would sign twice with one index.
+func (c *serverConn) load(r *PkeyLoadRequest) (Args, error) {
+	defer clear(r.DER)
+	if len(r.DER) == 0 {
+		return nil, fmt.Errorf("%w: no key", hsm.ErrBadArguments)
+	}
+	if err := c.roomForPkey(); err != nil {
+		return nil, err
+	}
+	var k hsm.KeyInfo
+	var err error
+	if isPrivateKeyInfo(r.DER) {
+		k, err = c.sess.LoadPrivateKey(bg, hsm.LoadRequest{PKCS8: r.DER, Flags: hsm.Flags(r.Flags)})
+	} else {
+		var res hsm.ImportResult
+		res, err = c.sess.Import(bg, hsm.ImportRequest{PublicKey: r.DER, Flags: hsm.Flags(r.Flags)})
+		k = res.Key
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &PkeyLoadResponse{Pkey: c.openPkey(k.UUID), UUID: k.UUID[:]}, nil
+}
+
+// isPrivateKeyInfo tells a PKCS#8 PrivateKeyInfo from a
+// SubjectPublicKeyInfo, as libhal's hal_asn1_guess_key_type does: the first
+// begins with its version, an INTEGER, the second with a SEQUENCE.
+func isPrivateKeyInfo(der []byte) bool {
+	var outer, first asn1.RawValue
+	if rest, err := asn1.Unmarshal(der, &outer); err != nil || len(rest) != 0 ||
+		outer.Class != asn1.ClassUniversal || outer.Tag != asn1.TagSequence {
+		return false
+	}
+	if _, err := asn1.Unmarshal(outer.Bytes, &first); err != nil {
+		return false
+	}
+	return first.Class == asn1.ClassUniversal && first.Tag == asn1.TagInteger
 }
 
 func (c *serverConn) generate(req hsm.GenerateRequest) (Args, error) {
@@ -266,23 +334,32 @@ func (c *serverConn) closeHash(handle uint32) {
 // signedInput turns PKEY_SIGN's and PKEY_VERIFY's hash handle and data into
 // what Token.Sign takes: with a hash handle, its digest; without, the data,
 // which is a DigestInfo for RSA (signed as it is), a digest for ECDSA, the
-// message for an HSS key.
+// message for an HSS key. An HSS key given a hash handle signs the digest's
+// bytes as its message, as libhal's pkey_local_sign_hashsig does: what a
+// libhal client hashes on the HSM is too long to send whole.
 func (c *serverConn) signedInput(k hsm.KeyInfo, hashHandle uint32, data []byte) ([]byte, crypto.SignerOpts, error) {
+	// libhal takes one or the other, never both or neither.
+	if (hashHandle == 0) == (len(data) == 0) {
+		return nil, nil, fmt.Errorf("%w: give a hash handle or data, not both or neither", hsm.ErrBadArguments)
+	}
 	if hashHandle == 0 {
 		return data, crypto.Hash(0), nil
-	}
-	if k.Hashsig != nil {
-		return nil, nil, fmt.Errorf("%w: an HSS key signs the message itself", hsm.ErrBadArguments)
 	}
 	st, err := c.hash(hashHandle)
 	if err != nil {
 		return nil, nil, err
 	}
 	c.closeHash(hashHandle)
+	if k.Hashsig != nil {
+		return st.h.Sum(nil), crypto.Hash(0), nil
+	}
 	return st.h.Sum(nil), st.hash, nil
 }
 
 func (c *serverConn) sign(r *PkeySignRequest) (Args, error) {
+	if r.Max > MaxPacket-headerSize-4 {
+		return nil, StatusRPCPacketOverflow
+	}
 	k, err := c.pkeyInfo(r.Pkey)
 	if err != nil {
 		return nil, err
@@ -311,6 +388,10 @@ func (c *serverConn) verify(r *PkeyVerifyRequest) (Args, error) {
 	if err != nil {
 		return nil, err
 	}
+	// libhal verifies only with keys meant to: digitalsignature.
+	if k.Flags&hsm.FlagDigitalSignature == 0 {
+		return nil, fmt.Errorf("%w: key lacks digitalsignature", hsm.ErrForbidden)
+	}
 	data, opts, err := c.signedInput(k, r.Hash, r.Data)
 	if err != nil {
 		return nil, err
@@ -336,6 +417,14 @@ func (c *serverConn) match(r *PkeyMatchRequest) (Args, error) {
 	if len(r.Previous) != len(hsm.UUID{}) {
 		return nil, StatusKeyNameTooLong
 	}
+	if r.Max == 0 {
+		return nil, fmt.Errorf("%w: room for no keys", hsm.ErrBadArguments)
+	}
+	resp := &PkeyMatchResponse{State: r.State + 1}
+	// libhal finds no keys, rather than failing, for a client not logged in.
+	if u := c.sess.User(); u != hsm.UserNormal && u != hsm.UserWheel {
+		return resp, nil
+	}
 	keys, err := c.sess.Keys(bg, f)
 	if err != nil {
 		return nil, err
@@ -347,7 +436,6 @@ func (c *serverConn) match(r *PkeyMatchRequest) (Args, error) {
 			start++
 		}
 	}
-	resp := &PkeyMatchResponse{State: r.State + 1}
 	for _, k := range keys[start:] {
 		if uint32(len(resp.UUIDs)) >= r.Max {
 			break
@@ -355,67 +443,6 @@ func (c *serverConn) match(r *PkeyMatchRequest) (Args, error) {
 		resp.UUIDs = append(resp.UUIDs, append([]byte(nil), k.UUID[:]...))
 	}
 	return resp, nil
-}
-
-func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
-	id, err := c.pkey(r.Pkey)
-	if err != nil {
-		return nil, err
-	}
-	types := r.Types
-	attrs, err := c.attributes(id, types)
-	if err != nil {
-		return nil, err
-	}
-	resp := &PkeyGetAttributesResponse{LengthsOnly: r.BufferLen == 0}
-	total := 0
-	for _, a := range attrs {
-		total += len(a.Value)
-		if resp.LengthsOnly {
-			resp.Attributes = append(resp.Attributes, Attribute{Type: a.Type, Length: uint32(len(a.Value))})
-		} else {
-			resp.Attributes = append(resp.Attributes, Attribute{Type: a.Type, Value: a.Value})
-		}
-	}
-	if !resp.LengthsOnly && total > int(r.BufferLen) {
-		return nil, StatusResultTooLong
-	}
-	return resp, nil
-}
-
-// AttributeHashsigRemaining is a read-only attribute this server adds for
-// HSS private keys: the signatures left, as a big-endian uint64. libhal has
-// no way to tell it.
-const AttributeHashsigRemaining = 0xC7B50001
-
-func (c *serverConn) attributes(id hsm.UUID, types []uint32) ([]hsm.Attribute, error) {
-	var others []uint32
-	for _, t := range types {
-		if t != AttributeHashsigRemaining {
-			others = append(others, t)
-		}
-	}
-	got, err := c.sess.Attributes(bg, id, others)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]hsm.Attribute, 0, len(types))
-	for _, t := range types {
-		if t != AttributeHashsigRemaining {
-			out = append(out, got[0])
-			got = got[1:]
-			continue
-		}
-		k, err := c.sess.Key(bg, id)
-		if err != nil {
-			return nil, err
-		}
-		if k.Type != hsm.KeyTypeHashsigPrivate {
-			return nil, fmt.Errorf("%w: not an HSS private key", hsm.ErrAttributeNotFound)
-		}
-		out = append(out, hsm.Attribute{Type: t, Value: new(big.Int).SetUint64(k.Hashsig.Remaining).FillBytes(make([]byte, 8))})
-	}
-	return out, nil
 }
 
 // kekekSPKI checks that a handle names a key fit to be a KEKEK, as libhal

@@ -70,8 +70,8 @@ func TestImportBatchNeedsLogin(t *testing.T) {
 	if st := r.call(FuncExtImportAdd, add, nil); st != StatusOK {
 		t.Fatalf("EXT_IMPORT_ADD logged in: %v", st)
 	}
-	if st := srv.Stats(); st.ImportBatches != 1 || st.ImportBytes != importCost(add) {
-		t.Errorf("with a batch of one key the server holds %+v, want %d bytes", st, importCost(add))
+	if st := srv.Stats(); st.ImportBatches != 1 || st.ImportBytes != importCost(add, nil) {
+		t.Errorf("with a batch of one key the server holds %+v, want %d bytes", st, importCost(add, nil))
 	}
 	if st := r.call(FuncLogout, nil, &LogoutResponse{}); st != StatusOK {
 		t.Fatal(st)
@@ -199,12 +199,12 @@ func TestConnectionLimits(t *testing.T) {
 
 		// Bytes in all batches: as many big keys as fit, and no more.
 		held := srv.Stats().ImportBytes
-		if held != lim.batchKeys*importCost(small) {
-			t.Errorf("%d small keys hold %d bytes, want %d", lim.batchKeys, held, lim.batchKeys*importCost(small))
+		if held != lim.batchKeys*importCost(small, nil) {
+			t.Errorf("%d small keys hold %d bytes, want %d", lim.batchKeys, held, lim.batchKeys*importCost(small, nil))
 		}
 		big := &ExtImportAddRequest{Batch: batches[1], SPKI: make([]byte, MaxPacket-200)}
 		big.UUID = uuidN(0)
-		fit := (lim.batchMem - held) / importCost(big)
+		fit := (lim.batchMem - held) / importCost(big, nil)
 		for i := range fit {
 			big.UUID = uuidN(i)
 			if st := r.call(FuncExtImportAdd, big, nil); st != StatusOK {
@@ -219,7 +219,7 @@ func TestConnectionLimits(t *testing.T) {
 			}
 		}
 		st := srv.Stats()
-		if st.ImportBatches != lim.batches || st.ImportBytes != held+fit*importCost(big) || st.ImportBytes > lim.batchMem {
+		if st.ImportBatches != lim.batches || st.ImportBytes != held+fit*importCost(big, nil) || st.ImportBytes > lim.batchMem {
 			t.Errorf("the server holds %+v", st)
 		}
 		// The connection goes on, and so does everybody else.
@@ -261,7 +261,7 @@ func TestImportLimitsFitABundle(t *testing.T) {
 	key := &ExtImportAddRequest{UUID: uuidN(1), Label: string(bytes.Repeat([]byte("l"), hsm.MaxLabelLength)),
 		Encryption: string(hsm.KEKEncryptions[0]), PKCS8: make([]byte, 2405), KEK: make([]byte, 582),
 		Tag: make([]byte, 40), Binding: make([]byte, 62), SPKI: make([]byte, 550)}
-	if need := backup.MaxKeys * importCost(key); need > defaultLimits.batchMem {
+	if need := backup.MaxKeys * importCost(key, nil); need > defaultLimits.batchMem {
 		t.Errorf("%d RSA-4096 keys count %d bytes, more than the %d a connection may hold", backup.MaxKeys, need, defaultLimits.batchMem)
 	}
 }

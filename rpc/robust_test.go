@@ -172,7 +172,7 @@ func TestServerRobustness(t *testing.T) {
 
 	t.Run("unknown function", func(t *testing.T) {
 		r := dialRaw(t, addr)
-		for _, f := range []Func{32, 99, 0xFFFF, FuncExtDamaged + 1, 0x20000, 0xFFFFFFFF} {
+		for _, f := range []Func{32, 99, 0xFFFF, FuncExtImportAdd2 + 1, 0x20000, 0xFFFFFFFF} {
 			if st := r.call(f, nil, nil); st != StatusRPCBadFunction {
 				t.Errorf("function %#x: %v, want RPC_BAD_FUNCTION", uint32(f), st)
 			}

@@ -90,7 +90,7 @@ func TestServerAnswerFitsAPacket(t *testing.T) {
 		for i := range types {
 			types[i] = 0x100
 		}
-		r.send(EncodeRequest(FuncPkeyGetAttributes, 0, &PkeyGetAttributesRequest{Pkey: gen.Pkey, Types: types, BufferLen: 0xFFFFFFFF}))
+		r.send(EncodeRequest(FuncPkeyGetAttributes, 0, &PkeyGetAttributesRequest{Pkey: gen.Pkey, Types: types, BufferLen: uint32(tc.n * len(big))}))
 		r.nc.SetReadDeadline(time.Now().Add(ioTimeout))
 		frame, err := r.fr.ReadFrame()
 		if errors.Is(err, ErrFrameTooLong) {

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -125,12 +127,23 @@ var listCommand = &command{
 					default:
 						left = fmt.Sprint(k.Hashsig.Remaining)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.UUID, k.Type, keySize(k), left, k.Flags, k.Label)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.UUID, k.Type, keySize(k), left, k.Flags, shownLabel(k.Label))
 				}
 				return tw.Flush()
 			})
 		}
 	},
+}
+
+// shownLabel is a label as list shows it: as it is when it is a label a file
+// or the command line could give, otherwise quoted with Go's escapes. A
+// libhal client may set any bytes as a label, and printed raw they could
+// move the cursor, recolour the terminal or pass for another key's label.
+func shownLabel(label string) string {
+	if hsm.CheckLabel(label) == nil && !strings.HasPrefix(label, `"`) {
+		return label
+	}
+	return strconv.Quote(label)
 }
 
 // keySize is what the SIZE column shows: the curve, the RSA modulus bits,
@@ -155,7 +168,10 @@ type keyJSON struct {
 	Flags     uint32   `json:"flags"`
 	FlagNames []string `json:"flag_names"`
 	Label     string   `json:"label"`
-	PublicKey string   `json:"public_key"`
+	// LabelHex is the label's bytes when Label had to be quoted (see
+	// shownLabel).
+	LabelHex  string `json:"label_hex,omitempty"`
+	PublicKey string `json:"public_key"`
 	// Hashsig describes HSS keys.
 	Hashsig *hashsigJSON `json:"hashsig,omitempty"`
 }
@@ -173,11 +189,14 @@ func writeKeysJSON(e *env, keys []hsm.KeyInfo) error {
 	for _, k := range keys {
 		j := keyJSON{
 			UUID: k.UUID.String(), Type: k.Type.String(), Bits: k.Bits, Flags: uint32(k.Flags),
-			FlagNames: strings.Split(k.Flags.String(), ","), Label: k.Label,
+			FlagNames: strings.Split(k.Flags.String(), ","), Label: shownLabel(k.Label),
 			PublicKey: base64.StdEncoding.EncodeToString(k.PublicKey),
 		}
 		if k.Flags == 0 {
 			j.FlagNames = []string{}
+		}
+		if j.Label != k.Label {
+			j.LabelHex = hex.EncodeToString([]byte(k.Label))
 		}
 		if k.Curve != hsm.CurveNone {
 			j.Curve = k.Curve.String()

@@ -1,0 +1,153 @@
+package rpc
+
+import (
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// AttributeHashsigRemaining is a read-only attribute this server adds for
+// HSS private keys: the signatures left, as a big-endian uint64. libhal has
+// no way to tell it.
+const AttributeHashsigRemaining = 0xC7B50001
+
+// headerSize is what an answer's func, client and status take.
+const headerSize = 12
+
+// keyAttributes is every attribute PKEY_GET_ATTRIBUTES can answer for a
+// key, by type: the stored ones, the label (3) when the key has one, and
+// AttributeHashsigRemaining for an HSS private key.
+func (c *serverConn) keyAttributes(id hsm.UUID) (map[uint32][]byte, error) {
+	k, err := c.sess.Key(bg, id)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := c.sess.KeyAttributes(bg, id)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[uint32][]byte, len(stored)+2)
+	for _, a := range stored {
+		m[a.Type] = a.Value
+	}
+	if k.Label != "" {
+		m[hsm.AttributeLabel] = []byte(k.Label)
+	}
+	if k.Type == hsm.KeyTypeHashsigPrivate {
+		m[AttributeHashsigRemaining] = binary.BigEndian.AppendUint64(nil, k.Hashsig.Remaining)
+	}
+	return m, nil
+}
+
+// getAttributes is PKEY_GET_ATTRIBUTES as libhal answers it (rpc_server.c,
+// hal_ks_get_attributes). With buffer_len 0 it tells each attribute's
+// length, 0 for one the key lacks; otherwise it gives the values, and any
+// attribute missing is ATTRIBUTE_NOT_FOUND. A key with no attributes at all
+// answers ATTRIBUTE_NOT_FOUND either way, as libhal's does.
+func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
+	id, err := c.pkey(r.Pkey)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Types) == 0 {
+		return nil, fmt.Errorf("%w: no attributes asked for", hsm.ErrBadArguments)
+	}
+	// libhal refuses what could not fit in its answer before looking.
+	if 4*(1+2*uint64(len(r.Types)))+uint64(r.BufferLen) > MaxPacket-headerSize {
+		return nil, StatusRPCPacketOverflow
+	}
+	have, err := c.keyAttributes(id)
+	if err != nil {
+		return nil, err
+	}
+	if len(have) == 0 {
+		return nil, hsm.ErrAttributeNotFound
+	}
+	resp := &PkeyGetAttributesResponse{LengthsOnly: r.BufferLen == 0}
+	used, missing := 0, false
+	for _, t := range r.Types {
+		v, ok := have[t]
+		switch {
+		case resp.LengthsOnly:
+			resp.Attributes = append(resp.Attributes, Attribute{Type: t, Length: uint32(len(v))})
+		case !ok:
+			missing = true
+		default:
+			if used += len(v); used > int(r.BufferLen) {
+				return nil, StatusResultTooLong
+			}
+			resp.Attributes = append(resp.Attributes, Attribute{Type: t, Value: v})
+		}
+	}
+	if missing {
+		return nil, hsm.ErrAttributeNotFound
+	}
+	return resp, nil
+}
+
+// setAttributes is PKEY_SET_ATTRIBUTES: values stored as given (the label
+// too, whatever its bytes, as libhal stores it), an absent value deleting.
+func (c *serverConn) setAttributes(r *PkeySetAttributesRequest) (Args, error) {
+	id, err := c.pkey(r.Pkey)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Attributes) == 0 {
+		return nil, fmt.Errorf("%w: no attributes to set", hsm.ErrBadArguments)
+	}
+	attrs := make([]hsm.Attribute, len(r.Attributes))
+	for i, a := range r.Attributes {
+		if a.Type == AttributeHashsigRemaining {
+			return nil, fmt.Errorf("%w: attribute 0x%x is read only", hsm.ErrBadArguments, a.Type)
+		}
+		attrs[i] = hsm.Attribute{Type: a.Type, Value: a.Value, Delete: a.Absent}
+	}
+	return &PkeySetAttributesResponse{}, c.sess.SetAttributes(bg, id, attrs)
+}
+
+// ExtGetAttributesRequest is EXT_GET_ATTRIBUTES's argument: uint pkey.
+type ExtGetAttributesRequest struct{ Pkey uint32 }
+
+func (m *ExtGetAttributesRequest) EncodeArgs(e *Encoder) { e.Uint32(m.Pkey) }
+func (m *ExtGetAttributesRequest) DecodeArgs(d *Decoder) error {
+	m.Pkey = d.Uint32()
+	return d.Err()
+}
+
+// ExtGetAttributesResponse is EXT_GET_ATTRIBUTES's result: every attribute
+// of the key, as PKEY_GET_ATTRIBUTES would give each, ordered by type.
+type ExtGetAttributesResponse struct{ Attributes []Attribute }
+
+func (m *ExtGetAttributesResponse) EncodeArgs(e *Encoder) { encodeAttributes(e, m.Attributes) }
+func (m *ExtGetAttributesResponse) DecodeArgs(d *Decoder) error {
+	m.Attributes = decodeAttributes(d)
+	for _, a := range m.Attributes {
+		if a.Absent {
+			return fmt.Errorf("%w: attribute 0x%x without a value", StatusRPCProtocolError, a.Type)
+		}
+	}
+	return d.Err()
+}
+
+// extGetAttributes answers EXT_GET_ATTRIBUTES: what PKEY_GET_ATTRIBUTES
+// would, for every attribute, in one request that never fails for an
+// attribute the key lacks. (A key's attributes fit in a flash block, so
+// they fit in a packet.)
+func (c *serverConn) extGetAttributes(r *ExtGetAttributesRequest) (Args, error) {
+	id, err := c.pkey(r.Pkey)
+	if err != nil {
+		return nil, err
+	}
+	have, err := c.keyAttributes(id)
+	if err != nil {
+		return nil, err
+	}
+	resp := &ExtGetAttributesResponse{}
+	for _, t := range slices.Sorted(maps.Keys(have)) {
+		resp.Attributes = append(resp.Attributes, Attribute{Type: t, Value: have[t]})
+	}
+	return resp, nil
+}
