@@ -42,8 +42,9 @@ func rfc8554Case1(t *testing.T) (pub, msg, sig []byte) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() && sig == nil {
-		name, value, ok := strings.Cut(sc.Text(), " = ")
-		if !ok {
+		line := sc.Text()
+		name, value, ok := strings.Cut(line, " = ")
+		if !ok || strings.HasPrefix(line, "#") {
 			continue
 		}
 		b, err := hex.DecodeString(value)
