@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/big"
 
 	"golang.org/x/crypto/argon2"
 
@@ -250,11 +249,12 @@ func newSoftKEKEK(passphrase []byte, opts SoftOptions) (*KEKEKFile, error) {
 		// only, and then needs a bundle made from a SoftHSM2 source).
 		f.KEKEncryptions = []hsm.KEKEncryption{hsm.KEKOAEPSHA256, hsm.KEKOAEPSHA1}
 	}
+	// The key's numbers are Go big integers, which cannot be cleared (as in
+	// package hsm); the DER and the wrapping key are.
 	priv, err := rsa.GenerateKey(rand.Reader, bits)
 	if err != nil {
 		return nil, err
 	}
-	defer wipeRSA(priv)
 	if f.KEKEKPubkey, err = x509.MarshalPKIXPublicKey(&priv.PublicKey); err != nil {
 		return nil, err
 	}
@@ -274,17 +274,6 @@ func newSoftKEKEK(passphrase []byte, opts SoftOptions) (*KEKEKFile, error) {
 	}
 	f.KEKEKPKCS8 = hsm.EncryptedPKCS8(wrapped)
 	return f, nil
-}
-
-// wipeRSA clears what it can of a private key. crypto/rsa keeps copies of
-// its own (precomputed moduli) that it gives no way to reach.
-func wipeRSA(k *rsa.PrivateKey) {
-	for _, n := range append([]*big.Int{k.D, k.Precomputed.Dp, k.Precomputed.Dq, k.Precomputed.Qinv}, k.Primes...) {
-		if n != nil {
-			clear(n.Bits())
-			n.SetInt64(0)
-		}
-	}
 }
 
 // softKEKEKFlags: the loaded KEKEK only unwraps, and is volatile, so that
