@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -438,4 +440,76 @@ func unwrapPad(t *testing.T, kek, c []byte) []byte {
 		t.Fatalf("bad length %d or padding", m)
 	}
 	return r[:m]
+}
+
+// TestCryptechBackupSoftBundle imports a bundle that cryptech_backup made
+// for a soft KEKEK of its own (testdata/cryptech_backup_soft/README.md):
+// every key arrives under its UUID and signs under its source's public key,
+// and the KEKEK does not stay.
+func TestCryptechBackupSoftBundle(t *testing.T) {
+	dir := "testdata/cryptech_backup_soft/"
+	read := func(name string) []byte {
+		data, err := os.ReadFile(dir + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	f, err := ReadKEKEKFile(bytes.NewReader(read("kekek.json")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.IsSoft() || f.KEKEKKDF != nil || len(f.KEKEKSalt) != 16 {
+		t.Fatalf("cryptech_backup's KEKEK file read as %+v", f)
+	}
+	// setup --soft --legacy-kek writes the same fields.
+	var theirs, ours map[string]any
+	json.Unmarshal(read("kekek.json"), &theirs)
+	var buf bytes.Buffer
+	Write(&buf, newSoft(t, true))
+	json.Unmarshal(buf.Bytes(), &ours)
+	if fmt.Sprint(slices.Sorted(maps.Keys(theirs))) != fmt.Sprint(slices.Sorted(maps.Keys(ours))) || theirs["comment"] != ours["comment"] {
+		t.Errorf("cryptech_backup writes %v, setup --soft --legacy-kek %v", theirs, ours)
+	}
+	b, err := ReadBundle(bytes.NewReader(read("bundle.json")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := bytes.TrimSuffix(read("passphrase.txt"), []byte("\n"))
+	var pubs []struct {
+		UUID      string `json:"uuid"`
+		Label     string `json:"label"`
+		PublicKey []byte `json:"public_key"`
+	}
+	if err := json.Unmarshal(read("pubkeys.json"), &pubs); err != nil || len(pubs) != 3 {
+		t.Fatalf("pubkeys.json: %d keys, %v", len(pubs), err)
+	}
+
+	checkNothingStored(t, b, string(pass)+"x", true)
+	dst := hsmtest.New(t)
+	if _, err := Import(ctx, dst, b, ImportOptions{}); !errors.Is(err, ErrLegacy) {
+		t.Errorf("without --legacy-kek: %v", err)
+	}
+	res, err := Import(ctx, dst, b, ImportOptions{LegacyKEK: true, Passphrase: passphrase(string(pass))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != len(pubs) {
+		t.Fatalf("%d keys imported", len(res))
+	}
+	var moved []hsm.KeyInfo
+	for _, p := range pubs {
+		id, err := hsm.ParseUUID(p.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := hsm.DescribePublicKey(p.PublicKey, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info.UUID, info.Label = id, p.Label
+		moved = append(moved, info)
+	}
+	checkArrived(t, dst, moved)
+	noKEKEKLeft(t, dst)
 }

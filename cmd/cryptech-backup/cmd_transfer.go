@@ -261,7 +261,7 @@ func setupSoft(ctx context.Context, e *env, c *call, opts backup.SoftOptions, pa
 	}
 	kdf := "Argon2id"
 	if opts.Legacy {
-		kdf = "cryptech_backup's PBKDF2 (8000 iterations: keep the passphrase long)"
+		kdf = "cryptech_backup's PBKDF2, 8000 iterations: keep the passphrase long"
 	}
 	fmt.Fprintf(e.stderr, "%s: soft KEKEK made in software, fingerprint %s; its private half is in the file under the passphrase (%s): keep both safe, apart\n",
 		progName, backup.Fingerprint(f.KEKEKPubkey), kdf)
