@@ -104,7 +104,10 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 	b := &Bundle{
 		Comment:       "Cryptech Alpha encrypted key backup",
 		KEKEncryption: enc,
+		KEKEKKDF:      f.KEKEKKDF,
+		KEKEKPKCS8:    f.KEKEKPKCS8,
 		KEKEKPubkey:   f.KEKEKPubkey,
+		KEKEKSalt:     f.KEKEKSalt,
 		KEKEKUUID:     f.KEKEKUUID,
 		Keys:          make([]BundleKey, len(keys)),
 		Version:       Version,

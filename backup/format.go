@@ -33,9 +33,14 @@ type KEKEKFile struct {
 	// KEKEncryptions lists what the destination can undo, strongest first.
 	// Absent in cryptech_backup's files, which means PKCS#1 v1.5 only.
 	KEKEncryptions []hsm.KEKEncryption `json:"kek_encryptions,omitempty"`
-	KEKEKPubkey    Base64Lines         `json:"kekek_pubkey"`
-	KEKEKUUID      string              `json:"kekek_uuid"`
-	Version        int                 `json:"version,omitempty"`
+	// KEKEKKDF, KEKEKPKCS8 and KEKEKSalt carry a soft KEKEK's private half
+	// (soft.go); such a file has no KEKEKUUID.
+	KEKEKKDF    *KDF        `json:"kekek_kdf,omitempty"`
+	KEKEKPKCS8  Base64Lines `json:"kekek_pkcs8,omitempty"`
+	KEKEKPubkey Base64Lines `json:"kekek_pubkey"`
+	KEKEKSalt   Base64Lines `json:"kekek_salt,omitempty"`
+	KEKEKUUID   string      `json:"kekek_uuid,omitempty"`
+	Version     int         `json:"version,omitempty"`
 }
 
 // Bundle is what Export writes: the wrapped keys. Fields are declared in
@@ -44,10 +49,15 @@ type Bundle struct {
 	Comment string `json:"comment"`
 	// KEKEncryption names how every key's KEK is encrypted.
 	KEKEncryption hsm.KEKEncryption `json:"kek_encryption,omitempty"`
-	KEKEKPubkey   Base64Lines       `json:"kekek_pubkey"`
-	KEKEKUUID     string            `json:"kekek_uuid"`
-	Keys          []BundleKey       `json:"keys"`
-	Version       int               `json:"version,omitempty"`
+	// The soft KEKEK's fields of the KEKEK file, carried as cryptech_backup
+	// carries them, for import to load it.
+	KEKEKKDF    *KDF        `json:"kekek_kdf,omitempty"`
+	KEKEKPKCS8  Base64Lines `json:"kekek_pkcs8,omitempty"`
+	KEKEKPubkey Base64Lines `json:"kekek_pubkey"`
+	KEKEKSalt   Base64Lines `json:"kekek_salt,omitempty"`
+	KEKEKUUID   string      `json:"kekek_uuid,omitempty"`
+	Keys        []BundleKey `json:"keys"`
+	Version     int         `json:"version,omitempty"`
 }
 
 // BundleKey is one key of a bundle: a wrapped private key (PKCS8 and KEK
@@ -113,14 +123,14 @@ func ReadKEKEKFile(r io.Reader) (*KEKEKFile, error) {
 	if err := decodeStrict(r, &f); err != nil {
 		return nil, fmt.Errorf("read KEKEK file: %w", err)
 	}
-	if err := checkUUID(f.KEKEKUUID); err != nil {
-		return nil, fmt.Errorf("read KEKEK file: %w: kekek_uuid: %v", ErrFormat, err)
-	}
 	if len(f.KEKEKPubkey) == 0 {
 		return nil, fmt.Errorf("read KEKEK file: %w: no kekek_pubkey", ErrFormat)
 	}
 	if f.Version != 0 && f.Version != Version {
 		return nil, fmt.Errorf("read KEKEK file: %w: unsupported version %d", ErrFormat, f.Version)
+	}
+	if err := checkKEKEKName(f.KEKEKUUID, f.soft()); err != nil {
+		return nil, fmt.Errorf("read KEKEK file: %w", err)
 	}
 	for _, e := range f.KEKEncryptions {
 		if _, err := hsm.ParseKEKEncryption(string(e)); err != nil {
@@ -147,11 +157,11 @@ func (b *Bundle) check() error {
 	if b.Version != 0 && b.Version != Version {
 		return fmt.Errorf("%w: unsupported version %d", ErrFormat, b.Version)
 	}
-	if err := checkUUID(b.KEKEKUUID); err != nil {
-		return fmt.Errorf("%w: kekek_uuid: %v", ErrFormat, err)
-	}
 	if len(b.KEKEKPubkey) == 0 {
 		return fmt.Errorf("%w: no kekek_pubkey", ErrFormat)
+	}
+	if err := checkKEKEKName(b.KEKEKUUID, b.soft()); err != nil {
+		return err
 	}
 	if b.Version != 0 {
 		if _, err := hsm.ParseKEKEncryption(string(b.KEKEncryption)); err != nil {

@@ -13,6 +13,9 @@ type ImportOptions struct {
 	// LegacyKEK accepts KEKs encrypted with RSA PKCS#1 v1.5, and with them
 	// bundles written by cryptech_backup, which carry no tags.
 	LegacyKEK bool
+	// Passphrase is asked for the passphrase of a bundle made for a soft
+	// KEKEK, and only then; Import wipes what it returns.
+	Passphrase func(ctx context.Context) ([]byte, error)
 }
 
 // ImportedKey reports what happened to one key of a bundle.
@@ -26,6 +29,10 @@ type ImportedKey struct {
 // that can be checked without the HSM is checked before anything is stored.
 // A key already present under its UUID with the same public key is reported
 // as Present; a different key under that UUID fails the whole import.
+//
+// A bundle made for a soft KEKEK has its private half: Import opens it with
+// the passphrase, loads it into tok as a volatile key, imports, and deletes
+// it again, whether the import succeeded or not.
 func Import(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOptions) ([]ImportedKey, error) {
 	res, err := importBundle(ctx, tok, b, opts)
 	if err != nil {
@@ -34,7 +41,7 @@ func Import(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOptions) (
 	return res, nil
 }
 
-func importBundle(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOptions) ([]ImportedKey, error) {
+func importBundle(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOptions) (res []ImportedKey, err error) {
 	if err := b.check(); err != nil {
 		return nil, err
 	}
@@ -50,8 +57,23 @@ func importBundle(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOpti
 		}
 		return nil, fmt.Errorf("%w: %s", ErrLegacy, what)
 	}
-	kekek, err := checkBundleKEKEK(ctx, tok, b)
-	if err != nil {
+	var kekek hsm.UUID
+	if b.IsSoft() {
+		var remove func() error
+		if kekek, remove, err = loadSoftKEKEK(ctx, tok, b.soft(), opts.Passphrase); err != nil {
+			return nil, err
+		}
+		defer func() {
+			rmErr := remove()
+			switch {
+			case rmErr == nil:
+			case err == nil:
+				res, err = nil, fmt.Errorf("the keys were imported, but: %w", rmErr)
+			default:
+				err = errors.Join(err, rmErr)
+			}
+		}()
+	} else if kekek, err = checkBundleKEKEK(ctx, tok, b); err != nil {
 		return nil, err
 	}
 

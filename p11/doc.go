@@ -21,6 +21,10 @@
 // in one call, is not used even where a token offers it: it never shows the
 // KEK as an object, so no tag could be made or checked under it.
 //
+// LoadPrivateKey takes an RSA private key in the clear with C_CreateObject,
+// as a session object that only unwraps: the soft KEKEK of a bundle, for the
+// length of one import (load.go).
+//
 // A token has no transactions: an import is one key after another, rolled
 // back by package backup when one fails; a crash in between can leave some
 // keys on the token. HSS keys are not supported on PKCS#11 tokens.

@@ -599,35 +599,9 @@ func checkPINFlag(flag, pin string) error {
 	return nil
 }
 
-// readPINFile reads the PIN from the first line of path. It reads no more
-// than that line, and at most a PIN's worth: a file or device without a
-// line end (/dev/zero) is refused, and a FIFO whose writer keeps it open
-// after the line does not hold the command up.
+// readPINFile reads the PIN from the first line of path.
 func readPINFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read PIN file: %w", err)
-	}
-	defer f.Close()
-	// A line end ("\r\n") after the longest PIN is allowed.
-	data, err := readLimited(&firstLine{r: f}, path, hsm.MaxPINLength+2)
-	if errors.As(err, new(tooLargeError)) {
-		return nil, fmt.Errorf("PIN file %s: the first line is longer than %d bytes, the longest PIN", path, hsm.MaxPINLength)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read PIN file: %w", err)
-	}
-	// Bytes, not strings: a string copy of the PIN could not be cleared.
-	pin := bytes.TrimSuffix(bytes.TrimSuffix(data, []byte("\n")), []byte("\r"))
-	switch {
-	case len(pin) > hsm.MaxPINLength:
-		clear(data)
-		return nil, fmt.Errorf("PIN file %s: the first line is longer than %d bytes, the longest PIN", path, hsm.MaxPINLength)
-	case len(pin) == 0:
-		clear(data)
-		return nil, fmt.Errorf("PIN file %s: the first line is empty", path)
-	}
-	return pin, nil
+	return readSecretFile(path, "PIN", hsm.MaxPINLength)
 }
 
 // firstLine reads r up to and including its first line end, then ends.

@@ -18,14 +18,15 @@ import (
 
 var setupCommand = &command{
 	name:     "setup",
-	args:     "[-n|--new] [-u|--uuid UUID] [-k|--keylen 2048] [-o FILE]",
+	args:     "[-n|--new] [-u|--uuid UUID] [-k|--keylen 2048] [-o FILE] | -s|--soft [--legacy-kek] [--passphrase-file FILE] [-k|--keylen 2048] [-o FILE]",
 	summary:  "on the destination: find or make a KEKEK and write its public half",
 	needsHSM: true,
 	examples: `  cryptech-backup setup --hsm ./dst -o kekek.json
+  cryptech-backup setup --soft -o kekek.json       # no HSM: the KEKEK's private half goes in the file, under a passphrase
 `,
 	define: func(fs *flag.FlagSet) runFunc {
-		var newKEKEK, force bool
-		var uuid, out string
+		var newKEKEK, force, soft, legacy bool
+		var uuid, out, passFile string
 		var bits int
 		addBool(fs, &newKEKEK, "n", "new", "make a new KEKEK even if one exists")
 		addString(fs, &uuid, "u", "uuid", "", "UUID of an existing KEKEK to use")
@@ -33,6 +34,9 @@ var setupCommand = &command{
 		fs.IntVar(&bits, "k", backup.DefaultKEKEKBits, "same as --keylen")
 		addString(fs, &out, "o", "output", "", "output file (default stdout)")
 		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
+		addBool(fs, &soft, "s", "soft", "make the KEKEK in software, with no HSM, and put its private half in the file under a passphrase (cryptech_backup's --soft-backup)")
+		fs.BoolVar(&legacy, "legacy-kek", false, "with --soft: cryptech_backup's file and KDF (PBKDF2, 8000 iterations), which it can restore; weak against guessing")
+		fs.StringVar(&passFile, "passphrase-file", "", "with --soft: read the passphrase from the first line of this file (else it is prompted for, twice)")
 		return func(ctx context.Context, e *env, c *call) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -41,6 +45,14 @@ var setupCommand = &command{
 			keylen := c.given("keylen") || c.given("k")
 			if keylen && bits != 2048 && bits != 3072 && bits != 4096 {
 				return usageError{"--keylen takes 2048, 3072 or 4096"}
+			}
+			if soft {
+				return setupSoft(ctx, e, c, backup.SoftOptions{Bits: bits, Legacy: legacy}, passFile, out, force)
+			}
+			for _, f := range []string{"legacy-kek", "passphrase-file"} {
+				if c.given(f) {
+					return usageError{fmt.Sprintf("--%s only means something with --soft", f)}
+				}
 			}
 			if uuid != "" {
 				if keylen {
@@ -148,8 +160,16 @@ var exportCommand = &command{
 						private++
 					}
 				}
-				fmt.Fprintf(e.stderr, "%s: exported %d keys (%d private, %d public) for KEKEK %s, fingerprint %s; KEKs encrypted with %s\n",
-					progName, len(b.Keys), private, len(b.Keys)-private, b.KEKEKUUID, backup.Fingerprint(b.KEKEKPubkey), b.KEKEncryption)
+				kekek := "KEKEK " + b.KEKEKUUID
+				if b.IsSoft() {
+					kekek = "the soft KEKEK"
+				}
+				enc := b.KEKEncryption
+				if enc == "" {
+					enc = hsm.KEKPKCS1v15
+				}
+				fmt.Fprintf(e.stderr, "%s: exported %d keys (%d private, %d public) for %s, fingerprint %s; KEKs encrypted with %s\n",
+					progName, len(b.Keys), private, len(b.Keys)-private, kekek, backup.Fingerprint(b.KEKEKPubkey), enc)
 				return nil
 			})
 		}
@@ -158,17 +178,19 @@ var exportCommand = &command{
 
 var importCommand = &command{
 	name:     "import",
-	args:     "[-i backup.json] [--legacy-kek]",
+	args:     "[-i backup.json] [--legacy-kek] [--passphrase-file FILE] [--json]",
 	summary:  "on the destination: unwrap a bundle's keys into the keystore, all or none",
 	needsHSM: true,
 	examples: `  cryptech-backup import --hsm ./dst -i backup.json
+  cryptech-backup import --hsm ./dst -i backup.json --passphrase-file pass.txt   # a bundle for a soft KEKEK
 `,
 	define: func(fs *flag.FlagSet) runFunc {
-		var in string
+		var in, passFile string
 		var legacy, asJSON bool
 		addString(fs, &in, "i", "input", "", "bundle from export (default stdin)")
 		fs.BoolVar(&legacy, "legacy-kek", false, "accept RSA PKCS#1 v1.5 KEKs and bundles written by cryptech_backup (weak: padding oracles, no tags)")
 		fs.BoolVar(&asJSON, "json", false, "print a JSON array of {uuid, status} instead of lines")
+		fs.StringVar(&passFile, "passphrase-file", "", "for a bundle made for a soft KEKEK: read its passphrase from the first line of this file (else it is prompted for)")
 		return func(ctx context.Context, e *env, c *call) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -177,8 +199,14 @@ var importCommand = &command{
 			if err != nil {
 				return err
 			}
+			if passFile != "" && !b.IsSoft() {
+				return usageError{"--passphrase-file: the bundle was not made for a soft KEKEK, so it needs no passphrase"}
+			}
+			opts := backup.ImportOptions{LegacyKEK: legacy, Passphrase: func(ctx context.Context) ([]byte, error) {
+				return readPassphrase(ctx, e, passFile, false)
+			}}
 			return c.withToken(ctx, e, func(tok hsm.Token) error {
-				res, err := backup.Import(ctx, tok, b, backup.ImportOptions{LegacyKEK: legacy})
+				res, err := backup.Import(ctx, tok, b, opts)
 				if err != nil {
 					return err
 				}
@@ -206,6 +234,38 @@ var importCommand = &command{
 			})
 		}
 	},
+}
+
+// setupSoft writes a soft KEKEK file. No HSM takes part, so the flags
+// that choose one are refused rather than ignored.
+func setupSoft(ctx context.Context, e *env, c *call, opts backup.SoftOptions, passFile, out string, force bool) error {
+	for _, f := range []string{"new", "n", "uuid", "u", "hsm", "rpc", "module", "token", "slot", "pin", "p", "pin-file", "tls-cert", "tls-key", "tls-ca"} {
+		if c.given(f) {
+			return usageError{fmt.Sprintf("%s: --soft makes the KEKEK in software and opens no HSM", dashed(f))}
+		}
+	}
+	if err := e.checkOutput(out, force, false); err != nil {
+		return err
+	}
+	pass, err := readPassphrase(ctx, e, passFile, true)
+	if err != nil {
+		return err
+	}
+	defer clear(pass)
+	f, err := backup.NewSoftKEKEK(pass, opts)
+	if err != nil {
+		return err
+	}
+	if err := writeJSON(e, out, f, force); err != nil {
+		return err
+	}
+	kdf := "Argon2id"
+	if opts.Legacy {
+		kdf = "cryptech_backup's PBKDF2, 8000 iterations: keep the passphrase long"
+	}
+	fmt.Fprintf(e.stderr, "%s: soft KEKEK made in software, fingerprint %s; its private half is in the file under the passphrase (%s): keep both safe, apart\n",
+		progName, backup.Fingerprint(f.KEKEKPubkey), kdf)
+	return nil
 }
 
 func noArgs(c *call) error {

@@ -1,0 +1,137 @@
+//go:build cgo
+
+package p11
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/miekg/pkcs11"
+
+	"github.com/hsmkit/cryptech-backup/backup"
+	"github.com/hsmkit/cryptech-backup/hsm"
+)
+
+// unwrappers lists the private key objects on tok that can unwrap.
+func unwrappers(t *testing.T, tok *Token) []pkcs11.ObjectHandle {
+	t.Helper()
+	tok.mu.Lock()
+	defer tok.mu.Unlock()
+	hs, err := tok.find(pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY), pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hs
+}
+
+// TestLoadPrivateKey: a key loaded in the clear is a session object that
+// only unwraps, sensitive, not extractable, not modifiable, not local.
+func TestLoadPrivateKey(t *testing.T) {
+	tok := newToken(t)
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := tok.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Flags: hsm.FlagKeyEncipherment})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if k.Type != hsm.KeyTypeRSAPrivate || k.Flags != hsm.FlagKeyEncipherment || !hsm.SamePublicKey(k.PublicKey, spki) {
+		t.Errorf("loaded as %+v", k)
+	}
+	hs := unwrappers(t, tok)
+	if len(hs) != 1 {
+		t.Fatalf("%d objects unwrap", len(hs))
+	}
+	a, err := tok.attrs(hs[0], pkcs11.CKA_TOKEN, pkcs11.CKA_PRIVATE, pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE,
+		pkcs11.CKA_MODIFIABLE, pkcs11.CKA_LOCAL, pkcs11.CKA_DECRYPT, pkcs11.CKA_SIGN, pkcs11.CKA_DERIVE, pkcs11.CKA_ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint]bool{pkcs11.CKA_TOKEN: false, pkcs11.CKA_PRIVATE: true, pkcs11.CKA_SENSITIVE: true, pkcs11.CKA_EXTRACTABLE: false,
+		pkcs11.CKA_MODIFIABLE: false, pkcs11.CKA_LOCAL: false, pkcs11.CKA_DECRYPT: false, pkcs11.CKA_SIGN: false, pkcs11.CKA_DERIVE: false}
+	for typ, v := range want {
+		if boolAttr(a[typ]) != v {
+			t.Errorf("attribute 0x%x is %v, want %v", typ, boolAttr(a[typ]), v)
+		}
+	}
+	if uuidOf(a[pkcs11.CKA_ID]) != k.UUID {
+		t.Errorf("CKA_ID % x does not name %s", a[pkcs11.CKA_ID], k.UUID)
+	}
+	if err := tok.DeleteKey(ctx, k.UUID); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(unwrappers(t, tok)); n != 0 {
+		t.Errorf("%d objects left after delete", n)
+	}
+
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecDER, _ := x509.MarshalPKCS8PrivateKey(ec)
+	if _, err := tok.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: ecDER, Flags: hsm.FlagDigitalSignature}); !errors.Is(err, hsm.ErrUnsupportedKey) {
+		t.Errorf("EC key: %v", err)
+	}
+	if _, err := tok.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der[:len(der)-1]}); !errors.Is(err, hsm.ErrBadArguments) {
+		t.Errorf("cut PKCS#8: %v", err)
+	}
+}
+
+// TestSoftKEKEKIntoSoftHSM restores bundles made for soft KEKEKs into a
+// SoftHSM2 token that never saw the KEKEK: the keys arrive and sign, and
+// the loaded KEKEK is gone afterwards. SoftHSM2 2.6 does OAEP with SHA-1
+// only, so the source is a SoftHSM2 token too (or the bundle legacy).
+func TestSoftKEKEKIntoSoftHSM(t *testing.T) {
+	const pass = "a passphrase of some length"
+	for _, legacy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("legacy %v", legacy), func(t *testing.T) {
+			src, dst := newToken(t), newToken(t)
+			var moved []hsm.KeyInfo
+			for _, req := range testKeys {
+				moved = append(moved, generate(t, src, req))
+			}
+			f, err := backup.NewSoftKEKEK([]byte(pass), backup.SoftOptions{Legacy: legacy,
+				KDF: &backup.KDF{Name: "argon2id", Time: 1, Memory: 64, Threads: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := backup.Export(ctx, src, f, backup.ExportOptions{LegacyKEK: legacy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := backup.Import(ctx, dst, b, backup.ImportOptions{LegacyKEK: legacy,
+				Passphrase: func(context.Context) ([]byte, error) { return []byte(pass), nil }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res) != len(moved) {
+				t.Fatalf("%d keys imported", len(res))
+			}
+			for _, k := range moved {
+				digest := sha256.Sum256([]byte(k.Label))
+				sig, err := dst.Sign(ctx, k.UUID, digest[:], crypto.SHA256)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+					t.Errorf("%s: the destination's signature fails under the source's key: %v", k.Label, err)
+				}
+			}
+			if n := len(unwrappers(t, dst)); n != 0 {
+				t.Errorf("%d objects that unwrap left on the destination", n)
+			}
+		})
+	}
+}
