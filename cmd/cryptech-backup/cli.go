@@ -757,8 +757,10 @@ func (e *env) output(path string, data []byte, force, binary bool) error {
 		if err := e.checkStdout(binary); err != nil {
 			return err
 		}
-		_, err := e.stdout.Write(data)
-		return err
+		if _, err := e.stdout.Write(data); err != nil {
+			return fmt.Errorf("write standard output: %w", unwrapPathError(err))
+		}
+		return nil
 	}
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
 		if fi.IsDir() {

@@ -48,7 +48,14 @@ var signCommand = &command{
 				if err != nil {
 					return err
 				}
-				return e.output(out, sig, force, true)
+				if err := e.output(out, sig, force, true); err != nil {
+					// Only HSS keys sign the input itself, and only they spend.
+					if opts.HashFunc() == 0 {
+						return spentSignature(ctx, tok, id, err)
+					}
+					return err
+				}
+				return nil
 			})
 		}
 	},
@@ -107,6 +114,17 @@ func keyFlag(c *call, keyID string) (hsm.UUID, error) {
 		return hsm.UUID{}, usageError{err.Error()}
 	}
 	return id, nil
+}
+
+// spentSignature says, on the line of an HSS signature's failed write (a
+// full disk, a closed pipe), that the key used one of its signatures for
+// it: the operator counts on them.
+func spentSignature(ctx context.Context, tok hsm.Token, id hsm.UUID, err error) error {
+	left := ""
+	if k, kerr := tok.Key(ctx, id); kerr == nil && k.Hashsig != nil && !k.Hashsig.RemainingUnknown {
+		left = fmt.Sprintf(" (%d left)", k.Hashsig.Remaining)
+	}
+	return fmt.Errorf("%w; the signature was made and lost: one signature of HSS key %s was used%s", err, id, left)
 }
 
 // signedData reads what a key signs: the SHA-256 of the input, or for an HSS
