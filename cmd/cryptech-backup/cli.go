@@ -660,36 +660,49 @@ func (c *call) dir(e *env) string {
 	return "hsm"
 }
 
-// input opens a file to read, "-" or "" meaning stdin.
-func (e *env) input(path string) (io.ReadCloser, error) {
+// input opens a file to read, "-" or "" meaning stdin. It returns the
+// reader, the name messages give it, and what closes it.
+func (e *env) input(path string) (io.Reader, string, func(), error) {
 	if path == "" || path == "-" {
-		return io.NopCloser(e.stdin), nil
+		return e.stdin, "-", func() {}, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, "", nil, err
 	}
-	return f, nil
+	return f, path, func() { f.Close() }, nil
 }
 
-// maxInput bounds what a command reads, so a wrong file cannot exhaust memory.
-const maxInput = 256 << 20
+// Bounds on what a command reads whole, so that a wrong file cannot exhaust
+// memory. Each is what the largest real file of its kind needs, with room.
+const (
+	// maxInput bounds messages for HSS keys, which sign what they are
+	// given whole: anything a caller may want signed.
+	maxInput = 256 << 20
+	// maxBundle bounds a bundle. The largest real one holds backup.MaxKeys
+	// RSA-4096 keys wrapped for an RSA-4096 KEKEK, each with a label of the
+	// longest JSON form and PKCS#11 attributes at the HSM's limits: 14,925
+	// bytes a key, 149 MB in all (TestMaxBundleHoldsLargestBundle measures
+	// it; docs/PERFORMANCE.md has the figures). Parsing a real bundle takes
+	// about three times its size in memory.
+	maxBundle = 160 << 20
+	// maxKEKEKFile bounds a KEKEK file: an RSA-4096 public key and a few
+	// names take under 2 KiB.
+	maxKEKEKFile = 64 << 10
+	// maxSmallFile bounds public keys, signatures (the largest HSS
+	// signature, 8 levels of height 25 with Winternitz 1, has 75 KB), HSS
+	// key files and TLS certificates and keys (PEM).
+	maxSmallFile = 1 << 20
+)
 
-// maxSmallFile bounds public keys and TLS certificates and keys (PEM).
-const maxSmallFile = 1 << 20
-
-// readInput reads a file, "-" or "" meaning stdin, of at most maxInput bytes.
-func (e *env) readInput(path string) ([]byte, error) {
-	r, err := e.input(path)
+// readInput reads a file, "-" or "" meaning stdin, of at most limit bytes.
+func (e *env) readInput(path string, limit int) ([]byte, error) {
+	r, name, done, err := e.input(path)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	name := path
-	if name == "" {
-		name = "-"
-	}
-	return readLimited(r, name, maxInput)
+	defer done()
+	return readLimited(r, name, limit)
 }
 
 // readFileLimited reads the file path, of at most limit bytes.
@@ -700,6 +713,46 @@ func readFileLimited(path string, limit int) ([]byte, error) {
 	}
 	defer f.Close()
 	return readLimited(f, path, limit)
+}
+
+// limitInput refuses, by its size and before a byte is read, an input that
+// is a regular file larger than limit; anything else (a pipe, a terminal, a
+// device) is read through a reader that fails with a tooLargeError as soon
+// as more than limit bytes come. It returns that reader and the file's
+// size, or -1 where there is none.
+func limitInput(r io.Reader, name string, limit int) (io.Reader, int, error) {
+	size := -1
+	if f, ok := r.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			if fi.Size() > int64(limit) {
+				return nil, 0, tooLargeError{name, limit}
+			}
+			size = int(fi.Size())
+		}
+	}
+	return &limitedReader{r: r, name: name, limit: limit, left: limit}, size, nil
+}
+
+// limitedReader gives at most limit bytes of r, then a tooLargeError if r
+// has more.
+type limitedReader struct {
+	r           io.Reader
+	name        string
+	limit, left int
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left == 0 {
+		var one [1]byte
+		n, err := l.r.Read(one[:])
+		if n > 0 {
+			return 0, tooLargeError{l.name, l.limit}
+		}
+		return 0, err
+	}
+	n, err := l.r.Read(p[:min(len(p), l.left)])
+	l.left -= n
+	return n, err
 }
 
 // tooLargeError: an input is larger than a command reads.
@@ -720,17 +773,19 @@ func (t tooLargeError) Error() string {
 }
 
 // readLimited reads r to its end, refusing with a tooLargeError what holds
-// more than limit bytes: it never reads more than limit+1, so a device that
-// never ends (/dev/zero) cannot exhaust memory. It clears the buffers it
-// outgrows and, on error, what it read: the input may be a PIN or a key.
+// more than limit bytes: a regular file by its size, before reading it;
+// anything else after limit+1 bytes, so a device that never ends
+// (/dev/zero) cannot exhaust memory. It clears the buffers it outgrows and,
+// on error, what it read: the input may be a PIN or a key.
 func readLimited(r io.Reader, name string, limit int) ([]byte, error) {
-	buf := make([]byte, 0, min(limit+1, 512))
+	r, size, err := limitInput(r, name, limit)
+	if err != nil {
+		return nil, err
+	}
+	// A file's size is known: one buffer, and the read that finds its end.
+	buf := make([]byte, 0, max(size+1, min(limit+1, 512)))
 	for {
 		if len(buf) == cap(buf) {
-			if len(buf) > limit {
-				clear(buf)
-				return nil, tooLargeError{name, limit}
-			}
 			grown := make([]byte, len(buf), min(2*cap(buf), limit+1))
 			copy(grown, buf)
 			clear(buf)

@@ -297,7 +297,7 @@ func runDemo(ctx context.Context, e *env, b *demoBackend, n int) error {
 		return err
 	}
 	// The destination imports what travelled: the file, not the bundle in memory.
-	bundle, err := parseInput(e, bundleFile, backup.ReadBundle)
+	bundle, err := parseInput(e, bundleFile, maxBundle, backup.ReadBundle)
 	if err != nil {
 		return err
 	}

@@ -178,7 +178,7 @@ var hashsigSignCommand = &command{
 			if err := e.checkOutput(out, force, true); err != nil {
 				return err
 			}
-			msg, err := e.readInput(in)
+			msg, err := e.readInput(in, maxInput)
 			if err != nil {
 				return err
 			}
@@ -356,11 +356,11 @@ var hashsigVerifyCommand = &command{
 			if err != nil {
 				return fmt.Errorf("%s: %w", pub, err)
 			}
-			sig, err := e.readInput(sigFile)
+			sig, err := e.readInput(sigFile, maxSmallFile)
 			if err != nil {
 				return err
 			}
-			msg, err := e.readInput(in)
+			msg, err := e.readInput(in, maxInput)
 			if err != nil {
 				return err
 			}

@@ -79,7 +79,7 @@ var verifyCommand = &command{
 			if sigFile == "" {
 				return usageError{"--sig FILE is required"}
 			}
-			sig, err := e.readInput(sigFile)
+			sig, err := e.readInput(sigFile, maxSmallFile)
 			if err != nil {
 				return err
 			}
@@ -135,7 +135,7 @@ func signedData(ctx context.Context, e *env, tok hsm.Token, id hsm.UUID, in stri
 		return nil, nil, err
 	}
 	if k.Hashsig != nil {
-		msg, err := e.readInput(in)
+		msg, err := e.readInput(in, maxInput)
 		return msg, crypto.Hash(0), err
 	}
 	digest, err := digestOf(e, in)
@@ -143,11 +143,11 @@ func signedData(ctx context.Context, e *env, tok hsm.Token, id hsm.UUID, in stri
 }
 
 func digestOf(e *env, path string) ([]byte, error) {
-	r, err := e.input(path)
+	r, _, done, err := e.input(path)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
+	defer done()
 	h := sha256.New()
 	if _, err := io.Copy(h, r); err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, unwrapPathError(err))

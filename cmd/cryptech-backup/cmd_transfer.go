@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -102,7 +103,7 @@ var exportCommand = &command{
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			f, err := parseInput(e, in, backup.ReadKEKEKFile)
+			f, err := parseInput(e, in, maxKEKEKFile, backup.ReadKEKEKFile)
 			if err != nil {
 				return err
 			}
@@ -173,7 +174,7 @@ var importCommand = &command{
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			b, err := parseInput(e, in, backup.ReadBundle)
+			b, err := parseInput(e, in, maxBundle, backup.ReadBundle)
 			if err != nil {
 				return err
 			}
@@ -215,21 +216,29 @@ func noArgs(c *call) error {
 	return nil
 }
 
-// parseInput reads a file (or stdin) and parses it.
-func parseInput[T any](e *env, path string, parse func(io.Reader) (T, error)) (T, error) {
+// parseInput parses a file (or stdin) of at most limit bytes. It reads
+// what it parses once, into the parser: a bundle near its bound is not held
+// twice.
+func parseInput[T any](e *env, path string, limit int, parse func(io.Reader) (T, error)) (T, error) {
 	var zero T
-	data, err := e.readInput(path)
+	r, name, done, err := e.input(path)
 	if err != nil {
 		return zero, err
 	}
-	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
-		name := path
-		if name == "" {
-			name = "-"
-		}
+	defer done()
+	r, _, err = limitInput(r, name, limit)
+	if err != nil {
+		return zero, err
+	}
+	br := bufio.NewReader(r)
+	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
 		return zero, fmt.Errorf("%s: the file starts with a byte order mark (U+FEFF); save it as UTF-8 without one", name)
 	}
-	return parse(bytes.NewReader(data))
+	v, err := parse(br)
+	if tl := (tooLargeError{}); errors.As(err, &tl) {
+		return zero, tl
+	}
+	return v, err
 }
 
 func writeJSON(e *env, path string, v any, force bool) error {
