@@ -191,6 +191,8 @@ type command struct {
 	// needsHSM: the command takes the common flags that choose an HSM.
 	needsHSM bool
 	examples string
+	// notes, if set, follow the flags in the help.
+	notes string
 	// subcommands, when set, make the command a group: "hashsig keygen".
 	subcommands []*command
 }
@@ -208,6 +210,12 @@ type call struct {
 	module  string
 	token   string
 	slot    int
+	// helpHidden are flags the help leaves out, and helpNotes what it adds
+	// after them: keygen rsa --help shows neither HSS flags nor their types.
+	helpHidden map[string]bool
+	helpNotes  string
+	// pinFrom is where readPIN found the PIN.
+	pinFrom string
 }
 
 // addBool registers a boolean flag under a short and a long name.
@@ -364,7 +372,7 @@ func dispatch(ctx context.Context, args []string, e *env) (string, error) {
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		// -h or --help, wherever it came: keygen parses its flags twice.
-		commandUsage(e.stdout, name, cmd, c.fs)
+		commandUsage(e.stdout, name, cmd, c)
 		return name, nil
 	}
 	return name, err
@@ -492,9 +500,14 @@ func oneLine(err error) string {
 // on the error's line.
 func hints(err error) []string {
 	var nh noHSMError
+	var h interface{ hint() string }
 	switch {
+	case errors.As(err, &h):
+		return []string{h.hint()}
 	case errors.Is(err, backup.ErrLegacy):
 		return []string{"--legacy-kek allows RSA PKCS#1 v1.5 KEK encryption, which libhal and cryptech_backup use; it is open to padding-oracle attacks"}
+	case errors.Is(err, backup.ErrWrongKEKEK):
+		return []string{"the bundle was exported for another HSM's KEKEK: run setup on this HSM, then export again with the KEKEK file it writes"}
 	case errors.Is(err, backup.ErrDamaged):
 		return []string{"--skip-damaged exports the keys that can be read"}
 	case errors.Is(err, errNoPIN):
@@ -558,36 +571,90 @@ func printGroupUsage(w io.Writer, group *command) {
 	fmt.Fprintf(w, "\nRun '%s %s COMMAND --help' for a command's flags.\n", progName, group.name)
 }
 
-func commandUsage(w io.Writer, name string, cmd *command, fs *flag.FlagSet) {
+func commandUsage(w io.Writer, name string, cmd *command, c *call) {
 	fmt.Fprintf(w, "Usage: %s %s %s\n\n%s\n\nFlags:\n", progName, name, cmd.args, cmd.summary)
-	out := fs.Output()
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(out)
+	printFlags(w, c.fs, c.helpHidden)
+	for _, notes := range []string{cmd.notes, c.helpNotes} {
+		if notes != "" {
+			fmt.Fprintf(w, "\n%s", notes)
+		}
+	}
 	if cmd.examples != "" {
 		fmt.Fprintf(w, "\nExamples:\n%s", cmd.examples)
 	}
+}
+
+// printFlags lists the flags as flag.PrintDefaults does, but with two
+// dashes before a long name, as they are written everywhere else.
+func printFlags(w io.Writer, fs *flag.FlagSet, hidden map[string]bool) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if hidden[f.Name] {
+			return
+		}
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  " + dashed(f.Name)
+		if kind != "" {
+			line += " " + kind
+		}
+		if def := defaultText(f); def != "" {
+			usage += " (default " + def + ")"
+		}
+		fmt.Fprintf(w, "%s\n    \t%s\n", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+	})
+}
+
+// defaultText is a flag's default as the help shows it, or "" for a zero
+// value, which needs no mention.
+func defaultText(f *flag.Flag) string {
+	switch f.DefValue {
+	case "", "0", "false":
+		return ""
+	}
+	if g, ok := f.Value.(flag.Getter); ok {
+		if _, isString := g.Get().(string); isString {
+			return fmt.Sprintf("%q", f.DefValue)
+		}
+	}
+	return f.DefValue
 }
 
 // errNoPIN: no PIN was given and there is no terminal to ask on.
 var errNoPIN = errors.New("no PIN given and no terminal to ask for one")
 
 // readPIN finds the PIN: --pin, --pin-file, $CRYPTECH_PIN, else a prompt.
+// It notes in c.pinFrom where it found it, for the message a wrong PIN gets.
 func (c *call) readPIN(ctx context.Context, e *env, prompt string) ([]byte, error) {
 	switch {
 	case c.pin != "":
+		c.pinFrom = "-p/--pin"
 		if err := checkPINFlag("--pin", c.pin); err != nil {
 			return nil, err
 		}
 		return []byte(c.pin), nil
 	case c.pinFile != "":
+		c.pinFrom = "--pin-file " + c.pinFile
 		return readPINFile(c.pinFile)
 	case e.getenv("CRYPTECH_PIN") != "":
+		c.pinFrom = "$CRYPTECH_PIN"
 		return []byte(e.getenv("CRYPTECH_PIN")), nil
 	case e.readSecret != nil:
+		c.pinFrom = "the prompt"
 		return e.readSecret(ctx, prompt)
 	}
 	return nil, errNoPIN
+}
+
+// pinName names the PIN the common flags' HSM asks for.
+func (c *call) pinName(e *env) string {
+	switch {
+	case c.module != "" && c.token != "":
+		return fmt.Sprintf("the user PIN of token %q", c.token)
+	case c.module != "":
+		return fmt.Sprintf("the user PIN of the token in slot %d", c.slot)
+	case c.rpc != "":
+		return "the wheel PIN of the HSM behind " + c.rpc
+	}
+	return "the wheel PIN of the HSM in " + c.dir(e) + ", which init set"
 }
 
 // checkPINFlag refuses, as a command-line mistake, a PIN given in flag

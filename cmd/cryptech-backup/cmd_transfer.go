@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 
 	"golang.org/x/term"
@@ -19,7 +17,7 @@ import (
 
 var setupCommand = &command{
 	name:     "setup",
-	args:     "[-n|--new] [-u|--uuid UUID] [-k|--keylen 2048] [-o FILE]",
+	args:     "[-n|--new] [-u|--uuid UUID] [-k|--keylen 2048] [-o FILE] [--force]",
 	summary:  "on the destination: find or make a KEKEK and write its public half",
 	needsHSM: true,
 	examples: `  cryptech-backup setup --hsm ./dst -o kekek.json
@@ -85,7 +83,7 @@ var setupCommand = &command{
 
 var exportCommand = &command{
 	name:     "export",
-	args:     "[-i kekek.json] [-o backup.json] [--legacy-kek] [--skip-damaged] [--skip-exhausted]",
+	args:     "[-i kekek.json] [-o backup.json] [--force] [--legacy-kek] [--skip-damaged] [--skip-exhausted]",
 	summary:  "on the source: wrap every exportable key for the KEKEK",
 	needsHSM: true,
 	examples: `  cryptech-backup export --hsm ./src -i kekek.json -o backup.json
@@ -103,7 +101,7 @@ var exportCommand = &command{
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			f, err := parseInput(e, in, maxKEKEKFile, backup.ReadKEKEKFile)
+			f, err := parseInput(e, in, kekekFileKind, backup.ReadKEKEKFile)
 			if err != nil {
 				return err
 			}
@@ -159,7 +157,7 @@ var exportCommand = &command{
 
 var importCommand = &command{
 	name:     "import",
-	args:     "[-i backup.json] [--legacy-kek]",
+	args:     "[-i backup.json] [--legacy-kek] [--json]",
 	summary:  "on the destination: unwrap a bundle's keys into the keystore, all or none",
 	needsHSM: true,
 	examples: `  cryptech-backup import --hsm ./dst -i backup.json
@@ -174,7 +172,7 @@ var importCommand = &command{
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			b, err := parseInput(e, in, maxBundle, backup.ReadBundle)
+			b, err := parseInput(e, in, bundleKind, backup.ReadBundle)
 			if err != nil {
 				return err
 			}
@@ -214,31 +212,6 @@ func noArgs(c *call) error {
 		return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
 	}
 	return nil
-}
-
-// parseInput parses a file (or stdin) of at most limit bytes. It reads
-// what it parses once, into the parser: a bundle near its bound is not held
-// twice.
-func parseInput[T any](e *env, path string, limit int, parse func(io.Reader) (T, error)) (T, error) {
-	var zero T
-	r, name, done, err := e.input(path)
-	if err != nil {
-		return zero, err
-	}
-	defer done()
-	r, _, err = limitInput(r, name, limit)
-	if err != nil {
-		return zero, err
-	}
-	br := bufio.NewReader(r)
-	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
-		return zero, fmt.Errorf("%s: the file starts with a byte order mark (U+FEFF); save it as UTF-8 without one", name)
-	}
-	v, err := parse(br)
-	if tl := (tooLargeError{}); errors.As(err, &tl) {
-		return zero, tl
-	}
-	return v, err
 }
 
 func writeJSON(e *env, path string, v any, force bool) error {
