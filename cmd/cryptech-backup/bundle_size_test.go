@@ -129,6 +129,7 @@ func TestInputRefusedBySize(t *testing.T) {
 	bundle := sparse("big.json", maxBundle+1)
 	kekekFile := sparse("big-kekek.json", maxKEKEKFile+1)
 	sig := sparse("big.sig", maxSmallFile+1)
+	pub := sparse("big.pub", maxPublicKey+1)
 	for _, tc := range []struct {
 		args  []string
 		stdin string
@@ -138,6 +139,7 @@ func TestInputRefusedBySize(t *testing.T) {
 		{[]string{"import", "--hsm", dst}, bundle, `^cryptech-backup: error: -: larger than 160 MiB$`},
 		{[]string{"export", "--hsm", src, "-i", kekekFile}, "", `^cryptech-backup: error: .*big-kekek.json: larger than 64 KiB$`},
 		{[]string{"verify", "--hsm", src, "--key", "00000000-0000-4000-8000-000000000001", "--sig", sig}, "", `^cryptech-backup: error: .*big.sig: larger than 1 MiB$`},
+		{[]string{"hashsig", "verify", "--pub", pub, "--sig", sig, "-i", bundle}, "", `^cryptech-backup: error: .*big.pub: larger than 64 KiB$`},
 	} {
 		var stdout, stderr bytes.Buffer
 		e := pinEnv(&stdout, &stderr)

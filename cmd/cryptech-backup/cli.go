@@ -756,7 +756,10 @@ const (
 	// maxKEKEKFile bounds a KEKEK file: an RSA-4096 public key and a few
 	// names take under 2 KiB.
 	maxKEKEKFile = 64 << 10
-	// maxSmallFile bounds public keys, signatures (the largest HSS
+	// maxPublicKey bounds a public key file: an RSA-8192 key in PEM takes
+	// 1.5 KB, an HSS key 80 bytes.
+	maxPublicKey = 64 << 10
+	// maxSmallFile bounds signatures (the largest HSS
 	// signature, 8 levels of height 25 with Winternitz 1, has 75 KB), HSS
 	// key files and TLS certificates and keys (PEM).
 	maxSmallFile = 1 << 20

@@ -355,7 +355,7 @@ var hashsigVerifyCommand = &command{
 			if pub == "" || sigFile == "" {
 				return usageError{"--pub FILE and --sig FILE are required"}
 			}
-			pkData, err := readFileLimited(pub, maxSmallFile)
+			pkData, err := readFileLimited(pub, maxPublicKey)
 			if err != nil {
 				return err
 			}
