@@ -50,6 +50,10 @@ func (c *call) openBackend(ctx context.Context, e *env) (hsm.Token, func(), erro
 	if errors.Is(err, sim.ErrNoBoard) {
 		return nil, nil, noHSMError{dir}
 	}
+	if errors.Is(err, sim.ErrBoardInUse) {
+		return nil, nil, hintError{fmt.Errorf("the HSM in %s is open in another process", dir),
+			"if " + progName + " serve runs on it, reach it through serve's socket: --rpc unix:PATH instead of --hsm"}
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -112,10 +116,17 @@ func (c *call) openPKCS11(ctx context.Context, e *env) (hsm.Token, func(), error
 // login logs tok in as wheel with the PIN the flags give, closing it on
 // failure.
 func (c *call) login(ctx context.Context, e *env, tok hsm.Token, closeAll func()) (hsm.Token, func(), error) {
-	pin, err := c.readPIN(ctx, e, "Wheel PIN: ")
+	prompt := "Wheel PIN: "
+	if c.module != "" {
+		prompt = "Token user PIN: "
+	}
+	pin, err := c.readPIN(ctx, e, prompt)
 	if err == nil {
 		err = tok.Login(ctx, hsm.UserWheel, pin)
 		clear(pin)
+	}
+	if errors.Is(err, hsm.ErrPINIncorrect) {
+		err = hintError{err, fmt.Sprintf("give %s; this one came from %s", c.pinName(e), c.pinFrom)}
 	}
 	if err != nil {
 		closeAll()

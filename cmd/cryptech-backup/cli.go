@@ -191,6 +191,8 @@ type command struct {
 	// needsHSM: the command takes the common flags that choose an HSM.
 	needsHSM bool
 	examples string
+	// notes, if set, follow the flags in the help.
+	notes string
 	// subcommands, when set, make the command a group: "hashsig keygen".
 	subcommands []*command
 }
@@ -208,6 +210,12 @@ type call struct {
 	module  string
 	token   string
 	slot    int
+	// helpHidden are flags the help leaves out, and helpNotes what it adds
+	// after them: keygen rsa --help shows neither HSS flags nor their types.
+	helpHidden map[string]bool
+	helpNotes  string
+	// pinFrom is where readPIN found the PIN.
+	pinFrom string
 }
 
 // addBool registers a boolean flag under a short and a long name.
@@ -364,7 +372,7 @@ func dispatch(ctx context.Context, args []string, e *env) (string, error) {
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		// -h or --help, wherever it came: keygen parses its flags twice.
-		commandUsage(e.stdout, name, cmd, c.fs)
+		commandUsage(e.stdout, name, cmd, c)
 		return name, nil
 	}
 	return name, err
@@ -492,9 +500,14 @@ func oneLine(err error) string {
 // on the error's line.
 func hints(err error) []string {
 	var nh noHSMError
+	var h interface{ hint() string }
 	switch {
+	case errors.As(err, &h):
+		return []string{h.hint()}
 	case errors.Is(err, backup.ErrLegacy):
 		return []string{"--legacy-kek allows RSA PKCS#1 v1.5 KEK encryption, which libhal and cryptech_backup use; it is open to padding-oracle attacks"}
+	case errors.Is(err, backup.ErrWrongKEKEK):
+		return []string{"the bundle was exported for another HSM's KEKEK: run setup on this HSM, then export again with the KEKEK file it writes"}
 	case errors.Is(err, backup.ErrDamaged):
 		return []string{"--skip-damaged exports the keys that can be read"}
 	case errors.Is(err, errNoPIN):
@@ -558,36 +571,90 @@ func printGroupUsage(w io.Writer, group *command) {
 	fmt.Fprintf(w, "\nRun '%s %s COMMAND --help' for a command's flags.\n", progName, group.name)
 }
 
-func commandUsage(w io.Writer, name string, cmd *command, fs *flag.FlagSet) {
+func commandUsage(w io.Writer, name string, cmd *command, c *call) {
 	fmt.Fprintf(w, "Usage: %s %s %s\n\n%s\n\nFlags:\n", progName, name, cmd.args, cmd.summary)
-	out := fs.Output()
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(out)
+	printFlags(w, c.fs, c.helpHidden)
+	for _, notes := range []string{cmd.notes, c.helpNotes} {
+		if notes != "" {
+			fmt.Fprintf(w, "\n%s", notes)
+		}
+	}
 	if cmd.examples != "" {
 		fmt.Fprintf(w, "\nExamples:\n%s", cmd.examples)
 	}
+}
+
+// printFlags lists the flags as flag.PrintDefaults does, but with two
+// dashes before a long name, as they are written everywhere else.
+func printFlags(w io.Writer, fs *flag.FlagSet, hidden map[string]bool) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if hidden[f.Name] {
+			return
+		}
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  " + dashed(f.Name)
+		if kind != "" {
+			line += " " + kind
+		}
+		if def := defaultText(f); def != "" {
+			usage += " (default " + def + ")"
+		}
+		fmt.Fprintf(w, "%s\n    \t%s\n", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+	})
+}
+
+// defaultText is a flag's default as the help shows it, or "" for a zero
+// value, which needs no mention.
+func defaultText(f *flag.Flag) string {
+	switch f.DefValue {
+	case "", "0", "false":
+		return ""
+	}
+	if g, ok := f.Value.(flag.Getter); ok {
+		if _, isString := g.Get().(string); isString {
+			return fmt.Sprintf("%q", f.DefValue)
+		}
+	}
+	return f.DefValue
 }
 
 // errNoPIN: no PIN was given and there is no terminal to ask on.
 var errNoPIN = errors.New("no PIN given and no terminal to ask for one")
 
 // readPIN finds the PIN: --pin, --pin-file, $CRYPTECH_PIN, else a prompt.
+// It notes in c.pinFrom where it found it, for the message a wrong PIN gets.
 func (c *call) readPIN(ctx context.Context, e *env, prompt string) ([]byte, error) {
 	switch {
 	case c.pin != "":
+		c.pinFrom = "-p/--pin"
 		if err := checkPINFlag("--pin", c.pin); err != nil {
 			return nil, err
 		}
 		return []byte(c.pin), nil
 	case c.pinFile != "":
+		c.pinFrom = "--pin-file " + c.pinFile
 		return readPINFile(c.pinFile)
 	case e.getenv("CRYPTECH_PIN") != "":
+		c.pinFrom = "$CRYPTECH_PIN"
 		return []byte(e.getenv("CRYPTECH_PIN")), nil
 	case e.readSecret != nil:
+		c.pinFrom = "the prompt"
 		return e.readSecret(ctx, prompt)
 	}
 	return nil, errNoPIN
+}
+
+// pinName names the PIN the common flags' HSM asks for.
+func (c *call) pinName(e *env) string {
+	switch {
+	case c.module != "" && c.token != "":
+		return fmt.Sprintf("the user PIN of token %q", c.token)
+	case c.module != "":
+		return fmt.Sprintf("the user PIN of the token in slot %d", c.slot)
+	case c.rpc != "":
+		return "the wheel PIN of the HSM behind " + c.rpc
+	}
+	return "the wheel PIN of the HSM in " + c.dir(e) + ", which init set"
 }
 
 // checkPINFlag refuses, as a command-line mistake, a PIN given in flag
@@ -634,36 +701,52 @@ func (c *call) dir(e *env) string {
 	return "hsm"
 }
 
-// input opens a file to read, "-" or "" meaning stdin.
-func (e *env) input(path string) (io.ReadCloser, error) {
+// input opens a file to read, "-" or "" meaning stdin. It returns the
+// reader, the name messages give it, and what closes it.
+func (e *env) input(path string) (io.Reader, string, func(), error) {
 	if path == "" || path == "-" {
-		return io.NopCloser(e.stdin), nil
+		return e.stdin, "-", func() {}, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, "", nil, err
 	}
-	return f, nil
+	return f, path, func() { f.Close() }, nil
 }
 
-// maxInput bounds what a command reads, so a wrong file cannot exhaust memory.
-const maxInput = 256 << 20
+// Bounds on what a command reads whole, so that a wrong file cannot exhaust
+// memory. Each is what the largest real file of its kind needs, with room.
+const (
+	// maxInput bounds messages for HSS keys, which sign what they are
+	// given whole: anything a caller may want signed.
+	maxInput = 256 << 20
+	// maxBundle bounds a bundle. The largest real one holds backup.MaxKeys
+	// RSA-4096 keys wrapped for an RSA-4096 KEKEK, each with a label of the
+	// longest JSON form and PKCS#11 attributes at the HSM's limits: 14,925
+	// bytes a key, 149 MB in all (TestMaxBundleHoldsLargestBundle measures
+	// it; docs/PERFORMANCE.md has the figures). Parsing a real bundle takes
+	// about three times its size in memory.
+	maxBundle = 160 << 20
+	// maxKEKEKFile bounds a KEKEK file: an RSA-4096 public key and a few
+	// names take under 2 KiB.
+	maxKEKEKFile = 64 << 10
+	// maxPublicKey bounds a public key file: an RSA-8192 key in PEM takes
+	// 1.5 KB, an HSS key 80 bytes.
+	maxPublicKey = 64 << 10
+	// maxSmallFile bounds signatures (the largest HSS
+	// signature, 8 levels of height 25 with Winternitz 1, has 75 KB), HSS
+	// key files and TLS certificates and keys (PEM).
+	maxSmallFile = 1 << 20
+)
 
-// maxSmallFile bounds public keys and TLS certificates and keys (PEM).
-const maxSmallFile = 1 << 20
-
-// readInput reads a file, "-" or "" meaning stdin, of at most maxInput bytes.
-func (e *env) readInput(path string) ([]byte, error) {
-	r, err := e.input(path)
+// readInput reads a file, "-" or "" meaning stdin, of at most limit bytes.
+func (e *env) readInput(path string, limit int) ([]byte, error) {
+	r, name, done, err := e.input(path)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	name := path
-	if name == "" {
-		name = "-"
-	}
-	return readLimited(r, name, maxInput)
+	defer done()
+	return readLimited(r, name, limit)
 }
 
 // readFileLimited reads the file path, of at most limit bytes.
@@ -674,6 +757,46 @@ func readFileLimited(path string, limit int) ([]byte, error) {
 	}
 	defer f.Close()
 	return readLimited(f, path, limit)
+}
+
+// limitInput refuses, by its size and before a byte is read, an input that
+// is a regular file larger than limit; anything else (a pipe, a terminal, a
+// device) is read through a reader that fails with a tooLargeError as soon
+// as more than limit bytes come. It returns that reader and the file's
+// size, or -1 where there is none.
+func limitInput(r io.Reader, name string, limit int) (io.Reader, int, error) {
+	size := -1
+	if f, ok := r.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			if fi.Size() > int64(limit) {
+				return nil, 0, tooLargeError{name, limit}
+			}
+			size = int(fi.Size())
+		}
+	}
+	return &limitedReader{r: r, name: name, limit: limit, left: limit}, size, nil
+}
+
+// limitedReader gives at most limit bytes of r, then a tooLargeError if r
+// has more.
+type limitedReader struct {
+	r           io.Reader
+	name        string
+	limit, left int
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left == 0 {
+		var one [1]byte
+		n, err := l.r.Read(one[:])
+		if n > 0 {
+			return 0, tooLargeError{l.name, l.limit}
+		}
+		return 0, err
+	}
+	n, err := l.r.Read(p[:min(len(p), l.left)])
+	l.left -= n
+	return n, err
 }
 
 // tooLargeError: an input is larger than a command reads.
@@ -694,17 +817,19 @@ func (t tooLargeError) Error() string {
 }
 
 // readLimited reads r to its end, refusing with a tooLargeError what holds
-// more than limit bytes: it never reads more than limit+1, so a device that
-// never ends (/dev/zero) cannot exhaust memory. It clears the buffers it
-// outgrows and, on error, what it read: the input may be a PIN or a key.
+// more than limit bytes: a regular file by its size, before reading it;
+// anything else after limit+1 bytes, so a device that never ends
+// (/dev/zero) cannot exhaust memory. It clears the buffers it outgrows and,
+// on error, what it read: the input may be a PIN or a key.
 func readLimited(r io.Reader, name string, limit int) ([]byte, error) {
-	buf := make([]byte, 0, min(limit+1, 512))
+	r, size, err := limitInput(r, name, limit)
+	if err != nil {
+		return nil, err
+	}
+	// A file's size is known: one buffer, and the read that finds its end.
+	buf := make([]byte, 0, max(size+1, min(limit+1, 512)))
 	for {
 		if len(buf) == cap(buf) {
-			if len(buf) > limit {
-				clear(buf)
-				return nil, tooLargeError{name, limit}
-			}
 			grown := make([]byte, len(buf), min(2*cap(buf), limit+1))
 			copy(grown, buf)
 			clear(buf)
@@ -731,8 +856,10 @@ func (e *env) output(path string, data []byte, force, binary bool) error {
 		if err := e.checkStdout(binary); err != nil {
 			return err
 		}
-		_, err := e.stdout.Write(data)
-		return err
+		if _, err := e.stdout.Write(data); err != nil {
+			return fmt.Errorf("write standard output: %w", unwrapPathError(err))
+		}
+		return nil
 	}
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
 		if fi.IsDir() {

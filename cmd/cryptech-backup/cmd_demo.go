@@ -41,8 +41,8 @@ var demoCommand = &command{
 		var n int
 		var overRPC, pkcs11 bool
 		var module string
-		fs.StringVar(&dir, "dir", "", "keep the two HSMs and the files here (must be new or empty; default a temporary directory, removed after)")
-		fs.IntVar(&n, "keys", 20, "number of exportable keys on the source")
+		fs.StringVar(&dir, "dir", "", "keep the two HSMs, their PINs (mode 0600) and the files here (must be new or empty; default a temporary directory, removed after)")
+		fs.IntVar(&n, "keys", 20, "number of exportable keys on the source, 1 to 500")
 		fs.BoolVar(&overRPC, "rpc", false, "run both HSMs as serve daemons in child processes and do the transfer over Unix sockets")
 		fs.BoolVar(&pkcs11, "pkcs11", false, "transfer between two SoftHSM2 tokens made in the demo's directory")
 		fs.StringVar(&module, "module", "", "with --pkcs11: the SoftHSM2 module (default: found in the usual places)")
@@ -66,7 +66,8 @@ var demoCommand = &command{
 			case pkcs11:
 				kind = demoPKCS11
 			}
-			if dir == "" {
+			keep := dir != ""
+			if !keep {
 				tmp, err := os.MkdirTemp("", "cryptech-backup-demo-")
 				if err != nil {
 					return err
@@ -76,7 +77,7 @@ var demoCommand = &command{
 			} else if err := emptyDir(dir); err != nil {
 				return err
 			}
-			b := &demoBackend{kind: kind, dir: dir}
+			b := &demoBackend{kind: kind, dir: dir, keep: keep}
 			if kind == demoPKCS11 {
 				if err := b.setupSoftHSM(module); err != nil {
 					return err
@@ -132,8 +133,10 @@ type demoHSM struct {
 
 // demoBackend says where the demo's two HSMs live.
 type demoBackend struct {
-	kind    int
-	dir     string
+	kind int
+	dir  string
+	// keep: the HSMs stay in dir after the demo, and their PINs with them.
+	keep    bool
 	softhsm *softhsm.Env
 }
 
@@ -167,6 +170,11 @@ func newDemoHSM(ctx context.Context, e *env, b *demoBackend, name string) (*demo
 		defer clear(pins[i])
 	}
 	dir := filepath.Join(b.dir, name)
+	if b.keep {
+		if err := b.writePINs(name, pins); err != nil {
+			return nil, err
+		}
+	}
 	if b.kind == demoPKCS11 {
 		if err := b.softhsm.InitToken(name, string(pins[1]), string(pins[2])); err != nil {
 			return nil, err
@@ -204,6 +212,39 @@ func newDemoHSM(ctx context.Context, e *env, b *demoBackend, name string) (*demo
 		return nil, err
 	}
 	return &demoHSM{d.client, d.stop}, nil
+}
+
+// writePINs writes the PINs of the HSM name beside it, one file each
+// (NAME.wheel-pin, NAME.so-pin, NAME.user-pin, mode 0600), each usable
+// with --pin-file. A token has no wheel PIN: commands use its user PIN.
+func (b *demoBackend) writePINs(name string, pins [3][]byte) error {
+	for i, which := range []string{"wheel", "so", "user"} {
+		if which == "wheel" && b.kind == demoPKCS11 {
+			continue
+		}
+		line := append(append([]byte(nil), pins[i]...), '\n')
+		err := writeFileAtomic(filepath.Join(b.dir, name+"."+which+"-pin"), line, false)
+		clear(line)
+		if err != nil {
+			return fmt.Errorf("write the PINs of %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// pinNote says, on stderr, where the kept HSMs' PINs are and how to use them.
+func (b *demoBackend) pinNote(e *env) {
+	d := b.dir
+	switch b.kind {
+	case demoPKCS11:
+		fmt.Fprintf(e.stderr, "demo: the tokens' PINs are in %s (mode 0600); for example: SOFTHSM2_CONF=%s %s list --module %s --token destination --pin-file %s\n",
+			filepath.Join(d, "{source,destination}.{so,user}-pin"), shellQuote(filepath.Join(d, "softhsm", "softhsm2.conf")),
+			progName, shellQuote(b.softhsm.Module()), shellQuote(filepath.Join(d, "destination.user-pin")))
+	default:
+		fmt.Fprintf(e.stderr, "demo: the HSMs' PINs are in %s (mode 0600); for example: %s list --hsm %s --pin-file %s\n",
+			filepath.Join(d, "{source,destination}.{wheel,so,user}-pin"), progName,
+			shellQuote(filepath.Join(d, "destination")), shellQuote(filepath.Join(d, "destination.wheel-pin")))
+	}
 }
 
 // daemon is a serve child process and a client connected to it.
@@ -273,6 +314,9 @@ func runDemo(ctx context.Context, e *env, b *demoBackend, n int) error {
 		return fmt.Errorf("destination HSM: %w", err)
 	}
 	defer dst.close()
+	if b.keep {
+		b.pinNote(e)
+	}
 
 	fmt.Fprintf(e.stderr, "demo: generating %d exportable keys and 1 non-exportable key on the source\n", n)
 	// PKCS#11 tokens hold no hash-based keys.
@@ -297,7 +341,7 @@ func runDemo(ctx context.Context, e *env, b *demoBackend, n int) error {
 		return err
 	}
 	// The destination imports what travelled: the file, not the bundle in memory.
-	bundle, err := parseInput(e, bundleFile, backup.ReadBundle)
+	bundle, err := parseInput(e, bundleFile, bundleKind, backup.ReadBundle)
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,14 @@ type levelFlags struct {
 }
 
 func (lf *levelFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&lf.levels, "levels", 1, "number of HSS levels, 1 to 8")
+	fs.StringVar(&lf.lms, "lms", "sha256-m32-h10", "LMS type of every level, or a comma-separated list, top first (types below)")
+	fs.StringVar(&lf.lmots, "lmots", "sha256-n32-w4", "LM-OTS type of every level, or a comma-separated list (types below)")
+}
+
+// hashsigTypes lists the LMS and LM-OTS types, for the help of the commands
+// that make HSS keys.
+func hashsigTypes() string {
 	var lmsNames, otsNames []string
 	for _, t := range hashsig.LMSTypes() {
 		lmsNames = append(lmsNames, t.String())
@@ -40,9 +48,7 @@ func (lf *levelFlags) register(fs *flag.FlagSet) {
 	for _, t := range hashsig.LMOTSTypes() {
 		otsNames = append(otsNames, t.String())
 	}
-	fs.IntVar(&lf.levels, "levels", 1, "number of HSS levels, 1 to 8")
-	fs.StringVar(&lf.lms, "lms", "sha256-m32-h10", "LMS type of every level, or a comma-separated list, top first: "+strings.Join(lmsNames, ", "))
-	fs.StringVar(&lf.lmots, "lmots", "sha256-n32-w4", "LM-OTS type of every level, or a comma-separated list: "+strings.Join(otsNames, ", "))
+	return "LMS types (--lms): " + strings.Join(lmsNames, ", ") + "\n\nLM-OTS types (--lmots): " + strings.Join(otsNames, ", ") + "\n"
 }
 
 // parse turns the flags into levels, top first.
@@ -83,8 +89,9 @@ func pick(list []string, i int) string {
 
 var hashsigKeygenCommand = &command{
 	name:    "keygen",
-	args:    "--levels L --lms TYPE --lmots TYPE --priv FILE --pub FILE",
+	args:    "--levels L --lms TYPE --lmots TYPE --priv FILE --pub FILE [--force]",
 	summary: "generate an HSS key: the private key file (seed, identifier, parameters, range) and the RFC 8554 public key",
+	notes:   hashsigTypes(),
 	examples: `  cryptech-backup hashsig keygen --levels 2 --lms sha256-m32-h5 --lmots sha256-n32-w8 --priv key.prv --pub key.pub
 `,
 	define: func(fs *flag.FlagSet) runFunc {
@@ -147,7 +154,7 @@ var hashsigKeygenCommand = &command{
 
 var hashsigSignCommand = &command{
 	name:    "sign",
-	args:    "--priv FILE [-i FILE] [-o FILE]",
+	args:    "--priv FILE [-i FILE] [-o FILE] [--force]",
 	summary: "sign a file; the key file is advanced and written back before the signature is released",
 	examples: `  cryptech-backup hashsig sign --priv key.prv -i msg -o msg.sig
 `,
@@ -178,7 +185,7 @@ var hashsigSignCommand = &command{
 			if err := e.checkOutput(out, force, true); err != nil {
 				return err
 			}
-			msg, err := e.readInput(in)
+			msg, err := e.readInput(in, maxInput)
 			if err != nil {
 				return err
 			}
@@ -348,7 +355,7 @@ var hashsigVerifyCommand = &command{
 			if pub == "" || sigFile == "" {
 				return usageError{"--pub FILE and --sig FILE are required"}
 			}
-			pkData, err := readFileLimited(pub, maxSmallFile)
+			pkData, err := readFileLimited(pub, maxPublicKey)
 			if err != nil {
 				return err
 			}
@@ -356,11 +363,11 @@ var hashsigVerifyCommand = &command{
 			if err != nil {
 				return fmt.Errorf("%s: %w", pub, err)
 			}
-			sig, err := e.readInput(sigFile)
+			sig, err := e.readInput(sigFile, maxSmallFile)
 			if err != nil {
 				return err
 			}
-			msg, err := e.readInput(in)
+			msg, err := e.readInput(in, maxInput)
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"flag"
 	"fmt"
 
@@ -12,7 +13,7 @@ import (
 
 var initCommand = &command{
 	name:    "init",
-	args:    "[--hsm DIR] [--wheel-pin P] [--so-pin P] [--user-pin P]",
+	args:    "[--hsm DIR] [--wheel-pin P] [--so-pin P] [--user-pin P] [--blocks N]",
 	summary: "create an emulated HSM: master key and PINs",
 	examples: `  cryptech-backup init --hsm ./hsm-a      # prompts for the three PINs
   cryptech-backup init --hsm ./hsm-b --wheel-pin "$W" --so-pin "$S" --user-pin "$U"
@@ -63,6 +64,11 @@ var initCommand = &command{
 				}
 			}
 			h, err := hsm.Create(c.dir(e), hsm.InitConfig{WheelPIN: pins[0], SOPIN: pins[1], UserPIN: pins[2], Blocks: blocks}, e.hsmOptions)
+			if errors.Is(err, sim.ErrBoardExists) {
+				d := shellQuote(c.dir(e))
+				return hintError{fmt.Errorf("%s already holds an emulated HSM", c.dir(e)),
+					fmt.Sprintf("use it with --hsm %s; to make a new one there, remove it first with rm -r %s, which destroys its keys", d, d)}
+			}
 			if err != nil {
 				return err
 			}

@@ -41,6 +41,16 @@ var keygenCommand = &command{
 				return usageError{"name the key type: rsa, ec or hashsig"}
 			}
 			kind := args[0]
+			// The help of one key type shows its flags only.
+			switch kind {
+			case "rsa":
+				c.helpHidden = map[string]bool{"curve": true, "levels": true, "lms": true, "lmots": true}
+			case "ec":
+				c.helpHidden = map[string]bool{"bits": true, "levels": true, "lms": true, "lmots": true}
+			case "hashsig":
+				c.helpHidden = map[string]bool{"bits": true, "curve": true}
+				c.helpNotes = hashsigTypes()
+			}
 			if err := c.parse(args[1:]); err != nil {
 				return err
 			}
@@ -220,26 +230,29 @@ func writeKeysJSON(e *env, keys []hsm.KeyInfo) error {
 
 var pubkeyCommand = &command{
 	name:     "pubkey",
-	args:     "--key UUID [-o FILE]",
+	args:     "--key UUID|LABEL [-o FILE] [--force]",
 	summary:  "write a key's public half as PEM (for openssl and other tools)",
 	needsHSM: true,
-	examples: `  cryptech-backup pubkey --key 6f1c... -o pub.pem
+	examples: `  cryptech-backup pubkey --key web -o pub.pem
 `,
 	define: func(fs *flag.FlagSet) runFunc {
 		var keyID, out string
 		var force bool
-		fs.StringVar(&keyID, "key", "", "UUID of the key")
+		fs.StringVar(&keyID, "key", "", keyUsage)
 		addString(fs, &out, "o", "output", "", "output file (default stdout)")
 		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
 		return func(ctx context.Context, e *env, c *call) error {
-			id, err := keyFlag(c, keyID)
-			if err != nil {
+			if err := keyFlag(c, keyID); err != nil {
 				return err
 			}
 			if err := e.checkOutput(out, force, false); err != nil {
 				return err
 			}
 			return c.withToken(ctx, e, func(tok hsm.Token) error {
+				id, err := findKey(ctx, tok, keyID)
+				if err != nil {
+					return err
+				}
 				k, err := tok.Key(ctx, id)
 				if err != nil {
 					return err

@@ -8,28 +8,29 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 )
 
 var signCommand = &command{
 	name:     "sign",
-	args:     "--key UUID [-i FILE] [-o FILE]",
+	args:     "--key UUID|LABEL [-i FILE] [-o FILE] [--force]",
 	summary:  "sign the SHA-256 of a file (RSA PKCS#1 v1.5, ECDSA DER: what openssl dgst -verify checks), or with an HSS key the file itself (RFC 8554)",
 	needsHSM: true,
-	examples: `  cryptech-backup sign --key 6f1c... -i message.txt -o message.sig
+	examples: `  cryptech-backup sign --key web -i message.txt -o message.sig
+  cryptech-backup pubkey --key web -o pub.pem
   openssl dgst -sha256 -verify pub.pem -signature message.sig message.txt
 `,
 	define: func(fs *flag.FlagSet) runFunc {
 		var keyID, in, out string
 		var force bool
-		fs.StringVar(&keyID, "key", "", "UUID of the signing key")
+		fs.StringVar(&keyID, "key", "", keyUsage)
 		addString(fs, &in, "i", "input", "", "file to sign (default stdin)")
 		addString(fs, &out, "o", "output", "", "signature file (default stdout)")
 		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
 		return func(ctx context.Context, e *env, c *call) error {
-			id, err := keyFlag(c, keyID)
-			if err != nil {
+			if err := keyFlag(c, keyID); err != nil {
 				return err
 			}
 			if err := checkOutputIsNotInput(out, in); err != nil {
@@ -40,6 +41,10 @@ var signCommand = &command{
 				return err
 			}
 			return c.withToken(ctx, e, func(tok hsm.Token) error {
+				id, err := findKey(ctx, tok, keyID)
+				if err != nil {
+					return err
+				}
 				data, opts, err := signedData(ctx, e, tok, id, in)
 				if err != nil {
 					return err
@@ -48,7 +53,14 @@ var signCommand = &command{
 				if err != nil {
 					return err
 				}
-				return e.output(out, sig, force, true)
+				if err := e.output(out, sig, force, true); err != nil {
+					// Only HSS keys sign the input itself, and only they spend.
+					if opts.HashFunc() == 0 {
+						return spentSignature(ctx, tok, id, err)
+					}
+					return err
+				}
+				return nil
 			})
 		}
 	},
@@ -56,27 +68,30 @@ var signCommand = &command{
 
 var verifyCommand = &command{
 	name:     "verify",
-	args:     "--key UUID --sig FILE [-i FILE]",
+	args:     "--key UUID|LABEL --sig FILE [-i FILE]",
 	summary:  "check a signature made by sign; exit 0 if it verifies, 1 if not",
 	needsHSM: true,
 	define: func(fs *flag.FlagSet) runFunc {
 		var keyID, in, sigFile string
-		fs.StringVar(&keyID, "key", "", "UUID of the key")
+		fs.StringVar(&keyID, "key", "", keyUsage)
 		fs.StringVar(&sigFile, "sig", "", "signature file")
 		addString(fs, &in, "i", "input", "", "signed file (default stdin)")
 		return func(ctx context.Context, e *env, c *call) error {
-			id, err := keyFlag(c, keyID)
-			if err != nil {
+			if err := keyFlag(c, keyID); err != nil {
 				return err
 			}
 			if sigFile == "" {
 				return usageError{"--sig FILE is required"}
 			}
-			sig, err := e.readInput(sigFile)
+			sig, err := e.readInput(sigFile, maxSmallFile)
 			if err != nil {
 				return err
 			}
 			return c.withToken(ctx, e, func(tok hsm.Token) error {
+				id, err := findKey(ctx, tok, keyID)
+				if err != nil {
+					return err
+				}
 				data, opts, err := signedData(ctx, e, tok, id, in)
 				if err != nil {
 					return err
@@ -95,18 +110,76 @@ var verifyCommand = &command{
 	},
 }
 
-func keyFlag(c *call, keyID string) (hsm.UUID, error) {
+// keyUsage is the help of every --key flag.
+const keyUsage = "the key: its UUID (the last line keygen printed), or its label if no other key has it"
+
+// keyFlag checks that --key was given, and nothing else on the line.
+func keyFlag(c *call, keyID string) error {
 	if err := noArgs(c); err != nil {
-		return hsm.UUID{}, err
+		return err
 	}
 	if keyID == "" {
-		return hsm.UUID{}, usageError{"--key UUID is required"}
+		return usageError{"--key UUID or --key LABEL is required"}
 	}
-	id, err := hsm.ParseUUID(keyID)
+	return nil
+}
+
+// findKey finds the key that --key names: by UUID, or else by label, when
+// exactly one key has it.
+func findKey(ctx context.Context, tok hsm.Token, ref string) (hsm.UUID, error) {
+	if id, err := hsm.ParseUUID(ref); err == nil {
+		return id, nil
+	}
+	keys, err := tok.Keys(ctx, hsm.Filter{})
 	if err != nil {
-		return hsm.UUID{}, usageError{err.Error()}
+		return hsm.UUID{}, err
 	}
-	return id, nil
+	var found []hsm.UUID
+	for _, k := range keys {
+		if k.Label == ref {
+			found = append(found, k.UUID)
+		}
+	}
+	if len(found) != 1 {
+		return hsm.UUID{}, keyRefError{ref, found}
+	}
+	return found[0], nil
+}
+
+// keyRefError: --key is neither a UUID nor the label of exactly one key.
+type keyRefError struct {
+	ref     string
+	matches []hsm.UUID
+}
+
+func (k keyRefError) Error() string {
+	if len(k.matches) == 0 {
+		return fmt.Sprintf("--key %q: no key has this label, and it is not a UUID", k.ref)
+	}
+	ids := make([]string, len(k.matches))
+	for i, id := range k.matches {
+		ids[i] = id.String()
+	}
+	return fmt.Sprintf("--key %q: %d keys have this label: %s", k.ref, len(k.matches), strings.Join(ids, ", "))
+}
+
+// hint says what to do instead.
+func (k keyRefError) hint() string {
+	if len(k.matches) == 0 {
+		return progName + " list shows each key's UUID and label"
+	}
+	return "name one by its UUID: --key UUID"
+}
+
+// spentSignature says, on the line of an HSS signature's failed write (a
+// full disk, a closed pipe), that the key used one of its signatures for
+// it: the operator counts on them.
+func spentSignature(ctx context.Context, tok hsm.Token, id hsm.UUID, err error) error {
+	left := ""
+	if k, kerr := tok.Key(ctx, id); kerr == nil && k.Hashsig != nil && !k.Hashsig.RemainingUnknown {
+		left = fmt.Sprintf(" (%d left)", k.Hashsig.Remaining)
+	}
+	return fmt.Errorf("%w; the signature was made and lost: one signature of HSS key %s was used%s", err, id, left)
 }
 
 // signedData reads what a key signs: the SHA-256 of the input, or for an HSS
@@ -117,7 +190,7 @@ func signedData(ctx context.Context, e *env, tok hsm.Token, id hsm.UUID, in stri
 		return nil, nil, err
 	}
 	if k.Hashsig != nil {
-		msg, err := e.readInput(in)
+		msg, err := e.readInput(in, maxInput)
 		return msg, crypto.Hash(0), err
 	}
 	digest, err := digestOf(e, in)
@@ -125,11 +198,11 @@ func signedData(ctx context.Context, e *env, tok hsm.Token, id hsm.UUID, in stri
 }
 
 func digestOf(e *env, path string) ([]byte, error) {
-	r, err := e.input(path)
+	r, _, done, err := e.input(path)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
+	defer done()
 	h := sha256.New()
 	if _, err := io.Copy(h, r); err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, unwrapPathError(err))

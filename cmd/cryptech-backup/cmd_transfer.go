@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 
 	"golang.org/x/term"
@@ -18,7 +17,7 @@ import (
 
 var setupCommand = &command{
 	name:     "setup",
-	args:     "[-n|--new] [-u|--uuid UUID] [-k|--keylen 2048] [-o FILE] | -s|--soft [--legacy-kek] [--passphrase-file FILE] [-k|--keylen 2048] [-o FILE]",
+	args:     "[-n|--new] [-u|--uuid UUID] [-k|--keylen 2048] [-o FILE] [--force] | -s|--soft [--legacy-kek] [--passphrase-file FILE] [-k|--keylen 2048] [-o FILE] [--force]",
 	summary:  "on the destination: find or make a KEKEK and write its public half",
 	needsHSM: true,
 	examples: `  cryptech-backup setup --hsm ./dst -o kekek.json
@@ -96,7 +95,7 @@ var setupCommand = &command{
 
 var exportCommand = &command{
 	name:     "export",
-	args:     "[-i kekek.json] [-o backup.json] [--legacy-kek] [--skip-damaged] [--skip-exhausted]",
+	args:     "[-i kekek.json] [-o backup.json] [--force] [--legacy-kek] [--skip-damaged] [--skip-exhausted]",
 	summary:  "on the source: wrap every exportable key for the KEKEK",
 	needsHSM: true,
 	examples: `  cryptech-backup export --hsm ./src -i kekek.json -o backup.json
@@ -114,7 +113,7 @@ var exportCommand = &command{
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			f, err := parseInput(e, in, backup.ReadKEKEKFile)
+			f, err := parseInput(e, in, kekekFileKind, backup.ReadKEKEKFile)
 			if err != nil {
 				return err
 			}
@@ -195,7 +194,7 @@ var importCommand = &command{
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			b, err := parseInput(e, in, backup.ReadBundle)
+			b, err := parseInput(e, in, bundleKind, backup.ReadBundle)
 			if err != nil {
 				return err
 			}
@@ -273,23 +272,6 @@ func noArgs(c *call) error {
 		return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
 	}
 	return nil
-}
-
-// parseInput reads a file (or stdin) and parses it.
-func parseInput[T any](e *env, path string, parse func(io.Reader) (T, error)) (T, error) {
-	var zero T
-	data, err := e.readInput(path)
-	if err != nil {
-		return zero, err
-	}
-	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
-		name := path
-		if name == "" {
-			name = "-"
-		}
-		return zero, fmt.Errorf("%s: the file starts with a byte order mark (U+FEFF); save it as UTF-8 without one", name)
-	}
-	return parse(bytes.NewReader(data))
 }
 
 func writeJSON(e *env, path string, v any, force bool) error {

@@ -44,6 +44,33 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo --dir left no %s: %v", f, err)
 		}
 	}
+	// The kept HSMs' PINs are beside them, mode 0600, never on stdout or
+	// stderr, and stderr says where.
+	for _, hsmName := range []string{"source", "destination"} {
+		for _, which := range []string{"wheel", "so", "user"} {
+			path := filepath.Join(dir, hsmName+"."+which+"-pin")
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Errorf("demo --dir wrote no %s PIN for the %s: %v", which, hsmName, err)
+				continue
+			}
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s has mode %v, want 0600", path, fi.Mode().Perm())
+			}
+			pin, _ := os.ReadFile(path)
+			if p := strings.TrimSpace(string(pin)); len(p) < 16 || strings.Contains(out+stderr.String(), p) {
+				t.Errorf("%s: PIN %q is short or was printed", path, p)
+			}
+		}
+	}
+	if want := "demo: the HSMs' PINs are in " + dir; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr does not say where the PINs are (%q):\n%s", want, stderr)
+	}
+	e, stdout, stderr = testEnv("")
+	if status := run([]string{"list", "--hsm", filepath.Join(dir, "destination"), "--pin-file", filepath.Join(dir, "destination.wheel-pin")}, e); status != 0 ||
+		!strings.Contains(stdout.String(), "demo-1") {
+		t.Errorf("list with the kept wheel PIN: status %d, stdout %q, stderr %q", status, stdout, stderr)
+	}
 	e, _, stderr = testEnv("")
 	if status := run([]string{"demo", "--dir", dir}, e); status != 1 || !strings.Contains(stderr.String(), "is not empty") {
 		t.Errorf("demo into a used directory: status %d, %s", status, stderr)

@@ -52,13 +52,20 @@ func TestScripts(t *testing.T) {
 			if err := os.Mkdir(tokens, 0o700); err != nil {
 				return err
 			}
+			if err := writeReadmeBlocks(e.WorkDir); err != nil {
+				return err
+			}
 			return os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600)
 		},
 		// [softhsm]: SoftHSM2 is installed (always so under CI=true).
+		// [root]: the tests run as root, whom file modes do not stop.
 		Condition: func(cond string) (bool, error) {
-			if cond == "softhsm" {
+			switch cond {
+			case "softhsm":
 				_, err := exec.LookPath("softhsm2-util")
 				return softhsmErr == nil && err == nil, nil
+			case "root":
+				return os.Geteuid() == 0, nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
@@ -158,4 +165,33 @@ func truncate(ts *testscript.TestScript, neg bool, args []string) {
 	n, err := strconv.Atoi(args[1])
 	ts.Check(err)
 	ts.Check(os.Truncate(ts.MkAbs(args[0]), int64(n)))
+}
+
+// writeReadmeBlocks writes the README's shell examples that a newcomer
+// pastes into $WORK, for readme.txtar to run as they are written: the
+// walkthrough (walkthrough.sh) and the PKCS#11 transfer (pkcs11.sh, with
+// the module this machine has).
+func writeReadmeBlocks(dir string) error {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		return err
+	}
+	for _, b := range []struct{ heading, file string }{
+		{"## A transfer, step by step", "walkthrough.sh"},
+		{"## PKCS#11 tokens", "pkcs11.sh"},
+	} {
+		_, rest, ok := strings.Cut(string(readme), "\n"+b.heading)
+		if ok {
+			_, rest, ok = strings.Cut(rest, "```sh\n")
+		}
+		block, _, closed := strings.Cut(rest, "\n```")
+		if !ok || !closed {
+			return fmt.Errorf("README.md: no sh block under %q", b.heading)
+		}
+		block = strings.Replace(block, "M=/usr/lib/softhsm/libsofthsm2.so", `M="$SOFTHSM2_MODULE"`, 1)
+		if err := os.WriteFile(filepath.Join(dir, b.file), []byte(block+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
