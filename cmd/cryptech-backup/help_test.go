@@ -54,7 +54,7 @@ func TestHelpFlags(t *testing.T) {
 		args      []string
 		want, not []string
 	}{
-		{[]string{"import", "--help"}, []string{"\n  --json\n", "\n  -i string\n", "\n  --input string\n", "Usage: cryptech-backup import [-i backup.json] [--legacy-kek] [--json]\n"}, []string{"\n  -json"}},
+		{[]string{"import", "--help"}, []string{"\n  --json\n", "\n  -i string\n", "\n  --input string\n", "Usage: cryptech-backup import [-i backup.json] [--legacy-kek] [--passphrase-file FILE] [--json]\n"}, []string{"\n  -json"}},
 		{[]string{"keygen", "rsa", "--help"}, []string{"\n  --bits int\n"}, []string{"sha256-m32-h10", "--lms", "--curve string", "LM-OTS"}},
 		{[]string{"keygen", "ec", "--help"}, []string{"\n  --curve string\n"}, []string{"sha256-m32", "--bits", "--levels"}},
 		{[]string{"keygen", "hashsig", "--help"}, []string{"\n  --lms string\n", "sha256-m32-h25", "shake256-n24-w8"}, []string{"--bits", "--curve"}},
