@@ -116,6 +116,9 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 			b.Keys[i].Comment = "Encrypted private key"
 		}
 	}
+	if err := readAttributes(ctx, tok, keys, b); err != nil {
+		return nil, err
+	}
 	err = exportKeys(ctx, tok, f, keys, b, enc, opts)
 	if errors.Is(err, hsm.ErrUnsupported) && opts.LegacyKEK && b.Version != 0 {
 		// A source that speaks libhal's RPC only cannot bind metadata: with
@@ -172,13 +175,40 @@ func exportKeys(ctx context.Context, tok hsm.Token, f *KEKEKFile, keys []hsm.Key
 	return nil
 }
 
+// readAttributes puts each key's attributes in its entry, from a token
+// whose keys have them. A source that cannot tell (a libhal HSM that
+// answers ErrUnsupported) gives none, as cryptech_backup's bundles have
+// none.
+func readAttributes(ctx context.Context, tok hsm.Token, keys []hsm.KeyInfo, b *Bundle) error {
+	ar, ok := tok.(hsm.AttributeReader)
+	if !ok {
+		return nil
+	}
+	for i, k := range keys {
+		attrs, err := ar.KeyAttributes(ctx, k.UUID)
+		if errors.Is(err, hsm.ErrUnsupported) {
+			return nil
+		}
+		if err != nil {
+			return &KeyError{i, k.UUID.String(), err}
+		}
+		b.Keys[i].Attributes = sortedAttributes(attrs)
+		// What the destination could not read back fails here, not there.
+		if err := b.Keys[i].Attributes.check(); err != nil {
+			return &KeyError{i, k.UUID.String(), err}
+		}
+	}
+	return nil
+}
+
 // toLegacy turns b into cryptech_backup's format: no version, no KEK
-// encryption named, no labels, tags or public keys of private keys.
+// encryption named, no labels, tags, attributes or public keys of private
+// keys.
 func (b *Bundle) toLegacy() {
 	b.Version, b.KEKEncryption = 0, ""
 	for i := range b.Keys {
 		k := &b.Keys[i]
-		k.Label, k.Tag = "", nil
+		k.Label, k.Tag, k.Attributes = "", nil, nil
 		if k.Comment == "Encrypted private key" {
 			k.SPKI = nil
 		}
