@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 )
@@ -17,8 +18,9 @@ type ExportOptions struct {
 	// Progress, if set, is called after each key.
 	Progress func(done, total int)
 	// SkipDamaged exports the keys that can be read from a token that
-	// reports damaged storage. Without it such an export fails before
-	// anything is done: a bundle that silently lacks keys is no backup.
+	// reports damaged storage, or exportable keys it cannot use. Without it
+	// such an export fails before anything is done: a bundle that silently
+	// lacks keys is no backup.
 	SkipDamaged bool
 	// SkipExhausted leaves out HSS keys with fewer than two signatures left,
 	// which cannot be split. Without it such a key makes the export fail
@@ -36,6 +38,13 @@ var ErrDamaged = errors.New("keys cannot be read")
 // emulated HSM, directly or over RPC.
 type damageReporter interface {
 	DamagedBlocks(ctx context.Context) ([]int, error)
+}
+
+// unreadableReporter is a token that leaves out of Keys some keys it cannot
+// use (a PKCS#11 token's keys of other types, a private key whose public
+// half it cannot find): an export would silently lack the exportable ones.
+type unreadableReporter interface {
+	UnreadableKeys(ctx context.Context) ([]string, error)
 }
 
 // KeyError reports which key of a bundle an error is about.
@@ -78,6 +87,15 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 		}
 		if len(blocks) > 0 {
 			return nil, fmt.Errorf("%w: flash blocks %v of the HSM failed their CRC, and the keys in them would be left out", ErrDamaged, blocks)
+		}
+	}
+	if ur, ok := tok.(unreadableReporter); ok && !opts.SkipDamaged {
+		bad, err := ur.UnreadableKeys(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(bad) > 0 {
+			return nil, fmt.Errorf("%w: %d exportable keys of the token cannot be exported and would be left out (%s)", ErrDamaged, len(bad), strings.Join(bad, "; "))
 		}
 	}
 	keys, err := tok.Keys(ctx, hsm.Filter{Mask: hsm.FlagExportable, Flags: hsm.FlagExportable})
