@@ -23,7 +23,9 @@
 // the KEKEK with CKM_RSA_PKCS_OAEP (SHA-256 or SHA-1, whichever the token
 // does; CKM_RSA_PKCS only when asked). The bundle's tag is made the same way:
 // the digest of its binding, as a generic secret session object, wrapped
-// under the KEK. CKM_RSA_AES_KEY_WRAP, which does both wraps
+// under the KEK, and an import checks it by making it again and comparing.
+// The KEKEK that setup makes (GenerateKEKEK) only unwraps, and forces what
+// it unwraps to stay secret. CKM_RSA_AES_KEY_WRAP, which does both wraps
 // in one call, is not used even where a token offers it: it never shows the
 // KEK as an object, so no tag could be made or checked under it.
 //

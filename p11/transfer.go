@@ -178,22 +178,7 @@ func (t *Token) export(req hsm.ExportRequest) (hsm.WrappedKey, error) {
 		return hsm.WrappedKey{}, err
 	}
 	if req.Binding != nil {
-		// The tag: the binding's digest as a secret object, wrapped under
-		// the KEK, exactly as the emulated HSM makes it.
-		digest := hsm.BindingDigest(req.Binding)
-		secret, err := t.raw.CreateObject(t.sess, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE, digest),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
-		})
-		if err != nil {
-			return hsm.WrappedKey{}, fmt.Errorf("binding tag: %w", err)
-		}
-		temp = append(temp, secret)
-		if w.Tag, err = t.raw.WrapKey(t.sess, kwp, kek, secret); err != nil {
+		if w.Tag, err = t.tag(kek, req.Binding); err != nil {
 			return hsm.WrappedKey{}, fmt.Errorf("binding tag: %w", err)
 		}
 	}
@@ -444,14 +429,12 @@ func (t *Token) unwrapKEK(req hsm.ImportRequest) (pkcs11.ObjectHandle, error) {
 	if err != nil {
 		return 0, err
 	}
-	kek, err := t.raw.UnwrapKey(t.sess, []*pkcs11.Mechanism{mech}, kekek.priv, ct, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-	})
+	// What a KEKEK made by setup forces on what it unwraps (kekPolicy),
+	// and the two uses the KEK has here.
+	kekT := template(kekPolicy())
+	kekT.set(pkcs11.CKA_UNWRAP, true)
+	kekT.set(pkcs11.CKA_WRAP, true)
+	kek, err := t.raw.UnwrapKey(t.sess, []*pkcs11.Mechanism{mech}, kekek.priv, ct, kekT.final())
 	if err != nil {
 		return 0, hsm.ErrDecryption
 	}
@@ -473,32 +456,35 @@ func (t *Token) unwrapKEK(req hsm.ImportRequest) (pkcs11.ObjectHandle, error) {
 	return kek, nil
 }
 
-// checkTag unwraps the tag as a readable session secret and compares it, in
-// constant time, with the binding's digest.
+// checkTag makes the tag of the binding under the KEK, as the source made
+// it (RFC 5649 key wrap is deterministic), and compares the two in
+// constant time: nothing readable is made of the KEK or under it.
 func (t *Token) checkTag(kek pkcs11.ObjectHandle, req hsm.ImportRequest) error {
-	if len(req.Wrapped.Tag) == 0 {
-		return hsm.ErrDecryption
-	}
-	secret, err := t.raw.UnwrapKey(t.sess, kwp, kek, req.Wrapped.Tag, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
-	})
-	if err != nil {
-		return hsm.ErrDecryption
-	}
-	defer t.raw.DestroyObject(t.sess, secret)
-	a, err := t.attrs(secret, pkcs11.CKA_VALUE)
-	if err != nil {
-		return hsm.ErrDecryption
-	}
-	defer clear(a[pkcs11.CKA_VALUE])
-	if subtle.ConstantTimeCompare(a[pkcs11.CKA_VALUE], hsm.BindingDigest(req.Binding)) != 1 {
+	want, err := t.tag(kek, req.Binding)
+	if err != nil || subtle.ConstantTimeCompare(want, req.Wrapped.Tag) != 1 {
 		return hsm.ErrDecryption
 	}
 	return nil
+}
+
+// tag is the binding's digest, as a session secret, wrapped under the KEK:
+// exactly the emulated HSM's tag.
+func (t *Token) tag(kek pkcs11.ObjectHandle, binding []byte) ([]byte, error) {
+	digest := hsm.BindingDigest(binding)
+	defer clear(digest)
+	secret, err := t.raw.CreateObject(t.sess, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, digest),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer t.raw.DestroyObject(t.sess, secret)
+	return t.raw.WrapKey(t.sess, kwp, kek, secret)
 }
 
 // unwrapPrivate unwraps the PKCS#8 key under the KEK into a private key
