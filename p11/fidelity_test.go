@@ -169,8 +169,34 @@ func sameObjects(t *testing.T, src, dst *Token, id hsm.UUID) {
 	}
 }
 
-// transfer moves every exportable key of src to dst.
+// transfer moves every exportable key of src to dst, the bundle going
+// through its file form.
 func transfer(t *testing.T, src, dst hsm.Token) []backup.ImportedKey {
+	t.Helper()
+	res, _ := transferBundle(t, src, dst)
+	return res
+}
+
+func transferBundle(t *testing.T, src, dst hsm.Token) ([]backup.ImportedKey, *backup.Bundle) {
+	t.Helper()
+	_, b := exportFor(t, src, dst)
+	var buf bytes.Buffer
+	if err := backup.Write(&buf, b); err != nil {
+		t.Fatal(err)
+	}
+	b, err := backup.ReadBundle(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := backup.Import(ctx, dst, b, backup.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, b
+}
+
+// exportFor sets dst up to receive keys and exports those of src for it.
+func exportFor(t testing.TB, src, dst hsm.Token) (*backup.KEKEKFile, *backup.Bundle) {
 	t.Helper()
 	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
 	if err != nil {
@@ -180,18 +206,7 @@ func transfer(t *testing.T, src, dst hsm.Token) []backup.ImportedKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	if err := backup.Write(&buf, b); err != nil {
-		t.Fatal(err)
-	}
-	if b, err = backup.ReadBundle(&buf); err != nil {
-		t.Fatal(err)
-	}
-	res, err := backup.Import(ctx, dst, b, backup.ImportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return kekek, b
 }
 
 // signsAsSource checks that the key id signs on dst so that its public key

@@ -19,18 +19,10 @@ import (
 // cannot read the bundle's KEK with it: not with C_Decrypt, not by
 // unwrapping it as a readable secret, not by changing the KEKEK.
 func TestKEKEKOnlyUnwraps(t *testing.T) {
-	dst := newToken(t)
-	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := hsm.ParseUUID(kekek.KEKEKUUID)
-	src := hsmtest.New(t)
+	dst, src := newToken(t), hsmtest.New(t)
 	k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "secret"})
-	b, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kekek, b := exportFor(t, src, dst)
+	id, _ := hsm.ParseUUID(kekek.KEKEKUUID)
 	ct, err := hsm.ParseEncryptedKEK(b.Keys[0].KEK, b.KEKEncryption)
 	if err != nil {
 		t.Fatal(err)

@@ -297,18 +297,31 @@ func (t *Token) pair(id []byte, privs, pubs []*keyObject) []*object {
 // object's half: the one under which a signature it makes verifies; -1
 // when none does or it cannot sign.
 func (t *Token) proveHalf(ko *keyObject, pubs []*keyObject, cands []int) int {
-	digest := sha256.Sum256([]byte("cryptech-backup pairing check"))
-	sig, err := t.signRaw(ko.h, pkcs11.CKM_ECDSA, digest[:])
-	if err != nil || len(sig)%2 != 0 {
+	digest, r, s, err := t.probeSignature(ko.h)
+	if err != nil {
 		return -1
 	}
-	r, s := new(big.Int).SetBytes(sig[:len(sig)/2]), new(big.Int).SetBytes(sig[len(sig)/2:])
 	for _, j := range cands {
-		if pk, ok := pubs[j].public.(*ecdsa.PublicKey); ok && ecdsa.Verify(pk, digest[:], r, s) {
+		if pk, ok := pubs[j].public.(*ecdsa.PublicKey); ok && ecdsa.Verify(pk, digest, r, s) {
 			return j
 		}
 	}
 	return -1
+}
+
+// probeSignature is an ECDSA signature that a private EC object makes of a
+// fixed digest: under which public key it verifies tells the key's half.
+func (t *Token) probeSignature(h pkcs11.ObjectHandle) (digest []byte, r, s *big.Int, err error) {
+	sum := sha256.Sum256([]byte("cryptech-backup: which public key is this private key's half"))
+	sig, err := t.signRaw(h, pkcs11.CKM_ECDSA, sum[:])
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(sig) == 0 || len(sig)%2 != 0 {
+		return nil, nil, nil, fmt.Errorf("%w: ECDSA signature of %d bytes from the token", hsm.ErrInvalidSignature, len(sig))
+	}
+	n := len(sig) / 2
+	return sum[:], new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:]), nil
 }
 
 // signRaw signs data with a private key object and a mechanism without

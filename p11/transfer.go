@@ -7,7 +7,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/asn1"
 	"errors"
@@ -552,19 +551,11 @@ func (t *Token) matchesPublic(priv pkcs11.ObjectHandle, pub any) error {
 		}
 		return nil
 	case *ecdsa.PublicKey:
-		digest := sha256.Sum256([]byte("cryptech-backup import check"))
-		if err := t.raw.SignInit(t.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)}, priv); err != nil {
-			return fmt.Errorf("check imported key: %w", err)
-		}
-		sig, err := t.raw.Sign(t.sess, digest[:])
+		digest, r, s, err := t.probeSignature(priv)
 		if err != nil {
 			return fmt.Errorf("check imported key: %w", err)
 		}
-		if len(sig)%2 != 0 {
-			return mismatch
-		}
-		n := len(sig) / 2
-		if !ecdsa.Verify(p, digest[:], new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])) {
+		if !ecdsa.Verify(p, digest, r, s) {
 			return mismatch
 		}
 		return nil
