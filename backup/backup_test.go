@@ -44,6 +44,10 @@ func source(t testing.TB) (tok *hsm.Session, moved []hsm.KeyInfo, stays hsm.KeyI
 			{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4},
 		}}),
 	}
+	// The first key has the attributes it would have had on a PKCS#11 token.
+	if err := tok.SetAttributes(ctx, moved[0].UUID, pkcs11Attributes); err != nil {
+		t.Fatal(err)
+	}
 	stays = generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagDigitalSignature | hsm.FlagToken})
 	pub, err := tok.Import(ctx, hsm.ImportRequest{PublicKey: stays.PublicKey, Flags: hsm.FlagToken | hsm.FlagExportable, Label: "pub"})
 	if err != nil {
@@ -51,6 +55,19 @@ func source(t testing.TB) (tok *hsm.Session, moved []hsm.KeyInfo, stays hsm.KeyI
 	}
 	moved = append(moved, pub.Key)
 	return tok, moved, stays
+}
+
+// pkcs11Attributes are those of a key pair made with pkcs11-tool --id 0a01
+// that may derive.
+var pkcs11Attributes = []hsm.Attribute{
+	{Type: hsm.CKAID, Value: []byte{0x0a, 0x01}},
+	{Type: hsm.CKASign, Value: []byte{1}},
+	{Type: hsm.CKADerive, Value: []byte{1}},
+	{Type: hsm.CKAModifiable, Value: []byte{0}},
+	{Type: hsm.AttributePublicObject, Value: hsm.EncodeAttributes([]hsm.Attribute{
+		{Type: hsm.CKAID, Value: []byte{0x0a, 0x01}},
+		{Type: hsm.CKAVerify, Value: []byte{1}},
+	})},
 }
 
 // roundTrip writes v as JSON and reads it back, as the files travel.
@@ -108,6 +125,11 @@ func TestTransfer(t *testing.T) {
 		}
 		if got.Label != k.Label || got.Flags != k.Flags || got.Type != k.Type || !bytes.Equal(got.PublicKey, k.PublicKey) {
 			t.Errorf("arrived as %+v, left as %+v", got, k)
+		}
+		left, _ := src.KeyAttributes(ctx, k.UUID)
+		arrived, err := dst.KeyAttributes(ctx, k.UUID)
+		if err != nil || fmt.Sprint(arrived) != fmt.Sprint(left) {
+			t.Errorf("%s arrived with attributes %v, left with %v (%v)", k.Label, arrived, left, err)
 		}
 		if !k.Type.IsPrivate() {
 			continue
@@ -454,12 +476,12 @@ func TestLegacyBundles(t *testing.T) {
 	}
 
 	// What cryptech_backup itself writes: no version, no tags, no labels,
-	// private keys without their public keys.
+	// no attributes, private keys without their public keys.
 	old := *b
 	old.Version, old.KEKEncryption = 0, ""
 	old.Keys = nil
 	for _, k := range b.Keys {
-		k.Tag, k.Label = nil, ""
+		k.Tag, k.Label, k.Attributes = nil, "", nil
 		if k.IsPrivate() {
 			k.SPKI = nil
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 )
@@ -17,8 +18,9 @@ type ExportOptions struct {
 	// Progress, if set, is called after each key.
 	Progress func(done, total int)
 	// SkipDamaged exports the keys that can be read from a token that
-	// reports damaged storage. Without it such an export fails before
-	// anything is done: a bundle that silently lacks keys is no backup.
+	// reports damaged storage, or exportable keys it cannot use. Without it
+	// such an export fails before anything is done: a bundle that silently
+	// lacks keys is no backup.
 	SkipDamaged bool
 	// SkipExhausted leaves out HSS keys with fewer than two signatures left,
 	// which cannot be split. Without it such a key makes the export fail
@@ -36,6 +38,13 @@ var ErrDamaged = errors.New("keys cannot be read")
 // emulated HSM, directly or over RPC.
 type damageReporter interface {
 	DamagedBlocks(ctx context.Context) ([]int, error)
+}
+
+// unreadableReporter is a token that leaves out of Keys some keys it cannot
+// use (a PKCS#11 token's keys of other types, a private key whose public
+// half it cannot find): an export would silently lack the exportable ones.
+type unreadableReporter interface {
+	UnreadableKeys(ctx context.Context) ([]string, error)
 }
 
 // KeyError reports which key of a bundle an error is about.
@@ -80,6 +89,15 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 			return nil, fmt.Errorf("%w: flash blocks %v of the HSM failed their CRC, and the keys in them would be left out", ErrDamaged, blocks)
 		}
 	}
+	if ur, ok := tok.(unreadableReporter); ok && !opts.SkipDamaged {
+		bad, err := ur.UnreadableKeys(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(bad) > 0 {
+			return nil, fmt.Errorf("%w: %d exportable keys of the token cannot be exported and would be left out (%s)", ErrDamaged, len(bad), strings.Join(bad, "; "))
+		}
+	}
 	keys, err := tok.Keys(ctx, hsm.Filter{Mask: hsm.FlagExportable, Flags: hsm.FlagExportable})
 	if err != nil {
 		return nil, err
@@ -118,6 +136,9 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 		if k.Type.IsPrivate() {
 			b.Keys[i].Comment = "Encrypted private key"
 		}
+	}
+	if err := readAttributes(ctx, tok, keys, b); err != nil {
+		return nil, err
 	}
 	err = exportKeys(ctx, tok, f, keys, b, enc, opts)
 	if errors.Is(err, hsm.ErrUnsupported) && opts.LegacyKEK && b.Version != 0 {
@@ -175,13 +196,40 @@ func exportKeys(ctx context.Context, tok hsm.Token, f *KEKEKFile, keys []hsm.Key
 	return nil
 }
 
+// readAttributes puts each key's attributes in its entry, from a token
+// whose keys have them. A source that cannot tell (a libhal HSM that
+// answers ErrUnsupported) gives none, as cryptech_backup's bundles have
+// none.
+func readAttributes(ctx context.Context, tok hsm.Token, keys []hsm.KeyInfo, b *Bundle) error {
+	ar, ok := tok.(hsm.AttributeReader)
+	if !ok {
+		return nil
+	}
+	for i, k := range keys {
+		attrs, err := ar.KeyAttributes(ctx, k.UUID)
+		if errors.Is(err, hsm.ErrUnsupported) {
+			return nil
+		}
+		if err != nil {
+			return &KeyError{i, k.UUID.String(), err}
+		}
+		b.Keys[i].Attributes = sortedAttributes(attrs)
+		// What the destination could not read back fails here, not there.
+		if err := b.Keys[i].Attributes.check(); err != nil {
+			return &KeyError{i, k.UUID.String(), err}
+		}
+	}
+	return nil
+}
+
 // toLegacy turns b into cryptech_backup's format: no version, no KEK
-// encryption named, no labels, tags or public keys of private keys.
+// encryption named, no labels, tags, attributes or public keys of private
+// keys.
 func (b *Bundle) toLegacy() {
 	b.Version, b.KEKEncryption = 0, ""
 	for i := range b.Keys {
 		k := &b.Keys[i]
-		k.Label, k.Tag = "", nil
+		k.Label, k.Tag, k.Attributes = "", nil, nil
 		if k.Comment == "Encrypted private key" {
 			k.SPKI = nil
 		}

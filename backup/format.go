@@ -63,6 +63,10 @@ type Bundle struct {
 // BundleKey is one key of a bundle: a wrapped private key (PKCS8 and KEK
 // set) or a public key (only SPKI).
 type BundleKey struct {
+	// Attributes are the key's attributes besides its label, when the
+	// source has any (see Attributes).
+	Attributes Attributes `json:"attributes,omitempty"`
+
 	Comment string      `json:"comment"`
 	Flags   hsm.Flags   `json:"flags"`
 	KEK     Base64Lines `json:"kek,omitempty"`
@@ -205,8 +209,11 @@ func (b *Bundle) checkKey(k *BundleKey) error {
 	case len(k.Tag) != 0:
 		return fmt.Errorf("%w: a public key has no tag", ErrFormat)
 	}
-	if legacy && (k.Label != "" || len(k.Tag) != 0) {
-		return fmt.Errorf("%w: label and tag need a versioned bundle", ErrFormat)
+	if legacy && (k.Label != "" || len(k.Tag) != 0 || len(k.Attributes) != 0) {
+		return fmt.Errorf("%w: label, tag and attributes need a versioned bundle", ErrFormat)
+	}
+	if err := k.Attributes.check(); err != nil {
+		return fmt.Errorf("%w: %v", ErrFormat, err)
 	}
 	return nil
 }

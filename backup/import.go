@@ -99,7 +99,7 @@ func importBundle(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOpti
 		}
 		// Keys arrive in the keystore whatever the source did with them:
 		// a volatile key would vanish at the end of the import.
-		req := hsm.ImportRequest{UUID: id, Label: k.Label, Flags: k.Flags | hsm.FlagToken, PublicKey: k.SPKI}
+		req := hsm.ImportRequest{UUID: id, Label: k.Label, Flags: k.Flags | hsm.FlagToken, PublicKey: k.SPKI, Attributes: k.Attributes}
 		if k.IsPrivate() {
 			req.KEKEK, req.Encryption = kekek, enc
 			req.Wrapped = hsm.WrappedKey{PKCS8: k.PKCS8, KEK: k.KEK, Tag: k.Tag}

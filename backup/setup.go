@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -47,32 +48,91 @@ func Setup(ctx context.Context, tok hsm.Token, opts SetupOptions) (*KEKEKFile, e
 	}, nil
 }
 
+// kekekGenerator is a token that makes a better KEKEK than GenerateKey
+// with the KEKEK's flags can: a PKCS#11 token, whose KEKEK then cannot be
+// changed and keeps what it unwraps from being read.
+type kekekGenerator interface {
+	GenerateKEKEK(ctx context.Context, bits int, label string) (hsm.KeyInfo, error)
+}
+
 func findKEKEK(ctx context.Context, tok hsm.Token, opts SetupOptions) (hsm.KeyInfo, error) {
 	if !opts.UUID.IsZero() {
 		k, err := tok.Key(ctx, opts.UUID)
 		if err != nil {
 			return hsm.KeyInfo{}, err
 		}
-		return k, checkKEKEK(k)
+		if err := checkKEKEK(k); err != nil {
+			return hsm.KeyInfo{}, err
+		}
+		return k, checkKEKEKUses(ctx, tok, k)
 	}
 	if !opts.New {
 		keys, err := tok.Keys(ctx, hsm.Filter{Type: hsm.KeyTypeRSAPrivate, Mask: kekekFlags, Flags: kekekFlags})
 		if err != nil {
 			return hsm.KeyInfo{}, err
 		}
+		// A KEKEK that does more than unwrap is refused, not passed over:
+		// the operator must know of it.
+		var refused error
 		for _, k := range keys {
-			if checkKEKEK(k) == nil {
-				return k, nil
+			if checkKEKEK(k) != nil {
+				continue
 			}
+			if err := checkKEKEKUses(ctx, tok, k); err != nil {
+				refused = err
+				continue
+			}
+			return k, nil
+		}
+		if refused != nil {
+			return hsm.KeyInfo{}, refused
 		}
 	}
 	bits := opts.Bits
 	if bits == 0 {
 		bits = DefaultKEKEKBits
 	}
+	if g, ok := tok.(kekekGenerator); ok {
+		return g.GenerateKEKEK(ctx, bits, "KEKEK")
+	}
 	return tok.GenerateKey(ctx, hsm.GenerateRequest{
 		Type: hsm.KeyTypeRSAPrivate, Bits: bits, Flags: kekekFlags, Label: "KEKEK",
 	})
+}
+
+// checkKEKEKUses refuses a KEKEK that does more than unwrap, where its
+// token tells (in its PKCS#11 attributes): with CKA_DECRYPT anyone who has
+// the token's user PIN decrypts a bundle's KEK (C_Decrypt) and with it the
+// bundle's keys (openssl enc -d -id-aes256-wrap-pad); a KEKEK that is
+// extractable, or not sensitive, can itself be read.
+func checkKEKEKUses(ctx context.Context, tok hsm.Token, k hsm.KeyInfo) error {
+	ar, ok := tok.(hsm.AttributeReader)
+	if !ok {
+		return nil
+	}
+	attrs, err := ar.KeyAttributes(ctx, k.UUID)
+	if errors.Is(err, hsm.ErrUnsupported) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, a := range attrs {
+		var why string
+		on := len(a.Value) == 1 && a.Value[0] != 0
+		switch {
+		case a.Type == hsm.CKADecrypt && on:
+			why = "has CKA_DECRYPT: anyone with the token's user PIN can decrypt a bundle's KEK with it (C_Decrypt) and so read the bundle's keys"
+		case a.Type == hsm.CKAExtractable && on:
+			why = "is extractable (CKA_EXTRACTABLE): anyone with the token's user PIN can wrap it out and read it"
+		case a.Type == hsm.CKASensitive && !on:
+			why = "is not sensitive (CKA_SENSITIVE false): anyone with the token's user PIN can read it"
+		default:
+			continue
+		}
+		return fmt.Errorf("%w: KEKEK %s %s; run setup with --new to make a KEKEK that only unwraps, and delete this one once every bundle made for it is imported", hsm.ErrForbidden, k.UUID, why)
+	}
+	return nil
 }
 
 // checkKEKEK tells why a key cannot serve as a KEKEK.

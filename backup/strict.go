@@ -21,7 +21,14 @@ func checkFieldNames(data []byte, t reflect.Type) error {
 	return walkValue(dec, t, "")
 }
 
+var unmarshaler = reflect.TypeFor[json.Unmarshaler]()
+
 func walkValue(dec *json.Decoder, t reflect.Type, path string) error {
+	if t != nil && reflect.PointerTo(t).Implements(unmarshaler) {
+		// A type that reads itself checks its own form.
+		var skip json.RawMessage
+		return dec.Decode(&skip)
+	}
 	tok, err := dec.Token()
 	if err != nil {
 		return err

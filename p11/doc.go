@@ -1,13 +1,21 @@
 // Package p11 is an hsm.Token on a PKCS#11 token: SoftHSM2, or a real HSM,
-// through github.com/ThalesIgnite/crypto11 (sessions, key generation,
-// lookup, signing) and github.com/miekg/pkcs11 where crypto11 stops
-// (C_WrapKey, C_UnwrapKey, attributes, mechanism lists).
+// through github.com/ThalesIgnite/crypto11 (login and sessions) and
+// github.com/miekg/pkcs11 for the rest: crypto11 finds a key pair by CKA_ID
+// alone, which several keys may share.
 //
-// Keys are named by CKA_ID: a key whose CKA_ID is 16 bytes has that UUID;
-// another key gets a UUID derived from its CKA_ID. Key flags map to
-// attributes: exportable is CKA_EXTRACTABLE, token CKA_TOKEN,
-// digitalsignature CKA_SIGN, keyencipherment CKA_UNWRAP, dataencipherment
-// CKA_DECRYPT.
+// A key is a private key object and the public key object that is its
+// half, paired by CKA_ID and public key (several keys may share a CKA_ID),
+// or either alone. A key whose CKA_ID is 16 bytes, shared with no other
+// key, has that UUID; every other key a UUID derived from its CKA_ID and
+// public key. Key flags are those of the private object (of the public
+// object alone): exportable is CKA_EXTRACTABLE, token CKA_TOKEN,
+// digitalsignature CKA_SIGN (CKA_VERIFY), keyencipherment CKA_UNWRAP
+// (CKA_WRAP), dataencipherment CKA_DECRYPT (CKA_ENCRYPT).
+//
+// Keys carry their PKCS#11 attributes (hsm.AttributeReader): export reads
+// every usage and policy attribute of both objects, import sets exactly
+// those, or, for a key that never was on a token, exactly what its flags
+// grant.
 //
 // A transfer does on the token what the emulated HSM does inside: an
 // AES-256 session key is the transit KEK (CKM_AES_KEY_GEN), the private key
@@ -15,9 +23,9 @@
 // the KEKEK with CKM_RSA_PKCS_OAEP (SHA-256 or SHA-1, whichever the token
 // does; CKM_RSA_PKCS only when asked). The bundle's tag is made the same way:
 // the digest of its binding, as a generic secret session object, wrapped
-// under the KEK. Imported private keys are CKA_TOKEN, CKA_PRIVATE and
-// CKA_SENSITIVE, extractable only when the bundle says exportable, and get a
-// public key object beside them. CKM_RSA_AES_KEY_WRAP, which does both wraps
+// under the KEK, and an import checks it by making it again and comparing.
+// The KEKEK that setup makes (GenerateKEKEK) only unwraps, and forces what
+// it unwraps to stay secret. CKM_RSA_AES_KEY_WRAP, which does both wraps
 // in one call, is not used even where a token offers it: it never shows the
 // KEK as an object, so no tag could be made or checked under it.
 //

@@ -3,253 +3,20 @@
 package p11
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
 	"math/big"
 	"slices"
 
-	"github.com/ThalesIgnite/crypto11"
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 )
-
-// object is a key's objects on the token: a private key, a public key, or
-// both, sharing a CKA_ID.
-type object struct {
-	id        []byte
-	priv, pub pkcs11.ObjectHandle
-	hasPriv   bool
-	hasPub    bool
-	info      hsm.KeyInfo
-}
-
-// find returns the handles of the objects a template matches. Called with
-// t.mu held.
-func (t *Token) find(tmpl ...*pkcs11.Attribute) ([]pkcs11.ObjectHandle, error) {
-	if err := t.raw.FindObjectsInit(t.sess, tmpl); err != nil {
-		return nil, err
-	}
-	defer t.raw.FindObjectsFinal(t.sess)
-	var out []pkcs11.ObjectHandle
-	for {
-		hs, _, err := t.raw.FindObjects(t.sess, 64)
-		if err != nil {
-			return nil, err
-		}
-		if len(hs) == 0 {
-			return out, nil
-		}
-		out = append(out, hs...)
-	}
-}
-
-// attrs reads attributes of an object; one the object lacks, or keeps
-// secret, reads as nil.
-func (t *Token) attrs(h pkcs11.ObjectHandle, types ...uint) (map[uint][]byte, error) {
-	tmpl := make([]*pkcs11.Attribute, len(types))
-	for i, ty := range types {
-		tmpl[i] = pkcs11.NewAttribute(ty, nil)
-	}
-	out := map[uint][]byte{}
-	got, err := t.raw.GetAttributeValue(t.sess, h, tmpl)
-	switch {
-	case err == nil:
-		for _, a := range got {
-			out[a.Type] = a.Value
-		}
-	case isCode(err, pkcs11.CKR_ATTRIBUTE_SENSITIVE) || isCode(err, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID):
-		// The whole call fails for one bad attribute: ask one at a time.
-		for _, ty := range types {
-			if one, err := t.raw.GetAttributeValue(t.sess, h, []*pkcs11.Attribute{pkcs11.NewAttribute(ty, nil)}); err == nil && len(one) == 1 {
-				out[ty] = one[0].Value
-			}
-		}
-	default:
-		return nil, err
-	}
-	return out, nil
-}
-
-func boolAttr(v []byte) bool { return len(v) == 1 && v[0] != 0 }
-
-// keyObjects finds the private and public key objects a template matches
-// and groups them by CKA_ID, in the order the token returns them. One search
-// for all classes: on SoftHSM2 each search costs a walk of the object
-// store, and a transfer looks keys up several times per key. Called with
-// t.mu held.
-func (t *Token) keyObjects(tmpl ...*pkcs11.Attribute) ([]*object, error) {
-	hs, err := t.find(tmpl...)
-	if err != nil {
-		return nil, err
-	}
-	privateClass := pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY).Value
-	publicClass := pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY).Value
-	byID := map[string]*object{}
-	var out []*object
-	for _, h := range hs {
-		a, err := t.attrs(h, pkcs11.CKA_CLASS, pkcs11.CKA_ID)
-		if err != nil {
-			return nil, err
-		}
-		class := a[pkcs11.CKA_CLASS]
-		if !bytes.Equal(class, privateClass) && !bytes.Equal(class, publicClass) {
-			continue
-		}
-		o, ok := byID[string(a[pkcs11.CKA_ID])]
-		if !ok {
-			o = &object{id: a[pkcs11.CKA_ID]}
-			byID[string(o.id)] = o
-			out = append(out, o)
-		}
-		switch {
-		case bytes.Equal(class, privateClass) && !o.hasPriv:
-			o.priv, o.hasPriv = h, true
-		case bytes.Equal(class, publicClass) && !o.hasPub:
-			o.pub, o.hasPub = h, true
-		}
-	}
-	return out, nil
-}
-
-// objects lists every key on the token, by UUID. Called with t.mu held.
-func (t *Token) objects() ([]*object, error) {
-	objs, err := t.keyObjects()
-	if err != nil {
-		return nil, err
-	}
-	var out []*object
-	for _, o := range objs {
-		if err := t.describe(o); err != nil {
-			continue // a key this package cannot use (DSA, Ed25519, ...)
-		}
-		out = append(out, o)
-	}
-	slices.SortFunc(out, func(a, b *object) int { return bytes.Compare(a.info.UUID[:], b.info.UUID[:]) })
-	return out, nil
-}
-
-// object finds one key by UUID: by its CKA_ID when the UUID is one, else
-// among the keys whose CKA_ID it was derived from. Called with t.mu held.
-func (t *Token) object(id hsm.UUID) (*object, error) {
-	objs, err := t.keyObjects(pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]))
-	if err != nil {
-		return nil, err
-	}
-	if len(objs) > 0 && t.describe(objs[0]) == nil {
-		return objs[0], nil
-	}
-	if id[6]>>4 == 8 { // a derived UUID: look for its CKA_ID
-		objs, err := t.objects()
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range objs {
-			if o.info.UUID == id {
-				return o, nil
-			}
-		}
-	}
-	return nil, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, id)
-}
-
-// describe fills an object's KeyInfo from its attributes.
-func (t *Token) describe(o *object) error {
-	h := o.pub
-	if o.hasPriv {
-		h = o.priv
-	}
-	a, err := t.attrs(h, pkcs11.CKA_KEY_TYPE, pkcs11.CKA_LABEL, pkcs11.CKA_TOKEN, pkcs11.CKA_EXTRACTABLE,
-		pkcs11.CKA_SIGN, pkcs11.CKA_UNWRAP, pkcs11.CKA_DECRYPT, pkcs11.CKA_VERIFY, pkcs11.CKA_WRAP)
-	if err != nil {
-		return err
-	}
-	pub, err := t.publicKey(o)
-	if err != nil {
-		return err
-	}
-	spki, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return err
-	}
-	info, err := hsm.DescribePublicKey(spki, o.hasPriv)
-	if err != nil {
-		return err
-	}
-	info.UUID, info.Label = uuidOf(o.id), string(a[pkcs11.CKA_LABEL])
-	flags := hsm.Flags(0)
-	for _, m := range []struct {
-		attr uint
-		flag hsm.Flags
-	}{
-		{pkcs11.CKA_TOKEN, hsm.FlagToken},
-		{pkcs11.CKA_EXTRACTABLE, hsm.FlagExportable},
-		{pkcs11.CKA_SIGN, hsm.FlagDigitalSignature},
-		{pkcs11.CKA_VERIFY, hsm.FlagDigitalSignature},
-		{pkcs11.CKA_UNWRAP, hsm.FlagKeyEncipherment},
-		{pkcs11.CKA_WRAP, hsm.FlagKeyEncipherment},
-		{pkcs11.CKA_DECRYPT, hsm.FlagDataEncipherment},
-	} {
-		if boolAttr(a[m.attr]) {
-			flags |= m.flag
-		}
-	}
-	info.Flags = flags
-	o.info = info
-	return nil
-}
-
-// publicKey reads a key's public half: from its public key object, or an
-// RSA private key's modulus and exponent.
-func (t *Token) publicKey(o *object) (crypto.PublicKey, error) {
-	h := o.pub
-	if !o.hasPub {
-		h = o.priv
-	}
-	a, err := t.attrs(h, pkcs11.CKA_KEY_TYPE, pkcs11.CKA_MODULUS, pkcs11.CKA_PUBLIC_EXPONENT, pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT)
-	if err != nil {
-		return nil, err
-	}
-	switch keyType(a[pkcs11.CKA_KEY_TYPE]) {
-	case pkcs11.CKK_RSA:
-		n, e := new(big.Int).SetBytes(a[pkcs11.CKA_MODULUS]), new(big.Int).SetBytes(a[pkcs11.CKA_PUBLIC_EXPONENT])
-		if n.Sign() == 0 || !e.IsInt64() {
-			return nil, fmt.Errorf("%w: RSA key without modulus", hsm.ErrUnsupportedKey)
-		}
-		return &rsa.PublicKey{N: n, E: int(e.Int64())}, nil
-	case pkcs11.CKK_EC:
-		curve, err := curveOf(a[pkcs11.CKA_EC_PARAMS])
-		if err != nil {
-			return nil, err
-		}
-		var point []byte
-		if _, err := asn1.Unmarshal(a[pkcs11.CKA_EC_POINT], &point); err != nil {
-			return nil, fmt.Errorf("%w: EC key without a public point", hsm.ErrUnsupportedKey)
-		}
-		pk, err := ecdsa.ParseUncompressedPublicKey(curve, point)
-		if err != nil {
-			return nil, fmt.Errorf("%w: EC point: %v", hsm.ErrUnsupportedKey, err)
-		}
-		return pk, nil
-	}
-	return nil, fmt.Errorf("%w: key type %x", hsm.ErrUnsupportedKey, a[pkcs11.CKA_KEY_TYPE])
-}
-
-func keyType(v []byte) uint {
-	var k uint
-	for i := len(v) - 1; i >= 0; i-- {
-		k = k<<8 | uint(v[i]) // CK_ULONG in host (little-endian) order
-	}
-	return k
-}
 
 var curveOIDs = []struct {
 	oid   asn1.ObjectIdentifier
@@ -273,6 +40,16 @@ func curveOf(params []byte) (elliptic.Curve, error) {
 	return nil, fmt.Errorf("%w: EC parameters %x", hsm.ErrUnsupportedKey, params)
 }
 
+// ecParams is the CKA_EC_PARAMS of an EC public key's curve.
+func ecParams(p *ecdsa.PublicKey) ([]byte, error) {
+	for _, e := range curveOIDs {
+		if e.curve == p.Curve {
+			return asn1.Marshal(e.oid)
+		}
+	}
+	return nil, fmt.Errorf("%w: curve %s", hsm.ErrUnsupportedKey, p.Curve.Params().Name)
+}
+
 func curveParams(c hsm.Curve) ([]byte, elliptic.Curve, error) {
 	for _, e := range curveOIDs {
 		if e.hc == c {
@@ -283,39 +60,15 @@ func curveParams(c hsm.Curve) ([]byte, elliptic.Curve, error) {
 	return nil, nil, fmt.Errorf("%w: unknown curve %v", hsm.ErrBadArguments, c)
 }
 
-// keyTemplates are the attributes of a new key pair's objects, from its
-// flags.
-func keyTemplates(id hsm.UUID, label string, flags hsm.Flags) (pub, priv crypto11.AttributeSet, err error) {
-	if pub, err = crypto11.NewAttributeSetWithIDAndLabel(id[:], []byte(label)); err != nil {
-		return nil, nil, err
-	}
-	if priv, err = crypto11.NewAttributeSetWithIDAndLabel(id[:], []byte(label)); err != nil {
-		return nil, nil, err
-	}
-	token := flags&hsm.FlagToken != 0
-	ke := flags&hsm.FlagKeyEncipherment != 0
-	ds := flags&hsm.FlagDigitalSignature != 0
-	for _, s := range []struct {
-		set   crypto11.AttributeSet
-		attr  uint
-		value bool
-	}{
-		{pub, pkcs11.CKA_TOKEN, token}, {pub, pkcs11.CKA_VERIFY, ds}, {pub, pkcs11.CKA_WRAP, ke},
-		{pub, pkcs11.CKA_ENCRYPT, ke || flags&hsm.FlagDataEncipherment != 0},
-		{priv, pkcs11.CKA_TOKEN, token}, {priv, pkcs11.CKA_PRIVATE, true}, {priv, pkcs11.CKA_SENSITIVE, true},
-		{priv, pkcs11.CKA_EXTRACTABLE, flags&hsm.FlagExportable != 0}, {priv, pkcs11.CKA_SIGN, ds},
-		{priv, pkcs11.CKA_UNWRAP, ke}, {priv, pkcs11.CKA_DECRYPT, ke || flags&hsm.FlagDataEncipherment != 0},
-	} {
-		if err := s.set.Set(s.attr, s.value); err != nil {
-			return nil, nil, err
-		}
-	}
-	return pub, priv, nil
-}
-
 func (t *Token) GenerateKey(_ context.Context, req hsm.GenerateRequest) (hsm.KeyInfo, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.generate(req, nil)
+}
+
+// generate makes a key pair whose objects have the attributes its flags
+// give, and what more may add. Called with t.mu held.
+func (t *Token) generate(req hsm.GenerateRequest, more func(priv, pub *template)) (hsm.KeyInfo, error) {
 	if _, err := t.session(); err != nil {
 		return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
@@ -326,34 +79,40 @@ func (t *Token) GenerateKey(_ context.Context, req hsm.GenerateRequest) (hsm.Key
 	if err != nil {
 		return hsm.KeyInfo{}, err
 	}
-	pub, priv, err := keyTemplates(id, req.Label, req.Flags)
-	if err != nil {
-		return hsm.KeyInfo{}, err
+	priv, pub := flagTemplates(req.Flags)
+	for _, tm := range []*template{&priv, &pub} {
+		tm.set(pkcs11.CKA_ID, id[:])
+		tm.set(pkcs11.CKA_LABEL, req.Label)
+		tm.set(pkcs11.CKA_TOKEN, req.Flags&hsm.FlagToken != 0)
 	}
+	if more != nil {
+		more(&priv, &pub)
+	}
+	var mech uint
 	switch req.Type {
 	case hsm.KeyTypeRSAPrivate:
 		if req.Bits != 2048 && req.Bits != 3072 && req.Bits != 4096 {
 			return hsm.KeyInfo{}, fmt.Errorf("generate: %w: RSA keys have 2048, 3072 or 4096 bits", hsm.ErrBadArguments)
 		}
-		if err := t.require(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN); err != nil {
-			return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
-		}
-		_, err = t.c11.GenerateRSAKeyPairWithAttributes(pub, priv, req.Bits)
+		mech = pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN
+		pub.set(pkcs11.CKA_MODULUS_BITS, req.Bits)
+		pub.set(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1})
 	case hsm.KeyTypeECPrivate:
-		_, curve, cerr := curveParams(req.Curve)
-		if cerr != nil {
-			return hsm.KeyInfo{}, fmt.Errorf("generate: %w", cerr)
-		}
-		if err := t.require(pkcs11.CKM_EC_KEY_PAIR_GEN); err != nil {
+		params, _, err := curveParams(req.Curve)
+		if err != nil {
 			return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
 		}
-		_, err = t.c11.GenerateECDSAKeyPairWithAttributes(pub, priv, curve)
+		mech = pkcs11.CKM_EC_KEY_PAIR_GEN
+		pub.set(pkcs11.CKA_EC_PARAMS, params)
 	case hsm.KeyTypeHashsigPrivate:
 		return hsm.KeyInfo{}, fmt.Errorf("generate: %w: hash-based keys on a PKCS#11 token", hsm.ErrUnsupported)
 	default:
 		return hsm.KeyInfo{}, fmt.Errorf("generate: %w: cannot generate %v", hsm.ErrBadArguments, req.Type)
 	}
-	if err != nil {
+	if err := t.require(mech); err != nil {
+		return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
+	}
+	if _, _, err := t.raw.GenerateKeyPair(t.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, pub.final(), priv.final()); err != nil {
 		return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
 	o, err := t.object(id)
@@ -382,7 +141,7 @@ func (t *Token) Keys(_ context.Context, f hsm.Filter) ([]hsm.KeyInfo, error) {
 	if _, err := t.session(); err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	objs, err := t.objects()
+	objs, _, err := t.objects()
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
@@ -434,8 +193,9 @@ func (t *Token) destroy(o *object) error {
 	return nil
 }
 
-// Sign signs through crypto11, which returns what Token.Sign promises
-// (PKCS#1 v1.5 or PSS for RSA, ASN.1 for ECDSA).
+// Sign signs with the key's own private object (crypto11 finds key pairs
+// by CKA_ID alone, which several keys may share): PKCS#1 v1.5 over the
+// DigestInfo, or PSS, for RSA; ECDSA turned into ASN.1.
 func (t *Token) Sign(_ context.Context, id hsm.UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -446,31 +206,94 @@ func (t *Token) Sign(_ context.Context, id hsm.UUID, digest []byte, opts crypto.
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
-	if !o.hasPriv {
-		return nil, fmt.Errorf("sign with %s: %w: a public key cannot sign", id, hsm.ErrUnsupportedKey)
-	}
-	if o.info.Flags&hsm.FlagDigitalSignature == 0 {
-		return nil, fmt.Errorf("sign with %s: %w: key lacks CKA_SIGN", id, hsm.ErrForbidden)
-	}
-	mech := uint(pkcs11.CKM_ECDSA)
-	if o.info.Type == hsm.KeyTypeRSAPrivate {
-		mech = pkcs11.CKM_RSA_PKCS
-	}
-	if err := t.require(mech); err != nil {
-		return nil, fmt.Errorf("sign with %s: %w", id, err)
-	}
-	signer, err := t.c11.FindKeyPair(o.id, nil)
-	if err != nil || signer == nil {
-		return nil, fmt.Errorf("sign with %s: %w: no key pair with this CKA_ID", id, hsm.ErrKeyNotFound)
-	}
-	if opts == nil || opts.HashFunc() != 0 && len(digest) != opts.HashFunc().Size() {
-		return nil, fmt.Errorf("sign with %s: %w: digest and hash disagree", id, hsm.ErrBadArguments)
-	}
-	sig, err := signer.Sign(rand.Reader, digest, opts)
+	sig, err := t.signWith(o, digest, opts)
 	if err != nil {
 		return nil, fmt.Errorf("sign with %s: %w", id, err)
 	}
 	return sig, nil
+}
+
+func (t *Token) signWith(o *object, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if !o.hasPriv {
+		return nil, fmt.Errorf("%w: a public key cannot sign", hsm.ErrUnsupportedKey)
+	}
+	if o.info.Flags&hsm.FlagDigitalSignature == 0 {
+		return nil, fmt.Errorf("%w: key lacks CKA_SIGN", hsm.ErrForbidden)
+	}
+	if opts == nil || opts.HashFunc() != 0 && len(digest) != opts.HashFunc().Size() {
+		return nil, fmt.Errorf("%w: digest and hash disagree", hsm.ErrBadArguments)
+	}
+	if o.info.Type == hsm.KeyTypeECPrivate {
+		if err := t.require(pkcs11.CKM_ECDSA); err != nil {
+			return nil, err
+		}
+		raw, err := t.signRaw(o.priv, pkcs11.CKM_ECDSA, digest)
+		if err != nil {
+			return nil, err
+		}
+		if len(raw) == 0 || len(raw)%2 != 0 {
+			return nil, fmt.Errorf("%w: ECDSA signature of %d bytes from the token", hsm.ErrInvalidSignature, len(raw))
+		}
+		n := len(raw) / 2
+		return asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(raw[:n]), new(big.Int).SetBytes(raw[n:])})
+	}
+	if pss, ok := opts.(*rsa.PSSOptions); ok {
+		if err := t.require(pkcs11.CKM_RSA_PKCS_PSS); err != nil {
+			return nil, err
+		}
+		params, err := pssParams(pss, o.public.(*rsa.PublicKey))
+		if err != nil {
+			return nil, err
+		}
+		return t.sign(o.priv, pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_PSS, params), digest)
+	}
+	if err := t.require(pkcs11.CKM_RSA_PKCS); err != nil {
+		return nil, err
+	}
+	prefix, ok := digestInfoPrefix[opts.HashFunc()]
+	if !ok {
+		return nil, fmt.Errorf("%w: RSA signatures with %v", hsm.ErrUnsupported, opts.HashFunc())
+	}
+	return t.signRaw(o.priv, pkcs11.CKM_RSA_PKCS, append(slices.Clip(prefix), digest...))
+}
+
+// digestInfoPrefix is the DER of a PKCS#1 DigestInfo up to the digest
+// (RFC 8017, 9.2, note 1); none for a digest signed as it is.
+var digestInfoPrefix = map[crypto.Hash][]byte{
+	0:             nil,
+	crypto.SHA1:   {0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14},
+	crypto.SHA224: {0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x04, 0x05, 0x00, 0x04, 0x1c},
+	crypto.SHA256: {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20},
+	crypto.SHA384: {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30},
+	crypto.SHA512: {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40},
+}
+
+// pssParams are CK_RSA_PKCS_PSS_PARAMS for opts: MGF1 with the message
+// hash, and the salt opts asks for (the longest the key allows for
+// PSSSaltLengthAuto, as crypto/rsa signs).
+func pssParams(opts *rsa.PSSOptions, pub *rsa.PublicKey) ([]byte, error) {
+	mechs := map[crypto.Hash][2]uint{
+		crypto.SHA1:   {pkcs11.CKM_SHA_1, pkcs11.CKG_MGF1_SHA1},
+		crypto.SHA224: {pkcs11.CKM_SHA224, pkcs11.CKG_MGF1_SHA224},
+		crypto.SHA256: {pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256},
+		crypto.SHA384: {pkcs11.CKM_SHA384, pkcs11.CKG_MGF1_SHA384},
+		crypto.SHA512: {pkcs11.CKM_SHA512, pkcs11.CKG_MGF1_SHA512},
+	}
+	m, ok := mechs[opts.Hash]
+	if !ok {
+		return nil, fmt.Errorf("%w: PSS with %v", hsm.ErrUnsupported, opts.Hash)
+	}
+	salt := opts.SaltLength
+	switch salt {
+	case rsa.PSSSaltLengthEqualsHash:
+		salt = opts.Hash.Size()
+	case rsa.PSSSaltLengthAuto:
+		salt = (pub.N.BitLen()-1+7)/8 - opts.Hash.Size() - 2
+	}
+	if salt < 0 {
+		return nil, fmt.Errorf("%w: PSS salt length %d", hsm.ErrBadArguments, opts.SaltLength)
+	}
+	return pkcs11.NewPSSParams(m[0], m[1], uint(salt)), nil
 }
 
 // Verify checks a signature with the key's public half, in software.

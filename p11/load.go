@@ -93,8 +93,9 @@ func (t *Token) loadPrivate(req hsm.LoadRequest) (hsm.KeyInfo, error) {
 	if err != nil {
 		return hsm.KeyInfo{}, fmt.Errorf("create private key: %w", err)
 	}
-	o := &object{id: id[:], priv: h, hasPriv: true}
-	if err := t.describe(o); err != nil {
+	// Found as any key is, so that it is described (and named) the same.
+	o, err := t.object(id)
+	if err != nil {
 		t.raw.DestroyObject(t.sess, h)
 		return hsm.KeyInfo{}, err
 	}

@@ -3,6 +3,7 @@
 package p11
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -69,7 +70,7 @@ func TestLoadPrivateKey(t *testing.T) {
 			t.Errorf("attribute 0x%x is %v, want %v", typ, boolAttr(a[typ]), v)
 		}
 	}
-	if uuidOf(a[pkcs11.CKA_ID]) != k.UUID {
+	if !bytes.Equal(a[pkcs11.CKA_ID], k.UUID[:]) {
 		t.Errorf("CKA_ID % x does not name %s", a[pkcs11.CKA_ID], k.UUID)
 	}
 	if err := tok.DeleteKey(ctx, k.UUID); err != nil {

@@ -109,19 +109,9 @@ func TestTransfers(t *testing.T) {
 			}
 			stays := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
 				Flags: hsm.FlagDigitalSignature | hsm.FlagToken, Label: "stays"})
-			kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, b := transferBundle(t, src, dst)
 			if b.KEKEncryption != hsm.KEKOAEPSHA1 {
 				t.Errorf("KEK encryption %s; with SoftHSM2 2.6 on one side only OAEP-SHA-1 can work", b.KEKEncryption)
-			}
-			if _, err := backup.Import(ctx, dst, b, backup.ImportOptions{}); err != nil {
-				t.Fatal(err)
 			}
 			for _, k := range moved {
 				got, err := dst.Key(ctx, k.UUID)
@@ -174,14 +164,7 @@ func TestKEKEncryptionsAreNegotiated(t *testing.T) {
 func TestImportedKeyAttributes(t *testing.T) {
 	src, dst := hsmtest.New(t), newToken(t)
 	k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "attrs"})
-	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b := exportFor(t, src, dst)
 	b.Keys[0].Flags &^= hsm.FlagExportable // as if the source said so; the tag must then refuse it
 	if _, err := backup.Import(ctx, dst, b, backup.ImportOptions{}); !errors.Is(err, hsm.ErrDecryption) {
 		t.Fatalf("changed flags: %v", err)
@@ -298,14 +281,7 @@ func TestBadInput(t *testing.T) {
 	// A tampered bundle creates nothing on the destination token.
 	src := hsmtest.New(t)
 	generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable})
-	tkekek, err := backup.Setup(ctx, tok, backup.SetupOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := backup.Export(ctx, src, tkekek, backup.ExportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b := exportFor(t, src, tok)
 	before = objectCount(t, tok)
 	for _, mutate := range []func(k *backup.BundleKey){
 		func(k *backup.BundleKey) {

@@ -4,7 +4,6 @@ package p11
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -189,6 +188,7 @@ var mechanismNames = map[uint]string{
 	pkcs11.CKM_EC_KEY_PAIR_GEN:       "CKM_EC_KEY_PAIR_GEN",
 	pkcs11.CKM_RSA_PKCS:              "CKM_RSA_PKCS",
 	pkcs11.CKM_RSA_PKCS_OAEP:         "CKM_RSA_PKCS_OAEP",
+	pkcs11.CKM_RSA_PKCS_PSS:          "CKM_RSA_PKCS_PSS",
 	pkcs11.CKM_ECDSA:                 "CKM_ECDSA",
 	pkcs11.CKM_AES_KEY_GEN:           "CKM_AES_KEY_GEN",
 	pkcs11.CKM_AES_KEY_WRAP_PAD:      "CKM_AES_KEY_WRAP_PAD",
@@ -213,17 +213,4 @@ func (t *Token) require(mechs ...uint) error {
 		}
 	}
 	return nil
-}
-
-// uuidOf names a key by its CKA_ID.
-func uuidOf(id []byte) hsm.UUID {
-	if len(id) == len(hsm.UUID{}) {
-		return hsm.UUID(id)
-	}
-	sum := sha256.Sum256(append([]byte("cryptech-backup CKA_ID\x00"), id...))
-	var u hsm.UUID
-	copy(u[:], sum[:])
-	u[6] = u[6]&0x0f | 0x80 // version 8: derived, never a version 4 key name
-	u[8] = u[8]&0x3f | 0x80
-	return u
 }

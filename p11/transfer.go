@@ -7,12 +7,12 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"sync"
 
 	"github.com/miekg/pkcs11"
@@ -177,22 +177,7 @@ func (t *Token) export(req hsm.ExportRequest) (hsm.WrappedKey, error) {
 		return hsm.WrappedKey{}, err
 	}
 	if req.Binding != nil {
-		// The tag: the binding's digest as a secret object, wrapped under
-		// the KEK, exactly as the emulated HSM makes it.
-		digest := hsm.BindingDigest(req.Binding)
-		secret, err := t.raw.CreateObject(t.sess, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE, digest),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
-		})
-		if err != nil {
-			return hsm.WrappedKey{}, fmt.Errorf("binding tag: %w", err)
-		}
-		temp = append(temp, secret)
-		if w.Tag, err = t.raw.WrapKey(t.sess, kwp, kek, secret); err != nil {
+		if w.Tag, err = t.tag(kek, req.Binding); err != nil {
 			return hsm.WrappedKey{}, fmt.Errorf("binding tag: %w", err)
 		}
 	}
@@ -219,17 +204,11 @@ func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
 	if err := hsm.CheckLabel(req.Label); err != nil {
 		return hsm.ImportResult{}, err
 	}
-	id := req.UUID
-	if id.IsZero() {
-		var err error
-		if id, err = hsm.NewUUID(nil); err != nil {
-			return hsm.ImportResult{}, err
-		}
-	}
 	if len(req.PublicKey) == 0 {
 		return hsm.ImportResult{}, fmt.Errorf("%w: a PKCS#11 token needs the key's public key (bundles of cryptech_backup lack it)", hsm.ErrUnsupported)
 	}
-	info, err := hsm.DescribePublicKey(req.PublicKey, len(req.Wrapped.PKCS8) > 0)
+	private := len(req.Wrapped.PKCS8) > 0
+	info, err := hsm.DescribePublicKey(req.PublicKey, private)
 	if err != nil {
 		return hsm.ImportResult{}, err
 	}
@@ -240,6 +219,10 @@ func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
 	if err != nil {
 		return hsm.ImportResult{}, err
 	}
+	id, privT, pubT, err := importTemplates(req, private)
+	if err != nil {
+		return hsm.ImportResult{}, err
+	}
 	// Session objects, destroyed whatever happens.
 	var temp []pkcs11.ObjectHandle
 	defer func() {
@@ -247,47 +230,36 @@ func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
 			t.raw.DestroyObject(t.sess, h)
 		}
 	}()
-	private := len(req.Wrapped.PKCS8) > 0
-	token := req.Flags&hsm.FlagToken != 0
-	ke := req.Flags&hsm.FlagKeyEncipherment != 0
-	common := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, req.Label),
-	}
-	// The private key is unwrapped first as a session object: that checks
-	// the whole of what arrived (KEK, tag, wrapping, the public key given)
-	// before anything is stored, also for a key already present.
-	var sessPriv pkcs11.ObjectHandle
+	// Everything that arrived is checked before anything is stored, also
+	// for a key already present: the KEK and the tag, then the key itself,
+	// unwrapped as a session object that can sign (and has no CKA_ID, so
+	// that it never passes for a stored key) and matched with its public
+	// key.
+	var kek pkcs11.ObjectHandle
 	if private {
-		kek, err := t.unwrapKEK(req)
-		if err != nil {
+		if kek, err = t.unwrapKEK(req); err != nil {
 			return hsm.ImportResult{}, err
 		}
 		temp = append(temp, kek)
-		// No CKA_ID yet: the session object must not pass for a stored key.
-		if sessPriv, err = t.unwrapPrivate(req, kek, info.Type, append([]*pkcs11.Attribute{},
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, req.Flags&hsm.FlagExportable != 0),
-			pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, ke),
-			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, ke || req.Flags&hsm.FlagDataEncipherment != 0))); err != nil {
-			return hsm.ImportResult{}, err
+		var check template
+		check.set(pkcs11.CKA_TOKEN, false)
+		check.set(pkcs11.CKA_PRIVATE, true)
+		check.set(pkcs11.CKA_SENSITIVE, true)
+		check.set(pkcs11.CKA_EXTRACTABLE, false)
+		check.set(pkcs11.CKA_SIGN, true)
+		sess, err := t.unwrapPrivate(req, kek, info.Type, check)
+		if err != nil {
+			return hsm.ImportResult{}, hsm.ErrDecryption
 		}
-		temp = append(temp, sessPriv)
-		if err := t.matchesPublic(sessPriv, pub); err != nil {
+		temp = append(temp, sess)
+		if err := t.matchesPublic(sess, pub); err != nil {
 			return hsm.ImportResult{}, err
 		}
 	}
-	if old, err := t.object(id); err == nil {
-		if old.hasPriv != private || !hsm.SamePublicKey(old.info.PublicKey, req.PublicKey) {
-			return hsm.ImportResult{}, hsm.ErrKeyNameInUse
-		}
-		return hsm.ImportResult{Key: old.info, Present: true}, nil
+	res, found, shared, err := t.present(id, req.PublicKey, private)
+	if found || err != nil {
+		return res, err
 	}
-
 	var created []pkcs11.ObjectHandle
 	ok := false
 	defer func() {
@@ -297,34 +269,139 @@ func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
 			}
 		}
 	}()
-	pubObj, err := t.createPublic(pub, append(common,
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, token),
-		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, req.Flags&hsm.FlagDigitalSignature != 0),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, ke),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, ke)))
-	if err != nil {
-		return hsm.ImportResult{}, fmt.Errorf("create public key: %w", err)
-	}
-	created = append(created, pubObj)
-	o := &object{id: id[:], pub: pubObj, hasPub: true}
+	var privObj pkcs11.ObjectHandle
 	if private {
-		priv, err := t.raw.CopyObject(t.sess, sessPriv, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, req.Label),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, token),
-			pkcs11.NewAttribute(pkcs11.CKA_SIGN, req.Flags&hsm.FlagDigitalSignature != 0),
-		})
-		if err != nil {
+		if privObj, err = t.makeObject(privT, func(tm template) (pkcs11.ObjectHandle, error) {
+			return t.unwrapPrivate(req, kek, info.Type, tm)
+		}); err != nil {
 			return hsm.ImportResult{}, fmt.Errorf("store private key: %w", err)
 		}
-		created = append(created, priv)
-		o.priv, o.hasPriv = priv, true
+		created = append(created, privObj)
 	}
+	pubObj, err := t.makeObject(pubT, func(tm template) (pkcs11.ObjectHandle, error) { return t.createPublic(pub, tm) })
+	if err != nil {
+		return hsm.ImportResult{}, fmt.Errorf("store public key: %w", err)
+	}
+	created = append(created, pubObj)
+	o := &object{id: id, pub: pubObj, hasPub: true, priv: privObj, hasPriv: private, public: pub, shared: shared}
 	if err := t.describe(o); err != nil {
 		return hsm.ImportResult{}, err
 	}
 	ok = true
 	return hsm.ImportResult{Key: o.info}, nil
+}
+
+// makeObject makes an object with every attribute of its template, which
+// PKCS#11 sets some of (CKA_EXTRACTABLE, CKA_PRIVATE, CKA_COPYABLE, ...)
+// only at creation: first as a session object, so that a token that
+// refuses the template refuses before anything is stored, then stored by
+// C_CopyObject with CKA_TOKEN, which SoftHSM2 writes in one go (making a
+// token object directly costs it several times as much), or, for an object
+// that may not be copied, made again as a token object.
+func (t *Token) makeObject(tm template, make func(template) (pkcs11.ObjectHandle, error)) (pkcs11.ObjectHandle, error) {
+	token, _ := attributeIn(tm, pkcs11.CKA_TOKEN)
+	sess := slices.Clone(tm)
+	sess.set(pkcs11.CKA_TOKEN, false)
+	copyTmpl := template{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true)}
+	// An object that may not be changed may not be copied to the token
+	// either: the copy is what becomes unchangeable.
+	if v, ok := attributeIn(tm, pkcs11.CKA_MODIFIABLE); ok && !boolAttr(v) {
+		sess.set(pkcs11.CKA_MODIFIABLE, true)
+		copyTmpl.set(pkcs11.CKA_MODIFIABLE, false)
+	}
+	h, err := make(sess)
+	if err != nil || !boolAttr(token) {
+		return h, err
+	}
+	defer t.raw.DestroyObject(t.sess, h)
+	if v, ok := attributeIn(tm, pkcs11.CKA_COPYABLE); ok && !boolAttr(v) {
+		return make(tm)
+	}
+	return t.raw.CopyObject(t.sess, h, copyTmpl)
+}
+
+// importTemplates are the templates of an imported key's objects: the
+// attributes the key carried, else those its flags give (flagTemplates);
+// its CKA_ID, the one it carried or its UUID; its label.
+func importTemplates(req hsm.ImportRequest, private bool) (id []byte, priv, pub template, err error) {
+	var privA, pubA []hsm.Attribute
+	if private {
+		for _, a := range req.Attributes {
+			if a.Type != hsm.AttributePublicObject {
+				privA = append(privA, a)
+			} else if pubA, err = hsm.DecodeAttributes(a.Value); err != nil {
+				return nil, nil, nil, fmt.Errorf("%w: the public key object's attributes: %v", hsm.ErrBadArguments, err)
+			}
+		}
+	} else {
+		pubA = req.Attributes
+	}
+	priv, pub = flagTemplates(req.Flags)
+	priv.applyCarried(privA, privateCarried)
+	pub.applyCarried(pubA, publicCarried)
+	uuid := req.UUID
+	if uuid.IsZero() {
+		if uuid, err = hsm.NewUUID(nil); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	id = uuid[:]
+	if v, ok := attribute(privA, hsm.CKAID); ok {
+		id = v
+	} else if v, ok := attribute(pubA, hsm.CKAID); ok {
+		id = v
+	}
+	pubLabel := req.Label
+	if v, ok := attribute(pubA, hsm.CKALabel); ok {
+		pubLabel = string(v)
+	}
+	token := req.Flags&hsm.FlagToken != 0
+	for _, o := range []struct {
+		tm    *template
+		label string
+	}{{&priv, req.Label}, {&pub, pubLabel}} {
+		if _, ok := attributeIn(*o.tm, pkcs11.CKA_ID); !ok {
+			o.tm.set(pkcs11.CKA_ID, id)
+		}
+		o.tm.set(pkcs11.CKA_LABEL, o.label)
+		o.tm.set(pkcs11.CKA_TOKEN, token)
+	}
+	return id, priv, pub, nil
+}
+
+func attribute(attrs []hsm.Attribute, typ uint32) ([]byte, bool) {
+	i := slices.IndexFunc(attrs, func(a hsm.Attribute) bool { return a.Type == typ })
+	if i < 0 {
+		return nil, false
+	}
+	return attrs[i].Value, true
+}
+
+// present looks for the key among the keys of its CKA_ID: the same key is
+// reported present (found); a different key is refused only when the
+// CKA_ID is 16 bytes, which names it (other CKA_IDs several keys may
+// share, and then shared says so).
+func (t *Token) present(id, spki []byte, private bool) (res hsm.ImportResult, found, shared bool, err error) {
+	objs, err := t.keyObjects(pkcs11.NewAttribute(pkcs11.CKA_ID, id))
+	if err != nil {
+		return hsm.ImportResult{}, false, false, err
+	}
+	for _, o := range objs {
+		if t.describe(o) != nil {
+			continue
+		}
+		if hsm.SamePublicKey(o.info.PublicKey, spki) {
+			if o.hasPriv != private {
+				return hsm.ImportResult{}, false, false, hsm.ErrKeyNameInUse
+			}
+			return hsm.ImportResult{Key: o.info, Present: true}, true, false, nil
+		}
+		shared = true
+	}
+	if shared && len(id) == len(hsm.UUID{}) {
+		return hsm.ImportResult{}, false, false, hsm.ErrKeyNameInUse
+	}
+	return hsm.ImportResult{}, false, shared, nil
 }
 
 // unwrapKEK recovers the transit KEK as a session AES key, and checks the
@@ -351,14 +428,12 @@ func (t *Token) unwrapKEK(req hsm.ImportRequest) (pkcs11.ObjectHandle, error) {
 	if err != nil {
 		return 0, err
 	}
-	kek, err := t.raw.UnwrapKey(t.sess, []*pkcs11.Mechanism{mech}, kekek.priv, ct, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-	})
+	// What a KEKEK made by setup forces on what it unwraps (kekPolicy),
+	// and the two uses the KEK has here.
+	kekT := template(kekPolicy())
+	kekT.set(pkcs11.CKA_UNWRAP, true)
+	kekT.set(pkcs11.CKA_WRAP, true)
+	kek, err := t.raw.UnwrapKey(t.sess, []*pkcs11.Mechanism{mech}, kekek.priv, ct, kekT.final())
 	if err != nil {
 		return 0, hsm.ErrDecryption
 	}
@@ -366,7 +441,7 @@ func (t *Token) unwrapKEK(req hsm.ImportRequest) (pkcs11.ObjectHandle, error) {
 	// the token tells the size (SoftHSM2 does not, for unwrapped keys), a
 	// wrong one fails here already.
 	if a, err := t.attrs(kek, pkcs11.CKA_VALUE_LEN); err == nil {
-		if n := keyType(a[pkcs11.CKA_VALUE_LEN]); n != 0 && n != hsm.KEKSize {
+		if n := ulongAttr(a[pkcs11.CKA_VALUE_LEN]); n != 0 && n != hsm.KEKSize {
 			t.raw.DestroyObject(t.sess, kek)
 			return 0, hsm.ErrDecryption
 		}
@@ -380,36 +455,41 @@ func (t *Token) unwrapKEK(req hsm.ImportRequest) (pkcs11.ObjectHandle, error) {
 	return kek, nil
 }
 
-// checkTag unwraps the tag as a readable session secret and compares it, in
-// constant time, with the binding's digest.
+// checkTag makes the tag of the binding under the KEK, as the source made
+// it (RFC 5649 key wrap is deterministic), and compares the two in
+// constant time: nothing readable is made of the KEK or under it.
 func (t *Token) checkTag(kek pkcs11.ObjectHandle, req hsm.ImportRequest) error {
-	if len(req.Wrapped.Tag) == 0 {
-		return hsm.ErrDecryption
-	}
-	secret, err := t.raw.UnwrapKey(t.sess, kwp, kek, req.Wrapped.Tag, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
-	})
-	if err != nil {
-		return hsm.ErrDecryption
-	}
-	defer t.raw.DestroyObject(t.sess, secret)
-	a, err := t.attrs(secret, pkcs11.CKA_VALUE)
-	if err != nil {
-		return hsm.ErrDecryption
-	}
-	defer clear(a[pkcs11.CKA_VALUE])
-	if subtle.ConstantTimeCompare(a[pkcs11.CKA_VALUE], hsm.BindingDigest(req.Binding)) != 1 {
+	want, err := t.tag(kek, req.Binding)
+	if err != nil || subtle.ConstantTimeCompare(want, req.Wrapped.Tag) != 1 {
 		return hsm.ErrDecryption
 	}
 	return nil
 }
 
-// unwrapPrivate unwraps the PKCS#8 key under the KEK into a token object.
-func (t *Token) unwrapPrivate(req hsm.ImportRequest, kek pkcs11.ObjectHandle, typ hsm.KeyType, tmpl []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+// tag is the binding's digest, as a session secret, wrapped under the KEK:
+// exactly the emulated HSM's tag.
+func (t *Token) tag(kek pkcs11.ObjectHandle, binding []byte) ([]byte, error) {
+	digest := hsm.BindingDigest(binding)
+	defer clear(digest)
+	secret, err := t.raw.CreateObject(t.sess, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, digest),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer t.raw.DestroyObject(t.sess, secret)
+	return t.raw.WrapKey(t.sess, kwp, kek, secret)
+}
+
+// unwrapPrivate unwraps the PKCS#8 key under the KEK into a private key
+// object with the template's attributes. A wrapped key that does not parse
+// is ErrDecryption; the token's refusal is the caller's to name.
+func (t *Token) unwrapPrivate(req hsm.ImportRequest, kek pkcs11.ObjectHandle, typ hsm.KeyType, tm template) (pkcs11.ObjectHandle, error) {
 	wrapped, err := hsm.ParseEncryptedPKCS8(req.Wrapped.PKCS8)
 	if err != nil {
 		return 0, err
@@ -418,33 +498,24 @@ func (t *Token) unwrapPrivate(req hsm.ImportRequest, kek pkcs11.ObjectHandle, ty
 	if typ == hsm.KeyTypeRSAPrivate {
 		kt = pkcs11.CKK_RSA
 	}
-	h, err := t.raw.UnwrapKey(t.sess, kwp, kek, wrapped, append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, kt)))
-	if err != nil {
-		return 0, hsm.ErrDecryption
-	}
-	return h, nil
+	tm = slices.Clone(tm)
+	tm.set(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)
+	tm.set(pkcs11.CKA_KEY_TYPE, kt)
+	return t.raw.UnwrapKey(t.sess, kwp, kek, wrapped, tm.final())
 }
 
-// createPublic makes the public key object beside an imported key.
-func (t *Token) createPublic(pub any, tmpl []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+// createPublic makes the public key object beside an imported key, with
+// the template's attributes.
+func (t *Token) createPublic(pub any, tm template) (pkcs11.ObjectHandle, error) {
+	tm = slices.Clone(tm)
+	tm.set(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY)
 	switch p := pub.(type) {
 	case *rsa.PublicKey:
-		return t.raw.CreateObject(t.sess, append(tmpl,
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-			pkcs11.NewAttribute(pkcs11.CKA_MODULUS, p.N.Bytes()),
-			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, big.NewInt(int64(p.E)).Bytes())))
+		tm.set(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA)
+		tm.set(pkcs11.CKA_MODULUS, p.N.Bytes())
+		tm.set(pkcs11.CKA_PUBLIC_EXPONENT, big.NewInt(int64(p.E)).Bytes())
 	case *ecdsa.PublicKey:
-		var c hsm.Curve
-		switch p.Curve.Params().BitSize {
-		case 256:
-			c = hsm.CurveP256
-		case 384:
-			c = hsm.CurveP384
-		case 521:
-			c = hsm.CurveP521
-		}
-		params, _, err := curveParams(c)
+		params, err := ecParams(p)
 		if err != nil {
 			return 0, err
 		}
@@ -456,13 +527,13 @@ func (t *Token) createPublic(pub any, tmpl []*pkcs11.Attribute) (pkcs11.ObjectHa
 		if err != nil {
 			return 0, err
 		}
-		return t.raw.CreateObject(t.sess, append(tmpl,
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC),
-			pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params),
-			pkcs11.NewAttribute(pkcs11.CKA_EC_POINT, point)))
+		tm.set(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC)
+		tm.set(pkcs11.CKA_EC_PARAMS, params)
+		tm.set(pkcs11.CKA_EC_POINT, point)
+	default:
+		return 0, fmt.Errorf("%w: %T", hsm.ErrUnsupportedKey, pub)
 	}
-	return 0, fmt.Errorf("%w: %T", hsm.ErrUnsupportedKey, pub)
+	return t.raw.CreateObject(t.sess, tm.final())
 }
 
 // matchesPublic checks that an unwrapped private key is the half of pub:
@@ -480,19 +551,11 @@ func (t *Token) matchesPublic(priv pkcs11.ObjectHandle, pub any) error {
 		}
 		return nil
 	case *ecdsa.PublicKey:
-		digest := sha256.Sum256([]byte("cryptech-backup import check"))
-		if err := t.raw.SignInit(t.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)}, priv); err != nil {
-			return fmt.Errorf("check imported key: %w", err)
-		}
-		sig, err := t.raw.Sign(t.sess, digest[:])
+		digest, r, s, err := t.probeSignature(priv)
 		if err != nil {
 			return fmt.Errorf("check imported key: %w", err)
 		}
-		if len(sig)%2 != 0 {
-			return mismatch
-		}
-		n := len(sig) / 2
-		if !ecdsa.Verify(p, digest[:], new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])) {
+		if !ecdsa.Verify(p, digest, r, s) {
 			return mismatch
 		}
 		return nil

@@ -1,0 +1,488 @@
+//go:build cgo
+
+package p11
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/miekg/pkcs11"
+
+	"github.com/hsmkit/cryptech-backup/backup"
+	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+)
+
+// made is a key made on a token as an application would make it, with
+// the attributes it asked for.
+type made struct {
+	name      string
+	rsa       bool
+	curve     hsm.Curve
+	priv, pub []*pkcs11.Attribute
+}
+
+func attr(typ uint, v any) *pkcs11.Attribute { return pkcs11.NewAttribute(typ, v) }
+
+// makeKey generates a key pair on tok with C_GenerateKeyPair, as
+// pkcs11-tool does, and returns its UUID.
+func makeKey(t testing.TB, tok *Token, m made) hsm.UUID {
+	t.Helper()
+	tok.mu.Lock()
+	defer tok.mu.Unlock()
+	pub := template{attr(pkcs11.CKA_TOKEN, true)}
+	priv := template{attr(pkcs11.CKA_TOKEN, true)}
+	mech := uint(pkcs11.CKM_EC_KEY_PAIR_GEN)
+	if m.rsa {
+		mech = pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN
+		pub.set(pkcs11.CKA_MODULUS_BITS, 2048)
+		pub.set(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1})
+	} else {
+		params, _, err := curveParams(m.curve)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub.set(pkcs11.CKA_EC_PARAMS, params)
+	}
+	for _, a := range m.pub {
+		pub.set(a.Type, a.Value)
+	}
+	for _, a := range m.priv {
+		priv.set(a.Type, a.Value)
+	}
+	ph, _, err := tok.raw.GenerateKeyPair(tok.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, pub.final(), priv.final())
+	if err != nil {
+		t.Fatalf("make %s: %v", m.name, err)
+	}
+	// Its UUID: the key whose public object is the one just made.
+	objs, err := tok.keyObjects()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.hasPub && o.pub == ph {
+			if err := tok.describe(o); err != nil {
+				t.Fatal(err)
+			}
+			return o.info.UUID
+		}
+	}
+	t.Fatalf("make %s: the new key is not listed", m.name)
+	return hsm.UUID{}
+}
+
+// unusual are keys whose attributes a flag-based import would change: a
+// key that unwraps but does not decrypt, one that derives, one that cannot
+// be changed, one that is not sensitive, one that is not private, each
+// with a CKA_ID of its own that is not a UUID.
+var unusual = []made{
+	{name: "rsa-unwrap-only", rsa: true,
+		priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{0x0a, 0x01}), attr(pkcs11.CKA_LABEL, "rsa-unwrap-only"),
+			attr(pkcs11.CKA_UNWRAP, true), attr(pkcs11.CKA_DECRYPT, false), attr(pkcs11.CKA_SIGN, true),
+			attr(pkcs11.CKA_SIGN_RECOVER, false), attr(pkcs11.CKA_EXTRACTABLE, true), attr(pkcs11.CKA_SENSITIVE, true),
+			attr(pkcs11.CKA_MODIFIABLE, false), attr(pkcs11.CKA_SUBJECT, []byte{0x30, 0x00})},
+		pub: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{0x0a, 0x01}), attr(pkcs11.CKA_LABEL, "rsa-unwrap-only public"),
+			attr(pkcs11.CKA_WRAP, true), attr(pkcs11.CKA_ENCRYPT, false), attr(pkcs11.CKA_VERIFY, true),
+			attr(pkcs11.CKA_VERIFY_RECOVER, false), attr(pkcs11.CKA_MODIFIABLE, false)}},
+	{name: "ec-derive-not-sensitive", curve: hsm.CurveP256,
+		priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{0x0a, 0x02}), attr(pkcs11.CKA_LABEL, "ec-derive"),
+			attr(pkcs11.CKA_SIGN, true), attr(pkcs11.CKA_DERIVE, true), attr(pkcs11.CKA_SENSITIVE, false),
+			attr(pkcs11.CKA_EXTRACTABLE, true), attr(pkcs11.CKA_COPYABLE, false)},
+		pub: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{0x0a, 0x02}), attr(pkcs11.CKA_LABEL, "ec-derive"),
+			attr(pkcs11.CKA_VERIFY, true), attr(pkcs11.CKA_DERIVE, true)}},
+	{name: "ec-public-private-key", curve: hsm.CurveP384,
+		priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte("app key 3")), attr(pkcs11.CKA_LABEL, "ec-p384"),
+			attr(pkcs11.CKA_SIGN, true), attr(pkcs11.CKA_PRIVATE, false), attr(pkcs11.CKA_EXTRACTABLE, true),
+			attr(pkcs11.CKA_SENSITIVE, true), attr(pkcs11.CKA_MODIFIABLE, false), attr(pkcs11.CKA_DERIVE, false)},
+		pub: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte("app key 3")), attr(pkcs11.CKA_LABEL, "ec-p384"),
+			attr(pkcs11.CKA_VERIFY, true), attr(pkcs11.CKA_PRIVATE, true)}},
+}
+
+// compared are every attribute a private or public key object may have,
+// read back and compared object by object. Left out: what a destination
+// computes and cannot be given (CKA_LOCAL, CKA_ALWAYS_SENSITIVE,
+// CKA_NEVER_EXTRACTABLE, CKA_KEY_GEN_MECHANISM).
+var compared = []uint{
+	pkcs11.CKA_CLASS, pkcs11.CKA_TOKEN, pkcs11.CKA_PRIVATE, pkcs11.CKA_LABEL, pkcs11.CKA_TRUSTED,
+	pkcs11.CKA_KEY_TYPE, pkcs11.CKA_SUBJECT, pkcs11.CKA_ID, pkcs11.CKA_SENSITIVE, pkcs11.CKA_ENCRYPT,
+	pkcs11.CKA_DECRYPT, pkcs11.CKA_WRAP, pkcs11.CKA_UNWRAP, pkcs11.CKA_SIGN, pkcs11.CKA_SIGN_RECOVER,
+	pkcs11.CKA_VERIFY, pkcs11.CKA_VERIFY_RECOVER, pkcs11.CKA_DERIVE, pkcs11.CKA_START_DATE, pkcs11.CKA_END_DATE,
+	pkcs11.CKA_MODULUS, pkcs11.CKA_MODULUS_BITS, pkcs11.CKA_PUBLIC_EXPONENT, pkcs11.CKA_PRIVATE_EXPONENT,
+	pkcs11.CKA_PRIME_1, pkcs11.CKA_PRIME_2, pkcs11.CKA_EXPONENT_1, pkcs11.CKA_EXPONENT_2, pkcs11.CKA_COEFFICIENT,
+	pkcs11.CKA_VALUE, pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_MODIFIABLE,
+	pkcs11.CKA_COPYABLE, pkcs11.CKA_DESTROYABLE, pkcs11.CKA_ALWAYS_AUTHENTICATE, pkcs11.CKA_WRAP_WITH_TRUSTED,
+	pkcs11.CKA_ALLOWED_MECHANISMS, pkcs11.CKA_PUBLIC_KEY_INFO,
+}
+
+// objectDump reads every compared attribute of an object, one at a time:
+// its value, or the error that refused it (an attribute the object lacks,
+// or keeps secret).
+func objectDump(t testing.TB, tok *Token, h pkcs11.ObjectHandle) map[uint]string {
+	t.Helper()
+	out := map[uint]string{}
+	for _, ty := range compared {
+		got, err := tok.raw.GetAttributeValue(tok.sess, h, []*pkcs11.Attribute{pkcs11.NewAttribute(ty, nil)})
+		if err != nil {
+			out[ty] = "error " + err.Error()
+		} else {
+			out[ty] = fmt.Sprintf("%x", got[0].Value)
+		}
+	}
+	return out
+}
+
+// sameObjects compares, object by object, the key id on src and on dst.
+func sameObjects(t *testing.T, src, dst *Token, id hsm.UUID) {
+	t.Helper()
+	dump := func(tok *Token) (priv, pub map[uint]string) {
+		tok.mu.Lock()
+		defer tok.mu.Unlock()
+		o, err := tok.object(id)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if !o.hasPriv || !o.hasPub {
+			t.Fatalf("%s: private object %v, public object %v", id, o.hasPriv, o.hasPub)
+		}
+		return objectDump(t, tok, o.priv), objectDump(t, tok, o.pub)
+	}
+	sPriv, sPub := dump(src)
+	dPriv, dPub := dump(dst)
+	for _, c := range []struct {
+		what     string
+		src, dst map[uint]string
+	}{{"private", sPriv, dPriv}, {"public", sPub, dPub}} {
+		for _, ty := range compared {
+			if c.src[ty] != c.dst[ty] {
+				t.Errorf("%s %s object, attribute 0x%x: left as %s, arrived as %s", id, c.what, ty, c.src[ty], c.dst[ty])
+			}
+		}
+	}
+}
+
+// transfer moves every exportable key of src to dst, the bundle going
+// through its file form.
+func transfer(t *testing.T, src, dst hsm.Token) []backup.ImportedKey {
+	t.Helper()
+	res, _ := transferBundle(t, src, dst)
+	return res
+}
+
+func transferBundle(t *testing.T, src, dst hsm.Token) ([]backup.ImportedKey, *backup.Bundle) {
+	t.Helper()
+	_, b := exportFor(t, src, dst)
+	var buf bytes.Buffer
+	if err := backup.Write(&buf, b); err != nil {
+		t.Fatal(err)
+	}
+	b, err := backup.ReadBundle(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := backup.Import(ctx, dst, b, backup.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, b
+}
+
+// exportFor sets dst up to receive keys and exports those of src for it.
+func exportFor(t testing.TB, src, dst hsm.Token) (*backup.KEKEKFile, *backup.Bundle) {
+	t.Helper()
+	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kekek, b
+}
+
+// signsAsSource checks that the key id signs on dst so that its public key
+// on src verifies.
+func signsAsSource(t *testing.T, src, dst hsm.Token, id hsm.UUID) {
+	t.Helper()
+	k, err := src.Key(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("signed on the destination " + id.String()))
+	sig, err := dst.Sign(ctx, id, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatalf("%s (%s): %v", id, k.Label, err)
+	}
+	if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+		t.Errorf("%s (%s): the destination's signature fails under the source's key: %v", id, k.Label, err)
+	}
+}
+
+// TestAttributesArriveExactly: keys with unusual attribute sets, moved
+// SoftHSM2 to SoftHSM2 and SoftHSM2 to an emulated HSM to SoftHSM2, have
+// on the destination every attribute they had on the source, object by
+// object: nothing more, nothing less.
+func TestAttributesArriveExactly(t *testing.T) {
+	src := newToken(t)
+	var ids []hsm.UUID
+	for _, m := range unusual {
+		ids = append(ids, makeKey(t, src, m))
+	}
+	t.Run("direct", func(t *testing.T) {
+		dst := newToken(t)
+		res := transfer(t, src, dst)
+		if len(res) != len(ids) {
+			t.Fatalf("%d keys moved, want %d", len(res), len(ids))
+		}
+		for _, id := range ids {
+			sameObjects(t, src, dst, id)
+			signsAsSource(t, src, dst, id)
+		}
+	})
+	t.Run("through an emulated HSM", func(t *testing.T) {
+		mid, dst := hsmtest.New(t), newToken(t)
+		transfer(t, src, mid)
+		for _, id := range ids {
+			if _, err := mid.Key(ctx, id); err != nil {
+				t.Fatalf("%s did not arrive on the emulated HSM under its UUID: %v", id, err)
+			}
+		}
+		transfer(t, mid, dst)
+		for _, id := range ids {
+			sameObjects(t, src, dst, id)
+			signsAsSource(t, src, dst, id)
+		}
+	})
+}
+
+// TestFlagsWithoutAttributes: a key that never was on a PKCS#11 token gets
+// exactly what its flags grant: keyencipherment unwraps and wraps but does
+// not decrypt or encrypt, nothing derives, the private key is sensitive and
+// private.
+func TestFlagsWithoutAttributes(t *testing.T) {
+	src, dst := hsmtest.New(t), newToken(t)
+	ke := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048,
+		Flags: hsm.FlagKeyEncipherment | hsm.FlagExportable | hsm.FlagToken, Label: "ke"})
+	ds := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
+		Flags: hsm.FlagDigitalSignature | hsm.FlagExportable | hsm.FlagToken, Label: "ds"})
+	de := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048,
+		Flags: hsm.FlagDataEncipherment | hsm.FlagDigitalSignature | hsm.FlagExportable | hsm.FlagToken, Label: "de"})
+	transfer(t, src, dst)
+	want := map[hsm.UUID]map[string]map[uint]bool{
+		ke.UUID: {
+			"private": {pkcs11.CKA_UNWRAP: true, pkcs11.CKA_DECRYPT: false, pkcs11.CKA_SIGN: false, pkcs11.CKA_SIGN_RECOVER: false,
+				pkcs11.CKA_DERIVE: false, pkcs11.CKA_SENSITIVE: true, pkcs11.CKA_PRIVATE: true, pkcs11.CKA_EXTRACTABLE: true},
+			"public": {pkcs11.CKA_WRAP: true, pkcs11.CKA_ENCRYPT: false, pkcs11.CKA_VERIFY: false, pkcs11.CKA_VERIFY_RECOVER: false, pkcs11.CKA_DERIVE: false},
+		},
+		ds.UUID: {
+			"private": {pkcs11.CKA_SIGN: true, pkcs11.CKA_DERIVE: false, pkcs11.CKA_DECRYPT: false, pkcs11.CKA_UNWRAP: false, pkcs11.CKA_SENSITIVE: true},
+			"public":  {pkcs11.CKA_VERIFY: true, pkcs11.CKA_DERIVE: false, pkcs11.CKA_WRAP: false, pkcs11.CKA_ENCRYPT: false},
+		},
+		de.UUID: {
+			"private": {pkcs11.CKA_SIGN: true, pkcs11.CKA_DECRYPT: true, pkcs11.CKA_UNWRAP: false},
+			"public":  {pkcs11.CKA_VERIFY: true, pkcs11.CKA_ENCRYPT: true, pkcs11.CKA_WRAP: false},
+		},
+	}
+	dst.mu.Lock()
+	defer dst.mu.Unlock()
+	for id, objs := range want {
+		o, err := dst.object(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(o.id, id[:]) {
+			t.Errorf("%s arrived with CKA_ID %x, want its UUID", id, o.id)
+		}
+		for what, attrs := range objs {
+			h := o.priv
+			if what == "public" {
+				h = o.pub
+			}
+			for ty, v := range attrs {
+				a, err := dst.attrs(h, ty)
+				if err != nil || len(a[ty]) != 1 || boolAttr(a[ty]) != v {
+					t.Errorf("%s %s object: attribute 0x%x is %x, want %v", id, what, ty, a[ty], v)
+				}
+			}
+		}
+	}
+}
+
+// requireTool finds a program a test runs; under CI=true it must be there.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s not found (CI=true: it is required; apt-get install opensc)", name)
+	}
+	t.Skipf("%s not found (apt-get install opensc)", name)
+	return ""
+}
+
+// TestApplicationFindsKeyByCKAID: a key made with pkcs11-tool --id 0a01 on
+// one token is found by pkcs11-tool --id 0a01 on the other after the
+// transfer, and what it signs there verifies under the source's public key.
+func TestApplicationFindsKeyByCKAID(t *testing.T) {
+	tool := requireTool(t, "pkcs11-tool")
+	src, dst := newToken(t), newToken(t)
+	run := func(tok *Token, args ...string) []byte {
+		t.Helper()
+		cmd := exec.Command(tool, append([]string{"--module", env.Module(), "--token-label", tok.cfg.TokenLabel, "--login", "--pin", userPIN}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("pkcs11-tool %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	run(src, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "0a01", "--label", "app", "--usage-sign", "--extractable")
+	srcKeys, err := src.Keys(ctx, hsm.Filter{})
+	if err != nil || len(srcKeys) != 1 {
+		t.Fatalf("source keys %v, %v", srcKeys, err)
+	}
+	if srcKeys[0].Flags&hsm.FlagExportable == 0 {
+		t.Fatalf("pkcs11-tool made a key that is not extractable: %v", srcKeys[0].Flags)
+	}
+	transfer(t, src, dst)
+
+	dir := t.TempDir()
+	digest := sha256.Sum256([]byte("an application signs with the key it knows by CKA_ID"))
+	in, sigFile := filepath.Join(dir, "digest"), filepath.Join(dir, "sig")
+	if err := os.WriteFile(in, digest[:], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run(dst, "--sign", "--id", "0a01", "-m", "ECDSA", "--signature-format", "openssl", "--input-file", in, "--output-file", sigFile)
+	sig, err := os.ReadFile(sigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := x509.ParsePKIXPublicKey(srcKeys[0].PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), digest[:], sig) {
+		t.Error("the signature pkcs11-tool made on the destination with --id 0a01 does not verify under the source's key")
+	}
+	// The key keeps its name: the same UUID on both tokens.
+	if _, err := dst.Key(ctx, srcKeys[0].UUID); err != nil {
+		t.Errorf("the key is not named %s on the destination: %v", srcKeys[0].UUID, err)
+	}
+}
+
+// TestSharedCKAID: eight keys, two pairs of which share a CKA_ID, are
+// listed as eight keys with distinct UUIDs, all exported, imported on
+// another token, and each signs there under its source's public key.
+func TestSharedCKAID(t *testing.T) {
+	src, dst := newToken(t), newToken(t)
+	shared := func(id string, rsa bool, curve hsm.Curve, n int) made {
+		label := fmt.Sprintf("%s-%d", id, n)
+		return made{name: label, rsa: rsa, curve: curve,
+			priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte(id)), attr(pkcs11.CKA_LABEL, label), attr(pkcs11.CKA_SIGN, true), attr(pkcs11.CKA_EXTRACTABLE, true)},
+			pub:  []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte(id)), attr(pkcs11.CKA_LABEL, label), attr(pkcs11.CKA_VERIFY, true)}}
+	}
+	keys := []made{
+		shared("ec pair", false, hsm.CurveP256, 1), shared("ec pair", false, hsm.CurveP256, 2),
+		shared("rsa pair", true, 0, 1), shared("rsa pair", true, 0, 2),
+		shared("alone 1", false, hsm.CurveP384, 1), shared("alone 2", true, 0, 1),
+		shared("0123456789abcdef", false, hsm.CurveP256, 1), shared("alone 3", false, hsm.CurveP521, 1),
+	}
+	ids := map[hsm.UUID]bool{}
+	for _, m := range keys {
+		ids[makeKey(t, src, m)] = true
+	}
+	if len(ids) != len(keys) {
+		t.Fatalf("%d keys have %d distinct UUIDs", len(keys), len(ids))
+	}
+	listed, err := src.Keys(ctx, hsm.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != len(keys) {
+		t.Fatalf("list shows %d keys of %d", len(listed), len(keys))
+	}
+	// Names are stable: looked up again, each key is the same key.
+	for _, k := range listed {
+		if !ids[k.UUID] {
+			t.Errorf("listed %s, not one of the keys made", k.UUID)
+		}
+		got, err := src.Key(ctx, k.UUID)
+		if err != nil || !hsm.SamePublicKey(got.PublicKey, k.PublicKey) {
+			t.Errorf("%s looked up: %v", k.UUID, err)
+		}
+	}
+	res := transfer(t, src, dst)
+	if len(res) != len(keys) {
+		t.Fatalf("%d keys moved of %d", len(res), len(keys))
+	}
+	for id := range ids {
+		signsAsSource(t, src, dst, id)
+	}
+	// Again: every key is recognised as present, none duplicated.
+	res = transfer(t, src, dst)
+	for _, r := range res {
+		if !r.Present {
+			t.Errorf("second import: %s not present", r.UUID)
+		}
+	}
+	if n, err := dst.Keys(ctx, hsm.Filter{Mask: hsm.FlagExportable, Flags: hsm.FlagExportable}); err != nil || len(n) != len(keys) {
+		t.Errorf("destination has %d exportable keys, want %d (%v)", len(n), len(keys), err)
+	}
+}
+
+// TestPrivateKeyWithoutPublicObject: a private key whose public object is
+// gone is still exported when its object shows its public key (RSA); an EC
+// private key that does not fails the export loudly instead of being left
+// out, unless the operator asks to skip what cannot be read.
+func TestPrivateKeyWithoutPublicObject(t *testing.T) {
+	src, dst := newToken(t), newToken(t)
+	orphan := func(m made) hsm.UUID {
+		id := makeKey(t, src, m)
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		o, err := src.object(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := src.raw.DestroyObject(src.sess, o.pub); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	rsaKey := orphan(made{name: "rsa alone", rsa: true,
+		priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{1}), attr(pkcs11.CKA_SIGN, true), attr(pkcs11.CKA_EXTRACTABLE, true)},
+		pub:  []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{1})}})
+	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
+	if err != nil || len(b.Keys) != 1 {
+		t.Fatalf("export of an RSA private key alone: %v", err)
+	}
+	if _, err := backup.Import(ctx, dst, b, backup.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	signsAsSource(t, src, dst, rsaKey)
+
+	orphan(made{name: "ec alone", curve: hsm.CurveP256,
+		priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{2}), attr(pkcs11.CKA_SIGN, true), attr(pkcs11.CKA_EXTRACTABLE, true)},
+		pub:  []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{2})}})
+	if _, err := backup.Export(ctx, src, kekek, backup.ExportOptions{}); !errors.Is(err, backup.ErrDamaged) || !bytes.Contains([]byte(err.Error()), []byte("CKA_ID 02")) {
+		t.Errorf("export with an EC private key it cannot pair: %v", err)
+	}
+	b, err = backup.Export(ctx, src, kekek, backup.ExportOptions{SkipDamaged: true})
+	if err != nil || len(b.Keys) != 1 {
+		t.Errorf("export skipping what cannot be read: %d keys, %v", len(b.Keys), err)
+	}
+}
