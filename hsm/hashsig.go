@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
@@ -69,6 +70,7 @@ func parseHistory(b []byte) (*hashsigHistory, error) {
 // history reads the history of an HSS identifier; an identifier never seen
 // has an empty one. Called with h.mu held.
 func (h *HSM) history(id [16]byte) (*hashsigHistory, error) {
+	lockassert.Held(&h.mu)
 	rec, err := h.ks.Get(historyID(id))
 	if errors.Is(err, keystore.ErrNotFound) {
 		return &hashsigHistory{id: id}, nil
@@ -104,6 +106,7 @@ func (hh *hashsigHistory) has(next, end uint64) bool {
 // hashsigPresent reports whether an imported HSS part is exactly one this
 // HSM received before, under the UUID old still has. Called with h.mu held.
 func (h *HSM) hashsigPresent(old, k *key) (bool, error) {
+	lockassert.Held(&h.mu)
 	if old.hss == nil || old.hss.ID() != k.hss.ID() {
 		return false, nil
 	}
@@ -119,6 +122,7 @@ func (h *HSM) hashsigPresent(old, k *key) (bool, error) {
 // (token, or volatile of any session) has, or whose range overlaps anything
 // this HSM ever received of that key. Called with h.mu held.
 func (h *HSM) hashsigConflict(s *Session, k *key) error {
+	lockassert.Held(&h.mu)
 	id := k.hss.ID()
 	for _, rid := range h.ks.List(kindKey) {
 		other, err := h.lookup(s, UUID(rid))
@@ -145,6 +149,7 @@ func (h *HSM) hashsigConflict(s *Session, k *key) error {
 // given new keys are stored: each HSS key's range added to its identifier's
 // history. Called with h.mu held.
 func (h *HSM) historyUpdates(keys []*key) ([]keystore.Record, error) {
+	lockassert.Held(&h.mu)
 	byID := map[[16]byte]*hashsigHistory{}
 	var order [][16]byte
 	for _, k := range keys {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 	"github.com/hsmkit/cryptech-backup/keystore"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
@@ -78,9 +79,36 @@ type HSM struct {
 	opts  Options
 	// loginTurn is the HSM-wide turn at checking a PIN (checkPINInTurn): a
 	// channel with room for one, taken by sending and given back by
-	// receiving, so that waiting for it can give up.
+	// receiving, so that waiting for it can give up. It is taken with no
+	// other lock held, and only the keystore's is taken under it.
 	loginTurn chan struct{}
 
+	// mu guards the maps below and the HSM's view of the keystore (a lookup
+	// and the write that depends on it happen under one hold).
+	//
+	// Lock order. A goroutine takes these locks in this order only, never
+	// waiting for one while it holds one that comes later:
+	//
+	//  1. key.life.mu (per key, shared with its copies): held for reading
+	//     while the key's private half is used (key.use), for writing while
+	//     the key is retired.
+	//  2. hashsig.PrivateKey.mu (per HSS key): held while the key signs,
+	//     splits or is wiped, and across its PersistFunc, which takes h.mu.
+	//  3. HSM.mu.
+	//  4. keystore.Store.mu: taken inside each keystore call, under h.mu or
+	//     not; it takes nothing but the flash file.
+	//
+	// Session.mu is taken alone: nothing is taken under it, and it is not
+	// taken under any other.
+	//
+	// So while h.mu is held, nothing waits for 1 or 2 of a key that another
+	// goroutine can reach (one in cache or volatile, or handed to a caller):
+	// keys leave the maps under h.mu and are retired (key.retire) after it
+	// is released, and key.snapshot is called outside it. The one exception
+	// is a key still being built under h.mu (loaded by lookup, generated or
+	// imported by store): no one else has it, so its locks are free. The
+	// functions documented "Called with h.mu held" assert it under the
+	// debug build tag (go test -tags debug).
 	mu sync.Mutex
 	// cache holds token keys already loaded from the keystore.
 	cache map[UUID]*key
@@ -215,22 +243,36 @@ func newHSM(board *sim.Board, ks *keystore.Store, opts Options) *HSM {
 }
 
 // Close powers the HSM off. Volatile keys are gone; token keys stay in flash.
+// A signature in progress whose state is stored finishes first.
 func (h *HSM) Close() error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.forgetAll()
-	return h.board.Close()
+	gone := h.forgetAll()
+	err := h.board.Close()
+	h.mu.Unlock()
+	retireAll(gone)
+	return err
 }
 
-// forgetAll drops every key held in memory, wiping what can be wiped.
-// Called with h.mu held.
-func (h *HSM) forgetAll() {
+// forgetAll drops every key held in memory, returning them for the caller
+// to retire once it has released h.mu. Called with h.mu held.
+func (h *HSM) forgetAll() []*key {
+	lockassert.Held(&h.mu)
+	var gone []*key
 	for _, m := range []map[UUID]*key{h.cache, h.volatile} {
 		for _, k := range m {
-			k.wipe()
+			gone = append(gone, k)
 		}
 	}
 	h.cache, h.volatile = map[UUID]*key{}, map[UUID]*key{}
+	return gone
+}
+
+// retireAll retires keys dropped from the HSM's maps. Never called with h.mu
+// held (see HSM.mu).
+func retireAll(keys []*key) {
+	for _, k := range keys {
+		k.retire()
+	}
 }
 
 // Tamper is the board's tamper response: the master key is zeroized and every
@@ -238,9 +280,11 @@ func (h *HSM) forgetAll() {
 // master key is restored.
 func (h *HSM) Tamper() error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.forgetAll()
-	return h.board.MKM.Zeroize()
+	gone := h.forgetAll()
+	err := h.board.MKM.Zeroize()
+	h.mu.Unlock()
+	retireAll(gone)
+	return err
 }
 
 // Random fills p from the board's TRNG (libhal's GET_RANDOM).
@@ -343,6 +387,7 @@ func (h *HSM) masterKey() ([]byte, error) {
 // lookup finds a key visible to session s: a token key or one of s's
 // volatile keys. Called with h.mu held.
 func (h *HSM) lookup(s *Session, id UUID) (*key, error) {
+	lockassert.Held(&h.mu)
 	if k, ok := h.volatile[id]; ok && k.owner == s {
 		return k, nil
 	}
@@ -372,8 +417,10 @@ func (h *HSM) lookup(s *Session, id UUID) (*key, error) {
 
 // attachPersist makes a token HSS key store its advanced state in its
 // keystore record, under the master key, before each signature it releases.
-// Volatile HSS keys keep their state in memory only.
+// Volatile HSS keys keep their state in memory only. Called with h.mu held,
+// on a key no other goroutine has yet.
 func (h *HSM) attachPersist(k *key) {
+	lockassert.Held(&h.mu)
 	if k.hss == nil || k.info.Flags&FlagToken == 0 {
 		return
 	}
@@ -433,6 +480,7 @@ func (h *HSM) visibleKeys(s *Session) ([]*key, error) {
 // exists reports whether any key, token or volatile of any session, holds
 // id. A damaged keystore record still holds its UUID. Called with h.mu held.
 func (h *HSM) exists(id UUID) (bool, error) {
+	lockassert.Held(&h.mu)
 	if _, ok := h.volatile[id]; ok {
 		return true, nil
 	}
@@ -448,6 +496,7 @@ func (h *HSM) exists(id UUID) (bool, error) {
 
 // newUUID draws a UUID that names no key yet. Called with h.mu held.
 func (h *HSM) newUUID() (UUID, error) {
+	lockassert.Held(&h.mu)
 	for {
 		id, err := NewUUID(h.board.TRNG)
 		if err != nil {
@@ -472,6 +521,7 @@ func (s *Session) DamagedBlocks(context.Context) ([]int, error) { return s.h.Dam
 // store keeps new keys, all or none: token keys in one keystore transaction,
 // volatile keys in memory. Called with h.mu held.
 func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
+	lockassert.Held(&h.mu)
 	var batch []keystore.Record
 	volatile := 0
 	for _, r := range recs {
@@ -540,30 +590,32 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
 	return nil
 }
 
-// remove deletes a key. Called with h.mu held.
+// remove deletes a key from flash and from the HSM's maps; the caller
+// retires it once it has released h.mu. Called with h.mu held.
 func (h *HSM) remove(k *key) error {
+	lockassert.Held(&h.mu)
 	id := k.info.UUID
 	if k.owner != nil {
 		delete(h.volatile, id)
-		k.wipe()
 		return nil
 	}
 	if err := h.ks.Delete(keystore.ID(id)); err != nil {
 		return fmt.Errorf("delete key %s: %w", id, err)
 	}
 	delete(h.cache, id)
-	k.wipe()
 	return nil
 }
 
 // dropVolatile forgets every volatile key of a session.
 func (h *HSM) dropVolatile(s *Session) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	var gone []*key
 	for id, k := range h.volatile {
 		if k.owner == s {
 			delete(h.volatile, id)
-			k.wipe()
+			gone = append(gone, k)
 		}
 	}
+	h.mu.Unlock()
+	retireAll(gone)
 }

@@ -41,7 +41,11 @@ func (s *Session) export(req ExportRequest) (WrappedKey, error) {
 	if _, err := kekAlgorithm(req.Encryption); err != nil {
 		return WrappedKey{}, err
 	}
-	der, err := exportablePKCS8(k)
+	var der []byte
+	err = k.use(func() (err error) {
+		der, err = exportablePKCS8(k)
+		return err
+	})
 	if err != nil {
 		return WrappedKey{}, err
 	}
@@ -259,7 +263,11 @@ func (s *Session) unwrap(req ImportRequest) (any, error) {
 	if kekek.info.Flags&FlagKeyEncipherment == 0 {
 		return nil, fmt.Errorf("%w: KEKEK %s lacks keyencipherment", ErrForbidden, req.KEKEK)
 	}
-	kek, err := decryptKEK(s.h.board.TRNG, rsaKEKEK, req.Encryption, req.Wrapped.KEK)
+	var kek []byte
+	err = kekek.use(func() (err error) {
+		kek, err = decryptKEK(s.h.board.TRNG, rsaKEKEK, req.Encryption, req.Wrapped.KEK)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -45,6 +45,9 @@ const MaxDataSize = sim.BlockSize - 64
 // every later Get, Create, Put, PutAll and Delete returns that error, since
 // only a new Open can tell what reached the chip.
 type Store struct {
+	// mu serializes every call. Callers may hold their own locks across a
+	// call (the HSM holds its own); under mu the store takes no lock but
+	// the flash file's, and calls nothing of its callers.
 	mu         sync.Mutex
 	flash      *sim.Flash
 	index      map[ID]entry
