@@ -22,7 +22,7 @@ func benchmarkStore(b *testing.B, priv crypto.Signer) {
 		}
 		r, k, err := recordFor(id, priv, nil, signFlags, "")
 		if err == nil {
-			err = h.store(s, []*keyRecord{r}, []*key{k})
+			err = h.store(s, []*keyRecord{r}, []*key{k}, nil)
 		}
 		h.mu.Unlock()
 		if err != nil {
@@ -47,7 +47,7 @@ func benchmarkLoad(b *testing.B, priv crypto.Signer) {
 	id, _ := h.newUUID()
 	r, k, err := recordFor(id, priv, nil, signFlags, "")
 	if err == nil {
-		err = h.store(s, []*keyRecord{r}, []*key{k})
+		err = h.store(s, []*keyRecord{r}, []*key{k}, nil)
 	}
 	h.mu.Unlock()
 	if err != nil {

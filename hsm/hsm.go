@@ -518,9 +518,10 @@ func (h *HSM) DamagedBlocks() []int { return h.ks.Corrupt() }
 // that would leave keys out asks first).
 func (s *Session) DamagedBlocks(context.Context) ([]int, error) { return s.h.DamagedBlocks(), nil }
 
-// store keeps new keys, all or none: token keys in one keystore transaction,
-// volatile keys in memory. Called with h.mu held.
-func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
+// store keeps new keys, all or none: token keys in one keystore transaction
+// with the given HSS history records (see historyUpdates), volatile keys in
+// memory. Called with h.mu held, the keys not yet shared.
+func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key, history []keystore.Record) error {
 	lockassert.Held(&h.mu)
 	var batch []keystore.Record
 	volatile := 0
@@ -535,21 +536,14 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
 		}
 		batch = append(batch, keystore.Record{ID: keystore.ID(r.uuid), Kind: kindKey, Data: data})
 	}
-	history, err := h.historyUpdates(keys)
-	if err != nil {
-		return err
-	}
-	// Every write is counted before the first: the keys (and a commit
-	// block for several), new history records, and one block kept free so
-	// that an HSS key can always store its state after a signature.
-	need := len(batch) + 1
-	if len(batch) > 1 {
+	// Every write is counted before the first: the keys, the history
+	// records (each takes a block until the one it replaces is freed), a
+	// commit block if there are several, and one block kept free so that an
+	// HSS key can always store its state after a signature.
+	writes := len(batch) + len(history)
+	need := writes + 1
+	if writes > 1 {
 		need++
-	}
-	for _, r := range history {
-		if _, err := h.ks.Get(r.ID); err != nil {
-			need++
-		}
 	}
 	if h.ks.Free() < need {
 		return fmt.Errorf("%w: %d keys need %d of the flash's %d free blocks (one stays free for updates)", ErrKeystoreFull, len(keys), need, h.ks.Free())
@@ -557,21 +551,10 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
 	if len(h.volatile)+volatile > MaxVolatileKeys {
 		return fmt.Errorf("%w: the HSM holds %d volatile keys, at most %d", ErrKeystoreFull, len(h.volatile), MaxVolatileKeys)
 	}
-	// History first: if power fails before the keys are stored, the HSM
-	// refuses those parts later rather than risk taking them twice.
-	for _, r := range history {
-		if err := h.ks.Put(r); err != nil {
-			return fmt.Errorf("store HSS history: %w", err)
-		}
-	}
-	// New keys only: Create and PutAll refuse to replace a record.
-	switch len(batch) {
-	case 0:
-	case 1:
-		err = h.ks.Create(batch[0])
-	default:
-		err = h.ks.PutAll(batch)
-	}
+	// One transaction: the keys are new (Commit refuses to replace one),
+	// the history records new or replacing, and a power cut leaves all of
+	// them or none.
+	err := h.ks.Commit(batch, history)
 	if errors.Is(err, keystore.ErrFull) {
 		return fmt.Errorf("%w: %d keys need more than the %d free flash blocks", ErrKeystoreFull, len(batch), h.ks.Free())
 	}

@@ -179,7 +179,11 @@ func (h *HSM) storeNew(s *Session, priv any, flags Flags, label string) (*key, e
 	if err := pairwiseTest(k); err != nil {
 		return nil, err
 	}
-	if err := h.store(s, []*keyRecord{r}, []*key{k}); err != nil {
+	history, err := h.historyUpdates([]*key{k})
+	if err != nil {
+		return nil, err
+	}
+	if err := h.store(s, []*keyRecord{r}, []*key{k}, history); err != nil {
 		return nil, err
 	}
 	return k, nil

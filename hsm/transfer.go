@@ -194,7 +194,7 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 			continue
 		}
 		if k.hss != nil {
-			if err := h.hashsigConflict(s, k); err != nil {
+			if err := h.hashsigConflict(k); err != nil {
 				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, err)
 			}
 			if hssSeen[k.hss.ID()] {
@@ -205,7 +205,11 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 		held[i] = k
 		newRecs, newKeys = append(newRecs, r), append(newKeys, k)
 	}
-	if err := h.store(s, newRecs, newKeys); err != nil {
+	history, err := h.historyUpdates(newKeys)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	if err := h.store(s, newRecs, newKeys, history); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	return held, nil

@@ -1,0 +1,172 @@
+package hsm
+
+import (
+	"crypto"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/hsmkit/cryptech-backup/keystore"
+)
+
+// putLegacyHistory writes a history record as versions before the history
+// and the keys went into one transaction wrote them.
+func putLegacyHistory(t *testing.T, h *HSM, id [16]byte, ranges ...[2]uint64) {
+	t.Helper()
+	b := append([]byte(nil), id[:]...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(ranges)))
+	for _, r := range ranges {
+		b = binary.BigEndian.AppendUint64(b, r[0])
+		b = binary.BigEndian.AppendUint64(b, r[1])
+	}
+	if err := h.ks.Put(keystore.Record{ID: historyID(id), Kind: kindHashsigLegacy, Data: b}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hasHistory(h *HSM, id [16]byte) bool {
+	_, err := h.ks.Get(historyID(id))
+	return err == nil
+}
+
+// TestLegacyImportHistoryHasAWayOut: a history record an older version
+// wrote for an import a crash cut short refuses the bundle, with an error
+// that says what to do; HashsigOrphans lists it and ForgetHashsigRange,
+// the operator's decision, lets the bundle import. Ranges recorded with
+// their keys cannot be forgotten.
+func TestLegacyImportHistoryHasAWayOut(t *testing.T) {
+	p := newPair(t)
+	k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+	req := p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
+	id := hssID(t, k)
+	h := p.dstHSM
+	// Every part a split hands out lies in [1, 1024).
+	putLegacyHistory(t, h, id, [2]uint64{1, 1024})
+	_, err := p.dst.Import(ctx, req)
+	if !errors.Is(err, ErrKeyNameInUse) {
+		t.Fatalf("import over an unconfirmed range: %v", err)
+	}
+	way := fmt.Sprintf("cryptech-backup hashsig-history --hsm DIR --forget %x:1-1024", id)
+	if !strings.Contains(err.Error(), way) || !strings.Contains(err.Error(), "cut short") {
+		t.Errorf("the refusal does not name the way out (%s): %v", way, err)
+	}
+	orphans, err := h.HashsigOrphans()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []HashsigHistory{{ID: id, Ranges: []HashsigRange{{Next: 1, End: 1024, Unconfirmed: true}}}}
+	if fmt.Sprint(orphans) != fmt.Sprint(want) {
+		t.Errorf("HashsigOrphans() = %v, want %v", orphans, want)
+	}
+	if err := h.ForgetHashsigRange(id, 1, 1000); !errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("forget a range not recorded: %v", err)
+	}
+	if err := h.ForgetHashsigRange(id, 1, 1024); err != nil {
+		t.Fatal(err)
+	}
+	if hasHistory(h, id) {
+		t.Error("the forgotten range's record is still there")
+	}
+	res, err := p.dst.Import(ctx, req)
+	if err != nil {
+		t.Fatalf("import after the range was forgotten: %v", err)
+	}
+	sig := signHSS(t, p.dst, k.UUID, "imported")
+	if err := VerifySignature(k.PublicKey, []byte("imported"), sig, crypto.Hash(0)); err != nil {
+		t.Fatal(err)
+	}
+	// Its range is recorded with the key now: confirmed, and not an orphan
+	// while the key exists.
+	next := sigIndex(t, sig)
+	end := next + res.Key.Hashsig.Remaining
+	if err := h.ForgetHashsigRange(id, next, end); !errors.Is(err, ErrHashsigConfirmed) {
+		t.Errorf("forget a range recorded with its key: %v", err)
+	}
+	if orphans, err := h.HashsigOrphans(); err != nil || len(orphans) != 0 {
+		t.Errorf("HashsigOrphans() with the key present = %v, %v", orphans, err)
+	}
+	if err := p.dst.DeleteKey(ctx, k.UUID); err != nil {
+		t.Fatal(err)
+	}
+	orphans, err = h.HashsigOrphans()
+	want = []HashsigHistory{{ID: id, Ranges: []HashsigRange{{Next: next, End: end}}}}
+	if err != nil || fmt.Sprint(orphans) != fmt.Sprint(want) {
+		t.Errorf("HashsigOrphans() after the delete = %v, %v; want %v", orphans, err, want)
+	}
+	if err := h.ForgetHashsigRange(id, next, end); !errors.Is(err, ErrHashsigConfirmed) {
+		t.Errorf("forget a deleted key's range: %v", err)
+	}
+	_, err = p.dst.Import(ctx, req)
+	if !errors.Is(err, ErrKeyNameInUse) || strings.Contains(err.Error(), "--forget") {
+		t.Errorf("the bundle again after its key was deleted: %v", err)
+	}
+}
+
+// TestLegacyHistoryKeepsItsRanges: an import of a part that overlaps no
+// range of a legacy record succeeds, and the record, now written with the
+// key, keeps the legacy range unconfirmed; an identifier a key holds cannot
+// be forgotten.
+func TestLegacyHistoryKeepsItsRanges(t *testing.T) {
+	p := newPair(t)
+	k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+	req := p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
+	id := hssID(t, k)
+	h := p.dstHSM
+	// The source keeps [0, 512) and hands out [512, 1024).
+	putLegacyHistory(t, h, id, [2]uint64{100, 200})
+	if _, err := p.dst.Import(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := h.ks.Get(historyID(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Kind != kindHashsigHistory {
+		t.Errorf("history record of kind %d, want %d", rec.Kind, kindHashsigHistory)
+	}
+	hh, err := readHistory(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []historyRange{{100, 200, true}, {512, 1024, false}}
+	if fmt.Sprint(hh.ranges) != fmt.Sprint(want) {
+		t.Errorf("ranges %v, want %v", hh.ranges, want)
+	}
+	if err := h.ForgetHashsigRange(id, 100, 200); !errors.Is(err, ErrKeyNameInUse) {
+		t.Errorf("forget a range of an identifier a key holds: %v", err)
+	}
+}
+
+func TestHistoryRecordFormats(t *testing.T) {
+	hh := &hashsigHistory{id: [16]byte{7}, ranges: []historyRange{{0, 10, true}, {20, 1 << 40, false}}}
+	r := hh.record()
+	got, err := readHistory(r)
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(hh) {
+		t.Fatalf("round trip: %v, %v", got, err)
+	}
+	for n := range len(r.Data) {
+		if _, err := parseHistory(kindHashsigHistory, r.Data[:n]); err == nil {
+			t.Errorf("%d of %d bytes parse", n, len(r.Data))
+		}
+	}
+	bad := append([]byte(nil), r.Data...)
+	bad[len(bad)-1] = 2 // an unknown flag
+	if _, err := parseHistory(kindHashsigHistory, bad); err == nil {
+		t.Error("an unknown range flag parses")
+	}
+	bad = append([]byte{1}, r.Data[1:]...)
+	if _, err := parseHistory(kindHashsigHistory, bad); err == nil {
+		t.Error("a record of an unknown version parses")
+	}
+	if _, err := parseHistory(kindKey, r.Data); err == nil {
+		t.Error("a record of another kind parses")
+	}
+	// Another identifier's record under this ID.
+	moved := (&hashsigHistory{id: [16]byte{8}}).record()
+	moved.ID = r.ID
+	if _, err := readHistory(moved); err == nil {
+		t.Error("a history record under another identifier's ID is read")
+	}
+}
