@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"slices"
 	"strings"
 
@@ -21,14 +23,24 @@ import (
 // of a key the HSM already holds. So the HSM refuses a part whose identifier
 // a key it holds already has (libhal's KEY_NAME_IN_USE), and remembers, in
 // a history record per HSS identifier kept in flash for good, every index
-// range it ever received of that identifier, refusing a part that overlaps
+// range it ever imported of that identifier, refusing a part that overlaps
 // any of them. The one exception is an import of exactly a range it
 // received before, under the UUID that key still has: that is re-running an
 // import, reported present and left alone.
 //
-// A key generation or an import stores the history records and the keys in
-// one keystore transaction (keystore.Commit): after a power cut, both or
-// neither.
+// An import stores the history records and the keys in one keystore
+// transaction (keystore.Commit): after a power cut, both or neither.
+//
+// Keys generated here need no history. While such a key exists it holds
+// its identifier, and every part of it is refused. Once it is deleted, the
+// indexes it may have used never left the HSM: Split persists the key's
+// shrunken range before it hands out a part, and the parts handed out start
+// at or above the key's persisted state, so this HSM never signed with them.
+// Such a part comes back only as a bundle wrapped to this HSM's KEKEK, that
+// is, as any part of any key would; importing it records its range, and a
+// second import of it is refused. So no index this HSM signed with can come
+// back through a generated key. (A key record damaged in flash does not
+// change this: its range and its parts' are still disjoint.)
 //
 // Versions before that wrote each history record (then of kind
 // kindHashsigLegacy) in a write of its own before the keys, for imported
@@ -44,6 +56,13 @@ import (
 //     ([HSM.HashsigOrphans], [HSM.ForgetHashsigRange]; the CLI's
 //     hashsig-history command). Ranges recorded with their keys, in one
 //     transaction, cannot be forgotten.
+//   - A legacy record holding one range [0, 2^h) is a generated key's (an
+//     imported part starts above 0: Split hands out the upper parts), so
+//     useless; Open deletes those whose identifier no key holds, when it can
+//     read every key (master key present, no damaged key record). A
+//     hand-made bundle of a whole, unsplit key imported by an older version
+//     and deleted since looks the same; such a bundle can be imported into
+//     any HSM, so the history never protected its indexes from it anyway.
 
 // Record kinds of HSS history records in the keystore.
 const (
@@ -243,9 +262,9 @@ func (h *HSM) hashsigConflict(k *key) error {
 		ErrKeyNameInUse, next, end, id, strings.Join(unconfirmed, "; "))
 }
 
-// historyUpdates returns the history records to store with the given new
-// keys, in the same keystore transaction: each HSS key's range added to its
-// identifier's history. Called with h.mu held, the keys not
+// historyUpdates returns the history records to store with the given
+// imported keys, in the same keystore transaction: each HSS key's range
+// added to its identifier's history. Called with h.mu held, the keys not
 // yet shared.
 func (h *HSM) historyUpdates(keys []*key) ([]keystore.Record, error) {
 	lockassert.Held(&h.mu)
@@ -346,6 +365,60 @@ func (h *HSM) recordHashsigID(id UUID) ([16]byte, bool, error) {
 	}
 	_, hid := pub.Top()
 	return hid, true, nil
+}
+
+// isKeygenRange reports whether [next, end) is the whole range of a new HSS
+// key: [0, 2^h) for a total height h, a multiple of 5 (every LMS height
+// is), saturating at 2^64-1 as package hashsig does.
+func isKeygenRange(next, end uint64) bool {
+	if next != 0 {
+		return false
+	}
+	if end == math.MaxUint64 {
+		return true
+	}
+	h := bits.TrailingZeros64(end)
+	return bits.OnesCount64(end) == 1 && h >= 5 && h%5 == 0
+}
+
+// reclaimKeygenHistory deletes the legacy history records of generated keys
+// whose identifier no key holds (see the top of this file): what a power
+// cut during keygen left behind with older versions. Open calls it; it
+// reads the key records only when there is such a record, and leaves
+// everything as it is unless it can read every key record.
+func (h *HSM) reclaimKeygenHistory() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	candidates := map[[16]byte]bool{}
+	for _, rid := range h.ks.List(kindHashsigLegacy) {
+		rec, err := h.ks.Get(rid)
+		if err != nil {
+			continue
+		}
+		hh, err := readHistory(rec)
+		if err == nil && len(hh.ranges) == 1 && isKeygenRange(hh.ranges[0].next, hh.ranges[0].end) {
+			candidates[hh.id] = true
+		}
+	}
+	if len(candidates) == 0 {
+		return nil
+	}
+	held, unreadable, err := h.hashsigHolders(candidates)
+	if errors.Is(err, ErrTamper) || len(unreadable) > 0 {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for id := range candidates {
+		if _, ok := held[id]; ok {
+			continue
+		}
+		if err := h.ks.Delete(historyID(id)); err != nil {
+			return fmt.Errorf("reclaim the HSS history of a generated key: %w", err)
+		}
+	}
+	return nil
 }
 
 // HashsigRange is a range of signature indexes [Next, End) of an HSS key.

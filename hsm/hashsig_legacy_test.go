@@ -1,14 +1,19 @@
 package hsm
 
 import (
+	"bytes"
 	"crypto"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/keystore"
+	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 // putLegacyHistory writes a history record as versions before the history
@@ -29,6 +34,97 @@ func putLegacyHistory(t *testing.T, h *HSM, id [16]byte, ranges ...[2]uint64) {
 func hasHistory(h *HSM, id [16]byte) bool {
 	_, err := h.ks.Get(historyID(id))
 	return err == nil
+}
+
+// TestOpenReclaimsLegacyKeygenHistory: a history record an older version
+// wrote for a generated key ([0, 2^h), one range) that no key holds, as a
+// keygen cut short left it, is deleted at Open and its block is free again.
+// The records of a generated key that still exists and of an import are
+// kept, and so is everything while the HSM cannot read all its keys.
+func TestOpenReclaimsLegacyKeygenHistory(t *testing.T) {
+	h, dir := newTestHSM(t)
+	s := login(t, h)
+	k := generate(t, s, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
+	other := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	held := hssID(t, k)
+	orphan, orphanBig, imported := [16]byte{0xA1}, [16]byte{0xA2}, [16]byte{0xA3}
+	putLegacyHistory(t, h, held, [2]uint64{0, 1024})
+	putLegacyHistory(t, h, orphan, [2]uint64{0, 1024})
+	putLegacyHistory(t, h, orphanBig, [2]uint64{0, math.MaxUint64})
+	putLegacyHistory(t, h, imported, [2]uint64{512, 1024})
+	free := h.ks.Free()
+	s.Close()
+	h.Close()
+
+	// Not while a key record cannot be read: a damaged block.
+	img := filepath.Join(dir, "flash.img")
+	clean, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := bytes.Clone(clean)
+	at := bytes.Index(damaged, other.UUID[:])
+	damaged[at/sim.BlockSize*sim.BlockSize+300] ^= 0xff
+	if err := os.WriteFile(img, damaged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasHistory(h2, orphan) || !hasHistory(h2, orphanBig) {
+		t.Error("a keygen history record was reclaimed though a key record is damaged")
+	}
+	h2.Close()
+	if err := os.WriteFile(img, clean, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Not without the master key.
+	b, err := sim.OpenBoard(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := b.MKM.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clear(mk)
+	if err := b.MKM.Zeroize(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	h3, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasHistory(h3, orphan) {
+		t.Error("a keygen history record was reclaimed without the master key")
+	}
+	if err := h3.board.MKM.Set(mk); err != nil {
+		t.Fatal(err)
+	}
+	h3.Close()
+
+	h4, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h4.Close()
+	if hasHistory(h4, orphan) || hasHistory(h4, orphanBig) {
+		t.Error("the orphan keygen history records were not reclaimed")
+	}
+	if !hasHistory(h4, held) || !hasHistory(h4, imported) {
+		t.Error("a history record that is not a keygen orphan was deleted")
+	}
+	if got := h4.ks.Free(); got != free+2 {
+		t.Errorf("%d free blocks after the reclaim, want %d", got, free+2)
+	}
+	blockAccount(t, h4, "after the reclaim")
+	// The key whose keygen record stays still signs.
+	s4 := raceSession(t, h4)
+	defer s4.Close()
+	signHSS(t, s4, k.UUID, "still here")
 }
 
 // TestLegacyImportHistoryHasAWayOut: a history record an older version
@@ -168,5 +264,19 @@ func TestHistoryRecordFormats(t *testing.T) {
 	moved.ID = r.ID
 	if _, err := readHistory(moved); err == nil {
 		t.Error("a history record under another identifier's ID is read")
+	}
+}
+
+func TestIsKeygenRange(t *testing.T) {
+	for _, c := range []struct {
+		next, end uint64
+		want      bool
+	}{
+		{0, 32, true}, {0, 1024, true}, {0, 1 << 60, true}, {0, math.MaxUint64, true},
+		{1, 1024, false}, {0, 16, false}, {0, 1 << 11, false}, {0, 1000, false}, {0, 1 << 63, false}, {512, 1024, false},
+	} {
+		if got := isKeygenRange(c.next, c.end); got != c.want {
+			t.Errorf("isKeygenRange(%d, %d) = %v", c.next, c.end, got)
+		}
 	}
 }

@@ -198,7 +198,12 @@ func Open(dir string, opts Options) (*HSM, error) {
 		board.Close()
 		return nil, fmt.Errorf("open HSM in %s: %w", dir, err)
 	}
-	return newHSM(board, ks, opts.withDefaults()), nil
+	h := newHSM(board, ks, opts.withDefaults())
+	if err := h.reclaimKeygenHistory(); err != nil {
+		board.Close()
+		return nil, fmt.Errorf("open HSM in %s: %w", dir, err)
+	}
+	return h, nil
 }
 
 // checkFlashSize refuses a flash image cut short or grown since Create: a

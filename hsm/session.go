@@ -179,11 +179,7 @@ func (h *HSM) storeNew(s *Session, priv any, flags Flags, label string) (*key, e
 	if err := pairwiseTest(k); err != nil {
 		return nil, err
 	}
-	history, err := h.historyUpdates([]*key{k})
-	if err != nil {
-		return nil, err
-	}
-	if err := h.store(s, []*keyRecord{r}, []*key{k}, history); err != nil {
+	if err := h.store(s, []*keyRecord{r}, []*key{k}, nil); err != nil {
 		return nil, err
 	}
 	return k, nil
