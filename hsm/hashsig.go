@@ -302,6 +302,12 @@ func (h *HSM) historyUpdates(keys []*key) ([]keystore.Record, error) {
 // with h.mu held.
 func (h *HSM) hashsigHolders(want map[[16]byte]bool) (map[[16]byte]UUID, []UUID, error) {
 	lockassert.Held(&h.mu)
+	// Without the master key no record can be read (ErrTamper).
+	mk, err := h.masterKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	clear(mk)
 	held := map[[16]byte]UUID{}
 	found := func(id [16]byte, u UUID) bool {
 		if _, dup := held[id]; !dup && (want == nil || want[id]) {
@@ -403,12 +409,10 @@ func (h *HSM) reclaimKeygenHistory() error {
 	if len(candidates) == 0 {
 		return nil
 	}
+	// Unless every key can be read (no tamper, no damage), leave it all.
 	held, unreadable, err := h.hashsigHolders(candidates)
-	if errors.Is(err, ErrTamper) || len(unreadable) > 0 {
+	if err != nil || len(unreadable) > 0 {
 		return nil
-	}
-	if err != nil {
-		return err
 	}
 	for id := range candidates {
 		if _, ok := held[id]; ok {
@@ -437,10 +441,10 @@ type HashsigHistory struct {
 	Ranges []HashsigRange
 }
 
-// ErrHashsigKeysUnreadable: some key records cannot be read (damaged
-// blocks, or keys that do not open under the master key), so the HSM cannot
-// tell which HSS identifiers its keys hold.
-var ErrHashsigKeysUnreadable = errors.New("some key records cannot be read")
+// ErrHashsigKeysUnreadable: some keystore records cannot be read (damaged
+// blocks, any of which may be a key's, or keys that do not open under the
+// master key), so the HSM cannot tell which HSS identifiers its keys hold.
+var ErrHashsigKeysUnreadable = errors.New("some keystore records that may be keys cannot be read")
 
 // HashsigOrphans lists the HSS history records whose identifier no key of
 // the HSM holds: the parts of keys imported and deleted since, and, from
@@ -481,7 +485,7 @@ func (h *HSM) readableHolders() (map[[16]byte]UUID, error) {
 		return nil, err
 	}
 	if len(unreadable) > 0 {
-		return nil, fmt.Errorf("%w: %d of them, key %s first", ErrHashsigKeysUnreadable, len(unreadable), unreadable[0])
+		return nil, fmt.Errorf("%w: %d of them, %s first", ErrHashsigKeysUnreadable, len(unreadable), unreadable[0])
 	}
 	return held, nil
 }

@@ -280,3 +280,45 @@ func TestIsKeygenRange(t *testing.T) {
 		}
 	}
 }
+
+// The operator's tools refuse to decide while a key could hold the
+// identifier unseen: a damaged key block, or no master key.
+func TestForgetNeedsEveryKeyReadable(t *testing.T) {
+	h, dir := newTestHSM(t)
+	s := login(t, h)
+	other := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	id := [16]byte{0xB1}
+	putLegacyHistory(t, h, id, [2]uint64{16, 32})
+	s.Close()
+	h.Close()
+	img := filepath.Join(dir, "flash.img")
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(data, other.UUID[:])
+	data[at/sim.BlockSize*sim.BlockSize+300] ^= 0xff
+	if err := os.WriteFile(img, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	if _, err := h2.HashsigOrphans(); !errors.Is(err, ErrHashsigKeysUnreadable) {
+		t.Errorf("HashsigOrphans with a damaged key block: %v", err)
+	}
+	if err := h2.ForgetHashsigRange(id, 16, 32); !errors.Is(err, ErrHashsigKeysUnreadable) {
+		t.Errorf("ForgetHashsigRange with a damaged key block: %v", err)
+	}
+	if err := h2.Tamper(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h2.HashsigOrphans(); !errors.Is(err, ErrTamper) {
+		t.Errorf("HashsigOrphans without the master key: %v", err)
+	}
+	if !hasHistory(h2, id) {
+		t.Error("the record is gone")
+	}
+}
