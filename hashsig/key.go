@@ -16,6 +16,11 @@ import (
 // tree's root, and the range of signature indexes it may still use. It is
 // safe for concurrent use.
 type PrivateKey struct {
+	// mu is held across everything a method does, including the call to
+	// the PersistFunc, which may take its owner's locks (the HSM's). So
+	// the owner must never wait for mu (call Sign, Split, Wipe, Range,
+	// Remaining, MarshalBinary, SetPersist...) while it holds a lock that
+	// its PersistFunc takes, unless no other goroutine can have the key.
 	mu     sync.Mutex
 	levels []Level
 	id     [IDSize]byte

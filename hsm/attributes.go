@@ -218,7 +218,7 @@ func (s *Session) LoadPrivateKey(_ context.Context, req LoadRequest) (KeyInfo, e
 	if err := pairwiseTest(k); err != nil {
 		return KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
-	if err := h.store(s, []*keyRecord{r}, []*key{k}); err != nil {
+	if err := h.store(s, []*keyRecord{r}, []*key{k}, nil); err != nil {
 		return KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	return k.info, nil

@@ -6,7 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/binary"
 	"testing"
+
+	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
 // benchmarkStore measures storing one key in the flash keystore: sealing its
@@ -22,7 +26,7 @@ func benchmarkStore(b *testing.B, priv crypto.Signer) {
 		}
 		r, k, err := recordFor(id, priv, nil, signFlags, "")
 		if err == nil {
-			err = h.store(s, []*keyRecord{r}, []*key{k})
+			err = h.store(s, []*keyRecord{r}, []*key{k}, nil)
 		}
 		h.mu.Unlock()
 		if err != nil {
@@ -47,7 +51,7 @@ func benchmarkLoad(b *testing.B, priv crypto.Signer) {
 	id, _ := h.newUUID()
 	r, k, err := recordFor(id, priv, nil, signFlags, "")
 	if err == nil {
-		err = h.store(s, []*keyRecord{r}, []*key{k})
+		err = h.store(s, []*keyRecord{r}, []*key{k}, nil)
 	}
 	h.mu.Unlock()
 	if err != nil {
@@ -84,3 +88,87 @@ func BenchmarkKeyStoreP256(b *testing.B)    { benchmarkStore(b, p256Key(b)) }
 func BenchmarkKeyStoreRSA2048(b *testing.B) { benchmarkStore(b, rsa2048Key(b)) }
 func BenchmarkKeyLoadP256(b *testing.B)     { benchmarkLoad(b, p256Key(b)) }
 func BenchmarkKeyLoadRSA2048(b *testing.B)  { benchmarkLoad(b, rsa2048Key(b)) }
+
+// openBenchHSM makes an HSM holding n EC P-256 key records, written directly
+// (sealed as store seals them, a transaction per 500), and returns its
+// directory, closed. With legacyKeygen, it also holds an HSS key named
+// ff...ff, last in the keystore's order, with a history record an older
+// version wrote at its keygen: Open then reads every key record to learn
+// whether a key holds that identifier (see reclaimKeygenHistory).
+func openBenchHSM(b *testing.B, n int, legacyKeygen bool) string {
+	b.Helper()
+	dir := b.TempDir() + "/hsm"
+	h, err := Create(dir, InitConfig{WheelPIN: wheelPIN, SOPIN: soPIN, UserPIN: userPIN, Blocks: n + 64}, testOptions)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	priv := p256Key(b)
+	var batch []keystore.Record
+	flush := func() {
+		if err := h.ks.PutAll(batch); err != nil {
+			b.Fatal(err)
+		}
+		batch = batch[:0]
+	}
+	for range n {
+		id, err := NewUUID(h.board.TRNG)
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch = append(batch, sealedRecord(b, h, id, priv))
+		if len(batch) == 500 {
+			flush()
+		}
+	}
+	if legacyKeygen {
+		hss, err := hashsig.GenerateKey(nil, []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W8}}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var last UUID
+		for i := range last {
+			last[i] = 0xff
+		}
+		batch = append(batch, sealedRecord(b, h, last, hss))
+		hid := hss.ID()
+		legacy := binary.BigEndian.AppendUint32(append([]byte(nil), hid[:]...), 1)
+		legacy = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(legacy, 0), 32)
+		batch = append(batch, keystore.Record{ID: historyID(hid), Kind: kindHashsigLegacy, Data: legacy})
+	}
+	if len(batch) > 0 {
+		flush()
+	}
+	return dir
+}
+
+func sealedRecord(b *testing.B, h *HSM, id UUID, priv any) keystore.Record {
+	r, _, err := recordFor(id, priv, nil, signFlags, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.wipe()
+	data, err := h.seal(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return keystore.Record{ID: keystore.ID(id), Kind: kindKey, Data: data}
+}
+
+func benchmarkOpen(b *testing.B, legacyKeygen bool) {
+	dir := openBenchHSM(b, 10000, legacyKeygen)
+	for b.Loop() {
+		h, err := Open(dir, testOptions)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h.Close()
+	}
+}
+
+// BenchmarkOpen10000Keys: power-on of an HSM with 10,000 keys.
+func BenchmarkOpen10000Keys(b *testing.B) { benchmarkOpen(b, false) }
+
+// BenchmarkOpen10000KeysLegacyKeygenHistory: the same with a legacy keygen
+// history record whose key exists, Open's worst case.
+func BenchmarkOpen10000KeysLegacyKeygenHistory(b *testing.B) { benchmarkOpen(b, true) }

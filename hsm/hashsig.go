@@ -1,11 +1,18 @@
 package hsm
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+	"strings"
 
+	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
@@ -13,21 +20,75 @@ import (
 // disjoint parts of one key. Within one HSM, two dangers remain: the same
 // part arriving twice (under two UUIDs, or again after the first copy was
 // deleted, or as a volatile key and then a token key), and a different part
-// of a key the HSM already holds. So the HSM remembers, in a history record
-// per HSS identifier kept in flash for good, every index range it ever
-// received for that identifier, and refuses a part that overlaps any of
-// them, or whose identifier a key it holds already has (libhal's
-// KEY_NAME_IN_USE). The one exception is an import of exactly a range it
+// of a key the HSM already holds. So the HSM refuses a part whose identifier
+// a key it holds already has (libhal's KEY_NAME_IN_USE), and remembers, in
+// a history record per HSS identifier kept in flash for good, every index
+// range it ever imported of that identifier, refusing a part that overlaps
+// any of them. The one exception is an import of exactly a range it
 // received before, under the UUID that key still has: that is re-running an
 // import, reported present and left alone.
+//
+// An import stores the history records and the keys in one keystore
+// transaction (keystore.Commit): after a power cut, both or neither.
+//
+// Keys generated here need no history. While such a key exists it holds
+// its identifier, and every part of it is refused. Once it is deleted, the
+// indexes it may have used never left the HSM: Split persists the key's
+// shrunken range before it hands out a part, and the parts handed out start
+// at or above the key's persisted state, so this HSM never signed with them.
+// Such a part comes back only as a bundle wrapped to this HSM's KEKEK, that
+// is, as any part of any key would; importing it records its range, and a
+// second import of it is refused. So no index this HSM signed with can come
+// back through a generated key. (A key record damaged in flash does not
+// change this: its range and its parts' are still disjoint.)
+//
+// Versions before that wrote each history record (then of kind
+// kindHashsigLegacy) in a write of its own before the keys, for imported
+// and generated keys alike. A power cut in between left a history record
+// and no key, and nothing on the flash tells that apart from a key
+// imported, then deleted: both are a history record whose identifier no
+// key holds, and a Delete leaves no trace. So:
+//
+//   - The ranges of legacy records are "unconfirmed". An import that
+//     overlaps one is refused, with an error that says what may have
+//     happened and names the way out: the operator, who knows whether that
+//     key was ever imported and used here, forgets the range offline
+//     ([HSM.HashsigOrphans], [HSM.ForgetHashsigRange]; the CLI's
+//     hashsig-history command). Ranges recorded with their keys, in one
+//     transaction, cannot be forgotten.
+//   - A legacy record holding one range [0, 2^h) is a generated key's (an
+//     imported part starts above 0: Split hands out the upper parts), so
+//     useless; Open deletes those whose identifier no key holds, when it can
+//     read every key (master key present, no damaged key record). A
+//     hand-made bundle of a whole, unsplit key imported by an older version
+//     and deleted since looks the same; such a bundle can be imported into
+//     any HSM, so the history never protected its indexes from it anyway.
 
-// kindHashsigHistory marks history records in the keystore.
-const kindHashsigHistory keystore.Kind = 3
+// Record kinds of HSS history records in the keystore.
+const (
+	// kindHashsigLegacy: written by older versions apart from the keys
+	// (parseLegacyHistory).
+	kindHashsigLegacy keystore.Kind = 3
+	// kindHashsigHistory: written with the keys it describes (marshal).
+	kindHashsigHistory keystore.Kind = 5
+)
+
+const historyVersion = 2
+
+// historyRange is one range of signature indexes an HSM received.
+type historyRange struct {
+	next, end uint64
+	// unconfirmed: recorded by an older version apart from its key, so
+	// perhaps for an import cut short (see above).
+	unconfirmed bool
+}
+
+const rangeUnconfirmed = 1 // flag bit in a stored range
 
 // hashsigHistory is what the HSM ever received of one HSS key.
 type hashsigHistory struct {
 	id     [16]byte
-	ranges [][2]uint64
+	ranges []historyRange
 }
 
 // historyID names the history record of an HSS identifier. It cannot meet a
@@ -37,31 +98,78 @@ func historyID(id [16]byte) keystore.ID {
 	return keystore.ID(sum[:16])
 }
 
+// marshal encodes: u8 version || I || u32 n || n × (u64 next || u64 end ||
+// u8 flags).
 func (hh *hashsigHistory) marshal() []byte {
-	b := append([]byte(nil), hh.id[:]...)
+	b := append([]byte{historyVersion}, hh.id[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(hh.ranges)))
 	for _, r := range hh.ranges {
-		b = binary.BigEndian.AppendUint64(b, r[0])
-		b = binary.BigEndian.AppendUint64(b, r[1])
+		b = binary.BigEndian.AppendUint64(b, r.next)
+		b = binary.BigEndian.AppendUint64(b, r.end)
+		var flags byte
+		if r.unconfirmed {
+			flags |= rangeUnconfirmed
+		}
+		b = append(b, flags)
 	}
 	return b
 }
 
+func (hh *hashsigHistory) record() keystore.Record {
+	return keystore.Record{ID: historyID(hh.id), Kind: kindHashsigHistory, Data: hh.marshal()}
+}
+
 var errBadHistory = errors.New("corrupt HSS history record")
 
-func parseHistory(b []byte) (*hashsigHistory, error) {
+// parseHistory decodes a history record of either kind.
+func parseHistory(kind keystore.Kind, b []byte) (*hashsigHistory, error) {
+	const head = 1 + 16 + 4
+	switch {
+	case kind == kindHashsigLegacy:
+		return parseLegacyHistory(b)
+	case kind != kindHashsigHistory, len(b) < head, b[0] != historyVersion:
+		return nil, errBadHistory
+	}
+	hh := &hashsigHistory{id: [16]byte(b[1:17])}
+	n := binary.BigEndian.Uint32(b[17:])
+	if uint64(len(b)) != head+17*uint64(n) {
+		return nil, errBadHistory
+	}
+	for i := range int(n) {
+		at := head + 17*i
+		flags := b[at+16]
+		if flags&^rangeUnconfirmed != 0 {
+			return nil, errBadHistory
+		}
+		hh.ranges = append(hh.ranges, historyRange{binary.BigEndian.Uint64(b[at:]), binary.BigEndian.Uint64(b[at+8:]), flags&rangeUnconfirmed != 0})
+	}
+	return hh, nil
+}
+
+// parseLegacyHistory decodes the older format, which has no version:
+// I || u32 n || n × (u64 next || u64 end). Every range is unconfirmed.
+func parseLegacyHistory(b []byte) (*hashsigHistory, error) {
 	if len(b) < 20 {
 		return nil, errBadHistory
 	}
-	hh := &hashsigHistory{}
-	copy(hh.id[:], b)
+	hh := &hashsigHistory{id: [16]byte(b[:16])}
 	n := binary.BigEndian.Uint32(b[16:])
 	if uint64(len(b)) != 20+16*uint64(n) {
 		return nil, errBadHistory
 	}
 	for i := range int(n) {
 		at := 20 + 16*i
-		hh.ranges = append(hh.ranges, [2]uint64{binary.BigEndian.Uint64(b[at:]), binary.BigEndian.Uint64(b[at+8:])})
+		hh.ranges = append(hh.ranges, historyRange{binary.BigEndian.Uint64(b[at:]), binary.BigEndian.Uint64(b[at+8:]), true})
+	}
+	return hh, nil
+}
+
+// readHistory parses a history record, checking that it is the one of its
+// identifier.
+func readHistory(rec keystore.Record) (*hashsigHistory, error) {
+	hh, err := parseHistory(rec.Kind, rec.Data)
+	if err != nil || historyID(hh.id) != rec.ID {
+		return nil, errBadHistory
 	}
 	return hh, nil
 }
@@ -69,6 +177,7 @@ func parseHistory(b []byte) (*hashsigHistory, error) {
 // history reads the history of an HSS identifier; an identifier never seen
 // has an empty one. Called with h.mu held.
 func (h *HSM) history(id [16]byte) (*hashsigHistory, error) {
+	lockassert.Held(&h.mu)
 	rec, err := h.ks.Get(historyID(id))
 	if errors.Is(err, keystore.ErrNotFound) {
 		return &hashsigHistory{id: id}, nil
@@ -76,34 +185,33 @@ func (h *HSM) history(id [16]byte) (*hashsigHistory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("HSS history: %w", err)
 	}
-	hh, err := parseHistory(rec.Data)
+	hh, err := readHistory(rec)
 	if err != nil || hh.id != id {
 		return nil, errBadHistory
 	}
 	return hh, nil
 }
 
-func (hh *hashsigHistory) overlaps(next, end uint64) bool {
+// overlapping returns the recorded ranges that meet [next, end).
+func (hh *hashsigHistory) overlapping(next, end uint64) []historyRange {
+	var out []historyRange
 	for _, r := range hh.ranges {
-		if next < r[1] && r[0] < end {
-			return true
+		if next < r.end && r.next < end {
+			out = append(out, r)
 		}
 	}
-	return false
+	return out
 }
 
 func (hh *hashsigHistory) has(next, end uint64) bool {
-	for _, r := range hh.ranges {
-		if r[0] == next && r[1] == end {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(hh.ranges, func(r historyRange) bool { return r.next == next && r.end == end })
 }
 
 // hashsigPresent reports whether an imported HSS part is exactly one this
-// HSM received before, under the UUID old still has. Called with h.mu held.
+// HSM received before, under the UUID old still has. Called with h.mu held,
+// k not yet shared.
 func (h *HSM) hashsigPresent(old, k *key) (bool, error) {
+	lockassert.Held(&h.mu)
 	if old.hss == nil || old.hss.ID() != k.hss.ID() {
 		return false, nil
 	}
@@ -117,34 +225,49 @@ func (h *HSM) hashsigPresent(old, k *key) (bool, error) {
 
 // hashsigConflict refuses a new HSS part whose identifier a key of this HSM
 // (token, or volatile of any session) has, or whose range overlaps anything
-// this HSM ever received of that key. Called with h.mu held.
-func (h *HSM) hashsigConflict(s *Session, k *key) error {
+// this HSM ever received of that key. Called with h.mu held, k not yet
+// shared.
+func (h *HSM) hashsigConflict(k *key) error {
+	lockassert.Held(&h.mu)
 	id := k.hss.ID()
-	for _, rid := range h.ks.List(kindKey) {
-		other, err := h.lookup(s, UUID(rid))
-		if err == nil && other.hss != nil && other.hss.ID() == id {
-			return fmt.Errorf("%w: key %s holds HSS identifier %x", ErrKeyNameInUse, other.info.UUID, id)
-		}
+	held, _, err := h.hashsigHolders(map[[16]byte]bool{id: true})
+	if err != nil {
+		return err
 	}
-	for _, other := range h.volatile {
-		if other.hss != nil && other.hss.ID() == id {
-			return fmt.Errorf("%w: a volatile key holds HSS identifier %x", ErrKeyNameInUse, id)
-		}
+	if other, ok := held[id]; ok {
+		return fmt.Errorf("%w: key %s holds HSS identifier %x", ErrKeyNameInUse, other, id)
 	}
 	hh, err := h.history(id)
 	if err != nil {
 		return err
 	}
-	if next, end := k.hss.Range(); hh.overlaps(next, end) {
-		return fmt.Errorf("%w: this HSM already held signatures [%d, %d) of HSS key %x, or some of them", ErrKeyNameInUse, next, end, id)
+	next, end := k.hss.Range()
+	seen := hh.overlapping(next, end)
+	if len(seen) == 0 {
+		return nil
 	}
-	return nil
+	var unconfirmed []string
+	for _, r := range seen {
+		if r.unconfirmed {
+			unconfirmed = append(unconfirmed, fmt.Sprintf("cryptech-backup hashsig-history --hsm DIR --forget %x:%d-%d", id, r.next, r.end))
+		}
+	}
+	if len(unconfirmed) == 0 {
+		return fmt.Errorf("%w: this HSM already held signatures [%d, %d) of HSS key %x, or some of them (imported before, and deleted since); importing them again could sign twice with one index",
+			ErrKeyNameInUse, next, end, id)
+	}
+	return fmt.Errorf("%w: this HSM already held signatures [%d, %d) of HSS key %x, or some of them, by a record an older version wrote apart from the key: "+
+		"an import of them was cut short, or they were imported and the key deleted since, and the HSM cannot tell which. "+
+		"If no key of this HSM ever signed with them, forget the record with the HSM offline (%s) and import again",
+		ErrKeyNameInUse, next, end, id, strings.Join(unconfirmed, "; "))
 }
 
-// historyUpdates returns the history records to write, in flash, before the
-// given new keys are stored: each HSS key's range added to its identifier's
-// history. Called with h.mu held.
+// historyUpdates returns the history records to store with the given
+// imported keys, in the same keystore transaction: each HSS key's range
+// added to its identifier's history. Called with h.mu held, the keys not
+// yet shared.
 func (h *HSM) historyUpdates(keys []*key) ([]keystore.Record, error) {
+	lockassert.Held(&h.mu)
 	byID := map[[16]byte]*hashsigHistory{}
 	var order [][16]byte
 	for _, k := range keys {
@@ -162,11 +285,266 @@ func (h *HSM) historyUpdates(keys []*key) ([]keystore.Record, error) {
 			order = append(order, id)
 		}
 		next, end := k.hss.Range()
-		hh.ranges = append(hh.ranges, [2]uint64{next, end})
+		hh.ranges = append(hh.ranges, historyRange{next: next, end: end})
 	}
 	recs := make([]keystore.Record, 0, len(order))
 	for _, id := range order {
-		recs = append(recs, keystore.Record{ID: historyID(id), Kind: kindHashsigHistory, Data: byID[id].marshal()})
+		recs = append(recs, byID[id].record())
 	}
 	return recs, nil
+}
+
+// hashsigHolders returns the UUID of a private key that holds each HSS
+// identifier, looking at keys held in memory and unsealing the other token
+// key records, until every identifier in want is found (want nil: all).
+// It returns the key records it could not read (damaged, or not opening
+// under the master key) too: any of them may hold an identifier. Called
+// with h.mu held.
+func (h *HSM) hashsigHolders(want map[[16]byte]bool) (map[[16]byte]UUID, []UUID, error) {
+	lockassert.Held(&h.mu)
+	// Without the master key no record can be read (ErrTamper).
+	mk, err := h.masterKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	clear(mk)
+	held := map[[16]byte]UUID{}
+	found := func(id [16]byte, u UUID) bool {
+		if _, dup := held[id]; !dup && (want == nil || want[id]) {
+			held[id] = u
+		}
+		return want != nil && len(held) == len(want)
+	}
+	for id, k := range h.volatile {
+		if k.hss != nil && found(k.hss.ID(), id) {
+			return held, nil, nil
+		}
+	}
+	// A damaged block may be a key's, unless it is the HSM's own.
+	var unreadable []UUID
+	for _, kid := range h.ks.CorruptIDs() {
+		if !isReserved(UUID(kid)) {
+			unreadable = append(unreadable, UUID(kid))
+		}
+	}
+	for _, rid := range h.ks.List(kindKey) {
+		id := UUID(rid)
+		if k, ok := h.cache[id]; ok {
+			if k.hss != nil && found(k.hss.ID(), id) {
+				return held, nil, nil
+			}
+			continue
+		}
+		hid, ok, err := h.recordHashsigID(id)
+		if errors.Is(err, ErrTamper) {
+			return nil, nil, err
+		}
+		if err != nil {
+			unreadable = append(unreadable, id)
+			continue
+		}
+		if ok && found(hid, id) {
+			return held, nil, nil
+		}
+	}
+	return held, unreadable, nil
+}
+
+// recordHashsigID reads the token key record id and returns the HSS
+// identifier of its private key, if it is one, without loading the key.
+func (h *HSM) recordHashsigID(id UUID) ([16]byte, bool, error) {
+	rec, err := h.ks.Get(keystore.ID(id))
+	if err != nil {
+		return [16]byte{}, false, err
+	}
+	r, err := h.unseal(id, rec.Data)
+	if err != nil {
+		return [16]byte{}, false, err
+	}
+	defer r.wipe()
+	if r.typ != KeyTypeHashsigPrivate {
+		return [16]byte{}, false, nil
+	}
+	pub, err := hashsig.ParsePKIXPublicKey(r.public)
+	if err != nil {
+		return [16]byte{}, false, err
+	}
+	_, hid := pub.Top()
+	return hid, true, nil
+}
+
+// isKeygenRange reports whether [next, end) is the whole range of a new HSS
+// key: [0, 2^h) for a total height h, a multiple of 5 (every LMS height
+// is), saturating at 2^64-1 as package hashsig does.
+func isKeygenRange(next, end uint64) bool {
+	if next != 0 {
+		return false
+	}
+	if end == math.MaxUint64 {
+		return true
+	}
+	h := bits.TrailingZeros64(end)
+	return bits.OnesCount64(end) == 1 && h >= 5 && h%5 == 0
+}
+
+// reclaimKeygenHistory deletes the legacy history records of generated keys
+// whose identifier no key holds (see the top of this file): what a power
+// cut during keygen left behind with older versions. Open calls it; it
+// reads the key records only when there is such a record, and leaves
+// everything as it is unless it can read every key record.
+func (h *HSM) reclaimKeygenHistory() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	candidates := map[[16]byte]bool{}
+	for _, rid := range h.ks.List(kindHashsigLegacy) {
+		rec, err := h.ks.Get(rid)
+		if err != nil {
+			continue
+		}
+		hh, err := readHistory(rec)
+		if err == nil && len(hh.ranges) == 1 && isKeygenRange(hh.ranges[0].next, hh.ranges[0].end) {
+			candidates[hh.id] = true
+		}
+	}
+	if len(candidates) == 0 {
+		return nil
+	}
+	// Unless every key can be read (no tamper, no damage), leave it all.
+	held, unreadable, err := h.hashsigHolders(candidates)
+	if err != nil || len(unreadable) > 0 {
+		return nil
+	}
+	for id := range candidates {
+		if _, ok := held[id]; ok {
+			continue
+		}
+		if err := h.ks.Delete(historyID(id)); err != nil {
+			return fmt.Errorf("reclaim the HSS history of a generated key: %w", err)
+		}
+	}
+	return nil
+}
+
+// HashsigRange is a range of signature indexes [Next, End) of an HSS key.
+type HashsigRange struct {
+	Next, End uint64
+	// Unconfirmed: recorded by an older version in a write of its own,
+	// before the key: perhaps for an import that a crash cut short, which
+	// [HSM.ForgetHashsigRange] can forget.
+	Unconfirmed bool
+}
+
+// HashsigHistory is what an HSM remembers of the parts of an HSS key it
+// received: its identifier (I) and the ranges.
+type HashsigHistory struct {
+	ID     [16]byte
+	Ranges []HashsigRange
+}
+
+// ErrHashsigKeysUnreadable: some keystore records cannot be read (damaged
+// blocks, any of which may be a key's, or keys that do not open under the
+// master key), so the HSM cannot tell which HSS identifiers its keys hold.
+var ErrHashsigKeysUnreadable = errors.New("some keystore records that may be keys cannot be read")
+
+// HashsigOrphans lists the HSS history records whose identifier no key of
+// the HSM holds: the parts of keys imported and deleted since, and, from
+// older versions, imports a crash cut short (their ranges Unconfirmed). It
+// is for the operator of the HSM's state directory, with the HSM offline
+// (no session; the CLI's hashsig-history command). It needs the master key
+// (ErrTamper) and every key record readable (ErrHashsigKeysUnreadable).
+func (h *HSM) HashsigOrphans() ([]HashsigHistory, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	held, err := h.readableHolders()
+	if err != nil {
+		return nil, fmt.Errorf("HSS history: %w", err)
+	}
+	var out []HashsigHistory
+	for _, rid := range append(h.ks.List(kindHashsigLegacy), h.ks.List(kindHashsigHistory)...) {
+		rec, err := h.ks.Get(rid)
+		if err != nil {
+			return nil, fmt.Errorf("HSS history record %x: %w", rid, err)
+		}
+		hh, err := readHistory(rec)
+		if err != nil {
+			return nil, fmt.Errorf("HSS history record %x: %w", rid, err)
+		}
+		if _, ok := held[hh.id]; !ok {
+			out = append(out, hh.export())
+		}
+	}
+	slices.SortFunc(out, func(a, b HashsigHistory) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	return out, nil
+}
+
+// readableHolders is hashsigHolders for every identifier, refusing when a
+// key record cannot be read. Called with h.mu held.
+func (h *HSM) readableHolders() (map[[16]byte]UUID, error) {
+	held, unreadable, err := h.hashsigHolders(nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(unreadable) > 0 {
+		return nil, fmt.Errorf("%w: %d of them, %s first", ErrHashsigKeysUnreadable, len(unreadable), unreadable[0])
+	}
+	return held, nil
+}
+
+func (hh *hashsigHistory) export() HashsigHistory {
+	out := HashsigHistory{ID: hh.id}
+	for _, r := range hh.ranges {
+		out.Ranges = append(out.Ranges, HashsigRange{Next: r.next, End: r.end, Unconfirmed: r.unconfirmed})
+	}
+	return out
+}
+
+// ErrHashsigConfirmed: a history range was stored with its key, so the key
+// was imported, and may have signed; forgetting it could let this HSM sign
+// twice with one index.
+var ErrHashsigConfirmed = errors.New("the range was recorded with its key: the key was imported here and may have signed with it")
+
+// ForgetHashsigRange removes the unconfirmed range [next, end) from the
+// history of HSS identifier id, so that a part of that key covering it can
+// be imported again. It is the operator's decision that no key of this HSM
+// ever signed with that range (the import that recorded it was cut short by
+// a crash, see HashsigRange), taken with the HSM offline, as for
+// HashsigOrphans.
+//
+// It refuses, changing nothing: a range not recorded (ErrKeyNotFound), a
+// range recorded with its key (ErrHashsigConfirmed), an identifier a key of
+// this HSM holds (ErrKeyNameInUse), and an HSM whose keys it cannot all
+// read (ErrTamper, ErrHashsigKeysUnreadable).
+func (h *HSM) ForgetHashsigRange(id [16]byte, next, end uint64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.forgetHashsigRange(id, next, end); err != nil {
+		return fmt.Errorf("forget signatures [%d, %d) of HSS key %x: %w", next, end, id, err)
+	}
+	return nil
+}
+
+func (h *HSM) forgetHashsigRange(id [16]byte, next, end uint64) error {
+	hh, err := h.history(id)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(hh.ranges, func(r historyRange) bool { return r.next == next && r.end == end })
+	if i < 0 {
+		return fmt.Errorf("%w: this HSM has no such record", ErrKeyNotFound)
+	}
+	if !hh.ranges[i].unconfirmed {
+		return ErrHashsigConfirmed
+	}
+	held, err := h.readableHolders()
+	if err != nil {
+		return err
+	}
+	if other, ok := held[id]; ok {
+		return fmt.Errorf("%w: key %s holds this HSS identifier", ErrKeyNameInUse, other)
+	}
+	hh.ranges = slices.Delete(hh.ranges, i, i+1)
+	if len(hh.ranges) == 0 {
+		return h.ks.Delete(historyID(id))
+	}
+	return h.ks.Put(hh.record())
 }

@@ -253,3 +253,55 @@ func TestDeletedHashsigKeyIsWiped(t *testing.T) {
 		t.Error("the deleted key's seed is still in memory")
 	}
 }
+
+// A generated key writes no history (see hsm/hashsig.go): once it is
+// deleted, a part it handed out may come back, and it never signs with an
+// index the key used; the part then has a history, and comes back once only.
+func TestGeneratedKeyPartComesBackOnce(t *testing.T) {
+	h, _ := newTestHSM(t)
+	s := login(t, h)
+	free := h.ks.Free()
+	k := generate(t, s, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+	kekek := generate(t, s, GenerateRequest{Type: KeyTypeRSAPrivate, Bits: 2048, Flags: kekekFlags})
+	if got := h.ks.Free(); got != free-2 {
+		t.Errorf("two keys generated took %d blocks", free-got)
+	}
+	used := map[uint64]bool{}
+	for range 3 {
+		used[sigIndex(t, signHSS(t, s, k.UUID, "before"))] = true
+	}
+	w, err := s.Export(ctx, ExportRequest{Key: k.UUID, KEKEK: kekek.PublicKey, Encryption: KEKOAEPSHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		used[sigIndex(t, signHSS(t, s, k.UUID, "after the split"))] = true
+	}
+	req := ImportRequest{KEKEK: kekek.UUID, Wrapped: w, Encryption: KEKOAEPSHA256, UUID: k.UUID, Flags: k.Flags, PublicKey: k.PublicKey}
+	fresh := req
+	fresh.UUID = UUID{}
+	if _, err := s.Import(ctx, fresh); !errors.Is(err, ErrKeyNameInUse) {
+		t.Errorf("a part of a key the HSM holds: %v", err)
+	}
+	if err := s.DeleteKey(ctx, k.UUID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Import(ctx, req); err != nil {
+		t.Fatalf("the part after its key was deleted: %v", err)
+	}
+	for range 5 {
+		sig := signHSS(t, s, k.UUID, "the part")
+		if q := sigIndex(t, sig); used[q] {
+			t.Fatalf("the part signed with index %d, which the deleted key used", q)
+		}
+		if err := VerifySignature(k.PublicKey, []byte("the part"), sig, crypto.Hash(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteKey(ctx, k.UUID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Import(ctx, req); !errors.Is(err, ErrKeyNameInUse) {
+		t.Errorf("the part a second time: %v", err)
+	}
+}

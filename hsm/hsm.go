@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 	"github.com/hsmkit/cryptech-backup/keystore"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
@@ -78,9 +79,36 @@ type HSM struct {
 	opts  Options
 	// loginTurn is the HSM-wide turn at checking a PIN (checkPINInTurn): a
 	// channel with room for one, taken by sending and given back by
-	// receiving, so that waiting for it can give up.
+	// receiving, so that waiting for it can give up. It is taken with no
+	// other lock held, and only the keystore's is taken under it.
 	loginTurn chan struct{}
 
+	// mu guards the maps below and the HSM's view of the keystore (a lookup
+	// and the write that depends on it happen under one hold).
+	//
+	// Lock order. A goroutine takes these locks in this order only, never
+	// waiting for one while it holds one that comes later:
+	//
+	//  1. key.life.mu (per key, shared with its copies): held for reading
+	//     while the key's private half is used (key.use), for writing while
+	//     the key is retired.
+	//  2. hashsig.PrivateKey.mu (per HSS key): held while the key signs,
+	//     splits or is wiped, and across its PersistFunc, which takes h.mu.
+	//  3. HSM.mu.
+	//  4. keystore.Store.mu: taken inside each keystore call, under h.mu or
+	//     not; it takes nothing but the flash file.
+	//
+	// Session.mu is taken alone: nothing is taken under it, and it is not
+	// taken under any other.
+	//
+	// So while h.mu is held, nothing waits for 1 or 2 of a key that another
+	// goroutine can reach (one in cache or volatile, or handed to a caller):
+	// keys leave the maps under h.mu and are retired (key.retire) after it
+	// is released, and key.snapshot is called outside it. The one exception
+	// is a key still being built under h.mu (loaded by lookup, generated or
+	// imported by store): no one else has it, so its locks are free. The
+	// functions documented "Called with h.mu held" assert it under the
+	// debug build tag (go test -tags debug).
 	mu sync.Mutex
 	// cache holds token keys already loaded from the keystore.
 	cache map[UUID]*key
@@ -170,7 +198,12 @@ func Open(dir string, opts Options) (*HSM, error) {
 		board.Close()
 		return nil, fmt.Errorf("open HSM in %s: %w", dir, err)
 	}
-	return newHSM(board, ks, opts.withDefaults()), nil
+	h := newHSM(board, ks, opts.withDefaults())
+	if err := h.reclaimKeygenHistory(); err != nil {
+		board.Close()
+		return nil, fmt.Errorf("open HSM in %s: %w", dir, err)
+	}
+	return h, nil
 }
 
 // checkFlashSize refuses a flash image cut short or grown since Create: a
@@ -215,22 +248,36 @@ func newHSM(board *sim.Board, ks *keystore.Store, opts Options) *HSM {
 }
 
 // Close powers the HSM off. Volatile keys are gone; token keys stay in flash.
+// A signature in progress whose state is stored finishes first.
 func (h *HSM) Close() error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.forgetAll()
-	return h.board.Close()
+	gone := h.forgetAll()
+	err := h.board.Close()
+	h.mu.Unlock()
+	retireAll(gone)
+	return err
 }
 
-// forgetAll drops every key held in memory, wiping what can be wiped.
-// Called with h.mu held.
-func (h *HSM) forgetAll() {
+// forgetAll drops every key held in memory, returning them for the caller
+// to retire once it has released h.mu. Called with h.mu held.
+func (h *HSM) forgetAll() []*key {
+	lockassert.Held(&h.mu)
+	var gone []*key
 	for _, m := range []map[UUID]*key{h.cache, h.volatile} {
 		for _, k := range m {
-			k.wipe()
+			gone = append(gone, k)
 		}
 	}
 	h.cache, h.volatile = map[UUID]*key{}, map[UUID]*key{}
+	return gone
+}
+
+// retireAll retires keys dropped from the HSM's maps. Never called with h.mu
+// held (see HSM.mu).
+func retireAll(keys []*key) {
+	for _, k := range keys {
+		k.retire()
+	}
 }
 
 // Tamper is the board's tamper response: the master key is zeroized and every
@@ -238,9 +285,11 @@ func (h *HSM) forgetAll() {
 // master key is restored.
 func (h *HSM) Tamper() error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.forgetAll()
-	return h.board.MKM.Zeroize()
+	gone := h.forgetAll()
+	err := h.board.MKM.Zeroize()
+	h.mu.Unlock()
+	retireAll(gone)
+	return err
 }
 
 // Random fills p from the board's TRNG (libhal's GET_RANDOM).
@@ -343,6 +392,7 @@ func (h *HSM) masterKey() ([]byte, error) {
 // lookup finds a key visible to session s: a token key or one of s's
 // volatile keys. Called with h.mu held.
 func (h *HSM) lookup(s *Session, id UUID) (*key, error) {
+	lockassert.Held(&h.mu)
 	if k, ok := h.volatile[id]; ok && k.owner == s {
 		return k, nil
 	}
@@ -372,8 +422,10 @@ func (h *HSM) lookup(s *Session, id UUID) (*key, error) {
 
 // attachPersist makes a token HSS key store its advanced state in its
 // keystore record, under the master key, before each signature it releases.
-// Volatile HSS keys keep their state in memory only.
+// Volatile HSS keys keep their state in memory only. Called with h.mu held,
+// on a key no other goroutine has yet.
 func (h *HSM) attachPersist(k *key) {
+	lockassert.Held(&h.mu)
 	if k.hss == nil || k.info.Flags&FlagToken == 0 {
 		return
 	}
@@ -433,6 +485,7 @@ func (h *HSM) visibleKeys(s *Session) ([]*key, error) {
 // exists reports whether any key, token or volatile of any session, holds
 // id. A damaged keystore record still holds its UUID. Called with h.mu held.
 func (h *HSM) exists(id UUID) (bool, error) {
+	lockassert.Held(&h.mu)
 	if _, ok := h.volatile[id]; ok {
 		return true, nil
 	}
@@ -448,6 +501,7 @@ func (h *HSM) exists(id UUID) (bool, error) {
 
 // newUUID draws a UUID that names no key yet. Called with h.mu held.
 func (h *HSM) newUUID() (UUID, error) {
+	lockassert.Held(&h.mu)
 	for {
 		id, err := NewUUID(h.board.TRNG)
 		if err != nil {
@@ -469,9 +523,11 @@ func (h *HSM) DamagedBlocks() []int { return h.ks.Corrupt() }
 // that would leave keys out asks first).
 func (s *Session) DamagedBlocks(context.Context) ([]int, error) { return s.h.DamagedBlocks(), nil }
 
-// store keeps new keys, all or none: token keys in one keystore transaction,
-// volatile keys in memory. Called with h.mu held.
-func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
+// store keeps new keys, all or none: token keys in one keystore transaction
+// with the given HSS history records (see historyUpdates), volatile keys in
+// memory. Called with h.mu held, the keys not yet shared.
+func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key, history []keystore.Record) error {
+	lockassert.Held(&h.mu)
 	var batch []keystore.Record
 	volatile := 0
 	for _, r := range recs {
@@ -485,21 +541,14 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
 		}
 		batch = append(batch, keystore.Record{ID: keystore.ID(r.uuid), Kind: kindKey, Data: data})
 	}
-	history, err := h.historyUpdates(keys)
-	if err != nil {
-		return err
-	}
-	// Every write is counted before the first: the keys (and a commit
-	// block for several), new history records, and one block kept free so
-	// that an HSS key can always store its state after a signature.
-	need := len(batch) + 1
-	if len(batch) > 1 {
+	// Every write is counted before the first: the keys, the history
+	// records (each takes a block until the one it replaces is freed), a
+	// commit block if there are several, and one block kept free so that an
+	// HSS key can always store its state after a signature.
+	writes := len(batch) + len(history)
+	need := writes + 1
+	if writes > 1 {
 		need++
-	}
-	for _, r := range history {
-		if _, err := h.ks.Get(r.ID); err != nil {
-			need++
-		}
 	}
 	if h.ks.Free() < need {
 		return fmt.Errorf("%w: %d keys need %d of the flash's %d free blocks (one stays free for updates)", ErrKeystoreFull, len(keys), need, h.ks.Free())
@@ -507,21 +556,10 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
 	if len(h.volatile)+volatile > MaxVolatileKeys {
 		return fmt.Errorf("%w: the HSM holds %d volatile keys, at most %d", ErrKeystoreFull, len(h.volatile), MaxVolatileKeys)
 	}
-	// History first: if power fails before the keys are stored, the HSM
-	// refuses those parts later rather than risk taking them twice.
-	for _, r := range history {
-		if err := h.ks.Put(r); err != nil {
-			return fmt.Errorf("store HSS history: %w", err)
-		}
-	}
-	// New keys only: Create and PutAll refuse to replace a record.
-	switch len(batch) {
-	case 0:
-	case 1:
-		err = h.ks.Create(batch[0])
-	default:
-		err = h.ks.PutAll(batch)
-	}
+	// One transaction: the keys are new (Commit refuses to replace one),
+	// the history records new or replacing, and a power cut leaves all of
+	// them or none.
+	err := h.ks.Commit(batch, history)
 	if errors.Is(err, keystore.ErrFull) {
 		return fmt.Errorf("%w: %d keys need more than the %d free flash blocks", ErrKeystoreFull, len(batch), h.ks.Free())
 	}
@@ -540,30 +578,32 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key) error {
 	return nil
 }
 
-// remove deletes a key. Called with h.mu held.
+// remove deletes a key from flash and from the HSM's maps; the caller
+// retires it once it has released h.mu. Called with h.mu held.
 func (h *HSM) remove(k *key) error {
+	lockassert.Held(&h.mu)
 	id := k.info.UUID
 	if k.owner != nil {
 		delete(h.volatile, id)
-		k.wipe()
 		return nil
 	}
 	if err := h.ks.Delete(keystore.ID(id)); err != nil {
 		return fmt.Errorf("delete key %s: %w", id, err)
 	}
 	delete(h.cache, id)
-	k.wipe()
 	return nil
 }
 
 // dropVolatile forgets every volatile key of a session.
 func (h *HSM) dropVolatile(s *Session) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	var gone []*key
 	for id, k := range h.volatile {
 		if k.owner == s {
 			delete(h.volatile, id)
-			k.wipe()
+			gone = append(gone, k)
 		}
 	}
+	h.mu.Unlock()
+	retireAll(gone)
 }

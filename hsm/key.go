@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 )
@@ -35,6 +36,42 @@ type key struct {
 	// attrs are the attributes other than the label. A key is never changed
 	// in place: setting attributes replaces it in the HSM's maps.
 	attrs map[uint32][]byte
+	// life is shared with the copies SetAttributes makes: the key's use of
+	// its private half, and its end (see retire).
+	life *keyLife
+}
+
+// keyLife guards the private half of a key and its copies. Sign, Export and
+// unwrapping with a KEKEK hold mu for reading while they use it; retire
+// holds it for writing, so it waits for the uses in progress, and every use
+// that comes after finds the key gone. Lock order: see HSM.mu.
+type keyLife struct {
+	mu   sync.RWMutex
+	gone bool
+}
+
+// use runs f with the key's private half, unless the key was retired
+// (deleted, or forgotten by Close, Tamper or a logout): then it returns
+// ErrKeyNotFound. Never called with h.mu held: f may take it.
+func (k *key) use(f func() error) error {
+	k.life.mu.RLock()
+	defer k.life.mu.RUnlock()
+	if k.life.gone {
+		return fmt.Errorf("%w: %s was deleted or forgotten", ErrKeyNotFound, k.info.UUID)
+	}
+	return f()
+}
+
+// retire ends a key the HSM has dropped from its maps: it waits for the
+// uses in progress (an HSS signature whose state is stored finishes; one
+// still waiting to store it finds the key gone and signs nothing), then
+// marks the key gone and wipes it. Never called with h.mu held: a use in
+// progress may be waiting for it.
+func (k *key) retire() {
+	k.life.mu.Lock()
+	defer k.life.mu.Unlock()
+	k.life.gone = true
+	k.wipe()
 }
 
 func hashsigInfo(pk *hashsig.PublicKey, sk *hashsig.PrivateKey) *HashsigInfo {
@@ -49,9 +86,10 @@ func hashsigInfo(pk *hashsig.PublicKey, sk *hashsig.PrivateKey) *HashsigInfo {
 // isPrivate reports whether the key has a private half.
 func (k *key) isPrivate() bool { return k.priv != nil || k.hss != nil }
 
-// wipe clears what of the key's secret can be cleared, once the HSM drops
-// it: an HSS key's seed. (RSA and EC keys are Go big numbers and curve
-// points, which cannot be cleared.)
+// wipe clears what of the key's secret can be cleared: an HSS key's seed.
+// (RSA and EC keys are Go big numbers and curve points, which cannot be
+// cleared.) It takes the HSS key's lock: for a key the HSM held, use
+// retire.
 func (k *key) wipe() {
 	if k.hss != nil {
 		k.hss.Wipe()
@@ -60,7 +98,7 @@ func (k *key) wipe() {
 
 // snapshot returns the key's description as of now: an HSS key's remaining
 // signatures change as it signs. It takes the HSS key's own lock, so it is
-// never called with h.mu held (the key's persist function takes h.mu).
+// never called with h.mu held (see HSM.mu).
 func (k *key) snapshot() KeyInfo {
 	info := k.info
 	if info.Hashsig != nil {
@@ -180,7 +218,8 @@ func parseKeyRecord(b []byte) (*keyRecord, error) {
 
 // newKey builds a key from a record, parsing its DER.
 func newKey(r *keyRecord) (*key, error) {
-	k := &key{info: KeyInfo{UUID: r.uuid, Type: r.typ, Curve: r.curve, Flags: r.flags, Label: r.label, PublicKey: r.public}, attrs: r.attrs}
+	k := &key{info: KeyInfo{UUID: r.uuid, Type: r.typ, Curve: r.curve, Flags: r.flags, Label: r.label, PublicKey: r.public},
+		attrs: r.attrs, life: new(keyLife)}
 	var err error
 	if k.pub, err = ParsePublicKey(r.public); err != nil {
 		return nil, err
@@ -356,7 +395,7 @@ func recordFor(id UUID, priv any, pub crypto.PublicKey, flags Flags, label strin
 			return nil, nil, err
 		}
 		k := &key{info: KeyInfo{UUID: id, Type: r.typ, Flags: flags, Label: label, PublicKey: r.public,
-			Hashsig: hashsigInfo(p.Public(), p)}, pub: p.Public(), hss: p}
+			Hashsig: hashsigInfo(p.Public(), p)}, pub: p.Public(), hss: p, life: new(keyLife)}
 		return r, k, nil
 	case crypto.Signer:
 		pub = p.Public()

@@ -21,6 +21,9 @@ import (
 type Session struct {
 	h *HSM
 
+	// mu guards user and closed. It is held only to read or set them:
+	// nothing is taken under it, and it is never taken under another lock
+	// (see HSM.mu for the lock order).
 	mu     sync.Mutex
 	user   User
 	closed bool
@@ -155,6 +158,9 @@ func (s *Session) GenerateKey(_ context.Context, req GenerateRequest) (KeyInfo, 
 	}
 	k, err := s.h.storeNew(s, priv, req.Flags, req.Label)
 	if err != nil {
+		if hss, ok := priv.(*hashsig.PrivateKey); ok {
+			hss.Wipe() // never stored: no one else has it
+		}
 		return KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
 	return k.snapshot(), nil
@@ -176,7 +182,7 @@ func (h *HSM) storeNew(s *Session, priv any, flags Flags, label string) (*key, e
 	if err := pairwiseTest(k); err != nil {
 		return nil, err
 	}
-	if err := h.store(s, []*keyRecord{r}, []*key{k}); err != nil {
+	if err := h.store(s, []*keyRecord{r}, []*key{k}, nil); err != nil {
 		return nil, err
 	}
 	return k, nil
@@ -266,14 +272,16 @@ func (s *Session) DeleteKey(_ context.Context, id UUID) error {
 	}
 	h := s.h
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	k, err := h.lookup(s, id)
 	if err == nil {
 		err = h.remove(k)
 	}
+	h.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("delete key: %w", err)
 	}
+	// Once it returns, the key signs no more.
+	k.retire()
 	return nil
 }
 
@@ -291,10 +299,15 @@ func (s *Session) Sign(_ context.Context, id UUID, digest []byte, opts crypto.Si
 	if k.info.Flags&FlagDigitalSignature == 0 {
 		return nil, fmt.Errorf("sign with %s: %w: key lacks digitalsignature", id, ErrForbidden)
 	}
-	if k.hss != nil {
-		return signHashsig(k.hss, id, digest, opts)
-	}
-	sig, err := signDigest(k.priv, digest, opts)
+	var sig []byte
+	err = k.use(func() error {
+		if k.hss != nil {
+			sig, err = signHashsig(k.hss, digest, opts)
+			return err
+		}
+		sig, err = signDigest(k.priv, digest, opts)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("sign with %s: %w", id, err)
 	}
@@ -313,18 +326,15 @@ func (s *Session) Verify(_ context.Context, id UUID, digest, sig []byte, opts cr
 	return nil
 }
 
-func signHashsig(sk *hashsig.PrivateKey, id UUID, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+func signHashsig(sk *hashsig.PrivateKey, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if opts == nil || opts.HashFunc() != 0 {
-		return nil, fmt.Errorf("sign with %s: %w: an HSS key signs the message itself, with no hash named", id, ErrBadArguments)
+		return nil, fmt.Errorf("%w: an HSS key signs the message itself, with no hash named", ErrBadArguments)
 	}
 	sig, err := sk.Sign(msg)
 	if errors.Is(err, hashsig.ErrKeyExhausted) {
-		return nil, fmt.Errorf("sign with %s: %w", id, ErrKeyExhausted)
+		return nil, ErrKeyExhausted
 	}
-	if err != nil {
-		return nil, fmt.Errorf("sign with %s: %w", id, err)
-	}
-	return sig, nil
+	return sig, err
 }
 
 // KEKEncryptions: the emulated HSM produces and undoes all three.

@@ -41,7 +41,11 @@ func (s *Session) export(req ExportRequest) (WrappedKey, error) {
 	if _, err := kekAlgorithm(req.Encryption); err != nil {
 		return WrappedKey{}, err
 	}
-	der, err := exportablePKCS8(k)
+	var der []byte
+	err = k.use(func() (err error) {
+		der, err = exportablePKCS8(k)
+		return err
+	})
 	if err != nil {
 		return WrappedKey{}, err
 	}
@@ -190,7 +194,7 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 			continue
 		}
 		if k.hss != nil {
-			if err := h.hashsigConflict(s, k); err != nil {
+			if err := h.hashsigConflict(k); err != nil {
 				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, err)
 			}
 			if hssSeen[k.hss.ID()] {
@@ -201,7 +205,11 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 		held[i] = k
 		newRecs, newKeys = append(newRecs, r), append(newKeys, k)
 	}
-	if err := h.store(s, newRecs, newKeys); err != nil {
+	history, err := h.historyUpdates(newKeys)
+	if err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	if err := h.store(s, newRecs, newKeys, history); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	return held, nil
@@ -262,7 +270,11 @@ func (s *Session) unwrap(req ImportRequest) (any, error) {
 	if err := checkKEKEKSize(&rsaKEKEK.PublicKey); err != nil {
 		return nil, err
 	}
-	kek, err := decryptKEK(s.h.board.TRNG, rsaKEKEK, req.Encryption, req.Wrapped.KEK)
+	var kek []byte
+	err = kekek.use(func() (err error) {
+		kek, err = decryptKEK(s.h.board.TRNG, rsaKEKEK, req.Encryption, req.Wrapped.KEK)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 //	3       zero
 //	4..8    CRC-32 (IEEE) over bytes 1..4 and 8..44+length
 //	8..16   sequence number, never 0
-//	16..24  transaction number: 0, or the PutAll that wrote the block; for a
+//	16..24  transaction number: 0, or the Commit that wrote the block; for a
 //	        commit block, the transaction it commits
 //	24..40  ID (zero in a commit block)
 //	40..44  data length, at most MaxDataSize (0 in a commit block)

@@ -87,6 +87,20 @@ var crashCases = []crashCase{
 		return s.PutAll([]Record{rec(10, 1, 1536, 0), rec(11, 2, 8000, 0), rec(12, 1, 20, 0)})
 	}},
 	{"put all 1", testBlocks, seedMixed, func(s *Store) error { return s.PutAll([]Record{rec(10, 1, 1536, 0)}) }},
+	{"commit creating and replacing", testBlocks, seedMixed, func(s *Store) error {
+		return s.Commit([]Record{rec(10, 1, 1536, 0)}, []Record{rec(2, 1, 6000, 1), rec(11, 3, 10, 0)})
+	}},
+	{"commit replacing only", testBlocks, seedMixed, func(s *Store) error {
+		return s.Commit(nil, []Record{rec(1, 1, 3000, 1), rec(5, 4, 5000, 1)})
+	}},
+	// seedAlmostFull leaves one block free: a Commit replacing one record
+	// and creating none is a Put.
+	{"commit replacing 1 on the last free block", 4, seedAlmostFull, func(s *Store) error {
+		return s.Commit(nil, []Record{rec(2, 1, 7000, 1)})
+	}},
+	{"commit replacing 2 filling the chip", 6, seedAlmostFull, func(s *Store) error {
+		return s.Commit(nil, []Record{rec(1, 1, 7000, 1), rec(3, 2, 10, 1)})
+	}},
 }
 
 func TestCrashEveryWrite(t *testing.T) {
@@ -138,6 +152,9 @@ var corruptCrashCases = []struct {
 	{crashCase{"delete newest valid", testBlocks, seedMixed, func(s *Store) error { return s.Delete(id(4)) }}, []byte{3, 5}},
 	{crashCase{"put all 3", testBlocks, seedMixed, func(s *Store) error {
 		return s.PutAll([]Record{rec(10, 1, 1536, 0), rec(11, 2, 5000, 0), rec(12, 1, 0, 0)})
+	}}, []byte{3, 5}},
+	{crashCase{"commit creating and replacing", testBlocks, seedMixed, func(s *Store) error {
+		return s.Commit([]Record{rec(10, 1, 1536, 0)}, []Record{rec(2, 1, 6000, 1)})
 	}}, []byte{3, 5}},
 	{crashCase{"put update last free block", 4, seedAlmostFull, func(s *Store) error { return s.Put(rec(2, 1, 7000, 1)) }}, []byte{1}},
 	{crashCase{"delete on full chip", 4, seedFull, func(s *Store) error { return s.Delete(id(4)) }}, []byte{2}},

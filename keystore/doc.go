@@ -16,16 +16,21 @@
 //   - Put over an existing ID marks the old block as a tombstone, writes the
 //     new live block, syncs, then erases the old one.
 //   - Delete marks the block as a tombstone, erases it, then syncs.
-//   - PutAll writes every block as pending under one transaction number and
-//     syncs, writes a commit block and syncs (the commit point), flips each
-//     pending block to live and syncs, then erases the commit block. A PutAll
-//     of one record is a Put.
+//   - Commit (and PutAll, a Commit that creates only) writes every block as
+//     pending under one transaction number and syncs, writes a commit block
+//     and syncs (the commit point), flips each pending block to live and
+//     syncs, then erases the blocks of the records it replaced and the
+//     commit block. A replaced record's block is left as it is until the
+//     commit point; after it, two live blocks name that ID, and the pending
+//     one, written later, has the higher sequence number. A Commit of one
+//     record is a Create or a Put.
 //
 // Open scans the chip and finishes or undoes whatever a power cut
 // interrupted, so the store is exactly as before or exactly as after it:
 // pending blocks with a commit block become live and those without are
-// erased; of several live blocks for one ID the newest is kept, and a live
-// block's tombstones are erased; a tombstone with no live twin is brought
+// erased; of several live blocks for one ID the newest is kept (a Put or a
+// Commit that replaced a record: finished), and a live block's tombstones
+// are erased; a tombstone with no live twin is brought
 // back (copied as live into a free block), except on a full chip, where only
 // a Delete can have left it and the delete is finished instead. Recovery
 // writes are ordered so that a power cut during recovery is recovered by the
@@ -58,8 +63,8 @@
 // index, and reported by [Store.Corrupt], with the ID its header names, if
 // it still names one, in [Store.CorruptIDs]. Open still succeeds: one damaged
 // block does not make every other record unusable. Get of such an ID returns
-// ErrCorrupt rather than ErrNotFound, and Create, Put and PutAll refuse it,
-// so no second record with the damaged one's ID is ever written.
+// ErrCorrupt rather than ErrNotFound, and Create, Put, PutAll and Commit
+// refuse it, so no second record with the damaged one's ID is ever written.
 //
 // The rule can misjudge a damaged block that looks like a torn write: one
 // whose last byte is erased (as one random data byte in 256 is) or whose
@@ -68,9 +73,9 @@
 // records written after it are deleted). Open erases such a block as a torn
 // write.
 //
-// Before writing anything, Create, Put and PutAll check that the chip has
-// room (one free block per record, plus a commit block for PutAll), so
-// ErrFull leaves the chip untouched. After a failed write the Store refuses
+// Before writing anything, Create, Put, PutAll and Commit check that the
+// chip has room (one free block per record, new or replacing, plus a commit
+// block for a transaction of several), so ErrFull leaves the chip untouched. After a failed write the Store refuses
 // further work: only a new Open can tell what reached the chip.
 //
 // The keystore stores bytes; encrypting them is the caller's job.

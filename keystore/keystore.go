@@ -42,9 +42,12 @@ const MaxDataSize = sim.BlockSize - 64
 // Store is a keystore on one flash chip. It is safe for concurrent use.
 //
 // When a flash write fails (a power cut, an I/O error), the store stops:
-// every later Get, Create, Put, PutAll and Delete returns that error, since
+// every later Get, Create, Put, PutAll, Commit and Delete returns that error, since
 // only a new Open can tell what reached the chip.
 type Store struct {
+	// mu serializes every call. Callers may hold their own locks across a
+	// call (the HSM holds its own); under mu the store takes no lock but
+	// the flash file's, and calls nothing of its callers.
 	mu         sync.Mutex
 	flash      *sim.Flash
 	index      map[ID]entry
@@ -133,9 +136,9 @@ func (s *Store) Corrupt() []int {
 // in the ID itself; and a block whose header is too damaged names no ID.
 //
 // Get of a listed ID that has no valid record returns ErrCorrupt rather than
-// ErrNotFound, and Delete of it returns ErrCorrupt. Create, Put and PutAll
-// refuse a listed ID with ErrCorrupt rather than write a second record with
-// that ID. Should a listed ID also have a valid record (the damaged block
+// ErrNotFound, and Delete of it returns ErrCorrupt. Create, Put, PutAll and
+// Commit refuse a listed ID with ErrCorrupt rather than write a second
+// record with that ID. Should a listed ID also have a valid record (the damaged block
 // being an older copy), Get returns that record and Delete removes it.
 func (s *Store) CorruptIDs() []ID {
 	s.mu.Lock()
@@ -316,44 +319,60 @@ func (s *Store) Put(r Record) error {
 	if len(s.free) == 0 {
 		return ErrFull
 	}
+	return s.put("put", &r)
+}
+
+// put writes r, new or replacing the record with its ID, as Put does. s.mu
+// is held, r's ID is named by no damaged block and a block is free; op
+// names the caller in errors.
+func (s *Store) put(op string, r *Record) error {
 	old, exists := s.index[r.ID]
 	if !exists {
-		return s.writeNew("put", &r)
+		return s.writeNew(op, r)
 	}
 	blk := s.takeFree()
 	s.seq++
 	b := block{status: statusLive, typ: typeRecord, kind: r.Kind, seq: s.seq, id: r.ID, data: r.Data}
 	if err := s.flash.Program(old.block, offStatus, []byte{statusTombstone}); err != nil {
-		return s.fail(fmt.Errorf("keystore: put: mark block %d: %w", old.block, err))
+		return s.fail(fmt.Errorf("keystore: %s: mark block %d: %w", op, old.block, err))
 	}
 	if err := s.program(blk, &b); err != nil {
-		return s.fail(fmt.Errorf("keystore: put: write block %d: %w", blk, err))
+		return s.fail(fmt.Errorf("keystore: %s: write block %d: %w", op, blk, err))
 	}
 	// Commit point. Had the tombstone not reached the disk, the new block
 	// would still win on its higher sequence number.
 	if err := s.flash.Sync(); err != nil {
-		return s.fail(fmt.Errorf("keystore: put: %w", err))
+		return s.fail(fmt.Errorf("keystore: %s: %w", op, err))
 	}
 	s.index[r.ID] = entry{block: blk, kind: r.Kind}
 	// Not synced: should it be lost, Open erases the tombstone anyway.
 	if err := s.flash.Erase(old.block); err != nil {
-		return s.fail(fmt.Errorf("keystore: put: erase block %d: %w", old.block, err))
+		return s.fail(fmt.Errorf("keystore: %s: erase block %d: %w", op, old.block, err))
 	}
 	s.free = append(s.free, old.block)
 	return nil
 }
 
-// PutAll creates several new records atomically: after a power cut, either all
-// of them are present or none is. Every ID must be new (ErrExists otherwise,
-// and nothing is written) and named by no damaged block (ErrCorrupt
-// otherwise, see CorruptIDs).
+// PutAll creates several new records atomically: it is Commit(rs, nil).
+func (s *Store) PutAll(rs []Record) error { return s.Commit(rs, nil) }
+
+// Commit stores several records atomically: after a power cut, either all
+// of them are as given or none has changed. The records in create must be
+// new (ErrExists otherwise, and nothing is written); those in put are new
+// or replace the record with their ID. No ID may be given twice, and none
+// may be named by a damaged block (ErrCorrupt otherwise, see CorruptIDs).
 //
-// It needs a free block per record and one for the commit block. The records
-// are written as pending blocks under a new transaction number and synced; a
-// commit block for the transaction is written and synced (the commit point);
-// the pending blocks are flipped to live and synced; the commit block is
-// erased. One record is written as by Put.
-func (s *Store) PutAll(rs []Record) error {
+// It needs a free block per record and one for the commit block, however
+// many records it replaces. The records are written as pending blocks under
+// a new transaction number and synced; a commit block for the transaction
+// is written and synced (the commit point); the pending blocks are flipped
+// to live and synced; the blocks of the replaced records are erased, then
+// the commit block. Until the commit point a replaced record's live block
+// is untouched; after it, the pending block that replaces it has the higher
+// sequence number, which is what Open keeps of two live blocks with one ID.
+// One record is written as by Create or Put.
+func (s *Store) Commit(create, put []Record) error {
+	rs := append(slices.Clip(create), put...)
 	seen := make(map[ID]bool, len(rs))
 	for i := range rs {
 		if err := check(&rs[i]); err != nil {
@@ -369,26 +388,21 @@ func (s *Store) PutAll(rs []Record) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
-	for _, r := range rs {
-		if _, ok := s.index[r.ID]; ok {
+	for i, r := range rs {
+		if _, ok := s.index[r.ID]; ok && i < len(create) {
 			return ErrExists
 		}
 		if err := s.damaged(r.ID); err != nil {
-			return fmt.Errorf("keystore: put all: %w", err)
+			return fmt.Errorf("keystore: commit: %w", err)
 		}
 	}
-	if len(rs) == 0 {
+	switch {
+	case len(rs) == 0:
 		return nil
-	}
-	need := len(rs) + 1 // the records and a commit block
-	if len(rs) == 1 {
-		need = 1
-	}
-	if len(s.free) < need {
+	case len(s.free) == 0, len(rs) > 1 && len(s.free) < len(rs)+1:
 		return ErrFull
-	}
-	if len(rs) == 1 {
-		return s.writeNew("put all", &rs[0])
+	case len(rs) == 1:
+		return s.put("commit", &rs[0])
 	}
 
 	// The transaction number is the first pending block's sequence number:
@@ -400,38 +414,47 @@ func (s *Store) PutAll(rs []Record) error {
 		s.seq++
 		b := block{status: statusPending, typ: typeRecord, kind: r.Kind, seq: s.seq, txn: txn, id: r.ID, data: r.Data}
 		if err := s.program(blks[i], &b); err != nil {
-			return s.fail(fmt.Errorf("keystore: put all: write block %d: %w", blks[i], err))
+			return s.fail(fmt.Errorf("keystore: commit: write block %d: %w", blks[i], err))
 		}
 	}
 	if err := s.flash.Sync(); err != nil {
-		return s.fail(fmt.Errorf("keystore: put all: %w", err))
+		return s.fail(fmt.Errorf("keystore: commit: %w", err))
 	}
 	commit := s.takeFree()
 	s.seq++
 	cb := block{status: statusLive, typ: typeCommit, seq: s.seq, txn: txn}
 	if err := s.program(commit, &cb); err != nil {
-		return s.fail(fmt.Errorf("keystore: put all: write commit block %d: %w", commit, err))
+		return s.fail(fmt.Errorf("keystore: commit: write commit block %d: %w", commit, err))
 	}
 	if err := s.flash.Sync(); err != nil {
-		return s.fail(fmt.Errorf("keystore: put all: %w", err))
+		return s.fail(fmt.Errorf("keystore: commit: %w", err))
 	}
 	// Committed: from here a power cut is finished by Open.
 	for _, blk := range blks {
 		if err := s.flash.Program(blk, offStatus, []byte{statusLive}); err != nil {
-			return s.fail(fmt.Errorf("keystore: put all: flip block %d: %w", blk, err))
+			return s.fail(fmt.Errorf("keystore: commit: flip block %d: %w", blk, err))
 		}
 	}
 	if err := s.flash.Sync(); err != nil {
-		return s.fail(fmt.Errorf("keystore: put all: %w", err))
+		return s.fail(fmt.Errorf("keystore: commit: %w", err))
 	}
-	// Not synced: should it be lost, Open erases the commit block anyway.
+	// Not synced: should they be lost, Open erases the replaced blocks (the
+	// newer live block wins) and the commit block anyway.
+	for i, r := range rs {
+		old, replaced := s.index[r.ID]
+		s.index[r.ID] = entry{block: blks[i], kind: r.Kind}
+		if !replaced {
+			continue
+		}
+		if err := s.flash.Erase(old.block); err != nil {
+			return s.fail(fmt.Errorf("keystore: commit: erase replaced block %d: %w", old.block, err))
+		}
+		s.free = append(s.free, old.block)
+	}
 	if err := s.flash.Erase(commit); err != nil {
-		return s.fail(fmt.Errorf("keystore: put all: erase commit block %d: %w", commit, err))
+		return s.fail(fmt.Errorf("keystore: commit: erase commit block %d: %w", commit, err))
 	}
 	s.free = append(s.free, commit)
-	for i, r := range rs {
-		s.index[r.ID] = entry{block: blks[i], kind: r.Kind}
-	}
 	return nil
 }
 

@@ -158,6 +158,41 @@ func TestWriteCounts(t *testing.T) {
 	count("put all 1", 1, func() error { return s.PutAll([]Record{rec(1, 1, 10, 0)}) })
 	count("put all 3", 8, func() error { return s.PutAll([]Record{rec(2, 1, 1, 0), rec(3, 1, 1, 0), rec(4, 1, 1, 0)}) })
 	count("put all 0", 0, func() error { return s.PutAll(nil) })
+	// Three pending blocks, a commit block, three flips, the two replaced
+	// blocks and the commit block erased.
+	count("commit 1 new 2 replaced", 10, func() error {
+		return s.Commit([]Record{rec(5, 1, 1, 0)}, []Record{rec(2, 1, 1, 1), rec(3, 4, 1, 1)})
+	})
+	count("commit 1 replaced", 3, func() error { return s.Commit(nil, []Record{rec(2, 1, 1, 2)}) })
+	count("commit 0", 0, func() error { return s.Commit(nil, nil) })
+}
+
+// TestCommitReplaces: a Commit creates some records and replaces others
+// (with a new kind too), and a reboot finds exactly that.
+func TestCommitReplaces(t *testing.T) {
+	path, f, s := newStore(t, testBlocks)
+	seedMixed(t, s)
+	free := s.Free()
+	if err := s.Commit([]Record{rec(10, 1, 300, 0)}, []Record{rec(2, 1, 7000, 1), rec(4, 5, 10, 1), rec(11, 2, 20, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	want := state{id(1): rec(1, 1, 100, 0), id(2): rec(2, 1, 7000, 1), id(3): rec(3, 2, 1536, 0),
+		id(4): rec(4, 5, 10, 1), id(5): rec(5, 3, 0, 0), id(10): rec(10, 1, 300, 0), id(11): rec(11, 2, 20, 0)}
+	if got := snapshot(t, s); !got.equal(want) {
+		t.Fatalf("after Commit\n%v\nwant\n%v", got, want)
+	}
+	if s.Free() != free-2 {
+		t.Errorf("Free() = %d after two new records, want %d", s.Free(), free-2)
+	}
+	checkClean(t, f, s)
+	f.Close()
+	f, s = reboot(t, path)
+	if f.Writes() != 0 {
+		t.Errorf("reboot after a Commit wrote %d times", f.Writes())
+	}
+	if got := snapshot(t, s); !got.equal(want) {
+		t.Fatalf("after reboot\n%v\nwant\n%v", got, want)
+	}
 }
 
 func TestErrors(t *testing.T) {
@@ -182,6 +217,9 @@ func TestErrors(t *testing.T) {
 		{"put all existing", ErrExists, func() error { return s.PutAll([]Record{rec(2, 1, 1, 0), rec(1, 1, 1, 0)}) }},
 		{"put all existing alone", ErrExists, func() error { return s.PutAll([]Record{rec(1, 1, 1, 0)}) }},
 		{"put all duplicate", ErrExists, func() error { return s.PutAll([]Record{rec(2, 1, 1, 0), rec(2, 1, 2, 0)}) }},
+		{"commit creating an existing ID", ErrExists, func() error { return s.Commit([]Record{rec(1, 1, 1, 1)}, []Record{rec(2, 1, 1, 0)}) }},
+		{"commit with an ID twice", ErrExists, func() error { return s.Commit([]Record{rec(2, 1, 1, 0)}, []Record{rec(2, 1, 1, 0)}) }},
+		{"commit too large", ErrTooLarge, func() error { return s.Commit(nil, []Record{rec(1, 1, 1, 1), rec(3, 1, MaxDataSize+1, 0)}) }},
 		{"create existing", ErrExists, func() error { return s.Create(rec(1, 1, 20, 1)) }},
 		{"create existing, another kind", ErrExists, func() error { return s.Create(rec(1, 2, 20, 1)) }},
 		{"create too large", ErrTooLarge, func() error { return s.Create(rec(2, 1, MaxDataSize+1, 0)) }},
@@ -245,6 +283,9 @@ func TestErrFull(t *testing.T) {
 		"put update": func() error { return s.Put(rec(1, 1, 1, 1)) },
 		"put all 1":  func() error { return s.PutAll([]Record{rec(6, 1, 1, 0)}) },
 		"put all 2":  func() error { return s.PutAll([]Record{rec(6, 1, 1, 0), rec(7, 1, 1, 0)}) },
+		// Replacing needs a free block per record too, and a commit block.
+		"commit replacing 1": func() error { return s.Commit(nil, []Record{rec(1, 1, 1, 1)}) },
+		"commit replacing 2": func() error { return s.Commit(nil, []Record{rec(1, 1, 1, 1), rec(2, 1, 1, 1)}) },
 	} {
 		if err := op(); !errors.Is(err, ErrFull) {
 			t.Errorf("%s on a full chip: %v, want ErrFull", name, err)
@@ -460,6 +501,7 @@ func TestDamagedRecordKept(t *testing.T) {
 					"put":     func() error { return s.Put(Record{ID: d, Kind: 1, Data: []byte("new")}) },
 					"put all": func() error { return s.PutAll([]Record{rec(30, 1, 1, 0), {ID: d, Kind: 1}}) },
 					"put 1":   func() error { return s.PutAll([]Record{{ID: d, Kind: 1}}) },
+					"commit":  func() error { return s.Commit(nil, []Record{rec(30, 1, 1, 0), {ID: d, Kind: 1}}) },
 					"delete":  func() error { return s.Delete(d) },
 				} {
 					if err := fn(); !errors.Is(err, ErrCorrupt) {

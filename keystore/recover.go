@@ -18,9 +18,9 @@ const (
 	classGarbage                // a write that a power cut interrupted: erase it
 	classCorrupt                // a damaged block: leave it as it is, report it
 	classLive                   // a record
-	classPending                // a record written by a PutAll not yet live
+	classPending                // a record written by a Commit, not yet live
 	classTombstone              // a record being replaced or deleted
-	classCommit                 // a PutAll's commit block
+	classCommit                 // a Commit's commit block
 )
 
 func (c class) String() string {
@@ -120,7 +120,7 @@ func scan(f *sim.Flash) ([]slot, uint64, error) { return scanAbove(f, 0) }
 // is classCorrupt.
 //
 // Every block image is written with a sequence number above every valid
-// block on the chip: Put, Create and PutAll number from the highest that Open
+// block on the chip: Put, Create and Commit number from the highest that Open
 // found, and so does a recovery's restore. Status changes keep the number and
 // erases remove blocks, so until the next image write that number stays the
 // highest of the valid blocks, and a power cut can only tear the block that
@@ -180,13 +180,14 @@ func clean(slots []slot) error {
 // its writes is one that the same rules map to the same end state.
 //
 //  1. Erase garbage (the torn newest write or a torn erase), and pending
-//     blocks whose transaction has no commit block (the PutAll never
+//     blocks whose transaction has no commit block (the Commit never
 //     committed: undo it). Corrupt blocks are never written to, in any phase.
 //  2. For each commit block: flip its transaction's pending blocks to live,
-//     sync, erase the commit block (the PutAll committed: finish it).
+//     sync, erase the commit block (the Commit committed: finish it).
 //  3. For each ID: if it has live blocks, keep the one with the highest
 //     sequence number and erase its other live blocks and its tombstones (an
-//     update or delete whose new state is durable: finish it). If it has only
+//     update or delete whose new state is durable, or a committed
+//     transaction's replacement of a record: finish it). If it has only
 //     tombstones, copy the newest one into a free block as live, sync, and
 //     erase the tombstones (an update that never wrote its new block, or an
 //     interrupted delete: undo it). With no free block, the tombstones are

@@ -13,6 +13,7 @@ func commands() []*command {
 		signCommand,
 		verifyCommand,
 		hashsigCommand,
+		hashsigHistoryCommand,
 		serveCommand,
 		demoCommand,
 	}

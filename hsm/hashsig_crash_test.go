@@ -1,0 +1,213 @@
+package hsm
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"fmt"
+	"testing"
+
+	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/keystore"
+)
+
+// blockAccount checks that every flash block of h is free, holds a record,
+// or is damaged: nothing a power cut left behind is lost for good.
+func blockAccount(t *testing.T, h *HSM, name string) {
+	t.Helper()
+	records := 0
+	for k := 1; k < 256; k++ {
+		records += len(h.ks.List(keystore.Kind(k)))
+	}
+	if free, damaged := h.ks.Free(), len(h.ks.Corrupt()); free+records+damaged != h.board.Flash.Blocks() {
+		t.Errorf("%s: %d free blocks, %d records, %d damaged blocks: %d of %d blocks lost", name, free, records, damaged,
+			h.board.Flash.Blocks()-free-records-damaged, h.board.Flash.Blocks())
+	}
+}
+
+// cloneHSM copies the state directory of h (synced first) into a new
+// directory and opens it there, logged in.
+func cloneHSM(t *testing.T, h *HSM) (*HSM, *Session) {
+	t.Helper()
+	if err := h.board.Flash.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := copyDir(h.board.Dir, dir); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, raceSession(t, c)
+}
+
+// hssID is the identifier of an HSS key.
+func hssID(t *testing.T, k KeyInfo) [16]byte {
+	t.Helper()
+	pub, err := ParsePublicKey(k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hp, ok := pub.(*hashsig.PublicKey)
+	if !ok {
+		t.Fatalf("%s is not an HSS key", k.UUID)
+	}
+	_, id := hp.Top()
+	return id
+}
+
+// reopen closes h as a power cut leaves it and opens it again, logged in.
+func reopen(t *testing.T, h *HSM, name string) (*HSM, *Session) {
+	t.Helper()
+	dir := h.board.Dir
+	h.Close()
+	h2, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatalf("%s: the HSM does not open after the power cut: %v", name, err)
+	}
+	return h2, raceSession(t, h2)
+}
+
+// TestHashsigKeygenSurvivesPowerCutAtEveryWrite cuts power at each flash
+// write of an HSS key generation: afterwards the key is there and signs, or
+// nothing is, and no flash block is lost.
+func TestHashsigKeygenSurvivesPowerCutAtEveryWrite(t *testing.T) {
+	base, _ := newTestHSM(t)
+	req := GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags, Label: "cut"}
+	writes := func() int {
+		h, s := cloneHSM(t, base)
+		defer h.Close()
+		before := h.board.Flash.Writes()
+		if _, err := s.GenerateKey(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		return h.board.Flash.Writes() - before
+	}()
+	t.Logf("keygen: %d flash writes", writes)
+	for cut := range writes + 1 {
+		for _, torn := range []bool{false, true} {
+			name := fmt.Sprintf("cut %d of %d torn %v", cut, writes, torn)
+			h, s := cloneHSM(t, base)
+			free := h.ks.Free()
+			h.board.Flash.CutPowerAfter(cut, torn)
+			_, err := s.GenerateKey(ctx, req)
+			if cut < writes && err == nil {
+				t.Errorf("%s: keygen succeeded through a power cut", name)
+			}
+			h, s = reopen(t, h, name)
+			keys, err := s.Keys(ctx, Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch len(keys) {
+			case 0:
+				if h.ks.Free() != free {
+					t.Errorf("%s: no key, and %d free blocks of %d before", name, h.ks.Free(), free)
+				}
+			case 1:
+				sig := signHSS(t, s, keys[0].UUID, "after the cut")
+				if err := VerifySignature(keys[0].PublicKey, []byte("after the cut"), sig, crypto.Hash(0)); err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
+			default:
+				t.Errorf("%s: %d keys", name, len(keys))
+			}
+			if cut == writes && len(keys) != 1 {
+				t.Errorf("%s (after the last write): key lost", name)
+			}
+			blockAccount(t, h, name)
+			h.Close()
+		}
+	}
+}
+
+// TestHashsigImportSurvivesPowerCutAtEveryWrite cuts power at each flash
+// write of an import of two HSS keys and an RSA key: afterwards all three
+// keys are there, with the history of both HSS keys, or nothing is, the free
+// blocks are as before, and the bundle imports again.
+func TestHashsigImportSurvivesPowerCutAtEveryWrite(t *testing.T) {
+	p := newPair(t)
+	var reqs []ImportRequest
+	var hssIDs [][16]byte
+	for _, gr := range []GenerateRequest{
+		{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable},
+		{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable},
+		{Type: KeyTypeRSAPrivate, Bits: 2048, Flags: signFlags | FlagExportable},
+	} {
+		k := generate(t, p.src, gr)
+		reqs = append(reqs, p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil))
+		if k.Hashsig != nil {
+			hssIDs = append(hssIDs, hssID(t, k))
+		}
+	}
+	writes := func() int {
+		h, s := cloneHSM(t, p.dstHSM)
+		defer h.Close()
+		before := h.board.Flash.Writes()
+		if _, err := s.ImportBatch(ctx, reqs); err != nil {
+			t.Fatal(err)
+		}
+		return h.board.Flash.Writes() - before
+	}()
+	t.Logf("import: %d flash writes", writes)
+	for cut := range writes + 1 {
+		for _, torn := range []bool{false, true} {
+			name := fmt.Sprintf("cut %d of %d torn %v", cut, writes, torn)
+			h, s := cloneHSM(t, p.dstHSM)
+			free := h.ks.Free()
+			h.board.Flash.CutPowerAfter(cut, torn)
+			if _, err := s.ImportBatch(ctx, reqs); cut < writes && err == nil {
+				t.Errorf("%s: import succeeded through a power cut", name)
+			}
+			h, s = reopen(t, h, name)
+			found := 0
+			for _, r := range reqs {
+				if _, err := s.Key(ctx, r.UUID); err == nil {
+					found++
+				}
+			}
+			histories := 0
+			for _, id := range hssIDs {
+				if _, err := h.ks.Get(historyID(id)); err == nil {
+					histories++
+				}
+			}
+			switch {
+			case found == len(reqs) && histories == len(hssIDs):
+			case found == 0 && histories == 0:
+				if h.ks.Free() != free {
+					t.Errorf("%s: nothing imported, and %d free blocks of %d before", name, h.ks.Free(), free)
+				}
+				if _, err := s.ImportBatch(ctx, reqs); err != nil {
+					t.Errorf("%s: the bundle does not import again: %v", name, err)
+				}
+			default:
+				t.Errorf("%s: %d of %d keys and %d of %d HSS histories present", name, found, len(reqs), histories, len(hssIDs))
+			}
+			if cut == writes && found != len(reqs) {
+				t.Errorf("%s (after the last write): keys lost", name)
+			}
+			// Whatever came through, the keys sign as the source's.
+			for _, r := range reqs {
+				if _, err := s.Key(ctx, r.UUID); err != nil {
+					continue
+				}
+				msg, opts := []byte("after the cut"), crypto.SignerOpts(crypto.Hash(0))
+				if r.UUID == reqs[2].UUID {
+					d := sha256.Sum256(msg)
+					msg, opts = d[:], crypto.SHA256
+				}
+				sig, err := s.Sign(ctx, r.UUID, msg, opts)
+				if err == nil {
+					err = VerifySignature(r.PublicKey, msg, sig, opts)
+				}
+				if err != nil {
+					t.Errorf("%s: key %s: %v", name, r.UUID, err)
+				}
+			}
+			blockAccount(t, h, name)
+			h.Close()
+		}
+	}
+}
