@@ -179,7 +179,8 @@ func IsPKCS8(der []byte) bool {
 	return err == nil && len(rest) == 0 && info.Algorithm.Algorithm.Equal(OID)
 }
 
-// ParsePKCS8 loads a key from MarshalPKCS8's encoding and rebuilds its trees.
+// ParsePKCS8 loads a key from MarshalPKCS8's encoding. Like ParsePrivateKey
+// it builds no tree: that waits for the key's first signature.
 func ParsePKCS8(der []byte, persist PersistFunc) (*PrivateKey, error) {
 	var info privateKeyInfo
 	rest, err := asn1.Unmarshal(der, &info)

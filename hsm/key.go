@@ -257,6 +257,19 @@ const (
 	MinGeneratedRSABits = 2048
 )
 
+// CheckGeneratedRSABits refuses a modulus size new keys are not made with:
+// only 2048, 3072 and 4096 bits. Smaller legacy keys (down to MinRSABits)
+// can still be loaded, imported and used, and the error says so.
+func CheckGeneratedRSABits(bits int) error {
+	switch {
+	case bits == 2048, bits == 3072, bits == 4096:
+		return nil
+	case bits >= MinRSABits && bits < MinGeneratedRSABits:
+		return fmt.Errorf("%w: RSA keys under %d bits can be moved and used but not generated", ErrBadArguments, MinGeneratedRSABits)
+	}
+	return fmt.Errorf("%w: new RSA keys have 2048, 3072 or 4096 bits, not %d", ErrBadArguments, bits)
+}
+
 // describe names a public key's libhal type, curve and size, refusing the
 // keys this HSM does not hold.
 func describe(pub crypto.PublicKey, private bool) (KeyType, Curve, int, error) {

@@ -124,11 +124,8 @@ func (s *Session) GenerateKey(_ context.Context, req GenerateRequest) (KeyInfo, 
 	var err error
 	switch req.Type {
 	case KeyTypeRSAPrivate:
-		if req.Bits >= MinRSABits && req.Bits < MinGeneratedRSABits {
-			return KeyInfo{}, fmt.Errorf("generate: %w: RSA keys under %d bits can be moved and used but not generated", ErrBadArguments, MinGeneratedRSABits)
-		}
-		if req.Bits != 2048 && req.Bits != 3072 && req.Bits != 4096 {
-			return KeyInfo{}, fmt.Errorf("generate: %w: RSA keys have 2048, 3072 or 4096 bits, not %d", ErrBadArguments, req.Bits)
+		if err := CheckGeneratedRSABits(req.Bits); err != nil {
+			return KeyInfo{}, fmt.Errorf("generate: %w", err)
 		}
 		priv, err = rsa.GenerateKey(s.h.board.TRNG, req.Bits)
 	case KeyTypeECPrivate:

@@ -91,8 +91,8 @@ func (t *Token) generate(req hsm.GenerateRequest, more func(priv, pub *template)
 	var mech uint
 	switch req.Type {
 	case hsm.KeyTypeRSAPrivate:
-		if req.Bits != 2048 && req.Bits != 3072 && req.Bits != 4096 {
-			return hsm.KeyInfo{}, fmt.Errorf("generate: %w: RSA keys have 2048, 3072 or 4096 bits", hsm.ErrBadArguments)
+		if err := hsm.CheckGeneratedRSABits(req.Bits); err != nil {
+			return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
 		}
 		mech = pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN
 		pub.set(pkcs11.CKA_MODULUS_BITS, req.Bits)

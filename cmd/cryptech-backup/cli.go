@@ -510,6 +510,9 @@ func hints(err error) []string {
 		return []string{"the bundle was exported for another HSM's KEKEK: run setup on this HSM, then export again with the KEKEK file it writes"}
 	case errors.Is(err, backup.ErrDamaged):
 		return []string{"--skip-damaged exports the keys that can be read"}
+	case errors.Is(err, hsm.ErrKeyNameInUse) && errors.Is(err, rpc.StatusKeyNameInUse):
+		// Over RPC only the status arrives, not the HSM's explanation.
+		return []string{"the HSM holds another key under a UUID of the bundle, or this HSS key (or part of it) already; an import cut short by an older version can leave such an HSS record: on the HSM's host, " + progName + " hashsig-history --hsm DIR lists them"}
 	case errors.Is(err, errNoPIN):
 		return []string{"give it with --pin-file FILE, $CRYPTECH_PIN or -p PIN, or run on a terminal to be prompted"}
 	case errors.As(err, &nh):

@@ -75,8 +75,8 @@ var keygenCommand = &command{
 			}
 			switch kind {
 			case "rsa":
-				if bits != 2048 && bits != 3072 && bits != 4096 {
-					return usageError{"--bits takes 2048, 3072 or 4096"}
+				if err := hsm.CheckGeneratedRSABits(bits); err != nil {
+					return usageError{"--bits: " + strings.TrimPrefix(err.Error(), hsm.ErrBadArguments.Error()+": ")}
 				}
 				req.Type, req.Bits = hsm.KeyTypeRSAPrivate, bits
 			case "ec":

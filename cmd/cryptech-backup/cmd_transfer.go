@@ -106,7 +106,7 @@ var exportCommand = &command{
 		addString(fs, &in, "i", "input", "", "KEKEK file from setup (default stdin)")
 		addString(fs, &out, "o", "output", "", "bundle to write (default stdout)")
 		fs.BoolVar(&legacy, "legacy-kek", false, "encrypt KEKs with RSA PKCS#1 v1.5 as libhal does, for real Cryptech HSMs (weak: padding oracles)")
-		fs.BoolVar(&skipDamaged, "skip-damaged", false, "export the keys that can be read from an HSM with damaged flash blocks (without it, such an export fails)")
+		fs.BoolVar(&skipDamaged, "skip-damaged", false, "export the keys that can be read from an HSM with damaged flash blocks, or from a token whose private keys this tool cannot read whole (without it, such an export fails)")
 		fs.BoolVar(&skipExhausted, "skip-exhausted", false, "leave out HSS keys with fewer than 2 signatures left, which cannot be split (without it, such an export fails)")
 		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
 		return func(ctx context.Context, e *env, c *call) error {
