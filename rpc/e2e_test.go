@@ -8,12 +8,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
 
@@ -70,14 +72,7 @@ func TestTransferOverRPC(t *testing.T) {
 		}
 		keys = append(keys, k)
 	}
-	f, err := backup.Setup(ctx, dst, backup.SetupOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := backup.Export(ctx, src, f, backup.ExportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b := transfertest.ExportFor(t, src, dst)
 	if b.KEKEncryption != hsm.KEKOAEPSHA256 {
 		t.Errorf("KEKs encrypted with %s", b.KEKEncryption)
 	}
@@ -123,6 +118,59 @@ func TestTransferOverRPC(t *testing.T) {
 	}
 }
 
+// TestRawLabelsOverRPC: keys whose labels a libhal client set to any bytes
+// (PKEY_SET_ATTRIBUTES), up to the longest a key keeps, go from one server
+// to another through a bundle and arrive with exactly those bytes.
+func TestRawLabelsOverRPC(t *testing.T) {
+	srcAddr, _ := served(t)
+	dstAddr, _ := served(t)
+	src, dst := dialLogin(t, srcAddr), dialLogin(t, dstAddr)
+	var keys []hsm.KeyInfo
+	for _, label := range []string{"a\x00b\xffc\u202e", strings.Repeat("\xfe", hsm.MaxRawLabelLength), strings.Repeat("l", hsm.MaxLabelLength+1)} {
+		k, err := src.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
+			Flags: hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := src.setLabel(src.open[k.UUID].handle, label); err != nil {
+			t.Fatal(err)
+		}
+		k.Label = label
+		keys = append(keys, k)
+	}
+	var buf bytes.Buffer
+	_, exported := transfertest.ExportFor(t, src, dst)
+	backup.Write(&buf, exported)
+	b, err := backup.ReadBundle(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Import(ctx, dst, b, backup.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		got, err := dst.Key(ctx, k.UUID)
+		if err != nil || got.Label != k.Label {
+			t.Errorf("label %q arrived as %q (%v)", k.Label, got.Label, err)
+		}
+		signsUnder(t, dst, k.UUID, k.PublicKey)
+	}
+}
+
+// signsUnder checks that key id of tok (RSA or EC) signs so that pub
+// verifies.
+func signsUnder(t *testing.T, tok hsm.Token, id hsm.UUID, pub []byte) {
+	t.Helper()
+	d := sha256.Sum256([]byte("signed with " + id.String()))
+	sig, err := tok.Sign(ctx, id, d[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hsm.VerifySignature(pub, d[:], sig, crypto.SHA256); err != nil {
+		t.Errorf("%s: %v", id, err)
+	}
+}
+
 // TestTransferLibhalOnly drives both HSMs through libhal's 32 functions
 // alone, as against a Cryptech HSM: the transfer needs --legacy-kek, writes
 // cryptech_backup's bundle format, and the keys arrive under new UUIDs.
@@ -164,14 +212,7 @@ func TestTransferLibhalOnly(t *testing.T) {
 	if !hsm.SamePublicKey(got.PublicKey, ec.PublicKey) {
 		t.Error("the imported key is not the source's")
 	}
-	d := sha256.Sum256([]byte("libhal"))
-	sig, err := dst.Sign(ctx, got.UUID, d[:], crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hsm.VerifySignature(ec.PublicKey, d[:], sig, crypto.SHA256); err != nil {
-		t.Error(err)
-	}
+	signsUnder(t, dst, got.UUID, ec.PublicKey)
 }
 
 // An export over RPC from an HSM with a damaged flash block fails, as it
