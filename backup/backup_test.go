@@ -716,6 +716,7 @@ func TestReadBundleRefusesMalformedFiles(t *testing.T) {
 func FuzzReadBundle(f *testing.F) {
 	f.Add([]byte(`{"comment": "x", "kekek_pubkey": ["AAAA"], "kekek_uuid": "00000000-0000-4000-8000-000000000000", "keys": []}`))
 	f.Add([]byte(`{"comment": "x", "kek_encryption": "rsa-oaep-sha256", "kekek_pubkey": ["AAAA"], "kekek_uuid": "00000000-0000-4000-8000-000000000000", "keys": [{"comment": "", "flags": 49, "spki": ["AAAA"], "uuid": "00000000-0000-4000-8000-000000000001"}], "version": 1}`))
+	f.Add([]byte(`{"comment": "x", "kek_encryption": "rsa-oaep-sha256", "kekek_pubkey": ["AAAA"], "kekek_uuid": "00000000-0000-4000-8000-000000000000", "keys": [{"comment": "", "flags": 49, "label_hex": "6100ff", "spki": ["AAAA"], "uuid": "00000000-0000-4000-8000-000000000001"}], "version": 1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := ReadBundle(bytes.NewReader(data))
 		if err != nil {

@@ -15,21 +15,23 @@ const bindingPrefix = "cryptech-backup bundle binding v1\n"
 // material itself (pkcs8, kek, tag). The source HSM binds it, with each
 // key's index, under that key's transit KEK; only that KEK can make the tag,
 // and only the destination's KEKEK can recover the KEK, so a change to any
-// field (uuid, flags, label, attributes, a public key, a comment, the KEKEK
-// named) or a key moved to another entry is refused at import.
+// field (uuid, flags, label or label_hex, attributes, a public key, a
+// comment, the KEKEK named) or a key moved to another entry is refused at
+// import.
 //
 // The encoding is canonical because it is made from decoded values: how the
 // file was indented or its Base64 split into lines does not matter. It is
 // computed once per bundle, so binding n keys costs O(n).
 func (b *Bundle) metadataDigest() [sha256.Size]byte {
-	// Attributes are left out when a key has none, so that bundles without
-	// them (all bundles before they existed, and those for or from a
-	// Cryptech HSM) bind what they always bound.
+	// Attributes and label_hex are left out when a key has none, so that
+	// bundles without them (all bundles before they existed, and those for
+	// or from a Cryptech HSM) bind what they always bound.
 	type entry struct {
 		Attributes Attributes `json:"attributes,omitempty"`
 		Comment    string     `json:"comment"`
 		Flags      uint32     `json:"flags"`
 		Label      string     `json:"label"`
+		LabelHex   string     `json:"label_hex,omitempty"`
 		SPKI       []byte     `json:"spki"`
 		UUID       string     `json:"uuid"`
 	}
@@ -50,7 +52,7 @@ func (b *Bundle) metadataDigest() [sha256.Size]byte {
 		Version:       b.Version,
 	}
 	for _, k := range b.Keys {
-		v.Keys = append(v.Keys, entry{k.Attributes, k.Comment, uint32(k.Flags), k.Label, k.SPKI, k.UUID})
+		v.Keys = append(v.Keys, entry{k.Attributes, k.Comment, uint32(k.Flags), k.Label, k.LabelHex, k.SPKI, k.UUID})
 	}
 	h := sha256.New()
 	if err := json.NewEncoder(h).Encode(v); err != nil {

@@ -132,9 +132,13 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 	}
 	// All metadata first: each key's tag binds all of it.
 	for i, k := range keys {
-		b.Keys[i] = BundleKey{Comment: "Public key", Flags: k.Flags, Label: k.Label, SPKI: k.PublicKey, UUID: k.UUID.String()}
+		b.Keys[i] = BundleKey{Comment: "Public key", Flags: k.Flags, SPKI: k.PublicKey, UUID: k.UUID.String()}
 		if k.Type.IsPrivate() {
 			b.Keys[i].Comment = "Encrypted private key"
+		}
+		// A label no HSM could take back fails here, not at import.
+		if err := b.Keys[i].setLabel(k.Label); err != nil {
+			return nil, &KeyError{i, k.UUID.String(), err}
 		}
 	}
 	if err := readAttributes(ctx, tok, keys, b); err != nil {
@@ -229,7 +233,7 @@ func (b *Bundle) toLegacy() {
 	b.Version, b.KEKEncryption = 0, ""
 	for i := range b.Keys {
 		k := &b.Keys[i]
-		k.Label, k.Tag, k.Attributes = "", nil, nil
+		k.Label, k.LabelHex, k.Tag, k.Attributes = "", "", nil, nil
 		if k.Comment == "Encrypted private key" {
 			k.SPKI = nil
 		}

@@ -3,6 +3,7 @@ package backup
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,10 +72,61 @@ type BundleKey struct {
 	Flags   hsm.Flags   `json:"flags"`
 	KEK     Base64Lines `json:"kek,omitempty"`
 	Label   string      `json:"label,omitempty"`
-	PKCS8   Base64Lines `json:"pkcs8,omitempty"`
-	SPKI    Base64Lines `json:"spki,omitempty"`
-	Tag     Base64Lines `json:"tag,omitempty"`
-	UUID    string      `json:"uuid"`
+	// LabelHex carries, in lower-case hex, a label that Label cannot: one
+	// CheckLabel refuses (see setLabel). Never both.
+	LabelHex string      `json:"label_hex,omitempty"`
+	PKCS8    Base64Lines `json:"pkcs8,omitempty"`
+	SPKI     Base64Lines `json:"spki,omitempty"`
+	Tag      Base64Lines `json:"tag,omitempty"`
+	UUID     string      `json:"uuid"`
+}
+
+// setLabel puts a key's label in the entry: as text when it is one
+// CheckLabel accepts, otherwise as label_hex, so that any bytes a libhal
+// client set arrive as they left (encoding/json would turn bytes that are
+// not UTF-8 into U+FFFD, and an importer refuses control and format
+// characters as text). A label longer than an HSM keeps is refused.
+func (k *BundleKey) setLabel(label string) error {
+	if err := hsm.CheckRawLabel(label); err != nil {
+		return err
+	}
+	k.Label, k.LabelHex = label, ""
+	if hsm.CheckLabel(label) != nil {
+		k.Label, k.LabelHex = "", hex.EncodeToString([]byte(label))
+	}
+	return nil
+}
+
+// label reads the entry's label, in the one form setLabel writes: a
+// label that passes CheckLabel is text, any other (up to what an HSM keeps)
+// is lower-case hex.
+func (k *BundleKey) label() (string, error) {
+	if k.LabelHex == "" {
+		if err := hsm.CheckLabel(k.Label); err != nil {
+			return "", fmt.Errorf("label: %s (a label of other bytes is label_hex)", reason(err))
+		}
+		return k.Label, nil
+	}
+	if k.Label != "" {
+		return "", errors.New("both label and label_hex")
+	}
+	raw, err := hex.DecodeString(k.LabelHex)
+	if err != nil || hex.EncodeToString(raw) != k.LabelHex {
+		return "", errors.New("label_hex: not lower-case hexadecimal")
+	}
+	if err := hsm.CheckRawLabel(string(raw)); err != nil {
+		return "", fmt.Errorf("label_hex: %s", reason(err))
+	}
+	if hsm.CheckLabel(string(raw)) == nil {
+		return "", errors.New("label_hex holds a label that is given as label")
+	}
+	return string(raw), nil
+}
+
+// reason is what a check of package hsm found wrong, without the
+// ErrBadArguments it wraps: in a file, the fault is the file's.
+func reason(err error) string {
+	return strings.TrimPrefix(err.Error(), hsm.ErrBadArguments.Error()+": ")
 }
 
 // IsPrivate reports whether the entry carries a wrapped private key.
@@ -209,8 +261,11 @@ func (b *Bundle) checkKey(k *BundleKey) error {
 	case len(k.Tag) != 0:
 		return fmt.Errorf("%w: a public key has no tag", ErrFormat)
 	}
-	if legacy && (k.Label != "" || len(k.Tag) != 0 || len(k.Attributes) != 0) {
-		return fmt.Errorf("%w: label, tag and attributes need a versioned bundle", ErrFormat)
+	if legacy && (k.Label != "" || k.LabelHex != "" || len(k.Tag) != 0 || len(k.Attributes) != 0) {
+		return fmt.Errorf("%w: label, label_hex, tag and attributes need a versioned bundle", ErrFormat)
+	}
+	if _, err := k.label(); err != nil {
+		return fmt.Errorf("%w: %v", ErrFormat, err)
 	}
 	if err := k.Attributes.check(); err != nil {
 		return fmt.Errorf("%w: %v", ErrFormat, err)

@@ -99,7 +99,8 @@ func importBundle(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOpti
 		}
 		// Keys arrive in the keystore whatever the source did with them:
 		// a volatile key would vanish at the end of the import.
-		req := hsm.ImportRequest{UUID: id, Label: k.Label, Flags: k.Flags | hsm.FlagToken, PublicKey: k.SPKI, Attributes: k.Attributes}
+		label, _ := k.label() // checked by b.check
+		req := hsm.ImportRequest{UUID: id, Label: label, Flags: k.Flags | hsm.FlagToken, PublicKey: k.SPKI, Attributes: k.Attributes}
 		if k.IsPrivate() {
 			req.KEKEK, req.Encryption = kekek, enc
 			req.Wrapped = hsm.WrappedKey{PKCS8: k.PKCS8, KEK: k.KEK, Tag: k.Tag}

@@ -98,13 +98,14 @@ func (s *Session) SetAttributes(_ context.Context, id UUID, attrs []Attribute) e
 		switch {
 		case a.Type == AttributeLabel && a.Delete:
 			nk.info.Label = ""
-		case a.Type == AttributeLabel && len(a.Value) > MaxAttributeSize:
-			return fmt.Errorf("set attributes of %s: %w: label longer than %d bytes", id, ErrBadArguments, MaxAttributeSize)
 		case a.Type == AttributeLabel:
 			// Any bytes, as libhal stores them: a libhal client may set
-			// what it likes. Labels from files, bundles and the command
-			// line keep CheckLabel's rules (GenerateRequest, ImportRequest,
-			// LoadRequest), and whatever prints a label escapes it.
+			// what it likes (CheckRawLabel). Labels from the command line
+			// keep CheckLabel's rules (GenerateRequest, LoadRequest), and
+			// whatever prints a label escapes it.
+			if err := CheckRawLabel(string(a.Value)); err != nil {
+				return fmt.Errorf("set attributes of %s: %w", id, err)
+			}
 			nk.info.Label = string(a.Value)
 		case a.Delete:
 			delete(nk.attrs, a.Type)

@@ -60,6 +60,11 @@ func TestLegacyRSASizes(t *testing.T) {
 			if err != nil {
 				t.Fatalf("load: %v", err)
 			}
+			// The longest label a key keeps, as a libhal client may set it.
+			k.Label = strings.Repeat("\xff", MaxRawLabelLength)
+			if err := p.src.SetAttributes(ctx, k.UUID, []Attribute{{Type: AttributeLabel, Value: []byte(k.Label)}}); err != nil {
+				t.Fatal(err)
+			}
 			if k.Bits != key.N.BitLen() || k.Type != KeyTypeRSAPrivate {
 				t.Fatalf("loaded %v of %d bits", k.Type, k.Bits)
 			}
@@ -95,7 +100,7 @@ func TestLegacyRSASizes(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The figure docs/rpc.md gives: the largest record, an RSA-8192
-			// key with a full PKCS#11 attribute set and a 256-byte label.
+			// key with a full PKCS#11 attribute set and the longest label.
 			t.Logf("RSA-%s key record with a full PKCS#11 attribute set: %d bytes of %d", name, len(rec.Data), keystore.MaxDataSize)
 		})
 	}

@@ -196,10 +196,17 @@ func snapshotAll(keys []*key) []KeyInfo {
 }
 
 func checkNewKey(flags Flags, label string) error {
+	if err := checkFlags(flags); err != nil {
+		return err
+	}
+	return CheckLabel(label)
+}
+
+func checkFlags(flags Flags) error {
 	if !flags.Valid() {
 		return fmt.Errorf("%w: unknown key flags 0x%x", ErrBadArguments, uint32(flags))
 	}
-	return CheckLabel(label)
+	return nil
 }
 
 // CheckLabel refuses labels that are too long, not UTF-8, or hold control
@@ -221,6 +228,22 @@ func CheckLabel(label string) error {
 		if unicode.Is(unicode.Cf, r) {
 			return fmt.Errorf("%w: label holds format character %U", ErrBadArguments, r)
 		}
+	}
+	return nil
+}
+
+// MaxRawLabelLength bounds a label this HSM stores: what a libhal client
+// may set over RPC (one attribute's worth), and what an import, which must
+// take any key another HSM exports, carries.
+const MaxRawLabelLength = MaxAttributeSize
+
+// CheckRawLabel refuses a label this HSM cannot keep: longer than
+// MaxRawLabelLength. Any bytes are a label otherwise, as libhal stores what
+// a client sets; what prints one escapes it. Labels from the command line,
+// and those a bundle gives as text, keep CheckLabel's rules.
+func CheckRawLabel(label string) error {
+	if len(label) > MaxRawLabelLength {
+		return fmt.Errorf("%w: label longer than %d bytes", ErrBadArguments, MaxRawLabelLength)
 	}
 	return nil
 }

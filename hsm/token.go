@@ -165,7 +165,11 @@ type ImportRequest struct {
 	Binding []byte
 
 	// UUID names the new key; zero asks for a fresh one.
-	UUID  UUID
+	UUID UUID
+	// Label is any bytes CheckRawLabel accepts: a key arrives with the
+	// label it left with, also one a libhal client set to bytes no file
+	// or command line may give (GenerateRequest and LoadRequest keep
+	// CheckLabel's rules).
 	Label string
 	Flags Flags
 	// PublicKey is the key's SubjectPublicKeyInfo (DER). For a private key it

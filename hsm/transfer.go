@@ -215,9 +215,15 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 	return held, nil
 }
 
-// prepareImport decrypts and checks one key, storing nothing.
+// prepareImport decrypts and checks one key, storing nothing. Its label may
+// be any bytes this HSM keeps (CheckRawLabel): a key arrives with the label
+// it had, whatever a libhal client set there; the bundle's reader decides
+// which labels a file may give as text.
 func (s *Session) prepareImport(req ImportRequest) (*keyRecord, *key, error) {
-	if err := checkNewKey(req.Flags, req.Label); err != nil {
+	if err := checkFlags(req.Flags); err != nil {
+		return nil, nil, err
+	}
+	if err := CheckRawLabel(req.Label); err != nil {
 		return nil, nil, err
 	}
 	var priv any

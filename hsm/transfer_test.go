@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/internal/testvectors"
@@ -236,7 +237,7 @@ func TestImportRefusals(t *testing.T) {
 		{"public key of another key", func(r *ImportRequest) { r.PublicKey = other.PublicKey }, ErrBadArguments},
 		{"unknown flags", func(r *ImportRequest) { r.Flags = 1 << 12 }, ErrBadArguments},
 		{"reserved UUID", func(r *ImportRequest) { r.UUID = UUID{15: 3} }, ErrBadArguments},
-		{"label with escape", func(r *ImportRequest) { r.Label = "\x1b[2J" }, ErrBadArguments},
+		{"label longer than a key keeps", func(r *ImportRequest) { r.Label = strings.Repeat("l", MaxRawLabelLength+1) }, ErrBadArguments},
 		{"kek not DER", func(r *ImportRequest) { r.Wrapped.KEK = []byte("junk") }, ErrBadArguments},
 		{"pkcs8 not DER", func(r *ImportRequest) { r.Wrapped.PKCS8 = w.PKCS8[:len(w.PKCS8)-1] }, ErrBadArguments},
 	} {
@@ -248,6 +249,35 @@ func TestImportRefusals(t *testing.T) {
 	}
 	if n := p.keyCount(t); n != before {
 		t.Errorf("refused imports changed the keystore: %d keys, had %d", n, before)
+	}
+}
+
+// TestImportKeepsAnyLabel: a key whose label a libhal client set to bytes
+// no file or command line may give arrives with exactly those bytes; the
+// label a new key is made with keeps CheckLabel's rules.
+func TestImportKeepsAnyLabel(t *testing.T) {
+	p := newPair(t)
+	for _, label := range []string{rawLabel, "a\x00b\xffc\u202e", strings.Repeat("\xfe", MaxRawLabelLength)} {
+		k := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable})
+		if err := p.src.SetAttributes(ctx, k.UUID, []Attribute{{Type: AttributeLabel, Value: []byte(label)}}); err != nil {
+			t.Fatal(err)
+		}
+		k.Label = label
+		w := p.export(t, k, KEKOAEPSHA256, nil)
+		res, err := p.dst.Import(ctx, p.importReq(k, w, KEKOAEPSHA256, nil))
+		if err != nil {
+			t.Fatalf("import with label %q: %v", label, err)
+		}
+		if res.Key.Label != label {
+			t.Errorf("imported with label %q, want %q", res.Key.Label, label)
+		}
+		got, err := p.dst.Attributes(ctx, k.UUID, []uint32{AttributeLabel})
+		if err != nil || string(got[0].Value) != label {
+			t.Errorf("label attribute %v (%v), want %q", got, err, label)
+		}
+	}
+	if _, err := p.dst.GenerateKey(ctx, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags, Label: rawLabel}); !errors.Is(err, ErrBadArguments) {
+		t.Errorf("generate with label %q: %v", rawLabel, err)
 	}
 }
 

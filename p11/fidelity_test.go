@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/miekg/pkcs11"
@@ -20,6 +21,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 )
 
 // made is a key made on a token as an application would make it, with
@@ -179,7 +181,7 @@ func transfer(t *testing.T, src, dst hsm.Token) []backup.ImportedKey {
 
 func transferBundle(t *testing.T, src, dst hsm.Token) ([]backup.ImportedKey, *backup.Bundle) {
 	t.Helper()
-	_, b := exportFor(t, src, dst)
+	_, b := transfertest.ExportFor(t, src, dst)
 	var buf bytes.Buffer
 	if err := backup.Write(&buf, b); err != nil {
 		t.Fatal(err)
@@ -193,20 +195,6 @@ func transferBundle(t *testing.T, src, dst hsm.Token) ([]backup.ImportedKey, *ba
 		t.Fatal(err)
 	}
 	return res, b
-}
-
-// exportFor sets dst up to receive keys and exports those of src for it.
-func exportFor(t testing.TB, src, dst hsm.Token) (*backup.KEKEKFile, *backup.Bundle) {
-	t.Helper()
-	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kekek, b
 }
 
 // signsAsSource checks that the key id signs on dst so that its public key
@@ -484,5 +472,44 @@ func TestPrivateKeyWithoutPublicObject(t *testing.T) {
 	b, err = backup.Export(ctx, src, kekek, backup.ExportOptions{SkipDamaged: true})
 	if err != nil || len(b.Keys) != 1 {
 		t.Errorf("export skipping what cannot be read: %d keys, %v", len(b.Keys), err)
+	}
+}
+
+// TestRawLabelsArriveOnToken: keys whose labels a libhal client set to any
+// bytes on an emulated HSM arrive on a PKCS#11 token with exactly those
+// bytes as CKA_LABEL, on both objects, and come back from it unchanged.
+func TestRawLabelsArriveOnToken(t *testing.T) {
+	src, dst := hsmtest.New(t), newToken(t)
+	labels := map[hsm.UUID]string{}
+	for _, label := range []string{"a\x00b\xffc\u202e", strings.Repeat("\xfe", hsm.MaxRawLabelLength), "clean"} {
+		k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable})
+		if err := src.SetAttributes(ctx, k.UUID, []hsm.Attribute{{Type: hsm.AttributeLabel, Value: []byte(label)}}); err != nil {
+			t.Fatal(err)
+		}
+		labels[k.UUID] = label
+	}
+	transfer(t, src, dst)
+	for id, label := range labels {
+		for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY} {
+			dst.mu.Lock()
+			objs, err := dst.find(pkcs11.NewAttribute(pkcs11.CKA_CLASS, class), pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]))
+			if err != nil || len(objs) != 1 {
+				dst.mu.Unlock()
+				t.Fatalf("%s: %d objects of class %d (%v)", id, len(objs), class, err)
+			}
+			a, err := dst.attrs(objs[0], pkcs11.CKA_LABEL)
+			dst.mu.Unlock()
+			if err != nil || string(a[pkcs11.CKA_LABEL]) != label {
+				t.Errorf("%s: object of class %d has CKA_LABEL %q (%v), want %q", id, class, a[pkcs11.CKA_LABEL], err, label)
+			}
+		}
+		signsAsSource(t, src, dst, id)
+	}
+	back := hsmtest.New(t)
+	transfer(t, dst, back)
+	for id, label := range labels {
+		if k, err := back.Key(ctx, id); err != nil || k.Label != label {
+			t.Errorf("%s came back from the token with label %q (%v), want %q", id, k.Label, err, label)
+		}
 	}
 }

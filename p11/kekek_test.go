@@ -12,6 +12,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 )
 
 // TestKEKEKOnlyUnwraps: the KEKEK setup makes on a token unwraps and does
@@ -21,7 +22,7 @@ import (
 func TestKEKEKOnlyUnwraps(t *testing.T) {
 	dst, src := newToken(t), hsmtest.New(t)
 	k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "secret"})
-	kekek, b := exportFor(t, src, dst)
+	kekek, b := transfertest.ExportFor(t, src, dst)
 	id, _ := hsm.ParseUUID(kekek.KEKEKUUID)
 	ct, err := hsm.ParseEncryptedKEK(b.Keys[0].KEK, b.KEKEncryption)
 	if err != nil {

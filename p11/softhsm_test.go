@@ -20,6 +20,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/softhsm"
+	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 )
 
 var ctx = context.Background()
@@ -164,7 +165,7 @@ func TestKEKEncryptionsAreNegotiated(t *testing.T) {
 func TestImportedKeyAttributes(t *testing.T) {
 	src, dst := hsmtest.New(t), newToken(t)
 	k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "attrs"})
-	_, b := exportFor(t, src, dst)
+	_, b := transfertest.ExportFor(t, src, dst)
 	b.Keys[0].Flags &^= hsm.FlagExportable // as if the source said so; the tag must then refuse it
 	if _, err := backup.Import(ctx, dst, b, backup.ImportOptions{}); !errors.Is(err, hsm.ErrDecryption) {
 		t.Fatalf("changed flags: %v", err)
@@ -281,7 +282,7 @@ func TestBadInput(t *testing.T) {
 	// A tampered bundle creates nothing on the destination token.
 	src := hsmtest.New(t)
 	generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable})
-	_, b := exportFor(t, src, tok)
+	_, b := transfertest.ExportFor(t, src, tok)
 	before = objectCount(t, tok)
 	for _, mutate := range []func(k *backup.BundleKey){
 		func(k *backup.BundleKey) {

@@ -201,7 +201,9 @@ func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
 	if _, err := t.session(); err != nil {
 		return hsm.ImportResult{}, err
 	}
-	if err := hsm.CheckLabel(req.Label); err != nil {
+	// Any label an HSM keeps: CKA_LABEL is bytes, and the key arrives with
+	// the one it left with.
+	if err := hsm.CheckRawLabel(req.Label); err != nil {
 		return hsm.ImportResult{}, err
 	}
 	if len(req.PublicKey) == 0 {

@@ -8,12 +8,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
 
@@ -70,14 +73,7 @@ func TestTransferOverRPC(t *testing.T) {
 		}
 		keys = append(keys, k)
 	}
-	f, err := backup.Setup(ctx, dst, backup.SetupOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := backup.Export(ctx, src, f, backup.ExportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b := transfertest.ExportFor(t, src, dst)
 	if b.KEKEncryption != hsm.KEKOAEPSHA256 {
 		t.Errorf("KEKs encrypted with %s", b.KEKEncryption)
 	}
@@ -123,6 +119,144 @@ func TestTransferOverRPC(t *testing.T) {
 	}
 }
 
+// TestRawLabelsOverRPC: keys whose labels a libhal client set to any bytes
+// (PKEY_SET_ATTRIBUTES), up to the longest a key keeps, go from one server
+// to another through a bundle and arrive with exactly those bytes.
+func TestRawLabelsOverRPC(t *testing.T) {
+	srcAddr, _ := served(t)
+	dstAddr, _ := served(t)
+	src, dst := dialLogin(t, srcAddr), dialLogin(t, dstAddr)
+	var keys []hsm.KeyInfo
+	for _, label := range []string{"a\x00b\xffc\u202e", strings.Repeat("\xfe", hsm.MaxRawLabelLength), strings.Repeat("l", hsm.MaxLabelLength+1)} {
+		k, err := src.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
+			Flags: hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := src.setLabel(src.open[k.UUID].handle, label); err != nil {
+			t.Fatal(err)
+		}
+		k.Label = label
+		keys = append(keys, k)
+	}
+	var buf bytes.Buffer
+	_, exported := transfertest.ExportFor(t, src, dst)
+	backup.Write(&buf, exported)
+	b, err := backup.ReadBundle(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Import(ctx, dst, b, backup.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		got, err := dst.Key(ctx, k.UUID)
+		if err != nil || got.Label != k.Label {
+			t.Errorf("label %q arrived as %q (%v)", k.Label, got.Label, err)
+		}
+		signsUnder(t, dst, k.UUID, k.PublicKey)
+	}
+}
+
+// signsUnder checks that key id of tok (RSA or EC) signs so that pub
+// verifies.
+func signsUnder(t *testing.T, tok hsm.Token, id hsm.UUID, pub []byte) {
+	t.Helper()
+	d := sha256.Sum256([]byte("signed with " + id.String()))
+	sig, err := tok.Sign(ctx, id, d[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hsm.VerifySignature(pub, d[:], sig, crypto.SHA256); err != nil {
+		t.Errorf("%s: %v", id, err)
+	}
+}
+
+// loadRecorder is a Client that records what LoadPrivateKey loaded.
+type loadRecorder struct {
+	*Client
+	flags  []hsm.Flags
+	loaded []hsm.UUID
+}
+
+func (r *loadRecorder) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) (hsm.KeyInfo, error) {
+	r.flags = append(r.flags, req.Flags)
+	k, err := r.Client.LoadPrivateKey(ctx, req)
+	if err == nil {
+		r.loaded = append(r.loaded, k.UUID)
+	}
+	return k, err
+}
+
+// TestSoftKEKEKImportOverRPC: a bundle made for a soft KEKEK imports into a
+// server over RPC. The KEKEK's private half is loaded over the connection
+// as a volatile key and deleted after the import: the connection that
+// loaded it no longer finds it. A wrong passphrase fails with one line,
+// before anything is loaded or stored.
+func TestSoftKEKEKImportOverRPC(t *testing.T) {
+	src := hsmtest.New(t)
+	var keys []hsm.KeyInfo
+	for _, req := range []hsm.GenerateRequest{
+		{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Label: "rsa"},
+		{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384, Label: "ec"},
+	} {
+		req.Flags = hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
+		k, err := src.GenerateKey(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	const pass = "a passphrase for the soft KEKEK"
+	f, err := backup.NewSoftKEKEK([]byte(pass), backup.SoftOptions{KDF: &backup.KDF{Name: "argon2id", Time: 1, Memory: 64, Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := backup.Export(ctx, src, f, backup.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := served(t)
+	passphrase := func(p string) func(context.Context) ([]byte, error) {
+		return func(context.Context) ([]byte, error) { return []byte(p), nil }
+	}
+
+	dst := &loadRecorder{Client: dialLogin(t, addr)}
+	_, err = backup.Import(ctx, dst, b, backup.ImportOptions{Passphrase: passphrase(pass + "x")})
+	if !errors.Is(err, backup.ErrPassphrase) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("a wrong passphrase: %q, want one line of %v", err, backup.ErrPassphrase)
+	}
+	if len(dst.flags) != 0 {
+		t.Errorf("a wrong passphrase loaded %d keys", len(dst.flags))
+	}
+	if stored, err := dialLogin(t, addr).Keys(ctx, hsm.Filter{}); err != nil || len(stored) != 0 {
+		t.Fatalf("a wrong passphrase stored %d keys (%v)", len(stored), err)
+	}
+
+	res, err := backup.Import(ctx, dst, b, backup.ImportOptions{Passphrase: passphrase(pass)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != len(keys) {
+		t.Fatalf("%d keys imported, want %d", len(res), len(keys))
+	}
+	for _, k := range keys {
+		signsUnder(t, dst, k.UUID, k.PublicKey)
+	}
+	if len(dst.loaded) != 1 || dst.flags[0]&hsm.FlagToken != 0 {
+		t.Fatalf("loaded %v with flags %v: want one volatile key", dst.loaded, dst.flags)
+	}
+	if _, err := dst.Key(ctx, dst.loaded[0]); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("the loaded KEKEK after the import, on the connection that loaded it: %v", err)
+	}
+	for _, c := range []*Client{dst.Client, dialLogin(t, addr)} {
+		left, err := c.Keys(ctx, hsm.Filter{Mask: hsm.FlagKeyEncipherment, Flags: hsm.FlagKeyEncipherment})
+		if err != nil || len(left) != 0 {
+			t.Errorf("%d keys with keyencipherment left on the server (%v)", len(left), err)
+		}
+	}
+}
+
 // TestTransferLibhalOnly drives both HSMs through libhal's 32 functions
 // alone, as against a Cryptech HSM: the transfer needs --legacy-kek, writes
 // cryptech_backup's bundle format, and the keys arrive under new UUIDs.
@@ -164,14 +298,7 @@ func TestTransferLibhalOnly(t *testing.T) {
 	if !hsm.SamePublicKey(got.PublicKey, ec.PublicKey) {
 		t.Error("the imported key is not the source's")
 	}
-	d := sha256.Sum256([]byte("libhal"))
-	sig, err := dst.Sign(ctx, got.UUID, d[:], crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hsm.VerifySignature(ec.PublicKey, d[:], sig, crypto.SHA256); err != nil {
-		t.Error(err)
-	}
+	signsUnder(t, dst, got.UUID, ec.PublicKey)
 }
 
 // An export over RPC from an HSM with a damaged flash block fails, as it

@@ -58,8 +58,8 @@ const (
 	// maxImportBytes bounds what all of a connection's open batches hold:
 	// the bytes of every key's fields plus importKeyOverhead. An RSA-4096
 	// key wrapped for an RSA-4096 KEKEK, with its tag, binding and public
-	// key, counts about 4.2 KB (4.4 KB with a 256-byte label), so a batch
-	// of maxBatch of them (44 MB) fits with room to spare: a bundle's
+	// key, counts about 4.2 KB (5.2 KB with the longest label, 1,024
+	// bytes), so a batch of maxBatch of them (52 MB) fits: a bundle's
 	// worth of keys is never refused. Each ADD carries at most MaxPacket
 	// bytes, so this also bounds a connection sending its biggest ADDs to
 	// about 4,000 of them.
@@ -195,7 +195,9 @@ func (m *ExtImportAddRequest) EncodeArgs(e *Encoder) {
 func (m *ExtImportAddRequest) DecodeArgs(d *Decoder) error {
 	m.Batch = d.Uint32()
 	m.UUID = d.Bytes(16)
-	m.Label = string(d.Bytes(hsm.MaxLabelLength))
+	// Any label a key may have: an import carries what a libhal client
+	// set on the source.
+	m.Label = string(d.Bytes(hsm.MaxRawLabelLength))
 	m.Flags = d.Uint32()
 	m.Encryption = string(d.Bytes(64))
 	m.PKCS8, m.KEK, m.Tag = d.Bytes(MaxPacket), d.Bytes(MaxPacket), d.Bytes(MaxPacket)

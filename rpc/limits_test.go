@@ -258,7 +258,7 @@ func TestImportLimitsFitABundle(t *testing.T) {
 	if defaultLimits.batchKeys < backup.MaxKeys {
 		t.Errorf("a batch holds %d keys, a bundle %d", defaultLimits.batchKeys, backup.MaxKeys)
 	}
-	key := &ExtImportAddRequest{UUID: uuidN(1), Label: string(bytes.Repeat([]byte("l"), hsm.MaxLabelLength)),
+	key := &ExtImportAddRequest{UUID: uuidN(1), Label: string(bytes.Repeat([]byte("l"), hsm.MaxRawLabelLength)),
 		Encryption: string(hsm.KEKEncryptions[0]), PKCS8: make([]byte, 2405), KEK: make([]byte, 582),
 		Tag: make([]byte, 40), Binding: make([]byte, 62), SPKI: make([]byte, 550)}
 	if need := backup.MaxKeys * importCost(key, nil); need > defaultLimits.batchMem {

@@ -69,14 +69,15 @@ func TestMaxBundleHoldsLargestBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// '"' is written as two bytes, the most any character a label may hold
-	// takes for its bytes.
+	// The longest label a key keeps, set as a libhal client may: it travels
+	// as label_hex, two bytes for each of its bytes, the most any label
+	// takes (a label as text takes at most two for each, '"' written \").
 	k, err := src.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 4096,
-		Flags: hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable, Label: strings.Repeat(`"`, hsm.MaxLabelLength)})
+		Flags: hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable})
 	if err != nil {
 		t.Fatal(err)
 	}
-	attrs := largestKeyAttributes()
+	attrs := append(largestKeyAttributes(), hsm.Attribute{Type: hsm.AttributeLabel, Value: bytes.Repeat([]byte{0xff}, hsm.MaxRawLabelLength)})
 	if err := src.SetAttributes(ctx, k.UUID, attrs); err != nil {
 		t.Fatal(err)
 	}
@@ -135,8 +136,8 @@ func TestInputRefusedBySize(t *testing.T) {
 		stdin string
 		want  string
 	}{
-		{[]string{"import", "--hsm", dst, "-i", bundle}, "", `^cryptech-backup: error: .*big.json: larger than 160 MiB$`},
-		{[]string{"import", "--hsm", dst}, bundle, `^cryptech-backup: error: -: larger than 160 MiB$`},
+		{[]string{"import", "--hsm", dst, "-i", bundle}, "", `^cryptech-backup: error: .*big.json: larger than 168 MiB$`},
+		{[]string{"import", "--hsm", dst}, bundle, `^cryptech-backup: error: -: larger than 168 MiB$`},
 		{[]string{"export", "--hsm", src, "-i", kekekFile}, "", `^cryptech-backup: error: .*big-kekek.json: larger than 64 KiB$`},
 		{[]string{"verify", "--hsm", src, "--key", "00000000-0000-4000-8000-000000000001", "--sig", sig}, "", `^cryptech-backup: error: .*big.sig: larger than 1 MiB$`},
 		{[]string{"hashsig", "verify", "--pub", pub, "--sig", sig, "-i", bundle}, "", `^cryptech-backup: error: .*big.pub: larger than 64 KiB$`},
@@ -187,7 +188,7 @@ func TestBundleOnEndlessPipe(t *testing.T) {
 	if status := run([]string{"import", "--hsm", filepath.Join(dir, "dst")}, e); status != 1 {
 		t.Errorf("exit status %d, want 1", status)
 	}
-	checkOneLine(t, stderr.String(), `^cryptech-backup: error: -: larger than 160 MiB$`)
+	checkOneLine(t, stderr.String(), `^cryptech-backup: error: -: larger than 168 MiB$`)
 	if src.n > maxBundle+1 {
 		t.Errorf("read %d bytes from the pipe, more than maxBundle+1 (%d)", src.n, maxBundle+1)
 	}

@@ -1,5 +1,6 @@
-// Package transfertest is the transfer benchmark that the backends share, so
-// that their keys/s figures come from one harness and can be compared.
+// Package transfertest is the transfer harness that the backends' tests
+// share: one benchmark, so that their keys/s figures can be compared, and
+// one way to make a bundle.
 package transfertest
 
 import (
@@ -43,4 +44,19 @@ func Benchmark(b *testing.B, src, dst hsm.Token) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(keys)/b.Elapsed().Seconds(), "keys/s")
+}
+
+// ExportFor sets dst up to receive keys and exports those of src for it.
+func ExportFor(t testing.TB, src, dst hsm.Token) (*backup.KEKEKFile, *backup.Bundle) {
+	t.Helper()
+	ctx := context.Background()
+	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kekek, b
 }
