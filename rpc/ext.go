@@ -57,13 +57,13 @@ const (
 	maxImportBatches = 4
 	// maxImportBytes bounds what all of a connection's open batches hold:
 	// the bytes of every key's fields plus importKeyOverhead. An RSA-4096
-	// key wrapped for an RSA-4096 KEKEK, with its tag, binding and public
-	// key, counts about 4.2 KB (5.2 KB with the longest label, 1,024
-	// bytes), so a batch of maxBatch of them (52 MB) fits: a bundle's
-	// worth of keys is never refused. Each ADD carries at most MaxPacket
-	// bytes, so this also bounds a connection sending its biggest ADDs to
-	// about 4,000 of them.
-	maxImportBytes = 64 << 20
+	// key wrapped for an RSA-4096 KEKEK, with its tag, binding, public key,
+	// the longest label (1,024 bytes) and the PKCS#11 attributes the
+	// largest bundle carries, counts about 8.7 KB, so a batch of maxBatch
+	// of them (87 MB) fits: a bundle's worth of keys is never refused. Each
+	// ADD carries at most MaxPacket bytes, so this also bounds a connection
+	// sending its biggest ADDs to about 8,000 of them.
+	maxImportBytes = 128 << 20
 	// importKeyOverhead is what a key costs in a batch besides its fields.
 	importKeyOverhead = 512
 )

@@ -261,7 +261,15 @@ func TestImportLimitsFitABundle(t *testing.T) {
 	key := &ExtImportAddRequest{UUID: uuidN(1), Label: string(bytes.Repeat([]byte("l"), hsm.MaxRawLabelLength)),
 		Encryption: string(hsm.KEKEncryptions[0]), PKCS8: make([]byte, 2405), KEK: make([]byte, 582),
 		Tag: make([]byte, 40), Binding: make([]byte, 62), SPKI: make([]byte, 550)}
-	if need := backup.MaxKeys * importCost(key, nil); need > defaultLimits.batchMem {
+	// The attributes of the largest bundle (cmd/cryptech-backup's
+	// TestMaxBundleHoldsLargestBundle): about 27 PKCS#11 attributes, CKA_ID
+	// and CKA_SUBJECT of 1,024 bytes, and the public object's at 1,024.
+	attrs := []hsm.Attribute{{Type: hsm.CKAID, Value: make([]byte, 1024)}, {Type: hsm.CKASubject, Value: make([]byte, 1024)},
+		{Type: hsm.AttributePublicObject, Value: make([]byte, 1024)}}
+	for i := range 24 {
+		attrs = append(attrs, hsm.Attribute{Type: hsm.CKASign + uint32(i), Value: []byte{1}})
+	}
+	if need := backup.MaxKeys * importCost(key, attrs); need > defaultLimits.batchMem {
 		t.Errorf("%d RSA-4096 keys count %d bytes, more than the %d a connection may hold", backup.MaxKeys, need, defaultLimits.batchMem)
 	}
 }
