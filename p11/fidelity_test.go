@@ -331,22 +331,24 @@ func requireTool(t *testing.T, name string) string {
 	return ""
 }
 
+// pkcs11Tool runs OpenSC's pkcs11-tool on tok, logged in as its user.
+func pkcs11Tool(t *testing.T, tok *Token, args ...string) []byte {
+	t.Helper()
+	tool := requireTool(t, "pkcs11-tool")
+	cmd := exec.Command(tool, append([]string{"--module", env.Module(), "--token-label", tok.cfg.TokenLabel, "--login", "--pin", userPIN}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pkcs11-tool %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
 // TestApplicationFindsKeyByCKAID: a key made with pkcs11-tool --id 0a01 on
 // one token is found by pkcs11-tool --id 0a01 on the other after the
 // transfer, and what it signs there verifies under the source's public key.
 func TestApplicationFindsKeyByCKAID(t *testing.T) {
-	tool := requireTool(t, "pkcs11-tool")
 	src, dst := newToken(t), newToken(t)
-	run := func(tok *Token, args ...string) []byte {
-		t.Helper()
-		cmd := exec.Command(tool, append([]string{"--module", env.Module(), "--token-label", tok.cfg.TokenLabel, "--login", "--pin", userPIN}, args...)...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("pkcs11-tool %v: %v\n%s", args, err, out)
-		}
-		return out
-	}
-	run(src, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "0a01", "--label", "app", "--usage-sign", "--extractable")
+	pkcs11Tool(t, src, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "0a01", "--label", "app", "--usage-sign", "--extractable")
 	srcKeys, err := src.Keys(ctx, hsm.Filter{})
 	if err != nil || len(srcKeys) != 1 {
 		t.Fatalf("source keys %v, %v", srcKeys, err)
@@ -362,7 +364,7 @@ func TestApplicationFindsKeyByCKAID(t *testing.T) {
 	if err := os.WriteFile(in, digest[:], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run(dst, "--sign", "--id", "0a01", "-m", "ECDSA", "--signature-format", "openssl", "--input-file", in, "--output-file", sigFile)
+	pkcs11Tool(t, dst, "--sign", "--id", "0a01", "-m", "ECDSA", "--signature-format", "openssl", "--input-file", in, "--output-file", sigFile)
 	sig, err := os.ReadFile(sigFile)
 	if err != nil {
 		t.Fatal(err)
