@@ -37,6 +37,13 @@ func attr(typ uint, v any) *pkcs11.Attribute { return pkcs11.NewAttribute(typ, v
 // pkcs11-tool does, and returns its UUID.
 func makeKey(t testing.TB, tok *Token, m made) hsm.UUID {
 	t.Helper()
+	return keyOfPublic(t, tok, makePair(t, tok, m))
+}
+
+// makePair generates a key pair as makeKey does, and returns its public
+// object.
+func makePair(t testing.TB, tok *Token, m made) pkcs11.ObjectHandle {
+	t.Helper()
 	tok.mu.Lock()
 	defer tok.mu.Unlock()
 	pub := template{attr(pkcs11.CKA_TOKEN, true)}
@@ -63,7 +70,14 @@ func makeKey(t testing.TB, tok *Token, m made) hsm.UUID {
 	if err != nil {
 		t.Fatalf("make %s: %v", m.name, err)
 	}
-	// Its UUID: the key whose public object is the one just made.
+	return ph
+}
+
+// keyOfPublic is the UUID of the key whose public object is ph.
+func keyOfPublic(t testing.TB, tok *Token, ph pkcs11.ObjectHandle) hsm.UUID {
+	t.Helper()
+	tok.mu.Lock()
+	defer tok.mu.Unlock()
 	objs, err := tok.keyObjects()
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +90,7 @@ func makeKey(t testing.TB, tok *Token, m made) hsm.UUID {
 			return o.info.UUID
 		}
 	}
-	t.Fatalf("make %s: the new key is not listed", m.name)
+	t.Fatalf("public key object %d is no key's", ph)
 	return hsm.UUID{}
 }
 
@@ -382,8 +396,9 @@ func TestApplicationFindsKeyByCKAID(t *testing.T) {
 	}
 }
 
-// TestSharedCKAID: eight keys, two pairs of which share a CKA_ID, are
-// listed as eight keys with distinct UUIDs, all exported, imported on
+// TestSharedCKAID: ten keys, three pairs of which share a CKA_ID (one a
+// 16-byte CKA_ID, shared by an EC and an RSA key), are listed as ten keys
+// with distinct UUIDs, all exported, imported on
 // another token, and each signs there under its source's public key.
 func TestSharedCKAID(t *testing.T) {
 	src, dst := newToken(t), newToken(t)
@@ -398,10 +413,19 @@ func TestSharedCKAID(t *testing.T) {
 		shared("rsa pair", true, 0, 1), shared("rsa pair", true, 0, 2),
 		shared("alone 1", false, hsm.CurveP384, 1), shared("alone 2", true, 0, 1),
 		shared("0123456789abcdef", false, hsm.CurveP256, 1), shared("alone 3", false, hsm.CurveP521, 1),
+		// A 16-byte CKA_ID, which names a key alone, shared: neither key is
+		// named by it, and the destination takes both.
+		shared("fedcba9876543210", false, hsm.CurveP256, 1), shared("fedcba9876543210", true, 0, 2),
+	}
+	// Named once all are made: a key alone with a 16-byte CKA_ID is named
+	// by it until a second key shares it.
+	var pubs []pkcs11.ObjectHandle
+	for _, m := range keys {
+		pubs = append(pubs, makePair(t, src, m))
 	}
 	ids := map[hsm.UUID]bool{}
-	for _, m := range keys {
-		ids[makeKey(t, src, m)] = true
+	for _, ph := range pubs {
+		ids[keyOfPublic(t, src, ph)] = true
 	}
 	if len(ids) != len(keys) {
 		t.Fatalf("%d keys have %d distinct UUIDs", len(keys), len(ids))

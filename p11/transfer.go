@@ -3,6 +3,7 @@
 package p11
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -256,7 +257,7 @@ func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
 			return hsm.ImportResult{}, err
 		}
 	}
-	res, found, shared, err := t.present(id, req.PublicKey, private)
+	res, found, shared, err := t.present(id, req.UUID, req.PublicKey, private)
 	if found || err != nil {
 		return res, err
 	}
@@ -378,10 +379,11 @@ func attribute(attrs []hsm.Attribute, typ uint32) ([]byte, bool) {
 }
 
 // present looks for the key among the keys of its CKA_ID: the same key is
-// reported present (found); a different key is refused only when the
-// CKA_ID is 16 bytes, which names it (other CKA_IDs several keys may
-// share, and then shared says so).
-func (t *Token) present(id, spki []byte, private bool) (res hsm.ImportResult, found, shared bool, err error) {
+// reported present (found). A different key there is refused only when the
+// incoming key claims the CKA_ID as its name (its UUID is the 16-byte
+// CKA_ID): a key that was named by a UUID derived from its CKA_ID shared it
+// on its source, and may share it here (shared says so).
+func (t *Token) present(id []byte, name hsm.UUID, spki []byte, private bool) (res hsm.ImportResult, found, shared bool, err error) {
 	objs, err := t.keyObjects(pkcs11.NewAttribute(pkcs11.CKA_ID, id))
 	if err != nil {
 		return hsm.ImportResult{}, false, false, err
@@ -398,7 +400,7 @@ func (t *Token) present(id, spki []byte, private bool) (res hsm.ImportResult, fo
 		}
 		shared = true
 	}
-	if shared && len(id) == len(hsm.UUID{}) {
+	if shared && bytes.Equal(id, name[:]) {
 		return hsm.ImportResult{}, false, false, hsm.ErrKeyNameInUse
 	}
 	return hsm.ImportResult{}, false, shared, nil
