@@ -512,3 +512,77 @@ func TestPrivateKeyWithoutPublicObject(t *testing.T) {
 		t.Errorf("export skipping what cannot be read: %d keys, %v", len(b.Keys), err)
 	}
 }
+
+// TestECPairingBySignature: two EC keys of one curve share a CKA_ID, and
+// their private objects do not show their points (SoftHSM2's do not), so
+// only a test signature tells which public object is whose. The first
+// key's public object is made again, so that the token lists the public
+// objects in the other order than the private ones: pairing by order would
+// give each private key the other's public key. Each key signs so that its
+// listed public key verifies, and keeps its name.
+func TestECPairingBySignature(t *testing.T) {
+	tok := newToken(t)
+	twin := func(n int) made {
+		label := fmt.Sprintf("twin %d", n)
+		return made{name: label, curve: hsm.CurveP256,
+			priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte("twins")), attr(pkcs11.CKA_LABEL, label), attr(pkcs11.CKA_SIGN, true)},
+			pub:  []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte("twins")), attr(pkcs11.CKA_LABEL, label), attr(pkcs11.CKA_VERIFY, true)}}
+	}
+	first, second := makePair(t, tok, twin(1)), makePair(t, tok, twin(2))
+	names := map[hsm.UUID]bool{keyOfPublic(t, tok, first): true, keyOfPublic(t, tok, second): true}
+
+	func() {
+		tok.mu.Lock()
+		defer tok.mu.Unlock()
+		types := []uint{pkcs11.CKA_CLASS, pkcs11.CKA_KEY_TYPE, pkcs11.CKA_TOKEN, pkcs11.CKA_ID, pkcs11.CKA_LABEL,
+			pkcs11.CKA_VERIFY, pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT}
+		tmpl := make([]*pkcs11.Attribute, len(types))
+		for i, ty := range types {
+			tmpl[i] = attr(ty, nil)
+		}
+		got, err := tok.raw.GetAttributeValue(tok.sess, first, tmpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tok.raw.DestroyObject(tok.sess, first); err != nil {
+			t.Fatal(err)
+		}
+		if first, err = tok.raw.CreateObject(tok.sess, got); err != nil {
+			t.Fatal(err)
+		}
+		privs, err := tok.find(attr(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY), attr(pkcs11.CKA_ID, []byte("twins")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubs, err := tok.find(attr(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY), attr(pkcs11.CKA_ID, []byte("twins")))
+		if err != nil || len(privs) != 2 || len(pubs) != 2 {
+			t.Fatalf("%d private and %d public objects (%v)", len(privs), len(pubs), err)
+		}
+		if pubs[0] == first {
+			t.Fatal("the token lists the first key's public object first again: the order cannot mislead, so this test shows nothing")
+		}
+		for _, h := range privs {
+			if a, _ := tok.attrs(h, pkcs11.CKA_EC_POINT); len(a[pkcs11.CKA_EC_POINT]) != 0 {
+				t.Fatal("the private objects show their points: no test signature is needed, so this test shows nothing")
+			}
+		}
+	}()
+
+	keys, err := tok.Keys(ctx, hsm.Filter{})
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("listed %d keys (%v), want 2", len(keys), err)
+	}
+	for _, k := range keys {
+		if !names[k.UUID] {
+			t.Errorf("listed %s, not the name the key had", k.UUID)
+		}
+		digest := sha256.Sum256([]byte(k.Label))
+		sig, err := tok.Sign(ctx, k.UUID, digest[:], crypto.SHA256)
+		if err != nil {
+			t.Fatalf("%s: %v", k.Label, err)
+		}
+		if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+			t.Errorf("%s signs with the other key's private half: %v", k.Label, err)
+		}
+	}
+}
