@@ -198,6 +198,19 @@ func flagTemplates(flags hsm.Flags) (priv, pub template) {
 	return priv, pub
 }
 
+// keyTemplates are the templates of a new key's objects, made on the token
+// or loaded into it: what its flags give (flagTemplates), the CKA_ID, the
+// label, and CKA_TOKEN when the flags say token.
+func keyTemplates(flags hsm.Flags, id []byte, label string) (priv, pub template) {
+	priv, pub = flagTemplates(flags)
+	for _, tm := range []*template{&priv, &pub} {
+		tm.set(pkcs11.CKA_ID, id)
+		tm.set(pkcs11.CKA_LABEL, label)
+		tm.set(pkcs11.CKA_TOKEN, flags&hsm.FlagToken != 0)
+	}
+	return priv, pub
+}
+
 // applyCarried sets on a template the carried attributes of its object;
 // others (a libhal client's, kept by an emulated HSM) have no place on a
 // PKCS#11 object and are left out.

@@ -79,12 +79,7 @@ func (t *Token) generate(req hsm.GenerateRequest, more func(priv, pub *template)
 	if err != nil {
 		return hsm.KeyInfo{}, err
 	}
-	priv, pub := flagTemplates(req.Flags)
-	for _, tm := range []*template{&priv, &pub} {
-		tm.set(pkcs11.CKA_ID, id[:])
-		tm.set(pkcs11.CKA_LABEL, req.Label)
-		tm.set(pkcs11.CKA_TOKEN, req.Flags&hsm.FlagToken != 0)
-	}
+	priv, pub := keyTemplates(req.Flags, id[:], req.Label)
 	if more != nil {
 		more(&priv, &pub)
 	}
