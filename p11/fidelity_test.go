@@ -8,11 +8,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/miekg/pkcs11"
@@ -454,11 +456,34 @@ func TestSharedCKAID(t *testing.T) {
 	for id := range ids {
 		signsAsSource(t, src, dst, id)
 	}
-	// Again: every key is recognised as present, none duplicated.
+	// The second key of each pair arrives where the first has its CKA_ID
+	// already, and the import says so; the first key of the 16-byte
+	// CKA_ID, named by it until then, is renamed, and the import says that
+	// too.
+	var warned []string
+	for _, r := range res {
+		warned = append(warned, r.Warnings...)
+	}
+	if len(warned) != 3 {
+		t.Errorf("%d warnings, want one per pair of keys sharing a CKA_ID: %q", len(warned), warned)
+	}
+	for _, w := range warned {
+		if !strings.Contains(w, "may use either") {
+			t.Errorf("warning %q", w)
+		}
+		if strings.Contains(w, "CKA_ID "+hex.EncodeToString([]byte("fedcba9876543210"))) {
+			u := hsm.UUID([]byte("fedcba9876543210"))
+			if !strings.Contains(w, "; key "+u.String()+", named by that CKA_ID until now, is named ") {
+				t.Errorf("warning %q does not tell that key %s was renamed", w, u)
+			}
+		}
+	}
+	// Again: every key is recognised as present, none duplicated, and
+	// nothing is worth a warning.
 	res = transfer(t, src, dst)
 	for _, r := range res {
-		if !r.Present {
-			t.Errorf("second import: %s not present", r.UUID)
+		if !r.Present || len(r.Warnings) != 0 {
+			t.Errorf("second import: %s present %v, warnings %q", r.UUID, r.Present, r.Warnings)
 		}
 	}
 	if n, err := dst.Keys(ctx, hsm.Filter{Mask: hsm.FlagExportable, Flags: hsm.FlagExportable}); err != nil || len(n) != len(keys) {
@@ -584,5 +609,38 @@ func TestECPairingBySignature(t *testing.T) {
 		if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
 			t.Errorf("%s signs with the other key's private half: %v", k.Label, err)
 		}
+	}
+}
+
+// TestEmulatedKeyNamedByCKAID: a key made on an emulated HSM, to which a
+// client gave a CKA_ID attribute that is not 16 bytes (as a PKCS#11
+// library over libhal keeps CKA_ID), arrives on a token with that CKA_ID and
+// is named there by the UUID derived from it, not by the UUID it had: the
+// README says so.
+func TestEmulatedKeyNamedByCKAID(t *testing.T) {
+	src, dst := hsmtest.New(t), newToken(t)
+	k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "emulated"})
+	if err := src.SetAttributes(ctx, k.UUID, []hsm.Attribute{{Type: hsm.CKAID, Value: []byte{0x0a, 0x01}}}); err != nil {
+		t.Fatal(err)
+	}
+	res := transfer(t, src, dst)
+	derived := derivedUUID([]byte{0x0a, 0x01}, k.PublicKey)
+	if len(res) != 1 || res[0].UUID != derived {
+		t.Fatalf("imported as %+v, want the derived UUID %s", res, derived)
+	}
+	if _, err := dst.Key(ctx, k.UUID); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("the old UUID on the token: %v", err)
+	}
+	byLabel, err := dst.Keys(ctx, hsm.Filter{Attributes: []hsm.Attribute{{Type: hsm.AttributeLabel, Value: []byte("emulated")}}})
+	if err != nil || len(byLabel) != 1 || byLabel[0].UUID != derived {
+		t.Errorf("by label: %v, %v", byLabel, err)
+	}
+	digest := sha256.Sum256([]byte("named anew"))
+	sig, err := dst.Sign(ctx, derived, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+		t.Error(err)
 	}
 }
