@@ -78,10 +78,7 @@ func (t *Token) KeyAttributes(_ context.Context, id hsm.UUID) ([]hsm.Attribute, 
 }
 
 func (t *Token) keyAttributes(id hsm.UUID) ([]hsm.Attribute, error) {
-	if _, err := t.session(); err != nil {
-		return nil, err
-	}
-	o, err := t.object(id)
+	o, err := t.sessionObject(id)
 	if err != nil {
 		return nil, err
 	}

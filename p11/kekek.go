@@ -117,10 +117,7 @@ func (t *Token) KEKEKFlaws(_ context.Context, id hsm.UUID) ([]string, error) {
 }
 
 func (t *Token) kekekFlaws(id hsm.UUID) ([]string, error) {
-	if _, err := t.session(); err != nil {
-		return nil, err
-	}
-	o, err := t.object(id)
+	o, err := t.sessionObject(id)
 	if err != nil {
 		return nil, err
 	}

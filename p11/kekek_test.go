@@ -25,6 +25,20 @@ import (
 	"github.com/hsmkit/cryptech-backup/sim"
 )
 
+// firstKey is what the bundle's first key arrives as: its KEK encrypted
+// to the KEKEK, and the key wrapped under the KEK.
+func firstKey(t *testing.T, b *backup.Bundle) (ct, wrapped []byte) {
+	t.Helper()
+	ct, err := hsm.ParseEncryptedKEK(b.Keys[0].KEK, b.KEKEncryption)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrapped, err = hsm.ParseEncryptedPKCS8(b.Keys[0].PKCS8); err != nil {
+		t.Fatal(err)
+	}
+	return ct, wrapped
+}
+
 // TestKEKEKOnlyUnwraps: the KEKEK setup makes on a token unwraps and does
 // nothing else, and someone who has the token's user PIN and a bundle
 // cannot read the bundle's KEK with it: not with C_Decrypt, not by
@@ -34,14 +48,7 @@ func TestKEKEKOnlyUnwraps(t *testing.T) {
 	k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "secret"})
 	kekek, b := exportFor(t, src, dst)
 	id, _ := hsm.ParseUUID(kekek.KEKEKUUID)
-	ct, err := hsm.ParseEncryptedKEK(b.Keys[0].KEK, b.KEKEncryption)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrapped, err := hsm.ParseEncryptedPKCS8(b.Keys[0].PKCS8)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ct, wrapped := firstKey(t, b)
 	oaep, _, _ := kekMechanism(b.KEKEncryption)
 
 	func() {
@@ -297,14 +304,7 @@ var (
 func breakIn(t *testing.T, tok *Token, b *backup.Bundle, src hsm.KeyInfo, door kekekDoor) error {
 	t.Helper()
 	id, _ := hsm.ParseUUID(b.KEKEKUUID)
-	ct, err := hsm.ParseEncryptedKEK(b.Keys[0].KEK, b.KEKEncryption)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrapped, err := hsm.ParseEncryptedPKCS8(b.Keys[0].PKCS8)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ct, wrapped := firstKey(t, b)
 	tok.mu.Lock()
 	defer tok.mu.Unlock()
 	o, err := tok.object(id)

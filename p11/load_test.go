@@ -34,10 +34,9 @@ func unwrappers(t *testing.T, tok *Token) []pkcs11.ObjectHandle {
 	return hs
 }
 
-// TestLoadPrivateKey: a key loaded in the clear is a session object that
-// only unwraps, sensitive, not extractable, not modifiable, not local.
-func TestLoadPrivateKey(t *testing.T) {
-	tok := newToken(t)
+// rsaPKCS8 is a new RSA-2048 key and its PrivateKeyInfo.
+func rsaPKCS8(t *testing.T) (*rsa.PrivateKey, []byte) {
+	t.Helper()
 	priv, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +45,14 @@ func TestLoadPrivateKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return priv, der
+}
+
+// TestLoadPrivateKey: a key loaded in the clear is a session object that
+// only unwraps, sensitive, not extractable, not modifiable, not local.
+func TestLoadPrivateKey(t *testing.T) {
+	tok := newToken(t)
+	priv, der := rsaPKCS8(t)
 	k, err := tok.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Flags: hsm.FlagKeyEncipherment})
 	if err != nil {
 		t.Fatal(err)
@@ -143,14 +150,7 @@ func TestSoftKEKEKIntoSoftHSM(t *testing.T) {
 // flags.
 func TestLoadGrantsWhatFlagsGrant(t *testing.T) {
 	tok := newToken(t)
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, der := rsaPKCS8(t)
 	usages := []hsm.Flags{hsm.FlagDigitalSignature, hsm.FlagKeyEncipherment, hsm.FlagDataEncipherment, hsm.FlagExportable}
 	for n := range 1 << len(usages) {
 		var flags hsm.Flags

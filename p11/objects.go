@@ -393,6 +393,15 @@ func (t *Token) object(id hsm.UUID) (*object, error) {
 	return nil, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, id)
 }
 
+// sessionObject finds one key by UUID, once logged in. Called with t.mu
+// held.
+func (t *Token) sessionObject(id hsm.UUID) (*object, error) {
+	if _, err := t.session(); err != nil {
+		return nil, err
+	}
+	return t.object(id)
+}
+
 // describe fills an object's KeyInfo. The flags are those of the private
 // key object of a key pair (what the key may do is what its private half
 // may do), or of the public key object alone.
