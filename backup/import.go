@@ -23,6 +23,8 @@ type ImportedKey struct {
 	UUID hsm.UUID
 	// Present: the same key was already there and was left alone.
 	Present bool
+	// Warnings are the token's, of the key's arrival (hsm.ImportResult).
+	Warnings []string
 }
 
 // Import stores the keys of a bundle in tok, all of them or none. Everything
@@ -121,6 +123,7 @@ func importBundle(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOpti
 	for j, r := range got {
 		results[idx[j]].Present = r.Present
 		results[idx[j]].UUID = r.Key.UUID
+		results[idx[j]].Warnings = r.Warnings
 	}
 	return results, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 )
@@ -26,8 +27,8 @@ type SetupOptions struct {
 }
 
 // Setup prepares tok to receive keys: it finds a usable KEKEK (the one named,
-// or any RSA private key with keyencipherment and token) or makes one, and
-// describes it.
+// or an RSA private key with keyencipherment and token that only unwraps, see
+// kekekVetter) or makes one, and describes it.
 func Setup(ctx context.Context, tok hsm.Token, opts SetupOptions) (*KEKEKFile, error) {
 	kekek, err := findKEKEK(ctx, tok, opts)
 	if err != nil {
@@ -55,7 +56,25 @@ type kekekGenerator interface {
 	GenerateKEKEK(ctx context.Context, bits int, label string) (hsm.KeyInfo, error)
 }
 
+// kekekVetter is a token whose keys can do more than their flags tell: a
+// PKCS#11 token, where an RSA key with keyencipherment (CKA_UNWRAP) may also
+// sign with raw RSA, be changed, or unwrap a bundle's KEK as a secret that
+// can be read. KEKEKFlaws says how a key would give a bundle's KEK away to
+// whoever has the token's user PIN; none for a KEKEK as GenerateKEKEK makes
+// it. The emulated HSM, directly or over RPC, is no such token: a key does
+// what its flags let it, no flag lets a user decrypt with an RSA key (libhal
+// has neither a decrypt call nor raw RSA), and a KEK is unwrapped only
+// inside an import; so any RSA key with keyencipherment serves there, as in
+// cryptech_backup.
+type kekekVetter interface {
+	KEKEKFlaws(ctx context.Context, id hsm.UUID) ([]string, error)
+}
+
+// kekekLabel is the label of the KEKEKs setup makes.
+const kekekLabel = "KEKEK"
+
 func findKEKEK(ctx context.Context, tok hsm.Token, opts SetupOptions) (hsm.KeyInfo, error) {
+	vet, _ := tok.(kekekVetter)
 	if !opts.UUID.IsZero() {
 		k, err := tok.Key(ctx, opts.UUID)
 		if err != nil {
@@ -64,25 +83,31 @@ func findKEKEK(ctx context.Context, tok hsm.Token, opts SetupOptions) (hsm.KeyIn
 		if err := checkKEKEK(k); err != nil {
 			return hsm.KeyInfo{}, err
 		}
-		return k, checkKEKEKUses(ctx, tok, k)
+		return k, refuseFlawed(ctx, vet, k)
 	}
 	if !opts.New {
 		keys, err := tok.Keys(ctx, hsm.Filter{Type: hsm.KeyTypeRSAPrivate, Mask: kekekFlags, Flags: kekekFlags})
 		if err != nil {
 			return hsm.KeyInfo{}, err
 		}
-		// A KEKEK that does more than unwrap is refused, not passed over:
-		// the operator must know of it.
+		// A KEKEK of this tool that does more than unwrap (as setup made
+		// them before) is refused, not passed over: the operator must know
+		// of it. Any other key, an application's that also unwraps, is
+		// none of setup's business.
 		var refused error
 		for _, k := range keys {
 			if checkKEKEK(k) != nil {
 				continue
 			}
-			if err := checkKEKEKUses(ctx, tok, k); err != nil {
+			err := refuseFlawed(ctx, vet, k)
+			switch {
+			case err == nil:
+				return k, nil
+			case !errors.Is(err, hsm.ErrForbidden):
+				return hsm.KeyInfo{}, err
+			case looksLikeKEKEK(k):
 				refused = err
-				continue
 			}
-			return k, nil
 		}
 		if refused != nil {
 			return hsm.KeyInfo{}, refused
@@ -93,46 +118,35 @@ func findKEKEK(ctx context.Context, tok hsm.Token, opts SetupOptions) (hsm.KeyIn
 		bits = DefaultKEKEKBits
 	}
 	if g, ok := tok.(kekekGenerator); ok {
-		return g.GenerateKEKEK(ctx, bits, "KEKEK")
+		return g.GenerateKEKEK(ctx, bits, kekekLabel)
 	}
 	return tok.GenerateKey(ctx, hsm.GenerateRequest{
-		Type: hsm.KeyTypeRSAPrivate, Bits: bits, Flags: kekekFlags, Label: "KEKEK",
+		Type: hsm.KeyTypeRSAPrivate, Bits: bits, Flags: kekekFlags, Label: kekekLabel,
 	})
 }
 
-// checkKEKEKUses refuses a KEKEK that does more than unwrap, where its
-// token tells (in its PKCS#11 attributes): with CKA_DECRYPT anyone who has
-// the token's user PIN decrypts a bundle's KEK (C_Decrypt) and with it the
-// bundle's keys (openssl enc -d -id-aes256-wrap-pad); a KEKEK that is
-// extractable, or not sensitive, can itself be read.
-func checkKEKEKUses(ctx context.Context, tok hsm.Token, k hsm.KeyInfo) error {
-	ar, ok := tok.(hsm.AttributeReader)
-	if !ok {
+// looksLikeKEKEK tells a KEKEK that setup made (label KEKEK, unwraps, does
+// not sign) from an application's key that unwraps too.
+func looksLikeKEKEK(k hsm.KeyInfo) bool {
+	return k.Label == kekekLabel && k.Flags&hsm.FlagKeyEncipherment != 0 && k.Flags&hsm.FlagDigitalSignature == 0
+}
+
+// refuseFlawed refuses a key whose token tells (kekekVetter) that it would
+// give a bundle's KEK away, saying how, and what to do.
+func refuseFlawed(ctx context.Context, vet kekekVetter, k hsm.KeyInfo) error {
+	if vet == nil {
 		return nil
 	}
-	attrs, err := ar.KeyAttributes(ctx, k.UUID)
-	if errors.Is(err, hsm.ErrUnsupported) {
-		return nil
-	}
-	if err != nil {
+	flaws, err := vet.KEKEKFlaws(ctx, k.UUID)
+	if err != nil || len(flaws) == 0 {
 		return err
 	}
-	for _, a := range attrs {
-		var why string
-		on := len(a.Value) == 1 && a.Value[0] != 0
-		switch {
-		case a.Type == hsm.CKADecrypt && on:
-			why = "has CKA_DECRYPT: anyone with the token's user PIN can decrypt a bundle's KEK with it (C_Decrypt) and so read the bundle's keys"
-		case a.Type == hsm.CKAExtractable && on:
-			why = "is extractable (CKA_EXTRACTABLE): anyone with the token's user PIN can wrap it out and read it"
-		case a.Type == hsm.CKASensitive && !on:
-			why = "is not sensitive (CKA_SENSITIVE false): anyone with the token's user PIN can read it"
-		default:
-			continue
-		}
-		return fmt.Errorf("%w: KEKEK %s %s; run setup with --new to make a KEKEK that only unwraps, and delete this one once every bundle made for it is imported", hsm.ErrForbidden, k.UUID, why)
+	advice := "run setup with --new to make a KEKEK that only unwraps"
+	if looksLikeKEKEK(k) {
+		advice += ", and delete this one once every bundle made for it is imported"
 	}
-	return nil
+	return fmt.Errorf("%w: key %s (label %q) cannot serve as a KEKEK: anyone with the token's user PIN could read the keys of a bundle made for it, as it %s; %s",
+		hsm.ErrForbidden, k.UUID, k.Label, strings.Join(flaws, ", "), advice)
 }
 
 // checkKEKEK tells why a key cannot serve as a KEKEK.

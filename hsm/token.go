@@ -186,4 +186,7 @@ type ImportResult struct {
 	// Present is true when the same key was already stored under that UUID,
 	// so nothing was stored.
 	Present bool
+	// Warnings are what the operator should know of the key's arrival, one
+	// line each (a PKCS#11 token: another key there has its CKA_ID).
+	Warnings []string
 }

@@ -78,10 +78,7 @@ func (t *Token) KeyAttributes(_ context.Context, id hsm.UUID) ([]hsm.Attribute, 
 }
 
 func (t *Token) keyAttributes(id hsm.UUID) ([]hsm.Attribute, error) {
-	if _, err := t.session(); err != nil {
-		return nil, err
-	}
-	o, err := t.object(id)
+	o, err := t.sessionObject(id)
 	if err != nil {
 		return nil, err
 	}
@@ -195,6 +192,19 @@ func flagTemplates(flags hsm.Flags) (priv, pub template) {
 	}
 	pub.set(pkcs11.CKA_VERIFY_RECOVER, false)
 	pub.set(pkcs11.CKA_DERIVE, false)
+	return priv, pub
+}
+
+// keyTemplates are the templates of a new key's objects, made on the token
+// or loaded into it: what its flags give (flagTemplates), the CKA_ID, the
+// label, and CKA_TOKEN when the flags say token.
+func keyTemplates(flags hsm.Flags, id []byte, label string) (priv, pub template) {
+	priv, pub = flagTemplates(flags)
+	for _, tm := range []*template{&priv, &pub} {
+		tm.set(pkcs11.CKA_ID, id)
+		tm.set(pkcs11.CKA_LABEL, label)
+		tm.set(pkcs11.CKA_TOKEN, flags&hsm.FlagToken != 0)
+	}
 	return priv, pub
 }
 

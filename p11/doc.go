@@ -5,7 +5,8 @@
 //
 // A key is a private key object and the public key object that is its
 // half, paired by CKA_ID and public key (several keys may share a CKA_ID),
-// or either alone. A key whose CKA_ID is 16 bytes, shared with no other
+// or either alone. Keys this package cannot use are left out of Keys and
+// named by UnusableKeys. A key whose CKA_ID is 16 bytes, shared with no other
 // key, has that UUID; every other key a UUID derived from its CKA_ID and
 // public key. Key flags are those of the private object (of the public
 // object alone): exportable is CKA_EXTRACTABLE, token CKA_TOKEN,
@@ -25,7 +26,9 @@
 // the digest of its binding, as a generic secret session object, wrapped
 // under the KEK, and an import checks it by making it again and comparing.
 // The KEKEK that setup makes (GenerateKEKEK) only unwraps, and forces what
-// it unwraps to stay secret. CKM_RSA_AES_KEY_WRAP, which does both wraps
+// it unwraps to stay secret; KEKEKFlaws tells setup how an existing key
+// falls short of that (it reads the key's CKA_UNWRAP_TEMPLATE back with
+// C_GetAttributeValue itself: template.go). CKM_RSA_AES_KEY_WRAP, which does both wraps
 // in one call, is not used even where a token offers it: it never shows the
 // KEK as an object, so no tag could be made or checked under it.
 //

@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -39,6 +40,13 @@ func attr(typ uint, v any) *pkcs11.Attribute { return pkcs11.NewAttribute(typ, v
 // pkcs11-tool does, and returns its UUID.
 func makeKey(t testing.TB, tok *Token, m made) hsm.UUID {
 	t.Helper()
+	return keyOfPublic(t, tok, makePair(t, tok, m))
+}
+
+// makePair generates a key pair as makeKey does, and returns its public
+// object.
+func makePair(t testing.TB, tok *Token, m made) pkcs11.ObjectHandle {
+	t.Helper()
 	tok.mu.Lock()
 	defer tok.mu.Unlock()
 	pub := template{attr(pkcs11.CKA_TOKEN, true)}
@@ -65,7 +73,14 @@ func makeKey(t testing.TB, tok *Token, m made) hsm.UUID {
 	if err != nil {
 		t.Fatalf("make %s: %v", m.name, err)
 	}
-	// Its UUID: the key whose public object is the one just made.
+	return ph
+}
+
+// keyOfPublic is the UUID of the key whose public object is ph.
+func keyOfPublic(t testing.TB, tok *Token, ph pkcs11.ObjectHandle) hsm.UUID {
+	t.Helper()
+	tok.mu.Lock()
+	defer tok.mu.Unlock()
 	objs, err := tok.keyObjects()
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +93,7 @@ func makeKey(t testing.TB, tok *Token, m made) hsm.UUID {
 			return o.info.UUID
 		}
 	}
-	t.Fatalf("make %s: the new key is not listed", m.name)
+	t.Fatalf("public key object %d is no key's", ph)
 	return hsm.UUID{}
 }
 
@@ -319,22 +334,24 @@ func requireTool(t *testing.T, name string) string {
 	return ""
 }
 
+// pkcs11Tool runs OpenSC's pkcs11-tool on tok, logged in as its user.
+func pkcs11Tool(t *testing.T, tok *Token, args ...string) []byte {
+	t.Helper()
+	tool := requireTool(t, "pkcs11-tool")
+	cmd := exec.Command(tool, append([]string{"--module", env.Module(), "--token-label", tok.cfg.TokenLabel, "--login", "--pin", userPIN}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pkcs11-tool %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
 // TestApplicationFindsKeyByCKAID: a key made with pkcs11-tool --id 0a01 on
 // one token is found by pkcs11-tool --id 0a01 on the other after the
 // transfer, and what it signs there verifies under the source's public key.
 func TestApplicationFindsKeyByCKAID(t *testing.T) {
-	tool := requireTool(t, "pkcs11-tool")
 	src, dst := newToken(t), newToken(t)
-	run := func(tok *Token, args ...string) []byte {
-		t.Helper()
-		cmd := exec.Command(tool, append([]string{"--module", env.Module(), "--token-label", tok.cfg.TokenLabel, "--login", "--pin", userPIN}, args...)...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("pkcs11-tool %v: %v\n%s", args, err, out)
-		}
-		return out
-	}
-	run(src, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "0a01", "--label", "app", "--usage-sign", "--extractable")
+	pkcs11Tool(t, src, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "0a01", "--label", "app", "--usage-sign", "--extractable")
 	srcKeys, err := src.Keys(ctx, hsm.Filter{})
 	if err != nil || len(srcKeys) != 1 {
 		t.Fatalf("source keys %v, %v", srcKeys, err)
@@ -350,7 +367,7 @@ func TestApplicationFindsKeyByCKAID(t *testing.T) {
 	if err := os.WriteFile(in, digest[:], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run(dst, "--sign", "--id", "0a01", "-m", "ECDSA", "--signature-format", "openssl", "--input-file", in, "--output-file", sigFile)
+	pkcs11Tool(t, dst, "--sign", "--id", "0a01", "-m", "ECDSA", "--signature-format", "openssl", "--input-file", in, "--output-file", sigFile)
 	sig, err := os.ReadFile(sigFile)
 	if err != nil {
 		t.Fatal(err)
@@ -368,8 +385,9 @@ func TestApplicationFindsKeyByCKAID(t *testing.T) {
 	}
 }
 
-// TestSharedCKAID: eight keys, two pairs of which share a CKA_ID, are
-// listed as eight keys with distinct UUIDs, all exported, imported on
+// TestSharedCKAID: ten keys, three pairs of which share a CKA_ID (one a
+// 16-byte CKA_ID, shared by an EC and an RSA key), are listed as ten keys
+// with distinct UUIDs, all exported, imported on
 // another token, and each signs there under its source's public key.
 func TestSharedCKAID(t *testing.T) {
 	src, dst := newToken(t), newToken(t)
@@ -384,10 +402,19 @@ func TestSharedCKAID(t *testing.T) {
 		shared("rsa pair", true, 0, 1), shared("rsa pair", true, 0, 2),
 		shared("alone 1", false, hsm.CurveP384, 1), shared("alone 2", true, 0, 1),
 		shared("0123456789abcdef", false, hsm.CurveP256, 1), shared("alone 3", false, hsm.CurveP521, 1),
+		// A 16-byte CKA_ID, which names a key alone, shared: neither key is
+		// named by it, and the destination takes both.
+		shared("fedcba9876543210", false, hsm.CurveP256, 1), shared("fedcba9876543210", true, 0, 2),
+	}
+	// Named once all are made: a key alone with a 16-byte CKA_ID is named
+	// by it until a second key shares it.
+	var pubs []pkcs11.ObjectHandle
+	for _, m := range keys {
+		pubs = append(pubs, makePair(t, src, m))
 	}
 	ids := map[hsm.UUID]bool{}
-	for _, m := range keys {
-		ids[makeKey(t, src, m)] = true
+	for _, ph := range pubs {
+		ids[keyOfPublic(t, src, ph)] = true
 	}
 	if len(ids) != len(keys) {
 		t.Fatalf("%d keys have %d distinct UUIDs", len(keys), len(ids))
@@ -416,11 +443,34 @@ func TestSharedCKAID(t *testing.T) {
 	for id := range ids {
 		signsAsSource(t, src, dst, id)
 	}
-	// Again: every key is recognised as present, none duplicated.
+	// The second key of each pair arrives where the first has its CKA_ID
+	// already, and the import says so; the first key of the 16-byte
+	// CKA_ID, named by it until then, is renamed, and the import says that
+	// too.
+	var warned []string
+	for _, r := range res {
+		warned = append(warned, r.Warnings...)
+	}
+	if len(warned) != 3 {
+		t.Errorf("%d warnings, want one per pair of keys sharing a CKA_ID: %q", len(warned), warned)
+	}
+	for _, w := range warned {
+		if !strings.Contains(w, "may use either") {
+			t.Errorf("warning %q", w)
+		}
+		if strings.Contains(w, "CKA_ID "+hex.EncodeToString([]byte("fedcba9876543210"))) {
+			u := hsm.UUID([]byte("fedcba9876543210"))
+			if !strings.Contains(w, "; key "+u.String()+", named by that CKA_ID until now, is named ") {
+				t.Errorf("warning %q does not tell that key %s was renamed", w, u)
+			}
+		}
+	}
+	// Again: every key is recognised as present, none duplicated, and
+	// nothing is worth a warning.
 	res = transfer(t, src, dst)
 	for _, r := range res {
-		if !r.Present {
-			t.Errorf("second import: %s not present", r.UUID)
+		if !r.Present || len(r.Warnings) != 0 {
+			t.Errorf("second import: %s present %v, warnings %q", r.UUID, r.Present, r.Warnings)
 		}
 	}
 	if n, err := dst.Keys(ctx, hsm.Filter{Mask: hsm.FlagExportable, Flags: hsm.FlagExportable}); err != nil || len(n) != len(keys) {
@@ -511,5 +561,112 @@ func TestRawLabelsArriveOnToken(t *testing.T) {
 		if k, err := back.Key(ctx, id); err != nil || k.Label != label {
 			t.Errorf("%s came back from the token with label %q (%v), want %q", id, k.Label, err, label)
 		}
+	}
+}
+
+// TestECPairingBySignature: two EC keys of one curve share a CKA_ID, and
+// their private objects do not show their points (SoftHSM2's do not), so
+// only a test signature tells which public object is whose. The first
+// key's public object is made again, so that the token lists the public
+// objects in the other order than the private ones: pairing by order would
+// give each private key the other's public key. Each key signs so that its
+// listed public key verifies, and keeps its name.
+func TestECPairingBySignature(t *testing.T) {
+	tok := newToken(t)
+	twin := func(n int) made {
+		label := fmt.Sprintf("twin %d", n)
+		return made{name: label, curve: hsm.CurveP256,
+			priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte("twins")), attr(pkcs11.CKA_LABEL, label), attr(pkcs11.CKA_SIGN, true)},
+			pub:  []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte("twins")), attr(pkcs11.CKA_LABEL, label), attr(pkcs11.CKA_VERIFY, true)}}
+	}
+	first, second := makePair(t, tok, twin(1)), makePair(t, tok, twin(2))
+	names := map[hsm.UUID]bool{keyOfPublic(t, tok, first): true, keyOfPublic(t, tok, second): true}
+
+	func() {
+		tok.mu.Lock()
+		defer tok.mu.Unlock()
+		types := []uint{pkcs11.CKA_CLASS, pkcs11.CKA_KEY_TYPE, pkcs11.CKA_TOKEN, pkcs11.CKA_ID, pkcs11.CKA_LABEL,
+			pkcs11.CKA_VERIFY, pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT}
+		tmpl := make([]*pkcs11.Attribute, len(types))
+		for i, ty := range types {
+			tmpl[i] = attr(ty, nil)
+		}
+		got, err := tok.raw.GetAttributeValue(tok.sess, first, tmpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tok.raw.DestroyObject(tok.sess, first); err != nil {
+			t.Fatal(err)
+		}
+		if first, err = tok.raw.CreateObject(tok.sess, got); err != nil {
+			t.Fatal(err)
+		}
+		privs, err := tok.find(attr(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY), attr(pkcs11.CKA_ID, []byte("twins")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubs, err := tok.find(attr(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY), attr(pkcs11.CKA_ID, []byte("twins")))
+		if err != nil || len(privs) != 2 || len(pubs) != 2 {
+			t.Fatalf("%d private and %d public objects (%v)", len(privs), len(pubs), err)
+		}
+		if pubs[0] == first {
+			t.Fatal("the token lists the first key's public object first again: the order cannot mislead, so this test shows nothing")
+		}
+		for _, h := range privs {
+			if a, _ := tok.attrs(h, pkcs11.CKA_EC_POINT); len(a[pkcs11.CKA_EC_POINT]) != 0 {
+				t.Fatal("the private objects show their points: no test signature is needed, so this test shows nothing")
+			}
+		}
+	}()
+
+	keys, err := tok.Keys(ctx, hsm.Filter{})
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("listed %d keys (%v), want 2", len(keys), err)
+	}
+	for _, k := range keys {
+		if !names[k.UUID] {
+			t.Errorf("listed %s, not the name the key had", k.UUID)
+		}
+		digest := sha256.Sum256([]byte(k.Label))
+		sig, err := tok.Sign(ctx, k.UUID, digest[:], crypto.SHA256)
+		if err != nil {
+			t.Fatalf("%s: %v", k.Label, err)
+		}
+		if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+			t.Errorf("%s signs with the other key's private half: %v", k.Label, err)
+		}
+	}
+}
+
+// TestEmulatedKeyNamedByCKAID: a key made on an emulated HSM, to which a
+// client gave a CKA_ID attribute that is not 16 bytes (as a PKCS#11
+// library over libhal keeps CKA_ID), arrives on a token with that CKA_ID and
+// is named there by the UUID derived from it, not by the UUID it had: the
+// README says so.
+func TestEmulatedKeyNamedByCKAID(t *testing.T) {
+	src, dst := hsmtest.New(t), newToken(t)
+	k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "emulated"})
+	if err := src.SetAttributes(ctx, k.UUID, []hsm.Attribute{{Type: hsm.CKAID, Value: []byte{0x0a, 0x01}}}); err != nil {
+		t.Fatal(err)
+	}
+	res := transfer(t, src, dst)
+	derived := derivedUUID([]byte{0x0a, 0x01}, k.PublicKey)
+	if len(res) != 1 || res[0].UUID != derived {
+		t.Fatalf("imported as %+v, want the derived UUID %s", res, derived)
+	}
+	if _, err := dst.Key(ctx, k.UUID); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("the old UUID on the token: %v", err)
+	}
+	byLabel, err := dst.Keys(ctx, hsm.Filter{Attributes: []hsm.Attribute{{Type: hsm.AttributeLabel, Value: []byte("emulated")}}})
+	if err != nil || len(byLabel) != 1 || byLabel[0].UUID != derived {
+		t.Errorf("by label: %v, %v", byLabel, err)
+	}
+	digest := sha256.Sum256([]byte("named anew"))
+	sig, err := dst.Sign(ctx, derived, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+		t.Error(err)
 	}
 }

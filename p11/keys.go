@@ -79,12 +79,7 @@ func (t *Token) generate(req hsm.GenerateRequest, more func(priv, pub *template)
 	if err != nil {
 		return hsm.KeyInfo{}, err
 	}
-	priv, pub := flagTemplates(req.Flags)
-	for _, tm := range []*template{&priv, &pub} {
-		tm.set(pkcs11.CKA_ID, id[:])
-		tm.set(pkcs11.CKA_LABEL, req.Label)
-		tm.set(pkcs11.CKA_TOKEN, req.Flags&hsm.FlagToken != 0)
-	}
+	priv, pub := keyTemplates(req.Flags, id[:], req.Label)
 	if more != nil {
 		more(&priv, &pub)
 	}
@@ -125,10 +120,7 @@ func (t *Token) generate(req hsm.GenerateRequest, more func(priv, pub *template)
 func (t *Token) Key(_ context.Context, id hsm.UUID) (hsm.KeyInfo, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, err := t.session(); err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("open key: %w", err)
-	}
-	o, err := t.object(id)
+	o, err := t.sessionObject(id)
 	if err != nil {
 		return hsm.KeyInfo{}, fmt.Errorf("open key: %w", err)
 	}
@@ -166,10 +158,7 @@ func (t *Token) Keys(_ context.Context, f hsm.Filter) ([]hsm.KeyInfo, error) {
 func (t *Token) DeleteKey(_ context.Context, id hsm.UUID) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, err := t.session(); err != nil {
-		return fmt.Errorf("delete key: %w", err)
-	}
-	o, err := t.object(id)
+	o, err := t.sessionObject(id)
 	if err != nil {
 		return fmt.Errorf("delete key: %w", err)
 	}
@@ -199,10 +188,7 @@ func (t *Token) destroy(o *object) error {
 func (t *Token) Sign(_ context.Context, id hsm.UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, err := t.session(); err != nil {
-		return nil, fmt.Errorf("sign: %w", err)
-	}
-	o, err := t.object(id)
+	o, err := t.sessionObject(id)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}

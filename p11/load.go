@@ -17,12 +17,11 @@ var _ hsm.PrivateKeyLoader = (*Token)(nil)
 
 // LoadPrivateKey stores an RSA private key given in the clear (a PKCS#8
 // PrivateKeyInfo) with C_CreateObject: a session object unless the flags
-// say token, always CKA_SENSITIVE and CKA_PRIVATE, extractable only when
-// exportable, unmodifiable, and with no usage the flags do not give:
-// keyencipherment is CKA_UNWRAP alone (never CKA_DECRYPT, which would let
-// the PIN's holder decrypt a bundle's KEKs), dataencipherment CKA_DECRYPT,
-// digitalsignature CKA_SIGN. The token marks it not made there (CKA_LOCAL
-// false). A soft KEKEK is loaded so, unwraps the KEKs of one import, and
+// say token, with the attributes its flags give (flagTemplates: always
+// CKA_SENSITIVE and CKA_PRIVATE, extractable only when exportable, and no
+// usage the flags do not give; keyencipherment is CKA_UNWRAP alone, never
+// CKA_DECRYPT, which would let the PIN's holder decrypt a bundle's KEKs),
+// and unmodifiable. The token marks it not made there (CKA_LOCAL false). A soft KEKEK is loaded so, unwraps the KEKs of one import, and
 // goes when it is deleted or the session closes.
 //
 // The key's numbers are read from the DER in place, never copied into Go
@@ -60,22 +59,11 @@ func (t *Token) loadPrivate(req hsm.LoadRequest) (hsm.KeyInfo, error) {
 	if err != nil {
 		return hsm.KeyInfo{}, err
 	}
-	tmpl := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, req.Label),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, req.Flags&hsm.FlagToken != 0),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, req.Flags&hsm.FlagExportable != 0),
-		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, req.Flags&hsm.FlagKeyEncipherment != 0),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, req.Flags&hsm.FlagDataEncipherment != 0),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, req.Flags&hsm.FlagDigitalSignature != 0),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN_RECOVER, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-	}
+	// Exactly what the flags grant, as for a key made on the token.
+	tmpl, _ := keyTemplates(req.Flags, id[:], req.Label)
+	tmpl.set(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)
+	tmpl.set(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA)
+	tmpl.set(pkcs11.CKA_MODIFIABLE, false)
 	for _, a := range []struct {
 		typ uint
 		v   []byte
@@ -89,7 +77,7 @@ func (t *Token) loadPrivate(req hsm.LoadRequest) (hsm.KeyInfo, error) {
 		// its own that nobody clears.
 		tmpl = append(tmpl, &pkcs11.Attribute{Type: a.typ, Value: a.v})
 	}
-	h, err := t.raw.CreateObject(t.sess, tmpl)
+	h, err := t.raw.CreateObject(t.sess, tmpl.final())
 	if err != nil {
 		return hsm.KeyInfo{}, fmt.Errorf("create private key: %w", err)
 	}

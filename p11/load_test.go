@@ -34,10 +34,9 @@ func unwrappers(t *testing.T, tok *Token) []pkcs11.ObjectHandle {
 	return hs
 }
 
-// TestLoadPrivateKey: a key loaded in the clear is a session object that
-// only unwraps, sensitive, not extractable, not modifiable, not local.
-func TestLoadPrivateKey(t *testing.T) {
-	tok := newToken(t)
+// rsaPKCS8 is a new RSA-2048 key and its PrivateKeyInfo.
+func rsaPKCS8(t *testing.T) (*rsa.PrivateKey, []byte) {
+	t.Helper()
 	priv, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +45,14 @@ func TestLoadPrivateKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return priv, der
+}
+
+// TestLoadPrivateKey: a key loaded in the clear is a session object that
+// only unwraps, sensitive, not extractable, not modifiable, not local.
+func TestLoadPrivateKey(t *testing.T) {
+	tok := newToken(t)
+	priv, der := rsaPKCS8(t)
 	k, err := tok.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Flags: hsm.FlagKeyEncipherment})
 	if err != nil {
 		t.Fatal(err)
@@ -134,5 +141,48 @@ func TestSoftKEKEKIntoSoftHSM(t *testing.T) {
 				t.Errorf("%d objects that unwrap left on the destination", n)
 			}
 		})
+	}
+}
+
+// TestLoadGrantsWhatFlagsGrant: a loaded key's private object has, for
+// every combination of flags, the usage and policy attributes a key made on
+// the token with those flags has (flagTemplates), and reads back with those
+// flags.
+func TestLoadGrantsWhatFlagsGrant(t *testing.T) {
+	tok := newToken(t)
+	_, der := rsaPKCS8(t)
+	usages := []hsm.Flags{hsm.FlagDigitalSignature, hsm.FlagKeyEncipherment, hsm.FlagDataEncipherment, hsm.FlagExportable}
+	for n := range 1 << len(usages) {
+		var flags hsm.Flags
+		for i, f := range usages {
+			if n&(1<<i) != 0 {
+				flags |= f
+			}
+		}
+		k, err := tok.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Flags: flags})
+		if err != nil {
+			t.Fatalf("load with %v: %v", flags, err)
+		}
+		if k.Flags != flags {
+			t.Errorf("loaded with %v, reads back as %v", flags, k.Flags)
+		}
+		want, _ := flagTemplates(flags)
+		func() {
+			tok.mu.Lock()
+			defer tok.mu.Unlock()
+			o, err := tok.object(k.UUID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range want {
+				got, err := tok.attrs(o.priv, a.Type)
+				if err != nil || !bytes.Equal(got[a.Type], a.Value) {
+					t.Errorf("loaded with %v: attribute 0x%x is %x, a key made with those flags has %x", flags, a.Type, got[a.Type], a.Value)
+				}
+			}
+		}()
+		if err := tok.DeleteKey(ctx, k.UUID); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -244,7 +244,16 @@ func (t *Token) pair(id []byte, privs, pubs []*keyObject) []*object {
 	for _, ko := range privs {
 		switch {
 		case ko.err != nil:
-			out = append(out, &object{id: id, priv: ko.h, hasPriv: true, unusable: ko.err})
+			// With its public object, if one of its kind is there: one key
+			// this package cannot use, named once.
+			o := &object{id: id, priv: ko.h, hasPriv: true, unusable: ko.err}
+			if j := slices.IndexFunc(pubs, func(p *keyObject) bool {
+				return p.err != nil && p.kt == ko.kt && bytes.Equal(p.params, ko.params)
+			}); j >= 0 && !used[j] {
+				used[j] = true
+				o.pub, o.hasPub = pubs[j].h, true
+			}
+			out = append(out, o)
 		case ko.public != nil:
 			j := slices.IndexFunc(pubs, func(p *keyObject) bool { return p.err == nil && samePublic(ko.public, p.public) })
 			if j >= 0 && used[j] {
@@ -384,6 +393,15 @@ func (t *Token) object(id hsm.UUID) (*object, error) {
 	return nil, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, id)
 }
 
+// sessionObject finds one key by UUID, once logged in. Called with t.mu
+// held.
+func (t *Token) sessionObject(id hsm.UUID) (*object, error) {
+	if _, err := t.session(); err != nil {
+		return nil, err
+	}
+	return t.object(id)
+}
+
 // describe fills an object's KeyInfo. The flags are those of the private
 // key object of a key pair (what the key may do is what its private half
 // may do), or of the public key object alone.
@@ -449,13 +467,26 @@ func derivedUUID(id, spki []byte) hsm.UUID {
 	return u
 }
 
-// UnreadableKeys names the extractable private keys that Keys leaves out
-// because this package cannot use them (a key type it does not handle, a
-// private key whose public half it cannot find), so that an export does
-// not silently lack them.
+// UnusableKeys names every key that Keys leaves out because this package
+// cannot use it (a key type it does not handle, a private key whose public
+// half it cannot find), so that a list can say so.
+func (t *Token) UnusableKeys(context.Context) ([]string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.unusableKeys(false)
+}
+
+// UnreadableKeys names those of the keys UnusableKeys names that are
+// extractable private keys, so that an export does not silently lack them.
 func (t *Token) UnreadableKeys(context.Context) ([]string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.unusableKeys(true)
+}
+
+// unusableKeys names the keys this package cannot use, only the
+// extractable private ones if exportable. Called with t.mu held.
+func (t *Token) unusableKeys(exportable bool) ([]string, error) {
 	if _, err := t.session(); err != nil {
 		return nil, err
 	}
@@ -465,15 +496,21 @@ func (t *Token) UnreadableKeys(context.Context) ([]string, error) {
 	}
 	var out []string
 	for _, o := range bad {
-		if !o.hasPriv {
+		h, what := o.pub, "public key"
+		switch {
+		case o.hasPriv && o.hasPub:
+			h, what = o.priv, "key pair"
+		case o.hasPriv:
+			h, what = o.priv, "private key"
+		case exportable:
 			continue
 		}
-		a, err := t.attrs(o.priv, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_LABEL)
+		a, err := t.attrs(h, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_LABEL)
 		if err != nil {
 			return nil, err
 		}
-		if boolAttr(a[pkcs11.CKA_EXTRACTABLE]) {
-			out = append(out, fmt.Sprintf("CKA_ID %x, label %q: %v", o.id, a[pkcs11.CKA_LABEL], o.unusable))
+		if !exportable || boolAttr(a[pkcs11.CKA_EXTRACTABLE]) {
+			out = append(out, fmt.Sprintf("%s with CKA_ID %x, label %q: %v", what, o.id, a[pkcs11.CKA_LABEL], o.unusable))
 		}
 	}
 	return out, nil

@@ -3,6 +3,7 @@
 package p11
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/miekg/pkcs11"
@@ -258,7 +260,7 @@ func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
 			return hsm.ImportResult{}, err
 		}
 	}
-	res, found, shared, err := t.present(id, req.PublicKey, private)
+	res, found, others, err := t.present(id, req.UUID, req.PublicKey, private)
 	if found || err != nil {
 		return res, err
 	}
@@ -285,12 +287,34 @@ func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
 		return hsm.ImportResult{}, fmt.Errorf("store public key: %w", err)
 	}
 	created = append(created, pubObj)
-	o := &object{id: id, pub: pubObj, hasPub: true, priv: privObj, hasPriv: private, public: pub, shared: shared}
+	o := &object{id: id, pub: pubObj, hasPub: true, priv: privObj, hasPriv: private, public: pub, shared: len(others) > 0}
 	if err := t.describe(o); err != nil {
 		return hsm.ImportResult{}, err
 	}
 	ok = true
-	return hsm.ImportResult{Key: o.info}, nil
+	res = hsm.ImportResult{Key: o.info}
+	if len(others) > 0 {
+		res.Warnings = []string{sharedIDWarning(o, others)}
+	}
+	return res, nil
+}
+
+// sharedIDWarning tells that an imported key shares its CKA_ID with keys
+// that were on the token before it. PKCS#11 allows it, and the key keeps
+// the CKA_ID it left with; but an application that finds its key by
+// CKA_ID (a PKCS#11 URI's id=) may now find another. A key that was named
+// by the CKA_ID, a UUID, is named from now on by one derived from it.
+func sharedIDWarning(o *object, others []*object) string {
+	var names []string
+	renamed := ""
+	for _, other := range others {
+		names = append(names, fmt.Sprintf("%s (label %q)", other.info.UUID, other.info.Label))
+		if len(others) == 1 && len(o.id) == len(hsm.UUID{}) && other.info.UUID == hsm.UUID(o.id) {
+			renamed = fmt.Sprintf("; key %s, named by that CKA_ID until now, is named %s from now on", other.info.UUID, derivedUUID(o.id, other.info.PublicKey))
+		}
+	}
+	return fmt.Sprintf("key %s has CKA_ID %x, as key %s on the token already has: an application that finds keys by CKA_ID may use either%s",
+		o.info.UUID, o.id, strings.Join(names, ", key "), renamed)
 }
 
 // makeObject makes an object with every attribute of its template, which
@@ -380,13 +404,15 @@ func attribute(attrs []hsm.Attribute, typ uint32) ([]byte, bool) {
 }
 
 // present looks for the key among the keys of its CKA_ID: the same key is
-// reported present (found); a different key is refused only when the
-// CKA_ID is 16 bytes, which names it (other CKA_IDs several keys may
-// share, and then shared says so).
-func (t *Token) present(id, spki []byte, private bool) (res hsm.ImportResult, found, shared bool, err error) {
+// reported present (found). A different key there is refused only when the
+// incoming key claims the CKA_ID as its name (its UUID is the 16-byte
+// CKA_ID): a key that was named by a UUID derived from its CKA_ID shared it
+// on its source, and may share it here (others are the keys it shares it
+// with).
+func (t *Token) present(id []byte, name hsm.UUID, spki []byte, private bool) (res hsm.ImportResult, found bool, others []*object, err error) {
 	objs, err := t.keyObjects(pkcs11.NewAttribute(pkcs11.CKA_ID, id))
 	if err != nil {
-		return hsm.ImportResult{}, false, false, err
+		return hsm.ImportResult{}, false, nil, err
 	}
 	for _, o := range objs {
 		if t.describe(o) != nil {
@@ -394,16 +420,16 @@ func (t *Token) present(id, spki []byte, private bool) (res hsm.ImportResult, fo
 		}
 		if hsm.SamePublicKey(o.info.PublicKey, spki) {
 			if o.hasPriv != private {
-				return hsm.ImportResult{}, false, false, hsm.ErrKeyNameInUse
+				return hsm.ImportResult{}, false, nil, hsm.ErrKeyNameInUse
 			}
-			return hsm.ImportResult{Key: o.info, Present: true}, true, false, nil
+			return hsm.ImportResult{Key: o.info, Present: true}, true, nil, nil
 		}
-		shared = true
+		others = append(others, o)
 	}
-	if shared && len(id) == len(hsm.UUID{}) {
-		return hsm.ImportResult{}, false, false, hsm.ErrKeyNameInUse
+	if len(others) > 0 && bytes.Equal(id, name[:]) {
+		return hsm.ImportResult{}, false, nil, hsm.ErrKeyNameInUse
 	}
-	return hsm.ImportResult{}, false, shared, nil
+	return hsm.ImportResult{}, false, others, nil
 }
 
 // unwrapKEK recovers the transit KEK as a session AES key, and checks the

@@ -123,6 +123,15 @@ var listCommand = &command{
 				if err != nil {
 					return err
 				}
+				if ul, ok := tok.(unusableLister); ok {
+					bad, err := ul.UnusableKeys(ctx)
+					if err != nil {
+						return err
+					}
+					for _, b := range bad {
+						e.warn("not listed, this tool cannot use it: %s", b)
+					}
+				}
 				if asJSON {
 					return writeKeysJSON(e, keys)
 				}
@@ -143,6 +152,13 @@ var listCommand = &command{
 			})
 		}
 	},
+}
+
+// unusableLister is a token that leaves out of Keys the keys it cannot use
+// (a PKCS#11 token's keys of other types, say Ed25519): list names them on
+// stderr, so that none is missing unsaid.
+type unusableLister interface {
+	UnusableKeys(ctx context.Context) ([]string, error)
 }
 
 // shownLabel is a label as list shows it: as it is when it is a label a file

@@ -219,6 +219,9 @@ var importCommand = &command{
 					if r.Present {
 						status = "present"
 					}
+					for _, w := range r.Warnings {
+						e.warn("%s", w)
+					}
 					lines = append(lines, line{r.UUID.String(), status})
 				}
 				if asJSON {

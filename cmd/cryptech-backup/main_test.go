@@ -37,6 +37,9 @@ func TestScripts(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil && os.Getenv("CI") == "true" {
 		t.Fatal("openssl is missing: the scripts check signatures with it (apt-get install openssl)")
 	}
+	if _, err := exec.LookPath("pkcs11-tool"); err != nil && os.Getenv("CI") == "true" {
+		t.Fatal("pkcs11-tool is missing: the PKCS#11 scripts make keys with it (apt-get install opensc)")
+	}
 	module, softhsmErr := softhsm.FindModule()
 	if softhsmErr != nil && os.Getenv("CI") == "true" {
 		t.Fatalf("%v (CI=true: the PKCS#11 scripts need SoftHSM2)", softhsmErr)
