@@ -89,11 +89,44 @@ const rangeUnconfirmed = 1 // flag bit in a stored range
 type hashsigHistory struct {
 	id     [16]byte
 	ranges []historyRange
+	// at is the keystore ID its record has, or gets: historyID(id), or
+	// legacyHistoryID(id) for a record an older version wrote there.
+	at keystore.ID
 }
 
-// historyID names the history record of an HSS identifier. It cannot meet a
-// key's UUID in practice: it is a hash.
+// historyPrefix starts the UUIDs kept for HSS history records (isReserved):
+// "HSSHST", then a version field of 0, which no RFC 9562 UUID but the nil
+// UUID has. So the HSM's own UUIDs (version 4) never meet it, nor do
+// libhal's, and a random 16-byte name (a PKCS#11 CKA_ID used as a UUID)
+// does with probability 2^-52.
+var historyPrefix = [6]byte{'H', 'S', 'S', 'H', 'S', 'T'}
+
+// isHistoryID reports whether id is in the history records' namespace.
+func isHistoryID(id UUID) bool {
+	return [6]byte(id[:6]) == historyPrefix && id[6]>>4 == 0
+}
+
+// historyID names the history record of an HSS identifier: in a namespace
+// no key can have (imports refuse it, new keys are version 4), so that a
+// key imported under a UUID chosen from the identifier, which is public,
+// cannot take the record's place and make every import of that HSS key
+// fail. The 76 bits of the hash left make two identifiers' IDs meet with
+// negligible probability, and finding an identifier whose ID meets a given
+// one takes about 2^76 hashes.
 func historyID(id [16]byte) keystore.ID {
+	sum := sha256.Sum256(append([]byte("cryptech-backup HSS history v2\x00"), id[:]...))
+	var out keystore.ID
+	copy(out[:], historyPrefix[:])
+	out[6] = sum[6] & 0x0f
+	copy(out[7:], sum[7:16])
+	return out
+}
+
+// legacyHistoryID is where versions before historyID wrote the history
+// record of an HSS identifier: a hash, in the keys' namespace. The records
+// there are still found (HSM.history), and updated there: while one exists
+// no key can take its ID, as no key can be stored under an ID in use.
+func legacyHistoryID(id [16]byte) keystore.ID {
 	sum := sha256.Sum256(append([]byte("cryptech-backup HSS history\x00"), id[:]...))
 	return keystore.ID(sum[:16])
 }
@@ -116,7 +149,7 @@ func (hh *hashsigHistory) marshal() []byte {
 }
 
 func (hh *hashsigHistory) record() keystore.Record {
-	return keystore.Record{ID: historyID(hh.id), Kind: kindHashsigHistory, Data: hh.marshal()}
+	return keystore.Record{ID: hh.at, Kind: kindHashsigHistory, Data: hh.marshal()}
 }
 
 var errBadHistory = errors.New("corrupt HSS history record")
@@ -165,12 +198,13 @@ func parseLegacyHistory(b []byte) (*hashsigHistory, error) {
 }
 
 // readHistory parses a history record, checking that it is the one of its
-// identifier.
+// identifier, at either of the IDs it can have.
 func readHistory(rec keystore.Record) (*hashsigHistory, error) {
 	hh, err := parseHistory(rec.Kind, rec.Data)
-	if err != nil || historyID(hh.id) != rec.ID {
+	if err != nil || historyID(hh.id) != rec.ID && legacyHistoryID(hh.id) != rec.ID {
 		return nil, errBadHistory
 	}
+	hh.at = rec.ID
 	return hh, nil
 }
 
@@ -179,11 +213,22 @@ func readHistory(rec keystore.Record) (*hashsigHistory, error) {
 func (h *HSM) history(id [16]byte) (*hashsigHistory, error) {
 	lockassert.Held(&h.mu)
 	rec, err := h.ks.Get(historyID(id))
+	if err == nil && rec.Kind == kindKey {
+		// Only an older version could have stored a key here, before the
+		// namespace was kept for history records.
+		return nil, fmt.Errorf("%w: key %s, imported by an older version under a UUID kept for HSS history records now, holds the place of the history of HSS key %x: export it and delete it here",
+			errBadHistory, UUID(rec.ID), id)
+	}
 	if errors.Is(err, keystore.ErrNotFound) {
-		return &hashsigHistory{id: id}, nil
+		// An older version's record, where it wrote them; a key may have
+		// that UUID instead (it is not reserved), and then there is none.
+		rec, err = h.ks.Get(legacyHistoryID(id))
+		if errors.Is(err, keystore.ErrNotFound) || err == nil && rec.Kind != kindHashsigLegacy && rec.Kind != kindHashsigHistory {
+			return &hashsigHistory{id: id, at: historyID(id)}, nil
+		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("HSS history: %w", err)
+		return nil, fmt.Errorf("HSS history of %x: %w", id, err)
 	}
 	hh, err := readHistory(rec)
 	if err != nil || hh.id != id {
@@ -396,6 +441,7 @@ func (h *HSM) reclaimKeygenHistory() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	candidates := map[[16]byte]bool{}
+	at := map[[16]byte]keystore.ID{}
 	for _, rid := range h.ks.List(kindHashsigLegacy) {
 		rec, err := h.ks.Get(rid)
 		if err != nil {
@@ -403,7 +449,7 @@ func (h *HSM) reclaimKeygenHistory() error {
 		}
 		hh, err := readHistory(rec)
 		if err == nil && len(hh.ranges) == 1 && isKeygenRange(hh.ranges[0].next, hh.ranges[0].end) {
-			candidates[hh.id] = true
+			candidates[hh.id], at[hh.id] = true, rid
 		}
 	}
 	if len(candidates) == 0 {
@@ -418,7 +464,7 @@ func (h *HSM) reclaimKeygenHistory() error {
 		if _, ok := held[id]; ok {
 			continue
 		}
-		if err := h.ks.Delete(historyID(id)); err != nil {
+		if err := h.ks.Delete(at[id]); err != nil {
 			return fmt.Errorf("reclaim the HSS history of a generated key: %w", err)
 		}
 	}
@@ -544,7 +590,7 @@ func (h *HSM) forgetHashsigRange(id [16]byte, next, end uint64) error {
 	}
 	hh.ranges = slices.Delete(hh.ranges, i, i+1)
 	if len(hh.ranges) == 0 {
-		return h.ks.Delete(historyID(id))
+		return h.ks.Delete(hh.at)
 	}
 	return h.ks.Put(hh.record())
 }

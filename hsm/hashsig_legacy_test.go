@@ -26,14 +26,17 @@ func putLegacyHistory(t *testing.T, h *HSM, id [16]byte, ranges ...[2]uint64) {
 		b = binary.BigEndian.AppendUint64(b, r[0])
 		b = binary.BigEndian.AppendUint64(b, r[1])
 	}
-	if err := h.ks.Put(keystore.Record{ID: historyID(id), Kind: kindHashsigLegacy, Data: b}); err != nil {
+	if err := h.ks.Put(keystore.Record{ID: legacyHistoryID(id), Kind: kindHashsigLegacy, Data: b}); err != nil {
 		t.Fatal(err)
 	}
 }
 
+// hasHistory reports whether id has a history record, where this version
+// writes them or where older versions did.
 func hasHistory(h *HSM, id [16]byte) bool {
 	_, err := h.ks.Get(historyID(id))
-	return err == nil
+	_, errLegacy := h.ks.Get(legacyHistoryID(id))
+	return err == nil || errLegacy == nil
 }
 
 // TestOpenReclaimsLegacyKeygenHistory: a history record an older version
@@ -215,9 +218,13 @@ func TestLegacyHistoryKeepsItsRanges(t *testing.T) {
 	if _, err := p.dst.Import(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := h.ks.Get(historyID(id))
+	// Still where the older version wrote it, so no key can take its ID.
+	rec, err := h.ks.Get(legacyHistoryID(id))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := h.ks.Get(historyID(id)); !errors.Is(err, keystore.ErrNotFound) {
+		t.Errorf("a second history record for one identifier: %v", err)
 	}
 	if rec.Kind != kindHashsigHistory {
 		t.Errorf("history record of kind %d, want %d", rec.Kind, kindHashsigHistory)
@@ -236,7 +243,7 @@ func TestLegacyHistoryKeepsItsRanges(t *testing.T) {
 }
 
 func TestHistoryRecordFormats(t *testing.T) {
-	hh := &hashsigHistory{id: [16]byte{7}, ranges: []historyRange{{0, 10, true}, {20, 1 << 40, false}}}
+	hh := &hashsigHistory{id: [16]byte{7}, ranges: []historyRange{{0, 10, true}, {20, 1 << 40, false}}, at: historyID([16]byte{7})}
 	r := hh.record()
 	got, err := readHistory(r)
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(hh) {
@@ -260,7 +267,7 @@ func TestHistoryRecordFormats(t *testing.T) {
 		t.Error("a record of another kind parses")
 	}
 	// Another identifier's record under this ID.
-	moved := (&hashsigHistory{id: [16]byte{8}}).record()
+	moved := (&hashsigHistory{id: [16]byte{8}, at: historyID([16]byte{8})}).record()
 	moved.ID = r.ID
 	if _, err := readHistory(moved); err == nil {
 		t.Error("a history record under another identifier's ID is read")

@@ -1,0 +1,102 @@
+package hsm
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"errors"
+	"testing"
+
+	"github.com/hsmkit/cryptech-backup/keystore"
+)
+
+// TestHashsigHistoryCannotBeSquatted: the identifier of an HSS key is
+// public, so anyone can compute the ID of its history record. A key
+// imported under the UUID older versions gave that record (a hash of the
+// identifier) leaves the HSS key importable, and its history is kept; the
+// UUID the record has now is refused to any key.
+func TestHashsigHistoryCannotBeSquatted(t *testing.T) {
+	p := newPair(t)
+	hk := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+	ek := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable})
+	id := hssID(t, hk)
+	ew := p.export(t, ek, KEKOAEPSHA256, nil)
+
+	// Where the history record is now: no key may go there.
+	squat := p.importReq(ek, ew, KEKOAEPSHA256, nil)
+	squat.UUID = UUID(historyID(id))
+	if _, err := p.dst.Import(ctx, squat); !errors.Is(err, ErrBadArguments) {
+		t.Errorf("a key under the UUID of an HSS history record: %v", err)
+	}
+	// Where older versions put it: any key may, and the HSS key still
+	// imports.
+	old := sha256.Sum256(append([]byte("cryptech-backup HSS history\x00"), id[:]...))
+	squat.UUID = UUID(old[:16])
+	if _, err := p.dst.Import(ctx, squat); err != nil {
+		t.Fatalf("a key under the UUID older versions gave the history record: %v", err)
+	}
+	req := p.importReq(hk, p.export(t, hk, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
+	if _, err := p.dst.Import(ctx, req); err != nil {
+		t.Fatalf("the HSS key after a key took the old history UUID: %v", err)
+	}
+	sig := signHSS(t, p.dst, hk.UUID, "imported")
+	if err := VerifySignature(hk.PublicKey, []byte("imported"), sig, crypto.Hash(0)); err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("squatter"))
+	esig, err := p.dst.Sign(ctx, squat.UUID, d[:], crypto.SHA256)
+	if err == nil {
+		err = VerifySignature(ek.PublicKey, d[:], esig, crypto.SHA256)
+	}
+	if err != nil {
+		t.Errorf("the key under the old history UUID: %v", err)
+	}
+	// The history was recorded: once the key is deleted, the part does not
+	// come back.
+	if err := p.dst.DeleteKey(ctx, hk.UUID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.dst.Import(ctx, req); err == nil {
+		t.Error("the HSS part imported a second time, after its key was deleted")
+	}
+}
+
+// An HSM an older version left with a key in what is now the history
+// records' namespace refuses the HSS key whose history goes there, saying
+// which key is in the way, rather than overwrite the key.
+func TestHashsigHistoryPlaceHeldByOldKey(t *testing.T) {
+	p := newPair(t)
+	hk := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+	id := hssID(t, hk)
+	h := p.dstHSM
+	at := historyID(id)
+	if err := h.ks.Put(keystore.Record{ID: at, Kind: kindKey, Data: []byte("an older version's key")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := p.dst.Import(ctx, p.importReq(hk, p.export(t, hk, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil))
+	if err == nil || !errors.Is(err, errBadHistory) {
+		t.Fatalf("import with a key in its history's place: %v", err)
+	}
+	if rec, err := h.ks.Get(at); err != nil || string(rec.Data) != "an older version's key" {
+		t.Errorf("the key in the way was changed: %v", err)
+	}
+}
+
+// Every history record's ID is reserved, and no version 4 UUID is.
+func TestHistoryNamespace(t *testing.T) {
+	for i := range 1000 {
+		id := sha256.Sum256([]byte{byte(i), byte(i >> 8)})
+		if u := UUID(historyID([16]byte(id[:16]))); !isReserved(u) {
+			t.Fatalf("history ID %s is not reserved", u)
+		}
+		u, err := NewUUID(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if isReserved(u) {
+			t.Fatalf("version 4 UUID %s is reserved", u)
+		}
+	}
+	if isReserved(UUID{}) {
+		t.Error("the nil UUID is reserved: it asks the HSM to choose one")
+	}
+}
