@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/internal/lockassert"
+	"github.com/hsmkit/cryptech-backup/internal/shellquote"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
@@ -268,43 +270,59 @@ func (h *HSM) hashsigPresent(old, k *key) (bool, error) {
 	return hh.has(next, end), nil
 }
 
-// hashsigConflict refuses a new HSS part whose identifier a key of this HSM
-// (token, or volatile of any session) has, or whose range overlaps anything
-// this HSM ever received of that key. Called with h.mu held, k not yet
-// shared.
-func (h *HSM) hashsigConflict(k *key) error {
+// ErrHashsigRangeUsed: an HSS key part may not be stored, as this HSM holds
+// a part of that key, or once received signatures of it that the part
+// holds. Over libhal's RPC it is KEY_NAME_IN_USE, libhal's answer to a key
+// it already has; errors.Is(err, ErrKeyNameInUse) is false, since no key
+// need have the UUID.
+var ErrHashsigRangeUsed = errors.New("this HSM already held these HSS signatures")
+
+// hashsigConflict says why a new HSS part may not be stored ("" if it may):
+// a key of this HSM (token, or volatile of any session) has its identifier,
+// or its range overlaps something this HSM ever received of that key.
+// Called with h.mu held, k not yet shared.
+func (h *HSM) hashsigConflict(k *key) (string, error) {
 	lockassert.Held(&h.mu)
 	id := k.hss.ID()
 	held, _, err := h.hashsigHolders(map[[16]byte]bool{id: true})
 	if err != nil {
-		return err
+		return "", err
 	}
 	if other, ok := held[id]; ok {
-		return fmt.Errorf("%w: key %s holds HSS identifier %x", ErrKeyNameInUse, other, id)
+		return fmt.Sprintf("key %s holds a part of HSS key %x, and one HSM holds one part of an HSS key at a time", other, id), nil
 	}
 	hh, err := h.history(id)
 	if err != nil {
-		return err
+		return "", err
 	}
 	next, end := k.hss.Range()
 	seen := hh.overlapping(next, end)
 	if len(seen) == 0 {
-		return nil
+		return "", nil
 	}
 	var unconfirmed []string
 	for _, r := range seen {
 		if r.unconfirmed {
-			unconfirmed = append(unconfirmed, fmt.Sprintf("cryptech-backup hashsig-history --hsm DIR --forget %x:%d-%d", id, r.next, r.end))
+			unconfirmed = append(unconfirmed, fmt.Sprintf("cryptech-backup hashsig-history --hsm %s --forget %x:%d-%d", shellquote.Quote(h.dir()), id, r.next, r.end))
 		}
 	}
 	if len(unconfirmed) == 0 {
-		return fmt.Errorf("%w: this HSM already held signatures [%d, %d) of HSS key %x, or some of them (imported before, and deleted since); importing them again could sign twice with one index",
-			ErrKeyNameInUse, next, end, id)
+		return fmt.Sprintf("signatures [%d, %d) of HSS key %x, or some of them, were imported before and deleted since; importing them again could sign twice with one index",
+			next, end, id), nil
 	}
-	return fmt.Errorf("%w: this HSM already held signatures [%d, %d) of HSS key %x, or some of them, by a record an older version wrote apart from the key: "+
+	return fmt.Sprintf("signatures [%d, %d) of HSS key %x, or some of them, by a record an older version wrote apart from the key: "+
 		"an import of them was cut short, or they were imported and the key deleted since, and the HSM cannot tell which. "+
 		"If no key of this HSM ever signed with them, forget the record with the HSM offline (%s) and import again",
-		ErrKeyNameInUse, next, end, id, strings.Join(unconfirmed, "; "))
+		next, end, id, strings.Join(unconfirmed, "; ")), nil
+}
+
+// dir is the HSM's state directory, absolute if it can be, for the commands
+// messages name.
+func (h *HSM) dir() string {
+	if abs, err := filepath.Abs(h.board.Dir); err == nil {
+		return abs
+	}
+	return h.board.Dir
 }
 
 // historyUpdates returns the history records to store with the given
@@ -558,7 +576,7 @@ var ErrHashsigConfirmed = errors.New("the range was recorded with its key: the k
 //
 // It refuses, changing nothing: a range not recorded (ErrKeyNotFound), a
 // range recorded with its key (ErrHashsigConfirmed), an identifier a key of
-// this HSM holds (ErrKeyNameInUse), and an HSM whose keys it cannot all
+// this HSM holds (ErrHashsigRangeUsed), and an HSM whose keys it cannot all
 // read (ErrTamper, ErrHashsigKeysUnreadable).
 func (h *HSM) ForgetHashsigRange(id [16]byte, next, end uint64) error {
 	h.mu.Lock()
@@ -586,7 +604,7 @@ func (h *HSM) forgetHashsigRange(id [16]byte, next, end uint64) error {
 		return err
 	}
 	if other, ok := held[id]; ok {
-		return fmt.Errorf("%w: key %s holds this HSS identifier", ErrKeyNameInUse, other)
+		return fmt.Errorf("%w: key %s holds a part of this HSS key, and may sign with them", ErrHashsigRangeUsed, other)
 	}
 	hh.ranges = slices.Delete(hh.ranges, i, i+1)
 	if len(hh.ranges) == 0 {

@@ -144,10 +144,10 @@ func TestLegacyImportHistoryHasAWayOut(t *testing.T) {
 	// Every part a split hands out lies in [1, 1024).
 	putLegacyHistory(t, h, id, [2]uint64{1, 1024})
 	_, err := p.dst.Import(ctx, req)
-	if !errors.Is(err, ErrKeyNameInUse) {
+	if !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Fatalf("import over an unconfirmed range: %v", err)
 	}
-	way := fmt.Sprintf("cryptech-backup hashsig-history --hsm DIR --forget %x:1-1024", id)
+	way := fmt.Sprintf("cryptech-backup hashsig-history --hsm %s --forget %x:1-1024", h.board.Dir, id)
 	if !strings.Contains(err.Error(), way) || !strings.Contains(err.Error(), "cut short") {
 		t.Errorf("the refusal does not name the way out (%s): %v", way, err)
 	}
@@ -198,7 +198,7 @@ func TestLegacyImportHistoryHasAWayOut(t *testing.T) {
 		t.Errorf("forget a deleted key's range: %v", err)
 	}
 	_, err = p.dst.Import(ctx, req)
-	if !errors.Is(err, ErrKeyNameInUse) || strings.Contains(err.Error(), "--forget") {
+	if !errors.Is(err, ErrHashsigRangeUsed) || strings.Contains(err.Error(), "--forget") {
 		t.Errorf("the bundle again after its key was deleted: %v", err)
 	}
 }
@@ -237,7 +237,7 @@ func TestLegacyHistoryKeepsItsRanges(t *testing.T) {
 	if fmt.Sprint(hh.ranges) != fmt.Sprint(want) {
 		t.Errorf("ranges %v, want %v", hh.ranges, want)
 	}
-	if err := h.ForgetHashsigRange(id, 100, 200); !errors.Is(err, ErrKeyNameInUse) {
+	if err := h.ForgetHashsigRange(id, 100, 200); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("forget a range of an identifier a key holds: %v", err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/keystore"
@@ -98,5 +100,62 @@ func TestHistoryNamespace(t *testing.T) {
 	}
 	if isReserved(UUID{}) {
 		t.Error("the nil UUID is reserved: it asks the HSM to choose one")
+	}
+}
+
+// TestHashsigRefusalNamesEveryPart: a batch with several HSS parts this HSM
+// may not store is refused with ErrHashsigRangeUsed (not "a different key
+// already has this UUID": none has), naming each of them, and the way out
+// it names has the HSM's own directory in it. Nothing is stored.
+func TestHashsigRefusalNamesEveryPart(t *testing.T) {
+	p := newPair(t)
+	h := p.dstHSM
+	var reqs []ImportRequest
+	var ids [][16]byte
+	for _, gr := range []GenerateRequest{
+		{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable},
+		{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable},
+		{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable},
+	} {
+		k := generate(t, p.src, gr)
+		reqs = append(reqs, p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil))
+		if k.Hashsig != nil {
+			ids = append(ids, hssID(t, k))
+		}
+	}
+	// What an older version left of the first; the second was imported
+	// and deleted.
+	putLegacyHistory(t, h, ids[0], [2]uint64{1, 1024})
+	if _, err := p.dst.Import(ctx, reqs[2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.dst.DeleteKey(ctx, reqs[2].UUID); err != nil {
+		t.Fatal(err)
+	}
+	free := h.ks.Free()
+	_, err := p.dst.ImportBatch(ctx, reqs)
+	if !errors.Is(err, ErrHashsigRangeUsed) || errors.Is(err, ErrKeyNameInUse) {
+		t.Fatalf("import of two used HSS parts: %v", err)
+	}
+	msg := err.Error()
+	for i, want := range []string{
+		fmt.Sprintf("key 0 (%s): signatures", reqs[0].UUID),
+		fmt.Sprintf("key 2 (%s): signatures", reqs[2].UUID),
+		fmt.Sprintf("cryptech-backup hashsig-history --hsm %s --forget %x:1-1024", h.board.Dir, ids[0]),
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("part %d: the refusal does not say %q: %s", i, want, msg)
+		}
+	}
+	if strings.Contains(msg, "already has this UUID") || strings.Contains(msg, "--hsm DIR") {
+		t.Errorf("the refusal says what is not so: %s", msg)
+	}
+	for _, r := range reqs {
+		if _, err := p.dst.Key(ctx, r.UUID); !errors.Is(err, ErrKeyNotFound) {
+			t.Errorf("key %s: %v, want not stored", r.UUID, err)
+		}
+	}
+	if h.ks.Free() != free {
+		t.Errorf("%d free blocks after the refusal, %d before", h.ks.Free(), free)
 	}
 }

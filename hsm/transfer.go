@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 )
@@ -167,9 +168,12 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	held := make([]*key, len(keys))
-	hssSeen := map[[16]byte]bool{}
+	hssSeen := map[[16]byte]int{}
 	var newRecs []*keyRecord
 	var newKeys []*key
+	// Every HSS part of the batch that may not be stored, so that one
+	// refusal names them all.
+	var conflicts []string
 	for i, r := range recs {
 		k := keys[i]
 		if r.uuid.IsZero() {
@@ -186,24 +190,37 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, ErrKeyNameInUse)
 			}
 			if k.hss != nil {
-				if same, err := h.hashsigPresent(old, k); err != nil || !same {
-					return nil, fmt.Errorf("import key %d (%s): %w: another part of this HSS key is here already", i, r.uuid, ErrKeyNameInUse)
+				same, err := h.hashsigPresent(old, k)
+				if err != nil {
+					return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, err)
+				}
+				if !same {
+					conflicts = append(conflicts, fmt.Sprintf("key %d (%s): another part of HSS key %x is here under this UUID", i, r.uuid, k.hss.ID()))
+					continue
 				}
 			}
 			held[i] = old
 			continue
 		}
 		if k.hss != nil {
-			if err := h.hashsigConflict(k); err != nil {
+			if first, twice := hssSeen[k.hss.ID()]; twice {
+				return nil, fmt.Errorf("import key %d (%s): %w: key %d of the batch is a part of this HSS key too", i, r.uuid, ErrBadArguments, first)
+			}
+			hssSeen[k.hss.ID()] = i
+			why, err := h.hashsigConflict(k)
+			if err != nil {
 				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, err)
 			}
-			if hssSeen[k.hss.ID()] {
-				return nil, fmt.Errorf("import key %d (%s): %w: the batch holds this HSS key twice", i, r.uuid, ErrKeyNameInUse)
+			if why != "" {
+				conflicts = append(conflicts, fmt.Sprintf("key %d (%s): %s", i, r.uuid, why))
+				continue
 			}
-			hssSeen[k.hss.ID()] = true
 		}
 		held[i] = k
 		newRecs, newKeys = append(newRecs, r), append(newKeys, k)
+	}
+	if len(conflicts) > 0 {
+		return nil, fmt.Errorf("import: %w: %s", ErrHashsigRangeUsed, strings.Join(conflicts, "; "))
 	}
 	history, err := h.historyUpdates(newKeys)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -40,7 +41,7 @@ func TestHashsigHistoryForget(t *testing.T) {
 	if st := run([]string{"import", "--hsm", dst, "-i", bundle}, pinEnv(&stdout, &stderr)); st != 1 {
 		t.Fatalf("import over the record: exit %d, stderr %s", st, stderr.String())
 	}
-	checkOneLine(t, stderr.String(), `cut short.*cryptech-backup hashsig-history --hsm DIR --forget `+forget)
+	checkOneLine(t, stderr.String(), `cut short.*cryptech-backup hashsig-history --hsm `+regexp.QuoteMeta(dst)+` --forget `+forget)
 
 	stdout.Reset()
 	stderr.Reset()
