@@ -1,9 +1,6 @@
 package hsm
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -23,10 +20,10 @@ import (
 // part arriving twice (under two UUIDs, or again after the first copy was
 // deleted, or as a volatile key and then a token key), and a different part
 // of a key the HSM already holds. So the HSM refuses a part whose identifier
-// a key it holds already has (libhal's KEY_NAME_IN_USE), and remembers, in
-// a history record per HSS identifier kept in flash for good, every index
-// range it ever imported of that identifier, refusing a part that overlaps
-// any of them. The one exception is an import of exactly a range it
+// a key it holds already has (ErrHashsigRangeUsed; libhal's
+// KEY_NAME_IN_USE), and remembers, in history records kept in flash for good
+// (history.go), every index range it ever imported of that identifier,
+// refusing a part that overlaps any of them. The one exception is an import of exactly a range it
 // received before, under the UUID that key still has: that is re-running an
 // import, reported present and left alone.
 //
@@ -44,7 +41,7 @@ import (
 // back through a generated key. (A key record damaged in flash does not
 // change this: its range and its parts' are still disjoint.)
 //
-// Versions before that wrote each history record (then of kind
+// Versions before that wrote each history record (of kind
 // kindHashsigLegacy) in a write of its own before the keys, for imported
 // and generated keys alike. A power cut in between left a history record
 // and no key, and nothing on the flash tells that apart from a key
@@ -66,203 +63,15 @@ import (
 //     and deleted since looks the same; such a bundle can be imported into
 //     any HSM, so the history never protected its indexes from it anyway.
 
-// Record kinds of HSS history records in the keystore.
-const (
-	// kindHashsigLegacy: written by older versions apart from the keys
-	// (parseLegacyHistory).
-	kindHashsigLegacy keystore.Kind = 3
-	// kindHashsigHistory: written with the keys it describes (marshal).
-	kindHashsigHistory keystore.Kind = 5
-)
-
-const historyVersion = 2
-
-// historyRange is one range of signature indexes an HSM received.
-type historyRange struct {
-	next, end uint64
-	// unconfirmed: recorded by an older version apart from its key, so
-	// perhaps for an import cut short (see above).
-	unconfirmed bool
-}
-
-const rangeUnconfirmed = 1 // flag bit in a stored range
-
-// hashsigHistory is what the HSM ever received of one HSS key.
-type hashsigHistory struct {
-	id     [16]byte
-	ranges []historyRange
-	// at is the keystore ID its record has, or gets: historyID(id), or
-	// legacyHistoryID(id) for a record an older version wrote there.
-	at keystore.ID
-}
-
-// historyPrefix starts the UUIDs kept for HSS history records (isReserved):
-// "HSSHST", then a version field of 0, which no RFC 9562 UUID but the nil
-// UUID has. So the HSM's own UUIDs (version 4) never meet it, nor do
-// libhal's, and a random 16-byte name (a PKCS#11 CKA_ID used as a UUID)
-// does with probability 2^-52.
-var historyPrefix = [6]byte{'H', 'S', 'S', 'H', 'S', 'T'}
-
-// isHistoryID reports whether id is in the history records' namespace.
-func isHistoryID(id UUID) bool {
-	return [6]byte(id[:6]) == historyPrefix && id[6]>>4 == 0
-}
-
-// historyID names the history record of an HSS identifier: in a namespace
-// no key can have (imports refuse it, new keys are version 4), so that a
-// key imported under a UUID chosen from the identifier, which is public,
-// cannot take the record's place and make every import of that HSS key
-// fail. The 76 bits of the hash left make two identifiers' IDs meet with
-// negligible probability, and finding an identifier whose ID meets a given
-// one takes about 2^76 hashes.
-func historyID(id [16]byte) keystore.ID {
-	sum := sha256.Sum256(append([]byte("cryptech-backup HSS history v2\x00"), id[:]...))
-	var out keystore.ID
-	copy(out[:], historyPrefix[:])
-	out[6] = sum[6] & 0x0f
-	copy(out[7:], sum[7:16])
-	return out
-}
-
-// legacyHistoryID is where versions before historyID wrote the history
-// record of an HSS identifier: a hash, in the keys' namespace. The records
-// there are still found (HSM.history), and updated there: while one exists
-// no key can take its ID, as no key can be stored under an ID in use.
-func legacyHistoryID(id [16]byte) keystore.ID {
-	sum := sha256.Sum256(append([]byte("cryptech-backup HSS history\x00"), id[:]...))
-	return keystore.ID(sum[:16])
-}
-
-// marshal encodes: u8 version || I || u32 n || n × (u64 next || u64 end ||
-// u8 flags).
-func (hh *hashsigHistory) marshal() []byte {
-	b := append([]byte{historyVersion}, hh.id[:]...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(hh.ranges)))
-	for _, r := range hh.ranges {
-		b = binary.BigEndian.AppendUint64(b, r.next)
-		b = binary.BigEndian.AppendUint64(b, r.end)
-		var flags byte
-		if r.unconfirmed {
-			flags |= rangeUnconfirmed
-		}
-		b = append(b, flags)
-	}
-	return b
-}
-
-func (hh *hashsigHistory) record() keystore.Record {
-	return keystore.Record{ID: hh.at, Kind: kindHashsigHistory, Data: hh.marshal()}
-}
-
-var errBadHistory = errors.New("corrupt HSS history record")
-
-// parseHistory decodes a history record of either kind.
-func parseHistory(kind keystore.Kind, b []byte) (*hashsigHistory, error) {
-	const head = 1 + 16 + 4
-	switch {
-	case kind == kindHashsigLegacy:
-		return parseLegacyHistory(b)
-	case kind != kindHashsigHistory, len(b) < head, b[0] != historyVersion:
-		return nil, errBadHistory
-	}
-	hh := &hashsigHistory{id: [16]byte(b[1:17])}
-	n := binary.BigEndian.Uint32(b[17:])
-	if uint64(len(b)) != head+17*uint64(n) {
-		return nil, errBadHistory
-	}
-	for i := range int(n) {
-		at := head + 17*i
-		flags := b[at+16]
-		if flags&^rangeUnconfirmed != 0 {
-			return nil, errBadHistory
-		}
-		hh.ranges = append(hh.ranges, historyRange{binary.BigEndian.Uint64(b[at:]), binary.BigEndian.Uint64(b[at+8:]), flags&rangeUnconfirmed != 0})
-	}
-	return hh, nil
-}
-
-// parseLegacyHistory decodes the older format, which has no version:
-// I || u32 n || n × (u64 next || u64 end). Every range is unconfirmed.
-func parseLegacyHistory(b []byte) (*hashsigHistory, error) {
-	if len(b) < 20 {
-		return nil, errBadHistory
-	}
-	hh := &hashsigHistory{id: [16]byte(b[:16])}
-	n := binary.BigEndian.Uint32(b[16:])
-	if uint64(len(b)) != 20+16*uint64(n) {
-		return nil, errBadHistory
-	}
-	for i := range int(n) {
-		at := 20 + 16*i
-		hh.ranges = append(hh.ranges, historyRange{binary.BigEndian.Uint64(b[at:]), binary.BigEndian.Uint64(b[at+8:]), true})
-	}
-	return hh, nil
-}
-
-// readHistory parses a history record, checking that it is the one of its
-// identifier, at either of the IDs it can have.
-func readHistory(rec keystore.Record) (*hashsigHistory, error) {
-	hh, err := parseHistory(rec.Kind, rec.Data)
-	if err != nil || historyID(hh.id) != rec.ID && legacyHistoryID(hh.id) != rec.ID {
-		return nil, errBadHistory
-	}
-	hh.at = rec.ID
-	return hh, nil
-}
-
-// history reads the history of an HSS identifier; an identifier never seen
-// has an empty one. Called with h.mu held.
-func (h *HSM) history(id [16]byte) (*hashsigHistory, error) {
-	lockassert.Held(&h.mu)
-	rec, err := h.ks.Get(historyID(id))
-	if err == nil && rec.Kind == kindKey {
-		// Only an older version could have stored a key here, before the
-		// namespace was kept for history records.
-		return nil, fmt.Errorf("%w: key %s, imported by an older version under a UUID kept for HSS history records now, holds the place of the history of HSS key %x: export it and delete it here",
-			errBadHistory, UUID(rec.ID), id)
-	}
-	if errors.Is(err, keystore.ErrNotFound) {
-		// An older version's record, where it wrote them; a key may have
-		// that UUID instead (it is not reserved), and then there is none.
-		rec, err = h.ks.Get(legacyHistoryID(id))
-		if errors.Is(err, keystore.ErrNotFound) || err == nil && rec.Kind != kindHashsigLegacy && rec.Kind != kindHashsigHistory {
-			return &hashsigHistory{id: id, at: historyID(id)}, nil
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("HSS history of %x: %w", id, err)
-	}
-	hh, err := readHistory(rec)
-	if err != nil || hh.id != id {
-		return nil, errBadHistory
-	}
-	return hh, nil
-}
-
-// overlapping returns the recorded ranges that meet [next, end).
-func (hh *hashsigHistory) overlapping(next, end uint64) []historyRange {
-	var out []historyRange
-	for _, r := range hh.ranges {
-		if next < r.end && r.next < end {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-func (hh *hashsigHistory) has(next, end uint64) bool {
-	return slices.ContainsFunc(hh.ranges, func(r historyRange) bool { return r.next == next && r.end == end })
-}
-
 // hashsigPresent reports whether an imported HSS part is exactly one this
 // HSM received before, under the UUID old still has. Called with h.mu held,
 // k not yet shared.
-func (h *HSM) hashsigPresent(old, k *key) (bool, error) {
+func (h *HSM) hashsigPresent(b *historyBook, old, k *key) (bool, error) {
 	lockassert.Held(&h.mu)
 	if old.hss == nil || old.hss.ID() != k.hss.ID() {
 		return false, nil
 	}
-	hh, err := h.history(k.hss.ID())
+	hh, err := b.get(k.hss.ID())
 	if err != nil {
 		return false, err
 	}
@@ -281,7 +90,7 @@ var ErrHashsigRangeUsed = errors.New("this HSM already held these HSS signatures
 // a key of this HSM (token, or volatile of any session) has its identifier,
 // or its range overlaps something this HSM ever received of that key.
 // Called with h.mu held, k not yet shared.
-func (h *HSM) hashsigConflict(k *key) (string, error) {
+func (h *HSM) hashsigConflict(b *historyBook, k *key) (string, error) {
 	lockassert.Held(&h.mu)
 	id := k.hss.ID()
 	held, _, err := h.hashsigHolders(map[[16]byte]bool{id: true})
@@ -291,7 +100,7 @@ func (h *HSM) hashsigConflict(k *key) (string, error) {
 	if other, ok := held[id]; ok {
 		return fmt.Sprintf("key %s holds a part of HSS key %x, and one HSM holds one part of an HSS key at a time", other, id), nil
 	}
-	hh, err := h.history(id)
+	hh, err := b.get(id)
 	if err != nil {
 		return "", err
 	}
@@ -329,32 +138,22 @@ func (h *HSM) dir() string {
 // imported keys, in the same keystore transaction: each HSS key's range
 // added to its identifier's history. Called with h.mu held, the keys not
 // yet shared.
-func (h *HSM) historyUpdates(keys []*key) ([]keystore.Record, error) {
+func (h *HSM) historyUpdates(b *historyBook, keys []*key) ([]keystore.Record, error) {
 	lockassert.Held(&h.mu)
-	byID := map[[16]byte]*hashsigHistory{}
-	var order [][16]byte
 	for _, k := range keys {
 		if k.hss == nil {
 			continue
 		}
-		id := k.hss.ID()
-		hh, ok := byID[id]
-		if !ok {
-			var err error
-			if hh, err = h.history(id); err != nil {
-				return nil, err
-			}
-			byID[id] = hh
-			order = append(order, id)
+		hh, err := b.get(k.hss.ID())
+		if err != nil {
+			return nil, err
 		}
 		next, end := k.hss.Range()
-		hh.ranges = append(hh.ranges, historyRange{next: next, end: end})
+		if err := b.add(hh, historyRange{next: next, end: end}); err != nil {
+			return nil, err
+		}
 	}
-	recs := make([]keystore.Record, 0, len(order))
-	for _, id := range order {
-		recs = append(recs, byID[id].record())
-	}
-	return recs, nil
+	return b.records(), nil
 }
 
 // hashsigHolders returns the UUID of a private key that holds each HSS
@@ -523,21 +322,20 @@ func (h *HSM) HashsigOrphans() ([]HashsigHistory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("HSS history: %w", err)
 	}
+	b, err := h.readPacks()
+	if err != nil {
+		return nil, err
+	}
+	all, err := b.all()
+	if err != nil {
+		return nil, err
+	}
 	var out []HashsigHistory
-	for _, rid := range append(h.ks.List(kindHashsigLegacy), h.ks.List(kindHashsigHistory)...) {
-		rec, err := h.ks.Get(rid)
-		if err != nil {
-			return nil, fmt.Errorf("HSS history record %x: %w", rid, err)
-		}
-		hh, err := readHistory(rec)
-		if err != nil {
-			return nil, fmt.Errorf("HSS history record %x: %w", rid, err)
-		}
+	for _, hh := range all {
 		if _, ok := held[hh.id]; !ok {
 			out = append(out, hh.export())
 		}
 	}
-	slices.SortFunc(out, func(a, b HashsigHistory) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	return out, nil
 }
 
@@ -588,7 +386,11 @@ func (h *HSM) ForgetHashsigRange(id [16]byte, next, end uint64) error {
 }
 
 func (h *HSM) forgetHashsigRange(id [16]byte, next, end uint64) error {
-	hh, err := h.history(id)
+	b, err := h.readPacks()
+	if err != nil {
+		return err
+	}
+	hh, err := b.get(id)
 	if err != nil {
 		return err
 	}
@@ -606,6 +408,8 @@ func (h *HSM) forgetHashsigRange(id [16]byte, next, end uint64) error {
 	if other, ok := held[id]; ok {
 		return fmt.Errorf("%w: key %s holds a part of this HSS key, and may sign with them", ErrHashsigRangeUsed, other)
 	}
+	// Unconfirmed ranges are in records of their own only: packs hold
+	// ranges recorded with their keys.
 	hh.ranges = slices.Delete(hh.ranges, i, i+1)
 	if len(hh.ranges) == 0 {
 		return h.ks.Delete(hh.at)

@@ -31,12 +31,27 @@ func putLegacyHistory(t *testing.T, h *HSM, id [16]byte, ranges ...[2]uint64) {
 	}
 }
 
-// hasHistory reports whether id has a history record, where this version
-// writes them or where older versions did.
-func hasHistory(h *HSM, id [16]byte) bool {
-	_, err := h.ks.Get(historyID(id))
-	_, errLegacy := h.ks.Get(legacyHistoryID(id))
-	return err == nil || errLegacy == nil
+// hasHistory reports whether id has a history: in a pack, or in a record
+// of its own an older version wrote.
+func hasHistory(t *testing.T, h *HSM, id [16]byte) bool {
+	t.Helper()
+	return len(historyOf(t, h, id).ranges) > 0
+}
+
+// historyOf reads the history of id.
+func historyOf(t *testing.T, h *HSM, id [16]byte) *hashsigHistory {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b, err := h.readPacks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hh, err := b.get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hh
 }
 
 // TestOpenReclaimsLegacyKeygenHistory: a history record an older version
@@ -75,7 +90,7 @@ func TestOpenReclaimsLegacyKeygenHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !hasHistory(h2, orphan) || !hasHistory(h2, orphanBig) {
+	if !hasHistory(t, h2, orphan) || !hasHistory(t, h2, orphanBig) {
 		t.Error("a keygen history record was reclaimed though a key record is damaged")
 	}
 	h2.Close()
@@ -101,7 +116,7 @@ func TestOpenReclaimsLegacyKeygenHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !hasHistory(h3, orphan) {
+	if !hasHistory(t, h3, orphan) {
 		t.Error("a keygen history record was reclaimed without the master key")
 	}
 	if err := h3.board.MKM.Set(mk); err != nil {
@@ -114,10 +129,10 @@ func TestOpenReclaimsLegacyKeygenHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h4.Close()
-	if hasHistory(h4, orphan) || hasHistory(h4, orphanBig) {
+	if hasHistory(t, h4, orphan) || hasHistory(t, h4, orphanBig) {
 		t.Error("the orphan keygen history records were not reclaimed")
 	}
-	if !hasHistory(h4, held) || !hasHistory(h4, imported) {
+	if !hasHistory(t, h4, held) || !hasHistory(t, h4, imported) {
 		t.Error("a history record that is not a keygen orphan was deleted")
 	}
 	if got := h4.ks.Free(); got != free+2 {
@@ -165,7 +180,7 @@ func TestLegacyImportHistoryHasAWayOut(t *testing.T) {
 	if err := h.ForgetHashsigRange(id, 1, 1024); err != nil {
 		t.Fatal(err)
 	}
-	if hasHistory(h, id) {
+	if hasHistory(t, h, id) {
 		t.Error("the forgotten range's record is still there")
 	}
 	res, err := p.dst.Import(ctx, req)
@@ -223,8 +238,8 @@ func TestLegacyHistoryKeepsItsRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.ks.Get(historyID(id)); !errors.Is(err, keystore.ErrNotFound) {
-		t.Errorf("a second history record for one identifier: %v", err)
+	if packs := h.ks.List(kindHashsigPack); len(packs) != 0 {
+		t.Errorf("a second history record for one identifier: %x", packs)
 	}
 	if rec.Kind != kindHashsigHistory {
 		t.Errorf("history record of kind %d, want %d", rec.Kind, kindHashsigHistory)
@@ -243,7 +258,7 @@ func TestLegacyHistoryKeepsItsRanges(t *testing.T) {
 }
 
 func TestHistoryRecordFormats(t *testing.T) {
-	hh := &hashsigHistory{id: [16]byte{7}, ranges: []historyRange{{0, 10, true}, {20, 1 << 40, false}}, at: historyID([16]byte{7})}
+	hh := &hashsigHistory{id: [16]byte{7}, ranges: []historyRange{{0, 10, true}, {20, 1 << 40, false}}, at: legacyHistoryID([16]byte{7})}
 	r := hh.record()
 	got, err := readHistory(r)
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(hh) {
@@ -267,7 +282,7 @@ func TestHistoryRecordFormats(t *testing.T) {
 		t.Error("a record of another kind parses")
 	}
 	// Another identifier's record under this ID.
-	moved := (&hashsigHistory{id: [16]byte{8}, at: historyID([16]byte{8})}).record()
+	moved := (&hashsigHistory{id: [16]byte{8}, at: legacyHistoryID([16]byte{8})}).record()
 	moved.ID = r.ID
 	if _, err := readHistory(moved); err == nil {
 		t.Error("a history record under another identifier's ID is read")
@@ -325,7 +340,7 @@ func TestForgetNeedsEveryKeyReadable(t *testing.T) {
 	if _, err := h2.HashsigOrphans(); !errors.Is(err, ErrTamper) {
 		t.Errorf("HashsigOrphans without the master key: %v", err)
 	}
-	if !hasHistory(h2, id) {
+	if !hasHistory(t, h2, id) {
 		t.Error("the record is gone")
 	}
 }

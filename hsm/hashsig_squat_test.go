@@ -12,10 +12,10 @@ import (
 )
 
 // TestHashsigHistoryCannotBeSquatted: the identifier of an HSS key is
-// public, so anyone can compute the ID of its history record. A key
-// imported under the UUID older versions gave that record (a hash of the
-// identifier) leaves the HSS key importable, and its history is kept; the
-// UUID the record has now is refused to any key.
+// public, so anyone could compute the ID older versions gave its history
+// record (a hash of the identifier). A key imported under that UUID leaves
+// the HSS key importable, and its history is kept; the UUIDs the records
+// have now are refused to any key.
 func TestHashsigHistoryCannotBeSquatted(t *testing.T) {
 	p := newPair(t)
 	hk := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
@@ -23,9 +23,9 @@ func TestHashsigHistoryCannotBeSquatted(t *testing.T) {
 	id := hssID(t, hk)
 	ew := p.export(t, ek, KEKOAEPSHA256, nil)
 
-	// Where the history record is now: no key may go there.
+	// Where the history records are now: no key may go there.
 	squat := p.importReq(ek, ew, KEKOAEPSHA256, nil)
-	squat.UUID = UUID(historyID(id))
+	squat.UUID = UUID(packID(1))
 	if _, err := p.dst.Import(ctx, squat); !errors.Is(err, ErrBadArguments) {
 		t.Errorf("a key under the UUID of an HSS history record: %v", err)
 	}
@@ -63,31 +63,31 @@ func TestHashsigHistoryCannotBeSquatted(t *testing.T) {
 }
 
 // An HSM an older version left with a key in what is now the history
-// records' namespace refuses the HSS key whose history goes there, saying
-// which key is in the way, rather than overwrite the key.
+// records' namespace: the history goes to another ID, and the key is left
+// as it is.
 func TestHashsigHistoryPlaceHeldByOldKey(t *testing.T) {
 	p := newPair(t)
 	hk := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
 	id := hssID(t, hk)
 	h := p.dstHSM
-	at := historyID(id)
-	if err := h.ks.Put(keystore.Record{ID: at, Kind: kindKey, Data: []byte("an older version's key")}); err != nil {
+	if err := h.ks.Put(keystore.Record{ID: packID(1), Kind: kindKey, Data: []byte("an older version's key")}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := p.dst.Import(ctx, p.importReq(hk, p.export(t, hk, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil))
-	if err == nil || !errors.Is(err, errBadHistory) {
-		t.Fatalf("import with a key in its history's place: %v", err)
+	if _, err := p.dst.Import(ctx, p.importReq(hk, p.export(t, hk, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)); err != nil {
+		t.Fatalf("import with a key where the first pack would go: %v", err)
 	}
-	if rec, err := h.ks.Get(at); err != nil || string(rec.Data) != "an older version's key" {
+	if rec, err := h.ks.Get(packID(1)); err != nil || rec.Kind != kindKey || string(rec.Data) != "an older version's key" {
 		t.Errorf("the key in the way was changed: %v", err)
+	}
+	if hh := historyOf(t, h, id); hh.at != packID(2) || len(hh.ranges) != 1 {
+		t.Errorf("history %+v, want one range in pack 2", hh)
 	}
 }
 
 // Every history record's ID is reserved, and no version 4 UUID is.
 func TestHistoryNamespace(t *testing.T) {
 	for i := range 1000 {
-		id := sha256.Sum256([]byte{byte(i), byte(i >> 8)})
-		if u := UUID(historyID([16]byte(id[:16]))); !isReserved(u) {
+		if u := UUID(packID(uint64(i) << (i % 56))); !isReserved(u) {
 			t.Fatalf("history ID %s is not reserved", u)
 		}
 		u, err := NewUUID(nil)

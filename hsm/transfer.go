@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
 // Export wraps an exportable private key for the holder of the KEKEK: the
@@ -174,6 +175,19 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 	// Every HSS part of the batch that may not be stored, so that one
 	// refusal names them all.
 	var conflicts []string
+	// The HSS history, read once the batch has an HSS key.
+	var book *historyBook
+	history := func() (*historyBook, error) {
+		if book != nil {
+			return book, nil
+		}
+		b, err := h.historyBook()
+		if err != nil {
+			return nil, fmt.Errorf("import: %w", err)
+		}
+		book = b
+		return b, nil
+	}
 	for i, r := range recs {
 		k := keys[i]
 		if r.uuid.IsZero() {
@@ -190,7 +204,11 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, ErrKeyNameInUse)
 			}
 			if k.hss != nil {
-				same, err := h.hashsigPresent(old, k)
+				b, err := history()
+				if err != nil {
+					return nil, err
+				}
+				same, err := h.hashsigPresent(b, old, k)
 				if err != nil {
 					return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, err)
 				}
@@ -207,7 +225,11 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 				return nil, fmt.Errorf("import key %d (%s): %w: key %d of the batch is a part of this HSS key too", i, r.uuid, ErrBadArguments, first)
 			}
 			hssSeen[k.hss.ID()] = i
-			why, err := h.hashsigConflict(k)
+			b, err := history()
+			if err != nil {
+				return nil, err
+			}
+			why, err := h.hashsigConflict(b, k)
 			if err != nil {
 				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, err)
 			}
@@ -222,11 +244,14 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 	if len(conflicts) > 0 {
 		return nil, fmt.Errorf("import: %w: %s", ErrHashsigRangeUsed, strings.Join(conflicts, "; "))
 	}
-	history, err := h.historyUpdates(newKeys)
-	if err != nil {
-		return nil, fmt.Errorf("import: %w", err)
+	var records []keystore.Record
+	if book != nil {
+		var err error
+		if records, err = h.historyUpdates(book, newKeys); err != nil {
+			return nil, fmt.Errorf("import: %w", err)
+		}
 	}
-	if err := h.store(s, newRecs, newKeys, history); err != nil {
+	if err := h.store(s, newRecs, newKeys, records); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	return held, nil

@@ -72,8 +72,14 @@ func TestHashsigHistoryForget(t *testing.T) {
 		t.Fatalf("import after --forget: exit %d, stderr %s", st, stderr.String())
 	}
 	stdout.Reset()
+	stderr.Reset()
 	if st := run([]string{"hashsig-history", "--hsm", dst}, pinEnv(&stdout, &stderr)); st != 0 || stdout.Len() != 0 {
 		t.Errorf("hashsig-history with the key imported: exit %d, stdout %q", st, stdout.String())
+	}
+	// 64 blocks: 3 PINs, the flash size, the KEKEK, the two keys imported
+	// and the history of the HSS key.
+	if want := "cryptech-backup: flash: 56 of 64 blocks free, 0 damaged; HSS history, kept for good: keys 1, ranges 1, blocks 1\n"; stderr.String() != want {
+		t.Errorf("hashsig-history says %q, want %q", stderr.String(), want)
 	}
 }
 
