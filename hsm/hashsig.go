@@ -214,7 +214,9 @@ func (h *HSM) hashsigHolders(want map[[16]byte]bool) (map[[16]byte]UUID, []UUID,
 
 // recordHashsigID reads the token key record id and returns the HSS
 // identifier of its private key, if it is one, without loading the key.
+// Called with h.mu held.
 func (h *HSM) recordHashsigID(id UUID) ([16]byte, bool, error) {
+	lockassert.Held(&h.mu)
 	rec, err := h.ks.Get(keystore.ID(id))
 	if err != nil {
 		return [16]byte{}, false, err
@@ -385,7 +387,9 @@ func (h *HSM) ForgetHashsigRange(id [16]byte, next, end uint64) error {
 	return nil
 }
 
+// forgetHashsigRange is ForgetHashsigRange. Called with h.mu held.
 func (h *HSM) forgetHashsigRange(id [16]byte, next, end uint64) error {
+	lockassert.Held(&h.mu)
 	b, err := h.readPacks()
 	if err != nil {
 		return err

@@ -42,6 +42,10 @@ var hashsigHistoryCommand = &command{
 			if errors.Is(err, sim.ErrNoBoard) {
 				return noHSMError{dir}
 			}
+			if errors.Is(err, sim.ErrBoardInUse) {
+				return hintError{fmt.Errorf("the HSM in %s is open in another process", dir),
+					"stop " + progName + " serve (or whatever holds it) first: hashsig-history reads the HSM's flash itself, and works on an HSM no process holds"}
+			}
 			if err != nil {
 				return err
 			}

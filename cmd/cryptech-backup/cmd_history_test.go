@@ -83,6 +83,24 @@ func TestHashsigHistoryForget(t *testing.T) {
 	}
 }
 
+// TestHashsigHistoryInUse: on an HSM another process holds (serve), the
+// command says to stop it, on one line.
+func TestHashsigHistoryInUse(t *testing.T) {
+	dir := t.TempDir()
+	makeSource(t, dir)
+	src := filepath.Join(dir, "src")
+	h, err := hsm.Open(src, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var stdout, stderr bytes.Buffer
+	if st := run([]string{"hashsig-history", "--hsm", src}, pinEnv(&stdout, &stderr)); st != 1 {
+		t.Fatalf("exit %d, stderr %s", st, stderr.String())
+	}
+	checkOneLine(t, stderr.String(), `open in another process.*stop cryptech-backup serve`)
+}
+
 // hssIdentifier reads the HSS identifier of key id in the HSM in dir.
 func hssIdentifier(t *testing.T, dir string, id hsm.UUID) [16]byte {
 	t.Helper()
