@@ -134,7 +134,7 @@ func openBenchHSM(b *testing.B, n int, legacyKeygen bool) string {
 		hid := hss.ID()
 		legacy := binary.BigEndian.AppendUint32(append([]byte(nil), hid[:]...), 1)
 		legacy = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(legacy, 0), 32)
-		batch = append(batch, keystore.Record{ID: historyID(hid), Kind: kindHashsigLegacy, Data: legacy})
+		batch = append(batch, keystore.Record{ID: legacyHistoryID(hid), Kind: kindHashsigLegacy, Data: legacy})
 	}
 	if len(batch) > 0 {
 		flush()

@@ -1,18 +1,17 @@
 package hsm
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"math/bits"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/internal/lockassert"
+	"github.com/hsmkit/cryptech-backup/internal/shellquote"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
@@ -21,10 +20,10 @@ import (
 // part arriving twice (under two UUIDs, or again after the first copy was
 // deleted, or as a volatile key and then a token key), and a different part
 // of a key the HSM already holds. So the HSM refuses a part whose identifier
-// a key it holds already has (libhal's KEY_NAME_IN_USE), and remembers, in
-// a history record per HSS identifier kept in flash for good, every index
-// range it ever imported of that identifier, refusing a part that overlaps
-// any of them. The one exception is an import of exactly a range it
+// a key it holds already has (ErrHashsigRangeUsed; libhal's
+// KEY_NAME_IN_USE), and remembers, in history records kept in flash for good
+// (history.go), every index range it ever imported of that identifier,
+// refusing a part that overlaps any of them. The one exception is an import of exactly a range it
 // received before, under the UUID that key still has: that is re-running an
 // import, reported present and left alone.
 //
@@ -42,7 +41,7 @@ import (
 // back through a generated key. (A key record damaged in flash does not
 // change this: its range and its parts' are still disjoint.)
 //
-// Versions before that wrote each history record (then of kind
+// Versions before that wrote each history record (of kind
 // kindHashsigLegacy) in a write of its own before the keys, for imported
 // and generated keys alike. A power cut in between left a history record
 // and no key, and nothing on the flash tells that apart from a key
@@ -64,158 +63,15 @@ import (
 //     and deleted since looks the same; such a bundle can be imported into
 //     any HSM, so the history never protected its indexes from it anyway.
 
-// Record kinds of HSS history records in the keystore.
-const (
-	// kindHashsigLegacy: written by older versions apart from the keys
-	// (parseLegacyHistory).
-	kindHashsigLegacy keystore.Kind = 3
-	// kindHashsigHistory: written with the keys it describes (marshal).
-	kindHashsigHistory keystore.Kind = 5
-)
-
-const historyVersion = 2
-
-// historyRange is one range of signature indexes an HSM received.
-type historyRange struct {
-	next, end uint64
-	// unconfirmed: recorded by an older version apart from its key, so
-	// perhaps for an import cut short (see above).
-	unconfirmed bool
-}
-
-const rangeUnconfirmed = 1 // flag bit in a stored range
-
-// hashsigHistory is what the HSM ever received of one HSS key.
-type hashsigHistory struct {
-	id     [16]byte
-	ranges []historyRange
-}
-
-// historyID names the history record of an HSS identifier. It cannot meet a
-// key's UUID in practice: it is a hash.
-func historyID(id [16]byte) keystore.ID {
-	sum := sha256.Sum256(append([]byte("cryptech-backup HSS history\x00"), id[:]...))
-	return keystore.ID(sum[:16])
-}
-
-// marshal encodes: u8 version || I || u32 n || n × (u64 next || u64 end ||
-// u8 flags).
-func (hh *hashsigHistory) marshal() []byte {
-	b := append([]byte{historyVersion}, hh.id[:]...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(hh.ranges)))
-	for _, r := range hh.ranges {
-		b = binary.BigEndian.AppendUint64(b, r.next)
-		b = binary.BigEndian.AppendUint64(b, r.end)
-		var flags byte
-		if r.unconfirmed {
-			flags |= rangeUnconfirmed
-		}
-		b = append(b, flags)
-	}
-	return b
-}
-
-func (hh *hashsigHistory) record() keystore.Record {
-	return keystore.Record{ID: historyID(hh.id), Kind: kindHashsigHistory, Data: hh.marshal()}
-}
-
-var errBadHistory = errors.New("corrupt HSS history record")
-
-// parseHistory decodes a history record of either kind.
-func parseHistory(kind keystore.Kind, b []byte) (*hashsigHistory, error) {
-	const head = 1 + 16 + 4
-	switch {
-	case kind == kindHashsigLegacy:
-		return parseLegacyHistory(b)
-	case kind != kindHashsigHistory, len(b) < head, b[0] != historyVersion:
-		return nil, errBadHistory
-	}
-	hh := &hashsigHistory{id: [16]byte(b[1:17])}
-	n := binary.BigEndian.Uint32(b[17:])
-	if uint64(len(b)) != head+17*uint64(n) {
-		return nil, errBadHistory
-	}
-	for i := range int(n) {
-		at := head + 17*i
-		flags := b[at+16]
-		if flags&^rangeUnconfirmed != 0 {
-			return nil, errBadHistory
-		}
-		hh.ranges = append(hh.ranges, historyRange{binary.BigEndian.Uint64(b[at:]), binary.BigEndian.Uint64(b[at+8:]), flags&rangeUnconfirmed != 0})
-	}
-	return hh, nil
-}
-
-// parseLegacyHistory decodes the older format, which has no version:
-// I || u32 n || n × (u64 next || u64 end). Every range is unconfirmed.
-func parseLegacyHistory(b []byte) (*hashsigHistory, error) {
-	if len(b) < 20 {
-		return nil, errBadHistory
-	}
-	hh := &hashsigHistory{id: [16]byte(b[:16])}
-	n := binary.BigEndian.Uint32(b[16:])
-	if uint64(len(b)) != 20+16*uint64(n) {
-		return nil, errBadHistory
-	}
-	for i := range int(n) {
-		at := 20 + 16*i
-		hh.ranges = append(hh.ranges, historyRange{binary.BigEndian.Uint64(b[at:]), binary.BigEndian.Uint64(b[at+8:]), true})
-	}
-	return hh, nil
-}
-
-// readHistory parses a history record, checking that it is the one of its
-// identifier.
-func readHistory(rec keystore.Record) (*hashsigHistory, error) {
-	hh, err := parseHistory(rec.Kind, rec.Data)
-	if err != nil || historyID(hh.id) != rec.ID {
-		return nil, errBadHistory
-	}
-	return hh, nil
-}
-
-// history reads the history of an HSS identifier; an identifier never seen
-// has an empty one. Called with h.mu held.
-func (h *HSM) history(id [16]byte) (*hashsigHistory, error) {
-	lockassert.Held(&h.mu)
-	rec, err := h.ks.Get(historyID(id))
-	if errors.Is(err, keystore.ErrNotFound) {
-		return &hashsigHistory{id: id}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("HSS history: %w", err)
-	}
-	hh, err := readHistory(rec)
-	if err != nil || hh.id != id {
-		return nil, errBadHistory
-	}
-	return hh, nil
-}
-
-// overlapping returns the recorded ranges that meet [next, end).
-func (hh *hashsigHistory) overlapping(next, end uint64) []historyRange {
-	var out []historyRange
-	for _, r := range hh.ranges {
-		if next < r.end && r.next < end {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-func (hh *hashsigHistory) has(next, end uint64) bool {
-	return slices.ContainsFunc(hh.ranges, func(r historyRange) bool { return r.next == next && r.end == end })
-}
-
 // hashsigPresent reports whether an imported HSS part is exactly one this
 // HSM received before, under the UUID old still has. Called with h.mu held,
 // k not yet shared.
-func (h *HSM) hashsigPresent(old, k *key) (bool, error) {
+func (h *HSM) hashsigPresent(b *historyBook, old, k *key) (bool, error) {
 	lockassert.Held(&h.mu)
 	if old.hss == nil || old.hss.ID() != k.hss.ID() {
 		return false, nil
 	}
-	hh, err := h.history(k.hss.ID())
+	hh, err := b.get(k.hss.ID())
 	if err != nil {
 		return false, err
 	}
@@ -223,75 +79,81 @@ func (h *HSM) hashsigPresent(old, k *key) (bool, error) {
 	return hh.has(next, end), nil
 }
 
-// hashsigConflict refuses a new HSS part whose identifier a key of this HSM
-// (token, or volatile of any session) has, or whose range overlaps anything
-// this HSM ever received of that key. Called with h.mu held, k not yet
-// shared.
-func (h *HSM) hashsigConflict(k *key) error {
+// ErrHashsigRangeUsed: an HSS key part may not be stored, as this HSM holds
+// a part of that key, or once received signatures of it that the part
+// holds. Over libhal's RPC it is KEY_NAME_IN_USE, libhal's answer to a key
+// it already has; errors.Is(err, ErrKeyNameInUse) is false, since no key
+// need have the UUID.
+var ErrHashsigRangeUsed = errors.New("this HSM already held these HSS signatures")
+
+// hashsigConflict says why a new HSS part may not be stored ("" if it may):
+// a key of this HSM (token, or volatile of any session) has its identifier,
+// or its range overlaps something this HSM ever received of that key.
+// Called with h.mu held, k not yet shared.
+func (h *HSM) hashsigConflict(b *historyBook, k *key) (string, error) {
 	lockassert.Held(&h.mu)
 	id := k.hss.ID()
 	held, _, err := h.hashsigHolders(map[[16]byte]bool{id: true})
 	if err != nil {
-		return err
+		return "", err
 	}
 	if other, ok := held[id]; ok {
-		return fmt.Errorf("%w: key %s holds HSS identifier %x", ErrKeyNameInUse, other, id)
+		return fmt.Sprintf("key %s holds a part of HSS key %x, and one HSM holds one part of an HSS key at a time", other, id), nil
 	}
-	hh, err := h.history(id)
+	hh, err := b.get(id)
 	if err != nil {
-		return err
+		return "", err
 	}
 	next, end := k.hss.Range()
 	seen := hh.overlapping(next, end)
 	if len(seen) == 0 {
-		return nil
+		return "", nil
 	}
 	var unconfirmed []string
 	for _, r := range seen {
 		if r.unconfirmed {
-			unconfirmed = append(unconfirmed, fmt.Sprintf("cryptech-backup hashsig-history --hsm DIR --forget %x:%d-%d", id, r.next, r.end))
+			unconfirmed = append(unconfirmed, fmt.Sprintf("cryptech-backup hashsig-history --hsm %s --forget %x:%d-%d", shellquote.Quote(h.dir()), id, r.next, r.end))
 		}
 	}
 	if len(unconfirmed) == 0 {
-		return fmt.Errorf("%w: this HSM already held signatures [%d, %d) of HSS key %x, or some of them (imported before, and deleted since); importing them again could sign twice with one index",
-			ErrKeyNameInUse, next, end, id)
+		return fmt.Sprintf("signatures [%d, %d) of HSS key %x, or some of them, were imported before and deleted since; importing them again could sign twice with one index",
+			next, end, id), nil
 	}
-	return fmt.Errorf("%w: this HSM already held signatures [%d, %d) of HSS key %x, or some of them, by a record an older version wrote apart from the key: "+
+	return fmt.Sprintf("signatures [%d, %d) of HSS key %x, or some of them, by a record an older version wrote apart from the key: "+
 		"an import of them was cut short, or they were imported and the key deleted since, and the HSM cannot tell which. "+
 		"If no key of this HSM ever signed with them, forget the record with the HSM offline (%s) and import again",
-		ErrKeyNameInUse, next, end, id, strings.Join(unconfirmed, "; "))
+		next, end, id, strings.Join(unconfirmed, "; ")), nil
+}
+
+// dir is the HSM's state directory, absolute if it can be, for the commands
+// messages name.
+func (h *HSM) dir() string {
+	if abs, err := filepath.Abs(h.board.Dir); err == nil {
+		return abs
+	}
+	return h.board.Dir
 }
 
 // historyUpdates returns the history records to store with the given
 // imported keys, in the same keystore transaction: each HSS key's range
 // added to its identifier's history. Called with h.mu held, the keys not
 // yet shared.
-func (h *HSM) historyUpdates(keys []*key) ([]keystore.Record, error) {
+func (h *HSM) historyUpdates(b *historyBook, keys []*key) ([]keystore.Record, error) {
 	lockassert.Held(&h.mu)
-	byID := map[[16]byte]*hashsigHistory{}
-	var order [][16]byte
 	for _, k := range keys {
 		if k.hss == nil {
 			continue
 		}
-		id := k.hss.ID()
-		hh, ok := byID[id]
-		if !ok {
-			var err error
-			if hh, err = h.history(id); err != nil {
-				return nil, err
-			}
-			byID[id] = hh
-			order = append(order, id)
+		hh, err := b.get(k.hss.ID())
+		if err != nil {
+			return nil, err
 		}
 		next, end := k.hss.Range()
-		hh.ranges = append(hh.ranges, historyRange{next: next, end: end})
+		if err := b.add(hh, historyRange{next: next, end: end}); err != nil {
+			return nil, err
+		}
 	}
-	recs := make([]keystore.Record, 0, len(order))
-	for _, id := range order {
-		recs = append(recs, byID[id].record())
-	}
-	return recs, nil
+	return b.records(), nil
 }
 
 // hashsigHolders returns the UUID of a private key that holds each HSS
@@ -352,7 +214,9 @@ func (h *HSM) hashsigHolders(want map[[16]byte]bool) (map[[16]byte]UUID, []UUID,
 
 // recordHashsigID reads the token key record id and returns the HSS
 // identifier of its private key, if it is one, without loading the key.
+// Called with h.mu held.
 func (h *HSM) recordHashsigID(id UUID) ([16]byte, bool, error) {
+	lockassert.Held(&h.mu)
 	rec, err := h.ks.Get(keystore.ID(id))
 	if err != nil {
 		return [16]byte{}, false, err
@@ -396,6 +260,7 @@ func (h *HSM) reclaimKeygenHistory() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	candidates := map[[16]byte]bool{}
+	at := map[[16]byte]keystore.ID{}
 	for _, rid := range h.ks.List(kindHashsigLegacy) {
 		rec, err := h.ks.Get(rid)
 		if err != nil {
@@ -403,7 +268,7 @@ func (h *HSM) reclaimKeygenHistory() error {
 		}
 		hh, err := readHistory(rec)
 		if err == nil && len(hh.ranges) == 1 && isKeygenRange(hh.ranges[0].next, hh.ranges[0].end) {
-			candidates[hh.id] = true
+			candidates[hh.id], at[hh.id] = true, rid
 		}
 	}
 	if len(candidates) == 0 {
@@ -418,7 +283,7 @@ func (h *HSM) reclaimKeygenHistory() error {
 		if _, ok := held[id]; ok {
 			continue
 		}
-		if err := h.ks.Delete(historyID(id)); err != nil {
+		if err := h.ks.Delete(at[id]); err != nil {
 			return fmt.Errorf("reclaim the HSS history of a generated key: %w", err)
 		}
 	}
@@ -459,21 +324,20 @@ func (h *HSM) HashsigOrphans() ([]HashsigHistory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("HSS history: %w", err)
 	}
+	b, err := h.readPacks()
+	if err != nil {
+		return nil, err
+	}
+	all, err := b.all()
+	if err != nil {
+		return nil, err
+	}
 	var out []HashsigHistory
-	for _, rid := range append(h.ks.List(kindHashsigLegacy), h.ks.List(kindHashsigHistory)...) {
-		rec, err := h.ks.Get(rid)
-		if err != nil {
-			return nil, fmt.Errorf("HSS history record %x: %w", rid, err)
-		}
-		hh, err := readHistory(rec)
-		if err != nil {
-			return nil, fmt.Errorf("HSS history record %x: %w", rid, err)
-		}
+	for _, hh := range all {
 		if _, ok := held[hh.id]; !ok {
 			out = append(out, hh.export())
 		}
 	}
-	slices.SortFunc(out, func(a, b HashsigHistory) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	return out, nil
 }
 
@@ -512,7 +376,7 @@ var ErrHashsigConfirmed = errors.New("the range was recorded with its key: the k
 //
 // It refuses, changing nothing: a range not recorded (ErrKeyNotFound), a
 // range recorded with its key (ErrHashsigConfirmed), an identifier a key of
-// this HSM holds (ErrKeyNameInUse), and an HSM whose keys it cannot all
+// this HSM holds (ErrHashsigRangeUsed), and an HSM whose keys it cannot all
 // read (ErrTamper, ErrHashsigKeysUnreadable).
 func (h *HSM) ForgetHashsigRange(id [16]byte, next, end uint64) error {
 	h.mu.Lock()
@@ -523,8 +387,14 @@ func (h *HSM) ForgetHashsigRange(id [16]byte, next, end uint64) error {
 	return nil
 }
 
+// forgetHashsigRange is ForgetHashsigRange. Called with h.mu held.
 func (h *HSM) forgetHashsigRange(id [16]byte, next, end uint64) error {
-	hh, err := h.history(id)
+	lockassert.Held(&h.mu)
+	b, err := h.readPacks()
+	if err != nil {
+		return err
+	}
+	hh, err := b.get(id)
 	if err != nil {
 		return err
 	}
@@ -540,11 +410,13 @@ func (h *HSM) forgetHashsigRange(id [16]byte, next, end uint64) error {
 		return err
 	}
 	if other, ok := held[id]; ok {
-		return fmt.Errorf("%w: key %s holds this HSS identifier", ErrKeyNameInUse, other)
+		return fmt.Errorf("%w: key %s holds a part of this HSS key, and may sign with them", ErrHashsigRangeUsed, other)
 	}
+	// Unconfirmed ranges are in records of their own only: packs hold
+	// ranges recorded with their keys.
 	hh.ranges = slices.Delete(hh.ranges, i, i+1)
 	if len(hh.ranges) == 0 {
-		return h.ks.Delete(historyID(id))
+		return h.ks.Delete(hh.at)
 	}
 	return h.ks.Put(hh.record())
 }

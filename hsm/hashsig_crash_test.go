@@ -123,11 +123,19 @@ func TestHashsigKeygenSurvivesPowerCutAtEveryWrite(t *testing.T) {
 }
 
 // TestHashsigImportSurvivesPowerCutAtEveryWrite cuts power at each flash
-// write of an import of two HSS keys and an RSA key: afterwards all three
-// keys are there, with the history of both HSS keys, or nothing is, the free
-// blocks are as before, and the bundle imports again.
+// write of an import of two HSS keys and an RSA key, whose histories go into
+// the pack that holds an earlier import's: afterwards all three keys are
+// there, with the history of both HSS keys, or nothing is, the free blocks
+// are as before, and the bundle imports again; the earlier history stays.
 func TestHashsigImportSurvivesPowerCutAtEveryWrite(t *testing.T) {
 	p := newPair(t)
+	earlier := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+	if _, err := p.dst.Import(ctx, p.importReq(earlier, p.export(t, earlier, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.dst.DeleteKey(ctx, earlier.UUID); err != nil {
+		t.Fatal(err)
+	}
 	var reqs []ImportRequest
 	var hssIDs [][16]byte
 	for _, gr := range []GenerateRequest{
@@ -169,9 +177,12 @@ func TestHashsigImportSurvivesPowerCutAtEveryWrite(t *testing.T) {
 			}
 			histories := 0
 			for _, id := range hssIDs {
-				if _, err := h.ks.Get(historyID(id)); err == nil {
+				if hasHistory(t, h, id) {
 					histories++
 				}
+			}
+			if !hasHistory(t, h, hssID(t, earlier)) {
+				t.Errorf("%s: the earlier import's history is lost", name)
 			}
 			switch {
 			case found == len(reqs) && histories == len(hssIDs):

@@ -26,14 +26,32 @@ func putLegacyHistory(t *testing.T, h *HSM, id [16]byte, ranges ...[2]uint64) {
 		b = binary.BigEndian.AppendUint64(b, r[0])
 		b = binary.BigEndian.AppendUint64(b, r[1])
 	}
-	if err := h.ks.Put(keystore.Record{ID: historyID(id), Kind: kindHashsigLegacy, Data: b}); err != nil {
+	if err := h.ks.Put(keystore.Record{ID: legacyHistoryID(id), Kind: kindHashsigLegacy, Data: b}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func hasHistory(h *HSM, id [16]byte) bool {
-	_, err := h.ks.Get(historyID(id))
-	return err == nil
+// hasHistory reports whether id has a history: in a pack, or in a record
+// of its own an older version wrote.
+func hasHistory(t *testing.T, h *HSM, id [16]byte) bool {
+	t.Helper()
+	return len(historyOf(t, h, id).ranges) > 0
+}
+
+// historyOf reads the history of id.
+func historyOf(t *testing.T, h *HSM, id [16]byte) *hashsigHistory {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b, err := h.readPacks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hh, err := b.get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hh
 }
 
 // TestOpenReclaimsLegacyKeygenHistory: a history record an older version
@@ -72,7 +90,7 @@ func TestOpenReclaimsLegacyKeygenHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !hasHistory(h2, orphan) || !hasHistory(h2, orphanBig) {
+	if !hasHistory(t, h2, orphan) || !hasHistory(t, h2, orphanBig) {
 		t.Error("a keygen history record was reclaimed though a key record is damaged")
 	}
 	h2.Close()
@@ -98,7 +116,7 @@ func TestOpenReclaimsLegacyKeygenHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !hasHistory(h3, orphan) {
+	if !hasHistory(t, h3, orphan) {
 		t.Error("a keygen history record was reclaimed without the master key")
 	}
 	if err := h3.board.MKM.Set(mk); err != nil {
@@ -111,10 +129,10 @@ func TestOpenReclaimsLegacyKeygenHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h4.Close()
-	if hasHistory(h4, orphan) || hasHistory(h4, orphanBig) {
+	if hasHistory(t, h4, orphan) || hasHistory(t, h4, orphanBig) {
 		t.Error("the orphan keygen history records were not reclaimed")
 	}
-	if !hasHistory(h4, held) || !hasHistory(h4, imported) {
+	if !hasHistory(t, h4, held) || !hasHistory(t, h4, imported) {
 		t.Error("a history record that is not a keygen orphan was deleted")
 	}
 	if got := h4.ks.Free(); got != free+2 {
@@ -141,10 +159,10 @@ func TestLegacyImportHistoryHasAWayOut(t *testing.T) {
 	// Every part a split hands out lies in [1, 1024).
 	putLegacyHistory(t, h, id, [2]uint64{1, 1024})
 	_, err := p.dst.Import(ctx, req)
-	if !errors.Is(err, ErrKeyNameInUse) {
+	if !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Fatalf("import over an unconfirmed range: %v", err)
 	}
-	way := fmt.Sprintf("cryptech-backup hashsig-history --hsm DIR --forget %x:1-1024", id)
+	way := fmt.Sprintf("cryptech-backup hashsig-history --hsm %s --forget %x:1-1024", h.board.Dir, id)
 	if !strings.Contains(err.Error(), way) || !strings.Contains(err.Error(), "cut short") {
 		t.Errorf("the refusal does not name the way out (%s): %v", way, err)
 	}
@@ -162,7 +180,7 @@ func TestLegacyImportHistoryHasAWayOut(t *testing.T) {
 	if err := h.ForgetHashsigRange(id, 1, 1024); err != nil {
 		t.Fatal(err)
 	}
-	if hasHistory(h, id) {
+	if hasHistory(t, h, id) {
 		t.Error("the forgotten range's record is still there")
 	}
 	res, err := p.dst.Import(ctx, req)
@@ -195,7 +213,7 @@ func TestLegacyImportHistoryHasAWayOut(t *testing.T) {
 		t.Errorf("forget a deleted key's range: %v", err)
 	}
 	_, err = p.dst.Import(ctx, req)
-	if !errors.Is(err, ErrKeyNameInUse) || strings.Contains(err.Error(), "--forget") {
+	if !errors.Is(err, ErrHashsigRangeUsed) || strings.Contains(err.Error(), "--forget") {
 		t.Errorf("the bundle again after its key was deleted: %v", err)
 	}
 }
@@ -215,9 +233,13 @@ func TestLegacyHistoryKeepsItsRanges(t *testing.T) {
 	if _, err := p.dst.Import(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := h.ks.Get(historyID(id))
+	// Still where the older version wrote it, so no key can take its ID.
+	rec, err := h.ks.Get(legacyHistoryID(id))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if packs := h.ks.List(kindHashsigPack); len(packs) != 0 {
+		t.Errorf("a second history record for one identifier: %x", packs)
 	}
 	if rec.Kind != kindHashsigHistory {
 		t.Errorf("history record of kind %d, want %d", rec.Kind, kindHashsigHistory)
@@ -230,13 +252,13 @@ func TestLegacyHistoryKeepsItsRanges(t *testing.T) {
 	if fmt.Sprint(hh.ranges) != fmt.Sprint(want) {
 		t.Errorf("ranges %v, want %v", hh.ranges, want)
 	}
-	if err := h.ForgetHashsigRange(id, 100, 200); !errors.Is(err, ErrKeyNameInUse) {
+	if err := h.ForgetHashsigRange(id, 100, 200); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("forget a range of an identifier a key holds: %v", err)
 	}
 }
 
 func TestHistoryRecordFormats(t *testing.T) {
-	hh := &hashsigHistory{id: [16]byte{7}, ranges: []historyRange{{0, 10, true}, {20, 1 << 40, false}}}
+	hh := &hashsigHistory{id: [16]byte{7}, ranges: []historyRange{{0, 10, true}, {20, 1 << 40, false}}, at: legacyHistoryID([16]byte{7})}
 	r := hh.record()
 	got, err := readHistory(r)
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(hh) {
@@ -260,7 +282,7 @@ func TestHistoryRecordFormats(t *testing.T) {
 		t.Error("a record of another kind parses")
 	}
 	// Another identifier's record under this ID.
-	moved := (&hashsigHistory{id: [16]byte{8}}).record()
+	moved := (&hashsigHistory{id: [16]byte{8}, at: legacyHistoryID([16]byte{8})}).record()
 	moved.ID = r.ID
 	if _, err := readHistory(moved); err == nil {
 		t.Error("a history record under another identifier's ID is read")
@@ -318,7 +340,7 @@ func TestForgetNeedsEveryKeyReadable(t *testing.T) {
 	if _, err := h2.HashsigOrphans(); !errors.Is(err, ErrTamper) {
 		t.Errorf("HashsigOrphans without the master key: %v", err)
 	}
-	if !hasHistory(h2, id) {
+	if !hasHistory(t, h2, id) {
 		t.Error("the record is gone")
 	}
 }

@@ -119,7 +119,7 @@ func TestHashsigExportSplitsTheRange(t *testing.T) {
 	w2 := p.export(t, k, KEKOAEPSHA256, nil)
 	req := p.importReq(k, w2, KEKOAEPSHA256, nil)
 	req.UUID = UUID{0x40, 1, 2, 3}
-	if _, err := p.dst.Import(ctx, req); !errors.Is(err, ErrKeyNameInUse) {
+	if _, err := p.dst.Import(ctx, req); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("second part of one HSS key under another UUID: %v", err)
 	}
 }
@@ -166,7 +166,7 @@ func TestHashsigPartArrivesOnce(t *testing.T) {
 	req := p.importReq(k, w, KEKOAEPSHA256, nil)
 	twin := req
 	twin.UUID = UUID{0x40, 9}
-	if _, err := p.dst.ImportBatch(ctx, []ImportRequest{req, twin}); !errors.Is(err, ErrKeyNameInUse) {
+	if _, err := p.dst.ImportBatch(ctx, []ImportRequest{req, twin}); !errors.Is(err, ErrBadArguments) {
 		t.Errorf("one part under two UUIDs in one batch: %v", err)
 	}
 	volatile := req
@@ -176,14 +176,14 @@ func TestHashsigPartArrivesOnce(t *testing.T) {
 	}
 	fresh := req
 	fresh.UUID = UUID{}
-	if _, err := p.dst.Import(ctx, fresh); !errors.Is(err, ErrKeyNameInUse) {
+	if _, err := p.dst.Import(ctx, fresh); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("the part again as a token key while a volatile copy exists: %v", err)
 	}
 	p.dst.Logout(ctx) // drops the volatile copy
 	if err := p.dst.Login(ctx, UserWheel, wheelPIN); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.dst.Import(ctx, req); !errors.Is(err, ErrKeyNameInUse) {
+	if _, err := p.dst.Import(ctx, req); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("the part again after its volatile copy was dropped: %v", err)
 	}
 
@@ -195,14 +195,14 @@ func TestHashsigPartArrivesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	w2 := other.export(t, k2, KEKOAEPSHA256, nil)
-	if _, err := other.dst.Import(ctx, other.importReq(k2, w2, KEKOAEPSHA256, nil)); !errors.Is(err, ErrKeyNameInUse) {
+	if _, err := other.dst.Import(ctx, other.importReq(k2, w2, KEKOAEPSHA256, nil)); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("another part under the same UUID: %v", err)
 	}
 	// Deleted, then the same bundle again.
 	if err := other.dst.DeleteKey(ctx, k2.UUID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := other.dst.Import(ctx, other.importReq(k2, w1, KEKOAEPSHA256, nil)); !errors.Is(err, ErrKeyNameInUse) {
+	if _, err := other.dst.Import(ctx, other.importReq(k2, w1, KEKOAEPSHA256, nil)); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("the part again after it was deleted: %v", err)
 	}
 }
@@ -280,7 +280,7 @@ func TestGeneratedKeyPartComesBackOnce(t *testing.T) {
 	req := ImportRequest{KEKEK: kekek.UUID, Wrapped: w, Encryption: KEKOAEPSHA256, UUID: k.UUID, Flags: k.Flags, PublicKey: k.PublicKey}
 	fresh := req
 	fresh.UUID = UUID{}
-	if _, err := s.Import(ctx, fresh); !errors.Is(err, ErrKeyNameInUse) {
+	if _, err := s.Import(ctx, fresh); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("a part of a key the HSM holds: %v", err)
 	}
 	if err := s.DeleteKey(ctx, k.UUID); err != nil {
@@ -301,7 +301,7 @@ func TestGeneratedKeyPartComesBackOnce(t *testing.T) {
 	if err := s.DeleteKey(ctx, k.UUID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Import(ctx, req); !errors.Is(err, ErrKeyNameInUse) {
+	if _, err := s.Import(ctx, req); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("the part a second time: %v", err)
 	}
 }

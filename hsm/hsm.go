@@ -309,12 +309,14 @@ func pinID(u User) keystore.ID {
 	return id
 }
 
-// isReserved reports whether id is one of the UUIDs the HSM keeps for itself
-// (fifteen zero bytes, then anything): the nil UUID and the PIN records. New
-// keys get version 4 UUIDs, which are never reserved; imports may not use them.
+// isReserved reports whether id is one of the UUIDs the HSM keeps for its
+// own records: fifteen zero bytes, then anything but zero (the PIN and flash
+// size records), and the namespace of the HSS history records (isHistoryID).
+// New keys get version 4 UUIDs, which are never reserved; imports may not
+// use them.
 func isReserved(id UUID) bool {
 	var zero [15]byte
-	return [15]byte(id[:15]) == zero && id[15] != 0
+	return [15]byte(id[:15]) == zero && id[15] != 0 || isHistoryID(id)
 }
 
 // checkPIN verifies a user's PIN, waiting before it reports a wrong one.
@@ -506,6 +508,9 @@ func (h *HSM) newUUID() (UUID, error) {
 		id, err := NewUUID(h.board.TRNG)
 		if err != nil {
 			return id, err
+		}
+		if isReserved(id) {
+			continue // never, for a version 4 UUID; kept should NewUUID change
 		}
 		taken, err := h.exists(id)
 		if err != nil || !taken {

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
 // Export wraps an exportable private key for the holder of the KEKEK: the
@@ -167,9 +169,25 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	held := make([]*key, len(keys))
-	hssSeen := map[[16]byte]bool{}
+	hssSeen := map[[16]byte]int{}
 	var newRecs []*keyRecord
 	var newKeys []*key
+	// Every HSS part of the batch that may not be stored, so that one
+	// refusal names them all.
+	var conflicts []string
+	// The HSS history, read once the batch has an HSS key.
+	var book *historyBook
+	history := func() (*historyBook, error) {
+		if book != nil {
+			return book, nil
+		}
+		b, err := h.historyBook()
+		if err != nil {
+			return nil, fmt.Errorf("import: %w", err)
+		}
+		book = b
+		return b, nil
+	}
 	for i, r := range recs {
 		k := keys[i]
 		if r.uuid.IsZero() {
@@ -186,30 +204,54 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, ErrKeyNameInUse)
 			}
 			if k.hss != nil {
-				if same, err := h.hashsigPresent(old, k); err != nil || !same {
-					return nil, fmt.Errorf("import key %d (%s): %w: another part of this HSS key is here already", i, r.uuid, ErrKeyNameInUse)
+				b, err := history()
+				if err != nil {
+					return nil, err
+				}
+				same, err := h.hashsigPresent(b, old, k)
+				if err != nil {
+					return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, err)
+				}
+				if !same {
+					conflicts = append(conflicts, fmt.Sprintf("key %d (%s): another part of HSS key %x is here under this UUID", i, r.uuid, k.hss.ID()))
+					continue
 				}
 			}
 			held[i] = old
 			continue
 		}
 		if k.hss != nil {
-			if err := h.hashsigConflict(k); err != nil {
+			if first, twice := hssSeen[k.hss.ID()]; twice {
+				return nil, fmt.Errorf("import key %d (%s): %w: key %d of the batch is a part of this HSS key too", i, r.uuid, ErrBadArguments, first)
+			}
+			hssSeen[k.hss.ID()] = i
+			b, err := history()
+			if err != nil {
+				return nil, err
+			}
+			why, err := h.hashsigConflict(b, k)
+			if err != nil {
 				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, err)
 			}
-			if hssSeen[k.hss.ID()] {
-				return nil, fmt.Errorf("import key %d (%s): %w: the batch holds this HSS key twice", i, r.uuid, ErrKeyNameInUse)
+			if why != "" {
+				conflicts = append(conflicts, fmt.Sprintf("key %d (%s): %s", i, r.uuid, why))
+				continue
 			}
-			hssSeen[k.hss.ID()] = true
 		}
 		held[i] = k
 		newRecs, newKeys = append(newRecs, r), append(newKeys, k)
 	}
-	history, err := h.historyUpdates(newKeys)
-	if err != nil {
-		return nil, fmt.Errorf("import: %w", err)
+	if len(conflicts) > 0 {
+		return nil, fmt.Errorf("import: %w: %s", ErrHashsigRangeUsed, strings.Join(conflicts, "; "))
 	}
-	if err := h.store(s, newRecs, newKeys, history); err != nil {
+	var records []keystore.Record
+	if book != nil {
+		var err error
+		if records, err = h.historyUpdates(book, newKeys); err != nil {
+			return nil, fmt.Errorf("import: %w", err)
+		}
+	}
+	if err := h.store(s, newRecs, newKeys, records); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	return held, nil

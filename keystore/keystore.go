@@ -55,6 +55,7 @@ type Store struct {
 	seq        uint64     // last number given; at Open, the valid blocks' highest
 	corrupt    []int      // damaged blocks found by Open, sorted; never written
 	corruptIDs map[ID]int // IDs named by damaged blocks: the lowest block
+	unnamed    []int      // damaged blocks whose header names no ID, sorted
 	failed     error
 }
 
@@ -102,6 +103,9 @@ func Open(f *sim.Flash) (*Store, error) {
 			if _, dup := s.corruptIDs[sl.hdr.id]; sl.named && !dup {
 				s.corruptIDs[sl.hdr.id] = i
 			}
+			if !sl.named {
+				s.unnamed = append(s.unnamed, i)
+			}
 		default:
 			s.index[sl.hdr.id] = entry{block: i, kind: sl.hdr.kind}
 		}
@@ -146,6 +150,15 @@ func (s *Store) CorruptIDs() []ID {
 	ids := slices.Collect(maps.Keys(s.corruptIDs))
 	slices.SortFunc(ids, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
 	return ids
+}
+
+// CorruptUnnamed returns the damaged blocks (see Corrupt) whose header is
+// too damaged to name an ID, sorted: what they held is unknown, so a caller
+// that must not miss a record of some kind can tell that one may be there.
+func (s *Store) CorruptUnnamed() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.unnamed)
 }
 
 // damaged returns an ErrCorrupt error if a damaged block names id; s.mu is

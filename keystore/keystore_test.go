@@ -475,6 +475,10 @@ func TestDamagedRecordKept(t *testing.T) {
 				if got := s.CorruptIDs(); !slices.Equal(got, ids) {
 					t.Fatalf("%s, %s: CorruptIDs() = %x, want %x", name, when, got, ids)
 				}
+				// A block that names no ID is reported as such.
+				if got, unnamed := s.CorruptUnnamed(), len(ids) == 0; unnamed != slices.Equal(got, []int{blk}) || !unnamed && len(got) != 0 {
+					t.Fatalf("%s, %s: CorruptUnnamed() = %v, block %d, named %x", name, when, got, blk, ids)
+				}
 				if s.Free() != testBlocks-len(want)-1 {
 					t.Fatalf("%s, %s: Free() = %d with %d records", name, when, s.Free(), len(want))
 				}

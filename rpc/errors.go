@@ -18,6 +18,9 @@ var statusErrors = []struct {
 	{hsm.ErrBadUUID, StatusBadArguments},
 	{hsm.ErrKeyNotFound, StatusKeyNotFound},
 	{hsm.ErrKeyNameInUse, StatusKeyNameInUse},
+	// After ErrKeyNameInUse, which a client turns the status back into:
+	// libhal has one answer for a key it holds already.
+	{hsm.ErrHashsigRangeUsed, StatusKeyNameInUse},
 	{hsm.ErrNotLoggedIn, StatusForbidden},
 	{hsm.ErrForbidden, StatusForbidden},
 	{hsm.ErrNotExportable, StatusForbidden},

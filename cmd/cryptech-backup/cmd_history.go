@@ -16,8 +16,8 @@ import (
 var hashsigHistoryCommand = &command{
 	name:    "hashsig-history",
 	args:    "[--hsm DIR] [--forget I:FROM-TO]",
-	summary: "list the HSS history records of an emulated HSM that no key holds; forget one an interrupted import left",
-	examples: `  cryptech-backup hashsig-history --hsm ./hsm     # one line per range: I:FROM-TO, then what it is
+	summary: "list the HSS history records of an emulated HSM that no key holds, and what its flash holds; forget one an interrupted import left",
+	examples: `  cryptech-backup hashsig-history --hsm ./hsm     # one line per range: I:FROM-TO, then what it is; the flash's use on stderr
   cryptech-backup hashsig-history --hsm ./hsm --forget 5f0c...e1:512-1024
 `,
 	define: func(fs *flag.FlagSet) runFunc {
@@ -37,9 +37,14 @@ var hashsigHistoryCommand = &command{
 					return usageError{"--forget: " + err.Error()}
 				}
 			}
-			h, err := hsm.Open(c.dir(e), e.hsmOptions)
+			dir := c.dir(e)
+			h, err := hsm.Open(dir, e.hsmOptions)
 			if errors.Is(err, sim.ErrNoBoard) {
-				return noHSMError{c.dir(e)}
+				return noHSMError{dir}
+			}
+			if errors.Is(err, sim.ErrBoardInUse) {
+				return hintError{fmt.Errorf("the HSM in %s is open in another process", dir),
+					"stop " + progName + " serve (or whatever holds it) first: hashsig-history reads the HSM's flash itself, and works on an HSM no process holds"}
 			}
 			if err != nil {
 				return err
@@ -52,6 +57,11 @@ var hashsigHistoryCommand = &command{
 				fmt.Fprintf(e.stderr, "%s: forgot signatures [%d, %d) of HSS key %x: a part of that key holding them can be imported again\n", progName, next, end, id)
 				return nil
 			}
+			u, err := h.FlashUsage()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "%s: %s\n", progName, usageLine(u))
 			orphans, err := h.HashsigOrphans()
 			if err != nil {
 				return err
@@ -85,4 +95,10 @@ func parseHistoryRange(s string) (id [16]byte, next, end uint64, err error) {
 		return id, 0, 0, fmt.Errorf("%q: FROM-TO is a range of signature indexes, FROM below TO", rng)
 	}
 	return id, next, end, nil
+}
+
+// usageLine says what an HSM's flash holds, the HSS history's share named.
+func usageLine(u hsm.FlashUsage) string {
+	return fmt.Sprintf("flash: %d of %d blocks free, %d damaged; HSS history, kept for good: keys %d, ranges %d, blocks %d",
+		u.Free, u.Blocks, u.Damaged, u.HistoryKeys, u.HistoryRanges, u.HistoryBlocks)
 }

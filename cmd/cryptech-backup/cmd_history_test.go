@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -40,7 +41,7 @@ func TestHashsigHistoryForget(t *testing.T) {
 	if st := run([]string{"import", "--hsm", dst, "-i", bundle}, pinEnv(&stdout, &stderr)); st != 1 {
 		t.Fatalf("import over the record: exit %d, stderr %s", st, stderr.String())
 	}
-	checkOneLine(t, stderr.String(), `cut short.*cryptech-backup hashsig-history --hsm DIR --forget `+forget)
+	checkOneLine(t, stderr.String(), `cut short.*cryptech-backup hashsig-history --hsm `+regexp.QuoteMeta(dst)+` --forget `+forget)
 
 	stdout.Reset()
 	stderr.Reset()
@@ -71,9 +72,33 @@ func TestHashsigHistoryForget(t *testing.T) {
 		t.Fatalf("import after --forget: exit %d, stderr %s", st, stderr.String())
 	}
 	stdout.Reset()
+	stderr.Reset()
 	if st := run([]string{"hashsig-history", "--hsm", dst}, pinEnv(&stdout, &stderr)); st != 0 || stdout.Len() != 0 {
 		t.Errorf("hashsig-history with the key imported: exit %d, stdout %q", st, stdout.String())
 	}
+	// 64 blocks: 3 PINs, the flash size, the KEKEK, the two keys imported
+	// and the history of the HSS key.
+	if want := "cryptech-backup: flash: 56 of 64 blocks free, 0 damaged; HSS history, kept for good: keys 1, ranges 1, blocks 1\n"; stderr.String() != want {
+		t.Errorf("hashsig-history says %q, want %q", stderr.String(), want)
+	}
+}
+
+// TestHashsigHistoryInUse: on an HSM another process holds (serve), the
+// command says to stop it, on one line.
+func TestHashsigHistoryInUse(t *testing.T) {
+	dir := t.TempDir()
+	makeSource(t, dir)
+	src := filepath.Join(dir, "src")
+	h, err := hsm.Open(src, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var stdout, stderr bytes.Buffer
+	if st := run([]string{"hashsig-history", "--hsm", src}, pinEnv(&stdout, &stderr)); st != 1 {
+		t.Fatalf("exit %d, stderr %s", st, stderr.String())
+	}
+	checkOneLine(t, stderr.String(), `open in another process.*stop cryptech-backup serve`)
 }
 
 // hssIdentifier reads the HSS identifier of key id in the HSM in dir.
