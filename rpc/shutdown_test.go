@@ -171,17 +171,7 @@ func TestServerShutdown(t *testing.T) {
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
-	h2, err := hsm.Open(dir, testOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h2.Close()
-	s := h2.NewSession()
-	defer s.Close()
-	if err := s.Login(ctx, hsm.UserNormal, userPIN); err != nil {
-		t.Fatal(err)
-	}
-	k, err := s.Key(ctx, id)
+	k, err := reopened(t, dir).Key(ctx, id)
 	if err != nil {
 		t.Fatalf("the key generated during Shutdown is not in the keystore: %v", err)
 	}
@@ -242,17 +232,24 @@ func TestShutdownBoundHoldsDuringATreeBuild(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	h2, err := hsm.Open(dir, testOptions)
+	if got, err := reopened(t, dir).Key(ctx, k.UUID); err != nil || got.Hashsig.Remaining != 1<<15 {
+		t.Errorf("after the restart the key has %+v (%v), want all of its %d signatures", got.Hashsig, err, 1<<15)
+	}
+}
+
+// reopened opens the HSM in dir again, as after a restart, and returns a
+// session logged in as the user; both are closed when the test ends.
+func reopened(t *testing.T, dir string) *hsm.Session {
+	t.Helper()
+	h, err := hsm.Open(dir, testOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h2.Close()
-	s2 := h2.NewSession()
-	defer s2.Close()
-	if err := s2.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+	t.Cleanup(func() { h.Close() })
+	s := h.NewSession()
+	t.Cleanup(func() { s.Close() })
+	if err := s.Login(ctx, hsm.UserNormal, userPIN); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s2.Key(ctx, k.UUID); err != nil || got.Hashsig.Remaining != 1<<15 {
-		t.Errorf("after the restart the key has %+v (%v), want all of its %d signatures", got.Hashsig, err, 1<<15)
-	}
+	return s
 }
