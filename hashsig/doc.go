@@ -19,7 +19,11 @@
 //
 // Keys are generated from a seed by the pseudorandom method of RFC 8554
 // Appendix A: one-time keys are derived when needed and never stored, and the
-// lower trees of an HSS key are rebuilt from the top seed when it is loaded.
+// trees of an HSS key are rebuilt from the top seed by its first signature
+// after it is loaded: seconds at height 15, minutes at height 25. Meanwhile
+// only other signatures of that key wait; reading its state, splitting it
+// and wiping it do not, and a key wiped meanwhile abandons the build
+// without using an index.
 //
 // What is not constant-time: nothing here handles secrets that depend on
 // input an attacker controls, except the seed, which only ever enters hash

@@ -13,6 +13,10 @@ var (
 	// ErrKeyExhausted: the key has no signature index left in its range
 	// (HASHSIG_KEY_EXHAUSTED on the RPC face).
 	ErrKeyExhausted = errors.New("hashsig: key exhausted")
+	// ErrWiped: the key was wiped (Wipe) before or while it signed or
+	// split; a signature it was building its trees for was abandoned, and
+	// used no index.
+	ErrWiped = errors.New("hashsig: key wiped")
 	// ErrCannotSplit: the remaining range is too small to divide.
 	ErrCannotSplit = errors.New("hashsig: remaining signatures too few to split")
 )

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // PrivateKey is a stateful HSS private key: the top tree's identifier and
@@ -16,23 +17,46 @@ import (
 // tree's root, and the range of signature indexes it may still use. It is
 // safe for concurrent use.
 type PrivateKey struct {
-	// mu is held across everything a method does, including the call to
-	// the PersistFunc, which may take its owner's locks (the HSM's). So
-	// the owner must never wait for mu (call Sign, Split, Wipe, Range,
-	// Remaining, MarshalBinary, SetPersist...) while it holds a lock that
-	// its PersistFunc takes, unless no other goroutine can have the key.
+	// Two locks, so that building trees, which takes seconds to minutes
+	// the first time a loaded key signs (height 15 and up), holds up only
+	// other signatures of this key:
+	//
+	//  - signMu guards the trees (trees, childSigs): Sign holds it
+	//    throughout, including while it builds them. Wipe takes it too,
+	//    after it has set wiped, which makes a build in progress give up
+	//    at its next leaf.
+	//  - mu guards the state (next, end, persisted, reserve, persist,
+	//    topNodes): every method holds it to read or change them, and
+	//    across the call to the PersistFunc, never across a build.
+	//
+	// Lock order: signMu, then mu, then what the PersistFunc takes (the
+	// owner's locks, the HSM's). So the owner must never wait for either
+	// (call Sign, Split, Wipe, Range, Remaining, MarshalBinary,
+	// SetPersist...) while it holds a lock that its PersistFunc takes,
+	// unless no other goroutine can have the key.
+	signMu sync.Mutex
 	mu     sync.Mutex
+	// wiped is set by Wipe before it waits for the locks.
+	wiped atomic.Bool
+
+	// levels, id, root and pub never change; seed changes only when Wipe
+	// clears it, holding both locks.
 	levels []Level
 	id     [IDSize]byte
 	seed   []byte
 	root   []byte
+	pub    *PublicKey
+
 	// next is the next index to sign with, end the first it may not use,
 	// persisted the next value the stored state holds (see state.go).
+	// next changes only with both locks held (Sign's claim, Wipe).
 	next, end, persisted uint64
 	reserve              uint64
 	persist              PersistFunc
+	// topNodes are the top tree's nodes above its subtrees once it is
+	// built: never written again, shared with the parts Split makes.
+	topNodes [][]byte
 
-	pub *PublicKey
 	// trees[l] is the level-l tree that signs at index next. They are built
 	// when the key first signs: loading a key, listing it or splitting it
 	// never pays for them.
@@ -61,10 +85,12 @@ func GenerateKey(rand io.Reader, levels []Level, persist PersistFunc) (*PrivateK
 		return nil, fmt.Errorf("hashsig: key seed: %w", err)
 	}
 	sk.end = capacity(levels)
+	// No other goroutine has the key yet: the locks are not needed, and
+	// nothing wipes it while its trees are built.
 	top := sk.topTree()
 	top.build()
 	sk.root = top.root()
-	sk.trees = []*tree{top}
+	sk.trees, sk.topNodes = []*tree{top}, top.top
 	sk.setup()
 	sk.descend(0)
 	if err := sk.store(0, sk.end); err != nil {
@@ -76,7 +102,7 @@ func GenerateKey(rand io.Reader, levels []Level, persist PersistFunc) (*PrivateK
 var cryptoRand = rand.Reader
 
 func (sk *PrivateKey) topTree() *tree {
-	return newTree(sk.levels[0].LMS, sk.levels[0].LMOTS, sk.id, sk.seed, 0)
+	return newTree(sk.levels[0].LMS, sk.levels[0].LMOTS, sk.id, sk.seed, 0, &sk.wiped)
 }
 
 // setup derives what follows from the stored state: the public key.
@@ -86,26 +112,51 @@ func (sk *PrivateKey) setup() {
 	sk.childSigs = make([][]byte, len(sk.levels)-1)
 }
 
+// prepare builds the trees that sign index s, and the subtree of the
+// bottom tree that holds its leaf, so that once s is claimed nothing is left
+// that takes long. It returns ErrWiped if the key was wiped meanwhile, the
+// work done thrown away. Called with sk.signMu held.
+func (sk *PrivateKey) prepare(s uint64) error {
+	if err := sk.buildTop(); err != nil {
+		return err
+	}
+	if !sk.descend(s) {
+		return ErrWiped
+	}
+	path := indexPath(sk.levels, s)
+	if last := len(sk.levels) - 1; !sk.trees[last].cache(path[last]) {
+		return ErrWiped
+	}
+	return nil
+}
+
 // buildTop builds the top tree if it is not built yet, and checks that its
 // root is the one stored: a damaged seed is found before anything is signed.
-// Called with sk.mu held.
+// Called with sk.signMu held.
 func (sk *PrivateKey) buildTop() error {
 	if sk.trees != nil {
 		return nil
 	}
 	top := sk.topTree()
-	top.build()
+	if !top.build() {
+		return ErrWiped
+	}
 	if subtle.ConstantTimeCompare(top.root(), sk.root) != 1 {
 		return fmt.Errorf("%w: the seed does not give the key's public key", ErrMalformed)
 	}
 	sk.trees = []*tree{top}
+	sk.mu.Lock()
+	sk.topNodes = top.top
+	sk.mu.Unlock()
 	return nil
 }
 
 // descend makes trees[1..] the trees on the path of index s, rebuilding
-// those that changed and the signatures that link them. Called with sk.mu
-// held, after buildTop.
-func (sk *PrivateKey) descend(s uint64) {
+// those that changed and the signatures that link them. It returns false if
+// the key was wiped meanwhile; the trees and links installed so far are
+// consistent, and the next call goes on from there. Called with
+// sk.signMu held (or on a key no other goroutine has), after buildTop.
+func (sk *PrivateKey) descend(s uint64) bool {
 	path := indexPath(sk.levels, s)
 	hs := sk.hasher()
 	for l := 1; l < len(sk.levels); l++ {
@@ -116,20 +167,28 @@ func (sk *PrivateKey) descend(s uint64) {
 			continue
 		}
 		child := parent.child(hs, path[l-1], sk.levels[l].LMS, sk.levels[l].LMOTS)
-		child.build()
+		// Linking signatures sign a fixed message (the child's public key)
+		// with a one-time key used for nothing else, so their randomizer is
+		// derived, and rebuilding one after a restart gives the same bytes.
+		var link []byte
+		if child.build() {
+			c := parent.derive(hs, path[l-1], deriveC)
+			link = parent.sign(hs, path[l-1], c, child.publicKey().marshal())
+		}
+		if link == nil {
+			clear(child.seed) // abandoned: Wipe never sees this tree
+			return false
+		}
 		for _, old := range sk.trees[l:] {
 			clear(old.seed)
 		}
 		sk.trees = append(sk.trees[:l], child)
-		// Linking signatures sign a fixed message (the child's public key)
-		// with a one-time key used for nothing else, so their randomizer is
-		// derived, and rebuilding one after a restart gives the same bytes.
-		c := parent.derive(hs, path[l-1], deriveC)
-		sk.childSigs[l-1] = parent.sign(hs, path[l-1], c, child.publicKey().marshal())
+		sk.childSigs[l-1] = link
 		for k := l; k < len(sk.childSigs); k++ {
 			sk.childSigs[k] = nil
 		}
 	}
+	return true
 }
 
 func (sk *PrivateKey) hasher() *hasher {
@@ -151,20 +210,41 @@ func (sk *PrivateKey) ID() [IDSize]byte { return sk.id }
 // used is persisted (see SetReserve) before the signature is made; a key with
 // no index left returns ErrKeyExhausted. The signature is verified before it
 // is returned, so a fault while signing cannot release a bad one.
+//
+// Only other signatures of the key wait while it builds its trees (see
+// PrivateKey.mu): they are built before the index is claimed, so a key
+// wiped meanwhile gives up its build, returns ErrWiped, and uses no index.
 func (sk *PrivateKey) Sign(msg []byte) ([]byte, error) {
+	sk.signMu.Lock()
+	defer sk.signMu.Unlock()
+	if sk.wiped.Load() {
+		return nil, ErrWiped
+	}
 	sk.mu.Lock()
-	defer sk.mu.Unlock()
-	if sk.next >= sk.end {
+	s, exhausted := sk.next, sk.next >= sk.end
+	sk.mu.Unlock()
+	if exhausted {
 		return nil, ErrKeyExhausted
 	}
-	if err := sk.buildTop(); err != nil {
+	// next changes only under signMu too, which this holds: the index
+	// claimed below is s.
+	if err := sk.prepare(s); err != nil {
 		return nil, err
 	}
-	s, err := sk.claim()
+	sk.mu.Lock()
+	claimed, err := sk.claim()
+	sk.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	sk.descend(s)
+	if claimed != s {
+		// Cannot happen while next changes only under signMu; were it to,
+		// signing with trees prepared for s would use s a second time.
+		if err := sk.prepare(claimed); err != nil {
+			return nil, err
+		}
+		s = claimed
+	}
 	path := indexPath(sk.levels, s)
 	last := len(sk.levels) - 1
 	sig := binary.BigEndian.AppendUint32(nil, uint32(last))
@@ -177,6 +257,7 @@ func (sk *PrivateKey) Sign(msg []byte) ([]byte, error) {
 	if _, err := io.ReadFull(cryptoRand, c); err != nil {
 		return nil, fmt.Errorf("hashsig: randomizer: %w", err)
 	}
+	// The leaf's subtree is cached (prepare): this does not build.
 	sig = append(sig, bottom.sign(sk.hasher(), path[last], c, msg)...)
 	if err := sk.pub.Verify(msg, sig); err != nil {
 		return nil, fmt.Errorf("hashsig: signature %d failed its own check: %w", s, err)
@@ -270,26 +351,32 @@ func parsePrivateKeyState(b []byte) (*PrivateKey, error) {
 	return sk, nil
 }
 
-// cloneRange returns a key with the same secret (and top tree, if built) but
-// the range [next, end) and nothing persisted. Called with sk.mu held.
+// cloneRange returns a key with the same secret (and top tree's nodes, if
+// built) but the range [next, end) and nothing persisted. Called with sk.mu
+// held.
 func (sk *PrivateKey) cloneRange(next, end uint64) *PrivateKey {
 	c := &PrivateKey{
 		levels: sk.levels, id: sk.id, seed: bytes.Clone(sk.seed), root: sk.root,
-		next: next, end: end, persisted: next, reserve: 1,
+		next: next, end: end, persisted: next, reserve: 1, topNodes: sk.topNodes,
 	}
 	c.setup()
-	if sk.trees != nil {
-		top := sk.trees[0].clone()
-		top.seed = c.seed // its own copy: wiping sk must not wipe c
+	if c.topNodes != nil {
+		top := c.topTree() // its own seed: wiping sk must not wipe c
+		top.top = c.topNodes
 		c.trees = []*tree{top}
 	}
 	return c
 }
 
 // Wipe clears the key's secrets from memory: its seed and the seeds of the
-// trees built from it. The key cannot sign or split afterwards. The HSM
-// wipes the keys it deletes or forgets.
+// trees built from it. The key cannot sign or split afterwards. A signature
+// whose index is claimed finishes first; one still building its trees gives
+// up within a leaf's time, its trees thrown away, and returns ErrWiped; so
+// Wipe returns promptly. The HSM wipes the keys it deletes or forgets.
 func (sk *PrivateKey) Wipe() {
+	sk.wiped.Store(true)
+	sk.signMu.Lock()
+	defer sk.signMu.Unlock()
 	sk.mu.Lock()
 	defer sk.mu.Unlock()
 	clear(sk.seed)

@@ -15,7 +15,12 @@ import "fmt"
 //   - Split divides [persisted, end) and persists this key's shrunken end
 //     before it hands out the other part; the other part starts at or after
 //     the old end of this key's usable range, so the two never meet.
-//   - All of it runs under the key's mutex.
+//   - All of it runs under the key's state lock (PrivateKey.mu). Sign also
+//     holds the signing lock (signMu) from before it reads next until it
+//     has signed, and next changes only under both: the index it builds
+//     its trees for is the one it claims, and no other signature claims
+//     one meanwhile. Reading the state (Remaining, Range) and splitting
+//     it never wait for a build, which holds signMu only.
 
 // PersistFunc stores a private key's serialized state durably. The key calls
 // it before it uses a signature index the stored state does not cover, and
@@ -56,6 +61,9 @@ func (sk *PrivateKey) SetPersist(f PersistFunc) {
 // claim returns the index the next signature uses, persisting first when the
 // index is not yet covered by stored state. Called with sk.mu held.
 func (sk *PrivateKey) claim() (uint64, error) {
+	if sk.wiped.Load() {
+		return 0, ErrWiped // Wipe is waiting for this signature: use no index
+	}
 	if sk.next >= sk.end {
 		return 0, ErrKeyExhausted
 	}
@@ -109,6 +117,9 @@ func (sk *PrivateKey) SplitN(n int) ([]*PrivateKey, error) {
 	}
 	sk.mu.Lock()
 	defer sk.mu.Unlock()
+	if sk.wiped.Load() {
+		return nil, ErrWiped
+	}
 	// Indexes below persisted may be in use without a trace in storage: the
 	// parts given away start at persisted or later.
 	start := max(sk.next, sk.persisted)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // subtreeHeight is the height of the subtrees a tree is computed and cached
@@ -31,42 +32,44 @@ type tree struct {
 	sub      [][]byte
 	subIndex int
 	subH     int
+
+	// stop is the wiped flag of the key the tree belongs to: once it is
+	// set, the computation in progress gives up at the next leaf.
+	stop *atomic.Bool
 }
 
-func newTree(t LMSType, ot LMOTSType, id [IDSize]byte, seed []byte, number uint64) *tree {
+func newTree(t LMSType, ot LMOTSType, id [IDSize]byte, seed []byte, number uint64, stop *atomic.Bool) *tree {
 	lp, _ := t.Params()
 	op, _ := ot.Params()
-	tr := &tree{typ: t, otsTyp: ot, lp: lp, op: op, id: id, seed: seed, number: number, subIndex: -1}
+	tr := &tree{typ: t, otsTyp: ot, lp: lp, op: op, id: id, seed: seed, number: number, subIndex: -1, stop: stop}
 	tr.subH = min(lp.H, subtreeHeight)
 	return tr
 }
 
 // build computes the whole tree: every subtree, in turn, with its leaves
-// spread over all cores, and keeps the nodes above the subtrees.
-func (tr *tree) build() {
+// spread over all cores, and keeps the nodes above the subtrees. It returns
+// false, the tree unusable, if the key was wiped meanwhile.
+func (tr *tree) build() bool {
 	h, subH := tr.lp.H, tr.subH
 	subtrees := 1 << (h - subH)
-	tr.top = make([][]byte, 2<<(h-subH))
+	top := make([][]byte, 2<<(h-subH))
 	for s := range subtrees {
 		nodes := tr.computeSubtree(s)
-		tr.top[subtrees+s] = nodes[1]
+		if nodes == nil {
+			return false
+		}
+		top[subtrees+s] = nodes[1]
 		if s == 0 {
 			tr.sub, tr.subIndex = nodes, 0
 		}
 	}
 	hs := newHasher(tr.lp.Hash, tr.lp.M)
 	for r := subtrees - 1; r >= 1; r-- {
-		tr.top[r] = make([]byte, tr.lp.M)
-		interiorHash(hs, &tr.id, uint32(r), tr.top[2*r], tr.top[2*r+1], tr.top[r])
+		top[r] = make([]byte, tr.lp.M)
+		interiorHash(hs, &tr.id, uint32(r), top[2*r], top[2*r+1], top[r])
 	}
-}
-
-// clone returns a tree sharing tr's nodes above the subtrees (never written
-// after build) but with its own subtree cache, for use by another key.
-func (tr *tree) clone() *tree {
-	c := *tr
-	c.sub, c.subIndex = nil, -1
-	return &c
+	tr.top = top
+	return true
 }
 
 // root is T[1], the LMS public key's value.
@@ -78,7 +81,9 @@ func (tr *tree) publicKey() *lmsPublicKey {
 
 // computeSubtree computes subtree s: its 2^subH leaves in parallel, then its
 // interior nodes. Node j of the subtree (1 is its root) is node
-// j + (2^level - 1)·... of the tree, as subtreeNode says.
+// j + (2^level - 1)·... of the tree, as subtreeNode says. It returns nil if
+// the key was wiped meanwhile: the workers look at tr.stop before each leaf
+// (a leaf is milliseconds at most), so a wiped key's build ends promptly.
 func (tr *tree) computeSubtree(s int) [][]byte {
 	subH := tr.subH
 	leaves := 1 << subH
@@ -97,6 +102,9 @@ func (tr *tree) computeSubtree(s int) [][]byte {
 			hs := newHasher(tr.lp.Hash, tr.lp.M)
 			k := make([]byte, tr.op.N)
 			for j := lo; j < hi; j++ {
+				if tr.stop.Load() {
+					return
+				}
 				q := uint32(firstLeaf + j)
 				otsPublicKey(hs, tr.op, &tr.id, q, tr.seed, k)
 				leafHash(hs, &tr.id, uint32(1)<<tr.lp.H+q, k, nodes[leaves+j])
@@ -104,6 +112,9 @@ func (tr *tree) computeSubtree(s int) [][]byte {
 		})
 	}
 	wg.Wait()
+	if tr.stop.Load() {
+		return nil
+	}
 	hs := newHasher(tr.lp.Hash, tr.lp.M)
 	for j := leaves - 1; j >= 1; j-- {
 		interiorHash(hs, &tr.id, tr.subtreeNode(s, j), nodes[2*j], nodes[2*j+1], nodes[j])
@@ -124,14 +135,25 @@ func (tr *tree) subtreeNode(s, j int) uint32 {
 	return uint32(rowStart + s<<level + (j - 1<<level))
 }
 
+// cache makes the subtree of leaf q the one whose nodes are kept, computing
+// it if it is not; false if the key was wiped meanwhile.
+func (tr *tree) cache(q uint32) bool {
+	s := int(q >> tr.subH)
+	if tr.subIndex != s {
+		nodes := tr.computeSubtree(s)
+		if nodes == nil {
+			return false
+		}
+		tr.sub, tr.subIndex = nodes, s
+	}
+	return true
+}
+
 // authPath returns the authentication path of leaf q: the siblings of the
-// nodes from the leaf up to the root.
+// nodes from the leaf up to the root. Called after cache(q).
 func (tr *tree) authPath(q uint32) []byte {
 	h, subH := tr.lp.H, tr.subH
 	s := int(q >> subH)
-	if tr.subIndex != s {
-		tr.sub, tr.subIndex = tr.computeSubtree(s), s
-	}
 	path := make([]byte, 0, h*tr.lp.M)
 	j := 1<<subH + int(q)&(1<<subH-1)
 	for j > 1 {
@@ -146,8 +168,12 @@ func (tr *tree) authPath(q uint32) []byte {
 	return path
 }
 
-// sign makes an LMS signature of msg with leaf q, C given.
+// sign makes an LMS signature of msg with leaf q, C given; nil if the key
+// was wiped before q's subtree was computed.
 func (tr *tree) sign(hs *hasher, q uint32, c, msg []byte) []byte {
+	if !tr.cache(q) {
+		return nil
+	}
 	sig := binary.BigEndian.AppendUint32(nil, q)
 	sig = append(sig, otsSign(hs, tr.otsTyp, &tr.id, q, tr.seed, c, msg)...)
 	sig = binary.BigEndian.AppendUint32(sig, uint32(tr.typ))
@@ -176,5 +202,5 @@ func (tr *tree) child(hs *hasher, q uint32, t LMSType, ot LMOTSType) *tree {
 	lp, _ := tr.typ.Params()
 	var id [IDSize]byte
 	copy(id[:], tr.derive(hs, q, deriveChildID))
-	return newTree(t, ot, id, tr.derive(hs, q, deriveChildSeed), tr.number<<lp.H+uint64(q))
+	return newTree(t, ot, id, tr.derive(hs, q, deriveChildSeed), tr.number<<lp.H+uint64(q), tr.stop)
 }

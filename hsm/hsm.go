@@ -92,8 +92,14 @@ type HSM struct {
 	//  1. key.life.mu (per key, shared with its copies): held for reading
 	//     while the key's private half is used (key.use), for writing while
 	//     the key is retired.
-	//  2. hashsig.PrivateKey.mu (per HSS key): held while the key signs,
-	//     splits or is wiped, and across its PersistFunc, which takes h.mu.
+	//  2. hashsig.PrivateKey's locks (per HSS key; their own order is
+	//     documented there): its signing lock, held while the key signs,
+	//     including while it builds its trees, and by Wipe; then its state
+	//     lock, held to read or change its range (Remaining, Range, Split,
+	//     MarshalBinary) and across its PersistFunc, which takes h.mu. No
+	//     one waits for a build but another signature with that key:
+	//     key.retire wipes the key before it waits for key.life.mu, and a
+	//     build gives up when its key is wiped.
 	//  3. HSM.mu.
 	//  4. keystore.Store.mu: taken inside each keystore call, under h.mu or
 	//     not; it takes nothing but the flash file.
@@ -248,7 +254,9 @@ func newHSM(board *sim.Board, ks *keystore.Store, opts Options) *HSM {
 }
 
 // Close powers the HSM off. Volatile keys are gone; token keys stay in flash.
-// A signature in progress whose state is stored finishes first.
+// A signature in progress whose state is stored finishes first; one still
+// building its key's trees is abandoned (see key.retire), so Close returns
+// promptly.
 func (h *HSM) Close() error {
 	h.mu.Lock()
 	gone := h.forgetAll()

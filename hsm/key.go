@@ -57,21 +57,32 @@ func (k *key) use(f func() error) error {
 	k.life.mu.RLock()
 	defer k.life.mu.RUnlock()
 	if k.life.gone {
-		return fmt.Errorf("%w: %s was deleted or forgotten", ErrKeyNotFound, k.info.UUID)
+		return k.goneError()
 	}
-	return f()
+	err := f()
+	if errors.Is(err, hashsig.ErrWiped) {
+		// retire wiped the HSS key while f used it (see retire).
+		return k.goneError()
+	}
+	return err
 }
 
-// retire ends a key the HSM has dropped from its maps: it waits for the
-// uses in progress (an HSS signature whose state is stored finishes; one
-// still waiting to store it finds the key gone and signs nothing), then
-// marks the key gone and wipes it. Never called with h.mu held: a use in
-// progress may be waiting for it.
+func (k *key) goneError() error {
+	return fmt.Errorf("%w: %s was deleted or forgotten", ErrKeyNotFound, k.info.UUID)
+}
+
+// retire ends a key the HSM has dropped from its maps. It wipes an HSS key
+// first, without waiting for the uses in progress: a signature still
+// building its trees (seconds to minutes on a loaded key's first signature)
+// gives up at once and uses no index; one whose index is stored finishes;
+// one that comes after signs nothing. Then it waits for the other uses in
+// progress (each takes milliseconds) and marks the key gone. Never called
+// with h.mu held: a use in progress may be waiting for it.
 func (k *key) retire() {
+	k.wipe()
 	k.life.mu.Lock()
 	defer k.life.mu.Unlock()
 	k.life.gone = true
-	k.wipe()
 }
 
 func hashsigInfo(pk *hashsig.PublicKey, sk *hashsig.PrivateKey) *HashsigInfo {
@@ -88,8 +99,8 @@ func (k *key) isPrivate() bool { return k.priv != nil || k.hss != nil }
 
 // wipe clears what of the key's secret can be cleared: an HSS key's seed.
 // (RSA and EC keys are Go big numbers and curve points, which cannot be
-// cleared.) It takes the HSS key's lock: for a key the HSM held, use
-// retire.
+// cleared.) It takes the HSS key's locks, once a build in progress has
+// given up: for a key the HSM held, use retire.
 func (k *key) wipe() {
 	if k.hss != nil {
 		k.hss.Wipe()
@@ -97,8 +108,9 @@ func (k *key) wipe() {
 }
 
 // snapshot returns the key's description as of now: an HSS key's remaining
-// signatures change as it signs. It takes the HSS key's own lock, so it is
-// never called with h.mu held (see HSM.mu).
+// signatures change as it signs. It takes the HSS key's state lock, which a
+// tree build never holds but a persist does, and a persist takes h.mu: so
+// it is never called with h.mu held (see HSM.mu).
 func (k *key) snapshot() KeyInfo {
 	info := k.info
 	if info.Hashsig != nil {

@@ -1,6 +1,8 @@
 package rpc
 
 import (
+	"context"
+	"crypto"
 	"errors"
 	"net"
 	"os"
@@ -10,6 +12,8 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/testkeys"
 )
 
 // readSignalListener tells, on reads, that one of its connections has read
@@ -167,21 +171,85 @@ func TestServerShutdown(t *testing.T) {
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
-	h2, err := hsm.Open(dir, testOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h2.Close()
-	s := h2.NewSession()
-	defer s.Close()
-	if err := s.Login(ctx, hsm.UserNormal, userPIN); err != nil {
-		t.Fatal(err)
-	}
-	k, err := s.Key(ctx, id)
+	k, err := reopened(t, dir).Key(ctx, id)
 	if err != nil {
 		t.Fatalf("the key generated during Shutdown is not in the keystore: %v", err)
 	}
 	if k.Type != hsm.KeyTypeHashsigPrivate || k.Hashsig == nil || k.Hashsig.Remaining != 1024 {
 		t.Errorf("the key generated during Shutdown: %+v", k)
 	}
+}
+
+// TestShutdownBoundHoldsDuringATreeBuild: serve gives the requests in
+// flight a bound (30 s) to finish, then closes the HSM. A request making
+// the first signature of a freshly loaded h15/w8 key (seconds to build its
+// tree; minutes under the race detector) outlives the bound; closing the
+// HSM then ends it promptly, the connection is closed, and the key has
+// lost no signature.
+func TestShutdownBoundHoldsDuringATreeBuild(t *testing.T) {
+	addr, srv, h, dir := servedHSM(t, testOptions)
+	s := h.NewSession()
+	if err := s.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+		t.Fatal(err)
+	}
+	state, _ := testkeys.HSSH15W8()
+	k := hsmtest.ImportHSS(t, s, state, hsm.FlagDigitalSignature)
+	s.Close()
+	c := dialAs(t, addr, hsm.UserNormal, userPIN)
+	signed := make(chan error, 1)
+	go func() {
+		_, err := c.Sign(ctx, k.UUID, []byte("first"), crypto.Hash(0))
+		signed <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the tree build is under way
+
+	// As serve does, with a bound of a fraction of a second for 30 s.
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a first signature in flight: %v; the test proves nothing", err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 1300*time.Millisecond {
+		t.Errorf("Shutdown and Close took %v, want the bound and at most 1 s more", took.Round(time.Millisecond))
+	}
+	select {
+	case err := <-signed:
+		if err == nil {
+			t.Error("the signature in flight was made after the HSM closed")
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the signature in flight was still building a second after the HSM closed")
+	}
+	deadline := time.Now().Add(time.Second)
+	for srv.Stats() != (Stats{}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a second after the HSM closed the server holds %+v", srv.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	if got, err := reopened(t, dir).Key(ctx, k.UUID); err != nil || got.Hashsig.Remaining != 1<<15 {
+		t.Errorf("after the restart the key has %+v (%v), want all of its %d signatures", got.Hashsig, err, 1<<15)
+	}
+}
+
+// reopened opens the HSM in dir again, as after a restart, and returns a
+// session logged in as the user; both are closed when the test ends.
+func reopened(t *testing.T, dir string) *hsm.Session {
+	t.Helper()
+	h, err := hsm.Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	s := h.NewSession()
+	t.Cleanup(func() { s.Close() })
+	if err := s.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

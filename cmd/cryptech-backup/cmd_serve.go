@@ -95,10 +95,15 @@ var serveCommand = &command{
 				log.Info("stopping: finishing the requests in flight")
 			case err = <-errs:
 			}
-			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownBound)
 			defer cancel()
 			serr := srv.Shutdown(sctx)
-			// Closing the HSM makes its keystore durable.
+			if serr != nil {
+				serr = fmt.Errorf("requests still in flight after %v were cut short: %w", shutdownBound, serr)
+			}
+			// Closing the HSM makes its keystore durable, and ends what is
+			// still in flight: an HSS signature still building its key's
+			// trees gives up, using no signature index.
 			cerr := h.Close()
 			if err := errors.Join(err, serr, cerr); err != nil {
 				return err
@@ -108,6 +113,10 @@ var serveCommand = &command{
 		}
 	},
 }
+
+// shutdownBound is how long serve lets the requests in flight finish when
+// it is told to stop.
+const shutdownBound = 30 * time.Second
 
 // listen opens one listener. A TCP listener off the loopback interface
 // needs TLS: libhal sends PINs and keys in the clear.

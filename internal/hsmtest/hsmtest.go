@@ -4,11 +4,16 @@ package hsmtest
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 // Options make PINs cheap to check and a wrong one quick to refuse; tests
@@ -39,4 +44,51 @@ func Create(t testing.TB, dir string) *hsm.Session {
 func New(t testing.TB) *hsm.Session {
 	t.Helper()
 	return Create(t, filepath.Join(t.TempDir(), "hsm"))
+}
+
+// ImportHSS stores an HSS private key, given as package hashsig's state
+// (MarshalBinary), in the HSM of s as a new token key with flags, as an
+// import does: wrapped under a transit KEK encrypted to a KEKEK made for the
+// purpose. The key is loaded as after a restart, its trees unbuilt, which
+// for a tall key its first signature takes seconds to do (generating one
+// takes as long).
+func ImportHSS(t testing.TB, s *hsm.Session, state []byte, flags hsm.Flags) hsm.KeyInfo {
+	t.Helper()
+	ctx := context.Background()
+	kekek, err := s.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: hsm.FlagKeyEncipherment})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.DeleteKey(ctx, kekek.UUID)
+	pub, err := hsm.ParseKEKEK(kekek.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := hashsig.StatePKCS8(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clear(der)
+	kek := make([]byte, hsm.KEKSize)
+	if _, err := rand.Read(kek); err != nil {
+		t.Fatal(err)
+	}
+	wrapped, err := sim.KeyWrapPad(kek, der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, kek, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	encKEK, err := hsm.EncryptedKEK(hsm.KEKOAEPSHA256, ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Import(ctx, hsm.ImportRequest{KEKEK: kekek.UUID, Encryption: hsm.KEKOAEPSHA256,
+		Wrapped: hsm.WrappedKey{PKCS8: hsm.EncryptedPKCS8(wrapped), KEK: encKEK}, Flags: flags | hsm.FlagToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Key
 }
