@@ -97,7 +97,7 @@ func TestSoftKEKEKTransfer(t *testing.T) {
 				t.Fatal("the bundle does not carry the soft KEKEK")
 			}
 			// Any HSM will do: this one never saw the KEKEK.
-			dst := hsmtest.New(t)
+			dst := &loadWatcher{Session: hsmtest.New(t)}
 			asked := 0
 			res, err := Import(ctx, dst, b, ImportOptions{LegacyKEK: legacy, Passphrase: func(c context.Context) ([]byte, error) {
 				asked++
@@ -114,8 +114,31 @@ func TestSoftKEKEKTransfer(t *testing.T) {
 			if got := keyCount(t, dst); got != len(moved) {
 				t.Errorf("%d keys on the destination, want %d", got, len(moved))
 			}
+			// The KEKEK was loaded to unwrap and nothing else: volatile, so
+			// that it goes at logout whatever happens, and not exportable.
+			want := []hsm.Flags{hsm.FlagKeyEncipherment}
+			if !slices.Equal(dst.asked, want) || !slices.Equal(dst.held, want) {
+				t.Errorf("the soft KEKEK was loaded with flags %v and held with %v; want %v: volatile, not exportable", dst.asked, dst.held, want)
+			}
 		})
 	}
+}
+
+// loadWatcher records the flags of each private key loaded into the HSM,
+// as asked for and as the HSM then holds the key.
+type loadWatcher struct {
+	*hsm.Session
+	asked, held []hsm.Flags
+}
+
+func (w *loadWatcher) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) (hsm.KeyInfo, error) {
+	w.asked = append(w.asked, req.Flags)
+	k, err := w.Session.LoadPrivateKey(ctx, req)
+	if err == nil {
+		held, _ := w.Session.Key(ctx, k.UUID)
+		w.held = append(w.held, held.Flags)
+	}
+	return k, err
 }
 
 func TestSoftKEKEKFileLayout(t *testing.T) {
