@@ -126,7 +126,7 @@ func (b *Base64Lines) decodeJSON(d *decoder) error {
 			return err
 		}
 		if len(line) > base64LineLength {
-			return fmt.Errorf("line %d of Base64 has %d characters, more than %d", n, len(line), base64LineLength)
+			return fmt.Errorf("line %d of Base64 has %d characters, more than %d", n+1, len(line), base64LineLength)
 		}
 		// The decoder would skip line breaks inside a line; the format has none.
 		if strings.ContainsAny(line, "\r\n") {

@@ -252,8 +252,12 @@ var flagsType = reflect.TypeFor[hsm.Flags]()
 // value reads one value into v. Pointers are made, and null is refused
 // everywhere: each value has one encoding.
 func (d *decoder) value(v reflect.Value) error {
-	if sd, ok := v.Addr().Interface().(streamDecoder); ok {
-		return sd.decodeJSON(d)
+	switch p := v.Addr().Interface().(type) {
+	case streamDecoder:
+		return p.decodeJSON(d)
+	case json.Unmarshaler:
+		// Its own reading would be bypassed, unbounded.
+		return fmt.Errorf("no streaming reader for %s", v.Type())
 	}
 	switch v.Kind() {
 	case reflect.Pointer:
@@ -284,7 +288,7 @@ func (d *decoder) value(v reflect.Value) error {
 			return err
 		})
 	}
-	return fmt.Errorf("no reader for %s", v.Type())
+	return fmt.Errorf("no streaming reader for %s", v.Type())
 }
 
 // number reads a number that set takes.
