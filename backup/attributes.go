@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
 // Attributes are the attributes a key carries besides its label (see
@@ -37,31 +38,44 @@ func (a Attributes) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func (a *Attributes) UnmarshalJSON(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return errors.New("attributes are a JSON object")
+func (a *Attributes) UnmarshalJSON(data []byte) error { return decodeValue(data, a) }
+
+// maxAttributes bounds the attributes of one key: what the HSM's key record
+// (a flash block) can hold, each attribute taking at least 8 bytes there.
+const maxAttributes = keystore.MaxDataSize / 8
+
+func (a *Attributes) decodeJSON(d *decoder) error {
+	if err := d.open('{', "an object of attributes"); err != nil {
+		return err
 	}
-	var out Attributes
-	for dec.More() {
-		keyTok, err := dec.Token()
+	// Collected in scratch, kept in a slice of their number.
+	out := d.attrs[:0]
+	for d.dec.More() {
+		if len(out) == maxAttributes {
+			return fmt.Errorf("attributes: more than %d", maxAttributes)
+		}
+		key, err := d.str("an attribute type")
 		if err != nil {
 			return err
 		}
-		key := keyTok.(string)
 		if !attributeTypeForm.MatchString(key) {
 			return fmt.Errorf("attribute type %q is not 0x and eight lower-case hexadecimal digits", key)
 		}
 		typ, _ := strconv.ParseUint(key[2:], 16, 32) // checked by the form
-		var s string
-		if err := dec.Decode(&s); err != nil {
-			return fmt.Errorf("attribute %s: the value is a string of hexadecimal digits", key)
+		// A string only: null or any other type is not an empty value.
+		s, err := d.str("a string of hexadecimal digits")
+		if err != nil {
+			return fmt.Errorf("attribute %s: %w", key, err)
 		}
 		v, err := hex.DecodeString(s)
-		if err != nil || hex.EncodeToString(v) != s {
+		if err != nil || strings.ContainsAny(s, "ABCDEF") {
 			return fmt.Errorf("attribute %s: the value is not lower-case hexadecimal", key)
 		}
 		out = append(out, hsm.Attribute{Type: uint32(typ), Value: v})
+	}
+	d.attrs = out
+	if err := d.close(); err != nil {
+		return err
 	}
 	if len(out) == 0 {
 		return errors.New("attributes: an empty object (leave the field out instead)")
@@ -69,7 +83,8 @@ func (a *Attributes) UnmarshalJSON(data []byte) error {
 	if err := out.check(); err != nil {
 		return err
 	}
-	*a = out
+	*a = slices.Clone(out)
+	clear(d.attrs)
 	return nil
 }
 

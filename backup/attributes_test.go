@@ -161,6 +161,7 @@ func TestAttributesJSON(t *testing.T) {
 		`{"0x00000102":"0a0"}`,                  // odd hex
 		`{"0x00000102":"zz"}`,                   // not hex
 		`{"0x00000102":1}`,                      // not a string
+		`{"0x00000101":null}`,                   // null is no empty value
 		`{"0x00000003":"6b6579"}`,               // the label
 		`{"0x00000102":"01","0x00000102":"02"}`, // twice
 		`{"0x0000010c":"01","0x00000102":"02"}`, // out of order

@@ -26,9 +26,25 @@ type ExportOptions struct {
 	// which cannot be split. Without it such a key makes the export fail
 	// before anything is done.
 	SkipExhausted bool
-	// Skipped, if set, is told of each key SkipExhausted leaves out.
+	// SkipHSS leaves every HSS key out.
+	SkipHSS bool
+	// HSSSingleRestore exports HSS keys for a soft KEKEK: the caller
+	// promises that the bundle will be imported into one HSM only. Without
+	// it, or SkipHSS, such an export fails with ErrHSSSoftKEKEK before
+	// anything is done.
+	HSSSingleRestore bool
+	// Skipped, if set, is told of each key SkipExhausted or SkipHSS leaves
+	// out.
 	Skipped func(k hsm.KeyInfo, why error)
 }
+
+// ErrHSSSoftKEKEK reports HSS keys to export for a soft KEKEK. A KEKEK in
+// an HSM stays there, so a bundle for it is imported into that HSM only,
+// whose HSS history sees a second import. A soft KEKEK's private half can
+// be loaded into any HSM: each that imports the bundle would hold the same
+// half of each HSS key and sign with the same one-time indexes, and none
+// can see what the others used.
+var ErrHSSSoftKEKEK = errors.New("HSS keys in a bundle for a soft KEKEK")
 
 // ErrDamaged reports a token with keys that cannot be read (the emulated
 // HSM's flash blocks that failed their CRC): an export would leave them out.
@@ -102,6 +118,9 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 	if err != nil {
 		return nil, err
 	}
+	if keys, err = leaveOutHSS(keys, f, opts); err != nil {
+		return nil, err
+	}
 	// Exporting an HSS key splits it for good, so every one must be able to
 	// split before anything is done.
 	kept := keys[:0]
@@ -156,6 +175,36 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 		return nil, err
 	}
 	return b, nil
+}
+
+// leaveOutHSS removes the HSS keys from keys when asked to, and refuses
+// them for a soft KEKEK unless the caller promised a single restore.
+func leaveOutHSS(keys []hsm.KeyInfo, f *KEKEKFile, opts ExportOptions) ([]hsm.KeyInfo, error) {
+	why := errors.New("HSS keys left out as asked")
+	if f.IsSoft() {
+		why = fmt.Errorf("%w: every HSM that imported the bundle could sign with the same one-time indexes", ErrHSSSoftKEKEK)
+	}
+	var hss []hsm.KeyInfo
+	kept := make([]hsm.KeyInfo, 0, len(keys))
+	for _, k := range keys {
+		if k.Type == hsm.KeyTypeHashsigPrivate {
+			hss = append(hss, k)
+		} else {
+			kept = append(kept, k)
+		}
+	}
+	switch {
+	case len(hss) == 0 || !opts.SkipHSS && (!f.IsSoft() || opts.HSSSingleRestore):
+		return keys, nil
+	case !opts.SkipHSS:
+		return nil, fmt.Errorf("%w: a soft KEKEK can be loaded into any number of HSMs, and each that imported the bundle would sign with the same one-time indexes of its %d HSS keys", ErrHSSSoftKEKEK, len(hss))
+	}
+	for _, k := range hss {
+		if opts.Skipped != nil {
+			opts.Skipped(k, why)
+		}
+	}
+	return kept, nil
 }
 
 // exportKeys wraps the private keys of b, binding each to the bundle's

@@ -151,21 +151,50 @@ func (b Base64Lines) MarshalJSON() ([]byte, error) {
 	return json.Marshal(lines)
 }
 
-func (b *Base64Lines) UnmarshalJSON(data []byte) error {
-	var lines []string
-	if err := json.Unmarshal(data, &lines); err != nil {
-		return errors.New("binary fields are arrays of Base64 lines")
+func (b *Base64Lines) UnmarshalJSON(data []byte) error { return decodeValue(data, b) }
+
+// A binary field holds at most maxBinaryField bytes: the largest is a
+// wrapped RSA-8192 private key (4.8 KB; keys that size or larger fill the
+// HSM's flash block, 8,128 bytes, by themselves). Its lines are bounded as
+// they are read, so that a file of millions of lines, or of one long one,
+// is refused at the bound rather than built up in memory first.
+const (
+	maxBinaryField = 8 << 10
+	maxBase64Lines = (4*((maxBinaryField+2)/3) + base64LineLength - 1) / base64LineLength
+)
+
+func (b *Base64Lines) decodeJSON(d *decoder) error {
+	const want = "an array of Base64 lines"
+	if err := d.open('[', want); err != nil {
+		return err
 	}
-	joined := strings.Join(lines, "")
-	// The decoder would skip line breaks inside a line; the format has none.
-	if strings.ContainsAny(joined, "\r\n") {
-		return errors.New("bad Base64: line break inside a line")
+	d.scratch = d.scratch[:0]
+	for n := 0; d.dec.More(); n++ {
+		if n == maxBase64Lines {
+			return fmt.Errorf("more than %d lines of Base64: no field holds more than %d bytes", maxBase64Lines, maxBinaryField)
+		}
+		line, err := d.str(want)
+		if err != nil {
+			return err
+		}
+		if len(line) > base64LineLength {
+			return fmt.Errorf("line %d of Base64 has %d characters, more than %d", n+1, len(line), base64LineLength)
+		}
+		// The decoder would skip line breaks inside a line; the format has none.
+		if strings.ContainsAny(line, "\r\n") {
+			return errors.New("bad Base64: line break inside a line")
+		}
+		d.scratch = append(d.scratch, line...)
 	}
-	d, err := base64.StdEncoding.Strict().DecodeString(joined)
+	if err := d.close(); err != nil {
+		return err
+	}
+	out := make([]byte, base64.StdEncoding.DecodedLen(len(d.scratch)))
+	n, err := base64.StdEncoding.Strict().Decode(out, d.scratch)
 	if err != nil {
 		return fmt.Errorf("bad Base64: %v", err)
 	}
-	*b = d
+	*b = out[:n]
 	return nil
 }
 

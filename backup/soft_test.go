@@ -87,7 +87,8 @@ func TestSoftKEKEKTransfer(t *testing.T) {
 			if !f.IsSoft() || f.KEKEKUUID != "" {
 				t.Fatalf("soft KEKEK file: %+v", f)
 			}
-			b, err := Export(ctx, src, f, ExportOptions{LegacyKEK: legacy})
+			// One HSM imports it (HSS keys included).
+			b, err := Export(ctx, src, f, ExportOptions{LegacyKEK: legacy, HSSSingleRestore: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -96,7 +97,7 @@ func TestSoftKEKEKTransfer(t *testing.T) {
 				t.Fatal("the bundle does not carry the soft KEKEK")
 			}
 			// Any HSM will do: this one never saw the KEKEK.
-			dst := hsmtest.New(t)
+			dst := &loadWatcher{Session: hsmtest.New(t)}
 			asked := 0
 			res, err := Import(ctx, dst, b, ImportOptions{LegacyKEK: legacy, Passphrase: func(c context.Context) ([]byte, error) {
 				asked++
@@ -113,8 +114,31 @@ func TestSoftKEKEKTransfer(t *testing.T) {
 			if got := keyCount(t, dst); got != len(moved) {
 				t.Errorf("%d keys on the destination, want %d", got, len(moved))
 			}
+			// The KEKEK was loaded to unwrap and nothing else: volatile, so
+			// that it goes at logout whatever happens, and not exportable.
+			want := []hsm.Flags{hsm.FlagKeyEncipherment}
+			if !slices.Equal(dst.asked, want) || !slices.Equal(dst.held, want) {
+				t.Errorf("the soft KEKEK was loaded with flags %v and held with %v; want %v: volatile, not exportable", dst.asked, dst.held, want)
+			}
 		})
 	}
+}
+
+// loadWatcher records the flags of each private key loaded into the HSM,
+// as asked for and as the HSM then holds the key.
+type loadWatcher struct {
+	*hsm.Session
+	asked, held []hsm.Flags
+}
+
+func (w *loadWatcher) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) (hsm.KeyInfo, error) {
+	w.asked = append(w.asked, req.Flags)
+	k, err := w.Session.LoadPrivateKey(ctx, req)
+	if err == nil {
+		held, _ := w.Session.Key(ctx, k.UUID)
+		w.held = append(w.held, held.Flags)
+	}
+	return k, err
 }
 
 func TestSoftKEKEKFileLayout(t *testing.T) {
@@ -191,11 +215,12 @@ func TestNewSoftKEKEKRefusesShortPassphrase(t *testing.T) {
 	}
 }
 
-// softBundle is a bundle made for a soft KEKEK and what it moves.
+// softBundle is a bundle made for a soft KEKEK and what it moves. One HSM
+// at most imports it whole.
 func softBundle(t *testing.T, legacy bool) (*Bundle, []hsm.KeyInfo) {
 	t.Helper()
 	src, moved, _ := source(t)
-	b, err := Export(ctx, src, newSoft(t, legacy), ExportOptions{LegacyKEK: legacy})
+	b, err := Export(ctx, src, newSoft(t, legacy), ExportOptions{LegacyKEK: legacy, HSSSingleRestore: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,4 +537,87 @@ func TestCryptechBackupSoftBundle(t *testing.T) {
 	}
 	checkArrived(t, dst, moved)
 	noKEKEKLeft(t, dst)
+}
+
+// A bundle for a soft KEKEK can be imported into any number of HSMs, and
+// each would sign with the same HSS one-time indexes. Export refuses HSS
+// keys for one before it splits anything, leaves them out when told to,
+// with a word for each, and exports them only on the promise that one HSM
+// will import the bundle.
+func TestSoftKEKEKExportHSS(t *testing.T) {
+	src, moved, _ := source(t)
+	f := newSoft(t, false)
+	i := slices.IndexFunc(moved, func(k hsm.KeyInfo) bool { return k.Type == hsm.KeyTypeHashsigPrivate })
+	hss := moved[i]
+	remaining := func() uint64 {
+		t.Helper()
+		k, err := src.Key(ctx, hss.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Hashsig.Remaining
+	}
+	before, count := remaining(), keyCount(t, src)
+	hssIn := func(b *Bundle) bool {
+		return slices.ContainsFunc(b.Keys, func(k BundleKey) bool { return k.UUID == hss.UUID.String() })
+	}
+
+	b, err := Export(ctx, src, f, ExportOptions{SkipExhausted: true})
+	if !errors.Is(err, ErrHSSSoftKEKEK) || b != nil || !strings.Contains(err.Error(), "same one-time indexes of its 1 HSS keys") {
+		t.Fatalf("got %v, want ErrHSSSoftKEKEK", err)
+	}
+	if got := remaining(); got != before {
+		t.Errorf("the refused export split the HSS key: %d left, had %d", got, before)
+	}
+	if got := keyCount(t, src); got != count {
+		t.Errorf("%d keys on the source, had %d", got, count)
+	}
+
+	var skipped []hsm.UUID
+	b, err = Export(ctx, src, f, ExportOptions{SkipHSS: true, Skipped: func(k hsm.KeyInfo, why error) {
+		if !errors.Is(why, ErrHSSSoftKEKEK) {
+			t.Errorf("%s left out: %v", k.UUID, why)
+		}
+		skipped = append(skipped, k.UUID)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(skipped) != 1 || skipped[0] != hss.UUID || hssIn(b) || len(b.Keys) != len(moved)-1 {
+		t.Errorf("skipped %v, %d keys in the bundle; want the HSS key %s left out of %d", skipped, len(b.Keys), hss.UUID, len(moved))
+	}
+	if got := remaining(); got != before {
+		t.Errorf("the export without HSS keys split one: %d left, had %d", got, before)
+	}
+	// Any number of HSMs may import that one.
+	for range 2 {
+		if _, err := Import(ctx, hsmtest.New(t), roundTripBundle(t, b), ImportOptions{Passphrase: passphrase(testPassphrase)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	b, err = Export(ctx, src, f, ExportOptions{HSSSingleRestore: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hssIn(b) {
+		t.Fatal("the HSS key is not in the bundle")
+	}
+	if got := remaining(); got >= before {
+		t.Errorf("the source kept %d signatures of %d", got, before)
+	}
+	dst := hsmtest.New(t)
+	if _, err := Import(ctx, dst, roundTripBundle(t, b), ImportOptions{Passphrase: passphrase(testPassphrase)}); err != nil {
+		t.Fatal(err)
+	}
+	checkArrived(t, dst, moved)
+
+	// A KEKEK in an HSM needs no promise; told to, export leaves HSS keys
+	// out for it too.
+	skipped = nil
+	b, err = Export(ctx, src, mustSetup(t, hsmtest.New(t), SetupOptions{}), ExportOptions{SkipHSS: true,
+		Skipped: func(k hsm.KeyInfo, _ error) { skipped = append(skipped, k.UUID) }})
+	if err != nil || hssIn(b) || len(skipped) != 1 {
+		t.Errorf("SkipHSS for a KEKEK in an HSM: %v, skipped %v", err, skipped)
+	}
 }

@@ -119,7 +119,8 @@ func TestSoftKEKEKIntoSoftHSM(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := backup.Import(ctx, dst, b, backup.ImportOptions{LegacyKEK: legacy,
+			w := &loadWatcher{Token: dst}
+			res, err := backup.Import(ctx, w, b, backup.ImportOptions{LegacyKEK: legacy,
 				Passphrase: func(context.Context) ([]byte, error) { return []byte(pass), nil }})
 			if err != nil {
 				t.Fatal(err)
@@ -139,6 +140,11 @@ func TestSoftKEKEKIntoSoftHSM(t *testing.T) {
 			}
 			if n := len(unwrappers(t, dst)); n != 0 {
 				t.Errorf("%d objects that unwrap left on the destination", n)
+			}
+			// Loaded to unwrap only: CKA_TOKEN false (a session object, gone
+			// with the session whatever happens), CKA_EXTRACTABLE false.
+			if len(w.held) != 1 || w.held[0] != hsm.FlagKeyEncipherment {
+				t.Errorf("the soft KEKEK was held with flags %v, want only %v", w.held, hsm.FlagKeyEncipherment)
 			}
 		})
 	}
@@ -185,4 +191,21 @@ func TestLoadGrantsWhatFlagsGrant(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// loadWatcher records the flags of each private key loaded into the token,
+// as the token then holds it (token is CKA_TOKEN, exportable
+// CKA_EXTRACTABLE).
+type loadWatcher struct {
+	*Token
+	held []hsm.Flags
+}
+
+func (w *loadWatcher) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) (hsm.KeyInfo, error) {
+	k, err := w.Token.LoadPrivateKey(ctx, req)
+	if err == nil {
+		held, _ := w.Token.Key(ctx, k.UUID)
+		w.held = append(w.held, held.Flags)
+	}
+	return k, err
 }

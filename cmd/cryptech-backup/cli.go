@@ -511,6 +511,8 @@ func hints(err error) []string {
 		return []string{"the bundle was exported for another HSM's KEKEK: run setup on this HSM, then export again with the KEKEK file it writes"}
 	case errors.Is(err, backup.ErrDamaged):
 		return []string{"--skip-damaged exports the keys that can be read"}
+	case errors.Is(err, backup.ErrHSSSoftKEKEK):
+		return []string{"--skip-hss leaves the HSS keys out; --hss-single-restore exports them for a bundle that will be imported into one HSM only, ever"}
 	case errors.Is(err, hsm.ErrKeyNameInUse) && errors.Is(err, rpc.StatusKeyNameInUse):
 		// Over RPC only the status arrives, not the HSM's explanation.
 		return []string{"the HSM holds another key under a UUID of the bundle, or this HSS key (or part of it) already; an import cut short by an older version can leave such an HSS record: on the HSM's host, " + progName + " hashsig-history --hsm DIR lists them"}

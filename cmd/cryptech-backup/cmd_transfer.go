@@ -95,34 +95,43 @@ var setupCommand = &command{
 
 var exportCommand = &command{
 	name:     "export",
-	args:     "[-i kekek.json] [-o backup.json] [--force] [--legacy-kek] [--skip-damaged] [--skip-exhausted]",
+	args:     "[-i kekek.json] [-o backup.json] [--force] [--legacy-kek] [--skip-damaged] [--skip-exhausted] [--skip-hss | --hss-single-restore]",
 	summary:  "on the source: wrap every exportable key for the KEKEK",
 	needsHSM: true,
 	examples: `  cryptech-backup export --hsm ./src -i kekek.json -o backup.json
 `,
 	define: func(fs *flag.FlagSet) runFunc {
 		var in, out string
-		var legacy, force, skipDamaged, skipExhausted bool
+		var legacy, force, skipDamaged, skipExhausted, skipHSS, singleRestore bool
 		addString(fs, &in, "i", "input", "", "KEKEK file from setup (default stdin)")
 		addString(fs, &out, "o", "output", "", "bundle to write (default stdout)")
 		fs.BoolVar(&legacy, "legacy-kek", false, "encrypt KEKs with RSA PKCS#1 v1.5 as libhal does, for real Cryptech HSMs (weak: padding oracles)")
 		fs.BoolVar(&skipDamaged, "skip-damaged", false, "export the keys that can be read from an HSM with damaged flash blocks, or from a token whose private keys this tool cannot read whole (without it, such an export fails)")
 		fs.BoolVar(&skipExhausted, "skip-exhausted", false, "leave out HSS keys with fewer than 2 signatures left, which cannot be split (without it, such an export fails)")
+		fs.BoolVar(&skipHSS, "skip-hss", false, "leave out every HSS key (a warning names each)")
+		fs.BoolVar(&singleRestore, "hss-single-restore", false, "for a soft KEKEK: export HSS keys, for a bundle that will be imported into ONE HSM only (each HSM that imports it signs with the same one-time indexes)")
 		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
 		return func(ctx context.Context, e *env, c *call) error {
 			if err := noArgs(c); err != nil {
 				return err
 			}
+			if skipHSS && singleRestore {
+				return usageError{"--skip-hss leaves HSS keys out; --hss-single-restore exports them: give one"}
+			}
 			f, err := parseInput(e, in, kekekFileKind, backup.ReadKEKEKFile)
 			if err != nil {
 				return err
+			}
+			if singleRestore && !f.IsSoft() {
+				return usageError{"--hss-single-restore: the KEKEK file is not for a soft KEKEK, whose bundles alone can be imported into more than one HSM"}
 			}
 			// Export splits every HSS key and keeps half: a bundle that
 			// cannot be written would take the other half with it.
 			if err := e.checkOutput(out, force, false); err != nil {
 				return err
 			}
-			opts := backup.ExportOptions{LegacyKEK: legacy, SkipDamaged: skipDamaged, SkipExhausted: skipExhausted, Progress: progress(e, "export"),
+			opts := backup.ExportOptions{LegacyKEK: legacy, SkipDamaged: skipDamaged, SkipExhausted: skipExhausted,
+				SkipHSS: skipHSS, HSSSingleRestore: singleRestore, Progress: progress(e, "export"),
 				Skipped: func(k hsm.KeyInfo, why error) {
 					e.warn("HSS key %s left out: %v", k.UUID, why)
 				}}
@@ -152,6 +161,9 @@ var exportCommand = &command{
 				release()
 				if err != nil {
 					return err
+				}
+				if n := countHashsig(b); n > 0 && b.IsSoft() {
+					e.warn("the bundle holds %d HSS keys for a soft KEKEK: import it into one HSM only, ever; a second HSM that imported it would sign with the same one-time indexes", n)
 				}
 				private := 0
 				for i := range b.Keys {
