@@ -213,8 +213,10 @@ func TestShutdownBoundHoldsDuringATreeBuild(t *testing.T) {
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(start); took > 1300*time.Millisecond {
-		t.Errorf("Shutdown and Close took %v, want the bound and at most 1 s more", took.Round(time.Millisecond))
+	// The old code took the whole build (24 s); a loaded CI machine needs
+	// some room over the bound.
+	if took := time.Since(start); took > 3300*time.Millisecond {
+		t.Errorf("Shutdown and Close took %v, want the bound and at most 3 s more", took.Round(time.Millisecond))
 	}
 	select {
 	case err := <-signed:
