@@ -65,8 +65,8 @@ func BenchmarkGet(b *testing.B) {
 	}
 }
 
-// BenchmarkPutAll10 writes ten new 1.5 KiB records atomically: 22 flash
-// writes and three fsyncs.
+// BenchmarkPutAll10 writes ten new 1.5 KiB records atomically: 32 flash
+// writes (a commit mark each among them) and three fsyncs.
 func BenchmarkPutAll10(b *testing.B) {
 	_, _, s := newStore(b, benchBlocks)
 	b.SetBytes(10 * 1536)

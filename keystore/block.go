@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+
+	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 // The layout of a flash block. Multi-byte fields are big-endian.
@@ -19,7 +21,9 @@ import (
 //	        commit block, the transaction it commits
 //	24..40  ID (zero in a commit block)
 //	40..44  data length, at most MaxDataSize (0 in a commit block)
-//	44..    data; the rest of the block stays erased
+//	44..    data; the rest of the block stays erased, but for:
+//	8191    the commit mark (not covered by the CRC): erased, or markCommitted
+//	        in a record a Commit wrote, programmed once it committed
 const (
 	offStatus  = 0
 	offType    = 1
@@ -31,7 +35,18 @@ const (
 	offID      = 24
 	offLen     = 40
 	headerSize = 44
+	// offMark is the block's last byte, one of the 20 that MaxDataSize
+	// leaves: no data reaches it.
+	offMark = sim.BlockSize - 1
 )
+
+// markCommitted in a record's commit mark says that the Commit that wrote
+// it committed: programmed after the commit point, before the flip to live.
+// The status byte says so too, but it changes in place, outside the CRC,
+// and the live value reads as pending should two of its bits come back up:
+// the mark is what still tells a committed record from one of a Commit that
+// never committed. Only a Commit's records carry it.
+const markCommitted = 0x00
 
 // Status values. Each transition in use only clears bits:
 // erased -> pending -> live -> tombstone, and erased -> live.

@@ -55,7 +55,8 @@ func seedFull(t testing.TB, s *Store) {
 	}
 }
 
-// seedAlmostFull leaves one of four blocks free.
+// seedAlmostFull writes three records: on a chip of four blocks, one is
+// left free.
 func seedAlmostFull(t testing.TB, s *Store) {
 	t.Helper()
 	for i := range byte(3) {
@@ -93,11 +94,12 @@ var crashCases = []crashCase{
 	{"commit replacing only", testBlocks, seedMixed, func(s *Store) error {
 		return s.Commit(nil, []Record{rec(1, 1, 3000, 1), rec(5, 4, 5000, 1)})
 	}},
-	// seedAlmostFull leaves one block free: a Commit replacing one record
-	// and creating none is a Put.
-	{"commit replacing 1 on the last free block", 4, seedAlmostFull, func(s *Store) error {
+	// seedAlmostFull leaves two blocks free here: a Commit of one record is
+	// a transaction too, and needs its commit block.
+	{"commit replacing 1 on the last free blocks", 5, seedAlmostFull, func(s *Store) error {
 		return s.Commit(nil, []Record{rec(2, 1, 7000, 1)})
 	}},
+	{"commit creating 1", testBlocks, seedMixed, func(s *Store) error { return s.Commit([]Record{rec(10, 1, 1536, 0)}, nil) }},
 	{"commit replacing 2 filling the chip", 6, seedAlmostFull, func(s *Store) error {
 		return s.Commit(nil, []Record{rec(1, 1, 7000, 1), rec(3, 2, 10, 1)})
 	}},

@@ -18,17 +18,19 @@
 //   - Delete marks the block as a tombstone, erases it, then syncs.
 //   - Commit (and PutAll, a Commit that creates only) writes every block as
 //     pending under one transaction number and syncs, writes a commit block
-//     and syncs (the commit point), flips each pending block to live and
+//     and syncs (the commit point), programs each pending block's commit
+//     mark (its last byte, outside the CRC) and flips it to live, and
 //     syncs, then erases the blocks of the records it replaced and the
 //     commit block. A replaced record's block is left as it is until the
 //     commit point; after it, two live blocks name that ID, and the pending
 //     one, written later, has the higher sequence number. A Commit of one
-//     record is a Create or a Put.
+//     record is a transaction too.
 //
 // Open scans the chip and finishes or undoes whatever a power cut
 // interrupted, so the store is exactly as before or exactly as after it:
-// pending blocks with a commit block become live and those without are
-// erased; of several live blocks for one ID the newest is kept (a Put or a
+// pending blocks with a commit block become live (marked, then flipped)
+// and those without are erased, unless marked (below); of several live
+// blocks for one ID the newest is kept (a Put or a
 // Commit that replaced a record: finished), and a live block's tombstones
 // are erased; a tombstone with no live twin is brought
 // back (copied as live into a free block), except on a full chip, where only
@@ -45,7 +47,7 @@
 //     the chip, and whose last byte that its write would have programmed (by
 //     the header's length, or the header's own last byte if the length is
 //     not one a block can have) is still erased, is the newest write, cut
-//     short.
+//     short; unless it is a record a Commit wrote (below).
 //
 // Every block image, including a transaction's pending and commit blocks and
 // the blocks that recovery copies, is programmed into an erased block with a
@@ -61,7 +63,8 @@
 // of a key without a word, even in a read-only command. So Open
 // leaves it exactly as it is: it is not free, never reused, kept out of the
 // index, and reported by [Store.Corrupt], with the ID its header names, if
-// it still names one, in [Store.CorruptIDs]. Open still succeeds: one damaged
+// it still names one, in [Store.CorruptIDs] (with the kind it claims, in
+// [Store.CorruptRecords]). Open still succeeds: one damaged
 // block does not make every other record unusable. Get of such an ID returns
 // ErrCorrupt rather than ErrNotFound, and Create, Put, PutAll and Commit
 // refuse it, so no second record with the damaged one's ID is ever written.
@@ -71,12 +74,32 @@
 // length was damaged to end past its data, and whose sequence number is
 // above every valid block's (the newest record, or an older one once the
 // records written after it are deleted). Open erases such a block as a torn
-// write.
+// write, if Create or Put wrote it (or a recovery restored it).
+//
+// A record a Commit wrote is never so misjudged. Commit programs its
+// records pending, syncs them whole, and flips them to live only after its
+// commit point, so none was ever programmed live: the record images
+// programmed live are Create's, Put's and a restore's, with transaction
+// number 0. A block that reads live, with a transaction number and a data
+// length a block can have (so a cut, had there been one, fell past the
+// header and the transaction number landed as programmed), or whose commit
+// mark is programmed, was written whole: damaged, it is kept and reported,
+// whatever its last byte reads. Nor does damage to its status byte alone,
+// which the CRC does not cover, undo it: live (0x66) reads pending (0x77)
+// with two bits up, and a pending block without a commit block is a Commit
+// that never committed, to be erased, unless its commit mark is programmed,
+// which happens only after the commit point (the commit block goes only
+// once its records are durably live). Such a block is kept and reported. So
+// a caller that must never lose a record to one damaged byte without a
+// trace (the HSM's HSS history) writes it with Commit, even alone; records
+// committed before the mark existed are still undone by a damaged status
+// byte.
 //
 // Before writing anything, Create, Put, PutAll and Commit check that the
 // chip has room (one free block per record, new or replacing, plus a commit
-// block for a transaction of several), so ErrFull leaves the chip untouched. After a failed write the Store refuses
-// further work: only a new Open can tell what reached the chip.
+// block for a Commit), so ErrFull leaves the chip untouched. After a failed
+// write the Store refuses further work: only a new Open can tell what
+// reached the chip.
 //
 // The keystore stores bytes; encrypting them is the caller's job.
 package keystore

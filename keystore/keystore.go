@@ -51,11 +51,12 @@ type Store struct {
 	mu         sync.Mutex
 	flash      *sim.Flash
 	index      map[ID]entry
-	free       []int      // erased blocks, used oldest-freed first
-	seq        uint64     // last number given; at Open, the valid blocks' highest
-	corrupt    []int      // damaged blocks found by Open, sorted; never written
-	corruptIDs map[ID]int // IDs named by damaged blocks: the lowest block
-	unnamed    []int      // damaged blocks whose header names no ID, sorted
+	free       []int           // erased blocks, used oldest-freed first
+	seq        uint64          // last number given; at Open, the valid blocks' highest
+	corrupt    []int           // damaged blocks found by Open, sorted; never written
+	corruptIDs map[ID]int      // IDs named by damaged blocks: the lowest block
+	named      []CorruptRecord // damaged blocks whose header names an ID, by block
+	unnamed    []int           // damaged blocks whose header names no ID, sorted
 	failed     error
 }
 
@@ -103,7 +104,9 @@ func Open(f *sim.Flash) (*Store, error) {
 			if _, dup := s.corruptIDs[sl.hdr.id]; sl.named && !dup {
 				s.corruptIDs[sl.hdr.id] = i
 			}
-			if !sl.named {
+			if sl.named {
+				s.named = append(s.named, CorruptRecord{Block: i, ID: sl.hdr.id, Kind: sl.hdr.kind})
+			} else {
 				s.unnamed = append(s.unnamed, i)
 			}
 		default:
@@ -159,6 +162,25 @@ func (s *Store) CorruptUnnamed() []int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.unnamed)
+}
+
+// CorruptRecord is a damaged block (see Corrupt) whose header names a
+// record: the ID and kind it claims, as they read. Neither is checked: the
+// damage may be in either (see CorruptIDs).
+type CorruptRecord struct {
+	Block int
+	ID    ID
+	Kind  Kind
+}
+
+// CorruptRecords returns the damaged blocks whose header names a record,
+// sorted by block (the others are CorruptUnnamed), with the ID and kind
+// each claims, so that a caller that must not miss a record of some kind
+// can tell which damaged blocks may have been one.
+func (s *Store) CorruptRecords() []CorruptRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.named)
 }
 
 // damaged returns an ErrCorrupt error if a damaged block names id; s.mu is
@@ -376,14 +398,20 @@ func (s *Store) PutAll(rs []Record) error { return s.Commit(rs, nil) }
 // may be named by a damaged block (ErrCorrupt otherwise, see CorruptIDs).
 //
 // It needs a free block per record and one for the commit block, however
-// many records it replaces. The records are written as pending blocks under
-// a new transaction number and synced; a commit block for the transaction
-// is written and synced (the commit point); the pending blocks are flipped
-// to live and synced; the blocks of the replaced records are erased, then
-// the commit block. Until the commit point a replaced record's live block
-// is untouched; after it, the pending block that replaces it has the higher
+// many records it replaces, even for one record. The records are written as
+// pending blocks under a new transaction number and synced; a commit block
+// for the transaction is written and synced (the commit point); each
+// pending block gets its commit mark and is flipped to live, and they are
+// synced; the blocks of the replaced records are erased, then the commit
+// block. Until the commit point a replaced record's live block is
+// untouched; after it, the pending block that replaces it has the higher
 // sequence number, which is what Open keeps of two live blocks with one ID.
-// One record is written as by Create or Put.
+//
+// So a record Commit wrote never passes for a write a power cut tore, nor
+// for one of a Commit that never committed, whatever damage later does to
+// its last byte or its status byte alone (see the package documentation):
+// a caller that must not lose a record to such damage without a trace
+// writes it with Commit, even alone.
 func (s *Store) Commit(create, put []Record) error {
 	rs := append(slices.Clip(create), put...)
 	seen := make(map[ID]bool, len(rs))
@@ -412,10 +440,8 @@ func (s *Store) Commit(create, put []Record) error {
 	switch {
 	case len(rs) == 0:
 		return nil
-	case len(s.free) == 0, len(rs) > 1 && len(s.free) < len(rs)+1:
+	case len(s.free) < len(rs)+1:
 		return ErrFull
-	case len(rs) == 1:
-		return s.put("commit", &rs[0])
 	}
 
 	// The transaction number is the first pending block's sequence number:
@@ -442,8 +468,12 @@ func (s *Store) Commit(create, put []Record) error {
 	if err := s.flash.Sync(); err != nil {
 		return s.fail(fmt.Errorf("keystore: commit: %w", err))
 	}
-	// Committed: from here a power cut is finished by Open.
+	// Committed: from here a power cut is finished by Open. The mark first:
+	// a pending block that carries it committed.
 	for _, blk := range blks {
+		if err := s.flash.Program(blk, offMark, []byte{markCommitted}); err != nil {
+			return s.fail(fmt.Errorf("keystore: commit: mark block %d: %w", blk, err))
+		}
 		if err := s.flash.Program(blk, offStatus, []byte{statusLive}); err != nil {
 			return s.fail(fmt.Errorf("keystore: commit: flip block %d: %w", blk, err))
 		}

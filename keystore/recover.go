@@ -50,9 +50,13 @@ type slot struct {
 	hdr   block
 	err   error // why the block is garbage or corrupt
 
+	// marked: the commit mark is programmed (markCommitted, or any
+	// value but erased: see classify).
+	marked bool
+
 	// For a block that fails its CRC or does not parse:
 	seq   uint64 // the header's sequence number field, as it reads
-	torn  bool   // the last byte its write would have programmed is erased
+	torn  bool   // it can be a program cut short (tornShape)
 	named bool   // the header's own fields are sane: hdr holds its ID and kind
 }
 
@@ -70,16 +74,19 @@ func classify(p []byte) slot {
 		// A torn erase: the erase clears from the start of the block.
 		return slot{class: classGarbage, err: errErasedHeader}
 	}
+	// Any programmed bit counts: a mark half programmed when the power
+	// failed was programmed after the commit point all the same.
+	marked := p[offMark] != statusErased
 	b, err := decodeBlock(p)
 	if err != nil {
-		s := slot{class: classCorrupt, err: err, seq: binary.BigEndian.Uint64(p[offSeq:]), torn: tornShape(p)}
+		s := slot{class: classCorrupt, err: err, seq: binary.BigEndian.Uint64(p[offSeq:]), torn: tornShape(p), marked: marked}
 		if h, _, herr := parseHeader(p); herr == nil && h.typ == typeRecord {
 			s.hdr, s.named = h, true
 		}
 		return s
 	}
 	b.data = nil
-	s := slot{hdr: b}
+	s := slot{hdr: b, marked: marked}
 	switch {
 	case b.typ == typeCommit:
 		s.class = classCommit
@@ -102,9 +109,27 @@ func classify(p []byte) slot {
 // block can have (the cut fell inside the header). A block that was written
 // whole and damaged afterwards almost never looks like that: its last byte
 // is the length's low byte or data.
+//
+// Nor can a record a Commit wrote and flipped to live be a cut program,
+// whatever its last byte reads: Commit programs its records pending, syncs
+// them whole, and flips them only after its commit point. The only record
+// images programmed live are those of Create, Put and a recovery's
+// restore, with transaction number 0. So a record that reads live, with a
+// data length a block can have (the cut fell past the header, so the
+// transaction number landed as programmed) and a transaction number, was
+// programmed whole; so was a block whose commit mark is programmed (after
+// the commit point). Such a block damaged later is kept, however its last
+// byte reads: the newest record on the chip included.
 func tornShape(p []byte) bool {
+	n := binary.BigEndian.Uint32(p[offLen:])
+	switch {
+	case p[offMark] != statusErased:
+		return false
+	case p[offStatus] == statusLive && p[offType] == typeRecord && n <= MaxDataSize && binary.BigEndian.Uint64(p[offTxn:]) != 0:
+		return false
+	}
 	end := headerSize
-	if n := binary.BigEndian.Uint32(p[offLen:]); n <= MaxDataSize {
+	if n <= MaxDataSize {
 		end += int(n)
 	}
 	return p[end-1] == statusErased
@@ -150,7 +175,35 @@ func scanAbove(f *sim.Flash, floor uint64) ([]slot, uint64, error) {
 			slots[i].class = classGarbage
 		}
 	}
+	strayPending(slots)
 	return slots, maxSeq, nil
+}
+
+// strayPending makes corrupt the pending records that no Commit cut short
+// can have left, so that recovery does not undo them: those with their
+// commit mark programmed but no commit block. Commit programs the mark only
+// after its commit point, and erases the commit block only once every
+// record of the transaction is durably live; so such a record committed,
+// and its status byte, which the CRC does not cover, came to read pending
+// since (live 0x66 is pending 0x77 with two bits up). Its data is whole;
+// like any damaged block it is kept and reported.
+//
+// A record committed before records carried the mark looks, with its
+// status byte so damaged, exactly like one of a Commit cut short, and is
+// undone.
+func strayPending(slots []slot) {
+	committed := make(map[uint64]bool)
+	for _, s := range slots {
+		if s.class == classCommit {
+			committed[s.hdr.txn] = true
+		}
+	}
+	for i, s := range slots {
+		if s.class == classPending && s.marked && !committed[s.hdr.txn] {
+			slots[i].class, slots[i].named = classCorrupt, true
+			slots[i].err = fmt.Errorf("%w: a committed record whose status reads pending", ErrCorrupt)
+		}
+	}
 }
 
 // clean reports whether slots hold only erased blocks, corrupt blocks and
@@ -181,9 +234,11 @@ func clean(slots []slot) error {
 //
 //  1. Erase garbage (the torn newest write or a torn erase), and pending
 //     blocks whose transaction has no commit block (the Commit never
-//     committed: undo it). Corrupt blocks are never written to, in any phase.
-//  2. For each commit block: flip its transaction's pending blocks to live,
-//     sync, erase the commit block (the Commit committed: finish it).
+//     committed: undo it; strayPending has made corrupt those that did).
+//     Corrupt blocks are never written to, in any phase.
+//  2. For each commit block: mark its transaction's pending blocks and flip
+//     them to live, sync, erase the commit block (the Commit committed:
+//     finish it).
 //  3. For each ID: if it has live blocks, keep the one with the highest
 //     sequence number and erase its other live blocks and its tombstones (an
 //     update or delete whose new state is durable, or a committed
@@ -262,6 +317,9 @@ func (r *recoverer) finishCommitted() error {
 	for _, txn := range txns {
 		for i, s := range r.slots {
 			if s.class == classPending && s.hdr.txn == txn {
+				if err := r.f.Program(i, offMark, []byte{markCommitted}); err != nil {
+					return fmt.Errorf("keystore: recover: mark block %d: %w", i, err)
+				}
 				if err := r.f.Program(i, offStatus, []byte{statusLive}); err != nil {
 					return fmt.Errorf("keystore: recover: commit block %d: %w", i, err)
 				}
