@@ -33,7 +33,8 @@ func benchmarkStore(b *testing.B, priv crypto.Signer) {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		if h.ks.Free() == 0 {
+		// A store keeps a block free, and needs one for its commit block.
+		if h.ks.Free() < 4 {
 			for _, id := range h.ks.List(kindKey) {
 				h.ks.Delete(id)
 			}

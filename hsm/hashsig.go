@@ -418,5 +418,6 @@ func (h *HSM) forgetHashsigRange(id [16]byte, next, end uint64) error {
 	if len(hh.ranges) == 0 {
 		return h.ks.Delete(hh.at)
 	}
-	return h.ks.Put(hh.record())
+	// A Commit, as every history record is written (see HSM.store).
+	return h.ks.Commit(nil, []keystore.Record{hh.record()})
 }

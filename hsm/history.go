@@ -39,10 +39,13 @@ import (
 // that ID instead means no such record.
 //
 // A damaged flash block may have been a pack, and nothing tells which
-// signatures it recorded. So while a damaged block is in the history's
-// namespace, or names no record at all, this HSM takes no HSS key part
-// (historyIntact): failing closed, as an import that overlaps a lost range
-// could sign twice with one index.
+// signatures it recorded. So while a damaged block may have been one (its
+// header names no record, or names one that is not provably something
+// else: notHistory), this HSM takes no HSS key part (historyIntact):
+// failing closed, as an import that overlaps a lost range could sign twice
+// with one index. History records are written with Commit, even alone, so
+// that no damage to one byte of one has it taken for a torn write and
+// erased without a trace (see package keystore).
 
 // Record kinds of HSS history records in the keystore.
 const (
@@ -319,22 +322,59 @@ func (h *HSM) readPacks() (*historyBook, error) {
 }
 
 // historyIntact refuses, with keystore.ErrCorrupt, while a damaged flash
-// block may have been an HSS history record whose identifiers are unknown:
-// one in the history's namespace, or one whose header names no record.
-// (A damaged record of one identifier's own is found by get.) Called with
-// h.mu held.
+// block may have been an HSS history record (see the top of this file).
+// Called with h.mu held.
 func (h *HSM) historyIntact() error {
 	lockassert.Held(&h.mu)
-	const why = "this HSM cannot tell which HSS signatures it received, so it takes no HSS key part until the block is restored or erased (other keys import)"
-	for _, id := range h.ks.CorruptIDs() {
-		if isHistoryID(UUID(id)) {
-			return fmt.Errorf("%w: the flash block of HSS history record %s is damaged: %s", keystore.ErrCorrupt, UUID(id), why)
+	for _, d := range h.ks.CorruptRecords() {
+		if !notHistory(d.Kind, UUID(d.ID)) {
+			return fmt.Errorf("%w: flash block %d is damaged, and its record (%s, kind %d) may have been HSS history: %s", keystore.ErrCorrupt, d.Block, UUID(d.ID), d.Kind, historyLost)
 		}
 	}
 	if blocks := h.ks.CorruptUnnamed(); len(blocks) > 0 {
-		return fmt.Errorf("%w: flash block %d is damaged past telling what it held, perhaps HSS history: %s", keystore.ErrCorrupt, blocks[0], why)
+		return fmt.Errorf("%w: flash block %d is damaged past telling what it held, perhaps HSS history: %s", keystore.ErrCorrupt, blocks[0], historyLost)
 	}
 	return nil
+}
+
+// historyLost says what a damaged history record means, and what to do.
+const historyLost = "this HSM cannot tell which HSS signatures it received, so it imports no HSS key (other keys import). " +
+	"The keystore never erases a damaged block: export this HSM's keys to a new HSM and import HSS keys there"
+
+// notHistory reports whether a damaged block whose header names kind and
+// id was provably no HSS history record, though the damage may be in the
+// header, kind and ID included. It decides by what the block was, not by
+// what history looks like: a damaged pack's ID may have left the history's
+// namespace (the damage in the ID), a damaged record's kind may read as
+// any other. So both must name something else, and no one damaged field
+// makes a history record name both:
+//
+//   - a key (kindKey) at an ID no record of the HSM's own has: a pack
+//     damaged in its kind keeps its reserved ID, one damaged in its ID
+//     keeps its kind. A record an older version wrote for one identifier,
+//     in the keys' namespace, damaged in its kind reads as a key; but its
+//     ID is intact, so looking up that identifier's history (ownHistory)
+//     meets the damaged block and refuses, and it held no other's.
+//   - a PIN record at a PIN's ID, the flash size record at its ID: IDs no
+//     history record has.
+//
+// Anything else may have been history: a block of a history kind or of a
+// kind this HSM does not write, and a key kind at a reserved ID. Refusing
+// HSS imports while any block is damaged would be simpler still, but a
+// damaged RSA key would then stop every HSS import though it cannot hide a
+// history; it takes a second, independent damage (kind and ID) to hide a
+// pack.
+func notHistory(kind keystore.Kind, id UUID) bool {
+	switch kind {
+	case kindKey:
+		return !isReserved(id)
+	case kindPIN:
+		u := User(id[15])
+		return keystore.ID(id) == pinID(u) && (u == UserNormal || u == UserSO || u == UserWheel)
+	case kindFlash:
+		return keystore.ID(id) == flashID
+	}
+	return false
 }
 
 // get returns the history of id: in a pack, in a record of its own an
@@ -369,6 +409,9 @@ func (h *HSM) ownHistory(id [16]byte) (*hashsigHistory, error) {
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		return nil, nil
+	case errors.Is(err, keystore.ErrCorrupt):
+		// Whatever its header now says it is (notHistory).
+		return nil, fmt.Errorf("HSS history of %x: %w: %s", id, err, historyLost)
 	case err != nil:
 		return nil, fmt.Errorf("HSS history of %x: %w", id, err)
 	case rec.Kind != kindHashsigLegacy && rec.Kind != kindHashsigHistory:

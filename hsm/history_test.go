@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/keystore"
@@ -154,36 +157,161 @@ func TestHistoryPacks(t *testing.T) {
 	}
 }
 
-// damageBlockOf changes a byte of the flash block that holds the record
-// named id, off bytes into the block, with the HSM closed.
-func damageBlockOf(t *testing.T, dir string, id []byte, off int) {
+// editBlockOf changes the flash block whose header names the record id,
+// with the HSM closed: edit gets the block's bytes and every block's
+// sequence number.
+func editBlockOf(t *testing.T, dir string, id keystore.ID, edit func(blk []byte, seqs []uint64)) {
 	t.Helper()
 	img := filepath.Join(dir, "flash.img")
 	data, err := os.ReadFile(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := bytes.Index(data, id)
+	const seqAt, idAt = 8, 24 // in a block's header (package keystore)
+	var seqs []uint64
+	at := -1
+	for blk := 0; blk < len(data); blk += sim.BlockSize {
+		if data[blk] != 0xFF {
+			seqs = append(seqs, binary.BigEndian.Uint64(data[blk+seqAt:]))
+		}
+		if bytes.Equal(data[blk+idAt:][:len(id)], id[:]) {
+			at = blk
+		}
+	}
 	if at < 0 {
 		t.Fatalf("no block names %x", id)
 	}
-	data[at/sim.BlockSize*sim.BlockSize+off] ^= 0x01
+	edit(data[at:][:sim.BlockSize], seqs)
 	if err := os.WriteFile(img, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
+// damageBlockOf flips the given bits of one byte of the flash block whose
+// header names the record id, off bytes into the block, with the HSM
+// closed.
+func damageBlockOf(t *testing.T, dir string, id keystore.ID, off int, bits byte) {
+	t.Helper()
+	editBlockOf(t, dir, id, func(blk []byte, _ []uint64) { blk[off] ^= bits })
+}
+
+// TestNewestHistoryBlockDamaged: after an HSS key is imported, used and
+// deleted, the block of its history is the newest on the chip. Damaged so
+// that it reads as a write a power cut tore (its last data byte, a range's
+// flags byte, reads erased) or as a transaction that never committed (its
+// status byte reads pending), it is kept and reported, and the deleted
+// part is not imported again; a volatile key's history, alone in its
+// write, too. Before history records always went in a keystore
+// transaction, and such records were told from torn writes, Open erased
+// the block without a word, and the part imported again and signed with
+// the index it had used.
+func TestNewestHistoryBlockDamaged(t *testing.T) {
+	const statusAt, lenAt, headerSize = 0, 40, 44 // package keystore's block layout
+	lastDataByte := func(blk []byte) { blk[headerSize+int(binary.BigEndian.Uint32(blk[lenAt:]))-1] = 0xFF }
+	statusPending := func(blk []byte) { blk[statusAt] = 0x77 }
+	for _, c := range []struct {
+		name   string
+		token  bool
+		damage func(blk []byte)
+	}{
+		{"token key: last data byte erased", true, lastDataByte},
+		{"token key: status pending", true, statusPending},
+		{"volatile key: last data byte erased", false, lastDataByte},
+		{"volatile key: status pending", false, statusPending},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPair(t)
+			h := p.dstHSM
+			dir := h.board.Dir
+			k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+			req := p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
+			if !c.token {
+				req.Flags &^= FlagToken
+			}
+			if _, err := p.dst.Import(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			first := sigIndex(t, signHSS(t, p.dst, req.UUID, "used once"))
+			if err := p.dst.DeleteKey(ctx, req.UUID); err != nil {
+				t.Fatal(err)
+			}
+			p.dst.Close()
+			h.Close()
+			editBlockOf(t, dir, packID(1), func(blk []byte, seqs []uint64) {
+				if seq := binary.BigEndian.Uint64(blk[8:]); seq != slices.Max(seqs) {
+					t.Fatalf("the history's block is number %d, not the newest of %v", seq, seqs)
+				}
+				c.damage(blk)
+			})
+			h2, err := Open(dir, testOptions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h2.Close()
+			s := raceSession(t, h2)
+			defer s.Close()
+			_, err = s.Import(ctx, req)
+			if err == nil {
+				again := sigIndex(t, signHSS(t, s, req.UUID, "again"))
+				t.Fatalf("the history is gone without a trace (damaged blocks %v): the deleted part imported again and signed index %d (first signed %d)", h2.DamagedBlocks(), again, first)
+			}
+			if !errors.Is(err, keystore.ErrCorrupt) || !strings.Contains(err.Error(), "imports no HSS key") {
+				t.Errorf("import: %v", err)
+			}
+			if len(h2.DamagedBlocks()) != 1 {
+				t.Errorf("damaged blocks %v, want the history's", h2.DamagedBlocks())
+			}
+			if _, err := s.Key(ctx, req.UUID); !errors.Is(err, ErrKeyNotFound) {
+				t.Errorf("the refused key is there: %v", err)
+			}
+		})
+	}
+}
+
 // TestHistoryFailsClosed: while a damaged flash block may have held HSS
-// history (a pack, or a block whose header names nothing), the HSM takes no
-// HSS key part, saying why; other keys still import.
+// history (a pack or an older version's record, whatever its header now
+// says its ID or kind is, or a block whose header names nothing), the HSM
+// takes no HSS key part, saying why and what to do; other keys still
+// import. A damaged block that was provably something else (a key, the
+// SO's PIN) stops nothing. Before damage in the ID of a history record was
+// told apart, a pack or an older version's record so damaged was forgotten,
+// and the parts it recorded imported again.
 func TestHistoryFailsClosed(t *testing.T) {
+	const kindAt, idAt = 2, 24 // in a block's header (package keystore)
+	type damage struct {
+		id   keystore.ID
+		off  int
+		bits byte
+	}
+	pack := func(off int, bits byte) func(_, _ KeyInfo) damage {
+		return func(_, _ KeyInfo) damage { return damage{packID(1), off, bits} }
+	}
+	legacy := func(off int, bits byte) func(_, _ KeyInfo) damage {
+		return func(_, next KeyInfo) damage { return damage{legacyHistoryID(hssID(t, next)), off, bits} }
+	}
 	for _, c := range []struct {
 		name string
-		// damage returns the ID of the block to damage and where
-		damage func(hss, ec KeyInfo) ([]byte, int)
+		// what to damage, given the EC key stored and the HSS key to import
+		// next
+		damage func(ec, next KeyInfo) damage
+		// an older version's record of the next key's identifier, which
+		// refuses its import while it is read
+		legacy  bool
+		refused bool
 	}{
-		{"a pack's data", func(KeyInfo, KeyInfo) ([]byte, int) { id := packID(1); return id[:], 54 }},
-		{"a key's header", func(_, ec KeyInfo) ([]byte, int) { return ec.UUID[:], 3 }},
+		{"a pack's data", pack(54, 0x01), false, true},
+		{"a pack's ID, out of the history's namespace", pack(idAt, 0x01), false, true},
+		{"a pack's ID, in the last byte of its prefix", pack(idAt+5, 0x01), false, true},
+		{"a pack's ID, in its version field", pack(idAt+6, 0x10), false, true},
+		{"a pack's ID, in its number", pack(idAt+15, 0x01), false, true},
+		{"a pack's kind, to a key's", pack(kindAt, byte(kindHashsigPack^kindKey)), false, true},
+		{"an older version's record's ID", legacy(idAt, 0x01), true, true},
+		{"an older version's record's kind, to a key's", legacy(kindAt, byte(kindHashsigLegacy^kindKey)), true, true},
+		{"a key's header", func(ec, _ KeyInfo) damage { return damage{keystore.ID(ec.UUID), 3, 0x01} }, false, true},
+		{"a key's data", func(ec, _ KeyInfo) damage { return damage{keystore.ID(ec.UUID), 300, 0x01} }, false, false},
+		{"a key's ID", func(ec, _ KeyInfo) damage { return damage{keystore.ID(ec.UUID), idAt + 15, 0x01} }, false, false},
+		{"a key's kind, to the SO's PIN's", func(ec, _ KeyInfo) damage { return damage{keystore.ID(ec.UUID), kindAt, byte(kindKey ^ kindPIN)} }, false, true},
+		{"the SO's PIN", func(_, _ KeyInfo) damage { return damage{pinID(UserSO), 60, 0x01} }, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := newPair(t)
@@ -201,16 +329,20 @@ func TestHistoryFailsClosed(t *testing.T) {
 				keys = append(keys, k)
 				reqs = append(reqs, p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil))
 			}
+			if c.legacy {
+				// Every part a split hands out lies in [1, 1024).
+				putLegacyHistory(t, h, hssID(t, keys[2]), [2]uint64{1, 1024})
+			}
 			if _, err := p.dst.ImportBatch(ctx, reqs[:2]); err != nil {
 				t.Fatal(err)
 			}
 			// A later write, so that the damaged block is not the newest
-			// (which Open would take for a torn write).
+			// (which Open would take for a torn write, if Put wrote it).
 			generate(t, p.dst, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
 			p.dst.Close()
 			h.Close()
-			id, off := c.damage(keys[0], keys[1])
-			damageBlockOf(t, dir, id, off)
+			d := c.damage(keys[1], keys[2])
+			damageBlockOf(t, dir, d.id, d.off, d.bits)
 			h2, err := Open(dir, testOptions)
 			if err != nil {
 				t.Fatal(err)
@@ -222,19 +354,30 @@ func TestHistoryFailsClosed(t *testing.T) {
 			s := raceSession(t, h2)
 			defer s.Close()
 			_, err = s.Import(ctx, reqs[2])
-			if !errors.Is(err, keystore.ErrCorrupt) || !bytes.Contains([]byte(err.Error()), []byte("takes no HSS key part")) {
-				t.Errorf("HSS import with %s damaged: %v", c.name, err)
-			}
-			if _, err := s.Key(ctx, reqs[2].UUID); !errors.Is(err, ErrKeyNotFound) {
-				t.Errorf("the refused key is there: %v", err)
+			if c.refused {
+				if !errors.Is(err, keystore.ErrCorrupt) || !strings.Contains(err.Error(), "imports no HSS key") ||
+					!strings.Contains(err.Error(), "export this HSM's keys to a new HSM") {
+					t.Errorf("HSS import with %s damaged: %v", c.name, err)
+				}
+				if _, err := s.Key(ctx, reqs[2].UUID); !errors.Is(err, ErrKeyNotFound) {
+					t.Errorf("the refused key is there: %v", err)
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("HSS import with %s damaged: %v", c.name, err)
+				}
+				sig := signHSS(t, s, reqs[2].UUID, "imported")
+				if err := VerifySignature(keys[2].PublicKey, []byte("imported"), sig, crypto.Hash(0)); err != nil {
+					t.Error(err)
+				}
 			}
 			if _, err := s.Import(ctx, reqs[3]); err != nil {
 				t.Errorf("EC import with %s damaged: %v", c.name, err)
 			}
-			d := sha256.Sum256([]byte("still"))
-			sig, err := s.Sign(ctx, reqs[3].UUID, d[:], crypto.SHA256)
+			dg := sha256.Sum256([]byte("still"))
+			sig, err := s.Sign(ctx, reqs[3].UUID, dg[:], crypto.SHA256)
 			if err == nil {
-				err = VerifySignature(keys[3].PublicKey, d[:], sig, crypto.SHA256)
+				err = VerifySignature(keys[3].PublicKey, dg[:], sig, crypto.SHA256)
 			}
 			if err != nil {
 				t.Error(err)

@@ -555,12 +555,12 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key, history []keysto
 		batch = append(batch, keystore.Record{ID: keystore.ID(r.uuid), Kind: kindKey, Data: data})
 	}
 	// Every write is counted before the first: the keys, the history
-	// records (each takes a block until the one it replaces is freed), a
-	// commit block if there are several, and one block kept free so that an
-	// HSS key can always store its state after a signature.
+	// records (each takes a block until the one it replaces is freed), the
+	// commit block, and one block kept free so that an HSS key can always
+	// store its state after a signature.
 	writes := len(batch) + len(history)
 	need := writes + 1
-	if writes > 1 {
+	if writes > 0 {
 		need++
 	}
 	if h.ks.Free() < need {
@@ -571,7 +571,10 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key, history []keysto
 	}
 	// One transaction: the keys are new (Commit refuses to replace one),
 	// the history records new or replacing, and a power cut leaves all of
-	// them or none.
+	// them or none. Even one record goes in a transaction: a record Commit
+	// wrote is never taken for a torn write and erased, whatever one
+	// damaged byte makes it read (see package keystore), and a history
+	// record lost so would let a deleted part be imported again.
 	err := h.ks.Commit(batch, history)
 	if errors.Is(err, keystore.ErrFull) {
 		return fmt.Errorf("%w: %d keys need more than the %d free flash blocks", ErrKeystoreFull, len(batch), h.ks.Free())
