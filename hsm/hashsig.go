@@ -64,8 +64,8 @@ import (
 //     any HSM, so the history never protected its indexes from it anyway.
 
 // hashsigPresent reports whether an imported HSS part is exactly one this
-// HSM received before, under the UUID old still has. Called with h.mu held,
-// k not yet shared.
+// HSM received before, and the key old, under its UUID, is that part. Called
+// with h.mu held, k not yet shared.
 func (h *HSM) hashsigPresent(b *historyBook, old, k *key) (bool, error) {
 	lockassert.Held(&h.mu)
 	if old.hss == nil || old.hss.ID() != k.hss.ID() {
@@ -76,7 +76,22 @@ func (h *HSM) hashsigPresent(b *historyBook, old, k *key) (bool, error) {
 		return false, err
 	}
 	next, end := k.hss.Range()
-	return hh.has(next, end), nil
+	if !hh.has(next, end) {
+		return false, nil
+	}
+	// old may be another part of the same key, imported under this UUID
+	// once this one was deleted. The ranges recorded do not overlap (an
+	// import that overlaps one is refused), and old holds a part of the
+	// one it was imported as: so that is the one recorded range that holds
+	// where old started here, and it must be this part's. (A key exhausted
+	// where two recorded ranges meet is in both, and not told apart.)
+	var in []historyRange
+	for _, r := range hh.ranges {
+		if r.next <= old.hssFrom[0] && old.hssFrom[1] <= r.end {
+			in = append(in, r)
+		}
+	}
+	return len(in) == 1 && in[0].next == next && in[0].end == end, nil
 }
 
 // ErrHashsigRangeUsed: an HSS key part may not be stored, as this HSM holds

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
@@ -121,6 +122,66 @@ func TestHashsigExportSplitsTheRange(t *testing.T) {
 	req.UUID = UUID{0x40, 1, 2, 3}
 	if _, err := p.dst.Import(ctx, req); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("second part of one HSS key under another UUID: %v", err)
+	}
+}
+
+// TestHashsigPresentIsThePartHeld: an HSS part whose range this HSM
+// received before is reported present only if the key under its UUID is
+// that part. Part 1 imported under U and deleted, then part 2 imported
+// under U: part 1 again is refused, and part 2 stays as it was; part 2
+// again is present, after signatures and after a restart too. Before the
+// held key's own range was looked at, part 1 was reported present, with
+// part 2's key.
+func TestHashsigPresentIsThePartHeld(t *testing.T) {
+	for _, token := range []bool{true, false} {
+		t.Run(fmt.Sprintf("token %v", token), func(t *testing.T) {
+			p := newPair(t)
+			k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+			part1 := p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
+			part2 := p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
+			if !token {
+				part1.Flags &^= FlagToken
+				part2.Flags &^= FlagToken
+			}
+			if _, err := p.dst.Import(ctx, part1); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.dst.DeleteKey(ctx, part1.UUID); err != nil {
+				t.Fatal(err)
+			}
+			res, err := p.dst.Import(ctx, part2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := sigIndex(t, signHSS(t, p.dst, part2.UUID, "part 2"))
+			s := p.dst
+			check := func(when string) {
+				t.Helper()
+				if res, err := s.Import(ctx, part1); !errors.Is(err, ErrHashsigRangeUsed) {
+					t.Errorf("%s: part 1 again, part 2 under its UUID: present %v, %v", when, res.Present, err)
+				}
+				again, err := s.Import(ctx, part2)
+				if err != nil || !again.Present {
+					t.Errorf("%s: part 2 again: present %v, %v", when, again.Present, err)
+				}
+				// Still part 2, signing on where it was.
+				sig := signHSS(t, s, part2.UUID, when)
+				if err := VerifySignature(k.PublicKey, []byte(when), sig, crypto.Hash(0)); err != nil {
+					t.Fatal(err)
+				}
+				if q := sigIndex(t, sig); q <= first || q >= first+res.Key.Hashsig.Remaining {
+					t.Errorf("%s: signed index %d, part 2 is [%d, %d)", when, q, first, first+res.Key.Hashsig.Remaining)
+				}
+			}
+			check("after signing")
+			if token {
+				h, s2 := reopen(t, p.dstHSM, "restart")
+				defer h.Close()
+				defer s2.Close()
+				s = s2
+				check("after a restart")
+			}
+		})
 	}
 }
 

@@ -31,6 +31,12 @@ type key struct {
 	// both are nil for public keys.
 	priv crypto.Signer
 	hss  *hashsig.PrivateKey
+	// hssFrom is the range [next, end) an HSS key held when this HSM took
+	// it in (imported or generated) or loaded it from flash: it signs and
+	// splits within it only, so it is within the range it arrived with.
+	// Unlike hss's range it is fixed, and read under h.mu, where the HSS
+	// key's own locks may not be waited for (see HSM.mu).
+	hssFrom [2]uint64
 	// owner is the session a volatile key belongs to; nil for token keys.
 	owner *Session
 	// attrs are the attributes other than the label. A key is never changed
@@ -245,6 +251,9 @@ func newKey(r *keyRecord) (*key, error) {
 		if k.hss != nil && !k.hss.Public().Equal(k.pub) {
 			return nil, fmt.Errorf("%w: HSS private key does not match its public key", ErrUnsupportedKey)
 		}
+		if k.hss != nil {
+			k.hssFrom[0], k.hssFrom[1] = k.hss.Range()
+		}
 	}
 	typ, curve, bits, err := describe(k.pub, k.isPrivate())
 	if err != nil {
@@ -421,6 +430,7 @@ func recordFor(id UUID, priv any, pub crypto.PublicKey, flags Flags, label strin
 		}
 		k := &key{info: KeyInfo{UUID: id, Type: r.typ, Flags: flags, Label: label, PublicKey: r.public,
 			Hashsig: hashsigInfo(p.Public(), p)}, pub: p.Public(), hss: p, life: new(keyLife)}
+		k.hssFrom[0], k.hssFrom[1] = p.Range()
 		return r, k, nil
 	case crypto.Signer:
 		pub = p.Public()
