@@ -3,6 +3,7 @@ package hsm
 import (
 	"crypto"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -216,6 +217,64 @@ func TestHashsigImportSurvivesPowerCutAtEveryWrite(t *testing.T) {
 				if err != nil {
 					t.Errorf("%s: key %s: %v", name, r.UUID, err)
 				}
+			}
+			blockAccount(t, h, name)
+			h.Close()
+		}
+	}
+}
+
+// TestVolatileHashsigImportSurvivesPowerCutAtEveryWrite: the import of a
+// volatile HSS key writes its history alone, a keystore transaction of one
+// record, replacing the pack an earlier import wrote. A power cut at any of
+// its writes leaves the pack as before or with the new range, the earlier
+// history kept, and no flash block damaged or lost; and the part, whose
+// key a restart forgets, is not taken again once its range is recorded.
+func TestVolatileHashsigImportSurvivesPowerCutAtEveryWrite(t *testing.T) {
+	p := newPair(t)
+	earlier := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+	if _, err := p.dst.Import(ctx, p.importReq(earlier, p.export(t, earlier, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)); err != nil {
+		t.Fatal(err)
+	}
+	k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+	req := p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
+	req.Flags &^= FlagToken
+	writes := func() int {
+		h, s := cloneHSM(t, p.dstHSM)
+		defer h.Close()
+		before := h.board.Flash.Writes()
+		if _, err := s.Import(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		return h.board.Flash.Writes() - before
+	}()
+	t.Logf("import: %d flash writes", writes)
+	for cut := range writes + 1 {
+		for _, torn := range []bool{false, true} {
+			name := fmt.Sprintf("cut %d of %d torn %v", cut, writes, torn)
+			h, s := cloneHSM(t, p.dstHSM)
+			free := h.ks.Free()
+			h.board.Flash.CutPowerAfter(cut, torn)
+			if _, err := s.Import(ctx, req); cut < writes && err == nil {
+				t.Errorf("%s: import succeeded through a power cut", name)
+			}
+			h, s = reopen(t, h, name)
+			if !hasHistory(t, h, hssID(t, earlier)) {
+				t.Errorf("%s: the earlier import's history is lost", name)
+			}
+			recorded := hasHistory(t, h, hssID(t, k))
+			if cut == writes && !recorded {
+				t.Errorf("%s (after the last write): the history is lost", name)
+			}
+			if got := h.DamagedBlocks(); len(got) != 0 {
+				t.Errorf("%s: damaged blocks %v", name, got)
+			}
+			if h.ks.Free() != free {
+				t.Errorf("%s: %d free blocks, %d before", name, h.ks.Free(), free)
+			}
+			_, err := s.Import(ctx, req)
+			if recorded && !errors.Is(err, ErrHashsigRangeUsed) || !recorded && err != nil {
+				t.Errorf("%s: recorded %v, the part again: %v", name, recorded, err)
 			}
 			blockAccount(t, h, name)
 			h.Close()
