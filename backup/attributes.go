@@ -6,12 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/quote"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
@@ -38,53 +39,88 @@ func (a Attributes) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func (a *Attributes) UnmarshalJSON(data []byte) error { return decodeValue(data, a) }
+func (a *Attributes) UnmarshalJSON(data []byte) error {
+	if err := decodeValue(data, a); err != nil {
+		return err
+	}
+	return a.check()
+}
 
 // maxAttributes bounds the attributes of one key: what the HSM's key record
 // (a flash block) can hold, each attribute taking at least 8 bytes there.
 const maxAttributes = keystore.MaxDataSize / 8
 
+// maxBundleAttributes bounds the attributes of a whole bundle: 64 a key on
+// average, where the largest real key, from a PKCS#11 token, has 27 (and a
+// key made by Cryptech's PKCS#11 layer over libhal about as many), so that
+// a bundle of keys with 1,016 attributes of a few bytes each cannot keep
+// three times its size in memory (each attribute is an hsm.Attribute of 40
+// bytes, for 16 bytes of file).
+const maxBundleAttributes = 64 * MaxKeys
+
+// attributeSpan is an attribute as it is read: its value is
+// scratch[off:off+n].
+type attributeSpan struct {
+	typ    uint32
+	off, n int
+}
+
+var attributeSize = int(reflect.TypeFor[hsm.Attribute]().Size())
+
 func (a *Attributes) decodeJSON(d *decoder) error {
-	if err := d.open('{', "an object of attributes"); err != nil {
+	if err := d.open(tokenBeginObject, "an object of attributes"); err != nil {
 		return err
 	}
-	// Collected in scratch, kept in a slice of their number.
-	out := d.attrs[:0]
-	for d.dec.More() {
-		if len(out) == maxAttributes {
+	// The values are collected in scratch and kept in one array of their
+	// length, the attributes in a slice of their number.
+	d.attrs, d.scratch = d.attrs[:0], d.scratch[:0]
+	for d.more() {
+		switch {
+		case len(d.attrs) == maxAttributes:
 			return fmt.Errorf("attributes: more than %d", maxAttributes)
+		case d.attributes == maxBundleAttributes:
+			return fmt.Errorf("more than %d attributes in the bundle", maxBundleAttributes)
 		}
-		key, err := d.str("an attribute type")
+		d.attributes++
+		name, err := d.text("an attribute type")
 		if err != nil {
 			return err
 		}
-		if !attributeTypeForm.MatchString(key) {
-			return fmt.Errorf("attribute type %q is not 0x and eight lower-case hexadecimal digits", key)
+		if !attributeTypeForm.Match(name) {
+			return fmt.Errorf("attribute type %s is not 0x and eight lower-case hexadecimal digits", quote.Short(string(name)))
 		}
-		typ, _ := strconv.ParseUint(key[2:], 16, 32) // checked by the form
+		typ, _ := strconv.ParseUint(string(name[2:]), 16, 32) // checked by the form
 		// A string only: null or any other type is not an empty value.
-		s, err := d.str("a string of hexadecimal digits")
+		value, err := d.text("a string of hexadecimal digits")
 		if err != nil {
-			return fmt.Errorf("attribute %s: %w", key, err)
+			return fmt.Errorf("attribute 0x%08x: %w", typ, err)
 		}
-		v, err := hex.DecodeString(s)
-		if err != nil || strings.ContainsAny(s, "ABCDEF") {
-			return fmt.Errorf("attribute %s: the value is not lower-case hexadecimal", key)
+		if len(value) > 2*hsm.MaxAttributeSize {
+			return fmt.Errorf("attributes: 0x%08x has more than %d bytes", typ, hsm.MaxAttributeSize)
 		}
-		out = append(out, hsm.Attribute{Type: uint32(typ), Value: v})
+		off := len(d.scratch)
+		d.scratch = append(d.scratch, make([]byte, len(value)/2)...)
+		if !decodeLowerHex(d.scratch[off:], value) {
+			return fmt.Errorf("attribute 0x%08x: the value is not lower-case hexadecimal", typ)
+		}
+		d.attrs = append(d.attrs, attributeSpan{uint32(typ), off, len(value) / 2})
 	}
-	d.attrs = out
 	if err := d.close(); err != nil {
 		return err
 	}
-	if len(out) == 0 {
+	if len(d.attrs) == 0 {
 		return errors.New("attributes: an empty object (leave the field out instead)")
 	}
-	if err := out.check(); err != nil {
+	if err := d.keep(len(d.attrs)*attributeSize + len(d.scratch)); err != nil {
 		return err
 	}
-	*a = slices.Clone(out)
-	clear(d.attrs)
+	values := slices.Clone(d.scratch)
+	out := make(Attributes, len(d.attrs))
+	for i, s := range d.attrs {
+		out[i] = hsm.Attribute{Type: s.typ, Value: values[s.off : s.off+s.n : s.off+s.n]}
+	}
+	// Their check is the key's (BundleKey.checkForm).
+	*a = out
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -8,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/quote"
 )
 
 // Version is the bundle format this package writes. Files without a version
@@ -110,17 +114,46 @@ func (k *BundleKey) label() (string, error) {
 	if k.Label != "" {
 		return "", errors.New("both label and label_hex")
 	}
-	raw, err := hex.DecodeString(k.LabelHex)
-	if err != nil || hex.EncodeToString(raw) != k.LabelHex {
+	raw := make([]byte, len(k.LabelHex)/2)
+	if !decodeLowerHex(raw, k.LabelHex) {
 		return "", errors.New("label_hex: not lower-case hexadecimal")
 	}
-	if err := hsm.CheckRawLabel(string(raw)); err != nil {
+	label := string(raw)
+	if err := hsm.CheckRawLabel(label); err != nil {
 		return "", fmt.Errorf("label_hex: %s", reason(err))
 	}
-	if hsm.CheckLabel(string(raw)) == nil {
+	if hsm.CheckLabel(label) == nil {
 		return "", errors.New("label_hex holds a label that is given as label")
 	}
-	return string(raw), nil
+	return label, nil
+}
+
+// decodeLowerHex decodes src, which must be lower-case hexadecimal, into
+// dst, which must have half its length: the one form the files give bytes
+// in.
+func decodeLowerHex[T string | []byte](dst []byte, src T) bool {
+	if len(src) != 2*len(dst) {
+		return false
+	}
+	for i := range dst {
+		hi, ok1 := lowerHexDigit(src[2*i])
+		lo, ok2 := lowerHexDigit(src[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func lowerHexDigit(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }
 
 // reason is what a check of package hsm found wrong, without the
@@ -164,24 +197,26 @@ const (
 )
 
 func (b *Base64Lines) decodeJSON(d *decoder) error {
-	const want = "an array of Base64 lines"
-	if err := d.open('[', want); err != nil {
+	if err := d.open(tokenBeginArray, "an array of Base64 lines"); err != nil {
 		return err
 	}
 	d.scratch = d.scratch[:0]
-	for n := 0; d.dec.More(); n++ {
+	for n := 0; d.more(); n++ {
 		if n == maxBase64Lines {
 			return fmt.Errorf("more than %d lines of Base64: no field holds more than %d bytes", maxBase64Lines, maxBinaryField)
 		}
-		line, err := d.str(want)
+		line, err := d.text("a Base64 line (a string)")
 		if err != nil {
-			return err
+			if se := (*streamError)(nil); errors.As(err, &se) {
+				return err
+			}
+			return fmt.Errorf("line %d: %w", n+1, err)
 		}
 		if len(line) > base64LineLength {
 			return fmt.Errorf("line %d of Base64 has %d characters, more than %d", n+1, len(line), base64LineLength)
 		}
 		// The decoder would skip line breaks inside a line; the format has none.
-		if strings.ContainsAny(line, "\r\n") {
+		if bytes.ContainsAny(line, "\r\n") {
 			return errors.New("bad Base64: line break inside a line")
 		}
 		d.scratch = append(d.scratch, line...)
@@ -189,12 +224,18 @@ func (b *Base64Lines) decodeJSON(d *decoder) error {
 	if err := d.close(); err != nil {
 		return err
 	}
-	out := make([]byte, base64.StdEncoding.DecodedLen(len(d.scratch)))
-	n, err := base64.StdEncoding.Strict().Decode(out, d.scratch)
+	// Kept in exactly its length.
+	d.decoded = slices.Grow(d.decoded[:0], base64.StdEncoding.DecodedLen(len(d.scratch)))
+	n, err := base64.StdEncoding.Strict().Decode(d.decoded[:cap(d.decoded)], d.scratch)
 	if err != nil {
 		return fmt.Errorf("bad Base64: %v", err)
 	}
-	*b = out[:n]
+	if err := d.keep(n); err != nil {
+		return err
+	}
+	out := make([]byte, n)
+	copy(out, d.decoded[:n])
+	*b = out
 	return nil
 }
 
@@ -217,9 +258,12 @@ func ReadKEKEKFile(r io.Reader) (*KEKEKFile, error) {
 	if err := checkKEKEKName(f.KEKEKUUID, f.soft()); err != nil {
 		return nil, fmt.Errorf("read KEKEK file: %w", err)
 	}
-	for _, e := range f.KEKEncryptions {
+	for i, e := range f.KEKEncryptions {
 		if _, err := hsm.ParseKEKEncryption(string(e)); err != nil {
-			return nil, fmt.Errorf("read KEKEK file: %w: %v", ErrFormat, err)
+			return nil, fmt.Errorf("read KEKEK file: %w: kek_encryptions[%d]: %s", ErrFormat, i, reason(err))
+		}
+		if slices.Contains(f.KEKEncryptions[:i], e) {
+			return nil, fmt.Errorf("read KEKEK file: %w: kek_encryptions: %q given twice", ErrFormat, e)
 		}
 	}
 	return &f, nil
@@ -232,13 +276,27 @@ func ReadBundle(r io.Reader) (*Bundle, error) {
 	if err := decodeStrict(r, &b); err != nil {
 		return nil, fmt.Errorf("read bundle: %w", err)
 	}
-	if err := b.check(); err != nil {
+	// Each key's form was checked as it was read.
+	if err := b.checkWhole(); err != nil {
 		return nil, fmt.Errorf("read bundle: %w", err)
 	}
 	return &b, nil
 }
 
+// check checks every field of a bundle, as Import does before it stores
+// anything.
 func (b *Bundle) check() error {
+	for i := range b.Keys {
+		if err := b.Keys[i].checkForm(); err != nil {
+			return fmt.Errorf("key %d: %w: %v", i, ErrFormat, err)
+		}
+	}
+	return b.checkWhole()
+}
+
+// checkWhole checks what the keys' entries do not say by themselves: the
+// bundle's own fields, and each key against the bundle's version.
+func (b *Bundle) checkWhole() error {
 	if b.Version != 0 && b.Version != Version {
 		return fmt.Errorf("%w: unsupported version %d", ErrFormat, b.Version)
 	}
@@ -250,7 +308,7 @@ func (b *Bundle) check() error {
 	}
 	if b.Version != 0 {
 		if _, err := hsm.ParseKEKEncryption(string(b.KEKEncryption)); err != nil {
-			return fmt.Errorf("%w: kek_encryption: %v", ErrFormat, err)
+			return fmt.Errorf("%w: kek_encryption: %s", ErrFormat, reason(err))
 		}
 	} else if b.KEKEncryption != "" {
 		return fmt.Errorf("%w: kek_encryption in a bundle without version", ErrFormat)
@@ -261,45 +319,50 @@ func (b *Bundle) check() error {
 	if len(b.Keys) > MaxKeys {
 		return fmt.Errorf("%w: %d keys, more than the %d a bundle may hold", ErrFormat, len(b.Keys), MaxKeys)
 	}
+	legacy := b.Version == 0
 	for i := range b.Keys {
-		if err := b.checkKey(&b.Keys[i]); err != nil {
-			return fmt.Errorf("key %d: %w", i, err)
+		k := &b.Keys[i]
+		if !legacy && k.IsPrivate() && (len(k.SPKI) == 0 || len(k.Tag) == 0) {
+			return fmt.Errorf("key %d: %w: a private key needs spki and tag", i, ErrFormat)
+		}
+		if legacy && (k.Label != "" || k.LabelHex != "" || len(k.Tag) != 0 || len(k.Attributes) != 0) {
+			return fmt.Errorf("key %d: %w: label, label_hex, tag and attributes need a versioned bundle", i, ErrFormat)
 		}
 	}
 	return nil
 }
 
-func (b *Bundle) checkKey(k *BundleKey) error {
+// checkForm checks what a key's entry says by itself, whatever the
+// bundle's version: a reader checks it as each key is read, so that a
+// bundle's faults are found before the rest of it is read.
+func (k *BundleKey) checkForm() error {
 	if err := checkUUID(k.UUID); err != nil {
-		return fmt.Errorf("%w: uuid: %v", ErrFormat, err)
+		return fmt.Errorf("uuid: %v", err)
 	}
 	if !k.Flags.Valid() {
-		return fmt.Errorf("%w: unknown flags 0x%x", ErrFormat, uint32(k.Flags))
+		return fmt.Errorf("unknown flags 0x%x", uint32(k.Flags))
 	}
-	legacy := b.Version == 0
 	switch {
 	case k.IsPrivate():
 		if len(k.PKCS8) == 0 || len(k.KEK) == 0 {
-			return fmt.Errorf("%w: a private key needs both pkcs8 and kek", ErrFormat)
-		}
-		if !legacy && (len(k.SPKI) == 0 || len(k.Tag) == 0) {
-			return fmt.Errorf("%w: a private key needs spki and tag", ErrFormat)
+			return errors.New("a private key needs both pkcs8 and kek")
 		}
 	case len(k.SPKI) == 0:
-		return fmt.Errorf("%w: neither a private key (pkcs8, kek) nor a public key (spki)", ErrFormat)
+		return errors.New("neither a private key (pkcs8, kek) nor a public key (spki)")
 	case len(k.Tag) != 0:
-		return fmt.Errorf("%w: a public key has no tag", ErrFormat)
-	}
-	if legacy && (k.Label != "" || k.LabelHex != "" || len(k.Tag) != 0 || len(k.Attributes) != 0) {
-		return fmt.Errorf("%w: label, label_hex, tag and attributes need a versioned bundle", ErrFormat)
+		return errors.New("a public key has no tag")
 	}
 	if _, err := k.label(); err != nil {
-		return fmt.Errorf("%w: %v", ErrFormat, err)
+		return err
 	}
-	if err := k.Attributes.check(); err != nil {
-		return fmt.Errorf("%w: %v", ErrFormat, err)
+	return k.Attributes.check()
+}
+
+func (k *BundleKey) decodeJSON(d *decoder) error {
+	if err := d.object(reflect.ValueOf(k).Elem()); err != nil {
+		return err
 	}
-	return nil
+	return k.checkForm()
 }
 
 // Fingerprint names a KEKEK by the SHA-256 of its SubjectPublicKeyInfo, as
@@ -318,7 +381,7 @@ func checkUUID(s string) error {
 		return err
 	}
 	if id.String() != s {
-		return fmt.Errorf("%q is not in canonical lower-case form", s)
+		return fmt.Errorf("%s is not in canonical lower-case form", quote.Short(s))
 	}
 	if id.IsZero() {
 		return errors.New("the nil UUID names no key")

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/quote"
 )
 
 // KEKEK key flags: an RSA key that may only encrypt keys, kept in the token.
@@ -39,7 +40,14 @@ func Setup(ctx context.Context, tok hsm.Token, opts SetupOptions) (*KEKEKFile, e
 		return nil, fmt.Errorf("setup: %w", err)
 	}
 	// PKCS#1 v1.5 is not offered: it is used only when both sides ask for it.
-	encs = slices.DeleteFunc(slices.Clone(encs), func(e hsm.KEKEncryption) bool { return e == hsm.KEKPKCS1v15 })
+	// Each once, as a reader takes them.
+	var offered []hsm.KEKEncryption
+	for _, e := range encs {
+		if e != hsm.KEKPKCS1v15 && !slices.Contains(offered, e) {
+			offered = append(offered, e)
+		}
+	}
+	encs = offered
 	return &KEKEKFile{
 		Comment:        "KEKEK public key",
 		KEKEncryptions: encs,
@@ -145,8 +153,8 @@ func refuseFlawed(ctx context.Context, vet kekekVetter, k hsm.KeyInfo) error {
 	if looksLikeKEKEK(k) {
 		advice += ", and delete this one once every bundle made for it is imported"
 	}
-	return fmt.Errorf("%w: key %s (label %q) cannot serve as a KEKEK: anyone with the token's user PIN could read the keys of a bundle made for it, as it %s; %s",
-		hsm.ErrForbidden, k.UUID, k.Label, strings.Join(flaws, ", "), advice)
+	return fmt.Errorf("%w: key %s (label %s) cannot serve as a KEKEK: anyone with the token's user PIN could read the keys of a bundle made for it, as it %s; %s",
+		hsm.ErrForbidden, k.UUID, quote.Short(k.Label), strings.Join(flaws, ", "), advice)
 }
 
 // checkKEKEK tells why a key cannot serve as a KEKEK.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/quote"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
 
@@ -86,7 +87,7 @@ const (
 func (k *KDF) check() error {
 	switch {
 	case k.Name != kdfArgon2id:
-		return fmt.Errorf("unknown KDF %q", k.Name)
+		return fmt.Errorf("unknown KDF %s", quote.Short(k.Name))
 	case len(k.Salt) < saltSize || len(k.Salt) > maxSaltSize:
 		return fmt.Errorf("a %d-byte salt, not %d to %d", len(k.Salt), saltSize, maxSaltSize)
 	case k.Time < 1 || k.Time > maxKDFTime:

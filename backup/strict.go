@@ -2,7 +2,6 @@ package backup
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,122 +11,61 @@ import (
 	"sync"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/quote"
 )
 
-// Files are read one JSON token at a time, straight into their Go types,
-// and every bound is checked as soon as it is passed: the 10,001st key, a
-// binary field's 145th line, a line's 77th character. A file near the size
-// the CLI accepts then costs about its size in memory, whatever it holds;
-// json.Unmarshal would first build all of it (a keys array of empty objects
-// took 230 bytes of memory per byte of file). Field names must be exactly
-// those of the types, once each: encoding/json alone matches names without
-// regard to case and keeps the last of duplicates, and cryptech_backup
-// (Python) reads exact names, so the two tools could otherwise read
-// different values from one file.
+// Files are read one JSON token at a time (scanner), straight into their
+// Go types, and every bound is checked as soon as it is passed: the 10,001st
+// key, a binary field's 145th line, a line's 77th character, a label's
+// 257th byte, the bundle's 640,001st attribute, and what all the values
+// read so far keep in memory. So a file costs at most about its size in
+// memory, whatever it holds and however long it is; json.Unmarshal would
+// first build all of it (a keys array of empty objects took 230 bytes of
+// memory per byte of file). Field names must be exactly those of the
+// types, once each: encoding/json alone matches names without regard to
+// case and keeps the last of duplicates, and cryptech_backup (Python) reads
+// exact names, so the two tools could otherwise read different values from
+// one file.
+
+// maxKept bounds what a reader keeps of one file, counted as the bytes of
+// its strings, decoded binary fields and attribute values, and the Go
+// values that hold them: the largest real bundle (10,000 keys of the
+// largest kind, see cmd/cryptech-backup's TestMaxBundleHoldsLargestBundle)
+// keeps 101 MB. The CLI reads no bundle over 168 MiB; this bounds the
+// memory of a reader given a longer one, or one that keeps more than it
+// takes in the file.
+const maxKept = 160 << 20
 
 // decodeStrict reads exactly one JSON document into v, a pointer to a
 // struct, with nothing but white space after it. An error reading r is
 // returned as it is; anything wrong with the document is ErrFormat.
-func decodeStrict(r io.Reader, v any) error {
-	src := &sourceReader{r: r}
-	d := newDecoder(src)
-	err := d.value(reflect.ValueOf(v).Elem())
+func decodeStrict(r io.Reader, v any) error { return decodeWithin(r, v, maxKept) }
+
+// decodeWithin is decodeStrict keeping at most budget bytes.
+func decodeWithin(r io.Reader, v any, budget int64) error {
+	d := &decoder{s: newScanner(r), budget: budget}
+	err := d.value(reflect.ValueOf(v).Elem(), 0)
 	if err == nil {
-		// Anything after the document, even a syntax error, is trailing data.
-		if _, terr := d.dec.Token(); terr != io.EOF {
-			err = &streamError{errTrailing}
-		}
+		err = d.s.finish()
 	}
-	if err == nil {
+	switch {
+	case err == nil:
 		return nil
+	case d.s.rerr != nil:
+		return d.s.rerr
 	}
-	if src.err != nil {
-		return src.err
-	}
-	return fmt.Errorf("%w: %s", ErrFormat, d.describe(err))
+	return fmt.Errorf("%w: %s", ErrFormat, err)
 }
 
 // decodeValue decodes one JSON value into v (for the UnmarshalJSON methods
 // of types that decode themselves).
 func decodeValue(data []byte, v streamDecoder) error {
-	d := newDecoder(bytes.NewReader(data))
-	if err := v.decodeJSON(d); err != nil {
-		return errors.New(d.describe(err))
+	d := &decoder{s: newScanner(bytes.NewReader(data)), budget: maxKept}
+	err := v.decodeJSON(d)
+	if err == nil {
+		err = d.s.finish()
 	}
-	return nil
-}
-
-// sourceReader keeps the first error of r other than io.EOF, and reads
-// r no more after it (a json.Decoder reads again after an error): a file
-// that could not be read (or is larger than the caller reads) is that
-// error, not a malformed file.
-type sourceReader struct {
-	r   io.Reader
-	err error
-}
-
-func (s *sourceReader) Read(p []byte) (int, error) {
-	if s.err != nil {
-		return 0, s.err
-	}
-	n, err := s.r.Read(p)
-	if err != nil && err != io.EOF && s.err == nil {
-		s.err = err
-	}
-	return n, err
-}
-
-// maxAtom bounds a JSON string, and any run of other bytes between two of
-// {}[],: outside strings (a number, a literal, white space), as written.
-// A json.Decoder holds each token whole, and the white space before one, so
-// this bounds what it holds. The longest a real file has is an attribute's
-// value: 2,050 bytes.
-const maxAtom = 64 << 10
-
-// atomGuard passes a document on to the decoder, and stops it at the first
-// atom longer than maxAtom.
-type atomGuard struct {
-	r                 io.Reader
-	inString, escaped bool
-	run               int   // bytes of the current atom so far
-	off               int64 // of the next byte read
-	err               error
-}
-
-func (g *atomGuard) Read(p []byte) (int, error) {
-	if g.err != nil {
-		return 0, g.err
-	}
-	n, err := g.r.Read(p)
-	// The state in locals: this loop sees every byte of a bundle.
-	inString, escaped, run := g.inString, g.escaped, g.run
-	for i, c := range p[:n] {
-		switch {
-		case inString:
-			run++
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString, run = false, 0
-			}
-		case c == '"':
-			inString, run = true, 1
-		case c == '{' || c == '}' || c == '[' || c == ']' || c == ',' || c == ':':
-			run = 0
-		default:
-			run++
-		}
-		if run > maxAtom {
-			g.err = fmt.Errorf("more than %d bytes in one JSON string or value, at byte %d", maxAtom, g.off+int64(i))
-			return i, g.err
-		}
-	}
-	g.inString, g.escaped, g.run = inString, escaped, run
-	g.off += int64(n)
-	return n, err
+	return err
 }
 
 // streamDecoder is a type that reads itself from the token stream.
@@ -137,29 +75,25 @@ type streamDecoder interface {
 
 // decoder reads a document's tokens into Go values.
 type decoder struct {
-	dec   *json.Decoder
-	guard *atomGuard
-	// scratch collects a binary field's Base64 lines, attrs a key's
-	// attributes, reused for each.
-	scratch []byte
-	attrs   Attributes
+	s *scanner
+	// kept counts what the values read so far keep, against budget.
+	kept, budget int64
+	// attributes counts the attributes of the whole file.
+	attributes int
+	// scratch collects a binary field's Base64 lines, or a key's attribute
+	// values, and attrs its attributes, decoded a binary field, reused for
+	// each.
+	scratch, decoded []byte
+	attrs            []attributeSpan
 }
 
-func newDecoder(r io.Reader) *decoder {
-	g := &atomGuard{r: r}
-	dec := json.NewDecoder(g)
-	dec.UseNumber()
-	return &decoder{dec: dec, guard: g}
+// keep counts n more bytes kept, and refuses them past the budget.
+func (d *decoder) keep(n int) error {
+	if d.kept += int64(n); d.kept > d.budget {
+		return fmt.Errorf("more than %d bytes to keep in all, more than any real file holds", d.budget)
+	}
+	return nil
 }
-
-// streamError is a fault of the JSON itself (or of reading it), which
-// belongs to no field.
-type streamError struct{ err error }
-
-func (e *streamError) Error() string { return e.err.Error() }
-func (e *streamError) Unwrap() error { return e.err }
-
-var errTrailing = errors.New("data after the JSON document")
 
 // fieldError places an error at a field of the document: at is a path
 // such as keys[3].flags.
@@ -190,58 +124,63 @@ func within(at string, err error) error {
 }
 
 // token reads the next token.
-func (d *decoder) token() (json.Token, error) {
-	t, err := d.dec.Token()
-	if err != nil {
-		return nil, &streamError{err}
+func (d *decoder) token() (tokenKind, error) {
+	if err := d.s.next(); err != nil {
+		return 0, err
 	}
-	return t, nil
+	return d.s.kind, nil
 }
 
+// more reports whether the object or array being read has another element.
+func (d *decoder) more() bool { return d.s.more() }
+
 // open reads the '{' or '[' that starts a value of the given kind.
-func (d *decoder) open(delim json.Delim, want string) error {
+func (d *decoder) open(kind tokenKind, want string) error {
 	t, err := d.token()
 	if err != nil {
 		return err
 	}
-	if t != delim {
-		return wrongType(t, want)
+	if t != kind {
+		return d.wrongType(want)
 	}
 	return nil
 }
 
-// close reads the '}' or ']' that More has announced.
+// close reads the '}' or ']' that more has announced.
 func (d *decoder) close() error {
 	_, err := d.token()
 	return err
 }
 
-// str reads a string.
-func (d *decoder) str(want string) (string, error) {
+// text reads a string, and returns its bytes until the next token.
+func (d *decoder) text(want string) ([]byte, error) {
 	t, err := d.token()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	s, ok := t.(string)
-	if !ok {
-		return "", wrongType(t, want)
+	if t != tokenString {
+		return nil, d.wrongType(want)
 	}
-	return s, nil
+	return d.s.text, nil
 }
 
-// wrongType says what was found where want belongs.
-func wrongType(t json.Token, want string) error {
+// wrongType says what was read where want belongs.
+func (d *decoder) wrongType(want string) error {
 	var found string
-	switch t := t.(type) {
-	case json.Delim:
-		found = map[json.Delim]string{'{': "an object", '[': "an array"}[t]
-	case string:
+	switch d.s.kind {
+	case tokenBeginObject:
+		found = "an object"
+	case tokenBeginArray:
+		found = "an array"
+	case tokenString:
 		found = "a string"
-	case json.Number:
-		found = string(t)
-	case bool:
-		found = strconv.FormatBool(t)
-	case nil:
+	case tokenNumber:
+		found = quote.Clip(string(d.s.text))
+	case tokenTrue:
+		found = "true"
+	case tokenFalse:
+		found = "false"
+	case tokenNull:
 		found = "null"
 	}
 	return fmt.Errorf("%s where %s belongs", found, want)
@@ -249,30 +188,38 @@ func wrongType(t json.Token, want string) error {
 
 var flagsType = reflect.TypeFor[hsm.Flags]()
 
-// value reads one value into v. Pointers are made, and null is refused
-// everywhere: each value has one encoding.
-func (d *decoder) value(v reflect.Value) error {
-	switch p := v.Addr().Interface().(type) {
-	case streamDecoder:
+// value reads one value into v; a string of at most max bytes. Pointers are
+// made, and null is refused everywhere: each value has one encoding.
+func (d *decoder) value(v reflect.Value, max int) error {
+	if p, ok := v.Addr().Interface().(streamDecoder); ok {
 		return p.decodeJSON(d)
-	case json.Unmarshaler:
-		// Its own reading would be bypassed, unbounded.
-		return fmt.Errorf("no streaming reader for %s", v.Type())
 	}
 	switch v.Kind() {
 	case reflect.Pointer:
+		if err := d.keep(int(v.Type().Elem().Size())); err != nil {
+			return err
+		}
 		v.Set(reflect.New(v.Type().Elem()))
-		return d.value(v.Elem())
+		return d.value(v.Elem(), max)
 	case reflect.Struct:
 		return d.object(v)
 	case reflect.Slice:
-		return d.array(v)
+		return d.array(v, max)
 	case reflect.String:
-		s, err := d.str("a string")
-		v.SetString(s)
-		return err
+		s, err := d.text("a string")
+		if err != nil {
+			return err
+		}
+		if len(s) > max {
+			return fmt.Errorf("%d bytes, more than the %d it may have", len(s), max)
+		}
+		if err := d.keep(len(s)); err != nil {
+			return err
+		}
+		v.SetString(string(s))
+		return nil
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return d.number(v, "an integer", func(s string) error {
+		return d.number("an integer", func(s string) error {
 			n, err := strconv.ParseInt(s, 10, v.Type().Bits())
 			v.SetInt(n)
 			return err
@@ -282,7 +229,7 @@ func (d *decoder) value(v reflect.Value) error {
 		if v.Type() == flagsType {
 			want = "a flag set (a non-negative integer)"
 		}
-		return d.number(v, want, func(s string) error {
+		return d.number(want, func(s string) error {
 			n, err := strconv.ParseUint(s, 10, v.Type().Bits())
 			v.SetUint(n)
 			return err
@@ -292,44 +239,65 @@ func (d *decoder) value(v reflect.Value) error {
 }
 
 // number reads a number that set takes.
-func (d *decoder) number(v reflect.Value, want string, set func(string) error) error {
+func (d *decoder) number(want string, set func(string) error) error {
 	t, err := d.token()
 	if err != nil {
 		return err
 	}
-	n, ok := t.(json.Number)
-	if !ok || set(string(n)) != nil {
-		return wrongType(t, want)
+	if t != tokenNumber || set(string(d.s.text)) != nil {
+		return d.wrongType(want)
 	}
 	return nil
 }
 
 // object reads a JSON object into the struct v: each field by its exact
-// JSON name, at most once, and nothing else.
+// JSON name, at most once, and nothing else. A field a file may leave out
+// is not given its zero value instead: a file has one form.
 func (d *decoder) object(v reflect.Value) error {
-	if err := d.open('{', "an object"); err != nil {
+	if err := d.open(tokenBeginObject, "an object"); err != nil {
 		return err
 	}
 	fields := fieldsOf(v.Type())
 	var seen uint64
-	for d.dec.More() {
-		name, err := d.str("a field name")
+	for d.more() {
+		name, err := d.text("a field name")
 		if err != nil {
 			return err
 		}
 		i := fields.index(name)
 		switch {
 		case i < 0:
-			return fmt.Errorf("unknown field %q", name)
+			return fmt.Errorf("unknown field %s", quote.Short(string(name)))
 		case seen&(1<<i) != 0:
-			return fmt.Errorf("field %q given twice", name)
+			return fmt.Errorf("field %q given twice", fields[i].name)
 		}
 		seen |= 1 << i
-		if err := d.value(v.Field(fields[i].index)); err != nil {
-			return within(name, err)
+		f := &fields[i]
+		fv := v.Field(f.index)
+		if err := d.value(fv, f.max); err != nil {
+			return within(f.name, err)
+		}
+		if f.omitEmpty && isEmpty(fv) {
+			what := "empty"
+			if fv.CanInt() {
+				what = "0"
+			}
+			return within(f.name, fmt.Errorf("%s, which a file says by leaving the field out", what))
 		}
 	}
 	return d.close()
+}
+
+// isEmpty reports whether v is the value encoding/json's omitempty leaves
+// out.
+func isEmpty(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.String, reflect.Slice:
+		return v.Len() == 0
+	case reflect.Pointer:
+		return v.IsNil()
+	}
+	return v.IsZero()
 }
 
 // arrayBounds bounds each array a file may hold, by what it holds, and
@@ -342,37 +310,69 @@ var arrayBounds = map[reflect.Type]struct {
 	reflect.TypeFor[hsm.KEKEncryption](): {len(hsm.KEKEncryptions), "KEK encryptions"},
 }
 
-// array reads a JSON array into the slice v, no longer than its bound.
-func (d *decoder) array(v reflect.Value) error {
-	bound, ok := arrayBounds[v.Type().Elem()]
+// array reads a JSON array into the slice v, no longer than its bound;
+// strings in it of at most max bytes.
+func (d *decoder) array(v reflect.Value, max int) error {
+	elem := v.Type().Elem()
+	bound, ok := arrayBounds[elem]
 	if !ok {
-		return fmt.Errorf("no bound for arrays of %s", v.Type().Elem())
+		return fmt.Errorf("no bound for arrays of %s", elem)
 	}
-	if err := d.open('[', "an array"); err != nil {
+	if err := d.open(tokenBeginArray, "an array"); err != nil {
 		return err
 	}
 	v.Set(reflect.MakeSlice(v.Type(), 0, 0))
-	for i := 0; d.dec.More(); i++ {
+	for i := 0; d.more(); i++ {
 		if i == bound.max {
 			return fmt.Errorf("more than %d %s", bound.max, bound.noun)
 		}
-		v.Set(reflect.Append(v, reflect.Zero(v.Type().Elem())))
-		if err := d.value(v.Index(i)); err != nil {
+		if err := d.keep(int(elem.Size())); err != nil {
+			return err
+		}
+		v.Set(reflect.Append(v, reflect.Zero(elem)))
+		if err := d.value(v.Index(i), max); err != nil {
 			return within(fmt.Sprintf("[%d]", i), err)
 		}
 	}
 	return d.close()
 }
 
-// structFields lists a struct's fields by JSON name.
-type structFields []struct {
-	name  string
-	index int
+// Bounds on the strings of the files, in bytes as read, each what the
+// longest a file holds has, with room.
+const (
+	uuidLength = 36
+	// maxName bounds a KEK encryption's or a KDF's name: the longest,
+	// "rsa-oaep-sha256", has 15 bytes.
+	maxName = 32
+	// maxComment bounds a comment: the longest either tool writes,
+	// cryptech_backup's "Cryptech Alpha encrypted key backup", has 35.
+	maxComment = 1 << 10
+)
+
+// stringBounds bounds each string field of the files, by its JSON name
+// (an array of strings, each of its strings).
+var stringBounds = map[string]int{
+	"comment":         maxComment,
+	"kek_encryption":  maxName,
+	"kek_encryptions": maxName,
+	"kekek_uuid":      uuidLength,
+	"label":           hsm.MaxLabelLength,
+	"label_hex":       2 * hsm.MaxRawLabelLength,
+	"name":            maxName,
+	"uuid":            uuidLength,
 }
 
-func (f structFields) index(name string) int {
+// structFields lists a struct's fields by JSON name.
+type structFields []struct {
+	name      string
+	index     int
+	omitEmpty bool
+	max       int // for a string, or the strings of an array
+}
+
+func (f structFields) index(name []byte) int {
 	for i := range f {
-		if f[i].name == name {
+		if f[i].name == string(name) {
 			return i
 		}
 	}
@@ -385,36 +385,19 @@ func fieldsOf(t reflect.Type) structFields {
 	if f, ok := fieldCache.Load(t); ok {
 		return f.(structFields)
 	}
-	var f structFields
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		f = append(f, struct {
-			name  string
-			index int
-		}{name, i})
+	f := make(structFields, t.NumField())
+	for i := range f {
+		ft := t.Field(i)
+		name, opts, _ := strings.Cut(ft.Tag.Get("json"), ",")
+		f[i].name, f[i].index, f[i].omitEmpty = name, i, opts == "omitempty"
+		f[i].max = stringBounds[name]
+		if k := ft.Type.Kind(); (k == reflect.String || k == reflect.Slice && ft.Type.Elem().Kind() == reflect.String) && f[i].max == 0 {
+			panic("backup: no bound for the strings of field " + name)
+		}
 	}
 	if len(f) > 64 {
 		panic("backup: a file's object has more than 64 fields") // seen is a uint64
 	}
 	fieldCache.Store(t, f)
 	return f
-}
-
-// describe says what is wrong with a file in the terms of the file, not of
-// Go types.
-func (d *decoder) describe(err error) string {
-	var se *streamError
-	if !errors.As(err, &se) {
-		return err.Error()
-	}
-	var syntax *json.SyntaxError
-	switch {
-	case d.guard.err != nil:
-		return d.guard.err.Error()
-	case errors.Is(se.err, io.EOF) || errors.Is(se.err, io.ErrUnexpectedEOF):
-		return "truncated or empty JSON"
-	case errors.As(se.err, &syntax):
-		return fmt.Sprintf("not JSON at byte %d: %v", syntax.Offset, syntax)
-	}
-	return strings.TrimPrefix(se.err.Error(), "json: ")
 }

@@ -74,7 +74,7 @@ func TestBase64LinesBounds(t *testing.T) {
 		{lines(maxBase64Lines+1, line), "more than 144 lines of Base64: no field holds more than 8192 bytes"},
 		{lines(maxBase64Lines+1, ""), "more than 144 lines of Base64: no field holds more than 8192 bytes"},
 		{lines(2, line+"AAAA"), "line 1 of Base64 has 80 characters, more than 76"},
-		{[]byte(`["AAAA", null]`), "null where an array of Base64 lines belongs"},
+		{[]byte(`["AAAA", null]`), "line 2: null where a Base64 line (a string) belongs"},
 		{[]byte(`"AAAA"`), "a string where an array of Base64 lines belongs"},
 	} {
 		if err := b.UnmarshalJSON(tc.data); err == nil || err.Error() != tc.want {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"reflect"
 
+	"github.com/hsmkit/cryptech-backup/internal/quote"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
 
@@ -102,7 +103,7 @@ func kekAlgorithm(enc KEKEncryption) (algorithmIdentifier, error) {
 			MaskGenAlgorithm: algorithmIdentifier{Algorithm: oidMGF1, Parameters: mustRaw(sha256ID)},
 		})}, nil
 	}
-	return algorithmIdentifier{}, fmt.Errorf("%w: unknown KEK encryption %q", ErrBadArguments, enc)
+	return algorithmIdentifier{}, fmt.Errorf("%w: unknown KEK encryption %s", ErrBadArguments, quote.Short(string(enc)))
 }
 
 func mustRaw(v any) asn1.RawValue {

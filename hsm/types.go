@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/internal/quote"
 )
 
 // UUID names a key. New keys get a random (version 4) UUID.
@@ -32,10 +33,10 @@ func NewUUID(r io.Reader) (UUID, error) {
 func ParseUUID(s string) (UUID, error) {
 	var u UUID
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
-		return u, fmt.Errorf("%w: %q", ErrBadUUID, s)
+		return u, fmt.Errorf("%w: %s", ErrBadUUID, quote.Short(s))
 	}
 	if _, err := hex.Decode(u[:], []byte(strings.ReplaceAll(s, "-", ""))); err != nil {
-		return u, fmt.Errorf("%w: %q", ErrBadUUID, s)
+		return u, fmt.Errorf("%w: %s", ErrBadUUID, quote.Short(s))
 	}
 	return u, nil
 }
@@ -141,7 +142,7 @@ func ParseCurve(s string) (Curve, error) {
 	case "p521":
 		return CurveP521, nil
 	}
-	return CurveNone, fmt.Errorf("unknown curve %q (want p256, p384 or p521)", s)
+	return CurveNone, fmt.Errorf("unknown curve %s (want p256, p384 or p521)", quote.Short(s))
 }
 
 // Flags are libhal key flags. Values are the libhal wire values.
@@ -214,7 +215,7 @@ func ParseKEKEncryption(s string) (KEKEncryption, error) {
 			return e, nil
 		}
 	}
-	return "", fmt.Errorf("%w: unknown KEK encryption %q", ErrBadArguments, s)
+	return "", fmt.Errorf("%w: unknown KEK encryption %s", ErrBadArguments, quote.Short(s))
 }
 
 // KeyInfo describes a key: everything about it that is public.

@@ -726,8 +726,8 @@ const (
 	// longest JSON form (label_hex of the longest label a key keeps) and
 	// PKCS#11 attributes at the HSM's limits: 15,633 bytes a key, 156 MB in
 	// all (TestMaxBundleHoldsLargestBundle measures it; docs/PERFORMANCE.md
-	// has the figures). Parsing a real bundle takes about three times its
-	// size in memory.
+	// has the figures). Reading a bundle takes at most about its size in
+	// memory.
 	maxBundle = 168 << 20
 	// maxKEKEKFile bounds a KEKEK file: an RSA-4096 public key and a few
 	// names take under 2 KiB.
