@@ -11,18 +11,18 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/quote"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
 // Attributes are the attributes a key carries besides its label (see
-// hsm.AttributeReader): on a PKCS#11 token, its CKA_ID, usages and policy.
+// hsmapi.AttributeReader): on a PKCS#11 token, its CKA_ID, usages and policy.
 // In a bundle they are a JSON object from the type, "0x" and eight
 // lower-case hexadecimal digits, to the value in lower-case hexadecimal,
 // in order of type. Every check of hsm's key attributes applies, so that a
 // bundle that reads well also stores.
-type Attributes []hsm.Attribute
+type Attributes []hsmapi.Attribute
 
 var attributeTypeForm = regexp.MustCompile(`^0x[0-9a-f]{8}$`)
 
@@ -54,7 +54,7 @@ const maxAttributes = keystore.MaxDataSize / 8
 // average, where the largest real key, from a PKCS#11 token, has 27 (and a
 // key made by Cryptech's PKCS#11 layer over libhal about as many), so that
 // a bundle of keys with 1,016 attributes of a few bytes each cannot keep
-// three times its size in memory (each attribute is an hsm.Attribute of 40
+// three times its size in memory (each attribute is an hsmapi.Attribute of 40
 // bytes, for 16 bytes of file).
 const maxBundleAttributes = 64 * MaxKeys
 
@@ -65,7 +65,7 @@ type attributeSpan struct {
 	off, n int
 }
 
-var attributeSize = int(reflect.TypeFor[hsm.Attribute]().Size())
+var attributeSize = int(reflect.TypeFor[hsmapi.Attribute]().Size())
 
 func (a *Attributes) decodeJSON(d *decoder) error {
 	if err := d.open(tokenBeginObject, "an object of attributes"); err != nil {
@@ -95,8 +95,8 @@ func (a *Attributes) decodeJSON(d *decoder) error {
 		if err != nil {
 			return fmt.Errorf("attribute 0x%08x: %w", typ, err)
 		}
-		if len(value) > 2*hsm.MaxAttributeSize {
-			return fmt.Errorf("attributes: 0x%08x has more than %d bytes", typ, hsm.MaxAttributeSize)
+		if len(value) > 2*hsmapi.MaxAttributeSize {
+			return fmt.Errorf("attributes: 0x%08x has more than %d bytes", typ, hsmapi.MaxAttributeSize)
 		}
 		off := len(d.scratch)
 		d.scratch = append(d.scratch, make([]byte, len(value)/2)...)
@@ -117,7 +117,7 @@ func (a *Attributes) decodeJSON(d *decoder) error {
 	values := slices.Clone(d.scratch)
 	out := make(Attributes, len(d.attrs))
 	for i, s := range d.attrs {
-		out[i] = hsm.Attribute{Type: s.typ, Value: values[s.off : s.off+s.n : s.off+s.n]}
+		out[i] = hsmapi.Attribute{Type: s.typ, Value: values[s.off : s.off+s.n : s.off+s.n]}
 	}
 	// Their check is the key's (BundleKey.checkForm).
 	*a = out
@@ -129,7 +129,7 @@ func (a *Attributes) decodeJSON(d *decoder) error {
 func (a Attributes) check() error {
 	for i, at := range a {
 		switch {
-		case at.Type == hsm.AttributeLabel:
+		case at.Type == hsmapi.AttributeLabel:
 			return errors.New("attributes: the label (0x00000003) is the label field, not an attribute")
 		case at.Delete:
 			return fmt.Errorf("attributes: 0x%08x deleted", at.Type)
@@ -137,11 +137,11 @@ func (a Attributes) check() error {
 			return fmt.Errorf("attributes: 0x%08x given twice", at.Type)
 		case i > 0 && at.Type < a[i-1].Type:
 			return fmt.Errorf("attributes: 0x%08x after 0x%08x, out of order", at.Type, a[i-1].Type)
-		case len(at.Value) > hsm.MaxAttributeSize:
-			return fmt.Errorf("attributes: 0x%08x has %d bytes, more than %d", at.Type, len(at.Value), hsm.MaxAttributeSize)
+		case len(at.Value) > hsmapi.MaxAttributeSize:
+			return fmt.Errorf("attributes: 0x%08x has %d bytes, more than %d", at.Type, len(at.Value), hsmapi.MaxAttributeSize)
 		}
-		if at.Type == hsm.AttributePublicObject {
-			if _, err := hsm.DecodeAttributes(at.Value); err != nil {
+		if at.Type == hsmapi.AttributePublicObject {
+			if _, err := hsmapi.DecodeAttributes(at.Value); err != nil {
 				return fmt.Errorf("attributes: 0x%08x (the public key object's): %w", at.Type, err)
 			}
 		}
@@ -151,11 +151,11 @@ func (a Attributes) check() error {
 
 // sortedAttributes returns attrs in order of type, as a bundle holds them;
 // nil for none.
-func sortedAttributes(attrs []hsm.Attribute) Attributes {
+func sortedAttributes(attrs []hsmapi.Attribute) Attributes {
 	if len(attrs) == 0 {
 		return nil
 	}
 	out := slices.Clone(attrs)
-	slices.SortFunc(out, func(a, b hsm.Attribute) int { return cmp.Compare(a.Type, b.Type) })
+	slices.SortFunc(out, func(a, b hsmapi.Attribute) int { return cmp.Compare(a.Type, b.Type) })
 	return Attributes(out)
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
@@ -25,7 +25,7 @@ func TestBindingWithoutAttributesUnchanged(t *testing.T) {
 	}
 	// The same bundle with an attribute binds something else.
 	b := fixedBundle()
-	b.Keys[1].Attributes = Attributes{{Type: hsm.CKAID, Value: []byte{1}}}
+	b.Keys[1].Attributes = Attributes{{Type: hsmapi.CKAID, Value: []byte{1}}}
 	if b.metadataDigest() == d {
 		t.Error("an attribute does not change the metadata digest")
 	}
@@ -52,19 +52,19 @@ func TestBindingWithoutAttributesUnchanged(t *testing.T) {
 }
 
 // noAttributes hides a token's attributes, as a token that has none.
-type noAttributes struct{ hsm.Token }
+type noAttributes struct{ hsmapi.Token }
 
 // fixedBundle is a bundle of fixed content, for known-answer tests of the
 // binding.
 func fixedBundle() *Bundle {
 	return &Bundle{
 		Comment:       "Cryptech Alpha encrypted key backup",
-		KEKEncryption: hsm.KEKOAEPSHA256,
+		KEKEncryption: hsmapi.KEKOAEPSHA256,
 		KEKEKPubkey:   []byte{0x30, 0x82, 0x01, 0x22},
 		KEKEKUUID:     "6c1c4f36-1a0d-4c9a-9d1e-0f4a3c2b1a00",
 		Keys: []BundleKey{
 			{Comment: "Encrypted private key", Flags: exportable, Label: "ec", SPKI: []byte{0x30, 0x59}, UUID: "0b0e6a52-7c55-4d7e-8a4e-3d1f2e1c0b01"},
-			{Comment: "Public key", Flags: hsm.FlagToken | hsm.FlagExportable, SPKI: []byte{0x30, 0x2a}, UUID: "0b0e6a52-7c55-4d7e-8a4e-3d1f2e1c0b02"},
+			{Comment: "Public key", Flags: hsmapi.FlagToken | hsmapi.FlagExportable, SPKI: []byte{0x30, 0x2a}, UUID: "0b0e6a52-7c55-4d7e-8a4e-3d1f2e1c0b02"},
 		},
 		Version: Version,
 	}
@@ -92,7 +92,7 @@ func TestAttributesAreBound(t *testing.T) {
 		f    func(Attributes) Attributes
 	}
 	changes := []change{{"added", func(a Attributes) Attributes {
-		return sortedAttributes(append(slices.Clone(a), hsm.Attribute{Type: hsm.CKADecrypt, Value: []byte{1}}))
+		return sortedAttributes(append(slices.Clone(a), hsmapi.Attribute{Type: hsmapi.CKADecrypt, Value: []byte{1}}))
 	}}}
 	for i := range len(pkcs11Attributes) {
 		changes = append(changes,
@@ -120,7 +120,7 @@ func TestAttributesAreBound(t *testing.T) {
 			}
 			n++
 			_, err := Import(ctx, dst, roundTripBundle(t, &tampered), ImportOptions{})
-			if !errors.Is(err, hsm.ErrDecryption) {
+			if !errors.Is(err, hsmapi.ErrDecryption) {
 				t.Errorf("key %d, %s: got %v, want decryption failed", ki, c.name, err)
 			}
 		}
@@ -138,7 +138,7 @@ func TestAttributesAreBound(t *testing.T) {
 }
 
 func TestAttributesJSON(t *testing.T) {
-	good := Attributes{{Type: hsm.CKAID, Value: []byte{0x0a, 0x01}}, {Type: hsm.CKADerive, Value: []byte{1}}, {Type: hsm.CKAStartDate}}
+	good := Attributes{{Type: hsmapi.CKAID, Value: []byte{0x0a, 0x01}}, {Type: hsmapi.CKADerive, Value: []byte{1}}, {Type: hsmapi.CKAStartDate}}
 	data, err := good.MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestAttributesJSON(t *testing.T) {
 	if err := back.UnmarshalJSON(data); err != nil || fmt.Sprint(back) != fmt.Sprint(good) {
 		t.Errorf("read back as %v, %v", back, err)
 	}
-	long := strings.Repeat("00", hsm.MaxAttributeSize+1)
+	long := strings.Repeat("00", hsmapi.MaxAttributeSize+1)
 	for _, bad := range []string{
 		`null`, `{}`, `[]`, `"0a01"`,
 		`{"0x00000102":"0A01"}`,                 // upper-case value

@@ -14,14 +14,15 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
 var ctx = context.Background()
 
-const exportable = hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
+const exportable = hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable
 
-func generate(t testing.TB, tok hsm.Token, req hsm.GenerateRequest) hsm.KeyInfo {
+func generate(t testing.TB, tok hsmapi.Token, req hsmapi.GenerateRequest) hsmapi.KeyInfo {
 	t.Helper()
 	k, err := tok.GenerateKey(ctx, req)
 	if err != nil {
@@ -32,14 +33,14 @@ func generate(t testing.TB, tok hsm.Token, req hsm.GenerateRequest) hsm.KeyInfo 
 
 // source makes a token with a mix of keys: three exportable private keys,
 // one that is not exportable, and an exportable public key.
-func source(t testing.TB) (tok *hsm.Session, moved []hsm.KeyInfo, stays hsm.KeyInfo) {
+func source(t testing.TB) (tok *hsm.Session, moved []hsmapi.KeyInfo, stays hsmapi.KeyInfo) {
 	t.Helper()
 	tok = hsmtest.New(t)
-	moved = []hsm.KeyInfo{
-		generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "ec"}),
-		generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: exportable, Label: "rsa"}),
-		generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384, Flags: exportable}),
-		generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Flags: exportable, Label: "lms", Levels: []hashsig.Level{
+	moved = []hsmapi.KeyInfo{
+		generate(t, tok, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: exportable, Label: "ec"}),
+		generate(t, tok, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: exportable, Label: "rsa"}),
+		generate(t, tok, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP384, Flags: exportable}),
+		generate(t, tok, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Flags: exportable, Label: "lms", Levels: []hashsig.Level{
 			{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4},
 			{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4},
 		}}),
@@ -48,8 +49,8 @@ func source(t testing.TB) (tok *hsm.Session, moved []hsm.KeyInfo, stays hsm.KeyI
 	if err := tok.SetAttributes(ctx, moved[0].UUID, pkcs11Attributes); err != nil {
 		t.Fatal(err)
 	}
-	stays = generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagDigitalSignature | hsm.FlagToken})
-	pub, err := tok.Import(ctx, hsm.ImportRequest{PublicKey: stays.PublicKey, Flags: hsm.FlagToken | hsm.FlagExportable, Label: "pub"})
+	stays = generate(t, tok, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken})
+	pub, err := tok.Import(ctx, hsmapi.ImportRequest{PublicKey: stays.PublicKey, Flags: hsmapi.FlagToken | hsmapi.FlagExportable, Label: "pub"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,14 +60,14 @@ func source(t testing.TB) (tok *hsm.Session, moved []hsm.KeyInfo, stays hsm.KeyI
 
 // pkcs11Attributes are those of a key pair made with pkcs11-tool --id 0a01
 // that may derive.
-var pkcs11Attributes = []hsm.Attribute{
-	{Type: hsm.CKAID, Value: []byte{0x0a, 0x01}},
-	{Type: hsm.CKASign, Value: []byte{1}},
-	{Type: hsm.CKADerive, Value: []byte{1}},
-	{Type: hsm.CKAModifiable, Value: []byte{0}},
-	{Type: hsm.AttributePublicObject, Value: hsm.EncodeAttributes([]hsm.Attribute{
-		{Type: hsm.CKAID, Value: []byte{0x0a, 0x01}},
-		{Type: hsm.CKAVerify, Value: []byte{1}},
+var pkcs11Attributes = []hsmapi.Attribute{
+	{Type: hsmapi.CKAID, Value: []byte{0x0a, 0x01}},
+	{Type: hsmapi.CKASign, Value: []byte{1}},
+	{Type: hsmapi.CKADerive, Value: []byte{1}},
+	{Type: hsmapi.CKAModifiable, Value: []byte{0}},
+	{Type: hsmapi.AttributePublicObject, Value: hsmapi.EncodeAttributes([]hsmapi.Attribute{
+		{Type: hsmapi.CKAID, Value: []byte{0x0a, 0x01}},
+		{Type: hsmapi.CKAVerify, Value: []byte{1}},
 	})},
 }
 
@@ -86,9 +87,9 @@ func roundTrip[T any](t testing.TB, v T, read func(io.Reader) (T, error)) T {
 
 func roundTripBundle(t testing.TB, b *Bundle) *Bundle { return roundTrip(t, b, ReadBundle) }
 
-func keyCount(t testing.TB, tok hsm.Token) int {
+func keyCount(t testing.TB, tok hsmapi.Token) int {
 	t.Helper()
-	keys, err := tok.Keys(ctx, hsm.Filter{})
+	keys, err := tok.Keys(ctx, hsmapi.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,14 +100,14 @@ func TestTransfer(t *testing.T) {
 	src, moved, stays := source(t)
 	dst := hsmtest.New(t)
 	f := roundTrip(t, mustSetup(t, dst, SetupOptions{}), ReadKEKEKFile)
-	if want := []hsm.KEKEncryption{hsm.KEKOAEPSHA256, hsm.KEKOAEPSHA1}; fmt.Sprint(f.KEKEncryptions) != fmt.Sprint(want) {
+	if want := []hsmapi.KEKEncryption{hsmapi.KEKOAEPSHA256, hsmapi.KEKOAEPSHA1}; fmt.Sprint(f.KEKEncryptions) != fmt.Sprint(want) {
 		t.Errorf("setup offers %v, want %v", f.KEKEncryptions, want)
 	}
 	b, err := Export(ctx, src, f, ExportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.KEKEncryption != hsm.KEKOAEPSHA256 || len(b.Keys) != len(moved) {
+	if b.KEKEncryption != hsmapi.KEKOAEPSHA256 || len(b.Keys) != len(moved) {
 		t.Fatalf("bundle has %d keys with %s", len(b.Keys), b.KEKEncryption)
 	}
 	res, err := Import(ctx, dst, roundTripBundle(t, b), ImportOptions{})
@@ -139,11 +140,11 @@ func TestTransfer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := hsm.VerifySignature(k.PublicKey, msg, sig, opts); err != nil {
+		if err := hsmapi.VerifySignature(k.PublicKey, msg, sig, opts); err != nil {
 			t.Errorf("%s: signature from the destination fails under the source's key: %v", k.Label, err)
 		}
 	}
-	if _, err := dst.Key(ctx, stays.UUID); !errors.Is(err, hsm.ErrKeyNotFound) {
+	if _, err := dst.Key(ctx, stays.UUID); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("the non-exportable key reached the destination: %v", err)
 	}
 	// Re-running the import is harmless.
@@ -164,16 +165,16 @@ func TestTransfer(t *testing.T) {
 
 // signable returns what Sign takes for a key: a SHA-256 digest, or for an
 // HSS key the message itself.
-func signable(k hsm.KeyInfo) ([]byte, crypto.SignerOpts) {
+func signable(k hsmapi.KeyInfo) ([]byte, crypto.SignerOpts) {
 	msg := []byte("signed on the destination: " + k.UUID.String())
-	if k.Type == hsm.KeyTypeHashsigPrivate {
+	if k.Type == hsmapi.KeyTypeHashsigPrivate {
 		return msg, crypto.Hash(0)
 	}
 	digest := sha256.Sum256(msg)
 	return digest[:], crypto.SHA256
 }
 
-func mustSetup(t testing.TB, tok hsm.Token, opts SetupOptions) *KEKEKFile {
+func mustSetup(t testing.TB, tok hsmapi.Token, opts SetupOptions) *KEKEKFile {
 	t.Helper()
 	f, err := Setup(ctx, tok, opts)
 	if err != nil {
@@ -191,16 +192,16 @@ func TestSetupFindsOrMakesKEKEK(t *testing.T) {
 	if fresh := mustSetup(t, tok, SetupOptions{New: true}); fresh.KEKEKUUID == first.KEKEKUUID {
 		t.Error("setup --new reused the KEKEK")
 	}
-	id, _ := hsm.ParseUUID(first.KEKEKUUID)
+	id, _ := hsmapi.ParseUUID(first.KEKEKUUID)
 	if named := mustSetup(t, tok, SetupOptions{UUID: id}); named.KEKEKUUID != first.KEKEKUUID {
 		t.Error("setup --uuid used another key")
 	}
-	ec := generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagKeyEncipherment | hsm.FlagToken})
-	signer := generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: hsm.FlagDigitalSignature | hsm.FlagToken})
+	ec := generate(t, tok, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken})
+	signer := generate(t, tok, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken})
 	for _, tc := range []struct {
-		id   hsm.UUID
+		id   hsmapi.UUID
 		want error
-	}{{ec.UUID, hsm.ErrUnsupportedKey}, {signer.UUID, hsm.ErrForbidden}, {hsm.UUID{1}, hsm.ErrKeyNotFound}} {
+	}{{ec.UUID, hsmapi.ErrUnsupportedKey}, {signer.UUID, hsmapi.ErrForbidden}, {hsmapi.UUID{1}, hsmapi.ErrKeyNotFound}} {
 		if _, err := Setup(ctx, tok, SetupOptions{UUID: tc.id}); !errors.Is(err, tc.want) {
 			t.Errorf("setup -u %s: got %v, want %v", tc.id, err, tc.want)
 		}
@@ -209,21 +210,21 @@ func TestSetupFindsOrMakesKEKEK(t *testing.T) {
 
 func TestChooseKEKEncryption(t *testing.T) {
 	tok := hsmtest.New(t)
-	all := []hsm.KEKEncryption{hsm.KEKOAEPSHA256, hsm.KEKOAEPSHA1}
+	all := []hsmapi.KEKEncryption{hsmapi.KEKOAEPSHA256, hsmapi.KEKOAEPSHA1}
 	for _, tc := range []struct {
-		theirs []hsm.KEKEncryption
+		theirs []hsmapi.KEKEncryption
 		legacy bool
-		want   hsm.KEKEncryption
+		want   hsmapi.KEKEncryption
 		err    error
 	}{
-		{all, false, hsm.KEKOAEPSHA256, nil},
-		{[]hsm.KEKEncryption{hsm.KEKOAEPSHA1}, false, hsm.KEKOAEPSHA1, nil},
-		{[]hsm.KEKEncryption{hsm.KEKOAEPSHA1, hsm.KEKOAEPSHA256}, false, hsm.KEKOAEPSHA256, nil},
-		{[]hsm.KEKEncryption{hsm.KEKPKCS1v15}, false, "", hsm.ErrUnsupported},
-		{[]hsm.KEKEncryption{}, false, "", hsm.ErrUnsupported},
+		{all, false, hsmapi.KEKOAEPSHA256, nil},
+		{[]hsmapi.KEKEncryption{hsmapi.KEKOAEPSHA1}, false, hsmapi.KEKOAEPSHA1, nil},
+		{[]hsmapi.KEKEncryption{hsmapi.KEKOAEPSHA1, hsmapi.KEKOAEPSHA256}, false, hsmapi.KEKOAEPSHA256, nil},
+		{[]hsmapi.KEKEncryption{hsmapi.KEKPKCS1v15}, false, "", hsmapi.ErrUnsupported},
+		{[]hsmapi.KEKEncryption{}, false, "", hsmapi.ErrUnsupported},
 		{nil, false, "", ErrLegacy},
-		{nil, true, hsm.KEKPKCS1v15, nil},
-		{all, true, hsm.KEKPKCS1v15, nil},
+		{nil, true, hsmapi.KEKPKCS1v15, nil},
+		{all, true, hsmapi.KEKPKCS1v15, nil},
 	} {
 		got, err := chooseKEKEncryption(ctx, tok, &KEKEKFile{KEKEncryptions: tc.theirs}, tc.legacy)
 		if got != tc.want || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
@@ -236,15 +237,15 @@ func TestExportRefusesBadKEKEK(t *testing.T) {
 	src, _, _ := source(t)
 	dst := hsmtest.New(t)
 	f := mustSetup(t, dst, SetupOptions{})
-	ec := generate(t, dst, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagKeyEncipherment | hsm.FlagToken})
+	ec := generate(t, dst, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken})
 	ecFile := *f
 	ecFile.KEKEKPubkey = ec.PublicKey
-	if _, err := Export(ctx, src, &ecFile, ExportOptions{}); !errors.Is(err, hsm.ErrUnsupportedKey) {
+	if _, err := Export(ctx, src, &ecFile, ExportOptions{}); !errors.Is(err, hsmapi.ErrUnsupportedKey) {
 		t.Errorf("EC KEKEK: got %v", err)
 	}
 	junk := *f
 	junk.KEKEKPubkey = []byte("not a key")
-	if _, err := Export(ctx, src, &junk, ExportOptions{}); !errors.Is(err, hsm.ErrUnsupportedKey) {
+	if _, err := Export(ctx, src, &junk, ExportOptions{}); !errors.Is(err, hsmapi.ErrUnsupportedKey) {
 		t.Errorf("junk KEKEK: got %v", err)
 	}
 }
@@ -293,7 +294,7 @@ func TestImportRefusesTamperedBundle(t *testing.T) {
 	}
 }
 
-func checkTamperRefused(t *testing.T, dst hsm.Token, b *Bundle) {
+func checkTamperRefused(t *testing.T, dst hsmapi.Token, b *Bundle) {
 	t.Helper()
 	var buf bytes.Buffer
 	Write(&buf, b)
@@ -468,7 +469,7 @@ func TestLegacyBundles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.KEKEncryption != hsm.KEKPKCS1v15 {
+	if b.KEKEncryption != hsmapi.KEKPKCS1v15 {
 		t.Fatalf("legacy export used %s", b.KEKEncryption)
 	}
 	if _, err := Import(ctx, dst, b, ImportOptions{}); !errors.Is(err, ErrLegacy) {
@@ -495,7 +496,7 @@ func TestLegacyBundles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	arrived := map[hsm.UUID]bool{}
+	arrived := map[hsmapi.UUID]bool{}
 	for _, r := range res {
 		arrived[r.UUID] = !r.Present
 	}
@@ -527,12 +528,12 @@ func TestImportRefusesDifferentKeyUnderSameUUID(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Occupy the second key's UUID on the destination with another key.
-	pub, err := dst.Import(ctx, hsm.ImportRequest{UUID: moved[1].UUID, PublicKey: moved[0].PublicKey, Flags: hsm.FlagToken})
+	pub, err := dst.Import(ctx, hsmapi.ImportRequest{UUID: moved[1].UUID, PublicKey: moved[0].PublicKey, Flags: hsmapi.FlagToken})
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := keyCount(t, dst)
-	if _, err := Import(ctx, dst, b, ImportOptions{}); !errors.Is(err, hsm.ErrKeyNameInUse) {
+	if _, err := Import(ctx, dst, b, ImportOptions{}); !errors.Is(err, hsmapi.ErrKeyNameInUse) {
 		t.Errorf("got %v, want ErrKeyNameInUse", err)
 	}
 	if keyCount(t, dst) != before {
@@ -545,18 +546,18 @@ func TestImportRefusesDifferentKeyUnderSameUUID(t *testing.T) {
 
 // oneByOne hides a token's batch import, so Import takes the path that real
 // tokens without transactions take.
-type oneByOne struct{ hsm.Token }
+type oneByOne struct{ hsmapi.Token }
 
 // failingToken fails the import of the n-th key.
 type failingToken struct {
-	hsm.Token
+	hsmapi.Token
 	n, calls int
 }
 
-func (f *failingToken) Import(ctx context.Context, req hsm.ImportRequest) (hsm.ImportResult, error) {
+func (f *failingToken) Import(ctx context.Context, req hsmapi.ImportRequest) (hsmapi.ImportResult, error) {
 	f.calls++
 	if f.calls == f.n {
-		return hsm.ImportResult{}, errors.New("injected failure")
+		return hsmapi.ImportResult{}, errors.New("injected failure")
 	}
 	return f.Token.Import(ctx, req)
 }
@@ -745,13 +746,13 @@ func FuzzReadBundle(f *testing.F) {
 func TestExportSplitsNothingWhenItFails(t *testing.T) {
 	src, moved, _ := source(t)
 	dst := hsmtest.New(t)
-	var healthy hsm.KeyInfo
+	var healthy hsmapi.KeyInfo
 	for _, k := range moved {
-		if k.Type == hsm.KeyTypeHashsigPrivate {
+		if k.Type == hsmapi.KeyTypeHashsigPrivate {
 			healthy = k
 		}
 	}
-	worn := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Flags: exportable, Levels: []hashsig.Level{
+	worn := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Flags: exportable, Levels: []hashsig.Level{
 		{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W8}}})
 	for range 31 {
 		if _, err := src.Sign(ctx, worn.UUID, []byte("m"), crypto.Hash(0)); err != nil {
@@ -759,7 +760,7 @@ func TestExportSplitsNothingWhenItFails(t *testing.T) {
 		}
 	}
 	before, _ := src.Key(ctx, healthy.UUID)
-	if _, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{}); !errors.Is(err, hsm.ErrKeyExhausted) {
+	if _, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{}); !errors.Is(err, hsmapi.ErrKeyExhausted) {
 		t.Fatalf("got %v, want ErrKeyExhausted", err)
 	}
 	after, _ := src.Key(ctx, healthy.UUID)
@@ -768,9 +769,9 @@ func TestExportSplitsNothingWhenItFails(t *testing.T) {
 	}
 
 	// Told to, it leaves the worn key out and says so.
-	var skipped []hsm.UUID
+	var skipped []hsmapi.UUID
 	b, err := Export(ctx, src, mustSetup(t, dst, SetupOptions{}), ExportOptions{SkipExhausted: true,
-		Skipped: func(k hsm.KeyInfo, why error) { skipped = append(skipped, k.UUID) }})
+		Skipped: func(k hsmapi.KeyInfo, why error) { skipped = append(skipped, k.UUID) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -798,9 +799,9 @@ func TestExportRefusesDamagedToken(t *testing.T) {
 	src, moved, _ := source(t)
 	dst := hsmtest.New(t)
 	f := mustSetup(t, dst, SetupOptions{})
-	var hss hsm.KeyInfo
+	var hss hsmapi.KeyInfo
 	for _, k := range moved {
-		if k.Type == hsm.KeyTypeHashsigPrivate {
+		if k.Type == hsmapi.KeyTypeHashsigPrivate {
 			hss = k
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 )
@@ -12,9 +12,9 @@ import (
 // benchmarkTransfer measures the whole transfer of 20 keys between two
 // emulated HSMs: export on the source, import on the destination
 // (decryption, pairwise test, one keystore transaction with fsyncs).
-func benchmarkTransfer(b *testing.B, req hsm.GenerateRequest) {
+func benchmarkTransfer(b *testing.B, req hsmapi.GenerateRequest) {
 	src, dst := hsmtest.New(b), hsmtest.New(b)
-	req.Flags = hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
+	req.Flags = hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable
 	for range 20 {
 		if _, err := src.GenerateKey(context.Background(), req); err != nil {
 			b.Fatal(err)
@@ -24,9 +24,9 @@ func benchmarkTransfer(b *testing.B, req hsm.GenerateRequest) {
 }
 
 func BenchmarkTransferP256(b *testing.B) {
-	benchmarkTransfer(b, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256})
+	benchmarkTransfer(b, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256})
 }
 
 func BenchmarkTransferRSA2048(b *testing.B) {
-	benchmarkTransfer(b, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048})
+	benchmarkTransfer(b, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048})
 }

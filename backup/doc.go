@@ -1,6 +1,6 @@
 // Package backup moves keys between HSMs without their ever being in the
 // clear: the three steps of libhal's cryptech_backup, written once against
-// [hsm.Token] so that they run on any backend.
+// [hsmapi.Token] so that they run on any backend.
 //
 //  1. [Setup] on the destination finds or generates an RSA
 //     key-encryption-key-encryption key (KEKEK) and describes its public half

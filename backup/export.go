@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // ExportOptions tune Export.
@@ -35,7 +35,7 @@ type ExportOptions struct {
 	HSSSingleRestore bool
 	// Skipped, if set, is told of each key SkipExhausted or SkipHSS leaves
 	// out.
-	Skipped func(k hsm.KeyInfo, why error)
+	Skipped func(k hsmapi.KeyInfo, why error)
 }
 
 // ErrHSSSoftKEKEK reports HSS keys to export for a soft KEKEK. A KEKEK in
@@ -49,19 +49,6 @@ var ErrHSSSoftKEKEK = errors.New("HSS keys in a bundle for a soft KEKEK")
 // ErrDamaged reports a token with keys that cannot be read (the emulated
 // HSM's flash blocks that failed their CRC): an export would leave them out.
 var ErrDamaged = errors.New("keys cannot be read")
-
-// damageReporter is a token that knows of storage it cannot read: the
-// emulated HSM, directly or over RPC.
-type damageReporter interface {
-	DamagedBlocks(ctx context.Context) ([]int, error)
-}
-
-// unreadableReporter is a token that leaves out of Keys some keys it cannot
-// use (a PKCS#11 token's keys of other types, a private key whose public
-// half it cannot find): an export would silently lack the exportable ones.
-type unreadableReporter interface {
-	UnreadableKeys(ctx context.Context) ([]string, error)
-}
 
 // KeyError reports which key of a bundle an error is about.
 type KeyError struct {
@@ -80,7 +67,7 @@ func (e *KeyError) Unwrap() error { return e.Err }
 // Exporting an HSS key gives away half of its remaining signatures (the
 // source keeps the other half); a bundle that is then lost or not imported
 // takes that half with it. HSS keys are exported last, after every check.
-func Export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions) (*Bundle, error) {
+func Export(ctx context.Context, tok hsmapi.Token, f *KEKEKFile, opts ExportOptions) (*Bundle, error) {
 	b, err := export(ctx, tok, f, opts)
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
@@ -88,7 +75,7 @@ func Export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 	return b, nil
 }
 
-func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions) (*Bundle, error) {
+func export(ctx context.Context, tok hsmapi.Token, f *KEKEKFile, opts ExportOptions) (*Bundle, error) {
 	if err := checkKEKEKPublic(f.KEKEKPubkey); err != nil {
 		return nil, err
 	}
@@ -96,7 +83,7 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 	if err != nil {
 		return nil, err
 	}
-	if dr, ok := tok.(damageReporter); ok && !opts.SkipDamaged {
+	if dr, ok := tok.(hsmapi.DamageReporter); ok && !opts.SkipDamaged {
 		blocks, err := dr.DamagedBlocks(ctx)
 		if err != nil {
 			return nil, err
@@ -105,7 +92,7 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 			return nil, fmt.Errorf("%w: flash blocks %v of the HSM failed their CRC, and the keys in them would be left out", ErrDamaged, blocks)
 		}
 	}
-	if ur, ok := tok.(unreadableReporter); ok && !opts.SkipDamaged {
+	if ur, ok := tok.(hsmapi.UnreadableReporter); ok && !opts.SkipDamaged {
 		bad, err := ur.UnreadableKeys(ctx)
 		if err != nil {
 			return nil, err
@@ -114,7 +101,7 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 			return nil, fmt.Errorf("%w: %d exportable keys of the token cannot be exported and would be left out (%s)", ErrDamaged, len(bad), strings.Join(bad, "; "))
 		}
 	}
-	keys, err := tok.Keys(ctx, hsm.Filter{Mask: hsm.FlagExportable, Flags: hsm.FlagExportable})
+	keys, err := tok.Keys(ctx, hsmapi.Filter{Mask: hsmapi.FlagExportable, Flags: hsmapi.FlagExportable})
 	if err != nil {
 		return nil, err
 	}
@@ -125,8 +112,8 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 	// split before anything is done.
 	kept := keys[:0]
 	for i, k := range keys {
-		if hi := k.Hashsig; k.Type == hsm.KeyTypeHashsigPrivate && hi != nil && !hi.RemainingUnknown && hi.Remaining < 2 {
-			why := fmt.Errorf("%w: %d signatures left, too few to split", hsm.ErrKeyExhausted, hi.Remaining)
+		if hi := k.Hashsig; k.Type == hsmapi.KeyTypeHashsigPrivate && hi != nil && !hi.RemainingUnknown && hi.Remaining < 2 {
+			why := fmt.Errorf("%w: %d signatures left, too few to split", hsmapi.ErrKeyExhausted, hi.Remaining)
 			if !opts.SkipExhausted {
 				return nil, &KeyError{i, k.UUID.String(), why}
 			}
@@ -164,7 +151,7 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 		return nil, err
 	}
 	err = exportKeys(ctx, tok, f, keys, b, enc, opts)
-	if errors.Is(err, hsm.ErrUnsupported) && opts.LegacyKEK && b.Version != 0 {
+	if errors.Is(err, hsmapi.ErrUnsupported) && opts.LegacyKEK && b.Version != 0 {
 		// A source that speaks libhal's RPC only cannot bind metadata: with
 		// --legacy-kek, write what cryptech_backup writes. Nothing has been
 		// exported yet (such a source refuses before it exports).
@@ -179,15 +166,15 @@ func export(ctx context.Context, tok hsm.Token, f *KEKEKFile, opts ExportOptions
 
 // leaveOutHSS removes the HSS keys from keys when asked to, and refuses
 // them for a soft KEKEK unless the caller promised a single restore.
-func leaveOutHSS(keys []hsm.KeyInfo, f *KEKEKFile, opts ExportOptions) ([]hsm.KeyInfo, error) {
+func leaveOutHSS(keys []hsmapi.KeyInfo, f *KEKEKFile, opts ExportOptions) ([]hsmapi.KeyInfo, error) {
 	why := errors.New("HSS keys left out as asked")
 	if f.IsSoft() {
 		why = fmt.Errorf("%w: every HSM that imported the bundle could sign with the same one-time indexes", ErrHSSSoftKEKEK)
 	}
-	var hss []hsm.KeyInfo
-	kept := make([]hsm.KeyInfo, 0, len(keys))
+	var hss []hsmapi.KeyInfo
+	kept := make([]hsmapi.KeyInfo, 0, len(keys))
 	for _, k := range keys {
-		if k.Type == hsm.KeyTypeHashsigPrivate {
+		if k.Type == hsmapi.KeyTypeHashsigPrivate {
 			hss = append(hss, k)
 		} else {
 			kept = append(kept, k)
@@ -212,7 +199,7 @@ func leaveOutHSS(keys []hsm.KeyInfo, f *KEKEKFile, opts ExportOptions) ([]hsm.Ke
 // that a failure on any other key leaves them whole, and once the first is
 // split the rest are too, cancelled or not: halves given to a bundle that
 // is then thrown away are lost, and splitting takes a flash write each.
-func exportKeys(ctx context.Context, tok hsm.Token, f *KEKEKFile, keys []hsm.KeyInfo, b *Bundle, enc hsm.KEKEncryption, opts ExportOptions) error {
+func exportKeys(ctx context.Context, tok hsmapi.Token, f *KEKEKFile, keys []hsmapi.KeyInfo, b *Bundle, enc hsmapi.KEKEncryption, opts ExportOptions) error {
 	digest := b.metadataDigest()
 	done := 0
 	for _, hssPass := range []bool{false, true} {
@@ -223,14 +210,14 @@ func exportKeys(ctx context.Context, tok hsm.Token, f *KEKEKFile, keys []hsm.Key
 			ctx = context.WithoutCancel(ctx)
 		}
 		for i, k := range keys {
-			if (k.Type == hsm.KeyTypeHashsigPrivate) != hssPass {
+			if (k.Type == hsmapi.KeyTypeHashsigPrivate) != hssPass {
 				continue
 			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			if k.Type.IsPrivate() {
-				req := hsm.ExportRequest{Key: k.UUID, KEKEK: f.KEKEKPubkey, Encryption: enc}
+				req := hsmapi.ExportRequest{Key: k.UUID, KEKEK: f.KEKEKPubkey, Encryption: enc}
 				if b.Version != 0 {
 					req.Binding = binding(digest, i)
 				}
@@ -253,14 +240,14 @@ func exportKeys(ctx context.Context, tok hsm.Token, f *KEKEKFile, keys []hsm.Key
 // whose keys have them. A source that cannot tell (a libhal HSM that
 // answers ErrUnsupported) gives none, as cryptech_backup's bundles have
 // none.
-func readAttributes(ctx context.Context, tok hsm.Token, keys []hsm.KeyInfo, b *Bundle) error {
-	ar, ok := tok.(hsm.AttributeReader)
+func readAttributes(ctx context.Context, tok hsmapi.Token, keys []hsmapi.KeyInfo, b *Bundle) error {
+	ar, ok := tok.(hsmapi.AttributeReader)
 	if !ok {
 		return nil
 	}
 	for i, k := range keys {
 		attrs, err := ar.KeyAttributes(ctx, k.UUID)
-		if errors.Is(err, hsm.ErrUnsupported) {
+		if errors.Is(err, hsmapi.ErrUnsupported) {
 			return nil
 		}
 		if err != nil {
@@ -292,32 +279,32 @@ func (b *Bundle) toLegacy() {
 // checkKEKEKPublic refuses a KEKEK that cannot carry a KEK, before anything
 // is asked of the HSM.
 func checkKEKEKPublic(spki []byte) error {
-	_, err := hsm.ParseKEKEK(spki)
+	_, err := hsmapi.ParseKEKEK(spki)
 	return err
 }
 
 // chooseKEKEncryption picks the strongest KEK encryption that the source can
 // make and the destination can undo. A KEKEK file without a list comes from
 // cryptech_backup, whose HSM undoes PKCS#1 v1.5 only.
-func chooseKEKEncryption(ctx context.Context, tok hsm.Token, f *KEKEKFile, legacy bool) (hsm.KEKEncryption, error) {
+func chooseKEKEncryption(ctx context.Context, tok hsmapi.Token, f *KEKEKFile, legacy bool) (hsmapi.KEKEncryption, error) {
 	mine, err := tok.KEKEncryptions(ctx)
 	if err != nil {
 		return "", err
 	}
 	if legacy {
-		if !slices.Contains(mine, hsm.KEKPKCS1v15) {
-			return "", fmt.Errorf("%w: this HSM cannot do PKCS#1 v1.5", hsm.ErrUnsupported)
+		if !slices.Contains(mine, hsmapi.KEKPKCS1v15) {
+			return "", fmt.Errorf("%w: this HSM cannot do PKCS#1 v1.5", hsmapi.ErrUnsupported)
 		}
-		return hsm.KEKPKCS1v15, nil
+		return hsmapi.KEKPKCS1v15, nil
 	}
 	theirs := f.KEKEncryptions
 	if theirs == nil {
 		return "", fmt.Errorf("%w: the KEKEK file names no KEK encryption, so it comes from cryptech_backup, whose HSM undoes only PKCS#1 v1.5", ErrLegacy)
 	}
-	for _, e := range hsm.KEKEncryptions {
-		if e != hsm.KEKPKCS1v15 && slices.Contains(mine, e) && slices.Contains(theirs, e) {
+	for _, e := range hsmapi.KEKEncryptions {
+		if e != hsmapi.KEKPKCS1v15 && slices.Contains(mine, e) && slices.Contains(theirs, e) {
 			return e, nil
 		}
 	}
-	return "", fmt.Errorf("%w: no KEK encryption both HSMs can do (this one: %v; the destination: %v)", hsm.ErrUnsupported, mine, theirs)
+	return "", fmt.Errorf("%w: no KEK encryption both HSMs can do (this one: %v; the destination: %v)", hsmapi.ErrUnsupported, mine, theirs)
 }

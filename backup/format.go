@@ -13,7 +13,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/quote"
 )
 
@@ -37,7 +37,7 @@ type KEKEKFile struct {
 	Comment string `json:"comment"`
 	// KEKEncryptions lists what the destination can undo, strongest first.
 	// Absent in cryptech_backup's files, which means PKCS#1 v1.5 only.
-	KEKEncryptions []hsm.KEKEncryption `json:"kek_encryptions,omitempty"`
+	KEKEncryptions []hsmapi.KEKEncryption `json:"kek_encryptions,omitempty"`
 	// KEKEKKDF, KEKEKPKCS8 and KEKEKSalt carry a soft KEKEK's private half
 	// (soft.go); such a file has no KEKEKUUID.
 	KEKEKKDF    *KDF        `json:"kekek_kdf,omitempty"`
@@ -53,7 +53,7 @@ type KEKEKFile struct {
 type Bundle struct {
 	Comment string `json:"comment"`
 	// KEKEncryption names how every key's KEK is encrypted.
-	KEKEncryption hsm.KEKEncryption `json:"kek_encryption,omitempty"`
+	KEKEncryption hsmapi.KEKEncryption `json:"kek_encryption,omitempty"`
 	// The soft KEKEK's fields of the KEKEK file, carried as cryptech_backup
 	// carries them, for import to load it.
 	KEKEKKDF    *KDF        `json:"kekek_kdf,omitempty"`
@@ -72,10 +72,10 @@ type BundleKey struct {
 	// source has any (see Attributes).
 	Attributes Attributes `json:"attributes,omitempty"`
 
-	Comment string      `json:"comment"`
-	Flags   hsm.Flags   `json:"flags"`
-	KEK     Base64Lines `json:"kek,omitempty"`
-	Label   string      `json:"label,omitempty"`
+	Comment string       `json:"comment"`
+	Flags   hsmapi.Flags `json:"flags"`
+	KEK     Base64Lines  `json:"kek,omitempty"`
+	Label   string       `json:"label,omitempty"`
 	// LabelHex carries, in lower-case hex, a label that Label cannot: one
 	// CheckLabel refuses (see setLabel). Never both.
 	LabelHex string      `json:"label_hex,omitempty"`
@@ -91,11 +91,11 @@ type BundleKey struct {
 // not UTF-8 into U+FFFD, and an importer refuses control and format
 // characters as text). A label longer than an HSM keeps is refused.
 func (k *BundleKey) setLabel(label string) error {
-	if err := hsm.CheckRawLabel(label); err != nil {
+	if err := hsmapi.CheckRawLabel(label); err != nil {
 		return err
 	}
 	k.Label, k.LabelHex = label, ""
-	if hsm.CheckLabel(label) != nil {
+	if hsmapi.CheckLabel(label) != nil {
 		k.Label, k.LabelHex = "", hex.EncodeToString([]byte(label))
 	}
 	return nil
@@ -106,7 +106,7 @@ func (k *BundleKey) setLabel(label string) error {
 // is lower-case hex.
 func (k *BundleKey) label() (string, error) {
 	if k.LabelHex == "" {
-		if err := hsm.CheckLabel(k.Label); err != nil {
+		if err := hsmapi.CheckLabel(k.Label); err != nil {
 			return "", fmt.Errorf("label: %s (a label of other bytes is label_hex)", reason(err))
 		}
 		return k.Label, nil
@@ -119,10 +119,10 @@ func (k *BundleKey) label() (string, error) {
 		return "", errors.New("label_hex: not lower-case hexadecimal")
 	}
 	label := string(raw)
-	if err := hsm.CheckRawLabel(label); err != nil {
+	if err := hsmapi.CheckRawLabel(label); err != nil {
 		return "", fmt.Errorf("label_hex: %s", reason(err))
 	}
-	if hsm.CheckLabel(label) == nil {
+	if hsmapi.CheckLabel(label) == nil {
 		return "", errors.New("label_hex holds a label that is given as label")
 	}
 	return label, nil
@@ -159,7 +159,7 @@ func lowerHexDigit(c byte) (byte, bool) {
 // reason is what a check of package hsm found wrong, without the
 // ErrBadArguments it wraps: in a file, the fault is the file's.
 func reason(err error) string {
-	return strings.TrimPrefix(err.Error(), hsm.ErrBadArguments.Error()+": ")
+	return strings.TrimPrefix(err.Error(), hsmapi.ErrBadArguments.Error()+": ")
 }
 
 // IsPrivate reports whether the entry carries a wrapped private key.
@@ -259,7 +259,7 @@ func ReadKEKEKFile(r io.Reader) (*KEKEKFile, error) {
 		return nil, fmt.Errorf("read KEKEK file: %w", err)
 	}
 	for i, e := range f.KEKEncryptions {
-		if _, err := hsm.ParseKEKEncryption(string(e)); err != nil {
+		if _, err := hsmapi.ParseKEKEncryption(string(e)); err != nil {
 			return nil, fmt.Errorf("read KEKEK file: %w: kek_encryptions[%d]: %s", ErrFormat, i, reason(err))
 		}
 		if slices.Contains(f.KEKEncryptions[:i], e) {
@@ -307,7 +307,7 @@ func (b *Bundle) checkWhole() error {
 		return err
 	}
 	if b.Version != 0 {
-		if _, err := hsm.ParseKEKEncryption(string(b.KEKEncryption)); err != nil {
+		if _, err := hsmapi.ParseKEKEncryption(string(b.KEKEncryption)); err != nil {
 			return fmt.Errorf("%w: kek_encryption: %s", ErrFormat, reason(err))
 		}
 	} else if b.KEKEncryption != "" {
@@ -376,7 +376,7 @@ func Fingerprint(spki []byte) string {
 // checkUUID accepts a UUID only in the canonical lower-case form the files
 // are written in, and never the nil UUID, which names no key.
 func checkUUID(s string) error {
-	id, err := hsm.ParseUUID(s)
+	id, err := hsmapi.ParseUUID(s)
 	if err != nil {
 		return err
 	}

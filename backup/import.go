@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // ImportOptions tune Import.
@@ -20,10 +20,10 @@ type ImportOptions struct {
 
 // ImportedKey reports what happened to one key of a bundle.
 type ImportedKey struct {
-	UUID hsm.UUID
+	UUID hsmapi.UUID
 	// Present: the same key was already there and was left alone.
 	Present bool
-	// Warnings are the token's, of the key's arrival (hsm.ImportResult).
+	// Warnings are the token's, of the key's arrival (hsmapi.ImportResult).
 	Warnings []string
 }
 
@@ -35,7 +35,7 @@ type ImportedKey struct {
 // A bundle made for a soft KEKEK has its private half: Import opens it with
 // the passphrase, loads it into tok as a volatile key, imports, and deletes
 // it again, whether the import succeeded or not.
-func Import(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOptions) ([]ImportedKey, error) {
+func Import(ctx context.Context, tok hsmapi.Token, b *Bundle, opts ImportOptions) ([]ImportedKey, error) {
 	res, err := importBundle(ctx, tok, b, opts)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
@@ -43,23 +43,23 @@ func Import(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOptions) (
 	return res, nil
 }
 
-func importBundle(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOptions) (res []ImportedKey, err error) {
+func importBundle(ctx context.Context, tok hsmapi.Token, b *Bundle, opts ImportOptions) (res []ImportedKey, err error) {
 	if err := b.check(); err != nil {
 		return nil, err
 	}
 	legacy := b.Version == 0
 	enc := b.KEKEncryption
 	if legacy {
-		enc = hsm.KEKPKCS1v15
+		enc = hsmapi.KEKPKCS1v15
 	}
-	if enc == hsm.KEKPKCS1v15 && !opts.LegacyKEK {
+	if enc == hsmapi.KEKPKCS1v15 && !opts.LegacyKEK {
 		what := "its KEKs are encrypted with PKCS#1 v1.5"
 		if legacy {
 			what = "it has no version, so it comes from cryptech_backup: PKCS#1 v1.5 KEKs and no tags"
 		}
 		return nil, fmt.Errorf("%w: %s", ErrLegacy, what)
 	}
-	var kekek hsm.UUID
+	var kekek hsmapi.UUID
 	if b.IsSoft() {
 		var remove func() error
 		if kekek, remove, err = loadSoftKEKEK(ctx, tok, b.soft(), opts.Passphrase); err != nil {
@@ -80,12 +80,12 @@ func importBundle(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOpti
 	}
 
 	results := make([]ImportedKey, len(b.Keys))
-	var reqs []hsm.ImportRequest
+	var reqs []hsmapi.ImportRequest
 	var idx []int
 	digest := b.metadataDigest()
 	for i := range b.Keys {
 		k := &b.Keys[i]
-		id, _ := hsm.ParseUUID(k.UUID) // checked by b.check
+		id, _ := hsmapi.ParseUUID(k.UUID) // checked by b.check
 		results[i].UUID = id
 		present, err := alreadyPresent(ctx, tok, k, id)
 		if err != nil {
@@ -102,10 +102,10 @@ func importBundle(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOpti
 		// Keys arrive in the keystore whatever the source did with them:
 		// a volatile key would vanish at the end of the import.
 		label, _ := k.label() // checked by b.check
-		req := hsm.ImportRequest{UUID: id, Label: label, Flags: k.Flags | hsm.FlagToken, PublicKey: k.SPKI, Attributes: k.Attributes}
+		req := hsmapi.ImportRequest{UUID: id, Label: label, Flags: k.Flags | hsmapi.FlagToken, PublicKey: k.SPKI, Attributes: k.Attributes}
 		if k.IsPrivate() {
 			req.KEKEK, req.Encryption = kekek, enc
-			req.Wrapped = hsm.WrappedKey{PKCS8: k.PKCS8, KEK: k.KEK, Tag: k.Tag}
+			req.Wrapped = hsmapi.WrappedKey{PKCS8: k.PKCS8, KEK: k.KEK, Tag: k.Tag}
 			if !legacy {
 				req.Binding = binding(digest, i)
 			}
@@ -129,10 +129,10 @@ func importBundle(ctx context.Context, tok hsm.Token, b *Bundle, opts ImportOpti
 }
 
 // checkBundleKEKEK checks that tok holds the KEKEK the bundle was made for.
-func checkBundleKEKEK(ctx context.Context, tok hsm.Token, b *Bundle) (hsm.UUID, error) {
-	id, _ := hsm.ParseUUID(b.KEKEKUUID) // checked by b.check
+func checkBundleKEKEK(ctx context.Context, tok hsmapi.Token, b *Bundle) (hsmapi.UUID, error) {
+	id, _ := hsmapi.ParseUUID(b.KEKEKUUID) // checked by b.check
 	k, err := tok.Key(ctx, id)
-	if errors.Is(err, hsm.ErrKeyNotFound) {
+	if errors.Is(err, hsmapi.ErrKeyNotFound) {
 		return id, fmt.Errorf("%w: this HSM has no key %s", ErrWrongKEKEK, id)
 	}
 	if err != nil {
@@ -141,7 +141,7 @@ func checkBundleKEKEK(ctx context.Context, tok hsm.Token, b *Bundle) (hsm.UUID, 
 	if err := checkKEKEK(k); err != nil {
 		return id, err
 	}
-	if !hsm.SamePublicKey(k.PublicKey, b.KEKEKPubkey) {
+	if !hsmapi.SamePublicKey(k.PublicKey, b.KEKEKPubkey) {
 		return id, fmt.Errorf("%w: key %s here is not the kekek_pubkey of the bundle", ErrWrongKEKEK, id)
 	}
 	return id, nil
@@ -150,29 +150,29 @@ func checkBundleKEKEK(ctx context.Context, tok hsm.Token, b *Bundle) (hsm.UUID, 
 // alreadyPresent looks for the entry's UUID in tok: a different key there
 // fails the import before anything is decrypted. Entries without a public
 // key (cryptech_backup's private keys) are left for the token to judge.
-func alreadyPresent(ctx context.Context, tok hsm.Token, k *BundleKey, id hsm.UUID) (bool, error) {
+func alreadyPresent(ctx context.Context, tok hsmapi.Token, k *BundleKey, id hsmapi.UUID) (bool, error) {
 	if len(k.SPKI) == 0 {
 		return false, nil
 	}
 	have, err := tok.Key(ctx, id)
-	if errors.Is(err, hsm.ErrKeyNotFound) {
+	if errors.Is(err, hsmapi.ErrKeyNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	if have.Type.IsPrivate() == k.IsPrivate() && hsm.SamePublicKey(have.PublicKey, k.SPKI) {
+	if have.Type.IsPrivate() == k.IsPrivate() && hsmapi.SamePublicKey(have.PublicKey, k.SPKI) {
 		return true, nil
 	}
-	return false, hsm.ErrKeyNameInUse
+	return false, hsmapi.ErrKeyNameInUse
 }
 
 // importAll stores every request or none: in one step on a token that can,
 // otherwise one by one, deleting what was stored if a later key fails.
-func importAll(ctx context.Context, tok hsm.Token, reqs []hsm.ImportRequest) ([]hsm.ImportResult, error) {
-	if bi, ok := tok.(hsm.BatchImporter); ok {
+func importAll(ctx context.Context, tok hsmapi.Token, reqs []hsmapi.ImportRequest) ([]hsmapi.ImportResult, error) {
+	if bi, ok := tok.(hsmapi.BatchImporter); ok {
 		res, err := bi.ImportBatch(ctx, reqs)
-		if !errors.Is(err, hsm.ErrUnsupported) {
+		if !errors.Is(err, hsmapi.ErrUnsupported) {
 			return res, err
 		}
 	}
@@ -186,8 +186,8 @@ func importAll(ctx context.Context, tok hsm.Token, reqs []hsm.ImportRequest) ([]
 			}
 		}
 	}
-	results := make([]hsm.ImportResult, len(reqs))
-	var done []hsm.ImportResult
+	results := make([]hsmapi.ImportResult, len(reqs))
+	var done []hsmapi.ImportResult
 	for _, i := range order {
 		r, err := tok.Import(ctx, reqs[i])
 		if err != nil {
@@ -203,11 +203,11 @@ func importAll(ctx context.Context, tok hsm.Token, reqs []hsm.ImportRequest) ([]
 }
 
 func isHashsig(spki []byte) bool {
-	k, err := hsm.DescribePublicKey(spki, false)
+	k, err := hsmapi.DescribePublicKey(spki, false)
 	return err == nil && k.Hashsig != nil
 }
 
-func rollback(ctx context.Context, tok hsm.Token, done []hsm.ImportResult) error {
+func rollback(ctx context.Context, tok hsmapi.Token, done []hsmapi.ImportResult) error {
 	var errs []error
 	for i := len(done) - 1; i >= 0; i-- {
 		if !done[i].Present {

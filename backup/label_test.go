@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
@@ -20,13 +21,13 @@ import (
 // label longer than a file may give as text.
 var rawLabels = []string{
 	"a\x00b\xffc\u202e",
-	strings.Repeat("\xfe", hsm.MaxRawLabelLength),
-	strings.Repeat("l", hsm.MaxLabelLength+1),
+	strings.Repeat("\xfe", hsmapi.MaxRawLabelLength),
+	strings.Repeat("l", hsmapi.MaxLabelLength+1),
 }
 
 // rawLabelBundle exports from a rawLabelSource for a new emulated HSM,
 // which it returns with the keys and the bundle.
-func rawLabelBundle(t *testing.T) (moved []hsm.KeyInfo, dst *hsm.Session, b *Bundle) {
+func rawLabelBundle(t *testing.T) (moved []hsmapi.KeyInfo, dst *hsm.Session, b *Bundle) {
 	t.Helper()
 	src, moved := rawLabelSource(t)
 	dst = hsmtest.New(t)
@@ -39,13 +40,13 @@ func rawLabelBundle(t *testing.T) (moved []hsm.KeyInfo, dst *hsm.Session, b *Bun
 
 // rawLabelSource is a token whose exportable keys have the rawLabels and
 // one clean label, each set as a libhal client sets it.
-func rawLabelSource(t *testing.T) (*hsm.Session, []hsm.KeyInfo) {
+func rawLabelSource(t *testing.T) (*hsm.Session, []hsmapi.KeyInfo) {
 	t.Helper()
 	src := hsmtest.New(t)
-	var moved []hsm.KeyInfo
+	var moved []hsmapi.KeyInfo
 	for _, label := range append([]string{"clean"}, rawLabels...) {
-		k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable})
-		if err := src.SetAttributes(ctx, k.UUID, []hsm.Attribute{{Type: hsm.AttributeLabel, Value: []byte(label)}}); err != nil {
+		k := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: exportable})
+		if err := src.SetAttributes(ctx, k.UUID, []hsmapi.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte(label)}}); err != nil {
 			t.Fatal(err)
 		}
 		k.Label = label
@@ -63,7 +64,7 @@ func TestRawLabelsArriveExactly(t *testing.T) {
 	for _, k := range moved {
 		e := entry(t, b, k.UUID)
 		want := BundleKey{Label: k.Label}
-		if hsm.CheckLabel(k.Label) != nil {
+		if hsmapi.CheckLabel(k.Label) != nil {
 			want = BundleKey{LabelHex: hex.EncodeToString([]byte(k.Label))}
 			if !strings.Contains(file, `"label_hex": "`+want.LabelHex+`"`) {
 				t.Errorf("the bundle file lacks label_hex %.40s...", want.LabelHex)
@@ -82,16 +83,16 @@ func TestRawLabelsArriveExactly(t *testing.T) {
 
 // checkLabels checks that each key is on tok with exactly its label, as Key
 // and the label attribute tell.
-func checkLabels(t *testing.T, tok *hsm.Session, moved []hsm.KeyInfo) {
+func checkLabels(t *testing.T, tok *hsm.Session, moved []hsmapi.KeyInfo) {
 	t.Helper()
 	for _, k := range moved {
 		got, err := tok.Key(ctx, k.UUID)
 		if err != nil || got.Label != k.Label {
 			t.Errorf("%s arrived with label %q (%v), left with %q", k.UUID, got.Label, err, k.Label)
 		}
-		attr, err := tok.Attributes(ctx, k.UUID, []uint32{hsm.AttributeLabel})
+		attr, err := tok.Attributes(ctx, k.UUID, []uint32{hsmapi.AttributeLabel})
 		if k.Label == "" {
-			if !errors.Is(err, hsm.ErrAttributeNotFound) {
+			if !errors.Is(err, hsmapi.ErrAttributeNotFound) {
 				t.Errorf("%s: label attribute %v (%v), want none", k.UUID, attr, err)
 			}
 			continue
@@ -102,7 +103,7 @@ func checkLabels(t *testing.T, tok *hsm.Session, moved []hsm.KeyInfo) {
 	}
 }
 
-func entry(t *testing.T, b *Bundle, id hsm.UUID) *BundleKey {
+func entry(t *testing.T, b *Bundle, id hsmapi.UUID) *BundleKey {
 	t.Helper()
 	for i := range b.Keys {
 		if b.Keys[i].UUID == id.String() {
@@ -127,8 +128,8 @@ func TestLabelHexIsBound(t *testing.T) {
 		if _, err := ReadBundle(bytes.NewReader(written(t, tampered))); err != nil {
 			t.Fatalf("the changed label_hex is not well-formed: %v", err)
 		}
-		if _, err := Import(ctx, dst, tampered, ImportOptions{}); !errors.Is(err, hsm.ErrDecryption) {
-			t.Errorf("label %q changed in label_hex: %v, want %v", k.Label, err, hsm.ErrDecryption)
+		if _, err := Import(ctx, dst, tampered, ImportOptions{}); !errors.Is(err, hsmapi.ErrDecryption) {
+			t.Errorf("label %q changed in label_hex: %v, want %v", k.Label, err, hsmapi.ErrDecryption)
 		}
 	}
 	if n := keyCount(t, dst); n != 1 {
@@ -203,12 +204,12 @@ func TestLabelHexBinding(t *testing.T) {
 
 // longLabels gives every key a label longer than an HSM keeps, as a
 // PKCS#11 token may.
-type longLabels struct{ hsm.Token }
+type longLabels struct{ hsmapi.Token }
 
-func (l longLabels) Keys(ctx context.Context, f hsm.Filter) ([]hsm.KeyInfo, error) {
+func (l longLabels) Keys(ctx context.Context, f hsmapi.Filter) ([]hsmapi.KeyInfo, error) {
 	keys, err := l.Token.Keys(ctx, f)
 	for i := range keys {
-		keys[i].Label = strings.Repeat("x", hsm.MaxRawLabelLength+1)
+		keys[i].Label = strings.Repeat("x", hsmapi.MaxRawLabelLength+1)
 	}
 	return keys, err
 }
@@ -220,8 +221,8 @@ func TestExportRefusesLabelNoHSMKeeps(t *testing.T) {
 	dst := hsmtest.New(t)
 	_, err := Export(ctx, longLabels{src}, mustSetup(t, dst, SetupOptions{}), ExportOptions{})
 	var ke *KeyError
-	if !errors.Is(err, hsm.ErrBadArguments) || !errors.As(err, &ke) {
-		t.Errorf("export of a %d-byte label: %v", hsm.MaxRawLabelLength+1, err)
+	if !errors.Is(err, hsmapi.ErrBadArguments) || !errors.As(err, &ke) {
+		t.Errorf("export of a %d-byte label: %v", hsmapi.MaxRawLabelLength+1, err)
 	}
 }
 
@@ -250,21 +251,21 @@ func TestOldBundleImportsUnchanged(t *testing.T) {
 	if _, err := Import(ctx, dst, b, ImportOptions{Passphrase: passphrase(string(bytes.TrimSuffix(pass, []byte("\n"))))}); err != nil {
 		t.Fatal(err)
 	}
-	var moved []hsm.KeyInfo
+	var moved []hsmapi.KeyInfo
 	labels := 0
 	for _, e := range b.Keys {
-		k, err := hsm.DescribePublicKey(e.SPKI, e.IsPrivate())
+		k, err := hsmapi.DescribePublicKey(e.SPKI, e.IsPrivate())
 		if err != nil {
 			t.Fatal(err)
 		}
-		k.UUID, _ = hsm.ParseUUID(e.UUID)
+		k.UUID, _ = hsmapi.ParseUUID(e.UUID)
 		k.Label = e.Label
 		moved = append(moved, k)
 		if e.Label != "" {
 			labels++
 		}
 		got, err := dst.KeyAttributes(ctx, k.UUID)
-		if err != nil || fmt.Sprint(got) != fmt.Sprint([]hsm.Attribute(e.Attributes)) {
+		if err != nil || fmt.Sprint(got) != fmt.Sprint([]hsmapi.Attribute(e.Attributes)) {
 			t.Errorf("%s arrived with attributes %v (%v), the bundle has %v", e.UUID, got, err, e.Attributes)
 		}
 	}

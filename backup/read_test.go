@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
@@ -208,9 +209,9 @@ func TestErrorsShowInputShort(t *testing.T) {
 		}
 	}
 	for _, err := range []error{
-		func() error { _, err := hsm.ParseUUID(strings.Repeat("\xff", 65_000)); return err }(),
-		func() error { _, err := hsm.ParseKEKEncryption(rlo); return err }(),
-		func() error { _, err := hsm.ParseCurve(long); return err }(),
+		func() error { _, err := hsmapi.ParseUUID(strings.Repeat("\xff", 65_000)); return err }(),
+		func() error { _, err := hsmapi.ParseKEKEncryption(rlo); return err }(),
+		func() error { _, err := hsmapi.ParseCurve(long); return err }(),
 	} {
 		if err == nil || len(err.Error()) > 200 || !strings.Contains(err.Error(), "... (") {
 			t.Errorf("a message of %d bytes: %.200v", len(fmt.Sprint(err)), err)
@@ -287,8 +288,8 @@ func TestReadBoundsWhatItKeeps(t *testing.T) {
 // large as a key gets; each keeps about what it takes in the file.
 func TestReadKeepsWithinBudget(t *testing.T) {
 	entry := func(i int) string {
-		e := publicKeyEntry(i, attributesOf(7, strings.Repeat("ab", hsm.MaxAttributeSize))+
-			`"label_hex": "`+strings.Repeat("ff", hsm.MaxRawLabelLength)+`", `)
+		e := publicKeyEntry(i, attributesOf(7, strings.Repeat("ab", hsmapi.MaxAttributeSize))+
+			`"label_hex": "`+strings.Repeat("ff", hsmapi.MaxRawLabelLength)+`", `)
 		return strings.Replace(e, `"comment": "Public key"`, `"comment": "`+strings.Repeat("c", maxComment)+`"`, 1)
 	}
 	for _, budget := range []int64{1 << 20, 8 << 20} {
@@ -334,15 +335,15 @@ func attributesOf(n int, value string) string {
 // libhal's RPC may answer what it likes).
 type twiceOffered struct{ *hsm.Session }
 
-func (twiceOffered) KEKEncryptions(context.Context) ([]hsm.KEKEncryption, error) {
-	return []hsm.KEKEncryption{hsm.KEKOAEPSHA256, hsm.KEKPKCS1v15, hsm.KEKOAEPSHA256, hsm.KEKOAEPSHA1}, nil
+func (twiceOffered) KEKEncryptions(context.Context) ([]hsmapi.KEKEncryption, error) {
+	return []hsmapi.KEKEncryption{hsmapi.KEKOAEPSHA256, hsmapi.KEKPKCS1v15, hsmapi.KEKOAEPSHA256, hsmapi.KEKOAEPSHA1}, nil
 }
 
 // TestSetupWritesWhatReads: setup names each KEK encryption once, as a
 // reader takes them, whatever the HSM answers.
 func TestSetupWritesWhatReads(t *testing.T) {
 	f := roundTrip(t, mustSetup(t, twiceOffered{hsmtest.New(t)}, SetupOptions{}), ReadKEKEKFile)
-	if want := []hsm.KEKEncryption{hsm.KEKOAEPSHA256, hsm.KEKOAEPSHA1}; !slices.Equal(f.KEKEncryptions, want) {
+	if want := []hsmapi.KEKEncryption{hsmapi.KEKOAEPSHA256, hsmapi.KEKOAEPSHA1}; !slices.Equal(f.KEKEncryptions, want) {
 		t.Errorf("setup wrote %v, want %v", f.KEKEncryptions, want)
 	}
 }

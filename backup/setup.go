@@ -7,12 +7,12 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/quote"
 )
 
 // KEKEK key flags: an RSA key that may only encrypt keys, kept in the token.
-const kekekFlags = hsm.FlagKeyEncipherment | hsm.FlagToken
+const kekekFlags = hsmapi.FlagKeyEncipherment | hsmapi.FlagToken
 
 // DefaultKEKEKBits is the size of a new KEKEK, as in cryptech_backup.
 const DefaultKEKEKBits = 2048
@@ -20,7 +20,7 @@ const DefaultKEKEKBits = 2048
 // SetupOptions choose the KEKEK, as cryptech_backup's setup does.
 type SetupOptions struct {
 	// UUID names an existing KEKEK to use.
-	UUID hsm.UUID
+	UUID hsmapi.UUID
 	// New forces a new KEKEK even if one exists.
 	New bool
 	// Bits is the size of a new KEKEK (DefaultKEKEKBits if zero).
@@ -30,7 +30,7 @@ type SetupOptions struct {
 // Setup prepares tok to receive keys: it finds a usable KEKEK (the one named,
 // or an RSA private key with keyencipherment and token that only unwraps, see
 // kekekVetter) or makes one, and describes it.
-func Setup(ctx context.Context, tok hsm.Token, opts SetupOptions) (*KEKEKFile, error) {
+func Setup(ctx context.Context, tok hsmapi.Token, opts SetupOptions) (*KEKEKFile, error) {
 	kekek, err := findKEKEK(ctx, tok, opts)
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
@@ -41,9 +41,9 @@ func Setup(ctx context.Context, tok hsm.Token, opts SetupOptions) (*KEKEKFile, e
 	}
 	// PKCS#1 v1.5 is not offered: it is used only when both sides ask for it.
 	// Each once, as a reader takes them.
-	var offered []hsm.KEKEncryption
+	var offered []hsmapi.KEKEncryption
 	for _, e := range encs {
-		if e != hsm.KEKPKCS1v15 && !slices.Contains(offered, e) {
+		if e != hsmapi.KEKPKCS1v15 && !slices.Contains(offered, e) {
 			offered = append(offered, e)
 		}
 	}
@@ -61,7 +61,7 @@ func Setup(ctx context.Context, tok hsm.Token, opts SetupOptions) (*KEKEKFile, e
 // with the KEKEK's flags can: a PKCS#11 token, whose KEKEK then cannot be
 // changed and keeps what it unwraps from being read.
 type kekekGenerator interface {
-	GenerateKEKEK(ctx context.Context, bits int, label string) (hsm.KeyInfo, error)
+	GenerateKEKEK(ctx context.Context, bits int, label string) (hsmapi.KeyInfo, error)
 }
 
 // kekekVetter is a token whose keys can do more than their flags tell: a
@@ -75,28 +75,28 @@ type kekekGenerator interface {
 // inside an import; so any RSA key with keyencipherment serves there, as in
 // cryptech_backup.
 type kekekVetter interface {
-	KEKEKFlaws(ctx context.Context, id hsm.UUID) ([]string, error)
+	KEKEKFlaws(ctx context.Context, id hsmapi.UUID) ([]string, error)
 }
 
 // kekekLabel is the label of the KEKEKs setup makes.
 const kekekLabel = "KEKEK"
 
-func findKEKEK(ctx context.Context, tok hsm.Token, opts SetupOptions) (hsm.KeyInfo, error) {
+func findKEKEK(ctx context.Context, tok hsmapi.Token, opts SetupOptions) (hsmapi.KeyInfo, error) {
 	vet, _ := tok.(kekekVetter)
 	if !opts.UUID.IsZero() {
 		k, err := tok.Key(ctx, opts.UUID)
 		if err != nil {
-			return hsm.KeyInfo{}, err
+			return hsmapi.KeyInfo{}, err
 		}
 		if err := checkKEKEK(k); err != nil {
-			return hsm.KeyInfo{}, err
+			return hsmapi.KeyInfo{}, err
 		}
 		return k, refuseFlawed(ctx, vet, k)
 	}
 	if !opts.New {
-		keys, err := tok.Keys(ctx, hsm.Filter{Type: hsm.KeyTypeRSAPrivate, Mask: kekekFlags, Flags: kekekFlags})
+		keys, err := tok.Keys(ctx, hsmapi.Filter{Type: hsmapi.KeyTypeRSAPrivate, Mask: kekekFlags, Flags: kekekFlags})
 		if err != nil {
-			return hsm.KeyInfo{}, err
+			return hsmapi.KeyInfo{}, err
 		}
 		// A KEKEK of this tool that does more than unwrap (as setup made
 		// them before) is refused, not passed over: the operator must know
@@ -111,14 +111,14 @@ func findKEKEK(ctx context.Context, tok hsm.Token, opts SetupOptions) (hsm.KeyIn
 			switch {
 			case err == nil:
 				return k, nil
-			case !errors.Is(err, hsm.ErrForbidden):
-				return hsm.KeyInfo{}, err
+			case !errors.Is(err, hsmapi.ErrForbidden):
+				return hsmapi.KeyInfo{}, err
 			case looksLikeKEKEK(k):
 				refused = err
 			}
 		}
 		if refused != nil {
-			return hsm.KeyInfo{}, refused
+			return hsmapi.KeyInfo{}, refused
 		}
 	}
 	bits := opts.Bits
@@ -128,20 +128,20 @@ func findKEKEK(ctx context.Context, tok hsm.Token, opts SetupOptions) (hsm.KeyIn
 	if g, ok := tok.(kekekGenerator); ok {
 		return g.GenerateKEKEK(ctx, bits, kekekLabel)
 	}
-	return tok.GenerateKey(ctx, hsm.GenerateRequest{
-		Type: hsm.KeyTypeRSAPrivate, Bits: bits, Flags: kekekFlags, Label: kekekLabel,
+	return tok.GenerateKey(ctx, hsmapi.GenerateRequest{
+		Type: hsmapi.KeyTypeRSAPrivate, Bits: bits, Flags: kekekFlags, Label: kekekLabel,
 	})
 }
 
 // looksLikeKEKEK tells a KEKEK that setup made (label KEKEK, unwraps, does
 // not sign) from an application's key that unwraps too.
-func looksLikeKEKEK(k hsm.KeyInfo) bool {
-	return k.Label == kekekLabel && k.Flags&hsm.FlagKeyEncipherment != 0 && k.Flags&hsm.FlagDigitalSignature == 0
+func looksLikeKEKEK(k hsmapi.KeyInfo) bool {
+	return k.Label == kekekLabel && k.Flags&hsmapi.FlagKeyEncipherment != 0 && k.Flags&hsmapi.FlagDigitalSignature == 0
 }
 
 // refuseFlawed refuses a key whose token tells (kekekVetter) that it would
 // give a bundle's KEK away, saying how, and what to do.
-func refuseFlawed(ctx context.Context, vet kekekVetter, k hsm.KeyInfo) error {
+func refuseFlawed(ctx context.Context, vet kekekVetter, k hsmapi.KeyInfo) error {
 	if vet == nil {
 		return nil
 	}
@@ -154,19 +154,19 @@ func refuseFlawed(ctx context.Context, vet kekekVetter, k hsm.KeyInfo) error {
 		advice += ", and delete this one once every bundle made for it is imported"
 	}
 	return fmt.Errorf("%w: key %s (label %s) cannot serve as a KEKEK: anyone with the token's user PIN could read the keys of a bundle made for it, as it %s; %s",
-		hsm.ErrForbidden, k.UUID, quote.Short(k.Label), strings.Join(flaws, ", "), advice)
+		hsmapi.ErrForbidden, k.UUID, quote.Short(k.Label), strings.Join(flaws, ", "), advice)
 }
 
 // checkKEKEK tells why a key cannot serve as a KEKEK.
-func checkKEKEK(k hsm.KeyInfo) error {
-	if k.Type != hsm.KeyTypeRSAPrivate {
-		return fmt.Errorf("%w: KEKEK %s is %v, not an RSA private key", hsm.ErrUnsupportedKey, k.UUID, k.Type)
+func checkKEKEK(k hsmapi.KeyInfo) error {
+	if k.Type != hsmapi.KeyTypeRSAPrivate {
+		return fmt.Errorf("%w: KEKEK %s is %v, not an RSA private key", hsmapi.ErrUnsupportedKey, k.UUID, k.Type)
 	}
-	if k.Flags&hsm.FlagKeyEncipherment == 0 {
-		return fmt.Errorf("%w: KEKEK %s lacks keyencipherment", hsm.ErrForbidden, k.UUID)
+	if k.Flags&hsmapi.FlagKeyEncipherment == 0 {
+		return fmt.Errorf("%w: KEKEK %s lacks keyencipherment", hsmapi.ErrForbidden, k.UUID)
 	}
 	if k.Bits < 2048 {
-		return fmt.Errorf("%w: KEKEK %s has %d bits, at least 2048 needed", hsm.ErrUnsupportedKey, k.UUID, k.Bits)
+		return fmt.Errorf("%w: KEKEK %s has %d bits, at least 2048 needed", hsmapi.ErrUnsupportedKey, k.UUID, k.Bits)
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/quote"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
@@ -152,7 +152,7 @@ func checkKEKEKName(uuid string, s softKEKEK) error {
 			return fmt.Errorf("%w: kekek_kdf: %v", ErrFormat, err)
 		}
 	}
-	if _, err := hsm.ParseEncryptedPKCS8(s.pkcs8); err != nil {
+	if _, err := hsmapi.ParseEncryptedPKCS8(s.pkcs8); err != nil {
 		return fmt.Errorf("%w: kekek_pkcs8: %v", ErrFormat, err)
 	}
 	return nil
@@ -173,7 +173,7 @@ func (s softKEKEK) privateKey(passphrase []byte) ([]byte, error) {
 	if len(passphrase) > MaxPassphraseLength {
 		return nil, fmt.Errorf("%w: the passphrase is longer than %d bytes", ErrPassphrase, MaxPassphraseLength)
 	}
-	wrapped, err := hsm.ParseEncryptedPKCS8(s.pkcs8)
+	wrapped, err := hsmapi.ParseEncryptedPKCS8(s.pkcs8)
 	if err != nil {
 		return nil, fmt.Errorf("%w: kekek_pkcs8: %v", ErrPassphrase, err)
 	}
@@ -225,7 +225,7 @@ func newSoftKEKEK(passphrase []byte, opts SoftOptions) (*KEKEKFile, error) {
 		bits = DefaultKEKEKBits
 	}
 	if bits != 2048 && bits != 3072 && bits != 4096 {
-		return nil, fmt.Errorf("%w: a %d-bit KEKEK; 2048, 3072 or 4096", hsm.ErrUnsupportedKey, bits)
+		return nil, fmt.Errorf("%w: a %d-bit KEKEK; 2048, 3072 or 4096", hsmapi.ErrUnsupportedKey, bits)
 	}
 	salt := make([]byte, saltSize)
 	if _, err := rand.Read(salt); err != nil {
@@ -249,7 +249,7 @@ func newSoftKEKEK(passphrase []byte, opts SoftOptions) (*KEKEKFile, error) {
 		// Whoever restores it loads the KEKEK into an HSM of their choice;
 		// these are what such an HSM undoes here (SoftHSM2 2.6 does SHA-1
 		// only, and then needs a bundle made from a SoftHSM2 source).
-		f.KEKEncryptions = []hsm.KEKEncryption{hsm.KEKOAEPSHA256, hsm.KEKOAEPSHA1}
+		f.KEKEncryptions = []hsmapi.KEKEncryption{hsmapi.KEKOAEPSHA256, hsmapi.KEKOAEPSHA1}
 	}
 	// The key's numbers are Go big integers, which cannot be cleared (as in
 	// package hsm); the DER and the wrapping key are.
@@ -274,38 +274,38 @@ func newSoftKEKEK(passphrase []byte, opts SoftOptions) (*KEKEKFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.KEKEKPKCS8 = hsm.EncryptedPKCS8(wrapped)
+	f.KEKEKPKCS8 = hsmapi.EncryptedPKCS8(wrapped)
 	return f, nil
 }
 
 // softKEKEKFlags: the loaded KEKEK only unwraps, and is volatile, so that
 // it goes at logout even if deleting it fails or the process dies.
-const softKEKEKFlags = hsm.FlagKeyEncipherment
+const softKEKEKFlags = hsmapi.FlagKeyEncipherment
 
 // loadSoftKEKEK opens a soft KEKEK with the passphrase and loads its private
 // half into tok as a volatile key. The caller must call the returned
 // function, which deletes the key again, whatever happens.
-func loadSoftKEKEK(ctx context.Context, tok hsm.Token, s softKEKEK, ask func(context.Context) ([]byte, error)) (hsm.UUID, func() error, error) {
-	loader, ok := tok.(hsm.PrivateKeyLoader)
+func loadSoftKEKEK(ctx context.Context, tok hsmapi.Token, s softKEKEK, ask func(context.Context) ([]byte, error)) (hsmapi.UUID, func() error, error) {
+	loader, ok := tok.(hsmapi.PrivateKeyLoader)
 	if !ok {
-		return hsm.UUID{}, nil, fmt.Errorf("%w: the bundle was made for a soft KEKEK, and this HSM cannot load a private key", hsm.ErrUnsupported)
+		return hsmapi.UUID{}, nil, fmt.Errorf("%w: the bundle was made for a soft KEKEK, and this HSM cannot load a private key", hsmapi.ErrUnsupported)
 	}
 	if ask == nil {
-		return hsm.UUID{}, nil, ErrNoPassphrase
+		return hsmapi.UUID{}, nil, ErrNoPassphrase
 	}
 	pass, err := ask(ctx)
 	defer clear(pass)
 	if err != nil {
-		return hsm.UUID{}, nil, err
+		return hsmapi.UUID{}, nil, err
 	}
 	der, err := s.privateKey(pass)
 	if err != nil {
-		return hsm.UUID{}, nil, err
+		return hsmapi.UUID{}, nil, err
 	}
 	defer clear(der)
-	k, err := loader.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Flags: softKEKEKFlags})
+	k, err := loader.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: der, Flags: softKEKEKFlags})
 	if err != nil {
-		return hsm.UUID{}, nil, fmt.Errorf("load the soft KEKEK: %w", err)
+		return hsmapi.UUID{}, nil, fmt.Errorf("load the soft KEKEK: %w", err)
 	}
 	remove := func() error {
 		// Also after an interrupt: the key must not outlive the import.
@@ -314,11 +314,11 @@ func loadSoftKEKEK(ctx context.Context, tok hsm.Token, s softKEKEK, ask func(con
 		}
 		return nil
 	}
-	if !hsm.SamePublicKey(k.PublicKey, s.pubkey) {
-		return hsm.UUID{}, nil, errors.Join(fmt.Errorf("%w: its private key is not kekek_pubkey's", ErrPassphrase), remove())
+	if !hsmapi.SamePublicKey(k.PublicKey, s.pubkey) {
+		return hsmapi.UUID{}, nil, errors.Join(fmt.Errorf("%w: its private key is not kekek_pubkey's", ErrPassphrase), remove())
 	}
 	if err := checkKEKEK(k); err != nil {
-		return hsm.UUID{}, nil, errors.Join(err, remove())
+		return hsmapi.UUID{}, nil, errors.Join(err, remove())
 	}
 	return k.UUID, remove, nil
 }

@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
@@ -42,7 +43,7 @@ func newSoft(t testing.TB, legacy bool) *KEKEKFile {
 
 // checkArrived checks that every moved key is on dst and signs there under
 // the source's public key.
-func checkArrived(t *testing.T, dst hsm.Token, moved []hsm.KeyInfo) {
+func checkArrived(t *testing.T, dst hsmapi.Token, moved []hsmapi.KeyInfo) {
 	t.Helper()
 	for _, k := range moved {
 		got, err := dst.Key(ctx, k.UUID)
@@ -60,7 +61,7 @@ func checkArrived(t *testing.T, dst hsm.Token, moved []hsm.KeyInfo) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := hsm.VerifySignature(k.PublicKey, msg, sig, opts); err != nil {
+		if err := hsmapi.VerifySignature(k.PublicKey, msg, sig, opts); err != nil {
 			t.Errorf("%s: signature from the destination fails under the source's key: %v", k.Label, err)
 		}
 	}
@@ -68,9 +69,9 @@ func checkArrived(t *testing.T, dst hsm.Token, moved []hsm.KeyInfo) {
 
 // noKEKEKLeft checks that no key with keyEncipherment stayed on tok: the
 // loaded soft KEKEK is deleted after the import.
-func noKEKEKLeft(t *testing.T, tok hsm.Token) {
+func noKEKEKLeft(t *testing.T, tok hsmapi.Token) {
 	t.Helper()
-	keys, err := tok.Keys(ctx, hsm.Filter{Mask: hsm.FlagKeyEncipherment, Flags: hsm.FlagKeyEncipherment})
+	keys, err := tok.Keys(ctx, hsmapi.Filter{Mask: hsmapi.FlagKeyEncipherment, Flags: hsmapi.FlagKeyEncipherment})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func TestSoftKEKEKTransfer(t *testing.T) {
 			}
 			// The KEKEK was loaded to unwrap and nothing else: volatile, so
 			// that it goes at logout whatever happens, and not exportable.
-			want := []hsm.Flags{hsm.FlagKeyEncipherment}
+			want := []hsmapi.Flags{hsmapi.FlagKeyEncipherment}
 			if !slices.Equal(dst.asked, want) || !slices.Equal(dst.held, want) {
 				t.Errorf("the soft KEKEK was loaded with flags %v and held with %v; want %v: volatile, not exportable", dst.asked, dst.held, want)
 			}
@@ -128,10 +129,10 @@ func TestSoftKEKEKTransfer(t *testing.T) {
 // as asked for and as the HSM then holds the key.
 type loadWatcher struct {
 	*hsm.Session
-	asked, held []hsm.Flags
+	asked, held []hsmapi.Flags
 }
 
-func (w *loadWatcher) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) (hsm.KeyInfo, error) {
+func (w *loadWatcher) LoadPrivateKey(ctx context.Context, req hsmapi.LoadRequest) (hsmapi.KeyInfo, error) {
 	w.asked = append(w.asked, req.Flags)
 	k, err := w.Session.LoadPrivateKey(ctx, req)
 	if err == nil {
@@ -217,7 +218,7 @@ func TestNewSoftKEKEKRefusesShortPassphrase(t *testing.T) {
 
 // softBundle is a bundle made for a soft KEKEK and what it moves. One HSM
 // at most imports it whole.
-func softBundle(t *testing.T, legacy bool) (*Bundle, []hsm.KeyInfo) {
+func softBundle(t *testing.T, legacy bool) (*Bundle, []hsmapi.KeyInfo) {
 	t.Helper()
 	src, moved, _ := source(t)
 	b, err := Export(ctx, src, newSoft(t, legacy), ExportOptions{LegacyKEK: legacy, HSSSingleRestore: true})
@@ -277,7 +278,7 @@ type cancellingToken struct {
 	cancel context.CancelFunc
 }
 
-func (c cancellingToken) ImportBatch(ctx context.Context, reqs []hsm.ImportRequest) ([]hsm.ImportResult, error) {
+func (c cancellingToken) ImportBatch(ctx context.Context, reqs []hsmapi.ImportRequest) ([]hsmapi.ImportResult, error) {
 	c.cancel()
 	return nil, ctx.Err()
 }
@@ -321,7 +322,7 @@ func TestSoftKEKEKDeletedAfterFailedImport(t *testing.T) {
 }
 
 // plainToken hides the emulated HSM's PrivateKeyLoader.
-type plainToken struct{ hsm.Token }
+type plainToken struct{ hsmapi.Token }
 
 func TestSoftKEKEKNeedsALoader(t *testing.T) {
 	b, _ := softBundle(t, false)
@@ -330,7 +331,7 @@ func TestSoftKEKEKNeedsALoader(t *testing.T) {
 		t.Error("asked for a passphrase that cannot be used")
 		return nil, errors.New("no")
 	}})
-	if !errors.Is(err, hsm.ErrUnsupported) {
+	if !errors.Is(err, hsmapi.ErrUnsupported) {
 		t.Errorf("got %v", err)
 	}
 }
@@ -522,13 +523,13 @@ func TestCryptechBackupSoftBundle(t *testing.T) {
 	if len(res) != len(pubs) {
 		t.Fatalf("%d keys imported", len(res))
 	}
-	var moved []hsm.KeyInfo
+	var moved []hsmapi.KeyInfo
 	for _, p := range pubs {
-		id, err := hsm.ParseUUID(p.UUID)
+		id, err := hsmapi.ParseUUID(p.UUID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := hsm.DescribePublicKey(p.PublicKey, true)
+		info, err := hsmapi.DescribePublicKey(p.PublicKey, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -547,7 +548,7 @@ func TestCryptechBackupSoftBundle(t *testing.T) {
 func TestSoftKEKEKExportHSS(t *testing.T) {
 	src, moved, _ := source(t)
 	f := newSoft(t, false)
-	i := slices.IndexFunc(moved, func(k hsm.KeyInfo) bool { return k.Type == hsm.KeyTypeHashsigPrivate })
+	i := slices.IndexFunc(moved, func(k hsmapi.KeyInfo) bool { return k.Type == hsmapi.KeyTypeHashsigPrivate })
 	hss := moved[i]
 	remaining := func() uint64 {
 		t.Helper()
@@ -573,8 +574,8 @@ func TestSoftKEKEKExportHSS(t *testing.T) {
 		t.Errorf("%d keys on the source, had %d", got, count)
 	}
 
-	var skipped []hsm.UUID
-	b, err = Export(ctx, src, f, ExportOptions{SkipHSS: true, Skipped: func(k hsm.KeyInfo, why error) {
+	var skipped []hsmapi.UUID
+	b, err = Export(ctx, src, f, ExportOptions{SkipHSS: true, Skipped: func(k hsmapi.KeyInfo, why error) {
 		if !errors.Is(why, ErrHSSSoftKEKEK) {
 			t.Errorf("%s left out: %v", k.UUID, why)
 		}
@@ -616,7 +617,7 @@ func TestSoftKEKEKExportHSS(t *testing.T) {
 	// out for it too.
 	skipped = nil
 	b, err = Export(ctx, src, mustSetup(t, hsmtest.New(t), SetupOptions{}), ExportOptions{SkipHSS: true,
-		Skipped: func(k hsm.KeyInfo, _ error) { skipped = append(skipped, k.UUID) }})
+		Skipped: func(k hsmapi.KeyInfo, _ error) { skipped = append(skipped, k.UUID) }})
 	if err != nil || hssIn(b) || len(skipped) != 1 {
 		t.Errorf("SkipHSS for a KEKEK in an HSM: %v, skipped %v", err, skipped)
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/quote"
 )
 
@@ -186,7 +186,7 @@ func (d *decoder) wrongType(want string) error {
 	return fmt.Errorf("%s where %s belongs", found, want)
 }
 
-var flagsType = reflect.TypeFor[hsm.Flags]()
+var flagsType = reflect.TypeFor[hsmapi.Flags]()
 
 // value reads one value into v; a string of at most max bytes. Pointers are
 // made, and null is refused everywhere: each value has one encoding.
@@ -306,8 +306,8 @@ var arrayBounds = map[reflect.Type]struct {
 	max  int
 	noun string
 }{
-	reflect.TypeFor[BundleKey]():         {MaxKeys, "keys"},
-	reflect.TypeFor[hsm.KEKEncryption](): {len(hsm.KEKEncryptions), "KEK encryptions"},
+	reflect.TypeFor[BundleKey]():            {MaxKeys, "keys"},
+	reflect.TypeFor[hsmapi.KEKEncryption](): {len(hsmapi.KEKEncryptions), "KEK encryptions"},
 }
 
 // array reads a JSON array into the slice v, no longer than its bound;
@@ -356,8 +356,8 @@ var stringBounds = map[string]int{
 	"kek_encryption":  maxName,
 	"kek_encryptions": maxName,
 	"kekek_uuid":      uuidLength,
-	"label":           hsm.MaxLabelLength,
-	"label_hex":       2 * hsm.MaxRawLabelLength,
+	"label":           hsmapi.MaxLabelLength,
+	"label_hex":       2 * hsmapi.MaxRawLabelLength,
 	"name":            maxName,
 	"uuid":            uuidLength,
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/testkeys"
 )
@@ -23,7 +23,7 @@ func TestBinaryFieldBoundHoldsLargestField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := src.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Flags: exportable})
+	k, err := src.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: der, Flags: exportable})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,11 @@ package hsm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
@@ -14,22 +14,6 @@ import (
 // pkey_get_attributes): values by type, the PKCS#11 attribute numbers of
 // Cryptech's PKCS#11 layer. The label is attribute AttributeLabel (CKA_LABEL)
 // and is KeyInfo.Label.
-
-// AttributeLabel is CKA_LABEL.
-const AttributeLabel = 3
-
-// MaxAttributeSize bounds one attribute value, and with it a key record.
-const MaxAttributeSize = 1024
-
-// ErrAttributeNotFound: the key has no attribute of that type.
-var ErrAttributeNotFound = errors.New("attribute not found")
-
-// Attribute is a key attribute; Delete in SetAttributes removes it.
-type Attribute struct {
-	Type   uint32
-	Value  []byte
-	Delete bool
-}
 
 // record returns the keystore record of k with the given private DER.
 func (k *key) record(private []byte) *keyRecord {
@@ -39,7 +23,7 @@ func (k *key) record(private []byte) *keyRecord {
 
 // attribute returns one attribute of k.
 func (k *key) attribute(t uint32) ([]byte, bool) {
-	if t == AttributeLabel {
+	if t == hsmapi.AttributeLabel {
 		return []byte(k.info.Label), k.info.Label != ""
 	}
 	v, ok := k.attrs[t]
@@ -47,7 +31,7 @@ func (k *key) attribute(t uint32) ([]byte, bool) {
 }
 
 // hasAttributes reports whether k has each attribute with its value.
-func (k *key) hasAttributes(want []Attribute) bool {
+func (k *key) hasAttributes(want []hsmapi.Attribute) bool {
 	for _, a := range want {
 		v, ok := k.attribute(a.Type)
 		if !ok || string(v) != string(a.Value) {
@@ -59,18 +43,18 @@ func (k *key) hasAttributes(want []Attribute) bool {
 
 // Attributes returns the values of the requested attributes of a key, in
 // order, or ErrAttributeNotFound for the first it lacks.
-func (s *Session) Attributes(_ context.Context, id UUID, types []uint32) ([]Attribute, error) {
+func (s *Session) Attributes(_ context.Context, id hsmapi.UUID, types []uint32) ([]hsmapi.Attribute, error) {
 	k, err := s.key(id)
 	if err != nil {
 		return nil, fmt.Errorf("get attributes: %w", err)
 	}
-	out := make([]Attribute, len(types))
+	out := make([]hsmapi.Attribute, len(types))
 	for i, t := range types {
 		v, ok := k.attribute(t)
 		if !ok {
-			return nil, fmt.Errorf("get attributes of %s: %w: type %d", id, ErrAttributeNotFound, t)
+			return nil, fmt.Errorf("get attributes of %s: %w: type %d", id, hsmapi.ErrAttributeNotFound, t)
 		}
-		out[i] = Attribute{Type: t, Value: append([]byte(nil), v...)}
+		out[i] = hsmapi.Attribute{Type: t, Value: append([]byte(nil), v...)}
 	}
 	return out, nil
 }
@@ -78,7 +62,7 @@ func (s *Session) Attributes(_ context.Context, id UUID, types []uint32) ([]Attr
 // SetAttributes sets or deletes attributes of a key, durably for a token
 // key. The key is replaced, never changed in place, so that readers holding
 // it see a consistent key.
-func (s *Session) SetAttributes(_ context.Context, id UUID, attrs []Attribute) error {
+func (s *Session) SetAttributes(_ context.Context, id hsmapi.UUID, attrs []hsmapi.Attribute) error {
 	if err := s.requireKeyUser(); err != nil {
 		return fmt.Errorf("set attributes: %w", err)
 	}
@@ -96,21 +80,21 @@ func (s *Session) SetAttributes(_ context.Context, id UUID, attrs []Attribute) e
 	}
 	for _, a := range attrs {
 		switch {
-		case a.Type == AttributeLabel && a.Delete:
+		case a.Type == hsmapi.AttributeLabel && a.Delete:
 			nk.info.Label = ""
-		case a.Type == AttributeLabel:
+		case a.Type == hsmapi.AttributeLabel:
 			// Any bytes, as libhal stores them: a libhal client may set
 			// what it likes (CheckRawLabel). Labels from the command line
 			// keep CheckLabel's rules (GenerateRequest, LoadRequest), and
 			// whatever prints a label escapes it.
-			if err := CheckRawLabel(string(a.Value)); err != nil {
+			if err := hsmapi.CheckRawLabel(string(a.Value)); err != nil {
 				return fmt.Errorf("set attributes of %s: %w", id, err)
 			}
 			nk.info.Label = string(a.Value)
 		case a.Delete:
 			delete(nk.attrs, a.Type)
-		case len(a.Value) > MaxAttributeSize:
-			return fmt.Errorf("set attributes of %s: %w: attribute %d longer than %d bytes", id, ErrBadArguments, a.Type, MaxAttributeSize)
+		case len(a.Value) > hsmapi.MaxAttributeSize:
+			return fmt.Errorf("set attributes of %s: %w: attribute %d longer than %d bytes", id, hsmapi.ErrBadArguments, a.Type, hsmapi.MaxAttributeSize)
 		default:
 			nk.attrs[a.Type] = append([]byte(nil), a.Value...)
 		}
@@ -118,7 +102,7 @@ func (s *Session) SetAttributes(_ context.Context, id UUID, attrs []Attribute) e
 	if k.owner != nil {
 		// Bounded as a stored key is, by what its block could hold.
 		if attributeBytes(&nk) > keystore.MaxDataSize {
-			return fmt.Errorf("set attributes of %s: %w: the key's attributes would not fit in a flash block", id, ErrBadArguments)
+			return fmt.Errorf("set attributes of %s: %w: the key's attributes would not fit in a flash block", id, hsmapi.ErrBadArguments)
 		}
 		h.volatile[id] = &nk
 		return nil
@@ -141,7 +125,7 @@ func (s *Session) SetAttributes(_ context.Context, id UUID, attrs []Attribute) e
 		return err
 	}
 	if len(data) > keystore.MaxDataSize {
-		return fmt.Errorf("set attributes of %s: %w: the key's attributes do not fit in a flash block", id, ErrBadArguments)
+		return fmt.Errorf("set attributes of %s: %w: the key's attributes do not fit in a flash block", id, hsmapi.ErrBadArguments)
 	}
 	if err := h.ks.Put(keystore.Record{ID: keystore.ID(id), Kind: kindKey, Data: data}); err != nil {
 		return fmt.Errorf("set attributes of %s: %w", id, err)
@@ -161,14 +145,14 @@ func attributeBytes(k *key) int {
 
 // KeyAttributes returns every attribute of a key but its label, ordered by
 // type.
-func (s *Session) KeyAttributes(_ context.Context, id UUID) ([]Attribute, error) {
+func (s *Session) KeyAttributes(_ context.Context, id hsmapi.UUID) ([]hsmapi.Attribute, error) {
 	k, err := s.key(id)
 	if err != nil {
 		return nil, fmt.Errorf("get attributes: %w", err)
 	}
-	out := make([]Attribute, 0, len(k.attrs))
+	out := make([]hsmapi.Attribute, 0, len(k.attrs))
 	for _, t := range slices.Sorted(maps.Keys(k.attrs)) {
-		out = append(out, Attribute{Type: t, Value: append([]byte(nil), k.attrs[t]...)})
+		out = append(out, hsmapi.Attribute{Type: t, Value: append([]byte(nil), k.attrs[t]...)})
 	}
 	return out, nil
 }
@@ -178,49 +162,49 @@ func (s *Session) KeyAttributes(_ context.Context, id UUID) ([]Attribute, error)
 // not made here (CKA_LOCAL false) unless the caller's attributes say
 // otherwise. HSS keys are refused: a copy of a stateful key's state, loaded
 // next to the original, would sign twice with one index.
-func (s *Session) LoadPrivateKey(_ context.Context, req LoadRequest) (KeyInfo, error) {
+func (s *Session) LoadPrivateKey(_ context.Context, req hsmapi.LoadRequest) (hsmapi.KeyInfo, error) {
 	if err := s.requireKeyUser(); err != nil {
-		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	if err := checkNewKey(req.Flags, req.Label); err != nil {
-		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	if err := checkAttributes(req.Attributes); err != nil {
-		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	signer, hss, err := parsePrivateKey(req.PKCS8)
 	if hss != nil {
 		hss.Wipe()
-		return KeyInfo{}, fmt.Errorf("load key: %w: HSS private keys are never loaded in the clear", ErrUnsupportedKey)
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w: HSS private keys are never loaded in the clear", hsmapi.ErrUnsupportedKey)
 	}
 	if err != nil {
-		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	attrs := attributeMap(req.Attributes)
-	if _, ok := attrs[CKALocal]; !ok {
+	if _, ok := attrs[hsmapi.CKALocal]; !ok {
 		if attrs == nil {
 			attrs = map[uint32][]byte{}
 		}
-		attrs[CKALocal] = []byte{0}
+		attrs[hsmapi.CKALocal] = []byte{0}
 	}
 	h := s.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	id, err := h.newUUID()
 	if err != nil {
-		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	r, k, err := recordFor(id, signer, nil, req.Flags, req.Label)
 	if err != nil {
-		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	defer r.wipe()
 	r.attrs, k.attrs = attrs, attrs
 	if err := pairwiseTest(k); err != nil {
-		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	if err := h.store(s, []*keyRecord{r}, []*key{k}, nil); err != nil {
-		return KeyInfo{}, fmt.Errorf("load key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	return k.info, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
@@ -14,35 +15,35 @@ const rawLabel = "\xff\x00label\n\x1b[31m"
 func TestAttributesPersistAndMatch(t *testing.T) {
 	h, dir := newTestHSM(t)
 	s := login(t, h)
-	k := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags, Label: "first"})
-	other := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
-	hss := generate(t, s, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
-	if err := s.SetAttributes(ctx, k.UUID, []Attribute{{Type: 0x101, Value: []byte("id-1")}, {Type: AttributeLabel, Value: []byte("renamed")}}); err != nil {
+	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags, Label: "first"})
+	other := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
+	hss := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
+	if err := s.SetAttributes(ctx, k.UUID, []hsmapi.Attribute{{Type: 0x101, Value: []byte("id-1")}, {Type: hsmapi.AttributeLabel, Value: []byte("renamed")}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetAttributes(ctx, hss.UUID, []Attribute{{Type: 0x101, Value: []byte("hss")}}); err != nil {
+	if err := s.SetAttributes(ctx, hss.UUID, []hsmapi.Attribute{{Type: 0x101, Value: []byte("hss")}}); err != nil {
 		t.Fatal(err)
 	}
 	signHSS(t, s, hss.UUID, "after set attributes")
-	got, err := s.Attributes(ctx, k.UUID, []uint32{AttributeLabel, 0x101})
+	got, err := s.Attributes(ctx, k.UUID, []uint32{hsmapi.AttributeLabel, 0x101})
 	if err != nil || string(got[0].Value) != "renamed" || string(got[1].Value) != "id-1" {
 		t.Fatalf("attributes: %v %v", got, err)
 	}
-	if _, err := s.Attributes(ctx, other.UUID, []uint32{0x101}); !errors.Is(err, ErrAttributeNotFound) {
+	if _, err := s.Attributes(ctx, other.UUID, []uint32{0x101}); !errors.Is(err, hsmapi.ErrAttributeNotFound) {
 		t.Errorf("missing attribute: %v", err)
 	}
-	matched, err := s.Keys(ctx, Filter{Attributes: []Attribute{{Type: 0x101, Value: []byte("id-1")}}})
+	matched, err := s.Keys(ctx, hsmapi.Filter{Attributes: []hsmapi.Attribute{{Type: 0x101, Value: []byte("id-1")}}})
 	if err != nil || len(matched) != 1 || matched[0].UUID != k.UUID {
 		t.Errorf("match by attribute: %v %v", matched, err)
 	}
 	// A label set as an attribute is any bytes, as libhal stores it.
-	if err := s.SetAttributes(ctx, other.UUID, []Attribute{{Type: AttributeLabel, Value: []byte(rawLabel)}}); err != nil {
+	if err := s.SetAttributes(ctx, other.UUID, []hsmapi.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte(rawLabel)}}); err != nil {
 		t.Errorf("label of any bytes: %v", err)
 	}
-	if err := s.SetAttributes(ctx, k.UUID, []Attribute{{Type: AttributeLabel, Value: make([]byte, MaxAttributeSize+1)}}); !errors.Is(err, ErrBadArguments) {
+	if err := s.SetAttributes(ctx, k.UUID, []hsmapi.Attribute{{Type: hsmapi.AttributeLabel, Value: make([]byte, hsmapi.MaxAttributeSize+1)}}); !errors.Is(err, hsmapi.ErrBadArguments) {
 		t.Errorf("oversized label: %v", err)
 	}
-	if err := s.SetAttributes(ctx, k.UUID, []Attribute{{Type: 0x102, Value: make([]byte, MaxAttributeSize+1)}}); !errors.Is(err, ErrBadArguments) {
+	if err := s.SetAttributes(ctx, k.UUID, []hsmapi.Attribute{{Type: 0x102, Value: make([]byte, hsmapi.MaxAttributeSize+1)}}); !errors.Is(err, hsmapi.ErrBadArguments) {
 		t.Errorf("oversized attribute: %v", err)
 	}
 	s.Close()
@@ -61,10 +62,10 @@ func TestAttributesPersistAndMatch(t *testing.T) {
 	if info, _ := s2.Key(ctx, other.UUID); info.Label != rawLabel {
 		t.Errorf("label of any bytes after restart: %q", info.Label)
 	}
-	if err := s2.SetAttributes(ctx, k.UUID, []Attribute{{Type: 0x101, Delete: true}}); err != nil {
+	if err := s2.SetAttributes(ctx, k.UUID, []hsmapi.Attribute{{Type: 0x101, Delete: true}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s2.Attributes(ctx, k.UUID, []uint32{0x101}); !errors.Is(err, ErrAttributeNotFound) {
+	if _, err := s2.Attributes(ctx, k.UUID, []uint32{0x101}); !errors.Is(err, hsmapi.ErrAttributeNotFound) {
 		t.Errorf("deleted attribute: %v", err)
 	}
 	hi, _ := s2.Key(ctx, hss.UUID)
@@ -81,14 +82,14 @@ func TestAttributesPersistAndMatch(t *testing.T) {
 func TestVolatileKeyAttributesAreBounded(t *testing.T) {
 	h, _ := newTestHSM(t)
 	s := login(t, h)
-	k := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: FlagDigitalSignature})
-	value := make([]byte, MaxAttributeSize)
+	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature})
+	value := make([]byte, hsmapi.MaxAttributeSize)
 	var err error
 	n := 0
 	for ; n < 100 && err == nil; n++ {
-		err = s.SetAttributes(ctx, k.UUID, []Attribute{{Type: 0x80000000 + uint32(n), Value: value}})
+		err = s.SetAttributes(ctx, k.UUID, []hsmapi.Attribute{{Type: 0x80000000 + uint32(n), Value: value}})
 	}
-	if !errors.Is(err, ErrBadArguments) || n > keystore.MaxDataSize/MaxAttributeSize+1 {
-		t.Fatalf("%d attributes of %d bytes on a volatile key, then %v", n, MaxAttributeSize, err)
+	if !errors.Is(err, hsmapi.ErrBadArguments) || n > keystore.MaxDataSize/hsmapi.MaxAttributeSize+1 {
+		t.Fatalf("%d attributes of %d bytes on a volatile key, then %v", n, hsmapi.MaxAttributeSize, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
@@ -113,7 +114,7 @@ func openBenchHSM(b *testing.B, n int, legacyKeygen bool) string {
 		batch = batch[:0]
 	}
 	for range n {
-		id, err := NewUUID(h.board.TRNG)
+		id, err := hsmapi.NewUUID(h.board.TRNG)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -127,7 +128,7 @@ func openBenchHSM(b *testing.B, n int, legacyKeygen bool) string {
 		if err != nil {
 			b.Fatal(err)
 		}
-		var last UUID
+		var last hsmapi.UUID
 		for i := range last {
 			last[i] = 0xff
 		}
@@ -143,7 +144,7 @@ func openBenchHSM(b *testing.B, n int, legacyKeygen bool) string {
 	return dir
 }
 
-func sealedRecord(b *testing.B, h *HSM, id UUID, priv any) keystore.Record {
+func sealedRecord(b *testing.B, h *HSM, id hsmapi.UUID, priv any) keystore.Record {
 	r, _, err := recordFor(id, priv, nil, signFlags, "")
 	if err != nil {
 		b.Fatal(err)

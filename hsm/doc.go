@@ -3,9 +3,8 @@
 // import), and a keystore encrypted under the master key on the flash chip of
 // an emulated board (package sim).
 //
-// It also defines [Token], everything the transfer protocols of package
-// backup need from an HSM, whichever HSM it is. [Session] is the in-process
-// implementation; packages rpc and p11 provide the others.
+// A [Session] is an [hsmapi.Token], the contract package backup works
+// against: the in-process backend; packages rpc and p11 provide the others.
 //
 // # Key transfer
 //
@@ -19,7 +18,7 @@
 // caller asks for it by name.
 //
 // Every failure to recover a KEK or to unwrap a key returns the one error
-// [ErrDecryption], whichever step failed; the PKCS#1 v1.5 path substitutes a
+// [hsmapi.ErrDecryption], whichever step failed; the PKCS#1 v1.5 path substitutes a
 // random KEK for a bad padding, so that failure also surfaces only at unwrap.
 //
 // # What is constant-time

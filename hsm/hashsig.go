@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 	"github.com/hsmkit/cryptech-backup/internal/shellquote"
 	"github.com/hsmkit/cryptech-backup/keystore"
@@ -177,7 +178,7 @@ func (h *HSM) historyUpdates(b *historyBook, keys []*key) ([]keystore.Record, er
 // It returns the key records it could not read (damaged, or not opening
 // under the master key) too: any of them may hold an identifier. Called
 // with h.mu held.
-func (h *HSM) hashsigHolders(want map[[16]byte]bool) (map[[16]byte]UUID, []UUID, error) {
+func (h *HSM) hashsigHolders(want map[[16]byte]bool) (map[[16]byte]hsmapi.UUID, []hsmapi.UUID, error) {
 	lockassert.Held(&h.mu)
 	// Without the master key no record can be read (ErrTamper).
 	mk, err := h.masterKey()
@@ -185,8 +186,8 @@ func (h *HSM) hashsigHolders(want map[[16]byte]bool) (map[[16]byte]UUID, []UUID,
 		return nil, nil, err
 	}
 	clear(mk)
-	held := map[[16]byte]UUID{}
-	found := func(id [16]byte, u UUID) bool {
+	held := map[[16]byte]hsmapi.UUID{}
+	found := func(id [16]byte, u hsmapi.UUID) bool {
 		if _, dup := held[id]; !dup && (want == nil || want[id]) {
 			held[id] = u
 		}
@@ -198,14 +199,14 @@ func (h *HSM) hashsigHolders(want map[[16]byte]bool) (map[[16]byte]UUID, []UUID,
 		}
 	}
 	// A damaged block may be a key's, unless it is the HSM's own.
-	var unreadable []UUID
+	var unreadable []hsmapi.UUID
 	for _, kid := range h.ks.CorruptIDs() {
-		if !isReserved(UUID(kid)) {
-			unreadable = append(unreadable, UUID(kid))
+		if !isReserved(hsmapi.UUID(kid)) {
+			unreadable = append(unreadable, hsmapi.UUID(kid))
 		}
 	}
 	for _, rid := range h.ks.List(kindKey) {
-		id := UUID(rid)
+		id := hsmapi.UUID(rid)
 		if k, ok := h.cache[id]; ok {
 			if k.hss != nil && found(k.hss.ID(), id) {
 				return held, nil, nil
@@ -213,7 +214,7 @@ func (h *HSM) hashsigHolders(want map[[16]byte]bool) (map[[16]byte]UUID, []UUID,
 			continue
 		}
 		hid, ok, err := h.recordHashsigID(id)
-		if errors.Is(err, ErrTamper) {
+		if errors.Is(err, hsmapi.ErrTamper) {
 			return nil, nil, err
 		}
 		if err != nil {
@@ -230,7 +231,7 @@ func (h *HSM) hashsigHolders(want map[[16]byte]bool) (map[[16]byte]UUID, []UUID,
 // recordHashsigID reads the token key record id and returns the HSS
 // identifier of its private key, if it is one, without loading the key.
 // Called with h.mu held.
-func (h *HSM) recordHashsigID(id UUID) ([16]byte, bool, error) {
+func (h *HSM) recordHashsigID(id hsmapi.UUID) ([16]byte, bool, error) {
 	lockassert.Held(&h.mu)
 	rec, err := h.ks.Get(keystore.ID(id))
 	if err != nil {
@@ -241,7 +242,7 @@ func (h *HSM) recordHashsigID(id UUID) ([16]byte, bool, error) {
 		return [16]byte{}, false, err
 	}
 	defer r.wipe()
-	if r.typ != KeyTypeHashsigPrivate {
+	if r.typ != hsmapi.KeyTypeHashsigPrivate {
 		return [16]byte{}, false, nil
 	}
 	pub, err := hashsig.ParsePKIXPublicKey(r.public)
@@ -358,7 +359,7 @@ func (h *HSM) HashsigOrphans() ([]HashsigHistory, error) {
 
 // readableHolders is hashsigHolders for every identifier, refusing when a
 // key record cannot be read. Called with h.mu held.
-func (h *HSM) readableHolders() (map[[16]byte]UUID, error) {
+func (h *HSM) readableHolders() (map[[16]byte]hsmapi.UUID, error) {
 	held, unreadable, err := h.hashsigHolders(nil)
 	if err != nil {
 		return nil, err
@@ -415,7 +416,7 @@ func (h *HSM) forgetHashsigRange(id [16]byte, next, end uint64) error {
 	}
 	i := slices.IndexFunc(hh.ranges, func(r historyRange) bool { return r.next == next && r.end == end })
 	if i < 0 {
-		return fmt.Errorf("%w: this HSM has no such record", ErrKeyNotFound)
+		return fmt.Errorf("%w: this HSM has no such record", hsmapi.ErrKeyNotFound)
 	}
 	if !hh.ranges[i].unconfirmed {
 		return ErrHashsigConfirmed

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
@@ -44,9 +45,9 @@ func cloneHSM(t *testing.T, h *HSM) (*HSM, *Session) {
 }
 
 // hssID is the identifier of an HSS key.
-func hssID(t *testing.T, k KeyInfo) [16]byte {
+func hssID(t *testing.T, k hsmapi.KeyInfo) [16]byte {
 	t.Helper()
-	pub, err := ParsePublicKey(k.PublicKey)
+	pub, err := hsmapi.ParsePublicKey(k.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func reopen(t *testing.T, h *HSM, name string) (*HSM, *Session) {
 // nothing is, and no flash block is lost.
 func TestHashsigKeygenSurvivesPowerCutAtEveryWrite(t *testing.T) {
 	base, _ := newTestHSM(t)
-	req := GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags, Label: "cut"}
+	req := hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags, Label: "cut"}
 	writes := func() int {
 		h, s := cloneHSM(t, base)
 		defer h.Close()
@@ -97,7 +98,7 @@ func TestHashsigKeygenSurvivesPowerCutAtEveryWrite(t *testing.T) {
 				t.Errorf("%s: keygen succeeded through a power cut", name)
 			}
 			h, s = reopen(t, h, name)
-			keys, err := s.Keys(ctx, Filter{})
+			keys, err := s.Keys(ctx, hsmapi.Filter{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,7 +109,7 @@ func TestHashsigKeygenSurvivesPowerCutAtEveryWrite(t *testing.T) {
 				}
 			case 1:
 				sig := signHSS(t, s, keys[0].UUID, "after the cut")
-				if err := VerifySignature(keys[0].PublicKey, []byte("after the cut"), sig, crypto.Hash(0)); err != nil {
+				if err := hsmapi.VerifySignature(keys[0].PublicKey, []byte("after the cut"), sig, crypto.Hash(0)); err != nil {
 					t.Errorf("%s: %v", name, err)
 				}
 			default:
@@ -130,22 +131,22 @@ func TestHashsigKeygenSurvivesPowerCutAtEveryWrite(t *testing.T) {
 // are as before, and the bundle imports again; the earlier history stays.
 func TestHashsigImportSurvivesPowerCutAtEveryWrite(t *testing.T) {
 	p := newPair(t)
-	earlier := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
-	if _, err := p.dst.Import(ctx, p.importReq(earlier, p.export(t, earlier, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)); err != nil {
+	earlier := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
+	if _, err := p.dst.Import(ctx, p.importReq(earlier, p.export(t, earlier, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.dst.DeleteKey(ctx, earlier.UUID); err != nil {
 		t.Fatal(err)
 	}
-	var reqs []ImportRequest
+	var reqs []hsmapi.ImportRequest
 	var hssIDs [][16]byte
-	for _, gr := range []GenerateRequest{
-		{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable},
-		{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable},
-		{Type: KeyTypeRSAPrivate, Bits: 2048, Flags: signFlags | FlagExportable},
+	for _, gr := range []hsmapi.GenerateRequest{
+		{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable},
+		{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable},
+		{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: signFlags | hsmapi.FlagExportable},
 	} {
 		k := generate(t, p.src, gr)
-		reqs = append(reqs, p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil))
+		reqs = append(reqs, p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil))
 		if k.Hashsig != nil {
 			hssIDs = append(hssIDs, hssID(t, k))
 		}
@@ -212,7 +213,7 @@ func TestHashsigImportSurvivesPowerCutAtEveryWrite(t *testing.T) {
 				}
 				sig, err := s.Sign(ctx, r.UUID, msg, opts)
 				if err == nil {
-					err = VerifySignature(r.PublicKey, msg, sig, opts)
+					err = hsmapi.VerifySignature(r.PublicKey, msg, sig, opts)
 				}
 				if err != nil {
 					t.Errorf("%s: key %s: %v", name, r.UUID, err)
@@ -232,13 +233,13 @@ func TestHashsigImportSurvivesPowerCutAtEveryWrite(t *testing.T) {
 // key a restart forgets, is not taken again once its range is recorded.
 func TestVolatileHashsigImportSurvivesPowerCutAtEveryWrite(t *testing.T) {
 	p := newPair(t)
-	earlier := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
-	if _, err := p.dst.Import(ctx, p.importReq(earlier, p.export(t, earlier, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)); err != nil {
+	earlier := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
+	if _, err := p.dst.Import(ctx, p.importReq(earlier, p.export(t, earlier, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)); err != nil {
 		t.Fatal(err)
 	}
-	k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
-	req := p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
-	req.Flags &^= FlagToken
+	k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
+	req := p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)
+	req.Flags &^= hsmapi.FlagToken
 	writes := func() int {
 		h, s := cloneHSM(t, p.dstHSM)
 		defer h.Close()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/keystore"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
@@ -62,8 +63,8 @@ func historyOf(t *testing.T, h *HSM, id [16]byte) *hashsigHistory {
 func TestOpenReclaimsLegacyKeygenHistory(t *testing.T) {
 	h, dir := newTestHSM(t)
 	s := login(t, h)
-	k := generate(t, s, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
-	other := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
+	other := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 	held := hssID(t, k)
 	orphan, orphanBig, imported := [16]byte{0xA1}, [16]byte{0xA2}, [16]byte{0xA3}
 	putLegacyHistory(t, h, held, [2]uint64{0, 1024})
@@ -152,8 +153,8 @@ func TestOpenReclaimsLegacyKeygenHistory(t *testing.T) {
 // their keys cannot be forgotten.
 func TestLegacyImportHistoryHasAWayOut(t *testing.T) {
 	p := newPair(t)
-	k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
-	req := p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
+	k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
+	req := p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)
 	id := hssID(t, k)
 	h := p.dstHSM
 	// Every part a split hands out lies in [1, 1024).
@@ -174,7 +175,7 @@ func TestLegacyImportHistoryHasAWayOut(t *testing.T) {
 	if fmt.Sprint(orphans) != fmt.Sprint(want) {
 		t.Errorf("HashsigOrphans() = %v, want %v", orphans, want)
 	}
-	if err := h.ForgetHashsigRange(id, 1, 1000); !errors.Is(err, ErrKeyNotFound) {
+	if err := h.ForgetHashsigRange(id, 1, 1000); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("forget a range not recorded: %v", err)
 	}
 	if err := h.ForgetHashsigRange(id, 1, 1024); err != nil {
@@ -188,7 +189,7 @@ func TestLegacyImportHistoryHasAWayOut(t *testing.T) {
 		t.Fatalf("import after the range was forgotten: %v", err)
 	}
 	sig := signHSS(t, p.dst, k.UUID, "imported")
-	if err := VerifySignature(k.PublicKey, []byte("imported"), sig, crypto.Hash(0)); err != nil {
+	if err := hsmapi.VerifySignature(k.PublicKey, []byte("imported"), sig, crypto.Hash(0)); err != nil {
 		t.Fatal(err)
 	}
 	// Its range is recorded with the key now: confirmed, and not an orphan
@@ -224,8 +225,8 @@ func TestLegacyImportHistoryHasAWayOut(t *testing.T) {
 // be forgotten.
 func TestLegacyHistoryKeepsItsRanges(t *testing.T) {
 	p := newPair(t)
-	k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
-	req := p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
+	k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
+	req := p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)
 	id := hssID(t, k)
 	h := p.dstHSM
 	// The source keeps [0, 512) and hands out [512, 1024).
@@ -308,7 +309,7 @@ func TestIsKeygenRange(t *testing.T) {
 func TestForgetNeedsEveryKeyReadable(t *testing.T) {
 	h, dir := newTestHSM(t)
 	s := login(t, h)
-	other := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	other := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 	id := [16]byte{0xB1}
 	putLegacyHistory(t, h, id, [2]uint64{16, 32})
 	s.Close()
@@ -337,7 +338,7 @@ func TestForgetNeedsEveryKeyReadable(t *testing.T) {
 	if err := h2.Tamper(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h2.HashsigOrphans(); !errors.Is(err, ErrTamper) {
+	if _, err := h2.HashsigOrphans(); !errors.Is(err, hsmapi.ErrTamper) {
 		t.Errorf("HashsigOrphans without the master key: %v", err)
 	}
 	if !hasHistory(t, h2, id) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/testkeys"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
@@ -30,7 +31,7 @@ const prompt = time.Second
 // slowHSSKey makes an HSM holding the h15/w8 test key as a token key, and
 // opens it again: the key is loaded, its trees unbuilt, as after a restart.
 // It returns the key's UUID and its keystore record.
-func slowHSSKey(t *testing.T) (*HSM, UUID, []byte) {
+func slowHSSKey(t *testing.T) (*HSM, hsmapi.UUID, []byte) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "hsm")
 	h, err := Create(dir, InitConfig{WheelPIN: wheelPIN, SOPIN: soPIN, UserPIN: userPIN, Blocks: 64}, testOptions)
@@ -64,7 +65,7 @@ func slowHSSKey(t *testing.T) (*HSM, UUID, []byte) {
 // startFirstSignature signs with key id in a session of its own, and
 // returns once the signature is building the key's trees, with what Sign
 // will return.
-func startFirstSignature(t *testing.T, h *HSM, id UUID) <-chan error {
+func startFirstSignature(t *testing.T, h *HSM, id hsmapi.UUID) <-chan error {
 	t.Helper()
 	s := raceSession(t, h)
 	signed := make(chan error, 1)
@@ -114,7 +115,7 @@ func timedWhileBuilding(t *testing.T, signed <-chan error, what string, f func()
 func TestHashsigBuildBlocksOnlyItsSignatures(t *testing.T) {
 	h, id, _ := slowHSSKey(t)
 	other := raceSession(t, h)
-	ec := generate(t, other, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	ec := generate(t, other, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 	signed := startFirstSignature(t, h, id)
 	for range 5 {
 		timedWhileBuilding(t, signed, "Key", func() error {
@@ -125,14 +126,14 @@ func TestHashsigBuildBlocksOnlyItsSignatures(t *testing.T) {
 			return err
 		})
 		timedWhileBuilding(t, signed, "Keys", func() error {
-			keys, err := other.Keys(ctx, Filter{})
+			keys, err := other.Keys(ctx, hsmapi.Filter{})
 			if err == nil && len(keys) != 2 {
 				t.Errorf("%d keys listed, want 2", len(keys))
 			}
 			return err
 		})
 		timedWhileBuilding(t, signed, "Keys by attribute", func() error {
-			_, err := other.Keys(ctx, Filter{Attributes: []Attribute{{Type: 0x101, Value: []byte{1}}}})
+			_, err := other.Keys(ctx, hsmapi.Filter{Attributes: []hsmapi.Attribute{{Type: 0x101, Value: []byte{1}}}})
 			return err
 		})
 		timedWhileBuilding(t, signed, "Sign with another key", func() error {
@@ -143,7 +144,7 @@ func TestHashsigBuildBlocksOnlyItsSignatures(t *testing.T) {
 	}
 	building(t, signed)
 	timed(t, time.Second, "Close", h.Close)
-	if err := <-signed; !errors.Is(err, ErrKeyNotFound) {
+	if err := <-signed; !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("the signature building when the HSM closed: %v, want ErrKeyNotFound", err)
 	}
 }
@@ -172,7 +173,7 @@ func TestRetiringAKeyAbandonsItsTreeBuild(t *testing.T) {
 			})
 			select {
 			case err := <-signed:
-				if !errors.Is(err, ErrKeyNotFound) {
+				if !errors.Is(err, hsmapi.ErrKeyNotFound) {
 					t.Errorf("the signature building during %s: %v, want ErrKeyNotFound", how, err)
 				}
 			case <-time.After(time.Second):

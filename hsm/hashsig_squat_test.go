@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
@@ -18,36 +19,36 @@ import (
 // have now are refused to any key.
 func TestHashsigHistoryCannotBeSquatted(t *testing.T) {
 	p := newPair(t)
-	hk := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
-	ek := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable})
+	hk := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
+	ek := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable})
 	id := hssID(t, hk)
-	ew := p.export(t, ek, KEKOAEPSHA256, nil)
+	ew := p.export(t, ek, hsmapi.KEKOAEPSHA256, nil)
 
 	// Where the history records are now: no key may go there.
-	squat := p.importReq(ek, ew, KEKOAEPSHA256, nil)
-	squat.UUID = UUID(packID(1))
-	if _, err := p.dst.Import(ctx, squat); !errors.Is(err, ErrBadArguments) {
+	squat := p.importReq(ek, ew, hsmapi.KEKOAEPSHA256, nil)
+	squat.UUID = hsmapi.UUID(packID(1))
+	if _, err := p.dst.Import(ctx, squat); !errors.Is(err, hsmapi.ErrBadArguments) {
 		t.Errorf("a key under the UUID of an HSS history record: %v", err)
 	}
 	// Where older versions put it: any key may, and the HSS key still
 	// imports.
 	old := sha256.Sum256(append([]byte("cryptech-backup HSS history\x00"), id[:]...))
-	squat.UUID = UUID(old[:16])
+	squat.UUID = hsmapi.UUID(old[:16])
 	if _, err := p.dst.Import(ctx, squat); err != nil {
 		t.Fatalf("a key under the UUID older versions gave the history record: %v", err)
 	}
-	req := p.importReq(hk, p.export(t, hk, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
+	req := p.importReq(hk, p.export(t, hk, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)
 	if _, err := p.dst.Import(ctx, req); err != nil {
 		t.Fatalf("the HSS key after a key took the old history UUID: %v", err)
 	}
 	sig := signHSS(t, p.dst, hk.UUID, "imported")
-	if err := VerifySignature(hk.PublicKey, []byte("imported"), sig, crypto.Hash(0)); err != nil {
+	if err := hsmapi.VerifySignature(hk.PublicKey, []byte("imported"), sig, crypto.Hash(0)); err != nil {
 		t.Fatal(err)
 	}
 	d := sha256.Sum256([]byte("squatter"))
 	esig, err := p.dst.Sign(ctx, squat.UUID, d[:], crypto.SHA256)
 	if err == nil {
-		err = VerifySignature(ek.PublicKey, d[:], esig, crypto.SHA256)
+		err = hsmapi.VerifySignature(ek.PublicKey, d[:], esig, crypto.SHA256)
 	}
 	if err != nil {
 		t.Errorf("the key under the old history UUID: %v", err)
@@ -67,13 +68,13 @@ func TestHashsigHistoryCannotBeSquatted(t *testing.T) {
 // as it is.
 func TestHashsigHistoryPlaceHeldByOldKey(t *testing.T) {
 	p := newPair(t)
-	hk := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+	hk := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
 	id := hssID(t, hk)
 	h := p.dstHSM
 	if err := h.ks.Put(keystore.Record{ID: packID(1), Kind: kindKey, Data: []byte("an older version's key")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.dst.Import(ctx, p.importReq(hk, p.export(t, hk, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)); err != nil {
+	if _, err := p.dst.Import(ctx, p.importReq(hk, p.export(t, hk, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)); err != nil {
 		t.Fatalf("import with a key where the first pack would go: %v", err)
 	}
 	if rec, err := h.ks.Get(packID(1)); err != nil || rec.Kind != kindKey || string(rec.Data) != "an older version's key" {
@@ -87,10 +88,10 @@ func TestHashsigHistoryPlaceHeldByOldKey(t *testing.T) {
 // Every history record's ID is reserved, and no version 4 UUID is.
 func TestHistoryNamespace(t *testing.T) {
 	for i := range 1000 {
-		if u := UUID(packID(uint64(i) << (i % 56))); !isReserved(u) {
+		if u := hsmapi.UUID(packID(uint64(i) << (i % 56))); !isReserved(u) {
 			t.Fatalf("history ID %s is not reserved", u)
 		}
-		u, err := NewUUID(nil)
+		u, err := hsmapi.NewUUID(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +99,7 @@ func TestHistoryNamespace(t *testing.T) {
 			t.Fatalf("version 4 UUID %s is reserved", u)
 		}
 	}
-	if isReserved(UUID{}) {
+	if isReserved(hsmapi.UUID{}) {
 		t.Error("the nil UUID is reserved: it asks the HSM to choose one")
 	}
 }
@@ -110,15 +111,15 @@ func TestHistoryNamespace(t *testing.T) {
 func TestHashsigRefusalNamesEveryPart(t *testing.T) {
 	p := newPair(t)
 	h := p.dstHSM
-	var reqs []ImportRequest
+	var reqs []hsmapi.ImportRequest
 	var ids [][16]byte
-	for _, gr := range []GenerateRequest{
-		{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable},
-		{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable},
-		{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable},
+	for _, gr := range []hsmapi.GenerateRequest{
+		{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable},
+		{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable},
 	} {
 		k := generate(t, p.src, gr)
-		reqs = append(reqs, p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil))
+		reqs = append(reqs, p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil))
 		if k.Hashsig != nil {
 			ids = append(ids, hssID(t, k))
 		}
@@ -134,7 +135,7 @@ func TestHashsigRefusalNamesEveryPart(t *testing.T) {
 	}
 	free := h.ks.Free()
 	_, err := p.dst.ImportBatch(ctx, reqs)
-	if !errors.Is(err, ErrHashsigRangeUsed) || errors.Is(err, ErrKeyNameInUse) {
+	if !errors.Is(err, ErrHashsigRangeUsed) || errors.Is(err, hsmapi.ErrKeyNameInUse) {
 		t.Fatalf("import of two used HSS parts: %v", err)
 	}
 	msg := err.Error()
@@ -151,7 +152,7 @@ func TestHashsigRefusalNamesEveryPart(t *testing.T) {
 		t.Errorf("the refusal says what is not so: %s", msg)
 	}
 	for _, r := range reqs {
-		if _, err := p.dst.Key(ctx, r.UUID); !errors.Is(err, ErrKeyNotFound) {
+		if _, err := p.dst.Key(ctx, r.UUID); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 			t.Errorf("key %s: %v, want not stored", r.UUID, err)
 		}
 	}

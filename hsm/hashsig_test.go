@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 var twoLevels = []hashsig.Level{
@@ -15,7 +16,7 @@ var twoLevels = []hashsig.Level{
 	{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4},
 }
 
-func signHSS(t *testing.T, s *Session, id UUID, msg string) []byte {
+func signHSS(t *testing.T, s *Session, id hsmapi.UUID, msg string) []byte {
 	t.Helper()
 	sig, err := s.Sign(ctx, id, []byte(msg), crypto.Hash(0))
 	if err != nil {
@@ -36,8 +37,8 @@ func sigIndex(t *testing.T, sig []byte) uint64 {
 func TestHashsigKeyStateSurvivesRestart(t *testing.T) {
 	h, dir := newTestHSM(t)
 	s := login(t, h)
-	k := generate(t, s, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags, Label: "lms"})
-	if k.Type != KeyTypeHashsigPrivate || k.Hashsig == nil || k.Hashsig.Remaining != 1024 || len(k.Hashsig.Levels) != 2 {
+	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags, Label: "lms"})
+	if k.Type != hsmapi.KeyTypeHashsigPrivate || k.Hashsig == nil || k.Hashsig.Remaining != 1024 || len(k.Hashsig.Levels) != 2 {
 		t.Fatalf("generated %+v", k)
 	}
 	for i := range 3 {
@@ -45,14 +46,14 @@ func TestHashsigKeyStateSurvivesRestart(t *testing.T) {
 		if err := s.Verify(ctx, k.UUID, []byte("before"), sig, crypto.Hash(0)); err != nil {
 			t.Fatal(err)
 		}
-		if err := VerifySignature(k.PublicKey, []byte("before"), sig, crypto.Hash(0)); err != nil {
+		if err := hsmapi.VerifySignature(k.PublicKey, []byte("before"), sig, crypto.Hash(0)); err != nil {
 			t.Fatal(err)
 		}
 		if got := sigIndex(t, sig); got != uint64(i) {
 			t.Errorf("signature %d used index %d", i, got)
 		}
 	}
-	if _, err := s.Sign(ctx, k.UUID, []byte("x"), crypto.SHA256); !errors.Is(err, ErrBadArguments) {
+	if _, err := s.Sign(ctx, k.UUID, []byte("x"), crypto.SHA256); !errors.Is(err, hsmapi.ErrBadArguments) {
 		t.Errorf("HSS sign with a hash named: %v", err)
 	}
 	s.Close()
@@ -75,17 +76,17 @@ func TestHashsigKeyStateSurvivesRestart(t *testing.T) {
 	if got := sigIndex(t, sig); got != 3 {
 		t.Errorf("after restart the key signed with index %d, want 3", got)
 	}
-	if err := VerifySignature(k.PublicKey, []byte("after"), sig, crypto.Hash(0)); err != nil {
+	if err := hsmapi.VerifySignature(k.PublicKey, []byte("after"), sig, crypto.Hash(0)); err != nil {
 		t.Error(err)
 	}
 }
 
 func TestHashsigExportSplitsTheRange(t *testing.T) {
 	p := newPair(t)
-	k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
+	k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
 	signHSS(t, p.src, k.UUID, "one")
-	w := p.export(t, k, KEKOAEPSHA256, nil)
-	res, err := p.dst.Import(ctx, p.importReq(k, w, KEKOAEPSHA256, nil))
+	w := p.export(t, k, hsmapi.KEKOAEPSHA256, nil)
+	res, err := p.dst.Import(ctx, p.importReq(k, w, hsmapi.KEKOAEPSHA256, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestHashsigExportSplitsTheRange(t *testing.T) {
 	for i := range 20 {
 		for name, s := range map[string]*Session{"source": p.src, "destination": p.dst} {
 			sig := signHSS(t, s, k.UUID, "both")
-			if err := VerifySignature(k.PublicKey, []byte("both"), sig, crypto.Hash(0)); err != nil {
+			if err := hsmapi.VerifySignature(k.PublicKey, []byte("both"), sig, crypto.Hash(0)); err != nil {
 				t.Fatalf("%s signature %d: %v", name, i, err)
 			}
 			idx := sigIndex(t, sig)
@@ -108,7 +109,7 @@ func TestHashsigExportSplitsTheRange(t *testing.T) {
 		}
 	}
 	// The same part again is present, and left alone.
-	again, err := p.dst.Import(ctx, p.importReq(k, w, KEKOAEPSHA256, nil))
+	again, err := p.dst.Import(ctx, p.importReq(k, w, hsmapi.KEKOAEPSHA256, nil))
 	if err != nil || !again.Present {
 		t.Fatalf("re-import: present=%v err=%v", again.Present, err)
 	}
@@ -117,9 +118,9 @@ func TestHashsigExportSplitsTheRange(t *testing.T) {
 		t.Errorf("re-import changed the destination's range: %d left", after.Hashsig.Remaining)
 	}
 	// Another part of the key under another name is refused.
-	w2 := p.export(t, k, KEKOAEPSHA256, nil)
-	req := p.importReq(k, w2, KEKOAEPSHA256, nil)
-	req.UUID = UUID{0x40, 1, 2, 3}
+	w2 := p.export(t, k, hsmapi.KEKOAEPSHA256, nil)
+	req := p.importReq(k, w2, hsmapi.KEKOAEPSHA256, nil)
+	req.UUID = hsmapi.UUID{0x40, 1, 2, 3}
 	if _, err := p.dst.Import(ctx, req); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("second part of one HSS key under another UUID: %v", err)
 	}
@@ -136,12 +137,12 @@ func TestHashsigPresentIsThePartHeld(t *testing.T) {
 	for _, token := range []bool{true, false} {
 		t.Run(fmt.Sprintf("token %v", token), func(t *testing.T) {
 			p := newPair(t)
-			k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
-			part1 := p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
-			part2 := p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
+			k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
+			part1 := p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)
+			part2 := p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)
 			if !token {
-				part1.Flags &^= FlagToken
-				part2.Flags &^= FlagToken
+				part1.Flags &^= hsmapi.FlagToken
+				part2.Flags &^= hsmapi.FlagToken
 			}
 			if _, err := p.dst.Import(ctx, part1); err != nil {
 				t.Fatal(err)
@@ -166,7 +167,7 @@ func TestHashsigPresentIsThePartHeld(t *testing.T) {
 				}
 				// Still part 2, signing on where it was.
 				sig := signHSS(t, s, part2.UUID, when)
-				if err := VerifySignature(k.PublicKey, []byte(when), sig, crypto.Hash(0)); err != nil {
+				if err := hsmapi.VerifySignature(k.PublicKey, []byte(when), sig, crypto.Hash(0)); err != nil {
 					t.Fatal(err)
 				}
 				if q := sigIndex(t, sig); q <= first || q >= first+res.Key.Hashsig.Remaining {
@@ -188,15 +189,15 @@ func TestHashsigPresentIsThePartHeld(t *testing.T) {
 func TestHashsigExhaustion(t *testing.T) {
 	p := newPair(t)
 	one := []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W8}}
-	k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: one, Flags: signFlags | FlagExportable})
+	k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: one, Flags: signFlags | hsmapi.FlagExportable})
 	for range 31 {
 		signHSS(t, p.src, k.UUID, "m")
 	}
-	if _, err := p.src.Export(ctx, ExportRequest{Key: k.UUID, KEKEK: p.kekek.PublicKey, Encryption: KEKOAEPSHA256}); !errors.Is(err, ErrKeyExhausted) {
+	if _, err := p.src.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEK: p.kekek.PublicKey, Encryption: hsmapi.KEKOAEPSHA256}); !errors.Is(err, hsmapi.ErrKeyExhausted) {
 		t.Errorf("export of a key with one signature left: %v", err)
 	}
 	signHSS(t, p.src, k.UUID, "last")
-	if _, err := p.src.Sign(ctx, k.UUID, []byte("m"), crypto.Hash(0)); !errors.Is(err, ErrKeyExhausted) {
+	if _, err := p.src.Sign(ctx, k.UUID, []byte("m"), crypto.Hash(0)); !errors.Is(err, hsmapi.ErrKeyExhausted) {
 		t.Errorf("sign with an exhausted key: %v", err)
 	}
 }
@@ -210,7 +211,7 @@ func TestHashsigGenerateRefusesBadLevels(t *testing.T) {
 		{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHAKE_N32_W4}},
 		{{LMS: 0x99, LMOTS: hashsig.LMOTS_SHA256_N32_W4}},
 	} {
-		if _, err := s.GenerateKey(ctx, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: levels, Flags: signFlags}); !errors.Is(err, ErrBadArguments) {
+		if _, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: levels, Flags: signFlags}); !errors.Is(err, hsmapi.ErrBadArguments) {
 			t.Errorf("levels %v: %v", levels, err)
 		}
 	}
@@ -222,26 +223,26 @@ func TestHashsigGenerateRefusesBadLevels(t *testing.T) {
 // has: all refused, so no index can be signed with twice here.
 func TestHashsigPartArrivesOnce(t *testing.T) {
 	p := newPair(t)
-	k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
-	w := p.export(t, k, KEKOAEPSHA256, nil)
-	req := p.importReq(k, w, KEKOAEPSHA256, nil)
+	k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
+	w := p.export(t, k, hsmapi.KEKOAEPSHA256, nil)
+	req := p.importReq(k, w, hsmapi.KEKOAEPSHA256, nil)
 	twin := req
-	twin.UUID = UUID{0x40, 9}
-	if _, err := p.dst.ImportBatch(ctx, []ImportRequest{req, twin}); !errors.Is(err, ErrBadArguments) {
+	twin.UUID = hsmapi.UUID{0x40, 9}
+	if _, err := p.dst.ImportBatch(ctx, []hsmapi.ImportRequest{req, twin}); !errors.Is(err, hsmapi.ErrBadArguments) {
 		t.Errorf("one part under two UUIDs in one batch: %v", err)
 	}
 	volatile := req
-	volatile.Flags &^= FlagToken
+	volatile.Flags &^= hsmapi.FlagToken
 	if _, err := p.dst.Import(ctx, volatile); err != nil {
 		t.Fatal(err)
 	}
 	fresh := req
-	fresh.UUID = UUID{}
+	fresh.UUID = hsmapi.UUID{}
 	if _, err := p.dst.Import(ctx, fresh); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("the part again as a token key while a volatile copy exists: %v", err)
 	}
 	p.dst.Logout(ctx) // drops the volatile copy
-	if err := p.dst.Login(ctx, UserWheel, wheelPIN); err != nil {
+	if err := p.dst.Login(ctx, hsmapi.UserWheel, wheelPIN); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.dst.Import(ctx, req); !errors.Is(err, ErrHashsigRangeUsed) {
@@ -250,20 +251,20 @@ func TestHashsigPartArrivesOnce(t *testing.T) {
 
 	// A second, different part, under the UUID of a part the destination has.
 	other := newPair(t)
-	k2 := generate(t, other.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
-	w1 := other.export(t, k2, KEKOAEPSHA256, nil)
-	if _, err := other.dst.Import(ctx, other.importReq(k2, w1, KEKOAEPSHA256, nil)); err != nil {
+	k2 := generate(t, other.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
+	w1 := other.export(t, k2, hsmapi.KEKOAEPSHA256, nil)
+	if _, err := other.dst.Import(ctx, other.importReq(k2, w1, hsmapi.KEKOAEPSHA256, nil)); err != nil {
 		t.Fatal(err)
 	}
-	w2 := other.export(t, k2, KEKOAEPSHA256, nil)
-	if _, err := other.dst.Import(ctx, other.importReq(k2, w2, KEKOAEPSHA256, nil)); !errors.Is(err, ErrHashsigRangeUsed) {
+	w2 := other.export(t, k2, hsmapi.KEKOAEPSHA256, nil)
+	if _, err := other.dst.Import(ctx, other.importReq(k2, w2, hsmapi.KEKOAEPSHA256, nil)); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("another part under the same UUID: %v", err)
 	}
 	// Deleted, then the same bundle again.
 	if err := other.dst.DeleteKey(ctx, k2.UUID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := other.dst.Import(ctx, other.importReq(k2, w1, KEKOAEPSHA256, nil)); !errors.Is(err, ErrHashsigRangeUsed) {
+	if _, err := other.dst.Import(ctx, other.importReq(k2, w1, hsmapi.KEKOAEPSHA256, nil)); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("the part again after it was deleted: %v", err)
 	}
 }
@@ -273,10 +274,10 @@ func TestHashsigPartArrivesOnce(t *testing.T) {
 func TestHashsigSignsOnAFullKeystore(t *testing.T) {
 	h, _ := newTestHSM(t)
 	s := login(t, h)
-	k := generate(t, s, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
+	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
 	for {
-		_, err := s.GenerateKey(ctx, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
-		if errors.Is(err, ErrKeystoreFull) {
+		_, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
+		if errors.Is(err, hsmapi.ErrKeystoreFull) {
 			break
 		}
 		if err != nil {
@@ -292,7 +293,7 @@ func TestHashsigSignsOnAFullKeystore(t *testing.T) {
 func TestDeletedHashsigKeyIsWiped(t *testing.T) {
 	h, _ := newTestHSM(t)
 	s := login(t, h)
-	k := generate(t, s, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
+	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
 	signHSS(t, s, k.UUID, "before")
 	h.mu.Lock()
 	hss := h.cache[k.UUID].hss
@@ -322,8 +323,8 @@ func TestGeneratedKeyPartComesBackOnce(t *testing.T) {
 	h, _ := newTestHSM(t)
 	s := login(t, h)
 	free := h.ks.Free()
-	k := generate(t, s, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
-	kekek := generate(t, s, GenerateRequest{Type: KeyTypeRSAPrivate, Bits: 2048, Flags: kekekFlags})
+	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
+	kekek := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: kekekFlags})
 	if got := h.ks.Free(); got != free-2 {
 		t.Errorf("two keys generated took %d blocks", free-got)
 	}
@@ -331,16 +332,16 @@ func TestGeneratedKeyPartComesBackOnce(t *testing.T) {
 	for range 3 {
 		used[sigIndex(t, signHSS(t, s, k.UUID, "before"))] = true
 	}
-	w, err := s.Export(ctx, ExportRequest{Key: k.UUID, KEKEK: kekek.PublicKey, Encryption: KEKOAEPSHA256})
+	w, err := s.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEK: kekek.PublicKey, Encryption: hsmapi.KEKOAEPSHA256})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
 		used[sigIndex(t, signHSS(t, s, k.UUID, "after the split"))] = true
 	}
-	req := ImportRequest{KEKEK: kekek.UUID, Wrapped: w, Encryption: KEKOAEPSHA256, UUID: k.UUID, Flags: k.Flags, PublicKey: k.PublicKey}
+	req := hsmapi.ImportRequest{KEKEK: kekek.UUID, Wrapped: w, Encryption: hsmapi.KEKOAEPSHA256, UUID: k.UUID, Flags: k.Flags, PublicKey: k.PublicKey}
 	fresh := req
-	fresh.UUID = UUID{}
+	fresh.UUID = hsmapi.UUID{}
 	if _, err := s.Import(ctx, fresh); !errors.Is(err, ErrHashsigRangeUsed) {
 		t.Errorf("a part of a key the HSM holds: %v", err)
 	}
@@ -355,7 +356,7 @@ func TestGeneratedKeyPartComesBackOnce(t *testing.T) {
 		if q := sigIndex(t, sig); used[q] {
 			t.Fatalf("the part signed with index %d, which the deleted key used", q)
 		}
-		if err := VerifySignature(k.PublicKey, []byte("the part"), sig, crypto.Hash(0)); err != nil {
+		if err := hsmapi.VerifySignature(k.PublicKey, []byte("the part"), sig, crypto.Hash(0)); err != nil {
 			t.Fatal(err)
 		}
 	}

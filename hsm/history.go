@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
@@ -91,7 +92,7 @@ type hashsigHistory struct {
 var historyPrefix = [6]byte{'H', 'S', 'S', 'H', 'S', 'T'}
 
 // isHistoryID reports whether id is in the history records' namespace.
-func isHistoryID(id UUID) bool {
+func isHistoryID(id hsmapi.UUID) bool {
 	return [6]byte(id[:6]) == historyPrefix && id[6]>>4 == 0
 }
 
@@ -185,7 +186,7 @@ func packSize(entries []*hashsigHistory) int {
 // parsePack decodes a pack, each entry's at set to its ID.
 func parsePack(rec keystore.Record) ([]*hashsigHistory, error) {
 	b := rec.Data
-	if rec.Kind != kindHashsigPack || !isHistoryID(UUID(rec.ID)) || len(b) < packHead || b[0] != packVersion {
+	if rec.Kind != kindHashsigPack || !isHistoryID(hsmapi.UUID(rec.ID)) || len(b) < packHead || b[0] != packVersion {
 		return nil, errBadHistory
 	}
 	n := binary.BigEndian.Uint32(b[1:])
@@ -304,15 +305,15 @@ func (h *HSM) readPacks() (*historyBook, error) {
 	for _, rid := range h.ks.List(kindHashsigPack) {
 		rec, err := h.ks.Get(rid)
 		if err != nil {
-			return nil, fmt.Errorf("HSS history record %s: %w", UUID(rid), err)
+			return nil, fmt.Errorf("HSS history record %s: %w", hsmapi.UUID(rid), err)
 		}
 		entries, err := parsePack(rec)
 		if err != nil {
-			return nil, fmt.Errorf("HSS history record %s: %w", UUID(rid), err)
+			return nil, fmt.Errorf("HSS history record %s: %w", hsmapi.UUID(rid), err)
 		}
 		for _, hh := range entries {
 			if _, dup := b.packed[hh.id]; dup {
-				return nil, fmt.Errorf("HSS history record %s: %w: HSS key %x's history is in two", UUID(rid), errBadHistory, hh.id)
+				return nil, fmt.Errorf("HSS history record %s: %w: HSS key %x's history is in two", hsmapi.UUID(rid), errBadHistory, hh.id)
 			}
 			b.packed[hh.id] = hh
 		}
@@ -327,8 +328,8 @@ func (h *HSM) readPacks() (*historyBook, error) {
 func (h *HSM) historyIntact() error {
 	lockassert.Held(&h.mu)
 	for _, d := range h.ks.CorruptRecords() {
-		if !notHistory(d.Kind, UUID(d.ID)) {
-			return fmt.Errorf("%w: flash block %d is damaged, and its record (%s, kind %d) may have been HSS history: %s", keystore.ErrCorrupt, d.Block, UUID(d.ID), d.Kind, historyLost)
+		if !notHistory(d.Kind, hsmapi.UUID(d.ID)) {
+			return fmt.Errorf("%w: flash block %d is damaged, and its record (%s, kind %d) may have been HSS history: %s", keystore.ErrCorrupt, d.Block, hsmapi.UUID(d.ID), d.Kind, historyLost)
 		}
 	}
 	if blocks := h.ks.CorruptUnnamed(); len(blocks) > 0 {
@@ -364,13 +365,13 @@ const historyLost = "this HSM cannot tell which HSS signatures it received, so i
 // damaged RSA key would then stop every HSS import though it cannot hide a
 // history; it takes a second, independent damage (kind and ID) to hide a
 // pack.
-func notHistory(kind keystore.Kind, id UUID) bool {
+func notHistory(kind keystore.Kind, id hsmapi.UUID) bool {
 	switch kind {
 	case kindKey:
 		return !isReserved(id)
 	case kindPIN:
-		u := User(id[15])
-		return keystore.ID(id) == pinID(u) && (u == UserNormal || u == UserSO || u == UserWheel)
+		u := hsmapi.User(id[15])
+		return keystore.ID(id) == pinID(u) && (u == hsmapi.UserNormal || u == hsmapi.UserSO || u == hsmapi.UserWheel)
 	case kindFlash:
 		return keystore.ID(id) == flashID
 	}
@@ -447,7 +448,7 @@ func (b *historyBook) add(hh *hashsigHistory, r historyRange) error {
 func (b *historyBook) place(hh *hashsigHistory) error {
 	size := entrySize(len(hh.ranges))
 	if packHead+size > keystore.MaxDataSize {
-		return fmt.Errorf("%w: the history of HSS key %x would have %d ranges, more than a flash block holds", ErrKeystoreFull, hh.id, len(hh.ranges))
+		return fmt.Errorf("%w: the history of HSS key %x would have %d ranges, more than a flash block holds", hsmapi.ErrKeystoreFull, hh.id, len(hh.ranges))
 	}
 	ids := slices.SortedFunc(maps.Keys(b.packs), func(x, y keystore.ID) int { return bytes.Compare(x[:], y[:]) })
 	for _, pid := range ids {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/keystore"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
@@ -24,10 +25,10 @@ func TestHashsigHistoriesShareABlock(t *testing.T) {
 	p := newPair(t)
 	h := p.dstHSM
 	const n = 5
-	var reqs []ImportRequest
+	var reqs []hsmapi.ImportRequest
 	for range n {
-		k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
-		reqs = append(reqs, p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil))
+		k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
+		reqs = append(reqs, p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil))
 	}
 	free := h.ks.Free()
 	for _, r := range reqs {
@@ -152,7 +153,7 @@ func TestHistoryPacks(t *testing.T) {
 			t.Fatalf("range %d of %d: %v", i+1, most, err)
 		}
 	}
-	if err := b.add(hh, historyRange{next: 1 << 40, end: 1<<40 + 1}); !errors.Is(err, ErrKeystoreFull) {
+	if err := b.add(hh, historyRange{next: 1 << 40, end: 1<<40 + 1}); !errors.Is(err, hsmapi.ErrKeystoreFull) {
 		t.Errorf("a history larger than a block: %v", err)
 	}
 }
@@ -223,10 +224,10 @@ func TestNewestHistoryBlockDamaged(t *testing.T) {
 			p := newPair(t)
 			h := p.dstHSM
 			dir := h.board.Dir
-			k := generate(t, p.src, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable})
-			req := p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
+			k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
+			req := p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)
 			if !c.token {
-				req.Flags &^= FlagToken
+				req.Flags &^= hsmapi.FlagToken
 			}
 			if _, err := p.dst.Import(ctx, req); err != nil {
 				t.Fatal(err)
@@ -261,7 +262,7 @@ func TestNewestHistoryBlockDamaged(t *testing.T) {
 			if len(h2.DamagedBlocks()) != 1 {
 				t.Errorf("damaged blocks %v, want the history's", h2.DamagedBlocks())
 			}
-			if _, err := s.Key(ctx, req.UUID); !errors.Is(err, ErrKeyNotFound) {
+			if _, err := s.Key(ctx, req.UUID); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 				t.Errorf("the refused key is there: %v", err)
 			}
 		})
@@ -283,17 +284,17 @@ func TestHistoryFailsClosed(t *testing.T) {
 		off  int
 		bits byte
 	}
-	pack := func(off int, bits byte) func(_, _ KeyInfo) damage {
-		return func(_, _ KeyInfo) damage { return damage{packID(1), off, bits} }
+	pack := func(off int, bits byte) func(_, _ hsmapi.KeyInfo) damage {
+		return func(_, _ hsmapi.KeyInfo) damage { return damage{packID(1), off, bits} }
 	}
-	legacy := func(off int, bits byte) func(_, _ KeyInfo) damage {
-		return func(_, next KeyInfo) damage { return damage{legacyHistoryID(hssID(t, next)), off, bits} }
+	legacy := func(off int, bits byte) func(_, _ hsmapi.KeyInfo) damage {
+		return func(_, next hsmapi.KeyInfo) damage { return damage{legacyHistoryID(hssID(t, next)), off, bits} }
 	}
 	for _, c := range []struct {
 		name string
 		// what to damage, given the EC key stored and the HSS key to import
 		// next
-		damage func(ec, next KeyInfo) damage
+		damage func(ec, next hsmapi.KeyInfo) damage
 		// an older version's record of the next key's identifier, which
 		// refuses its import while it is read
 		legacy  bool
@@ -307,27 +308,29 @@ func TestHistoryFailsClosed(t *testing.T) {
 		{"a pack's kind, to a key's", pack(kindAt, byte(kindHashsigPack^kindKey)), false, true},
 		{"an older version's record's ID", legacy(idAt, 0x01), true, true},
 		{"an older version's record's kind, to a key's", legacy(kindAt, byte(kindHashsigLegacy^kindKey)), true, true},
-		{"a key's header", func(ec, _ KeyInfo) damage { return damage{keystore.ID(ec.UUID), 3, 0x01} }, false, true},
-		{"a key's data", func(ec, _ KeyInfo) damage { return damage{keystore.ID(ec.UUID), 300, 0x01} }, false, false},
-		{"a key's ID", func(ec, _ KeyInfo) damage { return damage{keystore.ID(ec.UUID), idAt + 15, 0x01} }, false, false},
-		{"a key's kind, to the SO's PIN's", func(ec, _ KeyInfo) damage { return damage{keystore.ID(ec.UUID), kindAt, byte(kindKey ^ kindPIN)} }, false, true},
-		{"the SO's PIN", func(_, _ KeyInfo) damage { return damage{pinID(UserSO), 60, 0x01} }, false, false},
+		{"a key's header", func(ec, _ hsmapi.KeyInfo) damage { return damage{keystore.ID(ec.UUID), 3, 0x01} }, false, true},
+		{"a key's data", func(ec, _ hsmapi.KeyInfo) damage { return damage{keystore.ID(ec.UUID), 300, 0x01} }, false, false},
+		{"a key's ID", func(ec, _ hsmapi.KeyInfo) damage { return damage{keystore.ID(ec.UUID), idAt + 15, 0x01} }, false, false},
+		{"a key's kind, to the SO's PIN's", func(ec, _ hsmapi.KeyInfo) damage {
+			return damage{keystore.ID(ec.UUID), kindAt, byte(kindKey ^ kindPIN)}
+		}, false, true},
+		{"the SO's PIN", func(_, _ hsmapi.KeyInfo) damage { return damage{pinID(hsmapi.UserSO), 60, 0x01} }, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := newPair(t)
 			h := p.dstHSM
 			dir := h.board.Dir
-			var reqs []ImportRequest
-			var keys []KeyInfo
-			for _, gr := range []GenerateRequest{
-				{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable},
-				{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable},
-				{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | FlagExportable},
-				{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable},
+			var reqs []hsmapi.ImportRequest
+			var keys []hsmapi.KeyInfo
+			for _, gr := range []hsmapi.GenerateRequest{
+				{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable},
+				{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable},
+				{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable},
+				{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable},
 			} {
 				k := generate(t, p.src, gr)
 				keys = append(keys, k)
-				reqs = append(reqs, p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil))
+				reqs = append(reqs, p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil))
 			}
 			if c.legacy {
 				// Every part a split hands out lies in [1, 1024).
@@ -338,7 +341,7 @@ func TestHistoryFailsClosed(t *testing.T) {
 			}
 			// A later write, so that the damaged block is not the newest
 			// (which Open would take for a torn write, if Put wrote it).
-			generate(t, p.dst, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+			generate(t, p.dst, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 			p.dst.Close()
 			h.Close()
 			d := c.damage(keys[1], keys[2])
@@ -359,7 +362,7 @@ func TestHistoryFailsClosed(t *testing.T) {
 					!strings.Contains(err.Error(), "export this HSM's keys to a new HSM") {
 					t.Errorf("HSS import with %s damaged: %v", c.name, err)
 				}
-				if _, err := s.Key(ctx, reqs[2].UUID); !errors.Is(err, ErrKeyNotFound) {
+				if _, err := s.Key(ctx, reqs[2].UUID); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 					t.Errorf("the refused key is there: %v", err)
 				}
 			} else {
@@ -367,7 +370,7 @@ func TestHistoryFailsClosed(t *testing.T) {
 					t.Fatalf("HSS import with %s damaged: %v", c.name, err)
 				}
 				sig := signHSS(t, s, reqs[2].UUID, "imported")
-				if err := VerifySignature(keys[2].PublicKey, []byte("imported"), sig, crypto.Hash(0)); err != nil {
+				if err := hsmapi.VerifySignature(keys[2].PublicKey, []byte("imported"), sig, crypto.Hash(0)); err != nil {
 					t.Error(err)
 				}
 			}
@@ -377,7 +380,7 @@ func TestHistoryFailsClosed(t *testing.T) {
 			dg := sha256.Sum256([]byte("still"))
 			sig, err := s.Sign(ctx, reqs[3].UUID, dg[:], crypto.SHA256)
 			if err == nil {
-				err = VerifySignature(keys[3].PublicKey, dg[:], sig, crypto.SHA256)
+				err = hsmapi.VerifySignature(keys[3].PublicKey, dg[:], sig, crypto.SHA256)
 			}
 			if err != nil {
 				t.Error(err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 	"github.com/hsmkit/cryptech-backup/keystore"
 	"github.com/hsmkit/cryptech-backup/sim"
@@ -117,9 +118,9 @@ type HSM struct {
 	// debug build tag (go test -tags debug).
 	mu sync.Mutex
 	// cache holds token keys already loaded from the keystore.
-	cache map[UUID]*key
+	cache map[hsmapi.UUID]*key
 	// volatile holds the keys without FlagToken, each owned by a session.
-	volatile map[UUID]*key
+	volatile map[hsmapi.UUID]*key
 }
 
 // ErrNotInitialized: the board exists but holds no PINs, e.g. after a crash
@@ -137,7 +138,7 @@ func Create(dir string, cfg InitConfig, opts Options) (*HSM, error) {
 		}
 	}
 	if cfg.Blocks != 0 && (cfg.Blocks < MinBlocks || cfg.Blocks > sim.MaxBlocks) {
-		return nil, fmt.Errorf("create HSM: %w: the flash has %d to %d blocks", ErrBadArguments, MinBlocks, sim.MaxBlocks)
+		return nil, fmt.Errorf("create HSM: %w: the flash has %d to %d blocks", hsmapi.ErrBadArguments, MinBlocks, sim.MaxBlocks)
 	}
 	board, err := sim.CreateBoard(dir, cfg.Blocks)
 	if err != nil {
@@ -166,9 +167,9 @@ func initialize(board *sim.Board, cfg InitConfig, opts Options) (*HSM, error) {
 	}
 	var recs []keystore.Record
 	for _, u := range []struct {
-		user User
+		user hsmapi.User
 		pin  []byte
-	}{{UserWheel, cfg.WheelPIN}, {UserSO, cfg.SOPIN}, {UserNormal, cfg.UserPIN}} {
+	}{{hsmapi.UserWheel, cfg.WheelPIN}, {hsmapi.UserSO, cfg.SOPIN}, {hsmapi.UserNormal, cfg.UserPIN}} {
 		r, err := newPINRecord(board.TRNG, u.pin, opts.PINIterations)
 		if err != nil {
 			return nil, err
@@ -221,7 +222,7 @@ func checkFlashSize(blocks int, ks *keystore.Store) error {
 	// was not cut short (DamagedBlocks reports it, and that user cannot log
 	// in).
 	left := 0
-	for _, u := range []User{UserWheel, UserSO, UserNormal} {
+	for _, u := range []hsmapi.User{hsmapi.UserWheel, hsmapi.UserSO, hsmapi.UserNormal} {
 		if _, err := ks.Get(pinID(u)); err == nil || errors.Is(err, keystore.ErrCorrupt) {
 			left++
 		}
@@ -250,7 +251,7 @@ func checkFlashSize(blocks int, ks *keystore.Store) error {
 
 func newHSM(board *sim.Board, ks *keystore.Store, opts Options) *HSM {
 	return &HSM{board: board, ks: ks, opts: opts, loginTurn: make(chan struct{}, 1),
-		cache: map[UUID]*key{}, volatile: map[UUID]*key{}}
+		cache: map[hsmapi.UUID]*key{}, volatile: map[hsmapi.UUID]*key{}}
 }
 
 // Close powers the HSM off. Volatile keys are gone; token keys stay in flash.
@@ -271,12 +272,12 @@ func (h *HSM) Close() error {
 func (h *HSM) forgetAll() []*key {
 	lockassert.Held(&h.mu)
 	var gone []*key
-	for _, m := range []map[UUID]*key{h.cache, h.volatile} {
+	for _, m := range []map[hsmapi.UUID]*key{h.cache, h.volatile} {
 		for _, k := range m {
 			gone = append(gone, k)
 		}
 	}
-	h.cache, h.volatile = map[UUID]*key{}, map[UUID]*key{}
+	h.cache, h.volatile = map[hsmapi.UUID]*key{}, map[hsmapi.UUID]*key{}
 	return gone
 }
 
@@ -311,7 +312,7 @@ func (h *HSM) NewSession() *Session { return &Session{h: h} }
 
 // pinID is the keystore name of a user's PIN record: a reserved UUID, see
 // isReserved.
-func pinID(u User) keystore.ID {
+func pinID(u hsmapi.User) keystore.ID {
 	var id keystore.ID
 	id[15] = byte(u)
 	return id
@@ -322,16 +323,16 @@ func pinID(u User) keystore.ID {
 // size records), and the namespace of the HSS history records (isHistoryID).
 // New keys get version 4 UUIDs, which are never reserved; imports may not
 // use them.
-func isReserved(id UUID) bool {
+func isReserved(id hsmapi.UUID) bool {
 	var zero [15]byte
 	return [15]byte(id[:15]) == zero && id[15] != 0 || isHistoryID(id)
 }
 
 // checkPIN verifies a user's PIN, waiting before it reports a wrong one.
-func (h *HSM) checkPIN(u User, pin []byte) error {
+func (h *HSM) checkPIN(u hsmapi.User, pin []byte) error {
 	rec, err := h.ks.Get(pinID(u))
 	if errors.Is(err, keystore.ErrNotFound) {
-		return fmt.Errorf("%w: no PIN set for %s", ErrPINIncorrect, u)
+		return fmt.Errorf("%w: no PIN set for %s", hsmapi.ErrPINIncorrect, u)
 	}
 	if err != nil {
 		return fmt.Errorf("read PIN: %w", err)
@@ -342,12 +343,12 @@ func (h *HSM) checkPIN(u User, pin []byte) error {
 	}
 	if !r.verify(pin) {
 		time.Sleep(h.opts.WrongPINDelay)
-		return ErrPINIncorrect
+		return hsmapi.ErrPINIncorrect
 	}
 	return nil
 }
 
-func (h *HSM) setPIN(u User, pin []byte) error {
+func (h *HSM) setPIN(u hsmapi.User, pin []byte) error {
 	r, err := newPINRecord(h.board.TRNG, pin, h.opts.PINIterations)
 	if err != nil {
 		return err
@@ -369,7 +370,7 @@ func (h *HSM) seal(r *keyRecord) ([]byte, error) {
 
 // unseal reverses seal, checking that the record names the UUID it is
 // stored under.
-func (h *HSM) unseal(id UUID, data []byte) (*keyRecord, error) {
+func (h *HSM) unseal(id hsmapi.UUID, data []byte) (*keyRecord, error) {
 	mk, err := h.masterKey()
 	if err != nil {
 		return nil, err
@@ -394,14 +395,14 @@ func (h *HSM) unseal(id UUID, data []byte) (*keyRecord, error) {
 func (h *HSM) masterKey() ([]byte, error) {
 	mk, err := h.board.MKM.Get()
 	if errors.Is(err, sim.ErrMasterKeyNotSet) {
-		return nil, ErrTamper
+		return nil, hsmapi.ErrTamper
 	}
 	return mk, err
 }
 
 // lookup finds a key visible to session s: a token key or one of s's
 // volatile keys. Called with h.mu held.
-func (h *HSM) lookup(s *Session, id UUID) (*key, error) {
+func (h *HSM) lookup(s *Session, id hsmapi.UUID) (*key, error) {
 	lockassert.Held(&h.mu)
 	if k, ok := h.volatile[id]; ok && k.owner == s {
 		return k, nil
@@ -411,7 +412,7 @@ func (h *HSM) lookup(s *Session, id UUID) (*key, error) {
 	}
 	rec, err := h.ks.Get(keystore.ID(id))
 	if errors.Is(err, keystore.ErrNotFound) || err == nil && rec.Kind != kindKey {
-		return nil, fmt.Errorf("%w: %s", ErrKeyNotFound, id)
+		return nil, fmt.Errorf("%w: %s", hsmapi.ErrKeyNotFound, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("key %s: %w", id, err)
@@ -436,7 +437,7 @@ func (h *HSM) lookup(s *Session, id UUID) (*key, error) {
 // on a key no other goroutine has yet.
 func (h *HSM) attachPersist(k *key) {
 	lockassert.Held(&h.mu)
-	if k.hss == nil || k.info.Flags&FlagToken == 0 {
+	if k.hss == nil || k.info.Flags&hsmapi.FlagToken == 0 {
 		return
 	}
 	sk, id := k.hss, k.info.UUID
@@ -451,7 +452,7 @@ func (h *HSM) attachPersist(k *key) {
 		cur := h.cache[id]
 		if cur == nil || cur.hss != sk {
 			// Deleted (or forgotten on tamper): never write it back.
-			return fmt.Errorf("%w: %s", ErrKeyNotFound, id)
+			return fmt.Errorf("%w: %s", hsmapi.ErrKeyNotFound, id)
 		}
 		r := cur.record(der)
 		defer r.wipe()
@@ -461,7 +462,7 @@ func (h *HSM) attachPersist(k *key) {
 		}
 		err = h.ks.Put(keystore.Record{ID: keystore.ID(id), Kind: kindKey, Data: data})
 		if errors.Is(err, keystore.ErrFull) {
-			return fmt.Errorf("%w: no free flash block to store the key's state; delete a key", ErrKeystoreFull)
+			return fmt.Errorf("%w: no free flash block to store the key's state; delete a key", hsmapi.ErrKeystoreFull)
 		}
 		return err
 	})
@@ -471,16 +472,16 @@ func (h *HSM) attachPersist(k *key) {
 func (h *HSM) visibleKeys(s *Session) ([]*key, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var ids []UUID
+	var ids []hsmapi.UUID
 	for _, id := range h.ks.List(kindKey) {
-		ids = append(ids, UUID(id))
+		ids = append(ids, hsmapi.UUID(id))
 	}
 	for id, k := range h.volatile {
 		if k.owner == s {
 			ids = append(ids, id)
 		}
 	}
-	slices.SortFunc(ids, func(a, b UUID) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(ids, func(a, b hsmapi.UUID) int { return bytes.Compare(a[:], b[:]) })
 	keys := make([]*key, 0, len(ids))
 	for _, id := range ids {
 		k, err := h.lookup(s, id)
@@ -494,7 +495,7 @@ func (h *HSM) visibleKeys(s *Session) ([]*key, error) {
 
 // exists reports whether any key, token or volatile of any session, holds
 // id. A damaged keystore record still holds its UUID. Called with h.mu held.
-func (h *HSM) exists(id UUID) (bool, error) {
+func (h *HSM) exists(id hsmapi.UUID) (bool, error) {
 	lockassert.Held(&h.mu)
 	if _, ok := h.volatile[id]; ok {
 		return true, nil
@@ -510,10 +511,10 @@ func (h *HSM) exists(id UUID) (bool, error) {
 }
 
 // newUUID draws a UUID that names no key yet. Called with h.mu held.
-func (h *HSM) newUUID() (UUID, error) {
+func (h *HSM) newUUID() (hsmapi.UUID, error) {
 	lockassert.Held(&h.mu)
 	for {
-		id, err := NewUUID(h.board.TRNG)
+		id, err := hsmapi.NewUUID(h.board.TRNG)
 		if err != nil {
 			return id, err
 		}
@@ -544,7 +545,7 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key, history []keysto
 	var batch []keystore.Record
 	volatile := 0
 	for _, r := range recs {
-		if r.flags&FlagToken == 0 {
+		if r.flags&hsmapi.FlagToken == 0 {
 			volatile++
 			continue
 		}
@@ -564,10 +565,10 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key, history []keysto
 		need++
 	}
 	if h.ks.Free() < need {
-		return fmt.Errorf("%w: %d keys need %d of the flash's %d free blocks (one stays free for updates)", ErrKeystoreFull, len(keys), need, h.ks.Free())
+		return fmt.Errorf("%w: %d keys need %d of the flash's %d free blocks (one stays free for updates)", hsmapi.ErrKeystoreFull, len(keys), need, h.ks.Free())
 	}
 	if len(h.volatile)+volatile > MaxVolatileKeys {
-		return fmt.Errorf("%w: the HSM holds %d volatile keys, at most %d", ErrKeystoreFull, len(h.volatile), MaxVolatileKeys)
+		return fmt.Errorf("%w: the HSM holds %d volatile keys, at most %d", hsmapi.ErrKeystoreFull, len(h.volatile), MaxVolatileKeys)
 	}
 	// One transaction: the keys are new (Commit refuses to replace one),
 	// the history records new or replacing, and a power cut leaves all of
@@ -577,13 +578,13 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key, history []keysto
 	// record lost so would let a deleted part be imported again.
 	err := h.ks.Commit(batch, history)
 	if errors.Is(err, keystore.ErrFull) {
-		return fmt.Errorf("%w: %d keys need more than the %d free flash blocks", ErrKeystoreFull, len(batch), h.ks.Free())
+		return fmt.Errorf("%w: %d keys need more than the %d free flash blocks", hsmapi.ErrKeystoreFull, len(batch), h.ks.Free())
 	}
 	if err != nil {
 		return fmt.Errorf("store keys: %w", err)
 	}
 	for _, k := range keys {
-		if k.info.Flags&FlagToken == 0 {
+		if k.info.Flags&hsmapi.FlagToken == 0 {
 			k.owner = s
 			h.volatile[k.info.UUID] = k
 		} else {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
 
@@ -43,14 +44,14 @@ func newTestHSM(t testing.TB) (*HSM, string) {
 func login(t testing.TB, h *HSM) *Session {
 	t.Helper()
 	s := h.NewSession()
-	if err := s.Login(ctx, UserWheel, wheelPIN); err != nil {
+	if err := s.Login(ctx, hsmapi.UserWheel, wheelPIN); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
 }
 
-func generate(t testing.TB, s *Session, req GenerateRequest) KeyInfo {
+func generate(t testing.TB, s *Session, req hsmapi.GenerateRequest) hsmapi.KeyInfo {
 	t.Helper()
 	k, err := s.GenerateKey(ctx, req)
 	if err != nil {
@@ -59,7 +60,7 @@ func generate(t testing.TB, s *Session, req GenerateRequest) KeyInfo {
 	return k
 }
 
-const signFlags = FlagDigitalSignature | FlagToken
+const signFlags = hsmapi.FlagDigitalSignature | hsmapi.FlagToken
 
 func TestCreateRefusesExistingHSM(t *testing.T) {
 	_, dir := newTestHSM(t)
@@ -72,7 +73,7 @@ func TestCreateRefusesExistingHSM(t *testing.T) {
 func TestCreateRefusesBadFlashSizeAndLeavesNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "hsm")
 	for _, blocks := range []int{1, MinBlocks - 1, 1 << 20} {
-		if _, err := Create(dir, InitConfig{WheelPIN: wheelPIN, SOPIN: soPIN, UserPIN: userPIN, Blocks: blocks}, testOptions); !errors.Is(err, ErrBadArguments) {
+		if _, err := Create(dir, InitConfig{WheelPIN: wheelPIN, SOPIN: soPIN, UserPIN: userPIN, Blocks: blocks}, testOptions); !errors.Is(err, hsmapi.ErrBadArguments) {
 			t.Errorf("%d blocks: got %v", blocks, err)
 		}
 	}
@@ -86,7 +87,7 @@ func TestCreateRefusesBadFlashSizeAndLeavesNothing(t *testing.T) {
 func TestCreateRefusesShortPIN(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "hsm")
 	_, err := Create(dir, InitConfig{WheelPIN: []byte("123"), SOPIN: soPIN, UserPIN: userPIN}, testOptions)
-	if !errors.Is(err, ErrBadArguments) {
+	if !errors.Is(err, hsmapi.ErrBadArguments) {
 		t.Fatalf("got %v, want ErrBadArguments", err)
 	}
 }
@@ -94,8 +95,8 @@ func TestCreateRefusesShortPIN(t *testing.T) {
 func TestTokenKeysSurviveRestartVolatileKeysDoNot(t *testing.T) {
 	h, dir := newTestHSM(t)
 	s := login(t, h)
-	tokenKey := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags, Label: "kept"})
-	volatileKey := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: FlagDigitalSignature})
+	tokenKey := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags, Label: "kept"})
+	volatileKey := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature})
 	s.Close()
 	h.Close()
 
@@ -109,10 +110,10 @@ func TestTokenKeysSurviveRestartVolatileKeysDoNot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("token key lost across restart: %v", err)
 	}
-	if got.Label != "kept" || got.Type != KeyTypeECPrivate || got.Curve != CurveP256 || string(got.PublicKey) != string(tokenKey.PublicKey) {
+	if got.Label != "kept" || got.Type != hsmapi.KeyTypeECPrivate || got.Curve != hsmapi.CurveP256 || string(got.PublicKey) != string(tokenKey.PublicKey) {
 		t.Errorf("token key came back as %+v", got)
 	}
-	if _, err := s2.Key(ctx, volatileKey.UUID); !errors.Is(err, ErrKeyNotFound) {
+	if _, err := s2.Key(ctx, volatileKey.UUID); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("volatile key after restart: got %v, want ErrKeyNotFound", err)
 	}
 	digest := sha256.Sum256([]byte("after restart"))
@@ -120,7 +121,7 @@ func TestTokenKeysSurviveRestartVolatileKeysDoNot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := VerifySignature(tokenKey.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+	if err := hsmapi.VerifySignature(tokenKey.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
 		t.Errorf("signature after restart: %v", err)
 	}
 }
@@ -128,17 +129,17 @@ func TestTokenKeysSurviveRestartVolatileKeysDoNot(t *testing.T) {
 func TestVolatileKeysBelongToTheirSession(t *testing.T) {
 	h, _ := newTestHSM(t)
 	a, b := login(t, h), login(t, h)
-	k := generate(t, a, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: FlagDigitalSignature})
-	if _, err := b.Key(ctx, k.UUID); !errors.Is(err, ErrKeyNotFound) {
+	k := generate(t, a, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature})
+	if _, err := b.Key(ctx, k.UUID); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("another session sees a volatile key: %v", err)
 	}
 	if err := a.Logout(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Login(ctx, UserWheel, wheelPIN); err != nil {
+	if err := a.Login(ctx, hsmapi.UserWheel, wheelPIN); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Key(ctx, k.UUID); !errors.Is(err, ErrKeyNotFound) {
+	if _, err := a.Key(ctx, k.UUID); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("volatile key survived logout: %v", err)
 	}
 }
@@ -146,18 +147,18 @@ func TestVolatileKeysBelongToTheirSession(t *testing.T) {
 func TestLogin(t *testing.T) {
 	h, _ := newTestHSM(t)
 	for _, tc := range []struct {
-		user User
+		user hsmapi.User
 		pin  []byte
 		want error
 	}{
-		{UserWheel, wheelPIN, nil},
-		{UserSO, soPIN, nil},
-		{UserNormal, userPIN, nil},
-		{UserWheel, userPIN, ErrPINIncorrect},
-		{UserNormal, []byte("user-pin-334"), ErrPINIncorrect},
-		{UserNormal, []byte("abc"), ErrBadArguments},
-		{UserNone, userPIN, ErrBadArguments},
-		{User(9), userPIN, ErrBadArguments},
+		{hsmapi.UserWheel, wheelPIN, nil},
+		{hsmapi.UserSO, soPIN, nil},
+		{hsmapi.UserNormal, userPIN, nil},
+		{hsmapi.UserWheel, userPIN, hsmapi.ErrPINIncorrect},
+		{hsmapi.UserNormal, []byte("user-pin-334"), hsmapi.ErrPINIncorrect},
+		{hsmapi.UserNormal, []byte("abc"), hsmapi.ErrBadArguments},
+		{hsmapi.UserNone, userPIN, hsmapi.ErrBadArguments},
+		{hsmapi.User(9), userPIN, hsmapi.ErrBadArguments},
 	} {
 		s := h.NewSession()
 		start := time.Now()
@@ -165,10 +166,10 @@ func TestLogin(t *testing.T) {
 		if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
 			t.Errorf("login %v %q: got %v, want %v", tc.user, tc.pin, err, tc.want)
 		}
-		if tc.want == ErrPINIncorrect && time.Since(start) < testOptions.WrongPINDelay {
+		if tc.want == hsmapi.ErrPINIncorrect && time.Since(start) < testOptions.WrongPINDelay {
 			t.Errorf("login %v with a wrong PIN returned without the wrong-PIN delay", tc.user)
 		}
-		if tc.want != nil && s.User() != UserNone {
+		if tc.want != nil && s.User() != hsmapi.UserNone {
 			t.Errorf("failed login left the session logged in as %v", s.User())
 		}
 		s.Close()
@@ -177,38 +178,41 @@ func TestLogin(t *testing.T) {
 
 func TestOperationsNeedTheRightLogin(t *testing.T) {
 	h, _ := newTestHSM(t)
-	k := generate(t, login(t, h), GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	k := generate(t, login(t, h), hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 	digest := sha256.Sum256(nil)
 
 	anon := h.NewSession()
 	defer anon.Close()
 	so := h.NewSession()
 	defer so.Close()
-	if err := so.Login(ctx, UserSO, soPIN); err != nil {
+	if err := so.Login(ctx, hsmapi.UserSO, soPIN); err != nil {
 		t.Fatal(err)
 	}
 	user := h.NewSession()
 	defer user.Close()
-	if err := user.Login(ctx, UserNormal, userPIN); err != nil {
+	if err := user.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		t.Fatal(err)
 	}
 	ops := map[string]func(s *Session) error{
 		"generate": func(s *Session) error {
-			_, err := s.GenerateKey(ctx, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256})
+			_, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256})
 			return err
 		},
-		"key":    func(s *Session) error { _, err := s.Key(ctx, k.UUID); return err },
-		"keys":   func(s *Session) error { _, err := s.Keys(ctx, Filter{}); return err },
-		"sign":   func(s *Session) error { _, err := s.Sign(ctx, k.UUID, digest[:], crypto.SHA256); return err },
-		"import": func(s *Session) error { _, err := s.Import(ctx, ImportRequest{PublicKey: k.PublicKey}); return err },
-		"export": func(s *Session) error { _, err := s.Export(ctx, ExportRequest{Key: k.UUID}); return err },
+		"key":  func(s *Session) error { _, err := s.Key(ctx, k.UUID); return err },
+		"keys": func(s *Session) error { _, err := s.Keys(ctx, hsmapi.Filter{}); return err },
+		"sign": func(s *Session) error { _, err := s.Sign(ctx, k.UUID, digest[:], crypto.SHA256); return err },
+		"import": func(s *Session) error {
+			_, err := s.Import(ctx, hsmapi.ImportRequest{PublicKey: k.PublicKey})
+			return err
+		},
+		"export": func(s *Session) error { _, err := s.Export(ctx, hsmapi.ExportRequest{Key: k.UUID}); return err },
 		"delete": func(s *Session) error { return s.DeleteKey(ctx, k.UUID) },
 	}
 	for name, op := range ops {
-		if err := op(anon); !errors.Is(err, ErrNotLoggedIn) {
+		if err := op(anon); !errors.Is(err, hsmapi.ErrNotLoggedIn) {
 			t.Errorf("%s without login: got %v, want ErrNotLoggedIn", name, err)
 		}
-		if err := op(so); !errors.Is(err, ErrForbidden) {
+		if err := op(so); !errors.Is(err, hsmapi.ErrForbidden) {
 			t.Errorf("%s as SO: got %v, want ErrForbidden", name, err)
 		}
 	}
@@ -219,8 +223,8 @@ func TestOperationsNeedTheRightLogin(t *testing.T) {
 
 func TestSetPIN(t *testing.T) {
 	h, _ := newTestHSM(t)
-	sessions := map[User]*Session{}
-	for u, pin := range map[User][]byte{UserWheel: wheelPIN, UserSO: soPIN, UserNormal: userPIN} {
+	sessions := map[hsmapi.User]*Session{}
+	for u, pin := range map[hsmapi.User][]byte{hsmapi.UserWheel: wheelPIN, hsmapi.UserSO: soPIN, hsmapi.UserNormal: userPIN} {
 		s := h.NewSession()
 		defer s.Close()
 		if err := s.Login(ctx, u, pin); err != nil {
@@ -229,15 +233,15 @@ func TestSetPIN(t *testing.T) {
 		sessions[u] = s
 	}
 	for _, tc := range []struct {
-		by, of User
+		by, of hsmapi.User
 		ok     bool
 	}{
-		{UserNormal, UserSO, false}, {UserNormal, UserWheel, false}, {UserSO, UserWheel, false},
-		{UserNormal, UserNormal, true}, {UserSO, UserNormal, true}, {UserSO, UserSO, true}, {UserWheel, UserSO, true},
+		{hsmapi.UserNormal, hsmapi.UserSO, false}, {hsmapi.UserNormal, hsmapi.UserWheel, false}, {hsmapi.UserSO, hsmapi.UserWheel, false},
+		{hsmapi.UserNormal, hsmapi.UserNormal, true}, {hsmapi.UserSO, hsmapi.UserNormal, true}, {hsmapi.UserSO, hsmapi.UserSO, true}, {hsmapi.UserWheel, hsmapi.UserSO, true},
 	} {
 		pin := []byte("new-pin-" + tc.by.String() + "-" + tc.of.String())
 		err := sessions[tc.by].SetPIN(ctx, tc.of, pin)
-		if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, ErrForbidden) {
+		if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, hsmapi.ErrForbidden) {
 			t.Errorf("%v sets PIN of %v: got %v, want ok=%v", tc.by, tc.of, err, tc.ok)
 			continue
 		}
@@ -254,28 +258,28 @@ func TestSetPIN(t *testing.T) {
 func TestGenerateSignVerify(t *testing.T) {
 	h, _ := newTestHSM(t)
 	s := login(t, h)
-	reqs := []GenerateRequest{
-		{Type: KeyTypeRSAPrivate, Bits: 2048},
-		{Type: KeyTypeRSAPrivate, Bits: 3072},
-		{Type: KeyTypeECPrivate, Curve: CurveP256},
-		{Type: KeyTypeECPrivate, Curve: CurveP384},
-		{Type: KeyTypeECPrivate, Curve: CurveP521},
+	reqs := []hsmapi.GenerateRequest{
+		{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048},
+		{Type: hsmapi.KeyTypeRSAPrivate, Bits: 3072},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP384},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP521},
 	}
 	if !testing.Short() {
-		reqs = append(reqs, GenerateRequest{Type: KeyTypeRSAPrivate, Bits: 4096})
+		reqs = append(reqs, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 4096})
 	}
 	for _, req := range reqs {
 		req.Flags = signFlags
 		k := generate(t, s, req)
 		wantBits := req.Bits
-		if req.Type == KeyTypeECPrivate {
-			wantBits = map[Curve]int{CurveP256: 256, CurveP384: 384, CurveP521: 521}[req.Curve]
+		if req.Type == hsmapi.KeyTypeECPrivate {
+			wantBits = map[hsmapi.Curve]int{hsmapi.CurveP256: 256, hsmapi.CurveP384: 384, hsmapi.CurveP521: 521}[req.Curve]
 		}
 		if k.Type != req.Type || k.Curve != req.Curve || k.Bits != wantBits || k.Flags != req.Flags {
 			t.Errorf("generated %+v for %+v", k, req)
 		}
 		opts := []crypto.SignerOpts{crypto.SHA256, crypto.SHA384}
-		if req.Type == KeyTypeRSAPrivate {
+		if req.Type == hsmapi.KeyTypeRSAPrivate {
 			opts = append(opts, &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash})
 		}
 		for _, o := range opts {
@@ -289,14 +293,14 @@ func TestGenerateSignVerify(t *testing.T) {
 			if err := s.Verify(ctx, k.UUID, digest, sig, o); err != nil {
 				t.Errorf("verify %v %T: %v", req, o, err)
 			}
-			if err := VerifySignature(k.PublicKey, digest, sig, o); err != nil {
+			if err := hsmapi.VerifySignature(k.PublicKey, digest, sig, o); err != nil {
 				t.Errorf("software verify %v %T: %v", req, o, err)
 			}
 			sig[len(sig)/2] ^= 1
-			if err := s.Verify(ctx, k.UUID, digest, sig, o); !errors.Is(err, ErrInvalidSignature) {
+			if err := s.Verify(ctx, k.UUID, digest, sig, o); !errors.Is(err, hsmapi.ErrInvalidSignature) {
 				t.Errorf("flipped signature %v %T: got %v", req, o, err)
 			}
-			if _, err := s.Sign(ctx, k.UUID, digest[1:], o); !errors.Is(err, ErrBadArguments) {
+			if _, err := s.Sign(ctx, k.UUID, digest[1:], o); !errors.Is(err, hsmapi.ErrBadArguments) {
 				t.Errorf("short digest %v: got %v", req, err)
 			}
 		}
@@ -306,22 +310,22 @@ func TestGenerateSignVerify(t *testing.T) {
 func TestGenerateRefusesBadRequests(t *testing.T) {
 	h, _ := newTestHSM(t)
 	s := login(t, h)
-	for _, req := range []GenerateRequest{
-		{Type: KeyTypeRSAPrivate, Bits: 1024},
-		{Type: KeyTypeRSAPrivate, Bits: 2047},
-		{Type: KeyTypeECPrivate, Curve: Curve(7)},
-		{Type: KeyTypeECPublic, Curve: CurveP256},
-		{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: 1 << 10},
-		{Type: KeyTypeECPrivate, Curve: CurveP256, Label: string(make([]byte, MaxLabelLength+1))},
-		{Type: KeyTypeECPrivate, Curve: CurveP256, Label: "evil\x1b[31mred"},
-		{Type: KeyTypeECPrivate, Curve: CurveP256, Label: "two\nlines"},
-		{Type: KeyTypeECPrivate, Curve: CurveP256, Label: "bad \xff utf-8"},
+	for _, req := range []hsmapi.GenerateRequest{
+		{Type: hsmapi.KeyTypeRSAPrivate, Bits: 1024},
+		{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2047},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.Curve(7)},
+		{Type: hsmapi.KeyTypeECPublic, Curve: hsmapi.CurveP256},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: 1 << 10},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Label: string(make([]byte, hsmapi.MaxLabelLength+1))},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Label: "evil\x1b[31mred"},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Label: "two\nlines"},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Label: "bad \xff utf-8"},
 	} {
-		if _, err := s.GenerateKey(ctx, req); !errors.Is(err, ErrBadArguments) {
+		if _, err := s.GenerateKey(ctx, req); !errors.Is(err, hsmapi.ErrBadArguments) {
 			t.Errorf("generate %+v: got %v, want ErrBadArguments", req, err)
 		}
 	}
-	if keys, _ := s.Keys(ctx, Filter{}); len(keys) != 0 {
+	if keys, _ := s.Keys(ctx, hsmapi.Filter{}); len(keys) != 0 {
 		t.Errorf("refused requests stored %d keys", len(keys))
 	}
 }
@@ -329,19 +333,19 @@ func TestGenerateRefusesBadRequests(t *testing.T) {
 func TestSignNeedsDigitalSignatureAndPrivateKey(t *testing.T) {
 	h, _ := newTestHSM(t)
 	s := login(t, h)
-	k := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: FlagKeyEncipherment | FlagToken})
+	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken})
 	digest := sha256.Sum256(nil)
-	if _, err := s.Sign(ctx, k.UUID, digest[:], crypto.SHA256); !errors.Is(err, ErrForbidden) {
+	if _, err := s.Sign(ctx, k.UUID, digest[:], crypto.SHA256); !errors.Is(err, hsmapi.ErrForbidden) {
 		t.Errorf("sign without digitalsignature: got %v", err)
 	}
-	pub, err := s.Import(ctx, ImportRequest{PublicKey: k.PublicKey, Flags: signFlags})
+	pub, err := s.Import(ctx, hsmapi.ImportRequest{PublicKey: k.PublicKey, Flags: signFlags})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pub.Key.Type != KeyTypeECPublic {
+	if pub.Key.Type != hsmapi.KeyTypeECPublic {
 		t.Errorf("loaded public key has type %v", pub.Key.Type)
 	}
-	if _, err := s.Sign(ctx, pub.Key.UUID, digest[:], crypto.SHA256); !errors.Is(err, ErrUnsupportedKey) {
+	if _, err := s.Sign(ctx, pub.Key.UUID, digest[:], crypto.SHA256); !errors.Is(err, hsmapi.ErrUnsupportedKey) {
 		t.Errorf("sign with a public key: got %v", err)
 	}
 }
@@ -349,20 +353,20 @@ func TestSignNeedsDigitalSignatureAndPrivateKey(t *testing.T) {
 func TestKeysFilter(t *testing.T) {
 	h, _ := newTestHSM(t)
 	s := login(t, h)
-	rsaKey := generate(t, s, GenerateRequest{Type: KeyTypeRSAPrivate, Bits: 2048, Flags: FlagKeyEncipherment | FlagToken})
-	p256 := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable})
-	p384 := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP384, Flags: signFlags})
+	rsaKey := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken})
+	p256 := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable})
+	p384 := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP384, Flags: signFlags})
 	for _, tc := range []struct {
-		f    Filter
-		want []KeyInfo
+		f    hsmapi.Filter
+		want []hsmapi.KeyInfo
 	}{
-		{Filter{}, []KeyInfo{rsaKey, p256, p384}},
-		{Filter{Type: KeyTypeECPrivate}, []KeyInfo{p256, p384}},
-		{Filter{Curve: CurveP384}, []KeyInfo{p384}},
-		{Filter{Mask: FlagExportable, Flags: FlagExportable}, []KeyInfo{p256}},
-		{Filter{Mask: FlagExportable}, []KeyInfo{rsaKey, p384}},
-		{Filter{Type: KeyTypeRSAPrivate, Mask: FlagKeyEncipherment | FlagToken, Flags: FlagKeyEncipherment | FlagToken}, []KeyInfo{rsaKey}},
-		{Filter{Type: KeyTypeRSAPublic}, nil},
+		{hsmapi.Filter{}, []hsmapi.KeyInfo{rsaKey, p256, p384}},
+		{hsmapi.Filter{Type: hsmapi.KeyTypeECPrivate}, []hsmapi.KeyInfo{p256, p384}},
+		{hsmapi.Filter{Curve: hsmapi.CurveP384}, []hsmapi.KeyInfo{p384}},
+		{hsmapi.Filter{Mask: hsmapi.FlagExportable, Flags: hsmapi.FlagExportable}, []hsmapi.KeyInfo{p256}},
+		{hsmapi.Filter{Mask: hsmapi.FlagExportable}, []hsmapi.KeyInfo{rsaKey, p384}},
+		{hsmapi.Filter{Type: hsmapi.KeyTypeRSAPrivate, Mask: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken}, []hsmapi.KeyInfo{rsaKey}},
+		{hsmapi.Filter{Type: hsmapi.KeyTypeRSAPublic}, nil},
 	} {
 		got, err := s.Keys(ctx, tc.f)
 		if err != nil {
@@ -374,15 +378,15 @@ func TestKeysFilter(t *testing.T) {
 	}
 }
 
-func uuids(keys []KeyInfo) map[UUID]bool {
-	m := map[UUID]bool{}
+func uuids(keys []hsmapi.KeyInfo) map[hsmapi.UUID]bool {
+	m := map[hsmapi.UUID]bool{}
 	for _, k := range keys {
 		m[k.UUID] = true
 	}
 	return m
 }
 
-func sameUUIDs(a, b []KeyInfo) bool {
+func sameUUIDs(a, b []hsmapi.KeyInfo) bool {
 	ma, mb := uuids(a), uuids(b)
 	if len(a) != len(ma) || len(ma) != len(mb) {
 		return false
@@ -398,11 +402,11 @@ func sameUUIDs(a, b []KeyInfo) bool {
 func TestDeleteKey(t *testing.T) {
 	h, dir := newTestHSM(t)
 	s := login(t, h)
-	k := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 	if err := s.DeleteKey(ctx, k.UUID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteKey(ctx, k.UUID); !errors.Is(err, ErrKeyNotFound) {
+	if err := s.DeleteKey(ctx, k.UUID); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("second delete: got %v", err)
 	}
 	s.Close()
@@ -412,7 +416,7 @@ func TestDeleteKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h2.Close()
-	if _, err := login(t, h2).Key(ctx, k.UUID); !errors.Is(err, ErrKeyNotFound) {
+	if _, err := login(t, h2).Key(ctx, k.UUID); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("deleted key came back after restart: %v", err)
 	}
 }
@@ -420,7 +424,7 @@ func TestDeleteKey(t *testing.T) {
 func TestTamperLeavesKeystoreUnreadableUntilMasterKeyRestored(t *testing.T) {
 	h, dir := newTestHSM(t)
 	s := login(t, h)
-	k := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 	mk, err := h.board.MKM.Get()
 	if err != nil {
 		t.Fatal(err)
@@ -429,7 +433,7 @@ func TestTamperLeavesKeystoreUnreadableUntilMasterKeyRestored(t *testing.T) {
 	if err := h.Tamper(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Key(ctx, k.UUID); !errors.Is(err, ErrTamper) {
+	if _, err := s.Key(ctx, k.UUID); !errors.Is(err, hsmapi.ErrTamper) {
 		t.Errorf("key right after tamper: got %v, want ErrTamper", err)
 	}
 	s.Close()
@@ -441,10 +445,10 @@ func TestTamperLeavesKeystoreUnreadableUntilMasterKeyRestored(t *testing.T) {
 	}
 	defer h2.Close()
 	s2 := login(t, h2) // PINs are not under the master key
-	if _, err := s2.Key(ctx, k.UUID); !errors.Is(err, ErrTamper) {
+	if _, err := s2.Key(ctx, k.UUID); !errors.Is(err, hsmapi.ErrTamper) {
 		t.Errorf("key after tamper: got %v, want ErrTamper", err)
 	}
-	if _, err := s2.GenerateKey(ctx, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags}); !errors.Is(err, ErrTamper) {
+	if _, err := s2.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags}); !errors.Is(err, hsmapi.ErrTamper) {
 		t.Errorf("generate after tamper: got %v, want ErrTamper", err)
 	}
 	if err := h2.board.MKM.Set(mk); err != nil {
@@ -456,7 +460,7 @@ func TestTamperLeavesKeystoreUnreadableUntilMasterKeyRestored(t *testing.T) {
 }
 
 func TestKeyRecordRoundTripAndBadLengths(t *testing.T) {
-	r := &keyRecord{uuid: UUID{1, 2, 3}, typ: KeyTypeECPrivate, curve: CurveP256, flags: signFlags,
+	r := &keyRecord{uuid: hsmapi.UUID{1, 2, 3}, typ: hsmapi.KeyTypeECPrivate, curve: hsmapi.CurveP256, flags: signFlags,
 		label: "label", public: []byte("public"), private: []byte("private")}
 	b := r.marshal()
 	got, err := parseKeyRecord(b)
@@ -481,7 +485,7 @@ func TestKeyRecordRoundTripAndBadLengths(t *testing.T) {
 // a copy of the private key in an array nothing clears.
 func TestKeyRecordMarshalAllocatesOnce(t *testing.T) {
 	for _, attrs := range []map[uint32][]byte{nil, {1: []byte("a")}, {1: make([]byte, 3000), 7: nil, 9: []byte("xyz")}} {
-		r := &keyRecord{uuid: UUID{1}, typ: KeyTypeRSAPrivate, label: "l", public: make([]byte, 300),
+		r := &keyRecord{uuid: hsmapi.UUID{1}, typ: hsmapi.KeyTypeRSAPrivate, label: "l", public: make([]byte, 300),
 			private: make([]byte, 1200), attrs: attrs}
 		if b := r.marshal(); len(b) != cap(b) {
 			t.Errorf("%d attributes: record of %d bytes in a buffer of %d", len(attrs), len(b), cap(b))
@@ -520,8 +524,8 @@ func (randReader) Read(p []byte) (int, error) {
 func TestDamagedKeyIsReportedNotLost(t *testing.T) {
 	h, dir := newTestHSM(t)
 	s := login(t, h)
-	damaged := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
-	intact := generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	damaged := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
+	intact := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 	s.Close()
 	h.Close()
 
@@ -553,10 +557,10 @@ func TestDamagedKeyIsReportedNotLost(t *testing.T) {
 	if _, err := s2.Key(ctx, intact.UUID); err != nil {
 		t.Errorf("intact key: %v", err)
 	}
-	if _, err := s2.Key(ctx, damaged.UUID); err == nil || errors.Is(err, ErrKeyNotFound) {
+	if _, err := s2.Key(ctx, damaged.UUID); err == nil || errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("damaged key: got %v, want a keystore error, not 'not found'", err)
 	}
-	if _, err := s2.Import(ctx, ImportRequest{UUID: damaged.UUID, PublicKey: intact.PublicKey, Flags: FlagToken}); err == nil {
+	if _, err := s2.Import(ctx, hsmapi.ImportRequest{UUID: damaged.UUID, PublicKey: intact.PublicKey, Flags: hsmapi.FlagToken}); err == nil {
 		t.Error("a new key took the damaged key's UUID")
 	}
 	after, err := os.ReadFile(path)
@@ -573,7 +577,7 @@ func TestDamagedKeyIsReportedNotLost(t *testing.T) {
 func TestOpenRefusesResizedFlash(t *testing.T) {
 	h, dir := newTestHSM(t)
 	s := login(t, h)
-	generate(t, s, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 	s.Close()
 	h.Close()
 	path := filepath.Join(dir, "flash.img")
@@ -638,29 +642,29 @@ func TestOpenRefusesResizedFlash(t *testing.T) {
 func TestVolatileKeysAreBounded(t *testing.T) {
 	h, _ := newTestHSM(t)
 	owner := login(t, h)
-	pub := generate(t, owner, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagToken}).PublicKey
+	pub := generate(t, owner, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagToken}).PublicKey
 	s := login(t, h)
 	for i := range MaxVolatileKeys {
-		if _, err := s.Import(ctx, ImportRequest{PublicKey: pub}); err != nil {
+		if _, err := s.Import(ctx, hsmapi.ImportRequest{PublicKey: pub}); err != nil {
 			t.Fatalf("volatile key %d: %v", i, err)
 		}
 	}
-	if _, err := owner.Import(ctx, ImportRequest{PublicKey: pub}); !errors.Is(err, ErrKeystoreFull) {
+	if _, err := owner.Import(ctx, hsmapi.ImportRequest{PublicKey: pub}); !errors.Is(err, hsmapi.ErrKeystoreFull) {
 		t.Fatalf("one volatile key too many: %v, want ErrKeystoreFull", err)
 	}
 	s.Close()
-	if _, err := owner.Import(ctx, ImportRequest{PublicKey: pub}); err != nil {
+	if _, err := owner.Import(ctx, hsmapi.ImportRequest{PublicKey: pub}); err != nil {
 		t.Errorf("after the session that held them closed: %v", err)
 	}
 }
 
 func TestCheckLabel(t *testing.T) {
 	for label, ok := range map[string]bool{
-		"web server": true, "clé-Ω": true, strings.Repeat("x", MaxLabelLength): true,
-		strings.Repeat("x", MaxLabelLength+1): false, "a\tb": false, "a\x00b": false, "bad\xffutf8": false,
+		"web server": true, "clé-Ω": true, strings.Repeat("x", hsmapi.MaxLabelLength): true,
+		strings.Repeat("x", hsmapi.MaxLabelLength+1): false, "a\tb": false, "a\x00b": false, "bad\xffutf8": false,
 		"evil\u202egnp.exe": false, "zero\u200bwidth": false, "bom\ufeff": false,
 	} {
-		if err := CheckLabel(label); (err == nil) != ok {
+		if err := hsmapi.CheckLabel(label); (err == nil) != ok {
 			t.Errorf("CheckLabel(%q) = %v", label, err)
 		}
 	}

@@ -1,221 +1,20 @@
 package hsm
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/asn1"
-	"errors"
 	"fmt"
 	"io"
-	"reflect"
 
-	"github.com/hsmkit/cryptech-backup/internal/quote"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
 
-// KEKSize is the size of a transit KEK: an AES-256 key.
-const KEKSize = 32
-
-var (
-	oidRSAEncryption    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}
-	oidRSAESOAEP        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 7}
-	oidMGF1             = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 8}
-	oidSHA1             = asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}
-	oidSHA256           = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 1}
-	oidAES256WrapPad    = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 48}
-	asn1NULL            = asn1.RawValue{Tag: asn1.TagNull, FullBytes: []byte{0x05, 0x00}}
-	errEPKI             = errors.New("malformed EncryptedPrivateKeyInfo")
-	errUnknownAlgorithm = errors.New("unsupported key encryption algorithm")
-)
-
-type algorithmIdentifier struct {
-	Algorithm  asn1.ObjectIdentifier
-	Parameters asn1.RawValue `asn1:"optional"`
-}
-
-// encryptedPrivateKeyInfo is PKCS#8's EncryptedPrivateKeyInfo (RFC 5208).
-type encryptedPrivateKeyInfo struct {
-	Algorithm     algorithmIdentifier
-	EncryptedData []byte
-}
-
-// rsaesOAEPParams is RSAES-OAEP-params of RFC 8017; absent fields take the
-// SHA-1 defaults. A pSourceAlgorithm (an OAEP label) is refused.
-type rsaesOAEPParams struct {
-	HashAlgorithm    algorithmIdentifier `asn1:"optional,explicit,tag:0"`
-	MaskGenAlgorithm algorithmIdentifier `asn1:"optional,explicit,tag:1"`
-	PSourceAlgorithm asn1.RawValue       `asn1:"optional,explicit,tag:2"`
-}
-
-func marshalEPKI(alg algorithmIdentifier, data []byte) []byte {
-	der, err := asn1.Marshal(encryptedPrivateKeyInfo{alg, data})
-	if err != nil {
-		panic("hsm: marshal EncryptedPrivateKeyInfo: " + err.Error()) // fixed types: cannot fail
-	}
-	return der
-}
-
-// unmarshalDER parses der into v, accepting only the DER encoding of what
-// it holds and nothing after it. encoding/asn1 alone lets other byte
-// strings through (such as an explicit tag's wrong length), and in a
-// bundle a changed byte must be refused, not read past.
-func unmarshalDER(der []byte, v any) error {
-	rest, err := asn1.Unmarshal(der, v)
-	if err != nil {
-		return err
-	}
-	if len(rest) != 0 {
-		return errors.New("trailing data")
-	}
-	// v is a pointer; Marshal wants what it points to.
-	if again, err := asn1.Marshal(reflect.ValueOf(v).Elem().Interface()); err != nil || !bytes.Equal(again, der) {
-		return errors.New("not DER")
-	}
-	return nil
-}
-
-// parseEPKI parses an EncryptedPrivateKeyInfo. The algorithm's parameters,
-// kept raw, are checked by the caller.
-func parseEPKI(der []byte) (encryptedPrivateKeyInfo, error) {
-	var e encryptedPrivateKeyInfo
-	if err := unmarshalDER(der, &e); err != nil || len(e.EncryptedData) == 0 {
-		return e, errEPKI
-	}
-	return e, nil
-}
-
-// kekAlgorithm is the AlgorithmIdentifier each KEK encryption is written
-// with. PKCS#1 v1.5 carries no parameters, as libhal writes it.
-func kekAlgorithm(enc KEKEncryption) (algorithmIdentifier, error) {
-	switch enc {
-	case KEKPKCS1v15:
-		return algorithmIdentifier{Algorithm: oidRSAEncryption}, nil
-	case KEKOAEPSHA1:
-		return algorithmIdentifier{Algorithm: oidRSAESOAEP, Parameters: mustRaw(rsaesOAEPParams{})}, nil
-	case KEKOAEPSHA256:
-		sha256ID := algorithmIdentifier{Algorithm: oidSHA256, Parameters: asn1NULL}
-		return algorithmIdentifier{Algorithm: oidRSAESOAEP, Parameters: mustRaw(rsaesOAEPParams{
-			HashAlgorithm:    sha256ID,
-			MaskGenAlgorithm: algorithmIdentifier{Algorithm: oidMGF1, Parameters: mustRaw(sha256ID)},
-		})}, nil
-	}
-	return algorithmIdentifier{}, fmt.Errorf("%w: unknown KEK encryption %s", ErrBadArguments, quote.Short(string(enc)))
-}
-
-func mustRaw(v any) asn1.RawValue {
-	der, err := asn1.Marshal(v)
-	if err != nil {
-		panic("hsm: marshal: " + err.Error()) // fixed types: cannot fail
-	}
-	return asn1.RawValue{FullBytes: der}
-}
-
-// KEKEncryptionOfEPKI reads which KEK encryption an encrypted KEK (an
-// EncryptedPrivateKeyInfo, as Export makes it) uses: what a libhal client,
-// which names none, gets.
-func KEKEncryptionOfEPKI(der []byte) (KEKEncryption, error) {
-	e, err := parseEPKI(der)
-	if err != nil {
-		return "", fmt.Errorf("%w: KEK: %v", ErrBadArguments, err)
-	}
-	enc, err := kekEncryptionOf(e.Algorithm)
-	if err != nil {
-		return "", fmt.Errorf("%w: KEK: %v", ErrBadArguments, err)
-	}
-	return enc, nil
-}
-
-// kekEncryptionOf reads which KEK encryption an AlgorithmIdentifier names.
-func kekEncryptionOf(alg algorithmIdentifier) (KEKEncryption, error) {
-	switch {
-	case alg.Algorithm.Equal(oidRSAEncryption):
-		if len(alg.Parameters.FullBytes) != 0 && !isNULL(alg.Parameters) {
-			return "", errUnknownAlgorithm
-		}
-		return KEKPKCS1v15, nil
-	case alg.Algorithm.Equal(oidRSAESOAEP):
-		var p rsaesOAEPParams
-		if err := unmarshalDER(alg.Parameters.FullBytes, &p); err != nil {
-			return "", errUnknownAlgorithm
-		}
-		if len(p.PSourceAlgorithm.FullBytes) != 0 {
-			return "", errUnknownAlgorithm
-		}
-		hash, err := hashOf(p.HashAlgorithm, oidSHA1)
-		if err != nil {
-			return "", err
-		}
-		mgfHash := oidSHA1
-		if len(p.MaskGenAlgorithm.Algorithm) != 0 {
-			if !p.MaskGenAlgorithm.Algorithm.Equal(oidMGF1) {
-				return "", errUnknownAlgorithm
-			}
-			var h algorithmIdentifier
-			if err := unmarshalDER(p.MaskGenAlgorithm.Parameters.FullBytes, &h); err != nil {
-				return "", errUnknownAlgorithm
-			}
-			if mgfHash, err = hashOf(h, nil); err != nil {
-				return "", err
-			}
-		}
-		switch {
-		case hash.Equal(oidSHA256) && mgfHash.Equal(oidSHA256):
-			return KEKOAEPSHA256, nil
-		case hash.Equal(oidSHA1) && mgfHash.Equal(oidSHA1):
-			return KEKOAEPSHA1, nil
-		}
-	}
-	return "", errUnknownAlgorithm
-}
-
-// hashOf returns the hash OID of an AlgorithmIdentifier whose parameters
-// are absent or NULL, or def when the identifier itself is absent.
-func hashOf(alg algorithmIdentifier, def asn1.ObjectIdentifier) (asn1.ObjectIdentifier, error) {
-	if len(alg.Algorithm) == 0 && def != nil {
-		return def, nil
-	}
-	if len(alg.Parameters.FullBytes) != 0 && !isNULL(alg.Parameters) {
-		return nil, errUnknownAlgorithm
-	}
-	return alg.Algorithm, nil
-}
-
-func isNULL(v asn1.RawValue) bool {
-	return len(v.FullBytes) == 2 && v.FullBytes[0] == 0x05 && v.FullBytes[1] == 0x00
-}
-
-// ParseKEKEK checks that a public KEKEK (a SubjectPublicKeyInfo, DER) is an
-// RSA key fit to carry a KEK.
-func ParseKEKEK(spki []byte) (*rsa.PublicKey, error) {
-	pub, err := ParsePublicKey(spki)
-	if err != nil {
-		return nil, fmt.Errorf("KEKEK: %w", err)
-	}
-	rsaPub, ok := pub.(*rsa.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("%w: KEKEK is %s, not an RSA key", ErrUnsupportedKey, keyKind(pub))
-	}
-	if err := checkKEKEKSize(rsaPub); err != nil {
-		return nil, err
-	}
-	return rsaPub, nil
-}
-
-// checkKEKEKSize refuses a KEKEK too small to protect what it carries: the
-// legacy RSA keys this HSM moves may be smaller, a KEKEK may not.
-func checkKEKEKSize(pub *rsa.PublicKey) error {
-	if bits := pub.N.BitLen(); bits < MinGeneratedRSABits {
-		return fmt.Errorf("%w: KEKEK has %d bits, at least %d needed", ErrUnsupportedKey, bits, MinGeneratedRSABits)
-	}
-	return nil
-}
-
-func oaepHash(enc KEKEncryption) crypto.Hash {
-	if enc == KEKOAEPSHA1 {
+func oaepHash(enc hsmapi.KEKEncryption) crypto.Hash {
+	if enc == hsmapi.KEKOAEPSHA1 {
 		return crypto.SHA1
 	}
 	return crypto.SHA256
@@ -223,16 +22,16 @@ func oaepHash(enc KEKEncryption) crypto.Hash {
 
 // encryptKEK encrypts a transit KEK to a KEKEK and encodes it as libhal
 // does, an EncryptedPrivateKeyInfo.
-func encryptKEK(rand io.Reader, kekek *rsa.PublicKey, enc KEKEncryption, kek []byte) ([]byte, error) {
-	alg, err := kekAlgorithm(enc)
-	if err != nil {
+func encryptKEK(rand io.Reader, kekek *rsa.PublicKey, enc hsmapi.KEKEncryption, kek []byte) ([]byte, error) {
+	if _, err := hsmapi.ParseKEKEncryption(string(enc)); err != nil {
 		return nil, err
 	}
 	var ct []byte
+	var err error
 	switch enc {
-	case KEKPKCS1v15:
+	case hsmapi.KEKPKCS1v15:
 		ct, err = rsa.EncryptPKCS1v15(rand, kekek, kek)
-	case KEKOAEPSHA1:
+	case hsmapi.KEKOAEPSHA1:
 		ct, err = rsa.EncryptOAEP(sha1.New(), rand, kekek, kek, nil)
 	default:
 		ct, err = rsa.EncryptOAEP(sha256.New(), rand, kekek, kek, nil)
@@ -240,48 +39,41 @@ func encryptKEK(rand io.Reader, kekek *rsa.PublicKey, enc KEKEncryption, kek []b
 	if err != nil {
 		return nil, fmt.Errorf("encrypt KEK: %w", err)
 	}
-	return marshalEPKI(alg, ct), nil
+	return hsmapi.EncryptedKEK(enc, ct)
 }
 
 // decryptKEK recovers a transit KEK. Every failure that depends on the
 // ciphertext returns ErrDecryption. For PKCS#1 v1.5 a bad padding does not
 // fail here at all: a random KEK takes the real one's place (RFC 5246's
 // defence), so the failure shows later, at unwrap, as the same error.
-func decryptKEK(rand io.Reader, kekek *rsa.PrivateKey, want KEKEncryption, der []byte) ([]byte, error) {
-	e, err := parseEPKI(der)
+func decryptKEK(rand io.Reader, kekek *rsa.PrivateKey, want hsmapi.KEKEncryption, der []byte) ([]byte, error) {
+	ct, err := hsmapi.ParseEncryptedKEK(der, want)
 	if err != nil {
-		return nil, fmt.Errorf("%w: KEK: %v", ErrBadArguments, err)
+		return nil, err
 	}
-	enc, err := kekEncryptionOf(e.Algorithm)
-	if err != nil {
-		return nil, fmt.Errorf("%w: KEK: %v", ErrBadArguments, err)
+	if len(ct) != kekek.Size() {
+		return nil, hsmapi.ErrDecryption
 	}
-	if enc != want {
-		return nil, fmt.Errorf("%w: KEK is encrypted with %s, expected %s", ErrBadArguments, enc, want)
-	}
-	if len(e.EncryptedData) != kekek.Size() {
-		return nil, ErrDecryption
-	}
-	if enc == KEKPKCS1v15 {
-		kek := make([]byte, KEKSize)
+	if want == hsmapi.KEKPKCS1v15 {
+		kek := make([]byte, hsmapi.KEKSize)
 		if _, err := io.ReadFull(rand, kek); err != nil {
 			return nil, fmt.Errorf("random KEK: %w", err)
 		}
-		if err := rsa.DecryptPKCS1v15SessionKey(nil, kekek, e.EncryptedData, kek); err != nil {
+		if err := rsa.DecryptPKCS1v15SessionKey(nil, kekek, ct, kek); err != nil {
 			clear(kek)
-			return nil, ErrDecryption
+			return nil, hsmapi.ErrDecryption
 		}
 		return kek, nil
 	}
-	kek, err := decryptOAEP(kekek, oaepHash(enc), e.EncryptedData, nil)
+	kek, err := decryptOAEP(kekek, oaepHash(want), ct, nil)
 	if err != nil {
 		return nil, err
 	}
 	// The length is checked in constant time too: a short plaintext is as
 	// secret as a bad padding.
-	if subtle.ConstantTimeEq(int32(len(kek)), KEKSize) != 1 {
+	if subtle.ConstantTimeEq(int32(len(kek)), hsmapi.KEKSize) != 1 {
 		clear(kek)
-		return nil, ErrDecryption
+		return nil, hsmapi.ErrDecryption
 	}
 	return kek, nil
 }
@@ -291,7 +83,7 @@ func decryptKEK(rand io.Reader, kekek *rsa.PrivateKey, want KEKEncryption, der [
 func decryptOAEP(priv *rsa.PrivateKey, hash crypto.Hash, ct, label []byte) ([]byte, error) {
 	pt, err := rsa.DecryptOAEP(hash.New(), nil, priv, ct, label)
 	if err != nil {
-		return nil, ErrDecryption
+		return nil, hsmapi.ErrDecryption
 	}
 	return pt, nil
 }
@@ -300,83 +92,30 @@ func decryptOAEP(priv *rsa.PrivateKey, hash crypto.Hash, ct, label []byte) ([]by
 // itself (a PKCS#11 token wraps with C_WrapKey): they must write and read
 // exactly what this HSM does.
 
-// EncryptedPKCS8 encodes a PrivateKeyInfo wrapped with RFC 5649 under a
-// transit KEK: EncryptedPrivateKeyInfo with id-aes256-wrap-pad.
-func EncryptedPKCS8(wrapped []byte) []byte {
-	return marshalEPKI(algorithmIdentifier{Algorithm: oidAES256WrapPad}, wrapped)
-}
-
-// ParseEncryptedPKCS8 reverses EncryptedPKCS8, returning the wrapped bytes.
-func ParseEncryptedPKCS8(der []byte) ([]byte, error) {
-	e, err := parseEPKI(der)
-	if err != nil {
-		return nil, fmt.Errorf("%w: wrapped key: %v", ErrBadArguments, err)
-	}
-	if !e.Algorithm.Algorithm.Equal(oidAES256WrapPad) || len(e.Algorithm.Parameters.FullBytes) != 0 {
-		return nil, fmt.Errorf("%w: wrapped key: %v", ErrBadArguments, errUnknownAlgorithm)
-	}
-	return e.EncryptedData, nil
-}
-
-// EncryptedKEK encodes a KEK encrypted to a KEKEK with enc.
-func EncryptedKEK(enc KEKEncryption, ct []byte) ([]byte, error) {
-	alg, err := kekAlgorithm(enc)
-	if err != nil {
-		return nil, err
-	}
-	return marshalEPKI(alg, ct), nil
-}
-
-// ParseEncryptedKEK reverses EncryptedKEK, checking the encryption is want.
-func ParseEncryptedKEK(der []byte, want KEKEncryption) ([]byte, error) {
-	enc, err := KEKEncryptionOfEPKI(der)
-	if err != nil {
-		return nil, err
-	}
-	if enc != want {
-		return nil, fmt.Errorf("%w: KEK is encrypted with %s, expected %s", ErrBadArguments, enc, want)
-	}
-	e, _ := parseEPKI(der)
-	return e.EncryptedData, nil
-}
-
-// BindingDigest is what a tag wraps under the transit KEK (see
-// ExportRequest.Binding): a hash of the binding under a label of its own.
-func BindingDigest(binding []byte) []byte { return bindingDigest(binding) }
-
 // wrapPKCS8 wraps a PrivateKeyInfo under a transit KEK.
 func wrapPKCS8(kek, der []byte) ([]byte, error) {
 	wrapped, err := sim.KeyWrapPad(kek, der)
 	if err != nil {
 		return nil, fmt.Errorf("wrap key: %w", err)
 	}
-	return EncryptedPKCS8(wrapped), nil
+	return hsmapi.EncryptedPKCS8(wrapped), nil
 }
 
 // unwrapPKCS8 reverses wrapPKCS8; an integrity failure is ErrDecryption.
 func unwrapPKCS8(kek, der []byte) ([]byte, error) {
-	wrapped, err := ParseEncryptedPKCS8(der)
+	wrapped, err := hsmapi.ParseEncryptedPKCS8(der)
 	if err != nil {
 		return nil, err
 	}
 	pt, err := sim.KeyUnwrapPad(kek, wrapped)
 	if err != nil {
-		return nil, ErrDecryption
+		return nil, hsmapi.ErrDecryption
 	}
 	return pt, nil
 }
 
-// bindingDigest is what a tag wraps: a hash of the caller's binding under a
-// label of its own, so that a tag can never pass for a wrapped key.
-func bindingDigest(binding []byte) []byte {
-	h := sha256.New()
-	h.Write([]byte("cryptech-backup binding tag v1\x00"))
-	h.Write(binding)
-	return h.Sum(nil)
-}
-
 func makeTag(kek, binding []byte) ([]byte, error) {
-	tag, err := sim.KeyWrapPad(kek, bindingDigest(binding))
+	tag, err := sim.KeyWrapPad(kek, hsmapi.BindingDigest(binding))
 	if err != nil {
 		return nil, fmt.Errorf("binding tag: %w", err)
 	}
@@ -388,11 +127,11 @@ func makeTag(kek, binding []byte) ([]byte, error) {
 func checkTag(kek, binding, tag []byte) error {
 	got, err := sim.KeyUnwrapPad(kek, tag)
 	if err != nil {
-		return ErrDecryption
+		return hsmapi.ErrDecryption
 	}
 	defer clear(got)
-	if subtle.ConstantTimeCompare(got, bindingDigest(binding)) != 1 {
-		return ErrDecryption
+	if subtle.ConstantTimeCompare(got, hsmapi.BindingDigest(binding)) != 1 {
+		return hsmapi.ErrDecryption
 	}
 	return nil
 }

@@ -2,10 +2,7 @@ package hsm
 
 import (
 	"crypto"
-	"crypto/ecdh"
 	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -18,12 +15,13 @@ import (
 	"sync"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // key is a key held by the HSM, parsed. Token keys are loaded from the
 // keystore on first use and cached; volatile keys live only here.
 type key struct {
-	info KeyInfo
+	info hsmapi.KeyInfo
 	// pub is the public key: *rsa.PublicKey, *ecdsa.PublicKey or
 	// *hashsig.PublicKey.
 	pub crypto.PublicKey
@@ -74,7 +72,7 @@ func (k *key) use(f func() error) error {
 }
 
 func (k *key) goneError() error {
-	return fmt.Errorf("%w: %s was deleted or forgotten", ErrKeyNotFound, k.info.UUID)
+	return fmt.Errorf("%w: %s was deleted or forgotten", hsmapi.ErrKeyNotFound, k.info.UUID)
 }
 
 // retire ends a key the HSM has dropped from its maps. It wipes an HSS key
@@ -89,15 +87,6 @@ func (k *key) retire() {
 	k.life.mu.Lock()
 	defer k.life.mu.Unlock()
 	k.life.gone = true
-}
-
-func hashsigInfo(pk *hashsig.PublicKey, sk *hashsig.PrivateKey) *HashsigInfo {
-	top, _ := pk.Top()
-	hi := &HashsigInfo{L: pk.Levels(), Levels: []hashsig.Level{top}}
-	if sk != nil {
-		hi.Levels = sk.Levels()
-	}
-	return hi
 }
 
 // isPrivate reports whether the key has a private half.
@@ -117,7 +106,7 @@ func (k *key) wipe() {
 // signatures change as it signs. It takes the HSS key's state lock, which a
 // tree build never holds but a persist does, and a persist takes h.mu: so
 // it is never called with h.mu held (see HSM.mu).
-func (k *key) snapshot() KeyInfo {
+func (k *key) snapshot() hsmapi.KeyInfo {
 	info := k.info
 	if info.Hashsig != nil {
 		hi := *info.Hashsig
@@ -133,10 +122,10 @@ func (k *key) snapshot() KeyInfo {
 // is wrapped under the master key. The UUID is inside too, so that a record
 // moved to another block name is refused.
 type keyRecord struct {
-	uuid  UUID
-	typ   KeyType
-	curve Curve
-	flags Flags
+	uuid  hsmapi.UUID
+	typ   hsmapi.KeyType
+	curve hsmapi.Curve
+	flags hsmapi.Flags
 	label string
 	// public is the SubjectPublicKeyInfo, DER.
 	public []byte
@@ -148,9 +137,6 @@ type keyRecord struct {
 }
 
 const keyRecordVersion = 1
-
-// MaxLabelLength bounds a key label.
-const MaxLabelLength = 256
 
 func (r *keyRecord) marshal() []byte {
 	// Sized exactly: an append that outgrew b would leave a copy of the
@@ -187,9 +173,9 @@ func parseKeyRecord(b []byte) (*keyRecord, error) {
 	}
 	r := &keyRecord{}
 	copy(r.uuid[:], b[1:17])
-	r.typ = KeyType(binary.BigEndian.Uint32(b[17:]))
-	r.curve = Curve(binary.BigEndian.Uint32(b[21:]))
-	r.flags = Flags(binary.BigEndian.Uint32(b[25:]))
+	r.typ = hsmapi.KeyType(binary.BigEndian.Uint32(b[17:]))
+	r.curve = hsmapi.Curve(binary.BigEndian.Uint32(b[21:]))
+	r.flags = hsmapi.Flags(binary.BigEndian.Uint32(b[25:]))
 	b = b[29:]
 	var fields [3][]byte
 	for i := range fields {
@@ -216,7 +202,7 @@ func parseKeyRecord(b []byte) (*keyRecord, error) {
 		}
 		t, l := binary.BigEndian.Uint32(b), binary.BigEndian.Uint32(b[4:])
 		b = b[8:]
-		if uint64(l) > uint64(len(b)) || t == AttributeLabel {
+		if uint64(l) > uint64(len(b)) || t == hsmapi.AttributeLabel {
 			return nil, errBadKeyRecord
 		}
 		if r.attrs == nil {
@@ -236,10 +222,10 @@ func parseKeyRecord(b []byte) (*keyRecord, error) {
 
 // newKey builds a key from a record, parsing its DER.
 func newKey(r *keyRecord) (*key, error) {
-	k := &key{info: KeyInfo{UUID: r.uuid, Type: r.typ, Curve: r.curve, Flags: r.flags, Label: r.label, PublicKey: r.public},
+	k := &key{info: hsmapi.KeyInfo{UUID: r.uuid, Type: r.typ, Curve: r.curve, Flags: r.flags, Label: r.label, PublicKey: r.public},
 		attrs: r.attrs, life: new(keyLife)}
 	var err error
-	if k.pub, err = ParsePublicKey(r.public); err != nil {
+	if k.pub, err = hsmapi.ParsePublicKey(r.public); err != nil {
 		return nil, err
 	}
 	if len(r.private) > 0 {
@@ -249,13 +235,13 @@ func newKey(r *keyRecord) (*key, error) {
 		// An HSS key's public key is recomputed from its seed on load: it
 		// must be the one recorded.
 		if k.hss != nil && !k.hss.Public().Equal(k.pub) {
-			return nil, fmt.Errorf("%w: HSS private key does not match its public key", ErrUnsupportedKey)
+			return nil, fmt.Errorf("%w: HSS private key does not match its public key", hsmapi.ErrUnsupportedKey)
 		}
 		if k.hss != nil {
 			k.hssFrom[0], k.hssFrom[1] = k.hss.Range()
 		}
 	}
-	typ, curve, bits, err := describe(k.pub, k.isPrivate())
+	typ, curve, bits, err := hsmapi.DescribeKey(k.pub, k.isPrivate())
 	if err != nil {
 		return nil, err
 	}
@@ -264,117 +250,9 @@ func newKey(r *keyRecord) (*key, error) {
 	}
 	k.info.Bits = bits
 	if pk, ok := k.pub.(*hashsig.PublicKey); ok {
-		k.info.Hashsig = hashsigInfo(pk, k.hss)
+		k.info.Hashsig = hsmapi.NewHashsigInfo(pk, k.hss)
 	}
 	return k, nil
-}
-
-// The RSA keys this HSM holds, as libhal does: keys made elsewhere, legacy
-// ones included, can be loaded, imported, exported and used. Only keys of
-// MinGeneratedRSABits or more are made here, and a KEKEK has at least that.
-const (
-	MinRSABits          = 1024
-	MaxRSABits          = 8192
-	MinGeneratedRSABits = 2048
-)
-
-// CheckGeneratedRSABits refuses a modulus size new keys are not made with:
-// only 2048, 3072 and 4096 bits. Smaller legacy keys (down to MinRSABits)
-// can still be loaded, imported and used, and the error says so.
-func CheckGeneratedRSABits(bits int) error {
-	switch {
-	case bits == 2048, bits == 3072, bits == 4096:
-		return nil
-	case bits >= MinRSABits && bits < MinGeneratedRSABits:
-		return fmt.Errorf("%w: RSA keys under %d bits can be moved and used but not generated", ErrBadArguments, MinGeneratedRSABits)
-	}
-	return fmt.Errorf("%w: new RSA keys have 2048, 3072 or 4096 bits, not %d", ErrBadArguments, bits)
-}
-
-// describe names a public key's libhal type, curve and size, refusing the
-// keys this HSM does not hold.
-func describe(pub crypto.PublicKey, private bool) (KeyType, Curve, int, error) {
-	switch p := pub.(type) {
-	case *rsa.PublicKey:
-		bits := p.N.BitLen()
-		if bits < MinRSABits || bits > MaxRSABits {
-			return 0, 0, 0, fmt.Errorf("%w: RSA keys have %d to %d bits, not %d", ErrUnsupportedKey, MinRSABits, MaxRSABits, bits)
-		}
-		// libhal takes any exponent; Go's crypto/rsa an odd one below 2^31.
-		if p.E < 3 || p.E%2 == 0 {
-			return 0, 0, 0, fmt.Errorf("%w: RSA public exponent %d", ErrUnsupportedKey, p.E)
-		}
-		if private {
-			return KeyTypeRSAPrivate, CurveNone, bits, nil
-		}
-		return KeyTypeRSAPublic, CurveNone, bits, nil
-	case *hashsig.PublicKey:
-		if private {
-			return KeyTypeHashsigPrivate, CurveNone, 0, nil
-		}
-		return KeyTypeHashsigPublic, CurveNone, 0, nil
-	case *ecdsa.PublicKey:
-		var c Curve
-		switch p.Curve {
-		case elliptic.P256():
-			c = CurveP256
-		case elliptic.P384():
-			c = CurveP384
-		case elliptic.P521():
-			c = CurveP521
-		default:
-			return 0, 0, 0, fmt.Errorf("%w: EC curve %s", ErrUnsupportedKey, p.Curve.Params().Name)
-		}
-		if private {
-			return KeyTypeECPrivate, c, p.Curve.Params().BitSize, nil
-		}
-		return KeyTypeECPublic, c, p.Curve.Params().BitSize, nil
-	}
-	return 0, 0, 0, fmt.Errorf("%w: %s", ErrUnsupportedKey, keyKind(pub))
-}
-
-// DescribePublicKey fills the public facts of a KeyInfo (type, curve, size,
-// HSS levels) from a SubjectPublicKeyInfo, for backends that learn keys by
-// their public half. private says whether the key has a private half.
-func DescribePublicKey(spki []byte, private bool) (KeyInfo, error) {
-	pub, err := ParsePublicKey(spki)
-	if err != nil {
-		return KeyInfo{}, err
-	}
-	typ, curve, bits, err := describe(pub, private)
-	if err != nil {
-		return KeyInfo{}, err
-	}
-	info := KeyInfo{Type: typ, Curve: curve, Bits: bits, PublicKey: spki}
-	if hp, ok := pub.(*hashsig.PublicKey); ok {
-		info.Hashsig = hashsigInfo(hp, nil)
-	}
-	return info, nil
-}
-
-// ParsePublicKey parses a SubjectPublicKeyInfo (DER): RSA, EC, or HSS
-// (RFC 9708, giving a *hashsig.PublicKey). Its error says what the bytes
-// are not, without the parser's internals.
-func ParsePublicKey(spki []byte) (crypto.PublicKey, error) {
-	if pub, err := x509.ParsePKIXPublicKey(spki); err == nil {
-		return pub, nil
-	}
-	if pub, err := hashsig.ParsePKIXPublicKey(spki); err == nil {
-		return pub, nil
-	}
-	return nil, fmt.Errorf("%w: not a SubjectPublicKeyInfo of a supported algorithm", ErrUnsupportedKey)
-}
-
-// SamePublicKey reports whether two SubjectPublicKeyInfos hold the same key,
-// whatever their encoding.
-func SamePublicKey(a, b []byte) bool {
-	pa, errA := ParsePublicKey(a)
-	pb, errB := ParsePublicKey(b)
-	if errA != nil || errB != nil {
-		return false
-	}
-	eq, ok := pa.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && eq.Equal(pb)
 }
 
 // parsePrivateKey parses a PKCS#8 PrivateKeyInfo (DER) into a key that
@@ -383,62 +261,45 @@ func parsePrivateKey(der []byte) (crypto.Signer, *hashsig.PrivateKey, error) {
 	if hashsig.IsPKCS8(der) {
 		hss, err := hashsig.ParsePKCS8(der, nil)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrUnsupportedKey, err)
+			return nil, nil, fmt.Errorf("%w: %v", hsmapi.ErrUnsupportedKey, err)
 		}
 		return nil, hss, nil
 	}
 	priv, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: not a PKCS#8 private key of a supported algorithm", ErrUnsupportedKey)
+		return nil, nil, fmt.Errorf("%w: not a PKCS#8 private key of a supported algorithm", hsmapi.ErrUnsupportedKey)
 	}
 	signer, ok := priv.(crypto.Signer)
 	if !ok {
-		return nil, nil, fmt.Errorf("%w: %s", ErrUnsupportedKey, keyKind(priv))
+		return nil, nil, fmt.Errorf("%w: %s", hsmapi.ErrUnsupportedKey, hsmapi.KeyKind(priv))
 	}
 	return signer, nil, nil
-}
-
-// keyKind names a key's algorithm for messages.
-func keyKind(k any) string {
-	switch k.(type) {
-	case *rsa.PublicKey, *rsa.PrivateKey:
-		return "an RSA key"
-	case *ecdsa.PublicKey, *ecdsa.PrivateKey:
-		return "an EC key"
-	case ed25519.PublicKey, ed25519.PrivateKey:
-		return "an Ed25519 key"
-	case *ecdh.PublicKey, *ecdh.PrivateKey:
-		return "an X25519 key"
-	case *hashsig.PublicKey, *hashsig.PrivateKey:
-		return "an HSS key"
-	}
-	return "a key of an unknown kind"
 }
 
 // recordFor makes the record of a new key and the key it loads as. priv is
 // a crypto.Signer (RSA, EC), a *hashsig.PrivateKey, or nil for a public key.
 // RSA and EC keys are parsed back from the record, so that what is stored is
 // exactly what will be loaded; an HSS key is kept as it is, trees built.
-func recordFor(id UUID, priv any, pub crypto.PublicKey, flags Flags, label string) (*keyRecord, *key, error) {
+func recordFor(id hsmapi.UUID, priv any, pub crypto.PublicKey, flags hsmapi.Flags, label string) (*keyRecord, *key, error) {
 	var err error
 	var r *keyRecord
 	switch p := priv.(type) {
 	case *hashsig.PrivateKey:
-		r = &keyRecord{uuid: id, typ: KeyTypeHashsigPrivate, flags: flags, label: label, public: hashsig.MarshalPKIXPublicKey(p.Public())}
+		r = &keyRecord{uuid: id, typ: hsmapi.KeyTypeHashsigPrivate, flags: flags, label: label, public: hashsig.MarshalPKIXPublicKey(p.Public())}
 		if r.private, err = p.MarshalPKCS8(); err != nil {
 			return nil, nil, err
 		}
-		k := &key{info: KeyInfo{UUID: id, Type: r.typ, Flags: flags, Label: label, PublicKey: r.public,
-			Hashsig: hashsigInfo(p.Public(), p)}, pub: p.Public(), hss: p, life: new(keyLife)}
+		k := &key{info: hsmapi.KeyInfo{UUID: id, Type: r.typ, Flags: flags, Label: label, PublicKey: r.public,
+			Hashsig: hsmapi.NewHashsigInfo(p.Public(), p)}, pub: p.Public(), hss: p, life: new(keyLife)}
 		k.hssFrom[0], k.hssFrom[1] = p.Range()
 		return r, k, nil
 	case crypto.Signer:
 		pub = p.Public()
 	case nil:
 	default:
-		return nil, nil, fmt.Errorf("%w: %s", ErrUnsupportedKey, keyKind(priv))
+		return nil, nil, fmt.Errorf("%w: %s", hsmapi.ErrUnsupportedKey, hsmapi.KeyKind(priv))
 	}
-	typ, curve, _, err := describe(pub, priv != nil)
+	typ, curve, _, err := hsmapi.DescribeKey(pub, priv != nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -446,11 +307,11 @@ func recordFor(id UUID, priv any, pub crypto.PublicKey, flags Flags, label strin
 	if hpub, ok := pub.(*hashsig.PublicKey); ok {
 		r.public = hashsig.MarshalPKIXPublicKey(hpub)
 	} else if r.public, err = x509.MarshalPKIXPublicKey(pub); err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrUnsupportedKey, err)
+		return nil, nil, fmt.Errorf("%w: %v", hsmapi.ErrUnsupportedKey, err)
 	}
 	if priv != nil {
 		if r.private, err = x509.MarshalPKCS8PrivateKey(priv); err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrUnsupportedKey, err)
+			return nil, nil, fmt.Errorf("%w: %v", hsmapi.ErrUnsupportedKey, err)
 		}
 	}
 	k, err := newKey(r)
@@ -477,10 +338,10 @@ func pairwiseTest(k *key) error {
 	digest := sha256.Sum256([]byte("cryptech-backup pairwise consistency test"))
 	sig, err := signDigest(k.priv, digest[:], crypto.SHA256)
 	if err == nil {
-		err = verifyDigest(k.pub, digest[:], sig, crypto.SHA256)
+		err = hsmapi.VerifyDigest(k.pub, digest[:], sig, crypto.SHA256)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: pairwise consistency test failed", ErrUnsupportedKey)
+		return fmt.Errorf("%w: pairwise consistency test failed", hsmapi.ErrUnsupportedKey)
 	}
 	return nil
 }
@@ -489,10 +350,10 @@ func pairwiseTest(k *key) error {
 // ASN.1 DER for ECDSA.
 func signDigest(priv crypto.Signer, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if opts == nil {
-		return nil, fmt.Errorf("%w: no hash given", ErrBadArguments)
+		return nil, fmt.Errorf("%w: no hash given", hsmapi.ErrBadArguments)
 	}
 	if h := opts.HashFunc(); h != 0 && len(digest) != h.Size() {
-		return nil, fmt.Errorf("%w: digest is %d bytes, %v needs %d", ErrBadArguments, len(digest), h, h.Size())
+		return nil, fmt.Errorf("%w: digest is %d bytes, %v needs %d", hsmapi.ErrBadArguments, len(digest), h, h.Size())
 	}
 	switch p := priv.(type) {
 	case *rsa.PrivateKey:
@@ -503,46 +364,5 @@ func signDigest(priv crypto.Signer, digest []byte, opts crypto.SignerOpts) ([]by
 	case *ecdsa.PrivateKey:
 		return ecdsa.SignASN1(rand.Reader, p, digest)
 	}
-	return nil, fmt.Errorf("%w: cannot sign with %s", ErrUnsupportedKey, keyKind(priv))
-}
-
-// VerifySignature checks, in software, a signature made as Token.Sign makes
-// them, under a public key given as a SubjectPublicKeyInfo (DER). It returns
-// ErrInvalidSignature when the signature does not verify.
-func VerifySignature(spki, digest, sig []byte, opts crypto.SignerOpts) error {
-	pub, err := ParsePublicKey(spki)
-	if err != nil {
-		return err
-	}
-	return verifyDigest(pub, digest, sig, opts)
-}
-
-func verifyDigest(pub crypto.PublicKey, digest, sig []byte, opts crypto.SignerOpts) error {
-	if opts == nil {
-		return fmt.Errorf("%w: no hash given", ErrBadArguments)
-	}
-	var err error
-	switch p := pub.(type) {
-	case *rsa.PublicKey:
-		if pss, ok := opts.(*rsa.PSSOptions); ok {
-			err = rsa.VerifyPSS(p, pss.Hash, digest, sig, pss)
-		} else {
-			err = rsa.VerifyPKCS1v15(p, opts.HashFunc(), digest, sig)
-		}
-	case *ecdsa.PublicKey:
-		if !ecdsa.VerifyASN1(p, digest, sig) {
-			err = ErrInvalidSignature
-		}
-	case *hashsig.PublicKey:
-		if opts.HashFunc() != 0 {
-			return fmt.Errorf("%w: an HSS signature covers the message itself, not a %v digest", ErrBadArguments, opts.HashFunc())
-		}
-		err = p.Verify(digest, sig)
-	default:
-		return fmt.Errorf("%w: cannot verify with %s", ErrUnsupportedKey, keyKind(pub))
-	}
-	if err != nil {
-		return ErrInvalidSignature
-	}
-	return nil
+	return nil, fmt.Errorf("%w: cannot sign with %s", hsmapi.ErrUnsupportedKey, hsmapi.KeyKind(priv))
 }

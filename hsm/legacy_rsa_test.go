@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/testkeys"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
@@ -19,23 +20,23 @@ import (
 // fullPKCS11Attributes is what a key pair made by a PKCS#11 application
 // carries: the private object's attributes and the public object's, as
 // p11 stores them. It makes a key record as large as one gets.
-func fullPKCS11Attributes() []Attribute {
-	var attrs []Attribute
-	for _, t := range []uint32{CKAToken, CKAPrivate, CKASensitive, CKADecrypt, CKAUnwrap, CKASign, CKASignRecover,
-		CKADerive, CKAExtractable, CKALocal, CKANeverExtractable, CKAAlwaysSensitive, CKAModifiable, CKACopyable,
-		CKADestroyable, CKAAlwaysAuthenticate, CKAWrapWithTrusted} {
-		attrs = append(attrs, Attribute{Type: t, Value: []byte{1}})
+func fullPKCS11Attributes() []hsmapi.Attribute {
+	var attrs []hsmapi.Attribute
+	for _, t := range []uint32{hsmapi.CKAToken, hsmapi.CKAPrivate, hsmapi.CKASensitive, hsmapi.CKADecrypt, hsmapi.CKAUnwrap, hsmapi.CKASign, hsmapi.CKASignRecover,
+		hsmapi.CKADerive, hsmapi.CKAExtractable, hsmapi.CKALocal, hsmapi.CKANeverExtractable, hsmapi.CKAAlwaysSensitive, hsmapi.CKAModifiable, hsmapi.CKACopyable,
+		hsmapi.CKADestroyable, hsmapi.CKAAlwaysAuthenticate, hsmapi.CKAWrapWithTrusted} {
+		attrs = append(attrs, hsmapi.Attribute{Type: t, Value: []byte{1}})
 	}
 	attrs = append(attrs,
-		Attribute{Type: CKAID, Value: bytes.Repeat([]byte{0x0a}, 20)},
-		Attribute{Type: CKASubject, Value: bytes.Repeat([]byte{0x30}, 200)},
-		Attribute{Type: CKAStartDate, Value: []byte("20250101")},
-		Attribute{Type: CKAEndDate, Value: []byte("20351231")},
-		Attribute{Type: AttributePublicObject, Value: EncodeAttributes([]Attribute{
-			{Type: CKAToken, Value: []byte{1}}, {Type: CKAPrivate, Value: []byte{0}}, {Type: CKAEncrypt, Value: []byte{1}},
-			{Type: CKAWrap, Value: []byte{1}}, {Type: CKAVerify, Value: []byte{1}}, {Type: CKAVerifyRecover, Value: []byte{1}},
-			{Type: CKATrusted, Value: []byte{0}}, {Type: CKAModifiable, Value: []byte{1}},
-			{Type: CKAID, Value: bytes.Repeat([]byte{0x0a}, 20)}, {Type: CKASubject, Value: bytes.Repeat([]byte{0x30}, 200)},
+		hsmapi.Attribute{Type: hsmapi.CKAID, Value: bytes.Repeat([]byte{0x0a}, 20)},
+		hsmapi.Attribute{Type: hsmapi.CKASubject, Value: bytes.Repeat([]byte{0x30}, 200)},
+		hsmapi.Attribute{Type: hsmapi.CKAStartDate, Value: []byte("20250101")},
+		hsmapi.Attribute{Type: hsmapi.CKAEndDate, Value: []byte("20351231")},
+		hsmapi.Attribute{Type: hsmapi.AttributePublicObject, Value: hsmapi.EncodeAttributes([]hsmapi.Attribute{
+			{Type: hsmapi.CKAToken, Value: []byte{1}}, {Type: hsmapi.CKAPrivate, Value: []byte{0}}, {Type: hsmapi.CKAEncrypt, Value: []byte{1}},
+			{Type: hsmapi.CKAWrap, Value: []byte{1}}, {Type: hsmapi.CKAVerify, Value: []byte{1}}, {Type: hsmapi.CKAVerifyRecover, Value: []byte{1}},
+			{Type: hsmapi.CKATrusted, Value: []byte{0}}, {Type: hsmapi.CKAModifiable, Value: []byte{1}},
+			{Type: hsmapi.CKAID, Value: bytes.Repeat([]byte{0x0a}, 20)}, {Type: hsmapi.CKASubject, Value: bytes.Repeat([]byte{0x30}, 200)},
 		})})
 	return attrs
 }
@@ -49,26 +50,26 @@ func TestLegacyRSASizes(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newPair(t)
-	label := strings.Repeat("L", MaxLabelLength)
+	label := strings.Repeat("L", hsmapi.MaxLabelLength)
 	for name, key := range map[string]*rsa.PrivateKey{"1024": rsa1024, "1024-e3": testkeys.RSA1024E3(t), "8192": testkeys.RSA8192(t)} {
 		t.Run(name, func(t *testing.T) {
 			der, err := x509.MarshalPKCS8PrivateKey(key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			k, err := p.src.LoadPrivateKey(ctx, LoadRequest{PKCS8: der, Flags: signFlags | FlagExportable, Label: label, Attributes: fullPKCS11Attributes()})
+			k, err := p.src.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: der, Flags: signFlags | hsmapi.FlagExportable, Label: label, Attributes: fullPKCS11Attributes()})
 			if err != nil {
 				t.Fatalf("load: %v", err)
 			}
 			// The longest label a key keeps, as a libhal client may set it.
-			k.Label = strings.Repeat("\xff", MaxRawLabelLength)
-			if err := p.src.SetAttributes(ctx, k.UUID, []Attribute{{Type: AttributeLabel, Value: []byte(k.Label)}}); err != nil {
+			k.Label = strings.Repeat("\xff", hsmapi.MaxRawLabelLength)
+			if err := p.src.SetAttributes(ctx, k.UUID, []hsmapi.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte(k.Label)}}); err != nil {
 				t.Fatal(err)
 			}
-			if k.Bits != key.N.BitLen() || k.Type != KeyTypeRSAPrivate {
+			if k.Bits != key.N.BitLen() || k.Type != hsmapi.KeyTypeRSAPrivate {
 				t.Fatalf("loaded %v of %d bits", k.Type, k.Bits)
 			}
-			for _, enc := range []KEKEncryption{KEKOAEPSHA256, KEKPKCS1v15} {
+			for _, enc := range []hsmapi.KEKEncryption{hsmapi.KEKOAEPSHA256, hsmapi.KEKPKCS1v15} {
 				w := p.export(t, k, enc, []byte("binding"))
 				req := p.importReq(k, w, enc, []byte("binding"))
 				req.Attributes = fullPKCS11Attributes()
@@ -92,7 +93,7 @@ func TestLegacyRSASizes(t *testing.T) {
 				t.Fatal(err)
 			}
 			sig[0] ^= 1
-			if err := p.dst.Verify(ctx, k.UUID, digest[:], sig, crypto.SHA256); !errors.Is(err, ErrInvalidSignature) {
+			if err := p.dst.Verify(ctx, k.UUID, digest[:], sig, crypto.SHA256); !errors.Is(err, hsmapi.ErrInvalidSignature) {
 				t.Fatalf("a flipped signature: %v", err)
 			}
 			rec, err := p.dstHSM.ks.Get(keystore.ID(k.UUID))
@@ -111,7 +112,7 @@ func TestLegacyRSASizes(t *testing.T) {
 // an even exponent, are not held at all.
 func TestLegacyRSARefusals(t *testing.T) {
 	p := newPair(t)
-	if _, err := p.src.GenerateKey(ctx, GenerateRequest{Type: KeyTypeRSAPrivate, Bits: 1024, Flags: signFlags}); !errors.Is(err, ErrBadArguments) ||
+	if _, err := p.src.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 1024, Flags: signFlags}); !errors.Is(err, hsmapi.ErrBadArguments) ||
 		!strings.Contains(err.Error(), "RSA keys under 2048 bits can be moved and used but not generated") {
 		t.Errorf("generate RSA-1024: %v", err)
 	}
@@ -123,20 +124,20 @@ func TestLegacyRSARefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ParseKEKEK(spki); !errors.Is(err, ErrUnsupportedKey) {
+	if _, err := hsmapi.ParseKEKEK(spki); !errors.Is(err, hsmapi.ErrUnsupportedKey) {
 		t.Errorf("a 1024-bit public KEKEK: %v", err)
 	}
 	der, _ := x509.MarshalPKCS8PrivateKey(small)
-	kekek, err := p.dst.LoadPrivateKey(ctx, LoadRequest{PKCS8: der, Flags: kekekFlags})
+	kekek, err := p.dst.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: der, Flags: kekekFlags})
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable})
+	k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable})
 	// Wrapped for the 1024-bit key by hand: export refuses to.
-	w := p.export(t, k, KEKOAEPSHA256, nil)
-	req := p.importReq(k, w, KEKOAEPSHA256, nil)
+	w := p.export(t, k, hsmapi.KEKOAEPSHA256, nil)
+	req := p.importReq(k, w, hsmapi.KEKOAEPSHA256, nil)
 	req.KEKEK = kekek.UUID
-	if _, err := p.dst.Import(ctx, req); !errors.Is(err, ErrUnsupportedKey) || !strings.Contains(err.Error(), "at least 2048") {
+	if _, err := p.dst.Import(ctx, req); !errors.Is(err, hsmapi.ErrUnsupportedKey) || !strings.Contains(err.Error(), "at least 2048") {
 		t.Errorf("import through a 1024-bit KEKEK: %v", err)
 	}
 
@@ -153,7 +154,7 @@ func TestLegacyRSARefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := p.dst.Import(ctx, ImportRequest{PublicKey: spki, Flags: signFlags}); !errors.Is(err, ErrUnsupportedKey) {
+		if _, err := p.dst.Import(ctx, hsmapi.ImportRequest{PublicKey: spki, Flags: signFlags}); !errors.Is(err, hsmapi.ErrUnsupportedKey) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

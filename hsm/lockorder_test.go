@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
@@ -40,7 +41,7 @@ func raceHSM(t *testing.T) *HSM {
 func raceSession(t *testing.T, h *HSM) *Session {
 	t.Helper()
 	s := h.NewSession()
-	if err := s.Login(ctx, UserWheel, wheelPIN); err != nil {
+	if err := s.Login(ctx, hsmapi.UserWheel, wheelPIN); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -90,18 +91,18 @@ func TestKeyOperationsRaceDelete(t *testing.T) {
 				sessions[i] = raceSession(t, h)
 			}
 			ks := raceSession(t, kekekHSM)
-			kekek, err := ks.GenerateKey(ctx, GenerateRequest{Type: KeyTypeRSAPrivate, Bits: 2048, Flags: kekekFlags})
+			kekek, err := ks.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: kekekFlags})
 			if err != nil {
 				t.Fatal(err)
 			}
-			flags := signFlags | FlagExportable
+			flags := signFlags | hsmapi.FlagExportable
 			signed := 0
 			for round := range rounds {
-				var k KeyInfo
+				var k hsmapi.KeyInfo
 				if kind == "hss" {
-					k, err = sessions[0].GenerateKey(ctx, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: flags})
+					k, err = sessions[0].GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: flags})
 				} else {
-					k, err = sessions[0].LoadPrivateKey(ctx, LoadRequest{PKCS8: rsaDER, Flags: flags})
+					k, err = sessions[0].LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: rsaDER, Flags: flags})
 				}
 				if err != nil {
 					t.Fatal(err)
@@ -129,7 +130,7 @@ func TestKeyOperationsRaceDelete(t *testing.T) {
 
 // raceRound runs one round on key k, returning the number of signatures
 // made, and false if the round hung.
-func raceRound(t *testing.T, sessions []*Session, k KeyInfo, kekek []byte, round int) (int, bool) {
+func raceRound(t *testing.T, sessions []*Session, k hsmapi.KeyInfo, kekek []byte, round int) (int, bool) {
 	t.Helper()
 	h := sessions[0].h
 	keysBefore := len(h.ks.List(kindKey))
@@ -152,7 +153,7 @@ func raceRound(t *testing.T, sessions []*Session, k KeyInfo, kekek []byte, round
 				msg := fmt.Appendf(nil, "round %d signer %d message %d", round, i, j)
 				signed := msg
 				opts := crypto.SignerOpts(crypto.Hash(0))
-				if k.Type == KeyTypeRSAPrivate {
+				if k.Type == hsmapi.KeyTypeRSAPrivate {
 					d := sha256.Sum256(msg)
 					signed, opts = d[:], crypto.SHA256
 				}
@@ -172,25 +173,25 @@ func raceRound(t *testing.T, sessions []*Session, k KeyInfo, kekek []byte, round
 	}
 	run(func() {
 		for range 2 {
-			if _, err := sessions[4].Export(ctx, ExportRequest{Key: k.UUID, KEKEK: kekek, Encryption: KEKOAEPSHA256}); err != nil {
+			if _, err := sessions[4].Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEK: kekek, Encryption: hsmapi.KEKOAEPSHA256}); err != nil {
 				return
 			}
 		}
 	})
 	run(func() {
 		for range 4 {
-			if err := sessions[5].SetAttributes(ctx, k.UUID, []Attribute{{Type: 0x101, Value: tag}}); err != nil {
+			if err := sessions[5].SetAttributes(ctx, k.UUID, []hsmapi.Attribute{{Type: 0x101, Value: tag}}); err != nil {
 				return
 			}
 		}
 	})
 	run(func() {
 		for range 4 {
-			if _, err := sessions[6].Keys(ctx, Filter{Attributes: []Attribute{{Type: 0x101, Value: tag}}}); err != nil {
+			if _, err := sessions[6].Keys(ctx, hsmapi.Filter{Attributes: []hsmapi.Attribute{{Type: 0x101, Value: tag}}}); err != nil {
 				t.Errorf("round %d: match: %v", round, err)
 				return
 			}
-			if _, err := sessions[6].Key(ctx, k.UUID); err != nil && !errors.Is(err, ErrKeyNotFound) {
+			if _, err := sessions[6].Key(ctx, k.UUID); err != nil && !errors.Is(err, hsmapi.ErrKeyNotFound) {
 				t.Errorf("round %d: key: %v", round, err)
 				return
 			}
@@ -208,7 +209,7 @@ func raceRound(t *testing.T, sessions []*Session, k KeyInfo, kekek []byte, round
 		return 0, false
 	}
 
-	if _, err := sessions[1].Sign(ctx, k.UUID, make([]byte, 32), crypto.SHA256); !errors.Is(err, ErrKeyNotFound) {
+	if _, err := sessions[1].Sign(ctx, k.UUID, make([]byte, 32), crypto.SHA256); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("round %d: sign after delete: %v", round, err)
 	}
 	if _, err := h.ks.Get(keystore.ID(k.UUID)); !errors.Is(err, keystore.ErrNotFound) {
@@ -218,15 +219,15 @@ func raceRound(t *testing.T, sessions []*Session, k KeyInfo, kekek []byte, round
 		t.Errorf("round %d: %d key records after the delete, want %d", round, n, keysBefore-1)
 	}
 	opts := crypto.SignerOpts(crypto.SHA256)
-	if k.Type == KeyTypeHashsigPrivate {
+	if k.Type == hsmapi.KeyTypeHashsigPrivate {
 		opts = crypto.Hash(0)
 	}
 	used := map[uint64]bool{}
 	for i, sig := range sigs {
-		if err := VerifySignature(k.PublicKey, msgs[i], sig, opts); err != nil {
+		if err := hsmapi.VerifySignature(k.PublicKey, msgs[i], sig, opts); err != nil {
 			t.Errorf("round %d: signature %d does not verify: %v", round, i, err)
 		}
-		if k.Type == KeyTypeHashsigPrivate {
+		if k.Type == hsmapi.KeyTypeHashsigPrivate {
 			q := sigIndex(t, sig)
 			if used[q] {
 				t.Errorf("round %d: index %d used twice", round, q)
@@ -250,7 +251,7 @@ func TestForgettingKeysRacesSigning(t *testing.T) {
 			for round := range rounds {
 				h := raceHSM(t)
 				sessions := []*Session{raceSession(t, h), raceSession(t, h), raceSession(t, h)}
-				k, err := sessions[0].GenerateKey(ctx, GenerateRequest{Type: KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
+				k, err := sessions[0].GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // loginTestDelay is the wrong-PIN delay of the login tests: long enough to
@@ -37,7 +39,7 @@ func TestWrongPINDelayIsHSMWide(t *testing.T) {
 	s := h.NewSession()
 	defer s.Close()
 	start := time.Now()
-	if err := s.Login(ctx, UserNormal, userPIN); err != nil {
+	if err := s.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d >= loginTestDelay {
@@ -54,13 +56,13 @@ func TestWrongPINDelayIsHSMWide(t *testing.T) {
 			defer wg.Done()
 			g := h.NewSession()
 			defer g.Close()
-			errs[i] = g.Login(ctx, UserNormal, fmt.Appendf(nil, "guess-%d", i))
+			errs[i] = g.Login(ctx, hsmapi.UserNormal, fmt.Appendf(nil, "guess-%d", i))
 		}()
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	for i, err := range errs {
-		if !errors.Is(err, ErrPINIncorrect) {
+		if !errors.Is(err, hsmapi.ErrPINIncorrect) {
 			t.Errorf("guess %d: %v, want ErrPINIncorrect", i, err)
 		}
 	}
@@ -71,7 +73,7 @@ func TestWrongPINDelayIsHSMWide(t *testing.T) {
 
 	// Nobody is guessing any more: a right PIN is let in at once again.
 	start = time.Now()
-	if err := h.NewSession().Login(ctx, UserWheel, wheelPIN); err != nil {
+	if err := h.NewSession().Login(ctx, hsmapi.UserWheel, wheelPIN); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d >= loginTestDelay {
@@ -88,10 +90,10 @@ func TestRightPINWaitsItsTurn(t *testing.T) {
 	h := newLoginTestHSM(t)
 	user := h.NewSession()
 	defer user.Close()
-	if err := user.Login(ctx, UserNormal, userPIN); err != nil {
+	if err := user.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		t.Fatal(err)
 	}
-	k := generate(t, user, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	k := generate(t, user, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 
 	// Take the turn, as a wrong guess in its delay does.
 	lock := h.loginTurn
@@ -108,13 +110,13 @@ func TestRightPINWaitsItsTurn(t *testing.T) {
 	s := h.NewSession()
 	defer s.Close()
 	done := make(chan error, 1)
-	go func() { done <- s.Login(ctx, UserWheel, wheelPIN) }()
+	go func() { done <- s.Login(ctx, hsmapi.UserWheel, wheelPIN) }()
 	select {
 	case err := <-done:
 		t.Fatalf("a right PIN was checked while another check held the turn: %v", err)
 	case <-time.After(2 * loginTestDelay):
 	}
-	if s.User() != UserNone {
+	if s.User() != hsmapi.UserNone {
 		t.Fatal("logged in while another check held the turn")
 	}
 
@@ -124,7 +126,7 @@ func TestRightPINWaitsItsTurn(t *testing.T) {
 	if _, err := user.Sign(ctx, k.UUID, digest, crypto.SHA256); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := user.Keys(ctx, Filter{}); err != nil {
+	if _, err := user.Keys(ctx, hsmapi.Filter{}); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(opStart); d >= loginTestDelay {
@@ -132,7 +134,7 @@ func TestRightPINWaitsItsTurn(t *testing.T) {
 	}
 	// And another HSM's logins do not wait for this one's.
 	other := newLoginTestHSM(t)
-	if err := other.NewSession().Login(ctx, UserNormal, userPIN); err != nil {
+	if err := other.NewSession().Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		t.Fatal(err)
 	}
 
@@ -141,10 +143,10 @@ func TestRightPINWaitsItsTurn(t *testing.T) {
 	defer cancel()
 	s2 := h.NewSession()
 	defer s2.Close()
-	if err := s2.Login(tctx, UserNormal, userPIN); !errors.Is(err, context.DeadlineExceeded) {
+	if err := s2.Login(tctx, hsmapi.UserNormal, userPIN); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a login that could not get its turn: %v, want the context's error", err)
 	}
-	if s2.User() != UserNone {
+	if s2.User() != hsmapi.UserNone {
 		t.Error("a login that gave up waiting logged in")
 	}
 
@@ -158,7 +160,7 @@ func TestRightPINWaitsItsTurn(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the login never got its turn")
 	}
-	if s.User() != UserWheel {
+	if s.User() != hsmapi.UserWheel {
 		t.Errorf("logged in as %v, want wheel", s.User())
 	}
 }

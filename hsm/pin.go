@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 const (
@@ -37,7 +39,7 @@ const pinRecordVersion = 1
 
 func checkPINLength(pin []byte) error {
 	if len(pin) < MinPINLength || len(pin) > MaxPINLength {
-		return fmt.Errorf("%w: a PIN has %d to %d bytes", ErrBadArguments, MinPINLength, MaxPINLength)
+		return fmt.Errorf("%w: a PIN has %d to %d bytes", hsmapi.ErrBadArguments, MinPINLength, MaxPINLength)
 	}
 	return nil
 }
@@ -109,7 +111,7 @@ func parsePINRecord(b []byte) (pinRecord, error) {
 // delays however many connections send them, and a right PIN waits behind
 // the wrong ones before it. Only waiting for the turn gives up with ctx;
 // the check and the delay, once begun, run to their end.
-func (h *HSM) checkPINInTurn(ctx context.Context, u User, pin []byte) error {
+func (h *HSM) checkPINInTurn(ctx context.Context, u hsmapi.User, pin []byte) error {
 	select {
 	case h.loginTurn <- struct{}{}:
 	case <-ctx.Done():

@@ -9,56 +9,17 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
-	"slices"
 	"testing"
-)
 
-func TestAttributesEncodeRoundTrip(t *testing.T) {
-	attrs := []Attribute{
-		{Type: CKAVerify, Value: []byte{1}},
-		{Type: CKAID, Value: []byte{0x0a, 0x01}},
-		{Type: CKAEncrypt, Value: []byte{0}},
-		{Type: 0xFFFFFFFF, Value: nil},
-	}
-	enc := EncodeAttributes(attrs)
-	got, err := DecodeAttributes(enc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := slices.Clone(attrs)
-	slices.SortFunc(want, func(a, b Attribute) int { return cmpUint32(a.Type, b.Type) })
-	if len(got) != len(want) {
-		t.Fatalf("got %d attributes, want %d", len(got), len(want))
-	}
-	for i := range got {
-		if got[i].Type != want[i].Type || !bytes.Equal(got[i].Value, want[i].Value) {
-			t.Errorf("attribute %d: got %x=%x, want %x=%x", i, got[i].Type, got[i].Value, want[i].Type, want[i].Value)
-		}
-	}
-	// Every truncation and every extension is refused.
-	for n := range len(enc) {
-		if _, err := DecodeAttributes(enc[:n]); !errors.Is(err, ErrBadAttributes) {
-			t.Errorf("truncated to %d bytes: %v", n, err)
-		}
-	}
-	if _, err := DecodeAttributes(append(enc, 0)); !errors.Is(err, ErrBadAttributes) {
-		t.Errorf("extended: %v", err)
-	}
-	// Unsorted or repeated types are not what EncodeAttributes writes.
-	twice := EncodeAttributes([]Attribute{{Type: 5, Value: []byte{1}}})
-	twice = append(twice, twice[4:]...)
-	twice[3] = 2
-	if _, err := DecodeAttributes(twice); !errors.Is(err, ErrBadAttributes) {
-		t.Errorf("repeated type: %v", err)
-	}
-}
+	"github.com/hsmkit/cryptech-backup/hsmapi"
+)
 
 func TestImportKeepsAttributes(t *testing.T) {
 	p := newPair(t)
-	k := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: FlagDigitalSignature | FlagExportable | FlagToken})
-	w := p.export(t, k, KEKOAEPSHA256, nil)
-	req := p.importReq(k, w, KEKOAEPSHA256, nil)
-	req.Attributes = []Attribute{{Type: CKAID, Value: []byte{0x0a, 0x01}}, {Type: CKADerive, Value: []byte{1}}}
+	k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagExportable | hsmapi.FlagToken})
+	w := p.export(t, k, hsmapi.KEKOAEPSHA256, nil)
+	req := p.importReq(k, w, hsmapi.KEKOAEPSHA256, nil)
+	req.Attributes = []hsmapi.Attribute{{Type: hsmapi.CKAID, Value: []byte{0x0a, 0x01}}, {Type: hsmapi.CKADerive, Value: []byte{1}}}
 	if _, err := p.dst.Import(ctx, req); err != nil {
 		t.Fatal(err)
 	}
@@ -66,20 +27,20 @@ func TestImportKeepsAttributes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].Type != CKAID || !bytes.Equal(got[0].Value, []byte{0x0a, 0x01}) || got[1].Type != CKADerive {
+	if len(got) != 2 || got[0].Type != hsmapi.CKAID || !bytes.Equal(got[0].Value, []byte{0x0a, 0x01}) || got[1].Type != hsmapi.CKADerive {
 		t.Fatalf("attributes after import: %+v", got)
 	}
 
 	// The label is not an attribute; a value too long is refused.
-	for _, bad := range [][]Attribute{
-		{{Type: AttributeLabel, Value: []byte("x")}},
-		{{Type: CKAID, Value: make([]byte, MaxAttributeSize+1)}},
-		{{Type: CKAID, Value: []byte{1}}, {Type: CKAID, Value: []byte{2}}},
+	for _, bad := range [][]hsmapi.Attribute{
+		{{Type: hsmapi.AttributeLabel, Value: []byte("x")}},
+		{{Type: hsmapi.CKAID, Value: make([]byte, hsmapi.MaxAttributeSize+1)}},
+		{{Type: hsmapi.CKAID, Value: []byte{1}}, {Type: hsmapi.CKAID, Value: []byte{2}}},
 	} {
-		k2 := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: FlagDigitalSignature | FlagExportable | FlagToken})
-		req := p.importReq(k2, p.export(t, k2, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil)
+		k2 := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagExportable | hsmapi.FlagToken})
+		req := p.importReq(k2, p.export(t, k2, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)
 		req.Attributes = bad
-		if _, err := p.dst.Import(ctx, req); !errors.Is(err, ErrBadArguments) {
+		if _, err := p.dst.Import(ctx, req); !errors.Is(err, hsmapi.ErrBadArguments) {
 			t.Errorf("attributes %+v: %v, want ErrBadArguments", bad, err)
 		}
 	}
@@ -96,7 +57,7 @@ func TestLoadPrivateKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := s.LoadPrivateKey(ctx, LoadRequest{PKCS8: der, Flags: FlagDigitalSignature, Label: "loaded"})
+	k, err := s.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: der, Flags: hsmapi.FlagDigitalSignature, Label: "loaded"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,10 +70,10 @@ func TestLoadPrivateKey(t *testing.T) {
 		t.Fatal("the loaded key's signature does not verify under its public key")
 	}
 	attrs, err := s.KeyAttributes(ctx, k.UUID)
-	if err != nil || len(attrs) != 1 || attrs[0].Type != CKALocal || !bytes.Equal(attrs[0].Value, []byte{0}) {
+	if err != nil || len(attrs) != 1 || attrs[0].Type != hsmapi.CKALocal || !bytes.Equal(attrs[0].Value, []byte{0}) {
 		t.Fatalf("a loaded key is not local: %+v, %v", attrs, err)
 	}
-	if _, err := s.LoadPrivateKey(ctx, LoadRequest{PKCS8: der[:len(der)-1], Flags: FlagDigitalSignature}); !errors.Is(err, ErrUnsupportedKey) {
+	if _, err := s.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: der[:len(der)-1], Flags: hsmapi.FlagDigitalSignature}); !errors.Is(err, hsmapi.ErrUnsupportedKey) {
 		t.Errorf("truncated PKCS#8: %v", err)
 	}
 	// Volatile: gone when the session logs out.
@@ -120,7 +81,7 @@ func TestLoadPrivateKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = login(t, h)
-	if _, err := s.Key(ctx, k.UUID); !errors.Is(err, ErrKeyNotFound) {
+	if _, err := s.Key(ctx, k.UUID); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("volatile loaded key after logout: %v", err)
 	}
 }

@@ -12,36 +12,37 @@ import (
 	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
 // Export wraps an exportable private key for the holder of the KEKEK: the
 // key's PKCS#8 under a fresh transit KEK, the KEK encrypted to the KEKEK.
-func (s *Session) Export(_ context.Context, req ExportRequest) (WrappedKey, error) {
+func (s *Session) Export(_ context.Context, req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	w, err := s.export(req)
 	if err != nil {
-		return WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
+		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
 	}
 	return w, nil
 }
 
-func (s *Session) export(req ExportRequest) (WrappedKey, error) {
+func (s *Session) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	k, err := s.key(req.Key)
 	if err != nil {
-		return WrappedKey{}, err
+		return hsmapi.WrappedKey{}, err
 	}
 	if !k.isPrivate() {
-		return WrappedKey{}, fmt.Errorf("%w: only private keys are exported wrapped", ErrUnsupportedKey)
+		return hsmapi.WrappedKey{}, fmt.Errorf("%w: only private keys are exported wrapped", hsmapi.ErrUnsupportedKey)
 	}
-	if k.info.Flags&FlagExportable == 0 {
-		return WrappedKey{}, ErrNotExportable
+	if k.info.Flags&hsmapi.FlagExportable == 0 {
+		return hsmapi.WrappedKey{}, hsmapi.ErrNotExportable
 	}
-	kekek, err := ParseKEKEK(req.KEKEK)
+	kekek, err := hsmapi.ParseKEKEK(req.KEKEK)
 	if err != nil {
-		return WrappedKey{}, err
+		return hsmapi.WrappedKey{}, err
 	}
-	if _, err := kekAlgorithm(req.Encryption); err != nil {
-		return WrappedKey{}, err
+	if _, err := hsmapi.ParseKEKEncryption(string(req.Encryption)); err != nil {
+		return hsmapi.WrappedKey{}, err
 	}
 	var der []byte
 	err = k.use(func() (err error) {
@@ -49,25 +50,25 @@ func (s *Session) export(req ExportRequest) (WrappedKey, error) {
 		return err
 	})
 	if err != nil {
-		return WrappedKey{}, err
+		return hsmapi.WrappedKey{}, err
 	}
 	defer clear(der)
 	trng := s.h.board.TRNG
-	kek := make([]byte, KEKSize)
+	kek := make([]byte, hsmapi.KEKSize)
 	defer clear(kek)
 	if _, err := io.ReadFull(trng, kek); err != nil {
-		return WrappedKey{}, fmt.Errorf("transit KEK: %w", err)
+		return hsmapi.WrappedKey{}, fmt.Errorf("transit KEK: %w", err)
 	}
-	var w WrappedKey
+	var w hsmapi.WrappedKey
 	if w.PKCS8, err = wrapPKCS8(kek, der); err != nil {
-		return WrappedKey{}, err
+		return hsmapi.WrappedKey{}, err
 	}
 	if w.KEK, err = encryptKEK(trng, kekek, req.Encryption, kek); err != nil {
-		return WrappedKey{}, err
+		return hsmapi.WrappedKey{}, err
 	}
 	if req.Binding != nil {
 		if w.Tag, err = makeTag(kek, req.Binding); err != nil {
-			return WrappedKey{}, err
+			return hsmapi.WrappedKey{}, err
 		}
 	}
 	return w, nil
@@ -81,13 +82,13 @@ func exportablePKCS8(k *key) ([]byte, error) {
 	if k.hss == nil {
 		der, err := x509.MarshalPKCS8PrivateKey(k.priv)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrUnsupportedKey, err)
+			return nil, fmt.Errorf("%w: %v", hsmapi.ErrUnsupportedKey, err)
 		}
 		return der, nil
 	}
 	part, err := k.hss.Split()
 	if errors.Is(err, hashsig.ErrCannotSplit) {
-		return nil, fmt.Errorf("%w: %v", ErrKeyExhausted, err)
+		return nil, fmt.Errorf("%w: %v", hsmapi.ErrKeyExhausted, err)
 	}
 	if err != nil {
 		return nil, err
@@ -99,10 +100,10 @@ func exportablePKCS8(k *key) ([]byte, error) {
 // Import stores one key exported to one of this HSM's KEKEKs, or a public
 // key. A key already stored under the same UUID with the same public key is
 // left alone and reported as Present.
-func (s *Session) Import(ctx context.Context, req ImportRequest) (ImportResult, error) {
-	res, err := s.ImportBatch(ctx, []ImportRequest{req})
+func (s *Session) Import(ctx context.Context, req hsmapi.ImportRequest) (hsmapi.ImportResult, error) {
+	res, err := s.ImportBatch(ctx, []hsmapi.ImportRequest{req})
 	if err != nil {
-		return ImportResult{}, err
+		return hsmapi.ImportResult{}, err
 	}
 	return res[0], nil
 }
@@ -110,7 +111,7 @@ func (s *Session) Import(ctx context.Context, req ImportRequest) (ImportResult, 
 // ImportBatch imports several keys as one keystore transaction: every key is
 // decrypted and checked first, then all are stored or none, even across a
 // power cut.
-func (s *Session) ImportBatch(ctx context.Context, reqs []ImportRequest) ([]ImportResult, error) {
+func (s *Session) ImportBatch(ctx context.Context, reqs []hsmapi.ImportRequest) ([]hsmapi.ImportResult, error) {
 	if err := s.requireKeyUser(); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
@@ -128,17 +129,17 @@ func (s *Session) ImportBatch(ctx context.Context, reqs []ImportRequest) ([]Impo
 			}
 		}
 	}()
-	seen := map[UUID]bool{}
+	seen := map[hsmapi.UUID]bool{}
 	for i, req := range reqs {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("import: %w", err)
 		}
 		if isReserved(req.UUID) {
-			return nil, fmt.Errorf("import key %d: %w: UUID %s is reserved", i, ErrBadArguments, req.UUID)
+			return nil, fmt.Errorf("import key %d: %w: UUID %s is reserved", i, hsmapi.ErrBadArguments, req.UUID)
 		}
 		if !req.UUID.IsZero() {
 			if seen[req.UUID] {
-				return nil, fmt.Errorf("import key %d: %w: UUID %s given twice", i, ErrBadArguments, req.UUID)
+				return nil, fmt.Errorf("import key %d: %w: UUID %s given twice", i, hsmapi.ErrBadArguments, req.UUID)
 			}
 			seen[req.UUID] = true
 		}
@@ -153,9 +154,9 @@ func (s *Session) ImportBatch(ctx context.Context, reqs []ImportRequest) ([]Impo
 		return nil, err
 	}
 	stored = true
-	results := make([]ImportResult, len(held))
+	results := make([]hsmapi.ImportResult, len(held))
 	for i, k := range held {
-		results[i] = ImportResult{Key: k.snapshot(), Present: k != keys[i]}
+		results[i] = hsmapi.ImportResult{Key: k.snapshot(), Present: k != keys[i]}
 		if k != keys[i] {
 			keys[i].wipe() // the key held already is kept; this copy is not
 		}
@@ -201,7 +202,7 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 		} else if taken {
 			old, err := h.lookup(s, r.uuid)
 			if err != nil || old.info.Type != k.info.Type || !bytes.Equal(old.info.PublicKey, k.info.PublicKey) {
-				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, ErrKeyNameInUse)
+				return nil, fmt.Errorf("import key %d (%s): %w", i, r.uuid, hsmapi.ErrKeyNameInUse)
 			}
 			if k.hss != nil {
 				b, err := history()
@@ -222,7 +223,7 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 		}
 		if k.hss != nil {
 			if first, twice := hssSeen[k.hss.ID()]; twice {
-				return nil, fmt.Errorf("import key %d (%s): %w: key %d of the batch is a part of this HSS key too", i, r.uuid, ErrBadArguments, first)
+				return nil, fmt.Errorf("import key %d (%s): %w: key %d of the batch is a part of this HSS key too", i, r.uuid, hsmapi.ErrBadArguments, first)
 			}
 			hssSeen[k.hss.ID()] = i
 			b, err := history()
@@ -261,17 +262,17 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 // be any bytes this HSM keeps (CheckRawLabel): a key arrives with the label
 // it had, whatever a libhal client set there; the bundle's reader decides
 // which labels a file may give as text.
-func (s *Session) prepareImport(req ImportRequest) (*keyRecord, *key, error) {
+func (s *Session) prepareImport(req hsmapi.ImportRequest) (*keyRecord, *key, error) {
 	if err := checkFlags(req.Flags); err != nil {
 		return nil, nil, err
 	}
-	if err := CheckRawLabel(req.Label); err != nil {
+	if err := hsmapi.CheckRawLabel(req.Label); err != nil {
 		return nil, nil, err
 	}
 	var priv any
 	var pub crypto.PublicKey
 	if len(req.Wrapped.PKCS8) == 0 {
-		p, err := ParsePublicKey(req.PublicKey)
+		p, err := hsmapi.ParsePublicKey(req.PublicKey)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -294,28 +295,28 @@ func (s *Session) prepareImport(req ImportRequest) (*keyRecord, *key, error) {
 		r.wipe()
 		return nil, nil, err
 	}
-	if priv != nil && req.PublicKey != nil && !SamePublicKey(req.PublicKey, k.info.PublicKey) {
+	if priv != nil && req.PublicKey != nil && !hsmapi.SamePublicKey(req.PublicKey, k.info.PublicKey) {
 		r.wipe()
-		return nil, nil, fmt.Errorf("%w: the unwrapped key does not match the public key given with it", ErrBadArguments)
+		return nil, nil, fmt.Errorf("%w: the unwrapped key does not match the public key given with it", hsmapi.ErrBadArguments)
 	}
 	return r, k, nil
 }
 
 // unwrap recovers a private key from an ImportRequest, checking its binding:
 // a crypto.Signer or a *hashsig.PrivateKey.
-func (s *Session) unwrap(req ImportRequest) (any, error) {
+func (s *Session) unwrap(req hsmapi.ImportRequest) (any, error) {
 	kekek, err := s.key(req.KEKEK)
 	if err != nil {
 		return nil, fmt.Errorf("KEKEK: %w", err)
 	}
 	rsaKEKEK, ok := kekek.priv.(*rsa.PrivateKey)
-	if !ok || kekek.info.Type != KeyTypeRSAPrivate {
-		return nil, fmt.Errorf("%w: KEKEK %s is %v, not an RSA private key", ErrUnsupportedKey, req.KEKEK, kekek.info.Type)
+	if !ok || kekek.info.Type != hsmapi.KeyTypeRSAPrivate {
+		return nil, fmt.Errorf("%w: KEKEK %s is %v, not an RSA private key", hsmapi.ErrUnsupportedKey, req.KEKEK, kekek.info.Type)
 	}
-	if kekek.info.Flags&FlagKeyEncipherment == 0 {
-		return nil, fmt.Errorf("%w: KEKEK %s lacks keyencipherment", ErrForbidden, req.KEKEK)
+	if kekek.info.Flags&hsmapi.FlagKeyEncipherment == 0 {
+		return nil, fmt.Errorf("%w: KEKEK %s lacks keyencipherment", hsmapi.ErrForbidden, req.KEKEK)
 	}
-	if err := checkKEKEKSize(&rsaKEKEK.PublicKey); err != nil {
+	if err := hsmapi.CheckKEKEKSize(&rsaKEKEK.PublicKey); err != nil {
 		return nil, err
 	}
 	var kek []byte

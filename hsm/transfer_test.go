@@ -15,16 +15,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/testvectors"
 )
 
-const kekekFlags = FlagKeyEncipherment | FlagToken
+const kekekFlags = hsmapi.FlagKeyEncipherment | hsmapi.FlagToken
 
 // pair is a source and a destination HSM, with a KEKEK on the destination.
 type pair struct {
 	src, dst *Session
 	dstHSM   *HSM
-	kekek    KeyInfo
+	kekek    hsmapi.KeyInfo
 }
 
 func newPair(t *testing.T) pair {
@@ -32,28 +33,28 @@ func newPair(t *testing.T) pair {
 	srcHSM, _ := newTestHSM(t)
 	dstHSM, _ := newTestHSM(t)
 	p := pair{src: login(t, srcHSM), dst: login(t, dstHSM), dstHSM: dstHSM}
-	p.kekek = generate(t, p.dst, GenerateRequest{Type: KeyTypeRSAPrivate, Bits: 2048, Flags: kekekFlags})
+	p.kekek = generate(t, p.dst, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: kekekFlags})
 	return p
 }
 
-func (p pair) export(t *testing.T, k KeyInfo, enc KEKEncryption, binding []byte) WrappedKey {
+func (p pair) export(t *testing.T, k hsmapi.KeyInfo, enc hsmapi.KEKEncryption, binding []byte) hsmapi.WrappedKey {
 	t.Helper()
-	w, err := p.src.Export(ctx, ExportRequest{Key: k.UUID, KEKEK: p.kekek.PublicKey, Encryption: enc, Binding: binding})
+	w, err := p.src.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEK: p.kekek.PublicKey, Encryption: enc, Binding: binding})
 	if err != nil {
 		t.Fatalf("export: %v", err)
 	}
 	return w
 }
 
-func (p pair) importReq(k KeyInfo, w WrappedKey, enc KEKEncryption, binding []byte) ImportRequest {
-	return ImportRequest{KEKEK: p.kekek.UUID, Wrapped: w, Encryption: enc, Binding: binding,
+func (p pair) importReq(k hsmapi.KeyInfo, w hsmapi.WrappedKey, enc hsmapi.KEKEncryption, binding []byte) hsmapi.ImportRequest {
+	return hsmapi.ImportRequest{KEKEK: p.kekek.UUID, Wrapped: w, Encryption: enc, Binding: binding,
 		UUID: k.UUID, Label: k.Label, Flags: k.Flags, PublicKey: k.PublicKey}
 }
 
 // keyCount is how many keys the destination holds.
 func (p pair) keyCount(t *testing.T) int {
 	t.Helper()
-	keys, err := p.dst.Keys(ctx, Filter{})
+	keys, err := p.dst.Keys(ctx, hsmapi.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,17 +63,17 @@ func (p pair) keyCount(t *testing.T) int {
 
 func TestTransferEveryKeyTypeAndKEKEncryption(t *testing.T) {
 	p := newPair(t)
-	reqs := []GenerateRequest{
-		{Type: KeyTypeRSAPrivate, Bits: 2048},
-		{Type: KeyTypeRSAPrivate, Bits: 3072},
-		{Type: KeyTypeECPrivate, Curve: CurveP256},
-		{Type: KeyTypeECPrivate, Curve: CurveP384},
-		{Type: KeyTypeECPrivate, Curve: CurveP521},
+	reqs := []hsmapi.GenerateRequest{
+		{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048},
+		{Type: hsmapi.KeyTypeRSAPrivate, Bits: 3072},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP384},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP521},
 	}
-	for _, enc := range KEKEncryptions {
+	for _, enc := range hsmapi.KEKEncryptions {
 		for _, req := range reqs {
 			t.Run(fmt.Sprintf("%s/%v-%d-%v", enc, req.Type, req.Bits, req.Curve), func(t *testing.T) {
-				req.Flags, req.Label = signFlags|FlagExportable, "moved"
+				req.Flags, req.Label = signFlags|hsmapi.FlagExportable, "moved"
 				k := generate(t, p.src, req)
 				binding := []byte("bundle metadata " + k.UUID.String())
 				w := p.export(t, k, enc, binding)
@@ -89,7 +90,7 @@ func TestTransferEveryKeyTypeAndKEKEncryption(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+				if err := hsmapi.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
 					t.Errorf("destination's signature does not verify under the source's public key: %v", err)
 				}
 				// Importing again is harmless.
@@ -104,23 +105,22 @@ func TestTransferEveryKeyTypeAndKEKEncryption(t *testing.T) {
 
 func TestExportFormat(t *testing.T) {
 	p := newPair(t)
-	k := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable})
+	k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable})
 	for _, tc := range []struct {
-		enc    KEKEncryption
+		enc    hsmapi.KEKEncryption
 		algHex string // the KEK's AlgorithmIdentifier, DER
 	}{
-		{KEKPKCS1v15, "300b06092a864886f70d010101"},
-		{KEKOAEPSHA1, "300d06092a864886f70d0101073000"},
-		{KEKOAEPSHA256, "303c06092a864886f70d010107302fa00f300d06096086480165030402010500a11c301a06092a864886f70d010108300d06096086480165030402010500"},
+		{hsmapi.KEKPKCS1v15, "300b06092a864886f70d010101"},
+		{hsmapi.KEKOAEPSHA1, "300d06092a864886f70d0101073000"},
+		{hsmapi.KEKOAEPSHA256, "303c06092a864886f70d010107302fa00f300d06096086480165030402010500a11c301a06092a864886f70d010108300d06096086480165030402010500"},
 	} {
 		w := p.export(t, k, tc.enc, nil)
 		// The wrapped key: EncryptedPrivateKeyInfo with id-aes256-wrap-pad, no parameters.
 		wantPrefix, _ := hex.DecodeString("060960864801650304013004")
-		e, err := parseEPKI(w.PKCS8)
-		if err != nil || !bytes.Contains(w.PKCS8, wantPrefix[:11]) || !e.Algorithm.Algorithm.Equal(oidAES256WrapPad) || len(e.Algorithm.Parameters.FullBytes) != 0 {
+		if _, err := hsmapi.ParseEncryptedPKCS8(w.PKCS8); err != nil || !bytes.Contains(w.PKCS8, wantPrefix[:11]) {
 			t.Errorf("%s: pkcs8 is not EncryptedPrivateKeyInfo(id-aes256-wrap-pad): %x", tc.enc, w.PKCS8)
 		}
-		kekEPKI, err := parseEPKI(w.KEK)
+		kekCT, err := hsmapi.ParseEncryptedKEK(w.KEK, tc.enc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,8 +128,8 @@ func TestExportFormat(t *testing.T) {
 		if !bytes.HasPrefix(w.KEK[4:], algDER) {
 			t.Errorf("%s: KEK algorithm is %x, want %s", tc.enc, w.KEK[4:4+len(algDER)], tc.algHex)
 		}
-		if len(kekEPKI.EncryptedData) != 256 {
-			t.Errorf("%s: encrypted KEK has %d bytes, want the modulus size", tc.enc, len(kekEPKI.EncryptedData))
+		if len(kekCT) != 256 {
+			t.Errorf("%s: encrypted KEK has %d bytes, want the modulus size", tc.enc, len(kekCT))
 		}
 		if w.Tag != nil {
 			t.Errorf("%s: tag without a binding", tc.enc)
@@ -142,11 +142,11 @@ func TestExportFormat(t *testing.T) {
 // oracle.
 func TestDecryptionFailuresLookAlike(t *testing.T) {
 	p := newPair(t)
-	k := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable})
+	k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable})
 	binding := []byte("binding")
 	kekekPub, _ := x509.ParsePKIXPublicKey(p.kekek.PublicKey)
 
-	for _, enc := range KEKEncryptions {
+	for _, enc := range hsmapi.KEKEncryptions {
 		w := p.export(t, k, enc, binding)
 		flip := func(b []byte, i int) []byte {
 			c := bytes.Clone(b)
@@ -159,30 +159,30 @@ func TestDecryptionFailuresLookAlike(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The right KEK encrypted to the KEKEK, but the wrong KEK (a fresh one).
-		otherKEK, err := encryptKEK(rand.Reader, kekekPub.(*rsa.PublicKey), enc, bytes.Repeat([]byte{7}, KEKSize))
+		otherKEK, err := encryptKEK(rand.Reader, kekekPub.(*rsa.PublicKey), enc, bytes.Repeat([]byte{7}, hsmapi.KEKSize))
 		if err != nil {
 			t.Fatal(err)
 		}
-		cases := map[string]ImportRequest{}
-		add := func(name string, mod func(r *ImportRequest)) {
-			r := p.importReq(k, WrappedKey{PKCS8: w.PKCS8, KEK: w.KEK, Tag: w.Tag}, enc, binding)
+		cases := map[string]hsmapi.ImportRequest{}
+		add := func(name string, mod func(r *hsmapi.ImportRequest)) {
+			r := p.importReq(k, hsmapi.WrappedKey{PKCS8: w.PKCS8, KEK: w.KEK, Tag: w.Tag}, enc, binding)
 			mod(&r)
 			cases[name] = r
 		}
-		add("kek ciphertext flipped", func(r *ImportRequest) { r.Wrapped.KEK = flip(w.KEK, len(w.KEK)-1) })
-		add("kek of wrong length", func(r *ImportRequest) { r.Wrapped.KEK = shortKEK })
-		add("other kek", func(r *ImportRequest) { r.Wrapped.KEK = otherKEK })
-		add("pkcs8 flipped", func(r *ImportRequest) { r.Wrapped.PKCS8 = flip(w.PKCS8, len(w.PKCS8)-3) })
-		add("tag flipped", func(r *ImportRequest) { r.Wrapped.Tag = flip(w.Tag, 0) })
-		add("tag missing", func(r *ImportRequest) { r.Wrapped.Tag = nil })
-		add("binding changed", func(r *ImportRequest) { r.Binding = []byte("binding!") })
+		add("kek ciphertext flipped", func(r *hsmapi.ImportRequest) { r.Wrapped.KEK = flip(w.KEK, len(w.KEK)-1) })
+		add("kek of wrong length", func(r *hsmapi.ImportRequest) { r.Wrapped.KEK = shortKEK })
+		add("other kek", func(r *hsmapi.ImportRequest) { r.Wrapped.KEK = otherKEK })
+		add("pkcs8 flipped", func(r *hsmapi.ImportRequest) { r.Wrapped.PKCS8 = flip(w.PKCS8, len(w.PKCS8)-3) })
+		add("tag flipped", func(r *hsmapi.ImportRequest) { r.Wrapped.Tag = flip(w.Tag, 0) })
+		add("tag missing", func(r *hsmapi.ImportRequest) { r.Wrapped.Tag = nil })
+		add("binding changed", func(r *hsmapi.ImportRequest) { r.Binding = []byte("binding!") })
 		for name, req := range cases {
 			_, err := p.dst.Import(ctx, req)
-			if !errors.Is(err, ErrDecryption) {
+			if !errors.Is(err, hsmapi.ErrDecryption) {
 				t.Errorf("%s/%s: got %v, want ErrDecryption", enc, name, err)
 				continue
 			}
-			want := fmt.Sprintf("import key 0 (%s): %v", k.UUID, ErrDecryption)
+			want := fmt.Sprintf("import key 0 (%s): %v", k.UUID, hsmapi.ErrDecryption)
 			if err.Error() != want {
 				t.Errorf("%s/%s: error %q tells more than %q", enc, name, err, want)
 			}
@@ -195,20 +195,20 @@ func TestDecryptionFailuresLookAlike(t *testing.T) {
 
 func TestExportRefusals(t *testing.T) {
 	p := newPair(t)
-	stays := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
-	k := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable})
+	stays := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
+	k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable})
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ecSPKI, _ := x509.MarshalPKIXPublicKey(&ecKey.PublicKey)
 	for _, tc := range []struct {
 		name string
-		req  ExportRequest
+		req  hsmapi.ExportRequest
 		want error
 	}{
-		{"not exportable", ExportRequest{Key: stays.UUID, KEKEK: p.kekek.PublicKey, Encryption: KEKOAEPSHA256}, ErrNotExportable},
-		{"unknown key", ExportRequest{Key: UUID{1}, KEKEK: p.kekek.PublicKey, Encryption: KEKOAEPSHA256}, ErrKeyNotFound},
-		{"EC KEKEK", ExportRequest{Key: k.UUID, KEKEK: ecSPKI, Encryption: KEKOAEPSHA256}, ErrUnsupportedKey},
-		{"garbage KEKEK", ExportRequest{Key: k.UUID, KEKEK: []byte{0x30, 0x00}, Encryption: KEKOAEPSHA256}, ErrUnsupportedKey},
-		{"unknown encryption", ExportRequest{Key: k.UUID, KEKEK: p.kekek.PublicKey, Encryption: "rot13"}, ErrBadArguments},
+		{"not exportable", hsmapi.ExportRequest{Key: stays.UUID, KEKEK: p.kekek.PublicKey, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrNotExportable},
+		{"unknown key", hsmapi.ExportRequest{Key: hsmapi.UUID{1}, KEKEK: p.kekek.PublicKey, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrKeyNotFound},
+		{"EC KEKEK", hsmapi.ExportRequest{Key: k.UUID, KEKEK: ecSPKI, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrUnsupportedKey},
+		{"garbage KEKEK", hsmapi.ExportRequest{Key: k.UUID, KEKEK: []byte{0x30, 0x00}, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrUnsupportedKey},
+		{"unknown encryption", hsmapi.ExportRequest{Key: k.UUID, KEKEK: p.kekek.PublicKey, Encryption: "rot13"}, hsmapi.ErrBadArguments},
 	} {
 		if _, err := p.src.Export(ctx, tc.req); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
@@ -218,30 +218,30 @@ func TestExportRefusals(t *testing.T) {
 
 func TestImportRefusals(t *testing.T) {
 	p := newPair(t)
-	k := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable})
-	w := p.export(t, k, KEKOAEPSHA256, nil)
-	noKE := generate(t, p.dst, GenerateRequest{Type: KeyTypeRSAPrivate, Bits: 2048, Flags: FlagDigitalSignature | FlagToken})
-	ecKEKEK := generate(t, p.dst, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: kekekFlags})
-	other := generate(t, p.dst, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags})
+	k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable})
+	w := p.export(t, k, hsmapi.KEKOAEPSHA256, nil)
+	noKE := generate(t, p.dst, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken})
+	ecKEKEK := generate(t, p.dst, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: kekekFlags})
+	other := generate(t, p.dst, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 	before := p.keyCount(t)
 	for _, tc := range []struct {
 		name string
-		mod  func(r *ImportRequest)
+		mod  func(r *hsmapi.ImportRequest)
 		want error
 	}{
-		{"KEKEK without keyencipherment", func(r *ImportRequest) { r.KEKEK = noKE.UUID }, ErrForbidden},
-		{"EC KEKEK", func(r *ImportRequest) { r.KEKEK = ecKEKEK.UUID }, ErrUnsupportedKey},
-		{"unknown KEKEK", func(r *ImportRequest) { r.KEKEK = UUID{9} }, ErrKeyNotFound},
-		{"UUID of another key", func(r *ImportRequest) { r.UUID = other.UUID }, ErrKeyNameInUse},
-		{"wrong declared encryption", func(r *ImportRequest) { r.Encryption = KEKOAEPSHA1 }, ErrBadArguments},
-		{"public key of another key", func(r *ImportRequest) { r.PublicKey = other.PublicKey }, ErrBadArguments},
-		{"unknown flags", func(r *ImportRequest) { r.Flags = 1 << 12 }, ErrBadArguments},
-		{"reserved UUID", func(r *ImportRequest) { r.UUID = UUID{15: 3} }, ErrBadArguments},
-		{"label longer than a key keeps", func(r *ImportRequest) { r.Label = strings.Repeat("l", MaxRawLabelLength+1) }, ErrBadArguments},
-		{"kek not DER", func(r *ImportRequest) { r.Wrapped.KEK = []byte("junk") }, ErrBadArguments},
-		{"pkcs8 not DER", func(r *ImportRequest) { r.Wrapped.PKCS8 = w.PKCS8[:len(w.PKCS8)-1] }, ErrBadArguments},
+		{"KEKEK without keyencipherment", func(r *hsmapi.ImportRequest) { r.KEKEK = noKE.UUID }, hsmapi.ErrForbidden},
+		{"EC KEKEK", func(r *hsmapi.ImportRequest) { r.KEKEK = ecKEKEK.UUID }, hsmapi.ErrUnsupportedKey},
+		{"unknown KEKEK", func(r *hsmapi.ImportRequest) { r.KEKEK = hsmapi.UUID{9} }, hsmapi.ErrKeyNotFound},
+		{"UUID of another key", func(r *hsmapi.ImportRequest) { r.UUID = other.UUID }, hsmapi.ErrKeyNameInUse},
+		{"wrong declared encryption", func(r *hsmapi.ImportRequest) { r.Encryption = hsmapi.KEKOAEPSHA1 }, hsmapi.ErrBadArguments},
+		{"public key of another key", func(r *hsmapi.ImportRequest) { r.PublicKey = other.PublicKey }, hsmapi.ErrBadArguments},
+		{"unknown flags", func(r *hsmapi.ImportRequest) { r.Flags = 1 << 12 }, hsmapi.ErrBadArguments},
+		{"reserved UUID", func(r *hsmapi.ImportRequest) { r.UUID = hsmapi.UUID{15: 3} }, hsmapi.ErrBadArguments},
+		{"label longer than a key keeps", func(r *hsmapi.ImportRequest) { r.Label = strings.Repeat("l", hsmapi.MaxRawLabelLength+1) }, hsmapi.ErrBadArguments},
+		{"kek not DER", func(r *hsmapi.ImportRequest) { r.Wrapped.KEK = []byte("junk") }, hsmapi.ErrBadArguments},
+		{"pkcs8 not DER", func(r *hsmapi.ImportRequest) { r.Wrapped.PKCS8 = w.PKCS8[:len(w.PKCS8)-1] }, hsmapi.ErrBadArguments},
 	} {
-		req := p.importReq(k, w, KEKOAEPSHA256, nil)
+		req := p.importReq(k, w, hsmapi.KEKOAEPSHA256, nil)
 		tc.mod(&req)
 		if _, err := p.dst.Import(ctx, req); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
@@ -257,48 +257,48 @@ func TestImportRefusals(t *testing.T) {
 // label a new key is made with keeps CheckLabel's rules.
 func TestImportKeepsAnyLabel(t *testing.T) {
 	p := newPair(t)
-	for _, label := range []string{rawLabel, "a\x00b\xffc\u202e", strings.Repeat("\xfe", MaxRawLabelLength)} {
-		k := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable})
-		if err := p.src.SetAttributes(ctx, k.UUID, []Attribute{{Type: AttributeLabel, Value: []byte(label)}}); err != nil {
+	for _, label := range []string{rawLabel, "a\x00b\xffc\u202e", strings.Repeat("\xfe", hsmapi.MaxRawLabelLength)} {
+		k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable})
+		if err := p.src.SetAttributes(ctx, k.UUID, []hsmapi.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte(label)}}); err != nil {
 			t.Fatal(err)
 		}
 		k.Label = label
-		w := p.export(t, k, KEKOAEPSHA256, nil)
-		res, err := p.dst.Import(ctx, p.importReq(k, w, KEKOAEPSHA256, nil))
+		w := p.export(t, k, hsmapi.KEKOAEPSHA256, nil)
+		res, err := p.dst.Import(ctx, p.importReq(k, w, hsmapi.KEKOAEPSHA256, nil))
 		if err != nil {
 			t.Fatalf("import with label %q: %v", label, err)
 		}
 		if res.Key.Label != label {
 			t.Errorf("imported with label %q, want %q", res.Key.Label, label)
 		}
-		got, err := p.dst.Attributes(ctx, k.UUID, []uint32{AttributeLabel})
+		got, err := p.dst.Attributes(ctx, k.UUID, []uint32{hsmapi.AttributeLabel})
 		if err != nil || string(got[0].Value) != label {
 			t.Errorf("label attribute %v (%v), want %q", got, err, label)
 		}
 	}
-	if _, err := p.dst.GenerateKey(ctx, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags, Label: rawLabel}); !errors.Is(err, ErrBadArguments) {
+	if _, err := p.dst.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags, Label: rawLabel}); !errors.Is(err, hsmapi.ErrBadArguments) {
 		t.Errorf("generate with label %q: %v", rawLabel, err)
 	}
 }
 
 func TestImportBatchIsAllOrNothing(t *testing.T) {
 	p := newPair(t)
-	var reqs []ImportRequest
+	var reqs []hsmapi.ImportRequest
 	for range 3 {
-		k := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable})
-		reqs = append(reqs, p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil))
+		k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable})
+		reqs = append(reqs, p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil))
 	}
 	bad := bytes.Clone(reqs[2].Wrapped.PKCS8)
 	bad[len(bad)-1] ^= 1
 	reqs[2].Wrapped.PKCS8 = bad
-	if _, err := p.dst.ImportBatch(ctx, reqs); !errors.Is(err, ErrDecryption) {
+	if _, err := p.dst.ImportBatch(ctx, reqs); !errors.Is(err, hsmapi.ErrDecryption) {
 		t.Fatalf("got %v, want ErrDecryption", err)
 	}
 	if n := p.keyCount(t); n != 1 {
 		t.Errorf("a failed batch stored %d keys", n-1)
 	}
-	dup := []ImportRequest{reqs[0], reqs[0]}
-	if _, err := p.dst.ImportBatch(ctx, dup); !errors.Is(err, ErrBadArguments) {
+	dup := []hsmapi.ImportRequest{reqs[0], reqs[0]}
+	if _, err := p.dst.ImportBatch(ctx, dup); !errors.Is(err, hsmapi.ErrBadArguments) {
 		t.Errorf("batch naming one UUID twice: got %v", err)
 	}
 }
@@ -308,10 +308,10 @@ func TestImportBatchIsAllOrNothing(t *testing.T) {
 // keys or none.
 func TestImportBatchSurvivesPowerCutAtEveryWrite(t *testing.T) {
 	p := newPair(t)
-	var reqs []ImportRequest
+	var reqs []hsmapi.ImportRequest
 	for range 3 {
-		k := generate(t, p.src, GenerateRequest{Type: KeyTypeECPrivate, Curve: CurveP256, Flags: signFlags | FlagExportable})
-		reqs = append(reqs, p.importReq(k, p.export(t, k, KEKOAEPSHA256, nil), KEKOAEPSHA256, nil))
+		k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable})
+		reqs = append(reqs, p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil))
 	}
 	// Count the writes of a successful import on a copy of the destination.
 	writes := func() int {
@@ -375,87 +375,10 @@ func (p pair) freshDestination(t *testing.T) (*HSM, *Session) {
 		t.Fatal(err)
 	}
 	s := h.NewSession()
-	if err := s.Login(ctx, UserWheel, wheelPIN); err != nil {
+	if err := s.Login(ctx, hsmapi.UserWheel, wheelPIN); err != nil {
 		t.Fatal(err)
 	}
 	return h, s
-}
-
-func TestKEKAlgorithmRoundTrip(t *testing.T) {
-	for _, enc := range KEKEncryptions {
-		alg, err := kekAlgorithm(enc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		der := marshalEPKI(alg, []byte{1})
-		e, err := parseEPKI(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, err := kekEncryptionOf(e.Algorithm); err != nil || got != enc {
-			t.Errorf("%s came back as %q, %v", enc, got, err)
-		}
-	}
-	// Other spellings of the same parameters, and ones that are refused.
-	for _, tc := range []struct {
-		hex  string
-		want KEKEncryption
-	}{
-		{"300d06092a864886f70d0101010500", KEKPKCS1v15},
-		{"300b06092a864886f70d010107", ""}, // OAEP needs its parameters
-		// SHA-256 with absent rather than NULL hash parameters.
-		{"303806092a864886f70d010107302ba00d300b0609608648016503040201a11a301806092a864886f70d010108300b0609608648016503040201", KEKOAEPSHA256},
-		// SHA-256 hash with the default MGF1-SHA-1: a mix we refuse.
-		{"301e06092a864886f70d0101073011a00f300d06096086480165030402010500", ""},
-		// pSourceAlgorithm present (an OAEP label).
-		{"301f06092a864886f70d0101073012a210300e06092a864886f70d0101090401aa", ""},
-		{"300b06092a864886f70d010102", ""}, // not an encryption algorithm
-	} {
-		der, _ := hex.DecodeString(tc.hex)
-		var alg algorithmIdentifier
-		if _, err := asn1Unmarshal(der, &alg); err != nil {
-			t.Fatalf("%s: %v", tc.hex, err)
-		}
-		got, err := kekEncryptionOf(alg)
-		if got != tc.want || (tc.want == "") != (err != nil) {
-			t.Errorf("%s: got %q, %v; want %q", tc.hex, got, err, tc.want)
-		}
-	}
-}
-
-// Every bit of an encrypted KEK's encoding outside the ciphertext counts:
-// a flipped one is refused when the KEK is read, before any decryption.
-func TestEncryptedKEKRefusesEveryFlippedBit(t *testing.T) {
-	ct := bytes.Repeat([]byte{0x5a}, 256)
-	for _, enc := range KEKEncryptions {
-		der, err := EncryptedKEK(enc, ct)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, err := ParseEncryptedKEK(der, enc); err != nil || !bytes.Equal(got, ct) {
-			t.Fatalf("%s: %v", enc, err)
-		}
-		header := len(der) - len(ct)
-		for i := range header * 8 {
-			mut := bytes.Clone(der)
-			mut[i/8] ^= 1 << (i % 8)
-			if _, err := ParseEncryptedKEK(mut, enc); err == nil {
-				t.Errorf("%s: bit %d of byte %d flipped: accepted (% x)", enc, i%8, i/8, mut[:header])
-			}
-		}
-	}
-}
-
-func TestEPKIBadLengths(t *testing.T) {
-	der := marshalEPKI(algorithmIdentifier{Algorithm: oidAES256WrapPad}, bytes.Repeat([]byte{1}, 40))
-	for i := range len(der) {
-		if _, err := parseEPKI(der[:i]); err == nil {
-			t.Errorf("EncryptedPrivateKeyInfo cut to %d bytes parsed", i)
-		}
-	}
-	if _, err := parseEPKI(append(bytes.Clone(der), 0)); err == nil {
-		t.Error("trailing data accepted")
-	}
 }
 
 // oaepGroup is the part of a group of Wycheproof's rsaes_oaep_decrypt schema
@@ -480,7 +403,7 @@ type oaepGroup struct {
 // message of KEKSize bytes, and refuse all others with exactly
 // ErrDecryption.
 func TestOAEPWycheproof(t *testing.T) {
-	modes := map[[2]string]KEKEncryption{{"SHA-1", "SHA-1"}: KEKOAEPSHA1, {"SHA-256", "SHA-256"}: KEKOAEPSHA256}
+	modes := map[[2]string]hsmapi.KEKEncryption{{"SHA-1", "SHA-1"}: hsmapi.KEKOAEPSHA1, {"SHA-256", "SHA-256"}: hsmapi.KEKOAEPSHA256}
 	sizes := map[int]bool{2048: true, 3072: true, 4096: true}
 	for _, c := range []struct {
 		file string
@@ -515,10 +438,6 @@ func TestOAEPWycheproof(t *testing.T) {
 					t.Fatalf("%s: %v", c.file, err)
 				}
 				priv := key.(*rsa.PrivateKey)
-				alg, err := kekAlgorithm(enc)
-				if err != nil {
-					t.Fatal(err)
-				}
 				for _, tc := range g.Tests {
 					n.Add(tc.Case)
 					pass := testvectors.Expect(t, tc.Result, tc.Flags, nil)
@@ -526,16 +445,20 @@ func TestOAEPWycheproof(t *testing.T) {
 					switch {
 					case pass && (err != nil || !bytes.Equal(pt, tc.Msg)):
 						t.Errorf("%s: %v: decryptOAEP = %x, %v; want %x", c.file, tc.Case, pt, err, []byte(tc.Msg))
-					case !pass && (pt != nil || err != ErrDecryption):
+					case !pass && (pt != nil || err != hsmapi.ErrDecryption):
 						t.Errorf("%s: %v: decryptOAEP = %x, %v; want exactly ErrDecryption", c.file, tc.Case, pt, err)
 					}
-					kek, err := decryptKEK(rand.Reader, priv, enc, marshalEPKI(alg, tc.Ct))
-					if pass && len(tc.Label) == 0 && len(tc.Msg) == KEKSize {
+					der, err := hsmapi.EncryptedKEK(enc, tc.Ct)
+					if err != nil {
+						t.Fatal(err)
+					}
+					kek, err := decryptKEK(rand.Reader, priv, enc, der)
+					if pass && len(tc.Label) == 0 && len(tc.Msg) == hsmapi.KEKSize {
 						keks++
 						if err != nil || !bytes.Equal(kek, tc.Msg) {
 							t.Errorf("%s: %v: decryptKEK = %x, %v; want %x", c.file, tc.Case, kek, err, []byte(tc.Msg))
 						}
-					} else if kek != nil || (err != ErrDecryption && !(len(tc.Ct) == 0 && errors.Is(err, ErrBadArguments))) {
+					} else if kek != nil || (err != hsmapi.ErrDecryption && !(len(tc.Ct) == 0 && errors.Is(err, hsmapi.ErrBadArguments))) {
 						// An empty ciphertext makes a malformed
 						// EncryptedPrivateKeyInfo, refused before any
 						// decryption: its length is no secret.
@@ -567,16 +490,19 @@ func TestLegacyKEKBadPaddingFailsAtUnwrap(t *testing.T) {
 	// A ciphertext whose plaintext is not PKCS#1 v1.5 padded: raw RSA of 0x00 0x01 ...
 	bad := make([]byte, priv.Size())
 	bad[len(bad)-1] = 2
-	der := marshalEPKI(algorithmIdentifier{Algorithm: oidRSAEncryption}, bad)
-	kek1, err := decryptKEK(rand.Reader, priv, KEKPKCS1v15, der)
+	der, err := hsmapi.EncryptedKEK(hsmapi.KEKPKCS1v15, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek1, err := decryptKEK(rand.Reader, priv, hsmapi.KEKPKCS1v15, der)
 	if err != nil {
 		t.Fatalf("bad padding reported at decryption: %v", err)
 	}
-	kek2, _ := decryptKEK(rand.Reader, priv, KEKPKCS1v15, der)
-	if len(kek1) != KEKSize || bytes.Equal(kek1, kek2) {
+	kek2, _ := decryptKEK(rand.Reader, priv, hsmapi.KEKPKCS1v15, der)
+	if len(kek1) != hsmapi.KEKSize || bytes.Equal(kek1, kek2) {
 		t.Error("bad padding did not give a fresh random KEK each time")
 	}
-	if _, err := decryptKEK(rand.Reader, priv, KEKOAEPSHA256, der); !errors.Is(err, ErrBadArguments) {
+	if _, err := decryptKEK(rand.Reader, priv, hsmapi.KEKOAEPSHA256, der); !errors.Is(err, hsmapi.ErrBadArguments) {
 		t.Errorf("PKCS#1 v1.5 KEK accepted where OAEP was expected: %v", err)
 	}
 }

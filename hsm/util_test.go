@@ -1,13 +1,10 @@
 package hsm
 
 import (
-	"encoding/asn1"
 	"io"
 	"os"
 	"path/filepath"
 )
-
-func asn1Unmarshal(der []byte, v any) ([]byte, error) { return asn1.Unmarshal(der, v) }
 
 // copyDir copies the regular files of one state directory into another.
 func copyDir(from, to string) error {

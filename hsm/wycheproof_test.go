@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/testvectors"
 )
 
@@ -39,13 +40,13 @@ func runSignatures(t *testing.T, file, schema string, opts func(sigGroup) crypto
 		}
 		for _, tc := range g.Tests {
 			n.Add(tc.Case)
-			err := VerifySignature(g.PublicKeyDer, testvectors.Digest(h, tc.Msg), tc.Sig, o)
+			err := hsmapi.VerifySignature(g.PublicKeyDer, testvectors.Digest(h, tc.Msg), tc.Sig, o)
 			if testvectors.Expect(t, tc.Result, tc.Flags, acceptable) {
 				if err != nil {
 					t.Errorf("%s: %v: %v", file, tc.Case, err)
 				}
-			} else if !errors.Is(err, ErrInvalidSignature) {
-				t.Errorf("%s: %v: got %v, want %v", file, tc.Case, err, ErrInvalidSignature)
+			} else if !errors.Is(err, hsmapi.ErrInvalidSignature) {
+				t.Errorf("%s: %v: got %v, want %v", file, tc.Case, err, hsmapi.ErrInvalidSignature)
 			}
 		}
 	}

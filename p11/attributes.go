@@ -10,16 +10,16 @@ import (
 
 	"github.com/miekg/pkcs11"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
-var _ hsm.AttributeReader = (*Token)(nil)
+var _ hsmapi.AttributeReader = (*Token)(nil)
 
 // flagAttr maps a key flag to the attribute that grants the same on one
 // object of a key pair.
 type flagAttr struct {
 	attr uint
-	flag hsm.Flags
+	flag hsmapi.Flags
 }
 
 // The flags of a key are those of its private key object (or of its
@@ -27,20 +27,20 @@ type flagAttr struct {
 // gets on each object exactly what its flags grant.
 var (
 	privateFlags = []flagAttr{
-		{pkcs11.CKA_EXTRACTABLE, hsm.FlagExportable},
-		{pkcs11.CKA_SIGN, hsm.FlagDigitalSignature},
-		{pkcs11.CKA_UNWRAP, hsm.FlagKeyEncipherment},
-		{pkcs11.CKA_DECRYPT, hsm.FlagDataEncipherment},
+		{pkcs11.CKA_EXTRACTABLE, hsmapi.FlagExportable},
+		{pkcs11.CKA_SIGN, hsmapi.FlagDigitalSignature},
+		{pkcs11.CKA_UNWRAP, hsmapi.FlagKeyEncipherment},
+		{pkcs11.CKA_DECRYPT, hsmapi.FlagDataEncipherment},
 	}
 	publicFlags = []flagAttr{
-		{pkcs11.CKA_VERIFY, hsm.FlagDigitalSignature},
-		{pkcs11.CKA_WRAP, hsm.FlagKeyEncipherment},
-		{pkcs11.CKA_ENCRYPT, hsm.FlagDataEncipherment},
+		{pkcs11.CKA_VERIFY, hsmapi.FlagDigitalSignature},
+		{pkcs11.CKA_WRAP, hsmapi.FlagKeyEncipherment},
+		{pkcs11.CKA_ENCRYPT, hsmapi.FlagDataEncipherment},
 	}
 )
 
 // The attributes a key carries from one token to the next (see
-// hsm.AttributeReader): every usage and policy attribute of each object
+// hsmapi.AttributeReader): every usage and policy attribute of each object
 // that a destination can set. Not carried: what identifies the object
 // (class, key type, key material), CKA_TOKEN (imported keys are token
 // keys), CKA_LABEL (the label, but for a public object's own label), and
@@ -64,10 +64,10 @@ var (
 )
 
 // KeyAttributes returns the attributes a key carries: its private key
-// object's, and its public key object's in hsm.AttributePublicObject (with
+// object's, and its public key object's in hsmapi.AttributePublicObject (with
 // CKA_LABEL when it differs from the private object's); a public key
 // alone's are its object's.
-func (t *Token) KeyAttributes(_ context.Context, id hsm.UUID) ([]hsm.Attribute, error) {
+func (t *Token) KeyAttributes(_ context.Context, id hsmapi.UUID) ([]hsmapi.Attribute, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	attrs, err := t.keyAttributes(id)
@@ -77,7 +77,7 @@ func (t *Token) KeyAttributes(_ context.Context, id hsm.UUID) ([]hsm.Attribute, 
 	return attrs, nil
 }
 
-func (t *Token) keyAttributes(id hsm.UUID) ([]hsm.Attribute, error) {
+func (t *Token) keyAttributes(id hsmapi.UUID) ([]hsmapi.Attribute, error) {
 	o, err := t.sessionObject(id)
 	if err != nil {
 		return nil, err
@@ -96,17 +96,17 @@ func (t *Token) keyAttributes(id hsm.UUID) ([]hsm.Attribute, error) {
 	if label, err := t.attrs(o.pub, pkcs11.CKA_LABEL); err != nil {
 		return nil, err
 	} else if string(label[pkcs11.CKA_LABEL]) != o.info.Label {
-		pub = append(pub, hsm.Attribute{Type: hsm.CKALabel, Value: label[pkcs11.CKA_LABEL]})
+		pub = append(pub, hsmapi.Attribute{Type: hsmapi.CKALabel, Value: label[pkcs11.CKA_LABEL]})
 	}
-	out = append(out, hsm.Attribute{Type: hsm.AttributePublicObject, Value: hsm.EncodeAttributes(pub)})
-	slices.SortFunc(out, func(a, b hsm.Attribute) int { return cmp.Compare(a.Type, b.Type) })
+	out = append(out, hsmapi.Attribute{Type: hsmapi.AttributePublicObject, Value: hsmapi.EncodeAttributes(pub)})
+	slices.SortFunc(out, func(a, b hsmapi.Attribute) int { return cmp.Compare(a.Type, b.Type) })
 	return out, nil
 }
 
 // carried reads the attributes of one object that travel, in order of
 // type. One the token does not have is left out; one it has but cannot
 // read fails: a key must not lose an attribute on the way.
-func (t *Token) carried(h pkcs11.ObjectHandle, types []uint) ([]hsm.Attribute, error) {
+func (t *Token) carried(h pkcs11.ObjectHandle, types []uint) ([]hsmapi.Attribute, error) {
 	tmpl := make([]*pkcs11.Attribute, len(types))
 	for i, ty := range types {
 		tmpl[i] = pkcs11.NewAttribute(ty, nil)
@@ -125,13 +125,13 @@ func (t *Token) carried(h pkcs11.ObjectHandle, types []uint) ([]hsm.Attribute, e
 			got = append(got, one...)
 		}
 	}
-	out := make([]hsm.Attribute, 0, len(got))
+	out := make([]hsmapi.Attribute, 0, len(got))
 	for _, a := range got {
 		if !unrestricted(uint(a.Type), a.Value) {
-			out = append(out, hsm.Attribute{Type: uint32(a.Type), Value: a.Value})
+			out = append(out, hsmapi.Attribute{Type: uint32(a.Type), Value: a.Value})
 		}
 	}
-	slices.SortFunc(out, func(a, b hsm.Attribute) int { return cmp.Compare(a.Type, b.Type) })
+	slices.SortFunc(out, func(a, b hsmapi.Attribute) int { return cmp.Compare(a.Type, b.Type) })
 	return out, nil
 }
 
@@ -179,7 +179,7 @@ func (tm template) final() []*pkcs11.Attribute {
 // flagTemplates are the usage and policy attributes of a key pair's
 // objects that its flags give: exactly what the flags grant and nothing
 // else (no CKA_DERIVE, no recovery), private and sensitive.
-func flagTemplates(flags hsm.Flags) (priv, pub template) {
+func flagTemplates(flags hsmapi.Flags) (priv, pub template) {
 	for _, m := range privateFlags {
 		priv.set(m.attr, flags&m.flag != 0)
 	}
@@ -198,12 +198,12 @@ func flagTemplates(flags hsm.Flags) (priv, pub template) {
 // keyTemplates are the templates of a new key's objects, made on the token
 // or loaded into it: what its flags give (flagTemplates), the CKA_ID, the
 // label, and CKA_TOKEN when the flags say token.
-func keyTemplates(flags hsm.Flags, id []byte, label string) (priv, pub template) {
+func keyTemplates(flags hsmapi.Flags, id []byte, label string) (priv, pub template) {
 	priv, pub = flagTemplates(flags)
 	for _, tm := range []*template{&priv, &pub} {
 		tm.set(pkcs11.CKA_ID, id)
 		tm.set(pkcs11.CKA_LABEL, label)
-		tm.set(pkcs11.CKA_TOKEN, flags&hsm.FlagToken != 0)
+		tm.set(pkcs11.CKA_TOKEN, flags&hsmapi.FlagToken != 0)
 	}
 	return priv, pub
 }
@@ -211,7 +211,7 @@ func keyTemplates(flags hsm.Flags, id []byte, label string) (priv, pub template)
 // applyCarried sets on a template the carried attributes of its object;
 // others (a libhal client's, kept by an emulated HSM) have no place on a
 // PKCS#11 object and are left out.
-func (tm *template) applyCarried(attrs []hsm.Attribute, types []uint) {
+func (tm *template) applyCarried(attrs []hsmapi.Attribute, types []uint) {
 	for _, a := range attrs {
 		if slices.Contains(types, uint(a.Type)) && !unrestricted(uint(a.Type), a.Value) {
 			tm.set(uint(a.Type), a.Value)

@@ -5,7 +5,7 @@ package p11
 import (
 	"testing"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 )
@@ -17,7 +17,7 @@ import (
 func BenchmarkTransfer100(b *testing.B) {
 	for _, kind := range []string{"softhsm", "emulated"} {
 		b.Run(kind, func(b *testing.B) {
-			var src, dst hsm.Token
+			var src, dst hsmapi.Token
 			if kind == "softhsm" {
 				src, dst = newToken(b), newToken(b)
 			} else {
@@ -25,7 +25,7 @@ func BenchmarkTransfer100(b *testing.B) {
 			}
 			const n = 100
 			for range n {
-				generate(b, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable})
+				generate(b, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: exportable})
 			}
 			transfertest.Benchmark(b, src, dst)
 		})

@@ -1,4 +1,4 @@
-// Package p11 is an hsm.Token on a PKCS#11 token: SoftHSM2, or a real HSM,
+// Package p11 is an hsmapi.Token on a PKCS#11 token: SoftHSM2, or a real HSM,
 // through github.com/ThalesIgnite/crypto11 (login and sessions) and
 // github.com/miekg/pkcs11 for the rest: crypto11 finds a key pair by CKA_ID
 // alone, which several keys may share.
@@ -13,7 +13,7 @@
 // digitalsignature CKA_SIGN (CKA_VERIFY), keyencipherment CKA_UNWRAP
 // (CKA_WRAP), dataencipherment CKA_DECRYPT (CKA_ENCRYPT).
 //
-// Keys carry their PKCS#11 attributes (hsm.AttributeReader): export reads
+// Keys carry their PKCS#11 attributes (hsmapi.AttributeReader): export reads
 // every usage and policy attribute of both objects, import sets exactly
 // those, or, for a key that never was on a token, exactly what its flags
 // grant.

@@ -20,7 +20,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/backup"
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 )
@@ -30,7 +30,7 @@ import (
 type made struct {
 	name      string
 	rsa       bool
-	curve     hsm.Curve
+	curve     hsmapi.Curve
 	priv, pub []*pkcs11.Attribute
 }
 
@@ -38,7 +38,7 @@ func attr(typ uint, v any) *pkcs11.Attribute { return pkcs11.NewAttribute(typ, v
 
 // makeKey generates a key pair on tok with C_GenerateKeyPair, as
 // pkcs11-tool does, and returns its UUID.
-func makeKey(t testing.TB, tok *Token, m made) hsm.UUID {
+func makeKey(t testing.TB, tok *Token, m made) hsmapi.UUID {
 	t.Helper()
 	return keyOfPublic(t, tok, makePair(t, tok, m))
 }
@@ -77,7 +77,7 @@ func makePair(t testing.TB, tok *Token, m made) pkcs11.ObjectHandle {
 }
 
 // keyOfPublic is the UUID of the key whose public object is ph.
-func keyOfPublic(t testing.TB, tok *Token, ph pkcs11.ObjectHandle) hsm.UUID {
+func keyOfPublic(t testing.TB, tok *Token, ph pkcs11.ObjectHandle) hsmapi.UUID {
 	t.Helper()
 	tok.mu.Lock()
 	defer tok.mu.Unlock()
@@ -94,7 +94,7 @@ func keyOfPublic(t testing.TB, tok *Token, ph pkcs11.ObjectHandle) hsm.UUID {
 		}
 	}
 	t.Fatalf("public key object %d is no key's", ph)
-	return hsm.UUID{}
+	return hsmapi.UUID{}
 }
 
 // unusual are keys whose attributes a flag-based import would change: a
@@ -110,13 +110,13 @@ var unusual = []made{
 		pub: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{0x0a, 0x01}), attr(pkcs11.CKA_LABEL, "rsa-unwrap-only public"),
 			attr(pkcs11.CKA_WRAP, true), attr(pkcs11.CKA_ENCRYPT, false), attr(pkcs11.CKA_VERIFY, true),
 			attr(pkcs11.CKA_VERIFY_RECOVER, false), attr(pkcs11.CKA_MODIFIABLE, false)}},
-	{name: "ec-derive-not-sensitive", curve: hsm.CurveP256,
+	{name: "ec-derive-not-sensitive", curve: hsmapi.CurveP256,
 		priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{0x0a, 0x02}), attr(pkcs11.CKA_LABEL, "ec-derive"),
 			attr(pkcs11.CKA_SIGN, true), attr(pkcs11.CKA_DERIVE, true), attr(pkcs11.CKA_SENSITIVE, false),
 			attr(pkcs11.CKA_EXTRACTABLE, true), attr(pkcs11.CKA_COPYABLE, false)},
 		pub: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{0x0a, 0x02}), attr(pkcs11.CKA_LABEL, "ec-derive"),
 			attr(pkcs11.CKA_VERIFY, true), attr(pkcs11.CKA_DERIVE, true)}},
-	{name: "ec-public-private-key", curve: hsm.CurveP384,
+	{name: "ec-public-private-key", curve: hsmapi.CurveP384,
 		priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte("app key 3")), attr(pkcs11.CKA_LABEL, "ec-p384"),
 			attr(pkcs11.CKA_SIGN, true), attr(pkcs11.CKA_PRIVATE, false), attr(pkcs11.CKA_EXTRACTABLE, true),
 			attr(pkcs11.CKA_SENSITIVE, true), attr(pkcs11.CKA_MODIFIABLE, false), attr(pkcs11.CKA_DERIVE, false)},
@@ -158,7 +158,7 @@ func objectDump(t testing.TB, tok *Token, h pkcs11.ObjectHandle) map[uint]string
 }
 
 // sameObjects compares, object by object, the key id on src and on dst.
-func sameObjects(t *testing.T, src, dst *Token, id hsm.UUID) {
+func sameObjects(t *testing.T, src, dst *Token, id hsmapi.UUID) {
 	t.Helper()
 	dump := func(tok *Token) (priv, pub map[uint]string) {
 		tok.mu.Lock()
@@ -188,13 +188,13 @@ func sameObjects(t *testing.T, src, dst *Token, id hsm.UUID) {
 
 // transfer moves every exportable key of src to dst, the bundle going
 // through its file form.
-func transfer(t *testing.T, src, dst hsm.Token) []backup.ImportedKey {
+func transfer(t *testing.T, src, dst hsmapi.Token) []backup.ImportedKey {
 	t.Helper()
 	res, _ := transferBundle(t, src, dst)
 	return res
 }
 
-func transferBundle(t *testing.T, src, dst hsm.Token) ([]backup.ImportedKey, *backup.Bundle) {
+func transferBundle(t *testing.T, src, dst hsmapi.Token) ([]backup.ImportedKey, *backup.Bundle) {
 	t.Helper()
 	_, b := transfertest.ExportFor(t, src, dst)
 	var buf bytes.Buffer
@@ -214,7 +214,7 @@ func transferBundle(t *testing.T, src, dst hsm.Token) ([]backup.ImportedKey, *ba
 
 // signsAsSource checks that the key id signs on dst so that its public key
 // on src verifies.
-func signsAsSource(t *testing.T, src, dst hsm.Token, id hsm.UUID) {
+func signsAsSource(t *testing.T, src, dst hsmapi.Token, id hsmapi.UUID) {
 	t.Helper()
 	k, err := src.Key(ctx, id)
 	if err != nil {
@@ -225,7 +225,7 @@ func signsAsSource(t *testing.T, src, dst hsm.Token, id hsm.UUID) {
 	if err != nil {
 		t.Fatalf("%s (%s): %v", id, k.Label, err)
 	}
-	if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+	if err := hsmapi.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
 		t.Errorf("%s (%s): the destination's signature fails under the source's key: %v", id, k.Label, err)
 	}
 }
@@ -236,7 +236,7 @@ func signsAsSource(t *testing.T, src, dst hsm.Token, id hsm.UUID) {
 // object: nothing more, nothing less.
 func TestAttributesArriveExactly(t *testing.T) {
 	src := newToken(t)
-	var ids []hsm.UUID
+	var ids []hsmapi.UUID
 	for _, m := range unusual {
 		ids = append(ids, makeKey(t, src, m))
 	}
@@ -273,14 +273,14 @@ func TestAttributesArriveExactly(t *testing.T) {
 // private.
 func TestFlagsWithoutAttributes(t *testing.T) {
 	src, dst := hsmtest.New(t), newToken(t)
-	ke := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048,
-		Flags: hsm.FlagKeyEncipherment | hsm.FlagExportable | hsm.FlagToken, Label: "ke"})
-	ds := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
-		Flags: hsm.FlagDigitalSignature | hsm.FlagExportable | hsm.FlagToken, Label: "ds"})
-	de := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048,
-		Flags: hsm.FlagDataEncipherment | hsm.FlagDigitalSignature | hsm.FlagExportable | hsm.FlagToken, Label: "de"})
+	ke := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048,
+		Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagExportable | hsmapi.FlagToken, Label: "ke"})
+	ds := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+		Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagExportable | hsmapi.FlagToken, Label: "ds"})
+	de := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048,
+		Flags: hsmapi.FlagDataEncipherment | hsmapi.FlagDigitalSignature | hsmapi.FlagExportable | hsmapi.FlagToken, Label: "de"})
 	transfer(t, src, dst)
-	want := map[hsm.UUID]map[string]map[uint]bool{
+	want := map[hsmapi.UUID]map[string]map[uint]bool{
 		ke.UUID: {
 			"private": {pkcs11.CKA_UNWRAP: true, pkcs11.CKA_DECRYPT: false, pkcs11.CKA_SIGN: false, pkcs11.CKA_SIGN_RECOVER: false,
 				pkcs11.CKA_DERIVE: false, pkcs11.CKA_SENSITIVE: true, pkcs11.CKA_PRIVATE: true, pkcs11.CKA_EXTRACTABLE: true},
@@ -352,11 +352,11 @@ func pkcs11Tool(t *testing.T, tok *Token, args ...string) []byte {
 func TestApplicationFindsKeyByCKAID(t *testing.T) {
 	src, dst := newToken(t), newToken(t)
 	pkcs11Tool(t, src, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "0a01", "--label", "app", "--usage-sign", "--extractable")
-	srcKeys, err := src.Keys(ctx, hsm.Filter{})
+	srcKeys, err := src.Keys(ctx, hsmapi.Filter{})
 	if err != nil || len(srcKeys) != 1 {
 		t.Fatalf("source keys %v, %v", srcKeys, err)
 	}
-	if srcKeys[0].Flags&hsm.FlagExportable == 0 {
+	if srcKeys[0].Flags&hsmapi.FlagExportable == 0 {
 		t.Fatalf("pkcs11-tool made a key that is not extractable: %v", srcKeys[0].Flags)
 	}
 	transfer(t, src, dst)
@@ -391,20 +391,20 @@ func TestApplicationFindsKeyByCKAID(t *testing.T) {
 // another token, and each signs there under its source's public key.
 func TestSharedCKAID(t *testing.T) {
 	src, dst := newToken(t), newToken(t)
-	shared := func(id string, rsa bool, curve hsm.Curve, n int) made {
+	shared := func(id string, rsa bool, curve hsmapi.Curve, n int) made {
 		label := fmt.Sprintf("%s-%d", id, n)
 		return made{name: label, rsa: rsa, curve: curve,
 			priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte(id)), attr(pkcs11.CKA_LABEL, label), attr(pkcs11.CKA_SIGN, true), attr(pkcs11.CKA_EXTRACTABLE, true)},
 			pub:  []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte(id)), attr(pkcs11.CKA_LABEL, label), attr(pkcs11.CKA_VERIFY, true)}}
 	}
 	keys := []made{
-		shared("ec pair", false, hsm.CurveP256, 1), shared("ec pair", false, hsm.CurveP256, 2),
+		shared("ec pair", false, hsmapi.CurveP256, 1), shared("ec pair", false, hsmapi.CurveP256, 2),
 		shared("rsa pair", true, 0, 1), shared("rsa pair", true, 0, 2),
-		shared("alone 1", false, hsm.CurveP384, 1), shared("alone 2", true, 0, 1),
-		shared("0123456789abcdef", false, hsm.CurveP256, 1), shared("alone 3", false, hsm.CurveP521, 1),
+		shared("alone 1", false, hsmapi.CurveP384, 1), shared("alone 2", true, 0, 1),
+		shared("0123456789abcdef", false, hsmapi.CurveP256, 1), shared("alone 3", false, hsmapi.CurveP521, 1),
 		// A 16-byte CKA_ID, which names a key alone, shared: neither key is
 		// named by it, and the destination takes both.
-		shared("fedcba9876543210", false, hsm.CurveP256, 1), shared("fedcba9876543210", true, 0, 2),
+		shared("fedcba9876543210", false, hsmapi.CurveP256, 1), shared("fedcba9876543210", true, 0, 2),
 	}
 	// Named once all are made: a key alone with a 16-byte CKA_ID is named
 	// by it until a second key shares it.
@@ -412,14 +412,14 @@ func TestSharedCKAID(t *testing.T) {
 	for _, m := range keys {
 		pubs = append(pubs, makePair(t, src, m))
 	}
-	ids := map[hsm.UUID]bool{}
+	ids := map[hsmapi.UUID]bool{}
 	for _, ph := range pubs {
 		ids[keyOfPublic(t, src, ph)] = true
 	}
 	if len(ids) != len(keys) {
 		t.Fatalf("%d keys have %d distinct UUIDs", len(keys), len(ids))
 	}
-	listed, err := src.Keys(ctx, hsm.Filter{})
+	listed, err := src.Keys(ctx, hsmapi.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +432,7 @@ func TestSharedCKAID(t *testing.T) {
 			t.Errorf("listed %s, not one of the keys made", k.UUID)
 		}
 		got, err := src.Key(ctx, k.UUID)
-		if err != nil || !hsm.SamePublicKey(got.PublicKey, k.PublicKey) {
+		if err != nil || !hsmapi.SamePublicKey(got.PublicKey, k.PublicKey) {
 			t.Errorf("%s looked up: %v", k.UUID, err)
 		}
 	}
@@ -459,7 +459,7 @@ func TestSharedCKAID(t *testing.T) {
 			t.Errorf("warning %q", w)
 		}
 		if strings.Contains(w, "CKA_ID "+hex.EncodeToString([]byte("fedcba9876543210"))) {
-			u := hsm.UUID([]byte("fedcba9876543210"))
+			u := hsmapi.UUID([]byte("fedcba9876543210"))
 			if !strings.Contains(w, "; key "+u.String()+", named by that CKA_ID until now, is named ") {
 				t.Errorf("warning %q does not tell that key %s was renamed", w, u)
 			}
@@ -473,7 +473,7 @@ func TestSharedCKAID(t *testing.T) {
 			t.Errorf("second import: %s present %v, warnings %q", r.UUID, r.Present, r.Warnings)
 		}
 	}
-	if n, err := dst.Keys(ctx, hsm.Filter{Mask: hsm.FlagExportable, Flags: hsm.FlagExportable}); err != nil || len(n) != len(keys) {
+	if n, err := dst.Keys(ctx, hsmapi.Filter{Mask: hsmapi.FlagExportable, Flags: hsmapi.FlagExportable}); err != nil || len(n) != len(keys) {
 		t.Errorf("destination has %d exportable keys, want %d (%v)", len(n), len(keys), err)
 	}
 }
@@ -484,7 +484,7 @@ func TestSharedCKAID(t *testing.T) {
 // out, unless the operator asks to skip what cannot be read.
 func TestPrivateKeyWithoutPublicObject(t *testing.T) {
 	src, dst := newToken(t), newToken(t)
-	orphan := func(m made) hsm.UUID {
+	orphan := func(m made) hsmapi.UUID {
 		id := makeKey(t, src, m)
 		src.mu.Lock()
 		defer src.mu.Unlock()
@@ -513,7 +513,7 @@ func TestPrivateKeyWithoutPublicObject(t *testing.T) {
 	}
 	signsAsSource(t, src, dst, rsaKey)
 
-	orphan(made{name: "ec alone", curve: hsm.CurveP256,
+	orphan(made{name: "ec alone", curve: hsmapi.CurveP256,
 		priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{2}), attr(pkcs11.CKA_SIGN, true), attr(pkcs11.CKA_EXTRACTABLE, true)},
 		pub:  []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{2})}})
 	if _, err := backup.Export(ctx, src, kekek, backup.ExportOptions{}); !errors.Is(err, backup.ErrDamaged) || !bytes.Contains([]byte(err.Error()), []byte("CKA_ID 02")) {
@@ -530,10 +530,10 @@ func TestPrivateKeyWithoutPublicObject(t *testing.T) {
 // bytes as CKA_LABEL, on both objects, and come back from it unchanged.
 func TestRawLabelsArriveOnToken(t *testing.T) {
 	src, dst := hsmtest.New(t), newToken(t)
-	labels := map[hsm.UUID]string{}
-	for _, label := range []string{"a\x00b\xffc\u202e", strings.Repeat("\xfe", hsm.MaxRawLabelLength), "clean"} {
-		k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable})
-		if err := src.SetAttributes(ctx, k.UUID, []hsm.Attribute{{Type: hsm.AttributeLabel, Value: []byte(label)}}); err != nil {
+	labels := map[hsmapi.UUID]string{}
+	for _, label := range []string{"a\x00b\xffc\u202e", strings.Repeat("\xfe", hsmapi.MaxRawLabelLength), "clean"} {
+		k := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: exportable})
+		if err := src.SetAttributes(ctx, k.UUID, []hsmapi.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte(label)}}); err != nil {
 			t.Fatal(err)
 		}
 		labels[k.UUID] = label
@@ -575,12 +575,12 @@ func TestECPairingBySignature(t *testing.T) {
 	tok := newToken(t)
 	twin := func(n int) made {
 		label := fmt.Sprintf("twin %d", n)
-		return made{name: label, curve: hsm.CurveP256,
+		return made{name: label, curve: hsmapi.CurveP256,
 			priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte("twins")), attr(pkcs11.CKA_LABEL, label), attr(pkcs11.CKA_SIGN, true)},
 			pub:  []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte("twins")), attr(pkcs11.CKA_LABEL, label), attr(pkcs11.CKA_VERIFY, true)}}
 	}
 	first, second := makePair(t, tok, twin(1)), makePair(t, tok, twin(2))
-	names := map[hsm.UUID]bool{keyOfPublic(t, tok, first): true, keyOfPublic(t, tok, second): true}
+	names := map[hsmapi.UUID]bool{keyOfPublic(t, tok, first): true, keyOfPublic(t, tok, second): true}
 
 	func() {
 		tok.mu.Lock()
@@ -619,7 +619,7 @@ func TestECPairingBySignature(t *testing.T) {
 		}
 	}()
 
-	keys, err := tok.Keys(ctx, hsm.Filter{})
+	keys, err := tok.Keys(ctx, hsmapi.Filter{})
 	if err != nil || len(keys) != 2 {
 		t.Fatalf("listed %d keys (%v), want 2", len(keys), err)
 	}
@@ -632,7 +632,7 @@ func TestECPairingBySignature(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", k.Label, err)
 		}
-		if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+		if err := hsmapi.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
 			t.Errorf("%s signs with the other key's private half: %v", k.Label, err)
 		}
 	}
@@ -645,8 +645,8 @@ func TestECPairingBySignature(t *testing.T) {
 // README says so.
 func TestEmulatedKeyNamedByCKAID(t *testing.T) {
 	src, dst := hsmtest.New(t), newToken(t)
-	k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "emulated"})
-	if err := src.SetAttributes(ctx, k.UUID, []hsm.Attribute{{Type: hsm.CKAID, Value: []byte{0x0a, 0x01}}}); err != nil {
+	k := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: exportable, Label: "emulated"})
+	if err := src.SetAttributes(ctx, k.UUID, []hsmapi.Attribute{{Type: hsmapi.CKAID, Value: []byte{0x0a, 0x01}}}); err != nil {
 		t.Fatal(err)
 	}
 	res := transfer(t, src, dst)
@@ -654,10 +654,10 @@ func TestEmulatedKeyNamedByCKAID(t *testing.T) {
 	if len(res) != 1 || res[0].UUID != derived {
 		t.Fatalf("imported as %+v, want the derived UUID %s", res, derived)
 	}
-	if _, err := dst.Key(ctx, k.UUID); !errors.Is(err, hsm.ErrKeyNotFound) {
+	if _, err := dst.Key(ctx, k.UUID); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("the old UUID on the token: %v", err)
 	}
-	byLabel, err := dst.Keys(ctx, hsm.Filter{Attributes: []hsm.Attribute{{Type: hsm.AttributeLabel, Value: []byte("emulated")}}})
+	byLabel, err := dst.Keys(ctx, hsmapi.Filter{Attributes: []hsmapi.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte("emulated")}}})
 	if err != nil || len(byLabel) != 1 || byLabel[0].UUID != derived {
 		t.Errorf("by label: %v, %v", byLabel, err)
 	}
@@ -666,7 +666,7 @@ func TestEmulatedKeyNamedByCKAID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+	if err := hsmapi.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
 		t.Error(err)
 	}
 }

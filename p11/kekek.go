@@ -11,7 +11,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // kekPolicy is what a KEKEK made by GenerateKEKEK forces, as its
@@ -74,14 +74,14 @@ var attributeNames = map[uint]string{
 // forces kekPolicy on what it unwraps; its public object has CKA_WRAP only.
 // A token that does not know CKA_COPYABLE (before PKCS#11 v2.40) makes it
 // without.
-func (t *Token) GenerateKEKEK(_ context.Context, bits int, label string) (hsm.KeyInfo, error) {
+func (t *Token) GenerateKEKEK(_ context.Context, bits int, label string) (hsmapi.KeyInfo, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	policy, free := attributeArray(kekPolicy())
 	defer free()
-	gen := func(copyable bool) (hsm.KeyInfo, error) {
-		return t.generate(hsm.GenerateRequest{
-			Type: hsm.KeyTypeRSAPrivate, Bits: bits, Flags: hsm.FlagKeyEncipherment | hsm.FlagToken, Label: label,
+	gen := func(copyable bool) (hsmapi.KeyInfo, error) {
+		return t.generate(hsmapi.GenerateRequest{
+			Type: hsmapi.KeyTypeRSAPrivate, Bits: bits, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken, Label: label,
 		}, func(priv, _ *template) {
 			priv.set(pkcs11.CKA_MODIFIABLE, false)
 			if !copyable {
@@ -95,7 +95,7 @@ func (t *Token) GenerateKEKEK(_ context.Context, bits int, label string) (hsm.Ke
 		k, err = gen(true)
 	}
 	if err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("KEKEK: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("KEKEK: %w", err)
 	}
 	return k, nil
 }
@@ -106,7 +106,7 @@ func (t *Token) GenerateKEKEK(_ context.Context, bits int, label string) (hsm.Ke
 // with raw RSA), a policy that lets it be read or changed, an unwrap
 // template that does not keep the KEK secret. None for a KEKEK of that
 // profile. Its flags cannot tell: keyencipherment is CKA_UNWRAP alone.
-func (t *Token) KEKEKFlaws(_ context.Context, id hsm.UUID) ([]string, error) {
+func (t *Token) KEKEKFlaws(_ context.Context, id hsmapi.UUID) ([]string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	flaws, err := t.kekekFlaws(id)
@@ -116,7 +116,7 @@ func (t *Token) KEKEKFlaws(_ context.Context, id hsm.UUID) ([]string, error) {
 	return flaws, nil
 }
 
-func (t *Token) kekekFlaws(id hsm.UUID) ([]string, error) {
+func (t *Token) kekekFlaws(id hsmapi.UUID) ([]string, error) {
 	o, err := t.sessionObject(id)
 	if err != nil {
 		return nil, err

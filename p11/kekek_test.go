@@ -20,7 +20,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/backup"
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 	"github.com/hsmkit/cryptech-backup/sim"
@@ -30,11 +30,11 @@ import (
 // to the KEKEK, and the key wrapped under the KEK.
 func firstKey(t *testing.T, b *backup.Bundle) (ct, wrapped []byte) {
 	t.Helper()
-	ct, err := hsm.ParseEncryptedKEK(b.Keys[0].KEK, b.KEKEncryption)
+	ct, err := hsmapi.ParseEncryptedKEK(b.Keys[0].KEK, b.KEKEncryption)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wrapped, err = hsm.ParseEncryptedPKCS8(b.Keys[0].PKCS8); err != nil {
+	if wrapped, err = hsmapi.ParseEncryptedPKCS8(b.Keys[0].PKCS8); err != nil {
 		t.Fatal(err)
 	}
 	return ct, wrapped
@@ -46,9 +46,9 @@ func firstKey(t *testing.T, b *backup.Bundle) (ct, wrapped []byte) {
 // unwrapping it as a readable secret, not by changing the KEKEK.
 func TestKEKEKOnlyUnwraps(t *testing.T) {
 	dst, src := newToken(t), hsmtest.New(t)
-	k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "secret"})
+	k := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: exportable, Label: "secret"})
 	kekek, b := transfertest.ExportFor(t, src, dst)
-	id, _ := hsm.ParseUUID(kekek.KEKEKUUID)
+	id, _ := hsmapi.ParseUUID(kekek.KEKEKUUID)
 	ct, wrapped := firstKey(t, b)
 	oaep, _, _ := kekMechanism(b.KEKEncryption)
 
@@ -148,7 +148,7 @@ func TestSetupRefusesKEKEKThatDecrypts(t *testing.T) {
 		pub: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte("old kekek")), attr(pkcs11.CKA_WRAP, true), attr(pkcs11.CKA_ENCRYPT, true)}})
 	for _, opts := range []backup.SetupOptions{{}, {UUID: old}} {
 		_, err := backup.Setup(ctx, dst, opts)
-		if !errors.Is(err, hsm.ErrForbidden) || !strings.Contains(err.Error(), "CKA_DECRYPT") || !strings.Contains(err.Error(), "--new") ||
+		if !errors.Is(err, hsmapi.ErrForbidden) || !strings.Contains(err.Error(), "CKA_DECRYPT") || !strings.Contains(err.Error(), "--new") ||
 			!strings.Contains(err.Error(), "delete this one") {
 			t.Errorf("setup %+v with a KEKEK that decrypts: %v", opts, err)
 		}
@@ -171,7 +171,7 @@ func TestSetupRefusesKEKEKThatDecrypts(t *testing.T) {
 	encs, _ := dst.KEKEncryptions(ctx)
 	oldFile := &backup.KEKEKFile{Comment: "KEKEK public key", KEKEncryptions: encs[:1], KEKEKPubkey: oldKey.PublicKey, KEKEKUUID: old.String(), Version: backup.Version}
 	src := hsmtest.New(t)
-	k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable})
+	k := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: exportable})
 	b, err := backup.Export(ctx, src, oldFile, backup.ExportOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func TestSetupRefusesKEKEKThatDecrypts(t *testing.T) {
 
 // kekekLike is a key made on the token as a KEKEK, with the profile
 // GenerateKEKEK gives but for what change alters.
-func kekekLike(t *testing.T, tok *Token, label string, change func(priv *template)) hsm.UUID {
+func kekekLike(t *testing.T, tok *Token, label string, change func(priv *template)) hsmapi.UUID {
 	t.Helper()
 	policy, free := attributeArray(kekPolicy())
 	defer free()
@@ -208,7 +208,7 @@ func without(tm *template, typ uint) {
 
 // kekekFileFor describes a key of tok as a KEKEK file, as setup would if it
 // took the key: what a source exports to.
-func kekekFileFor(t *testing.T, tok *Token, id hsm.UUID) *backup.KEKEKFile {
+func kekekFileFor(t *testing.T, tok *Token, id hsmapi.UUID) *backup.KEKEKFile {
 	t.Helper()
 	k, err := tok.Key(ctx, id)
 	if err != nil {
@@ -254,23 +254,23 @@ func oaepDecode(h hash.Hash, em []byte) ([]byte, error) {
 
 // kekekDoor is a way to read a bundle's KEK with the KEKEK's private object,
 // for anyone who has the token's user PIN.
-type kekekDoor func(tok *Token, kekek pkcs11.ObjectHandle, enc hsm.KEKEncryption, ct []byte) ([]byte, error)
+type kekekDoor func(tok *Token, kekek pkcs11.ObjectHandle, enc hsmapi.KEKEncryption, ct []byte) ([]byte, error)
 
 var (
 	// Raw RSA signing is RSA decryption.
-	signDoor kekekDoor = func(tok *Token, kekek pkcs11.ObjectHandle, enc hsm.KEKEncryption, ct []byte) ([]byte, error) {
+	signDoor kekekDoor = func(tok *Token, kekek pkcs11.ObjectHandle, enc hsmapi.KEKEncryption, ct []byte) ([]byte, error) {
 		em, err := tok.signRaw(kekek, pkcs11.CKM_RSA_X_509, ct)
 		if err != nil {
 			return nil, err
 		}
 		h := sha1.New()
-		if enc == hsm.KEKOAEPSHA256 {
+		if enc == hsmapi.KEKOAEPSHA256 {
 			h = sha256.New()
 		}
 		return oaepDecode(h, em)
 	}
 	// A KEKEK that may be changed may be given CKA_DECRYPT.
-	modifyDoor kekekDoor = func(tok *Token, kekek pkcs11.ObjectHandle, enc hsm.KEKEncryption, ct []byte) ([]byte, error) {
+	modifyDoor kekekDoor = func(tok *Token, kekek pkcs11.ObjectHandle, enc hsmapi.KEKEncryption, ct []byte) ([]byte, error) {
 		if err := tok.raw.SetAttributeValue(tok.sess, kekek, []*pkcs11.Attribute{attr(pkcs11.CKA_DECRYPT, true)}); err != nil {
 			return nil, err
 		}
@@ -282,7 +282,7 @@ var (
 	}
 	// Without an unwrap template, the KEK unwraps as a secret that can be
 	// read.
-	unwrapDoor kekekDoor = func(tok *Token, kekek pkcs11.ObjectHandle, enc hsm.KEKEncryption, ct []byte) ([]byte, error) {
+	unwrapDoor kekekDoor = func(tok *Token, kekek pkcs11.ObjectHandle, enc hsmapi.KEKEncryption, ct []byte) ([]byte, error) {
 		mech, _, _ := kekMechanism(enc)
 		h, err := tok.raw.UnwrapKey(tok.sess, []*pkcs11.Mechanism{mech}, kekek, ct, []*pkcs11.Attribute{
 			attr(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), attr(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES), attr(pkcs11.CKA_TOKEN, false),
@@ -302,9 +302,9 @@ var (
 // breakIn plays the attacker: it opens the bundle's first key with the
 // door and the KEKEK's private object, as far as the PKCS#8 private key, and
 // checks that it is the source's key.
-func breakIn(t *testing.T, tok *Token, b *backup.Bundle, src hsm.KeyInfo, door kekekDoor) error {
+func breakIn(t *testing.T, tok *Token, b *backup.Bundle, src hsmapi.KeyInfo, door kekekDoor) error {
 	t.Helper()
-	id, _ := hsm.ParseUUID(b.KEKEKUUID)
+	id, _ := hsmapi.ParseUUID(b.KEKEKUUID)
 	ct, wrapped := firstKey(t, b)
 	tok.mu.Lock()
 	defer tok.mu.Unlock()
@@ -325,7 +325,7 @@ func breakIn(t *testing.T, tok *Token, b *backup.Bundle, src hsm.KeyInfo, door k
 		t.Fatal(err)
 	}
 	spki, err := x509.MarshalPKIXPublicKey(priv.(crypto.Signer).Public())
-	if err != nil || !hsm.SamePublicKey(spki, src.PublicKey) {
+	if err != nil || !hsmapi.SamePublicKey(spki, src.PublicKey) {
 		t.Fatalf("the key read is not the source's: %v", err)
 	}
 	return nil
@@ -351,7 +351,7 @@ func TestSetupRefusesKEKEKDoors(t *testing.T) {
 	} {
 		t.Run(d.name, func(t *testing.T) {
 			dst, src := newToken(t), hsmtest.New(t)
-			k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "secret"})
+			k := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: exportable, Label: "secret"})
 			flawed := kekekLike(t, dst, "KEKEK", d.change)
 			b, err := backup.Export(ctx, src, kekekFileFor(t, dst, flawed), backup.ExportOptions{})
 			if err != nil {
@@ -359,14 +359,14 @@ func TestSetupRefusesKEKEKDoors(t *testing.T) {
 			}
 
 			_, err = backup.Setup(ctx, dst, backup.SetupOptions{UUID: flawed})
-			if !errors.Is(err, hsm.ErrForbidden) || !strings.Contains(err.Error(), d.flaw) || !strings.Contains(err.Error(), "--new") ||
+			if !errors.Is(err, hsmapi.ErrForbidden) || !strings.Contains(err.Error(), d.flaw) || !strings.Contains(err.Error(), "--new") ||
 				!strings.Contains(err.Error(), `label "KEKEK"`) {
 				t.Errorf("setup --uuid of a KEKEK that %s: %v", d.flaw, err)
 			}
 			f, err := backup.Setup(ctx, dst, backup.SetupOptions{})
 			if err == nil && f.KEKEKUUID == flawed.String() {
 				t.Errorf("setup without --uuid took the KEKEK that %s", d.flaw)
-			} else if err != nil && (!errors.Is(err, hsm.ErrForbidden) || !strings.Contains(err.Error(), d.flaw)) {
+			} else if err != nil && (!errors.Is(err, hsmapi.ErrForbidden) || !strings.Contains(err.Error(), d.flaw)) {
 				t.Errorf("setup without --uuid: %v", err)
 			}
 			// After setup looked (opening the door may change the key).
@@ -407,7 +407,7 @@ func TestSetupChecksUnwrapTemplate(t *testing.T) {
 	defer free()
 	partial := kekekLike(t, dst, "KEKEK", func(tm *template) { tm.set(pkcs11.CKA_UNWRAP_TEMPLATE, loose) })
 	_, err := backup.Setup(ctx, dst, backup.SetupOptions{UUID: partial})
-	if !errors.Is(err, hsm.ErrForbidden) || !strings.Contains(err.Error(), "CKA_EXTRACTABLE") || strings.Contains(err.Error(), "CKA_SENSITIVE,") {
+	if !errors.Is(err, hsmapi.ErrForbidden) || !strings.Contains(err.Error(), "CKA_EXTRACTABLE") || strings.Contains(err.Error(), "CKA_SENSITIVE,") {
 		t.Errorf("setup --uuid of a KEKEK whose unwrap template leaves CKA_EXTRACTABLE free: %v", err)
 	}
 }
@@ -420,12 +420,12 @@ func TestSetupChecksUnwrapTemplate(t *testing.T) {
 func TestSetupPassesOverApplicationKeys(t *testing.T) {
 	dst := newToken(t)
 	pkcs11Tool(t, dst, "--keypairgen", "--key-type", "rsa:2048", "--id", "0b01", "--label", "app")
-	keys, err := dst.Keys(ctx, hsm.Filter{})
+	keys, err := dst.Keys(ctx, hsmapi.Filter{})
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("keys %v, %v", keys, err)
 	}
 	app := keys[0]
-	if want := hsm.FlagKeyEncipherment | hsm.FlagToken; app.Flags&want != want {
+	if want := hsmapi.FlagKeyEncipherment | hsmapi.FlagToken; app.Flags&want != want {
 		t.Fatalf("pkcs11-tool made a key with flags %v, which setup would not look at: the test shows nothing", app.Flags)
 	}
 	f, err := backup.Setup(ctx, dst, backup.SetupOptions{})
@@ -439,7 +439,7 @@ func TestSetupPassesOverApplicationKeys(t *testing.T) {
 		t.Errorf("setup again: %v (want the KEKEK it made, %s)", err, f.KEKEKUUID)
 	}
 	_, err = backup.Setup(ctx, dst, backup.SetupOptions{UUID: app.UUID})
-	if !errors.Is(err, hsm.ErrForbidden) || !strings.Contains(err.Error(), `label "app"`) || !strings.Contains(err.Error(), "--new") ||
+	if !errors.Is(err, hsmapi.ErrForbidden) || !strings.Contains(err.Error(), `label "app"`) || !strings.Contains(err.Error(), "--new") ||
 		strings.Contains(err.Error(), "delete") {
 		t.Errorf("setup --uuid of the application's key: %v", err)
 	}

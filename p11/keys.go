@@ -15,17 +15,17 @@ import (
 
 	"github.com/miekg/pkcs11"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 var curveOIDs = []struct {
 	oid   asn1.ObjectIdentifier
 	curve elliptic.Curve
-	hc    hsm.Curve
+	hc    hsmapi.Curve
 }{
-	{asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}, elliptic.P256(), hsm.CurveP256},
-	{asn1.ObjectIdentifier{1, 3, 132, 0, 34}, elliptic.P384(), hsm.CurveP384},
-	{asn1.ObjectIdentifier{1, 3, 132, 0, 35}, elliptic.P521(), hsm.CurveP521},
+	{asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}, elliptic.P256(), hsmapi.CurveP256},
+	{asn1.ObjectIdentifier{1, 3, 132, 0, 34}, elliptic.P384(), hsmapi.CurveP384},
+	{asn1.ObjectIdentifier{1, 3, 132, 0, 35}, elliptic.P521(), hsmapi.CurveP521},
 }
 
 func curveOf(params []byte) (elliptic.Curve, error) {
@@ -37,7 +37,7 @@ func curveOf(params []byte) (elliptic.Curve, error) {
 			}
 		}
 	}
-	return nil, fmt.Errorf("%w: EC parameters %x", hsm.ErrUnsupportedKey, params)
+	return nil, fmt.Errorf("%w: EC parameters %x", hsmapi.ErrUnsupportedKey, params)
 }
 
 // ecParams is the CKA_EC_PARAMS of an EC public key's curve.
@@ -47,20 +47,20 @@ func ecParams(p *ecdsa.PublicKey) ([]byte, error) {
 			return asn1.Marshal(e.oid)
 		}
 	}
-	return nil, fmt.Errorf("%w: curve %s", hsm.ErrUnsupportedKey, p.Curve.Params().Name)
+	return nil, fmt.Errorf("%w: curve %s", hsmapi.ErrUnsupportedKey, p.Curve.Params().Name)
 }
 
-func curveParams(c hsm.Curve) ([]byte, elliptic.Curve, error) {
+func curveParams(c hsmapi.Curve) ([]byte, elliptic.Curve, error) {
 	for _, e := range curveOIDs {
 		if e.hc == c {
 			der, err := asn1.Marshal(e.oid)
 			return der, e.curve, err
 		}
 	}
-	return nil, nil, fmt.Errorf("%w: unknown curve %v", hsm.ErrBadArguments, c)
+	return nil, nil, fmt.Errorf("%w: unknown curve %v", hsmapi.ErrBadArguments, c)
 }
 
-func (t *Token) GenerateKey(_ context.Context, req hsm.GenerateRequest) (hsm.KeyInfo, error) {
+func (t *Token) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hsmapi.KeyInfo, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.generate(req, nil)
@@ -68,16 +68,16 @@ func (t *Token) GenerateKey(_ context.Context, req hsm.GenerateRequest) (hsm.Key
 
 // generate makes a key pair whose objects have the attributes its flags
 // give, and what more may add. Called with t.mu held.
-func (t *Token) generate(req hsm.GenerateRequest, more func(priv, pub *template)) (hsm.KeyInfo, error) {
+func (t *Token) generate(req hsmapi.GenerateRequest, more func(priv, pub *template)) (hsmapi.KeyInfo, error) {
 	if _, err := t.session(); err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
-	if err := hsm.CheckLabel(req.Label); err != nil || !req.Flags.Valid() {
-		return hsm.KeyInfo{}, fmt.Errorf("generate: %w: bad label or flags", hsm.ErrBadArguments)
+	if err := hsmapi.CheckLabel(req.Label); err != nil || !req.Flags.Valid() {
+		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: bad label or flags", hsmapi.ErrBadArguments)
 	}
-	id, err := hsm.NewUUID(nil)
+	id, err := hsmapi.NewUUID(nil)
 	if err != nil {
-		return hsm.KeyInfo{}, err
+		return hsmapi.KeyInfo{}, err
 	}
 	priv, pub := keyTemplates(req.Flags, id[:], req.Label)
 	if more != nil {
@@ -85,49 +85,49 @@ func (t *Token) generate(req hsm.GenerateRequest, more func(priv, pub *template)
 	}
 	var mech uint
 	switch req.Type {
-	case hsm.KeyTypeRSAPrivate:
-		if err := hsm.CheckGeneratedRSABits(req.Bits); err != nil {
-			return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
+	case hsmapi.KeyTypeRSAPrivate:
+		if err := hsmapi.CheckGeneratedRSABits(req.Bits); err != nil {
+			return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 		}
 		mech = pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN
 		pub.set(pkcs11.CKA_MODULUS_BITS, req.Bits)
 		pub.set(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1})
-	case hsm.KeyTypeECPrivate:
+	case hsmapi.KeyTypeECPrivate:
 		params, _, err := curveParams(req.Curve)
 		if err != nil {
-			return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
+			return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 		}
 		mech = pkcs11.CKM_EC_KEY_PAIR_GEN
 		pub.set(pkcs11.CKA_EC_PARAMS, params)
-	case hsm.KeyTypeHashsigPrivate:
-		return hsm.KeyInfo{}, fmt.Errorf("generate: %w: hash-based keys on a PKCS#11 token", hsm.ErrUnsupported)
+	case hsmapi.KeyTypeHashsigPrivate:
+		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: hash-based keys on a PKCS#11 token", hsmapi.ErrUnsupported)
 	default:
-		return hsm.KeyInfo{}, fmt.Errorf("generate: %w: cannot generate %v", hsm.ErrBadArguments, req.Type)
+		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: cannot generate %v", hsmapi.ErrBadArguments, req.Type)
 	}
 	if err := t.require(mech); err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
 	if _, _, err := t.raw.GenerateKeyPair(t.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, pub.final(), priv.final()); err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
 	o, err := t.object(id)
 	if err != nil {
-		return hsm.KeyInfo{}, err
+		return hsmapi.KeyInfo{}, err
 	}
 	return o.info, nil
 }
 
-func (t *Token) Key(_ context.Context, id hsm.UUID) (hsm.KeyInfo, error) {
+func (t *Token) Key(_ context.Context, id hsmapi.UUID) (hsmapi.KeyInfo, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	o, err := t.sessionObject(id)
 	if err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("open key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("open key: %w", err)
 	}
 	return o.info, nil
 }
 
-func (t *Token) Keys(_ context.Context, f hsm.Filter) ([]hsm.KeyInfo, error) {
+func (t *Token) Keys(_ context.Context, f hsmapi.Filter) ([]hsmapi.KeyInfo, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, err := t.session(); err != nil {
@@ -137,14 +137,14 @@ func (t *Token) Keys(_ context.Context, f hsm.Filter) ([]hsm.KeyInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	var out []hsm.KeyInfo
+	var out []hsmapi.KeyInfo
 	for _, o := range objs {
 		if !f.Matches(o.info) {
 			continue
 		}
 		ok := true
 		for _, a := range f.Attributes {
-			if a.Type != hsm.AttributeLabel || string(a.Value) != o.info.Label {
+			if a.Type != hsmapi.AttributeLabel || string(a.Value) != o.info.Label {
 				ok = false
 			}
 		}
@@ -155,7 +155,7 @@ func (t *Token) Keys(_ context.Context, f hsm.Filter) ([]hsm.KeyInfo, error) {
 	return out, nil
 }
 
-func (t *Token) DeleteKey(_ context.Context, id hsm.UUID) error {
+func (t *Token) DeleteKey(_ context.Context, id hsmapi.UUID) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	o, err := t.sessionObject(id)
@@ -185,7 +185,7 @@ func (t *Token) destroy(o *object) error {
 // Sign signs with the key's own private object (crypto11 finds key pairs
 // by CKA_ID alone, which several keys may share): PKCS#1 v1.5 over the
 // DigestInfo, or PSS, for RSA; ECDSA turned into ASN.1.
-func (t *Token) Sign(_ context.Context, id hsm.UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (t *Token) Sign(_ context.Context, id hsmapi.UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	o, err := t.sessionObject(id)
@@ -201,15 +201,15 @@ func (t *Token) Sign(_ context.Context, id hsm.UUID, digest []byte, opts crypto.
 
 func (t *Token) signWith(o *object, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if !o.hasPriv {
-		return nil, fmt.Errorf("%w: a public key cannot sign", hsm.ErrUnsupportedKey)
+		return nil, fmt.Errorf("%w: a public key cannot sign", hsmapi.ErrUnsupportedKey)
 	}
-	if o.info.Flags&hsm.FlagDigitalSignature == 0 {
-		return nil, fmt.Errorf("%w: key lacks CKA_SIGN", hsm.ErrForbidden)
+	if o.info.Flags&hsmapi.FlagDigitalSignature == 0 {
+		return nil, fmt.Errorf("%w: key lacks CKA_SIGN", hsmapi.ErrForbidden)
 	}
 	if opts == nil || opts.HashFunc() != 0 && len(digest) != opts.HashFunc().Size() {
-		return nil, fmt.Errorf("%w: digest and hash disagree", hsm.ErrBadArguments)
+		return nil, fmt.Errorf("%w: digest and hash disagree", hsmapi.ErrBadArguments)
 	}
-	if o.info.Type == hsm.KeyTypeECPrivate {
+	if o.info.Type == hsmapi.KeyTypeECPrivate {
 		if err := t.require(pkcs11.CKM_ECDSA); err != nil {
 			return nil, err
 		}
@@ -218,7 +218,7 @@ func (t *Token) signWith(o *object, digest []byte, opts crypto.SignerOpts) ([]by
 			return nil, err
 		}
 		if len(raw) == 0 || len(raw)%2 != 0 {
-			return nil, fmt.Errorf("%w: ECDSA signature of %d bytes from the token", hsm.ErrInvalidSignature, len(raw))
+			return nil, fmt.Errorf("%w: ECDSA signature of %d bytes from the token", hsmapi.ErrInvalidSignature, len(raw))
 		}
 		n := len(raw) / 2
 		return asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(raw[:n]), new(big.Int).SetBytes(raw[n:])})
@@ -238,7 +238,7 @@ func (t *Token) signWith(o *object, digest []byte, opts crypto.SignerOpts) ([]by
 	}
 	prefix, ok := digestInfoPrefix[opts.HashFunc()]
 	if !ok {
-		return nil, fmt.Errorf("%w: RSA signatures with %v", hsm.ErrUnsupported, opts.HashFunc())
+		return nil, fmt.Errorf("%w: RSA signatures with %v", hsmapi.ErrUnsupported, opts.HashFunc())
 	}
 	return t.signRaw(o.priv, pkcs11.CKM_RSA_PKCS, append(slices.Clip(prefix), digest...))
 }
@@ -267,7 +267,7 @@ func pssParams(opts *rsa.PSSOptions, pub *rsa.PublicKey) ([]byte, error) {
 	}
 	m, ok := mechs[opts.Hash]
 	if !ok {
-		return nil, fmt.Errorf("%w: PSS with %v", hsm.ErrUnsupported, opts.Hash)
+		return nil, fmt.Errorf("%w: PSS with %v", hsmapi.ErrUnsupported, opts.Hash)
 	}
 	salt := opts.SaltLength
 	switch salt {
@@ -277,18 +277,18 @@ func pssParams(opts *rsa.PSSOptions, pub *rsa.PublicKey) ([]byte, error) {
 		salt = (pub.N.BitLen()-1+7)/8 - opts.Hash.Size() - 2
 	}
 	if salt < 0 {
-		return nil, fmt.Errorf("%w: PSS salt length %d", hsm.ErrBadArguments, opts.SaltLength)
+		return nil, fmt.Errorf("%w: PSS salt length %d", hsmapi.ErrBadArguments, opts.SaltLength)
 	}
 	return pkcs11.NewPSSParams(m[0], m[1], uint(salt)), nil
 }
 
 // Verify checks a signature with the key's public half, in software.
-func (t *Token) Verify(ctx context.Context, id hsm.UUID, digest, sig []byte, opts crypto.SignerOpts) error {
+func (t *Token) Verify(ctx context.Context, id hsmapi.UUID, digest, sig []byte, opts crypto.SignerOpts) error {
 	k, err := t.Key(ctx, id)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
-	if err := hsm.VerifySignature(k.PublicKey, digest, sig, opts); err != nil {
+	if err := hsmapi.VerifySignature(k.PublicKey, digest, sig, opts); err != nil {
 		return fmt.Errorf("verify with %s: %w", id, err)
 	}
 	return nil

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/backup"
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/testkeys"
 )
@@ -32,13 +32,13 @@ func TestLegacyRSASizes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := emulated.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Flags: exportable, Label: label}); err != nil {
+		if _, err := emulated.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: der, Flags: exportable, Label: label}); err != nil {
 			t.Fatalf("%s: %v", label, err)
 		}
 	}
 	hops := []struct {
 		name     string
-		src, dst hsm.Token
+		src, dst hsmapi.Token
 	}{{"emulated-to-softhsm", emulated, tok}, {"softhsm-to-emulated", tok, back}}
 	for _, hop := range hops {
 		kekek, err := backup.Setup(ctx, hop.dst, backup.SetupOptions{})
@@ -52,7 +52,7 @@ func TestLegacyRSASizes(t *testing.T) {
 		if _, err := backup.Import(ctx, hop.dst, b, backup.ImportOptions{}); err != nil {
 			t.Fatalf("%s: import: %v", hop.name, err)
 		}
-		keys, err := hop.dst.Keys(ctx, hsm.Filter{Type: hsm.KeyTypeRSAPrivate})
+		keys, err := hop.dst.Keys(ctx, hsmapi.Filter{Type: hsmapi.KeyTypeRSAPrivate})
 		if err != nil {
 			t.Fatal(err)
 		}

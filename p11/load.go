@@ -10,10 +10,10 @@ import (
 
 	"github.com/miekg/pkcs11"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
-var _ hsm.PrivateKeyLoader = (*Token)(nil)
+var _ hsmapi.PrivateKeyLoader = (*Token)(nil)
 
 // LoadPrivateKey stores an RSA private key given in the clear (a PKCS#8
 // PrivateKeyInfo) with C_CreateObject: a session object unless the flags
@@ -28,36 +28,36 @@ var _ hsm.PrivateKeyLoader = (*Token)(nil)
 // big integers, so the caller's wipe of the buffer clears them (the PKCS#11
 // library's own copies are its business). EC keys are not loaded: a token
 // object of one needs its public point beside it.
-func (t *Token) LoadPrivateKey(_ context.Context, req hsm.LoadRequest) (hsm.KeyInfo, error) {
+func (t *Token) LoadPrivateKey(_ context.Context, req hsmapi.LoadRequest) (hsmapi.KeyInfo, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	k, err := t.loadPrivate(req)
 	if err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	return k, nil
 }
 
-func (t *Token) loadPrivate(req hsm.LoadRequest) (hsm.KeyInfo, error) {
+func (t *Token) loadPrivate(req hsmapi.LoadRequest) (hsmapi.KeyInfo, error) {
 	if _, err := t.session(); err != nil {
-		return hsm.KeyInfo{}, err
+		return hsmapi.KeyInfo{}, err
 	}
-	if err := hsm.CheckLabel(req.Label); err != nil {
-		return hsm.KeyInfo{}, err
+	if err := hsmapi.CheckLabel(req.Label); err != nil {
+		return hsmapi.KeyInfo{}, err
 	}
 	if len(req.Attributes) != 0 {
-		return hsm.KeyInfo{}, fmt.Errorf("%w: attributes on a key loaded into a PKCS#11 token", hsm.ErrUnsupported)
+		return hsmapi.KeyInfo{}, fmt.Errorf("%w: attributes on a key loaded into a PKCS#11 token", hsmapi.ErrUnsupported)
 	}
-	if req.Flags&hsm.FlagPublic != 0 || !req.Flags.Valid() {
-		return hsm.KeyInfo{}, fmt.Errorf("%w: flags 0x%x for a private key", hsm.ErrBadArguments, uint32(req.Flags))
+	if req.Flags&hsmapi.FlagPublic != 0 || !req.Flags.Valid() {
+		return hsmapi.KeyInfo{}, fmt.Errorf("%w: flags 0x%x for a private key", hsmapi.ErrBadArguments, uint32(req.Flags))
 	}
 	parts, err := parseRSAPKCS8(req.PKCS8)
 	if err != nil {
-		return hsm.KeyInfo{}, err
+		return hsmapi.KeyInfo{}, err
 	}
-	id, err := hsm.NewUUID(nil)
+	id, err := hsmapi.NewUUID(nil)
 	if err != nil {
-		return hsm.KeyInfo{}, err
+		return hsmapi.KeyInfo{}, err
 	}
 	// Exactly what the flags grant, as for a key made on the token.
 	tmpl, _ := keyTemplates(req.Flags, id[:], req.Label)
@@ -79,13 +79,13 @@ func (t *Token) loadPrivate(req hsm.LoadRequest) (hsm.KeyInfo, error) {
 	}
 	h, err := t.raw.CreateObject(t.sess, tmpl.final())
 	if err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("create private key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("create private key: %w", err)
 	}
 	// Found as any key is, so that it is described (and named) the same.
 	o, err := t.object(id)
 	if err != nil {
 		t.raw.DestroyObject(t.sess, h)
-		return hsm.KeyInfo{}, err
+		return hsmapi.KeyInfo{}, err
 	}
 	return o.info, nil
 }
@@ -110,14 +110,14 @@ func parseRSAPKCS8(der []byte) (rsaParts, error) {
 		PrivateKey asn1.RawValue
 	}
 	bad := func(why string) (rsaParts, error) {
-		return rsaParts{}, fmt.Errorf("%w: PKCS#8: %s", hsm.ErrBadArguments, why)
+		return rsaParts{}, fmt.Errorf("%w: PKCS#8: %s", hsmapi.ErrBadArguments, why)
 	}
 	rest, err := asn1.Unmarshal(der, &pki)
 	if err != nil || len(rest) != 0 || pki.Version != 0 || pki.PrivateKey.Tag != asn1.TagOctetString || pki.PrivateKey.Class != asn1.ClassUniversal {
 		return bad("not a PrivateKeyInfo")
 	}
 	if !pki.Algorithm.Algorithm.Equal(oidRSAEncryption) {
-		return rsaParts{}, fmt.Errorf("%w: only RSA private keys load into a PKCS#11 token", hsm.ErrUnsupportedKey)
+		return rsaParts{}, fmt.Errorf("%w: only RSA private keys load into a PKCS#11 token", hsmapi.ErrUnsupportedKey)
 	}
 	var k struct {
 		Version                     int

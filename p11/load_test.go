@@ -19,7 +19,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/backup"
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // unwrappers lists the private key objects on tok that can unwrap.
@@ -53,12 +53,12 @@ func rsaPKCS8(t *testing.T) (*rsa.PrivateKey, []byte) {
 func TestLoadPrivateKey(t *testing.T) {
 	tok := newToken(t)
 	priv, der := rsaPKCS8(t)
-	k, err := tok.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Flags: hsm.FlagKeyEncipherment})
+	k, err := tok.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: der, Flags: hsmapi.FlagKeyEncipherment})
 	if err != nil {
 		t.Fatal(err)
 	}
 	spki, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
-	if k.Type != hsm.KeyTypeRSAPrivate || k.Flags != hsm.FlagKeyEncipherment || !hsm.SamePublicKey(k.PublicKey, spki) {
+	if k.Type != hsmapi.KeyTypeRSAPrivate || k.Flags != hsmapi.FlagKeyEncipherment || !hsmapi.SamePublicKey(k.PublicKey, spki) {
 		t.Errorf("loaded as %+v", k)
 	}
 	hs := unwrappers(t, tok)
@@ -89,10 +89,10 @@ func TestLoadPrivateKey(t *testing.T) {
 
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ecDER, _ := x509.MarshalPKCS8PrivateKey(ec)
-	if _, err := tok.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: ecDER, Flags: hsm.FlagDigitalSignature}); !errors.Is(err, hsm.ErrUnsupportedKey) {
+	if _, err := tok.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: ecDER, Flags: hsmapi.FlagDigitalSignature}); !errors.Is(err, hsmapi.ErrUnsupportedKey) {
 		t.Errorf("EC key: %v", err)
 	}
-	if _, err := tok.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der[:len(der)-1]}); !errors.Is(err, hsm.ErrBadArguments) {
+	if _, err := tok.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: der[:len(der)-1]}); !errors.Is(err, hsmapi.ErrBadArguments) {
 		t.Errorf("cut PKCS#8: %v", err)
 	}
 }
@@ -106,7 +106,7 @@ func TestSoftKEKEKIntoSoftHSM(t *testing.T) {
 	for _, legacy := range []bool{false, true} {
 		t.Run(fmt.Sprintf("legacy %v", legacy), func(t *testing.T) {
 			src, dst := newToken(t), newToken(t)
-			var moved []hsm.KeyInfo
+			var moved []hsmapi.KeyInfo
 			for _, req := range testKeys {
 				moved = append(moved, generate(t, src, req))
 			}
@@ -134,7 +134,7 @@ func TestSoftKEKEKIntoSoftHSM(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+				if err := hsmapi.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
 					t.Errorf("%s: the destination's signature fails under the source's key: %v", k.Label, err)
 				}
 			}
@@ -143,8 +143,8 @@ func TestSoftKEKEKIntoSoftHSM(t *testing.T) {
 			}
 			// Loaded to unwrap only: CKA_TOKEN false (a session object, gone
 			// with the session whatever happens), CKA_EXTRACTABLE false.
-			if len(w.held) != 1 || w.held[0] != hsm.FlagKeyEncipherment {
-				t.Errorf("the soft KEKEK was held with flags %v, want only %v", w.held, hsm.FlagKeyEncipherment)
+			if len(w.held) != 1 || w.held[0] != hsmapi.FlagKeyEncipherment {
+				t.Errorf("the soft KEKEK was held with flags %v, want only %v", w.held, hsmapi.FlagKeyEncipherment)
 			}
 		})
 	}
@@ -157,15 +157,15 @@ func TestSoftKEKEKIntoSoftHSM(t *testing.T) {
 func TestLoadGrantsWhatFlagsGrant(t *testing.T) {
 	tok := newToken(t)
 	_, der := rsaPKCS8(t)
-	usages := []hsm.Flags{hsm.FlagDigitalSignature, hsm.FlagKeyEncipherment, hsm.FlagDataEncipherment, hsm.FlagExportable}
+	usages := []hsmapi.Flags{hsmapi.FlagDigitalSignature, hsmapi.FlagKeyEncipherment, hsmapi.FlagDataEncipherment, hsmapi.FlagExportable}
 	for n := range 1 << len(usages) {
-		var flags hsm.Flags
+		var flags hsmapi.Flags
 		for i, f := range usages {
 			if n&(1<<i) != 0 {
 				flags |= f
 			}
 		}
-		k, err := tok.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Flags: flags})
+		k, err := tok.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: der, Flags: flags})
 		if err != nil {
 			t.Fatalf("load with %v: %v", flags, err)
 		}
@@ -198,10 +198,10 @@ func TestLoadGrantsWhatFlagsGrant(t *testing.T) {
 // CKA_EXTRACTABLE).
 type loadWatcher struct {
 	*Token
-	held []hsm.Flags
+	held []hsmapi.Flags
 }
 
-func (w *loadWatcher) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) (hsm.KeyInfo, error) {
+func (w *loadWatcher) LoadPrivateKey(ctx context.Context, req hsmapi.LoadRequest) (hsmapi.KeyInfo, error) {
 	k, err := w.Token.LoadPrivateKey(ctx, req)
 	if err == nil {
 		held, _ := w.Token.Key(ctx, k.UUID)

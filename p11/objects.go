@@ -18,7 +18,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // A key of this package is one private key object and the public key
@@ -46,7 +46,7 @@ type object struct {
 	// unusable says why this package cannot use the key: a type it does
 	// not handle, or a private key whose public half it cannot find.
 	unusable error
-	info     hsm.KeyInfo
+	info     hsmapi.KeyInfo
 }
 
 // keyObject is one private or public key object, as found.
@@ -190,7 +190,7 @@ func (t *Token) readKeyObject(h pkcs11.ObjectHandle, private bool, kt uint) (*ke
 		if n.Sign() > 0 && e.IsInt64() && e.Int64() > 1 && e.Int64() < 1<<31 {
 			ko.public = &rsa.PublicKey{N: n, E: int(e.Int64())}
 		} else if !private {
-			ko.err = fmt.Errorf("%w: RSA public key object without modulus", hsm.ErrUnsupportedKey)
+			ko.err = fmt.Errorf("%w: RSA public key object without modulus", hsmapi.ErrUnsupportedKey)
 		}
 	case pkcs11.CKK_EC:
 		a, err := t.attrs(h, pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT)
@@ -210,10 +210,10 @@ func (t *Token) readKeyObject(h pkcs11.ObjectHandle, private bool, kt uint) (*ke
 			}
 		}
 		if ko.public == nil && !private {
-			ko.err = fmt.Errorf("%w: EC public key object without a valid CKA_EC_POINT", hsm.ErrUnsupportedKey)
+			ko.err = fmt.Errorf("%w: EC public key object without a valid CKA_EC_POINT", hsmapi.ErrUnsupportedKey)
 		}
 	default:
-		ko.err = fmt.Errorf("%w: key type 0x%x", hsm.ErrUnsupportedKey, kt)
+		ko.err = fmt.Errorf("%w: key type 0x%x", hsmapi.ErrUnsupportedKey, kt)
 	}
 	return ko, nil
 }
@@ -287,10 +287,10 @@ func (t *Token) pair(id []byte, privs, pubs []*keyObject) []*object {
 				continue
 			}
 			out = append(out, &object{id: id, priv: ko.h, hasPriv: true, unusable: fmt.Errorf(
-				"%w: %d public key objects share its CKA_ID and it cannot sign to show which is its half", hsm.ErrUnsupportedKey, len(cands))})
+				"%w: %d public key objects share its CKA_ID and it cannot sign to show which is its half", hsmapi.ErrUnsupportedKey, len(cands))})
 		default:
 			out = append(out, &object{id: id, priv: ko.h, hasPriv: true, unusable: fmt.Errorf(
-				"%w: EC private key without a public key object, and the token does not show its public point (CKA_EC_POINT)", hsm.ErrUnsupportedKey)})
+				"%w: EC private key without a public key object, and the token does not show its public point (CKA_EC_POINT)", hsmapi.ErrUnsupportedKey)})
 		}
 	}
 	for j, p := range pubs {
@@ -327,7 +327,7 @@ func (t *Token) probeSignature(h pkcs11.ObjectHandle) (digest []byte, r, s *big.
 		return nil, nil, nil, err
 	}
 	if len(sig) == 0 || len(sig)%2 != 0 {
-		return nil, nil, nil, fmt.Errorf("%w: ECDSA signature of %d bytes from the token", hsm.ErrInvalidSignature, len(sig))
+		return nil, nil, nil, fmt.Errorf("%w: ECDSA signature of %d bytes from the token", hsmapi.ErrInvalidSignature, len(sig))
 	}
 	n := len(sig) / 2
 	return sum[:], new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:]), nil
@@ -369,7 +369,7 @@ func (t *Token) objects() (usable, unusable []*object, err error) {
 
 // object finds one key by UUID: among the keys of the CKA_ID it names, else,
 // for a derived UUID, among all keys. Called with t.mu held.
-func (t *Token) object(id hsm.UUID) (*object, error) {
+func (t *Token) object(id hsmapi.UUID) (*object, error) {
 	objs, err := t.keyObjects(pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]))
 	if err != nil {
 		return nil, err
@@ -390,12 +390,12 @@ func (t *Token) object(id hsm.UUID) (*object, error) {
 			}
 		}
 	}
-	return nil, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, id)
+	return nil, fmt.Errorf("%w: %s", hsmapi.ErrKeyNotFound, id)
 }
 
 // sessionObject finds one key by UUID, once logged in. Called with t.mu
 // held.
-func (t *Token) sessionObject(id hsm.UUID) (*object, error) {
+func (t *Token) sessionObject(id hsmapi.UUID) (*object, error) {
 	if _, err := t.session(); err != nil {
 		return nil, err
 	}
@@ -411,9 +411,9 @@ func (t *Token) describe(o *object) error {
 	}
 	spki, err := x509.MarshalPKIXPublicKey(o.public)
 	if err != nil {
-		return fmt.Errorf("%w: %v", hsm.ErrUnsupportedKey, err)
+		return fmt.Errorf("%w: %v", hsmapi.ErrUnsupportedKey, err)
 	}
-	info, err := hsm.DescribePublicKey(spki, o.hasPriv)
+	info, err := hsmapi.DescribePublicKey(spki, o.hasPriv)
 	if err != nil {
 		return err
 	}
@@ -430,7 +430,7 @@ func (t *Token) describe(o *object) error {
 		return err
 	}
 	if boolAttr(a[pkcs11.CKA_TOKEN]) {
-		info.Flags |= hsm.FlagToken
+		info.Flags |= hsmapi.FlagToken
 	}
 	for _, e := range m {
 		if boolAttr(a[e.attr]) {
@@ -443,9 +443,9 @@ func (t *Token) describe(o *object) error {
 }
 
 // uuid names a key by its CKA_ID.
-func (o *object) uuid(spki []byte) hsm.UUID {
-	if len(o.id) == len(hsm.UUID{}) && !o.shared {
-		return hsm.UUID(o.id)
+func (o *object) uuid(spki []byte) hsmapi.UUID {
+	if len(o.id) == len(hsmapi.UUID{}) && !o.shared {
+		return hsmapi.UUID(o.id)
 	}
 	return derivedUUID(o.id, spki)
 }
@@ -454,13 +454,13 @@ func (o *object) uuid(spki []byte) hsm.UUID {
 // CKA_ID and the public key, so that two keys sharing a CKA_ID have two
 // names, and a key keeps its name on every token it reaches with its CKA_ID.
 // The version is 8 (RFC 9562, custom), never that of a random name.
-func derivedUUID(id, spki []byte) hsm.UUID {
+func derivedUUID(id, spki []byte) hsmapi.UUID {
 	h := sha256.New()
 	h.Write([]byte("cryptech-backup CKA_ID v2\x00"))
 	h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(id))))
 	h.Write(id)
 	h.Write(spki)
-	var u hsm.UUID
+	var u hsmapi.UUID
 	copy(u[:], h.Sum(nil))
 	u[6] = u[6]&0x0f | 0x80
 	u[8] = u[8]&0x3f | 0x80
@@ -475,6 +475,8 @@ func (t *Token) UnusableKeys(context.Context) ([]string, error) {
 	defer t.mu.Unlock()
 	return t.unusableKeys(false)
 }
+
+var _ hsmapi.UnreadableReporter = (*Token)(nil)
 
 // UnreadableKeys names those of the keys UnusableKeys names that are
 // extractable private keys, so that an export does not silently lack them.

@@ -17,7 +17,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/backup"
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/softhsm"
 	"github.com/hsmkit/cryptech-backup/internal/transfertest"
@@ -69,21 +69,21 @@ func newToken(t testing.TB) *Token {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tok.Close() })
-	if err := tok.Login(ctx, hsm.UserNormal, []byte(userPIN)); err != nil {
+	if err := tok.Login(ctx, hsmapi.UserNormal, []byte(userPIN)); err != nil {
 		t.Fatal(err)
 	}
 	return tok
 }
 
-const exportable = hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
+const exportable = hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable
 
-var testKeys = []hsm.GenerateRequest{
-	{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: exportable, Label: "rsa-2048"},
-	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "p-256"},
-	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384, Flags: exportable, Label: "p-384"},
+var testKeys = []hsmapi.GenerateRequest{
+	{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: exportable, Label: "rsa-2048"},
+	{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: exportable, Label: "p-256"},
+	{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP384, Flags: exportable, Label: "p-384"},
 }
 
-func generate(t testing.TB, tok hsm.Token, req hsm.GenerateRequest) hsm.KeyInfo {
+func generate(t testing.TB, tok hsmapi.Token, req hsmapi.GenerateRequest) hsmapi.KeyInfo {
 	t.Helper()
 	k, err := tok.GenerateKey(ctx, req)
 	if err != nil {
@@ -97,21 +97,21 @@ func generate(t testing.TB, tok hsm.Token, req hsm.GenerateRequest) hsm.KeyInfo 
 // UUID and label, signs on the destination so that the source's public key
 // verifies, and the key that is not extractable stays behind.
 func TestTransfers(t *testing.T) {
-	kinds := map[string]func(testing.TB) hsm.Token{
-		"softhsm":  func(t testing.TB) hsm.Token { return newToken(t) },
-		"emulated": func(t testing.TB) hsm.Token { return hsmtest.New(t) },
+	kinds := map[string]func(testing.TB) hsmapi.Token{
+		"softhsm":  func(t testing.TB) hsmapi.Token { return newToken(t) },
+		"emulated": func(t testing.TB) hsmapi.Token { return hsmtest.New(t) },
 	}
 	for _, pair := range [][2]string{{"softhsm", "softhsm"}, {"emulated", "softhsm"}, {"softhsm", "emulated"}} {
 		t.Run(pair[0]+"-to-"+pair[1], func(t *testing.T) {
 			src, dst := kinds[pair[0]](t), kinds[pair[1]](t)
-			var moved []hsm.KeyInfo
+			var moved []hsmapi.KeyInfo
 			for _, req := range testKeys {
 				moved = append(moved, generate(t, src, req))
 			}
-			stays := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
-				Flags: hsm.FlagDigitalSignature | hsm.FlagToken, Label: "stays"})
+			stays := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+				Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken, Label: "stays"})
 			_, b := transferBundle(t, src, dst)
-			if b.KEKEncryption != hsm.KEKOAEPSHA1 {
+			if b.KEKEncryption != hsmapi.KEKOAEPSHA1 {
 				t.Errorf("KEK encryption %s; with SoftHSM2 2.6 on one side only OAEP-SHA-1 can work", b.KEKEncryption)
 			}
 			for _, k := range moved {
@@ -119,7 +119,7 @@ func TestTransfers(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s did not arrive: %v", k.Label, err)
 				}
-				if got.Label != k.Label || !hsm.SamePublicKey(got.PublicKey, k.PublicKey) || got.Flags&hsm.FlagExportable == 0 {
+				if got.Label != k.Label || !hsmapi.SamePublicKey(got.PublicKey, k.PublicKey) || got.Flags&hsmapi.FlagExportable == 0 {
 					t.Errorf("%s arrived as %+v", k.Label, got)
 				}
 				digest := sha256.Sum256([]byte(k.Label))
@@ -127,11 +127,11 @@ func TestTransfers(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+				if err := hsmapi.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
 					t.Errorf("%s: the destination's signature fails under the source's key: %v", k.Label, err)
 				}
 			}
-			if _, err := dst.Key(ctx, stays.UUID); !errors.Is(err, hsm.ErrKeyNotFound) {
+			if _, err := dst.Key(ctx, stays.UUID); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 				t.Errorf("the key that is not extractable reached the destination: %v", err)
 			}
 			res, err := backup.Import(ctx, dst, b, backup.ImportOptions{})
@@ -153,7 +153,7 @@ func TestKEKEncryptionsAreNegotiated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []hsm.KEKEncryption{hsm.KEKOAEPSHA1, hsm.KEKPKCS1v15}
+	want := []hsmapi.KEKEncryption{hsmapi.KEKOAEPSHA1, hsmapi.KEKPKCS1v15}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("SoftHSM2 offers %v, want %v (it refuses OAEP with SHA-256)", got, want)
 	}
@@ -164,13 +164,13 @@ func TestKEKEncryptionsAreNegotiated(t *testing.T) {
 // a public key object beside.
 func TestImportedKeyAttributes(t *testing.T) {
 	src, dst := hsmtest.New(t), newToken(t)
-	k := generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable, Label: "attrs"})
+	k := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: exportable, Label: "attrs"})
 	_, b := transfertest.ExportFor(t, src, dst)
-	b.Keys[0].Flags &^= hsm.FlagExportable // as if the source said so; the tag must then refuse it
-	if _, err := backup.Import(ctx, dst, b, backup.ImportOptions{}); !errors.Is(err, hsm.ErrDecryption) {
+	b.Keys[0].Flags &^= hsmapi.FlagExportable // as if the source said so; the tag must then refuse it
+	if _, err := backup.Import(ctx, dst, b, backup.ImportOptions{}); !errors.Is(err, hsmapi.ErrDecryption) {
 		t.Fatalf("changed flags: %v", err)
 	}
-	b.Keys[0].Flags |= hsm.FlagExportable
+	b.Keys[0].Flags |= hsmapi.FlagExportable
 	if _, err := backup.Import(ctx, dst, b, backup.ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if err := other.Login(ctx, hsm.UserNormal, []byte(userPIN)); !errors.Is(err, ErrNoToken) {
+	if err := other.Login(ctx, hsmapi.UserNormal, []byte(userPIN)); !errors.Is(err, ErrNoToken) {
 		t.Errorf("unknown token label: %v", err)
 	}
 	wrong, err := Open(Config{Module: env.Module(), TokenLabel: tok.cfg.TokenLabel})
@@ -239,10 +239,10 @@ func TestBadInput(t *testing.T) {
 	// crypto11 keeps the application logged in while another context is
 	// open; log this one out first so the wrong PIN is really checked.
 	tok.Logout(ctx)
-	if err := wrong.Login(ctx, hsm.UserNormal, []byte("wrong-pin")); !errors.Is(err, hsm.ErrPINIncorrect) {
+	if err := wrong.Login(ctx, hsmapi.UserNormal, []byte("wrong-pin")); !errors.Is(err, hsmapi.ErrPINIncorrect) {
 		t.Errorf("wrong PIN: %v", err)
 	}
-	if err := tok.Login(ctx, hsm.UserNormal, []byte(userPIN)); err != nil {
+	if err := tok.Login(ctx, hsmapi.UserNormal, []byte(userPIN)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -251,10 +251,10 @@ func TestBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stays := generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagDigitalSignature | hsm.FlagToken})
+	stays := generate(t, tok, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken})
 	before := objectCount(t, tok)
-	_, err = tok.Export(ctx, hsm.ExportRequest{Key: stays.UUID, KEKEK: kekek.KEKEKPubkey, Encryption: hsm.KEKOAEPSHA1})
-	if !errors.Is(err, hsm.ErrNotExportable) {
+	_, err = tok.Export(ctx, hsmapi.ExportRequest{Key: stays.UUID, KEKEK: kekek.KEKEKPubkey, Encryption: hsmapi.KEKOAEPSHA1})
+	if !errors.Is(err, hsmapi.ErrNotExportable) {
 		t.Errorf("export of a key that is not extractable: %v", err)
 	}
 	if n := objectCount(t, tok); n != before {
@@ -263,12 +263,12 @@ func TestBadInput(t *testing.T) {
 
 	// A token without key wrap with padding: the missing mechanism is named
 	// and nothing is created.
-	k := generate(t, tok, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable})
+	k := generate(t, tok, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: exportable})
 	before = objectCount(t, tok)
 	tok.mu.Lock()
 	delete(tok.mechs, pkcs11.CKM_AES_KEY_WRAP_PAD)
 	tok.mu.Unlock()
-	_, err = tok.Export(ctx, hsm.ExportRequest{Key: k.UUID, KEKEK: kekek.KEKEKPubkey, Encryption: hsm.KEKOAEPSHA1})
+	_, err = tok.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEK: kekek.KEKEKPubkey, Encryption: hsmapi.KEKOAEPSHA1})
 	if !errors.Is(err, ErrMechanism) || !bytes.Contains([]byte(err.Error()), []byte("CKM_AES_KEY_WRAP_PAD")) {
 		t.Errorf("token without CKM_AES_KEY_WRAP_PAD: %v", err)
 	}
@@ -281,7 +281,7 @@ func TestBadInput(t *testing.T) {
 
 	// A tampered bundle creates nothing on the destination token.
 	src := hsmtest.New(t)
-	generate(t, src, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: exportable})
+	generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: exportable})
 	_, b := transfertest.ExportFor(t, src, tok)
 	before = objectCount(t, tok)
 	for _, mutate := range []func(k *backup.BundleKey){
@@ -295,7 +295,7 @@ func TestBadInput(t *testing.T) {
 		c := *b
 		c.Keys = []backup.BundleKey{b.Keys[0]}
 		mutate(&c.Keys[0])
-		if _, err := backup.Import(ctx, tok, &c, backup.ImportOptions{}); !errors.Is(err, hsm.ErrDecryption) {
+		if _, err := backup.Import(ctx, tok, &c, backup.ImportOptions{}); !errors.Is(err, hsmapi.ErrDecryption) {
 			t.Errorf("tampered bundle: %v", err)
 		}
 	}

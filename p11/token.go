@@ -12,10 +12,10 @@ import (
 	"github.com/ThalesIgnite/crypto11"
 	"github.com/miekg/pkcs11"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
-// Token is an hsm.Token on one PKCS#11 token. It is safe for concurrent use.
+// Token is an hsmapi.Token on one PKCS#11 token. It is safe for concurrent use.
 type Token struct {
 	cfg Config
 
@@ -27,11 +27,11 @@ type Token struct {
 	// mechs is the token's mechanism list, read once.
 	mechs map[uint]bool
 	// kekEncs is what the token can do to carry a KEK, probed once.
-	kekEncs []hsm.KEKEncryption
+	kekEncs []hsmapi.KEKEncryption
 	closed  bool
 }
 
-var _ hsm.Token = (*Token)(nil)
+var _ hsmapi.Token = (*Token)(nil)
 
 // Errors callers branch on.
 var (
@@ -47,7 +47,7 @@ var (
 // Login: crypto11, which initializes the module, needs the PIN to do it.
 func Open(cfg Config) (*Token, error) {
 	if (cfg.TokenLabel == "") == (cfg.Slot == nil) {
-		return nil, fmt.Errorf("%w: name the token by label or by slot, not both or neither", hsm.ErrBadArguments)
+		return nil, fmt.Errorf("%w: name the token by label or by slot, not both or neither", hsmapi.ErrBadArguments)
 	}
 	raw := pkcs11.New(cfg.Module)
 	if raw == nil {
@@ -58,7 +58,7 @@ func Open(cfg Config) (*Token, error) {
 
 // Login logs in to the token with its user PIN, whichever user is asked for:
 // a PKCS#11 token's user is the one that uses keys.
-func (t *Token) Login(_ context.Context, _ hsm.User, pin []byte) error {
+func (t *Token) Login(_ context.Context, _ hsmapi.User, pin []byte) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.c11 != nil {
@@ -106,9 +106,9 @@ func (t *Token) name() string {
 func loginError(err error) error {
 	switch {
 	case isCode(err, pkcs11.CKR_PIN_INCORRECT), isCode(err, pkcs11.CKR_PIN_LEN_RANGE):
-		return hsm.ErrPINIncorrect
+		return hsmapi.ErrPINIncorrect
 	case isCode(err, pkcs11.CKR_PIN_LOCKED):
-		return fmt.Errorf("%w: the PIN is locked", hsm.ErrForbidden)
+		return fmt.Errorf("%w: the PIN is locked", hsmapi.ErrForbidden)
 	case strings.Contains(err.Error(), "could not find PKCS#11 token"):
 		return ErrNoToken
 	}
@@ -177,7 +177,7 @@ func (t *Token) Close() error {
 // Called with t.mu held.
 func (t *Token) session() (pkcs11.SessionHandle, error) {
 	if t.c11 == nil {
-		return 0, hsm.ErrNotLoggedIn
+		return 0, hsmapi.ErrNotLoggedIn
 	}
 	return t.sess, nil
 }

@@ -19,20 +19,20 @@ import (
 
 	"github.com/miekg/pkcs11"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // kekMechanism is the mechanism that carries a KEK with enc.
-func kekMechanism(enc hsm.KEKEncryption) (*pkcs11.Mechanism, uint, error) {
+func kekMechanism(enc hsmapi.KEKEncryption) (*pkcs11.Mechanism, uint, error) {
 	switch enc {
-	case hsm.KEKOAEPSHA256:
+	case hsmapi.KEKOAEPSHA256:
 		return pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.NewOAEPParams(pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256, pkcs11.CKZ_DATA_SPECIFIED, nil)), pkcs11.CKM_RSA_PKCS_OAEP, nil
-	case hsm.KEKOAEPSHA1:
+	case hsmapi.KEKOAEPSHA1:
 		return pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.NewOAEPParams(pkcs11.CKM_SHA_1, pkcs11.CKG_MGF1_SHA1, pkcs11.CKZ_DATA_SPECIFIED, nil)), pkcs11.CKM_RSA_PKCS_OAEP, nil
-	case hsm.KEKPKCS1v15:
+	case hsmapi.KEKPKCS1v15:
 		return pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS, nil), pkcs11.CKM_RSA_PKCS, nil
 	}
-	return nil, 0, fmt.Errorf("%w: unknown KEK encryption %q", hsm.ErrBadArguments, enc)
+	return nil, 0, fmt.Errorf("%w: unknown KEK encryption %q", hsmapi.ErrBadArguments, enc)
 }
 
 var kwp = []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}
@@ -50,7 +50,7 @@ var probeKey = sync.OnceValues(func() (*rsa.PublicKey, error) {
 // KEKEncryptions negotiates rather than assumes: SoftHSM2 2.6 does OAEP
 // only with SHA-1, so each encryption is tried on a throwaway session
 // public key (C_EncryptInit and C_Encrypt of a KEK-sized message).
-func (t *Token) KEKEncryptions(context.Context) ([]hsm.KEKEncryption, error) {
+func (t *Token) KEKEncryptions(context.Context) ([]hsmapi.KEKEncryption, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, err := t.session(); err != nil {
@@ -59,7 +59,7 @@ func (t *Token) KEKEncryptions(context.Context) ([]hsm.KEKEncryption, error) {
 	if t.kekEncs != nil {
 		return t.kekEncs, nil
 	}
-	t.kekEncs = []hsm.KEKEncryption{}
+	t.kekEncs = []hsmapi.KEKEncryption{}
 	if t.require(pkcs11.CKM_AES_KEY_GEN, pkcs11.CKM_AES_KEY_WRAP_PAD) != nil {
 		return t.kekEncs, nil
 	}
@@ -72,7 +72,7 @@ func (t *Token) KEKEncryptions(context.Context) ([]hsm.KEKEncryption, error) {
 		return nil, err
 	}
 	defer t.raw.DestroyObject(t.sess, h)
-	for _, enc := range hsm.KEKEncryptions {
+	for _, enc := range hsmapi.KEKEncryptions {
 		mech, m, _ := kekMechanism(enc)
 		if t.require(m) != nil {
 			continue
@@ -80,7 +80,7 @@ func (t *Token) KEKEncryptions(context.Context) ([]hsm.KEKEncryption, error) {
 		if err := t.raw.EncryptInit(t.sess, []*pkcs11.Mechanism{mech}, h); err != nil {
 			continue
 		}
-		if _, err := t.raw.Encrypt(t.sess, make([]byte, hsm.KEKSize)); err != nil {
+		if _, err := t.raw.Encrypt(t.sess, make([]byte, hsmapi.KEKSize)); err != nil {
 			continue
 		}
 		t.kekEncs = append(t.kekEncs, enc)
@@ -103,40 +103,40 @@ func (t *Token) createRSAPublic(pub *rsa.PublicKey, token bool, extra ...*pkcs11
 }
 
 // Export wraps an extractable private key for the holder of the KEKEK.
-func (t *Token) Export(_ context.Context, req hsm.ExportRequest) (hsm.WrappedKey, error) {
+func (t *Token) Export(_ context.Context, req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	w, err := t.export(req)
 	if err != nil {
-		return hsm.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
+		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
 	}
 	return w, nil
 }
 
-func (t *Token) export(req hsm.ExportRequest) (hsm.WrappedKey, error) {
+func (t *Token) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	if _, err := t.session(); err != nil {
-		return hsm.WrappedKey{}, err
+		return hsmapi.WrappedKey{}, err
 	}
 	mech, m, err := kekMechanism(req.Encryption)
 	if err != nil {
-		return hsm.WrappedKey{}, err
+		return hsmapi.WrappedKey{}, err
 	}
 	if err := t.require(pkcs11.CKM_AES_KEY_GEN, pkcs11.CKM_AES_KEY_WRAP_PAD, m); err != nil {
-		return hsm.WrappedKey{}, err
+		return hsmapi.WrappedKey{}, err
 	}
-	kekek, err := hsm.ParseKEKEK(req.KEKEK)
+	kekek, err := hsmapi.ParseKEKEK(req.KEKEK)
 	if err != nil {
-		return hsm.WrappedKey{}, err
+		return hsmapi.WrappedKey{}, err
 	}
 	o, err := t.object(req.Key)
 	if err != nil {
-		return hsm.WrappedKey{}, err
+		return hsmapi.WrappedKey{}, err
 	}
 	if !o.hasPriv {
-		return hsm.WrappedKey{}, fmt.Errorf("%w: only private keys are exported wrapped", hsm.ErrUnsupportedKey)
+		return hsmapi.WrappedKey{}, fmt.Errorf("%w: only private keys are exported wrapped", hsmapi.ErrUnsupportedKey)
 	}
-	if o.info.Flags&hsm.FlagExportable == 0 {
-		return hsm.WrappedKey{}, hsm.ErrNotExportable
+	if o.info.Flags&hsmapi.FlagExportable == 0 {
+		return hsmapi.WrappedKey{}, hsmapi.ErrNotExportable
 	}
 	// Session objects, destroyed whatever happens.
 	var temp []pkcs11.ObjectHandle
@@ -147,40 +147,40 @@ func (t *Token) export(req hsm.ExportRequest) (hsm.WrappedKey, error) {
 	}()
 	kekekObj, err := t.createRSAPublic(kekek, false)
 	if err != nil {
-		return hsm.WrappedKey{}, fmt.Errorf("load KEKEK: %w", err)
+		return hsmapi.WrappedKey{}, fmt.Errorf("load KEKEK: %w", err)
 	}
 	temp = append(temp, kekekObj)
 	kek, err := t.raw.GenerateKey(t.sess, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, hsm.KEKSize),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, hsmapi.KEKSize),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
 		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
 	})
 	if err != nil {
-		return hsm.WrappedKey{}, fmt.Errorf("transit KEK: %w", err)
+		return hsmapi.WrappedKey{}, fmt.Errorf("transit KEK: %w", err)
 	}
 	temp = append(temp, kek)
 	wrapped, err := t.raw.WrapKey(t.sess, kwp, kek, o.priv)
 	if err != nil {
 		if isCode(err, pkcs11.CKR_KEY_UNEXTRACTABLE) || isCode(err, pkcs11.CKR_KEY_NOT_WRAPPABLE) {
-			return hsm.WrappedKey{}, hsm.ErrNotExportable
+			return hsmapi.WrappedKey{}, hsmapi.ErrNotExportable
 		}
-		return hsm.WrappedKey{}, fmt.Errorf("wrap key: %w", err)
+		return hsmapi.WrappedKey{}, fmt.Errorf("wrap key: %w", err)
 	}
 	ct, err := t.raw.WrapKey(t.sess, []*pkcs11.Mechanism{mech}, kekekObj, kek)
 	if err != nil {
-		return hsm.WrappedKey{}, fmt.Errorf("wrap KEK with %s: %w", req.Encryption, err)
+		return hsmapi.WrappedKey{}, fmt.Errorf("wrap KEK with %s: %w", req.Encryption, err)
 	}
-	w := hsm.WrappedKey{PKCS8: hsm.EncryptedPKCS8(wrapped)}
-	if w.KEK, err = hsm.EncryptedKEK(req.Encryption, ct); err != nil {
-		return hsm.WrappedKey{}, err
+	w := hsmapi.WrappedKey{PKCS8: hsmapi.EncryptedPKCS8(wrapped)}
+	if w.KEK, err = hsmapi.EncryptedKEK(req.Encryption, ct); err != nil {
+		return hsmapi.WrappedKey{}, err
 	}
 	if req.Binding != nil {
 		if w.Tag, err = t.tag(kek, req.Binding); err != nil {
-			return hsm.WrappedKey{}, fmt.Errorf("binding tag: %w", err)
+			return hsmapi.WrappedKey{}, fmt.Errorf("binding tag: %w", err)
 		}
 	}
 	return w, nil
@@ -188,44 +188,44 @@ func (t *Token) export(req hsm.ExportRequest) (hsm.WrappedKey, error) {
 
 // Import stores a key exported to one of this token's KEKEKs, or a public
 // key. The KEK, the key and the tag are unwrapped on the token; every
-// failure to do so is hsm.ErrDecryption.
-func (t *Token) Import(_ context.Context, req hsm.ImportRequest) (hsm.ImportResult, error) {
+// failure to do so is hsmapi.ErrDecryption.
+func (t *Token) Import(_ context.Context, req hsmapi.ImportRequest) (hsmapi.ImportResult, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	res, err := t.importKey(req)
 	if err != nil {
-		return hsm.ImportResult{}, fmt.Errorf("import %s: %w", req.UUID, err)
+		return hsmapi.ImportResult{}, fmt.Errorf("import %s: %w", req.UUID, err)
 	}
 	return res, nil
 }
 
-func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
+func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error) {
 	if _, err := t.session(); err != nil {
-		return hsm.ImportResult{}, err
+		return hsmapi.ImportResult{}, err
 	}
 	// Any label an HSM keeps: CKA_LABEL is bytes, and the key arrives with
 	// the one it left with.
-	if err := hsm.CheckRawLabel(req.Label); err != nil {
-		return hsm.ImportResult{}, err
+	if err := hsmapi.CheckRawLabel(req.Label); err != nil {
+		return hsmapi.ImportResult{}, err
 	}
 	if len(req.PublicKey) == 0 {
-		return hsm.ImportResult{}, fmt.Errorf("%w: a PKCS#11 token needs the key's public key (bundles of cryptech_backup lack it)", hsm.ErrUnsupported)
+		return hsmapi.ImportResult{}, fmt.Errorf("%w: a PKCS#11 token needs the key's public key (bundles of cryptech_backup lack it)", hsmapi.ErrUnsupported)
 	}
 	private := len(req.Wrapped.PKCS8) > 0
-	info, err := hsm.DescribePublicKey(req.PublicKey, private)
+	info, err := hsmapi.DescribePublicKey(req.PublicKey, private)
 	if err != nil {
-		return hsm.ImportResult{}, err
+		return hsmapi.ImportResult{}, err
 	}
 	if info.Hashsig != nil {
-		return hsm.ImportResult{}, fmt.Errorf("%w: hash-based keys on a PKCS#11 token", hsm.ErrUnsupported)
+		return hsmapi.ImportResult{}, fmt.Errorf("%w: hash-based keys on a PKCS#11 token", hsmapi.ErrUnsupported)
 	}
-	pub, err := hsm.ParsePublicKey(req.PublicKey)
+	pub, err := hsmapi.ParsePublicKey(req.PublicKey)
 	if err != nil {
-		return hsm.ImportResult{}, err
+		return hsmapi.ImportResult{}, err
 	}
 	id, privT, pubT, err := importTemplates(req, private)
 	if err != nil {
-		return hsm.ImportResult{}, err
+		return hsmapi.ImportResult{}, err
 	}
 	// Session objects, destroyed whatever happens.
 	var temp []pkcs11.ObjectHandle
@@ -242,7 +242,7 @@ func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
 	var kek pkcs11.ObjectHandle
 	if private {
 		if kek, err = t.unwrapKEK(req); err != nil {
-			return hsm.ImportResult{}, err
+			return hsmapi.ImportResult{}, err
 		}
 		temp = append(temp, kek)
 		var check template
@@ -253,11 +253,11 @@ func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
 		check.set(pkcs11.CKA_SIGN, true)
 		sess, err := t.unwrapPrivate(req, kek, info.Type, check)
 		if err != nil {
-			return hsm.ImportResult{}, hsm.ErrDecryption
+			return hsmapi.ImportResult{}, hsmapi.ErrDecryption
 		}
 		temp = append(temp, sess)
 		if err := t.matchesPublic(sess, pub); err != nil {
-			return hsm.ImportResult{}, err
+			return hsmapi.ImportResult{}, err
 		}
 	}
 	res, found, others, err := t.present(id, req.UUID, req.PublicKey, private)
@@ -278,21 +278,21 @@ func (t *Token) importKey(req hsm.ImportRequest) (hsm.ImportResult, error) {
 		if privObj, err = t.makeObject(privT, func(tm template) (pkcs11.ObjectHandle, error) {
 			return t.unwrapPrivate(req, kek, info.Type, tm)
 		}); err != nil {
-			return hsm.ImportResult{}, fmt.Errorf("store private key: %w", err)
+			return hsmapi.ImportResult{}, fmt.Errorf("store private key: %w", err)
 		}
 		created = append(created, privObj)
 	}
 	pubObj, err := t.makeObject(pubT, func(tm template) (pkcs11.ObjectHandle, error) { return t.createPublic(pub, tm) })
 	if err != nil {
-		return hsm.ImportResult{}, fmt.Errorf("store public key: %w", err)
+		return hsmapi.ImportResult{}, fmt.Errorf("store public key: %w", err)
 	}
 	created = append(created, pubObj)
 	o := &object{id: id, pub: pubObj, hasPub: true, priv: privObj, hasPriv: private, public: pub, shared: len(others) > 0}
 	if err := t.describe(o); err != nil {
-		return hsm.ImportResult{}, err
+		return hsmapi.ImportResult{}, err
 	}
 	ok = true
-	res = hsm.ImportResult{Key: o.info}
+	res = hsmapi.ImportResult{Key: o.info}
 	if len(others) > 0 {
 		res.Warnings = []string{sharedIDWarning(o, others)}
 	}
@@ -309,7 +309,7 @@ func sharedIDWarning(o *object, others []*object) string {
 	renamed := ""
 	for _, other := range others {
 		names = append(names, fmt.Sprintf("%s (label %q)", other.info.UUID, other.info.Label))
-		if len(others) == 1 && len(o.id) == len(hsm.UUID{}) && other.info.UUID == hsm.UUID(o.id) {
+		if len(others) == 1 && len(o.id) == len(hsmapi.UUID{}) && other.info.UUID == hsmapi.UUID(o.id) {
 			renamed = fmt.Sprintf("; key %s, named by that CKA_ID until now, is named %s from now on", other.info.UUID, derivedUUID(o.id, other.info.PublicKey))
 		}
 	}
@@ -349,14 +349,14 @@ func (t *Token) makeObject(tm template, make func(template) (pkcs11.ObjectHandle
 // importTemplates are the templates of an imported key's objects: the
 // attributes the key carried, else those its flags give (flagTemplates);
 // its CKA_ID, the one it carried or its UUID; its label.
-func importTemplates(req hsm.ImportRequest, private bool) (id []byte, priv, pub template, err error) {
-	var privA, pubA []hsm.Attribute
+func importTemplates(req hsmapi.ImportRequest, private bool) (id []byte, priv, pub template, err error) {
+	var privA, pubA []hsmapi.Attribute
 	if private {
 		for _, a := range req.Attributes {
-			if a.Type != hsm.AttributePublicObject {
+			if a.Type != hsmapi.AttributePublicObject {
 				privA = append(privA, a)
-			} else if pubA, err = hsm.DecodeAttributes(a.Value); err != nil {
-				return nil, nil, nil, fmt.Errorf("%w: the public key object's attributes: %v", hsm.ErrBadArguments, err)
+			} else if pubA, err = hsmapi.DecodeAttributes(a.Value); err != nil {
+				return nil, nil, nil, fmt.Errorf("%w: the public key object's attributes: %v", hsmapi.ErrBadArguments, err)
 			}
 		}
 	} else {
@@ -367,21 +367,21 @@ func importTemplates(req hsm.ImportRequest, private bool) (id []byte, priv, pub 
 	pub.applyCarried(pubA, publicCarried)
 	uuid := req.UUID
 	if uuid.IsZero() {
-		if uuid, err = hsm.NewUUID(nil); err != nil {
+		if uuid, err = hsmapi.NewUUID(nil); err != nil {
 			return nil, nil, nil, err
 		}
 	}
 	id = uuid[:]
-	if v, ok := attribute(privA, hsm.CKAID); ok {
+	if v, ok := attribute(privA, hsmapi.CKAID); ok {
 		id = v
-	} else if v, ok := attribute(pubA, hsm.CKAID); ok {
+	} else if v, ok := attribute(pubA, hsmapi.CKAID); ok {
 		id = v
 	}
 	pubLabel := req.Label
-	if v, ok := attribute(pubA, hsm.CKALabel); ok {
+	if v, ok := attribute(pubA, hsmapi.CKALabel); ok {
 		pubLabel = string(v)
 	}
-	token := req.Flags&hsm.FlagToken != 0
+	token := req.Flags&hsmapi.FlagToken != 0
 	for _, o := range []struct {
 		tm    *template
 		label string
@@ -395,8 +395,8 @@ func importTemplates(req hsm.ImportRequest, private bool) (id []byte, priv, pub 
 	return id, priv, pub, nil
 }
 
-func attribute(attrs []hsm.Attribute, typ uint32) ([]byte, bool) {
-	i := slices.IndexFunc(attrs, func(a hsm.Attribute) bool { return a.Type == typ })
+func attribute(attrs []hsmapi.Attribute, typ uint32) ([]byte, bool) {
+	i := slices.IndexFunc(attrs, func(a hsmapi.Attribute) bool { return a.Type == typ })
 	if i < 0 {
 		return nil, false
 	}
@@ -409,32 +409,32 @@ func attribute(attrs []hsm.Attribute, typ uint32) ([]byte, bool) {
 // CKA_ID): a key that was named by a UUID derived from its CKA_ID shared it
 // on its source, and may share it here (others are the keys it shares it
 // with).
-func (t *Token) present(id []byte, name hsm.UUID, spki []byte, private bool) (res hsm.ImportResult, found bool, others []*object, err error) {
+func (t *Token) present(id []byte, name hsmapi.UUID, spki []byte, private bool) (res hsmapi.ImportResult, found bool, others []*object, err error) {
 	objs, err := t.keyObjects(pkcs11.NewAttribute(pkcs11.CKA_ID, id))
 	if err != nil {
-		return hsm.ImportResult{}, false, nil, err
+		return hsmapi.ImportResult{}, false, nil, err
 	}
 	for _, o := range objs {
 		if t.describe(o) != nil {
 			continue
 		}
-		if hsm.SamePublicKey(o.info.PublicKey, spki) {
+		if hsmapi.SamePublicKey(o.info.PublicKey, spki) {
 			if o.hasPriv != private {
-				return hsm.ImportResult{}, false, nil, hsm.ErrKeyNameInUse
+				return hsmapi.ImportResult{}, false, nil, hsmapi.ErrKeyNameInUse
 			}
-			return hsm.ImportResult{Key: o.info, Present: true}, true, nil, nil
+			return hsmapi.ImportResult{Key: o.info, Present: true}, true, nil, nil
 		}
 		others = append(others, o)
 	}
 	if len(others) > 0 && bytes.Equal(id, name[:]) {
-		return hsm.ImportResult{}, false, nil, hsm.ErrKeyNameInUse
+		return hsmapi.ImportResult{}, false, nil, hsmapi.ErrKeyNameInUse
 	}
-	return hsm.ImportResult{}, false, others, nil
+	return hsmapi.ImportResult{}, false, others, nil
 }
 
 // unwrapKEK recovers the transit KEK as a session AES key, and checks the
 // tag under it.
-func (t *Token) unwrapKEK(req hsm.ImportRequest) (pkcs11.ObjectHandle, error) {
+func (t *Token) unwrapKEK(req hsmapi.ImportRequest) (pkcs11.ObjectHandle, error) {
 	mech, m, err := kekMechanism(req.Encryption)
 	if err != nil {
 		return 0, err
@@ -446,13 +446,13 @@ func (t *Token) unwrapKEK(req hsm.ImportRequest) (pkcs11.ObjectHandle, error) {
 	if err != nil {
 		return 0, fmt.Errorf("KEKEK: %w", err)
 	}
-	if !kekek.hasPriv || kekek.info.Type != hsm.KeyTypeRSAPrivate {
-		return 0, fmt.Errorf("%w: KEKEK %s is not an RSA private key", hsm.ErrUnsupportedKey, req.KEKEK)
+	if !kekek.hasPriv || kekek.info.Type != hsmapi.KeyTypeRSAPrivate {
+		return 0, fmt.Errorf("%w: KEKEK %s is not an RSA private key", hsmapi.ErrUnsupportedKey, req.KEKEK)
 	}
-	if kekek.info.Flags&hsm.FlagKeyEncipherment == 0 {
-		return 0, fmt.Errorf("%w: KEKEK %s lacks CKA_UNWRAP", hsm.ErrForbidden, req.KEKEK)
+	if kekek.info.Flags&hsmapi.FlagKeyEncipherment == 0 {
+		return 0, fmt.Errorf("%w: KEKEK %s lacks CKA_UNWRAP", hsmapi.ErrForbidden, req.KEKEK)
 	}
-	ct, err := hsm.ParseEncryptedKEK(req.Wrapped.KEK, req.Encryption)
+	ct, err := hsmapi.ParseEncryptedKEK(req.Wrapped.KEK, req.Encryption)
 	if err != nil {
 		return 0, err
 	}
@@ -463,15 +463,15 @@ func (t *Token) unwrapKEK(req hsm.ImportRequest) (pkcs11.ObjectHandle, error) {
 	kekT.set(pkcs11.CKA_WRAP, true)
 	kek, err := t.raw.UnwrapKey(t.sess, []*pkcs11.Mechanism{mech}, kekek.priv, ct, kekT.final())
 	if err != nil {
-		return 0, hsm.ErrDecryption
+		return 0, hsmapi.ErrDecryption
 	}
 	// A KEK of another size cannot unwrap what a 32-byte KEK wrapped; where
 	// the token tells the size (SoftHSM2 does not, for unwrapped keys), a
 	// wrong one fails here already.
 	if a, err := t.attrs(kek, pkcs11.CKA_VALUE_LEN); err == nil {
-		if n := ulongAttr(a[pkcs11.CKA_VALUE_LEN]); n != 0 && n != hsm.KEKSize {
+		if n := ulongAttr(a[pkcs11.CKA_VALUE_LEN]); n != 0 && n != hsmapi.KEKSize {
 			t.raw.DestroyObject(t.sess, kek)
-			return 0, hsm.ErrDecryption
+			return 0, hsmapi.ErrDecryption
 		}
 	}
 	if req.Binding != nil {
@@ -486,10 +486,10 @@ func (t *Token) unwrapKEK(req hsm.ImportRequest) (pkcs11.ObjectHandle, error) {
 // checkTag makes the tag of the binding under the KEK, as the source made
 // it (RFC 5649 key wrap is deterministic), and compares the two in
 // constant time: nothing readable is made of the KEK or under it.
-func (t *Token) checkTag(kek pkcs11.ObjectHandle, req hsm.ImportRequest) error {
+func (t *Token) checkTag(kek pkcs11.ObjectHandle, req hsmapi.ImportRequest) error {
 	want, err := t.tag(kek, req.Binding)
 	if err != nil || subtle.ConstantTimeCompare(want, req.Wrapped.Tag) != 1 {
-		return hsm.ErrDecryption
+		return hsmapi.ErrDecryption
 	}
 	return nil
 }
@@ -497,7 +497,7 @@ func (t *Token) checkTag(kek pkcs11.ObjectHandle, req hsm.ImportRequest) error {
 // tag is the binding's digest, as a session secret, wrapped under the KEK:
 // exactly the emulated HSM's tag.
 func (t *Token) tag(kek pkcs11.ObjectHandle, binding []byte) ([]byte, error) {
-	digest := hsm.BindingDigest(binding)
+	digest := hsmapi.BindingDigest(binding)
 	defer clear(digest)
 	secret, err := t.raw.CreateObject(t.sess, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
@@ -517,13 +517,13 @@ func (t *Token) tag(kek pkcs11.ObjectHandle, binding []byte) ([]byte, error) {
 // unwrapPrivate unwraps the PKCS#8 key under the KEK into a private key
 // object with the template's attributes. A wrapped key that does not parse
 // is ErrDecryption; the token's refusal is the caller's to name.
-func (t *Token) unwrapPrivate(req hsm.ImportRequest, kek pkcs11.ObjectHandle, typ hsm.KeyType, tm template) (pkcs11.ObjectHandle, error) {
-	wrapped, err := hsm.ParseEncryptedPKCS8(req.Wrapped.PKCS8)
+func (t *Token) unwrapPrivate(req hsmapi.ImportRequest, kek pkcs11.ObjectHandle, typ hsmapi.KeyType, tm template) (pkcs11.ObjectHandle, error) {
+	wrapped, err := hsmapi.ParseEncryptedPKCS8(req.Wrapped.PKCS8)
 	if err != nil {
 		return 0, err
 	}
 	kt := uint(pkcs11.CKK_EC)
-	if typ == hsm.KeyTypeRSAPrivate {
+	if typ == hsmapi.KeyTypeRSAPrivate {
 		kt = pkcs11.CKK_RSA
 	}
 	tm = slices.Clone(tm)
@@ -559,7 +559,7 @@ func (t *Token) createPublic(pub any, tm template) (pkcs11.ObjectHandle, error) 
 		tm.set(pkcs11.CKA_EC_PARAMS, params)
 		tm.set(pkcs11.CKA_EC_POINT, point)
 	default:
-		return 0, fmt.Errorf("%w: %T", hsm.ErrUnsupportedKey, pub)
+		return 0, fmt.Errorf("%w: %T", hsmapi.ErrUnsupportedKey, pub)
 	}
 	return t.raw.CreateObject(t.sess, tm.final())
 }
@@ -567,7 +567,7 @@ func (t *Token) createPublic(pub any, tm template) (pkcs11.ObjectHandle, error) 
 // matchesPublic checks that an unwrapped private key is the half of pub:
 // an RSA key by its modulus and exponent, an EC key by signing with it.
 func (t *Token) matchesPublic(priv pkcs11.ObjectHandle, pub any) error {
-	mismatch := fmt.Errorf("%w: the unwrapped key does not match the public key given with it", hsm.ErrBadArguments)
+	mismatch := fmt.Errorf("%w: the unwrapped key does not match the public key given with it", hsmapi.ErrBadArguments)
 	switch p := pub.(type) {
 	case *rsa.PublicKey:
 		a, err := t.attrs(priv, pkcs11.CKA_MODULUS, pkcs11.CKA_PUBLIC_EXPONENT)

@@ -6,7 +6,7 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // AttributeHashsigRemaining is a read-only attribute this server adds for
@@ -20,7 +20,7 @@ const headerSize = 12
 // keyAttributes is every attribute PKEY_GET_ATTRIBUTES can answer for a
 // key, by type: the stored ones, the label (3) when the key has one, and
 // AttributeHashsigRemaining for an HSS private key.
-func (c *serverConn) keyAttributes(id hsm.UUID) (map[uint32][]byte, error) {
+func (c *serverConn) keyAttributes(id hsmapi.UUID) (map[uint32][]byte, error) {
 	k, err := c.sess.Key(bg, id)
 	if err != nil {
 		return nil, err
@@ -34,9 +34,9 @@ func (c *serverConn) keyAttributes(id hsm.UUID) (map[uint32][]byte, error) {
 		m[a.Type] = a.Value
 	}
 	if k.Label != "" {
-		m[hsm.AttributeLabel] = []byte(k.Label)
+		m[hsmapi.AttributeLabel] = []byte(k.Label)
 	}
-	if k.Type == hsm.KeyTypeHashsigPrivate {
+	if k.Type == hsmapi.KeyTypeHashsigPrivate {
 		m[AttributeHashsigRemaining] = binary.BigEndian.AppendUint64(nil, k.Hashsig.Remaining)
 	}
 	return m, nil
@@ -53,7 +53,7 @@ func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
 		return nil, err
 	}
 	if len(r.Types) == 0 {
-		return nil, fmt.Errorf("%w: no attributes asked for", hsm.ErrBadArguments)
+		return nil, fmt.Errorf("%w: no attributes asked for", hsmapi.ErrBadArguments)
 	}
 	// libhal refuses what could not fit in its answer before looking.
 	if 4*(1+2*uint64(len(r.Types)))+uint64(r.BufferLen) > MaxPacket-headerSize {
@@ -64,7 +64,7 @@ func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
 		return nil, err
 	}
 	if len(have) == 0 {
-		return nil, hsm.ErrAttributeNotFound
+		return nil, hsmapi.ErrAttributeNotFound
 	}
 	resp := &PkeyGetAttributesResponse{LengthsOnly: r.BufferLen == 0}
 	used, missing := 0, false
@@ -83,7 +83,7 @@ func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
 		}
 	}
 	if missing {
-		return nil, hsm.ErrAttributeNotFound
+		return nil, hsmapi.ErrAttributeNotFound
 	}
 	return resp, nil
 }
@@ -96,14 +96,14 @@ func (c *serverConn) setAttributes(r *PkeySetAttributesRequest) (Args, error) {
 		return nil, err
 	}
 	if len(r.Attributes) == 0 {
-		return nil, fmt.Errorf("%w: no attributes to set", hsm.ErrBadArguments)
+		return nil, fmt.Errorf("%w: no attributes to set", hsmapi.ErrBadArguments)
 	}
-	attrs := make([]hsm.Attribute, len(r.Attributes))
+	attrs := make([]hsmapi.Attribute, len(r.Attributes))
 	for i, a := range r.Attributes {
 		if a.Type == AttributeHashsigRemaining {
-			return nil, fmt.Errorf("%w: attribute 0x%x is read only", hsm.ErrBadArguments, a.Type)
+			return nil, fmt.Errorf("%w: attribute 0x%x is read only", hsmapi.ErrBadArguments, a.Type)
 		}
-		attrs[i] = hsm.Attribute{Type: a.Type, Value: a.Value, Delete: a.Absent}
+		attrs[i] = hsmapi.Attribute{Type: a.Type, Value: a.Value, Delete: a.Absent}
 	}
 	return &PkeySetAttributesResponse{}, c.sess.SetAttributes(bg, id, attrs)
 }

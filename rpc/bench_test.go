@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // BenchmarkSignP256 measures ECDSA P-256 signatures per second with 1, 4
@@ -34,11 +35,11 @@ func BenchmarkSignP256(b *testing.B) {
 	addr, srv, h, _ := servedHSM(b, testOptions)
 	admin := h.NewSession()
 	defer admin.Close()
-	if err := admin.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+	if err := admin.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		b.Fatal(err)
 	}
-	key, err := admin.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
-		Flags: hsm.FlagDigitalSignature | hsm.FlagToken})
+	key, err := admin.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+		Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func BenchmarkSignP256(b *testing.B) {
 			for i := range sessions {
 				sessions[i] = h.NewSession()
 				defer sessions[i].Close()
-				if err := sessions[i].Login(ctx, hsm.UserNormal, userPIN); err != nil {
+				if err := sessions[i].Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -64,7 +65,7 @@ func BenchmarkSignP256(b *testing.B) {
 		b.Run(fmt.Sprintf("socket/%d", n), func(b *testing.B) {
 			clients := make([]*Client, n)
 			for i := range clients {
-				clients[i] = dialAs(b, addr, hsm.UserNormal, userPIN)
+				clients[i] = dialAs(b, addr, hsmapi.UserNormal, userPIN)
 				// Open the key: what a client does once, not per signature.
 				if _, err := clients[i].Sign(ctx, key.UUID, digest[:], crypto.SHA256); err != nil {
 					b.Fatal(err)
@@ -86,7 +87,7 @@ func BenchmarkSignP256(b *testing.B) {
 			clients := make([]*Client, n)
 			for i := range clients {
 				clients[i] = pipes.dial(b)
-				if err := clients[i].Login(ctx, hsm.UserNormal, userPIN); err != nil {
+				if err := clients[i].Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 					b.Fatal(err)
 				}
 				if _, err := clients[i].Sign(ctx, key.UUID, digest[:], crypto.SHA256); err != nil {
@@ -169,7 +170,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	b.Run("getversion", func(b *testing.B) {
 		clients := make([]*Client, n)
 		for i := range clients {
-			clients[i] = dialAs(b, addr, hsm.UserNone, nil)
+			clients[i] = dialAs(b, addr, hsmapi.UserNone, nil)
 		}
 		parallel(b, n, "requests/s", func(g int) error {
 			return clients[g].call(FuncGetVersion, &GetVersionRequest{}, &GetVersionResponse{})
@@ -220,7 +221,7 @@ func bareServer(b *testing.B, h *hsm.HSM, n int, work func(*hsm.Session) error) 
 				defer nc.Close()
 				s := h.NewSession()
 				defer s.Close()
-				if err := s.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+				if err := s.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 					b.Error(err)
 					return
 				}

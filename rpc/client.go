@@ -15,10 +15,10 @@ import (
 	"sync"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
-// Client is an hsm.Token on one connection to a libhal RPC server: this
+// Client is an hsmapi.Token on one connection to a libhal RPC server: this
 // package's Server, or a Cryptech HSM's multiplexer. It is safe for
 // concurrent use; requests on one connection go one at a time.
 type Client struct {
@@ -36,20 +36,21 @@ type Client struct {
 	keysMu sync.Mutex
 	// open holds the key handles this client opened, by UUID, so that
 	// signing costs one request.
-	open map[hsm.UUID]openKey
+	open map[hsmapi.UUID]openKey
 }
 
 type openKey struct {
 	handle uint32
-	typ    hsm.KeyType
-	curve  hsm.Curve
+	typ    hsmapi.KeyType
+	curve  hsmapi.Curve
 }
 
 var (
-	_ hsm.Token            = (*Client)(nil)
-	_ hsm.BatchImporter    = (*Client)(nil)
-	_ hsm.PrivateKeyLoader = (*Client)(nil)
-	_ hsm.AttributeReader  = (*Client)(nil)
+	_ hsmapi.Token            = (*Client)(nil)
+	_ hsmapi.BatchImporter    = (*Client)(nil)
+	_ hsmapi.PrivateKeyLoader = (*Client)(nil)
+	_ hsmapi.DamageReporter   = (*Client)(nil)
+	_ hsmapi.AttributeReader  = (*Client)(nil)
 )
 
 // ErrBadAddress: an --rpc address that is neither unix:PATH nor
@@ -126,7 +127,7 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config) (*Client, error
 
 // NewClient starts a client on an open connection.
 func NewClient(nc net.Conn) (*Client, error) {
-	c := &Client{nc: nc, fr: NewFrameReader(nc, MaxPacket), open: map[hsm.UUID]openKey{}}
+	c := &Client{nc: nc, fr: NewFrameReader(nc, MaxPacket), open: map[hsmapi.UUID]openKey{}}
 	var v GetVersionResponse
 	if err := c.call(FuncGetVersion, &GetVersionRequest{}, &v); err != nil {
 		return nil, err
@@ -199,7 +200,7 @@ func (c *Client) Close() error {
 	return err
 }
 
-func (c *Client) Login(_ context.Context, user hsm.User, pin []byte) error {
+func (c *Client) Login(_ context.Context, user hsmapi.User, pin []byte) error {
 	if err := c.call(FuncLogin, &LoginRequest{User: uint32(user), PIN: pin}, &LoginResponse{}); err != nil {
 		return fmt.Errorf("login as %s: %w", user, err)
 	}
@@ -214,17 +215,17 @@ func (c *Client) Logout(context.Context) error {
 func (c *Client) forgetAll() {
 	c.keysMu.Lock()
 	defer c.keysMu.Unlock()
-	c.open = map[hsm.UUID]openKey{}
+	c.open = map[hsmapi.UUID]openKey{}
 }
 
-func (c *Client) forget(id hsm.UUID) {
+func (c *Client) forget(id hsmapi.UUID) {
 	c.keysMu.Lock()
 	defer c.keysMu.Unlock()
 	delete(c.open, id)
 }
 
 // openKey returns a handle on a key, opening it the first time.
-func (c *Client) openKey(id hsm.UUID) (openKey, error) {
+func (c *Client) openKey(id hsmapi.UUID) (openKey, error) {
 	c.keysMu.Lock()
 	k, ok := c.open[id]
 	c.keysMu.Unlock()
@@ -239,7 +240,7 @@ func (c *Client) openKey(id hsm.UUID) (openKey, error) {
 }
 
 // remember keeps a new handle with the key's type and curve.
-func (c *Client) remember(id hsm.UUID, handle uint32) (openKey, error) {
+func (c *Client) remember(id hsmapi.UUID, handle uint32) (openKey, error) {
 	k := openKey{handle: handle}
 	var t PkeyGetKeyTypeResponse
 	var cv PkeyGetKeyCurveResponse
@@ -249,48 +250,48 @@ func (c *Client) remember(id hsm.UUID, handle uint32) (openKey, error) {
 	if err := c.call(FuncPkeyGetKeyCurve, &PkeyGetKeyCurveRequest{Pkey: handle}, &cv); err != nil {
 		return k, err
 	}
-	k.typ, k.curve = hsm.KeyType(t.Type), hsm.Curve(cv.Curve)
+	k.typ, k.curve = hsmapi.KeyType(t.Type), hsmapi.Curve(cv.Curve)
 	c.keysMu.Lock()
 	defer c.keysMu.Unlock()
 	c.open[id] = k
 	return k, nil
 }
 
-func (c *Client) GenerateKey(_ context.Context, req hsm.GenerateRequest) (hsm.KeyInfo, error) {
+func (c *Client) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hsmapi.KeyInfo, error) {
 	var r PkeyGenerateRSAResponse // the three generate answers share a layout
 	var err error
 	switch req.Type {
-	case hsm.KeyTypeRSAPrivate:
+	case hsmapi.KeyTypeRSAPrivate:
 		err = c.call(FuncPkeyGenerateRSA, &PkeyGenerateRSARequest{KeyLen: uint32(req.Bits), Exponent: []byte{1, 0, 1}, Flags: uint32(req.Flags)}, &r)
-	case hsm.KeyTypeECPrivate:
+	case hsmapi.KeyTypeECPrivate:
 		err = c.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(req.Curve), Flags: uint32(req.Flags)}, &r)
-	case hsm.KeyTypeHashsigPrivate:
+	case hsmapi.KeyTypeHashsigPrivate:
 		if len(req.Levels) == 0 {
-			return hsm.KeyInfo{}, fmt.Errorf("generate: %w: no levels", hsm.ErrBadArguments)
+			return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: no levels", hsmapi.ErrBadArguments)
 		}
 		for _, l := range req.Levels[1:] {
 			if l != req.Levels[0] {
-				return hsm.KeyInfo{}, fmt.Errorf("generate: %w: libhal's PKEY_GENERATE_HASHSIG gives every level the same types", hsm.ErrUnsupported)
+				return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: libhal's PKEY_GENERATE_HASHSIG gives every level the same types", hsmapi.ErrUnsupported)
 			}
 		}
 		err = c.call(FuncPkeyGenerateHashsig, &PkeyGenerateHashsigRequest{L: uint32(len(req.Levels)),
 			LMSType: uint32(req.Levels[0].LMS), LMOTSType: uint32(req.Levels[0].LMOTS), Flags: uint32(req.Flags)}, &r)
 	default:
-		return hsm.KeyInfo{}, fmt.Errorf("generate: %w: cannot generate %v", hsm.ErrBadArguments, req.Type)
+		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: cannot generate %v", hsmapi.ErrBadArguments, req.Type)
 	}
 	if err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
 	id, err := uuidOf(r.UUID)
 	if err != nil {
-		return hsm.KeyInfo{}, err
+		return hsmapi.KeyInfo{}, err
 	}
 	if _, err := c.remember(id, r.Pkey); err != nil {
-		return hsm.KeyInfo{}, err
+		return hsmapi.KeyInfo{}, err
 	}
 	if req.Label != "" {
 		if err := c.setLabel(r.Pkey, req.Label); err != nil {
-			return hsm.KeyInfo{}, fmt.Errorf("generate: label: %w", err)
+			return hsmapi.KeyInfo{}, fmt.Errorf("generate: label: %w", err)
 		}
 	}
 	return c.Key(bg, id)
@@ -298,47 +299,47 @@ func (c *Client) GenerateKey(_ context.Context, req hsm.GenerateRequest) (hsm.Ke
 
 func (c *Client) setLabel(handle uint32, label string) error {
 	return c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: handle,
-		Attributes: []Attribute{{Type: hsm.AttributeLabel, Value: []byte(label)}}}, &PkeySetAttributesResponse{})
+		Attributes: []Attribute{{Type: hsmapi.AttributeLabel, Value: []byte(label)}}}, &PkeySetAttributesResponse{})
 }
 
 // Key describes a key, asking the server for each of its facts.
-func (c *Client) Key(_ context.Context, id hsm.UUID) (hsm.KeyInfo, error) {
+func (c *Client) Key(_ context.Context, id hsmapi.UUID) (hsmapi.KeyInfo, error) {
 	k, err := c.openKey(id)
 	if err != nil {
-		return hsm.KeyInfo{}, err
+		return hsmapi.KeyInfo{}, err
 	}
 	var flags PkeyGetKeyFlagsResponse
 	var pub PkeyGetPublicKeyResponse
 	if err := c.call(FuncPkeyGetKeyFlags, &PkeyGetKeyFlagsRequest{Pkey: k.handle}, &flags); err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
 	}
 	if err := c.call(FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: k.handle, Max: MaxPacket - 64}, &pub); err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
 	}
-	info, err := hsm.DescribePublicKey(pub.DER, k.typ.IsPrivate())
+	info, err := hsmapi.DescribePublicKey(pub.DER, k.typ.IsPrivate())
 	if err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
 	}
 	if info.Hashsig != nil {
 		// libhal's functions carry an HSS key in libhal's encoding; this
 		// side of the wire speaks RFC 9708.
 		pk, err := hashsig.ParsePKIXPublicKey(pub.DER)
 		if err != nil {
-			return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
+			return hsmapi.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
 		}
 		info.PublicKey = hashsig.MarshalPKIXPublicKey(pk)
 	}
-	info.UUID, info.Flags = id, hsm.Flags(flags.Flags)
-	hss := info.Hashsig != nil && k.typ == hsm.KeyTypeHashsigPrivate
-	types := []uint32{hsm.AttributeLabel}
+	info.UUID, info.Flags = id, hsmapi.Flags(flags.Flags)
+	hss := info.Hashsig != nil && k.typ == hsmapi.KeyTypeHashsigPrivate
+	types := []uint32{hsmapi.AttributeLabel}
 	if hss {
 		types = append(types, AttributeHashsigRemaining)
 	}
 	attrs, err := c.attributes(k.handle, types)
 	if err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
 	}
-	info.Label = string(attrs[hsm.AttributeLabel])
+	info.Label = string(attrs[hsmapi.AttributeLabel])
 	if hss {
 		v := attrs[AttributeHashsigRemaining]
 		info.Hashsig.RemainingUnknown = len(v) != 8
@@ -376,7 +377,7 @@ func (c *Client) attributes(handle uint32, types []uint32) (map[uint32][]byte, e
 	var lengths PkeyGetAttributesResponse
 	lengths.LengthsOnly = true
 	err := c.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: handle, Types: types}, &lengths)
-	if errors.Is(err, hsm.ErrAttributeNotFound) {
+	if errors.Is(err, hsmapi.ErrAttributeNotFound) {
 		return out, nil // libhal's answer for a key with no attributes at all
 	}
 	if err != nil {
@@ -428,19 +429,19 @@ func (c *Client) attributes(handle uint32, types []uint32) (map[uint32][]byte, e
 // Cryptech's PKCS#11 library and this project's p11 store (but the label),
 // and the public object's.
 var libhalAttributeTypes = []uint32{
-	hsm.CKAToken, hsm.CKAPrivate, hsm.CKATrusted, hsm.CKASubject, hsm.CKAID, hsm.CKASensitive,
-	hsm.CKAEncrypt, hsm.CKADecrypt, hsm.CKAWrap, hsm.CKAUnwrap, hsm.CKASign, hsm.CKASignRecover,
-	hsm.CKAVerify, hsm.CKAVerifyRecover, hsm.CKADerive, hsm.CKAStartDate, hsm.CKAEndDate,
-	hsm.CKAExtractable, hsm.CKALocal, hsm.CKANeverExtractable, hsm.CKAAlwaysSensitive,
-	hsm.CKAModifiable, hsm.CKACopyable, hsm.CKADestroyable, hsm.CKAAlwaysAuthenticate,
-	hsm.CKAWrapWithTrusted, hsm.AttributePublicObject,
+	hsmapi.CKAToken, hsmapi.CKAPrivate, hsmapi.CKATrusted, hsmapi.CKASubject, hsmapi.CKAID, hsmapi.CKASensitive,
+	hsmapi.CKAEncrypt, hsmapi.CKADecrypt, hsmapi.CKAWrap, hsmapi.CKAUnwrap, hsmapi.CKASign, hsmapi.CKASignRecover,
+	hsmapi.CKAVerify, hsmapi.CKAVerifyRecover, hsmapi.CKADerive, hsmapi.CKAStartDate, hsmapi.CKAEndDate,
+	hsmapi.CKAExtractable, hsmapi.CKALocal, hsmapi.CKANeverExtractable, hsmapi.CKAAlwaysSensitive,
+	hsmapi.CKAModifiable, hsmapi.CKACopyable, hsmapi.CKADestroyable, hsmapi.CKAAlwaysAuthenticate,
+	hsmapi.CKAWrapWithTrusted, hsmapi.AttributePublicObject,
 }
 
 // KeyAttributes returns every attribute of a key but its label (and the
 // remaining signatures this project's server tells), ordered by type:
 // through EXT_GET_ATTRIBUTES, or from a Cryptech HSM those of
 // libhalAttributeTypes it has, in two requests.
-func (c *Client) KeyAttributes(_ context.Context, id hsm.UUID) ([]hsm.Attribute, error) {
+func (c *Client) KeyAttributes(_ context.Context, id hsmapi.UUID) ([]hsmapi.Attribute, error) {
 	k, err := c.openKey(id)
 	if err != nil {
 		return nil, fmt.Errorf("get attributes: %w", err)
@@ -453,11 +454,11 @@ func (c *Client) KeyAttributes(_ context.Context, id hsm.UUID) ([]hsm.Attribute,
 	if err != nil {
 		return nil, fmt.Errorf("get attributes of %s: %w", id, err)
 	}
-	delete(m, hsm.AttributeLabel)
+	delete(m, hsmapi.AttributeLabel)
 	delete(m, AttributeHashsigRemaining)
-	out := make([]hsm.Attribute, 0, len(m))
+	out := make([]hsmapi.Attribute, 0, len(m))
 	for _, t := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, hsm.Attribute{Type: t, Value: m[t]})
+		out = append(out, hsmapi.Attribute{Type: t, Value: m[t]})
 	}
 	return out, nil
 }
@@ -466,13 +467,13 @@ func (c *Client) KeyAttributes(_ context.Context, id hsm.UUID) ([]hsm.Attribute,
 const matchPage = 64
 
 // Keys pages through PKEY_MATCH, then describes each key.
-func (c *Client) Keys(ctx context.Context, f hsm.Filter) ([]hsm.KeyInfo, error) {
+func (c *Client) Keys(ctx context.Context, f hsmapi.Filter) ([]hsmapi.KeyInfo, error) {
 	req := &PkeyMatchRequest{Type: uint32(f.Type), Curve: uint32(f.Curve), Mask: uint32(f.Mask), Flags: uint32(f.Flags),
 		Max: matchPage, Previous: make([]byte, 16)}
 	for _, a := range f.Attributes {
 		req.Attributes = append(req.Attributes, Attribute{Type: a.Type, Value: a.Value})
 	}
-	var ids []hsm.UUID
+	var ids []hsmapi.UUID
 	for {
 		var r PkeyMatchResponse
 		if err := c.call(FuncPkeyMatch, req, &r); err != nil {
@@ -490,7 +491,7 @@ func (c *Client) Keys(ctx context.Context, f hsm.Filter) ([]hsm.KeyInfo, error) 
 		}
 		req.State, req.Previous = r.State, r.UUIDs[len(r.UUIDs)-1]
 	}
-	var out []hsm.KeyInfo
+	var out []hsmapi.KeyInfo
 	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -506,7 +507,7 @@ func (c *Client) Keys(ctx context.Context, f hsm.Filter) ([]hsm.KeyInfo, error) 
 	return out, nil
 }
 
-func (c *Client) DeleteKey(_ context.Context, id hsm.UUID) error {
+func (c *Client) DeleteKey(_ context.Context, id hsmapi.UUID) error {
 	k, err := c.openKey(id)
 	if err != nil {
 		return fmt.Errorf("delete key: %w", err)
@@ -522,12 +523,12 @@ func (c *Client) DeleteKey(_ context.Context, id hsm.UUID) error {
 // the DigestInfo for RSA, the digest for ECDSA, the message for HSS.
 func signedData(k openKey, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if opts == nil {
-		return nil, fmt.Errorf("%w: no hash given", hsm.ErrBadArguments)
+		return nil, fmt.Errorf("%w: no hash given", hsmapi.ErrBadArguments)
 	}
 	if _, ok := opts.(*rsa.PSSOptions); ok {
-		return nil, fmt.Errorf("%w: libhal signs RSA with PKCS#1 v1.5 only", hsm.ErrUnsupported)
+		return nil, fmt.Errorf("%w: libhal signs RSA with PKCS#1 v1.5 only", hsmapi.ErrUnsupported)
 	}
-	if k.typ == hsm.KeyTypeRSAPrivate || k.typ == hsm.KeyTypeRSAPublic {
+	if k.typ == hsmapi.KeyTypeRSAPrivate || k.typ == hsmapi.KeyTypeRSAPublic {
 		if opts.HashFunc() == 0 {
 			return digest, nil
 		}
@@ -536,7 +537,7 @@ func signedData(k openKey, digest []byte, opts crypto.SignerOpts) ([]byte, error
 	return digest, nil
 }
 
-func (c *Client) Sign(_ context.Context, id hsm.UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (c *Client) Sign(_ context.Context, id hsmapi.UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	k, err := c.openKey(id)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
@@ -549,13 +550,13 @@ func (c *Client) Sign(_ context.Context, id hsm.UUID, digest []byte, opts crypto
 	if err := c.call(FuncPkeySign, &PkeySignRequest{Pkey: k.handle, Data: data, Max: MaxPacket - 64}, &r); err != nil {
 		return nil, fmt.Errorf("sign with %s: %w", id, err)
 	}
-	if k.curve != hsm.CurveNone {
+	if k.curve != hsmapi.CurveNone {
 		return ecdsaRawToDER(r.Signature, curveSize(k.curve))
 	}
 	return r.Signature, nil
 }
 
-func (c *Client) Verify(_ context.Context, id hsm.UUID, digest, sig []byte, opts crypto.SignerOpts) error {
+func (c *Client) Verify(_ context.Context, id hsmapi.UUID, digest, sig []byte, opts crypto.SignerOpts) error {
 	k, err := c.openKey(id)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
@@ -564,7 +565,7 @@ func (c *Client) Verify(_ context.Context, id hsm.UUID, digest, sig []byte, opts
 	if err != nil {
 		return fmt.Errorf("verify with %s: %w", id, err)
 	}
-	if k.curve != hsm.CurveNone {
+	if k.curve != hsmapi.CurveNone {
 		if sig, err = ecdsaDERToRaw(sig, curveSize(k.curve)); err != nil {
 			return err
 		}
@@ -593,13 +594,13 @@ func (c *Client) DamagedBlocks(context.Context) ([]int, error) {
 }
 
 // KEKEncryptions: what the extensions report, or libhal's one.
-func (c *Client) KEKEncryptions(context.Context) ([]hsm.KEKEncryption, error) {
+func (c *Client) KEKEncryptions(context.Context) ([]hsmapi.KEKEncryption, error) {
 	if c.ext == nil {
-		return []hsm.KEKEncryption{hsm.KEKPKCS1v15}, nil
+		return []hsmapi.KEKEncryption{hsmapi.KEKPKCS1v15}, nil
 	}
-	var out []hsm.KEKEncryption
+	var out []hsmapi.KEKEncryption
 	for _, s := range c.ext.KEKEncryptions {
-		if e, err := hsm.ParseKEKEncryption(s); err == nil {
+		if e, err := hsmapi.ParseKEKEncryption(s); err == nil {
 			out = append(out, e)
 		}
 	}
@@ -607,48 +608,48 @@ func (c *Client) KEKEncryptions(context.Context) ([]hsm.KEKEncryption, error) {
 }
 
 // errLibhalOnly explains what a plain libhal server cannot do.
-var errLibhalOnly = fmt.Errorf("%w: this HSM speaks libhal's RPC only (PKCS#1 v1.5 KEKs, no tags, fresh UUIDs on import)", hsm.ErrUnsupported)
+var errLibhalOnly = fmt.Errorf("%w: this HSM speaks libhal's RPC only (PKCS#1 v1.5 KEKs, no tags, fresh UUIDs on import)", hsmapi.ErrUnsupported)
 
-func (c *Client) Export(_ context.Context, req hsm.ExportRequest) (hsm.WrappedKey, error) {
+func (c *Client) Export(_ context.Context, req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	k, err := c.openKey(req.Key)
 	if err != nil {
-		return hsm.WrappedKey{}, fmt.Errorf("export: %w", err)
+		return hsmapi.WrappedKey{}, fmt.Errorf("export: %w", err)
 	}
 	if c.ext != nil {
 		var r ExtExportResponse
 		err := c.call(FuncExtExport, &ExtExportRequest{Pkey: k.handle, KEKEK: req.KEKEK, Encryption: string(req.Encryption), Binding: req.Binding}, &r)
 		if err != nil {
-			return hsm.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
+			return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
 		}
-		w := hsm.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK}
+		w := hsmapi.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK}
 		if req.Binding != nil {
 			w.Tag = r.Tag
 		}
 		return w, nil
 	}
-	if req.Encryption != hsm.KEKPKCS1v15 || req.Binding != nil {
-		return hsm.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, errLibhalOnly)
+	if req.Encryption != hsmapi.KEKPKCS1v15 || req.Binding != nil {
+		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, errLibhalOnly)
 	}
 	// libhal's way: load the KEKEK as a volatile public key, export, delete it.
 	var kekek PkeyLoadResponse
-	if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.KEKEK, Flags: uint32(hsm.FlagKeyEncipherment)}, &kekek); err != nil {
-		return hsm.WrappedKey{}, fmt.Errorf("export %s: load KEKEK: %w", req.Key, err)
+	if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.KEKEK, Flags: uint32(hsmapi.FlagKeyEncipherment)}, &kekek); err != nil {
+		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: load KEKEK: %w", req.Key, err)
 	}
 	defer c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: kekek.Pkey}, &PkeyDeleteResponse{})
 	var r PkeyExportResponse
 	if err := c.call(FuncPkeyExport, &PkeyExportRequest{Pkey: k.handle, KEKEK: kekek.Pkey, PKCS8Max: MaxPacket / 2, KEKMax: MaxPacket / 4}, &r); err != nil {
-		return hsm.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
+		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
 	}
-	return hsm.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK}, nil
+	return hsmapi.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK}, nil
 }
 
 // Import stores one key: through the extensions, a batch of one; through
 // libhal's functions, PKEY_LOAD or PKEY_IMPORT, which give it a new UUID.
-func (c *Client) Import(ctx context.Context, req hsm.ImportRequest) (hsm.ImportResult, error) {
+func (c *Client) Import(ctx context.Context, req hsmapi.ImportRequest) (hsmapi.ImportResult, error) {
 	if c.ext != nil {
-		res, err := c.ImportBatch(ctx, []hsm.ImportRequest{req})
+		res, err := c.ImportBatch(ctx, []hsmapi.ImportRequest{req})
 		if err != nil {
-			return hsm.ImportResult{}, err
+			return hsmapi.ImportResult{}, err
 		}
 		return res[0], nil
 	}
@@ -657,29 +658,29 @@ func (c *Client) Import(ctx context.Context, req hsm.ImportRequest) (hsm.ImportR
 	if len(req.Wrapped.PKCS8) == 0 {
 		var r PkeyLoadResponse
 		if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.PublicKey, Flags: uint32(req.Flags)}, &r); err != nil {
-			return hsm.ImportResult{}, fmt.Errorf("import: %w", err)
+			return hsmapi.ImportResult{}, fmt.Errorf("import: %w", err)
 		}
 		pkey, uuid = r.Pkey, r.UUID
 	} else {
-		if req.Encryption != hsm.KEKPKCS1v15 || req.Binding != nil {
-			return hsm.ImportResult{}, fmt.Errorf("import: %w", errLibhalOnly)
+		if req.Encryption != hsmapi.KEKPKCS1v15 || req.Binding != nil {
+			return hsmapi.ImportResult{}, fmt.Errorf("import: %w", errLibhalOnly)
 		}
 		kekek, err := c.openKey(req.KEKEK)
 		if err != nil {
-			return hsm.ImportResult{}, fmt.Errorf("import: KEKEK: %w", err)
+			return hsmapi.ImportResult{}, fmt.Errorf("import: KEKEK: %w", err)
 		}
 		var r PkeyImportResponse
 		if err := c.call(FuncPkeyImport, &PkeyImportRequest{KEKEK: kekek.handle, PKCS8: req.Wrapped.PKCS8, KEK: req.Wrapped.KEK, Flags: uint32(req.Flags)}, &r); err != nil {
-			return hsm.ImportResult{}, fmt.Errorf("import: %w", err)
+			return hsmapi.ImportResult{}, fmt.Errorf("import: %w", err)
 		}
 		pkey, uuid = r.Pkey, r.UUID
 	}
 	id, err := c.settle(pkey, uuid, labelAndAttributes(req.Label, req.Attributes))
 	if err != nil {
-		return hsm.ImportResult{}, fmt.Errorf("import: %w", err)
+		return hsmapi.ImportResult{}, fmt.Errorf("import: %w", err)
 	}
 	k, err := c.Key(ctx, id)
-	return hsm.ImportResult{Key: k}, err
+	return hsmapi.ImportResult{Key: k}, err
 }
 
 // settle finishes a key that PKEY_LOAD or PKEY_IMPORT made: sets its label
@@ -687,7 +688,7 @@ func (c *Client) Import(ctx context.Context, req hsm.ImportRequest) (hsm.ImportR
 // that fail the key is deleted again, rather than stay without them. (Two
 // requests, not one atomic step: a crash between them leaves the key
 // without its attributes, which libhal's functions cannot avoid.)
-func (c *Client) settle(pkey uint32, uuid []byte, attrs []Attribute) (hsm.UUID, error) {
+func (c *Client) settle(pkey uint32, uuid []byte, attrs []Attribute) (hsmapi.UUID, error) {
 	id, err := uuidOf(uuid)
 	if err == nil && len(attrs) > 0 {
 		err = c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: pkey, Attributes: attrs}, &PkeySetAttributesResponse{})
@@ -698,16 +699,16 @@ func (c *Client) settle(pkey uint32, uuid []byte, attrs []Attribute) (hsm.UUID, 
 	if err != nil {
 		c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: pkey}, &PkeyDeleteResponse{})
 		c.forget(id)
-		return hsm.UUID{}, err
+		return hsmapi.UUID{}, err
 	}
 	return id, nil
 }
 
 // labelAndAttributes is what PKEY_SET_ATTRIBUTES sets on a new key.
-func labelAndAttributes(label string, attrs []hsm.Attribute) []Attribute {
+func labelAndAttributes(label string, attrs []hsmapi.Attribute) []Attribute {
 	var out []Attribute
 	if label != "" {
-		out = append(out, Attribute{Type: hsm.AttributeLabel, Value: []byte(label)})
+		out = append(out, Attribute{Type: hsmapi.AttributeLabel, Value: []byte(label)})
 	}
 	for _, a := range attrs {
 		out = append(out, Attribute{Type: a.Type, Value: a.Value, Absent: a.Delete})
@@ -717,7 +718,7 @@ func labelAndAttributes(label string, attrs []hsm.Attribute) []Attribute {
 
 // ImportBatch imports every key in one server-side keystore transaction,
 // through the extensions; a plain libhal server cannot (ErrUnsupported).
-func (c *Client) ImportBatch(ctx context.Context, reqs []hsm.ImportRequest) ([]hsm.ImportResult, error) {
+func (c *Client) ImportBatch(ctx context.Context, reqs []hsmapi.ImportRequest) ([]hsmapi.ImportResult, error) {
 	if c.ext == nil {
 		return nil, fmt.Errorf("import: %w", errLibhalOnly)
 	}
@@ -731,7 +732,7 @@ func (c *Client) ImportBatch(ctx context.Context, reqs []hsm.ImportRequest) ([]h
 	}
 	for i, req := range reqs {
 		if req.KEKEK != kekek && len(req.Wrapped.PKCS8) > 0 {
-			return nil, fmt.Errorf("import: %w: one batch, one KEKEK", hsm.ErrBadArguments)
+			return nil, fmt.Errorf("import: %w: one batch, one KEKEK", hsmapi.ErrBadArguments)
 		}
 		add := ExtImportAddRequest{Batch: begin.Batch, UUID: req.UUID[:], Label: req.Label, Flags: uint32(req.Flags),
 			Encryption: string(req.Encryption), PKCS8: req.Wrapped.PKCS8, KEK: req.Wrapped.KEK, Tag: req.Wrapped.Tag,
@@ -742,7 +743,7 @@ func (c *Client) ImportBatch(ctx context.Context, reqs []hsm.ImportRequest) ([]h
 			err = c.call(FuncExtImportAdd, &add, &ExtImportAddResponse{})
 		case c.ext.Version < 2:
 			// Never a key without the attributes it left with.
-			err = fmt.Errorf("%w: this server's import extension (version %d) cannot carry key attributes", hsm.ErrUnsupported, c.ext.Version)
+			err = fmt.Errorf("%w: this server's import extension (version %d) cannot carry key attributes", hsmapi.ErrUnsupported, c.ext.Version)
 		default:
 			err = c.call(FuncExtImportAdd2, &ExtImportAdd2Request{add, labelAndAttributes("", req.Attributes)}, &ExtImportAddResponse{})
 		}
@@ -757,13 +758,13 @@ func (c *Client) ImportBatch(ctx context.Context, reqs []hsm.ImportRequest) ([]h
 	if len(commit.Present) != len(reqs) {
 		return nil, fmt.Errorf("import: %w: %d results for %d keys", StatusRPCProtocolError, len(commit.Present), len(reqs))
 	}
-	out := make([]hsm.ImportResult, len(reqs))
+	out := make([]hsmapi.ImportResult, len(reqs))
 	for i, req := range reqs {
 		k, err := c.Key(ctx, req.UUID)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = hsm.ImportResult{Key: k, Present: commit.Present[i]}
+		out[i] = hsmapi.ImportResult{Key: k, Present: commit.Present[i]}
 	}
 	return out, nil
 }
@@ -774,18 +775,18 @@ func (c *Client) ImportBatch(ctx context.Context, reqs []hsm.ImportRequest) ([]h
 // between the two requests leaves nothing behind). The key is marked not
 // made in the HSM (CKA_LOCAL false) unless req.Attributes say otherwise:
 // this project's server does that itself, a Cryptech HSM does not.
-func (c *Client) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) (hsm.KeyInfo, error) {
+func (c *Client) LoadPrivateKey(ctx context.Context, req hsmapi.LoadRequest) (hsmapi.KeyInfo, error) {
 	attrs, err := loadAttributes(req, c.ext == nil)
 	if err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	var r PkeyLoadResponse
 	if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.PKCS8, Flags: uint32(req.Flags)}, &r); err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	id, err := c.settle(r.Pkey, r.UUID, attrs)
 	if err != nil {
-		return hsm.KeyInfo{}, fmt.Errorf("load key: %w", err)
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	return c.Key(ctx, id)
 }
@@ -793,20 +794,20 @@ func (c *Client) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) (hsm.K
 // loadAttributes is what LoadPrivateKey sets after PKEY_LOAD: the label, the
 // attributes asked for and, when markLocal, CKA_LOCAL false unless asked
 // otherwise.
-func loadAttributes(req hsm.LoadRequest, markLocal bool) ([]Attribute, error) {
-	if err := hsm.CheckLabel(req.Label); err != nil {
+func loadAttributes(req hsmapi.LoadRequest, markLocal bool) ([]Attribute, error) {
+	if err := hsmapi.CheckLabel(req.Label); err != nil {
 		return nil, err
 	}
 	local := false
 	for _, a := range req.Attributes {
-		if a.Type == hsm.AttributeLabel || a.Delete {
-			return nil, fmt.Errorf("%w: attribute 0x%x: the label is Label, and a new key has nothing to delete", hsm.ErrBadArguments, a.Type)
+		if a.Type == hsmapi.AttributeLabel || a.Delete {
+			return nil, fmt.Errorf("%w: attribute 0x%x: the label is Label, and a new key has nothing to delete", hsmapi.ErrBadArguments, a.Type)
 		}
-		local = local || a.Type == hsm.CKALocal
+		local = local || a.Type == hsmapi.CKALocal
 	}
 	out := labelAndAttributes(req.Label, req.Attributes)
 	if markLocal && !local {
-		out = append(out, Attribute{Type: hsm.CKALocal, Value: []byte{0}})
+		out = append(out, Attribute{Type: hsmapi.CKALocal, Value: []byte{0}})
 	}
 	return out, nil
 }

@@ -5,7 +5,7 @@
 // [Server] puts an emulated HSM (package hsm) on listeners: each connection
 // gets its own client handle, session and login, and is logged out when it
 // closes, as the Cryptech multiplexer daemon (cryptech_muxd) does. [Client]
-// is an [hsm.Token] on a connection, so package backup runs over it
+// is an [hsmapi.Token] on a connection, so package backup runs over it
 // unchanged, against this server or a real Cryptech HSM's multiplexer.
 //
 // # Extensions

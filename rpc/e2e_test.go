@@ -15,6 +15,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 	"github.com/hsmkit/cryptech-backup/sim"
@@ -41,7 +42,7 @@ func dialLogin(t testing.TB, addr string) *Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if err := c.Login(ctx, hsm.UserWheel, wheelPIN); err != nil {
+	if err := c.Login(ctx, hsmapi.UserWheel, wheelPIN); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -56,12 +57,12 @@ func TestTransferOverRPC(t *testing.T) {
 	if !src.Extended() {
 		t.Fatal("the emulated HSM's server offers no extensions")
 	}
-	flags := hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
-	var keys []hsm.KeyInfo
-	for _, req := range []hsm.GenerateRequest{
-		{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: flags, Label: "rsa"},
-		{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384, Flags: flags, Label: "ec"},
-		{Type: hsm.KeyTypeHashsigPrivate, Flags: flags, Label: "hss", Levels: []hashsig.Level{
+	flags := hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable
+	var keys []hsmapi.KeyInfo
+	for _, req := range []hsmapi.GenerateRequest{
+		{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: flags, Label: "rsa"},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP384, Flags: flags, Label: "ec"},
+		{Type: hsmapi.KeyTypeHashsigPrivate, Flags: flags, Label: "hss", Levels: []hashsig.Level{
 			{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4}, {LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4}}},
 	} {
 		k, err := src.GenerateKey(ctx, req)
@@ -74,7 +75,7 @@ func TestTransferOverRPC(t *testing.T) {
 		keys = append(keys, k)
 	}
 	_, b := transfertest.ExportFor(t, src, dst)
-	if b.KEKEncryption != hsm.KEKOAEPSHA256 {
+	if b.KEKEncryption != hsmapi.KEKOAEPSHA256 {
 		t.Errorf("KEKs encrypted with %s", b.KEKEncryption)
 	}
 	res, err := backup.Import(ctx, dst, b, backup.ImportOptions{})
@@ -101,7 +102,7 @@ func TestTransferOverRPC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := hsm.VerifySignature(k.PublicKey, msg, sig, opts); err != nil {
+		if err := hsmapi.VerifySignature(k.PublicKey, msg, sig, opts); err != nil {
 			t.Errorf("%s: %v", k.Label, err)
 		}
 		if err := src.Verify(ctx, k.UUID, msg, sig, opts); err != nil {
@@ -126,10 +127,10 @@ func TestRawLabelsOverRPC(t *testing.T) {
 	srcAddr, _ := served(t)
 	dstAddr, _ := served(t)
 	src, dst := dialLogin(t, srcAddr), dialLogin(t, dstAddr)
-	var keys []hsm.KeyInfo
-	for _, label := range []string{"a\x00b\xffc\u202e", strings.Repeat("\xfe", hsm.MaxRawLabelLength), strings.Repeat("l", hsm.MaxLabelLength+1)} {
-		k, err := src.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
-			Flags: hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable})
+	var keys []hsmapi.KeyInfo
+	for _, label := range []string{"a\x00b\xffc\u202e", strings.Repeat("\xfe", hsmapi.MaxRawLabelLength), strings.Repeat("l", hsmapi.MaxLabelLength+1)} {
+		k, err := src.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+			Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,14 +161,14 @@ func TestRawLabelsOverRPC(t *testing.T) {
 
 // signsUnder checks that key id of tok (RSA or EC) signs so that pub
 // verifies.
-func signsUnder(t *testing.T, tok hsm.Token, id hsm.UUID, pub []byte) {
+func signsUnder(t *testing.T, tok hsmapi.Token, id hsmapi.UUID, pub []byte) {
 	t.Helper()
 	d := sha256.Sum256([]byte("signed with " + id.String()))
 	sig, err := tok.Sign(ctx, id, d[:], crypto.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := hsm.VerifySignature(pub, d[:], sig, crypto.SHA256); err != nil {
+	if err := hsmapi.VerifySignature(pub, d[:], sig, crypto.SHA256); err != nil {
 		t.Errorf("%s: %v", id, err)
 	}
 }
@@ -175,11 +176,11 @@ func signsUnder(t *testing.T, tok hsm.Token, id hsm.UUID, pub []byte) {
 // loadRecorder is a Client that records what LoadPrivateKey loaded.
 type loadRecorder struct {
 	*Client
-	flags  []hsm.Flags
-	loaded []hsm.UUID
+	flags  []hsmapi.Flags
+	loaded []hsmapi.UUID
 }
 
-func (r *loadRecorder) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) (hsm.KeyInfo, error) {
+func (r *loadRecorder) LoadPrivateKey(ctx context.Context, req hsmapi.LoadRequest) (hsmapi.KeyInfo, error) {
 	r.flags = append(r.flags, req.Flags)
 	k, err := r.Client.LoadPrivateKey(ctx, req)
 	if err == nil {
@@ -195,12 +196,12 @@ func (r *loadRecorder) LoadPrivateKey(ctx context.Context, req hsm.LoadRequest) 
 // before anything is loaded or stored.
 func TestSoftKEKEKImportOverRPC(t *testing.T) {
 	src := hsmtest.New(t)
-	var keys []hsm.KeyInfo
-	for _, req := range []hsm.GenerateRequest{
-		{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Label: "rsa"},
-		{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384, Label: "ec"},
+	var keys []hsmapi.KeyInfo
+	for _, req := range []hsmapi.GenerateRequest{
+		{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Label: "rsa"},
+		{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP384, Label: "ec"},
 	} {
-		req.Flags = hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
+		req.Flags = hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable
 		k, err := src.GenerateKey(ctx, req)
 		if err != nil {
 			t.Fatal(err)
@@ -229,7 +230,7 @@ func TestSoftKEKEKImportOverRPC(t *testing.T) {
 	if len(dst.flags) != 0 {
 		t.Errorf("a wrong passphrase loaded %d keys", len(dst.flags))
 	}
-	if stored, err := dialLogin(t, addr).Keys(ctx, hsm.Filter{}); err != nil || len(stored) != 0 {
+	if stored, err := dialLogin(t, addr).Keys(ctx, hsmapi.Filter{}); err != nil || len(stored) != 0 {
 		t.Fatalf("a wrong passphrase stored %d keys (%v)", len(stored), err)
 	}
 
@@ -243,14 +244,14 @@ func TestSoftKEKEKImportOverRPC(t *testing.T) {
 	for _, k := range keys {
 		signsUnder(t, dst, k.UUID, k.PublicKey)
 	}
-	if len(dst.loaded) != 1 || dst.flags[0]&hsm.FlagToken != 0 {
+	if len(dst.loaded) != 1 || dst.flags[0]&hsmapi.FlagToken != 0 {
 		t.Fatalf("loaded %v with flags %v: want one volatile key", dst.loaded, dst.flags)
 	}
-	if _, err := dst.Key(ctx, dst.loaded[0]); !errors.Is(err, hsm.ErrKeyNotFound) {
+	if _, err := dst.Key(ctx, dst.loaded[0]); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("the loaded KEKEK after the import, on the connection that loaded it: %v", err)
 	}
 	for _, c := range []*Client{dst.Client, dialLogin(t, addr)} {
-		left, err := c.Keys(ctx, hsm.Filter{Mask: hsm.FlagKeyEncipherment, Flags: hsm.FlagKeyEncipherment})
+		left, err := c.Keys(ctx, hsmapi.Filter{Mask: hsmapi.FlagKeyEncipherment, Flags: hsmapi.FlagKeyEncipherment})
 		if err != nil || len(left) != 0 {
 			t.Errorf("%d keys with keyencipherment left on the server (%v)", len(left), err)
 		}
@@ -265,8 +266,8 @@ func TestTransferLibhalOnly(t *testing.T) {
 	dstAddr, _ := served(t)
 	src, dst := dialLogin(t, srcAddr), dialLogin(t, dstAddr)
 	src.ext, dst.ext = nil, nil // as a Cryptech HSM answers: no extensions
-	flags := hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
-	ec, err := src.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: flags, Label: "old"})
+	flags := hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable
+	ec, err := src.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: flags, Label: "old"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +296,7 @@ func TestTransferLibhalOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !hsm.SamePublicKey(got.PublicKey, ec.PublicKey) {
+	if !hsmapi.SamePublicKey(got.PublicKey, ec.PublicKey) {
 		t.Error("the imported key is not the source's")
 	}
 	signsUnder(t, dst, got.UUID, ec.PublicKey)
@@ -311,13 +312,13 @@ func TestExportOverRPCRefusesDamagedHSM(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := h.NewSession()
-	if err := s.Login(ctx, hsm.UserWheel, wheelPIN); err != nil {
+	if err := s.Login(ctx, hsmapi.UserWheel, wheelPIN); err != nil {
 		t.Fatal(err)
 	}
-	flags := hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
-	var ids []hsm.UUID
+	flags := hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable
+	var ids []hsmapi.UUID
 	for range 2 {
-		k, err := s.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: flags})
+		k, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: flags})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,7 +355,7 @@ func TestExportOverRPCRefusesDamagedHSM(t *testing.T) {
 
 // damageKeyBlock flips a byte in the flash block of the key id and returns
 // the block's number.
-func damageKeyBlock(t *testing.T, path string, id hsm.UUID) int {
+func damageKeyBlock(t *testing.T, path string, id hsmapi.UUID) int {
 	t.Helper()
 	img, err := os.ReadFile(path)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
@@ -14,26 +15,26 @@ var statusErrors = []struct {
 	err    error
 	status Status
 }{
-	{hsm.ErrBadArguments, StatusBadArguments},
-	{hsm.ErrBadUUID, StatusBadArguments},
-	{hsm.ErrKeyNotFound, StatusKeyNotFound},
-	{hsm.ErrKeyNameInUse, StatusKeyNameInUse},
+	{hsmapi.ErrBadArguments, StatusBadArguments},
+	{hsmapi.ErrBadUUID, StatusBadArguments},
+	{hsmapi.ErrKeyNotFound, StatusKeyNotFound},
+	{hsmapi.ErrKeyNameInUse, StatusKeyNameInUse},
 	// After ErrKeyNameInUse, which a client turns the status back into:
 	// libhal has one answer for a key it holds already.
 	{hsm.ErrHashsigRangeUsed, StatusKeyNameInUse},
-	{hsm.ErrNotLoggedIn, StatusForbidden},
-	{hsm.ErrForbidden, StatusForbidden},
-	{hsm.ErrNotExportable, StatusForbidden},
-	{hsm.ErrPINIncorrect, StatusPINIncorrect},
-	{hsm.ErrUnsupportedKey, StatusUnsupportedKey},
-	{hsm.ErrUnsupported, StatusNotImplemented},
+	{hsmapi.ErrNotLoggedIn, StatusForbidden},
+	{hsmapi.ErrForbidden, StatusForbidden},
+	{hsmapi.ErrNotExportable, StatusForbidden},
+	{hsmapi.ErrPINIncorrect, StatusPINIncorrect},
+	{hsmapi.ErrUnsupportedKey, StatusUnsupportedKey},
+	{hsmapi.ErrUnsupported, StatusNotImplemented},
 	// libhal reports a failed key unwrap this way, whatever failed.
-	{hsm.ErrDecryption, StatusKeywrapBadMagic},
-	{hsm.ErrInvalidSignature, StatusInvalidSignature},
-	{hsm.ErrKeystoreFull, StatusNoKeySlotsAvailable},
-	{hsm.ErrTamper, StatusMasterkeyNotSet},
-	{hsm.ErrKeyExhausted, StatusHashsigKeyExhausted},
-	{hsm.ErrAttributeNotFound, StatusAttributeNotFound},
+	{hsmapi.ErrDecryption, StatusKeywrapBadMagic},
+	{hsmapi.ErrInvalidSignature, StatusInvalidSignature},
+	{hsmapi.ErrKeystoreFull, StatusNoKeySlotsAvailable},
+	{hsmapi.ErrTamper, StatusMasterkeyNotSet},
+	{hsmapi.ErrKeyExhausted, StatusHashsigKeyExhausted},
+	{hsmapi.ErrAttributeNotFound, StatusAttributeNotFound},
 	{keystore.ErrCorrupt, StatusKeystoreBadCRC},
 }
 

@@ -3,7 +3,7 @@ package rpc
 import (
 	"fmt"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
 
@@ -197,7 +197,7 @@ func (m *ExtImportAddRequest) DecodeArgs(d *Decoder) error {
 	m.UUID = d.Bytes(16)
 	// Any label a key may have: an import carries what a libhal client
 	// set on the source.
-	m.Label = string(d.Bytes(hsm.MaxRawLabelLength))
+	m.Label = string(d.Bytes(hsmapi.MaxRawLabelLength))
 	m.Flags = d.Uint32()
 	m.Encryption = string(d.Bytes(64))
 	m.PKCS8, m.KEK, m.Tag = d.Bytes(MaxPacket), d.Bytes(MaxPacket), d.Bytes(MaxPacket)
@@ -294,14 +294,14 @@ func decodeOptional(d *Decoder) []byte {
 
 // importBatch collects the keys of one extension import until it commits.
 type importBatch struct {
-	kekek hsm.UUID
-	reqs  []hsm.ImportRequest
+	kekek hsmapi.UUID
+	reqs  []hsmapi.ImportRequest
 	bytes int // counted against maxImportBytes
 }
 
 // importCost is what one EXT_IMPORT_ADD's key counts against
 // maxImportBytes.
-func importCost(r *ExtImportAddRequest, attrs []hsm.Attribute) int {
+func importCost(r *ExtImportAddRequest, attrs []hsmapi.Attribute) int {
 	n := importKeyOverhead + len(r.UUID) + len(r.Label) + len(r.Encryption) + len(r.PKCS8) +
 		len(r.KEK) + len(r.Tag) + len(r.Binding) + len(r.SPKI)
 	for _, a := range attrs {
@@ -315,12 +315,12 @@ func importCost(r *ExtImportAddRequest, attrs []hsm.Attribute) int {
 // made before the batch holds anything).
 func (c *serverConn) requireImporter() error {
 	switch u := c.sess.User(); u {
-	case hsm.UserNormal, hsm.UserWheel:
+	case hsmapi.UserNormal, hsmapi.UserWheel:
 		return nil
-	case hsm.UserNone:
-		return fmt.Errorf("import: %w", hsm.ErrNotLoggedIn)
+	case hsmapi.UserNone:
+		return fmt.Errorf("import: %w", hsmapi.ErrNotLoggedIn)
 	default:
-		return fmt.Errorf("import: %w: %s cannot use keys", hsm.ErrForbidden, u)
+		return fmt.Errorf("import: %w: %s cannot use keys", hsmapi.ErrForbidden, u)
 	}
 }
 
@@ -371,11 +371,11 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		if err != nil {
 			return nil, err
 		}
-		enc, err := hsm.ParseKEKEncryption(r.Encryption)
+		enc, err := hsmapi.ParseKEKEncryption(r.Encryption)
 		if err != nil {
 			return nil, err
 		}
-		w, err := c.sess.Export(bg, hsm.ExportRequest{Key: id, KEKEK: r.KEKEK, Encryption: enc, Binding: r.Binding})
+		w, err := c.sess.Export(bg, hsmapi.ExportRequest{Key: id, KEKEK: r.KEKEK, Encryption: enc, Binding: r.Binding})
 		if err != nil {
 			return nil, err
 		}
@@ -414,12 +414,12 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		if err := decodeAll(d, &r); err != nil {
 			return nil, err
 		}
-		attrs := make([]hsm.Attribute, len(r.Attributes))
+		attrs := make([]hsmapi.Attribute, len(r.Attributes))
 		for i, a := range r.Attributes {
 			if a.Absent {
-				return nil, fmt.Errorf("%w: attribute 0x%x without a value", hsm.ErrBadArguments, a.Type)
+				return nil, fmt.Errorf("%w: attribute 0x%x without a value", hsmapi.ErrBadArguments, a.Type)
 			}
-			attrs[i] = hsm.Attribute{Type: a.Type, Value: a.Value}
+			attrs[i] = hsmapi.Attribute{Type: a.Type, Value: a.Value}
 		}
 		return c.importAdd(&r.ExtImportAddRequest, attrs)
 	},
@@ -446,7 +446,7 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		}
 		c.mu.Unlock()
 		if !ok {
-			return nil, fmt.Errorf("%w: no import batch %d", hsm.ErrBadArguments, r.Batch)
+			return nil, fmt.Errorf("%w: no import batch %d", hsmapi.ErrBadArguments, r.Batch)
 		}
 		res, err := c.sess.ImportBatch(bg, b.reqs)
 		if err != nil {
@@ -462,30 +462,30 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 
 // importAdd adds one key, with its attributes, to an import batch
 // (EXT_IMPORT_ADD, EXT_IMPORT_ADD2).
-func (c *serverConn) importAdd(r *ExtImportAddRequest, attrs []hsm.Attribute) (Args, error) {
+func (c *serverConn) importAdd(r *ExtImportAddRequest, attrs []hsmapi.Attribute) (Args, error) {
 	id, err := uuidOf(r.UUID)
 	if err != nil {
 		return nil, err
 	}
 	if id.IsZero() {
-		return nil, fmt.Errorf("%w: a batch key needs its UUID", hsm.ErrBadArguments)
+		return nil, fmt.Errorf("%w: a batch key needs its UUID", hsmapi.ErrBadArguments)
 	}
 	if err := c.requireImporter(); err != nil {
 		return nil, err
 	}
-	req := hsm.ImportRequest{UUID: id, Label: r.Label, Flags: hsm.Flags(r.Flags), PublicKey: r.SPKI, Attributes: attrs}
+	req := hsmapi.ImportRequest{UUID: id, Label: r.Label, Flags: hsmapi.Flags(r.Flags), PublicKey: r.SPKI, Attributes: attrs}
 	if len(r.PKCS8) > 0 {
-		if req.Encryption, err = hsm.ParseKEKEncryption(r.Encryption); err != nil {
+		if req.Encryption, err = hsmapi.ParseKEKEncryption(r.Encryption); err != nil {
 			return nil, err
 		}
-		req.Wrapped = hsm.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK, Tag: r.Tag}
+		req.Wrapped = hsmapi.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK, Tag: r.Tag}
 		req.Binding = r.Binding
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b, ok := c.imports[r.Batch]
 	if !ok {
-		return nil, fmt.Errorf("%w: no import batch %d", hsm.ErrBadArguments, r.Batch)
+		return nil, fmt.Errorf("%w: no import batch %d", hsmapi.ErrBadArguments, r.Batch)
 	}
 	if len(b.reqs) >= c.srv.limits.batchKeys {
 		return nil, fmt.Errorf("%w: more than %d keys in one batch", StatusAllocationFailure, len(b.reqs))

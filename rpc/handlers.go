@@ -12,7 +12,7 @@ import (
 	"slices"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 var bg = context.Background()
@@ -38,12 +38,12 @@ func (c *serverConn) call(req Args) (Args, error) {
 		return &GetRandomResponse{Data: data}, nil
 	case *SetPINRequest:
 		defer clear(r.PIN)
-		return &SetPINResponse{}, s.SetPIN(bg, hsm.User(r.User), r.PIN)
+		return &SetPINResponse{}, s.SetPIN(bg, hsmapi.User(r.User), r.PIN)
 	case *LoginRequest:
 		defer clear(r.PIN)
 		// PIN checks take turns HSM-wide; one still waiting for its turn
 		// when the connection stops gives up.
-		err := s.Login(c.context(), hsm.User(r.User), r.PIN)
+		err := s.Login(c.context(), hsmapi.User(r.User), r.PIN)
 		if errors.Is(err, context.Canceled) {
 			return nil, StatusNotReady
 		}
@@ -55,16 +55,16 @@ func (c *serverConn) call(req Args) (Args, error) {
 		return &LogoutResponse{}, err
 	case *LogoutAllRequest:
 		// Logging everybody out is for wheel alone (libhal lets anyone).
-		if s.User() != hsm.UserWheel {
-			return nil, hsm.ErrForbidden
+		if s.User() != hsmapi.UserWheel {
+			return nil, hsmapi.ErrForbidden
 		}
 		c.srv.logoutAll()
 		return &LogoutAllResponse{}, nil
 	case *IsLoggedInRequest:
-		if r.User != uint32(hsm.UserNormal) && r.User != uint32(hsm.UserSO) && r.User != uint32(hsm.UserWheel) {
-			return nil, fmt.Errorf("%w: no such user %d", hsm.ErrBadArguments, r.User)
+		if r.User != uint32(hsmapi.UserNormal) && r.User != uint32(hsmapi.UserSO) && r.User != uint32(hsmapi.UserWheel) {
+			return nil, fmt.Errorf("%w: no such user %d", hsmapi.ErrBadArguments, r.User)
 		}
-		if s.User() == hsm.UserNone || uint32(s.User()) != r.User {
+		if s.User() == hsmapi.UserNone || uint32(s.User()) != r.User {
 			return nil, StatusForbidden
 		}
 		return &IsLoggedInResponse{}, nil
@@ -106,7 +106,7 @@ func (c *serverConn) call(req Args) (Args, error) {
 			return nil, err
 		}
 		if int(r.Len) != st.hash.Size() {
-			return nil, fmt.Errorf("%w: digest is %d bytes, not %d", hsm.ErrBadArguments, st.hash.Size(), r.Len)
+			return nil, fmt.Errorf("%w: digest is %d bytes, not %d", hsmapi.ErrBadArguments, st.hash.Size(), r.Len)
 		}
 		c.closeHash(r.Hash)
 		return &HashFinalizeResponse{Digest: st.h.Sum(nil)}, nil
@@ -127,27 +127,27 @@ func (c *serverConn) call(req Args) (Args, error) {
 		return &PkeyOpenResponse{Pkey: c.openPkey(id)}, nil
 	case *PkeyGenerateRSARequest:
 		// libhal's checks, in its order and with its statuses.
-		if r.KeyLen == 0 || r.KeyLen%8 != 0 || len(r.Exponent) == 0 || !hsm.Flags(r.Flags).Valid() {
-			return nil, fmt.Errorf("%w: key length %d, %d-byte exponent, flags 0x%x", hsm.ErrBadArguments, r.KeyLen, len(r.Exponent), r.Flags)
+		if r.KeyLen == 0 || r.KeyLen%8 != 0 || len(r.Exponent) == 0 || !hsmapi.Flags(r.Flags).Valid() {
+			return nil, fmt.Errorf("%w: key length %d, %d-byte exponent, flags 0x%x", hsmapi.ErrBadArguments, r.KeyLen, len(r.Exponent), r.Flags)
 		}
 		if !isF4(r.Exponent) {
-			return nil, fmt.Errorf("%w: only e = 65537", hsm.ErrUnsupportedKey)
+			return nil, fmt.Errorf("%w: only e = 65537", hsmapi.ErrUnsupportedKey)
 		}
 		if r.KeyLen != 2048 && r.KeyLen != 3072 && r.KeyLen != 4096 {
-			return nil, fmt.Errorf("%w: this HSM generates RSA keys of 2048, 3072 and 4096 bits", hsm.ErrUnsupportedKey)
+			return nil, fmt.Errorf("%w: this HSM generates RSA keys of 2048, 3072 and 4096 bits", hsmapi.ErrUnsupportedKey)
 		}
-		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: int(r.KeyLen), Flags: hsm.Flags(r.Flags)})
+		return c.generate(hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: int(r.KeyLen), Flags: hsmapi.Flags(r.Flags)})
 	case *PkeyGenerateECRequest:
-		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.Curve(r.Curve), Flags: hsm.Flags(r.Flags)})
+		return c.generate(hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.Curve(r.Curve), Flags: hsmapi.Flags(r.Flags)})
 	case *PkeyGenerateHashsigRequest:
 		if r.L < 1 || r.L > hashsig.MaxLevels {
-			return nil, fmt.Errorf("%w: %d levels", hsm.ErrBadArguments, r.L)
+			return nil, fmt.Errorf("%w: %d levels", hsmapi.ErrBadArguments, r.L)
 		}
 		levels := make([]hashsig.Level, r.L)
 		for i := range levels {
 			levels[i] = hashsig.Level{LMS: hashsig.LMSType(r.LMSType), LMOTS: hashsig.LMOTSType(r.LMOTSType)}
 		}
-		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Levels: levels, Flags: hsm.Flags(r.Flags)})
+		return c.generate(hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: levels, Flags: hsmapi.Flags(r.Flags)})
 	case *PkeyCloseRequest:
 		if _, err := c.pkey(r.Pkey); err != nil {
 			return nil, err
@@ -218,7 +218,7 @@ func (c *serverConn) call(req Args) (Args, error) {
 // libhalSPKI is a key's SubjectPublicKeyInfo as libhal writes it: for an HSS
 // key libhal's own encoding (see hashsig.MarshalLibhalPKIXPublicKey), which
 // is all a Cryptech HSM's clients read; RFC 9708's everywhere else.
-func libhalSPKI(k hsm.KeyInfo) ([]byte, error) {
+func libhalSPKI(k hsmapi.KeyInfo) ([]byte, error) {
 	if k.Hashsig == nil {
 		return k.PublicKey, nil
 	}
@@ -229,11 +229,11 @@ func libhalSPKI(k hsm.KeyInfo) ([]byte, error) {
 	return hashsig.MarshalLibhalPKIXPublicKey(pk), nil
 }
 
-func uuidOf(b []byte) (hsm.UUID, error) {
-	if len(b) != len(hsm.UUID{}) {
-		return hsm.UUID{}, StatusKeyNameTooLong
+func uuidOf(b []byte) (hsmapi.UUID, error) {
+	if len(b) != len(hsmapi.UUID{}) {
+		return hsmapi.UUID{}, StatusKeyNameTooLong
 	}
-	return hsm.UUID(b), nil
+	return hsmapi.UUID(b), nil
 }
 
 // isF4 reports whether a big-endian exponent is 65537.
@@ -244,23 +244,23 @@ func isF4(e []byte) bool {
 // load is PKEY_LOAD: a public key (SubjectPublicKeyInfo) or, as libhal
 // takes it too, a private key in the clear (PKCS#8 PrivateKeyInfo), which
 // is stored marked not made here (CKA_LOCAL false; see
-// hsm.PrivateKeyLoader). HSS private keys are refused: a copy of a
+// hsmapi.PrivateKeyLoader). HSS private keys are refused: a copy of a
 // stateful key loaded beside the original would sign twice with one index.
 func (c *serverConn) load(r *PkeyLoadRequest) (Args, error) {
 	defer clear(r.DER)
 	if len(r.DER) == 0 {
-		return nil, fmt.Errorf("%w: no key", hsm.ErrBadArguments)
+		return nil, fmt.Errorf("%w: no key", hsmapi.ErrBadArguments)
 	}
 	if err := c.roomForPkey(); err != nil {
 		return nil, err
 	}
-	var k hsm.KeyInfo
+	var k hsmapi.KeyInfo
 	var err error
 	if isPrivateKeyInfo(r.DER) {
-		k, err = c.sess.LoadPrivateKey(bg, hsm.LoadRequest{PKCS8: r.DER, Flags: hsm.Flags(r.Flags)})
+		k, err = c.sess.LoadPrivateKey(bg, hsmapi.LoadRequest{PKCS8: r.DER, Flags: hsmapi.Flags(r.Flags)})
 	} else {
-		var res hsm.ImportResult
-		res, err = c.sess.Import(bg, hsm.ImportRequest{PublicKey: r.DER, Flags: hsm.Flags(r.Flags)})
+		var res hsmapi.ImportResult
+		res, err = c.sess.Import(bg, hsmapi.ImportRequest{PublicKey: r.DER, Flags: hsmapi.Flags(r.Flags)})
 		k = res.Key
 	}
 	if err != nil {
@@ -284,7 +284,7 @@ func isPrivateKeyInfo(der []byte) bool {
 	return first.Class == asn1.ClassUniversal && first.Tag == asn1.TagInteger
 }
 
-func (c *serverConn) generate(req hsm.GenerateRequest) (Args, error) {
+func (c *serverConn) generate(req hsmapi.GenerateRequest) (Args, error) {
 	if err := c.roomForPkey(); err != nil {
 		return nil, err
 	}
@@ -320,7 +320,7 @@ func (c *serverConn) hash(handle uint32) (*hashState, error) {
 	defer c.mu.Unlock()
 	st, ok := c.hashes[handle]
 	if !ok {
-		return nil, fmt.Errorf("%w: no hash handle %d", hsm.ErrBadArguments, handle)
+		return nil, fmt.Errorf("%w: no hash handle %d", hsmapi.ErrBadArguments, handle)
 	}
 	return st, nil
 }
@@ -337,10 +337,10 @@ func (c *serverConn) closeHash(handle uint32) {
 // message for an HSS key. An HSS key given a hash handle signs the digest's
 // bytes as its message, as libhal's pkey_local_sign_hashsig does: what a
 // libhal client hashes on the HSM is too long to send whole.
-func (c *serverConn) signedInput(k hsm.KeyInfo, hashHandle uint32, data []byte) ([]byte, crypto.SignerOpts, error) {
+func (c *serverConn) signedInput(k hsmapi.KeyInfo, hashHandle uint32, data []byte) ([]byte, crypto.SignerOpts, error) {
 	// libhal takes one or the other, never both or neither.
 	if (hashHandle == 0) == (len(data) == 0) {
-		return nil, nil, fmt.Errorf("%w: give a hash handle or data, not both or neither", hsm.ErrBadArguments)
+		return nil, nil, fmt.Errorf("%w: give a hash handle or data, not both or neither", hsmapi.ErrBadArguments)
 	}
 	if hashHandle == 0 {
 		return data, crypto.Hash(0), nil
@@ -372,7 +372,7 @@ func (c *serverConn) sign(r *PkeySignRequest) (Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	if k.Type == hsm.KeyTypeECPrivate {
+	if k.Type == hsmapi.KeyTypeECPrivate {
 		if sig, err = ecdsaDERToRaw(sig, curveSize(k.Curve)); err != nil {
 			return nil, err
 		}
@@ -389,15 +389,15 @@ func (c *serverConn) verify(r *PkeyVerifyRequest) (Args, error) {
 		return nil, err
 	}
 	// libhal verifies only with keys meant to: digitalsignature.
-	if k.Flags&hsm.FlagDigitalSignature == 0 {
-		return nil, fmt.Errorf("%w: key lacks digitalsignature", hsm.ErrForbidden)
+	if k.Flags&hsmapi.FlagDigitalSignature == 0 {
+		return nil, fmt.Errorf("%w: key lacks digitalsignature", hsmapi.ErrForbidden)
 	}
 	data, opts, err := c.signedInput(k, r.Hash, r.Data)
 	if err != nil {
 		return nil, err
 	}
 	sig := r.Signature
-	if k.Curve != hsm.CurveNone {
+	if k.Curve != hsmapi.CurveNone {
 		if sig, err = ecdsaRawToDER(sig, curveSize(k.Curve)); err != nil {
 			return nil, err
 		}
@@ -408,21 +408,21 @@ func (c *serverConn) verify(r *PkeyVerifyRequest) (Args, error) {
 // match answers a page of PKEY_MATCH: the matching keys whose UUIDs come
 // after previous, at most max of them.
 func (c *serverConn) match(r *PkeyMatchRequest) (Args, error) {
-	f := hsm.Filter{Type: hsm.KeyType(r.Type), Curve: hsm.Curve(r.Curve), Mask: hsm.Flags(r.Mask), Flags: hsm.Flags(r.Flags)}
+	f := hsmapi.Filter{Type: hsmapi.KeyType(r.Type), Curve: hsmapi.Curve(r.Curve), Mask: hsmapi.Flags(r.Mask), Flags: hsmapi.Flags(r.Flags)}
 	for _, a := range r.Attributes {
 		if !a.Absent {
-			f.Attributes = append(f.Attributes, hsm.Attribute{Type: a.Type, Value: a.Value})
+			f.Attributes = append(f.Attributes, hsmapi.Attribute{Type: a.Type, Value: a.Value})
 		}
 	}
-	if len(r.Previous) != len(hsm.UUID{}) {
+	if len(r.Previous) != len(hsmapi.UUID{}) {
 		return nil, StatusKeyNameTooLong
 	}
 	if r.Max == 0 {
-		return nil, fmt.Errorf("%w: room for no keys", hsm.ErrBadArguments)
+		return nil, fmt.Errorf("%w: room for no keys", hsmapi.ErrBadArguments)
 	}
 	resp := &PkeyMatchResponse{State: r.State + 1}
 	// libhal finds no keys, rather than failing, for a client not logged in.
-	if u := c.sess.User(); u != hsm.UserNormal && u != hsm.UserWheel {
+	if u := c.sess.User(); u != hsmapi.UserNormal && u != hsmapi.UserWheel {
 		return resp, nil
 	}
 	keys, err := c.sess.Keys(bg, f)
@@ -430,8 +430,8 @@ func (c *serverConn) match(r *PkeyMatchRequest) (Args, error) {
 		return nil, err
 	}
 	start := 0
-	if prev := hsm.UUID(r.Previous); !prev.IsZero() {
-		start, _ = slices.BinarySearchFunc(keys, prev, func(k hsm.KeyInfo, id hsm.UUID) int { return bytes.Compare(k.UUID[:], id[:]) })
+	if prev := hsmapi.UUID(r.Previous); !prev.IsZero() {
+		start, _ = slices.BinarySearchFunc(keys, prev, func(k hsmapi.KeyInfo, id hsmapi.UUID) int { return bytes.Compare(k.UUID[:], id[:]) })
 		if start < len(keys) && keys[start].UUID == prev {
 			start++
 		}
@@ -452,11 +452,11 @@ func (c *serverConn) kekekSPKI(handle uint32) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if k.Flags&hsm.FlagKeyEncipherment == 0 {
-		return nil, fmt.Errorf("%w: KEKEK lacks keyencipherment", hsm.ErrForbidden)
+	if k.Flags&hsmapi.FlagKeyEncipherment == 0 {
+		return nil, fmt.Errorf("%w: KEKEK lacks keyencipherment", hsmapi.ErrForbidden)
 	}
-	if k.Type != hsm.KeyTypeRSAPrivate && k.Type != hsm.KeyTypeRSAPublic {
-		return nil, fmt.Errorf("%w: KEKEK is not an RSA key", hsm.ErrUnsupportedKey)
+	if k.Type != hsmapi.KeyTypeRSAPrivate && k.Type != hsmapi.KeyTypeRSAPublic {
+		return nil, fmt.Errorf("%w: KEKEK is not an RSA key", hsmapi.ErrUnsupportedKey)
 	}
 	return k.PublicKey, nil
 }
@@ -472,7 +472,7 @@ func (c *serverConn) export(r *PkeyExportRequest) (Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := c.sess.Export(bg, hsm.ExportRequest{Key: id, KEKEK: spki, Encryption: hsm.KEKPKCS1v15})
+	w, err := c.sess.Export(bg, hsmapi.ExportRequest{Key: id, KEKEK: spki, Encryption: hsmapi.KEKPKCS1v15})
 	if err != nil {
 		return nil, err
 	}
@@ -492,12 +492,12 @@ func (c *serverConn) importKey(r *PkeyImportRequest) (Args, error) {
 	if err := c.roomForPkey(); err != nil {
 		return nil, err
 	}
-	enc, err := hsm.KEKEncryptionOfEPKI(r.KEK)
+	enc, err := hsmapi.KEKEncryptionOfEPKI(r.KEK)
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.sess.Import(bg, hsm.ImportRequest{KEKEK: kekek, Wrapped: hsm.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK},
-		Encryption: enc, Flags: hsm.Flags(r.Flags)})
+	res, err := c.sess.Import(bg, hsmapi.ImportRequest{KEKEK: kekek, Wrapped: hsmapi.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK},
+		Encryption: enc, Flags: hsmapi.Flags(r.Flags)})
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/testkeys"
 )
@@ -78,7 +78,7 @@ func mustHexString(t *testing.T, s string) []byte {
 // loginRaw logs a raw connection in as the normal user.
 func loginRaw(t *testing.T, r *rawConn) {
 	t.Helper()
-	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
 		t.Fatalf("LOGIN: %v", st)
 	}
 }
@@ -100,7 +100,7 @@ func TestHashsigPublicKeyInLibhalEncoding(t *testing.T) {
 	libhalSPKI = append(append(libhalSPKI, 0x04, 0x20), pub[28:]...)
 
 	var load PkeyLoadResponse
-	if st := r.call(FuncPkeyLoad, &PkeyLoadRequest{DER: libhalSPKI, Flags: uint32(hsm.FlagDigitalSignature)}, &load); st != StatusOK {
+	if st := r.call(FuncPkeyLoad, &PkeyLoadRequest{DER: libhalSPKI, Flags: uint32(hsmapi.FlagDigitalSignature)}, &load); st != StatusOK {
 		t.Fatalf("PKEY_LOAD of libhal's HSS SubjectPublicKeyInfo: %v", st)
 	}
 	if st := r.call(FuncPkeyVerify, &PkeyVerifyRequest{Pkey: load.Pkey, Data: msg, Signature: sig}, &PkeyVerifyResponse{}); st != StatusOK {
@@ -127,7 +127,7 @@ func TestHashsigPublicKeyInLibhalEncoding(t *testing.T) {
 	// reads it back as RFC 9708.
 	var gen PkeyGenerateHashsigResponse
 	if st := r.call(FuncPkeyGenerateHashsig, &PkeyGenerateHashsigRequest{L: 1, LMSType: uint32(hashsig.LMS_SHA256_M32_H5),
-		LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8), Flags: uint32(hsm.FlagDigitalSignature | hsm.FlagToken)}, &gen); st != StatusOK {
+		LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8), Flags: uint32(hsmapi.FlagDigitalSignature | hsmapi.FlagToken)}, &gen); st != StatusOK {
 		t.Fatal(st)
 	}
 	if st := r.call(FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: gen.Pkey, Max: 1024}, &got); st != StatusOK {
@@ -136,8 +136,8 @@ func TestHashsigPublicKeyInLibhalEncoding(t *testing.T) {
 	if prefix := mustHexString(t, "3053 300f 060b2a864886f70d0109100311 0500 0340 00 303d 020101 020105 020104 0410"); !bytes.HasPrefix(got.DER, prefix) {
 		t.Fatalf("PKEY_GET_PUBLIC_KEY of a generated HSS key: %x, not libhal's layout", got.DER)
 	}
-	c := dialAs(t, addr, hsm.UserNormal, userPIN)
-	k, err := c.Key(ctx, hsm.UUID(gen.UUID))
+	c := dialAs(t, addr, hsmapi.UserNormal, userPIN)
+	k, err := c.Key(ctx, hsmapi.UUID(gen.UUID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestHashsigThroughHashHandle(t *testing.T) {
 	loginRaw(t, r)
 	var gen PkeyGenerateHashsigResponse
 	if st := r.call(FuncPkeyGenerateHashsig, &PkeyGenerateHashsigRequest{L: 1, LMSType: uint32(hashsig.LMS_SHA256_M32_H5),
-		LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8), Flags: uint32(hsm.FlagDigitalSignature | hsm.FlagToken)}, &gen); st != StatusOK {
+		LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8), Flags: uint32(hsmapi.FlagDigitalSignature | hsmapi.FlagToken)}, &gen); st != StatusOK {
 		t.Fatal(st)
 	}
 	var spki PkeyGetPublicKeyResponse
@@ -265,7 +265,7 @@ func TestPkeyLoadPrivateKey(t *testing.T) {
 			t.Fatalf("signature of the loaded %T: %v", signer, err)
 		}
 		var attrs PkeyGetAttributesResponse
-		if st := r.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: pkey, Types: []uint32{hsm.CKALocal}, BufferLen: 16}, &attrs); st != StatusOK {
+		if st := r.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: pkey, Types: []uint32{hsmapi.CKALocal}, BufferLen: 16}, &attrs); st != StatusOK {
 			t.Fatalf("CKA_LOCAL of the loaded key: %v", st)
 		}
 		if len(attrs.Attributes) != 1 || !bytes.Equal(attrs.Attributes[0].Value, []byte{0}) {
@@ -300,7 +300,7 @@ func TestPkeyLoadPrivateKey(t *testing.T) {
 func TestClientLoadPrivateKey(t *testing.T) {
 	addr, _ := served(t)
 	for _, plain := range []bool{false, true} {
-		c := dialAs(t, addr, hsm.UserNormal, userPIN)
+		c := dialAs(t, addr, hsmapi.UserNormal, userPIN)
 		if plain {
 			c.ext = nil // as against a Cryptech HSM
 		}
@@ -312,12 +312,12 @@ func TestClientLoadPrivateKey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		k, err := c.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Flags: hsm.FlagDigitalSignature, Label: "soft kekek",
-			Attributes: []hsm.Attribute{{Type: hsm.CKAID, Value: []byte{0x0a, 0x01}}}})
+		k, err := c.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: der, Flags: hsmapi.FlagDigitalSignature, Label: "soft kekek",
+			Attributes: []hsmapi.Attribute{{Type: hsmapi.CKAID, Value: []byte{0x0a, 0x01}}}})
 		if err != nil {
 			t.Fatalf("plain=%v: %v", plain, err)
 		}
-		if k.Type != hsm.KeyTypeECPrivate || k.Label != "soft kekek" || !hsm.SamePublicKey(k.PublicKey, mustSPKI(t, ecKey.Public())) {
+		if k.Type != hsmapi.KeyTypeECPrivate || k.Label != "soft kekek" || !hsmapi.SamePublicKey(k.PublicKey, mustSPKI(t, ecKey.Public())) {
 			t.Fatalf("plain=%v: loaded %+v", plain, k)
 		}
 		digest := sha256.Sum256([]byte("x"))
@@ -326,11 +326,11 @@ func TestClientLoadPrivateKey(t *testing.T) {
 			t.Fatalf("plain=%v: signature of the loaded key: %v", plain, err)
 		}
 		attrs, err := c.KeyAttributes(ctx, k.UUID)
-		want := []hsm.Attribute{{Type: hsm.CKAID, Value: []byte{0x0a, 0x01}}, {Type: hsm.CKALocal, Value: []byte{0}}}
+		want := []hsmapi.Attribute{{Type: hsmapi.CKAID, Value: []byte{0x0a, 0x01}}, {Type: hsmapi.CKALocal, Value: []byte{0}}}
 		if err != nil || !sameAttributes(attrs, want) {
 			t.Errorf("plain=%v: attributes %+v, %v; want %+v", plain, attrs, err, want)
 		}
-		if _, err := c.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Label: "bad\x00label"}); !errors.Is(err, hsm.ErrBadArguments) {
+		if _, err := c.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: der, Label: "bad\x00label"}); !errors.Is(err, hsmapi.ErrBadArguments) {
 			t.Errorf("plain=%v: a label with a NUL: %v", plain, err)
 		}
 	}
@@ -366,11 +366,11 @@ func TestLegacyRSAOverRPC(t *testing.T) {
 	dstAddr, _ := served(t)
 	for _, plain := range []bool{false, true} {
 		src, dst := dialLogin(t, srcAddr), dialLogin(t, dstAddr)
-		enc := hsm.KEKOAEPSHA256
+		enc := hsmapi.KEKOAEPSHA256
 		if plain {
-			src.ext, dst.ext, enc = nil, nil, hsm.KEKPKCS1v15
+			src.ext, dst.ext, enc = nil, nil, hsmapi.KEKPKCS1v15
 		}
-		kekek, err := dst.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: hsm.FlagKeyEncipherment | hsm.FlagToken})
+		kekek, err := dst.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -379,15 +379,15 @@ func TestLegacyRSAOverRPC(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			k, err := src.LoadPrivateKey(ctx, hsm.LoadRequest{PKCS8: der, Flags: hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable, Label: name})
+			k, err := src.LoadPrivateKey(ctx, hsmapi.LoadRequest{PKCS8: der, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable, Label: name})
 			if err != nil {
 				t.Fatalf("plain=%v %s: load: %v", plain, name, err)
 			}
-			w, err := src.Export(ctx, hsm.ExportRequest{Key: k.UUID, KEKEK: kekek.PublicKey, Encryption: enc})
+			w, err := src.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEK: kekek.PublicKey, Encryption: enc})
 			if err != nil {
 				t.Fatalf("plain=%v %s: export: %v", plain, name, err)
 			}
-			res, err := dst.Import(ctx, hsm.ImportRequest{KEKEK: kekek.UUID, Wrapped: w, Encryption: enc, UUID: k.UUID, Label: name,
+			res, err := dst.Import(ctx, hsmapi.ImportRequest{KEKEK: kekek.UUID, Wrapped: w, Encryption: enc, UUID: k.UUID, Label: name,
 				Flags: k.Flags, PublicKey: k.PublicKey})
 			if err != nil {
 				t.Fatalf("plain=%v %s: import: %v", plain, name, err)
@@ -420,12 +420,12 @@ func TestGetAttributesAsLibhal(t *testing.T) {
 	loginRaw(t, r)
 	var bare, withID PkeyGenerateECResponse
 	for _, g := range []*PkeyGenerateECResponse{&bare, &withID} {
-		if st := r.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsm.CurveP256), Flags: uint32(hsm.FlagDigitalSignature)}, g); st != StatusOK {
+		if st := r.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagDigitalSignature)}, g); st != StatusOK {
 			t.Fatal(st)
 		}
 	}
 	if st := r.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: withID.Pkey,
-		Attributes: []Attribute{{Type: hsm.CKAID, Value: []byte{0x0a, 0x01}}}}, &PkeySetAttributesResponse{}); st != StatusOK {
+		Attributes: []Attribute{{Type: hsmapi.CKAID, Value: []byte{0x0a, 0x01}}}}, &PkeySetAttributesResponse{}); st != StatusOK {
 		t.Fatal(st)
 	}
 	// uint pkey, uint n, n x uint type, uint buffer_len.
@@ -447,15 +447,15 @@ func TestGetAttributesAsLibhal(t *testing.T) {
 		want   string
 	}{
 		// status 0, n 2, (3, length 0), (0x102, length 2)
-		{"lengths, label missing", get(withID.Pkey, 0, 3, hsm.CKAID), "00000000 00000002 00000003 00000000 00000102 00000002"},
+		{"lengths, label missing", get(withID.Pkey, 0, 3, hsmapi.CKAID), "00000000 00000002 00000003 00000000 00000102 00000002"},
 		// status 0, n 1, (0x102, bytes 0a01)
-		{"value", get(withID.Pkey, 2, hsm.CKAID), "00000000 00000001 00000102 00000002 0a010000"},
-		{"value, label missing", get(withID.Pkey, 64, 3, hsm.CKAID), "00000028"},
-		{"buffer too short", get(withID.Pkey, 1, hsm.CKAID), "0000000e"},
+		{"value", get(withID.Pkey, 2, hsmapi.CKAID), "00000000 00000001 00000102 00000002 0a010000"},
+		{"value, label missing", get(withID.Pkey, 64, 3, hsmapi.CKAID), "00000028"},
+		{"buffer too short", get(withID.Pkey, 1, hsmapi.CKAID), "0000000e"},
 		{"no attributes at all, lengths", get(bare.Pkey, 0, 3), "00000028"},
 		{"no attributes at all, value", get(bare.Pkey, 64, 3), "00000028"},
 		{"none asked for", get(withID.Pkey, 0), "00000001"},
-		{"buffer over a packet", get(withID.Pkey, MaxPacket, hsm.CKAID), "0000001d"},
+		{"buffer over a packet", get(withID.Pkey, MaxPacket, hsmapi.CKAID), "0000001d"},
 	} {
 		if want := mustHexString(t, c.want); !bytes.Equal(c.answer, want) {
 			t.Errorf("%s: answered %x, want %x", c.name, c.answer, want)
@@ -467,29 +467,29 @@ func TestGetAttributesAsLibhal(t *testing.T) {
 // the client reads them back as they are.
 func TestLabelOfAnyBytes(t *testing.T) {
 	addr, _ := served(t)
-	c := dialAs(t, addr, hsm.UserNormal, userPIN)
-	k, err := c.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagDigitalSignature | hsm.FlagToken})
+	c := dialAs(t, addr, hsmapi.UserNormal, userPIN)
+	k, err := c.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken})
 	if err != nil {
 		t.Fatal(err)
 	}
 	handle := c.open[k.UUID].handle
 	for _, label := range []string{"\xff\x00label\n\x1b[31m", strings.Repeat("long label ", 90)} {
 		if err := c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: handle,
-			Attributes: []Attribute{{Type: hsm.AttributeLabel, Value: []byte(label)}}}, &PkeySetAttributesResponse{}); err != nil {
+			Attributes: []Attribute{{Type: hsmapi.AttributeLabel, Value: []byte(label)}}}, &PkeySetAttributesResponse{}); err != nil {
 			t.Fatalf("label %q: %v", label, err)
 		}
 		got, err := c.Key(ctx, k.UUID)
 		if err != nil || got.Label != label {
 			t.Fatalf("label %q read back as %q, %v", label, got.Label, err)
 		}
-		keys, err := c.Keys(ctx, hsm.Filter{Attributes: []hsm.Attribute{{Type: hsm.AttributeLabel, Value: []byte(label)}}})
+		keys, err := c.Keys(ctx, hsmapi.Filter{Attributes: []hsmapi.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte(label)}}})
 		if err != nil || len(keys) != 1 {
 			t.Fatalf("match by label %q: %d keys, %v", label, len(keys), err)
 		}
 	}
 	if err := c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: handle,
-		Attributes: []Attribute{{Type: hsm.AttributeLabel, Value: make([]byte, hsm.MaxAttributeSize+1)}}}, &PkeySetAttributesResponse{}); !errors.Is(err, StatusBadArguments) {
-		t.Fatalf("a label over %d bytes: %v", hsm.MaxAttributeSize, err)
+		Attributes: []Attribute{{Type: hsmapi.AttributeLabel, Value: make([]byte, hsmapi.MaxAttributeSize+1)}}}, &PkeySetAttributesResponse{}); !errors.Is(err, StatusBadArguments) {
+		t.Fatalf("a label over %d bytes: %v", hsmapi.MaxAttributeSize, err)
 	}
 }
 
@@ -499,18 +499,18 @@ func TestLabelOfAnyBytes(t *testing.T) {
 func TestListProvokesNoFailures(t *testing.T) {
 	var log syncBuffer
 	addr, _, _, _ := servedHSM(t, testOptions, func(s *Server) { s.log = slog.New(slog.NewTextHandler(&log, nil)) })
-	c := dialAs(t, addr, hsm.UserNormal, userPIN)
+	c := dialAs(t, addr, hsmapi.UserNormal, userPIN)
 	for _, label := range []string{"", "labelled"} {
-		if _, err := c.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagDigitalSignature | hsm.FlagToken, Label: label}); err != nil {
+		if _, err := c.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken, Label: label}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Flags: hsm.FlagDigitalSignature | hsm.FlagToken,
+	if _, err := c.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken,
 		Levels: []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W8}}}); err != nil {
 		t.Fatal(err)
 	}
-	fresh := dialAs(t, addr, hsm.UserNormal, userPIN)
-	keys, err := fresh.Keys(ctx, hsm.Filter{})
+	fresh := dialAs(t, addr, hsmapi.UserNormal, userPIN)
+	keys, err := fresh.Keys(ctx, hsmapi.Filter{})
 	if err != nil || len(keys) != 3 {
 		t.Fatalf("%d keys, %v", len(keys), err)
 	}
@@ -576,10 +576,10 @@ func TestLibhalArgumentChecks(t *testing.T) {
 		t.Errorf("PKEY_GENERATE_RSA of 2047 bits: %v", st)
 	}
 	var sigKey, verifyOnly PkeyGenerateECResponse
-	if st := r.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsm.CurveP256), Flags: uint32(hsm.FlagDigitalSignature)}, &sigKey); st != StatusOK {
+	if st := r.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagDigitalSignature)}, &sigKey); st != StatusOK {
 		t.Fatal(st)
 	}
-	if st := r.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsm.CurveP256), Flags: uint32(hsm.FlagKeyEncipherment)}, &verifyOnly); st != StatusOK {
+	if st := r.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagKeyEncipherment)}, &verifyOnly); st != StatusOK {
 		t.Fatal(st)
 	}
 	if st := r.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: sigKey.Pkey}, nil); st != StatusBadArguments {
@@ -616,18 +616,18 @@ func TestLibhalArgumentChecks(t *testing.T) {
 // extensions exactly; through libhal's functions alone all but those with
 // an empty value, which a Cryptech HSM's lengths cannot tell from absent.
 func TestAttributesCrossRPC(t *testing.T) {
-	flags := hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
-	attrs := []hsm.Attribute{
-		{Type: hsm.CKAToken, Value: []byte{1}}, {Type: hsm.CKAPrivate, Value: []byte{1}},
-		{Type: hsm.CKASubject, Value: []byte{}}, {Type: hsm.CKAID, Value: []byte{0x0a, 0x01}},
-		{Type: hsm.CKASensitive, Value: []byte{0}}, {Type: hsm.CKADecrypt, Value: []byte{0}},
-		{Type: hsm.CKAUnwrap, Value: []byte{1}}, {Type: hsm.CKASign, Value: []byte{1}}, {Type: hsm.CKADerive, Value: []byte{1}},
-		{Type: hsm.CKAExtractable, Value: []byte{1}}, {Type: hsm.CKALocal, Value: []byte{1}},
-		{Type: hsm.CKAModifiable, Value: []byte{0}},
-		{Type: hsm.AttributePublicObject, Value: hsm.EncodeAttributes([]hsm.Attribute{
-			{Type: hsm.CKAID, Value: []byte{0x0a, 0x01}}, {Type: hsm.CKAVerify, Value: []byte{1}}, {Type: hsm.CKAEncrypt, Value: []byte{0}}})},
+	flags := hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable
+	attrs := []hsmapi.Attribute{
+		{Type: hsmapi.CKAToken, Value: []byte{1}}, {Type: hsmapi.CKAPrivate, Value: []byte{1}},
+		{Type: hsmapi.CKASubject, Value: []byte{}}, {Type: hsmapi.CKAID, Value: []byte{0x0a, 0x01}},
+		{Type: hsmapi.CKASensitive, Value: []byte{0}}, {Type: hsmapi.CKADecrypt, Value: []byte{0}},
+		{Type: hsmapi.CKAUnwrap, Value: []byte{1}}, {Type: hsmapi.CKASign, Value: []byte{1}}, {Type: hsmapi.CKADerive, Value: []byte{1}},
+		{Type: hsmapi.CKAExtractable, Value: []byte{1}}, {Type: hsmapi.CKALocal, Value: []byte{1}},
+		{Type: hsmapi.CKAModifiable, Value: []byte{0}},
+		{Type: hsmapi.AttributePublicObject, Value: hsmapi.EncodeAttributes([]hsmapi.Attribute{
+			{Type: hsmapi.CKAID, Value: []byte{0x0a, 0x01}}, {Type: hsmapi.CKAVerify, Value: []byte{1}}, {Type: hsmapi.CKAEncrypt, Value: []byte{0}}})},
 	}
-	var nonEmpty []hsm.Attribute
+	var nonEmpty []hsmapi.Attribute
 	for _, a := range attrs {
 		if len(a.Value) > 0 {
 			nonEmpty = append(nonEmpty, a)
@@ -637,32 +637,32 @@ func TestAttributesCrossRPC(t *testing.T) {
 		src, dst := hsmtest.New(t), hsmtest.New(t)
 		addr, _ := served(t)
 		mid := dialLogin(t, addr)
-		enc, want := hsm.KEKOAEPSHA256, attrs
+		enc, want := hsmapi.KEKOAEPSHA256, attrs
 		if plain {
-			mid.ext, enc, want = nil, hsm.KEKPKCS1v15, nonEmpty
+			mid.ext, enc, want = nil, hsmapi.KEKPKCS1v15, nonEmpty
 		}
-		k, err := src.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: flags, Label: "moved"})
+		k, err := src.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: flags, Label: "moved"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := src.SetAttributes(ctx, k.UUID, attrs); err != nil {
 			t.Fatal(err)
 		}
-		hop := func(from, to hsm.Token, toReader hsm.AttributeReader) {
+		hop := func(from, to hsmapi.Token, toReader hsmapi.AttributeReader) {
 			t.Helper()
-			kekek, err := to.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: hsm.FlagKeyEncipherment | hsm.FlagToken})
+			kekek, err := to.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken})
 			if err != nil {
 				t.Fatal(err)
 			}
-			w, err := from.Export(ctx, hsm.ExportRequest{Key: k.UUID, KEKEK: kekek.PublicKey, Encryption: enc})
+			w, err := from.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEK: kekek.PublicKey, Encryption: enc})
 			if err != nil {
 				t.Fatal(err)
 			}
-			have, err := from.(hsm.AttributeReader).KeyAttributes(ctx, k.UUID)
+			have, err := from.(hsmapi.AttributeReader).KeyAttributes(ctx, k.UUID)
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := to.Import(ctx, hsm.ImportRequest{KEKEK: kekek.UUID, Wrapped: w, Encryption: enc, UUID: k.UUID,
+			res, err := to.Import(ctx, hsmapi.ImportRequest{KEKEK: kekek.UUID, Wrapped: w, Encryption: enc, UUID: k.UUID,
 				Label: "moved", Flags: flags, PublicKey: k.PublicKey, Attributes: have})
 			if err != nil {
 				t.Fatalf("plain=%v: import: %v", plain, err)
@@ -683,7 +683,7 @@ func TestAttributesCrossRPC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+		if err := hsmapi.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
 			t.Fatalf("plain=%v: %v", plain, err)
 		}
 	}
@@ -696,19 +696,19 @@ func TestImportAttributesNeedExtensionVersion2(t *testing.T) {
 	c := dialLogin(t, addr)
 	c.ext.Version = 1
 	pub := mustSPKI(t, &testkeys.RSA1024E3(t).PublicKey)
-	_, err := c.Import(ctx, hsm.ImportRequest{UUID: hsm.UUID{1}, PublicKey: pub, Flags: hsm.FlagToken,
-		Attributes: []hsm.Attribute{{Type: hsm.CKAID, Value: []byte{1}}}})
-	if !errors.Is(err, hsm.ErrUnsupported) {
+	_, err := c.Import(ctx, hsmapi.ImportRequest{UUID: hsmapi.UUID{1}, PublicKey: pub, Flags: hsmapi.FlagToken,
+		Attributes: []hsmapi.Attribute{{Type: hsmapi.CKAID, Value: []byte{1}}}})
+	if !errors.Is(err, hsmapi.ErrUnsupported) {
 		t.Fatalf("import with attributes through version 1: %v", err)
 	}
-	if keys, err := c.Keys(ctx, hsm.Filter{}); err != nil || len(keys) != 0 {
+	if keys, err := c.Keys(ctx, hsmapi.Filter{}); err != nil || len(keys) != 0 {
 		t.Fatalf("%d keys stored, %v", len(keys), err)
 	}
 }
 
 // sameAttributes compares attribute lists, an empty value as nil.
-func sameAttributes(a, b []hsm.Attribute) bool {
-	return slices.EqualFunc(a, b, func(x, y hsm.Attribute) bool {
+func sameAttributes(a, b []hsmapi.Attribute) bool {
+	return slices.EqualFunc(a, b, func(x, y hsmapi.Attribute) bool {
 		return x.Type == y.Type && x.Delete == y.Delete && bytes.Equal(x.Value, y.Value)
 	})
 }

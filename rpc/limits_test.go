@@ -9,6 +9,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // servedWithLimits is served with other limits on what a connection holds.
@@ -50,7 +51,7 @@ func TestImportBatchNeedsLogin(t *testing.T) {
 		}
 	}
 	refused("not logged in")
-	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserSO), PIN: []byte("so-pin")}, &LoginResponse{}); st != StatusOK {
+	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserSO), PIN: []byte("so-pin")}, &LoginResponse{}); st != StatusOK {
 		t.Fatalf("login as SO: %v", st)
 	}
 	refused("the security officer")
@@ -59,7 +60,7 @@ func TestImportBatchNeedsLogin(t *testing.T) {
 	if st := r.call(FuncLogout, nil, &LogoutResponse{}); st != StatusOK {
 		t.Fatal(st)
 	}
-	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
 		t.Fatalf("login: %v", st)
 	}
 	var begin ExtImportBeginResponse
@@ -124,7 +125,7 @@ func TestConnectionLimits(t *testing.T) {
 
 	t.Run("key handles", func(t *testing.T) {
 		r := dialRaw(t, addr)
-		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
 			t.Fatalf("login: %v", st)
 		}
 		var first PkeyOpenResponse
@@ -143,14 +144,14 @@ func TestConnectionLimits(t *testing.T) {
 		}{
 			{FuncPkeyOpen, &PkeyOpenRequest{UUID: good.key.UUID[:]}},
 			{FuncPkeyLoad, &PkeyLoadRequest{DER: good.key.PublicKey}},
-			{FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsm.CurveP256), Flags: uint32(hsm.FlagDigitalSignature | hsm.FlagToken)}},
+			{FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagDigitalSignature | hsmapi.FlagToken)}},
 		} {
 			if st := r.call(tc.f, tc.args, nil); st != StatusNoKeySlotsAvailable {
 				t.Errorf("%v with %d key handles open: %v, want NO_KEY_SLOTS_AVAILABLE", tc.f, lim.pkeys, st)
 			}
 		}
 		// A refused PKEY_GENERATE_EC stored nothing.
-		if keys, err := good.c.Keys(ctx, hsm.Filter{}); err != nil || len(keys) != 1 {
+		if keys, err := good.c.Keys(ctx, hsmapi.Filter{}); err != nil || len(keys) != 1 {
 			t.Errorf("after the refusals the HSM holds %d keys (%v), want 1", len(keys), err)
 		}
 		if st := srv.Stats(); st.PkeyHandles != base.PkeyHandles+lim.pkeys {
@@ -169,7 +170,7 @@ func TestConnectionLimits(t *testing.T) {
 
 	t.Run("import batches", func(t *testing.T) {
 		r := dialRaw(t, addr)
-		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
 			t.Fatalf("login: %v", st)
 		}
 		batches := make([]uint32, lim.batches)
@@ -258,16 +259,16 @@ func TestImportLimitsFitABundle(t *testing.T) {
 	if defaultLimits.batchKeys < backup.MaxKeys {
 		t.Errorf("a batch holds %d keys, a bundle %d", defaultLimits.batchKeys, backup.MaxKeys)
 	}
-	key := &ExtImportAddRequest{UUID: uuidN(1), Label: string(bytes.Repeat([]byte("l"), hsm.MaxRawLabelLength)),
-		Encryption: string(hsm.KEKEncryptions[0]), PKCS8: make([]byte, 2405), KEK: make([]byte, 582),
+	key := &ExtImportAddRequest{UUID: uuidN(1), Label: string(bytes.Repeat([]byte("l"), hsmapi.MaxRawLabelLength)),
+		Encryption: string(hsmapi.KEKEncryptions[0]), PKCS8: make([]byte, 2405), KEK: make([]byte, 582),
 		Tag: make([]byte, 40), Binding: make([]byte, 62), SPKI: make([]byte, 550)}
 	// The attributes of the largest bundle (cmd/cryptech-backup's
 	// TestMaxBundleHoldsLargestBundle): about 27 PKCS#11 attributes, CKA_ID
 	// and CKA_SUBJECT of 1,024 bytes, and the public object's at 1,024.
-	attrs := []hsm.Attribute{{Type: hsm.CKAID, Value: make([]byte, 1024)}, {Type: hsm.CKASubject, Value: make([]byte, 1024)},
-		{Type: hsm.AttributePublicObject, Value: make([]byte, 1024)}}
+	attrs := []hsmapi.Attribute{{Type: hsmapi.CKAID, Value: make([]byte, 1024)}, {Type: hsmapi.CKASubject, Value: make([]byte, 1024)},
+		{Type: hsmapi.AttributePublicObject, Value: make([]byte, 1024)}}
 	for i := range 24 {
-		attrs = append(attrs, hsm.Attribute{Type: hsm.CKASign + uint32(i), Value: []byte{1}})
+		attrs = append(attrs, hsmapi.Attribute{Type: hsmapi.CKASign + uint32(i), Value: []byte{1}})
 	}
 	if need := backup.MaxKeys * importCost(key, attrs); need > defaultLimits.batchMem {
 		t.Errorf("%d RSA-4096 keys count %d bytes, more than the %d a connection may hold", backup.MaxKeys, need, defaultLimits.batchMem)
@@ -281,7 +282,7 @@ func TestImportLimitsFitABundle(t *testing.T) {
 func TestWrongPINsTakeTurns(t *testing.T) {
 	const conns, delay = 4, 100 * time.Millisecond
 	addr, srv, _, _ := servedHSM(t, hsm.Options{WrongPINDelay: delay, PINIterations: 1000})
-	wrong := &LoginRequest{User: uint32(hsm.UserNormal), PIN: []byte("wrong-pin")}
+	wrong := &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: []byte("wrong-pin")}
 
 	start := time.Now()
 	var wg sync.WaitGroup

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // TestServerLoad runs many clients at once, each on its own connection and
@@ -23,15 +23,15 @@ func TestServerLoad(t *testing.T) {
 	const clients, ops = 64, 1000
 	addr, srv := served(t)
 
-	admin := dialAs(t, addr, hsm.UserNormal, userPIN)
-	key, err := admin.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
-		Flags: hsm.FlagDigitalSignature | hsm.FlagToken, Label: "load"})
+	admin := dialAs(t, addr, hsmapi.UserNormal, userPIN)
+	key, err := admin.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+		Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken, Label: "load"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A key the filters leave out.
-	if _, err := admin.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384,
-		Flags: hsm.FlagDigitalSignature | hsm.FlagToken, Label: "other"}); err != nil {
+	if _, err := admin.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP384,
+		Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken, Label: "other"}); err != nil {
 		t.Fatal(err)
 	}
 	admin.Close()
@@ -80,18 +80,18 @@ func TestServerLoad(t *testing.T) {
 // (raw, and every tenth through Client.Keys) and PKEY_GET_PUBLIC_KEY. It
 // checks every answer, closes the connection and returns the number of
 // requests sent (not counting the three that open the key).
-func loadClient(addr string, key hsm.KeyInfo, w, ops int) (requests int, err error) {
+func loadClient(addr string, key hsmapi.KeyInfo, w, ops int) (requests int, err error) {
 	c, err := Dial(ctx, addr, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
 	requests = 2 // GET_VERSION and the extensions' capabilities
-	if err := c.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+	if err := c.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		return requests, err
 	}
 	requests++
-	filter := hsm.Filter{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256}
+	filter := hsmapi.Filter{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256}
 	var msg [8]byte
 	for i := range ops {
 		switch i % 3 {
@@ -105,7 +105,7 @@ func loadClient(addr string, key hsm.KeyInfo, w, ops int) (requests int, err err
 				return requests, err
 			}
 			if i%30 == 0 {
-				if err := hsm.VerifySignature(key.PublicKey, d[:], sig, crypto.SHA256); err != nil {
+				if err := hsmapi.VerifySignature(key.PublicKey, d[:], sig, crypto.SHA256); err != nil {
 					return requests, err
 				}
 			}

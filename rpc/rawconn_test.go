@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // Helpers for the server tests: a server whose HSM directory the test
@@ -55,14 +56,14 @@ func serveHSM(t testing.TB, h *hsm.HSM, configure ...func(*Server)) (string, *Se
 }
 
 // dialAs connects a Client and logs it in as user.
-func dialAs(t testing.TB, addr string, user hsm.User, pin []byte) *Client {
+func dialAs(t testing.TB, addr string, user hsmapi.User, pin []byte) *Client {
 	t.Helper()
 	c, err := Dial(ctx, addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if user != hsm.UserNone {
+	if user != hsmapi.UserNone {
 		if err := c.Login(ctx, user, pin); err != nil {
 			t.Fatal(err)
 		}

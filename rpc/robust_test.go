@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // goodClient is a well-behaved client that keeps signing in the background
@@ -18,7 +18,7 @@ import (
 type goodClient struct {
 	t   *testing.T
 	c   *Client
-	key hsm.KeyInfo
+	key hsmapi.KeyInfo
 
 	stop chan struct{}
 	done chan struct{}
@@ -29,9 +29,9 @@ type goodClient struct {
 
 func startGoodClient(t *testing.T, addr string) *goodClient {
 	t.Helper()
-	c := dialAs(t, addr, hsm.UserNormal, userPIN)
-	k, err := c.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
-		Flags: hsm.FlagDigitalSignature | hsm.FlagToken, Label: "good"})
+	c := dialAs(t, addr, hsmapi.UserNormal, userPIN)
+	k, err := c.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+		Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken, Label: "good"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func (g *goodClient) signOnce(i int) error {
 	if err != nil {
 		return err
 	}
-	return hsm.VerifySignature(g.key.PublicKey, d[:], sig, crypto.SHA256)
+	return hsmapi.VerifySignature(g.key.PublicKey, d[:], sig, crypto.SHA256)
 }
 
 // check fails the test if the good client has failed, and signs once more
@@ -191,7 +191,7 @@ func TestServerRobustness(t *testing.T) {
 
 	t.Run("truncated XDR", func(t *testing.T) {
 		r := dialRaw(t, addr)
-		login := EncodeRequest(FuncLogin, 0, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN})
+		login := EncodeRequest(FuncLogin, 0, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN})
 		sign := EncodeRequest(FuncPkeySign, 0, &PkeySignRequest{Pkey: 1, Data: make([]byte, 32), Max: 256})
 		addKey := EncodeRequest(FuncExtImportAdd, 0, &ExtImportAddRequest{Batch: 1, UUID: make([]byte, 16), Label: "x", PKCS8: []byte{1, 2, 3}})
 		for _, tc := range []struct {
@@ -218,13 +218,13 @@ func TestServerRobustness(t *testing.T) {
 			}
 		}
 		// None of that logged the connection in, and it still works.
-		if st := r.call(FuncIsLoggedIn, &IsLoggedInRequest{User: uint32(hsm.UserNormal)}, nil); st != StatusForbidden {
+		if st := r.call(FuncIsLoggedIn, &IsLoggedInRequest{User: uint32(hsmapi.UserNormal)}, nil); st != StatusForbidden {
 			t.Errorf("IS_LOGGED_IN after truncated LOGINs: %v, want FORBIDDEN", st)
 		}
-		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
 			t.Fatalf("LOGIN after truncated requests: %v", st)
 		}
-		if st := r.call(FuncIsLoggedIn, &IsLoggedInRequest{User: uint32(hsm.UserNormal)}, &IsLoggedInResponse{}); st != StatusOK {
+		if st := r.call(FuncIsLoggedIn, &IsLoggedInRequest{User: uint32(hsmapi.UserNormal)}, &IsLoggedInResponse{}); st != StatusOK {
 			t.Errorf("IS_LOGGED_IN after LOGIN: %v", st)
 		}
 		good.check()
@@ -273,7 +273,7 @@ func TestServerRobustness(t *testing.T) {
 		r.nc.Close()
 		// Log in, open a hash and a key, hang up.
 		r = dialRaw(t, addr)
-		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
 			t.Fatalf("login: %v", st)
 		}
 		if st := r.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: good.key.UUID[:]}, &PkeyOpenResponse{}); st != StatusOK {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // flakyListener fails its first Accepts as an exhausted process does.
@@ -59,7 +60,7 @@ func TestServeSurvivesEMFILE(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+	if err := c.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -70,14 +71,14 @@ func TestServeSurvivesEMFILE(t *testing.T) {
 func TestServerAnswerFitsAPacket(t *testing.T) {
 	addr, _ := served(t)
 	r := dialRaw(t, addr)
-	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
 		t.Fatalf("login: %v", st)
 	}
 	var gen PkeyGenerateECResponse
-	if st := r.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsm.CurveP256), Flags: uint32(hsm.FlagDigitalSignature)}, &gen); st != StatusOK {
+	if st := r.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagDigitalSignature)}, &gen); st != StatusOK {
 		t.Fatalf("generate: %v", st)
 	}
-	big := bytes.Repeat([]byte{0xC0}, hsm.MaxAttributeSize) // escaped, too
+	big := bytes.Repeat([]byte{0xC0}, hsmapi.MaxAttributeSize) // escaped, too
 	if st := r.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: gen.Pkey, Attributes: []Attribute{{Type: 0x100, Value: big}}}, &PkeySetAttributesResponse{}); st != StatusOK {
 		t.Fatalf("set attributes: %v", st)
 	}
@@ -153,7 +154,7 @@ func TestClientCloseDuringCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- c.Login(ctx, hsm.UserNormal, userPIN) }()
+	go func() { done <- c.Login(ctx, hsmapi.UserNormal, userPIN) }()
 	time.Sleep(50 * time.Millisecond) // let the LOGIN go out
 	closed := make(chan struct{})
 	go func() {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // Version is what GET_VERSION answers: libhal's 1.1.1.0.
@@ -123,7 +124,7 @@ func (s *Server) track(nc net.Conn) bool {
 	c := &serverConn{
 		srv: s, nc: nc, client: s.nextID.Add(1),
 		sess:  s.hsm.NewSession(),
-		pkeys: map[uint32]hsm.UUID{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{},
+		pkeys: map[uint32]hsmapi.UUID{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{},
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	s.conns[c] = struct{}{}
@@ -174,7 +175,7 @@ func (s *Server) Stats() Stats {
 	for c := range s.conns {
 		st.Conns++
 		c.mu.Lock()
-		if c.sess.User() != hsm.UserNone {
+		if c.sess.User() != hsmapi.UserNone {
 			st.LoggedIn++
 		}
 		st.PkeyHandles += len(c.pkeys)
@@ -230,7 +231,7 @@ type serverConn struct {
 
 	mu          sync.Mutex
 	nextHandle  uint32
-	pkeys       map[uint32]hsm.UUID
+	pkeys       map[uint32]hsmapi.UUID
 	hashes      map[uint32]*hashState
 	imports     map[uint32]*importBatch
 	importBytes int // what the open import batches hold (importBatch.bytes)
@@ -370,7 +371,7 @@ func (c *serverConn) roomForPkey() error {
 	return nil
 }
 
-func (c *serverConn) openPkey(id hsm.UUID) uint32 {
+func (c *serverConn) openPkey(id hsmapi.UUID) uint32 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.newHandle()
@@ -378,12 +379,12 @@ func (c *serverConn) openPkey(id hsm.UUID) uint32 {
 	return h
 }
 
-func (c *serverConn) pkey(h uint32) (hsm.UUID, error) {
+func (c *serverConn) pkey(h uint32) (hsmapi.UUID, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	id, ok := c.pkeys[h]
 	if !ok {
-		return hsm.UUID{}, fmt.Errorf("%w: no key handle %d", hsm.ErrKeyNotFound, h)
+		return hsmapi.UUID{}, fmt.Errorf("%w: no key handle %d", hsmapi.ErrKeyNotFound, h)
 	}
 	return id, nil
 }
@@ -395,10 +396,10 @@ func (c *serverConn) closePkey(h uint32) {
 }
 
 // pkeyInfo returns the key behind a handle.
-func (c *serverConn) pkeyInfo(h uint32) (hsm.KeyInfo, error) {
+func (c *serverConn) pkeyInfo(h uint32) (hsmapi.KeyInfo, error) {
 	id, err := c.pkey(h)
 	if err != nil {
-		return hsm.KeyInfo{}, err
+		return hsmapi.KeyInfo{}, err
 	}
 	return c.sess.Key(context.Background(), id)
 }

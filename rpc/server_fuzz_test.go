@@ -12,6 +12,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // fuzzHSM is the HSM behind FuzzServerRequest (made again when the fuzzer
@@ -23,15 +24,15 @@ type fuzzHSM struct {
 	dir  string
 	h    *hsm.HSM
 	srv  *Server
-	keys [3]hsm.UUID
+	keys [3]hsmapi.UUID
 }
 
-var fuzzKeys = [3]hsm.GenerateRequest{
-	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
-		Flags: hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable, Label: "ec"},
-	{Type: hsm.KeyTypeRSAPrivate, Bits: 2048,
-		Flags: hsm.FlagDigitalSignature | hsm.FlagKeyEncipherment | hsm.FlagToken, Label: "kekek"},
-	{Type: hsm.KeyTypeHashsigPrivate, Flags: hsm.FlagDigitalSignature | hsm.FlagToken,
+var fuzzKeys = [3]hsmapi.GenerateRequest{
+	{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+		Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable, Label: "ec"},
+	{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048,
+		Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagKeyEncipherment | hsmapi.FlagToken, Label: "kekek"},
+	{Type: hsmapi.KeyTypeHashsigPrivate, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken,
 		Levels: []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W2}}},
 }
 
@@ -59,7 +60,7 @@ func (fh *fuzzHSM) reset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fh.h, fh.srv, fh.keys = h, NewServer(h, nil), [3]hsm.UUID{}
+	fh.h, fh.srv, fh.keys = h, NewServer(h, nil), [3]hsmapi.UUID{}
 }
 
 // ensure (re)makes the three keys when the fuzzer has deleted or used them
@@ -75,8 +76,8 @@ func (fh *fuzzHSM) ensure(t *testing.T, s *hsm.Session) bool {
 			s.DeleteKey(ctx, k.UUID) // used up
 		}
 		k, err = s.GenerateKey(ctx, req)
-		if errors.Is(err, hsm.ErrKeystoreFull) {
-			all, lerr := s.Keys(ctx, hsm.Filter{})
+		if errors.Is(err, hsmapi.ErrKeystoreFull) {
+			all, lerr := s.Keys(ctx, hsmapi.Filter{})
 			if lerr != nil {
 				t.Fatal(lerr)
 			}
@@ -87,7 +88,7 @@ func (fh *fuzzHSM) ensure(t *testing.T, s *hsm.Session) bool {
 			}
 			k, err = s.GenerateKey(ctx, req)
 		}
-		if errors.Is(err, hsm.ErrKeystoreFull) {
+		if errors.Is(err, hsmapi.ErrKeystoreFull) {
 			return false
 		}
 		if err != nil {
@@ -107,8 +108,8 @@ func (fh *fuzzHSM) conn(t *testing.T) *serverConn {
 			fh.reset(t)
 		}
 		c := &serverConn{srv: fh.srv, client: 0x2a, sess: fh.h.NewSession(),
-			pkeys: map[uint32]hsm.UUID{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{}}
-		if err := c.sess.Login(ctx, hsm.UserWheel, wheelPIN); err != nil {
+			pkeys: map[uint32]hsmapi.UUID{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{}}
+		if err := c.sess.Login(ctx, hsmapi.UserWheel, wheelPIN); err != nil {
 			t.Fatal(err)
 		}
 		if !fh.ensure(t, c.sess) {
@@ -204,9 +205,9 @@ func FuzzServerRequest(f *testing.F) {
 		{FuncPkeySign, &PkeySignRequest{Pkey: 4, Data: []byte("msg"), Max: 4096}},
 		{FuncPkeyVerify, &PkeyVerifyRequest{Pkey: 1, Data: digest[:], Signature: make([]byte, 64)}},
 		{FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: 1, Max: 1024}},
-		{FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: 1, Types: []uint32{hsm.AttributeLabel}, BufferLen: 256}},
+		{FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: 1, Types: []uint32{hsmapi.AttributeLabel}, BufferLen: 256}},
 		{FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: 4, Types: []uint32{AttributeHashsigRemaining}, BufferLen: 0}},
-		{FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: 1, Attributes: []Attribute{{Type: hsm.AttributeLabel, Value: []byte("x")}}}},
+		{FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: 1, Attributes: []Attribute{{Type: hsmapi.AttributeLabel, Value: []byte("x")}}}},
 		{FuncPkeyMatch, &PkeyMatchRequest{Max: 8, Previous: make([]byte, 16)}},
 		{FuncPkeyExport, &PkeyExportRequest{Pkey: 1, KEKEK: 2, PKCS8Max: 4096, KEKMax: 1024}},
 		{FuncPkeyClose, &PkeyCloseRequest{Pkey: 1}},

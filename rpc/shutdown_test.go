@@ -12,6 +12,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/testkeys"
 )
@@ -70,9 +71,9 @@ func TestServerShutdown(t *testing.T) {
 	go func() { served <- srv.Serve(l) }()
 	addr := "unix:" + sock
 
-	idle := dialAs(t, addr, hsm.UserNormal, userPIN)
+	idle := dialAs(t, addr, hsmapi.UserNormal, userPIN)
 	r := dialRaw(t, addr)
-	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
 		t.Fatalf("login: %v", st)
 	}
 	// The reads so far are answered; the next one is the generate.
@@ -80,7 +81,7 @@ func TestServerShutdown(t *testing.T) {
 		<-l.reads
 	}
 	gen := &PkeyGenerateHashsigRequest{L: 1, LMSType: uint32(hashsig.LMS_SHA256_M32_H10), LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8),
-		Flags: uint32(hsm.FlagDigitalSignature | hsm.FlagToken)}
+		Flags: uint32(hsmapi.FlagDigitalSignature | hsmapi.FlagToken)}
 	r.send(EncodeRequest(FuncPkeyGenerateHashsig, 0, gen))
 	select {
 	case <-l.reads:
@@ -175,7 +176,7 @@ func TestServerShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the key generated during Shutdown is not in the keystore: %v", err)
 	}
-	if k.Type != hsm.KeyTypeHashsigPrivate || k.Hashsig == nil || k.Hashsig.Remaining != 1024 {
+	if k.Type != hsmapi.KeyTypeHashsigPrivate || k.Hashsig == nil || k.Hashsig.Remaining != 1024 {
 		t.Errorf("the key generated during Shutdown: %+v", k)
 	}
 }
@@ -189,13 +190,13 @@ func TestServerShutdown(t *testing.T) {
 func TestShutdownBoundHoldsDuringATreeBuild(t *testing.T) {
 	addr, srv, h, dir := servedHSM(t, testOptions)
 	s := h.NewSession()
-	if err := s.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+	if err := s.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		t.Fatal(err)
 	}
 	state, _ := testkeys.HSSH15W8()
-	k := hsmtest.ImportHSS(t, s, state, hsm.FlagDigitalSignature)
+	k := hsmtest.ImportHSS(t, s, state, hsmapi.FlagDigitalSignature)
 	s.Close()
-	c := dialAs(t, addr, hsm.UserNormal, userPIN)
+	c := dialAs(t, addr, hsmapi.UserNormal, userPIN)
 	signed := make(chan error, 1)
 	go func() {
 		_, err := c.Sign(ctx, k.UUID, []byte("first"), crypto.Hash(0))
@@ -250,7 +251,7 @@ func reopened(t *testing.T, dir string) *hsm.Session {
 	t.Cleanup(func() { h.Close() })
 	s := h.NewSession()
 	t.Cleanup(func() { s.Close() })
-	if err := s.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+	if err := s.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		t.Fatal(err)
 	}
 	return s

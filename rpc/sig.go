@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"hash"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // libhal's digest algorithms (hal_digest_algorithm_t).
@@ -34,7 +34,7 @@ func digestAlgorithm(alg uint32) (crypto.Hash, func() hash.Hash, asn1.ObjectIden
 			return d.hash, d.new, d.oid, nil
 		}
 	}
-	return 0, nil, nil, fmt.Errorf("%w: unknown digest algorithm %d", hsm.ErrBadArguments, alg)
+	return 0, nil, nil, fmt.Errorf("%w: unknown digest algorithm %d", hsmapi.ErrBadArguments, alg)
 }
 
 func digestAlgorithmOf(h crypto.Hash) (uint32, asn1.ObjectIdentifier, bool) {
@@ -71,7 +71,7 @@ func algorithmIDDER(oid asn1.ObjectIdentifier) []byte {
 func digestInfoDER(h crypto.Hash, digest []byte) ([]byte, error) {
 	_, oid, ok := digestAlgorithmOf(h)
 	if !ok {
-		return nil, fmt.Errorf("%w: no libhal digest algorithm for %v", hsm.ErrUnsupported, h)
+		return nil, fmt.Errorf("%w: no libhal digest algorithm for %v", hsmapi.ErrUnsupported, h)
 	}
 	return asn1.Marshal(digestInfo{algorithmIdentifier{oid, asn1.NullRawValue}, digest})
 }
@@ -86,7 +86,7 @@ func digestInfoDER(h crypto.Hash, digest []byte) ([]byte, error) {
 // signature over RPC.
 func ecdsaRawToDER(raw []byte, size int) ([]byte, error) {
 	if size <= 0 || len(raw) != 2*size {
-		return nil, fmt.Errorf("%w: ECDSA signature of %d bytes, want %d", hsm.ErrInvalidSignature, len(raw), 2*size)
+		return nil, fmt.Errorf("%w: ECDSA signature of %d bytes, want %d", hsmapi.ErrInvalidSignature, len(raw), 2*size)
 	}
 	n := len(raw) / 2
 	r, s := derIntLen(raw[:n]), derIntLen(raw[n:])
@@ -203,7 +203,7 @@ func ecdsaDERToRaw(der []byte, size int) ([]byte, error) {
 		s, seq, ok = derPositiveInt(seq)
 	}
 	if !ok || len(rest) != 0 || len(seq) != 0 || len(r) > size || len(s) > size {
-		return nil, fmt.Errorf("%w: malformed ECDSA signature", hsm.ErrInvalidSignature)
+		return nil, fmt.Errorf("%w: malformed ECDSA signature", hsmapi.ErrInvalidSignature)
 	}
 	raw := make([]byte, 2*size)
 	copy(raw[size-len(r):size], r)
@@ -212,13 +212,13 @@ func ecdsaDERToRaw(der []byte, size int) ([]byte, error) {
 }
 
 // curveSize is the byte size of a curve's scalars.
-func curveSize(c hsm.Curve) int {
+func curveSize(c hsmapi.Curve) int {
 	switch c {
-	case hsm.CurveP256:
+	case hsmapi.CurveP256:
 		return 32
-	case hsm.CurveP384:
+	case hsmapi.CurveP384:
 		return 48
-	case hsm.CurveP521:
+	case hsmapi.CurveP521:
 		return 66
 	}
 	return 0

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/testvectors"
 )
 
@@ -27,9 +27,9 @@ type ecdsaGroup struct {
 }
 
 // wycheproofCurve is the HSM's name of a Wycheproof curve.
-func wycheproofCurve(t *testing.T, name string) hsm.Curve {
+func wycheproofCurve(t *testing.T, name string) hsmapi.Curve {
 	t.Helper()
-	c, ok := map[string]hsm.Curve{"secp256r1": hsm.CurveP256, "secp384r1": hsm.CurveP384, "secp521r1": hsm.CurveP521}[name]
+	c, ok := map[string]hsmapi.Curve{"secp256r1": hsmapi.CurveP256, "secp384r1": hsmapi.CurveP384, "secp521r1": hsmapi.CurveP521}[name]
 	if !ok {
 		t.Fatalf("curve %q is not one the HSM has", name)
 	}
@@ -39,8 +39,8 @@ func wycheproofCurve(t *testing.T, name string) hsm.Curve {
 // runECDSA runs every case of a Wycheproof ECDSA file through verify, which
 // gets the group's curve, the digest and the signature as the file has it,
 // and must return nil for a case that must pass and an error wrapping
-// hsm.ErrInvalidSignature for any other.
-func runECDSA(t *testing.T, file, schema string, verify func(c hsm.Curve, spki, digest, sig []byte, h crypto.Hash) error) {
+// hsmapi.ErrInvalidSignature for any other.
+func runECDSA(t *testing.T, file, schema string, verify func(c hsmapi.Curve, spki, digest, sig []byte, h crypto.Hash) error) {
 	f := testvectors.Load[ecdsaGroup](t, file, schema)
 	var n testvectors.Tally
 	for _, g := range f.TestGroups {
@@ -53,8 +53,8 @@ func runECDSA(t *testing.T, file, schema string, verify func(c hsm.Curve, spki, 
 				if err != nil {
 					t.Errorf("%s: %v: %v", file, tc.Case, err)
 				}
-			} else if !errors.Is(err, hsm.ErrInvalidSignature) {
-				t.Errorf("%s: %v: got %v, want %v", file, tc.Case, err, hsm.ErrInvalidSignature)
+			} else if !errors.Is(err, hsmapi.ErrInvalidSignature) {
+				t.Errorf("%s: %v: got %v, want %v", file, tc.Case, err, hsmapi.ErrInvalidSignature)
 			}
 		}
 	}
@@ -68,12 +68,12 @@ func TestECDSAP1363Wycheproof(t *testing.T) {
 	for _, file := range testvectors.ECDSAP1363Files {
 		t.Run(file, func(t *testing.T) {
 			t.Parallel()
-			runECDSA(t, file, "ecdsa_p1363_verify_schema_v1.json", func(c hsm.Curve, spki, digest, raw []byte, h crypto.Hash) error {
+			runECDSA(t, file, "ecdsa_p1363_verify_schema_v1.json", func(c hsmapi.Curve, spki, digest, raw []byte, h crypto.Hash) error {
 				der, err := ecdsaRawToDER(raw, curveSize(c))
 				if err != nil {
 					return err
 				}
-				return hsm.VerifySignature(spki, digest, der, h)
+				return hsmapi.VerifySignature(spki, digest, der, h)
 			})
 		})
 	}
@@ -87,7 +87,7 @@ func TestECDSADERWycheproof(t *testing.T) {
 	for _, file := range testvectors.ECDSAFiles {
 		t.Run(file, func(t *testing.T) {
 			t.Parallel()
-			runECDSA(t, file, "ecdsa_verify_schema_v1.json", func(c hsm.Curve, spki, digest, der []byte, h crypto.Hash) error {
+			runECDSA(t, file, "ecdsa_verify_schema_v1.json", func(c hsmapi.Curve, spki, digest, der []byte, h crypto.Hash) error {
 				raw, err := ecdsaDERToRaw(der, curveSize(c))
 				if err != nil {
 					return err
@@ -95,7 +95,7 @@ func TestECDSADERWycheproof(t *testing.T) {
 				if der, err = ecdsaRawToDER(raw, curveSize(c)); err != nil {
 					return err
 				}
-				return hsm.VerifySignature(spki, digest, der, h)
+				return hsmapi.VerifySignature(spki, digest, der, h)
 			})
 		})
 	}

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // isLoggedIn asks IS_LOGGED_IN on c's connection.
-func isLoggedIn(t *testing.T, c *Client, u hsm.User) bool {
+func isLoggedIn(t *testing.T, c *Client, u hsmapi.User) bool {
 	t.Helper()
 	err := c.call(FuncIsLoggedIn, &IsLoggedInRequest{User: uint32(u)}, &IsLoggedInResponse{})
 	switch {
@@ -23,7 +23,7 @@ func isLoggedIn(t *testing.T, c *Client, u hsm.User) bool {
 	return false
 }
 
-func hasKey(keys []hsm.KeyInfo, id hsm.UUID) bool {
+func hasKey(keys []hsmapi.KeyInfo, id hsmapi.UUID) bool {
 	for _, k := range keys {
 		if k.UUID == id {
 			return true
@@ -38,24 +38,24 @@ func hasKey(keys []hsm.KeyInfo, id hsm.UUID) bool {
 // every connection out.
 func TestServerPerConnectionState(t *testing.T) {
 	addr, srv := served(t)
-	a := dialAs(t, addr, hsm.UserNone, nil)
-	b := dialAs(t, addr, hsm.UserNone, nil)
+	a := dialAs(t, addr, hsmapi.UserNone, nil)
+	b := dialAs(t, addr, hsmapi.UserNone, nil)
 
 	// A login is the connection's own.
-	if err := a.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+	if err := a.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		t.Fatal(err)
 	}
-	if !isLoggedIn(t, a, hsm.UserNormal) {
+	if !isLoggedIn(t, a, hsmapi.UserNormal) {
 		t.Fatal("a: not logged in after LOGIN")
 	}
-	if isLoggedIn(t, a, hsm.UserWheel) {
+	if isLoggedIn(t, a, hsmapi.UserWheel) {
 		t.Error("a: logged in as wheel after logging in as the normal user")
 	}
-	if isLoggedIn(t, b, hsm.UserNormal) {
+	if isLoggedIn(t, b, hsmapi.UserNormal) {
 		t.Fatal("b: logged in by a's LOGIN")
 	}
 	// As libhal's PKEY_MATCH: no keys for a client not logged in.
-	if keys, err := b.Keys(ctx, hsm.Filter{}); err != nil || len(keys) != 0 {
+	if keys, err := b.Keys(ctx, hsmapi.Filter{}); err != nil || len(keys) != 0 {
 		t.Errorf("b lists %d keys without logging in: %v", len(keys), err)
 	}
 	if st := srv.Stats(); st.Conns != 2 || st.LoggedIn != 1 {
@@ -63,7 +63,7 @@ func TestServerPerConnectionState(t *testing.T) {
 	}
 
 	// A volatile key is the connection's own.
-	vk, err := a.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagDigitalSignature})
+	vk, err := a.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,19 +71,19 @@ func TestServerPerConnectionState(t *testing.T) {
 	if _, err := a.Sign(ctx, vk.UUID, d[:], crypto.SHA256); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+	if err := b.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Key(ctx, vk.UUID); !errors.Is(err, hsm.ErrKeyNotFound) {
+	if _, err := b.Key(ctx, vk.UUID); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("b opens a's volatile key: %v", err)
 	}
-	if _, err := b.Sign(ctx, vk.UUID, d[:], crypto.SHA256); !errors.Is(err, hsm.ErrKeyNotFound) {
+	if _, err := b.Sign(ctx, vk.UUID, d[:], crypto.SHA256); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("b signs with a's volatile key: %v", err)
 	}
-	if keys, err := b.Keys(ctx, hsm.Filter{}); err != nil || hasKey(keys, vk.UUID) {
+	if keys, err := b.Keys(ctx, hsmapi.Filter{}); err != nil || hasKey(keys, vk.UUID) {
 		t.Errorf("b lists a's volatile key: %v, %v", keys, err)
 	}
-	if keys, err := a.Keys(ctx, hsm.Filter{}); err != nil || !hasKey(keys, vk.UUID) {
+	if keys, err := a.Keys(ctx, hsmapi.Filter{}); err != nil || !hasKey(keys, vk.UUID) {
 		t.Errorf("a does not list its own volatile key: %v, %v", keys, err)
 	}
 
@@ -93,15 +93,15 @@ func TestServerPerConnectionState(t *testing.T) {
 	}
 	a.Close()
 	waitStats(t, srv, Stats{Conns: 1, LoggedIn: 1}) // b opened no key: there was none it could see
-	if !isLoggedIn(t, b, hsm.UserNormal) {
+	if !isLoggedIn(t, b, hsmapi.UserNormal) {
 		t.Fatal("b was logged out when a hung up")
 	}
 
 	// LOGOUT_ALL: forbidden to the normal user and the security officer,
 	// and when wheel sends it, everybody is logged out, wheel too.
-	so := dialAs(t, addr, hsm.UserSO, []byte("so-pin"))
-	w := dialAs(t, addr, hsm.UserWheel, wheelPIN)
-	bk, err := b.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: hsm.FlagDigitalSignature})
+	so := dialAs(t, addr, hsmapi.UserSO, []byte("so-pin"))
+	w := dialAs(t, addr, hsmapi.UserWheel, wheelPIN)
+	bk, err := b.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestServerPerConnectionState(t *testing.T) {
 			t.Errorf("LOGOUT_ALL by a user other than wheel: %v, want FORBIDDEN", err)
 		}
 	}
-	if !isLoggedIn(t, b, hsm.UserNormal) || !isLoggedIn(t, so, hsm.UserSO) || !isLoggedIn(t, w, hsm.UserWheel) {
+	if !isLoggedIn(t, b, hsmapi.UserNormal) || !isLoggedIn(t, so, hsmapi.UserSO) || !isLoggedIn(t, w, hsmapi.UserWheel) {
 		t.Fatal("a forbidden LOGOUT_ALL logged someone out")
 	}
 	if st := srv.Stats(); st.LoggedIn != 3 {
@@ -119,18 +119,18 @@ func TestServerPerConnectionState(t *testing.T) {
 	if err := w.call(FuncLogoutAll, &LogoutAllRequest{}, &LogoutAllResponse{}); err != nil {
 		t.Fatalf("LOGOUT_ALL by wheel: %v", err)
 	}
-	if isLoggedIn(t, b, hsm.UserNormal) || isLoggedIn(t, so, hsm.UserSO) || isLoggedIn(t, w, hsm.UserWheel) {
+	if isLoggedIn(t, b, hsmapi.UserNormal) || isLoggedIn(t, so, hsmapi.UserSO) || isLoggedIn(t, w, hsmapi.UserWheel) {
 		t.Fatal("LOGOUT_ALL left someone logged in")
 	}
 	if st := srv.Stats(); st.Conns != 3 || st.LoggedIn != 0 {
 		t.Errorf("after LOGOUT_ALL the server holds %+v", st)
 	}
 	// The connections still work, and the logout dropped b's volatile key.
-	if err := b.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+	if err := b.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		t.Fatal(err)
 	}
 	var r PkeyOpenResponse
-	if err := b.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: bk.UUID[:]}, &r); !errors.Is(err, hsm.ErrKeyNotFound) {
+	if err := b.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: bk.UUID[:]}, &r); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("b's volatile key outlived LOGOUT_ALL: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // referenceStatuses is the status list of REFERENCE.md, "Status codes".
@@ -99,7 +100,7 @@ func TestHashsigRangeUsedStatus(t *testing.T) {
 	if st := statusOf(err); st != StatusKeyNameInUse {
 		t.Fatalf("status %v, want %v", st, StatusKeyNameInUse)
 	}
-	if back := errorOf(statusOf(err)); !errors.Is(back, hsm.ErrKeyNameInUse) || !errors.Is(back, StatusKeyNameInUse) {
+	if back := errorOf(statusOf(err)); !errors.Is(back, hsmapi.ErrKeyNameInUse) || !errors.Is(back, StatusKeyNameInUse) {
 		t.Errorf("the client's error %v", back)
 	}
 }

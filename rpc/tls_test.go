@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // testCA is a certificate authority made for one test.
@@ -113,7 +114,7 @@ func TestServerTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a client with a good certificate: %v", err)
 	}
-	if err := c.Login(ctx, hsm.UserNormal, userPIN); err != nil {
+	if err := c.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		t.Fatal(err)
 	}
 	if !c.Extended() {
@@ -146,7 +147,7 @@ func TestServerTLS(t *testing.T) {
 	}
 	waitStats(t, srv, Stats{Conns: 1, LoggedIn: 1})
 	// The good client never noticed.
-	if !isLoggedIn(t, c, hsm.UserNormal) {
+	if !isLoggedIn(t, c, hsmapi.UserNormal) {
 		t.Error("the good client was logged out")
 	}
 	c.Close()

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 func TestGrowClearingClearsTheOldArray(t *testing.T) {
@@ -33,7 +33,7 @@ func TestFrameReaderKeepsNoPIN(t *testing.T) {
 		append([]byte(strings.Repeat("p", 300)), 0xC0, 0xDB, 'x'),
 	} {
 		var stream []byte
-		stream = AppendFrame(stream, EncodeRequest(FuncLogin, 0, &LoginRequest{User: uint32(hsm.UserWheel), PIN: pin}))
+		stream = AppendFrame(stream, EncodeRequest(FuncLogin, 0, &LoginRequest{User: uint32(hsmapi.UserWheel), PIN: pin}))
 		stream = AppendFrame(stream, EncodeRequest(FuncGetVersion, 0, &GetVersionRequest{}))
 		fr := NewFrameReader(bytes.NewReader(stream), MaxPacket)
 		frame, err := fr.ReadFrame()
@@ -59,7 +59,7 @@ func TestClientKeepsNoPIN(t *testing.T) {
 	}
 	defer c.Close()
 	pin := bytes.Clone(wheelPIN)
-	if err := c.Login(ctx, hsm.UserWheel, pin); err != nil {
+	if err := c.Login(ctx, hsmapi.UserWheel, pin); err != nil {
 		t.Fatal(err)
 	}
 	if bytes.Contains(c.out[:cap(c.out)], wheelPIN) {

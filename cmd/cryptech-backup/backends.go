@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/p11"
 	"github.com/hsmkit/cryptech-backup/rpc"
 	"github.com/hsmkit/cryptech-backup/sim"
@@ -18,7 +19,7 @@ func (n noHSMError) Error() string { return "no emulated HSM in " + n.dir }
 
 // openToken opens the HSM the common flags name and logs in as wheel, as
 // cryptech_backup does. The returned function logs out and closes it.
-func (c *call) openToken(ctx context.Context, e *env) (hsm.Token, func(), error) {
+func (c *call) openToken(ctx context.Context, e *env) (hsmapi.Token, func(), error) {
 	// Flags that only mean something with another backend would be
 	// silently ignored.
 	for _, f := range []struct{ name, with string }{
@@ -36,7 +37,7 @@ func (c *call) openToken(ctx context.Context, e *env) (hsm.Token, func(), error)
 	return tok, done, err
 }
 
-func (c *call) openBackend(ctx context.Context, e *env) (hsm.Token, func(), error) {
+func (c *call) openBackend(ctx context.Context, e *env) (hsmapi.Token, func(), error) {
 	switch {
 	case c.rpc != "" && c.module != "":
 		return nil, nil, usageError{"--rpc and --module exclude each other"}
@@ -68,7 +69,7 @@ func (c *call) openBackend(ctx context.Context, e *env) (hsm.Token, func(), erro
 }
 
 // openRemote connects to the HSM behind --rpc.
-func (c *call) openRemote(ctx context.Context, e *env) (hsm.Token, func(), error) {
+func (c *call) openRemote(ctx context.Context, e *env) (hsmapi.Token, func(), error) {
 	if c.hsmDir != "" {
 		return nil, nil, usageError{"--hsm and --rpc exclude each other"}
 	}
@@ -94,7 +95,7 @@ func (c connectError) Error() string { return c.err.Error() }
 func (c connectError) Unwrap() error { return c.err }
 
 // openPKCS11 opens the PKCS#11 token --module and --token (or --slot) name.
-func (c *call) openPKCS11(ctx context.Context, e *env) (hsm.Token, func(), error) {
+func (c *call) openPKCS11(ctx context.Context, e *env) (hsmapi.Token, func(), error) {
 	if c.hsmDir != "" {
 		return nil, nil, usageError{"--hsm and --module exclude each other"}
 	}
@@ -115,17 +116,17 @@ func (c *call) openPKCS11(ctx context.Context, e *env) (hsm.Token, func(), error
 
 // login logs tok in as wheel with the PIN the flags give, closing it on
 // failure.
-func (c *call) login(ctx context.Context, e *env, tok hsm.Token, closeAll func()) (hsm.Token, func(), error) {
+func (c *call) login(ctx context.Context, e *env, tok hsmapi.Token, closeAll func()) (hsmapi.Token, func(), error) {
 	prompt := "Wheel PIN: "
 	if c.module != "" {
 		prompt = "Token user PIN: "
 	}
 	pin, err := c.readPIN(ctx, e, prompt)
 	if err == nil {
-		err = tok.Login(ctx, hsm.UserWheel, pin)
+		err = tok.Login(ctx, hsmapi.UserWheel, pin)
 		clear(pin)
 	}
-	if errors.Is(err, hsm.ErrPINIncorrect) {
+	if errors.Is(err, hsmapi.ErrPINIncorrect) {
 		err = hintError{err, fmt.Sprintf("give %s; this one came from %s", c.pinName(e), c.pinFrom)}
 	}
 	if err != nil {
@@ -137,7 +138,7 @@ func (c *call) login(ctx context.Context, e *env, tok hsm.Token, closeAll func()
 
 // withToken opens the HSM the common flags name, logged in, runs f on it and
 // closes it.
-func (c *call) withToken(ctx context.Context, e *env, f func(hsm.Token) error) error {
+func (c *call) withToken(ctx context.Context, e *env, f func(hsmapi.Token) error) error {
 	tok, done, err := c.openToken(ctx, e)
 	if err != nil {
 		return err

@@ -14,34 +14,35 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // largestKeyAttributes are the PKCS#11 attributes of the largest real key:
 // every one a key carries, the byte strings (CKA_ID, CKA_SUBJECT, the public
 // key object) as long as the HSM keeps them.
-func largestKeyAttributes() []hsm.Attribute {
-	var attrs []hsm.Attribute
-	for _, t := range []uint32{hsm.CKAToken, hsm.CKAPrivate, hsm.CKATrusted, hsm.CKASensitive, hsm.CKAEncrypt,
-		hsm.CKADecrypt, hsm.CKAWrap, hsm.CKAUnwrap, hsm.CKASign, hsm.CKASignRecover, hsm.CKAVerify,
-		hsm.CKAVerifyRecover, hsm.CKADerive, hsm.CKAExtractable, hsm.CKALocal, hsm.CKANeverExtractable,
-		hsm.CKAAlwaysSensitive, hsm.CKAModifiable, hsm.CKACopyable, hsm.CKADestroyable,
-		hsm.CKAAlwaysAuthenticate, hsm.CKAWrapWithTrusted} {
-		attrs = append(attrs, hsm.Attribute{Type: t, Value: []byte{1}})
+func largestKeyAttributes() []hsmapi.Attribute {
+	var attrs []hsmapi.Attribute
+	for _, t := range []uint32{hsmapi.CKAToken, hsmapi.CKAPrivate, hsmapi.CKATrusted, hsmapi.CKASensitive, hsmapi.CKAEncrypt,
+		hsmapi.CKADecrypt, hsmapi.CKAWrap, hsmapi.CKAUnwrap, hsmapi.CKASign, hsmapi.CKASignRecover, hsmapi.CKAVerify,
+		hsmapi.CKAVerifyRecover, hsmapi.CKADerive, hsmapi.CKAExtractable, hsmapi.CKALocal, hsmapi.CKANeverExtractable,
+		hsmapi.CKAAlwaysSensitive, hsmapi.CKAModifiable, hsmapi.CKACopyable, hsmapi.CKADestroyable,
+		hsmapi.CKAAlwaysAuthenticate, hsmapi.CKAWrapWithTrusted} {
+		attrs = append(attrs, hsmapi.Attribute{Type: t, Value: []byte{1}})
 	}
 	attrs = append(attrs,
-		hsm.Attribute{Type: hsm.CKAStartDate, Value: []byte("20260101")},
-		hsm.Attribute{Type: hsm.CKAEndDate, Value: []byte("20361231")},
-		hsm.Attribute{Type: hsm.CKAID, Value: bytes.Repeat([]byte{0xa5}, hsm.MaxAttributeSize)},
-		hsm.Attribute{Type: hsm.CKASubject, Value: bytes.Repeat([]byte{0x5a}, hsm.MaxAttributeSize)})
+		hsmapi.Attribute{Type: hsmapi.CKAStartDate, Value: []byte("20260101")},
+		hsmapi.Attribute{Type: hsmapi.CKAEndDate, Value: []byte("20361231")},
+		hsmapi.Attribute{Type: hsmapi.CKAID, Value: bytes.Repeat([]byte{0xa5}, hsmapi.MaxAttributeSize)},
+		hsmapi.Attribute{Type: hsmapi.CKASubject, Value: bytes.Repeat([]byte{0x5a}, hsmapi.MaxAttributeSize)})
 	// The public key object: its flags, and a CKA_ID filling what is left.
-	var pub []hsm.Attribute
-	for _, t := range []uint32{hsm.CKAToken, hsm.CKAPrivate, hsm.CKATrusted, hsm.CKAEncrypt, hsm.CKAWrap,
-		hsm.CKAVerify, hsm.CKAVerifyRecover, hsm.CKADerive, hsm.CKAModifiable, hsm.CKACopyable, hsm.CKADestroyable} {
-		pub = append(pub, hsm.Attribute{Type: t, Value: []byte{1}})
+	var pub []hsmapi.Attribute
+	for _, t := range []uint32{hsmapi.CKAToken, hsmapi.CKAPrivate, hsmapi.CKATrusted, hsmapi.CKAEncrypt, hsmapi.CKAWrap,
+		hsmapi.CKAVerify, hsmapi.CKAVerifyRecover, hsmapi.CKADerive, hsmapi.CKAModifiable, hsmapi.CKACopyable, hsmapi.CKADestroyable} {
+		pub = append(pub, hsmapi.Attribute{Type: t, Value: []byte{1}})
 	}
-	pub = append(pub, hsm.Attribute{Type: hsm.CKAID})
-	pub[len(pub)-1].Value = bytes.Repeat([]byte{0xa5}, hsm.MaxAttributeSize-len(hsm.EncodeAttributes(pub)))
-	return append(attrs, hsm.Attribute{Type: hsm.AttributePublicObject, Value: hsm.EncodeAttributes(pub)})
+	pub = append(pub, hsmapi.Attribute{Type: hsmapi.CKAID})
+	pub[len(pub)-1].Value = bytes.Repeat([]byte{0xa5}, hsmapi.MaxAttributeSize-len(hsmapi.EncodeAttributes(pub)))
+	return append(attrs, hsmapi.Attribute{Type: hsmapi.AttributePublicObject, Value: hsmapi.EncodeAttributes(pub)})
 }
 
 // TestMaxBundleHoldsLargestBundle: maxBundle holds, with room, the largest
@@ -60,7 +61,7 @@ func TestMaxBundleHoldsLargestBundle(t *testing.T) {
 		}
 		t.Cleanup(func() { h.Close() })
 		s := h.NewSession()
-		if err := s.Login(ctx, hsm.UserWheel, pin); err != nil {
+		if err := s.Login(ctx, hsmapi.UserWheel, pin); err != nil {
 			t.Fatal(err)
 		}
 		return s
@@ -73,12 +74,12 @@ func TestMaxBundleHoldsLargestBundle(t *testing.T) {
 	// The longest label a key keeps, set as a libhal client may: it travels
 	// as label_hex, two bytes for each of its bytes, the most any label
 	// takes (a label as text takes at most two for each, '"' written \").
-	k, err := src.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 4096,
-		Flags: hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable})
+	k, err := src.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 4096,
+		Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable})
 	if err != nil {
 		t.Fatal(err)
 	}
-	attrs := append(largestKeyAttributes(), hsm.Attribute{Type: hsm.AttributeLabel, Value: bytes.Repeat([]byte{0xff}, hsm.MaxRawLabelLength)})
+	attrs := append(largestKeyAttributes(), hsmapi.Attribute{Type: hsmapi.AttributeLabel, Value: bytes.Repeat([]byte{0xff}, hsmapi.MaxRawLabelLength)})
 	if err := src.SetAttributes(ctx, k.UUID, attrs); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestMaxBundleHoldsLargestBundle(t *testing.T) {
 	b.Keys = []backup.BundleKey{}
 	backup.Write(&header, b)
 	perKey := full.Len() - header.Len()
-	if !strings.Contains(full.String(), strings.Repeat("a5", hsm.MaxAttributeSize)) {
+	if !strings.Contains(full.String(), strings.Repeat("a5", hsmapi.MaxAttributeSize)) {
 		t.Fatal("the bundle does not carry the key's attributes")
 	}
 	largest := header.Len() + backup.MaxKeys*perKey

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/shellquote"
 	"github.com/hsmkit/cryptech-backup/rpc"
 )
@@ -46,7 +47,7 @@ type env struct {
 	// cancel it); else context.Background.
 	ctx context.Context
 	// wrapToken, if set, wraps every token a command opens (tests).
-	wrapToken func(hsm.Token) hsm.Token
+	wrapToken func(hsmapi.Token) hsmapi.Token
 	// exit ends the process when a command does not return after an
 	// interrupt; os.Exit if nil.
 	exit func(int)
@@ -513,14 +514,14 @@ func hints(err error) []string {
 		return []string{"--skip-damaged exports the keys that can be read"}
 	case errors.Is(err, backup.ErrHSSSoftKEKEK):
 		return []string{"--skip-hss leaves the HSS keys out; --hss-single-restore exports them for a bundle that will be imported into one HSM only, ever"}
-	case errors.Is(err, hsm.ErrKeyNameInUse) && errors.Is(err, rpc.StatusKeyNameInUse):
+	case errors.Is(err, hsmapi.ErrKeyNameInUse) && errors.Is(err, rpc.StatusKeyNameInUse):
 		// Over RPC only the status arrives, not the HSM's explanation.
 		return []string{"the HSM holds another key under a UUID of the bundle, or this HSS key (or part of it) already; an import cut short by an older version can leave such an HSS record: on the HSM's host, " + progName + " hashsig-history --hsm DIR lists them"}
 	case errors.Is(err, errNoPIN):
 		return []string{"give it with --pin-file FILE, $CRYPTECH_PIN or -p PIN, or run on a terminal to be prompted"}
 	case errors.As(err, &nh):
 		return []string{"make one with: " + progName + " init --hsm " + shellQuote(nh.dir)}
-	case errors.Is(err, hsm.ErrKeyExhausted) && errors.As(err, new(*backup.KeyError)):
+	case errors.Is(err, hsmapi.ErrKeyExhausted) && errors.As(err, new(*backup.KeyError)):
 		return []string{"--skip-exhausted leaves such HSS keys out"}
 	case errors.Is(err, rpc.StatusRPCTransport) && !errors.As(err, new(connectError)):
 		return []string{"the connection to the HSM was lost; it may have finished the operation: check with list"}

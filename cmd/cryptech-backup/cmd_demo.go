@@ -22,6 +22,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/softhsm"
 	"github.com/hsmkit/cryptech-backup/p11"
 	"github.com/hsmkit/cryptech-backup/rpc"
@@ -104,17 +105,17 @@ func emptyDir(dir string) error {
 
 // demoMix is the cycle of key types the demo generates, so that any count
 // of keys has a mix of types and sizes.
-var demoMix = []hsm.GenerateRequest{
-	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256},
-	{Type: hsm.KeyTypeRSAPrivate, Bits: 2048},
-	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384},
-	{Type: hsm.KeyTypeRSAPrivate, Bits: 3072},
-	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP521},
-	{Type: hsm.KeyTypeRSAPrivate, Bits: 4096},
-	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256},
-	{Type: hsm.KeyTypeRSAPrivate, Bits: 2048},
-	{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP384},
-	{Type: hsm.KeyTypeRSAPrivate, Bits: 2048},
+var demoMix = []hsmapi.GenerateRequest{
+	{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256},
+	{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048},
+	{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP384},
+	{Type: hsmapi.KeyTypeRSAPrivate, Bits: 3072},
+	{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP521},
+	{Type: hsmapi.KeyTypeRSAPrivate, Bits: 4096},
+	{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256},
+	{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048},
+	{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP384},
+	{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048},
 }
 
 // demoHashsig are the parameters of the demo's hash-based key, its last
@@ -127,7 +128,7 @@ var demoHashsig = []hashsig.Level{
 // demoHSM is one of the demo's two emulated HSMs, logged in as wheel: in
 // this process, or behind a serve daemon in a child process.
 type demoHSM struct {
-	tok   hsm.Token
+	tok   hsmapi.Token
 	close func()
 }
 
@@ -183,7 +184,7 @@ func newDemoHSM(ctx context.Context, e *env, b *demoBackend, name string) (*demo
 		if err != nil {
 			return nil, err
 		}
-		if err := tok.Login(ctx, hsm.UserNormal, pins[2]); err != nil {
+		if err := tok.Login(ctx, hsmapi.UserNormal, pins[2]); err != nil {
 			tok.Close()
 			return nil, err
 		}
@@ -196,7 +197,7 @@ func newDemoHSM(ctx context.Context, e *env, b *demoBackend, name string) (*demo
 	}
 	if !overRPC {
 		s := h.NewSession()
-		if err := s.Login(ctx, hsm.UserWheel, pins[0]); err != nil {
+		if err := s.Login(ctx, hsmapi.UserWheel, pins[0]); err != nil {
 			h.Close()
 			return nil, err
 		}
@@ -207,7 +208,7 @@ func newDemoHSM(ctx context.Context, e *env, b *demoBackend, name string) (*demo
 	if err != nil {
 		return nil, err
 	}
-	if err := d.client.Login(ctx, hsm.UserWheel, pins[0]); err != nil {
+	if err := d.client.Login(ctx, hsmapi.UserWheel, pins[0]); err != nil {
 		d.stop()
 		return nil, err
 	}
@@ -296,7 +297,7 @@ func randomBytes(n int) []byte {
 
 // demoRow is one line of the demo's table.
 type demoRow struct {
-	key                          hsm.KeyInfo
+	key                          hsmapi.KeyInfo
 	exported, imported, verified bool
 	problem                      string
 }
@@ -376,20 +377,20 @@ func runDemo(ctx context.Context, e *env, b *demoBackend, n int) error {
 
 // generateDemoKeys makes n exportable keys of mixed types, then one that is
 // not exportable, on all cores.
-func generateDemoKeys(ctx context.Context, tok hsm.Token, n int, withHashsig bool) ([]hsm.KeyInfo, error) {
-	reqs := make([]hsm.GenerateRequest, n+1)
+func generateDemoKeys(ctx context.Context, tok hsmapi.Token, n int, withHashsig bool) ([]hsmapi.KeyInfo, error) {
+	reqs := make([]hsmapi.GenerateRequest, n+1)
 	for i := range n {
 		reqs[i] = demoMix[i%len(demoMix)]
 		if i == n-1 && withHashsig {
-			reqs[i] = hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Levels: demoHashsig}
+			reqs[i] = hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: demoHashsig}
 		}
-		reqs[i].Flags = hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
+		reqs[i].Flags = hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable
 		reqs[i].Label = fmt.Sprintf("demo-%d", i+1)
 	}
-	reqs[n] = hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
-		Flags: hsm.FlagDigitalSignature | hsm.FlagToken, Label: "stays-home"}
+	reqs[n] = hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+		Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken, Label: "stays-home"}
 
-	keys := make([]hsm.KeyInfo, len(reqs))
+	keys := make([]hsmapi.KeyInfo, len(reqs))
 	errs := make([]error, len(reqs))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -416,11 +417,11 @@ func generateDemoKeys(ctx context.Context, tok hsm.Token, n int, withHashsig boo
 // checkDemoKey checks one source key on the destination: an exportable key
 // must be there and sign so that the source's public key verifies it; the
 // other must not be there at all.
-func checkDemoKey(ctx context.Context, src, dst hsm.Token, k hsm.KeyInfo, exported bool) demoRow {
+func checkDemoKey(ctx context.Context, src, dst hsmapi.Token, k hsmapi.KeyInfo, exported bool) demoRow {
 	row := demoRow{key: k, exported: exported}
 	_, err := dst.Key(ctx, k.UUID)
 	row.imported = err == nil
-	if k.Flags&hsm.FlagExportable == 0 {
+	if k.Flags&hsmapi.FlagExportable == 0 {
 		if exported || row.imported {
 			row.problem = "a non-exportable key left the source"
 		}
@@ -437,7 +438,7 @@ func checkDemoKey(ctx context.Context, src, dst hsm.Token, k hsm.KeyInfo, export
 		var sig []byte
 		sig, err = dst.Sign(ctx, k.UUID, digest[:], crypto.SHA256)
 		if err == nil {
-			err = hsm.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256)
+			err = hsmapi.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256)
 		}
 	}
 	row.verified = err == nil
@@ -450,19 +451,19 @@ func checkDemoKey(ctx context.Context, src, dst hsm.Token, k hsm.KeyInfo, export
 // checkDemoHashsig has both HSMs sign with their parts of a hash-based key:
 // every signature must verify under the one public key, and no signature
 // index may appear twice.
-func checkDemoHashsig(ctx context.Context, src, dst hsm.Token, k hsm.KeyInfo) error {
+func checkDemoHashsig(ctx context.Context, src, dst hsmapi.Token, k hsmapi.KeyInfo) error {
 	used := map[uint64]string{}
 	for round := range 4 {
 		for _, side := range []struct {
 			name string
-			tok  hsm.Token
+			tok  hsmapi.Token
 		}{{"source", src}, {"destination", dst}} {
 			msg := []byte(fmt.Sprintf("hash-based signature %d by the %s", round, side.name))
 			sig, err := side.tok.Sign(ctx, k.UUID, msg, crypto.Hash(0))
 			if err != nil {
 				return fmt.Errorf("%s: %w", side.name, err)
 			}
-			if err := hsm.VerifySignature(k.PublicKey, msg, sig, crypto.Hash(0)); err != nil {
+			if err := hsmapi.VerifySignature(k.PublicKey, msg, sig, crypto.Hash(0)); err != nil {
 				return fmt.Errorf("%s: %w", side.name, err)
 			}
 			idx, err := hashsig.SignatureIndex(sig)
@@ -484,7 +485,7 @@ func printDemoTable(e *env, rows []demoRow) {
 	fmt.Fprintln(tw, "KEY\tLABEL\tTYPE\tEXPORTED\tIMPORTED\tVERIFIED")
 	for _, r := range rows {
 		verified := yes[r.verified]
-		if r.key.Flags&hsm.FlagExportable == 0 {
+		if r.key.Flags&hsmapi.FlagExportable == 0 {
 			verified = "-"
 		}
 		if r.problem != "" {
@@ -492,7 +493,7 @@ func printDemoTable(e *env, rows []demoRow) {
 		}
 		kind := fmt.Sprintf("rsa-%d", r.key.Bits)
 		switch {
-		case r.key.Curve != hsm.CurveNone:
+		case r.key.Curve != hsmapi.CurveNone:
 			kind = "ec-" + r.key.Curve.String()
 		case r.key.Hashsig != nil:
 			kind = fmt.Sprintf("hss-L%d", r.key.Hashsig.L)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/keystore"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
@@ -102,7 +103,7 @@ func TestHashsigHistoryInUse(t *testing.T) {
 }
 
 // hssIdentifier reads the HSS identifier of key id in the HSM in dir.
-func hssIdentifier(t *testing.T, dir string, id hsm.UUID) [16]byte {
+func hssIdentifier(t *testing.T, dir string, id hsmapi.UUID) [16]byte {
 	t.Helper()
 	h, err := hsm.Open(dir, testOptions)
 	if err != nil {
@@ -111,7 +112,7 @@ func hssIdentifier(t *testing.T, dir string, id hsm.UUID) [16]byte {
 	defer h.Close()
 	s := h.NewSession()
 	defer s.Close()
-	if err := s.Login(context.Background(), hsm.UserWheel, []byte(fixesPIN)); err != nil {
+	if err := s.Login(context.Background(), hsmapi.UserWheel, []byte(fixesPIN)); err != nil {
 		t.Fatal(err)
 	}
 	k, err := s.Key(context.Background(), id)

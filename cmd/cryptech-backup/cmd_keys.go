@@ -12,7 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 var keygenCommand = &command{
@@ -57,11 +57,11 @@ var keygenCommand = &command{
 			if c.fs.NArg() != 0 {
 				return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
 			}
-			req := hsm.GenerateRequest{Flags: hsm.FlagDigitalSignature | hsm.FlagToken, Label: label}
+			req := hsmapi.GenerateRequest{Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken, Label: label}
 			if exportable {
-				req.Flags |= hsm.FlagExportable
+				req.Flags |= hsmapi.FlagExportable
 			}
-			if err := hsm.CheckLabel(label); err != nil {
+			if err := hsmapi.CheckLabel(label); err != nil {
 				return usageError{err.Error()}
 			}
 			// Flags of another key type would be silently ignored.
@@ -75,26 +75,26 @@ var keygenCommand = &command{
 			}
 			switch kind {
 			case "rsa":
-				if err := hsm.CheckGeneratedRSABits(bits); err != nil {
-					return usageError{"--bits: " + strings.TrimPrefix(err.Error(), hsm.ErrBadArguments.Error()+": ")}
+				if err := hsmapi.CheckGeneratedRSABits(bits); err != nil {
+					return usageError{"--bits: " + strings.TrimPrefix(err.Error(), hsmapi.ErrBadArguments.Error()+": ")}
 				}
-				req.Type, req.Bits = hsm.KeyTypeRSAPrivate, bits
+				req.Type, req.Bits = hsmapi.KeyTypeRSAPrivate, bits
 			case "ec":
-				cv, err := hsm.ParseCurve(curve)
+				cv, err := hsmapi.ParseCurve(curve)
 				if err != nil {
 					return usageError{err.Error()}
 				}
-				req.Type, req.Curve = hsm.KeyTypeECPrivate, cv
+				req.Type, req.Curve = hsmapi.KeyTypeECPrivate, cv
 			case "hashsig":
 				levels, err := lf.parse()
 				if err != nil {
 					return err
 				}
-				req.Type, req.Levels = hsm.KeyTypeHashsigPrivate, levels
+				req.Type, req.Levels = hsmapi.KeyTypeHashsigPrivate, levels
 			default:
 				return usageError{fmt.Sprintf("unknown key type %q: want rsa, ec or hashsig", kind)}
 			}
-			return c.withToken(ctx, e, func(tok hsm.Token) error {
+			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
 				k, err := tok.GenerateKey(ctx, req)
 				if err != nil {
 					return err
@@ -118,8 +118,8 @@ var listCommand = &command{
 			if c.fs.NArg() != 0 {
 				return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
 			}
-			return c.withToken(ctx, e, func(tok hsm.Token) error {
-				keys, err := tok.Keys(ctx, hsm.Filter{})
+			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
+				keys, err := tok.Keys(ctx, hsmapi.Filter{})
 				if err != nil {
 					return err
 				}
@@ -140,7 +140,7 @@ var listCommand = &command{
 				for _, k := range keys {
 					left := "-"
 					switch {
-					case k.Type != hsm.KeyTypeHashsigPrivate:
+					case k.Type != hsmapi.KeyTypeHashsigPrivate:
 					case k.Hashsig.RemainingUnknown:
 						left = "unknown"
 					default:
@@ -166,7 +166,7 @@ type unusableLister interface {
 // libhal client may set any bytes as a label, and printed raw they could
 // move the cursor, recolour the terminal or pass for another key's label.
 func shownLabel(label string) string {
-	if hsm.CheckLabel(label) == nil && !strings.HasPrefix(label, `"`) {
+	if hsmapi.CheckLabel(label) == nil && !strings.HasPrefix(label, `"`) {
 		return label
 	}
 	return strconv.Quote(label)
@@ -174,12 +174,12 @@ func shownLabel(label string) string {
 
 // keySize is what the SIZE column shows: the curve, the RSA modulus bits,
 // or an HSS key's levels ("L2 sha256-m32-h5/sha256-n32-w4" names the top).
-func keySize(k hsm.KeyInfo) string {
+func keySize(k hsmapi.KeyInfo) string {
 	switch {
 	case k.Hashsig != nil:
 		top := k.Hashsig.Levels[0]
 		return fmt.Sprintf("L%d %v/%v", k.Hashsig.L, top.LMS, top.LMOTS)
-	case k.Curve != hsm.CurveNone:
+	case k.Curve != hsmapi.CurveNone:
 		return k.Curve.String()
 	}
 	return fmt.Sprint(k.Bits)
@@ -210,7 +210,7 @@ type hashsigJSON struct {
 	Remaining *uint64 `json:"remaining,omitempty"`
 }
 
-func writeKeysJSON(e *env, keys []hsm.KeyInfo) error {
+func writeKeysJSON(e *env, keys []hsmapi.KeyInfo) error {
 	out := []keyJSON{}
 	for _, k := range keys {
 		j := keyJSON{
@@ -224,7 +224,7 @@ func writeKeysJSON(e *env, keys []hsm.KeyInfo) error {
 		if j.Label != k.Label {
 			j.LabelHex = hex.EncodeToString([]byte(k.Label))
 		}
-		if k.Curve != hsm.CurveNone {
+		if k.Curve != hsmapi.CurveNone {
 			j.Curve = k.Curve.String()
 		}
 		if hi := k.Hashsig; hi != nil {
@@ -233,7 +233,7 @@ func writeKeysJSON(e *env, keys []hsm.KeyInfo) error {
 				j.Hashsig.LMS = append(j.Hashsig.LMS, l.LMS.String())
 				j.Hashsig.LMOTS = append(j.Hashsig.LMOTS, l.LMOTS.String())
 			}
-			if k.Type == hsm.KeyTypeHashsigPrivate && !hi.RemainingUnknown {
+			if k.Type == hsmapi.KeyTypeHashsigPrivate && !hi.RemainingUnknown {
 				j.Hashsig.Remaining = &hi.Remaining
 			}
 		}
@@ -264,7 +264,7 @@ var pubkeyCommand = &command{
 			if err := e.checkOutput(out, force, false); err != nil {
 				return err
 			}
-			return c.withToken(ctx, e, func(tok hsm.Token) error {
+			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
 				id, err := findKey(ctx, tok, keyID)
 				if err != nil {
 					return err

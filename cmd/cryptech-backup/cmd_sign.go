@@ -10,7 +10,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 var signCommand = &command{
@@ -40,7 +40,7 @@ var signCommand = &command{
 			if err := e.checkOutput(out, force, true); err != nil {
 				return err
 			}
-			return c.withToken(ctx, e, func(tok hsm.Token) error {
+			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
 				id, err := findKey(ctx, tok, keyID)
 				if err != nil {
 					return err
@@ -87,7 +87,7 @@ var verifyCommand = &command{
 			if err != nil {
 				return err
 			}
-			return c.withToken(ctx, e, func(tok hsm.Token) error {
+			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
 				id, err := findKey(ctx, tok, keyID)
 				if err != nil {
 					return err
@@ -97,7 +97,7 @@ var verifyCommand = &command{
 					return err
 				}
 				err = tok.Verify(ctx, id, data, sig, opts)
-				if errors.Is(err, hsm.ErrInvalidSignature) {
+				if errors.Is(err, hsmapi.ErrInvalidSignature) {
 					return errInvalidSignature
 				}
 				if err != nil {
@@ -126,22 +126,22 @@ func keyFlag(c *call, keyID string) error {
 
 // findKey finds the key that --key names: by UUID, or else by label, when
 // exactly one key has it.
-func findKey(ctx context.Context, tok hsm.Token, ref string) (hsm.UUID, error) {
-	if id, err := hsm.ParseUUID(ref); err == nil {
+func findKey(ctx context.Context, tok hsmapi.Token, ref string) (hsmapi.UUID, error) {
+	if id, err := hsmapi.ParseUUID(ref); err == nil {
 		return id, nil
 	}
-	keys, err := tok.Keys(ctx, hsm.Filter{})
+	keys, err := tok.Keys(ctx, hsmapi.Filter{})
 	if err != nil {
-		return hsm.UUID{}, err
+		return hsmapi.UUID{}, err
 	}
-	var found []hsm.UUID
+	var found []hsmapi.UUID
 	for _, k := range keys {
 		if k.Label == ref {
 			found = append(found, k.UUID)
 		}
 	}
 	if len(found) != 1 {
-		return hsm.UUID{}, keyRefError{ref, found}
+		return hsmapi.UUID{}, keyRefError{ref, found}
 	}
 	return found[0], nil
 }
@@ -149,7 +149,7 @@ func findKey(ctx context.Context, tok hsm.Token, ref string) (hsm.UUID, error) {
 // keyRefError: --key is neither a UUID nor the label of exactly one key.
 type keyRefError struct {
 	ref     string
-	matches []hsm.UUID
+	matches []hsmapi.UUID
 }
 
 func (k keyRefError) Error() string {
@@ -174,7 +174,7 @@ func (k keyRefError) hint() string {
 // spentSignature says, on the line of an HSS signature's failed write (a
 // full disk, a closed pipe), that the key used one of its signatures for
 // it: the operator counts on them.
-func spentSignature(ctx context.Context, tok hsm.Token, id hsm.UUID, err error) error {
+func spentSignature(ctx context.Context, tok hsmapi.Token, id hsmapi.UUID, err error) error {
 	left := ""
 	if k, kerr := tok.Key(ctx, id); kerr == nil && k.Hashsig != nil && !k.Hashsig.RemainingUnknown {
 		left = fmt.Sprintf(" (%d left)", k.Hashsig.Remaining)
@@ -184,7 +184,7 @@ func spentSignature(ctx context.Context, tok hsm.Token, id hsm.UUID, err error) 
 
 // signedData reads what a key signs: the SHA-256 of the input, or for an HSS
 // key the input itself, which RFC 8554 signs whole.
-func signedData(ctx context.Context, e *env, tok hsm.Token, id hsm.UUID, in string) ([]byte, crypto.SignerOpts, error) {
+func signedData(ctx context.Context, e *env, tok hsmapi.Token, id hsmapi.UUID, in string) ([]byte, crypto.SignerOpts, error) {
 	k, err := tok.Key(ctx, id)
 	if err != nil {
 		return nil, nil, err

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hsmkit/cryptech-backup/backup"
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 var setupCommand = &command{
@@ -60,7 +60,7 @@ var setupCommand = &command{
 				if newKEKEK {
 					return usageError{"--new and --uuid exclude each other"}
 				}
-				id, err := hsm.ParseUUID(uuid)
+				id, err := hsmapi.ParseUUID(uuid)
 				if err != nil {
 					return usageError{err.Error()}
 				}
@@ -70,7 +70,7 @@ var setupCommand = &command{
 			if err := e.checkOutput(out, force, false); err != nil {
 				return err
 			}
-			return c.withToken(ctx, e, func(tok hsm.Token) error {
+			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
 				f, err := backup.Setup(ctx, tok, opts)
 				if err != nil {
 					return err
@@ -78,7 +78,7 @@ var setupCommand = &command{
 				// Without --new an existing KEKEK is kept: a --keylen it
 				// does not have would be silently ignored.
 				if keylen && !newKEKEK {
-					if pub, err := hsm.ParseKEKEK(f.KEKEKPubkey); err == nil && pub.N.BitLen() != bits {
+					if pub, err := hsmapi.ParseKEKEK(f.KEKEKPubkey); err == nil && pub.N.BitLen() != bits {
 						return usageError{fmt.Sprintf("--keylen %d: the HSM's KEKEK %s has %d bits and is kept; add --new to make a %d-bit one", bits, f.KEKEKUUID, pub.N.BitLen(), bits)}
 					}
 				}
@@ -132,10 +132,10 @@ var exportCommand = &command{
 			}
 			opts := backup.ExportOptions{LegacyKEK: legacy, SkipDamaged: skipDamaged, SkipExhausted: skipExhausted,
 				SkipHSS: skipHSS, HSSSingleRestore: singleRestore, Progress: progress(e, "export"),
-				Skipped: func(k hsm.KeyInfo, why error) {
+				Skipped: func(k hsmapi.KeyInfo, why error) {
 					e.warn("HSS key %s left out: %v", k.UUID, why)
 				}}
-			return c.withToken(ctx, e, func(tok hsm.Token) error {
+			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
 				// Once Export splits an HSS key it finishes, interrupted or
 				// not, and the bundle holding the halves must be written:
 				// an interrupt does not cut this short.
@@ -177,7 +177,7 @@ var exportCommand = &command{
 				}
 				enc := b.KEKEncryption
 				if enc == "" {
-					enc = hsm.KEKPKCS1v15
+					enc = hsmapi.KEKPKCS1v15
 				}
 				fmt.Fprintf(e.stderr, "%s: exported %d keys (%d private, %d public) for %s, fingerprint %s; KEKs encrypted with %s\n",
 					progName, len(b.Keys), private, len(b.Keys)-private, kekek, backup.Fingerprint(b.KEKEKPubkey), enc)
@@ -216,7 +216,7 @@ var importCommand = &command{
 			opts := backup.ImportOptions{LegacyKEK: legacy, Passphrase: func(ctx context.Context) ([]byte, error) {
 				return readPassphrase(ctx, e, passFile, false)
 			}}
-			return c.withToken(ctx, e, func(tok hsm.Token) error {
+			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
 				res, err := backup.Import(ctx, tok, b, opts)
 				if err != nil {
 					return err
@@ -316,7 +316,7 @@ func progress(e *env, what string) func(done, total int) {
 func countHashsig(b *backup.Bundle) int {
 	n := 0
 	for i := range b.Keys {
-		if k, err := hsm.DescribePublicKey(b.Keys[i].SPKI, b.Keys[i].IsPrivate()); err == nil && k.Type == hsm.KeyTypeHashsigPrivate {
+		if k, err := hsmapi.DescribePublicKey(b.Keys[i].SPKI, b.Keys[i].IsPrivate()); err == nil && k.Type == hsmapi.KeyTypeHashsigPrivate {
 			n++
 		}
 	}

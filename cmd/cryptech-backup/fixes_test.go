@@ -23,6 +23,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/rpc"
 )
 
@@ -31,26 +32,26 @@ const fixesPIN = "wheel-pin-1"
 // makeSource creates an emulated HSM in dir with an exportable EC key and
 // an exportable HSS key (32 signatures), and a KEKEK file for a second HSM;
 // it returns the KEKEK file's path and the HSS key's UUID.
-func makeSource(t *testing.T, dir string) (string, hsm.UUID) {
+func makeSource(t *testing.T, dir string) (string, hsmapi.UUID) {
 	t.Helper()
 	ctx := context.Background()
 	pin := []byte(fixesPIN)
-	var hss hsm.UUID
+	var hss hsmapi.UUID
 	for _, d := range []string{"src", "dst"} {
 		h, err := hsm.Create(filepath.Join(dir, d), hsm.InitConfig{WheelPIN: pin, SOPIN: pin, UserPIN: pin, Blocks: 64}, testOptions)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s := h.NewSession()
-		if err := s.Login(ctx, hsm.UserWheel, pin); err != nil {
+		if err := s.Login(ctx, hsmapi.UserWheel, pin); err != nil {
 			t.Fatal(err)
 		}
-		flags := hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable
+		flags := hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable
 		if d == "src" {
-			if _, err := s.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: flags}); err != nil {
+			if _, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: flags}); err != nil {
 				t.Fatal(err)
 			}
-			k, err := s.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Flags: flags,
+			k, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Flags: flags,
 				Levels: []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W8}}})
 			if err != nil {
 				t.Fatal(err)
@@ -121,12 +122,12 @@ func TestExportToClosedPipe(t *testing.T) {
 
 // cancelOnExport cancels the command's context as the HSM exports key.
 type cancelOnExport struct {
-	hsm.Token
-	key    hsm.UUID
+	hsmapi.Token
+	key    hsmapi.UUID
 	cancel func()
 }
 
-func (c cancelOnExport) Export(ctx context.Context, req hsm.ExportRequest) (hsm.WrappedKey, error) {
+func (c cancelOnExport) Export(ctx context.Context, req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	if req.Key == c.key {
 		c.cancel()
 	}
@@ -142,7 +143,7 @@ func TestExportInterruptedWhileSplitting(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	e := pinEnv(&stdout, &stderr)
 	e.ctx = ctx
-	e.wrapToken = func(tok hsm.Token) hsm.Token { return cancelOnExport{tok, hss, cancel} }
+	e.wrapToken = func(tok hsmapi.Token) hsmapi.Token { return cancelOnExport{tok, hss, cancel} }
 	out := filepath.Join(dir, "backup.json")
 	if status := run([]string{"export", "--hsm", filepath.Join(dir, "src"), "-i", kekek, "-o", out}, e); status != 0 {
 		t.Fatalf("exit status %d, stderr %q", status, stderr.String())

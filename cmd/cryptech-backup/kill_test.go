@@ -12,6 +12,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
@@ -30,8 +31,8 @@ func TestImportSurvivesSIGKILL(t *testing.T) {
 	dst := hsmtest.Create(t, dstDir)
 	const n = 40
 	for range n {
-		if _, err := src.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
-			Flags: hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable}); err != nil {
+		if _, err := src.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+			Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -114,12 +115,12 @@ func keysPresent(t *testing.T, dir string, b *backup.Bundle) int {
 	defer h.Close()
 	s := h.NewSession()
 	defer s.Close()
-	if err := s.Login(context.Background(), hsm.UserWheel, hsmtest.PIN); err != nil {
+	if err := s.Login(context.Background(), hsmapi.UserWheel, hsmtest.PIN); err != nil {
 		t.Fatal(err)
 	}
 	found := 0
 	for _, k := range b.Keys {
-		id, _ := hsm.ParseUUID(k.UUID)
+		id, _ := hsmapi.ParseUUID(k.UUID)
 		if _, err := s.Key(context.Background(), id); err == nil {
 			found++
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // TestListEscapesLabels: a label a libhal client set to any bytes is listed
@@ -25,18 +26,18 @@ func TestListEscapesLabels(t *testing.T) {
 	}
 	s := h.NewSession()
 	ctx := context.Background()
-	if err := s.Login(ctx, hsm.UserWheel, pin); err != nil {
+	if err := s.Login(ctx, hsmapi.UserWheel, pin); err != nil {
 		t.Fatal(err)
 	}
-	flags := hsm.FlagDigitalSignature | hsm.FlagToken
-	odd, err := s.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: flags})
+	flags := hsmapi.FlagDigitalSignature | hsmapi.FlagToken
+	odd, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: flags})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetAttributes(ctx, odd.UUID, []hsm.Attribute{{Type: hsm.AttributeLabel, Value: []byte(raw)}}); err != nil {
+	if err := s.SetAttributes(ctx, odd.UUID, []hsmapi.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte(raw)}}); err != nil {
 		t.Fatal(err)
 	}
-	plain, err := s.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256, Flags: flags, Label: "web-1"})
+	plain, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: flags, Label: "web-1"})
 	if err != nil {
 		t.Fatal(err)
 	}

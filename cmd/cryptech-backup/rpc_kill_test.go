@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/backup"
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
@@ -32,8 +32,8 @@ func TestDaemonDiesMidImport(t *testing.T) {
 	src, dst := hsmtest.Create(t, filepath.Join(work, "src")), hsmtest.Create(t, dstDir)
 	const n = 30
 	for range n {
-		if _, err := src.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.CurveP256,
-			Flags: hsm.FlagDigitalSignature | hsm.FlagToken | hsm.FlagExportable}); err != nil {
+		if _, err := src.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+			Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken | hsmapi.FlagExportable}); err != nil {
 			t.Fatal(err)
 		}
 	}

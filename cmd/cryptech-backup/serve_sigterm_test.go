@@ -13,6 +13,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/rpc"
 )
@@ -31,15 +32,15 @@ func TestServeStopsWhileHashsigKeysAreDeletedMidSign(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := h.NewSession()
-	if err := s.Login(ctx, hsm.UserNormal, hsmtest.PIN); err != nil {
+	if err := s.Login(ctx, hsmapi.UserNormal, hsmtest.PIN); err != nil {
 		t.Fatal(err)
 	}
 	// Keys whose first signature takes a while: a 1024-leaf top tree.
 	levels := []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H10, LMOTS: hashsig.LMOTS_SHA256_N32_W4}}
-	var keys []hsm.KeyInfo
+	var keys []hsmapi.KeyInfo
 	for range 4 {
-		k, err := s.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Levels: levels,
-			Flags: hsm.FlagDigitalSignature | hsm.FlagToken})
+		k, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: levels,
+			Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,12 +72,12 @@ func TestServeStopsWhileHashsigKeysAreDeletedMidSign(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if err := c.Login(ctx, hsm.UserNormal, hsmtest.PIN); err != nil {
+		if err := c.Login(ctx, hsmapi.UserNormal, hsmtest.PIN); err != nil {
 			t.Fatal(err)
 		}
 		clients[i] = c
 	}
-	sign := func(c *rpc.Client, id hsm.UUID) {
+	sign := func(c *rpc.Client, id hsmapi.UUID) {
 		c.Sign(ctx, id, []byte("message"), crypto.Hash(0)) // made, or refused: the key is gone
 	}
 	hung := false
@@ -136,7 +137,7 @@ func TestServeStopsWhileHashsigKeysAreDeletedMidSign(t *testing.T) {
 	defer h.Close()
 	s = h.NewSession()
 	defer s.Close()
-	if err := s.Login(ctx, hsm.UserNormal, hsmtest.PIN); err != nil {
+	if err := s.Login(ctx, hsmapi.UserNormal, hsmtest.PIN); err != nil {
 		t.Fatal(err)
 	}
 	for i, k := range keys {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 type brokenPipe struct{}
@@ -35,7 +36,7 @@ func TestSignHashsigToClosedPipe(t *testing.T) {
 }
 
 // remaining is what the HSS key id in the emulated HSM dir has left.
-func remaining(t *testing.T, dir string, id hsm.UUID) uint64 {
+func remaining(t *testing.T, dir string, id hsmapi.UUID) uint64 {
 	t.Helper()
 	h, err := hsm.Open(dir, testOptions)
 	if err != nil {
@@ -45,7 +46,7 @@ func remaining(t *testing.T, dir string, id hsm.UUID) uint64 {
 	s := h.NewSession()
 	defer s.Close()
 	ctx := context.Background()
-	if err := s.Login(ctx, hsm.UserWheel, []byte(fixesPIN)); err != nil {
+	if err := s.Login(ctx, hsmapi.UserWheel, []byte(fixesPIN)); err != nil {
 		t.Fatal(err)
 	}
 	k, err := s.Key(ctx, id)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
 
@@ -33,7 +34,7 @@ func Create(t testing.TB, dir string) *hsm.Session {
 	}
 	t.Cleanup(func() { h.Close() })
 	s := h.NewSession()
-	if err := s.Login(context.Background(), hsm.UserWheel, PIN); err != nil {
+	if err := s.Login(context.Background(), hsmapi.UserWheel, PIN); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
@@ -52,15 +53,15 @@ func New(t testing.TB) *hsm.Session {
 // purpose. The key is loaded as after a restart, its trees unbuilt, which
 // for a tall key its first signature takes seconds to do (generating one
 // takes as long).
-func ImportHSS(t testing.TB, s *hsm.Session, state []byte, flags hsm.Flags) hsm.KeyInfo {
+func ImportHSS(t testing.TB, s *hsm.Session, state []byte, flags hsmapi.Flags) hsmapi.KeyInfo {
 	t.Helper()
 	ctx := context.Background()
-	kekek, err := s.GenerateKey(ctx, hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: 2048, Flags: hsm.FlagKeyEncipherment})
+	kekek, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: hsmapi.FlagKeyEncipherment})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.DeleteKey(ctx, kekek.UUID)
-	pub, err := hsm.ParseKEKEK(kekek.PublicKey)
+	pub, err := hsmapi.ParseKEKEK(kekek.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func ImportHSS(t testing.TB, s *hsm.Session, state []byte, flags hsm.Flags) hsm.
 		t.Fatal(err)
 	}
 	defer clear(der)
-	kek := make([]byte, hsm.KEKSize)
+	kek := make([]byte, hsmapi.KEKSize)
 	if _, err := rand.Read(kek); err != nil {
 		t.Fatal(err)
 	}
@@ -81,12 +82,12 @@ func ImportHSS(t testing.TB, s *hsm.Session, state []byte, flags hsm.Flags) hsm.
 	if err != nil {
 		t.Fatal(err)
 	}
-	encKEK, err := hsm.EncryptedKEK(hsm.KEKOAEPSHA256, ct)
+	encKEK, err := hsmapi.EncryptedKEK(hsmapi.KEKOAEPSHA256, ct)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.Import(ctx, hsm.ImportRequest{KEKEK: kekek.UUID, Encryption: hsm.KEKOAEPSHA256,
-		Wrapped: hsm.WrappedKey{PKCS8: hsm.EncryptedPKCS8(wrapped), KEK: encKEK}, Flags: flags | hsm.FlagToken})
+	res, err := s.Import(ctx, hsmapi.ImportRequest{KEKEK: kekek.UUID, Encryption: hsmapi.KEKOAEPSHA256,
+		Wrapped: hsmapi.WrappedKey{PKCS8: hsmapi.EncryptedPKCS8(wrapped), KEK: encKEK}, Flags: flags | hsmapi.FlagToken})
 	if err != nil {
 		t.Fatal(err)
 	}

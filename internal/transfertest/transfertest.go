@@ -8,14 +8,14 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/backup"
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // Benchmark runs setup on dst, then per iteration exports every exportable
 // key of src and imports the bundle into dst, and reports keys/s. The
 // imported keys are deleted outside the timer, so every iteration stores
 // them afresh.
-func Benchmark(b *testing.B, src, dst hsm.Token) {
+func Benchmark(b *testing.B, src, dst hsmapi.Token) {
 	ctx := context.Background()
 	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
 	if err != nil {
@@ -47,7 +47,7 @@ func Benchmark(b *testing.B, src, dst hsm.Token) {
 }
 
 // ExportFor sets dst up to receive keys and exports those of src for it.
-func ExportFor(t testing.TB, src, dst hsm.Token) (*backup.KEKEKFile, *backup.Bundle) {
+func ExportFor(t testing.TB, src, dst hsmapi.Token) (*backup.KEKEKFile, *backup.Bundle) {
 	t.Helper()
 	ctx := context.Background()
 	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})

@@ -1,4 +1,4 @@
-package hsm
+package hsmapi
 
 import (
 	"crypto/rand"

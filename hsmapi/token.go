@@ -1,4 +1,4 @@
-package hsm
+package hsmapi
 
 import (
 	"context"
@@ -8,8 +8,9 @@ import (
 )
 
 // Token is what the transfer protocols need from an HSM, whichever HSM it is:
-// the emulated one ([Session]), a remote libhal HSM over RPC, or a PKCS#11
-// token. It is roughly the libhal pkey API, keyed by UUID instead of handles.
+// the emulated one (hsm.Session), a remote libhal HSM over RPC (rpc.Client),
+// or a PKCS#11 token (p11.Token). It is roughly the libhal pkey API, keyed
+// by UUID instead of handles.
 //
 // A backend that cannot do something returns an error wrapping
 // [ErrUnsupported].
@@ -77,6 +78,24 @@ type AttributeReader interface {
 // deleted again.
 type PrivateKeyLoader interface {
 	LoadPrivateKey(ctx context.Context, req LoadRequest) (KeyInfo, error)
+}
+
+// DamageReporter is implemented by tokens that know of storage they cannot
+// read (the emulated HSM's flash blocks that failed their CRC, directly or
+// over RPC): keys in it are missing from Keys, and an export would leave
+// them out.
+type DamageReporter interface {
+	// DamagedBlocks lists the damaged flash blocks, in order.
+	DamagedBlocks(ctx context.Context) ([]int, error)
+}
+
+// UnreadableReporter is implemented by tokens that leave out of Keys some
+// keys they cannot use (a PKCS#11 token's keys of other types, a private
+// key whose public half it cannot find): an export would silently lack the
+// exportable ones.
+type UnreadableReporter interface {
+	// UnreadableKeys describes each such key, one line each.
+	UnreadableKeys(ctx context.Context) ([]string, error)
 }
 
 // LoadRequest asks to store a private key given in the clear.
