@@ -13,7 +13,6 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/quote"
-	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
 // Attributes are the attributes a key carries besides its label (see
@@ -46,9 +45,8 @@ func (a *Attributes) UnmarshalJSON(data []byte) error {
 	return a.check()
 }
 
-// maxAttributes bounds the attributes of one key: what the HSM's key record
-// (a flash block) can hold, each attribute taking at least 8 bytes there.
-const maxAttributes = keystore.MaxDataSize / 8
+// maxAttributes bounds the attributes of one key.
+const maxAttributes = hsmapi.MaxKeyAttributes
 
 // maxBundleAttributes bounds the attributes of a whole bundle: 64 a key on
 // average, where the largest real key, from a PKCS#11 token, has 27 (and a

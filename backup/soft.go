@@ -13,8 +13,8 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/keywrap"
 	"github.com/hsmkit/cryptech-backup/internal/quote"
-	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 // A soft KEKEK is cryptech_backup's "setup --soft-backup": the KEKEK is made
@@ -183,7 +183,7 @@ func (s softKEKEK) privateKey(passphrase []byte) ([]byte, error) {
 	}
 	defer clear(key)
 	// The unwrap checks its integrity value in constant time.
-	der, err := sim.KeyUnwrapPad(key, wrapped)
+	der, err := keywrap.UnwrapPad(key, wrapped)
 	if err != nil {
 		return nil, ErrPassphrase
 	}
@@ -270,7 +270,7 @@ func newSoftKEKEK(passphrase []byte, opts SoftOptions) (*KEKEKFile, error) {
 		return nil, err
 	}
 	defer clear(key)
-	wrapped, err := sim.KeyWrapPad(key, der)
+	wrapped, err := keywrap.WrapPad(key, der)
 	if err != nil {
 		return nil, err
 	}

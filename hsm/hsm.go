@@ -12,6 +12,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/keywrap"
 	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 	"github.com/hsmkit/cryptech-backup/keystore"
 	"github.com/hsmkit/cryptech-backup/sim"
@@ -365,7 +366,7 @@ func (h *HSM) seal(r *keyRecord) ([]byte, error) {
 	defer clear(mk)
 	plain := r.marshal()
 	defer clear(plain)
-	return sim.KeyWrapPad(mk, plain)
+	return keywrap.WrapPad(mk, plain)
 }
 
 // unseal reverses seal, checking that the record names the UUID it is
@@ -376,7 +377,7 @@ func (h *HSM) unseal(id hsmapi.UUID, data []byte) (*keyRecord, error) {
 		return nil, err
 	}
 	defer clear(mk)
-	plain, err := sim.KeyUnwrapPad(mk, data)
+	plain, err := keywrap.UnwrapPad(mk, data)
 	if err != nil {
 		return nil, fmt.Errorf("keystore record %s: does not open under the master key", id)
 	}

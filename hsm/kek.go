@@ -10,7 +10,7 @@ import (
 	"io"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
-	"github.com/hsmkit/cryptech-backup/sim"
+	"github.com/hsmkit/cryptech-backup/internal/keywrap"
 )
 
 func oaepHash(enc hsmapi.KEKEncryption) crypto.Hash {
@@ -94,7 +94,7 @@ func decryptOAEP(priv *rsa.PrivateKey, hash crypto.Hash, ct, label []byte) ([]by
 
 // wrapPKCS8 wraps a PrivateKeyInfo under a transit KEK.
 func wrapPKCS8(kek, der []byte) ([]byte, error) {
-	wrapped, err := sim.KeyWrapPad(kek, der)
+	wrapped, err := keywrap.WrapPad(kek, der)
 	if err != nil {
 		return nil, fmt.Errorf("wrap key: %w", err)
 	}
@@ -107,7 +107,7 @@ func unwrapPKCS8(kek, der []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	pt, err := sim.KeyUnwrapPad(kek, wrapped)
+	pt, err := keywrap.UnwrapPad(kek, wrapped)
 	if err != nil {
 		return nil, hsmapi.ErrDecryption
 	}
@@ -115,7 +115,7 @@ func unwrapPKCS8(kek, der []byte) ([]byte, error) {
 }
 
 func makeTag(kek, binding []byte) ([]byte, error) {
-	tag, err := sim.KeyWrapPad(kek, hsmapi.BindingDigest(binding))
+	tag, err := keywrap.WrapPad(kek, hsmapi.BindingDigest(binding))
 	if err != nil {
 		return nil, fmt.Errorf("binding tag: %w", err)
 	}
@@ -125,7 +125,7 @@ func makeTag(kek, binding []byte) ([]byte, error) {
 // checkTag verifies a tag in constant time; any mismatch is ErrDecryption,
 // like every other failure to open a wrapped key.
 func checkTag(kek, binding, tag []byte) error {
-	got, err := sim.KeyUnwrapPad(kek, tag)
+	got, err := keywrap.UnwrapPad(kek, tag)
 	if err != nil {
 		return hsmapi.ErrDecryption
 	}

@@ -22,8 +22,8 @@ import (
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/keywrap"
 	"github.com/hsmkit/cryptech-backup/internal/transfertest"
-	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 // firstKey is what the bundle's first key arrives as: its KEK encrypted
@@ -316,7 +316,7 @@ func breakIn(t *testing.T, tok *Token, b *backup.Bundle, src hsmapi.KeyInfo, doo
 	if err != nil {
 		return err
 	}
-	der, err := sim.KeyUnwrapPad(kek, wrapped)
+	der, err := keywrap.UnwrapPad(kek, wrapped)
 	if err != nil {
 		return fmt.Errorf("what the door gave does not unwrap the key: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/hsmkit/cryptech-backup/internal/filelock"
+	"github.com/hsmkit/cryptech-backup/internal/keywrap"
 )
 
 // ErrNoBoard: the state directory holds no board.
@@ -93,7 +94,7 @@ func boardPaths(dir string) (flashPath, mkmPath string) {
 // powerOnSelfTests runs the board's known-answer and health tests and returns
 // the powered-up TRNG. This is the one place the key wrap self test is called.
 func powerOnSelfTests() (*TRNG, error) {
-	if err := keyWrapSelfTest(); err != nil {
+	if err := keywrap.SelfTest(); err != nil {
 		return nil, err
 	}
 	return NewTRNG()

@@ -9,8 +9,8 @@
 //   - [Flash]: a NOR flash chip persisted as a file: erasing a block sets every
 //     bit to one, programming can only clear bits, and power can be cut after
 //     any number of writes to test what survives.
-//   - The AES key wrap core: RFC 3394 ([KeyWrap], [KeyUnwrap]) and RFC 5649
-//     with padding ([KeyWrapPad], [KeyUnwrapPad]).
+//   - The AES key wrap core: package internal/keywrap, whose known-answer
+//     test the board runs at power-on.
 //
 // [Board] puts them together for one state directory. What the emulator does
 // not model: timing side channels of the real FPGA cores, flash wear, and

@@ -14,7 +14,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
-	"github.com/hsmkit/cryptech-backup/sim"
+	"github.com/hsmkit/cryptech-backup/internal/keywrap"
 )
 
 // Options make PINs cheap to check and a wrong one quick to refuse; tests
@@ -74,7 +74,7 @@ func ImportHSS(t testing.TB, s *hsm.Session, state []byte, flags hsmapi.Flags) h
 	if _, err := rand.Read(kek); err != nil {
 		t.Fatal(err)
 	}
-	wrapped, err := sim.KeyWrapPad(kek, der)
+	wrapped, err := keywrap.WrapPad(kek, der)
 	if err != nil {
 		t.Fatal(err)
 	}

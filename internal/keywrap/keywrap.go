@@ -1,4 +1,9 @@
-package sim
+// Package keywrap is AES key wrap: RFC 3394, and RFC 5649 with padding.
+// It is the emulated board's key wrap core (package sim runs its self test
+// at power-on), and the software side of a transfer uses it too (the soft
+// KEKEK of package backup): one implementation, importing nothing of the
+// emulator, so that the contract's users need not link it.
+package keywrap
 
 import (
 	"bytes"
@@ -12,15 +17,15 @@ import (
 	"math"
 )
 
-// ErrKeyWrapLength reports an input whose length no wrapping can have. It is
+// ErrLength reports an input whose length no wrapping can have. It is
 // about public facts (sizes) and may be told apart from integrity failures.
-var ErrKeyWrapLength = errors.New("sim: key wrap: bad input length")
+var ErrLength = errors.New("keywrap: key wrap: bad input length")
 
-// ErrKeyWrapIntegrity reports a wrapped key that failed its integrity check:
+// ErrIntegrity reports a wrapped key that failed its integrity check:
 // wrong KEK, modified ciphertext, bad padding. Every such failure returns this
 // one error, checked in constant time, so callers cannot learn which part
 // failed.
-var ErrKeyWrapIntegrity = errors.New("sim: key unwrap: integrity check failed")
+var ErrIntegrity = errors.New("keywrap: key unwrap: integrity check failed")
 
 // kwIV is the default initial value of RFC 3394 section 2.2.3.1.
 var kwIV = [8]byte{0xa6, 0xa6, 0xa6, 0xa6, 0xa6, 0xa6, 0xa6, 0xa6}
@@ -29,16 +34,16 @@ var kwIV = [8]byte{0xa6, 0xa6, 0xa6, 0xa6, 0xa6, 0xa6, 0xa6, 0xa6}
 // RFC 5649 section 3; the second half is the 32-bit message length indicator.
 var kwpAIV = [4]byte{0xa6, 0x59, 0x59, 0xa6}
 
-// KeyWrap wraps plaintext under kek with the AES key wrap of RFC 3394 and its
+// Wrap wraps plaintext under kek with the AES key wrap of RFC 3394 and its
 // default initial value. kek is 16, 24 or 32 bytes; plaintext a multiple of 8
 // bytes, at least 16.
-func KeyWrap(kek, plaintext []byte) ([]byte, error) {
+func Wrap(kek, plaintext []byte) ([]byte, error) {
 	block, err := newKEK(kek)
 	if err != nil {
 		return nil, err
 	}
 	if len(plaintext)%8 != 0 || len(plaintext) < 16 {
-		return nil, fmt.Errorf("%w: plaintext is %d bytes, not a multiple of 8 of at least 16", ErrKeyWrapLength, len(plaintext))
+		return nil, fmt.Errorf("%w: plaintext is %d bytes, not a multiple of 8 of at least 16", ErrLength, len(plaintext))
 	}
 	out := make([]byte, 8+len(plaintext))
 	a := kwIV
@@ -48,14 +53,14 @@ func KeyWrap(kek, plaintext []byte) ([]byte, error) {
 	return out, nil
 }
 
-// KeyUnwrap reverses [KeyWrap].
-func KeyUnwrap(kek, ciphertext []byte) ([]byte, error) {
+// Unwrap reverses [Wrap].
+func Unwrap(kek, ciphertext []byte) ([]byte, error) {
 	block, err := newKEK(kek)
 	if err != nil {
 		return nil, err
 	}
 	if len(ciphertext)%8 != 0 || len(ciphertext) < 24 {
-		return nil, fmt.Errorf("%w: ciphertext is %d bytes, not a multiple of 8 of at least 24", ErrKeyWrapLength, len(ciphertext))
+		return nil, fmt.Errorf("%w: ciphertext is %d bytes, not a multiple of 8 of at least 24", ErrLength, len(ciphertext))
 	}
 	var a [8]byte
 	copy(a[:], ciphertext[:8])
@@ -69,21 +74,21 @@ func KeyUnwrap(kek, ciphertext []byte) ([]byte, error) {
 	clear(a[:])
 	if ok != 1 {
 		clear(r)
-		return nil, ErrKeyWrapIntegrity
+		return nil, ErrIntegrity
 	}
 	return r, nil
 }
 
-// KeyWrapPad wraps plaintext (1 byte or more, any length) under kek with AES
+// WrapPad wraps plaintext (1 byte or more, any length) under kek with AES
 // key wrap with padding, RFC 5649.
-func KeyWrapPad(kek, plaintext []byte) ([]byte, error) {
+func WrapPad(kek, plaintext []byte) ([]byte, error) {
 	block, err := newKEK(kek)
 	if err != nil {
 		return nil, err
 	}
 	m := len(plaintext)
 	if m == 0 || uint64(m) > math.MaxUint32 {
-		return nil, fmt.Errorf("%w: plaintext is %d bytes, not 1 to 2^32-1", ErrKeyWrapLength, m)
+		return nil, fmt.Errorf("%w: plaintext is %d bytes, not 1 to 2^32-1", ErrLength, m)
 	}
 	var a [8]byte
 	copy(a[:4], kwpAIV[:])
@@ -103,15 +108,15 @@ func KeyWrapPad(kek, plaintext []byte) ([]byte, error) {
 	return out, nil
 }
 
-// KeyUnwrapPad reverses [KeyWrapPad].
-func KeyUnwrapPad(kek, ciphertext []byte) ([]byte, error) {
+// UnwrapPad reverses [WrapPad].
+func UnwrapPad(kek, ciphertext []byte) ([]byte, error) {
 	block, err := newKEK(kek)
 	if err != nil {
 		return nil, err
 	}
 	// At most 2^32 padded bytes: the MLI is 32 bits.
 	if len(ciphertext)%8 != 0 || len(ciphertext) < 16 || uint64(len(ciphertext)-8) > 1<<32 {
-		return nil, fmt.Errorf("%w: ciphertext is %d bytes, not a multiple of 8 of at least 16", ErrKeyWrapLength, len(ciphertext))
+		return nil, fmt.Errorf("%w: ciphertext is %d bytes, not a multiple of 8 of at least 16", ErrLength, len(ciphertext))
 	}
 	var a [8]byte
 	r := make([]byte, len(ciphertext)-8)
@@ -130,7 +135,7 @@ func KeyUnwrapPad(kek, ciphertext []byte) ([]byte, error) {
 	clear(a[:])
 	if ok != 1 {
 		clear(r)
-		return nil, ErrKeyWrapIntegrity
+		return nil, ErrIntegrity
 	}
 	plaintext := make([]byte, mli)
 	copy(plaintext, r)
@@ -179,11 +184,11 @@ func newKEK(kek []byte) (cipher.Block, error) {
 	switch len(kek) {
 	case 16, 24, 32:
 	default:
-		return nil, fmt.Errorf("%w: KEK is %d bytes, not 16, 24 or 32", ErrKeyWrapLength, len(kek))
+		return nil, fmt.Errorf("%w: KEK is %d bytes, not 16, 24 or 32", ErrLength, len(kek))
 	}
 	block, err := aes.NewCipher(kek)
 	if err != nil {
-		return nil, fmt.Errorf("sim: key wrap: %w", err)
+		return nil, fmt.Errorf("keywrap: key wrap: %w", err)
 	}
 	return block, nil
 }
@@ -228,28 +233,28 @@ func unwrapBlocks(block cipher.Block, a *[8]byte, r []byte) {
 	clear(b[:])
 }
 
-// keyWrapSelfTest is the known-answer test of the key wrap core, run by the
+// SelfTest is the known-answer test of the key wrap core, run by the
 // board at power-on. The first example of RFC 5649 section 6 (20 bytes under
 // a 192-bit KEK, through the full wrapping process W that RFC 3394 shares)
 // must wrap to the published ciphertext and unwrap back, and the ciphertext
 // with one bit flipped must be refused.
-func keyWrapSelfTest() error {
+func SelfTest() error {
 	kek, _ := hex.DecodeString("5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8")
 	key, _ := hex.DecodeString("c37b7e6492584340bed12207808941155068f738")
 	want, _ := hex.DecodeString("138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a")
 
 	// bytes.Equal is fine here: these are published constants, not secrets.
-	got, err := KeyWrapPad(kek, key)
+	got, err := WrapPad(kek, key)
 	if err != nil || !bytes.Equal(got, want) {
-		return errors.New("sim: key wrap self test failed: wrap")
+		return errors.New("keywrap: key wrap self test failed: wrap")
 	}
-	got, err = KeyUnwrapPad(kek, want)
+	got, err = UnwrapPad(kek, want)
 	if err != nil || !bytes.Equal(got, key) {
-		return errors.New("sim: key wrap self test failed: unwrap")
+		return errors.New("keywrap: key wrap self test failed: unwrap")
 	}
 	want[len(want)-1] ^= 1
-	if _, err := KeyUnwrapPad(kek, want); !errors.Is(err, ErrKeyWrapIntegrity) {
-		return errors.New("sim: key wrap self test failed: modified ciphertext accepted")
+	if _, err := UnwrapPad(kek, want); !errors.Is(err, ErrIntegrity) {
+		return errors.New("keywrap: key wrap self test failed: modified ciphertext accepted")
 	}
 	return nil
 }

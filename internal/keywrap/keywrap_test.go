@@ -1,4 +1,4 @@
-package sim
+package keywrap
 
 import (
 	"bytes"
@@ -44,31 +44,31 @@ type scheme struct {
 	name         string
 	wrap, unwrap func(kek, in []byte) ([]byte, error)
 	// ptLenOK and ctLenOK say which plaintext and ciphertext lengths the
-	// scheme can have at all: the public facts behind ErrKeyWrapLength.
+	// scheme can have at all: the public facts behind ErrLength.
 	ptLenOK, ctLenOK func(n int) bool
 }
 
 var (
 	kw = scheme{
-		name: "KW", wrap: KeyWrap, unwrap: KeyUnwrap,
+		name: "KW", wrap: Wrap, unwrap: Unwrap,
 		ptLenOK: func(n int) bool { return n%8 == 0 && n >= 16 },
 		ctLenOK: func(n int) bool { return n%8 == 0 && n >= 24 },
 	}
 	kwp = scheme{
-		name: "KWP", wrap: KeyWrapPad, unwrap: KeyUnwrapPad,
+		name: "KWP", wrap: WrapPad, unwrap: UnwrapPad,
 		ptLenOK: func(n int) bool { return n >= 1 },
 		ctLenOK: func(n int) bool { return n%8 == 0 && n >= 16 },
 	}
 )
 
 // checkRefused checks that unwrapping ct under kek failed without output,
-// with ErrKeyWrapLength if no wrapping has the length of ct and
-// ErrKeyWrapIntegrity otherwise.
+// with ErrLength if no wrapping has the length of ct and
+// ErrIntegrity otherwise.
 func (s scheme) checkRefused(t *testing.T, what string, kek, ct []byte) {
 	t.Helper()
-	want := ErrKeyWrapIntegrity
+	want := ErrIntegrity
 	if !s.ctLenOK(len(ct)) {
-		want = ErrKeyWrapLength
+		want = ErrLength
 	}
 	got, err := s.unwrap(kek, ct)
 	if got != nil || !errors.Is(err, want) {
@@ -144,8 +144,8 @@ func (s scheme) runWycheproof(t *testing.T, file string, acceptable map[string]b
 			// Whatever the verdict, a message of a length the scheme cannot
 			// wrap is refused as such.
 			if !s.ptLenOK(len(tc.Msg)) {
-				if got, err := s.wrap(tc.Key, tc.Msg); got != nil || !errors.Is(err, ErrKeyWrapLength) {
-					t.Errorf("%s: %s: wrap(%d bytes) = %x, %v; want nil, %v", s.name, what, len(tc.Msg), got, err, ErrKeyWrapLength)
+				if got, err := s.wrap(tc.Key, tc.Msg); got != nil || !errors.Is(err, ErrLength) {
+					t.Errorf("%s: %s: wrap(%d bytes) = %x, %v; want nil, %v", s.name, what, len(tc.Msg), got, err, ErrLength)
 				}
 			}
 		}
@@ -156,10 +156,10 @@ func (s scheme) runWycheproof(t *testing.T, file string, acceptable map[string]b
 func TestKeyWrapWycheproof(t *testing.T) {
 	kw.runWycheproof(t, "aes_wrap_test.json", map[string]bool{
 		// An 8-byte key. RFC 3394 and SP 800-38F KW need at least two
-		// semiblocks, and KeyWrap documents plaintexts of 16 bytes or more;
+		// semiblocks, and Wrap documents plaintexts of 16 bytes or more;
 		// a single semiblock is what KWP is for (its one-block case keeps
 		// the length in the AIV). So wrapping refuses the key and unwrapping
-		// refuses the 16-byte ciphertext, both with ErrKeyWrapLength.
+		// refuses the 16-byte ciphertext, both with ErrLength.
 		"ShortKey": false,
 	})
 }
@@ -167,7 +167,7 @@ func TestKeyWrapWycheproof(t *testing.T) {
 func TestKeyWrapPadWycheproof(t *testing.T) {
 	kwp.runWycheproof(t, "aes_kwp_test.json", map[string]bool{
 		// Keys shorter than 16 bytes. They are "valid" in the current file;
-		// should a later version mark them acceptable, KeyWrapPad wraps any
+		// should a later version mark them acceptable, WrapPad wraps any
 		// length from one byte, as RFC 5649 intends, so they must work.
 		"SmallKey": true,
 	})
@@ -222,16 +222,16 @@ func TestKeyWrapPadIntegrityCheck(t *testing.T) {
 					}
 					cases++
 
-					// And the same through KeyUnwrapPad, on a ciphertext
+					// And the same through UnwrapPad, on a ciphertext
 					// built with this AIV and padded plaintext.
 					kek := make([]byte, 16)
 					ct := wrapRaw(t, kek, a, r)
-					got, err := KeyUnwrapPad(kek, ct)
+					got, err := UnwrapPad(kek, ct)
 					switch {
 					case wantOK && (err != nil || !bytes.Equal(got, r[:wantMLI])):
 						t.Errorf("n=%d mli=%d bad=%d: unwrap = %x, %v; want %x", n, mli, bad, got, err, r[:wantMLI])
-					case !wantOK && (got != nil || !errors.Is(err, ErrKeyWrapIntegrity)):
-						t.Errorf("n=%d prefix=%x mli=%d bad=%d: unwrap = %x, %v; want %v", n, prefix, mli, bad, got, err, ErrKeyWrapIntegrity)
+					case !wantOK && (got != nil || !errors.Is(err, ErrIntegrity)):
+						t.Errorf("n=%d prefix=%x mli=%d bad=%d: unwrap = %x, %v; want %v", n, prefix, mli, bad, got, err, ErrIntegrity)
 					}
 				}
 			}
@@ -241,7 +241,7 @@ func TestKeyWrapPadIntegrityCheck(t *testing.T) {
 }
 
 // wrapRaw wraps the padded plaintext r with an arbitrary initial value a,
-// the way KeyWrapPad would for a well-formed one.
+// the way WrapPad would for a well-formed one.
 func wrapRaw(t *testing.T, kek []byte, a [8]byte, r []byte) []byte {
 	block, err := aes.NewCipher(kek)
 	if err != nil {
@@ -276,10 +276,10 @@ func TestKeyWrapBadLengths(t *testing.T) {
 		}
 		for _, n := range []int{0, 1, 8, 15, 17, 20, 31, 33, 64} {
 			bad := make([]byte, n)
-			if got, err := s.wrap(bad, pt); got != nil || !errors.Is(err, ErrKeyWrapLength) {
+			if got, err := s.wrap(bad, pt); got != nil || !errors.Is(err, ErrLength) {
 				t.Errorf("%s: wrap with a %d-byte KEK = %x, %v", s.name, n, got, err)
 			}
-			if got, err := s.unwrap(bad, ct); got != nil || !errors.Is(err, ErrKeyWrapLength) {
+			if got, err := s.unwrap(bad, ct); got != nil || !errors.Is(err, ErrLength) {
 				t.Errorf("%s: unwrap with a %d-byte KEK = %x, %v", s.name, n, got, err)
 			}
 		}
@@ -287,7 +287,7 @@ func TestKeyWrapBadLengths(t *testing.T) {
 			if s.ptLenOK(n) {
 				continue
 			}
-			if got, err := s.wrap(kek, pt[:n]); got != nil || !errors.Is(err, ErrKeyWrapLength) {
+			if got, err := s.wrap(kek, pt[:n]); got != nil || !errors.Is(err, ErrLength) {
 				t.Errorf("%s: wrap(%d bytes) = %x, %v", s.name, n, got, err)
 			}
 		}
@@ -307,7 +307,7 @@ func TestKeyWrapPadRoundTrip(t *testing.T) {
 				pt[i] = byte(rng.Uint32())
 			}
 			saved := bytes.Clone(pt)
-			ct, err := KeyWrapPad(kek, pt)
+			ct, err := WrapPad(kek, pt)
 			if err != nil {
 				t.Fatalf("KEK %d, length %d: wrap: %v", kekLen, n, err)
 			}
@@ -315,7 +315,7 @@ func TestKeyWrapPadRoundTrip(t *testing.T) {
 				t.Errorf("KEK %d, length %d: ciphertext is %d bytes, want %d", kekLen, n, len(ct), want)
 			}
 			savedCT := bytes.Clone(ct)
-			got, err := KeyUnwrapPad(kek, ct)
+			got, err := UnwrapPad(kek, ct)
 			if err != nil || !bytes.Equal(got, pt) || cap(got) != n {
 				t.Fatalf("KEK %d, length %d: unwrap = %x (cap %d), %v; want %x", kekLen, n, got, cap(got), err, pt)
 			}
@@ -332,7 +332,7 @@ func TestKeyWrapPadRoundTrip(t *testing.T) {
 }
 
 func TestKeyWrapSelfTest(t *testing.T) {
-	if err := keyWrapSelfTest(); err != nil {
+	if err := SelfTest(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -346,22 +346,22 @@ func FuzzKeyUnwrapPad(f *testing.F) {
 	f.Add(make([]byte, 16), make([]byte, 16))
 	f.Add(make([]byte, 17), make([]byte, 24))
 	f.Fuzz(func(t *testing.T, kek, ct []byte) {
-		pt, err := KeyUnwrapPad(kek, ct)
+		pt, err := UnwrapPad(kek, ct)
 		if err != nil {
-			want := ErrKeyWrapIntegrity
+			want := ErrIntegrity
 			if k := len(kek); (k != 16 && k != 24 && k != 32) || !kwp.ctLenOK(len(ct)) {
-				want = ErrKeyWrapLength
+				want = ErrLength
 			}
 			if pt != nil || !errors.Is(err, want) {
 				t.Fatalf("unwrap = %x, %v; want nil, %v", pt, err, want)
 			}
-		} else if again, err := KeyWrapPad(kek, pt); err != nil || !bytes.Equal(again, ct) {
+		} else if again, err := WrapPad(kek, pt); err != nil || !bytes.Equal(again, ct) {
 			t.Fatalf("unwrapped %x, which wraps to %x, %v; want %x", pt, again, err, ct)
 		}
 		// Random ciphertexts hardly ever unwrap, so also take ct as a
 		// plaintext: whatever wraps must unwrap to itself.
-		if wrapped, err := KeyWrapPad(kek, ct); err == nil {
-			if back, err := KeyUnwrapPad(kek, wrapped); err != nil || !bytes.Equal(back, ct) {
+		if wrapped, err := WrapPad(kek, ct); err == nil {
+			if back, err := UnwrapPad(kek, wrapped); err != nil || !bytes.Equal(back, ct) {
 				t.Fatalf("%x wraps to %x, which unwraps to %x, %v", ct, wrapped, back, err)
 			}
 		}
@@ -377,7 +377,7 @@ func BenchmarkKeyWrapPad(b *testing.B) {
 	b.SetBytes(benchPlaintext)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := KeyWrapPad(kek, pt); err != nil {
+		if _, err := WrapPad(kek, pt); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -385,14 +385,14 @@ func BenchmarkKeyWrapPad(b *testing.B) {
 
 func BenchmarkKeyUnwrapPad(b *testing.B) {
 	kek := make([]byte, 32)
-	ct, err := KeyWrapPad(kek, make([]byte, benchPlaintext))
+	ct, err := WrapPad(kek, make([]byte, benchPlaintext))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.SetBytes(benchPlaintext)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := KeyUnwrapPad(kek, ct); err != nil {
+		if _, err := UnwrapPad(kek, ct); err != nil {
 			b.Fatal(err)
 		}
 	}
