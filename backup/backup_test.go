@@ -807,7 +807,7 @@ func TestExportRefusesDamagedToken(t *testing.T) {
 	}
 	before, _ := src.Key(ctx, hss.UUID)
 	_, err := Export(ctx, damagedToken{src}, f, ExportOptions{})
-	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "[7]") {
+	if !errors.Is(err, hsmapi.ErrDamaged) || !strings.Contains(err.Error(), "[7]") {
 		t.Fatalf("got %v, want ErrDamaged naming block 7", err)
 	}
 	if after, _ := src.Key(ctx, hss.UUID); after.Hashsig.Remaining != before.Hashsig.Remaining {

@@ -46,9 +46,10 @@ type ExportOptions struct {
 // can see what the others used.
 var ErrHSSSoftKEKEK = errors.New("HSS keys in a bundle for a soft KEKEK")
 
-// ErrDamaged reports a token with keys that cannot be read (the emulated
-// HSM's flash blocks that failed their CRC): an export would leave them out.
-var ErrDamaged = errors.New("keys cannot be read")
+// ErrDamagedSource refuses an export from a token that holds keys it cannot
+// read ([hsmapi.ErrDamaged]): the bundle would silently lack them, unless
+// ExportOptions.SkipDamaged says to take what can be read.
+var ErrDamagedSource = fmt.Errorf("%w", hsmapi.ErrDamaged)
 
 // KeyError reports which key of a bundle an error is about.
 type KeyError struct {
@@ -89,7 +90,7 @@ func export(ctx context.Context, tok hsmapi.Token, f *KEKEKFile, opts ExportOpti
 			return nil, err
 		}
 		if len(blocks) > 0 {
-			return nil, fmt.Errorf("%w: flash blocks %v of the HSM failed their CRC, and the keys in them would be left out", ErrDamaged, blocks)
+			return nil, fmt.Errorf("%w: flash blocks %v of the HSM failed their CRC, and the keys in them would be left out", ErrDamagedSource, blocks)
 		}
 	}
 	if ur, ok := tok.(hsmapi.UnreadableReporter); ok && !opts.SkipDamaged {
@@ -98,7 +99,7 @@ func export(ctx context.Context, tok hsmapi.Token, f *KEKEKFile, opts ExportOpti
 			return nil, err
 		}
 		if len(bad) > 0 {
-			return nil, fmt.Errorf("%w: %d exportable keys of the token cannot be exported and would be left out (%s)", ErrDamaged, len(bad), strings.Join(bad, "; "))
+			return nil, fmt.Errorf("%w: %d exportable keys of the token cannot be exported and would be left out (%s)", ErrDamagedSource, len(bad), strings.Join(bad, "; "))
 		}
 	}
 	keys, err := tok.Keys(ctx, hsmapi.Filter{Mask: hsmapi.FlagExportable, Flags: hsmapi.FlagExportable})
@@ -217,7 +218,7 @@ func exportKeys(ctx context.Context, tok hsmapi.Token, f *KEKEKFile, keys []hsma
 				return err
 			}
 			if k.Type.IsPrivate() {
-				req := hsmapi.ExportRequest{Key: k.UUID, KEKEK: f.KEKEKPubkey, Encryption: enc}
+				req := hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: f.KEKEKPubkey, Encryption: enc}
 				if b.Version != 0 {
 					req.Binding = binding(digest, i)
 				}
@@ -225,7 +226,7 @@ func exportKeys(ctx context.Context, tok hsmapi.Token, f *KEKEKFile, keys []hsma
 				if err != nil {
 					return &KeyError{i, k.UUID.String(), err}
 				}
-				b.Keys[i].PKCS8, b.Keys[i].KEK, b.Keys[i].Tag = w.PKCS8, w.KEK, w.Tag
+				b.Keys[i].PKCS8, b.Keys[i].KEK, b.Keys[i].Tag = w.EncryptedKey, w.EncryptedKEK, w.Tag
 			}
 			done++
 			if opts.Progress != nil {

@@ -104,8 +104,8 @@ func importBundle(ctx context.Context, tok hsmapi.Token, b *Bundle, opts ImportO
 		label, _ := k.label() // checked by b.check
 		req := hsmapi.ImportRequest{UUID: id, Label: label, Flags: k.Flags | hsmapi.FlagToken, PublicKey: k.SPKI, Attributes: k.Attributes}
 		if k.IsPrivate() {
-			req.KEKEK, req.Encryption = kekek, enc
-			req.Wrapped = hsmapi.WrappedKey{PKCS8: k.PKCS8, KEK: k.KEK, Tag: k.Tag}
+			req.KEKEKUUID, req.Encryption = kekek, enc
+			req.Wrapped = hsmapi.WrappedKey{EncryptedKey: k.PKCS8, EncryptedKEK: k.KEK, Tag: k.Tag}
 			if !legacy {
 				req.Binding = binding(digest, i)
 			}

@@ -152,7 +152,7 @@ func checkKEKEKName(uuid string, s softKEKEK) error {
 			return fmt.Errorf("%w: kekek_kdf: %v", ErrFormat, err)
 		}
 	}
-	if _, err := hsmapi.ParseEncryptedPKCS8(s.pkcs8); err != nil {
+	if _, err := hsmapi.ParseEncryptedKey(s.pkcs8); err != nil {
 		return fmt.Errorf("%w: kekek_pkcs8: %v", ErrFormat, err)
 	}
 	return nil
@@ -173,7 +173,7 @@ func (s softKEKEK) privateKey(passphrase []byte) ([]byte, error) {
 	if len(passphrase) > MaxPassphraseLength {
 		return nil, fmt.Errorf("%w: the passphrase is longer than %d bytes", ErrPassphrase, MaxPassphraseLength)
 	}
-	wrapped, err := hsmapi.ParseEncryptedPKCS8(s.pkcs8)
+	wrapped, err := hsmapi.ParseEncryptedKey(s.pkcs8)
 	if err != nil {
 		return nil, fmt.Errorf("%w: kekek_pkcs8: %v", ErrPassphrase, err)
 	}
@@ -274,7 +274,7 @@ func newSoftKEKEK(passphrase []byte, opts SoftOptions) (*KEKEKFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.KEKEKPKCS8 = hsmapi.EncryptedPKCS8(wrapped)
+	f.KEKEKPKCS8 = hsmapi.MarshalEncryptedKey(wrapped)
 	return f, nil
 }
 

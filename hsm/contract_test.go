@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
@@ -12,5 +13,29 @@ import (
 func TestContractLimitsAgree(t *testing.T) {
 	if got, want := hsmapi.MaxKeyAttributes, keystore.MaxDataSize/8; got != want {
 		t.Errorf("hsmapi.MaxKeyAttributes = %d, the keystore holds %d", got, want)
+	}
+}
+
+// A damaged key record reaches callers as the contract's ErrDamaged, not as
+// the keystore's error, which no package above the HSM knows.
+func TestDamagedKeyIsContractError(t *testing.T) {
+	h, dir := newTestHSM(t)
+	s := login(t, h)
+	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
+	s.Close()
+	h.Close()
+	damageBlockOf(t, dir, keystore.ID(k.UUID), 300, 0x01)
+	h, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	s = login(t, h)
+	_, err = s.Key(ctx, k.UUID)
+	if !errors.Is(err, hsmapi.ErrDamaged) || errors.Is(err, keystore.ErrCorrupt) {
+		t.Fatalf("Key of a damaged record: %v; want hsmapi.ErrDamaged and no keystore error", err)
+	}
+	if blocks, err := s.DamagedBlocks(ctx); err != nil || len(blocks) != 1 {
+		t.Errorf("DamagedBlocks = %v, %v; want the one block", blocks, err)
 	}
 }

@@ -233,7 +233,7 @@ func (h *HSM) hashsigHolders(want map[[16]byte]bool) (map[[16]byte]hsmapi.UUID, 
 // Called with h.mu held.
 func (h *HSM) recordHashsigID(id hsmapi.UUID) ([16]byte, bool, error) {
 	lockassert.Held(&h.mu)
-	rec, err := h.ks.Get(keystore.ID(id))
+	rec, err := h.get(keystore.ID(id))
 	if err != nil {
 		return [16]byte{}, false, err
 	}
@@ -278,7 +278,7 @@ func (h *HSM) reclaimKeygenHistory() error {
 	candidates := map[[16]byte]bool{}
 	at := map[[16]byte]keystore.ID{}
 	for _, rid := range h.ks.List(kindHashsigLegacy) {
-		rec, err := h.ks.Get(rid)
+		rec, err := h.get(rid)
 		if err != nil {
 			continue
 		}

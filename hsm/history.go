@@ -303,7 +303,7 @@ func (h *HSM) readPacks() (*historyBook, error) {
 	b := &historyBook{h: h, packs: map[keystore.ID][]*hashsigHistory{}, packed: map[[16]byte]*hashsigHistory{},
 		byID: map[[16]byte]*hashsigHistory{}, own: map[keystore.ID]*hashsigHistory{}}
 	for _, rid := range h.ks.List(kindHashsigPack) {
-		rec, err := h.ks.Get(rid)
+		rec, err := h.get(rid)
 		if err != nil {
 			return nil, fmt.Errorf("HSS history record %s: %w", hsmapi.UUID(rid), err)
 		}
@@ -322,18 +322,18 @@ func (h *HSM) readPacks() (*historyBook, error) {
 	return b, nil
 }
 
-// historyIntact refuses, with keystore.ErrCorrupt, while a damaged flash
+// historyIntact refuses, with hsmapi.ErrDamaged, while a damaged flash
 // block may have been an HSS history record (see the top of this file).
 // Called with h.mu held.
 func (h *HSM) historyIntact() error {
 	lockassert.Held(&h.mu)
 	for _, d := range h.ks.CorruptRecords() {
 		if !notHistory(d.Kind, hsmapi.UUID(d.ID)) {
-			return fmt.Errorf("%w: flash block %d is damaged, and its record (%s, kind %d) may have been HSS history: %s", keystore.ErrCorrupt, d.Block, hsmapi.UUID(d.ID), d.Kind, historyLost)
+			return fmt.Errorf("%w: flash block %d is damaged, and its record (%s, kind %d) may have been HSS history: %s", hsmapi.ErrDamaged, d.Block, hsmapi.UUID(d.ID), d.Kind, historyLost)
 		}
 	}
 	if blocks := h.ks.CorruptUnnamed(); len(blocks) > 0 {
-		return fmt.Errorf("%w: flash block %d is damaged past telling what it held, perhaps HSS history: %s", keystore.ErrCorrupt, blocks[0], historyLost)
+		return fmt.Errorf("%w: flash block %d is damaged past telling what it held, perhaps HSS history: %s", hsmapi.ErrDamaged, blocks[0], historyLost)
 	}
 	return nil
 }
@@ -406,11 +406,11 @@ func (b *historyBook) get(id [16]byte) (*hashsigHistory, error) {
 // there is one. Called with h.mu held.
 func (h *HSM) ownHistory(id [16]byte) (*hashsigHistory, error) {
 	lockassert.Held(&h.mu)
-	rec, err := h.ks.Get(legacyHistoryID(id))
+	rec, err := h.get(legacyHistoryID(id))
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		return nil, nil
-	case errors.Is(err, keystore.ErrCorrupt):
+	case errors.Is(err, hsmapi.ErrDamaged):
 		// Whatever its header now says it is (notHistory).
 		return nil, fmt.Errorf("HSS history of %x: %w: %s", id, err, historyLost)
 	case err != nil:
@@ -466,7 +466,7 @@ func (b *historyBook) place(hh *hashsigHistory) error {
 		if _, ok := b.packs[pid]; ok {
 			continue
 		}
-		if _, err := b.h.ks.Get(pid); !errors.Is(err, keystore.ErrNotFound) {
+		if _, err := b.h.get(pid); !errors.Is(err, keystore.ErrNotFound) {
 			continue
 		}
 		b.packs[pid] = []*hashsigHistory{hh}
@@ -500,7 +500,7 @@ func (b *historyBook) records() []keystore.Record {
 func (b *historyBook) all() ([]*hashsigHistory, error) {
 	out := slices.Collect(maps.Values(b.packed))
 	for _, rid := range append(b.h.ks.List(kindHashsigLegacy), b.h.ks.List(kindHashsigHistory)...) {
-		rec, err := b.h.ks.Get(rid)
+		rec, err := b.h.get(rid)
 		if err != nil {
 			return nil, fmt.Errorf("HSS history record %x: %w", rid, err)
 		}

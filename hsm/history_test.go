@@ -256,7 +256,7 @@ func TestNewestHistoryBlockDamaged(t *testing.T) {
 				again := sigIndex(t, signHSS(t, s, req.UUID, "again"))
 				t.Fatalf("the history is gone without a trace (damaged blocks %v): the deleted part imported again and signed index %d (first signed %d)", h2.DamagedBlocks(), again, first)
 			}
-			if !errors.Is(err, keystore.ErrCorrupt) || !strings.Contains(err.Error(), "imports no HSS key") {
+			if !errors.Is(err, hsmapi.ErrDamaged) || !strings.Contains(err.Error(), "imports no HSS key") {
 				t.Errorf("import: %v", err)
 			}
 			if len(h2.DamagedBlocks()) != 1 {
@@ -358,7 +358,7 @@ func TestHistoryFailsClosed(t *testing.T) {
 			defer s.Close()
 			_, err = s.Import(ctx, reqs[2])
 			if c.refused {
-				if !errors.Is(err, keystore.ErrCorrupt) || !strings.Contains(err.Error(), "imports no HSS key") ||
+				if !errors.Is(err, hsmapi.ErrDamaged) || !strings.Contains(err.Error(), "imports no HSS key") ||
 					!strings.Contains(err.Error(), "export this HSM's keys to a new HSM") {
 					t.Errorf("HSS import with %s damaged: %v", c.name, err)
 				}

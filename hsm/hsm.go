@@ -331,7 +331,7 @@ func isReserved(id hsmapi.UUID) bool {
 
 // checkPIN verifies a user's PIN, waiting before it reports a wrong one.
 func (h *HSM) checkPIN(u hsmapi.User, pin []byte) error {
-	rec, err := h.ks.Get(pinID(u))
+	rec, err := h.get(pinID(u))
 	if errors.Is(err, keystore.ErrNotFound) {
 		return fmt.Errorf("%w: no PIN set for %s", hsmapi.ErrPINIncorrect, u)
 	}
@@ -401,6 +401,17 @@ func (h *HSM) masterKey() ([]byte, error) {
 	return mk, err
 }
 
+// get reads a keystore record. A damaged one is [hsmapi.ErrDamaged], the
+// contract's name, so that no keystore error leaves the HSM; the keystore's
+// words stay in the message.
+func (h *HSM) get(id keystore.ID) (keystore.Record, error) {
+	rec, err := h.ks.Get(id)
+	if errors.Is(err, keystore.ErrCorrupt) {
+		return rec, fmt.Errorf("%w: %v", hsmapi.ErrDamaged, err)
+	}
+	return rec, err
+}
+
 // lookup finds a key visible to session s: a token key or one of s's
 // volatile keys. Called with h.mu held.
 func (h *HSM) lookup(s *Session, id hsmapi.UUID) (*key, error) {
@@ -411,7 +422,7 @@ func (h *HSM) lookup(s *Session, id hsmapi.UUID) (*key, error) {
 	if k, ok := h.cache[id]; ok {
 		return k, nil
 	}
-	rec, err := h.ks.Get(keystore.ID(id))
+	rec, err := h.get(keystore.ID(id))
 	if errors.Is(err, keystore.ErrNotFound) || err == nil && rec.Kind != kindKey {
 		return nil, fmt.Errorf("%w: %s", hsmapi.ErrKeyNotFound, id)
 	}
@@ -501,9 +512,9 @@ func (h *HSM) exists(id hsmapi.UUID) (bool, error) {
 	if _, ok := h.volatile[id]; ok {
 		return true, nil
 	}
-	_, err := h.ks.Get(keystore.ID(id))
+	_, err := h.get(keystore.ID(id))
 	switch {
-	case err == nil, errors.Is(err, keystore.ErrCorrupt):
+	case err == nil, errors.Is(err, hsmapi.ErrDamaged):
 		return true, nil
 	case errors.Is(err, keystore.ErrNotFound):
 		return false, nil

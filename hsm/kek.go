@@ -39,7 +39,7 @@ func encryptKEK(rand io.Reader, kekek *rsa.PublicKey, enc hsmapi.KEKEncryption, 
 	if err != nil {
 		return nil, fmt.Errorf("encrypt KEK: %w", err)
 	}
-	return hsmapi.EncryptedKEK(enc, ct)
+	return hsmapi.MarshalEncryptedKEK(enc, ct)
 }
 
 // decryptKEK recovers a transit KEK. Every failure that depends on the
@@ -98,12 +98,12 @@ func wrapPKCS8(kek, der []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wrap key: %w", err)
 	}
-	return hsmapi.EncryptedPKCS8(wrapped), nil
+	return hsmapi.MarshalEncryptedKey(wrapped), nil
 }
 
 // unwrapPKCS8 reverses wrapPKCS8; an integrity failure is ErrDecryption.
 func unwrapPKCS8(kek, der []byte) ([]byte, error) {
-	wrapped, err := hsmapi.ParseEncryptedPKCS8(der)
+	wrapped, err := hsmapi.ParseEncryptedKey(der)
 	if err != nil {
 		return nil, err
 	}

@@ -136,7 +136,7 @@ func TestLegacyRSARefusals(t *testing.T) {
 	// Wrapped for the 1024-bit key by hand: export refuses to.
 	w := p.export(t, k, hsmapi.KEKOAEPSHA256, nil)
 	req := p.importReq(k, w, hsmapi.KEKOAEPSHA256, nil)
-	req.KEKEK = kekek.UUID
+	req.KEKEKUUID = kekek.UUID
 	if _, err := p.dst.Import(ctx, req); !errors.Is(err, hsmapi.ErrUnsupportedKey) || !strings.Contains(err.Error(), "at least 2048") {
 		t.Errorf("import through a 1024-bit KEKEK: %v", err)
 	}

@@ -37,7 +37,7 @@ func (s *Session) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	if k.info.Flags&hsmapi.FlagExportable == 0 {
 		return hsmapi.WrappedKey{}, hsmapi.ErrNotExportable
 	}
-	kekek, err := hsmapi.ParseKEKEK(req.KEKEK)
+	kekek, err := hsmapi.ParseKEKEK(req.KEKEKPublicKey)
 	if err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
@@ -60,10 +60,10 @@ func (s *Session) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 		return hsmapi.WrappedKey{}, fmt.Errorf("transit KEK: %w", err)
 	}
 	var w hsmapi.WrappedKey
-	if w.PKCS8, err = wrapPKCS8(kek, der); err != nil {
+	if w.EncryptedKey, err = wrapPKCS8(kek, der); err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
-	if w.KEK, err = encryptKEK(trng, kekek, req.Encryption, kek); err != nil {
+	if w.EncryptedKEK, err = encryptKEK(trng, kekek, req.Encryption, kek); err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
 	if req.Binding != nil {
@@ -271,7 +271,7 @@ func (s *Session) prepareImport(req hsmapi.ImportRequest) (*keyRecord, *key, err
 	}
 	var priv any
 	var pub crypto.PublicKey
-	if len(req.Wrapped.PKCS8) == 0 {
+	if len(req.Wrapped.EncryptedKey) == 0 {
 		p, err := hsmapi.ParsePublicKey(req.PublicKey)
 		if err != nil {
 			return nil, nil, err
@@ -305,30 +305,30 @@ func (s *Session) prepareImport(req hsmapi.ImportRequest) (*keyRecord, *key, err
 // unwrap recovers a private key from an ImportRequest, checking its binding:
 // a crypto.Signer or a *hashsig.PrivateKey.
 func (s *Session) unwrap(req hsmapi.ImportRequest) (any, error) {
-	kekek, err := s.key(req.KEKEK)
+	kekek, err := s.key(req.KEKEKUUID)
 	if err != nil {
 		return nil, fmt.Errorf("KEKEK: %w", err)
 	}
 	rsaKEKEK, ok := kekek.priv.(*rsa.PrivateKey)
 	if !ok || kekek.info.Type != hsmapi.KeyTypeRSAPrivate {
-		return nil, fmt.Errorf("%w: KEKEK %s is %v, not an RSA private key", hsmapi.ErrUnsupportedKey, req.KEKEK, kekek.info.Type)
+		return nil, fmt.Errorf("%w: KEKEK %s is %v, not an RSA private key", hsmapi.ErrUnsupportedKey, req.KEKEKUUID, kekek.info.Type)
 	}
 	if kekek.info.Flags&hsmapi.FlagKeyEncipherment == 0 {
-		return nil, fmt.Errorf("%w: KEKEK %s lacks keyencipherment", hsmapi.ErrForbidden, req.KEKEK)
+		return nil, fmt.Errorf("%w: KEKEK %s lacks keyencipherment", hsmapi.ErrForbidden, req.KEKEKUUID)
 	}
 	if err := hsmapi.CheckKEKEKSize(&rsaKEKEK.PublicKey); err != nil {
 		return nil, err
 	}
 	var kek []byte
 	err = kekek.use(func() (err error) {
-		kek, err = decryptKEK(s.h.board.TRNG, rsaKEKEK, req.Encryption, req.Wrapped.KEK)
+		kek, err = decryptKEK(s.h.board.TRNG, rsaKEKEK, req.Encryption, req.Wrapped.EncryptedKEK)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer clear(kek)
-	der, err := unwrapPKCS8(kek, req.Wrapped.PKCS8)
+	der, err := unwrapPKCS8(kek, req.Wrapped.EncryptedKey)
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,7 @@ func newPair(t *testing.T) pair {
 
 func (p pair) export(t *testing.T, k hsmapi.KeyInfo, enc hsmapi.KEKEncryption, binding []byte) hsmapi.WrappedKey {
 	t.Helper()
-	w, err := p.src.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEK: p.kekek.PublicKey, Encryption: enc, Binding: binding})
+	w, err := p.src.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: p.kekek.PublicKey, Encryption: enc, Binding: binding})
 	if err != nil {
 		t.Fatalf("export: %v", err)
 	}
@@ -47,7 +47,7 @@ func (p pair) export(t *testing.T, k hsmapi.KeyInfo, enc hsmapi.KEKEncryption, b
 }
 
 func (p pair) importReq(k hsmapi.KeyInfo, w hsmapi.WrappedKey, enc hsmapi.KEKEncryption, binding []byte) hsmapi.ImportRequest {
-	return hsmapi.ImportRequest{KEKEK: p.kekek.UUID, Wrapped: w, Encryption: enc, Binding: binding,
+	return hsmapi.ImportRequest{KEKEKUUID: p.kekek.UUID, Wrapped: w, Encryption: enc, Binding: binding,
 		UUID: k.UUID, Label: k.Label, Flags: k.Flags, PublicKey: k.PublicKey}
 }
 
@@ -117,16 +117,16 @@ func TestExportFormat(t *testing.T) {
 		w := p.export(t, k, tc.enc, nil)
 		// The wrapped key: EncryptedPrivateKeyInfo with id-aes256-wrap-pad, no parameters.
 		wantPrefix, _ := hex.DecodeString("060960864801650304013004")
-		if _, err := hsmapi.ParseEncryptedPKCS8(w.PKCS8); err != nil || !bytes.Contains(w.PKCS8, wantPrefix[:11]) {
-			t.Errorf("%s: pkcs8 is not EncryptedPrivateKeyInfo(id-aes256-wrap-pad): %x", tc.enc, w.PKCS8)
+		if _, err := hsmapi.ParseEncryptedKey(w.EncryptedKey); err != nil || !bytes.Contains(w.EncryptedKey, wantPrefix[:11]) {
+			t.Errorf("%s: pkcs8 is not EncryptedPrivateKeyInfo(id-aes256-wrap-pad): %x", tc.enc, w.EncryptedKey)
 		}
-		kekCT, err := hsmapi.ParseEncryptedKEK(w.KEK, tc.enc)
+		kekCT, err := hsmapi.ParseEncryptedKEK(w.EncryptedKEK, tc.enc)
 		if err != nil {
 			t.Fatal(err)
 		}
 		algDER, _ := hex.DecodeString(tc.algHex)
-		if !bytes.HasPrefix(w.KEK[4:], algDER) {
-			t.Errorf("%s: KEK algorithm is %x, want %s", tc.enc, w.KEK[4:4+len(algDER)], tc.algHex)
+		if !bytes.HasPrefix(w.EncryptedKEK[4:], algDER) {
+			t.Errorf("%s: KEK algorithm is %x, want %s", tc.enc, w.EncryptedKEK[4:4+len(algDER)], tc.algHex)
 		}
 		if len(kekCT) != 256 {
 			t.Errorf("%s: encrypted KEK has %d bytes, want the modulus size", tc.enc, len(kekCT))
@@ -165,14 +165,14 @@ func TestDecryptionFailuresLookAlike(t *testing.T) {
 		}
 		cases := map[string]hsmapi.ImportRequest{}
 		add := func(name string, mod func(r *hsmapi.ImportRequest)) {
-			r := p.importReq(k, hsmapi.WrappedKey{PKCS8: w.PKCS8, KEK: w.KEK, Tag: w.Tag}, enc, binding)
+			r := p.importReq(k, hsmapi.WrappedKey{EncryptedKey: w.EncryptedKey, EncryptedKEK: w.EncryptedKEK, Tag: w.Tag}, enc, binding)
 			mod(&r)
 			cases[name] = r
 		}
-		add("kek ciphertext flipped", func(r *hsmapi.ImportRequest) { r.Wrapped.KEK = flip(w.KEK, len(w.KEK)-1) })
-		add("kek of wrong length", func(r *hsmapi.ImportRequest) { r.Wrapped.KEK = shortKEK })
-		add("other kek", func(r *hsmapi.ImportRequest) { r.Wrapped.KEK = otherKEK })
-		add("pkcs8 flipped", func(r *hsmapi.ImportRequest) { r.Wrapped.PKCS8 = flip(w.PKCS8, len(w.PKCS8)-3) })
+		add("kek ciphertext flipped", func(r *hsmapi.ImportRequest) { r.Wrapped.EncryptedKEK = flip(w.EncryptedKEK, len(w.EncryptedKEK)-1) })
+		add("kek of wrong length", func(r *hsmapi.ImportRequest) { r.Wrapped.EncryptedKEK = shortKEK })
+		add("other kek", func(r *hsmapi.ImportRequest) { r.Wrapped.EncryptedKEK = otherKEK })
+		add("pkcs8 flipped", func(r *hsmapi.ImportRequest) { r.Wrapped.EncryptedKey = flip(w.EncryptedKey, len(w.EncryptedKey)-3) })
 		add("tag flipped", func(r *hsmapi.ImportRequest) { r.Wrapped.Tag = flip(w.Tag, 0) })
 		add("tag missing", func(r *hsmapi.ImportRequest) { r.Wrapped.Tag = nil })
 		add("binding changed", func(r *hsmapi.ImportRequest) { r.Binding = []byte("binding!") })
@@ -204,11 +204,11 @@ func TestExportRefusals(t *testing.T) {
 		req  hsmapi.ExportRequest
 		want error
 	}{
-		{"not exportable", hsmapi.ExportRequest{Key: stays.UUID, KEKEK: p.kekek.PublicKey, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrNotExportable},
-		{"unknown key", hsmapi.ExportRequest{Key: hsmapi.UUID{1}, KEKEK: p.kekek.PublicKey, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrKeyNotFound},
-		{"EC KEKEK", hsmapi.ExportRequest{Key: k.UUID, KEKEK: ecSPKI, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrUnsupportedKey},
-		{"garbage KEKEK", hsmapi.ExportRequest{Key: k.UUID, KEKEK: []byte{0x30, 0x00}, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrUnsupportedKey},
-		{"unknown encryption", hsmapi.ExportRequest{Key: k.UUID, KEKEK: p.kekek.PublicKey, Encryption: "rot13"}, hsmapi.ErrBadArguments},
+		{"not exportable", hsmapi.ExportRequest{Key: stays.UUID, KEKEKPublicKey: p.kekek.PublicKey, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrNotExportable},
+		{"unknown key", hsmapi.ExportRequest{Key: hsmapi.UUID{1}, KEKEKPublicKey: p.kekek.PublicKey, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrKeyNotFound},
+		{"EC KEKEK", hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: ecSPKI, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrUnsupportedKey},
+		{"garbage KEKEK", hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: []byte{0x30, 0x00}, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrUnsupportedKey},
+		{"unknown encryption", hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: p.kekek.PublicKey, Encryption: "rot13"}, hsmapi.ErrBadArguments},
 	} {
 		if _, err := p.src.Export(ctx, tc.req); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
@@ -229,17 +229,17 @@ func TestImportRefusals(t *testing.T) {
 		mod  func(r *hsmapi.ImportRequest)
 		want error
 	}{
-		{"KEKEK without keyencipherment", func(r *hsmapi.ImportRequest) { r.KEKEK = noKE.UUID }, hsmapi.ErrForbidden},
-		{"EC KEKEK", func(r *hsmapi.ImportRequest) { r.KEKEK = ecKEKEK.UUID }, hsmapi.ErrUnsupportedKey},
-		{"unknown KEKEK", func(r *hsmapi.ImportRequest) { r.KEKEK = hsmapi.UUID{9} }, hsmapi.ErrKeyNotFound},
+		{"KEKEK without keyencipherment", func(r *hsmapi.ImportRequest) { r.KEKEKUUID = noKE.UUID }, hsmapi.ErrForbidden},
+		{"EC KEKEK", func(r *hsmapi.ImportRequest) { r.KEKEKUUID = ecKEKEK.UUID }, hsmapi.ErrUnsupportedKey},
+		{"unknown KEKEK", func(r *hsmapi.ImportRequest) { r.KEKEKUUID = hsmapi.UUID{9} }, hsmapi.ErrKeyNotFound},
 		{"UUID of another key", func(r *hsmapi.ImportRequest) { r.UUID = other.UUID }, hsmapi.ErrKeyNameInUse},
 		{"wrong declared encryption", func(r *hsmapi.ImportRequest) { r.Encryption = hsmapi.KEKOAEPSHA1 }, hsmapi.ErrBadArguments},
 		{"public key of another key", func(r *hsmapi.ImportRequest) { r.PublicKey = other.PublicKey }, hsmapi.ErrBadArguments},
 		{"unknown flags", func(r *hsmapi.ImportRequest) { r.Flags = 1 << 12 }, hsmapi.ErrBadArguments},
 		{"reserved UUID", func(r *hsmapi.ImportRequest) { r.UUID = hsmapi.UUID{15: 3} }, hsmapi.ErrBadArguments},
 		{"label longer than a key keeps", func(r *hsmapi.ImportRequest) { r.Label = strings.Repeat("l", hsmapi.MaxRawLabelLength+1) }, hsmapi.ErrBadArguments},
-		{"kek not DER", func(r *hsmapi.ImportRequest) { r.Wrapped.KEK = []byte("junk") }, hsmapi.ErrBadArguments},
-		{"pkcs8 not DER", func(r *hsmapi.ImportRequest) { r.Wrapped.PKCS8 = w.PKCS8[:len(w.PKCS8)-1] }, hsmapi.ErrBadArguments},
+		{"kek not DER", func(r *hsmapi.ImportRequest) { r.Wrapped.EncryptedKEK = []byte("junk") }, hsmapi.ErrBadArguments},
+		{"pkcs8 not DER", func(r *hsmapi.ImportRequest) { r.Wrapped.EncryptedKey = w.EncryptedKey[:len(w.EncryptedKey)-1] }, hsmapi.ErrBadArguments},
 	} {
 		req := p.importReq(k, w, hsmapi.KEKOAEPSHA256, nil)
 		tc.mod(&req)
@@ -288,9 +288,9 @@ func TestImportBatchIsAllOrNothing(t *testing.T) {
 		k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags | hsmapi.FlagExportable})
 		reqs = append(reqs, p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil))
 	}
-	bad := bytes.Clone(reqs[2].Wrapped.PKCS8)
+	bad := bytes.Clone(reqs[2].Wrapped.EncryptedKey)
 	bad[len(bad)-1] ^= 1
-	reqs[2].Wrapped.PKCS8 = bad
+	reqs[2].Wrapped.EncryptedKey = bad
 	if _, err := p.dst.ImportBatch(ctx, reqs); !errors.Is(err, hsmapi.ErrDecryption) {
 		t.Fatalf("got %v, want ErrDecryption", err)
 	}
@@ -448,7 +448,7 @@ func TestOAEPWycheproof(t *testing.T) {
 					case !pass && (pt != nil || err != hsmapi.ErrDecryption):
 						t.Errorf("%s: %v: decryptOAEP = %x, %v; want exactly ErrDecryption", c.file, tc.Case, pt, err)
 					}
-					der, err := hsmapi.EncryptedKEK(enc, tc.Ct)
+					der, err := hsmapi.MarshalEncryptedKEK(enc, tc.Ct)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -490,7 +490,7 @@ func TestLegacyKEKBadPaddingFailsAtUnwrap(t *testing.T) {
 	// A ciphertext whose plaintext is not PKCS#1 v1.5 padded: raw RSA of 0x00 0x01 ...
 	bad := make([]byte, priv.Size())
 	bad[len(bad)-1] = 2
-	der, err := hsmapi.EncryptedKEK(hsmapi.KEKPKCS1v15, bad)
+	der, err := hsmapi.MarshalEncryptedKEK(hsmapi.KEKPKCS1v15, bad)
 	if err != nil {
 		t.Fatal(err)
 	}

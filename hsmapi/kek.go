@@ -209,14 +209,14 @@ func CheckKEKEKSize(pub *rsa.PublicKey) error {
 	return nil
 }
 
-// EncryptedPKCS8 encodes a PrivateKeyInfo wrapped with RFC 5649 under a
+// MarshalEncryptedKey encodes a PrivateKeyInfo wrapped with RFC 5649 under a
 // transit KEK: EncryptedPrivateKeyInfo with id-aes256-wrap-pad.
-func EncryptedPKCS8(wrapped []byte) []byte {
+func MarshalEncryptedKey(wrapped []byte) []byte {
 	return marshalEPKI(algorithmIdentifier{Algorithm: oidAES256WrapPad}, wrapped)
 }
 
-// ParseEncryptedPKCS8 reverses EncryptedPKCS8, returning the wrapped bytes.
-func ParseEncryptedPKCS8(der []byte) ([]byte, error) {
+// ParseEncryptedKey reverses MarshalEncryptedKey, returning the wrapped bytes.
+func ParseEncryptedKey(der []byte) ([]byte, error) {
 	e, err := parseEPKI(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: wrapped key: %v", ErrBadArguments, err)
@@ -227,8 +227,8 @@ func ParseEncryptedPKCS8(der []byte) ([]byte, error) {
 	return e.EncryptedData, nil
 }
 
-// EncryptedKEK encodes a KEK encrypted to a KEKEK with enc.
-func EncryptedKEK(enc KEKEncryption, ct []byte) ([]byte, error) {
+// MarshalEncryptedKEK encodes a KEK encrypted to a KEKEK with enc.
+func MarshalEncryptedKEK(enc KEKEncryption, ct []byte) ([]byte, error) {
 	alg, err := kekAlgorithm(enc)
 	if err != nil {
 		return nil, err
@@ -236,7 +236,7 @@ func EncryptedKEK(enc KEKEncryption, ct []byte) ([]byte, error) {
 	return marshalEPKI(alg, ct), nil
 }
 
-// ParseEncryptedKEK reverses EncryptedKEK, checking the encryption is want.
+// ParseEncryptedKEK reverses MarshalEncryptedKEK, checking the encryption is want.
 func ParseEncryptedKEK(der []byte, want KEKEncryption) ([]byte, error) {
 	enc, err := KEKEncryptionOfEPKI(der)
 	if err != nil {

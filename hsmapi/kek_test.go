@@ -54,7 +54,7 @@ func TestKEKAlgorithmRoundTrip(t *testing.T) {
 func TestEncryptedKEKRefusesEveryFlippedBit(t *testing.T) {
 	ct := bytes.Repeat([]byte{0x5a}, 256)
 	for _, enc := range KEKEncryptions {
-		der, err := EncryptedKEK(enc, ct)
+		der, err := MarshalEncryptedKEK(enc, ct)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -147,9 +147,10 @@ func (f Filter) Matches(k KeyInfo) bool {
 type ExportRequest struct {
 	// Key is the exportable private key to wrap.
 	Key UUID
-	// KEKEK is the destination's public KEKEK, a SubjectPublicKeyInfo (DER)
-	// of an RSA key.
-	KEKEK []byte
+	// KEKEKPublicKey is the destination's public KEKEK, a
+	// SubjectPublicKeyInfo (DER) of an RSA key. (ImportRequest.KEKEKUUID
+	// names the private half on the destination.)
+	KEKEKPublicKey []byte
 	// Encryption is how the transit KEK is encrypted to the KEKEK.
 	Encryption KEKEncryption
 	// Binding, when not nil, is bound to the wrapped key: the export carries
@@ -161,22 +162,24 @@ type ExportRequest struct {
 
 // WrappedKey is an exported private key.
 type WrappedKey struct {
-	// PKCS8 is an EncryptedPrivateKeyInfo (DER): the PrivateKeyInfo wrapped
-	// under the transit KEK with id-aes256-wrap-pad.
-	PKCS8 []byte
-	// KEK is an EncryptedPrivateKeyInfo (DER): the transit KEK encrypted to
-	// the KEKEK.
-	KEK []byte
+	// EncryptedKey is an EncryptedPrivateKeyInfo (DER): the PrivateKeyInfo
+	// wrapped under the transit KEK with id-aes256-wrap-pad (see
+	// MarshalEncryptedKey). Bundles call it "pkcs8", as libhal does.
+	EncryptedKey []byte
+	// EncryptedKEK is an EncryptedPrivateKeyInfo (DER) too: the transit KEK
+	// encrypted to the KEKEK (see MarshalEncryptedKEK). Bundles call it
+	// "kek".
+	EncryptedKEK []byte
 	// Tag authenticates the ExportRequest's Binding; nil without one.
 	Tag []byte
 }
 
 // ImportRequest asks to store one key: a private key wrapped by Export
-// (Wrapped.PKCS8 set) or a public key (only PublicKey set).
+// (Wrapped.EncryptedKey set) or a public key (only PublicKey set).
 type ImportRequest struct {
-	// KEKEK is the UUID of this token's RSA private key that can decrypt
-	// Wrapped.KEK; it must carry FlagKeyEncipherment.
-	KEKEK      UUID
+	// KEKEKUUID names this token's RSA private key that can decrypt
+	// Wrapped.EncryptedKEK; it must carry FlagKeyEncipherment.
+	KEKEKUUID  UUID
 	Wrapped    WrappedKey
 	Encryption KEKEncryption
 	// Binding must equal the exporter's; nil skips the check (bundles of

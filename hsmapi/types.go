@@ -266,6 +266,10 @@ var (
 	ErrDecryption       = errors.New("decryption failed")
 	ErrInvalidSignature = errors.New("invalid signature")
 	ErrKeystoreFull     = errors.New("keystore full")
+	// ErrDamaged: the token holds storage it cannot read (the emulated
+	// HSM's flash blocks that failed their CRC; a PKCS#11 token's keys it
+	// cannot use), so keys in it are missing. See DamageReporter.
+	ErrDamaged = errors.New("keys cannot be read")
 	// ErrTamper: the master key is gone (zeroized), so the keystore cannot be
 	// read until it is restored.
 	ErrTamper = errors.New("master key not set (tamper): keystore unreadable")

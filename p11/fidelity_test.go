@@ -516,7 +516,7 @@ func TestPrivateKeyWithoutPublicObject(t *testing.T) {
 	orphan(made{name: "ec alone", curve: hsmapi.CurveP256,
 		priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{2}), attr(pkcs11.CKA_SIGN, true), attr(pkcs11.CKA_EXTRACTABLE, true)},
 		pub:  []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte{2})}})
-	if _, err := backup.Export(ctx, src, kekek, backup.ExportOptions{}); !errors.Is(err, backup.ErrDamaged) || !bytes.Contains([]byte(err.Error()), []byte("CKA_ID 02")) {
+	if _, err := backup.Export(ctx, src, kekek, backup.ExportOptions{}); !errors.Is(err, hsmapi.ErrDamaged) || !bytes.Contains([]byte(err.Error()), []byte("CKA_ID 02")) {
 		t.Errorf("export with an EC private key it cannot pair: %v", err)
 	}
 	b, err = backup.Export(ctx, src, kekek, backup.ExportOptions{SkipDamaged: true})

@@ -34,7 +34,7 @@ func firstKey(t *testing.T, b *backup.Bundle) (ct, wrapped []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wrapped, err = hsmapi.ParseEncryptedPKCS8(b.Keys[0].PKCS8); err != nil {
+	if wrapped, err = hsmapi.ParseEncryptedKey(b.Keys[0].PKCS8); err != nil {
 		t.Fatal(err)
 	}
 	return ct, wrapped

@@ -253,7 +253,7 @@ func TestBadInput(t *testing.T) {
 	}
 	stays := generate(t, tok, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken})
 	before := objectCount(t, tok)
-	_, err = tok.Export(ctx, hsmapi.ExportRequest{Key: stays.UUID, KEKEK: kekek.KEKEKPubkey, Encryption: hsmapi.KEKOAEPSHA1})
+	_, err = tok.Export(ctx, hsmapi.ExportRequest{Key: stays.UUID, KEKEKPublicKey: kekek.KEKEKPubkey, Encryption: hsmapi.KEKOAEPSHA1})
 	if !errors.Is(err, hsmapi.ErrNotExportable) {
 		t.Errorf("export of a key that is not extractable: %v", err)
 	}
@@ -268,7 +268,7 @@ func TestBadInput(t *testing.T) {
 	tok.mu.Lock()
 	delete(tok.mechs, pkcs11.CKM_AES_KEY_WRAP_PAD)
 	tok.mu.Unlock()
-	_, err = tok.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEK: kekek.KEKEKPubkey, Encryption: hsmapi.KEKOAEPSHA1})
+	_, err = tok.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: kekek.KEKEKPubkey, Encryption: hsmapi.KEKOAEPSHA1})
 	if !errors.Is(err, ErrMechanism) || !bytes.Contains([]byte(err.Error()), []byte("CKM_AES_KEY_WRAP_PAD")) {
 		t.Errorf("token without CKM_AES_KEY_WRAP_PAD: %v", err)
 	}

@@ -124,7 +124,7 @@ func (t *Token) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	if err := t.require(pkcs11.CKM_AES_KEY_GEN, pkcs11.CKM_AES_KEY_WRAP_PAD, m); err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
-	kekek, err := hsmapi.ParseKEKEK(req.KEKEK)
+	kekek, err := hsmapi.ParseKEKEK(req.KEKEKPublicKey)
 	if err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
@@ -174,8 +174,8 @@ func (t *Token) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	if err != nil {
 		return hsmapi.WrappedKey{}, fmt.Errorf("wrap KEK with %s: %w", req.Encryption, err)
 	}
-	w := hsmapi.WrappedKey{PKCS8: hsmapi.EncryptedPKCS8(wrapped)}
-	if w.KEK, err = hsmapi.EncryptedKEK(req.Encryption, ct); err != nil {
+	w := hsmapi.WrappedKey{EncryptedKey: hsmapi.MarshalEncryptedKey(wrapped)}
+	if w.EncryptedKEK, err = hsmapi.MarshalEncryptedKEK(req.Encryption, ct); err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
 	if req.Binding != nil {
@@ -211,7 +211,7 @@ func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error)
 	if len(req.PublicKey) == 0 {
 		return hsmapi.ImportResult{}, fmt.Errorf("%w: a PKCS#11 token needs the key's public key (bundles of cryptech_backup lack it)", hsmapi.ErrUnsupported)
 	}
-	private := len(req.Wrapped.PKCS8) > 0
+	private := len(req.Wrapped.EncryptedKey) > 0
 	info, err := hsmapi.DescribePublicKey(req.PublicKey, private)
 	if err != nil {
 		return hsmapi.ImportResult{}, err
@@ -442,17 +442,17 @@ func (t *Token) unwrapKEK(req hsmapi.ImportRequest) (pkcs11.ObjectHandle, error)
 	if err := t.require(pkcs11.CKM_AES_KEY_WRAP_PAD, m); err != nil {
 		return 0, err
 	}
-	kekek, err := t.object(req.KEKEK)
+	kekek, err := t.object(req.KEKEKUUID)
 	if err != nil {
 		return 0, fmt.Errorf("KEKEK: %w", err)
 	}
 	if !kekek.hasPriv || kekek.info.Type != hsmapi.KeyTypeRSAPrivate {
-		return 0, fmt.Errorf("%w: KEKEK %s is not an RSA private key", hsmapi.ErrUnsupportedKey, req.KEKEK)
+		return 0, fmt.Errorf("%w: KEKEK %s is not an RSA private key", hsmapi.ErrUnsupportedKey, req.KEKEKUUID)
 	}
 	if kekek.info.Flags&hsmapi.FlagKeyEncipherment == 0 {
-		return 0, fmt.Errorf("%w: KEKEK %s lacks CKA_UNWRAP", hsmapi.ErrForbidden, req.KEKEK)
+		return 0, fmt.Errorf("%w: KEKEK %s lacks CKA_UNWRAP", hsmapi.ErrForbidden, req.KEKEKUUID)
 	}
-	ct, err := hsmapi.ParseEncryptedKEK(req.Wrapped.KEK, req.Encryption)
+	ct, err := hsmapi.ParseEncryptedKEK(req.Wrapped.EncryptedKEK, req.Encryption)
 	if err != nil {
 		return 0, err
 	}
@@ -518,7 +518,7 @@ func (t *Token) tag(kek pkcs11.ObjectHandle, binding []byte) ([]byte, error) {
 // object with the template's attributes. A wrapped key that does not parse
 // is ErrDecryption; the token's refusal is the caller's to name.
 func (t *Token) unwrapPrivate(req hsmapi.ImportRequest, kek pkcs11.ObjectHandle, typ hsmapi.KeyType, tm template) (pkcs11.ObjectHandle, error) {
-	wrapped, err := hsmapi.ParseEncryptedPKCS8(req.Wrapped.PKCS8)
+	wrapped, err := hsmapi.ParseEncryptedKey(req.Wrapped.EncryptedKey)
 	if err != nil {
 		return 0, err
 	}

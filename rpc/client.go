@@ -617,11 +617,11 @@ func (c *Client) Export(_ context.Context, req hsmapi.ExportRequest) (hsmapi.Wra
 	}
 	if c.ext != nil {
 		var r ExtExportResponse
-		err := c.call(FuncExtExport, &ExtExportRequest{Pkey: k.handle, KEKEK: req.KEKEK, Encryption: string(req.Encryption), Binding: req.Binding}, &r)
+		err := c.call(FuncExtExport, &ExtExportRequest{Pkey: k.handle, KEKEK: req.KEKEKPublicKey, Encryption: string(req.Encryption), Binding: req.Binding}, &r)
 		if err != nil {
 			return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
 		}
-		w := hsmapi.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK}
+		w := hsmapi.WrappedKey{EncryptedKey: r.PKCS8, EncryptedKEK: r.KEK}
 		if req.Binding != nil {
 			w.Tag = r.Tag
 		}
@@ -632,7 +632,7 @@ func (c *Client) Export(_ context.Context, req hsmapi.ExportRequest) (hsmapi.Wra
 	}
 	// libhal's way: load the KEKEK as a volatile public key, export, delete it.
 	var kekek PkeyLoadResponse
-	if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.KEKEK, Flags: uint32(hsmapi.FlagKeyEncipherment)}, &kekek); err != nil {
+	if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.KEKEKPublicKey, Flags: uint32(hsmapi.FlagKeyEncipherment)}, &kekek); err != nil {
 		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: load KEKEK: %w", req.Key, err)
 	}
 	defer c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: kekek.Pkey}, &PkeyDeleteResponse{})
@@ -640,7 +640,7 @@ func (c *Client) Export(_ context.Context, req hsmapi.ExportRequest) (hsmapi.Wra
 	if err := c.call(FuncPkeyExport, &PkeyExportRequest{Pkey: k.handle, KEKEK: kekek.Pkey, PKCS8Max: MaxPacket / 2, KEKMax: MaxPacket / 4}, &r); err != nil {
 		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
 	}
-	return hsmapi.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK}, nil
+	return hsmapi.WrappedKey{EncryptedKey: r.PKCS8, EncryptedKEK: r.KEK}, nil
 }
 
 // Import stores one key: through the extensions, a batch of one; through
@@ -655,7 +655,7 @@ func (c *Client) Import(ctx context.Context, req hsmapi.ImportRequest) (hsmapi.I
 	}
 	var pkey uint32
 	var uuid []byte
-	if len(req.Wrapped.PKCS8) == 0 {
+	if len(req.Wrapped.EncryptedKey) == 0 {
 		var r PkeyLoadResponse
 		if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.PublicKey, Flags: uint32(req.Flags)}, &r); err != nil {
 			return hsmapi.ImportResult{}, fmt.Errorf("import: %w", err)
@@ -665,12 +665,12 @@ func (c *Client) Import(ctx context.Context, req hsmapi.ImportRequest) (hsmapi.I
 		if req.Encryption != hsmapi.KEKPKCS1v15 || req.Binding != nil {
 			return hsmapi.ImportResult{}, fmt.Errorf("import: %w", errLibhalOnly)
 		}
-		kekek, err := c.openKey(req.KEKEK)
+		kekek, err := c.openKey(req.KEKEKUUID)
 		if err != nil {
 			return hsmapi.ImportResult{}, fmt.Errorf("import: KEKEK: %w", err)
 		}
 		var r PkeyImportResponse
-		if err := c.call(FuncPkeyImport, &PkeyImportRequest{KEKEK: kekek.handle, PKCS8: req.Wrapped.PKCS8, KEK: req.Wrapped.KEK, Flags: uint32(req.Flags)}, &r); err != nil {
+		if err := c.call(FuncPkeyImport, &PkeyImportRequest{KEKEK: kekek.handle, PKCS8: req.Wrapped.EncryptedKey, KEK: req.Wrapped.EncryptedKEK, Flags: uint32(req.Flags)}, &r); err != nil {
 			return hsmapi.ImportResult{}, fmt.Errorf("import: %w", err)
 		}
 		pkey, uuid = r.Pkey, r.UUID
@@ -726,16 +726,16 @@ func (c *Client) ImportBatch(ctx context.Context, reqs []hsmapi.ImportRequest) (
 		return nil, nil
 	}
 	var begin ExtImportBeginResponse
-	kekek := reqs[0].KEKEK
+	kekek := reqs[0].KEKEKUUID
 	if err := c.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: kekek[:]}, &begin); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	for i, req := range reqs {
-		if req.KEKEK != kekek && len(req.Wrapped.PKCS8) > 0 {
+		if req.KEKEKUUID != kekek && len(req.Wrapped.EncryptedKey) > 0 {
 			return nil, fmt.Errorf("import: %w: one batch, one KEKEK", hsmapi.ErrBadArguments)
 		}
 		add := ExtImportAddRequest{Batch: begin.Batch, UUID: req.UUID[:], Label: req.Label, Flags: uint32(req.Flags),
-			Encryption: string(req.Encryption), PKCS8: req.Wrapped.PKCS8, KEK: req.Wrapped.KEK, Tag: req.Wrapped.Tag,
+			Encryption: string(req.Encryption), PKCS8: req.Wrapped.EncryptedKey, KEK: req.Wrapped.EncryptedKEK, Tag: req.Wrapped.Tag,
 			Binding: req.Binding, SPKI: req.PublicKey}
 		var err error
 		switch {

@@ -341,7 +341,7 @@ func TestExportOverRPCRefusesDamagedHSM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.Export(ctx, src, f, backup.ExportOptions{}); !errors.Is(err, backup.ErrDamaged) {
+	if _, err := backup.Export(ctx, src, f, backup.ExportOptions{}); !errors.Is(err, hsmapi.ErrDamaged) {
 		t.Fatalf("export: %v, want ErrDamaged", err)
 	}
 	b, err := backup.Export(ctx, src, f, backup.ExportOptions{SkipDamaged: true})

@@ -5,7 +5,6 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
-	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
 // statusErrors pairs the HSM's errors with the libhal statuses that carry
@@ -35,7 +34,7 @@ var statusErrors = []struct {
 	{hsmapi.ErrTamper, StatusMasterkeyNotSet},
 	{hsmapi.ErrKeyExhausted, StatusHashsigKeyExhausted},
 	{hsmapi.ErrAttributeNotFound, StatusAttributeNotFound},
-	{keystore.ErrCorrupt, StatusKeystoreBadCRC},
+	{hsmapi.ErrDamaged, StatusKeystoreBadCRC},
 }
 
 // statusOf is the status a server answers err with.

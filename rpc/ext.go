@@ -375,11 +375,11 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		if err != nil {
 			return nil, err
 		}
-		w, err := c.sess.Export(bg, hsmapi.ExportRequest{Key: id, KEKEK: r.KEKEK, Encryption: enc, Binding: r.Binding})
+		w, err := c.sess.Export(bg, hsmapi.ExportRequest{Key: id, KEKEKPublicKey: r.KEKEK, Encryption: enc, Binding: r.Binding})
 		if err != nil {
 			return nil, err
 		}
-		return &ExtExportResponse{PKCS8: w.PKCS8, KEK: w.KEK, Tag: w.Tag}, nil
+		return &ExtExportResponse{PKCS8: w.EncryptedKey, KEK: w.EncryptedKEK, Tag: w.Tag}, nil
 	},
 	FuncExtImportBegin: func(c *serverConn, d *Decoder) (Args, error) {
 		var r ExtImportBeginRequest
@@ -478,7 +478,7 @@ func (c *serverConn) importAdd(r *ExtImportAddRequest, attrs []hsmapi.Attribute)
 		if req.Encryption, err = hsmapi.ParseKEKEncryption(r.Encryption); err != nil {
 			return nil, err
 		}
-		req.Wrapped = hsmapi.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK, Tag: r.Tag}
+		req.Wrapped = hsmapi.WrappedKey{EncryptedKey: r.PKCS8, EncryptedKEK: r.KEK, Tag: r.Tag}
 		req.Binding = r.Binding
 	}
 	c.mu.Lock()
@@ -494,7 +494,7 @@ func (c *serverConn) importAdd(r *ExtImportAddRequest, attrs []hsmapi.Attribute)
 	if c.importBytes+cost > c.srv.limits.batchMem {
 		return nil, fmt.Errorf("%w: import batches would hold %d bytes", StatusAllocationFailure, c.importBytes+cost)
 	}
-	req.KEKEK = b.kekek
+	req.KEKEKUUID = b.kekek
 	b.reqs = append(b.reqs, req)
 	b.bytes += cost
 	c.importBytes += cost

@@ -472,14 +472,14 @@ func (c *serverConn) export(r *PkeyExportRequest) (Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := c.sess.Export(bg, hsmapi.ExportRequest{Key: id, KEKEK: spki, Encryption: hsmapi.KEKPKCS1v15})
+	w, err := c.sess.Export(bg, hsmapi.ExportRequest{Key: id, KEKEKPublicKey: spki, Encryption: hsmapi.KEKPKCS1v15})
 	if err != nil {
 		return nil, err
 	}
-	if uint32(len(w.PKCS8)) > r.PKCS8Max || uint32(len(w.KEK)) > r.KEKMax {
+	if uint32(len(w.EncryptedKey)) > r.PKCS8Max || uint32(len(w.EncryptedKEK)) > r.KEKMax {
 		return nil, StatusResultTooLong
 	}
-	return &PkeyExportResponse{PKCS8: w.PKCS8, KEK: w.KEK}, nil
+	return &PkeyExportResponse{PKCS8: w.EncryptedKey, KEK: w.EncryptedKEK}, nil
 }
 
 // importKey is libhal's PKEY_IMPORT: a fresh UUID, the KEK encryption read
@@ -496,7 +496,7 @@ func (c *serverConn) importKey(r *PkeyImportRequest) (Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.sess.Import(bg, hsmapi.ImportRequest{KEKEK: kekek, Wrapped: hsmapi.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK},
+	res, err := c.sess.Import(bg, hsmapi.ImportRequest{KEKEKUUID: kekek, Wrapped: hsmapi.WrappedKey{EncryptedKey: r.PKCS8, EncryptedKEK: r.KEK},
 		Encryption: enc, Flags: hsmapi.Flags(r.Flags)})
 	if err != nil {
 		return nil, err

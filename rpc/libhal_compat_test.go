@@ -383,11 +383,11 @@ func TestLegacyRSAOverRPC(t *testing.T) {
 			if err != nil {
 				t.Fatalf("plain=%v %s: load: %v", plain, name, err)
 			}
-			w, err := src.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEK: kekek.PublicKey, Encryption: enc})
+			w, err := src.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: kekek.PublicKey, Encryption: enc})
 			if err != nil {
 				t.Fatalf("plain=%v %s: export: %v", plain, name, err)
 			}
-			res, err := dst.Import(ctx, hsmapi.ImportRequest{KEKEK: kekek.UUID, Wrapped: w, Encryption: enc, UUID: k.UUID, Label: name,
+			res, err := dst.Import(ctx, hsmapi.ImportRequest{KEKEKUUID: kekek.UUID, Wrapped: w, Encryption: enc, UUID: k.UUID, Label: name,
 				Flags: k.Flags, PublicKey: k.PublicKey})
 			if err != nil {
 				t.Fatalf("plain=%v %s: import: %v", plain, name, err)
@@ -654,7 +654,7 @@ func TestAttributesCrossRPC(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w, err := from.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEK: kekek.PublicKey, Encryption: enc})
+			w, err := from.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: kekek.PublicKey, Encryption: enc})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -662,7 +662,7 @@ func TestAttributesCrossRPC(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := to.Import(ctx, hsmapi.ImportRequest{KEKEK: kekek.UUID, Wrapped: w, Encryption: enc, UUID: k.UUID,
+			res, err := to.Import(ctx, hsmapi.ImportRequest{KEKEKUUID: kekek.UUID, Wrapped: w, Encryption: enc, UUID: k.UUID,
 				Label: "moved", Flags: flags, PublicKey: k.PublicKey, Attributes: have})
 			if err != nil {
 				t.Fatalf("plain=%v: import: %v", plain, err)

@@ -510,7 +510,7 @@ func hints(err error) []string {
 		return []string{"--legacy-kek allows RSA PKCS#1 v1.5 KEK encryption, which libhal and cryptech_backup use; it is open to padding-oracle attacks"}
 	case errors.Is(err, backup.ErrWrongKEKEK):
 		return []string{"the bundle was exported for another HSM's KEKEK: run setup on this HSM, then export again with the KEKEK file it writes"}
-	case errors.Is(err, backup.ErrDamaged):
+	case errors.Is(err, backup.ErrDamagedSource):
 		return []string{"--skip-damaged exports the keys that can be read"}
 	case errors.Is(err, backup.ErrHSSSoftKEKEK):
 		return []string{"--skip-hss leaves the HSS keys out; --hss-single-restore exports them for a bundle that will be imported into one HSM only, ever"}

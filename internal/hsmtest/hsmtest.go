@@ -82,12 +82,12 @@ func ImportHSS(t testing.TB, s *hsm.Session, state []byte, flags hsmapi.Flags) h
 	if err != nil {
 		t.Fatal(err)
 	}
-	encKEK, err := hsmapi.EncryptedKEK(hsmapi.KEKOAEPSHA256, ct)
+	encKEK, err := hsmapi.MarshalEncryptedKEK(hsmapi.KEKOAEPSHA256, ct)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.Import(ctx, hsmapi.ImportRequest{KEKEK: kekek.UUID, Encryption: hsmapi.KEKOAEPSHA256,
-		Wrapped: hsmapi.WrappedKey{PKCS8: hsmapi.EncryptedPKCS8(wrapped), KEK: encKEK}, Flags: flags | hsmapi.FlagToken})
+	res, err := s.Import(ctx, hsmapi.ImportRequest{KEKEKUUID: kekek.UUID, Encryption: hsmapi.KEKOAEPSHA256,
+		Wrapped: hsmapi.WrappedKey{EncryptedKey: hsmapi.MarshalEncryptedKey(wrapped), EncryptedKEK: encKEK}, Flags: flags | hsmapi.FlagToken})
 	if err != nil {
 		t.Fatal(err)
 	}
