@@ -77,7 +77,9 @@ func Export(ctx context.Context, tok hsmapi.Token, f *KEKEKFile, opts ExportOpti
 }
 
 func export(ctx context.Context, tok hsmapi.Token, f *KEKEKFile, opts ExportOptions) (*Bundle, error) {
-	if err := checkKEKEKPublic(f.KEKEKPubkey); err != nil {
+	// Parsed once, for every key of the export.
+	kekek, err := hsmapi.ParseKEKEK(f.KEKEKPubkey)
+	if err != nil {
 		return nil, err
 	}
 	enc, err := chooseKEKEncryption(ctx, tok, f, opts.LegacyKEK)
@@ -151,13 +153,13 @@ func export(ctx context.Context, tok hsmapi.Token, f *KEKEKFile, opts ExportOpti
 	if err := readAttributes(ctx, tok, keys, b); err != nil {
 		return nil, err
 	}
-	err = exportKeys(ctx, tok, f, keys, b, enc, opts)
+	err = exportKeys(ctx, tok, kekek, keys, b, enc, opts)
 	if errors.Is(err, hsmapi.ErrUnsupported) && opts.LegacyKEK && b.Version != 0 {
 		// A source that speaks libhal's RPC only cannot bind metadata: with
 		// --legacy-kek, write what cryptech_backup writes. Nothing has been
 		// exported yet (such a source refuses before it exports).
 		b.toLegacy()
-		err = exportKeys(ctx, tok, f, keys, b, enc, opts)
+		err = exportKeys(ctx, tok, kekek, keys, b, enc, opts)
 	}
 	if err != nil {
 		return nil, err
@@ -200,7 +202,7 @@ func leaveOutHSS(keys []hsmapi.KeyInfo, f *KEKEKFile, opts ExportOptions) ([]hsm
 // that a failure on any other key leaves them whole, and once the first is
 // split the rest are too, cancelled or not: halves given to a bundle that
 // is then thrown away are lost, and splitting takes a flash write each.
-func exportKeys(ctx context.Context, tok hsmapi.Token, f *KEKEKFile, keys []hsmapi.KeyInfo, b *Bundle, enc hsmapi.KEKEncryption, opts ExportOptions) error {
+func exportKeys(ctx context.Context, tok hsmapi.Token, kekek *hsmapi.PublicKEKEK, keys []hsmapi.KeyInfo, b *Bundle, enc hsmapi.KEKEncryption, opts ExportOptions) error {
 	digest := b.metadataDigest()
 	done := 0
 	for _, hssPass := range []bool{false, true} {
@@ -218,7 +220,7 @@ func exportKeys(ctx context.Context, tok hsmapi.Token, f *KEKEKFile, keys []hsma
 				return err
 			}
 			if k.Type.IsPrivate() {
-				req := hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: f.KEKEKPubkey, Encryption: enc}
+				req := hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: kekek, Encryption: enc}
 				if b.Version != 0 {
 					req.Binding = binding(digest, i)
 				}
@@ -275,13 +277,6 @@ func (b *Bundle) toLegacy() {
 			k.SPKI = nil
 		}
 	}
-}
-
-// checkKEKEKPublic refuses a KEKEK that cannot carry a KEK, before anything
-// is asked of the HSM.
-func checkKEKEKPublic(spki []byte) error {
-	_, err := hsmapi.ParseKEKEK(spki)
-	return err
 }
 
 // chooseKEKEncryption picks the strongest KEK encryption that the source can

@@ -193,7 +193,7 @@ func TestHashsigExhaustion(t *testing.T) {
 	for range 31 {
 		signHSS(t, p.src, k.UUID, "m")
 	}
-	if _, err := p.src.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: p.kekek.PublicKey, Encryption: hsmapi.KEKOAEPSHA256}); !errors.Is(err, hsmapi.ErrKeyExhausted) {
+	if _, err := p.src.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: parseKEKEK(t, p.kekek.PublicKey), Encryption: hsmapi.KEKOAEPSHA256}); !errors.Is(err, hsmapi.ErrKeyExhausted) {
 		t.Errorf("export of a key with one signature left: %v", err)
 	}
 	signHSS(t, p.src, k.UUID, "last")
@@ -332,7 +332,7 @@ func TestGeneratedKeyPartComesBackOnce(t *testing.T) {
 	for range 3 {
 		used[sigIndex(t, signHSS(t, s, k.UUID, "before"))] = true
 	}
-	w, err := s.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: kekek.PublicKey, Encryption: hsmapi.KEKOAEPSHA256})
+	w, err := s.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: parseKEKEK(t, kekek.PublicKey), Encryption: hsmapi.KEKOAEPSHA256})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,7 +107,7 @@ func TestKeyOperationsRaceDelete(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				n, ok := raceRound(t, sessions, k, kekek.PublicKey, round)
+				n, ok := raceRound(t, sessions, k, parseKEKEK(t, kekek.PublicKey), round)
 				if !ok {
 					return // wedged: leave the HSMs as they are
 				}
@@ -130,7 +130,7 @@ func TestKeyOperationsRaceDelete(t *testing.T) {
 
 // raceRound runs one round on key k, returning the number of signatures
 // made, and false if the round hung.
-func raceRound(t *testing.T, sessions []*Session, k hsmapi.KeyInfo, kekek []byte, round int) (int, bool) {
+func raceRound(t *testing.T, sessions []*Session, k hsmapi.KeyInfo, kekek *hsmapi.PublicKEKEK, round int) (int, bool) {
 	t.Helper()
 	h := sessions[0].h
 	keysBefore := len(h.ks.List(kindKey))

@@ -37,7 +37,7 @@ func (s *Session) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	if k.info.Flags&hsmapi.FlagExportable == 0 {
 		return hsmapi.WrappedKey{}, hsmapi.ErrNotExportable
 	}
-	kekek, err := hsmapi.ParseKEKEK(req.KEKEKPublicKey)
+	kekek, err := req.KEKEK()
 	if err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
@@ -63,7 +63,7 @@ func (s *Session) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	if w.EncryptedKey, err = wrapPKCS8(kek, der); err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
-	if w.EncryptedKEK, err = encryptKEK(trng, kekek, req.Encryption, kek); err != nil {
+	if w.EncryptedKEK, err = encryptKEK(trng, kekek.Key(), req.Encryption, kek); err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
 	if req.Binding != nil {

@@ -39,7 +39,7 @@ func newPair(t *testing.T) pair {
 
 func (p pair) export(t *testing.T, k hsmapi.KeyInfo, enc hsmapi.KEKEncryption, binding []byte) hsmapi.WrappedKey {
 	t.Helper()
-	w, err := p.src.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: p.kekek.PublicKey, Encryption: enc, Binding: binding})
+	w, err := p.src.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: parseKEKEK(t, p.kekek.PublicKey), Encryption: enc, Binding: binding})
 	if err != nil {
 		t.Fatalf("export: %v", err)
 	}
@@ -204,14 +204,20 @@ func TestExportRefusals(t *testing.T) {
 		req  hsmapi.ExportRequest
 		want error
 	}{
-		{"not exportable", hsmapi.ExportRequest{Key: stays.UUID, KEKEKPublicKey: p.kekek.PublicKey, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrNotExportable},
-		{"unknown key", hsmapi.ExportRequest{Key: hsmapi.UUID{1}, KEKEKPublicKey: p.kekek.PublicKey, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrKeyNotFound},
-		{"EC KEKEK", hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: ecSPKI, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrUnsupportedKey},
-		{"garbage KEKEK", hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: []byte{0x30, 0x00}, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrUnsupportedKey},
-		{"unknown encryption", hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: p.kekek.PublicKey, Encryption: "rot13"}, hsmapi.ErrBadArguments},
+		{"not exportable", hsmapi.ExportRequest{Key: stays.UUID, KEKEKPublicKey: parseKEKEK(t, p.kekek.PublicKey), Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrNotExportable},
+		{"unknown key", hsmapi.ExportRequest{Key: hsmapi.UUID{1}, KEKEKPublicKey: parseKEKEK(t, p.kekek.PublicKey), Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrKeyNotFound},
+		{"no KEKEK", hsmapi.ExportRequest{Key: k.UUID, Encryption: hsmapi.KEKOAEPSHA256}, hsmapi.ErrBadArguments},
+		{"unknown encryption", hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: parseKEKEK(t, p.kekek.PublicKey), Encryption: "rot13"}, hsmapi.ErrBadArguments},
 	} {
 		if _, err := p.src.Export(ctx, tc.req); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	// A KEKEK that cannot carry a KEK is refused when it is parsed, once
+	// for a whole export.
+	for name, spki := range map[string][]byte{"EC KEKEK": ecSPKI, "garbage KEKEK": {0x30, 0x00}} {
+		if _, err := hsmapi.ParseKEKEK(spki); !errors.Is(err, hsmapi.ErrUnsupportedKey) {
+			t.Errorf("%s: got %v, want %v", name, err, hsmapi.ErrUnsupportedKey)
 		}
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"testing"
+
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // copyDir copies the regular files of one state directory into another.
@@ -31,4 +34,14 @@ func copyDir(from, to string) error {
 		}
 	}
 	return nil
+}
+
+// parseKEKEK parses a public KEKEK, as an export does once.
+func parseKEKEK(t testing.TB, spki []byte) *hsmapi.PublicKEKEK {
+	t.Helper()
+	k, err := hsmapi.ParseKEKEK(spki)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

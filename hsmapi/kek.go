@@ -183,9 +183,25 @@ func isNULL(v asn1.RawValue) bool {
 	return len(v.FullBytes) == 2 && v.FullBytes[0] == 0x05 && v.FullBytes[1] == 0x00
 }
 
+// PublicKEKEK is a destination's public KEKEK, checked by ParseKEKEK: an
+// RSA key fit to carry a KEK, with the SubjectPublicKeyInfo it was read
+// from. An export of many keys parses it once, and each backend takes what
+// it needs: the key (to encrypt KEKs itself) or the bytes (to send on).
+type PublicKEKEK struct {
+	spki []byte
+	key  *rsa.PublicKey
+}
+
+// SPKI is the SubjectPublicKeyInfo (DER) the KEKEK was parsed from. It is
+// shared: callers do not change it.
+func (k *PublicKEKEK) SPKI() []byte { return k.spki }
+
+// Key is the KEKEK's RSA public key.
+func (k *PublicKEKEK) Key() *rsa.PublicKey { return k.key }
+
 // ParseKEKEK checks that a public KEKEK (a SubjectPublicKeyInfo, DER) is an
 // RSA key fit to carry a KEK.
-func ParseKEKEK(spki []byte) (*rsa.PublicKey, error) {
+func ParseKEKEK(spki []byte) (*PublicKEKEK, error) {
 	pub, err := ParsePublicKey(spki)
 	if err != nil {
 		return nil, fmt.Errorf("KEKEK: %w", err)
@@ -197,7 +213,7 @@ func ParseKEKEK(spki []byte) (*rsa.PublicKey, error) {
 	if err := CheckKEKEKSize(rsaPub); err != nil {
 		return nil, err
 	}
-	return rsaPub, nil
+	return &PublicKEKEK{spki: spki, key: rsaPub}, nil
 }
 
 // CheckKEKEKSize refuses a KEKEK too small to protect what it carries: the

@@ -3,6 +3,7 @@ package hsmapi
 import (
 	"context"
 	"crypto"
+	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 )
@@ -147,10 +148,10 @@ func (f Filter) Matches(k KeyInfo) bool {
 type ExportRequest struct {
 	// Key is the exportable private key to wrap.
 	Key UUID
-	// KEKEKPublicKey is the destination's public KEKEK, a
-	// SubjectPublicKeyInfo (DER) of an RSA key. (ImportRequest.KEKEKUUID
-	// names the private half on the destination.)
-	KEKEKPublicKey []byte
+	// KEKEKPublicKey is the destination's public KEKEK, parsed once for
+	// the whole export (ParseKEKEK). (ImportRequest.KEKEKUUID names the
+	// private half on the destination.)
+	KEKEKPublicKey *PublicKEKEK
 	// Encryption is how the transit KEK is encrypted to the KEKEK.
 	Encryption KEKEncryption
 	// Binding, when not nil, is bound to the wrapped key: the export carries
@@ -158,6 +159,14 @@ type ExportRequest struct {
 	// fails unless it matches. Backup binds the bundle's metadata this way so
 	// that a change to any field is refused.
 	Binding []byte
+}
+
+// KEKEK returns the request's KEKEK, refusing a request without one.
+func (r ExportRequest) KEKEK() (*PublicKEKEK, error) {
+	if r.KEKEKPublicKey == nil {
+		return nil, fmt.Errorf("%w: no KEKEK to export to", ErrBadArguments)
+	}
+	return r.KEKEKPublicKey, nil
 }
 
 // WrappedKey is an exported private key.

@@ -247,13 +247,17 @@ func TestBadInput(t *testing.T) {
 	}
 
 	dst := hsmtest.New(t)
-	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
+	kekekFile, err := backup.Setup(ctx, dst, backup.SetupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kekek, err := hsmapi.ParseKEKEK(kekekFile.KEKEKPubkey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stays := generate(t, tok, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken})
 	before := objectCount(t, tok)
-	_, err = tok.Export(ctx, hsmapi.ExportRequest{Key: stays.UUID, KEKEKPublicKey: kekek.KEKEKPubkey, Encryption: hsmapi.KEKOAEPSHA1})
+	_, err = tok.Export(ctx, hsmapi.ExportRequest{Key: stays.UUID, KEKEKPublicKey: kekek, Encryption: hsmapi.KEKOAEPSHA1})
 	if !errors.Is(err, hsmapi.ErrNotExportable) {
 		t.Errorf("export of a key that is not extractable: %v", err)
 	}
@@ -268,7 +272,7 @@ func TestBadInput(t *testing.T) {
 	tok.mu.Lock()
 	delete(tok.mechs, pkcs11.CKM_AES_KEY_WRAP_PAD)
 	tok.mu.Unlock()
-	_, err = tok.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: kekek.KEKEKPubkey, Encryption: hsmapi.KEKOAEPSHA1})
+	_, err = tok.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: kekek, Encryption: hsmapi.KEKOAEPSHA1})
 	if !errors.Is(err, ErrMechanism) || !bytes.Contains([]byte(err.Error()), []byte("CKM_AES_KEY_WRAP_PAD")) {
 		t.Errorf("token without CKM_AES_KEY_WRAP_PAD: %v", err)
 	}

@@ -124,7 +124,7 @@ func (t *Token) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	if err := t.require(pkcs11.CKM_AES_KEY_GEN, pkcs11.CKM_AES_KEY_WRAP_PAD, m); err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
-	kekek, err := hsmapi.ParseKEKEK(req.KEKEKPublicKey)
+	kekek, err := req.KEKEK()
 	if err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
@@ -145,7 +145,7 @@ func (t *Token) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 			t.raw.DestroyObject(t.sess, h)
 		}
 	}()
-	kekekObj, err := t.createRSAPublic(kekek, false)
+	kekekObj, err := t.createRSAPublic(kekek.Key(), false)
 	if err != nil {
 		return hsmapi.WrappedKey{}, fmt.Errorf("load KEKEK: %w", err)
 	}

@@ -611,13 +611,17 @@ func (c *Client) KEKEncryptions(context.Context) ([]hsmapi.KEKEncryption, error)
 var errLibhalOnly = fmt.Errorf("%w: this HSM speaks libhal's RPC only (PKCS#1 v1.5 KEKs, no tags, fresh UUIDs on import)", hsmapi.ErrUnsupported)
 
 func (c *Client) Export(_ context.Context, req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
+	kekek, err := req.KEKEK()
+	if err != nil {
+		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
+	}
 	k, err := c.openKey(req.Key)
 	if err != nil {
 		return hsmapi.WrappedKey{}, fmt.Errorf("export: %w", err)
 	}
 	if c.ext != nil {
 		var r ExtExportResponse
-		err := c.call(FuncExtExport, &ExtExportRequest{Pkey: k.handle, KEKEK: req.KEKEKPublicKey, Encryption: string(req.Encryption), Binding: req.Binding}, &r)
+		err := c.call(FuncExtExport, &ExtExportRequest{Pkey: k.handle, KEKEK: kekek.SPKI(), Encryption: string(req.Encryption), Binding: req.Binding}, &r)
 		if err != nil {
 			return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
 		}
@@ -631,13 +635,13 @@ func (c *Client) Export(_ context.Context, req hsmapi.ExportRequest) (hsmapi.Wra
 		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, errLibhalOnly)
 	}
 	// libhal's way: load the KEKEK as a volatile public key, export, delete it.
-	var kekek PkeyLoadResponse
-	if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.KEKEKPublicKey, Flags: uint32(hsmapi.FlagKeyEncipherment)}, &kekek); err != nil {
+	var loaded PkeyLoadResponse
+	if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: kekek.SPKI(), Flags: uint32(hsmapi.FlagKeyEncipherment)}, &loaded); err != nil {
 		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: load KEKEK: %w", req.Key, err)
 	}
-	defer c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: kekek.Pkey}, &PkeyDeleteResponse{})
+	defer c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: loaded.Pkey}, &PkeyDeleteResponse{})
 	var r PkeyExportResponse
-	if err := c.call(FuncPkeyExport, &PkeyExportRequest{Pkey: k.handle, KEKEK: kekek.Pkey, PKCS8Max: MaxPacket / 2, KEKMax: MaxPacket / 4}, &r); err != nil {
+	if err := c.call(FuncPkeyExport, &PkeyExportRequest{Pkey: k.handle, KEKEK: loaded.Pkey, PKCS8Max: MaxPacket / 2, KEKMax: MaxPacket / 4}, &r); err != nil {
 		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
 	}
 	return hsmapi.WrappedKey{EncryptedKey: r.PKCS8, EncryptedKEK: r.KEK}, nil

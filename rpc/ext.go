@@ -375,7 +375,11 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		if err != nil {
 			return nil, err
 		}
-		w, err := c.sess.Export(bg, hsmapi.ExportRequest{Key: id, KEKEKPublicKey: r.KEKEK, Encryption: enc, Binding: r.Binding})
+		kekek, err := hsmapi.ParseKEKEK(r.KEKEK)
+		if err != nil {
+			return nil, err
+		}
+		w, err := c.sess.Export(bg, hsmapi.ExportRequest{Key: id, KEKEKPublicKey: kekek, Encryption: enc, Binding: r.Binding})
 		if err != nil {
 			return nil, err
 		}

@@ -472,7 +472,11 @@ func (c *serverConn) export(r *PkeyExportRequest) (Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := c.sess.Export(bg, hsmapi.ExportRequest{Key: id, KEKEKPublicKey: spki, Encryption: hsmapi.KEKPKCS1v15})
+	kekek, err := hsmapi.ParseKEKEK(spki)
+	if err != nil {
+		return nil, err
+	}
+	w, err := c.sess.Export(bg, hsmapi.ExportRequest{Key: id, KEKEKPublicKey: kekek, Encryption: hsmapi.KEKPKCS1v15})
 	if err != nil {
 		return nil, err
 	}

@@ -383,7 +383,11 @@ func TestLegacyRSAOverRPC(t *testing.T) {
 			if err != nil {
 				t.Fatalf("plain=%v %s: load: %v", plain, name, err)
 			}
-			w, err := src.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: kekek.PublicKey, Encryption: enc})
+			kekekPub, err := hsmapi.ParseKEKEK(kekek.PublicKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := src.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: kekekPub, Encryption: enc})
 			if err != nil {
 				t.Fatalf("plain=%v %s: export: %v", plain, name, err)
 			}
@@ -654,7 +658,11 @@ func TestAttributesCrossRPC(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w, err := from.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: kekek.PublicKey, Encryption: enc})
+			kekekPub, err := hsmapi.ParseKEKEK(kekek.PublicKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := from.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: kekekPub, Encryption: enc})
 			if err != nil {
 				t.Fatal(err)
 			}

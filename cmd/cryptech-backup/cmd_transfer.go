@@ -78,8 +78,8 @@ var setupCommand = &command{
 				// Without --new an existing KEKEK is kept: a --keylen it
 				// does not have would be silently ignored.
 				if keylen && !newKEKEK {
-					if pub, err := hsmapi.ParseKEKEK(f.KEKEKPubkey); err == nil && pub.N.BitLen() != bits {
-						return usageError{fmt.Sprintf("--keylen %d: the HSM's KEKEK %s has %d bits and is kept; add --new to make a %d-bit one", bits, f.KEKEKUUID, pub.N.BitLen(), bits)}
+					if pub, err := hsmapi.ParseKEKEK(f.KEKEKPubkey); err == nil && pub.Key().N.BitLen() != bits {
+						return usageError{fmt.Sprintf("--keylen %d: the HSM's KEKEK %s has %d bits and is kept; add --new to make a %d-bit one", bits, f.KEKEKUUID, pub.Key().N.BitLen(), bits)}
 					}
 				}
 				if err := writeJSON(e, out, f, force); err != nil {

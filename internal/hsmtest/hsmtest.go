@@ -78,7 +78,7 @@ func ImportHSS(t testing.TB, s *hsm.Session, state []byte, flags hsmapi.Flags) h
 	if err != nil {
 		t.Fatal(err)
 	}
-	ct, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, kek, nil)
+	ct, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub.Key(), kek, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
