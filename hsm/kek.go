@@ -88,10 +88,6 @@ func decryptOAEP(priv *rsa.PrivateKey, hash crypto.Hash, ct, label []byte) ([]by
 	return pt, nil
 }
 
-// The encodings of a transfer, for backends whose HSM does the cryptography
-// itself (a PKCS#11 token wraps with C_WrapKey): they must write and read
-// exactly what this HSM does.
-
 // wrapPKCS8 wraps a PrivateKeyInfo under a transit KEK.
 func wrapPKCS8(kek, der []byte) ([]byte, error) {
 	wrapped, err := keywrap.WrapPad(kek, der)

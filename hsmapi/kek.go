@@ -225,6 +225,10 @@ func CheckKEKEKSize(pub *rsa.PublicKey) error {
 	return nil
 }
 
+// The encodings of a transfer, which every backend must write and read
+// alike, also one whose HSM does the cryptography itself (a PKCS#11 token
+// wraps with C_WrapKey).
+
 // MarshalEncryptedKey encodes a PrivateKeyInfo wrapped with RFC 5649 under a
 // transit KEK: EncryptedPrivateKeyInfo with id-aes256-wrap-pad.
 func MarshalEncryptedKey(wrapped []byte) []byte {
