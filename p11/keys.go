@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 var curveOIDs = []struct {
@@ -69,6 +70,7 @@ func (t *Token) GenerateKey(_ context.Context, req hsm.GenerateRequest) (hsm.Key
 // generate makes a key pair whose objects have the attributes its flags
 // give, and what more may add. Called with t.mu held.
 func (t *Token) generate(req hsm.GenerateRequest, more func(priv, pub *template)) (hsm.KeyInfo, error) {
+	lockassert.Held(&t.mu)
 	if _, err := t.session(); err != nil {
 		return hsm.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
@@ -167,6 +169,7 @@ func (t *Token) DeleteKey(_ context.Context, id hsm.UUID) error {
 
 // destroy removes a key's objects. Called with t.mu held.
 func (t *Token) destroy(o *object) error {
+	lockassert.Held(&t.mu)
 	var errs []error
 	if o.hasPriv {
 		errs = append(errs, t.raw.DestroyObject(t.sess, o.priv))
