@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 // Version is what GET_VERSION answers: libhal's 1.1.1.0.
@@ -24,6 +25,8 @@ type Server struct {
 	hsm *hsm.HSM
 	log *slog.Logger
 
+	// mu guards conns, listeners and closing. Lock order: Server.mu, then
+	// serverConn.mu (Stats, Shutdown), then hsm.Session.mu (a leaf).
 	mu        sync.Mutex
 	conns     map[*serverConn]struct{}
 	listeners map[net.Listener]struct{}
@@ -228,6 +231,8 @@ type serverConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// mu guards the handles, batches and stopped. It is taken under
+	// Server.mu (see there); under it, only hsm.Session.mu is.
 	mu          sync.Mutex
 	nextHandle  uint32
 	pkeys       map[uint32]hsm.UUID
@@ -349,7 +354,9 @@ func (c *serverConn) dispatch(f Func, d *Decoder) (Args, error) {
 
 // handles
 
+// newHandle numbers a new handle of any kind. Called with c.mu held.
 func (c *serverConn) newHandle() uint32 {
+	lockassert.Held(&c.mu)
 	c.nextHandle++
 	if c.nextHandle == 0 {
 		c.nextHandle++
