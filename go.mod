@@ -6,6 +6,7 @@ require (
 	github.com/ThalesIgnite/crypto11 v1.2.5
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/rogpeppe/go-internal v1.16.0
+	github.com/trailofbits/go-mutexasserts v0.0.0-20250514102930-c1f3d2e37561
 	golang.org/x/sys v0.50.0
 	golang.org/x/term v0.48.0
 )

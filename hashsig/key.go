@@ -10,6 +10,8 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 // PrivateKey is a stateful HSS private key: the top tree's identifier and
@@ -85,14 +87,19 @@ func GenerateKey(rand io.Reader, levels []Level, persist PersistFunc) (*PrivateK
 		return nil, fmt.Errorf("hashsig: key seed: %w", err)
 	}
 	sk.end = capacity(levels)
-	// No other goroutine has the key yet: the locks are not needed, and
-	// nothing wipes it while its trees are built.
+	// No other goroutine has the key yet: nothing wipes it while its trees
+	// are built, and its locks are free, taken for what descend and store
+	// assert.
+	sk.signMu.Lock()
+	defer sk.signMu.Unlock()
 	top := sk.topTree()
 	top.build()
 	sk.root = top.root()
 	sk.trees, sk.topNodes = []*tree{top}, top.top
 	sk.setup()
 	sk.descend(0)
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
 	if err := sk.store(0, sk.end); err != nil {
 		return nil, err
 	}
@@ -117,6 +124,7 @@ func (sk *PrivateKey) setup() {
 // that takes long. It returns ErrWiped if the key was wiped meanwhile, the
 // work done thrown away. Called with sk.signMu held.
 func (sk *PrivateKey) prepare(s uint64) error {
+	lockassert.Held(&sk.signMu)
 	if err := sk.buildTop(); err != nil {
 		return err
 	}
@@ -134,6 +142,7 @@ func (sk *PrivateKey) prepare(s uint64) error {
 // root is the one stored: a damaged seed is found before anything is signed.
 // Called with sk.signMu held.
 func (sk *PrivateKey) buildTop() error {
+	lockassert.Held(&sk.signMu)
 	if sk.trees != nil {
 		return nil
 	}
@@ -155,8 +164,9 @@ func (sk *PrivateKey) buildTop() error {
 // those that changed and the signatures that link them. It returns false if
 // the key was wiped meanwhile; the trees and links installed so far are
 // consistent, and the next call goes on from there. Called with
-// sk.signMu held (or on a key no other goroutine has), after buildTop.
+// sk.signMu held, after buildTop.
 func (sk *PrivateKey) descend(s uint64) bool {
+	lockassert.Held(&sk.signMu)
 	path := indexPath(sk.levels, s)
 	hs := sk.hasher()
 	for l := 1; l < len(sk.levels); l++ {
@@ -355,6 +365,7 @@ func parsePrivateKeyState(b []byte) (*PrivateKey, error) {
 // built) but the range [next, end) and nothing persisted. Called with sk.mu
 // held.
 func (sk *PrivateKey) cloneRange(next, end uint64) *PrivateKey {
+	lockassert.Held(&sk.mu)
 	c := &PrivateKey{
 		levels: sk.levels, id: sk.id, seed: bytes.Clone(sk.seed), root: sk.root,
 		next: next, end: end, persisted: next, reserve: 1, topNodes: sk.topNodes,

@@ -1,6 +1,10 @@
 package hashsig
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
+)
 
 // This file is the stateful part of a private key, kept apart so that one
 // reading checks the argument that no signature index is ever used twice:
@@ -61,6 +65,7 @@ func (sk *PrivateKey) SetPersist(f PersistFunc) {
 // claim returns the index the next signature uses, persisting first when the
 // index is not yet covered by stored state. Called with sk.mu held.
 func (sk *PrivateKey) claim() (uint64, error) {
+	lockassert.Held(&sk.mu)
 	if sk.wiped.Load() {
 		return 0, ErrWiped // Wipe is waiting for this signature: use no index
 	}
@@ -84,6 +89,7 @@ func (sk *PrivateKey) claim() (uint64, error) {
 // store persists a state with the given range and, once that succeeded,
 // makes it the key's. Called with sk.mu held.
 func (sk *PrivateKey) store(next, end uint64) error {
+	lockassert.Held(&sk.mu)
 	if sk.persist != nil {
 		state := sk.marshal(next, end)
 		err := sk.persist(state)

@@ -360,6 +360,7 @@ func (h *HSM) HashsigOrphans() ([]HashsigHistory, error) {
 // readableHolders is hashsigHolders for every identifier, refusing when a
 // key record cannot be read. Called with h.mu held.
 func (h *HSM) readableHolders() (map[[16]byte]hsmapi.UUID, error) {
+	lockassert.Held(&h.mu)
 	held, unreadable, err := h.hashsigHolders(nil)
 	if err != nil {
 		return nil, err

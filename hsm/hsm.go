@@ -106,8 +106,9 @@ type HSM struct {
 	//  4. keystore.Store.mu: taken inside each keystore call, under h.mu or
 	//     not; it takes nothing but the flash file.
 	//
-	// Session.mu is taken alone: nothing is taken under it, and it is not
-	// taken under any other.
+	// Session.mu is a leaf: nothing is taken under it. (A front end may
+	// take it under its own locks: rpc reads Session.User under its
+	// connection's lock.)
 	//
 	// So while h.mu is held, nothing waits for 1 or 2 of a key that another
 	// goroutine can reach (one in cache or volatile, or handed to a caller):

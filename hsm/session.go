@@ -22,8 +22,7 @@ type Session struct {
 	h *HSM
 
 	// mu guards user and closed. It is held only to read or set them:
-	// nothing is taken under it, and it is never taken under another lock
-	// (see HSM.mu for the lock order).
+	// nothing is taken under it (see HSM.mu for the lock order).
 	mu     sync.Mutex
 	user   hsmapi.User
 	closed bool

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
 
@@ -183,25 +184,29 @@ func (s *Store) CorruptRecords() []CorruptRecord {
 	return slices.Clone(s.named)
 }
 
-// damaged returns an ErrCorrupt error if a damaged block names id; s.mu is
-// held.
+// damaged returns an ErrCorrupt error if a damaged block names id. Called
+// with s.mu held.
 func (s *Store) damaged(id ID) error {
+	lockassert.Held(&s.mu)
 	if blk, ok := s.corruptIDs[id]; ok {
 		return fmt.Errorf("%w: block %d holds a damaged record with this ID", ErrCorrupt, blk)
 	}
 	return nil
 }
 
-// usable returns the error that stopped the store, if any; s.mu is held.
+// usable returns the error that stopped the store, if any. Called with s.mu
+// held.
 func (s *Store) usable() error {
+	lockassert.Held(&s.mu)
 	if s.failed != nil {
 		return fmt.Errorf("keystore: stopped after a failed write, reopen: %w", s.failed)
 	}
 	return nil
 }
 
-// fail stops the store; s.mu is held.
+// fail stops the store. Called with s.mu held.
 func (s *Store) fail(err error) error {
+	lockassert.Held(&s.mu)
 	s.failed = err
 	return err
 }
@@ -273,15 +278,18 @@ func check(r *Record) error {
 }
 
 // takeFree removes and returns the free block that has been free longest;
-// s.mu is held and s.free is not empty.
+// s.free is not empty. Called with s.mu held.
 func (s *Store) takeFree() int {
+	lockassert.Held(&s.mu)
 	b := s.free[0]
 	s.free = s.free[1:]
 	return b
 }
 
-// program writes a new block image into the erased block blk; s.mu is held.
+// program writes a new block image into the erased block blk. Called with
+// s.mu held.
 func (s *Store) program(blk int, b *block) error {
+	lockassert.Held(&s.mu)
 	img := b.encode()
 	defer clear(img)
 	return s.flash.Program(blk, 0, img)
@@ -289,9 +297,10 @@ func (s *Store) program(blk int, b *block) error {
 
 // writeNew writes r, whose ID is in no block, as one live block and syncs:
 // one program operation, which a power cut either completed or left torn (and
-// Open erases a torn one). s.mu is held and a block is free; op names the
-// caller in errors.
+// Open erases a torn one). A block is free; op names the caller in errors.
+// Called with s.mu held.
 func (s *Store) writeNew(op string, r *Record) error {
+	lockassert.Held(&s.mu)
 	blk := s.takeFree()
 	s.seq++
 	b := block{status: statusLive, typ: typeRecord, kind: r.Kind, seq: s.seq, id: r.ID, data: r.Data}
@@ -357,10 +366,11 @@ func (s *Store) Put(r Record) error {
 	return s.put("put", &r)
 }
 
-// put writes r, new or replacing the record with its ID, as Put does. s.mu
-// is held, r's ID is named by no damaged block and a block is free; op
-// names the caller in errors.
+// put writes r, new or replacing the record with its ID, as Put does. r's
+// ID is named by no damaged block and a block is free; op names the caller
+// in errors. Called with s.mu held.
 func (s *Store) put(op string, r *Record) error {
+	lockassert.Held(&s.mu)
 	old, exists := s.index[r.ID]
 	if !exists {
 		return s.writeNew(op, r)

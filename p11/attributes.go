@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 var _ hsmapi.AttributeReader = (*Token)(nil)
@@ -106,7 +107,9 @@ func (t *Token) keyAttributes(id hsmapi.UUID) ([]hsmapi.Attribute, error) {
 // carried reads the attributes of one object that travel, in order of
 // type. One the token does not have is left out; one it has but cannot
 // read fails: a key must not lose an attribute on the way.
+// Called with t.mu held.
 func (t *Token) carried(h pkcs11.ObjectHandle, types []uint) ([]hsmapi.Attribute, error) {
+	lockassert.Held(&t.mu)
 	tmpl := make([]*pkcs11.Attribute, len(types))
 	for i, ty := range types {
 		tmpl[i] = pkcs11.NewAttribute(ty, nil)

@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 // kekPolicy is what a KEKEK made by GenerateKEKEK forces, as its
@@ -116,7 +117,9 @@ func (t *Token) KEKEKFlaws(_ context.Context, id hsmapi.UUID) ([]string, error) 
 	return flaws, nil
 }
 
+// kekekFlaws is KEKEKFlaws. Called with t.mu held.
 func (t *Token) kekekFlaws(id hsmapi.UUID) ([]string, error) {
+	lockassert.Held(&t.mu)
 	o, err := t.sessionObject(id)
 	if err != nil {
 		return nil, err

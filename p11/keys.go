@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 var curveOIDs = []struct {
@@ -69,6 +70,7 @@ func (t *Token) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hsma
 // generate makes a key pair whose objects have the attributes its flags
 // give, and what more may add. Called with t.mu held.
 func (t *Token) generate(req hsmapi.GenerateRequest, more func(priv, pub *template)) (hsmapi.KeyInfo, error) {
+	lockassert.Held(&t.mu)
 	if _, err := t.session(); err != nil {
 		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
@@ -167,6 +169,7 @@ func (t *Token) DeleteKey(_ context.Context, id hsmapi.UUID) error {
 
 // destroy removes a key's objects. Called with t.mu held.
 func (t *Token) destroy(o *object) error {
+	lockassert.Held(&t.mu)
 	var errs []error
 	if o.hasPriv {
 		errs = append(errs, t.raw.DestroyObject(t.sess, o.priv))

@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 var _ hsmapi.PrivateKeyLoader = (*Token)(nil)
@@ -38,7 +39,9 @@ func (t *Token) LoadPrivateKey(_ context.Context, req hsmapi.LoadRequest) (hsmap
 	return k, nil
 }
 
+// loadPrivate is LoadPrivateKey. Called with t.mu held.
 func (t *Token) loadPrivate(req hsmapi.LoadRequest) (hsmapi.KeyInfo, error) {
+	lockassert.Held(&t.mu)
 	if _, err := t.session(); err != nil {
 		return hsmapi.KeyInfo{}, err
 	}

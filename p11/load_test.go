@@ -65,8 +65,10 @@ func TestLoadPrivateKey(t *testing.T) {
 	if len(hs) != 1 {
 		t.Fatalf("%d objects unwrap", len(hs))
 	}
+	tok.mu.Lock()
 	a, err := tok.attrs(hs[0], pkcs11.CKA_TOKEN, pkcs11.CKA_PRIVATE, pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE,
 		pkcs11.CKA_MODIFIABLE, pkcs11.CKA_LOCAL, pkcs11.CKA_DECRYPT, pkcs11.CKA_SIGN, pkcs11.CKA_DERIVE, pkcs11.CKA_ID)
+	tok.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 // A key of this package is one private key object and the public key
@@ -62,6 +63,7 @@ type keyObject struct {
 // find returns the handles of the objects a template matches. Called with
 // t.mu held.
 func (t *Token) find(tmpl ...*pkcs11.Attribute) ([]pkcs11.ObjectHandle, error) {
+	lockassert.Held(&t.mu)
 	if err := t.raw.FindObjectsInit(t.sess, tmpl); err != nil {
 		return nil, err
 	}
@@ -80,8 +82,9 @@ func (t *Token) find(tmpl ...*pkcs11.Attribute) ([]pkcs11.ObjectHandle, error) {
 }
 
 // attrs reads attributes of an object; one the object lacks, or keeps
-// secret, reads as nil.
+// secret, reads as nil. Called with t.mu held.
 func (t *Token) attrs(h pkcs11.ObjectHandle, types ...uint) (map[uint][]byte, error) {
+	lockassert.Held(&t.mu)
 	tmpl := make([]*pkcs11.Attribute, len(types))
 	for i, ty := range types {
 		tmpl[i] = pkcs11.NewAttribute(ty, nil)
@@ -124,6 +127,7 @@ func ulongAttr(v []byte) uint {
 // Keys this package cannot use are returned too, with unusable set. Called
 // with t.mu held.
 func (t *Token) keyObjects(tmpl ...*pkcs11.Attribute) ([]*object, error) {
+	lockassert.Held(&t.mu)
 	hs, err := t.find(tmpl...)
 	if err != nil {
 		return nil, err
@@ -339,7 +343,9 @@ func (t *Token) signRaw(h pkcs11.ObjectHandle, mech uint, data []byte) ([]byte, 
 	return t.sign(h, pkcs11.NewMechanism(mech, nil), data)
 }
 
+// sign signs data with the key object h under mech. Called with t.mu held.
 func (t *Token) sign(h pkcs11.ObjectHandle, mech *pkcs11.Mechanism, data []byte) ([]byte, error) {
+	lockassert.Held(&t.mu)
 	if err := t.raw.SignInit(t.sess, []*pkcs11.Mechanism{mech}, h); err != nil {
 		return nil, err
 	}
@@ -349,6 +355,7 @@ func (t *Token) sign(h pkcs11.ObjectHandle, mech *pkcs11.Mechanism, data []byte)
 // objects lists every key on the token, by UUID, and the keys it cannot
 // use. Called with t.mu held.
 func (t *Token) objects() (usable, unusable []*object, err error) {
+	lockassert.Held(&t.mu)
 	objs, err := t.keyObjects()
 	if err != nil {
 		return nil, nil, err
@@ -370,6 +377,7 @@ func (t *Token) objects() (usable, unusable []*object, err error) {
 // object finds one key by UUID: among the keys of the CKA_ID it names, else,
 // for a derived UUID, among all keys. Called with t.mu held.
 func (t *Token) object(id hsmapi.UUID) (*object, error) {
+	lockassert.Held(&t.mu)
 	objs, err := t.keyObjects(pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]))
 	if err != nil {
 		return nil, err
@@ -396,6 +404,7 @@ func (t *Token) object(id hsmapi.UUID) (*object, error) {
 // sessionObject finds one key by UUID, once logged in. Called with t.mu
 // held.
 func (t *Token) sessionObject(id hsmapi.UUID) (*object, error) {
+	lockassert.Held(&t.mu)
 	if _, err := t.session(); err != nil {
 		return nil, err
 	}
@@ -489,6 +498,7 @@ func (t *Token) UnreadableKeys(context.Context) ([]string, error) {
 // unusableKeys names the keys this package cannot use, only the
 // extractable private ones if exportable. Called with t.mu held.
 func (t *Token) unusableKeys(exportable bool) ([]string, error) {
+	lockassert.Held(&t.mu)
 	if _, err := t.session(); err != nil {
 		return nil, err
 	}

@@ -56,6 +56,8 @@ import (
 	"unsafe"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 // attributeArray encodes attrs as the value of an attribute whose value is
@@ -97,6 +99,7 @@ const unavailable = ^C.ulong(0)
 // values. An object without the attribute, or with an empty one, has none
 // (nil). Called with t.mu held.
 func (t *Token) templateAttribute(h pkcs11.ObjectHandle, typ uint) ([]*pkcs11.Attribute, error) {
+	lockassert.Held(&t.mu)
 	path := C.CString(t.cfg.Module)
 	defer C.free(unsafe.Pointer(path))
 	get := func(a *C.ck_attribute, n int) error {

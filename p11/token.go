@@ -13,12 +13,15 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 // Token is an hsmapi.Token on one PKCS#11 token. It is safe for concurrent use.
 type Token struct {
 	cfg Config
 
+	// mu guards the session and what follows: one PKCS#11 operation at a
+	// time on the one session. Nothing of this module is taken under it.
 	mu   sync.Mutex
 	raw  *pkcs11.Ctx
 	c11  *crypto11.Context
@@ -150,7 +153,10 @@ func (t *Token) Logout(context.Context) error {
 	return t.closeLocked()
 }
 
+// closeLocked ends the session and crypto11's use of the module (Logout,
+// Close). Called with t.mu held.
 func (t *Token) closeLocked() error {
+	lockassert.Held(&t.mu)
 	if t.c11 == nil {
 		return nil
 	}
@@ -176,6 +182,7 @@ func (t *Token) Close() error {
 // session returns the raw session, or fails when not logged in.
 // Called with t.mu held.
 func (t *Token) session() (pkcs11.SessionHandle, error) {
+	lockassert.Held(&t.mu)
 	if t.c11 == nil {
 		return 0, hsmapi.ErrNotLoggedIn
 	}
@@ -197,6 +204,7 @@ var mechanismNames = map[uint]string{
 // require checks, before anything changes, that the token offers every
 // mechanism an operation needs. Called with t.mu held.
 func (t *Token) require(mechs ...uint) error {
+	lockassert.Held(&t.mu)
 	if t.mechs == nil {
 		list, err := t.raw.GetMechanismList(t.slot)
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 // kekMechanism is the mechanism that carries a KEK with enc.
@@ -89,7 +90,9 @@ func (t *Token) KEKEncryptions(context.Context) ([]hsmapi.KEKEncryption, error) 
 }
 
 // createRSAPublic makes a session (or token) public key object that wraps.
+// Called with t.mu held.
 func (t *Token) createRSAPublic(pub *rsa.PublicKey, token bool, extra ...*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+	lockassert.Held(&t.mu)
 	tmpl := append([]*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
@@ -113,7 +116,9 @@ func (t *Token) Export(_ context.Context, req hsmapi.ExportRequest) (hsmapi.Wrap
 	return w, nil
 }
 
+// export is Export. Called with t.mu held.
 func (t *Token) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
+	lockassert.Held(&t.mu)
 	if _, err := t.session(); err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
@@ -199,7 +204,9 @@ func (t *Token) Import(_ context.Context, req hsmapi.ImportRequest) (hsmapi.Impo
 	return res, nil
 }
 
+// importKey is Import. Called with t.mu held.
 func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error) {
+	lockassert.Held(&t.mu)
 	if _, err := t.session(); err != nil {
 		return hsmapi.ImportResult{}, err
 	}
@@ -324,7 +331,9 @@ func sharedIDWarning(o *object, others []*object) string {
 // C_CopyObject with CKA_TOKEN, which SoftHSM2 writes in one go (making a
 // token object directly costs it several times as much), or, for an object
 // that may not be copied, made again as a token object.
+// Called with t.mu held.
 func (t *Token) makeObject(tm template, make func(template) (pkcs11.ObjectHandle, error)) (pkcs11.ObjectHandle, error) {
+	lockassert.Held(&t.mu)
 	token, _ := attributeIn(tm, pkcs11.CKA_TOKEN)
 	sess := slices.Clone(tm)
 	sess.set(pkcs11.CKA_TOKEN, false)
@@ -433,8 +442,9 @@ func (t *Token) present(id []byte, name hsmapi.UUID, spki []byte, private bool) 
 }
 
 // unwrapKEK recovers the transit KEK as a session AES key, and checks the
-// tag under it.
+// tag under it. Called with t.mu held.
 func (t *Token) unwrapKEK(req hsmapi.ImportRequest) (pkcs11.ObjectHandle, error) {
+	lockassert.Held(&t.mu)
 	mech, m, err := kekMechanism(req.Encryption)
 	if err != nil {
 		return 0, err
@@ -495,8 +505,9 @@ func (t *Token) checkTag(kek pkcs11.ObjectHandle, req hsmapi.ImportRequest) erro
 }
 
 // tag is the binding's digest, as a session secret, wrapped under the KEK:
-// exactly the emulated HSM's tag.
+// exactly the emulated HSM's tag. Called with t.mu held.
 func (t *Token) tag(kek pkcs11.ObjectHandle, binding []byte) ([]byte, error) {
+	lockassert.Held(&t.mu)
 	digest := hsmapi.BindingDigest(binding)
 	defer clear(digest)
 	secret, err := t.raw.CreateObject(t.sess, []*pkcs11.Attribute{
@@ -517,7 +528,9 @@ func (t *Token) tag(kek pkcs11.ObjectHandle, binding []byte) ([]byte, error) {
 // unwrapPrivate unwraps the PKCS#8 key under the KEK into a private key
 // object with the template's attributes. A wrapped key that does not parse
 // is ErrDecryption; the token's refusal is the caller's to name.
+// Called with t.mu held.
 func (t *Token) unwrapPrivate(req hsmapi.ImportRequest, kek pkcs11.ObjectHandle, typ hsmapi.KeyType, tm template) (pkcs11.ObjectHandle, error) {
+	lockassert.Held(&t.mu)
 	wrapped, err := hsmapi.ParseEncryptedKey(req.Wrapped.EncryptedKey)
 	if err != nil {
 		return 0, err
@@ -533,8 +546,9 @@ func (t *Token) unwrapPrivate(req hsmapi.ImportRequest, kek pkcs11.ObjectHandle,
 }
 
 // createPublic makes the public key object beside an imported key, with
-// the template's attributes.
+// the template's attributes. Called with t.mu held.
 func (t *Token) createPublic(pub any, tm template) (pkcs11.ObjectHandle, error) {
+	lockassert.Held(&t.mu)
 	tm = slices.Clone(tm)
 	tm.set(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY)
 	switch p := pub.(type) {

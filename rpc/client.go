@@ -16,6 +16,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 // Client is an hsmapi.Token on one connection to a libhal RPC server: this
@@ -33,6 +34,8 @@ type Client struct {
 	// libhal server.
 	ext *ExtCapabilitiesResponse
 
+	// keysMu guards open. It is never held with mu: a request is never
+	// made under it.
 	keysMu sync.Mutex
 	// open holds the key handles this client opened, by UUID, so that
 	// signing costs one request.
@@ -180,8 +183,9 @@ func (c *Client) call(f Func, req, resp Args) error {
 }
 
 // fail marks the connection unusable: after a transport error, answers
-// could no longer be matched to requests.
+// could no longer be matched to requests. Called with c.mu held.
 func (c *Client) fail(err error) error {
+	lockassert.Held(&c.mu)
 	c.broken = fmt.Errorf("%w: %v", StatusRPCTransport, err)
 	c.nc.Close()
 	return c.broken

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 // Version is what GET_VERSION answers: libhal's 1.1.1.0.
@@ -25,6 +26,8 @@ type Server struct {
 	hsm *hsm.HSM
 	log *slog.Logger
 
+	// mu guards conns, listeners and closing. Lock order: Server.mu, then
+	// serverConn.mu (Stats, Shutdown), then hsm.Session.mu (a leaf).
 	mu        sync.Mutex
 	conns     map[*serverConn]struct{}
 	listeners map[net.Listener]struct{}
@@ -229,6 +232,8 @@ type serverConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// mu guards the handles, batches and stopped. It is taken under
+	// Server.mu (see there); under it, only hsm.Session.mu is.
 	mu          sync.Mutex
 	nextHandle  uint32
 	pkeys       map[uint32]hsmapi.UUID
@@ -350,7 +355,9 @@ func (c *serverConn) dispatch(f Func, d *Decoder) (Args, error) {
 
 // handles
 
+// newHandle numbers a new handle of any kind. Called with c.mu held.
 func (c *serverConn) newHandle() uint32 {
+	lockassert.Held(&c.mu)
 	c.nextHandle++
 	if c.nextHandle == 0 {
 		c.nextHandle++

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 // BlockSize is the size of one erase block of the flash chip.
@@ -39,6 +41,8 @@ var erasedBlock = func() []byte {
 // page cache); [Flash.Sync] is needed only against a host crash. A Flash is
 // safe for concurrent use.
 type Flash struct {
+	// mu serializes every access. Nothing is taken under it; it is taken
+	// under keystore.Store.mu.
 	mu     sync.Mutex
 	file   *os.File
 	blocks int
@@ -106,8 +110,9 @@ func OpenFlash(path string) (*Flash, error) {
 // Blocks returns the number of erase blocks.
 func (f *Flash) Blocks() int { return f.blocks }
 
-// check validates an access and the chip's state; f.mu is held.
+// check validates an access and the chip's state. Called with f.mu held.
 func (f *Flash) check(block, off, n int) error {
+	lockassert.Held(&f.mu)
 	if f.closed {
 		return fmt.Errorf("sim: flash: %w", os.ErrClosed)
 	}
@@ -172,8 +177,9 @@ func (f *Flash) Program(block, off int, data []byte) error {
 }
 
 // write performs one erase or program operation, counting it and applying a
-// scheduled power cut; f.mu is held and the access checked.
+// scheduled power cut, the access checked. Called with f.mu held.
 func (f *Flash) write(block, off int, data []byte) error {
+	lockassert.Held(&f.mu)
 	if f.cutArmed && f.cutAfter == 0 {
 		f.cutArmed = false
 		f.dead = true

@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 var (
@@ -18,8 +20,9 @@ var (
 )
 
 // ctxFor returns the process's pkcs11.Ctx for module, loading it the first
-// time. mu must be held.
+// time. Called with mu held.
 func ctxFor(module string) (*pkcs11.Ctx, error) {
+	lockassert.Held(&mu)
 	if c := ctxs[module]; c != nil {
 		return c, nil
 	}
@@ -139,9 +142,11 @@ func initToken(c *pkcs11.Ctx, label, soPIN, userPIN string) (err error) {
 }
 
 // moduleInitialised tells whether someone in this process has initialised
-// module. mu must be held. It loads the module but changes nothing in it:
-// C_GetInfo answers CKR_CRYPTOKI_NOT_INITIALIZED unless it is initialised.
+// module. It loads the module but changes nothing in it: C_GetInfo answers
+// CKR_CRYPTOKI_NOT_INITIALIZED unless it is initialised. Called with mu
+// held.
 func moduleInitialised(module string) (bool, error) {
+	lockassert.Held(&mu)
 	c, err := ctxFor(module)
 	if err != nil {
 		return false, err

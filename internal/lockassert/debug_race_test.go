@@ -1,0 +1,5 @@
+//go:build debug && race
+
+package lockassert
+
+const wantFailure = failure
