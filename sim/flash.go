@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/hsmkit/cryptech-backup/internal/atomicfile"
 )
 
 // BlockSize is the size of one erase block of the flash chip.
@@ -73,7 +75,7 @@ func CreateFlash(path string, blocks int) (*Flash, error) {
 		return f.Sync()
 	}()
 	if werr == nil {
-		werr = syncDir(filepath.Dir(path))
+		werr = atomicfile.SyncDir(filepath.Dir(path))
 	}
 	if werr != nil {
 		f.Close()

@@ -114,7 +114,7 @@ func (w writer) write(path string, data []byte, o Options) error {
 	if err := w.at(stepCommitted, tmp); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
 // fill writes data to the new temporary file f and syncs it.
@@ -238,8 +238,8 @@ func zero(f *os.File, size int64) {
 	f.Sync()
 }
 
-// syncDir makes a rename or a link in dir durable.
-func syncDir(dir string) error {
+// SyncDir makes a rename, a link or a new file in dir durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return bare(err)
