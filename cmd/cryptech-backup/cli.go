@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"strings"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/atomicfile"
 	"github.com/hsmkit/cryptech-backup/internal/shellquote"
 	"github.com/hsmkit/cryptech-backup/rpc"
 )
@@ -874,7 +874,7 @@ func (e *env) output(path string, data []byte, force, binary bool) error {
 		_, err = f.Write(data)
 		return errors.Join(err, f.Close())
 	}
-	if err := writeFileAtomic(path, data, force); err != nil {
+	if err := writeFileAtomic(path, data, force, false); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
@@ -916,66 +916,28 @@ func (e *env) checkOutput(path string, force, binary bool) error {
 			return fmt.Errorf("write %s: %w", path, errFileExists)
 		}
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), tempPattern(path))
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, unwrapPathError(err))
+	if err := atomicfile.Probe(path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return errors.Join(tmp.Close(), os.Remove(tmp.Name()))
+	return nil
 }
 
 // errFileExists: an output file exists and --force was not given.
 var errFileExists = errors.New("file exists; use --force to replace it")
 
-// tempPattern names writeFileAtomic's temporary files for path, in path's
-// directory (os.CreateTemp replaces the *).
-func tempPattern(path string) string { return "." + filepath.Base(path) + ".tmp*" }
-
-// removeStaleTemps removes the temporary files a writeFileAtomic to path
-// left when the process died before renaming them: copies of what it was
-// writing, which for a hash-based key file include the key's seed.
-func removeStaleTemps(path string) {
-	dir, name := filepath.Split(path)
-	entries, _ := os.ReadDir(filepath.Clean(dir))
-	for _, e := range entries {
-		if rest, ok := strings.CutPrefix(e.Name(), "."+name+".tmp"); ok && rest != "" && e.Type().IsRegular() {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
+// writeFileAtomic writes data to path through package atomicfile (mode
+// 0600), replacing an existing file only with force; secret data's
+// temporary copies are scrubbed.
+func writeFileAtomic(path string, data []byte, force, secret bool) error {
+	return existsError(atomicfile.Write(path, data, atomicfile.Options{Secret: secret, NoReplace: !force}))
 }
 
-func writeFileAtomic(path string, data []byte, force bool) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), tempPattern(path))
-	if err != nil {
-		return unwrapPathError(err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if err = errors.Join(err, tmp.Close()); err != nil {
-		return unwrapPathError(err)
-	}
-	if force {
-		err = os.Rename(tmp.Name(), path)
-	} else if err = os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
-		// A hard link fails if path exists: no check-then-write race.
+// existsError says what to do about an output file that exists.
+func existsError(err error) error {
+	if errors.Is(err, fs.ErrExist) {
 		return errFileExists
 	}
-	if err != nil {
-		return unwrapPathError(err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return unwrapPathError(err)
-	}
-	defer d.Close()
-	return unwrapPathError(d.Sync())
+	return err
 }
 
 // unwrapPathError drops the temporary file's name from an error: the

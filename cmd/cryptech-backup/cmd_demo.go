@@ -223,7 +223,7 @@ func (b *demoBackend) writePINs(name string, pins [3][]byte) error {
 			continue
 		}
 		line := append(append([]byte(nil), pins[i]...), '\n')
-		err := writeFileAtomic(filepath.Join(b.dir, name+"."+which+"-pin"), line, false)
+		err := writeFileAtomic(filepath.Join(b.dir, name+"."+which+"-pin"), line, false, true)
 		clear(line)
 		if err != nil {
 			return fmt.Errorf("write the PINs of %s: %w", name, err)

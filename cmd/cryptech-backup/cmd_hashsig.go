@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -13,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
-	"github.com/hsmkit/cryptech-backup/internal/filelock"
+	"github.com/hsmkit/cryptech-backup/internal/hsskeyfile"
 )
 
 var hashsigCommand = &command{
@@ -139,12 +138,12 @@ var hashsigKeygenCommand = &command{
 			defer sk.Wipe()
 			state, _ := sk.MarshalBinary()
 			defer clear(state)
-			if err := writeFileAtomic(priv, state, force); err != nil {
-				return fmt.Errorf("write %s: %w", priv, err)
+			if err := hsskeyfile.Create(priv, state, force); err != nil {
+				return fmt.Errorf("write %s: %w", priv, existsError(err))
 			}
 			if err := e.output(pub, sk.Public().Bytes(), force, true); err != nil {
 				// A private key without its public key is of no use.
-				return errors.Join(err, removeWritten(priv, state))
+				return errors.Join(err, hsskeyfile.Remove(priv, state))
 			}
 			fmt.Fprintf(e.stderr, "%s: HSS key with %d signatures; keep %s secret and never copy it to sign elsewhere\n", progName, sk.Remaining(), priv)
 			return nil
@@ -189,103 +188,13 @@ var hashsigSignCommand = &command{
 			if err != nil {
 				return err
 			}
-			sig, err := signWithKeyFile(priv, msg)
+			sig, err := hsskeyfile.Sign(priv, msg)
 			if err != nil {
 				return err
 			}
 			return e.output(out, sig, force, true)
 		}
 	},
-}
-
-// signWithKeyFile signs msg with the key in path, holding a lock on it so
-// that no other process signs with the same state, and writing the advanced
-// state back (atomically, durably) before the signature is returned. A key
-// file that does not parse or is exhausted is left as it is.
-//
-// The lock and the writes go to the file that path names once symlinks are
-// resolved: through a link, a lock named after the link would not exclude a
-// signer using the real name, and a rename would replace the link and leave
-// the real file (and its state) behind. A key file with more than one hard
-// link is refused, as its other names would keep the old state.
-func signWithKeyFile(path string, msg []byte) ([]byte, error) {
-	real, err := resolveKeyFile(path)
-	if err != nil {
-		return nil, err
-	}
-	lock, err := os.OpenFile(real+".lock", os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Close()
-	if err := filelock.Lock(lock); errors.Is(err, filelock.ErrLocked) {
-		return nil, fmt.Errorf("%s is in use by another process", path)
-	} else if err != nil {
-		return nil, err
-	}
-	// The file may have been replaced or linked between the check and the lock.
-	if err := checkKeyFile(path, real); err != nil {
-		return nil, err
-	}
-	removeStaleTemps(real)
-	state, err := readFileLimited(real, maxSmallFile)
-	if tl := (tooLargeError{}); errors.As(err, &tl) {
-		return nil, tooLargeError{path, tl.limit}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, unwrapPathError(err))
-	}
-	defer clear(state)
-	persist := func(next []byte) error {
-		if err := checkKeyFile(path, real); err != nil {
-			return err
-		}
-		if err := writeFileAtomic(real, next, true); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		return nil
-	}
-	sk, err := hashsig.ParsePrivateKey(state, persist)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	defer sk.Wipe()
-	sig, err := sk.Sign(msg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return sig, nil
-}
-
-// resolveKeyFile returns the file that path names once symlinks are
-// resolved, after checking it is a regular file with one hard link.
-func resolveKeyFile(path string) (string, error) {
-	real, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, unwrapPathError(err))
-	}
-	return real, checkKeyFile(path, real)
-}
-
-// checkKeyFile checks that path still leads to real, and that real is a
-// regular file with one name.
-func checkKeyFile(path, real string) error {
-	if now, err := filepath.EvalSymlinks(path); err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPathError(err))
-	} else if now != real {
-		return fmt.Errorf("%s: now leads to %s instead of %s; try again", path, now, real)
-	}
-	fi, err := os.Lstat(real)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPathError(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s: not a regular file", path)
-	}
-	if n, ok := filelock.Links(fi); ok && n > 1 {
-		return fmt.Errorf("%s: the key file has %d hard links; a hash-based key file must have one name only", path, n)
-	}
-	return nil
 }
 
 // sameFile tells whether two output paths name one file: the same path once
@@ -321,20 +230,6 @@ func resolvedPath(path string) string {
 		dir = d
 	}
 	return filepath.Join(dir, base)
-}
-
-// removeWritten removes the file writeFileAtomic just wrote to path, if it
-// still holds data.
-func removeWritten(path string, data []byte) error {
-	now, err := os.ReadFile(path)
-	defer clear(now)
-	if err != nil || subtle.ConstantTimeCompare(now, data) != 1 {
-		return nil
-	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("remove %s: %w", path, unwrapPathError(err))
-	}
-	return nil
 }
 
 var hashsigVerifyCommand = &command{
