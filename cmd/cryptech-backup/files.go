@@ -253,19 +253,9 @@ func existsError(err error) error {
 	return err
 }
 
-// unwrapPathError drops the temporary file's name from an error: the
-// caller names the real one.
-func unwrapPathError(err error) error {
-	var pe *os.PathError
-	var le *os.LinkError
-	switch {
-	case errors.As(err, &pe):
-		return pe.Err
-	case errors.As(err, &le):
-		return le.Err
-	}
-	return err
-}
+// unwrapPathError drops the file name from an error: messages name the
+// file as the user gave it.
+var unwrapPathError = atomicfile.StripPath
 
 // sameFile tells whether two output paths name one file: the same path once
 // cleaned and with symlinks in it resolved, or one existing file.

@@ -73,7 +73,7 @@ func (w writer) write(path string, data []byte, o Options) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, tempPattern(path))
 	if err != nil {
-		return bare(err)
+		return StripPath(err)
 	}
 	tmp := f.Name()
 	err = w.fill(f, tmp, data, perm)
@@ -82,12 +82,12 @@ func (w writer) write(path string, data []byte, o Options) error {
 	}
 	if err != nil {
 		discard(tmp, o.Secret)
-		return bare(err)
+		return StripPath(err)
 	}
 	if o.NoReplace {
 		if err := os.Link(tmp, path); err != nil {
 			discard(tmp, o.Secret)
-			return bare(err)
+			return StripPath(err)
 		}
 		// The temporary name now shares the target's inode: remove the
 		// name only, never scrub it.
@@ -107,7 +107,7 @@ func (w writer) write(path string, data []byte, o Options) error {
 		}
 		if err := os.Rename(tmp, path); err != nil {
 			discard(tmp, o.Secret)
-			return bare(err)
+			return StripPath(err)
 		}
 		defer scrubOrphan(old)
 	}
@@ -144,9 +144,9 @@ func (w writer) fill(f *os.File, tmp string, data []byte, perm fs.FileMode) erro
 func Probe(path string) error {
 	f, err := os.CreateTemp(filepath.Dir(path), tempPattern(path))
 	if err != nil {
-		return bare(err)
+		return StripPath(err)
 	}
-	return bare(errors.Join(f.Close(), os.Remove(f.Name())))
+	return StripPath(errors.Join(f.Close(), os.Remove(f.Name())))
 }
 
 // RemoveTemps removes the temporary files that writes to path left when
@@ -242,15 +242,16 @@ func zero(f *os.File, size int64) {
 func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return bare(err)
+		return StripPath(err)
 	}
 	err = d.Sync()
-	return bare(errors.Join(err, d.Close()))
+	return StripPath(errors.Join(err, d.Close()))
 }
 
-// bare drops the file name from an error: it would name the temporary file,
-// and the caller names the real one.
-func bare(err error) error {
+// StripPath drops the file name from an error of package os, for a caller
+// whose message names the file as the user gave it (here, the temporary
+// file's name would show).
+func StripPath(err error) error {
 	var pe *fs.PathError
 	var le *os.LinkError
 	switch {

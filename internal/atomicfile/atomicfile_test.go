@@ -49,6 +49,14 @@ func read(t *testing.T, path string) []byte {
 	return data
 }
 
+// steps lists the steps of a write, with or without NoReplace.
+func steps(noReplace bool) []string {
+	if noReplace {
+		return []string{stepCreated, stepWritten, stepSynced, stepLinked, stepCommitted}
+	}
+	return []string{stepCreated, stepWritten, stepSynced, stepCommitted}
+}
+
 func allZero(b []byte) bool { return len(bytes.Trim(b, "\x00")) == 0 }
 
 func TestWriteCreatesAndReplaces(t *testing.T) {
@@ -100,11 +108,7 @@ func TestFailedWriteLeavesOldContentAndNoTemp(t *testing.T) {
 	cut := errors.New("cut")
 	for _, noReplace := range []bool{false, true} {
 		for _, secret := range []bool{false, true} {
-			steps := []string{stepCreated, stepWritten, stepSynced, stepCommitted}
-			if noReplace {
-				steps = append(steps, stepLinked)
-			}
-			for _, step := range steps {
+			for _, step := range steps(noReplace) {
 				dir := t.TempDir()
 				path := filepath.Join(dir, "state")
 				known := []string{"state", "witness"}

@@ -50,11 +50,7 @@ func TestModeIgnoresUmask(t *testing.T) {
 // secret copy, and keeps the target's content.
 func TestKilledAtEachStep(t *testing.T) {
 	for _, noReplace := range []bool{false, true} {
-		steps := []string{stepCreated, stepWritten, stepSynced, stepCommitted}
-		if noReplace {
-			steps = append(steps, stepLinked)
-		}
-		for _, step := range steps {
+		for _, step := range steps(noReplace) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "state")
 			if !noReplace {

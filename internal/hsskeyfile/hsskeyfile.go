@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -52,7 +51,7 @@ func Remove(path string, state []byte) error {
 		return nil
 	}
 	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("remove %s: %w", path, bare(err))
+		return fmt.Errorf("remove %s: %w", path, atomicfile.StripPath(err))
 	}
 	return nil
 }
@@ -127,12 +126,12 @@ func (s signer) sign(path string, msg []byte) ([]byte, error) {
 func readState(real string) ([]byte, error) {
 	f, err := os.Open(real)
 	if err != nil {
-		return nil, bare(err)
+		return nil, atomicfile.StripPath(err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, bare(err)
+		return nil, atomicfile.StripPath(err)
 	}
 	if fi.Size() > MaxSize {
 		return nil, ErrTooLarge
@@ -147,7 +146,7 @@ func readState(real string) ([]byte, error) {
 		err = errors.New("the key file grew while it was read")
 	}
 	clear(buf)
-	return nil, bare(err)
+	return nil, atomicfile.StripPath(err)
 }
 
 // resolve returns the file that path names once symlinks are resolved,
@@ -155,7 +154,7 @@ func readState(real string) ([]byte, error) {
 func resolve(path string) (string, error) {
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, bare(err))
+		return "", fmt.Errorf("%s: %w", path, atomicfile.StripPath(err))
 	}
 	return real, check(path, real)
 }
@@ -164,13 +163,13 @@ func resolve(path string) (string, error) {
 // file with one name.
 func check(path, real string) error {
 	if now, err := filepath.EvalSymlinks(path); err != nil {
-		return fmt.Errorf("%s: %w", path, bare(err))
+		return fmt.Errorf("%s: %w", path, atomicfile.StripPath(err))
 	} else if now != real {
 		return fmt.Errorf("%s: now leads to %s instead of %s; try again", path, now, real)
 	}
 	fi, err := os.Lstat(real)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, bare(err))
+		return fmt.Errorf("%s: %w", path, atomicfile.StripPath(err))
 	}
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s: not a regular file", path)
@@ -179,14 +178,4 @@ func check(path, real string) error {
 		return fmt.Errorf("%s: the key file has %d hard links; a hash-based key file must have one name only", path, n)
 	}
 	return nil
-}
-
-// bare drops the file name from an error: messages name the path the
-// caller gave.
-func bare(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
