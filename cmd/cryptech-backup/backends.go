@@ -34,7 +34,7 @@ var backendFlagNames = []string{"hsm", "rpc", "module", "token", "slot", "pin", 
 
 // register registers the backend flags on fs.
 func (b *backendFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&b.hsmDir, "hsm", "", "emulated HSM state directory (default $CRYPTECH_HSM, else ./hsm)")
+	registerHSMDir(fs, &b.hsmDir, "emulated HSM state directory", "")
 	addString(fs, &b.pin, "p", "pin", "", "wheel PIN (visible to other users in ps: prefer --pin-file or $CRYPTECH_PIN)")
 	fs.StringVar(&b.pinFile, "pin-file", "", "read the PIN from the first line of this file")
 	fs.StringVar(&b.rpc, "rpc", "", "use the HSM behind a libhal RPC socket instead of --hsm: unix:PATH or tcp:HOST:PORT")
@@ -44,6 +44,14 @@ func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.module, "module", "", "use a PKCS#11 token instead of --hsm: the module's path (the PIN is the token's user PIN)")
 	fs.StringVar(&b.token, "token", "", "with --module: the token's label")
 	fs.IntVar(&b.slot, "slot", -1, "with --module: the token's slot ID, instead of --token")
+}
+
+// registerHSMDir registers --hsm into p: the common flags' and, for the
+// commands that work on an emulated HSM's directory without the other
+// backend flags (init, serve, hashsig-history), their own. The default it
+// states is the one dir applies; note follows it in the help.
+func registerHSMDir(fs *flag.FlagSet, p *string, what, note string) {
+	fs.StringVar(p, "hsm", "", what+" (default $CRYPTECH_HSM, else ./hsm)"+note)
 }
 
 // noBackendFlag refuses, for a command that opens no HSM, any backend flag

@@ -26,7 +26,7 @@ var hashsigHistoryCommand = &command{
 // defineHashsigHistory registers the flags of hashsigHistory and returns what runs it.
 func defineHashsigHistory(fs *flag.FlagSet) runFunc {
 	var dir, forget string
-	fs.StringVar(&dir, "hsm", "", "emulated HSM state directory (default $CRYPTECH_HSM, else ./hsm); the HSM must not be in use")
+	registerHSMDir(fs, &dir, "emulated HSM state directory", "; the HSM must not be in use")
 	fs.StringVar(&forget, "forget", "", "forget this range, as the list prints it: only one that an older version recorded apart from its key, and only if no key of this HSM ever signed with it")
 	return func(_ context.Context, e *env, c *call) error {
 		if err := noArgs(c); err != nil {

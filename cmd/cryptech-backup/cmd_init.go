@@ -25,7 +25,7 @@ var initCommand = &command{
 func defineInit(fs *flag.FlagSet) runFunc {
 	var dir, wheel, so, user string
 	var blocks int
-	fs.StringVar(&dir, "hsm", "", "state directory of the new HSM (default $CRYPTECH_HSM, else ./hsm)")
+	registerHSMDir(fs, &dir, "state directory of the new HSM", "")
 	fs.StringVar(&wheel, "wheel-pin", "", "wheel PIN (default -p/--pin or $CRYPTECH_PIN, else prompted)")
 	fs.StringVar(&wheel, "p", "", "same as --wheel-pin")
 	fs.StringVar(&wheel, "pin", "", "same as --wheel-pin")

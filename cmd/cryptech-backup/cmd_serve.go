@@ -43,7 +43,7 @@ func defineServe(fs *flag.FlagSet) runFunc {
 	var dir string
 	var listens listenFlags
 	var tf tlsFlags
-	fs.StringVar(&dir, "hsm", "", "emulated HSM state directory (default $CRYPTECH_HSM, else ./hsm)")
+	registerHSMDir(fs, &dir, "emulated HSM state directory", "")
 	fs.Var(&listens, "listen", "where to listen, repeatable: unix:PATH or tcp:HOST:PORT (default unix:$CRYPTECH_RPC_CLIENT_SOCKET_NAME, else unix:"+defaultSocket+")")
 	tf.registerServer(fs)
 	return func(ctx context.Context, e *env, c *call) error {
