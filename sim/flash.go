@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/hsmkit/cryptech-backup/internal/atomicfile"
 	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
@@ -77,7 +78,7 @@ func CreateFlash(path string, blocks int) (*Flash, error) {
 		return f.Sync()
 	}()
 	if werr == nil {
-		werr = syncDir(filepath.Dir(path))
+		werr = atomicfile.SyncDir(filepath.Dir(path))
 	}
 	if werr != nil {
 		f.Close()

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/hsmkit/cryptech-backup/internal/atomicfile"
 )
 
 // MasterKeySize is the size of the master key: an AES-256 key.
@@ -41,17 +43,18 @@ const (
 	mkmKeyOff      = 8
 	mkmCRCOff      = mkmKeyOff + MasterKeySize
 	mkmFileSize    = mkmCRCOff + 4
-	mkmTempPattern = ".mkm-*.tmp"
+	// mkmLegacyTempPattern names the temporary files of versions before
+	// package atomicfile, which a crash may have left.
+	mkmLegacyTempPattern = ".mkm-*.tmp"
 )
 
 // MasterKeyMemory is the battery-backed memory holding the master key,
 // persisted as one file (mode 0600) that is replaced atomically on change.
 //
-// Every change is written to a temporary file in the same directory, synced,
-// renamed over the old file, and the directory is synced, so a crash leaves
-// either the old or the new content. The replaced file's key bytes are then
-// overwritten in place; that is best effort, since copy-on-write filesystems
-// and SSDs may keep old copies.
+// Every change goes through package atomicfile, so a crash leaves either the
+// old or the new content, and the replaced file and temporary copies are
+// zeroed (best effort: copy-on-write filesystems and SSDs may keep old
+// copies).
 type MasterKeyMemory struct {
 	mu   sync.Mutex
 	path string
@@ -61,28 +64,25 @@ type MasterKeyMemory struct {
 
 // createMKM makes a new, empty master key memory file at path. It fails with
 // an error matching fs.ErrExist if path exists, and never leaves a partial
-// file at path: the content is written to a temporary file that is then
-// hard-linked into place.
+// file at path.
 func createMKM(path string) error {
 	var empty [MasterKeySize]byte
-	tmp, err := writeTempMKM(filepath.Dir(path), mkmStatusEmpty, &empty)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	if err := os.Link(tmp, path); err != nil {
+	buf := encodeMKM(mkmStatusEmpty, &empty)
+	defer clear(buf)
+	if err := atomicfile.Write(path, buf, atomicfile.Options{Secret: true, NoReplace: true}); err != nil {
 		return fmt.Errorf("sim: create master key memory: %w", err)
 	}
-	if err := os.Remove(tmp); err != nil {
-		return fmt.Errorf("sim: create master key memory: %w", err)
-	}
-	return syncDir(filepath.Dir(path))
+	return nil
 }
 
 // openMKM loads the master key memory file at path. A stale temporary file
 // left by a crash is scrubbed and removed first.
 func openMKM(path string) (*MasterKeyMemory, error) {
-	removeStaleTemps(filepath.Dir(path))
+	atomicfile.RemoveTemps(path)
+	legacy, _ := filepath.Glob(filepath.Join(filepath.Dir(path), mkmLegacyTempPattern))
+	for _, name := range legacy {
+		atomicfile.Scrub(name)
+	}
 	buf, err := readMKMFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("sim: open master key memory: %w", err)
@@ -218,95 +218,9 @@ func (m *MasterKeyMemory) wipe() {
 }
 
 // replaceMKM atomically replaces the file at path with one holding status and
-// key, then overwrites the key bytes of the replaced file.
+// key; the writer scrubs the replaced file and any temporary copy.
 func replaceMKM(path string, status byte, key *[MasterKeySize]byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := writeTempMKM(dir, status, key)
-	if err != nil {
-		return err
-	}
-	// Keep the old inode open so its key can be scrubbed once it is replaced.
-	old, oldErr := os.OpenFile(path, os.O_RDWR, 0)
-	if oldErr == nil {
-		defer old.Close()
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		scrubAndRemove(tmp)
-		return err
-	}
-	if err := syncDir(dir); err != nil {
-		return err
-	}
-	if oldErr == nil {
-		// Best effort: the new content is durable already.
-		var zero [MasterKeySize]byte
-		if _, err := old.WriteAt(zero[:], mkmKeyOff); err == nil {
-			_ = old.Sync()
-		}
-	}
-	return nil
-}
-
-// writeTempMKM writes a complete, synced master key memory file into a new
-// temporary file (mode 0600) in dir and returns its name.
-func writeTempMKM(dir string, status byte, key *[MasterKeySize]byte) (string, error) {
 	buf := encodeMKM(status, key)
 	defer clear(buf)
-	f, err := os.CreateTemp(dir, mkmTempPattern)
-	if err != nil {
-		return "", err
-	}
-	name := f.Name()
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		os.Remove(name)
-		return "", err
-	}
-	_, werr := f.Write(buf)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		scrubAndRemove(name)
-		return "", werr
-	}
-	return name, nil
-}
-
-// removeStaleTemps scrubs and removes temporary files a crash left in dir.
-func removeStaleTemps(dir string) {
-	names, _ := filepath.Glob(filepath.Join(dir, mkmTempPattern))
-	for _, name := range names {
-		scrubAndRemove(name)
-	}
-}
-
-// scrubAndRemove overwrites a temporary file with zeros (best effort) and
-// removes it.
-func scrubAndRemove(name string) {
-	if f, err := os.OpenFile(name, os.O_WRONLY, 0); err == nil {
-		if fi, err := f.Stat(); err == nil && fi.Size() > 0 && fi.Size() <= mkmFileSize {
-			if _, err := f.WriteAt(make([]byte, fi.Size()), 0); err == nil {
-				_ = f.Sync()
-			}
-		}
-		f.Close()
-	}
-	os.Remove(name)
-}
-
-// syncDir fsyncs a directory, making renames and new names in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return atomicfile.Write(path, buf, atomicfile.Options{Secret: true})
 }

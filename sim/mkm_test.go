@@ -34,12 +34,17 @@ func checkMode0600(t *testing.T, path string) {
 	}
 }
 
-// checkNoTemps fails if a temporary file is left beside the mkm.
+// checkNoTemps fails if a file other than the mkm is left in its directory.
 func checkNoTemps(t *testing.T, dir string) {
 	t.Helper()
-	names, _ := filepath.Glob(filepath.Join(dir, mkmTempPattern))
-	if len(names) != 0 {
-		t.Errorf("temporary files left: %v", names)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != mkmFileName {
+			t.Errorf("file left beside the mkm: %s", e.Name())
+		}
 	}
 }
 
@@ -144,17 +149,44 @@ func TestMKMCreateRefusesExisting(t *testing.T) {
 	checkNoTemps(t, filepath.Dir(path))
 }
 
+// TestMKMStaleTempRemoved: the temporary files a crash left, named as
+// today's writer or an older one named them, are removed on open.
 func TestMKMStaleTempRemoved(t *testing.T) {
-	_, path := newTestMKM(t)
-	stale := filepath.Join(filepath.Dir(path), ".mkm-123.tmp")
-	if err := os.WriteFile(stale, encodeMKM(mkmStatusSet, (*[MasterKeySize]byte)(testKey(9))), 0o600); err != nil {
+	for _, name := range []string{".mkm-123.tmp", ".mkm.tmp123"} {
+		_, path := newTestMKM(t)
+		stale := filepath.Join(filepath.Dir(path), name)
+		if err := os.WriteFile(stale, encodeMKM(mkmStatusSet, (*[MasterKeySize]byte)(testKey(9))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := openMKM(path); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("stale temporary file %s still there: %v", name, err)
+		}
+	}
+}
+
+// TestMKMStaleLinkedTempSparesTheMKM: a crash between linking a new mkm
+// into place and removing the temporary name leaves a name that shares
+// the mkm's inode; cleaning it up must not zero the mkm.
+func TestMKMStaleLinkedTempSparesTheMKM(t *testing.T) {
+	m, path := newTestMKM(t)
+	if err := m.Set(testKey(5)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := openMKM(path); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("stale temporary file still there: %v", err)
+	for _, name := range []string{".mkm-123.tmp", ".mkm.tmp123"} {
+		if err := os.Link(path, filepath.Join(filepath.Dir(path), name)); err != nil {
+			t.Skipf("no hard links here: %v", err)
+		}
+		m2, err := openMKM(path)
+		if err != nil {
+			t.Fatalf("after %s: %v", name, err)
+		}
+		if got, err := m2.Get(); err != nil || !bytes.Equal(got, testKey(5)) {
+			t.Fatalf("after %s: %x, %v", name, got, err)
+		}
+		checkNoTemps(t, filepath.Dir(path))
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
@@ -11,6 +12,59 @@ import (
 	"github.com/hsmkit/cryptech-backup/rpc"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
+
+// backendFlags are the common flags that choose the HSM a command works
+// on (the emulator's directory, a libhal RPC socket, a PKCS#11 token) and
+// how to log in to it. They are registered and interpreted here only.
+type backendFlags struct {
+	hsmDir  string
+	pin     string
+	pinFile string
+	rpc     string
+	tls     tlsFlags
+	module  string
+	token   string
+	slot    int
+	// pinFrom is where readPIN found the PIN.
+	pinFrom string
+}
+
+// backendFlagNames are the names register gives the flags, in the order
+// a command that opens no HSM checks that none was given.
+var backendFlagNames = []string{"hsm", "rpc", "module", "token", "slot", "pin", "p", "pin-file", "tls-cert", "tls-key", "tls-ca"}
+
+// register registers the backend flags on fs.
+func (b *backendFlags) register(fs *flag.FlagSet) {
+	registerHSMDir(fs, &b.hsmDir, "emulated HSM state directory", "")
+	addString(fs, &b.pin, "p", "pin", "", "wheel PIN (visible to other users in ps: prefer --pin-file or $CRYPTECH_PIN)")
+	fs.StringVar(&b.pinFile, "pin-file", "", "read the PIN from the first line of this file")
+	fs.StringVar(&b.rpc, "rpc", "", "use the HSM behind a libhal RPC socket instead of --hsm: unix:PATH or tcp:HOST:PORT")
+	fs.StringVar(&b.tls.cert, "tls-cert", "", "with --rpc tcp:...: this client's certificate (PEM)")
+	fs.StringVar(&b.tls.key, "tls-key", "", "with --rpc tcp:...: this client's private key (PEM)")
+	fs.StringVar(&b.tls.ca, "tls-ca", "", "with --rpc tcp:...: the CA certificate (PEM) that signed the server's certificate")
+	fs.StringVar(&b.module, "module", "", "use a PKCS#11 token instead of --hsm: the module's path (the PIN is the token's user PIN)")
+	fs.StringVar(&b.token, "token", "", "with --module: the token's label")
+	fs.IntVar(&b.slot, "slot", -1, "with --module: the token's slot ID, instead of --token")
+}
+
+// registerHSMDir registers --hsm into p: the common flags' and, for the
+// commands that work on an emulated HSM's directory without the other
+// backend flags (init, serve, hashsig-history), their own. The default it
+// states is the one dir applies; note follows it in the help.
+func registerHSMDir(fs *flag.FlagSet, p *string, what, note string) {
+	fs.StringVar(p, "hsm", "", what+" (default $CRYPTECH_HSM, else ./hsm)"+note)
+}
+
+// noBackendFlag refuses, for a command that opens no HSM, any backend flag
+// given: why says what the command does instead.
+func (c *call) noBackendFlag(why string) error {
+	for _, f := range backendFlagNames {
+		if c.given(f) {
+			return usageError{fmt.Sprintf("%s: %s", dashed(f), why)}
+		}
+	}
+	return nil
+}
 
 // noHSMError: the state directory holds no emulated HSM.
 type noHSMError struct{ dir string }
@@ -92,6 +146,7 @@ func (c *call) openRemote(ctx context.Context, e *env) (hsmapi.Token, func(), er
 type connectError struct{ err error }
 
 func (c connectError) Error() string { return c.err.Error() }
+
 func (c connectError) Unwrap() error { return c.err }
 
 // openPKCS11 opens the PKCS#11 token --module and --token (or --slot) name.
@@ -145,4 +200,28 @@ func (c *call) withToken(ctx context.Context, e *env, f func(hsmapi.Token) error
 	}
 	defer done()
 	return f(tok)
+}
+
+// pinName names the PIN the common flags' HSM asks for.
+func (c *call) pinName(e *env) string {
+	switch {
+	case c.module != "" && c.token != "":
+		return fmt.Sprintf("the user PIN of token %q", c.token)
+	case c.module != "":
+		return fmt.Sprintf("the user PIN of the token in slot %d", c.slot)
+	case c.rpc != "":
+		return "the wheel PIN of the HSM behind " + c.rpc
+	}
+	return "the wheel PIN of the HSM in " + c.dir(e) + ", which init set"
+}
+
+// dir returns the emulated HSM's state directory.
+func (c *call) dir(e *env) string {
+	if c.hsmDir != "" {
+		return c.hsmDir
+	}
+	if d := e.getenv("CRYPTECH_HSM"); d != "" {
+		return d
+	}
+	return "hsm"
 }

@@ -37,56 +37,59 @@ var demoCommand = &command{
   cryptech-backup demo --rpc                     # both HSMs as serve daemons, the transfer over sockets
   cryptech-backup demo --pkcs11                  # between two SoftHSM2 tokens
 `,
-	define: func(fs *flag.FlagSet) runFunc {
-		var dir string
-		var n int
-		var overRPC, pkcs11 bool
-		var module string
-		fs.StringVar(&dir, "dir", "", "keep the two HSMs, their PINs (mode 0600) and the files here (must be new or empty; default a temporary directory, removed after)")
-		fs.IntVar(&n, "keys", 20, "number of exportable keys on the source, 1 to 500")
-		fs.BoolVar(&overRPC, "rpc", false, "run both HSMs as serve daemons in child processes and do the transfer over Unix sockets")
-		fs.BoolVar(&pkcs11, "pkcs11", false, "transfer between two SoftHSM2 tokens made in the demo's directory")
-		fs.StringVar(&module, "module", "", "with --pkcs11: the SoftHSM2 module (default: found in the usual places)")
-		return func(ctx context.Context, e *env, c *call) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			if n < 1 || n > 500 {
-				return usageError{"--keys takes 1 to 500"}
-			}
-			if overRPC && pkcs11 {
-				return usageError{"--rpc and --pkcs11 exclude each other"}
-			}
-			if c.given("module") && !pkcs11 {
-				return usageError{"--module only means something with --pkcs11"}
-			}
-			kind := demoEmulated
-			switch {
-			case overRPC:
-				kind = demoRPC
-			case pkcs11:
-				kind = demoPKCS11
-			}
-			keep := dir != ""
-			if !keep {
-				tmp, err := os.MkdirTemp("", "cryptech-backup-demo-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(tmp)
-				dir = tmp
-			} else if err := emptyDir(dir); err != nil {
-				return err
-			}
-			b := &demoBackend{kind: kind, dir: dir, keep: keep}
-			if kind == demoPKCS11 {
-				if err := b.setupSoftHSM(module); err != nil {
-					return err
-				}
-			}
-			return runDemo(ctx, e, b, n)
+	define: defineDemo,
+}
+
+// defineDemo registers the flags of demo and returns what runs it.
+func defineDemo(fs *flag.FlagSet) runFunc {
+	var dir string
+	var n int
+	var overRPC, pkcs11 bool
+	var module string
+	fs.StringVar(&dir, "dir", "", "keep the two HSMs, their PINs (mode 0600) and the files here (must be new or empty; default a temporary directory, removed after)")
+	fs.IntVar(&n, "keys", 20, "number of exportable keys on the source, 1 to 500")
+	fs.BoolVar(&overRPC, "rpc", false, "run both HSMs as serve daemons in child processes and do the transfer over Unix sockets")
+	fs.BoolVar(&pkcs11, "pkcs11", false, "transfer between two SoftHSM2 tokens made in the demo's directory")
+	fs.StringVar(&module, "module", "", "with --pkcs11: the SoftHSM2 module (default: found in the usual places)")
+	return func(ctx context.Context, e *env, c *call) error {
+		if err := noArgs(c); err != nil {
+			return err
 		}
-	},
+		if n < 1 || n > 500 {
+			return usageError{"--keys takes 1 to 500"}
+		}
+		if overRPC && pkcs11 {
+			return usageError{"--rpc and --pkcs11 exclude each other"}
+		}
+		if c.given("module") && !pkcs11 {
+			return usageError{"--module only means something with --pkcs11"}
+		}
+		kind := demoEmulated
+		switch {
+		case overRPC:
+			kind = demoRPC
+		case pkcs11:
+			kind = demoPKCS11
+		}
+		keep := dir != ""
+		if !keep {
+			tmp, err := os.MkdirTemp("", "cryptech-backup-demo-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			dir = tmp
+		} else if err := emptyDir(dir); err != nil {
+			return err
+		}
+		b := &demoBackend{kind: kind, dir: dir, keep: keep}
+		if kind == demoPKCS11 {
+			if err := b.setupSoftHSM(module); err != nil {
+				return err
+			}
+		}
+		return runDemo(ctx, e, b, n)
+	}
 }
 
 func emptyDir(dir string) error {
@@ -224,7 +227,7 @@ func (b *demoBackend) writePINs(name string, pins [3][]byte) error {
 			continue
 		}
 		line := append(append([]byte(nil), pins[i]...), '\n')
-		err := writeFileAtomic(filepath.Join(b.dir, name+"."+which+"-pin"), line, false)
+		err := writeFileAtomic(filepath.Join(b.dir, name+"."+which+"-pin"), line, false, true)
 		clear(line)
 		if err != nil {
 			return fmt.Errorf("write the PINs of %s: %w", name, err)

@@ -3,17 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
-	"github.com/hsmkit/cryptech-backup/internal/filelock"
+	"github.com/hsmkit/cryptech-backup/internal/hsskeyfile"
 )
 
 var hashsigCommand = &command{
@@ -94,62 +92,65 @@ var hashsigKeygenCommand = &command{
 	notes:   hashsigTypes(),
 	examples: `  cryptech-backup hashsig keygen --levels 2 --lms sha256-m32-h5 --lmots sha256-n32-w8 --priv key.prv --pub key.pub
 `,
-	define: func(fs *flag.FlagSet) runFunc {
-		var lf levelFlags
-		var priv, pub string
-		var force bool
-		lf.register(fs)
-		fs.StringVar(&priv, "priv", "", "private key file to write (mode 0600)")
-		fs.StringVar(&pub, "pub", "", "public key file to write: the raw RFC 8554 public key")
-		fs.BoolVar(&force, "force", false, "replace existing files (a replaced private key's remaining signatures are lost)")
-		return func(ctx context.Context, e *env, c *call) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			levels, err := lf.parse()
-			if err != nil {
-				return err
-			}
-			if priv == "" || pub == "" {
-				return usageError{"--priv FILE and --pub FILE are required"}
-			}
-			if priv == "-" {
-				return usageError{"--priv takes a file: a private key is never written to stdout"}
-			}
-			if sameFile(priv, pub) {
-				return usageError{"--priv and --pub name the same file"}
-			}
-			// Both files can be written before minutes go into the trees.
-			if fi, err := os.Stat(priv); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
-				return fmt.Errorf("%s: not a regular file", priv)
-			}
-			if err := e.checkOutput(priv, force, false); err != nil {
-				return err
-			}
-			if err := e.checkOutput(pub, force, true); err != nil {
-				return err
-			}
-			sk, err := hashsig.GenerateKey(nil, levels, nil)
-			if errors.Is(err, hashsig.ErrBadParameters) {
-				return usageError{err.Error()}
-			}
-			if err != nil {
-				return err
-			}
-			defer sk.Wipe()
-			state, _ := sk.MarshalBinary()
-			defer clear(state)
-			if err := writeFileAtomic(priv, state, force); err != nil {
-				return fmt.Errorf("write %s: %w", priv, err)
-			}
-			if err := e.output(pub, sk.Public().Bytes(), force, true); err != nil {
-				// A private key without its public key is of no use.
-				return errors.Join(err, removeWritten(priv, state))
-			}
-			fmt.Fprintf(e.stderr, "%s: HSS key with %d signatures; keep %s secret and never copy it to sign elsewhere\n", progName, sk.Remaining(), priv)
-			return nil
+	define: defineHashsigKeygen,
+}
+
+// defineHashsigKeygen registers the flags of hashsigKeygen and returns what runs it.
+func defineHashsigKeygen(fs *flag.FlagSet) runFunc {
+	var lf levelFlags
+	var priv, pub string
+	var force bool
+	lf.register(fs)
+	fs.StringVar(&priv, "priv", "", "private key file to write (mode 0600)")
+	fs.StringVar(&pub, "pub", "", "public key file to write: the raw RFC 8554 public key")
+	fs.BoolVar(&force, "force", false, "replace existing files (a replaced private key's remaining signatures are lost)")
+	return func(ctx context.Context, e *env, c *call) error {
+		if err := noArgs(c); err != nil {
+			return err
 		}
-	},
+		levels, err := lf.parse()
+		if err != nil {
+			return err
+		}
+		if priv == "" || pub == "" {
+			return usageError{"--priv FILE and --pub FILE are required"}
+		}
+		if priv == "-" {
+			return usageError{"--priv takes a file: a private key is never written to stdout"}
+		}
+		if sameFile(priv, pub) {
+			return usageError{"--priv and --pub name the same file"}
+		}
+		// Both files can be written before minutes go into the trees.
+		if fi, err := os.Stat(priv); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+			return fmt.Errorf("%s: not a regular file", priv)
+		}
+		if err := e.checkOutput(priv, force, false); err != nil {
+			return err
+		}
+		if err := e.checkOutput(pub, force, true); err != nil {
+			return err
+		}
+		sk, err := hashsig.GenerateKey(nil, levels, nil)
+		if errors.Is(err, hashsig.ErrBadParameters) {
+			return usageError{err.Error()}
+		}
+		if err != nil {
+			return err
+		}
+		defer sk.Wipe()
+		state, _ := sk.MarshalBinary()
+		defer clear(state)
+		if err := hsskeyfile.Create(priv, state, force); err != nil {
+			return fmt.Errorf("write %s: %w", priv, existsError(err))
+		}
+		if err := e.output(pub, sk.Public().Bytes(), force, true); err != nil {
+			// A private key without its public key is of no use.
+			return errors.Join(err, hsskeyfile.Remove(priv, state))
+		}
+		fmt.Fprintf(e.stderr, "%s: HSS key with %d signatures; keep %s secret and never copy it to sign elsewhere\n", progName, sk.Remaining(), priv)
+		return nil
+	}
 }
 
 var hashsigSignCommand = &command{
@@ -158,183 +159,47 @@ var hashsigSignCommand = &command{
 	summary: "sign a file; the key file is advanced and written back before the signature is released",
 	examples: `  cryptech-backup hashsig sign --priv key.prv -i msg -o msg.sig
 `,
-	define: func(fs *flag.FlagSet) runFunc {
-		var priv, in, out string
-		var force bool
-		fs.StringVar(&priv, "priv", "", "private key file")
-		addString(fs, &in, "i", "input", "", "file to sign (default stdin)")
-		addString(fs, &out, "o", "output", "", "signature file (default stdout)")
-		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
-		return func(ctx context.Context, e *env, c *call) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			if priv == "" {
-				return usageError{"--priv FILE is required"}
-			}
-			// A signature written over the key would destroy it; over the
-			// message, lose it.
-			if out != "" && out != "-" && sameFile(out, priv) {
-				return usageError{"-o and --priv name the same file: the signature would replace the key"}
-			}
-			if err := checkOutputIsNotInput(out, in); err != nil {
-				return err
-			}
-			// The key advances before the signature is written: make sure
-			// it can be.
-			if err := e.checkOutput(out, force, true); err != nil {
-				return err
-			}
-			msg, err := e.readInput(in, maxInput)
-			if err != nil {
-				return err
-			}
-			sig, err := signWithKeyFile(priv, msg)
-			if err != nil {
-				return err
-			}
-			return e.output(out, sig, force, true)
-		}
-	},
+	define: defineHashsigSign,
 }
 
-// signWithKeyFile signs msg with the key in path, holding a lock on it so
-// that no other process signs with the same state, and writing the advanced
-// state back (atomically, durably) before the signature is returned. A key
-// file that does not parse or is exhausted is left as it is.
-//
-// The lock and the writes go to the file that path names once symlinks are
-// resolved: through a link, a lock named after the link would not exclude a
-// signer using the real name, and a rename would replace the link and leave
-// the real file (and its state) behind. A key file with more than one hard
-// link is refused, as its other names would keep the old state.
-func signWithKeyFile(path string, msg []byte) ([]byte, error) {
-	real, err := resolveKeyFile(path)
-	if err != nil {
-		return nil, err
-	}
-	lock, err := os.OpenFile(real+".lock", os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Close()
-	if err := filelock.Lock(lock); errors.Is(err, filelock.ErrLocked) {
-		return nil, fmt.Errorf("%s is in use by another process", path)
-	} else if err != nil {
-		return nil, err
-	}
-	// The file may have been replaced or linked between the check and the lock.
-	if err := checkKeyFile(path, real); err != nil {
-		return nil, err
-	}
-	removeStaleTemps(real)
-	state, err := readFileLimited(real, maxSmallFile)
-	if tl := (tooLargeError{}); errors.As(err, &tl) {
-		return nil, tooLargeError{path, tl.limit}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, unwrapPathError(err))
-	}
-	defer clear(state)
-	persist := func(next []byte) error {
-		if err := checkKeyFile(path, real); err != nil {
+// defineHashsigSign registers the flags of hashsigSign and returns what runs it.
+func defineHashsigSign(fs *flag.FlagSet) runFunc {
+	var priv, in, out string
+	var force bool
+	fs.StringVar(&priv, "priv", "", "private key file")
+	addString(fs, &in, "i", "input", "", "file to sign (default stdin)")
+	addString(fs, &out, "o", "output", "", "signature file (default stdout)")
+	fs.BoolVar(&force, "force", false, "replace the output file if it exists")
+	return func(ctx context.Context, e *env, c *call) error {
+		if err := noArgs(c); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(real, next, true); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
+		if priv == "" {
+			return usageError{"--priv FILE is required"}
 		}
-		return nil
-	}
-	sk, err := hashsig.ParsePrivateKey(state, persist)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	defer sk.Wipe()
-	sig, err := sk.Sign(msg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return sig, nil
-}
-
-// resolveKeyFile returns the file that path names once symlinks are
-// resolved, after checking it is a regular file with one hard link.
-func resolveKeyFile(path string) (string, error) {
-	real, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, unwrapPathError(err))
-	}
-	return real, checkKeyFile(path, real)
-}
-
-// checkKeyFile checks that path still leads to real, and that real is a
-// regular file with one name.
-func checkKeyFile(path, real string) error {
-	if now, err := filepath.EvalSymlinks(path); err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPathError(err))
-	} else if now != real {
-		return fmt.Errorf("%s: now leads to %s instead of %s; try again", path, now, real)
-	}
-	fi, err := os.Lstat(real)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPathError(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s: not a regular file", path)
-	}
-	if n, ok := filelock.Links(fi); ok && n > 1 {
-		return fmt.Errorf("%s: the key file has %d hard links; a hash-based key file must have one name only", path, n)
-	}
-	return nil
-}
-
-// sameFile tells whether two output paths name one file: the same path once
-// cleaned and with symlinks in it resolved, or one existing file.
-func sameFile(a, b string) bool {
-	if a == "-" || b == "-" {
-		return a == b
-	}
-	if fa, err := os.Stat(a); err == nil {
-		if fb, err := os.Stat(b); err == nil {
-			return os.SameFile(fa, fb)
+		// A signature written over the key would destroy it; over the
+		// message, lose it.
+		if out != "" && out != "-" && sameFile(out, priv) {
+			return usageError{"-o and --priv name the same file: the signature would replace the key"}
 		}
+		if err := checkOutputIsNotInput(out, in); err != nil {
+			return err
+		}
+		// The key advances before the signature is written: make sure
+		// it can be.
+		if err := e.checkOutput(out, force, true); err != nil {
+			return err
+		}
+		msg, err := e.readInput(in, maxInput)
+		if err != nil {
+			return err
+		}
+		sig, err := hsskeyfile.Sign(priv, msg)
+		if err != nil {
+			return err
+		}
+		return e.output(out, sig, force, true)
 	}
-	return resolvedPath(a) == resolvedPath(b)
-}
-
-// isSpecialFile tells whether path exists and is not a regular file or a
-// directory: /dev/null, a FIFO.
-func isSpecialFile(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && !fi.Mode().IsRegular() && !fi.IsDir()
-}
-
-// resolvedPath is path made absolute, with the symlinks in its directory
-// resolved when it exists.
-func resolvedPath(path string) string {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return filepath.Clean(path)
-	}
-	dir, base := filepath.Split(abs)
-	if d, err := filepath.EvalSymlinks(dir); err == nil {
-		dir = d
-	}
-	return filepath.Join(dir, base)
-}
-
-// removeWritten removes the file writeFileAtomic just wrote to path, if it
-// still holds data.
-func removeWritten(path string, data []byte) error {
-	now, err := os.ReadFile(path)
-	defer clear(now)
-	if err != nil || subtle.ConstantTimeCompare(now, data) != 1 {
-		return nil
-	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("remove %s: %w", path, unwrapPathError(err))
-	}
-	return nil
 }
 
 var hashsigVerifyCommand = &command{
@@ -343,41 +208,44 @@ var hashsigVerifyCommand = &command{
 	summary: "check an RFC 8554 signature; exit 0 if it verifies, 1 if not",
 	examples: `  cryptech-backup hashsig verify --pub key.pub --sig msg.sig -i msg
 `,
-	define: func(fs *flag.FlagSet) runFunc {
-		var pub, sigFile, in string
-		fs.StringVar(&pub, "pub", "", "public key: raw RFC 8554, or a SubjectPublicKeyInfo (DER or PEM)")
-		fs.StringVar(&sigFile, "sig", "", "signature file")
-		addString(fs, &in, "i", "input", "", "signed file (default stdin)")
-		return func(ctx context.Context, e *env, c *call) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			if pub == "" || sigFile == "" {
-				return usageError{"--pub FILE and --sig FILE are required"}
-			}
-			pkData, err := readFileLimited(pub, maxPublicKey)
-			if err != nil {
-				return err
-			}
-			pk, err := parseHashsigPublicKey(pkData)
-			if err != nil {
-				return fmt.Errorf("%s: %w", pub, err)
-			}
-			sig, err := e.readInput(sigFile, maxSmallFile)
-			if err != nil {
-				return err
-			}
-			msg, err := e.readInput(in, maxInput)
-			if err != nil {
-				return err
-			}
-			if err := pk.Verify(msg, sig); err != nil {
-				return invalidSignature(err)
-			}
-			fmt.Fprintln(e.stdout, "OK")
-			return nil
+	define: defineHashsigVerify,
+}
+
+// defineHashsigVerify registers the flags of hashsigVerify and returns what runs it.
+func defineHashsigVerify(fs *flag.FlagSet) runFunc {
+	var pub, sigFile, in string
+	fs.StringVar(&pub, "pub", "", "public key: raw RFC 8554, or a SubjectPublicKeyInfo (DER or PEM)")
+	fs.StringVar(&sigFile, "sig", "", "signature file")
+	addString(fs, &in, "i", "input", "", "signed file (default stdin)")
+	return func(ctx context.Context, e *env, c *call) error {
+		if err := noArgs(c); err != nil {
+			return err
 		}
-	},
+		if pub == "" || sigFile == "" {
+			return usageError{"--pub FILE and --sig FILE are required"}
+		}
+		pkData, err := readFileLimited(pub, maxPublicKey)
+		if err != nil {
+			return err
+		}
+		pk, err := parseHashsigPublicKey(pkData)
+		if err != nil {
+			return fmt.Errorf("%s: %w", pub, err)
+		}
+		sig, err := e.readInput(sigFile, maxSmallFile)
+		if err != nil {
+			return err
+		}
+		msg, err := e.readInput(in, maxInput)
+		if err != nil {
+			return err
+		}
+		if err := pk.Verify(msg, sig); err != nil {
+			return invalidSignature(err)
+		}
+		fmt.Fprintln(e.stdout, "OK")
+		return nil
+	}
 }
 
 // invalidSignature says why a signature was refused, without repeating

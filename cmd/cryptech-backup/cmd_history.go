@@ -20,64 +20,67 @@ var hashsigHistoryCommand = &command{
 	examples: `  cryptech-backup hashsig-history --hsm ./hsm     # one line per range: I:FROM-TO, then what it is; the flash's use on stderr
   cryptech-backup hashsig-history --hsm ./hsm --forget 5f0c...e1:512-1024
 `,
-	define: func(fs *flag.FlagSet) runFunc {
-		var dir, forget string
-		fs.StringVar(&dir, "hsm", "", "emulated HSM state directory (default $CRYPTECH_HSM, else ./hsm); the HSM must not be in use")
-		fs.StringVar(&forget, "forget", "", "forget this range, as the list prints it: only one that an older version recorded apart from its key, and only if no key of this HSM ever signed with it")
-		return func(_ context.Context, e *env, c *call) error {
-			if err := noArgs(c); err != nil {
+	define: defineHashsigHistory,
+}
+
+// defineHashsigHistory registers the flags of hashsigHistory and returns what runs it.
+func defineHashsigHistory(fs *flag.FlagSet) runFunc {
+	var dir, forget string
+	registerHSMDir(fs, &dir, "emulated HSM state directory", "; the HSM must not be in use")
+	fs.StringVar(&forget, "forget", "", "forget this range, as the list prints it: only one that an older version recorded apart from its key, and only if no key of this HSM ever signed with it")
+	return func(_ context.Context, e *env, c *call) error {
+		if err := noArgs(c); err != nil {
+			return err
+		}
+		c.hsmDir = dir
+		var id [16]byte
+		var next, end uint64
+		if forget != "" {
+			var err error
+			if id, next, end, err = parseHistoryRange(forget); err != nil {
+				return usageError{"--forget: " + err.Error()}
+			}
+		}
+		dir := c.dir(e)
+		h, err := hsm.Open(dir, e.hsmOptions)
+		if errors.Is(err, sim.ErrNoBoard) {
+			return noHSMError{dir}
+		}
+		if errors.Is(err, sim.ErrBoardInUse) {
+			return hintError{fmt.Errorf("the HSM in %s is open in another process", dir),
+				"stop " + progName + " serve (or whatever holds it) first: hashsig-history reads the HSM's flash itself, and works on an HSM no process holds"}
+		}
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		if forget != "" {
+			if err := h.ForgetHashsigRange(id, next, end); err != nil {
 				return err
 			}
-			c.hsmDir = dir
-			var id [16]byte
-			var next, end uint64
-			if forget != "" {
-				var err error
-				if id, next, end, err = parseHistoryRange(forget); err != nil {
-					return usageError{"--forget: " + err.Error()}
-				}
-			}
-			dir := c.dir(e)
-			h, err := hsm.Open(dir, e.hsmOptions)
-			if errors.Is(err, sim.ErrNoBoard) {
-				return noHSMError{dir}
-			}
-			if errors.Is(err, sim.ErrBoardInUse) {
-				return hintError{fmt.Errorf("the HSM in %s is open in another process", dir),
-					"stop " + progName + " serve (or whatever holds it) first: hashsig-history reads the HSM's flash itself, and works on an HSM no process holds"}
-			}
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			if forget != "" {
-				if err := h.ForgetHashsigRange(id, next, end); err != nil {
-					return err
-				}
-				fmt.Fprintf(e.stderr, "%s: forgot signatures [%d, %d) of HSS key %x: a part of that key holding them can be imported again\n", progName, next, end, id)
-				return nil
-			}
-			u, err := h.FlashUsage()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stderr, "%s: %s\n", progName, usageLine(u))
-			orphans, err := h.HashsigOrphans()
-			if err != nil {
-				return err
-			}
-			for _, o := range orphans {
-				for _, r := range o.Ranges {
-					what := "imported, and deleted since"
-					if r.Unconfirmed {
-						what = "recorded by an older version apart from its key: an import cut short, or imported and deleted since"
-					}
-					fmt.Fprintf(e.stdout, "%x:%d-%d\t%s\n", o.ID, r.Next, r.End, what)
-				}
-			}
+			fmt.Fprintf(e.stderr, "%s: forgot signatures [%d, %d) of HSS key %x: a part of that key holding them can be imported again\n", progName, next, end, id)
 			return nil
 		}
-	},
+		u, err := h.FlashUsage()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "%s: %s\n", progName, usageLine(u))
+		orphans, err := h.HashsigOrphans()
+		if err != nil {
+			return err
+		}
+		for _, o := range orphans {
+			for _, r := range o.Ranges {
+				what := "imported, and deleted since"
+				if r.Unconfirmed {
+					what = "recorded by an older version apart from its key: an import cut short, or imported and deleted since"
+				}
+				fmt.Fprintf(e.stdout, "%x:%d-%d\t%s\n", o.ID, r.Next, r.End, what)
+			}
+		}
+		return nil
+	}
 }
 
 // parseHistoryRange parses I:FROM-TO, I in hex.

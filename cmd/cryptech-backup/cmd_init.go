@@ -18,64 +18,67 @@ var initCommand = &command{
 	examples: `  cryptech-backup init --hsm ./hsm-a      # prompts for the three PINs
   cryptech-backup init --hsm ./hsm-b --wheel-pin "$W" --so-pin "$S" --user-pin "$U"
 `,
-	define: func(fs *flag.FlagSet) runFunc {
-		var dir, wheel, so, user string
-		var blocks int
-		fs.StringVar(&dir, "hsm", "", "state directory of the new HSM (default $CRYPTECH_HSM, else ./hsm)")
-		fs.StringVar(&wheel, "wheel-pin", "", "wheel PIN (default -p/--pin or $CRYPTECH_PIN, else prompted)")
-		fs.StringVar(&wheel, "p", "", "same as --wheel-pin")
-		fs.StringVar(&wheel, "pin", "", "same as --wheel-pin")
-		fs.StringVar(&so, "so-pin", "", "security officer PIN (prompted if not given)")
-		fs.StringVar(&user, "user-pin", "", "normal user PIN (prompted if not given)")
-		fs.IntVar(&blocks, "blocks", 0, "flash size in 8 KiB blocks, one key each (default 1024)")
-		return func(ctx context.Context, e *env, c *call) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			c.hsmDir = dir
-			// Only an absent --blocks means the default.
-			given := false
-			c.fs.Visit(func(f *flag.Flag) { given = given || f.Name == "blocks" })
-			if given && (blocks < hsm.MinBlocks || blocks > sim.MaxBlocks) {
-				return usageError{fmt.Sprintf("--blocks takes %d to %d", hsm.MinBlocks, sim.MaxBlocks)}
-			}
-			for _, p := range []struct{ flag, pin string }{{"--wheel-pin", wheel}, {"--so-pin", so}, {"--user-pin", user}} {
-				if p.pin != "" {
-					if err := checkPINFlag(p.flag, p.pin); err != nil {
-						return err
-					}
-				}
-			}
-			if wheel == "" {
-				wheel = e.getenv("CRYPTECH_PIN")
-			}
-			var pins [3][]byte
-			defer func() {
-				for _, p := range pins {
-					clear(p)
-				}
-			}()
-			for i, p := range []struct {
-				given, name string
-			}{{wheel, "wheel"}, {so, "security officer"}, {user, "user"}} {
-				var err error
-				if pins[i], err = newPIN(ctx, e, p.given, p.name); err != nil {
+	define: defineInit,
+}
+
+// defineInit registers the flags of init and returns what runs it.
+func defineInit(fs *flag.FlagSet) runFunc {
+	var dir, wheel, so, user string
+	var blocks int
+	registerHSMDir(fs, &dir, "state directory of the new HSM", "")
+	fs.StringVar(&wheel, "wheel-pin", "", "wheel PIN (default -p/--pin or $CRYPTECH_PIN, else prompted)")
+	fs.StringVar(&wheel, "p", "", "same as --wheel-pin")
+	fs.StringVar(&wheel, "pin", "", "same as --wheel-pin")
+	fs.StringVar(&so, "so-pin", "", "security officer PIN (prompted if not given)")
+	fs.StringVar(&user, "user-pin", "", "normal user PIN (prompted if not given)")
+	fs.IntVar(&blocks, "blocks", 0, "flash size in 8 KiB blocks, one key each (default 1024)")
+	return func(ctx context.Context, e *env, c *call) error {
+		if err := noArgs(c); err != nil {
+			return err
+		}
+		c.hsmDir = dir
+		// Only an absent --blocks means the default.
+		given := false
+		c.fs.Visit(func(f *flag.Flag) { given = given || f.Name == "blocks" })
+		if given && (blocks < hsm.MinBlocks || blocks > sim.MaxBlocks) {
+			return usageError{fmt.Sprintf("--blocks takes %d to %d", hsm.MinBlocks, sim.MaxBlocks)}
+		}
+		for _, p := range []struct{ flag, pin string }{{"--wheel-pin", wheel}, {"--so-pin", so}, {"--user-pin", user}} {
+			if p.pin != "" {
+				if err := checkPINFlag(p.flag, p.pin); err != nil {
 					return err
 				}
 			}
-			h, err := hsm.Create(c.dir(e), hsm.InitConfig{WheelPIN: pins[0], SOPIN: pins[1], UserPIN: pins[2], Blocks: blocks}, e.hsmOptions)
-			if errors.Is(err, sim.ErrBoardExists) {
-				d := shellQuote(c.dir(e))
-				return hintError{fmt.Errorf("%s already holds an emulated HSM", c.dir(e)),
-					fmt.Sprintf("use it with --hsm %s; to make a new one there, remove it first with rm -r %s, which destroys its keys", d, d)}
+		}
+		if wheel == "" {
+			wheel = e.getenv("CRYPTECH_PIN")
+		}
+		var pins [3][]byte
+		defer func() {
+			for _, p := range pins {
+				clear(p)
 			}
-			if err != nil {
+		}()
+		for i, p := range []struct {
+			given, name string
+		}{{wheel, "wheel"}, {so, "security officer"}, {user, "user"}} {
+			var err error
+			if pins[i], err = newPIN(ctx, e, p.given, p.name); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stderr, "%s: created an emulated HSM in %s\n", progName, c.dir(e))
-			return h.Close()
 		}
-	},
+		h, err := hsm.Create(c.dir(e), hsm.InitConfig{WheelPIN: pins[0], SOPIN: pins[1], UserPIN: pins[2], Blocks: blocks}, e.hsmOptions)
+		if errors.Is(err, sim.ErrBoardExists) {
+			d := shellQuote(c.dir(e))
+			return hintError{fmt.Errorf("%s already holds an emulated HSM", c.dir(e)),
+				fmt.Sprintf("use it with --hsm %s; to make a new one there, remove it first with rm -r %s, which destroys its keys", d, d)}
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "%s: created an emulated HSM in %s\n", progName, c.dir(e))
+		return h.Close()
+	}
 }
 
 // newPIN takes a PIN from a flag, or asks for it twice on the terminal.

@@ -24,86 +24,89 @@ var keygenCommand = &command{
   cryptech-backup keygen ec --curve p384
   cryptech-backup keygen hashsig --levels 2 --lms sha256-m32-h10 --lmots sha256-n32-w4 --exportable
 `,
-	define: func(fs *flag.FlagSet) runFunc {
-		var bits int
-		var curve, label string
-		var exportable bool
-		var lf levelFlags
-		fs.IntVar(&bits, "bits", 2048, "RSA modulus size: 2048, 3072 or 4096")
-		fs.StringVar(&curve, "curve", "p256", "EC curve: p256, p384 or p521")
-		lf.register(fs)
-		fs.BoolVar(&exportable, "exportable", false, "allow the key to be exported (wrapped) to another HSM")
-		fs.StringVar(&label, "label", "", "a label for the key")
-		return func(ctx context.Context, e *env, c *call) error {
-			// The key type comes first, then its flags.
-			args := c.fs.Args()
-			if len(args) == 0 {
-				return usageError{"name the key type: rsa, ec or hashsig"}
+	define: defineKeygen,
+}
+
+// defineKeygen registers the flags of keygen and returns what runs it.
+func defineKeygen(fs *flag.FlagSet) runFunc {
+	var bits int
+	var curve, label string
+	var exportable bool
+	var lf levelFlags
+	fs.IntVar(&bits, "bits", 2048, "RSA modulus size: 2048, 3072 or 4096")
+	fs.StringVar(&curve, "curve", "p256", "EC curve: p256, p384 or p521")
+	lf.register(fs)
+	fs.BoolVar(&exportable, "exportable", false, "allow the key to be exported (wrapped) to another HSM")
+	fs.StringVar(&label, "label", "", "a label for the key")
+	return func(ctx context.Context, e *env, c *call) error {
+		// The key type comes first, then its flags.
+		args := c.fs.Args()
+		if len(args) == 0 {
+			return usageError{"name the key type: rsa, ec or hashsig"}
+		}
+		kind := args[0]
+		// The help of one key type shows its flags only.
+		switch kind {
+		case "rsa":
+			c.helpHidden = map[string]bool{"curve": true, "levels": true, "lms": true, "lmots": true}
+		case "ec":
+			c.helpHidden = map[string]bool{"bits": true, "levels": true, "lms": true, "lmots": true}
+		case "hashsig":
+			c.helpHidden = map[string]bool{"bits": true, "curve": true}
+			c.helpNotes = hashsigTypes()
+		}
+		if err := c.parse(args[1:]); err != nil {
+			return err
+		}
+		if c.fs.NArg() != 0 {
+			return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
+		}
+		req := hsmapi.GenerateRequest{Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken, Label: label}
+		if exportable {
+			req.Flags |= hsmapi.FlagExportable
+		}
+		if err := hsmapi.CheckLabel(label); err != nil {
+			return usageError{err.Error()}
+		}
+		// Flags of another key type would be silently ignored.
+		own := map[string]string{"bits": "rsa", "curve": "ec", "levels": "hashsig", "lms": "hashsig", "lmots": "hashsig"}
+		if kind == "rsa" || kind == "ec" || kind == "hashsig" {
+			for _, name := range []string{"bits", "curve", "levels", "lms", "lmots"} {
+				if own[name] != kind && c.given(name) {
+					return usageError{fmt.Sprintf("--%s does not apply to %s keys", name, kind)}
+				}
 			}
-			kind := args[0]
-			// The help of one key type shows its flags only.
-			switch kind {
-			case "rsa":
-				c.helpHidden = map[string]bool{"curve": true, "levels": true, "lms": true, "lmots": true}
-			case "ec":
-				c.helpHidden = map[string]bool{"bits": true, "levels": true, "lms": true, "lmots": true}
-			case "hashsig":
-				c.helpHidden = map[string]bool{"bits": true, "curve": true}
-				c.helpNotes = hashsigTypes()
+		}
+		switch kind {
+		case "rsa":
+			if err := hsmapi.CheckGeneratedRSABits(bits); err != nil {
+				return usageError{"--bits: " + strings.TrimPrefix(err.Error(), hsmapi.ErrBadArguments.Error()+": ")}
 			}
-			if err := c.parse(args[1:]); err != nil {
-				return err
-			}
-			if c.fs.NArg() != 0 {
-				return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
-			}
-			req := hsmapi.GenerateRequest{Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken, Label: label}
-			if exportable {
-				req.Flags |= hsmapi.FlagExportable
-			}
-			if err := hsmapi.CheckLabel(label); err != nil {
+			req.Type, req.Bits = hsmapi.KeyTypeRSAPrivate, bits
+		case "ec":
+			cv, err := hsmapi.ParseCurve(curve)
+			if err != nil {
 				return usageError{err.Error()}
 			}
-			// Flags of another key type would be silently ignored.
-			own := map[string]string{"bits": "rsa", "curve": "ec", "levels": "hashsig", "lms": "hashsig", "lmots": "hashsig"}
-			if kind == "rsa" || kind == "ec" || kind == "hashsig" {
-				for _, name := range []string{"bits", "curve", "levels", "lms", "lmots"} {
-					if own[name] != kind && c.given(name) {
-						return usageError{fmt.Sprintf("--%s does not apply to %s keys", name, kind)}
-					}
-				}
+			req.Type, req.Curve = hsmapi.KeyTypeECPrivate, cv
+		case "hashsig":
+			levels, err := lf.parse()
+			if err != nil {
+				return err
 			}
-			switch kind {
-			case "rsa":
-				if err := hsmapi.CheckGeneratedRSABits(bits); err != nil {
-					return usageError{"--bits: " + strings.TrimPrefix(err.Error(), hsmapi.ErrBadArguments.Error()+": ")}
-				}
-				req.Type, req.Bits = hsmapi.KeyTypeRSAPrivate, bits
-			case "ec":
-				cv, err := hsmapi.ParseCurve(curve)
-				if err != nil {
-					return usageError{err.Error()}
-				}
-				req.Type, req.Curve = hsmapi.KeyTypeECPrivate, cv
-			case "hashsig":
-				levels, err := lf.parse()
-				if err != nil {
-					return err
-				}
-				req.Type, req.Levels = hsmapi.KeyTypeHashsigPrivate, levels
-			default:
-				return usageError{fmt.Sprintf("unknown key type %q: want rsa, ec or hashsig", kind)}
-			}
-			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-				k, err := tok.GenerateKey(ctx, req)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(e.stdout, k.UUID)
-				return nil
-			})
+			req.Type, req.Levels = hsmapi.KeyTypeHashsigPrivate, levels
+		default:
+			return usageError{fmt.Sprintf("unknown key type %q: want rsa, ec or hashsig", kind)}
 		}
-	},
+		return c.withToken(ctx, e, func(tok hsmapi.Token) error {
+			k, err := tok.GenerateKey(ctx, req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, k.UUID)
+			return nil
+		})
+	}
 }
 
 var listCommand = &command{
@@ -111,47 +114,50 @@ var listCommand = &command{
 	args:     "[--json]",
 	summary:  "list the keys in the HSM",
 	needsHSM: true,
-	define: func(fs *flag.FlagSet) runFunc {
-		var asJSON bool
-		fs.BoolVar(&asJSON, "json", false, "print a JSON array instead of a table")
-		return func(ctx context.Context, e *env, c *call) error {
-			if c.fs.NArg() != 0 {
-				return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
+	define:   defineList,
+}
+
+// defineList registers the flags of list and returns what runs it.
+func defineList(fs *flag.FlagSet) runFunc {
+	var asJSON bool
+	fs.BoolVar(&asJSON, "json", false, "print a JSON array instead of a table")
+	return func(ctx context.Context, e *env, c *call) error {
+		if c.fs.NArg() != 0 {
+			return usageError{fmt.Sprintf("unexpected argument %q", c.fs.Arg(0))}
+		}
+		return c.withToken(ctx, e, func(tok hsmapi.Token) error {
+			keys, err := tok.Keys(ctx, hsmapi.Filter{})
+			if err != nil {
+				return err
 			}
-			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-				keys, err := tok.Keys(ctx, hsmapi.Filter{})
+			if ul, ok := tok.(unusableLister); ok {
+				bad, err := ul.UnusableKeys(ctx)
 				if err != nil {
 					return err
 				}
-				if ul, ok := tok.(unusableLister); ok {
-					bad, err := ul.UnusableKeys(ctx)
-					if err != nil {
-						return err
-					}
-					for _, b := range bad {
-						e.warn("not listed, this tool cannot use it: %s", b)
-					}
+				for _, b := range bad {
+					e.warn("not listed, this tool cannot use it: %s", b)
 				}
-				if asJSON {
-					return writeKeysJSON(e, keys)
+			}
+			if asJSON {
+				return writeKeysJSON(e, keys)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "UUID\tTYPE\tSIZE\tSIGNATURES LEFT\tFLAGS\tLABEL")
+			for _, k := range keys {
+				left := "-"
+				switch {
+				case k.Type != hsmapi.KeyTypeHashsigPrivate:
+				case k.Hashsig.RemainingUnknown:
+					left = "unknown"
+				default:
+					left = fmt.Sprint(k.Hashsig.Remaining)
 				}
-				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "UUID\tTYPE\tSIZE\tSIGNATURES LEFT\tFLAGS\tLABEL")
-				for _, k := range keys {
-					left := "-"
-					switch {
-					case k.Type != hsmapi.KeyTypeHashsigPrivate:
-					case k.Hashsig.RemainingUnknown:
-						left = "unknown"
-					default:
-						left = fmt.Sprint(k.Hashsig.Remaining)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.UUID, k.Type, keySize(k), left, k.Flags, shownLabel(k.Label))
-				}
-				return tw.Flush()
-			})
-		}
-	},
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.UUID, k.Type, keySize(k), left, k.Flags, shownLabel(k.Label))
+			}
+			return tw.Flush()
+		})
+	}
 }
 
 // unusableLister is a token that leaves out of Keys the keys it cannot use
@@ -251,30 +257,33 @@ var pubkeyCommand = &command{
 	needsHSM: true,
 	examples: `  cryptech-backup pubkey --key web -o pub.pem
 `,
-	define: func(fs *flag.FlagSet) runFunc {
-		var keyID, out string
-		var force bool
-		fs.StringVar(&keyID, "key", "", keyUsage)
-		addString(fs, &out, "o", "output", "", "output file (default stdout)")
-		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
-		return func(ctx context.Context, e *env, c *call) error {
-			if err := keyFlag(c, keyID); err != nil {
-				return err
-			}
-			if err := e.checkOutput(out, force, false); err != nil {
-				return err
-			}
-			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-				id, err := findKey(ctx, tok, keyID)
-				if err != nil {
-					return err
-				}
-				k, err := tok.Key(ctx, id)
-				if err != nil {
-					return err
-				}
-				return e.output(out, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: k.PublicKey}), force, false)
-			})
+	define: definePubkey,
+}
+
+// definePubkey registers the flags of pubkey and returns what runs it.
+func definePubkey(fs *flag.FlagSet) runFunc {
+	var keyID, out string
+	var force bool
+	fs.StringVar(&keyID, "key", "", keyUsage)
+	addString(fs, &out, "o", "output", "", "output file (default stdout)")
+	fs.BoolVar(&force, "force", false, "replace the output file if it exists")
+	return func(ctx context.Context, e *env, c *call) error {
+		if err := keyFlag(c, keyID); err != nil {
+			return err
 		}
-	},
+		if err := e.checkOutput(out, force, false); err != nil {
+			return err
+		}
+		return c.withToken(ctx, e, func(tok hsmapi.Token) error {
+			id, err := findKey(ctx, tok, keyID)
+			if err != nil {
+				return err
+			}
+			k, err := tok.Key(ctx, id)
+			if err != nil {
+				return err
+			}
+			return e.output(out, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: k.PublicKey}), force, false)
+		})
+	}
 }

@@ -35,83 +35,86 @@ var serveCommand = &command{
   cryptech-backup serve --hsm ./hsm --listen tcp:127.0.0.1:2000
   cryptech-backup serve --hsm ./hsm --listen tcp:0.0.0.0:2000 --tls-cert srv.pem --tls-key srv.key --tls-client-ca ca.pem
 `,
-	define: func(fs *flag.FlagSet) runFunc {
-		var dir string
-		var listens listenFlags
-		var tf tlsFlags
-		fs.StringVar(&dir, "hsm", "", "emulated HSM state directory (default $CRYPTECH_HSM, else ./hsm)")
-		fs.Var(&listens, "listen", "where to listen, repeatable: unix:PATH or tcp:HOST:PORT (default unix:$CRYPTECH_RPC_CLIENT_SOCKET_NAME, else unix:"+defaultSocket+")")
-		tf.registerServer(fs)
-		return func(ctx context.Context, e *env, c *call) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			c.hsmDir = dir
-			if len(listens) == 0 {
-				sock := e.getenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME")
-				if sock == "" {
-					sock = defaultSocket
-				}
-				listens = append(listens, "unix:"+sock)
-			}
-			conf, err := tf.server()
-			if err != nil {
-				return err
-			}
-			var ls []net.Listener
-			defer func() {
-				for _, l := range ls {
-					l.Close()
-				}
-			}()
-			for _, addr := range listens {
-				l, err := listen(addr, conf)
-				if err != nil {
-					return err
-				}
-				ls = append(ls, l)
-			}
-			h, err := hsm.Open(c.dir(e), e.hsmOptions)
-			if errors.Is(err, sim.ErrNoBoard) {
-				return noHSMError{c.dir(e)}
-			}
-			if err != nil {
-				return err
-			}
-			log := slog.New(slog.NewTextHandler(e.stderr, nil))
-			srv := rpc.NewServer(h, log)
-			errs := make(chan error, len(ls))
-			for _, l := range ls {
-				go func() { errs <- srv.Serve(l) }()
-			}
-			// The addresses the listeners got: tcp:HOST:0 names a port.
-			var got []string
-			for _, l := range ls {
-				got = append(got, l.Addr().Network()+":"+l.Addr().String())
-			}
-			log.Info("serving", "hsm", c.dir(e), "listen", strings.Join(got, ","))
-			select {
-			case <-ctx.Done():
-				log.Info("stopping: finishing the requests in flight")
-			case err = <-errs:
-			}
-			sctx, cancel := context.WithTimeout(context.Background(), shutdownBound)
-			defer cancel()
-			serr := srv.Shutdown(sctx)
-			if serr != nil {
-				serr = fmt.Errorf("requests still in flight after %v were cut short: %w", shutdownBound, serr)
-			}
-			// Closing the HSM makes its keystore durable, and ends what is
-			// still in flight: an HSS signature still building its key's
-			// trees gives up, using no signature index.
-			cerr := h.Close()
-			if err := errors.Join(err, serr, cerr); err != nil {
-				return err
-			}
-			log.Info("stopped")
-			return nil
+	define: defineServe,
+}
+
+// defineServe registers the flags of serve and returns what runs it.
+func defineServe(fs *flag.FlagSet) runFunc {
+	var dir string
+	var listens listenFlags
+	var tf tlsFlags
+	registerHSMDir(fs, &dir, "emulated HSM state directory", "")
+	fs.Var(&listens, "listen", "where to listen, repeatable: unix:PATH or tcp:HOST:PORT (default unix:$CRYPTECH_RPC_CLIENT_SOCKET_NAME, else unix:"+defaultSocket+")")
+	tf.registerServer(fs)
+	return func(ctx context.Context, e *env, c *call) error {
+		if err := noArgs(c); err != nil {
+			return err
 		}
-	},
+		c.hsmDir = dir
+		if len(listens) == 0 {
+			sock := e.getenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME")
+			if sock == "" {
+				sock = defaultSocket
+			}
+			listens = append(listens, "unix:"+sock)
+		}
+		conf, err := tf.server()
+		if err != nil {
+			return err
+		}
+		var ls []net.Listener
+		defer func() {
+			for _, l := range ls {
+				l.Close()
+			}
+		}()
+		for _, addr := range listens {
+			l, err := listen(addr, conf)
+			if err != nil {
+				return err
+			}
+			ls = append(ls, l)
+		}
+		h, err := hsm.Open(c.dir(e), e.hsmOptions)
+		if errors.Is(err, sim.ErrNoBoard) {
+			return noHSMError{c.dir(e)}
+		}
+		if err != nil {
+			return err
+		}
+		log := slog.New(slog.NewTextHandler(e.stderr, nil))
+		srv := rpc.NewServer(h, log)
+		errs := make(chan error, len(ls))
+		for _, l := range ls {
+			go func() { errs <- srv.Serve(l) }()
+		}
+		// The addresses the listeners got: tcp:HOST:0 names a port.
+		var got []string
+		for _, l := range ls {
+			got = append(got, l.Addr().Network()+":"+l.Addr().String())
+		}
+		log.Info("serving", "hsm", c.dir(e), "listen", strings.Join(got, ","))
+		select {
+		case <-ctx.Done():
+			log.Info("stopping: finishing the requests in flight")
+		case err = <-errs:
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownBound)
+		defer cancel()
+		serr := srv.Shutdown(sctx)
+		if serr != nil {
+			serr = fmt.Errorf("requests still in flight after %v were cut short: %w", shutdownBound, serr)
+		}
+		// Closing the HSM makes its keystore durable, and ends what is
+		// still in flight: an HSS signature still building its key's
+		// trees gives up, using no signature index.
+		cerr := h.Close()
+		if err := errors.Join(err, serr, cerr); err != nil {
+			return err
+		}
+		log.Info("stopped")
+		return nil
+	}
 }
 
 // shutdownBound is how long serve lets the requests in flight finish when

@@ -22,48 +22,51 @@ var signCommand = &command{
   cryptech-backup pubkey --key web -o pub.pem
   openssl dgst -sha256 -verify pub.pem -signature message.sig message.txt
 `,
-	define: func(fs *flag.FlagSet) runFunc {
-		var keyID, in, out string
-		var force bool
-		fs.StringVar(&keyID, "key", "", keyUsage)
-		addString(fs, &in, "i", "input", "", "file to sign (default stdin)")
-		addString(fs, &out, "o", "output", "", "signature file (default stdout)")
-		fs.BoolVar(&force, "force", false, "replace the output file if it exists")
-		return func(ctx context.Context, e *env, c *call) error {
-			if err := keyFlag(c, keyID); err != nil {
-				return err
-			}
-			if err := checkOutputIsNotInput(out, in); err != nil {
-				return err
-			}
-			// An HSS key spends a signature, which a refused output would lose.
-			if err := e.checkOutput(out, force, true); err != nil {
-				return err
-			}
-			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-				id, err := findKey(ctx, tok, keyID)
-				if err != nil {
-					return err
-				}
-				data, opts, err := signedData(ctx, e, tok, id, in)
-				if err != nil {
-					return err
-				}
-				sig, err := tok.Sign(ctx, id, data, opts)
-				if err != nil {
-					return err
-				}
-				if err := e.output(out, sig, force, true); err != nil {
-					// Only HSS keys sign the input itself, and only they spend.
-					if opts.HashFunc() == 0 {
-						return spentSignature(ctx, tok, id, err)
-					}
-					return err
-				}
-				return nil
-			})
+	define: defineSign,
+}
+
+// defineSign registers the flags of sign and returns what runs it.
+func defineSign(fs *flag.FlagSet) runFunc {
+	var keyID, in, out string
+	var force bool
+	fs.StringVar(&keyID, "key", "", keyUsage)
+	addString(fs, &in, "i", "input", "", "file to sign (default stdin)")
+	addString(fs, &out, "o", "output", "", "signature file (default stdout)")
+	fs.BoolVar(&force, "force", false, "replace the output file if it exists")
+	return func(ctx context.Context, e *env, c *call) error {
+		if err := keyFlag(c, keyID); err != nil {
+			return err
 		}
-	},
+		if err := checkOutputIsNotInput(out, in); err != nil {
+			return err
+		}
+		// An HSS key spends a signature, which a refused output would lose.
+		if err := e.checkOutput(out, force, true); err != nil {
+			return err
+		}
+		return c.withToken(ctx, e, func(tok hsmapi.Token) error {
+			id, err := findKey(ctx, tok, keyID)
+			if err != nil {
+				return err
+			}
+			data, opts, err := signedData(ctx, e, tok, id, in)
+			if err != nil {
+				return err
+			}
+			sig, err := tok.Sign(ctx, id, data, opts)
+			if err != nil {
+				return err
+			}
+			if err := e.output(out, sig, force, true); err != nil {
+				// Only HSS keys sign the input itself, and only they spend.
+				if opts.HashFunc() == 0 {
+					return spentSignature(ctx, tok, id, err)
+				}
+				return err
+			}
+			return nil
+		})
+	}
 }
 
 var verifyCommand = &command{
@@ -71,43 +74,46 @@ var verifyCommand = &command{
 	args:     "--key UUID|LABEL --sig FILE [-i FILE]",
 	summary:  "check a signature made by sign; exit 0 if it verifies, 1 if not",
 	needsHSM: true,
-	define: func(fs *flag.FlagSet) runFunc {
-		var keyID, in, sigFile string
-		fs.StringVar(&keyID, "key", "", keyUsage)
-		fs.StringVar(&sigFile, "sig", "", "signature file")
-		addString(fs, &in, "i", "input", "", "signed file (default stdin)")
-		return func(ctx context.Context, e *env, c *call) error {
-			if err := keyFlag(c, keyID); err != nil {
-				return err
-			}
-			if sigFile == "" {
-				return usageError{"--sig FILE is required"}
-			}
-			sig, err := e.readInput(sigFile, maxSmallFile)
+	define:   defineVerify,
+}
+
+// defineVerify registers the flags of verify and returns what runs it.
+func defineVerify(fs *flag.FlagSet) runFunc {
+	var keyID, in, sigFile string
+	fs.StringVar(&keyID, "key", "", keyUsage)
+	fs.StringVar(&sigFile, "sig", "", "signature file")
+	addString(fs, &in, "i", "input", "", "signed file (default stdin)")
+	return func(ctx context.Context, e *env, c *call) error {
+		if err := keyFlag(c, keyID); err != nil {
+			return err
+		}
+		if sigFile == "" {
+			return usageError{"--sig FILE is required"}
+		}
+		sig, err := e.readInput(sigFile, maxSmallFile)
+		if err != nil {
+			return err
+		}
+		return c.withToken(ctx, e, func(tok hsmapi.Token) error {
+			id, err := findKey(ctx, tok, keyID)
 			if err != nil {
 				return err
 			}
-			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-				id, err := findKey(ctx, tok, keyID)
-				if err != nil {
-					return err
-				}
-				data, opts, err := signedData(ctx, e, tok, id, in)
-				if err != nil {
-					return err
-				}
-				err = tok.Verify(ctx, id, data, sig, opts)
-				if errors.Is(err, hsmapi.ErrInvalidSignature) {
-					return errInvalidSignature
-				}
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(e.stdout, "OK")
-				return nil
-			})
-		}
-	},
+			data, opts, err := signedData(ctx, e, tok, id, in)
+			if err != nil {
+				return err
+			}
+			err = tok.Verify(ctx, id, data, sig, opts)
+			if errors.Is(err, hsmapi.ErrInvalidSignature) {
+				return errInvalidSignature
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, "OK")
+			return nil
+		})
+	}
 }
 
 // keyUsage is the help of every --key flag.
@@ -208,13 +214,4 @@ func digestOf(e *env, path string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, unwrapPathError(err))
 	}
 	return h.Sum(nil), nil
-}
-
-// checkOutputIsNotInput refuses an -o that names the -i file (a device such
-// as /dev/null aside): the signature would replace the message.
-func checkOutputIsNotInput(out, in string) error {
-	if out != "" && out != "-" && in != "" && in != "-" && sameFile(out, in) && !isSpecialFile(out) {
-		return usageError{"-o and -i name the same file: the signature would replace the message"}
-	}
-	return nil
 }

@@ -8,17 +8,11 @@ import (
 	"fmt"
 )
 
-// tlsFlags are the TLS settings of a client (--tls-ca) or a server
-// (--tls-client-ca). libhal has no secure channel of its own; these give it
+// tlsFlags are the TLS settings of a client (--tls-ca, registered with the
+// backend flags) or a server (--tls-client-ca). libhal has no secure channel of its own; these give it
 // TLS 1.3 with certificates on both sides.
 type tlsFlags struct {
 	cert, key, ca, clientCA string
-}
-
-func (t *tlsFlags) registerClient(fs *flag.FlagSet) {
-	fs.StringVar(&t.cert, "tls-cert", "", "with --rpc tcp:...: this client's certificate (PEM)")
-	fs.StringVar(&t.key, "tls-key", "", "with --rpc tcp:...: this client's private key (PEM)")
-	fs.StringVar(&t.ca, "tls-ca", "", "with --rpc tcp:...: the CA certificate (PEM) that signed the server's certificate")
 }
 
 func (t *tlsFlags) registerServer(fs *flag.FlagSet) {
