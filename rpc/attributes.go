@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // AttributeHashsigRemaining is a read-only attribute this server adds for
@@ -47,7 +48,7 @@ func (c *serverConn) keyAttributes(id hsm.UUID) (map[uint32][]byte, error) {
 // length, 0 for one the key lacks; otherwise it gives the values, and any
 // attribute missing is ATTRIBUTE_NOT_FOUND. A key with no attributes at all
 // answers ATTRIBUTE_NOT_FOUND either way, as libhal's does.
-func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
+func (c *serverConn) getAttributes(r *wire.PkeyGetAttributesRequest) (wire.Args, error) {
 	id, err := c.pkey(r.Pkey)
 	if err != nil {
 		return nil, err
@@ -56,8 +57,8 @@ func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
 		return nil, fmt.Errorf("%w: no attributes asked for", hsm.ErrBadArguments)
 	}
 	// libhal refuses what could not fit in its answer before looking.
-	if 4*(1+2*uint64(len(r.Types)))+uint64(r.BufferLen) > MaxPacket-headerSize {
-		return nil, StatusRPCPacketOverflow
+	if 4*(1+2*uint64(len(r.Types)))+uint64(r.BufferLen) > wire.MaxPacket-headerSize {
+		return nil, wire.StatusRPCPacketOverflow
 	}
 	have, err := c.keyAttributes(id)
 	if err != nil {
@@ -66,20 +67,20 @@ func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
 	if len(have) == 0 {
 		return nil, hsm.ErrAttributeNotFound
 	}
-	resp := &PkeyGetAttributesResponse{LengthsOnly: r.BufferLen == 0}
+	resp := &wire.PkeyGetAttributesResponse{LengthsOnly: r.BufferLen == 0}
 	used, missing := 0, false
 	for _, t := range r.Types {
 		v, ok := have[t]
 		switch {
 		case resp.LengthsOnly:
-			resp.Attributes = append(resp.Attributes, Attribute{Type: t, Length: uint32(len(v))})
+			resp.Attributes = append(resp.Attributes, wire.Attribute{Type: t, Length: uint32(len(v))})
 		case !ok:
 			missing = true
 		default:
 			if used += len(v); used > int(r.BufferLen) {
-				return nil, StatusResultTooLong
+				return nil, wire.StatusResultTooLong
 			}
-			resp.Attributes = append(resp.Attributes, Attribute{Type: t, Value: v})
+			resp.Attributes = append(resp.Attributes, wire.Attribute{Type: t, Value: v})
 		}
 	}
 	if missing {
@@ -90,7 +91,7 @@ func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
 
 // setAttributes is PKEY_SET_ATTRIBUTES: values stored as given (the label
 // too, whatever its bytes, as libhal stores it), an absent value deleting.
-func (c *serverConn) setAttributes(r *PkeySetAttributesRequest) (Args, error) {
+func (c *serverConn) setAttributes(r *wire.PkeySetAttributesRequest) (wire.Args, error) {
 	id, err := c.pkey(r.Pkey)
 	if err != nil {
 		return nil, err
@@ -105,38 +106,14 @@ func (c *serverConn) setAttributes(r *PkeySetAttributesRequest) (Args, error) {
 		}
 		attrs[i] = hsm.Attribute{Type: a.Type, Value: a.Value, Delete: a.Absent}
 	}
-	return &PkeySetAttributesResponse{}, c.sess.SetAttributes(bg, id, attrs)
-}
-
-// ExtGetAttributesRequest is EXT_GET_ATTRIBUTES's argument: uint pkey.
-type ExtGetAttributesRequest struct{ Pkey uint32 }
-
-func (m *ExtGetAttributesRequest) EncodeArgs(e *Encoder) { e.Uint32(m.Pkey) }
-func (m *ExtGetAttributesRequest) DecodeArgs(d *Decoder) error {
-	m.Pkey = d.Uint32()
-	return d.Err()
-}
-
-// ExtGetAttributesResponse is EXT_GET_ATTRIBUTES's result: every attribute
-// of the key, as PKEY_GET_ATTRIBUTES would give each, ordered by type.
-type ExtGetAttributesResponse struct{ Attributes []Attribute }
-
-func (m *ExtGetAttributesResponse) EncodeArgs(e *Encoder) { encodeAttributes(e, m.Attributes) }
-func (m *ExtGetAttributesResponse) DecodeArgs(d *Decoder) error {
-	m.Attributes = decodeAttributes(d)
-	for _, a := range m.Attributes {
-		if a.Absent {
-			return fmt.Errorf("%w: attribute 0x%x without a value", StatusRPCProtocolError, a.Type)
-		}
-	}
-	return d.Err()
+	return &wire.PkeySetAttributesResponse{}, c.sess.SetAttributes(bg, id, attrs)
 }
 
 // extGetAttributes answers EXT_GET_ATTRIBUTES: what PKEY_GET_ATTRIBUTES
 // would, for every attribute, in one request that never fails for an
 // attribute the key lacks. (A key's attributes fit in a flash block, so
 // they fit in a packet.)
-func (c *serverConn) extGetAttributes(r *ExtGetAttributesRequest) (Args, error) {
+func (c *serverConn) extGetAttributes(r *wire.ExtGetAttributesRequest) (wire.Args, error) {
 	id, err := c.pkey(r.Pkey)
 	if err != nil {
 		return nil, err
@@ -145,9 +122,9 @@ func (c *serverConn) extGetAttributes(r *ExtGetAttributesRequest) (Args, error) 
 	if err != nil {
 		return nil, err
 	}
-	resp := &ExtGetAttributesResponse{}
+	resp := &wire.ExtGetAttributesResponse{}
 	for _, t := range slices.Sorted(maps.Keys(have)) {
-		resp.Attributes = append(resp.Attributes, Attribute{Type: t, Value: have[t]})
+		resp.Attributes = append(resp.Attributes, wire.Attribute{Type: t, Value: have[t]})
 	}
 	return resp, nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // BenchmarkSignP256 measures ECDSA P-256 signatures per second with 1, 4
@@ -172,7 +173,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 			clients[i] = dialAs(b, addr, hsm.UserNone, nil)
 		}
 		parallel(b, n, "requests/s", func(g int) error {
-			return clients[g].call(FuncGetVersion, &GetVersionRequest{}, &GetVersionResponse{})
+			return clients[g].call(wire.FuncGetVersion, &wire.GetVersionRequest{}, &wire.GetVersionResponse{})
 		})
 	})
 	b.Run("bare", func(b *testing.B) {

@@ -13,7 +13,7 @@
 // libhal's export and import know one KEK encryption (PKCS#1 v1.5), assign
 // fresh UUIDs on import, cannot bind a bundle's metadata, and import one key
 // per call. This server also answers a few functions numbered from 0x10000
-// up (ext.go, docs/rpc.md) that carry what package backup needs: OAEP, tags,
+// up (internal/wire/messages.go, docs/rpc.md) that carry what package backup needs: OAEP, tags,
 // the source's UUIDs and labels, and an import of many keys as one keystore
 // transaction. The client uses them when the server answers them, and falls
 // back to the 32 libhal functions otherwise (a real Cryptech HSM answers

@@ -5,6 +5,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/keystore"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // statusErrors pairs the HSM's errors with the libhal statuses that carry
@@ -12,37 +13,37 @@ import (
 // turns a status back into the error callers test with errors.Is.
 var statusErrors = []struct {
 	err    error
-	status Status
+	status wire.Status
 }{
-	{hsm.ErrBadArguments, StatusBadArguments},
-	{hsm.ErrBadUUID, StatusBadArguments},
-	{hsm.ErrKeyNotFound, StatusKeyNotFound},
-	{hsm.ErrKeyNameInUse, StatusKeyNameInUse},
+	{hsm.ErrBadArguments, wire.StatusBadArguments},
+	{hsm.ErrBadUUID, wire.StatusBadArguments},
+	{hsm.ErrKeyNotFound, wire.StatusKeyNotFound},
+	{hsm.ErrKeyNameInUse, wire.StatusKeyNameInUse},
 	// After ErrKeyNameInUse, which a client turns the status back into:
 	// libhal has one answer for a key it holds already.
-	{hsm.ErrHashsigRangeUsed, StatusKeyNameInUse},
-	{hsm.ErrNotLoggedIn, StatusForbidden},
-	{hsm.ErrForbidden, StatusForbidden},
-	{hsm.ErrNotExportable, StatusForbidden},
-	{hsm.ErrPINIncorrect, StatusPINIncorrect},
-	{hsm.ErrUnsupportedKey, StatusUnsupportedKey},
-	{hsm.ErrUnsupported, StatusNotImplemented},
+	{hsm.ErrHashsigRangeUsed, wire.StatusKeyNameInUse},
+	{hsm.ErrNotLoggedIn, wire.StatusForbidden},
+	{hsm.ErrForbidden, wire.StatusForbidden},
+	{hsm.ErrNotExportable, wire.StatusForbidden},
+	{hsm.ErrPINIncorrect, wire.StatusPINIncorrect},
+	{hsm.ErrUnsupportedKey, wire.StatusUnsupportedKey},
+	{hsm.ErrUnsupported, wire.StatusNotImplemented},
 	// libhal reports a failed key unwrap this way, whatever failed.
-	{hsm.ErrDecryption, StatusKeywrapBadMagic},
-	{hsm.ErrInvalidSignature, StatusInvalidSignature},
-	{hsm.ErrKeystoreFull, StatusNoKeySlotsAvailable},
-	{hsm.ErrTamper, StatusMasterkeyNotSet},
-	{hsm.ErrKeyExhausted, StatusHashsigKeyExhausted},
-	{hsm.ErrAttributeNotFound, StatusAttributeNotFound},
-	{keystore.ErrCorrupt, StatusKeystoreBadCRC},
+	{hsm.ErrDecryption, wire.StatusKeywrapBadMagic},
+	{hsm.ErrInvalidSignature, wire.StatusInvalidSignature},
+	{hsm.ErrKeystoreFull, wire.StatusNoKeySlotsAvailable},
+	{hsm.ErrTamper, wire.StatusMasterkeyNotSet},
+	{hsm.ErrKeyExhausted, wire.StatusHashsigKeyExhausted},
+	{hsm.ErrAttributeNotFound, wire.StatusAttributeNotFound},
+	{keystore.ErrCorrupt, wire.StatusKeystoreBadCRC},
 }
 
 // statusOf is the status a server answers err with.
-func statusOf(err error) Status {
+func statusOf(err error) wire.Status {
 	if err == nil {
-		return StatusOK
+		return wire.StatusOK
 	}
-	var st Status
+	var st wire.Status
 	if errors.As(err, &st) {
 		return st
 	}
@@ -51,14 +52,14 @@ func statusOf(err error) Status {
 			return se.status
 		}
 	}
-	return StatusImpossible
+	return wire.StatusImpossible
 }
 
 // statusError is what a client returns for a status other than OK: the
 // status itself, and the HSM error it stands for, so that errors.Is works
 // with either.
 type statusError struct {
-	status Status
+	status wire.Status
 	err    error
 }
 
@@ -76,8 +77,8 @@ func (e *statusError) Unwrap() []error {
 	return []error{e.status}
 }
 
-func errorOf(st Status) error {
-	if st == StatusOK {
+func errorOf(st wire.Status) error {
+	if st == wire.StatusOK {
 		return nil
 	}
 	for _, se := range statusErrors {
@@ -87,3 +88,17 @@ func errorOf(st Status) error {
 	}
 	return &statusError{status: st}
 }
+
+// Status is a libhal status code. A Client's error for a status other than
+// OK wraps it, so that callers can test for one with errors.Is.
+type Status = wire.Status
+
+// The statuses callers of a Client branch on.
+const (
+	// StatusKeyNameInUse: the server holds a key under that UUID already
+	// (and over RPC that is all a client learns of why).
+	StatusKeyNameInUse = wire.StatusKeyNameInUse
+	// StatusRPCTransport: the connection failed; the request may or may not
+	// have been carried out.
+	StatusRPCTransport = wire.StatusRPCTransport
+)

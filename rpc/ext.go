@@ -4,46 +4,8 @@ import (
 	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
-	"github.com/hsmkit/cryptech-backup/sim"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
-
-// Extension functions: what package backup needs that libhal's 32
-// functions cannot carry. A real Cryptech HSM answers RPC_BAD_FUNCTION,
-// and the client then keeps to libhal's functions. docs/rpc.md has the
-// layouts.
-const (
-	// FuncExtCapabilities -> uint version, uint n, n x bytes KEK encryption.
-	FuncExtCapabilities Func = 0x10000
-	// FuncExtExport: uint pkey, bytes kekek_spki, bytes encryption, uint
-	// has_binding, bytes binding -> bytes pkcs8, bytes kek, bytes tag.
-	FuncExtExport Func = 0x10001
-	// FuncExtImportBegin: bytes kekek_uuid -> uint batch.
-	FuncExtImportBegin Func = 0x10002
-	// FuncExtImportAdd: uint batch, bytes uuid, bytes label, uint flags,
-	// bytes encryption, bytes pkcs8, bytes kek, bytes tag, uint has_binding,
-	// bytes binding, bytes spki -> nothing.
-	FuncExtImportAdd Func = 0x10003
-	// FuncExtImportCommit: uint batch -> uint n, bytes present (a bitmap, bit
-	// i of byte i/8, least significant first: key i was already there). All
-	// the batch's keys are stored in one keystore transaction, or none; keys
-	// keep the UUIDs they were added with.
-	FuncExtImportCommit Func = 0x10004
-	// FuncExtDamaged -> uint n, n x uint block: the flash blocks that failed
-	// their CRC at power-on, whose keys cannot be read (an export asks, so
-	// as not to leave them out without a word).
-	FuncExtDamaged Func = 0x10005
-	// FuncExtGetAttributes (version 2): uint pkey -> uint n, n x (uint type,
-	// bytes value): every attribute of the key, ordered by type.
-	FuncExtGetAttributes Func = 0x10006
-	// FuncExtImportAdd2 (version 2): EXT_IMPORT_ADD's arguments, then
-	// uint n, n x (uint type, bytes value): the key's attributes, stored
-	// with it in the batch's one transaction.
-	FuncExtImportAdd2 Func = 0x10007
-)
-
-// ExtVersion is the version of the extension functions: 2 added
-// EXT_GET_ATTRIBUTES and EXT_IMPORT_ADD2.
-const ExtVersion = 2
 
 // What a connection's import batches may hold. They need a login (the
 // normal user or wheel, as PKEY_IMPORT), and beyond these bounds
@@ -52,7 +14,7 @@ const ExtVersion = 2
 const (
 	// maxBatch bounds the keys of one import batch, as backup bounds a
 	// bundle.
-	maxBatch = 10_000
+	maxBatch = wire.MaxImportBatch
 	// maxImportBatches bounds the batches a connection has open at once.
 	maxImportBatches = 4
 	// maxImportBytes bounds what all of a connection's open batches hold:
@@ -68,230 +30,6 @@ const (
 	importKeyOverhead = 512
 )
 
-type ExtCapabilitiesRequest struct{}
-
-func (*ExtCapabilitiesRequest) EncodeArgs(*Encoder)         {}
-func (*ExtCapabilitiesRequest) DecodeArgs(d *Decoder) error { return d.Err() }
-
-type ExtCapabilitiesResponse struct {
-	Version        uint32
-	KEKEncryptions []string
-}
-
-func (m *ExtCapabilitiesResponse) EncodeArgs(e *Encoder) {
-	e.Uint32(m.Version)
-	e.Uint32(uint32(len(m.KEKEncryptions)))
-	for _, s := range m.KEKEncryptions {
-		e.Bytes([]byte(s))
-	}
-}
-
-func (m *ExtCapabilitiesResponse) DecodeArgs(d *Decoder) error {
-	m.Version = d.Uint32()
-	n := d.Uint32()
-	for i := uint32(0); i < n && d.Err() == nil; i++ {
-		m.KEKEncryptions = append(m.KEKEncryptions, string(d.Bytes(64)))
-	}
-	return d.Err()
-}
-
-type ExtDamagedRequest struct{}
-
-func (*ExtDamagedRequest) EncodeArgs(*Encoder)         {}
-func (*ExtDamagedRequest) DecodeArgs(d *Decoder) error { return d.Err() }
-
-type ExtDamagedResponse struct {
-	Blocks []uint32
-}
-
-func (m *ExtDamagedResponse) EncodeArgs(e *Encoder) {
-	e.Uint32(uint32(len(m.Blocks)))
-	for _, b := range m.Blocks {
-		e.Uint32(b)
-	}
-}
-
-func (m *ExtDamagedResponse) DecodeArgs(d *Decoder) error {
-	n := d.Uint32()
-	if n > sim.MaxBlocks {
-		return fmt.Errorf("%w: %d damaged blocks", StatusRPCProtocolError, n)
-	}
-	for i := uint32(0); i < n && d.Err() == nil; i++ {
-		m.Blocks = append(m.Blocks, d.Uint32())
-	}
-	return d.Err()
-}
-
-type ExtExportRequest struct {
-	Pkey       uint32
-	KEKEK      []byte
-	Encryption string
-	Binding    []byte // nil: none
-}
-
-func (m *ExtExportRequest) EncodeArgs(e *Encoder) {
-	e.Uint32(m.Pkey)
-	e.Bytes(m.KEKEK)
-	e.Bytes([]byte(m.Encryption))
-	encodeOptional(e, m.Binding)
-}
-
-func (m *ExtExportRequest) DecodeArgs(d *Decoder) error {
-	m.Pkey = d.Uint32()
-	m.KEKEK = d.Bytes(MaxPacket)
-	m.Encryption = string(d.Bytes(64))
-	m.Binding = decodeOptional(d)
-	return d.Err()
-}
-
-type ExtExportResponse struct{ PKCS8, KEK, Tag []byte }
-
-func (m *ExtExportResponse) EncodeArgs(e *Encoder) { e.Bytes(m.PKCS8); e.Bytes(m.KEK); e.Bytes(m.Tag) }
-func (m *ExtExportResponse) DecodeArgs(d *Decoder) error {
-	m.PKCS8, m.KEK, m.Tag = d.Bytes(MaxPacket), d.Bytes(MaxPacket), d.Bytes(MaxPacket)
-	return d.Err()
-}
-
-type ExtImportBeginRequest struct{ KEKEK []byte }
-
-func (m *ExtImportBeginRequest) EncodeArgs(e *Encoder) { e.Bytes(m.KEKEK) }
-func (m *ExtImportBeginRequest) DecodeArgs(d *Decoder) error {
-	m.KEKEK = d.Bytes(16)
-	return d.Err()
-}
-
-type ExtImportBeginResponse struct{ Batch uint32 }
-
-func (m *ExtImportBeginResponse) EncodeArgs(e *Encoder) { e.Uint32(m.Batch) }
-func (m *ExtImportBeginResponse) DecodeArgs(d *Decoder) error {
-	m.Batch = d.Uint32()
-	return d.Err()
-}
-
-type ExtImportAddRequest struct {
-	Batch           uint32
-	UUID            []byte
-	Label           string
-	Flags           uint32
-	Encryption      string
-	PKCS8, KEK, Tag []byte
-	Binding         []byte // nil: none
-	SPKI            []byte
-}
-
-func (m *ExtImportAddRequest) EncodeArgs(e *Encoder) {
-	e.Uint32(m.Batch)
-	e.Bytes(m.UUID)
-	e.Bytes([]byte(m.Label))
-	e.Uint32(m.Flags)
-	e.Bytes([]byte(m.Encryption))
-	e.Bytes(m.PKCS8)
-	e.Bytes(m.KEK)
-	e.Bytes(m.Tag)
-	encodeOptional(e, m.Binding)
-	e.Bytes(m.SPKI)
-}
-
-func (m *ExtImportAddRequest) DecodeArgs(d *Decoder) error {
-	m.Batch = d.Uint32()
-	m.UUID = d.Bytes(16)
-	// Any label a key may have: an import carries what a libhal client
-	// set on the source.
-	m.Label = string(d.Bytes(hsm.MaxRawLabelLength))
-	m.Flags = d.Uint32()
-	m.Encryption = string(d.Bytes(64))
-	m.PKCS8, m.KEK, m.Tag = d.Bytes(MaxPacket), d.Bytes(MaxPacket), d.Bytes(MaxPacket)
-	m.Binding = decodeOptional(d)
-	m.SPKI = d.Bytes(MaxPacket)
-	return d.Err()
-}
-
-// ExtImportAdd2Request is EXT_IMPORT_ADD2's arguments: EXT_IMPORT_ADD's,
-// then the key's attributes (none absent).
-type ExtImportAdd2Request struct {
-	ExtImportAddRequest
-	Attributes []Attribute
-}
-
-func (m *ExtImportAdd2Request) EncodeArgs(e *Encoder) {
-	m.ExtImportAddRequest.EncodeArgs(e)
-	encodeAttributes(e, m.Attributes)
-}
-
-func (m *ExtImportAdd2Request) DecodeArgs(d *Decoder) error {
-	m.ExtImportAddRequest.DecodeArgs(d)
-	m.Attributes = decodeAttributes(d)
-	return d.Err()
-}
-
-type ExtImportAddResponse struct{}
-
-func (*ExtImportAddResponse) EncodeArgs(*Encoder)         {}
-func (*ExtImportAddResponse) DecodeArgs(d *Decoder) error { return d.Err() }
-
-type ExtImportCommitRequest struct{ Batch uint32 }
-
-func (m *ExtImportCommitRequest) EncodeArgs(e *Encoder) { e.Uint32(m.Batch) }
-func (m *ExtImportCommitRequest) DecodeArgs(d *Decoder) error {
-	m.Batch = d.Uint32()
-	return d.Err()
-}
-
-type ExtImportCommitResponse struct {
-	// Present[i]: key i of the batch was already there, and left alone.
-	Present []bool
-}
-
-func (m *ExtImportCommitResponse) EncodeArgs(e *Encoder) {
-	e.Uint32(uint32(len(m.Present)))
-	bits := make([]byte, (len(m.Present)+7)/8)
-	for i, p := range m.Present {
-		if p {
-			bits[i/8] |= 1 << (i % 8)
-		}
-	}
-	e.Bytes(bits)
-}
-
-func (m *ExtImportCommitResponse) DecodeArgs(d *Decoder) error {
-	n := d.Uint32()
-	bits := d.Bytes(MaxPacket)
-	if d.Err() != nil {
-		return d.Err()
-	}
-	if n > maxBatch || len(bits) != (int(n)+7)/8 {
-		return StatusRPCProtocolError
-	}
-	m.Present = make([]bool, n)
-	for i := range m.Present {
-		m.Present[i] = bits[i/8]&(1<<(i%8)) != 0
-	}
-	return nil
-}
-
-// encodeOptional writes a flag and the bytes, so that nil and empty differ.
-func encodeOptional(e *Encoder, b []byte) {
-	if b == nil {
-		e.Uint32(0)
-		e.Bytes(nil)
-		return
-	}
-	e.Uint32(1)
-	e.Bytes(b)
-}
-
-func decodeOptional(d *Decoder) []byte {
-	has := d.Uint32()
-	b := d.Bytes(MaxPacket)
-	if has == 0 {
-		return nil
-	}
-	if b == nil {
-		b = []byte{}
-	}
-	return b
-}
-
 // importBatch collects the keys of one extension import until it commits.
 type importBatch struct {
 	kekek hsm.UUID
@@ -301,7 +39,7 @@ type importBatch struct {
 
 // importCost is what one EXT_IMPORT_ADD's key counts against
 // maxImportBytes.
-func importCost(r *ExtImportAddRequest, attrs []hsm.Attribute) int {
+func importCost(r *wire.ExtImportAddRequest, attrs []hsm.Attribute) int {
 	n := importKeyOverhead + len(r.UUID) + len(r.Label) + len(r.Encryption) + len(r.PKCS8) +
 		len(r.KEK) + len(r.Tag) + len(r.Binding) + len(r.SPKI)
 	for _, a := range attrs {
@@ -333,37 +71,37 @@ func (c *serverConn) dropImports() {
 }
 
 // extHandlers run the extension functions.
-var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
-	FuncExtCapabilities: func(c *serverConn, d *Decoder) (Args, error) {
-		if err := decodeAll(d, &ExtCapabilitiesRequest{}); err != nil {
+var extHandlers = map[wire.Func]func(c *serverConn, d *wire.Decoder) (wire.Args, error){
+	wire.FuncExtCapabilities: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
+		if err := decodeAll(d, &wire.ExtCapabilitiesRequest{}); err != nil {
 			return nil, err
 		}
 		encs, err := c.sess.KEKEncryptions(bg)
 		if err != nil {
 			return nil, err
 		}
-		resp := &ExtCapabilitiesResponse{Version: ExtVersion}
+		resp := &wire.ExtCapabilitiesResponse{Version: wire.ExtVersion}
 		for _, e := range encs {
 			resp.KEKEncryptions = append(resp.KEKEncryptions, string(e))
 		}
 		return resp, nil
 	},
-	FuncExtDamaged: func(c *serverConn, d *Decoder) (Args, error) {
-		if err := decodeAll(d, &ExtDamagedRequest{}); err != nil {
+	wire.FuncExtDamaged: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
+		if err := decodeAll(d, &wire.ExtDamagedRequest{}); err != nil {
 			return nil, err
 		}
 		blocks, err := c.sess.DamagedBlocks(bg)
 		if err != nil {
 			return nil, err
 		}
-		resp := &ExtDamagedResponse{}
+		resp := &wire.ExtDamagedResponse{}
 		for _, b := range blocks {
 			resp.Blocks = append(resp.Blocks, uint32(b))
 		}
 		return resp, nil
 	},
-	FuncExtExport: func(c *serverConn, d *Decoder) (Args, error) {
-		var r ExtExportRequest
+	wire.FuncExtExport: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
+		var r wire.ExtExportRequest
 		if err := decodeAll(d, &r); err != nil {
 			return nil, err
 		}
@@ -379,10 +117,10 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		if err != nil {
 			return nil, err
 		}
-		return &ExtExportResponse{PKCS8: w.PKCS8, KEK: w.KEK, Tag: w.Tag}, nil
+		return &wire.ExtExportResponse{PKCS8: w.PKCS8, KEK: w.KEK, Tag: w.Tag}, nil
 	},
-	FuncExtImportBegin: func(c *serverConn, d *Decoder) (Args, error) {
-		var r ExtImportBeginRequest
+	wire.FuncExtImportBegin: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
+		var r wire.ExtImportBeginRequest
 		if err := decodeAll(d, &r); err != nil {
 			return nil, err
 		}
@@ -396,21 +134,21 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if len(c.imports) >= c.srv.limits.batches {
-			return nil, fmt.Errorf("%w: %d import batches open", StatusAllocationFailure, len(c.imports))
+			return nil, fmt.Errorf("%w: %d import batches open", wire.StatusAllocationFailure, len(c.imports))
 		}
 		h := c.newHandle()
 		c.imports[h] = &importBatch{kekek: kekek}
-		return &ExtImportBeginResponse{Batch: h}, nil
+		return &wire.ExtImportBeginResponse{Batch: h}, nil
 	},
-	FuncExtImportAdd: func(c *serverConn, d *Decoder) (Args, error) {
-		var r ExtImportAddRequest
+	wire.FuncExtImportAdd: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
+		var r wire.ExtImportAddRequest
 		if err := decodeAll(d, &r); err != nil {
 			return nil, err
 		}
 		return c.importAdd(&r, nil)
 	},
-	FuncExtImportAdd2: func(c *serverConn, d *Decoder) (Args, error) {
-		var r ExtImportAdd2Request
+	wire.FuncExtImportAdd2: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
+		var r wire.ExtImportAdd2Request
 		if err := decodeAll(d, &r); err != nil {
 			return nil, err
 		}
@@ -423,15 +161,15 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		}
 		return c.importAdd(&r.ExtImportAddRequest, attrs)
 	},
-	FuncExtGetAttributes: func(c *serverConn, d *Decoder) (Args, error) {
-		var r ExtGetAttributesRequest
+	wire.FuncExtGetAttributes: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
+		var r wire.ExtGetAttributesRequest
 		if err := decodeAll(d, &r); err != nil {
 			return nil, err
 		}
 		return c.extGetAttributes(&r)
 	},
-	FuncExtImportCommit: func(c *serverConn, d *Decoder) (Args, error) {
-		var r ExtImportCommitRequest
+	wire.FuncExtImportCommit: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
+		var r wire.ExtImportCommitRequest
 		if err := decodeAll(d, &r); err != nil {
 			return nil, err
 		}
@@ -452,7 +190,7 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 		if err != nil {
 			return nil, err
 		}
-		resp := &ExtImportCommitResponse{Present: make([]bool, len(res))}
+		resp := &wire.ExtImportCommitResponse{Present: make([]bool, len(res))}
 		for i, k := range res {
 			resp.Present[i] = k.Present
 		}
@@ -462,7 +200,7 @@ var extHandlers = map[Func]func(c *serverConn, d *Decoder) (Args, error){
 
 // importAdd adds one key, with its attributes, to an import batch
 // (EXT_IMPORT_ADD, EXT_IMPORT_ADD2).
-func (c *serverConn) importAdd(r *ExtImportAddRequest, attrs []hsm.Attribute) (Args, error) {
+func (c *serverConn) importAdd(r *wire.ExtImportAddRequest, attrs []hsm.Attribute) (wire.Args, error) {
 	id, err := uuidOf(r.UUID)
 	if err != nil {
 		return nil, err
@@ -488,20 +226,20 @@ func (c *serverConn) importAdd(r *ExtImportAddRequest, attrs []hsm.Attribute) (A
 		return nil, fmt.Errorf("%w: no import batch %d", hsm.ErrBadArguments, r.Batch)
 	}
 	if len(b.reqs) >= c.srv.limits.batchKeys {
-		return nil, fmt.Errorf("%w: more than %d keys in one batch", StatusAllocationFailure, len(b.reqs))
+		return nil, fmt.Errorf("%w: more than %d keys in one batch", wire.StatusAllocationFailure, len(b.reqs))
 	}
 	cost := importCost(r, attrs)
 	if c.importBytes+cost > c.srv.limits.batchMem {
-		return nil, fmt.Errorf("%w: import batches would hold %d bytes", StatusAllocationFailure, c.importBytes+cost)
+		return nil, fmt.Errorf("%w: import batches would hold %d bytes", wire.StatusAllocationFailure, c.importBytes+cost)
 	}
 	req.KEKEK = b.kekek
 	b.reqs = append(b.reqs, req)
 	b.bytes += cost
 	c.importBytes += cost
-	return &ExtImportAddResponse{}, nil
+	return &wire.ExtImportAddResponse{}, nil
 }
 
-func decodeAll(d *Decoder, a Args) error {
+func decodeAll(d *wire.Decoder, a wire.Args) error {
 	if err := a.DecodeArgs(d); err != nil {
 		return err
 	}

@@ -13,94 +13,95 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 var bg = context.Background()
 
 // call runs one of the 32 libhal functions for this connection.
-func (c *serverConn) call(req Args) (Args, error) {
+func (c *serverConn) call(req wire.Args) (wire.Args, error) {
 	s := c.sess
 	switch r := req.(type) {
-	case *GetVersionRequest:
-		return &GetVersionResponse{Version: Version}, nil
-	case *GetRandomRequest:
+	case *wire.GetVersionRequest:
+		return &wire.GetVersionResponse{Version: Version}, nil
+	case *wire.GetRandomRequest:
 		// As libhal: the answer must fit in a packet. No bytes is an empty
 		// answer, as libhal's hal_rpc_get_random gives its callers (its
 		// rpc_server.c would say RPC_PACKET_OVERFLOW, but libhal's own
 		// clients never ask it).
-		if r.N > MaxPacket-headerSize-4 {
-			return nil, StatusRPCPacketOverflow
+		if r.N > wire.MaxPacket-headerSize-4 {
+			return nil, wire.StatusRPCPacketOverflow
 		}
 		data := make([]byte, r.N)
 		if err := c.srv.hsm.Random(data); err != nil {
-			return nil, StatusCSPRNGBroken
+			return nil, wire.StatusCSPRNGBroken
 		}
-		return &GetRandomResponse{Data: data}, nil
-	case *SetPINRequest:
+		return &wire.GetRandomResponse{Data: data}, nil
+	case *wire.SetPINRequest:
 		defer clear(r.PIN)
-		return &SetPINResponse{}, s.SetPIN(bg, hsm.User(r.User), r.PIN)
-	case *LoginRequest:
+		return &wire.SetPINResponse{}, s.SetPIN(bg, hsm.User(r.User), r.PIN)
+	case *wire.LoginRequest:
 		defer clear(r.PIN)
 		// PIN checks take turns HSM-wide; one still waiting for its turn
 		// when the connection stops gives up.
 		err := s.Login(c.context(), hsm.User(r.User), r.PIN)
 		if errors.Is(err, context.Canceled) {
-			return nil, StatusNotReady
+			return nil, wire.StatusNotReady
 		}
-		return &LoginResponse{}, err
-	case *LogoutRequest:
+		return &wire.LoginResponse{}, err
+	case *wire.LogoutRequest:
 		// The import batches need a login: they go with it.
 		err := s.Logout(bg)
 		c.dropImports()
-		return &LogoutResponse{}, err
-	case *LogoutAllRequest:
+		return &wire.LogoutResponse{}, err
+	case *wire.LogoutAllRequest:
 		// Logging everybody out is for wheel alone (libhal lets anyone).
 		if s.User() != hsm.UserWheel {
 			return nil, hsm.ErrForbidden
 		}
 		c.srv.logoutAll()
-		return &LogoutAllResponse{}, nil
-	case *IsLoggedInRequest:
+		return &wire.LogoutAllResponse{}, nil
+	case *wire.IsLoggedInRequest:
 		if r.User != uint32(hsm.UserNormal) && r.User != uint32(hsm.UserSO) && r.User != uint32(hsm.UserWheel) {
 			return nil, fmt.Errorf("%w: no such user %d", hsm.ErrBadArguments, r.User)
 		}
 		if s.User() == hsm.UserNone || uint32(s.User()) != r.User {
-			return nil, StatusForbidden
+			return nil, wire.StatusForbidden
 		}
-		return &IsLoggedInResponse{}, nil
+		return &wire.IsLoggedInResponse{}, nil
 
-	case *HashGetDigestLenRequest:
+	case *wire.HashGetDigestLenRequest:
 		h, _, _, err := digestAlgorithm(r.Alg)
 		if err != nil {
 			return nil, err
 		}
-		return &HashGetDigestLenResponse{Len: uint32(h.Size())}, nil
-	case *HashGetDigestAlgorithmIDRequest:
+		return &wire.HashGetDigestLenResponse{Len: uint32(h.Size())}, nil
+	case *wire.HashGetDigestAlgorithmIDRequest:
 		_, _, oid, err := digestAlgorithm(r.Alg)
 		if err != nil {
 			return nil, err
 		}
 		der := algorithmIDDER(oid)
 		if uint32(len(der)) > r.Max {
-			return nil, StatusResultTooLong
+			return nil, wire.StatusResultTooLong
 		}
-		return &HashGetDigestAlgorithmIDResponse{DER: der}, nil
-	case *HashInitializeRequest:
+		return &wire.HashGetDigestAlgorithmIDResponse{DER: der}, nil
+	case *wire.HashInitializeRequest:
 		return c.hashInitialize(r)
-	case *HashUpdateRequest:
+	case *wire.HashUpdateRequest:
 		st, err := c.hash(r.Hash)
 		if err != nil {
 			return nil, err
 		}
 		st.h.Write(r.Data)
-		return &HashUpdateResponse{}, nil
-	case *HashGetAlgorithmRequest:
+		return &wire.HashUpdateResponse{}, nil
+	case *wire.HashGetAlgorithmRequest:
 		st, err := c.hash(r.Hash)
 		if err != nil {
 			return nil, err
 		}
-		return &HashGetAlgorithmResponse{Alg: st.alg}, nil
-	case *HashFinalizeRequest:
+		return &wire.HashGetAlgorithmResponse{Alg: st.alg}, nil
+	case *wire.HashFinalizeRequest:
 		st, err := c.hash(r.Hash)
 		if err != nil {
 			return nil, err
@@ -109,11 +110,11 @@ func (c *serverConn) call(req Args) (Args, error) {
 			return nil, fmt.Errorf("%w: digest is %d bytes, not %d", hsm.ErrBadArguments, st.hash.Size(), r.Len)
 		}
 		c.closeHash(r.Hash)
-		return &HashFinalizeResponse{Digest: st.h.Sum(nil)}, nil
+		return &wire.HashFinalizeResponse{Digest: st.h.Sum(nil)}, nil
 
-	case *PkeyLoadRequest:
+	case *wire.PkeyLoadRequest:
 		return c.load(r)
-	case *PkeyOpenRequest:
+	case *wire.PkeyOpenRequest:
 		id, err := uuidOf(r.UUID)
 		if err != nil {
 			return nil, err
@@ -124,8 +125,8 @@ func (c *serverConn) call(req Args) (Args, error) {
 		if err := c.roomForPkey(); err != nil {
 			return nil, err
 		}
-		return &PkeyOpenResponse{Pkey: c.openPkey(id)}, nil
-	case *PkeyGenerateRSARequest:
+		return &wire.PkeyOpenResponse{Pkey: c.openPkey(id)}, nil
+	case *wire.PkeyGenerateRSARequest:
 		// libhal's checks, in its order and with its statuses.
 		if r.KeyLen == 0 || r.KeyLen%8 != 0 || len(r.Exponent) == 0 || !hsm.Flags(r.Flags).Valid() {
 			return nil, fmt.Errorf("%w: key length %d, %d-byte exponent, flags 0x%x", hsm.ErrBadArguments, r.KeyLen, len(r.Exponent), r.Flags)
@@ -137,9 +138,9 @@ func (c *serverConn) call(req Args) (Args, error) {
 			return nil, fmt.Errorf("%w: this HSM generates RSA keys of 2048, 3072 and 4096 bits", hsm.ErrUnsupportedKey)
 		}
 		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: int(r.KeyLen), Flags: hsm.Flags(r.Flags)})
-	case *PkeyGenerateECRequest:
+	case *wire.PkeyGenerateECRequest:
 		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.Curve(r.Curve), Flags: hsm.Flags(r.Flags)})
-	case *PkeyGenerateHashsigRequest:
+	case *wire.PkeyGenerateHashsigRequest:
 		if r.L < 1 || r.L > hashsig.MaxLevels {
 			return nil, fmt.Errorf("%w: %d levels", hsm.ErrBadArguments, r.L)
 		}
@@ -148,13 +149,13 @@ func (c *serverConn) call(req Args) (Args, error) {
 			levels[i] = hashsig.Level{LMS: hashsig.LMSType(r.LMSType), LMOTS: hashsig.LMOTSType(r.LMOTSType)}
 		}
 		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Levels: levels, Flags: hsm.Flags(r.Flags)})
-	case *PkeyCloseRequest:
+	case *wire.PkeyCloseRequest:
 		if _, err := c.pkey(r.Pkey); err != nil {
 			return nil, err
 		}
 		c.closePkey(r.Pkey)
-		return &PkeyCloseResponse{}, nil
-	case *PkeyDeleteRequest:
+		return &wire.PkeyCloseResponse{}, nil
+	case *wire.PkeyDeleteRequest:
 		id, err := c.pkey(r.Pkey)
 		if err != nil {
 			return nil, err
@@ -163,27 +164,27 @@ func (c *serverConn) call(req Args) (Args, error) {
 			return nil, err
 		}
 		c.closePkey(r.Pkey)
-		return &PkeyDeleteResponse{}, nil
-	case *PkeyGetKeyTypeRequest:
+		return &wire.PkeyDeleteResponse{}, nil
+	case *wire.PkeyGetKeyTypeRequest:
 		k, err := c.pkeyInfo(r.Pkey)
-		return &PkeyGetKeyTypeResponse{Type: uint32(k.Type)}, err
-	case *PkeyGetKeyFlagsRequest:
+		return &wire.PkeyGetKeyTypeResponse{Type: uint32(k.Type)}, err
+	case *wire.PkeyGetKeyFlagsRequest:
 		k, err := c.pkeyInfo(r.Pkey)
-		return &PkeyGetKeyFlagsResponse{Flags: uint32(k.Flags)}, err
-	case *PkeyGetKeyCurveRequest:
+		return &wire.PkeyGetKeyFlagsResponse{Flags: uint32(k.Flags)}, err
+	case *wire.PkeyGetKeyCurveRequest:
 		k, err := c.pkeyInfo(r.Pkey)
-		return &PkeyGetKeyCurveResponse{Curve: uint32(k.Curve)}, err
-	case *PkeyGetPublicKeyLenRequest:
+		return &wire.PkeyGetKeyCurveResponse{Curve: uint32(k.Curve)}, err
+	case *wire.PkeyGetPublicKeyLenRequest:
 		// libhal answers 0 for a handle it does not know, never an error.
 		k, err := c.pkeyInfo(r.Pkey)
 		if err != nil {
-			return &PkeyGetPublicKeyLenResponse{}, nil
+			return &wire.PkeyGetPublicKeyLenResponse{}, nil
 		}
 		der, err := libhalSPKI(k)
-		return &PkeyGetPublicKeyLenResponse{Len: uint32(len(der))}, err
-	case *PkeyGetPublicKeyRequest:
-		if r.Max > MaxPacket-headerSize-4 {
-			return nil, StatusRPCPacketOverflow
+		return &wire.PkeyGetPublicKeyLenResponse{Len: uint32(len(der))}, err
+	case *wire.PkeyGetPublicKeyRequest:
+		if r.Max > wire.MaxPacket-headerSize-4 {
+			return nil, wire.StatusRPCPacketOverflow
 		}
 		k, err := c.pkeyInfo(r.Pkey)
 		if err != nil {
@@ -194,25 +195,25 @@ func (c *serverConn) call(req Args) (Args, error) {
 			return nil, err
 		}
 		if uint32(len(der)) > r.Max {
-			return nil, StatusResultTooLong
+			return nil, wire.StatusResultTooLong
 		}
-		return &PkeyGetPublicKeyResponse{DER: der}, nil
-	case *PkeySignRequest:
+		return &wire.PkeyGetPublicKeyResponse{DER: der}, nil
+	case *wire.PkeySignRequest:
 		return c.sign(r)
-	case *PkeyVerifyRequest:
+	case *wire.PkeyVerifyRequest:
 		return c.verify(r)
-	case *PkeyMatchRequest:
+	case *wire.PkeyMatchRequest:
 		return c.match(r)
-	case *PkeySetAttributesRequest:
+	case *wire.PkeySetAttributesRequest:
 		return c.setAttributes(r)
-	case *PkeyGetAttributesRequest:
+	case *wire.PkeyGetAttributesRequest:
 		return c.getAttributes(r)
-	case *PkeyExportRequest:
+	case *wire.PkeyExportRequest:
 		return c.export(r)
-	case *PkeyImportRequest:
+	case *wire.PkeyImportRequest:
 		return c.importKey(r)
 	}
-	return nil, StatusRPCBadFunction
+	return nil, wire.StatusRPCBadFunction
 }
 
 // libhalSPKI is a key's SubjectPublicKeyInfo as libhal writes it: for an HSS
@@ -231,7 +232,7 @@ func libhalSPKI(k hsm.KeyInfo) ([]byte, error) {
 
 func uuidOf(b []byte) (hsm.UUID, error) {
 	if len(b) != len(hsm.UUID{}) {
-		return hsm.UUID{}, StatusKeyNameTooLong
+		return hsm.UUID{}, wire.StatusKeyNameTooLong
 	}
 	return hsm.UUID(b), nil
 }
@@ -246,7 +247,7 @@ func isF4(e []byte) bool {
 // is stored marked not made here (CKA_LOCAL false; see
 // hsm.PrivateKeyLoader). HSS private keys are refused: a copy of a
 // stateful key loaded beside the original would sign twice with one index.
-func (c *serverConn) load(r *PkeyLoadRequest) (Args, error) {
+func (c *serverConn) load(r *wire.PkeyLoadRequest) (wire.Args, error) {
 	defer clear(r.DER)
 	if len(r.DER) == 0 {
 		return nil, fmt.Errorf("%w: no key", hsm.ErrBadArguments)
@@ -266,7 +267,7 @@ func (c *serverConn) load(r *PkeyLoadRequest) (Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PkeyLoadResponse{Pkey: c.openPkey(k.UUID), UUID: k.UUID[:]}, nil
+	return &wire.PkeyLoadResponse{Pkey: c.openPkey(k.UUID), UUID: k.UUID[:]}, nil
 }
 
 // isPrivateKeyInfo tells a PKCS#8 PrivateKeyInfo from a
@@ -284,7 +285,7 @@ func isPrivateKeyInfo(der []byte) bool {
 	return first.Class == asn1.ClassUniversal && first.Tag == asn1.TagInteger
 }
 
-func (c *serverConn) generate(req hsm.GenerateRequest) (Args, error) {
+func (c *serverConn) generate(req hsm.GenerateRequest) (wire.Args, error) {
 	if err := c.roomForPkey(); err != nil {
 		return nil, err
 	}
@@ -292,10 +293,10 @@ func (c *serverConn) generate(req hsm.GenerateRequest) (Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PkeyGenerateRSAResponse{Pkey: c.openPkey(k.UUID), UUID: k.UUID[:]}, nil
+	return &wire.PkeyGenerateRSAResponse{Pkey: c.openPkey(k.UUID), UUID: k.UUID[:]}, nil
 }
 
-func (c *serverConn) hashInitialize(r *HashInitializeRequest) (Args, error) {
+func (c *serverConn) hashInitialize(r *wire.HashInitializeRequest) (wire.Args, error) {
 	h, newHash, _, err := digestAlgorithm(r.Alg)
 	if err != nil {
 		return nil, err
@@ -308,11 +309,11 @@ func (c *serverConn) hashInitialize(r *HashInitializeRequest) (Args, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.hashes) >= c.srv.limits.hashes {
-		return nil, StatusAllocationFailure
+		return nil, wire.StatusAllocationFailure
 	}
 	handle := c.newHandle()
 	c.hashes[handle] = st
-	return &HashInitializeResponse{Hash: handle}, nil
+	return &wire.HashInitializeResponse{Hash: handle}, nil
 }
 
 func (c *serverConn) hash(handle uint32) (*hashState, error) {
@@ -356,9 +357,9 @@ func (c *serverConn) signedInput(k hsm.KeyInfo, hashHandle uint32, data []byte) 
 	return st.h.Sum(nil), st.hash, nil
 }
 
-func (c *serverConn) sign(r *PkeySignRequest) (Args, error) {
-	if r.Max > MaxPacket-headerSize-4 {
-		return nil, StatusRPCPacketOverflow
+func (c *serverConn) sign(r *wire.PkeySignRequest) (wire.Args, error) {
+	if r.Max > wire.MaxPacket-headerSize-4 {
+		return nil, wire.StatusRPCPacketOverflow
 	}
 	k, err := c.pkeyInfo(r.Pkey)
 	if err != nil {
@@ -378,12 +379,12 @@ func (c *serverConn) sign(r *PkeySignRequest) (Args, error) {
 		}
 	}
 	if uint32(len(sig)) > r.Max {
-		return nil, StatusResultTooLong
+		return nil, wire.StatusResultTooLong
 	}
-	return &PkeySignResponse{Signature: sig}, nil
+	return &wire.PkeySignResponse{Signature: sig}, nil
 }
 
-func (c *serverConn) verify(r *PkeyVerifyRequest) (Args, error) {
+func (c *serverConn) verify(r *wire.PkeyVerifyRequest) (wire.Args, error) {
 	k, err := c.pkeyInfo(r.Pkey)
 	if err != nil {
 		return nil, err
@@ -402,12 +403,12 @@ func (c *serverConn) verify(r *PkeyVerifyRequest) (Args, error) {
 			return nil, err
 		}
 	}
-	return &PkeyVerifyResponse{}, c.sess.Verify(bg, k.UUID, data, sig, opts)
+	return &wire.PkeyVerifyResponse{}, c.sess.Verify(bg, k.UUID, data, sig, opts)
 }
 
 // match answers a page of PKEY_MATCH: the matching keys whose UUIDs come
 // after previous, at most max of them.
-func (c *serverConn) match(r *PkeyMatchRequest) (Args, error) {
+func (c *serverConn) match(r *wire.PkeyMatchRequest) (wire.Args, error) {
 	f := hsm.Filter{Type: hsm.KeyType(r.Type), Curve: hsm.Curve(r.Curve), Mask: hsm.Flags(r.Mask), Flags: hsm.Flags(r.Flags)}
 	for _, a := range r.Attributes {
 		if !a.Absent {
@@ -415,12 +416,12 @@ func (c *serverConn) match(r *PkeyMatchRequest) (Args, error) {
 		}
 	}
 	if len(r.Previous) != len(hsm.UUID{}) {
-		return nil, StatusKeyNameTooLong
+		return nil, wire.StatusKeyNameTooLong
 	}
 	if r.Max == 0 {
 		return nil, fmt.Errorf("%w: room for no keys", hsm.ErrBadArguments)
 	}
-	resp := &PkeyMatchResponse{State: r.State + 1}
+	resp := &wire.PkeyMatchResponse{State: r.State + 1}
 	// libhal finds no keys, rather than failing, for a client not logged in.
 	if u := c.sess.User(); u != hsm.UserNormal && u != hsm.UserWheel {
 		return resp, nil
@@ -463,7 +464,7 @@ func (c *serverConn) kekekSPKI(handle uint32) ([]byte, error) {
 
 // export is libhal's PKEY_EXPORT: the KEK encrypted with PKCS#1 v1.5, the
 // only encryption libhal knows (the extension offers the others).
-func (c *serverConn) export(r *PkeyExportRequest) (Args, error) {
+func (c *serverConn) export(r *wire.PkeyExportRequest) (wire.Args, error) {
 	id, err := c.pkey(r.Pkey)
 	if err != nil {
 		return nil, err
@@ -477,14 +478,14 @@ func (c *serverConn) export(r *PkeyExportRequest) (Args, error) {
 		return nil, err
 	}
 	if uint32(len(w.PKCS8)) > r.PKCS8Max || uint32(len(w.KEK)) > r.KEKMax {
-		return nil, StatusResultTooLong
+		return nil, wire.StatusResultTooLong
 	}
-	return &PkeyExportResponse{PKCS8: w.PKCS8, KEK: w.KEK}, nil
+	return &wire.PkeyExportResponse{PKCS8: w.PKCS8, KEK: w.KEK}, nil
 }
 
 // importKey is libhal's PKEY_IMPORT: a fresh UUID, the KEK encryption read
 // from the encrypted KEK itself.
-func (c *serverConn) importKey(r *PkeyImportRequest) (Args, error) {
+func (c *serverConn) importKey(r *wire.PkeyImportRequest) (wire.Args, error) {
 	kekek, err := c.pkey(r.KEKEK)
 	if err != nil {
 		return nil, err
@@ -501,5 +502,5 @@ func (c *serverConn) importKey(r *PkeyImportRequest) (Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PkeyImportResponse{Pkey: c.openPkey(res.Key.UUID), UUID: res.Key.UUID[:]}, nil
+	return &wire.PkeyImportResponse{Pkey: c.openPkey(res.Key.UUID), UUID: res.Key.UUID[:]}, nil
 }

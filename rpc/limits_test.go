@@ -9,6 +9,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // servedWithLimits is served with other limits on what a connection holds.
@@ -33,16 +34,16 @@ func uuidN(i int) []byte {
 func TestImportBatchNeedsLogin(t *testing.T) {
 	addr, srv := served(t)
 	r := dialRaw(t, addr)
-	add := &ExtImportAddRequest{Batch: 1, UUID: uuidN(1), Label: "x", SPKI: make([]byte, 1000)}
+	add := &wire.ExtImportAddRequest{Batch: 1, UUID: uuidN(1), Label: "x", SPKI: make([]byte, 1000)}
 	refused := func(who string) {
 		t.Helper()
-		if st := r.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: uuidN(0)}, nil); st != StatusForbidden {
+		if st := r.call(wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: uuidN(0)}, nil); st != wire.StatusForbidden {
 			t.Errorf("%s: EXT_IMPORT_BEGIN: %v, want FORBIDDEN", who, st)
 		}
-		if st := r.call(FuncExtImportAdd, add, nil); st != StatusForbidden {
+		if st := r.call(wire.FuncExtImportAdd, add, nil); st != wire.StatusForbidden {
 			t.Errorf("%s: EXT_IMPORT_ADD: %v, want FORBIDDEN", who, st)
 		}
-		if st := r.call(FuncExtImportCommit, &ExtImportCommitRequest{Batch: 1}, nil); st != StatusForbidden {
+		if st := r.call(wire.FuncExtImportCommit, &wire.ExtImportCommitRequest{Batch: 1}, nil); st != wire.StatusForbidden {
 			t.Errorf("%s: EXT_IMPORT_COMMIT: %v, want FORBIDDEN", who, st)
 		}
 		if st := srv.Stats(); st.ImportBatches != 0 || st.ImportBytes != 0 {
@@ -50,30 +51,30 @@ func TestImportBatchNeedsLogin(t *testing.T) {
 		}
 	}
 	refused("not logged in")
-	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserSO), PIN: []byte("so-pin")}, &LoginResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsm.UserSO), PIN: []byte("so-pin")}, &wire.LoginResponse{}); st != wire.StatusOK {
 		t.Fatalf("login as SO: %v", st)
 	}
 	refused("the security officer")
 
 	// The normal user may; a logout drops what it held.
-	if st := r.call(FuncLogout, nil, &LogoutResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncLogout, nil, &wire.LogoutResponse{}); st != wire.StatusOK {
 		t.Fatal(st)
 	}
-	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &wire.LoginResponse{}); st != wire.StatusOK {
 		t.Fatalf("login: %v", st)
 	}
-	var begin ExtImportBeginResponse
-	if st := r.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: uuidN(0)}, &begin); st != StatusOK {
+	var begin wire.ExtImportBeginResponse
+	if st := r.call(wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: uuidN(0)}, &begin); st != wire.StatusOK {
 		t.Fatalf("EXT_IMPORT_BEGIN logged in: %v", st)
 	}
 	add.Batch = begin.Batch
-	if st := r.call(FuncExtImportAdd, add, nil); st != StatusOK {
+	if st := r.call(wire.FuncExtImportAdd, add, nil); st != wire.StatusOK {
 		t.Fatalf("EXT_IMPORT_ADD logged in: %v", st)
 	}
 	if st := srv.Stats(); st.ImportBatches != 1 || st.ImportBytes != importCost(add, nil) {
 		t.Errorf("with a batch of one key the server holds %+v, want %d bytes", st, importCost(add, nil))
 	}
-	if st := r.call(FuncLogout, nil, &LogoutResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncLogout, nil, &wire.LogoutResponse{}); st != wire.StatusOK {
 		t.Fatal(st)
 	}
 	if st := srv.Stats(); st.ImportBatches != 0 || st.ImportBytes != 0 {
@@ -95,27 +96,27 @@ func TestConnectionLimits(t *testing.T) {
 	t.Run("hash handles", func(t *testing.T) {
 		// Hashes need no login.
 		r := dialRaw(t, addr)
-		var first HashInitializeResponse
+		var first wire.HashInitializeResponse
 		for i := range lim.hashes {
-			var h HashInitializeResponse
-			if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3}, &h); st != StatusOK {
+			var h wire.HashInitializeResponse
+			if st := r.call(wire.FuncHashInitialize, &wire.HashInitializeRequest{Alg: 3}, &h); st != wire.StatusOK {
 				t.Fatalf("HASH_INITIALIZE %d: %v", i, st)
 			}
 			if i == 0 {
 				first = h
 			}
 		}
-		if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3, HMACKey: []byte("k")}, nil); st != StatusAllocationFailure {
+		if st := r.call(wire.FuncHashInitialize, &wire.HashInitializeRequest{Alg: 3, HMACKey: []byte("k")}, nil); st != wire.StatusAllocationFailure {
 			t.Errorf("HASH_INITIALIZE %d: %v, want ALLOCATION_FAILURE", lim.hashes+1, st)
 		}
 		if st := srv.Stats(); st.HashHandles != lim.hashes {
 			t.Errorf("the server holds %+v", st)
 		}
 		good.check()
-		if st := r.call(FuncHashFinalize, &HashFinalizeRequest{Hash: first.Hash, Len: 32}, &HashFinalizeResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncHashFinalize, &wire.HashFinalizeRequest{Hash: first.Hash, Len: 32}, &wire.HashFinalizeResponse{}); st != wire.StatusOK {
 			t.Fatal(st)
 		}
-		if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3}, &HashInitializeResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncHashInitialize, &wire.HashInitializeRequest{Alg: 3}, &wire.HashInitializeResponse{}); st != wire.StatusOK {
 			t.Errorf("HASH_INITIALIZE after a HASH_FINALIZE: %v", st)
 		}
 		r.nc.Close()
@@ -124,13 +125,13 @@ func TestConnectionLimits(t *testing.T) {
 
 	t.Run("key handles", func(t *testing.T) {
 		r := dialRaw(t, addr)
-		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &wire.LoginResponse{}); st != wire.StatusOK {
 			t.Fatalf("login: %v", st)
 		}
-		var first PkeyOpenResponse
+		var first wire.PkeyOpenResponse
 		for i := range lim.pkeys {
-			var o PkeyOpenResponse
-			if st := r.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: good.key.UUID[:]}, &o); st != StatusOK {
+			var o wire.PkeyOpenResponse
+			if st := r.call(wire.FuncPkeyOpen, &wire.PkeyOpenRequest{UUID: good.key.UUID[:]}, &o); st != wire.StatusOK {
 				t.Fatalf("PKEY_OPEN %d: %v", i, st)
 			}
 			if i == 0 {
@@ -138,14 +139,14 @@ func TestConnectionLimits(t *testing.T) {
 			}
 		}
 		for _, tc := range []struct {
-			f    Func
-			args Args
+			f    wire.Func
+			args wire.Args
 		}{
-			{FuncPkeyOpen, &PkeyOpenRequest{UUID: good.key.UUID[:]}},
-			{FuncPkeyLoad, &PkeyLoadRequest{DER: good.key.PublicKey}},
-			{FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsm.CurveP256), Flags: uint32(hsm.FlagDigitalSignature | hsm.FlagToken)}},
+			{wire.FuncPkeyOpen, &wire.PkeyOpenRequest{UUID: good.key.UUID[:]}},
+			{wire.FuncPkeyLoad, &wire.PkeyLoadRequest{DER: good.key.PublicKey}},
+			{wire.FuncPkeyGenerateEC, &wire.PkeyGenerateECRequest{Curve: uint32(hsm.CurveP256), Flags: uint32(hsm.FlagDigitalSignature | hsm.FlagToken)}},
 		} {
-			if st := r.call(tc.f, tc.args, nil); st != StatusNoKeySlotsAvailable {
+			if st := r.call(tc.f, tc.args, nil); st != wire.StatusNoKeySlotsAvailable {
 				t.Errorf("%v with %d key handles open: %v, want NO_KEY_SLOTS_AVAILABLE", tc.f, lim.pkeys, st)
 			}
 		}
@@ -157,10 +158,10 @@ func TestConnectionLimits(t *testing.T) {
 			t.Errorf("the server holds %+v", st)
 		}
 		good.check()
-		if st := r.call(FuncPkeyClose, &PkeyCloseRequest{Pkey: first.Pkey}, &PkeyCloseResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncPkeyClose, &wire.PkeyCloseRequest{Pkey: first.Pkey}, &wire.PkeyCloseResponse{}); st != wire.StatusOK {
 			t.Fatal(st)
 		}
-		if st := r.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: good.key.UUID[:]}, &PkeyOpenResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncPkeyOpen, &wire.PkeyOpenRequest{UUID: good.key.UUID[:]}, &wire.PkeyOpenResponse{}); st != wire.StatusOK {
 			t.Errorf("PKEY_OPEN after a PKEY_CLOSE: %v", st)
 		}
 		r.nc.Close()
@@ -169,31 +170,31 @@ func TestConnectionLimits(t *testing.T) {
 
 	t.Run("import batches", func(t *testing.T) {
 		r := dialRaw(t, addr)
-		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &wire.LoginResponse{}); st != wire.StatusOK {
 			t.Fatalf("login: %v", st)
 		}
 		batches := make([]uint32, lim.batches)
 		for i := range batches {
-			var b ExtImportBeginResponse
-			if st := r.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: uuidN(0)}, &b); st != StatusOK {
+			var b wire.ExtImportBeginResponse
+			if st := r.call(wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: uuidN(0)}, &b); st != wire.StatusOK {
 				t.Fatalf("EXT_IMPORT_BEGIN %d: %v", i, st)
 			}
 			batches[i] = b.Batch
 		}
-		if st := r.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: uuidN(0)}, nil); st != StatusAllocationFailure {
+		if st := r.call(wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: uuidN(0)}, nil); st != wire.StatusAllocationFailure {
 			t.Errorf("EXT_IMPORT_BEGIN %d: %v, want ALLOCATION_FAILURE", lim.batches+1, st)
 		}
 
 		// Keys in one batch.
-		small := &ExtImportAddRequest{Batch: batches[0], Label: "small", SPKI: make([]byte, 100)}
+		small := &wire.ExtImportAddRequest{Batch: batches[0], Label: "small", SPKI: make([]byte, 100)}
 		for i := range lim.batchKeys {
 			small.UUID = uuidN(i)
-			if st := r.call(FuncExtImportAdd, small, nil); st != StatusOK {
+			if st := r.call(wire.FuncExtImportAdd, small, nil); st != wire.StatusOK {
 				t.Fatalf("EXT_IMPORT_ADD %d: %v", i, st)
 			}
 		}
 		small.UUID = uuidN(lim.batchKeys)
-		if st := r.call(FuncExtImportAdd, small, nil); st != StatusAllocationFailure {
+		if st := r.call(wire.FuncExtImportAdd, small, nil); st != wire.StatusAllocationFailure {
 			t.Errorf("key %d of a batch: %v, want ALLOCATION_FAILURE", lim.batchKeys+1, st)
 		}
 
@@ -202,19 +203,19 @@ func TestConnectionLimits(t *testing.T) {
 		if held != lim.batchKeys*importCost(small, nil) {
 			t.Errorf("%d small keys hold %d bytes, want %d", lim.batchKeys, held, lim.batchKeys*importCost(small, nil))
 		}
-		big := &ExtImportAddRequest{Batch: batches[1], SPKI: make([]byte, MaxPacket-200)}
+		big := &wire.ExtImportAddRequest{Batch: batches[1], SPKI: make([]byte, wire.MaxPacket-200)}
 		big.UUID = uuidN(0)
 		fit := (lim.batchMem - held) / importCost(big, nil)
 		for i := range fit {
 			big.UUID = uuidN(i)
-			if st := r.call(FuncExtImportAdd, big, nil); st != StatusOK {
+			if st := r.call(wire.FuncExtImportAdd, big, nil); st != wire.StatusOK {
 				t.Fatalf("big key %d of %d that fit: %v", i, fit, st)
 			}
 		}
 		big.UUID = uuidN(fit)
 		for _, b := range batches[1:] {
 			big.Batch = b
-			if st := r.call(FuncExtImportAdd, big, nil); st != StatusAllocationFailure {
+			if st := r.call(wire.FuncExtImportAdd, big, nil); st != wire.StatusAllocationFailure {
 				t.Errorf("a big key past %d bytes: %v, want ALLOCATION_FAILURE", lim.batchMem, st)
 			}
 		}
@@ -223,21 +224,21 @@ func TestConnectionLimits(t *testing.T) {
 			t.Errorf("the server holds %+v", st)
 		}
 		// The connection goes on, and so does everybody else.
-		var v GetVersionResponse
-		if st := r.call(FuncGetVersion, nil, &v); st != StatusOK || v.Version != Version {
+		var v wire.GetVersionResponse
+		if st := r.call(wire.FuncGetVersion, nil, &v); st != wire.StatusOK || v.Version != Version {
 			t.Fatalf("GET_VERSION after the refusals: %v", st)
 		}
 		good.check()
 
 		// A commit frees its batch, failed or not (these are no keys).
-		if st := r.call(FuncExtImportCommit, &ExtImportCommitRequest{Batch: batches[1]}, nil); st == StatusOK {
+		if st := r.call(wire.FuncExtImportCommit, &wire.ExtImportCommitRequest{Batch: batches[1]}, nil); st == wire.StatusOK {
 			t.Error("a batch of junk committed")
 		}
 		if st := srv.Stats(); st.ImportBatches != lim.batches-1 || st.ImportBytes != held {
 			t.Errorf("after a commit the server holds %+v, want %d bytes", st, held)
 		}
 		big.Batch = batches[2]
-		if st := r.call(FuncExtImportAdd, big, nil); st != StatusOK {
+		if st := r.call(wire.FuncExtImportAdd, big, nil); st != wire.StatusOK {
 			t.Errorf("a big key after a commit: %v", st)
 		}
 
@@ -258,7 +259,7 @@ func TestImportLimitsFitABundle(t *testing.T) {
 	if defaultLimits.batchKeys < backup.MaxKeys {
 		t.Errorf("a batch holds %d keys, a bundle %d", defaultLimits.batchKeys, backup.MaxKeys)
 	}
-	key := &ExtImportAddRequest{UUID: uuidN(1), Label: string(bytes.Repeat([]byte("l"), hsm.MaxRawLabelLength)),
+	key := &wire.ExtImportAddRequest{UUID: uuidN(1), Label: string(bytes.Repeat([]byte("l"), hsm.MaxRawLabelLength)),
 		Encryption: string(hsm.KEKEncryptions[0]), PKCS8: make([]byte, 2405), KEK: make([]byte, 582),
 		Tag: make([]byte, 40), Binding: make([]byte, 62), SPKI: make([]byte, 550)}
 	// The attributes of the largest bundle (cmd/cryptech-backup's
@@ -281,7 +282,7 @@ func TestImportLimitsFitABundle(t *testing.T) {
 func TestWrongPINsTakeTurns(t *testing.T) {
 	const conns, delay = 4, 100 * time.Millisecond
 	addr, srv, _, _ := servedHSM(t, hsm.Options{WrongPINDelay: delay, PINIterations: 1000})
-	wrong := &LoginRequest{User: uint32(hsm.UserNormal), PIN: []byte("wrong-pin")}
+	wrong := &wire.LoginRequest{User: uint32(hsm.UserNormal), PIN: []byte("wrong-pin")}
 
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -290,7 +291,7 @@ func TestWrongPINsTakeTurns(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if st := r.call(FuncLogin, wrong, nil); st != StatusPINIncorrect {
+			if st := r.call(wire.FuncLogin, wrong, nil); st != wire.StatusPINIncorrect {
 				t.Errorf("a wrong PIN: %v, want PIN_INCORRECT", st)
 			}
 		}()
@@ -302,18 +303,18 @@ func TestWrongPINsTakeTurns(t *testing.T) {
 
 	// Queue many, then shut down.
 	const queued = 20
-	answered := make(chan Status, queued)
+	answered := make(chan wire.Status, queued)
 	for range queued {
 		r := dialRaw(t, addr)
-		r.send(EncodeRequest(FuncLogin, 0, wrong))
+		r.send(wire.EncodeRequest(wire.FuncLogin, 0, wrong))
 		go func() {
 			r.nc.SetReadDeadline(time.Now().Add(ioTimeout))
 			frame, err := r.fr.ReadFrame()
 			if err != nil {
-				answered <- StatusRPCTransport // closed without an answer
+				answered <- wire.StatusRPCTransport // closed without an answer
 				return
 			}
-			_, st, _ := DecodeResponse(frame, nil)
+			_, st, _ := wire.DecodeResponse(frame, nil)
 			answered <- st
 		}()
 	}
@@ -329,7 +330,7 @@ func TestWrongPINsTakeTurns(t *testing.T) {
 	}
 	for range queued {
 		switch st := <-answered; st {
-		case StatusPINIncorrect, StatusNotReady, StatusRPCTransport:
+		case wire.StatusPINIncorrect, wire.StatusNotReady, wire.StatusRPCTransport:
 		default:
 			t.Errorf("a queued wrong PIN at shutdown: %v", st)
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // Version is what GET_VERSION answers: libhal's 1.1.1.0.
@@ -274,7 +275,7 @@ func (c *serverConn) serve() {
 		log.Info("connection closed")
 		c.srv.wg.Done()
 	}()
-	fr := NewFrameReader(c.nc, MaxPacket)
+	fr := wire.NewFrameReader(c.nc, wire.MaxPacket)
 	var out []byte
 	for {
 		frame, err := fr.ReadFrame()
@@ -289,7 +290,7 @@ func (c *serverConn) serve() {
 		}
 		resp := c.handle(frame, log)
 		clear(frame) // LOGIN and SET_PIN requests carry PINs
-		out = AppendFrame(out[:0], resp)
+		out = wire.AppendFrame(out[:0], resp)
 		if _, err := c.nc.Write(out); err != nil {
 			return
 		}
@@ -305,38 +306,38 @@ func (c *serverConn) isStopped() bool {
 // handle answers one request. The client field of the answer is this
 // connection's handle, whatever the request said, as the multiplexer does.
 func (c *serverConn) handle(frame []byte, log *slog.Logger) []byte {
-	hdr, d, err := DecodeRequestHeader(frame)
+	hdr, d, err := wire.DecodeRequestHeader(frame)
 	if err != nil {
 		log.Warn("request refused", "error", err.Error())
-		return EncodeResponse(hdr.Func, c.client, statusOf(err), nil)
+		return wire.EncodeResponse(hdr.Func, c.client, statusOf(err), nil)
 	}
 	results, err := c.dispatch(hdr.Func, d)
 	st := statusOf(err)
 	var resp []byte
-	if st == StatusOK {
-		resp = EncodeResponse(hdr.Func, c.client, st, results)
-		if len(resp) > MaxPacket {
+	if st == wire.StatusOK {
+		resp = wire.EncodeResponse(hdr.Func, c.client, st, results)
+		if len(resp) > wire.MaxPacket {
 			// No libhal client could read it (nor ours: the frame reader
 			// drops the connection), e.g. many big attributes at once.
-			st = StatusRPCPacketOverflow
+			st = wire.StatusRPCPacketOverflow
 		}
 	}
-	if st != StatusOK {
+	if st != wire.StatusOK {
 		// The function and status only: never a PIN, a key or a message.
 		log.Warn("request failed", "func", hdr.Func.String(), "status", st.Error())
-		resp = EncodeResponse(hdr.Func, c.client, st, nil)
+		resp = wire.EncodeResponse(hdr.Func, c.client, st, nil)
 	}
 	return resp
 }
 
 // dispatch decodes the arguments of f and runs it.
-func (c *serverConn) dispatch(f Func, d *Decoder) (Args, error) {
+func (c *serverConn) dispatch(f wire.Func, d *wire.Decoder) (wire.Args, error) {
 	if h, ok := extHandlers[f]; ok {
 		return h(c, d)
 	}
-	req, ok := NewRequest(f)
+	req, ok := wire.NewRequest(f)
 	if !ok {
-		return nil, StatusRPCBadFunction
+		return nil, wire.StatusRPCBadFunction
 	}
 	if err := req.DecodeArgs(d); err != nil {
 		return nil, err
@@ -365,7 +366,7 @@ func (c *serverConn) roomForPkey() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.pkeys) >= c.srv.limits.pkeys {
-		return StatusNoKeySlotsAvailable
+		return wire.StatusNoKeySlotsAvailable
 	}
 	return nil
 }
