@@ -70,132 +70,102 @@ func (c *serverConn) dropImports() {
 	c.importBytes = 0
 }
 
-// extHandlers run the extension functions.
-var extHandlers = map[wire.Func]func(c *serverConn, d *wire.Decoder) (wire.Args, error){
-	wire.FuncExtCapabilities: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
-		if err := decodeAll(d, &wire.ExtCapabilitiesRequest{}); err != nil {
-			return nil, err
+func (c *serverConn) extCapabilities(*wire.ExtCapabilitiesRequest) (wire.Args, error) {
+	encs, err := c.sess.KEKEncryptions(bg)
+	if err != nil {
+		return nil, err
+	}
+	resp := &wire.ExtCapabilitiesResponse{Version: wire.ExtVersion}
+	for _, e := range encs {
+		resp.KEKEncryptions = append(resp.KEKEncryptions, string(e))
+	}
+	return resp, nil
+}
+
+func (c *serverConn) extDamaged(*wire.ExtDamagedRequest) (wire.Args, error) {
+	blocks, err := c.sess.DamagedBlocks(bg)
+	if err != nil {
+		return nil, err
+	}
+	resp := &wire.ExtDamagedResponse{}
+	for _, b := range blocks {
+		resp.Blocks = append(resp.Blocks, uint32(b))
+	}
+	return resp, nil
+}
+
+func (c *serverConn) extExport(r *wire.ExtExportRequest) (wire.Args, error) {
+	id, err := c.pkey(r.Pkey)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := hsm.ParseKEKEncryption(r.Encryption)
+	if err != nil {
+		return nil, err
+	}
+	w, err := c.sess.Export(bg, hsm.ExportRequest{Key: id, KEKEK: r.KEKEK, Encryption: enc, Binding: r.Binding})
+	if err != nil {
+		return nil, err
+	}
+	return &wire.ExtExportResponse{PKCS8: w.PKCS8, KEK: w.KEK, Tag: w.Tag}, nil
+}
+
+func (c *serverConn) extImportBegin(r *wire.ExtImportBeginRequest) (wire.Args, error) {
+	kekek, err := uuidOf(r.KEKEK)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.requireImporter(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.imports) >= c.srv.limits.batches {
+		return nil, fmt.Errorf("%w: %d import batches open", wire.StatusAllocationFailure, len(c.imports))
+	}
+	h := c.newHandle()
+	c.imports[h] = &importBatch{kekek: kekek}
+	return &wire.ExtImportBeginResponse{Batch: h}, nil
+}
+
+func (c *serverConn) extImportAdd(r *wire.ExtImportAddRequest) (wire.Args, error) {
+	return c.importAdd(r, nil)
+}
+
+func (c *serverConn) extImportAdd2(r *wire.ExtImportAdd2Request) (wire.Args, error) {
+	attrs := make([]hsm.Attribute, len(r.Attributes))
+	for i, a := range r.Attributes {
+		if a.Absent {
+			return nil, fmt.Errorf("%w: attribute 0x%x without a value", hsm.ErrBadArguments, a.Type)
 		}
-		encs, err := c.sess.KEKEncryptions(bg)
-		if err != nil {
-			return nil, err
-		}
-		resp := &wire.ExtCapabilitiesResponse{Version: wire.ExtVersion}
-		for _, e := range encs {
-			resp.KEKEncryptions = append(resp.KEKEncryptions, string(e))
-		}
-		return resp, nil
-	},
-	wire.FuncExtDamaged: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
-		if err := decodeAll(d, &wire.ExtDamagedRequest{}); err != nil {
-			return nil, err
-		}
-		blocks, err := c.sess.DamagedBlocks(bg)
-		if err != nil {
-			return nil, err
-		}
-		resp := &wire.ExtDamagedResponse{}
-		for _, b := range blocks {
-			resp.Blocks = append(resp.Blocks, uint32(b))
-		}
-		return resp, nil
-	},
-	wire.FuncExtExport: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
-		var r wire.ExtExportRequest
-		if err := decodeAll(d, &r); err != nil {
-			return nil, err
-		}
-		id, err := c.pkey(r.Pkey)
-		if err != nil {
-			return nil, err
-		}
-		enc, err := hsm.ParseKEKEncryption(r.Encryption)
-		if err != nil {
-			return nil, err
-		}
-		w, err := c.sess.Export(bg, hsm.ExportRequest{Key: id, KEKEK: r.KEKEK, Encryption: enc, Binding: r.Binding})
-		if err != nil {
-			return nil, err
-		}
-		return &wire.ExtExportResponse{PKCS8: w.PKCS8, KEK: w.KEK, Tag: w.Tag}, nil
-	},
-	wire.FuncExtImportBegin: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
-		var r wire.ExtImportBeginRequest
-		if err := decodeAll(d, &r); err != nil {
-			return nil, err
-		}
-		kekek, err := uuidOf(r.KEKEK)
-		if err != nil {
-			return nil, err
-		}
-		if err := c.requireImporter(); err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if len(c.imports) >= c.srv.limits.batches {
-			return nil, fmt.Errorf("%w: %d import batches open", wire.StatusAllocationFailure, len(c.imports))
-		}
-		h := c.newHandle()
-		c.imports[h] = &importBatch{kekek: kekek}
-		return &wire.ExtImportBeginResponse{Batch: h}, nil
-	},
-	wire.FuncExtImportAdd: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
-		var r wire.ExtImportAddRequest
-		if err := decodeAll(d, &r); err != nil {
-			return nil, err
-		}
-		return c.importAdd(&r, nil)
-	},
-	wire.FuncExtImportAdd2: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
-		var r wire.ExtImportAdd2Request
-		if err := decodeAll(d, &r); err != nil {
-			return nil, err
-		}
-		attrs := make([]hsm.Attribute, len(r.Attributes))
-		for i, a := range r.Attributes {
-			if a.Absent {
-				return nil, fmt.Errorf("%w: attribute 0x%x without a value", hsm.ErrBadArguments, a.Type)
-			}
-			attrs[i] = hsm.Attribute{Type: a.Type, Value: a.Value}
-		}
-		return c.importAdd(&r.ExtImportAddRequest, attrs)
-	},
-	wire.FuncExtGetAttributes: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
-		var r wire.ExtGetAttributesRequest
-		if err := decodeAll(d, &r); err != nil {
-			return nil, err
-		}
-		return c.extGetAttributes(&r)
-	},
-	wire.FuncExtImportCommit: func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
-		var r wire.ExtImportCommitRequest
-		if err := decodeAll(d, &r); err != nil {
-			return nil, err
-		}
-		if err := c.requireImporter(); err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		b, ok := c.imports[r.Batch]
-		if ok {
-			delete(c.imports, r.Batch)
-			c.importBytes -= b.bytes
-		}
-		c.mu.Unlock()
-		if !ok {
-			return nil, fmt.Errorf("%w: no import batch %d", hsm.ErrBadArguments, r.Batch)
-		}
-		res, err := c.sess.ImportBatch(bg, b.reqs)
-		if err != nil {
-			return nil, err
-		}
-		resp := &wire.ExtImportCommitResponse{Present: make([]bool, len(res))}
-		for i, k := range res {
-			resp.Present[i] = k.Present
-		}
-		return resp, nil
-	},
+		attrs[i] = hsm.Attribute{Type: a.Type, Value: a.Value}
+	}
+	return c.importAdd(&r.ExtImportAddRequest, attrs)
+}
+
+func (c *serverConn) extImportCommit(r *wire.ExtImportCommitRequest) (wire.Args, error) {
+	if err := c.requireImporter(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	b, ok := c.imports[r.Batch]
+	if ok {
+		delete(c.imports, r.Batch)
+		c.importBytes -= b.bytes
+	}
+	c.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: no import batch %d", hsm.ErrBadArguments, r.Batch)
+	}
+	res, err := c.sess.ImportBatch(bg, b.reqs)
+	if err != nil {
+		return nil, err
+	}
+	resp := &wire.ExtImportCommitResponse{Present: make([]bool, len(res))}
+	for i, k := range res {
+		resp.Present[i] = k.Present
+	}
+	return resp, nil
 }
 
 // importAdd adds one key, with its attributes, to an import batch
@@ -237,11 +207,4 @@ func (c *serverConn) importAdd(r *wire.ExtImportAddRequest, attrs []hsm.Attribut
 	b.bytes += cost
 	c.importBytes += cost
 	return &wire.ExtImportAddResponse{}, nil
-}
-
-func decodeAll(d *wire.Decoder, a wire.Args) error {
-	if err := a.DecodeArgs(d); err != nil {
-		return err
-	}
-	return d.Finish()
 }

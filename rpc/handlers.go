@@ -18,202 +18,287 @@ import (
 
 var bg = context.Background()
 
-// call runs one of the 32 libhal functions for this connection.
-func (c *serverConn) call(req wire.Args) (wire.Args, error) {
-	s := c.sess
-	switch r := req.(type) {
-	case *wire.GetVersionRequest:
-		return &wire.GetVersionResponse{Version: Version}, nil
-	case *wire.GetRandomRequest:
-		// As libhal: the answer must fit in a packet. No bytes is an empty
-		// answer, as libhal's hal_rpc_get_random gives its callers (its
-		// rpc_server.c would say RPC_PACKET_OVERFLOW, but libhal's own
-		// clients never ask it).
-		if r.N > wire.MaxPacket-headerSize-4 {
-			return nil, wire.StatusRPCPacketOverflow
-		}
-		data := make([]byte, r.N)
-		if err := c.srv.hsm.Random(data); err != nil {
-			return nil, wire.StatusCSPRNGBroken
-		}
-		return &wire.GetRandomResponse{Data: data}, nil
-	case *wire.SetPINRequest:
-		defer clear(r.PIN)
-		return &wire.SetPINResponse{}, s.SetPIN(bg, hsm.User(r.User), r.PIN)
-	case *wire.LoginRequest:
-		defer clear(r.PIN)
-		// PIN checks take turns HSM-wide; one still waiting for its turn
-		// when the connection stops gives up.
-		err := s.Login(c.context(), hsm.User(r.User), r.PIN)
-		if errors.Is(err, context.Canceled) {
-			return nil, wire.StatusNotReady
-		}
-		return &wire.LoginResponse{}, err
-	case *wire.LogoutRequest:
-		// The import batches need a login: they go with it.
-		err := s.Logout(bg)
-		c.dropImports()
-		return &wire.LogoutResponse{}, err
-	case *wire.LogoutAllRequest:
-		// Logging everybody out is for wheel alone (libhal lets anyone).
-		if s.User() != hsm.UserWheel {
-			return nil, hsm.ErrForbidden
-		}
-		c.srv.logoutAll()
-		return &wire.LogoutAllResponse{}, nil
-	case *wire.IsLoggedInRequest:
-		if r.User != uint32(hsm.UserNormal) && r.User != uint32(hsm.UserSO) && r.User != uint32(hsm.UserWheel) {
-			return nil, fmt.Errorf("%w: no such user %d", hsm.ErrBadArguments, r.User)
-		}
-		if s.User() == hsm.UserNone || uint32(s.User()) != r.User {
-			return nil, wire.StatusForbidden
-		}
-		return &wire.IsLoggedInResponse{}, nil
+// handler runs one function for a connection: it decodes the function's
+// arguments, all of them, then answers.
+type handler func(c *serverConn, d *wire.Decoder) (wire.Args, error)
 
-	case *wire.HashGetDigestLenRequest:
-		h, _, _, err := digestAlgorithm(r.Alg)
-		if err != nil {
+// on makes the handler of a function from what answers its request R.
+func on[R any, P interface {
+	*R
+	wire.Args
+}](answer func(c *serverConn, r P) (wire.Args, error)) handler {
+	return func(c *serverConn, d *wire.Decoder) (wire.Args, error) {
+		r := P(new(R))
+		if err := r.DecodeArgs(d); err != nil {
 			return nil, err
 		}
-		return &wire.HashGetDigestLenResponse{Len: uint32(h.Size())}, nil
-	case *wire.HashGetDigestAlgorithmIDRequest:
-		_, _, oid, err := digestAlgorithm(r.Alg)
-		if err != nil {
+		if err := d.Finish(); err != nil {
 			return nil, err
 		}
-		der := algorithmIDDER(oid)
-		if uint32(len(der)) > r.Max {
-			return nil, wire.StatusResultTooLong
-		}
-		return &wire.HashGetDigestAlgorithmIDResponse{DER: der}, nil
-	case *wire.HashInitializeRequest:
-		return c.hashInitialize(r)
-	case *wire.HashUpdateRequest:
-		st, err := c.hash(r.Hash)
-		if err != nil {
-			return nil, err
-		}
-		st.h.Write(r.Data)
-		return &wire.HashUpdateResponse{}, nil
-	case *wire.HashGetAlgorithmRequest:
-		st, err := c.hash(r.Hash)
-		if err != nil {
-			return nil, err
-		}
-		return &wire.HashGetAlgorithmResponse{Alg: st.alg}, nil
-	case *wire.HashFinalizeRequest:
-		st, err := c.hash(r.Hash)
-		if err != nil {
-			return nil, err
-		}
-		if int(r.Len) != st.hash.Size() {
-			return nil, fmt.Errorf("%w: digest is %d bytes, not %d", hsm.ErrBadArguments, st.hash.Size(), r.Len)
-		}
-		c.closeHash(r.Hash)
-		return &wire.HashFinalizeResponse{Digest: st.h.Sum(nil)}, nil
-
-	case *wire.PkeyLoadRequest:
-		return c.load(r)
-	case *wire.PkeyOpenRequest:
-		id, err := uuidOf(r.UUID)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := s.Key(bg, id); err != nil {
-			return nil, err
-		}
-		if err := c.roomForPkey(); err != nil {
-			return nil, err
-		}
-		return &wire.PkeyOpenResponse{Pkey: c.openPkey(id)}, nil
-	case *wire.PkeyGenerateRSARequest:
-		// libhal's checks, in its order and with its statuses.
-		if r.KeyLen == 0 || r.KeyLen%8 != 0 || len(r.Exponent) == 0 || !hsm.Flags(r.Flags).Valid() {
-			return nil, fmt.Errorf("%w: key length %d, %d-byte exponent, flags 0x%x", hsm.ErrBadArguments, r.KeyLen, len(r.Exponent), r.Flags)
-		}
-		if !isF4(r.Exponent) {
-			return nil, fmt.Errorf("%w: only e = 65537", hsm.ErrUnsupportedKey)
-		}
-		if r.KeyLen != 2048 && r.KeyLen != 3072 && r.KeyLen != 4096 {
-			return nil, fmt.Errorf("%w: this HSM generates RSA keys of 2048, 3072 and 4096 bits", hsm.ErrUnsupportedKey)
-		}
-		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: int(r.KeyLen), Flags: hsm.Flags(r.Flags)})
-	case *wire.PkeyGenerateECRequest:
-		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.Curve(r.Curve), Flags: hsm.Flags(r.Flags)})
-	case *wire.PkeyGenerateHashsigRequest:
-		if r.L < 1 || r.L > hashsig.MaxLevels {
-			return nil, fmt.Errorf("%w: %d levels", hsm.ErrBadArguments, r.L)
-		}
-		levels := make([]hashsig.Level, r.L)
-		for i := range levels {
-			levels[i] = hashsig.Level{LMS: hashsig.LMSType(r.LMSType), LMOTS: hashsig.LMOTSType(r.LMOTSType)}
-		}
-		return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Levels: levels, Flags: hsm.Flags(r.Flags)})
-	case *wire.PkeyCloseRequest:
-		if _, err := c.pkey(r.Pkey); err != nil {
-			return nil, err
-		}
-		c.closePkey(r.Pkey)
-		return &wire.PkeyCloseResponse{}, nil
-	case *wire.PkeyDeleteRequest:
-		id, err := c.pkey(r.Pkey)
-		if err != nil {
-			return nil, err
-		}
-		if err := s.DeleteKey(bg, id); err != nil {
-			return nil, err
-		}
-		c.closePkey(r.Pkey)
-		return &wire.PkeyDeleteResponse{}, nil
-	case *wire.PkeyGetKeyTypeRequest:
-		k, err := c.pkeyInfo(r.Pkey)
-		return &wire.PkeyGetKeyTypeResponse{Type: uint32(k.Type)}, err
-	case *wire.PkeyGetKeyFlagsRequest:
-		k, err := c.pkeyInfo(r.Pkey)
-		return &wire.PkeyGetKeyFlagsResponse{Flags: uint32(k.Flags)}, err
-	case *wire.PkeyGetKeyCurveRequest:
-		k, err := c.pkeyInfo(r.Pkey)
-		return &wire.PkeyGetKeyCurveResponse{Curve: uint32(k.Curve)}, err
-	case *wire.PkeyGetPublicKeyLenRequest:
-		// libhal answers 0 for a handle it does not know, never an error.
-		k, err := c.pkeyInfo(r.Pkey)
-		if err != nil {
-			return &wire.PkeyGetPublicKeyLenResponse{}, nil
-		}
-		der, err := libhalSPKI(k)
-		return &wire.PkeyGetPublicKeyLenResponse{Len: uint32(len(der))}, err
-	case *wire.PkeyGetPublicKeyRequest:
-		if r.Max > wire.MaxPacket-headerSize-4 {
-			return nil, wire.StatusRPCPacketOverflow
-		}
-		k, err := c.pkeyInfo(r.Pkey)
-		if err != nil {
-			return nil, err
-		}
-		der, err := libhalSPKI(k)
-		if err != nil {
-			return nil, err
-		}
-		if uint32(len(der)) > r.Max {
-			return nil, wire.StatusResultTooLong
-		}
-		return &wire.PkeyGetPublicKeyResponse{DER: der}, nil
-	case *wire.PkeySignRequest:
-		return c.sign(r)
-	case *wire.PkeyVerifyRequest:
-		return c.verify(r)
-	case *wire.PkeyMatchRequest:
-		return c.match(r)
-	case *wire.PkeySetAttributesRequest:
-		return c.setAttributes(r)
-	case *wire.PkeyGetAttributesRequest:
-		return c.getAttributes(r)
-	case *wire.PkeyExportRequest:
-		return c.export(r)
-	case *wire.PkeyImportRequest:
-		return c.importKey(r)
+		return answer(c, r)
 	}
-	return nil, wire.StatusRPCBadFunction
+}
+
+// handlers answer every function this server knows: libhal's 32 and the
+// extensions (ext.go). Any other answers RPC_BAD_FUNCTION.
+var handlers = map[wire.Func]handler{
+	wire.FuncGetVersion:               on((*serverConn).getVersion),
+	wire.FuncGetRandom:                on((*serverConn).getRandom),
+	wire.FuncSetPIN:                   on((*serverConn).setPIN),
+	wire.FuncLogin:                    on((*serverConn).login),
+	wire.FuncLogout:                   on((*serverConn).logout),
+	wire.FuncLogoutAll:                on((*serverConn).logoutAll),
+	wire.FuncIsLoggedIn:               on((*serverConn).isLoggedIn),
+	wire.FuncHashGetDigestLen:         on((*serverConn).hashGetDigestLen),
+	wire.FuncHashGetDigestAlgorithmID: on((*serverConn).hashGetDigestAlgorithmID),
+	wire.FuncHashGetAlgorithm:         on((*serverConn).hashGetAlgorithm),
+	wire.FuncHashInitialize:           on((*serverConn).hashInitialize),
+	wire.FuncHashUpdate:               on((*serverConn).hashUpdate),
+	wire.FuncHashFinalize:             on((*serverConn).hashFinalize),
+	wire.FuncPkeyLoad:                 on((*serverConn).load),
+	wire.FuncPkeyOpen:                 on((*serverConn).open),
+	wire.FuncPkeyGenerateRSA:          on((*serverConn).generateRSA),
+	wire.FuncPkeyGenerateEC:           on((*serverConn).generateEC),
+	wire.FuncPkeyClose:                on((*serverConn).close),
+	wire.FuncPkeyDelete:               on((*serverConn).delete),
+	wire.FuncPkeyGetKeyType:           on((*serverConn).getKeyType),
+	wire.FuncPkeyGetKeyFlags:          on((*serverConn).getKeyFlags),
+	wire.FuncPkeyGetPublicKeyLen:      on((*serverConn).getPublicKeyLen),
+	wire.FuncPkeyGetPublicKey:         on((*serverConn).getPublicKey),
+	wire.FuncPkeySign:                 on((*serverConn).sign),
+	wire.FuncPkeyVerify:               on((*serverConn).verify),
+	wire.FuncPkeyMatch:                on((*serverConn).match),
+	wire.FuncPkeyGetKeyCurve:          on((*serverConn).getKeyCurve),
+	wire.FuncPkeySetAttributes:        on((*serverConn).setAttributes),
+	wire.FuncPkeyGetAttributes:        on((*serverConn).getAttributes),
+	wire.FuncPkeyExport:               on((*serverConn).export),
+	wire.FuncPkeyImport:               on((*serverConn).importKey),
+	wire.FuncPkeyGenerateHashsig:      on((*serverConn).generateHashsig),
+
+	wire.FuncExtCapabilities:  on((*serverConn).extCapabilities),
+	wire.FuncExtDamaged:       on((*serverConn).extDamaged),
+	wire.FuncExtExport:        on((*serverConn).extExport),
+	wire.FuncExtImportBegin:   on((*serverConn).extImportBegin),
+	wire.FuncExtImportAdd:     on((*serverConn).extImportAdd),
+	wire.FuncExtImportAdd2:    on((*serverConn).extImportAdd2),
+	wire.FuncExtImportCommit:  on((*serverConn).extImportCommit),
+	wire.FuncExtGetAttributes: on((*serverConn).extGetAttributes),
+}
+
+func (c *serverConn) getVersion(*wire.GetVersionRequest) (wire.Args, error) {
+	return &wire.GetVersionResponse{Version: Version}, nil
+}
+
+func (c *serverConn) getRandom(r *wire.GetRandomRequest) (wire.Args, error) {
+	// As libhal: the answer must fit in a packet. No bytes is an empty
+	// answer, as libhal's hal_rpc_get_random gives its callers (its
+	// rpc_server.c would say RPC_PACKET_OVERFLOW, but libhal's own
+	// clients never ask it).
+	if r.N > wire.MaxPacket-headerSize-4 {
+		return nil, wire.StatusRPCPacketOverflow
+	}
+	data := make([]byte, r.N)
+	if err := c.srv.hsm.Random(data); err != nil {
+		return nil, wire.StatusCSPRNGBroken
+	}
+	return &wire.GetRandomResponse{Data: data}, nil
+}
+
+func (c *serverConn) setPIN(r *wire.SetPINRequest) (wire.Args, error) {
+	defer clear(r.PIN)
+	return &wire.SetPINResponse{}, c.sess.SetPIN(bg, hsm.User(r.User), r.PIN)
+}
+
+func (c *serverConn) login(r *wire.LoginRequest) (wire.Args, error) {
+	defer clear(r.PIN)
+	// PIN checks take turns HSM-wide; one still waiting for its turn
+	// when the connection stops gives up.
+	err := c.sess.Login(c.context(), hsm.User(r.User), r.PIN)
+	if errors.Is(err, context.Canceled) {
+		return nil, wire.StatusNotReady
+	}
+	return &wire.LoginResponse{}, err
+}
+
+func (c *serverConn) logout(*wire.LogoutRequest) (wire.Args, error) {
+	// The import batches need a login: they go with it.
+	err := c.sess.Logout(bg)
+	c.dropImports()
+	return &wire.LogoutResponse{}, err
+}
+
+func (c *serverConn) logoutAll(*wire.LogoutAllRequest) (wire.Args, error) {
+	// Logging everybody out is for wheel alone (libhal lets anyone).
+	if c.sess.User() != hsm.UserWheel {
+		return nil, hsm.ErrForbidden
+	}
+	c.srv.logoutAll()
+	return &wire.LogoutAllResponse{}, nil
+}
+
+func (c *serverConn) isLoggedIn(r *wire.IsLoggedInRequest) (wire.Args, error) {
+	if r.User != uint32(hsm.UserNormal) && r.User != uint32(hsm.UserSO) && r.User != uint32(hsm.UserWheel) {
+		return nil, fmt.Errorf("%w: no such user %d", hsm.ErrBadArguments, r.User)
+	}
+	if u := c.sess.User(); u == hsm.UserNone || uint32(u) != r.User {
+		return nil, wire.StatusForbidden
+	}
+	return &wire.IsLoggedInResponse{}, nil
+}
+
+func (c *serverConn) hashGetDigestLen(r *wire.HashGetDigestLenRequest) (wire.Args, error) {
+	h, _, _, err := digestAlgorithm(r.Alg)
+	if err != nil {
+		return nil, err
+	}
+	return &wire.HashGetDigestLenResponse{Len: uint32(h.Size())}, nil
+}
+
+func (c *serverConn) hashGetDigestAlgorithmID(r *wire.HashGetDigestAlgorithmIDRequest) (wire.Args, error) {
+	_, _, oid, err := digestAlgorithm(r.Alg)
+	if err != nil {
+		return nil, err
+	}
+	der := algorithmIDDER(oid)
+	if uint32(len(der)) > r.Max {
+		return nil, wire.StatusResultTooLong
+	}
+	return &wire.HashGetDigestAlgorithmIDResponse{DER: der}, nil
+}
+
+func (c *serverConn) hashUpdate(r *wire.HashUpdateRequest) (wire.Args, error) {
+	st, err := c.hash(r.Hash)
+	if err != nil {
+		return nil, err
+	}
+	st.h.Write(r.Data)
+	return &wire.HashUpdateResponse{}, nil
+}
+
+func (c *serverConn) hashGetAlgorithm(r *wire.HashGetAlgorithmRequest) (wire.Args, error) {
+	st, err := c.hash(r.Hash)
+	if err != nil {
+		return nil, err
+	}
+	return &wire.HashGetAlgorithmResponse{Alg: st.alg}, nil
+}
+
+func (c *serverConn) hashFinalize(r *wire.HashFinalizeRequest) (wire.Args, error) {
+	st, err := c.hash(r.Hash)
+	if err != nil {
+		return nil, err
+	}
+	if int(r.Len) != st.hash.Size() {
+		return nil, fmt.Errorf("%w: digest is %d bytes, not %d", hsm.ErrBadArguments, st.hash.Size(), r.Len)
+	}
+	c.closeHash(r.Hash)
+	return &wire.HashFinalizeResponse{Digest: st.h.Sum(nil)}, nil
+}
+
+func (c *serverConn) open(r *wire.PkeyOpenRequest) (wire.Args, error) {
+	id, err := uuidOf(r.UUID)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.sess.Key(bg, id); err != nil {
+		return nil, err
+	}
+	if err := c.roomForPkey(); err != nil {
+		return nil, err
+	}
+	return &wire.PkeyOpenResponse{Pkey: c.openPkey(id)}, nil
+}
+
+func (c *serverConn) generateRSA(r *wire.PkeyGenerateRSARequest) (wire.Args, error) {
+	// libhal's checks, in its order and with its statuses.
+	if r.KeyLen == 0 || r.KeyLen%8 != 0 || len(r.Exponent) == 0 || !hsm.Flags(r.Flags).Valid() {
+		return nil, fmt.Errorf("%w: key length %d, %d-byte exponent, flags 0x%x", hsm.ErrBadArguments, r.KeyLen, len(r.Exponent), r.Flags)
+	}
+	if !isF4(r.Exponent) {
+		return nil, fmt.Errorf("%w: only e = 65537", hsm.ErrUnsupportedKey)
+	}
+	if r.KeyLen != 2048 && r.KeyLen != 3072 && r.KeyLen != 4096 {
+		return nil, fmt.Errorf("%w: this HSM generates RSA keys of 2048, 3072 and 4096 bits", hsm.ErrUnsupportedKey)
+	}
+	return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeRSAPrivate, Bits: int(r.KeyLen), Flags: hsm.Flags(r.Flags)})
+}
+
+func (c *serverConn) generateEC(r *wire.PkeyGenerateECRequest) (wire.Args, error) {
+	return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeECPrivate, Curve: hsm.Curve(r.Curve), Flags: hsm.Flags(r.Flags)})
+}
+
+func (c *serverConn) generateHashsig(r *wire.PkeyGenerateHashsigRequest) (wire.Args, error) {
+	if r.L < 1 || r.L > hashsig.MaxLevels {
+		return nil, fmt.Errorf("%w: %d levels", hsm.ErrBadArguments, r.L)
+	}
+	levels := make([]hashsig.Level, r.L)
+	for i := range levels {
+		levels[i] = hashsig.Level{LMS: hashsig.LMSType(r.LMSType), LMOTS: hashsig.LMOTSType(r.LMOTSType)}
+	}
+	return c.generate(hsm.GenerateRequest{Type: hsm.KeyTypeHashsigPrivate, Levels: levels, Flags: hsm.Flags(r.Flags)})
+}
+
+func (c *serverConn) close(r *wire.PkeyCloseRequest) (wire.Args, error) {
+	if _, err := c.pkey(r.Pkey); err != nil {
+		return nil, err
+	}
+	c.closePkey(r.Pkey)
+	return &wire.PkeyCloseResponse{}, nil
+}
+
+func (c *serverConn) delete(r *wire.PkeyDeleteRequest) (wire.Args, error) {
+	id, err := c.pkey(r.Pkey)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.sess.DeleteKey(bg, id); err != nil {
+		return nil, err
+	}
+	c.closePkey(r.Pkey)
+	return &wire.PkeyDeleteResponse{}, nil
+}
+
+func (c *serverConn) getKeyType(r *wire.PkeyGetKeyTypeRequest) (wire.Args, error) {
+	k, err := c.pkeyInfo(r.Pkey)
+	return &wire.PkeyGetKeyTypeResponse{Type: uint32(k.Type)}, err
+}
+
+func (c *serverConn) getKeyFlags(r *wire.PkeyGetKeyFlagsRequest) (wire.Args, error) {
+	k, err := c.pkeyInfo(r.Pkey)
+	return &wire.PkeyGetKeyFlagsResponse{Flags: uint32(k.Flags)}, err
+}
+
+func (c *serverConn) getKeyCurve(r *wire.PkeyGetKeyCurveRequest) (wire.Args, error) {
+	k, err := c.pkeyInfo(r.Pkey)
+	return &wire.PkeyGetKeyCurveResponse{Curve: uint32(k.Curve)}, err
+}
+
+func (c *serverConn) getPublicKeyLen(r *wire.PkeyGetPublicKeyLenRequest) (wire.Args, error) {
+	// libhal answers 0 for a handle it does not know, never an error.
+	k, err := c.pkeyInfo(r.Pkey)
+	if err != nil {
+		return &wire.PkeyGetPublicKeyLenResponse{}, nil
+	}
+	der, err := libhalSPKI(k)
+	return &wire.PkeyGetPublicKeyLenResponse{Len: uint32(len(der))}, err
+}
+
+func (c *serverConn) getPublicKey(r *wire.PkeyGetPublicKeyRequest) (wire.Args, error) {
+	if r.Max > wire.MaxPacket-headerSize-4 {
+		return nil, wire.StatusRPCPacketOverflow
+	}
+	k, err := c.pkeyInfo(r.Pkey)
+	if err != nil {
+		return nil, err
+	}
+	der, err := libhalSPKI(k)
+	if err != nil {
+		return nil, err
+	}
+	if uint32(len(der)) > r.Max {
+		return nil, wire.StatusResultTooLong
+	}
+	return &wire.PkeyGetPublicKeyResponse{DER: der}, nil
 }
 
 // libhalSPKI is a key's SubjectPublicKeyInfo as libhal writes it: for an HSS

@@ -332,20 +332,11 @@ func (c *serverConn) handle(frame []byte, log *slog.Logger) []byte {
 
 // dispatch decodes the arguments of f and runs it.
 func (c *serverConn) dispatch(f wire.Func, d *wire.Decoder) (wire.Args, error) {
-	if h, ok := extHandlers[f]; ok {
-		return h(c, d)
-	}
-	req, ok := wire.NewRequest(f)
+	h, ok := handlers[f]
 	if !ok {
 		return nil, wire.StatusRPCBadFunction
 	}
-	if err := req.DecodeArgs(d); err != nil {
-		return nil, err
-	}
-	if err := d.Finish(); err != nil {
-		return nil, err
-	}
-	return c.call(req)
+	return h(c, d)
 }
 
 // handles
