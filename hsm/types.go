@@ -10,6 +10,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/internal/quote"
+	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
 // UUID names a key. New keys get a random (version 4) UUID.
@@ -272,4 +273,8 @@ var (
 	// ErrKeyExhausted: a hash-based key has no signature left to make or to
 	// give away (HASHSIG_KEY_EXHAUSTED).
 	ErrKeyExhausted = errors.New("hash-based key exhausted")
+	// ErrDamaged: a keystore record cannot be read, its flash block having
+	// failed its CRC. It is the keystore's ErrCorrupt under the name callers
+	// of a Token test for, so that they need not import the keystore.
+	ErrDamaged = keystore.ErrCorrupt
 )

@@ -4,7 +4,6 @@ import (
 	"errors"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
-	"github.com/hsmkit/cryptech-backup/keystore"
 	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
@@ -35,7 +34,7 @@ var statusErrors = []struct {
 	{hsm.ErrTamper, wire.StatusMasterkeyNotSet},
 	{hsm.ErrKeyExhausted, wire.StatusHashsigKeyExhausted},
 	{hsm.ErrAttributeNotFound, wire.StatusAttributeNotFound},
-	{keystore.ErrCorrupt, wire.StatusKeystoreBadCRC},
+	{hsm.ErrDamaged, wire.StatusKeystoreBadCRC},
 }
 
 // statusOf is the status a server answers err with.

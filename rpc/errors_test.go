@@ -20,3 +20,15 @@ func TestHashsigRangeUsedStatus(t *testing.T) {
 		t.Errorf("the client's error %v", back)
 	}
 }
+
+// A keystore record that cannot be read goes over the wire as libhal's
+// KEYSTORE_BAD_CRC, and comes back as the HSM's error for it.
+func TestDamagedStatus(t *testing.T) {
+	err := fmt.Errorf("key 0011: %w", hsm.ErrDamaged)
+	if st := statusOf(err); st != wire.StatusKeystoreBadCRC {
+		t.Fatalf("status %v, want %v", st, wire.StatusKeystoreBadCRC)
+	}
+	if back := errorOf(wire.StatusKeystoreBadCRC); !errors.Is(back, hsm.ErrDamaged) {
+		t.Errorf("the client's error %v", back)
+	}
+}
