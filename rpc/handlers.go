@@ -200,13 +200,14 @@ func (c *serverConn) open(r *wire.PkeyOpenRequest) (wire.Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.sess.Key(bg, id); err != nil {
+	k, err := c.sess.Key(bg, id)
+	if err != nil {
 		return nil, err
 	}
 	if err := c.roomForPkey(); err != nil {
 		return nil, err
 	}
-	return &wire.PkeyOpenResponse{Pkey: c.openPkey(id)}, nil
+	return &wire.PkeyOpenResponse{Pkey: c.openPkey(k)}, nil
 }
 
 func (c *serverConn) generateRSA(r *wire.PkeyGenerateRSARequest) (wire.Args, error) {
@@ -352,7 +353,7 @@ func (c *serverConn) load(r *wire.PkeyLoadRequest) (wire.Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &wire.PkeyLoadResponse{Pkey: c.openPkey(k.UUID), UUID: k.UUID[:]}, nil
+	return &wire.PkeyLoadResponse{Pkey: c.openPkey(k), UUID: k.UUID[:]}, nil
 }
 
 // isPrivateKeyInfo tells a PKCS#8 PrivateKeyInfo from a
@@ -378,7 +379,7 @@ func (c *serverConn) generate(req hsm.GenerateRequest) (wire.Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &wire.PkeyGenerateRSAResponse{Pkey: c.openPkey(k.UUID), UUID: k.UUID[:]}, nil
+	return &wire.PkeyGenerateRSAResponse{Pkey: c.openPkey(k), UUID: k.UUID[:]}, nil
 }
 
 func (c *serverConn) hashInitialize(r *wire.HashInitializeRequest) (wire.Args, error) {
@@ -423,7 +424,7 @@ func (c *serverConn) closeHash(handle uint32) {
 // message for an HSS key. An HSS key given a hash handle signs the digest's
 // bytes as its message, as libhal's pkey_local_sign_hashsig does: what a
 // libhal client hashes on the HSM is too long to send whole.
-func (c *serverConn) signedInput(k hsm.KeyInfo, hashHandle uint32, data []byte) ([]byte, crypto.SignerOpts, error) {
+func (c *serverConn) signedInput(hss bool, hashHandle uint32, data []byte) ([]byte, crypto.SignerOpts, error) {
 	// libhal takes one or the other, never both or neither.
 	if (hashHandle == 0) == (len(data) == 0) {
 		return nil, nil, fmt.Errorf("%w: give a hash handle or data, not both or neither", hsm.ErrBadArguments)
@@ -436,7 +437,7 @@ func (c *serverConn) signedInput(k hsm.KeyInfo, hashHandle uint32, data []byte) 
 		return nil, nil, err
 	}
 	c.closeHash(hashHandle)
-	if k.Hashsig != nil {
+	if hss {
 		return st.h.Sum(nil), crypto.Hash(0), nil
 	}
 	return st.h.Sum(nil), st.hash, nil
@@ -446,20 +447,20 @@ func (c *serverConn) sign(r *wire.PkeySignRequest) (wire.Args, error) {
 	if r.Max > wire.MaxPacket-headerSize-4 {
 		return nil, wire.StatusRPCPacketOverflow
 	}
-	k, err := c.pkeyInfo(r.Pkey)
+	k, err := c.pkeyHandle(r.Pkey)
 	if err != nil {
 		return nil, err
 	}
-	data, opts, err := c.signedInput(k, r.Hash, r.Data)
+	data, opts, err := c.signedInput(k.hss, r.Hash, r.Data)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := c.sess.Sign(bg, k.UUID, data, opts)
+	sig, err := c.sess.Sign(bg, k.id, data, opts)
 	if err != nil {
 		return nil, err
 	}
-	if k.Type == hsm.KeyTypeECPrivate {
-		if sig, err = ecdsaDERToRaw(sig, curveSize(k.Curve)); err != nil {
+	if k.typ == hsm.KeyTypeECPrivate {
+		if sig, err = ecdsaDERToRaw(sig, curveSize(k.curve)); err != nil {
 			return nil, err
 		}
 	}
@@ -478,7 +479,7 @@ func (c *serverConn) verify(r *wire.PkeyVerifyRequest) (wire.Args, error) {
 	if k.Flags&hsm.FlagDigitalSignature == 0 {
 		return nil, fmt.Errorf("%w: key lacks digitalsignature", hsm.ErrForbidden)
 	}
-	data, opts, err := c.signedInput(k, r.Hash, r.Data)
+	data, opts, err := c.signedInput(k.Hashsig != nil, r.Hash, r.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -587,5 +588,5 @@ func (c *serverConn) importKey(r *wire.PkeyImportRequest) (wire.Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &wire.PkeyImportResponse{Pkey: c.openPkey(res.Key.UUID), UUID: res.Key.UUID[:]}, nil
+	return &wire.PkeyImportResponse{Pkey: c.openPkey(res.Key), UUID: res.Key.UUID[:]}, nil
 }

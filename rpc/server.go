@@ -124,7 +124,7 @@ func (s *Server) track(nc net.Conn) bool {
 	c := &serverConn{
 		srv: s, nc: nc, client: s.nextID.Add(1),
 		sess:  s.hsm.NewSession(),
-		pkeys: map[uint32]hsm.UUID{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{},
+		pkeys: map[uint32]pkeyHandle{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{},
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	s.conns[c] = struct{}{}
@@ -231,7 +231,7 @@ type serverConn struct {
 
 	mu          sync.Mutex
 	nextHandle  uint32
-	pkeys       map[uint32]hsm.UUID
+	pkeys       map[uint32]pkeyHandle
 	hashes      map[uint32]*hashState
 	imports     map[uint32]*importBatch
 	importBytes int // what the open import batches hold (importBatch.bytes)
@@ -362,22 +362,37 @@ func (c *serverConn) roomForPkey() error {
 	return nil
 }
 
-func (c *serverConn) openPkey(id hsm.UUID) uint32 {
+// pkeyHandle is what a key handle names: a key, and the facts of it that
+// never change, so that signing needs no lookup of its own (libhal's key
+// slots keep them too).
+type pkeyHandle struct {
+	id    hsm.UUID
+	typ   hsm.KeyType
+	curve hsm.Curve
+	hss   bool
+}
+
+func (c *serverConn) openPkey(k hsm.KeyInfo) uint32 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.newHandle()
-	c.pkeys[h] = id
+	c.pkeys[h] = pkeyHandle{id: k.UUID, typ: k.Type, curve: k.Curve, hss: k.Hashsig != nil}
 	return h
 }
 
 func (c *serverConn) pkey(h uint32) (hsm.UUID, error) {
+	k, err := c.pkeyHandle(h)
+	return k.id, err
+}
+
+func (c *serverConn) pkeyHandle(h uint32) (pkeyHandle, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	id, ok := c.pkeys[h]
+	k, ok := c.pkeys[h]
 	if !ok {
-		return hsm.UUID{}, fmt.Errorf("%w: no key handle %d", hsm.ErrKeyNotFound, h)
+		return pkeyHandle{}, fmt.Errorf("%w: no key handle %d", hsm.ErrKeyNotFound, h)
 	}
-	return id, nil
+	return k, nil
 }
 
 func (c *serverConn) closePkey(h uint32) {

@@ -109,7 +109,7 @@ func (fh *fuzzHSM) conn(t *testing.T) *serverConn {
 			fh.reset(t)
 		}
 		c := &serverConn{srv: fh.srv, client: 0x2a, sess: fh.h.NewSession(),
-			pkeys: map[uint32]hsm.UUID{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{}}
+			pkeys: map[uint32]pkeyHandle{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{}}
 		if err := c.sess.Login(ctx, hsm.UserWheel, wheelPIN); err != nil {
 			t.Fatal(err)
 		}
@@ -118,12 +118,19 @@ func (fh *fuzzHSM) conn(t *testing.T) *serverConn {
 			fh.reset(t)
 			continue
 		}
-		c.openPkey(fh.keys[0])
-		c.openPkey(fh.keys[1])
+		open := func(id hsm.UUID) {
+			k, err := c.sess.Key(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.openPkey(k)
+		}
+		open(fh.keys[0])
+		open(fh.keys[1])
 		if _, err := c.hashInitialize(&wire.HashInitializeRequest{Alg: 3}); err != nil {
 			t.Fatal(err)
 		}
-		c.openPkey(fh.keys[2])
+		open(fh.keys[2])
 		return c
 	}
 	t.Fatal("a new HSM has no room for three keys")

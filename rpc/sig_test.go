@@ -14,7 +14,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/rpc/internal/wiretest"
 )
 
-// The hand-written ECDSA signature conversions of sig.go against
+// The ECDSA signature conversions of sig.go (cryptobyte) against
 // encoding/asn1: the same bytes out, the same inputs accepted.
 
 type asn1Sig struct{ R, S *big.Int }
@@ -158,7 +158,7 @@ func TestECDSASignatureConversions(t *testing.T) {
 	}
 }
 
-// FuzzECDSADERToRaw: the hand-written parser accepts exactly what
+// FuzzECDSADERToRaw: the cryptobyte parser accepts exactly what
 // encoding/asn1 accepts as a DER signature, with the same result.
 func FuzzECDSADERToRaw(f *testing.F) {
 	f.Add(wiretest.Unhex("3006020101020101"), 32)
