@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"maps"
@@ -15,6 +16,12 @@ import (
 // no way to tell it.
 const AttributeHashsigRemaining = 0xC7B50001
 
+// attributeWriter is implemented by tokens whose keys' attributes can be
+// set and deleted (PKEY_SET_ATTRIBUTES).
+type attributeWriter interface {
+	SetAttributes(ctx context.Context, id hsm.UUID, attrs []hsm.Attribute) error
+}
+
 // headerSize is what an answer's func, client and status take.
 const headerSize = 12
 
@@ -22,13 +29,15 @@ const headerSize = 12
 // key, by type: the stored ones, the label (3) when the key has one, and
 // AttributeHashsigRemaining for an HSS private key.
 func (c *serverConn) keyAttributes(id hsm.UUID) (map[uint32][]byte, error) {
-	k, err := c.sess.Key(bg, id)
+	k, err := c.fe.Token().Key(bg, id)
 	if err != nil {
 		return nil, err
 	}
-	stored, err := c.sess.KeyAttributes(bg, id)
-	if err != nil {
-		return nil, err
+	var stored []hsm.Attribute
+	if ar, ok := c.fe.Token().(hsm.AttributeReader); ok {
+		if stored, err = ar.KeyAttributes(bg, id); err != nil {
+			return nil, err
+		}
 	}
 	m := make(map[uint32][]byte, len(stored)+2)
 	for _, a := range stored {
@@ -106,7 +115,11 @@ func (c *serverConn) setAttributes(r *wire.PkeySetAttributesRequest) (wire.Args,
 		}
 		attrs[i] = hsm.Attribute{Type: a.Type, Value: a.Value, Delete: a.Absent}
 	}
-	return &wire.PkeySetAttributesResponse{}, c.sess.SetAttributes(bg, id, attrs)
+	aw, ok := c.fe.Token().(attributeWriter)
+	if !ok {
+		return nil, fmt.Errorf("%w: this token keeps no attributes", hsm.ErrUnsupported)
+	}
+	return &wire.PkeySetAttributesResponse{}, aw.SetAttributes(bg, id, attrs)
 }
 
 // extGetAttributes answers EXT_GET_ATTRIBUTES: what PKEY_GET_ATTRIBUTES

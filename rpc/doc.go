@@ -2,9 +2,13 @@
 // messages in SLIP (RFC 1055) frames, the 32 functions of libhal's
 // rpc_server.c with their exact layouts and status codes.
 //
-// [Server] puts an emulated HSM (package hsm) on listeners: each connection
-// gets its own client handle, session and login, and is logged out when it
-// closes, as the Cryptech multiplexer daemon (cryptech_muxd) does. [Client]
+// [Server] puts the tokens of a frontend.Opener (an emulated HSM, package
+// hsm, or any other) on listeners. It is a thin adapter over package
+// frontend, which keeps each connection's client handle, session, login,
+// handles and import batches; a connection is logged out when it closes,
+// as the Cryptech multiplexer daemon (cryptech_muxd) does. The wire format
+// is rpc/internal/wire's; one table of handlers (handlers.go) answers
+// libhal's functions and the extensions alike. [Client]
 // is an [hsm.Token] on a connection, so package backup runs over it
 // unchanged, against this server or a real Cryptech HSM's multiplexer.
 //

@@ -3,6 +3,7 @@ package rpc
 import (
 	"errors"
 
+	"github.com/hsmkit/cryptech-backup/frontend"
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
@@ -37,6 +38,17 @@ var statusErrors = []struct {
 	{hsm.ErrDamaged, wire.StatusKeystoreBadCRC},
 }
 
+// frontendStatuses are the libhal statuses of the front end's limits, as
+// libhal answers when a table of its is full. (A client gets the statuses
+// alone.)
+var frontendStatuses = []struct {
+	err    error
+	status wire.Status
+}{
+	{frontend.ErrNoKeyHandles, wire.StatusNoKeySlotsAvailable},
+	{frontend.ErrNoRoom, wire.StatusAllocationFailure},
+}
+
 // statusOf is the status a server answers err with.
 func statusOf(err error) wire.Status {
 	if err == nil {
@@ -45,6 +57,11 @@ func statusOf(err error) wire.Status {
 	var st wire.Status
 	if errors.As(err, &st) {
 		return st
+	}
+	for _, se := range frontendStatuses {
+		if errors.Is(err, se.err) {
+			return se.status
+		}
 	}
 	for _, se := range statusErrors {
 		if errors.Is(err, se.err) {

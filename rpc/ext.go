@@ -1,77 +1,21 @@
 package rpc
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
-// What a connection's import batches may hold. They need a login (the
-// normal user or wheel, as PKEY_IMPORT), and beyond these bounds
-// EXT_IMPORT_BEGIN and EXT_IMPORT_ADD answer ALLOCATION_FAILURE, as libhal
-// does when a table of its is full.
-const (
-	// maxBatch bounds the keys of one import batch, as backup bounds a
-	// bundle.
-	maxBatch = wire.MaxImportBatch
-	// maxImportBatches bounds the batches a connection has open at once.
-	maxImportBatches = 4
-	// maxImportBytes bounds what all of a connection's open batches hold:
-	// the bytes of every key's fields plus importKeyOverhead. An RSA-4096
-	// key wrapped for an RSA-4096 KEKEK, with its tag, binding, public key,
-	// the longest label (1,024 bytes) and the PKCS#11 attributes the
-	// largest bundle carries, counts about 8.7 KB, so a batch of maxBatch
-	// of them (87 MB) fits: a bundle's worth of keys is never refused. Each
-	// ADD carries at most MaxPacket bytes, so this also bounds a connection
-	// sending its biggest ADDs to about 8,000 of them.
-	maxImportBytes = 128 << 20
-	// importKeyOverhead is what a key costs in a batch besides its fields.
-	importKeyOverhead = 512
-)
-
-// importBatch collects the keys of one extension import until it commits.
-type importBatch struct {
-	kekek hsm.UUID
-	reqs  []hsm.ImportRequest
-	bytes int // counted against maxImportBytes
-}
-
-// importCost is what one EXT_IMPORT_ADD's key counts against
-// maxImportBytes.
-func importCost(r *wire.ExtImportAddRequest, attrs []hsm.Attribute) int {
-	n := importKeyOverhead + len(r.UUID) + len(r.Label) + len(r.Encryption) + len(r.PKCS8) +
-		len(r.KEK) + len(r.Tag) + len(r.Binding) + len(r.SPKI)
-	for _, a := range attrs {
-		n += 8 + len(a.Value)
-	}
-	return n
-}
-
-// requireImporter checks that the connection may import keys: logged in as
-// the normal user or wheel, as PKEY_IMPORT requires (hsm.Session's check,
-// made before the batch holds anything).
-func (c *serverConn) requireImporter() error {
-	switch u := c.sess.User(); u {
-	case hsm.UserNormal, hsm.UserWheel:
-		return nil
-	case hsm.UserNone:
-		return fmt.Errorf("import: %w", hsm.ErrNotLoggedIn)
-	default:
-		return fmt.Errorf("import: %w: %s cannot use keys", hsm.ErrForbidden, u)
-	}
-}
-
-// dropImports forgets the connection's open import batches (at logout).
-func (c *serverConn) dropImports() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.imports)
-	c.importBytes = 0
+// damageReporter is implemented by tokens that can tell which flash blocks
+// failed their CRC (EXT_DAMAGED).
+type damageReporter interface {
+	DamagedBlocks(ctx context.Context) ([]int, error)
 }
 
 func (c *serverConn) extCapabilities(*wire.ExtCapabilitiesRequest) (wire.Args, error) {
-	encs, err := c.sess.KEKEncryptions(bg)
+	encs, err := c.fe.Token().KEKEncryptions(bg)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +27,11 @@ func (c *serverConn) extCapabilities(*wire.ExtCapabilitiesRequest) (wire.Args, e
 }
 
 func (c *serverConn) extDamaged(*wire.ExtDamagedRequest) (wire.Args, error) {
-	blocks, err := c.sess.DamagedBlocks(bg)
+	d, ok := c.fe.Token().(damageReporter)
+	if !ok {
+		return &wire.ExtDamagedResponse{}, nil // none it could tell of
+	}
+	blocks, err := d.DamagedBlocks(bg)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +51,7 @@ func (c *serverConn) extExport(r *wire.ExtExportRequest) (wire.Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := c.sess.Export(bg, hsm.ExportRequest{Key: id, KEKEK: r.KEKEK, Encryption: enc, Binding: r.Binding})
+	w, err := c.fe.Token().Export(bg, hsm.ExportRequest{Key: id, KEKEK: r.KEKEK, Encryption: enc, Binding: r.Binding})
 	if err != nil {
 		return nil, err
 	}
@@ -115,16 +63,10 @@ func (c *serverConn) extImportBegin(r *wire.ExtImportBeginRequest) (wire.Args, e
 	if err != nil {
 		return nil, err
 	}
-	if err := c.requireImporter(); err != nil {
+	h, err := c.fe.BeginImport(kekek)
+	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.imports) >= c.srv.limits.batches {
-		return nil, fmt.Errorf("%w: %d import batches open", wire.StatusAllocationFailure, len(c.imports))
-	}
-	h := c.newHandle()
-	c.imports[h] = &importBatch{kekek: kekek}
 	return &wire.ExtImportBeginResponse{Batch: h}, nil
 }
 
@@ -144,20 +86,7 @@ func (c *serverConn) extImportAdd2(r *wire.ExtImportAdd2Request) (wire.Args, err
 }
 
 func (c *serverConn) extImportCommit(r *wire.ExtImportCommitRequest) (wire.Args, error) {
-	if err := c.requireImporter(); err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	b, ok := c.imports[r.Batch]
-	if ok {
-		delete(c.imports, r.Batch)
-		c.importBytes -= b.bytes
-	}
-	c.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("%w: no import batch %d", hsm.ErrBadArguments, r.Batch)
-	}
-	res, err := c.sess.ImportBatch(bg, b.reqs)
+	res, err := c.fe.CommitImport(bg, r.Batch)
 	if err != nil {
 		return nil, err
 	}
@@ -171,40 +100,33 @@ func (c *serverConn) extImportCommit(r *wire.ExtImportCommitRequest) (wire.Args,
 // importAdd adds one key, with its attributes, to an import batch
 // (EXT_IMPORT_ADD, EXT_IMPORT_ADD2).
 func (c *serverConn) importAdd(r *wire.ExtImportAddRequest, attrs []hsm.Attribute) (wire.Args, error) {
-	id, err := uuidOf(r.UUID)
+	req, err := importRequestOf(r, attrs, c.fe.MayImport)
 	if err != nil {
 		return nil, err
 	}
-	if id.IsZero() {
-		return nil, fmt.Errorf("%w: a batch key needs its UUID", hsm.ErrBadArguments)
+	return &wire.ExtImportAddResponse{}, c.fe.AddImport(r.Batch, req)
+}
+
+// importRequestOf is the request EXT_IMPORT_ADD carries, once its UUID
+// and, before anything is parsed further, mayImport passed.
+func importRequestOf(r *wire.ExtImportAddRequest, attrs []hsm.Attribute, mayImport func() error) (hsm.ImportRequest, error) {
+	id, err := uuidOf(r.UUID)
+	if err != nil {
+		return hsm.ImportRequest{}, err
 	}
-	if err := c.requireImporter(); err != nil {
-		return nil, err
+	if id.IsZero() {
+		return hsm.ImportRequest{}, fmt.Errorf("%w: a batch key needs its UUID", hsm.ErrBadArguments)
+	}
+	if err := mayImport(); err != nil {
+		return hsm.ImportRequest{}, err
 	}
 	req := hsm.ImportRequest{UUID: id, Label: r.Label, Flags: hsm.Flags(r.Flags), PublicKey: r.SPKI, Attributes: attrs}
 	if len(r.PKCS8) > 0 {
 		if req.Encryption, err = hsm.ParseKEKEncryption(r.Encryption); err != nil {
-			return nil, err
+			return hsm.ImportRequest{}, err
 		}
 		req.Wrapped = hsm.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK, Tag: r.Tag}
 		req.Binding = r.Binding
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	b, ok := c.imports[r.Batch]
-	if !ok {
-		return nil, fmt.Errorf("%w: no import batch %d", hsm.ErrBadArguments, r.Batch)
-	}
-	if len(b.reqs) >= c.srv.limits.batchKeys {
-		return nil, fmt.Errorf("%w: more than %d keys in one batch", wire.StatusAllocationFailure, len(b.reqs))
-	}
-	cost := importCost(r, attrs)
-	if c.importBytes+cost > c.srv.limits.batchMem {
-		return nil, fmt.Errorf("%w: import batches would hold %d bytes", wire.StatusAllocationFailure, c.importBytes+cost)
-	}
-	req.KEKEK = b.kekek
-	b.reqs = append(b.reqs, req)
-	b.bytes += cost
-	c.importBytes += cost
-	return &wire.ExtImportAddResponse{}, nil
+	return req, nil
 }

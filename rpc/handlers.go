@@ -3,14 +3,13 @@ package rpc
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/hmac"
 	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
 	"slices"
 
+	"github.com/hsmkit/cryptech-backup/frontend"
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
@@ -98,7 +97,10 @@ func (c *serverConn) getRandom(r *wire.GetRandomRequest) (wire.Args, error) {
 		return nil, wire.StatusRPCPacketOverflow
 	}
 	data := make([]byte, r.N)
-	if err := c.srv.hsm.Random(data); err != nil {
+	if err := c.srv.front.Random(data); err != nil {
+		if errors.Is(err, hsm.ErrUnsupported) {
+			return nil, err
+		}
 		return nil, wire.StatusCSPRNGBroken
 	}
 	return &wire.GetRandomResponse{Data: data}, nil
@@ -106,14 +108,14 @@ func (c *serverConn) getRandom(r *wire.GetRandomRequest) (wire.Args, error) {
 
 func (c *serverConn) setPIN(r *wire.SetPINRequest) (wire.Args, error) {
 	defer clear(r.PIN)
-	return &wire.SetPINResponse{}, c.sess.SetPIN(bg, hsm.User(r.User), r.PIN)
+	return &wire.SetPINResponse{}, c.fe.SetPIN(bg, hsm.User(r.User), r.PIN)
 }
 
 func (c *serverConn) login(r *wire.LoginRequest) (wire.Args, error) {
 	defer clear(r.PIN)
 	// PIN checks take turns HSM-wide; one still waiting for its turn
 	// when the connection stops gives up.
-	err := c.sess.Login(c.context(), hsm.User(r.User), r.PIN)
+	err := c.fe.Login(c.context(), hsm.User(r.User), r.PIN)
 	if errors.Is(err, context.Canceled) {
 		return nil, wire.StatusNotReady
 	}
@@ -122,17 +124,15 @@ func (c *serverConn) login(r *wire.LoginRequest) (wire.Args, error) {
 
 func (c *serverConn) logout(*wire.LogoutRequest) (wire.Args, error) {
 	// The import batches need a login: they go with it.
-	err := c.sess.Logout(bg)
-	c.dropImports()
-	return &wire.LogoutResponse{}, err
+	return &wire.LogoutResponse{}, c.fe.Logout(bg)
 }
 
 func (c *serverConn) logoutAll(*wire.LogoutAllRequest) (wire.Args, error) {
 	// Logging everybody out is for wheel alone (libhal lets anyone).
-	if c.sess.User() != hsm.UserWheel {
+	if c.fe.User() != hsm.UserWheel {
 		return nil, hsm.ErrForbidden
 	}
-	c.srv.logoutAll()
+	c.srv.front.LogoutAll(bg)
 	return &wire.LogoutAllResponse{}, nil
 }
 
@@ -140,14 +140,14 @@ func (c *serverConn) isLoggedIn(r *wire.IsLoggedInRequest) (wire.Args, error) {
 	if r.User != uint32(hsm.UserNormal) && r.User != uint32(hsm.UserSO) && r.User != uint32(hsm.UserWheel) {
 		return nil, fmt.Errorf("%w: no such user %d", hsm.ErrBadArguments, r.User)
 	}
-	if u := c.sess.User(); u == hsm.UserNone || uint32(u) != r.User {
+	if u := c.fe.User(); u == hsm.UserNone || uint32(u) != r.User {
 		return nil, wire.StatusForbidden
 	}
 	return &wire.IsLoggedInResponse{}, nil
 }
 
 func (c *serverConn) hashGetDigestLen(r *wire.HashGetDigestLenRequest) (wire.Args, error) {
-	h, _, _, err := digestAlgorithm(r.Alg)
+	h, _, err := digestAlgorithm(r.Alg)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +155,7 @@ func (c *serverConn) hashGetDigestLen(r *wire.HashGetDigestLenRequest) (wire.Arg
 }
 
 func (c *serverConn) hashGetDigestAlgorithmID(r *wire.HashGetDigestAlgorithmIDRequest) (wire.Args, error) {
-	_, _, oid, err := digestAlgorithm(r.Alg)
+	_, oid, err := digestAlgorithm(r.Alg)
 	if err != nil {
 		return nil, err
 	}
@@ -167,32 +167,33 @@ func (c *serverConn) hashGetDigestAlgorithmID(r *wire.HashGetDigestAlgorithmIDRe
 }
 
 func (c *serverConn) hashUpdate(r *wire.HashUpdateRequest) (wire.Args, error) {
-	st, err := c.hash(r.Hash)
+	st, err := c.fe.Hash(r.Hash)
 	if err != nil {
 		return nil, err
 	}
-	st.h.Write(r.Data)
+	st.Write(r.Data)
 	return &wire.HashUpdateResponse{}, nil
 }
 
 func (c *serverConn) hashGetAlgorithm(r *wire.HashGetAlgorithmRequest) (wire.Args, error) {
-	st, err := c.hash(r.Hash)
+	st, err := c.fe.Hash(r.Hash)
 	if err != nil {
 		return nil, err
 	}
-	return &wire.HashGetAlgorithmResponse{Alg: st.alg}, nil
+	alg, _, _ := digestAlgorithmOf(st.Alg)
+	return &wire.HashGetAlgorithmResponse{Alg: alg}, nil
 }
 
 func (c *serverConn) hashFinalize(r *wire.HashFinalizeRequest) (wire.Args, error) {
-	st, err := c.hash(r.Hash)
+	st, err := c.fe.Hash(r.Hash)
 	if err != nil {
 		return nil, err
 	}
-	if int(r.Len) != st.hash.Size() {
-		return nil, fmt.Errorf("%w: digest is %d bytes, not %d", hsm.ErrBadArguments, st.hash.Size(), r.Len)
+	if int(r.Len) != st.Size() {
+		return nil, fmt.Errorf("%w: digest is %d bytes, not %d", hsm.ErrBadArguments, st.Size(), r.Len)
 	}
-	c.closeHash(r.Hash)
-	return &wire.HashFinalizeResponse{Digest: st.h.Sum(nil)}, nil
+	c.fe.CloseHash(r.Hash)
+	return &wire.HashFinalizeResponse{Digest: st.Sum(nil)}, nil
 }
 
 func (c *serverConn) open(r *wire.PkeyOpenRequest) (wire.Args, error) {
@@ -200,14 +201,14 @@ func (c *serverConn) open(r *wire.PkeyOpenRequest) (wire.Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := c.sess.Key(bg, id)
+	k, err := c.fe.Token().Key(bg, id)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.roomForPkey(); err != nil {
+	if err := c.fe.RoomForKey(); err != nil {
 		return nil, err
 	}
-	return &wire.PkeyOpenResponse{Pkey: c.openPkey(k)}, nil
+	return &wire.PkeyOpenResponse{Pkey: c.fe.OpenKey(k)}, nil
 }
 
 func (c *serverConn) generateRSA(r *wire.PkeyGenerateRSARequest) (wire.Args, error) {
@@ -240,43 +241,31 @@ func (c *serverConn) generateHashsig(r *wire.PkeyGenerateHashsigRequest) (wire.A
 }
 
 func (c *serverConn) close(r *wire.PkeyCloseRequest) (wire.Args, error) {
-	if _, err := c.pkey(r.Pkey); err != nil {
-		return nil, err
-	}
-	c.closePkey(r.Pkey)
-	return &wire.PkeyCloseResponse{}, nil
+	return &wire.PkeyCloseResponse{}, c.fe.CloseKey(r.Pkey)
 }
 
 func (c *serverConn) delete(r *wire.PkeyDeleteRequest) (wire.Args, error) {
-	id, err := c.pkey(r.Pkey)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.sess.DeleteKey(bg, id); err != nil {
-		return nil, err
-	}
-	c.closePkey(r.Pkey)
-	return &wire.PkeyDeleteResponse{}, nil
+	return &wire.PkeyDeleteResponse{}, c.fe.DeleteKey(bg, r.Pkey)
 }
 
 func (c *serverConn) getKeyType(r *wire.PkeyGetKeyTypeRequest) (wire.Args, error) {
-	k, err := c.pkeyInfo(r.Pkey)
+	k, err := c.fe.KeyInfo(bg, r.Pkey)
 	return &wire.PkeyGetKeyTypeResponse{Type: uint32(k.Type)}, err
 }
 
 func (c *serverConn) getKeyFlags(r *wire.PkeyGetKeyFlagsRequest) (wire.Args, error) {
-	k, err := c.pkeyInfo(r.Pkey)
+	k, err := c.fe.KeyInfo(bg, r.Pkey)
 	return &wire.PkeyGetKeyFlagsResponse{Flags: uint32(k.Flags)}, err
 }
 
 func (c *serverConn) getKeyCurve(r *wire.PkeyGetKeyCurveRequest) (wire.Args, error) {
-	k, err := c.pkeyInfo(r.Pkey)
+	k, err := c.fe.KeyInfo(bg, r.Pkey)
 	return &wire.PkeyGetKeyCurveResponse{Curve: uint32(k.Curve)}, err
 }
 
 func (c *serverConn) getPublicKeyLen(r *wire.PkeyGetPublicKeyLenRequest) (wire.Args, error) {
 	// libhal answers 0 for a handle it does not know, never an error.
-	k, err := c.pkeyInfo(r.Pkey)
+	k, err := c.fe.KeyInfo(bg, r.Pkey)
 	if err != nil {
 		return &wire.PkeyGetPublicKeyLenResponse{}, nil
 	}
@@ -288,7 +277,7 @@ func (c *serverConn) getPublicKey(r *wire.PkeyGetPublicKeyRequest) (wire.Args, e
 	if r.Max > wire.MaxPacket-headerSize-4 {
 		return nil, wire.StatusRPCPacketOverflow
 	}
-	k, err := c.pkeyInfo(r.Pkey)
+	k, err := c.fe.KeyInfo(bg, r.Pkey)
 	if err != nil {
 		return nil, err
 	}
@@ -338,22 +327,21 @@ func (c *serverConn) load(r *wire.PkeyLoadRequest) (wire.Args, error) {
 	if len(r.DER) == 0 {
 		return nil, fmt.Errorf("%w: no key", hsm.ErrBadArguments)
 	}
-	if err := c.roomForPkey(); err != nil {
-		return nil, err
-	}
-	var k hsm.KeyInfo
-	var err error
-	if isPrivateKeyInfo(r.DER) {
-		k, err = c.sess.LoadPrivateKey(bg, hsm.LoadRequest{PKCS8: r.DER, Flags: hsm.Flags(r.Flags)})
-	} else {
-		var res hsm.ImportResult
-		res, err = c.sess.Import(bg, hsm.ImportRequest{PublicKey: r.DER, Flags: hsm.Flags(r.Flags)})
-		k = res.Key
-	}
+	h, k, err := c.fe.Create(func(t hsm.Token) (hsm.KeyInfo, error) {
+		if !isPrivateKeyInfo(r.DER) {
+			res, err := t.Import(bg, hsm.ImportRequest{PublicKey: r.DER, Flags: hsm.Flags(r.Flags)})
+			return res.Key, err
+		}
+		l, ok := t.(hsm.PrivateKeyLoader)
+		if !ok {
+			return hsm.KeyInfo{}, fmt.Errorf("%w: no private key in the clear", hsm.ErrUnsupported)
+		}
+		return l.LoadPrivateKey(bg, hsm.LoadRequest{PKCS8: r.DER, Flags: hsm.Flags(r.Flags)})
+	})
 	if err != nil {
 		return nil, err
 	}
-	return &wire.PkeyLoadResponse{Pkey: c.openPkey(k), UUID: k.UUID[:]}, nil
+	return &wire.PkeyLoadResponse{Pkey: h, UUID: k.UUID[:]}, nil
 }
 
 // isPrivateKeyInfo tells a PKCS#8 PrivateKeyInfo from a
@@ -372,95 +360,37 @@ func isPrivateKeyInfo(der []byte) bool {
 }
 
 func (c *serverConn) generate(req hsm.GenerateRequest) (wire.Args, error) {
-	if err := c.roomForPkey(); err != nil {
-		return nil, err
-	}
-	k, err := c.sess.GenerateKey(bg, req)
+	h, k, err := c.fe.Create(func(t hsm.Token) (hsm.KeyInfo, error) { return t.GenerateKey(bg, req) })
 	if err != nil {
 		return nil, err
 	}
-	return &wire.PkeyGenerateRSAResponse{Pkey: c.openPkey(k), UUID: k.UUID[:]}, nil
+	return &wire.PkeyGenerateRSAResponse{Pkey: h, UUID: k.UUID[:]}, nil
 }
 
 func (c *serverConn) hashInitialize(r *wire.HashInitializeRequest) (wire.Args, error) {
-	h, newHash, _, err := digestAlgorithm(r.Alg)
+	h, _, err := digestAlgorithm(r.Alg)
 	if err != nil {
 		return nil, err
 	}
-	st := &hashState{alg: r.Alg, hash: h, h: newHash()}
-	if len(r.HMACKey) > 0 {
-		st.h = hmac.New(newHash, r.HMACKey)
-		clear(r.HMACKey)
+	handle, err := c.fe.NewHash(h, r.HMACKey)
+	if err != nil {
+		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.hashes) >= c.srv.limits.hashes {
-		return nil, wire.StatusAllocationFailure
-	}
-	handle := c.newHandle()
-	c.hashes[handle] = st
 	return &wire.HashInitializeResponse{Hash: handle}, nil
 }
 
-func (c *serverConn) hash(handle uint32) (*hashState, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st, ok := c.hashes[handle]
-	if !ok {
-		return nil, fmt.Errorf("%w: no hash handle %d", hsm.ErrBadArguments, handle)
-	}
-	return st, nil
-}
-
-func (c *serverConn) closeHash(handle uint32) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.hashes, handle)
-}
-
-// signedInput turns PKEY_SIGN's and PKEY_VERIFY's hash handle and data into
-// what Token.Sign takes: with a hash handle, its digest; without, the data,
-// which is a DigestInfo for RSA (signed as it is), a digest for ECDSA, the
-// message for an HSS key. An HSS key given a hash handle signs the digest's
-// bytes as its message, as libhal's pkey_local_sign_hashsig does: what a
-// libhal client hashes on the HSM is too long to send whole.
-func (c *serverConn) signedInput(hss bool, hashHandle uint32, data []byte) ([]byte, crypto.SignerOpts, error) {
-	// libhal takes one or the other, never both or neither.
-	if (hashHandle == 0) == (len(data) == 0) {
-		return nil, nil, fmt.Errorf("%w: give a hash handle or data, not both or neither", hsm.ErrBadArguments)
-	}
-	if hashHandle == 0 {
-		return data, crypto.Hash(0), nil
-	}
-	st, err := c.hash(hashHandle)
-	if err != nil {
-		return nil, nil, err
-	}
-	c.closeHash(hashHandle)
-	if hss {
-		return st.h.Sum(nil), crypto.Hash(0), nil
-	}
-	return st.h.Sum(nil), st.hash, nil
-}
-
+// sign is PKEY_SIGN: the front end signs (one lookup of the key, the
+// token's), and an ECDSA signature goes out in libhal's form, r || s.
 func (c *serverConn) sign(r *wire.PkeySignRequest) (wire.Args, error) {
 	if r.Max > wire.MaxPacket-headerSize-4 {
 		return nil, wire.StatusRPCPacketOverflow
 	}
-	k, err := c.pkeyHandle(r.Pkey)
+	sig, k, err := c.fe.Sign(bg, r.Pkey, r.Hash, r.Data)
 	if err != nil {
 		return nil, err
 	}
-	data, opts, err := c.signedInput(k.hss, r.Hash, r.Data)
-	if err != nil {
-		return nil, err
-	}
-	sig, err := c.sess.Sign(bg, k.id, data, opts)
-	if err != nil {
-		return nil, err
-	}
-	if k.typ == hsm.KeyTypeECPrivate {
-		if sig, err = ecdsaDERToRaw(sig, curveSize(k.curve)); err != nil {
+	if k.Type == hsm.KeyTypeECPrivate {
+		if sig, err = ecdsaDERToRaw(sig, curveSize(k.Curve)); err != nil {
 			return nil, err
 		}
 	}
@@ -470,26 +400,15 @@ func (c *serverConn) sign(r *wire.PkeySignRequest) (wire.Args, error) {
 	return &wire.PkeySignResponse{Signature: sig}, nil
 }
 
+// verify is PKEY_VERIFY: an ECDSA signature comes in libhal's form, r || s,
+// and goes to the token as DER.
 func (c *serverConn) verify(r *wire.PkeyVerifyRequest) (wire.Args, error) {
-	k, err := c.pkeyInfo(r.Pkey)
-	if err != nil {
-		return nil, err
-	}
-	// libhal verifies only with keys meant to: digitalsignature.
-	if k.Flags&hsm.FlagDigitalSignature == 0 {
-		return nil, fmt.Errorf("%w: key lacks digitalsignature", hsm.ErrForbidden)
-	}
-	data, opts, err := c.signedInput(k.Hashsig != nil, r.Hash, r.Data)
-	if err != nil {
-		return nil, err
-	}
-	sig := r.Signature
-	if k.Curve != hsm.CurveNone {
-		if sig, err = ecdsaRawToDER(sig, curveSize(k.Curve)); err != nil {
-			return nil, err
+	return &wire.PkeyVerifyResponse{}, c.fe.Verify(bg, r.Pkey, r.Hash, r.Data, func(k frontend.KeyHandle) ([]byte, error) {
+		if k.Curve == hsm.CurveNone {
+			return r.Signature, nil
 		}
-	}
-	return &wire.PkeyVerifyResponse{}, c.sess.Verify(bg, k.UUID, data, sig, opts)
+		return ecdsaRawToDER(r.Signature, curveSize(k.Curve))
+	})
 }
 
 // match answers a page of PKEY_MATCH: the matching keys whose UUIDs come
@@ -509,10 +428,10 @@ func (c *serverConn) match(r *wire.PkeyMatchRequest) (wire.Args, error) {
 	}
 	resp := &wire.PkeyMatchResponse{State: r.State + 1}
 	// libhal finds no keys, rather than failing, for a client not logged in.
-	if u := c.sess.User(); u != hsm.UserNormal && u != hsm.UserWheel {
+	if u := c.fe.User(); u != hsm.UserNormal && u != hsm.UserWheel {
 		return resp, nil
 	}
-	keys, err := c.sess.Keys(bg, f)
+	keys, err := c.fe.Token().Keys(bg, f)
 	if err != nil {
 		return nil, err
 	}
@@ -535,7 +454,7 @@ func (c *serverConn) match(r *wire.PkeyMatchRequest) (wire.Args, error) {
 // kekekSPKI checks that a handle names a key fit to be a KEKEK, as libhal
 // does (an RSA key with keyencipherment), and returns its public key.
 func (c *serverConn) kekekSPKI(handle uint32) ([]byte, error) {
-	k, err := c.pkeyInfo(handle)
+	k, err := c.fe.KeyInfo(bg, handle)
 	if err != nil {
 		return nil, err
 	}
@@ -559,7 +478,7 @@ func (c *serverConn) export(r *wire.PkeyExportRequest) (wire.Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := c.sess.Export(bg, hsm.ExportRequest{Key: id, KEKEK: spki, Encryption: hsm.KEKPKCS1v15})
+	w, err := c.fe.Token().Export(bg, hsm.ExportRequest{Key: id, KEKEK: spki, Encryption: hsm.KEKPKCS1v15})
 	if err != nil {
 		return nil, err
 	}
@@ -576,17 +495,23 @@ func (c *serverConn) importKey(r *wire.PkeyImportRequest) (wire.Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.roomForPkey(); err != nil {
-		return nil, err
-	}
-	enc, err := hsm.KEKEncryptionOfEPKI(r.KEK)
+	h, k, err := c.fe.Create(func(t hsm.Token) (hsm.KeyInfo, error) {
+		enc, err := hsm.KEKEncryptionOfEPKI(r.KEK)
+		if err != nil {
+			return hsm.KeyInfo{}, err
+		}
+		res, err := t.Import(bg, hsm.ImportRequest{KEKEK: kekek, Wrapped: hsm.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK},
+			Encryption: enc, Flags: hsm.Flags(r.Flags)})
+		return res.Key, err
+	})
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.sess.Import(bg, hsm.ImportRequest{KEKEK: kekek, Wrapped: hsm.WrappedKey{PKCS8: r.PKCS8, KEK: r.KEK},
-		Encryption: enc, Flags: hsm.Flags(r.Flags)})
-	if err != nil {
-		return nil, err
-	}
-	return &wire.PkeyImportResponse{Pkey: c.openPkey(res.Key), UUID: res.Key.UUID[:]}, nil
+	return &wire.PkeyImportResponse{Pkey: h, UUID: k.UUID[:]}, nil
+}
+
+// pkey is the key a handle names.
+func (c *serverConn) pkey(h uint32) (hsm.UUID, error) {
+	k, err := c.fe.Key(h)
+	return k.UUID, err
 }

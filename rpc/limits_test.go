@@ -7,17 +7,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hsmkit/cryptech-backup/backup"
+	"github.com/hsmkit/cryptech-backup/frontend"
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // servedWithLimits is served with other limits on what a connection holds.
-func servedWithLimits(t *testing.T, lim connLimits) (string, *Server) {
+func servedWithLimits(t *testing.T, lim frontend.Limits) (string, *Server) {
 	t.Helper()
 	// Set before Serve: no connection reads them yet.
-	addr, srv, _, _ := servedHSM(t, testOptions, func(s *Server) { s.limits = lim })
+	addr, srv, _, _ := servedHSM(t, testOptions, func(s *Server) { s.front.Limits = lim })
 	return addr, srv
+}
+
+// importCost is what an EXT_IMPORT_ADD's key counts against the front
+// end's limit.
+func importCost(r *wire.ExtImportAddRequest, attrs []hsm.Attribute) int {
+	req, err := importRequestOf(r, attrs, func() error { return nil })
+	if err != nil {
+		panic(err)
+	}
+	return frontend.ImportCost(req)
 }
 
 // uuidN is a UUID that is not reserved.
@@ -88,7 +98,7 @@ func TestImportBatchNeedsLogin(t *testing.T) {
 // on, freeing makes room again, a well-behaved client on another connection
 // notices nothing, and once the connection is closed nothing is held.
 func TestConnectionLimits(t *testing.T) {
-	lim := connLimits{pkeys: 8, hashes: maxHashHandles, batches: maxImportBatches, batchKeys: 100, batchMem: 256 << 10}
+	lim := frontend.Limits{KeyHandles: 8, HashHandles: frontend.DefaultLimits.HashHandles, Batches: frontend.DefaultLimits.Batches, BatchKeys: 100, BatchBytes: 256 << 10}
 	addr, srv := servedWithLimits(t, lim)
 	good := startGoodClient(t, addr)
 	base := srv.Stats()
@@ -97,7 +107,7 @@ func TestConnectionLimits(t *testing.T) {
 		// Hashes need no login.
 		r := dialRaw(t, addr)
 		var first wire.HashInitializeResponse
-		for i := range lim.hashes {
+		for i := range lim.HashHandles {
 			var h wire.HashInitializeResponse
 			if st := r.call(wire.FuncHashInitialize, &wire.HashInitializeRequest{Alg: 3}, &h); st != wire.StatusOK {
 				t.Fatalf("HASH_INITIALIZE %d: %v", i, st)
@@ -107,9 +117,9 @@ func TestConnectionLimits(t *testing.T) {
 			}
 		}
 		if st := r.call(wire.FuncHashInitialize, &wire.HashInitializeRequest{Alg: 3, HMACKey: []byte("k")}, nil); st != wire.StatusAllocationFailure {
-			t.Errorf("HASH_INITIALIZE %d: %v, want ALLOCATION_FAILURE", lim.hashes+1, st)
+			t.Errorf("HASH_INITIALIZE %d: %v, want ALLOCATION_FAILURE", lim.HashHandles+1, st)
 		}
-		if st := srv.Stats(); st.HashHandles != lim.hashes {
+		if st := srv.Stats(); st.HashHandles != lim.HashHandles {
 			t.Errorf("the server holds %+v", st)
 		}
 		good.check()
@@ -129,7 +139,7 @@ func TestConnectionLimits(t *testing.T) {
 			t.Fatalf("login: %v", st)
 		}
 		var first wire.PkeyOpenResponse
-		for i := range lim.pkeys {
+		for i := range lim.KeyHandles {
 			var o wire.PkeyOpenResponse
 			if st := r.call(wire.FuncPkeyOpen, &wire.PkeyOpenRequest{UUID: good.key.UUID[:]}, &o); st != wire.StatusOK {
 				t.Fatalf("PKEY_OPEN %d: %v", i, st)
@@ -147,14 +157,14 @@ func TestConnectionLimits(t *testing.T) {
 			{wire.FuncPkeyGenerateEC, &wire.PkeyGenerateECRequest{Curve: uint32(hsm.CurveP256), Flags: uint32(hsm.FlagDigitalSignature | hsm.FlagToken)}},
 		} {
 			if st := r.call(tc.f, tc.args, nil); st != wire.StatusNoKeySlotsAvailable {
-				t.Errorf("%v with %d key handles open: %v, want NO_KEY_SLOTS_AVAILABLE", tc.f, lim.pkeys, st)
+				t.Errorf("%v with %d key handles open: %v, want NO_KEY_SLOTS_AVAILABLE", tc.f, lim.KeyHandles, st)
 			}
 		}
 		// A refused PKEY_GENERATE_EC stored nothing.
 		if keys, err := good.c.Keys(ctx, hsm.Filter{}); err != nil || len(keys) != 1 {
 			t.Errorf("after the refusals the HSM holds %d keys (%v), want 1", len(keys), err)
 		}
-		if st := srv.Stats(); st.PkeyHandles != base.PkeyHandles+lim.pkeys {
+		if st := srv.Stats(); st.PkeyHandles != base.PkeyHandles+lim.KeyHandles {
 			t.Errorf("the server holds %+v", st)
 		}
 		good.check()
@@ -173,7 +183,7 @@ func TestConnectionLimits(t *testing.T) {
 		if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsm.UserNormal), PIN: userPIN}, &wire.LoginResponse{}); st != wire.StatusOK {
 			t.Fatalf("login: %v", st)
 		}
-		batches := make([]uint32, lim.batches)
+		batches := make([]uint32, lim.Batches)
 		for i := range batches {
 			var b wire.ExtImportBeginResponse
 			if st := r.call(wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: uuidN(0)}, &b); st != wire.StatusOK {
@@ -182,30 +192,30 @@ func TestConnectionLimits(t *testing.T) {
 			batches[i] = b.Batch
 		}
 		if st := r.call(wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: uuidN(0)}, nil); st != wire.StatusAllocationFailure {
-			t.Errorf("EXT_IMPORT_BEGIN %d: %v, want ALLOCATION_FAILURE", lim.batches+1, st)
+			t.Errorf("EXT_IMPORT_BEGIN %d: %v, want ALLOCATION_FAILURE", lim.Batches+1, st)
 		}
 
 		// Keys in one batch.
 		small := &wire.ExtImportAddRequest{Batch: batches[0], Label: "small", SPKI: make([]byte, 100)}
-		for i := range lim.batchKeys {
+		for i := range lim.BatchKeys {
 			small.UUID = uuidN(i)
 			if st := r.call(wire.FuncExtImportAdd, small, nil); st != wire.StatusOK {
 				t.Fatalf("EXT_IMPORT_ADD %d: %v", i, st)
 			}
 		}
-		small.UUID = uuidN(lim.batchKeys)
+		small.UUID = uuidN(lim.BatchKeys)
 		if st := r.call(wire.FuncExtImportAdd, small, nil); st != wire.StatusAllocationFailure {
-			t.Errorf("key %d of a batch: %v, want ALLOCATION_FAILURE", lim.batchKeys+1, st)
+			t.Errorf("key %d of a batch: %v, want ALLOCATION_FAILURE", lim.BatchKeys+1, st)
 		}
 
 		// Bytes in all batches: as many big keys as fit, and no more.
 		held := srv.Stats().ImportBytes
-		if held != lim.batchKeys*importCost(small, nil) {
-			t.Errorf("%d small keys hold %d bytes, want %d", lim.batchKeys, held, lim.batchKeys*importCost(small, nil))
+		if held != lim.BatchKeys*importCost(small, nil) {
+			t.Errorf("%d small keys hold %d bytes, want %d", lim.BatchKeys, held, lim.BatchKeys*importCost(small, nil))
 		}
 		big := &wire.ExtImportAddRequest{Batch: batches[1], SPKI: make([]byte, wire.MaxPacket-200)}
 		big.UUID = uuidN(0)
-		fit := (lim.batchMem - held) / importCost(big, nil)
+		fit := (lim.BatchBytes - held) / importCost(big, nil)
 		for i := range fit {
 			big.UUID = uuidN(i)
 			if st := r.call(wire.FuncExtImportAdd, big, nil); st != wire.StatusOK {
@@ -216,11 +226,11 @@ func TestConnectionLimits(t *testing.T) {
 		for _, b := range batches[1:] {
 			big.Batch = b
 			if st := r.call(wire.FuncExtImportAdd, big, nil); st != wire.StatusAllocationFailure {
-				t.Errorf("a big key past %d bytes: %v, want ALLOCATION_FAILURE", lim.batchMem, st)
+				t.Errorf("a big key past %d bytes: %v, want ALLOCATION_FAILURE", lim.BatchBytes, st)
 			}
 		}
 		st := srv.Stats()
-		if st.ImportBatches != lim.batches || st.ImportBytes != held+fit*importCost(big, nil) || st.ImportBytes > lim.batchMem {
+		if st.ImportBatches != lim.Batches || st.ImportBytes != held+fit*importCost(big, nil) || st.ImportBytes > lim.BatchBytes {
 			t.Errorf("the server holds %+v", st)
 		}
 		// The connection goes on, and so does everybody else.
@@ -234,7 +244,7 @@ func TestConnectionLimits(t *testing.T) {
 		if st := r.call(wire.FuncExtImportCommit, &wire.ExtImportCommitRequest{Batch: batches[1]}, nil); st == wire.StatusOK {
 			t.Error("a batch of junk committed")
 		}
-		if st := srv.Stats(); st.ImportBatches != lim.batches-1 || st.ImportBytes != held {
+		if st := srv.Stats(); st.ImportBatches != lim.Batches-1 || st.ImportBytes != held {
 			t.Errorf("after a commit the server holds %+v, want %d bytes", st, held)
 		}
 		big.Batch = batches[2]
@@ -249,30 +259,6 @@ func TestConnectionLimits(t *testing.T) {
 
 	good.finish()
 	waitStats(t, srv, base)
-}
-
-// TestImportLimitsFitABundle checks that the default limits let one batch
-// carry a bundle's worth of RSA-4096 keys: backup sends a whole bundle as
-// one batch. The sizes are those of an RSA-4096 key exported for an
-// RSA-4096 KEKEK with OAEP and a binding, with the longest label.
-func TestImportLimitsFitABundle(t *testing.T) {
-	if defaultLimits.batchKeys < backup.MaxKeys {
-		t.Errorf("a batch holds %d keys, a bundle %d", defaultLimits.batchKeys, backup.MaxKeys)
-	}
-	key := &wire.ExtImportAddRequest{UUID: uuidN(1), Label: string(bytes.Repeat([]byte("l"), hsm.MaxRawLabelLength)),
-		Encryption: string(hsm.KEKEncryptions[0]), PKCS8: make([]byte, 2405), KEK: make([]byte, 582),
-		Tag: make([]byte, 40), Binding: make([]byte, 62), SPKI: make([]byte, 550)}
-	// The attributes of the largest bundle (cmd/cryptech-backup's
-	// TestMaxBundleHoldsLargestBundle): about 27 PKCS#11 attributes, CKA_ID
-	// and CKA_SUBJECT of 1,024 bytes, and the public object's at 1,024.
-	attrs := []hsm.Attribute{{Type: hsm.CKAID, Value: make([]byte, 1024)}, {Type: hsm.CKASubject, Value: make([]byte, 1024)},
-		{Type: hsm.AttributePublicObject, Value: make([]byte, 1024)}}
-	for i := range 24 {
-		attrs = append(attrs, hsm.Attribute{Type: hsm.CKASign + uint32(i), Value: []byte{1}})
-	}
-	if need := backup.MaxKeys * importCost(key, attrs); need > defaultLimits.batchMem {
-		t.Errorf("%d RSA-4096 keys count %d bytes, more than the %d a connection may hold", backup.MaxKeys, need, defaultLimits.batchMem)
-	}
 }
 
 // TestWrongPINsTakeTurns sends wrong PINs on several connections at once:

@@ -67,7 +67,7 @@ func (fh *fuzzHSM) reset(t *testing.T) {
 // ensure (re)makes the three keys when the fuzzer has deleted or used them
 // up, emptying the keystore of what the fuzzer stored if it is full, or
 // starting over if that is not enough.
-func (fh *fuzzHSM) ensure(t *testing.T, s *hsm.Session) bool {
+func (fh *fuzzHSM) ensure(t *testing.T, s hsm.Token) bool {
 	for i, req := range fuzzKeys {
 		k, err := s.Key(ctx, fh.keys[i])
 		if err == nil && (k.Hashsig == nil || k.Hashsig.Remaining > 0) {
@@ -108,22 +108,25 @@ func (fh *fuzzHSM) conn(t *testing.T) *serverConn {
 		if fh.h == nil {
 			fh.reset(t)
 		}
-		c := &serverConn{srv: fh.srv, client: 0x2a, sess: fh.h.NewSession(),
-			pkeys: map[uint32]pkeyHandle{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{}}
-		if err := c.sess.Login(ctx, hsm.UserWheel, wheelPIN); err != nil {
+		fe, err := fh.srv.front.Open(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if !fh.ensure(t, c.sess) {
-			c.sess.Close()
+		c := &serverConn{srv: fh.srv, client: 0x2a, fe: fe}
+		if err := fe.Login(ctx, hsm.UserWheel, wheelPIN); err != nil {
+			t.Fatal(err)
+		}
+		if !fh.ensure(t, fe.Token()) {
+			fe.Close()
 			fh.reset(t)
 			continue
 		}
 		open := func(id hsm.UUID) {
-			k, err := c.sess.Key(ctx, id)
+			k, err := fe.Token().Key(ctx, id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			c.openPkey(k)
+			fe.OpenKey(k)
 		}
 		open(fh.keys[0])
 		open(fh.keys[1])
@@ -244,7 +247,7 @@ func FuzzServerRequest(f *testing.F) {
 			return
 		}
 		c := fh.conn(t)
-		defer c.sess.Close()
+		defer c.fe.Close()
 		resp := c.handle(payload, log)
 		if len(resp) > wire.MaxPacket {
 			t.Fatalf("a %d-byte answer", len(resp))

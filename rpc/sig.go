@@ -2,12 +2,8 @@ package rpc
 
 import (
 	"crypto"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/asn1"
 	"fmt"
-	"hash"
 	"math/big"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
@@ -19,25 +15,24 @@ import (
 var digestAlgorithms = []struct {
 	alg  uint32
 	hash crypto.Hash
-	new  func() hash.Hash
 	oid  asn1.ObjectIdentifier
 }{
-	{1, crypto.SHA1, sha1.New, asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}},
-	{2, crypto.SHA224, sha256.New224, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 4}},
-	{3, crypto.SHA256, sha256.New, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 1}},
-	{4, crypto.SHA512_224, sha512.New512_224, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 5}},
-	{5, crypto.SHA512_256, sha512.New512_256, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 6}},
-	{6, crypto.SHA384, sha512.New384, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 2}},
-	{7, crypto.SHA512, sha512.New, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 3}},
+	{1, crypto.SHA1, asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}},
+	{2, crypto.SHA224, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 4}},
+	{3, crypto.SHA256, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 1}},
+	{4, crypto.SHA512_224, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 5}},
+	{5, crypto.SHA512_256, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 6}},
+	{6, crypto.SHA384, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 2}},
+	{7, crypto.SHA512, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 3}},
 }
 
-func digestAlgorithm(alg uint32) (crypto.Hash, func() hash.Hash, asn1.ObjectIdentifier, error) {
+func digestAlgorithm(alg uint32) (crypto.Hash, asn1.ObjectIdentifier, error) {
 	for _, d := range digestAlgorithms {
 		if d.alg == alg {
-			return d.hash, d.new, d.oid, nil
+			return d.hash, d.oid, nil
 		}
 	}
-	return 0, nil, nil, fmt.Errorf("%w: unknown digest algorithm %d", hsm.ErrBadArguments, alg)
+	return 0, nil, fmt.Errorf("%w: unknown digest algorithm %d", hsm.ErrBadArguments, alg)
 }
 
 func digestAlgorithmOf(h crypto.Hash) (uint32, asn1.ObjectIdentifier, bool) {
