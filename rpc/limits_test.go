@@ -10,6 +10,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/frontend"
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
+	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 // servedWithLimits is served with other limits on what a connection holds.
@@ -320,5 +321,20 @@ func TestWrongPINsTakeTurns(t *testing.T) {
 		default:
 			t.Errorf("a queued wrong PIN at shutdown: %v", st)
 		}
+	}
+}
+
+// The bounds of the extension messages hold what the front end and the
+// emulator may send: a batch the front end lets a client fill, a label, a
+// list of damaged blocks.
+func TestBatchLimitFitsTheWire(t *testing.T) {
+	if frontend.DefaultLimits.BatchKeys > wire.MaxImportBatch {
+		t.Errorf("a batch holds %d keys, EXT_IMPORT_COMMIT answers for %d", frontend.DefaultLimits.BatchKeys, wire.MaxImportBatch)
+	}
+	if hsm.MaxRawLabelLength > wire.MaxLabel {
+		t.Errorf("a label has up to %d bytes, EXT_IMPORT_ADD carries %d", hsm.MaxRawLabelLength, wire.MaxLabel)
+	}
+	if sim.MaxBlocks > wire.MaxDamagedBlocks {
+		t.Errorf("a flash has up to %d blocks, EXT_DAMAGED tells of %d", sim.MaxBlocks, wire.MaxDamagedBlocks)
 	}
 }

@@ -1,10 +1,10 @@
 package rpc
 
 import (
+	"bytes"
 	"crypto"
 	"encoding/asn1"
 	"fmt"
-	"math/big"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"golang.org/x/crypto/cryptobyte"
@@ -83,12 +83,27 @@ func ecdsaRawToDER(raw []byte, size int) ([]byte, error) {
 	if size <= 0 || len(raw) != 2*size {
 		return nil, fmt.Errorf("%w: ECDSA signature of %d bytes, want %d", hsm.ErrInvalidSignature, len(raw), 2*size)
 	}
-	b := cryptobyte.NewBuilder(make([]byte, 0, 2*size+9))
+	// Room for both INTEGERs with a zero byte and four bytes of header
+	// each, and the SEQUENCE header.
+	b := cryptobyte.NewFixedBuilder(make([]byte, 0, 2*size+16))
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1BigInt(new(big.Int).SetBytes(raw[:size]))
-		b.AddASN1BigInt(new(big.Int).SetBytes(raw[size:]))
+		addASN1Unsigned(b, raw[:size])
+		addASN1Unsigned(b, raw[size:])
 	})
 	return b.Bytes()
+}
+
+// addASN1Unsigned adds the unsigned big-endian v as an INTEGER: what
+// AddASN1BigInt would, without making a big.Int of it (this runs for every
+// ECDSA signature that crosses the socket).
+func addASN1Unsigned(b *cryptobyte.Builder, v []byte) {
+	b.AddASN1(cbasn1.INTEGER, func(b *cryptobyte.Builder) {
+		v = bytes.TrimLeft(v, "\x00")
+		if len(v) == 0 || v[0]&0x80 != 0 {
+			b.AddUint8(0) // 0, or a positive number whose top bit is set
+		}
+		b.AddBytes(v)
+	})
 }
 
 // ecdsaDERToRaw turns an ASN.1 ECDSA signature (DER, nothing after it, as
