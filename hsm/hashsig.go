@@ -21,7 +21,7 @@ import (
 // part arriving twice (under two UUIDs, or again after the first copy was
 // deleted, or as a volatile key and then a token key), and a different part
 // of a key the HSM already holds. So the HSM refuses a part whose identifier
-// a key it holds already has (ErrHashsigRangeUsed; libhal's
+// a key it holds already has (hsmapi.ErrHashsigRangeUsed; libhal's
 // KEY_NAME_IN_USE), and remembers, in history records kept in flash for good
 // (history.go), every index range it ever imported of that identifier,
 // refusing a part that overlaps any of them. The one exception is an import of exactly a range it
@@ -94,13 +94,6 @@ func (h *HSM) hashsigPresent(b *historyBook, old, k *key) (bool, error) {
 	}
 	return len(in) == 1 && in[0].next == next && in[0].end == end, nil
 }
-
-// ErrHashsigRangeUsed: an HSS key part may not be stored, as this HSM holds
-// a part of that key, or once received signatures of it that the part
-// holds. Over libhal's RPC it is KEY_NAME_IN_USE, libhal's answer to a key
-// it already has; errors.Is(err, ErrKeyNameInUse) is false, since no key
-// need have the UUID.
-var ErrHashsigRangeUsed = errors.New("this HSM already held these HSS signatures")
 
 // hashsigConflict says why a new HSS part may not be stored ("" if it may):
 // a key of this HSM (token, or volatile of any session) has its identifier,
@@ -393,7 +386,7 @@ var ErrHashsigConfirmed = errors.New("the range was recorded with its key: the k
 //
 // It refuses, changing nothing: a range not recorded (ErrKeyNotFound), a
 // range recorded with its key (ErrHashsigConfirmed), an identifier a key of
-// this HSM holds (ErrHashsigRangeUsed), and an HSM whose keys it cannot all
+// this HSM holds (hsmapi.ErrHashsigRangeUsed), and an HSM whose keys it cannot all
 // read (ErrTamper, ErrHashsigKeysUnreadable).
 func (h *HSM) ForgetHashsigRange(id [16]byte, next, end uint64) error {
 	h.mu.Lock()
@@ -427,7 +420,7 @@ func (h *HSM) forgetHashsigRange(id [16]byte, next, end uint64) error {
 		return err
 	}
 	if other, ok := held[id]; ok {
-		return fmt.Errorf("%w: key %s holds a part of this HSS key, and may sign with them", ErrHashsigRangeUsed, other)
+		return fmt.Errorf("%w: key %s holds a part of this HSS key, and may sign with them", hsmapi.ErrHashsigRangeUsed, other)
 	}
 	// Unconfirmed ranges are in records of their own only: packs hold
 	// ranges recorded with their keys.

@@ -274,7 +274,7 @@ func TestVolatileHashsigImportSurvivesPowerCutAtEveryWrite(t *testing.T) {
 				t.Errorf("%s: %d free blocks, %d before", name, h.ks.Free(), free)
 			}
 			_, err := s.Import(ctx, req)
-			if recorded && !errors.Is(err, ErrHashsigRangeUsed) || !recorded && err != nil {
+			if recorded && !errors.Is(err, hsmapi.ErrHashsigRangeUsed) || !recorded && err != nil {
 				t.Errorf("%s: recorded %v, the part again: %v", name, recorded, err)
 			}
 			blockAccount(t, h, name)

@@ -160,7 +160,7 @@ func TestLegacyImportHistoryHasAWayOut(t *testing.T) {
 	// Every part a split hands out lies in [1, 1024).
 	putLegacyHistory(t, h, id, [2]uint64{1, 1024})
 	_, err := p.dst.Import(ctx, req)
-	if !errors.Is(err, ErrHashsigRangeUsed) {
+	if !errors.Is(err, hsmapi.ErrHashsigRangeUsed) {
 		t.Fatalf("import over an unconfirmed range: %v", err)
 	}
 	way := fmt.Sprintf("cryptech-backup hashsig-history --hsm %s --forget %x:1-1024", h.board.Dir, id)
@@ -214,7 +214,7 @@ func TestLegacyImportHistoryHasAWayOut(t *testing.T) {
 		t.Errorf("forget a deleted key's range: %v", err)
 	}
 	_, err = p.dst.Import(ctx, req)
-	if !errors.Is(err, ErrHashsigRangeUsed) || strings.Contains(err.Error(), "--forget") {
+	if !errors.Is(err, hsmapi.ErrHashsigRangeUsed) || strings.Contains(err.Error(), "--forget") {
 		t.Errorf("the bundle again after its key was deleted: %v", err)
 	}
 }
@@ -253,7 +253,7 @@ func TestLegacyHistoryKeepsItsRanges(t *testing.T) {
 	if fmt.Sprint(hh.ranges) != fmt.Sprint(want) {
 		t.Errorf("ranges %v, want %v", hh.ranges, want)
 	}
-	if err := h.ForgetHashsigRange(id, 100, 200); !errors.Is(err, ErrHashsigRangeUsed) {
+	if err := h.ForgetHashsigRange(id, 100, 200); !errors.Is(err, hsmapi.ErrHashsigRangeUsed) {
 		t.Errorf("forget a range of an identifier a key holds: %v", err)
 	}
 }

@@ -105,7 +105,7 @@ func TestHistoryNamespace(t *testing.T) {
 }
 
 // TestHashsigRefusalNamesEveryPart: a batch with several HSS parts this HSM
-// may not store is refused with ErrHashsigRangeUsed (not "a different key
+// may not store is refused with hsmapi.ErrHashsigRangeUsed (not "a different key
 // already has this UUID": none has), naming each of them, and the way out
 // it names has the HSM's own directory in it. Nothing is stored.
 func TestHashsigRefusalNamesEveryPart(t *testing.T) {
@@ -135,7 +135,7 @@ func TestHashsigRefusalNamesEveryPart(t *testing.T) {
 	}
 	free := h.ks.Free()
 	_, err := p.dst.ImportBatch(ctx, reqs)
-	if !errors.Is(err, ErrHashsigRangeUsed) || errors.Is(err, hsmapi.ErrKeyNameInUse) {
+	if !errors.Is(err, hsmapi.ErrHashsigRangeUsed) || errors.Is(err, hsmapi.ErrKeyNameInUse) {
 		t.Fatalf("import of two used HSS parts: %v", err)
 	}
 	msg := err.Error()

@@ -121,7 +121,7 @@ func TestHashsigExportSplitsTheRange(t *testing.T) {
 	w2 := p.export(t, k, hsmapi.KEKOAEPSHA256, nil)
 	req := p.importReq(k, w2, hsmapi.KEKOAEPSHA256, nil)
 	req.UUID = hsmapi.UUID{0x40, 1, 2, 3}
-	if _, err := p.dst.Import(ctx, req); !errors.Is(err, ErrHashsigRangeUsed) {
+	if _, err := p.dst.Import(ctx, req); !errors.Is(err, hsmapi.ErrHashsigRangeUsed) {
 		t.Errorf("second part of one HSS key under another UUID: %v", err)
 	}
 }
@@ -158,7 +158,7 @@ func TestHashsigPresentIsThePartHeld(t *testing.T) {
 			s := p.dst
 			check := func(when string) {
 				t.Helper()
-				if res, err := s.Import(ctx, part1); !errors.Is(err, ErrHashsigRangeUsed) {
+				if res, err := s.Import(ctx, part1); !errors.Is(err, hsmapi.ErrHashsigRangeUsed) {
 					t.Errorf("%s: part 1 again, part 2 under its UUID: present %v, %v", when, res.Present, err)
 				}
 				again, err := s.Import(ctx, part2)
@@ -238,14 +238,14 @@ func TestHashsigPartArrivesOnce(t *testing.T) {
 	}
 	fresh := req
 	fresh.UUID = hsmapi.UUID{}
-	if _, err := p.dst.Import(ctx, fresh); !errors.Is(err, ErrHashsigRangeUsed) {
+	if _, err := p.dst.Import(ctx, fresh); !errors.Is(err, hsmapi.ErrHashsigRangeUsed) {
 		t.Errorf("the part again as a token key while a volatile copy exists: %v", err)
 	}
 	p.dst.Logout(ctx) // drops the volatile copy
 	if err := p.dst.Login(ctx, hsmapi.UserWheel, wheelPIN); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.dst.Import(ctx, req); !errors.Is(err, ErrHashsigRangeUsed) {
+	if _, err := p.dst.Import(ctx, req); !errors.Is(err, hsmapi.ErrHashsigRangeUsed) {
 		t.Errorf("the part again after its volatile copy was dropped: %v", err)
 	}
 
@@ -257,14 +257,14 @@ func TestHashsigPartArrivesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	w2 := other.export(t, k2, hsmapi.KEKOAEPSHA256, nil)
-	if _, err := other.dst.Import(ctx, other.importReq(k2, w2, hsmapi.KEKOAEPSHA256, nil)); !errors.Is(err, ErrHashsigRangeUsed) {
+	if _, err := other.dst.Import(ctx, other.importReq(k2, w2, hsmapi.KEKOAEPSHA256, nil)); !errors.Is(err, hsmapi.ErrHashsigRangeUsed) {
 		t.Errorf("another part under the same UUID: %v", err)
 	}
 	// Deleted, then the same bundle again.
 	if err := other.dst.DeleteKey(ctx, k2.UUID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := other.dst.Import(ctx, other.importReq(k2, w1, hsmapi.KEKOAEPSHA256, nil)); !errors.Is(err, ErrHashsigRangeUsed) {
+	if _, err := other.dst.Import(ctx, other.importReq(k2, w1, hsmapi.KEKOAEPSHA256, nil)); !errors.Is(err, hsmapi.ErrHashsigRangeUsed) {
 		t.Errorf("the part again after it was deleted: %v", err)
 	}
 }
@@ -342,7 +342,7 @@ func TestGeneratedKeyPartComesBackOnce(t *testing.T) {
 	req := hsmapi.ImportRequest{KEKEKUUID: kekek.UUID, Wrapped: w, Encryption: hsmapi.KEKOAEPSHA256, UUID: k.UUID, Flags: k.Flags, PublicKey: k.PublicKey}
 	fresh := req
 	fresh.UUID = hsmapi.UUID{}
-	if _, err := s.Import(ctx, fresh); !errors.Is(err, ErrHashsigRangeUsed) {
+	if _, err := s.Import(ctx, fresh); !errors.Is(err, hsmapi.ErrHashsigRangeUsed) {
 		t.Errorf("a part of a key the HSM holds: %v", err)
 	}
 	if err := s.DeleteKey(ctx, k.UUID); err != nil {
@@ -363,7 +363,7 @@ func TestGeneratedKeyPartComesBackOnce(t *testing.T) {
 	if err := s.DeleteKey(ctx, k.UUID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Import(ctx, req); !errors.Is(err, ErrHashsigRangeUsed) {
+	if _, err := s.Import(ctx, req); !errors.Is(err, hsmapi.ErrHashsigRangeUsed) {
 		t.Errorf("the part a second time: %v", err)
 	}
 }

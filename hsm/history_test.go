@@ -56,7 +56,7 @@ func TestHashsigHistoriesShareABlock(t *testing.T) {
 	defer h2.Close()
 	defer s2.Close()
 	for i, r := range reqs {
-		if _, err := s2.Import(ctx, r); !errors.Is(err, ErrHashsigRangeUsed) {
+		if _, err := s2.Import(ctx, r); !errors.Is(err, hsmapi.ErrHashsigRangeUsed) {
 			t.Errorf("part %d again after its key was deleted and a restart: %v", i, err)
 		}
 	}

@@ -312,6 +312,10 @@ func (h *HSM) Random(p []byte) error {
 // NewSession opens a client session, not logged in.
 func (h *HSM) NewSession() *Session { return &Session{h: h} }
 
+// Open starts a session: the token a front end (package frontend) puts
+// behind each of its clients.
+func (h *HSM) Open(context.Context) (hsmapi.Token, error) { return h.NewSession(), nil }
+
 // pinID is the keystore name of a user's PIN record: a reserved UUID, see
 // isReserved.
 func pinID(u hsmapi.User) keystore.ID {

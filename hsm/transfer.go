@@ -243,7 +243,7 @@ func (h *HSM) commitImport(s *Session, recs []*keyRecord, keys []*key) ([]*key, 
 		newRecs, newKeys = append(newRecs, r), append(newKeys, k)
 	}
 	if len(conflicts) > 0 {
-		return nil, fmt.Errorf("import: %w: %s", ErrHashsigRangeUsed, strings.Join(conflicts, "; "))
+		return nil, fmt.Errorf("import: %w: %s", hsmapi.ErrHashsigRangeUsed, strings.Join(conflicts, "; "))
 	}
 	var records []keystore.Record
 	if book != nil {

@@ -276,4 +276,11 @@ var (
 	// ErrKeyExhausted: a hash-based key has no signature left to make or to
 	// give away (HASHSIG_KEY_EXHAUSTED).
 	ErrKeyExhausted = errors.New("hash-based key exhausted")
+	// ErrHashsigRangeUsed: an HSS key part may not be stored, as the token
+	// holds a part of that key, or once received signatures of it that the
+	// part holds: storing it could sign with a one-time key twice. Over
+	// libhal's RPC it is KEY_NAME_IN_USE, libhal's answer to a key it
+	// already has; errors.Is(err, ErrKeyNameInUse) is false, since no key
+	// need have the UUID.
+	ErrHashsigRangeUsed = errors.New("this HSM already held these HSS signatures")
 )

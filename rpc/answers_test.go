@@ -3,6 +3,8 @@ package rpc
 import (
 	"bytes"
 	"testing"
+
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wiretest"
 )
 
 // TestServerAnswerBytes sends requests written by hand from the layouts in
@@ -77,8 +79,8 @@ func TestServerAnswerBytes(t *testing.T) {
 			"00000006 00000000 00000001",
 			"00000006 00000001 0000001a"},
 	} {
-		got := r.roundTrip(unhex(step.req))
-		if want := unhex(step.want); !bytes.Equal(got, want) {
+		got := r.roundTrip(wiretest.Unhex(step.req))
+		if want := wiretest.Unhex(step.want); !bytes.Equal(got, want) {
 			t.Errorf("%s:\n got % x\nwant % x", step.name, got, want)
 		}
 	}

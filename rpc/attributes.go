@@ -1,18 +1,26 @@
 package rpc
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // AttributeHashsigRemaining is a read-only attribute this server adds for
 // HSS private keys: the signatures left, as a big-endian uint64. libhal has
 // no way to tell it.
 const AttributeHashsigRemaining = 0xC7B50001
+
+// attributeWriter is implemented by tokens whose keys' attributes can be
+// set and deleted (PKEY_SET_ATTRIBUTES).
+type attributeWriter interface {
+	SetAttributes(ctx context.Context, id hsmapi.UUID, attrs []hsmapi.Attribute) error
+}
 
 // headerSize is what an answer's func, client and status take.
 const headerSize = 12
@@ -21,13 +29,15 @@ const headerSize = 12
 // key, by type: the stored ones, the label (3) when the key has one, and
 // AttributeHashsigRemaining for an HSS private key.
 func (c *serverConn) keyAttributes(id hsmapi.UUID) (map[uint32][]byte, error) {
-	k, err := c.sess.Key(bg, id)
+	k, err := c.fe.Token().Key(bg, id)
 	if err != nil {
 		return nil, err
 	}
-	stored, err := c.sess.KeyAttributes(bg, id)
-	if err != nil {
-		return nil, err
+	var stored []hsmapi.Attribute
+	if ar, ok := c.fe.Token().(hsmapi.AttributeReader); ok {
+		if stored, err = ar.KeyAttributes(bg, id); err != nil {
+			return nil, err
+		}
 	}
 	m := make(map[uint32][]byte, len(stored)+2)
 	for _, a := range stored {
@@ -47,7 +57,7 @@ func (c *serverConn) keyAttributes(id hsmapi.UUID) (map[uint32][]byte, error) {
 // length, 0 for one the key lacks; otherwise it gives the values, and any
 // attribute missing is ATTRIBUTE_NOT_FOUND. A key with no attributes at all
 // answers ATTRIBUTE_NOT_FOUND either way, as libhal's does.
-func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
+func (c *serverConn) getAttributes(r *wire.PkeyGetAttributesRequest) (wire.Args, error) {
 	id, err := c.pkey(r.Pkey)
 	if err != nil {
 		return nil, err
@@ -56,8 +66,8 @@ func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
 		return nil, fmt.Errorf("%w: no attributes asked for", hsmapi.ErrBadArguments)
 	}
 	// libhal refuses what could not fit in its answer before looking.
-	if 4*(1+2*uint64(len(r.Types)))+uint64(r.BufferLen) > MaxPacket-headerSize {
-		return nil, StatusRPCPacketOverflow
+	if 4*(1+2*uint64(len(r.Types)))+uint64(r.BufferLen) > wire.MaxPacket-headerSize {
+		return nil, wire.StatusRPCPacketOverflow
 	}
 	have, err := c.keyAttributes(id)
 	if err != nil {
@@ -66,20 +76,20 @@ func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
 	if len(have) == 0 {
 		return nil, hsmapi.ErrAttributeNotFound
 	}
-	resp := &PkeyGetAttributesResponse{LengthsOnly: r.BufferLen == 0}
+	resp := &wire.PkeyGetAttributesResponse{LengthsOnly: r.BufferLen == 0}
 	used, missing := 0, false
 	for _, t := range r.Types {
 		v, ok := have[t]
 		switch {
 		case resp.LengthsOnly:
-			resp.Attributes = append(resp.Attributes, Attribute{Type: t, Length: uint32(len(v))})
+			resp.Attributes = append(resp.Attributes, wire.Attribute{Type: t, Length: uint32(len(v))})
 		case !ok:
 			missing = true
 		default:
 			if used += len(v); used > int(r.BufferLen) {
-				return nil, StatusResultTooLong
+				return nil, wire.StatusResultTooLong
 			}
-			resp.Attributes = append(resp.Attributes, Attribute{Type: t, Value: v})
+			resp.Attributes = append(resp.Attributes, wire.Attribute{Type: t, Value: v})
 		}
 	}
 	if missing {
@@ -90,7 +100,7 @@ func (c *serverConn) getAttributes(r *PkeyGetAttributesRequest) (Args, error) {
 
 // setAttributes is PKEY_SET_ATTRIBUTES: values stored as given (the label
 // too, whatever its bytes, as libhal stores it), an absent value deleting.
-func (c *serverConn) setAttributes(r *PkeySetAttributesRequest) (Args, error) {
+func (c *serverConn) setAttributes(r *wire.PkeySetAttributesRequest) (wire.Args, error) {
 	id, err := c.pkey(r.Pkey)
 	if err != nil {
 		return nil, err
@@ -105,38 +115,18 @@ func (c *serverConn) setAttributes(r *PkeySetAttributesRequest) (Args, error) {
 		}
 		attrs[i] = hsmapi.Attribute{Type: a.Type, Value: a.Value, Delete: a.Absent}
 	}
-	return &PkeySetAttributesResponse{}, c.sess.SetAttributes(bg, id, attrs)
-}
-
-// ExtGetAttributesRequest is EXT_GET_ATTRIBUTES's argument: uint pkey.
-type ExtGetAttributesRequest struct{ Pkey uint32 }
-
-func (m *ExtGetAttributesRequest) EncodeArgs(e *Encoder) { e.Uint32(m.Pkey) }
-func (m *ExtGetAttributesRequest) DecodeArgs(d *Decoder) error {
-	m.Pkey = d.Uint32()
-	return d.Err()
-}
-
-// ExtGetAttributesResponse is EXT_GET_ATTRIBUTES's result: every attribute
-// of the key, as PKEY_GET_ATTRIBUTES would give each, ordered by type.
-type ExtGetAttributesResponse struct{ Attributes []Attribute }
-
-func (m *ExtGetAttributesResponse) EncodeArgs(e *Encoder) { encodeAttributes(e, m.Attributes) }
-func (m *ExtGetAttributesResponse) DecodeArgs(d *Decoder) error {
-	m.Attributes = decodeAttributes(d)
-	for _, a := range m.Attributes {
-		if a.Absent {
-			return fmt.Errorf("%w: attribute 0x%x without a value", StatusRPCProtocolError, a.Type)
-		}
+	aw, ok := c.fe.Token().(attributeWriter)
+	if !ok {
+		return nil, fmt.Errorf("%w: this token keeps no attributes", hsmapi.ErrUnsupported)
 	}
-	return d.Err()
+	return &wire.PkeySetAttributesResponse{}, aw.SetAttributes(bg, id, attrs)
 }
 
 // extGetAttributes answers EXT_GET_ATTRIBUTES: what PKEY_GET_ATTRIBUTES
 // would, for every attribute, in one request that never fails for an
 // attribute the key lacks. (A key's attributes fit in a flash block, so
 // they fit in a packet.)
-func (c *serverConn) extGetAttributes(r *ExtGetAttributesRequest) (Args, error) {
+func (c *serverConn) extGetAttributes(r *wire.ExtGetAttributesRequest) (wire.Args, error) {
 	id, err := c.pkey(r.Pkey)
 	if err != nil {
 		return nil, err
@@ -145,9 +135,9 @@ func (c *serverConn) extGetAttributes(r *ExtGetAttributesRequest) (Args, error) 
 	if err != nil {
 		return nil, err
 	}
-	resp := &ExtGetAttributesResponse{}
+	resp := &wire.ExtGetAttributesResponse{}
 	for _, t := range slices.Sorted(maps.Keys(have)) {
-		resp.Attributes = append(resp.Attributes, Attribute{Type: t, Value: have[t]})
+		resp.Attributes = append(resp.Attributes, wire.Attribute{Type: t, Value: have[t]})
 	}
 	return resp, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // BenchmarkSignP256 measures ECDSA P-256 signatures per second with 1, 4
@@ -173,7 +174,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 			clients[i] = dialAs(b, addr, hsmapi.UserNone, nil)
 		}
 		parallel(b, n, "requests/s", func(g int) error {
-			return clients[g].call(FuncGetVersion, &GetVersionRequest{}, &GetVersionResponse{})
+			return clients[g].call(wire.FuncGetVersion, &wire.GetVersionRequest{}, &wire.GetVersionResponse{})
 		})
 	})
 	b.Run("bare", func(b *testing.B) {

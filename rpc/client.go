@@ -17,6 +17,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/lockassert"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // Client is an hsmapi.Token on one connection to a libhal RPC server: this
@@ -24,7 +25,7 @@ import (
 // concurrent use; requests on one connection go one at a time.
 type Client struct {
 	nc net.Conn
-	fr *FrameReader
+	fr *wire.FrameReader
 
 	mu     sync.Mutex // one request at a time, and what follows
 	out    []byte
@@ -32,7 +33,7 @@ type Client struct {
 
 	// ext is what the server's extension functions offer; nil for a plain
 	// libhal server.
-	ext *ExtCapabilitiesResponse
+	ext *wire.ExtCapabilitiesResponse
 
 	// keysMu guards open. It is never held with mu: a request is never
 	// made under it.
@@ -130,17 +131,17 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config) (*Client, error
 
 // NewClient starts a client on an open connection.
 func NewClient(nc net.Conn) (*Client, error) {
-	c := &Client{nc: nc, fr: NewFrameReader(nc, MaxPacket), open: map[hsmapi.UUID]openKey{}}
-	var v GetVersionResponse
-	if err := c.call(FuncGetVersion, &GetVersionRequest{}, &v); err != nil {
+	c := &Client{nc: nc, fr: wire.NewFrameReader(nc, wire.MaxPacket), open: map[hsmapi.UUID]openKey{}}
+	var v wire.GetVersionResponse
+	if err := c.call(wire.FuncGetVersion, &wire.GetVersionRequest{}, &v); err != nil {
 		return nil, err
 	}
-	var caps ExtCapabilitiesResponse
-	err := c.call(FuncExtCapabilities, &ExtCapabilitiesRequest{}, &caps)
+	var caps wire.ExtCapabilitiesResponse
+	err := c.call(wire.FuncExtCapabilities, &wire.ExtCapabilitiesRequest{}, &caps)
 	switch {
 	case err == nil:
 		c.ext = &caps
-	case !errors.Is(err, StatusRPCBadFunction):
+	case !errors.Is(err, wire.StatusRPCBadFunction):
 		return nil, err
 	}
 	return c, nil
@@ -151,14 +152,14 @@ func (c *Client) Extended() bool { return c.ext != nil }
 
 // call sends one request and waits for its answer, skipping answers to
 // other functions as libhal's clients do.
-func (c *Client) call(f Func, req, resp Args) error {
+func (c *Client) call(f wire.Func, req, resp wire.Args) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.broken != nil {
 		return c.broken
 	}
-	payload := EncodeRequest(f, 0, req)
-	c.out = AppendFrame(c.out[:0], payload)
+	payload := wire.EncodeRequest(f, 0, req)
+	c.out = wire.AppendFrame(c.out[:0], payload)
 	_, err := c.nc.Write(c.out)
 	// LOGIN and SET_PIN requests carry PINs.
 	clear(payload)
@@ -171,7 +172,7 @@ func (c *Client) call(f Func, req, resp Args) error {
 		if err != nil {
 			return c.fail(err)
 		}
-		hdr, st, err := DecodeResponse(frame, resp)
+		hdr, st, err := wire.DecodeResponse(frame, resp)
 		if err != nil && hdr.Func == f {
 			return c.fail(err)
 		}
@@ -186,7 +187,7 @@ func (c *Client) call(f Func, req, resp Args) error {
 // could no longer be matched to requests. Called with c.mu held.
 func (c *Client) fail(err error) error {
 	lockassert.Held(&c.mu)
-	c.broken = fmt.Errorf("%w: %v", StatusRPCTransport, err)
+	c.broken = fmt.Errorf("%w: %v", wire.StatusRPCTransport, err)
 	c.nc.Close()
 	return c.broken
 }
@@ -199,13 +200,13 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.broken == nil {
-		c.broken = fmt.Errorf("%w: client closed", StatusRPCTransport)
+		c.broken = fmt.Errorf("%w: client closed", wire.StatusRPCTransport)
 	}
 	return err
 }
 
 func (c *Client) Login(_ context.Context, user hsmapi.User, pin []byte) error {
-	if err := c.call(FuncLogin, &LoginRequest{User: uint32(user), PIN: pin}, &LoginResponse{}); err != nil {
+	if err := c.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(user), PIN: pin}, &wire.LoginResponse{}); err != nil {
 		return fmt.Errorf("login as %s: %w", user, err)
 	}
 	return nil
@@ -213,7 +214,7 @@ func (c *Client) Login(_ context.Context, user hsmapi.User, pin []byte) error {
 
 func (c *Client) Logout(context.Context) error {
 	c.forgetAll()
-	return c.call(FuncLogout, &LogoutRequest{}, &LogoutResponse{})
+	return c.call(wire.FuncLogout, &wire.LogoutRequest{}, &wire.LogoutResponse{})
 }
 
 func (c *Client) forgetAll() {
@@ -236,8 +237,8 @@ func (c *Client) openKey(id hsmapi.UUID) (openKey, error) {
 	if ok {
 		return k, nil
 	}
-	var r PkeyOpenResponse
-	if err := c.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: id[:]}, &r); err != nil {
+	var r wire.PkeyOpenResponse
+	if err := c.call(wire.FuncPkeyOpen, &wire.PkeyOpenRequest{UUID: id[:]}, &r); err != nil {
 		return openKey{}, fmt.Errorf("open key %s: %w", id, err)
 	}
 	return c.remember(id, r.Pkey)
@@ -246,12 +247,12 @@ func (c *Client) openKey(id hsmapi.UUID) (openKey, error) {
 // remember keeps a new handle with the key's type and curve.
 func (c *Client) remember(id hsmapi.UUID, handle uint32) (openKey, error) {
 	k := openKey{handle: handle}
-	var t PkeyGetKeyTypeResponse
-	var cv PkeyGetKeyCurveResponse
-	if err := c.call(FuncPkeyGetKeyType, &PkeyGetKeyTypeRequest{Pkey: handle}, &t); err != nil {
+	var t wire.PkeyGetKeyTypeResponse
+	var cv wire.PkeyGetKeyCurveResponse
+	if err := c.call(wire.FuncPkeyGetKeyType, &wire.PkeyGetKeyTypeRequest{Pkey: handle}, &t); err != nil {
 		return k, err
 	}
-	if err := c.call(FuncPkeyGetKeyCurve, &PkeyGetKeyCurveRequest{Pkey: handle}, &cv); err != nil {
+	if err := c.call(wire.FuncPkeyGetKeyCurve, &wire.PkeyGetKeyCurveRequest{Pkey: handle}, &cv); err != nil {
 		return k, err
 	}
 	k.typ, k.curve = hsmapi.KeyType(t.Type), hsmapi.Curve(cv.Curve)
@@ -262,13 +263,13 @@ func (c *Client) remember(id hsmapi.UUID, handle uint32) (openKey, error) {
 }
 
 func (c *Client) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hsmapi.KeyInfo, error) {
-	var r PkeyGenerateRSAResponse // the three generate answers share a layout
+	var r wire.PkeyGenerateRSAResponse // the three generate answers share a layout
 	var err error
 	switch req.Type {
 	case hsmapi.KeyTypeRSAPrivate:
-		err = c.call(FuncPkeyGenerateRSA, &PkeyGenerateRSARequest{KeyLen: uint32(req.Bits), Exponent: []byte{1, 0, 1}, Flags: uint32(req.Flags)}, &r)
+		err = c.call(wire.FuncPkeyGenerateRSA, &wire.PkeyGenerateRSARequest{KeyLen: uint32(req.Bits), Exponent: []byte{1, 0, 1}, Flags: uint32(req.Flags)}, &r)
 	case hsmapi.KeyTypeECPrivate:
-		err = c.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(req.Curve), Flags: uint32(req.Flags)}, &r)
+		err = c.call(wire.FuncPkeyGenerateEC, &wire.PkeyGenerateECRequest{Curve: uint32(req.Curve), Flags: uint32(req.Flags)}, &r)
 	case hsmapi.KeyTypeHashsigPrivate:
 		if len(req.Levels) == 0 {
 			return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: no levels", hsmapi.ErrBadArguments)
@@ -278,7 +279,7 @@ func (c *Client) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hsm
 				return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: libhal's PKEY_GENERATE_HASHSIG gives every level the same types", hsmapi.ErrUnsupported)
 			}
 		}
-		err = c.call(FuncPkeyGenerateHashsig, &PkeyGenerateHashsigRequest{L: uint32(len(req.Levels)),
+		err = c.call(wire.FuncPkeyGenerateHashsig, &wire.PkeyGenerateHashsigRequest{L: uint32(len(req.Levels)),
 			LMSType: uint32(req.Levels[0].LMS), LMOTSType: uint32(req.Levels[0].LMOTS), Flags: uint32(req.Flags)}, &r)
 	default:
 		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: cannot generate %v", hsmapi.ErrBadArguments, req.Type)
@@ -302,8 +303,8 @@ func (c *Client) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hsm
 }
 
 func (c *Client) setLabel(handle uint32, label string) error {
-	return c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: handle,
-		Attributes: []Attribute{{Type: hsmapi.AttributeLabel, Value: []byte(label)}}}, &PkeySetAttributesResponse{})
+	return c.call(wire.FuncPkeySetAttributes, &wire.PkeySetAttributesRequest{Pkey: handle,
+		Attributes: []wire.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte(label)}}}, &wire.PkeySetAttributesResponse{})
 }
 
 // Key describes a key, asking the server for each of its facts.
@@ -312,12 +313,12 @@ func (c *Client) Key(_ context.Context, id hsmapi.UUID) (hsmapi.KeyInfo, error) 
 	if err != nil {
 		return hsmapi.KeyInfo{}, err
 	}
-	var flags PkeyGetKeyFlagsResponse
-	var pub PkeyGetPublicKeyResponse
-	if err := c.call(FuncPkeyGetKeyFlags, &PkeyGetKeyFlagsRequest{Pkey: k.handle}, &flags); err != nil {
+	var flags wire.PkeyGetKeyFlagsResponse
+	var pub wire.PkeyGetPublicKeyResponse
+	if err := c.call(wire.FuncPkeyGetKeyFlags, &wire.PkeyGetKeyFlagsRequest{Pkey: k.handle}, &flags); err != nil {
 		return hsmapi.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
 	}
-	if err := c.call(FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: k.handle, Max: MaxPacket - 64}, &pub); err != nil {
+	if err := c.call(wire.FuncPkeyGetPublicKey, &wire.PkeyGetPublicKeyRequest{Pkey: k.handle, Max: wire.MaxPacket - 64}, &pub); err != nil {
 		return hsmapi.KeyInfo{}, fmt.Errorf("key %s: %w", id, err)
 	}
 	info, err := hsmapi.DescribePublicKey(pub.DER, k.typ.IsPrivate())
@@ -367,8 +368,8 @@ func (c *Client) extAttributes() bool { return c.ext != nil && c.ext.Version >= 
 func (c *Client) attributes(handle uint32, types []uint32) (map[uint32][]byte, error) {
 	out := map[uint32][]byte{}
 	if c.extAttributes() {
-		var r ExtGetAttributesResponse
-		if err := c.call(FuncExtGetAttributes, &ExtGetAttributesRequest{Pkey: handle}, &r); err != nil {
+		var r wire.ExtGetAttributesResponse
+		if err := c.call(wire.FuncExtGetAttributes, &wire.ExtGetAttributesRequest{Pkey: handle}, &r); err != nil {
 			return nil, err
 		}
 		for _, a := range r.Attributes {
@@ -378,9 +379,9 @@ func (c *Client) attributes(handle uint32, types []uint32) (map[uint32][]byte, e
 		}
 		return out, nil
 	}
-	var lengths PkeyGetAttributesResponse
+	var lengths wire.PkeyGetAttributesResponse
 	lengths.LengthsOnly = true
-	err := c.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: handle, Types: types}, &lengths)
+	err := c.call(wire.FuncPkeyGetAttributes, &wire.PkeyGetAttributesRequest{Pkey: handle, Types: types}, &lengths)
 	if errors.Is(err, hsmapi.ErrAttributeNotFound) {
 		return out, nil // libhal's answer for a key with no attributes at all
 	}
@@ -388,7 +389,7 @@ func (c *Client) attributes(handle uint32, types []uint32) (map[uint32][]byte, e
 		return nil, err
 	}
 	if len(lengths.Attributes) != len(types) {
-		return nil, fmt.Errorf("%w: %d lengths for %d attributes", StatusRPCProtocolError, len(lengths.Attributes), len(types))
+		return nil, fmt.Errorf("%w: %d lengths for %d attributes", wire.StatusRPCProtocolError, len(lengths.Attributes), len(types))
 	}
 	var ask []uint32
 	size := 0
@@ -396,12 +397,12 @@ func (c *Client) attributes(handle uint32, types []uint32) (map[uint32][]byte, e
 		if len(ask) == 0 {
 			return nil
 		}
-		var r PkeyGetAttributesResponse
-		if err := c.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: handle, Types: ask, BufferLen: uint32(size)}, &r); err != nil {
+		var r wire.PkeyGetAttributesResponse
+		if err := c.call(wire.FuncPkeyGetAttributes, &wire.PkeyGetAttributesRequest{Pkey: handle, Types: ask, BufferLen: uint32(size)}, &r); err != nil {
 			return err
 		}
 		if len(r.Attributes) != len(ask) {
-			return fmt.Errorf("%w: %d values for %d attributes", StatusRPCProtocolError, len(r.Attributes), len(ask))
+			return fmt.Errorf("%w: %d values for %d attributes", wire.StatusRPCProtocolError, len(r.Attributes), len(ask))
 		}
 		for _, a := range r.Attributes {
 			out[a.Type] = a.Value
@@ -414,7 +415,7 @@ func (c *Client) attributes(handle uint32, types []uint32) (map[uint32][]byte, e
 			continue
 		}
 		// One request's answer must fit in a packet, as libhal checks.
-		if 4*(1+2*(len(ask)+1))+size+int(a.Length) > MaxPacket-headerSize {
+		if 4*(1+2*(len(ask)+1))+size+int(a.Length) > wire.MaxPacket-headerSize {
 			if err := flush(); err != nil {
 				return nil, err
 			}
@@ -472,15 +473,15 @@ const matchPage = 64
 
 // Keys pages through PKEY_MATCH, then describes each key.
 func (c *Client) Keys(ctx context.Context, f hsmapi.Filter) ([]hsmapi.KeyInfo, error) {
-	req := &PkeyMatchRequest{Type: uint32(f.Type), Curve: uint32(f.Curve), Mask: uint32(f.Mask), Flags: uint32(f.Flags),
+	req := &wire.PkeyMatchRequest{Type: uint32(f.Type), Curve: uint32(f.Curve), Mask: uint32(f.Mask), Flags: uint32(f.Flags),
 		Max: matchPage, Previous: make([]byte, 16)}
 	for _, a := range f.Attributes {
-		req.Attributes = append(req.Attributes, Attribute{Type: a.Type, Value: a.Value})
+		req.Attributes = append(req.Attributes, wire.Attribute{Type: a.Type, Value: a.Value})
 	}
 	var ids []hsmapi.UUID
 	for {
-		var r PkeyMatchResponse
-		if err := c.call(FuncPkeyMatch, req, &r); err != nil {
+		var r wire.PkeyMatchResponse
+		if err := c.call(wire.FuncPkeyMatch, req, &r); err != nil {
 			return nil, fmt.Errorf("list keys: %w", err)
 		}
 		for _, u := range r.UUIDs {
@@ -516,7 +517,7 @@ func (c *Client) DeleteKey(_ context.Context, id hsmapi.UUID) error {
 	if err != nil {
 		return fmt.Errorf("delete key: %w", err)
 	}
-	if err := c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: k.handle}, &PkeyDeleteResponse{}); err != nil {
+	if err := c.call(wire.FuncPkeyDelete, &wire.PkeyDeleteRequest{Pkey: k.handle}, &wire.PkeyDeleteResponse{}); err != nil {
 		return fmt.Errorf("delete key %s: %w", id, err)
 	}
 	c.forget(id)
@@ -550,8 +551,8 @@ func (c *Client) Sign(_ context.Context, id hsmapi.UUID, digest []byte, opts cry
 	if err != nil {
 		return nil, fmt.Errorf("sign with %s: %w", id, err)
 	}
-	var r PkeySignResponse
-	if err := c.call(FuncPkeySign, &PkeySignRequest{Pkey: k.handle, Data: data, Max: MaxPacket - 64}, &r); err != nil {
+	var r wire.PkeySignResponse
+	if err := c.call(wire.FuncPkeySign, &wire.PkeySignRequest{Pkey: k.handle, Data: data, Max: wire.MaxPacket - 64}, &r); err != nil {
 		return nil, fmt.Errorf("sign with %s: %w", id, err)
 	}
 	if k.curve != hsmapi.CurveNone {
@@ -574,7 +575,7 @@ func (c *Client) Verify(_ context.Context, id hsmapi.UUID, digest, sig []byte, o
 			return err
 		}
 	}
-	if err := c.call(FuncPkeyVerify, &PkeyVerifyRequest{Pkey: k.handle, Data: data, Signature: sig}, &PkeyVerifyResponse{}); err != nil {
+	if err := c.call(wire.FuncPkeyVerify, &wire.PkeyVerifyRequest{Pkey: k.handle, Data: data, Signature: sig}, &wire.PkeyVerifyResponse{}); err != nil {
 		return fmt.Errorf("verify with %s: %w", id, err)
 	}
 	return nil
@@ -586,8 +587,8 @@ func (c *Client) DamagedBlocks(context.Context) ([]int, error) {
 	if c.ext == nil {
 		return nil, nil
 	}
-	var r ExtDamagedResponse
-	if err := c.call(FuncExtDamaged, &ExtDamagedRequest{}, &r); err != nil {
+	var r wire.ExtDamagedResponse
+	if err := c.call(wire.FuncExtDamaged, &wire.ExtDamagedRequest{}, &r); err != nil {
 		return nil, fmt.Errorf("damaged blocks: %w", err)
 	}
 	blocks := make([]int, len(r.Blocks))
@@ -624,8 +625,8 @@ func (c *Client) Export(_ context.Context, req hsmapi.ExportRequest) (hsmapi.Wra
 		return hsmapi.WrappedKey{}, fmt.Errorf("export: %w", err)
 	}
 	if c.ext != nil {
-		var r ExtExportResponse
-		err := c.call(FuncExtExport, &ExtExportRequest{Pkey: k.handle, KEKEK: kekek.SPKI(), Encryption: string(req.Encryption), Binding: req.Binding}, &r)
+		var r wire.ExtExportResponse
+		err := c.call(wire.FuncExtExport, &wire.ExtExportRequest{Pkey: k.handle, KEKEK: kekek.SPKI(), Encryption: string(req.Encryption), Binding: req.Binding}, &r)
 		if err != nil {
 			return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
 		}
@@ -639,13 +640,13 @@ func (c *Client) Export(_ context.Context, req hsmapi.ExportRequest) (hsmapi.Wra
 		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, errLibhalOnly)
 	}
 	// libhal's way: load the KEKEK as a volatile public key, export, delete it.
-	var loaded PkeyLoadResponse
-	if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: kekek.SPKI(), Flags: uint32(hsmapi.FlagKeyEncipherment)}, &loaded); err != nil {
+	var loaded wire.PkeyLoadResponse
+	if err := c.call(wire.FuncPkeyLoad, &wire.PkeyLoadRequest{DER: kekek.SPKI(), Flags: uint32(hsmapi.FlagKeyEncipherment)}, &loaded); err != nil {
 		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: load KEKEK: %w", req.Key, err)
 	}
-	defer c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: loaded.Pkey}, &PkeyDeleteResponse{})
-	var r PkeyExportResponse
-	if err := c.call(FuncPkeyExport, &PkeyExportRequest{Pkey: k.handle, KEKEK: loaded.Pkey, PKCS8Max: MaxPacket / 2, KEKMax: MaxPacket / 4}, &r); err != nil {
+	defer c.call(wire.FuncPkeyDelete, &wire.PkeyDeleteRequest{Pkey: loaded.Pkey}, &wire.PkeyDeleteResponse{})
+	var r wire.PkeyExportResponse
+	if err := c.call(wire.FuncPkeyExport, &wire.PkeyExportRequest{Pkey: k.handle, KEKEK: loaded.Pkey, PKCS8Max: wire.MaxPacket / 2, KEKMax: wire.MaxPacket / 4}, &r); err != nil {
 		return hsmapi.WrappedKey{}, fmt.Errorf("export %s: %w", req.Key, err)
 	}
 	return hsmapi.WrappedKey{EncryptedKey: r.PKCS8, EncryptedKEK: r.KEK}, nil
@@ -664,8 +665,8 @@ func (c *Client) Import(ctx context.Context, req hsmapi.ImportRequest) (hsmapi.I
 	var pkey uint32
 	var uuid []byte
 	if len(req.Wrapped.EncryptedKey) == 0 {
-		var r PkeyLoadResponse
-		if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.PublicKey, Flags: uint32(req.Flags)}, &r); err != nil {
+		var r wire.PkeyLoadResponse
+		if err := c.call(wire.FuncPkeyLoad, &wire.PkeyLoadRequest{DER: req.PublicKey, Flags: uint32(req.Flags)}, &r); err != nil {
 			return hsmapi.ImportResult{}, fmt.Errorf("import: %w", err)
 		}
 		pkey, uuid = r.Pkey, r.UUID
@@ -677,8 +678,8 @@ func (c *Client) Import(ctx context.Context, req hsmapi.ImportRequest) (hsmapi.I
 		if err != nil {
 			return hsmapi.ImportResult{}, fmt.Errorf("import: KEKEK: %w", err)
 		}
-		var r PkeyImportResponse
-		if err := c.call(FuncPkeyImport, &PkeyImportRequest{KEKEK: kekek.handle, PKCS8: req.Wrapped.EncryptedKey, KEK: req.Wrapped.EncryptedKEK, Flags: uint32(req.Flags)}, &r); err != nil {
+		var r wire.PkeyImportResponse
+		if err := c.call(wire.FuncPkeyImport, &wire.PkeyImportRequest{KEKEK: kekek.handle, PKCS8: req.Wrapped.EncryptedKey, KEK: req.Wrapped.EncryptedKEK, Flags: uint32(req.Flags)}, &r); err != nil {
 			return hsmapi.ImportResult{}, fmt.Errorf("import: %w", err)
 		}
 		pkey, uuid = r.Pkey, r.UUID
@@ -696,16 +697,16 @@ func (c *Client) Import(ctx context.Context, req hsmapi.ImportRequest) (hsmapi.I
 // that fail the key is deleted again, rather than stay without them. (Two
 // requests, not one atomic step: a crash between them leaves the key
 // without its attributes, which libhal's functions cannot avoid.)
-func (c *Client) settle(pkey uint32, uuid []byte, attrs []Attribute) (hsmapi.UUID, error) {
+func (c *Client) settle(pkey uint32, uuid []byte, attrs []wire.Attribute) (hsmapi.UUID, error) {
 	id, err := uuidOf(uuid)
 	if err == nil && len(attrs) > 0 {
-		err = c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: pkey, Attributes: attrs}, &PkeySetAttributesResponse{})
+		err = c.call(wire.FuncPkeySetAttributes, &wire.PkeySetAttributesRequest{Pkey: pkey, Attributes: attrs}, &wire.PkeySetAttributesResponse{})
 	}
 	if err == nil {
 		_, err = c.remember(id, pkey)
 	}
 	if err != nil {
-		c.call(FuncPkeyDelete, &PkeyDeleteRequest{Pkey: pkey}, &PkeyDeleteResponse{})
+		c.call(wire.FuncPkeyDelete, &wire.PkeyDeleteRequest{Pkey: pkey}, &wire.PkeyDeleteResponse{})
 		c.forget(id)
 		return hsmapi.UUID{}, err
 	}
@@ -713,13 +714,13 @@ func (c *Client) settle(pkey uint32, uuid []byte, attrs []Attribute) (hsmapi.UUI
 }
 
 // labelAndAttributes is what PKEY_SET_ATTRIBUTES sets on a new key.
-func labelAndAttributes(label string, attrs []hsmapi.Attribute) []Attribute {
-	var out []Attribute
+func labelAndAttributes(label string, attrs []hsmapi.Attribute) []wire.Attribute {
+	var out []wire.Attribute
 	if label != "" {
-		out = append(out, Attribute{Type: hsmapi.AttributeLabel, Value: []byte(label)})
+		out = append(out, wire.Attribute{Type: hsmapi.AttributeLabel, Value: []byte(label)})
 	}
 	for _, a := range attrs {
-		out = append(out, Attribute{Type: a.Type, Value: a.Value, Absent: a.Delete})
+		out = append(out, wire.Attribute{Type: a.Type, Value: a.Value, Absent: a.Delete})
 	}
 	return out
 }
@@ -733,38 +734,38 @@ func (c *Client) ImportBatch(ctx context.Context, reqs []hsmapi.ImportRequest) (
 	if len(reqs) == 0 {
 		return nil, nil
 	}
-	var begin ExtImportBeginResponse
+	var begin wire.ExtImportBeginResponse
 	kekek := reqs[0].KEKEKUUID
-	if err := c.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: kekek[:]}, &begin); err != nil {
+	if err := c.call(wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: kekek[:]}, &begin); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	for i, req := range reqs {
 		if req.KEKEKUUID != kekek && len(req.Wrapped.EncryptedKey) > 0 {
 			return nil, fmt.Errorf("import: %w: one batch, one KEKEK", hsmapi.ErrBadArguments)
 		}
-		add := ExtImportAddRequest{Batch: begin.Batch, UUID: req.UUID[:], Label: req.Label, Flags: uint32(req.Flags),
+		add := wire.ExtImportAddRequest{Batch: begin.Batch, UUID: req.UUID[:], Label: req.Label, Flags: uint32(req.Flags),
 			Encryption: string(req.Encryption), PKCS8: req.Wrapped.EncryptedKey, KEK: req.Wrapped.EncryptedKEK, Tag: req.Wrapped.Tag,
 			Binding: req.Binding, SPKI: req.PublicKey}
 		var err error
 		switch {
 		case len(req.Attributes) == 0:
-			err = c.call(FuncExtImportAdd, &add, &ExtImportAddResponse{})
+			err = c.call(wire.FuncExtImportAdd, &add, &wire.ExtImportAddResponse{})
 		case c.ext.Version < 2:
 			// Never a key without the attributes it left with.
 			err = fmt.Errorf("%w: this server's import extension (version %d) cannot carry key attributes", hsmapi.ErrUnsupported, c.ext.Version)
 		default:
-			err = c.call(FuncExtImportAdd2, &ExtImportAdd2Request{add, labelAndAttributes("", req.Attributes)}, &ExtImportAddResponse{})
+			err = c.call(wire.FuncExtImportAdd2, &wire.ExtImportAdd2Request{ExtImportAddRequest: add, Attributes: labelAndAttributes("", req.Attributes)}, &wire.ExtImportAddResponse{})
 		}
 		if err != nil {
 			return nil, fmt.Errorf("import key %d (%s): %w", i, req.UUID, err)
 		}
 	}
-	var commit ExtImportCommitResponse
-	if err := c.call(FuncExtImportCommit, &ExtImportCommitRequest{Batch: begin.Batch}, &commit); err != nil {
+	var commit wire.ExtImportCommitResponse
+	if err := c.call(wire.FuncExtImportCommit, &wire.ExtImportCommitRequest{Batch: begin.Batch}, &commit); err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	if len(commit.Present) != len(reqs) {
-		return nil, fmt.Errorf("import: %w: %d results for %d keys", StatusRPCProtocolError, len(commit.Present), len(reqs))
+		return nil, fmt.Errorf("import: %w: %d results for %d keys", wire.StatusRPCProtocolError, len(commit.Present), len(reqs))
 	}
 	out := make([]hsmapi.ImportResult, len(reqs))
 	for i, req := range reqs {
@@ -788,8 +789,8 @@ func (c *Client) LoadPrivateKey(ctx context.Context, req hsmapi.LoadRequest) (hs
 	if err != nil {
 		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
-	var r PkeyLoadResponse
-	if err := c.call(FuncPkeyLoad, &PkeyLoadRequest{DER: req.PKCS8, Flags: uint32(req.Flags)}, &r); err != nil {
+	var r wire.PkeyLoadResponse
+	if err := c.call(wire.FuncPkeyLoad, &wire.PkeyLoadRequest{DER: req.PKCS8, Flags: uint32(req.Flags)}, &r); err != nil {
 		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	id, err := c.settle(r.Pkey, r.UUID, attrs)
@@ -802,7 +803,7 @@ func (c *Client) LoadPrivateKey(ctx context.Context, req hsmapi.LoadRequest) (hs
 // loadAttributes is what LoadPrivateKey sets after PKEY_LOAD: the label, the
 // attributes asked for and, when markLocal, CKA_LOCAL false unless asked
 // otherwise.
-func loadAttributes(req hsmapi.LoadRequest, markLocal bool) ([]Attribute, error) {
+func loadAttributes(req hsmapi.LoadRequest, markLocal bool) ([]wire.Attribute, error) {
 	if err := hsmapi.CheckLabel(req.Label); err != nil {
 		return nil, err
 	}
@@ -815,7 +816,7 @@ func loadAttributes(req hsmapi.LoadRequest, markLocal bool) ([]Attribute, error)
 	}
 	out := labelAndAttributes(req.Label, req.Attributes)
 	if markLocal && !local {
-		out = append(out, Attribute{Type: hsmapi.CKALocal, Value: []byte{0}})
+		out = append(out, wire.Attribute{Type: hsmapi.CKALocal, Value: []byte{0}})
 	}
 	return out, nil
 }

@@ -3,8 +3,9 @@ package rpc
 import (
 	"errors"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/frontend"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // statusErrors pairs the HSM's errors with the libhal statuses that carry
@@ -12,53 +13,69 @@ import (
 // turns a status back into the error callers test with errors.Is.
 var statusErrors = []struct {
 	err    error
-	status Status
+	status wire.Status
 }{
-	{hsmapi.ErrBadArguments, StatusBadArguments},
-	{hsmapi.ErrBadUUID, StatusBadArguments},
-	{hsmapi.ErrKeyNotFound, StatusKeyNotFound},
-	{hsmapi.ErrKeyNameInUse, StatusKeyNameInUse},
+	{hsmapi.ErrBadArguments, wire.StatusBadArguments},
+	{hsmapi.ErrBadUUID, wire.StatusBadArguments},
+	{hsmapi.ErrKeyNotFound, wire.StatusKeyNotFound},
+	{hsmapi.ErrKeyNameInUse, wire.StatusKeyNameInUse},
 	// After ErrKeyNameInUse, which a client turns the status back into:
 	// libhal has one answer for a key it holds already.
-	{hsm.ErrHashsigRangeUsed, StatusKeyNameInUse},
-	{hsmapi.ErrNotLoggedIn, StatusForbidden},
-	{hsmapi.ErrForbidden, StatusForbidden},
-	{hsmapi.ErrNotExportable, StatusForbidden},
-	{hsmapi.ErrPINIncorrect, StatusPINIncorrect},
-	{hsmapi.ErrUnsupportedKey, StatusUnsupportedKey},
-	{hsmapi.ErrUnsupported, StatusNotImplemented},
+	{hsmapi.ErrHashsigRangeUsed, wire.StatusKeyNameInUse},
+	{hsmapi.ErrNotLoggedIn, wire.StatusForbidden},
+	{hsmapi.ErrForbidden, wire.StatusForbidden},
+	{hsmapi.ErrNotExportable, wire.StatusForbidden},
+	{hsmapi.ErrPINIncorrect, wire.StatusPINIncorrect},
+	{hsmapi.ErrUnsupportedKey, wire.StatusUnsupportedKey},
+	{hsmapi.ErrUnsupported, wire.StatusNotImplemented},
 	// libhal reports a failed key unwrap this way, whatever failed.
-	{hsmapi.ErrDecryption, StatusKeywrapBadMagic},
-	{hsmapi.ErrInvalidSignature, StatusInvalidSignature},
-	{hsmapi.ErrKeystoreFull, StatusNoKeySlotsAvailable},
-	{hsmapi.ErrTamper, StatusMasterkeyNotSet},
-	{hsmapi.ErrKeyExhausted, StatusHashsigKeyExhausted},
-	{hsmapi.ErrAttributeNotFound, StatusAttributeNotFound},
-	{hsmapi.ErrDamaged, StatusKeystoreBadCRC},
+	{hsmapi.ErrDecryption, wire.StatusKeywrapBadMagic},
+	{hsmapi.ErrInvalidSignature, wire.StatusInvalidSignature},
+	{hsmapi.ErrKeystoreFull, wire.StatusNoKeySlotsAvailable},
+	{hsmapi.ErrTamper, wire.StatusMasterkeyNotSet},
+	{hsmapi.ErrKeyExhausted, wire.StatusHashsigKeyExhausted},
+	{hsmapi.ErrAttributeNotFound, wire.StatusAttributeNotFound},
+	{hsmapi.ErrDamaged, wire.StatusKeystoreBadCRC},
+}
+
+// frontendStatuses are the libhal statuses of the front end's limits, as
+// libhal answers when a table of its is full. (A client gets the statuses
+// alone.)
+var frontendStatuses = []struct {
+	err    error
+	status wire.Status
+}{
+	{frontend.ErrNoKeyHandles, wire.StatusNoKeySlotsAvailable},
+	{frontend.ErrNoRoom, wire.StatusAllocationFailure},
 }
 
 // statusOf is the status a server answers err with.
-func statusOf(err error) Status {
+func statusOf(err error) wire.Status {
 	if err == nil {
-		return StatusOK
+		return wire.StatusOK
 	}
-	var st Status
+	var st wire.Status
 	if errors.As(err, &st) {
 		return st
+	}
+	for _, se := range frontendStatuses {
+		if errors.Is(err, se.err) {
+			return se.status
+		}
 	}
 	for _, se := range statusErrors {
 		if errors.Is(err, se.err) {
 			return se.status
 		}
 	}
-	return StatusImpossible
+	return wire.StatusImpossible
 }
 
 // statusError is what a client returns for a status other than OK: the
 // status itself, and the HSM error it stands for, so that errors.Is works
 // with either.
 type statusError struct {
-	status Status
+	status wire.Status
 	err    error
 }
 
@@ -76,8 +93,8 @@ func (e *statusError) Unwrap() []error {
 	return []error{e.status}
 }
 
-func errorOf(st Status) error {
-	if st == StatusOK {
+func errorOf(st wire.Status) error {
+	if st == wire.StatusOK {
 		return nil
 	}
 	for _, se := range statusErrors {
@@ -87,3 +104,17 @@ func errorOf(st Status) error {
 	}
 	return &statusError{status: st}
 }
+
+// Status is a libhal status code. A Client's error for a status other than
+// OK wraps it, so that callers can test for one with errors.Is.
+type Status = wire.Status
+
+// The statuses callers of a Client branch on.
+const (
+	// StatusKeyNameInUse: the server holds a key under that UUID already
+	// (and over RPC that is all a client learns of why).
+	StatusKeyNameInUse = wire.StatusKeyNameInUse
+	// StatusRPCTransport: the connection failed; the request may or may not
+	// have been carried out.
+	StatusRPCTransport = wire.StatusRPCTransport
+)

@@ -25,6 +25,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/testkeys"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // Tests of the places where this server answers as libhal's rpc_server.c
@@ -78,7 +79,7 @@ func mustHexString(t *testing.T, s string) []byte {
 // loginRaw logs a raw connection in as the normal user.
 func loginRaw(t *testing.T, r *rawConn) {
 	t.Helper()
-	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &wire.LoginResponse{}); st != wire.StatusOK {
 		t.Fatalf("LOGIN: %v", st)
 	}
 }
@@ -99,24 +100,24 @@ func TestHashsigPublicKeyInLibhalEncoding(t *testing.T) {
 	libhalSPKI := append(mustHexString(t, "3053 300f 060b2a864886f70d0109100311 0500 0340 00 303d 020102 020105 020104 0410"), pub[12:28]...)
 	libhalSPKI = append(append(libhalSPKI, 0x04, 0x20), pub[28:]...)
 
-	var load PkeyLoadResponse
-	if st := r.call(FuncPkeyLoad, &PkeyLoadRequest{DER: libhalSPKI, Flags: uint32(hsmapi.FlagDigitalSignature)}, &load); st != StatusOK {
+	var load wire.PkeyLoadResponse
+	if st := r.call(wire.FuncPkeyLoad, &wire.PkeyLoadRequest{DER: libhalSPKI, Flags: uint32(hsmapi.FlagDigitalSignature)}, &load); st != wire.StatusOK {
 		t.Fatalf("PKEY_LOAD of libhal's HSS SubjectPublicKeyInfo: %v", st)
 	}
-	if st := r.call(FuncPkeyVerify, &PkeyVerifyRequest{Pkey: load.Pkey, Data: msg, Signature: sig}, &PkeyVerifyResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncPkeyVerify, &wire.PkeyVerifyRequest{Pkey: load.Pkey, Data: msg, Signature: sig}, &wire.PkeyVerifyResponse{}); st != wire.StatusOK {
 		t.Fatalf("PKEY_VERIFY of RFC 8554's signature under the loaded key: %v", st)
 	}
 	bad := bytes.Clone(sig)
 	bad[len(bad)-1] ^= 1
-	if st := r.call(FuncPkeyVerify, &PkeyVerifyRequest{Pkey: load.Pkey, Data: msg, Signature: bad}, &PkeyVerifyResponse{}); st != StatusInvalidSignature {
+	if st := r.call(wire.FuncPkeyVerify, &wire.PkeyVerifyRequest{Pkey: load.Pkey, Data: msg, Signature: bad}, &wire.PkeyVerifyResponse{}); st != wire.StatusInvalidSignature {
 		t.Fatalf("PKEY_VERIFY of a flipped signature: %v", st)
 	}
-	var n PkeyGetPublicKeyLenResponse
-	var got PkeyGetPublicKeyResponse
-	if st := r.call(FuncPkeyGetPublicKeyLen, &PkeyGetPublicKeyLenRequest{Pkey: load.Pkey}, &n); st != StatusOK {
+	var n wire.PkeyGetPublicKeyLenResponse
+	var got wire.PkeyGetPublicKeyResponse
+	if st := r.call(wire.FuncPkeyGetPublicKeyLen, &wire.PkeyGetPublicKeyLenRequest{Pkey: load.Pkey}, &n); st != wire.StatusOK {
 		t.Fatal(st)
 	}
-	if st := r.call(FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: load.Pkey, Max: n.Len}, &got); st != StatusOK {
+	if st := r.call(wire.FuncPkeyGetPublicKey, &wire.PkeyGetPublicKeyRequest{Pkey: load.Pkey, Max: n.Len}, &got); st != wire.StatusOK {
 		t.Fatal(st)
 	}
 	if !bytes.Equal(got.DER, libhalSPKI) || n.Len != uint32(len(libhalSPKI)) {
@@ -125,12 +126,12 @@ func TestHashsigPublicKeyInLibhalEncoding(t *testing.T) {
 
 	// A key made here goes out in libhal's layout too, and the client
 	// reads it back as RFC 9708.
-	var gen PkeyGenerateHashsigResponse
-	if st := r.call(FuncPkeyGenerateHashsig, &PkeyGenerateHashsigRequest{L: 1, LMSType: uint32(hashsig.LMS_SHA256_M32_H5),
-		LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8), Flags: uint32(hsmapi.FlagDigitalSignature | hsmapi.FlagToken)}, &gen); st != StatusOK {
+	var gen wire.PkeyGenerateHashsigResponse
+	if st := r.call(wire.FuncPkeyGenerateHashsig, &wire.PkeyGenerateHashsigRequest{L: 1, LMSType: uint32(hashsig.LMS_SHA256_M32_H5),
+		LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8), Flags: uint32(hsmapi.FlagDigitalSignature | hsmapi.FlagToken)}, &gen); st != wire.StatusOK {
 		t.Fatal(st)
 	}
-	if st := r.call(FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: gen.Pkey, Max: 1024}, &got); st != StatusOK {
+	if st := r.call(wire.FuncPkeyGetPublicKey, &wire.PkeyGetPublicKeyRequest{Pkey: gen.Pkey, Max: 1024}, &got); st != wire.StatusOK {
 		t.Fatal(st)
 	}
 	if prefix := mustHexString(t, "3053 300f 060b2a864886f70d0109100311 0500 0340 00 303d 020101 020105 020104 0410"); !bytes.HasPrefix(got.DER, prefix) {
@@ -156,13 +157,13 @@ func TestHashsigThroughHashHandle(t *testing.T) {
 	addr, _ := served(t)
 	r := dialRaw(t, addr)
 	loginRaw(t, r)
-	var gen PkeyGenerateHashsigResponse
-	if st := r.call(FuncPkeyGenerateHashsig, &PkeyGenerateHashsigRequest{L: 1, LMSType: uint32(hashsig.LMS_SHA256_M32_H5),
-		LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8), Flags: uint32(hsmapi.FlagDigitalSignature | hsmapi.FlagToken)}, &gen); st != StatusOK {
+	var gen wire.PkeyGenerateHashsigResponse
+	if st := r.call(wire.FuncPkeyGenerateHashsig, &wire.PkeyGenerateHashsigRequest{L: 1, LMSType: uint32(hashsig.LMS_SHA256_M32_H5),
+		LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8), Flags: uint32(hsmapi.FlagDigitalSignature | hsmapi.FlagToken)}, &gen); st != wire.StatusOK {
 		t.Fatal(st)
 	}
-	var spki PkeyGetPublicKeyResponse
-	if st := r.call(FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: gen.Pkey, Max: 1024}, &spki); st != StatusOK {
+	var spki wire.PkeyGetPublicKeyResponse
+	if st := r.call(wire.FuncPkeyGetPublicKey, &wire.PkeyGetPublicKeyRequest{Pkey: gen.Pkey, Max: 1024}, &spki); st != wire.StatusOK {
 		t.Fatal(st)
 	}
 	pk, err := hashsig.ParsePKIXPublicKey(spki.DER)
@@ -172,19 +173,19 @@ func TestHashsigThroughHashHandle(t *testing.T) {
 	message := bytes.Repeat([]byte("a message longer than a packet "), 1000)
 	hashOf := func() uint32 {
 		t.Helper()
-		var h HashInitializeResponse
-		if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3 /* SHA-256 */}, &h); st != StatusOK {
+		var h wire.HashInitializeResponse
+		if st := r.call(wire.FuncHashInitialize, &wire.HashInitializeRequest{Alg: 3 /* SHA-256 */}, &h); st != wire.StatusOK {
 			t.Fatal(st)
 		}
 		for chunk := range slices.Chunk(message, 8000) {
-			if st := r.call(FuncHashUpdate, &HashUpdateRequest{Hash: h.Hash, Data: chunk}, &HashUpdateResponse{}); st != StatusOK {
+			if st := r.call(wire.FuncHashUpdate, &wire.HashUpdateRequest{Hash: h.Hash, Data: chunk}, &wire.HashUpdateResponse{}); st != wire.StatusOK {
 				t.Fatal(st)
 			}
 		}
 		return h.Hash
 	}
-	var sig PkeySignResponse
-	if st := r.call(FuncPkeySign, &PkeySignRequest{Pkey: gen.Pkey, Hash: hashOf(), Max: 8192}, &sig); st != StatusOK {
+	var sig wire.PkeySignResponse
+	if st := r.call(wire.FuncPkeySign, &wire.PkeySignRequest{Pkey: gen.Pkey, Hash: hashOf(), Max: 8192}, &sig); st != wire.StatusOK {
 		t.Fatalf("PKEY_SIGN with an HSS key and a hash handle: %v", st)
 	}
 	digest := sha256.Sum256(message)
@@ -194,11 +195,11 @@ func TestHashsigThroughHashHandle(t *testing.T) {
 	if err := pk.Verify(message, sig.Signature); err == nil {
 		t.Fatal("the signature covers the message itself")
 	}
-	if st := r.call(FuncPkeyVerify, &PkeyVerifyRequest{Pkey: gen.Pkey, Hash: hashOf(), Signature: sig.Signature}, &PkeyVerifyResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncPkeyVerify, &wire.PkeyVerifyRequest{Pkey: gen.Pkey, Hash: hashOf(), Signature: sig.Signature}, &wire.PkeyVerifyResponse{}); st != wire.StatusOK {
 		t.Fatalf("PKEY_VERIFY with an HSS key and a hash handle: %v", st)
 	}
 	sig.Signature[len(sig.Signature)-1] ^= 1
-	if st := r.call(FuncPkeyVerify, &PkeyVerifyRequest{Pkey: gen.Pkey, Hash: hashOf(), Signature: sig.Signature}, &PkeyVerifyResponse{}); st != StatusInvalidSignature {
+	if st := r.call(wire.FuncPkeyVerify, &wire.PkeyVerifyRequest{Pkey: gen.Pkey, Hash: hashOf(), Signature: sig.Signature}, &wire.PkeyVerifyResponse{}); st != wire.StatusInvalidSignature {
 		t.Fatalf("PKEY_VERIFY of a flipped signature: %v", st)
 	}
 }
@@ -249,8 +250,8 @@ func TestPkeyLoadPrivateKey(t *testing.T) {
 		if _, ok := signer.(*rsa.PrivateKey); ok {
 			data = mustDigestInfo(t, crypto.SHA256, digest[:])
 		}
-		var sig PkeySignResponse
-		if st := r.call(FuncPkeySign, &PkeySignRequest{Pkey: pkey, Data: data, Max: 4096}, &sig); st != StatusOK {
+		var sig wire.PkeySignResponse
+		if st := r.call(wire.FuncPkeySign, &wire.PkeySignRequest{Pkey: pkey, Data: data, Max: 4096}, &sig); st != wire.StatusOK {
 			t.Fatalf("PKEY_SIGN with the loaded %T: %v", signer, st)
 		}
 		switch pub := signer.Public().(type) {
@@ -264,8 +265,8 @@ func TestPkeyLoadPrivateKey(t *testing.T) {
 		if err != nil {
 			t.Fatalf("signature of the loaded %T: %v", signer, err)
 		}
-		var attrs PkeyGetAttributesResponse
-		if st := r.call(FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: pkey, Types: []uint32{hsmapi.CKALocal}, BufferLen: 16}, &attrs); st != StatusOK {
+		var attrs wire.PkeyGetAttributesResponse
+		if st := r.call(wire.FuncPkeyGetAttributes, &wire.PkeyGetAttributesRequest{Pkey: pkey, Types: []uint32{hsmapi.CKALocal}, BufferLen: 16}, &attrs); st != wire.StatusOK {
 			t.Fatalf("CKA_LOCAL of the loaded key: %v", st)
 		}
 		if len(attrs.Attributes) != 1 || !bytes.Equal(attrs.Attributes[0].Value, []byte{0}) {
@@ -273,9 +274,9 @@ func TestPkeyLoadPrivateKey(t *testing.T) {
 		}
 	}
 
-	var before PkeyMatchResponse
-	match := &PkeyMatchRequest{Max: 100, Previous: make([]byte, 16)}
-	r.call(FuncPkeyMatch, match, &before)
+	var before wire.PkeyMatchResponse
+	match := &wire.PkeyMatchRequest{Max: 100, Previous: make([]byte, 16)}
+	r.call(wire.FuncPkeyMatch, match, &before)
 	sk, err := hashsig.GenerateKey(nil, []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W8}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -284,11 +285,11 @@ func TestPkeyLoadPrivateKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := r.call(FuncPkeyLoad, &PkeyLoadRequest{DER: hssDER, Flags: 1}, &PkeyLoadResponse{}); st != StatusUnsupportedKey {
+	if st := r.call(wire.FuncPkeyLoad, &wire.PkeyLoadRequest{DER: hssDER, Flags: 1}, &wire.PkeyLoadResponse{}); st != wire.StatusUnsupportedKey {
 		t.Fatalf("PKEY_LOAD of an HSS private key: %v, want UNSUPPORTED_KEY", st)
 	}
-	var after PkeyMatchResponse
-	r.call(FuncPkeyMatch, match, &after)
+	var after wire.PkeyMatchResponse
+	r.call(wire.FuncPkeyMatch, match, &after)
 	if len(after.UUIDs) != len(before.UUIDs) {
 		t.Fatalf("a refused HSS load left %d keys, %d before", len(after.UUIDs), len(before.UUIDs))
 	}
@@ -422,14 +423,14 @@ func TestGetAttributesAsLibhal(t *testing.T) {
 	addr, _ := served(t)
 	r := dialRaw(t, addr)
 	loginRaw(t, r)
-	var bare, withID PkeyGenerateECResponse
-	for _, g := range []*PkeyGenerateECResponse{&bare, &withID} {
-		if st := r.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagDigitalSignature)}, g); st != StatusOK {
+	var bare, withID wire.PkeyGenerateECResponse
+	for _, g := range []*wire.PkeyGenerateECResponse{&bare, &withID} {
+		if st := r.call(wire.FuncPkeyGenerateEC, &wire.PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagDigitalSignature)}, g); st != wire.StatusOK {
 			t.Fatal(st)
 		}
 	}
-	if st := r.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: withID.Pkey,
-		Attributes: []Attribute{{Type: hsmapi.CKAID, Value: []byte{0x0a, 0x01}}}}, &PkeySetAttributesResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncPkeySetAttributes, &wire.PkeySetAttributesRequest{Pkey: withID.Pkey,
+		Attributes: []wire.Attribute{{Type: hsmapi.CKAID, Value: []byte{0x0a, 0x01}}}}, &wire.PkeySetAttributesResponse{}); st != wire.StatusOK {
 		t.Fatal(st)
 	}
 	// uint pkey, uint n, n x uint type, uint buffer_len.
@@ -459,7 +460,7 @@ func TestGetAttributesAsLibhal(t *testing.T) {
 		{"no attributes at all, lengths", get(bare.Pkey, 0, 3), "00000028"},
 		{"no attributes at all, value", get(bare.Pkey, 64, 3), "00000028"},
 		{"none asked for", get(withID.Pkey, 0), "00000001"},
-		{"buffer over a packet", get(withID.Pkey, MaxPacket, hsmapi.CKAID), "0000001d"},
+		{"buffer over a packet", get(withID.Pkey, wire.MaxPacket, hsmapi.CKAID), "0000001d"},
 	} {
 		if want := mustHexString(t, c.want); !bytes.Equal(c.answer, want) {
 			t.Errorf("%s: answered %x, want %x", c.name, c.answer, want)
@@ -478,8 +479,8 @@ func TestLabelOfAnyBytes(t *testing.T) {
 	}
 	handle := c.open[k.UUID].handle
 	for _, label := range []string{"\xff\x00label\n\x1b[31m", strings.Repeat("long label ", 90)} {
-		if err := c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: handle,
-			Attributes: []Attribute{{Type: hsmapi.AttributeLabel, Value: []byte(label)}}}, &PkeySetAttributesResponse{}); err != nil {
+		if err := c.call(wire.FuncPkeySetAttributes, &wire.PkeySetAttributesRequest{Pkey: handle,
+			Attributes: []wire.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte(label)}}}, &wire.PkeySetAttributesResponse{}); err != nil {
 			t.Fatalf("label %q: %v", label, err)
 		}
 		got, err := c.Key(ctx, k.UUID)
@@ -491,8 +492,8 @@ func TestLabelOfAnyBytes(t *testing.T) {
 			t.Fatalf("match by label %q: %d keys, %v", label, len(keys), err)
 		}
 	}
-	if err := c.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: handle,
-		Attributes: []Attribute{{Type: hsmapi.AttributeLabel, Value: make([]byte, hsmapi.MaxAttributeSize+1)}}}, &PkeySetAttributesResponse{}); !errors.Is(err, StatusBadArguments) {
+	if err := c.call(wire.FuncPkeySetAttributes, &wire.PkeySetAttributesRequest{Pkey: handle,
+		Attributes: []wire.Attribute{{Type: hsmapi.AttributeLabel, Value: make([]byte, hsmapi.MaxAttributeSize+1)}}}, &wire.PkeySetAttributesResponse{}); !errors.Is(err, wire.StatusBadArguments) {
 		t.Fatalf("a label over %d bytes: %v", hsmapi.MaxAttributeSize, err)
 	}
 }
@@ -555,61 +556,61 @@ func TestLibhalArgumentChecks(t *testing.T) {
 	if answer := anon.roundTrip(mustHexString(t, "00000001 00000000 00000000")); !bytes.Equal(answer[8:], mustHexString(t, "00000000 00000000")) {
 		t.Errorf("GET_RANDOM 0: %x", answer)
 	}
-	if st := anon.call(FuncIsLoggedIn, &IsLoggedInRequest{User: 7}, nil); st != StatusBadArguments {
+	if st := anon.call(wire.FuncIsLoggedIn, &wire.IsLoggedInRequest{User: 7}, nil); st != wire.StatusBadArguments {
 		t.Errorf("IS_LOGGED_IN of no such user: %v", st)
 	}
 	// PKEY_MATCH not logged in: no keys, no error.
-	var m PkeyMatchResponse
-	if st := anon.call(FuncPkeyMatch, &PkeyMatchRequest{Max: 10, Previous: make([]byte, 16)}, &m); st != StatusOK || len(m.UUIDs) != 0 {
+	var m wire.PkeyMatchResponse
+	if st := anon.call(wire.FuncPkeyMatch, &wire.PkeyMatchRequest{Max: 10, Previous: make([]byte, 16)}, &m); st != wire.StatusOK || len(m.UUIDs) != 0 {
 		t.Errorf("PKEY_MATCH without a login: %v, %d keys", st, len(m.UUIDs))
 	}
 
 	r := dialRaw(t, addr)
 	loginRaw(t, r)
-	if st := r.call(FuncPkeyMatch, &PkeyMatchRequest{Max: 0, Previous: make([]byte, 16)}, nil); st != StatusBadArguments {
+	if st := r.call(wire.FuncPkeyMatch, &wire.PkeyMatchRequest{Max: 0, Previous: make([]byte, 16)}, nil); st != wire.StatusBadArguments {
 		t.Errorf("PKEY_MATCH of at most 0 keys: %v", st)
 	}
-	var n PkeyGetPublicKeyLenResponse
-	if st := r.call(FuncPkeyGetPublicKeyLen, &PkeyGetPublicKeyLenRequest{Pkey: 12345}, &n); st != StatusOK || n.Len != 0 {
+	var n wire.PkeyGetPublicKeyLenResponse
+	if st := r.call(wire.FuncPkeyGetPublicKeyLen, &wire.PkeyGetPublicKeyLenRequest{Pkey: 12345}, &n); st != wire.StatusOK || n.Len != 0 {
 		t.Errorf("PKEY_GET_PUBLIC_KEY_LEN of no key: %v, %d", st, n.Len)
 	}
-	if st := r.call(FuncPkeyGenerateRSA, &PkeyGenerateRSARequest{KeyLen: 2048, Exponent: []byte{3}, Flags: 1}, nil); st != StatusUnsupportedKey {
+	if st := r.call(wire.FuncPkeyGenerateRSA, &wire.PkeyGenerateRSARequest{KeyLen: 2048, Exponent: []byte{3}, Flags: 1}, nil); st != wire.StatusUnsupportedKey {
 		t.Errorf("PKEY_GENERATE_RSA with e = 3: %v", st)
 	}
-	if st := r.call(FuncPkeyGenerateRSA, &PkeyGenerateRSARequest{KeyLen: 2047, Exponent: []byte{1, 0, 1}, Flags: 1}, nil); st != StatusBadArguments {
+	if st := r.call(wire.FuncPkeyGenerateRSA, &wire.PkeyGenerateRSARequest{KeyLen: 2047, Exponent: []byte{1, 0, 1}, Flags: 1}, nil); st != wire.StatusBadArguments {
 		t.Errorf("PKEY_GENERATE_RSA of 2047 bits: %v", st)
 	}
-	var sigKey, verifyOnly PkeyGenerateECResponse
-	if st := r.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagDigitalSignature)}, &sigKey); st != StatusOK {
+	var sigKey, verifyOnly wire.PkeyGenerateECResponse
+	if st := r.call(wire.FuncPkeyGenerateEC, &wire.PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagDigitalSignature)}, &sigKey); st != wire.StatusOK {
 		t.Fatal(st)
 	}
-	if st := r.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagKeyEncipherment)}, &verifyOnly); st != StatusOK {
+	if st := r.call(wire.FuncPkeyGenerateEC, &wire.PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagKeyEncipherment)}, &verifyOnly); st != wire.StatusOK {
 		t.Fatal(st)
 	}
-	if st := r.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: sigKey.Pkey}, nil); st != StatusBadArguments {
+	if st := r.call(wire.FuncPkeySetAttributes, &wire.PkeySetAttributesRequest{Pkey: sigKey.Pkey}, nil); st != wire.StatusBadArguments {
 		t.Errorf("PKEY_SET_ATTRIBUTES of nothing: %v", st)
 	}
 	digest := sha256.Sum256([]byte("x"))
-	var h HashInitializeResponse
-	if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3}, &h); st != StatusOK {
+	var h wire.HashInitializeResponse
+	if st := r.call(wire.FuncHashInitialize, &wire.HashInitializeRequest{Alg: 3}, &h); st != wire.StatusOK {
 		t.Fatal(st)
 	}
-	for name, req := range map[string]*PkeySignRequest{
+	for name, req := range map[string]*wire.PkeySignRequest{
 		"both a hash handle and data": {Pkey: sigKey.Pkey, Hash: h.Hash, Data: digest[:], Max: 512},
 		"neither":                     {Pkey: sigKey.Pkey, Max: 512},
 	} {
-		if st := r.call(FuncPkeySign, req, nil); st != StatusBadArguments {
+		if st := r.call(wire.FuncPkeySign, req, nil); st != wire.StatusBadArguments {
 			t.Errorf("PKEY_SIGN with %s: %v", name, st)
 		}
 	}
-	if st := r.call(FuncPkeySign, &PkeySignRequest{Pkey: sigKey.Pkey, Data: digest[:], Max: MaxPacket}, nil); st != StatusRPCPacketOverflow {
+	if st := r.call(wire.FuncPkeySign, &wire.PkeySignRequest{Pkey: sigKey.Pkey, Data: digest[:], Max: wire.MaxPacket}, nil); st != wire.StatusRPCPacketOverflow {
 		t.Errorf("PKEY_SIGN with room for more than a packet: %v", st)
 	}
-	var sig PkeySignResponse
-	if st := r.call(FuncPkeySign, &PkeySignRequest{Pkey: sigKey.Pkey, Data: digest[:], Max: 512}, &sig); st != StatusOK {
+	var sig wire.PkeySignResponse
+	if st := r.call(wire.FuncPkeySign, &wire.PkeySignRequest{Pkey: sigKey.Pkey, Data: digest[:], Max: 512}, &sig); st != wire.StatusOK {
 		t.Fatal(st)
 	}
-	if st := r.call(FuncPkeyVerify, &PkeyVerifyRequest{Pkey: verifyOnly.Pkey, Data: digest[:], Signature: sig.Signature}, nil); st != StatusForbidden {
+	if st := r.call(wire.FuncPkeyVerify, &wire.PkeyVerifyRequest{Pkey: verifyOnly.Pkey, Data: digest[:], Signature: sig.Signature}, nil); st != wire.StatusForbidden {
 		t.Errorf("PKEY_VERIFY with a key without digitalsignature: %v", st)
 	}
 }

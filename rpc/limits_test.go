@@ -7,17 +7,29 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hsmkit/cryptech-backup/backup"
+	"github.com/hsmkit/cryptech-backup/frontend"
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
+	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 // servedWithLimits is served with other limits on what a connection holds.
-func servedWithLimits(t *testing.T, lim connLimits) (string, *Server) {
+func servedWithLimits(t *testing.T, lim frontend.Limits) (string, *Server) {
 	t.Helper()
 	// Set before Serve: no connection reads them yet.
-	addr, srv, _, _ := servedHSM(t, testOptions, func(s *Server) { s.limits = lim })
+	addr, srv, _, _ := servedHSM(t, testOptions, func(s *Server) { s.front.Limits = lim })
 	return addr, srv
+}
+
+// importCost is what an EXT_IMPORT_ADD's key counts against the front
+// end's limit.
+func importCost(r *wire.ExtImportAddRequest, attrs []hsmapi.Attribute) int {
+	req, err := importRequestOf(r, attrs, func() error { return nil })
+	if err != nil {
+		panic(err)
+	}
+	return frontend.ImportCost(req)
 }
 
 // uuidN is a UUID that is not reserved.
@@ -34,16 +46,16 @@ func uuidN(i int) []byte {
 func TestImportBatchNeedsLogin(t *testing.T) {
 	addr, srv := served(t)
 	r := dialRaw(t, addr)
-	add := &ExtImportAddRequest{Batch: 1, UUID: uuidN(1), Label: "x", SPKI: make([]byte, 1000)}
+	add := &wire.ExtImportAddRequest{Batch: 1, UUID: uuidN(1), Label: "x", SPKI: make([]byte, 1000)}
 	refused := func(who string) {
 		t.Helper()
-		if st := r.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: uuidN(0)}, nil); st != StatusForbidden {
+		if st := r.call(wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: uuidN(0)}, nil); st != wire.StatusForbidden {
 			t.Errorf("%s: EXT_IMPORT_BEGIN: %v, want FORBIDDEN", who, st)
 		}
-		if st := r.call(FuncExtImportAdd, add, nil); st != StatusForbidden {
+		if st := r.call(wire.FuncExtImportAdd, add, nil); st != wire.StatusForbidden {
 			t.Errorf("%s: EXT_IMPORT_ADD: %v, want FORBIDDEN", who, st)
 		}
-		if st := r.call(FuncExtImportCommit, &ExtImportCommitRequest{Batch: 1}, nil); st != StatusForbidden {
+		if st := r.call(wire.FuncExtImportCommit, &wire.ExtImportCommitRequest{Batch: 1}, nil); st != wire.StatusForbidden {
 			t.Errorf("%s: EXT_IMPORT_COMMIT: %v, want FORBIDDEN", who, st)
 		}
 		if st := srv.Stats(); st.ImportBatches != 0 || st.ImportBytes != 0 {
@@ -51,30 +63,30 @@ func TestImportBatchNeedsLogin(t *testing.T) {
 		}
 	}
 	refused("not logged in")
-	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserSO), PIN: []byte("so-pin")}, &LoginResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsmapi.UserSO), PIN: []byte("so-pin")}, &wire.LoginResponse{}); st != wire.StatusOK {
 		t.Fatalf("login as SO: %v", st)
 	}
 	refused("the security officer")
 
 	// The normal user may; a logout drops what it held.
-	if st := r.call(FuncLogout, nil, &LogoutResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncLogout, nil, &wire.LogoutResponse{}); st != wire.StatusOK {
 		t.Fatal(st)
 	}
-	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &wire.LoginResponse{}); st != wire.StatusOK {
 		t.Fatalf("login: %v", st)
 	}
-	var begin ExtImportBeginResponse
-	if st := r.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: uuidN(0)}, &begin); st != StatusOK {
+	var begin wire.ExtImportBeginResponse
+	if st := r.call(wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: uuidN(0)}, &begin); st != wire.StatusOK {
 		t.Fatalf("EXT_IMPORT_BEGIN logged in: %v", st)
 	}
 	add.Batch = begin.Batch
-	if st := r.call(FuncExtImportAdd, add, nil); st != StatusOK {
+	if st := r.call(wire.FuncExtImportAdd, add, nil); st != wire.StatusOK {
 		t.Fatalf("EXT_IMPORT_ADD logged in: %v", st)
 	}
 	if st := srv.Stats(); st.ImportBatches != 1 || st.ImportBytes != importCost(add, nil) {
 		t.Errorf("with a batch of one key the server holds %+v, want %d bytes", st, importCost(add, nil))
 	}
-	if st := r.call(FuncLogout, nil, &LogoutResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncLogout, nil, &wire.LogoutResponse{}); st != wire.StatusOK {
 		t.Fatal(st)
 	}
 	if st := srv.Stats(); st.ImportBatches != 0 || st.ImportBytes != 0 {
@@ -88,7 +100,7 @@ func TestImportBatchNeedsLogin(t *testing.T) {
 // on, freeing makes room again, a well-behaved client on another connection
 // notices nothing, and once the connection is closed nothing is held.
 func TestConnectionLimits(t *testing.T) {
-	lim := connLimits{pkeys: 8, hashes: maxHashHandles, batches: maxImportBatches, batchKeys: 100, batchMem: 256 << 10}
+	lim := frontend.Limits{KeyHandles: 8, HashHandles: frontend.DefaultLimits.HashHandles, Batches: frontend.DefaultLimits.Batches, BatchKeys: 100, BatchBytes: 256 << 10}
 	addr, srv := servedWithLimits(t, lim)
 	good := startGoodClient(t, addr)
 	base := srv.Stats()
@@ -96,27 +108,27 @@ func TestConnectionLimits(t *testing.T) {
 	t.Run("hash handles", func(t *testing.T) {
 		// Hashes need no login.
 		r := dialRaw(t, addr)
-		var first HashInitializeResponse
-		for i := range lim.hashes {
-			var h HashInitializeResponse
-			if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3}, &h); st != StatusOK {
+		var first wire.HashInitializeResponse
+		for i := range lim.HashHandles {
+			var h wire.HashInitializeResponse
+			if st := r.call(wire.FuncHashInitialize, &wire.HashInitializeRequest{Alg: 3}, &h); st != wire.StatusOK {
 				t.Fatalf("HASH_INITIALIZE %d: %v", i, st)
 			}
 			if i == 0 {
 				first = h
 			}
 		}
-		if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3, HMACKey: []byte("k")}, nil); st != StatusAllocationFailure {
-			t.Errorf("HASH_INITIALIZE %d: %v, want ALLOCATION_FAILURE", lim.hashes+1, st)
+		if st := r.call(wire.FuncHashInitialize, &wire.HashInitializeRequest{Alg: 3, HMACKey: []byte("k")}, nil); st != wire.StatusAllocationFailure {
+			t.Errorf("HASH_INITIALIZE %d: %v, want ALLOCATION_FAILURE", lim.HashHandles+1, st)
 		}
-		if st := srv.Stats(); st.HashHandles != lim.hashes {
+		if st := srv.Stats(); st.HashHandles != lim.HashHandles {
 			t.Errorf("the server holds %+v", st)
 		}
 		good.check()
-		if st := r.call(FuncHashFinalize, &HashFinalizeRequest{Hash: first.Hash, Len: 32}, &HashFinalizeResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncHashFinalize, &wire.HashFinalizeRequest{Hash: first.Hash, Len: 32}, &wire.HashFinalizeResponse{}); st != wire.StatusOK {
 			t.Fatal(st)
 		}
-		if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3}, &HashInitializeResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncHashInitialize, &wire.HashInitializeRequest{Alg: 3}, &wire.HashInitializeResponse{}); st != wire.StatusOK {
 			t.Errorf("HASH_INITIALIZE after a HASH_FINALIZE: %v", st)
 		}
 		r.nc.Close()
@@ -125,13 +137,13 @@ func TestConnectionLimits(t *testing.T) {
 
 	t.Run("key handles", func(t *testing.T) {
 		r := dialRaw(t, addr)
-		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &wire.LoginResponse{}); st != wire.StatusOK {
 			t.Fatalf("login: %v", st)
 		}
-		var first PkeyOpenResponse
-		for i := range lim.pkeys {
-			var o PkeyOpenResponse
-			if st := r.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: good.key.UUID[:]}, &o); st != StatusOK {
+		var first wire.PkeyOpenResponse
+		for i := range lim.KeyHandles {
+			var o wire.PkeyOpenResponse
+			if st := r.call(wire.FuncPkeyOpen, &wire.PkeyOpenRequest{UUID: good.key.UUID[:]}, &o); st != wire.StatusOK {
 				t.Fatalf("PKEY_OPEN %d: %v", i, st)
 			}
 			if i == 0 {
@@ -139,29 +151,29 @@ func TestConnectionLimits(t *testing.T) {
 			}
 		}
 		for _, tc := range []struct {
-			f    Func
-			args Args
+			f    wire.Func
+			args wire.Args
 		}{
-			{FuncPkeyOpen, &PkeyOpenRequest{UUID: good.key.UUID[:]}},
-			{FuncPkeyLoad, &PkeyLoadRequest{DER: good.key.PublicKey}},
-			{FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagDigitalSignature | hsmapi.FlagToken)}},
+			{wire.FuncPkeyOpen, &wire.PkeyOpenRequest{UUID: good.key.UUID[:]}},
+			{wire.FuncPkeyLoad, &wire.PkeyLoadRequest{DER: good.key.PublicKey}},
+			{wire.FuncPkeyGenerateEC, &wire.PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagDigitalSignature | hsmapi.FlagToken)}},
 		} {
-			if st := r.call(tc.f, tc.args, nil); st != StatusNoKeySlotsAvailable {
-				t.Errorf("%v with %d key handles open: %v, want NO_KEY_SLOTS_AVAILABLE", tc.f, lim.pkeys, st)
+			if st := r.call(tc.f, tc.args, nil); st != wire.StatusNoKeySlotsAvailable {
+				t.Errorf("%v with %d key handles open: %v, want NO_KEY_SLOTS_AVAILABLE", tc.f, lim.KeyHandles, st)
 			}
 		}
 		// A refused PKEY_GENERATE_EC stored nothing.
 		if keys, err := good.c.Keys(ctx, hsmapi.Filter{}); err != nil || len(keys) != 1 {
 			t.Errorf("after the refusals the HSM holds %d keys (%v), want 1", len(keys), err)
 		}
-		if st := srv.Stats(); st.PkeyHandles != base.PkeyHandles+lim.pkeys {
+		if st := srv.Stats(); st.PkeyHandles != base.PkeyHandles+lim.KeyHandles {
 			t.Errorf("the server holds %+v", st)
 		}
 		good.check()
-		if st := r.call(FuncPkeyClose, &PkeyCloseRequest{Pkey: first.Pkey}, &PkeyCloseResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncPkeyClose, &wire.PkeyCloseRequest{Pkey: first.Pkey}, &wire.PkeyCloseResponse{}); st != wire.StatusOK {
 			t.Fatal(st)
 		}
-		if st := r.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: good.key.UUID[:]}, &PkeyOpenResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncPkeyOpen, &wire.PkeyOpenRequest{UUID: good.key.UUID[:]}, &wire.PkeyOpenResponse{}); st != wire.StatusOK {
 			t.Errorf("PKEY_OPEN after a PKEY_CLOSE: %v", st)
 		}
 		r.nc.Close()
@@ -170,75 +182,75 @@ func TestConnectionLimits(t *testing.T) {
 
 	t.Run("import batches", func(t *testing.T) {
 		r := dialRaw(t, addr)
-		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &wire.LoginResponse{}); st != wire.StatusOK {
 			t.Fatalf("login: %v", st)
 		}
-		batches := make([]uint32, lim.batches)
+		batches := make([]uint32, lim.Batches)
 		for i := range batches {
-			var b ExtImportBeginResponse
-			if st := r.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: uuidN(0)}, &b); st != StatusOK {
+			var b wire.ExtImportBeginResponse
+			if st := r.call(wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: uuidN(0)}, &b); st != wire.StatusOK {
 				t.Fatalf("EXT_IMPORT_BEGIN %d: %v", i, st)
 			}
 			batches[i] = b.Batch
 		}
-		if st := r.call(FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: uuidN(0)}, nil); st != StatusAllocationFailure {
-			t.Errorf("EXT_IMPORT_BEGIN %d: %v, want ALLOCATION_FAILURE", lim.batches+1, st)
+		if st := r.call(wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: uuidN(0)}, nil); st != wire.StatusAllocationFailure {
+			t.Errorf("EXT_IMPORT_BEGIN %d: %v, want ALLOCATION_FAILURE", lim.Batches+1, st)
 		}
 
 		// Keys in one batch.
-		small := &ExtImportAddRequest{Batch: batches[0], Label: "small", SPKI: make([]byte, 100)}
-		for i := range lim.batchKeys {
+		small := &wire.ExtImportAddRequest{Batch: batches[0], Label: "small", SPKI: make([]byte, 100)}
+		for i := range lim.BatchKeys {
 			small.UUID = uuidN(i)
-			if st := r.call(FuncExtImportAdd, small, nil); st != StatusOK {
+			if st := r.call(wire.FuncExtImportAdd, small, nil); st != wire.StatusOK {
 				t.Fatalf("EXT_IMPORT_ADD %d: %v", i, st)
 			}
 		}
-		small.UUID = uuidN(lim.batchKeys)
-		if st := r.call(FuncExtImportAdd, small, nil); st != StatusAllocationFailure {
-			t.Errorf("key %d of a batch: %v, want ALLOCATION_FAILURE", lim.batchKeys+1, st)
+		small.UUID = uuidN(lim.BatchKeys)
+		if st := r.call(wire.FuncExtImportAdd, small, nil); st != wire.StatusAllocationFailure {
+			t.Errorf("key %d of a batch: %v, want ALLOCATION_FAILURE", lim.BatchKeys+1, st)
 		}
 
 		// Bytes in all batches: as many big keys as fit, and no more.
 		held := srv.Stats().ImportBytes
-		if held != lim.batchKeys*importCost(small, nil) {
-			t.Errorf("%d small keys hold %d bytes, want %d", lim.batchKeys, held, lim.batchKeys*importCost(small, nil))
+		if held != lim.BatchKeys*importCost(small, nil) {
+			t.Errorf("%d small keys hold %d bytes, want %d", lim.BatchKeys, held, lim.BatchKeys*importCost(small, nil))
 		}
-		big := &ExtImportAddRequest{Batch: batches[1], SPKI: make([]byte, MaxPacket-200)}
+		big := &wire.ExtImportAddRequest{Batch: batches[1], SPKI: make([]byte, wire.MaxPacket-200)}
 		big.UUID = uuidN(0)
-		fit := (lim.batchMem - held) / importCost(big, nil)
+		fit := (lim.BatchBytes - held) / importCost(big, nil)
 		for i := range fit {
 			big.UUID = uuidN(i)
-			if st := r.call(FuncExtImportAdd, big, nil); st != StatusOK {
+			if st := r.call(wire.FuncExtImportAdd, big, nil); st != wire.StatusOK {
 				t.Fatalf("big key %d of %d that fit: %v", i, fit, st)
 			}
 		}
 		big.UUID = uuidN(fit)
 		for _, b := range batches[1:] {
 			big.Batch = b
-			if st := r.call(FuncExtImportAdd, big, nil); st != StatusAllocationFailure {
-				t.Errorf("a big key past %d bytes: %v, want ALLOCATION_FAILURE", lim.batchMem, st)
+			if st := r.call(wire.FuncExtImportAdd, big, nil); st != wire.StatusAllocationFailure {
+				t.Errorf("a big key past %d bytes: %v, want ALLOCATION_FAILURE", lim.BatchBytes, st)
 			}
 		}
 		st := srv.Stats()
-		if st.ImportBatches != lim.batches || st.ImportBytes != held+fit*importCost(big, nil) || st.ImportBytes > lim.batchMem {
+		if st.ImportBatches != lim.Batches || st.ImportBytes != held+fit*importCost(big, nil) || st.ImportBytes > lim.BatchBytes {
 			t.Errorf("the server holds %+v", st)
 		}
 		// The connection goes on, and so does everybody else.
-		var v GetVersionResponse
-		if st := r.call(FuncGetVersion, nil, &v); st != StatusOK || v.Version != Version {
+		var v wire.GetVersionResponse
+		if st := r.call(wire.FuncGetVersion, nil, &v); st != wire.StatusOK || v.Version != Version {
 			t.Fatalf("GET_VERSION after the refusals: %v", st)
 		}
 		good.check()
 
 		// A commit frees its batch, failed or not (these are no keys).
-		if st := r.call(FuncExtImportCommit, &ExtImportCommitRequest{Batch: batches[1]}, nil); st == StatusOK {
+		if st := r.call(wire.FuncExtImportCommit, &wire.ExtImportCommitRequest{Batch: batches[1]}, nil); st == wire.StatusOK {
 			t.Error("a batch of junk committed")
 		}
-		if st := srv.Stats(); st.ImportBatches != lim.batches-1 || st.ImportBytes != held {
+		if st := srv.Stats(); st.ImportBatches != lim.Batches-1 || st.ImportBytes != held {
 			t.Errorf("after a commit the server holds %+v, want %d bytes", st, held)
 		}
 		big.Batch = batches[2]
-		if st := r.call(FuncExtImportAdd, big, nil); st != StatusOK {
+		if st := r.call(wire.FuncExtImportAdd, big, nil); st != wire.StatusOK {
 			t.Errorf("a big key after a commit: %v", st)
 		}
 
@@ -251,30 +263,6 @@ func TestConnectionLimits(t *testing.T) {
 	waitStats(t, srv, base)
 }
 
-// TestImportLimitsFitABundle checks that the default limits let one batch
-// carry a bundle's worth of RSA-4096 keys: backup sends a whole bundle as
-// one batch. The sizes are those of an RSA-4096 key exported for an
-// RSA-4096 KEKEK with OAEP and a binding, with the longest label.
-func TestImportLimitsFitABundle(t *testing.T) {
-	if defaultLimits.batchKeys < backup.MaxKeys {
-		t.Errorf("a batch holds %d keys, a bundle %d", defaultLimits.batchKeys, backup.MaxKeys)
-	}
-	key := &ExtImportAddRequest{UUID: uuidN(1), Label: string(bytes.Repeat([]byte("l"), hsmapi.MaxRawLabelLength)),
-		Encryption: string(hsmapi.KEKEncryptions[0]), PKCS8: make([]byte, 2405), KEK: make([]byte, 582),
-		Tag: make([]byte, 40), Binding: make([]byte, 62), SPKI: make([]byte, 550)}
-	// The attributes of the largest bundle (cmd/cryptech-backup's
-	// TestMaxBundleHoldsLargestBundle): about 27 PKCS#11 attributes, CKA_ID
-	// and CKA_SUBJECT of 1,024 bytes, and the public object's at 1,024.
-	attrs := []hsmapi.Attribute{{Type: hsmapi.CKAID, Value: make([]byte, 1024)}, {Type: hsmapi.CKASubject, Value: make([]byte, 1024)},
-		{Type: hsmapi.AttributePublicObject, Value: make([]byte, 1024)}}
-	for i := range 24 {
-		attrs = append(attrs, hsmapi.Attribute{Type: hsmapi.CKASign + uint32(i), Value: []byte{1}})
-	}
-	if need := backup.MaxKeys * importCost(key, attrs); need > defaultLimits.batchMem {
-		t.Errorf("%d RSA-4096 keys count %d bytes, more than the %d a connection may hold", backup.MaxKeys, need, defaultLimits.batchMem)
-	}
-}
-
 // TestWrongPINsTakeTurns sends wrong PINs on several connections at once:
 // the HSM checks them one at a time, each with its delay, so they take as
 // long as one after the other. Shutdown does not wait out the queue: the
@@ -282,7 +270,7 @@ func TestImportLimitsFitABundle(t *testing.T) {
 func TestWrongPINsTakeTurns(t *testing.T) {
 	const conns, delay = 4, 100 * time.Millisecond
 	addr, srv, _, _ := servedHSM(t, hsm.Options{WrongPINDelay: delay, PINIterations: 1000})
-	wrong := &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: []byte("wrong-pin")}
+	wrong := &wire.LoginRequest{User: uint32(hsmapi.UserNormal), PIN: []byte("wrong-pin")}
 
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -291,7 +279,7 @@ func TestWrongPINsTakeTurns(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if st := r.call(FuncLogin, wrong, nil); st != StatusPINIncorrect {
+			if st := r.call(wire.FuncLogin, wrong, nil); st != wire.StatusPINIncorrect {
 				t.Errorf("a wrong PIN: %v, want PIN_INCORRECT", st)
 			}
 		}()
@@ -303,18 +291,18 @@ func TestWrongPINsTakeTurns(t *testing.T) {
 
 	// Queue many, then shut down.
 	const queued = 20
-	answered := make(chan Status, queued)
+	answered := make(chan wire.Status, queued)
 	for range queued {
 		r := dialRaw(t, addr)
-		r.send(EncodeRequest(FuncLogin, 0, wrong))
+		r.send(wire.EncodeRequest(wire.FuncLogin, 0, wrong))
 		go func() {
 			r.nc.SetReadDeadline(time.Now().Add(ioTimeout))
 			frame, err := r.fr.ReadFrame()
 			if err != nil {
-				answered <- StatusRPCTransport // closed without an answer
+				answered <- wire.StatusRPCTransport // closed without an answer
 				return
 			}
-			_, st, _ := DecodeResponse(frame, nil)
+			_, st, _ := wire.DecodeResponse(frame, nil)
 			answered <- st
 		}()
 	}
@@ -330,9 +318,24 @@ func TestWrongPINsTakeTurns(t *testing.T) {
 	}
 	for range queued {
 		switch st := <-answered; st {
-		case StatusPINIncorrect, StatusNotReady, StatusRPCTransport:
+		case wire.StatusPINIncorrect, wire.StatusNotReady, wire.StatusRPCTransport:
 		default:
 			t.Errorf("a queued wrong PIN at shutdown: %v", st)
 		}
+	}
+}
+
+// The bounds of the extension messages hold what the front end and the
+// emulator may send: a batch the front end lets a client fill, a label, a
+// list of damaged blocks.
+func TestBatchLimitFitsTheWire(t *testing.T) {
+	if frontend.DefaultLimits.BatchKeys > wire.MaxImportBatch {
+		t.Errorf("a batch holds %d keys, EXT_IMPORT_COMMIT answers for %d", frontend.DefaultLimits.BatchKeys, wire.MaxImportBatch)
+	}
+	if hsmapi.MaxRawLabelLength > wire.MaxLabel {
+		t.Errorf("a label has up to %d bytes, EXT_IMPORT_ADD carries %d", hsmapi.MaxRawLabelLength, wire.MaxLabel)
+	}
+	if sim.MaxBlocks > wire.MaxDamagedBlocks {
+		t.Errorf("a flash has up to %d blocks, EXT_DAMAGED tells of %d", sim.MaxBlocks, wire.MaxDamagedBlocks)
 	}
 }

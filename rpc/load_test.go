@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // TestServerLoad runs many clients at once, each on its own connection and
@@ -122,8 +123,8 @@ func loadClient(addr string, key hsmapi.KeyInfo, w, ops int) (requests int, err 
 				}
 				continue
 			}
-			var r PkeyMatchResponse
-			err := c.call(FuncPkeyMatch, &PkeyMatchRequest{Type: uint32(filter.Type), Curve: uint32(filter.Curve),
+			var r wire.PkeyMatchResponse
+			err := c.call(wire.FuncPkeyMatch, &wire.PkeyMatchRequest{Type: uint32(filter.Type), Curve: uint32(filter.Curve),
 				Max: 16, State: uint32(i), Previous: make([]byte, 16)}, &r)
 			requests++
 			if err != nil {
@@ -137,8 +138,8 @@ func loadClient(addr string, key hsmapi.KeyInfo, w, ops int) (requests int, err 
 			if err != nil {
 				return requests, err
 			}
-			var r PkeyGetPublicKeyResponse
-			err = c.call(FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: k.handle, Max: 1024}, &r)
+			var r wire.PkeyGetPublicKeyResponse
+			err = c.call(wire.FuncPkeyGetPublicKey, &wire.PkeyGetPublicKeyRequest{Pkey: k.handle, Max: 1024}, &r)
 			requests++
 			if err != nil {
 				return requests, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // Helpers for the server tests: a server whose HSM directory the test
@@ -75,7 +76,7 @@ func dialAs(t testing.TB, addr string, user hsmapi.User, pin []byte) *Client {
 type rawConn struct {
 	t  testing.TB
 	nc net.Conn
-	fr *FrameReader
+	fr *wire.FrameReader
 }
 
 // ioTimeout bounds every read and write of a rawConn, so that a server that
@@ -93,7 +94,7 @@ func dialRaw(t testing.TB, addr string) *rawConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	return &rawConn{t: t, nc: nc, fr: NewFrameReader(nc, MaxPacket)}
+	return &rawConn{t: t, nc: nc, fr: wire.NewFrameReader(nc, wire.MaxPacket)}
 }
 
 // write sends bytes as they are.
@@ -106,7 +107,7 @@ func (r *rawConn) write(b []byte) {
 }
 
 // send sends one payload in a SLIP frame.
-func (r *rawConn) send(payload []byte) { r.t.Helper(); r.write(AppendFrame(nil, payload)) }
+func (r *rawConn) send(payload []byte) { r.t.Helper(); r.write(wire.AppendFrame(nil, payload)) }
 
 // recv reads the next answer's payload (a copy).
 func (r *rawConn) recv() []byte {
@@ -129,15 +130,15 @@ func (r *rawConn) roundTrip(payload []byte) []byte {
 // call sends a request for f and decodes its answer into results (which
 // may be nil when the status is not expected to be OK). It checks that the
 // answer is for f and well formed, and returns its status.
-func (r *rawConn) call(f Func, args, results Args) Status {
+func (r *rawConn) call(f wire.Func, args, results wire.Args) wire.Status {
 	r.t.Helper()
-	return r.checkAnswer(f, r.roundTrip(EncodeRequest(f, 0, args)), results)
+	return r.checkAnswer(f, r.roundTrip(wire.EncodeRequest(f, 0, args)), results)
 }
 
 // checkAnswer decodes an answer to f.
-func (r *rawConn) checkAnswer(f Func, payload []byte, results Args) Status {
+func (r *rawConn) checkAnswer(f wire.Func, payload []byte, results wire.Args) wire.Status {
 	r.t.Helper()
-	hdr, st, err := DecodeResponse(payload, results)
+	hdr, st, err := wire.DecodeResponse(payload, results)
 	if err != nil {
 		r.t.Fatalf("%v: malformed answer %x: %v", f, payload, err)
 	}
@@ -156,11 +157,11 @@ func (r *rawConn) expectClosedOrStatus() bool {
 	frame, err := r.fr.ReadFrame()
 	switch {
 	case err == nil:
-		_, st, derr := DecodeResponse(frame, nil)
-		if derr != nil && st == StatusOK {
+		_, st, derr := wire.DecodeResponse(frame, nil)
+		if derr != nil && st == wire.StatusOK {
 			r.t.Fatalf("malformed answer to a bad frame: %x: %v", frame, derr)
 		}
-		if st == StatusOK {
+		if st == wire.StatusOK {
 			r.t.Fatalf("a bad frame was answered OK: %x", frame)
 		}
 		return false

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // goodClient is a well-behaved client that keeps signing in the background
@@ -133,8 +134,8 @@ func TestServerRobustness(t *testing.T) {
 			r.write(frame)
 			if !r.expectClosedOrStatus() {
 				// Answered with a status: the connection must still work.
-				var v GetVersionResponse
-				if st := r.call(FuncGetVersion, nil, &v); st != StatusOK || v.Version != Version {
+				var v wire.GetVersionResponse
+				if st := r.call(wire.FuncGetVersion, nil, &v); st != wire.StatusOK || v.Version != Version {
 					t.Fatalf("GET_VERSION after a bad frame: %v, %#x", st, v.Version)
 				}
 			}
@@ -146,23 +147,23 @@ func TestServerRobustness(t *testing.T) {
 		// A payload of exactly MaxPacket bytes is a packet: it is answered
 		// (a GET_VERSION with bytes left over is a protocol error).
 		r := dialRaw(t, addr)
-		full := append(EncodeRequest(FuncGetVersion, 0, nil), make([]byte, MaxPacket-8)...)
-		if st := r.checkAnswer(FuncGetVersion, r.roundTrip(full), nil); st != StatusRPCProtocolError {
+		full := append(wire.EncodeRequest(wire.FuncGetVersion, 0, nil), make([]byte, wire.MaxPacket-8)...)
+		if st := r.checkAnswer(wire.FuncGetVersion, r.roundTrip(full), nil); st != wire.StatusRPCProtocolError {
 			t.Errorf("a %d-byte GET_VERSION: %v, want RPC_PROTOCOL_ERROR", len(full), st)
 		}
 		good.check()
 		// One byte more is not, nor is much more, nor a frame whose
 		// escapes put twice MaxPacket on the wire.
 		for _, payload := range [][]byte{
-			append(EncodeRequest(FuncGetRandom, 0, &GetRandomRequest{N: 16}), make([]byte, MaxPacket-11)...),
-			append(EncodeRequest(FuncGetRandom, 0, &GetRandomRequest{N: 16}), make([]byte, 4*MaxPacket)...),
-			append(EncodeRequest(FuncPkeySign, 0, &PkeySignRequest{Pkey: 1, Max: 64}), bytes.Repeat([]byte{0xC0}, MaxPacket)...),
+			append(wire.EncodeRequest(wire.FuncGetRandom, 0, &wire.GetRandomRequest{N: 16}), make([]byte, wire.MaxPacket-11)...),
+			append(wire.EncodeRequest(wire.FuncGetRandom, 0, &wire.GetRandomRequest{N: 16}), make([]byte, 4*wire.MaxPacket)...),
+			append(wire.EncodeRequest(wire.FuncPkeySign, 0, &wire.PkeySignRequest{Pkey: 1, Max: 64}), bytes.Repeat([]byte{0xC0}, wire.MaxPacket)...),
 		} {
 			r := dialRaw(t, addr)
 			r.send(payload)
 			if !r.expectClosedOrStatus() {
-				var v GetVersionResponse
-				if st := r.call(FuncGetVersion, nil, &v); st != StatusOK {
+				var v wire.GetVersionResponse
+				if st := r.call(wire.FuncGetVersion, nil, &v); st != wire.StatusOK {
 					t.Fatalf("GET_VERSION after an oversized frame: %v", st)
 				}
 			}
@@ -172,18 +173,18 @@ func TestServerRobustness(t *testing.T) {
 
 	t.Run("unknown function", func(t *testing.T) {
 		r := dialRaw(t, addr)
-		for _, f := range []Func{32, 99, 0xFFFF, FuncExtImportAdd2 + 1, 0x20000, 0xFFFFFFFF} {
-			if st := r.call(f, nil, nil); st != StatusRPCBadFunction {
+		for _, f := range []wire.Func{32, 99, 0xFFFF, wire.FuncExtImportAdd2 + 1, 0x20000, 0xFFFFFFFF} {
+			if st := r.call(f, nil, nil); st != wire.StatusRPCBadFunction {
 				t.Errorf("function %#x: %v, want RPC_BAD_FUNCTION", uint32(f), st)
 			}
 			// With arguments, too.
-			payload := append(EncodeRequest(f, 0, nil), 0, 0, 0, 1, 0, 0, 0, 0)
-			if st := r.checkAnswer(f, r.roundTrip(payload), nil); st != StatusRPCBadFunction {
+			payload := append(wire.EncodeRequest(f, 0, nil), 0, 0, 0, 1, 0, 0, 0, 0)
+			if st := r.checkAnswer(f, r.roundTrip(payload), nil); st != wire.StatusRPCBadFunction {
 				t.Errorf("function %#x with arguments: %v, want RPC_BAD_FUNCTION", uint32(f), st)
 			}
 		}
-		var v GetVersionResponse
-		if st := r.call(FuncGetVersion, nil, &v); st != StatusOK || v.Version != Version {
+		var v wire.GetVersionResponse
+		if st := r.call(wire.FuncGetVersion, nil, &v); st != wire.StatusOK || v.Version != Version {
 			t.Fatalf("GET_VERSION after unknown functions: %v, %#x", st, v.Version)
 		}
 		good.check()
@@ -191,40 +192,40 @@ func TestServerRobustness(t *testing.T) {
 
 	t.Run("truncated XDR", func(t *testing.T) {
 		r := dialRaw(t, addr)
-		login := EncodeRequest(FuncLogin, 0, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN})
-		sign := EncodeRequest(FuncPkeySign, 0, &PkeySignRequest{Pkey: 1, Data: make([]byte, 32), Max: 256})
-		addKey := EncodeRequest(FuncExtImportAdd, 0, &ExtImportAddRequest{Batch: 1, UUID: make([]byte, 16), Label: "x", PKCS8: []byte{1, 2, 3}})
+		login := wire.EncodeRequest(wire.FuncLogin, 0, &wire.LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN})
+		sign := wire.EncodeRequest(wire.FuncPkeySign, 0, &wire.PkeySignRequest{Pkey: 1, Data: make([]byte, 32), Max: 256})
+		addKey := wire.EncodeRequest(wire.FuncExtImportAdd, 0, &wire.ExtImportAddRequest{Batch: 1, UUID: make([]byte, 16), Label: "x", PKCS8: []byte{1, 2, 3}})
 		for _, tc := range []struct {
 			name    string
 			payload []byte
-			f       Func
-			want    Status
+			f       wire.Func
+			want    wire.Status
 		}{
-			{"LOGIN with the PIN cut", login[:len(login)-4], FuncLogin, StatusXDRBufferOverflow},
-			{"LOGIN with the PIN's length cut", login[:14], FuncLogin, StatusXDRBufferOverflow},
-			{"LOGIN without its PIN", login[:12], FuncLogin, StatusXDRBufferOverflow},
-			{"LOGIN with no arguments", login[:8], FuncLogin, StatusXDRBufferOverflow},
-			{"PKEY_SIGN without max", sign[:len(sign)-4], FuncPkeySign, StatusXDRBufferOverflow},
-			{"PKEY_SIGN with max cut", sign[:len(sign)-1], FuncPkeySign, StatusXDRBufferOverflow},
-			{"PKEY_SIGN with its data cut", sign[:30], FuncPkeySign, StatusXDRBufferOverflow},
-			{"EXT_IMPORT_ADD cut", addKey[:len(addKey)-4], FuncExtImportAdd, StatusXDRBufferOverflow},
-			{"a header cut", login[:6], FuncLogin, StatusXDRBufferOverflow},
-			{"LOGIN with a byte left over", append(bytes.Clone(login), 0), FuncLogin, StatusRPCProtocolError},
-			{"LOGIN with a PIN longer than a packet", append(bytes.Clone(login[:12]), 0xFF, 0xFF, 0xFF, 0xFF), FuncLogin, StatusRPCProtocolError},
-			{"LOGIN with nonzero padding", badlyPaddedLogin(), FuncLogin, StatusRPCProtocolError},
+			{"LOGIN with the PIN cut", login[:len(login)-4], wire.FuncLogin, wire.StatusXDRBufferOverflow},
+			{"LOGIN with the PIN's length cut", login[:14], wire.FuncLogin, wire.StatusXDRBufferOverflow},
+			{"LOGIN without its PIN", login[:12], wire.FuncLogin, wire.StatusXDRBufferOverflow},
+			{"LOGIN with no arguments", login[:8], wire.FuncLogin, wire.StatusXDRBufferOverflow},
+			{"PKEY_SIGN without max", sign[:len(sign)-4], wire.FuncPkeySign, wire.StatusXDRBufferOverflow},
+			{"PKEY_SIGN with max cut", sign[:len(sign)-1], wire.FuncPkeySign, wire.StatusXDRBufferOverflow},
+			{"PKEY_SIGN with its data cut", sign[:30], wire.FuncPkeySign, wire.StatusXDRBufferOverflow},
+			{"EXT_IMPORT_ADD cut", addKey[:len(addKey)-4], wire.FuncExtImportAdd, wire.StatusXDRBufferOverflow},
+			{"a header cut", login[:6], wire.FuncLogin, wire.StatusXDRBufferOverflow},
+			{"LOGIN with a byte left over", append(bytes.Clone(login), 0), wire.FuncLogin, wire.StatusRPCProtocolError},
+			{"LOGIN with a PIN longer than a packet", append(bytes.Clone(login[:12]), 0xFF, 0xFF, 0xFF, 0xFF), wire.FuncLogin, wire.StatusRPCProtocolError},
+			{"LOGIN with nonzero padding", badlyPaddedLogin(), wire.FuncLogin, wire.StatusRPCProtocolError},
 		} {
 			if st := r.checkAnswer(tc.f, r.roundTrip(tc.payload), nil); st != tc.want {
 				t.Errorf("%s: %v, want %v", tc.name, st, tc.want)
 			}
 		}
 		// None of that logged the connection in, and it still works.
-		if st := r.call(FuncIsLoggedIn, &IsLoggedInRequest{User: uint32(hsmapi.UserNormal)}, nil); st != StatusForbidden {
+		if st := r.call(wire.FuncIsLoggedIn, &wire.IsLoggedInRequest{User: uint32(hsmapi.UserNormal)}, nil); st != wire.StatusForbidden {
 			t.Errorf("IS_LOGGED_IN after truncated LOGINs: %v, want FORBIDDEN", st)
 		}
-		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &wire.LoginResponse{}); st != wire.StatusOK {
 			t.Fatalf("LOGIN after truncated requests: %v", st)
 		}
-		if st := r.call(FuncIsLoggedIn, &IsLoggedInRequest{User: uint32(hsmapi.UserNormal)}, &IsLoggedInResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncIsLoggedIn, &wire.IsLoggedInRequest{User: uint32(hsmapi.UserNormal)}, &wire.IsLoggedInResponse{}); st != wire.StatusOK {
 			t.Errorf("IS_LOGGED_IN after LOGIN: %v", st)
 		}
 		good.check()
@@ -241,7 +242,7 @@ func TestServerRobustness(t *testing.T) {
 			for j := range junk {
 				junk[j] = byte(rng.Uint32())
 				if i == 1 && j%97 == 0 {
-					junk[j] = slipEnd // many short frames
+					junk[j] = 0xC0 // SLIP END: many short frames
 				}
 			}
 			wg.Add(1)
@@ -256,8 +257,8 @@ func TestServerRobustness(t *testing.T) {
 		for _, part := range [][]byte{
 			{0xC0, 0, 0, 0},
 			{0xC0, 0, 0, 0, 3, 0, 0, 0, 1, 0xDB},
-			EncodeRequest(FuncLogin, 0, &LoginRequest{User: 1, PIN: userPIN})[:10],
-			AppendFrame(nil, EncodeRequest(FuncLogin, 0, &LoginRequest{User: 1, PIN: userPIN}))[:15],
+			wire.EncodeRequest(wire.FuncLogin, 0, &wire.LoginRequest{User: 1, PIN: userPIN})[:10],
+			wire.AppendFrame(nil, wire.EncodeRequest(wire.FuncLogin, 0, &wire.LoginRequest{User: 1, PIN: userPIN}))[:15],
 			{},
 		} {
 			r := dialRaw(t, addr)
@@ -268,18 +269,18 @@ func TestServerRobustness(t *testing.T) {
 		}
 		// Ask for big answers and never read them.
 		r := dialRaw(t, addr)
-		req := AppendFrame(nil, EncodeRequest(FuncGetRandom, 0, &GetRandomRequest{N: MaxPacket - 64}))
+		req := wire.AppendFrame(nil, wire.EncodeRequest(wire.FuncGetRandom, 0, &wire.GetRandomRequest{N: wire.MaxPacket - 64}))
 		r.write(bytes.Repeat(req, 64))
 		r.nc.Close()
 		// Log in, open a hash and a key, hang up.
 		r = dialRaw(t, addr)
-		if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &wire.LoginResponse{}); st != wire.StatusOK {
 			t.Fatalf("login: %v", st)
 		}
-		if st := r.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: good.key.UUID[:]}, &PkeyOpenResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncPkeyOpen, &wire.PkeyOpenRequest{UUID: good.key.UUID[:]}, &wire.PkeyOpenResponse{}); st != wire.StatusOK {
 			t.Fatalf("open: %v", st)
 		}
-		if st := r.call(FuncHashInitialize, &HashInitializeRequest{Alg: 3}, &HashInitializeResponse{}); st != StatusOK {
+		if st := r.call(wire.FuncHashInitialize, &wire.HashInitializeRequest{Alg: 3}, &wire.HashInitializeResponse{}); st != wire.StatusOK {
 			t.Fatalf("hash: %v", st)
 		}
 		if st := srv.Stats(); st.LoggedIn != 2 || st.PkeyHandles != base.PkeyHandles+1 || st.HashHandles != 1 {
@@ -305,7 +306,7 @@ func TestServerRobustness(t *testing.T) {
 
 // badlyPaddedLogin is a LOGIN whose PIN's padding is not zero.
 func badlyPaddedLogin() []byte {
-	p := EncodeRequest(FuncLogin, 0, &LoginRequest{User: 1, PIN: []byte("user-pin-x")})
+	p := wire.EncodeRequest(wire.FuncLogin, 0, &wire.LoginRequest{User: 1, PIN: []byte("user-pin-x")})
 	p[len(p)-1] = 7
 	return p
 }

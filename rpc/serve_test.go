@@ -13,6 +13,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // flakyListener fails its first Accepts as an exhausted process does.
@@ -71,48 +72,48 @@ func TestServeSurvivesEMFILE(t *testing.T) {
 func TestServerAnswerFitsAPacket(t *testing.T) {
 	addr, _ := served(t)
 	r := dialRaw(t, addr)
-	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &wire.LoginResponse{}); st != wire.StatusOK {
 		t.Fatalf("login: %v", st)
 	}
-	var gen PkeyGenerateECResponse
-	if st := r.call(FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagDigitalSignature)}, &gen); st != StatusOK {
+	var gen wire.PkeyGenerateECResponse
+	if st := r.call(wire.FuncPkeyGenerateEC, &wire.PkeyGenerateECRequest{Curve: uint32(hsmapi.CurveP256), Flags: uint32(hsmapi.FlagDigitalSignature)}, &gen); st != wire.StatusOK {
 		t.Fatalf("generate: %v", st)
 	}
 	big := bytes.Repeat([]byte{0xC0}, hsmapi.MaxAttributeSize) // escaped, too
-	if st := r.call(FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: gen.Pkey, Attributes: []Attribute{{Type: 0x100, Value: big}}}, &PkeySetAttributesResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncPkeySetAttributes, &wire.PkeySetAttributesRequest{Pkey: gen.Pkey, Attributes: []wire.Attribute{{Type: 0x100, Value: big}}}, &wire.PkeySetAttributesResponse{}); st != wire.StatusOK {
 		t.Fatalf("set attributes: %v", st)
 	}
 	// Sixteen copies fit; twenty do not.
 	for _, tc := range []struct {
 		n    int
-		want Status
-	}{{15, StatusOK}, {20, StatusRPCPacketOverflow}, {4000, StatusRPCPacketOverflow}} {
+		want wire.Status
+	}{{15, wire.StatusOK}, {20, wire.StatusRPCPacketOverflow}, {4000, wire.StatusRPCPacketOverflow}} {
 		types := make([]uint32, tc.n)
 		for i := range types {
 			types[i] = 0x100
 		}
-		r.send(EncodeRequest(FuncPkeyGetAttributes, 0, &PkeyGetAttributesRequest{Pkey: gen.Pkey, Types: types, BufferLen: uint32(tc.n * len(big))}))
+		r.send(wire.EncodeRequest(wire.FuncPkeyGetAttributes, 0, &wire.PkeyGetAttributesRequest{Pkey: gen.Pkey, Types: types, BufferLen: uint32(tc.n * len(big))}))
 		r.nc.SetReadDeadline(time.Now().Add(ioTimeout))
 		frame, err := r.fr.ReadFrame()
-		if errors.Is(err, ErrFrameTooLong) {
-			t.Fatalf("%d attributes of %d bytes: the server sent an answer over %d bytes", tc.n, len(big), MaxPacket)
+		if errors.Is(err, wire.ErrFrameTooLong) {
+			t.Fatalf("%d attributes of %d bytes: the server sent an answer over %d bytes", tc.n, len(big), wire.MaxPacket)
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		var res PkeyGetAttributesResponse
-		if tc.want != StatusOK {
-			if st := r.checkAnswer(FuncPkeyGetAttributes, frame, nil); st != tc.want {
+		var res wire.PkeyGetAttributesResponse
+		if tc.want != wire.StatusOK {
+			if st := r.checkAnswer(wire.FuncPkeyGetAttributes, frame, nil); st != tc.want {
 				t.Errorf("%d attributes: %v, want %v", tc.n, st, tc.want)
 			}
 			continue
 		}
-		if st := r.checkAnswer(FuncPkeyGetAttributes, bytes.Clone(frame), &res); st != StatusOK || len(res.Attributes) != tc.n {
+		if st := r.checkAnswer(wire.FuncPkeyGetAttributes, bytes.Clone(frame), &res); st != wire.StatusOK || len(res.Attributes) != tc.n {
 			t.Errorf("%d attributes: %v, %d attributes", tc.n, st, len(res.Attributes))
 		}
 	}
 	// The connection still works.
-	if st := r.call(FuncGetVersion, nil, &GetVersionResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncGetVersion, nil, &wire.GetVersionResponse{}); st != wire.StatusOK {
 		t.Fatalf("GET_VERSION: %v", st)
 	}
 }
@@ -134,18 +135,18 @@ func TestClientCloseDuringCall(t *testing.T) {
 			return
 		}
 		defer nc.Close()
-		fr := NewFrameReader(nc, 0)
+		fr := wire.NewFrameReader(nc, 0)
 		for i := 0; ; i++ {
 			frame, err := fr.ReadFrame()
 			if err != nil {
 				return
 			}
-			hdr, _, _ := DecodeRequestHeader(frame)
+			hdr, _, _ := wire.DecodeRequestHeader(frame)
 			switch i {
 			case 0:
-				nc.Write(AppendFrame(nil, EncodeResponse(hdr.Func, 1, StatusOK, &GetVersionResponse{Version: Version})))
+				nc.Write(wire.AppendFrame(nil, wire.EncodeResponse(hdr.Func, 1, wire.StatusOK, &wire.GetVersionResponse{Version: Version})))
 			case 1:
-				nc.Write(AppendFrame(nil, EncodeResponse(hdr.Func, 1, StatusRPCBadFunction, nil)))
+				nc.Write(wire.AppendFrame(nil, wire.EncodeResponse(hdr.Func, 1, wire.StatusRPCBadFunction, nil)))
 			}
 		}
 	}()
@@ -168,7 +169,7 @@ func TestClientCloseDuringCall(t *testing.T) {
 	}
 	select {
 	case err := <-done:
-		if !errors.Is(err, StatusRPCTransport) {
+		if !errors.Is(err, wire.StatusRPCTransport) {
 			t.Errorf("the call in flight: %v, want RPC_TRANSPORT", err)
 		}
 	case <-time.After(5 * time.Second):

@@ -2,9 +2,7 @@ package rpc
 
 import (
 	"context"
-	"crypto"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,50 +11,39 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
-	"github.com/hsmkit/cryptech-backup/hsmapi"
-	"github.com/hsmkit/cryptech-backup/internal/lockassert"
+	"github.com/hsmkit/cryptech-backup/frontend"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // Version is what GET_VERSION answers: libhal's 1.1.1.0.
 const Version = 0x01010100
 
-// Server serves one emulated HSM to many connections.
+// Server serves an HSM to many connections: each gets a client of its own
+// in the front end (package frontend), its own token session, handles and
+// login, as cryptech_muxd gives each its own client handle.
 type Server struct {
-	hsm *hsm.HSM
-	log *slog.Logger
+	front *frontend.Frontend
+	log   *slog.Logger
 
 	// mu guards conns, listeners and closing. Lock order: Server.mu, then
-	// serverConn.mu (Stats, Shutdown), then hsm.Session.mu (a leaf).
+	// serverConn.mu (Shutdown stops each connection) or the front end's
+	// locks (a connection that arrives while closing is closed under it:
+	// Frontend.mu, then Client.mu, then the token's session lock).
 	mu        sync.Mutex
 	conns     map[*serverConn]struct{}
 	listeners map[net.Listener]struct{}
 	closing   bool
 	wg        sync.WaitGroup // one per connection
 	nextID    atomic.Uint32
-
-	// limits bound what each connection holds (defaultLimits; tests set
-	// smaller ones before Serve).
-	limits connLimits
 }
 
-// connLimits bound what one connection may hold at once.
-type connLimits struct {
-	pkeys, hashes                int // open key and hash handles
-	batches, batchKeys, batchMem int // open import batches, keys in one, bytes in all
-}
-
-var defaultLimits = connLimits{
-	pkeys: maxPkeyHandles, hashes: maxHashHandles,
-	batches: maxImportBatches, batchKeys: maxBatch, batchMem: maxImportBytes,
-}
-
-// NewServer makes a server for h. log may be nil (nothing is logged).
-func NewServer(h *hsm.HSM, log *slog.Logger) *Server {
+// NewServer makes a server for the tokens o opens (an emulated HSM,
+// *hsm.HSM, or any other). log may be nil (nothing is logged).
+func NewServer(o frontend.Opener, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{hsm: h, log: log, conns: map[*serverConn]struct{}{}, listeners: map[net.Listener]struct{}{}, limits: defaultLimits}
+	return &Server{front: frontend.New(o), log: log, conns: map[*serverConn]struct{}{}, listeners: map[net.Listener]struct{}{}}
 }
 
 // Serve accepts connections on l until Shutdown. It returns nil after
@@ -119,16 +106,20 @@ func temporaryAcceptError(err error) bool {
 // track registers a new connection and starts serving it, unless the
 // server is shutting down.
 func (s *Server) track(nc net.Conn) bool {
+	fe, err := s.front.Open(context.Background())
+	if err != nil {
+		// This connection only: the next may find the token again.
+		s.log.Warn("connection refused", "error", err.Error())
+		nc.Close()
+		return true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
+		fe.Close()
 		return false
 	}
-	c := &serverConn{
-		srv: s, nc: nc, client: s.nextID.Add(1),
-		sess:  s.hsm.NewSession(),
-		pkeys: map[uint32]hsmapi.UUID{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{},
-	}
+	c := &serverConn{srv: s, nc: nc, client: s.nextID.Add(1), fe: fe}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
@@ -166,81 +157,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 type Stats struct {
 	Conns, LoggedIn, PkeyHandles, HashHandles int
 	// ImportBatches counts the open import batches (EXT_IMPORT_BEGIN),
-	// ImportBytes what their keys take, as counted against maxImportBytes.
+	// ImportBytes what their keys take, as counted against the front end's
+	// limit.
 	ImportBatches, ImportBytes int
 }
 
 // Stats reports the server's connections and what they hold.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	var st Stats
-	for c := range s.conns {
-		st.Conns++
-		c.mu.Lock()
-		if c.sess.User() != hsmapi.UserNone {
-			st.LoggedIn++
-		}
-		st.PkeyHandles += len(c.pkeys)
-		st.HashHandles += len(c.hashes)
-		st.ImportBatches += len(c.imports)
-		st.ImportBytes += c.importBytes
-		c.mu.Unlock()
-	}
-	return st
-}
-
-// logoutAll logs every connection out (LOGOUT_ALL).
-func (s *Server) logoutAll() {
-	s.mu.Lock()
-	conns := make([]*serverConn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := len(s.conns)
 	s.mu.Unlock()
-	for _, c := range conns {
-		c.sess.Logout(context.Background())
-		c.dropImports()
-	}
+	f := s.front.Stats()
+	return Stats{Conns: conns, LoggedIn: f.LoggedIn, PkeyHandles: f.KeyHandles, HashHandles: f.HashHandles,
+		ImportBatches: f.ImportBatches, ImportBytes: f.ImportBytes}
 }
 
-// What one connection may hold at once. libhal has fixed tables of key and
-// hash slots for all its clients; these bound each connection instead, so
-// that no client can make the daemon hold memory without end.
-const (
-	// maxPkeyHandles bounds the open key handles: more than the keys a
-	// keystore of sim.MaxBlocks blocks can hold (one key per block), since
-	// Client keeps a handle on every key it has touched. Beyond it, a
-	// function that would open one answers NO_KEY_SLOTS_AVAILABLE, as
-	// libhal does when its key slots are all taken.
-	maxPkeyHandles = 65536
-	// maxHashHandles bounds the open hashes; beyond it HASH_INITIALIZE
-	// answers ALLOCATION_FAILURE, as libhal does when its hash slots are
-	// all taken.
-	maxHashHandles = 64
-)
-
-// serverConn is one connection: a client handle, an HSM session and the
-// handles opened through it.
+// serverConn is one connection: a client handle and the front end's
+// client behind it.
 type serverConn struct {
 	srv    *Server
 	nc     net.Conn
 	client uint32
-	sess   *hsm.Session
+	fe     *frontend.Client
 	// ctx ends when the connection is stopped or closed: a LOGIN waiting
 	// for the HSM's login lock gives up then. nil means never.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// mu guards the handles, batches and stopped. It is taken under
-	// Server.mu (see there); under it, only hsm.Session.mu is.
-	mu          sync.Mutex
-	nextHandle  uint32
-	pkeys       map[uint32]hsmapi.UUID
-	hashes      map[uint32]*hashState
-	imports     map[uint32]*importBatch
-	importBytes int // what the open import batches hold (importBatch.bytes)
-	stopped     bool
+	// mu guards stopped; nothing is taken under it.
+	mu      sync.Mutex
+	stopped bool
 }
 
 // context is the connection's context (see ctx).
@@ -272,7 +218,7 @@ func (c *serverConn) serve() {
 		if c.cancel != nil {
 			c.cancel()
 		}
-		c.sess.Close()
+		c.fe.Close()
 		c.nc.Close()
 		c.srv.mu.Lock()
 		delete(c.srv.conns, c)
@@ -280,7 +226,7 @@ func (c *serverConn) serve() {
 		log.Info("connection closed")
 		c.srv.wg.Done()
 	}()
-	fr := NewFrameReader(c.nc, MaxPacket)
+	fr := wire.NewFrameReader(c.nc, wire.MaxPacket)
 	var out []byte
 	for {
 		frame, err := fr.ReadFrame()
@@ -295,7 +241,7 @@ func (c *serverConn) serve() {
 		}
 		resp := c.handle(frame, log)
 		clear(frame) // LOGIN and SET_PIN requests carry PINs
-		out = AppendFrame(out[:0], resp)
+		out = wire.AppendFrame(out[:0], resp)
 		if _, err := c.nc.Write(out); err != nil {
 			return
 		}
@@ -311,112 +257,35 @@ func (c *serverConn) isStopped() bool {
 // handle answers one request. The client field of the answer is this
 // connection's handle, whatever the request said, as the multiplexer does.
 func (c *serverConn) handle(frame []byte, log *slog.Logger) []byte {
-	hdr, d, err := DecodeRequestHeader(frame)
+	hdr, d, err := wire.DecodeRequestHeader(frame)
 	if err != nil {
 		log.Warn("request refused", "error", err.Error())
-		return EncodeResponse(hdr.Func, c.client, statusOf(err), nil)
+		return wire.EncodeResponse(hdr.Func, c.client, statusOf(err), nil)
 	}
 	results, err := c.dispatch(hdr.Func, d)
 	st := statusOf(err)
 	var resp []byte
-	if st == StatusOK {
-		resp = EncodeResponse(hdr.Func, c.client, st, results)
-		if len(resp) > MaxPacket {
+	if st == wire.StatusOK {
+		resp = wire.EncodeResponse(hdr.Func, c.client, st, results)
+		if len(resp) > wire.MaxPacket {
 			// No libhal client could read it (nor ours: the frame reader
 			// drops the connection), e.g. many big attributes at once.
-			st = StatusRPCPacketOverflow
+			st = wire.StatusRPCPacketOverflow
 		}
 	}
-	if st != StatusOK {
+	if st != wire.StatusOK {
 		// The function and status only: never a PIN, a key or a message.
 		log.Warn("request failed", "func", hdr.Func.String(), "status", st.Error())
-		resp = EncodeResponse(hdr.Func, c.client, st, nil)
+		resp = wire.EncodeResponse(hdr.Func, c.client, st, nil)
 	}
 	return resp
 }
 
 // dispatch decodes the arguments of f and runs it.
-func (c *serverConn) dispatch(f Func, d *Decoder) (Args, error) {
-	if h, ok := extHandlers[f]; ok {
-		return h(c, d)
-	}
-	req, ok := NewRequest(f)
+func (c *serverConn) dispatch(f wire.Func, d *wire.Decoder) (wire.Args, error) {
+	h, ok := handlers[f]
 	if !ok {
-		return nil, StatusRPCBadFunction
+		return nil, wire.StatusRPCBadFunction
 	}
-	if err := req.DecodeArgs(d); err != nil {
-		return nil, err
-	}
-	if err := d.Finish(); err != nil {
-		return nil, err
-	}
-	return c.call(req)
-}
-
-// handles
-
-// newHandle numbers a new handle of any kind. Called with c.mu held.
-func (c *serverConn) newHandle() uint32 {
-	lockassert.Held(&c.mu)
-	c.nextHandle++
-	if c.nextHandle == 0 {
-		c.nextHandle++
-	}
-	return c.nextHandle
-}
-
-// roomForPkey fails when the connection holds maxPkeyHandles key handles.
-// A function that opens a handle asks first, before it makes or stores
-// anything: a connection serves one request at a time, so the room is
-// still there when the handle is opened.
-func (c *serverConn) roomForPkey() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.pkeys) >= c.srv.limits.pkeys {
-		return StatusNoKeySlotsAvailable
-	}
-	return nil
-}
-
-func (c *serverConn) openPkey(id hsmapi.UUID) uint32 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	h := c.newHandle()
-	c.pkeys[h] = id
-	return h
-}
-
-func (c *serverConn) pkey(h uint32) (hsmapi.UUID, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	id, ok := c.pkeys[h]
-	if !ok {
-		return hsmapi.UUID{}, fmt.Errorf("%w: no key handle %d", hsmapi.ErrKeyNotFound, h)
-	}
-	return id, nil
-}
-
-func (c *serverConn) closePkey(h uint32) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.pkeys, h)
-}
-
-// pkeyInfo returns the key behind a handle.
-func (c *serverConn) pkeyInfo(h uint32) (hsmapi.KeyInfo, error) {
-	id, err := c.pkey(h)
-	if err != nil {
-		return hsmapi.KeyInfo{}, err
-	}
-	return c.sess.Key(context.Background(), id)
-}
-
-// hashState is an open hash (HASH_INITIALIZE).
-type hashState struct {
-	alg  uint32
-	hash crypto.Hash
-	h    interface {
-		io.Writer
-		Sum([]byte) []byte
-	}
+	return h(c, d)
 }

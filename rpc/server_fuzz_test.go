@@ -13,6 +13,8 @@ import (
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wiretest"
 )
 
 // fuzzHSM is the HSM behind FuzzServerRequest (made again when the fuzzer
@@ -66,7 +68,7 @@ func (fh *fuzzHSM) reset(t *testing.T) {
 // ensure (re)makes the three keys when the fuzzer has deleted or used them
 // up, emptying the keystore of what the fuzzer stored if it is full, or
 // starting over if that is not enough.
-func (fh *fuzzHSM) ensure(t *testing.T, s *hsm.Session) bool {
+func (fh *fuzzHSM) ensure(t *testing.T, s hsmapi.Token) bool {
 	for i, req := range fuzzKeys {
 		k, err := s.Key(ctx, fh.keys[i])
 		if err == nil && (k.Hashsig == nil || k.Hashsig.Remaining > 0) {
@@ -107,22 +109,32 @@ func (fh *fuzzHSM) conn(t *testing.T) *serverConn {
 		if fh.h == nil {
 			fh.reset(t)
 		}
-		c := &serverConn{srv: fh.srv, client: 0x2a, sess: fh.h.NewSession(),
-			pkeys: map[uint32]hsmapi.UUID{}, hashes: map[uint32]*hashState{}, imports: map[uint32]*importBatch{}}
-		if err := c.sess.Login(ctx, hsmapi.UserWheel, wheelPIN); err != nil {
+		fe, err := fh.srv.front.Open(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if !fh.ensure(t, c.sess) {
-			c.sess.Close()
+		c := &serverConn{srv: fh.srv, client: 0x2a, fe: fe}
+		if err := fe.Login(ctx, hsmapi.UserWheel, wheelPIN); err != nil {
+			t.Fatal(err)
+		}
+		if !fh.ensure(t, fe.Token()) {
+			fe.Close()
 			fh.reset(t)
 			continue
 		}
-		c.openPkey(fh.keys[0])
-		c.openPkey(fh.keys[1])
-		if _, err := c.hashInitialize(&HashInitializeRequest{Alg: 3}); err != nil {
+		open := func(id hsmapi.UUID) {
+			k, err := fe.Token().Key(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fe.OpenKey(k)
+		}
+		open(fh.keys[0])
+		open(fh.keys[1])
+		if _, err := c.hashInitialize(&wire.HashInitializeRequest{Alg: 3}); err != nil {
 			t.Fatal(err)
 		}
-		c.openPkey(fh.keys[2])
+		open(fh.keys[2])
 		return c
 	}
 	t.Fatal("a new HSM has no room for three keys")
@@ -134,20 +146,20 @@ func (fh *fuzzHSM) conn(t *testing.T) *serverConn {
 // decoding is fuzzed all the same (FuzzDecodeRequest); only well-formed
 // ones are left out.
 func tooCostly(payload []byte) bool {
-	h, d, err := DecodeRequestHeader(payload)
+	h, d, err := wire.DecodeRequestHeader(payload)
 	if err != nil {
 		return false
 	}
-	req, ok := NewRequest(h.Func)
+	req, ok := wire.NewRequest(h.Func)
 	if !ok || req.DecodeArgs(d) != nil || d.Finish() != nil {
 		return false
 	}
 	switch r := req.(type) {
-	case *SetPINRequest:
+	case *wire.SetPINRequest:
 		return true
-	case *PkeyGenerateRSARequest:
+	case *wire.PkeyGenerateRSARequest:
 		return r.KeyLen >= 1024
-	case *PkeyGenerateHashsigRequest:
+	case *wire.PkeyGenerateHashsigRequest:
 		small := hashsig.LMSType(r.LMSType) == hashsig.LMS_SHA256_M32_H5 || hashsig.LMSType(r.LMSType) == hashsig.LMS_SHA256_M24_H5
 		return !small || r.L > 2
 	}
@@ -156,27 +168,27 @@ func tooCostly(payload []byte) bool {
 
 // responseFor is the results type of f's answer, nil for an unknown
 // function.
-func responseFor(f Func, req []byte) Args {
-	if r, ok := NewResponse(f); ok {
-		if ga, ok := r.(*PkeyGetAttributesResponse); ok {
+func responseFor(f wire.Func, req []byte) wire.Args {
+	if r, ok := wire.NewResponse(f); ok {
+		if ga, ok := r.(*wire.PkeyGetAttributesResponse); ok {
 			// BufferLen 0 asks for lengths only; it is the request's last word.
 			ga.LengthsOnly = len(req) >= 4 && binary.BigEndian.Uint32(req[len(req)-4:]) == 0
 		}
 		return r
 	}
 	switch f {
-	case FuncExtCapabilities:
-		return &ExtCapabilitiesResponse{}
-	case FuncExtExport:
-		return &ExtExportResponse{}
-	case FuncExtImportBegin:
-		return &ExtImportBeginResponse{}
-	case FuncExtImportAdd:
-		return &ExtImportAddResponse{}
-	case FuncExtImportCommit:
-		return &ExtImportCommitResponse{}
-	case FuncExtDamaged:
-		return &ExtDamagedResponse{}
+	case wire.FuncExtCapabilities:
+		return &wire.ExtCapabilitiesResponse{}
+	case wire.FuncExtExport:
+		return &wire.ExtExportResponse{}
+	case wire.FuncExtImportBegin:
+		return &wire.ExtImportBeginResponse{}
+	case wire.FuncExtImportAdd:
+		return &wire.ExtImportAddResponse{}
+	case wire.FuncExtImportCommit:
+		return &wire.ExtImportCommitResponse{}
+	case wire.FuncExtDamaged:
+		return &wire.ExtDamagedResponse{}
 	}
 	return nil
 }
@@ -189,41 +201,41 @@ func responseFor(f Func, req []byte) Args {
 // a libhal status (never IMPOSSIBLE, which means an error no status maps),
 // and results that decode exactly when the status is OK.
 func FuzzServerRequest(f *testing.F) {
-	for _, g := range loadGolden(f) {
-		if goldenCases[g.name].kind == "req" {
-			f.Add(g.data)
+	for _, g := range wiretest.Load(f) {
+		if wiretest.IsRequest(g.Name) {
+			f.Add(g.Data)
 		}
 	}
 	digest := sha256.Sum256([]byte("fuzz"))
 	for _, req := range []struct {
-		f    Func
-		args Args
+		f    wire.Func
+		args wire.Args
 	}{
-		{FuncPkeySign, &PkeySignRequest{Pkey: 1, Data: digest[:], Max: 256}},
-		{FuncPkeySign, &PkeySignRequest{Pkey: 1, Hash: 3, Max: 256}},
-		{FuncPkeySign, &PkeySignRequest{Pkey: 2, Hash: 3, Max: 512}},
-		{FuncPkeySign, &PkeySignRequest{Pkey: 4, Data: []byte("msg"), Max: 4096}},
-		{FuncPkeyVerify, &PkeyVerifyRequest{Pkey: 1, Data: digest[:], Signature: make([]byte, 64)}},
-		{FuncPkeyGetPublicKey, &PkeyGetPublicKeyRequest{Pkey: 1, Max: 1024}},
-		{FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: 1, Types: []uint32{hsmapi.AttributeLabel}, BufferLen: 256}},
-		{FuncPkeyGetAttributes, &PkeyGetAttributesRequest{Pkey: 4, Types: []uint32{AttributeHashsigRemaining}, BufferLen: 0}},
-		{FuncPkeySetAttributes, &PkeySetAttributesRequest{Pkey: 1, Attributes: []Attribute{{Type: hsmapi.AttributeLabel, Value: []byte("x")}}}},
-		{FuncPkeyMatch, &PkeyMatchRequest{Max: 8, Previous: make([]byte, 16)}},
-		{FuncPkeyExport, &PkeyExportRequest{Pkey: 1, KEKEK: 2, PKCS8Max: 4096, KEKMax: 1024}},
-		{FuncPkeyClose, &PkeyCloseRequest{Pkey: 1}},
-		{FuncPkeyDelete, &PkeyDeleteRequest{Pkey: 1}},
-		{FuncHashUpdate, &HashUpdateRequest{Hash: 3, Data: []byte("abc")}},
-		{FuncHashFinalize, &HashFinalizeRequest{Hash: 3, Len: 32}},
-		{FuncPkeyGenerateEC, &PkeyGenerateECRequest{Curve: 1, Flags: 1}},
-		{FuncPkeyGenerateHashsig, &PkeyGenerateHashsigRequest{L: 1, LMSType: 5, LMOTSType: 1, Flags: 1}},
-		{FuncLogoutAll, nil},
-		{FuncExtCapabilities, nil},
-		{FuncExtExport, &ExtExportRequest{Pkey: 1, Encryption: "rsa-oaep-sha256"}},
-		{FuncExtImportBegin, &ExtImportBeginRequest{KEKEK: make([]byte, 16)}},
-		{FuncExtImportCommit, &ExtImportCommitRequest{Batch: 5}},
-		{FuncExtDamaged, nil},
+		{wire.FuncPkeySign, &wire.PkeySignRequest{Pkey: 1, Data: digest[:], Max: 256}},
+		{wire.FuncPkeySign, &wire.PkeySignRequest{Pkey: 1, Hash: 3, Max: 256}},
+		{wire.FuncPkeySign, &wire.PkeySignRequest{Pkey: 2, Hash: 3, Max: 512}},
+		{wire.FuncPkeySign, &wire.PkeySignRequest{Pkey: 4, Data: []byte("msg"), Max: 4096}},
+		{wire.FuncPkeyVerify, &wire.PkeyVerifyRequest{Pkey: 1, Data: digest[:], Signature: make([]byte, 64)}},
+		{wire.FuncPkeyGetPublicKey, &wire.PkeyGetPublicKeyRequest{Pkey: 1, Max: 1024}},
+		{wire.FuncPkeyGetAttributes, &wire.PkeyGetAttributesRequest{Pkey: 1, Types: []uint32{hsmapi.AttributeLabel}, BufferLen: 256}},
+		{wire.FuncPkeyGetAttributes, &wire.PkeyGetAttributesRequest{Pkey: 4, Types: []uint32{AttributeHashsigRemaining}, BufferLen: 0}},
+		{wire.FuncPkeySetAttributes, &wire.PkeySetAttributesRequest{Pkey: 1, Attributes: []wire.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte("x")}}}},
+		{wire.FuncPkeyMatch, &wire.PkeyMatchRequest{Max: 8, Previous: make([]byte, 16)}},
+		{wire.FuncPkeyExport, &wire.PkeyExportRequest{Pkey: 1, KEKEK: 2, PKCS8Max: 4096, KEKMax: 1024}},
+		{wire.FuncPkeyClose, &wire.PkeyCloseRequest{Pkey: 1}},
+		{wire.FuncPkeyDelete, &wire.PkeyDeleteRequest{Pkey: 1}},
+		{wire.FuncHashUpdate, &wire.HashUpdateRequest{Hash: 3, Data: []byte("abc")}},
+		{wire.FuncHashFinalize, &wire.HashFinalizeRequest{Hash: 3, Len: 32}},
+		{wire.FuncPkeyGenerateEC, &wire.PkeyGenerateECRequest{Curve: 1, Flags: 1}},
+		{wire.FuncPkeyGenerateHashsig, &wire.PkeyGenerateHashsigRequest{L: 1, LMSType: 5, LMOTSType: 1, Flags: 1}},
+		{wire.FuncLogoutAll, nil},
+		{wire.FuncExtCapabilities, nil},
+		{wire.FuncExtExport, &wire.ExtExportRequest{Pkey: 1, Encryption: "rsa-oaep-sha256"}},
+		{wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: make([]byte, 16)}},
+		{wire.FuncExtImportCommit, &wire.ExtImportCommitRequest{Batch: 5}},
+		{wire.FuncExtDamaged, nil},
 	} {
-		f.Add(EncodeRequest(req.f, 0, req.args))
+		f.Add(wire.EncodeRequest(req.f, 0, req.args))
 	}
 	f.Add([]byte{})
 	f.Add([]byte{0, 0, 0})
@@ -232,34 +244,34 @@ func FuzzServerRequest(f *testing.F) {
 	fh := newFuzzHSM(f)
 	log := slog.New(slog.DiscardHandler)
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		if len(payload) > MaxPacket || tooCostly(payload) {
+		if len(payload) > wire.MaxPacket || tooCostly(payload) {
 			return
 		}
 		c := fh.conn(t)
-		defer c.sess.Close()
+		defer c.fe.Close()
 		resp := c.handle(payload, log)
-		if len(resp) > MaxPacket {
+		if len(resp) > wire.MaxPacket {
 			t.Fatalf("a %d-byte answer", len(resp))
 		}
 
-		reqHdr, _, reqErr := DecodeRequestHeader(payload)
-		d := NewDecoder(resp)
-		f, client, st := Func(d.Uint32()), d.Uint32(), Status(d.Uint32())
+		reqHdr, _, reqErr := wire.DecodeRequestHeader(payload)
+		d := wire.NewDecoder(resp)
+		f, client, st := wire.Func(d.Uint32()), d.Uint32(), wire.Status(d.Uint32())
 		if d.Err() != nil {
 			t.Fatalf("answer %x has no header", resp)
 		}
 		if client != c.client {
 			t.Fatalf("answer for client %d, not %d", client, c.client)
 		}
-		if st > StatusTamper {
+		if st > wire.StatusTamper {
 			t.Fatalf("status %d is no libhal status", st)
 		}
-		if st == StatusImpossible {
+		if st == wire.StatusImpossible {
 			// statusOf found no status for the handler's error.
 			t.Fatalf("answered %v", st)
 		}
 		if reqErr != nil {
-			if st != StatusXDRBufferOverflow {
+			if st != wire.StatusXDRBufferOverflow {
 				t.Fatalf("a %d-byte payload answered %v", len(payload), st)
 			}
 			return
@@ -268,13 +280,13 @@ func FuzzServerRequest(f *testing.F) {
 			t.Fatalf("answer for %v to %v", f, reqHdr.Func)
 		}
 		results := responseFor(f, payload)
-		if st == StatusOK && results == nil {
+		if st == wire.StatusOK && results == nil {
 			t.Fatalf("unknown function %v answered OK", f)
 		}
-		if st != StatusOK {
+		if st != wire.StatusOK {
 			results = nil
 		}
-		if _, _, err := DecodeResponse(resp, results); err != nil {
+		if _, _, err := wire.DecodeResponse(resp, results); err != nil {
 			t.Fatalf("%v answered %v with results that do not decode: %v\n%x", f, st, err, resp)
 		}
 	})

@@ -15,6 +15,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/testkeys"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // readSignalListener tells, on reads, that one of its connections has read
@@ -73,16 +74,16 @@ func TestServerShutdown(t *testing.T) {
 
 	idle := dialAs(t, addr, hsmapi.UserNormal, userPIN)
 	r := dialRaw(t, addr)
-	if st := r.call(FuncLogin, &LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &LoginResponse{}); st != StatusOK {
+	if st := r.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN}, &wire.LoginResponse{}); st != wire.StatusOK {
 		t.Fatalf("login: %v", st)
 	}
 	// The reads so far are answered; the next one is the generate.
 	for len(l.reads) > 0 {
 		<-l.reads
 	}
-	gen := &PkeyGenerateHashsigRequest{L: 1, LMSType: uint32(hashsig.LMS_SHA256_M32_H10), LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8),
+	gen := &wire.PkeyGenerateHashsigRequest{L: 1, LMSType: uint32(hashsig.LMS_SHA256_M32_H10), LMOTSType: uint32(hashsig.LMOTS_SHA256_N32_W8),
 		Flags: uint32(hsmapi.FlagDigitalSignature | hsmapi.FlagToken)}
-	r.send(EncodeRequest(FuncPkeyGenerateHashsig, 0, gen))
+	r.send(wire.EncodeRequest(wire.FuncPkeyGenerateHashsig, 0, gen))
 	select {
 	case <-l.reads:
 	case <-time.After(ioTimeout):
@@ -95,7 +96,7 @@ func TestServerShutdown(t *testing.T) {
 	if _, err := r.fr.ReadFrame(); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("the generate was answered before Shutdown began (%v): the test proves nothing", err)
 	}
-	r.fr = NewFrameReader(r.nc, MaxPacket) // the timeout is sticky; nothing was read
+	r.fr = wire.NewFrameReader(r.nc, wire.MaxPacket) // the timeout is sticky; nothing was read
 	start := time.Now()
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(ctx) }()
@@ -134,8 +135,8 @@ func TestServerShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no answer to the request in flight when Shutdown returned: %v", err)
 	}
-	var res PkeyGenerateHashsigResponse
-	if st := r.checkAnswer(FuncPkeyGenerateHashsig, frame, &res); st != StatusOK {
+	var res wire.PkeyGenerateHashsigResponse
+	if st := r.checkAnswer(wire.FuncPkeyGenerateHashsig, frame, &res); st != wire.StatusOK {
 		t.Fatalf("the request in flight answered %v", st)
 	}
 	id, err := uuidOf(res.UUID)
@@ -147,7 +148,7 @@ func TestServerShutdown(t *testing.T) {
 	if _, err := r.fr.ReadFrame(); err == nil {
 		t.Error("the connection outlived Shutdown")
 	}
-	if err := idle.Logout(ctx); !errors.Is(err, StatusRPCTransport) {
+	if err := idle.Logout(ctx); !errors.Is(err, wire.StatusRPCTransport) {
 		t.Errorf("the idle connection outlived Shutdown: %v", err)
 	}
 	if err := <-served; err != nil {

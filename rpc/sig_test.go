@@ -10,9 +10,11 @@ import (
 	"math/big"
 	mrand "math/rand/v2"
 	"testing"
+
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wiretest"
 )
 
-// The hand-written ECDSA signature conversions of sig.go against
+// The ECDSA signature conversions of sig.go (cryptobyte) against
 // encoding/asn1: the same bytes out, the same inputs accepted.
 
 type asn1Sig struct{ R, S *big.Int }
@@ -126,7 +128,7 @@ func TestECDSASignatureConversions(t *testing.T) {
 		"30",
 		"3000",
 	} {
-		checkDERToRaw(t, unhex(der), 32)
+		checkDERToRaw(t, wiretest.Unhex(der), 32)
 	}
 	// What crypto/ecdsa makes, and what it verifies.
 	for _, c := range []elliptic.Curve{elliptic.P256(), elliptic.P384(), elliptic.P521()} {
@@ -156,11 +158,11 @@ func TestECDSASignatureConversions(t *testing.T) {
 	}
 }
 
-// FuzzECDSADERToRaw: the hand-written parser accepts exactly what
+// FuzzECDSADERToRaw: the cryptobyte parser accepts exactly what
 // encoding/asn1 accepts as a DER signature, with the same result.
 func FuzzECDSADERToRaw(f *testing.F) {
-	f.Add(unhex("3006020101020101"), 32)
-	f.Add(unhex("3007020200800201ff"), 32)
+	f.Add(wiretest.Unhex("3006020101020101"), 32)
+	f.Add(wiretest.Unhex("3007020200800201ff"), 32)
 	f.Fuzz(func(t *testing.T, der []byte, size int) {
 		if size < 0 || size > 200 {
 			return

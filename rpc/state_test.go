@@ -7,16 +7,17 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
 // isLoggedIn asks IS_LOGGED_IN on c's connection.
 func isLoggedIn(t *testing.T, c *Client, u hsmapi.User) bool {
 	t.Helper()
-	err := c.call(FuncIsLoggedIn, &IsLoggedInRequest{User: uint32(u)}, &IsLoggedInResponse{})
+	err := c.call(wire.FuncIsLoggedIn, &wire.IsLoggedInRequest{User: uint32(u)}, &wire.IsLoggedInResponse{})
 	switch {
 	case err == nil:
 		return true
-	case errors.Is(err, StatusForbidden):
+	case errors.Is(err, wire.StatusForbidden):
 		return false
 	}
 	t.Fatalf("IS_LOGGED_IN: %v", err)
@@ -106,7 +107,7 @@ func TestServerPerConnectionState(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []*Client{b, so} {
-		if err := c.call(FuncLogoutAll, &LogoutAllRequest{}, &LogoutAllResponse{}); !errors.Is(err, StatusForbidden) {
+		if err := c.call(wire.FuncLogoutAll, &wire.LogoutAllRequest{}, &wire.LogoutAllResponse{}); !errors.Is(err, wire.StatusForbidden) {
 			t.Errorf("LOGOUT_ALL by a user other than wheel: %v, want FORBIDDEN", err)
 		}
 	}
@@ -116,7 +117,7 @@ func TestServerPerConnectionState(t *testing.T) {
 	if st := srv.Stats(); st.LoggedIn != 3 {
 		t.Errorf("server holds %+v", st)
 	}
-	if err := w.call(FuncLogoutAll, &LogoutAllRequest{}, &LogoutAllResponse{}); err != nil {
+	if err := w.call(wire.FuncLogoutAll, &wire.LogoutAllRequest{}, &wire.LogoutAllResponse{}); err != nil {
 		t.Fatalf("LOGOUT_ALL by wheel: %v", err)
 	}
 	if isLoggedIn(t, b, hsmapi.UserNormal) || isLoggedIn(t, so, hsmapi.UserSO) || isLoggedIn(t, w, hsmapi.UserWheel) {
@@ -129,8 +130,8 @@ func TestServerPerConnectionState(t *testing.T) {
 	if err := b.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
 		t.Fatal(err)
 	}
-	var r PkeyOpenResponse
-	if err := b.call(FuncPkeyOpen, &PkeyOpenRequest{UUID: bk.UUID[:]}, &r); !errors.Is(err, hsmapi.ErrKeyNotFound) {
+	var r wire.PkeyOpenResponse
+	if err := b.call(wire.FuncPkeyOpen, &wire.PkeyOpenRequest{UUID: bk.UUID[:]}, &r); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("b's volatile key outlived LOGOUT_ALL: %v", err)
 	}
 }

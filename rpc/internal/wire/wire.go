@@ -1,6 +1,6 @@
-package rpc
-
-// The wire format, as this file, xdr.go, slip.go and msg_*.go implement it.
+// Package wire is libhal's RPC wire format, apart from what serves or calls
+// it: XDR items, SLIP frames, the function numbers, the status codes and
+// the layout of every function's arguments and results.
 //
 // The transport is a byte stream. Each message is one SLIP frame (RFC 1055;
 // [AppendFrame], [FrameReader]) of at most [MaxPacket] bytes, and its
@@ -23,6 +23,7 @@ package rpc
 // cut short) or [StatusRPCProtocolError] (malformed input), so a server can
 // send them back as the status. Decoded bytes fields are copies and never
 // alias the input buffer.
+package wire
 
 // MaxPacket is the largest message libhal sends or accepts, in bytes of
 // payload (before SLIP escaping). It also bounds every bytes field.

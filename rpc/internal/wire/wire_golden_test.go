@@ -1,14 +1,13 @@
-package rpc
+package wire
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/hex"
 	"errors"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/hsmkit/cryptech-backup/rpc/internal/wiretest"
 )
 
 // goldenClient is the client handle in every golden message.
@@ -32,13 +31,7 @@ var (
 	sig7    = unhex("01020304050607")
 )
 
-func unhex(s string) []byte {
-	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
+var unhex = wiretest.Unhex
 
 // goldenCases gives the Go value of every case in testdata/golden.txt.
 var goldenCases = map[string]goldenCase{
@@ -174,45 +167,10 @@ var goldenCases = map[string]goldenCase{
 	"BAD_FUNCTION.err": {Func(32), "err", StatusRPCBadFunction, nil},
 }
 
-// A golden is one line of testdata/golden.txt.
-type golden struct {
-	name string
-	data []byte
-}
+// golden is one line of the golden file.
+type golden = wiretest.Golden
 
-func loadGolden(t testing.TB) []golden {
-	t.Helper()
-	f, err := os.Open("testdata/golden.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []golden
-	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
-			continue
-		}
-		if len(fields) < 2 {
-			t.Fatalf("golden.txt:%d: no bytes", line)
-		}
-		data, err := hex.DecodeString(strings.Join(fields[1:], ""))
-		if err != nil {
-			t.Fatalf("golden.txt:%d: %v", line, err)
-		}
-		if seen[fields[0]] {
-			t.Fatalf("golden.txt:%d: %s appears twice", line, fields[0])
-		}
-		seen[fields[0]] = true
-		out = append(out, golden{fields[0], data})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+func loadGolden(t testing.TB) []golden { return wiretest.Load(t) }
 
 // freshLike returns a zero value of v's type, carrying the one field that
 // is not on the wire (PkeyGetAttributesResponse.LengthsOnly).
@@ -228,14 +186,17 @@ func TestGoldenCoverage(t *testing.T) {
 	goldens := loadGolden(t)
 	inFile := map[string]bool{}
 	for _, g := range goldens {
-		inFile[g.name] = true
-		if _, ok := goldenCases[g.name]; !ok {
-			t.Errorf("golden.txt has %s but goldenCases does not", g.name)
+		inFile[g.Name] = true
+		if _, ok := goldenCases[g.Name]; !ok {
+			t.Errorf("golden.txt has %s but goldenCases does not", g.Name)
 		}
 	}
 	for name := range goldenCases {
 		if !inFile[name] {
 			t.Errorf("goldenCases has %s but golden.txt does not", name)
+		}
+		if wiretest.IsRequest(name) != (goldenCases[name].kind == "req") {
+			t.Errorf("wiretest.IsRequest(%s) is wrong", name)
 		}
 	}
 	// Every function has a request and an OK response, and there are error
@@ -259,15 +220,15 @@ func TestGoldenCoverage(t *testing.T) {
 
 func TestGoldenRequests(t *testing.T) {
 	for _, g := range loadGolden(t) {
-		c, ok := goldenCases[g.name]
+		c, ok := goldenCases[g.Name]
 		if !ok || c.kind != "req" {
 			continue
 		}
-		t.Run(g.name, func(t *testing.T) {
-			if got := EncodeRequest(c.f, goldenClient, c.value); !bytes.Equal(got, g.data) {
-				t.Errorf("encode:\n got %x\nwant %x", got, g.data)
+		t.Run(g.Name, func(t *testing.T) {
+			if got := EncodeRequest(c.f, goldenClient, c.value); !bytes.Equal(got, g.Data) {
+				t.Errorf("encode:\n got %x\nwant %x", got, g.Data)
 			}
-			h, d, err := DecodeRequestHeader(g.data)
+			h, d, err := DecodeRequestHeader(g.Data)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -296,17 +257,17 @@ func TestGoldenRequests(t *testing.T) {
 
 func TestGoldenResponses(t *testing.T) {
 	for _, g := range loadGolden(t) {
-		c, ok := goldenCases[g.name]
+		c, ok := goldenCases[g.Name]
 		if !ok || c.kind == "req" {
 			continue
 		}
-		t.Run(g.name, func(t *testing.T) {
+		t.Run(g.Name, func(t *testing.T) {
 			if c.kind == "err" {
-				testGoldenError(t, c, g.data)
+				testGoldenError(t, c, g.Data)
 				return
 			}
-			if got := EncodeResponse(c.f, goldenClient, StatusOK, c.value); !bytes.Equal(got, g.data) {
-				t.Errorf("encode:\n got %x\nwant %x", got, g.data)
+			if got := EncodeResponse(c.f, goldenClient, StatusOK, c.value); !bytes.Equal(got, g.Data) {
+				t.Errorf("encode:\n got %x\nwant %x", got, g.Data)
 			}
 			results, ok := NewResponse(c.f)
 			if !ok {
@@ -316,7 +277,7 @@ func TestGoldenResponses(t *testing.T) {
 				t.Fatalf("NewResponse(%v) is %T, want %T", c.f, results, c.value)
 			}
 			results = freshLike(c.value)
-			h, st, err := DecodeResponse(g.data, results)
+			h, st, err := DecodeResponse(g.Data, results)
 			if err != nil {
 				t.Fatal(err)
 			}

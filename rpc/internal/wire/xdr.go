@@ -1,4 +1,4 @@
-package rpc
+package wire
 
 import (
 	"encoding/binary"
@@ -137,12 +137,18 @@ func (d *Decoder) opaque(n uint32, max int) []byte {
 }
 
 // count reads the uint that prefixes an array of items of at least minSize
-// bytes each. A count that the remaining input cannot possibly hold records
-// an error wrapping [StatusXDRBufferOverflow] and returns 0, so callers can
-// allocate count items without trusting the peer.
-func (d *Decoder) count(minSize int) int {
+// bytes each. A count over max (when max >= 0) records an error wrapping
+// [StatusRPCProtocolError]; a count that the remaining input cannot
+// possibly hold records one wrapping [StatusXDRBufferOverflow]. Either way
+// it returns 0, so callers can allocate count items without trusting the
+// peer.
+func (d *Decoder) count(minSize, max int) int {
 	n := d.Uint32()
 	if d.err != nil {
+		return 0
+	}
+	if max >= 0 && uint64(n) > uint64(max) {
+		d.fail(StatusRPCProtocolError, "%d items, at most %d allowed", n, max)
 		return 0
 	}
 	if uint64(n)*uint64(minSize) > uint64(d.remaining()) {
@@ -150,6 +156,133 @@ func (d *Decoder) count(minSize int) int {
 		return 0
 	}
 	return int(n)
+}
+
+// The lists and other compound items of messages.go follow. Each decoder
+// returns nil when it fails.
+
+// uint32s appends uint n, then n uints.
+func (e *Encoder) uint32s(v []uint32) {
+	e.Uint32(uint32(len(v)))
+	for _, x := range v {
+		e.Uint32(x)
+	}
+}
+
+// uint32s reads what Encoder.uint32s writes, at most max items (max < 0:
+// any number).
+func (d *Decoder) uint32s(max int) []uint32 {
+	n := d.count(4, max)
+	if n == 0 {
+		return nil
+	}
+	v := make([]uint32, n)
+	for i := range v {
+		v[i] = d.Uint32()
+	}
+	return v
+}
+
+// byteSlices appends uint n, then n bytes items.
+func (e *Encoder) byteSlices(v [][]byte) {
+	e.Uint32(uint32(len(v)))
+	for _, b := range v {
+		e.Bytes(b)
+	}
+}
+
+// byteSlices reads what Encoder.byteSlices writes: at most count items
+// (count < 0: any number) of at most max bytes each.
+func (d *Decoder) byteSlices(max, count int) [][]byte {
+	n := d.count(4, count)
+	if n == 0 {
+		return nil
+	}
+	v := make([][]byte, n)
+	for i := range v {
+		v[i] = d.Bytes(max)
+	}
+	if d.err != nil {
+		return nil
+	}
+	return v
+}
+
+// strings appends uint n, then n bytes items.
+func (e *Encoder) strings(v []string) {
+	e.Uint32(uint32(len(v)))
+	for _, s := range v {
+		e.Bytes([]byte(s))
+	}
+}
+
+// strings reads what Encoder.strings writes, as byteSlices does.
+func (d *Decoder) strings(max, count int) []string {
+	bs := d.byteSlices(max, count)
+	if bs == nil {
+		return nil
+	}
+	v := make([]string, len(bs))
+	for i, b := range bs {
+		v[i] = string(b)
+	}
+	return v
+}
+
+// optional appends uint has, then bytes, so that nil and empty differ.
+func (e *Encoder) optional(b []byte) {
+	if b == nil {
+		e.Uint32(0)
+		e.Bytes(nil)
+		return
+	}
+	e.Uint32(1)
+	e.Bytes(b)
+}
+
+// optional reads what Encoder.optional writes.
+func (d *Decoder) optional() []byte {
+	has := d.Uint32()
+	b := d.Bytes(MaxPacket)
+	if has == 0 || d.err != nil {
+		return nil
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	return b
+}
+
+// bitmap appends uint n, then bytes with bit i%8 of byte i/8 set for each
+// true v[i].
+func (e *Encoder) bitmap(v []bool) {
+	e.Uint32(uint32(len(v)))
+	bits := make([]byte, (len(v)+7)/8)
+	for i, set := range v {
+		if set {
+			bits[i/8] |= 1 << (i % 8)
+		}
+	}
+	e.Bytes(bits)
+}
+
+// bitmap reads what Encoder.bitmap writes, at most count bits (count < 0:
+// any number). The bytes must be just enough for the bits.
+func (d *Decoder) bitmap(count int) []bool {
+	n := d.Uint32()
+	bits := d.Bytes(MaxPacket)
+	if d.err != nil {
+		return nil
+	}
+	if count >= 0 && uint64(n) > uint64(count) || len(bits) != (int(n)+7)/8 {
+		d.fail(StatusRPCProtocolError, "%d bits in %d bytes", n, len(bits))
+		return nil
+	}
+	v := make([]bool, n)
+	for i := range v {
+		v[i] = bits[i/8]&(1<<(i%8)) != 0
+	}
+	return v
 }
 
 // Err returns the first decoding failure, or nil.

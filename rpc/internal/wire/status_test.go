@@ -1,4 +1,4 @@
-package rpc
+package wire
 
 import (
 	"errors"
@@ -6,9 +6,6 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
-
-	"github.com/hsmkit/cryptech-backup/hsm"
-	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // referenceStatuses is the status list of REFERENCE.md, "Status codes".
@@ -90,17 +87,5 @@ func TestStatusError(t *testing.T) {
 	var st Status
 	if !errors.As(err, &st) || st != StatusKeyNotFound {
 		t.Errorf("errors.As: %v", st)
-	}
-}
-
-// A refused HSS part goes over the wire as libhal's answer to a key it has
-// already, and comes back as the error callers test for that.
-func TestHashsigRangeUsedStatus(t *testing.T) {
-	err := fmt.Errorf("import: %w: key 0 (...): ...", hsm.ErrHashsigRangeUsed)
-	if st := statusOf(err); st != StatusKeyNameInUse {
-		t.Fatalf("status %v, want %v", st, StatusKeyNameInUse)
-	}
-	if back := errorOf(statusOf(err)); !errors.Is(back, hsmapi.ErrKeyNameInUse) || !errors.Is(back, StatusKeyNameInUse) {
-		t.Errorf("the client's error %v", back)
 	}
 }

@@ -1,4 +1,4 @@
-package rpc
+package wire
 
 import (
 	"bytes"
@@ -191,16 +191,16 @@ func TestXDRNoAliasing(t *testing.T) {
 // Neither may panic or decode.
 func TestXDRBadLengths(t *testing.T) {
 	for _, g := range loadGolden(t) {
-		c := goldenCases[g.name]
-		for cut := range len(g.data) {
-			if err := decodeGolden(c, g.data[:cut]); statusOfErr(err) != StatusXDRBufferOverflow {
-				t.Errorf("%s cut to %d bytes: %v", g.name, cut, err)
+		c := goldenCases[g.Name]
+		for cut := range len(g.Data) {
+			if err := decodeGolden(c, g.Data[:cut]); statusOfErr(err) != StatusXDRBufferOverflow {
+				t.Errorf("%s cut to %d bytes: %v", g.Name, cut, err)
 			}
 		}
 		for extra := 1; extra <= 8; extra++ {
-			in := append(bytes.Clone(g.data), make([]byte, extra)...)
+			in := append(bytes.Clone(g.Data), make([]byte, extra)...)
 			if err := decodeGolden(c, in); statusOfErr(err) != StatusRPCProtocolError {
-				t.Errorf("%s with %d bytes more: %v", g.name, extra, err)
+				t.Errorf("%s with %d bytes more: %v", g.Name, extra, err)
 			}
 		}
 	}

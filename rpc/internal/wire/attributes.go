@@ -1,4 +1,4 @@
-package rpc
+package wire
 
 // AttributeNil is the uint sent in place of an attribute's value to mean
 // "absent": delete it (PKEY_SET_ATTRIBUTES) or not present (a lengths-only
@@ -38,18 +38,22 @@ func encodeAttributes(e *Encoder, attrs []Attribute) {
 	}
 }
 
-// decodeAttributes reads what encodeAttributes writes.
-func decodeAttributes(d *Decoder) []Attribute {
-	n := d.count(minAttributeSize)
+// decodeAttributes reads what encodeAttributes writes. With values, an
+// absent attribute is malformed.
+func decodeAttributes(d *Decoder, values bool) []Attribute {
+	n := d.count(minAttributeSize, -1)
 	if n == 0 {
 		return nil
 	}
 	attrs := make([]Attribute, n)
 	for i := range attrs {
 		attrs[i].Type = d.Uint32()
-		if l := d.Uint32(); l == AttributeNil {
+		switch l := d.Uint32(); {
+		case l == AttributeNil && values:
+			d.fail(StatusRPCProtocolError, "attribute 0x%x without a value", attrs[i].Type)
+		case l == AttributeNil:
 			attrs[i].Absent = true
-		} else {
+		default:
 			attrs[i].Value = d.opaque(l, MaxPacket)
 		}
 		if d.err != nil {
@@ -74,7 +78,7 @@ func encodeAttributeLengths(e *Encoder, attrs []Attribute) {
 
 // decodeAttributeLengths reads what encodeAttributeLengths writes.
 func decodeAttributeLengths(d *Decoder) []Attribute {
-	n := d.count(minAttributeSize)
+	n := d.count(minAttributeSize, -1)
 	if n == 0 {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package rpc
+package wire
 
 import (
 	"bytes"
@@ -28,8 +28,8 @@ func checkDecodeError(t *testing.T, err error) {
 // XDR.
 func FuzzDecodeRequest(f *testing.F) {
 	for _, g := range loadGolden(f) {
-		if goldenCases[g.name].kind == "req" {
-			f.Add(g.data)
+		if goldenCases[g.Name].kind == "req" {
+			f.Add(g.Data)
 		}
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
@@ -62,7 +62,7 @@ func FuzzDecodeRequest(f *testing.F) {
 // same rules as FuzzDecodeRequest.
 func FuzzDecodeResponse(f *testing.F) {
 	for _, g := range loadGolden(f) {
-		c := goldenCases[g.name]
+		c := goldenCases[g.Name]
 		if c.kind == "req" {
 			continue
 		}
@@ -70,7 +70,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		if r, ok := c.value.(*PkeyGetAttributesResponse); ok {
 			lengths = r.LengthsOnly
 		}
-		f.Add(g.data, lengths)
+		f.Add(g.Data, lengths)
 	}
 	f.Fuzz(func(t *testing.T, payload []byte, lengthsOnly bool) {
 		if len(payload) < 4 {
@@ -160,7 +160,7 @@ func FuzzFrameReader(f *testing.F) {
 	f.Add(unhex("c0 0102030405 c0 c0 6f6b c0"), uint8(4))
 	f.Add(unhex("c0 dbdc dbdd 01 c0 61"), uint8(0))
 	for _, g := range loadGolden(f) {
-		f.Add(AppendFrame(nil, g.data), uint8(len(g.data)))
+		f.Add(AppendFrame(nil, g.Data), uint8(len(g.Data)))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, max8 uint8) {
 		max := int(max8)

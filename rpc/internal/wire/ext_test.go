@@ -1,0 +1,66 @@
+package wire
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+)
+
+// Each extension message survives encoding and decoding, in its edge
+// cases: a binding that is empty is not one that is absent, a bitmap keeps
+// every bit.
+func TestExtRoundTrip(t *testing.T) {
+	add := ExtImportAddRequest{Batch: 3, UUID: bytes.Repeat([]byte{1}, 16), Label: "web", Flags: 9,
+		Encryption: "rsa-oaep-sha256", PKCS8: []byte{1, 2, 3}, KEK: []byte{4}, Tag: []byte{5, 6}, Binding: []byte{}, SPKI: []byte{7}}
+	for _, m := range []Args{
+		&ExtCapabilitiesRequest{},
+		&ExtCapabilitiesResponse{Version: ExtVersion, KEKEncryptions: []string{"rsa-oaep-sha256", "rsa-pkcs1v15"}},
+		&ExtDamagedResponse{Blocks: []uint32{7, 9}},
+		&ExtExportRequest{Pkey: 1, KEKEK: []byte{1, 2}, Encryption: "x"},
+		&ExtExportRequest{Pkey: 1, KEKEK: []byte{1, 2}, Encryption: "x", Binding: []byte{}},
+		&ExtExportRequest{Pkey: 1, Binding: []byte("bound")},
+		&ExtExportResponse{PKCS8: []byte{1}, KEK: []byte{2}, Tag: []byte{3}},
+		&ExtImportBeginRequest{KEKEK: bytes.Repeat([]byte{2}, 16)},
+		&add,
+		&ExtImportAdd2Request{ExtImportAddRequest: add, Attributes: []Attribute{{Type: 0x102, Value: []byte{1}}}},
+		&ExtImportCommitResponse{Present: []bool{true, false, false, true, false, false, false, false, true}},
+		&ExtGetAttributesResponse{Attributes: []Attribute{{Type: 3, Value: []byte("l")}}},
+	} {
+		var e Encoder
+		m.EncodeArgs(&e)
+		got := reflect.New(reflect.TypeOf(m).Elem()).Interface().(Args)
+		d := NewDecoder(e.Data())
+		if err := got.DecodeArgs(d); err != nil {
+			t.Fatalf("%T: %v", m, err)
+		}
+		if err := d.Finish(); err != nil {
+			t.Fatalf("%T: %v", m, err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Errorf("%T:\n got %+v\nwant %+v", m, got, m)
+		}
+	}
+}
+
+// A bound of the extension messages is a malformed message, which the
+// Decoder reports (and DecodeResponse with it), not a value cut short.
+func TestExtBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		m    Args
+	}{
+		{"too many damaged blocks", unhex("00010001"), &ExtDamagedResponse{}},
+		{"too many batch keys", unhex("00002711 00000000"), &ExtImportCommitResponse{}},
+		{"bitmap too long", unhex("00000001 00000002 01000000"), &ExtImportCommitResponse{}},
+		{"bitmap too short", unhex("00000009 00000001 01000000"), &ExtImportCommitResponse{}},
+		{"attribute without a value", unhex("00000001 00000003 ffffffff"), &ExtGetAttributesResponse{}},
+		{"label too long", append(unhex("00000001 00000010 01010101 01010101 01010101 01010101 00000401"), make([]byte, 1028)...), &ExtImportAddRequest{}},
+	} {
+		d := NewDecoder(tc.in)
+		tc.m.DecodeArgs(d)
+		if st := statusOfErr(d.Finish()); st != StatusRPCProtocolError {
+			t.Errorf("%s: %v, want %v", tc.name, d.Err(), StatusRPCProtocolError)
+		}
+	}
+}
