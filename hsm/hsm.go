@@ -66,6 +66,21 @@ func (o Options) withDefaults() Options {
 // a transaction and a few keys.
 const MinBlocks = 16
 
+// MaxBlocks is the largest flash an HSM is created with: 512 MiB.
+const MaxBlocks = sim.MaxBlocks
+
+// The state directory's errors, which Open and Create wrap. They are the
+// board's, named here so that a caller of the HSM need not reach past it
+// to its board.
+var (
+	// ErrNoBoard: the directory holds no HSM.
+	ErrNoBoard = sim.ErrNoBoard
+	// ErrBoardExists: Create was pointed at a directory that holds one.
+	ErrBoardExists = sim.ErrBoardExists
+	// ErrBoardInUse: another process has the HSM open.
+	ErrBoardInUse = sim.ErrBoardInUse
+)
+
 // InitConfig holds what a new HSM is created with.
 type InitConfig struct {
 	WheelPIN, SOPIN, UserPIN []byte
@@ -139,7 +154,7 @@ func Create(dir string, cfg InitConfig, opts Options) (*HSM, error) {
 			return nil, fmt.Errorf("create HSM: %w", err)
 		}
 	}
-	if cfg.Blocks != 0 && (cfg.Blocks < MinBlocks || cfg.Blocks > sim.MaxBlocks) {
+	if cfg.Blocks != 0 && (cfg.Blocks < MinBlocks || cfg.Blocks > MaxBlocks) {
 		return nil, fmt.Errorf("create HSM: %w: the flash has %d to %d blocks", hsmapi.ErrBadArguments, MinBlocks, sim.MaxBlocks)
 	}
 	board, err := sim.CreateBoard(dir, cfg.Blocks)

@@ -62,3 +62,21 @@ func TestNoBackendImportsAnother(t *testing.T) {
 		}
 	}
 }
+
+// The command line opens the emulated HSM through package hsm alone: the
+// keystore's and the board's errors and bounds reach it as hsm's.
+func TestCommandLineReachesNoFurtherThanTheHSM(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, mod+"cmd/cryptech-backup").Output()
+	if err != nil {
+		t.Fatalf("go list cmd/cryptech-backup: %v", err)
+	}
+	imports := strings.Fields(string(out))
+	if !slices.Contains(imports, mod+"hsm") {
+		t.Fatalf("cmd/cryptech-backup imports %v, not hsm: is this the right package?", imports)
+	}
+	for _, p := range []string{"keystore", "sim"} {
+		if slices.Contains(imports, mod+p) {
+			t.Errorf("cmd/cryptech-backup imports %s", p)
+		}
+	}
+}

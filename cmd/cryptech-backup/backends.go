@@ -10,7 +10,6 @@ import (
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/p11"
 	"github.com/hsmkit/cryptech-backup/rpc"
-	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 // backendFlags are the common flags that choose the HSM a command works
@@ -101,14 +100,7 @@ func (c *call) openBackend(ctx context.Context, e *env) (hsmapi.Token, func(), e
 		return c.openPKCS11(ctx, e)
 	}
 	dir := c.dir(e)
-	h, err := hsm.Open(dir, e.hsmOptions)
-	if errors.Is(err, sim.ErrNoBoard) {
-		return nil, nil, noHSMError{dir}
-	}
-	if errors.Is(err, sim.ErrBoardInUse) {
-		return nil, nil, hintError{fmt.Errorf("the HSM in %s is open in another process", dir),
-			"if " + progName + " serve runs on it, reach it through serve's socket: --rpc unix:PATH instead of --hsm"}
-	}
+	h, err := openEmulated(e, dir, "if "+progName+" serve runs on it, reach it through serve's socket: --rpc unix:PATH instead of --hsm")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -224,4 +216,18 @@ func (c *call) dir(e *env) string {
 		return d
 	}
 	return "hsm"
+}
+
+// openEmulated opens the emulated HSM in dir, turning the directory's
+// errors into what an operator can act on; inUse is the hint when another
+// process holds it (none: the error says so as it is).
+func openEmulated(e *env, dir, inUse string) (*hsm.HSM, error) {
+	h, err := hsm.Open(dir, e.hsmOptions)
+	switch {
+	case errors.Is(err, hsm.ErrNoBoard):
+		return nil, noHSMError{dir}
+	case inUse != "" && errors.Is(err, hsm.ErrBoardInUse):
+		return nil, hintError{fmt.Errorf("the HSM in %s is open in another process", dir), inUse}
+	}
+	return h, err
 }

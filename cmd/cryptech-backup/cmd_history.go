@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
-	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 var hashsigHistoryCommand = &command{
@@ -41,15 +39,7 @@ func defineHashsigHistory(fs *flag.FlagSet) runFunc {
 				return usageError{"--forget: " + err.Error()}
 			}
 		}
-		dir := c.dir(e)
-		h, err := hsm.Open(dir, e.hsmOptions)
-		if errors.Is(err, sim.ErrNoBoard) {
-			return noHSMError{dir}
-		}
-		if errors.Is(err, sim.ErrBoardInUse) {
-			return hintError{fmt.Errorf("the HSM in %s is open in another process", dir),
-				"stop " + progName + " serve (or whatever holds it) first: hashsig-history reads the HSM's flash itself, and works on an HSM no process holds"}
-		}
+		h, err := openEmulated(e, c.dir(e), "stop "+progName+" serve (or whatever holds it) first: hashsig-history reads the HSM's flash itself, and works on an HSM no process holds")
 		if err != nil {
 			return err
 		}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
-	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 var initCommand = &command{
@@ -40,8 +39,8 @@ func defineInit(fs *flag.FlagSet) runFunc {
 		// Only an absent --blocks means the default.
 		given := false
 		c.fs.Visit(func(f *flag.Flag) { given = given || f.Name == "blocks" })
-		if given && (blocks < hsm.MinBlocks || blocks > sim.MaxBlocks) {
-			return usageError{fmt.Sprintf("--blocks takes %d to %d", hsm.MinBlocks, sim.MaxBlocks)}
+		if given && (blocks < hsm.MinBlocks || blocks > hsm.MaxBlocks) {
+			return usageError{fmt.Sprintf("--blocks takes %d to %d", hsm.MinBlocks, hsm.MaxBlocks)}
 		}
 		for _, p := range []struct{ flag, pin string }{{"--wheel-pin", wheel}, {"--so-pin", so}, {"--user-pin", user}} {
 			if p.pin != "" {
@@ -68,7 +67,7 @@ func defineInit(fs *flag.FlagSet) runFunc {
 			}
 		}
 		h, err := hsm.Create(c.dir(e), hsm.InitConfig{WheelPIN: pins[0], SOPIN: pins[1], UserPIN: pins[2], Blocks: blocks}, e.hsmOptions)
-		if errors.Is(err, sim.ErrBoardExists) {
+		if errors.Is(err, hsm.ErrBoardExists) {
 			d := shellQuote(c.dir(e))
 			return hintError{fmt.Errorf("%s already holds an emulated HSM", c.dir(e)),
 				fmt.Sprintf("use it with --hsm %s; to make a new one there, remove it first with rm -r %s, which destroys its keys", d, d)}

@@ -12,10 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/internal/filelock"
 	"github.com/hsmkit/cryptech-backup/rpc"
-	"github.com/hsmkit/cryptech-backup/sim"
 )
 
 // defaultSocket is where libhal's Python client looks for the multiplexer.
@@ -75,10 +73,7 @@ func defineServe(fs *flag.FlagSet) runFunc {
 			}
 			ls = append(ls, l)
 		}
-		h, err := hsm.Open(c.dir(e), e.hsmOptions)
-		if errors.Is(err, sim.ErrNoBoard) {
-			return noHSMError{c.dir(e)}
-		}
+		h, err := openEmulated(e, c.dir(e), "")
 		if err != nil {
 			return err
 		}
