@@ -29,7 +29,7 @@ type SetupOptions struct {
 
 // Setup prepares tok to receive keys: it finds a usable KEKEK (the one named,
 // or an RSA private key with keyencipherment and token that only unwraps, see
-// kekekVetter) or makes one, and describes it.
+// hsmapi.KEKEKVetter) or makes one, and describes it.
 func Setup(ctx context.Context, tok hsmapi.Token, opts SetupOptions) (*KEKEKFile, error) {
 	kekek, err := findKEKEK(ctx, tok, opts)
 	if err != nil {
@@ -57,32 +57,11 @@ func Setup(ctx context.Context, tok hsmapi.Token, opts SetupOptions) (*KEKEKFile
 	}, nil
 }
 
-// kekekGenerator is a token that makes a better KEKEK than GenerateKey
-// with the KEKEK's flags can: a PKCS#11 token, whose KEKEK then cannot be
-// changed and keeps what it unwraps from being read.
-type kekekGenerator interface {
-	GenerateKEKEK(ctx context.Context, bits int, label string) (hsmapi.KeyInfo, error)
-}
-
-// kekekVetter is a token whose keys can do more than their flags tell: a
-// PKCS#11 token, where an RSA key with keyencipherment (CKA_UNWRAP) may also
-// sign with raw RSA, be changed, or unwrap a bundle's KEK as a secret that
-// can be read. KEKEKFlaws says how a key would give a bundle's KEK away to
-// whoever has the token's user PIN; none for a KEKEK as GenerateKEKEK makes
-// it. The emulated HSM, directly or over RPC, is no such token: a key does
-// what its flags let it, no flag lets a user decrypt with an RSA key (libhal
-// has neither a decrypt call nor raw RSA), and a KEK is unwrapped only
-// inside an import; so any RSA key with keyencipherment serves there, as in
-// cryptech_backup.
-type kekekVetter interface {
-	KEKEKFlaws(ctx context.Context, id hsmapi.UUID) ([]string, error)
-}
-
 // kekekLabel is the label of the KEKEKs setup makes.
 const kekekLabel = "KEKEK"
 
 func findKEKEK(ctx context.Context, tok hsmapi.Token, opts SetupOptions) (hsmapi.KeyInfo, error) {
-	vet, _ := tok.(kekekVetter)
+	vet, _ := tok.(hsmapi.KEKEKVetter)
 	if !opts.UUID.IsZero() {
 		k, err := tok.Key(ctx, opts.UUID)
 		if err != nil {
@@ -125,7 +104,7 @@ func findKEKEK(ctx context.Context, tok hsmapi.Token, opts SetupOptions) (hsmapi
 	if bits == 0 {
 		bits = DefaultKEKEKBits
 	}
-	if g, ok := tok.(kekekGenerator); ok {
+	if g, ok := tok.(hsmapi.KEKEKGenerator); ok {
 		return g.GenerateKEKEK(ctx, bits, kekekLabel)
 	}
 	return tok.GenerateKey(ctx, hsmapi.GenerateRequest{
@@ -139,9 +118,9 @@ func looksLikeKEKEK(k hsmapi.KeyInfo) bool {
 	return k.Label == kekekLabel && k.Flags&hsmapi.FlagKeyEncipherment != 0 && k.Flags&hsmapi.FlagDigitalSignature == 0
 }
 
-// refuseFlawed refuses a key whose token tells (kekekVetter) that it would
+// refuseFlawed refuses a key whose token tells (hsmapi.KEKEKVetter) that it would
 // give a bundle's KEK away, saying how, and what to do.
-func refuseFlawed(ctx context.Context, vet kekekVetter, k hsmapi.KeyInfo) error {
+func refuseFlawed(ctx context.Context, vet hsmapi.KEKEKVetter, k hsmapi.KeyInfo) error {
 	if vet == nil {
 		return nil
 	}

@@ -25,6 +25,8 @@ type Client struct {
 	tok    hsmapi.Token
 	limits Limits
 
+	// mu guards the fields below. It is taken after Frontend.mu, never
+	// before, and never held while the token works.
 	mu         sync.Mutex
 	user       hsmapi.User
 	next       uint32
@@ -91,7 +93,7 @@ func (c *Client) User() hsmapi.User {
 
 // SetPIN changes a user's PIN, when the token can.
 func (c *Client) SetPIN(ctx context.Context, user hsmapi.User, pin []byte) error {
-	p, ok := c.tok.(pinSetter)
+	p, ok := c.tok.(hsmapi.PINSetter)
 	if !ok {
 		return fmt.Errorf("set PIN: %w", hsmapi.ErrUnsupported)
 	}

@@ -35,11 +35,6 @@ type randomSource interface {
 	Random(p []byte) error
 }
 
-// pinSetter is implemented by tokens that change PINs (libhal's SET_PIN).
-type pinSetter interface {
-	SetPIN(ctx context.Context, user hsmapi.User, pin []byte) error
-}
-
 // Limits bound what one client may hold at once. libhal has fixed tables
 // of key and hash slots for all its clients; these bound each client
 // instead.
@@ -86,6 +81,8 @@ type Frontend struct {
 	// Limits apply to the clients opened after they are set.
 	Limits Limits
 
+	// mu guards clients. It is taken before a Client.mu, never after,
+	// and under rpc.Server.mu when a connection is refused at closing.
 	mu      sync.Mutex
 	clients map[*Client]struct{}
 }

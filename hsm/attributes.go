@@ -109,7 +109,7 @@ func (s *Session) SetAttributes(_ context.Context, id hsmapi.UUID, attrs []hsmap
 	}
 	// The private part comes from flash, as last stored: an HSS key's state
 	// is whatever it last persisted, without taking the key's own lock here.
-	rec, err := h.get(keystore.ID(id))
+	rec, err := h.ks.Get(keystore.ID(id))
 	if err != nil {
 		return fmt.Errorf("set attributes of %s: %w", id, err)
 	}

@@ -32,10 +32,29 @@ func TestDamagedKeyIsContractError(t *testing.T) {
 	defer h.Close()
 	s = login(t, h)
 	_, err = s.Key(ctx, k.UUID)
-	if !errors.Is(err, hsmapi.ErrDamaged) || errors.Is(err, keystore.ErrCorrupt) {
+	if !errors.Is(err, hsmapi.ErrDamaged) || errors.Is(err, keystore.ErrDamaged) {
 		t.Fatalf("Key of a damaged record: %v; want hsmapi.ErrDamaged and no keystore error", err)
 	}
 	if blocks, err := s.DamagedBlocks(ctx); err != nil || len(blocks) != 1 {
 		t.Errorf("DamagedBlocks = %v, %v; want the one block", blocks, err)
+	}
+}
+
+// A write the keystore refuses because a damaged block names the record's
+// ID (here a PIN's) reaches callers as the contract's ErrDamaged too, as
+// reads do: over RPC both are KEYSTORE_BAD_CRC.
+func TestDamagedRecordRefusesWritesWithContractError(t *testing.T) {
+	h, dir := newTestHSM(t)
+	h.Close()
+	damageBlockOf(t, dir, pinID(hsmapi.UserSO), 60, 0x01)
+	h, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	s := login(t, h)
+	err = s.SetPIN(ctx, hsmapi.UserSO, []byte("new-so-pin-444"))
+	if !errors.Is(err, hsmapi.ErrDamaged) || errors.Is(err, keystore.ErrDamaged) {
+		t.Fatalf("SetPIN over a damaged PIN record: %v; want hsmapi.ErrDamaged and no keystore error", err)
 	}
 }

@@ -193,7 +193,7 @@ func (h *HSM) hashsigHolders(want map[[16]byte]bool) (map[[16]byte]hsmapi.UUID, 
 	}
 	// A damaged block may be a key's, unless it is the HSM's own.
 	var unreadable []hsmapi.UUID
-	for _, kid := range h.ks.CorruptIDs() {
+	for _, kid := range h.ks.DamagedIDs() {
 		if !isReserved(hsmapi.UUID(kid)) {
 			unreadable = append(unreadable, hsmapi.UUID(kid))
 		}
@@ -226,7 +226,7 @@ func (h *HSM) hashsigHolders(want map[[16]byte]bool) (map[[16]byte]hsmapi.UUID, 
 // Called with h.mu held.
 func (h *HSM) recordHashsigID(id hsmapi.UUID) ([16]byte, bool, error) {
 	lockassert.Held(&h.mu)
-	rec, err := h.get(keystore.ID(id))
+	rec, err := h.ks.Get(keystore.ID(id))
 	if err != nil {
 		return [16]byte{}, false, err
 	}
@@ -271,7 +271,7 @@ func (h *HSM) reclaimKeygenHistory() error {
 	candidates := map[[16]byte]bool{}
 	at := map[[16]byte]keystore.ID{}
 	for _, rid := range h.ks.List(kindHashsigLegacy) {
-		rec, err := h.get(rid)
+		rec, err := h.ks.Get(rid)
 		if err != nil {
 			continue
 		}

@@ -20,7 +20,7 @@ func blockAccount(t *testing.T, h *HSM, name string) {
 	for k := 1; k < 256; k++ {
 		records += len(h.ks.List(keystore.Kind(k)))
 	}
-	if free, damaged := h.ks.Free(), len(h.ks.Corrupt()); free+records+damaged != h.board.Flash.Blocks() {
+	if free, damaged := h.ks.Free(), len(h.ks.Damaged()); free+records+damaged != h.board.Flash.Blocks() {
 		t.Errorf("%s: %d free blocks, %d records, %d damaged blocks: %d of %d blocks lost", name, free, records, damaged,
 			h.board.Flash.Blocks()-free-records-damaged, h.board.Flash.Blocks())
 	}

@@ -235,7 +235,7 @@ func TestLegacyHistoryKeepsItsRanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Still where the older version wrote it, so no key can take its ID.
-	rec, err := h.get(legacyHistoryID(id))
+	rec, err := h.ks.Get(legacyHistoryID(id))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func slowHSSKey(t *testing.T) (*HSM, hsmapi.UUID, []byte) {
 	if h, err = Open(dir, testOptions); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := h.get(keystore.ID(k.info.UUID))
+	rec, err := h.ks.Get(keystore.ID(k.info.UUID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestRetiringAKeyAbandonsItsTreeBuild(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer h.Close()
-			rec, err := h.get(keystore.ID(id))
+			rec, err := h.ks.Get(keystore.ID(id))
 			if how == "delete" {
 				if !errors.Is(err, keystore.ErrNotFound) {
 					t.Errorf("the deleted key is back in flash: %v", err)

@@ -77,7 +77,7 @@ func TestHashsigHistoryPlaceHeldByOldKey(t *testing.T) {
 	if _, err := p.dst.Import(ctx, p.importReq(hk, p.export(t, hk, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)); err != nil {
 		t.Fatalf("import with a key where the first pack would go: %v", err)
 	}
-	if rec, err := h.get(packID(1)); err != nil || rec.Kind != kindKey || string(rec.Data) != "an older version's key" {
+	if rec, err := h.ks.Get(packID(1)); err != nil || rec.Kind != kindKey || string(rec.Data) != "an older version's key" {
 		t.Errorf("the key in the way was changed: %v", err)
 	}
 	if hh := historyOf(t, h, id); hh.at != packID(2) || len(hh.ranges) != 1 {

@@ -303,7 +303,7 @@ func (h *HSM) readPacks() (*historyBook, error) {
 	b := &historyBook{h: h, packs: map[keystore.ID][]*hashsigHistory{}, packed: map[[16]byte]*hashsigHistory{},
 		byID: map[[16]byte]*hashsigHistory{}, own: map[keystore.ID]*hashsigHistory{}}
 	for _, rid := range h.ks.List(kindHashsigPack) {
-		rec, err := h.get(rid)
+		rec, err := h.ks.Get(rid)
 		if err != nil {
 			return nil, fmt.Errorf("HSS history record %s: %w", hsmapi.UUID(rid), err)
 		}
@@ -327,12 +327,12 @@ func (h *HSM) readPacks() (*historyBook, error) {
 // Called with h.mu held.
 func (h *HSM) historyIntact() error {
 	lockassert.Held(&h.mu)
-	for _, d := range h.ks.CorruptRecords() {
+	for _, d := range h.ks.DamagedRecords() {
 		if !notHistory(d.Kind, hsmapi.UUID(d.ID)) {
 			return fmt.Errorf("%w: flash block %d is damaged, and its record (%s, kind %d) may have been HSS history: %s", hsmapi.ErrDamaged, d.Block, hsmapi.UUID(d.ID), d.Kind, historyLost)
 		}
 	}
-	if blocks := h.ks.CorruptUnnamed(); len(blocks) > 0 {
+	if blocks := h.ks.DamagedUnnamed(); len(blocks) > 0 {
 		return fmt.Errorf("%w: flash block %d is damaged past telling what it held, perhaps HSS history: %s", hsmapi.ErrDamaged, blocks[0], historyLost)
 	}
 	return nil
@@ -406,7 +406,7 @@ func (b *historyBook) get(id [16]byte) (*hashsigHistory, error) {
 // there is one. Called with h.mu held.
 func (h *HSM) ownHistory(id [16]byte) (*hashsigHistory, error) {
 	lockassert.Held(&h.mu)
-	rec, err := h.get(legacyHistoryID(id))
+	rec, err := h.ks.Get(legacyHistoryID(id))
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		return nil, nil
@@ -466,7 +466,7 @@ func (b *historyBook) place(hh *hashsigHistory) error {
 		if _, ok := b.packs[pid]; ok {
 			continue
 		}
-		if _, err := b.h.get(pid); !errors.Is(err, keystore.ErrNotFound) {
+		if _, err := b.h.ks.Get(pid); !errors.Is(err, keystore.ErrNotFound) {
 			continue
 		}
 		b.packs[pid] = []*hashsigHistory{hh}
@@ -500,7 +500,7 @@ func (b *historyBook) records() []keystore.Record {
 func (b *historyBook) all() ([]*hashsigHistory, error) {
 	out := slices.Collect(maps.Values(b.packed))
 	for _, rid := range append(b.h.ks.List(kindHashsigLegacy), b.h.ks.List(kindHashsigHistory)...) {
-		rec, err := b.h.get(rid)
+		rec, err := b.h.ks.Get(rid)
 		if err != nil {
 			return nil, fmt.Errorf("HSS history record %x: %w", rid, err)
 		}
@@ -536,7 +536,7 @@ func (h *HSM) FlashUsage() (FlashUsage, error) {
 	if err != nil {
 		return FlashUsage{}, err
 	}
-	u := FlashUsage{Blocks: h.board.Flash.Blocks(), Free: h.ks.Free(), Damaged: len(h.ks.Corrupt()), HistoryKeys: len(all),
+	u := FlashUsage{Blocks: h.board.Flash.Blocks(), Free: h.ks.Free(), Damaged: len(h.ks.Damaged()), HistoryKeys: len(all),
 		HistoryBlocks: len(b.packs) + len(h.ks.List(kindHashsigLegacy)) + len(h.ks.List(kindHashsigHistory))}
 	for _, hh := range all {
 		u.HistoryRanges += len(hh.ranges)

@@ -92,7 +92,7 @@ type InitConfig struct {
 // concurrent use; each client talks to it through its own [Session].
 type HSM struct {
 	board *sim.Board
-	ks    *keystore.Store
+	ks    store
 	opts  Options
 	// loginTurn is the HSM-wide turn at checking a PIN (checkPINInTurn): a
 	// channel with room for one, taken by sending and given back by
@@ -119,11 +119,12 @@ type HSM struct {
 	//     build gives up when its key is wiped.
 	//  3. HSM.mu.
 	//  4. keystore.Store.mu: taken inside each keystore call, under h.mu or
-	//     not; it takes nothing but the flash file.
+	//     not; then sim.Flash.mu, under it.
+	//  5. sim.MasterKeyMemory.mu: taken alone or under h.mu (the master key
+	//     is read to seal and unseal records); nothing is taken under it.
 	//
 	// Session.mu is a leaf: nothing is taken under it. (A front end may
-	// take it under its own locks: rpc reads Session.User under its
-	// connection's lock.)
+	// take it under its own locks.)
 	//
 	// So while h.mu is held, nothing waits for 1 or 2 of a key that another
 	// goroutine can reach (one in cache or volatile, or handed to a caller):
@@ -240,7 +241,7 @@ func checkFlashSize(blocks int, ks *keystore.Store) error {
 	// in).
 	left := 0
 	for _, u := range []hsmapi.User{hsmapi.UserWheel, hsmapi.UserSO, hsmapi.UserNormal} {
-		if _, err := ks.Get(pinID(u)); err == nil || errors.Is(err, keystore.ErrCorrupt) {
+		if _, err := ks.Get(pinID(u)); err == nil || errors.Is(err, keystore.ErrDamaged) {
 			left++
 		}
 	}
@@ -267,7 +268,7 @@ func checkFlashSize(blocks int, ks *keystore.Store) error {
 }
 
 func newHSM(board *sim.Board, ks *keystore.Store, opts Options) *HSM {
-	return &HSM{board: board, ks: ks, opts: opts, loginTurn: make(chan struct{}, 1),
+	return &HSM{board: board, ks: store{ks}, opts: opts, loginTurn: make(chan struct{}, 1),
 		cache: map[hsmapi.UUID]*key{}, volatile: map[hsmapi.UUID]*key{}}
 }
 
@@ -351,7 +352,7 @@ func isReserved(id hsmapi.UUID) bool {
 
 // checkPIN verifies a user's PIN, waiting before it reports a wrong one.
 func (h *HSM) checkPIN(u hsmapi.User, pin []byte) error {
-	rec, err := h.get(pinID(u))
+	rec, err := h.ks.Get(pinID(u))
 	if errors.Is(err, keystore.ErrNotFound) {
 		return fmt.Errorf("%w: no PIN set for %s", hsmapi.ErrPINIncorrect, u)
 	}
@@ -421,17 +422,6 @@ func (h *HSM) masterKey() ([]byte, error) {
 	return mk, err
 }
 
-// get reads a keystore record. A damaged one is [hsmapi.ErrDamaged], the
-// contract's name, so that no keystore error leaves the HSM; the keystore's
-// words stay in the message.
-func (h *HSM) get(id keystore.ID) (keystore.Record, error) {
-	rec, err := h.ks.Get(id)
-	if errors.Is(err, keystore.ErrCorrupt) {
-		return rec, fmt.Errorf("%w: %v", hsmapi.ErrDamaged, err)
-	}
-	return rec, err
-}
-
 // lookup finds a key visible to session s: a token key or one of s's
 // volatile keys. Called with h.mu held.
 func (h *HSM) lookup(s *Session, id hsmapi.UUID) (*key, error) {
@@ -442,7 +432,7 @@ func (h *HSM) lookup(s *Session, id hsmapi.UUID) (*key, error) {
 	if k, ok := h.cache[id]; ok {
 		return k, nil
 	}
-	rec, err := h.get(keystore.ID(id))
+	rec, err := h.ks.Get(keystore.ID(id))
 	if errors.Is(err, keystore.ErrNotFound) || err == nil && rec.Kind != kindKey {
 		return nil, fmt.Errorf("%w: %s", hsmapi.ErrKeyNotFound, id)
 	}
@@ -532,7 +522,7 @@ func (h *HSM) exists(id hsmapi.UUID) (bool, error) {
 	if _, ok := h.volatile[id]; ok {
 		return true, nil
 	}
-	_, err := h.get(keystore.ID(id))
+	_, err := h.ks.Get(keystore.ID(id))
 	switch {
 	case err == nil, errors.Is(err, hsmapi.ErrDamaged):
 		return true, nil
@@ -563,7 +553,7 @@ func (h *HSM) newUUID() (hsmapi.UUID, error) {
 // DamagedBlocks lists the flash blocks that failed their CRC at power-on.
 // The keystore leaves them as they are rather than lose what they held; the
 // keys in them cannot be used.
-func (h *HSM) DamagedBlocks() []int { return h.ks.Corrupt() }
+func (h *HSM) DamagedBlocks() []int { return h.ks.Damaged() }
 
 // DamagedBlocks is the HSM's DamagedBlocks, for a session's user (an export
 // that would leave keys out asks first).

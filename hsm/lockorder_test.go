@@ -212,7 +212,7 @@ func raceRound(t *testing.T, sessions []*Session, k hsmapi.KeyInfo, kekek *hsmap
 	if _, err := sessions[1].Sign(ctx, k.UUID, make([]byte, 32), crypto.SHA256); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("round %d: sign after delete: %v", round, err)
 	}
-	if _, err := h.get(keystore.ID(k.UUID)); !errors.Is(err, keystore.ErrNotFound) {
+	if _, err := h.ks.Get(keystore.ID(k.UUID)); !errors.Is(err, keystore.ErrNotFound) {
 		t.Errorf("round %d: the deleted key's record is in flash again: %v", round, err)
 	}
 	if n := len(h.ks.List(kindKey)); n != keysBefore-1 {

@@ -34,6 +34,8 @@ var (
 	_ hsmapi.AttributeReader  = (*Session)(nil)
 	_ hsmapi.PrivateKeyLoader = (*Session)(nil)
 	_ hsmapi.DamageReporter   = (*Session)(nil)
+	_ hsmapi.PINSetter        = (*Session)(nil)
+	_ hsmapi.AttributeWriter  = (*Session)(nil)
 )
 
 // Login checks the PIN of user. A wrong PIN is reported only after the HSM's

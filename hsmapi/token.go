@@ -99,6 +99,45 @@ type UnreadableReporter interface {
 	UnreadableKeys(ctx context.Context) ([]string, error)
 }
 
+// PINSetter is implemented by tokens whose PINs a logged-in user can
+// change (libhal's SET_PIN).
+type PINSetter interface {
+	SetPIN(ctx context.Context, user User, pin []byte) error
+}
+
+// AttributeWriter is implemented by tokens whose keys' attributes can be
+// set and deleted (libhal's PKEY_SET_ATTRIBUTES).
+type AttributeWriter interface {
+	SetAttributes(ctx context.Context, id UUID, attrs []Attribute) error
+}
+
+// KEKEKGenerator is implemented by tokens that make a better KEKEK than
+// GenerateKey with the KEKEK's flags can: a PKCS#11 token, whose KEKEK
+// then cannot be changed and keeps what it unwraps from being read.
+type KEKEKGenerator interface {
+	GenerateKEKEK(ctx context.Context, bits int, label string) (KeyInfo, error)
+}
+
+// KEKEKVetter is implemented by tokens whose keys can do more than their
+// flags tell: a PKCS#11 token, where an RSA key with keyencipherment
+// (CKA_UNWRAP) may also sign with raw RSA, be changed, or unwrap a
+// bundle's KEK as a secret that can be read. KEKEKFlaws says how a key
+// would give a bundle's KEK away to whoever has the token's user PIN; none
+// for a KEKEK as GenerateKEKEK makes it. The emulated HSM, directly or over
+// RPC, is no such token: a key does what its flags let it, no flag lets a
+// user decrypt with an RSA key (libhal has neither a decrypt call nor raw
+// RSA), and a KEK is unwrapped only inside an import.
+type KEKEKVetter interface {
+	KEKEKFlaws(ctx context.Context, id UUID) ([]string, error)
+}
+
+// UnusableLister is implemented by tokens that leave out of Keys the keys
+// they cannot use (a PKCS#11 token's keys of other types, say Ed25519), so
+// that a listing can name them and none is missing unsaid.
+type UnusableLister interface {
+	UnusableKeys(ctx context.Context) ([]string, error)
+}
+
 // LoadRequest asks to store a private key given in the clear.
 type LoadRequest struct {
 	// PKCS8 is the PrivateKeyInfo (DER). The token does not keep this

@@ -63,10 +63,11 @@ const (
 	typeCommit = 'C'
 )
 
-// ErrCorrupt reports a block that fails its CRC or does not parse.
-var ErrCorrupt = errors.New("keystore: corrupt block")
+// ErrDamaged reports a block that fails its CRC or does not parse. Above
+// the keystore the HSM reports it as hsmapi.ErrDamaged.
+var ErrDamaged = errors.New("keystore: damaged block")
 
-var errErasedHeader = fmt.Errorf("%w: erased header", ErrCorrupt)
+var errErasedHeader = fmt.Errorf("%w: erased header", ErrDamaged)
 
 // block is one decoded flash block. data aliases the buffer it was decoded
 // from.
@@ -114,7 +115,7 @@ func storedCRC(hdr []byte) uint32 { return binary.BigEndian.Uint32(hdr[offCRC:])
 // the CRC. It returns the block without data and the data length.
 func parseHeader(p []byte) (block, int, error) {
 	if len(p) < headerSize {
-		return block{}, 0, fmt.Errorf("%w: %d bytes, header needs %d", ErrCorrupt, len(p), headerSize)
+		return block{}, 0, fmt.Errorf("%w: %d bytes, header needs %d", ErrDamaged, len(p), headerSize)
 	}
 	b := block{
 		status: p[offStatus],
@@ -130,31 +131,31 @@ func parseHeader(p []byte) (block, int, error) {
 	case statusErased:
 		return block{}, 0, errErasedHeader
 	default:
-		return block{}, 0, fmt.Errorf("%w: unknown status %#02x", ErrCorrupt, b.status)
+		return block{}, 0, fmt.Errorf("%w: unknown status %#02x", ErrDamaged, b.status)
 	}
 	if p[offZero] != 0 {
-		return block{}, 0, fmt.Errorf("%w: reserved byte %#02x", ErrCorrupt, p[offZero])
+		return block{}, 0, fmt.Errorf("%w: reserved byte %#02x", ErrDamaged, p[offZero])
 	}
 	if b.seq == 0 {
-		return block{}, 0, fmt.Errorf("%w: sequence number 0", ErrCorrupt)
+		return block{}, 0, fmt.Errorf("%w: sequence number 0", ErrDamaged)
 	}
 	if n > MaxDataSize {
-		return block{}, 0, fmt.Errorf("%w: data length %d", ErrCorrupt, n)
+		return block{}, 0, fmt.Errorf("%w: data length %d", ErrDamaged, n)
 	}
 	switch b.typ {
 	case typeRecord:
 		if b.kind == 0 {
-			return block{}, 0, fmt.Errorf("%w: record of kind 0", ErrCorrupt)
+			return block{}, 0, fmt.Errorf("%w: record of kind 0", ErrDamaged)
 		}
 		if b.status == statusPending && b.txn == 0 {
-			return block{}, 0, fmt.Errorf("%w: pending record outside a transaction", ErrCorrupt)
+			return block{}, 0, fmt.Errorf("%w: pending record outside a transaction", ErrDamaged)
 		}
 	case typeCommit:
 		if b.status != statusLive || b.kind != 0 || b.id != (ID{}) || n != 0 || b.txn == 0 {
-			return block{}, 0, fmt.Errorf("%w: malformed commit block", ErrCorrupt)
+			return block{}, 0, fmt.Errorf("%w: malformed commit block", ErrDamaged)
 		}
 	default:
-		return block{}, 0, fmt.Errorf("%w: unknown block type %#02x", ErrCorrupt, b.typ)
+		return block{}, 0, fmt.Errorf("%w: unknown block type %#02x", ErrDamaged, b.typ)
 	}
 	return b, int(n), nil
 }
@@ -167,11 +168,11 @@ func decodeBlock(p []byte) (block, error) {
 		return block{}, err
 	}
 	if len(p)-headerSize < n {
-		return block{}, fmt.Errorf("%w: data length %d, %d bytes left", ErrCorrupt, n, len(p)-headerSize)
+		return block{}, fmt.Errorf("%w: data length %d, %d bytes left", ErrDamaged, n, len(p)-headerSize)
 	}
 	b.data = p[headerSize : headerSize+n]
 	if blockCRC(p[:headerSize], b.data) != storedCRC(p) {
-		return block{}, fmt.Errorf("%w: bad CRC", ErrCorrupt)
+		return block{}, fmt.Errorf("%w: bad CRC", ErrDamaged)
 	}
 	return b, nil
 }

@@ -103,8 +103,8 @@ func TestDecodeBlockInvalid(t *testing.T) {
 			if fix {
 				fixCRC(p)
 			}
-			if _, err := decodeBlock(p); !errors.Is(err, ErrCorrupt) {
-				t.Errorf("%s (CRC fixed: %v): %v, want ErrCorrupt", tt.name, fix, err)
+			if _, err := decodeBlock(p); !errors.Is(err, ErrDamaged) {
+				t.Errorf("%s (CRC fixed: %v): %v, want ErrDamaged", tt.name, fix, err)
 			}
 		}
 	}
@@ -112,7 +112,7 @@ func TestDecodeBlockInvalid(t *testing.T) {
 	p := append(commit.encode(), 0)
 	binary.BigEndian.PutUint32(p[offLen:], 1)
 	fixCRC(p)
-	if _, err := decodeBlock(p); !errors.Is(err, ErrCorrupt) {
+	if _, err := decodeBlock(p); !errors.Is(err, ErrDamaged) {
 		t.Errorf("commit with data: %v", err)
 	}
 }
@@ -121,7 +121,7 @@ func TestDecodeBlockBadLengths(t *testing.T) {
 	for i, b := range testBlocksTable() {
 		img := b.encode()
 		for n := range len(img) {
-			if _, err := decodeBlock(img[:n]); !errors.Is(err, ErrCorrupt) {
+			if _, err := decodeBlock(img[:n]); !errors.Is(err, ErrDamaged) {
 				t.Fatalf("#%d truncated to %d of %d bytes: %v", i, n, len(img), err)
 			}
 		}
@@ -149,8 +149,8 @@ func FuzzDecodeBlock(f *testing.F) {
 	f.Fuzz(func(t *testing.T, p []byte) {
 		b, err := decodeBlock(p)
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("error not ErrCorrupt: %v", err)
+			if !errors.Is(err, ErrDamaged) {
+				t.Fatalf("error not ErrDamaged: %v", err)
 			}
 			return
 		}

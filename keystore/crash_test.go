@@ -188,8 +188,8 @@ func seedChip(t *testing.T, c crashCase, damaged []byte) (string, *sim.Flash, *S
 		for _, n := range damaged {
 			want = append(want, id(n))
 		}
-		if got := s.CorruptIDs(); !slices.Equal(got, want) || len(s.Corrupt()) != len(damaged) {
-			t.Fatalf("damaged records %v: Corrupt() = %v, CorruptIDs() = %x", damaged, s.Corrupt(), got)
+		if got := s.DamagedIDs(); !slices.Equal(got, want) || len(s.Damaged()) != len(damaged) {
+			t.Fatalf("damaged records %v: Damaged() = %v, DamagedIDs() = %x", damaged, s.Damaged(), got)
 		}
 	}
 	return path, f, s, corruptImages(t, f, s)

@@ -62,11 +62,11 @@
 // under the flash image, a hand edit). Erasing it would destroy the only copy
 // of a key without a word, even in a read-only command. So Open
 // leaves it exactly as it is: it is not free, never reused, kept out of the
-// index, and reported by [Store.Corrupt], with the ID its header names, if
-// it still names one, in [Store.CorruptIDs] (with the kind it claims, in
-// [Store.CorruptRecords]). Open still succeeds: one damaged
+// index, and reported by [Store.Damaged], with the ID its header names, if
+// it still names one, in [Store.DamagedIDs] (with the kind it claims, in
+// [Store.DamagedRecords]). Open still succeeds: one damaged
 // block does not make every other record unusable. Get of such an ID returns
-// ErrCorrupt rather than ErrNotFound, and Create, Put, PutAll and Commit
+// ErrDamaged rather than ErrNotFound, and Create, Put, PutAll and Commit
 // refuse it, so no second record with the damaged one's ID is ever written.
 //
 // The rule can misjudge a damaged block that looks like a torn write: one

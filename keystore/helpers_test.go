@@ -127,15 +127,15 @@ func checkClean(t testing.TB, f *sim.Flash, s *Store) {
 		switch sl.class {
 		case classErased:
 			erased++
-		case classCorrupt:
+		case classDamaged:
 			corrupt = append(corrupt, i)
 		}
 	}
 	if s.Free() != erased {
 		t.Fatalf("Free() = %d, chip has %d erased blocks", s.Free(), erased)
 	}
-	if got := s.Corrupt(); !slices.Equal(got, corrupt) {
-		t.Fatalf("Corrupt() = %v, the chip's corrupt blocks are %v", got, corrupt)
+	if got := s.Damaged(); !slices.Equal(got, corrupt) {
+		t.Fatalf("Damaged() = %v, the chip's corrupt blocks are %v", got, corrupt)
 	}
 }
 
@@ -175,7 +175,7 @@ func damageFile(t testing.TB, path string, blk, off, n int, zero bool) {
 func corruptImages(t testing.TB, f *sim.Flash, s *Store) map[int][]byte {
 	t.Helper()
 	m := make(map[int][]byte)
-	for _, blk := range s.Corrupt() {
+	for _, blk := range s.Damaged() {
 		m[blk] = readBlock(t, f, blk)
 	}
 	return m
@@ -185,8 +185,8 @@ func corruptImages(t testing.TB, f *sim.Flash, s *Store) map[int][]byte {
 // that each still holds the same bytes.
 func checkCorrupt(t testing.TB, name string, f *sim.Flash, s *Store, want map[int][]byte) {
 	t.Helper()
-	if got, w := s.Corrupt(), slices.Sorted(maps.Keys(want)); !slices.Equal(got, w) {
-		t.Fatalf("%s: Corrupt() = %v, want %v", name, got, w)
+	if got, w := s.Damaged(), slices.Sorted(maps.Keys(want)); !slices.Equal(got, w) {
+		t.Fatalf("%s: Damaged() = %v, want %v", name, got, w)
 	}
 	for blk, img := range want {
 		if !bytes.Equal(readBlock(t, f, blk), img) {

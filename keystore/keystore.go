@@ -56,7 +56,7 @@ type Store struct {
 	seq        uint64          // last number given; at Open, the valid blocks' highest
 	corrupt    []int           // damaged blocks found by Open, sorted; never written
 	corruptIDs map[ID]int      // IDs named by damaged blocks: the lowest block
-	named      []CorruptRecord // damaged blocks whose header names an ID, by block
+	named      []DamagedRecord // damaged blocks whose header names an ID, by block
 	unnamed    []int           // damaged blocks whose header names no ID, sorted
 	failed     error
 }
@@ -69,7 +69,7 @@ type entry struct {
 
 // Open scans flash, recovers from any interrupted operation and returns the
 // store. Damaged blocks do not make it fail: it leaves them as they are and
-// reports them by Corrupt and CorruptIDs (see the package documentation).
+// reports them by Damaged and DamagedIDs (see the package documentation).
 func Open(f *sim.Flash) (*Store, error) {
 	if f == nil {
 		return nil, errors.New("keystore: open: no flash")
@@ -100,13 +100,13 @@ func Open(f *sim.Flash) (*Store, error) {
 		switch sl.class {
 		case classErased:
 			s.free = append(s.free, i)
-		case classCorrupt:
+		case classDamaged:
 			s.corrupt = append(s.corrupt, i)
 			if _, dup := s.corruptIDs[sl.hdr.id]; sl.named && !dup {
 				s.corruptIDs[sl.hdr.id] = i
 			}
 			if sl.named {
-				s.named = append(s.named, CorruptRecord{Block: i, ID: sl.hdr.id, Kind: sl.hdr.kind})
+				s.named = append(s.named, DamagedRecord{Block: i, ID: sl.hdr.id, Kind: sl.hdr.kind})
 			} else {
 				s.unnamed = append(s.unnamed, i)
 			}
@@ -117,38 +117,38 @@ func Open(f *sim.Flash) (*Store, error) {
 	return s, nil
 }
 
-// Corrupt returns the numbers of the damaged blocks that Open found, sorted.
+// Damaged returns the numbers of the damaged blocks that Open found, sorted.
 //
 // A damaged block fails its CRC or does not parse, yet cannot be the write
 // that a power cut interrupted (the package documentation gives the rule), so
 // it once held complete data, likely a committed record. The store leaves it
 // exactly as it is: it never erases it, reuses it or counts it as free, and
-// keeps it out of Get, List and Delete (see CorruptIDs). What to do with it
+// keeps it out of Get, List and Delete (see DamagedIDs). What to do with it
 // (copy the image for analysis, restore the key from a backup, erase the
 // block) is the operator's decision; the store has no call that erases it.
 //
 // The list is fixed at Open: a record's block that goes bad later is reported
-// by Get (ErrCorrupt), and here after the next Open.
-func (s *Store) Corrupt() []int {
+// by Get (ErrDamaged), and here after the next Open.
+func (s *Store) Damaged() []int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.corrupt)
 }
 
-// CorruptIDs returns the IDs named by the headers of the damaged blocks that
-// Corrupt lists, sorted, so that callers can tell which records are damaged.
+// DamagedIDs returns the IDs named by the headers of the damaged blocks that
+// Damaged lists, sorted, so that callers can tell which records are damaged.
 //
 // It is best effort. An ID is taken only from a record header whose own
 // fields are sane (status, type, kind, reserved byte, sequence number,
 // length), but the CRC covers header and data together, so the damage may be
 // in the ID itself; and a block whose header is too damaged names no ID.
 //
-// Get of a listed ID that has no valid record returns ErrCorrupt rather than
-// ErrNotFound, and Delete of it returns ErrCorrupt. Create, Put, PutAll and
-// Commit refuse a listed ID with ErrCorrupt rather than write a second
+// Get of a listed ID that has no valid record returns ErrDamaged rather than
+// ErrNotFound, and Delete of it returns ErrDamaged. Create, Put, PutAll and
+// Commit refuse a listed ID with ErrDamaged rather than write a second
 // record with that ID. Should a listed ID also have a valid record (the damaged block
 // being an older copy), Get returns that record and Delete removes it.
-func (s *Store) CorruptIDs() []ID {
+func (s *Store) DamagedIDs() []ID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := slices.Collect(maps.Keys(s.corruptIDs))
@@ -156,40 +156,40 @@ func (s *Store) CorruptIDs() []ID {
 	return ids
 }
 
-// CorruptUnnamed returns the damaged blocks (see Corrupt) whose header is
+// DamagedUnnamed returns the damaged blocks (see Damaged) whose header is
 // too damaged to name an ID, sorted: what they held is unknown, so a caller
 // that must not miss a record of some kind can tell that one may be there.
-func (s *Store) CorruptUnnamed() []int {
+func (s *Store) DamagedUnnamed() []int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.unnamed)
 }
 
-// CorruptRecord is a damaged block (see Corrupt) whose header names a
+// DamagedRecord is a damaged block (see Damaged) whose header names a
 // record: the ID and kind it claims, as they read. Neither is checked: the
-// damage may be in either (see CorruptIDs).
-type CorruptRecord struct {
+// damage may be in either (see DamagedIDs).
+type DamagedRecord struct {
 	Block int
 	ID    ID
 	Kind  Kind
 }
 
-// CorruptRecords returns the damaged blocks whose header names a record,
-// sorted by block (the others are CorruptUnnamed), with the ID and kind
+// DamagedRecords returns the damaged blocks whose header names a record,
+// sorted by block (the others are DamagedUnnamed), with the ID and kind
 // each claims, so that a caller that must not miss a record of some kind
 // can tell which damaged blocks may have been one.
-func (s *Store) CorruptRecords() []CorruptRecord {
+func (s *Store) DamagedRecords() []DamagedRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.named)
 }
 
-// damaged returns an ErrCorrupt error if a damaged block names id. Called
+// damaged returns an ErrDamaged error if a damaged block names id. Called
 // with s.mu held.
 func (s *Store) damaged(id ID) error {
 	lockassert.Held(&s.mu)
 	if blk, ok := s.corruptIDs[id]; ok {
-		return fmt.Errorf("%w: block %d holds a damaged record with this ID", ErrCorrupt, blk)
+		return fmt.Errorf("%w: block %d holds a damaged record with this ID", ErrDamaged, blk)
 	}
 	return nil
 }
@@ -212,8 +212,8 @@ func (s *Store) fail(err error) error {
 }
 
 // Get returns the record with the given id. It returns ErrNotFound if there
-// is none, and ErrCorrupt if the record's block is damaged or if, though no
-// valid record has this id, a damaged block names it (see CorruptIDs).
+// is none, and ErrDamaged if the record's block is damaged or if, though no
+// valid record has this id, a damaged block names it (see DamagedIDs).
 func (s *Store) Get(id ID) (Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -241,9 +241,9 @@ func (s *Store) Get(id ID) (Record, error) {
 	}
 	switch {
 	case blockCRC(hdr[:], data) != storedCRC(hdr[:]):
-		err = fmt.Errorf("%w: bad CRC", ErrCorrupt)
+		err = fmt.Errorf("%w: bad CRC", ErrDamaged)
 	case b.status != statusLive || b.typ != typeRecord || b.id != id || b.kind != e.kind:
-		err = fmt.Errorf("%w: block does not hold this record", ErrCorrupt)
+		err = fmt.Errorf("%w: block does not hold this record", ErrDamaged)
 	}
 	if err != nil {
 		clear(data)
@@ -315,8 +315,8 @@ func (s *Store) writeNew(op string, r *Record) error {
 }
 
 // Create stores a new record; it is durable when Create returns. It fails
-// with ErrExists if a record with that ID is present, and with ErrCorrupt if a
-// damaged block names the ID (see CorruptIDs), writing nothing in either case:
+// with ErrExists if a record with that ID is present, and with ErrDamaged if a
+// damaged block names the ID (see DamagedIDs), writing nothing in either case:
 // unlike Put, it can never replace a record.
 //
 // It is one program operation and one sync, like Put of a new ID.
@@ -342,8 +342,8 @@ func (s *Store) Create(r Record) error {
 }
 
 // Put creates or replaces one record; it is durable when Put returns. Use
-// Create for a record that must be new. Put fails with ErrCorrupt, writing
-// nothing, if a damaged block names the ID (see CorruptIDs).
+// Create for a record that must be new. Put fails with ErrDamaged, writing
+// nothing, if a damaged block names the ID (see DamagedIDs).
 //
 // A new record is one program operation. Replacing a record marks the old
 // block as a tombstone, writes the new block, syncs, then erases the old
@@ -405,7 +405,7 @@ func (s *Store) PutAll(rs []Record) error { return s.Commit(rs, nil) }
 // of them are as given or none has changed. The records in create must be
 // new (ErrExists otherwise, and nothing is written); those in put are new
 // or replace the record with their ID. No ID may be given twice, and none
-// may be named by a damaged block (ErrCorrupt otherwise, see CorruptIDs).
+// may be named by a damaged block (ErrDamaged otherwise, see DamagedIDs).
 //
 // It needs a free block per record and one for the commit block, however
 // many records it replaces, even for one record. The records are written as
@@ -512,8 +512,8 @@ func (s *Store) Commit(create, put []Record) error {
 }
 
 // Delete removes the record with the given id. It returns ErrNotFound if
-// there is none, and ErrCorrupt if there is none but a damaged block names
-// the id (the store never erases a damaged block; see CorruptIDs).
+// there is none, and ErrDamaged if there is none but a damaged block names
+// the id (the store never erases a damaged block; see DamagedIDs).
 //
 // It marks the block as a tombstone, erases it and syncs.
 func (s *Store) Delete(id ID) error {
@@ -544,7 +544,7 @@ func (s *Store) Delete(id ID) error {
 }
 
 // Free returns the number of erased blocks available for new records. Damaged
-// blocks (see Corrupt) are not among them.
+// blocks (see Damaged) are not among them.
 func (s *Store) Free() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

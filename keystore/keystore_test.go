@@ -314,7 +314,7 @@ func TestCorruptBlockKept(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		off, n int
-		ids    []ID // what CorruptIDs reports
+		ids    []ID // what DamagedIDs reports
 	}{
 		{"data", headerSize + 17, 8, []ID{id(2)}},
 		{"kind", offKind, 1, nil},
@@ -332,8 +332,8 @@ func TestCorruptBlockKept(t *testing.T) {
 		}
 		blk := s.index[id(2)].block
 		corruptBit(t, f, blk, tt.off, tt.n)
-		if _, err := s.Get(id(2)); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("%s: Get of a corrupt record: %v, want ErrCorrupt", tt.name, err)
+		if _, err := s.Get(id(2)); !errors.Is(err, ErrDamaged) {
+			t.Errorf("%s: Get of a corrupt record: %v, want ErrDamaged", tt.name, err)
 		}
 		img := readBlock(t, f, blk)
 		f.Close()
@@ -348,11 +348,11 @@ func TestCorruptBlockKept(t *testing.T) {
 		if f.Writes() != 0 {
 			t.Errorf("%s: Open wrote %d times", tt.name, f.Writes())
 		}
-		if got := s.CorruptIDs(); !slices.Equal(got, tt.ids) {
-			t.Errorf("%s: CorruptIDs() = %x, want %x", tt.name, got, tt.ids)
+		if got := s.DamagedIDs(); !slices.Equal(got, tt.ids) {
+			t.Errorf("%s: DamagedIDs() = %x, want %x", tt.name, got, tt.ids)
 		}
 		named := slices.Contains(tt.ids, id(2))
-		if _, err := s.Get(id(2)); named && !errors.Is(err, ErrCorrupt) || !named && !errors.Is(err, ErrNotFound) {
+		if _, err := s.Get(id(2)); named && !errors.Is(err, ErrDamaged) || !named && !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s: Get after reboot: %v", tt.name, err)
 		}
 	}
@@ -382,7 +382,7 @@ var damageCases = []struct {
 	name   string
 	off, n int
 	zero   bool
-	ids    func(victim ID) []ID // what CorruptIDs reports
+	ids    func(victim ID) []ID // what DamagedIDs reports
 }{
 	{"data byte flipped", headerSize + 17, 1, false, named},
 	{"data: 50 bytes zeroed", headerSize + 100, 50, true, named},
@@ -461,15 +461,15 @@ func TestDamagedRecordKept(t *testing.T) {
 				}
 				checkClean(t, f, s)
 				checkCorrupt(t, name+", "+when, f, s, corrupt)
-				if got := s.CorruptIDs(); !slices.Equal(got, ids) {
-					t.Fatalf("%s, %s: CorruptIDs() = %x, want %x", name, when, got, ids)
+				if got := s.DamagedIDs(); !slices.Equal(got, ids) {
+					t.Fatalf("%s, %s: DamagedIDs() = %x, want %x", name, when, got, ids)
 				}
 				// A block that names no ID is reported as such.
-				if got, unnamed := s.CorruptUnnamed(), len(ids) == 0; unnamed != slices.Equal(got, []int{blk}) || !unnamed && len(got) != 0 {
-					t.Fatalf("%s, %s: CorruptUnnamed() = %v, block %d, named %x", name, when, got, blk, ids)
+				if got, unnamed := s.DamagedUnnamed(), len(ids) == 0; unnamed != slices.Equal(got, []int{blk}) || !unnamed && len(got) != 0 {
+					t.Fatalf("%s, %s: DamagedUnnamed() = %v, block %d, named %x", name, when, got, blk, ids)
 				}
-				if got := s.CorruptRecords(); len(got) != len(ids) || len(ids) == 1 && (got[0].Block != blk || got[0].ID != ids[0]) {
-					t.Fatalf("%s, %s: CorruptRecords() = %+v, block %d, named %x", name, when, got, blk, ids)
+				if got := s.DamagedRecords(); len(got) != len(ids) || len(ids) == 1 && (got[0].Block != blk || got[0].ID != ids[0]) {
+					t.Fatalf("%s, %s: DamagedRecords() = %+v, block %d, named %x", name, when, got, blk, ids)
 				}
 				if s.Free() != testBlocks-len(want)-1 {
 					t.Fatalf("%s, %s: Free() = %d with %d records", name, when, s.Free(), len(want))
@@ -484,7 +484,7 @@ func TestDamagedRecordKept(t *testing.T) {
 			// writes a second record with a damaged record's ID.
 			wantErr := ErrNotFound
 			if slices.Contains(ids, id(victim)) {
-				wantErr = ErrCorrupt
+				wantErr = ErrDamaged
 			}
 			if _, err := s.Get(id(victim)); !errors.Is(err, wantErr) {
 				t.Fatalf("%s: Get: %v, want %v", name, err, wantErr)
@@ -500,8 +500,8 @@ func TestDamagedRecordKept(t *testing.T) {
 					"commit":  func() error { return s.Commit(nil, []Record{rec(30, 1, 1, 0), {ID: d, Kind: 1}}) },
 					"delete":  func() error { return s.Delete(d) },
 				} {
-					if err := fn(); !errors.Is(err, ErrCorrupt) {
-						t.Fatalf("%s: %s of the damaged ID: %v, want ErrCorrupt", name, op, err)
+					if err := fn(); !errors.Is(err, ErrDamaged) {
+						t.Fatalf("%s: %s of the damaged ID: %v, want ErrDamaged", name, op, err)
 					}
 				}
 				if f.Writes() != w {
@@ -614,16 +614,16 @@ func TestCorruptBlockDuringRecovery(t *testing.T) {
 		t.Fatalf("Free() = %d", s.Free())
 	}
 	checkCorrupt(t, "recovery", f, s, map[int][]byte{1: damaged})
-	if !slices.Equal(s.CorruptIDs(), []ID{r2.ID}) {
-		t.Fatalf("CorruptIDs() = %x", s.CorruptIDs())
+	if !slices.Equal(s.DamagedIDs(), []ID{r2.ID}) {
+		t.Fatalf("DamagedIDs() = %x", s.DamagedIDs())
 	}
 	f.Close()
 	f, s = reboot(t, path)
 	if got := snapshot(t, s); !got.equal(state{r1.ID: r1}) {
 		t.Fatalf("next Open: got %v", got)
 	}
-	if len(s.Corrupt()) != 0 || !bytes.Equal(readBlock(t, f, 1), erasedBlock) {
-		t.Fatalf("next Open: Corrupt() = %v; the known limit no longer holds, update this test", s.Corrupt())
+	if len(s.Damaged()) != 0 || !bytes.Equal(readBlock(t, f, 1), erasedBlock) {
+		t.Fatalf("next Open: Damaged() = %v; the known limit no longer holds, update this test", s.Damaged())
 	}
 }
 
@@ -648,7 +648,7 @@ func TestGarbageBlocks(t *testing.T) {
 	type image struct {
 		p    []byte
 		torn bool // erased; else kept and reported (random images: either)
-		name bool // CorruptIDs names id(9)
+		name bool // DamagedIDs names id(9)
 	}
 	images := []image{
 		{p: []byte{statusLive}, torn: true},                                              // status over an erased block
@@ -724,8 +724,8 @@ func TestGarbageBlocks(t *testing.T) {
 		if s.Free() != testBlocks-2-len(corrupt) {
 			t.Fatalf("images %d..: Free() = %d", start, s.Free())
 		}
-		if named != slices.Contains(s.CorruptIDs(), id(9)) {
-			t.Errorf("images %d..: CorruptIDs() = %x", start, s.CorruptIDs())
+		if named != slices.Contains(s.DamagedIDs(), id(9)) {
+			t.Errorf("images %d..: DamagedIDs() = %x", start, s.DamagedIDs())
 		}
 		// The same on the next boot, with no write.
 		f.Close()
@@ -923,7 +923,7 @@ func TestConcurrent(t *testing.T) {
 // TestCommittedRecordKept: a record a Commit wrote, even alone and the
 // newest on the chip, is kept and reported when damage makes its last data
 // byte read erased (as a torn write's would) or its status byte read
-// pending (as a Commit's that never committed would); CorruptRecords says
+// pending (as a Commit's that never committed would); DamagedRecords says
 // what it claims to be. A record Put wrote, damaged so, is still taken for
 // a torn write: the rule's known limit, which is why records that must not
 // vanish without a trace go through Commit.
@@ -971,19 +971,19 @@ func TestCommittedRecordKept(t *testing.T) {
 			}
 			checkClean(t, f, s)
 			if !c.kept {
-				if len(s.Corrupt()) != 0 || !bytes.Equal(readBlock(t, f, blk), erasedBlock) {
-					t.Fatalf("Corrupt() = %v: the known limit no longer holds, update this test", s.Corrupt())
+				if len(s.Damaged()) != 0 || !bytes.Equal(readBlock(t, f, blk), erasedBlock) {
+					t.Fatalf("Damaged() = %v: the known limit no longer holds, update this test", s.Damaged())
 				}
 				return
 			}
-			if !slices.Equal(s.Corrupt(), []int{blk}) || !slices.Equal(s.CorruptIDs(), []ID{victim.ID}) {
-				t.Fatalf("the damaged record is not reported: Corrupt() = %v, CorruptIDs() = %x", s.Corrupt(), s.CorruptIDs())
+			if !slices.Equal(s.Damaged(), []int{blk}) || !slices.Equal(s.DamagedIDs(), []ID{victim.ID}) {
+				t.Fatalf("the damaged record is not reported: Damaged() = %v, DamagedIDs() = %x", s.Damaged(), s.DamagedIDs())
 			}
-			if _, err := s.Get(victim.ID); !errors.Is(err, ErrCorrupt) {
-				t.Errorf("Get: %v, want ErrCorrupt", err)
+			if _, err := s.Get(victim.ID); !errors.Is(err, ErrDamaged) {
+				t.Errorf("Get: %v, want ErrDamaged", err)
 			}
-			if got, want := s.CorruptRecords(), []CorruptRecord{{blk, victim.ID, victim.Kind}}; !slices.Equal(got, want) {
-				t.Errorf("CorruptRecords() = %+v, want %+v", got, want)
+			if got, want := s.DamagedRecords(), []DamagedRecord{{blk, victim.ID, victim.Kind}}; !slices.Equal(got, want) {
+				t.Errorf("DamagedRecords() = %+v, want %+v", got, want)
 			}
 			// It stays so: later writes and reboots leave it alone.
 			if err := s.Delete(old[1].ID); err != nil {
@@ -991,8 +991,8 @@ func TestCommittedRecordKept(t *testing.T) {
 			}
 			f.Close()
 			f, s = reboot(t, path)
-			if !slices.Equal(s.Corrupt(), []int{blk}) || f.Writes() != 0 {
-				t.Errorf("after a reboot: Corrupt() = %v, %d writes", s.Corrupt(), f.Writes())
+			if !slices.Equal(s.Damaged(), []int{blk}) || f.Writes() != 0 {
+				t.Errorf("after a reboot: Damaged() = %v, %d writes", s.Damaged(), f.Writes())
 			}
 		})
 	}

@@ -16,7 +16,7 @@ type class int
 const (
 	classErased    class = iota // every byte 0xFF: free
 	classGarbage                // a write that a power cut interrupted: erase it
-	classCorrupt                // a damaged block: leave it as it is, report it
+	classDamaged                // a damaged block: leave it as it is, report it
 	classLive                   // a record
 	classPending                // a record written by a Commit, not yet live
 	classTombstone              // a record being replaced or deleted
@@ -29,7 +29,7 @@ func (c class) String() string {
 		return "erased"
 	case classGarbage:
 		return "garbage"
-	case classCorrupt:
+	case classDamaged:
 		return "corrupt"
 	case classLive:
 		return "live"
@@ -64,7 +64,7 @@ type slot struct {
 var erasedBlock = bytes.Repeat([]byte{statusErased}, sim.BlockSize)
 
 // classify looks at one whole block image. A block that fails its CRC or does
-// not parse is classCorrupt, unless its header is erased (a torn erase:
+// not parse is classDamaged, unless its header is erased (a torn erase:
 // classGarbage); scan decides which corrupt blocks are the newest write, torn.
 func classify(p []byte) slot {
 	if bytes.Equal(p[:headerSize], erasedBlock[:headerSize]) {
@@ -79,7 +79,7 @@ func classify(p []byte) slot {
 	marked := p[offMark] != statusErased
 	b, err := decodeBlock(p)
 	if err != nil {
-		s := slot{class: classCorrupt, err: err, seq: binary.BigEndian.Uint64(p[offSeq:]), torn: tornShape(p), marked: marked}
+		s := slot{class: classDamaged, err: err, seq: binary.BigEndian.Uint64(p[offSeq:]), torn: tornShape(p), marked: marked}
 		if h, _, herr := parseHeader(p); herr == nil && h.typ == typeRecord {
 			s.hdr, s.named = h, true
 		}
@@ -142,7 +142,7 @@ func scan(f *sim.Flash) ([]slot, uint64, error) { return scanAbove(f, 0) }
 // scanAbove is scan, where a block that fails its CRC or does not parse is
 // the newest write, cut short (classGarbage), only if it has a torn shape and
 // its sequence number is above floor and above every valid block's; any other
-// is classCorrupt.
+// is classDamaged.
 //
 // Every block image is written with a sequence number above every valid
 // block on the chip: Put, Create and Commit number from the highest that Open
@@ -164,14 +164,14 @@ func scanAbove(f *sim.Flash, floor uint64) ([]slot, uint64, error) {
 		}
 		slots[i] = classify(buf)
 		switch slots[i].class {
-		case classErased, classGarbage, classCorrupt:
+		case classErased, classGarbage, classDamaged:
 		default:
 			maxSeq = max(maxSeq, slots[i].hdr.seq)
 		}
 	}
 	limit := max(maxSeq, floor)
 	for i, s := range slots {
-		if s.class == classCorrupt && s.torn && s.seq > limit {
+		if s.class == classDamaged && s.torn && s.seq > limit {
 			slots[i].class = classGarbage
 		}
 	}
@@ -200,8 +200,8 @@ func strayPending(slots []slot) {
 	}
 	for i, s := range slots {
 		if s.class == classPending && s.marked && !committed[s.hdr.txn] {
-			slots[i].class, slots[i].named = classCorrupt, true
-			slots[i].err = fmt.Errorf("%w: a committed record whose status reads pending", ErrCorrupt)
+			slots[i].class, slots[i].named = classDamaged, true
+			slots[i].err = fmt.Errorf("%w: a committed record whose status reads pending", ErrDamaged)
 		}
 	}
 }
@@ -213,7 +213,7 @@ func clean(slots []slot) error {
 	seen := make(map[ID]int)
 	for i, s := range slots {
 		switch s.class {
-		case classErased, classCorrupt:
+		case classErased, classDamaged:
 		case classLive:
 			if j, dup := seen[s.hdr.id]; dup {
 				return fmt.Errorf("blocks %d and %d hold the same ID", j, i)

@@ -69,6 +69,11 @@ var attributeNames = map[uint]string{
 	pkcs11.CKA_SIGN_RECOVER: "CKA_SIGN_RECOVER", pkcs11.CKA_COPYABLE: "CKA_COPYABLE",
 }
 
+var (
+	_ hsmapi.KEKEKGenerator = (*Token)(nil)
+	_ hsmapi.KEKEKVetter    = (*Token)(nil)
+)
+
 // GenerateKEKEK makes a KEKEK that unwraps and does nothing else: an RSA
 // key pair whose private object has kekekProfile (CKA_UNWRAP and no other
 // usage, sensitive, not extractable, neither modifiable nor copyable) and

@@ -485,7 +485,10 @@ func (t *Token) UnusableKeys(context.Context) ([]string, error) {
 	return t.unusableKeys(false)
 }
 
-var _ hsmapi.UnreadableReporter = (*Token)(nil)
+var (
+	_ hsmapi.UnusableLister     = (*Token)(nil)
+	_ hsmapi.UnreadableReporter = (*Token)(nil)
+)
 
 // UnreadableKeys names those of the keys UnusableKeys names that are
 // extractable private keys, so that an export does not silently lack them.

@@ -1,7 +1,6 @@
 package rpc
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"maps"
@@ -15,12 +14,6 @@ import (
 // HSS private keys: the signatures left, as a big-endian uint64. libhal has
 // no way to tell it.
 const AttributeHashsigRemaining = 0xC7B50001
-
-// attributeWriter is implemented by tokens whose keys' attributes can be
-// set and deleted (PKEY_SET_ATTRIBUTES).
-type attributeWriter interface {
-	SetAttributes(ctx context.Context, id hsmapi.UUID, attrs []hsmapi.Attribute) error
-}
 
 // headerSize is what an answer's func, client and status take.
 const headerSize = 12
@@ -115,7 +108,7 @@ func (c *serverConn) setAttributes(r *wire.PkeySetAttributesRequest) (wire.Args,
 		}
 		attrs[i] = hsmapi.Attribute{Type: a.Type, Value: a.Value, Delete: a.Absent}
 	}
-	aw, ok := c.fe.Token().(attributeWriter)
+	aw, ok := c.fe.Token().(hsmapi.AttributeWriter)
 	if !ok {
 		return nil, fmt.Errorf("%w: this token keeps no attributes", hsmapi.ErrUnsupported)
 	}

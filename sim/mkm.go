@@ -56,6 +56,8 @@ const (
 // zeroed (best effort: copy-on-write filesystems and SSDs may keep old
 // copies).
 type MasterKeyMemory struct {
+	// mu guards the key and its file. It is a leaf: the HSM takes it under
+	// its own lock (hsm.HSM.mu), and nothing is taken under it.
 	mu   sync.Mutex
 	path string
 	set  bool

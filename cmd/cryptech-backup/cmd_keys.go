@@ -130,7 +130,7 @@ func defineList(fs *flag.FlagSet) runFunc {
 			if err != nil {
 				return err
 			}
-			if ul, ok := tok.(unusableLister); ok {
+			if ul, ok := tok.(hsmapi.UnusableLister); ok {
 				bad, err := ul.UnusableKeys(ctx)
 				if err != nil {
 					return err
@@ -158,13 +158,6 @@ func defineList(fs *flag.FlagSet) runFunc {
 			return tw.Flush()
 		})
 	}
-}
-
-// unusableLister is a token that leaves out of Keys the keys it cannot use
-// (a PKCS#11 token's keys of other types, say Ed25519): list names them on
-// stderr, so that none is missing unsaid.
-type unusableLister interface {
-	UnusableKeys(ctx context.Context) ([]string, error)
 }
 
 // shownLabel is a label as list shows it: as it is when it is a label a file
