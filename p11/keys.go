@@ -10,13 +10,12 @@ import (
 	"crypto/rsa"
 	"encoding/asn1"
 	"fmt"
-	"math/big"
-	"slices"
 
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/lockassert"
+	"github.com/hsmkit/cryptech-backup/internal/sigder"
 )
 
 var curveOIDs = []struct {
@@ -220,11 +219,11 @@ func (t *Token) signWith(o *object, digest []byte, opts crypto.SignerOpts) ([]by
 		if err != nil {
 			return nil, err
 		}
-		if len(raw) == 0 || len(raw)%2 != 0 {
-			return nil, fmt.Errorf("%w: ECDSA signature of %d bytes from the token", hsmapi.ErrInvalidSignature, len(raw))
+		der, err := sigder.ECDSARawToDER(raw, len(raw)/2)
+		if err != nil {
+			return nil, fmt.Errorf("%w: from the token: %v", hsmapi.ErrInvalidSignature, err)
 		}
-		n := len(raw) / 2
-		return asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(raw[:n]), new(big.Int).SetBytes(raw[n:])})
+		return der, nil
 	}
 	if pss, ok := opts.(*rsa.PSSOptions); ok {
 		if err := t.require(pkcs11.CKM_RSA_PKCS_PSS); err != nil {
@@ -239,22 +238,11 @@ func (t *Token) signWith(o *object, digest []byte, opts crypto.SignerOpts) ([]by
 	if err := t.require(pkcs11.CKM_RSA_PKCS); err != nil {
 		return nil, err
 	}
-	prefix, ok := digestInfoPrefix[opts.HashFunc()]
-	if !ok {
-		return nil, fmt.Errorf("%w: RSA signatures with %v", hsmapi.ErrUnsupported, opts.HashFunc())
+	msg, err := sigder.DigestInfo(opts.HashFunc(), digest)
+	if err != nil {
+		return nil, fmt.Errorf("%w: RSA signatures: %v", hsmapi.ErrUnsupported, err)
 	}
-	return t.signRaw(o.priv, pkcs11.CKM_RSA_PKCS, append(slices.Clip(prefix), digest...))
-}
-
-// digestInfoPrefix is the DER of a PKCS#1 DigestInfo up to the digest
-// (RFC 8017, 9.2, note 1); none for a digest signed as it is.
-var digestInfoPrefix = map[crypto.Hash][]byte{
-	0:             nil,
-	crypto.SHA1:   {0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14},
-	crypto.SHA224: {0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x04, 0x05, 0x00, 0x04, 0x1c},
-	crypto.SHA256: {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20},
-	crypto.SHA384: {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30},
-	crypto.SHA512: {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40},
+	return t.signRaw(o.priv, pkcs11.CKM_RSA_PKCS, msg)
 }
 
 // pssParams are CK_RSA_PKCS_PSS_PARAMS for opts: MGF1 with the message

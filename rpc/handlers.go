@@ -12,6 +12,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/frontend"
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/sigder"
 	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
@@ -147,7 +148,7 @@ func (c *serverConn) isLoggedIn(r *wire.IsLoggedInRequest) (wire.Args, error) {
 }
 
 func (c *serverConn) hashGetDigestLen(r *wire.HashGetDigestLenRequest) (wire.Args, error) {
-	h, _, err := digestAlgorithm(r.Alg)
+	h, err := digestAlgorithm(r.Alg)
 	if err != nil {
 		return nil, err
 	}
@@ -155,11 +156,14 @@ func (c *serverConn) hashGetDigestLen(r *wire.HashGetDigestLenRequest) (wire.Arg
 }
 
 func (c *serverConn) hashGetDigestAlgorithmID(r *wire.HashGetDigestAlgorithmIDRequest) (wire.Args, error) {
-	_, oid, err := digestAlgorithm(r.Alg)
+	h, err := digestAlgorithm(r.Alg)
 	if err != nil {
 		return nil, err
 	}
-	der := algorithmIDDER(oid)
+	der, err := sigder.AlgorithmIdentifier(h)
+	if err != nil {
+		return nil, err
+	}
 	if uint32(len(der)) > r.Max {
 		return nil, wire.StatusResultTooLong
 	}
@@ -180,7 +184,7 @@ func (c *serverConn) hashGetAlgorithm(r *wire.HashGetAlgorithmRequest) (wire.Arg
 	if err != nil {
 		return nil, err
 	}
-	alg, _, _ := digestAlgorithmOf(st.Alg)
+	alg, _ := digestAlgorithmOf(st.Alg)
 	return &wire.HashGetAlgorithmResponse{Alg: alg}, nil
 }
 
@@ -368,7 +372,7 @@ func (c *serverConn) generate(req hsmapi.GenerateRequest) (wire.Args, error) {
 }
 
 func (c *serverConn) hashInitialize(r *wire.HashInitializeRequest) (wire.Args, error) {
-	h, _, err := digestAlgorithm(r.Alg)
+	h, err := digestAlgorithm(r.Alg)
 	if err != nil {
 		return nil, err
 	}
