@@ -27,9 +27,10 @@ func getenv(name string) string {
 
 // guard turns a panic into CKR_GENERAL_ERROR: a Go panic must never reach
 // the host process. Every exported function defers it.
-func guard(rv *C.CK_RV) {
+// (Generic so that a test, which cannot name C types, can call it.)
+func guard[RV ~uint64 | ~uint32](rv *RV) {
 	if recover() != nil {
-		*rv = C.CK_RV(cryptoki.GeneralError)
+		*rv = RV(cryptoki.GeneralError)
 	}
 }
 
