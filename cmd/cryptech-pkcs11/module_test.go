@@ -271,3 +271,13 @@ func TestPKCS11Tool(t *testing.T) {
 		}
 	}
 }
+
+func TestInterfaces(t *testing.T) {
+	python := requireTool(t, "python3", "python3")
+	lib := buildModule(t)
+	newHSM(t)
+	out, err := exec.Command(python, filepath.Join("testdata", "interfaces.py"), lib).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("interfaces.py: %v\n%s", err, out)
+	}
+}
