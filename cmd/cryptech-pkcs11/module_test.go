@@ -14,6 +14,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/testtool"
 )
 
 var (
@@ -232,23 +233,8 @@ func TestModuleWithoutHSM(t *testing.T) {
 	}
 }
 
-// requireTool finds a command line tool a test runs, failing under CI=true
-// when it is missing (.ci/run installs it).
-func requireTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found (CI=true: install %s)", name, pkg)
-	}
-	t.Skipf("%s not found (install %s)", name, pkg)
-	return ""
-}
-
 func TestPKCS11Tool(t *testing.T) {
-	tool := requireTool(t, "pkcs11-tool", "opensc")
+	tool := testtool.Require(t, "pkcs11-tool", "opensc")
 	lib := buildModule(t)
 	newHSM(t)
 	for _, c := range []struct {
@@ -273,7 +259,7 @@ func TestPKCS11Tool(t *testing.T) {
 }
 
 func TestInterfaces(t *testing.T) {
-	python := requireTool(t, "python3", "python3")
+	python := testtool.Require(t, "python3", "python3")
 	lib := buildModule(t)
 	newHSM(t)
 	out, err := exec.Command(python, filepath.Join("testdata", "interfaces.py"), lib).CombinedOutput()
