@@ -241,11 +241,19 @@ func goGetSessionInfo(h C.CK_SESSION_HANDLE, info *C.CK_SESSION_INFO) (rv C.CK_R
 	return C.CKR_OK
 }
 
+// maxPINCopy bounds what C_Login copies: far more than the HSM's longest
+// PIN, so that the token, not this, says which PINs are too long.
+const maxPINCopy = 1 << 20
+
 //export goLogin
 func goLogin(h C.CK_SESSION_HANDLE, user C.CK_USER_TYPE, pin *C.CK_UTF8CHAR, n C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
 	if pin == nil && n != 0 {
 		return C.CK_RV(cryptoki.ArgumentsBad)
+	}
+	if n > maxPINCopy {
+		// Longer than any PIN; not worth copying (nor a C int).
+		return C.CK_RV(cryptoki.PINLenRange)
 	}
 	// A copy of our own, zeroed when the login is done; the application's
 	// buffer is its own to clear.

@@ -156,6 +156,8 @@ func TestModuleLoginCycle(t *testing.T) {
 		}
 		wantErr(t, "SO login with a read-only session open", p.Login(rw, pkcs11.CKU_SO, string(hsmtest.PIN)), pkcs11.CKR_SESSION_READ_ONLY_EXISTS)
 		wantErr(t, "Login of an unknown user type", p.Login(rw, 7, string(hsmtest.PIN)), pkcs11.CKR_USER_TYPE_INVALID)
+		wantErr(t, "Login with a PIN too long", p.Login(rw, pkcs11.CKU_USER, strings.Repeat("x", hsm.MaxPINLength+1)), pkcs11.CKR_PIN_LEN_RANGE)
+		wantErr(t, "Login with a PIN too short", p.Login(rw, pkcs11.CKU_USER, "abc"), pkcs11.CKR_PIN_LEN_RANGE)
 
 		if err := p.Login(ro, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
 			t.Fatalf("Login: %v", err)

@@ -2,7 +2,9 @@ package cryptoki
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
@@ -98,5 +100,61 @@ func TestLoginBadInput(t *testing.T) {
 	}
 	if info, _ := m.SessionInfo(h); info.State != StateRWPublic {
 		t.Errorf("state after refused logins: %d", info.State)
+	}
+}
+
+// Sessions opened, used and closed from many goroutines while others log
+// in and out: under -race, any state touched outside the locks shows.
+func TestSessionsAcrossGoroutines(t *testing.T) {
+	m, closed := newModule(t)
+	if rv := m.Initialize(&InitArgs{Flags: FlagOSLockingOK}); rv != OK {
+		t.Fatal(rv)
+	}
+	keep, rv := m.OpenSession(slotID, FlagSerialSession|FlagRWSession)
+	if rv != OK {
+		t.Fatal(rv)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 8 {
+		wg.Go(func() {
+			for range 20 {
+				h, rv := m.OpenSession(slotID, FlagSerialSession|FlagRWSession)
+				if rv != OK {
+					errs <- fmt.Errorf("goroutine %d: OpenSession: %#x", g, rv)
+					return
+				}
+				if _, rv := m.SessionInfo(h); rv != OK {
+					errs <- fmt.Errorf("goroutine %d: SessionInfo: %#x", g, rv)
+				}
+				switch rv := m.Login(h, UserUser, hsmtest.PIN); rv {
+				case OK, UserAlreadyLoggedIn:
+				default:
+					errs <- fmt.Errorf("goroutine %d: Login: %#x", g, rv)
+				}
+				switch rv := m.Logout(h); rv {
+				case OK, UserNotLoggedIn:
+				default:
+					errs <- fmt.Errorf("goroutine %d: Logout: %#x", g, rv)
+				}
+				if rv := m.CloseSession(h); rv != OK {
+					errs <- fmt.Errorf("goroutine %d: CloseSession: %#x", g, rv)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n, _ := m.SessionCounts(slotID); n.Sessions != 1 {
+		t.Errorf("%d sessions left open, want 1", n.Sessions)
+	}
+	if rv := m.CloseSession(keep); rv != OK {
+		t.Fatal(rv)
+	}
+	if rv := m.Finalize(false); rv != OK || !*closed {
+		t.Fatalf("Finalize: %#x, HSM closed %v", rv, *closed)
 	}
 }
