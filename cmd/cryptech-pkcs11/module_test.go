@@ -260,12 +260,12 @@ func TestPKCS11Tool(t *testing.T) {
 	}
 }
 
-func TestInterfaces(t *testing.T) {
+func TestFromC(t *testing.T) {
 	python := testtool.Require(t, "python3", "python3")
 	lib := buildModule(t)
 	newHSM(t)
-	out, err := exec.Command(python, filepath.Join("testdata", "interfaces.py"), lib).CombinedOutput()
+	out, err := exec.Command(python, filepath.Join("testdata", "fromc.py"), lib).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "ok" {
-		t.Fatalf("interfaces.py: %v\n%s", err, out)
+		t.Fatalf("fromc.py: %v\n%s", err, out)
 	}
 }

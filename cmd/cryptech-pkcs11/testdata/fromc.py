@@ -1,7 +1,8 @@
-# Checks the module's function lists and interfaces from C's side, which
-# neither pkcs11-tool nor github.com/miekg/pkcs11 reach: C_GetInterfaceList,
-# C_GetInterface, and that every entry of both lists is set. Run by
-# TestInterfaces as: python3 interfaces.py MODULE; prints "ok" or fails.
+# Checks what neither pkcs11-tool nor github.com/miekg/pkcs11 reach, from
+# C's side: C_GetInterfaceList, C_GetInterface, that every entry of both
+# function lists is set, CK_C_INITIALIZE_ARGS as C lays it out, and NULL
+# pointers. Run by TestFromC as: python3 fromc.py MODULE (with
+# $CRYPTECH_HSM set); prints "ok" or fails.
 import ctypes as C
 import sys
 
@@ -78,4 +79,33 @@ check("3.0 C_GetInterfaceList", call(v3, 68, C.c_void_p(None), C.pointer(n)), OK
 for i in (9, 70, 91):
     check("3.0 entry %d" % i, call(v3, i), NOT_SUPPORTED)
 check("3.0 C_Finalize", call(v3, 1, C.c_void_p(None)), OK)
+
+class InitArgs(C.Structure):
+    _fields_ = [("create", C.c_void_p), ("destroy", C.c_void_p), ("lock", C.c_void_p),
+                ("unlock", C.c_void_p), ("flags", C.c_ulong), ("reserved", C.c_void_p)]
+
+
+OS_LOCKING_OK, CANT_LOCK, ALREADY = 2, 0xA, 0x191
+fake = C.cast(lib.C_GetInfo, C.c_void_p)  # any non-NULL pointer; never called
+for what, args, want in [
+    ("app mutexes without OS locking", InitArgs(fake, fake, fake, fake, 0, None), CANT_LOCK),
+    ("some app mutexes", InitArgs(fake, None, fake, fake, OS_LOCKING_OK, None), ARGUMENTS_BAD),
+    ("pReserved set", InitArgs(None, None, None, None, OS_LOCKING_OK, fake), ARGUMENTS_BAD),
+    ("app mutexes with OS locking", InitArgs(fake, fake, fake, fake, OS_LOCKING_OK, None), OK),
+]:
+    check("C_Initialize, " + what, lib.C_Initialize(C.byref(args)), want)
+check("C_Initialize again", lib.C_Initialize(None), ALREADY)
+
+check("C_GetInfo(NULL)", lib.C_GetInfo(None), ARGUMENTS_BAD)
+check("C_GetSlotList(NULL count)", lib.C_GetSlotList(C.c_ubyte(1), None, None), ARGUMENTS_BAD)
+check("C_GetSlotInfo(NULL)", lib.C_GetSlotInfo(C.c_ulong(0), None), ARGUMENTS_BAD)
+check("C_GetTokenInfo(NULL)", lib.C_GetTokenInfo(C.c_ulong(0), None), ARGUMENTS_BAD)
+check("C_GetMechanismList(NULL count)", lib.C_GetMechanismList(C.c_ulong(0), None, None), ARGUMENTS_BAD)
+check("C_OpenSession(NULL handle)", lib.C_OpenSession(C.c_ulong(0), C.c_ulong(4), None, None, None), ARGUMENTS_BAD)
+h = C.c_ulong(0)
+check("C_OpenSession", lib.C_OpenSession(C.c_ulong(0), C.c_ulong(4), None, None, C.byref(h)), OK)
+check("C_GetSessionInfo(NULL)", lib.C_GetSessionInfo(h, None), ARGUMENTS_BAD)
+check("C_Login(NULL PIN, length 4)", lib.C_Login(h, C.c_ulong(1), None, C.c_ulong(4)), ARGUMENTS_BAD)
+check("C_Login(huge length)", lib.C_Login(h, C.c_ulong(1), b"x", C.c_ulong(2**63)), 0xA2)
+check("C_Finalize", lib.C_Finalize(None), OK)
 print("ok")
