@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/testtool"
+	"github.com/hsmkit/cryptech-backup/rpc"
 )
 
 var (
@@ -268,4 +271,74 @@ func TestFromC(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "ok" {
 		t.Fatalf("fromc.py: %v\n%s", err, out)
 	}
+}
+
+// Without $CRYPTECH_HSM the module talks libhal RPC on the socket, as
+// Cryptech's own library talks to its multiplexer: here the project's
+// server on an emulated HSM.
+func TestModuleOverSocket(t *testing.T) {
+	lib := buildModule(t)
+	dir := newHSM(t)
+	h, err := hsm.Open(dir, hsmtest.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	sock := filepath.Join(t.TempDir(), "rpc")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewServer(h, nil)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	defer func() {
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	t.Setenv("CRYPTECH_HSM", "")
+	t.Setenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME", sock)
+
+	p := pkcs11.New(lib)
+	if p == nil {
+		t.Fatal("pkcs11.New failed")
+	}
+	defer p.Destroy()
+	if err := p.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	ti, err := p.GetTokenInfo(0)
+	if err != nil || ti.Model != "Cryptech RPC" {
+		t.Fatalf("token info %+v, %v", ti, err)
+	}
+	s, err := p.OpenSession(0, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "Login with a wrong PIN", p.Login(s, pkcs11.CKU_USER, "wrong-pin"), pkcs11.CKR_PIN_INCORRECT)
+	if err := p.Login(s, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
+		t.Fatal(err)
+	}
+	if st := srv.Stats(); st.LoggedIn != 1 {
+		t.Errorf("the server has %d clients logged in, want 1", st.LoggedIn)
+	}
+	if err := p.Finalize(); err != nil {
+		t.Fatal(err)
+	}
+	// Finalize closed the connection, which logs its client out.
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats().Conns != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the module's connection is still open after Finalize: %+v", srv.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// No server: Initialize fails and says so.
+	t.Setenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME", filepath.Join(t.TempDir(), "none"))
+	wantErr(t, "Initialize with no server", p.Initialize(), pkcs11.CKR_GENERAL_ERROR)
 }

@@ -35,7 +35,8 @@ type Token struct {
 	// Close releases the HSM (for an emulated one, its directory's lock).
 	Close func() error
 	// Label, Manufacturer, Model and Serial are the token's CK_TOKEN_INFO
-	// strings; each is cut to its field's length.
+	// strings; each is cut to its field's length (32 bytes for Label and
+	// Manufacturer, 16 for Model and Serial).
 	Label, Manufacturer, Model, Serial string
 	// MinPIN and MaxPIN bound the PINs the token takes.
 	MinPIN, MaxPIN int
