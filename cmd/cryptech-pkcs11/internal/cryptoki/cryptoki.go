@@ -13,7 +13,10 @@
 //
 // Module.login serializes logins and logouts, which wait for the token
 // (a wrong PIN costs the HSM's delay); Module.mu guards the rest and is
-// never held while the token works. login is taken before mu, never after.
+// not held while the token works, except in Initialize, which opens the
+// HSM under it so that two C_Initialize calls cannot both open one (no
+// other call gets anywhere until it is done anyway). login is taken
+// before mu, never after.
 package cryptoki
 
 import (
