@@ -22,6 +22,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/testtool"
 	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 )
 
@@ -320,24 +321,10 @@ func TestFlagsWithoutAttributes(t *testing.T) {
 	}
 }
 
-// requireTool finds a program a test runs; under CI=true it must be there.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found (CI=true: it is required; apt-get install opensc)", name)
-	}
-	t.Skipf("%s not found (apt-get install opensc)", name)
-	return ""
-}
-
 // pkcs11Tool runs OpenSC's pkcs11-tool on tok, logged in as its user.
 func pkcs11Tool(t *testing.T, tok *Token, args ...string) []byte {
 	t.Helper()
-	tool := requireTool(t, "pkcs11-tool")
+	tool := testtool.Require(t, "pkcs11-tool", "opensc")
 	cmd := exec.Command(tool, append([]string{"--module", env.Module(), "--token-label", tok.cfg.TokenLabel, "--login", "--pin", userPIN}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -1,0 +1,160 @@
+package cryptoki
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+)
+
+// newModule is a module on a fresh emulated HSM (PINs hsmtest.PIN); closed
+// reports whether Finalize released it.
+func newModule(t *testing.T) (m *Module, closed *bool) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "hsm")
+	h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: hsmtest.PIN, SOPIN: hsmtest.PIN, UserPIN: hsmtest.PIN, Blocks: 128}, hsmtest.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed = new(bool)
+	t.Cleanup(func() { h.Close() })
+	return New(func() (*Token, error) {
+		*closed = false
+		return &Token{Opener: h, Close: func() error { *closed = true; return nil }, MinPIN: hsm.MinPINLength, MaxPIN: hsm.MaxPINLength}, nil
+	}), closed
+}
+
+func TestInitializeArgs(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args InitArgs
+		want RV
+	}{
+		{"no mutexes, no flags", InitArgs{}, OK},
+		{"OS locking", InitArgs{Flags: FlagOSLockingOK}, OK},
+		{"app mutexes and OS locking", InitArgs{Mutexes: 4, Flags: FlagOSLockingOK}, OK},
+		{"app mutexes only", InitArgs{Mutexes: 4}, CantLock},
+		{"some mutexes", InitArgs{Mutexes: 2, Flags: FlagOSLockingOK}, ArgumentsBad},
+		{"reserved", InitArgs{Reserved: true}, ArgumentsBad},
+		{"no threads", InitArgs{Flags: FlagLibraryCantCreateOSThreads | FlagOSLockingOK}, NeedToCreateThreads},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, closed := newModule(t)
+			if rv := m.Initialize(&c.args); rv != c.want {
+				t.Fatalf("Initialize: %#x, want %#x", rv, c.want)
+			}
+			want := OK
+			if c.want != OK {
+				want = CryptokiNotInitialized
+			}
+			if rv := m.Finalize(false); rv != want {
+				t.Fatalf("Finalize: %#x, want %#x", rv, want)
+			}
+			if c.want == OK && !*closed {
+				t.Fatal("Finalize left the HSM open")
+			}
+		})
+	}
+}
+
+func TestInitializeWithoutHSM(t *testing.T) {
+	m := New(func() (*Token, error) { return nil, errors.New("no HSM") })
+	if rv := m.Initialize(nil); rv != GeneralError {
+		t.Fatalf("Initialize: %#x", rv)
+	}
+	if rv := m.Initialized(); rv != CryptokiNotInitialized {
+		t.Fatalf("after a failed Initialize: %#x", rv)
+	}
+}
+
+func TestLoginBadInput(t *testing.T) {
+	m, _ := newModule(t)
+	if rv := m.Initialize(nil); rv != OK {
+		t.Fatal(rv)
+	}
+	defer m.Finalize(false)
+	h, rv := m.OpenSession(slotID, FlagSerialSession|FlagRWSession)
+	if rv != OK {
+		t.Fatal(rv)
+	}
+	for _, c := range []struct {
+		name string
+		user uint
+		pin  []byte
+		want RV
+	}{
+		{"short PIN", UserUser, []byte("abc"), PINLenRange},
+		{"context specific", UserContextSpecific, hsmtest.PIN, OperationNotInitialized},
+		{"unknown user", 3, hsmtest.PIN, UserTypeInvalid},
+	} {
+		if rv := m.Login(h, c.user, c.pin); rv != c.want {
+			t.Errorf("%s: %#x, want %#x", c.name, rv, c.want)
+		}
+	}
+	if rv := m.Login(h+1, UserUser, hsmtest.PIN); rv != SessionHandleInvalid {
+		t.Errorf("login on no session: %#x", rv)
+	}
+	if info, _ := m.SessionInfo(h); info.State != StateRWPublic {
+		t.Errorf("state after refused logins: %d", info.State)
+	}
+}
+
+// Sessions opened, used and closed from many goroutines while others log
+// in and out: under -race, any state touched outside the locks shows.
+func TestSessionsAcrossGoroutines(t *testing.T) {
+	m, closed := newModule(t)
+	if rv := m.Initialize(&InitArgs{Flags: FlagOSLockingOK}); rv != OK {
+		t.Fatal(rv)
+	}
+	keep, rv := m.OpenSession(slotID, FlagSerialSession|FlagRWSession)
+	if rv != OK {
+		t.Fatal(rv)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 8 {
+		wg.Go(func() {
+			for range 20 {
+				h, rv := m.OpenSession(slotID, FlagSerialSession|FlagRWSession)
+				if rv != OK {
+					errs <- fmt.Errorf("goroutine %d: OpenSession: %#x", g, rv)
+					return
+				}
+				if _, rv := m.SessionInfo(h); rv != OK {
+					errs <- fmt.Errorf("goroutine %d: SessionInfo: %#x", g, rv)
+				}
+				switch rv := m.Login(h, UserUser, hsmtest.PIN); rv {
+				case OK, UserAlreadyLoggedIn:
+				default:
+					errs <- fmt.Errorf("goroutine %d: Login: %#x", g, rv)
+				}
+				switch rv := m.Logout(h); rv {
+				case OK, UserNotLoggedIn:
+				default:
+					errs <- fmt.Errorf("goroutine %d: Logout: %#x", g, rv)
+				}
+				if rv := m.CloseSession(h); rv != OK {
+					errs <- fmt.Errorf("goroutine %d: CloseSession: %#x", g, rv)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n, _ := m.SessionCounts(slotID); n.Sessions != 1 {
+		t.Errorf("%d sessions left open, want 1", n.Sessions)
+	}
+	if rv := m.CloseSession(keep); rv != OK {
+		t.Fatal(rv)
+	}
+	if rv := m.Finalize(false); rv != OK || !*closed {
+		t.Fatalf("Finalize: %#x, HSM closed %v", rv, *closed)
+	}
+}

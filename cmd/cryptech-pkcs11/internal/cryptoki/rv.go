@@ -1,0 +1,31 @@
+package cryptoki
+
+// RV is a PKCS#11 return value (CK_RV). The values are the specification's;
+// the C side passes them through unchanged.
+type RV uint
+
+// The return values this module gives so far.
+const (
+	OK                          RV = 0x000
+	SlotIDInvalid               RV = 0x003
+	GeneralError                RV = 0x005
+	ArgumentsBad                RV = 0x007
+	NeedToCreateThreads         RV = 0x009
+	CantLock                    RV = 0x00A
+	FunctionNotSupported        RV = 0x054
+	MechanismInvalid            RV = 0x070
+	OperationNotInitialized     RV = 0x091
+	PINIncorrect                RV = 0x0A0
+	PINLenRange                 RV = 0x0A2
+	SessionHandleInvalid        RV = 0x0B3
+	SessionParallelNotSupported RV = 0x0B4
+	SessionReadOnlyExists       RV = 0x0B7
+	SessionReadWriteSOExists    RV = 0x0B8
+	UserAlreadyLoggedIn         RV = 0x100
+	UserNotLoggedIn             RV = 0x101
+	UserTypeInvalid             RV = 0x103
+	UserAnotherAlreadyLoggedIn  RV = 0x104
+	BufferTooSmall              RV = 0x150
+	CryptokiNotInitialized      RV = 0x190
+	CryptokiAlreadyInitialized  RV = 0x191
+)

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/pkcs11"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/testtool"
+	"github.com/hsmkit/cryptech-backup/rpc"
+)
+
+var (
+	buildOnce sync.Once
+	built     string
+	buildErr  error
+)
+
+// module builds the module once per test binary, as its README says.
+func buildModule(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("CGO_ENABLED") == "0" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CGO_ENABLED=0 (CI=true: the PKCS#11 module needs cgo)")
+		}
+		t.Skip("CGO_ENABLED=0: the PKCS#11 module needs cgo")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cryptech-pkcs11-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		built = filepath.Join(dir, "libcryptech-pkcs11.so")
+		out, err := exec.Command("go", "build", "-buildmode=c-shared", "-o", built, ".").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New(string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build the module: %v", buildErr)
+	}
+	return built
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built != "" {
+		os.RemoveAll(filepath.Dir(built))
+	}
+	os.Exit(code)
+}
+
+// newHSM creates an emulated HSM (PINs hsmtest.PIN), closed again so that
+// the module can open it, and points $CRYPTECH_HSM at it.
+func newHSM(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "hsm")
+	h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: hsmtest.PIN, SOPIN: hsmtest.PIN, UserPIN: hsmtest.PIN, Blocks: 128}, hsmtest.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CRYPTECH_HSM", dir)
+	return dir
+}
+
+func wantErr(t *testing.T, what string, err error, want uint) {
+	t.Helper()
+	var e pkcs11.Error
+	if !errors.As(err, &e) || uint(e) != want {
+		t.Fatalf("%s: got %v, want %s", what, err, pkcs11.Error(want))
+	}
+}
+
+func TestModuleLoginCycle(t *testing.T) {
+	lib := buildModule(t)
+	dir := newHSM(t)
+	p := pkcs11.New(lib)
+	if p == nil {
+		t.Fatalf("pkcs11.New(%s) failed", lib)
+	}
+	defer p.Destroy()
+
+	if _, err := p.GetSlotList(true); err == nil {
+		t.Fatal("GetSlotList before Initialize succeeded")
+	} else {
+		wantErr(t, "GetSlotList before Initialize", err, pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED)
+	}
+	for round := 0; round < 2; round++ {
+		if err := p.Initialize(); err != nil {
+			t.Fatalf("round %d: Initialize: %v", round, err)
+		}
+		wantErr(t, "second Initialize", p.Initialize(), pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)
+		// The HSM is the module's until Finalize: its directory is locked.
+		if h, err := hsm.Open(dir, hsmtest.Options); err == nil {
+			h.Close()
+			t.Fatal("the HSM opened while the module holds it")
+		} else if !errors.Is(err, hsm.ErrBoardInUse) {
+			t.Fatalf("open the HSM the module holds: %v", err)
+		}
+
+		info, err := p.GetInfo()
+		if err != nil || !strings.HasPrefix(info.ManufacturerID, "Cryptech") {
+			t.Fatalf("GetInfo: %+v, %v", info, err)
+		}
+		slots, err := p.GetSlotList(true)
+		if err != nil || len(slots) != 1 {
+			t.Fatalf("GetSlotList: %v, %v", slots, err)
+		}
+		slot := slots[0]
+		ti, err := p.GetTokenInfo(slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ti.Label != "hsm" || ti.Model != "Cryptech HSM" || len(ti.SerialNumber) != 16 || ti.Flags&pkcs11.CKF_LOGIN_REQUIRED == 0 {
+			t.Fatalf("token info %+v", ti)
+		}
+		_, err = p.GetTokenInfo(slot + 1)
+		wantErr(t, "GetTokenInfo of a slot that is not", err, pkcs11.CKR_SLOT_ID_INVALID)
+
+		ro, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rw, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = p.OpenSession(slot, 0)
+		wantErr(t, "OpenSession without CKF_SERIAL_SESSION", err, pkcs11.CKR_SESSION_PARALLEL_NOT_SUPPORTED)
+		if ti, _ := p.GetTokenInfo(slot); ti.SessionCount != 2 || ti.RwSessionCount != 1 {
+			t.Fatalf("session counts %d, %d; want 2, 1", ti.SessionCount, ti.RwSessionCount)
+		}
+
+		// A wrong PIN is refused after the HSM's delay (once: it is long);
+		// no one is logged in.
+		if round == 0 {
+			start := time.Now()
+			wantErr(t, "Login with a wrong PIN", p.Login(ro, pkcs11.CKU_USER, "wrong-pin"), pkcs11.CKR_PIN_INCORRECT)
+			if d := time.Since(start); d < hsm.DefaultWrongPINDelay {
+				t.Errorf("a wrong PIN was refused after %v, before the HSM's delay of %v", d, hsm.DefaultWrongPINDelay)
+			}
+		}
+		if si, _ := p.GetSessionInfo(ro); si.State != pkcs11.CKS_RO_PUBLIC_SESSION {
+			t.Fatalf("state after a wrong PIN: %d", si.State)
+		}
+		wantErr(t, "SO login with a read-only session open", p.Login(rw, pkcs11.CKU_SO, string(hsmtest.PIN)), pkcs11.CKR_SESSION_READ_ONLY_EXISTS)
+		wantErr(t, "Login of an unknown user type", p.Login(rw, 7, string(hsmtest.PIN)), pkcs11.CKR_USER_TYPE_INVALID)
+		wantErr(t, "Login with a PIN too long", p.Login(rw, pkcs11.CKU_USER, strings.Repeat("x", hsm.MaxPINLength+1)), pkcs11.CKR_PIN_LEN_RANGE)
+		wantErr(t, "Login with a PIN too short", p.Login(rw, pkcs11.CKU_USER, "abc"), pkcs11.CKR_PIN_LEN_RANGE)
+
+		if err := p.Login(ro, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
+			t.Fatalf("Login: %v", err)
+		}
+		// Login is the application's: every session has it.
+		for h, want := range map[pkcs11.SessionHandle]uint{ro: pkcs11.CKS_RO_USER_FUNCTIONS, rw: pkcs11.CKS_RW_USER_FUNCTIONS} {
+			if si, err := p.GetSessionInfo(h); err != nil || si.State != want || si.SlotID != slot {
+				t.Fatalf("session %d: %+v, %v; want state %d", h, si, err, want)
+			}
+		}
+		wantErr(t, "Login again", p.Login(rw, pkcs11.CKU_USER, string(hsmtest.PIN)), pkcs11.CKR_USER_ALREADY_LOGGED_IN)
+		wantErr(t, "SO login over the user's", p.Login(rw, pkcs11.CKU_SO, string(hsmtest.PIN)), pkcs11.CKR_USER_ANOTHER_ALREADY_LOGGED_IN)
+		if err := p.Logout(rw); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, "Logout again", p.Logout(rw), pkcs11.CKR_USER_NOT_LOGGED_IN)
+
+		// The SO, once the read-only session is gone.
+		if err := p.CloseSession(ro); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, "CloseSession of a closed session", p.CloseSession(ro), pkcs11.CKR_SESSION_HANDLE_INVALID)
+		_, err = p.GetSessionInfo(ro)
+		wantErr(t, "GetSessionInfo of a closed session", err, pkcs11.CKR_SESSION_HANDLE_INVALID)
+		if err := p.Login(rw, pkcs11.CKU_SO, string(hsmtest.PIN)); err != nil {
+			t.Fatalf("SO Login: %v", err)
+		}
+		if si, _ := p.GetSessionInfo(rw); si.State != pkcs11.CKS_RW_SO_FUNCTIONS {
+			t.Fatalf("SO session state %d", si.State)
+		}
+		_, err = p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+		wantErr(t, "read-only session beside the SO's", err, pkcs11.CKR_SESSION_READ_WRITE_SO_EXISTS)
+
+		// Closing the last session logs the application out.
+		if err := p.CloseAllSessions(slot); err != nil {
+			t.Fatal(err)
+		}
+		s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if si, _ := p.GetSessionInfo(s); si.State != pkcs11.CKS_RO_PUBLIC_SESSION {
+			t.Fatalf("state after CloseAllSessions: %d", si.State)
+		}
+		if m, err := p.GetMechanismList(slot); err != nil || len(m) != 0 {
+			t.Fatalf("GetMechanismList: %v, %v", m, err)
+		}
+
+		if err := p.Finalize(); err != nil {
+			t.Fatalf("round %d: Finalize: %v", round, err)
+		}
+		wantErr(t, "Finalize again", p.Finalize(), pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED)
+		_, err = p.GetSessionInfo(s)
+		wantErr(t, "GetSessionInfo after Finalize", err, pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED)
+		// Finalize released the HSM.
+		h, err := hsm.Open(dir, hsmtest.Options)
+		if err != nil {
+			t.Fatalf("open the HSM after Finalize: %v", err)
+		}
+		h.Close()
+	}
+}
+
+func TestModuleWithoutHSM(t *testing.T) {
+	lib := buildModule(t)
+	t.Setenv("CRYPTECH_HSM", filepath.Join(t.TempDir(), "none"))
+	p := pkcs11.New(lib)
+	if p == nil {
+		t.Fatal("pkcs11.New failed")
+	}
+	defer p.Destroy()
+	if err := p.Initialize(); err == nil {
+		p.Finalize()
+		t.Fatal("Initialize succeeded with no HSM in $CRYPTECH_HSM")
+	}
+}
+
+func TestPKCS11Tool(t *testing.T) {
+	tool := testtool.Require(t, "pkcs11-tool", "opensc")
+	lib := buildModule(t)
+	newHSM(t)
+	for _, c := range []struct {
+		arg  string
+		want []string
+	}{
+		{"--show-info", []string{"Cryptech emulated HSM PKCS#11", "Cryptech Project (emulated)"}},
+		{"--list-slots", []string{"token label        : hsm", "token model        : Cryptech HSM"}},
+		{"--list-mechanisms", nil},
+	} {
+		out, err := exec.Command(tool, "--module", lib, c.arg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("pkcs11-tool %s: %v\n%s", c.arg, err, out)
+		}
+		t.Logf("pkcs11-tool %s:\n%s", c.arg, out)
+		for _, w := range c.want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("pkcs11-tool %s: no %q in\n%s", c.arg, w, out)
+			}
+		}
+	}
+}
+
+func TestFromC(t *testing.T) {
+	python := testtool.Require(t, "python3", "python3")
+	lib := buildModule(t)
+	newHSM(t)
+	out, err := exec.Command(python, filepath.Join("testdata", "fromc.py"), lib).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("fromc.py: %v\n%s", err, out)
+	}
+}
+
+// Without $CRYPTECH_HSM the module talks libhal RPC on the socket, as
+// Cryptech's own library talks to its multiplexer: here the project's
+// server on an emulated HSM.
+func TestModuleOverSocket(t *testing.T) {
+	lib := buildModule(t)
+	dir := newHSM(t)
+	h, err := hsm.Open(dir, hsmtest.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	sock := filepath.Join(t.TempDir(), "rpc")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewServer(h, nil)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	defer func() {
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	t.Setenv("CRYPTECH_HSM", "")
+	t.Setenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME", sock)
+
+	p := pkcs11.New(lib)
+	if p == nil {
+		t.Fatal("pkcs11.New failed")
+	}
+	defer p.Destroy()
+	if err := p.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	ti, err := p.GetTokenInfo(0)
+	if err != nil || ti.Model != "Cryptech RPC" {
+		t.Fatalf("token info %+v, %v", ti, err)
+	}
+	s, err := p.OpenSession(0, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "Login with a wrong PIN", p.Login(s, pkcs11.CKU_USER, "wrong-pin"), pkcs11.CKR_PIN_INCORRECT)
+	if err := p.Login(s, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
+		t.Fatal(err)
+	}
+	if st := srv.Stats(); st.LoggedIn != 1 {
+		t.Errorf("the server has %d clients logged in, want 1", st.LoggedIn)
+	}
+	if err := p.Finalize(); err != nil {
+		t.Fatal(err)
+	}
+	// Finalize closed the connection, which logs its client out.
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats().Conns != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the module's connection is still open after Finalize: %+v", srv.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// No server: Initialize fails and says so.
+	t.Setenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME", filepath.Join(t.TempDir(), "none"))
+	wantErr(t, "Initialize with no server", p.Initialize(), pkcs11.CKR_GENERAL_ERROR)
+}

@@ -1,0 +1,119 @@
+// The C entry points: each implemented one hands its arguments to the Go
+// function of the same name with a go prefix (export.go); every other entry
+// of the function lists is not_supported. Nothing else happens in C.
+#include <pthread.h>
+#include <stddef.h>
+#include <string.h>
+#include "shim.h"
+#include "_cgo_export.h"
+
+CK_RV C_Initialize(CK_VOID_PTR a) { return goInitialize(a); }
+CK_RV C_Finalize(CK_VOID_PTR r) { return goFinalize(r); }
+CK_RV C_GetInfo(CK_INFO_PTR i) { return goGetInfo(i); }
+CK_RV C_GetSlotList(CK_BBOOL p, CK_SLOT_ID_PTR l, CK_ULONG_PTR n) { return goGetSlotList(p, l, n); }
+CK_RV C_GetSlotInfo(CK_SLOT_ID s, CK_SLOT_INFO_PTR i) { return goGetSlotInfo(s, i); }
+CK_RV C_GetTokenInfo(CK_SLOT_ID s, CK_TOKEN_INFO_PTR i) { return goGetTokenInfo(s, i); }
+CK_RV C_GetMechanismList(CK_SLOT_ID s, CK_MECHANISM_TYPE_PTR l, CK_ULONG_PTR n) { return goGetMechanismList(s, l, n); }
+CK_RV C_GetMechanismInfo(CK_SLOT_ID s, CK_MECHANISM_TYPE m, CK_MECHANISM_INFO_PTR i) { return goGetMechanismInfo(s, m, i); }
+CK_RV C_OpenSession(CK_SLOT_ID s, CK_FLAGS f, CK_VOID_PTR app, CK_NOTIFY notify, CK_SESSION_HANDLE_PTR h) { return goOpenSession(s, f, h); }
+CK_RV C_CloseSession(CK_SESSION_HANDLE h) { return goCloseSession(h); }
+CK_RV C_CloseAllSessions(CK_SLOT_ID s) { return goCloseAllSessions(s); }
+CK_RV C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR i) { return goGetSessionInfo(h, i); }
+CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE u, CK_UTF8CHAR_PTR pin, CK_ULONG n) { return goLogin(h, u, pin, n); }
+CK_RV C_Logout(CK_SESSION_HANDLE h) { return goLogout(h); }
+
+// not_supported stands for every function the module lacks. It is called
+// through pointers of other types, which every ABI cgo targets allows for a
+// function that reads no arguments and returns an integer.
+static CK_RV not_supported(void) { return CKR_FUNCTION_NOT_SUPPORTED; }
+
+static CK_FUNCTION_LIST list_2_40;
+static ck_function_list_3_0 list_3_0;
+static CK_INTERFACE interfaces[] = {
+	{(CK_CHAR *)"PKCS 11", &list_3_0, 0},
+	{(CK_CHAR *)"PKCS 11", &list_2_40, 0},
+};
+#define N_INTERFACES (sizeof interfaces / sizeof interfaces[0])
+static pthread_once_t lists_once = PTHREAD_ONCE_INIT;
+
+// fill points every function of the list at base (size bytes, a version
+// first) at not_supported.
+static void fill(void *base, size_t size) {
+	size_t first = offsetof(CK_FUNCTION_LIST, C_Initialize);
+	CK_RV (**f)(void) = (CK_RV (**)(void))((char *)base + first);
+	for (size_t i = 0; i < (size - first) / sizeof *f; i++)
+		f[i] = not_supported;
+}
+
+static void set_2_40(CK_FUNCTION_LIST *l, CK_BYTE major, CK_BYTE minor) {
+	l->version.major = major;
+	l->version.minor = minor;
+	l->C_Initialize = C_Initialize;
+	l->C_Finalize = C_Finalize;
+	l->C_GetInfo = C_GetInfo;
+	l->C_GetFunctionList = C_GetFunctionList;
+	l->C_GetSlotList = C_GetSlotList;
+	l->C_GetSlotInfo = C_GetSlotInfo;
+	l->C_GetTokenInfo = C_GetTokenInfo;
+	l->C_GetMechanismList = C_GetMechanismList;
+	l->C_GetMechanismInfo = C_GetMechanismInfo;
+	l->C_OpenSession = C_OpenSession;
+	l->C_CloseSession = C_CloseSession;
+	l->C_CloseAllSessions = C_CloseAllSessions;
+	l->C_GetSessionInfo = C_GetSessionInfo;
+	l->C_Login = C_Login;
+	l->C_Logout = C_Logout;
+}
+
+static void build_lists(void) {
+	fill(&list_2_40, sizeof list_2_40);
+	set_2_40(&list_2_40, 2, 40);
+	fill(&list_3_0, sizeof list_3_0);
+	set_2_40(&list_3_0.v2, 3, 0);
+	list_3_0.added[0] = (CK_RV (*)(void))C_GetInterfaceList;
+	list_3_0.added[1] = (CK_RV (*)(void))C_GetInterface;
+}
+
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR pp) {
+	if (pp == NULL)
+		return CKR_ARGUMENTS_BAD;
+	pthread_once(&lists_once, build_lists);
+	*pp = &list_2_40;
+	return CKR_OK;
+}
+
+CK_RV C_GetInterfaceList(CK_INTERFACE_PTR l, CK_ULONG_PTR n) {
+	if (n == NULL)
+		return CKR_ARGUMENTS_BAD;
+	pthread_once(&lists_once, build_lists);
+	if (l == NULL) {
+		*n = N_INTERFACES;
+		return CKR_OK;
+	}
+	if (*n < N_INTERFACES) {
+		*n = N_INTERFACES;
+		return CKR_BUFFER_TOO_SMALL;
+	}
+	memcpy(l, interfaces, sizeof interfaces);
+	*n = N_INTERFACES;
+	return CKR_OK;
+}
+
+CK_RV C_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR v, CK_INTERFACE_PTR_PTR pp, CK_FLAGS flags) {
+	if (pp == NULL)
+		return CKR_ARGUMENTS_BAD;
+	pthread_once(&lists_once, build_lists);
+	for (size_t i = 0; i < N_INTERFACES; i++) {
+		CK_INTERFACE *it = &interfaces[i];
+		CK_VERSION *have = (CK_VERSION *)it->pFunctionList;
+		if (name != NULL && strcmp((const char *)name, (const char *)it->pInterfaceName) != 0)
+			continue;
+		if (v != NULL && (v->major != have->major || v->minor != have->minor))
+			continue;
+		if ((it->flags & flags) != flags)
+			continue;
+		*pp = it;
+		return CKR_OK;
+	}
+	return CKR_ARGUMENTS_BAD;
+}
