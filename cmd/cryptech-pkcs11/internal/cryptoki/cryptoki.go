@@ -26,6 +26,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/frontend"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
 
 // Version is the module's own version (CK_INFO.libraryVersion).
@@ -291,6 +292,7 @@ func (m *Module) CloseAllSessions(id uint) RV {
 // logoutSlot ends the application's login when its last session closes,
 // as the specification has it. Called with m.login held.
 func (m *Module) logoutSlot(s *slot) {
+	lockassert.Held(&m.login)
 	m.mu.Lock()
 	was := s.user
 	s.user = hsmapi.UserNone
