@@ -33,14 +33,10 @@ func ImportCost(r hsmapi.ImportRequest) int {
 // commit a batch is not let fill one. The batch functions check it before
 // a batch holds anything; a face may check it sooner.
 func (c *Client) MayImport() error {
-	switch u := c.User(); u {
-	case hsmapi.UserNormal, hsmapi.UserWheel:
-		return nil
-	case hsmapi.UserNone:
-		return fmt.Errorf("import: %w", hsmapi.ErrNotLoggedIn)
-	default:
-		return fmt.Errorf("import: %w: %s cannot use keys", hsmapi.ErrForbidden, u)
+	if err := hsmapi.CheckKeyUser(c.User()); err != nil {
+		return fmt.Errorf("import: %w", err)
 	}
+	return nil
 }
 
 // BeginImport opens an import batch of keys wrapped for the KEKEK kekek.

@@ -77,51 +77,32 @@ func reopen(t *testing.T, h *HSM, name string) (*HSM, *Session) {
 func TestHashsigKeygenSurvivesPowerCutAtEveryWrite(t *testing.T) {
 	base, _ := newTestHSM(t)
 	req := hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags, Label: "cut"}
-	writes := func() int {
-		h, s := cloneHSM(t, base)
-		defer h.Close()
-		before := h.board.Flash.Writes()
-		if _, err := s.GenerateKey(ctx, req); err != nil {
+	eachPowerCut(t, "keygen", base, func(s *Session) error {
+		_, err := s.GenerateKey(ctx, req)
+		return err
+	}, func(c powerCut) {
+		name, h, s, free := c.name, c.h, c.s, c.free
+		keys, err := s.Keys(ctx, hsmapi.Filter{})
+		if err != nil {
 			t.Fatal(err)
 		}
-		return h.board.Flash.Writes() - before
-	}()
-	t.Logf("keygen: %d flash writes", writes)
-	for cut := range writes + 1 {
-		for _, torn := range []bool{false, true} {
-			name := fmt.Sprintf("cut %d of %d torn %v", cut, writes, torn)
-			h, s := cloneHSM(t, base)
-			free := h.ks.Free()
-			h.board.Flash.CutPowerAfter(cut, torn)
-			_, err := s.GenerateKey(ctx, req)
-			if cut < writes && err == nil {
-				t.Errorf("%s: keygen succeeded through a power cut", name)
+		switch len(keys) {
+		case 0:
+			if h.ks.Free() != free {
+				t.Errorf("%s: no key, and %d free blocks of %d before", name, h.ks.Free(), free)
 			}
-			h, s = reopen(t, h, name)
-			keys, err := s.Keys(ctx, hsmapi.Filter{})
-			if err != nil {
-				t.Fatal(err)
+		case 1:
+			sig := signHSS(t, s, keys[0].UUID, "after the cut")
+			if err := hsmapi.VerifySignature(keys[0].PublicKey, []byte("after the cut"), sig, crypto.Hash(0)); err != nil {
+				t.Errorf("%s: %v", name, err)
 			}
-			switch len(keys) {
-			case 0:
-				if h.ks.Free() != free {
-					t.Errorf("%s: no key, and %d free blocks of %d before", name, h.ks.Free(), free)
-				}
-			case 1:
-				sig := signHSS(t, s, keys[0].UUID, "after the cut")
-				if err := hsmapi.VerifySignature(keys[0].PublicKey, []byte("after the cut"), sig, crypto.Hash(0)); err != nil {
-					t.Errorf("%s: %v", name, err)
-				}
-			default:
-				t.Errorf("%s: %d keys", name, len(keys))
-			}
-			if cut == writes && len(keys) != 1 {
-				t.Errorf("%s (after the last write): key lost", name)
-			}
-			blockAccount(t, h, name)
-			h.Close()
+		default:
+			t.Errorf("%s: %d keys", name, len(keys))
 		}
-	}
+		if c.last && len(keys) != 1 {
+			t.Errorf("%s (after the last write): key lost", name)
+		}
+	})
 }
 
 // TestHashsigImportSurvivesPowerCutAtEveryWrite cuts power at each flash
@@ -151,78 +132,60 @@ func TestHashsigImportSurvivesPowerCutAtEveryWrite(t *testing.T) {
 			hssIDs = append(hssIDs, hssID(t, k))
 		}
 	}
-	writes := func() int {
-		h, s := cloneHSM(t, p.dstHSM)
-		defer h.Close()
-		before := h.board.Flash.Writes()
-		if _, err := s.ImportBatch(ctx, reqs); err != nil {
-			t.Fatal(err)
+	eachPowerCut(t, "import", p.dstHSM, func(s *Session) error {
+		_, err := s.ImportBatch(ctx, reqs)
+		return err
+	}, func(c powerCut) {
+		name, h, s, free := c.name, c.h, c.s, c.free
+		found := 0
+		for _, r := range reqs {
+			if _, err := s.Key(ctx, r.UUID); err == nil {
+				found++
+			}
 		}
-		return h.board.Flash.Writes() - before
-	}()
-	t.Logf("import: %d flash writes", writes)
-	for cut := range writes + 1 {
-		for _, torn := range []bool{false, true} {
-			name := fmt.Sprintf("cut %d of %d torn %v", cut, writes, torn)
-			h, s := cloneHSM(t, p.dstHSM)
-			free := h.ks.Free()
-			h.board.Flash.CutPowerAfter(cut, torn)
-			if _, err := s.ImportBatch(ctx, reqs); cut < writes && err == nil {
-				t.Errorf("%s: import succeeded through a power cut", name)
+		histories := 0
+		for _, id := range hssIDs {
+			if hasHistory(t, h, id) {
+				histories++
 			}
-			h, s = reopen(t, h, name)
-			found := 0
-			for _, r := range reqs {
-				if _, err := s.Key(ctx, r.UUID); err == nil {
-					found++
-				}
-			}
-			histories := 0
-			for _, id := range hssIDs {
-				if hasHistory(t, h, id) {
-					histories++
-				}
-			}
-			if !hasHistory(t, h, hssID(t, earlier)) {
-				t.Errorf("%s: the earlier import's history is lost", name)
-			}
-			switch {
-			case found == len(reqs) && histories == len(hssIDs):
-			case found == 0 && histories == 0:
-				if h.ks.Free() != free {
-					t.Errorf("%s: nothing imported, and %d free blocks of %d before", name, h.ks.Free(), free)
-				}
-				if _, err := s.ImportBatch(ctx, reqs); err != nil {
-					t.Errorf("%s: the bundle does not import again: %v", name, err)
-				}
-			default:
-				t.Errorf("%s: %d of %d keys and %d of %d HSS histories present", name, found, len(reqs), histories, len(hssIDs))
-			}
-			if cut == writes && found != len(reqs) {
-				t.Errorf("%s (after the last write): keys lost", name)
-			}
-			// Whatever came through, the keys sign as the source's.
-			for _, r := range reqs {
-				if _, err := s.Key(ctx, r.UUID); err != nil {
-					continue
-				}
-				msg, opts := []byte("after the cut"), crypto.SignerOpts(crypto.Hash(0))
-				if r.UUID == reqs[2].UUID {
-					d := sha256.Sum256(msg)
-					msg, opts = d[:], crypto.SHA256
-				}
-				sig, err := s.Sign(ctx, r.UUID, msg, opts)
-				if err == nil {
-					err = hsmapi.VerifySignature(r.PublicKey, msg, sig, opts)
-				}
-				if err != nil {
-					t.Errorf("%s: key %s: %v", name, r.UUID, err)
-				}
-			}
-			blockAccount(t, h, name)
-			h.Close()
 		}
-	}
+		if !hasHistory(t, h, hssID(t, earlier)) {
+			t.Errorf("%s: the earlier import's history is lost", name)
+		}
+		switch {
+		case found == len(reqs) && histories == len(hssIDs):
+		case found == 0 && histories == 0:
+			if h.ks.Free() != free {
+				t.Errorf("%s: nothing imported, and %d free blocks of %d before", name, h.ks.Free(), free)
+			}
+			if _, err := s.ImportBatch(ctx, reqs); err != nil {
+				t.Errorf("%s: the bundle does not import again: %v", name, err)
+			}
+		default:
+			t.Errorf("%s: %d of %d keys and %d of %d HSS histories present", name, found, len(reqs), histories, len(hssIDs))
+		}
+		if c.last && found != len(reqs) {
+			t.Errorf("%s (after the last write): keys lost", name)
+		}
+		// Whatever came through, the keys sign as the source's.
+		for _, r := range reqs {
+			if _, err := s.Key(ctx, r.UUID); err != nil {
+				continue
+			}
+			msg, opts := []byte("after the cut"), crypto.SignerOpts(crypto.Hash(0))
+			if r.UUID == reqs[2].UUID {
+				d := sha256.Sum256(msg)
+				msg, opts = d[:], crypto.SHA256
+			}
+			sig, err := s.Sign(ctx, r.UUID, msg, opts)
+			if err == nil {
+				err = hsmapi.VerifySignature(r.PublicKey, msg, sig, opts)
+			}
+			if err != nil {
+				t.Errorf("%s: key %s: %v", name, r.UUID, err)
+			}
+		}
+	})
 }
 
 // TestVolatileHashsigImportSurvivesPowerCutAtEveryWrite: the import of a
@@ -240,43 +203,68 @@ func TestVolatileHashsigImportSurvivesPowerCutAtEveryWrite(t *testing.T) {
 	k := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
 	req := p.importReq(k, p.export(t, k, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)
 	req.Flags &^= hsmapi.FlagToken
+	eachPowerCut(t, "import", p.dstHSM, func(s *Session) error {
+		_, err := s.Import(ctx, req)
+		return err
+	}, func(c powerCut) {
+		name, h, s, free := c.name, c.h, c.s, c.free
+		if !hasHistory(t, h, hssID(t, earlier)) {
+			t.Errorf("%s: the earlier import's history is lost", name)
+		}
+		recorded := hasHistory(t, h, hssID(t, k))
+		if c.last && !recorded {
+			t.Errorf("%s (after the last write): the history is lost", name)
+		}
+		if got := h.DamagedBlocks(); len(got) != 0 {
+			t.Errorf("%s: damaged blocks %v", name, got)
+		}
+		if h.ks.Free() != free {
+			t.Errorf("%s: %d free blocks, %d before", name, h.ks.Free(), free)
+		}
+		_, err := s.Import(ctx, req)
+		if recorded && !errors.Is(err, hsmapi.ErrHashsigRangeUsed) || !recorded && err != nil {
+			t.Errorf("%s: recorded %v, the part again: %v", name, recorded, err)
+		}
+	})
+}
+
+// powerCut is one run of an operation cut short by a power failure: the
+// HSM reopened after it, with its session, and the free blocks before.
+type powerCut struct {
+	name string
+	h    *HSM
+	s    *Session
+	free int
+	last bool // cut after the operation's last write
+}
+
+// eachPowerCut runs op on copies of base, with power cut after each of its
+// flash writes in turn (and after the last), whole and torn; op must fail
+// but after the last. check looks at the HSM reopened after each cut,
+// which is then accounted for block by block and closed.
+func eachPowerCut(t *testing.T, what string, base *HSM, op func(*Session) error, check func(powerCut)) {
+	t.Helper()
 	writes := func() int {
-		h, s := cloneHSM(t, p.dstHSM)
+		h, s := cloneHSM(t, base)
 		defer h.Close()
 		before := h.board.Flash.Writes()
-		if _, err := s.Import(ctx, req); err != nil {
+		if err := op(s); err != nil {
 			t.Fatal(err)
 		}
 		return h.board.Flash.Writes() - before
 	}()
-	t.Logf("import: %d flash writes", writes)
+	t.Logf("%s: %d flash writes", what, writes)
 	for cut := range writes + 1 {
 		for _, torn := range []bool{false, true} {
 			name := fmt.Sprintf("cut %d of %d torn %v", cut, writes, torn)
-			h, s := cloneHSM(t, p.dstHSM)
+			h, s := cloneHSM(t, base)
 			free := h.ks.Free()
 			h.board.Flash.CutPowerAfter(cut, torn)
-			if _, err := s.Import(ctx, req); cut < writes && err == nil {
-				t.Errorf("%s: import succeeded through a power cut", name)
+			if err := op(s); cut < writes && err == nil {
+				t.Errorf("%s: %s succeeded through a power cut", name, what)
 			}
 			h, s = reopen(t, h, name)
-			if !hasHistory(t, h, hssID(t, earlier)) {
-				t.Errorf("%s: the earlier import's history is lost", name)
-			}
-			recorded := hasHistory(t, h, hssID(t, k))
-			if cut == writes && !recorded {
-				t.Errorf("%s (after the last write): the history is lost", name)
-			}
-			if got := h.DamagedBlocks(); len(got) != 0 {
-				t.Errorf("%s: damaged blocks %v", name, got)
-			}
-			if h.ks.Free() != free {
-				t.Errorf("%s: %d free blocks, %d before", name, h.ks.Free(), free)
-			}
-			_, err := s.Import(ctx, req)
-			if recorded && !errors.Is(err, hsmapi.ErrHashsigRangeUsed) || !recorded && err != nil {
-				t.Errorf("%s: recorded %v, the part again: %v", name, recorded, err)
-			}
+			check(powerCut{name: name, h: h, s: s, free: free, last: cut == writes})
 			blockAccount(t, h, name)
 			h.Close()
 		}

@@ -103,16 +103,7 @@ func (s *Session) SetPIN(_ context.Context, user hsmapi.User, pin []byte) error 
 
 // requireKeyUser checks that the session may use keys: the normal user or
 // wheel, as libhal requires for private keys.
-func (s *Session) requireKeyUser() error {
-	switch u := s.User(); u {
-	case hsmapi.UserNormal, hsmapi.UserWheel:
-		return nil
-	case hsmapi.UserNone:
-		return hsmapi.ErrNotLoggedIn
-	default:
-		return fmt.Errorf("%w: %s cannot use keys", hsmapi.ErrForbidden, u)
-	}
-}
+func (s *Session) requireKeyUser() error { return hsmapi.CheckKeyUser(s.User()) }
 
 // GenerateKey makes an RSA or EC key pair inside the HSM.
 func (s *Session) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hsmapi.KeyInfo, error) {

@@ -12,6 +12,19 @@ import (
 	"github.com/hsmkit/cryptech-backup/internal/quote"
 )
 
+// CheckKeyUser fails unless u may use private keys: the normal user or
+// wheel, as libhal requires.
+func CheckKeyUser(u User) error {
+	switch u {
+	case UserNormal, UserWheel:
+		return nil
+	case UserNone:
+		return ErrNotLoggedIn
+	default:
+		return fmt.Errorf("%w: %s cannot use keys", ErrForbidden, u)
+	}
+}
+
 // UUID names a key. New keys get a random (version 4) UUID.
 type UUID [16]byte
 

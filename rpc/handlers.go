@@ -455,9 +455,9 @@ func (c *serverConn) match(r *wire.PkeyMatchRequest) (wire.Args, error) {
 	return resp, nil
 }
 
-// kekekSPKI checks that a handle names a key fit to be a KEKEK, as libhal
-// does (an RSA key with keyencipherment), and returns its public key.
-func (c *serverConn) kekekSPKI(handle uint32) ([]byte, error) {
+// kekekOf checks that a handle names a key fit to be a KEKEK, as libhal
+// does (an RSA key with keyencipherment), and returns its public key, parsed.
+func (c *serverConn) kekekOf(handle uint32) (*hsmapi.PublicKEKEK, error) {
 	k, err := c.fe.KeyInfo(bg, handle)
 	if err != nil {
 		return nil, err
@@ -468,7 +468,7 @@ func (c *serverConn) kekekSPKI(handle uint32) ([]byte, error) {
 	if k.Type != hsmapi.KeyTypeRSAPrivate && k.Type != hsmapi.KeyTypeRSAPublic {
 		return nil, fmt.Errorf("%w: KEKEK is not an RSA key", hsmapi.ErrUnsupportedKey)
 	}
-	return k.PublicKey, nil
+	return hsmapi.ParseKEKEK(k.PublicKey)
 }
 
 // export is libhal's PKEY_EXPORT: the KEK encrypted with PKCS#1 v1.5, the
@@ -478,11 +478,7 @@ func (c *serverConn) export(r *wire.PkeyExportRequest) (wire.Args, error) {
 	if err != nil {
 		return nil, err
 	}
-	spki, err := c.kekekSPKI(r.KEKEK)
-	if err != nil {
-		return nil, err
-	}
-	kekek, err := hsmapi.ParseKEKEK(spki)
+	kekek, err := c.kekekOf(r.KEKEK)
 	if err != nil {
 		return nil, err
 	}
