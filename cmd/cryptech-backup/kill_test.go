@@ -14,6 +14,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 )
 
 // TestImportSurvivesSIGKILL kills cryptech-backup import at a spread of
@@ -36,14 +37,7 @@ func TestImportSurvivesSIGKILL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b := transfertest.ExportFor(t, src, dst)
 	var buf bytes.Buffer
 	backup.Write(&buf, b)
 	bundle := filepath.Join(work, "backup.json")

@@ -15,6 +15,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 )
 
 // TestDaemonDiesMidImport kills the serve daemon of the destination while
@@ -37,14 +38,7 @@ func TestDaemonDiesMidImport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	kekek, err := backup.Setup(ctx, dst, backup.SetupOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b := transfertest.ExportFor(t, src, dst)
 	var buf bytes.Buffer
 	backup.Write(&buf, b)
 	bundle := filepath.Join(work, "backup.json")
