@@ -77,7 +77,10 @@ type slot struct {
 	objects  objectTable
 }
 
-type session struct{ rw bool }
+type session struct {
+	rw   bool
+	find *findOp // the session's C_FindObjects, nil when none is active
+}
 
 // InitArgs is what CK_C_INITIALIZE_ARGS says, as far as the module cares.
 type InitArgs struct {
@@ -262,14 +265,18 @@ func (m *Module) OpenSession(id, flags uint) (uint, RV) {
 func (m *Module) CloseSession(h uint) RV {
 	m.login.Lock()
 	defer m.login.Unlock()
-	var last *slot
+	var closed, last *slot
 	rv := m.withSession(h, func(s *slot, _ *session) RV {
 		delete(s.sessions, h)
+		closed = s
 		if len(s.sessions) == 0 {
 			last = s
 		}
 		return OK
 	})
+	if closed != nil {
+		m.dropSessionObjects(closed, h)
+	}
 	if last != nil {
 		m.logoutSlot(last)
 	}
