@@ -438,13 +438,27 @@ func (m *Module) Logout(h uint) RV {
 	return OK
 }
 
-// Mechanisms is C_GetMechanismList: none yet, until the operations of
-// issue 11 come.
+// Mechanisms is C_GetMechanismList: so far the key pair generation
+// mechanisms alone. (Stand-in until the mechanism registry of issue 11
+// lands, which lists keyGenMechanisms with the rest.)
 func (m *Module) Mechanisms(id uint) ([]uint, RV) {
-	return nil, m.withSlot(id, func(*slot) RV { return OK })
+	var out []uint
+	for _, k := range keyGenMechanisms() {
+		out = append(out, k.Mech)
+	}
+	return out, m.withSlot(id, func(*slot) RV { return OK })
 }
 
-// MechanismInfo is C_GetMechanismInfo: no mechanism is valid yet.
-func (m *Module) MechanismInfo(id, mech uint) RV {
-	return m.withSlot(id, func(*slot) RV { return MechanismInvalid })
+// MechanismInfo is C_GetMechanismInfo: key sizes and flags.
+func (m *Module) MechanismInfo(id, mech uint) (min, max, flags uint, rv RV) {
+	rv = m.withSlot(id, func(*slot) RV {
+		for _, k := range keyGenMechanisms() {
+			if k.Mech == mech {
+				min, max, flags = k.MinKeySize, k.MaxKeySize, k.Flags
+				return OK
+			}
+		}
+		return MechanismInvalid
+	})
+	return min, max, flags, rv
 }
