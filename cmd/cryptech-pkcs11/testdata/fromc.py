@@ -1,8 +1,9 @@
 # Checks what neither pkcs11-tool nor github.com/miekg/pkcs11 reach, from
 # C's side: C_GetInterfaceList, C_GetInterface, that every entry of both
 # function lists is set, CK_C_INITIALIZE_ARGS as C lays it out, NULL
-# pointers, and C_GetAttributeValue's lengths in the caller's buffers. Run by TestFromC as: python3 fromc.py MODULE (with
-# $CRYPTECH_HSM set); prints "ok" or fails.
+# pointers, and C_GetAttributeValue's lengths in the caller's buffers.
+# Run by TestFromC as: python3 fromc.py MODULE (with $CRYPTECH_HSM set);
+# prints "ok" or fails.
 import ctypes as C
 import sys
 
