@@ -363,4 +363,12 @@ func TestHSSAttributes(t *testing.T) {
 	if rv := m.GetAttributeValue(h, priv, tmpl); rv != AttributeSensitive || tmpl[0].Len != Unavailable {
 		t.Errorf("private CKA_VALUE: %#x, length %d", rv, tmpl[0].Len)
 	}
+	// The public key outlives the private one, an HSS public key alone.
+	if rv := m.DestroyObject(h, priv); rv != OK {
+		t.Fatal(rv)
+	}
+	left := getAll(t, m, h, pub, attrKeyType, attrValue, attrHSSLevels)
+	if string(left[attrValue]) != string(b[attrValue]) || string(left[attrKeyType]) != string(ulongValue(KeyTypeHSS)) {
+		t.Errorf("the HSS public key after its private key went: %x", left)
+	}
 }
