@@ -241,17 +241,18 @@ func sameValue(t uint, a, b []byte) bool {
 	return bytes.Equal(a, b)
 }
 
-// keyTypeOf is an HSM key type's CKK_.
-func keyTypeOf(t hsmapi.KeyType) uint64 {
-	switch t {
-	case hsmapi.KeyTypeRSAPrivate, hsmapi.KeyTypeRSAPublic:
-		return KeyTypeRSA
-	case hsmapi.KeyTypeECPrivate, hsmapi.KeyTypeECPublic:
-		return KeyTypeEC
-	case hsmapi.KeyTypeHashsigPrivate, hsmapi.KeyTypeHashsigPublic:
-		return KeyTypeHSS
-	}
-	return uint64(Unavailable)
+// keyKinds are the CKK_ of the HSM's key types and the mechanism that
+// makes such keys (CKA_KEY_GEN_MECHANISM).
+var keyKinds = map[hsmapi.KeyType]struct {
+	ckk  uint64
+	mech uint
+}{
+	hsmapi.KeyTypeRSAPrivate:     {KeyTypeRSA, MechRSAKeyPairGen},
+	hsmapi.KeyTypeRSAPublic:      {KeyTypeRSA, MechRSAKeyPairGen},
+	hsmapi.KeyTypeECPrivate:      {KeyTypeEC, MechECKeyPairGen},
+	hsmapi.KeyTypeECPublic:       {KeyTypeEC, MechECKeyPairGen},
+	hsmapi.KeyTypeHashsigPrivate: {KeyTypeHSS, MechHSSKeyPairGen},
+	hsmapi.KeyTypeHashsigPublic:  {KeyTypeHSS, MechHSSKeyPairGen},
 }
 
 // An objectView is what an object's attributes are read from: the key as
@@ -342,7 +343,11 @@ func (v *objectView) attribute(t uint) ([]byte, RV) {
 	case attrClass:
 		return ulongValue(uint64(v.obj.Class)), OK
 	case attrKeyType:
-		return ulongValue(keyTypeOf(info.Type)), OK
+		k, ok := keyKinds[info.Type]
+		if !ok {
+			return nil, AttributeTypeInvalid
+		}
+		return ulongValue(k.ckk), OK
 	case attrToken:
 		return v.flag(hsmapi.FlagToken), OK
 	case attrLabel:
@@ -376,7 +381,7 @@ func (v *objectView) attribute(t uint) ([]byte, RV) {
 		if !v.local() {
 			return ulongValue(uint64(Unavailable)), OK
 		}
-		return ulongValue(uint64(keyGenMechanismOf(info.Type))), OK
+		return ulongValue(uint64(keyKinds[info.Type].mech)), OK
 	case attrPublicKeyInfo:
 		return info.PublicKey, OK
 	}
