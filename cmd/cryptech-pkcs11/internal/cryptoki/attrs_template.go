@@ -26,9 +26,9 @@ var (
 	}
 	privateNew = []uint{
 		attrSensitive, attrDecrypt, attrSign, attrSignRecover, attrUnwrap, attrExtractable,
-		attrWrapWithTrusted, attrAlwaysAuthenticate,
+		attrWrapWithTrusted, attrAlwaysAuthenticate, attrUnwrapTemplate,
 	}
-	publicNew = []uint{attrEncrypt, attrVerify, attrVerifyRecover, attrWrap, attrTrusted}
+	publicNew = []uint{attrEncrypt, attrVerify, attrVerifyRecover, attrWrap, attrTrusted, attrWrapTemplate}
 	// computedAttrs are what the HSM alone says of a key.
 	computedAttrs = []uint{
 		attrLocal, attrAlwaysSensitive, attrNeverExtractable, attrKeyGenMechanism,
