@@ -36,6 +36,8 @@ func attributes(p *C.CK_ATTRIBUTE, n C.CK_ULONG) ([]C.CK_ATTRIBUTE, cryptoki.RV)
 	case p == nil:
 		return nil, cryptoki.ArgumentsBad
 	case n > maxTemplate:
+		// More entries than the module knows attributes: some repeat,
+		// or are unknown.
 		return nil, cryptoki.TemplateInconsistent
 	}
 	return unsafe.Slice(p, int(n)), cryptoki.OK
@@ -315,10 +317,12 @@ func goGenerateKeyPair(h C.CK_SESSION_HANDLE, mech *C.CK_MECHANISM,
 	if r != cryptoki.OK {
 		return C.CK_RV(r)
 	}
+	defer clearTemplate(pubT)
 	privT, r := template(privP, privN)
 	if r != cryptoki.OK {
 		return C.CK_RV(r)
 	}
+	defer clearTemplate(privT)
 	pub, priv, r := module.GenerateKeyPair(uint(h), mt, param, pubT, privT)
 	if r == cryptoki.OK {
 		*pubH, *privH = C.CK_OBJECT_HANDLE(pub), C.CK_OBJECT_HANDLE(priv)
