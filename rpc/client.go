@@ -56,6 +56,7 @@ var (
 	_ hsmapi.DamageReporter   = (*Client)(nil)
 	_ hsmapi.AttributeReader  = (*Client)(nil)
 	_ hsmapi.Identifier       = (*Client)(nil)
+	_ hsmapi.PINSetter        = (*Client)(nil)
 )
 
 // ErrBadAddress: an --rpc address that is neither unix:PATH nor
@@ -209,6 +210,14 @@ func (c *Client) Close() error {
 func (c *Client) Login(_ context.Context, user hsmapi.User, pin []byte) error {
 	if err := c.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(user), PIN: pin}, &wire.LoginResponse{}); err != nil {
 		return fmt.Errorf("login as %s: %w", user, err)
+	}
+	return nil
+}
+
+// SetPIN is libhal's SET_PIN: the server decides who may set whose PIN.
+func (c *Client) SetPIN(_ context.Context, user hsmapi.User, pin []byte) error {
+	if err := c.call(wire.FuncSetPIN, &wire.SetPINRequest{User: uint32(user), PIN: pin}, &wire.SetPINResponse{}); err != nil {
+		return fmt.Errorf("set PIN of %s: %w", user, err)
 	}
 	return nil
 }
