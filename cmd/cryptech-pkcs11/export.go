@@ -131,8 +131,8 @@ func goGetSlotInfo(id C.CK_SLOT_ID, info *C.CK_SLOT_INFO) (rv C.CK_RV) {
 	if info == nil {
 		return C.CK_RV(cryptoki.ArgumentsBad)
 	}
-	blank(info.slotDescription[:], tok.Model+" "+tok.Label)
-	blank(info.manufacturerID[:], tok.Manufacturer)
+	blank(info.slotDescription[:], tok.Identity.Model+" "+tok.Identity.Label)
+	blank(info.manufacturerID[:], tok.Identity.Manufacturer)
 	info.flags = C.CKF_TOKEN_PRESENT
 	info.hardwareVersion = C.CK_VERSION{}
 	info.firmwareVersion = C.CK_VERSION{}
@@ -153,10 +153,10 @@ func goGetTokenInfo(id C.CK_SLOT_ID, info *C.CK_TOKEN_INFO) (rv C.CK_RV) {
 	if info == nil {
 		return C.CK_RV(cryptoki.ArgumentsBad)
 	}
-	blank(info.label[:], tok.Label)
-	blank(info.manufacturerID[:], tok.Manufacturer)
-	blank(info.model[:], tok.Model)
-	blank(info.serialNumber[:], tok.Serial)
+	blank(info.label[:], tok.Identity.Label)
+	blank(info.manufacturerID[:], tok.Identity.Manufacturer)
+	blank(info.model[:], tok.Identity.Model)
+	blank(info.serialNumber[:], tok.Identity.Serial)
 	info.flags = C.CKF_LOGIN_REQUIRED | C.CKF_USER_PIN_INITIALIZED | C.CKF_TOKEN_INITIALIZED
 	info.ulMaxSessionCount = C.CK_EFFECTIVELY_INFINITE
 	info.ulSessionCount = C.CK_ULONG(n.Sessions)

@@ -1,13 +1,17 @@
 package cryptoki
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/hsmkit/cryptech-backup/frontend"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
@@ -22,9 +26,9 @@ func newModule(t *testing.T) (m *Module, closed *bool) {
 	}
 	closed = new(bool)
 	t.Cleanup(func() { h.Close() })
-	return New(func() (*Token, error) {
+	return New(func() ([]*Token, error) {
 		*closed = false
-		return &Token{Opener: h, Close: func() error { *closed = true; return nil }, MinPIN: hsm.MinPINLength, MaxPIN: hsm.MaxPINLength}, nil
+		return []*Token{{Opener: h, Close: func() error { *closed = true; return nil }, MinPIN: hsm.MinPINLength, MaxPIN: hsm.MaxPINLength}}, nil
 	}), closed
 }
 
@@ -62,7 +66,7 @@ func TestInitializeArgs(t *testing.T) {
 }
 
 func TestInitializeWithoutHSM(t *testing.T) {
-	m := New(func() (*Token, error) { return nil, errors.New("no HSM") })
+	m := New(func() ([]*Token, error) { return nil, errors.New("no HSM") })
 	if rv := m.Initialize(nil); rv != GeneralError {
 		t.Fatalf("Initialize: %#x", rv)
 	}
@@ -158,3 +162,48 @@ func TestSessionsAcrossGoroutines(t *testing.T) {
 		t.Fatalf("Finalize: %#x, HSM closed %v", rv, *closed)
 	}
 }
+
+// failingOpener is an HSM that cannot be reached.
+type failingOpener struct{}
+
+func (failingOpener) Open(context.Context) (hsmapi.Token, error) {
+	return nil, errors.New("unreachable")
+}
+
+// When the front end cannot open one slot's token, Initialize fails and
+// every HSM the opener gave is closed: the ones before and after it too.
+func TestInitializeAllOrNothing(t *testing.T) {
+	h := hsmtest.New(t)
+	var closed [3]bool
+	var logged []error
+	m := New(func() ([]*Token, error) {
+		closed = [3]bool{}
+		toks := make([]*Token, 3)
+		for i := range toks {
+			var o frontend.Opener = failingOpener{}
+			if i != 1 {
+				o = sessionOpener{h}
+			}
+			toks[i] = &Token{Opener: o, Close: func() error { closed[i] = true; return nil }, MinPIN: hsm.MinPINLength, MaxPIN: hsm.MaxPINLength}
+		}
+		return toks, nil
+	})
+	m.Log = func(err error) { logged = append(logged, err) }
+	if rv := m.Initialize(nil); rv != GeneralError {
+		t.Fatalf("Initialize: %#x", rv)
+	}
+	if closed != [3]bool{true, true, true} {
+		t.Fatalf("closed after a failed Initialize: %v", closed)
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0].Error(), "slot 1: unreachable") {
+		t.Fatalf("logged %v", logged)
+	}
+	if rv := m.Initialized(); rv != CryptokiNotInitialized {
+		t.Fatalf("after a failed Initialize: %#x", rv)
+	}
+}
+
+// sessionOpener opens sessions on an HSM session's HSM.
+type sessionOpener struct{ s *hsm.Session }
+
+func (o sessionOpener) Open(ctx context.Context) (hsmapi.Token, error) { return o.s, nil }
