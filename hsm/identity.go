@@ -149,3 +149,59 @@ func (h *HSM) SetLabel(label string) error {
 func (s *Session) Identity(context.Context) (hsmapi.Identity, error) {
 	return s.h.Identity(), nil
 }
+
+// InitToken re-initializes the HSM as PKCS#11's C_InitToken does, as far
+// as an HSM with PINs and a history can: given the SO's PIN (its turn and
+// the wrong-PIN delay as for a login), it deletes every key, token and
+// volatile of every session, then names the HSM label. The PINs stay (the
+// HSM always has all three), and so does the HSS history, which keeps the
+// used parts of one-time signature keys from being imported again. The
+// keys go one keystore delete at a time, not in one transaction: a crash
+// part way leaves the rest, and InitToken again finishes the job.
+func (s *Session) InitToken(ctx context.Context, soPIN []byte, label string) error {
+	if err := checkPINLength(soPIN); err != nil {
+		return fmt.Errorf("initialize token: %w", err)
+	}
+	if err := hsmapi.CheckTokenLabel(label); err != nil {
+		return fmt.Errorf("initialize token: %w", err)
+	}
+	if err := s.h.checkPINInTurn(ctx, hsmapi.UserSO, soPIN); err != nil {
+		return fmt.Errorf("initialize token: %w", err)
+	}
+	if err := s.h.deleteAllKeys(); err != nil {
+		return fmt.Errorf("initialize token: %w", err)
+	}
+	if err := s.h.SetLabel(label); err != nil {
+		return fmt.Errorf("initialize token: %w", err)
+	}
+	return nil
+}
+
+// deleteAllKeys deletes every key of the HSM: the token keys in the
+// keystore (also those it cannot unseal, which it deletes unread) and the
+// volatile keys of every session. A damaged flash block stays as it is,
+// as the keystore leaves every one.
+func (h *HSM) deleteAllKeys() error {
+	h.mu.Lock()
+	var gone []*key
+	var err error
+	for _, id := range h.ks.List(kindKey) {
+		if err = h.ks.Delete(id); err != nil {
+			err = fmt.Errorf("delete key %s: %w", hsmapi.UUID(id), err)
+			break
+		}
+		if k, ok := h.cache[hsmapi.UUID(id)]; ok {
+			delete(h.cache, hsmapi.UUID(id))
+			gone = append(gone, k)
+		}
+	}
+	if err == nil {
+		for id, k := range h.volatile {
+			delete(h.volatile, id)
+			gone = append(gone, k)
+		}
+	}
+	h.mu.Unlock()
+	retireAll(gone)
+	return err
+}

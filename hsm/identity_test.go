@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
@@ -16,7 +17,7 @@ var testIdentityPIN = []byte("test-pin")
 func createForIdentity(t *testing.T, dir, label string) *HSM {
 	t.Helper()
 	h, err := Create(dir, InitConfig{WheelPIN: testIdentityPIN, SOPIN: testIdentityPIN, UserPIN: testIdentityPIN, Blocks: MinBlocks, Label: label},
-		Options{PINIterations: 1000})
+		Options{PINIterations: 1000, WrongPINDelay: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,5 +116,64 @@ func TestIdentityRefusals(t *testing.T) {
 			}
 			t.Errorf("Open with identity %s: %v", bad, err)
 		}
+	}
+}
+
+// InitToken wants the SO's PIN, after the wrong-PIN delay when it is
+// wrong; with it, every key is gone (token keys for good, volatile keys of
+// every session), the HSM has its new label, and the PINs still work.
+func TestInitToken(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "hsm")
+	h := createForIdentity(t, dir, "")
+	serial := h.Identity().Serial
+	user, other := h.NewSession(), h.NewSession()
+	for _, s := range []*Session{user, other} {
+		if err := s.Login(ctx, hsmapi.UserNormal, testIdentityPIN); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, req := range []struct {
+		s     *Session
+		flags hsmapi.Flags
+	}{{user, hsmapi.FlagToken}, {user, hsmapi.FlagToken}, {user, 0}, {other, 0}} {
+		if _, err := req.s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+			Flags: req.flags | hsmapi.FlagDigitalSignature}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	so := h.NewSession()
+	if err := so.InitToken(ctx, []byte("wrong-pin"), "new"); !errors.Is(err, hsmapi.ErrPINIncorrect) {
+		t.Fatalf("InitToken with a wrong SO PIN: %v", err)
+	}
+	if err := so.InitToken(ctx, testIdentityPIN, "bad\x01label"); !errors.Is(err, hsmapi.ErrBadArguments) {
+		t.Fatalf("InitToken with a bad label: %v", err)
+	}
+	if keys, _ := user.Keys(ctx, hsmapi.Filter{}); len(keys) != 3 {
+		t.Fatalf("%d keys after refused InitTokens, want 3", len(keys))
+	}
+	if err := so.InitToken(ctx, testIdentityPIN, "Fresh"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Session{user, other} {
+		if keys, err := s.Keys(ctx, hsmapi.Filter{}); err != nil || len(keys) != 0 {
+			t.Fatalf("keys after InitToken: %v, %v", keys, err)
+		}
+	}
+	h.Close()
+	h, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if id := h.Identity(); id.Label != "Fresh" || id.Serial != serial {
+		t.Fatalf("identity after InitToken and a restart: %+v", id)
+	}
+	s := h.NewSession()
+	if err := s.Login(ctx, hsmapi.UserNormal, testIdentityPIN); err != nil {
+		t.Fatalf("the user's PIN after InitToken: %v", err)
+	}
+	if keys, err := s.Keys(ctx, hsmapi.Filter{}); err != nil || len(keys) != 0 {
+		t.Fatalf("keys after InitToken and a restart: %v, %v", keys, err)
 	}
 }

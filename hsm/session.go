@@ -37,6 +37,7 @@ var (
 	_ hsmapi.PINSetter        = (*Session)(nil)
 	_ hsmapi.AttributeWriter  = (*Session)(nil)
 	_ hsmapi.Identifier       = (*Session)(nil)
+	_ hsmapi.TokenInitializer = (*Session)(nil)
 )
 
 // Login checks the PIN of user. A wrong PIN is reported only after the HSM's

@@ -119,6 +119,15 @@ type Identity struct {
 	Manufacturer, Model, Serial, Label string
 }
 
+// TokenInitializer is implemented by tokens that PKCS#11's C_InitToken can
+// re-initialize: the emulated HSM in-process. Given the SO's PIN (checked
+// as a login checks it, with the HSM's wrong-PIN delay), it deletes every
+// key and names the HSM label; its PINs, and the HSS history that keeps a
+// one-time signature key's used parts from coming back, stay.
+type TokenInitializer interface {
+	InitToken(ctx context.Context, soPIN []byte, label string) error
+}
+
 // AttributeWriter is implemented by tokens whose keys' attributes can be
 // set and deleted (libhal's PKEY_SET_ATTRIBUTES).
 type AttributeWriter interface {
