@@ -22,6 +22,11 @@ CK_RV C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR i) { return goGe
 CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE u, CK_UTF8CHAR_PTR pin, CK_ULONG n) { return goLogin(h, u, pin, n); }
 CK_RV C_Logout(CK_SESSION_HANDLE h) { return goLogout(h); }
 
+// PINs and token initialization.
+CK_RV C_InitToken(CK_SLOT_ID s, CK_UTF8CHAR_PTR pin, CK_ULONG n, CK_UTF8CHAR_PTR label) { return goInitToken(s, pin, n, label); }
+CK_RV C_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG n) { return goInitPIN(h, pin, n); }
+CK_RV C_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old, CK_ULONG oldn, CK_UTF8CHAR_PTR pin, CK_ULONG n) { return goSetPIN(h, old, oldn, pin, n); }
+
 // not_supported stands for every function the module lacks. It is called
 // through pointers of other types, which every ABI cgo targets allows for a
 // function that reads no arguments and returns an integer.
@@ -63,6 +68,10 @@ static void set_2_40(CK_FUNCTION_LIST *l, CK_BYTE major, CK_BYTE minor) {
 	l->C_GetSessionInfo = C_GetSessionInfo;
 	l->C_Login = C_Login;
 	l->C_Logout = C_Logout;
+	// PINs and token initialization.
+	l->C_InitToken = C_InitToken;
+	l->C_InitPIN = C_InitPIN;
+	l->C_SetPIN = C_SetPIN;
 }
 
 static void build_lists(void) {

@@ -252,3 +252,72 @@ func TestModuleOverTLS(t *testing.T) {
 		t.Fatalf("the server has %d clients logged in, want 1", st.LoggedIn)
 	}
 }
+
+// pkcs11-tool changes the user's PIN (C_SetPIN), the SO sets it
+// (C_InitPIN), and re-initializes the token (C_InitToken): each through the
+// built module, each seen on the HSM afterwards.
+func TestPKCS11ToolPINs(t *testing.T) {
+	tool := testtool.Require(t, "pkcs11-tool", "opensc")
+	lib := buildModule(t)
+	dir := newHSM(t)
+	t.Setenv("CRYPTECH_PKCS11_CONF", "")
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(tool, append([]string{"--module", lib}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("pkcs11-tool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	pinIs := func(user hsmapi.User, pin string) {
+		t.Helper()
+		h, err := hsm.Open(dir, hsmtest.Options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		if err := h.NewSession().Login(t.Context(), user, []byte(pin)); err != nil {
+			t.Fatalf("%s's PIN is not %q: %v", user, pin, err)
+		}
+	}
+	run("--change-pin", "--pin", string(hsmtest.PIN), "--new-pin", "changed-1")
+	pinIs(hsmapi.UserNormal, "changed-1")
+	run("--init-pin", "--login", "--login-type", "so", "--so-pin", string(hsmtest.PIN), "--new-pin", "set-by-so")
+	pinIs(hsmapi.UserNormal, "set-by-so")
+	pinIs(hsmapi.UserSO, string(hsmtest.PIN))
+
+	// A key, which C_InitToken deletes.
+	h, err := hsm.Open(dir, hsmtest.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := h.NewSession()
+	if err := s.Login(t.Context(), hsmapi.UserNormal, []byte("set-by-so")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GenerateKey(t.Context(), hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+		Flags: hsmapi.FlagToken | hsmapi.FlagDigitalSignature}); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	cmd := exec.Command(tool, "--module", lib, "--init-token", "--label", "Renewed", "--so-pin", "wrong-pin")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "CKR_PIN_INCORRECT") {
+		t.Fatalf("--init-token with a wrong SO PIN: %v\n%s", err, out)
+	}
+	run("--init-token", "--label", "Renewed", "--so-pin", string(hsmtest.PIN))
+	if out := run("--list-slots"); !strings.Contains(out, "token label        : Renewed") {
+		t.Fatalf("--list-slots after --init-token:\n%s", out)
+	}
+	h, err = hsm.Open(dir, hsmtest.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	s = h.NewSession()
+	if err := s.Login(t.Context(), hsmapi.UserNormal, []byte("set-by-so")); err != nil {
+		t.Fatalf("the user's PIN after --init-token: %v", err)
+	}
+	if keys, err := s.Keys(t.Context(), hsmapi.Filter{}); err != nil || len(keys) != 0 {
+		t.Fatalf("keys after --init-token: %v, %v", keys, err)
+	}
+}

@@ -482,12 +482,8 @@ func (m *Module) Login(h, userType uint, pin []byte) RV {
 		return rv
 	}
 	// The token checks the PIN, with its wrong-PIN delay, without m.mu.
-	err := s.client.Login(context.Background(), user, pin)
-	switch {
-	case errors.Is(err, hsmapi.ErrPINIncorrect):
-		return PINIncorrect
-	case err != nil:
-		return GeneralError
+	if rv := pinRV(s.client.Login(context.Background(), user, pin)); rv != OK {
+		return rv
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

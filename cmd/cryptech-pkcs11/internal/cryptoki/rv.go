@@ -28,4 +28,8 @@ const (
 	BufferTooSmall              RV = 0x150
 	CryptokiNotInitialized      RV = 0x190
 	CryptokiAlreadyInitialized  RV = 0x191
+
+	// PINs and token initialization (C_SetPIN, C_InitPIN, C_InitToken).
+	SessionReadOnly RV = 0x0B5
+	SessionExists   RV = 0x0B6
 )
