@@ -11,12 +11,13 @@
 //
 // # Locks
 //
-// Module.login serializes logins and logouts, which wait for the token
-// (a wrong PIN costs the HSM's delay); Module.mu guards the rest and is
-// not held while the token works, except in Initialize, which opens the
-// HSM under it so that two C_Initialize calls cannot both open one (no
-// other call gets anywhere until it is done anyway). login is taken
-// before mu, never after.
+// Module.login serializes logins, logouts and PIN changes, which wait for
+// the token (a wrong PIN costs the HSM's delay); Module.mu guards the rest
+// and is not held while the token works, except in Initialize, which opens
+// the HSMs under it so that two C_Initialize calls cannot both open one
+// (no other call gets anywhere until it is done anyway), and in
+// InitToken, so that no session opens while the token is re-initialized.
+// login is taken before mu, never after.
 package cryptoki
 
 import (

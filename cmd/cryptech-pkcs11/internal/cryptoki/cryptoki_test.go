@@ -207,3 +207,75 @@ func TestInitializeAllOrNothing(t *testing.T) {
 type sessionOpener struct{ s *hsm.Session }
 
 func (o sessionOpener) Open(ctx context.Context) (hsmapi.Token, error) { return o.s, nil }
+
+// Two slots used at once from many goroutines: sessions, logins and
+// logouts on each, under -race. Each session stays in its slot, and every
+// handle is one slot's only.
+func TestTwoSlotsAcrossGoroutines(t *testing.T) {
+	var hs [2]*hsm.HSM
+	for i := range hs {
+		h, err := hsm.Create(filepath.Join(t.TempDir(), "hsm"), hsm.InitConfig{WheelPIN: hsmtest.PIN, SOPIN: hsmtest.PIN, UserPIN: hsmtest.PIN, Blocks: 128}, hsmtest.Options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		hs[i] = h
+	}
+	m := New(func() ([]*Token, error) {
+		var toks []*Token
+		for _, h := range hs {
+			toks = append(toks, &Token{Opener: h, Close: func() error { return nil }, MinPIN: hsm.MinPINLength, MaxPIN: hsm.MaxPINLength})
+		}
+		return toks, nil
+	})
+	if rv := m.Initialize(nil); rv != OK {
+		t.Fatal(rv)
+	}
+	defer m.Finalize(false)
+	if ids, rv := m.SlotList(); rv != OK || len(ids) != 2 {
+		t.Fatalf("SlotList: %v, %#x", ids, rv)
+	}
+	var mu sync.Mutex
+	seen := map[uint]uint{}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 8 {
+		slot := uint(g % 2)
+		wg.Go(func() {
+			for range 20 {
+				h, rv := m.OpenSession(slot, FlagSerialSession|FlagRWSession)
+				if rv != OK {
+					errs <- fmt.Errorf("OpenSession on slot %d: %#x", slot, rv)
+					return
+				}
+				mu.Lock()
+				if other, ok := seen[h]; ok {
+					errs <- fmt.Errorf("handle %d given on slot %d and slot %d", h, other, slot)
+				}
+				seen[h] = slot
+				mu.Unlock()
+				if info, rv := m.SessionInfo(h); rv != OK || info.Slot != slot {
+					errs <- fmt.Errorf("session %d of slot %d: %+v, %#x", h, slot, info, rv)
+				}
+				switch rv := m.Login(h, UserUser, hsmtest.PIN); rv {
+				case OK, UserAlreadyLoggedIn:
+				default:
+					errs <- fmt.Errorf("Login on slot %d: %#x", slot, rv)
+				}
+				if rv := m.CloseSession(h); rv != OK {
+					errs <- fmt.Errorf("CloseSession: %#x", rv)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for id := range uint(2) {
+		if n, _ := m.SessionCounts(id); n.Sessions != 0 {
+			t.Errorf("slot %d: %d sessions left", id, n.Sessions)
+		}
+	}
+}
