@@ -240,17 +240,7 @@ func TestModuleOverTLS(t *testing.T) {
 	if err != nil || ti.SerialNumber != id.Serial || ti.Label != "remote" || ti.Model != hsm.Model {
 		t.Fatalf("token info over TLS: %+v, %v; want serial %s, label remote", ti, err, id.Serial)
 	}
-	s, err := p.OpenSession(0, pkcs11.CKF_SERIAL_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantErr(t, "Login with a wrong PIN over TLS", p.Login(s, pkcs11.CKU_USER, "wrong-pin"), pkcs11.CKR_PIN_INCORRECT)
-	if err := p.Login(s, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
-		t.Fatal(err)
-	}
-	if st := srv.Stats(); st.LoggedIn != 1 {
-		t.Fatalf("the server has %d clients logged in, want 1", st.LoggedIn)
-	}
+	remoteLogin(t, p, srv)
 }
 
 // pkcs11-tool changes the user's PIN (C_SetPIN), the SO sets it

@@ -53,6 +53,9 @@ type Token struct {
 	MinPIN, MaxPIN int
 }
 
+// pinLenOK reports whether a PIN of pin's length could be the token's.
+func (t *Token) pinLenOK(pin []byte) bool { return len(pin) >= t.MinPIN && len(pin) <= t.MaxPIN }
+
 // An Opener finds the HSMs at C_Initialize, one Token per slot in slot
 // order: all of them, or an error and none (it closes what it opened).
 // Finalize closes them.
@@ -473,7 +476,7 @@ func (m *Module) Login(h, userType uint, pin []byte) RV {
 				}
 			}
 		}
-		if len(pin) < sl.tok.MinPIN || len(pin) > sl.tok.MaxPIN {
+		if !sl.tok.pinLenOK(pin) {
 			return PINLenRange
 		}
 		s = sl

@@ -26,7 +26,7 @@ func (m *Module) SetPIN(h uint, oldPIN, newPIN []byte) RV {
 		if !ss.rw {
 			return SessionReadOnly
 		}
-		if len(newPIN) < sl.tok.MinPIN || len(newPIN) > sl.tok.MaxPIN {
+		if !sl.tok.pinLenOK(newPIN) {
 			return PINLenRange
 		}
 		s, user = sl, sl.user
@@ -38,7 +38,7 @@ func (m *Module) SetPIN(h uint, oldPIN, newPIN []byte) RV {
 	if rv != OK {
 		return rv
 	}
-	if len(oldPIN) < s.tok.MinPIN || len(oldPIN) > s.tok.MaxPIN {
+	if !s.tok.pinLenOK(oldPIN) {
 		// No PIN has that length: nothing for the token to check.
 		return PINIncorrect
 	}
@@ -70,7 +70,7 @@ func (m *Module) InitPIN(h uint, pin []byte) RV {
 		if !ss.rw {
 			return SessionReadOnly // never: the SO has R/W sessions only
 		}
-		if len(pin) < sl.tok.MinPIN || len(pin) > sl.tok.MaxPIN {
+		if !sl.tok.pinLenOK(pin) {
 			return PINLenRange
 		}
 		s = sl
@@ -107,7 +107,7 @@ func (m *Module) InitToken(id uint, soPIN []byte, label [LabelLen]byte) RV {
 		if !ok {
 			return FunctionNotSupported
 		}
-		if len(soPIN) < s.tok.MinPIN || len(soPIN) > s.tok.MaxPIN {
+		if !s.tok.pinLenOK(soPIN) {
 			return PINIncorrect
 		}
 		name := strings.TrimRight(string(label[:]), " ")
