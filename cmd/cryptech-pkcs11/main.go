@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/hsmkit/cryptech-backup/cmd/cryptech-pkcs11/internal/cryptoki"
 	"github.com/hsmkit/cryptech-backup/frontend"
@@ -121,7 +122,7 @@ func openRemote(s slotConfig) (*cryptoki.Token, error) {
 			Label:        "Cryptech HSM",
 			Manufacturer: "Cryptech Project",
 			Model:        "Cryptech RPC",
-			Serial:       serial(s.rpc),
+			Serial:       serial(strings.TrimPrefix(s.rpc, "unix:")),
 		},
 		MinPIN: hsm.MinPINLength,
 		MaxPIN: hsm.MaxPINLength,
@@ -147,7 +148,9 @@ func (r remote) Open(ctx context.Context) (hsmapi.Token, error) {
 var _ frontend.Opener = remote{}
 
 // serial stands for the serial number a Cryptech HSM's libhal RPC does not
-// tell: derived from where the HSM is, it stays the same across loads.
+// tell: derived from where the HSM is (a socket's path, as before there
+// were TCP addresses here, or tcp:HOST:PORT), it stays the same across
+// loads.
 func serial(where string) string {
 	sum := sha256.Sum256([]byte(where))
 	return hex.EncodeToString(sum[:8])
