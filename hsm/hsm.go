@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -86,6 +88,9 @@ type InitConfig struct {
 	WheelPIN, SOPIN, UserPIN []byte
 	// Blocks is the flash size in 8 KiB blocks (sim.DefaultBlocks if zero).
 	Blocks int
+	// Label names the HSM (hsmapi.CheckTokenLabel); empty, its
+	// directory's name.
+	Label string
 }
 
 // HSM is one emulated HSM, open on its state directory. It is safe for
@@ -139,6 +144,11 @@ type HSM struct {
 	cache map[hsmapi.UUID]*key
 	// volatile holds the keys without FlagToken, each owned by a session.
 	volatile map[hsmapi.UUID]*key
+
+	// idMu guards id, and orders the writes of its file. It is a leaf:
+	// nothing is taken under it.
+	idMu sync.Mutex
+	id   identity
 }
 
 // ErrNotInitialized: the board exists but holds no PINs, e.g. after a crash
@@ -158,13 +168,28 @@ func Create(dir string, cfg InitConfig, opts Options) (*HSM, error) {
 	if cfg.Blocks != 0 && (cfg.Blocks < MinBlocks || cfg.Blocks > MaxBlocks) {
 		return nil, fmt.Errorf("create HSM: %w: the flash has %d to %d blocks", hsmapi.ErrBadArguments, MinBlocks, sim.MaxBlocks)
 	}
+	label := cfg.Label
+	if label == "" {
+		label = defaultLabel(dir)
+	}
+	if err := hsmapi.CheckTokenLabel(label); err != nil {
+		return nil, fmt.Errorf("create HSM: %w", err)
+	}
 	board, err := sim.CreateBoard(dir, cfg.Blocks)
 	if err != nil {
 		return nil, fmt.Errorf("create HSM: %w", err)
 	}
 	h, err := initialize(board, cfg, opts)
+	if err == nil {
+		h.id, err = newIdentity(board.TRNG, label)
+		if err == nil {
+			err = writeIdentity(dir, h.id)
+		}
+	}
 	if err != nil {
-		// Leave nothing half made that a second init would refuse.
+		// Leave nothing half made that a second init would refuse. (An
+		// identity file left behind is replaced by the next Create.)
+		os.Remove(filepath.Join(dir, identityFile))
 		return nil, errors.Join(fmt.Errorf("create HSM in %s: %w", dir, err), board.Destroy())
 	}
 	return h, nil
@@ -223,7 +248,13 @@ func Open(dir string, opts Options) (*HSM, error) {
 		board.Close()
 		return nil, fmt.Errorf("open HSM in %s: %w", dir, err)
 	}
+	id, err := loadIdentity(dir, board.TRNG)
+	if err != nil {
+		board.Close()
+		return nil, fmt.Errorf("open HSM in %s: %w", dir, err)
+	}
 	h := newHSM(board, ks, opts.withDefaults())
+	h.id = id
 	if err := h.reclaimKeygenHistory(); err != nil {
 		board.Close()
 		return nil, fmt.Errorf("open HSM in %s: %w", dir, err)

@@ -36,6 +36,8 @@ var (
 	_ hsmapi.DamageReporter   = (*Session)(nil)
 	_ hsmapi.PINSetter        = (*Session)(nil)
 	_ hsmapi.AttributeWriter  = (*Session)(nil)
+	_ hsmapi.Identifier       = (*Session)(nil)
+	_ hsmapi.TokenInitializer = (*Session)(nil)
 )
 
 // Login checks the PIN of user. A wrong PIN is reported only after the HSM's

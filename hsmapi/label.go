@@ -2,6 +2,7 @@ package hsmapi
 
 import (
 	"fmt"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -46,4 +47,32 @@ func CheckRawLabel(label string) error {
 		return fmt.Errorf("%w: label longer than %d bytes", ErrBadArguments, MaxRawLabelLength)
 	}
 	return nil
+}
+
+// MaxTokenLabelLength bounds an HSM's own label (Identity.Label): the
+// length of PKCS#11's CK_TOKEN_INFO label.
+const MaxTokenLabelLength = 32
+
+// CheckTokenLabel refuses an HSM label PKCS#11 cannot show whole, or one
+// CheckLabel refuses. Trailing blanks are refused too: PKCS#11 pads the
+// label with them, so they could not be told from the padding.
+func CheckTokenLabel(label string) error {
+	if len(label) > MaxTokenLabelLength {
+		return fmt.Errorf("%w: an HSM label has at most %d bytes", ErrBadArguments, MaxTokenLabelLength)
+	}
+	if strings.TrimRight(label, " ") != label {
+		return fmt.Errorf("%w: an HSM label does not end in a blank", ErrBadArguments)
+	}
+	return CheckLabel(label)
+}
+
+// TokenLabelOf makes a valid HSM label of s, as far as it can: cut to
+// MaxTokenLabelLength on a character boundary, trailing blanks dropped.
+// (The emulated HSM's label defaults to its directory's name.)
+func TokenLabelOf(s string) string {
+	for len(s) > MaxTokenLabelLength {
+		_, n := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-n]
+	}
+	return strings.TrimRight(s, " ")
 }

@@ -105,6 +105,29 @@ type PINSetter interface {
 	SetPIN(ctx context.Context, user User, pin []byte) error
 }
 
+// Identifier is implemented by tokens that can tell which HSM they are:
+// the emulated HSM, directly or over RPC from this project's server (a
+// Cryptech HSM's RPC cannot tell). The PKCS#11 face shows it as the
+// token's CK_TOKEN_INFO.
+type Identifier interface {
+	Identity(ctx context.Context) (Identity, error)
+}
+
+// Identity is what an HSM says it is. Serial stays the same for the life
+// of the HSM; Label is its name, which its owner may change.
+type Identity struct {
+	Manufacturer, Model, Serial, Label string
+}
+
+// TokenInitializer is implemented by tokens that PKCS#11's C_InitToken can
+// re-initialize: the emulated HSM in-process. Given the SO's PIN (checked
+// as a login checks it, with the HSM's wrong-PIN delay), it deletes every
+// key and names the HSM label; its PINs, and the HSS history that keeps a
+// one-time signature key's used parts from coming back, stay.
+type TokenInitializer interface {
+	InitToken(ctx context.Context, soPIN []byte, label string) error
+}
+
 // AttributeWriter is implemented by tokens whose keys' attributes can be
 // set and deleted (libhal's PKEY_SET_ATTRIBUTES).
 type AttributeWriter interface {

@@ -55,6 +55,8 @@ var (
 	_ hsmapi.PrivateKeyLoader = (*Client)(nil)
 	_ hsmapi.DamageReporter   = (*Client)(nil)
 	_ hsmapi.AttributeReader  = (*Client)(nil)
+	_ hsmapi.Identifier       = (*Client)(nil)
+	_ hsmapi.PINSetter        = (*Client)(nil)
 )
 
 // ErrBadAddress: an --rpc address that is neither unix:PATH nor
@@ -208,6 +210,14 @@ func (c *Client) Close() error {
 func (c *Client) Login(_ context.Context, user hsmapi.User, pin []byte) error {
 	if err := c.call(wire.FuncLogin, &wire.LoginRequest{User: uint32(user), PIN: pin}, &wire.LoginResponse{}); err != nil {
 		return fmt.Errorf("login as %s: %w", user, err)
+	}
+	return nil
+}
+
+// SetPIN is libhal's SET_PIN: the server decides who may set whose PIN.
+func (c *Client) SetPIN(_ context.Context, user hsmapi.User, pin []byte) error {
+	if err := c.call(wire.FuncSetPIN, &wire.SetPINRequest{User: uint32(user), PIN: pin}, &wire.SetPINResponse{}); err != nil {
+		return fmt.Errorf("set PIN of %s: %w", user, err)
 	}
 	return nil
 }
@@ -596,6 +606,19 @@ func (c *Client) DamagedBlocks(context.Context) ([]int, error) {
 		blocks[i] = int(b)
 	}
 	return blocks, nil
+}
+
+// Identity asks an extended server (version 3) what its HSM is; a plain
+// libhal server cannot tell (hsmapi.ErrUnsupported).
+func (c *Client) Identity(context.Context) (hsmapi.Identity, error) {
+	if c.ext == nil || c.ext.Version < 3 {
+		return hsmapi.Identity{}, fmt.Errorf("identity: %w: the server cannot tell", hsmapi.ErrUnsupported)
+	}
+	var r wire.ExtIdentityResponse
+	if err := c.call(wire.FuncExtIdentity, &wire.ExtIdentityRequest{}, &r); err != nil {
+		return hsmapi.Identity{}, fmt.Errorf("identity: %w", err)
+	}
+	return hsmapi.Identity{Manufacturer: r.Manufacturer, Model: r.Model, Serial: r.Serial, Label: r.Label}, nil
 }
 
 // KEKEncryptions: what the extensions report, or libhal's one.

@@ -14,7 +14,7 @@ func TestHandlersCoverEveryFunction(t *testing.T) {
 		want[f] = true
 	}
 	for _, f := range []wire.Func{wire.FuncExtCapabilities, wire.FuncExtExport, wire.FuncExtImportBegin, wire.FuncExtImportAdd,
-		wire.FuncExtImportCommit, wire.FuncExtDamaged, wire.FuncExtGetAttributes, wire.FuncExtImportAdd2} {
+		wire.FuncExtImportCommit, wire.FuncExtDamaged, wire.FuncExtGetAttributes, wire.FuncExtImportAdd2, wire.FuncExtIdentity} {
 		want[f] = true
 	}
 	for f := range want {

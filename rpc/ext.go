@@ -35,6 +35,20 @@ func (c *serverConn) extDamaged(*wire.ExtDamagedRequest) (wire.Args, error) {
 	return resp, nil
 }
 
+// extIdentity tells what the HSM behind the server says it is; a token
+// that cannot tell is NOT_IMPLEMENTED.
+func (c *serverConn) extIdentity(*wire.ExtIdentityRequest) (wire.Args, error) {
+	idr, ok := c.fe.Token().(hsmapi.Identifier)
+	if !ok {
+		return nil, fmt.Errorf("identity: %w", hsmapi.ErrUnsupported)
+	}
+	id, err := idr.Identity(bg)
+	if err != nil {
+		return nil, err
+	}
+	return &wire.ExtIdentityResponse{Manufacturer: id.Manufacturer, Model: id.Model, Serial: id.Serial, Label: id.Label}, nil
+}
+
 func (c *serverConn) extExport(r *wire.ExtExportRequest) (wire.Args, error) {
 	id, err := c.pkey(r.Pkey)
 	if err != nil {

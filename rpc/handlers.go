@@ -83,6 +83,7 @@ var handlers = map[wire.Func]handler{
 	wire.FuncExtImportAdd2:    on((*serverConn).extImportAdd2),
 	wire.FuncExtImportCommit:  on((*serverConn).extImportCommit),
 	wire.FuncExtGetAttributes: on((*serverConn).extGetAttributes),
+	wire.FuncExtIdentity:      on((*serverConn).extIdentity),
 }
 
 func (c *serverConn) getVersion(*wire.GetVersionRequest) (wire.Args, error) {

@@ -189,6 +189,8 @@ func responseFor(f wire.Func, req []byte) wire.Args {
 		return &wire.ExtImportCommitResponse{}
 	case wire.FuncExtDamaged:
 		return &wire.ExtDamagedResponse{}
+	case wire.FuncExtIdentity:
+		return &wire.ExtIdentityResponse{}
 	}
 	return nil
 }
@@ -234,6 +236,7 @@ func FuzzServerRequest(f *testing.F) {
 		{wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: make([]byte, 16)}},
 		{wire.FuncExtImportCommit, &wire.ExtImportCommitRequest{Batch: 5}},
 		{wire.FuncExtDamaged, nil},
+		{wire.FuncExtIdentity, nil},
 	} {
 		f.Add(wire.EncodeRequest(req.f, 0, req.args))
 	}

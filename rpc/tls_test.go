@@ -2,14 +2,8 @@ package rpc
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
@@ -17,66 +11,8 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/testtls"
 )
-
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-var serial int64
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert, key, pool}
-}
-
-// issue makes a certificate for a server (at 127.0.0.1) or a client.
-func (ca *testCA) issue(t *testing.T, name string, server bool) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // TestServerTLS puts the server behind TLS 1.3 with client certificates,
 // as the serve command does for a TCP listener off loopback: a client with
@@ -84,10 +20,10 @@ func (ca *testCA) issue(t *testing.T, name string, server bool) tls.Certificate 
 // whose certificate another CA signed, and one that speaks plain libhal
 // are refused at the handshake or the first call, and leave nothing behind.
 func TestServerTLS(t *testing.T) {
-	ca, otherCA := newTestCA(t, "test CA"), newTestCA(t, "other CA")
-	serverCert := ca.issue(t, "server", true)
-	clientCert := ca.issue(t, "client", false)
-	strangerCert := otherCA.issue(t, "stranger", false)
+	ca, otherCA := testtls.NewCA(t, "test CA"), testtls.NewCA(t, "other CA")
+	serverCert := ca.Issue(t, "server", true)
+	clientCert := ca.Issue(t, "client", false)
+	strangerCert := otherCA.Issue(t, "stranger", false)
 
 	h, err := hsm.Create(t.TempDir()+"/hsm", hsm.InitConfig{WheelPIN: wheelPIN, SOPIN: []byte("so-pin"), UserPIN: userPIN, Blocks: 64}, testOptions)
 	if err != nil {
@@ -100,14 +36,14 @@ func TestServerTLS(t *testing.T) {
 	}
 	// As cmd/cryptech-backup's tlsFlags.server and listen.
 	conf := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{serverCert},
-		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool}
 	srv := NewServer(h, nil)
 	go srv.Serve(tls.NewListener(l, conf))
 	defer srv.Shutdown(ctx)
 	addr := "tcp:" + l.Addr().String()
 
 	clientConf := func(certs ...tls.Certificate) *tls.Config {
-		return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: certs, RootCAs: ca.pool}
+		return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: certs, RootCAs: ca.Pool}
 	}
 
 	c, err := Dial(ctx, addr, clientConf(clientCert))
@@ -132,10 +68,10 @@ func TestServerTLS(t *testing.T) {
 		// Go's client keeps back a certificate the server's CAs did not
 		// sign; the second one sends it all the same.
 		{"a certificate another CA signed", clientConf(strangerCert)},
-		{"a certificate another CA signed, sent", &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca.pool,
+		{"a certificate another CA signed, sent", &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca.Pool,
 			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &strangerCert, nil }}},
-		{"TLS 1.2", &tls.Config{MaxVersion: tls.VersionTLS12, Certificates: []tls.Certificate{clientCert}, RootCAs: ca.pool}},
-		{"a server it does not trust", &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{clientCert}, RootCAs: otherCA.pool}},
+		{"TLS 1.2", &tls.Config{MaxVersion: tls.VersionTLS12, Certificates: []tls.Certificate{clientCert}, RootCAs: ca.Pool}},
+		{"a server it does not trust", &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{clientCert}, RootCAs: otherCA.Pool}},
 		{"no TLS", nil},
 	} {
 		if c, err := Dial(ctx, addr, tc.conf); err == nil {

@@ -75,7 +75,8 @@ func defineInit(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stderr, "%s: created an emulated HSM in %s\n", progName, c.dir(e))
+		id := h.Identity()
+		fmt.Fprintf(e.stderr, "%s: created an emulated HSM in %s (serial %s, label %s)\n", progName, c.dir(e), id.Serial, id.Label)
 		return h.Close()
 	}
 }

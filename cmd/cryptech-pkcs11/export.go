@@ -131,8 +131,8 @@ func goGetSlotInfo(id C.CK_SLOT_ID, info *C.CK_SLOT_INFO) (rv C.CK_RV) {
 	if info == nil {
 		return C.CK_RV(cryptoki.ArgumentsBad)
 	}
-	blank(info.slotDescription[:], tok.Model+" "+tok.Label)
-	blank(info.manufacturerID[:], tok.Manufacturer)
+	blank(info.slotDescription[:], tok.Identity.Model+" "+tok.Identity.Label)
+	blank(info.manufacturerID[:], tok.Identity.Manufacturer)
 	info.flags = C.CKF_TOKEN_PRESENT
 	info.hardwareVersion = C.CK_VERSION{}
 	info.firmwareVersion = C.CK_VERSION{}
@@ -153,10 +153,10 @@ func goGetTokenInfo(id C.CK_SLOT_ID, info *C.CK_TOKEN_INFO) (rv C.CK_RV) {
 	if info == nil {
 		return C.CK_RV(cryptoki.ArgumentsBad)
 	}
-	blank(info.label[:], tok.Label)
-	blank(info.manufacturerID[:], tok.Manufacturer)
-	blank(info.model[:], tok.Model)
-	blank(info.serialNumber[:], tok.Serial)
+	blank(info.label[:], tok.Identity.Label)
+	blank(info.manufacturerID[:], tok.Identity.Manufacturer)
+	blank(info.model[:], tok.Identity.Model)
+	blank(info.serialNumber[:], tok.Identity.Serial)
 	info.flags = C.CKF_LOGIN_REQUIRED | C.CKF_USER_PIN_INITIALIZED | C.CKF_TOKEN_INITIALIZED
 	info.ulMaxSessionCount = C.CK_EFFECTIVELY_INFINITE
 	info.ulSessionCount = C.CK_ULONG(n.Sessions)
@@ -247,19 +247,27 @@ func goGetSessionInfo(h C.CK_SESSION_HANDLE, info *C.CK_SESSION_INFO) (rv C.CK_R
 // PIN, so that the token, not this, says which PINs are too long.
 const maxPINCopy = 1 << 20
 
-//export goLogin
-func goLogin(h C.CK_SESSION_HANDLE, user C.CK_USER_TYPE, pin *C.CK_UTF8CHAR, n C.CK_ULONG) (rv C.CK_RV) {
-	defer guard(&rv)
+// pinCopy copies a PIN the application gives: a copy of our own, which
+// the caller zeroes when done; the application's buffer is its own to
+// clear.
+func pinCopy(pin *C.CK_UTF8CHAR, n C.CK_ULONG) ([]byte, cryptoki.RV) {
 	if pin == nil && n != 0 {
-		return C.CK_RV(cryptoki.ArgumentsBad)
+		return nil, cryptoki.ArgumentsBad
 	}
 	if n > maxPINCopy {
 		// Longer than any PIN; not worth copying (nor a C int).
-		return C.CK_RV(cryptoki.PINLenRange)
+		return nil, cryptoki.PINLenRange
 	}
-	// A copy of our own, zeroed when the login is done; the application's
-	// buffer is its own to clear.
-	p := C.GoBytes(unsafe.Pointer(pin), C.int(n))
+	return C.GoBytes(unsafe.Pointer(pin), C.int(n)), cryptoki.OK
+}
+
+//export goLogin
+func goLogin(h C.CK_SESSION_HANDLE, user C.CK_USER_TYPE, pin *C.CK_UTF8CHAR, n C.CK_ULONG) (rv C.CK_RV) {
+	defer guard(&rv)
+	p, r := pinCopy(pin, n)
+	if r != cryptoki.OK {
+		return C.CK_RV(r)
+	}
 	defer clear(p)
 	return C.CK_RV(module.Login(uint(h), uint(user), p))
 }
@@ -268,4 +276,52 @@ func goLogin(h C.CK_SESSION_HANDLE, user C.CK_USER_TYPE, pin *C.CK_UTF8CHAR, n C
 func goLogout(h C.CK_SESSION_HANDLE) (rv C.CK_RV) {
 	defer guard(&rv)
 	return C.CK_RV(module.Logout(uint(h)))
+}
+
+// PINs and token initialization.
+
+//export goInitToken
+func goInitToken(id C.CK_SLOT_ID, pin *C.CK_UTF8CHAR, n C.CK_ULONG, label *C.CK_UTF8CHAR) (rv C.CK_RV) {
+	defer guard(&rv)
+	if label == nil {
+		if r := module.Initialized(); r != cryptoki.OK {
+			return C.CK_RV(r)
+		}
+		return C.CK_RV(cryptoki.ArgumentsBad)
+	}
+	p, r := pinCopy(pin, n)
+	if r != cryptoki.OK {
+		return C.CK_RV(r)
+	}
+	defer clear(p)
+	var l [cryptoki.LabelLen]byte
+	copy(l[:], unsafe.Slice((*byte)(unsafe.Pointer(label)), cryptoki.LabelLen))
+	return C.CK_RV(module.InitToken(uint(id), p, l))
+}
+
+//export goInitPIN
+func goInitPIN(h C.CK_SESSION_HANDLE, pin *C.CK_UTF8CHAR, n C.CK_ULONG) (rv C.CK_RV) {
+	defer guard(&rv)
+	p, r := pinCopy(pin, n)
+	if r != cryptoki.OK {
+		return C.CK_RV(r)
+	}
+	defer clear(p)
+	return C.CK_RV(module.InitPIN(uint(h), p))
+}
+
+//export goSetPIN
+func goSetPIN(h C.CK_SESSION_HANDLE, old *C.CK_UTF8CHAR, oldN C.CK_ULONG, pin *C.CK_UTF8CHAR, n C.CK_ULONG) (rv C.CK_RV) {
+	defer guard(&rv)
+	o, r := pinCopy(old, oldN)
+	if r != cryptoki.OK {
+		return C.CK_RV(r)
+	}
+	defer clear(o)
+	p, r := pinCopy(pin, n)
+	if r != cryptoki.OK {
+		return C.CK_RV(r)
+	}
+	defer clear(p)
+	return C.CK_RV(module.SetPIN(uint(h), o, p))
 }

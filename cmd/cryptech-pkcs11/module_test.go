@@ -318,21 +318,13 @@ func TestModuleOverSocket(t *testing.T) {
 	if err := p.Initialize(); err != nil {
 		t.Fatal(err)
 	}
+	// The HSM tells its identity over RPC (EXT_IDENTITY): the token is
+	// the one the module shows in-process.
 	ti, err := p.GetTokenInfo(0)
-	if err != nil || ti.Model != "Cryptech RPC" {
-		t.Fatalf("token info %+v, %v", ti, err)
+	if want := h.Identity(); err != nil || ti.Model != want.Model || ti.SerialNumber != want.Serial || ti.Label != want.Label {
+		t.Fatalf("token info %+v, %v; want %+v", ti, err, want)
 	}
-	s, err := p.OpenSession(0, pkcs11.CKF_SERIAL_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantErr(t, "Login with a wrong PIN", p.Login(s, pkcs11.CKU_USER, "wrong-pin"), pkcs11.CKR_PIN_INCORRECT)
-	if err := p.Login(s, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
-		t.Fatal(err)
-	}
-	if st := srv.Stats(); st.LoggedIn != 1 {
-		t.Errorf("the server has %d clients logged in, want 1", st.LoggedIn)
-	}
+	remoteLogin(t, p, srv)
 	if err := p.Finalize(); err != nil {
 		t.Fatal(err)
 	}
@@ -348,4 +340,21 @@ func TestModuleOverSocket(t *testing.T) {
 	// No server: Initialize fails and says so.
 	t.Setenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME", filepath.Join(t.TempDir(), "none"))
 	wantErr(t, "Initialize with no server", p.Initialize(), pkcs11.CKR_GENERAL_ERROR)
+}
+
+// remoteLogin logs in on slot 0, on an HSM behind srv: a wrong PIN is
+// refused, the right one logs the module's one connection in.
+func remoteLogin(t *testing.T, p *pkcs11.Ctx, srv *rpc.Server) {
+	t.Helper()
+	s, err := p.OpenSession(0, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "Login with a wrong PIN", p.Login(s, pkcs11.CKU_USER, "wrong-pin"), pkcs11.CKR_PIN_INCORRECT)
+	if err := p.Login(s, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
+		t.Fatal(err)
+	}
+	if st := srv.Stats(); st.LoggedIn != 1 {
+		t.Fatalf("the server has %d clients logged in, want 1", st.LoggedIn)
+	}
 }

@@ -33,6 +33,10 @@ CK_RV C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n) { r
 CK_RV C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR o, CK_ULONG max, CK_ULONG_PTR n) { return goFindObjects(h, o, max, n); }
 CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE h) { return goFindObjectsFinal(h); }
 CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub, CK_ULONG npub, CK_ATTRIBUTE_PTR priv, CK_ULONG npriv, CK_OBJECT_HANDLE_PTR hpub, CK_OBJECT_HANDLE_PTR hpriv) { return goGenerateKeyPair(h, m, pub, npub, priv, npriv, hpub, hpriv); }
+// PINs and token initialization.
+CK_RV C_InitToken(CK_SLOT_ID s, CK_UTF8CHAR_PTR pin, CK_ULONG n, CK_UTF8CHAR_PTR label) { return goInitToken(s, pin, n, label); }
+CK_RV C_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG n) { return goInitPIN(h, pin, n); }
+CK_RV C_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old, CK_ULONG oldn, CK_UTF8CHAR_PTR pin, CK_ULONG n) { return goSetPIN(h, old, oldn, pin, n); }
 
 // not_supported stands for every function the module lacks. It is called
 // through pointers of other types, which every ABI cgo targets allows for a
@@ -86,6 +90,10 @@ static void set_2_40(CK_FUNCTION_LIST *l, CK_BYTE major, CK_BYTE minor) {
 	l->C_FindObjects = C_FindObjects;
 	l->C_FindObjectsFinal = C_FindObjectsFinal;
 	l->C_GenerateKeyPair = C_GenerateKeyPair;
+	// PINs and token initialization.
+	l->C_InitToken = C_InitToken;
+	l->C_InitPIN = C_InitPIN;
+	l->C_SetPIN = C_SetPIN;
 }
 
 static void build_lists(void) {

@@ -25,6 +25,8 @@ func TestExtRoundTrip(t *testing.T) {
 		&ExtImportAdd2Request{ExtImportAddRequest: add, Attributes: []Attribute{{Type: 0x102, Value: []byte{1}}}},
 		&ExtImportCommitResponse{Present: []bool{true, false, false, true, false, false, false, false, true}},
 		&ExtGetAttributesResponse{Attributes: []Attribute{{Type: 3, Value: []byte("l")}}},
+		&ExtIdentityRequest{},
+		&ExtIdentityResponse{Manufacturer: "Cryptech Project (emulated)", Model: "Cryptech HSM", Serial: "0011223344556677", Label: ""},
 	} {
 		var e Encoder
 		m.EncodeArgs(&e)
@@ -55,6 +57,7 @@ func TestExtBounds(t *testing.T) {
 		{"bitmap too long", unhex("00000001 00000002 01000000"), &ExtImportCommitResponse{}},
 		{"bitmap too short", unhex("00000009 00000001 01000000"), &ExtImportCommitResponse{}},
 		{"attribute without a value", unhex("00000001 00000003 ffffffff"), &ExtGetAttributesResponse{}},
+		{"identity field too long", append(unhex("00000101"), make([]byte, 260)...), &ExtIdentityResponse{}},
 		{"label too long", append(unhex("00000001 00000010 01010101 01010101 01010101 01010101 00000401"), make([]byte, 1028)...), &ExtImportAddRequest{}},
 	} {
 		d := NewDecoder(tc.in)

@@ -99,11 +99,15 @@ const (
 	// uint n, n x (uint type, bytes value): the key's attributes, stored
 	// with it in the batch's one transaction.
 	FuncExtImportAdd2 Func = 0x10007
+	// FuncExtIdentity (version 3) -> bytes manufacturer, bytes model,
+	// bytes serial, bytes label: what the HSM says it is, which libhal's
+	// functions cannot tell.
+	FuncExtIdentity Func = 0x10008
 )
 
 // ExtVersion is the version of the extension functions: 2 added
-// EXT_GET_ATTRIBUTES and EXT_IMPORT_ADD2.
-const ExtVersion = 2
+// EXT_GET_ATTRIBUTES and EXT_IMPORT_ADD2, 3 EXT_IDENTITY.
+const ExtVersion = 3
 
 // Bounds of the extension functions' fields.
 const (
@@ -119,6 +123,9 @@ const (
 	// MaxImportBatch bounds the keys of one import batch, as backup bounds a
 	// bundle.
 	MaxImportBatch = 10_000
+	// MaxIdentityField bounds each string of EXT_IDENTITY's answer: far
+	// more than the PKCS#11 fields they fill (32 bytes at most).
+	MaxIdentityField = 256
 )
 
 // The miscellaneous functions (0 to 6): version, random numbers, PINs and
@@ -581,4 +588,16 @@ type ExtGetAttributesRequest struct {
 // of the key, as PKEY_GET_ATTRIBUTES would give each, ordered by type.
 type ExtGetAttributesResponse struct {
 	Attributes []Attribute `xdr:"values"`
+}
+
+// ExtIdentityRequest is EXT_IDENTITY's request; it has no arguments.
+type ExtIdentityRequest struct{}
+
+// ExtIdentityResponse is EXT_IDENTITY's results: bytes manufacturer,
+// bytes model, bytes serial, bytes label.
+type ExtIdentityResponse struct {
+	Manufacturer string `xdr:"max=MaxIdentityField"`
+	Model        string `xdr:"max=MaxIdentityField"`
+	Serial       string `xdr:"max=MaxIdentityField"`
+	Label        string `xdr:"max=MaxIdentityField"`
 }

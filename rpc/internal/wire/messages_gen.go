@@ -831,3 +831,21 @@ func (m *ExtGetAttributesResponse) DecodeArgs(d *Decoder) error {
 	m.Attributes = decodeAttributes(d, true)
 	return d.Err()
 }
+
+func (*ExtIdentityRequest) EncodeArgs(*Encoder)         {}
+func (*ExtIdentityRequest) DecodeArgs(d *Decoder) error { return d.Err() }
+
+func (m *ExtIdentityResponse) EncodeArgs(e *Encoder) {
+	e.Bytes([]byte(m.Manufacturer))
+	e.Bytes([]byte(m.Model))
+	e.Bytes([]byte(m.Serial))
+	e.Bytes([]byte(m.Label))
+}
+
+func (m *ExtIdentityResponse) DecodeArgs(d *Decoder) error {
+	m.Manufacturer = string(d.Bytes(MaxIdentityField))
+	m.Model = string(d.Bytes(MaxIdentityField))
+	m.Serial = string(d.Bytes(MaxIdentityField))
+	m.Label = string(d.Bytes(MaxIdentityField))
+	return d.Err()
+}

@@ -11,17 +11,19 @@
 //
 // # Locks
 //
-// Module.login serializes logins and logouts, which wait for the token
-// (a wrong PIN costs the HSM's delay); Module.mu guards the rest and is
-// not held while the token works, except in Initialize, which opens the
-// HSM under it so that two C_Initialize calls cannot both open one (no
-// other call gets anywhere until it is done anyway). login is taken
-// before mu, never after.
+// Module.login serializes logins, logouts and PIN changes, which wait for
+// the token (a wrong PIN costs the HSM's delay); Module.mu guards the rest
+// and is not held while the token works, except in Initialize, which opens
+// the HSMs under it so that two C_Initialize calls cannot both open one
+// (no other call gets anywhere until it is done anyway), and in
+// InitToken, so that no session opens while the token is re-initialized.
+// login is taken before mu, never after.
 package cryptoki
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/hsmkit/cryptech-backup/frontend"
@@ -38,43 +40,63 @@ type Token struct {
 	Opener frontend.Opener
 	// Close releases the HSM (for an emulated one, its directory's lock).
 	Close func() error
-	// Label, Manufacturer, Model and Serial are the token's CK_TOKEN_INFO
-	// strings; each is cut to its field's length (32 bytes for Label and
-	// Manufacturer, 16 for Model and Serial).
-	Label, Manufacturer, Model, Serial string
+	// Identity is what CK_TOKEN_INFO shows (each string cut to its
+	// field's length: 32 bytes for Label and Manufacturer, 16 for Model
+	// and Serial). The opener sets what to show of an HSM that cannot tell
+	// its own (hsmapi.Identifier, over libhal's RPC to a Cryptech HSM);
+	// Initialize puts the HSM's in its place.
+	Identity hsmapi.Identity
+	// Label, when not empty, names the token whatever the HSM calls
+	// itself (the config file's label).
+	Label string
 	// MinPIN and MaxPIN bound the PINs the token takes.
 	MinPIN, MaxPIN int
 }
 
-// An Opener finds the HSM at C_Initialize. Finalize closes what it opened.
-type Opener func() (*Token, error)
+// pinLenOK reports whether a PIN of pin's length could be the token's.
+func (t *Token) pinLenOK(pin []byte) bool { return len(pin) >= t.MinPIN && len(pin) <= t.MaxPIN }
+
+// An Opener finds the HSMs at C_Initialize, one Token per slot in slot
+// order: all of them, or an error and none (it closes what it opened).
+// Finalize closes them.
+type Opener func() ([]*Token, error)
 
 // A Module is one loaded PKCS#11 library: it is uninitialized until
 // Initialize and after Finalize, and may be initialized again.
 type Module struct {
 	open Opener
+	// Log, when set, is told why C_Initialize failed: all the application
+	// learns is CKR_GENERAL_ERROR, which PKCS#11 leaves no room to explain.
+	Log func(error)
 
 	login sync.Mutex
 
-	mu   sync.Mutex
-	slot *slot // nil while not initialized
+	mu    sync.Mutex
+	slots []*slot // nil while not initialized; slot i has ID i
+	// sessions finds each open session's slot: session handles are
+	// unique across the module, never reused while it is initialized.
+	sessions map[uint]*slot
+	next     uint // last session handle given
 	// objectSeq is the last object handle given (see objectTable).
 	objectSeq uint
 }
 
-// New makes a module that finds its HSM with open.
+// New makes a module that finds its HSMs with open.
 func New(open Opener) *Module { return &Module{open: open} }
 
-// The one slot there is so far; the config file of issue 11 brings more.
+// slotID is the first slot's ID, the only one of a module on one HSM.
 const slotID = 0
 
 type slot struct {
+	id       uint
 	tok      *Token
 	client   *frontend.Client
 	user     hsmapi.User
 	sessions map[uint]*session
-	next     uint // last session handle given; handles are never reused
 	objects  objectTable
+	// gone: finalized. A call that let go of m.mu while the token
+	// worked checks it before it changes the slot.
+	gone bool
 }
 
 type session struct {
@@ -99,7 +121,8 @@ const (
 	FlagOSLockingOK                = 0x2
 )
 
-// Initialize is C_Initialize; args is nil when pInitArgs is NULL.
+// Initialize is C_Initialize; args is nil when pInitArgs is NULL. It
+// opens every HSM or none: when one fails, those opened are closed again.
 func (m *Module) Initialize(args *InitArgs) RV {
 	if args != nil {
 		if rv := args.check(); rv != OK {
@@ -108,20 +131,73 @@ func (m *Module) Initialize(args *InitArgs) RV {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.slot != nil {
+	if m.slots != nil {
 		return CryptokiAlreadyInitialized
 	}
-	tok, err := m.open()
+	toks, err := m.open()
+	if err == nil && len(toks) == 0 {
+		err = errors.New("no HSM")
+	}
 	if err != nil {
+		m.log(err)
 		return GeneralError
 	}
-	c, err := frontend.New(tok.Opener).Open(context.Background())
+	slots := make([]*slot, 0, len(toks))
+	for i, tok := range toks {
+		s, err := openSlot(uint(i), tok)
+		if err != nil {
+			m.log(fmt.Errorf("slot %d: %w", i, err))
+			for _, s := range slots {
+				s.close()
+			}
+			for _, t := range toks[i+1:] {
+				t.Close()
+			}
+			return GeneralError
+		}
+		slots = append(slots, s)
+	}
+	m.slots = slots
+	m.sessions = map[uint]*slot{}
+	m.next = 0
+	return OK
+}
+
+func (m *Module) log(err error) {
+	if m.Log != nil {
+		m.Log(err)
+	}
+}
+
+// openSlot starts the front end's client on tok, and learns what the HSM
+// says it is. On failure it closes tok.
+func openSlot(id uint, tok *Token) (*slot, error) {
+	ctx := context.Background()
+	c, err := frontend.New(tok.Opener).Open(ctx)
 	if err != nil {
 		tok.Close()
-		return GeneralError
+		return nil, err
 	}
-	m.slot = &slot{tok: tok, client: c, sessions: map[uint]*session{}}
-	return OK
+	s := &slot{id: id, tok: tok, client: c, sessions: map[uint]*session{}}
+	if idr, ok := c.Token().(hsmapi.Identifier); ok {
+		id, err := idr.Identity(ctx)
+		switch {
+		case err == nil:
+			tok.Identity = id
+		case !errors.Is(err, hsmapi.ErrUnsupported):
+			s.close()
+			return nil, fmt.Errorf("identity: %w", err)
+		}
+	}
+	if tok.Label != "" {
+		tok.Identity.Label = tok.Label
+	}
+	return s, nil
+}
+
+// close ends the slot's client and releases its HSM.
+func (s *slot) close() error {
+	return errors.Join(s.client.Close(), s.tok.Close())
 }
 
 func (a *InitArgs) check() RV {
@@ -143,20 +219,26 @@ func (a *InitArgs) check() RV {
 	return OK
 }
 
-// Finalize is C_Finalize: every session is closed, the HSM released.
+// Finalize is C_Finalize: every session is closed, every HSM released.
 func (m *Module) Finalize(reserved bool) RV {
 	if reserved {
 		return ArgumentsBad
 	}
 	m.mu.Lock()
-	s := m.slot
-	m.slot = nil
+	slots := m.slots
+	m.slots, m.sessions = nil, nil
+	for _, s := range slots {
+		s.gone = true
+	}
 	m.mu.Unlock()
-	if s == nil {
+	if slots == nil {
 		return CryptokiNotInitialized
 	}
-	err := errors.Join(s.client.Close(), s.tok.Close())
-	if err != nil {
+	var errs []error
+	for _, s := range slots {
+		errs = append(errs, s.close())
+	}
+	if errors.Join(errs...) != nil {
 		return GeneralError
 	}
 	return OK
@@ -166,27 +248,27 @@ func (m *Module) Finalize(reserved bool) RV {
 func (m *Module) withSlot(id uint, f func(*slot) RV) RV {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.slot == nil {
+	if m.slots == nil {
 		return CryptokiNotInitialized
 	}
-	if id != slotID {
+	if id >= uint(len(m.slots)) {
 		return SlotIDInvalid
 	}
-	return f(m.slot)
+	return f(m.slots[id])
 }
 
 // withSession runs f on session h with m.mu held.
 func (m *Module) withSession(h uint, f func(*slot, *session) RV) RV {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.slot == nil {
+	if m.slots == nil {
 		return CryptokiNotInitialized
 	}
-	ss, ok := m.slot.sessions[h]
+	s, ok := m.sessions[h]
 	if !ok {
 		return SessionHandleInvalid
 	}
-	return f(m.slot, ss)
+	return f(s, s.sessions[h])
 }
 
 // Initialized reports OK or CryptokiNotInitialized, for the calls that only
@@ -194,27 +276,34 @@ func (m *Module) withSession(h uint, f func(*slot, *session) RV) RV {
 func (m *Module) Initialized() RV {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.slot == nil {
+	if m.slots == nil {
 		return CryptokiNotInitialized
 	}
 	return OK
 }
 
-// SlotList is C_GetSlotList: the slot IDs (every slot has its token).
+// SlotList is C_GetSlotList: the slot IDs, 0 to n-1 in the order the
+// opener gave the HSMs. Every slot has its token, so tokenPresent changes
+// nothing.
 func (m *Module) SlotList() ([]uint, RV) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.slot == nil {
+	if m.slots == nil {
 		return nil, CryptokiNotInitialized
 	}
-	return []uint{slotID}, OK
+	ids := make([]uint, len(m.slots))
+	for i := range ids {
+		ids[i] = uint(i)
+	}
+	return ids, OK
 }
 
-// Token is the token of slot id, for C_GetSlotInfo and C_GetTokenInfo.
+// Token is the token of slot id, for C_GetSlotInfo and C_GetTokenInfo: a
+// copy, as C_InitToken may rename it.
 func (m *Module) Token(id uint) (*Token, RV) {
-	var t *Token
-	rv := m.withSlot(id, func(s *slot) RV { t = s.tok; return OK })
-	return t, rv
+	var t Token
+	rv := m.withSlot(id, func(s *slot) RV { t = *s.tok; return OK })
+	return &t, rv
 }
 
 // Counts are the session counts of CK_TOKEN_INFO.
@@ -253,9 +342,10 @@ func (m *Module) OpenSession(id, flags uint) (uint, RV) {
 		if !rw && s.user == hsmapi.UserSO {
 			return SessionReadWriteSOExists
 		}
-		s.next++
-		h = s.next
+		m.next++
+		h = m.next
 		s.sessions[h] = &session{rw: rw}
+		m.sessions[h] = s
 		return OK
 	})
 	return h, rv
@@ -268,6 +358,7 @@ func (m *Module) CloseSession(h uint) RV {
 	var closed, last *slot
 	rv := m.withSession(h, func(s *slot, _ *session) RV {
 		delete(s.sessions, h)
+		delete(m.sessions, h)
 		closed = s
 		if len(s.sessions) == 0 {
 			last = s
@@ -289,6 +380,9 @@ func (m *Module) CloseAllSessions(id uint) RV {
 	defer m.login.Unlock()
 	var closed *slot
 	rv := m.withSlot(id, func(s *slot) RV {
+		for h := range s.sessions {
+			delete(m.sessions, h)
+		}
 		clear(s.sessions)
 		closed = s
 		return OK
@@ -332,7 +426,7 @@ type SessionInfo struct {
 func (m *Module) SessionInfo(h uint) (SessionInfo, RV) {
 	var info SessionInfo
 	rv := m.withSession(h, func(s *slot, ss *session) RV {
-		info = SessionInfo{Slot: slotID, Flags: sessionInfoFlags}
+		info = SessionInfo{Slot: s.id, Flags: sessionInfoFlags}
 		if ss.rw {
 			info.Flags |= FlagRWSession
 		}
@@ -392,7 +486,7 @@ func (m *Module) Login(h, userType uint, pin []byte) RV {
 				}
 			}
 		}
-		if len(pin) < sl.tok.MinPIN || len(pin) > sl.tok.MaxPIN {
+		if !sl.tok.pinLenOK(pin) {
 			return PINLenRange
 		}
 		s = sl
@@ -402,16 +496,12 @@ func (m *Module) Login(h, userType uint, pin []byte) RV {
 		return rv
 	}
 	// The token checks the PIN, with its wrong-PIN delay, without m.mu.
-	err := s.client.Login(context.Background(), user, pin)
-	switch {
-	case errors.Is(err, hsmapi.ErrPINIncorrect):
-		return PINIncorrect
-	case err != nil:
-		return GeneralError
+	if rv := pinRV(s.client.Login(context.Background(), user, pin)); rv != OK {
+		return rv
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.slot != s {
+	if s.gone {
 		// Finalized meanwhile.
 		return CryptokiNotInitialized
 	}

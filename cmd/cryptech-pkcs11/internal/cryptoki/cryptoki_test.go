@@ -1,13 +1,17 @@
 package cryptoki
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/hsmkit/cryptech-backup/frontend"
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
@@ -22,9 +26,9 @@ func newModule(t *testing.T) (m *Module, closed *bool) {
 	}
 	closed = new(bool)
 	t.Cleanup(func() { h.Close() })
-	return New(func() (*Token, error) {
+	return New(func() ([]*Token, error) {
 		*closed = false
-		return &Token{Opener: h, Close: func() error { *closed = true; return nil }, MinPIN: hsm.MinPINLength, MaxPIN: hsm.MaxPINLength}, nil
+		return []*Token{{Opener: h, Close: func() error { *closed = true; return nil }, MinPIN: hsm.MinPINLength, MaxPIN: hsm.MaxPINLength}}, nil
 	}), closed
 }
 
@@ -62,7 +66,7 @@ func TestInitializeArgs(t *testing.T) {
 }
 
 func TestInitializeWithoutHSM(t *testing.T) {
-	m := New(func() (*Token, error) { return nil, errors.New("no HSM") })
+	m := New(func() ([]*Token, error) { return nil, errors.New("no HSM") })
 	if rv := m.Initialize(nil); rv != GeneralError {
 		t.Fatalf("Initialize: %#x", rv)
 	}
@@ -156,5 +160,122 @@ func TestSessionsAcrossGoroutines(t *testing.T) {
 	}
 	if rv := m.Finalize(false); rv != OK || !*closed {
 		t.Fatalf("Finalize: %#x, HSM closed %v", rv, *closed)
+	}
+}
+
+// failingOpener is an HSM that cannot be reached.
+type failingOpener struct{}
+
+func (failingOpener) Open(context.Context) (hsmapi.Token, error) {
+	return nil, errors.New("unreachable")
+}
+
+// When the front end cannot open one slot's token, Initialize fails and
+// every HSM the opener gave is closed: the ones before and after it too.
+func TestInitializeAllOrNothing(t *testing.T) {
+	h := hsmtest.New(t)
+	var closed [3]bool
+	var logged []error
+	m := New(func() ([]*Token, error) {
+		closed = [3]bool{}
+		toks := make([]*Token, 3)
+		for i := range toks {
+			var o frontend.Opener = failingOpener{}
+			if i != 1 {
+				o = sessionOpener{h}
+			}
+			toks[i] = &Token{Opener: o, Close: func() error { closed[i] = true; return nil }, MinPIN: hsm.MinPINLength, MaxPIN: hsm.MaxPINLength}
+		}
+		return toks, nil
+	})
+	m.Log = func(err error) { logged = append(logged, err) }
+	if rv := m.Initialize(nil); rv != GeneralError {
+		t.Fatalf("Initialize: %#x", rv)
+	}
+	if closed != [3]bool{true, true, true} {
+		t.Fatalf("closed after a failed Initialize: %v", closed)
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0].Error(), "slot 1: unreachable") {
+		t.Fatalf("logged %v", logged)
+	}
+	if rv := m.Initialized(); rv != CryptokiNotInitialized {
+		t.Fatalf("after a failed Initialize: %#x", rv)
+	}
+}
+
+// sessionOpener opens sessions on an HSM session's HSM.
+type sessionOpener struct{ s *hsm.Session }
+
+func (o sessionOpener) Open(ctx context.Context) (hsmapi.Token, error) { return o.s, nil }
+
+// Two slots used at once from many goroutines: sessions, logins and
+// logouts on each, under -race. Each session stays in its slot, and every
+// handle is one slot's only.
+func TestTwoSlotsAcrossGoroutines(t *testing.T) {
+	var hs [2]*hsm.HSM
+	for i := range hs {
+		h, err := hsm.Create(filepath.Join(t.TempDir(), "hsm"), hsm.InitConfig{WheelPIN: hsmtest.PIN, SOPIN: hsmtest.PIN, UserPIN: hsmtest.PIN, Blocks: 128}, hsmtest.Options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		hs[i] = h
+	}
+	m := New(func() ([]*Token, error) {
+		var toks []*Token
+		for _, h := range hs {
+			toks = append(toks, &Token{Opener: h, Close: func() error { return nil }, MinPIN: hsm.MinPINLength, MaxPIN: hsm.MaxPINLength})
+		}
+		return toks, nil
+	})
+	if rv := m.Initialize(nil); rv != OK {
+		t.Fatal(rv)
+	}
+	defer m.Finalize(false)
+	if ids, rv := m.SlotList(); rv != OK || len(ids) != 2 {
+		t.Fatalf("SlotList: %v, %#x", ids, rv)
+	}
+	var mu sync.Mutex
+	seen := map[uint]uint{}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 8 {
+		slot := uint(g % 2)
+		wg.Go(func() {
+			for range 20 {
+				h, rv := m.OpenSession(slot, FlagSerialSession|FlagRWSession)
+				if rv != OK {
+					errs <- fmt.Errorf("OpenSession on slot %d: %#x", slot, rv)
+					return
+				}
+				mu.Lock()
+				if other, ok := seen[h]; ok {
+					errs <- fmt.Errorf("handle %d given on slot %d and slot %d", h, other, slot)
+				}
+				seen[h] = slot
+				mu.Unlock()
+				if info, rv := m.SessionInfo(h); rv != OK || info.Slot != slot {
+					errs <- fmt.Errorf("session %d of slot %d: %+v, %#x", h, slot, info, rv)
+				}
+				switch rv := m.Login(h, UserUser, hsmtest.PIN); rv {
+				case OK, UserAlreadyLoggedIn:
+				default:
+					errs <- fmt.Errorf("Login on slot %d: %#x", slot, rv)
+				}
+				if rv := m.CloseSession(h); rv != OK {
+					errs <- fmt.Errorf("CloseSession: %#x", rv)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for id := range uint(2) {
+		if n, _ := m.SessionCounts(id); n.Sessions != 0 {
+			t.Errorf("slot %d: %d sessions left", id, n.Sessions)
+		}
 	}
 }

@@ -47,4 +47,7 @@ const (
 	TemplateInconsistent  RV = 0x0D1
 	CurveNotSupported     RV = 0x140
 	KeySizeRange          RV = 0x162
+
+	// PINs and token initialization (C_SetPIN, C_InitPIN, C_InitToken).
+	SessionExists RV = 0x0B6
 )
