@@ -58,6 +58,8 @@ type Module struct {
 
 	mu   sync.Mutex
 	slot *slot // nil while not initialized
+	// objectSeq is the last object handle given (see objectTable).
+	objectSeq uint
 }
 
 // New makes a module that finds its HSM with open.
@@ -72,6 +74,7 @@ type slot struct {
 	user     hsmapi.User
 	sessions map[uint]*session
 	next     uint // last session handle given; handles are never reused
+	objects  objectTable
 }
 
 type session struct{ rw bool }

@@ -28,4 +28,10 @@ const (
 	BufferTooSmall              RV = 0x150
 	CryptokiNotInitialized      RV = 0x190
 	CryptokiAlreadyInitialized  RV = 0x191
+
+	// Objects, attributes and key generation (objects*.go, attrs*.go,
+	// keygen*.go).
+	DeviceError         RV = 0x030
+	DeviceMemory        RV = 0x031
+	ObjectHandleInvalid RV = 0x082
 )
