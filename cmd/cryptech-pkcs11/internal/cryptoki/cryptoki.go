@@ -77,7 +77,11 @@ type slot struct {
 	objects  objectTable
 }
 
-type session struct{ rw bool }
+type session struct {
+	rw bool
+	// ops are the session's active operations (operations.go).
+	ops [opKinds]*operation
+}
 
 // InitArgs is what CK_C_INITIALIZE_ARGS says, as far as the module cares.
 type InitArgs struct {
@@ -299,6 +303,7 @@ func (m *Module) logoutSlot(s *slot) {
 	m.mu.Lock()
 	was := s.user
 	s.user = hsmapi.UserNone
+	s.endOperations()
 	m.mu.Unlock()
 	if was != hsmapi.UserNone {
 		// The session is gone whatever the token says.
@@ -429,15 +434,4 @@ func (m *Module) Logout(h uint) RV {
 	}
 	m.logoutSlot(s)
 	return OK
-}
-
-// Mechanisms is C_GetMechanismList: none yet, until the operations of
-// issue 11 come.
-func (m *Module) Mechanisms(id uint) ([]uint, RV) {
-	return nil, m.withSlot(id, func(*slot) RV { return OK })
-}
-
-// MechanismInfo is C_GetMechanismInfo: no mechanism is valid yet.
-func (m *Module) MechanismInfo(id, mech uint) RV {
-	return m.withSlot(id, func(*slot) RV { return MechanismInvalid })
 }

@@ -34,4 +34,20 @@ const (
 	DeviceError         RV = 0x030
 	DeviceMemory        RV = 0x031
 	ObjectHandleInvalid RV = 0x082
+
+	// Mechanisms, signatures, digests and random numbers (mechanisms*.go,
+	// sign*.go, digest*.go, random*.go).
+	DataLenRange            RV = 0x021
+	KeyHandleInvalid        RV = 0x060
+	KeySizeRange            RV = 0x062
+	KeyTypeInconsistent     RV = 0x063
+	KeyIndigestible         RV = 0x067
+	KeyFunctionNotPermitted RV = 0x068
+	MechanismParamInvalid   RV = 0x071
+	OperationActive         RV = 0x090
+	SignatureInvalid        RV = 0x0C0
+	SignatureLenRange       RV = 0x0C1
+	RandomSeedNotSupported  RV = 0x120
+	RandomNoRNG             RV = 0x121
+	KeyExhausted            RV = 0x203 // PKCS#11 3.1: a stateful key has no signature left
 )
