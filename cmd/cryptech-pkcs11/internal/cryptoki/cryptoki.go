@@ -78,7 +78,8 @@ type slot struct {
 }
 
 type session struct {
-	rw bool
+	rw   bool
+	find *findOp // the session's C_FindObjects, nil when none is active
 	// ops are the session's active operations (operations.go).
 	ops [opKinds]*operation
 }
@@ -266,14 +267,18 @@ func (m *Module) OpenSession(id, flags uint) (uint, RV) {
 func (m *Module) CloseSession(h uint) RV {
 	m.login.Lock()
 	defer m.login.Unlock()
-	var last *slot
+	var closed, last *slot
 	rv := m.withSession(h, func(s *slot, _ *session) RV {
 		delete(s.sessions, h)
+		closed = s
 		if len(s.sessions) == 0 {
 			last = s
 		}
 		return OK
 	})
+	if closed != nil {
+		m.dropSessionObjects(closed, h)
+	}
 	if last != nil {
 		m.logoutSlot(last)
 	}

@@ -117,8 +117,9 @@ type mechanism struct {
 }
 
 // registry is every mechanism of the module, in the order
-// C_GetMechanismList gives them. Adding a mechanism is adding its line.
-var registry = []mechanism{
+// C_GetMechanismList gives them: key pair generation (keygen.go's list),
+// then these. Adding a mechanism is adding its line.
+var registry = append(keyGenRegistry(), []mechanism{
 	digestMech(MechSHA1, crypto.SHA1),
 	digestMech(MechSHA224, crypto.SHA224),
 	digestMech(MechSHA256, crypto.SHA256),
@@ -146,6 +147,16 @@ var registry = []mechanism{
 	ecdsaMech(MechECDSASHA512, crypto.SHA512),
 
 	hssMech(MechHSS),
+}...)
+
+// keyGenRegistry is keygen.go's list of key pair generation mechanisms as
+// registry entries; C_GenerateKeyPair serves them.
+func keyGenRegistry() []mechanism {
+	var r []mechanism
+	for _, k := range keyGenMechanisms() {
+		r = append(r, mechanism{typ: k.Mech, info: MechanismInfo{k.MinKeySize, k.MaxKeySize, k.Flags}})
+	}
+	return r
 }
 
 // byType finds a registry entry by its type.

@@ -49,6 +49,29 @@ type keyHandles struct{ priv, pub uint }
 type objectTable struct {
 	byKey    map[hsmapi.UUID]keyHandles
 	byHandle map[uint]objectRef
+	// owner is the session that made each session object (a volatile key
+	// of the HSM), which takes it along when it closes.
+	owner map[hsmapi.UUID]uint
+}
+
+// own records that session sh made the session object id.
+func (t *objectTable) own(sh uint, id hsmapi.UUID) {
+	if t.owner == nil {
+		t.owner = map[hsmapi.UUID]uint{}
+	}
+	t.owner[id] = sh
+}
+
+// owned removes and returns the session objects of session sh.
+func (t *objectTable) owned(sh uint) []hsmapi.UUID {
+	var out []hsmapi.UUID
+	for id, owner := range t.owner {
+		if owner == sh {
+			out = append(out, id)
+			delete(t.owner, id)
+		}
+	}
+	return out
 }
 
 // handlesFor returns the handles of key k, giving it handles first if it
@@ -170,4 +193,17 @@ func tokenRV(err error) RV {
 		return DeviceError
 	}
 	return GeneralError
+}
+
+// dropSessionObjects destroys the session objects session sh made, as
+// PKCS#11 has them go with their session. (The HSM drops every volatile
+// key at logout anyway, which comes with the last session's end.)
+func (m *Module) dropSessionObjects(s *slot, sh uint) {
+	m.mu.Lock()
+	gone := s.objects.owned(sh)
+	m.mu.Unlock()
+	for _, id := range gone {
+		// Gone already, or the token's session with it: nothing to do.
+		s.client.Token().DeleteKey(context.Background(), id)
+	}
 }

@@ -31,20 +31,30 @@ const (
 
 	// Objects, attributes and key generation (objects*.go, attrs*.go,
 	// keygen*.go).
-	DeviceError         RV = 0x030
-	DeviceMemory        RV = 0x031
-	ObjectHandleInvalid RV = 0x082
+	FunctionFailed        RV = 0x006
+	AttributeReadOnly     RV = 0x010
+	AttributeSensitive    RV = 0x011
+	AttributeTypeInvalid  RV = 0x012
+	AttributeValueInvalid RV = 0x013
+	ActionProhibited      RV = 0x01B
+	DeviceError           RV = 0x030
+	DeviceMemory          RV = 0x031
+	MechanismParamInvalid RV = 0x071
+	ObjectHandleInvalid   RV = 0x082
+	OperationActive       RV = 0x090
+	SessionReadOnly       RV = 0x0B5
+	TemplateIncomplete    RV = 0x0D0
+	TemplateInconsistent  RV = 0x0D1
+	CurveNotSupported     RV = 0x140
+	KeySizeRange          RV = 0x062
 
 	// Mechanisms, signatures, digests and random numbers (mechanisms*.go,
 	// sign*.go, digest*.go, random*.go).
 	DataLenRange            RV = 0x021
 	KeyHandleInvalid        RV = 0x060
-	KeySizeRange            RV = 0x062
 	KeyTypeInconsistent     RV = 0x063
 	KeyIndigestible         RV = 0x067
 	KeyFunctionNotPermitted RV = 0x068
-	MechanismParamInvalid   RV = 0x071
-	OperationActive         RV = 0x090
 	SignatureInvalid        RV = 0x0C0
 	SignatureLenRange       RV = 0x0C1
 	RandomSeedNotSupported  RV = 0x120
