@@ -351,3 +351,13 @@ func TestModuleOverSocket(t *testing.T) {
 	t.Setenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME", filepath.Join(t.TempDir(), "none"))
 	wantErr(t, "Initialize with no server", p.Initialize(), pkcs11.CKR_GENERAL_ERROR)
 }
+
+func TestLengthsFromC(t *testing.T) {
+	python := testtool.Require(t, "python3", "python3")
+	lib := buildModule(t)
+	newHSM(t)
+	out, err := exec.Command(python, filepath.Join("testdata", "lengths.py"), lib).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("lengths.py: %v\n%s", err, out)
+	}
+}
