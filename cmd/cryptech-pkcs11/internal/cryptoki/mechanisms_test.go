@@ -30,7 +30,7 @@ func (o plainOpener) Open(ctx context.Context) (hsmapi.Token, error) {
 
 // moduleOn is a module over the token sessions o opens, one R/W session
 // logged in as the user.
-func moduleOn(t *testing.T, o frontend.Opener) (*Module, uint) {
+func moduleOn(t testing.TB, o frontend.Opener) (*Module, uint) {
 	t.Helper()
 	m := New(func() (*Token, error) {
 		return &Token{Opener: o, Close: func() error { return nil }, MinPIN: hsm.MinPINLength, MaxPIN: hsm.MaxPINLength}, nil
@@ -49,7 +49,7 @@ func moduleOn(t *testing.T, o frontend.Opener) (*Module, uint) {
 	return m, h
 }
 
-func newHSM(t *testing.T) *hsm.HSM {
+func newHSM(t testing.TB) *hsm.HSM {
 	t.Helper()
 	h, err := hsm.Create(filepath.Join(t.TempDir(), "hsm"), hsm.InitConfig{WheelPIN: hsmtest.PIN, SOPIN: hsmtest.PIN, UserPIN: hsmtest.PIN, Blocks: 128}, hsmtest.Options)
 	if err != nil {

@@ -45,7 +45,7 @@ const maxHSSMessage = 16 << 20
 type sigKey struct {
 	tok  hsmapi.Token
 	uuid hsmapi.UUID
-	// pub is the public half, which verifies.
+	// pub is the public half, which verifies (nil for a signature).
 	pub crypto.PublicKey
 	// opts are what Token.Sign and hsmapi.VerifyDigest take.
 	opts crypto.SignerOpts
@@ -145,11 +145,14 @@ func newSigKey(k opKind, sm *mechanism, mech Mechanism, ko KeyObject, tok hsmapi
 	case !sm.sig.pss && (mech.Param != nil || mech.PSS != nil):
 		return nil, MechanismParamInvalid
 	}
-	pub, err := hsmapi.ParsePublicKey(info.PublicKey)
-	if err != nil {
-		return nil, GeneralError
+	sk := &sigKey{tok: tok, uuid: ko.UUID, opts: sm.hash, exact: true}
+	if k == opVerify {
+		pub, err := hsmapi.ParsePublicKey(info.PublicKey)
+		if err != nil {
+			return nil, GeneralError
+		}
+		sk.pub = pub
 	}
-	sk := &sigKey{tok: tok, uuid: ko.UUID, pub: pub, opts: sm.hash, exact: true}
 	switch sm.sig.key {
 	case hsmapi.KeyTypeRSAPrivate:
 		sk.sigLen = (info.Bits + 7) / 8

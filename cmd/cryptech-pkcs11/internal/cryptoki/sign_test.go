@@ -16,7 +16,7 @@ import (
 )
 
 // objectsOf finds the private and public key object handles of key id.
-func objectsOf(t *testing.T, m *Module, h uint, id hsmapi.UUID) (priv, pub uint) {
+func objectsOf(t testing.TB, m *Module, h uint, id hsmapi.UUID) (priv, pub uint) {
 	t.Helper()
 	hs, objs, rv := m.listObjects(h)
 	if rv != OK {
