@@ -207,3 +207,12 @@ func (m *Module) dropSessionObjects(s *slot, sh uint) {
 		s.client.Token().DeleteKey(context.Background(), id)
 	}
 }
+
+// ObjectSize is C_GetObjectSize: the HSM does not tell what a key takes
+// in its flash, so the size is Unavailable (as the specification allows).
+func (m *Module) ObjectSize(sh, object uint) (uint, RV) {
+	if _, rv := m.keyObject(sh, object); rv != OK {
+		return 0, rv
+	}
+	return Unavailable, OK
+}
