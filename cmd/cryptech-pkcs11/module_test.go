@@ -27,7 +27,7 @@ var (
 )
 
 // module builds the module once per test binary, as its README says.
-func buildModule(t *testing.T) string {
+func buildModule(t testing.TB) string {
 	t.Helper()
 	if os.Getenv("CGO_ENABLED") == "0" {
 		if os.Getenv("CI") == "true" {
@@ -63,7 +63,7 @@ func TestMain(m *testing.M) {
 
 // newHSM creates an emulated HSM (PINs hsmtest.PIN), closed again so that
 // the module can open it, and points $CRYPTECH_HSM at it.
-func newHSM(t *testing.T) string {
+func newHSM(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "hsm")
 	h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: hsmtest.PIN, SOPIN: hsmtest.PIN, UserPIN: hsmtest.PIN, Blocks: 128}, hsmtest.Options)
