@@ -38,9 +38,13 @@ const (
 	MechHSS = 0x4033
 )
 
-// The flags of CK_MECHANISM_INFO. CKF_HW is never set: the emulated HSM is
-// software, and over RPC the module cannot tell what serves it.
+// The flags of CK_MECHANISM_INFO.
 const (
+	// MechFlagHW: the token performs the mechanism, not the module. It is
+	// set on the signature mechanisms the token signs with (the private
+	// key never leaves the HSM, emulated or not), never on what the module
+	// does itself (digests; verification alone).
+	MechFlagHW              = 0x1
 	MechFlagDigest          = 0x400
 	MechFlagSign            = 0x800
 	MechFlagVerify          = 0x2000
@@ -175,10 +179,10 @@ func digestMech(typ uint, h crypto.Hash) mechanism {
 // The key sizes of the signature mechanisms: what the HSM holds and uses
 // (hsmapi's RSA bounds; P-256 to P-521).
 var (
-	rsaSigInfo   = MechanismInfo{hsmapi.MinRSABits, hsmapi.MaxRSABits, MechFlagSign | MechFlagVerify}
-	ecdsaSigInfo = MechanismInfo{256, 521, MechFlagSign | MechFlagVerify | MechFlagECFp | MechFlagECNamedCurve | MechFlagECUncompress}
+	rsaSigInfo   = MechanismInfo{hsmapi.MinRSABits, hsmapi.MaxRSABits, MechFlagHW | MechFlagSign | MechFlagVerify}
+	ecdsaSigInfo = MechanismInfo{256, 521, MechFlagHW | MechFlagSign | MechFlagVerify | MechFlagECFp | MechFlagECNamedCurve | MechFlagECUncompress}
 	// PKCS#11 3.1 gives HSS no key size.
-	hssSigInfo = MechanismInfo{Flags: MechFlagSign | MechFlagVerify}
+	hssSigInfo = MechanismInfo{Flags: MechFlagHW | MechFlagSign | MechFlagVerify}
 )
 
 func rsaPKCSMech(typ uint, h crypto.Hash) mechanism {
@@ -201,12 +205,12 @@ func hssMech(typ uint) mechanism {
 // pssFlags: the module verifies every signature itself, under the key's
 // public half, but only a token that signs RSA-PSS (hsmapi.PSSSigner) can
 // sign one; libhal over its RPC cannot, so over RPC the PSS mechanisms
-// verify only.
+// verify only, in the module (not CKF_HW).
 func pssFlags(tok hsmapi.Token, flags uint) uint {
 	if p, ok := tok.(hsmapi.PSSSigner); ok && p.SignsPSS() {
 		return flags
 	}
-	return flags &^ MechFlagSign
+	return flags &^ (MechFlagSign | MechFlagHW)
 }
 
 // flagsOn is what mechanism m can do on token tok.
