@@ -1,6 +1,7 @@
 package cryptoki
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
@@ -25,9 +26,9 @@ var (
 	}
 	privateNew = []uint{
 		attrSensitive, attrDecrypt, attrSign, attrSignRecover, attrUnwrap, attrExtractable,
-		attrWrapWithTrusted, attrAlwaysAuthenticate,
+		attrWrapWithTrusted, attrAlwaysAuthenticate, attrUnwrapTemplate,
 	}
-	publicNew = []uint{attrEncrypt, attrVerify, attrVerifyRecover, attrWrap, attrTrusted}
+	publicNew = []uint{attrEncrypt, attrVerify, attrVerifyRecover, attrWrap, attrTrusted, attrWrapTemplate}
 	// computedAttrs are what the HSM alone says of a key.
 	computedAttrs = []uint{
 		attrLocal, attrAlwaysSensitive, attrNeverExtractable, attrKeyGenMechanism,
@@ -133,18 +134,8 @@ func (n newObject) stored() []hsmapi.Attribute {
 			out = append(out, hsmapi.Attribute{Type: uint32(t), Value: append([]byte(nil), v...)})
 		}
 	}
-	slices.SortFunc(out, func(a, b hsmapi.Attribute) int { return cmpUint32(a.Type, b.Type) })
+	slices.SortFunc(out, func(a, b hsmapi.Attribute) int { return cmp.Compare(a.Type, b.Type) })
 	return out
-}
-
-func cmpUint32(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // usage is one flag of the HSM and the attribute that grants it on each

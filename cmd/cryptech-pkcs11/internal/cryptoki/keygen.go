@@ -43,19 +43,6 @@ func keyGenMechanisms() []keyGenMechanism {
 	}
 }
 
-// keyGenMechanismOf is the mechanism that makes keys of type t.
-func keyGenMechanismOf(t hsmapi.KeyType) uint {
-	switch t {
-	case hsmapi.KeyTypeRSAPrivate, hsmapi.KeyTypeRSAPublic:
-		return MechRSAKeyPairGen
-	case hsmapi.KeyTypeECPrivate, hsmapi.KeyTypeECPublic:
-		return MechECKeyPairGen
-	case hsmapi.KeyTypeHashsigPrivate, hsmapi.KeyTypeHashsigPublic:
-		return MechHSSKeyPairGen
-	}
-	return Unavailable
-}
-
 // GenerateKeyPair is C_GenerateKeyPair: the HSM makes the key, then stores
 // both templates' attributes with it in one step; if that fails, the key
 // is deleted again, so that no key is left half made. It returns the

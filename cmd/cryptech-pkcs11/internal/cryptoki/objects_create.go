@@ -12,17 +12,19 @@ import (
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
-// The key attributes C_CreateObject takes, by class and key type.
-var (
-	rsaPublicNew  = []uint{attrModulus, attrPublicExponent}
-	rsaPrivateNew = []uint{
+// The key attributes C_CreateObject takes, by class and key type. An HSS
+// private key is never loaded: a copy of its state would sign twice with
+// one one-time key.
+var createAttrs = map[[2]uint64][]uint{
+	{ClassPublicKey, KeyTypeRSA}: {attrModulus, attrPublicExponent},
+	{ClassPublicKey, KeyTypeEC}:  {attrECParams, attrECPoint},
+	{ClassPublicKey, KeyTypeHSS}: {attrValue},
+	{ClassPrivateKey, KeyTypeRSA}: {
 		attrModulus, attrPublicExponent, attrPrivateExponent, attrPrime1, attrPrime2,
 		attrExponent1, attrExponent2, attrCoefficient,
-	}
-	ecPublicNew  = []uint{attrECParams, attrECPoint}
-	ecPrivateNew = []uint{attrECParams, attrValue}
-	hssPublicNew = []uint{attrValue}
-)
+	},
+	{ClassPrivateKey, KeyTypeEC}: {attrECParams, attrValue},
+}
 
 // notLocal marks a key not made in the HSM (CKA_LOCAL false).
 var notLocal = hsmapi.Attribute{Type: hsmapi.CKALocal, Value: []byte{0}}
@@ -55,44 +57,23 @@ func (m *Module) CreateObject(sh uint, tmpl []Attribute) (uint, RV) {
 	if !hasClass || !hasType {
 		return 0, TemplateIncomplete
 	}
-	switch class {
-	case ClassPublicKey:
-		return m.createPublic(sh, keyType, tmpl)
-	case ClassPrivateKey:
-		return m.createPrivate(sh, keyType, tmpl)
-	}
-	// Data objects and certificates have no place in the HSM; secret keys
-	// come with the HSM's secret keys.
-	return 0, AttributeValueInvalid
-}
-
-func (m *Module) createPublic(sh uint, keyType uint64, tmpl []Attribute) (uint, RV) {
-	var keyAttrs []uint
-	switch keyType {
-	case KeyTypeRSA:
-		keyAttrs = rsaPublicNew
-	case KeyTypeEC:
-		keyAttrs = ecPublicNew
-	case KeyTypeHSS:
-		keyAttrs = hssPublicNew
-	default:
+	keyAttrs, ok := createAttrs[[2]uint64{class, keyType}]
+	if !ok {
+		// Data objects and certificates have no place in the HSM; secret
+		// keys come with the HSM's secret keys.
 		return 0, AttributeValueInvalid
 	}
-	n, rv := parseNew(ClassPublicKey, tmpl, keyAttrs...)
+	n, rv := parseNew(uint(class), tmpl, keyAttrs...)
 	if rv != OK {
 		return 0, rv
 	}
-	spki, rv := n.publicKey(keyType)
+	priv, pub := &n, (*newObject)(nil)
+	if class == ClassPublicKey {
+		priv, pub = nil, &n
+	}
+	flags, rv := keyFlags(priv, pub)
 	if rv != OK {
 		return 0, rv
-	}
-	flags, rv := keyFlags(nil, &n)
-	if rv != OK {
-		return 0, rv
-	}
-	label, _ := n.label()
-	if hsmapi.CheckRawLabel(label) != nil {
-		return 0, AttributeValueInvalid
 	}
 	if rv := m.writable(sh, flags); rv != OK {
 		return 0, rv
@@ -100,6 +81,21 @@ func (m *Module) createPublic(sh uint, keyType uint64, tmpl []Attribute) (uint, 
 	tok, rv := m.sessionToken(sh)
 	if rv != OK {
 		return 0, rv
+	}
+	if class == ClassPublicKey {
+		return m.createPublic(sh, tok, n, keyType, flags)
+	}
+	return m.createPrivate(sh, tok, n, keyType, flags)
+}
+
+func (m *Module) createPublic(sh uint, tok hsmapi.Token, n newObject, keyType uint64, flags hsmapi.Flags) (uint, RV) {
+	spki, rv := n.publicKey(keyType)
+	if rv != OK {
+		return 0, rv
+	}
+	label, _ := n.label()
+	if hsmapi.CheckRawLabel(label) != nil {
+		return 0, AttributeValueInvalid
 	}
 	res, err := tok.Import(context.Background(), hsmapi.ImportRequest{
 		PublicKey: spki, Flags: flags, Label: label, Attributes: append(n.stored(), notLocal),
@@ -169,36 +165,11 @@ func (n newObject) publicKey(keyType uint64) ([]byte, RV) {
 	return spki, OK
 }
 
-func (m *Module) createPrivate(sh uint, keyType uint64, tmpl []Attribute) (uint, RV) {
-	var keyAttrs []uint
-	switch keyType {
-	case KeyTypeRSA:
-		keyAttrs = rsaPrivateNew
-	case KeyTypeEC:
-		keyAttrs = ecPrivateNew
-	default:
-		// An HSS private key is never loaded: a copy of its state would
-		// sign twice with one one-time key.
-		return 0, AttributeValueInvalid
-	}
-	n, rv := parseNew(ClassPrivateKey, tmpl, keyAttrs...)
-	if rv != OK {
-		return 0, rv
-	}
-	flags, rv := keyFlags(&n, nil)
-	if rv != OK {
-		return 0, rv
-	}
+func (m *Module) createPrivate(sh uint, tok hsmapi.Token, n newObject, keyType uint64, flags hsmapi.Flags) (uint, RV) {
 	label, _ := n.label()
 	if hsmapi.CheckLabel(label) != nil {
+		// What a key loaded in the clear may be called (LoadRequest).
 		return 0, AttributeValueInvalid
-	}
-	if rv := m.writable(sh, flags); rv != OK {
-		return 0, rv
-	}
-	tok, rv := m.sessionToken(sh)
-	if rv != OK {
-		return 0, rv
 	}
 	loader, ok := tok.(hsmapi.PrivateKeyLoader)
 	if !ok {

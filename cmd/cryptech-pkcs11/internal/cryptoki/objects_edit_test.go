@@ -8,8 +8,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/asn1"
+	"fmt"
 	"math/big"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
@@ -411,5 +413,62 @@ func TestSessionObjects(t *testing.T) {
 	}
 	if _, err := tokenOf(m).Key(context.Background(), o.UUID); err == nil {
 		t.Error("the HSM still has the volatile key")
+	}
+}
+
+// Sessions of several goroutines make, find, read, change and destroy
+// objects at once: under -race, any state touched outside the locks shows,
+// and every session sees its own objects whole.
+func TestObjectsAcrossGoroutines(t *testing.T) {
+	m, h := loggedIn(t)
+	errs := make(chan error, 64)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			s, rv := m.OpenSession(slotID, FlagSerialSession|FlagRWSession)
+			if rv != OK {
+				errs <- fmt.Errorf("goroutine %d: OpenSession: %#x", g, rv)
+				return
+			}
+			defer m.CloseSession(s)
+			label := fmt.Sprintf("g%d", g)
+			for i := range 5 {
+				pub, priv, rv := m.GenerateKeyPair(s, MechECKeyPairGen, nil, []Attribute{by(attrECParams, p256Params), str(attrLabel, label)}, []Attribute{str(attrLabel, label)})
+				if rv != OK {
+					errs <- fmt.Errorf("goroutine %d: GenerateKeyPair: %#x", g, rv)
+					return
+				}
+				if rv := m.FindObjectsInit(s, []Attribute{str(attrLabel, label)}); rv != OK {
+					errs <- fmt.Errorf("goroutine %d: FindObjectsInit: %#x", g, rv)
+					return
+				}
+				found, _ := m.FindObjects(s, 100)
+				m.FindObjectsFinal(s)
+				if len(found) != 2 {
+					errs <- fmt.Errorf("goroutine %d, round %d: found %v, want its own pair", g, i, found)
+				}
+				if rv := m.SetAttributeValue(s, pub, []Attribute{by(attrID, []byte(label))}); rv != OK {
+					errs <- fmt.Errorf("goroutine %d: SetAttributeValue: %#x", g, rv)
+				}
+				tmpl := []AttributeBuffer{{Type: attrID, Buf: make([]byte, 8)}}
+				if rv := m.GetAttributeValue(s, pub, tmpl); rv != OK || string(tmpl[0].Buf[:tmpl[0].Len]) != label {
+					errs <- fmt.Errorf("goroutine %d: GetAttributeValue: %#x %q", g, rv, tmpl[0].Buf[:min(tmpl[0].Len, 8)])
+				}
+				if rv := m.DestroyObject(s, priv); rv != OK {
+					errs <- fmt.Errorf("goroutine %d: DestroyObject(private): %#x", g, rv)
+				}
+				if rv := m.DestroyObject(s, pub); rv != OK {
+					errs <- fmt.Errorf("goroutine %d: DestroyObject(public): %#x", g, rv)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := find(t, m, h); len(got) != 0 {
+		t.Errorf("objects left: %v", got)
 	}
 }
