@@ -496,3 +496,18 @@ func TestSignAcrossGoroutines(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// An HSS key signs as many times as it has one-time keys, then refuses:
+// CKR_KEY_EXHAUSTED, at C_SignInit once the module can tell.
+func TestHSSExhausted(t *testing.T) {
+	m, h := loggedIn(t)
+	k := generate(t, m, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate,
+		Levels: []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W8}}})
+	priv, _ := objectsOf(t, m, h, k.UUID)
+	for i := range 32 {
+		sign(t, m, h, Mechanism{Type: MechHSS}, priv, fmt.Appendf(nil, "message %d", i))
+	}
+	if rv := m.SignInit(h, Mechanism{Type: MechHSS}, priv); rv != KeyExhausted {
+		t.Fatalf("SignInit with no signature left: %#x", rv)
+	}
+}
