@@ -223,7 +223,7 @@ func (m *mechanism) flagsOn(tok hsmapi.Token) uint {
 
 // slotMechanism finds mechanism typ for use with the flag want (one of
 // MechFlag*) on slot s: MechanismInvalid when the module or the slot's
-// token lacks it. Called with m.mu held.
+// token lacks it. For use inside withSlot or withSession.
 func slotMechanism(s *slot, typ, want uint) (*mechanism, RV) {
 	mech, ok := byType[typ]
 	if !ok || mech.flagsOn(s.client.Token())&want == 0 {
