@@ -117,24 +117,7 @@ func TestPKCS11ToolSignsOpenSSLVerifies(t *testing.T) {
 // signatures verify with crypto/*, digests equal crypto/sha*'s, random
 // bytes come, and the token says it has an RNG.
 func TestModuleSignDigestRandom(t *testing.T) {
-	lib := buildModule(t)
-	newHSM(t)
-	p := pkcs11.New(lib)
-	if p == nil {
-		t.Fatal("pkcs11.New failed")
-	}
-	defer p.Destroy()
-	if err := p.Initialize(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Finalize()
-	s, err := p.OpenSession(0, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Login(s, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
-		t.Fatal(err)
-	}
+	p, s := loggedInModule(t)
 	ti, err := p.GetTokenInfo(0)
 	if err != nil || ti.Flags&pkcs11.CKF_RNG == 0 {
 		t.Fatalf("token info: flags %#x, %v", ti.Flags, err)
@@ -221,6 +204,31 @@ func TestModuleSignDigestRandom(t *testing.T) {
 	wantErr(t, "PSS with another hash", p.SignInit(s, []*pkcs11.Mechanism{bad}, rsaPriv), pkcs11.CKR_MECHANISM_PARAM_INVALID)
 }
 
+// loggedInModule loads the built module on a new emulated HSM and opens a
+// R/W session logged in as the user; cleanup finalizes and unloads it.
+func loggedInModule(t *testing.T) (*pkcs11.Ctx, pkcs11.SessionHandle) {
+	t.Helper()
+	lib := buildModule(t)
+	newHSM(t)
+	p := pkcs11.New(lib)
+	if p == nil {
+		t.Fatal("pkcs11.New failed")
+	}
+	t.Cleanup(p.Destroy)
+	if err := p.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Finalize() })
+	s, err := p.OpenSession(0, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Login(s, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
+		t.Fatal(err)
+	}
+	return p, s
+}
+
 func keyPair(t *testing.T, p *pkcs11.Ctx, s pkcs11.SessionHandle, mech uint, pub ...*pkcs11.Attribute) (pkcs11.ObjectHandle, pkcs11.ObjectHandle) {
 	t.Helper()
 	pub = append(pub, pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true))
@@ -251,24 +259,7 @@ func publicKey(t *testing.T, p *pkcs11.Ctx, s pkcs11.SessionHandle, o pkcs11.Obj
 // one part and in several; the signatures verify under the public key
 // read off the module (CKA_VALUE, RFC 8554).
 func TestModuleHSS(t *testing.T) {
-	lib := buildModule(t)
-	newHSM(t)
-	p := pkcs11.New(lib)
-	if p == nil {
-		t.Fatal("pkcs11.New failed")
-	}
-	defer p.Destroy()
-	if err := p.Initialize(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Finalize()
-	s, err := p.OpenSession(0, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Login(s, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
-		t.Fatal(err)
-	}
+	p, s := loggedInModule(t)
 	const (
 		mechHSSKeyGen     = 0x4032
 		mechHSS           = 0x4033
