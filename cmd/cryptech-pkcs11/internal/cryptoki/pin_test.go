@@ -161,18 +161,6 @@ func TestInitPIN(t *testing.T) {
 	}
 }
 
-// opaque hides every optional interface of the tokens it opens, as a
-// token that cannot be re-initialized (rpc.Client) has none of
-// TokenInitializer.
-type opaque struct{ o frontend.Opener }
-
-type plainToken struct{ hsmapi.Token }
-
-func (p opaque) Open(ctx context.Context) (hsmapi.Token, error) {
-	t, err := p.o.Open(ctx)
-	return plainToken{t}, err
-}
-
 func label32(s string) (l [LabelLen]byte) {
 	for i := range l {
 		l[i] = ' '
@@ -201,7 +189,7 @@ func TestInitToken(t *testing.T) {
 		{"a wrong SO PIN", "", nil, false, "wrong-pin", label32("Fresh"), PINIncorrect, true, "hsm"},
 		{"an SO PIN of no possible length", "", nil, false, "abc", label32("Fresh"), PINIncorrect, false, "hsm"},
 		{"a label with a control character", "", nil, false, "test-pin", label32("a\x01b"), ArgumentsBad, false, "hsm"},
-		{"a token that cannot", "", func(o frontend.Opener) frontend.Opener { return opaque{o} }, false, "test-pin", label32("Fresh"),
+		{"a token that cannot", "", func(o frontend.Opener) frontend.Opener { return plainOpener{o} }, false, "test-pin", label32("Fresh"),
 			FunctionNotSupported, false, "hsm"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
