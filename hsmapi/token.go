@@ -260,3 +260,38 @@ type ImportResult struct {
 	// line each (a PKCS#11 token: another key there has its CKA_ID).
 	Warnings []string
 }
+
+// SecretKeyGenerator is implemented by tokens that make secret (AES) keys
+// inside, from their own random source.
+type SecretKeyGenerator interface {
+	GenerateSecretKey(ctx context.Context, req SecretKeyRequest) (KeyInfo, error)
+}
+
+// KeyWrapper is implemented by tokens that wrap keys under their keys, and
+// unwrap such blobs into new keys, as PKCS#11's C_WrapKey and C_UnwrapKey
+// do (see docs/key-policy.md for what each key may do).
+type KeyWrapper interface {
+	// WrapKey wraps key under wrappingKey: a secret key as its value, a
+	// private key as its PKCS#8 PrivateKeyInfo.
+	WrapKey(ctx context.Context, wrappingKey, key UUID, mech WrapMechanism) ([]byte, error)
+	// UnwrapKey stores what wrapped holds as a new key.
+	UnwrapKey(ctx context.Context, unwrappingKey UUID, mech WrapMechanism, wrapped []byte, req UnwrapRequest) (KeyInfo, error)
+}
+
+// Encrypter is implemented by tokens that encrypt data with a key's public
+// half (RSA-OAEP).
+type Encrypter interface {
+	Encrypt(ctx context.Context, key UUID, p OAEPParams, plaintext []byte) ([]byte, error)
+}
+
+// Decrypter is implemented by tokens that decrypt data with a private key
+// (RSA-OAEP).
+type Decrypter interface {
+	Decrypt(ctx context.Context, key UUID, p OAEPParams, ciphertext []byte) ([]byte, error)
+}
+
+// TrustSetter is implemented by tokens whose security officer marks the
+// keys that may wrap keys with CKA_WRAP_WITH_TRUSTED (CKA_TRUSTED).
+type TrustSetter interface {
+	SetTrusted(ctx context.Context, key UUID, trusted bool) error
+}
