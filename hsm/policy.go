@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
@@ -85,13 +86,13 @@ func checkAttributeChange(u hsmapi.User, flags hsmapi.Flags, secret bool, prev, 
 	if (secret || isTrue(prev[hsmapi.CKASensitive])) && !isTrue(next[hsmapi.CKASensitive]) {
 		return fmt.Errorf("%w: CKA_SENSITIVE is never turned off", hsmapi.ErrForbidden)
 	}
-	for _, t := range []uint32{hsmapi.CKALocal, hsmapi.CKAAlwaysSensitive, hsmapi.CKANeverExtractable, hsmapi.CKAExtractable} {
+	for _, t := range []uint32{hsmapi.CKALocal, hsmapi.CKAAlwaysSensitive, hsmapi.CKANeverExtractable, hsmapi.CKAExtractable, hsmapi.CKAValueLen} {
 		was, had := prev[t]
 		now, has := next[t]
 		if secret && (had != has || !bytes.Equal(was, now)) {
 			return fmt.Errorf("%w: attribute 0x%x of a secret key is the HSM's", hsmapi.ErrForbidden, t)
 		}
-		if t != hsmapi.CKAExtractable && had && !isTrue(was) && isTrue(now) {
+		if t != hsmapi.CKAExtractable && t != hsmapi.CKAValueLen && had && !isTrue(was) && isTrue(now) {
 			return fmt.Errorf("%w: attribute 0x%x tells the key's history and does not turn true", hsmapi.ErrForbidden, t)
 		}
 	}
@@ -192,4 +193,16 @@ func checkNewUse(typ hsmapi.KeyType, flags hsmapi.Flags) error {
 func trustedWrapper(w *key) bool {
 	v, _ := objectAttribute(w.attrs, w.info.Type.IsPrivate(), true, hsmapi.CKATrusted)
 	return isTrue(v)
+}
+
+// setValueLen states a secret key's size in bytes as CKA_VALUE_LEN (a
+// CK_ULONG, stored as 8 bytes big-endian like the HSM's other numbers),
+// refusing a request that said another.
+func setValueLen(attrs map[uint32][]byte, n int) error {
+	v := binary.BigEndian.AppendUint64(nil, uint64(n))
+	if g, ok := attrs[hsmapi.CKAValueLen]; ok && !bytes.Equal(g, v) {
+		return fmt.Errorf("%w: CKA_VALUE_LEN %x, the key has %d bytes", hsmapi.ErrBadArguments, g, n)
+	}
+	attrs[hsmapi.CKAValueLen] = v
+	return nil
 }

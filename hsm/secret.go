@@ -50,6 +50,9 @@ func (s *Session) generateSecretKey(req hsmapi.SecretKeyRequest) (*key, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := setValueLen(attrs, req.Bits/8); err != nil {
+		return nil, err
+	}
 	value := make([]byte, req.Bits/8)
 	defer clear(value)
 	if _, err := io.ReadFull(s.h.board.TRNG, value); err != nil {
@@ -283,6 +286,9 @@ func (s *Session) unwrapKey(unwrappingKey hsmapi.UUID, mech hsmapi.WrapMechanism
 	if req.Type == hsmapi.KeyTypeAES {
 		if hsmapi.CheckAESBits(len(plain)*8) != nil || req.Bits != 0 && req.Bits != len(plain)*8 {
 			return nil, fmt.Errorf("%w: the blob holds %d bytes, not an AES key of the size asked", hsmapi.ErrBadArguments, len(plain))
+		}
+		if err := setValueLen(attrs, len(plain)); err != nil {
+			return nil, err
 		}
 		priv = plain
 	} else {

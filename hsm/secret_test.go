@@ -102,11 +102,21 @@ func attrsOf(t *testing.T, s *Session, id hsmapi.UUID) map[uint32]string {
 
 func keyCount(t *testing.T, s *Session) int {
 	t.Helper()
-	keys, err := s.Keys(ctx, hsmapi.Filter{})
-	if err != nil {
-		t.Fatal(err)
+	return len(allKeys(t, s))
+}
+
+// allKeys lists the key pairs and the secret keys.
+func allKeys(t *testing.T, s *Session) []hsmapi.KeyInfo {
+	t.Helper()
+	var all []hsmapi.KeyInfo
+	for _, f := range []hsmapi.Filter{{}, {Type: hsmapi.KeyTypeAES}} {
+		keys, err := s.Keys(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, keys...)
 	}
-	return len(keys)
+	return all
 }
 
 func userSession(t *testing.T, h *HSM, u hsmapi.User, pin []byte) *Session {
@@ -140,7 +150,7 @@ func TestGenerateSecretKey(t *testing.T) {
 			if flags&hsmapi.FlagExportable != 0 {
 				exportable, never = "01", "00"
 			}
-			want := map[uint32]string{hsmapi.CKASensitive: "01", hsmapi.CKAExtractable: exportable, hsmapi.CKALocal: "01",
+			want := map[uint32]string{hsmapi.CKAValueLen: hex.EncodeToString([]byte{0, 0, 0, 0, 0, 0, 0, byte(bits / 8)}), hsmapi.CKASensitive: "01", hsmapi.CKAExtractable: exportable, hsmapi.CKALocal: "01",
 				hsmapi.CKAAlwaysSensitive: "01", hsmapi.CKANeverExtractable: never}
 			got := attrsOf(t, s, k.UUID)
 			for a, v := range want {
@@ -161,8 +171,17 @@ func TestGenerateSecretKey(t *testing.T) {
 	if _, err := s.UnwrapKey(ctx, token[0].UUID, kwp, blobs[1], hsmapi.UnwrapRequest{Type: hsmapi.KeyTypeECPrivate, Flags: signFlags}); !errors.Is(err, hsmapi.ErrDecryption) {
 		t.Errorf("unwrap under another AES key: %v, want ErrDecryption", err)
 	}
+	// Secret keys are listed only when asked for: the transfer and libhal's
+	// clients know key pairs alone.
+	if pairs, err := s.Keys(ctx, hsmapi.Filter{}); err != nil || len(pairs) != 1 || pairs[0].UUID != target.UUID {
+		t.Errorf("Keys without a type lists %d keys, %v; want the one key pair", len(pairs), err)
+	}
+	if secrets, err := s.Keys(ctx, hsmapi.Filter{Type: hsmapi.KeyTypeAES}); err != nil || len(secrets) != 9 {
+		t.Errorf("Keys of type AES lists %d keys, %v; want 9", len(secrets), err)
+	}
 	before := keyCount(t, s)
 	for name, req := range map[string]hsmapi.SecretKeyRequest{
+		"wrong value len":    {Bits: 128, Flags: wrapFlags, Attributes: []hsmapi.Attribute{{Type: hsmapi.CKAValueLen, Value: []byte{0, 0, 0, 0, 0, 0, 0, 32}}}},
 		"64 bits":            {Bits: 64, Flags: wrapFlags},
 		"0 bits":             {Flags: wrapFlags},
 		"dataencipherment":   {Bits: 128, Flags: hsmapi.FlagDataEncipherment},
@@ -507,10 +526,7 @@ func TestSecretKeygenSurvivesPowerCutAtEveryWrite(t *testing.T) {
 		_, err := s.GenerateSecretKey(ctx, req)
 		return err
 	}, func(c powerCut) {
-		keys, err := c.s.Keys(ctx, hsmapi.Filter{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		keys := allKeys(t, c.s)
 		switch len(keys) {
 		case 0:
 			if c.h.ks.Free() != c.free {
@@ -549,10 +565,7 @@ func TestUnwrapSurvivesPowerCutAtEveryWrite(t *testing.T) {
 		_, err := s.UnwrapKey(ctx, w.UUID, kwp, blob, hsmapi.UnwrapRequest{Type: hsmapi.KeyTypeECPrivate, Flags: signFlags})
 		return err
 	}, func(c powerCut) {
-		keys, err := c.s.Keys(ctx, hsmapi.Filter{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		keys := allKeys(t, c.s)
 		switch len(keys) {
 		case 1:
 			if c.h.ks.Free() != c.free {

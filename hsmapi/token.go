@@ -25,7 +25,9 @@ type Token interface {
 	GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error)
 	// Key describes one key, or returns ErrKeyNotFound.
 	Key(ctx context.Context, id UUID) (KeyInfo, error)
-	// Keys lists the keys that match f, ordered by UUID.
+	// Keys lists the keys that match f, ordered by UUID. Secret keys
+	// (KeyTypeAES) are listed only when f.Type asks for them: the transfer
+	// and libhal's clients know key pairs alone.
 	Keys(ctx context.Context, f Filter) ([]KeyInfo, error)
 	// DeleteKey removes a key.
 	DeleteKey(ctx context.Context, id UUID) error
@@ -176,9 +178,10 @@ type Filter struct {
 }
 
 // Matches reports whether k passes the filter, leaving out Attributes,
-// which KeyInfo does not carry (but for the label).
+// which KeyInfo does not carry (but for the label). A secret key matches
+// only a filter of its type (see Token.Keys).
 func (f Filter) Matches(k KeyInfo) bool {
-	return (f.Type == KeyTypeNone || f.Type == k.Type) &&
+	return (f.Type == KeyTypeNone && k.Type != KeyTypeAES || f.Type == k.Type) &&
 		(f.Curve == CurveNone || f.Curve == k.Curve) &&
 		k.Flags&f.Mask == f.Flags
 }
