@@ -208,8 +208,8 @@ func unwrapUnder(w *key, mech hsmapi.WrapMechanism, blob []byte) ([]byte, error)
 		if len(blob) <= priv.Size() {
 			return nil, hsmapi.ErrDecryption
 		}
-		tmp, err := decryptOAEPWith(priv, oaepOptions(mech.OAEP), blob[:priv.Size()])
-		if err != nil {
+		var tmp []byte
+		if tmp, err = decryptOAEPWith(priv, oaepOptions(mech.OAEP), blob[:priv.Size()]); err != nil {
 			return nil, err
 		}
 		defer clear(tmp)

@@ -87,3 +87,49 @@ func CheckAESBits(bits int) error {
 	}
 	return nil
 }
+
+// oaepHashes are the hashes of RSA-OAEP with their PKCS#11 numbers: the
+// CKM_ of the hash, the CKG_MGF1_ of the mask generation function.
+var oaepHashes = []struct {
+	hash     crypto.Hash
+	ckm, ckg uint32
+}{
+	{crypto.SHA1, 0x220, 1},
+	{crypto.SHA224, 0x255, 5},
+	{crypto.SHA256, 0x250, 2},
+	{crypto.SHA384, 0x260, 3},
+	{crypto.SHA512, 0x270, 4},
+}
+
+// OAEPFromPKCS11 reads CK_RSA_PKCS_OAEP_PARAMS: hashAlg a CKM_SHA*
+// number, mgf a CKG_MGF1_* number, the label (source CKZ_DATA_SPECIFIED).
+func OAEPFromPKCS11(hashAlg, mgf uint32, label []byte) (OAEPParams, error) {
+	var p OAEPParams
+	for _, h := range oaepHashes {
+		if h.ckm == hashAlg {
+			p.Hash = h.hash
+		}
+		if h.ckg == mgf {
+			p.MGFHash = h.hash
+		}
+	}
+	if p.Hash == 0 || p.MGFHash == 0 {
+		return OAEPParams{}, fmt.Errorf("%w: RSA-OAEP with hash 0x%x and MGF 0x%x", ErrBadArguments, hashAlg, mgf)
+	}
+	p.Label = label
+	return p, nil
+}
+
+// PKCS11 is OAEPFromPKCS11 reversed; zeros for the zero OAEPParams (a
+// mechanism without them).
+func (p OAEPParams) PKCS11() (hashAlg, mgf uint32) {
+	for _, h := range oaepHashes {
+		if h.hash == p.Hash {
+			hashAlg = h.ckm
+		}
+		if h.hash == p.MGFHash {
+			mgf = h.ckg
+		}
+	}
+	return hashAlg, mgf
+}
