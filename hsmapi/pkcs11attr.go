@@ -59,6 +59,31 @@ const (
 	AttributePublicObject uint32 = 0xC7B50002
 )
 
+// A FlagAttribute pairs a key flag with the attribute that grants the same
+// on one object of a key pair.
+type FlagAttribute struct {
+	Attribute uint32
+	Flag      Flags
+}
+
+// The mapping of docs/bundle-format.md: a key's flags are those of its
+// private key object (or of its public key object alone), and each object
+// of a key shows what its flags grant. FlagToken is CKA_TOKEN on both
+// objects; FlagPublic has no counterpart. Callers do not modify these.
+var (
+	PrivateObjectFlags = []FlagAttribute{
+		{CKAExtractable, FlagExportable},
+		{CKASign, FlagDigitalSignature},
+		{CKAUnwrap, FlagKeyEncipherment},
+		{CKADecrypt, FlagDataEncipherment},
+	}
+	PublicObjectFlags = []FlagAttribute{
+		{CKAVerify, FlagDigitalSignature},
+		{CKAWrap, FlagKeyEncipherment},
+		{CKAEncrypt, FlagDataEncipherment},
+	}
+)
+
 // ErrBadAttributes: an encoded attribute list is malformed.
 var ErrBadAttributes = errors.New("malformed attribute list")
 

@@ -16,30 +16,6 @@ import (
 
 var _ hsmapi.AttributeReader = (*Token)(nil)
 
-// flagAttr maps a key flag to the attribute that grants the same on one
-// object of a key pair.
-type flagAttr struct {
-	attr uint
-	flag hsmapi.Flags
-}
-
-// The flags of a key are those of its private key object (or of its
-// public key object alone), and a key made or imported without attributes
-// gets on each object exactly what its flags grant.
-var (
-	privateFlags = []flagAttr{
-		{pkcs11.CKA_EXTRACTABLE, hsmapi.FlagExportable},
-		{pkcs11.CKA_SIGN, hsmapi.FlagDigitalSignature},
-		{pkcs11.CKA_UNWRAP, hsmapi.FlagKeyEncipherment},
-		{pkcs11.CKA_DECRYPT, hsmapi.FlagDataEncipherment},
-	}
-	publicFlags = []flagAttr{
-		{pkcs11.CKA_VERIFY, hsmapi.FlagDigitalSignature},
-		{pkcs11.CKA_WRAP, hsmapi.FlagKeyEncipherment},
-		{pkcs11.CKA_ENCRYPT, hsmapi.FlagDataEncipherment},
-	}
-)
-
 // The attributes a key carries from one token to the next (see
 // hsmapi.AttributeReader): every usage and policy attribute of each object
 // that a destination can set. Not carried: what identifies the object
@@ -183,15 +159,15 @@ func (tm template) final() []*pkcs11.Attribute {
 // objects that its flags give: exactly what the flags grant and nothing
 // else (no CKA_DERIVE, no recovery), private and sensitive.
 func flagTemplates(flags hsmapi.Flags) (priv, pub template) {
-	for _, m := range privateFlags {
-		priv.set(m.attr, flags&m.flag != 0)
+	for _, m := range hsmapi.PrivateObjectFlags {
+		priv.set(uint(m.Attribute), flags&m.Flag != 0)
 	}
 	priv.set(pkcs11.CKA_PRIVATE, true)
 	priv.set(pkcs11.CKA_SENSITIVE, true)
 	priv.set(pkcs11.CKA_SIGN_RECOVER, false)
 	priv.set(pkcs11.CKA_DERIVE, false)
-	for _, m := range publicFlags {
-		pub.set(m.attr, flags&m.flag != 0)
+	for _, m := range hsmapi.PublicObjectFlags {
+		pub.set(uint(m.Attribute), flags&m.Flag != 0)
 	}
 	pub.set(pkcs11.CKA_VERIFY_RECOVER, false)
 	pub.set(pkcs11.CKA_DERIVE, false)

@@ -8,7 +8,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"encoding/asn1"
 	"fmt"
 
 	"github.com/miekg/pkcs11"
@@ -18,46 +17,26 @@ import (
 	"github.com/hsmkit/cryptech-backup/internal/sigder"
 )
 
-var curveOIDs = []struct {
-	oid   asn1.ObjectIdentifier
-	curve elliptic.Curve
-	hc    hsmapi.Curve
-}{
-	{asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}, elliptic.P256(), hsmapi.CurveP256},
-	{asn1.ObjectIdentifier{1, 3, 132, 0, 34}, elliptic.P384(), hsmapi.CurveP384},
-	{asn1.ObjectIdentifier{1, 3, 132, 0, 35}, elliptic.P521(), hsmapi.CurveP521},
-}
-
 func curveOf(params []byte) (elliptic.Curve, error) {
-	var oid asn1.ObjectIdentifier
-	if _, err := asn1.Unmarshal(params, &oid); err == nil {
-		for _, c := range curveOIDs {
-			if c.oid.Equal(oid) {
-				return c.curve, nil
-			}
-		}
+	c, err := hsmapi.ParseECParams(params)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("%w: EC parameters %x", hsmapi.ErrUnsupportedKey, params)
+	return c.Elliptic(), nil
 }
 
 // ecParams is the CKA_EC_PARAMS of an EC public key's curve.
 func ecParams(p *ecdsa.PublicKey) ([]byte, error) {
-	for _, e := range curveOIDs {
-		if e.curve == p.Curve {
-			return asn1.Marshal(e.oid)
-		}
+	_, c, _, err := hsmapi.DescribeKey(p, false)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("%w: curve %s", hsmapi.ErrUnsupportedKey, p.Curve.Params().Name)
+	return hsmapi.ECParams(c)
 }
 
 func curveParams(c hsmapi.Curve) ([]byte, elliptic.Curve, error) {
-	for _, e := range curveOIDs {
-		if e.hc == c {
-			der, err := asn1.Marshal(e.oid)
-			return der, e.curve, err
-		}
-	}
-	return nil, nil, fmt.Errorf("%w: unknown curve %v", hsmapi.ErrBadArguments, c)
+	der, err := hsmapi.ECParams(c)
+	return der, c.Elliptic(), err
 }
 
 func (t *Token) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hsmapi.KeyInfo, error) {

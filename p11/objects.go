@@ -426,13 +426,13 @@ func (t *Token) describe(o *object) error {
 	if err != nil {
 		return err
 	}
-	h, m := o.pub, publicFlags
+	h, m := o.pub, hsmapi.PublicObjectFlags
 	if o.hasPriv {
-		h, m = o.priv, privateFlags
+		h, m = o.priv, hsmapi.PrivateObjectFlags
 	}
 	types := []uint{pkcs11.CKA_LABEL, pkcs11.CKA_TOKEN}
 	for _, e := range m {
-		types = append(types, e.attr)
+		types = append(types, uint(e.Attribute))
 	}
 	a, err := t.attrs(h, types...)
 	if err != nil {
@@ -442,8 +442,8 @@ func (t *Token) describe(o *object) error {
 		info.Flags |= hsmapi.FlagToken
 	}
 	for _, e := range m {
-		if boolAttr(a[e.attr]) {
-			info.Flags |= e.flag
+		if boolAttr(a[uint(e.Attribute)]) {
+			info.Flags |= e.Flag
 		}
 	}
 	info.UUID, info.Label = o.uuid(spki), string(a[pkcs11.CKA_LABEL])

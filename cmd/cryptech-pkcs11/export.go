@@ -187,12 +187,14 @@ func goGetMechanismList(id C.CK_SLOT_ID, out *C.CK_MECHANISM_TYPE, n *C.CK_ULONG
 //export goGetMechanismInfo
 func goGetMechanismInfo(id C.CK_SLOT_ID, mech C.CK_MECHANISM_TYPE, info *C.CK_MECHANISM_INFO) (rv C.CK_RV) {
 	defer guard(&rv)
-	if r := module.MechanismInfo(uint(id), uint(mech)); r != cryptoki.OK || info == nil {
+	min, max, flags, r := module.MechanismInfo(uint(id), uint(mech))
+	if r != cryptoki.OK || info == nil {
 		if r == cryptoki.OK {
 			r = cryptoki.ArgumentsBad
 		}
 		return C.CK_RV(r)
 	}
+	info.ulMinKeySize, info.ulMaxKeySize, info.flags = C.CK_ULONG(min), C.CK_ULONG(max), C.CK_FLAGS(flags)
 	return C.CKR_OK
 }
 

@@ -22,6 +22,18 @@ CK_RV C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR i) { return goGe
 CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE u, CK_UTF8CHAR_PTR pin, CK_ULONG n) { return goLogin(h, u, pin, n); }
 CK_RV C_Logout(CK_SESSION_HANDLE h) { return goLogout(h); }
 
+// Objects and key pair generation (export_attrs.go).
+CK_RV C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR o) { return goCreateObject(h, t, n, o); }
+CK_RV C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR c) { return goCopyObject(h, o, t, n, c); }
+CK_RV C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o) { return goDestroyObject(h, o); }
+CK_RV C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULONG_PTR n) { return goGetObjectSize(h, o, n); }
+CK_RV C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) { return goGetAttributeValue(h, o, t, n); }
+CK_RV C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) { return goSetAttributeValue(h, o, t, n); }
+CK_RV C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n) { return goFindObjectsInit(h, t, n); }
+CK_RV C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR o, CK_ULONG max, CK_ULONG_PTR n) { return goFindObjects(h, o, max, n); }
+CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE h) { return goFindObjectsFinal(h); }
+CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub, CK_ULONG npub, CK_ATTRIBUTE_PTR priv, CK_ULONG npriv, CK_OBJECT_HANDLE_PTR hpub, CK_OBJECT_HANDLE_PTR hpriv) { return goGenerateKeyPair(h, m, pub, npub, priv, npriv, hpub, hpriv); }
+
 // not_supported stands for every function the module lacks. It is called
 // through pointers of other types, which every ABI cgo targets allows for a
 // function that reads no arguments and returns an integer.
@@ -63,6 +75,17 @@ static void set_2_40(CK_FUNCTION_LIST *l, CK_BYTE major, CK_BYTE minor) {
 	l->C_GetSessionInfo = C_GetSessionInfo;
 	l->C_Login = C_Login;
 	l->C_Logout = C_Logout;
+	// Objects and key pair generation.
+	l->C_CreateObject = C_CreateObject;
+	l->C_CopyObject = C_CopyObject;
+	l->C_DestroyObject = C_DestroyObject;
+	l->C_GetObjectSize = C_GetObjectSize;
+	l->C_GetAttributeValue = C_GetAttributeValue;
+	l->C_SetAttributeValue = C_SetAttributeValue;
+	l->C_FindObjectsInit = C_FindObjectsInit;
+	l->C_FindObjects = C_FindObjects;
+	l->C_FindObjectsFinal = C_FindObjectsFinal;
+	l->C_GenerateKeyPair = C_GenerateKeyPair;
 }
 
 static void build_lists(void) {

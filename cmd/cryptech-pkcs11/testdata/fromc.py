@@ -1,8 +1,9 @@
 # Checks what neither pkcs11-tool nor github.com/miekg/pkcs11 reach, from
 # C's side: C_GetInterfaceList, C_GetInterface, that every entry of both
-# function lists is set, CK_C_INITIALIZE_ARGS as C lays it out, and NULL
-# pointers. Run by TestFromC as: python3 fromc.py MODULE (with
-# $CRYPTECH_HSM set); prints "ok" or fails.
+# function lists is set, CK_C_INITIALIZE_ARGS as C lays it out, NULL
+# pointers, and C_GetAttributeValue's lengths in the caller's buffers.
+# Run by TestFromC as: python3 fromc.py MODULE (with $CRYPTECH_HSM set);
+# prints "ok" or fails.
 import ctypes as C
 import sys
 
@@ -107,5 +108,71 @@ check("C_OpenSession", lib.C_OpenSession(C.c_ulong(0), C.c_ulong(4), None, None,
 check("C_GetSessionInfo(NULL)", lib.C_GetSessionInfo(h, None), ARGUMENTS_BAD)
 check("C_Login(NULL PIN, length 4)", lib.C_Login(h, C.c_ulong(1), None, C.c_ulong(4)), ARGUMENTS_BAD)
 check("C_Login(huge length)", lib.C_Login(h, C.c_ulong(1), b"x", C.c_ulong(2**63)), 0xA2)
+
+# Objects and key pair generation: NULL pointers, the length protocol in
+# the application's own buffers.
+class Attribute(C.Structure):
+    _fields_ = [("type", C.c_ulong), ("value", C.c_void_p), ("len", C.c_ulong)]
+
+
+class Mechanism(C.Structure):
+    _fields_ = [("mechanism", C.c_ulong), ("param", C.c_void_p), ("len", C.c_ulong)]
+
+
+def attrs(*pairs):
+    arr = (Attribute * len(pairs))()
+    for a, (t, v) in zip(arr, pairs):
+        a.type = t
+        if v is not None:
+            buf = C.create_string_buffer(v, len(v))
+            keep.append(buf)
+            a.value, a.len = C.cast(buf, C.c_void_p), len(v)
+    return arr
+
+
+keep = []
+BUFFER_TOO_SMALL, SENSITIVE, HANDLE_INVALID, UNAVAILABLE = 0x150, 0x11, 0x82, 2**64 - 1
+CKA_CLASS, CKA_LABEL, CKA_VALUE, CKA_EC_PARAMS, CKA_EC_POINT = 0, 3, 0x11, 0x180, 0x181
+check("C_Login", lib.C_Login(h, C.c_ulong(1), b"test-pin", C.c_ulong(8)), OK)
+ec = Mechanism(0x1040, None, 0)
+pub = attrs((CKA_EC_PARAMS, bytes.fromhex("06082a8648ce3d030107")), (CKA_LABEL, b"from C"))
+hpub, hpriv = C.c_ulong(0), C.c_ulong(0)
+check("C_GenerateKeyPair(NULL mechanism)", lib.C_GenerateKeyPair(h, None, pub, C.c_ulong(2), None, C.c_ulong(0), C.byref(hpub), C.byref(hpriv)), ARGUMENTS_BAD)
+check("C_GenerateKeyPair(NULL handle)", lib.C_GenerateKeyPair(h, C.byref(ec), pub, C.c_ulong(2), None, C.c_ulong(0), C.byref(hpub), None), ARGUMENTS_BAD)
+check("C_GenerateKeyPair(NULL template, 2 entries)", lib.C_GenerateKeyPair(h, C.byref(ec), None, C.c_ulong(2), None, C.c_ulong(0), C.byref(hpub), C.byref(hpriv)), ARGUMENTS_BAD)
+bad = attrs((CKA_LABEL, None))
+bad[0].len = 4
+check("C_GenerateKeyPair(NULL value, length 4)", lib.C_GenerateKeyPair(h, C.byref(ec), bad, C.c_ulong(1), None, C.c_ulong(0), C.byref(hpub), C.byref(hpriv)), ARGUMENTS_BAD)
+check("C_GenerateKeyPair", lib.C_GenerateKeyPair(h, C.byref(ec), pub, C.c_ulong(2), None, C.c_ulong(0), C.byref(hpub), C.byref(hpriv)), OK)
+
+get = attrs((CKA_EC_POINT, None), (CKA_LABEL, None))
+check("C_GetAttributeValue lengths", lib.C_GetAttributeValue(h, hpub, get, C.c_ulong(2)), OK)
+check("lengths", [a.len for a in get], [67, 6])
+short = (C.c_char * 3)()
+get[1].value, get[1].len = C.cast(short, C.c_void_p), 3
+point = (C.c_char * 67)()
+get[0].value, get[0].len = C.cast(point, C.c_void_p), 67
+check("C_GetAttributeValue short", lib.C_GetAttributeValue(h, hpub, get, C.c_ulong(2)), BUFFER_TOO_SMALL)
+check("lengths after short", [a.len for a in get], [67, UNAVAILABLE])
+check("EC point", point.raw[:3], bytes([4, 65, 4]))
+secret = attrs((CKA_VALUE, None), (CKA_CLASS, None))
+check("C_GetAttributeValue sensitive", lib.C_GetAttributeValue(h, hpriv, secret, C.c_ulong(2)), SENSITIVE)
+check("lengths of a secret", [a.len for a in secret], [UNAVAILABLE, 8])
+check("C_GetAttributeValue(NULL template)", lib.C_GetAttributeValue(h, hpub, None, C.c_ulong(1)), ARGUMENTS_BAD)
+
+check("C_FindObjectsInit(NULL template)", lib.C_FindObjectsInit(h, None, C.c_ulong(1)), ARGUMENTS_BAD)
+check("C_FindObjectsInit", lib.C_FindObjectsInit(h, None, C.c_ulong(0)), OK)
+found, count = (C.c_ulong * 4)(), C.c_ulong(0)
+check("C_FindObjects(NULL count)", lib.C_FindObjects(h, found, C.c_ulong(4), None), ARGUMENTS_BAD)
+check("C_FindObjects(NULL handles)", lib.C_FindObjects(h, None, C.c_ulong(4), C.byref(count)), ARGUMENTS_BAD)
+check("C_FindObjects", lib.C_FindObjects(h, found, C.c_ulong(4), C.byref(count)), OK)
+check("found", sorted(found[:count.value]), sorted([hpub.value, hpriv.value]))
+check("C_FindObjectsFinal", lib.C_FindObjectsFinal(h), OK)
+
+check("C_CreateObject(NULL handle)", lib.C_CreateObject(h, pub, C.c_ulong(2), None), ARGUMENTS_BAD)
+check("C_CopyObject(NULL handle)", lib.C_CopyObject(h, hpub, None, C.c_ulong(0), None), ARGUMENTS_BAD)
+check("C_GetObjectSize(NULL)", lib.C_GetObjectSize(h, hpub, None), ARGUMENTS_BAD)
+check("C_DestroyObject(no object)", lib.C_DestroyObject(h, C.c_ulong(999999)), HANDLE_INVALID)
+check("C_DestroyObject", lib.C_DestroyObject(h, hpriv), OK)
 check("C_Finalize", lib.C_Finalize(None), OK)
 print("ok")

@@ -58,6 +58,8 @@ type Module struct {
 
 	mu   sync.Mutex
 	slot *slot // nil while not initialized
+	// objectSeq is the last object handle given (see objectTable).
+	objectSeq uint
 }
 
 // New makes a module that finds its HSM with open.
@@ -72,9 +74,13 @@ type slot struct {
 	user     hsmapi.User
 	sessions map[uint]*session
 	next     uint // last session handle given; handles are never reused
+	objects  objectTable
 }
 
-type session struct{ rw bool }
+type session struct {
+	rw   bool
+	find *findOp // the session's C_FindObjects, nil when none is active
+}
 
 // InitArgs is what CK_C_INITIALIZE_ARGS says, as far as the module cares.
 type InitArgs struct {
@@ -259,14 +265,18 @@ func (m *Module) OpenSession(id, flags uint) (uint, RV) {
 func (m *Module) CloseSession(h uint) RV {
 	m.login.Lock()
 	defer m.login.Unlock()
-	var last *slot
+	var closed, last *slot
 	rv := m.withSession(h, func(s *slot, _ *session) RV {
 		delete(s.sessions, h)
+		closed = s
 		if len(s.sessions) == 0 {
 			last = s
 		}
 		return OK
 	})
+	if closed != nil {
+		m.dropSessionObjects(closed, h)
+	}
 	if last != nil {
 		m.logoutSlot(last)
 	}
@@ -428,13 +438,27 @@ func (m *Module) Logout(h uint) RV {
 	return OK
 }
 
-// Mechanisms is C_GetMechanismList: none yet, until the operations of
-// issue 11 come.
+// Mechanisms is C_GetMechanismList: so far the key pair generation
+// mechanisms alone. (Stand-in until the mechanism registry of issue 11
+// lands, which lists keyGenMechanisms with the rest.)
 func (m *Module) Mechanisms(id uint) ([]uint, RV) {
-	return nil, m.withSlot(id, func(*slot) RV { return OK })
+	var out []uint
+	for _, k := range keyGenMechanisms() {
+		out = append(out, k.Mech)
+	}
+	return out, m.withSlot(id, func(*slot) RV { return OK })
 }
 
-// MechanismInfo is C_GetMechanismInfo: no mechanism is valid yet.
-func (m *Module) MechanismInfo(id, mech uint) RV {
-	return m.withSlot(id, func(*slot) RV { return MechanismInvalid })
+// MechanismInfo is C_GetMechanismInfo: key sizes and flags.
+func (m *Module) MechanismInfo(id, mech uint) (min, max, flags uint, rv RV) {
+	rv = m.withSlot(id, func(*slot) RV {
+		for _, k := range keyGenMechanisms() {
+			if k.Mech == mech {
+				min, max, flags = k.MinKeySize, k.MaxKeySize, k.Flags
+				return OK
+			}
+		}
+		return MechanismInvalid
+	})
+	return min, max, flags, rv
 }

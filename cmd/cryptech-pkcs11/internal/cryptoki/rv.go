@@ -28,4 +28,23 @@ const (
 	BufferTooSmall              RV = 0x150
 	CryptokiNotInitialized      RV = 0x190
 	CryptokiAlreadyInitialized  RV = 0x191
+
+	// Objects, attributes and key generation (objects*.go, attrs*.go,
+	// keygen*.go).
+	FunctionFailed        RV = 0x006
+	AttributeReadOnly     RV = 0x010
+	AttributeSensitive    RV = 0x011
+	AttributeTypeInvalid  RV = 0x012
+	AttributeValueInvalid RV = 0x013
+	ActionProhibited      RV = 0x01B
+	DeviceError           RV = 0x030
+	DeviceMemory          RV = 0x031
+	MechanismParamInvalid RV = 0x071
+	ObjectHandleInvalid   RV = 0x082
+	OperationActive       RV = 0x090
+	SessionReadOnly       RV = 0x0B5
+	TemplateIncomplete    RV = 0x0D0
+	TemplateInconsistent  RV = 0x0D1
+	CurveNotSupported     RV = 0x140
+	KeySizeRange          RV = 0x162
 )

@@ -1,0 +1,218 @@
+package cryptoki
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
+)
+
+// Object classes (CKA_CLASS values).
+const (
+	ClassData        = 0x0
+	ClassCertificate = 0x1
+	ClassPublicKey   = 0x2
+	ClassPrivateKey  = 0x3
+	ClassSecretKey   = 0x4
+)
+
+// A KeyObject is what an object handle names: one object of one key of the
+// slot's HSM. A key with a private half is two objects, its private key
+// object and its public key object; a public key alone is one.
+type KeyObject struct {
+	UUID hsmapi.UUID
+	// Class is ClassPrivateKey, ClassPublicKey or ClassSecretKey.
+	Class uint
+	// Info is the key as the token described it when the handle was used.
+	Info hsmapi.KeyInfo
+}
+
+// objectRef is what a handle stands for, without asking the token.
+type objectRef struct {
+	uuid  hsmapi.UUID
+	class uint
+}
+
+// keyHandles are the object handles of one key: pub is the public key
+// object's, priv the private key object's (0 for a public key alone).
+type keyHandles struct{ priv, pub uint }
+
+// objectTable gives each key of a slot its object handles, the first time
+// the module sees the key, for as long as the slot lives: an application
+// may keep a handle from one call to the next and find the same object,
+// and a handle is never given to another object, even once its key is gone
+// (so a stale handle is invalid, never someone else's key). The handles are
+// numbered in one sequence for the module (Module.objectSeq), so they are
+// never reused after a C_Finalize either.
+type objectTable struct {
+	byKey    map[hsmapi.UUID]keyHandles
+	byHandle map[uint]objectRef
+	// owner is the session that made each session object (a volatile key
+	// of the HSM), which takes it along when it closes.
+	owner map[hsmapi.UUID]uint
+}
+
+// own records that session sh made the session object id.
+func (t *objectTable) own(sh uint, id hsmapi.UUID) {
+	if t.owner == nil {
+		t.owner = map[hsmapi.UUID]uint{}
+	}
+	t.owner[id] = sh
+}
+
+// owned removes and returns the session objects of session sh.
+func (t *objectTable) owned(sh uint) []hsmapi.UUID {
+	var out []hsmapi.UUID
+	for id, owner := range t.owner {
+		if owner == sh {
+			out = append(out, id)
+			delete(t.owner, id)
+		}
+	}
+	return out
+}
+
+// handlesFor returns the handles of key k, giving it handles first if it
+// has none yet. Called with m.mu held.
+func (m *Module) handlesFor(s *slot, k hsmapi.KeyInfo) keyHandles {
+	lockassert.Held(&m.mu)
+	t := &s.objects
+	if t.byKey == nil {
+		t.byKey = map[hsmapi.UUID]keyHandles{}
+		t.byHandle = map[uint]objectRef{}
+	}
+	if h, ok := t.byKey[k.UUID]; ok {
+		return h
+	}
+	var h keyHandles
+	if k.Type.IsPrivate() {
+		m.objectSeq++
+		h.priv = m.objectSeq
+		t.byHandle[h.priv] = objectRef{k.UUID, ClassPrivateKey}
+	}
+	m.objectSeq++
+	h.pub = m.objectSeq
+	t.byHandle[h.pub] = objectRef{k.UUID, ClassPublicKey}
+	t.byKey[k.UUID] = h
+	return h
+}
+
+// objectVisible applies PKCS#11's rule on top of the HSM's: a private key
+// object (CKA_PRIVATE) is seen only by the normal user. The HSM shows its
+// keys only to users who may use keys, so without that login, or logged in
+// as the SO, the token lists nothing at all anyway. The caller holds the
+// module's lock, which guards s.user.
+func objectVisible(s *slot, class uint) bool {
+	return class != ClassPrivateKey || s.user == hsmapi.UserNormal
+}
+
+// keyObject resolves object handle object of session sh: the key and which
+// of its objects the handle names, as the token describes the key now.
+// A handle the module never gave, one of another slot, one whose key is
+// gone or one the session may not see is ObjectHandleInvalid.
+func (m *Module) keyObject(sh, object uint) (KeyObject, RV) {
+	var s *slot
+	var ref objectRef
+	rv := m.withSession(sh, func(sl *slot, _ *session) RV {
+		r, ok := sl.objects.byHandle[object]
+		if !ok || !objectVisible(sl, r.class) {
+			return ObjectHandleInvalid
+		}
+		s, ref = sl, r
+		return OK
+	})
+	if rv != OK {
+		return KeyObject{}, rv
+	}
+	// The token works without m.mu.
+	info, err := s.client.Token().Key(context.Background(), ref.uuid)
+	switch {
+	case errors.Is(err, hsmapi.ErrKeyNotFound), errors.Is(err, hsmapi.ErrNotLoggedIn), errors.Is(err, hsmapi.ErrForbidden):
+		return KeyObject{}, ObjectHandleInvalid
+	case err != nil:
+		return KeyObject{}, tokenRV(err)
+	}
+	return KeyObject{UUID: ref.uuid, Class: ref.class, Info: info}, OK
+}
+
+// listObjects returns the handles of every object of the slot of session
+// sh that the session may see, in order of handle, with what each names.
+// The token decides which keys it shows (the HSM's login rules); a token
+// that shows none to this user is an empty list, not an error.
+func (m *Module) listObjects(sh uint) ([]uint, map[uint]KeyObject, RV) {
+	var s *slot
+	rv := m.withSession(sh, func(sl *slot, _ *session) RV { s = sl; return OK })
+	if rv != OK {
+		return nil, nil, rv
+	}
+	keys, err := s.client.Token().Keys(context.Background(), hsmapi.Filter{})
+	switch {
+	case errors.Is(err, hsmapi.ErrNotLoggedIn), errors.Is(err, hsmapi.ErrForbidden):
+		keys = nil
+	case err != nil:
+		return nil, nil, tokenRV(err)
+	}
+	objs := map[uint]KeyObject{}
+	var hs []uint
+	rv = m.withSession(sh, func(sl *slot, _ *session) RV {
+		if sl != s {
+			// Finalized and initialized again meanwhile.
+			return SessionHandleInvalid
+		}
+		for _, k := range keys {
+			h := m.handlesFor(sl, k)
+			if h.priv != 0 && objectVisible(sl, ClassPrivateKey) {
+				objs[h.priv] = KeyObject{UUID: k.UUID, Class: ClassPrivateKey, Info: k}
+				hs = append(hs, h.priv)
+			}
+			objs[h.pub] = KeyObject{UUID: k.UUID, Class: ClassPublicKey, Info: k}
+			hs = append(hs, h.pub)
+		}
+		return OK
+	})
+	if rv != OK {
+		return nil, nil, rv
+	}
+	slices.Sort(hs)
+	return hs, objs, OK
+}
+
+// tokenRV is the return value for a token's error that the caller has no
+// better answer for.
+func tokenRV(err error) RV {
+	switch {
+	case err == nil:
+		return OK
+	case errors.Is(err, hsmapi.ErrNotLoggedIn):
+		return UserNotLoggedIn
+	case errors.Is(err, hsmapi.ErrKeystoreFull):
+		return DeviceMemory
+	case errors.Is(err, hsmapi.ErrTamper), errors.Is(err, hsmapi.ErrDamaged):
+		return DeviceError
+	}
+	return GeneralError
+}
+
+// dropSessionObjects destroys the session objects session sh made, as
+// PKCS#11 has them go with their session. (The HSM drops every volatile
+// key at logout anyway, which comes with the last session's end.)
+func (m *Module) dropSessionObjects(s *slot, sh uint) {
+	m.mu.Lock()
+	gone := s.objects.owned(sh)
+	m.mu.Unlock()
+	for _, id := range gone {
+		// Gone already, or the token's session with it: nothing to do.
+		s.client.Token().DeleteKey(context.Background(), id)
+	}
+}
+
+// ObjectSize is C_GetObjectSize: the HSM does not tell what a key takes
+// in its flash, so the size is Unavailable (as the specification allows).
+func (m *Module) ObjectSize(sh, object uint) (uint, RV) {
+	if _, rv := m.keyObject(sh, object); rv != OK {
+		return 0, rv
+	}
+	return Unavailable, OK
+}

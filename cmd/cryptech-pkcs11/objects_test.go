@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/testtool"
+)
+
+// pkcs11Tool runs pkcs11-tool on the module, logged in as the user.
+func pkcs11Tool(t *testing.T, tool, lib string, args ...string) string {
+	t.Helper()
+	all := append([]string{"--module", lib, "--login", "--pin", string(hsmtest.PIN)}, args...)
+	out, err := exec.Command(tool, all...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pkcs11-tool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// hsmKeys lists the keys of the emulated HSM in dir by label, as the HSM
+// itself has them (the module is not loaded meanwhile).
+func hsmKeys(t *testing.T, dir string) map[string]hsmapi.KeyInfo {
+	t.Helper()
+	h, err := hsm.Open(dir, hsmtest.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	s := h.NewSession()
+	defer s.Close()
+	if err := s.Login(context.Background(), hsmapi.UserNormal, hsmtest.PIN); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := s.Keys(context.Background(), hsmapi.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]hsmapi.KeyInfo{}
+	for _, k := range keys {
+		out[k.Label] = k
+	}
+	return out
+}
+
+// pkcs11-tool makes RSA and EC key pairs on the module, lists them with
+// their labels and IDs, and reads back public keys that are the HSM's.
+func TestPKCS11ToolKeys(t *testing.T) {
+	tool := testtool.Require(t, "pkcs11-tool", "opensc")
+	lib := buildModule(t)
+	dir := newHSM(t)
+
+	pkcs11Tool(t, tool, lib, "--keypairgen", "--key-type", "rsa:2048", "--label", "rsa-key", "--id", "a1")
+	pkcs11Tool(t, tool, lib, "--keypairgen", "--key-type", "EC:prime256v1", "--label", "ec-key", "--id", "b2")
+	list := pkcs11Tool(t, tool, lib, "--list-objects")
+	t.Logf("pkcs11-tool --list-objects:\n%s", list)
+	objects := listedObjects(list)
+	if len(objects) != 4 {
+		t.Fatalf("%d objects listed, want 4", len(objects))
+	}
+	for _, want := range []listed{
+		{"Private Key Object; RSA", map[string]string{"label": "rsa-key", "ID": "a1", "Usage": "sign", "Access": "never extractable"}},
+		{"Public Key Object; RSA 2048 bits", map[string]string{"label": "rsa-key", "ID": "a1", "Usage": "verify"}},
+		{"Private Key Object; EC", map[string]string{"label": "ec-key", "ID": "b2", "Usage": "sign"}},
+		{"Public Key Object; EC", map[string]string{"label": "ec-key", "ID": "b2", "Usage": "verify", "EC_PARAMS": "06082a8648ce3d030107"}},
+	} {
+		if !slices.ContainsFunc(objects, want.in) {
+			t.Errorf("no %s with %v listed", want.head, want.fields)
+		}
+	}
+	// The public keys read off the module are the keys the HSM holds.
+	tmp := t.TempDir()
+	read := map[string]string{"a1": filepath.Join(tmp, "rsa.der"), "b2": filepath.Join(tmp, "ec.der")}
+	for id, file := range read {
+		pkcs11Tool(t, tool, lib, "--read-object", "--type", "pubkey", "--id", id, "--output-file", file)
+	}
+	keys := hsmKeys(t, dir)
+	for label, id := range map[string]string{"rsa-key": "a1", "ec-key": "b2"} {
+		der, err := os.ReadFile(read[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := x509.ParsePKIXPublicKey(der)
+		if err != nil {
+			t.Fatalf("public key %s read off the module: %v", id, err)
+		}
+		k, ok := keys[label]
+		if !ok {
+			t.Fatalf("the HSM has no key %s", label)
+		}
+		want, err := hsmapi.ParsePublicKey(k.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch w := want.(type) {
+		case *rsa.PublicKey:
+			if !w.Equal(pub) || k.Bits != 2048 {
+				t.Errorf("%s: read %T, the HSM holds another key", label, pub)
+			}
+		case *ecdsa.PublicKey:
+			if !w.Equal(pub) || k.Curve != hsmapi.CurveP256 {
+				t.Errorf("%s: read %T, the HSM holds another key", label, pub)
+			}
+		}
+		// pkcs11-tool asks for signing, and for RSA decryption too.
+		flags := hsmapi.FlagToken | hsmapi.FlagDigitalSignature
+		if k.Type == hsmapi.KeyTypeRSAPrivate {
+			flags |= hsmapi.FlagDataEncipherment
+		}
+		if k.Flags != flags {
+			t.Errorf("%s: flags %v, want %v", label, k.Flags, flags)
+		}
+	}
+
+	// Deleting the private key leaves its public key.
+	pkcs11Tool(t, tool, lib, "--delete-object", "--type", "privkey", "--id", "a1")
+	list = pkcs11Tool(t, tool, lib, "--list-objects")
+	if strings.Count(list, "Object;") != 3 || !strings.Contains(list, "Public Key Object; RSA 2048 bits") {
+		t.Errorf("after deleting the RSA private key:\n%s", list)
+	}
+	keys = hsmKeys(t, dir)
+	if k := keys["rsa-key"]; k.Type != hsmapi.KeyTypeRSAPublic {
+		t.Errorf("the HSM's rsa-key after its private key went: %v", k.Type)
+	}
+}
+
+// A listed object is one of pkcs11-tool --list-objects: its first line
+// ("Private Key Object; RSA") and its "name: value" lines.
+type listed struct {
+	head   string
+	fields map[string]string
+}
+
+func listedObjects(out string) []listed {
+	var objs []listed
+	for _, l := range strings.Split(out, "\n") {
+		switch k, v, ok := strings.Cut(l, ":"); {
+		case l != "" && l[0] != ' ' && l[0] != '\t' && strings.Contains(l, "Object;"):
+			objs = append(objs, listed{head: strings.TrimSpace(l), fields: map[string]string{}})
+		case ok && len(objs) > 0:
+			objs[len(objs)-1].fields[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return objs
+}
+
+// in reports whether o is what want describes: its head starts so, and
+// each of want's fields is one of the comma-separated items of o's.
+func (want listed) in(o listed) bool {
+	if !strings.HasPrefix(o.head, want.head) {
+		return false
+	}
+	for k, v := range want.fields {
+		if !slices.Contains(strings.Split(o.fields[k], ", "), v) {
+			return false
+		}
+	}
+	return true
+}
