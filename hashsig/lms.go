@@ -137,3 +137,23 @@ func (k *lmsPublicKey) verify(h *hasher, msg, sig []byte) error {
 	}
 	return nil
 }
+
+// SignatureSize is the size of the HSS signatures a key with these levels
+// (top first) makes (RFC 8554 section 6.2): a signature's size follows from
+// the key's parameters, so a caller can make room for one before it spends
+// a one-time key. Its error wraps ErrBadParameters for levels CheckLevels
+// refuses.
+func SignatureSize(levels []Level) (int, error) {
+	if err := CheckLevels(levels); err != nil {
+		return 0, err
+	}
+	n := 4
+	for i, l := range levels {
+		n += lmsSignatureSize(l.LMS, l.LMOTS)
+		if i > 0 {
+			p, _ := l.LMS.Params()
+			n += 4 + 4 + IDSize + p.M // the level's signed public key
+		}
+	}
+	return n, nil
+}

@@ -40,6 +40,10 @@ func TestSignVerifyEveryHashFamily(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			size, err := SignatureSize(levels)
+			if err != nil {
+				t.Fatal(err)
+			}
 			seen := map[uint64]bool{}
 			// Enough signatures to cross from the first lower tree to the next.
 			n := int(min(40, capacity(levels)))
@@ -52,6 +56,9 @@ func TestSignVerifyEveryHashFamily(t *testing.T) {
 				if err := pk.Verify(msg, sig); err != nil {
 					t.Fatalf("signature %d: %v", i, err)
 				}
+				if len(sig) != size {
+					t.Fatalf("signature %d has %d bytes, SignatureSize said %d", i, len(sig), size)
+				}
 				if err := pk.Verify([]byte("other"), sig); !errors.Is(err, ErrInvalidSignature) {
 					t.Fatalf("signature %d verifies another message: %v", i, err)
 				}
@@ -62,6 +69,14 @@ func TestSignVerifyEveryHashFamily(t *testing.T) {
 				seen[s] = true
 			}
 		})
+	}
+}
+
+func TestSignatureSizeRefusesBadLevels(t *testing.T) {
+	for _, levels := range [][]Level{nil, {{0, LMOTS_SHA256_N32_W8}}, {{LMS_SHA256_M32_H5, LMOTS_SHAKE_N32_W8}}} {
+		if n, err := SignatureSize(levels); !errors.Is(err, ErrBadParameters) {
+			t.Errorf("SignatureSize(%v) = %d, %v", levels, n, err)
+		}
 	}
 }
 

@@ -36,6 +36,8 @@ var (
 	_ hsmapi.DamageReporter   = (*Session)(nil)
 	_ hsmapi.PINSetter        = (*Session)(nil)
 	_ hsmapi.AttributeWriter  = (*Session)(nil)
+	_ hsmapi.RandomReader     = (*Session)(nil)
+	_ hsmapi.PSSSigner        = (*Session)(nil)
 )
 
 // Login checks the PIN of user. A wrong PIN is reported only after the HSM's
@@ -305,6 +307,13 @@ func (s *Session) Verify(_ context.Context, id hsmapi.UUID, digest, sig []byte, 
 	}
 	return nil
 }
+
+// Random fills p from the board's TRNG, as HSM.Random; no login needed,
+// as libhal's GET_RANDOM needs none.
+func (s *Session) Random(_ context.Context, p []byte) error { return s.h.Random(p) }
+
+// SignsPSS: the emulated HSM signs RSA-PSS (libhal does not).
+func (s *Session) SignsPSS() bool { return true }
 
 func signHashsig(sk *hashsig.PrivateKey, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if opts == nil || opts.HashFunc() != 0 {

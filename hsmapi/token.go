@@ -298,3 +298,20 @@ type Decrypter interface {
 type TrustSetter interface {
 	SetTrusted(ctx context.Context, key UUID, trusted bool) error
 }
+
+// RandomReader is implemented by tokens that give random bytes of the
+// HSM's own: the emulated HSM's TRNG, a libhal HSM's GET_RANDOM. A face
+// that hands out randomness (PKCS#11's C_GenerateRandom) takes it from
+// here, never from its own process.
+type RandomReader interface {
+	// Random fills p.
+	Random(ctx context.Context, p []byte) error
+}
+
+// PSSSigner is implemented by tokens that can say whether Sign takes
+// *rsa.PSSOptions. A token that does not implement it is taken to sign
+// RSA with PKCS#1 v1.5 only, as libhal does over its RPC, so that a face
+// never offers what its token would refuse.
+type PSSSigner interface {
+	SignsPSS() bool
+}

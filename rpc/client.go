@@ -55,6 +55,7 @@ var (
 	_ hsmapi.PrivateKeyLoader = (*Client)(nil)
 	_ hsmapi.DamageReporter   = (*Client)(nil)
 	_ hsmapi.AttributeReader  = (*Client)(nil)
+	_ hsmapi.RandomReader     = (*Client)(nil)
 )
 
 // ErrBadAddress: an --rpc address that is neither unix:PATH nor
@@ -580,6 +581,28 @@ func (c *Client) Verify(_ context.Context, id hsmapi.UUID, digest, sig []byte, o
 	}
 	if err := c.call(wire.FuncPkeyVerify, &wire.PkeyVerifyRequest{Pkey: k.handle, Data: data, Signature: sig}, &wire.PkeyVerifyResponse{}); err != nil {
 		return fmt.Errorf("verify with %s: %w", id, err)
+	}
+	return nil
+}
+
+// maxRandom is the most GET_RANDOM answers at once: what fits in a packet
+// after the header and the length, as the server checks.
+const maxRandom = wire.MaxPacket - headerSize - 4
+
+// Random fills p from the server's TRNG with GET_RANDOM (libhal's function
+// 1, which needs no login), a packet's worth at a time.
+func (c *Client) Random(_ context.Context, p []byte) error {
+	for len(p) > 0 {
+		n := min(len(p), maxRandom)
+		var r wire.GetRandomResponse
+		if err := c.call(wire.FuncGetRandom, &wire.GetRandomRequest{N: uint32(n)}, &r); err != nil {
+			return fmt.Errorf("random: %w", err)
+		}
+		if len(r.Data) != n {
+			return fmt.Errorf("random: %w: %d bytes asked, %d given", wire.StatusRPCProtocolError, n, len(r.Data))
+		}
+		copy(p, r.Data)
+		p = p[n:]
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/sha256"
 	"errors"
@@ -133,5 +134,26 @@ func TestServerPerConnectionState(t *testing.T) {
 	var r wire.PkeyOpenResponse
 	if err := b.call(wire.FuncPkeyOpen, &wire.PkeyOpenRequest{UUID: bk.UUID[:]}, &r); !errors.Is(err, hsmapi.ErrKeyNotFound) {
 		t.Errorf("b's volatile key outlived LOGOUT_ALL: %v", err)
+	}
+}
+
+// Random asks GET_RANDOM a packet's worth at a time, with no login: more
+// than one answer holds arrives whole, to its last byte.
+func TestClientRandom(t *testing.T) {
+	addr, _ := served(t)
+	c, err := Dial(ctx, addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, n := range []int{0, 1, maxRandom, 2*maxRandom + 5} {
+		p := make([]byte, n)
+		if err := c.Random(ctx, p); err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		// The last 32 bytes all zero: 2^-256 for random bytes.
+		if tail := p[max(0, n-32):]; n >= 32 && bytes.Count(tail, []byte{0}) == len(tail) {
+			t.Fatalf("%d bytes: the tail was not filled", n)
+		}
 	}
 }

@@ -158,6 +158,9 @@ func goGetTokenInfo(id C.CK_SLOT_ID, info *C.CK_TOKEN_INFO) (rv C.CK_RV) {
 	blank(info.model[:], tok.Model)
 	blank(info.serialNumber[:], tok.Serial)
 	info.flags = C.CKF_LOGIN_REQUIRED | C.CKF_USER_PIN_INITIALIZED | C.CKF_TOKEN_INITIALIZED
+	if rng, _ := module.HasRNG(uint(id)); rng {
+		info.flags |= C.CKF_RNG
+	}
 	info.ulMaxSessionCount = C.CK_EFFECTIVELY_INFINITE
 	info.ulSessionCount = C.CK_ULONG(n.Sessions)
 	info.ulMaxRwSessionCount = C.CK_EFFECTIVELY_INFINITE
@@ -187,14 +190,16 @@ func goGetMechanismList(id C.CK_SLOT_ID, out *C.CK_MECHANISM_TYPE, n *C.CK_ULONG
 //export goGetMechanismInfo
 func goGetMechanismInfo(id C.CK_SLOT_ID, mech C.CK_MECHANISM_TYPE, info *C.CK_MECHANISM_INFO) (rv C.CK_RV) {
 	defer guard(&rv)
-	min, max, flags, r := module.MechanismInfo(uint(id), uint(mech))
-	if r != cryptoki.OK || info == nil {
-		if r == cryptoki.OK {
-			r = cryptoki.ArgumentsBad
-		}
+	mi, r := module.MechanismInfo(uint(id), uint(mech))
+	if r != cryptoki.OK {
 		return C.CK_RV(r)
 	}
-	info.ulMinKeySize, info.ulMaxKeySize, info.flags = C.CK_ULONG(min), C.CK_ULONG(max), C.CK_FLAGS(flags)
+	if info == nil {
+		return C.CK_RV(cryptoki.ArgumentsBad)
+	}
+	info.ulMinKeySize = C.CK_ULONG(mi.MinKeySize)
+	info.ulMaxKeySize = C.CK_ULONG(mi.MaxKeySize)
+	info.flags = C.CK_FLAGS(mi.Flags)
 	return C.CKR_OK
 }
 

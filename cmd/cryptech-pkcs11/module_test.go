@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +27,7 @@ var (
 )
 
 // module builds the module once per test binary, as its README says.
-func buildModule(t *testing.T) string {
+func buildModule(t testing.TB) string {
 	t.Helper()
 	if os.Getenv("CGO_ENABLED") == "0" {
 		if os.Getenv("CI") == "true" {
@@ -64,7 +63,7 @@ func TestMain(m *testing.M) {
 
 // newHSM creates an emulated HSM (PINs hsmtest.PIN), closed again so that
 // the module can open it, and points $CRYPTECH_HSM at it.
-func newHSM(t *testing.T) string {
+func newHSM(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "hsm")
 	h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: hsmtest.PIN, SOPIN: hsmtest.PIN, UserPIN: hsmtest.PIN, Blocks: 128}, hsmtest.Options)
@@ -211,9 +210,12 @@ func TestModuleLoginCycle(t *testing.T) {
 			t.Fatalf("GetMechanismList: %v", err)
 		}
 		for _, want := range []uint{pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKM_EC_KEY_PAIR_GEN, 0x4032} {
-			if !slices.ContainsFunc(mechs, func(m *pkcs11.Mechanism) bool { return m.Mechanism == want }) {
+			if !hasMechanism(mechs, want) {
 				t.Errorf("GetMechanismList lacks 0x%x", want)
 			}
+		}
+		if !hasMechanism(mechs, pkcs11.CKM_ECDSA_SHA256) || !hasMechanism(mechs, pkcs11.CKM_SHA256_RSA_PKCS_PSS) {
+			t.Fatalf("GetMechanismList: no signature mechanisms in %d", len(mechs))
 		}
 
 		if err := p.Finalize(); err != nil {
@@ -229,6 +231,15 @@ func TestModuleLoginCycle(t *testing.T) {
 		}
 		h.Close()
 	}
+}
+
+func hasMechanism(ms []*pkcs11.Mechanism, typ uint) bool {
+	for _, m := range ms {
+		if m.Mechanism == typ {
+			return true
+		}
+	}
+	return false
 }
 
 func TestModuleWithoutHSM(t *testing.T) {
@@ -255,7 +266,7 @@ func TestPKCS11Tool(t *testing.T) {
 	}{
 		{"--show-info", []string{"Cryptech emulated HSM PKCS#11", "Cryptech Project (emulated)"}},
 		{"--list-slots", []string{"token label        : hsm", "token model        : Cryptech HSM"}},
-		{"--list-mechanisms", nil},
+		{"--list-mechanisms", []string{"ECDSA-SHA256, keySize={256,521}, sign, verify", "SHA256-RSA-PKCS-PSS, keySize={1024,8192}, sign, verify", "SHA256, digest"}},
 	} {
 		out, err := exec.Command(tool, "--module", lib, c.arg).CombinedOutput()
 		if err != nil {
@@ -348,4 +359,14 @@ func TestModuleOverSocket(t *testing.T) {
 	// No server: Initialize fails and says so.
 	t.Setenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME", filepath.Join(t.TempDir(), "none"))
 	wantErr(t, "Initialize with no server", p.Initialize(), pkcs11.CKR_GENERAL_ERROR)
+}
+
+func TestLengthsFromC(t *testing.T) {
+	python := testtool.Require(t, "python3", "python3")
+	lib := buildModule(t)
+	newHSM(t)
+	out, err := exec.Command(python, filepath.Join("testdata", "lengths.py"), lib).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("lengths.py: %v\n%s", err, out)
+	}
 }

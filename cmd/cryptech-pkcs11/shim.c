@@ -34,6 +34,23 @@ CK_RV C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR o, CK_ULONG max, C
 CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE h) { return goFindObjectsFinal(h); }
 CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub, CK_ULONG npub, CK_ATTRIBUTE_PTR priv, CK_ULONG npriv, CK_OBJECT_HANDLE_PTR hpub, CK_OBJECT_HANDLE_PTR hpriv) { return goGenerateKeyPair(h, m, pub, npub, priv, npriv, hpub, hpriv); }
 
+// Digests, signatures, random numbers (export_sign.go).
+CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m) { return goDigestInit(h, m); }
+CK_RV C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR on) { return goDigest(h, d, n, o, on); }
+CK_RV C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n) { return goDigestUpdate(h, d, n); }
+CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k) { return goDigestKey(h, k); }
+CK_RV C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR o, CK_ULONG_PTR on) { return goDigestFinal(h, o, on); }
+CK_RV C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) { return goSignInit(h, m, k); }
+CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR s, CK_ULONG_PTR sn) { return goSign(h, d, n, s, sn); }
+CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n) { return goSignUpdate(h, d, n); }
+CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG_PTR sn) { return goSignFinal(h, s, sn); }
+CK_RV C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) { return goVerifyInit(h, m, k); }
+CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR s, CK_ULONG sn) { return goVerify(h, d, n, s, sn); }
+CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n) { return goVerifyUpdate(h, d, n); }
+CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG sn) { return goVerifyFinal(h, s, sn); }
+CK_RV C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG n) { return goSeedRandom(h, s, n); }
+CK_RV C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR r, CK_ULONG n) { return goGenerateRandom(h, r, n); }
+
 // not_supported stands for every function the module lacks. It is called
 // through pointers of other types, which every ABI cgo targets allows for a
 // function that reads no arguments and returns an integer.
@@ -86,6 +103,23 @@ static void set_2_40(CK_FUNCTION_LIST *l, CK_BYTE major, CK_BYTE minor) {
 	l->C_FindObjects = C_FindObjects;
 	l->C_FindObjectsFinal = C_FindObjectsFinal;
 	l->C_GenerateKeyPair = C_GenerateKeyPair;
+
+	// Digests, signatures, random numbers.
+	l->C_DigestInit = C_DigestInit;
+	l->C_Digest = C_Digest;
+	l->C_DigestUpdate = C_DigestUpdate;
+	l->C_DigestKey = C_DigestKey;
+	l->C_DigestFinal = C_DigestFinal;
+	l->C_SignInit = C_SignInit;
+	l->C_Sign = C_Sign;
+	l->C_SignUpdate = C_SignUpdate;
+	l->C_SignFinal = C_SignFinal;
+	l->C_VerifyInit = C_VerifyInit;
+	l->C_Verify = C_Verify;
+	l->C_VerifyUpdate = C_VerifyUpdate;
+	l->C_VerifyFinal = C_VerifyFinal;
+	l->C_SeedRandom = C_SeedRandom;
+	l->C_GenerateRandom = C_GenerateRandom;
 }
 
 static void build_lists(void) {

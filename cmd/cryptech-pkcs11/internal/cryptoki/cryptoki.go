@@ -80,6 +80,8 @@ type slot struct {
 type session struct {
 	rw   bool
 	find *findOp // the session's C_FindObjects, nil when none is active
+	// ops are the session's active operations (operations.go).
+	ops [opKinds]*operation
 }
 
 // InitArgs is what CK_C_INITIALIZE_ARGS says, as far as the module cares.
@@ -306,6 +308,7 @@ func (m *Module) logoutSlot(s *slot) {
 	m.mu.Lock()
 	was := s.user
 	s.user = hsmapi.UserNone
+	s.endOperations()
 	m.mu.Unlock()
 	if was != hsmapi.UserNone {
 		// The session is gone whatever the token says.
@@ -436,29 +439,4 @@ func (m *Module) Logout(h uint) RV {
 	}
 	m.logoutSlot(s)
 	return OK
-}
-
-// Mechanisms is C_GetMechanismList: so far the key pair generation
-// mechanisms alone. (Stand-in until the mechanism registry of issue 11
-// lands, which lists keyGenMechanisms with the rest.)
-func (m *Module) Mechanisms(id uint) ([]uint, RV) {
-	var out []uint
-	for _, k := range keyGenMechanisms() {
-		out = append(out, k.Mech)
-	}
-	return out, m.withSlot(id, func(*slot) RV { return OK })
-}
-
-// MechanismInfo is C_GetMechanismInfo: key sizes and flags.
-func (m *Module) MechanismInfo(id, mech uint) (min, max, flags uint, rv RV) {
-	rv = m.withSlot(id, func(*slot) RV {
-		for _, k := range keyGenMechanisms() {
-			if k.Mech == mech {
-				min, max, flags = k.MinKeySize, k.MaxKeySize, k.Flags
-				return OK
-			}
-		}
-		return MechanismInvalid
-	})
-	return min, max, flags, rv
 }

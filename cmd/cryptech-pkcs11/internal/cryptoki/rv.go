@@ -46,5 +46,18 @@ const (
 	TemplateIncomplete    RV = 0x0D0
 	TemplateInconsistent  RV = 0x0D1
 	CurveNotSupported     RV = 0x140
-	KeySizeRange          RV = 0x162
+	KeySizeRange          RV = 0x062
+
+	// Mechanisms, signatures, digests and random numbers (mechanisms*.go,
+	// sign*.go, digest*.go, random*.go).
+	DataLenRange            RV = 0x021
+	KeyHandleInvalid        RV = 0x060
+	KeyTypeInconsistent     RV = 0x063
+	KeyIndigestible         RV = 0x067
+	KeyFunctionNotPermitted RV = 0x068
+	SignatureInvalid        RV = 0x0C0
+	SignatureLenRange       RV = 0x0C1
+	RandomSeedNotSupported  RV = 0x120
+	RandomNoRNG             RV = 0x121
+	KeyExhausted            RV = 0x203 // PKCS#11 3.1: a stateful key has no signature left
 )

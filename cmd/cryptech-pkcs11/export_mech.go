@@ -1,0 +1,87 @@
+package main
+
+/*
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"unsafe"
+
+	"github.com/hsmkit/cryptech-backup/cmd/cryptech-pkcs11/internal/cryptoki"
+)
+
+// The C <-> Go conversions of mechanisms, inputs and outputs, one place
+// for every function that takes them.
+
+// maxParam bounds the byte-string parameter a mechanism may carry: far
+// more than any this module takes, so that a length from C is not trusted
+// for a copy.
+const maxParam = 1 << 16
+
+// mechanism reads a CK_MECHANISM: its type, and its parameter as the type
+// takes it (cryptoki.ParamKindOf). A parameter that is not the structure
+// the type takes is passed on as bytes, for the mechanism to refuse.
+func mechanism(p *C.CK_MECHANISM) (cryptoki.Mechanism, cryptoki.RV) {
+	if p == nil {
+		return cryptoki.Mechanism{}, cryptoki.ArgumentsBad
+	}
+	m := cryptoki.Mechanism{Type: uint(p.mechanism)}
+	n := p.ulParameterLen
+	switch {
+	case n == 0:
+		return m, cryptoki.OK
+	case p.pParameter == nil:
+		return m, cryptoki.ArgumentsBad
+	case n > maxParam:
+		return m, cryptoki.MechanismParamInvalid
+	}
+	if cryptoki.ParamKindOf(m.Type) == cryptoki.ParamPSS && n == C.sizeof_CK_RSA_PKCS_PSS_PARAMS {
+		pss := (*C.CK_RSA_PKCS_PSS_PARAMS)(unsafe.Pointer(p.pParameter))
+		m.PSS = &cryptoki.PSSParams{Hash: uint(pss.hashAlg), MGF: uint(pss.mgf), SaltLen: uint(pss.sLen)}
+		return m, cryptoki.OK
+	}
+	m.Param = C.GoBytes(unsafe.Pointer(p.pParameter), C.int(n))
+	return m, cryptoki.OK
+}
+
+// input is the application's buffer p of n bytes, read in place: the
+// module reads it only during the call, and keeps copies of what it must
+// keep. NULL is an empty input only when n is 0.
+func input(p *C.CK_BYTE, n C.CK_ULONG) ([]byte, cryptoki.RV) {
+	switch {
+	case n == 0:
+		return nil, cryptoki.OK
+	case p == nil:
+		return nil, cryptoki.ArgumentsBad
+	case uint64(n) > uint64(maxInput):
+		return nil, cryptoki.DataLenRange
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)), cryptoki.OK
+}
+
+// maxInput bounds what one call may hand the module: more than any
+// operation takes (an HSS message is bounded lower), and what a slice can
+// hold on any platform cgo builds for.
+const maxInput = 1<<31 - 1
+
+// output answers with what f makes by the length protocol (PKCS#11 2.40
+// section 5.2): with p NULL, the length in *n; with *n too small,
+// CKR_BUFFER_TOO_SMALL and the length; else the result in p and its
+// length in *n. f (cryptoki's deliver) decides which, and whether the
+// operation ends.
+func output(p *C.CK_BYTE, n *C.CK_ULONG, f func(cryptoki.Output) ([]byte, int, cryptoki.RV)) C.CK_RV {
+	if n == nil {
+		return C.CK_RV(cryptoki.ArgumentsBad)
+	}
+	o := cryptoki.Output{Query: p == nil, Room: int(min(uint64(*n), uint64(maxInput)))}
+	out, need, rv := f(o)
+	switch {
+	case rv == cryptoki.OK && !o.Query:
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(p)), len(out)), out)
+		*n = C.CK_ULONG(len(out))
+	case rv == cryptoki.OK, rv == cryptoki.BufferTooSmall:
+		*n = C.CK_ULONG(need)
+	}
+	return C.CK_RV(rv)
+}
