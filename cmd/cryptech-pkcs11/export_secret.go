@@ -72,46 +72,46 @@ func goUnwrapKey(h C.CK_SESSION_HANDLE, pm *C.CK_MECHANISM, unwrapping C.CK_OBJE
 	return C.CK_RV(r)
 }
 
-//export goEncryptInit
-func goEncryptInit(h C.CK_SESSION_HANDLE, pm *C.CK_MECHANISM, key C.CK_OBJECT_HANDLE) (rv C.CK_RV) {
-	defer guard(&rv)
+// withMechanism is an Init entry point's body: the mechanism read, then
+// init run with it on the key.
+func withMechanism(h C.CK_SESSION_HANDLE, pm *C.CK_MECHANISM, key C.CK_OBJECT_HANDLE, init func(h uint, m cryptoki.Mechanism, key uint) cryptoki.RV) C.CK_RV {
 	mech, r := mechanism(pm)
 	if r != cryptoki.OK {
 		return C.CK_RV(r)
 	}
-	return C.CK_RV(module.EncryptInit(uint(h), mech, uint(key)))
+	return C.CK_RV(init(uint(h), mech, uint(key)))
+}
+
+// withInput is a single-part operation's body: the input read, then the
+// result delivered by the length protocol.
+func withInput(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, out *C.CK_BYTE, outLen *C.CK_ULONG, op func(h uint, in []byte, o cryptoki.Output) ([]byte, int, cryptoki.RV)) C.CK_RV {
+	in, r := input(p, n)
+	if r != cryptoki.OK {
+		return C.CK_RV(r)
+	}
+	return output(out, outLen, func(o cryptoki.Output) ([]byte, int, cryptoki.RV) { return op(uint(h), in, o) })
+}
+
+//export goEncryptInit
+func goEncryptInit(h C.CK_SESSION_HANDLE, pm *C.CK_MECHANISM, key C.CK_OBJECT_HANDLE) (rv C.CK_RV) {
+	defer guard(&rv)
+	return withMechanism(h, pm, key, module.EncryptInit)
 }
 
 //export goEncrypt
 func goEncrypt(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, out *C.CK_BYTE, outLen *C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
-	data, r := input(p, n)
-	if r != cryptoki.OK {
-		return C.CK_RV(r)
-	}
-	return output(out, outLen, func(o cryptoki.Output) ([]byte, int, cryptoki.RV) {
-		return module.Encrypt(uint(h), data, o)
-	})
+	return withInput(h, p, n, out, outLen, module.Encrypt)
 }
 
 //export goDecryptInit
 func goDecryptInit(h C.CK_SESSION_HANDLE, pm *C.CK_MECHANISM, key C.CK_OBJECT_HANDLE) (rv C.CK_RV) {
 	defer guard(&rv)
-	mech, r := mechanism(pm)
-	if r != cryptoki.OK {
-		return C.CK_RV(r)
-	}
-	return C.CK_RV(module.DecryptInit(uint(h), mech, uint(key)))
+	return withMechanism(h, pm, key, module.DecryptInit)
 }
 
 //export goDecrypt
 func goDecrypt(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, out *C.CK_BYTE, outLen *C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
-	data, r := input(p, n)
-	if r != cryptoki.OK {
-		return C.CK_RV(r)
-	}
-	return output(out, outLen, func(o cryptoki.Output) ([]byte, int, cryptoki.RV) {
-		return module.Decrypt(uint(h), data, o)
-	})
+	return withInput(h, p, n, out, outLen, module.Decrypt)
 }

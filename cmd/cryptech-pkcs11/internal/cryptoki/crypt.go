@@ -48,10 +48,7 @@ func (m *Module) cryptInit(h uint, k opKind, mech Mechanism, key uint) RV {
 	if rv != OK {
 		return rv
 	}
-	ko, rv := m.keyObject(h, key)
-	if rv == ObjectHandleInvalid {
-		rv = KeyHandleInvalid
-	}
+	ko, rv := m.keyHandle(h, key, KeyHandleInvalid)
 	if rv != OK {
 		return rv
 	}

@@ -223,20 +223,14 @@ func (m *Module) WrapKey(sh uint, mech Mechanism, wrapping, key uint, o Output) 
 	if rv != OK {
 		return nil, 0, rv
 	}
-	wo, rv := m.keyObject(sh, wrapping)
-	if rv == ObjectHandleInvalid {
-		rv = wrappingKeyHandleInvalid
-	}
+	wo, rv := m.keyHandle(sh, wrapping, wrappingKeyHandleInvalid)
 	if rv != OK {
 		return nil, 0, rv
 	}
 	if !wrapperFits(wo, aes, ClassPublicKey) {
 		return nil, 0, wrappingKeyTypeInconsistent
 	}
-	ko, rv := m.keyObject(sh, key)
-	if rv == ObjectHandleInvalid {
-		rv = KeyHandleInvalid
-	}
+	ko, rv := m.keyHandle(sh, key, KeyHandleInvalid)
 	if rv != OK {
 		return nil, 0, rv
 	}
@@ -259,6 +253,16 @@ func (m *Module) WrapKey(sh uint, mech Mechanism, wrapping, key uint, o Output) 
 		return nil, len(out), BufferTooSmall
 	}
 	return out, len(out), OK
+}
+
+// keyHandle is keyObject for a key handle argument: an unknown handle is
+// invalid, the CKR_ the argument's own.
+func (m *Module) keyHandle(sh, object uint, invalid RV) (KeyObject, RV) {
+	o, rv := m.keyObject(sh, object)
+	if rv == ObjectHandleInvalid {
+		rv = invalid
+	}
+	return o, rv
 }
 
 // wrapperFits reports whether key object o is of the kind a mechanism
@@ -292,10 +296,7 @@ func (m *Module) UnwrapKey(sh uint, mech Mechanism, unwrapping uint, wrapped []b
 	if rv := m.writable(sh, req.Flags); rv != OK {
 		return 0, rv
 	}
-	uo, rv := m.keyObject(sh, unwrapping)
-	if rv == ObjectHandleInvalid {
-		rv = unwrappingKeyHandleInvalid
-	}
+	uo, rv := m.keyHandle(sh, unwrapping, unwrappingKeyHandleInvalid)
 	if rv != OK {
 		return 0, rv
 	}
