@@ -6,9 +6,11 @@ package main
 import "C"
 
 import (
+	"math"
 	"unsafe"
 
 	"github.com/hsmkit/cryptech-backup/cmd/cryptech-pkcs11/internal/cryptoki"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
 // CK_ULONG is what package cryptoki takes it to be; neither may differ.
@@ -34,6 +36,8 @@ func attributes(p *C.CK_ATTRIBUTE, n C.CK_ULONG) ([]C.CK_ATTRIBUTE, cryptoki.RV)
 	case p == nil:
 		return nil, cryptoki.ArgumentsBad
 	case n > maxTemplate:
+		// More entries than the module knows attributes: some repeat,
+		// or are unknown.
 		return nil, cryptoki.TemplateInconsistent
 	}
 	return unsafe.Slice(p, int(n)), cryptoki.OK
@@ -56,9 +60,82 @@ func template(p *C.CK_ATTRIBUTE, n C.CK_ULONG) ([]cryptoki.Attribute, cryptoki.R
 			clearTemplate(out)
 			return nil, cryptoki.ArgumentsBad
 		}
+		if cryptoki.TemplateAttribute(uint(a._type)) {
+			v, r := nestedTemplate(a)
+			if r != cryptoki.OK {
+				clearTemplate(out)
+				return nil, r
+			}
+			out[i] = cryptoki.Attribute{Type: uint(a._type), Value: v}
+			continue
+		}
 		out[i] = cryptoki.Attribute{Type: uint(a._type), Value: C.GoBytes(unsafe.Pointer(a.pValue), C.int(a.ulValueLen))}
 	}
 	return out, cryptoki.OK
+}
+
+// attributeSize is sizeof(CK_ATTRIBUTE), the unit of a template
+// attribute's length.
+const attributeSize = C.CK_ULONG(unsafe.Sizeof(C.CK_ATTRIBUTE{}))
+
+// nestedTemplate reads the value of a template attribute (an array of
+// CK_ATTRIBUTE, one level deep) as package cryptoki takes it: encoded by
+// hsmapi.EncodeAttributes.
+func nestedTemplate(a C.CK_ATTRIBUTE) ([]byte, cryptoki.RV) {
+	if a.ulValueLen%attributeSize != 0 {
+		return nil, cryptoki.AttributeValueInvalid
+	}
+	in := unsafe.Slice((*C.CK_ATTRIBUTE)(a.pValue), int(a.ulValueLen/attributeSize))
+	list := make([]hsmapi.Attribute, len(in))
+	seen := map[C.CK_ATTRIBUTE_TYPE]bool{}
+	for i, e := range in {
+		switch {
+		case e.pValue == nil && e.ulValueLen != 0:
+			return nil, cryptoki.ArgumentsBad
+		case e._type > math.MaxUint32, seen[e._type], cryptoki.TemplateAttribute(uint(e._type)), e.ulValueLen > maxAttrValue:
+			return nil, cryptoki.AttributeValueInvalid
+		}
+		seen[e._type] = true
+		list[i] = hsmapi.Attribute{Type: uint32(e._type), Value: C.GoBytes(unsafe.Pointer(e.pValue), C.int(e.ulValueLen))}
+	}
+	return hsmapi.EncodeAttributes(list), cryptoki.OK
+}
+
+// answerTemplate writes a template attribute's value (encoded, as package
+// cryptoki gives it) into the application's array of CK_ATTRIBUTE by the
+// length protocol, one level down as at the top; small reports a buffer
+// too short.
+func answerTemplate(a *C.CK_ATTRIBUTE, encoded []byte) (small bool) {
+	list, err := hsmapi.DecodeAttributes(encoded)
+	if err != nil {
+		a.ulValueLen = C.CK_UNAVAILABLE_INFORMATION
+		return false
+	}
+	need := C.CK_ULONG(len(list)) * attributeSize
+	switch {
+	case a.pValue == nil:
+		a.ulValueLen = need
+		return false
+	case a.ulValueLen < need:
+		a.ulValueLen = C.CK_UNAVAILABLE_INFORMATION
+		return true
+	}
+	out := unsafe.Slice((*C.CK_ATTRIBUTE)(a.pValue), len(list))
+	for i, e := range list {
+		o := &out[i]
+		o._type = C.CK_ATTRIBUTE_TYPE(e.Type)
+		switch {
+		case o.pValue == nil:
+			o.ulValueLen = C.CK_ULONG(len(e.Value))
+		case o.ulValueLen < C.CK_ULONG(len(e.Value)):
+			o.ulValueLen = C.CK_UNAVAILABLE_INFORMATION
+			small = true
+		default:
+			o.ulValueLen = C.CK_ULONG(copy(unsafe.Slice((*byte)(o.pValue), len(e.Value)), e.Value))
+		}
+	}
+	a.ulValueLen = need
+	return small
 }
 
 func clearTemplate(t []cryptoki.Attribute) {
@@ -77,7 +154,11 @@ func goGetAttributeValue(h C.CK_SESSION_HANDLE, obj C.CK_OBJECT_HANDLE, p *C.CK_
 	bufs := make([]cryptoki.AttributeBuffer, len(in))
 	for i, a := range in {
 		bufs[i].Type = uint(a._type)
-		if a.pValue != nil {
+		switch {
+		case cryptoki.TemplateAttribute(bufs[i].Type):
+			// Read whole, then answered one level down (answerTemplate).
+			bufs[i].Buf = make([]byte, hsmapi.MaxAttributeSize)
+		case a.pValue != nil:
 			// The application's own buffer, written in place.
 			bufs[i].Buf = unsafe.Slice((*byte)(a.pValue), min(a.ulValueLen, maxAttrAnswer))
 		}
@@ -85,8 +166,17 @@ func goGetAttributeValue(h C.CK_SESSION_HANDLE, obj C.CK_OBJECT_HANDLE, p *C.CK_
 	r = module.GetAttributeValue(uint(h), uint(obj), bufs)
 	switch r {
 	case cryptoki.OK, cryptoki.AttributeSensitive, cryptoki.AttributeTypeInvalid, cryptoki.BufferTooSmall:
+		small := false
 		for i := range in {
-			in[i].ulValueLen = C.CK_ULONG(bufs[i].Len)
+			b := bufs[i]
+			if cryptoki.TemplateAttribute(b.Type) && b.Len != cryptoki.Unavailable {
+				small = answerTemplate(&in[i], b.Buf[:b.Len]) || small
+				continue
+			}
+			in[i].ulValueLen = C.CK_ULONG(b.Len)
+		}
+		if r == cryptoki.OK && small {
+			r = cryptoki.BufferTooSmall
 		}
 	}
 	return C.CK_RV(r)
@@ -227,10 +317,12 @@ func goGenerateKeyPair(h C.CK_SESSION_HANDLE, mech *C.CK_MECHANISM,
 	if r != cryptoki.OK {
 		return C.CK_RV(r)
 	}
+	defer clearTemplate(pubT)
 	privT, r := template(privP, privN)
 	if r != cryptoki.OK {
 		return C.CK_RV(r)
 	}
+	defer clearTemplate(privT)
 	pub, priv, r := module.GenerateKeyPair(uint(h), mt, param, pubT, privT)
 	if r == cryptoki.OK {
 		*pubH, *privH = C.CK_OBJECT_HANDLE(pub), C.CK_OBJECT_HANDLE(priv)

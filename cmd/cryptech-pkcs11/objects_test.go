@@ -16,6 +16,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/testtool"
+	"github.com/hsmkit/cryptech-backup/p11"
 )
 
 // pkcs11Tool runs pkcs11-tool on the module, logged in as the user.
@@ -167,4 +168,65 @@ func (want listed) in(o listed) bool {
 		}
 	}
 	return true
+}
+
+// The project's own PKCS#11 consumer, p11 (crypto11 and miekg/pkcs11),
+// makes, lists, describes and deletes keys on the module, and makes a
+// KEKEK there whose CKA_UNWRAP_TEMPLATE it reads back: templates cross
+// the C boundary both ways.
+func TestP11OnModule(t *testing.T) {
+	lib := buildModule(t)
+	newHSM(t)
+	ctx := context.Background()
+	tok, err := p11.Open(p11.Config{Module: lib, TokenLabel: "hsm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	if err := tok.Login(ctx, hsmapi.UserNormal, hsmtest.PIN); err != nil {
+		t.Fatal(err)
+	}
+	ec, err := tok.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP384, Flags: hsmapi.FlagToken | hsmapi.FlagDigitalSignature, Label: "ec"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ec.Curve != hsmapi.CurveP384 || ec.Flags != hsmapi.FlagToken|hsmapi.FlagDigitalSignature || ec.Label != "ec" {
+		t.Errorf("p11 made %+v", ec)
+	}
+	kekek, err := tok.GenerateKEKEK(ctx, 2048, "kekek")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flaws, err := tok.KEKEKFlaws(ctx, kekek.UUID); err != nil || len(flaws) != 0 {
+		t.Errorf("the module's KEKEK: flaws %q, %v", flaws, err)
+	}
+	if kekek.Flags != hsmapi.FlagToken|hsmapi.FlagKeyEncipherment {
+		t.Errorf("KEKEK flags %v", kekek.Flags)
+	}
+	keys, err := tok.Keys(ctx, hsmapi.Filter{})
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("p11 lists %d keys, %v", len(keys), err)
+	}
+	attrs, err := tok.KeyAttributes(ctx, ec.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := attrValue(attrs, hsmapi.CKASign); !ok || string(v) != "\x01" {
+		t.Errorf("CKA_SIGN carried as %x, %v", v, ok)
+	}
+	if err := tok.DeleteKey(ctx, ec.UUID); err != nil {
+		t.Fatalf("p11 deletes a key pair on the module: %v", err)
+	}
+	if keys, _ := tok.Keys(ctx, hsmapi.Filter{}); len(keys) != 1 {
+		t.Errorf("%d keys after the delete", len(keys))
+	}
+}
+
+func attrValue(attrs []hsmapi.Attribute, t uint32) ([]byte, bool) {
+	for _, a := range attrs {
+		if a.Type == t {
+			return a.Value, true
+		}
+	}
+	return nil, false
 }

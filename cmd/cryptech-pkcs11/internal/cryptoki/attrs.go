@@ -84,6 +84,8 @@ const (
 	attrHSSLMSTypes        = 0x61A
 	attrHSSLMOTSTypes      = 0x61B
 	attrHSSKeysRemaining   = 0x61C
+	attrWrapTemplate       = 0x40000211
+	attrUnwrapTemplate     = 0x40000212
 )
 
 // Key types (CKK_).
@@ -104,7 +106,17 @@ const (
 	kindULong
 	kindULongs // an array of CK_ULONG (CKA_HSS_LMS_TYPES, CKA_ALLOWED_MECHANISMS)
 	kindDate   // CK_DATE: empty, or 8 digits
+	// kindTemplate is an array of CK_ATTRIBUTE (CKA_WRAP_TEMPLATE,
+	// CKA_UNWRAP_TEMPLATE), which the C side hands over encoded by
+	// hsmapi.EncodeAttributes: see TemplateAttribute.
+	kindTemplate
 )
+
+// TemplateAttribute reports whether attribute t holds a template, an array
+// of CK_ATTRIBUTE. Its Attribute.Value is then the nested attributes
+// encoded by hsmapi.EncodeAttributes (types as uint32, values in C's form,
+// none twice), in templates given and in C_GetAttributeValue's answers.
+func TemplateAttribute(t uint) bool { return attrKinds[t] == kindTemplate }
 
 // attrKinds lists every attribute the module knows, with the kind of its
 // value. An attribute not here is one the module does not know: a template
@@ -127,6 +139,7 @@ var attrKinds = map[uint]attrKind{
 	attrWrapWithTrusted: kindBool, attrAllowedMechanisms: kindULongs,
 	attrHSSLevels: kindULong, attrHSSLMSType: kindULong, attrHSSLMOTSType: kindULong,
 	attrHSSLMSTypes: kindULongs, attrHSSLMOTSTypes: kindULongs, attrHSSKeysRemaining: kindULong,
+	attrWrapTemplate: kindTemplate, attrUnwrapTemplate: kindTemplate,
 }
 
 // storedAttrs are the attributes an object keeps as the application set
@@ -149,9 +162,12 @@ var storedAttrs = map[uint]func(class uint) []byte{
 	attrWrapWithTrusted:    falseValue,
 	attrAlwaysAuthenticate: falseValue,
 	attrAllowedMechanisms:  empty,
+	attrWrapTemplate:       noTemplate,
+	attrUnwrapTemplate:     noTemplate,
 }
 
 func empty(uint) []byte      { return []byte{} }
+func noTemplate(uint) []byte { return hsmapi.EncodeAttributes(nil) }
 func falseValue(uint) []byte { return []byte{0} }
 func trueValue(uint) []byte  { return []byte{1} }
 
@@ -160,10 +176,11 @@ var (
 	privateOnly = map[uint]bool{
 		attrSensitive: true, attrDecrypt: true, attrSign: true, attrSignRecover: true, attrUnwrap: true,
 		attrExtractable: true, attrAlwaysSensitive: true, attrNeverExtractable: true,
-		attrWrapWithTrusted: true, attrAlwaysAuthenticate: true,
+		attrWrapWithTrusted: true, attrAlwaysAuthenticate: true, attrUnwrapTemplate: true,
 	}
 	publicOnly = map[uint]bool{
 		attrEncrypt: true, attrVerify: true, attrVerifyRecover: true, attrWrap: true, attrTrusted: true,
+		attrWrapTemplate: true,
 	}
 )
 
@@ -217,6 +234,17 @@ func validValue(t uint, v []byte) bool {
 		return ok
 	case kindULongs:
 		return len(v)%ULongSize == 0
+	case kindTemplate:
+		// One level deep, of attributes the module knows.
+		list, err := hsmapi.DecodeAttributes(v)
+		if err != nil {
+			return false
+		}
+		for _, a := range list {
+			if k, known := attrKinds[uint(a.Type)]; !known || k == kindTemplate || !validValue(uint(a.Type), a.Value) {
+				return false
+			}
+		}
 	case kindDate:
 		if len(v) == 0 {
 			return true

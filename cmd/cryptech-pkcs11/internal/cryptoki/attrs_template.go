@@ -26,9 +26,9 @@ var (
 	}
 	privateNew = []uint{
 		attrSensitive, attrDecrypt, attrSign, attrSignRecover, attrUnwrap, attrExtractable,
-		attrWrapWithTrusted, attrAlwaysAuthenticate,
+		attrWrapWithTrusted, attrAlwaysAuthenticate, attrUnwrapTemplate,
 	}
-	publicNew = []uint{attrEncrypt, attrVerify, attrVerifyRecover, attrWrap, attrTrusted}
+	publicNew = []uint{attrEncrypt, attrVerify, attrVerifyRecover, attrWrap, attrTrusted, attrWrapTemplate}
 	// secretNew are a secret key's (secret.go decides which usages the
 	// HSM can grant).
 	secretNew = []uint{

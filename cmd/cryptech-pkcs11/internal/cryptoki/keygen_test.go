@@ -372,3 +372,51 @@ func TestHSSAttributes(t *testing.T) {
 		t.Errorf("the HSS public key after its private key went: %x", left)
 	}
 }
+
+// Templates (CKA_UNWRAP_TEMPLATE, CKA_WRAP_TEMPLATE) are kept as given,
+// on the object they belong to, and never changed.
+func TestTemplateAttributes(t *testing.T) {
+	m, h := loggedIn(t)
+	unwrapT := hsmapi.EncodeAttributes([]hsmapi.Attribute{
+		{Type: attrSensitive, Value: []byte{1}}, {Type: attrExtractable, Value: []byte{0}}, {Type: attrKeyType, Value: ulongValue(0x1F)},
+	})
+	wrapT := hsmapi.EncodeAttributes([]hsmapi.Attribute{{Type: attrToken, Value: []byte{0}}})
+	rsaPub := []Attribute{ul(attrModulusBits, 2048), bl(attrWrap, true), bl(attrVerify, false)}
+	rsaPriv := []Attribute{bl(attrUnwrap, true), bl(attrSign, false)}
+	pub, priv, rv := m.GenerateKeyPair(h, MechRSAKeyPairGen, nil, append(rsaPub, by(attrWrapTemplate, wrapT)), append(rsaPriv, by(attrUnwrapTemplate, unwrapT)))
+	if rv != OK {
+		t.Fatal(rv)
+	}
+	if got := getAll(t, m, h, priv, attrUnwrapTemplate)[attrUnwrapTemplate]; string(got) != string(unwrapT) {
+		t.Errorf("CKA_UNWRAP_TEMPLATE %x, want %x", got, unwrapT)
+	}
+	if got := getAll(t, m, h, pub, attrWrapTemplate)[attrWrapTemplate]; string(got) != string(wrapT) {
+		t.Errorf("CKA_WRAP_TEMPLATE %x, want %x", got, wrapT)
+	}
+	if got := find(t, m, h, by(attrUnwrapTemplate, unwrapT)); len(got) != 1 || got[0] != priv {
+		t.Errorf("found by its template: %v", got)
+	}
+	if rv := m.SetAttributeValue(h, priv, []Attribute{by(attrUnwrapTemplate, wrapT)}); rv != AttributeReadOnly {
+		t.Errorf("changing CKA_UNWRAP_TEMPLATE: %#x", rv)
+	}
+	// A key given none has an empty one.
+	_, other := ecPair(t, m, h, nil, nil)
+	if got := getAll(t, m, h, other, attrUnwrapTemplate)[attrUnwrapTemplate]; string(got) != string(hsmapi.EncodeAttributes(nil)) {
+		t.Errorf("no CKA_UNWRAP_TEMPLATE: %x", got)
+	}
+	for _, c := range []struct {
+		name      string
+		pub, priv []Attribute
+		want      RV
+	}{
+		{"unknown attribute inside", rsaPub, append(rsaPriv, by(attrUnwrapTemplate, hsmapi.EncodeAttributes([]hsmapi.Attribute{{Type: 0x7777, Value: []byte{1}}}))), AttributeValueInvalid},
+		{"a bool of two bytes inside", rsaPub, append(rsaPriv, by(attrUnwrapTemplate, hsmapi.EncodeAttributes([]hsmapi.Attribute{{Type: attrSensitive, Value: []byte{1, 1}}}))), AttributeValueInvalid},
+		{"a template inside", rsaPub, append(rsaPriv, by(attrUnwrapTemplate, hsmapi.EncodeAttributes([]hsmapi.Attribute{{Type: attrWrapTemplate, Value: wrapT}}))), AttributeValueInvalid},
+		{"not encoded", rsaPub, append(rsaPriv, by(attrUnwrapTemplate, []byte{1, 2, 3})), AttributeValueInvalid},
+		{"unwrap template on the public key", append(rsaPub, by(attrUnwrapTemplate, unwrapT)), rsaPriv, TemplateInconsistent},
+	} {
+		if _, _, rv := m.GenerateKeyPair(h, MechRSAKeyPairGen, nil, c.pub, c.priv); rv != c.want {
+			t.Errorf("%s: %#x, want %#x", c.name, rv, c.want)
+		}
+	}
+}

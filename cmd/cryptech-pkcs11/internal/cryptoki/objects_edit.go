@@ -206,6 +206,9 @@ func (m *Module) SetAttributeValue(sh, object uint, tmpl []Attribute) RV {
 	switch err := w.SetAttributes(context.Background(), v.obj.UUID, attrs); {
 	case errors.Is(err, hsmapi.ErrBadArguments):
 		return AttributeValueInvalid
+	case errors.Is(err, hsmapi.ErrForbidden):
+		// The HSM's own key policy said no.
+		return AttributeReadOnly
 	case errors.Is(err, hsmapi.ErrKeyNotFound):
 		return ObjectHandleInvalid
 	case err != nil:

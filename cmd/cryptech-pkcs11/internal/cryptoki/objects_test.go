@@ -30,9 +30,10 @@ func loggedIn(t *testing.T) (*Module, uint) {
 // tokenOf is the token session behind the module's slot, to make keys
 // behind the module's back as another application of the HSM would.
 func tokenOf(m *Module) hsmapi.Token {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.slot.client.Token()
+	slots, _ := m.SlotList()
+	var tok hsmapi.Token
+	m.withSlot(slots[0], func(s *slot) RV { tok = s.client.Token(); return OK })
+	return tok
 }
 
 func generate(t *testing.T, m *Module, req hsmapi.GenerateRequest) hsmapi.KeyInfo {
