@@ -91,6 +91,15 @@ func input(p *C.CK_BYTE, n C.CK_ULONG) ([]byte, cryptoki.RV) {
 	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)), cryptoki.OK
 }
 
+// withInput runs f on the application's buffer p of n bytes (see input).
+func withInput(p *C.CK_BYTE, n C.CK_ULONG, f func([]byte) cryptoki.RV) C.CK_RV {
+	in, rv := input(p, n)
+	if rv != cryptoki.OK {
+		return C.CK_RV(rv)
+	}
+	return C.CK_RV(f(in))
+}
+
 // maxInput bounds what one call may hand the module: more than any
 // operation takes (an HSS message is bounded lower), and what a slice can
 // hold on any platform cgo builds for.

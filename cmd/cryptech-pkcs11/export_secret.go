@@ -82,9 +82,9 @@ func withMechanism(h C.CK_SESSION_HANDLE, pm *C.CK_MECHANISM, key C.CK_OBJECT_HA
 	return C.CK_RV(init(uint(h), mech, uint(key)))
 }
 
-// withInput is a single-part operation's body: the input read, then the
+// singlePart is a single-part operation's body: the input read, then the
 // result delivered by the length protocol.
-func withInput(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, out *C.CK_BYTE, outLen *C.CK_ULONG, op func(h uint, in []byte, o cryptoki.Output) ([]byte, int, cryptoki.RV)) C.CK_RV {
+func singlePart(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, out *C.CK_BYTE, outLen *C.CK_ULONG, op func(h uint, in []byte, o cryptoki.Output) ([]byte, int, cryptoki.RV)) C.CK_RV {
 	in, r := input(p, n)
 	if r != cryptoki.OK {
 		return C.CK_RV(r)
@@ -101,7 +101,7 @@ func goEncryptInit(h C.CK_SESSION_HANDLE, pm *C.CK_MECHANISM, key C.CK_OBJECT_HA
 //export goEncrypt
 func goEncrypt(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, out *C.CK_BYTE, outLen *C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
-	return withInput(h, p, n, out, outLen, module.Encrypt)
+	return singlePart(h, p, n, out, outLen, module.Encrypt)
 }
 
 //export goDecryptInit
@@ -113,5 +113,5 @@ func goDecryptInit(h C.CK_SESSION_HANDLE, pm *C.CK_MECHANISM, key C.CK_OBJECT_HA
 //export goDecrypt
 func goDecrypt(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, out *C.CK_BYTE, outLen *C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
-	return withInput(h, p, n, out, outLen, module.Decrypt)
+	return singlePart(h, p, n, out, outLen, module.Decrypt)
 }

@@ -38,11 +38,7 @@ func goDigest(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, out *C.CK_BYTE,
 //export goDigestUpdate
 func goDigestUpdate(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
-	part, r := input(p, n)
-	if r != cryptoki.OK {
-		return C.CK_RV(r)
-	}
-	return C.CK_RV(module.DigestUpdate(uint(h), part))
+	return withInput(p, n, func(part []byte) cryptoki.RV { return module.DigestUpdate(uint(h), part) })
 }
 
 //export goDigestKey
@@ -84,11 +80,7 @@ func goSign(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, sig *C.CK_BYTE, s
 //export goSignUpdate
 func goSignUpdate(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
-	part, r := input(p, n)
-	if r != cryptoki.OK {
-		return C.CK_RV(r)
-	}
-	return C.CK_RV(module.SignUpdate(uint(h), part))
+	return withInput(p, n, func(part []byte) cryptoki.RV { return module.SignUpdate(uint(h), part) })
 }
 
 //export goSignFinal
@@ -126,21 +118,13 @@ func goVerify(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, sig *C.CK_BYTE,
 //export goVerifyUpdate
 func goVerifyUpdate(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
-	part, r := input(p, n)
-	if r != cryptoki.OK {
-		return C.CK_RV(r)
-	}
-	return C.CK_RV(module.VerifyUpdate(uint(h), part))
+	return withInput(p, n, func(part []byte) cryptoki.RV { return module.VerifyUpdate(uint(h), part) })
 }
 
 //export goVerifyFinal
 func goVerifyFinal(h C.CK_SESSION_HANDLE, sig *C.CK_BYTE, sigLen C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
-	s, r := input(sig, sigLen)
-	if r != cryptoki.OK {
-		return C.CK_RV(r)
-	}
-	return C.CK_RV(module.VerifyFinal(uint(h), s))
+	return withInput(sig, sigLen, func(s []byte) cryptoki.RV { return module.VerifyFinal(uint(h), s) })
 }
 
 //export goSeedRandom

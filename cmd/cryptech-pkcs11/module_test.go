@@ -266,7 +266,7 @@ func TestPKCS11Tool(t *testing.T) {
 	}{
 		{"--show-info", []string{"Cryptech emulated HSM PKCS#11", "Cryptech Project (emulated)"}},
 		{"--list-slots", []string{"token label        : hsm", "token model        : Cryptech HSM"}},
-		{"--list-mechanisms", []string{"ECDSA-SHA256, keySize={256,521}, sign, verify", "SHA256-RSA-PKCS-PSS, keySize={1024,8192}, sign, verify", "SHA256, digest"}},
+		{"--list-mechanisms", []string{"ECDSA-SHA256, keySize={256,521}, hw, sign, verify", "SHA256-RSA-PKCS-PSS, keySize={1024,8192}, hw, sign, verify", "SHA256, digest"}},
 	} {
 		out, err := exec.Command(tool, "--module", lib, c.arg).CombinedOutput()
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
+	"encoding/binary"
 	"math/big"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
+	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/testtool"
 )
@@ -101,30 +103,21 @@ func TestPKCS11ToolSignsOpenSSLVerifies(t *testing.T) {
 			}
 		})
 	}
+	// pkcs11-tool --test signs only with mechanisms the token performs
+	// (CKF_HW): it signs and verifies with the RSA key made above.
+	out := p11(t, "--test")
+	for _, want := range []string{"Signatures (currently only for RSA)", "SHA256-RSA-PKCS: OK", "No errors"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("pkcs11-tool --test: no %q in\n%s", want, out)
+		}
+	}
 }
 
 // Through the built module with miekg/pkcs11: single and multi-part
 // signatures verify with crypto/*, digests equal crypto/sha*'s, random
 // bytes come, and the token says it has an RNG.
 func TestModuleSignDigestRandom(t *testing.T) {
-	lib := buildModule(t)
-	newHSM(t)
-	p := pkcs11.New(lib)
-	if p == nil {
-		t.Fatal("pkcs11.New failed")
-	}
-	defer p.Destroy()
-	if err := p.Initialize(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Finalize()
-	s, err := p.OpenSession(0, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Login(s, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
-		t.Fatal(err)
-	}
+	p, s := loggedInModule(t)
 	ti, err := p.GetTokenInfo(0)
 	if err != nil || ti.Flags&pkcs11.CKF_RNG == 0 {
 		t.Fatalf("token info: flags %#x, %v", ti.Flags, err)
@@ -211,6 +204,31 @@ func TestModuleSignDigestRandom(t *testing.T) {
 	wantErr(t, "PSS with another hash", p.SignInit(s, []*pkcs11.Mechanism{bad}, rsaPriv), pkcs11.CKR_MECHANISM_PARAM_INVALID)
 }
 
+// loggedInModule loads the built module on a new emulated HSM and opens a
+// R/W session logged in as the user; cleanup finalizes and unloads it.
+func loggedInModule(t *testing.T) (*pkcs11.Ctx, pkcs11.SessionHandle) {
+	t.Helper()
+	lib := buildModule(t)
+	newHSM(t)
+	p := pkcs11.New(lib)
+	if p == nil {
+		t.Fatal("pkcs11.New failed")
+	}
+	t.Cleanup(p.Destroy)
+	if err := p.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Finalize() })
+	s, err := p.OpenSession(0, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Login(s, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
+		t.Fatal(err)
+	}
+	return p, s
+}
+
 func keyPair(t *testing.T, p *pkcs11.Ctx, s pkcs11.SessionHandle, mech uint, pub ...*pkcs11.Attribute) (pkcs11.ObjectHandle, pkcs11.ObjectHandle) {
 	t.Helper()
 	pub = append(pub, pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true))
@@ -234,4 +252,82 @@ func publicKey(t *testing.T, p *pkcs11.Ctx, s pkcs11.SessionHandle, o pkcs11.Obj
 		t.Fatal(err)
 	}
 	return pub
+}
+
+// HSS through the module: a length query spends no one-time key (miekg's
+// Sign asks the length first, and each signature costs exactly one), in
+// one part and in several; the signatures verify under the public key
+// read off the module (CKA_VALUE, RFC 8554).
+func TestModuleHSS(t *testing.T) {
+	p, s := loggedInModule(t)
+	const (
+		mechHSSKeyGen     = 0x4032
+		mechHSS           = 0x4033
+		attrLevels        = 0x617
+		attrLMSTypes      = 0x61A
+		attrLMOTSTypes    = 0x61B
+		attrKeysRemaining = 0x61C
+	)
+	ulongs := func(v uint64) []byte { return binary.NativeEndian.AppendUint64(nil, v) }
+	pub, priv, err := p.GenerateKeyPair(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(mechHSSKeyGen, nil)},
+		[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true)},
+		[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+			pkcs11.NewAttribute(attrLevels, 1),
+			pkcs11.NewAttribute(attrLMSTypes, ulongs(uint64(hashsig.LMS_SHA256_M32_H5))),
+			pkcs11.NewAttribute(attrLMOTSTypes, ulongs(uint64(hashsig.LMOTS_SHA256_N32_W8)))})
+	if err != nil {
+		t.Fatalf("generate an HSS key: %v", err)
+	}
+	remaining := func() uint64 {
+		t.Helper()
+		a, err := p.GetAttributeValue(s, priv, []*pkcs11.Attribute{pkcs11.NewAttribute(attrKeysRemaining, nil)})
+		if err != nil || len(a[0].Value) != 8 {
+			t.Fatalf("CKA_HSS_KEYS_REMAINING: %v", err)
+		}
+		return binary.NativeEndian.Uint64(a[0].Value)
+	}
+	a, err := p.GetAttributeValue(s, pub, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := hashsig.ParsePublicKey(a[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mechHSS, nil)}
+	msg := bytes.Repeat([]byte("HSS through the module "), 40)
+	before := remaining()
+	if err := p.SignInit(s, m, priv); err != nil {
+		t.Fatal(err)
+	}
+	one, err := p.Sign(s, msg)
+	if err != nil || pk.Verify(msg, one) != nil {
+		t.Fatalf("HSS in one part: %v", err)
+	}
+	if err := p.SignInit(s, m, priv); err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range [][]byte{msg[:10], msg[10:]} {
+		if err := p.SignUpdate(s, part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	parts, err := p.SignFinal(s)
+	if err != nil || pk.Verify(msg, parts) != nil {
+		t.Fatalf("HSS in parts: %v", err)
+	}
+	if got := remaining(); got != before-2 {
+		t.Fatalf("two signatures took %d one-time keys", before-got)
+	}
+	if err := p.VerifyInit(s, m, pub); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Verify(s, msg, parts); err != nil {
+		t.Fatalf("C_Verify: %v", err)
+	}
+	parts[len(parts)-1] ^= 1
+	if err := p.VerifyInit(s, m, pub); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "C_Verify of a flipped HSS signature", p.Verify(s, msg, parts), pkcs11.CKR_SIGNATURE_INVALID)
 }

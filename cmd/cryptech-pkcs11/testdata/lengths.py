@@ -11,7 +11,7 @@ import sys
 OK, ARGUMENTS_BAD, BUFFER_TOO_SMALL = 0, 7, 0x150
 OPERATION_NOT_INITIALIZED, MECHANISM_INVALID, MECHANISM_PARAM_INVALID = 0x91, 0x70, 0x71
 CKM_SHA256, CKM_SHA512, CKM_SHA256_RSA_PKCS_PSS = 0x250, 0x270, 0x43
-CKF_SERIAL_SESSION, CKF_SIGN, CKF_VERIFY = 4, 0x800, 0x2000
+CKF_SERIAL_SESSION, CKF_HW, CKF_SIGN, CKF_VERIFY = 4, 1, 0x800, 0x2000
 
 lib = C.CDLL(sys.argv[1])
 
@@ -32,7 +32,7 @@ def check(what, got, want):
 check("C_Initialize", lib.C_Initialize(None), OK)
 info = MechanismInfo()
 check("C_GetMechanismInfo", lib.C_GetMechanismInfo(C.c_ulong(0), C.c_ulong(CKM_SHA256_RSA_PKCS_PSS), C.byref(info)), OK)
-check("PSS info", (info.min, info.max, info.flags), (1024, 8192, CKF_SIGN | CKF_VERIFY))
+check("PSS info", (info.min, info.max, info.flags), (1024, 8192, CKF_HW | CKF_SIGN | CKF_VERIFY))
 check("C_GetMechanismInfo(unknown)", lib.C_GetMechanismInfo(C.c_ulong(0), C.c_ulong(0x8000abcd), C.byref(info)), MECHANISM_INVALID)
 
 h = C.c_ulong(0)

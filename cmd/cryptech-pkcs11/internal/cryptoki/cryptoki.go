@@ -308,7 +308,7 @@ func (m *Module) logoutSlot(s *slot) {
 	m.mu.Lock()
 	was := s.user
 	s.user = hsmapi.UserNone
-	s.endOperations()
+	m.endOperations(s)
 	m.mu.Unlock()
 	if was != hsmapi.UserNone {
 		// The session is gone whatever the token says.

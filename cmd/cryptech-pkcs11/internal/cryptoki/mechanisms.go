@@ -46,9 +46,13 @@ const (
 	MechAESKeyWrapKWP = 0x210B
 )
 
-// The flags of CK_MECHANISM_INFO. CKF_HW is never set: the emulated HSM is
-// software, and over RPC the module cannot tell what serves it.
+// The flags of CK_MECHANISM_INFO.
 const (
+	// MechFlagHW: the token performs the mechanism, not the module. It is
+	// set on the signature mechanisms the token signs with (the private
+	// key never leaves the HSM, emulated or not), never on what the module
+	// does itself (digests; verification alone).
+	MechFlagHW              = 0x1
 	MechFlagEncrypt         = 0x100
 	MechFlagDecrypt         = 0x200
 	MechFlagDigest          = 0x400
@@ -179,13 +183,13 @@ var registry = append(keyGenRegistry(), []mechanism{
 
 	// Secret keys, wrapping and RSA-OAEP (secret.go): only on a token that
 	// has them.
-	{typ: MechAESKeyGen, info: MechanismInfo{16, 32, MechFlagGenerate}, tokenFlags: secretMechFlags},
-	{typ: MechAESKeyWrap, info: MechanismInfo{16, 32, MechFlagWrap | MechFlagUnwrap}, tokenFlags: secretMechFlags},
-	{typ: MechAESKeyWrapPad, info: MechanismInfo{16, 32, MechFlagWrap | MechFlagUnwrap}, tokenFlags: secretMechFlags},
-	{typ: MechAESKeyWrapKWP, info: MechanismInfo{16, 32, MechFlagWrap | MechFlagUnwrap}, tokenFlags: secretMechFlags},
-	{typ: MechRSAPKCSOAEP, info: MechanismInfo{hsmapi.MinRSABits, hsmapi.MaxRSABits, MechFlagEncrypt | MechFlagDecrypt | MechFlagWrap | MechFlagUnwrap},
+	{typ: MechAESKeyGen, info: MechanismInfo{16, 32, MechFlagHW | MechFlagGenerate}, tokenFlags: secretMechFlags},
+	{typ: MechAESKeyWrap, info: MechanismInfo{16, 32, MechFlagHW | MechFlagWrap | MechFlagUnwrap}, tokenFlags: secretMechFlags},
+	{typ: MechAESKeyWrapPad, info: MechanismInfo{16, 32, MechFlagHW | MechFlagWrap | MechFlagUnwrap}, tokenFlags: secretMechFlags},
+	{typ: MechAESKeyWrapKWP, info: MechanismInfo{16, 32, MechFlagHW | MechFlagWrap | MechFlagUnwrap}, tokenFlags: secretMechFlags},
+	{typ: MechRSAPKCSOAEP, info: MechanismInfo{hsmapi.MinRSABits, hsmapi.MaxRSABits, MechFlagHW | MechFlagEncrypt | MechFlagDecrypt | MechFlagWrap | MechFlagUnwrap},
 		param: ParamOAEP, tokenFlags: secretMechFlags},
-	{typ: MechRSAAESKeyWrap, info: MechanismInfo{hsmapi.MinRSABits, hsmapi.MaxRSABits, MechFlagWrap | MechFlagUnwrap},
+	{typ: MechRSAAESKeyWrap, info: MechanismInfo{hsmapi.MinRSABits, hsmapi.MaxRSABits, MechFlagHW | MechFlagWrap | MechFlagUnwrap},
 		param: ParamRSAAESKeyWrap, tokenFlags: secretMechFlags},
 }...)
 
@@ -215,10 +219,10 @@ func digestMech(typ uint, h crypto.Hash) mechanism {
 // The key sizes of the signature mechanisms: what the HSM holds and uses
 // (hsmapi's RSA bounds; P-256 to P-521).
 var (
-	rsaSigInfo   = MechanismInfo{hsmapi.MinRSABits, hsmapi.MaxRSABits, MechFlagSign | MechFlagVerify}
-	ecdsaSigInfo = MechanismInfo{256, 521, MechFlagSign | MechFlagVerify | MechFlagECFp | MechFlagECNamedCurve | MechFlagECUncompress}
+	rsaSigInfo   = MechanismInfo{hsmapi.MinRSABits, hsmapi.MaxRSABits, MechFlagHW | MechFlagSign | MechFlagVerify}
+	ecdsaSigInfo = MechanismInfo{256, 521, MechFlagHW | MechFlagSign | MechFlagVerify | MechFlagECFp | MechFlagECNamedCurve | MechFlagECUncompress}
 	// PKCS#11 3.1 gives HSS no key size.
-	hssSigInfo = MechanismInfo{Flags: MechFlagSign | MechFlagVerify}
+	hssSigInfo = MechanismInfo{Flags: MechFlagHW | MechFlagSign | MechFlagVerify}
 )
 
 func rsaPKCSMech(typ uint, h crypto.Hash) mechanism {
@@ -241,12 +245,12 @@ func hssMech(typ uint) mechanism {
 // pssFlags: the module verifies every signature itself, under the key's
 // public half, but only a token that signs RSA-PSS (hsmapi.PSSSigner) can
 // sign one; libhal over its RPC cannot, so over RPC the PSS mechanisms
-// verify only.
+// verify only, in the module (not CKF_HW).
 func pssFlags(tok hsmapi.Token, flags uint) uint {
 	if p, ok := tok.(hsmapi.PSSSigner); ok && p.SignsPSS() {
 		return flags
 	}
-	return flags &^ MechFlagSign
+	return flags &^ (MechFlagSign | MechFlagHW)
 }
 
 // flagsOn is what mechanism m can do on token tok.
@@ -259,7 +263,7 @@ func (m *mechanism) flagsOn(tok hsmapi.Token) uint {
 
 // slotMechanism finds mechanism typ for use with the flag want (one of
 // MechFlag*) on slot s: MechanismInvalid when the module or the slot's
-// token lacks it. Called with m.mu held.
+// token lacks it. For use inside withSlot or withSession.
 func slotMechanism(s *slot, typ, want uint) (*mechanism, RV) {
 	mech, ok := byType[typ]
 	if !ok || mech.flagsOn(s.client.Token())&want == 0 {

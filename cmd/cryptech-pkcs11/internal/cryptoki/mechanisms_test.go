@@ -78,9 +78,9 @@ func TestMechanismList(t *testing.T) {
 		info MechanismInfo
 	}{
 		{MechSHA256, MechanismInfo{Flags: MechFlagDigest}},
-		{MechSHA256RSAPKCSPSS, MechanismInfo{1024, 8192, MechFlagSign | MechFlagVerify}},
-		{MechECDSA, MechanismInfo{256, 521, MechFlagSign | MechFlagVerify | MechFlagECFp | MechFlagECNamedCurve | MechFlagECUncompress}},
-		{MechHSS, MechanismInfo{Flags: MechFlagSign | MechFlagVerify}},
+		{MechSHA256RSAPKCSPSS, MechanismInfo{1024, 8192, MechFlagHW | MechFlagSign | MechFlagVerify}},
+		{MechECDSA, MechanismInfo{256, 521, MechFlagHW | MechFlagSign | MechFlagVerify | MechFlagECFp | MechFlagECNamedCurve | MechFlagECUncompress}},
+		{MechHSS, MechanismInfo{Flags: MechFlagHW | MechFlagSign | MechFlagVerify}},
 	} {
 		if info, rv := m.MechanismInfo(slotID, want.typ); rv != OK || info != want.info {
 			t.Errorf("%#x: %+v %#x, want %+v", want.typ, info, rv, want.info)

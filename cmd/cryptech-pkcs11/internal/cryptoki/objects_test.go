@@ -12,19 +12,7 @@ import (
 // user.
 func loggedIn(t *testing.T) (*Module, uint) {
 	t.Helper()
-	m, _ := newModule(t)
-	if rv := m.Initialize(nil); rv != OK {
-		t.Fatal(rv)
-	}
-	t.Cleanup(func() { m.Finalize(false) })
-	h, rv := m.OpenSession(slotID, FlagSerialSession|FlagRWSession)
-	if rv != OK {
-		t.Fatal(rv)
-	}
-	if rv := m.Login(h, UserUser, hsmtest.PIN); rv != OK {
-		t.Fatal(rv)
-	}
-	return m, h
+	return moduleOn(t, newHSM(t))
 }
 
 // tokenOf is the token session behind the module's slot, to make keys

@@ -46,17 +46,18 @@ type operation struct {
 	crypt *cryptKey
 }
 
-// endOperations ends every operation of the slot's sessions (at logout:
-// the key of an operation may be one the login let it use). Called with
-// Module.mu held.
-func (s *slot) endOperations() {
+// endOperations ends every operation of slot s's sessions (at logout: the
+// key of an operation may be one the login let it use). Called with m.mu
+// held.
+func (m *Module) endOperations(s *slot) {
+	lockassert.Held(&m.mu)
 	for _, ss := range s.sessions {
 		ss.ops = [opKinds]*operation{}
 	}
 }
 
 // checkIdle fails with OperationActive when session ss has an operation of
-// kind k: an Init must not replace it. Called with Module.mu held.
+// kind k: an Init must not replace it. For use inside withSession.
 func (ss *session) checkIdle(k opKind) RV {
 	if ss.ops[k] != nil {
 		return OperationActive
@@ -129,7 +130,7 @@ type Output struct {
 //
 // need is computed from what the operation knows (the key's size, the
 // hash's), never by making the result: an HSS signature made only to learn
-// its length would spend a one-time key.
+// its length would spend a one-time key. Called with op.mu held.
 func (m *Module) deliver(h uint, k opKind, op *operation, o Output, need int, make func() ([]byte, RV)) ([]byte, int, RV) {
 	lockassert.Held(&op.mu)
 	switch {
@@ -153,6 +154,7 @@ func (m *Module) deliver(h uint, k opKind, op *operation, o Output, need int, ma
 // fail ends op with rv: a call that fails ends its operation, as the
 // specification has it. Called with op.mu held.
 func (m *Module) fail(h uint, k opKind, op *operation, rv RV) RV {
+	lockassert.Held(&op.mu)
 	m.endOp(h, k, op)
 	return rv
 }

@@ -8,12 +8,15 @@ import (
 
 // rng is the randomness of the slot of session h: its token's
 // (hsmapi.RandomReader: the emulated HSM's TRNG, a libhal HSM's
-// GET_RANDOM), or nil when the token has none. The module never makes
-// random bytes of its own for an application.
+// GET_RANDOM), or RandomNoRNG when the token has none. The module never
+// makes random bytes of its own for an application.
 func (m *Module) rng(h uint) (hsmapi.RandomReader, RV) {
 	var r hsmapi.RandomReader
 	rv := m.withSession(h, func(s *slot, _ *session) RV {
-		r, _ = s.client.Token().(hsmapi.RandomReader)
+		var ok bool
+		if r, ok = s.client.Token().(hsmapi.RandomReader); !ok {
+			return RandomNoRNG
+		}
 		return OK
 	})
 	return r, rv
@@ -36,11 +39,8 @@ func (m *Module) HasRNG(id uint) (bool, RV) {
 // part of it passes for random.
 func (m *Module) GenerateRandom(h uint, p []byte) RV {
 	r, rv := m.rng(h)
-	switch {
-	case rv != OK:
+	if rv != OK {
 		return rv
-	case r == nil:
-		return RandomNoRNG
 	}
 	if err := r.Random(context.Background(), p); err != nil {
 		clear(p)
@@ -51,12 +51,8 @@ func (m *Module) GenerateRandom(h uint, p []byte) RV {
 
 // SeedRandom is C_SeedRandom: a TRNG takes no seed.
 func (m *Module) SeedRandom(h uint) RV {
-	r, rv := m.rng(h)
-	switch {
-	case rv != OK:
+	if _, rv := m.rng(h); rv != OK {
 		return rv
-	case r == nil:
-		return RandomNoRNG
 	}
 	return RandomSeedNotSupported
 }

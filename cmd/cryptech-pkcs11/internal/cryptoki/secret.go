@@ -29,7 +29,11 @@ func secretMechFlags(tok hsmapi.Token, flags uint) uint {
 	if _, ok := tok.(hsmapi.Decrypter); ok {
 		has |= MechFlagDecrypt
 	}
-	return flags & has
+	if flags&has == 0 {
+		return 0
+	}
+	// The HSM performs what it serves (CKF_HW).
+	return flags & (has | MechFlagHW)
 }
 
 // The CKR_ of wrapping and encryption.

@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"fmt"
 	"math/big"
+	"sync"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
@@ -428,5 +429,85 @@ func TestSignBadInput(t *testing.T) {
 	}
 	if rv := m.SignInit(h, Mechanism{Type: MechECDSASHA256}, ecPriv); rv != UserNotLoggedIn {
 		t.Fatalf("SignInit logged out: %#x", rv)
+	}
+}
+
+// Sessions signing at once, and two goroutines misusing one session: under
+// -race, any operation state touched outside its lock shows; every
+// signature made verifies.
+func TestSignAcrossGoroutines(t *testing.T) {
+	m, h := loggedIn(t)
+	ec := generate(t, m, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256})
+	priv, pub := objectsOf(t, m, h, ec.UUID)
+	mech := Mechanism{Type: MechECDSASHA256}
+	msg := []byte("at once")
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 4 {
+		wg.Go(func() {
+			s, rv := m.OpenSession(slotID, FlagSerialSession)
+			if rv != OK {
+				errs <- fmt.Errorf("goroutine %d: OpenSession: %#x", g, rv)
+				return
+			}
+			defer m.CloseSession(s)
+			for range 20 {
+				if rv := m.SignInit(s, mech, priv); rv != OK {
+					errs <- fmt.Errorf("goroutine %d: SignInit: %#x", g, rv)
+					return
+				}
+				sig, _, rv := m.Sign(s, msg, Output{Room: 64})
+				if rv != OK {
+					errs <- fmt.Errorf("goroutine %d: Sign: %#x", g, rv)
+					return
+				}
+				if rv := verify(m, s, mech, pub, msg, sig); rv != OK {
+					errs <- fmt.Errorf("goroutine %d: Verify: %#x", g, rv)
+				}
+			}
+		})
+	}
+	// Two goroutines on one session: each call either works or says the
+	// operation is (not) there; nothing else.
+	for g := range 2 {
+		wg.Go(func() {
+			for range 50 {
+				switch rv := m.SignInit(h, mech, priv); rv {
+				case OK, OperationActive:
+				default:
+					errs <- fmt.Errorf("shared %d: SignInit: %#x", g, rv)
+				}
+				switch rv := m.SignUpdate(h, msg); rv {
+				case OK, OperationNotInitialized:
+				default:
+					errs <- fmt.Errorf("shared %d: SignUpdate: %#x", g, rv)
+				}
+				switch _, _, rv := m.SignFinal(h, Output{Room: 64}); rv {
+				case OK, OperationNotInitialized:
+				default:
+					errs <- fmt.Errorf("shared %d: SignFinal: %#x", g, rv)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// An HSS key signs as many times as it has one-time keys, then refuses:
+// CKR_KEY_EXHAUSTED, at C_SignInit once the module can tell.
+func TestHSSExhausted(t *testing.T) {
+	m, h := loggedIn(t)
+	k := generate(t, m, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate,
+		Levels: []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W8}}})
+	priv, _ := objectsOf(t, m, h, k.UUID)
+	for i := range 32 {
+		sign(t, m, h, Mechanism{Type: MechHSS}, priv, fmt.Appendf(nil, "message %d", i))
+	}
+	if rv := m.SignInit(h, Mechanism{Type: MechHSS}, priv); rv != KeyExhausted {
+		t.Fatalf("SignInit with no signature left: %#x", rv)
 	}
 }
