@@ -33,7 +33,7 @@ var (
 	// HSM can grant).
 	secretNew = []uint{
 		attrSensitive, attrEncrypt, attrDecrypt, attrWrap, attrUnwrap, attrSign, attrVerify,
-		attrExtractable, attrWrapWithTrusted, attrTrusted,
+		attrExtractable, attrWrapWithTrusted, attrTrusted, attrWrapTemplate, attrUnwrapTemplate,
 	}
 	// computedAttrs are what the HSM alone says of a key.
 	computedAttrs = []uint{

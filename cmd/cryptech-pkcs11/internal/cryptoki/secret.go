@@ -241,6 +241,20 @@ func (m *Module) WrapKey(sh uint, mech Mechanism, wrapping, key uint, o Output) 
 	if ko.Class == ClassPublicKey {
 		return nil, 0, keyNotWrappable
 	}
+	// CKA_WRAP_TEMPLATE: the wrapping key wraps only keys that match it.
+	wrapTmpl, rv := nestedTemplate(tok, wo, attrWrapTemplate)
+	if rv != OK {
+		return nil, 0, rv
+	}
+	if len(wrapTmpl) > 0 {
+		stored, err := storedAttributes(tok, ko.UUID)
+		if err != nil {
+			return nil, 0, tokenRV(err)
+		}
+		if !newView(ko, stored).matches(wrapTmpl) {
+			return nil, 0, keyNotWrappable
+		}
+	}
 	out, err := tok.(hsmapi.KeyWrapper).WrapKey(context.Background(), wo.UUID, ko.UUID, w)
 	switch {
 	case errors.Is(err, hsmapi.ErrUnsupportedKey):
@@ -269,6 +283,28 @@ func (m *Module) keyHandle(sh, object uint, invalid RV) (KeyObject, RV) {
 	return o, rv
 }
 
+// nestedTemplate reads a key object's CKA_WRAP_TEMPLATE or
+// CKA_UNWRAP_TEMPLATE (empty for none).
+func nestedTemplate(tok hsmapi.Token, o KeyObject, t uint) ([]Attribute, RV) {
+	stored, err := storedAttributes(tok, o.UUID)
+	if err != nil {
+		return nil, tokenRV(err)
+	}
+	v, rv := newView(o, stored).attribute(t)
+	if rv != OK {
+		return nil, OK // the object has none
+	}
+	list, err := hsmapi.DecodeAttributes(v)
+	if err != nil {
+		return nil, GeneralError
+	}
+	out := make([]Attribute, len(list))
+	for i, a := range list {
+		out[i] = Attribute{Type: uint(a.Type), Value: a.Value}
+	}
+	return out, OK
+}
+
 // wrapperFits reports whether key object o is of the kind a mechanism
 // wraps or unwraps with: an AES secret key, or an RSA key object of class
 // rsaClass (public to wrap, private to unwrap).
@@ -293,19 +329,33 @@ func (m *Module) UnwrapKey(sh uint, mech Mechanism, unwrapping uint, wrapped []b
 	if rv != OK {
 		return 0, rv
 	}
-	req, rv := unwrapRequest(tmpl)
-	if rv != OK {
-		return 0, rv
-	}
-	if rv := m.writable(sh, req.Flags); rv != OK {
-		return 0, rv
-	}
 	uo, rv := m.keyHandle(sh, unwrapping, unwrappingKeyHandleInvalid)
 	if rv != OK {
 		return 0, rv
 	}
 	if !wrapperFits(uo, aes, ClassPrivateKey) {
 		return 0, unwrappingKeyTypeInconsistent
+	}
+	// CKA_UNWRAP_TEMPLATE: what the unwrapping key gives every key it
+	// unwraps, which the application's template may repeat but not
+	// contradict.
+	unwrapTmpl, rv := nestedTemplate(tok, uo, attrUnwrapTemplate)
+	if rv != OK {
+		return 0, rv
+	}
+	for _, a := range unwrapTmpl {
+		for _, b := range tmpl {
+			if b.Type == a.Type && !sameValue(a.Type, a.Value, b.Value) {
+				return 0, TemplateInconsistent
+			}
+		}
+	}
+	req, rv := unwrapRequest(append(tmpl[:len(tmpl):len(tmpl)], unwrapTmpl...))
+	if rv != OK {
+		return 0, rv
+	}
+	if rv := m.writable(sh, req.Flags); rv != OK {
+		return 0, rv
 	}
 	k, err := tok.(hsmapi.KeyWrapper).UnwrapKey(context.Background(), uo.UUID, w, wrapped, req)
 	if errors.Is(err, hsmapi.ErrUnsupportedKey) {

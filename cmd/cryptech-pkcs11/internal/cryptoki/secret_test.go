@@ -192,3 +192,38 @@ func allKeys(t *testing.T, m *Module) int {
 	}
 	return n
 }
+
+// TestWrapAndUnwrapTemplates: a wrapping key's CKA_WRAP_TEMPLATE limits
+// what it wraps, an unwrapping key's CKA_UNWRAP_TEMPLATE is given to what
+// it unwraps, and an application's template may not contradict it.
+func TestWrapAndUnwrapTemplates(t *testing.T) {
+	m, h := loggedIn(t)
+	nested := func(attrs ...Attribute) []byte {
+		var list []hsmapi.Attribute
+		for _, a := range attrs {
+			list = append(list, hsmapi.Attribute{Type: uint32(a.Type), Value: a.Value})
+		}
+		return hsmapi.EncodeAttributes(list)
+	}
+	w := genAES(t, m, h, 32, by(attrWrapTemplate, nested(ul(attrKeyType, KeyTypeAES))),
+		by(attrUnwrapTemplate, nested(bl(attrExtractable, false))))
+	ec := generate(t, m, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagExportable})
+	ecPriv, _ := objectsOf(t, m, h, ec.UUID)
+	kwp := Mechanism{Type: MechAESKeyWrapKWP}
+	if _, _, rv := m.WrapKey(h, kwp, w, ecPriv, Output{Query: true}); rv != keyNotWrappable {
+		t.Errorf("wrap a key its CKA_WRAP_TEMPLATE does not match: %#x", rv)
+	}
+	target := genAES(t, m, h, 16, bl(attrExtractable, true))
+	blob := wrap(t, m, h, kwp, w, target)
+	aesTmpl := []Attribute{ul(attrClass, ClassSecretKey), ul(attrKeyType, KeyTypeAES)}
+	if _, rv := m.UnwrapKey(h, kwp, w, blob, append(aesTmpl, bl(attrExtractable, true))); rv != TemplateInconsistent {
+		t.Errorf("unwrap against CKA_UNWRAP_TEMPLATE: %#x", rv)
+	}
+	u, rv := m.UnwrapKey(h, kwp, w, blob, aesTmpl)
+	if rv != OK {
+		t.Fatalf("unwrap: %#x", rv)
+	}
+	if got := getAll(t, m, h, u, attrExtractable); !bytes.Equal(got[attrExtractable], []byte{0}) {
+		t.Errorf("the unwrapped key did not get CKA_UNWRAP_TEMPLATE's CKA_EXTRACTABLE: %x", got[attrExtractable])
+	}
+}
