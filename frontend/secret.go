@@ -86,17 +86,3 @@ func (c *Client) Decrypt(ctx context.Context, h uint32, p hsmapi.OAEPParams, cip
 	}
 	return d.Decrypt(ctx, k.UUID, p, ciphertext)
 }
-
-// SetTrusted sets or clears CKA_TRUSTED of the key behind a handle, as the
-// security officer.
-func (c *Client) SetTrusted(ctx context.Context, h uint32, trusted bool) error {
-	ts, err := tokenAs[hsmapi.TrustSetter](c, "set CKA_TRUSTED")
-	if err != nil {
-		return err
-	}
-	k, err := c.Key(h)
-	if err != nil {
-		return err
-	}
-	return ts.SetTrusted(ctx, k.UUID, trusted)
-}

@@ -13,9 +13,8 @@ import (
 
 // TestSecretKeysThroughHandles: a client makes an AES key, wraps a key
 // under it and unwraps it again by handle; the unwrapped key signs under
-// the original's public key; the SO trusts by handle; OAEP encrypts and
-// decrypts; handles of other clients and a token without the operations
-// are refused.
+// the original's public key; OAEP encrypts and decrypts; a token without
+// the operations is refused.
 func TestSecretKeysThroughHandles(t *testing.T) {
 	f := frontend.New(newHSM(t))
 	c := login(t, f, hsmapi.UserNormal)
@@ -47,18 +46,6 @@ func TestSecretKeysThroughHandles(t *testing.T) {
 	}
 	if err := hsmapi.VerifyDigest(pub, digest[:], sig, crypto.SHA256); err != nil {
 		t.Error(err)
-	}
-
-	so := login(t, f, hsmapi.UserSO)
-	if err := so.SetTrusted(ctx, aes, true); !errors.Is(err, hsmapi.ErrKeyNotFound) {
-		t.Errorf("SetTrusted with another client's handle: %v", err)
-	}
-	h := so.OpenKey(info)
-	if err := so.SetTrusted(ctx, h, true); err != nil {
-		t.Error(err)
-	}
-	if err := c.SetTrusted(ctx, aes, true); !errors.Is(err, hsmapi.ErrForbidden) {
-		t.Errorf("SetTrusted by the user: %v", err)
 	}
 
 	rsaKey, _, err := c.Create(func(tok hsmapi.Token) (hsmapi.KeyInfo, error) {

@@ -125,15 +125,11 @@ func (c *Client) Decrypt(_ context.Context, id hsmapi.UUID, p hsmapi.OAEPParams,
 
 // SetTrusted sets or clears CKA_TRUSTED on the server, as its SO.
 func (c *Client) SetTrusted(_ context.Context, id hsmapi.UUID, trusted bool) error {
-	k, err := c.openKey(id)
-	if err != nil {
-		return fmt.Errorf("set CKA_TRUSTED: %w", err)
-	}
 	var t uint32
 	if trusted {
 		t = 1
 	}
-	if err := c.callSecret(wire.FuncExtSetTrusted, &wire.ExtSetTrustedRequest{Pkey: k.handle, Trusted: t}, &wire.ExtEmptyResponse{}); err != nil {
+	if err := c.callSecret(wire.FuncExtSetTrusted, &wire.ExtSetTrustedRequest{UUID: id[:], Trusted: t}, &wire.ExtEmptyResponse{}); err != nil {
 		return fmt.Errorf("set CKA_TRUSTED of %s: %w", id, err)
 	}
 	return nil

@@ -123,5 +123,13 @@ func (c *serverConn) extSetTrusted(r *wire.ExtSetTrustedRequest) (wire.Args, err
 	if r.Trusted > 1 {
 		return nil, fmt.Errorf("%w: trusted is 0 or 1, not %d", hsmapi.ErrBadArguments, r.Trusted)
 	}
-	return &wire.ExtEmptyResponse{}, c.fe.SetTrusted(bg, r.Pkey, r.Trusted == 1)
+	id, err := uuidOf(r.UUID)
+	if err != nil {
+		return nil, err
+	}
+	ts, ok := c.fe.Token().(hsmapi.TrustSetter)
+	if !ok {
+		return nil, fmt.Errorf("set CKA_TRUSTED: %w", hsmapi.ErrUnsupported)
+	}
+	return &wire.ExtEmptyResponse{}, ts.SetTrusted(bg, id, r.Trusted == 1)
 }

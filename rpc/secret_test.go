@@ -99,6 +99,19 @@ func TestSecretKeysOverRPC(t *testing.T) {
 	if err := user.SetTrusted(ctx, aes.UUID, false); !errors.Is(err, wire.StatusForbidden) {
 		t.Errorf("the user calls SetTrusted: %v", err)
 	}
+	so := dialAs(t, addr, hsmapi.UserSO, []byte("so-pin"))
+	if err := so.SetTrusted(ctx, aes.UUID, false); err != nil {
+		t.Errorf("the SO calls SetTrusted: %v", err)
+	}
+	attrs, err := c.KeyAttributes(ctx, aes.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range attrs {
+		if a.Type == hsmapi.CKATrusted && !bytes.Equal(a.Value, []byte{0}) {
+			t.Errorf("CKA_TRUSTED after the SO cleared it: %x", a.Value)
+		}
+	}
 
 	c.ext = nil // as a client of a Cryptech HSM
 	if _, err := c.GenerateSecretKey(ctx, hsmapi.SecretKeyRequest{Bits: 128}); !errors.Is(err, hsmapi.ErrUnsupported) {

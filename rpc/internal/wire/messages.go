@@ -123,8 +123,9 @@ const (
 	// FuncExtDecrypt: uint pkey, mechanism (RSA-OAEP), bytes ciphertext ->
 	// bytes data.
 	FuncExtDecrypt Func = 0x1000D
-	// FuncExtSetTrusted: uint pkey, uint trusted -> nothing (the security
-	// officer's).
+	// FuncExtSetTrusted: bytes uuid, uint trusted -> nothing (the security
+	// officer's, who opens no key handles: libhal lets only users of keys
+	// open them).
 	FuncExtSetTrusted Func = 0x1000E
 )
 
@@ -665,7 +666,7 @@ type ExtCryptRequest struct {
 
 // ExtSetTrustedRequest is EXT_SET_TRUSTED's arguments.
 type ExtSetTrustedRequest struct {
-	Pkey    uint32
+	UUID    []byte `xdr:"max=16"`
 	Trusted uint32 // 1 or 0
 }
 

@@ -934,12 +934,12 @@ func (m *ExtCryptRequest) DecodeArgs(d *Decoder) error {
 }
 
 func (m *ExtSetTrustedRequest) EncodeArgs(e *Encoder) {
-	e.Uint32(m.Pkey)
+	e.Bytes(m.UUID)
 	e.Uint32(m.Trusted)
 }
 
 func (m *ExtSetTrustedRequest) DecodeArgs(d *Decoder) error {
-	m.Pkey = d.Uint32()
+	m.UUID = d.Bytes(16)
 	m.Trusted = d.Uint32()
 	return d.Err()
 }
