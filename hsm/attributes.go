@@ -60,19 +60,47 @@ func (s *Session) Attributes(_ context.Context, id hsmapi.UUID, types []uint32) 
 }
 
 // SetAttributes sets or deletes attributes of a key, durably for a token
-// key. The key is replaced, never changed in place, so that readers holding
-// it see a consistent key.
+// key, as the key policy allows (policy.go). The key is replaced, never
+// changed in place, so that readers holding it see a consistent key.
 func (s *Session) SetAttributes(_ context.Context, id hsmapi.UUID, attrs []hsmapi.Attribute) error {
 	if err := s.requireKeyUser(); err != nil {
 		return fmt.Errorf("set attributes: %w", err)
 	}
-	h := s.h
+	return s.h.setAttributes(s, id, func(*key) []hsmapi.Attribute { return attrs })
+}
+
+// SetTrusted sets or clears CKA_TRUSTED on the object of a key that wraps
+// (a key pair's public key object), as only the security officer (or
+// wheel) may: a wrapping key so marked may wrap keys that carry
+// CKA_WRAP_WITH_TRUSTED.
+func (s *Session) SetTrusted(_ context.Context, id hsmapi.UUID, trusted bool) error {
+	if u := s.User(); !mayTrust(u) {
+		return fmt.Errorf("set CKA_TRUSTED of %s: %w: only the security officer may (logged in as %s)", id, hsmapi.ErrForbidden, u)
+	}
+	return s.h.setAttributes(s, id, func(k *key) []hsmapi.Attribute {
+		a := hsmapi.Attribute{Type: hsmapi.CKATrusted, Value: ckBool(trusted)}
+		if !k.info.Type.IsPrivate() {
+			return []hsmapi.Attribute{a}
+		}
+		var list []hsmapi.Attribute
+		if enc, ok := k.attrs[hsmapi.AttributePublicObject]; ok {
+			list, _ = hsmapi.DecodeAttributes(enc)
+		}
+		list = slices.DeleteFunc(list, func(b hsmapi.Attribute) bool { return b.Type == hsmapi.CKATrusted })
+		return []hsmapi.Attribute{{Type: hsmapi.AttributePublicObject, Value: hsmapi.EncodeAttributes(append(list, a))}}
+	})
+}
+
+// setAttributes applies the changes edit makes of the key as it is, under
+// the HSM's lock.
+func (h *HSM) setAttributes(s *Session, id hsmapi.UUID, edit func(*key) []hsmapi.Attribute) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	k, err := h.lookup(s, id)
 	if err != nil {
 		return fmt.Errorf("set attributes: %w", err)
 	}
+	attrs := edit(k)
 	nk := *k
 	nk.attrs = maps.Clone(k.attrs)
 	if nk.attrs == nil {
@@ -98,6 +126,13 @@ func (s *Session) SetAttributes(_ context.Context, id hsmapi.UUID, attrs []hsmap
 		default:
 			nk.attrs[a.Type] = append([]byte(nil), a.Value...)
 		}
+	}
+	prev := k.attrs
+	if prev == nil {
+		prev = map[uint32][]byte{} // a key stored already: not a new one
+	}
+	if err := checkAttributeChange(s.User(), k.info.Flags, k.secret != nil, prev, nk.attrs); err != nil {
+		return fmt.Errorf("set attributes of %s: %w", id, err)
 	}
 	if k.owner != nil {
 		// Bounded as a stored key is, by what its block could hold.
@@ -187,23 +222,11 @@ func (s *Session) LoadPrivateKey(_ context.Context, req hsmapi.LoadRequest) (hsm
 		}
 		attrs[hsmapi.CKALocal] = []byte{0}
 	}
-	h := s.h
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	id, err := h.newUUID()
+	if err := checkAttributeChange(s.User(), req.Flags, false, nil, attrs); err != nil {
+		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
+	}
+	k, err := s.h.storeNew(s, signer, req.Flags, req.Label, attrs)
 	if err != nil {
-		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
-	}
-	r, k, err := recordFor(id, signer, nil, req.Flags, req.Label)
-	if err != nil {
-		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
-	}
-	defer r.wipe()
-	r.attrs, k.attrs = attrs, attrs
-	if err := pairwiseTest(k); err != nil {
-		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
-	}
-	if err := h.store(s, []*keyRecord{r}, []*key{k}, nil); err != nil {
 		return hsmapi.KeyInfo{}, fmt.Errorf("load key: %w", err)
 	}
 	return k.info, nil

@@ -44,7 +44,7 @@ func slowHSSKey(t *testing.T) (*HSM, hsmapi.UUID, []byte) {
 		t.Fatal(err)
 	}
 	s := raceSession(t, h)
-	k, err := h.storeNew(s, sk, signFlags, "slow")
+	k, err := h.storeNew(s, sk, signFlags, "slow", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

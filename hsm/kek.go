@@ -81,7 +81,13 @@ func decryptKEK(rand io.Reader, kekek *rsa.PrivateKey, want hsmapi.KEKEncryption
 // decryptOAEP is the one RSA-OAEP decryption of the HSM (tested against
 // Wycheproof). It hides why decryption failed.
 func decryptOAEP(priv *rsa.PrivateKey, hash crypto.Hash, ct, label []byte) ([]byte, error) {
-	pt, err := rsa.DecryptOAEP(hash.New(), nil, priv, ct, label)
+	return decryptOAEPWith(priv, &rsa.OAEPOptions{Hash: hash, MGFHash: hash, Label: label}, ct)
+}
+
+// decryptOAEPWith is decryptOAEP with a mask generation hash of its own, as
+// PKCS#11's CK_RSA_PKCS_OAEP_PARAMS may name.
+func decryptOAEPWith(priv *rsa.PrivateKey, opts *rsa.OAEPOptions, ct []byte) ([]byte, error) {
+	pt, err := priv.Decrypt(nil, ct, opts)
 	if err != nil {
 		return nil, hsmapi.ErrDecryption
 	}

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -29,6 +30,9 @@ type key struct {
 	// both are nil for public keys.
 	priv crypto.Signer
 	hss  *hashsig.PrivateKey
+	// secret is an AES key's value; nil for other keys. It is cleared when
+	// the key is retired, once no use of it is in progress.
+	secret []byte
 	// hssFrom is the range [next, end) an HSS key held when this HSM took
 	// it in (imported or generated) or loaded it from flash: it signs and
 	// splits within it only, so it is within the range it arrived with.
@@ -87,6 +91,7 @@ func (k *key) retire() {
 	k.life.mu.Lock()
 	defer k.life.mu.Unlock()
 	k.life.gone = true
+	clear(k.secret)
 }
 
 // isPrivate reports whether the key has a private half.
@@ -224,6 +229,15 @@ func parseKeyRecord(b []byte) (*keyRecord, error) {
 func newKey(r *keyRecord) (*key, error) {
 	k := &key{info: hsmapi.KeyInfo{UUID: r.uuid, Type: r.typ, Curve: r.curve, Flags: r.flags, Label: r.label, PublicKey: r.public},
 		attrs: r.attrs, life: new(keyLife)}
+	if r.typ == hsmapi.KeyTypeAES {
+		if len(r.public) != 0 || r.curve != hsmapi.CurveNone || hsmapi.CheckAESBits(len(r.private)*8) != nil {
+			return nil, errBadKeyRecord
+		}
+		// A copy: the caller wipes the record.
+		k.secret = bytes.Clone(r.private)
+		k.info.Bits = len(k.secret) * 8
+		return k, nil
+	}
 	var err error
 	if k.pub, err = hsmapi.ParsePublicKey(r.public); err != nil {
 		return nil, err
@@ -277,7 +291,8 @@ func parsePrivateKey(der []byte) (crypto.Signer, *hashsig.PrivateKey, error) {
 }
 
 // recordFor makes the record of a new key and the key it loads as. priv is
-// a crypto.Signer (RSA, EC), a *hashsig.PrivateKey, or nil for a public key.
+// a crypto.Signer (RSA, EC), a *hashsig.PrivateKey, an AES key's value
+// ([]byte, which the caller keeps and wipes), or nil for a public key.
 // RSA and EC keys are parsed back from the record, so that what is stored is
 // exactly what will be loaded; an HSS key is kept as it is, trees built.
 func recordFor(id hsmapi.UUID, priv any, pub crypto.PublicKey, flags hsmapi.Flags, label string) (*keyRecord, *key, error) {
@@ -292,6 +307,14 @@ func recordFor(id hsmapi.UUID, priv any, pub crypto.PublicKey, flags hsmapi.Flag
 		k := &key{info: hsmapi.KeyInfo{UUID: id, Type: r.typ, Flags: flags, Label: label, PublicKey: r.public,
 			Hashsig: hsmapi.NewHashsigInfo(p.Public(), p)}, pub: p.Public(), hss: p, life: new(keyLife)}
 		k.hssFrom[0], k.hssFrom[1] = p.Range()
+		return r, k, nil
+	case []byte:
+		r = &keyRecord{uuid: id, typ: hsmapi.KeyTypeAES, flags: flags, label: label, private: bytes.Clone(p)}
+		k, err := newKey(r)
+		if err != nil {
+			r.wipe()
+			return nil, nil, fmt.Errorf("%w: not an AES key", hsmapi.ErrBadArguments)
+		}
 		return r, k, nil
 	case crypto.Signer:
 		pub = p.Public()

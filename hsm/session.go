@@ -150,7 +150,7 @@ func (s *Session) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hs
 	if err != nil {
 		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
-	k, err := s.h.storeNew(s, priv, req.Flags, req.Label)
+	k, err := s.h.storeNew(s, priv, req.Flags, req.Label, nil)
 	if err != nil {
 		if hss, ok := priv.(*hashsig.PrivateKey); ok {
 			hss.Wipe() // never stored: no one else has it
@@ -160,8 +160,10 @@ func (s *Session) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hs
 	return k.snapshot(), nil
 }
 
-// storeNew names and stores a newly generated key.
-func (h *HSM) storeNew(s *Session, priv any, flags hsmapi.Flags, label string) (*key, error) {
+// storeNew names and stores a new key (priv as recordFor takes it) with
+// its attributes, checked already; a key pair passes its pairwise test
+// first.
+func (h *HSM) storeNew(s *Session, priv any, flags hsmapi.Flags, label string, attrs map[uint32][]byte) (*key, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	id, err := h.newUUID()
@@ -173,6 +175,7 @@ func (h *HSM) storeNew(s *Session, priv any, flags hsmapi.Flags, label string) (
 		return nil, err
 	}
 	defer r.wipe()
+	r.attrs, k.attrs = attrs, attrs
 	if err := pairwiseTest(k); err != nil {
 		return nil, err
 	}
@@ -270,6 +273,9 @@ func (s *Session) Sign(_ context.Context, id hsmapi.UUID, digest []byte, opts cr
 	k, err := s.key(id)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
+	}
+	if k.secret != nil {
+		return nil, fmt.Errorf("sign with %s: %w: a secret key does not sign", id, hsmapi.ErrUnsupportedKey)
 	}
 	if !k.isPrivate() {
 		return nil, fmt.Errorf("sign with %s: %w: a public key cannot sign", id, hsmapi.ErrUnsupportedKey)

@@ -286,6 +286,9 @@ func (s *Session) prepareImport(req hsmapi.ImportRequest) (*keyRecord, *key, err
 	if err := checkAttributes(req.Attributes); err != nil {
 		return nil, nil, err
 	}
+	if err := checkAttributeChange(s.User(), req.Flags, false, nil, attributeMap(req.Attributes)); err != nil {
+		return nil, nil, err
+	}
 	r, k, err := recordFor(req.UUID, priv, pub, req.Flags, req.Label)
 	if err != nil {
 		return nil, nil, err

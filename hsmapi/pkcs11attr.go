@@ -41,6 +41,7 @@ const (
 	CKADerive             uint32 = 0x10C
 	CKAStartDate          uint32 = 0x110
 	CKAEndDate            uint32 = 0x111
+	CKAValueLen           uint32 = 0x161
 	CKAExtractable        uint32 = 0x162
 	CKALocal              uint32 = 0x163
 	CKANeverExtractable   uint32 = 0x164

@@ -25,7 +25,9 @@ type Token interface {
 	GenerateKey(ctx context.Context, req GenerateRequest) (KeyInfo, error)
 	// Key describes one key, or returns ErrKeyNotFound.
 	Key(ctx context.Context, id UUID) (KeyInfo, error)
-	// Keys lists the keys that match f, ordered by UUID.
+	// Keys lists the keys that match f, ordered by UUID. Secret keys
+	// (KeyTypeAES) are listed only when f.Type asks for them: the transfer
+	// and libhal's clients know key pairs alone.
 	Keys(ctx context.Context, f Filter) ([]KeyInfo, error)
 	// DeleteKey removes a key.
 	DeleteKey(ctx context.Context, id UUID) error
@@ -199,9 +201,10 @@ type Filter struct {
 }
 
 // Matches reports whether k passes the filter, leaving out Attributes,
-// which KeyInfo does not carry (but for the label).
+// which KeyInfo does not carry (but for the label). A secret key matches
+// only a filter of its type (see Token.Keys).
 func (f Filter) Matches(k KeyInfo) bool {
-	return (f.Type == KeyTypeNone || f.Type == k.Type) &&
+	return (f.Type == KeyTypeNone && k.Type != KeyTypeAES || f.Type == k.Type) &&
 		(f.Curve == CurveNone || f.Curve == k.Curve) &&
 		k.Flags&f.Mask == f.Flags
 }
@@ -282,6 +285,41 @@ type ImportResult struct {
 	// Warnings are what the operator should know of the key's arrival, one
 	// line each (a PKCS#11 token: another key there has its CKA_ID).
 	Warnings []string
+}
+
+// SecretKeyGenerator is implemented by tokens that make secret (AES) keys
+// inside, from their own random source.
+type SecretKeyGenerator interface {
+	GenerateSecretKey(ctx context.Context, req SecretKeyRequest) (KeyInfo, error)
+}
+
+// KeyWrapper is implemented by tokens that wrap keys under their keys, and
+// unwrap such blobs into new keys, as PKCS#11's C_WrapKey and C_UnwrapKey
+// do (see docs/key-policy.md for what each key may do).
+type KeyWrapper interface {
+	// WrapKey wraps key under wrappingKey: a secret key as its value, a
+	// private key as its PKCS#8 PrivateKeyInfo.
+	WrapKey(ctx context.Context, wrappingKey, key UUID, mech WrapMechanism) ([]byte, error)
+	// UnwrapKey stores what wrapped holds as a new key.
+	UnwrapKey(ctx context.Context, unwrappingKey UUID, mech WrapMechanism, wrapped []byte, req UnwrapRequest) (KeyInfo, error)
+}
+
+// Encrypter is implemented by tokens that encrypt data with a key's public
+// half (RSA-OAEP).
+type Encrypter interface {
+	Encrypt(ctx context.Context, key UUID, p OAEPParams, plaintext []byte) ([]byte, error)
+}
+
+// Decrypter is implemented by tokens that decrypt data with a private key
+// (RSA-OAEP).
+type Decrypter interface {
+	Decrypt(ctx context.Context, key UUID, p OAEPParams, ciphertext []byte) ([]byte, error)
+}
+
+// TrustSetter is implemented by tokens whose security officer marks the
+// keys that may wrap keys with CKA_WRAP_WITH_TRUSTED (CKA_TRUSTED).
+type TrustSetter interface {
+	SetTrusted(ctx context.Context, key UUID, trusted bool) error
 }
 
 // RandomReader is implemented by tokens that give random bytes of the

@@ -97,6 +97,9 @@ const (
 	KeyTypeECPublic       KeyType = 4
 	KeyTypeHashsigPrivate KeyType = 5
 	KeyTypeHashsigPublic  KeyType = 6
+	// KeyTypeAES is a secret AES key: the emulated HSM's own, libhal has
+	// none. The value is out of libhal's range, as the extensions are.
+	KeyTypeAES KeyType = 0x10001
 )
 
 var keyTypeNames = map[KeyType]string{
@@ -107,6 +110,7 @@ var keyTypeNames = map[KeyType]string{
 	KeyTypeECPublic:       "ec-public",
 	KeyTypeHashsigPrivate: "hashsig-private",
 	KeyTypeHashsigPublic:  "hashsig-public",
+	KeyTypeAES:            "aes",
 }
 
 func (t KeyType) String() string {

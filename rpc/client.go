@@ -324,6 +324,9 @@ func (c *Client) Key(_ context.Context, id hsmapi.UUID) (hsmapi.KeyInfo, error) 
 	if err != nil {
 		return hsmapi.KeyInfo{}, err
 	}
+	if k.typ == hsmapi.KeyTypeAES {
+		return c.secretKeyInfo(id, k)
+	}
 	var flags wire.PkeyGetKeyFlagsResponse
 	var pub wire.PkeyGetPublicKeyResponse
 	if err := c.call(wire.FuncPkeyGetKeyFlags, &wire.PkeyGetKeyFlagsRequest{Pkey: k.handle}, &flags); err != nil {
@@ -765,10 +768,7 @@ func labelAndAttributes(label string, attrs []hsmapi.Attribute) []wire.Attribute
 	if label != "" {
 		out = append(out, wire.Attribute{Type: hsmapi.AttributeLabel, Value: []byte(label)})
 	}
-	for _, a := range attrs {
-		out = append(out, wire.Attribute{Type: a.Type, Value: a.Value, Absent: a.Delete})
-	}
-	return out
+	return append(out, wireAttributes(attrs)...)
 }
 
 // ImportBatch imports every key in one server-side keystore transaction,

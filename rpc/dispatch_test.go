@@ -14,7 +14,8 @@ func TestHandlersCoverEveryFunction(t *testing.T) {
 		want[f] = true
 	}
 	for _, f := range []wire.Func{wire.FuncExtCapabilities, wire.FuncExtExport, wire.FuncExtImportBegin, wire.FuncExtImportAdd,
-		wire.FuncExtImportCommit, wire.FuncExtDamaged, wire.FuncExtGetAttributes, wire.FuncExtImportAdd2, wire.FuncExtIdentity} {
+		wire.FuncExtImportCommit, wire.FuncExtDamaged, wire.FuncExtGetAttributes, wire.FuncExtImportAdd2, wire.FuncExtIdentity,
+		wire.FuncExtGenerateSecret, wire.FuncExtWrapKey, wire.FuncExtUnwrapKey, wire.FuncExtEncrypt, wire.FuncExtDecrypt, wire.FuncExtSetTrusted} {
 		want[f] = true
 	}
 	for f := range want {

@@ -86,12 +86,9 @@ func (c *serverConn) extImportAdd(r *wire.ExtImportAddRequest) (wire.Args, error
 }
 
 func (c *serverConn) extImportAdd2(r *wire.ExtImportAdd2Request) (wire.Args, error) {
-	attrs := make([]hsmapi.Attribute, len(r.Attributes))
-	for i, a := range r.Attributes {
-		if a.Absent {
-			return nil, fmt.Errorf("%w: attribute 0x%x without a value", hsmapi.ErrBadArguments, a.Type)
-		}
-		attrs[i] = hsmapi.Attribute{Type: a.Type, Value: a.Value}
+	attrs, err := attributesOf(r.Attributes)
+	if err != nil {
+		return nil, err
 	}
 	return c.importAdd(&r.ExtImportAddRequest, attrs)
 }

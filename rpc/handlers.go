@@ -84,6 +84,13 @@ var handlers = map[wire.Func]handler{
 	wire.FuncExtImportCommit:  on((*serverConn).extImportCommit),
 	wire.FuncExtGetAttributes: on((*serverConn).extGetAttributes),
 	wire.FuncExtIdentity:      on((*serverConn).extIdentity),
+
+	wire.FuncExtGenerateSecret: on((*serverConn).extGenerateSecret),
+	wire.FuncExtWrapKey:        on((*serverConn).extWrapKey),
+	wire.FuncExtUnwrapKey:      on((*serverConn).extUnwrapKey),
+	wire.FuncExtEncrypt:        on((*serverConn).extEncrypt),
+	wire.FuncExtDecrypt:        on((*serverConn).extDecrypt),
+	wire.FuncExtSetTrusted:     on((*serverConn).extSetTrusted),
 }
 
 func (c *serverConn) getVersion(*wire.GetVersionRequest) (wire.Args, error) {
@@ -300,6 +307,9 @@ func (c *serverConn) getPublicKey(r *wire.PkeyGetPublicKeyRequest) (wire.Args, e
 // key libhal's own encoding (see hashsig.MarshalLibhalPKIXPublicKey), which
 // is all a Cryptech HSM's clients read; RFC 9708's everywhere else.
 func libhalSPKI(k hsmapi.KeyInfo) ([]byte, error) {
+	if k.Type == hsmapi.KeyTypeAES {
+		return nil, fmt.Errorf("%w: a secret key has no public key", hsmapi.ErrUnsupportedKey)
+	}
 	if k.Hashsig == nil {
 		return k.PublicKey, nil
 	}

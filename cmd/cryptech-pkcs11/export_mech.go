@@ -36,13 +36,44 @@ func mechanism(p *C.CK_MECHANISM) (cryptoki.Mechanism, cryptoki.RV) {
 	case n > maxParam:
 		return m, cryptoki.MechanismParamInvalid
 	}
-	if cryptoki.ParamKindOf(m.Type) == cryptoki.ParamPSS && n == C.sizeof_CK_RSA_PKCS_PSS_PARAMS {
+	switch kind := cryptoki.ParamKindOf(m.Type); {
+	case kind == cryptoki.ParamPSS && n == C.sizeof_CK_RSA_PKCS_PSS_PARAMS:
 		pss := (*C.CK_RSA_PKCS_PSS_PARAMS)(unsafe.Pointer(p.pParameter))
 		m.PSS = &cryptoki.PSSParams{Hash: uint(pss.hashAlg), MGF: uint(pss.mgf), SaltLen: uint(pss.sLen)}
 		return m, cryptoki.OK
+	case kind == cryptoki.ParamOAEP && n == C.sizeof_CK_RSA_PKCS_OAEP_PARAMS:
+		var r cryptoki.RV
+		m.OAEP, r = oaepParams((*C.CK_RSA_PKCS_OAEP_PARAMS)(unsafe.Pointer(p.pParameter)))
+		return m, r
+	case kind == cryptoki.ParamRSAAESKeyWrap && n == C.sizeof_CK_RSA_AES_KEY_WRAP_PARAMS:
+		w := (*C.CK_RSA_AES_KEY_WRAP_PARAMS)(unsafe.Pointer(p.pParameter))
+		if w.pOAEPParams == nil {
+			return m, cryptoki.MechanismParamInvalid
+		}
+		var r cryptoki.RV
+		m.AESKeyBits = uint(w.ulAESKeyBits)
+		m.OAEP, r = oaepParams(w.pOAEPParams)
+		return m, r
 	}
 	m.Param = C.GoBytes(unsafe.Pointer(p.pParameter), C.int(n))
 	return m, cryptoki.OK
+}
+
+// oaepParams copies a CK_RSA_PKCS_OAEP_PARAMS, its label (pSourceData)
+// with it.
+func oaepParams(o *C.CK_RSA_PKCS_OAEP_PARAMS) (*cryptoki.OAEPParams, cryptoki.RV) {
+	p := &cryptoki.OAEPParams{Hash: uint(o.hashAlg), MGF: uint(o.mgf), Source: uint(o.source)}
+	n := o.ulSourceDataLen
+	switch {
+	case n == 0:
+	case o.pSourceData == nil:
+		return nil, cryptoki.ArgumentsBad
+	case n > maxParam:
+		return nil, cryptoki.MechanismParamInvalid
+	default:
+		p.Label = C.GoBytes(unsafe.Pointer(o.pSourceData), C.int(n))
+	}
+	return p, cryptoki.OK
 }
 
 // input is the application's buffer p of n bytes, read in place: the

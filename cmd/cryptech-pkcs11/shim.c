@@ -55,6 +55,15 @@ CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG sn) { return go
 CK_RV C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG n) { return goSeedRandom(h, s, n); }
 CK_RV C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR r, CK_ULONG n) { return goGenerateRandom(h, r, n); }
 
+// Secret keys, wrapping, RSA-OAEP (export_secret.go).
+CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR k) { return goGenerateKey(h, m, t, n, k); }
+CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE w, CK_OBJECT_HANDLE k, CK_BYTE_PTR o, CK_ULONG_PTR on) { return goWrapKey(h, m, w, k, o, on); }
+CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE u, CK_BYTE_PTR d, CK_ULONG n, CK_ATTRIBUTE_PTR t, CK_ULONG tn, CK_OBJECT_HANDLE_PTR k) { return goUnwrapKey(h, m, u, d, n, t, tn, k); }
+CK_RV C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) { return goEncryptInit(h, m, k); }
+CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR on) { return goEncrypt(h, d, n, o, on); }
+CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) { return goDecryptInit(h, m, k); }
+CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR on) { return goDecrypt(h, d, n, o, on); }
+
 // not_supported stands for every function the module lacks. It is called
 // through pointers of other types, which every ABI cgo targets allows for a
 // function that reads no arguments and returns an integer.
@@ -128,6 +137,15 @@ static void set_2_40(CK_FUNCTION_LIST *l, CK_BYTE major, CK_BYTE minor) {
 	l->C_VerifyFinal = C_VerifyFinal;
 	l->C_SeedRandom = C_SeedRandom;
 	l->C_GenerateRandom = C_GenerateRandom;
+
+	// Secret keys, wrapping, RSA-OAEP.
+	l->C_GenerateKey = C_GenerateKey;
+	l->C_WrapKey = C_WrapKey;
+	l->C_UnwrapKey = C_UnwrapKey;
+	l->C_EncryptInit = C_EncryptInit;
+	l->C_Encrypt = C_Encrypt;
+	l->C_DecryptInit = C_DecryptInit;
+	l->C_Decrypt = C_Decrypt;
 }
 
 static void build_lists(void) {

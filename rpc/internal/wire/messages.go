@@ -103,11 +103,38 @@ const (
 	// bytes serial, bytes label: what the HSM says it is, which libhal's
 	// functions cannot tell.
 	FuncExtIdentity Func = 0x10008
+	// Secret keys, key wrapping and RSA-OAEP (docs/key-policy.md). A
+	// mechanism travels as uint mechanism (a CKM_ number), uint hash (a
+	// CKM_SHA* number), uint mgf (a CKG_MGF1_* number), bytes label, uint
+	// aes_bits; the hash, mgf and label as CK_RSA_PKCS_OAEP_PARAMS has
+	// them. A server without them answers RPC_BAD_FUNCTION.
+
+	// FuncExtGenerateSecret: uint bits, uint flags, bytes label, attributes
+	// -> uint pkey, bytes uuid.
+	FuncExtGenerateSecret Func = 0x10009
+	// FuncExtWrapKey: uint wrapping pkey, uint pkey, mechanism -> bytes
+	// wrapped.
+	FuncExtWrapKey Func = 0x1000A
+	// FuncExtUnwrapKey: uint unwrapping pkey, mechanism, bytes wrapped,
+	// uint type, uint bits, uint flags, bytes label, attributes -> uint
+	// pkey, bytes uuid.
+	FuncExtUnwrapKey Func = 0x1000B
+	// FuncExtEncrypt: uint pkey, mechanism (RSA-OAEP), bytes data -> bytes
+	// ciphertext.
+	FuncExtEncrypt Func = 0x1000C
+	// FuncExtDecrypt: uint pkey, mechanism (RSA-OAEP), bytes ciphertext ->
+	// bytes data.
+	FuncExtDecrypt Func = 0x1000D
+	// FuncExtSetTrusted: bytes uuid, uint trusted -> nothing (the security
+	// officer's, who opens no key handles: libhal lets only users of keys
+	// open them).
+	FuncExtSetTrusted Func = 0x1000E
 )
 
 // ExtVersion is the version of the extension functions: 2 added
-// EXT_GET_ATTRIBUTES and EXT_IMPORT_ADD2, 3 EXT_IDENTITY.
-const ExtVersion = 3
+// EXT_GET_ATTRIBUTES and EXT_IMPORT_ADD2, 3 EXT_IDENTITY, 4 the secret
+// keys, key wrapping and RSA-OAEP (EXT_GENERATE_SECRET to EXT_SET_TRUSTED).
+const ExtVersion = 4
 
 // Bounds of the extension functions' fields.
 const (
@@ -601,3 +628,65 @@ type ExtIdentityResponse struct {
 	Serial       string `xdr:"max=MaxIdentityField"`
 	Label        string `xdr:"max=MaxIdentityField"`
 }
+
+// ExtMechanismRequest is the part of the wrap, unwrap, encrypt and decrypt
+// requests that says how a key is wrapped or data encrypted: a CKM_ number,
+// then CK_RSA_PKCS_OAEP_PARAMS's hash, mgf and label, and
+// CKM_RSA_AES_KEY_WRAP's AES key size (zero where they mean nothing).
+type ExtMechanismRequest struct {
+	Mechanism, Hash, MGF uint32
+	OAEPLabel            []byte `xdr:"max=MaxLabel"`
+	AESBits              uint32
+}
+
+// ExtGenerateSecretRequest is EXT_GENERATE_SECRET's arguments.
+type ExtGenerateSecretRequest struct {
+	Bits, Flags uint32
+	Label       string `xdr:"max=MaxLabel"`
+	Attributes  []Attribute
+}
+
+// ExtNewKeyResponse is the results of EXT_GENERATE_SECRET and
+// EXT_UNWRAP_KEY: uint pkey, bytes uuid.
+type ExtNewKeyResponse struct {
+	Pkey uint32
+	UUID []byte `xdr:"max=16"`
+}
+
+// ExtWrapKeyRequest is EXT_WRAP_KEY's arguments.
+type ExtWrapKeyRequest struct {
+	Wrapping, Pkey uint32
+	ExtMechanismRequest
+}
+
+// ExtBytesResponse is the result of EXT_WRAP_KEY, EXT_ENCRYPT and
+// EXT_DECRYPT: bytes.
+type ExtBytesResponse struct {
+	Data []byte
+}
+
+// ExtUnwrapKeyRequest is EXT_UNWRAP_KEY's arguments.
+type ExtUnwrapKeyRequest struct {
+	Unwrapping uint32
+	ExtMechanismRequest
+	Wrapped           []byte
+	Type, Bits, Flags uint32
+	Label             string `xdr:"max=MaxLabel"`
+	Attributes        []Attribute
+}
+
+// ExtCryptRequest is the arguments of EXT_ENCRYPT and EXT_DECRYPT.
+type ExtCryptRequest struct {
+	Pkey uint32
+	ExtMechanismRequest
+	Data []byte
+}
+
+// ExtSetTrustedRequest is EXT_SET_TRUSTED's arguments.
+type ExtSetTrustedRequest struct {
+	UUID    []byte `xdr:"max=16"`
+	Trusted uint32 // 1 or 0
+}
+
+// ExtEmptyResponse is the empty result of EXT_SET_TRUSTED.
+type ExtEmptyResponse struct{}

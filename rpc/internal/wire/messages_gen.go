@@ -849,3 +849,118 @@ func (m *ExtIdentityResponse) DecodeArgs(d *Decoder) error {
 	m.Label = string(d.Bytes(MaxIdentityField))
 	return d.Err()
 }
+
+func (m *ExtMechanismRequest) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Mechanism)
+	e.Uint32(m.Hash)
+	e.Uint32(m.MGF)
+	e.Bytes(m.OAEPLabel)
+	e.Uint32(m.AESBits)
+}
+
+func (m *ExtMechanismRequest) DecodeArgs(d *Decoder) error {
+	m.Mechanism = d.Uint32()
+	m.Hash = d.Uint32()
+	m.MGF = d.Uint32()
+	m.OAEPLabel = d.Bytes(MaxLabel)
+	m.AESBits = d.Uint32()
+	return d.Err()
+}
+
+func (m *ExtGenerateSecretRequest) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Bits)
+	e.Uint32(m.Flags)
+	e.Bytes([]byte(m.Label))
+	encodeAttributes(e, m.Attributes)
+}
+
+func (m *ExtGenerateSecretRequest) DecodeArgs(d *Decoder) error {
+	m.Bits = d.Uint32()
+	m.Flags = d.Uint32()
+	m.Label = string(d.Bytes(MaxLabel))
+	m.Attributes = decodeAttributes(d, false)
+	return d.Err()
+}
+
+func (m *ExtNewKeyResponse) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Pkey)
+	e.Bytes(m.UUID)
+}
+
+func (m *ExtNewKeyResponse) DecodeArgs(d *Decoder) error {
+	m.Pkey = d.Uint32()
+	m.UUID = d.Bytes(16)
+	return d.Err()
+}
+
+func (m *ExtWrapKeyRequest) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Wrapping)
+	e.Uint32(m.Pkey)
+	m.ExtMechanismRequest.EncodeArgs(e)
+}
+
+func (m *ExtWrapKeyRequest) DecodeArgs(d *Decoder) error {
+	m.Wrapping = d.Uint32()
+	m.Pkey = d.Uint32()
+	m.ExtMechanismRequest.DecodeArgs(d)
+	return d.Err()
+}
+
+func (m *ExtBytesResponse) EncodeArgs(e *Encoder) {
+	e.Bytes(m.Data)
+}
+
+func (m *ExtBytesResponse) DecodeArgs(d *Decoder) error {
+	m.Data = d.Bytes(MaxPacket)
+	return d.Err()
+}
+
+func (m *ExtUnwrapKeyRequest) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Unwrapping)
+	m.ExtMechanismRequest.EncodeArgs(e)
+	e.Bytes(m.Wrapped)
+	e.Uint32(m.Type)
+	e.Uint32(m.Bits)
+	e.Uint32(m.Flags)
+	e.Bytes([]byte(m.Label))
+	encodeAttributes(e, m.Attributes)
+}
+
+func (m *ExtUnwrapKeyRequest) DecodeArgs(d *Decoder) error {
+	m.Unwrapping = d.Uint32()
+	m.ExtMechanismRequest.DecodeArgs(d)
+	m.Wrapped = d.Bytes(MaxPacket)
+	m.Type = d.Uint32()
+	m.Bits = d.Uint32()
+	m.Flags = d.Uint32()
+	m.Label = string(d.Bytes(MaxLabel))
+	m.Attributes = decodeAttributes(d, false)
+	return d.Err()
+}
+
+func (m *ExtCryptRequest) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Pkey)
+	m.ExtMechanismRequest.EncodeArgs(e)
+	e.Bytes(m.Data)
+}
+
+func (m *ExtCryptRequest) DecodeArgs(d *Decoder) error {
+	m.Pkey = d.Uint32()
+	m.ExtMechanismRequest.DecodeArgs(d)
+	m.Data = d.Bytes(MaxPacket)
+	return d.Err()
+}
+
+func (m *ExtSetTrustedRequest) EncodeArgs(e *Encoder) {
+	e.Bytes(m.UUID)
+	e.Uint32(m.Trusted)
+}
+
+func (m *ExtSetTrustedRequest) DecodeArgs(d *Decoder) error {
+	m.UUID = d.Bytes(16)
+	m.Trusted = d.Uint32()
+	return d.Err()
+}
+
+func (*ExtEmptyResponse) EncodeArgs(*Encoder)         {}
+func (*ExtEmptyResponse) DecodeArgs(d *Decoder) error { return d.Err() }

@@ -64,6 +64,7 @@ const (
 	attrExponent2          = 0x127
 	attrCoefficient        = 0x128
 	attrPublicKeyInfo      = 0x129
+	attrValueLen           = 0x161
 	attrExtractable        = 0x162
 	attrLocal              = 0x163
 	attrNeverExtractable   = 0x164
@@ -93,6 +94,7 @@ const (
 	KeyTypeEC  = 0x03
 	// KeyTypeHSS is CKK_HSS of PKCS#11 3.1.
 	KeyTypeHSS = 0x46
+	KeyTypeAES = 0x1F
 )
 
 // The kinds of attribute values, for checking what a template gives.
@@ -130,7 +132,7 @@ var attrKinds = map[uint]attrKind{
 	attrModulus: kindBytes, attrModulusBits: kindULong, attrPublicExponent: kindBytes,
 	attrPrivateExponent: kindBytes, attrPrime1: kindBytes, attrPrime2: kindBytes,
 	attrExponent1: kindBytes, attrExponent2: kindBytes, attrCoefficient: kindBytes,
-	attrPublicKeyInfo: kindBytes, attrExtractable: kindBool, attrLocal: kindBool,
+	attrPublicKeyInfo: kindBytes, attrValueLen: kindULong, attrExtractable: kindBool, attrLocal: kindBool,
 	attrNeverExtractable: kindBool, attrAlwaysSensitive: kindBool, attrKeyGenMechanism: kindULong,
 	attrModifiable: kindBool, attrCopyable: kindBool, attrDestroyable: kindBool,
 	attrECParams: kindBytes, attrECPoint: kindBytes, attrAlwaysAuthenticate: kindBool,
@@ -146,7 +148,7 @@ var attrKinds = map[uint]attrKind{
 // is computed from the key (its class, type, flags, public key), so that
 // what an attribute says is what the HSM does.
 var storedAttrs = map[uint]func(class uint) []byte{
-	attrPrivate:            func(class uint) []byte { return boolValue(class == ClassPrivateKey) },
+	attrPrivate:            func(class uint) []byte { return boolValue(class != ClassPublicKey) },
 	attrSubject:            empty,
 	attrStartDate:          empty,
 	attrEndDate:            empty,
@@ -281,6 +283,7 @@ var keyKinds = map[hsmapi.KeyType]struct {
 	hsmapi.KeyTypeECPublic:       {KeyTypeEC, MechECKeyPairGen},
 	hsmapi.KeyTypeHashsigPrivate: {KeyTypeHSS, MechHSSKeyPairGen},
 	hsmapi.KeyTypeHashsigPublic:  {KeyTypeHSS, MechHSSKeyPairGen},
+	hsmapi.KeyTypeAES:            {KeyTypeAES, MechAESKeyGen},
 }
 
 // An objectView is what an object's attributes are read from: the key as
@@ -339,11 +342,15 @@ func (v *objectView) applies(t uint) bool {
 	if _, known := attrKinds[t]; !known {
 		return false
 	}
+	// A secret key object has the attributes of both: it may wrap and
+	// unwrap, and it is sensitive.
 	switch {
+	case t == attrValueLen:
+		return v.obj.Class == ClassSecretKey
 	case privateOnly[t]:
-		return v.obj.Class == ClassPrivateKey
+		return v.obj.Class != ClassPublicKey
 	case publicOnly[t]:
-		return v.obj.Class == ClassPublicKey
+		return v.obj.Class != ClassPrivateKey
 	}
 	return true
 }
@@ -412,6 +419,8 @@ func (v *objectView) attribute(t uint) ([]byte, RV) {
 		return ulongValue(uint64(keyKinds[info.Type].mech)), OK
 	case attrPublicKeyInfo:
 		return info.PublicKey, OK
+	case attrValueLen:
+		return ulongValue(uint64(info.Bits / 8)), OK
 	}
 	for _, m := range hsmapi.PrivateObjectFlags {
 		if uint(m.Attribute) == t {
@@ -431,6 +440,12 @@ func (v *objectView) attribute(t uint) ([]byte, RV) {
 func (v *objectView) keyMaterial(t uint) ([]byte, RV) {
 	info := v.obj.Info
 	priv := v.obj.Class == ClassPrivateKey
+	if v.obj.Class == ClassSecretKey {
+		if t == attrValue {
+			return nil, AttributeSensitive
+		}
+		return nil, AttributeTypeInvalid
+	}
 	pub, err := hsmapi.ParsePublicKey(info.PublicKey)
 	if err != nil {
 		return nil, AttributeTypeInvalid

@@ -29,6 +29,12 @@ var (
 		attrWrapWithTrusted, attrAlwaysAuthenticate, attrUnwrapTemplate,
 	}
 	publicNew = []uint{attrEncrypt, attrVerify, attrVerifyRecover, attrWrap, attrTrusted, attrWrapTemplate}
+	// secretNew are a secret key's (secret.go decides which usages the
+	// HSM can grant).
+	secretNew = []uint{
+		attrSensitive, attrEncrypt, attrDecrypt, attrWrap, attrUnwrap, attrSign, attrVerify,
+		attrExtractable, attrWrapWithTrusted, attrTrusted, attrWrapTemplate, attrUnwrapTemplate,
+	}
 	// computedAttrs are what the HSM alone says of a key.
 	computedAttrs = []uint{
 		attrLocal, attrAlwaysSensitive, attrNeverExtractable, attrKeyGenMechanism,
@@ -44,9 +50,12 @@ var (
 func parseNew(class uint, tmpl []Attribute, keyAttrs ...uint) (newObject, RV) {
 	n := newObject{class: class, given: map[uint][]byte{}}
 	allowed := slices.Concat(commonNew, keyAttrs)
-	if class == ClassPrivateKey {
+	switch class {
+	case ClassPrivateKey:
 		allowed = append(allowed, privateNew...)
-	} else {
+	case ClassSecretKey:
+		allowed = append(allowed, secretNew...)
+	default:
 		allowed = append(allowed, publicNew...)
 	}
 	for _, a := range tmpl {

@@ -36,6 +36,14 @@ const (
 	MechECDSASHA512      = 0x1046
 	// MechHSS is PKCS#11 3.1's CKM_HSS.
 	MechHSS = 0x4033
+
+	// Secret keys, wrapping and RSA-OAEP (secret.go).
+	MechRSAPKCSOAEP   = 0x0009
+	MechRSAAESKeyWrap = 0x1054
+	MechAESKeyGen     = 0x1080
+	MechAESKeyWrap    = 0x2109
+	MechAESKeyWrapPad = 0x210A
+	MechAESKeyWrapKWP = 0x210B
 )
 
 // The flags of CK_MECHANISM_INFO.
@@ -45,11 +53,15 @@ const (
 	// key never leaves the HSM, emulated or not), never on what the module
 	// does itself (digests; verification alone).
 	MechFlagHW              = 0x1
+	MechFlagEncrypt         = 0x100
+	MechFlagDecrypt         = 0x200
 	MechFlagDigest          = 0x400
 	MechFlagSign            = 0x800
 	MechFlagVerify          = 0x2000
 	MechFlagGenerate        = 0x8000
 	MechFlagGenerateKeyPair = 0x10000
+	MechFlagWrap            = 0x20000
+	MechFlagUnwrap          = 0x40000
 	MechFlagECFp            = 0x100000
 	MechFlagECNamedCurve    = 0x800000
 	MechFlagECUncompress    = 0x1000000
@@ -73,6 +85,19 @@ type Mechanism struct {
 	Param []byte
 	// PSS is the CK_RSA_PKCS_PSS_PARAMS of an RSA-PSS mechanism.
 	PSS *PSSParams
+	// OAEP is the CK_RSA_PKCS_OAEP_PARAMS of CKM_RSA_PKCS_OAEP, or those
+	// within CKM_RSA_AES_KEY_WRAP's CK_RSA_AES_KEY_WRAP_PARAMS, whose
+	// ulAESKeyBits is AESKeyBits.
+	OAEP       *OAEPParams
+	AESKeyBits uint
+}
+
+// OAEPParams are CK_RSA_PKCS_OAEP_PARAMS.
+type OAEPParams struct {
+	// Hash is a digest mechanism, MGF a CKG_MGF1_*, Source CKZ_DATA_SPECIFIED
+	// (1) or 0, with Label its data.
+	Hash, MGF, Source uint
+	Label             []byte
 }
 
 // PSSParams are CK_RSA_PKCS_PSS_PARAMS.
@@ -92,6 +117,10 @@ const (
 	ParamBytes ParamKind = iota
 	// ParamPSS: CK_RSA_PKCS_PSS_PARAMS.
 	ParamPSS
+	// ParamOAEP: CK_RSA_PKCS_OAEP_PARAMS.
+	ParamOAEP
+	// ParamRSAAESKeyWrap: CK_RSA_AES_KEY_WRAP_PARAMS.
+	ParamRSAAESKeyWrap
 )
 
 // ParamKindOf is the structure mechanism typ's parameter is; ParamBytes
@@ -151,6 +180,17 @@ var registry = append(keyGenRegistry(), []mechanism{
 	ecdsaMech(MechECDSASHA512, crypto.SHA512),
 
 	hssMech(MechHSS),
+
+	// Secret keys, wrapping and RSA-OAEP (secret.go): only on a token that
+	// has them.
+	{typ: MechAESKeyGen, info: MechanismInfo{16, 32, MechFlagHW | MechFlagGenerate}, tokenFlags: secretMechFlags},
+	{typ: MechAESKeyWrap, info: MechanismInfo{16, 32, MechFlagHW | MechFlagWrap | MechFlagUnwrap}, tokenFlags: secretMechFlags},
+	{typ: MechAESKeyWrapPad, info: MechanismInfo{16, 32, MechFlagHW | MechFlagWrap | MechFlagUnwrap}, tokenFlags: secretMechFlags},
+	{typ: MechAESKeyWrapKWP, info: MechanismInfo{16, 32, MechFlagHW | MechFlagWrap | MechFlagUnwrap}, tokenFlags: secretMechFlags},
+	{typ: MechRSAPKCSOAEP, info: MechanismInfo{hsmapi.MinRSABits, hsmapi.MaxRSABits, MechFlagHW | MechFlagEncrypt | MechFlagDecrypt | MechFlagWrap | MechFlagUnwrap},
+		param: ParamOAEP, tokenFlags: secretMechFlags},
+	{typ: MechRSAAESKeyWrap, info: MechanismInfo{hsmapi.MinRSABits, hsmapi.MaxRSABits, MechFlagHW | MechFlagWrap | MechFlagUnwrap},
+		param: ParamRSAAESKeyWrap, tokenFlags: secretMechFlags},
 }...)
 
 // keyGenRegistry is keygen.go's list of key pair generation mechanisms as

@@ -36,7 +36,8 @@ type objectRef struct {
 }
 
 // keyHandles are the object handles of one key: pub is the public key
-// object's, priv the private key object's (0 for a public key alone).
+// object's (a secret key's one object), priv the private key object's (0
+// for a public key alone and a secret key).
 type keyHandles struct{ priv, pub uint }
 
 // objectTable gives each key of a slot its object handles, the first time
@@ -94,7 +95,7 @@ func (m *Module) handlesFor(s *slot, k hsmapi.KeyInfo) keyHandles {
 	}
 	m.objectSeq++
 	h.pub = m.objectSeq
-	t.byHandle[h.pub] = objectRef{k.UUID, ClassPublicKey}
+	t.byHandle[h.pub] = objectRef{k.UUID, oneObjectClass(k)}
 	t.byKey[k.UUID] = h
 	return h
 }
@@ -105,7 +106,16 @@ func (m *Module) handlesFor(s *slot, k hsmapi.KeyInfo) keyHandles {
 // as the SO, the token lists nothing at all anyway. The caller holds the
 // module's lock, which guards s.user.
 func objectVisible(s *slot, class uint) bool {
-	return class != ClassPrivateKey || s.user == hsmapi.UserNormal
+	return class == ClassPublicKey || s.user == hsmapi.UserNormal
+}
+
+// oneObjectClass is the class of the object a key has besides its private
+// key object: a secret key's own, or the public key object.
+func oneObjectClass(k hsmapi.KeyInfo) uint {
+	if k.Type == hsmapi.KeyTypeAES {
+		return ClassSecretKey
+	}
+	return ClassPublicKey
 }
 
 // keyObject resolves object handle object of session sh: the key and which
@@ -147,12 +157,16 @@ func (m *Module) listObjects(sh uint) ([]uint, map[uint]KeyObject, RV) {
 	if rv != OK {
 		return nil, nil, rv
 	}
-	keys, err := s.client.Token().Keys(context.Background(), hsmapi.Filter{})
-	switch {
-	case errors.Is(err, hsmapi.ErrNotLoggedIn), errors.Is(err, hsmapi.ErrForbidden):
-		keys = nil
-	case err != nil:
-		return nil, nil, tokenRV(err)
+	// Secret keys are listed when asked for by their type (hsmapi.Token).
+	var keys []hsmapi.KeyInfo
+	for _, f := range []hsmapi.Filter{{}, {Type: hsmapi.KeyTypeAES}} {
+		some, err := s.client.Token().Keys(context.Background(), f)
+		switch {
+		case errors.Is(err, hsmapi.ErrNotLoggedIn), errors.Is(err, hsmapi.ErrForbidden):
+		case err != nil:
+			return nil, nil, tokenRV(err)
+		}
+		keys = append(keys, some...)
 	}
 	objs := map[uint]KeyObject{}
 	var hs []uint
@@ -167,8 +181,10 @@ func (m *Module) listObjects(sh uint) ([]uint, map[uint]KeyObject, RV) {
 				objs[h.priv] = KeyObject{UUID: k.UUID, Class: ClassPrivateKey, Info: k}
 				hs = append(hs, h.priv)
 			}
-			objs[h.pub] = KeyObject{UUID: k.UUID, Class: ClassPublicKey, Info: k}
-			hs = append(hs, h.pub)
+			if c := oneObjectClass(k); objectVisible(sl, c) {
+				objs[h.pub] = KeyObject{UUID: k.UUID, Class: c, Info: k}
+				hs = append(hs, h.pub)
+			}
 		}
 		return OK
 	})

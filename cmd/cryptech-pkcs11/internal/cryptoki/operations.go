@@ -15,6 +15,8 @@ const (
 	opDigest opKind = iota
 	opSign
 	opVerify
+	opEncrypt
+	opDecrypt
 	opKinds
 )
 
@@ -40,6 +42,8 @@ type operation struct {
 	msg []byte
 	// key is a signature or verification's key.
 	key *sigKey
+	// crypt is an encryption or decryption's key (crypt.go).
+	crypt *cryptKey
 }
 
 // endOperations ends every operation of slot s's sessions (at logout: the
@@ -100,7 +104,7 @@ func (m *Module) endOp(h uint, k opKind, op *operation) {
 	lockassert.Held(&op.mu)
 	op.ended = true
 	clear(op.msg)
-	op.msg, op.hash, op.key = nil, nil, nil
+	op.msg, op.hash, op.key, op.crypt = nil, nil, nil, nil
 	m.withSession(h, func(_ *slot, ss *session) RV {
 		if ss.ops[k] == op {
 			ss.ops[k] = nil
