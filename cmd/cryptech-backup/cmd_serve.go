@@ -91,6 +91,12 @@ func defineServe(fs *flag.FlagSet) runFunc {
 		log.Info("serving", "hsm", c.dir(e), "listen", strings.Join(got, ","))
 		select {
 		case <-ctx.Done():
+			// serve bounds its own shutdown (shutdownBound): the
+			// interrupt watchdog's few seconds must not cut short a
+			// signature that is still building its key's trees, or
+			// the keystore's closing. A second signal still kills.
+			release := e.hold()
+			defer release()
 			log.Info("stopping: finishing the requests in flight")
 		case err = <-errs:
 		}
