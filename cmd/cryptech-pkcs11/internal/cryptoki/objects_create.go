@@ -204,15 +204,8 @@ func (m *Module) createSecret(sh uint, n newObject) (uint, RV) {
 	if hsmapi.CheckAESBits(len(value)*8) != nil {
 		return 0, AttributeValueInvalid
 	}
-	flags, rv := secretKeyFlags(n)
+	req, rv := m.secretRequest(sh, n, len(value)*8)
 	if rv != OK {
-		return 0, rv
-	}
-	label, _ := n.label()
-	if hsmapi.CheckLabel(label) != nil {
-		return 0, AttributeValueInvalid
-	}
-	if rv := m.writable(sh, flags); rv != OK {
 		return 0, rv
 	}
 	tok, rv := m.sessionToken(sh)
@@ -223,8 +216,7 @@ func (m *Module) createSecret(sh uint, n newObject) (uint, RV) {
 	if !ok {
 		return 0, FunctionFailed
 	}
-	k, err := loader.LoadSecretKey(context.Background(),
-		hsmapi.SecretKeyRequest{Bits: len(value) * 8, Flags: flags, Label: label, Attributes: n.stored()}, value)
+	k, err := loader.LoadSecretKey(context.Background(), req, value)
 	if err != nil {
 		return 0, createRV(err)
 	}
