@@ -385,7 +385,9 @@ func (t *Token) makeObject(tm template, make func(template) (pkcs11.ObjectHandle
 // Called with t.mu held.
 func (t *Token) madeHalf(priv pkcs11.ObjectHandle, id []byte, pub any, tm template) (h pkcs11.ObjectHandle, made bool, err error) {
 	lockassert.Held(&t.mu)
-	if priv == 0 {
+	// Known by now (destroyTemp, when the private object was made): a
+	// token that does not pair (SoftHSM2) is spared the search.
+	if priv == 0 || (t.keepsPairs != nil && !*t.keepsPairs) {
 		return 0, false, nil
 	}
 	hs, err := t.find(pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY), pkcs11.NewAttribute(pkcs11.CKA_ID, id))
