@@ -239,6 +239,11 @@ func exportKeys(ctx context.Context, tok hsmapi.Token, kekek *hsmapi.PublicKEKEK
 	return nil
 }
 
+// computedAttributes are what a destination says of a key's history itself
+// (an imported key is never CKA_LOCAL): not carried, as bundle-format.md
+// has it, whatever the source stored.
+var computedAttributes = []uint32{hsmapi.CKALocal, hsmapi.CKAAlwaysSensitive, hsmapi.CKANeverExtractable, hsmapi.CKAKeyGenMechanism}
+
 // readAttributes puts each key's attributes in its entry, from a token
 // whose keys have them. A source that cannot tell (a libhal HSM that
 // answers ErrUnsupported) gives none, as cryptech_backup's bundles have
@@ -256,6 +261,7 @@ func readAttributes(ctx context.Context, tok hsmapi.Token, keys []hsmapi.KeyInfo
 		if err != nil {
 			return &KeyError{i, k.UUID.String(), err}
 		}
+		attrs = slices.DeleteFunc(attrs, func(a hsmapi.Attribute) bool { return slices.Contains(computedAttributes, a.Type) })
 		b.Keys[i].Attributes = sortedAttributes(attrs)
 		// What the destination could not read back fails here, not there.
 		if err := b.Keys[i].Attributes.check(); err != nil {

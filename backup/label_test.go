@@ -265,7 +265,7 @@ func TestOldBundleImportsUnchanged(t *testing.T) {
 			labels++
 		}
 		got, err := dst.KeyAttributes(ctx, k.UUID)
-		if err != nil || fmt.Sprint(got) != fmt.Sprint([]hsmapi.Attribute(e.Attributes)) {
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(asImported(e.Attributes)) {
 			t.Errorf("%s arrived with attributes %v (%v), the bundle has %v", e.UUID, got, err, e.Attributes)
 		}
 	}

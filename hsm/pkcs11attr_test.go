@@ -27,8 +27,20 @@ func TestImportKeepsAttributes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].Type != hsmapi.CKAID || !bytes.Equal(got[0].Value, []byte{0x0a, 0x01}) || got[1].Type != hsmapi.CKADerive {
+	// Kept as they came, and CKA_LOCAL false: the key was made elsewhere.
+	if len(got) != 3 || got[0].Type != hsmapi.CKAID || !bytes.Equal(got[0].Value, []byte{0x0a, 0x01}) || got[1].Type != hsmapi.CKADerive ||
+		got[2].Type != hsmapi.CKALocal || !bytes.Equal(got[2].Value, []byte{0}) {
 		t.Fatalf("attributes after import: %+v", got)
+	}
+	// Whatever the source said.
+	k3 := generate(t, p.src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagExportable | hsmapi.FlagToken})
+	req = p.importReq(k3, p.export(t, k3, hsmapi.KEKOAEPSHA256, nil), hsmapi.KEKOAEPSHA256, nil)
+	req.Attributes = []hsmapi.Attribute{{Type: hsmapi.CKALocal, Value: []byte{1}}}
+	if _, err := p.dst.Import(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.dst.Attributes(ctx, k3.UUID, []uint32{hsmapi.CKALocal}); err != nil || len(got) != 1 || !bytes.Equal(got[0].Value, []byte{0}) {
+		t.Errorf("a key that said CKA_LOCAL true arrived with %+v (%v)", got, err)
 	}
 
 	// The label is not an attribute; a value too long is refused.

@@ -17,6 +17,7 @@ import (
 
 var (
 	_ hsmapi.SecretKeyGenerator = (*Session)(nil)
+	_ hsmapi.SecretKeyLoader    = (*Session)(nil)
 	_ hsmapi.KeyWrapper         = (*Session)(nil)
 	_ hsmapi.Encrypter          = (*Session)(nil)
 	_ hsmapi.Decrypter          = (*Session)(nil)
@@ -34,6 +35,40 @@ func (s *Session) GenerateSecretKey(_ context.Context, req hsmapi.SecretKeyReque
 }
 
 func (s *Session) generateSecretKey(req hsmapi.SecretKeyRequest) (*key, error) {
+	attrs, err := s.checkNewSecret(req, true)
+	if err != nil {
+		return nil, err
+	}
+	value := make([]byte, req.Bits/8)
+	defer clear(value)
+	if _, err := io.ReadFull(s.h.board.TRNG, value); err != nil {
+		return nil, fmt.Errorf("TRNG: %w", err)
+	}
+	return s.h.storeNew(s, value, req.Flags, req.Label, attrs)
+}
+
+// LoadSecretKey stores an AES key given in the clear (C_CreateObject),
+// under the same policy as one made here, but marked not made here
+// (CKA_LOCAL false, and so neither always sensitive nor never
+// extractable). value is the caller's to clear.
+func (s *Session) LoadSecretKey(_ context.Context, req hsmapi.SecretKeyRequest, value []byte) (hsmapi.KeyInfo, error) {
+	if req.Bits != len(value)*8 {
+		return hsmapi.KeyInfo{}, fmt.Errorf("load AES key: %w: %d bits of value for a %d-bit key", hsmapi.ErrBadArguments, len(value)*8, req.Bits)
+	}
+	attrs, err := s.checkNewSecret(req, false)
+	if err != nil {
+		return hsmapi.KeyInfo{}, fmt.Errorf("load AES key: %w", err)
+	}
+	k, err := s.h.storeNew(s, value, req.Flags, req.Label, attrs)
+	if err != nil {
+		return hsmapi.KeyInfo{}, fmt.Errorf("load AES key: %w", err)
+	}
+	return k.info, nil
+}
+
+// checkNewSecret checks a new AES key's request and returns the attributes
+// it is stored with; local says it is made here from the TRNG.
+func (s *Session) checkNewSecret(req hsmapi.SecretKeyRequest, local bool) (map[uint32][]byte, error) {
 	if err := s.requireKeyUser(); err != nil {
 		return nil, err
 	}
@@ -46,19 +81,14 @@ func (s *Session) generateSecretKey(req hsmapi.SecretKeyRequest) (*key, error) {
 	if err := checkNewUse(hsmapi.KeyTypeAES, req.Flags); err != nil {
 		return nil, err
 	}
-	attrs, err := newKeyAttributes(s.User(), req.Attributes, req.Flags, true)
+	attrs, err := newKeyAttributes(s.User(), req.Attributes, req.Flags, local)
 	if err != nil {
 		return nil, err
 	}
 	if err := setValueLen(attrs, req.Bits/8); err != nil {
 		return nil, err
 	}
-	value := make([]byte, req.Bits/8)
-	defer clear(value)
-	if _, err := io.ReadFull(s.h.board.TRNG, value); err != nil {
-		return nil, fmt.Errorf("TRNG: %w", err)
-	}
-	return s.h.storeNew(s, value, req.Flags, req.Label, attrs)
+	return attrs, nil
 }
 
 // WrapKey wraps an exportable secret or private key (RSA, EC; as its

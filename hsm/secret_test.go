@@ -585,3 +585,68 @@ func TestUnwrapSurvivesPowerCutAtEveryWrite(t *testing.T) {
 		}
 	})
 }
+
+// TestLoadSecretKey: an AES key given in the clear is stored as one made
+// here would be, but not local; its value is the one given (what it wraps
+// is RFC 5649 under that value, as computed outside); exportable, it is
+// wrapped as its value; requests that contradict themselves store
+// nothing.
+func TestLoadSecretKey(t *testing.T) {
+	h, _ := newTestHSM(t)
+	s := userSession(t, h, hsmapi.UserNormal, userPIN)
+	value := bytes.Repeat([]byte{0x5a}, 32)
+	k, err := s.LoadSecretKey(ctx, hsmapi.SecretKeyRequest{Bits: 256, Flags: secretFlags, Label: "loaded"}, value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs, err := s.Attributes(ctx, k.UUID, []uint32{hsmapi.CKALocal, hsmapi.CKAAlwaysSensitive, hsmapi.CKANeverExtractable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range attrs {
+		if isTrue(a.Value) {
+			t.Errorf("a loaded key has attribute 0x%x true", a.Type)
+		}
+	}
+	if len(attrs) != 3 {
+		t.Errorf("attributes %v", attrs)
+	}
+	kwp := hsmapi.WrapMechanism{Mechanism: hsmapi.MechAESKeyWrapKWP}
+	inner := knownAES(t, s, bytes.Repeat([]byte{0xa5}, 16), secretFlags)
+	got, err := s.WrapKey(ctx, k.UUID, inner.UUID, kwp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := keywrap.WrapPad(value, bytes.Repeat([]byte{0xa5}, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("the loaded key wraps as another key would: %x, want %x", got, want)
+	}
+	self, err := s.WrapKey(ctx, inner.UUID, k.UUID, kwp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := keywrap.WrapPad(bytes.Repeat([]byte{0xa5}, 16), value); !bytes.Equal(self, want) {
+		t.Errorf("the loaded key is wrapped as %x, want its value wrapped, %x", self, want)
+	}
+
+	before, _ := s.Keys(ctx, hsmapi.Filter{})
+	for name, c := range map[string]struct {
+		req   hsmapi.SecretKeyRequest
+		value []byte
+	}{
+		"bits and value disagree": {hsmapi.SecretKeyRequest{Bits: 128, Flags: secretFlags}, value},
+		"no AES size":             {hsmapi.SecretKeyRequest{Bits: 160, Flags: secretFlags}, make([]byte, 20)},
+		"wraps and encrypts":      {hsmapi.SecretKeyRequest{Bits: 256, Flags: secretFlags | hsmapi.FlagDataEncipherment}, value},
+		"claims to be local":      {hsmapi.SecretKeyRequest{Bits: 256, Flags: secretFlags, Attributes: []hsmapi.Attribute{{Type: hsmapi.CKALocal, Value: []byte{1}}}}, value},
+	} {
+		if _, err := s.LoadSecretKey(ctx, c.req, c.value); !errors.Is(err, hsmapi.ErrBadArguments) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if after, _ := s.Keys(ctx, hsmapi.Filter{}); len(after) != len(before) {
+		t.Errorf("refused loads stored %d keys", len(after)-len(before))
+	}
+}

@@ -293,7 +293,7 @@ func (s *Session) prepareImport(req hsmapi.ImportRequest) (*keyRecord, *key, err
 	if err != nil {
 		return nil, nil, err
 	}
-	r.attrs, k.attrs = attributeMap(req.Attributes), attributeMap(req.Attributes)
+	r.attrs, k.attrs = importedAttributes(req.Attributes), importedAttributes(req.Attributes)
 	if err := pairwiseTest(k); err != nil {
 		r.wipe()
 		return nil, nil, err
@@ -303,6 +303,19 @@ func (s *Session) prepareImport(req hsmapi.ImportRequest) (*keyRecord, *key, err
 		return nil, nil, fmt.Errorf("%w: the unwrapped key does not match the public key given with it", hsmapi.ErrBadArguments)
 	}
 	return r, k, nil
+}
+
+// importedAttributes are the attributes an imported key is stored with:
+// those it carried, but CKA_LOCAL false whatever they say, as of any key
+// that arrives made elsewhere (and so neither always sensitive nor never
+// extractable, which the module derives from it).
+func importedAttributes(attrs []hsmapi.Attribute) map[uint32][]byte {
+	m := attributeMap(attrs)
+	if m == nil {
+		m = map[uint32][]byte{}
+	}
+	m[hsmapi.CKALocal] = []byte{0}
+	return m
 }
 
 // unwrap recovers a private key from an ImportRequest, checking its binding:

@@ -46,6 +46,7 @@ const (
 	CKALocal              uint32 = 0x163
 	CKANeverExtractable   uint32 = 0x164
 	CKAAlwaysSensitive    uint32 = 0x165
+	CKAKeyGenMechanism    uint32 = 0x166
 	CKAModifiable         uint32 = 0x170
 	CKACopyable           uint32 = 0x171
 	CKADestroyable        uint32 = 0x172

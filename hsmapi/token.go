@@ -293,6 +293,13 @@ type SecretKeyGenerator interface {
 	GenerateSecretKey(ctx context.Context, req SecretKeyRequest) (KeyInfo, error)
 }
 
+// SecretKeyLoader is implemented by tokens that store a secret (AES) key
+// given in the clear, as PKCS#11's C_CreateObject does: marked not made
+// inside (CKA_LOCAL false). req.Bits is len(value)*8.
+type SecretKeyLoader interface {
+	LoadSecretKey(ctx context.Context, req SecretKeyRequest, value []byte) (KeyInfo, error)
+}
+
 // KeyWrapper is implemented by tokens that wrap keys under their keys, and
 // unwrap such blobs into new keys, as PKCS#11's C_WrapKey and C_UnwrapKey
 // do (see docs/key-policy.md for what each key may do).

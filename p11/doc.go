@@ -1,5 +1,5 @@
-// Package p11 is an hsmapi.Token on a PKCS#11 token: SoftHSM2, or a real HSM,
-// through github.com/ThalesIgnite/crypto11 (login and sessions) and
+// Package p11 is an hsmapi.Token on a PKCS#11 token: SoftHSM2, a real HSM,
+// or the emulated HSM's own module (cmd/cryptech-pkcs11), through github.com/ThalesIgnite/crypto11 (login and sessions) and
 // github.com/miekg/pkcs11 for the rest: crypto11 finds a key pair by CKA_ID
 // alone, which several keys may share.
 //
@@ -23,8 +23,15 @@
 // is wrapped under it with CKM_AES_KEY_WRAP_PAD, and the KEK is wrapped to
 // the KEKEK with CKM_RSA_PKCS_OAEP (SHA-256 or SHA-1, whichever the token
 // does; CKM_RSA_PKCS only when asked). The bundle's tag is made the same way:
-// the digest of its binding, as a generic secret session object, wrapped
-// under the KEK, and an import checks it by making it again and comparing.
+// the digest of its binding, as an AES-256 session object that does nothing
+// but be wrapped, wrapped under the KEK, and an import checks it by making
+// it again and comparing. An imported private key is made as a session
+// object first, then copied to the token (C_CopyObject), or made again as a
+// token object where the token copies no private key (the module). A token
+// that keeps a key pair as one key (the module) makes the public object
+// with the private one; import gives it the bundle's public attributes,
+// which fails for those PKCS#11 sets only when an object is made or copied
+// (a public object's CKA_PRIVATE true or CKA_MODIFIABLE false).
 // The KEKEK that setup makes (GenerateKEKEK) only unwraps, and forces what
 // it unwraps to stay secret; KEKEKFlaws tells setup how an existing key
 // falls short of that (it reads the key's CKA_UNWRAP_TEMPLATE back with

@@ -31,7 +31,10 @@ type Token struct {
 	mechs map[uint]bool
 	// kekEncs is what the token can do to carry a KEK, probed once.
 	kekEncs []hsmapi.KEKEncryption
-	closed  bool
+	// keepsPairs says whether the token makes a public key object with
+	// every private one (destroyTemp); nil until found.
+	keepsPairs *bool
+	closed     bool
 }
 
 var _ hsmapi.Token = (*Token)(nil)

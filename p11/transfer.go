@@ -68,7 +68,7 @@ func (t *Token) KEKEncryptions(context.Context) ([]hsmapi.KEKEncryption, error) 
 	if err != nil {
 		return nil, err
 	}
-	h, err := t.createRSAPublic(pub, false)
+	h, err := t.createRSAPublic(pub, pkcs11.CKA_ENCRYPT)
 	if err != nil {
 		return nil, err
 	}
@@ -89,20 +89,20 @@ func (t *Token) KEKEncryptions(context.Context) ([]hsmapi.KEKEncryption, error) 
 	return t.kekEncs, nil
 }
 
-// createRSAPublic makes a session (or token) public key object that wraps.
-// Called with t.mu held.
-func (t *Token) createRSAPublic(pub *rsa.PublicKey, token bool, extra ...*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+// createRSAPublic makes a session public key object with one usage
+// (CKA_WRAP, or CKA_ENCRYPT to probe the token's mechanisms): a token may
+// refuse a key that both wraps and encrypts, as the emulated HSM's module
+// does. Called with t.mu held.
+func (t *Token) createRSAPublic(pub *rsa.PublicKey, usage uint) (pkcs11.ObjectHandle, error) {
 	lockassert.Held(&t.mu)
-	tmpl := append([]*pkcs11.Attribute{
+	return t.raw.CreateObject(t.sess, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, token),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
 		pkcs11.NewAttribute(pkcs11.CKA_MODULUS, pub.N.Bytes()),
 		pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, big.NewInt(int64(pub.E)).Bytes()),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-	}, extra...)
-	return t.raw.CreateObject(t.sess, tmpl)
+		pkcs11.NewAttribute(usage, true),
+	})
 }
 
 // Export wraps an extractable private key for the holder of the KEKEK.
@@ -150,7 +150,7 @@ func (t *Token) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 			t.raw.DestroyObject(t.sess, h)
 		}
 	}()
-	kekekObj, err := t.createRSAPublic(kekek.Key(), false)
+	kekekObj, err := t.createRSAPublic(kekek.Key(), pkcs11.CKA_WRAP)
 	if err != nil {
 		return hsmapi.WrappedKey{}, fmt.Errorf("load KEKEK: %w", err)
 	}
@@ -238,7 +238,7 @@ func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error)
 	var temp []pkcs11.ObjectHandle
 	defer func() {
 		for _, h := range temp {
-			t.raw.DestroyObject(t.sess, h)
+			t.destroyTemp(h)
 		}
 	}()
 	// Everything that arrived is checked before anything is stored, also
@@ -289,11 +289,22 @@ func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error)
 		}
 		created = append(created, privObj)
 	}
-	pubObj, err := t.makeObject(pubT, func(tm template) (pkcs11.ObjectHandle, error) { return t.createPublic(pub, tm) })
+	// The public object after the private one: a token that keeps a key
+	// pair as one key (the emulated HSM) keeps the public object when the
+	// private one goes.
+	pubObj, made, err := t.madeHalf(privObj, id, pub, pubT)
+	if made {
+		created = append(created, pubObj)
+	}
 	if err != nil {
 		return hsmapi.ImportResult{}, fmt.Errorf("store public key: %w", err)
 	}
-	created = append(created, pubObj)
+	if !made {
+		if pubObj, err = t.makeObject(pubT, func(tm template) (pkcs11.ObjectHandle, error) { return t.createPublic(pub, tm) }); err != nil {
+			return hsmapi.ImportResult{}, fmt.Errorf("store public key: %w", err)
+		}
+		created = append(created, pubObj)
+	}
 	o := &object{id: id, pub: pubObj, hasPub: true, priv: privObj, hasPriv: private, public: pub, shared: len(others) > 0}
 	if err := t.describe(o); err != nil {
 		return hsmapi.ImportResult{}, err
@@ -330,7 +341,8 @@ func sharedIDWarning(o *object, others []*object) string {
 // refuses the template refuses before anything is stored, then stored by
 // C_CopyObject with CKA_TOKEN, which SoftHSM2 writes in one go (making a
 // token object directly costs it several times as much), or, for an object
-// that may not be copied, made again as a token object.
+// that may not be copied or a token that copies no such object, made again
+// as a token object.
 // Called with t.mu held.
 func (t *Token) makeObject(tm template, make func(template) (pkcs11.ObjectHandle, error)) (pkcs11.ObjectHandle, error) {
 	lockassert.Held(&t.mu)
@@ -348,11 +360,95 @@ func (t *Token) makeObject(tm template, make func(template) (pkcs11.ObjectHandle
 	if err != nil || !boolAttr(token) {
 		return h, err
 	}
-	defer t.raw.DestroyObject(t.sess, h)
+	defer t.destroyTemp(h)
 	if v, ok := attributeIn(tm, pkcs11.CKA_COPYABLE); ok && !boolAttr(v) {
 		return make(tm)
 	}
-	return t.raw.CopyObject(t.sess, h, copyTmpl)
+	c, err := t.raw.CopyObject(t.sess, h, copyTmpl)
+	if isCode(err, pkcs11.CKR_ACTION_PROHIBITED) {
+		// A token that copies no private key (the emulated HSM's module
+		// cannot without holding it in the clear) makes it on the token
+		// directly, as it made the session object.
+		return make(tm)
+	}
+	return c, err
+}
+
+// madeHalf finds the public key object that a token which keeps a key pair
+// as one key (the emulated HSM through its module) made with the private
+// key just unwrapped, and gives it the attributes of tm that it does not
+// have yet; made is false on a token that made none (SoftHSM2), where the
+// caller makes it. Attributes that PKCS#11 sets only when an object is
+// made or copied (CKA_MODIFIABLE false, CKA_PRIVATE) the token refuses
+// here: the import fails, and the caller destroys the key (h is returned,
+// made true, with the error).
+// Called with t.mu held.
+func (t *Token) madeHalf(priv pkcs11.ObjectHandle, id []byte, pub any, tm template) (h pkcs11.ObjectHandle, made bool, err error) {
+	lockassert.Held(&t.mu)
+	// Known by now (destroyTemp, when the private object was made): a
+	// token that does not pair (SoftHSM2) is spared the search.
+	if priv == 0 || (t.keepsPairs != nil && !*t.keepsPairs) {
+		return 0, false, nil
+	}
+	hs, err := t.find(pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY), pkcs11.NewAttribute(pkcs11.CKA_ID, id))
+	if err != nil {
+		return 0, false, err
+	}
+	kt := uint(pkcs11.CKK_EC)
+	if _, ok := pub.(*rsa.PublicKey); ok {
+		kt = pkcs11.CKK_RSA
+	}
+	for _, h := range hs {
+		// A key with this public key and CKA_ID was not there before
+		// (present): this one is the new key's.
+		ko, err := t.readKeyObject(h, false, kt)
+		if err != nil || ko.err != nil || !samePublic(ko.public, pub) {
+			continue
+		}
+		var change template
+		for _, a := range tm {
+			if a.Type == pkcs11.CKA_TOKEN {
+				continue
+			}
+			cur, err := t.attrs(h, a.Type)
+			if err != nil || !bytes.Equal(cur[a.Type], a.Value) {
+				change = append(change, a)
+			}
+		}
+		if len(change) > 0 {
+			if err := t.raw.SetAttributeValue(t.sess, h, change.final()); err != nil {
+				return h, true, err
+			}
+		}
+		return h, true, nil
+	}
+	return 0, false, nil
+}
+
+// destroyTemp destroys a temporary session object. A token that keeps a
+// key pair as one key (the emulated HSM) made a public key object with a
+// private one, and keeps it when the private one goes: that goes too.
+// Whether the token does is found once, with the first temporary private
+// key that has a CKA_ID; SoftHSM2 is spared the search after that.
+// Called with t.mu held.
+func (t *Token) destroyTemp(h pkcs11.ObjectHandle) {
+	lockassert.Held(&t.mu)
+	var halves []pkcs11.ObjectHandle
+	if t.keepsPairs == nil || *t.keepsPairs {
+		a, err := t.attrs(h, pkcs11.CKA_CLASS, pkcs11.CKA_ID)
+		if err == nil && ulongAttr(a[pkcs11.CKA_CLASS]) == pkcs11.CKO_PRIVATE_KEY && len(a[pkcs11.CKA_ID]) > 0 {
+			halves, _ = t.find(pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+				pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_ID, a[pkcs11.CKA_ID]))
+			if t.keepsPairs == nil {
+				keeps := len(halves) > 0
+				t.keepsPairs = &keeps
+			}
+		}
+	}
+	t.raw.DestroyObject(t.sess, h)
+	for _, p := range halves {
+		t.raw.DestroyObject(t.sess, p)
+	}
 }
 
 // importTemplates are the templates of an imported key's objects: the
@@ -512,9 +608,14 @@ func (t *Token) tag(kek pkcs11.ObjectHandle, binding []byte) ([]byte, error) {
 	defer clear(digest)
 	secret, err := t.raw.CreateObject(t.sess, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+		// An AES-256 key, which every token that wraps under AES keeps
+		// (the emulated HSM keeps no other secret), and which does nothing
+		// but be wrapped.
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
 		pkcs11.NewAttribute(pkcs11.CKA_VALUE, digest),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
 	})

@@ -733,7 +733,12 @@ func (c *Client) Import(ctx context.Context, req hsmapi.ImportRequest) (hsmapi.I
 		}
 		pkey, uuid = r.Pkey, r.UUID
 	}
-	id, err := c.settle(pkey, uuid, labelAndAttributes(req.Label, req.Attributes))
+	// Never CKA_LOCAL: a Cryptech HSM stores no such thing of an imported
+	// key, whatever the key left with (this project's server also says so
+	// itself).
+	attrs := slices.DeleteFunc(slices.Clone(req.Attributes), func(a hsmapi.Attribute) bool { return a.Type == hsmapi.CKALocal })
+	attrs = append(attrs, hsmapi.Attribute{Type: hsmapi.CKALocal, Value: []byte{0}})
+	id, err := c.settle(pkey, uuid, labelAndAttributes(req.Label, attrs))
 	if err != nil {
 		return hsmapi.ImportResult{}, fmt.Errorf("import: %w", err)
 	}

@@ -14,7 +14,9 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/internal/p11module"
 	"github.com/hsmkit/cryptech-backup/internal/softhsm"
+	"github.com/hsmkit/cryptech-backup/internal/testtool"
 )
 
 // testOptions keep the CLI fast under test: a cheap PIN hash and a short
@@ -40,12 +42,35 @@ func TestScripts(t *testing.T) {
 	if _, err := exec.LookPath("pkcs11-tool"); err != nil && os.Getenv("CI") == "true" {
 		t.Fatal("pkcs11-tool is missing: the PKCS#11 scripts make keys with it (apt-get install opensc)")
 	}
+	testscript.Run(t, scriptParams(t, "testdata/script"))
+}
+
+// TestModuleScripts runs the scripts of testdata/module, which use the
+// emulated HSM's own PKCS#11 module ($CRYPTECH_MODULE), built once, beside
+// SoftHSM2.
+func TestModuleScripts(t *testing.T) {
+	testtool.Require(t, "pkcs11-tool", "opensc")
+	softhsm.Require(t)
+	lib := p11module.Build(t)
+	t.Cleanup(p11module.Cleanup)
+	p := scriptParams(t, "testdata/module")
+	setup := p.Setup
+	p.Setup = func(e *testscript.Env) error {
+		e.Setenv("CRYPTECH_MODULE", lib)
+		return setup(e)
+	}
+	testscript.Run(t, p)
+}
+
+// scriptParams are the scripts' of dir: each with a SoftHSM2 token
+// directory of its own, and the commands of this file.
+func scriptParams(t *testing.T, dir string) testscript.Params {
 	module, softhsmErr := softhsm.FindModule()
 	if softhsmErr != nil && os.Getenv("CI") == "true" {
 		t.Fatalf("%v (CI=true: the PKCS#11 scripts need SoftHSM2)", softhsmErr)
 	}
-	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
+	return testscript.Params{
+		Dir: dir,
 		Setup: func(e *testscript.Env) error {
 			// Each script has a SoftHSM2 token directory of its own.
 			e.Setenv("SOFTHSM2_MODULE", module)
@@ -80,7 +105,7 @@ func TestScripts(t *testing.T) {
 			"exits":    exits,
 			"flipbyte": flipByte,
 		},
-	})
+	}
 }
 
 // setlast NAME: set $NAME to the last line of the previous command's stdout.

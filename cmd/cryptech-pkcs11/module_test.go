@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,48 +15,20 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/p11module"
 	"github.com/hsmkit/cryptech-backup/internal/testtool"
 	"github.com/hsmkit/cryptech-backup/rpc"
 )
 
-var (
-	buildOnce sync.Once
-	built     string
-	buildErr  error
-)
-
-// module builds the module once per test binary, as its README says.
+// buildModule builds the module once per test binary, as its README says.
 func buildModule(t testing.TB) string {
 	t.Helper()
-	if os.Getenv("CGO_ENABLED") == "0" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CGO_ENABLED=0 (CI=true: the PKCS#11 module needs cgo)")
-		}
-		t.Skip("CGO_ENABLED=0: the PKCS#11 module needs cgo")
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cryptech-pkcs11-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		built = filepath.Join(dir, "libcryptech-pkcs11.so")
-		out, err := exec.Command("go", "build", "-buildmode=c-shared", "-o", built, ".").CombinedOutput()
-		if err != nil {
-			buildErr = errors.New(string(out))
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("build the module: %v", buildErr)
-	}
-	return built
+	return p11module.Build(t)
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if built != "" {
-		os.RemoveAll(filepath.Dir(built))
-	}
+	p11module.Cleanup()
 	os.Exit(code)
 }
 
@@ -65,14 +36,7 @@ func TestMain(m *testing.M) {
 // the module can open it, and points $CRYPTECH_HSM at it.
 func newHSM(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "hsm")
-	h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: hsmtest.PIN, SOPIN: hsmtest.PIN, UserPIN: hsmtest.PIN, Blocks: 128}, hsmtest.Options)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dir := p11module.NewHSM(t)
 	t.Setenv("CRYPTECH_HSM", dir)
 	return dir
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/miekg/pkcs11"
+
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
@@ -229,4 +231,98 @@ func attrValue(attrs []hsmapi.Attribute, t uint32) ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// TestImportedKeysAreNotLocal: a key that came to the HSM by a transfer
+// (hsm's Import) shows CKA_LOCAL, CKA_ALWAYS_SENSITIVE and
+// CKA_NEVER_EXTRACTABLE false through the module, and has no
+// CKA_KEY_GEN_MECHANISM; a key made on the HSM shows CKA_LOCAL true.
+func TestImportedKeysAreNotLocal(t *testing.T) {
+	lib := buildModule(t)
+	dir := newHSM(t)
+	ctx := context.Background()
+	src := hsmtest.New(t)
+	moved, err := src.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+		Flags: hsmapi.FlagToken | hsmapi.FlagDigitalSignature | hsmapi.FlagExportable, Label: "moved"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hsm.Open(dir, hsmtest.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := h.NewSession()
+	if err := s.Login(ctx, hsmapi.UserNormal, hsmtest.PIN); err != nil {
+		t.Fatal(err)
+	}
+	// A key that says it is local arrives not local all the same.
+	if err := src.SetAttributes(ctx, moved.UUID, []hsmapi.Attribute{{Type: hsmapi.CKALocal, Value: []byte{1}}}); err != nil {
+		t.Fatal(err)
+	}
+	kekek, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: hsmapi.FlagKeyEncipherment})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kekekPub, err := hsmapi.ParseKEKEK(kekek.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := src.Export(ctx, hsmapi.ExportRequest{Key: moved.UUID, KEKEKPublicKey: kekekPub, Encryption: hsmapi.KEKOAEPSHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Import(ctx, hsmapi.ImportRequest{KEKEKUUID: kekek.UUID, Wrapped: w, Encryption: hsmapi.KEKOAEPSHA256, UUID: moved.UUID,
+		Label: "moved", Flags: moved.Flags, PublicKey: moved.PublicKey, Attributes: []hsmapi.Attribute{{Type: hsmapi.CKALocal, Value: []byte{1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+		Flags: hsmapi.FlagToken | hsmapi.FlagDigitalSignature, Label: "made"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	p := pkcs11.New(lib)
+	if p == nil {
+		t.Fatalf("load %s", lib)
+	}
+	defer p.Destroy()
+	if err := p.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Finalize()
+	slots, err := p.GetSlotList(true)
+	if err != nil || len(slots) != 1 {
+		t.Fatalf("slots %v, %v", slots, err)
+	}
+	sh, err := p.OpenSession(slots[0], pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Login(sh, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
+		t.Fatal(err)
+	}
+	for label, local := range map[string]bool{"moved": false, "made": true} {
+		if err := p.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}); err != nil {
+			t.Fatal(err)
+		}
+		objs, _, err := p.FindObjects(sh, 2)
+		p.FindObjectsFinal(sh)
+		if err != nil || len(objs) != 1 {
+			t.Fatalf("%s: %d private key objects, %v", label, len(objs), err)
+		}
+		attrs, err := p.GetAttributeValue(sh, objs[0], []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LOCAL, nil),
+			pkcs11.NewAttribute(pkcs11.CKA_ALWAYS_SENSITIVE, nil), pkcs11.NewAttribute(pkcs11.CKA_NEVER_EXTRACTABLE, nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range attrs {
+			if got := len(a.Value) == 1 && a.Value[0] == 1; got != local {
+				t.Errorf("%s: attribute 0x%x is %v, want %v", label, a.Type, got, local)
+			}
+		}
+	}
 }

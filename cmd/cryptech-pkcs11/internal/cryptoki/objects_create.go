@@ -24,6 +24,7 @@ var createAttrs = map[[2]uint64][]uint{
 		attrExponent1, attrExponent2, attrCoefficient,
 	},
 	{ClassPrivateKey, KeyTypeEC}: {attrECParams, attrValue},
+	{ClassSecretKey, KeyTypeAES}: {attrValue, attrValueLen},
 }
 
 // notLocal marks a key not made in the HSM (CKA_LOCAL false).
@@ -59,13 +60,15 @@ func (m *Module) CreateObject(sh uint, tmpl []Attribute) (uint, RV) {
 	}
 	keyAttrs, ok := createAttrs[[2]uint64{class, keyType}]
 	if !ok {
-		// Data objects and certificates have no place in the HSM; secret
-		// keys come with the HSM's secret keys.
+		// Data objects and certificates have no place in the HSM.
 		return 0, AttributeValueInvalid
 	}
 	n, rv := parseNew(uint(class), tmpl, keyAttrs...)
 	if rv != OK {
 		return 0, rv
+	}
+	if class == ClassSecretKey {
+		return m.createSecret(sh, n)
 	}
 	priv, pub := &n, (*newObject)(nil)
 	if class == ClassPublicKey {
@@ -188,6 +191,37 @@ func (m *Module) createPrivate(sh uint, tok hsmapi.Token, n newObject, keyType u
 	}
 	h, rv := m.adopt(sh, k)
 	return h.priv, rv
+}
+
+// createSecret loads an AES key given in the clear
+// (hsmapi.SecretKeyLoader), with the usages secretKeyFlags gives, as
+// C_GenerateKey would make it; never CKA_LOCAL.
+func (m *Module) createSecret(sh uint, n newObject) (uint, RV) {
+	value := n.given[attrValue]
+	if size, ok := n.ulong(attrValueLen); ok && size != uint64(len(value)) {
+		return 0, TemplateInconsistent
+	}
+	if hsmapi.CheckAESBits(len(value)*8) != nil {
+		return 0, AttributeValueInvalid
+	}
+	req, rv := m.secretRequest(sh, n, len(value)*8)
+	if rv != OK {
+		return 0, rv
+	}
+	tok, rv := m.sessionToken(sh)
+	if rv != OK {
+		return 0, rv
+	}
+	loader, ok := tok.(hsmapi.SecretKeyLoader)
+	if !ok {
+		return 0, FunctionFailed
+	}
+	k, err := loader.LoadSecretKey(context.Background(), req, value)
+	if err != nil {
+		return 0, createRV(err)
+	}
+	h, rv := m.adopt(sh, k)
+	return h.pub, rv
 }
 
 // pkcs8 is the PrivateKeyInfo a private key template gives; the caller

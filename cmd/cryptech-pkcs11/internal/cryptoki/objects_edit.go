@@ -237,7 +237,8 @@ func (m *Module) DestroyObject(sh, object uint) RV {
 	if v.pair {
 		return ActionProhibited
 	}
-	if v.obj.Class == ClassPublicKey {
+	// A public key alone, or a secret key, is one object: it goes.
+	if v.obj.Class == ClassPublicKey || v.obj.Class == ClassSecretKey {
 		if err := tok.DeleteKey(ctx, v.obj.UUID); err != nil {
 			return deleteRV(err)
 		}

@@ -193,24 +193,34 @@ func (m *Module) GenerateKey(sh uint, mech Mechanism, tmpl []Attribute) (uint, R
 	if size > maxTemplateSecretKeyBytes || hsmapi.CheckAESBits(int(size)*8) != nil {
 		return 0, KeySizeRange
 	}
-	flags, rv := secretKeyFlags(n)
+	req, rv := m.secretRequest(sh, n, int(size)*8)
 	if rv != OK {
 		return 0, rv
 	}
-	label, _ := n.label()
-	if hsmapi.CheckLabel(label) != nil {
-		return 0, AttributeValueInvalid
-	}
-	if rv := m.writable(sh, flags); rv != OK {
-		return 0, rv
-	}
-	k, err := tok.(hsmapi.SecretKeyGenerator).GenerateSecretKey(context.Background(),
-		hsmapi.SecretKeyRequest{Bits: int(size) * 8, Flags: flags, Label: label, Attributes: n.stored()})
+	k, err := tok.(hsmapi.SecretKeyGenerator).GenerateSecretKey(context.Background(), req)
 	if err != nil {
 		return 0, newKeyRV(err)
 	}
 	h, rv := m.adopt(sh, k)
 	return h.pub, rv
+}
+
+// secretRequest is the request for a new AES key of bits that template n
+// describes (its usages as secretKeyFlags gives them, its label and
+// attributes), which session sh may make.
+func (m *Module) secretRequest(sh uint, n newObject, bits int) (hsmapi.SecretKeyRequest, RV) {
+	flags, rv := secretKeyFlags(n)
+	if rv != OK {
+		return hsmapi.SecretKeyRequest{}, rv
+	}
+	label, _ := n.label()
+	if hsmapi.CheckLabel(label) != nil {
+		return hsmapi.SecretKeyRequest{}, AttributeValueInvalid
+	}
+	if rv := m.writable(sh, flags); rv != OK {
+		return hsmapi.SecretKeyRequest{}, rv
+	}
+	return hsmapi.SecretKeyRequest{Bits: bits, Flags: flags, Label: label, Attributes: n.stored()}, OK
 }
 
 // WrapKey is C_WrapKey: the HSM wraps key (a private key object, as

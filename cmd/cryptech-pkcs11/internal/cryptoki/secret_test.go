@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/keywrap"
 	"github.com/hsmkit/cryptech-backup/internal/sigder"
 )
 
@@ -225,5 +226,59 @@ func TestWrapAndUnwrapTemplates(t *testing.T) {
 	}
 	if got := getAll(t, m, h, u, attrExtractable); !bytes.Equal(got[attrExtractable], []byte{0}) {
 		t.Errorf("the unwrapped key did not get CKA_UNWRAP_TEMPLATE's CKA_EXTRACTABLE: %x", got[attrExtractable])
+	}
+}
+
+// TestCreateSecretKey: C_CreateObject loads an AES key given in the clear
+// (what p11 does to make a transfer's binding tag): not local, its value
+// sensitive, and it is the value given (what it wraps is RFC 5649 under
+// it); C_DestroyObject destroys it, and a generated one, whole. Templates
+// that contradict themselves make nothing.
+func TestCreateSecretKey(t *testing.T) {
+	m, h := loggedIn(t)
+	value := bytes.Repeat([]byte{0x3c}, 32)
+	before := allKeys(t, m)
+	for name, tmpl := range map[string][]Attribute{
+		"value and length disagree": {ul(attrValueLen, 16)},
+		"not an AES size":           {by(attrValue, value[:20])},
+		"encrypts":                  {bl(attrEncrypt, true)},
+		"says it is local":          {bl(attrLocal, true)},
+	} {
+		full := append([]Attribute{ul(attrClass, ClassSecretKey), ul(attrKeyType, KeyTypeAES), by(attrValue, value)}, tmpl...)
+		if _, rv := m.CreateObject(h, full); rv == OK {
+			t.Errorf("%s: created", name)
+		}
+	}
+	if n := allKeys(t, m); n != before {
+		t.Fatalf("refused templates made %d keys", n-before)
+	}
+	k, rv := m.CreateObject(h, []Attribute{ul(attrClass, ClassSecretKey), ul(attrKeyType, KeyTypeAES), by(attrValue, value),
+		bl(attrExtractable, true), bl(attrToken, false)})
+	if rv != OK {
+		t.Fatalf("CreateObject: %#x", rv)
+	}
+	got := getAll(t, m, h, k, attrLocal, attrAlwaysSensitive, attrSensitive, attrValueLen)
+	for a, want := range map[uint][]byte{attrLocal: {0}, attrAlwaysSensitive: {0}, attrSensitive: {1}, attrValueLen: ulongValue(32)} {
+		if !bytes.Equal(got[a], want) {
+			t.Errorf("attribute %#x: %x, want %x", a, got[a], want)
+		}
+	}
+	other := genAES(t, m, h, 16, bl(attrExtractable, true))
+	kwp := Mechanism{Type: MechAESKeyWrapKWP}
+	wrapped := wrap(t, m, h, kwp, k, other)
+	if inner, err := keywrap.UnwrapPad(value, wrapped); err != nil || len(inner) != 16 {
+		t.Fatalf("what the loaded key wrapped does not unwrap under the value given: %v", err)
+	}
+	self := wrap(t, m, h, kwp, other, k)
+	if len(self) != 40 {
+		t.Fatalf("the loaded key wrapped in %d bytes", len(self))
+	}
+	for _, o := range []uint{k, other} {
+		if rv := m.DestroyObject(h, o); rv != OK {
+			t.Fatalf("DestroyObject of a secret key: %#x", rv)
+		}
+	}
+	if n := allKeys(t, m); n != before {
+		t.Errorf("%d keys left behind", n-before)
 	}
 }
