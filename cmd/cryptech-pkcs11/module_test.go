@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -296,30 +294,7 @@ func TestFromC(t *testing.T) {
 // server on an emulated HSM.
 func TestModuleOverSocket(t *testing.T) {
 	lib := buildModule(t)
-	dir := newHSM(t)
-	h, err := hsm.Open(dir, hsmtest.Options)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	sock := filepath.Join(t.TempDir(), "rpc")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := rpc.NewServer(h, nil)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	defer func() {
-		if err := srv.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	t.Setenv("CRYPTECH_HSM", "")
-	t.Setenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME", sock)
+	h, srv := serveHSM(t, newHSM(t))
 
 	p := pkcs11.New(lib)
 	if p == nil {
