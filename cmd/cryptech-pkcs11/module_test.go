@@ -279,13 +279,21 @@ func TestPKCS11Tool(t *testing.T) {
 	}
 }
 
-func TestFromC(t *testing.T) {
+func TestFromC(t *testing.T) { fromC(t, "fromc.py") }
+
+// The module from C's threads and in a fork()ed child.
+func TestThreadsFromC(t *testing.T) { fromC(t, "threads.py") }
+
+// fromC runs testdata/script with python3 (ctypes) on the module and a
+// new emulated HSM; the script prints "ok" or fails.
+func fromC(t *testing.T, script string) {
+	t.Helper()
 	python := testtool.Require(t, "python3", "python3")
 	lib := buildModule(t)
 	newHSM(t)
-	out, err := exec.Command(python, filepath.Join("testdata", "fromc.py"), lib).CombinedOutput()
+	out, err := exec.Command(python, filepath.Join("testdata", script), lib).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "ok" {
-		t.Fatalf("fromc.py: %v\n%s", err, out)
+		t.Fatalf("%s: %v\n%s", script, err, out)
 	}
 }
 
@@ -345,12 +353,4 @@ func remoteLogin(t *testing.T, p *pkcs11.Ctx, srv *rpc.Server) {
 	}
 }
 
-func TestLengthsFromC(t *testing.T) {
-	python := testtool.Require(t, "python3", "python3")
-	lib := buildModule(t)
-	newHSM(t)
-	out, err := exec.Command(python, filepath.Join("testdata", "lengths.py"), lib).CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "ok" {
-		t.Fatalf("lengths.py: %v\n%s", err, out)
-	}
-}
+func TestLengthsFromC(t *testing.T) { fromC(t, "lengths.py") }
