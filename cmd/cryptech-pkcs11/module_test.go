@@ -281,6 +281,9 @@ func TestPKCS11Tool(t *testing.T) {
 
 func TestFromC(t *testing.T) { fromC(t, "fromc.py") }
 
+// Bad input through every function from C: the specification's codes.
+func TestBadInputFromC(t *testing.T) { fromC(t, "badinput.py") }
+
 // The module from C's threads and in a fork()ed child.
 func TestThreadsFromC(t *testing.T) { fromC(t, "threads.py") }
 

@@ -273,6 +273,15 @@ func (m *Module) withSession(h uint, f func(*slot, *session) RV) RV {
 	return f(s, s.sessions[h])
 }
 
+// sessionValid is OK for an open session of an initialized module. The
+// functions that check their mechanism or template before they need the
+// session call it first, so that a bad or closed handle is
+// CKR_SESSION_HANDLE_INVALID (and a call before C_Initialize
+// CKR_CRYPTOKI_NOT_INITIALIZED) whatever else is wrong.
+func (m *Module) sessionValid(h uint) RV {
+	return m.withSession(h, func(*slot, *session) RV { return OK })
+}
+
 // Initialized reports OK or CryptokiNotInitialized, for the calls that only
 // need to know (C_GetInfo).
 func (m *Module) Initialized() RV {
