@@ -118,23 +118,7 @@ func loginModule(t *testing.T, m *cryptoki.Module) uint {
 func signConcurrently(t *testing.T, m *cryptoki.Module, g, n int) {
 	t.Helper()
 	h := loginModule(t, m)
-	if rv := m.FindObjectsInit(h, []cryptoki.Attribute{{Type: pkcs11.CKA_CLASS, Value: ulong(pkcs11.CKO_PRIVATE_KEY)}}); rv != cryptoki.OK {
-		t.Fatalf("FindObjectsInit: %#x", rv)
-	}
-	keys, rv := m.FindObjects(h, 2)
-	m.FindObjectsFinal(h)
-	if rv != cryptoki.OK || len(keys) != 1 {
-		t.Fatalf("FindObjects: %v, %#x", keys, rv)
-	}
-	if rv := m.FindObjectsInit(h, []cryptoki.Attribute{{Type: pkcs11.CKA_CLASS, Value: ulong(pkcs11.CKO_PUBLIC_KEY)}}); rv != cryptoki.OK {
-		t.Fatalf("FindObjectsInit: %#x", rv)
-	}
-	pubs, rv := m.FindObjects(h, 2)
-	m.FindObjectsFinal(h)
-	if rv != cryptoki.OK || len(pubs) != 1 {
-		t.Fatalf("FindObjects: %v, %#x", pubs, rv)
-	}
-	pub := pubs[0]
+	priv, pub := onlyObject(t, m, h, pkcs11.CKO_PRIVATE_KEY), onlyObject(t, m, h, pkcs11.CKO_PUBLIC_KEY)
 	var wg sync.WaitGroup
 	errs := make(chan error, g)
 	mech := cryptoki.Mechanism{Type: cryptoki.MechECDSASHA256}
@@ -147,7 +131,7 @@ func signConcurrently(t *testing.T, m *cryptoki.Module, g, n int) {
 			}
 			for j := range n {
 				msg := []byte(fmt.Sprintf("session %d, message %d", i, j))
-				if rv := m.SignInit(s, mech, keys[0]); rv != cryptoki.OK {
+				if rv := m.SignInit(s, mech, priv); rv != cryptoki.OK {
 					errs <- fmt.Errorf("session %d: SignInit: %#x", i, rv)
 					return
 				}
@@ -179,6 +163,20 @@ func signConcurrently(t *testing.T, m *cryptoki.Module, g, n int) {
 	if err != nil {
 		t.Fatal(strings.TrimSpace(err.Error()))
 	}
+}
+
+// onlyObject finds the one object of class on session h's token.
+func onlyObject(t *testing.T, m *cryptoki.Module, h, class uint) uint {
+	t.Helper()
+	if rv := m.FindObjectsInit(h, []cryptoki.Attribute{{Type: pkcs11.CKA_CLASS, Value: ulong(class)}}); rv != cryptoki.OK {
+		t.Fatalf("FindObjectsInit: %#x", rv)
+	}
+	found, rv := m.FindObjects(h, 2)
+	m.FindObjectsFinal(h)
+	if rv != cryptoki.OK || len(found) != 1 {
+		t.Fatalf("FindObjects of class %d: %v, %#x", class, found, rv)
+	}
+	return found[0]
 }
 
 // ulong is a CK_ULONG attribute value as C lays it out.
