@@ -203,3 +203,63 @@ func TestOpenSSLEngineSigns(t *testing.T) {
 		})
 	}
 }
+
+// GnuTLS loads the module through p11-kit (which initializes it with
+// CKF_LIBRARY_CANT_CREATE_OS_THREADS, as NSS does): p11tool lists the
+// keys, and certtool signs a self-signed certificate with each key on the
+// module, named by a PKCS#11 URI. OpenSSL verifies each certificate's
+// signature, and its public key is the one p11tool reads off the module.
+func TestGnuTLSSigns(t *testing.T) {
+	tool := testtool.Require(t, "pkcs11-tool", "opensc")
+	certtool := testtool.Require(t, "certtool", "gnutls-bin")
+	p11tool := testtool.Require(t, "p11tool", "gnutls-bin")
+	openssl := testtool.Require(t, "openssl", "openssl")
+	lib := buildModule(t)
+	newHSM(t)
+	dir := t.TempDir()
+	pin := string(hsmtest.PIN)
+	run := func(t *testing.T, name string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Env = append(os.Environ(), "GNUTLS_PIN="+pin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	p11 := []string{"--module", lib, "--login", "--pin", pin}
+	run(t, tool, append(p11, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "21", "--label", "gnutls-ec")...)
+	run(t, tool, append(p11, "--keypairgen", "--key-type", "rsa:2048", "--id", "22", "--label", "gnutls-rsa")...)
+	list := run(t, p11tool, "--provider", lib, "--login", "--list-all-privkeys")
+	for _, want := range []string{"Private key (EC/ECDSA-SECP256R1)", "Label: gnutls-ec", "Private key (RSA-2048)", "Label: gnutls-rsa"} {
+		if !strings.Contains(list, want) {
+			t.Fatalf("p11tool --list-all-privkeys: no %q in\n%s", want, list)
+		}
+	}
+	template := filepath.Join(dir, "template")
+	if err := os.WriteFile(template, []byte("cn = cryptech-pkcs11 test\nexpiration_days = 1\nsigning_key\nca\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, label := range []string{"gnutls-ec", "gnutls-rsa"} {
+		t.Run(label, func(t *testing.T) {
+			uri := "pkcs11:token=hsm;object=" + label
+			cert := filepath.Join(dir, label+".crt")
+			run(t, certtool, "--provider", lib, "--generate-self-signed", "--load-privkey", uri+";type=private",
+				"--template", template, "--outfile", cert)
+			if out := run(t, openssl, "verify", "-CAfile", cert, cert); !strings.Contains(out, ": OK") {
+				t.Fatalf("openssl verify:\n%s", out)
+			}
+			certPub := run(t, openssl, "x509", "-in", cert, "-noout", "-pubkey")
+			pubFile := filepath.Join(dir, label+".pub")
+			run(t, p11tool, "--provider", lib, "--login", "--export-pubkey", "--outfile", pubFile, uri+";type=public")
+			modulePub, err := os.ReadFile(pubFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.TrimSpace(certPub) != strings.TrimSpace(string(modulePub)) {
+				t.Fatalf("the certificate's public key\n%s\nis not the module's\n%s", certPub, modulePub)
+			}
+		})
+	}
+}

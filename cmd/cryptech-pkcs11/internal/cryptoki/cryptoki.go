@@ -202,6 +202,12 @@ func (s *slot) close() error {
 	return errors.Join(s.client.Close(), s.tok.Close())
 }
 
+// check answers CK_C_INITIALIZE_ARGS. CKF_LIBRARY_CANT_CREATE_OS_THREADS
+// is taken: the module starts no thread of its own, and the Go runtime's
+// threads, which it starts when the library loads and as it needs, are
+// not the application's to forbid. NSS and GnuTLS (p11-kit) pass that
+// flag whenever they load a module; CKR_NEED_TO_CREATE_THREADS would keep
+// the module from both.
 func (a *InitArgs) check() RV {
 	if a.Reserved {
 		return ArgumentsBad
@@ -210,9 +216,6 @@ func (a *InitArgs) check() RV {
 	case a.Mutexes != 0 && a.Mutexes != 4:
 		// The specification: all four or none.
 		return ArgumentsBad
-	case a.Flags&FlagLibraryCantCreateOSThreads != 0:
-		// The Go runtime makes threads of its own whatever we are told.
-		return NeedToCreateThreads
 	case a.Mutexes == 4 && a.Flags&FlagOSLockingOK == 0:
 		// Only the application's mutexes may be used; the module locks
 		// with Go's.
