@@ -33,10 +33,11 @@ const (
 )
 
 // Abort ends session h's active operation of kind k, if it has one: a
-// call of an operation that fails ends it (PKCS#11 2.40 sections 5.10 to
-// 5.13: "always terminates", "results in an error terminates"), the calls
-// that the C side refuses before the module sees them (a NULL pointer, an
-// input too long) as well as those the module refuses.
+// call of an operation that fails ends it (PKCS#11: C_Sign "always
+// terminates" it, a C_SignUpdate that "results in an error terminates"
+// it, and so for the others), the calls that the C side refuses before the
+// module sees them (a NULL pointer, an input too long) as well as those
+// the module refuses.
 func (m *Module) Abort(h uint, k OpKind) {
 	if op, rv := m.activeOp(h, k); rv == OK {
 		m.endOp(h, k, op)
