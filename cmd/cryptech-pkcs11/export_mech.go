@@ -100,6 +100,18 @@ func withInput(p *C.CK_BYTE, n C.CK_ULONG, f func([]byte) cryptoki.RV) C.CK_RV {
 	return C.CK_RV(f(in))
 }
 
+// endOnError ends session h's operation of kind k when the call failed,
+// but for CKR_BUFFER_TOO_SMALL, which leaves it active (the length
+// protocol): the module ends it for the failures it finds, this for the
+// arguments the C side refuses (cryptoki.Abort). A session is one
+// thread's at a time, so the operation active then is the call's.
+// Deferred after guard, so that guard covers it too.
+func endOnError(h C.CK_SESSION_HANDLE, k cryptoki.OpKind, rv *C.CK_RV) {
+	if *rv != C.CKR_OK && *rv != C.CKR_BUFFER_TOO_SMALL {
+		module.Abort(uint(h), k)
+	}
+}
+
 // maxInput bounds what one call may hand the module: more than any
 // operation takes (an HSS message is bounded lower), and what a slice can
 // hold on any platform cgo builds for.

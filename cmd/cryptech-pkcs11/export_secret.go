@@ -101,6 +101,7 @@ func goEncryptInit(h C.CK_SESSION_HANDLE, pm *C.CK_MECHANISM, key C.CK_OBJECT_HA
 //export goEncrypt
 func goEncrypt(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, out *C.CK_BYTE, outLen *C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
+	defer endOnError(h, cryptoki.OpEncrypt, &rv)
 	return singlePart(h, p, n, out, outLen, module.Encrypt)
 }
 
@@ -113,5 +114,6 @@ func goDecryptInit(h C.CK_SESSION_HANDLE, pm *C.CK_MECHANISM, key C.CK_OBJECT_HA
 //export goDecrypt
 func goDecrypt(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, out *C.CK_BYTE, outLen *C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
+	defer endOnError(h, cryptoki.OpDecrypt, &rv)
 	return singlePart(h, p, n, out, outLen, module.Decrypt)
 }

@@ -26,6 +26,7 @@ func goDigestInit(h C.CK_SESSION_HANDLE, pm *C.CK_MECHANISM) (rv C.CK_RV) {
 //export goDigest
 func goDigest(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, out *C.CK_BYTE, outLen *C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
+	defer endOnError(h, cryptoki.OpDigest, &rv)
 	data, r := input(p, n)
 	if r != cryptoki.OK {
 		return C.CK_RV(r)
@@ -38,6 +39,7 @@ func goDigest(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, out *C.CK_BYTE,
 //export goDigestUpdate
 func goDigestUpdate(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
+	defer endOnError(h, cryptoki.OpDigest, &rv)
 	return withInput(p, n, func(part []byte) cryptoki.RV { return module.DigestUpdate(uint(h), part) })
 }
 
@@ -50,6 +52,7 @@ func goDigestKey(h C.CK_SESSION_HANDLE, key C.CK_OBJECT_HANDLE) (rv C.CK_RV) {
 //export goDigestFinal
 func goDigestFinal(h C.CK_SESSION_HANDLE, out *C.CK_BYTE, outLen *C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
+	defer endOnError(h, cryptoki.OpDigest, &rv)
 	return output(out, outLen, func(o cryptoki.Output) ([]byte, int, cryptoki.RV) {
 		return module.DigestFinal(uint(h), o)
 	})
@@ -68,6 +71,7 @@ func goSignInit(h C.CK_SESSION_HANDLE, pm *C.CK_MECHANISM, key C.CK_OBJECT_HANDL
 //export goSign
 func goSign(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, sig *C.CK_BYTE, sigLen *C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
+	defer endOnError(h, cryptoki.OpSign, &rv)
 	data, r := input(p, n)
 	if r != cryptoki.OK {
 		return C.CK_RV(r)
@@ -80,12 +84,14 @@ func goSign(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, sig *C.CK_BYTE, s
 //export goSignUpdate
 func goSignUpdate(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
+	defer endOnError(h, cryptoki.OpSign, &rv)
 	return withInput(p, n, func(part []byte) cryptoki.RV { return module.SignUpdate(uint(h), part) })
 }
 
 //export goSignFinal
 func goSignFinal(h C.CK_SESSION_HANDLE, sig *C.CK_BYTE, sigLen *C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
+	defer endOnError(h, cryptoki.OpSign, &rv)
 	return output(sig, sigLen, func(o cryptoki.Output) ([]byte, int, cryptoki.RV) {
 		return module.SignFinal(uint(h), o)
 	})
@@ -104,6 +110,7 @@ func goVerifyInit(h C.CK_SESSION_HANDLE, pm *C.CK_MECHANISM, key C.CK_OBJECT_HAN
 //export goVerify
 func goVerify(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, sig *C.CK_BYTE, sigLen C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
+	defer endOnError(h, cryptoki.OpVerify, &rv)
 	data, r := input(p, n)
 	if r != cryptoki.OK {
 		return C.CK_RV(r)
@@ -118,12 +125,14 @@ func goVerify(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG, sig *C.CK_BYTE,
 //export goVerifyUpdate
 func goVerifyUpdate(h C.CK_SESSION_HANDLE, p *C.CK_BYTE, n C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
+	defer endOnError(h, cryptoki.OpVerify, &rv)
 	return withInput(p, n, func(part []byte) cryptoki.RV { return module.VerifyUpdate(uint(h), part) })
 }
 
 //export goVerifyFinal
 func goVerifyFinal(h C.CK_SESSION_HANDLE, sig *C.CK_BYTE, sigLen C.CK_ULONG) (rv C.CK_RV) {
 	defer guard(&rv)
+	defer endOnError(h, cryptoki.OpVerify, &rv)
 	return withInput(sig, sigLen, func(s []byte) cryptoki.RV { return module.VerifyFinal(uint(h), s) })
 }
 

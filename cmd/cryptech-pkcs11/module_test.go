@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -245,13 +243,24 @@ func TestPKCS11Tool(t *testing.T) {
 	}
 }
 
-func TestFromC(t *testing.T) {
+func TestFromC(t *testing.T) { fromC(t, "fromc.py") }
+
+// Bad input through every function from C: the specification's codes.
+func TestBadInputFromC(t *testing.T) { fromC(t, "badinput.py") }
+
+// The module from C's threads and in a fork()ed child.
+func TestThreadsFromC(t *testing.T) { fromC(t, "threads.py") }
+
+// fromC runs testdata/script with python3 (ctypes) on the module and a
+// new emulated HSM; the script prints "ok" or fails.
+func fromC(t *testing.T, script string) {
+	t.Helper()
 	python := testtool.Require(t, "python3", "python3")
 	lib := buildModule(t)
 	newHSM(t)
-	out, err := exec.Command(python, filepath.Join("testdata", "fromc.py"), lib).CombinedOutput()
+	out, err := exec.Command(python, filepath.Join("testdata", script), lib).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "ok" {
-		t.Fatalf("fromc.py: %v\n%s", err, out)
+		t.Fatalf("%s: %v\n%s", script, err, out)
 	}
 }
 
@@ -260,30 +269,7 @@ func TestFromC(t *testing.T) {
 // server on an emulated HSM.
 func TestModuleOverSocket(t *testing.T) {
 	lib := buildModule(t)
-	dir := newHSM(t)
-	h, err := hsm.Open(dir, hsmtest.Options)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	sock := filepath.Join(t.TempDir(), "rpc")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := rpc.NewServer(h, nil)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	defer func() {
-		if err := srv.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	t.Setenv("CRYPTECH_HSM", "")
-	t.Setenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME", sock)
+	h, srv := serveHSM(t, newHSM(t))
 
 	p := pkcs11.New(lib)
 	if p == nil {
@@ -334,12 +320,4 @@ func remoteLogin(t *testing.T, p *pkcs11.Ctx, srv *rpc.Server) {
 	}
 }
 
-func TestLengthsFromC(t *testing.T) {
-	python := testtool.Require(t, "python3", "python3")
-	lib := buildModule(t)
-	newHSM(t)
-	out, err := exec.Command(python, filepath.Join("testdata", "lengths.py"), lib).CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "ok" {
-		t.Fatalf("lengths.py: %v\n%s", err, out)
-	}
-}
+func TestLengthsFromC(t *testing.T) { fromC(t, "lengths.py") }

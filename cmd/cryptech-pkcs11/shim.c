@@ -1,68 +1,97 @@
 // The C entry points: each implemented one hands its arguments to the Go
 // function of the same name with a go prefix (export.go); every other entry
-// of the function lists is not_supported. Nothing else happens in C.
+// of the function lists is not_supported. Nothing else happens in C but
+// the refusal of a fork()ed child.
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "shim.h"
 #include "_cgo_export.h"
 
-CK_RV C_Initialize(CK_VOID_PTR a) { return goInitialize(a); }
-CK_RV C_Finalize(CK_VOID_PTR r) { return goFinalize(r); }
-CK_RV C_GetInfo(CK_INFO_PTR i) { return goGetInfo(i); }
-CK_RV C_GetSlotList(CK_BBOOL p, CK_SLOT_ID_PTR l, CK_ULONG_PTR n) { return goGetSlotList(p, l, n); }
-CK_RV C_GetSlotInfo(CK_SLOT_ID s, CK_SLOT_INFO_PTR i) { return goGetSlotInfo(s, i); }
-CK_RV C_GetTokenInfo(CK_SLOT_ID s, CK_TOKEN_INFO_PTR i) { return goGetTokenInfo(s, i); }
-CK_RV C_GetMechanismList(CK_SLOT_ID s, CK_MECHANISM_TYPE_PTR l, CK_ULONG_PTR n) { return goGetMechanismList(s, l, n); }
-CK_RV C_GetMechanismInfo(CK_SLOT_ID s, CK_MECHANISM_TYPE m, CK_MECHANISM_INFO_PTR i) { return goGetMechanismInfo(s, m, i); }
-CK_RV C_OpenSession(CK_SLOT_ID s, CK_FLAGS f, CK_VOID_PTR app, CK_NOTIFY notify, CK_SESSION_HANDLE_PTR h) { return goOpenSession(s, f, h); }
-CK_RV C_CloseSession(CK_SESSION_HANDLE h) { return goCloseSession(h); }
-CK_RV C_CloseAllSessions(CK_SLOT_ID s) { return goCloseAllSessions(s); }
-CK_RV C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR i) { return goGetSessionInfo(h, i); }
-CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE u, CK_UTF8CHAR_PTR pin, CK_ULONG n) { return goLogin(h, u, pin, n); }
-CK_RV C_Logout(CK_SESSION_HANDLE h) { return goLogout(h); }
+// forked is set in the child of a fork() (by pthread_atfork, which every
+// fork of the C library runs). Only the thread that forked lives on in the
+// child, so the Go runtime there, whose threads are gone, may hang at any
+// call, and the module's state (its HSM's lock, its connections) is the
+// parent's. PKCS#11 has a child call C_Initialize: here it fails, and
+// every other function answers CKR_CRYPTOKI_NOT_INITIALIZED without
+// entering Go. A child that needs the module execs a new program.
+static volatile int forked;
+static void in_child(void) { forked = 1; }
+__attribute__((constructor)) static void watch_fork(void) { pthread_atfork(NULL, NULL, in_child); }
+#define IN_PARENT if (forked) return CKR_CRYPTOKI_NOT_INITIALIZED;
+
+// initialize_in_child is C_Initialize in a fork()ed child: CKR_GENERAL_ERROR,
+// the code PKCS#11 has for what cannot be mended, said on stderr, as the
+// Go side says why C_Initialize failed, when $CRYPTECH_PKCS11_DEBUG is set.
+static CK_RV initialize_in_child(void) {
+	const char *debug = getenv("CRYPTECH_PKCS11_DEBUG");
+	if (debug != NULL && *debug != '\0')
+		fputs("cryptech-pkcs11: C_Initialize: this process is a fork() of the one that loaded the module, whose Go runtime does not survive fork: exec a new program to use the module\n", stderr);
+	return CKR_GENERAL_ERROR;
+}
+
+CK_RV C_Initialize(CK_VOID_PTR a) {
+	if (forked)
+		return initialize_in_child();
+	return goInitialize(a);
+}
+CK_RV C_Finalize(CK_VOID_PTR r) { IN_PARENT return goFinalize(r); }
+CK_RV C_GetInfo(CK_INFO_PTR i) { IN_PARENT return goGetInfo(i); }
+CK_RV C_GetSlotList(CK_BBOOL p, CK_SLOT_ID_PTR l, CK_ULONG_PTR n) { IN_PARENT return goGetSlotList(p, l, n); }
+CK_RV C_GetSlotInfo(CK_SLOT_ID s, CK_SLOT_INFO_PTR i) { IN_PARENT return goGetSlotInfo(s, i); }
+CK_RV C_GetTokenInfo(CK_SLOT_ID s, CK_TOKEN_INFO_PTR i) { IN_PARENT return goGetTokenInfo(s, i); }
+CK_RV C_GetMechanismList(CK_SLOT_ID s, CK_MECHANISM_TYPE_PTR l, CK_ULONG_PTR n) { IN_PARENT return goGetMechanismList(s, l, n); }
+CK_RV C_GetMechanismInfo(CK_SLOT_ID s, CK_MECHANISM_TYPE m, CK_MECHANISM_INFO_PTR i) { IN_PARENT return goGetMechanismInfo(s, m, i); }
+CK_RV C_OpenSession(CK_SLOT_ID s, CK_FLAGS f, CK_VOID_PTR app, CK_NOTIFY notify, CK_SESSION_HANDLE_PTR h) { IN_PARENT return goOpenSession(s, f, h); }
+CK_RV C_CloseSession(CK_SESSION_HANDLE h) { IN_PARENT return goCloseSession(h); }
+CK_RV C_CloseAllSessions(CK_SLOT_ID s) { IN_PARENT return goCloseAllSessions(s); }
+CK_RV C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR i) { IN_PARENT return goGetSessionInfo(h, i); }
+CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE u, CK_UTF8CHAR_PTR pin, CK_ULONG n) { IN_PARENT return goLogin(h, u, pin, n); }
+CK_RV C_Logout(CK_SESSION_HANDLE h) { IN_PARENT return goLogout(h); }
 
 // Objects and key pair generation (export_attrs.go).
-CK_RV C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR o) { return goCreateObject(h, t, n, o); }
-CK_RV C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR c) { return goCopyObject(h, o, t, n, c); }
-CK_RV C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o) { return goDestroyObject(h, o); }
-CK_RV C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULONG_PTR n) { return goGetObjectSize(h, o, n); }
-CK_RV C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) { return goGetAttributeValue(h, o, t, n); }
-CK_RV C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) { return goSetAttributeValue(h, o, t, n); }
-CK_RV C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n) { return goFindObjectsInit(h, t, n); }
-CK_RV C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR o, CK_ULONG max, CK_ULONG_PTR n) { return goFindObjects(h, o, max, n); }
-CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE h) { return goFindObjectsFinal(h); }
-CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub, CK_ULONG npub, CK_ATTRIBUTE_PTR priv, CK_ULONG npriv, CK_OBJECT_HANDLE_PTR hpub, CK_OBJECT_HANDLE_PTR hpriv) { return goGenerateKeyPair(h, m, pub, npub, priv, npriv, hpub, hpriv); }
+CK_RV C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR o) { IN_PARENT return goCreateObject(h, t, n, o); }
+CK_RV C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR c) { IN_PARENT return goCopyObject(h, o, t, n, c); }
+CK_RV C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o) { IN_PARENT return goDestroyObject(h, o); }
+CK_RV C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULONG_PTR n) { IN_PARENT return goGetObjectSize(h, o, n); }
+CK_RV C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) { IN_PARENT return goGetAttributeValue(h, o, t, n); }
+CK_RV C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) { IN_PARENT return goSetAttributeValue(h, o, t, n); }
+CK_RV C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n) { IN_PARENT return goFindObjectsInit(h, t, n); }
+CK_RV C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR o, CK_ULONG max, CK_ULONG_PTR n) { IN_PARENT return goFindObjects(h, o, max, n); }
+CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE h) { IN_PARENT return goFindObjectsFinal(h); }
+CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub, CK_ULONG npub, CK_ATTRIBUTE_PTR priv, CK_ULONG npriv, CK_OBJECT_HANDLE_PTR hpub, CK_OBJECT_HANDLE_PTR hpriv) { IN_PARENT return goGenerateKeyPair(h, m, pub, npub, priv, npriv, hpub, hpriv); }
 // PINs and token initialization.
-CK_RV C_InitToken(CK_SLOT_ID s, CK_UTF8CHAR_PTR pin, CK_ULONG n, CK_UTF8CHAR_PTR label) { return goInitToken(s, pin, n, label); }
-CK_RV C_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG n) { return goInitPIN(h, pin, n); }
-CK_RV C_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old, CK_ULONG oldn, CK_UTF8CHAR_PTR pin, CK_ULONG n) { return goSetPIN(h, old, oldn, pin, n); }
+CK_RV C_InitToken(CK_SLOT_ID s, CK_UTF8CHAR_PTR pin, CK_ULONG n, CK_UTF8CHAR_PTR label) { IN_PARENT return goInitToken(s, pin, n, label); }
+CK_RV C_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG n) { IN_PARENT return goInitPIN(h, pin, n); }
+CK_RV C_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old, CK_ULONG oldn, CK_UTF8CHAR_PTR pin, CK_ULONG n) { IN_PARENT return goSetPIN(h, old, oldn, pin, n); }
 
 // Digests, signatures, random numbers (export_sign.go).
-CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m) { return goDigestInit(h, m); }
-CK_RV C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR on) { return goDigest(h, d, n, o, on); }
-CK_RV C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n) { return goDigestUpdate(h, d, n); }
-CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k) { return goDigestKey(h, k); }
-CK_RV C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR o, CK_ULONG_PTR on) { return goDigestFinal(h, o, on); }
-CK_RV C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) { return goSignInit(h, m, k); }
-CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR s, CK_ULONG_PTR sn) { return goSign(h, d, n, s, sn); }
-CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n) { return goSignUpdate(h, d, n); }
-CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG_PTR sn) { return goSignFinal(h, s, sn); }
-CK_RV C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) { return goVerifyInit(h, m, k); }
-CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR s, CK_ULONG sn) { return goVerify(h, d, n, s, sn); }
-CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n) { return goVerifyUpdate(h, d, n); }
-CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG sn) { return goVerifyFinal(h, s, sn); }
-CK_RV C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG n) { return goSeedRandom(h, s, n); }
-CK_RV C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR r, CK_ULONG n) { return goGenerateRandom(h, r, n); }
+CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m) { IN_PARENT return goDigestInit(h, m); }
+CK_RV C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR on) { IN_PARENT return goDigest(h, d, n, o, on); }
+CK_RV C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n) { IN_PARENT return goDigestUpdate(h, d, n); }
+CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k) { IN_PARENT return goDigestKey(h, k); }
+CK_RV C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR o, CK_ULONG_PTR on) { IN_PARENT return goDigestFinal(h, o, on); }
+CK_RV C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) { IN_PARENT return goSignInit(h, m, k); }
+CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR s, CK_ULONG_PTR sn) { IN_PARENT return goSign(h, d, n, s, sn); }
+CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n) { IN_PARENT return goSignUpdate(h, d, n); }
+CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG_PTR sn) { IN_PARENT return goSignFinal(h, s, sn); }
+CK_RV C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) { IN_PARENT return goVerifyInit(h, m, k); }
+CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR s, CK_ULONG sn) { IN_PARENT return goVerify(h, d, n, s, sn); }
+CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n) { IN_PARENT return goVerifyUpdate(h, d, n); }
+CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG sn) { IN_PARENT return goVerifyFinal(h, s, sn); }
+CK_RV C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG n) { IN_PARENT return goSeedRandom(h, s, n); }
+CK_RV C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR r, CK_ULONG n) { IN_PARENT return goGenerateRandom(h, r, n); }
 
 // Secret keys, wrapping, RSA-OAEP (export_secret.go).
-CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR k) { return goGenerateKey(h, m, t, n, k); }
-CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE w, CK_OBJECT_HANDLE k, CK_BYTE_PTR o, CK_ULONG_PTR on) { return goWrapKey(h, m, w, k, o, on); }
-CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE u, CK_BYTE_PTR d, CK_ULONG n, CK_ATTRIBUTE_PTR t, CK_ULONG tn, CK_OBJECT_HANDLE_PTR k) { return goUnwrapKey(h, m, u, d, n, t, tn, k); }
-CK_RV C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) { return goEncryptInit(h, m, k); }
-CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR on) { return goEncrypt(h, d, n, o, on); }
-CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) { return goDecryptInit(h, m, k); }
-CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR on) { return goDecrypt(h, d, n, o, on); }
+CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR k) { IN_PARENT return goGenerateKey(h, m, t, n, k); }
+CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE w, CK_OBJECT_HANDLE k, CK_BYTE_PTR o, CK_ULONG_PTR on) { IN_PARENT return goWrapKey(h, m, w, k, o, on); }
+CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE u, CK_BYTE_PTR d, CK_ULONG n, CK_ATTRIBUTE_PTR t, CK_ULONG tn, CK_OBJECT_HANDLE_PTR k) { IN_PARENT return goUnwrapKey(h, m, u, d, n, t, tn, k); }
+CK_RV C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) { IN_PARENT return goEncryptInit(h, m, k); }
+CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR on) { IN_PARENT return goEncrypt(h, d, n, o, on); }
+CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) { IN_PARENT return goDecryptInit(h, m, k); }
+CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR on) { IN_PARENT return goDecrypt(h, d, n, o, on); }
 
 // not_supported stands for every function the module lacks. It is called
 // through pointers of other types, which every ABI cgo targets allows for a

@@ -23,10 +23,18 @@ func Require(t TB, name, pkg string) string {
 	if err == nil {
 		return p
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found (CI=true: it is required; apt-get install %s)", name, pkg)
-	} else {
-		t.Skipf("%s not found (apt-get install %s)", name, pkg)
-	}
+	Missing(t, name, pkg)
 	return ""
+}
+
+// Missing ends the test for want of what (a tool, or a part of one that
+// the package pkg installs, such as an OpenSSL engine): a skip, or under
+// CI=true a failure.
+func Missing(t TB, what, pkg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s not found (CI=true: it is required; apt-get install %s)", what, pkg)
+	} else {
+		t.Skipf("%s not found (apt-get install %s)", what, pkg)
+	}
 }

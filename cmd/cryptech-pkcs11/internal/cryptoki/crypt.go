@@ -33,6 +33,9 @@ func (m *Module) DecryptInit(h uint, mech Mechanism, key uint) RV {
 }
 
 func (m *Module) cryptInit(h uint, k opKind, mech Mechanism, key uint) RV {
+	if rv := m.sessionValid(h); rv != OK {
+		return rv
+	}
 	want, class := uint(MechFlagEncrypt), uint(ClassPublicKey)
 	if k == opDecrypt {
 		want, class = MechFlagDecrypt, ClassPrivateKey

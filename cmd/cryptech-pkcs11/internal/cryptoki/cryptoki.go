@@ -202,6 +202,12 @@ func (s *slot) close() error {
 	return errors.Join(s.client.Close(), s.tok.Close())
 }
 
+// check answers CK_C_INITIALIZE_ARGS. CKF_LIBRARY_CANT_CREATE_OS_THREADS
+// is taken: the module starts no thread of its own, and the Go runtime's
+// threads, which it starts when the library loads and as it needs, are
+// not the application's to forbid. NSS and GnuTLS (p11-kit) pass that
+// flag whenever they load a module; CKR_NEED_TO_CREATE_THREADS would keep
+// the module from both.
 func (a *InitArgs) check() RV {
 	if a.Reserved {
 		return ArgumentsBad
@@ -210,9 +216,6 @@ func (a *InitArgs) check() RV {
 	case a.Mutexes != 0 && a.Mutexes != 4:
 		// The specification: all four or none.
 		return ArgumentsBad
-	case a.Flags&FlagLibraryCantCreateOSThreads != 0:
-		// The Go runtime makes threads of its own whatever we are told.
-		return NeedToCreateThreads
 	case a.Mutexes == 4 && a.Flags&FlagOSLockingOK == 0:
 		// Only the application's mutexes may be used; the module locks
 		// with Go's.
@@ -271,6 +274,15 @@ func (m *Module) withSession(h uint, f func(*slot, *session) RV) RV {
 		return SessionHandleInvalid
 	}
 	return f(s, s.sessions[h])
+}
+
+// sessionValid is OK for an open session of an initialized module. The
+// functions that check their mechanism or template before they need the
+// session call it first, so that a bad or closed handle is
+// CKR_SESSION_HANDLE_INVALID (and a call before C_Initialize
+// CKR_CRYPTOKI_NOT_INITIALIZED) whatever else is wrong.
+func (m *Module) sessionValid(h uint) RV {
+	return m.withSession(h, func(*slot, *session) RV { return OK })
 }
 
 // Initialized reports OK or CryptokiNotInitialized, for the calls that only

@@ -44,7 +44,9 @@ func TestInitializeArgs(t *testing.T) {
 		{"app mutexes only", InitArgs{Mutexes: 4}, CantLock},
 		{"some mutexes", InitArgs{Mutexes: 2, Flags: FlagOSLockingOK}, ArgumentsBad},
 		{"reserved", InitArgs{Reserved: true}, ArgumentsBad},
-		{"no threads", InitArgs{Flags: FlagLibraryCantCreateOSThreads | FlagOSLockingOK}, NeedToCreateThreads},
+		// As NSS and GnuTLS ask.
+		{"no threads", InitArgs{Flags: FlagLibraryCantCreateOSThreads | FlagOSLockingOK}, OK},
+		{"no threads, app mutexes", InitArgs{Mutexes: 4, Flags: FlagLibraryCantCreateOSThreads | FlagOSLockingOK}, OK},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m, closed := newModule(t)

@@ -48,6 +48,9 @@ func keyGenMechanisms() []keyGenMechanism {
 // is deleted again, so that no key is left half made. It returns the
 // public and the private key object's handles.
 func (m *Module) GenerateKeyPair(sh, mech uint, param []byte, pubTmpl, privTmpl []Attribute) (pub, priv uint, rv RV) {
+	if rv := m.sessionValid(sh); rv != OK {
+		return 0, 0, rv
+	}
 	req, attrs, label, rv := generateRequest(mech, param, pubTmpl, privTmpl)
 	if rv != OK {
 		return 0, 0, rv

@@ -37,6 +37,9 @@ var notLocal = hsmapi.Attribute{Type: hsmapi.CKALocal, Value: []byte{0}}
 // session object: a volatile key of the HSM. Private key values in tmpl
 // are the caller's to clear.
 func (m *Module) CreateObject(sh uint, tmpl []Attribute) (uint, RV) {
+	if rv := m.sessionValid(sh); rv != OK {
+		return 0, rv
+	}
 	var class, keyType uint64
 	var hasClass, hasType bool
 	for _, a := range tmpl {

@@ -20,6 +20,31 @@ const (
 	opKinds
 )
 
+// OpKind names a kind of operation outside the package (Abort).
+type OpKind = opKind
+
+// The kinds of operation, for Abort.
+const (
+	OpDigest  = opDigest
+	OpSign    = opSign
+	OpVerify  = opVerify
+	OpEncrypt = opEncrypt
+	OpDecrypt = opDecrypt
+)
+
+// Abort ends session h's active operation of kind k, if it has one: a
+// call of an operation that fails ends it (PKCS#11: C_Sign "always
+// terminates" it, a C_SignUpdate that "results in an error terminates"
+// it, and so for the others), the calls that the C side refuses before the
+// module sees them (a NULL pointer, an input too long) as well as those
+// the module refuses.
+func (m *Module) Abort(h uint, k OpKind) {
+	if op, rv := m.activeOp(h, k); rv == OK {
+		m.endOp(h, k, op)
+		op.mu.Unlock()
+	}
+}
+
 // An operation is a session's active operation of one kind, from its Init
 // call to the call that ends it. It lives in the session (session.ops):
 // closing the session, or logging out, ends it.

@@ -10,7 +10,6 @@ const (
 	SlotIDInvalid               RV = 0x003
 	GeneralError                RV = 0x005
 	ArgumentsBad                RV = 0x007
-	NeedToCreateThreads         RV = 0x009
 	CantLock                    RV = 0x00A
 	FunctionNotSupported        RV = 0x054
 	MechanismInvalid            RV = 0x070

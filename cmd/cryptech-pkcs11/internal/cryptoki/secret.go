@@ -169,6 +169,9 @@ func (m *Module) mechanismFor(sh, typ, want uint) (hsmapi.Token, RV) {
 // GenerateKey is C_GenerateKey: CKM_AES_KEY_GEN, the key from the HSM's
 // TRNG, stored with its template's attributes in one step.
 func (m *Module) GenerateKey(sh uint, mech Mechanism, tmpl []Attribute) (uint, RV) {
+	if rv := m.sessionValid(sh); rv != OK {
+		return 0, rv
+	}
 	if mech.Type != MechAESKeyGen {
 		return 0, MechanismInvalid
 	}
@@ -229,6 +232,9 @@ func (m *Module) secretRequest(sh uint, n newObject, bits int) (hsmapi.SecretKey
 // protocol: wrapping changes nothing, so asking the length costs no more
 // than a wrap.
 func (m *Module) WrapKey(sh uint, mech Mechanism, wrapping, key uint, o Output) ([]byte, int, RV) {
+	if rv := m.sessionValid(sh); rv != OK {
+		return nil, 0, rv
+	}
 	w, aes, rv := wrapMechanism(mech)
 	if rv != OK {
 		return nil, 0, rv
@@ -331,6 +337,9 @@ func wrapperFits(o KeyObject, aes bool, rsaClass uint) bool {
 // CKK_EC), with the template's usages, stored with its attributes in one
 // step. The new key is never CKA_LOCAL.
 func (m *Module) UnwrapKey(sh uint, mech Mechanism, unwrapping uint, wrapped []byte, tmpl []Attribute) (uint, RV) {
+	if rv := m.sessionValid(sh); rv != OK {
+		return 0, rv
+	}
 	w, aes, rv := wrapMechanism(mech)
 	if rv != OK {
 		return 0, rv
