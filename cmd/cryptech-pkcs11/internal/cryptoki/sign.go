@@ -106,7 +106,7 @@ func (m *Module) sigInit(h uint, k opKind, mech Mechanism, key uint) RV {
 	if rv != OK {
 		return rv
 	}
-	ko, rv := m.keyObject(h, key)
+	ko, rv := m.keyFacts(h, key)
 	if rv == ObjectHandleInvalid {
 		rv = KeyHandleInvalid
 	}
