@@ -3,11 +3,15 @@ package cryptoki
 import (
 	"context"
 	"fmt"
+	"net"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/hsmkit/cryptech-backup/frontend"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/rpc"
 )
 
 // BenchmarkSignECDSA and BenchmarkSignRSA are C_SignInit and C_Sign on a
@@ -25,7 +29,22 @@ func BenchmarkSignRSA(b *testing.B) {
 }
 
 func benchSign(b *testing.B, req hsmapi.GenerateRequest, mech uint, n int) {
-	m, h := moduleOn(b, newHSM(b))
+	b.Run("inproc", func(b *testing.B) { benchSignOn(b, newHSM(b), req, mech, n) })
+	b.Run("rpc", func(b *testing.B) {
+		sock := filepath.Join(b.TempDir(), "rpc.sock")
+		l, err := net.Listen("unix", sock)
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := rpc.NewServer(newHSM(b), nil)
+		go srv.Serve(l)
+		b.Cleanup(func() { srv.Shutdown(context.Background()) })
+		benchSignOn(b, dialer("unix:"+sock), req, mech, n)
+	})
+}
+
+func benchSignOn(b *testing.B, o frontend.Opener, req hsmapi.GenerateRequest, mech uint, n int) {
+	m, h := moduleOn(b, o)
 	req.Flags = hsmapi.FlagDigitalSignature
 	k, err := tokenOf(m).GenerateKey(context.Background(), req)
 	if err != nil {
