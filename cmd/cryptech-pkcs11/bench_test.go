@@ -39,10 +39,11 @@ import (
 //
 // Run it with
 //
-//	go test ./cmd/cryptech-pkcs11 -run '^$' -bench BenchmarkSign -benchtime 3s
+//	go test ./cmd/cryptech-pkcs11 -run '^$' -bench 'BenchmarkSign$|BenchmarkSignFloor' -benchtime 2s -count 6
 //
 // ns/op is the wall time per signature over all sessions; sig/s the same
-// as a rate. docs/PERFORMANCE.md has the figures.
+// as a rate; cpu-µs/sig the process's CPU time per signature (see
+// reportRate). docs/PERFORMANCE.md has the figures.
 func BenchmarkSign(b *testing.B) {
 	for _, tg := range []struct {
 		name  string
