@@ -184,8 +184,8 @@ func (m *Module) keyObject(sh, object uint) (KeyObject, RV) {
 // logout, is never described from what was kept. One deleted behind the
 // module's back (another application over RPC) is found gone by the
 // operation itself: C_Sign answers CKR_KEY_HANDLE_INVALID (or, for a key
-// of another kind imported under the same UUID meanwhile,
-// CKR_GENERAL_ERROR; never more bytes than the buffer holds).
+// of another kind or size imported under the same UUID meanwhile,
+// CKR_GENERAL_ERROR: sign checks the signature's form).
 func (m *Module) keyFacts(sh, object uint) (KeyObject, RV) {
 	return m.describe(sh, object, true)
 }

@@ -291,6 +291,11 @@ func (k *sigKey) sign(in []byte) ([]byte, RV) {
 		return nil, signRV(err)
 	}
 	if k.ecSize == 0 {
+		if k.exact && len(sig) != k.sigLen {
+			// Not the key the handle described (replaced under its UUID
+			// behind the module's back: see keyFacts).
+			return nil, GeneralError
+		}
 		return sig, OK
 	}
 	raw, err := sigder.ECDSADERToRaw(sig, k.ecSize)
