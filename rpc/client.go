@@ -58,6 +58,7 @@ var (
 	_ hsmapi.Identifier       = (*Client)(nil)
 	_ hsmapi.PINSetter        = (*Client)(nil)
 	_ hsmapi.RandomReader     = (*Client)(nil)
+	_ hsmapi.AttributeWriter  = (*Client)(nil)
 )
 
 // ErrBadAddress: an --rpc address that is neither unix:PATH nor
@@ -367,6 +368,21 @@ func (c *Client) Key(_ context.Context, id hsmapi.UUID) (hsmapi.KeyInfo, error) 
 		}
 	}
 	return info, nil
+}
+
+// SetAttributes sets and deletes attributes of a key (a Delete attribute
+// goes as libhal's HAL_PKEY_ATTRIBUTE_NIL) with one PKEY_SET_ATTRIBUTES.
+// This project's server stores them all or none, in one keystore write.
+func (c *Client) SetAttributes(_ context.Context, id hsmapi.UUID, attrs []hsmapi.Attribute) error {
+	k, err := c.openKey(id)
+	if err != nil {
+		return fmt.Errorf("set attributes: %w", err)
+	}
+	if err := c.call(wire.FuncPkeySetAttributes, &wire.PkeySetAttributesRequest{Pkey: k.handle, Attributes: wireAttributes(attrs)},
+		&wire.PkeySetAttributesResponse{}); err != nil {
+		return fmt.Errorf("set attributes of %s: %w", id, err)
+	}
+	return nil
 }
 
 // extAttributes reports whether the server answers EXT_GET_ATTRIBUTES.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -371,4 +372,39 @@ func damageKeyBlock(t *testing.T, path string, id hsmapi.UUID) int {
 		t.Fatal(err)
 	}
 	return block
+}
+
+// TestSetAttributesOverRPC: Client.SetAttributes sets a key's label and
+// attributes in one PKEY_SET_ATTRIBUTES, and deletes one given as Delete.
+func TestSetAttributesOverRPC(t *testing.T) {
+	addr, _ := served(t)
+	c := dialLogin(t, addr)
+	k, err := c.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
+		Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := []byte{1, 2, 3}
+	if err := c.SetAttributes(ctx, k.UUID, []hsmapi.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte("set")},
+		{Type: hsmapi.CKAID, Value: id}, {Type: hsmapi.CKASubject, Value: []byte("subject")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Key(ctx, k.UUID); err != nil || got.Label != "set" {
+		t.Fatalf("label %q (%v), want %q", got.Label, err, "set")
+	}
+	if err := c.SetAttributes(ctx, k.UUID, []hsmapi.Attribute{{Type: hsmapi.CKASubject, Delete: true}}); err != nil {
+		t.Fatal(err)
+	}
+	attrs, err := c.KeyAttributes(ctx, k.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []hsmapi.Attribute{{Type: hsmapi.CKAID, Value: id}}; !reflect.DeepEqual(attrs, want) {
+		t.Fatalf("attributes %+v, want %+v", attrs, want)
+	}
+	var missing hsmapi.UUID
+	missing[0] = 1
+	if err := c.SetAttributes(ctx, missing, []hsmapi.Attribute{{Type: hsmapi.CKAID, Value: id}}); !errors.Is(err, hsmapi.ErrKeyNotFound) {
+		t.Fatalf("set attributes of a key that does not exist: %v", err)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,6 +143,24 @@ type remote struct {
 }
 
 func (r remote) Open(ctx context.Context) (hsmapi.Token, error) {
+	if path, ok := strings.CutPrefix(r.addr, "unix:"); ok && r.tls == nil {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "unix", path)
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s: %w", r.addr, err)
+		}
+		pc, err := newPollConn(nc.(*net.UnixConn))
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		c, err := rpc.NewClient(pc)
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("connect to %s: %w", r.addr, err)
+		}
+		return c, nil
+	}
 	return rpc.Dial(ctx, r.addr, r.tls)
 }
 

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +17,10 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 	"github.com/hsmkit/cryptech-backup/internal/p11module"
+	"github.com/hsmkit/cryptech-backup/internal/sigder"
 	"github.com/hsmkit/cryptech-backup/internal/testtool"
 	"github.com/hsmkit/cryptech-backup/rpc"
 )
@@ -286,6 +293,7 @@ func TestModuleOverSocket(t *testing.T) {
 		t.Fatalf("token info %+v, %v; want %+v", ti, err, want)
 	}
 	remoteLogin(t, p, srv)
+	remoteKeyPair(t, p, h)
 	if err := p.Finalize(); err != nil {
 		t.Fatal(err)
 	}
@@ -317,6 +325,72 @@ func remoteLogin(t *testing.T, p *pkcs11.Ctx, srv *rpc.Server) {
 	}
 	if st := srv.Stats(); st.LoggedIn != 1 {
 		t.Fatalf("the server has %d clients logged in, want 1", st.LoggedIn)
+	}
+}
+
+// remoteKeyPair makes a key pair with C_GenerateKeyPair through the module
+// over RPC, with a label and a CKA_ID (stored by PKEY_SET_ATTRIBUTES after
+// the key is made), and signs with it: the HSM holds the key with both, and
+// the signature verifies under the key's public half as the HSM tells it.
+func remoteKeyPair(t *testing.T, p *pkcs11.Ctx, h *hsm.HSM) {
+	t.Helper()
+	s, err := p.OpenSession(0, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.CloseSession(s)
+	const label = "made over RPC"
+	id := []byte{0xC0, 0xFF, 0xEE}
+	p256 := []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
+	_, priv, err := p.GenerateKeyPair(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)},
+		[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, p256), pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label), pkcs11.NewAttribute(pkcs11.CKA_ID, id)},
+		[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label), pkcs11.NewAttribute(pkcs11.CKA_ID, id)})
+	if err != nil {
+		t.Fatalf("C_GenerateKeyPair over RPC: %v", err)
+	}
+	digest := sha256.Sum256([]byte("signed over RPC"))
+	if err := p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)}, priv); err != nil {
+		t.Fatal(err)
+	}
+	sig, err := p.Sign(s, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	hs := h.NewSession()
+	defer hs.Close()
+	ctx := context.Background()
+	if err := hs.Login(ctx, hsmapi.UserNormal, hsmtest.PIN); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := hs.Keys(ctx, hsmapi.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k hsmapi.KeyInfo
+	for _, c := range keys {
+		if c.Label == label {
+			k = c
+		}
+	}
+	if k.Label != label {
+		t.Fatalf("no key labelled %q on the HSM: %+v", label, keys)
+	}
+	attrs, err := hs.KeyAttributes(ctx, k.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(attrs, func(a hsmapi.Attribute) bool { return a.Type == hsmapi.CKAID && bytes.Equal(a.Value, id) }) {
+		t.Errorf("the key made over RPC lacks its CKA_ID: %+v", attrs)
+	}
+	der, err := sigder.ECDSARawToDER(sig, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hsmapi.VerifySignature(k.PublicKey, digest[:], der, crypto.SHA256); err != nil {
+		t.Errorf("the signature made over RPC: %v", err)
 	}
 }
 

@@ -414,6 +414,7 @@ func (m *Module) logoutSlot(s *slot) {
 	m.mu.Lock()
 	was := s.user
 	s.user = hsmapi.UserNone
+	s.objects.forgetFacts()
 	m.endOperations(s)
 	m.mu.Unlock()
 	if was != hsmapi.UserNone {
@@ -521,6 +522,7 @@ func (m *Module) Login(h, userType uint, pin []byte) RV {
 		return CryptokiNotInitialized
 	}
 	s.user = user
+	s.objects.forgetFacts()
 	return OK
 }
 

@@ -33,6 +33,10 @@ type KeyObject struct {
 type objectRef struct {
 	uuid  hsmapi.UUID
 	class uint
+	// facts is the key as the token last described it for this handle
+	// (see keyFacts); nil when it has not been described since the table
+	// last forgot (forgetFacts), and always for an HSS key.
+	facts *hsmapi.KeyInfo
 }
 
 // keyHandles are the object handles of one key: pub is the public key
@@ -53,6 +57,45 @@ type objectTable struct {
 	// owner is the session that made each session object (a volatile key
 	// of the HSM), which takes it along when it closes.
 	owner map[hsmapi.UUID]uint
+	// epoch counts forgetFacts: a description asked for before one is
+	// not kept after it.
+	epoch uint64
+}
+
+// forgetFacts drops every key description the handles keep: after a
+// login or logout (the HSM drops its volatile keys at logout, and shows
+// each user other keys) and C_InitToken (every key is gone).
+func (t *objectTable) forgetFacts() {
+	t.epoch++
+	for h, r := range t.byHandle {
+		r.facts = nil
+		t.byHandle[h] = r
+	}
+}
+
+// dropFacts drops the descriptions kept for key id's handles: the module
+// deleted it.
+func (t *objectTable) dropFacts(id hsmapi.UUID) {
+	kh := t.byKey[id]
+	for _, h := range []uint{kh.priv, kh.pub} {
+		if r, ok := t.byHandle[h]; ok && h != 0 {
+			r.facts = nil
+			t.byHandle[h] = r
+		}
+	}
+}
+
+// keepFacts keeps info as what object handle h, naming key info.UUID,
+// stands for, unless the table forgot since epoch or the handle names
+// another key now. HSS keys are never kept: their signatures left change
+// with every signature.
+func (t *objectTable) keepFacts(h uint, info hsmapi.KeyInfo, epoch uint64) {
+	r, ok := t.byHandle[h]
+	if !ok || r.uuid != info.UUID || t.epoch != epoch || info.Hashsig != nil {
+		return
+	}
+	r.facts = &info
+	t.byHandle[h] = r
 }
 
 // own records that session sh made the session object id.
@@ -84,19 +127,21 @@ func (m *Module) handlesFor(s *slot, k hsmapi.KeyInfo) keyHandles {
 		t.byKey = map[hsmapi.UUID]keyHandles{}
 		t.byHandle = map[uint]objectRef{}
 	}
-	if h, ok := t.byKey[k.UUID]; ok {
-		return h
-	}
-	var h keyHandles
-	if k.Type.IsPrivate() {
+	h, ok := t.byKey[k.UUID]
+	if !ok {
+		if k.Type.IsPrivate() {
+			m.objectSeq++
+			h.priv = m.objectSeq
+			t.byHandle[h.priv] = objectRef{uuid: k.UUID, class: ClassPrivateKey}
+		}
 		m.objectSeq++
-		h.priv = m.objectSeq
-		t.byHandle[h.priv] = objectRef{k.UUID, ClassPrivateKey}
+		h.pub = m.objectSeq
+		t.byHandle[h.pub] = objectRef{uuid: k.UUID, class: oneObjectClass(k)}
+		t.byKey[k.UUID] = h
 	}
-	m.objectSeq++
-	h.pub = m.objectSeq
-	t.byHandle[h.pub] = objectRef{k.UUID, oneObjectClass(k)}
-	t.byKey[k.UUID] = h
+	// k was described just now: the handles keep it.
+	t.keepFacts(h.priv, k, t.epoch)
+	t.keepFacts(h.pub, k, t.epoch)
 	return h
 }
 
@@ -123,18 +168,45 @@ func oneObjectClass(k hsmapi.KeyInfo) uint {
 // A handle the module never gave, one of another slot, one whose key is
 // gone or one the session may not see is ObjectHandleInvalid.
 func (m *Module) keyObject(sh, object uint) (KeyObject, RV) {
+	return m.describe(sh, object, false)
+}
+
+// keyFacts is keyObject for a caller that needs only what never changes
+// about a key: its type, curve, size, flags and public key (the HSM
+// changes none of them; a key's attributes and label are another matter,
+// and the caller must not use Info.Label). It asks the token the first
+// time a handle is used and keeps the answer with the handle: over RPC
+// a description takes three round trips, more than the signature itself,
+// and C_SignInit comes before every signature. An HSS key is asked each
+// time, for the signatures it has left.
+//
+// A key deleted through this module, or dropped with its session or at
+// logout, is never described from what was kept. One deleted behind the
+// module's back (another application over RPC) is found gone by the
+// operation itself: C_Sign answers CKR_KEY_HANDLE_INVALID (or, for a key
+// of another kind or size imported under the same UUID meanwhile,
+// CKR_GENERAL_ERROR: sign checks the signature's form).
+func (m *Module) keyFacts(sh, object uint) (KeyObject, RV) {
+	return m.describe(sh, object, true)
+}
+
+func (m *Module) describe(sh, object uint, kept bool) (KeyObject, RV) {
 	var s *slot
 	var ref objectRef
+	var epoch uint64
 	rv := m.withSession(sh, func(sl *slot, _ *session) RV {
 		r, ok := sl.objects.byHandle[object]
 		if !ok || !objectVisible(sl, r.class) {
 			return ObjectHandleInvalid
 		}
-		s, ref = sl, r
+		s, ref, epoch = sl, r, sl.objects.epoch
 		return OK
 	})
 	if rv != OK {
 		return KeyObject{}, rv
+	}
+	if kept && ref.facts != nil {
+		return KeyObject{UUID: ref.uuid, Class: ref.class, Info: *ref.facts}, OK
 	}
 	// The token works without m.mu.
 	info, err := s.client.Token().Key(context.Background(), ref.uuid)
@@ -144,6 +216,12 @@ func (m *Module) keyObject(sh, object uint) (KeyObject, RV) {
 	case err != nil:
 		return KeyObject{}, tokenRV(err)
 	}
+	m.withSession(sh, func(sl *slot, _ *session) RV {
+		if sl == s {
+			sl.objects.keepFacts(object, info, epoch)
+		}
+		return OK
+	})
 	return KeyObject{UUID: ref.uuid, Class: ref.class, Info: info}, OK
 }
 
@@ -217,6 +295,9 @@ func tokenRV(err error) RV {
 func (m *Module) dropSessionObjects(s *slot, sh uint) {
 	m.mu.Lock()
 	gone := s.objects.owned(sh)
+	for _, id := range gone {
+		s.objects.dropFacts(id)
+	}
 	m.mu.Unlock()
 	for _, id := range gone {
 		// Gone already, or the token's session with it: nothing to do.

@@ -296,7 +296,7 @@ func (m *Module) forget(sh uint, id hsmapi.UUID, pub hsmapi.KeyInfo) {
 			return OK
 		}
 		t.byKey[pub.UUID] = keyHandles{pub: h.pub}
-		t.byHandle[h.pub] = objectRef{pub.UUID, ClassPublicKey}
+		t.byHandle[h.pub] = objectRef{uuid: pub.UUID, class: ClassPublicKey}
 		if owned {
 			t.own(owner, pub.UUID)
 		}

@@ -117,6 +117,7 @@ func (m *Module) InitToken(id uint, soPIN []byte, label [LabelLen]byte) RV {
 		if rv := pinRV(init.InitToken(context.Background(), soPIN, name)); rv != OK {
 			return rv
 		}
+		s.objects.forgetFacts()
 		if s.tok.Label == "" {
 			// A label the config file gives still names the token.
 			s.tok.Identity.Label = name

@@ -106,7 +106,7 @@ func (m *Module) sigInit(h uint, k opKind, mech Mechanism, key uint) RV {
 	if rv != OK {
 		return rv
 	}
-	ko, rv := m.keyObject(h, key)
+	ko, rv := m.keyFacts(h, key)
 	if rv == ObjectHandleInvalid {
 		rv = KeyHandleInvalid
 	}
@@ -291,6 +291,11 @@ func (k *sigKey) sign(in []byte) ([]byte, RV) {
 		return nil, signRV(err)
 	}
 	if k.ecSize == 0 {
+		if k.exact && len(sig) != k.sigLen {
+			// Not the key the handle described (replaced under its UUID
+			// behind the module's back: see keyFacts).
+			return nil, GeneralError
+		}
 		return sig, OK
 	}
 	raw, err := sigder.ECDSADERToRaw(sig, k.ecSize)
