@@ -68,7 +68,7 @@ func (t *Token) KEKEncryptions(context.Context) ([]hsmapi.KEKEncryption, error) 
 	if err != nil {
 		return nil, err
 	}
-	h, err := t.createRSAPublic(pub, false)
+	h, err := t.createRSAPublic(pub, false, pkcs11.CKA_ENCRYPT)
 	if err != nil {
 		return nil, err
 	}
@@ -89,9 +89,11 @@ func (t *Token) KEKEncryptions(context.Context) ([]hsmapi.KEKEncryption, error) 
 	return t.kekEncs, nil
 }
 
-// createRSAPublic makes a session (or token) public key object that wraps.
-// Called with t.mu held.
-func (t *Token) createRSAPublic(pub *rsa.PublicKey, token bool, extra ...*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+// createRSAPublic makes a session (or token) public key object that does
+// one thing, usage (CKA_WRAP or CKA_ENCRYPT): a token that keeps keys
+// from both wrapping and encrypting (the emulated HSM's module) refuses an
+// object that would do both. Called with t.mu held.
+func (t *Token) createRSAPublic(pub *rsa.PublicKey, token bool, usage uint, extra ...*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
 	lockassert.Held(&t.mu)
 	tmpl := append([]*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
@@ -99,8 +101,7 @@ func (t *Token) createRSAPublic(pub *rsa.PublicKey, token bool, extra ...*pkcs11
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, token),
 		pkcs11.NewAttribute(pkcs11.CKA_MODULUS, pub.N.Bytes()),
 		pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, big.NewInt(int64(pub.E)).Bytes()),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(usage, true),
 	}, extra...)
 	return t.raw.CreateObject(t.sess, tmpl)
 }
@@ -150,7 +151,7 @@ func (t *Token) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 			t.raw.DestroyObject(t.sess, h)
 		}
 	}()
-	kekekObj, err := t.createRSAPublic(kekek.Key(), false)
+	kekekObj, err := t.createRSAPublic(kekek.Key(), false, pkcs11.CKA_WRAP)
 	if err != nil {
 		return hsmapi.WrappedKey{}, fmt.Errorf("load KEKEK: %w", err)
 	}

@@ -73,14 +73,28 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"setlast":  setLast,
-			"replace":  replace,
-			"truncate": truncate,
-			"waitsock": waitSock,
-			"exits":    exits,
-			"flipbyte": flipByte,
+			"setlast":     setLast,
+			"replace":     replace,
+			"truncate":    truncate,
+			"waitsock":    waitSock,
+			"exits":       exits,
+			"flipbyte":    flipByte,
+			"buildmodule": buildModule,
 		},
 	})
+}
+
+// buildmodule: build the PKCS#11 module into $WORK as the README says,
+// and set $CRYPTECH_PKCS11_MODULE to it.
+func buildModule(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: buildmodule")
+	}
+	path := filepath.Join(ts.Getenv("WORK"), "libcryptech-pkcs11.so")
+	if out, err := exec.Command("go", "build", "-buildmode=c-shared", "-o", path, "../cryptech-pkcs11").CombinedOutput(); err != nil {
+		ts.Fatalf("build the PKCS#11 module: %v: %s", err, out)
+	}
+	ts.Setenv("CRYPTECH_PKCS11_MODULE", path)
 }
 
 // setlast NAME: set $NAME to the last line of the previous command's stdout.
