@@ -44,9 +44,20 @@ func TestScripts(t *testing.T) {
 	if softhsmErr != nil && os.Getenv("CI") == "true" {
 		t.Fatalf("%v (CI=true: the PKCS#11 scripts need SoftHSM2)", softhsmErr)
 	}
+	// Scripts that build the PKCS#11 module use this machine's Go caches,
+	// not empty ones under the script's HOME.
+	goEnv, err := exec.Command("go", "env", "GOMODCACHE", "GOCACHE").Output()
+	if err != nil {
+		t.Fatalf("go env: %v", err)
+	}
+	goCaches := strings.Fields(string(goEnv))
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Setup: func(e *testscript.Env) error {
+			if len(goCaches) == 2 {
+				e.Setenv("GOMODCACHE", goCaches[0])
+				e.Setenv("GOCACHE", goCaches[1])
+			}
 			// Each script has a SoftHSM2 token directory of its own.
 			e.Setenv("SOFTHSM2_MODULE", module)
 			tokens := filepath.Join(e.WorkDir, "softhsm-tokens")
@@ -186,16 +197,22 @@ func truncate(ts *testscript.TestScript, neg bool, args []string) {
 
 // writeReadmeBlocks writes the README's shell examples that a newcomer
 // pastes into $WORK, for readme.txtar to run as they are written: the
-// walkthrough (walkthrough.sh) and the PKCS#11 transfer (pkcs11.sh, with
-// the module this machine has).
+// walkthrough (walkthrough.sh), the PKCS#11 transfer (pkcs11.sh, with
+// the module this machine has) and the emulated HSM as a PKCS#11 token
+// (module.sh, its module built from this source tree).
 func writeReadmeBlocks(dir string) error {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	repo, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		return err
+	}
+	readme, err := os.ReadFile(filepath.Join(repo, "README.md"))
 	if err != nil {
 		return err
 	}
 	for _, b := range []struct{ heading, file string }{
 		{"## A transfer, step by step", "walkthrough.sh"},
 		{"## PKCS#11 tokens", "pkcs11.sh"},
+		{"## The emulated HSM as a PKCS#11 token", "module.sh"},
 	} {
 		_, rest, ok := strings.Cut(string(readme), "\n"+b.heading)
 		if ok {
@@ -206,6 +223,9 @@ func writeReadmeBlocks(dir string) error {
 			return fmt.Errorf("README.md: no sh block under %q", b.heading)
 		}
 		block = strings.Replace(block, "M=/usr/lib/softhsm/libsofthsm2.so", `M="$SOFTHSM2_MODULE"`, 1)
+		// The module is built from this source tree, not from $WORK.
+		block = strings.Replace(block, "go build -buildmode=c-shared -o libcryptech-pkcs11.so ./cmd/cryptech-pkcs11",
+			`go -C `+shellQuote(repo)+` build -buildmode=c-shared -o "$PWD/libcryptech-pkcs11.so" ./cmd/cryptech-pkcs11`, 1)
 		if err := os.WriteFile(filepath.Join(dir, b.file), []byte(block+"\n"), 0o600); err != nil {
 			return err
 		}
