@@ -2,7 +2,6 @@ package backup
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -368,10 +367,7 @@ func (k *BundleKey) decodeJSON(d *decoder) error {
 // Fingerprint names a KEKEK by the SHA-256 of its SubjectPublicKeyInfo, as
 // OpenSSH names keys. Anyone who can swap the KEKEK file receives the keys;
 // operators compare the fingerprint setup prints with the one export prints.
-func Fingerprint(spki []byte) string {
-	sum := sha256.Sum256(spki)
-	return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
-}
+func Fingerprint(spki []byte) string { return hsmapi.Fingerprint(spki) }
 
 // checkUUID accepts a UUID only in the canonical lower-case form the files
 // are written in, and never the nil UUID, which names no key.

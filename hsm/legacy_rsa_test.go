@@ -50,6 +50,10 @@ func TestLegacyRSASizes(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newPair(t)
+	// The keys carry CKA_WRAP_WITH_TRUSTED, as every attribute is set to
+	// make the record as large as one gets: the source's SO trusts the
+	// destination's KEKEK, as an operator must for such keys to leave.
+	trustKEKEK(t, p.src.h, p.src, p.kekek.PublicKey)
 	label := strings.Repeat("L", hsmapi.MaxLabelLength)
 	for name, key := range map[string]*rsa.PrivateKey{"1024": rsa1024, "1024-e3": testkeys.RSA1024E3(t), "8192": testkeys.RSA8192(t)} {
 		t.Run(name, func(t *testing.T) {

@@ -2,10 +2,12 @@ package hsm
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
@@ -256,6 +258,95 @@ func TestAttackWrapWithTrustedBypass(t *testing.T) {
 	if !ok || !bytes.Contains(mustHex(pub), []byte{0, 0, 0, 0x86, 0, 0, 0, 1, 1}) {
 		t.Errorf("the trusted RSA key's public object: %s", pub)
 	}
+}
+
+// trustKEKEK has the security officer of the HSM behind s trust a
+// destination's KEKEK: the user stores its public key, the SO marks it
+// CKA_TRUSTED. It returns the stored key.
+func trustKEKEK(t *testing.T, h *HSM, s *Session, spki []byte) hsmapi.KeyInfo {
+	t.Helper()
+	res, err := s.Import(ctx, hsmapi.ImportRequest{PublicKey: spki, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken, Label: "trusted KEKEK"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := userSession(t, h, hsmapi.UserSO, soPIN).SetTrusted(ctx, res.Key.UUID, true); err != nil {
+		t.Fatal(err)
+	}
+	return res.Key
+}
+
+// TestAttackExportWithTrustedBypass: the transfer's Export wraps a key with
+// CKA_WRAP_WITH_TRUSTED only to a KEKEK the security officer trusted on
+// this HSM. Without the rule the user would export it to a KEKEK of their
+// own and read it. A KEKEK stored untrusted, or a trusted key with another
+// public key, does not count; the user cannot make one trusted.
+func TestAttackExportWithTrustedBypass(t *testing.T) {
+	p := newPair(t)
+	srcHSM := p.src.h
+	s := userSession(t, srcHSM, hsmapi.UserNormal, userPIN)
+	wwt := hsmapi.Attribute{Type: hsmapi.CKAWrapWithTrusted, Value: []byte{1}}
+	guarded := loadRSA(t, s, signFlags|hsmapi.FlagExportable, wwt)
+	plain := loadRSA(t, s, signFlags|hsmapi.FlagExportable)
+	kekek := parseKEKEK(t, p.kekek.PublicKey)
+	export := func(k hsmapi.KeyInfo) (hsmapi.WrappedKey, error) {
+		return s.Export(ctx, hsmapi.ExportRequest{Key: k.UUID, KEKEKPublicKey: kekek, Encryption: hsmapi.KEKOAEPSHA256})
+	}
+	refused := func(what string) {
+		t.Helper()
+		w, err := export(guarded)
+		if !errors.Is(err, hsmapi.ErrForbidden) || w.EncryptedKey != nil ||
+			!strings.Contains(err.Error(), guarded.UUID.String()) || !strings.Contains(err.Error(), "CKA_TRUSTED") {
+			t.Errorf("%s: export of a CKA_WRAP_WITH_TRUSTED key: %v", what, err)
+		}
+	}
+	refused("no KEKEK stored")
+	if _, err := export(plain); err != nil {
+		t.Fatalf("a key without CKA_WRAP_WITH_TRUSTED: %v", err)
+	}
+
+	// The user stores the KEKEK's public key, but may not trust it.
+	res, err := s.Import(ctx, hsmapi.ImportRequest{PublicKey: p.kekek.PublicKey, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused("KEKEK stored untrusted")
+	if err := s.SetTrusted(ctx, res.Key.UUID, true); !errors.Is(err, hsmapi.ErrForbidden) {
+		t.Errorf("the user trusts the KEKEK: %v", err)
+	}
+	refused("KEKEK trusted by the user")
+	// A trusted key that is not this KEKEK.
+	so := userSession(t, srcHSM, hsmapi.UserSO, soPIN)
+	other := loadRSA(t, s, hsmapi.FlagKeyEncipherment|hsmapi.FlagToken)
+	if err := so.SetTrusted(ctx, other.UUID, true); err != nil {
+		t.Fatal(err)
+	}
+	refused("another key trusted")
+
+	// The SO trusts it: the key leaves, and arrives whole.
+	if err := so.SetTrusted(ctx, res.Key.UUID, true); err != nil {
+		t.Fatal(err)
+	}
+	w, err := export(guarded)
+	if err != nil {
+		t.Fatalf("export to a trusted KEKEK: %v", err)
+	}
+	got, err := p.dst.Import(ctx, p.importReq(guarded, w, hsmapi.KEKOAEPSHA256, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("signed on the destination"))
+	sig, err := p.dst.Sign(ctx, got.Key.UUID, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hsmapi.VerifySignature(guarded.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+		t.Errorf("the exported key's signature under the source's public key: %v", err)
+	}
+	// Trust taken back: refused again.
+	if err := s.SetAttributes(ctx, res.Key.UUID, []hsmapi.Attribute{{Type: hsmapi.CKATrusted, Value: []byte{0}}}); err != nil {
+		t.Fatal(err)
+	}
+	refused("trust cleared")
 }
 
 // TestAttackTrustedByUser: the normal user never makes a key trusted: not

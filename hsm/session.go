@@ -117,6 +117,13 @@ func (s *Session) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hs
 	if err := checkNewKey(req.Flags, req.Label); err != nil {
 		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
+	if err := checkAttributes(req.Attributes); err != nil {
+		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
+	}
+	attrs := attributeMap(req.Attributes)
+	if err := checkAttributeChange(s.User(), req.Flags, false, nil, attrs); err != nil {
+		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
+	}
 	var priv any
 	var err error
 	switch req.Type {
@@ -150,7 +157,8 @@ func (s *Session) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hs
 	if err != nil {
 		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
-	k, err := s.h.storeNew(s, priv, req.Flags, req.Label, nil)
+	// The attributes go in the key's own record: one keystore write.
+	k, err := s.h.storeNew(s, priv, req.Flags, req.Label, attrs)
 	if err != nil {
 		if hss, ok := priv.(*hashsig.PrivateKey); ok {
 			hss.Wipe() // never stored: no one else has it

@@ -41,6 +41,9 @@ func (s *Session) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	if err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
+	if err := s.checkTrustedKEKEK(k, kekek); err != nil {
+		return hsmapi.WrappedKey{}, err
+	}
 	if _, err := hsmapi.ParseKEKEncryption(string(req.Encryption)); err != nil {
 		return hsmapi.WrappedKey{}, err
 	}
@@ -72,6 +75,31 @@ func (s *Session) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 		}
 	}
 	return w, nil
+}
+
+// checkTrustedKEKEK refuses to export a key with CKA_WRAP_WITH_TRUSTED
+// unless this HSM trusts the KEKEK: a key of this HSM with the KEKEK's
+// public key carries CKA_TRUSTED (a public key alone, as the security
+// officer stores a destination's, or a key pair's public key object). The
+// transfer wraps to a key given by the caller, so without this rule the
+// attribute would guard nothing: anyone with the user's PIN could export
+// the key to a KEKEK of their own.
+func (s *Session) checkTrustedKEKEK(k *key, kekek *hsmapi.PublicKEKEK) error {
+	if !isTrue(k.attrs[hsmapi.CKAWrapWithTrusted]) {
+		return nil
+	}
+	keys, err := s.h.visibleKeys(s)
+	if err != nil {
+		return err
+	}
+	for _, w := range keys {
+		if pub, ok := w.pub.(*rsa.PublicKey); ok && pub.Equal(kekek.Key()) && trustedWrapper(w) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: key %s (label %q) has CKA_WRAP_WITH_TRUSTED and this HSM does not trust the KEKEK (fingerprint %s): "+
+		"store the destination's KEKEK public key on this HSM and have the security officer mark it CKA_TRUSTED (docs/key-policy.md)",
+		hsmapi.ErrForbidden, k.info.UUID, k.info.Label, hsmapi.Fingerprint(kekek.SPKI()))
 }
 
 // exportablePKCS8 is the PrivateKeyInfo that leaves the HSM. For an HSS key

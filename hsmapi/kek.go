@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/asn1"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"reflect"
@@ -198,6 +199,14 @@ func (k *PublicKEKEK) SPKI() []byte { return k.spki }
 
 // Key is the KEKEK's RSA public key.
 func (k *PublicKEKEK) Key() *rsa.PublicKey { return k.key }
+
+// Fingerprint names a public key by the SHA-256 of its
+// SubjectPublicKeyInfo, as OpenSSH names keys: the name operators compare
+// for a KEKEK.
+func Fingerprint(spki []byte) string {
+	sum := sha256.Sum256(spki)
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
+}
 
 // ParseKEKEK checks that a public KEKEK (a SubjectPublicKeyInfo, DER) is an
 // RSA key fit to carry a KEK.

@@ -187,6 +187,12 @@ type GenerateRequest struct {
 	Levels []hashsig.Level
 	Flags  Flags
 	Label  string
+	// Attributes are stored with the key (see AttributeReader), never the
+	// label, which is Label. The emulated HSM stores them in the same
+	// keystore write as the key, so that no crash leaves the key without
+	// them; a token that cannot (libhal over RPC) sets them right after,
+	// deleting the key should that fail.
+	Attributes []Attribute
 }
 
 // Filter selects keys: a key matches when its type and curve equal Type and

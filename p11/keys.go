@@ -55,6 +55,11 @@ func (t *Token) generate(req hsmapi.GenerateRequest, more func(priv, pub *templa
 	if err := hsmapi.CheckLabel(req.Label); err != nil || !req.Flags.Valid() {
 		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: bad label or flags", hsmapi.ErrBadArguments)
 	}
+	if len(req.Attributes) > 0 {
+		// A key's objects get what its flags give (keyTemplates); never a
+		// key without the attributes asked for.
+		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: attributes of a new key on a PKCS#11 token", hsmapi.ErrUnsupported)
+	}
 	id, err := hsmapi.NewUUID(nil)
 	if err != nil {
 		return hsmapi.KeyInfo{}, err

@@ -299,17 +299,12 @@ func (c *Client) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hsm
 	if err != nil {
 		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
-	id, err := uuidOf(r.UUID)
+	// libhal's generate takes no attributes: they follow in one
+	// PKEY_SET_ATTRIBUTES, and the key is deleted should that fail (see
+	// settle).
+	id, err := c.settle(r.Pkey, r.UUID, labelAndAttributes(req.Label, req.Attributes))
 	if err != nil {
-		return hsmapi.KeyInfo{}, err
-	}
-	if _, err := c.remember(id, r.Pkey); err != nil {
-		return hsmapi.KeyInfo{}, err
-	}
-	if req.Label != "" {
-		if err := c.setLabel(r.Pkey, req.Label); err != nil {
-			return hsmapi.KeyInfo{}, fmt.Errorf("generate: label: %w", err)
-		}
+		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
 	return c.Key(bg, id)
 }
@@ -762,7 +757,7 @@ func (c *Client) Import(ctx context.Context, req hsmapi.ImportRequest) (hsmapi.I
 	return hsmapi.ImportResult{Key: k}, err
 }
 
-// settle finishes a key that PKEY_LOAD or PKEY_IMPORT made: sets its label
+// settle finishes a key that PKEY_LOAD, PKEY_IMPORT or a generate made: sets its label
 // and attributes with one PKEY_SET_ATTRIBUTES and keeps its handle. Should
 // that fail the key is deleted again, rather than stay without them. (Two
 // requests, not one atomic step: a crash between them leaves the key

@@ -83,6 +83,13 @@ func TestMaxBundleHoldsLargestBundle(t *testing.T) {
 	if err := src.SetAttributes(ctx, k.UUID, attrs); err != nil {
 		t.Fatal(err)
 	}
+	// Every attribute is set, CKA_WRAP_WITH_TRUSTED too: such a key leaves
+	// only for a KEKEK the source trusts, which wheel (as the SO may)
+	// stores there with CKA_TRUSTED.
+	if _, err := src.Import(ctx, hsmapi.ImportRequest{PublicKey: kekek.KEKEKPubkey, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken,
+		Attributes: []hsmapi.Attribute{{Type: hsmapi.CKATrusted, Value: []byte{1}}}}); err != nil {
+		t.Fatal(err)
+	}
 	b, err := backup.Export(ctx, src, kekek, backup.ExportOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
@@ -30,12 +31,13 @@ import (
 
 var demoCommand = &command{
 	name:    "demo",
-	args:    "[--dir DIR] [--keys N] [--rpc | --pkcs11 [--module PATH]]",
+	args:    "[--dir DIR] [--keys N] [--rpc | --pkcs11 [--module PATH] [--to-module [--cryptech-module PATH]]]",
 	summary: "the whole transfer between two emulated HSMs, checked key by key",
 	examples: `  cryptech-backup demo
   cryptech-backup demo --dir ./demo --keys 5     # keeps both HSMs and the JSON files
   cryptech-backup demo --rpc                     # both HSMs as serve daemons, the transfer over sockets
   cryptech-backup demo --pkcs11                  # between two SoftHSM2 tokens
+  cryptech-backup demo --pkcs11 --to-module      # from SoftHSM2 to an emulated HSM through the project's PKCS#11 module
 `,
 	define: defineDemo,
 }
@@ -44,13 +46,15 @@ var demoCommand = &command{
 func defineDemo(fs *flag.FlagSet) runFunc {
 	var dir string
 	var n int
-	var overRPC, pkcs11 bool
-	var module string
+	var overRPC, pkcs11, toModule bool
+	var module, cryptechModule string
 	fs.StringVar(&dir, "dir", "", "keep the two HSMs, their PINs (mode 0600) and the files here (must be new or empty; default a temporary directory, removed after)")
 	fs.IntVar(&n, "keys", 20, "number of exportable keys on the source, 1 to 500")
 	fs.BoolVar(&overRPC, "rpc", false, "run both HSMs as serve daemons in child processes and do the transfer over Unix sockets")
 	fs.BoolVar(&pkcs11, "pkcs11", false, "transfer between two SoftHSM2 tokens made in the demo's directory")
 	fs.StringVar(&module, "module", "", "with --pkcs11: the SoftHSM2 module (default: found in the usual places)")
+	fs.BoolVar(&toModule, "to-module", false, "with --pkcs11: the destination is an emulated HSM loaded through this project's PKCS#11 module (libcryptech-pkcs11.so), in place of a second SoftHSM2 token")
+	fs.StringVar(&cryptechModule, "cryptech-module", "", "with --to-module: the module to load (default: built with go build -buildmode=c-shared into the demo's directory, which needs Go and this project's source tree as the working directory)")
 	return func(ctx context.Context, e *env, c *call) error {
 		if err := noArgs(c); err != nil {
 			return err
@@ -61,8 +65,13 @@ func defineDemo(fs *flag.FlagSet) runFunc {
 		if overRPC && pkcs11 {
 			return usageError{"--rpc and --pkcs11 exclude each other"}
 		}
-		if c.given("module") && !pkcs11 {
-			return usageError{"--module only means something with --pkcs11"}
+		for _, f := range []string{"module", "to-module"} {
+			if c.given(f) && !pkcs11 {
+				return usageError{"--" + f + " only means something with --pkcs11"}
+			}
+		}
+		if c.given("cryptech-module") && !toModule {
+			return usageError{"--cryptech-module only means something with --to-module"}
 		}
 		kind := demoEmulated
 		switch {
@@ -85,6 +94,11 @@ func defineDemo(fs *flag.FlagSet) runFunc {
 		b := &demoBackend{kind: kind, dir: dir, keep: keep}
 		if kind == demoPKCS11 {
 			if err := b.setupSoftHSM(module); err != nil {
+				return err
+			}
+		}
+		if toModule {
+			if err := b.setupModule(ctx, e, cryptechModule); err != nil {
 				return err
 			}
 		}
@@ -142,6 +156,9 @@ type demoBackend struct {
 	// keep: the HSMs stay in dir after the demo, and their PINs with them.
 	keep    bool
 	softhsm *softhsm.Env
+	// cryptechModule, with --to-module, is the PKCS#11 module through
+	// which the destination, an emulated HSM, is reached.
+	cryptechModule string
 }
 
 const (
@@ -167,6 +184,66 @@ func (b *demoBackend) setupSoftHSM(module string) error {
 	return nil
 }
 
+// setupModule finds the project's PKCS#11 module, or builds it into the
+// demo's directory from the source tree the demo runs in.
+func (b *demoBackend) setupModule(ctx context.Context, e *env, module string) error {
+	if module != "" {
+		abs, err := filepath.Abs(module)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("--cryptech-module: %w", err)
+		}
+		b.cryptechModule = abs
+		return nil
+	}
+	out := filepath.Join(b.dir, "libcryptech-pkcs11.so")
+	fmt.Fprintf(e.stderr, "demo: building the PKCS#11 module: go build -buildmode=c-shared -o %s %s\n", shellQuote(out), demoModulePackage)
+	cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-o", out, demoModulePackage)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		first, _, _ := strings.Cut(strings.TrimSpace(string(msg)), "\n")
+		if first == "" {
+			first = err.Error()
+		}
+		return fmt.Errorf("build the PKCS#11 module (run the demo in this project's source tree with Go and cgo, or give --cryptech-module PATH): %s", first)
+	}
+	b.cryptechModule = out
+	return nil
+}
+
+// demoModulePackage is the PKCS#11 module's package, which go build finds
+// from anywhere in this project's source tree.
+const demoModulePackage = "github.com/hsmkit/cryptech-backup/cmd/cryptech-pkcs11"
+
+// newModuleHSM creates an emulated HSM and opens it through the PKCS#11
+// module, as an application would: the module finds it through
+// $CRYPTECH_HSM, and the user logs in with the user's PIN (CKU_USER is the
+// HSM's user).
+func newModuleHSM(ctx context.Context, e *env, b *demoBackend, dir string, pins [3][]byte) (*demoHSM, error) {
+	h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: pins[0], SOPIN: pins[1], UserPIN: pins[2]}, e.hsmOptions)
+	if err != nil {
+		return nil, err
+	}
+	label := h.Identity().Label
+	if err := h.Close(); err != nil {
+		return nil, err
+	}
+	// The module reads it at C_Initialize: this process loads it once.
+	if err := os.Setenv("CRYPTECH_HSM", dir); err != nil {
+		return nil, err
+	}
+	tok, err := p11.Open(p11.Config{Module: b.cryptechModule, TokenLabel: label})
+	if err != nil {
+		return nil, fmt.Errorf("open the emulated HSM through %s: %w", b.cryptechModule, err)
+	}
+	if err := tok.Login(ctx, hsmapi.UserNormal, pins[2]); err != nil {
+		tok.Close()
+		return nil, err
+	}
+	return &demoHSM{tok, func() { tok.Close() }}, nil
+}
+
 func newDemoHSM(ctx context.Context, e *env, b *demoBackend, name string) (*demoHSM, error) {
 	var pins [3][]byte
 	for i := range pins {
@@ -178,6 +255,9 @@ func newDemoHSM(ctx context.Context, e *env, b *demoBackend, name string) (*demo
 		if err := b.writePINs(name, pins); err != nil {
 			return nil, err
 		}
+	}
+	if b.cryptechModule != "" && name == "destination" {
+		return newModuleHSM(ctx, e, b, dir, pins)
 	}
 	if b.kind == demoPKCS11 {
 		if err := b.softhsm.InitToken(name, string(pins[1]), string(pins[2])); err != nil {
@@ -220,10 +300,11 @@ func newDemoHSM(ctx context.Context, e *env, b *demoBackend, name string) (*demo
 
 // writePINs writes the PINs of the HSM name beside it, one file each
 // (NAME.wheel-pin, NAME.so-pin, NAME.user-pin, mode 0600), each usable
-// with --pin-file. A token has no wheel PIN: commands use its user PIN.
+// with --pin-file. A SoftHSM2 token has no wheel PIN: commands use its
+// user PIN.
 func (b *demoBackend) writePINs(name string, pins [3][]byte) error {
 	for i, which := range []string{"wheel", "so", "user"} {
-		if which == "wheel" && b.kind == demoPKCS11 {
+		if which == "wheel" && b.kind == demoPKCS11 && !(name == "destination" && b.cryptechModule != "") {
 			continue
 		}
 		line := append(append([]byte(nil), pins[i]...), '\n')
@@ -241,6 +322,11 @@ func (b *demoBackend) pinNote(e *env) {
 	d := b.dir
 	switch b.kind {
 	case demoPKCS11:
+		if b.cryptechModule != "" {
+			fmt.Fprintf(e.stderr, "demo: the destination is the emulated HSM %s, reached through %s with CRYPTECH_HSM=%s; its PINs are in %s\n",
+				shellQuote(filepath.Join(d, "destination")), shellQuote(b.cryptechModule), shellQuote(filepath.Join(d, "destination")),
+				filepath.Join(d, "destination.{wheel,so,user}-pin"))
+		}
 		fmt.Fprintf(e.stderr, "demo: the tokens' PINs are in %s (mode 0600); for example: SOFTHSM2_CONF=%s %s list --module %s --token destination --pin-file %s\n",
 			filepath.Join(d, "{source,destination}.{so,user}-pin"), shellQuote(filepath.Join(d, "softhsm", "softhsm2.conf")),
 			progName, shellQuote(b.softhsm.Module()), shellQuote(filepath.Join(d, "destination.user-pin")))

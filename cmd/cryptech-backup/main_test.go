@@ -69,9 +69,20 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 	if softhsmErr != nil && os.Getenv("CI") == "true" {
 		t.Fatalf("%v (CI=true: the PKCS#11 scripts need SoftHSM2)", softhsmErr)
 	}
+	// Scripts that build the PKCS#11 module use this machine's Go caches,
+	// not empty ones under the script's HOME.
+	goEnv, err := exec.Command("go", "env", "GOMODCACHE", "GOCACHE").Output()
+	if err != nil {
+		t.Fatalf("go env: %v", err)
+	}
+	goCaches := strings.Fields(string(goEnv))
 	return testscript.Params{
 		Dir: dir,
 		Setup: func(e *testscript.Env) error {
+			if len(goCaches) == 2 {
+				e.Setenv("GOMODCACHE", goCaches[0])
+				e.Setenv("GOCACHE", goCaches[1])
+			}
 			// Each script has a SoftHSM2 token directory of its own.
 			e.Setenv("SOFTHSM2_MODULE", module)
 			tokens := filepath.Join(e.WorkDir, "softhsm-tokens")
@@ -98,14 +109,28 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"setlast":  setLast,
-			"replace":  replace,
-			"truncate": truncate,
-			"waitsock": waitSock,
-			"exits":    exits,
-			"flipbyte": flipByte,
+			"setlast":     setLast,
+			"replace":     replace,
+			"truncate":    truncate,
+			"waitsock":    waitSock,
+			"exits":       exits,
+			"flipbyte":    flipByte,
+			"buildmodule": buildModule,
 		},
 	}
+}
+
+// buildmodule: build the PKCS#11 module into $WORK as the README says,
+// and set $CRYPTECH_PKCS11_MODULE to it.
+func buildModule(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: buildmodule")
+	}
+	path := filepath.Join(ts.Getenv("WORK"), "libcryptech-pkcs11.so")
+	if out, err := exec.Command("go", "build", "-buildmode=c-shared", "-o", path, "../cryptech-pkcs11").CombinedOutput(); err != nil {
+		ts.Fatalf("build the PKCS#11 module: %v: %s", err, out)
+	}
+	ts.Setenv("CRYPTECH_PKCS11_MODULE", path)
 }
 
 // setlast NAME: set $NAME to the last line of the previous command's stdout.
@@ -197,16 +222,22 @@ func truncate(ts *testscript.TestScript, neg bool, args []string) {
 
 // writeReadmeBlocks writes the README's shell examples that a newcomer
 // pastes into $WORK, for readme.txtar to run as they are written: the
-// walkthrough (walkthrough.sh) and the PKCS#11 transfer (pkcs11.sh, with
-// the module this machine has).
+// walkthrough (walkthrough.sh), the PKCS#11 transfer (pkcs11.sh, with
+// the module this machine has) and the emulated HSM as a PKCS#11 token
+// (module.sh, its module built from this source tree).
 func writeReadmeBlocks(dir string) error {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	repo, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		return err
+	}
+	readme, err := os.ReadFile(filepath.Join(repo, "README.md"))
 	if err != nil {
 		return err
 	}
 	for _, b := range []struct{ heading, file string }{
 		{"## A transfer, step by step", "walkthrough.sh"},
 		{"## PKCS#11 tokens", "pkcs11.sh"},
+		{"## The emulated HSM as a PKCS#11 token", "module.sh"},
 	} {
 		_, rest, ok := strings.Cut(string(readme), "\n"+b.heading)
 		if ok {
@@ -217,6 +248,9 @@ func writeReadmeBlocks(dir string) error {
 			return fmt.Errorf("README.md: no sh block under %q", b.heading)
 		}
 		block = strings.Replace(block, "M=/usr/lib/softhsm/libsofthsm2.so", `M="$SOFTHSM2_MODULE"`, 1)
+		// The module is built from this source tree, not from $WORK.
+		block = strings.Replace(block, "go build -buildmode=c-shared -o libcryptech-pkcs11.so ./cmd/cryptech-pkcs11",
+			`go -C `+shellQuote(repo)+` build -buildmode=c-shared -o "$PWD/libcryptech-pkcs11.so" ./cmd/cryptech-pkcs11`, 1)
 		if err := os.WriteFile(filepath.Join(dir, b.file), []byte(block+"\n"), 0o600); err != nil {
 			return err
 		}

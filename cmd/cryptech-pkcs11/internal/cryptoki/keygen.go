@@ -43,15 +43,17 @@ func keyGenMechanisms() []keyGenMechanism {
 	}
 }
 
-// GenerateKeyPair is C_GenerateKeyPair: the HSM makes the key, then stores
-// both templates' attributes with it in one step; if that fails, the key
-// is deleted again, so that no key is left half made. It returns the
-// public and the private key object's handles.
+// GenerateKeyPair is C_GenerateKeyPair: the HSM makes the key and stores
+// both templates' attributes and the label with it, in one keystore write
+// on the emulated HSM (over RPC, where libhal's generate takes no
+// attributes, the client sets them right after and deletes the key should
+// that fail), so that no key is left half made. It returns the public and
+// the private key object's handles.
 func (m *Module) GenerateKeyPair(sh, mech uint, param []byte, pubTmpl, privTmpl []Attribute) (pub, priv uint, rv RV) {
 	if rv := m.sessionValid(sh); rv != OK {
 		return 0, 0, rv
 	}
-	req, attrs, label, rv := generateRequest(mech, param, pubTmpl, privTmpl)
+	req, rv := generateRequest(mech, param, pubTmpl, privTmpl)
 	if rv != OK {
 		return 0, 0, rv
 	}
@@ -62,44 +64,12 @@ func (m *Module) GenerateKeyPair(sh, mech uint, param []byte, pubTmpl, privTmpl 
 	if rv != OK {
 		return 0, 0, rv
 	}
-	ctx := context.Background()
-	k, err := tok.GenerateKey(ctx, req)
+	k, err := tok.GenerateKey(context.Background(), req)
 	if err != nil {
 		return 0, 0, generateRV(err)
 	}
-	if rv := settle(tok, k.UUID, label, attrs); rv != OK {
-		return 0, 0, rv
-	}
-	k.Label = label
 	h, rv := m.adopt(sh, k)
 	return h.pub, h.priv, rv
-}
-
-// settle gives a new key its label and attributes, deleting it if they
-// cannot be stored.
-func settle(tok hsmapi.Token, id hsmapi.UUID, label string, attrs []hsmapi.Attribute) RV {
-	if label != "" {
-		attrs = append(attrs, hsmapi.Attribute{Type: hsmapi.AttributeLabel, Value: []byte(label)})
-	}
-	if len(attrs) == 0 {
-		return OK
-	}
-	ctx := context.Background()
-	w, ok := tok.(hsmapi.AttributeWriter)
-	var err error
-	if !ok {
-		err = hsmapi.ErrUnsupported
-	} else {
-		err = w.SetAttributes(ctx, id, attrs)
-	}
-	if err != nil {
-		tok.DeleteKey(ctx, id)
-		if errors.Is(err, hsmapi.ErrBadArguments) {
-			return TemplateInconsistent
-		}
-		return tokenRV(err)
-	}
-	return OK
 }
 
 // writable checks that session sh may make a key with flags: someone who
@@ -132,14 +102,14 @@ func (m *Module) adopt(sh uint, k hsmapi.KeyInfo) (keyHandles, RV) {
 }
 
 // generateRequest turns C_GenerateKeyPair's arguments into the HSM's
-// request, the key's attributes and its label, checking all of it before
+// request, with the key's label and attributes, checking all of it before
 // anything is made.
-func generateRequest(mech uint, param []byte, pubTmpl, privTmpl []Attribute) (hsmapi.GenerateRequest, []hsmapi.Attribute, string, RV) {
+func generateRequest(mech uint, param []byte, pubTmpl, privTmpl []Attribute) (hsmapi.GenerateRequest, RV) {
 	var req hsmapi.GenerateRequest
 	if len(param) != 0 {
 		// None of the three takes a parameter; PKCS#11 3.1 gives HSS's in
 		// the private key's template.
-		return req, nil, "", MechanismParamInvalid
+		return req, MechanismParamInvalid
 	}
 	var pubKey, privKey []uint
 	var keyType uint64
@@ -155,24 +125,24 @@ func generateRequest(mech uint, param []byte, pubTmpl, privTmpl []Attribute) (hs
 		req.Type, keyType = hsmapi.KeyTypeHashsigPrivate, KeyTypeHSS
 		privKey = []uint{attrHSSLevels, attrHSSLMSTypes, attrHSSLMOTSTypes}
 	default:
-		return req, nil, "", MechanismInvalid
+		return req, MechanismInvalid
 	}
 	pub, rv := parseNew(ClassPublicKey, pubTmpl, pubKey...)
 	if rv != OK {
-		return req, nil, "", rv
+		return req, rv
 	}
 	priv, rv := parseNew(ClassPrivateKey, privTmpl, privKey...)
 	if rv != OK {
-		return req, nil, "", rv
+		return req, rv
 	}
 	if rv := pub.keyType(keyType); rv != OK {
-		return req, nil, "", rv
+		return req, rv
 	}
 	if rv := priv.keyType(keyType); rv != OK {
-		return req, nil, "", rv
+		return req, rv
 	}
 	if req.Flags, rv = keyFlags(&priv, &pub); rv != OK {
-		return req, nil, "", rv
+		return req, rv
 	}
 	switch req.Type {
 	case hsmapi.KeyTypeRSAPrivate:
@@ -183,16 +153,20 @@ func generateRequest(mech uint, param []byte, pubTmpl, privTmpl []Attribute) (hs
 		rv = hssRequest(&req, priv)
 	}
 	if rv != OK {
-		return req, nil, "", rv
+		return req, rv
 	}
+	// The key's label is the HSM's, under the rules of a label given to
+	// a new key (as C_GenerateKey's); the public object's own is an
+	// attribute.
 	label, _ := priv.label()
-	if err := hsmapi.CheckRawLabel(label); err != nil {
-		return req, nil, "", AttributeValueInvalid
+	if err := hsmapi.CheckLabel(label); err != nil {
+		return req, AttributeValueInvalid
 	}
 	if l, _ := pub.label(); hsmapi.CheckRawLabel(l) != nil {
-		return req, nil, "", AttributeValueInvalid
+		return req, AttributeValueInvalid
 	}
-	return req, pairAttributes(priv, pub), label, OK
+	req.Label, req.Attributes = label, pairAttributes(priv, pub)
+	return req, OK
 }
 
 var exponent65537 = big.NewInt(65537)
