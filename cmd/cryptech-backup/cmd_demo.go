@@ -323,9 +323,11 @@ func (b *demoBackend) pinNote(e *env) {
 	switch b.kind {
 	case demoPKCS11:
 		if b.cryptechModule != "" {
-			fmt.Fprintf(e.stderr, "demo: the destination is the emulated HSM %s, reached through %s with CRYPTECH_HSM=%s; its PINs are in %s\n",
+			fmt.Fprintf(e.stderr, "demo: the destination is the emulated HSM %s, reached through %s with CRYPTECH_HSM=%s; its PINs are in %s; the source's are in %s (mode 0600); for example: %s list --hsm %s --pin-file %s\n",
 				shellQuote(filepath.Join(d, "destination")), shellQuote(b.cryptechModule), shellQuote(filepath.Join(d, "destination")),
-				filepath.Join(d, "destination.{wheel,so,user}-pin"))
+				filepath.Join(d, "destination.{wheel,so,user}-pin"), filepath.Join(d, "source.{so,user}-pin"),
+				progName, shellQuote(filepath.Join(d, "destination")), shellQuote(filepath.Join(d, "destination.wheel-pin")))
+			return
 		}
 		fmt.Fprintf(e.stderr, "demo: the tokens' PINs are in %s (mode 0600); for example: SOFTHSM2_CONF=%s %s list --module %s --token destination --pin-file %s\n",
 			filepath.Join(d, "{source,destination}.{so,user}-pin"), shellQuote(filepath.Join(d, "softhsm", "softhsm2.conf")),
