@@ -91,6 +91,26 @@ func (s *Session) SetTrusted(_ context.Context, id hsmapi.UUID, trusted bool) er
 	})
 }
 
+// TrustCandidates lists, to the security officer (or wheel), the keys
+// SetTrusted may mark: the keys of this session's view (the token keys;
+// the SO makes no volatile ones), each with its attributes. Nothing of
+// them is secret: a key's description and attributes never hold its
+// private half or value.
+func (s *Session) TrustCandidates(_ context.Context) ([]hsmapi.TrustCandidate, error) {
+	if u := s.User(); !mayTrust(u) {
+		return nil, fmt.Errorf("list keys to trust: %w: only the security officer may (logged in as %s)", hsmapi.ErrForbidden, u)
+	}
+	keys, err := s.h.visibleKeys(s)
+	if err != nil {
+		return nil, fmt.Errorf("list keys to trust: %w", err)
+	}
+	out := make([]hsmapi.TrustCandidate, len(keys))
+	for i, info := range snapshotAll(keys) {
+		out[i] = hsmapi.TrustCandidate{Key: info, Attributes: keys[i].attributeList()}
+	}
+	return out, nil
+}
+
 // setAttributes applies the changes edit makes of the key as it is, under
 // the HSM's lock.
 func (h *HSM) setAttributes(s *Session, id hsmapi.UUID, edit func(*key) []hsmapi.Attribute) error {
@@ -185,11 +205,16 @@ func (s *Session) KeyAttributes(_ context.Context, id hsmapi.UUID) ([]hsmapi.Att
 	if err != nil {
 		return nil, fmt.Errorf("get attributes: %w", err)
 	}
+	return k.attributeList(), nil
+}
+
+// attributeList is a copy of the key's attributes, ordered by type.
+func (k *key) attributeList() []hsmapi.Attribute {
 	out := make([]hsmapi.Attribute, 0, len(k.attrs))
 	for _, t := range slices.Sorted(maps.Keys(k.attrs)) {
 		out = append(out, hsmapi.Attribute{Type: t, Value: append([]byte(nil), k.attrs[t]...)})
 	}
-	return out, nil
+	return out
 }
 
 // LoadPrivateKey stores a private key given in the clear (an RSA or EC

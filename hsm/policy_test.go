@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 
@@ -445,4 +447,47 @@ func TestAttackUnwrappedClaimsHistory(t *testing.T) {
 		}
 	}
 	unchanged(t, s, "history", n+1, u.UUID, before)
+}
+
+// TestTrustCandidates: the SO, shown no keys by Keys, is shown by
+// TrustCandidates every token key with its attributes (CKA_TRUSTED as it
+// set it); the user is refused.
+func TestTrustCandidates(t *testing.T) {
+	h, _ := newTestHSM(t)
+	s := userSession(t, h, hsmapi.UserNormal, userPIN)
+	aesW := genAES(t, s, 256, wrapFlags|hsmapi.FlagToken)
+	rsaW := loadRSA(t, s, wrapFlags|hsmapi.FlagToken)
+	if _, err := s.TrustCandidates(ctx); !errors.Is(err, hsmapi.ErrForbidden) {
+		t.Errorf("TrustCandidates for the user: %v", err)
+	}
+	so := userSession(t, h, hsmapi.UserSO, soPIN)
+	if _, err := so.Keys(ctx, hsmapi.Filter{}); !errors.Is(err, hsmapi.ErrForbidden) {
+		t.Fatalf("Keys for the SO: %v", err)
+	}
+	if err := so.SetTrusted(ctx, rsaW.UUID, true); err != nil {
+		t.Fatal(err)
+	}
+	cands, err := so.TrustCandidates(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[hsmapi.UUID]hsmapi.TrustCandidate{}
+	for _, c := range cands {
+		got[c.Key.UUID] = c
+	}
+	if len(cands) != 2 || got[aesW.UUID].Key.Type != hsmapi.KeyTypeAES || got[rsaW.UUID].Key.Type != rsaW.Type {
+		t.Fatalf("candidates %+v, want the AES and the RSA key", cands)
+	}
+	for id, c := range got {
+		have := map[uint32]string{}
+		for _, a := range c.Attributes {
+			have[a.Type] = hex.EncodeToString(a.Value)
+		}
+		if want := attrsOf(t, s, id); !maps.Equal(have, want) {
+			t.Errorf("attributes of %s: %v, want %v", id, have, want)
+		}
+	}
+	if pub, _ := hsmapi.DecodeAttributes(mustHex(attrsOf(t, s, rsaW.UUID)[hsmapi.AttributePublicObject])); len(pub) != 1 || pub[0].Type != hsmapi.CKATrusted {
+		t.Errorf("the RSA key's public object after SetTrusted: %v", pub)
+	}
 }

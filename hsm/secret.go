@@ -22,6 +22,7 @@ var (
 	_ hsmapi.Encrypter          = (*Session)(nil)
 	_ hsmapi.Decrypter          = (*Session)(nil)
 	_ hsmapi.TrustSetter        = (*Session)(nil)
+	_ hsmapi.TrustLister        = (*Session)(nil)
 )
 
 // GenerateSecretKey makes an AES key from the TRNG. Its value never leaves

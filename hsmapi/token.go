@@ -335,6 +335,23 @@ type TrustSetter interface {
 	SetTrusted(ctx context.Context, key UUID, trusted bool) error
 }
 
+// TrustLister is implemented by tokens that show their security officer
+// the keys it may mark trusted: every token key that wraps with its public
+// half or is a secret key, with its stored attributes. The SO uses no keys
+// and Keys, Key and KeyAttributes refuse it; a face that lets the SO set
+// CKA_TRUSTED (PKCS#11's C_SetAttributeValue) reads the keys from here.
+// Nothing secret is listed: a key pair's entry is its KeyInfo and its
+// attributes, never its private half.
+type TrustLister interface {
+	TrustCandidates(ctx context.Context) ([]TrustCandidate, error)
+}
+
+// TrustCandidate is one key TrustLister shows, ordered by UUID.
+type TrustCandidate struct {
+	Key        KeyInfo
+	Attributes []Attribute
+}
+
 // RandomReader is implemented by tokens that give random bytes of the
 // HSM's own: the emulated HSM's TRNG, a libhal HSM's GET_RANDOM. A face
 // that hands out randomness (PKCS#11's C_GenerateRandom) takes it from

@@ -466,6 +466,7 @@ func commands() []*command {
 		pubkeyCommand,
 		setupCommand,
 		exportCommand,
+		trustCommand,
 		importCommand,
 		signCommand,
 		verifyCommand,

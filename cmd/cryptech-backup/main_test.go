@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
+	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/p11module"
 	"github.com/hsmkit/cryptech-backup/internal/softhsm"
 	"github.com/hsmkit/cryptech-backup/internal/testtool"
@@ -116,6 +118,7 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			"exits":       exits,
 			"flipbyte":    flipByte,
 			"buildmodule": buildModule,
+			"wraptrusted": wrapTrusted,
 		},
 	}
 }
@@ -131,6 +134,25 @@ func buildModule(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("build the PKCS#11 module: %v: %s", err, out)
 	}
 	ts.Setenv("CRYPTECH_PKCS11_MODULE", path)
+}
+
+// wraptrusted DIR UUID PIN: give key UUID of the emulated HSM in DIR
+// CKA_WRAP_WITH_TRUSTED, as its user (PIN) may, in-process: the command
+// line sets no PKCS#11 attributes, and the module would need a build.
+func wrapTrusted(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: wraptrusted DIR UUID PIN")
+	}
+	id, err := hsmapi.ParseUUID(args[1])
+	ts.Check(err)
+	h, err := hsm.Open(ts.MkAbs(args[0]), testOptions)
+	ts.Check(err)
+	defer h.Close()
+	s := h.NewSession()
+	defer s.Close()
+	ctx := context.Background()
+	ts.Check(s.Login(ctx, hsmapi.UserNormal, []byte(args[2])))
+	ts.Check(s.SetAttributes(ctx, id, []hsmapi.Attribute{{Type: hsmapi.CKAWrapWithTrusted, Value: []byte{1}}}))
 }
 
 // setlast NAME: set $NAME to the last line of the previous command's stdout.

@@ -146,12 +146,14 @@ func (m *Module) handlesFor(s *slot, k hsmapi.KeyInfo) keyHandles {
 }
 
 // objectVisible applies PKCS#11's rule on top of the HSM's: a private key
-// object (CKA_PRIVATE) is seen only by the normal user. The HSM shows its
-// keys only to users who may use keys, so without that login, or logged in
-// as the SO, the token lists nothing at all anyway. The caller holds the
-// module's lock, which guards s.user.
+// object (CKA_PRIVATE) is seen only by the normal user, and the SO sees
+// the objects it may mark trusted (trust.go), public and secret key
+// objects. The HSM shows its keys only to users who may use keys, and to
+// the SO those it may trust, so without a login the token lists nothing
+// at all anyway. The caller holds the module's lock, which guards s.user.
 func objectVisible(s *slot, class uint) bool {
-	return class == ClassPublicKey || s.user == hsmapi.UserNormal
+	return class == ClassPublicKey || s.user == hsmapi.UserNormal ||
+		class == ClassSecretKey && s.user == hsmapi.UserSO
 }
 
 // oneObjectClass is the class of the object a key has besides its private
@@ -210,6 +212,12 @@ func (m *Module) describe(sh, object uint, kept bool) (KeyObject, RV) {
 	}
 	// The token works without m.mu.
 	info, err := s.client.Token().Key(context.Background(), ref.uuid)
+	if errors.Is(err, hsmapi.ErrForbidden) {
+		// The SO, who uses no keys, sees those it may trust.
+		var c hsmapi.TrustCandidate
+		c, err = trustCandidate(s.client.Token(), ref.uuid)
+		info = c.Key
+	}
 	switch {
 	case errors.Is(err, hsmapi.ErrKeyNotFound), errors.Is(err, hsmapi.ErrNotLoggedIn), errors.Is(err, hsmapi.ErrForbidden):
 		return KeyObject{}, ObjectHandleInvalid
@@ -237,14 +245,27 @@ func (m *Module) listObjects(sh uint) ([]uint, map[uint]KeyObject, RV) {
 	}
 	// Secret keys are listed when asked for by their type (hsmapi.Token).
 	var keys []hsmapi.KeyInfo
+	forbidden := false
 	for _, f := range []hsmapi.Filter{{}, {Type: hsmapi.KeyTypeAES}} {
 		some, err := s.client.Token().Keys(context.Background(), f)
 		switch {
-		case errors.Is(err, hsmapi.ErrNotLoggedIn), errors.Is(err, hsmapi.ErrForbidden):
+		case errors.Is(err, hsmapi.ErrForbidden):
+			forbidden = true
+		case errors.Is(err, hsmapi.ErrNotLoggedIn):
 		case err != nil:
 			return nil, nil, tokenRV(err)
 		}
 		keys = append(keys, some...)
+	}
+	if forbidden {
+		// The SO, who uses no keys, sees those it may trust.
+		cands, err := trustCandidates(s.client.Token())
+		if err != nil && !errors.Is(err, hsmapi.ErrForbidden) {
+			return nil, nil, tokenRV(err)
+		}
+		for _, c := range cands {
+			keys = append(keys, c.Key)
+		}
 	}
 	objs := map[uint]KeyObject{}
 	var hs []uint

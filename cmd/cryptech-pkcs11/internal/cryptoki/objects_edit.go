@@ -21,8 +21,8 @@ var freeAttrs = map[uint]bool{
 // template against the object's current value. What may change: the free
 // attributes; CKA_COPYABLE and CKA_DESTROYABLE from true to false, and
 // CKA_WRAP_WITH_TRUSTED from false to true (each only restricts the key);
-// CKA_TRUSTED back to false (to true only the SO, who uses no keys on this
-// HSM). A copy may also move between token and session, be private or not,
+// CKA_TRUSTED back to false (to true only the SO, whose C_SetAttributeValue
+// is setTrusted). A copy may also move between token and session, be private or not,
 // be made unmodifiable, and lose usages (never gain one). Anything else is
 // CKR_ATTRIBUTE_READ_ONLY unless it keeps its value: the HSM's flags never
 // change, so CKA_SENSITIVE never turns off nor CKA_EXTRACTABLE on.
@@ -168,6 +168,9 @@ func (m *Module) editObject(sh, object, policy uint, writes bool) (*objectView, 
 // SetAttributeValue is C_SetAttributeValue: the whole template or
 // nothing, stored in one step.
 func (m *Module) SetAttributeValue(sh, object uint, tmpl []Attribute) RV {
+	if m.loggedInAs(sh, hsmapi.UserSO) {
+		return m.setTrusted(sh, object, tmpl)
+	}
 	v, tok, rv := m.editObject(sh, object, attrModifiable, true)
 	if rv != OK {
 		return rv
@@ -275,8 +278,12 @@ func (m *Module) DestroyObject(sh, object uint) RV {
 }
 
 func deleteRV(err error) RV {
-	if errors.Is(err, hsmapi.ErrKeyNotFound) {
+	switch {
+	case errors.Is(err, hsmapi.ErrKeyNotFound):
 		return ObjectHandleInvalid
+	case errors.Is(err, hsmapi.ErrForbidden):
+		// The SO, who sees the keys it may trust and deletes none.
+		return ActionProhibited
 	}
 	return tokenRV(err)
 }
