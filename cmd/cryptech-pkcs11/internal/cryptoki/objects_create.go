@@ -3,6 +3,7 @@ package cryptoki
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
@@ -139,14 +140,12 @@ func (n newObject) publicKey(keyType uint64) ([]byte, RV) {
 			return nil, CurveNotSupported
 		}
 		// CKA_EC_POINT is a DER OCTET STRING; some applications give the
-		// bare point, which cannot be mistaken for one (it starts 0x04
-		// and is longer than a short OCTET STRING's length says).
-		var raw []byte
-		if rest, err := asn1.Unmarshal(point, &raw); err != nil || len(rest) != 0 {
-			raw = point
-		}
-		p, err := ecdsa.ParseUncompressedPublicKey(c.Elliptic(), raw)
-		if err != nil {
+		// bare point. A bare point can read as an OCTET STRING too (it
+		// starts 0x04; a P-256 point whose X starts 0x3F reads as one of
+		// 63 bytes), so the OCTET STRING is taken only when what it holds
+		// is a point of the curve.
+		p, ok := ecPoint(c.Elliptic(), point)
+		if !ok {
 			return nil, AttributeValueInvalid
 		}
 		pub = p
@@ -285,4 +284,17 @@ func (n newObject) pkcs8(keyType uint64) ([]byte, RV) {
 		return nil, AttributeValueInvalid
 	}
 	return der, OK
+}
+
+// ecPoint reads CKA_EC_POINT on curve: a DER OCTET STRING holding the
+// uncompressed point, else the bare point.
+func ecPoint(curve elliptic.Curve, v []byte) (*ecdsa.PublicKey, bool) {
+	var raw []byte
+	if rest, err := asn1.Unmarshal(v, &raw); err == nil && len(rest) == 0 {
+		if p, err := ecdsa.ParseUncompressedPublicKey(curve, raw); err == nil {
+			return p, true
+		}
+	}
+	p, err := ecdsa.ParseUncompressedPublicKey(curve, v)
+	return p, err == nil
 }
