@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/miekg/pkcs11"
-
-	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
 )
 
 // TestModuleSecretKeys loads the built module with miekg/pkcs11: an AES key
@@ -18,24 +16,7 @@ import (
 // encrypts and decrypts; and a key pair that may both unwrap and decrypt
 // neither wraps nor decrypts (the wrap-then-decrypt extraction).
 func TestModuleSecretKeys(t *testing.T) {
-	lib := buildModule(t)
-	newHSM(t)
-	p := pkcs11.New(lib)
-	if p == nil {
-		t.Fatal("pkcs11.New failed")
-	}
-	defer p.Destroy()
-	if err := p.Initialize(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Finalize()
-	s, err := p.OpenSession(0, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Login(s, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
-		t.Fatal(err)
-	}
+	p, s := loggedInModule(t)
 	ms, err := p.GetMechanismList(0)
 	if err != nil {
 		t.Fatal(err)

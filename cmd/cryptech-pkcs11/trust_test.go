@@ -18,24 +18,7 @@ import (
 // change nothing of it but CKA_TRUSTED, and trusts it; then the user's
 // C_WrapKey works and the blob opens under the RSA private key.
 func TestModuleSOTrust(t *testing.T) {
-	lib := buildModule(t)
-	newHSM(t)
-	p := pkcs11.New(lib)
-	if p == nil {
-		t.Fatal("pkcs11.New failed")
-	}
-	defer p.Destroy()
-	if err := p.Initialize(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Finalize()
-	s, err := p.OpenSession(0, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Login(s, pkcs11.CKU_USER, string(hsmtest.PIN)); err != nil {
-		t.Fatal(err)
-	}
+	p, s := loggedInModule(t)
 	rk, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)

@@ -206,7 +206,15 @@ func (m *Module) SetAttributeValue(sh, object uint, tmpl []Attribute) RV {
 	if !ok {
 		return AttributeReadOnly
 	}
-	switch err := w.SetAttributes(context.Background(), v.obj.UUID, attrs); {
+	return attributeWriteRV(w.SetAttributes(context.Background(), v.obj.UUID, attrs))
+}
+
+// attributeWriteRV answers C_SetAttributeValue for what the HSM said to a
+// change of a key's attributes (or its trust).
+func attributeWriteRV(err error) RV {
+	switch {
+	case err == nil:
+		return OK
 	case errors.Is(err, hsmapi.ErrBadArguments):
 		return AttributeValueInvalid
 	case errors.Is(err, hsmapi.ErrForbidden):
@@ -214,10 +222,8 @@ func (m *Module) SetAttributeValue(sh, object uint, tmpl []Attribute) RV {
 		return AttributeReadOnly
 	case errors.Is(err, hsmapi.ErrKeyNotFound):
 		return ObjectHandleInvalid
-	case err != nil:
-		return tokenRV(err)
 	}
-	return OK
+	return tokenRV(err)
 }
 
 // DestroyObject is C_DestroyObject. The HSM keeps a key pair as one key,

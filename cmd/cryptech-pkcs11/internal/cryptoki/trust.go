@@ -2,7 +2,6 @@ package cryptoki
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
@@ -80,13 +79,5 @@ func (m *Module) setTrusted(sh, object uint, tmpl []Attribute) RV {
 	if !ok {
 		return AttributeReadOnly
 	}
-	switch err := ts.SetTrusted(context.Background(), v.obj.UUID, want); {
-	case errors.Is(err, hsmapi.ErrForbidden):
-		return AttributeReadOnly
-	case errors.Is(err, hsmapi.ErrKeyNotFound):
-		return ObjectHandleInvalid
-	case err != nil:
-		return tokenRV(err)
-	}
-	return OK
+	return attributeWriteRV(ts.SetTrusted(context.Background(), v.obj.UUID, want))
 }
