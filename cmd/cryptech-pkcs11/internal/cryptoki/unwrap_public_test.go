@@ -22,9 +22,15 @@ func publicObject(attrs ...Attribute) Attribute {
 // public object included, which no C_SetAttributeValue could give it
 // afterwards. A public template that grants more than the private one, or
 // that PKCS#11 refuses for a new public key, is refused before anything is
-// stored.
+// stored. In process and over RPC (EXT_UNWRAP_KEY carries the
+// attributes).
 func TestUnwrapWithPublicObject(t *testing.T) {
-	m, h := loggedIn(t)
+	t.Run("in process", func(t *testing.T) { unwrapWithPublicObject(t, loggedIn) })
+	t.Run("over RPC", func(t *testing.T) { unwrapWithPublicObject(t, loggedInOverRPC) })
+}
+
+func unwrapWithPublicObject(t *testing.T, module func(*testing.T) (*Module, uint)) {
+	m, h := module(t)
 	aes := genAES(t, m, h, 32)
 	ec := generate(t, m, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagExportable})
 	ecPriv, _ := objectsOf(t, m, h, ec.UUID)
