@@ -7,7 +7,8 @@
 // $CRYPTECH_PKCS11_CONF (config.go), else the emulated HSM directory
 // $CRYPTECH_HSM, opened in-process, else the libhal RPC socket. The logic
 // is package internal/cryptoki; export.go and shim.c only convert between
-// C and Go.
+// C and Go, but that shim.c keeps a fork()ed child out of the module and
+// closes its copies of the module's descriptors (forkfds.go).
 package main
 
 import (
