@@ -380,7 +380,8 @@ func (t *Token) makeObject(tm template, make func(template) (pkcs11.ObjectHandle
 }
 
 // moduleManufacturer is the manufacturer the emulated HSM's own module
-// (cmd/cryptech-pkcs11) names in C_GetInfo.
+// (cmd/cryptech-pkcs11, export.go) names in C_GetInfo; should the two
+// differ, TestAttributesArriveExactly fails through the module.
 const moduleManufacturer = "Cryptech Project (emulated)"
 
 // unwrapsPairs reports whether the token is the emulated HSM's module,
