@@ -11,6 +11,7 @@
 import ctypes as C
 import os
 import signal
+import subprocess
 import sys
 import threading
 
@@ -101,9 +102,9 @@ for round in range(2):
 
 # fork(), the module initialized in the parent. The child gets the codes
 # above, and holds none of the module's descriptors (the HSM directory's
-# files, the RPC sockets): it lives on while the parent signs, finalizes
-# and opens the HSM again, which the child's copy of the directory's lock
-# would prevent. With "hold" (TestForkOverRPCFromC) the parent says
+# files, the RPC sockets): it lives on while the parent signs and
+# finalizes, and another process and then the parent open the HSM again,
+# which the child's copy of the directory's lock would prevent. With "hold" (TestForkOverRPCFromC) the parent says
 # "finalized" and waits for a line on stdin, for the server to be looked
 # at while the child still lives.
 hpub, hpriv = initialize()
@@ -144,7 +145,11 @@ check("C_Finalize", lib.C_Finalize(None), OK)
 if sys.argv[2:] == ["hold"]:
     print("finalized", flush=True)
     sys.stdin.readline()
-hpub, hpriv = initialize()  # the child, still there, holds no lock
+# The child, still there, holds no lock: another process opens the HSM,
+# and so does this one again.
+other = subprocess.run([sys.executable, "-c", "import ctypes, sys; sys.exit(ctypes.CDLL(sys.argv[1]).C_Initialize(None))", sys.argv[1]])
+check("C_Initialize in another process", other.returncode, OK)
+hpub, hpriv = initialize()
 sign_in_threads(hpub, hpriv)
 check("C_Finalize", lib.C_Finalize(None), OK)
 os.write(done_w, b"x")
