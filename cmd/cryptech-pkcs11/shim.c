@@ -50,10 +50,12 @@ int cryptech_own_fd(int fd) {
 	if (n_owned == cap_owned) {
 		size_t cap = cap_owned == 0 ? 16 : 2 * cap_owned;
 		struct owned_fd *p = realloc(owned, cap * sizeof *p);
-		if (p == NULL)
+		if (p == NULL) {
 			rc = -1;
-		else
-			owned = p, cap_owned = cap;
+		} else {
+			owned = p;
+			cap_owned = cap;
+		}
 	}
 	if (rc == 0)
 		owned[n_owned++] = (struct owned_fd){fd, st.st_dev, st.st_ino};
