@@ -549,8 +549,13 @@ func TestSecretKeygenSurvivesPowerCutAtEveryWrite(t *testing.T) {
 }
 
 // TestUnwrapSurvivesPowerCutAtEveryWrite cuts power at each flash write of
-// an unwrap into a token key: afterwards the key is there and signs as the
-// original, or nothing new is, and no flash block is lost.
+// an unwrap into a token key that gives the key a label and the attributes
+// of both its PKCS#11 objects (as the module's C_UnwrapKey does for a key
+// pair arriving from another token, its public object not modifiable and
+// private): afterwards the key is there with its label and every
+// attribute, and signs as the original, or nothing new is, and no flash
+// block is lost. Never a key whose public object lacks its attributes,
+// which nothing could give it afterwards.
 func TestUnwrapSurvivesPowerCutAtEveryWrite(t *testing.T) {
 	base, _ := newTestHSM(t)
 	s := login(t, base)
@@ -561,8 +566,16 @@ func TestUnwrapSurvivesPowerCutAtEveryWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	given := []hsmapi.Attribute{
+		{Type: hsmapi.CKAID, Value: []byte("arrived")},
+		{Type: hsmapi.CKAModifiable, Value: []byte{0}},
+		{Type: hsmapi.AttributePublicObject, Value: hsmapi.EncodeAttributes([]hsmapi.Attribute{
+			{Type: hsmapi.CKAPrivate, Value: []byte{1}}, {Type: hsmapi.CKAID, Value: []byte("arrived")},
+			{Type: hsmapi.CKAModifiable, Value: []byte{0}}, {Type: hsmapi.CKALabel, Value: []byte("arrived, public")}})},
+	}
+	req := hsmapi.UnwrapRequest{Type: hsmapi.KeyTypeECPrivate, Flags: signFlags, Label: "arrived", Attributes: given}
 	eachPowerCut(t, "unwrap", base, func(s *Session) error {
-		_, err := s.UnwrapKey(ctx, w.UUID, kwp, blob, hsmapi.UnwrapRequest{Type: hsmapi.KeyTypeECPrivate, Flags: signFlags})
+		_, err := s.UnwrapKey(ctx, w.UUID, kwp, blob, req)
 		return err
 	}, func(c powerCut) {
 		keys := allKeys(t, c.s)
@@ -573,9 +586,19 @@ func TestUnwrapSurvivesPowerCutAtEveryWrite(t *testing.T) {
 			}
 		case 2:
 			for _, k := range keys {
-				if k.UUID != w.UUID {
-					checkSignsAs(t, c.s, k.UUID, orig.PublicKey)
+				if k.UUID == w.UUID {
+					continue
 				}
+				if k.Label != "arrived" {
+					t.Errorf("%s: the key came back with label %q", c.name, k.Label)
+				}
+				got := attrsOf(t, c.s, k.UUID)
+				for _, a := range given {
+					if v, ok := got[a.Type]; !ok || v != hex.EncodeToString(a.Value) {
+						t.Errorf("%s: attribute 0x%x came back as %s (present %v), want %x", c.name, a.Type, v, ok, a.Value)
+					}
+				}
+				checkSignsAs(t, c.s, k.UUID, orig.PublicKey)
 			}
 		default:
 			t.Errorf("%s: %d keys", c.name, len(keys))

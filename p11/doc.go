@@ -27,11 +27,14 @@
 // but be wrapped, wrapped under the KEK, and an import checks it by making
 // it again and comparing. An imported private key is made as a session
 // object first, then copied to the token (C_CopyObject), or made again as a
-// token object where the token copies no private key (the module). A token
-// that keeps a key pair as one key (the module) makes the public object
-// with the private one; import gives it the bundle's public attributes,
-// which fails for those PKCS#11 sets only when an object is made or copied
-// (a public object's CKA_PRIVATE true or CKA_MODIFIABLE false).
+// token object where the token copies no private key. The emulated HSM's
+// module (known by C_GetInfo's manufacturer) keeps a key pair as one key
+// and makes the public object with the private one: there the key is
+// unwrapped once, as a token object, with the bundle's public attributes
+// in the same C_UnwrapKey (the module's attribute 0xC7B50002,
+// hsmapi.AttributePublicObject), so that those PKCS#11 sets only when an
+// object is made (a public object's CKA_PRIVATE true, CKA_MODIFIABLE
+// false) arrive too, stored with the key in one write.
 // The KEKEK that setup makes (GenerateKEKEK) only unwraps, and forces what
 // it unwraps to stay secret; KEKEKFlaws tells setup how an existing key
 // falls short of that (it reads the key's CKA_UNWRAP_TEMPLATE back with

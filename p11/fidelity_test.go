@@ -159,6 +159,23 @@ func objectDump(t testing.TB, tok *Token, h pkcs11.ObjectHandle) map[uint]string
 	return out
 }
 
+// publicAttrs reads attributes of the public key object of key id.
+func publicAttrs(t *testing.T, tok *Token, id hsmapi.UUID, types ...uint) map[uint]string {
+	t.Helper()
+	tok.mu.Lock()
+	defer tok.mu.Unlock()
+	o, err := tok.object(id)
+	if err != nil || !o.hasPub {
+		t.Fatalf("%s: %v (public object %v)", id, err, err == nil && o.hasPub)
+	}
+	all := objectDump(t, tok, o.pub)
+	out := map[uint]string{}
+	for _, ty := range types {
+		out[ty] = all[ty]
+	}
+	return out
+}
+
 // sameObjects compares, object by object, the key id on src and on dst.
 func sameObjects(t *testing.T, src, dst *Token, id hsmapi.UUID) {
 	t.Helper()
@@ -260,19 +277,30 @@ func TestAttributesArriveExactly(t *testing.T) {
 	})
 	// The emulated HSM's module holds no key that is not sensitive, nor one
 	// that both unwraps and decrypts (SoftHSM2's default for an EC key,
-	// whose public object also encrypts and wraps; docs/key-policy.md): the others go through it, from a token of their
-	// own.
+	// whose public object also encrypts and wraps; docs/key-policy.md): the
+	// others go through it, from a token of their own, public objects that
+	// are not modifiable or are private included (the module takes their
+	// attributes with the unwrap: unwrapPair).
 	t.Run("through the module", func(t *testing.T) {
 		src, mid, dst := newToken(t), newModuleTokens(t, 1)[0], newToken(t)
-		// Nor, as things are, a public object that is not modifiable or is
-		// private (see below).
 		rsaKey, ecKey := unusual[0], unusual[2]
-		rsaKey.pub = slices.DeleteFunc(slices.Clone(rsaKey.pub), func(a *pkcs11.Attribute) bool { return a.Type == pkcs11.CKA_MODIFIABLE })
 		ecKey.priv = append(slices.Clone(ecKey.priv), attr(pkcs11.CKA_DECRYPT, false), attr(pkcs11.CKA_UNWRAP, false), attr(pkcs11.CKA_SIGN_RECOVER, false))
-		ecKey.pub = slices.DeleteFunc(slices.Clone(ecKey.pub), func(a *pkcs11.Attribute) bool { return a.Type == pkcs11.CKA_PRIVATE })
-		ecKey.pub = append(ecKey.pub, attr(pkcs11.CKA_ENCRYPT, false), attr(pkcs11.CKA_WRAP, false), attr(pkcs11.CKA_VERIFY_RECOVER, false))
-		ids := []hsmapi.UUID{makeKey(t, src, rsaKey), makeKey(t, src, ecKey)}
-		if res := transfer(t, src, mid); len(res) != len(ids) || len(ids) < 2 {
+		ecKey.pub = append(slices.Clone(ecKey.pub), attr(pkcs11.CKA_ENCRYPT, false), attr(pkcs11.CKA_WRAP, false), attr(pkcs11.CKA_VERIFY_RECOVER, false))
+		// Both at once, on a key whose private object is neither.
+		locked := made{name: "ec-public-locked", curve: hsmapi.CurveP256,
+			priv: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte("locked")), attr(pkcs11.CKA_LABEL, "locked"),
+				attr(pkcs11.CKA_SIGN, true), attr(pkcs11.CKA_DECRYPT, false), attr(pkcs11.CKA_UNWRAP, false),
+				attr(pkcs11.CKA_SIGN_RECOVER, false), attr(pkcs11.CKA_DERIVE, false), attr(pkcs11.CKA_EXTRACTABLE, true),
+				attr(pkcs11.CKA_SENSITIVE, true)},
+			pub: []*pkcs11.Attribute{attr(pkcs11.CKA_ID, []byte("locked")), attr(pkcs11.CKA_LABEL, "locked, public"),
+				attr(pkcs11.CKA_VERIFY, true), attr(pkcs11.CKA_ENCRYPT, false), attr(pkcs11.CKA_WRAP, false),
+				attr(pkcs11.CKA_VERIFY_RECOVER, false), attr(pkcs11.CKA_DERIVE, false),
+				attr(pkcs11.CKA_PRIVATE, true), attr(pkcs11.CKA_MODIFIABLE, false)}}
+		ids := []hsmapi.UUID{makeKey(t, src, rsaKey), makeKey(t, src, ecKey), makeKey(t, src, locked)}
+		if a := publicAttrs(t, src, ids[2], pkcs11.CKA_PRIVATE, pkcs11.CKA_MODIFIABLE); a[pkcs11.CKA_PRIVATE] != "01" || a[pkcs11.CKA_MODIFIABLE] != "00" {
+			t.Fatalf("SoftHSM2 made the public object with CKA_PRIVATE %s, CKA_MODIFIABLE %s", a[pkcs11.CKA_PRIVATE], a[pkcs11.CKA_MODIFIABLE])
+		}
+		if res := transfer(t, src, mid); len(res) != len(ids) {
 			t.Fatalf("%d keys reached the module, want %d", len(res), len(ids))
 		}
 		for _, id := range ids {
@@ -285,15 +313,19 @@ func TestAttributesArriveExactly(t *testing.T) {
 			signsAsSource(t, src, dst, id)
 		}
 
-		// The module makes a key's public object with its private one,
-		// and PKCS#11 lets CKA_MODIFIABLE turn false only when an object
-		// is made: such a key is refused whole, and nothing stays.
+		// A key whose public object verifies nothing while its private
+		// object signs is one the module cannot hold (one flag for both):
+		// refused whole, before anything is stored.
 		other := newToken(t)
-		makeKey(t, other, unusual[0])
+		makeKey(t, other, made{name: "sign-no-verify", curve: hsmapi.CurveP256,
+			priv: []*pkcs11.Attribute{attr(pkcs11.CKA_SIGN, true), attr(pkcs11.CKA_DECRYPT, false), attr(pkcs11.CKA_UNWRAP, false),
+				attr(pkcs11.CKA_EXTRACTABLE, true), attr(pkcs11.CKA_SENSITIVE, true)},
+			pub: []*pkcs11.Attribute{attr(pkcs11.CKA_VERIFY, false), attr(pkcs11.CKA_ENCRYPT, false), attr(pkcs11.CKA_WRAP, false),
+				attr(pkcs11.CKA_PRIVATE, true), attr(pkcs11.CKA_MODIFIABLE, false)}})
 		_, b := transfertest.ExportFor(t, other, mid)
 		before := objectCount(t, mid)
-		if _, err := backup.Import(ctx, mid, b, backup.ImportOptions{}); !isCode(err, pkcs11.CKR_ATTRIBUTE_READ_ONLY) {
-			t.Errorf("import of a key whose public object is not modifiable: %v", err)
+		if _, err := backup.Import(ctx, mid, b, backup.ImportOptions{}); !isCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT) {
+			t.Errorf("import of a key whose public object verifies nothing: %v", err)
 		}
 		if n := objectCount(t, mid); n != before {
 			t.Errorf("the refused import left %d objects, had %d", n, before)

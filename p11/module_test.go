@@ -10,6 +10,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/miekg/pkcs11"
+
 	"github.com/hsmkit/cryptech-backup/backup"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
@@ -53,8 +55,7 @@ func newModuleTokens(t testing.TB, n int) []*Token {
 // had when pkcs11-tool made them (those a token computes aside: see
 // compared); each signs on every hop so that the first token's public key
 // verifies. A bundle with a flipped byte stores nothing on the module.
-// Not --private: a public object with CKA_PRIVATE true cannot arrive on
-// the module yet (see TestAttributesArriveExactly).
+// The EC key is --private: its public object too, which arrives so.
 func TestToolKeysThroughTheModule(t *testing.T) {
 	tool := testtool.Require(t, "pkcs11-tool", "opensc")
 	lib := p11module.Build(t)
@@ -62,7 +63,7 @@ func TestToolKeysThroughTheModule(t *testing.T) {
 	// Before this process initializes the module: until it finalizes, the
 	// module holds the HSMs, and pkcs11-tool could not open them.
 	for _, args := range [][]string{
-		{"--key-type", "EC:prime256v1", "--id", "0a0b", "--label", "tool-ec", "--usage-sign"},
+		{"--key-type", "EC:prime256v1", "--id", "0a0b", "--label", "tool-ec", "--usage-sign", "--private"},
 		{"--key-type", "rsa:2048", "--id", "0c0d", "--label", "tool-rsa", "--usage-sign", "--usage-decrypt"},
 	} {
 		cmd := exec.Command(tool, append([]string{"--module", lib, "--token-label", "module-0", "--login", "--pin", string(hsmtest.PIN),
@@ -87,6 +88,11 @@ func TestToolKeysThroughTheModule(t *testing.T) {
 	keys, err := src.Keys(ctx, hsmapi.Filter{})
 	if err != nil || len(keys) != 2 {
 		t.Fatalf("pkcs11-tool made %d keys (%v)", len(keys), err)
+	}
+	for _, k := range keys {
+		if k.Label == "tool-ec" && publicAttrs(t, src, k.UUID, pkcs11.CKA_PRIVATE)[pkcs11.CKA_PRIVATE] != "01" {
+			t.Fatal("pkcs11-tool --private made a public object that is not private")
+		}
 	}
 	transfer(t, src, soft)
 	for _, k := range keys {

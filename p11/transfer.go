@@ -282,9 +282,14 @@ func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error)
 	}()
 	var privObj pkcs11.ObjectHandle
 	if private {
-		if privObj, err = t.makeObject(privT, func(tm template) (pkcs11.ObjectHandle, error) {
-			return t.unwrapPrivate(req, kek, info.Type, tm)
-		}); err != nil {
+		if t.unwrapsPairs() {
+			privObj, err = t.unwrapPair(req, kek, info.Type, privT, pubT)
+		} else {
+			privObj, err = t.makeObject(privT, func(tm template) (pkcs11.ObjectHandle, error) {
+				return t.unwrapPrivate(req, kek, info.Type, tm)
+			})
+		}
+		if err != nil {
 			return hsmapi.ImportResult{}, fmt.Errorf("store private key: %w", err)
 		}
 		created = append(created, privObj)
@@ -374,14 +379,46 @@ func (t *Token) makeObject(tm template, make func(template) (pkcs11.ObjectHandle
 	return c, err
 }
 
+// moduleManufacturer is the manufacturer the emulated HSM's own module
+// (cmd/cryptech-pkcs11, export.go) names in C_GetInfo; should the two
+// differ, TestAttributesArriveExactly fails through the module.
+const moduleManufacturer = "Cryptech Project (emulated)"
+
+// unwrapsPairs reports whether the token is the emulated HSM's module,
+// which makes a key pair's public key object with the private key it
+// unwraps, and takes that object's attributes in the same C_UnwrapKey
+// (unwrapPair). Called with t.mu held.
+func (t *Token) unwrapsPairs() bool {
+	lockassert.Held(&t.mu)
+	info, err := t.raw.GetInfo()
+	return err == nil && strings.TrimRight(info.ManufacturerID, " ") == moduleManufacturer
+}
+
+// unwrapPair unwraps the private key on the module with the attributes of
+// both its objects: the public object's in the module's attribute
+// hsmapi.AttributePublicObject, an array of CK_ATTRIBUTE, so that the HSM
+// stores them with the key in one write. PKCS#11 sets some of them only
+// when an object is made (the public object's CKA_PRIVATE, CKA_MODIFIABLE
+// false): given later, the module would refuse them, and the key could not
+// arrive as it left. The module checks both templates before it stores
+// anything, so no session object goes first (makeObject).
+// Called with t.mu held.
+func (t *Token) unwrapPair(req hsmapi.ImportRequest, kek pkcs11.ObjectHandle, typ hsmapi.KeyType, privT, pubT template) (pkcs11.ObjectHandle, error) {
+	lockassert.Held(&t.mu)
+	pubObject, free := attributeArray(pubT.final())
+	defer free()
+	tm := slices.Clone(privT)
+	tm.set(uint(hsmapi.AttributePublicObject), pubObject)
+	return t.unwrapPrivate(req, kek, typ, tm)
+}
+
 // madeHalf finds the public key object that a token which keeps a key pair
 // as one key (the emulated HSM through its module) made with the private
 // key just unwrapped, and gives it the attributes of tm that it does not
-// have yet; made is false on a token that made none (SoftHSM2), where the
-// caller makes it. Attributes that PKCS#11 sets only when an object is
-// made or copied (CKA_MODIFIABLE false, CKA_PRIVATE) the token refuses
-// here: the import fails, and the caller destroys the key (h is returned,
-// made true, with the error).
+// have yet (none, when unwrapPair gave them all); made is false on a token
+// that made none (SoftHSM2), where the caller makes it. Should the token
+// refuse them, the import fails, and the caller destroys the key (h is
+// returned, made true, with the error).
 // Called with t.mu held.
 func (t *Token) madeHalf(priv pkcs11.ObjectHandle, id []byte, pub any, tm template) (h pkcs11.ObjectHandle, made bool, err error) {
 	lockassert.Held(&t.mu)

@@ -7,7 +7,8 @@
 // $CRYPTECH_PKCS11_CONF (config.go), else the emulated HSM directory
 // $CRYPTECH_HSM, opened in-process, else the libhal RPC socket. The logic
 // is package internal/cryptoki; export.go and shim.c only convert between
-// C and Go.
+// C and Go, but that shim.c keeps a fork()ed child out of the module and
+// closes its copies of the module's descriptors (forkfds.go).
 package main
 
 import (
@@ -21,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/hsmkit/cryptech-backup/cmd/cryptech-pkcs11/internal/cryptoki"
 	"github.com/hsmkit/cryptech-backup/frontend"
@@ -142,26 +144,62 @@ type remote struct {
 	tls  *tls.Config
 }
 
+// Open connects as rpc.Dial does, its socket told to shim.c (ownConn):
+// Unix sockets read through pollConn, TCP refused in the clear but to
+// loopback.
 func (r remote) Open(ctx context.Context) (hsmapi.Token, error) {
-	if path, ok := strings.CutPrefix(r.addr, "unix:"); ok && r.tls == nil {
-		var d net.Dialer
-		nc, err := d.DialContext(ctx, "unix", path)
+	network, address, err := rpc.ParseAddress(r.addr)
+	if err != nil {
+		return nil, err
+	}
+	if network == "tcp" && r.tls == nil && !rpc.IsLoopback(address) {
+		return nil, fmt.Errorf("connect to %s: %w", r.addr, rpc.ErrCleartext)
+	}
+	nc, err := r.dial(ctx, network, address)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", r.addr, err)
+	}
+	c, err := rpc.NewClient(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect to %s: %w", r.addr, err)
+	}
+	return c, nil
+}
+
+// dial opens the connection: over TLS when r has its configuration.
+func (r remote) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	var d net.Dialer
+	if r.tls != nil {
+		nc, err := (&tls.Dialer{NetDialer: &d, Config: r.tls}).DialContext(ctx, network, address)
 		if err != nil {
-			return nil, fmt.Errorf("connect to %s: %w", r.addr, err)
+			return nil, err
 		}
-		pc, err := newPollConn(nc.(*net.UnixConn))
+		return owned(nc, nc.(*tls.Conn).NetConn().(syscall.Conn))
+	}
+	nc, err := d.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	if uc, ok := nc.(*net.UnixConn); ok {
+		pc, err := newPollConn(uc)
 		if err != nil {
 			nc.Close()
 			return nil, err
 		}
-		c, err := rpc.NewClient(pc)
-		if err != nil {
-			nc.Close()
-			return nil, fmt.Errorf("connect to %s: %w", r.addr, err)
-		}
-		return c, nil
+		return owned(pc, uc)
 	}
-	return rpc.Dial(ctx, r.addr, r.tls)
+	return owned(nc, nc.(syscall.Conn))
+}
+
+// owned is ownConn, closing nc when it fails.
+func owned(nc net.Conn, sock syscall.Conn) (net.Conn, error) {
+	oc, err := ownConn(nc, sock)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return oc, nil
 }
 
 var _ frontend.Opener = remote{}
@@ -189,9 +227,17 @@ func openDir(dir string) (*cryptoki.Token, error) {
 	if err != nil {
 		return nil, err
 	}
+	disown, err := ownDir(abs)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
 	return &cryptoki.Token{
 		Opener: h,
-		Close:  h.Close,
+		Close: func() error {
+			disown()
+			return h.Close()
+		},
 		MinPIN: hsm.MinPINLength,
 		MaxPIN: hsm.MaxPINLength,
 	}, nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -257,6 +258,53 @@ func TestBadInputFromC(t *testing.T) { fromC(t, "badinput.py") }
 
 // The module from C's threads and in a fork()ed child.
 func TestThreadsFromC(t *testing.T) { fromC(t, "threads.py") }
+
+// TestForkOverRPCFromC: threads.py over the libhal socket. After fork()
+// the parent finalizes while the child lives on, and the server then holds
+// no connection of the module: the child closed its copies of the
+// module's sockets at once (shim.c), which would otherwise keep them open
+// until it exits.
+func TestForkOverRPCFromC(t *testing.T) {
+	python := testtool.Require(t, "python3", "python3")
+	lib := buildModule(t)
+	_, srv := serveHSM(t, newHSM(t))
+	cmd := exec.Command(python, filepath.Join("testdata", "threads.py"), lib, "hold")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	if !lines.Scan() || lines.Text() != "finalized" {
+		in.Close()
+		cmd.Wait()
+		t.Fatalf("threads.py: %q before finalizing\n%s", lines.Text(), stderr.Bytes())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats().Conns != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := srv.Stats(); st.Conns != 0 {
+		t.Errorf("the parent finalized, the child lives: the server still has %d connections", st.Conns)
+	}
+	in.Write([]byte("\n"))
+	in.Close()
+	var rest []string
+	for lines.Scan() {
+		rest = append(rest, lines.Text())
+	}
+	if err := cmd.Wait(); err != nil || !slices.Equal(rest, []string{"ok"}) {
+		t.Fatalf("threads.py: %v\n%s\n%s", err, strings.Join(rest, "\n"), stderr.Bytes())
+	}
+}
 
 // fromC runs testdata/script with python3 (ctypes) on the module and a
 // new emulated HSM; the script prints "ok" or fails.

@@ -1,12 +1,14 @@
 // The C entry points: each implemented one hands its arguments to the Go
 // function of the same name with a go prefix (export.go); every other entry
 // of the function lists is not_supported. Nothing else happens in C but
-// the refusal of a fork()ed child.
+// what a fork()ed child does.
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "shim.h"
 #include "_cgo_export.h"
 
@@ -18,8 +20,73 @@
 // every other function answers CKR_CRYPTOKI_NOT_INITIALIZED without
 // entering Go. A child that needs the module execs a new program.
 static volatile int forked;
-static void in_child(void) { forked = 1; }
-__attribute__((constructor)) static void watch_fork(void) { pthread_atfork(NULL, NULL, in_child); }
+
+// The descriptors the module holds (forkfds.go): its emulated HSMs'
+// files, the flash with its flock among them, and its RPC connections.
+// The child closes its copies as it starts, so that it holds neither the
+// lock nor a connection once the parent lets go of them: a flock belongs
+// to the open file description, which lives on while any process has it
+// open, and a server sees a connection end only when its last copy is
+// closed. Closing the copies takes nothing from the parent. Each is known
+// by device and inode too, so that the child closes a descriptor only if
+// it still is the file it was. The child's handler calls only fstat(2)
+// and close(2), which are async-signal-safe; the table's lock is taken
+// across fork() (before_fork), so the child finds it whole.
+struct owned_fd {
+	int fd;
+	dev_t dev;
+	ino_t ino;
+};
+static struct owned_fd *owned;
+static size_t n_owned, cap_owned;
+static pthread_mutex_t owned_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int cryptech_own_fd(int fd) {
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return -1;
+	int rc = 0;
+	pthread_mutex_lock(&owned_mu);
+	if (n_owned == cap_owned) {
+		size_t cap = cap_owned == 0 ? 16 : 2 * cap_owned;
+		struct owned_fd *p = realloc(owned, cap * sizeof *p);
+		if (p == NULL) {
+			rc = -1;
+		} else {
+			owned = p;
+			cap_owned = cap;
+		}
+	}
+	if (rc == 0)
+		owned[n_owned++] = (struct owned_fd){fd, st.st_dev, st.st_ino};
+	pthread_mutex_unlock(&owned_mu);
+	return rc;
+}
+
+void cryptech_disown_fd(int fd) {
+	pthread_mutex_lock(&owned_mu);
+	for (size_t i = 0; i < n_owned; i++) {
+		if (owned[i].fd == fd) {
+			owned[i] = owned[--n_owned];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&owned_mu);
+}
+
+static void before_fork(void) { pthread_mutex_lock(&owned_mu); }
+static void in_parent(void) { pthread_mutex_unlock(&owned_mu); }
+static void in_child(void) {
+	forked = 1;
+	for (size_t i = 0; i < n_owned; i++) {
+		struct stat st;
+		if (fstat(owned[i].fd, &st) == 0 && st.st_dev == owned[i].dev && st.st_ino == owned[i].ino)
+			close(owned[i].fd);
+	}
+	n_owned = 0;
+	pthread_mutex_unlock(&owned_mu);
+}
+__attribute__((constructor)) static void watch_fork(void) { pthread_atfork(before_fork, in_parent, in_child); }
 #define IN_PARENT if (forked) return CKR_CRYPTOKI_NOT_INITIALIZED;
 
 // initialize_in_child is C_Initialize in a fork()ed child: CKR_GENERAL_ERROR,

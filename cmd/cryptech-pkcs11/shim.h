@@ -38,4 +38,10 @@ CK_RV C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount
 CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
 	CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags);
 
+/* The descriptors a fork()ed child closes (shim.c, forkfds.go): own
+ * returns 0, or -1 when fd cannot be told to the child. Not exported from
+ * the library. */
+__attribute__((visibility("hidden"))) int cryptech_own_fd(int fd);
+__attribute__((visibility("hidden"))) void cryptech_disown_fd(int fd);
+
 #endif

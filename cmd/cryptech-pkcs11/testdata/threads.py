@@ -3,12 +3,15 @@
 # from threads (ctypes lets go of Python's lock in each call), C_Finalize
 # and a second C_Initialize, and fork(): the child gets
 # CKR_CRYPTOKI_NOT_INITIALIZED from every function and CKR_GENERAL_ERROR
-# from C_Initialize, at once (it must not hang), while the parent goes on.
-# Run by TestThreadsFromC as: python3 threads.py MODULE (with
-# $CRYPTECH_HSM set); prints "ok" or fails.
+# from C_Initialize, at once (it must not hang), and has none of the
+# module's descriptors, while the parent goes on. Run by TestThreadsFromC
+# as: python3 threads.py MODULE (with $CRYPTECH_HSM set), and by
+# TestForkOverRPCFromC as python3 threads.py MODULE hold (over the libhal
+# socket); prints "ok" or fails.
 import ctypes as C
 import os
 import signal
+import subprocess
 import sys
 import threading
 
@@ -97,11 +100,21 @@ for round in range(2):
     check("C_Finalize", lib.C_Finalize(None), OK)
     check("C_OpenSession after C_Finalize", lib.C_OpenSession(C.c_ulong(0), C.c_ulong(CKF_SERIAL_SESSION), None, None, C.byref(C.c_ulong())), NOT_INITIALIZED)
 
-# fork(), the module initialized in the parent.
+# fork(), the module initialized in the parent. The child gets the codes
+# above, and holds none of the module's descriptors (the HSM directory's
+# files, the RPC sockets): it lives on while the parent signs and
+# finalizes, and another process and then the parent open the HSM again,
+# which the child's copy of the directory's lock would prevent. With "hold" (TestForkOverRPCFromC) the parent says
+# "finalized" and waits for a line on stdin, for the server to be looked
+# at while the child still lives.
 hpub, hpriv = initialize()
+checked_r, checked_w = os.pipe()
+done_r, done_w = os.pipe()
 pid = os.fork()
 if pid == 0:
     signal.alarm(20)  # a hang kills the child, which the parent sees
+    os.close(checked_r)
+    os.close(done_w)
     h, n = C.c_ulong(0), C.c_ulong(0)
     results = [
         ("C_GetSlotList", lib.C_GetSlotList(C.c_ubyte(1), None, C.byref(n)), NOT_INITIALIZED),
@@ -112,10 +125,34 @@ if pid == 0:
         ("C_GetInfo", lib.C_GetInfo(None), NOT_INITIALIZED),
     ]
     bad = ["child %s: got %#x, want %#x" % r for r in results if r[1] != r[2]]
+    hsm = os.environ.get("CRYPTECH_HSM")
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            continue  # the listing's own
+        if target.startswith("socket:") or hsm and target.startswith(os.path.realpath(hsm) + "/"):
+            bad.append("child holds descriptor %s: %s" % (fd, target))
     os.write(2, ("\n".join(bad) + "\n").encode() if bad else b"")
+    os.write(checked_w, b"x")
+    os.read(done_r, 1)  # lives on until the parent is done
     os._exit(1 if bad else 0)
-_, status = os.waitpid(pid, 0)
-check("the child's exit status", status, 0)
+os.close(checked_w)
+os.close(done_r)
+check("the child's checks", os.read(checked_r, 1), b"x")
 sign_in_threads(hpub, hpriv)  # the parent goes on
 check("C_Finalize", lib.C_Finalize(None), OK)
+if sys.argv[2:] == ["hold"]:
+    print("finalized", flush=True)
+    sys.stdin.readline()
+# The child, still there, holds no lock: another process opens the HSM,
+# and so does this one again.
+other = subprocess.run([sys.executable, "-c", "import ctypes, sys; sys.exit(ctypes.CDLL(sys.argv[1]).C_Initialize(None))", sys.argv[1]])
+check("C_Initialize in another process", other.returncode, OK)
+hpub, hpriv = initialize()
+sign_in_threads(hpub, hpriv)
+check("C_Finalize", lib.C_Finalize(None), OK)
+os.write(done_w, b"x")
+_, status = os.waitpid(pid, 0)
+check("the child's exit status", status, 0)
 print("ok")

@@ -87,6 +87,13 @@ const (
 	attrHSSKeysRemaining   = 0x61C
 	attrWrapTemplate       = 0x40000211
 	attrUnwrapTemplate     = 0x40000212
+	// attrPublicObject is the module's own attribute, in Cryptech's
+	// vendor range and an array of CK_ATTRIBUTE as CKA_UNWRAP_TEMPLATE
+	// is: in C_UnwrapKey's template of a private key, the attributes of
+	// the key's public key object, which the module makes with it
+	// (unwrapPublic). It is the number under which the HSM keeps them
+	// (hsmapi.AttributePublicObject); no object shows it.
+	attrPublicObject = uint(hsmapi.AttributePublicObject)
 )
 
 // Key types (CKK_).
@@ -117,7 +124,7 @@ const (
 // of CK_ATTRIBUTE. Its Attribute.Value is then the nested attributes
 // encoded by hsmapi.EncodeAttributes (types as uint32, values in C's form,
 // none twice), in templates given and in C_GetAttributeValue's answers.
-func TemplateAttribute(t uint) bool { return attrKinds[t] == kindTemplate }
+func TemplateAttribute(t uint) bool { return attrKinds[t] == kindTemplate || t == attrPublicObject }
 
 // attrKinds lists every attribute the module knows, with the kind of its
 // value. An attribute not here is one the module does not know: a template

@@ -1,6 +1,7 @@
 package cryptoki
 
 import (
+	"bytes"
 	"context"
 	"errors"
 
@@ -335,7 +336,8 @@ func wrapperFits(o KeyObject, aes bool, rsaClass uint) bool {
 // AES key, or an RSA private key object) into a new key of the template's
 // class and type (CKO_SECRET_KEY CKK_AES, CKO_PRIVATE_KEY CKK_RSA or
 // CKK_EC), with the template's usages, stored with its attributes in one
-// step. The new key is never CKA_LOCAL.
+// step: a private key's with those of its public key object, when the
+// template gives them (attrPublicObject). The new key is never CKA_LOCAL.
 func (m *Module) UnwrapKey(sh uint, mech Mechanism, unwrapping uint, wrapped []byte, tmpl []Attribute) (uint, RV) {
 	if rv := m.sessionValid(sh); rv != OK {
 		return 0, rv
@@ -391,19 +393,30 @@ func (m *Module) UnwrapKey(sh uint, mech Mechanism, unwrapping uint, wrapped []b
 }
 
 // unwrapRequest reads C_UnwrapKey's template: CKA_CLASS and CKA_KEY_TYPE
-// say what the blob holds, the rest is the new key's.
+// say what the blob holds, the rest is the new key's, and a private key's
+// may give its public key object's attributes (attrPublicObject).
 func unwrapRequest(tmpl []Attribute) (hsmapi.UnwrapRequest, RV) {
 	var req hsmapi.UnwrapRequest
 	var class, keyType uint64
 	var hasClass, hasType bool
+	var pubTmpl []byte
+	own := make([]Attribute, 0, len(tmpl))
 	for _, a := range tmpl {
 		switch a.Type {
 		case attrClass:
 			class, hasClass = ulongOf(a.Value)
 		case attrKeyType:
 			keyType, hasType = ulongOf(a.Value)
+		case attrPublicObject:
+			if pubTmpl != nil && !bytes.Equal(pubTmpl, a.Value) {
+				return req, TemplateInconsistent
+			}
+			pubTmpl = a.Value
+			continue
 		}
+		own = append(own, a)
 	}
+	tmpl = own
 	if !hasClass || !hasType {
 		return req, TemplateIncomplete
 	}
@@ -441,5 +454,55 @@ func unwrapRequest(tmpl []Attribute) (hsmapi.UnwrapRequest, RV) {
 		return req, AttributeValueInvalid
 	}
 	req.Label, req.Attributes = label, n.stored()
+	if pubTmpl != nil {
+		if req.Type == hsmapi.KeyTypeAES {
+			return req, TemplateInconsistent
+		}
+		pub, rv := unwrapPublic(pubTmpl, keyType, n, req.Flags)
+		if rv != OK {
+			return req, rv
+		}
+		req.Attributes = pairAttributes(n, pub)
+	}
 	return req, OK
+}
+
+// unwrapPublic reads the template of an unwrapped private key's public key
+// object (attrPublicObject), so that the HSM stores its attributes with
+// the key in the same write, as C_GenerateKeyPair does: a key pair from
+// another token arrives whole, CKA_PRIVATE and CKA_MODIFIABLE false
+// included, which PKCS#11 lets no one set on an object already made. It
+// is checked as C_GenerateKeyPair's public template is, and never grants
+// more than the private key's template: each usage it gives, and
+// CKA_TOKEN, must be what the key has (flags), as the HSM keeps one flag
+// for both objects.
+func unwrapPublic(v []byte, keyType uint64, priv newObject, flags hsmapi.Flags) (newObject, RV) {
+	list, err := hsmapi.DecodeAttributes(v)
+	if err != nil {
+		return newObject{}, AttributeValueInvalid
+	}
+	tmpl := make([]Attribute, len(list))
+	for i, a := range list {
+		tmpl[i] = Attribute{Type: uint(a.Type), Value: a.Value}
+	}
+	pub, rv := parseNew(ClassPublicKey, tmpl)
+	if rv != OK {
+		return pub, rv
+	}
+	if rv := pub.keyType(keyType); rv != OK {
+		return pub, rv
+	}
+	for _, u := range usages() {
+		if b, ok := pub.bool(u.pub); u.pub != 0 && ok && b != (flags&u.flag != 0) {
+			return pub, TemplateInconsistent
+		}
+	}
+	token, _ := priv.bool(attrToken)
+	if b, ok := pub.bool(attrToken); ok && b != token {
+		return pub, TemplateInconsistent
+	}
+	if l, _ := pub.label(); hsmapi.CheckRawLabel(l) != nil {
+		return pub, AttributeValueInvalid
+	}
+	return pub, OK
 }
