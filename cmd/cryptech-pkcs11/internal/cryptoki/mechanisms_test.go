@@ -125,16 +125,7 @@ func TestMechanismsFollowTheToken(t *testing.T) {
 // other), so that the bound leaves room for the signature without
 // spending one.
 func TestOverRPC(t *testing.T) {
-	h := newHSM(t)
-	sock := filepath.Join(t.TempDir(), "rpc.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := rpc.NewServer(h, nil)
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	m, sh := moduleOn(t, dialer("unix:"+sock))
+	m, sh := loggedInOverRPC(t)
 
 	if info, rv := m.MechanismInfo(slotID, MechRSAPKCSPSS); rv != OK || info.Flags != MechFlagVerify {
 		t.Errorf("PSS over RPC: %+v %#x", info, rv)
@@ -172,6 +163,21 @@ func TestOverRPC(t *testing.T) {
 	if rv := verify(m, sh, Mechanism{Type: MechECDSASHA256}, ecPub, msg, sig); rv != OK {
 		t.Fatalf("ECDSA over RPC: %#x", rv)
 	}
+}
+
+// loggedInOverRPC is loggedIn with the module reaching a new HSM through
+// libhal's RPC.
+func loggedInOverRPC(t *testing.T) (*Module, uint) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "rpc.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewServer(newHSM(t), nil)
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return moduleOn(t, dialer("unix:"+sock))
 }
 
 // dialer opens a libhal RPC connection per token session.
