@@ -85,7 +85,13 @@ func (t *Token) generate(req hsmapi.GenerateRequest, more func(priv, pub *templa
 		mech = pkcs11.CKM_EC_KEY_PAIR_GEN
 		pub.set(pkcs11.CKA_EC_PARAMS, params)
 	case hsmapi.KeyTypeHashsigPrivate:
-		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: hash-based keys on a PKCS#11 token", hsmapi.ErrUnsupported)
+		if t.require(ckmHSSKeyPairGen) != nil {
+			return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: hash-based keys on a PKCS#11 token without CKM_HSS_KEY_PAIR_GEN", hsmapi.ErrUnsupported)
+		}
+		if err := hssGenerate(req.Levels, &priv); err != nil {
+			return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
+		}
+		mech = ckmHSSKeyPairGen
 	default:
 		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: cannot generate %v", hsmapi.ErrBadArguments, req.Type)
 	}
@@ -194,6 +200,17 @@ func (t *Token) signWith(o *object, digest []byte, opts crypto.SignerOpts) ([]by
 	}
 	if opts == nil || opts.HashFunc() != 0 && len(digest) != opts.HashFunc().Size() {
 		return nil, fmt.Errorf("%w: digest and hash disagree", hsmapi.ErrBadArguments)
+	}
+	if o.info.Type == hsmapi.KeyTypeHashsigPrivate {
+		// The message itself: the token hashes it as RFC 8554 says, and
+		// stores its advanced state before the signature returns.
+		if opts.HashFunc() != 0 {
+			return nil, fmt.Errorf("%w: an HSS key signs the message, not a digest", hsmapi.ErrBadArguments)
+		}
+		if err := t.require(ckmHSS); err != nil {
+			return nil, err
+		}
+		return t.signRaw(o.priv, ckmHSS, digest)
 	}
 	if o.info.Type == hsmapi.KeyTypeECPrivate {
 		if err := t.require(pkcs11.CKM_ECDSA); err != nil {
