@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"crypto"
 	"crypto/rand"
 	"errors"
 	"testing"
@@ -138,4 +139,38 @@ func TestWrapHSSSplitsLikeExport(t *testing.T) {
 			seen[q] = who
 		}
 	}
+}
+
+// TestHashsigWrapSurvivesPowerCutAtEveryWrite cuts power at each flash
+// write of C_WrapKey of an HSS key: afterwards the key holds its whole
+// range (the wrap failed, no blob left) or the half it keeps (a blob may
+// have left), never anything between, and it signs.
+func TestHashsigWrapSurvivesPowerCutAtEveryWrite(t *testing.T) {
+	base, _ := newTestHSM(t)
+	s := login(t, base)
+	kek := knownAES(t, s, make([]byte, 32), wrapFlags|hsmapi.FlagToken)
+	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags | hsmapi.FlagExportable})
+	info, err := s.Key(ctx, k.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := info.Hashsig.Remaining
+	eachPowerCut(t, "wrap", base, func(s *Session) error {
+		_, err := s.WrapKey(ctx, kek.UUID, k.UUID, kwpMech)
+		return err
+	}, func(c powerCut) {
+		info, err := c.s.Key(ctx, k.UUID)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		switch left := info.Hashsig.Remaining; {
+		case left == whole && !c.last, left == whole/2:
+		default:
+			t.Errorf("%s: %d signatures left of %d", c.name, left, whole)
+		}
+		sig := signHSS(t, c.s, k.UUID, "after the cut")
+		if err := hsmapi.VerifySignature(k.PublicKey, []byte("after the cut"), sig, crypto.Hash(0)); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	})
 }

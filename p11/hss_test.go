@@ -13,6 +13,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/transfertest"
 )
 
 // testLevels are small HSS parameters, two levels that differ so that a
@@ -145,5 +146,26 @@ func (h hsmSplit) arrives(t *testing.T, src, dst hsmapi.Token) {
 		if slices.Contains(srcQ, q) {
 			t.Errorf("index %d used on both sides", q)
 		}
+	}
+}
+
+// TestHSSOnSoftHSM2: a token without CKM_HSS is asked for no HSS key: one
+// is neither made there nor imported (hsmapi.ErrUnsupported), and the
+// refused import stores nothing.
+func TestHSSOnSoftHSM2(t *testing.T) {
+	toks := newTokens(t, "emulated", "softhsm")
+	src, dst := toks[0], toks[1]
+	if _, err := dst.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: testLevels, Flags: exportable}); !errors.Is(err, hsmapi.ErrUnsupported) {
+		t.Errorf("HSS key made on SoftHSM2: %v", err)
+	}
+	generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: testLevels, Flags: exportable, Label: "hss"})
+	generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: exportable, Label: "ec"})
+	_, b := transfertest.ExportFor(t, src, dst)
+	before := storedCount(t, dst)
+	if _, err := backup.Import(ctx, dst, b, backup.ImportOptions{}); !errors.Is(err, hsmapi.ErrUnsupported) {
+		t.Errorf("HSS key imported into SoftHSM2: %v", err)
+	}
+	if after := storedCount(t, dst); after != before {
+		t.Errorf("the refused import left %s, had %s", after, before)
 	}
 }
