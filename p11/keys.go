@@ -176,7 +176,8 @@ func (t *Token) destroy(o *object) error {
 
 // Sign signs with the key's own private object (crypto11 finds key pairs
 // by CKA_ID alone, which several keys may share): PKCS#1 v1.5 over the
-// DigestInfo, or PSS, for RSA; ECDSA turned into ASN.1.
+// DigestInfo, or PSS, for RSA; ECDSA turned into ASN.1; CKM_HSS over the
+// message itself (opts crypto.Hash(0)) for an HSS key.
 func (t *Token) Sign(_ context.Context, id hsmapi.UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -274,6 +274,9 @@ func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error)
 			return hsmapi.ImportResult{}, err
 		}
 	}
+	// An HSS key whose CKA_ID and public key are here already is reported
+	// present unopened: it may be another part of the key, and then the
+	// bundle's part is never used, lost but never used twice.
 	res, found, others, err := t.present(id, req.UUID, req.PublicKey, private)
 	if found || err != nil {
 		return res, err
