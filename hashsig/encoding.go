@@ -172,6 +172,23 @@ func marshalPKCS8(state []byte) ([]byte, error) {
 	return der, nil
 }
 
+// PKCS8Size is the length of MarshalPKCS8's encoding of a key of l levels
+// whose top level is of type top: the same for every part of the key,
+// whatever its range, so that a buffer for a part's encoding (or for the
+// part wrapped) can be sized without splitting the key.
+func PKCS8Size(l int, top LMSType) (int, error) {
+	p, ok := top.Params()
+	if !ok || l < 1 || l > MaxLevels {
+		return 0, fmt.Errorf("%w: %d levels under %v", ErrBadParameters, l, top)
+	}
+	state := make([]byte, stateSize(l, p.M))
+	der, err := marshalPKCS8(state)
+	if err != nil {
+		return 0, err
+	}
+	return len(der), nil
+}
+
 // IsPKCS8 reports whether der is a PKCS#8 PrivateKeyInfo of an HSS key.
 func IsPKCS8(der []byte) bool {
 	var info privateKeyInfo

@@ -137,3 +137,42 @@ func TestLibhalPKIXPublicKey(t *testing.T) {
 		}
 	}
 }
+
+// PKCS8Size, computed from the parameters alone, is the length of every
+// part's encoding: the module sizes a wrapped HSS key's buffer with it
+// before it splits the key.
+func TestPKCS8SizeOfEveryPart(t *testing.T) {
+	for _, levels := range [][]Level{
+		{{LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W8}},
+		{{LMS_SHA256_M24_H5, LMOTS_SHA256_N24_W4}, {LMS_SHA256_M24_H5, LMOTS_SHA256_N24_W4}},
+		{{LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W4}, {LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W4}, {LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W4}},
+	} {
+		want, err := PKCS8Size(len(levels), levels[0].LMS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sk, err := GenerateKey(nil, levels, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		part, err := sk.Split()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []*PrivateKey{sk, part} {
+			der, err := k.MarshalPKCS8()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(der) != want {
+				t.Errorf("%v: PKCS#8 of %d bytes, PKCS8Size says %d", levels, len(der), want)
+			}
+		}
+	}
+	if _, err := PKCS8Size(0, LMS_SHA256_M32_H5); !errors.Is(err, ErrBadParameters) {
+		t.Errorf("no levels: %v", err)
+	}
+	if _, err := PKCS8Size(1, 0); !errors.Is(err, ErrBadParameters) {
+		t.Errorf("unknown LMS type: %v", err)
+	}
+}

@@ -291,8 +291,7 @@ func (sk *PrivateKey) MarshalBinary() ([]byte, error) {
 func (sk *PrivateKey) marshal(next, end uint64) []byte {
 	// Sized exactly: an append that outgrew b would leave a copy of the
 	// seed behind in the old array, where nothing clears it.
-	size := 8 + 8*len(sk.levels) + len(sk.id) + len(sk.seed) + len(sk.root) + 16 + sha256.Size
-	b := binary.BigEndian.AppendUint32(make([]byte, 0, size), privateKeyVersion)
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, stateSize(len(sk.levels), len(sk.seed))), privateKeyVersion)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(sk.levels)))
 	for _, l := range sk.levels {
 		b = binary.BigEndian.AppendUint32(b, uint32(l.LMS))
@@ -306,6 +305,10 @@ func (sk *PrivateKey) marshal(next, end uint64) []byte {
 	sum := sha256.Sum256(b)
 	return append(b, sum[:]...)
 }
+
+// stateSize is the length of marshal's encoding for l levels of a top
+// level with hashes of m bytes (the seed's and the root's length).
+func stateSize(l, m int) int { return 8 + 8*l + IDSize + 2*m + 16 + sha256.Size }
 
 // ParsePrivateKey loads a key from its MarshalBinary form. It checks the
 // checksum; the trees are built, and the seed checked against the stored

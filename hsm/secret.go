@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/rsa"
 	_ "crypto/sha512" // for RSA-OAEP with SHA-384 and SHA-512
-	"crypto/x509"
 	"fmt"
 	"io"
 
+	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/keywrap"
 )
@@ -92,8 +92,12 @@ func (s *Session) checkNewSecret(req hsmapi.SecretKeyRequest, local bool) (map[u
 	return attrs, nil
 }
 
-// WrapKey wraps an exportable secret or private key (RSA, EC; as its
-// PKCS#8 PrivateKeyInfo) under a key that may wrap.
+// WrapKey wraps an exportable secret or private key (RSA, EC, HSS; as its
+// PKCS#8 PrivateKeyInfo) under a key that may wrap. An HSS key is wrapped
+// as the transfer exports it (exportablePKCS8): its remaining signatures
+// are split, this HSM keeps the lower half, stored before the upper half is
+// wrapped; so wrapping it twice hands out two disjoint parts, and the key
+// it came from is smaller each time.
 func (s *Session) WrapKey(_ context.Context, wrappingKey, id hsmapi.UUID, mech hsmapi.WrapMechanism) ([]byte, error) {
 	out, err := s.wrapKey(wrappingKey, id, mech)
 	if err != nil {
@@ -118,9 +122,9 @@ func (s *Session) wrapKey(wrappingKey, id hsmapi.UUID, mech hsmapi.WrapMechanism
 		return nil, err
 	}
 	switch {
-	case k.hss != nil:
-		return nil, fmt.Errorf("%w: an HSS key is stateful and leaves only by export, which splits it", hsmapi.ErrUnsupportedKey)
-	case k.secret == nil && k.priv == nil:
+	case k.hss != nil && !hssWrapMechanism(mech):
+		return nil, fmt.Errorf("%w: an HSS key is wrapped only with AES key wrap with padding (CKM_AES_KEY_WRAP_KWP or _PAD), as the transfer wraps it", hsmapi.ErrUnsupportedKey)
+	case k.secret == nil && k.priv == nil && k.hss == nil:
 		return nil, fmt.Errorf("%w: a public key is not wrapped", hsmapi.ErrUnsupportedKey)
 	case k.info.Flags&hsmapi.FlagExportable == 0:
 		return nil, hsmapi.ErrNotExportable
@@ -129,18 +133,16 @@ func (s *Session) wrapKey(wrappingKey, id hsmapi.UUID, mech hsmapi.WrapMechanism
 	case k.secret == nil && mech.Mechanism == hsmapi.MechRSAOAEP:
 		return nil, fmt.Errorf("%w: RSA-OAEP wraps secret keys only", hsmapi.ErrBadArguments)
 	}
+	// A private key leaves as the transfer's export makes it: an HSS key
+	// as a new part of it, this HSM's shrunken range in flash first.
 	var plain []byte
-	err = k.use(func() error {
+	err = k.use(func() (err error) {
 		if k.secret != nil {
 			plain = append([]byte(nil), k.secret...)
 			return nil
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(k.priv)
-		if err != nil {
-			return fmt.Errorf("%w: %v", hsmapi.ErrUnsupportedKey, err)
-		}
-		plain = der
-		return nil
+		plain, err = exportablePKCS8(k)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -152,6 +154,15 @@ func (s *Session) wrapKey(wrappingKey, id hsmapi.UUID, mech hsmapi.WrapMechanism
 		return err
 	})
 	return out, err
+}
+
+// hssWrapMechanism reports whether an HSS key may be wrapped or unwrapped
+// with mech: only RFC 5649 key wrap, the transfer's. Its state must not
+// leave under RSA-OAEP (which would let the public key's holder, not an
+// HSM that splits and records ranges, hold a part) nor under RFC 3394,
+// which a PKCS#8 encoding of any length does not fit.
+func hssWrapMechanism(mech hsmapi.WrapMechanism) bool {
+	return mech.Mechanism == hsmapi.MechAESKeyWrapPad || mech.Mechanism == hsmapi.MechAESKeyWrapKWP
 }
 
 // checkMechanism refuses a mechanism the key cannot perform: AES key wraps
@@ -256,9 +267,11 @@ func unwrapUnder(w *key, mech hsmapi.WrapMechanism, blob []byte) ([]byte, error)
 }
 
 // UnwrapKey unwraps a blob under a key that may unwrap and stores what it
-// holds as a new key: an AES key, or an RSA or EC private key given as its
-// PKCS#8 PrivateKeyInfo (never an HSS key: a copy of its state would sign
-// twice). The new key says it was not made here: CKA_LOCAL,
+// holds as a new key: an AES key, or an RSA, EC or HSS private key given as
+// its PKCS#8 PrivateKeyInfo. An HSS key is stored as Import stores one
+// (commitImport): refused if this HSM holds a part of that key or ever
+// received any of its range, its range recorded with it in one keystore
+// transaction. The new key says it was not made here: CKA_LOCAL,
 // CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE are false, whatever the
 // request asks.
 func (s *Session) UnwrapKey(_ context.Context, unwrappingKey hsmapi.UUID, mech hsmapi.WrapMechanism, wrapped []byte, req hsmapi.UnwrapRequest) (hsmapi.KeyInfo, error) {
@@ -266,7 +279,7 @@ func (s *Session) UnwrapKey(_ context.Context, unwrappingKey hsmapi.UUID, mech h
 	if err != nil {
 		return hsmapi.KeyInfo{}, fmt.Errorf("unwrap under %s: %w", unwrappingKey, err)
 	}
-	return k.info, nil
+	return k.snapshot(), nil
 }
 
 func (s *Session) unwrapKey(unwrappingKey hsmapi.UUID, mech hsmapi.WrapMechanism, wrapped []byte, req hsmapi.UnwrapRequest) (*key, error) {
@@ -286,6 +299,13 @@ func (s *Session) unwrapKey(unwrappingKey hsmapi.UUID, mech hsmapi.WrapMechanism
 			if err := hsmapi.CheckAESBits(req.Bits); err != nil {
 				return nil, err
 			}
+		}
+	case hsmapi.KeyTypeHashsigPrivate:
+		if !hssWrapMechanism(mech) {
+			return nil, fmt.Errorf("%w: an HSS key is unwrapped only with AES key wrap with padding (CKM_AES_KEY_WRAP_KWP or _PAD)", hsmapi.ErrBadArguments)
+		}
+		if req.Bits != 0 {
+			return nil, fmt.Errorf("%w: a private key's size is the blob's", hsmapi.ErrBadArguments)
 		}
 	case hsmapi.KeyTypeRSAPrivate, hsmapi.KeyTypeECPrivate:
 		if req.Bits != 0 {
@@ -325,8 +345,11 @@ func (s *Session) unwrapKey(unwrappingKey hsmapi.UUID, mech hsmapi.WrapMechanism
 	} else {
 		signer, hss, err := parsePrivateKey(plain)
 		if hss != nil {
-			hss.Wipe()
-			return nil, fmt.Errorf("%w: HSS keys are never unwrapped", hsmapi.ErrUnsupportedKey)
+			if req.Type != hsmapi.KeyTypeHashsigPrivate {
+				hss.Wipe()
+				return nil, fmt.Errorf("%w: the blob holds an HSS key, not a %v", hsmapi.ErrBadArguments, req.Type)
+			}
+			return s.storeUnwrappedHSS(hss, req, attrs)
 		}
 		if err != nil {
 			return nil, err
@@ -337,6 +360,23 @@ func (s *Session) unwrapKey(unwrappingKey hsmapi.UUID, mech hsmapi.WrapMechanism
 		priv = signer
 	}
 	return s.h.storeNew(s, priv, req.Flags, req.Label, attrs)
+}
+
+// storeUnwrappedHSS stores an unwrapped HSS part as an import does, under
+// a new UUID. hss is wiped unless stored.
+func (s *Session) storeUnwrappedHSS(hss *hashsig.PrivateKey, req hsmapi.UnwrapRequest, attrs map[uint32][]byte) (*key, error) {
+	r, k, err := recordFor(hsmapi.UUID{}, hss, nil, req.Flags, req.Label)
+	if err != nil {
+		hss.Wipe()
+		return nil, err
+	}
+	defer r.wipe()
+	r.attrs, k.attrs = attrs, attrs
+	if _, err := s.h.commitImport(s, []*keyRecord{r}, []*key{k}); err != nil {
+		k.wipe()
+		return nil, err
+	}
+	return k, nil
 }
 
 // Encrypt encrypts with RSA-OAEP under the public half of a key that may

@@ -48,5 +48,14 @@
 //
 // A token has no transactions: an import is one key after another, rolled
 // back by package backup when one fails; a crash in between can leave some
-// keys on the token. HSS keys are not supported on PKCS#11 tokens.
+// keys on the token.
+//
+// HSS keys (PKCS#11 3.1's CKK_HSS) are keys of this package on a token that
+// offers CKM_HSS, the emulated HSM's module: listed with their public key,
+// levels and signatures left, made, signing, exported and imported as
+// above. The token splits an HSS key when it wraps it and refuses a part
+// it received before, so an import unwraps it once only, as the token
+// object, and matches its public key without signing (hss.go). A token
+// without CKM_HSS (SoftHSM2) is asked for none, and an HSS key is refused
+// for it (hsmapi.ErrUnsupported).
 package p11

@@ -221,6 +221,12 @@ func transfer(t *testing.T, src, dst hsmapi.Token) []backup.ImportedKey {
 func transferBundle(t *testing.T, src, dst hsmapi.Token) ([]backup.ImportedKey, *backup.Bundle) {
 	t.Helper()
 	_, b := transfertest.ExportFor(t, src, dst)
+	return importBundle(t, dst, b)
+}
+
+// importBundle imports b into dst as read back from its file.
+func importBundle(t *testing.T, dst hsmapi.Token, b *backup.Bundle) ([]backup.ImportedKey, *backup.Bundle) {
+	t.Helper()
 	var buf bytes.Buffer
 	if err := backup.Write(&buf, b); err != nil {
 		t.Fatal(err)

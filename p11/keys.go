@@ -85,7 +85,13 @@ func (t *Token) generate(req hsmapi.GenerateRequest, more func(priv, pub *templa
 		mech = pkcs11.CKM_EC_KEY_PAIR_GEN
 		pub.set(pkcs11.CKA_EC_PARAMS, params)
 	case hsmapi.KeyTypeHashsigPrivate:
-		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: hash-based keys on a PKCS#11 token", hsmapi.ErrUnsupported)
+		if t.require(ckmHSSKeyPairGen) != nil {
+			return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: hash-based keys on a PKCS#11 token without CKM_HSS_KEY_PAIR_GEN", hsmapi.ErrUnsupported)
+		}
+		if err := hssGenerate(req.Levels, &priv); err != nil {
+			return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
+		}
+		mech = ckmHSSKeyPairGen
 	default:
 		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: cannot generate %v", hsmapi.ErrBadArguments, req.Type)
 	}
@@ -170,7 +176,8 @@ func (t *Token) destroy(o *object) error {
 
 // Sign signs with the key's own private object (crypto11 finds key pairs
 // by CKA_ID alone, which several keys may share): PKCS#1 v1.5 over the
-// DigestInfo, or PSS, for RSA; ECDSA turned into ASN.1.
+// DigestInfo, or PSS, for RSA; ECDSA turned into ASN.1; CKM_HSS over the
+// message itself (opts crypto.Hash(0)) for an HSS key.
 func (t *Token) Sign(_ context.Context, id hsmapi.UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -194,6 +201,17 @@ func (t *Token) signWith(o *object, digest []byte, opts crypto.SignerOpts) ([]by
 	}
 	if opts == nil || opts.HashFunc() != 0 && len(digest) != opts.HashFunc().Size() {
 		return nil, fmt.Errorf("%w: digest and hash disagree", hsmapi.ErrBadArguments)
+	}
+	if o.info.Type == hsmapi.KeyTypeHashsigPrivate {
+		// The message itself: the token hashes it as RFC 8554 says, and
+		// stores its advanced state before the signature returns.
+		if opts.HashFunc() != 0 {
+			return nil, fmt.Errorf("%w: an HSS key signs the message, not a digest", hsmapi.ErrBadArguments)
+		}
+		if err := t.require(ckmHSS); err != nil {
+			return nil, err
+		}
+		return t.signRaw(o.priv, ckmHSS, digest)
 	}
 	if o.info.Type == hsmapi.KeyTypeECPrivate {
 		if err := t.require(pkcs11.CKM_ECDSA); err != nil {

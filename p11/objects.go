@@ -18,6 +18,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
+	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
@@ -215,6 +216,10 @@ func (t *Token) readKeyObject(h pkcs11.ObjectHandle, private bool, kt uint) (*ke
 		}
 		if ko.public == nil && !private {
 			ko.err = fmt.Errorf("%w: EC public key object without a valid CKA_EC_POINT", hsmapi.ErrUnsupportedKey)
+		}
+	case ckkHSS:
+		if err := t.hssPublic(ko); err != nil {
+			return nil, err
 		}
 	default:
 		ko.err = fmt.Errorf("%w: key type 0x%x", hsmapi.ErrUnsupportedKey, kt)
@@ -418,13 +423,18 @@ func (t *Token) describe(o *object) error {
 	if o.unusable != nil {
 		return o.unusable
 	}
-	spki, err := x509.MarshalPKIXPublicKey(o.public)
+	spki, err := marshalPublic(o.public)
 	if err != nil {
-		return fmt.Errorf("%w: %v", hsmapi.ErrUnsupportedKey, err)
+		return err
 	}
 	info, err := hsmapi.DescribePublicKey(spki, o.hasPriv)
 	if err != nil {
 		return err
+	}
+	if info.Hashsig != nil && o.hasPriv {
+		if err := t.describeHSS(o, &info); err != nil {
+			return err
+		}
 	}
 	h, m := o.pub, hsmapi.PublicObjectFlags
 	if o.hasPriv {
@@ -449,6 +459,19 @@ func (t *Token) describe(o *object) error {
 	info.UUID, info.Label = o.uuid(spki), string(a[pkcs11.CKA_LABEL])
 	o.info = info
 	return nil
+}
+
+// marshalPublic is a public key's SubjectPublicKeyInfo, as the emulated
+// HSM gives it (for an HSS key, RFC 9708's).
+func marshalPublic(pub crypto.PublicKey) ([]byte, error) {
+	if hp, ok := pub.(*hashsig.PublicKey); ok {
+		return hashsig.MarshalPKIXPublicKey(hp), nil
+	}
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", hsmapi.ErrUnsupportedKey, err)
+	}
+	return spki, nil
 }
 
 // uuid names a key by its CKA_ID.

@@ -125,12 +125,14 @@ func generate(t testing.TB, tok hsmapi.Token, req hsmapi.GenerateRequest) hsmapi
 }
 
 // TestTransfers moves RSA-2048, P-256 and P-384 keys SoftHSM2 to SoftHSM2,
-// emulated to SoftHSM2 and SoftHSM2 to emulated: each key arrives under its
-// UUID and label, signs on the destination so that the source's public key
-// verifies, and the key that is not extractable stays behind.
+// emulated to SoftHSM2 and SoftHSM2 to emulated, and through the emulated
+// HSM's module: each key arrives under its UUID and label, signs on the
+// destination so that the source's public key verifies, and the key that
+// is not extractable stays behind. Where both sides keep HSS keys (the
+// module and the emulated HSM), an HSS key goes too (hssArrives).
 func TestTransfers(t *testing.T) {
 	for _, pair := range [][2]string{{"softhsm", "softhsm"}, {"emulated", "softhsm"}, {"softhsm", "emulated"},
-		{"module", "softhsm"}, {"softhsm", "module"}, {"module", "module"}, {"emulated", "module"}} {
+		{"module", "softhsm"}, {"softhsm", "module"}, {"module", "module"}, {"emulated", "module"}, {"module", "emulated"}} {
 		t.Run(pair[0]+"-to-"+pair[1], func(t *testing.T) {
 			toks := newTokens(t, pair[0], pair[1])
 			src, dst := toks[0], toks[1]
@@ -140,7 +142,19 @@ func TestTransfers(t *testing.T) {
 			}
 			stays := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256,
 				Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken, Label: "stays"})
-			_, b := transferBundle(t, src, dst)
+			withHSS := !slices.Contains(pair[:], "softhsm")
+			var hss hsmSplit
+			if withHSS {
+				hss = newHSSKey(t, src)
+			}
+			_, b := transfertest.ExportFor(t, src, dst)
+			if withHSS {
+				hss.refusedTampered(t, dst, b)
+			}
+			_, b = importBundle(t, dst, b)
+			if withHSS {
+				hss.arrives(t, src, dst)
+			}
 			if slices.Contains(pair[:], "softhsm") {
 				if b.KEKEncryption != hsmapi.KEKOAEPSHA1 {
 					t.Errorf("KEK encryption %s; with SoftHSM2 2.6 on one side only OAEP-SHA-1 can work", b.KEKEncryption)

@@ -202,6 +202,8 @@ var mechanismNames = map[uint]string{
 	pkcs11.CKM_ECDSA:                 "CKM_ECDSA",
 	pkcs11.CKM_AES_KEY_GEN:           "CKM_AES_KEY_GEN",
 	pkcs11.CKM_AES_KEY_WRAP_PAD:      "CKM_AES_KEY_WRAP_PAD",
+	ckmHSSKeyPairGen:                 "CKM_HSS_KEY_PAIR_GEN",
+	ckmHSS:                           "CKM_HSS",
 }
 
 // require checks, before anything changes, that the token offers every

@@ -19,6 +19,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
+	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 )
@@ -223,8 +224,9 @@ func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error)
 	if err != nil {
 		return hsmapi.ImportResult{}, err
 	}
-	if info.Hashsig != nil {
-		return hsmapi.ImportResult{}, fmt.Errorf("%w: hash-based keys on a PKCS#11 token", hsmapi.ErrUnsupported)
+	hss := info.Hashsig != nil
+	if hss && t.require(ckmHSS) != nil {
+		return hsmapi.ImportResult{}, fmt.Errorf("%w: hash-based keys on a PKCS#11 token without CKM_HSS", hsmapi.ErrUnsupported)
 	}
 	pub, err := hsmapi.ParsePublicKey(req.PublicKey)
 	if err != nil {
@@ -245,13 +247,18 @@ func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error)
 	// for a key already present: the KEK and the tag, then the key itself,
 	// unwrapped as a session object that can sign (and has no CKA_ID, so
 	// that it never passes for a stored key) and matched with its public
-	// key.
+	// key. An HSS key is unwrapped once only, as the token object (a token
+	// that keeps HSS keys refuses a part it received before): the token
+	// checks RFC 5649's integrity as it unwraps, and the public key is
+	// matched once it is stored (hss.go).
 	var kek pkcs11.ObjectHandle
 	if private {
 		if kek, err = t.unwrapKEK(req); err != nil {
 			return hsmapi.ImportResult{}, err
 		}
 		temp = append(temp, kek)
+	}
+	if private && !hss {
 		var check template
 		check.set(pkcs11.CKA_TOKEN, false)
 		check.set(pkcs11.CKA_PRIVATE, true)
@@ -267,6 +274,9 @@ func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error)
 			return hsmapi.ImportResult{}, err
 		}
 	}
+	// An HSS key whose CKA_ID and public key are here already is reported
+	// present unopened: it may be another part of the key, and then the
+	// bundle's part is never used, lost but never used twice.
 	res, found, others, err := t.present(id, req.UUID, req.PublicKey, private)
 	if found || err != nil {
 		return res, err
@@ -281,7 +291,22 @@ func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error)
 		}
 	}()
 	var privObj pkcs11.ObjectHandle
-	if private {
+	switch {
+	case private && hss:
+		if privObj, err = t.unwrapPrivate(req, kek, info.Type, privT); err != nil {
+			return hsmapi.ImportResult{}, fmt.Errorf("store private key: %w", hssUnwrapError(err))
+		}
+		created = append(created, privObj)
+		if err := t.matchesPublic(privObj, pub); err != nil {
+			// The public object the token made with it goes too.
+			if ko, e := t.readKeyObject(privObj, true, ckkHSS); e == nil && ko.public != nil {
+				if h, made, _ := t.madeHalf(privObj, id, ko.public, nil); made {
+					created = append(created, h)
+				}
+			}
+			return hsmapi.ImportResult{}, err
+		}
+	case private:
 		if t.unwrapsPairs() {
 			privObj, err = t.unwrapPair(req, kek, info.Type, privT, pubT)
 		} else {
@@ -431,10 +456,7 @@ func (t *Token) madeHalf(priv pkcs11.ObjectHandle, id []byte, pub any, tm templa
 	if err != nil {
 		return 0, false, err
 	}
-	kt := uint(pkcs11.CKK_EC)
-	if _, ok := pub.(*rsa.PublicKey); ok {
-		kt = pkcs11.CKK_RSA
-	}
+	kt := keyTypeOf(pub)
 	for _, h := range hs {
 		// A key with this public key and CKA_ID was not there before
 		// (present): this one is the new key's.
@@ -673,10 +695,7 @@ func (t *Token) unwrapPrivate(req hsmapi.ImportRequest, kek pkcs11.ObjectHandle,
 	if err != nil {
 		return 0, err
 	}
-	kt := uint(pkcs11.CKK_EC)
-	if typ == hsmapi.KeyTypeRSAPrivate {
-		kt = pkcs11.CKK_RSA
-	}
+	kt := map[hsmapi.KeyType]uint{hsmapi.KeyTypeRSAPrivate: pkcs11.CKK_RSA, hsmapi.KeyTypeECPrivate: pkcs11.CKK_EC, hsmapi.KeyTypeHashsigPrivate: ckkHSS}[typ]
 	tm = slices.Clone(tm)
 	tm.set(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)
 	tm.set(pkcs11.CKA_KEY_TYPE, kt)
@@ -710,6 +729,9 @@ func (t *Token) createPublic(pub any, tm template) (pkcs11.ObjectHandle, error) 
 		tm.set(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC)
 		tm.set(pkcs11.CKA_EC_PARAMS, params)
 		tm.set(pkcs11.CKA_EC_POINT, point)
+	case *hashsig.PublicKey:
+		tm.set(pkcs11.CKA_KEY_TYPE, ckkHSS)
+		tm.set(pkcs11.CKA_VALUE, p.Bytes())
 	default:
 		return 0, fmt.Errorf("%w: %T", hsmapi.ErrUnsupportedKey, pub)
 	}
@@ -727,6 +749,16 @@ func (t *Token) matchesPublic(priv pkcs11.ObjectHandle, pub any) error {
 			return err
 		}
 		if new(big.Int).SetBytes(a[pkcs11.CKA_MODULUS]).Cmp(p.N) != 0 || new(big.Int).SetBytes(a[pkcs11.CKA_PUBLIC_EXPONENT]).Cmp(big.NewInt(int64(p.E))) != 0 {
+			return mismatch
+		}
+		return nil
+	case *hashsig.PublicKey:
+		// Never by signing: that would spend a one-time key.
+		ko, err := t.readKeyObject(priv, true, ckkHSS)
+		if err != nil {
+			return err
+		}
+		if ko.err != nil || !samePublic(ko.public, p) {
 			return mismatch
 		}
 		return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 )
 
@@ -146,6 +147,13 @@ func newKeyRV(err error) RV {
 		return KeyFunctionNotPermitted
 	case errors.Is(err, hsmapi.ErrBadArguments):
 		return TemplateInconsistent
+	case errors.Is(err, hsmapi.ErrHashsigRangeUsed):
+		// An HSS part the HSM may not store: it holds a part of that
+		// key, or received some of these signatures before.
+		return ActionProhibited
+	case errors.Is(err, hsmapi.ErrKeyExhausted):
+		// An HSS key with too few signatures left to split.
+		return KeyExhausted
 	}
 	return tokenRV(err)
 }
@@ -230,8 +238,11 @@ func (m *Module) secretRequest(sh uint, n newObject, bits int) (hsmapi.SecretKey
 // WrapKey is C_WrapKey: the HSM wraps key (a private key object, as
 // PKCS#8, or a secret key) under wrapping (an AES key, or an RSA public key
 // object). The result is made first and then delivered by the length
-// protocol: wrapping changes nothing, so asking the length costs no more
-// than a wrap.
+// protocol: wrapping an RSA, EC or AES key changes nothing, so asking the
+// length costs no more than a wrap. Wrapping an HSS key splits it (the
+// source keeps half its signatures, for good), so its length is computed
+// from its parameters and the key is wrapped only into a buffer that
+// holds it.
 func (m *Module) WrapKey(sh uint, mech Mechanism, wrapping, key uint, o Output) ([]byte, int, RV) {
 	if rv := m.sessionValid(sh); rv != OK {
 		return nil, 0, rv
@@ -272,6 +283,17 @@ func (m *Module) WrapKey(sh uint, mech Mechanism, wrapping, key uint, o Output) 
 			return nil, 0, keyNotWrappable
 		}
 	}
+	if ko.Info.Type == hsmapi.KeyTypeHashsigPrivate {
+		n, rv := hssWrappedSize(ko.Info.Hashsig, w)
+		switch {
+		case rv != OK:
+			return nil, 0, rv
+		case o.Query:
+			return nil, n, OK
+		case o.Room < n:
+			return nil, n, BufferTooSmall
+		}
+	}
 	out, err := tok.(hsmapi.KeyWrapper).WrapKey(context.Background(), wo.UUID, ko.UUID, w)
 	switch {
 	case errors.Is(err, hsmapi.ErrUnsupportedKey):
@@ -288,6 +310,24 @@ func (m *Module) WrapKey(sh uint, mech Mechanism, wrapping, key uint, o Output) 
 		return nil, len(out), BufferTooSmall
 	}
 	return out, len(out), OK
+}
+
+// hssWrappedSize is the length of an HSS key wrapped with w: its PKCS#8
+// (hashsig.PKCS8Size), padded to 8 bytes, and RFC 5649's 8-byte integrity
+// block. Only AES key wrap with padding wraps an HSS key (the HSM refuses
+// the others: hsm.hssWrapMechanism).
+func hssWrappedSize(hi *hsmapi.HashsigInfo, w hsmapi.WrapMechanism) (int, RV) {
+	if w.Mechanism != hsmapi.MechAESKeyWrapPad && w.Mechanism != hsmapi.MechAESKeyWrapKWP {
+		return 0, keyNotWrappable
+	}
+	if hi == nil || len(hi.Levels) == 0 {
+		return 0, GeneralError
+	}
+	n, err := hashsig.PKCS8Size(hi.L, hi.Levels[0].LMS)
+	if err != nil {
+		return 0, GeneralError
+	}
+	return (n+7)/8*8 + 8, OK
 }
 
 // keyHandle is keyObject for a key handle argument: an unknown handle is
@@ -334,10 +374,12 @@ func wrapperFits(o KeyObject, aes bool, rsaClass uint) bool {
 
 // UnwrapKey is C_UnwrapKey: the HSM unwraps wrapped under unwrapping (an
 // AES key, or an RSA private key object) into a new key of the template's
-// class and type (CKO_SECRET_KEY CKK_AES, CKO_PRIVATE_KEY CKK_RSA or
-// CKK_EC), with the template's usages, stored with its attributes in one
-// step: a private key's with those of its public key object, when the
+// class and type (CKO_SECRET_KEY CKK_AES, CKO_PRIVATE_KEY CKK_RSA, CKK_EC
+// or CKK_HSS), with the template's usages, stored with its attributes in
+// one step: a private key's with those of its public key object, when the
 // template gives them (attrPublicObject). The new key is never CKA_LOCAL.
+// An HSS key is stored as the transfer imports one: refused if the HSM
+// holds a part of that key or ever received any of its signatures.
 func (m *Module) UnwrapKey(sh uint, mech Mechanism, unwrapping uint, wrapped []byte, tmpl []Attribute) (uint, RV) {
 	if rv := m.sessionValid(sh); rv != OK {
 		return 0, rv
@@ -379,8 +421,14 @@ func (m *Module) UnwrapKey(sh uint, mech Mechanism, unwrapping uint, wrapped []b
 		return 0, rv
 	}
 	k, err := tok.(hsmapi.KeyWrapper).UnwrapKey(context.Background(), uo.UUID, w, wrapped, req)
-	if errors.Is(err, hsmapi.ErrUnsupportedKey) {
+	switch {
+	case errors.Is(err, hsmapi.ErrUnsupportedKey):
 		return 0, wrappedKeyInvalid
+	case errors.Is(err, hsmapi.ErrKeyNameInUse):
+		// Over libhal's RPC an HSS part the HSM may not store reads as
+		// KEY_NAME_IN_USE (ErrHashsigRangeUsed has no status of its own);
+		// an unwrapped key gets a new UUID, so it means nothing else here.
+		return 0, ActionProhibited
 	}
 	if err != nil {
 		return 0, newKeyRV(err)
@@ -437,14 +485,11 @@ func unwrapRequest(tmpl []Attribute) (hsmapi.UnwrapRequest, RV) {
 		if req.Flags, rv = secretKeyFlags(n); rv != OK {
 			return req, rv
 		}
-	case class == ClassPrivateKey && (keyType == KeyTypeRSA || keyType == KeyTypeEC):
+	case class == ClassPrivateKey && (keyType == KeyTypeRSA || keyType == KeyTypeEC || keyType == KeyTypeHSS):
 		if n, rv = parseNew(ClassPrivateKey, tmpl); rv != OK {
 			return req, rv
 		}
-		req.Type = hsmapi.KeyTypeRSAPrivate
-		if keyType == KeyTypeEC {
-			req.Type = hsmapi.KeyTypeECPrivate
-		}
+		req.Type = map[uint64]hsmapi.KeyType{KeyTypeRSA: hsmapi.KeyTypeRSAPrivate, KeyTypeEC: hsmapi.KeyTypeECPrivate, KeyTypeHSS: hsmapi.KeyTypeHashsigPrivate}[keyType]
 		req.Flags = privateKeyFlags(n)
 	default:
 		return req, TemplateInconsistent
