@@ -796,6 +796,18 @@ func (c *Client) ImportBatch(ctx context.Context, reqs []hsmapi.ImportRequest) (
 	if len(reqs) == 0 {
 		return nil, nil
 	}
+	// A zero UUID asks for a fresh one (hsmapi.ImportRequest): the client
+	// draws it, since EXT_IMPORT_COMMIT tells no UUIDs back.
+	reqs = slices.Clone(reqs)
+	for i := range reqs {
+		if reqs[i].UUID.IsZero() {
+			id, err := hsmapi.NewUUID(nil)
+			if err != nil {
+				return nil, fmt.Errorf("import: %w", err)
+			}
+			reqs[i].UUID = id
+		}
+	}
 	var begin wire.ExtImportBeginResponse
 	kekek := reqs[0].KEKEKUUID
 	if err := c.call(wire.FuncExtImportBegin, &wire.ExtImportBeginRequest{KEKEK: kekek[:]}, &begin); err != nil {
