@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"errors"
 	"os"
 	"path/filepath"
@@ -418,14 +415,7 @@ func TestSetAttributesOverRPC(t *testing.T) {
 func TestImportFreshUUIDOverRPC(t *testing.T) {
 	addr, _ := served(t)
 	c := dialAs(t, addr, hsmapi.UserNormal, userPIN)
-	rk, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki, err := x509.MarshalPKIXPublicKey(&rk.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, spki := rsaPublicKey(t)
 	var ids []hsmapi.UUID
 	for range 2 {
 		res, err := c.Import(ctx, hsmapi.ImportRequest{PublicKey: spki, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken, Label: "fresh"})

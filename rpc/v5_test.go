@@ -45,14 +45,7 @@ func TestRefusalsOverRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rk, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki, err := x509.MarshalPKIXPublicKey(&rk.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, spki := rsaPublicKey(t)
 	kekek, err := hsmapi.ParseKEKEK(spki)
 	if err != nil {
 		t.Fatal(err)
@@ -224,11 +217,7 @@ func TestTrustCandidatesOverRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A public key alone, as the SO stores a destination's KEKEK.
-	rk, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki, _ := x509.MarshalPKIXPublicKey(&rk.PublicKey)
+	_, spki := rsaPublicKey(t)
 	if _, err := user.Import(ctx, hsmapi.ImportRequest{PublicKey: spki, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken, Label: "destination"}); err != nil {
 		t.Fatal(err)
 	}
@@ -285,4 +274,19 @@ func trustedIn(attrs []hsmapi.Attribute) bool {
 		}
 	}
 	return false
+}
+
+// rsaPublicKey makes an RSA-2048 key and returns it with its public key's
+// SubjectPublicKeyInfo.
+func rsaPublicKey(t testing.TB) (*rsa.PrivateKey, []byte) {
+	t.Helper()
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(&rk.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rk, spki
 }

@@ -124,7 +124,8 @@ func ConfigureSlots(t testing.TB, slots ...Slot) []string {
 		dir := NewHSM(t)
 		dirs = append(dirs, dir)
 		if s.RPC {
-			fmt.Fprintf(&conf, "[slot]\nlabel = %s\nrpc = %s\n\n", s.Label, serve(t, dir))
+			addr, _, _ := Serve(t, dir)
+			fmt.Fprintf(&conf, "[slot]\nlabel = %s\nrpc = %s\n\n", s.Label, addr)
 		} else {
 			fmt.Fprintf(&conf, "[slot]\nlabel = %s\nhsm = %s\n\n", s.Label, dir)
 		}
@@ -137,9 +138,10 @@ func ConfigureSlots(t testing.TB, slots ...Slot) []string {
 	return dirs
 }
 
-// serve serves the HSM in dir over libhal RPC on a Unix socket until the
-// end of t and returns the socket's address.
-func serve(t testing.TB, dir string) string {
+// Serve serves the HSM in dir over libhal RPC on a Unix socket until the
+// end of t, as `serve` would, and returns the socket's address (unix:PATH),
+// the HSM and the server.
+func Serve(t testing.TB, dir string) (string, *hsm.HSM, *rpc.Server) {
 	t.Helper()
 	h, err := hsm.Open(dir, hsmtest.Options)
 	if err != nil {
@@ -165,5 +167,5 @@ func serve(t testing.TB, dir string) string {
 			t.Error(err)
 		}
 	})
-	return "unix:" + sock
+	return "unix:" + sock, h, srv
 }
