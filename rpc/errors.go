@@ -3,6 +3,7 @@ package rpc
 import (
 	"errors"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/hsmkit/cryptech-backup/frontend"
@@ -123,10 +124,11 @@ func refusalText(err, sentinel error) string {
 	}
 	s, _ := walk(err)
 	if len(s) > wire.MaxRefusal {
-		s = s[:wire.MaxRefusal]
-		for len(s) > 0 && !utf8.ValidString(s) {
-			s = s[:len(s)-1]
+		cut := wire.MaxRefusal
+		for cut > wire.MaxRefusal-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
+			cut-- // never within a character
 		}
+		s = s[:cut]
 	}
 	return s
 }
@@ -157,7 +159,15 @@ func refusalError(r *wire.ExtRefusalResponse) error {
 	}
 	var err error = sentinel
 	if r.Message != "" {
-		err = &refusedError{r.Message, sentinel}
+		// The server's words reach a terminal: nothing in them may move
+		// the cursor or start a line.
+		msg := strings.Map(func(c rune) rune {
+			if c == utf8.RuneError || !unicode.IsPrint(c) {
+				return '?'
+			}
+			return c
+		}, r.Message)
+		err = &refusedError{msg, sentinel}
 	}
 	return &statusError{wire.StatusForbidden, err}
 }

@@ -126,6 +126,20 @@ func TestRefusalText(t *testing.T) {
 	if got := refusalOf(wire.StatusKeyNotFound, hsmapi.ErrForbidden); got != (wire.ExtRefusalResponse{}) {
 		t.Errorf("KEY_NOT_FOUND: %+v", got)
 	}
+	// A label of any bytes in the message is not cut down to nothing.
+	long := fmt.Errorf("%w: key \xff%s", hsmapi.ErrForbidden, strings.Repeat("x", wire.MaxRefusal))
+	if got := refusalOf(wire.StatusForbidden, long); len(got.Message) != wire.MaxRefusal {
+		t.Errorf("a long message with a byte that is no UTF-8: %d bytes", len(got.Message))
+	}
+
+	// What a client makes of the server's words: one printable line.
+	err := refusalError(&wire.ExtRefusalResponse{Reason: wire.RefusalForbidden, Message: "forbidden: a\nb\x1b[31m\xff"})
+	if err.Error() != "forbidden: a?b?[31m?" || !errors.Is(err, hsmapi.ErrForbidden) || !errors.Is(err, wire.StatusForbidden) {
+		t.Errorf("refusal with control characters: %q", err)
+	}
+	if err := refusalError(&wire.ExtRefusalResponse{Reason: 9}); err != nil {
+		t.Errorf("a reason this client does not know: %v", err)
+	}
 }
 
 // TestLoadSecretOverRPC: an AES key given in the clear is stored as given
