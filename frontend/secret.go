@@ -30,6 +30,16 @@ func (c *Client) GenerateSecretKey(ctx context.Context, req hsmapi.SecretKeyRequ
 	return c.Create(func(hsmapi.Token) (hsmapi.KeyInfo, error) { return g.GenerateSecretKey(ctx, req) })
 }
 
+// LoadSecretKey stores an AES key given in the clear and opens a handle
+// on it. value is the caller's to clear.
+func (c *Client) LoadSecretKey(ctx context.Context, req hsmapi.SecretKeyRequest, value []byte) (uint32, hsmapi.KeyInfo, error) {
+	l, err := tokenAs[hsmapi.SecretKeyLoader](c, "load AES key")
+	if err != nil {
+		return 0, hsmapi.KeyInfo{}, err
+	}
+	return c.Create(func(hsmapi.Token) (hsmapi.KeyInfo, error) { return l.LoadSecretKey(ctx, req, value) })
+}
+
 // WrapKey wraps the key behind handle key under the one behind wrapping.
 func (c *Client) WrapKey(ctx context.Context, wrapping, key uint32, mech hsmapi.WrapMechanism) ([]byte, error) {
 	w, err := tokenAs[hsmapi.KeyWrapper](c, "wrap key")

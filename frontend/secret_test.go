@@ -63,8 +63,34 @@ func TestSecretKeysThroughHandles(t *testing.T) {
 		t.Errorf("decrypt: %q, %v", pt, err)
 	}
 
+	// A loaded AES key is the value given: the same key wrapped under it
+	// and under a second load of the value is the same blob (KWP is
+	// deterministic).
+	value := bytes.Repeat([]byte{0x5A}, 32)
+	var blobs [][]byte
+	for range 2 {
+		h, info, err := c.LoadSecretKey(ctx, hsmapi.SecretKeyRequest{Bits: 256, Flags: hsmapi.FlagKeyEncipherment}, value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Type != hsmapi.KeyTypeAES || info.Bits != 256 {
+			t.Fatalf("loaded %+v", info)
+		}
+		blob, err := c.WrapKey(ctx, h, target, kwp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs = append(blobs, blob)
+	}
+	if !bytes.Equal(blobs[0], blobs[1]) {
+		t.Error("two AES keys loaded with one value wrap a key differently")
+	}
+
 	plain := login(t, frontend.New(&counting{h: newHSM(t)}), hsmapi.UserNormal)
 	if _, _, err := plain.GenerateSecretKey(ctx, hsmapi.SecretKeyRequest{Bits: 128}); !errors.Is(err, hsmapi.ErrUnsupported) {
 		t.Errorf("a token without secret keys: %v", err)
+	}
+	if _, _, err := plain.LoadSecretKey(ctx, hsmapi.SecretKeyRequest{Bits: 128}, make([]byte, 16)); !errors.Is(err, hsmapi.ErrUnsupported) {
+		t.Errorf("a token that loads no secret keys: %v", err)
 	}
 }

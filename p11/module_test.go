@@ -28,14 +28,22 @@ import (
 // the module tokens a test uses are made by one call.
 func newModuleTokens(t testing.TB, n int) []*Token {
 	t.Helper()
+	return newModuleTokensOver(t, make([]bool, n)...)
+}
+
+// newModuleTokensOver is newModuleTokens with one slot per element of
+// overRPC, whose HSM the module reaches over libhal RPC when it is true.
+func newModuleTokensOver(t testing.TB, overRPC ...bool) []*Token {
+	t.Helper()
 	lib := p11module.Build(t)
-	var labels []string
-	for i := range n {
-		labels = append(labels, fmt.Sprintf("module-%d", i))
+	var slots []p11module.Slot
+	for i, r := range overRPC {
+		slots = append(slots, p11module.Slot{Label: fmt.Sprintf("module-%d", i), RPC: r})
 	}
-	p11module.Configure(t, labels...)
+	p11module.ConfigureSlots(t, slots...)
 	var toks []*Token
-	for _, label := range labels {
+	for _, slot := range slots {
+		label := slot.Label
 		tok, err := Open(Config{Module: lib, TokenLabel: label})
 		if err != nil {
 			t.Fatal(err)

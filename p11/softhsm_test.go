@@ -78,18 +78,19 @@ func newToken(t testing.TB) *Token {
 
 // newTokens makes one token of each kind named: "softhsm" (SoftHSM2
 // through this package), "emulated" (an emulated HSM in-process) or
-// "module" (an emulated HSM through its PKCS#11 module and this package).
+// "module" (an emulated HSM through its PKCS#11 module and this package)
+// or "module-rpc" (the same, with the HSM behind an RPC server).
 func newTokens(t testing.TB, kinds ...string) []hsmapi.Token {
 	t.Helper()
-	n := 0
+	var overRPC []bool
 	for _, k := range kinds {
-		if k == "module" {
-			n++
+		if k == "module" || k == "module-rpc" {
+			overRPC = append(overRPC, k == "module-rpc")
 		}
 	}
 	var mods []*Token
-	if n > 0 {
-		mods = newModuleTokens(t, n)
+	if len(overRPC) > 0 {
+		mods = newModuleTokensOver(t, overRPC...)
 	}
 	var toks []hsmapi.Token
 	for _, k := range kinds {
@@ -98,7 +99,7 @@ func newTokens(t testing.TB, kinds ...string) []hsmapi.Token {
 			toks = append(toks, newToken(t))
 		case "emulated":
 			toks = append(toks, hsmtest.New(t))
-		case "module":
+		case "module", "module-rpc":
 			toks, mods = append(toks, mods[0]), mods[1:]
 		default:
 			t.Fatalf("no token kind %q", k)
@@ -126,13 +127,15 @@ func generate(t testing.TB, tok hsmapi.Token, req hsmapi.GenerateRequest) hsmapi
 
 // TestTransfers moves RSA-2048, P-256 and P-384 keys SoftHSM2 to SoftHSM2,
 // emulated to SoftHSM2 and SoftHSM2 to emulated, and through the emulated
-// HSM's module: each key arrives under its UUID and label, signs on the
-// destination so that the source's public key verifies, and the key that
-// is not extractable stays behind. Where both sides keep HSS keys (the
-// module and the emulated HSM), an HSS key goes too (hssArrives).
+// HSM's module, in process and over RPC (where the transfer's tag key is
+// stored with EXT_LOAD_SECRET): each key arrives under its UUID and label,
+// signs on the destination so that the source's public key verifies, and
+// the key that is not extractable stays behind. Where both sides keep HSS
+// keys (the module and the emulated HSM), an HSS key goes too (hssArrives).
 func TestTransfers(t *testing.T) {
 	for _, pair := range [][2]string{{"softhsm", "softhsm"}, {"emulated", "softhsm"}, {"softhsm", "emulated"},
-		{"module", "softhsm"}, {"softhsm", "module"}, {"module", "module"}, {"emulated", "module"}, {"module", "emulated"}} {
+		{"module", "softhsm"}, {"softhsm", "module"}, {"module", "module"}, {"emulated", "module"}, {"module", "emulated"},
+		{"module-rpc", "module-rpc"}, {"softhsm", "module-rpc"}} {
 		t.Run(pair[0]+"-to-"+pair[1], func(t *testing.T) {
 			toks := newTokens(t, pair[0], pair[1])
 			src, dst := toks[0], toks[1]

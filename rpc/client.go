@@ -154,36 +154,61 @@ func NewClient(nc net.Conn) (*Client, error) {
 // Extended reports whether the server offers this package's extensions.
 func (c *Client) Extended() bool { return c.ext != nil }
 
-// call sends one request and waits for its answer, skipping answers to
-// other functions as libhal's clients do.
+// call sends one request and waits for its answer. A FORBIDDEN answer
+// from a server of extensions version 5 is followed, before any other
+// request, by EXT_REFUSAL, which tells a refusal from a client not logged
+// in (libhal has one status for both).
 func (c *Client) call(f wire.Func, req, resp wire.Args) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	st, err := c.exchange(f, req, resp)
+	if err != nil {
+		return err
+	}
+	if st == wire.StatusForbidden && c.ext != nil && c.ext.Version >= 5 {
+		var r wire.ExtRefusalResponse
+		rst, err := c.exchange(wire.FuncExtRefusal, &wire.ExtRefusalRequest{}, &r)
+		if err != nil {
+			return err
+		}
+		if rst == wire.StatusOK {
+			if err := refusalError(&r); err != nil {
+				return err
+			}
+		}
+	}
+	return errorOf(st)
+}
+
+// exchange sends one request and reads its answer's status, skipping
+// answers to other functions as libhal's clients do. Called with c.mu held.
+func (c *Client) exchange(f wire.Func, req, resp wire.Args) (wire.Status, error) {
+	lockassert.Held(&c.mu)
 	if c.broken != nil {
-		return c.broken
+		return 0, c.broken
 	}
 	payload := wire.EncodeRequest(f, 0, req)
 	c.out = wire.AppendFrame(c.out[:0], payload)
 	_, err := c.nc.Write(c.out)
-	// LOGIN and SET_PIN requests carry PINs.
+	// LOGIN, SET_PIN and EXT_LOAD_SECRET requests carry secrets.
 	clear(payload)
 	clear(c.out)
 	if err != nil {
-		return c.fail(err)
+		return 0, c.fail(err)
 	}
 	for {
 		frame, err := c.fr.ReadFrame()
 		if err != nil {
-			return c.fail(err)
+			return 0, c.fail(err)
 		}
 		hdr, st, err := wire.DecodeResponse(frame, resp)
 		if err != nil && hdr.Func == f {
-			return c.fail(err)
+			return 0, c.fail(err)
 		}
 		if hdr.Func != f {
 			continue
 		}
-		return errorOf(st)
+		return st, nil
 	}
 }
 
@@ -795,6 +820,18 @@ func (c *Client) ImportBatch(ctx context.Context, reqs []hsmapi.ImportRequest) (
 	}
 	if len(reqs) == 0 {
 		return nil, nil
+	}
+	// A zero UUID asks for a fresh one (hsmapi.ImportRequest): the client
+	// draws it, since EXT_IMPORT_COMMIT tells no UUIDs back.
+	reqs = slices.Clone(reqs)
+	for i := range reqs {
+		if reqs[i].UUID.IsZero() {
+			id, err := hsmapi.NewUUID(nil)
+			if err != nil {
+				return nil, fmt.Errorf("import: %w", err)
+			}
+			reqs[i].UUID = id
+		}
 	}
 	var begin wire.ExtImportBeginResponse
 	kekek := reqs[0].KEKEKUUID

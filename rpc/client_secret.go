@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -20,7 +21,18 @@ var (
 	_ hsmapi.Encrypter          = (*Client)(nil)
 	_ hsmapi.Decrypter          = (*Client)(nil)
 	_ hsmapi.TrustSetter        = (*Client)(nil)
+	_ hsmapi.SecretKeyLoader    = (*Client)(nil)
+	_ hsmapi.TrustLister        = (*Client)(nil)
 )
+
+// callV5 makes a call of extensions version 5, telling a server of an
+// older version as ErrUnsupported.
+func (c *Client) callV5(f wire.Func, what string, req, resp wire.Args) error {
+	if c.ext == nil || c.ext.Version < 5 {
+		return fmt.Errorf("%w: this server cannot %s", hsmapi.ErrUnsupported, what)
+	}
+	return c.call(f, req, resp)
+}
 
 // callSecret makes an extension call of this file's, telling a server
 // without them as ErrUnsupported.
@@ -63,6 +75,20 @@ func (c *Client) GenerateSecretKey(_ context.Context, req hsmapi.SecretKeyReques
 		Label: req.Label, Attributes: wireAttributes(req.Attributes)}, &r)
 	if err != nil {
 		return hsmapi.KeyInfo{}, fmt.Errorf("generate AES key: %w", err)
+	}
+	return c.newKey(&r)
+}
+
+// LoadSecretKey stores an AES key given in the clear on the server
+// (EXT_LOAD_SECRET). The value travels on the connection as PKEY_LOAD's
+// private keys do: in the clear on a Unix socket or loopback, under TLS
+// otherwise (see docs/rpc.md).
+func (c *Client) LoadSecretKey(_ context.Context, req hsmapi.SecretKeyRequest, value []byte) (hsmapi.KeyInfo, error) {
+	var r wire.ExtNewKeyResponse
+	err := c.callV5(wire.FuncExtLoadSecret, "load AES keys", &wire.ExtLoadSecretRequest{ExtGenerateSecretRequest: wire.ExtGenerateSecretRequest{
+		Bits: uint32(req.Bits), Flags: uint32(req.Flags), Label: req.Label, Attributes: wireAttributes(req.Attributes)}, Value: value}, &r)
+	if err != nil {
+		return hsmapi.KeyInfo{}, fmt.Errorf("load AES key: %w", err)
 	}
 	return c.newKey(&r)
 }
@@ -151,4 +177,57 @@ func (c *Client) secretKeyInfo(id hsmapi.UUID, k openKey) (hsmapi.KeyInfo, error
 		info.Bits = int(binary.BigEndian.Uint64(v)) * 8
 	}
 	return info, nil
+}
+
+// TrustCandidates lists the keys the server shows its security officer to
+// mark trusted, one EXT_TRUST_CANDIDATE per key.
+func (c *Client) TrustCandidates(context.Context) ([]hsmapi.TrustCandidate, error) {
+	var out []hsmapi.TrustCandidate
+	var prev hsmapi.UUID
+	for {
+		var r wire.ExtTrustCandidateResponse
+		if err := c.callV5(wire.FuncExtTrustCandidate, "list keys to trust", &wire.ExtTrustCandidateRequest{Previous: prev[:]}, &r); err != nil {
+			return nil, fmt.Errorf("list keys to trust: %w", err)
+		}
+		if len(r.UUID) == 0 {
+			return out, nil
+		}
+		cand, err := trustCandidateOf(&r)
+		if err != nil {
+			return nil, fmt.Errorf("list keys to trust: %w", err)
+		}
+		// A server that answered out of order would keep this loop going.
+		if bytes.Compare(cand.Key.UUID[:], prev[:]) <= 0 {
+			return nil, fmt.Errorf("list keys to trust: %w: key %s after %s", wire.StatusRPCProtocolError, cand.Key.UUID, prev)
+		}
+		out = append(out, cand)
+		prev = cand.Key.UUID
+	}
+}
+
+// trustCandidateOf reads one EXT_TRUST_CANDIDATE answer.
+func trustCandidateOf(r *wire.ExtTrustCandidateResponse) (hsmapi.TrustCandidate, error) {
+	if len(r.UUID) != len(hsmapi.UUID{}) {
+		return hsmapi.TrustCandidate{}, fmt.Errorf("%w: a %d-byte UUID", wire.StatusRPCProtocolError, len(r.UUID))
+	}
+	k := hsmapi.KeyInfo{Type: hsmapi.KeyType(r.Type)}
+	if len(r.SPKI) > 0 {
+		var err error
+		if k, err = hsmapi.DescribePublicKey(r.SPKI, k.Type.IsPrivate()); err != nil {
+			return hsmapi.TrustCandidate{}, fmt.Errorf("key %x: %w", r.UUID, err)
+		}
+	}
+	k.UUID, k.Type, k.Curve, k.Bits = hsmapi.UUID(r.UUID), hsmapi.KeyType(r.Type), hsmapi.Curve(r.Curve), int(r.Bits)
+	k.Flags, k.Label = hsmapi.Flags(r.Flags), r.Label
+	if k.Hashsig != nil && k.Type.IsPrivate() {
+		k.Hashsig.RemainingUnknown = len(r.HashsigRemaining) != 8
+		if len(r.HashsigRemaining) == 8 {
+			k.Hashsig.Remaining = binary.BigEndian.Uint64(r.HashsigRemaining)
+		}
+	}
+	c := hsmapi.TrustCandidate{Key: k, Attributes: make([]hsmapi.Attribute, 0, len(r.Attributes))}
+	for _, a := range r.Attributes {
+		c.Attributes = append(c.Attributes, hsmapi.Attribute{Type: a.Type, Value: a.Value})
+	}
+	return c, nil
 }

@@ -15,7 +15,8 @@ func TestHandlersCoverEveryFunction(t *testing.T) {
 	}
 	for _, f := range []wire.Func{wire.FuncExtCapabilities, wire.FuncExtExport, wire.FuncExtImportBegin, wire.FuncExtImportAdd,
 		wire.FuncExtImportCommit, wire.FuncExtDamaged, wire.FuncExtGetAttributes, wire.FuncExtImportAdd2, wire.FuncExtIdentity,
-		wire.FuncExtGenerateSecret, wire.FuncExtWrapKey, wire.FuncExtUnwrapKey, wire.FuncExtEncrypt, wire.FuncExtDecrypt, wire.FuncExtSetTrusted} {
+		wire.FuncExtGenerateSecret, wire.FuncExtWrapKey, wire.FuncExtUnwrapKey, wire.FuncExtEncrypt, wire.FuncExtDecrypt, wire.FuncExtSetTrusted,
+		wire.FuncExtRefusal, wire.FuncExtLoadSecret, wire.FuncExtTrustCandidate} {
 		want[f] = true
 	}
 	for f := range want {

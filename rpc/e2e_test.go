@@ -408,3 +408,30 @@ func TestSetAttributesOverRPC(t *testing.T) {
 		t.Fatalf("set attributes of a key that does not exist: %v", err)
 	}
 }
+
+// TestImportFreshUUIDOverRPC: an import that asks for a fresh UUID (zero)
+// gets one, as in process, though EXT_IMPORT_COMMIT tells no UUIDs back:
+// a public key imported twice so is two keys, each found under its UUID.
+func TestImportFreshUUIDOverRPC(t *testing.T) {
+	addr, _ := served(t)
+	c := dialAs(t, addr, hsmapi.UserNormal, userPIN)
+	_, spki := rsaPublicKey(t)
+	var ids []hsmapi.UUID
+	for range 2 {
+		res, err := c.Import(ctx, hsmapi.ImportRequest{PublicKey: spki, Flags: hsmapi.FlagKeyEncipherment | hsmapi.FlagToken, Label: "fresh"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Key.UUID.IsZero() || res.Present {
+			t.Fatalf("imported %+v", res)
+		}
+		k, err := c.Key(ctx, res.Key.UUID)
+		if err != nil || k.Label != "fresh" || !hsmapi.SamePublicKey(k.PublicKey, spki) {
+			t.Fatalf("the imported key: %+v, %v", k, err)
+		}
+		ids = append(ids, res.Key.UUID)
+	}
+	if ids[0] == ids[1] {
+		t.Errorf("two imports, one UUID %s", ids[0])
+	}
+}

@@ -49,6 +49,12 @@ func (c *serverConn) extIdentity(*wire.ExtIdentityRequest) (wire.Args, error) {
 	return &wire.ExtIdentityResponse{Manufacturer: id.Manufacturer, Model: id.Model, Serial: id.Serial, Label: id.Label}, nil
 }
 
+// extRefusal tells why the request before was answered FORBIDDEN.
+func (c *serverConn) extRefusal(*wire.ExtRefusalRequest) (wire.Args, error) {
+	r := c.refusal
+	return &r, nil
+}
+
 func (c *serverConn) extExport(r *wire.ExtExportRequest) (wire.Args, error) {
 	id, err := c.pkey(r.Pkey)
 	if err != nil {

@@ -1,7 +1,10 @@
 package rpc
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
@@ -51,6 +54,21 @@ func (c *serverConn) extGenerateSecret(r *wire.ExtGenerateSecretRequest) (wire.A
 		return nil, err
 	}
 	h, k, err := c.fe.GenerateSecretKey(bg, hsmapi.SecretKeyRequest{Bits: int(r.Bits), Flags: hsmapi.Flags(r.Flags), Label: r.Label, Attributes: attrs})
+	if err != nil {
+		return nil, err
+	}
+	return newKeyResponse(h, k), nil
+}
+
+// extLoadSecret stores an AES key that came in the clear, as PKEY_LOAD
+// stores a private key.
+func (c *serverConn) extLoadSecret(r *wire.ExtLoadSecretRequest) (wire.Args, error) {
+	defer clear(r.Value)
+	attrs, err := attributesOf(r.Attributes)
+	if err != nil {
+		return nil, err
+	}
+	h, k, err := c.fe.LoadSecretKey(bg, hsmapi.SecretKeyRequest{Bits: int(r.Bits), Flags: hsmapi.Flags(r.Flags), Label: r.Label, Attributes: attrs}, r.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -132,4 +150,39 @@ func (c *serverConn) extSetTrusted(r *wire.ExtSetTrustedRequest) (wire.Args, err
 		return nil, fmt.Errorf("set CKA_TRUSTED: %w", hsmapi.ErrUnsupported)
 	}
 	return &wire.ExtEmptyResponse{}, ts.SetTrusted(bg, id, r.Trusted == 1)
+}
+
+// extTrustCandidate answers the first key after r.Previous, in UUID order,
+// that the security officer may mark trusted: one key per answer, as a
+// key's attributes may take most of a packet.
+func (c *serverConn) extTrustCandidate(r *wire.ExtTrustCandidateRequest) (wire.Args, error) {
+	prev, err := uuidOf(r.Previous)
+	if err != nil {
+		return nil, err
+	}
+	tl, ok := c.fe.Token().(hsmapi.TrustLister)
+	if !ok {
+		return nil, fmt.Errorf("list keys to trust: %w", hsmapi.ErrUnsupported)
+	}
+	cands, err := tl.TrustCandidates(bg)
+	if err != nil {
+		return nil, err
+	}
+	i, found := slices.BinarySearchFunc(cands, prev, func(c hsmapi.TrustCandidate, id hsmapi.UUID) int { return bytes.Compare(c.Key.UUID[:], id[:]) })
+	if found {
+		i++
+	}
+	if i == len(cands) {
+		return &wire.ExtTrustCandidateResponse{}, nil
+	}
+	k := cands[i].Key
+	resp := &wire.ExtTrustCandidateResponse{UUID: k.UUID[:], Type: uint32(k.Type), Curve: uint32(k.Curve), Bits: uint32(k.Bits),
+		Flags: uint32(k.Flags), Label: k.Label, SPKI: k.PublicKey}
+	if k.Hashsig != nil && k.Type.IsPrivate() && !k.Hashsig.RemainingUnknown {
+		resp.HashsigRemaining = binary.BigEndian.AppendUint64(nil, k.Hashsig.Remaining)
+	}
+	for _, a := range cands[i].Attributes {
+		resp.Attributes = append(resp.Attributes, wire.Attribute{Type: a.Type, Value: a.Value})
+	}
+	return resp, nil
 }

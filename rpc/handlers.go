@@ -91,6 +91,10 @@ var handlers = map[wire.Func]handler{
 	wire.FuncExtEncrypt:        on((*serverConn).extEncrypt),
 	wire.FuncExtDecrypt:        on((*serverConn).extDecrypt),
 	wire.FuncExtSetTrusted:     on((*serverConn).extSetTrusted),
+
+	wire.FuncExtRefusal:        on((*serverConn).extRefusal),
+	wire.FuncExtLoadSecret:     on((*serverConn).extLoadSecret),
+	wire.FuncExtTrustCandidate: on((*serverConn).extTrustCandidate),
 }
 
 func (c *serverConn) getVersion(*wire.GetVersionRequest) (wire.Args, error) {

@@ -200,6 +200,13 @@ func TestServerRobustness(t *testing.T) {
 		login := wire.EncodeRequest(wire.FuncLogin, 0, &wire.LoginRequest{User: uint32(hsmapi.UserNormal), PIN: userPIN})
 		sign := wire.EncodeRequest(wire.FuncPkeySign, 0, &wire.PkeySignRequest{Pkey: 1, Data: make([]byte, 32), Max: 256})
 		addKey := wire.EncodeRequest(wire.FuncExtImportAdd, 0, &wire.ExtImportAddRequest{Batch: 1, UUID: make([]byte, 16), Label: "x", PKCS8: []byte{1, 2, 3}})
+		load := wire.EncodeRequest(wire.FuncExtLoadSecret, 0, &wire.ExtLoadSecretRequest{
+			ExtGenerateSecretRequest: wire.ExtGenerateSecretRequest{Bits: 128, Flags: 4}, Value: make([]byte, 16)})
+		loadLong := wire.EncodeRequest(wire.FuncExtLoadSecret, 0, &wire.ExtLoadSecretRequest{
+			ExtGenerateSecretRequest: wire.ExtGenerateSecretRequest{Bits: 264, Flags: 4}, Value: make([]byte, 33)})
+		cand := wire.EncodeRequest(wire.FuncExtTrustCandidate, 0, &wire.ExtTrustCandidateRequest{Previous: make([]byte, 16)})
+		candLong := wire.EncodeRequest(wire.FuncExtTrustCandidate, 0, &wire.ExtTrustCandidateRequest{Previous: make([]byte, 17)})
+		refusal := wire.EncodeRequest(wire.FuncExtRefusal, 0, nil)
 		for _, tc := range []struct {
 			name    string
 			payload []byte
@@ -214,6 +221,13 @@ func TestServerRobustness(t *testing.T) {
 			{"PKEY_SIGN with max cut", sign[:len(sign)-1], wire.FuncPkeySign, wire.StatusXDRBufferOverflow},
 			{"PKEY_SIGN with its data cut", sign[:30], wire.FuncPkeySign, wire.StatusXDRBufferOverflow},
 			{"EXT_IMPORT_ADD cut", addKey[:len(addKey)-4], wire.FuncExtImportAdd, wire.StatusXDRBufferOverflow},
+			{"EXT_LOAD_SECRET with its value cut", load[:len(load)-4], wire.FuncExtLoadSecret, wire.StatusXDRBufferOverflow},
+			{"EXT_LOAD_SECRET without its value", load[:len(load)-20], wire.FuncExtLoadSecret, wire.StatusXDRBufferOverflow},
+			{"EXT_LOAD_SECRET with a 33-byte value", loadLong, wire.FuncExtLoadSecret, wire.StatusRPCProtocolError},
+			{"EXT_LOAD_SECRET with a byte left over", append(bytes.Clone(load), 0), wire.FuncExtLoadSecret, wire.StatusRPCProtocolError},
+			{"EXT_TRUST_CANDIDATE cut", cand[:len(cand)-4], wire.FuncExtTrustCandidate, wire.StatusXDRBufferOverflow},
+			{"EXT_TRUST_CANDIDATE with a 17-byte UUID", candLong, wire.FuncExtTrustCandidate, wire.StatusRPCProtocolError},
+			{"EXT_REFUSAL with an argument", append(bytes.Clone(refusal), 0, 0, 0, 1), wire.FuncExtRefusal, wire.StatusRPCProtocolError},
 			{"a header cut", login[:6], wire.FuncLogin, wire.StatusXDRBufferOverflow},
 			{"LOGIN with a byte left over", append(bytes.Clone(login), 0), wire.FuncLogin, wire.StatusRPCProtocolError},
 			{"LOGIN with a PIN longer than a packet", append(bytes.Clone(login[:12]), 0xFF, 0xFF, 0xFF, 0xFF), wire.FuncLogin, wire.StatusRPCProtocolError},

@@ -187,6 +187,10 @@ type serverConn struct {
 	// mu guards stopped; nothing is taken under it.
 	mu      sync.Mutex
 	stopped bool
+
+	// refusal is why the last request was answered FORBIDDEN, for
+	// EXT_REFUSAL (requests on a connection are answered one at a time).
+	refusal wire.ExtRefusalResponse
 }
 
 // context is the connection's context (see ctx).
@@ -259,11 +263,15 @@ func (c *serverConn) isStopped() bool {
 func (c *serverConn) handle(frame []byte, log *slog.Logger) []byte {
 	hdr, d, err := wire.DecodeRequestHeader(frame)
 	if err != nil {
+		c.refusal = wire.ExtRefusalResponse{}
 		log.Warn("request refused", "error", err.Error())
 		return wire.EncodeResponse(hdr.Func, c.client, statusOf(err), nil)
 	}
 	results, err := c.dispatch(hdr.Func, d)
 	st := statusOf(err)
+	if hdr.Func != wire.FuncExtRefusal {
+		c.refusal = refusalOf(st, err)
+	}
 	var resp []byte
 	if st == wire.StatusOK {
 		resp = wire.EncodeResponse(hdr.Func, c.client, st, results)

@@ -191,6 +191,12 @@ func responseFor(f wire.Func, req []byte) wire.Args {
 		return &wire.ExtDamagedResponse{}
 	case wire.FuncExtIdentity:
 		return &wire.ExtIdentityResponse{}
+	case wire.FuncExtRefusal:
+		return &wire.ExtRefusalResponse{}
+	case wire.FuncExtLoadSecret:
+		return &wire.ExtNewKeyResponse{}
+	case wire.FuncExtTrustCandidate:
+		return &wire.ExtTrustCandidateResponse{}
 	}
 	return nil
 }
@@ -237,6 +243,9 @@ func FuzzServerRequest(f *testing.F) {
 		{wire.FuncExtImportCommit, &wire.ExtImportCommitRequest{Batch: 5}},
 		{wire.FuncExtDamaged, nil},
 		{wire.FuncExtIdentity, nil},
+		{wire.FuncExtRefusal, nil},
+		{wire.FuncExtLoadSecret, &wire.ExtLoadSecretRequest{ExtGenerateSecretRequest: wire.ExtGenerateSecretRequest{Bits: 128, Flags: 4}, Value: make([]byte, 16)}},
+		{wire.FuncExtTrustCandidate, &wire.ExtTrustCandidateRequest{Previous: make([]byte, 16)}},
 	} {
 		f.Add(wire.EncodeRequest(req.f, 0, req.args))
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/p11module"
 	"github.com/hsmkit/cryptech-backup/internal/testtool"
 	"github.com/hsmkit/cryptech-backup/rpc"
 )
@@ -21,32 +20,9 @@ import (
 // (with $CRYPTECH_HSM unset).
 func serveHSM(t *testing.T, dir string) (*hsm.HSM, *rpc.Server) {
 	t.Helper()
-	h, err := hsm.Open(dir, hsmtest.Options)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(t.TempDir(), "rpc")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		h.Close()
-		t.Fatal(err)
-	}
-	srv := rpc.NewServer(h, nil)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		if err := srv.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		if err := h.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	addr, h, srv := p11module.Serve(t, dir)
 	t.Setenv("CRYPTECH_HSM", "")
-	t.Setenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME", sock)
+	t.Setenv("CRYPTECH_RPC_CLIENT_SOCKET_NAME", strings.TrimPrefix(addr, "unix:"))
 	return h, srv
 }
 

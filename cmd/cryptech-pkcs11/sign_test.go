@@ -20,6 +20,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/p11module"
 	"github.com/hsmkit/cryptech-backup/internal/testtool"
 )
 
@@ -201,8 +202,23 @@ func TestModuleSignDigestRandom(t *testing.T) {
 // R/W session logged in as the user; cleanup finalizes and unloads it.
 func loggedInModule(t *testing.T) (*pkcs11.Ctx, pkcs11.SessionHandle) {
 	t.Helper()
-	lib := buildModule(t)
 	newHSM(t)
+	return loggedIn(t)
+}
+
+// loggedInModuleOverRPC is loggedInModule with the HSM behind an RPC
+// server in this process.
+func loggedInModuleOverRPC(t *testing.T) (*pkcs11.Ctx, pkcs11.SessionHandle) {
+	t.Helper()
+	serveHSM(t, p11module.NewHSM(t))
+	return loggedIn(t)
+}
+
+// loggedIn loads the built module on the HSM the environment names and
+// opens a R/W session logged in as the user.
+func loggedIn(t *testing.T) (*pkcs11.Ctx, pkcs11.SessionHandle) {
+	t.Helper()
+	lib := buildModule(t)
 	p := pkcs11.New(lib)
 	if p == nil {
 		t.Fatal("pkcs11.New failed")

@@ -16,9 +16,21 @@ import (
 // imports an RSA public key (C_CreateObject) and cannot wrap a
 // CKA_WRAP_WITH_TRUSTED key under it nor trust it; the SO finds it, may
 // change nothing of it but CKA_TRUSTED, and trusts it; then the user's
-// C_WrapKey works and the blob opens under the RSA private key.
+// C_WrapKey works and the blob opens under the RSA private key. The same
+// in process and over RPC (EXT_REFUSAL tells the refused wrap from a
+// session not logged in, EXT_TRUST_CANDIDATE shows the SO the key,
+// EXT_LOAD_SECRET stores the AES key).
 func TestModuleSOTrust(t *testing.T) {
-	p, s := loggedInModule(t)
+	for _, tc := range []struct {
+		name string
+		open func(*testing.T) (*pkcs11.Ctx, pkcs11.SessionHandle)
+	}{{"in process", loggedInModule}, {"over RPC", loggedInModuleOverRPC}} {
+		t.Run(tc.name, func(t *testing.T) { soTrust(t, tc.open) })
+	}
+}
+
+func soTrust(t *testing.T, open func(*testing.T) (*pkcs11.Ctx, pkcs11.SessionHandle)) {
+	p, s := open(t)
 	rk, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,9 @@
 package p11module
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/rpc"
 )
 
 // Package is the module's import path.
@@ -97,12 +100,35 @@ func NewHSM(t testing.TB) string {
 // C_Initialize: call this before anything in the process initializes it.
 func Configure(t testing.TB, labels ...string) []string {
 	t.Helper()
+	slots := make([]Slot, len(labels))
+	for i, l := range labels {
+		slots[i] = Slot{Label: l}
+	}
+	return ConfigureSlots(t, slots...)
+}
+
+// Slot is one slot of the module's config file, a new HSM (NewHSM): opened
+// by the module in its process, or with RPC served over libhal RPC by this
+// process on a Unix socket until the end of t, as `serve` would.
+type Slot struct {
+	Label string
+	RPC   bool
+}
+
+// ConfigureSlots is Configure for slots of either kind.
+func ConfigureSlots(t testing.TB, slots ...Slot) []string {
+	t.Helper()
 	var conf strings.Builder
 	var dirs []string
-	for _, label := range labels {
+	for _, s := range slots {
 		dir := NewHSM(t)
 		dirs = append(dirs, dir)
-		fmt.Fprintf(&conf, "[slot]\nlabel = %s\nhsm = %s\n\n", label, dir)
+		if s.RPC {
+			addr, _, _ := Serve(t, dir)
+			fmt.Fprintf(&conf, "[slot]\nlabel = %s\nrpc = %s\n\n", s.Label, addr)
+		} else {
+			fmt.Fprintf(&conf, "[slot]\nlabel = %s\nhsm = %s\n\n", s.Label, dir)
+		}
 	}
 	path := filepath.Join(t.TempDir(), "cryptech-pkcs11.conf")
 	if err := os.WriteFile(path, []byte(conf.String()), 0o600); err != nil {
@@ -110,4 +136,36 @@ func Configure(t testing.TB, labels ...string) []string {
 	}
 	t.Setenv("CRYPTECH_PKCS11_CONF", path)
 	return dirs
+}
+
+// Serve serves the HSM in dir over libhal RPC on a Unix socket until the
+// end of t, as `serve` would, and returns the socket's address (unix:PATH),
+// the HSM and the server.
+func Serve(t testing.TB, dir string) (string, *hsm.HSM, *rpc.Server) {
+	t.Helper()
+	h, err := hsm.Open(dir, hsmtest.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "rpc.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		h.Close()
+		t.Fatal(err)
+	}
+	srv := rpc.NewServer(h, nil)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		if err := h.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return "unix:" + sock, h, srv
 }

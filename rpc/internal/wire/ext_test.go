@@ -27,6 +27,12 @@ func TestExtRoundTrip(t *testing.T) {
 		&ExtGetAttributesResponse{Attributes: []Attribute{{Type: 3, Value: []byte("l")}}},
 		&ExtIdentityRequest{},
 		&ExtIdentityResponse{Manufacturer: "Cryptech Project (emulated)", Model: "Cryptech HSM", Serial: "0011223344556677", Label: ""},
+		&ExtRefusalResponse{Reason: RefusalForbidden, Message: "forbidden: not trusted"},
+		&ExtLoadSecretRequest{ExtGenerateSecretRequest: ExtGenerateSecretRequest{Bits: 256, Flags: 4, Label: "tag",
+			Attributes: []Attribute{{Type: 0x102, Value: []byte{1}}}}, Value: bytes.Repeat([]byte{9}, 32)},
+		&ExtTrustCandidateRequest{Previous: make([]byte, 16)},
+		&ExtTrustCandidateResponse{UUID: bytes.Repeat([]byte{3}, 16), Type: 3, Curve: 1, Bits: 256, Flags: 0x400, Label: "kekek",
+			SPKI: []byte{0x30}, HashsigRemaining: make([]byte, 8), Attributes: []Attribute{{Type: 0x86, Value: []byte{1}}}},
 	} {
 		var e Encoder
 		m.EncodeArgs(&e)
@@ -58,6 +64,9 @@ func TestExtBounds(t *testing.T) {
 		{"bitmap too short", unhex("00000009 00000001 01000000"), &ExtImportCommitResponse{}},
 		{"attribute without a value", unhex("00000001 00000003 ffffffff"), &ExtGetAttributesResponse{}},
 		{"identity field too long", append(unhex("00000101"), make([]byte, 260)...), &ExtIdentityResponse{}},
+		{"refusal too long", append(unhex("00000002 00000801"), make([]byte, 2052)...), &ExtRefusalResponse{}},
+		{"secret key too long", append(unhex("00000100 00000004 00000000 00000000 00000021"), make([]byte, 36)...), &ExtLoadSecretRequest{}},
+		{"hss remaining too long", append(unhex("00000010"), append(make([]byte, 16), unhex("00000000 00000000 00000000 00000000 00000000 00000000 00000009")...)...), &ExtTrustCandidateResponse{}},
 		{"label too long", append(unhex("00000001 00000010 01010101 01010101 01010101 01010101 00000401"), make([]byte, 1028)...), &ExtImportAddRequest{}},
 	} {
 		d := NewDecoder(tc.in)

@@ -129,12 +129,28 @@ const (
 	// officer's, who opens no key handles: libhal lets only users of keys
 	// open them).
 	FuncExtSetTrusted Func = 0x1000E
+	// FuncExtRefusal (version 5) -> uint reason, bytes message: why the
+	// request before it on the connection was answered FORBIDDEN, which
+	// libhal's one status cannot tell (RefusalNone, RefusalNotLoggedIn,
+	// RefusalForbidden, RefusalNotExportable).
+	FuncExtRefusal Func = 0x1000F
+	// FuncExtLoadSecret (version 5): EXT_GENERATE_SECRET's arguments, then
+	// bytes value -> uint pkey, bytes uuid: an AES key given in the clear
+	// (PKCS#11's C_CreateObject), as PKEY_LOAD takes a private key.
+	FuncExtLoadSecret Func = 0x10010
+	// FuncExtTrustCandidate (version 5): bytes previous uuid -> the first
+	// key after it, in UUID order, that the security officer may mark
+	// trusted (uuid empty when there is none): bytes uuid, uint type, uint
+	// curve, uint bits, uint flags, bytes label, bytes spki, bytes
+	// hss_remaining, attributes.
+	FuncExtTrustCandidate Func = 0x10011
 )
 
 // ExtVersion is the version of the extension functions: 2 added
 // EXT_GET_ATTRIBUTES and EXT_IMPORT_ADD2, 3 EXT_IDENTITY, 4 the secret
-// keys, key wrapping and RSA-OAEP (EXT_GENERATE_SECRET to EXT_SET_TRUSTED).
-const ExtVersion = 4
+// keys, key wrapping and RSA-OAEP (EXT_GENERATE_SECRET to EXT_SET_TRUSTED),
+// 5 EXT_REFUSAL, EXT_LOAD_SECRET and EXT_TRUST_CANDIDATE.
+const ExtVersion = 5
 
 // Bounds of the extension functions' fields.
 const (
@@ -153,6 +169,24 @@ const (
 	// MaxIdentityField bounds each string of EXT_IDENTITY's answer: far
 	// more than the PKCS#11 fields they fill (32 bytes at most).
 	MaxIdentityField = 256
+	// MaxRefusal bounds EXT_REFUSAL's message.
+	MaxRefusal = 2048
+	// MaxSecretKey bounds EXT_LOAD_SECRET's value: an AES-256 key.
+	MaxSecretKey = 32
+)
+
+// EXT_REFUSAL's reasons for a FORBIDDEN answer.
+const (
+	// RefusalNone: the request before was not answered FORBIDDEN.
+	RefusalNone = 0
+	// RefusalNotLoggedIn: the connection is not logged in as a user that
+	// may ask it.
+	RefusalNotLoggedIn = 1
+	// RefusalForbidden: the user, the key's usages or the key policy
+	// forbid it; the message says which.
+	RefusalForbidden = 2
+	// RefusalNotExportable: the key is not exportable.
+	RefusalNotExportable = 3
 )
 
 // The miscellaneous functions (0 to 6): version, random numbers, PINs and
@@ -690,3 +724,40 @@ type ExtSetTrustedRequest struct {
 
 // ExtEmptyResponse is the empty result of EXT_SET_TRUSTED.
 type ExtEmptyResponse struct{}
+
+// ExtRefusalRequest is EXT_REFUSAL's request; it has no arguments.
+type ExtRefusalRequest struct{}
+
+// ExtRefusalResponse is EXT_REFUSAL's results: uint reason, bytes message
+// (the HSM's words for RefusalForbidden and RefusalNotExportable, empty
+// otherwise).
+type ExtRefusalResponse struct {
+	Reason  uint32
+	Message string `xdr:"max=MaxRefusal"`
+}
+
+// ExtLoadSecretRequest is EXT_LOAD_SECRET's arguments: EXT_GENERATE_SECRET's,
+// then the key's value.
+type ExtLoadSecretRequest struct {
+	ExtGenerateSecretRequest
+	Value []byte `xdr:"max=MaxSecretKey"`
+}
+
+// ExtTrustCandidateRequest is EXT_TRUST_CANDIDATE's argument: the UUID the
+// answer follows (16 zero bytes for the first).
+type ExtTrustCandidateRequest struct {
+	Previous []byte `xdr:"max=16"`
+}
+
+// ExtTrustCandidateResponse is EXT_TRUST_CANDIDATE's results: one key the
+// security officer may mark trusted, or an empty UUID after the last.
+type ExtTrustCandidateResponse struct {
+	UUID                     []byte `xdr:"max=16"`
+	Type, Curve, Bits, Flags uint32
+	Label                    string `xdr:"max=MaxLabel"`
+	SPKI                     []byte
+	// HashsigRemaining is an HSS private key's remaining signatures, 8
+	// bytes big-endian; empty for other keys.
+	HashsigRemaining []byte      `xdr:"max=8"`
+	Attributes       []Attribute `xdr:"values"`
+}

@@ -964,3 +964,62 @@ func (m *ExtSetTrustedRequest) DecodeArgs(d *Decoder) error {
 
 func (*ExtEmptyResponse) EncodeArgs(*Encoder)         {}
 func (*ExtEmptyResponse) DecodeArgs(d *Decoder) error { return d.Err() }
+
+func (*ExtRefusalRequest) EncodeArgs(*Encoder)         {}
+func (*ExtRefusalRequest) DecodeArgs(d *Decoder) error { return d.Err() }
+
+func (m *ExtRefusalResponse) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Reason)
+	e.Bytes([]byte(m.Message))
+}
+
+func (m *ExtRefusalResponse) DecodeArgs(d *Decoder) error {
+	m.Reason = d.Uint32()
+	m.Message = string(d.Bytes(MaxRefusal))
+	return d.Err()
+}
+
+func (m *ExtLoadSecretRequest) EncodeArgs(e *Encoder) {
+	m.ExtGenerateSecretRequest.EncodeArgs(e)
+	e.Bytes(m.Value)
+}
+
+func (m *ExtLoadSecretRequest) DecodeArgs(d *Decoder) error {
+	m.ExtGenerateSecretRequest.DecodeArgs(d)
+	m.Value = d.Bytes(MaxSecretKey)
+	return d.Err()
+}
+
+func (m *ExtTrustCandidateRequest) EncodeArgs(e *Encoder) {
+	e.Bytes(m.Previous)
+}
+
+func (m *ExtTrustCandidateRequest) DecodeArgs(d *Decoder) error {
+	m.Previous = d.Bytes(16)
+	return d.Err()
+}
+
+func (m *ExtTrustCandidateResponse) EncodeArgs(e *Encoder) {
+	e.Bytes(m.UUID)
+	e.Uint32(m.Type)
+	e.Uint32(m.Curve)
+	e.Uint32(m.Bits)
+	e.Uint32(m.Flags)
+	e.Bytes([]byte(m.Label))
+	e.Bytes(m.SPKI)
+	e.Bytes(m.HashsigRemaining)
+	encodeAttributes(e, m.Attributes)
+}
+
+func (m *ExtTrustCandidateResponse) DecodeArgs(d *Decoder) error {
+	m.UUID = d.Bytes(16)
+	m.Type = d.Uint32()
+	m.Curve = d.Uint32()
+	m.Bits = d.Uint32()
+	m.Flags = d.Uint32()
+	m.Label = string(d.Bytes(MaxLabel))
+	m.SPKI = d.Bytes(MaxPacket)
+	m.HashsigRemaining = d.Bytes(8)
+	m.Attributes = decodeAttributes(d, true)
+	return d.Err()
+}

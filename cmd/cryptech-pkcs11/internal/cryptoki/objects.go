@@ -239,13 +239,15 @@ func (m *Module) describe(sh, object uint, kept bool) (KeyObject, RV) {
 // that shows none to this user is an empty list, not an error.
 func (m *Module) listObjects(sh uint) ([]uint, map[uint]KeyObject, RV) {
 	var s *slot
-	rv := m.withSession(sh, func(sl *slot, _ *session) RV { s = sl; return OK })
+	var user hsmapi.User
+	rv := m.withSession(sh, func(sl *slot, _ *session) RV { s, user = sl, sl.user; return OK })
 	if rv != OK {
 		return nil, nil, rv
 	}
 	// Secret keys are listed when asked for by their type (hsmapi.Token).
 	var keys []hsmapi.KeyInfo
-	forbidden := false
+	// The SO: a libhal server finds no keys for it, rather than refusing.
+	forbidden := user == hsmapi.UserSO
 	for _, f := range []hsmapi.Filter{{}, {Type: hsmapi.KeyTypeAES}} {
 		some, err := s.client.Token().Keys(context.Background(), f)
 		switch {
@@ -260,7 +262,7 @@ func (m *Module) listObjects(sh uint) ([]uint, map[uint]KeyObject, RV) {
 	if forbidden {
 		// The SO, who uses no keys, sees those it may trust.
 		cands, err := trustCandidates(s.client.Token())
-		if err != nil && !errors.Is(err, hsmapi.ErrForbidden) {
+		if err != nil && !errors.Is(err, hsmapi.ErrForbidden) && !errors.Is(err, hsmapi.ErrUnsupported) {
 			return nil, nil, tokenRV(err)
 		}
 		for _, c := range cands {

@@ -12,8 +12,9 @@ import (
 // (hsmapi.TrustLister), and the module makes of them the objects the SO
 // sees: public key objects and secret key objects, never a private key
 // object. CKA_TRUSTED is all the SO changes (SetAttributeValue). A token
-// that lists nothing to its SO (libhal over RPC, which has no such call)
-// shows the SO no objects.
+// that lists nothing to its SO (a libhal server over RPC, which has no
+// such call, or one of this project's before extensions version 5) shows
+// the SO no objects.
 
 // trustCandidates lists the keys tok shows its SO to trust; ErrForbidden
 // when tok shows none.
