@@ -131,7 +131,7 @@ func generate(t testing.TB, tok hsmapi.Token, req hsmapi.GenerateRequest) hsmapi
 // stored with EXT_LOAD_SECRET): each key arrives under its UUID and label,
 // signs on the destination so that the source's public key verifies, and
 // the key that is not extractable stays behind. Where both sides keep HSS
-// keys (the module and the emulated HSM), an HSS key goes too (hssArrives).
+// keys (the module and the emulated HSM), an HSS key goes too (hsmSplit).
 func TestTransfers(t *testing.T) {
 	for _, pair := range [][2]string{{"softhsm", "softhsm"}, {"emulated", "softhsm"}, {"softhsm", "emulated"},
 		{"module", "softhsm"}, {"softhsm", "module"}, {"module", "module"}, {"emulated", "module"}, {"module", "emulated"},
