@@ -23,6 +23,10 @@ var testLevels = []hashsig.Level{
 	{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W4},
 }
 
+// uniformLevels are testLevels for an HSM reached over libhal's RPC, whose
+// PKEY_GENERATE_HASHSIG gives every level the same types.
+var uniformLevels = []hashsig.Level{testLevels[0], testLevels[0]}
+
 // hsmSplit follows one HSS key through a transfer: as made on the source,
 // the signatures it had left when it was exported, and the index of the
 // one it made before.
@@ -34,10 +38,14 @@ type hsmSplit struct {
 
 // newHSSKey makes an exportable HSS key on src, described as it was asked
 // for, which signs once.
-func newHSSKey(t *testing.T, src hsmapi.Token) hsmSplit {
+func newHSSKey(t *testing.T, src hsmapi.Token, levels []hashsig.Level) hsmSplit {
 	t.Helper()
-	k := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: testLevels, Flags: exportable, Label: "hss"})
-	if k.Type != hsmapi.KeyTypeHashsigPrivate || k.Hashsig == nil || k.Hashsig.L != 2 || !slices.Equal(k.Hashsig.Levels, testLevels) {
+	k := generate(t, src, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: levels, Flags: exportable, Label: "hss"})
+	// Over RPC only the top level's types are known: the public key has
+	// them, and libhal's key has no attribute for the others.
+	described := k.Hashsig != nil && (slices.Equal(k.Hashsig.Levels, levels) ||
+		slices.Equal(levels, uniformLevels) && slices.Equal(k.Hashsig.Levels, levels[:1]))
+	if k.Type != hsmapi.KeyTypeHashsigPrivate || !described || k.Hashsig.L != 2 {
 		t.Fatalf("HSS key described as %v %+v", k.Type, k.Hashsig)
 	}
 	h := hsmSplit{key: k, first: hssSign(t, src, k, "before the export")}
@@ -128,7 +136,7 @@ func (h hsmSplit) arrives(t *testing.T, src, dst hsmapi.Token) {
 	if err != nil {
 		t.Fatalf("the HSS key did not arrive: %v", err)
 	}
-	if d.Type != hsmapi.KeyTypeHashsigPrivate || !hsmapi.SamePublicKey(d.PublicKey, h.key.PublicKey) || !slices.Equal(d.Hashsig.Levels, testLevels) || d.Label != "hss" {
+	if d.Type != hsmapi.KeyTypeHashsigPrivate || !hsmapi.SamePublicKey(d.PublicKey, h.key.PublicKey) || !slices.Equal(d.Hashsig.Levels, h.key.Hashsig.Levels) || d.Label != "hss" {
 		t.Fatalf("the HSS key arrived as %v %q %+v", d.Type, d.Label, d.Hashsig)
 	}
 	if s.Hashsig.Remaining == 0 || d.Hashsig.Remaining == 0 || s.Hashsig.Remaining+d.Hashsig.Remaining != h.before {

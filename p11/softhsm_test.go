@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -148,7 +149,11 @@ func TestTransfers(t *testing.T) {
 			withHSS := !slices.Contains(pair[:], "softhsm")
 			var hss hsmSplit
 			if withHSS {
-				hss = newHSSKey(t, src)
+				levels := testLevels
+				if strings.HasSuffix(pair[0], "-rpc") {
+					levels = uniformLevels
+				}
+				hss = newHSSKey(t, src, levels)
 			}
 			_, b := transfertest.ExportFor(t, src, dst)
 			if withHSS {
