@@ -3,12 +3,18 @@ package hsm
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/atomicfile"
 	"github.com/hsmkit/cryptech-backup/internal/keywrap"
 	"github.com/hsmkit/cryptech-backup/keyshare"
 	"github.com/hsmkit/cryptech-backup/keystore"
@@ -30,8 +36,13 @@ import (
 // recorded one takes the shares' check value, and also requires the key
 // they recombine to to open a keystore record, if there is one.
 //
-// A restore session lives in the HSM's memory only: the shares it holds
-// are the master key's, and there is no key left to seal them under.
+// A restore session lives as long as the board is powered: in the HSM's
+// memory and, because every command of the CLI powers the emulated board
+// up anew, in a file of the board's directory (restoreFile, 0600, written
+// atomically, scrubbed when the session ends), which stands for the
+// battery-backed memory a real HSM would keep it in. The shares it holds
+// are the master key's and there is no key left to seal them under; the
+// directory is the HSM's inside, where the master key memory lies too.
 
 // kindMasterKeyCheck is the record of the master key's check value.
 const kindMasterKeyCheck keystore.Kind = 7
@@ -42,9 +53,13 @@ var masterKeyCheckID = keystore.ID{15: 0xF1}
 // officer reports whether u may manage the master key.
 func officer(u hsmapi.User) bool { return u == hsmapi.UserSO || u == hsmapi.UserWheel }
 
+// restoreFile holds the restore session in the board's directory.
+const restoreFile = "restore-session"
+
 // restoreSession is a restore in progress. Guarded by HSM.restoreMu.
 type restoreSession struct {
 	id     [sharetransit.SessionIDSize]byte
+	seed   [sharetransit.SeedSize]byte
 	key    *sharetransit.SessionKey
 	shares []keyshare.Share
 	// threshold and checkValue come from the first share accepted.
@@ -62,6 +77,110 @@ func (r *restoreSession) wipe() {
 		r.shares[i].Wipe()
 	}
 	r.shares = nil
+	clear(r.seed[:])
+}
+
+// The restore file: magic "CRST", id, seed, threshold (1), check value,
+// n (1), n x (index (1), value), then a CRC-32 of all before it.
+const restoreMagic = "CRST"
+
+func (r *restoreSession) marshal() []byte {
+	b := append([]byte(restoreMagic), r.id[:]...)
+	b = append(b, r.seed[:]...)
+	b = append(b, byte(r.threshold))
+	b = append(b, r.checkValue[:]...)
+	b = append(b, byte(len(r.shares)))
+	for _, s := range r.shares {
+		b = append(b, s.Index)
+		b = append(b, s.Value[:]...)
+	}
+	return binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
+}
+
+func parseRestoreSession(b []byte) (*restoreSession, error) {
+	const head = len(restoreMagic) + sharetransit.SessionIDSize + sharetransit.SeedSize + 1 + keyshare.CheckValueSize + 1
+	const entry = 1 + keyshare.ValueSize
+	if len(b) < head+4 || string(b[:4]) != restoreMagic ||
+		crc32.ChecksumIEEE(b[:len(b)-4]) != binary.BigEndian.Uint32(b[len(b)-4:]) {
+		return nil, errors.New("the restore session file is corrupt")
+	}
+	r := &restoreSession{}
+	p := b[4:]
+	p = p[copy(r.id[:], p):]
+	p = p[copy(r.seed[:], p):]
+	r.threshold = int(p[0])
+	p = p[1:]
+	p = p[copy(r.checkValue[:], p):]
+	n := int(p[0])
+	p = p[1 : len(p)-4]
+	if len(p) != n*entry {
+		return nil, errors.New("the restore session file is corrupt")
+	}
+	for i := range n {
+		s := keyshare.Share{Index: p[i*entry]}
+		copy(s.Value[:], p[i*entry+1:(i+1)*entry])
+		r.shares = append(r.shares, s)
+	}
+	key, err := sharetransit.NewSessionKey(r.seed[:])
+	if err != nil {
+		r.wipe()
+		return nil, err
+	}
+	r.key = key
+	return r, nil
+}
+
+// currentRestore is the restore session, loaded from its file after a
+// power-up. A session left behind by a restore that wrote the master key
+// and crashed before it removed the file is over. Called with restoreMu
+// held.
+func (h *HSM) currentRestore() (*restoreSession, error) {
+	if h.restore != nil {
+		return h.restore, nil
+	}
+	path := filepath.Join(h.board.Dir, restoreFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the restore session: %w", err)
+	}
+	defer clear(data)
+	if mk, err := h.board.MKM.Get(); err == nil {
+		clear(mk)
+		return nil, h.endRestore(nil)
+	}
+	r, err := parseRestoreSession(data)
+	if err != nil {
+		return nil, err
+	}
+	h.restore = r
+	return r, nil
+}
+
+// saveRestore writes r to its file before the caller reports the change.
+func (h *HSM) saveRestore(r *restoreSession) error {
+	data := r.marshal()
+	defer clear(data)
+	if err := atomicfile.Write(filepath.Join(h.board.Dir, restoreFile), data, atomicfile.Options{Secret: true}); err != nil {
+		return fmt.Errorf("store the restore session: %w", err)
+	}
+	return nil
+}
+
+// endRestore wipes r and scrubs the file. Called with restoreMu held.
+func (h *HSM) endRestore(r *restoreSession) error {
+	if r != nil {
+		r.wipe()
+	}
+	h.restore = nil
+	path := filepath.Join(h.board.Dir, restoreFile)
+	atomicfile.RemoveTemps(path)
+	if err := atomicfile.Scrub(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the restore session: %w", err)
+	}
+	return nil
 }
 
 // masterKeyState is the HSM's part in this: its restore session.
@@ -101,11 +220,15 @@ func (s *Session) MasterKeyStatus(context.Context) (hsmapi.MasterKeyStatus, erro
 		return st, err
 	}
 	h.restoreMu.Lock()
-	if h.restore != nil {
-		rs := h.restore.status()
+	defer h.restoreMu.Unlock()
+	r, err := h.currentRestore()
+	if err != nil {
+		return st, err
+	}
+	if r != nil {
+		rs := r.status()
 		st.Restore = &rs
 	}
-	h.restoreMu.Unlock()
 	return st, nil
 }
 
@@ -182,11 +305,7 @@ func (s *Session) backupMasterKey(req hsmapi.BackupRequest) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", hsmapi.ErrBadArguments, err)
 	}
-	defer func() {
-		for i := range shares {
-			shares[i].Wipe()
-		}
-	}()
+	defer wipeShareList(shares)
 	for i := range shares {
 		if err := f.Seal(shares[i], req.Passphrases[i], kdf); err != nil {
 			return nil, fmt.Errorf("%w: %v", hsmapi.ErrBadArguments, err)
@@ -218,8 +337,11 @@ func (s *Session) BeginRestore(context.Context) (hsmapi.RestoreStatus, error) {
 	h := s.h
 	h.restoreMu.Lock()
 	defer h.restoreMu.Unlock()
-	if h.restore != nil {
-		return h.restore.status(), nil
+	if r, err := h.currentRestore(); r != nil || err != nil {
+		if err != nil {
+			return hsmapi.RestoreStatus{}, err
+		}
+		return r.status(), nil
 	}
 	if mk, err := h.board.MKM.Get(); err == nil {
 		clear(mk)
@@ -231,11 +353,18 @@ func (s *Session) BeginRestore(context.Context) (hsmapi.RestoreStatus, error) {
 	if _, err := h.board.TRNG.Read(r.id[:]); err != nil {
 		return hsmapi.RestoreStatus{}, err
 	}
-	key, err := sharetransit.NewSessionKey(h.board.TRNG)
+	if _, err := h.board.TRNG.Read(r.seed[:]); err != nil {
+		return hsmapi.RestoreStatus{}, err
+	}
+	key, err := sharetransit.NewSessionKey(r.seed[:])
 	if err != nil {
 		return hsmapi.RestoreStatus{}, err
 	}
 	r.key = key
+	if err := h.saveRestore(r); err != nil {
+		r.wipe()
+		return hsmapi.RestoreStatus{}, err
+	}
 	h.restore = r
 	return r.status(), nil
 }
@@ -248,12 +377,14 @@ func (s *Session) AbortRestore(context.Context) error {
 	h := s.h
 	h.restoreMu.Lock()
 	defer h.restoreMu.Unlock()
-	if h.restore == nil {
+	r, err := h.currentRestore()
+	if err != nil {
+		return err
+	}
+	if r == nil {
 		return hsmapi.ErrNoRestore
 	}
-	h.restore.wipe()
-	h.restore = nil
-	return nil
+	return h.endRestore(r)
 }
 
 // SubmitShare takes one share sealed to the restore session. With the
@@ -267,7 +398,10 @@ func (s *Session) SubmitShare(_ context.Context, sealed []byte) (hsmapi.RestoreS
 	h := s.h
 	h.restoreMu.Lock()
 	defer h.restoreMu.Unlock()
-	r := h.restore
+	r, err := h.currentRestore()
+	if err != nil {
+		return hsmapi.RestoreStatus{}, err
+	}
 	if r == nil {
 		return hsmapi.RestoreStatus{}, hsmapi.ErrNoRestore
 	}
@@ -280,18 +414,22 @@ func (s *Session) SubmitShare(_ context.Context, sealed []byte) (hsmapi.RestoreS
 		return r.status(), fmt.Errorf("%w: %w", hsmapi.ErrShareRefused, err)
 	}
 	if len(r.shares)+1 < sub.Threshold {
+		next := *r
+		next.shares = append(append([]keyshare.Share(nil), r.shares...), sub.Share)
 		if len(r.shares) == 0 {
-			r.threshold, r.checkValue = sub.Threshold, sub.CheckValue
+			next.threshold, next.checkValue = sub.Threshold, sub.CheckValue
 		}
-		r.shares = append(r.shares, sub.Share)
+		// Stored before it counts: a crash keeps the share or never took it.
+		if err := h.saveRestore(&next); err != nil {
+			wipeShareList(next.shares)
+			return r.status(), err
+		}
+		wipeShareList(r.shares)
+		*r = next
 		return r.status(), nil
 	}
 	shares := append(append([]keyshare.Share(nil), r.shares...), sub.Share)
-	defer func() {
-		for i := range shares {
-			shares[i].Wipe()
-		}
-	}()
+	defer wipeShareList(shares)
 	mk, err := keyshare.Combine(sub.Threshold, shares)
 	if err == nil && !keyshare.Matches(mk, sub.CheckValue) {
 		err = errors.New("they recombine to a key of another check value")
@@ -316,9 +454,13 @@ func (s *Session) SubmitShare(_ context.Context, sealed []byte) (hsmapi.RestoreS
 	}
 	st := r.status()
 	st.Received, st.Done = len(shares), true
-	r.wipe()
-	h.restore = nil
-	return st, nil
+	return st, h.endRestore(r)
+}
+
+func wipeShareList(shares []keyshare.Share) {
+	for i := range shares {
+		shares[i].Wipe()
+	}
 }
 
 // acceptable checks a share against the session before it is kept: the

@@ -6,6 +6,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
@@ -119,7 +122,7 @@ func TestMasterKeyDrill(t *testing.T) {
 	}
 
 	// Refusals: each leaves the session at two shares.
-	stranger, _ := sharetransit.NewSessionKey(h.board.TRNG)
+	stranger, _ := sharetransit.NewSessionKey(make([]byte, sharetransit.SeedSize))
 	for name, sealed := range map[string][]byte{
 		"sent twice":         sealShare(t, f, 1, st),
 		"another master key": sealShare(t, other, 2, st),
@@ -258,3 +261,48 @@ func TestMasterKeyNeedsOfficer(t *testing.T) {
 }
 
 var _ hsmapi.MasterKeyKeeper = (*Session)(nil)
+
+// A restore survives the board's power cycles (every CLI command is one),
+// in a 0600 file that is gone once the key is back.
+func TestRestoreSurvivesRestart(t *testing.T) {
+	h, dir := newTestHSM(t)
+	s := login(t, h)
+	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
+	f := backupMasterKey(t, s, 2, 2)
+	if err := s.ZeroizeMasterKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.BeginRestore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SubmitShare(ctx, sealShare(t, f, 2, st)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	h.Close()
+	path := filepath.Join(dir, restoreFile)
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("restore file: %v, %v", fi, err)
+	}
+
+	h2, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	s2 := login(t, h2)
+	again, err := s2.BeginRestore(ctx)
+	if err != nil || again.ID != st.ID || again.Received != 1 {
+		t.Fatalf("after a restart: %+v, %v", again, err)
+	}
+	if st, err = s2.SubmitShare(ctx, sealShare(t, f, 1, again)); err != nil || !st.Done {
+		t.Fatalf("%+v, %v", st, err)
+	}
+	if err := signVerifies(t, s2, k); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the restore file is still there: %v", err)
+	}
+}

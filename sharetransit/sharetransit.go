@@ -18,7 +18,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/cloudflare/circl/hpke"
 	"github.com/cloudflare/circl/kem"
@@ -58,12 +57,14 @@ type SessionKey struct {
 	Public []byte
 }
 
-// NewSessionKey derives a key pair from 32 bytes of the HSM's TRNG.
-func NewSessionKey(trng io.Reader) (*SessionKey, error) {
-	seed := make([]byte, hpke.KEM_X25519_HKDF_SHA256.Scheme().SeedSize())
-	defer clear(seed)
-	if _, err := io.ReadFull(trng, seed); err != nil {
-		return nil, fmt.Errorf("restore session key: %w", err)
+// SeedSize is the size of the seed a session key is derived from.
+const SeedSize = 32
+
+// NewSessionKey derives a session's key pair from SeedSize bytes drawn from
+// the HSM's TRNG; the HSM keeps the seed to derive it again after a restart.
+func NewSessionKey(seed []byte) (*SessionKey, error) {
+	if len(seed) != SeedSize {
+		return nil, fmt.Errorf("restore session key: a seed of %d bytes, not %d", len(seed), SeedSize)
 	}
 	pub, priv := hpke.KEM_X25519_HKDF_SHA256.Scheme().DeriveKeyPair(seed)
 	pb, err := pub.MarshalBinary()

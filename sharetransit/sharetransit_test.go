@@ -19,10 +19,22 @@ func submission(t *testing.T) *Submission {
 	return &Submission{CheckValue: keyshare.CheckValue(key), Threshold: 2, Shares: 3, Share: shares[1]}
 }
 
-func TestSealOpen(t *testing.T) {
-	k, err := NewSessionKey(rand.Reader)
+func newKey(t *testing.T) *SessionKey {
+	t.Helper()
+	seed := make([]byte, SeedSize)
+	rand.Read(seed)
+	k, err := NewSessionKey(seed)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return k
+}
+
+func TestSealOpen(t *testing.T) {
+	k := newKey(t)
+	again, err := NewSessionKey(nil)
+	if err == nil || again != nil {
+		t.Fatal("a key from no seed")
 	}
 	var id [SessionIDSize]byte
 	rand.Read(id[:])
@@ -42,7 +54,7 @@ func TestSealOpen(t *testing.T) {
 	// Another session (other ID, or other key), a flipped byte, a cut: no.
 	other := id
 	other[0] ^= 1
-	k2, _ := NewSessionKey(rand.Reader)
+	k2 := newKey(t)
 	for name, open := range map[string]func() (*Submission, error){
 		"other id":  func() (*Submission, error) { return k.Open(other, sealed) },
 		"other key": func() (*Submission, error) { return k2.Open(id, sealed) },
@@ -63,7 +75,7 @@ func TestSealOpen(t *testing.T) {
 }
 
 func TestSealRefusesNonsense(t *testing.T) {
-	k, _ := NewSessionKey(rand.Reader)
+	k := newKey(t)
 	sub := submission(t)
 	sub.Threshold = 4
 	if _, err := Seal(k.Public, [SessionIDSize]byte{}, sub); err == nil {

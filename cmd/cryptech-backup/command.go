@@ -467,6 +467,7 @@ func commands() []*command {
 		setupCommand,
 		exportCommand,
 		trustCommand,
+		masterkeyCommand,
 		importCommand,
 		signCommand,
 		verifyCommand,
