@@ -260,6 +260,10 @@ func Open(dir string, opts Options) (*HSM, error) {
 	}
 	h := newHSM(board, ks, opts.withDefaults())
 	h.id = id
+	if err := h.healCheckValue(); err != nil {
+		board.Close()
+		return nil, fmt.Errorf("open HSM in %s: %w", dir, err)
+	}
 	if err := h.reclaimKeygenHistory(); err != nil {
 		board.Close()
 		return nil, fmt.Errorf("open HSM in %s: %w", dir, err)
@@ -434,7 +438,7 @@ func (h *HSM) unseal(id hsmapi.UUID, data []byte) (*keyRecord, error) {
 		return nil, err
 	}
 	defer clear(mk)
-	plain, err := keywrap.UnwrapPad(mk, data)
+	plain, err := h.openRecord(mk, data)
 	if err != nil {
 		return nil, fmt.Errorf("keystore record %s: does not open under the master key", id)
 	}

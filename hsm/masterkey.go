@@ -219,6 +219,12 @@ func (s *Session) MasterKeyStatus(context.Context) (hsmapi.MasterKeyStatus, erro
 	default:
 		return st, err
 	}
+	h.mu.Lock()
+	st.OldKeys, err = h.oldKeyRecords()
+	h.mu.Unlock()
+	if err != nil {
+		return st, err
+	}
 	h.restoreMu.Lock()
 	defer h.restoreMu.Unlock()
 	r, err := h.currentRestore()

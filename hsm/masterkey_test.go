@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/keystore"
 	"github.com/hsmkit/cryptech-backup/sharefile"
 	"github.com/hsmkit/cryptech-backup/sharetransit"
 )
@@ -305,4 +306,8 @@ func TestRestoreSurvivesRestart(t *testing.T) {
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the restore file is still there: %v", err)
 	}
+}
+
+func keystoreRecordOf(cv [8]byte) keystore.Record {
+	return keystore.Record{ID: masterKeyCheckID, Kind: kindMasterKeyCheck, Data: cv[:]}
 }

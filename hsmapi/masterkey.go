@@ -18,6 +18,8 @@ type MasterKeyStatus struct {
 	// was made).
 	CheckValue      [MasterKeyCheckSize]byte
 	CheckValueKnown bool
+	// OldKeys is the old-key ring, newest first.
+	OldKeys []OldKey
 	// Restore is the restore in progress, nil if none.
 	Restore *RestoreStatus
 }
@@ -36,6 +38,24 @@ type RestoreStatus struct {
 	Received, Threshold int
 	CheckValue          [MasterKeyCheckSize]byte
 	Done                bool
+}
+
+// OldKey is a key of the old-key ring: what a rotation kept.
+type OldKey struct {
+	CheckValue [MasterKeyCheckSize]byte
+	// Records still sealed under it (a rotation cut short): retire
+	// refuses while there are any.
+	Records int
+}
+
+// RotateResult says what a rotation did.
+type RotateResult struct {
+	// CheckValue is the new key's, OldCheckValue the one it replaced
+	// (now first in the old-key ring).
+	CheckValue, OldCheckValue [MasterKeyCheckSize]byte
+	// Resealed records were sealed again; Skipped ones were in damaged
+	// flash blocks and could not be read.
+	Resealed, Skipped int
 }
 
 // BackupRequest asks for the master key split into Shares shares, any
@@ -67,6 +87,12 @@ type MasterKeyKeeper interface {
 	SubmitShare(ctx context.Context, sealed []byte) (RestoreStatus, error)
 	// AbortRestore ends the restore session and forgets its shares.
 	AbortRestore(ctx context.Context) error
+	// RotateMasterKey makes a new master key, keeps the old one in the
+	// old-key ring, and seals every keystore record again.
+	RotateMasterKey(ctx context.Context) (RotateResult, error)
+	// RetireMasterKey drops an old key from the ring, refusing while a
+	// record is still sealed under it.
+	RetireMasterKey(ctx context.Context, checkValue [MasterKeyCheckSize]byte) error
 }
 
 var (

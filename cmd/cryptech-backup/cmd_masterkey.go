@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +28,8 @@ var masterkeyCommand = &command{
 		masterkeyZeroizeCommand,
 		masterkeySubmitCommand,
 		masterkeyAbortCommand,
+		masterkeyRotateCommand,
+		masterkeyRetireCommand,
 	},
 }
 
@@ -254,7 +257,17 @@ func defineMasterkeyStatus(fs *flag.FlagSet) runFunc {
 			if st.CheckValueKnown {
 				fmt.Fprintf(e.stdout, "check value: %x\n", st.CheckValue)
 			} else {
-				fmt.Fprintf(e.stdout, "check value: unknown (no backup was made of it)\n")
+				fmt.Fprintf(e.stdout, "check value: unknown (it was never backed up or rotated)\n")
+			}
+			if len(st.OldKeys) == 0 {
+				fmt.Fprintf(e.stdout, "old keys:    none\n")
+			}
+			for i, k := range st.OldKeys {
+				label := "old keys:   "
+				if i > 0 {
+					label = "           "
+				}
+				fmt.Fprintf(e.stdout, "%s %x (%d keystore records still under it)\n", label, k.CheckValue, k.Records)
 			}
 			if r := st.Restore; r != nil {
 				if r.Threshold == 0 {
@@ -269,6 +282,11 @@ func defineMasterkeyStatus(fs *flag.FlagSet) runFunc {
 				verdict := "current: it backs up this master key"
 				if !st.CheckValueKnown || st.CheckValue != f.CheckValue {
 					verdict = fmt.Sprintf("stale: it backs up the key with check value %x, not this one", f.CheckValue)
+					for _, k := range st.OldKeys {
+						if k.CheckValue == f.CheckValue {
+							verdict += " (an old key, replaced by a rotation)"
+						}
+					}
 				}
 				fmt.Fprintf(e.stdout, "%s: %s\n", keyFile, verdict)
 			}
@@ -394,6 +412,76 @@ var masterkeyAbortCommand = &command{
 					return err
 				}
 				fmt.Fprintf(e.stderr, "%s: restore aborted\n", progName)
+				return nil
+			})
+		}
+	},
+}
+
+var masterkeyRotateCommand = &command{
+	name:     "rotate",
+	summary:  "make a new master key, keep the old one in the old-key ring, and seal every keystore record again",
+	needsHSM: true,
+	examples: `  cryptech-backup masterkey rotate --hsm ./hsm
+`,
+	notes: `The old key stays in the HSM's old-key ring (8 keys at most) until retire
+drops it. A power cut during the rotation loses nothing: every record opens
+under the new key or the old one; rotate again to finish. A master-key
+backup made before the rotation is stale: make a new one.
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		return func(ctx context.Context, e *env, c *call) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
+				mk, err := masterKeyKeeper(tok)
+				if err != nil {
+					return err
+				}
+				res, err := mk.RotateMasterKey(ctx)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stderr, "%s: master key rotated: check value %x (was %x, now in the old-key ring); %d keystore records sealed again",
+					progName, res.CheckValue, res.OldCheckValue, res.Resealed)
+				if res.Skipped > 0 {
+					fmt.Fprintf(e.stderr, ", %d in damaged flash blocks left as they were", res.Skipped)
+				}
+				fmt.Fprintf(e.stderr, "; back the new key up (masterkey backup): older backups are stale\n")
+				return nil
+			})
+		}
+	},
+}
+
+var masterkeyRetireCommand = &command{
+	name:     "retire",
+	args:     "CHECK-VALUE",
+	summary:  "drop an old master key from the old-key ring (refused while keystore records are still under it)",
+	needsHSM: true,
+	examples: `  cryptech-backup masterkey retire --hsm ./hsm 3fa2c4d1e08b9a77
+`,
+	define: func(fs *flag.FlagSet) runFunc {
+		return func(ctx context.Context, e *env, c *call) error {
+			if c.fs.NArg() != 1 {
+				return usageError{"give the check value of the old key to retire (masterkey status lists them)"}
+			}
+			var cv [hsmapi.MasterKeyCheckSize]byte
+			b, err := hex.DecodeString(c.fs.Arg(0))
+			if err != nil || len(b) != len(cv) {
+				return usageError{fmt.Sprintf("%q is not a check value: %d hex digits", c.fs.Arg(0), 2*len(cv))}
+			}
+			copy(cv[:], b)
+			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
+				mk, err := masterKeyKeeper(tok)
+				if err != nil {
+					return err
+				}
+				if err := mk.RetireMasterKey(ctx, cv); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stderr, "%s: old master key %x retired: what was stored outside under it can no longer be taken back\n", progName, cv)
 				return nil
 			})
 		}
