@@ -95,7 +95,25 @@ type MasterKeyKeeper interface {
 	RetireMasterKey(ctx context.Context, checkValue [MasterKeyCheckSize]byte) error
 }
 
+// KeyStorer is implemented by HSMs that keep keys outside their keystore,
+// wrapped under a storage key derived from their master key
+// (docs/stored-keys.md): the emulated HSM.
+type KeyStorer interface {
+	// StoreKeys returns the stored-keys file for the keys; HSS keys among
+	// them are disabled in the HSM first (they give away every signature
+	// they have left) and sign again only once restored.
+	StoreKeys(ctx context.Context, ids []UUID) ([]byte, error)
+	// CheckStoredKeys checks that the file is this HSM's, whole, and that
+	// every key opens; it stores nothing.
+	CheckStoredKeys(ctx context.Context, file []byte) ([]KeyInfo, error)
+	// RestoreKeys takes the keys back, all or none.
+	RestoreKeys(ctx context.Context, file []byte) ([]ImportResult, error)
+}
+
 var (
+	// ErrNotThisHSM: a stored-keys file of another HSM, or of a master key
+	// this HSM no longer holds.
+	ErrNotThisHSM = errors.New("not stored by this HSM")
 	// ErrMasterKeySet: a restore was asked of an HSM whose master key is set.
 	ErrMasterKeySet = errors.New("the master key is set: there is nothing to restore")
 	// ErrNoRestore: a share was submitted with no restore session open.

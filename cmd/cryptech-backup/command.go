@@ -467,6 +467,8 @@ func commands() []*command {
 		setupCommand,
 		exportCommand,
 		trustCommand,
+		storeCommand,
+		restoreCommand,
 		masterkeyCommand,
 		importCommand,
 		signCommand,
