@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/ThalesIgnite/crypto11 v1.2.5
+	github.com/cloudflare/circl v1.6.5
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/rogpeppe/go-internal v1.16.0
 	github.com/trailofbits/go-mutexasserts v0.0.0-20250514102930-c1f3d2e37561
@@ -13,6 +14,7 @@ require (
 )
 
 require (
+	github.com/bwesterb/go-ristretto v1.2.4 // indirect
 	github.com/pkg/errors v0.8.1 // indirect
 	github.com/thales-e-security/pool v0.0.2 // indirect
 	golang.org/x/tools v0.26.0 // indirect

@@ -235,6 +235,48 @@ func TestSplit(t *testing.T) {
 	}
 }
 
+// Detach gives every signature left away, skipping reserved ones, and
+// persists this key's empty range first: it cannot sign, the other can.
+func TestDetach(t *testing.T) {
+	st := &store{}
+	sk, err := GenerateKey(nil, small, st.persist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk.SetReserve(4)
+	sk.Sign([]byte("first")) // persists next = 4: indexes 1 to 3 reserved
+	other, err := sk.Detach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1, e1 := sk.Range()
+	n2, e2 := other.Range()
+	if n1 != 4 || e1 != 4 || n2 != 4 || e2 != 32 {
+		t.Fatalf("detached [%d,%d), kept [%d,%d)", n2, e2, n1, e1)
+	}
+	if saved, _ := parsePrivateKeyState(st.last()); saved.next != 4 || saved.end != 4 {
+		t.Fatalf("stored [%d,%d)", saved.next, saved.end)
+	}
+	if _, err := sk.Sign([]byte("no")); !errors.Is(err, ErrKeyExhausted) {
+		t.Fatalf("the detached key signed: %v", err)
+	}
+	sig, err := other.Sign([]byte("yes"))
+	if err != nil || sk.Public().Verify([]byte("yes"), sig) != nil {
+		t.Fatalf("the other key: %v", err)
+	}
+	if _, err := sk.Detach(); !errors.Is(err, ErrCannotSplit) {
+		t.Fatalf("detach of an empty key: %v", err)
+	}
+	other.SetPersist(st.persist)
+	st.fail = true
+	if _, err := other.Detach(); err == nil {
+		t.Fatal("detached although the state could not be stored")
+	}
+	if n, e := other.Range(); n != 5 || e != 32 {
+		t.Fatalf("a failed detach changed the range: [%d,%d)", n, e)
+	}
+}
+
 // TestPartsNeverOverlap runs random sequences of signing, splitting,
 // reserving and crashing (reloading from the last stored state) over all the
 // parts of one key, and checks that no index is ever used twice.

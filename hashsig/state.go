@@ -149,6 +149,30 @@ func (sk *PrivateKey) SplitN(n int) ([]*PrivateKey, error) {
 	return parts, nil
 }
 
+// Detach gives away every signature the key has left: the returned key,
+// which has no PersistFunc yet, gets them all, and this key keeps none. Its
+// emptied range, starting and ending where the other's starts, is persisted
+// before Detach returns, so it remembers the first index it never released;
+// if that fails, nothing changes. Indexes reserved by an earlier persist
+// and not used are skipped (as after a crash), never given away.
+func (sk *PrivateKey) Detach() (*PrivateKey, error) {
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	if sk.wiped.Load() {
+		return nil, ErrWiped
+	}
+	start := max(sk.next, sk.persisted)
+	if start >= sk.end {
+		return nil, fmt.Errorf("%w: no signatures left to detach", ErrCannotSplit)
+	}
+	end := sk.end
+	if err := sk.store(start, start); err != nil {
+		return nil, err
+	}
+	sk.next = start
+	return sk.cloneRange(start, end), nil
+}
+
 // indexPath splits a global signature index into each level's leaf.
 func indexPath(levels []Level, s uint64) []uint32 {
 	q := make([]uint32, len(levels))

@@ -128,6 +128,9 @@ type HSM struct {
 	//  5. sim.MasterKeyMemory.mu: taken alone or under h.mu (the master key
 	//     is read to seal and unseal records); nothing is taken under it.
 	//
+	// HSM.restoreMu (masterkey.go) comes before all of these: it is taken
+	// with no other lock held, and h.mu under it.
+	//
 	// Session.mu is a leaf: nothing is taken under it. (A front end may
 	// take it under its own locks.)
 	//
@@ -149,6 +152,8 @@ type HSM struct {
 	// nothing is taken under it.
 	idMu sync.Mutex
 	id   identity
+
+	masterKeyState
 }
 
 // ErrNotInitialized: the board exists but holds no PINs, e.g. after a crash
@@ -255,6 +260,10 @@ func Open(dir string, opts Options) (*HSM, error) {
 	}
 	h := newHSM(board, ks, opts.withDefaults())
 	h.id = id
+	if err := h.healCheckValue(); err != nil {
+		board.Close()
+		return nil, fmt.Errorf("open HSM in %s: %w", dir, err)
+	}
 	if err := h.reclaimKeygenHistory(); err != nil {
 		board.Close()
 		return nil, fmt.Errorf("open HSM in %s: %w", dir, err)
@@ -429,7 +438,7 @@ func (h *HSM) unseal(id hsmapi.UUID, data []byte) (*keyRecord, error) {
 		return nil, err
 	}
 	defer clear(mk)
-	plain, err := keywrap.UnwrapPad(mk, data)
+	plain, err := h.openRecord(mk, data)
 	if err != nil {
 		return nil, fmt.Errorf("keystore record %s: does not open under the master key", id)
 	}

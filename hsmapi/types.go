@@ -120,6 +120,16 @@ func (t KeyType) String() string {
 	return fmt.Sprintf("keytype(%d)", uint32(t))
 }
 
+// ParseKeyType is the inverse of String, for the names it gives known types.
+func ParseKeyType(s string) (KeyType, error) {
+	for t, name := range keyTypeNames {
+		if name == s && t != KeyTypeNone {
+			return t, nil
+		}
+	}
+	return KeyTypeNone, fmt.Errorf("unknown key type %q", s)
+}
+
 // IsPrivate reports whether keys of this type have a private half.
 func (t KeyType) IsPrivate() bool {
 	return t == KeyTypeRSAPrivate || t == KeyTypeECPrivate || t == KeyTypeHashsigPrivate

@@ -258,3 +258,94 @@ func TestMKMCorrupt(t *testing.T) {
 		t.Fatalf("valid file: %x", got)
 	}
 }
+
+// Rotation keeps the old keys, newest first, across a reopen; retiring
+// drops one; zeroize drops them all; a file with no old keys is version 1.
+func TestMKMRing(t *testing.T) {
+	m, path := newTestMKM(t)
+	if err := m.Rotate(testKey(1)); !errors.Is(err, ErrMasterKeyNotSet) {
+		t.Fatalf("rotate an empty memory: %v", err)
+	}
+	if err := m.Set(testKey(1)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i <= MaxOldKeys+1; i++ {
+		if err := m.Rotate(testKey(byte(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Rotate(testKey(99)); !errors.Is(err, ErrRingFull) {
+		t.Fatalf("a ninth old key: %v", err)
+	}
+	checkMode0600(t, path)
+	m2, err := openMKM(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := m2.Get()
+	old := m2.OldKeys()
+	if !bytes.Equal(key, testKey(MaxOldKeys+1)) || len(old) != MaxOldKeys || !bytes.Equal(old[0], testKey(MaxOldKeys)) || !bytes.Equal(old[MaxOldKeys-1], testKey(1)) {
+		t.Fatalf("after reopen: key %x, %d old keys", key[:2], len(old))
+	}
+	if err := m2.Retire(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Retire(MaxOldKeys); err == nil {
+		t.Fatal("retired a key out of range")
+	}
+	m3, err := openMKM(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old := m3.OldKeys(); len(old) != MaxOldKeys-1 || !bytes.Equal(old[0], testKey(MaxOldKeys-1)) {
+		t.Fatalf("after retire: %d old keys", len(old))
+	}
+	for range MaxOldKeys - 1 {
+		if err := m3.Retire(0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fi, _ := os.Stat(path); fi.Size() != mkmFileSize {
+		t.Fatalf("no old keys left, but the file is %d bytes", fi.Size())
+	}
+	if err := m3.Rotate(testKey(50)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m3.Zeroize(); err != nil {
+		t.Fatal(err)
+	}
+	m4, err := openMKM(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m4.Get(); !errors.Is(err, ErrMasterKeyNotSet) || len(m4.OldKeys()) != 0 {
+		t.Fatalf("after zeroize: %v, %d old keys", err, len(m4.OldKeys()))
+	}
+}
+
+// A damaged ring file is refused: CRC, counts, bytes in unused slots.
+func TestMKMRingCorrupt(t *testing.T) {
+	var k [MasterKeySize]byte
+	copy(k[:], testKey(7))
+	good := encodeMKMRing(mkmStatusSet, &k, [][MasterKeySize]byte{k})
+	m := &MasterKeyMemory{}
+	if err := m.decode(good); err != nil {
+		t.Fatal(err)
+	}
+	refix := func(b []byte) []byte {
+		binary.BigEndian.PutUint32(b[mkmRingCRCOff:], crc32.ChecksumIEEE(b[:mkmRingCRCOff]))
+		return b
+	}
+	for name, b := range map[string][]byte{
+		"crc":         append(bytes.Clone(good[:len(good)-1]), good[len(good)-1]^1),
+		"count 0":     refix(append(bytes.Clone(good[:6]), append([]byte{0}, good[7:]...)...)),
+		"count 9":     refix(append(bytes.Clone(good[:6]), append([]byte{9}, good[7:]...)...)),
+		"unused slot": refix(func() []byte { b := bytes.Clone(good); b[mkmRingOff+MasterKeySize] = 1; return b }()),
+		"version 1":   refix(func() []byte { b := bytes.Clone(good); b[4] = 1; return b }()),
+		"empty+ring":  refix(func() []byte { b := bytes.Clone(good); b[5] = mkmStatusEmpty; return b }()),
+	} {
+		if err := (&MasterKeyMemory{}).decode(b); !errors.Is(err, errMKMCorrupt) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

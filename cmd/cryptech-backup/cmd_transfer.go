@@ -230,30 +230,14 @@ func defineImport(fs *flag.FlagSet) runFunc {
 			if err != nil {
 				return err
 			}
-			type line struct {
-				UUID   string `json:"uuid"`
-				Status string `json:"status"`
-			}
-			lines := []line{}
+			lines := []statusLine{}
 			for _, r := range res {
-				status := "imported"
-				if r.Present {
-					status = "present"
-				}
 				for _, w := range r.Warnings {
 					e.warn("%s", w)
 				}
-				lines = append(lines, line{r.UUID.String(), status})
+				lines = append(lines, newStatusLine(r.UUID, r.Present, "imported"))
 			}
-			if asJSON {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(lines)
-			}
-			for _, l := range lines {
-				fmt.Fprintln(e.stdout, l.Status, l.UUID)
-			}
-			return nil
+			return printStatusLines(e, lines, asJSON)
 		})
 	}
 }
@@ -318,4 +302,30 @@ func countHashsig(b *backup.Bundle) int {
 		}
 	}
 	return n
+}
+
+// statusLine is what import and restore print per key.
+type statusLine struct {
+	UUID   string `json:"uuid"`
+	Status string `json:"status"`
+}
+
+func newStatusLine(id hsmapi.UUID, present bool, done string) statusLine {
+	if present {
+		done = "present"
+	}
+	return statusLine{id.String(), done}
+}
+
+// printStatusLines prints "STATUS UUID" lines, or a JSON array.
+func printStatusLines(e *env, lines []statusLine, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(lines)
+	}
+	for _, l := range lines {
+		fmt.Fprintln(e.stdout, l.Status, l.UUID)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -112,6 +113,7 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"setlast":     setLast,
+			"setmatch":    setMatch,
 			"replace":     replace,
 			"truncate":    truncate,
 			"waitsock":    waitSock,
@@ -162,6 +164,19 @@ func setLast(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	lines := strings.Split(strings.TrimSpace(ts.ReadFile("stdout")), "\n")
 	ts.Setenv(args[0], strings.TrimSpace(lines[len(lines)-1]))
+}
+
+// setmatch NAME FILE REGEXP: set NAME to the first group of REGEXP's first
+// match in FILE (stdout, stderr or a file); it must match.
+func setMatch(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: setmatch NAME FILE REGEXP")
+	}
+	m := regexp.MustCompile(args[2]).FindStringSubmatch(ts.ReadFile(args[1]))
+	if len(m) < 2 {
+		ts.Fatalf("%s: no match for %q", args[1], args[2])
+	}
+	ts.Setenv(args[0], m[1])
 }
 
 // replace FILE OLD NEW: replace the first OLD in FILE by NEW; OLD must be there.
