@@ -31,13 +31,14 @@ import (
 
 var demoCommand = &command{
 	name:    "demo",
-	args:    "[--dir DIR] [--keys N] [--rpc | --pkcs11 [--module PATH] [--to-module [--cryptech-module PATH]]]",
+	args:    "[--dir DIR] [--keys N] [--rpc | --pkcs11 [--module PATH] [--to-module [--cryptech-module PATH]] | --master]",
 	summary: "the whole transfer between two emulated HSMs, checked key by key",
 	examples: `  cryptech-backup demo
   cryptech-backup demo --dir ./demo --keys 5     # keeps both HSMs and the JSON files
   cryptech-backup demo --rpc                     # both HSMs as serve daemons, the transfer over sockets
   cryptech-backup demo --pkcs11                  # between two SoftHSM2 tokens
   cryptech-backup demo --pkcs11 --to-module      # from SoftHSM2 to an emulated HSM through the project's PKCS#11 module
+  cryptech-backup demo --master                  # the tamper drill: store keys outside, back up 3-of-5, zeroize, restore
 `,
 	define: defineDemo,
 }
@@ -46,7 +47,7 @@ var demoCommand = &command{
 func defineDemo(fs *flag.FlagSet) runFunc {
 	var dir string
 	var n int
-	var overRPC, pkcs11, toModule bool
+	var overRPC, pkcs11, toModule, master bool
 	var module, cryptechModule string
 	fs.StringVar(&dir, "dir", "", "keep the two HSMs, their PINs (mode 0600) and the files here (must be new or empty; default a temporary directory, removed after)")
 	fs.IntVar(&n, "keys", 20, "number of exportable keys on the source, 1 to 500")
@@ -54,6 +55,7 @@ func defineDemo(fs *flag.FlagSet) runFunc {
 	fs.BoolVar(&pkcs11, "pkcs11", false, "transfer between two SoftHSM2 tokens made in the demo's directory")
 	fs.StringVar(&module, "module", "", "with --pkcs11: the SoftHSM2 module (default: found in the usual places)")
 	fs.BoolVar(&toModule, "to-module", false, "with --pkcs11: the destination is an emulated HSM loaded through this project's PKCS#11 module (libcryptech-pkcs11.so), in place of a second SoftHSM2 token")
+	fs.BoolVar(&master, "master", false, "instead of a transfer, the tamper drill on one emulated HSM: keys, some stored outside (store --delete), the master key backed up 3-of-5, zeroized, every key refused, two shares (still refused), a third (every key and stored file works again)")
 	fs.StringVar(&cryptechModule, "cryptech-module", "", "with --to-module: the module to load (default: built with go build -buildmode=c-shared into the demo's directory, which needs Go and this project's source tree as the working directory)")
 	return func(ctx context.Context, e *env, c *call) error {
 		if err := noArgs(c); err != nil {
@@ -64,6 +66,9 @@ func defineDemo(fs *flag.FlagSet) runFunc {
 		}
 		if overRPC && pkcs11 {
 			return usageError{"--rpc and --pkcs11 exclude each other"}
+		}
+		if master && (overRPC || pkcs11) {
+			return usageError{"--master runs on an emulated HSM in this process: not with --rpc or --pkcs11"}
 		}
 		for _, f := range []string{"module", "to-module"} {
 			if c.given(f) && !pkcs11 {
@@ -101,6 +106,9 @@ func defineDemo(fs *flag.FlagSet) runFunc {
 			if err := b.setupModule(ctx, e, cryptechModule); err != nil {
 				return err
 			}
+		}
+		if master {
+			return runMasterDrill(ctx, e, b, n)
 		}
 		return runDemo(ctx, e, b, n)
 	}
@@ -582,14 +590,18 @@ func printDemoTable(e *env, rows []demoRow) {
 		if r.problem != "" {
 			verified += " (" + r.problem + ")"
 		}
-		kind := fmt.Sprintf("rsa-%d", r.key.Bits)
-		switch {
-		case r.key.Curve != hsmapi.CurveNone:
-			kind = "ec-" + r.key.Curve.String()
-		case r.key.Hashsig != nil:
-			kind = fmt.Sprintf("hss-L%d", r.key.Hashsig.L)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.key.UUID, r.key.Label, kind, yes[r.exported], yes[r.imported], verified)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.key.UUID, r.key.Label, demoKind(r.key), yes[r.exported], yes[r.imported], verified)
 	}
 	tw.Flush()
+}
+
+// demoKind names a key's type and size for the demo's tables.
+func demoKind(k hsmapi.KeyInfo) string {
+	switch {
+	case k.Curve != hsmapi.CurveNone:
+		return "ec-" + k.Curve.String()
+	case k.Hashsig != nil:
+		return fmt.Sprintf("hss-L%d", k.Hashsig.L)
+	}
+	return fmt.Sprintf("rsa-%d", k.Bits)
 }

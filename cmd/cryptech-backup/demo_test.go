@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -116,5 +117,51 @@ func TestUsage(t *testing.T) {
 		case status != 0 && (strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), tc.want) || stdout.Len() != 0):
 			t.Errorf("%v: stderr %q; want one line with %q", tc.args, stderr, tc.want)
 		}
+	}
+}
+
+// TestDemoMaster runs the tamper drill: every key, in the keystore or
+// stored outside, refused after zeroize and after two shares, verified
+// after the third; the kept passphrases open the kept key file.
+func TestDemoMaster(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "drill")
+	e, stdout, stderr := testEnv("")
+	if status := run([]string{"demo", "--master", "--dir", dir, "--keys", "4"}, e); status != 0 {
+		t.Fatalf("demo --master exited %d\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+	out := stdout.String()
+	rows := regexp.MustCompile(`(?m)^[0-9a-f-]{36} +\S+ +\S+ +(keystore|stored\.json) +refused +refused +verified$`).FindAllStringSubmatch(out, -1)
+	where := map[string]int{}
+	for _, r := range rows {
+		where[r[1]]++
+	}
+	if len(rows) != 5 || where["keystore"] == 0 || where["stored.json"] == 0 {
+		t.Fatalf("rows %v:\n%s", where, out)
+	}
+	if !regexp.MustCompile(`stored\.json +refused +refused +verified`).MatchString(out) || !strings.Contains(out, "hss-L2") {
+		t.Errorf("no stored HSS key:\n%s", out)
+	}
+	if !regexp.MustCompile(`demo: master key [0-9a-f]{16} backed up 3-of-5, zeroized, restored from 3 shares`).MatchString(out) {
+		t.Errorf("summary missing:\n%s", out)
+	}
+	var passFile []byte
+	for _, i := range []int{1, 3, 5} {
+		p, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("master-%d.passphrase", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out+stderr.String(), strings.TrimSpace(string(p))) {
+			t.Fatal("a passphrase was printed")
+		}
+		passFile = append(passFile, p...)
+	}
+	pf := filepath.Join(dir, "pass135")
+	if err := os.WriteFile(pf, passFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, stdout, stderr = testEnv("")
+	if status := run([]string{"masterkey", "check", "-k", filepath.Join(dir, "mkm.keys"), "--passphrase-file", pf, "master-1", "master-3", "master-5"}, e); status != 0 ||
+		!strings.Contains(stdout.String(), "recombine to the master key") {
+		t.Errorf("check with the kept passphrases: %d, %s %s", status, stdout, stderr)
 	}
 }
