@@ -86,11 +86,7 @@ func defineMasterkeyBackup(fs *flag.FlagSet) runFunc {
 			return err
 		}
 		defer wipeAll(passes)
-		return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-			mk, err := masterKeyKeeper(tok)
-			if err != nil {
-				return err
-			}
+		return c.withMasterKey(ctx, e, func(mk hsmapi.MasterKeyKeeper) error {
 			data, err := mk.BackupMasterKey(ctx, hsmapi.BackupRequest{ID: id, Threshold: threshold, Shares: shares, Passphrases: passes})
 			if err != nil {
 				return err
@@ -240,11 +236,7 @@ func defineMasterkeyStatus(fs *flag.FlagSet) runFunc {
 				return err
 			}
 		}
-		return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-			mk, err := masterKeyKeeper(tok)
-			if err != nil {
-				return err
-			}
+		return c.withMasterKey(ctx, e, func(mk hsmapi.MasterKeyKeeper) error {
 			st, err := mk.MasterKeyStatus(ctx)
 			if err != nil {
 				return err
@@ -315,11 +307,7 @@ func defineMasterkeyZeroize(fs *flag.FlagSet) runFunc {
 		if !yes {
 			return usageError{"zeroize wipes the master key and makes every key of the HSM unreadable until it is restored from shares: give --yes"}
 		}
-		return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-			mk, err := masterKeyKeeper(tok)
-			if err != nil {
-				return err
-			}
+		return c.withMasterKey(ctx, e, func(mk hsmapi.MasterKeyKeeper) error {
 			if err := mk.ZeroizeMasterKey(ctx); err != nil {
 				return err
 			}
@@ -364,11 +352,7 @@ func defineMasterkeySubmit(fs *flag.FlagSet) runFunc {
 			return err
 		}
 		defer wipeShares(shares)
-		return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-			mk, err := masterKeyKeeper(tok)
-			if err != nil {
-				return err
-			}
+		return c.withMasterKey(ctx, e, func(mk hsmapi.MasterKeyKeeper) error {
 			st, err := mk.BeginRestore(ctx)
 			if err != nil {
 				return err
@@ -403,11 +387,7 @@ var masterkeyAbortCommand = &command{
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-				mk, err := masterKeyKeeper(tok)
-				if err != nil {
-					return err
-				}
+			return c.withMasterKey(ctx, e, func(mk hsmapi.MasterKeyKeeper) error {
 				if err := mk.AbortRestore(ctx); err != nil {
 					return err
 				}
@@ -434,11 +414,7 @@ backup made before the rotation is stale: make a new one.
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-				mk, err := masterKeyKeeper(tok)
-				if err != nil {
-					return err
-				}
+			return c.withMasterKey(ctx, e, func(mk hsmapi.MasterKeyKeeper) error {
 				res, err := mk.RotateMasterKey(ctx)
 				if err != nil {
 					return err
@@ -473,11 +449,7 @@ var masterkeyRetireCommand = &command{
 				return usageError{fmt.Sprintf("%q is not a check value: %d hex digits", c.fs.Arg(0), 2*len(cv))}
 			}
 			copy(cv[:], b)
-			return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-				mk, err := masterKeyKeeper(tok)
-				if err != nil {
-					return err
-				}
+			return c.withMasterKey(ctx, e, func(mk hsmapi.MasterKeyKeeper) error {
 				if err := mk.RetireMasterKey(ctx, cv); err != nil {
 					return err
 				}
@@ -488,12 +460,15 @@ var masterkeyRetireCommand = &command{
 	},
 }
 
-func masterKeyKeeper(tok hsmapi.Token) (hsmapi.MasterKeyKeeper, error) {
-	mk, ok := tok.(hsmapi.MasterKeyKeeper)
-	if !ok {
-		return nil, fmt.Errorf("masterkey: %w: this HSM's master key cannot be managed from here (the emulated HSM's can, with --hsm)", hsmapi.ErrUnsupported)
-	}
-	return mk, nil
+// withMasterKey runs f on the master key of the HSM the common flags name.
+func (c *call) withMasterKey(ctx context.Context, e *env, f func(hsmapi.MasterKeyKeeper) error) error {
+	return c.withToken(ctx, e, func(tok hsmapi.Token) error {
+		mk, ok := tok.(hsmapi.MasterKeyKeeper)
+		if !ok {
+			return fmt.Errorf("masterkey: %w: this HSM's master key cannot be managed from here (the emulated HSM's can, with --hsm)", hsmapi.ErrUnsupported)
+		}
+		return f(mk)
+	})
 }
 
 func readKeyFile(path string) (*sharefile.File, error) {
