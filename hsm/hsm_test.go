@@ -669,3 +669,16 @@ func TestCheckLabel(t *testing.T) {
 		}
 	}
 }
+
+// restarted powers h off and on again (Open on its directory) and returns
+// it with a new wheel session; both are closed when t ends.
+func restarted(t *testing.T, h *HSM) (*HSM, *Session) {
+	t.Helper()
+	h.Close()
+	h2, err := Open(h.board.Dir, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h2.Close() })
+	return h2, login(t, h2)
+}

@@ -74,7 +74,7 @@ func signVerifies(t *testing.T, s *Session, k hsmapi.KeyInfo) error {
 // zeroize, two shares are not enough, refusals leave the session as it
 // was, the third share brings every key back.
 func TestMasterKeyDrill(t *testing.T) {
-	h, dir := newTestHSM(t)
+	h, _ := newTestHSM(t)
 	s := login(t, h)
 	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 	f := backupMasterKey(t, s, 3, 5)
@@ -137,11 +137,7 @@ func TestMasterKeyDrill(t *testing.T) {
 	}
 
 	// Not the SO: refused, whoever it is.
-	user := h.NewSession()
-	if err := user.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
-		t.Fatal(err)
-	}
-	defer user.Close()
+	user := userSession(t, h, hsmapi.UserNormal, userPIN)
 	if _, err := user.SubmitShare(ctx, sealShare(t, f, 2, st)); !errors.Is(err, hsmapi.ErrForbidden) {
 		t.Fatalf("user submits: %v", err)
 	}
@@ -160,13 +156,7 @@ func TestMasterKeyDrill(t *testing.T) {
 
 	// The restored key is in the master key memory: it survives a restart.
 	s.Close()
-	h.Close()
-	h3, err := Open(dir, testOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h3.Close()
-	if err := signVerifies(t, login(t, h3), k); err != nil {
+	if _, s3 := restarted(t, h); signVerifies(t, s3, k) != nil {
 		t.Fatalf("sign after a restart: %v", err)
 	}
 }
@@ -223,11 +213,7 @@ func TestRestoreRefusesWrongKey(t *testing.T) {
 
 func TestMasterKeyNeedsOfficer(t *testing.T) {
 	h, _ := newTestHSM(t)
-	user := h.NewSession()
-	if err := user.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
-		t.Fatal(err)
-	}
-	defer user.Close()
+	user := userSession(t, h, hsmapi.UserNormal, userPIN)
 	req := hsmapi.BackupRequest{ID: "m", Threshold: 1, Shares: 1, Passphrases: [][]byte{[]byte("p")}}
 	if _, err := user.BackupMasterKey(ctx, req); !errors.Is(err, hsmapi.ErrForbidden) {
 		t.Errorf("backup: %v", err)
@@ -266,7 +252,7 @@ var _ hsmapi.MasterKeyKeeper = (*Session)(nil)
 // A restore survives the board's power cycles (every CLI command is one),
 // in a 0600 file that is gone once the key is back.
 func TestRestoreSurvivesRestart(t *testing.T) {
-	h, dir := newTestHSM(t)
+	h, _ := newTestHSM(t)
 	s := login(t, h)
 	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 	f := backupMasterKey(t, s, 2, 2)
@@ -282,17 +268,12 @@ func TestRestoreSurvivesRestart(t *testing.T) {
 	}
 	s.Close()
 	h.Close()
-	path := filepath.Join(dir, restoreFile)
+	path := filepath.Join(h.board.Dir, restoreFile)
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("restore file: %v, %v", fi, err)
 	}
 
-	h2, err := Open(dir, testOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h2.Close()
-	s2 := login(t, h2)
+	_, s2 := restarted(t, h)
 	again, err := s2.BeginRestore(ctx)
 	if err != nil || again.ID != st.ID || again.Received != 1 {
 		t.Fatalf("after a restart: %+v, %v", again, err)

@@ -44,7 +44,7 @@ func recordsUnder(t *testing.T, h *HSM, key []byte) int {
 }
 
 func TestRotateMasterKey(t *testing.T) {
-	h, dir := newTestHSM(t)
+	h, _ := newTestHSM(t)
 	s := login(t, h)
 	var keys []hsmapi.KeyInfo
 	for range 3 {
@@ -78,24 +78,14 @@ func TestRotateMasterKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	h.Close()
-	h2, err := Open(dir, testOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h2.Close()
-	s2 := login(t, h2)
+	h2, s2 := restarted(t, h)
 	if len(h2.board.MKM.OldKeys()) != 0 {
 		t.Fatal("the retired key is still in the ring")
 	}
 	everyKeySigns(t, "after restart", s2, keys)
 
 	// The SO may; the user may not.
-	user := h2.NewSession()
-	if err := user.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
-		t.Fatal(err)
-	}
-	defer user.Close()
+	user := userSession(t, h2, hsmapi.UserNormal, userPIN)
 	if _, err := user.RotateMasterKey(ctx); !errors.Is(err, hsmapi.ErrForbidden) {
 		t.Fatalf("user rotates: %v", err)
 	}
@@ -175,7 +165,7 @@ func TestRotateRingFull(t *testing.T) {
 // A backup made before a rotation is stale: after a wipe its shares are
 // refused as another key's; a backup of the new key restores.
 func TestRestoreStaleBackup(t *testing.T) {
-	h, dir := newTestHSM(t)
+	h, _ := newTestHSM(t)
 	s := login(t, h)
 	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 	stale := backupMasterKey(t, s, 2, 2)
@@ -210,12 +200,7 @@ func TestRestoreStaleBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	h.Close()
-	h2, err := Open(dir, testOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h2.Close()
+	h2, _ := restarted(t, h)
 	if cv, _, _ := h2.recordedCheckValue(); cv != res.CheckValue {
 		t.Fatalf("after power-up the record says %x, the key is %x", cv, res.CheckValue)
 	}
