@@ -20,6 +20,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/internal/hsmtest"
+	"github.com/hsmkit/cryptech-backup/internal/p11threads"
 	"github.com/hsmkit/cryptech-backup/internal/softhsm"
 	"github.com/hsmkit/cryptech-backup/rpc"
 )
@@ -86,6 +87,11 @@ func BenchmarkSign(b *testing.B) {
 						benchSign(b, p, sessions[:n], alg.mech, key, alg.data)
 					})
 				}
+				for _, n := range []int{1, 4} {
+					b.Run(fmt.Sprintf("%s/c-threads=%d", alg.name, n), func(b *testing.B) {
+						benchSignC(b, lib, sessions[:n], alg.mech, key, alg.data)
+					})
+				}
 			}
 		})
 	}
@@ -137,7 +143,7 @@ func benchSign(b *testing.B, p *pkcs11.Ctx, sessions []pkcs11.SessionHandle, mec
 	var wg sync.WaitGroup
 	errs := make(chan error, len(sessions))
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	u0 := usageNow()
 	for _, s := range sessions {
 		wg.Go(func() {
 			m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}
@@ -159,25 +165,57 @@ func benchSign(b *testing.B, p *pkcs11.Ctx, sessions []pkcs11.SessionHandle, mec
 	for err := range errs {
 		b.Fatal(err)
 	}
-	reportRate(b, start, cpu0)
+	reportRate(b, u0)
 }
 
-// reportRate reports signatures per second and the process's CPU time per
+// benchSignC makes b.N signatures as benchSign does, but from a C thread
+// per session (p11threads), as an application written in C signs: without
+// the Go runtime of a Go application, whose goroutines in cgo calls wait
+// for its Ps, between the sessions and the module.
+func benchSignC(b *testing.B, lib string, sessions []pkcs11.SessionHandle, mech uint, key pkcs11.ObjectHandle, data []byte) {
+	hs := make([]uint, len(sessions))
+	for i, s := range sessions {
+		hs[i] = uint(s)
+	}
+	b.ResetTimer()
+	u0 := usageNow()
+	if err := p11threads.Sign(lib, hs, uint(key), mech, data, b.N); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	reportRate(b, u0)
+}
+
+// reportRate reports signatures per second, the process's CPU time per
 // signature (every thread's: the application's, the module's, the
 // in-process server's), which on a shared machine tells work done from
-// time waited for a core.
-func reportRate(b *testing.B, start time.Time, cpu0 time.Duration) {
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "sig/s")
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/sig")
+// time waited for a core, and the process's voluntary context switches per
+// signature: how often a thread went to sleep waiting (for a lock, for the
+// module's Go runtime to give it a P, for an answer on a socket), which
+// the load of the machine moves much less than the rate.
+func reportRate(b *testing.B, u0 usage) {
+	u := usageNow()
+	n := float64(b.N)
+	b.ReportMetric(n/u.wall.Sub(u0.wall).Seconds(), "sig/s")
+	b.ReportMetric(float64((u.cpu-u0.cpu).Microseconds())/n, "cpu-µs/sig")
+	b.ReportMetric(float64(u.switches-u0.switches)/n, "sleeps/sig")
 }
 
-// cpuTime is the user and system time the process has used.
-func cpuTime() time.Duration {
+// usage is the process's clock, CPU time and voluntary context switches.
+type usage struct {
+	wall     time.Time
+	cpu      time.Duration
+	switches int64
+}
+
+func usageNow() usage {
+	u := usage{wall: time.Now()}
 	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		u.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		u.switches = ru.Nvcsw
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return u
 }
 
 // BenchmarkSignFloor signs as BenchmarkSign does, on 1 and 4 goroutines,
@@ -210,7 +248,7 @@ func BenchmarkSignFloor(b *testing.B) {
 				left.Store(int64(b.N))
 				var wg sync.WaitGroup
 				b.ResetTimer()
-				start, cpu0 := time.Now(), cpuTime()
+				u0 := usageNow()
 				for range n {
 					wg.Go(func() {
 						for left.Add(-1) >= 0 {
@@ -223,7 +261,7 @@ func BenchmarkSignFloor(b *testing.B) {
 				}
 				wg.Wait()
 				b.StopTimer()
-				reportRate(b, start, cpu0)
+				reportRate(b, u0)
 			})
 		}
 	}
