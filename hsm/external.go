@@ -191,6 +191,9 @@ func (h *HSM) openStored(data []byte) ([]storedKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.Token {
+		return nil, fmt.Errorf("%w: PKCS#11 token %s stored the keys under a storage key of its own, and only it takes them back (with --module)", hsmapi.ErrNotThisHSM, f.HSM)
+	}
 	if serial := h.Identity().Serial; f.HSM != serial {
 		return nil, fmt.Errorf("%w: the keys were stored by HSM %s; this is HSM %s", hsmapi.ErrNotThisHSM, f.HSM, serial)
 	}
