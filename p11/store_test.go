@@ -157,12 +157,14 @@ func TestStoreRestoreOnToken(t *testing.T) {
 
 // tokenFileEdits change one field of a token's stored-keys file each.
 var tokenFileEdits = map[string]func(f *storefile.File){
-	"label":      func(f *storefile.File) { f.Keys[0].Label = "other" },
-	"created":    func(f *storefile.File) { f.Created = f.Created.Add(1e9) },
-	"wrapped":    func(f *storefile.File) { f.Keys[0].Wrapped = flip(f.Keys[0].Wrapped, 5) },
-	"tag":        func(f *storefile.File) { f.Tag = flip(f.Tag, 0) },
-	"flags":      func(f *storefile.File) { f.Keys[0].Flags ^= hsmapi.FlagDataEncipherment },
-	"attributes": func(f *storefile.File) { f.Keys[0].Attributes = flip(f.Keys[0].Attributes, len(f.Keys[0].Attributes)-1) },
+	"label":   func(f *storefile.File) { f.Keys[0].Label = "other" },
+	"created": func(f *storefile.File) { f.Created = f.Created.Add(1e9) },
+	"wrapped": func(f *storefile.File) { f.Keys[0].Wrapped = flip(f.Keys[0].Wrapped, 5) },
+	"tag":     func(f *storefile.File) { f.Tag = flip(f.Tag, 0) },
+	"flags":   func(f *storefile.File) { f.Keys[0].Flags ^= hsmapi.FlagDataEncipherment },
+	"attributes": func(f *storefile.File) {
+		f.Keys[0].Attributes = flip(f.Keys[0].Attributes, len(f.Keys[0].Attributes)-1)
+	},
 	"public key": func(f *storefile.File) { f.Keys[0], f.Keys[1] = swapPublic(f.Keys[0], f.Keys[1]) },
 	"order":      func(f *storefile.File) { f.Keys[0], f.Keys[1] = f.Keys[1], f.Keys[0] },
 	"dropped":    func(f *storefile.File) { f.Keys = f.Keys[1:] },
