@@ -131,6 +131,7 @@ func (t *Token) StoreKeys(_ context.Context, ids []hsmapi.UUID) ([]byte, error) 
 	return out, nil
 }
 
+// storeKeys is StoreKeys. Called with t.mu held.
 func (t *Token) storeKeys(ids []hsmapi.UUID) ([]byte, error) {
 	lockassert.Held(&t.mu)
 	if _, err := t.session(); err != nil {
@@ -329,6 +330,7 @@ func (t *Token) RestoreKeys(_ context.Context, data []byte) ([]hsmapi.ImportResu
 	return res, nil
 }
 
+// restoreKeys is RestoreKeys. Called with t.mu held.
 func (t *Token) restoreKeys(data []byte) ([]hsmapi.ImportResult, error) {
 	lockassert.Held(&t.mu)
 	storage, keys, err := t.openStored(data)

@@ -219,6 +219,7 @@ func (t *Token) Import(_ context.Context, req hsmapi.ImportRequest) (hsmapi.Impo
 
 // importKey is Import. Called with t.mu held.
 func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error) {
+	lockassert.Held(&t.mu)
 	return t.importUnder(req, 0)
 }
 
