@@ -389,7 +389,7 @@ func (h *HSM) commitRestore(keys []storedKey) ([]hsmapi.ImportResult, error) {
 
 // hssRestorable checks a stored HSS key against the disabled key here: the
 // same key, and a state that starts at or beyond the first index this HSM
-// never released. Called with h.mu held.
+// never released. The caller holds h.mu (the HSM of both keys).
 func hssRestorable(here, stored *key) error {
 	if here.hss == nil || here.hss.ID() != stored.hss.ID() {
 		return fmt.Errorf("%w: not the HSS key stored", hsmapi.ErrKeyNameInUse)
