@@ -191,6 +191,9 @@ func (h *HSM) openStored(data []byte) ([]storedKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.Token {
+		return nil, fmt.Errorf("%w: PKCS#11 token %s stored the keys under a storage key of its own, and only it takes them back (with --module)", hsmapi.ErrNotThisHSM, f.HSM)
+	}
 	if serial := h.Identity().Serial; f.HSM != serial {
 		return nil, fmt.Errorf("%w: the keys were stored by HSM %s; this is HSM %s", hsmapi.ErrNotThisHSM, f.HSM, serial)
 	}
@@ -386,7 +389,7 @@ func (h *HSM) commitRestore(keys []storedKey) ([]hsmapi.ImportResult, error) {
 
 // hssRestorable checks a stored HSS key against the disabled key here: the
 // same key, and a state that starts at or beyond the first index this HSM
-// never released. Called with h.mu held.
+// never released. The caller holds h.mu (the HSM of both keys).
 func hssRestorable(here, stored *key) error {
 	if here.hss == nil || here.hss.ID() != stored.hss.ID() {
 		return fmt.Errorf("%w: not the HSS key stored", hsmapi.ErrKeyNameInUse)

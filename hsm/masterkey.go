@@ -16,6 +16,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/atomicfile"
 	"github.com/hsmkit/cryptech-backup/internal/keywrap"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 	"github.com/hsmkit/cryptech-backup/keyshare"
 	"github.com/hsmkit/cryptech-backup/keystore"
 	"github.com/hsmkit/cryptech-backup/sharefile"
@@ -132,9 +133,10 @@ func parseRestoreSession(b []byte) (*restoreSession, error) {
 
 // currentRestore is the restore session, loaded from its file after a
 // power-up. A session left behind by a restore that wrote the master key
-// and crashed before it removed the file is over. Called with restoreMu
+// and crashed before it removed the file is over. Called with h.restoreMu
 // held.
 func (h *HSM) currentRestore() (*restoreSession, error) {
+	lockassert.Held(&h.restoreMu)
 	if h.restore != nil {
 		return h.restore, nil
 	}
@@ -169,8 +171,9 @@ func (h *HSM) saveRestore(r *restoreSession) error {
 	return nil
 }
 
-// endRestore wipes r and scrubs the file. Called with restoreMu held.
+// endRestore wipes r and scrubs the file. Called with h.restoreMu held.
 func (h *HSM) endRestore(r *restoreSession) error {
+	lockassert.Held(&h.restoreMu)
 	if r != nil {
 		r.wipe()
 	}
@@ -471,8 +474,9 @@ func wipeShareList(shares []keyshare.Share) {
 
 // acceptable checks a share against the session before it is kept: the
 // same key as the HSM's record and as the shares before it, the same
-// threshold, an index not seen yet. Called with restoreMu held.
+// threshold, an index not seen yet. Called with h.restoreMu held.
 func (h *HSM) acceptable(r *restoreSession, sub *sharetransit.Submission) error {
+	lockassert.Held(&h.restoreMu)
 	want, known, err := h.recordedCheckValue()
 	if err != nil {
 		return err

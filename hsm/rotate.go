@@ -8,6 +8,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/keywrap"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 	"github.com/hsmkit/cryptech-backup/keyshare"
 	"github.com/hsmkit/cryptech-backup/sim"
 )
@@ -99,6 +100,7 @@ func (h *HSM) rotate() (hsmapi.RotateResult, error) {
 // it. Records in damaged blocks cannot be read and are skipped (counted).
 // Called with h.mu held.
 func (h *HSM) resealAll(mk []byte) (resealed, skipped int, err error) {
+	lockassert.Held(&h.mu)
 	for _, id := range h.ks.List(kindKey) {
 		rec, err := h.ks.Get(id)
 		if err != nil {

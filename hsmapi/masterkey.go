@@ -97,7 +97,8 @@ type MasterKeyKeeper interface {
 
 // KeyStorer is implemented by HSMs that keep keys outside their keystore,
 // wrapped under a storage key derived from their master key
-// (docs/stored-keys.md): the emulated HSM.
+// (docs/stored-keys.md): the emulated HSM; and by PKCS#11 tokens (package
+// p11), under a storage key object on the token.
 type KeyStorer interface {
 	// StoreKeys returns the stored-keys file for the keys; HSS keys among
 	// them are disabled in the HSM first (they give away every signature

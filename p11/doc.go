@@ -46,6 +46,14 @@
 // as a session object that only unwraps: the soft KEKEK of a bundle, for the
 // length of one import (load.go).
 //
+// External storage (hsmapi.KeyStorer, store.go): a token has no master key,
+// so keys are wrapped for storage outside it under a storage key object on
+// it, an AES-256 token key that only wraps and unwraps and is never
+// extractable, made on the first store; the file's tag is made as a
+// transfer's is, under that key, and a restore imports each key as Import
+// does, under that key instead of a KEK. Only extractable keys can be
+// stored, and no HSS key (docs/stored-keys.md, "On a PKCS#11 token").
+//
 // A token has no transactions: an import is one key after another, rolled
 // back by package backup when one fails; a crash in between can leave some
 // keys on the token.

@@ -176,23 +176,33 @@ func publicAttrs(t *testing.T, tok *Token, id hsmapi.UUID, types ...uint) map[ui
 	return out
 }
 
+// keyDump is objectDump of both objects of the key id.
+type keyDump struct{ priv, pub map[uint]string }
+
+func dumpKey(t testing.TB, tok *Token, id hsmapi.UUID) keyDump {
+	t.Helper()
+	tok.mu.Lock()
+	defer tok.mu.Unlock()
+	o, err := tok.object(id)
+	if err != nil {
+		t.Fatalf("%s: %v", id, err)
+	}
+	if !o.hasPriv || !o.hasPub {
+		t.Fatalf("%s: private object %v, public object %v", id, o.hasPriv, o.hasPub)
+	}
+	return keyDump{objectDump(t, tok, o.priv), objectDump(t, tok, o.pub)}
+}
+
 // sameObjects compares, object by object, the key id on src and on dst.
 func sameObjects(t *testing.T, src, dst *Token, id hsmapi.UUID) {
 	t.Helper()
-	dump := func(tok *Token) (priv, pub map[uint]string) {
-		tok.mu.Lock()
-		defer tok.mu.Unlock()
-		o, err := tok.object(id)
-		if err != nil {
-			t.Fatalf("%s: %v", id, err)
-		}
-		if !o.hasPriv || !o.hasPub {
-			t.Fatalf("%s: private object %v, public object %v", id, o.hasPriv, o.hasPub)
-		}
-		return objectDump(t, tok, o.priv), objectDump(t, tok, o.pub)
-	}
-	sPriv, sPub := dump(src)
-	dPriv, dPub := dump(dst)
+	sameDump(t, id, dumpKey(t, src, id), dumpKey(t, dst, id))
+}
+
+// sameDump compares two dumps of the key id, as it left and as it arrived.
+func sameDump(t testing.TB, id hsmapi.UUID, src, dst keyDump) {
+	t.Helper()
+	sPriv, sPub, dPriv, dPub := src.priv, src.pub, dst.priv, dst.pub
 	for _, c := range []struct {
 		what     string
 		src, dst map[uint]string
@@ -250,6 +260,14 @@ func signsAsSource(t *testing.T, src, dst hsmapi.Token, id hsmapi.UUID) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	signsAs(t, k, dst)
+}
+
+// signsAs checks that the key k signs on dst so that its public key
+// verifies.
+func signsAs(t testing.TB, k hsmapi.KeyInfo, dst hsmapi.Token) {
+	t.Helper()
+	id := k.UUID
 	digest := sha256.Sum256([]byte("signed on the destination " + id.String()))
 	sig, err := dst.Sign(ctx, id, digest[:], crypto.SHA256)
 	if err != nil {

@@ -169,12 +169,9 @@ func (t *Token) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 		return hsmapi.WrappedKey{}, fmt.Errorf("transit KEK: %w", err)
 	}
 	temp = append(temp, kek)
-	wrapped, err := t.raw.WrapKey(t.sess, kwp, kek, o.priv)
+	wrapped, err := t.wrapPrivate(kek, o.priv)
 	if err != nil {
-		if isCode(err, pkcs11.CKR_KEY_UNEXTRACTABLE) || isCode(err, pkcs11.CKR_KEY_NOT_WRAPPABLE) {
-			return hsmapi.WrappedKey{}, hsmapi.ErrNotExportable
-		}
-		return hsmapi.WrappedKey{}, fmt.Errorf("wrap key: %w", err)
+		return hsmapi.WrappedKey{}, err
 	}
 	ct, err := t.raw.WrapKey(t.sess, []*pkcs11.Mechanism{mech}, kekekObj, kek)
 	if err != nil {
@@ -192,6 +189,21 @@ func (t *Token) export(req hsmapi.ExportRequest) (hsmapi.WrappedKey, error) {
 	return w, nil
 }
 
+// wrapPrivate wraps a private key under an AES key with RFC 5649; a key
+// the token will not let out is hsmapi.ErrNotExportable. Called with t.mu
+// held.
+func (t *Token) wrapPrivate(kek, priv pkcs11.ObjectHandle) ([]byte, error) {
+	lockassert.Held(&t.mu)
+	wrapped, err := t.raw.WrapKey(t.sess, kwp, kek, priv)
+	if err != nil {
+		if isCode(err, pkcs11.CKR_KEY_UNEXTRACTABLE) || isCode(err, pkcs11.CKR_KEY_NOT_WRAPPABLE) {
+			return nil, hsmapi.ErrNotExportable
+		}
+		return nil, fmt.Errorf("wrap key: %w", err)
+	}
+	return wrapped, nil
+}
+
 // Import stores a key exported to one of this token's KEKEKs, or a public
 // key. The KEK, the key and the tag are unwrapped on the token; every
 // failure to do so is hsmapi.ErrDecryption.
@@ -207,6 +219,14 @@ func (t *Token) Import(_ context.Context, req hsmapi.ImportRequest) (hsmapi.Impo
 
 // importKey is Import. Called with t.mu held.
 func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error) {
+	lockassert.Held(&t.mu)
+	return t.importUnder(req, 0)
+}
+
+// importUnder is Import, with the private key wrapped under the KEK of the
+// bundle, or, when storage is not 0, under that key of the token (a
+// restore: RestoreKeys). Called with t.mu held.
+func (t *Token) importUnder(req hsmapi.ImportRequest, storage pkcs11.ObjectHandle) (hsmapi.ImportResult, error) {
 	lockassert.Held(&t.mu)
 	if _, err := t.session(); err != nil {
 		return hsmapi.ImportResult{}, err
@@ -251,26 +271,15 @@ func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error)
 	// that keeps HSS keys refuses a part it received before): the token
 	// checks RFC 5649's integrity as it unwraps, and the public key is
 	// matched once it is stored (hss.go).
-	var kek pkcs11.ObjectHandle
-	if private {
+	kek := storage
+	if private && kek == 0 {
 		if kek, err = t.unwrapKEK(req); err != nil {
 			return hsmapi.ImportResult{}, err
 		}
 		temp = append(temp, kek)
 	}
 	if private && !hss {
-		var check template
-		check.set(pkcs11.CKA_TOKEN, false)
-		check.set(pkcs11.CKA_PRIVATE, true)
-		check.set(pkcs11.CKA_SENSITIVE, true)
-		check.set(pkcs11.CKA_EXTRACTABLE, false)
-		check.set(pkcs11.CKA_SIGN, true)
-		sess, err := t.unwrapPrivate(req, kek, info.Type, check)
-		if err != nil {
-			return hsmapi.ImportResult{}, hsmapi.ErrDecryption
-		}
-		temp = append(temp, sess)
-		if err := t.matchesPublic(sess, pub); err != nil {
+		if err := t.unwrapCheck(req, kek, info.Type, pub); err != nil {
 			return hsmapi.ImportResult{}, err
 		}
 	}
@@ -345,6 +354,26 @@ func (t *Token) importKey(req hsmapi.ImportRequest) (hsmapi.ImportResult, error)
 		res.Warnings = []string{sharedIDWarning(o, others)}
 	}
 	return res, nil
+}
+
+// unwrapCheck unwraps the private key under the KEK as a session object
+// that can sign (and has no CKA_ID, so that it never passes for a stored
+// key), matches it with its public key, and destroys it: nothing is
+// stored. Called with t.mu held.
+func (t *Token) unwrapCheck(req hsmapi.ImportRequest, kek pkcs11.ObjectHandle, typ hsmapi.KeyType, pub any) error {
+	lockassert.Held(&t.mu)
+	var check template
+	check.set(pkcs11.CKA_TOKEN, false)
+	check.set(pkcs11.CKA_PRIVATE, true)
+	check.set(pkcs11.CKA_SENSITIVE, true)
+	check.set(pkcs11.CKA_EXTRACTABLE, false)
+	check.set(pkcs11.CKA_SIGN, true)
+	sess, err := t.unwrapPrivate(req, kek, typ, check)
+	if err != nil {
+		return hsmapi.ErrDecryption
+	}
+	defer t.destroyTemp(sess)
+	return t.matchesPublic(sess, pub)
 }
 
 // sharedIDWarning tells that an imported key shares its CKA_ID with keys
@@ -665,6 +694,14 @@ func (t *Token) tag(kek pkcs11.ObjectHandle, binding []byte) ([]byte, error) {
 	lockassert.Held(&t.mu)
 	digest := hsmapi.BindingDigest(binding)
 	defer clear(digest)
+	return t.wrapValue(kek, digest)
+}
+
+// wrapValue wraps a 32-byte value under the key with RFC 5649: the value
+// is made a session secret for the length of the call. Called with t.mu
+// held.
+func (t *Token) wrapValue(kek pkcs11.ObjectHandle, value []byte) ([]byte, error) {
+	lockassert.Held(&t.mu)
 	secret, err := t.raw.CreateObject(t.sess, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		// An AES-256 key, which every token that wraps under AES keeps
@@ -672,7 +709,7 @@ func (t *Token) tag(kek pkcs11.ObjectHandle, binding []byte) ([]byte, error) {
 		// but be wrapped.
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE, digest),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, value),
 		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
 		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),

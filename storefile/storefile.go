@@ -24,6 +24,12 @@ import (
 // Format names the file's version.
 const Format = "cryptech-backup stored keys v1"
 
+// FormatToken names the file's version when a PKCS#11 token stored the
+// keys under a storage key object of its own (File.Token): a format of its
+// own, first in the binding, so that neither kind of file passes for the
+// other and a file of the emulated HSM binds exactly as before.
+const FormatToken = "cryptech-backup stored keys v1 (PKCS#11 token)"
+
 // MaxFileSize bounds what Parse reads: 100,000 keys of a few KiB.
 const MaxFileSize = 512 << 20
 
@@ -33,13 +39,20 @@ var ErrMalformed = errors.New("not a well-formed stored-keys file")
 
 // File is a stored-keys file.
 type File struct {
-	// HSM is the serial of the HSM that stored the keys.
+	// Token: a PKCS#11 token stored the keys, under a storage key object
+	// on it (docs/stored-keys.md, "On a PKCS#11 token"), not an HSM under
+	// its master key.
+	Token bool
+	// HSM is the serial of the HSM (the token) that stored the keys.
 	HSM string
-	// CheckValue is that of the master key the storage key comes from.
+	// CheckValue is that of the master key the storage key comes from, or,
+	// on a token, the storage key's own.
 	CheckValue [hsmapi.MasterKeyCheckSize]byte
 	Created    time.Time
 	Keys       []Key
-	// Tag authenticates Binding() under the storage MAC key.
+	// Tag authenticates Binding() under the storage MAC key (TagSize
+	// bytes), or, on a token, is its digest wrapped under the storage key
+	// (TokenTagSize bytes).
 	Tag []byte
 }
 
@@ -50,30 +63,50 @@ type Key struct {
 	Type    hsmapi.KeyType
 	Label   string
 	Wrapped []byte
+
+	// A token's key also carries what its wrapped private key cannot: its
+	// public key (SubjectPublicKeyInfo), its flags and the PKCS#11
+	// attributes of both its objects (hsmapi.EncodeAttributes), so that it
+	// arrives exactly as it left. Only in token files.
+	PublicKey  []byte
+	Flags      hsmapi.Flags
+	Attributes []byte
 }
 
 type fileJSON struct {
 	Format     string    `json:"format"`
 	HSM        string    `json:"hsm"`
-	CheckValue string    `json:"master_key_check_value"`
+	CheckValue string    `json:"master_key_check_value,omitempty"`
+	StorageKey string    `json:"storage_key_check_value,omitempty"`
 	Created    string    `json:"created"`
 	Keys       []keyJSON `json:"keys"`
 	Tag        []byte    `json:"tag"`
 }
 
 type keyJSON struct {
-	UUID    string `json:"uuid"`
-	Type    string `json:"type"`
-	Label   string `json:"label"`
-	Wrapped []byte `json:"wrapped"`
+	UUID       string  `json:"uuid"`
+	Type       string  `json:"type"`
+	Label      string  `json:"label"`
+	Wrapped    []byte  `json:"wrapped"`
+	PublicKey  []byte  `json:"public_key,omitempty"`
+	Flags      *uint32 `json:"flags,omitempty"`
+	Attributes []byte  `json:"attributes,omitempty"`
 }
 
 // Marshal writes the file as indented JSON.
 func (f *File) Marshal() ([]byte, error) {
-	j := fileJSON{Format: Format, HSM: f.HSM, CheckValue: hex.EncodeToString(f.CheckValue[:]),
+	j := fileJSON{Format: f.format(), HSM: f.HSM, CheckValue: hex.EncodeToString(f.CheckValue[:]),
 		Created: f.Created.UTC().Format(time.RFC3339), Tag: f.Tag, Keys: []keyJSON{}}
+	if f.Token {
+		j.CheckValue, j.StorageKey = "", j.CheckValue
+	}
 	for _, k := range f.Keys {
-		j.Keys = append(j.Keys, keyJSON{UUID: k.UUID.String(), Type: k.Type.String(), Label: k.Label, Wrapped: k.Wrapped})
+		kj := keyJSON{UUID: k.UUID.String(), Type: k.Type.String(), Label: k.Label, Wrapped: k.Wrapped}
+		if f.Token {
+			flags := uint32(k.Flags)
+			kj.PublicKey, kj.Flags, kj.Attributes = k.PublicKey, &flags, k.Attributes
+		}
+		j.Keys = append(j.Keys, kj)
 	}
 	out, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
@@ -97,19 +130,25 @@ func Parse(data []byte) (*File, error) {
 	if dec.More() {
 		return nil, fmt.Errorf("%w: data after the JSON object", ErrMalformed)
 	}
-	if j.Format != Format {
-		return nil, fmt.Errorf("%w: format %q, want %q", ErrMalformed, j.Format, Format)
+	if j.Format != Format && j.Format != FormatToken {
+		return nil, fmt.Errorf("%w: format %q, want %q or %q", ErrMalformed, j.Format, Format, FormatToken)
 	}
-	f := &File{HSM: j.HSM, Tag: j.Tag}
-	cv, err := hex.DecodeString(j.CheckValue)
-	if err != nil || len(cv) != len(f.CheckValue) {
-		return nil, fmt.Errorf("%w: master_key_check_value %q", ErrMalformed, j.CheckValue)
+	f := &File{Token: j.Format == FormatToken, HSM: j.HSM, Tag: j.Tag}
+	cvField, cvHex, other := "master_key_check_value", j.CheckValue, j.StorageKey
+	tagSize := TagSize
+	if f.Token {
+		cvField, cvHex, other = "storage_key_check_value", j.StorageKey, j.CheckValue
+		tagSize = TokenTagSize
+	}
+	cv, err := hex.DecodeString(cvHex)
+	if err != nil || len(cv) != len(f.CheckValue) || other != "" {
+		return nil, fmt.Errorf("%w: %s %q (and no other check value)", ErrMalformed, cvField, cvHex)
 	}
 	copy(f.CheckValue[:], cv)
 	if f.Created, err = time.Parse(time.RFC3339, j.Created); err != nil {
 		return nil, fmt.Errorf("%w: created %q", ErrMalformed, j.Created)
 	}
-	if f.HSM == "" || len(f.Tag) != TagSize || len(j.Keys) == 0 {
+	if f.HSM == "" || len(f.Tag) != tagSize || len(j.Keys) == 0 {
 		return nil, fmt.Errorf("%w: no HSM, no tag or no keys", ErrMalformed)
 	}
 	seen := map[hsmapi.UUID]bool{}
@@ -129,23 +168,43 @@ func Parse(data []byte) (*File, error) {
 		if len(kj.Wrapped) < 16 {
 			return nil, fmt.Errorf("%w: key %s: no wrapped key", ErrMalformed, u)
 		}
-		f.Keys = append(f.Keys, Key{UUID: u, Type: t, Label: kj.Label, Wrapped: kj.Wrapped})
+		k := Key{UUID: u, Type: t, Label: kj.Label, Wrapped: kj.Wrapped, PublicKey: kj.PublicKey, Attributes: kj.Attributes}
+		tokenKey := kj.Flags != nil || len(kj.PublicKey) > 0 || len(kj.Attributes) > 0
+		if f.Token && (kj.Flags == nil || len(kj.PublicKey) == 0) || !f.Token && tokenKey {
+			return nil, fmt.Errorf("%w: key %s: public_key, flags and attributes belong in a token's file, and only there", ErrMalformed, u)
+		}
+		if kj.Flags != nil {
+			k.Flags = hsmapi.Flags(*kj.Flags)
+		}
+		f.Keys = append(f.Keys, k)
 	}
 	return f, nil
+}
+
+func (f *File) format() string {
+	if f.Token {
+		return FormatToken
+	}
+	return Format
 }
 
 // TagSize is the size of the tag: HMAC-SHA-256.
 const TagSize = 32
 
+// TokenTagSize is the size of a token file's tag: a SHA-256 digest wrapped
+// with RFC 5649.
+const TokenTagSize = 40
+
 // Binding is what the tag authenticates: every field, each length-prefixed
-// (u32), in order.
+// (u32), in order; a token file's keys with their public key, flags (u32)
+// and attributes after the rest.
 func (f *File) Binding() []byte {
 	var b []byte
 	field := func(v []byte) {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
 		b = append(b, v...)
 	}
-	field([]byte(Format))
+	field([]byte(f.format()))
 	field([]byte(f.HSM))
 	field(f.CheckValue[:])
 	field([]byte(f.Created.UTC().Format(time.RFC3339)))
@@ -155,6 +214,11 @@ func (f *File) Binding() []byte {
 		b = binary.BigEndian.AppendUint32(b, uint32(k.Type))
 		field([]byte(k.Label))
 		field(k.Wrapped)
+		if f.Token {
+			field(k.PublicKey)
+			b = binary.BigEndian.AppendUint32(b, uint32(k.Flags))
+			field(k.Attributes)
+		}
 	}
 	return b
 }

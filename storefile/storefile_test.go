@@ -77,3 +77,66 @@ func TestParseRefuses(t *testing.T) {
 		}
 	}
 }
+
+func testFile(token bool) *File {
+	f := &File{Token: token, HSM: "5C1A0F3B9E2D7741", CheckValue: [8]byte{1, 2, 3, 4, 5, 6, 7, 8},
+		Created: time.Date(2026, 12, 3, 17, 4, 5, 0, time.UTC), Tag: make([]byte, TagSize),
+		Keys: []Key{{UUID: hsmapi.UUID{1}, Type: hsmapi.KeyTypeECPrivate, Label: "signer", Wrapped: make([]byte, 40)}}}
+	if token {
+		f.Tag = make([]byte, TokenTagSize)
+		f.Keys[0].PublicKey, f.Keys[0].Flags, f.Keys[0].Attributes = []byte{0x30, 0}, hsmapi.FlagToken, []byte{0, 0, 0, 0}
+	}
+	return f
+}
+
+// TestTokenFileIsAdded: a token's file is a kind of its own, in name and
+// in binding; the emulated HSM's file reads and writes as before (no field
+// of the token's in it), and neither kind takes the other's fields.
+func TestTokenFileIsAdded(t *testing.T) {
+	for _, token := range []bool{false, true} {
+		data, err := testFile(token).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := Parse(data)
+		if err != nil {
+			t.Fatalf("token %v: %v", token, err)
+		}
+		again, _ := f.Marshal()
+		if !bytes.Equal(again, data) || f.Token != token {
+			t.Errorf("token %v: does not read back as written", token)
+		}
+		has := strings.Contains(string(data), `"storage_key_check_value"`)
+		for _, field := range []string{`"public_key"`, `"flags"`, `"attributes"`, FormatToken} {
+			has = has && strings.Contains(string(data), field)
+		}
+		if has != token || strings.Contains(string(data), `"master_key_check_value"`) == token {
+			t.Errorf("token %v: fields of the other kind:\n%s", token, data)
+		}
+	}
+	master, token := testFile(false), testFile(true)
+	token.Keys[0].PublicKey, token.Keys[0].Attributes = nil, nil
+	token.Keys[0].Flags = 0
+	if bytes.HasPrefix(token.Binding(), master.Binding()[:20]) {
+		t.Error("a token file's binding starts as the emulated HSM's")
+	}
+	mixed := []string{
+		strings.Replace(mustMarshal(t, testFile(false)), `"wrapped"`, `"flags": 1, "wrapped"`, 1),
+		strings.Replace(mustMarshal(t, testFile(true)), `"storage_key_check_value"`, `"master_key_check_value": "0102030405060708", "storage_key_check_value"`, 1),
+		strings.Replace(mustMarshal(t, testFile(true)), `"flags": 8,`, ``, 1),
+	}
+	for i, m := range mixed {
+		if _, err := Parse([]byte(m)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("mixed file %d: %v\n%s", i, err, m)
+		}
+	}
+}
+
+func mustMarshal(t *testing.T, f *File) string {
+	t.Helper()
+	data, err := f.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}

@@ -14,7 +14,7 @@ import (
 var storeCommand = &command{
 	name:     "store",
 	args:     "[--key UUID|LABEL]... [--all] [--delete] [-o stored.json] [--force]",
-	summary:  "wrap keys under this HSM's master key for storage outside it; only this HSM takes them back",
+	summary:  "wrap keys under this HSM's master key (a token's storage key) for storage outside it; only this HSM takes them back",
 	needsHSM: true,
 	examples: `  cryptech-backup store --hsm ./hsm --key signer-2019 -o stored.json --delete
   cryptech-backup store --hsm ./hsm --all -o all.json
@@ -28,6 +28,12 @@ left and stays in the keystore unable to sign) until the file is restored;
 --delete leaves it there, as the HSM's memory of the first signature it never
 released. After a restore and more signatures it must be stored again: the
 older file is refused.
+
+On a PKCS#11 token (--module) the keys are wrapped under a storage key
+object on the token (AES-256, wrap and unwrap only, never extractable; made
+on the first store). A key must be extractable (CKA_EXTRACTABLE true): one
+that is not cannot leave a token in any form. HSS keys are not stored from
+a token.
 `,
 	define: defineStore,
 }
@@ -80,7 +86,11 @@ func defineStore(fs *flag.FlagSet) runFunc {
 			if err := e.output(out, data, force, false); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stderr, "%s: stored %d keys under master key %x\n", progName, len(ids), f.CheckValue)
+			under := fmt.Sprintf("master key %x", f.CheckValue)
+			if f.Token {
+				under = fmt.Sprintf("storage key %x of token %s", f.CheckValue, f.HSM)
+			}
+			fmt.Fprintf(e.stderr, "%s: stored %d keys under %s\n", progName, len(ids), under)
 			if !del {
 				return nil
 			}
@@ -197,7 +207,7 @@ func defineRestore(fs *flag.FlagSet) runFunc {
 func keyStorer(tok hsmapi.Token) (hsmapi.KeyStorer, error) {
 	ks, ok := tok.(hsmapi.KeyStorer)
 	if !ok {
-		return nil, fmt.Errorf("%w: this HSM cannot store keys outside it from here (the emulated HSM can, with --hsm)", hsmapi.ErrUnsupported)
+		return nil, fmt.Errorf("%w: this HSM cannot store keys outside it from here (the emulated HSM can, with --hsm, and a PKCS#11 token, with --module)", hsmapi.ErrUnsupported)
 	}
 	return ks, nil
 }
