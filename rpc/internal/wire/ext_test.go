@@ -31,8 +31,8 @@ func TestExtRoundTrip(t *testing.T) {
 		&ExtLoadSecretRequest{ExtGenerateSecretRequest: ExtGenerateSecretRequest{Bits: 256, Flags: 4, Label: "tag",
 			Attributes: []Attribute{{Type: 0x102, Value: []byte{1}}}}, Value: bytes.Repeat([]byte{9}, 32)},
 		&ExtTrustCandidateRequest{Previous: make([]byte, 16)},
-		&ExtTrustCandidateResponse{UUID: bytes.Repeat([]byte{3}, 16), Type: 3, Curve: 1, Bits: 256, Flags: 0x400, Label: "kekek",
-			SPKI: []byte{0x30}, HashsigRemaining: make([]byte, 8), Attributes: []Attribute{{Type: 0x86, Value: []byte{1}}}},
+		&ExtTrustCandidateResponse{ExtKeyInfoResponse: ExtKeyInfoResponse{UUID: bytes.Repeat([]byte{3}, 16), Type: 3, Curve: 1, Bits: 256, Flags: 0x400, Label: "kekek",
+			SPKI: []byte{0x30}, HashsigRemaining: make([]byte, 8)}, Attributes: []Attribute{{Type: 0x86, Value: []byte{1}}}},
 	} {
 		var e Encoder
 		m.EncodeArgs(&e)
