@@ -34,7 +34,7 @@ func (c *Client) MasterKeyStatus(context.Context) (hsmapi.MasterKeyStatus, error
 	if err := c.callV6(wire.FuncExtMasterKeyStatus, "manage the master key", &wire.ExtMasterKeyStatusRequest{}, &r); err != nil {
 		return hsmapi.MasterKeyStatus{}, fmt.Errorf("master key status: %w", err)
 	}
-	st := hsmapi.MasterKeyStatus{Set: r.Set == 1, CheckValueKnown: r.CheckValueKnown == 1}
+	st := hsmapi.MasterKeyStatus{Set: r.Set == 1, CheckValueKnown: r.CheckValueKnown == 1, OldKeys: make([]hsmapi.OldKey, 0, len(r.OldRecords))}
 	if err := checkValueOf(r.CheckValue, &st.CheckValue); err != nil {
 		return hsmapi.MasterKeyStatus{}, fmt.Errorf("master key status: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/frontend"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
+	"github.com/hsmkit/cryptech-backup/storefile"
 )
 
 // statusErrors pairs the HSM's errors with the libhal statuses that carry
@@ -20,6 +21,7 @@ var statusErrors = []struct {
 }{
 	{hsmapi.ErrBadArguments, wire.StatusBadArguments},
 	{hsmapi.ErrBadUUID, wire.StatusBadArguments},
+	{storefile.ErrMalformed, wire.StatusBadArguments},
 	{hsmapi.ErrKeyNotFound, wire.StatusKeyNotFound},
 	{hsmapi.ErrKeyNameInUse, wire.StatusKeyNameInUse},
 	// After ErrKeyNameInUse, which a client turns the status back into:
