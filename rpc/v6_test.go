@@ -254,6 +254,7 @@ func TestStoredKeysOverRPC(t *testing.T) {
 	if len(file) <= 2*wire.MaxTransferChunk {
 		t.Fatalf("a %d-byte file is no test of downloads", len(file))
 	}
+	t.Logf("%d keys: a %d-byte file, %d downloads", n, len(file), (len(file)+wire.MaxTransferChunk-1)/wire.MaxTransferChunk)
 	sf, err := storefile.Parse(file)
 	if err != nil || len(sf.Keys) != n {
 		t.Fatalf("stored-keys file: %v", err)
