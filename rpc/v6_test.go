@@ -325,3 +325,33 @@ func TestVersion5ServerCannotStore(t *testing.T) {
 		t.Errorf("store: %v", err)
 	}
 }
+
+// TestTransferBuffersGoWithTheLogin: the download buffer, which may hold
+// the custodians' sealed shares, is dropped at logout, and an upload
+// that skips ahead is refused.
+func TestTransferBuffersGoWithTheLogin(t *testing.T) {
+	addr, _ := served(t)
+	c := dialLogin(t, addr)
+	req := hsmapi.BackupRequest{ID: "master", Threshold: 1, Shares: 1, Passphrases: [][]byte{custodian(1)}, KDFTime: 1, KDFMemoryKiB: 64, KDFThreads: 1}
+	file, err := c.BackupMasterKey(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r wire.ExtDownloadResponse
+	if err := c.call(wire.FuncExtDownload, &wire.ExtDownloadRequest{}, &r); err != nil || !bytes.Equal(r.Data, file) {
+		t.Fatalf("the key file is not in the download buffer: %v", err)
+	}
+	if err := c.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.call(wire.FuncExtDownload, &wire.ExtDownloadRequest{}, &r); err != nil || r.Total != 0 || len(r.Data) != 0 {
+		t.Fatalf("after logout the download holds %d bytes (%v)", r.Total, err)
+	}
+	if err := c.call(wire.FuncExtUpload, &wire.ExtUploadRequest{Offset: 0, Data: []byte{1}}, &wire.ExtEmptyResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	err = c.call(wire.FuncExtUpload, &wire.ExtUploadRequest{Offset: 2, Data: []byte{1}}, &wire.ExtEmptyResponse{})
+	if !errors.Is(err, hsmapi.ErrBadArguments) || !strings.Contains(err.Error(), "upload at 2, after 1 bytes") {
+		t.Fatalf("an upload that skips ahead: %v", err)
+	}
+}
