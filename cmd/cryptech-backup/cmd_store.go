@@ -13,7 +13,7 @@ import (
 
 var storeCommand = &command{
 	name:     "store",
-	args:     "[--key UUID|LABEL]... [--all] [--delete] [-o stored.json]",
+	args:     "[--key UUID|LABEL]... [--all] [--delete] [-o stored.json] [--force]",
 	summary:  "wrap keys under this HSM's master key for storage outside it; only this HSM takes them back",
 	needsHSM: true,
 	examples: `  cryptech-backup store --hsm ./hsm --key signer-2019 -o stored.json --delete
