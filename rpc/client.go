@@ -197,7 +197,8 @@ func (c *Client) exchange(f wire.Func, req, resp wire.Args) (wire.Status, error)
 	payload := wire.EncodeRequest(f, 0, req)
 	c.out = wire.AppendFrame(c.out[:0], payload)
 	_, err := c.nc.Write(c.out)
-	// LOGIN, SET_PIN and EXT_LOAD_SECRET requests carry secrets.
+	// LOGIN, SET_PIN, EXT_LOAD_SECRET and EXT_MASTERKEY_BACKUP requests carry
+	// secrets.
 	clear(payload)
 	clear(c.out)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
 )
 
@@ -210,6 +211,7 @@ func (c *Client) keyListCall(f wire.Func, file []byte, req wire.Args) ([]hsmapi.
 // uploadCall puts up in the server's upload buffer, calls f, and reads
 // its answer from the download buffer. Called with c.xferMu held.
 func (c *Client) uploadCall(f wire.Func, what string, up []byte, req wire.Args) ([]byte, error) {
+	lockassert.Held(&c.xferMu)
 	if c.ext == nil || c.ext.Version < 6 {
 		return nil, fmt.Errorf("%w: this server cannot %s", hsmapi.ErrUnsupported, what)
 	}
@@ -229,6 +231,7 @@ func (c *Client) uploadCall(f wire.Func, what string, up []byte, req wire.Args) 
 // withDownload calls f, which answers the length of what it put in the
 // download buffer, and reads that. Called with c.xferMu held.
 func (c *Client) withDownload(f wire.Func, what string, req wire.Args) ([]byte, error) {
+	lockassert.Held(&c.xferMu)
 	var l wire.ExtLengthResponse
 	if err := c.callV6(f, what, req, &l); err != nil {
 		return nil, err

@@ -247,7 +247,7 @@ func (c *serverConn) serve() {
 			return
 		}
 		resp := c.handle(frame, log)
-		clear(frame) // LOGIN and SET_PIN requests carry PINs
+		clear(frame) // LOGIN and SET_PIN requests carry PINs, EXT_MASTERKEY_BACKUP passphrases
 		out = wire.AppendFrame(out[:0], resp)
 		if _, err := c.nc.Write(out); err != nil {
 			return

@@ -326,9 +326,9 @@ func TestVersion5ServerCannotStore(t *testing.T) {
 	}
 }
 
-// TestTransferBuffersGoWithTheLogin: the download buffer, which may hold
-// the custodians' sealed shares, is dropped at logout, and an upload
-// that skips ahead is refused.
+// TestTransferBuffersGoWithTheLogin: the client keeps no passphrase it
+// sent; the download buffer, which may hold the custodians' sealed shares,
+// is dropped at logout; an upload that skips ahead is refused.
 func TestTransferBuffersGoWithTheLogin(t *testing.T) {
 	addr, _ := served(t)
 	c := dialLogin(t, addr)
@@ -336,6 +336,9 @@ func TestTransferBuffersGoWithTheLogin(t *testing.T) {
 	file, err := c.BackupMasterKey(ctx, req)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if bytes.Contains(c.out[:cap(c.out)], custodian(1)) {
+		t.Error("a passphrase left in the client's output buffer")
 	}
 	var r wire.ExtDownloadResponse
 	if err := c.call(wire.FuncExtDownload, &wire.ExtDownloadRequest{}, &r); err != nil || !bytes.Equal(r.Data, file) {

@@ -494,7 +494,7 @@ var masterkeyRetireCommand = &command{
 func masterKeyKeeper(tok hsmapi.Token) (hsmapi.MasterKeyKeeper, error) {
 	mk, ok := tok.(hsmapi.MasterKeyKeeper)
 	if !ok {
-		return nil, fmt.Errorf("masterkey: %w: this HSM's master key cannot be managed from here (the emulated HSM's can, with --hsm or through serve with --rpc)", hsmapi.ErrUnsupported)
+		return nil, fmt.Errorf("masterkey: %w: this HSM's master key cannot be managed from here (the emulated HSM's can, with --hsm)", hsmapi.ErrUnsupported)
 	}
 	return mk, nil
 }
