@@ -35,6 +35,11 @@ type Client struct {
 	// libhal server.
 	ext *wire.ExtCapabilitiesResponse
 
+	// xferMu makes an upload, the call that takes it, and the download of
+	// its answer one step (the server has one upload and one download
+	// buffer per connection). Taken before mu, never under it.
+	xferMu sync.Mutex
+
 	// keysMu guards open. It is never held with mu: a request is never
 	// made under it.
 	keysMu sync.Mutex
@@ -157,7 +162,9 @@ func (c *Client) Extended() bool { return c.ext != nil }
 // call sends one request and waits for its answer. A FORBIDDEN answer
 // from a server of extensions version 5 is followed, before any other
 // request, by EXT_REFUSAL, which tells a refusal from a client not logged
-// in (libhal has one status for both).
+// in (libhal has one status for both); from version 6 on, so is every
+// failed answer of the master key's and stored keys' functions, which
+// libhal has no statuses for.
 func (c *Client) call(f wire.Func, req, resp wire.Args) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -165,14 +172,14 @@ func (c *Client) call(f wire.Func, req, resp wire.Args) error {
 	if err != nil {
 		return err
 	}
-	if st == wire.StatusForbidden && c.ext != nil && c.ext.Version >= 5 {
+	if c.ext != nil && (st == wire.StatusForbidden && c.ext.Version >= 5 || st != wire.StatusOK && explained(f) && c.ext.Version >= 6) {
 		var r wire.ExtRefusalResponse
 		rst, err := c.exchange(wire.FuncExtRefusal, &wire.ExtRefusalRequest{}, &r)
 		if err != nil {
 			return err
 		}
 		if rst == wire.StatusOK {
-			if err := refusalError(&r); err != nil {
+			if err := explainedError(st, &r); err != nil {
 				return err
 			}
 		}
@@ -190,7 +197,8 @@ func (c *Client) exchange(f wire.Func, req, resp wire.Args) (wire.Status, error)
 	payload := wire.EncodeRequest(f, 0, req)
 	c.out = wire.AppendFrame(c.out[:0], payload)
 	_, err := c.nc.Write(c.out)
-	// LOGIN, SET_PIN and EXT_LOAD_SECRET requests carry secrets.
+	// LOGIN, SET_PIN, EXT_LOAD_SECRET and EXT_MASTERKEY_BACKUP requests carry
+	// secrets.
 	clear(payload)
 	clear(c.out)
 	if err != nil {

@@ -207,14 +207,27 @@ func (c *Client) TrustCandidates(context.Context) ([]hsmapi.TrustCandidate, erro
 
 // trustCandidateOf reads one EXT_TRUST_CANDIDATE answer.
 func trustCandidateOf(r *wire.ExtTrustCandidateResponse) (hsmapi.TrustCandidate, error) {
+	k, err := keyInfoOf(&r.ExtKeyInfoResponse)
+	if err != nil {
+		return hsmapi.TrustCandidate{}, err
+	}
+	c := hsmapi.TrustCandidate{Key: k, Attributes: make([]hsmapi.Attribute, 0, len(r.Attributes))}
+	for _, a := range r.Attributes {
+		c.Attributes = append(c.Attributes, hsmapi.Attribute{Type: a.Type, Value: a.Value})
+	}
+	return c, nil
+}
+
+// keyInfoOf reads a key's description off the wire.
+func keyInfoOf(r *wire.ExtKeyInfoResponse) (hsmapi.KeyInfo, error) {
 	if len(r.UUID) != len(hsmapi.UUID{}) {
-		return hsmapi.TrustCandidate{}, fmt.Errorf("%w: a %d-byte UUID", wire.StatusRPCProtocolError, len(r.UUID))
+		return hsmapi.KeyInfo{}, fmt.Errorf("%w: a %d-byte UUID", wire.StatusRPCProtocolError, len(r.UUID))
 	}
 	k := hsmapi.KeyInfo{Type: hsmapi.KeyType(r.Type)}
 	if len(r.SPKI) > 0 {
 		var err error
 		if k, err = hsmapi.DescribePublicKey(r.SPKI, k.Type.IsPrivate()); err != nil {
-			return hsmapi.TrustCandidate{}, fmt.Errorf("key %x: %w", r.UUID, err)
+			return hsmapi.KeyInfo{}, fmt.Errorf("key %x: %w", r.UUID, err)
 		}
 	}
 	k.UUID, k.Type, k.Curve, k.Bits = hsmapi.UUID(r.UUID), hsmapi.KeyType(r.Type), hsmapi.Curve(r.Curve), int(r.Bits)
@@ -225,9 +238,5 @@ func trustCandidateOf(r *wire.ExtTrustCandidateResponse) (hsmapi.TrustCandidate,
 			k.Hashsig.Remaining = binary.BigEndian.Uint64(r.HashsigRemaining)
 		}
 	}
-	c := hsmapi.TrustCandidate{Key: k, Attributes: make([]hsmapi.Attribute, 0, len(r.Attributes))}
-	for _, a := range r.Attributes {
-		c.Attributes = append(c.Attributes, hsmapi.Attribute{Type: a.Type, Value: a.Value})
-	}
-	return c, nil
+	return k, nil
 }

@@ -16,7 +16,10 @@ func TestHandlersCoverEveryFunction(t *testing.T) {
 	for _, f := range []wire.Func{wire.FuncExtCapabilities, wire.FuncExtExport, wire.FuncExtImportBegin, wire.FuncExtImportAdd,
 		wire.FuncExtImportCommit, wire.FuncExtDamaged, wire.FuncExtGetAttributes, wire.FuncExtImportAdd2, wire.FuncExtIdentity,
 		wire.FuncExtGenerateSecret, wire.FuncExtWrapKey, wire.FuncExtUnwrapKey, wire.FuncExtEncrypt, wire.FuncExtDecrypt, wire.FuncExtSetTrusted,
-		wire.FuncExtRefusal, wire.FuncExtLoadSecret, wire.FuncExtTrustCandidate} {
+		wire.FuncExtRefusal, wire.FuncExtLoadSecret, wire.FuncExtTrustCandidate,
+		wire.FuncExtMasterKeyStatus, wire.FuncExtMasterKeyBackup, wire.FuncExtMasterKeyZeroize, wire.FuncExtRestoreBegin,
+		wire.FuncExtRestoreSubmit, wire.FuncExtRestoreAbort, wire.FuncExtMasterKeyRotate, wire.FuncExtMasterKeyRetire,
+		wire.FuncExtUpload, wire.FuncExtDownload, wire.FuncExtStoreKeys, wire.FuncExtCheckStored, wire.FuncExtRestoreKeys} {
 		want[f] = true
 	}
 	for f := range want {

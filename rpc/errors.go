@@ -9,6 +9,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/frontend"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
+	"github.com/hsmkit/cryptech-backup/storefile"
 )
 
 // statusErrors pairs the HSM's errors with the libhal statuses that carry
@@ -20,6 +21,7 @@ var statusErrors = []struct {
 }{
 	{hsmapi.ErrBadArguments, wire.StatusBadArguments},
 	{hsmapi.ErrBadUUID, wire.StatusBadArguments},
+	{storefile.ErrMalformed, wire.StatusBadArguments},
 	{hsmapi.ErrKeyNotFound, wire.StatusKeyNotFound},
 	{hsmapi.ErrKeyNameInUse, wire.StatusKeyNameInUse},
 	// After ErrKeyNameInUse, which a client turns the status back into:
@@ -39,6 +41,26 @@ var statusErrors = []struct {
 	{hsmapi.ErrKeyExhausted, wire.StatusHashsigKeyExhausted},
 	{hsmapi.ErrAttributeNotFound, wire.StatusAttributeNotFound},
 	{hsmapi.ErrDamaged, wire.StatusKeystoreBadCRC},
+}
+
+// storageErrors are the master key's and stored keys' errors, which libhal
+// has no statuses for: they are answered MASTERKEY_FAIL, and EXT_REFUSAL
+// tells the client which (refusalOf). Before statusErrors, whose
+// sentinels they may come with.
+var storageErrors = []struct {
+	err    error
+	reason uint32
+}{
+	{hsmapi.ErrNotThisHSM, wire.RefusalNotThisHSM},
+	{hsmapi.ErrMasterKeySet, wire.RefusalMasterKeySet},
+	{hsmapi.ErrNoRestore, wire.RefusalNoRestore},
+	{hsmapi.ErrShareRefused, wire.RefusalShareRefused},
+}
+
+// explained reports whether EXT_REFUSAL explains every failed answer of f,
+// not FORBIDDEN alone: the functions of version 6.
+func explained(f wire.Func) bool {
+	return f >= wire.FuncExtMasterKeyStatus && f <= wire.FuncExtRestoreKeys
 }
 
 // frontendStatuses are the libhal statuses of the front end's limits, as
@@ -66,6 +88,11 @@ func statusOf(err error) wire.Status {
 			return se.status
 		}
 	}
+	for _, se := range storageErrors {
+		if errors.Is(err, se.err) {
+			return wire.StatusMasterkeyFail
+		}
+	}
 	for _, se := range statusErrors {
 		if errors.Is(err, se.err) {
 			return se.status
@@ -74,14 +101,23 @@ func statusOf(err error) wire.Status {
 	return wire.StatusImpossible
 }
 
-// refusalOf is what EXT_REFUSAL tells of a request answered with status st
-// for err: libhal's one FORBIDDEN stands for not logged in and for every
-// refusal of a user that is. The message is the HSM's own words, from the
-// sentinel on (never a PIN or a key: error texts hold neither); a client
-// not logged in learns only that.
-func refusalOf(st wire.Status, err error) wire.ExtRefusalResponse {
-	if st != wire.StatusForbidden {
+// refusalOf is what EXT_REFUSAL tells of a request of f answered with
+// status st for err: libhal's one FORBIDDEN stands for not logged in and
+// for every refusal of a user that is, and the version 6 functions' every
+// failure is told too. The message is the HSM's own words, from the
+// sentinel on (never a PIN, a passphrase, a share or a key: error texts
+// hold none); a client not logged in learns only that.
+func refusalOf(f wire.Func, st wire.Status, err error) wire.ExtRefusalResponse {
+	if st != wire.StatusForbidden && (st == wire.StatusOK || !explained(f)) {
 		return wire.ExtRefusalResponse{}
+	}
+	if st != wire.StatusForbidden {
+		for _, se := range storageErrors {
+			if errors.Is(err, se.err) {
+				return wire.ExtRefusalResponse{Reason: se.reason, Message: refusalText(err, se.err)}
+			}
+		}
+		return wire.ExtRefusalResponse{Reason: wire.RefusalFailed, Message: clip(err.Error())}
 	}
 	switch {
 	case errors.Is(err, hsmapi.ErrNotLoggedIn):
@@ -123,6 +159,11 @@ func refusalText(err, sentinel error) string {
 		return "", false
 	}
 	s, _ := walk(err)
+	return clip(s)
+}
+
+// clip cuts s to wire.MaxRefusal bytes, never within a character.
+func clip(s string) string {
 	if len(s) > wire.MaxRefusal {
 		cut := wire.MaxRefusal
 		for cut > wire.MaxRefusal-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
@@ -143,9 +184,10 @@ type refusedError struct {
 func (e *refusedError) Error() string { return e.msg }
 func (e *refusedError) Unwrap() error { return e.sentinel }
 
-// refusalError is a client's error for a FORBIDDEN answer that r explains;
-// nil when r does not (a reason this client does not know).
-func refusalError(r *wire.ExtRefusalResponse) error {
+// explainedError is a client's error for an answer of status st that r
+// explains; nil when r does not (a reason this client does not know, or
+// none).
+func explainedError(st wire.Status, r *wire.ExtRefusalResponse) error {
 	var sentinel error
 	switch r.Reason {
 	case wire.RefusalNotLoggedIn:
@@ -154,8 +196,21 @@ func refusalError(r *wire.ExtRefusalResponse) error {
 		sentinel = hsmapi.ErrForbidden
 	case wire.RefusalNotExportable:
 		sentinel = hsmapi.ErrNotExportable
+	case wire.RefusalFailed:
+		// The status's own error, with the server's words.
+		var se *statusError
+		if errors.As(errorOf(st), &se) {
+			sentinel = se.err
+		}
 	default:
-		return nil
+		for _, se := range storageErrors {
+			if se.reason == r.Reason {
+				sentinel = se.err
+			}
+		}
+		if sentinel == nil {
+			return nil
+		}
 	}
 	var err error = sentinel
 	if r.Message != "" {
@@ -169,7 +224,10 @@ func refusalError(r *wire.ExtRefusalResponse) error {
 		}, r.Message)
 		err = &refusedError{msg, sentinel}
 	}
-	return &statusError{wire.StatusForbidden, err}
+	if err == nil {
+		return nil
+	}
+	return &statusError{st, err}
 }
 
 // statusError is what a client returns for a status other than OK: the

@@ -175,14 +175,19 @@ func (c *serverConn) extTrustCandidate(r *wire.ExtTrustCandidateRequest) (wire.A
 	if i == len(cands) {
 		return &wire.ExtTrustCandidateResponse{}, nil
 	}
-	k := cands[i].Key
-	resp := &wire.ExtTrustCandidateResponse{UUID: k.UUID[:], Type: uint32(k.Type), Curve: uint32(k.Curve), Bits: uint32(k.Bits),
-		Flags: uint32(k.Flags), Label: k.Label, SPKI: k.PublicKey}
-	if k.Hashsig != nil && k.Type.IsPrivate() && !k.Hashsig.RemainingUnknown {
-		resp.HashsigRemaining = binary.BigEndian.AppendUint64(nil, k.Hashsig.Remaining)
-	}
+	resp := &wire.ExtTrustCandidateResponse{ExtKeyInfoResponse: wireKeyInfo(cands[i].Key)}
 	for _, a := range cands[i].Attributes {
 		resp.Attributes = append(resp.Attributes, wire.Attribute{Type: a.Type, Value: a.Value})
 	}
 	return resp, nil
+}
+
+// wireKeyInfo describes a key on the wire.
+func wireKeyInfo(k hsmapi.KeyInfo) wire.ExtKeyInfoResponse {
+	r := wire.ExtKeyInfoResponse{UUID: k.UUID[:], Type: uint32(k.Type), Curve: uint32(k.Curve), Bits: uint32(k.Bits),
+		Flags: uint32(k.Flags), Label: k.Label, SPKI: k.PublicKey}
+	if k.Hashsig != nil && k.Type.IsPrivate() && !k.Hashsig.RemainingUnknown {
+		r.HashsigRemaining = binary.BigEndian.AppendUint64(nil, k.Hashsig.Remaining)
+	}
+	return r
 }

@@ -95,6 +95,20 @@ var handlers = map[wire.Func]handler{
 	wire.FuncExtRefusal:        on((*serverConn).extRefusal),
 	wire.FuncExtLoadSecret:     on((*serverConn).extLoadSecret),
 	wire.FuncExtTrustCandidate: on((*serverConn).extTrustCandidate),
+
+	wire.FuncExtMasterKeyStatus:  on((*serverConn).extMasterKeyStatus),
+	wire.FuncExtMasterKeyBackup:  on((*serverConn).extMasterKeyBackup),
+	wire.FuncExtMasterKeyZeroize: on((*serverConn).extMasterKeyZeroize),
+	wire.FuncExtRestoreBegin:     on((*serverConn).extRestoreBegin),
+	wire.FuncExtRestoreSubmit:    on((*serverConn).extRestoreSubmit),
+	wire.FuncExtRestoreAbort:     on((*serverConn).extRestoreAbort),
+	wire.FuncExtMasterKeyRotate:  on((*serverConn).extMasterKeyRotate),
+	wire.FuncExtMasterKeyRetire:  on((*serverConn).extMasterKeyRetire),
+	wire.FuncExtUpload:           on((*serverConn).extUpload),
+	wire.FuncExtDownload:         on((*serverConn).extDownload),
+	wire.FuncExtStoreKeys:        on((*serverConn).extStoreKeys),
+	wire.FuncExtCheckStored:      on((*serverConn).extCheckStored),
+	wire.FuncExtRestoreKeys:      on((*serverConn).extRestoreKeys),
 }
 
 func (c *serverConn) getVersion(*wire.GetVersionRequest) (wire.Args, error) {
@@ -136,7 +150,9 @@ func (c *serverConn) login(r *wire.LoginRequest) (wire.Args, error) {
 }
 
 func (c *serverConn) logout(*wire.LogoutRequest) (wire.Args, error) {
-	// The import batches need a login: they go with it.
+	// The import batches need a login: they go with it, and so do the
+	// upload and download buffers.
+	c.xfer.reset()
 	return &wire.LogoutResponse{}, c.fe.Logout(bg)
 }
 

@@ -207,6 +207,16 @@ func TestServerRobustness(t *testing.T) {
 		cand := wire.EncodeRequest(wire.FuncExtTrustCandidate, 0, &wire.ExtTrustCandidateRequest{Previous: make([]byte, 16)})
 		candLong := wire.EncodeRequest(wire.FuncExtTrustCandidate, 0, &wire.ExtTrustCandidateRequest{Previous: make([]byte, 17)})
 		refusal := wire.EncodeRequest(wire.FuncExtRefusal, 0, nil)
+		backup := wire.EncodeRequest(wire.FuncExtMasterKeyBackup, 0, &wire.ExtMasterKeyBackupRequest{ID: "m", Threshold: 1, Shares: 1,
+			Passphrases: [][]byte{[]byte("a long passphrase")}, KDFTime: 1, KDFMemoryKiB: 64, KDFThreads: 1})
+		backupLong := wire.EncodeRequest(wire.FuncExtMasterKeyBackup, 0, &wire.ExtMasterKeyBackupRequest{ID: "m", Threshold: 1, Shares: 1,
+			Passphrases: [][]byte{make([]byte, wire.MaxPassphrase+1)}})
+		submit := wire.EncodeRequest(wire.FuncExtRestoreSubmit, 0, &wire.ExtRestoreSubmitRequest{Sealed: make([]byte, 100)})
+		retire := wire.EncodeRequest(wire.FuncExtMasterKeyRetire, 0, &wire.ExtMasterKeyRetireRequest{CheckValue: make([]byte, 9)})
+		upload := wire.EncodeRequest(wire.FuncExtUpload, 0, &wire.ExtUploadRequest{Offset: 0, Data: make([]byte, 64)})
+		uploadFar := wire.EncodeRequest(wire.FuncExtUpload, 0, &wire.ExtUploadRequest{Offset: 1 << 20, Data: make([]byte, 64)})
+		download := wire.EncodeRequest(wire.FuncExtDownload, 0, &wire.ExtDownloadRequest{Offset: 1})
+		storeKeys := wire.EncodeRequest(wire.FuncExtStoreKeys, 0, nil)
 		for _, tc := range []struct {
 			name    string
 			payload []byte
@@ -228,6 +238,17 @@ func TestServerRobustness(t *testing.T) {
 			{"EXT_TRUST_CANDIDATE cut", cand[:len(cand)-4], wire.FuncExtTrustCandidate, wire.StatusXDRBufferOverflow},
 			{"EXT_TRUST_CANDIDATE with a 17-byte UUID", candLong, wire.FuncExtTrustCandidate, wire.StatusRPCProtocolError},
 			{"EXT_REFUSAL with an argument", append(bytes.Clone(refusal), 0, 0, 0, 1), wire.FuncExtRefusal, wire.StatusRPCProtocolError},
+			{"EXT_MASTERKEY_BACKUP cut", backup[:len(backup)-4], wire.FuncExtMasterKeyBackup, wire.StatusXDRBufferOverflow},
+			{"EXT_MASTERKEY_BACKUP with a passphrase cut", backup[:30], wire.FuncExtMasterKeyBackup, wire.StatusXDRBufferOverflow},
+			{"EXT_MASTERKEY_BACKUP with a passphrase too long", backupLong, wire.FuncExtMasterKeyBackup, wire.StatusRPCProtocolError},
+			{"EXT_RESTORE_SUBMIT cut", submit[:len(submit)-4], wire.FuncExtRestoreSubmit, wire.StatusXDRBufferOverflow},
+			{"EXT_RESTORE_SUBMIT with a byte left over", append(bytes.Clone(submit), 0), wire.FuncExtRestoreSubmit, wire.StatusRPCProtocolError},
+			{"EXT_MASTERKEY_RETIRE with a 9-byte check value", retire, wire.FuncExtMasterKeyRetire, wire.StatusRPCProtocolError},
+			{"EXT_UPLOAD cut", upload[:len(upload)-4], wire.FuncExtUpload, wire.StatusXDRBufferOverflow},
+			{"EXT_UPLOAD past its end", uploadFar, wire.FuncExtUpload, wire.StatusBadArguments},
+			{"EXT_DOWNLOAD past its end", download, wire.FuncExtDownload, wire.StatusBadArguments},
+			{"EXT_DOWNLOAD cut", download[:len(download)-1], wire.FuncExtDownload, wire.StatusXDRBufferOverflow},
+			{"EXT_STORE_KEYS with an argument", append(bytes.Clone(storeKeys), 0, 0, 0, 1), wire.FuncExtStoreKeys, wire.StatusRPCProtocolError},
 			{"a header cut", login[:6], wire.FuncLogin, wire.StatusXDRBufferOverflow},
 			{"LOGIN with a byte left over", append(bytes.Clone(login), 0), wire.FuncLogin, wire.StatusRPCProtocolError},
 			{"LOGIN with a PIN longer than a packet", append(bytes.Clone(login[:12]), 0xFF, 0xFF, 0xFF, 0xFF), wire.FuncLogin, wire.StatusRPCProtocolError},

@@ -191,6 +191,8 @@ type serverConn struct {
 	// refusal is why the last request was answered FORBIDDEN, for
 	// EXT_REFUSAL (requests on a connection are answered one at a time).
 	refusal wire.ExtRefusalResponse
+	// xfer is the upload and download buffers of the version 6 functions.
+	xfer transfer
 }
 
 // context is the connection's context (see ctx).
@@ -223,6 +225,7 @@ func (c *serverConn) serve() {
 			c.cancel()
 		}
 		c.fe.Close()
+		c.xfer.reset()
 		c.nc.Close()
 		c.srv.mu.Lock()
 		delete(c.srv.conns, c)
@@ -244,7 +247,7 @@ func (c *serverConn) serve() {
 			return
 		}
 		resp := c.handle(frame, log)
-		clear(frame) // LOGIN and SET_PIN requests carry PINs
+		clear(frame) // LOGIN and SET_PIN requests carry PINs, EXT_MASTERKEY_BACKUP passphrases
 		out = wire.AppendFrame(out[:0], resp)
 		if _, err := c.nc.Write(out); err != nil {
 			return
@@ -270,7 +273,7 @@ func (c *serverConn) handle(frame []byte, log *slog.Logger) []byte {
 	results, err := c.dispatch(hdr.Func, d)
 	st := statusOf(err)
 	if hdr.Func != wire.FuncExtRefusal {
-		c.refusal = refusalOf(st, err)
+		c.refusal = refusalOf(hdr.Func, st, err)
 	}
 	var resp []byte
 	if st == wire.StatusOK {

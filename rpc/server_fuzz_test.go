@@ -197,6 +197,18 @@ func responseFor(f wire.Func, req []byte) wire.Args {
 		return &wire.ExtNewKeyResponse{}
 	case wire.FuncExtTrustCandidate:
 		return &wire.ExtTrustCandidateResponse{}
+	case wire.FuncExtMasterKeyStatus:
+		return &wire.ExtMasterKeyStatusResponse{}
+	case wire.FuncExtMasterKeyBackup, wire.FuncExtStoreKeys, wire.FuncExtCheckStored, wire.FuncExtRestoreKeys:
+		return &wire.ExtLengthResponse{}
+	case wire.FuncExtRestoreBegin, wire.FuncExtRestoreSubmit:
+		return &wire.ExtRestoreStatusResponse{}
+	case wire.FuncExtMasterKeyRotate:
+		return &wire.ExtMasterKeyRotateResponse{}
+	case wire.FuncExtDownload:
+		return &wire.ExtDownloadResponse{}
+	case wire.FuncExtMasterKeyZeroize, wire.FuncExtRestoreAbort, wire.FuncExtMasterKeyRetire, wire.FuncExtUpload:
+		return &wire.ExtEmptyResponse{}
 	}
 	return nil
 }
@@ -246,6 +258,18 @@ func FuzzServerRequest(f *testing.F) {
 		{wire.FuncExtRefusal, nil},
 		{wire.FuncExtLoadSecret, &wire.ExtLoadSecretRequest{ExtGenerateSecretRequest: wire.ExtGenerateSecretRequest{Bits: 128, Flags: 4}, Value: make([]byte, 16)}},
 		{wire.FuncExtTrustCandidate, &wire.ExtTrustCandidateRequest{Previous: make([]byte, 16)}},
+		{wire.FuncExtMasterKeyStatus, nil},
+		{wire.FuncExtMasterKeyBackup, &wire.ExtMasterKeyBackupRequest{ID: "m", Threshold: 2, Shares: 3,
+			Passphrases: [][]byte{[]byte("first passphrase"), []byte("second passphrase"), []byte("third passphrase")}, KDFTime: 1, KDFMemoryKiB: 64, KDFThreads: 1}},
+		{wire.FuncExtRestoreBegin, nil},
+		{wire.FuncExtRestoreSubmit, &wire.ExtRestoreSubmitRequest{Sealed: make([]byte, 150)}},
+		{wire.FuncExtRestoreAbort, nil},
+		{wire.FuncExtMasterKeyRetire, &wire.ExtMasterKeyRetireRequest{CheckValue: make([]byte, 8)}},
+		{wire.FuncExtUpload, &wire.ExtUploadRequest{Data: make([]byte, 32)}},
+		{wire.FuncExtDownload, &wire.ExtDownloadRequest{}},
+		{wire.FuncExtStoreKeys, nil},
+		{wire.FuncExtCheckStored, nil},
+		{wire.FuncExtRestoreKeys, nil},
 	} {
 		f.Add(wire.EncodeRequest(req.f, 0, req.args))
 	}

@@ -119,25 +119,25 @@ func TestRefusalText(t *testing.T) {
 		{fmt.Errorf("a: %w", fmt.Errorf("%w: é%s", hsmapi.ErrForbidden, strings.Repeat("é", wire.MaxRefusal))),
 			wire.ExtRefusalResponse{Reason: wire.RefusalForbidden, Message: "forbidden: " + strings.Repeat("é", (wire.MaxRefusal-len("forbidden: "))/2)}},
 	} {
-		if got := refusalOf(wire.StatusForbidden, tc.err); got != tc.want {
+		if got := refusalOf(wire.FuncPkeyExport, wire.StatusForbidden, tc.err); got != tc.want {
 			t.Errorf("%v:\n got %+v\nwant %+v", tc.err, got, tc.want)
 		}
 	}
-	if got := refusalOf(wire.StatusKeyNotFound, hsmapi.ErrForbidden); got != (wire.ExtRefusalResponse{}) {
+	if got := refusalOf(wire.FuncPkeyExport, wire.StatusKeyNotFound, hsmapi.ErrForbidden); got != (wire.ExtRefusalResponse{}) {
 		t.Errorf("KEY_NOT_FOUND: %+v", got)
 	}
 	// A label of any bytes in the message is not cut down to nothing.
 	long := fmt.Errorf("%w: key \xff%s", hsmapi.ErrForbidden, strings.Repeat("x", wire.MaxRefusal))
-	if got := refusalOf(wire.StatusForbidden, long); len(got.Message) != wire.MaxRefusal {
+	if got := refusalOf(wire.FuncPkeyExport, wire.StatusForbidden, long); len(got.Message) != wire.MaxRefusal {
 		t.Errorf("a long message with a byte that is no UTF-8: %d bytes", len(got.Message))
 	}
 
 	// What a client makes of the server's words: one printable line.
-	err := refusalError(&wire.ExtRefusalResponse{Reason: wire.RefusalForbidden, Message: "forbidden: a\nb\x1b[31m\xff"})
+	err := explainedError(wire.StatusForbidden, &wire.ExtRefusalResponse{Reason: wire.RefusalForbidden, Message: "forbidden: a\nb\x1b[31m\xff"})
 	if err.Error() != "forbidden: a?b?[31m?" || !errors.Is(err, hsmapi.ErrForbidden) || !errors.Is(err, wire.StatusForbidden) {
 		t.Errorf("refusal with control characters: %q", err)
 	}
-	if err := refusalError(&wire.ExtRefusalResponse{Reason: 9}); err != nil {
+	if err := explainedError(wire.StatusForbidden, &wire.ExtRefusalResponse{Reason: 9}); err != nil {
 		t.Errorf("a reason this client does not know: %v", err)
 	}
 }

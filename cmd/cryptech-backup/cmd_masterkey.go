@@ -50,7 +50,10 @@ its passphrase with Argon2id and AES-GCM inside itself: no share leaves it
 unsealed. Each passphrase is asked twice without echo, or read from
 --passphrase-file, one line per share in order. The key file's layout is in
 docs/masterkey-file.md; it is written with mode 0600 and never replaced.
-Needs the wheel (or SO) login, as a Cryptech HSM's console does.
+Needs the wheel (or SO) login, as a Cryptech HSM's console does. Over --rpc
+the passphrases travel on the connection to serve as PINs do (a Unix
+socket, loopback, or TLS 1.3 with client certificates), and the key file
+comes back sealed.
 `,
 	define: defineMasterkeyBackup,
 }
@@ -465,7 +468,7 @@ func (c *call) withMasterKey(ctx context.Context, e *env, f func(hsmapi.MasterKe
 	return c.withToken(ctx, e, func(tok hsmapi.Token) error {
 		mk, ok := tok.(hsmapi.MasterKeyKeeper)
 		if !ok {
-			return fmt.Errorf("masterkey: %w: this HSM's master key cannot be managed from here (the emulated HSM's can, with --hsm)", hsmapi.ErrUnsupported)
+			return fmt.Errorf("masterkey: %w: this HSM's master key cannot be managed from here (the emulated HSM's can, with --hsm or through serve with --rpc)", hsmapi.ErrUnsupported)
 		}
 		return f(mk)
 	})

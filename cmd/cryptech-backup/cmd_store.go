@@ -27,7 +27,8 @@ is disabled in the HSM when stored (it gives away every signature it has
 left and stays in the keystore unable to sign) until the file is restored;
 --delete leaves it there, as the HSM's memory of the first signature it never
 released. After a restore and more signatures it must be stored again: the
-older file is refused.
+older file is refused. Over --rpc (serve of this version) the file travels
+in as many packets as it takes.
 
 On a PKCS#11 token (--module) the keys are wrapped under a storage key
 object on the token (AES-256, wrap and unwrap only, never extractable; made
@@ -207,7 +208,7 @@ func defineRestore(fs *flag.FlagSet) runFunc {
 func keyStorer(tok hsmapi.Token) (hsmapi.KeyStorer, error) {
 	ks, ok := tok.(hsmapi.KeyStorer)
 	if !ok {
-		return nil, fmt.Errorf("%w: this HSM cannot store keys outside it from here (the emulated HSM can, with --hsm, and a PKCS#11 token, with --module)", hsmapi.ErrUnsupported)
+		return nil, fmt.Errorf("%w: this HSM cannot store keys outside it from here (the emulated HSM can, with --hsm or through serve with --rpc, and a PKCS#11 token, with --module)", hsmapi.ErrUnsupported)
 	}
 	return ks, nil
 }

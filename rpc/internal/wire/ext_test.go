@@ -31,8 +31,19 @@ func TestExtRoundTrip(t *testing.T) {
 		&ExtLoadSecretRequest{ExtGenerateSecretRequest: ExtGenerateSecretRequest{Bits: 256, Flags: 4, Label: "tag",
 			Attributes: []Attribute{{Type: 0x102, Value: []byte{1}}}}, Value: bytes.Repeat([]byte{9}, 32)},
 		&ExtTrustCandidateRequest{Previous: make([]byte, 16)},
-		&ExtTrustCandidateResponse{UUID: bytes.Repeat([]byte{3}, 16), Type: 3, Curve: 1, Bits: 256, Flags: 0x400, Label: "kekek",
-			SPKI: []byte{0x30}, HashsigRemaining: make([]byte, 8), Attributes: []Attribute{{Type: 0x86, Value: []byte{1}}}},
+		&ExtTrustCandidateResponse{ExtKeyInfoResponse: ExtKeyInfoResponse{UUID: bytes.Repeat([]byte{3}, 16), Type: 3, Curve: 1, Bits: 256, Flags: 0x400, Label: "kekek",
+			SPKI: []byte{0x30}, HashsigRemaining: make([]byte, 8)}, Attributes: []Attribute{{Type: 0x86, Value: []byte{1}}}},
+		&ExtMasterKeyStatusResponse{Set: 1, CheckValueKnown: 1, CheckValue: make([]byte, 8), OldCheckValues: [][]byte{bytes.Repeat([]byte{1}, 8)},
+			OldRecords: []uint32{3}, Restoring: 1, ExtRestoreStatusResponse: ExtRestoreStatusResponse{ID: make([]byte, 16), PublicKey: make([]byte, 32),
+				Received: 1, Threshold: 3, CheckValue: make([]byte, 8)}},
+		&ExtMasterKeyBackupRequest{ID: "master", Threshold: 3, Shares: 5, Passphrases: [][]byte{[]byte("one"), []byte("two")}, KDFTime: 3, KDFMemoryKiB: 65536, KDFThreads: 4},
+		&ExtRestoreSubmitRequest{Sealed: []byte{1, 2, 3}},
+		&ExtMasterKeyRotateResponse{CheckValue: make([]byte, 8), OldCheckValue: bytes.Repeat([]byte{2}, 8), Resealed: 7, Skipped: 1},
+		&ExtMasterKeyRetireRequest{CheckValue: make([]byte, 8)},
+		&ExtUploadRequest{Offset: 16000, Data: []byte{1}},
+		&ExtDownloadResponse{Total: 9, Data: []byte{1, 2}},
+		&ExtLengthResponse{Length: 70000},
+		&ExtListedKeyResponse{ExtKeyInfoResponse: ExtKeyInfoResponse{UUID: make([]byte, 16), Type: 3, Label: "k"}, Present: 1},
 	} {
 		var e Encoder
 		m.EncodeArgs(&e)
@@ -67,6 +78,10 @@ func TestExtBounds(t *testing.T) {
 		{"refusal too long", append(unhex("00000002 00000801"), make([]byte, 2052)...), &ExtRefusalResponse{}},
 		{"secret key too long", append(unhex("00000100 00000004 00000000 00000000 00000021"), make([]byte, 36)...), &ExtLoadSecretRequest{}},
 		{"hss remaining too long", append(unhex("00000010"), append(make([]byte, 16), unhex("00000000 00000000 00000000 00000000 00000000 00000000 00000009")...)...), &ExtTrustCandidateResponse{}},
+		{"too many old keys", unhex("00000001 00000001 00000000 00000041"), &ExtMasterKeyStatusResponse{}},
+		{"check value too long", unhex("00000009"), &ExtMasterKeyRetireRequest{}},
+		{"too many passphrases", unhex("00000001 6d000000 00000001 00000001 00000100"), &ExtMasterKeyBackupRequest{}},
+		{"upload chunk too long", unhex("00000000 00003fe1"), &ExtUploadRequest{}},
 		{"label too long", append(unhex("00000001 00000010 01010101 01010101 01010101 01010101 00000401"), make([]byte, 1028)...), &ExtImportAddRequest{}},
 	} {
 		d := NewDecoder(tc.in)

@@ -144,13 +144,60 @@ const (
 	// curve, uint bits, uint flags, bytes label, bytes spki, bytes
 	// hss_remaining, attributes.
 	FuncExtTrustCandidate Func = 0x10011
+
+	// The master key's life and keys stored outside the HSM (version 6).
+	// libhal defines no functions for either. A file or list longer than
+	// a packet travels through the connection's upload and download
+	// buffers (EXT_UPLOAD, EXT_DOWNLOAD); every failed answer of these
+	// functions is explained by EXT_REFUSAL.
+
+	// FuncExtMasterKeyStatus -> uint set, uint check_known, bytes check
+	// value, old keys (uint n, n x bytes check value; uint n, n x uint
+	// records), uint restoring, restore status.
+	FuncExtMasterKeyStatus Func = 0x10012
+	// FuncExtMasterKeyBackup: bytes id, uint threshold, uint shares, uint
+	// n, n x bytes passphrase, uint kdf_time, uint kdf_memory_kib, uint
+	// kdf_threads -> uint length: the key file, in the download buffer.
+	FuncExtMasterKeyBackup Func = 0x10013
+	// FuncExtMasterKeyZeroize -> nothing.
+	FuncExtMasterKeyZeroize Func = 0x10014
+	// FuncExtRestoreBegin -> restore status: bytes session id, bytes HPKE
+	// public key, uint received, uint threshold, bytes check value, uint
+	// done.
+	FuncExtRestoreBegin Func = 0x10015
+	// FuncExtRestoreSubmit: bytes sealed share (package sharetransit) ->
+	// restore status.
+	FuncExtRestoreSubmit Func = 0x10016
+	// FuncExtRestoreAbort -> nothing.
+	FuncExtRestoreAbort Func = 0x10017
+	// FuncExtMasterKeyRotate -> bytes check value, bytes old check value,
+	// uint resealed, uint skipped.
+	FuncExtMasterKeyRotate Func = 0x10018
+	// FuncExtMasterKeyRetire: bytes check value -> nothing.
+	FuncExtMasterKeyRetire Func = 0x10019
+	// FuncExtUpload: uint offset, bytes data -> nothing: appends to the
+	// connection's upload buffer (offset 0 starts it anew).
+	FuncExtUpload Func = 0x1001A
+	// FuncExtDownload: uint offset -> uint total, bytes data: the
+	// download buffer from offset, as much as a packet holds.
+	FuncExtDownload Func = 0x1001B
+	// FuncExtStoreKeys: the upload holds n x 16-byte UUIDs -> uint length:
+	// the stored-keys file, in the download buffer.
+	FuncExtStoreKeys Func = 0x1001C
+	// FuncExtCheckStored: the upload holds a stored-keys file -> uint
+	// length: its keys (a key list), in the download buffer.
+	FuncExtCheckStored Func = 0x1001D
+	// FuncExtRestoreKeys: the upload holds a stored-keys file -> uint
+	// length: the keys restored (a key list), in the download buffer.
+	FuncExtRestoreKeys Func = 0x1001E
 )
 
 // ExtVersion is the version of the extension functions: 2 added
 // EXT_GET_ATTRIBUTES and EXT_IMPORT_ADD2, 3 EXT_IDENTITY, 4 the secret
 // keys, key wrapping and RSA-OAEP (EXT_GENERATE_SECRET to EXT_SET_TRUSTED),
-// 5 EXT_REFUSAL, EXT_LOAD_SECRET and EXT_TRUST_CANDIDATE.
-const ExtVersion = 5
+// 5 EXT_REFUSAL, EXT_LOAD_SECRET and EXT_TRUST_CANDIDATE, 6 the master
+// key and stored keys (EXT_MASTERKEY_STATUS to EXT_RESTORE_KEYS).
+const ExtVersion = 6
 
 // Bounds of the extension functions' fields.
 const (
@@ -173,6 +220,25 @@ const (
 	MaxRefusal = 2048
 	// MaxSecretKey bounds EXT_LOAD_SECRET's value: an AES-256 key.
 	MaxSecretKey = 32
+	// MaxCheckValue bounds a master key's check value (8 bytes).
+	MaxCheckValue = 8
+	// MaxOldKeys bounds the old-key ring of EXT_MASTERKEY_STATUS (the
+	// emulator's holds 8).
+	MaxOldKeys = 64
+	// MaxShares bounds the shares of a backup (an index is a byte).
+	MaxShares = 255
+	// MaxShareID bounds a backup's name for its shares.
+	MaxShareID = 256
+	// MaxPassphrase bounds one custodian's passphrase.
+	MaxPassphrase = 1024
+	// MaxHPKEKey bounds a restore session's public key (X25519: 32).
+	MaxHPKEKey = 256
+	// MaxSealedShare bounds a sealed share (about 150 bytes).
+	MaxSealedShare = 1024
+	// MaxTransferChunk is the most EXT_DOWNLOAD answers at once, and what
+	// the client sends in one EXT_UPLOAD: a packet less the header, the
+	// total and the length.
+	MaxTransferChunk = MaxPacket - 32
 )
 
 // EXT_REFUSAL's reasons for a FORBIDDEN answer.
@@ -187,6 +253,22 @@ const (
 	RefusalForbidden = 2
 	// RefusalNotExportable: the key is not exportable.
 	RefusalNotExportable = 3
+
+	// Version 6: why a function of the master key or stored keys failed,
+	// whatever its status.
+
+	// RefusalNotThisHSM: a stored-keys file of another HSM, or of a
+	// master key this HSM no longer holds.
+	RefusalNotThisHSM = 4
+	// RefusalMasterKeySet: a restore asked of an HSM whose master key is
+	// set.
+	RefusalMasterKeySet = 5
+	// RefusalNoRestore: a share submitted with no restore session open.
+	RefusalNoRestore = 6
+	// RefusalShareRefused: the restore session refused the share.
+	RefusalShareRefused = 7
+	// RefusalFailed: any other failure; the message says what.
+	RefusalFailed = 8
 )
 
 // The miscellaneous functions (0 to 6): version, random numbers, PINs and
@@ -752,12 +834,133 @@ type ExtTrustCandidateRequest struct {
 // ExtTrustCandidateResponse is EXT_TRUST_CANDIDATE's results: one key the
 // security officer may mark trusted, or an empty UUID after the last.
 type ExtTrustCandidateResponse struct {
+	ExtKeyInfoResponse
+	Attributes []Attribute `xdr:"values"`
+}
+
+// ExtMasterKeyStatusRequest is EXT_MASTERKEY_STATUS's request; it has no
+// arguments.
+type ExtMasterKeyStatusRequest struct{}
+
+// ExtMasterKeyStatusResponse is EXT_MASTERKEY_STATUS's results. The old
+// keys' check values and record counts are two lists of one length;
+// the restore status means something when Restoring is 1.
+type ExtMasterKeyStatusResponse struct {
+	Set, CheckValueKnown uint32
+	CheckValue           []byte   `xdr:"max=MaxCheckValue"`
+	OldCheckValues       [][]byte `xdr:"max=MaxCheckValue,count=MaxOldKeys"`
+	OldRecords           []uint32 `xdr:"count=MaxOldKeys"`
+	Restoring            uint32
+	ExtRestoreStatusResponse
+}
+
+// ExtRestoreStatusResponse is a restore session: the results of
+// EXT_RESTORE_BEGIN and EXT_RESTORE_SUBMIT.
+type ExtRestoreStatusResponse struct {
+	ID                  []byte `xdr:"max=16"`
+	PublicKey           []byte `xdr:"max=MaxHPKEKey"`
+	Received, Threshold uint32
+	CheckValue          []byte `xdr:"max=MaxCheckValue"`
+	Done                uint32
+}
+
+// ExtMasterKeyBackupRequest is EXT_MASTERKEY_BACKUP's arguments: the
+// custodians' passphrases travel as LOGIN's PINs do.
+type ExtMasterKeyBackupRequest struct {
+	ID                                string `xdr:"max=MaxShareID"`
+	Threshold, Shares                 uint32
+	Passphrases                       [][]byte `xdr:"max=MaxPassphrase,count=MaxShares"`
+	KDFTime, KDFMemoryKiB, KDFThreads uint32
+}
+
+// ExtLengthResponse is the result of the functions that answer through the
+// download buffer: uint length, what it holds now.
+type ExtLengthResponse struct {
+	Length uint32
+}
+
+// ExtMasterKeyZeroizeRequest is EXT_MASTERKEY_ZEROIZE's request; it has no
+// arguments.
+type ExtMasterKeyZeroizeRequest struct{}
+
+// ExtRestoreBeginRequest is EXT_RESTORE_BEGIN's request; it has no
+// arguments.
+type ExtRestoreBeginRequest struct{}
+
+// ExtRestoreSubmitRequest is EXT_RESTORE_SUBMIT's argument: one share,
+// sealed to the restore session.
+type ExtRestoreSubmitRequest struct {
+	Sealed []byte `xdr:"max=MaxSealedShare"`
+}
+
+// ExtRestoreAbortRequest is EXT_RESTORE_ABORT's request; it has no
+// arguments.
+type ExtRestoreAbortRequest struct{}
+
+// ExtMasterKeyRotateRequest is EXT_MASTERKEY_ROTATE's request; it has no
+// arguments.
+type ExtMasterKeyRotateRequest struct{}
+
+// ExtMasterKeyRotateResponse is EXT_MASTERKEY_ROTATE's results.
+type ExtMasterKeyRotateResponse struct {
+	CheckValue        []byte `xdr:"max=MaxCheckValue"`
+	OldCheckValue     []byte `xdr:"max=MaxCheckValue"`
+	Resealed, Skipped uint32
+}
+
+// ExtMasterKeyRetireRequest is EXT_MASTERKEY_RETIRE's argument: the old
+// key's check value.
+type ExtMasterKeyRetireRequest struct {
+	CheckValue []byte `xdr:"max=MaxCheckValue"`
+}
+
+// ExtUploadRequest is EXT_UPLOAD's arguments: where the data goes in the
+// upload buffer (its length so far, or 0 to start anew), and the data.
+type ExtUploadRequest struct {
+	Offset uint32
+	Data   []byte `xdr:"max=MaxTransferChunk"`
+}
+
+// ExtDownloadRequest is EXT_DOWNLOAD's argument: where to read from.
+type ExtDownloadRequest struct {
+	Offset uint32
+}
+
+// ExtDownloadResponse is EXT_DOWNLOAD's results: the download buffer's
+// length, and its bytes from the offset on, as many as a packet holds.
+type ExtDownloadResponse struct {
+	Total uint32
+	Data  []byte `xdr:"max=MaxTransferChunk"`
+}
+
+// ExtStoreKeysRequest is EXT_STORE_KEYS's request; its UUIDs are in the
+// upload buffer.
+type ExtStoreKeysRequest struct{}
+
+// ExtCheckStoredRequest is EXT_CHECK_STORED's request; the file is in the
+// upload buffer.
+type ExtCheckStoredRequest struct{}
+
+// ExtRestoreKeysRequest is EXT_RESTORE_KEYS's request; the file is in the
+// upload buffer.
+type ExtRestoreKeysRequest struct{}
+
+// ExtKeyInfoResponse describes a key: EXT_TRUST_CANDIDATE's answer begins
+// with it, and a key list (the download of EXT_CHECK_STORED and
+// EXT_RESTORE_KEYS) is uint n, n x (ExtKeyInfoResponse, uint present).
+type ExtKeyInfoResponse struct {
 	UUID                     []byte `xdr:"max=16"`
 	Type, Curve, Bits, Flags uint32
 	Label                    string `xdr:"max=MaxLabel"`
 	SPKI                     []byte
 	// HashsigRemaining is an HSS private key's remaining signatures, 8
 	// bytes big-endian; empty for other keys.
-	HashsigRemaining []byte      `xdr:"max=8"`
-	Attributes       []Attribute `xdr:"values"`
+	HashsigRemaining []byte `xdr:"max=8"`
+}
+
+// ExtListedKeyResponse is one key of a key list: the key, and 1 when it
+// was in the keystore already (a restore left it alone).
+type ExtListedKeyResponse struct {
+	ExtKeyInfoResponse
+	Present uint32
 }

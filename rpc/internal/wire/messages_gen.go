@@ -1000,6 +1000,175 @@ func (m *ExtTrustCandidateRequest) DecodeArgs(d *Decoder) error {
 }
 
 func (m *ExtTrustCandidateResponse) EncodeArgs(e *Encoder) {
+	m.ExtKeyInfoResponse.EncodeArgs(e)
+	encodeAttributes(e, m.Attributes)
+}
+
+func (m *ExtTrustCandidateResponse) DecodeArgs(d *Decoder) error {
+	m.ExtKeyInfoResponse.DecodeArgs(d)
+	m.Attributes = decodeAttributes(d, true)
+	return d.Err()
+}
+
+func (*ExtMasterKeyStatusRequest) EncodeArgs(*Encoder)         {}
+func (*ExtMasterKeyStatusRequest) DecodeArgs(d *Decoder) error { return d.Err() }
+
+func (m *ExtMasterKeyStatusResponse) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Set)
+	e.Uint32(m.CheckValueKnown)
+	e.Bytes(m.CheckValue)
+	e.byteSlices(m.OldCheckValues)
+	e.uint32s(m.OldRecords)
+	e.Uint32(m.Restoring)
+	m.ExtRestoreStatusResponse.EncodeArgs(e)
+}
+
+func (m *ExtMasterKeyStatusResponse) DecodeArgs(d *Decoder) error {
+	m.Set = d.Uint32()
+	m.CheckValueKnown = d.Uint32()
+	m.CheckValue = d.Bytes(MaxCheckValue)
+	m.OldCheckValues = d.byteSlices(MaxCheckValue, MaxOldKeys)
+	m.OldRecords = d.uint32s(MaxOldKeys)
+	m.Restoring = d.Uint32()
+	m.ExtRestoreStatusResponse.DecodeArgs(d)
+	return d.Err()
+}
+
+func (m *ExtRestoreStatusResponse) EncodeArgs(e *Encoder) {
+	e.Bytes(m.ID)
+	e.Bytes(m.PublicKey)
+	e.Uint32(m.Received)
+	e.Uint32(m.Threshold)
+	e.Bytes(m.CheckValue)
+	e.Uint32(m.Done)
+}
+
+func (m *ExtRestoreStatusResponse) DecodeArgs(d *Decoder) error {
+	m.ID = d.Bytes(16)
+	m.PublicKey = d.Bytes(MaxHPKEKey)
+	m.Received = d.Uint32()
+	m.Threshold = d.Uint32()
+	m.CheckValue = d.Bytes(MaxCheckValue)
+	m.Done = d.Uint32()
+	return d.Err()
+}
+
+func (m *ExtMasterKeyBackupRequest) EncodeArgs(e *Encoder) {
+	e.Bytes([]byte(m.ID))
+	e.Uint32(m.Threshold)
+	e.Uint32(m.Shares)
+	e.byteSlices(m.Passphrases)
+	e.Uint32(m.KDFTime)
+	e.Uint32(m.KDFMemoryKiB)
+	e.Uint32(m.KDFThreads)
+}
+
+func (m *ExtMasterKeyBackupRequest) DecodeArgs(d *Decoder) error {
+	m.ID = string(d.Bytes(MaxShareID))
+	m.Threshold = d.Uint32()
+	m.Shares = d.Uint32()
+	m.Passphrases = d.byteSlices(MaxPassphrase, MaxShares)
+	m.KDFTime = d.Uint32()
+	m.KDFMemoryKiB = d.Uint32()
+	m.KDFThreads = d.Uint32()
+	return d.Err()
+}
+
+func (m *ExtLengthResponse) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Length)
+}
+
+func (m *ExtLengthResponse) DecodeArgs(d *Decoder) error {
+	m.Length = d.Uint32()
+	return d.Err()
+}
+
+func (*ExtMasterKeyZeroizeRequest) EncodeArgs(*Encoder)         {}
+func (*ExtMasterKeyZeroizeRequest) DecodeArgs(d *Decoder) error { return d.Err() }
+
+func (*ExtRestoreBeginRequest) EncodeArgs(*Encoder)         {}
+func (*ExtRestoreBeginRequest) DecodeArgs(d *Decoder) error { return d.Err() }
+
+func (m *ExtRestoreSubmitRequest) EncodeArgs(e *Encoder) {
+	e.Bytes(m.Sealed)
+}
+
+func (m *ExtRestoreSubmitRequest) DecodeArgs(d *Decoder) error {
+	m.Sealed = d.Bytes(MaxSealedShare)
+	return d.Err()
+}
+
+func (*ExtRestoreAbortRequest) EncodeArgs(*Encoder)         {}
+func (*ExtRestoreAbortRequest) DecodeArgs(d *Decoder) error { return d.Err() }
+
+func (*ExtMasterKeyRotateRequest) EncodeArgs(*Encoder)         {}
+func (*ExtMasterKeyRotateRequest) DecodeArgs(d *Decoder) error { return d.Err() }
+
+func (m *ExtMasterKeyRotateResponse) EncodeArgs(e *Encoder) {
+	e.Bytes(m.CheckValue)
+	e.Bytes(m.OldCheckValue)
+	e.Uint32(m.Resealed)
+	e.Uint32(m.Skipped)
+}
+
+func (m *ExtMasterKeyRotateResponse) DecodeArgs(d *Decoder) error {
+	m.CheckValue = d.Bytes(MaxCheckValue)
+	m.OldCheckValue = d.Bytes(MaxCheckValue)
+	m.Resealed = d.Uint32()
+	m.Skipped = d.Uint32()
+	return d.Err()
+}
+
+func (m *ExtMasterKeyRetireRequest) EncodeArgs(e *Encoder) {
+	e.Bytes(m.CheckValue)
+}
+
+func (m *ExtMasterKeyRetireRequest) DecodeArgs(d *Decoder) error {
+	m.CheckValue = d.Bytes(MaxCheckValue)
+	return d.Err()
+}
+
+func (m *ExtUploadRequest) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Offset)
+	e.Bytes(m.Data)
+}
+
+func (m *ExtUploadRequest) DecodeArgs(d *Decoder) error {
+	m.Offset = d.Uint32()
+	m.Data = d.Bytes(MaxTransferChunk)
+	return d.Err()
+}
+
+func (m *ExtDownloadRequest) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Offset)
+}
+
+func (m *ExtDownloadRequest) DecodeArgs(d *Decoder) error {
+	m.Offset = d.Uint32()
+	return d.Err()
+}
+
+func (m *ExtDownloadResponse) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Total)
+	e.Bytes(m.Data)
+}
+
+func (m *ExtDownloadResponse) DecodeArgs(d *Decoder) error {
+	m.Total = d.Uint32()
+	m.Data = d.Bytes(MaxTransferChunk)
+	return d.Err()
+}
+
+func (*ExtStoreKeysRequest) EncodeArgs(*Encoder)         {}
+func (*ExtStoreKeysRequest) DecodeArgs(d *Decoder) error { return d.Err() }
+
+func (*ExtCheckStoredRequest) EncodeArgs(*Encoder)         {}
+func (*ExtCheckStoredRequest) DecodeArgs(d *Decoder) error { return d.Err() }
+
+func (*ExtRestoreKeysRequest) EncodeArgs(*Encoder)         {}
+func (*ExtRestoreKeysRequest) DecodeArgs(d *Decoder) error { return d.Err() }
+
+func (m *ExtKeyInfoResponse) EncodeArgs(e *Encoder) {
 	e.Bytes(m.UUID)
 	e.Uint32(m.Type)
 	e.Uint32(m.Curve)
@@ -1008,10 +1177,9 @@ func (m *ExtTrustCandidateResponse) EncodeArgs(e *Encoder) {
 	e.Bytes([]byte(m.Label))
 	e.Bytes(m.SPKI)
 	e.Bytes(m.HashsigRemaining)
-	encodeAttributes(e, m.Attributes)
 }
 
-func (m *ExtTrustCandidateResponse) DecodeArgs(d *Decoder) error {
+func (m *ExtKeyInfoResponse) DecodeArgs(d *Decoder) error {
 	m.UUID = d.Bytes(16)
 	m.Type = d.Uint32()
 	m.Curve = d.Uint32()
@@ -1020,6 +1188,16 @@ func (m *ExtTrustCandidateResponse) DecodeArgs(d *Decoder) error {
 	m.Label = string(d.Bytes(MaxLabel))
 	m.SPKI = d.Bytes(MaxPacket)
 	m.HashsigRemaining = d.Bytes(8)
-	m.Attributes = decodeAttributes(d, true)
+	return d.Err()
+}
+
+func (m *ExtListedKeyResponse) EncodeArgs(e *Encoder) {
+	m.ExtKeyInfoResponse.EncodeArgs(e)
+	e.Uint32(m.Present)
+}
+
+func (m *ExtListedKeyResponse) DecodeArgs(d *Decoder) error {
+	m.ExtKeyInfoResponse.DecodeArgs(d)
+	m.Present = d.Uint32()
 	return d.Err()
 }
