@@ -5,53 +5,27 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/sharetest"
 	"github.com/hsmkit/cryptech-backup/keystore"
 	"github.com/hsmkit/cryptech-backup/sharefile"
 	"github.com/hsmkit/cryptech-backup/sharetransit"
 )
 
-func custodian(i int) []byte { return fmt.Appendf(nil, "passphrase of custodian %d", i) }
+var custodian = sharetest.Passphrase
 
 // backupMasterKey backs the master key of s's HSM up k-of-n, cheaply.
 func backupMasterKey(t *testing.T, s *Session, k, n int) *sharefile.File {
-	t.Helper()
-	req := hsmapi.BackupRequest{ID: "master", Threshold: k, Shares: n, KDFTime: 1, KDFMemoryKiB: 64, KDFThreads: 1}
-	for i := 1; i <= n; i++ {
-		req.Passphrases = append(req.Passphrases, custodian(i))
-	}
-	data, err := s.BackupMasterKey(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := sharefile.Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return sharetest.Backup(t, s, k, n)
 }
 
 // sealShare does what `masterkey submit` does for share i of f.
-func sealShare(t *testing.T, f *sharefile.File, i int, st hsmapi.RestoreStatus) []byte {
-	t.Helper()
-	share, err := f.Open(f.Name(i), custodian(i))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer share.Wipe()
-	sealed, err := sharetransit.Seal(st.PublicKey, st.ID, &sharetransit.Submission{
-		CheckValue: f.CheckValue, Threshold: f.Threshold, Shares: f.Shares, Share: share})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sealed
-}
+var sealShare = sharetest.Seal
 
 func signVerifies(t *testing.T, s *Session, k hsmapi.KeyInfo) error {
 	t.Helper()
@@ -184,7 +158,7 @@ func TestRestoreRefusesWrongKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad.Value[0] ^= 1
-	sealed, err := sharetransit.Seal(st.PublicKey, st.ID, &sharetransit.Submission{CheckValue: f.CheckValue, Threshold: 2, Shares: 3, Share: bad})
+	sealed, err := sharetransit.SealFrom(f, bad, st.PublicKey, st.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,9 +15,8 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/sharetest"
 	"github.com/hsmkit/cryptech-backup/rpc/internal/wire"
-	"github.com/hsmkit/cryptech-backup/sharefile"
-	"github.com/hsmkit/cryptech-backup/sharetransit"
 	"github.com/hsmkit/cryptech-backup/storefile"
 )
 
@@ -35,41 +34,11 @@ func inProcess(t *testing.T, h *hsm.HSM, user hsmapi.User, pin []byte) *hsm.Sess
 	return s
 }
 
-func custodian(i int) []byte { return fmt.Appendf(nil, "passphrase of custodian %d", i) }
-
 // backupOver backs the master key up k-of-n through mk, cheaply.
-func backupOver(t *testing.T, mk hsmapi.MasterKeyKeeper, k, n int) *sharefile.File {
-	t.Helper()
-	req := hsmapi.BackupRequest{ID: "master", Threshold: k, Shares: n, KDFTime: 1, KDFMemoryKiB: 64, KDFThreads: 1}
-	for i := 1; i <= n; i++ {
-		req.Passphrases = append(req.Passphrases, custodian(i))
-	}
-	data, err := mk.BackupMasterKey(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := sharefile.Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
+var backupOver = sharetest.Backup
 
 // sealFor does what `masterkey submit` does for share i of f.
-func sealFor(t *testing.T, f *sharefile.File, i int, st hsmapi.RestoreStatus) []byte {
-	t.Helper()
-	share, err := f.Open(f.Name(i), custodian(i))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer share.Wipe()
-	sealed, err := sharetransit.Seal(st.PublicKey, st.ID, &sharetransit.Submission{
-		CheckValue: f.CheckValue, Threshold: f.Threshold, Shares: f.Shares, Share: share})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sealed
-}
+var sealFor = sharetest.Seal
 
 // sentinels are the errors callers of the master key and stored keys
 // branch on.
@@ -215,7 +184,7 @@ func TestMasterKeyOverRPC(t *testing.T) {
 		t.Errorf("the refused share left no line in the log:\n%s", logged)
 	}
 	for i := 1; i <= 3; i++ {
-		if strings.Contains(logged, string(custodian(i))) {
+		if strings.Contains(logged, string(sharetest.Passphrase(i))) {
 			t.Errorf("serve's log holds custodian %d's passphrase", i)
 		}
 	}
@@ -332,12 +301,12 @@ func TestVersion5ServerCannotStore(t *testing.T) {
 func TestTransferBuffersGoWithTheLogin(t *testing.T) {
 	addr, _ := served(t)
 	c := dialLogin(t, addr)
-	req := hsmapi.BackupRequest{ID: "master", Threshold: 1, Shares: 1, Passphrases: [][]byte{custodian(1)}, KDFTime: 1, KDFMemoryKiB: 64, KDFThreads: 1}
+	req := hsmapi.BackupRequest{ID: "master", Threshold: 1, Shares: 1, Passphrases: [][]byte{sharetest.Passphrase(1)}, KDFTime: 1, KDFMemoryKiB: 64, KDFThreads: 1}
 	file, err := c.BackupMasterKey(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(c.out[:cap(c.out)], custodian(1)) {
+	if bytes.Contains(c.out[:cap(c.out)], sharetest.Passphrase(1)) {
 		t.Error("a passphrase left in the client's output buffer")
 	}
 	var r wire.ExtDownloadResponse

@@ -23,6 +23,7 @@ import (
 	"github.com/cloudflare/circl/kem"
 
 	"github.com/hsmkit/cryptech-backup/keyshare"
+	"github.com/hsmkit/cryptech-backup/sharefile"
 )
 
 // SessionIDSize is the size of a restore session's ID.
@@ -102,6 +103,12 @@ func Seal(pub []byte, id [SessionIDSize]byte, sub *Submission) ([]byte, error) {
 		return nil, err
 	}
 	return append(enc, ct...), nil
+}
+
+// SealFrom seals share, one of the backup f, to the restore session with
+// public key pub and ID id: what `masterkey submit` sends.
+func SealFrom(f *sharefile.File, share keyshare.Share, pub []byte, id [SessionIDSize]byte) ([]byte, error) {
+	return Seal(pub, id, &Submission{CheckValue: f.CheckValue, Threshold: f.Threshold, Shares: f.Shares, Share: share})
 }
 
 // Open decrypts a submission sealed to this session. The caller wipes it.

@@ -133,8 +133,7 @@ func runMasterDrill(ctx context.Context, e *env, b *demoBackend, n int) error {
 			return err
 		}
 		defer share.Wipe()
-		sealed, err := sharetransit.Seal(st.PublicKey, st.ID, &sharetransit.Submission{
-			CheckValue: file.CheckValue, Threshold: file.Threshold, Shares: file.Shares, Share: share})
+		sealed, err := sharetransit.SealFrom(file, share, st.PublicKey, st.ID)
 		if err != nil {
 			return err
 		}

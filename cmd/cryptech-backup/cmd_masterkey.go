@@ -360,8 +360,7 @@ func defineMasterkeySubmit(fs *flag.FlagSet) runFunc {
 			if err != nil {
 				return err
 			}
-			sealed, err := sharetransit.Seal(st.PublicKey, st.ID, &sharetransit.Submission{
-				CheckValue: f.CheckValue, Threshold: f.Threshold, Shares: f.Shares, Share: shares[0]})
+			sealed, err := sharetransit.SealFrom(f, shares[0], st.PublicKey, st.ID)
 			if err != nil {
 				return err
 			}
