@@ -22,8 +22,9 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// dialCounting is dialLogin on a connection that counts requests.
-func dialCounting(t *testing.T, addr string) (*Client, *countingConn) {
+// dialCounting logs in as wheel with pin on a connection that counts
+// requests.
+func dialCounting(t testing.TB, addr string, pin []byte) (*Client, *countingConn) {
 	t.Helper()
 	network, address, err := ParseAddress(addr)
 	if err != nil {
@@ -39,7 +40,7 @@ func dialCounting(t *testing.T, addr string) (*Client, *countingConn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if err := c.Login(ctx, hsmapi.UserWheel, wheelPIN); err != nil {
+	if err := c.Login(ctx, hsmapi.UserWheel, pin); err != nil {
 		t.Fatal(err)
 	}
 	return c, cc
@@ -90,7 +91,7 @@ func TestKeysOverRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	v7, reqs := dialCounting(t, addr)
+	v7, reqs := dialCounting(t, addr, wheelPIN)
 	if v7.ext.Version < 7 {
 		t.Fatalf("server of extensions version %d", v7.ext.Version)
 	}
