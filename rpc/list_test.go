@@ -150,3 +150,41 @@ func TestKeysOverRPC(t *testing.T) {
 		t.Error("listed keys without a login")
 	}
 }
+
+// FuzzDecodeKeyList: whatever a server answers EXT_LIST_KEYS (or
+// EXT_CHECK_STORED, EXT_RESTORE_KEYS) with, the client never panics, and
+// a list it accepts reads back the same once written again.
+func FuzzDecodeKeyList(f *testing.F) {
+	hss, err := hashsig.GenerateKey(nil, []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H5, LMOTS: hashsig.LMOTS_SHA256_N32_W8}}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	hssInfo, err := hsmapi.DescribePublicKey(hashsig.MarshalPKIXPublicKey(hss.Public()), true)
+	if err != nil {
+		f.Fatal(err)
+	}
+	hssInfo.UUID, hssInfo.Label, hssInfo.Hashsig.Remaining = hsmapi.UUID{9}, "hss", 7
+	f.Add(encodeKeyList(nil))
+	f.Add(encodeKeyList([]hsmapi.ImportResult{
+		{Key: hsmapi.KeyInfo{UUID: hsmapi.UUID{1}, Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Bits: 256,
+			Flags: hsmapi.FlagDigitalSignature, Label: "\xff\x00odd", PublicKey: []byte{0x30, 0x03, 1, 2, 3}}},
+		{Key: hsmapi.KeyInfo{UUID: hsmapi.UUID{2}, Type: hsmapi.KeyTypeAES, Bits: 256}, Present: true},
+		{Key: hssInfo},
+	}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		res, err := decodeKeyList(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeKeyList(encodeKeyList(res))
+		if err != nil {
+			t.Fatalf("a list read once does not read again: %v", err)
+		}
+		if len(res) == 0 && len(again) == 0 {
+			return
+		}
+		if !reflect.DeepEqual(again, res) {
+			t.Fatalf("read again:\n%+v\nfirst:\n%+v", again, res)
+		}
+	})
+}
