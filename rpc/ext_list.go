@@ -9,10 +9,15 @@ import (
 // Token.Keys describes them, through the download buffer: one listing of
 // the keystore for the whole answer, where PKEY_MATCH lists it again for
 // every page and the client then asks several requests per key.
+// As PKEY_MATCH, it finds no keys, rather than failing, for a client not
+// logged in as the user or wheel.
 func (c *serverConn) extListKeys(r *wire.ExtListKeysRequest) (wire.Args, error) {
-	keys, err := c.fe.Token().Keys(bg, filterOf(r.Type, r.Curve, r.Mask, r.Flags, r.Attributes))
-	if err != nil {
-		return nil, err
+	var keys []hsmapi.KeyInfo
+	if u := c.fe.User(); u == hsmapi.UserNormal || u == hsmapi.UserWheel {
+		var err error
+		if keys, err = c.fe.Token().Keys(bg, filterOf(r.Type, r.Curve, r.Mask, r.Flags, r.Attributes)); err != nil {
+			return nil, err
+		}
 	}
 	res := make([]hsmapi.ImportResult, len(keys))
 	for i, k := range keys {

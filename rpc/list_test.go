@@ -146,8 +146,14 @@ func TestKeysOverRPC(t *testing.T) {
 		keys[0].Hashsig == nil || keys[0].Hashsig.RemainingUnknown || keys[0].Hashsig.Remaining != 31 {
 		t.Errorf("the HSS key over RPC: %+v, %v", keys, err)
 	}
-	if _, err := dialAs(t, addr, hsmapi.UserNone, nil).Keys(ctx, hsmapi.Filter{}); err == nil {
-		t.Error("listed keys without a login")
+	// As PKEY_MATCH: no keys for a client not logged in, nor the SO.
+	for _, who := range []struct {
+		user hsmapi.User
+		pin  []byte
+	}{{hsmapi.UserNone, nil}, {hsmapi.UserSO, []byte("so-pin")}} {
+		if keys, err := dialAs(t, addr, who.user, who.pin).Keys(ctx, hsmapi.Filter{}); err != nil || len(keys) != 0 {
+			t.Errorf("user %v lists %d keys: %v", who.user, len(keys), err)
+		}
 	}
 }
 
