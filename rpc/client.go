@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
@@ -529,13 +530,19 @@ func (c *Client) KeyAttributes(_ context.Context, id hsmapi.UUID) ([]hsmapi.Attr
 // matchPage is how many UUIDs one PKEY_MATCH asks for.
 const matchPage = 64
 
-// Keys pages through PKEY_MATCH, then describes each key.
+// Keys asks a server of version 7 for the keys, described, with one
+// EXT_LIST_KEYS and the downloads of its answer. From an older server or a
+// Cryptech HSM it pages through PKEY_MATCH, then describes each key.
 func (c *Client) Keys(ctx context.Context, f hsmapi.Filter) ([]hsmapi.KeyInfo, error) {
-	req := &wire.PkeyMatchRequest{Type: uint32(f.Type), Curve: uint32(f.Curve), Mask: uint32(f.Mask), Flags: uint32(f.Flags),
-		Max: matchPage, Previous: make([]byte, 16)}
+	var attrs []wire.Attribute
 	for _, a := range f.Attributes {
-		req.Attributes = append(req.Attributes, wire.Attribute{Type: a.Type, Value: a.Value})
+		attrs = append(attrs, wire.Attribute{Type: a.Type, Value: a.Value})
 	}
+	if c.ext != nil && c.ext.Version >= 7 {
+		return c.listKeys(f, attrs)
+	}
+	req := &wire.PkeyMatchRequest{Type: uint32(f.Type), Curve: uint32(f.Curve), Mask: uint32(f.Mask), Flags: uint32(f.Flags),
+		Attributes: attrs, Max: matchPage, Previous: make([]byte, 16)}
 	var ids []hsmapi.UUID
 	for {
 		var r wire.PkeyMatchResponse
@@ -566,6 +573,33 @@ func (c *Client) Keys(ctx context.Context, f hsmapi.Filter) ([]hsmapi.KeyInfo, e
 		if f.Matches(k) {
 			out = append(out, k)
 		}
+	}
+	return out, nil
+}
+
+// listKeys is Keys through EXT_LIST_KEYS, whose key list comes in UUID
+// order, filtered by the server as Token.Keys filters.
+func (c *Client) listKeys(f hsmapi.Filter, attrs []wire.Attribute) ([]hsmapi.KeyInfo, error) {
+	c.xferMu.Lock()
+	list, err := c.withDownload(wire.FuncExtListKeys, "list keys", &wire.ExtListKeysRequest{Type: uint32(f.Type),
+		Curve: uint32(f.Curve), Mask: uint32(f.Mask), Flags: uint32(f.Flags), Attributes: attrs})
+	c.xferMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	res, err := decodeKeyList(list)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	var out []hsmapi.KeyInfo // nil for none, as in process
+	for i, r := range res {
+		if i > 0 && bytes.Compare(res[i-1].Key.UUID[:], r.Key.UUID[:]) >= 0 {
+			return nil, fmt.Errorf("list keys: %w: key %s out of UUID order", wire.StatusRPCProtocolError, r.Key.UUID)
+		}
+		if !f.Matches(r.Key) {
+			return nil, fmt.Errorf("list keys: %w: key %s does not match the filter", wire.StatusRPCProtocolError, r.Key.UUID)
+		}
+		out = append(out, r.Key)
 	}
 	return out, nil
 }

@@ -224,11 +224,19 @@ func keyInfoOf(r *wire.ExtKeyInfoResponse) (hsmapi.KeyInfo, error) {
 		return hsmapi.KeyInfo{}, fmt.Errorf("%w: a %d-byte UUID", wire.StatusRPCProtocolError, len(r.UUID))
 	}
 	k := hsmapi.KeyInfo{Type: hsmapi.KeyType(r.Type)}
-	if len(r.SPKI) > 0 {
+	switch {
+	case len(r.SPKI) == 0:
+	case k.Type == hsmapi.KeyTypeHashsigPrivate || k.Type == hsmapi.KeyTypeHashsigPublic:
+		// An HSS key's levels are told by its public key alone.
 		var err error
 		if k, err = hsmapi.DescribePublicKey(r.SPKI, k.Type.IsPrivate()); err != nil {
 			return hsmapi.KeyInfo{}, fmt.Errorf("key %x: %w", r.UUID, err)
 		}
+	default:
+		// The server's type, curve and size are taken as they come, as Key
+		// takes PKEY_GET_KEY_TYPE's: parsing every public key again was
+		// most of what listing 10,000 keys cost the client.
+		k.PublicKey = r.SPKI
 	}
 	k.UUID, k.Type, k.Curve, k.Bits = hsmapi.UUID(r.UUID), hsmapi.KeyType(r.Type), hsmapi.Curve(r.Curve), int(r.Bits)
 	k.Flags, k.Label = hsmapi.Flags(r.Flags), r.Label

@@ -19,7 +19,8 @@ func TestHandlersCoverEveryFunction(t *testing.T) {
 		wire.FuncExtRefusal, wire.FuncExtLoadSecret, wire.FuncExtTrustCandidate,
 		wire.FuncExtMasterKeyStatus, wire.FuncExtMasterKeyBackup, wire.FuncExtMasterKeyZeroize, wire.FuncExtRestoreBegin,
 		wire.FuncExtRestoreSubmit, wire.FuncExtRestoreAbort, wire.FuncExtMasterKeyRotate, wire.FuncExtMasterKeyRetire,
-		wire.FuncExtUpload, wire.FuncExtDownload, wire.FuncExtStoreKeys, wire.FuncExtCheckStored, wire.FuncExtRestoreKeys} {
+		wire.FuncExtUpload, wire.FuncExtDownload, wire.FuncExtStoreKeys, wire.FuncExtCheckStored, wire.FuncExtRestoreKeys,
+		wire.FuncExtListKeys} {
 		want[f] = true
 	}
 	for f := range want {

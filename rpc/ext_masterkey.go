@@ -259,6 +259,13 @@ func (c *serverConn) extRestoreKeys(*wire.ExtRestoreKeysRequest) (wire.Args, err
 // encodeKeyList is a key list: uint n, n x (key, uint present).
 func encodeKeyList(res []hsmapi.ImportResult) []byte {
 	var e wire.Encoder
+	size := 4
+	for _, r := range res {
+		// The fixed fields, the label and public key with their lengths
+		// and padding, and hss_remaining.
+		size += 64 + len(r.Key.Label) + len(r.Key.PublicKey) + 6
+	}
+	e.Grow(size)
 	e.Uint32(uint32(len(res)))
 	for _, r := range res {
 		k := wire.ExtListedKeyResponse{ExtKeyInfoResponse: wireKeyInfo(r.Key), Present: boolWord(r.Present)}

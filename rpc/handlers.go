@@ -109,6 +109,8 @@ var handlers = map[wire.Func]handler{
 	wire.FuncExtStoreKeys:        on((*serverConn).extStoreKeys),
 	wire.FuncExtCheckStored:      on((*serverConn).extCheckStored),
 	wire.FuncExtRestoreKeys:      on((*serverConn).extRestoreKeys),
+
+	wire.FuncExtListKeys: on((*serverConn).extListKeys),
 }
 
 func (c *serverConn) getVersion(*wire.GetVersionRequest) (wire.Args, error) {
@@ -449,12 +451,7 @@ func (c *serverConn) verify(r *wire.PkeyVerifyRequest) (wire.Args, error) {
 // match answers a page of PKEY_MATCH: the matching keys whose UUIDs come
 // after previous, at most max of them.
 func (c *serverConn) match(r *wire.PkeyMatchRequest) (wire.Args, error) {
-	f := hsmapi.Filter{Type: hsmapi.KeyType(r.Type), Curve: hsmapi.Curve(r.Curve), Mask: hsmapi.Flags(r.Mask), Flags: hsmapi.Flags(r.Flags)}
-	for _, a := range r.Attributes {
-		if !a.Absent {
-			f.Attributes = append(f.Attributes, hsmapi.Attribute{Type: a.Type, Value: a.Value})
-		}
-	}
+	f := filterOf(r.Type, r.Curve, r.Mask, r.Flags, r.Attributes)
 	if len(r.Previous) != len(hsmapi.UUID{}) {
 		return nil, wire.StatusKeyNameTooLong
 	}

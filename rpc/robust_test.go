@@ -217,6 +217,9 @@ func TestServerRobustness(t *testing.T) {
 		uploadFar := wire.EncodeRequest(wire.FuncExtUpload, 0, &wire.ExtUploadRequest{Offset: 1 << 20, Data: make([]byte, 64)})
 		download := wire.EncodeRequest(wire.FuncExtDownload, 0, &wire.ExtDownloadRequest{Offset: 1})
 		storeKeys := wire.EncodeRequest(wire.FuncExtStoreKeys, 0, nil)
+		list := wire.EncodeRequest(wire.FuncExtListKeys, 0, &wire.ExtListKeysRequest{Type: 3,
+			Attributes: []wire.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte("label")}}})
+		listMany := append(wire.EncodeRequest(wire.FuncExtListKeys, 0, &wire.ExtListKeysRequest{})[:24], 0xFF, 0xFF, 0xFF, 0xFF)
 		for _, tc := range []struct {
 			name    string
 			payload []byte
@@ -249,6 +252,10 @@ func TestServerRobustness(t *testing.T) {
 			{"EXT_DOWNLOAD past its end", download, wire.FuncExtDownload, wire.StatusBadArguments},
 			{"EXT_DOWNLOAD cut", download[:len(download)-1], wire.FuncExtDownload, wire.StatusXDRBufferOverflow},
 			{"EXT_STORE_KEYS with an argument", append(bytes.Clone(storeKeys), 0, 0, 0, 1), wire.FuncExtStoreKeys, wire.StatusRPCProtocolError},
+			{"EXT_LIST_KEYS cut", list[:len(list)-4], wire.FuncExtListKeys, wire.StatusXDRBufferOverflow},
+			{"EXT_LIST_KEYS without its attributes", list[:24], wire.FuncExtListKeys, wire.StatusXDRBufferOverflow},
+			{"EXT_LIST_KEYS with 2^32-1 attributes", listMany, wire.FuncExtListKeys, wire.StatusXDRBufferOverflow},
+			{"EXT_LIST_KEYS with a byte left over", append(bytes.Clone(list), 0), wire.FuncExtListKeys, wire.StatusRPCProtocolError},
 			{"a header cut", login[:6], wire.FuncLogin, wire.StatusXDRBufferOverflow},
 			{"LOGIN with a byte left over", append(bytes.Clone(login), 0), wire.FuncLogin, wire.StatusRPCProtocolError},
 			{"LOGIN with a PIN longer than a packet", append(bytes.Clone(login[:12]), 0xFF, 0xFF, 0xFF, 0xFF), wire.FuncLogin, wire.StatusRPCProtocolError},

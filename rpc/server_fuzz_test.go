@@ -199,7 +199,8 @@ func responseFor(f wire.Func, req []byte) wire.Args {
 		return &wire.ExtTrustCandidateResponse{}
 	case wire.FuncExtMasterKeyStatus:
 		return &wire.ExtMasterKeyStatusResponse{}
-	case wire.FuncExtMasterKeyBackup, wire.FuncExtStoreKeys, wire.FuncExtCheckStored, wire.FuncExtRestoreKeys:
+	case wire.FuncExtMasterKeyBackup, wire.FuncExtStoreKeys, wire.FuncExtCheckStored, wire.FuncExtRestoreKeys,
+		wire.FuncExtListKeys:
 		return &wire.ExtLengthResponse{}
 	case wire.FuncExtRestoreBegin, wire.FuncExtRestoreSubmit:
 		return &wire.ExtRestoreStatusResponse{}
@@ -270,6 +271,9 @@ func FuzzServerRequest(f *testing.F) {
 		{wire.FuncExtStoreKeys, nil},
 		{wire.FuncExtCheckStored, nil},
 		{wire.FuncExtRestoreKeys, nil},
+		{wire.FuncExtListKeys, &wire.ExtListKeysRequest{}},
+		{wire.FuncExtListKeys, &wire.ExtListKeysRequest{Type: uint32(hsmapi.KeyTypeECPrivate), Curve: 1, Mask: 4, Flags: 4,
+			Attributes: []wire.Attribute{{Type: hsmapi.AttributeLabel, Value: []byte("k")}, {Type: hsmapi.CKAID, Absent: true}}}},
 	} {
 		f.Add(wire.EncodeRequest(req.f, 0, req.args))
 	}

@@ -4,9 +4,13 @@ package hsmtest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -92,4 +96,42 @@ func ImportHSS(t testing.TB, s *hsm.Session, state []byte, flags hsmapi.Flags) h
 		t.Fatal(err)
 	}
 	return res.Key
+}
+
+// CreateFull creates an emulated HSM in dir holding n keys, quickly: P-256
+// public keys imported in batches of 1,000 (public keys need no
+// decryption), each with its own label. It returns the HSM and a wheel
+// session on it, both closed when t ends. Benchmarks of listing use it.
+func CreateFull(t testing.TB, dir string, n int) (*hsm.HSM, *hsm.Session) {
+	t.Helper()
+	h, err := hsm.Create(dir, hsm.InitConfig{WheelPIN: PIN, SOPIN: PIN, UserPIN: PIN, Blocks: n + 64}, Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	s := h.NewSession()
+	t.Cleanup(func() { s.Close() })
+	if err := s.Login(context.Background(), hsmapi.UserWheel, PIN); err != nil {
+		t.Fatal(err)
+	}
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for done := 0; done < n; {
+		batch := make([]hsmapi.ImportRequest, min(n-done, 1000))
+		for i := range batch {
+			batch[i] = hsmapi.ImportRequest{Label: fmt.Sprintf("key %d", done+i), PublicKey: spki,
+				Flags: hsmapi.FlagDigitalSignature | hsmapi.FlagToken}
+		}
+		if _, err := s.ImportBatch(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+		done += len(batch)
+	}
+	return h, s
 }

@@ -44,6 +44,7 @@ func TestExtRoundTrip(t *testing.T) {
 		&ExtDownloadResponse{Total: 9, Data: []byte{1, 2}},
 		&ExtLengthResponse{Length: 70000},
 		&ExtListedKeyResponse{ExtKeyInfoResponse: ExtKeyInfoResponse{UUID: make([]byte, 16), Type: 3, Label: "k"}, Present: 1},
+		&ExtListKeysRequest{Type: 3, Curve: 1, Mask: 4, Flags: 4, Attributes: []Attribute{{Type: 3, Value: []byte("k")}, {Type: 0x102, Absent: true}}},
 	} {
 		var e Encoder
 		m.EncodeArgs(&e)

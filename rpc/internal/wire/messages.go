@@ -190,14 +190,23 @@ const (
 	// FuncExtRestoreKeys: the upload holds a stored-keys file -> uint
 	// length: the keys restored (a key list), in the download buffer.
 	FuncExtRestoreKeys Func = 0x1001E
+
+	// FuncExtListKeys (version 7): uint type, uint curve, uint mask, uint
+	// flags, attributes (PKEY_MATCH's filter) -> uint length: the matching
+	// keys, described (a key list, present 0), in UUID order, in the
+	// download buffer; so that listing N keys takes one request and as
+	// many downloads as the list has packets, not PKEY_MATCH's pages and
+	// several requests per key.
+	FuncExtListKeys Func = 0x1001F
 )
 
 // ExtVersion is the version of the extension functions: 2 added
 // EXT_GET_ATTRIBUTES and EXT_IMPORT_ADD2, 3 EXT_IDENTITY, 4 the secret
 // keys, key wrapping and RSA-OAEP (EXT_GENERATE_SECRET to EXT_SET_TRUSTED),
 // 5 EXT_REFUSAL, EXT_LOAD_SECRET and EXT_TRUST_CANDIDATE, 6 the master
-// key and stored keys (EXT_MASTERKEY_STATUS to EXT_RESTORE_KEYS).
-const ExtVersion = 6
+// key and stored keys (EXT_MASTERKEY_STATUS to EXT_RESTORE_KEYS), 7
+// EXT_LIST_KEYS.
+const ExtVersion = 7
 
 // Bounds of the extension functions' fields.
 const (
@@ -944,6 +953,12 @@ type ExtCheckStoredRequest struct{}
 // ExtRestoreKeysRequest is EXT_RESTORE_KEYS's request; the file is in the
 // upload buffer.
 type ExtRestoreKeysRequest struct{}
+
+// ExtListKeysRequest is EXT_LIST_KEYS's arguments: PKEY_MATCH's filter.
+type ExtListKeysRequest struct {
+	Type, Curve, Mask, Flags uint32
+	Attributes               []Attribute
+}
 
 // ExtKeyInfoResponse describes a key: EXT_TRUST_CANDIDATE's answer begins
 // with it, and a key list (the download of EXT_CHECK_STORED and

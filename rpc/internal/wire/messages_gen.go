@@ -1168,6 +1168,23 @@ func (*ExtCheckStoredRequest) DecodeArgs(d *Decoder) error { return d.Err() }
 func (*ExtRestoreKeysRequest) EncodeArgs(*Encoder)         {}
 func (*ExtRestoreKeysRequest) DecodeArgs(d *Decoder) error { return d.Err() }
 
+func (m *ExtListKeysRequest) EncodeArgs(e *Encoder) {
+	e.Uint32(m.Type)
+	e.Uint32(m.Curve)
+	e.Uint32(m.Mask)
+	e.Uint32(m.Flags)
+	encodeAttributes(e, m.Attributes)
+}
+
+func (m *ExtListKeysRequest) DecodeArgs(d *Decoder) error {
+	m.Type = d.Uint32()
+	m.Curve = d.Uint32()
+	m.Mask = d.Uint32()
+	m.Flags = d.Uint32()
+	m.Attributes = decodeAttributes(d, false)
+	return d.Err()
+}
+
 func (m *ExtKeyInfoResponse) EncodeArgs(e *Encoder) {
 	e.Bytes(m.UUID)
 	e.Uint32(m.Type)

@@ -40,6 +40,10 @@ func (e *Encoder) Bytes(b []byte) {
 	e.buf = append(e.buf, make([]byte, pad(len(b)))...)
 }
 
+// Grow makes room for n more bytes, so that a long answer whose size is
+// known (a key list) is written without copying as it grows.
+func (e *Encoder) Grow(n int) { e.buf = growClearing(e.buf, n) }
+
 // Data returns everything appended so far. The slice aliases the Encoder's
 // buffer until the next append.
 func (e *Encoder) Data() []byte { return e.buf }
