@@ -131,7 +131,7 @@ func defineHashsigKeygen(fs *flag.FlagSet) runFunc {
 		if err := e.checkOutput(pub, force, true); err != nil {
 			return err
 		}
-		report, endProgress := e.treeProgress("hashsig keygen")
+		report, endProgress := e.progress("hashsig keygen"+buildingTrees, "leaves")
 		sk, err := hashsig.GenerateKeyProgress(nil, levels, nil, report)
 		endProgress()
 		if errors.Is(err, hashsig.ErrBadParameters) {
@@ -196,7 +196,7 @@ func defineHashsigSign(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		report, endProgress := e.treeProgress("hashsig sign")
+		report, endProgress := e.progress("hashsig sign"+buildingTrees, "leaves")
 		sig, err := hsskeyfile.SignProgress(priv, msg, report)
 		endProgress()
 		if err != nil {

@@ -53,7 +53,7 @@ func defineSign(fs *flag.FlagSet) runFunc {
 			if err != nil {
 				return err
 			}
-			pctx, endProgress := e.hsmProgress(ctx, "sign")
+			pctx, endProgress := e.hsmProgress(ctx, "sign"+buildingTrees, "leaves")
 			sig, err := tok.Sign(pctx, id, data, opts)
 			endProgress()
 			if err != nil {

@@ -226,7 +226,9 @@ func defineImport(fs *flag.FlagSet) runFunc {
 			return readPassphrase(ctx, e, passFile, false)
 		}}
 		return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-			res, err := backup.Import(ctx, tok, b, opts)
+			pctx, endProgress := e.hsmProgress(ctx, "import", "keys")
+			res, err := backup.Import(pctx, tok, b, opts)
+			endProgress()
 			if err != nil {
 				return err
 			}

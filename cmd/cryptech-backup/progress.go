@@ -79,14 +79,13 @@ func (p *progressLine) end() {
 	p.shown, p.ended = false, true
 }
 
-// treeProgress is progress for building HSS trees, counted in leaves.
-func (e *env) treeProgress(what string) (report func(done, total int), end func()) {
-	return e.progress(what+": building HSS trees", "leaves")
-}
+// buildingTrees follows the command's name in the progress line of work
+// that builds HSS trees, counted in leaves.
+const buildingTrees = ": building HSS trees"
 
 // hsmProgress returns ctx under which an emulated HSM tells a progress
-// line how far it has got building HSS trees, and what ends the line.
-func (e *env) hsmProgress(ctx context.Context, what string) (context.Context, func()) {
-	report, end := e.treeProgress(what)
+// line how far it has got (in units), and what ends the line.
+func (e *env) hsmProgress(ctx context.Context, what, unit string) (context.Context, func()) {
+	report, end := e.progress(what, unit)
 	return hsm.WithProgress(ctx, report), end
 }

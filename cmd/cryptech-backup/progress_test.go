@@ -47,8 +47,9 @@ func TestProgressLineThrottles(t *testing.T) {
 }
 
 // A stderr that is a file, not a terminal, gets exactly the lines it got
-// before progress was drawn: the long commands, run with no delay before
-// the line would show, write no carriage return and no escape.
+// before progress was drawn: the commands that draw it on a terminal, run
+// with no delay before the line would show, write no carriage return and
+// no escape.
 func TestProgressNotOnFiles(t *testing.T) {
 	dir := t.TempDir()
 	kekek, id := makeSource(t, dir)
@@ -65,6 +66,9 @@ func TestProgressNotOnFiles(t *testing.T) {
 		{[]string{"hashsig", "sign", "--priv", filepath.Join(dir, "k.prv"), "-i", msg, "-o", filepath.Join(dir, "k.sig")}, ``},
 		{[]string{"sign", "--hsm", filepath.Join(dir, "src"), "--key", id.String(), "-i", msg, "-o", filepath.Join(dir, "hsm.sig")}, ``},
 		{[]string{"export", "--hsm", filepath.Join(dir, "src"), "-i", kekek, "-o", filepath.Join(dir, "bundle.json")}, ``},
+		{[]string{"import", "--hsm", filepath.Join(dir, "dst"), "-i", filepath.Join(dir, "bundle.json")}, ``},
+		{[]string{"store", "--hsm", filepath.Join(dir, "src"), "--all", "-o", filepath.Join(dir, "stored.json"), "--delete"}, ``},
+		{[]string{"restore", "--hsm", filepath.Join(dir, "src"), "-i", filepath.Join(dir, "stored.json")}, ``},
 	} {
 		stderr, err := os.Create(filepath.Join(dir, "stderr"))
 		if err != nil {

@@ -108,7 +108,8 @@ func onTerminal(t *testing.T, e *env, args []string) (int, string) {
 // Long work on a terminal keeps a progress line up to date, and clears it
 // before anything else is written: HSS keygen (to a file or in the HSM) and
 // the first signature of a key file or of a key the HSM loads count
-// leaves, export counts keys.
+// leaves; export, import, store (and its check before --delete) and
+// restore count keys.
 func TestProgressOnTerminal(t *testing.T) {
 	dir := t.TempDir()
 	kekek, id := makeSource(t, dir)
@@ -116,31 +117,34 @@ func TestProgressOnTerminal(t *testing.T) {
 	if err := os.WriteFile(msg, []byte("m"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	prv := filepath.Join(dir, "k.prv")
+	prv, src, dst := filepath.Join(dir, "k.prv"), filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	bundle, stored := filepath.Join(dir, "bundle.json"), filepath.Join(dir, "stored.json")
+	// drawn is a progress line drawn over itself, then cleared.
+	drawn := func(what, unit string) string {
+		return `(?:\rcryptech-backup ` + what + `: \d+/\d+ ` + unit + ` \(\d+%\))+\r\x1b\[K`
+	}
+	trees := func(what string) string { return drawn(what+": building HSS trees", "leaves") }
 	for _, tc := range []struct {
-		args           []string
-		progress, rest string
+		args []string
+		want string
 	}{
 		{[]string{"hashsig", "keygen", "--lms", "sha256-m32-h5", "--lmots", "sha256-n32-w4", "--priv", prv, "--pub", filepath.Join(dir, "k.pub")},
-			`cryptech-backup hashsig keygen: building HSS trees: \d+/32 leaves \(\d+%\)`,
-			`cryptech-backup: HSS key with 32 signatures; keep \S+k.prv secret and never copy it to sign elsewhere\r\n`},
-		{[]string{"hashsig", "sign", "--priv", prv, "-i", msg, "-o", filepath.Join(dir, "k.sig")},
-			`cryptech-backup hashsig sign: building HSS trees: \d+/32 leaves \(\d+%\)`, ``},
-		{[]string{"sign", "--hsm", filepath.Join(dir, "src"), "--key", id.String(), "-i", msg, "-o", filepath.Join(dir, "hsm.sig")},
-			`cryptech-backup sign: building HSS trees: \d+/32 leaves \(\d+%\)`, ``},
-		{[]string{"keygen", "hashsig", "--hsm", filepath.Join(dir, "src"), "--lms", "sha256-m32-h5", "--lmots", "sha256-n32-w4"},
-			`cryptech-backup keygen: building HSS trees: \d+/32 leaves \(\d+%\)`, ``},
-		{[]string{"export", "--hsm", filepath.Join(dir, "src"), "-i", kekek, "-o", filepath.Join(dir, "bundle.json")},
-			`cryptech-backup export: \d/2 keys \(\d+%\)`, `cryptech-backup: exported 2 keys (?s:.*)`},
+			trees("hashsig keygen") + `cryptech-backup: HSS key with 32 signatures; keep \S+k.prv secret and never copy it to sign elsewhere\r\n`},
+		{[]string{"hashsig", "sign", "--priv", prv, "-i", msg, "-o", filepath.Join(dir, "k.sig")}, trees("hashsig sign")},
+		{[]string{"sign", "--hsm", src, "--key", id.String(), "-i", msg, "-o", filepath.Join(dir, "hsm.sig")}, trees("sign")},
+		{[]string{"keygen", "hashsig", "--hsm", src, "--lms", "sha256-m32-h5", "--lmots", "sha256-n32-w4"}, trees("keygen")},
+		{[]string{"export", "--hsm", src, "-i", kekek, "-o", bundle}, drawn("export", "keys") + `cryptech-backup: exported 2 keys (?s:.*)`},
+		{[]string{"import", "--hsm", dst, "-i", bundle}, drawn("import", "keys") + `(?s:.*)`},
+		{[]string{"store", "--hsm", src, "--all", "-o", stored, "--delete"},
+			drawn("store", "keys") + `cryptech-backup: stored 3 keys .*\r\n` + drawn("store --delete: checking", "keys") + `cryptech-backup: \S+ read back and checked; .*\r\n`},
+		{[]string{"restore", "--hsm", src, "-i", stored}, drawn("restore", "keys") + `(?s:.*)`},
 	} {
 		status, shown := onTerminal(t, pinEnv(&bytes.Buffer{}, nil), tc.args)
 		if status != 0 {
 			t.Fatalf("%v: exit status %d, terminal %q", tc.args, status, shown)
 		}
-		// Lines drawn over each other, then cleared, then the rest.
-		re := regexp.MustCompile(`^(?:\r` + tc.progress + `)+\r\x1b\[K(` + tc.rest + `)$`)
-		if !re.MatchString(shown) {
-			t.Errorf("%v: terminal got %q, want progress lines matching %s, a clear, then %q", tc.args, shown, tc.progress, tc.rest)
+		if !regexp.MustCompile(`^` + tc.want + `$`).MatchString(shown) {
+			t.Errorf("%v: terminal got %q, want %s", tc.args, shown, tc.want)
 		}
 	}
 }
