@@ -41,6 +41,9 @@ type env struct {
 	// progressDelay passes before a progress line shows (see progress):
 	// progressDelay in a real run, none in tests that give a terminal.
 	progressDelay time.Duration
+	// progressLine is the last progress line begun (see endProgress).
+	progressMu   sync.Mutex
+	progressLine *progressLine
 }
 
 // warn records a warning for the end of the run.

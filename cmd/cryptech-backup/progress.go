@@ -48,7 +48,21 @@ func (e *env) progress(what, unit string) (report func(done, total int), end fun
 		return nil, func() {}
 	}
 	p := newProgressLine(f, what, unit, time.Now, e.progressDelay)
+	e.progressMu.Lock()
+	e.progressLine = p
+	e.progressMu.Unlock()
 	return p.report, p.end
+}
+
+// endProgress clears the progress line of the work in progress, if any,
+// before the run gives up on it (an unanswered interrupt) and says so.
+func (e *env) endProgress() {
+	e.progressMu.Lock()
+	p := e.progressLine
+	e.progressMu.Unlock()
+	if p != nil {
+		p.end()
+	}
 }
 
 func newProgressLine(w io.Writer, what, unit string, now func() time.Time, delay time.Duration) *progressLine {

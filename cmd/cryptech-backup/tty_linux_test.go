@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -146,5 +147,23 @@ func TestProgressOnTerminal(t *testing.T) {
 		if !regexp.MustCompile(`^` + tc.want + `$`).MatchString(shown) {
 			t.Errorf("%v: terminal got %q, want %s", tc.args, shown, tc.want)
 		}
+	}
+}
+
+// The line of work that an unanswered interrupt gives up on is cleared
+// before "interrupted" is written, which then starts a line of its own;
+// the work's own end, later, writes nothing more.
+func TestEndProgressClearsTheLine(t *testing.T) {
+	master, tty := openPTYPair(t)
+	e := pinEnv(&bytes.Buffer{}, tty)
+	report, end := e.progress("keygen"+buildingTrees, "leaves")
+	report(7, 32)
+	e.endProgress()
+	report(8, 32)
+	end()
+	tty.Close()
+	shown, _ := io.ReadAll(master) // EIO at the end
+	if want := "\rcryptech-backup keygen: building HSS trees: 7/32 leaves (21%)\r\x1b[K"; string(shown) != want {
+		t.Errorf("terminal got %q, want %q", shown, want)
 	}
 }
