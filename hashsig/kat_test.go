@@ -25,7 +25,7 @@ func TestRFC8554TopTreeFromSeed(t *testing.T) {
 	copy(id[:], mustHex(t, "d08fabd4a2091ff0a8cb4ed834e74534"))
 	tr := newTree(LMS_SHA256_M32_H10, LMOTS_SHA256_N32_W4, id, mustHex(t, "558b8966c48ae9cb898b423c83443aae014a72f1b1ab5cc85cf1d892903b5439"), 0, new(atomic.Bool))
 	start := time.Now()
-	tr.build()
+	tr.build(nil)
 	t.Logf("h10/w4 tree in %v", time.Since(start))
 	if got, want := hex.EncodeToString(tr.root()), "32a58885cd9ba0431235466bff9651c6c92124404d45fa53cf161c28f1ad5a8e"; got != want {
 		t.Fatalf("root %s, want %s", got, want)
@@ -62,7 +62,7 @@ func TestDraftVectorsFromSeed(t *testing.T) {
 		var id [IDSize]byte
 		copy(id[:], counting(tc.idFrom, IDSize))
 		tr := newTree(pk.top.typ, pk.top.otsTyp, id, counting(tc.seedFrom, tc.n), 0, new(atomic.Bool))
-		tr.build()
+		tr.build(nil)
 		if !bytes.Equal(tr.root(), pk.top.root) {
 			t.Errorf("%v/%v: root from the published seed differs from the public key", pk.top.typ, pk.top.otsTyp)
 		}

@@ -72,6 +72,12 @@ type PrivateKey struct {
 // the top tree and the first tree of each lower level, ready to sign,
 // spreading the work over all cores. persist may be nil.
 func GenerateKey(rand io.Reader, levels []Level, persist PersistFunc) (*PrivateKey, error) {
+	return GenerateKeyProgress(rand, levels, persist, nil)
+}
+
+// GenerateKeyProgress is GenerateKey telling progress, if not nil, of the
+// leaves computed: large keys take minutes.
+func GenerateKeyProgress(rand io.Reader, levels []Level, persist PersistFunc, progress Progress) (*PrivateKey, error) {
 	if err := CheckLevels(levels); err != nil {
 		return nil, err
 	}
@@ -92,12 +98,17 @@ func GenerateKey(rand io.Reader, levels []Level, persist PersistFunc) (*PrivateK
 	// assert.
 	sk.signMu.Lock()
 	defer sk.signMu.Unlock()
+	total := 0
+	for _, l := range levels {
+		total += leaves(l)
+	}
+	m := newMeter(progress, total)
 	top := sk.topTree()
-	top.build()
+	top.build(m)
 	sk.root = top.root()
 	sk.trees, sk.topNodes = []*tree{top}, top.top
 	sk.setup()
-	sk.descend(0)
+	sk.descend(0, m)
 	sk.mu.Lock()
 	defer sk.mu.Unlock()
 	if err := sk.store(0, sk.end); err != nil {
@@ -122,17 +133,22 @@ func (sk *PrivateKey) setup() {
 // prepare builds the trees that sign index s, and the subtree of the
 // bottom tree that holds its leaf, so that once s is claimed nothing is left
 // that takes long. It returns ErrWiped if the key was wiped meanwhile, the
-// work done thrown away. Called with sk.signMu held.
-func (sk *PrivateKey) prepare(s uint64) error {
+// work done thrown away. progress, if not nil, is told of the leaves
+// computed. Called with sk.signMu held.
+func (sk *PrivateKey) prepare(s uint64, progress Progress) error {
 	lockassert.Held(&sk.signMu)
-	if err := sk.buildTop(); err != nil {
+	var m *meter
+	if progress != nil {
+		m = newMeter(progress, sk.work(s))
+	}
+	if err := sk.buildTop(m); err != nil {
 		return err
 	}
-	if !sk.descend(s) {
+	if !sk.descend(s, m) {
 		return ErrWiped
 	}
 	path := indexPath(sk.levels, s)
-	if last := len(sk.levels) - 1; !sk.trees[last].cache(path[last]) {
+	if last := len(sk.levels) - 1; !sk.trees[last].cache(path[last], m) {
 		return ErrWiped
 	}
 	return nil
@@ -141,13 +157,13 @@ func (sk *PrivateKey) prepare(s uint64) error {
 // buildTop builds the top tree if it is not built yet, and checks that its
 // root is the one stored: a damaged seed is found before anything is signed.
 // Called with sk.signMu held.
-func (sk *PrivateKey) buildTop() error {
+func (sk *PrivateKey) buildTop(m *meter) error {
 	lockassert.Held(&sk.signMu)
 	if sk.trees != nil {
 		return nil
 	}
 	top := sk.topTree()
-	if !top.build() {
+	if !top.build(m) {
 		return ErrWiped
 	}
 	if subtle.ConstantTimeCompare(top.root(), sk.root) != 1 {
@@ -165,7 +181,7 @@ func (sk *PrivateKey) buildTop() error {
 // the key was wiped meanwhile; the trees and links installed so far are
 // consistent, and the next call goes on from there. Called with
 // sk.signMu held, after buildTop.
-func (sk *PrivateKey) descend(s uint64) bool {
+func (sk *PrivateKey) descend(s uint64, m *meter) bool {
 	lockassert.Held(&sk.signMu)
 	path := indexPath(sk.levels, s)
 	hs := sk.hasher()
@@ -181,9 +197,9 @@ func (sk *PrivateKey) descend(s uint64) bool {
 		// with a one-time key used for nothing else, so their randomizer is
 		// derived, and rebuilding one after a restart gives the same bytes.
 		var link []byte
-		if child.build() {
+		if child.build(m) {
 			c := parent.derive(hs, path[l-1], deriveC)
-			link = parent.sign(hs, path[l-1], c, child.publicKey().marshal())
+			link = parent.sign(hs, path[l-1], c, child.publicKey().marshal(), m)
 		}
 		if link == nil {
 			clear(child.seed) // abandoned: Wipe never sees this tree
@@ -224,7 +240,13 @@ func (sk *PrivateKey) ID() [IDSize]byte { return sk.id }
 // Only other signatures of the key wait while it builds its trees (see
 // PrivateKey.mu): they are built before the index is claimed, so a key
 // wiped meanwhile gives up its build, returns ErrWiped, and uses no index.
-func (sk *PrivateKey) Sign(msg []byte) ([]byte, error) {
+func (sk *PrivateKey) Sign(msg []byte) ([]byte, error) { return sk.SignProgress(msg, nil) }
+
+// SignProgress is Sign telling progress, if not nil, of the leaves it
+// computes if it has trees to build: the first signature of a loaded key
+// builds them all, which takes minutes for large keys. It is not called
+// when there is nothing to build.
+func (sk *PrivateKey) SignProgress(msg []byte, progress Progress) ([]byte, error) {
 	sk.signMu.Lock()
 	defer sk.signMu.Unlock()
 	if sk.wiped.Load() {
@@ -238,7 +260,7 @@ func (sk *PrivateKey) Sign(msg []byte) ([]byte, error) {
 	}
 	// next changes only under signMu too, which this holds: the index
 	// claimed below is s.
-	if err := sk.prepare(s); err != nil {
+	if err := sk.prepare(s, progress); err != nil {
 		return nil, err
 	}
 	sk.mu.Lock()
@@ -250,7 +272,7 @@ func (sk *PrivateKey) Sign(msg []byte) ([]byte, error) {
 	if claimed != s {
 		// Cannot happen while next changes only under signMu; were it to,
 		// signing with trees prepared for s would use s a second time.
-		if err := sk.prepare(claimed); err != nil {
+		if err := sk.prepare(claimed, nil); err != nil {
 			return nil, err
 		}
 		s = claimed
@@ -268,7 +290,7 @@ func (sk *PrivateKey) Sign(msg []byte) ([]byte, error) {
 		return nil, fmt.Errorf("hashsig: randomizer: %w", err)
 	}
 	// The leaf's subtree is cached (prepare): this does not build.
-	sig = append(sig, bottom.sign(sk.hasher(), path[last], c, msg)...)
+	sig = append(sig, bottom.sign(sk.hasher(), path[last], c, msg, nil)...)
 	if err := sk.pub.Verify(msg, sig); err != nil {
 		return nil, fmt.Errorf("hashsig: signature %d failed its own check: %w", s, err)
 	}

@@ -48,13 +48,14 @@ func newTree(t LMSType, ot LMOTSType, id [IDSize]byte, seed []byte, number uint6
 
 // build computes the whole tree: every subtree, in turn, with its leaves
 // spread over all cores, and keeps the nodes above the subtrees. It returns
-// false, the tree unusable, if the key was wiped meanwhile.
-func (tr *tree) build() bool {
+// false, the tree unusable, if the key was wiped meanwhile. m, if not
+// nil, counts the leaves.
+func (tr *tree) build(m *meter) bool {
 	h, subH := tr.lp.H, tr.subH
 	subtrees := 1 << (h - subH)
 	top := make([][]byte, 2<<(h-subH))
 	for s := range subtrees {
-		nodes := tr.computeSubtree(s)
+		nodes := tr.computeSubtree(s, m)
 		if nodes == nil {
 			return false
 		}
@@ -84,7 +85,7 @@ func (tr *tree) publicKey() *lmsPublicKey {
 // j + (2^level - 1)·... of the tree, as subtreeNode says. It returns nil if
 // the key was wiped meanwhile: the workers look at tr.stop before each leaf
 // (a leaf is milliseconds at most), so a wiped key's build ends promptly.
-func (tr *tree) computeSubtree(s int) [][]byte {
+func (tr *tree) computeSubtree(s int, m *meter) [][]byte {
 	subH := tr.subH
 	leaves := 1 << subH
 	nodes := make([][]byte, 2*leaves)
@@ -108,6 +109,7 @@ func (tr *tree) computeSubtree(s int) [][]byte {
 				q := uint32(firstLeaf + j)
 				otsPublicKey(hs, tr.op, &tr.id, q, tr.seed, k)
 				leafHash(hs, &tr.id, uint32(1)<<tr.lp.H+q, k, nodes[leaves+j])
+				m.leaf()
 			}
 		})
 	}
@@ -136,11 +138,12 @@ func (tr *tree) subtreeNode(s, j int) uint32 {
 }
 
 // cache makes the subtree of leaf q the one whose nodes are kept, computing
-// it if it is not; false if the key was wiped meanwhile.
-func (tr *tree) cache(q uint32) bool {
+// it if it is not (m, if not nil, counting the leaves); false if the key
+// was wiped meanwhile.
+func (tr *tree) cache(q uint32, m *meter) bool {
 	s := int(q >> tr.subH)
 	if tr.subIndex != s {
-		nodes := tr.computeSubtree(s)
+		nodes := tr.computeSubtree(s, m)
 		if nodes == nil {
 			return false
 		}
@@ -169,9 +172,9 @@ func (tr *tree) authPath(q uint32) []byte {
 }
 
 // sign makes an LMS signature of msg with leaf q, C given; nil if the key
-// was wiped before q's subtree was computed.
-func (tr *tree) sign(hs *hasher, q uint32, c, msg []byte) []byte {
-	if !tr.cache(q) {
+// was wiped before q's subtree was computed (m counting its leaves).
+func (tr *tree) sign(hs *hasher, q uint32, c, msg []byte, m *meter) []byte {
+	if !tr.cache(q, m) {
 		return nil
 	}
 	sig := binary.BigEndian.AppendUint32(nil, q)

@@ -64,15 +64,15 @@ func storageTag(mac []byte, f *storefile.File) []byte {
 
 // StoreKeys wraps the keys for storage outside the HSM and returns the
 // stored-keys file. HSS keys among them are disabled here first.
-func (s *Session) StoreKeys(_ context.Context, ids []hsmapi.UUID) ([]byte, error) {
-	out, err := s.storeKeys(ids)
+func (s *Session) StoreKeys(ctx context.Context, ids []hsmapi.UUID) ([]byte, error) {
+	out, err := s.storeKeys(ids, progressFrom(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("store keys: %w", err)
 	}
 	return out, nil
 }
 
-func (s *Session) storeKeys(ids []hsmapi.UUID) ([]byte, error) {
+func (s *Session) storeKeys(ids []hsmapi.UUID, progress hashsig.Progress) ([]byte, error) {
 	if err := s.requireKeyUser(); err != nil {
 		return nil, err
 	}
@@ -111,6 +111,7 @@ func (s *Session) storeKeys(ids []hsmapi.UUID) ([]byte, error) {
 	// signatures away, only this file can bring them back, so nothing that
 	// can fail should come after.
 	wrapped := make([][]byte, len(keys))
+	done := 0
 	for pass := range 2 {
 		for i, k := range keys {
 			if (k.hss != nil) != (pass == 1) {
@@ -126,6 +127,9 @@ func (s *Session) storeKeys(ids []hsmapi.UUID) ([]byte, error) {
 			clear(plain)
 			if err != nil {
 				return nil, err
+			}
+			if done++; progress != nil {
+				progress(done, len(keys))
 			}
 		}
 	}
@@ -185,8 +189,8 @@ type storedKey struct {
 }
 
 // openStored checks a stored-keys file against this HSM and opens every
-// key in it.
-func (h *HSM) openStored(data []byte) ([]storedKey, error) {
+// key in it, telling progress, if not nil, after each.
+func (h *HSM) openStored(data []byte, progress hashsig.Progress) ([]storedKey, error) {
 	f, err := storefile.Parse(data)
 	if err != nil {
 		return nil, err
@@ -241,6 +245,9 @@ func (h *HSM) openStored(data []byte) ([]storedKey, error) {
 			return nil, fmt.Errorf("key %s: %w", fk.UUID, err)
 		}
 		out = append(out, storedKey{rec: r, key: k})
+		if progress != nil {
+			progress(len(out), len(f.Keys))
+		}
 	}
 	return out, nil
 }
@@ -270,11 +277,11 @@ func (h *HSM) storageMasterKey(cv [hsmapi.MasterKeyCheckSize]byte) ([]byte, erro
 
 // CheckStoredKeys checks that a stored-keys file is this HSM's, whole, and
 // that every key in it opens; it stores nothing.
-func (s *Session) CheckStoredKeys(_ context.Context, data []byte) ([]hsmapi.KeyInfo, error) {
+func (s *Session) CheckStoredKeys(ctx context.Context, data []byte) ([]hsmapi.KeyInfo, error) {
 	if err := s.requireKeyUser(); err != nil {
 		return nil, fmt.Errorf("check stored keys: %w", err)
 	}
-	keys, err := s.h.openStored(data)
+	keys, err := s.h.openStored(data, progressFrom(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("check stored keys: %w", err)
 	}
@@ -291,11 +298,11 @@ func (s *Session) CheckStoredKeys(_ context.Context, data []byte) ([]hsmapi.KeyI
 // transaction, with their UUIDs, labels and attributes. A key present with
 // the same public key is left alone (Present), but for an HSS key, whose
 // disabled record here the file's state replaces.
-func (s *Session) RestoreKeys(_ context.Context, data []byte) ([]hsmapi.ImportResult, error) {
+func (s *Session) RestoreKeys(ctx context.Context, data []byte) ([]hsmapi.ImportResult, error) {
 	if err := s.requireKeyUser(); err != nil {
 		return nil, fmt.Errorf("restore keys: %w", err)
 	}
-	keys, err := s.h.openStored(data)
+	keys, err := s.h.openStored(data, progressFrom(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("restore keys: %w", err)
 	}

@@ -110,7 +110,7 @@ func (s *Session) SetPIN(_ context.Context, user hsmapi.User, pin []byte) error 
 func (s *Session) requireKeyUser() error { return hsmapi.CheckKeyUser(s.User()) }
 
 // GenerateKey makes an RSA or EC key pair inside the HSM.
-func (s *Session) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hsmapi.KeyInfo, error) {
+func (s *Session) GenerateKey(ctx context.Context, req hsmapi.GenerateRequest) (hsmapi.KeyInfo, error) {
 	if err := s.requireKeyUser(); err != nil {
 		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
@@ -147,7 +147,7 @@ func (s *Session) GenerateKey(_ context.Context, req hsmapi.GenerateRequest) (hs
 		priv, err = ecdsa.GenerateKey(c, s.h.board.TRNG)
 	case hsmapi.KeyTypeHashsigPrivate:
 		// The trees are built here, on all cores, before the HSM's lock is taken.
-		priv, err = hashsig.GenerateKey(s.h.board.TRNG, req.Levels, nil)
+		priv, err = hashsig.GenerateKeyProgress(s.h.board.TRNG, req.Levels, nil, progressFrom(ctx))
 		if errors.Is(err, hashsig.ErrBadParameters) {
 			return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w: %v", hsmapi.ErrBadArguments, err)
 		}
@@ -277,7 +277,7 @@ func (s *Session) DeleteKey(_ context.Context, id hsmapi.UUID) error {
 // Sign signs a digest with a private key that has FlagDigitalSignature (the
 // message itself for an HSS key, whose advanced state is in flash before
 // the signature is returned).
-func (s *Session) Sign(_ context.Context, id hsmapi.UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (s *Session) Sign(ctx context.Context, id hsmapi.UUID, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	k, err := s.key(id)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
@@ -294,7 +294,7 @@ func (s *Session) Sign(_ context.Context, id hsmapi.UUID, digest []byte, opts cr
 	var sig []byte
 	err = k.use(func() error {
 		if k.hss != nil {
-			sig, err = signHashsig(k.hss, digest, opts)
+			sig, err = signHashsig(k.hss, digest, opts, progressFrom(ctx))
 			return err
 		}
 		sig, err = signDigest(k.priv, digest, opts)
@@ -325,11 +325,11 @@ func (s *Session) Random(_ context.Context, p []byte) error { return s.h.Random(
 // SignsPSS: the emulated HSM signs RSA-PSS (libhal does not).
 func (s *Session) SignsPSS() bool { return true }
 
-func signHashsig(sk *hashsig.PrivateKey, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+func signHashsig(sk *hashsig.PrivateKey, msg []byte, opts crypto.SignerOpts, progress hashsig.Progress) ([]byte, error) {
 	if opts == nil || opts.HashFunc() != 0 {
 		return nil, fmt.Errorf("%w: an HSS key signs the message itself, with no hash named", hsmapi.ErrBadArguments)
 	}
-	sig, err := sk.Sign(msg)
+	sig, err := sk.SignProgress(msg, progress)
 	if errors.Is(err, hashsig.ErrKeyExhausted) {
 		return nil, hsmapi.ErrKeyExhausted
 	}

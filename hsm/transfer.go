@@ -158,6 +158,7 @@ func (s *Session) ImportBatch(ctx context.Context, reqs []hsmapi.ImportRequest) 
 		}
 	}()
 	seen := map[hsmapi.UUID]bool{}
+	progress := progressFrom(ctx)
 	for i, req := range reqs {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("import: %w", err)
@@ -174,6 +175,9 @@ func (s *Session) ImportBatch(ctx context.Context, reqs []hsmapi.ImportRequest) 
 		var err error
 		if recs[i], keys[i], err = s.prepareImport(req); err != nil {
 			return nil, fmt.Errorf("import key %d (%s): %w", i, req.UUID, err)
+		}
+		if progress != nil {
+			progress(i+1, len(reqs))
 		}
 	}
 

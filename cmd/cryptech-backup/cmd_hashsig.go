@@ -131,7 +131,9 @@ func defineHashsigKeygen(fs *flag.FlagSet) runFunc {
 		if err := e.checkOutput(pub, force, true); err != nil {
 			return err
 		}
-		sk, err := hashsig.GenerateKey(nil, levels, nil)
+		report, endProgress := e.progress("hashsig keygen"+buildingTrees, "leaves")
+		sk, err := hashsig.GenerateKeyProgress(nil, levels, nil, report)
+		endProgress()
 		if errors.Is(err, hashsig.ErrBadParameters) {
 			return usageError{err.Error()}
 		}
@@ -194,7 +196,9 @@ func defineHashsigSign(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		sig, err := hsskeyfile.Sign(priv, msg)
+		report, endProgress := e.progress("hashsig sign"+buildingTrees, "leaves")
+		sig, err := hsskeyfile.SignProgress(priv, msg, report)
+		endProgress()
 		if err != nil {
 			return err
 		}

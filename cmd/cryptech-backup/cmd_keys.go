@@ -99,7 +99,9 @@ func defineKeygen(fs *flag.FlagSet) runFunc {
 			return usageError{fmt.Sprintf("unknown key type %q: want rsa, ec or hashsig", kind)}
 		}
 		return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-			k, err := tok.GenerateKey(ctx, req)
+			pctx, endProgress := e.hsmProgress(ctx, "keygen"+buildingTrees, "leaves")
+			k, err := tok.GenerateKey(pctx, req)
+			endProgress()
 			if err != nil {
 				return err
 			}

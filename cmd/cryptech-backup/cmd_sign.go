@@ -53,7 +53,9 @@ func defineSign(fs *flag.FlagSet) runFunc {
 			if err != nil {
 				return err
 			}
-			sig, err := tok.Sign(ctx, id, data, opts)
+			pctx, endProgress := e.hsmProgress(ctx, "sign"+buildingTrees, "leaves")
+			sig, err := tok.Sign(pctx, id, data, opts)
+			endProgress()
 			if err != nil {
 				return err
 			}

@@ -76,7 +76,9 @@ func defineStore(fs *flag.FlagSet) runFunc {
 			if err != nil {
 				return err
 			}
-			data, err := ks.StoreKeys(ctx, ids)
+			pctx, endProgress := e.hsmProgress(ctx, "store", "keys")
+			data, err := ks.StoreKeys(pctx, ids)
+			endProgress()
 			if err != nil {
 				return err
 			}
@@ -138,7 +140,9 @@ func deleteStored(ctx context.Context, e *env, tok hsmapi.Token, ks hsmapi.KeySt
 		err = fmt.Errorf("%s does not read back as written", path)
 	}
 	if err == nil {
-		_, err = ks.CheckStoredKeys(ctx, got)
+		pctx, endProgress := e.hsmProgress(ctx, "store --delete: checking", "keys")
+		_, err = ks.CheckStoredKeys(pctx, got)
+		endProgress()
 	}
 	if err != nil {
 		return fmt.Errorf("--delete: no key deleted: %w", err)
@@ -192,7 +196,9 @@ func defineRestore(fs *flag.FlagSet) runFunc {
 			if err != nil {
 				return err
 			}
-			res, err := ks.RestoreKeys(ctx, data)
+			pctx, endProgress := e.hsmProgress(ctx, "restore", "keys")
+			res, err := ks.RestoreKeys(pctx, data)
+			endProgress()
 			if err != nil {
 				return err
 			}

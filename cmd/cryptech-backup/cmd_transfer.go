@@ -6,9 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-
-	"golang.org/x/term"
 
 	"github.com/hsmkit/cryptech-backup/backup"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
@@ -136,8 +133,10 @@ func defineExport(fs *flag.FlagSet) runFunc {
 		if err := e.checkOutput(out, force, false); err != nil {
 			return err
 		}
+		report, endProgress := e.progress("export", "keys")
+		defer endProgress()
 		opts := backup.ExportOptions{LegacyKEK: legacy, SkipDamaged: skipDamaged, SkipExhausted: skipExhausted,
-			SkipHSS: skipHSS, HSSSingleRestore: singleRestore, Progress: progress(e, "export"),
+			SkipHSS: skipHSS, HSSSingleRestore: singleRestore, Progress: report,
 			Skipped: func(k hsmapi.KeyInfo, why error) {
 				e.warn("HSS key %s left out: %v", k.UUID, why)
 			}}
@@ -148,6 +147,7 @@ func defineExport(fs *flag.FlagSet) runFunc {
 			release := e.hold()
 			defer release()
 			b, err := backup.Export(ctx, tok, f, opts)
+			endProgress()
 			if b == nil {
 				if err == nil {
 					err = errors.New("export returned no bundle")
@@ -226,7 +226,9 @@ func defineImport(fs *flag.FlagSet) runFunc {
 			return readPassphrase(ctx, e, passFile, false)
 		}}
 		return c.withToken(ctx, e, func(tok hsmapi.Token) error {
-			res, err := backup.Import(ctx, tok, b, opts)
+			pctx, endProgress := e.hsmProgress(ctx, "import", "keys")
+			res, err := backup.Import(pctx, tok, b, opts)
+			endProgress()
 			if err != nil {
 				return err
 			}
@@ -276,21 +278,6 @@ func setupSoft(ctx context.Context, e *env, c *call, opts backup.SoftOptions, pa
 	fmt.Fprintf(e.stderr, "%s: soft KEKEK made in software, fingerprint %s; its private half is in the file under the passphrase (%s): keep both safe, apart\n",
 		progName, backup.Fingerprint(f.KEKEKPubkey), kdf)
 	return nil
-}
-
-// progress returns a callback that keeps one line on stderr up to date, only
-// when stderr is a terminal.
-func progress(e *env, what string) func(done, total int) {
-	f, ok := e.stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return nil
-	}
-	return func(done, total int) {
-		fmt.Fprintf(f, "\r%s: %d/%d keys", what, done, total)
-		if done == total {
-			fmt.Fprint(f, "\r\033[K")
-		}
-	}
 }
 
 // countHashsig counts a bundle's HSS private keys.

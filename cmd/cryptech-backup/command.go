@@ -127,6 +127,7 @@ func run(args []string, e *env) (status int) {
 			t.Reset(100 * time.Millisecond)
 		}
 		restoreTTY()
+		e.endProgress()
 		fmt.Fprintf(e.stderr, "%s: interrupted\n", progName)
 		exit := e.exit
 		if exit == nil {

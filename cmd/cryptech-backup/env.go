@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsm"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
@@ -37,6 +38,12 @@ type env struct {
 	// interrupt must not cut short; see hold.
 	holdMu sync.Mutex
 	holds  int
+	// progressDelay passes before a progress line shows (see progress):
+	// progressDelay in a real run, none in tests that give a terminal.
+	progressDelay time.Duration
+	// progressLine is the last progress line begun (see endProgress).
+	progressMu   sync.Mutex
+	progressLine *progressLine
 }
 
 // warn records a warning for the end of the run.
@@ -91,7 +98,7 @@ func (e *env) stdoutFile() (*os.File, bool) {
 }
 
 func newEnv() *env {
-	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, progressDelay: progressDelay}
 	if tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0); err == nil {
 		tty.Close()
 		e.readSecret = readSecretFromTTY

@@ -65,10 +65,17 @@ func Sign(path string, msg []byte) ([]byte, error) {
 	return signer{}.sign(path, msg)
 }
 
+// SignProgress is Sign telling progress of the trees it builds: a key
+// file's trees are built for each signature, minutes for a large key.
+func SignProgress(path string, msg []byte, progress hashsig.Progress) ([]byte, error) {
+	return signer{progress: progress}.sign(path, msg)
+}
+
 // signer is Sign with the state's writes going through write (tests cut
 // them); nil means atomicfile.Write.
 type signer struct {
-	write func(path string, data []byte, o atomicfile.Options) error
+	write    func(path string, data []byte, o atomicfile.Options) error
+	progress hashsig.Progress
 }
 
 func (s signer) sign(path string, msg []byte) ([]byte, error) {
@@ -114,7 +121,7 @@ func (s signer) sign(path string, msg []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	defer sk.Wipe()
-	sig, err := sk.Sign(msg)
+	sig, err := sk.SignProgress(msg, s.progress)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
