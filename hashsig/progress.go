@@ -1,6 +1,10 @@
 package hashsig
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
+)
 
 // Progress is told how far a build of trees has got: done of total leaves
 // computed. It is called from the goroutines that compute the leaves, one
@@ -45,6 +49,7 @@ func leaves(l Level) int {
 // descend's and cache's choices; TestProgressCountsEveryLeaf holds it to
 // them. Called with sk.signMu held.
 func (sk *PrivateKey) work(s uint64) int {
+	lockassert.Held(&sk.signMu)
 	path := indexPath(sk.levels, s)
 	last := len(sk.levels) - 1
 	n := 0
