@@ -2,8 +2,6 @@ package hsm
 
 import (
 	"bytes"
-	"crypto"
-	"crypto/sha256"
 	"errors"
 	"testing"
 
@@ -11,19 +9,9 @@ import (
 	"github.com/hsmkit/cryptech-backup/storefile"
 )
 
-// signsAndVerifies signs with k (an HSS key signs the message itself) and
-// verifies under its public key.
+// signsAndVerifies signs with k and verifies under its public key.
 func signsAndVerifies(s *Session, k hsmapi.KeyInfo) error {
-	msg, opts := []byte("stored and back"), crypto.SignerOpts(crypto.Hash(0))
-	if k.Type != hsmapi.KeyTypeHashsigPrivate {
-		d := sha256.Sum256(msg)
-		msg, opts = d[:], crypto.SHA256
-	}
-	sig, err := s.Sign(ctx, k.UUID, msg, opts)
-	if err != nil {
-		return err
-	}
-	return hsmapi.VerifySignature(k.PublicKey, msg, sig, opts.HashFunc())
+	return hsmapi.SignAndVerify(ctx, s, k, []byte("stored and back"))
 }
 
 func TestStoreRestore(t *testing.T) {

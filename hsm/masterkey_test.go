@@ -1,9 +1,6 @@
 package hsm
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/sha256"
 	"errors"
 	"io/fs"
 	"os"
@@ -26,23 +23,6 @@ func backupMasterKey(t *testing.T, s *Session, k, n int) *sharefile.File {
 
 // sealShare does what `masterkey submit` does for share i of f.
 var sealShare = sharetest.Seal
-
-func signVerifies(t *testing.T, s *Session, k hsmapi.KeyInfo) error {
-	t.Helper()
-	d := sha256.Sum256([]byte("after the restore"))
-	sig, err := s.Sign(ctx, k.UUID, d[:], crypto.SHA256)
-	if err != nil {
-		return err
-	}
-	pub, err := hsmapi.ParsePublicKey(k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), d[:], sig) {
-		t.Fatal("signature does not verify under the original public key")
-	}
-	return nil
-}
 
 // The tamper drill of issue 12 item 4, in the HSM: back up 3-of-5,
 // zeroize, two shares are not enough, refusals leave the session as it
@@ -69,7 +49,7 @@ func TestMasterKeyDrill(t *testing.T) {
 	if err := s.ZeroizeMasterKey(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := signVerifies(t, s, k); !errors.Is(err, hsmapi.ErrTamper) {
+	if err := signsAndVerifies(s, k); !errors.Is(err, hsmapi.ErrTamper) {
 		t.Fatalf("sign after zeroize: %v", err)
 	}
 	st, err := s.BeginRestore(ctx)
@@ -88,7 +68,7 @@ func TestMasterKeyDrill(t *testing.T) {
 	if st.Received != 2 || st.Threshold != 3 || st.Done {
 		t.Fatalf("after two shares: %+v", st)
 	}
-	if err := signVerifies(t, s, k); !errors.Is(err, hsmapi.ErrTamper) {
+	if err := signsAndVerifies(s, k); !errors.Is(err, hsmapi.ErrTamper) {
 		t.Fatalf("sign with two shares in: %v", err)
 	}
 	status, _ := s.MasterKeyStatus(ctx)
@@ -120,7 +100,7 @@ func TestMasterKeyDrill(t *testing.T) {
 	if err != nil || !st.Done {
 		t.Fatalf("third share: %+v, %v", st, err)
 	}
-	if err := signVerifies(t, s, k); err != nil {
+	if err := signsAndVerifies(s, k); err != nil {
 		t.Fatalf("sign after the restore: %v", err)
 	}
 	after, _ := s.MasterKeyStatus(ctx)
@@ -130,7 +110,7 @@ func TestMasterKeyDrill(t *testing.T) {
 
 	// The restored key is in the master key memory: it survives a restart.
 	s.Close()
-	if _, s3 := restarted(t, h); signVerifies(t, s3, k) != nil {
+	if _, s3 := restarted(t, h); signsAndVerifies(s3, k) != nil {
 		t.Fatalf("sign after a restart: %v", err)
 	}
 }
@@ -255,7 +235,7 @@ func TestRestoreSurvivesRestart(t *testing.T) {
 	if st, err = s2.SubmitShare(ctx, sealShare(t, f, 1, again)); err != nil || !st.Done {
 		t.Fatalf("%+v, %v", st, err)
 	}
-	if err := signVerifies(t, s2, k); err != nil {
+	if err := signsAndVerifies(s2, k); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {

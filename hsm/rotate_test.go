@@ -1,8 +1,6 @@
 package hsm
 
 import (
-	"crypto"
-	"crypto/sha256"
 	"errors"
 	"testing"
 
@@ -14,13 +12,8 @@ import (
 // everyKeySigns signs with each key and verifies under its public key.
 func everyKeySigns(t *testing.T, name string, s *Session, keys []hsmapi.KeyInfo) {
 	t.Helper()
-	d := sha256.Sum256([]byte("rotated"))
 	for _, k := range keys {
-		sig, err := s.Sign(ctx, k.UUID, d[:], crypto.SHA256)
-		if err == nil {
-			err = hsmapi.VerifySignature(k.PublicKey, d[:], sig, crypto.SHA256)
-		}
-		if err != nil {
+		if err := signsAndVerifies(s, k); err != nil {
 			t.Errorf("%s: key %s: %v", name, k.UUID, err)
 		}
 	}

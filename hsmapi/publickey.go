@@ -1,12 +1,14 @@
 package hsmapi
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
 
@@ -189,4 +191,20 @@ func VerifyDigest(pub crypto.PublicKey, digest, sig []byte, opts crypto.SignerOp
 		return ErrInvalidSignature
 	}
 	return nil
+}
+
+// SignAndVerify has tok sign msg with key k (its SHA-256; an HSS key signs
+// msg itself) and checks the signature under k's public key: the test of a
+// key that has moved or come back, as the demos and tests run it.
+func SignAndVerify(ctx context.Context, tok Token, k KeyInfo, msg []byte) error {
+	opts := crypto.SignerOpts(crypto.Hash(0))
+	if k.Type != KeyTypeHashsigPrivate {
+		d := sha256.Sum256(msg)
+		msg, opts = d[:], crypto.SHA256
+	}
+	sig, err := tok.Sign(ctx, k.UUID, msg, opts)
+	if err != nil {
+		return err
+	}
+	return VerifySignature(k.PublicKey, msg, sig, opts)
 }

@@ -2,9 +2,6 @@ package rpc
 
 import (
 	"bytes"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,23 +60,6 @@ func sameRefusal(t *testing.T, what string, want, inProc, overRPC error) {
 	}
 }
 
-func signsOver(t *testing.T, tok hsmapi.Token, k hsmapi.KeyInfo) error {
-	t.Helper()
-	d := sha256.Sum256([]byte("after the restore"))
-	sig, err := tok.Sign(ctx, k.UUID, d[:], crypto.SHA256)
-	if err != nil {
-		return err
-	}
-	pub, err := hsmapi.ParsePublicKey(k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), d[:], sig) {
-		t.Fatal("signature does not verify under the original public key")
-	}
-	return nil
-}
-
 // TestMasterKeyOverRPC runs the tamper drill over RPC: backup 2-of-3,
 // zeroize, a share, refusals that leave the restore as it was, the second
 // share, rotation and retirement; each refusal is the error it is in
@@ -123,8 +103,8 @@ func TestMasterKeyOverRPC(t *testing.T) {
 	if err := wheel.ZeroizeMasterKey(ctx); err != nil {
 		t.Fatal(err)
 	}
-	inErr = signsOver(t, localUser, key)
-	rpcErr = signsOver(t, user, key)
+	inErr = hsmapi.SignAndVerify(ctx, localUser, key, []byte("after the restore"))
+	rpcErr = hsmapi.SignAndVerify(ctx, user, key, []byte("after the restore"))
 	sameRefusal(t, "sign after zeroize", hsmapi.ErrTamper, inErr, rpcErr)
 
 	rs, err := wheel.BeginRestore(ctx)
@@ -144,7 +124,7 @@ func TestMasterKeyOverRPC(t *testing.T) {
 	if rs, err = wheel.SubmitShare(ctx, sealFor(t, f, 1, rs)); err != nil || !rs.Done {
 		t.Fatalf("second share: %+v, %v", rs, err)
 	}
-	if err := signsOver(t, user, key); err != nil {
+	if err := hsmapi.SignAndVerify(ctx, user, key, []byte("after the restore")); err != nil {
 		t.Fatalf("sign after the restore: %v", err)
 	}
 
@@ -261,7 +241,7 @@ func TestStoredKeysOverRPC(t *testing.T) {
 			t.Fatalf("restored key %d: %+v", i, r)
 		}
 	}
-	if err := signsOver(t, user, want[7]); err != nil {
+	if err := hsmapi.SignAndVerify(ctx, user, want[7], []byte("after the restore")); err != nil {
 		t.Fatal(err)
 	}
 

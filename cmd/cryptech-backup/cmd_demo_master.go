@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -179,7 +177,7 @@ func drillStep(ctx context.Context, tok hsmapi.Token, ks hsmapi.KeyStorer, keys 
 	for _, k := range keys {
 		err := restoreErr
 		if !k.stored || i == 2 {
-			err = drillSign(ctx, tok, k.info)
+			err = hsmapi.SignAndVerify(ctx, tok, k.info, []byte("after the tamper drill: "+k.info.UUID.String()))
 		}
 		switch {
 		case err == nil:
@@ -190,19 +188,6 @@ func drillStep(ctx context.Context, tok hsmapi.Token, ks hsmapi.KeyStorer, keys 
 			k.steps[i] = err.Error()
 		}
 	}
-}
-
-func drillSign(ctx context.Context, tok hsmapi.Token, k hsmapi.KeyInfo) error {
-	msg, opts := []byte("after the tamper drill: "+k.UUID.String()), crypto.SignerOpts(crypto.Hash(0))
-	if k.Hashsig == nil {
-		d := sha256.Sum256(msg)
-		msg, opts = d[:], crypto.SHA256
-	}
-	sig, err := tok.Sign(ctx, k.UUID, msg, opts)
-	if err != nil {
-		return err
-	}
-	return hsmapi.VerifySignature(k.PublicKey, msg, sig, opts.HashFunc())
 }
 
 // printDrillTable prints a row per key and returns how many misbehaved:
