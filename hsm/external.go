@@ -13,6 +13,7 @@ import (
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/internal/keywrap"
+	"github.com/hsmkit/cryptech-backup/internal/lockassert"
 	"github.com/hsmkit/cryptech-backup/keyshare"
 	"github.com/hsmkit/cryptech-backup/keystore"
 	"github.com/hsmkit/cryptech-backup/storefile"
@@ -326,17 +327,34 @@ func (h *HSM) commitRestore(keys []storedKey) ([]hsmapi.ImportResult, error) {
 		}
 	}()
 	h.mu.Lock()
-	var create, put []keystore.Record
+	res, replaced, err := h.storeRestored(keys, present)
+	h.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	stored = true
+	retireAll(replaced)
+	return res, nil
+}
+
+// storeRestored stores the keys that are not here, and the HSS keys whose
+// disabled records they replace, in one transaction (h.store), marking
+// in present the keys left alone; it returns the keys replaced, for the
+// caller to retire once h.mu is released. Called with h.mu held.
+func (h *HSM) storeRestored(keys []storedKey, present []bool) ([]hsmapi.ImportResult, []*key, error) {
+	lockassert.Held(&h.mu)
+	var created []*keyRecord
+	var put []keystore.Record
 	var fresh, replaced []*key
 	res := make([]hsmapi.ImportResult, len(keys))
 	for i, sk := range keys {
 		k, id := sk.key, sk.rec.uuid
 		taken, err := h.exists(id)
 		if err != nil {
-			h.mu.Unlock()
-			return nil, err
+			return nil, nil, err
 		}
-		if taken {
+		switch {
+		case taken:
 			old, err := h.lookup(nil, id)
 			if err == nil && (old.info.Type != k.info.Type || !bytes.Equal(old.info.PublicKey, k.info.PublicKey)) {
 				err = fmt.Errorf("%w: another key has UUID %s here", hsmapi.ErrKeyNameInUse, id)
@@ -345,53 +363,34 @@ func (h *HSM) commitRestore(keys []storedKey) ([]hsmapi.ImportResult, error) {
 				err = hssRestorable(old, k)
 			}
 			if err != nil {
-				h.mu.Unlock()
-				return nil, fmt.Errorf("key %s: %w", id, err)
+				return nil, nil, fmt.Errorf("key %s: %w", id, err)
 			}
 			if k.hss == nil {
 				res[i] = hsmapi.ImportResult{Key: old.snapshot(), Present: true}
 				present[i] = true
 				continue
 			}
+			sealed, err := h.seal(sk.rec)
+			if err != nil {
+				return nil, nil, err
+			}
+			put = append(put, keystore.Record{ID: keystore.ID(id), Kind: kindKey, Data: sealed})
 			replaced = append(replaced, old)
-		} else if k.hss != nil {
-			h.mu.Unlock()
-			return nil, fmt.Errorf("key %s: %w: an HSS key restores only over the disabled key it was stored from, which is no longer here", id, hsmapi.ErrHashsigRangeUsed)
-		}
-		sealed, err := h.seal(sk.rec)
-		if err != nil {
-			h.mu.Unlock()
-			return nil, err
-		}
-		rec := keystore.Record{ID: keystore.ID(id), Kind: kindKey, Data: sealed}
-		if taken {
-			put = append(put, rec)
-		} else {
-			create = append(create, rec)
+		case k.hss != nil:
+			return nil, nil, fmt.Errorf("key %s: %w: an HSS key restores only over the disabled key it was stored from, which is no longer here", id, hsmapi.ErrHashsigRangeUsed)
+		default:
+			created = append(created, sk.rec)
 		}
 		fresh = append(fresh, k)
 		res[i] = hsmapi.ImportResult{Key: k.snapshot()}
 	}
-	// As import does: one transaction, one block kept free for HSS state.
-	if n := len(create) + len(put); n > 0 && h.ks.Free() < n+2 {
-		h.mu.Unlock()
-		return nil, fmt.Errorf("%w: %d keys need %d of the flash's %d free blocks (one stays free for updates)", hsmapi.ErrKeystoreFull, n, n+2, h.ks.Free())
+	// The replaced records go in as the transaction's other writes: the
+	// new keys take their places in the cache, and the old ones' persist
+	// functions, finding another key there, write nothing more.
+	if err := h.store(nil, created, fresh, put); err != nil {
+		return nil, nil, err
 	}
-	if err := h.ks.Commit(create, put); err != nil {
-		h.mu.Unlock()
-		return nil, fmt.Errorf("store keys: %w", err)
-	}
-	stored = true
-	for _, old := range replaced {
-		delete(h.cache, old.info.UUID)
-	}
-	for _, k := range fresh {
-		h.attachPersist(k)
-		h.cache[k.info.UUID] = k
-	}
-	h.mu.Unlock()
-	retireAll(replaced)
-	return res, nil
+	return res, replaced, nil
 }
 
 // hssRestorable checks a stored HSS key against the disabled key here: the

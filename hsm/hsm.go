@@ -600,8 +600,10 @@ func (h *HSM) DamagedBlocks() []int { return h.ks.Damaged() }
 func (s *Session) DamagedBlocks(context.Context) ([]int, error) { return s.h.DamagedBlocks(), nil }
 
 // store keeps new keys, all or none: token keys in one keystore transaction
-// with the given HSS history records (see historyUpdates), volatile keys in
-// memory. Called with h.mu held, the keys not yet shared.
+// with the given other records, new or replacing (the HSS history records
+// of historyUpdates, or the disabled HSS keys a restore replaces), volatile
+// keys in memory. keys are the keys the HSM holds afterwards, cached under
+// their UUIDs. Called with h.mu held, the keys not yet shared.
 func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key, history []keystore.Record) error {
 	lockassert.Held(&h.mu)
 	var batch []keystore.Record
