@@ -19,11 +19,11 @@ import (
 // defaultSocket is where libhal's Python client looks for the multiplexer.
 const defaultSocket = "/tmp/.cryptech_muxd.rpc"
 
-// listenFlags collects repeated --listen flags.
-type listenFlags []string
+// repeated collects a flag given several times (--listen, store's --key).
+type repeated []string
 
-func (l *listenFlags) String() string     { return strings.Join(*l, ",") }
-func (l *listenFlags) Set(v string) error { *l = append(*l, v); return nil }
+func (r *repeated) String() string     { return strings.Join(*r, ",") }
+func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
 
 var serveCommand = &command{
 	name:    "serve",
@@ -39,7 +39,7 @@ var serveCommand = &command{
 // defineServe registers the flags of serve and returns what runs it.
 func defineServe(fs *flag.FlagSet) runFunc {
 	var dir string
-	var listens listenFlags
+	var listens repeated
 	var tf tlsFlags
 	registerHSMDir(fs, &dir, "emulated HSM state directory", "")
 	fs.Var(&listens, "listen", "where to listen, repeatable: unix:PATH or tcp:HOST:PORT (default unix:$CRYPTECH_RPC_CLIENT_SOCKET_NAME, else unix:"+defaultSocket+")")

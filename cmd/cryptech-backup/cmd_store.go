@@ -5,7 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"strings"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
 	"github.com/hsmkit/cryptech-backup/storefile"
@@ -39,14 +38,8 @@ a token.
 	define: defineStore,
 }
 
-// keyRefs collects repeated --key flags.
-type keyRefs []string
-
-func (k *keyRefs) String() string     { return strings.Join(*k, ",") }
-func (k *keyRefs) Set(v string) error { *k = append(*k, v); return nil }
-
 func defineStore(fs *flag.FlagSet) runFunc {
-	var refs keyRefs
+	var refs repeated
 	var out string
 	var all, del, force bool
 	fs.Var(&refs, "key", "a key to store, by UUID or label (repeat for more)")
