@@ -182,22 +182,11 @@ func defineMasterkeyChpass(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		passes, err := sharePassphrases(ctx, e, passFile, []string{name, name}, "", false, 0)
+		passes, err := chpassPassphrases(ctx, e, passFile, name, minPass)
 		if err != nil {
 			return err
 		}
 		defer wipeAll(passes)
-		if passFile == "" {
-			// The new one is asked twice, as every new passphrase is.
-			clear(passes[1])
-			again, err := sharePassphrases(ctx, e, "", []string{name}, "new ", true, minPass)
-			if err != nil {
-				return err
-			}
-			passes[1] = again[0]
-		} else if len(passes[1]) < minPass {
-			return fmt.Errorf("the new passphrase of %s is shorter than %d bytes (--min-passphrase)", name, minPass)
-		}
 		share, err := f.Open(name, passes[0])
 		if err != nil {
 			return err
@@ -212,6 +201,29 @@ func defineMasterkeyChpass(fs *flag.FlagSet) runFunc {
 		fmt.Fprintf(e.stderr, "%s: %s: share %s sealed under its new passphrase\n", progName, keyFile, name)
 		return nil
 	}
+}
+
+// chpassPassphrases reads a share's old passphrase and its new one: the
+// first two lines of file, else prompts (the old once, the new twice).
+func chpassPassphrases(ctx context.Context, e *env, file, name string, min int) ([][]byte, error) {
+	if file != "" {
+		passes, err := readPassphraseLines(file, 2)
+		if err == nil && len(passes[1]) < min {
+			wipeAll(passes)
+			err = fmt.Errorf("the new passphrase of %s is shorter than %d bytes (--min-passphrase)", name, min)
+		}
+		return passes, err
+	}
+	old, err := sharePassphrases(ctx, e, "", []string{name}, "", false, 0)
+	if err != nil {
+		return nil, err
+	}
+	fresh, err := sharePassphrases(ctx, e, "", []string{name}, "new ", true, min)
+	if err != nil {
+		wipeAll(old)
+		return nil, err
+	}
+	return append(old, fresh...), nil
 }
 
 var masterkeyStatusCommand = &command{
