@@ -65,6 +65,12 @@ type PrivateKey struct {
 	trees []*tree
 	// childSigs[l] is the signature of trees[l+1]'s public key by trees[l].
 	childSigs [][]byte
+	// cached is the last encoding Cache made, of generation cachedGen:
+	// kept so that a caller asking after each signature does not pay for
+	// an encoding (64 KiB at height 20) that did not change. Guarded by
+	// signMu.
+	cached    []byte
+	cachedGen uint64
 }
 
 // GenerateKey makes a new HSS key of the given levels, top first, reading
@@ -314,11 +320,7 @@ func (sk *PrivateKey) marshal(next, end uint64) []byte {
 	// Sized exactly: an append that outgrew b would leave a copy of the
 	// seed behind in the old array, where nothing clears it.
 	b := binary.BigEndian.AppendUint32(make([]byte, 0, stateSize(len(sk.levels), len(sk.seed))), privateKeyVersion)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(sk.levels)))
-	for _, l := range sk.levels {
-		b = binary.BigEndian.AppendUint32(b, uint32(l.LMS))
-		b = binary.BigEndian.AppendUint32(b, uint32(l.LMOTS))
-	}
+	b = sk.appendLevels(b)
 	b = append(b, sk.id[:]...)
 	b = append(b, sk.seed...)
 	b = append(b, sk.root...)
@@ -421,5 +423,6 @@ func (sk *PrivateKey) Wipe() {
 	}
 	sk.trees = nil
 	clear(sk.childSigs)
+	sk.cached, sk.cachedGen = nil, 0
 	sk.next = sk.end
 }
