@@ -186,20 +186,7 @@ func readCache(name string, limit int) ([]byte, error) {
 	} else if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: not a regular file", hashsig.ErrBadCache)
 	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, atomicfile.StripPath(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, atomicfile.StripPath(err)
-	}
-	if !fi.Mode().IsRegular() || fi.Size() > int64(limit) {
-		return nil, fmt.Errorf("%w: not a regular file of at most %d bytes", hashsig.ErrBadCache, limit)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
-	return b, atomicfile.StripPath(err)
+	return readBounded(name, int64(limit), fmt.Errorf("%w: larger than %d bytes", hashsig.ErrBadCache, limit))
 }
 
 // writeCache writes cache as the tree cache of the key file real, or
@@ -228,7 +215,13 @@ func WriteCache(path string, sk *hashsig.PrivateKey) error {
 // readState reads the key file real, of at most MaxSize bytes, into one
 // buffer that the caller clears.
 func readState(real string) ([]byte, error) {
-	f, err := os.Open(real)
+	return readBounded(real, MaxSize, ErrTooLarge)
+}
+
+// readBounded reads the file name into one buffer that the caller clears,
+// or returns tooLarge if it has more than limit bytes.
+func readBounded(name string, limit int64, tooLarge error) ([]byte, error) {
+	f, err := os.Open(name)
 	if err != nil {
 		return nil, atomicfile.StripPath(err)
 	}
@@ -237,8 +230,8 @@ func readState(real string) ([]byte, error) {
 	if err != nil {
 		return nil, atomicfile.StripPath(err)
 	}
-	if fi.Size() > MaxSize {
-		return nil, ErrTooLarge
+	if fi.Size() > limit {
+		return nil, tooLarge
 	}
 	// One byte more than the file has shows that it grew.
 	buf := make([]byte, fi.Size()+1)
@@ -247,7 +240,7 @@ func readState(real string) ([]byte, error) {
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
 		return buf[:n], nil
 	case err == nil:
-		err = errors.New("the key file grew while it was read")
+		err = errors.New("the file grew while it was read")
 	}
 	clear(buf)
 	return nil, atomicfile.StripPath(err)
