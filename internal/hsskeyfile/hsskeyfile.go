@@ -85,8 +85,9 @@ type Signer struct {
 //
 // The key's trees come from its tree cache (CachePath) when it has a good
 // one, and are rebuilt otherwise; the cache is written again, after the
-// signature is made, when the trees it should hold changed (once per 1,024
-// signatures at most). The cache never decides which index is used.
+// signature is made, when the trees it should hold changed (when the
+// signatures move to another bottom subtree: see hashsig.PrivateKey.Cache).
+// The cache never decides which index is used.
 func (s Signer) Sign(path string, msg []byte) ([]byte, error) {
 	write := s.write
 	if write == nil {
