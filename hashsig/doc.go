@@ -23,7 +23,10 @@
 // after it is loaded: seconds at height 15, minutes at height 25. Meanwhile
 // only other signatures of that key wait; reading its state, splitting it
 // and wiping it do not, and a key wiped meanwhile abandons the build
-// without using an index.
+// without using an index. A holder that keeps the key's tree cache
+// ([PrivateKey.Cache], tens of KiB, authenticated) beside its state and
+// gives it back with [PrivateKey.LoadCache] skips the rebuild; the cache is
+// never the state, and a damaged or foreign one is refused. See cache.go.
 //
 // What is not constant-time: nothing here handles secrets that depend on
 // input an attacker controls, except the seed, which only ever enters hash

@@ -17,6 +17,10 @@ var (
 	// split; a signature it was building its trees for was abandoned, and
 	// used no index.
 	ErrWiped = errors.New("hashsig: key wiped")
+	// ErrBadCache: a tree cache (PrivateKey.LoadCache) that is damaged,
+	// belongs to another key or does not match the key's trees. The caller
+	// ignores it and goes on without: the trees are rebuilt.
+	ErrBadCache = errors.New("hashsig: bad tree cache")
 	// ErrCannotSplit: the remaining range is too small to divide.
 	ErrCannotSplit = errors.New("hashsig: remaining signatures too few to split")
 )

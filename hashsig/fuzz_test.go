@@ -1,6 +1,9 @@
 package hashsig
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
 	"os"
 	"testing"
 )
@@ -67,6 +70,56 @@ func FuzzParsePrivateKey(f *testing.F) {
 		}
 		if string(k.marshal(k.next, k.end)) != string(b) {
 			t.Fatal("private key state does not round-trip")
+		}
+	})
+}
+
+// FuzzLoadCache: LoadCache of any input, with or without a MAC made for
+// it (remac, so that the parser behind the MAC is reached), either refuses
+// it with ErrBadCache and installs nothing, or installs trees with which
+// the key's next signature verifies (Sign checks its own signatures) at the
+// key's own index.
+func FuzzLoadCache(f *testing.F) {
+	levels := []Level{{LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W1}, {LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W1}}
+	sk, err := GenerateKey(nil, levels, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := sk.Sign([]byte("m")); err != nil {
+		f.Fatal(err)
+	}
+	cache, _ := sk.Cache()
+	state, _ := sk.MarshalBinary()
+	f.Add(cache, false)
+	f.Add(cache[:len(cache)-sha256.Size], true)
+	f.Add(cache[:100], true)
+	f.Fuzz(func(t *testing.T, b []byte, remac bool) {
+		k, err := ParsePrivateKey(state, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer k.Wipe()
+		if remac {
+			k.signMu.Lock()
+			b = append(bytes.Clone(b), k.cacheMAC(b)...)
+			k.signMu.Unlock()
+		}
+		if err := k.LoadCache(b); err != nil {
+			if !errors.Is(err, ErrBadCache) {
+				t.Fatalf("LoadCache: %v", err)
+			}
+			if c, _ := k.Cache(); c != nil {
+				t.Fatal("a refused cache installed trees")
+			}
+			return
+		}
+		next, _ := k.Range()
+		sig, err := k.Sign([]byte("fuzz"))
+		if err != nil {
+			t.Fatalf("sign after a cache was accepted: %v", err)
+		}
+		if i, _ := SignatureIndex(sig); i != next {
+			t.Fatalf("signed with %d, the key's next was %d", i, next)
 		}
 	})
 }

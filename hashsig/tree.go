@@ -51,26 +51,51 @@ func newTree(t LMSType, ot LMOTSType, id [IDSize]byte, seed []byte, number uint6
 // false, the tree unusable, if the key was wiped meanwhile. m, if not
 // nil, counts the leaves.
 func (tr *tree) build(m *meter) bool {
-	h, subH := tr.lp.H, tr.subH
-	subtrees := 1 << (h - subH)
-	top := make([][]byte, 2<<(h-subH))
+	subtrees := 1 << (tr.lp.H - tr.subH)
+	// The subtrees' roots are copied into one row: keeping nodes[1] itself
+	// would keep each subtree's whole array of nodes alive.
+	row := make([]byte, subtrees*tr.lp.M)
 	for s := range subtrees {
 		nodes := tr.computeSubtree(s, m)
 		if nodes == nil {
 			return false
 		}
-		top[subtrees+s] = nodes[1]
+		copy(row[s*tr.lp.M:], nodes[1])
 		if s == 0 {
 			tr.sub, tr.subIndex = nodes, 0
 		}
 	}
-	hs := newHasher(tr.lp.Hash, tr.lp.M)
+	tr.setRow(row)
+	return true
+}
+
+// setRow makes row, the roots of the subtrees from left to right, the
+// tree's nodes of height subH, and computes the nodes above them (one hash
+// each: 1,023 for a tree of height 20). tr keeps row.
+func (tr *tree) setRow(row []byte) {
+	subtrees, mlen := 1<<(tr.lp.H-tr.subH), tr.lp.M
+	top := make([][]byte, 2*subtrees)
+	for s := range subtrees {
+		top[subtrees+s] = row[s*mlen : (s+1)*mlen]
+	}
+	upper := make([]byte, subtrees*mlen)
+	hs := newHasher(tr.lp.Hash, mlen)
 	for r := subtrees - 1; r >= 1; r-- {
-		top[r] = make([]byte, tr.lp.M)
+		top[r] = upper[r*mlen : (r+1)*mlen]
 		interiorHash(hs, &tr.id, uint32(r), top[2*r], top[2*r+1], top[r])
 	}
 	tr.top = top
-	return true
+}
+
+// row returns the roots of the subtrees, left to right, as setRow takes
+// them.
+func (tr *tree) row() []byte {
+	subtrees := 1 << (tr.lp.H - tr.subH)
+	row := make([]byte, 0, subtrees*tr.lp.M)
+	for _, n := range tr.top[subtrees:] {
+		row = append(row, n...)
+	}
+	return row
 }
 
 // root is T[1], the LMS public key's value.
@@ -86,14 +111,9 @@ func (tr *tree) publicKey() *lmsPublicKey {
 // the key was wiped meanwhile: the workers look at tr.stop before each leaf
 // (a leaf is milliseconds at most), so a wiped key's build ends promptly.
 func (tr *tree) computeSubtree(s int, m *meter) [][]byte {
-	subH := tr.subH
-	leaves := 1 << subH
-	nodes := make([][]byte, 2*leaves)
-	store := make([]byte, 2*leaves*tr.lp.M)
-	for j := range nodes {
-		nodes[j] = store[j*tr.lp.M : (j+1)*tr.lp.M]
-	}
-	firstLeaf := s << subH
+	nodes := tr.newSubtree()
+	leaves := 1 << tr.subH
+	firstLeaf := s << tr.subH
 	workers := min(runtime.GOMAXPROCS(0), leaves)
 	var wg sync.WaitGroup
 	chunk := (leaves + workers - 1) / workers
@@ -117,11 +137,28 @@ func (tr *tree) computeSubtree(s int, m *meter) [][]byte {
 	if tr.stop.Load() {
 		return nil
 	}
-	hs := newHasher(tr.lp.Hash, tr.lp.M)
-	for j := leaves - 1; j >= 1; j-- {
-		interiorHash(hs, &tr.id, tr.subtreeNode(s, j), nodes[2*j], nodes[2*j+1], nodes[j])
+	tr.subtreeInterior(s, nodes)
+	return nodes
+}
+
+// newSubtree allocates the nodes of a subtree, 1 to 2^(subH+1)-1, in one
+// array: its leaves, nodes 2^subH and up, are contiguous.
+func (tr *tree) newSubtree() [][]byte {
+	leaves := 1 << tr.subH
+	nodes := make([][]byte, 2*leaves)
+	store := make([]byte, 2*leaves*tr.lp.M)
+	for j := range nodes {
+		nodes[j] = store[j*tr.lp.M : (j+1)*tr.lp.M]
 	}
 	return nodes
+}
+
+// subtreeInterior computes the interior nodes of subtree s from its leaves.
+func (tr *tree) subtreeInterior(s int, nodes [][]byte) {
+	hs := newHasher(tr.lp.Hash, tr.lp.M)
+	for j := 1<<tr.subH - 1; j >= 1; j-- {
+		interiorHash(hs, &tr.id, tr.subtreeNode(s, j), nodes[2*j], nodes[2*j+1], nodes[j])
+	}
 }
 
 // subtreeNode is the tree's node number of node j (1-based, heap order) of
