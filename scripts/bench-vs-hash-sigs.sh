@@ -99,6 +99,18 @@ run_quiet() {
 	fi
 }
 
+# run_expect runs a command that exits 0 even when it fails (hash-sigs'
+# demo does), and fails unless its output holds the line pattern $1.
+run_expect() {
+	local want=$1 out
+	shift
+	out=$("$@" 2>&1) || true
+	if ! grep -q -- "$want" <<<"$out"; then
+		printf '%s\n' "$out" | tail -n 5 >&2
+		die "failed (no \"$want\"): $*"
+	fi
+}
+
 # now_ns is the wall clock in nanoseconds.
 now_ns() { date +%s%N; }
 
@@ -118,9 +130,9 @@ our_keygen() { # levels spec
 }
 our_sign() { run_quiet "$ours" hashsig sign --priv k.prv -i "$work/msg" -o msg.sig --force; }
 our_verify() { run_quiet "$ours" hashsig verify --pub k.pub --sig msg.sig -i "$work/msg"; }
-their_keygen() { run_quiet "$theirs" genkey k "$1"; }
-their_sign() { run_quiet "$theirs" sign k msg; } # writes msg.sig
-their_verify() { run_quiet "$theirs" verify k msg; }
+their_keygen() { run_expect '^Success!' "$theirs" genkey k "$1"; }
+their_sign() { run_expect 'signed (msg.sig)' "$theirs" sign k msg; } # writes msg.sig
+their_verify() { run_expect 'Signature verified' "$theirs" verify k msg; }
 
 # our_step / their_step run one timed step of a case; *_setup prepare it.
 # demo signs and verifies files by name: each directory has its own copy of
