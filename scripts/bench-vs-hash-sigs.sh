@@ -60,6 +60,7 @@ done
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs takes a positive number, not \"$runs\""
 [[ $cases == all ]] && cases=$ALL_CASES
 IFS=, read -r -a case_list <<<"$cases"
+((${#case_list[@]})) || die "--cases takes at least one case"
 for c in "${case_list[@]}"; do
 	[[ ,$ALL_CASES, == *,"$c",* ]] || die "unknown case \"$c\" (cases: ${ALL_CASES//,/ })"
 done
