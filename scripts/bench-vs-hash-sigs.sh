@@ -27,7 +27,7 @@
 #   sign-h15w4          one sign process, 1 level h15/w4 (hash-sigs 15/4)
 #   sign-h20w8          one sign process, 1 level h20/w8 (hash-sigs 20/8)
 #   verify              one verify process, a 2-level h10/w4 signature
-# Every message signed or verified is the same file of $MSG_BYTES bytes.
+# Every message signed or verified is the same 64 KiB file (MSG_BYTES).
 set -euo pipefail
 
 readonly MSG_BYTES=$((64 * 1024))
