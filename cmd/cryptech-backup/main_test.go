@@ -205,15 +205,22 @@ func waitSock(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: waitsock PATH")
 	}
-	deadline := time.Now().Add(15 * time.Second)
+	if err := dialUnixWithin(ts.MkAbs(args[0]), 15*time.Second); err != nil {
+		ts.Fatalf("%v", err)
+	}
+}
+
+// dialUnixWithin waits until a daemon answers on the Unix socket path.
+func dialUnixWithin(path string, within time.Duration) error {
+	deadline := time.Now().Add(within)
 	for {
-		c, err := net.Dial("unix", ts.MkAbs(args[0]))
+		c, err := net.Dial("unix", path)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			ts.Fatalf("nothing answers on %s: %v", args[0], err)
+			return fmt.Errorf("nothing answers on %s: %w", path, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
