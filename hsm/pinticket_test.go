@@ -2,7 +2,6 @@ package hsm
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/sha256"
 	"errors"
 	"os"
@@ -130,12 +129,7 @@ func TestPINTicketSparesTheFullCheck(t *testing.T) {
 	s := r.mustLogin(hsmapi.UserWheel, wheelPIN)
 	r.checks(PINCheckStats{Ticket: 1})
 	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
-	digest := sha256.Sum256([]byte("signed after a ticket login"))
-	sig, err := s.Sign(ctx, k.UUID, digest[:], crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hsmapi.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+	if err := hsmapi.SignAndVerify(ctx, s, k, []byte("signed after a ticket login")); err != nil {
 		t.Errorf("signature after a ticket login: %v", err)
 	}
 	// The other users have no ticket yet: each pays once.

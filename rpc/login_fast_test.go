@@ -1,8 +1,6 @@
 package rpc
 
 import (
-	"crypto"
-	"crypto/sha256"
 	"errors"
 	"testing"
 
@@ -29,12 +27,7 @@ func TestSecondConnectionLogsInWithoutPBKDF2(t *testing.T) {
 	if got := h.PINChecks(); got.Full != 1 || got.Verifier != 1 {
 		t.Errorf("second connection: %+v, want its login on the verifier", got)
 	}
-	digest := sha256.Sum256([]byte("second connection"))
-	sig, err := second.Sign(ctx, k.UUID, digest[:], crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hsmapi.VerifySignature(k.PublicKey, digest[:], sig, crypto.SHA256); err != nil {
+	if err := hsmapi.SignAndVerify(ctx, second, k, []byte("second connection")); err != nil {
 		t.Errorf("signature over the second connection: %v", err)
 	}
 
