@@ -28,7 +28,7 @@ import (
 //	| HMAC-SHA-256(kt, all of the above || PIN)
 //
 // kt = HKDF-SHA-256(master key, info: label, serial, user, boot id, PIN
-// record). A ticket never holds the PIN, and is no bearer token: a login
+// record, each after its length). A ticket never holds the PIN, and is no bearer token: a login
 // still gives the PIN, and the ticket only makes checking it cheap. A new
 // PIN, a master key rotated or zeroized, another boot, another HSM or user:
 // kt differs and the ticket passes nothing. Whatever does not match is the
@@ -78,7 +78,6 @@ type pinTicket struct {
 	boot   []byte
 	now    time.Time
 	expiry time.Time // of a ticket written now
-	life   time.Duration
 }
 
 // ticketState is what a login makes of the ticket it found.
@@ -110,10 +109,14 @@ func (h *HSM) ticketFor(u hsmapi.User, record []byte) *pinTicket {
 		return nil
 	}
 	defer clear(mk)
-	serial := h.Identity().Serial
-	info := ticketKDFLabel + "\x00" + serial + "\x00" + u.String() + "\x00" +
-		string(boot) + "\x00" + string(record)
-	kt, err := hkdf.Key(sha256.New, mk, nil, info, sha256.Size)
+	// Each field with its length, so that no two sets of fields run into
+	// the same info.
+	var info []byte
+	for _, f := range [][]byte{[]byte(ticketKDFLabel), []byte(h.Identity().Serial), []byte(u.String()), boot, record} {
+		info = binary.BigEndian.AppendUint32(info, uint32(len(f)))
+		info = append(info, f...)
+	}
+	kt, err := hkdf.Key(sha256.New, mk, nil, string(info), sha256.Size)
 	if err != nil {
 		return nil
 	}
@@ -125,7 +128,7 @@ func (h *HSM) ticketFor(u hsmapi.User, record []byte) *pinTicket {
 	if life <= 0 {
 		life = DefaultPINTicketLifetime
 	}
-	t := &pinTicket{path: h.ticketPath(u), key: kt, boot: boot, now: now(), life: life}
+	t := &pinTicket{path: h.ticketPath(u), key: kt, boot: boot, now: now()}
 	t.expiry = t.now.Add(life)
 	return t
 }
