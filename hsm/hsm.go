@@ -105,9 +105,12 @@ type HSM struct {
 	// loginTurn is the HSM-wide turn at checking a PIN (checkPINInTurn): a
 	// channel with room for one, taken by sending and given back by
 	// receiving, so that waiting for it can give up. It is taken with no
-	// other lock held, and only the keystore's is taken under it.
+	// other lock held; under it are taken only the keystore's, and the
+	// leaves a PIN shortcut reads: pins.mu, idMu (the serial) and the
+	// master key memory's (a ticket's key).
 	loginTurn chan struct{}
-	// pins holds the in-memory PIN verifiers (pinfast.go).
+	// pins holds the in-memory PIN verifiers (pinfast.go). Its mu is a
+	// leaf.
 	pins pinVerifiers
 
 	// mu guards the maps below and the HSM's view of the keystore (a lookup

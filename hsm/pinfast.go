@@ -27,8 +27,8 @@ import (
 //
 // Both are checked in the login turn (checkPINInTurn), so guesses still go
 // one at a time, and a guess that does not match pays the full check and
-// the delay: online guessing gains nothing. docs/SECURITY.md says what an
-// attacker holding the directory, a ticket or both faces.
+// the delay: online guessing gains nothing. docs/pin-tickets.md says what
+// an attacker holding the directory, a ticket or both faces.
 
 // pinVerifiers is the in-memory shortcut. Its mu is a leaf: nothing is
 // taken under it.
