@@ -52,6 +52,9 @@ type Options struct {
 	// PINIterations is the PBKDF2 work factor for PINs set from now on
 	// (DefaultPINIterations if zero).
 	PINIterations int
+	// PINTickets, if set, lets one process's login spare the next ones
+	// the PBKDF2 of the PIN record (pinticket.go); nil: none.
+	PINTickets *PINTickets
 }
 
 func (o Options) withDefaults() Options {
@@ -102,8 +105,13 @@ type HSM struct {
 	// loginTurn is the HSM-wide turn at checking a PIN (checkPINInTurn): a
 	// channel with room for one, taken by sending and given back by
 	// receiving, so that waiting for it can give up. It is taken with no
-	// other lock held, and only the keystore's is taken under it.
+	// other lock held; under it are taken only the keystore's, and the
+	// leaves a PIN shortcut reads: pins.mu, idMu (the serial) and the
+	// master key memory's (a ticket's key).
 	loginTurn chan struct{}
+	// pins holds the in-memory PIN verifiers (pinfast.go). Its mu is a
+	// leaf.
+	pins pinVerifiers
 
 	// mu guards the maps below and the HSM's view of the keystore (a lookup
 	// and the write that depends on it happen under one hold).
@@ -317,6 +325,7 @@ func newHSM(board *sim.Board, ks *keystore.Store, opts Options) *HSM {
 // building its key's trees is abandoned (see key.retire), so Close returns
 // promptly.
 func (h *HSM) Close() error {
+	h.pins.forgetAll()
 	h.mu.Lock()
 	gone := h.forgetAll()
 	err := h.board.Close()
@@ -351,6 +360,7 @@ func retireAll(keys []*key) {
 // key held in memory is forgotten, so the keystore stays unreadable until the
 // master key is restored.
 func (h *HSM) Tamper() error {
+	h.pins.forgetAll()
 	h.mu.Lock()
 	gone := h.forgetAll()
 	err := h.board.MKM.Zeroize()
@@ -391,6 +401,10 @@ func isReserved(id hsmapi.UUID) bool {
 }
 
 // checkPIN verifies a user's PIN, waiting before it reports a wrong one.
+// A PIN that passed the full check before, in this HSM object or (with PIN
+// tickets) in an earlier process of this boot, passes on a MAC instead of
+// the PBKDF2 (pinfast.go); any other PIN takes the full check, and a wrong
+// one the delay, as if there were no shortcut.
 func (h *HSM) checkPIN(u hsmapi.User, pin []byte) error {
 	rec, err := h.ks.Get(pinID(u))
 	if errors.Is(err, keystore.ErrNotFound) {
@@ -403,17 +417,46 @@ func (h *HSM) checkPIN(u hsmapi.User, pin []byte) error {
 	if err != nil {
 		return err
 	}
+	if h.pins.matches(u, rec.Data, pin) {
+		h.pins.verifier.Add(1)
+		return nil
+	}
+	t := h.ticketFor(u, rec.Data)
+	if t != nil {
+		defer t.wipe()
+		switch t.check(pin) {
+		case ticketPasses:
+			h.pins.ticket.Add(1)
+			h.pins.remember(h.board.TRNG, u, rec.Data, pin)
+			return nil
+		case ticketStale:
+			t.remove()
+		}
+	}
+	h.pins.full.Add(1)
 	if !r.verify(pin) {
 		time.Sleep(h.opts.WrongPINDelay)
+		h.pins.delayed.Add(1)
 		return hsmapi.ErrPINIncorrect
+	}
+	h.pins.remember(h.board.TRNG, u, rec.Data, pin)
+	if t != nil {
+		t.write(pin)
 	}
 	return nil
 }
 
+// setPIN stores u's new PIN record. The old PIN's verifier and ticket go:
+// neither would pass the new record (both are bound to the record), but
+// nothing keyed to a PIN no longer valid is kept.
 func (h *HSM) setPIN(u hsmapi.User, pin []byte) error {
 	r, err := newPINRecord(h.board.TRNG, pin, h.opts.PINIterations)
 	if err != nil {
 		return err
+	}
+	h.pins.forget(u)
+	if h.opts.PINTickets != nil && h.opts.PINTickets.Dir != "" {
+		os.Remove(h.ticketPath(u))
 	}
 	return h.ks.Put(keystore.Record{ID: pinID(u), Kind: kindPIN, Data: r.marshal()})
 }

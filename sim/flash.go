@@ -142,6 +142,25 @@ func (f *Flash) Read(block, off int, p []byte) error {
 	return nil
 }
 
+// ReadBlocks reads whole blocks from first on into p, whose length is a
+// multiple of BlockSize: one read where a scan of the chip would make one
+// per block (Open reads every block of the chip at power-on).
+func (f *Flash) ReadBlocks(first int, p []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(p) / BlockSize
+	if len(p)%BlockSize != 0 || n == 0 || first < 0 || first > f.blocks-n {
+		return fmt.Errorf("%w: blocks %d to %d (%d bytes)", ErrOutOfRange, first, first+n, len(p))
+	}
+	if err := f.check(first, 0, BlockSize); err != nil {
+		return err
+	}
+	if _, err := f.file.ReadAt(p, addr(first, 0)); err != nil {
+		return fmt.Errorf("sim: flash: read blocks %d to %d: %w", first, first+n-1, err)
+	}
+	return nil
+}
+
 // Erase sets every bit of block to one.
 func (f *Flash) Erase(block int) error {
 	f.mu.Lock()

@@ -408,3 +408,28 @@ func BenchmarkFlashProgramSync(b *testing.B) {
 		i++
 	}
 }
+
+// TestReadBlocksIsReadPerBlock: ReadBlocks reads what Read reads block by
+// block, and refuses a range off the chip or not of whole blocks.
+func TestReadBlocksIsReadPerBlock(t *testing.T) {
+	f, _ := newTestFlash(t, 8)
+	for i := range 8 {
+		if err := f.Program(i, 100*i, []byte{byte(i), 0x5a}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 3*BlockSize)
+	if err := f.ReadBlocks(4, buf); err != nil {
+		t.Fatal(err)
+	}
+	for j := range 3 {
+		if want := readBlock(t, f, 4+j); !bytes.Equal(buf[j*BlockSize:(j+1)*BlockSize], want) {
+			t.Errorf("block %d read in a batch differs from Read's", 4+j)
+		}
+	}
+	for _, tc := range []struct{ first, n int }{{6, 3 * BlockSize}, {-1, BlockSize}, {0, BlockSize + 1}, {0, 0}, {8, BlockSize}} {
+		if err := f.ReadBlocks(tc.first, make([]byte, tc.n)); !errors.Is(err, ErrOutOfRange) {
+			t.Errorf("ReadBlocks(%d, %d bytes): got %v, want ErrOutOfRange", tc.first, tc.n, err)
+		}
+	}
+}

@@ -222,7 +222,11 @@ func (c *call) dir(e *env) string {
 // errors into what an operator can act on; inUse is the hint when another
 // process holds it (none: the error says so as it is).
 func openEmulated(e *env, dir, inUse string) (*hsm.HSM, error) {
-	h, err := hsm.Open(dir, e.hsmOptions)
+	opts := e.hsmOptions
+	if opts.PINTickets == nil {
+		opts.PINTickets = e.pinTickets()
+	}
+	h, err := hsm.Open(dir, opts)
 	switch {
 	case errors.Is(err, hsm.ErrNoBoard):
 		return nil, noHSMError{dir}

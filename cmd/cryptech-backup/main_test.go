@@ -27,6 +27,11 @@ import (
 var testOptions = hsm.Options{WrongPINDelay: 10 * time.Millisecond, PINIterations: 1000}
 
 func TestMain(m *testing.M) {
+	// The in-process tests leave no PIN tickets in the user's runtime
+	// directory; the scripts keep theirs in $WORK (scriptParams).
+	if _, set := os.LookupEnv(pinTicketsEnv); !set {
+		os.Setenv(pinTicketsEnv, "off")
+	}
 	testscript.Main(m, map[string]func(){
 		"cryptech-backup": func() {
 			ignoreSIGPIPE()
@@ -86,6 +91,9 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 				e.Setenv("GOMODCACHE", goCaches[0])
 				e.Setenv("GOCACHE", goCaches[1])
 			}
+			// Each script's HSMs keep their PIN tickets in its $WORK, as
+			// an operator's do in the runtime directory.
+			e.Setenv(pinTicketsEnv, filepath.Join(e.WorkDir, ".pin-tickets"))
 			// Each script has a SoftHSM2 token directory of its own.
 			e.Setenv("SOFTHSM2_MODULE", module)
 			tokens := filepath.Join(e.WorkDir, "softhsm-tokens")
@@ -197,15 +205,22 @@ func waitSock(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: waitsock PATH")
 	}
-	deadline := time.Now().Add(15 * time.Second)
+	if err := dialUnixWithin(ts.MkAbs(args[0]), 15*time.Second); err != nil {
+		ts.Fatalf("%v", err)
+	}
+}
+
+// dialUnixWithin waits until a daemon answers on the Unix socket path.
+func dialUnixWithin(path string, within time.Duration) error {
+	deadline := time.Now().Add(within)
 	for {
-		c, err := net.Dial("unix", ts.MkAbs(args[0]))
+		c, err := net.Dial("unix", path)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			ts.Fatalf("nothing answers on %s: %v", args[0], err)
+			return fmt.Errorf("nothing answers on %s: %w", path, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
