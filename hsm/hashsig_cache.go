@@ -102,8 +102,8 @@ const (
 	partOverhead = partHead + 12 + 16 // nonce, GCM tag
 	// partCapacity is how much of a cache one part holds.
 	partCapacity = keystore.MaxDataSize - partOverhead
-	// maxCacheParts caps a key's cache: two levels of height 20 need 13
-	// parts, one of height 25 would need over 130.
+	// maxCacheParts caps a key's cache: one level of height 20 needs 9
+	// parts, two 13 or 14, three 19; one of height 25 would need 135.
 	maxCacheParts = 40
 	// minCacheLeaves: a key whose first signature builds fewer leaves
 	// (every tree on its path, top to bottom) is not cached; two levels

@@ -423,3 +423,53 @@ func TestHashsigCacheRotateAndRetire(t *testing.T) {
 		t.Errorf("after a rotation, the first signature built %d leaves", built)
 	}
 }
+
+// TestCachedKeyOperationsRaceDelete runs raceRound on HSS keys loaded from
+// flash with their caches: signers read the cache and store it again
+// while the key is exported, changed, listed and deleted; nothing hangs,
+// no index repeats, and no cache part of the deleted key is left.
+func TestCachedKeyOperationsRaceDelete(t *testing.T) {
+	rounds := 6
+	if testing.Short() {
+		rounds = 2
+	}
+	kekekHSM := raceHSM(t)
+	ks := raceSession(t, kekekHSM)
+	kekek, err := ks.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeRSAPrivate, Bits: 2048, Flags: kekekFlags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := raceHSM(t)
+	for round := range rounds {
+		s := raceSession(t, h)
+		k, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: cachedTwoLevels, Flags: signFlags | hsmapi.FlagExportable})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cacheRecords(t, h, k.UUID)) == 0 {
+			t.Fatal("no cache stored")
+		}
+		s.Close()
+		dir := h.board.Dir
+		h.Close()
+		if h, err = Open(dir, testOptions); err != nil {
+			t.Fatal(err)
+		}
+		sessions := make([]*Session, 7)
+		for i := range sessions {
+			sessions[i] = raceSession(t, h)
+		}
+		if _, ok := raceRound(t, sessions, k, parseKEKEK(t, kekek.PublicKey), round); !ok {
+			return // wedged: leave the HSMs as they are
+		}
+		if n := len(cacheRecords(t, h, k.UUID)); n != 0 {
+			t.Errorf("round %d: %d cache parts of the deleted key are left", round, n)
+		}
+		for _, s := range sessions {
+			s.Close()
+		}
+	}
+	ks.Close()
+	h.Close()
+	kekekHSM.Close()
+}

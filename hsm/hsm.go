@@ -114,6 +114,10 @@ type HSM struct {
 	//  1. key.life.mu (per key, shared with its copies): held for reading
 	//     while the key's private half is used (key.use), for writing while
 	//     the key is retired.
+	//     Then treeCache.load (per token HSS key, a sync.Once): held by
+	//     the first signature of a key loaded from flash while it reads
+	//     the key's cache under h.mu, then, h.mu released, installs it
+	//     (hashsig's locks). Only other signatures of that key wait for it.
 	//  2. hashsig.PrivateKey's locks (per HSS key; their own order is
 	//     documented there): its signing lock, held while the key signs,
 	//     including while it builds its trees, and by Wipe; then its state
