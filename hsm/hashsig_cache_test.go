@@ -63,6 +63,21 @@ func signCounting(t *testing.T, s *Session, k hsmapi.KeyInfo, msg string) ([]byt
 	return sig, int(built.Load())
 }
 
+// signFromCache signs with k, the HSM just opened (or the key just
+// loaded), and checks that the signature built nothing (its trees came
+// from the cache), verifies, and used index want.
+func signFromCache(t *testing.T, s *Session, k hsmapi.KeyInfo, what string, want uint64) []byte {
+	t.Helper()
+	sig, built := signCounting(t, s, k, what)
+	if built != 0 {
+		t.Errorf("%s: the first signature built %d leaves, the cache should have given them", what, built)
+	}
+	if got := sigIndex(t, sig); got != want {
+		t.Errorf("%s: signed with index %d, want %d", what, got, want)
+	}
+	return sig
+}
+
 // indexes records the signature indexes a key used, failing on a repeat.
 type indexes map[uint64]bool
 
@@ -89,14 +104,7 @@ func TestHashsigCacheFirstSignAfterOpen(t *testing.T) {
 	ix := indexes{}
 	for i := range 3 {
 		h, s = reopen(t, h, "reopen")
-		sig, built := signCounting(t, s, k, "after open")
-		if built != 0 {
-			t.Errorf("open %d: the first signature built %d leaves, the cache should have given them", i, built)
-		}
-		ix.add(t, sig, fmt.Sprint("open ", i))
-		if got := sigIndex(t, sig); got != uint64(i) {
-			t.Errorf("open %d: signed with index %d, want %d", i, got, i)
-		}
+		ix.add(t, signFromCache(t, s, k, fmt.Sprint("open ", i), uint64(i)), fmt.Sprint("open ", i))
 	}
 	// Small keys and volatile keys keep none.
 	small := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
@@ -130,14 +138,7 @@ func TestHashsigCacheFollowsTheTrees(t *testing.T) {
 	}
 	h, s = reopen(t, h, "reopen")
 	defer h.Close()
-	sig, built := signCounting(t, s, k, "after open")
-	if built != 0 {
-		t.Errorf("the first signature after open built %d leaves", built)
-	}
-	ix.add(t, sig, "after")
-	if got := sigIndex(t, sig); got != 33 {
-		t.Errorf("signed with index %d, want 33", got)
-	}
+	ix.add(t, signFromCache(t, s, k, "after open", 33), "after")
 }
 
 // TestHashsigBadCacheIsIgnored: whatever is wrong with a cache in flash,
@@ -340,13 +341,7 @@ func TestHashsigCacheSurvivesExport(t *testing.T) {
 	h := p.src.h
 	h, s := reopen(t, h, "reopen")
 	defer h.Close()
-	sig, built := signCounting(t, s, k, "after export")
-	if built != 0 {
-		t.Errorf("after an export, the first signature built %d leaves", built)
-	}
-	if got := sigIndex(t, sig); got != 1 {
-		t.Errorf("signed with index %d, want 1", got)
-	}
+	signFromCache(t, s, k, "after export", 1)
 }
 
 // TestHashsigStoredKeyDropsItsCache: a key stored outside is disabled and
@@ -381,17 +376,7 @@ func TestHashsigCacheGivesWayToKeys(t *testing.T) {
 	}
 	cached := len(h.ks.List(kindHSSCache))
 	t.Logf("%d HSS keys, %d cache blocks, %d free", len(hss), cached, h.ks.Free())
-	stored := 0
-	for {
-		_, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
-		if errors.Is(err, hsmapi.ErrKeystoreFull) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		stored++
-	}
+	stored := fillWithECKeys(t, s)
 	if left := len(h.ks.List(kindHSSCache)); left != 0 || stored < cached {
 		t.Errorf("the flash took %d keys, and %d of %d cache blocks are left", stored, left, cached)
 	}
@@ -419,9 +404,7 @@ func TestHashsigCacheRotateAndRetire(t *testing.T) {
 	}
 	h, s = reopen(t, h, "reopen")
 	defer h.Close()
-	if _, built := signCounting(t, s, k, "rotated"); built != 0 {
-		t.Errorf("after a rotation, the first signature built %d leaves", built)
-	}
+	signFromCache(t, s, k, "after a rotation and a retirement", 0)
 }
 
 // TestCachedKeyOperationsRaceDelete runs raceRound on HSS keys loaded from
