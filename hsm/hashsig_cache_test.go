@@ -456,3 +456,29 @@ func TestCachedKeyOperationsRaceDelete(t *testing.T) {
 	h.Close()
 	kekekHSM.Close()
 }
+
+// TestHashsigCacheAcrossZeroize: while the master key is zeroized, the key
+// (and its cache) cannot be read; once the master key is restored from its
+// shares, the key's first signature comes from the cache again.
+func TestHashsigCacheAcrossZeroize(t *testing.T) {
+	h, _ := newTestHSM(t)
+	s := login(t, h)
+	k := generateCached(t, s, cachedLevels, signFlags)
+	f := backupMasterKey(t, s, 2, 2)
+	if err := s.ZeroizeMasterKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sign(ctx, k.UUID, []byte("zeroized"), crypto.Hash(0)); !errors.Is(err, hsmapi.ErrTamper) {
+		t.Fatalf("sign while zeroized: %v", err)
+	}
+	st, err := s.BeginRestore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		if st, err = s.SubmitShare(ctx, sealShare(t, f, i, st)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	signFromCache(t, s, k, "after the restore", 0)
+}
