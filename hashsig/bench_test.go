@@ -1,8 +1,10 @@
 package hashsig
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -34,21 +36,32 @@ func boundRate() float64 {
 	return float64(n*len(buf)/64) / time.Since(start).Seconds()
 }
 
-// benchmarkKeygen generates keys of the given levels. It reports the
+// benchmarkKeygen generates keys of the given levels, and with
+// firstSign makes each key's first signature too. It reports the
 // compressions made per second per core and that rate as a fraction of the
-// machine's bulk SHA-256 compression rate. Key generation builds the top tree
-// and the first tree of each lower level (the linking one-time signatures,
-// a fraction of one leaf each, are not counted).
-func benchmarkKeygen(b *testing.B, levels []Level, progress Progress) {
-	compressions := 0
-	for _, l := range levels {
-		compressions += treeCompressions(l)
+// machine's bulk SHA-256 compression rate. Key generation builds the top
+// tree; the first signature builds the first tree of each lower level (the
+// linking one-time signatures and the signature itself, a fraction of one
+// leaf each, are not counted).
+func benchmarkKeygen(b *testing.B, levels []Level, progress Progress, firstSign bool) {
+	compressions := treeCompressions(levels[0])
+	if firstSign {
+		for _, l := range levels[1:] {
+			compressions += treeCompressions(l)
+		}
 	}
 	bound := boundRate()
+	msg := []byte("benchmark message")
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := GenerateKeyProgress(nil, levels, nil, progress); err != nil {
+		sk, err := GenerateKeyProgress(nil, levels, nil, progress)
+		if err != nil {
 			b.Fatal(err)
+		}
+		if firstSign {
+			if _, err := sk.Sign(msg); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	cores := float64(runtime.GOMAXPROCS(0))
@@ -58,7 +71,7 @@ func benchmarkKeygen(b *testing.B, levels []Level, progress Progress) {
 }
 
 func BenchmarkKeygenH10W4(b *testing.B) {
-	benchmarkKeygen(b, []Level{{LMS_SHA256_M32_H10, LMOTS_SHA256_N32_W4}}, nil)
+	benchmarkKeygen(b, []Level{{LMS_SHA256_M32_H10, LMOTS_SHA256_N32_W4}}, nil, false)
 }
 
 // BenchmarkKeygenH10W4Progress is BenchmarkKeygenH10W4 watched by a
@@ -66,12 +79,24 @@ func BenchmarkKeygenH10W4(b *testing.B) {
 // what watching costs.
 func BenchmarkKeygenH10W4Progress(b *testing.B) {
 	var last time.Time
-	benchmarkKeygen(b, []Level{{LMS_SHA256_M32_H10, LMOTS_SHA256_N32_W4}}, func(int, int) { last = time.Now() })
+	benchmarkKeygen(b, []Level{{LMS_SHA256_M32_H10, LMOTS_SHA256_N32_W4}}, func(int, int) { last = time.Now() }, false)
 	_ = last
 }
 
+var h10h10w4 = []Level{{LMS_SHA256_M32_H10, LMOTS_SHA256_N32_W4}, {LMS_SHA256_M32_H10, LMOTS_SHA256_N32_W4}}
+
+// BenchmarkKeygenH10H10W4 is key generation alone, what hash-sigs' keygen
+// does: the top tree.
 func BenchmarkKeygenH10H10W4(b *testing.B) {
-	benchmarkKeygen(b, []Level{{LMS_SHA256_M32_H10, LMOTS_SHA256_N32_W4}, {LMS_SHA256_M32_H10, LMOTS_SHA256_N32_W4}}, nil)
+	benchmarkKeygen(b, h10h10w4, nil, false)
+}
+
+// BenchmarkKeygenFirstSignH10H10W4 is key generation and the key's first
+// signature, which builds the first lower tree: what keygen did before it
+// left that tree to the first signature, and what hash-sigs' keygen
+// followed by its first load and signature costs.
+func BenchmarkKeygenFirstSignH10H10W4(b *testing.B) {
+	benchmarkKeygen(b, h10h10w4, nil, true)
 }
 
 // BenchmarkSign signs with a two-level h10/h10 key, persisting nothing. Every
@@ -116,4 +141,120 @@ func BenchmarkBulkSHA256(b *testing.B) {
 		sha256.Sum256(buf)
 	}
 	b.ReportMetric(float64(b.N*len(buf)/64)/b.Elapsed().Seconds()/1e6, "Mcompress/s")
+}
+
+// cachedKey is a key's state and tree cache, as a holder keeps them.
+type cachedKey struct {
+	state, cache []byte
+	pub          *PublicKey
+}
+
+var (
+	cachedH20W8     cachedKey
+	cachedH20W8Once sync.Once
+)
+
+// syntheticH20W8 makes a one-level sha256-m32-h20/sha256-n32-w8 key whose
+// first subtree (1,024 leaves, what the first 1,024 signatures use) is
+// computed from its seed, and whose other 1,023 subtree roots are random:
+// building the whole tree takes minutes on 2 cores. The root follows from
+// that row, so the key signs and verifies with indexes 0 to 1,023 exactly
+// as a real one, and its cache is as large (the row and the leaves of one
+// subtree) and as costly to load.
+func syntheticH20W8(b *testing.B) cachedKey {
+	cachedH20W8Once.Do(func() {
+		levels := []Level{{LMS_SHA256_M32_H20, LMOTS_SHA256_N32_W8}}
+		sk := &PrivateKey{levels: levels, seed: make([]byte, 32), reserve: 1, end: capacity(levels)}
+		if _, err := rand.Read(sk.id[:]); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := rand.Read(sk.seed); err != nil {
+			b.Fatal(err)
+		}
+		top := sk.topTree()
+		nodes := top.computeSubtree(0, nil)
+		row := make([]byte, rowSize(levels[0]))
+		if _, err := rand.Read(row); err != nil {
+			b.Fatal(err)
+		}
+		copy(row, nodes[1])
+		top.setRow(row)
+		top.sub, top.subIndex = nodes, 0
+		sk.root = top.root()
+		sk.trees, sk.topNodes = []*tree{top}, top.top
+		sk.setup()
+		state, _ := sk.MarshalBinary()
+		cache, _ := sk.Cache()
+		cachedH20W8 = cachedKey{state, cache, sk.Public()}
+	})
+	return cachedH20W8
+}
+
+var (
+	cachedH10H10W8     cachedKey
+	cachedH10H10W8Once sync.Once
+)
+
+// realH10H10W8 is a two-level sha256-m32-h10/sha256-n32-w8 key after its
+// first signature, with its cache.
+func realH10H10W8(b *testing.B) cachedKey {
+	cachedH10H10W8Once.Do(func() {
+		sk, err := GenerateKey(nil, []Level{{LMS_SHA256_M32_H10, LMOTS_SHA256_N32_W8}, {LMS_SHA256_M32_H10, LMOTS_SHA256_N32_W8}}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := sk.Sign([]byte("m")); err != nil {
+			b.Fatal(err)
+		}
+		state, _ := sk.MarshalBinary()
+		cache, _ := sk.Cache()
+		cachedH10H10W8 = cachedKey{state, cache, sk.Public()}
+	})
+	return cachedH10H10W8
+}
+
+// benchmarkFirstSignCached is what a holder of a key's state and cache does
+// to sign once, as hashsig sign on a file or an HSM after a restart: parse
+// the state, load the cache, sign (the signature checked before it is
+// returned), no persistence. With sign false, it stops after the load.
+func benchmarkFirstSignCached(b *testing.B, k cachedKey, sign bool) {
+	msg := []byte("benchmark message")
+	for b.Loop() {
+		sk, err := ParsePrivateKey(k.state, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := sk.LoadCache(k.cache); err != nil {
+			b.Fatal(err)
+		}
+		if sign {
+			var built bool
+			sig, err := sk.SignProgress(msg, func(int, int) { built = true })
+			if err != nil || built {
+				b.Fatalf("sign after loading the cache: %v, trees built: %v", err, built)
+			}
+			if err := k.pub.Verify(msg, sig); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sk.Wipe()
+	}
+	b.ReportMetric(float64(len(k.cache)), "cache-bytes")
+}
+
+// BenchmarkFirstSignCachedH20W8: see syntheticH20W8 for the key.
+func BenchmarkFirstSignCachedH20W8(b *testing.B) {
+	benchmarkFirstSignCached(b, syntheticH20W8(b), true)
+}
+
+func BenchmarkFirstSignCachedH10H10W8(b *testing.B) {
+	benchmarkFirstSignCached(b, realH10H10W8(b), true)
+}
+
+func BenchmarkLoadCacheH20W8(b *testing.B) {
+	benchmarkFirstSignCached(b, syntheticH20W8(b), false)
+}
+
+func BenchmarkLoadCacheH10H10W8(b *testing.B) {
+	benchmarkFirstSignCached(b, realH10H10W8(b), false)
 }

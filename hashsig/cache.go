@@ -80,8 +80,9 @@ func MaxCacheSize(levels []Level) int {
 // Cache returns the key's trees worth keeping (see above), encoded and
 // authenticated, for LoadCache to install on the key loaded again; nil if
 // no trees are built (a key just parsed, or wiped). generation changes
-// whenever what Cache returns would change (at most once per 1,024
-// signatures), and only then: a caller stores the cache again when the
+// whenever what Cache returns would change (when the signatures move to
+// another subtree of the bottom tree: at most once per 1,024, or per 2^h
+// for a bottom level of height h under 10), and only then: a caller stores the cache again when the
 // generation differs from the one it stored. It is a digest of which
 // trees are cached, so the same trees give the same generation in any
 // process; 0 means nil. Cache waits for a signature building trees.
@@ -218,7 +219,8 @@ func (r *cacheReader) u64() uint64 {
 // belongs to another key or does not match the key's trees returns an
 // error wrapping ErrBadCache, and the key is unchanged: the caller goes on
 // without. On a key whose trees are built already it checks the cache and
-// changes nothing. The cache never changes which index the key signs with.
+// changes nothing; on a wiped key it returns ErrWiped. The cache never
+// changes which index the key signs with.
 func (sk *PrivateKey) LoadCache(cache []byte) error {
 	sk.signMu.Lock()
 	defer sk.signMu.Unlock()

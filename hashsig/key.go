@@ -75,8 +75,10 @@ type PrivateKey struct {
 
 // GenerateKey makes a new HSS key of the given levels, top first, reading
 // the top seed and identifier from rand (crypto/rand if nil). It computes
-// the top tree and the first tree of each lower level, ready to sign,
-// spreading the work over all cores. persist may be nil.
+// the top tree, whose root is the public key, spreading the work over all
+// cores. As Cisco hash-sigs' keygen, it leaves the first tree of each lower
+// level to the key's first signature, which builds them as it would after
+// a load (SignProgress tells of that work). persist may be nil.
 func GenerateKey(rand io.Reader, levels []Level, persist PersistFunc) (*PrivateKey, error) {
 	return GenerateKeyProgress(rand, levels, persist, nil)
 }
@@ -99,22 +101,13 @@ func GenerateKeyProgress(rand io.Reader, levels []Level, persist PersistFunc, pr
 		return nil, fmt.Errorf("hashsig: key seed: %w", err)
 	}
 	sk.end = capacity(levels)
-	// No other goroutine has the key yet: nothing wipes it while its trees
-	// are built, and its locks are free, taken for what descend and store
-	// assert.
-	sk.signMu.Lock()
-	defer sk.signMu.Unlock()
-	total := 0
-	for _, l := range levels {
-		total += leaves(l)
-	}
-	m := newMeter(progress, total)
+	// No other goroutine has the key yet: nothing wipes it while its tree
+	// is built, and its lock is free, taken for what store asserts.
 	top := sk.topTree()
-	top.build(m)
+	top.build(newMeter(progress, leaves(levels[0])))
 	sk.root = top.root()
 	sk.trees, sk.topNodes = []*tree{top}, top.top
 	sk.setup()
-	sk.descend(0, m)
 	sk.mu.Lock()
 	defer sk.mu.Unlock()
 	if err := sk.store(0, sk.end); err != nil {

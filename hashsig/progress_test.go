@@ -37,7 +37,13 @@ func TestGenerateKeyProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sk.Wipe()
-	r.finished("keygen", 32+1024)
+	r.finished("keygen", 32)
+	// The lower tree is the first signature's work.
+	r = &recorder{t: t}
+	if _, err := sk.SignProgress([]byte("m"), r.progress); err != nil {
+		t.Fatal(err)
+	}
+	r.finished("first signature", 1024)
 }
 
 // The total that prepare announces is the number of leaves it computes,

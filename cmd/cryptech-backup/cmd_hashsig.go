@@ -88,7 +88,7 @@ func pick(list []string, i int) string {
 var hashsigKeygenCommand = &command{
 	name:    "keygen",
 	args:    "--levels L --lms TYPE --lmots TYPE --priv FILE --pub FILE [--force]",
-	summary: "generate an HSS key: the private key file (seed, identifier, parameters, range) and the RFC 8554 public key",
+	summary: "generate an HSS key: the private key file (seed, identifier, parameters, range), its tree cache FILE.cache and the RFC 8554 public key",
 	notes:   hashsigTypes(),
 	examples: `  cryptech-backup hashsig keygen --levels 2 --lms sha256-m32-h5 --lmots sha256-n32-w8 --priv key.prv --pub key.pub
 `,
@@ -150,6 +150,9 @@ func defineHashsigKeygen(fs *flag.FlagSet) runFunc {
 			// A private key without its public key is of no use.
 			return errors.Join(err, hsskeyfile.Remove(priv, state))
 		}
+		if err := hsskeyfile.WriteCache(priv, sk); err != nil {
+			e.warn("%s: %v; the first signature builds the trees", hsskeyfile.CachePath(priv), err)
+		}
 		fmt.Fprintf(e.stderr, "%s: HSS key with %d signatures; keep %s secret and never copy it to sign elsewhere\n", progName, sk.Remaining(), priv)
 		return nil
 	}
@@ -158,7 +161,7 @@ func defineHashsigKeygen(fs *flag.FlagSet) runFunc {
 var hashsigSignCommand = &command{
 	name:    "sign",
 	args:    "--priv FILE [-i FILE] [-o FILE] [--force]",
-	summary: "sign a file; the key file is advanced and written back before the signature is released",
+	summary: "sign a file; the key file is advanced and written back before the signature is released; FILE.cache spares rebuilding the trees",
 	examples: `  cryptech-backup hashsig sign --priv key.prv -i msg -o msg.sig
 `,
 	define: defineHashsigSign,
@@ -197,7 +200,7 @@ func defineHashsigSign(fs *flag.FlagSet) runFunc {
 			return err
 		}
 		report, endProgress := e.progress("hashsig sign"+buildingTrees, "leaves")
-		sig, err := hsskeyfile.SignProgress(priv, msg, report)
+		sig, err := hsskeyfile.Signer{Progress: report, Warn: func(w string) { e.warn("%s", w) }}.Sign(priv, msg)
 		endProgress()
 		if err != nil {
 			return err

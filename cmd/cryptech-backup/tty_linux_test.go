@@ -125,21 +125,32 @@ func TestProgressOnTerminal(t *testing.T) {
 		return `(?:\rcryptech-backup ` + what + `: \d+/\d+ ` + unit + ` \(\d+%\))+\r\x1b\[K`
 	}
 	trees := func(what string) string { return drawn(what+": building HSS trees", "leaves") }
+	noCache := func() {
+		if err := os.Remove(prv + ".cache"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tc := range []struct {
-		args []string
-		want string
+		args  []string
+		want  string
+		first func()
 	}{
-		{[]string{"hashsig", "keygen", "--lms", "sha256-m32-h5", "--lmots", "sha256-n32-w4", "--priv", prv, "--pub", filepath.Join(dir, "k.pub")},
-			trees("hashsig keygen") + `cryptech-backup: HSS key with 32 signatures; keep \S+k.prv secret and never copy it to sign elsewhere\r\n`},
-		{[]string{"hashsig", "sign", "--priv", prv, "-i", msg, "-o", filepath.Join(dir, "k.sig")}, trees("hashsig sign")},
-		{[]string{"sign", "--hsm", src, "--key", id.String(), "-i", msg, "-o", filepath.Join(dir, "hsm.sig")}, trees("sign")},
-		{[]string{"keygen", "hashsig", "--hsm", src, "--lms", "sha256-m32-h5", "--lmots", "sha256-n32-w4"}, trees("keygen")},
-		{[]string{"export", "--hsm", src, "-i", kekek, "-o", bundle}, drawn("export", "keys") + `cryptech-backup: exported 2 keys (?s:.*)`},
-		{[]string{"import", "--hsm", dst, "-i", bundle}, drawn("import", "keys") + `(?s:.*)`},
-		{[]string{"store", "--hsm", src, "--all", "-o", stored, "--delete"},
-			drawn("store", "keys") + `cryptech-backup: stored 3 keys .*\r\n` + drawn("store --delete: checking", "keys") + `cryptech-backup: \S+ read back and checked; .*\r\n`},
-		{[]string{"restore", "--hsm", src, "-i", stored}, drawn("restore", "keys") + `(?s:.*)`},
+		{args: []string{"hashsig", "keygen", "--lms", "sha256-m32-h5", "--lmots", "sha256-n32-w4", "--priv", prv, "--pub", filepath.Join(dir, "k.pub")},
+			want: trees("hashsig keygen") + `cryptech-backup: HSS key with 32 signatures; keep \S+k.prv secret and never copy it to sign elsewhere\r\n`},
+		// With the tree cache keygen wrote, nothing to build; without, the trees.
+		{args: []string{"hashsig", "sign", "--priv", prv, "-i", msg, "-o", filepath.Join(dir, "k.sig")}, want: ``},
+		{args: []string{"hashsig", "sign", "--priv", prv, "-i", msg, "-o", filepath.Join(dir, "k2.sig")}, want: trees("hashsig sign"), first: noCache},
+		{args: []string{"sign", "--hsm", src, "--key", id.String(), "-i", msg, "-o", filepath.Join(dir, "hsm.sig")}, want: trees("sign")},
+		{args: []string{"keygen", "hashsig", "--hsm", src, "--lms", "sha256-m32-h5", "--lmots", "sha256-n32-w4"}, want: trees("keygen")},
+		{args: []string{"export", "--hsm", src, "-i", kekek, "-o", bundle}, want: drawn("export", "keys") + `cryptech-backup: exported 2 keys (?s:.*)`},
+		{args: []string{"import", "--hsm", dst, "-i", bundle}, want: drawn("import", "keys") + `(?s:.*)`},
+		{args: []string{"store", "--hsm", src, "--all", "-o", stored, "--delete"},
+			want: drawn("store", "keys") + `cryptech-backup: stored 3 keys .*\r\n` + drawn("store --delete: checking", "keys") + `cryptech-backup: \S+ read back and checked; .*\r\n`},
+		{args: []string{"restore", "--hsm", src, "-i", stored}, want: drawn("restore", "keys") + `(?s:.*)`},
 	} {
+		if tc.first != nil {
+			tc.first()
+		}
 		status, shown := onTerminal(t, pinEnv(&bytes.Buffer{}, nil), tc.args)
 		if status != 0 {
 			t.Fatalf("%v: exit status %d, terminal %q", tc.args, status, shown)

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -56,29 +57,38 @@ func Remove(path string, state []byte) error {
 	return nil
 }
 
+// Sign signs msg with the key in path, as a Signer{} does.
+func Sign(path string, msg []byte) ([]byte, error) {
+	return Signer{}.Sign(path, msg)
+}
+
+// Signer signs with key files. Its zero value is ready to use.
+type Signer struct {
+	// Progress, if not nil, is told of the leaves of the trees a signature
+	// builds: all of them, minutes for a large key, when the key file has
+	// no usable tree cache.
+	Progress hashsig.Progress
+	// Warn, if not nil, is told in one line of what Sign went on without:
+	// a tree cache it could not read, refused, or could not write.
+	Warn func(string)
+
+	// write is atomicfile.Write, or what a test puts in its place to cut
+	// the writes of the state.
+	write func(path string, data []byte, o atomicfile.Options) error
+}
+
 // Sign signs msg with the key in path. It holds the key file's lock while
 // it reads the state, advances it and writes it back; the signature is
 // returned only once the advanced state is durable. A key file that does
 // not parse or is exhausted is left as it is. Temporary copies of the state
 // that a killed signer left are scrubbed and removed first.
-func Sign(path string, msg []byte) ([]byte, error) {
-	return signer{}.sign(path, msg)
-}
-
-// SignProgress is Sign telling progress of the trees it builds: a key
-// file's trees are built for each signature, minutes for a large key.
-func SignProgress(path string, msg []byte, progress hashsig.Progress) ([]byte, error) {
-	return signer{progress: progress}.sign(path, msg)
-}
-
-// signer is Sign with the state's writes going through write (tests cut
-// them); nil means atomicfile.Write.
-type signer struct {
-	write    func(path string, data []byte, o atomicfile.Options) error
-	progress hashsig.Progress
-}
-
-func (s signer) sign(path string, msg []byte) ([]byte, error) {
+//
+// The key's trees come from its tree cache (CachePath) when it has a good
+// one, and are rebuilt otherwise; the cache is written again, after the
+// signature is made, when the trees it should hold changed (when the
+// signatures move to another bottom subtree: see hashsig.PrivateKey.Cache).
+// The cache never decides which index is used.
+func (s Signer) Sign(path string, msg []byte) ([]byte, error) {
 	write := s.write
 	if write == nil {
 		write = atomicfile.Write
@@ -121,17 +131,98 @@ func (s signer) sign(path string, msg []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	defer sk.Wipe()
-	sig, err := sk.SignProgress(msg, s.progress)
+	loaded := s.loadCache(path, real, sk)
+	sig, err := sk.SignProgress(msg, s.Progress)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	// The signature is made and the state durable: a cache that cannot be
+	// written costs the next signature time, nothing else.
+	if cache, gen := sk.Cache(); gen != loaded {
+		if err := writeCache(real, cache); err != nil {
+			s.warn(fmt.Sprintf("%s: %v; the next signature rebuilds the trees", CachePath(path), err))
+		}
+	}
 	return sig, nil
+}
+
+func (s Signer) warn(msg string) {
+	if s.Warn != nil {
+		s.Warn(msg)
+	}
+}
+
+// CachePath is the tree cache of the key file path: path + ".cache". It
+// holds no secret, and it is never the key's state: a signer ignores one
+// that is damaged or another key's, and the key file alone decides which
+// index is used. Through a symlink, the cache is beside the file linked to.
+func CachePath(path string) string { return path + ".cache" }
+
+// loadCache installs the tree cache of the key file real on sk, telling
+// s.Warn why it cannot, and returns the cache's generation (0 for none).
+func (s Signer) loadCache(path, real string, sk *hashsig.PrivateKey) uint64 {
+	name := CachePath(real)
+	atomicfile.RemoveTemps(name)
+	cache, err := readCache(name, hashsig.MaxCacheSize(sk.Levels()))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0
+	}
+	if err == nil {
+		err = sk.LoadCache(cache)
+	}
+	if err != nil {
+		s.warn(fmt.Sprintf("%s ignored, the trees are rebuilt: %v", CachePath(path), err))
+		return 0
+	}
+	_, gen := sk.Cache()
+	return gen
+}
+
+// readCache reads a tree cache of at most limit bytes. Like the key file it
+// must be a regular file: a symlink, a pipe or a device is not read (a pipe
+// would block).
+func readCache(name string, limit int) ([]byte, error) {
+	if fi, err := os.Lstat(name); err != nil {
+		return nil, atomicfile.StripPath(err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: not a regular file", hashsig.ErrBadCache)
+	}
+	return readBounded(name, int64(limit), fmt.Errorf("%w: larger than %d bytes", hashsig.ErrBadCache, limit))
+}
+
+// writeCache writes cache as the tree cache of the key file real, or
+// removes the cache if there is none to write.
+func writeCache(real string, cache []byte) error {
+	if cache == nil {
+		if err := os.Remove(CachePath(real)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return atomicfile.StripPath(err)
+		}
+		return nil
+	}
+	return atomicfile.Write(CachePath(real), cache, atomicfile.Options{})
+}
+
+// WriteCache writes the tree cache of sk, a key just generated and written
+// to the key file path: its first signature then builds nothing.
+func WriteCache(path string, sk *hashsig.PrivateKey) error {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return atomicfile.StripPath(err)
+	}
+	cache, _ := sk.Cache()
+	return writeCache(real, cache)
 }
 
 // readState reads the key file real, of at most MaxSize bytes, into one
 // buffer that the caller clears.
 func readState(real string) ([]byte, error) {
-	f, err := os.Open(real)
+	return readBounded(real, MaxSize, ErrTooLarge)
+}
+
+// readBounded reads the file name into one buffer that the caller clears,
+// or returns tooLarge if it has more than limit bytes.
+func readBounded(name string, limit int64, tooLarge error) ([]byte, error) {
+	f, err := os.Open(name)
 	if err != nil {
 		return nil, atomicfile.StripPath(err)
 	}
@@ -140,8 +231,8 @@ func readState(real string) ([]byte, error) {
 	if err != nil {
 		return nil, atomicfile.StripPath(err)
 	}
-	if fi.Size() > MaxSize {
-		return nil, ErrTooLarge
+	if fi.Size() > limit {
+		return nil, tooLarge
 	}
 	// One byte more than the file has shows that it grew.
 	buf := make([]byte, fi.Size()+1)
@@ -150,7 +241,7 @@ func readState(real string) ([]byte, error) {
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
 		return buf[:n], nil
 	case err == nil:
-		err = errors.New("the key file grew while it was read")
+		err = errors.New("the file grew while it was read")
 	}
 	clear(buf)
 	return nil, atomicfile.StripPath(err)

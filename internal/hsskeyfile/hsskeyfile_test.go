@@ -78,7 +78,7 @@ func TestStatePersistedBeforeRelease(t *testing.T) {
 	cut := errors.New("disk full")
 	for i := range 6 {
 		fail := i%2 == 1
-		s := signer{write: func(p string, data []byte, o atomicfile.Options) error {
+		s := Signer{write: func(p string, data []byte, o atomicfile.Options) error {
 			if !o.Secret {
 				t.Error("the key state was written as no secret")
 			}
@@ -88,7 +88,7 @@ func TestStatePersistedBeforeRelease(t *testing.T) {
 			return atomicfile.Write(p, data, o)
 		}}
 		before := next(t, path)
-		sig, err := s.sign(path, msg)
+		sig, err := s.Sign(path, msg)
 		if fail {
 			if !errors.Is(err, cut) || sig != nil {
 				t.Fatalf("sign with a failing write: %v, %d bytes of signature", err, len(sig))
