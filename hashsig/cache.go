@@ -113,6 +113,7 @@ func (sk *PrivateKey) cachedTrees() int {
 // cachedSubtree is the index of the bottom subtree a cache holds, -1 if
 // none. Called with sk.signMu held.
 func (sk *PrivateKey) cachedSubtree() int {
+	lockassert.Held(&sk.signMu)
 	if sk.cachedTrees() < len(sk.levels) {
 		return -1
 	}
@@ -122,6 +123,7 @@ func (sk *PrivateKey) cachedSubtree() int {
 // cacheGeneration digests what decides a cache's content: the trees it
 // holds and the bottom subtree. Called with sk.signMu held.
 func (sk *PrivateKey) cacheGeneration() uint64 {
+	lockassert.Held(&sk.signMu)
 	h := sha256.New()
 	var b []byte
 	for _, t := range sk.trees[:sk.cachedTrees()] {
@@ -134,6 +136,7 @@ func (sk *PrivateKey) cacheGeneration() uint64 {
 
 // encodeCache encodes the cache. Called with sk.signMu held, trees built.
 func (sk *PrivateKey) encodeCache() []byte {
+	lockassert.Held(&sk.signMu)
 	b := binary.BigEndian.AppendUint32(make([]byte, 0, MaxCacheSize(sk.levels)), cacheVersion)
 	b = sk.appendLevels(b)
 	b = append(b, sk.id[:]...)
@@ -170,6 +173,7 @@ func (sk *PrivateKey) appendLevels(b []byte) []byte {
 // cacheMAC is HMAC-SHA-256 of b under a key derived from I and the seed.
 // Called with sk.signMu held (the seed changes only under it).
 func (sk *PrivateKey) cacheMAC(b []byte) []byte {
+	lockassert.Held(&sk.signMu)
 	kh := sha256.New()
 	kh.Write([]byte(cacheMACLabel))
 	kh.Write(sk.id[:])
