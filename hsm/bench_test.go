@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/binary"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
@@ -174,3 +176,141 @@ func BenchmarkOpen10000Keys(b *testing.B) { benchmarkOpen(b, false) }
 // BenchmarkOpen10000KeysLegacyKeygenHistory: the same with a legacy keygen
 // history record whose key exists, Open's worst case.
 func BenchmarkOpen10000KeysLegacyKeygenHistory(b *testing.B) { benchmarkOpen(b, true) }
+
+// benchHSSKeys holds, per key shape, an HSS key's state and tree cache,
+// made once per benchmark process: keygen of large keys takes minutes.
+var benchHSSKeys sync.Map // string -> *benchHSSKey
+
+type benchHSSKey struct {
+	once         sync.Once
+	state, cache []byte
+	err          error
+}
+
+// benchHSMWithHSSKey makes an HSM in a new directory holding one HSS key
+// of the given levels, with its cache, and returns the directory, closed,
+// and the key.
+func benchHSMWithHSSKey(b *testing.B, levels []hashsig.Level) (string, hsmapi.KeyInfo) {
+	b.Helper()
+	v, _ := benchHSSKeys.LoadOrStore(fmt.Sprint(levels), new(benchHSSKey))
+	bk := v.(*benchHSSKey)
+	bk.once.Do(func() {
+		sk, err := hashsig.GenerateKey(nil, levels, nil)
+		if err != nil {
+			bk.err = err
+			return
+		}
+		defer sk.Wipe()
+		// Keygen builds the top tree only; the first signature the lower
+		// trees, and the cache holds them from then on.
+		if _, bk.err = sk.Sign([]byte("first")); bk.err != nil {
+			return
+		}
+		bk.state, bk.err = sk.MarshalBinary()
+		bk.cache, _ = sk.Cache()
+	})
+	if bk.err != nil {
+		b.Fatal(bk.err)
+	}
+	sk, err := hashsig.ParsePrivateKey(bk.state, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := sk.LoadCache(bk.cache); err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir() + "/hsm"
+	h, err := Create(dir, InitConfig{WheelPIN: wheelPIN, SOPIN: soPIN, UserPIN: userPIN, Blocks: 256}, testOptions)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	k, err := h.storeNew(nil, sk, signFlags, "bench", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cache, gen := sk.Cache()
+	h.storeTreeCache(k, cache, gen)
+	if len(h.ks.List(kindHSSCache)) == 0 {
+		b.Fatal("no tree cache stored")
+	}
+	return dir, k.info
+}
+
+// benchmarkFirstSignAfterOpen times what an operator's `sign` with an HSS
+// key costs after the HSM is opened: Open, then the key's first signature
+// (the login, outside the timer). nocache: the cache deleted first, as
+// before caches were kept (the trees rebuilt); cache: read from flash.
+func benchmarkFirstSignAfterOpen(b *testing.B, levels []hashsig.Level) {
+	base, k := benchHSMWithHSSKey(b, levels)
+	msg := []byte("first signature after open")
+	for _, cached := range []bool{false, true} {
+		name := "nocache"
+		if cached {
+			name = "cache"
+		}
+		b.Run(name, func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				dir := b.TempDir()
+				if err := copyDir(base, dir); err != nil {
+					b.Fatal(err)
+				}
+				if !cached {
+					dropCaches(b, dir)
+				}
+				b.StartTimer()
+				h, err := Open(dir, testOptions)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				s := h.NewSession()
+				if err := s.Login(ctx, hsmapi.UserNormal, userPIN); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				sig, err := s.Sign(ctx, k.UUID, msg, crypto.Hash(0))
+				b.StopTimer()
+				if err == nil {
+					err = hsmapi.VerifySignature(k.PublicKey, msg, sig, crypto.Hash(0))
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				h.Close()
+			}
+		})
+	}
+}
+
+// dropCaches deletes every tree cache of the HSM in dir.
+func dropCaches(b *testing.B, dir string) {
+	b.Helper()
+	h, err := Open(dir, testOptions)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	for _, id := range h.ks.List(kindHSSCache) {
+		if err := h.ks.Store.Delete(id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFirstSignAfterOpen: an h10/h10 w8 key.
+func BenchmarkFirstSignAfterOpen(b *testing.B) {
+	benchmarkFirstSignAfterOpen(b, []hashsig.Level{
+		{LMS: hashsig.LMS_SHA256_M32_H10, LMOTS: hashsig.LMOTS_SHA256_N32_W8},
+		{LMS: hashsig.LMS_SHA256_M32_H10, LMOTS: hashsig.LMOTS_SHA256_N32_W8},
+	})
+}
+
+// BenchmarkFirstSignAfterOpenH20: one level of height 20, w4 (w8's keygen
+// takes ten minutes here; the cache is the same size, and its load as
+// fast): keygen takes about a minute, once per process, and each nocache
+// iteration as long.
+func BenchmarkFirstSignAfterOpenH20(b *testing.B) {
+	benchmarkFirstSignAfterOpen(b, []hashsig.Level{{LMS: hashsig.LMS_SHA256_M32_H20, LMOTS: hashsig.LMOTS_SHA256_N32_W4}})
+}

@@ -174,6 +174,10 @@ func (s *Session) storedRecord(k *key) (*keyRecord, error) {
 		}
 		h.mu.Lock()
 		r = k.record(der) // der is the record's now: its wipe clears it
+		// Disabled, the key signs no more here: its cache is of no use.
+		// A cache left by a failed delete costs flash only; a restored
+		// key never reads it, and overwrites it.
+		_ = h.dropTreeCache(k.info.UUID)
 		h.mu.Unlock()
 		return nil
 	})

@@ -275,17 +275,24 @@ func TestHashsigSignsOnAFullKeystore(t *testing.T) {
 	h, _ := newTestHSM(t)
 	s := login(t, h)
 	k := generate(t, s, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeHashsigPrivate, Levels: twoLevels, Flags: signFlags})
-	for {
+	fillWithECKeys(t, s)
+	for range 3 {
+		signHSS(t, s, k.UUID, "still signing")
+	}
+}
+
+// fillWithECKeys generates P-256 keys until the keystore is full, and
+// returns how many it stored.
+func fillWithECKeys(t *testing.T, s *Session) int {
+	t.Helper()
+	for n := 0; ; n++ {
 		_, err := s.GenerateKey(ctx, hsmapi.GenerateRequest{Type: hsmapi.KeyTypeECPrivate, Curve: hsmapi.CurveP256, Flags: signFlags})
 		if errors.Is(err, hsmapi.ErrKeystoreFull) {
-			break
+			return n
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	for range 3 {
-		signHSS(t, s, k.UUID, "still signing")
 	}
 }
 

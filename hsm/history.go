@@ -358,6 +358,8 @@ const historyLost = "this HSM cannot tell which HSS signatures it received, so i
 //     meets the damaged block and refuses, and it held no other's.
 //   - a PIN record at a PIN's ID, the flash size record at its ID: IDs no
 //     history record has.
+//   - an HSS tree cache part (kindHSSCache) at an ID of their namespace
+//     (isCacheID), which is not the history's.
 //
 // Anything else may have been history: a block of a history kind or of a
 // kind this HSM does not write, and a key kind at a reserved ID. Refusing
@@ -374,6 +376,10 @@ func notHistory(kind keystore.Kind, id hsmapi.UUID) bool {
 		return keystore.ID(id) == pinID(u) && (u == hsmapi.UserNormal || u == hsmapi.UserSO || u == hsmapi.UserWheel)
 	case kindFlash:
 		return keystore.ID(id) == flashID
+	case kindHSSCache:
+		// A pack damaged in its kind keeps its ID, one damaged in its ID
+		// its kind: neither reads as both.
+		return isCacheID(id)
 	}
 	return false
 }
@@ -521,6 +527,9 @@ type FlashUsage struct {
 	// ranges of, the ranges, and the blocks its records take. A block
 	// holds the history of up to 219 keys; nothing frees it.
 	HistoryKeys, HistoryRanges, HistoryBlocks int
+	// CacheBlocks hold HSS keys' tree caches (hashsig_cache.go): the
+	// HSM frees them when keys need the room.
+	CacheBlocks int
 }
 
 // FlashUsage reports how the flash is used. It needs no login and no
@@ -537,7 +546,8 @@ func (h *HSM) FlashUsage() (FlashUsage, error) {
 		return FlashUsage{}, err
 	}
 	u := FlashUsage{Blocks: h.board.Flash.Blocks(), Free: h.ks.Free(), Damaged: len(h.ks.Damaged()), HistoryKeys: len(all),
-		HistoryBlocks: len(b.packs) + len(h.ks.List(kindHashsigLegacy)) + len(h.ks.List(kindHashsigHistory))}
+		HistoryBlocks: len(b.packs) + len(h.ks.List(kindHashsigLegacy)) + len(h.ks.List(kindHashsigHistory)),
+		CacheBlocks:   len(h.ks.List(kindHSSCache))}
 	for _, hh := range all {
 		u.HistoryRanges += len(hh.ranges)
 	}

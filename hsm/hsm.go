@@ -122,6 +122,10 @@ type HSM struct {
 	//  1. key.life.mu (per key, shared with its copies): held for reading
 	//     while the key's private half is used (key.use), for writing while
 	//     the key is retired.
+	//     Then treeCache.load (per token HSS key, a sync.Once): held by
+	//     the first signature of a key loaded from flash while it reads
+	//     the key's cache under h.mu, then, h.mu released, installs it
+	//     (hashsig's locks). Only other signatures of that key wait for it.
 	//  2. hashsig.PrivateKey's locks (per HSS key; their own order is
 	//     documented there): its signing lock, held while the key signs,
 	//     including while it builds its trees, and by Wipe; then its state
@@ -316,7 +320,7 @@ func checkFlashSize(blocks int, ks *keystore.Store) error {
 }
 
 func newHSM(board *sim.Board, ks *keystore.Store, opts Options) *HSM {
-	return &HSM{board: board, ks: store{ks}, opts: opts, loginTurn: make(chan struct{}, 1),
+	return &HSM{board: board, ks: newStore(ks), opts: opts, loginTurn: make(chan struct{}, 1),
 		cache: map[hsmapi.UUID]*key{}, volatile: map[hsmapi.UUID]*key{}}
 }
 
@@ -392,12 +396,12 @@ func pinID(u hsmapi.User) keystore.ID {
 
 // isReserved reports whether id is one of the UUIDs the HSM keeps for its
 // own records: fifteen zero bytes, then anything but zero (the PIN and flash
-// size records), and the namespace of the HSS history records (isHistoryID).
-// New keys get version 4 UUIDs, which are never reserved; imports may not
-// use them.
+// size records), and the namespaces of the HSS history records
+// (isHistoryID) and tree caches (isCacheID). New keys get version 4 UUIDs,
+// which are never reserved; imports may not use them.
 func isReserved(id hsmapi.UUID) bool {
 	var zero [15]byte
-	return [15]byte(id[:15]) == zero && id[15] != 0 || isHistoryID(id)
+	return [15]byte(id[:15]) == zero && id[15] != 0 || isHistoryID(id) || isCacheID(id)
 }
 
 // checkPIN verifies a user's PIN, waiting before it reports a wrong one.
@@ -532,6 +536,7 @@ func (h *HSM) lookup(s *Session, id hsmapi.UUID) (*key, error) {
 		return nil, fmt.Errorf("key %s: %w", id, err)
 	}
 	h.attachPersist(k)
+	h.attachTreeCache(k, true)
 	h.cache[id] = k
 	return k, nil
 }
@@ -672,6 +677,9 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key, history []keysto
 		need++
 	}
 	if h.ks.Free() < need {
+		h.ks.makeRoom(need) // tree caches give way to keys
+	}
+	if h.ks.Free() < need {
 		return fmt.Errorf("%w: %d keys need %d of the flash's %d free blocks (one stays free for updates)", hsmapi.ErrKeystoreFull, len(keys), need, h.ks.Free())
 	}
 	if len(h.volatile)+volatile > MaxVolatileKeys {
@@ -696,6 +704,7 @@ func (h *HSM) store(s *Session, recs []*keyRecord, keys []*key, history []keysto
 			h.volatile[k.info.UUID] = k
 		} else {
 			h.attachPersist(k)
+			h.attachTreeCache(k, false)
 			h.cache[k.info.UUID] = k
 		}
 	}
@@ -710,6 +719,13 @@ func (h *HSM) remove(k *key) error {
 	if k.owner != nil {
 		delete(h.volatile, id)
 		return nil
+	}
+	// The cache first: a power cut in between leaves a key without one,
+	// never a cache without its key.
+	if k.hss != nil {
+		if err := h.dropTreeCache(id); err != nil {
+			return fmt.Errorf("delete key %s: %w", id, err)
+		}
 	}
 	if err := h.ks.Delete(keystore.ID(id)); err != nil {
 		return fmt.Errorf("delete key %s: %w", id, err)

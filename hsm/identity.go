@@ -185,6 +185,13 @@ func (h *HSM) deleteAllKeys() error {
 	h.mu.Lock()
 	var gone []*key
 	var err error
+	// The caches first, as remove does.
+	for _, id := range h.ks.List(kindHSSCache) {
+		if err = h.ks.Delete(id); err != nil {
+			h.mu.Unlock()
+			return fmt.Errorf("delete a tree cache: %w", err)
+		}
+	}
 	for _, id := range h.ks.List(kindKey) {
 		if err = h.ks.Delete(id); err != nil {
 			err = fmt.Errorf("delete key %s: %w", hsmapi.UUID(id), err)

@@ -47,6 +47,10 @@ type key struct {
 	// life is shared with the copies SetAttributes makes: the key's use of
 	// its private half, and its end (see retire).
 	life *keyLife
+	// tc is what the HSM knows of a token HSS key's tree cache in flash
+	// (hashsig_cache.go), shared with the key's copies; nil for keys that
+	// keep none.
+	tc *treeCache
 }
 
 // keyLife guards the private half of a key and its copies. Sign, Export and

@@ -93,6 +93,9 @@ func (h *HSM) rotate() (hsmapi.RotateResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("%w (sealed %d records again; every record opens under the new key or an old one: rotate again to finish)", err, n)
 	}
+	// HSS tree caches, counted nowhere: one that fails here is rebuilt,
+	// and none holds back the retirement of an old key.
+	_ = h.resealTreeCaches()
 	return res, nil
 }
 

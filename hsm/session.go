@@ -165,6 +165,10 @@ func (s *Session) GenerateKey(ctx context.Context, req hsmapi.GenerateRequest) (
 		}
 		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
+	if k.tc != nil {
+		cache, gen := k.hss.Cache()
+		s.h.storeTreeCache(k, cache, gen)
+	}
 	return k.snapshot(), nil
 }
 
@@ -291,10 +295,15 @@ func (s *Session) Sign(ctx context.Context, id hsmapi.UUID, digest []byte, opts 
 	if k.info.Flags&hsmapi.FlagDigitalSignature == 0 {
 		return nil, fmt.Errorf("sign with %s: %w: key lacks digitalsignature", id, hsmapi.ErrForbidden)
 	}
-	var sig []byte
+	var sig, cache []byte
+	var gen uint64
 	err = k.use(func() error {
 		if k.hss != nil {
+			s.h.loadTreeCache(k)
 			sig, err = signHashsig(k.hss, digest, opts, progressFrom(ctx))
+			if err == nil && k.tc != nil {
+				cache, gen = k.hss.Cache()
+			}
 			return err
 		}
 		sig, err = signDigest(k.priv, digest, opts)
@@ -303,6 +312,8 @@ func (s *Session) Sign(ctx context.Context, id hsmapi.UUID, digest []byte, opts 
 	if err != nil {
 		return nil, fmt.Errorf("sign with %s: %w", id, err)
 	}
+	// The signature's state is in flash: the cache may follow (or not).
+	s.h.storeTreeCache(k, cache, gen)
 	return sig, nil
 }
 

@@ -92,6 +92,10 @@ func parseHistoryRange(s string) (id [16]byte, next, end uint64, err error) {
 
 // usageLine says what an HSM's flash holds, the HSS history's share named.
 func usageLine(u hsm.FlashUsage) string {
-	return fmt.Sprintf("flash: %d of %d blocks free, %d damaged; HSS history, kept for good: keys %d, ranges %d, blocks %d",
+	line := fmt.Sprintf("flash: %d of %d blocks free, %d damaged; HSS history, kept for good: keys %d, ranges %d, blocks %d",
 		u.Free, u.Blocks, u.Damaged, u.HistoryKeys, u.HistoryRanges, u.HistoryBlocks)
+	if u.CacheBlocks > 0 {
+		line += fmt.Sprintf("; HSS tree caches, freed when keys need the room: blocks %d", u.CacheBlocks)
+	}
+	return line
 }

@@ -147,3 +147,17 @@ func putLegacyHistoryRecord(t *testing.T, dir string, id [16]byte, next, end uin
 		t.Fatal(err)
 	}
 }
+
+// TestUsageLineNamesTreeCaches: the flash line names the HSS tree caches'
+// blocks when there are any, and is as before when there are none.
+func TestUsageLineNamesTreeCaches(t *testing.T) {
+	u := hsm.FlashUsage{Blocks: 64, Free: 40, HistoryKeys: 1, HistoryRanges: 1, HistoryBlocks: 1}
+	const head = "flash: 40 of 64 blocks free, 0 damaged; HSS history, kept for good: keys 1, ranges 1, blocks 1"
+	if got := usageLine(u); got != head {
+		t.Errorf("without caches: %q", got)
+	}
+	u.CacheBlocks = 9
+	if got, want := usageLine(u), head+"; HSS tree caches, freed when keys need the room: blocks 9"; got != want {
+		t.Errorf("with caches: %q, want %q", got, want)
+	}
+}
