@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -231,3 +232,31 @@ func (t *pinTicket) remove() {
 
 // wipe clears the ticket's key.
 func (t *pinTicket) wipe() { clear(t.key) }
+
+// PINTicketsEnv names the environment variable that turns PIN tickets off
+// ("off") or puts them in a directory of the operator's choosing.
+const PINTicketsEnv = "CRYPTECH_PIN_TICKETS"
+
+// PINTicketsFromEnv is where the programs that open emulated HSMs (the CLI
+// and the PKCS#11 module) keep PIN tickets, so that the next process of
+// this boot is spared the PIN's PBKDF2: $CRYPTECH_PIN_TICKETS (off: none),
+// else cryptech-backup in the user's runtime directory ($XDG_RUNTIME_DIR,
+// else /run/user/UID if it exists: a tmpfs of the user's alone, emptied at
+// logout or reboot), else none (nil).
+func PINTicketsFromEnv(getenv func(string) string) *PINTickets {
+	switch v := getenv(PINTicketsEnv); v {
+	case "off":
+		return nil
+	case "":
+	default:
+		return &PINTickets{Dir: v}
+	}
+	run := getenv("XDG_RUNTIME_DIR")
+	if run == "" {
+		run = fmt.Sprintf("/run/user/%d", os.Geteuid())
+		if fi, err := os.Stat(run); err != nil || !fi.IsDir() {
+			return nil
+		}
+	}
+	return &PINTickets{Dir: filepath.Join(run, "cryptech-backup")}
+}

@@ -224,7 +224,7 @@ func (c *call) dir(e *env) string {
 func openEmulated(e *env, dir, inUse string) (*hsm.HSM, error) {
 	opts := e.hsmOptions
 	if opts.PINTickets == nil {
-		opts.PINTickets = e.pinTickets()
+		opts.PINTickets = hsm.PINTicketsFromEnv(e.getenv)
 	}
 	h, err := hsm.Open(dir, opts)
 	switch {

@@ -29,8 +29,8 @@ var testOptions = hsm.Options{WrongPINDelay: 10 * time.Millisecond, PINIteration
 func TestMain(m *testing.M) {
 	// The in-process tests leave no PIN tickets in the user's runtime
 	// directory; the scripts keep theirs in $WORK (scriptParams).
-	if _, set := os.LookupEnv(pinTicketsEnv); !set {
-		os.Setenv(pinTicketsEnv, "off")
+	if _, set := os.LookupEnv(hsm.PINTicketsEnv); !set {
+		os.Setenv(hsm.PINTicketsEnv, "off")
 	}
 	testscript.Main(m, map[string]func(){
 		"cryptech-backup": func() {
@@ -93,7 +93,7 @@ func scriptParams(t *testing.T, dir string) testscript.Params {
 			}
 			// Each script's HSMs keep their PIN tickets in its $WORK, as
 			// an operator's do in the runtime directory.
-			e.Setenv(pinTicketsEnv, filepath.Join(e.WorkDir, ".pin-tickets"))
+			e.Setenv(hsm.PINTicketsEnv, filepath.Join(e.WorkDir, ".pin-tickets"))
 			// Each script has a SoftHSM2 token directory of its own.
 			e.Setenv("SOFTHSM2_MODULE", module)
 			tokens := filepath.Join(e.WorkDir, "softhsm-tokens")

@@ -220,7 +220,7 @@ func openDir(dir string) (*cryptoki.Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("HSM directory %s: %w", dir, err)
 	}
-	h, err := hsm.Open(abs, hsm.Options{})
+	h, err := hsm.Open(abs, hsm.Options{PINTickets: hsm.PINTicketsFromEnv(os.Getenv)})
 	if errors.Is(err, hsm.ErrBoardInUse) {
 		return nil, fmt.Errorf("HSM directory %s: %w (another process has it open; reach it through serve's socket instead)", dir, err)
 	}

@@ -251,6 +251,41 @@ func TestPKCS11Tool(t *testing.T) {
 	}
 }
 
+// A login through the module leaves a PIN ticket, as the CLI's do, so the
+// next pkcs11-tool of this boot skips the PIN's PBKDF2; a wrong PIN is
+// still refused beside it.
+func TestPKCS11ToolLeavesAPINTicket(t *testing.T) {
+	tool := testtool.Require(t, "pkcs11-tool", "opensc")
+	lib := buildModule(t)
+	newHSM(t)
+	tickets := filepath.Join(t.TempDir(), "tickets")
+	t.Setenv(hsm.PINTicketsEnv, tickets)
+	pkcs11Tool(t, tool, lib, "--list-objects")
+	found, err := filepath.Glob(filepath.Join(tickets, "*-user.pin-ticket"))
+	if err != nil || len(found) != 1 {
+		t.Fatalf("tickets after a login: %v, %v", found, err)
+	}
+	fi, err := os.Stat(found[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("ticket mode %v, want 0600", fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(found[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, hsmtest.PIN) {
+		t.Error("the ticket holds the PIN")
+	}
+	pkcs11Tool(t, tool, lib, "--list-objects")
+	out, err := exec.Command(tool, "--module", lib, "--login", "--pin", "wrong PIN 1", "--list-objects").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "CKR_PIN_INCORRECT") {
+		t.Errorf("pkcs11-tool with a wrong PIN beside a ticket: %v\n%s", err, out)
+	}
+}
+
 func TestFromC(t *testing.T) { fromC(t, "fromc.py") }
 
 // Bad input through every function from C: the specification's codes.
