@@ -175,8 +175,9 @@ func (s *Session) storedRecord(k *key) (*keyRecord, error) {
 		h.mu.Lock()
 		r = k.record(der) // der is the record's now: its wipe clears it
 		// Disabled, the key signs no more here: its cache is of no use.
-		// A cache left by a failed delete costs flash only; a restored
-		// key never reads it, and overwrites it.
+		// A cache left by a failed delete costs flash only: it is this
+		// key's, checked like any other when the key, restored, is
+		// loaded again, and overwritten by the key's next store.
 		_ = h.dropTreeCache(k.info.UUID)
 		h.mu.Unlock()
 		return nil

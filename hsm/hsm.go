@@ -365,6 +365,9 @@ func retireAll(keys []*key) {
 // master key is restored.
 func (h *HSM) Tamper() error {
 	h.pins.forgetAll()
+	// A master key restored from its shares is the same key, so a ticket
+	// kept through a zeroize would pass again after the restore.
+	h.removeTickets(hsmapi.UserWheel, hsmapi.UserSO, hsmapi.UserNormal)
 	h.mu.Lock()
 	gone := h.forgetAll()
 	err := h.board.MKM.Zeroize()
@@ -459,9 +462,7 @@ func (h *HSM) setPIN(u hsmapi.User, pin []byte) error {
 		return err
 	}
 	h.pins.forget(u)
-	if h.opts.PINTickets != nil && h.opts.PINTickets.Dir != "" {
-		os.Remove(h.ticketPath(u))
-	}
+	h.removeTickets(u)
 	return h.ks.Put(keystore.Record{ID: pinID(u), Kind: kindPIN, Data: r.marshal()})
 }
 

@@ -225,6 +225,19 @@ func (t *pinTicket) write(pin []byte) {
 	atomicfile.Write(t.path, data, atomicfile.Options{Secret: true})
 }
 
+// removeTickets deletes the tickets of these users of this HSM, best
+// effort, in a ticket directory that passes ticketDirOK (a directory others
+// could have swapped for a link is not touched).
+func (h *HSM) removeTickets(users ...hsmapi.User) {
+	cfg := h.opts.PINTickets
+	if cfg == nil || cfg.Dir == "" || !ticketDirOK(cfg.Dir) {
+		return
+	}
+	for _, u := range users {
+		os.Remove(h.ticketPath(u))
+	}
+}
+
 // remove deletes a ticket that can pass nothing any more.
 func (t *pinTicket) remove() {
 	os.Remove(t.path)

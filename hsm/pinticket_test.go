@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -356,4 +357,39 @@ func flipTicket(t *testing.T, r *ticketRig, i int) {
 	}
 	tk[i] ^= 0x10
 	put(t, r.path(hsmapi.UserWheel), tk)
+}
+
+// TestPINTicketGoneAfterZeroizeAndRestore: a master key restored from its
+// shares is the very key that was zeroized, so the tickets keyed from it
+// would pass again; zeroize removes them, and the first login after the
+// restore pays the full check.
+func TestPINTicketGoneAfterZeroizeAndRestore(t *testing.T) {
+	r := newTicketRig(t, privateDir(t), ticketPINs)
+	r.reopen()
+	s := r.mustLogin(hsmapi.UserWheel, wheelPIN)
+	f := backupMasterKey(t, s, 2, 2)
+	if _, err := os.Stat(r.path(hsmapi.UserWheel)); err != nil {
+		t.Fatalf("no ticket before the zeroize: %v", err)
+	}
+	if err := s.ZeroizeMasterKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(r.path(hsmapi.UserWheel)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the wheel's ticket after a zeroize: %v, want it gone", err)
+	}
+	st, err := s.BeginRestore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		if st, err = s.SubmitShare(ctx, sealShare(t, f, i, st)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.reopen()
+	r.mustLogin(hsmapi.UserWheel, wheelPIN)
+	r.checks(PINCheckStats{Full: 1})
+	r.reopen()
+	r.mustLogin(hsmapi.UserWheel, wheelPIN)
+	r.checks(PINCheckStats{Ticket: 1})
 }
