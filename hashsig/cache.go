@@ -99,6 +99,18 @@ func (sk *PrivateKey) Cache() (cache []byte, generation uint64) {
 	return bytes.Clone(sk.cached), gen
 }
 
+// CacheGeneration is the generation Cache would return now, without
+// encoding or copying the cache: a caller that stores caches asks it after
+// each signature and asks for the cache itself only when it changed.
+func (sk *PrivateKey) CacheGeneration() uint64 {
+	sk.signMu.Lock()
+	defer sk.signMu.Unlock()
+	if sk.wiped.Load() || sk.trees == nil {
+		return 0
+	}
+	return sk.cacheGeneration()
+}
+
 // cachedTrees is how many of sk.trees a cache holds: the top tree and the
 // lower ones linked to it. Called with sk.signMu held.
 func (sk *PrivateKey) cachedTrees() int {

@@ -239,6 +239,9 @@ func TestCacheGeneration(t *testing.T) {
 		if c == nil {
 			t.Fatal("no cache")
 		}
+		if cg := sk.CacheGeneration(); cg != g {
+			t.Fatalf("index %d: CacheGeneration %x, Cache's generation %x", i, cg, g)
+		}
 		if first, ok := gens[g]; ok && first/32 != i/32 {
 			t.Fatalf("index %d: generation of index %d", i, first)
 		} else if !ok {
@@ -249,7 +252,7 @@ func TestCacheGeneration(t *testing.T) {
 		t.Errorf("%d generations over 3 bottom trees", len(gens))
 	}
 	sk.Wipe()
-	if c, g := sk.Cache(); c != nil || g != 0 {
+	if c, g := sk.Cache(); c != nil || g != 0 || sk.CacheGeneration() != 0 {
 		t.Error("a wiped key has a cache")
 	}
 	if err := sk.LoadCache(nil); !errors.Is(err, ErrWiped) {

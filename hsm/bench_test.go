@@ -229,8 +229,7 @@ func benchHSMWithHSSKey(b *testing.B, levels []hashsig.Level) (string, hsmapi.Ke
 	if err != nil {
 		b.Fatal(err)
 	}
-	cache, gen := sk.Cache()
-	h.storeTreeCache(k, cache, gen)
+	h.storeTreeCache(k)
 	if len(h.ks.List(kindHSSCache)) == 0 {
 		b.Fatal("no tree cache stored")
 	}

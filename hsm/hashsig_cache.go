@@ -306,26 +306,34 @@ func (h *HSM) loadTreeCache(k *key) {
 	})
 }
 
-// storeTreeCache stores the cache of k, of generation gen (from
-// hashsig.PrivateKey.Cache), unless the one in flash is of that
-// generation already. It is skipped, with nothing reported, when the key
-// was deleted or replaced meanwhile, when the flash has not room to spare
-// (cacheReserve), and on any error: a cache is never needed. Never called
-// with h.mu held.
-func (h *HSM) storeTreeCache(k *key, cache []byte, gen uint64) {
-	if k.tc == nil || len(cache) == 0 {
+// storeTreeCache stores the cache of k unless the one in flash is of its
+// current generation already: after a signature it costs a generation
+// number, and the cache is encoded and copied only when it moved on. It is
+// skipped, with nothing reported, when the key was deleted or replaced
+// meanwhile, when the flash has not room to spare (cacheReserve), and on
+// any error: a cache is never needed. Never called with h.mu held (Cache
+// takes the key's signing lock, which comes before h.mu).
+func (h *HSM) storeTreeCache(k *key) {
+	if k.tc == nil {
+		return
+	}
+	now := k.hss.CacheGeneration()
+	h.mu.Lock()
+	stale := h.treeCacheStale(k, now)
+	h.mu.Unlock()
+	if !stale {
+		return
+	}
+	cache, gen := k.hss.Cache()
+	if len(cache) == 0 {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	id := k.info.UUID
-	if cur := h.cache[id]; cur == nil || cur.hss != k.hss {
-		return // deleted (or forgotten, or replaced by a restore)
+	if !h.treeCacheStale(k, gen) {
+		return // stored meanwhile by another signature
 	}
 	evictions := h.ks.evictions.Load()
-	if k.tc.gen == gen && k.tc.evictions == evictions {
-		return
-	}
 	parts := (len(cache) + partCapacity - 1) / partCapacity
 	if parts > maxCacheParts || h.ks.Free() < cacheReserve(h.board.Flash.Blocks())+parts+1 {
 		return
@@ -341,10 +349,21 @@ func (h *HSM) storeTreeCache(k *key, cache []byte, gen uint64) {
 	k.tc.gen, k.tc.evictions = gen, evictions
 	// Parts of an earlier, larger cache: ignored should this stop early.
 	for n := parts; n < maxCacheParts; n++ {
-		if h.ks.Store.Delete(cacheID(id, n)) != nil {
+		if h.ks.Store.Delete(cacheID(k.info.UUID, n)) != nil {
 			break
 		}
 	}
+}
+
+// treeCacheStale reports whether k, still the key of its UUID, has a
+// cache in flash older than generation gen, or one an eviction may have
+// removed since. Called with h.mu held.
+func (h *HSM) treeCacheStale(k *key, gen uint64) bool {
+	lockassert.Held(&h.mu)
+	if cur := h.cache[k.info.UUID]; cur == nil || cur.hss != k.hss {
+		return false // deleted (or forgotten, or replaced by a restore)
+	}
+	return gen != 0 && (k.tc.gen != gen || k.tc.evictions != h.ks.evictions.Load())
 }
 
 // sealTreeCache seals a cache as its parts' records. Called with h.mu

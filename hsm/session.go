@@ -165,10 +165,7 @@ func (s *Session) GenerateKey(ctx context.Context, req hsmapi.GenerateRequest) (
 		}
 		return hsmapi.KeyInfo{}, fmt.Errorf("generate: %w", err)
 	}
-	if k.tc != nil {
-		cache, gen := k.hss.Cache()
-		s.h.storeTreeCache(k, cache, gen)
-	}
+	s.h.storeTreeCache(k)
 	return k.snapshot(), nil
 }
 
@@ -295,15 +292,11 @@ func (s *Session) Sign(ctx context.Context, id hsmapi.UUID, digest []byte, opts 
 	if k.info.Flags&hsmapi.FlagDigitalSignature == 0 {
 		return nil, fmt.Errorf("sign with %s: %w: key lacks digitalsignature", id, hsmapi.ErrForbidden)
 	}
-	var sig, cache []byte
-	var gen uint64
+	var sig []byte
 	err = k.use(func() error {
 		if k.hss != nil {
 			s.h.loadTreeCache(k)
 			sig, err = signHashsig(k.hss, digest, opts, progressFrom(ctx))
-			if err == nil && k.tc != nil {
-				cache, gen = k.hss.Cache()
-			}
 			return err
 		}
 		sig, err = signDigest(k.priv, digest, opts)
@@ -313,7 +306,7 @@ func (s *Session) Sign(ctx context.Context, id hsmapi.UUID, digest []byte, opts 
 		return nil, fmt.Errorf("sign with %s: %w", id, err)
 	}
 	// The signature's state is in flash: the cache may follow (or not).
-	s.h.storeTreeCache(k, cache, gen)
+	s.h.storeTreeCache(k)
 	return sig, nil
 }
 
