@@ -10,6 +10,7 @@ import (
 
 	"github.com/hsmkit/cryptech-backup/hashsig"
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/sharetest"
 	"github.com/hsmkit/cryptech-backup/keystore"
 )
 
@@ -477,14 +478,6 @@ func TestHashsigCacheAcrossZeroize(t *testing.T) {
 	if _, err := s.Sign(ctx, k.UUID, []byte("zeroized"), crypto.Hash(0)); !errors.Is(err, hsmapi.ErrTamper) {
 		t.Fatalf("sign while zeroized: %v", err)
 	}
-	st, err := s.BeginRestore(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 2; i++ {
-		if st, err = s.SubmitShare(ctx, sealShare(t, f, i, st)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sharetest.Restore(t, s, f, 1, 2)
 	signFromCache(t, s, k, "after the restore", 0)
 }

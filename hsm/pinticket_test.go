@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hsmkit/cryptech-backup/hsmapi"
+	"github.com/hsmkit/cryptech-backup/internal/sharetest"
 )
 
 // ticketRig is an HSM with PIN tickets, a boot id and a clock the test
@@ -377,15 +378,7 @@ func TestPINTicketGoneAfterZeroizeAndRestore(t *testing.T) {
 	if _, err := os.Stat(r.path(hsmapi.UserWheel)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the wheel's ticket after a zeroize: %v, want it gone", err)
 	}
-	st, err := s.BeginRestore(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 2; i++ {
-		if st, err = s.SubmitShare(ctx, sealShare(t, f, i, st)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sharetest.Restore(t, s, f, 1, 2)
 	r.reopen()
 	r.mustLogin(hsmapi.UserWheel, wheelPIN)
 	r.checks(PINCheckStats{Full: 1})

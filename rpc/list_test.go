@@ -26,15 +26,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 // requests.
 func dialCounting(t testing.TB, addr string, pin []byte) (*Client, *countingConn) {
 	t.Helper()
-	network, address, err := ParseAddress(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := net.Dial(network, address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc := &countingConn{Conn: nc}
+	cc := &countingConn{Conn: dialAddr(t, addr)}
 	c, err := NewClient(cc)
 	if err != nil {
 		t.Fatal(err)

@@ -85,6 +85,14 @@ const ioTimeout = 10 * time.Second
 
 func dialRaw(t testing.TB, addr string) *rawConn {
 	t.Helper()
+	nc := dialAddr(t, addr)
+	t.Cleanup(func() { nc.Close() })
+	return &rawConn{t: t, nc: nc, fr: wire.NewFrameReader(nc, wire.MaxPacket)}
+}
+
+// dialAddr connects to a server's address as the client's Dial parses it.
+func dialAddr(t testing.TB, addr string) net.Conn {
+	t.Helper()
 	network, address, err := ParseAddress(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -93,8 +101,7 @@ func dialRaw(t testing.TB, addr string) *rawConn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close() })
-	return &rawConn{t: t, nc: nc, fr: wire.NewFrameReader(nc, wire.MaxPacket)}
+	return nc
 }
 
 // write sends bytes as they are.

@@ -49,3 +49,22 @@ func Seal(t testing.TB, f *sharefile.File, i int, st hsmapi.RestoreStatus) []byt
 	}
 	return sealed
 }
+
+// Restore does what custodians do after a zeroize: opens a restore session
+// on mk and submits the given shares of f, failing the test unless the
+// master key is back once they are in.
+func Restore(t testing.TB, mk hsmapi.MasterKeyKeeper, f *sharefile.File, shares ...int) {
+	t.Helper()
+	st, err := mk.BeginRestore(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range shares {
+		if st, err = mk.SubmitShare(t.Context(), Seal(t, f, i, st)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !st.Done {
+		t.Fatalf("restore not done after shares %v: %+v", shares, st)
+	}
+}
