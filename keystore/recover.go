@@ -139,6 +139,9 @@ func tornShape(p []byte) bool {
 // sequence number of any valid block.
 func scan(f *sim.Flash) ([]slot, uint64, error) { return scanAbove(f, 0) }
 
+// scanBatch is how many blocks scanAbove reads at once: 512 KiB.
+const scanBatch = 64
+
 // scanAbove is scan, where a block that fails its CRC or does not parse is
 // the newest write, cut short (classGarbage), only if it has a torn shape and
 // its sequence number is above floor and above every valid block's; any other
@@ -153,9 +156,6 @@ func scan(f *sim.Flash) ([]slot, uint64, error) { return scanAbove(f, 0) }
 // block of its own. Open passes the first scan's highest number as floor when
 // it scans again after recovery, so that a damaged block stays damaged though
 // recovery erased blocks numbered above it.
-// scanBatch is how many blocks scanAbove reads at once: 512 KiB.
-const scanBatch = 64
-
 func scanAbove(f *sim.Flash, floor uint64) ([]slot, uint64, error) {
 	slots := make([]slot, f.Blocks())
 	// The chip is read scanBatch blocks at a time: a read per block was a
