@@ -138,7 +138,8 @@ func (s Signer) Sign(path string, msg []byte) ([]byte, error) {
 	}
 	// The signature is made and the state durable: a cache that cannot be
 	// written costs the next signature time, nothing else.
-	if cache, gen := sk.Cache(); gen != loaded {
+	if sk.CacheGeneration() != loaded {
+		cache, _ := sk.Cache()
 		if err := writeCache(real, cache); err != nil {
 			s.warn(fmt.Sprintf("%s: %v; the next signature rebuilds the trees", CachePath(path), err))
 		}
@@ -174,8 +175,7 @@ func (s Signer) loadCache(path, real string, sk *hashsig.PrivateKey) uint64 {
 		s.warn(fmt.Sprintf("%s ignored, the trees are rebuilt: %v", CachePath(path), err))
 		return 0
 	}
-	_, gen := sk.Cache()
-	return gen
+	return sk.CacheGeneration()
 }
 
 // readCache reads a tree cache of at most limit bytes. Like the key file it
